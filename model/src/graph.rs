@@ -1,0 +1,513 @@
+//! The network graph shared by the float model and the quantized bundle, and the f32 reference
+//! forward pass. Owns shapes and operator semantics; knows nothing of quantization or hardware.
+//!
+//! Layouts (fixed, everywhere in caq): activations are CHW (channel-major, one image at a time);
+//! dense weights are `[out, in]`; conv weights are `[out, in, kh, kw]` (OIHW). Flatten is CHW
+//! order. The reduction index K of a conv is `(c * kh + ky) * kw + kx`, so a conv's K axis is
+//! OIHW flattened; this order also defines local quantization regions (groups along K).
+
+use crate::error::{ModelError, Result};
+use ndarray::{Array1, Array2, Array3, Array4, ArrayView3, Axis};
+use serde::{Deserialize, Serialize};
+
+/// Activation shape `[channels, height, width]`; a vector is `[n, 1, 1]`.
+pub type Shape3 = [usize; 3];
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Op {
+    Dense {
+        in_features: usize,
+        out_features: usize,
+        relu: bool,
+    },
+    Conv2d {
+        in_channels: usize,
+        out_channels: usize,
+        kernel: [usize; 2],
+        stride: usize,
+        padding: usize,
+        relu: bool,
+    },
+    MaxPool {
+        kernel: usize,
+        stride: usize,
+    },
+    AvgPool {
+        kernel: usize,
+        stride: usize,
+    },
+    Add {
+        relu: bool,
+    },
+    Relu,
+    Flatten,
+}
+
+impl Op {
+    /// True for the layers that carry weights (and so have bit-widths).
+    pub fn has_weights(&self) -> bool {
+        matches!(self, Op::Dense { .. } | Op::Conv2d { .. })
+    }
+    /// Whether the layer's output goes through ReLU.
+    pub fn relu(&self) -> bool {
+        match self {
+            Op::Dense { relu, .. } | Op::Conv2d { relu, .. } | Op::Add { relu } => *relu,
+            Op::Relu => true,
+            _ => false,
+        }
+    }
+    /// `[out, K]` of the weight matrix, with K the reduction length; and the SQuant kernel
+    /// length (the spatial kernel kh*kw for conv, 1 for dense).
+    pub fn weight_matrix_dims(&self) -> Option<(usize, usize, usize)> {
+        match *self {
+            Op::Dense {
+                in_features,
+                out_features,
+                ..
+            } => Some((out_features, in_features, 1)),
+            Op::Conv2d {
+                in_channels,
+                out_channels,
+                kernel,
+                ..
+            } => Some((
+                out_channels,
+                in_channels * kernel[0] * kernel[1],
+                kernel[0] * kernel[1],
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Where a node takes an input from: the graph input, or an earlier node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Src {
+    Input,
+    Node(usize),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub name: String,
+    #[serde(flatten)]
+    pub op: Op,
+    pub inputs: Vec<Src>,
+}
+
+/// A DAG in topological order; the last node is the output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Graph {
+    pub input_shape: Shape3,
+    pub nodes: Vec<Node>,
+}
+
+fn conv_out(size: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
+    let padded = size + 2 * pad;
+    if stride == 0 || padded < k {
+        return None;
+    }
+    Some((padded - k) / stride + 1)
+}
+
+impl Graph {
+    /// Output shape of every node, checking every operator's shape rules.
+    pub fn shapes(&self) -> Result<Vec<Shape3>> {
+        let mut out: Vec<Shape3> = Vec::with_capacity(self.nodes.len());
+        if self.nodes.is_empty() {
+            return Err(ModelError::arg("graph", "has no nodes"));
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            let bad = |what: String| ModelError::Layer {
+                layer: node.name.clone(),
+                what,
+            };
+            let mut ins = Vec::new();
+            for src in &node.inputs {
+                ins.push(match *src {
+                    Src::Input => self.input_shape,
+                    Src::Node(j) if j < i => out[j],
+                    Src::Node(j) => {
+                        return Err(bad(format!(
+                            "input node {j} is not an earlier node (graph must be in topological order)"
+                        )));
+                    }
+                });
+            }
+            let want_inputs = if matches!(node.op, Op::Add { .. }) { 2 } else { 1 };
+            if ins.len() != want_inputs {
+                return Err(bad(format!(
+                    "takes {want_inputs} input(s), has {}",
+                    ins.len()
+                )));
+            }
+            let [c, h, w] = ins[0];
+            let shape = match node.op {
+                Op::Dense {
+                    in_features,
+                    out_features,
+                    ..
+                } => {
+                    if ins[0] != [in_features, 1, 1] {
+                        return Err(bad(format!(
+                            "dense expects input [{in_features}, 1, 1], found {:?}",
+                            ins[0]
+                        )));
+                    }
+                    if out_features == 0 {
+                        return Err(bad("out_features is 0".into()));
+                    }
+                    [out_features, 1, 1]
+                }
+                Op::Conv2d {
+                    in_channels,
+                    out_channels,
+                    kernel,
+                    stride,
+                    padding,
+                    ..
+                } => {
+                    if c != in_channels {
+                        return Err(bad(format!(
+                            "conv expects {in_channels} input channels, found {c}"
+                        )));
+                    }
+                    let oh = conv_out(h, kernel[0], stride, padding);
+                    let ow = conv_out(w, kernel[1], stride, padding);
+                    match (oh, ow) {
+                        (Some(oh), Some(ow)) if out_channels > 0 => [out_channels, oh, ow],
+                        _ => {
+                            return Err(bad(format!(
+                                "conv {kernel:?} stride {stride} pad {padding} does not fit input {:?}",
+                                ins[0]
+                            )));
+                        }
+                    }
+                }
+                Op::MaxPool { kernel, stride } | Op::AvgPool { kernel, stride } => {
+                    match (
+                        conv_out(h, kernel, stride, 0),
+                        conv_out(w, kernel, stride, 0),
+                    ) {
+                        (Some(oh), Some(ow)) if kernel > 0 => [c, oh, ow],
+                        _ => {
+                            return Err(bad(format!(
+                                "pool {kernel} stride {stride} does not fit input {:?}",
+                                ins[0]
+                            )));
+                        }
+                    }
+                }
+                Op::Add { .. } => {
+                    if ins[0] != ins[1] {
+                        return Err(bad(format!(
+                            "add inputs differ in shape: {:?} vs {:?}",
+                            ins[0], ins[1]
+                        )));
+                    }
+                    ins[0]
+                }
+                Op::Relu => ins[0],
+                Op::Flatten => [c * h * w, 1, 1],
+            };
+            out.push(shape);
+        }
+        Ok(out)
+    }
+
+    /// Output shape of the graph.
+    pub fn output_shape(&self) -> Result<Shape3> {
+        Ok(*self.shapes()?.last().expect("shapes() rejects an empty graph"))
+    }
+
+    /// Indices of the nodes that carry weights, in order.
+    pub fn weight_layers(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].op.has_weights())
+            .collect()
+    }
+}
+
+/// Float parameters of one weight layer. `weight` is `[out, K]` with K in the order of the
+/// module doc (a conv's OIHW weight reshaped to `[out, in*kh*kw]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FloatParams {
+    pub weight: Array2<f32>,
+    pub bias: Array1<f32>,
+}
+
+/// A trained float network: the graph and the parameters of each weight layer (indexed like
+/// `graph.nodes`; `None` for layers without weights).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FloatModel {
+    pub graph: Graph,
+    pub params: Vec<Option<FloatParams>>,
+}
+
+impl FloatModel {
+    /// Checks that every weight layer has parameters of its declared shape.
+    pub fn validate(&self) -> Result<()> {
+        self.graph.shapes()?;
+        if self.params.len() != self.graph.nodes.len() {
+            return Err(ModelError::arg(
+                "params",
+                format!(
+                    "{} entries for {} nodes",
+                    self.params.len(),
+                    self.graph.nodes.len()
+                ),
+            ));
+        }
+        for (node, p) in self.graph.nodes.iter().zip(&self.params) {
+            match (node.op.weight_matrix_dims(), p) {
+                (None, None) => {}
+                (Some((o, k, _)), Some(p)) => {
+                    if p.weight.dim() != (o, k) || p.bias.len() != o {
+                        return Err(ModelError::Layer {
+                            layer: node.name.clone(),
+                            what: format!(
+                                "weight {:?} / bias {} do not match [{o}, {k}] / {o}",
+                                p.weight.dim(),
+                                p.bias.len()
+                            ),
+                        });
+                    }
+                }
+                (Some(_), None) => {
+                    return Err(ModelError::Layer {
+                        layer: node.name.clone(),
+                        what: "has no parameters".into(),
+                    });
+                }
+                (None, Some(_)) => {
+                    return Err(ModelError::Layer {
+                        layer: node.name.clone(),
+                        what: "takes no parameters but has some".into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// f32 forward pass of one image; returns every node's output (the last is the logits).
+    pub fn forward_all(&self, x: ArrayView3<f32>) -> Vec<Array3<f32>> {
+        let mut outs: Vec<Array3<f32>> = Vec::with_capacity(self.graph.nodes.len());
+        for (i, node) in self.graph.nodes.iter().enumerate() {
+            let input = |s: Src| -> ArrayView3<f32> {
+                match s {
+                    Src::Input => x.view(),
+                    Src::Node(j) => outs[j].view(),
+                }
+            };
+            let a = input(node.inputs[0]);
+            let mut y = match node.op {
+                Op::Dense { .. } => {
+                    let p = self.params[i].as_ref().expect("validated");
+                    let v = a.iter().copied().collect::<Array1<f32>>();
+                    let y = p.weight.dot(&v) + &p.bias;
+                    let n = y.len();
+                    y.into_shape_with_order((n, 1, 1)).expect("vector")
+                }
+                Op::Conv2d {
+                    out_channels,
+                    kernel,
+                    stride,
+                    padding,
+                    ..
+                } => {
+                    let p = self.params[i].as_ref().expect("validated");
+                    conv2d_f32(a, &p.weight, &p.bias, out_channels, kernel, stride, padding)
+                }
+                Op::MaxPool { kernel, stride } => pool_f32(a, kernel, stride, true),
+                Op::AvgPool { kernel, stride } => pool_f32(a, kernel, stride, false),
+                Op::Add { .. } => &a + &input(node.inputs[1]),
+                Op::Relu => a.to_owned(),
+                Op::Flatten => {
+                    let n = a.len();
+                    a.iter()
+                        .copied()
+                        .collect::<Array1<f32>>()
+                        .into_shape_with_order((n, 1, 1))
+                        .expect("vector")
+                }
+            };
+            if node.op.relu() {
+                y.mapv_inplace(|v| v.max(0.0));
+            }
+            outs.push(y);
+        }
+        outs
+    }
+
+    /// f32 logits of one image.
+    pub fn forward(&self, x: ArrayView3<f32>) -> Array1<f32> {
+        let out = self.forward_all(x).pop().expect("non-empty graph");
+        out.iter().copied().collect()
+    }
+}
+
+/// Float conv2d, zero padding; `w` is `[out, in*kh*kw]`.
+pub fn conv2d_f32(
+    x: ArrayView3<f32>,
+    w: &Array2<f32>,
+    bias: &Array1<f32>,
+    out_c: usize,
+    kernel: [usize; 2],
+    stride: usize,
+    pad: usize,
+) -> Array3<f32> {
+    let (c, h, wd) = x.dim();
+    let [kh, kw] = kernel;
+    let oh = (h + 2 * pad - kh) / stride + 1;
+    let ow = (wd + 2 * pad - kw) / stride + 1;
+    let w4: Array4<f32> = w
+        .to_owned()
+        .into_shape_with_order((out_c, c, kh, kw))
+        .expect("weight shape checked by validate()");
+    let mut y = Array3::<f32>::zeros((out_c, oh, ow));
+    for o in 0..out_c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut acc = bias[o];
+                for ci in 0..c {
+                    for ky in 0..kh {
+                        let iy = (oy * stride + ky) as isize - pad as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        for kx in 0..kw {
+                            let ix = (ox * stride + kx) as isize - pad as isize;
+                            if ix < 0 || ix >= wd as isize {
+                                continue;
+                            }
+                            acc += w4[[o, ci, ky, kx]] * x[[ci, iy as usize, ix as usize]];
+                        }
+                    }
+                }
+                y[[o, oy, ox]] = acc;
+            }
+        }
+    }
+    y
+}
+
+fn pool_f32(x: ArrayView3<f32>, k: usize, stride: usize, max: bool) -> Array3<f32> {
+    let (c, h, w) = x.dim();
+    let oh = (h - k) / stride + 1;
+    let ow = (w - k) / stride + 1;
+    let mut y = Array3::<f32>::zeros((c, oh, ow));
+    for (ci, plane) in x.axis_iter(Axis(0)).enumerate() {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let win = plane.slice(ndarray::s![
+                    oy * stride..oy * stride + k,
+                    ox * stride..ox * stride + k
+                ]);
+                y[[ci, oy, ox]] = if max {
+                    win.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+                } else {
+                    win.sum() / (k * k) as f32
+                };
+            }
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lenet_graph() -> Graph {
+        Graph {
+            input_shape: [1, 28, 28],
+            nodes: vec![
+                Node {
+                    name: "conv1".into(),
+                    op: Op::Conv2d {
+                        in_channels: 1,
+                        out_channels: 4,
+                        kernel: [5, 5],
+                        stride: 1,
+                        padding: 0,
+                        relu: true,
+                    },
+                    inputs: vec![Src::Input],
+                },
+                Node {
+                    name: "pool1".into(),
+                    op: Op::MaxPool {
+                        kernel: 2,
+                        stride: 2,
+                    },
+                    inputs: vec![Src::Node(0)],
+                },
+                Node {
+                    name: "flat".into(),
+                    op: Op::Flatten,
+                    inputs: vec![Src::Node(1)],
+                },
+                Node {
+                    name: "fc".into(),
+                    op: Op::Dense {
+                        in_features: 4 * 12 * 12,
+                        out_features: 10,
+                        relu: false,
+                    },
+                    inputs: vec![Src::Node(2)],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn shapes_follow_conv_pool_flatten_rules() {
+        let s = lenet_graph().shapes().unwrap();
+        assert_eq!(s, vec![[4, 24, 24], [4, 12, 12], [576, 1, 1], [10, 1, 1]]);
+    }
+
+    #[test]
+    fn dense_with_wrong_input_is_rejected_naming_the_layer() {
+        let mut g = lenet_graph();
+        g.nodes[3].op = Op::Dense {
+            in_features: 100,
+            out_features: 10,
+            relu: false,
+        };
+        let e = g.shapes().unwrap_err().to_string();
+        assert!(e.contains("fc") && e.contains("[100, 1, 1]"), "{e}");
+    }
+
+    #[test]
+    fn forward_reference_is_not_topologically_sorted_error() {
+        let mut g = lenet_graph();
+        g.nodes[0].inputs = vec![Src::Node(2)];
+        assert!(g.shapes().is_err());
+    }
+
+    #[test]
+    fn graph_json_round_trips() {
+        let g = lenet_graph();
+        let s = serde_json::to_string(&g).unwrap();
+        let back: Graph = serde_json::from_str(&s).unwrap();
+        assert_eq!(g, back);
+    }
+
+    #[test]
+    fn conv2d_f32_matches_hand_computed_values() {
+        // 1x3x3 input, one 2x2 kernel of ones, stride 1, pad 1 -> 4x4 output of window sums.
+        let x = Array3::from_shape_vec((1, 3, 3), (1..=9).map(|v| v as f32).collect()).unwrap();
+        let w = Array2::from_elem((1, 4), 1.0f32);
+        let b = Array1::from_elem(1, 0.5f32);
+        let y = conv2d_f32(x.view(), &w, &b, 1, [2, 2], 1, 1);
+        assert_eq!(y.dim(), (1, 4, 4));
+        assert_eq!(y[[0, 0, 0]], 1.5);
+        assert_eq!(y[[0, 1, 1]], 1.0 + 2.0 + 4.0 + 5.0 + 0.5);
+        assert_eq!(y[[0, 3, 3]], 9.5);
+    }
+}

@@ -1,0 +1,9 @@
+//! caq-model: the numbers of caq. Quantizers, nested integer weights, bit-plane packing, the golden
+//! integer kernels with the hardware's exact rounding, the model bundle on disk, datasets, and (behind
+//! the `train` feature) float training. Knows the numeric contract; knows nothing of registers,
+//! descriptors or devices.
+
+pub mod error;
+pub mod graph;
+
+pub use error::{ModelError, Result};

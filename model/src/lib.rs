@@ -3,7 +3,14 @@
 //! the `train` feature) float training. Knows the numeric contract; knows nothing of registers,
 //! descriptors or devices.
 
+pub mod data;
 pub mod error;
 pub mod graph;
+pub mod nested;
+pub mod planes;
+pub mod quant;
+pub mod rounding;
+#[cfg(feature = "train")]
+pub mod train;
 
 pub use error::{ModelError, Result};

@@ -12,13 +12,17 @@ pub enum ModelError {
     },
     #[error("{path}: {what}")]
     Format { path: PathBuf, what: String },
-    #[error("{path}: schema version {found} is not supported (this build reads version {supported})")]
+    #[error(
+        "{path}: schema version {found} is not supported (this build reads version {supported})"
+    )]
     Version {
         path: PathBuf,
         found: u32,
         supported: u32,
     },
-    #[error("{path}: tensor '{tensor}' failed its checksum (stored crc32 {expected:#010x}, computed {found:#010x}); the file is corrupted")]
+    #[error(
+        "{path}: tensor '{tensor}' failed its checksum (stored crc32 {expected:#010x}, computed {found:#010x}); the file is corrupted"
+    )]
     Checksum {
         path: PathBuf,
         tensor: String,

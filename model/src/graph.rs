@@ -7,6 +7,7 @@
 //! OIHW flattened; this order also defines local quantization regions (groups along K).
 
 use crate::error::{ModelError, Result};
+use crate::store::{self, OutTensor, TensorFile};
 use ndarray::{Array1, Array2, Array3, Array4, ArrayView3, Axis};
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub type Shape3 = [usize; 3];
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Op {
     Dense {
         in_features: usize,
@@ -93,7 +94,6 @@ pub enum Src {
 #[serde(deny_unknown_fields)]
 pub struct Node {
     pub name: String,
-    #[serde(flatten)]
     pub op: Op,
     pub inputs: Vec<Src>,
 }
@@ -138,7 +138,11 @@ impl Graph {
                     }
                 });
             }
-            let want_inputs = if matches!(node.op, Op::Add { .. }) { 2 } else { 1 };
+            let want_inputs = if matches!(node.op, Op::Add { .. }) {
+                2
+            } else {
+                1
+            };
             if ins.len() != want_inputs {
                 return Err(bad(format!(
                     "takes {want_inputs} input(s), has {}",
@@ -221,7 +225,10 @@ impl Graph {
 
     /// Output shape of the graph.
     pub fn output_shape(&self) -> Result<Shape3> {
-        Ok(*self.shapes()?.last().expect("shapes() rejects an empty graph"))
+        Ok(*self
+            .shapes()?
+            .last()
+            .expect("shapes() rejects an empty graph"))
     }
 
     /// Indices of the nodes that carry weights, in order.
@@ -348,6 +355,67 @@ impl FloatModel {
     pub fn forward(&self, x: ArrayView3<f32>) -> Array1<f32> {
         let out = self.forward_all(x).pop().expect("non-empty graph");
         out.iter().copied().collect()
+    }
+}
+
+/// The float model file: schema version of its JSON document.
+pub const FLOAT_SCHEMA_VERSION: u32 = 1;
+const FLOAT_KIND: &str = "caq.float_model";
+
+impl FloatModel {
+    /// Writes the model atomically: safetensors with `{layer}.weight` (`[out, K]`) and
+    /// `{layer}.bias`, and the graph as JSON in the header.
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        self.validate()?;
+        let doc = serde_json::json!({
+            "kind": FLOAT_KIND,
+            "schema_version": FLOAT_SCHEMA_VERSION,
+            "graph": self.graph,
+        });
+        let mut tensors = Vec::new();
+        for (node, p) in self.graph.nodes.iter().zip(&self.params) {
+            if let Some(p) = p {
+                let (o, k) = p.weight.dim();
+                let w: Vec<f32> = p.weight.iter().copied().collect();
+                tensors.push(OutTensor::f32s(
+                    format!("{}.weight", node.name),
+                    vec![o, k],
+                    &w,
+                ));
+                tensors.push(OutTensor::f32s(
+                    format!("{}.bias", node.name),
+                    vec![o],
+                    p.bias.as_slice().expect("contiguous"),
+                ));
+            }
+        }
+        store::write_atomic(path, &doc, &tensors)
+    }
+
+    /// Reads a model written by [`FloatModel::save`], checking version, shapes and checksums.
+    pub fn load(path: &std::path::Path) -> Result<FloatModel> {
+        let f = TensorFile::open(path)?;
+        store::check_version(path, f.doc(), FLOAT_KIND, FLOAT_SCHEMA_VERSION)?;
+        let graph: Graph = serde_json::from_value(f.doc()["graph"].clone())
+            .map_err(|e| ModelError::format(path, format!("graph: {e}")))?;
+        let mut params = Vec::with_capacity(graph.nodes.len());
+        for node in &graph.nodes {
+            params.push(match node.op.weight_matrix_dims() {
+                None => None,
+                Some((o, k, _)) => {
+                    let w = f.f32s(&format!("{}.weight", node.name), &[o, k])?;
+                    let b = f.f32s(&format!("{}.bias", node.name), &[o])?;
+                    Some(FloatParams {
+                        weight: Array2::from_shape_vec((o, k), w).expect("length checked"),
+                        bias: Array1::from(b),
+                    })
+                }
+            });
+        }
+        let m = FloatModel { graph, params };
+        m.validate()
+            .map_err(|e| ModelError::format(path, e.to_string()))?;
+        Ok(m)
     }
 }
 

@@ -3,13 +3,19 @@
 //! the `train` feature) float training. Knows the numeric contract; knows nothing of registers,
 //! descriptors or devices.
 
+pub mod bundle;
 pub mod data;
 pub mod error;
 pub mod graph;
+pub mod kernels;
 pub mod nested;
 pub mod planes;
+pub mod qmodel;
 pub mod quant;
+pub mod report;
+pub mod requant;
 pub mod rounding;
+pub mod store;
 #[cfg(feature = "train")]
 pub mod train;
 

@@ -1,1 +1,35 @@
-pub fn _x(){}
+//! caq-spec: the hardware/software contract of the caq accelerator.
+//!
+//! Every other crate obeys what is defined here, once:
+//! - [`AccelConfig`] (`config`): the accelerator configuration read from `configs/*.toml`, its rules
+//!   and every derived parameter;
+//! - [`ConfigHash`] (`hash`): the fingerprint the hardware carries in CONFIG_HASH;
+//! - the register map (`regmap`): offsets, fields, access, reset values and [`ErrorCode`]s;
+//! - [`Caps`] (`caps`): the capabilities packed into CAPS0..CAPS3;
+//! - [`LayerDescriptor`] (`descriptor`): the 128-byte layer record and the checks a device makes;
+//! - `doc`: the Markdown in `docs/regmap.md` and `docs/descriptor.md`, rendered from those tables;
+//! - [`BitWidth`], [`DeviceAddr`] (`types`): the value types the contract is written in.
+//!
+//! This crate knows no numerics beyond the widths the contract fixes, and no backend.
+
+mod caps;
+mod config;
+pub mod descriptor;
+pub mod doc;
+mod error;
+mod hash;
+pub mod regmap;
+mod types;
+
+pub use caps::Caps;
+pub use config::{
+    ACC_BITS, AccelConfig, ArrayConfig, AxiConfig, Board, GROUP_MULT_MAX, LimitsConfig,
+    MemoryConfig, SCHEMA_VERSION, TOTAL_ACC_BITS, max_k_for,
+};
+pub use descriptor::{
+    DescField, Flags, LayerDescriptor, Opcode, PlaneGroup, PlaneGroups, RequantEntry, Shape, Window,
+};
+pub use error::{ConfigProblem, SpecError};
+pub use hash::{ConfigHash, canonical_json};
+pub use regmap::{Access, ErrorCode, Field, Register};
+pub use types::{BitWidth, DeviceAddr};

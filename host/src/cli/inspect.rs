@@ -1,0 +1,165 @@
+//! `caq inspect BUNDLE`: what a bundle holds, per layer and per plane group.
+
+use super::{table, write_json};
+use anyhow::{Context, Result};
+use caq_model::bundle::Bundle;
+use clap::Args;
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The model bundle.
+    bundle: PathBuf,
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct GroupInfo {
+    bits: u8,
+    shift: u8,
+    /// The level this group completes (the high part completes the lowest level).
+    completes_level: u8,
+    bytes: usize,
+}
+
+#[derive(Serialize)]
+struct LayerInfo {
+    name: String,
+    op: String,
+    out: usize,
+    k: usize,
+    levels: Vec<u8>,
+    group_size: Option<usize>,
+    plane_groups: Vec<GroupInfo>,
+    /// Plane bytes resident at each level, lowest level first.
+    resident_bytes: Vec<(u8, usize)>,
+}
+
+#[derive(Serialize)]
+struct InspectReport {
+    bundle: PathBuf,
+    file_bytes: usize,
+    schema_version: u32,
+    input_shape: [usize; 3],
+    act_bits: u8,
+    layers: Vec<LayerInfo>,
+}
+
+pub fn inspect(a: InspectArgs) -> Result<()> {
+    let b = Bundle::open(&a.bundle).with_context(|| format!("reading {}", a.bundle.display()))?;
+    // Read every plane group once so a corrupted tensor is reported here, not at run time.
+    for (li, l) in b.manifest().layers.iter().enumerate() {
+        for g in 0..l.plane_groups.len() {
+            b.plane_group(li, g)?;
+        }
+    }
+    let m = b.manifest();
+    let mut layers = Vec::new();
+    for l in &m.layers {
+        let op = serde_json::to_value(&m.graph.nodes[l.node].op)
+            .ok()
+            .and_then(|v| v.get("type").and_then(|o| o.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        let n = l.levels.len();
+        let plane_groups: Vec<GroupInfo> = l
+            .plane_groups
+            .iter()
+            .enumerate()
+            .map(|(g, e)| GroupInfo {
+                bits: e.bits,
+                shift: e.shift,
+                completes_level: l.levels[n - 1 - g],
+                bytes: e.bytes,
+            })
+            .collect();
+        let mut acc = 0;
+        let resident_bytes = plane_groups
+            .iter()
+            .map(|g| {
+                acc += g.bytes;
+                (g.completes_level, acc)
+            })
+            .collect();
+        layers.push(LayerInfo {
+            name: l.name.clone(),
+            op,
+            out: l.out,
+            k: l.k,
+            levels: l.levels.clone(),
+            group_size: l.group_size,
+            plane_groups,
+            resident_bytes,
+        });
+    }
+    let report = InspectReport {
+        bundle: a.bundle.clone(),
+        file_bytes: b.file_len(),
+        schema_version: m.schema_version,
+        input_shape: m.graph.input_shape,
+        act_bits: m.quantize.act_bits,
+        layers,
+    };
+    println!(
+        "{}: {} bytes, schema {}, input {:?}, {}-bit activations, rounding {:?}",
+        a.bundle.display(),
+        report.file_bytes,
+        report.schema_version,
+        report.input_shape,
+        report.act_bits,
+        m.quantize.rounding
+    );
+    let mut rows = Vec::new();
+    for l in &report.layers {
+        for (g, pg) in l.plane_groups.iter().enumerate() {
+            rows.push(vec![
+                if g == 0 {
+                    l.name.clone()
+                } else {
+                    String::new()
+                },
+                if g == 0 { l.op.clone() } else { String::new() },
+                if g == 0 {
+                    format!("{}x{}", l.out, l.k)
+                } else {
+                    String::new()
+                },
+                if g == 0 {
+                    l.levels
+                        .iter()
+                        .map(|b| b.to_string())
+                        .collect::<Vec<_>>()
+                        .join("⊃")
+                } else {
+                    String::new()
+                },
+                if g == 0 {
+                    "high".into()
+                } else {
+                    format!("residual {g}")
+                },
+                format!("{} (<<{})", pg.bits, pg.shift),
+                pg.completes_level.to_string(),
+                pg.bytes.to_string(),
+            ]);
+        }
+    }
+    table::print(
+        &[
+            "layer",
+            "op",
+            "out x K",
+            "levels",
+            "plane group",
+            "bits",
+            "level",
+            "bytes",
+        ],
+        &rows,
+    );
+    if let Some(j) = &a.json {
+        write_json(j, &report)?;
+    }
+    Ok(())
+}

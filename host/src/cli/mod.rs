@@ -1,0 +1,165 @@
+//! Argument parsing and dispatch of the `caq` subcommands.
+
+mod inspect;
+mod models;
+mod table;
+
+use anyhow::{Context, Result, bail};
+use caq_model::data::{self, Dataset};
+use caq_model::quant::{Calibration, Rounding};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::Path;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "caq",
+    version,
+    about = "Context-aware adaptive quantization: models, RTL and driver for FPGA accelerators"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a float model (MLP for digits, LeNet-style CNN for MNIST).
+    Train(models::TrainArgs),
+    /// Quantize a float model into a nested model bundle (post-training).
+    Quantize(models::QuantizeArgs),
+    /// Accuracy of a float model and its quantized variants on the held-out split.
+    Eval(models::EvalArgs),
+    /// Show a model bundle: layers, nesting levels, bytes per plane group.
+    Inspect(inspect::InspectArgs),
+    /// The end-to-end job on the digits data the repo carries: train, quantize, evaluate.
+    Demo(models::DemoArgs),
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(a) => models::train(a),
+        Command::Quantize(a) => models::quantize(a),
+        Command::Eval(a) => models::eval(a),
+        Command::Inspect(a) => inspect::inspect(a),
+        Command::Demo(a) => models::demo(a),
+    }
+}
+
+/// Where the data comes from and how it is split; the same flags on every command so that a
+/// model is always evaluated on the split it was not trained on.
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// `digits` (the copy the repo carries), a digits CSV(.gz), or an MNIST IDX directory.
+    #[arg(long, default_value = "digits")]
+    pub data: String,
+    /// Held-out images (stratified); default 20% for digits, 2000 for MNIST.
+    #[arg(long)]
+    pub test_count: Option<usize>,
+    /// Seed of the stratified split.
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
+}
+
+pub struct Split {
+    pub train: Dataset,
+    pub test: Dataset,
+}
+
+impl DataArgs {
+    pub fn load(&self) -> Result<Split> {
+        let ds = data::load(&self.data).with_context(|| format!("loading --data {}", self.data))?;
+        let test_count = self.test_count.unwrap_or(if ds.len() > 5000 {
+            2000
+        } else {
+            (ds.len() as f64 * 0.2).round() as usize
+        });
+        let (train, test) = ds
+            .stratified_split(test_count, self.split_seed)
+            .with_context(|| format!("splitting {} ({} images)", ds.name, ds.len()))?;
+        Ok(Split { train, test })
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum RoundingArg {
+    Nearest,
+    Adaptive,
+}
+
+impl From<RoundingArg> for Rounding {
+    fn from(r: RoundingArg) -> Rounding {
+        match r {
+            RoundingArg::Nearest => Rounding::Nearest,
+            RoundingArg::Adaptive => Rounding::Adaptive,
+        }
+    }
+}
+
+/// `minmax` or `percentile:P`.
+pub fn parse_calibration(s: &str) -> Result<Calibration> {
+    if s == "minmax" {
+        return Ok(Calibration::MinMax);
+    }
+    if let Some(p) = s.strip_prefix("percentile:") {
+        let pct: f32 = p
+            .parse()
+            .with_context(|| format!("--calibration: '{p}' is not a number"))?;
+        if !(50.0..=100.0).contains(&pct) {
+            bail!("--calibration: percentile {pct} is outside 50..=100");
+        }
+        return Ok(Calibration::Percentile { pct });
+    }
+    bail!("--calibration: expected 'minmax' or 'percentile:P', found '{s}'")
+}
+
+/// `8,4` -> [8, 4]: strictly descending bit-widths in 2..=8.
+pub fn parse_levels(s: &str) -> Result<Vec<u8>> {
+    let levels = s
+        .split(',')
+        .map(|t| {
+            t.trim()
+                .parse::<u8>()
+                .with_context(|| format!("--levels: '{t}' is not a bit-width"))
+        })
+        .collect::<Result<Vec<u8>>>()?;
+    if levels.is_empty() || levels.iter().any(|b| !(2..=8).contains(b)) {
+        bail!("--levels: every bit-width must be in 2..=8, found {levels:?}");
+    }
+    if levels.windows(2).any(|w| w[0] <= w[1]) {
+        bail!("--levels: must be strictly descending (e.g. 8,6,4), found {levels:?}");
+    }
+    Ok(levels)
+}
+
+/// Writes a JSON report atomically.
+pub fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(v).context("serializing the report")?;
+    caq_model::store::write_bytes_atomic(path, format!("{text}\n").as_bytes())
+        .with_context(|| format!("writing --json {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_must_descend_within_range() {
+        assert_eq!(parse_levels("8,6,4").unwrap(), vec![8, 6, 4]);
+        assert!(parse_levels("8,8").is_err());
+        assert!(parse_levels("4,8").is_err());
+        assert!(parse_levels("9").is_err());
+        let e = parse_levels("8,x").unwrap_err().to_string();
+        assert!(e.contains("'x'"), "{e}");
+    }
+
+    #[test]
+    fn calibration_flag_forms() {
+        assert_eq!(parse_calibration("minmax").unwrap(), Calibration::MinMax);
+        assert_eq!(
+            parse_calibration("percentile:99.9").unwrap(),
+            Calibration::Percentile { pct: 99.9 }
+        );
+        assert!(parse_calibration("percentile:20").is_err());
+        assert!(parse_calibration("median").is_err());
+    }
+}

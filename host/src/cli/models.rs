@@ -1,0 +1,404 @@
+//! `caq train`, `caq quantize`, `caq eval` and `caq demo`.
+
+use super::{DataArgs, RoundingArg, parse_calibration, parse_levels, table, write_json};
+use anyhow::{Context, Result};
+use caq_model::bundle::{self, Bundle};
+use caq_model::graph::FloatModel;
+use caq_model::qmodel::{self, QuantizeConfig};
+use caq_model::report::{self, SuiteOptions, SuiteReport};
+use clap::Args;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Network: `mlp` (default for digits) or `lenet` (default for MNIST).
+    #[arg(long)]
+    arch: Option<String>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Seed of weight initialisation and shuffling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where the float model is written.
+    #[arg(long, default_value = "out/model.caqf")]
+    out: PathBuf,
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct QuantizeArgs {
+    /// The float model (from `caq train`).
+    #[arg(long)]
+    model: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    q: QuantFlags,
+    /// Where the bundle is written.
+    #[arg(long, default_value = "out/model.caqb")]
+    out: PathBuf,
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct QuantFlags {
+    /// Nesting levels, descending: `8,4` is INT8 ⊃ INT4; `6` is a plain 6-bit model.
+    #[arg(long, default_value = "8,6,4")]
+    levels: String,
+    #[arg(long, value_enum, default_value = "adaptive")]
+    rounding: RoundingArg,
+    /// Local quantization regions: one weight scale per this many elements along K.
+    #[arg(long)]
+    group_size: Option<usize>,
+    /// Per-channel MSE search of the clipping range.
+    #[arg(long)]
+    clip_search: bool,
+    /// Choose the full-bit scale for the error over all nesting levels.
+    #[arg(long)]
+    nest_clip: bool,
+    /// Activation bits of the hidden layers (2..=8).
+    #[arg(long, default_value_t = 8)]
+    act_bits: u8,
+    /// `minmax` or `percentile:P`.
+    #[arg(long, default_value = "percentile:99.99")]
+    calibration: String,
+    /// Calibration images taken from the training split.
+    #[arg(long, default_value_t = 512)]
+    calib_images: usize,
+}
+
+impl QuantFlags {
+    fn config(&self) -> Result<QuantizeConfig> {
+        Ok(QuantizeConfig {
+            levels: parse_levels(&self.levels)?,
+            rounding: self.rounding.into(),
+            group_size: self.group_size,
+            clip_search: self.clip_search,
+            nest_clip: self.nest_clip,
+            act_bits: self.act_bits,
+            calibration: parse_calibration(&self.calibration)?,
+            calib_images: self.calib_images,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The float model (from `caq train`).
+    #[arg(long)]
+    model: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Evaluate this bundle at each of its levels instead of running the full suite.
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    #[command(flatten)]
+    suite: SuiteFlags,
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SuiteFlags {
+    /// Part-bit widths b of the nested pairs 8⊃b and of the uniform baselines.
+    #[arg(long, default_value = "6,4,3,2")]
+    part_bits: String,
+    /// Multi-level chain evaluated at every level.
+    #[arg(long, default_value = "8,6,4")]
+    chain: String,
+    /// Local quantization regions for every variant.
+    #[arg(long)]
+    group_size: Option<usize>,
+    #[arg(long)]
+    clip_search: bool,
+    #[arg(long)]
+    nest_clip: bool,
+    #[arg(long, default_value_t = 8)]
+    act_bits: u8,
+    #[arg(long, default_value = "percentile:99.99")]
+    calibration: String,
+    #[arg(long, default_value_t = 512)]
+    calib_images: usize,
+}
+
+impl SuiteFlags {
+    fn options(&self) -> Result<SuiteOptions> {
+        let part_bits = self
+            .part_bits
+            .split(',')
+            .map(|t| {
+                t.trim()
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|b| (2..8).contains(b))
+                    .with_context(|| format!("--part-bits: '{t}' is not a bit-width in 2..=7"))
+            })
+            .collect::<Result<Vec<u8>>>()?;
+        Ok(SuiteOptions {
+            part_bits,
+            chain: parse_levels(&self.chain)?,
+            group_size: self.group_size,
+            clip_search: self.clip_search,
+            nest_clip: self.nest_clip,
+            act_bits: self.act_bits,
+            calibration: parse_calibration(&self.calibration)?,
+            calib_images: self.calib_images,
+            ..SuiteOptions::default()
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Working directory for the model, bundle and reports.
+    #[arg(long, default_value = "out/demo")]
+    out: PathBuf,
+    /// Train again even if a cached model exists in --out.
+    #[arg(long)]
+    retrain: bool,
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[cfg(feature = "train")]
+fn train_model(
+    split: &super::Split,
+    arch: Option<&str>,
+    epochs: Option<usize>,
+    seed: u64,
+    quiet: bool,
+) -> Result<(FloatModel, caq_model::train::TrainReport)> {
+    use caq_model::train::{self, Arch, TrainConfig};
+    let arch = match arch {
+        Some("mlp") => Arch::Mlp,
+        Some("lenet") => Arch::LeNet,
+        Some(other) => anyhow::bail!("--arch: expected 'mlp' or 'lenet', found '{other}'"),
+        None if split.train.shape[1] > 8 => Arch::LeNet,
+        None => Arch::Mlp,
+    };
+    let mut cfg = TrainConfig::default_for(arch);
+    cfg.seed = seed;
+    if let Some(e) = epochs {
+        cfg.epochs = e;
+    }
+    Ok(train::train(&split.train, &cfg, !quiet)?)
+}
+
+#[cfg(not(feature = "train"))]
+fn train_model(
+    _split: &super::Split,
+    _arch: Option<&str>,
+    _epochs: Option<usize>,
+    _seed: u64,
+    _quiet: bool,
+) -> Result<(FloatModel, std::convert::Infallible)> {
+    anyhow::bail!("this caq was built without training support (cargo feature `train`)")
+}
+
+#[derive(Serialize)]
+struct TrainSummary {
+    model: PathBuf,
+    dataset: String,
+    train_images: usize,
+    test_images: usize,
+    seconds: f64,
+    test_accuracy_pct: f64,
+}
+
+pub fn train(a: TrainArgs) -> Result<()> {
+    let split = a.data.load()?;
+    let t = Instant::now();
+    let (model, _report) = train_model(&split, a.arch.as_deref(), a.epochs, a.seed, a.quiet)?;
+    let seconds = t.elapsed().as_secs_f64();
+    model
+        .save(&a.out)
+        .with_context(|| format!("writing --out {}", a.out.display()))?;
+    let acc = qmodel::float_accuracy(&model, &split.test);
+    println!(
+        "trained on {} images of {} in {seconds:.1} s; held-out accuracy {acc:.2}% on {} images; model written to {}",
+        split.train.len(),
+        split.train.name,
+        split.test.len(),
+        a.out.display()
+    );
+    if let Some(j) = &a.json {
+        write_json(
+            j,
+            &TrainSummary {
+                model: a.out.clone(),
+                dataset: split.train.name.clone(),
+                train_images: split.train.len(),
+                test_images: split.test.len(),
+                seconds,
+                test_accuracy_pct: acc,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+fn load_float(path: &Path) -> Result<FloatModel> {
+    FloatModel::load(path).with_context(|| format!("reading --model {}", path.display()))
+}
+
+#[derive(Serialize)]
+struct LevelAccuracy {
+    bits: u8,
+    accuracy_pct: f64,
+}
+
+#[derive(Serialize)]
+struct BundleEval {
+    bundle: PathBuf,
+    dataset: String,
+    test_images: usize,
+    f32_accuracy_pct: f64,
+    levels: Vec<LevelAccuracy>,
+}
+
+pub fn quantize(a: QuantizeArgs) -> Result<()> {
+    let cfg = a.q.config()?;
+    let model = load_float(&a.model)?;
+    let split = a.data.load()?;
+    let q = qmodel::quantize(&model, &split.train, &cfg).context("quantizing")?;
+    bundle::write(&a.out, &q).with_context(|| format!("writing --out {}", a.out.display()))?;
+    println!("bundle written to {}", a.out.display());
+    let report = eval_bundle(&model, &a.out, &split)?;
+    if let Some(j) = &a.json {
+        write_json(j, &report)?;
+    }
+    Ok(())
+}
+
+fn eval_bundle(model: &FloatModel, path: &Path, split: &super::Split) -> Result<BundleEval> {
+    let b = Bundle::open(path).with_context(|| format!("reading bundle {}", path.display()))?;
+    let q = b.load()?;
+    let f32_acc = qmodel::float_accuracy(model, &split.test);
+    let mut levels = Vec::new();
+    for &bits in q.levels() {
+        levels.push(LevelAccuracy {
+            bits,
+            accuracy_pct: qmodel::int_accuracy(&q, &q.uniform_bits(bits), &split.test)?,
+        });
+    }
+    let mut rows = vec![vec!["f32".to_string(), format!("{f32_acc:.2}")]];
+    for l in &levels {
+        rows.push(vec![
+            format!("{}-bit", l.bits),
+            format!("{:.2}", l.accuracy_pct),
+        ]);
+    }
+    println!(
+        "\n{} on {} held-out images of {}:",
+        path.display(),
+        split.test.len(),
+        split.test.name
+    );
+    table::print(&["precision", "top-1 %"], &rows);
+    Ok(BundleEval {
+        bundle: path.to_path_buf(),
+        dataset: split.test.name.clone(),
+        test_images: split.test.len(),
+        f32_accuracy_pct: f32_acc,
+        levels,
+    })
+}
+
+fn print_suite(r: &SuiteReport) {
+    println!(
+        "\nTop-1 accuracy on {} held-out images of {}:",
+        r.test_images, r.dataset
+    );
+    let rows: Vec<Vec<String>> = r
+        .accuracy
+        .iter()
+        .map(|row| {
+            vec![
+                row.label(),
+                row.rounding
+                    .map(|x| format!("{x:?}").to_lowercase())
+                    .unwrap_or_else(|| "-".into()),
+                format!("{:.2}", row.accuracy_pct),
+            ]
+        })
+        .collect();
+    table::print(&["model", "rounding", "top-1 %"], &rows);
+    println!("\nWeight storage:");
+    let rows: Vec<Vec<String>> = r
+        .storage
+        .iter()
+        .map(|s| vec![s.what.clone(), s.bytes.to_string()])
+        .collect();
+    table::print(&["what", "bytes"], &rows);
+}
+
+fn run_suite(model: &FloatModel, split: &super::Split, opts: &SuiteOptions) -> Result<SuiteReport> {
+    let r = report::run_suite(model, &split.train, &split.test, opts, |what| {
+        eprintln!("  quantizing and evaluating: {what}")
+    })?;
+    print_suite(&r);
+    Ok(r)
+}
+
+pub fn eval(a: EvalArgs) -> Result<()> {
+    let opts = a.suite.options()?;
+    let model = load_float(&a.model)?;
+    let split = a.data.load()?;
+    match &a.bundle {
+        Some(b) => {
+            let r = eval_bundle(&model, b, &split)?;
+            if let Some(j) = &a.json {
+                write_json(j, &r)?;
+            }
+        }
+        None => {
+            let r = run_suite(&model, &split, &opts)?;
+            if let Some(j) = &a.json {
+                write_json(j, &r)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn demo(a: DemoArgs) -> Result<()> {
+    let data = DataArgs {
+        data: "digits".into(),
+        test_count: None,
+        split_seed: 0,
+    };
+    let split = data.load()?;
+    let model_path = a.out.join("digits-mlp.caqf");
+    println!("== 1/3 train: MLP on {} digits images", split.train.len());
+    let model = if model_path.exists() && !a.retrain {
+        println!(
+            "reusing {} (pass --retrain to train again)",
+            model_path.display()
+        );
+        load_float(&model_path)?
+    } else {
+        let (m, _) = train_model(&split, Some("mlp"), None, 0, false)?;
+        m.save(&model_path)?;
+        m
+    };
+    let bundle_path = a.out.join("digits-mlp.caqb");
+    println!("== 2/3 quantize: nested INT8 ⊃ INT6 ⊃ INT4, adaptive rounding");
+    let q = qmodel::quantize(&model, &split.train, &QuantizeConfig::nested(&[8, 6, 4]))?;
+    bundle::write(&bundle_path, &q)?;
+    eval_bundle(&model, &bundle_path, &split)?;
+    println!("\n== 3/3 evaluate: every quantization variant");
+    let r = run_suite(&model, &split, &SuiteOptions::default())?;
+    let json = a.json.unwrap_or_else(|| a.out.join("demo.json"));
+    write_json(&json, &r)?;
+    println!("\nreport written to {}", json.display());
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! The `caq` binary end to end on the digits data the repo carries, and its error exits.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn caq(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_caq"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("caq runs")
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "caq failed:\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn fails(out: &Output) -> String {
+    assert!(!out.status.success(), "caq should have failed");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[cfg(feature = "train")]
+#[test]
+fn train_quantize_eval_inspect_on_digits() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(&caq(
+        &[
+            "train",
+            "--epochs",
+            "8",
+            "--quiet",
+            "--out",
+            "m.caqf",
+            "--json",
+            "train.json",
+        ],
+        d,
+    ));
+    let train: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("train.json")).unwrap()).unwrap();
+    assert_eq!(train["test_images"], 359);
+    assert!(
+        train["test_accuracy_pct"].as_f64().unwrap() > 85.0,
+        "{train}"
+    );
+
+    let out = ok(&caq(
+        &[
+            "quantize", "--model", "m.caqf", "--levels", "8,4", "--out", "m.caqb", "--json",
+            "q.json",
+        ],
+        d,
+    ));
+    assert!(out.contains("4-bit"), "{out}");
+    let q: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("q.json")).unwrap()).unwrap();
+    let levels = q["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 2);
+    let f32_acc = q["f32_accuracy_pct"].as_f64().unwrap();
+    let int8 = levels[0]["accuracy_pct"].as_f64().unwrap();
+    assert!((f32_acc - int8).abs() < 3.0, "INT8 {int8} vs f32 {f32_acc}");
+
+    let out = ok(&caq(&["inspect", "m.caqb", "--json", "i.json"], d));
+    assert!(out.contains("residual 1"), "{out}");
+    let i: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("i.json")).unwrap()).unwrap();
+    let l0 = &i["layers"][0];
+    assert_eq!(l0["levels"], serde_json::json!([8, 4]));
+    assert_eq!(l0["plane_groups"][0]["bits"], 4);
+    assert_eq!(l0["plane_groups"][1]["bits"], 5);
+
+    let out = ok(&caq(
+        &["eval", "--model", "m.caqf", "--bundle", "m.caqb"],
+        d,
+    ));
+    assert!(out.contains("8-bit") && out.contains("4-bit"), "{out}");
+}
+
+#[test]
+fn a_corrupted_bundle_exits_non_zero_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.caqb"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":",
+    )
+    .unwrap();
+    let err = fails(&caq(&["inspect", "bad.caqb"], dir.path()));
+    assert!(err.contains("bad.caqb"), "{err}");
+    let err = fails(&caq(&["inspect", "missing.caqb"], dir.path()));
+    assert!(err.contains("missing.caqb"), "{err}");
+}
+
+#[test]
+fn bad_flags_are_rejected_with_the_flag_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = fails(&caq(
+        &["quantize", "--model", "m.caqf", "--levels", "4,8"],
+        dir.path(),
+    ));
+    assert!(
+        err.contains("--levels") && err.contains("descending"),
+        "{err}"
+    );
+    let err = fails(&caq(&["eval", "--model", "nope.caqf"], dir.path()));
+    assert!(err.contains("nope.caqf"), "{err}");
+    let err = fails(&caq(
+        &["eval", "--model", "nope.caqf", "--part-bits", "9"],
+        dir.path(),
+    ));
+    assert!(err.contains("--part-bits") && err.contains("'9'"), "{err}");
+}

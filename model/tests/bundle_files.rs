@@ -1,0 +1,279 @@
+//! Bundle and float-model files: round trips, partial loading, and every way a file can be bad.
+
+use caq_model::bundle::{self, Bundle};
+use caq_model::data::Dataset;
+use caq_model::graph::{FloatModel, FloatParams, Graph, Node, Op, Src};
+use caq_model::qmodel::{self, QModel, QuantizeConfig};
+use caq_model::{ModelError, store};
+use ndarray::{Array1, Array2};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::path::Path;
+
+/// conv(1→3, 3x3, pad 1) → maxpool 2 → flatten → dense(48→5): small, every kind of node.
+fn tiny_model(seed: u64) -> FloatModel {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let graph = Graph {
+        input_shape: [1, 8, 8],
+        nodes: vec![
+            Node {
+                name: "conv1".into(),
+                op: Op::Conv2d {
+                    in_channels: 1,
+                    out_channels: 3,
+                    kernel: [3, 3],
+                    stride: 1,
+                    padding: 1,
+                    relu: true,
+                },
+                inputs: vec![Src::Input],
+            },
+            Node {
+                name: "pool1".into(),
+                op: Op::MaxPool {
+                    kernel: 2,
+                    stride: 2,
+                },
+                inputs: vec![Src::Node(0)],
+            },
+            Node {
+                name: "flatten".into(),
+                op: Op::Flatten,
+                inputs: vec![Src::Node(1)],
+            },
+            Node {
+                name: "fc".into(),
+                op: Op::Dense {
+                    in_features: 48,
+                    out_features: 5,
+                    relu: false,
+                },
+                inputs: vec![Src::Node(2)],
+            },
+        ],
+    };
+    let mut p = |o: usize, k: usize| {
+        Some(FloatParams {
+            weight: Array2::from_shape_fn((o, k), |_| rng.random_range(-0.5..0.5f32)),
+            bias: Array1::from_shape_fn(o, |_| rng.random_range(-0.1..0.1f32)),
+        })
+    };
+    let params = vec![p(3, 9), None, None, p(5, 48)];
+    FloatModel { graph, params }
+}
+
+fn tiny_data(n: usize, seed: u64) -> Dataset {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Dataset {
+        name: "random".into(),
+        shape: [1, 8, 8],
+        pixels: (0..n * 64).map(|_| rng.random_range(0..=16u8)).collect(),
+        labels: (0..n).map(|i| (i % 5) as u8).collect(),
+        max_value: 16,
+        classes: 5,
+    }
+}
+
+fn tiny_bundle(dir: &Path) -> (QModel, std::path::PathBuf) {
+    let mut cfg = QuantizeConfig::nested(&[8, 6, 4]);
+    cfg.group_size = Some(4);
+    let q = qmodel::quantize(&tiny_model(1), &tiny_data(32, 2), &cfg).unwrap();
+    let path = dir.join("tiny.caqb");
+    bundle::write(&path, &q).unwrap();
+    (q, path)
+}
+
+#[test]
+fn bundle_round_trips_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, path) = tiny_bundle(dir.path());
+    let back = Bundle::open(&path).unwrap().load().unwrap();
+    assert_eq!(back, q);
+}
+
+#[test]
+fn loaded_bundle_computes_the_same_logits_at_every_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, path) = tiny_bundle(dir.path());
+    let back = Bundle::open(&path).unwrap().load().unwrap();
+    let data = tiny_data(8, 9);
+    for bits in [8, 6, 4] {
+        let a = q.executor(&q.uniform_bits(bits)).unwrap();
+        let b = back.executor(&back.uniform_bits(bits)).unwrap();
+        for i in 0..data.len() {
+            assert_eq!(
+                a.logits(data.image(i)).unwrap(),
+                b.logits(data.image(i)).unwrap()
+            );
+        }
+    }
+}
+
+#[test]
+fn part_bit_load_reads_only_the_high_planes_and_matches_the_full_model_at_that_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, path) = tiny_bundle(dir.path());
+    let b = Bundle::open(&path).unwrap();
+    let low = b.load_resident(&[4, 4]).unwrap();
+    for l in low.layers.iter().flatten() {
+        assert_eq!(l.weights.groups.len(), 1, "only the high part is resident");
+        assert_eq!(l.weights.levels, vec![4]);
+    }
+    let data = tiny_data(8, 3);
+    let full = q.executor(&q.uniform_bits(4)).unwrap();
+    let part = low.executor(&low.uniform_bits(4)).unwrap();
+    for i in 0..data.len() {
+        assert_eq!(
+            full.logits(data.image(i)).unwrap(),
+            part.logits(data.image(i)).unwrap()
+        );
+    }
+    // A level the resident model does not hold is an error, not a silent fallback.
+    assert!(low.executor(&low.uniform_bits(8)).is_err());
+    // Mixed: the first layer at 6 bits, the second at 4.
+    let mixed = b.load_resident(&[6, 4]).unwrap();
+    assert_eq!(mixed.layers[0].as_ref().unwrap().weights.groups.len(), 2);
+}
+
+/// Bytes of a healthy bundle, for the corruption tests.
+fn healthy_bytes(dir: &Path) -> (Vec<u8>, std::path::PathBuf) {
+    let (_, path) = tiny_bundle(dir);
+    (std::fs::read(&path).unwrap(), path)
+}
+
+fn open_err(path: &Path) -> String {
+    match Bundle::open(path).and_then(|b| b.load()) {
+        Ok(_) => panic!("{} opened although it is bad", path.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn truncated_bundle_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, path) = healthy_bytes(dir.path());
+    for cut in [0, 4, 8, 100, bytes.len() / 2, bytes.len() - 1] {
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        let e = open_err(&path);
+        assert!(e.contains("tiny.caqb"), "cut {cut}: {e}");
+    }
+}
+
+#[test]
+fn corrupted_tensor_bytes_fail_the_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut bytes, path) = healthy_bytes(dir.path());
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = open_err(&path);
+    assert!(e.contains("checksum") && e.contains("tiny.caqb"), "{e}");
+}
+
+#[test]
+fn corrupted_header_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut bytes, path) = healthy_bytes(dir.path());
+    bytes[12] = b'#';
+    std::fs::write(&path, &bytes).unwrap();
+    let e = open_err(&path);
+    assert!(e.contains("tiny.caqb"), "{e}");
+}
+
+#[test]
+fn wrong_schema_version_and_kind_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, path) = tiny_bundle(dir.path());
+    let e = rewrite_with_doc(&path, &q, |doc| doc["schema_version"] = 99.into());
+    assert!(
+        e.contains("schema version 99") && e.contains("tiny.caqb"),
+        "{e}"
+    );
+    let e = rewrite_with_doc(&path, &q, |doc| doc["kind"] = "caq.float_model".into());
+    assert!(e.contains("expected 'caq.bundle'"), "{e}");
+    let e = rewrite_with_doc(&path, &q, |doc| doc["layers"][0]["k"] = 7.into());
+    assert!(e.contains("conv1") && e.contains("[3, 7]"), "{e}");
+    let e = rewrite_with_doc(&path, &q, |doc| doc["surprise"] = 1.into());
+    assert!(
+        e.contains("surprise"),
+        "unknown manifest fields are errors: {e}"
+    );
+}
+
+/// Writes the bundle's tensors again under an edited manifest and returns the open error.
+fn rewrite_with_doc(path: &Path, q: &QModel, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    bundle::write(path, q).unwrap();
+    let f = store::TensorFile::open(path).unwrap();
+    let mut doc = f.doc().clone();
+    let mut tensors = Vec::new();
+    for name in tensor_names(&doc) {
+        let (dtype, shape, data) = f.tensor(&name).unwrap();
+        tensors.push(store::OutTensor::raw(name, dtype, shape, data.to_vec()));
+    }
+    drop(f);
+    edit(&mut doc);
+    store::write_atomic(path, &doc, &tensors).unwrap();
+    open_err(path)
+}
+
+fn tensor_names(doc: &serde_json::Value) -> Vec<String> {
+    let mut names = Vec::new();
+    for l in doc["layers"].as_array().unwrap() {
+        let n = l["name"].as_str().unwrap();
+        for g in l["plane_groups"].as_array().unwrap() {
+            names.push(g["tensor"].as_str().unwrap().to_string());
+        }
+        for t in ["bias", "requant_mult", "requant_shift", "scale"] {
+            names.push(format!("{n}.{t}"));
+        }
+        if !l["group_size"].is_null() {
+            names.push(format!("{n}.group_mult"));
+        }
+    }
+    names
+}
+
+#[test]
+fn missing_file_and_non_bundle_files_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open_err(&dir.path().join("absent.caqb"));
+    assert!(e.contains("absent.caqb"), "{e}");
+    let junk = dir.path().join("junk.caqb");
+    std::fs::write(&junk, b"this is not a tensor file at all").unwrap();
+    assert!(open_err(&junk).contains("junk.caqb"));
+    // A float model is not a bundle.
+    let f = dir.path().join("m.caqf");
+    tiny_model(3).save(&f).unwrap();
+    assert!(open_err(&f).contains("expected 'caq.bundle'"));
+}
+
+#[test]
+fn float_model_round_trips_and_rejects_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.caqf");
+    let m = tiny_model(4);
+    m.save(&path).unwrap();
+    assert_eq!(FloatModel::load(&path).unwrap(), m);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = FloatModel::load(&path).unwrap_err();
+    assert!(matches!(e, ModelError::Checksum { .. }), "{e}");
+}
+
+#[test]
+fn write_is_atomic_and_leaves_no_temp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, path) = tiny_bundle(dir.path());
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(names, vec!["tiny.caqb".to_string()], "{path:?}");
+    // Writing into a directory that is a file fails cleanly and leaves nothing behind.
+    let blocker = dir.path().join("blocker");
+    std::fs::write(&blocker, b"x").unwrap();
+    let q = Bundle::open(&path).unwrap().load().unwrap();
+    assert!(bundle::write(&blocker.join("x.caqb"), &q).is_err());
+}

@@ -110,22 +110,28 @@ fn out_range(a: &ActQuant, relu: bool) -> OutRange {
     }
 }
 
-/// Quantizes `model` with activation ranges calibrated on `calib`.
-pub fn quantize(model: &FloatModel, calib: &Dataset, cfg: &QuantizeConfig) -> Result<QModel> {
+/// Activation quantizers of a model: the input's and every node's output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Activations {
+    pub input: ActQuant,
+    pub nodes: Vec<ActQuant>,
+}
+
+/// Calibrates every node's output quantizer on the first `cfg.calib_images` images of `calib`
+/// (float forward passes). Depends only on the float model and the activation settings, so one
+/// calibration serves every weight quantization of the same model.
+pub fn calibrate_activations(
+    model: &FloatModel,
+    calib: &Dataset,
+    cfg: &QuantizeConfig,
+) -> Result<Activations> {
     model.validate()?;
-    let shapes = model.graph.shapes()?;
     if calib.shape != model.graph.input_shape {
         return Err(ModelError::Shape {
             context: "calibration set".into(),
             expected: format!("{:?}", model.graph.input_shape),
             found: format!("{:?}", calib.shape),
         });
-    }
-    if cfg.levels.is_empty() {
-        return Err(ModelError::arg(
-            "levels",
-            "at least one bit-width is needed",
-        ));
     }
     if !(2..=8).contains(&cfg.act_bits) {
         return Err(ModelError::arg(
@@ -144,30 +150,21 @@ pub fn quantize(model: &FloatModel, calib: &Dataset, cfg: &QuantizeConfig) -> Re
         .iter()
         .map(|nd| nd.op.has_weights() || matches!(nd.op, Op::Add { .. }))
         .collect();
-    let mut samples: Vec<Vec<f32>> = vec![Vec::new(); nodes.len()];
-    for i in 0..n {
-        let outs = model.forward_all(calib.image_f32(i).view());
-        for (j, o) in outs.iter().enumerate() {
-            if calibrated[j] {
-                samples[j].extend(o.iter().copied());
-            }
-        }
-    }
+    let outs = par_map(n, |i| model.forward_all(calib.image_f32(i).view()));
     let input = ActQuant {
         bits: 8,
         signed: false,
         scale: 1.0 / calib.max_value as f32,
     };
     let mut acts: Vec<ActQuant> = Vec::with_capacity(nodes.len());
-    let mut layers = Vec::with_capacity(nodes.len());
-    let mut adds = Vec::with_capacity(nodes.len());
     for (i, node) in nodes.iter().enumerate() {
         let in_act = act_of(&input, &acts, node.inputs[0]);
         let act = if calibrated[i] {
+            let samples: Vec<f32> = outs.iter().flat_map(|o| o[i].iter().copied()).collect();
             let signed = !node.op.relu();
             // The logits keep 8 bits whatever the hidden activations use.
             let bits = if i == last { 8 } else { cfg.act_bits };
-            quant::calibrate(&samples[i], bits, signed, cfg.calibration)
+            quant::calibrate(&samples, bits, signed, cfg.calibration)
                 .map_err(|e| layer_err(&node.name, e))?
         } else if matches!(node.op, Op::Relu) {
             ActQuant {
@@ -177,7 +174,44 @@ pub fn quantize(model: &FloatModel, calib: &Dataset, cfg: &QuantizeConfig) -> Re
         } else {
             in_act
         };
-        samples[i] = Vec::new();
+        acts.push(act);
+    }
+    Ok(Activations { input, nodes: acts })
+}
+
+/// Quantizes `model` with activation ranges calibrated on `calib`.
+pub fn quantize(model: &FloatModel, calib: &Dataset, cfg: &QuantizeConfig) -> Result<QModel> {
+    let acts = calibrate_activations(model, calib, cfg)?;
+    quantize_with(model, &acts, cfg)
+}
+
+/// Quantizes the weights of `model` against already calibrated activations.
+pub fn quantize_with(
+    model: &FloatModel,
+    acts: &Activations,
+    cfg: &QuantizeConfig,
+) -> Result<QModel> {
+    model.validate()?;
+    if cfg.levels.is_empty() {
+        return Err(ModelError::arg(
+            "levels",
+            "at least one bit-width is needed",
+        ));
+    }
+    let nodes = &model.graph.nodes;
+    if acts.nodes.len() != nodes.len() {
+        return Err(ModelError::arg(
+            "activations",
+            format!("{} quantizers for {} nodes", acts.nodes.len(), nodes.len()),
+        ));
+    }
+    let input = acts.input;
+    let acts = &acts.nodes;
+    let mut layers = Vec::with_capacity(nodes.len());
+    let mut adds = Vec::with_capacity(nodes.len());
+    for (i, node) in nodes.iter().enumerate() {
+        let in_act = act_of(&input, acts, node.inputs[0]);
+        let act = acts[i];
         let layer = match &model.params[i] {
             Some(p) => {
                 let (_, _, kernel_len) = node.op.weight_matrix_dims().expect("weight layer");
@@ -190,7 +224,7 @@ pub fn quantize(model: &FloatModel, calib: &Dataset, cfg: &QuantizeConfig) -> Re
         };
         let add = match node.op {
             Op::Add { .. } => {
-                let b_act = act_of(&input, &acts, node.inputs[1]);
+                let b_act = act_of(&input, acts, node.inputs[1]);
                 Some(
                     AddRequant::from_real(
                         (in_act.scale / act.scale) as f64,
@@ -201,15 +235,13 @@ pub fn quantize(model: &FloatModel, calib: &Dataset, cfg: &QuantizeConfig) -> Re
             }
             _ => None,
         };
-        acts.push(act);
         layers.push(layer);
         adds.push(add);
     }
-    debug_assert_eq!(shapes.len(), acts.len());
     Ok(QModel {
         graph: model.graph.clone(),
         input,
-        acts,
+        acts: acts.clone(),
         layers,
         adds,
         config: cfg.clone(),
@@ -451,10 +483,18 @@ pub fn int_accuracy(model: &QModel, bits: &[u8], set: &Dataset) -> Result<f64> {
 }
 
 /// Top-1 accuracy (in %) of the f32 reference model.
-pub fn float_accuracy(model: &FloatModel, set: &Dataset) -> f64 {
+pub fn float_accuracy(model: &FloatModel, set: &Dataset) -> Result<f64> {
+    model.validate()?;
+    if set.shape != model.graph.input_shape {
+        return Err(ModelError::Shape {
+            context: format!("data set {}", set.name),
+            expected: format!("{:?}", model.graph.input_shape),
+            found: format!("{:?}", set.shape),
+        });
+    }
     let hits = par_map(set.len(), |i| {
         let l = model.forward(set.image_f32(i).view());
         argmax(l.as_slice().expect("contiguous")) == set.labels[i] as usize
     });
-    100.0 * hits.iter().filter(|&&h| h).count() as f64 / set.len().max(1) as f64
+    Ok(100.0 * hits.iter().filter(|&&h| h).count() as f64 / set.len().max(1) as f64)
 }

@@ -34,7 +34,7 @@ impl Default for SuiteOptions {
             chain: vec![8, 6, 4],
             roundings: vec![Rounding::Nearest, Rounding::Adaptive],
             group_size: None,
-            clip_search: false,
+            clip_search: true,
             nest_clip: false,
             act_bits: 8,
             calibration: Calibration::Percentile { pct: 99.99 },
@@ -153,13 +153,14 @@ pub fn run_suite(
         levels: vec![],
         bits: 32,
         part_bit: false,
-        accuracy_pct: qmodel::float_accuracy(float, test),
+        accuracy_pct: qmodel::float_accuracy(float, test)?,
     }];
+    let acts = qmodel::calibrate_activations(float, calib, &cfg(&[8], Rounding::Nearest))?;
     let mut storage_nested = None;
     for &r in &opts.roundings {
         let mut eval = |levels: &[u8], rows: &mut Vec<AccuracyRow>| -> Result<QModel> {
             progress(&format!("levels {levels:?}, rounding {r:?}"));
-            let q = qmodel::quantize(float, calib, &cfg(levels, r))?;
+            let q = qmodel::quantize_with(float, &acts, &cfg(levels, r))?;
             for &b in levels {
                 rows.push(AccuracyRow {
                     scheme: if levels.len() == 1 {

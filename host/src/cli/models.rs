@@ -118,8 +118,10 @@ pub struct SuiteFlags {
     /// Local quantization regions for every variant.
     #[arg(long)]
     group_size: Option<usize>,
+    /// Use max|w| scales instead of the per-channel MSE clip search.
     #[arg(long)]
-    clip_search: bool,
+    no_clip_search: bool,
+    /// Nested variants choose their full-bit scale for the error over all levels.
     #[arg(long)]
     nest_clip: bool,
     #[arg(long, default_value_t = 8)]
@@ -147,7 +149,7 @@ impl SuiteFlags {
             part_bits,
             chain: parse_levels(&self.chain)?,
             group_size: self.group_size,
-            clip_search: self.clip_search,
+            clip_search: !self.no_clip_search,
             nest_clip: self.nest_clip,
             act_bits: self.act_bits,
             calibration: parse_calibration(&self.calibration)?,
@@ -222,7 +224,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     model
         .save(&a.out)
         .with_context(|| format!("writing --out {}", a.out.display()))?;
-    let acc = qmodel::float_accuracy(&model, &split.test);
+    let acc = qmodel::float_accuracy(&model, &split.test)?;
     println!(
         "trained on {} images of {} in {seconds:.1} s; held-out accuracy {acc:.2}% on {} images; model written to {}",
         split.train.len(),
@@ -282,7 +284,7 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
 fn eval_bundle(model: &FloatModel, path: &Path, split: &super::Split) -> Result<BundleEval> {
     let b = Bundle::open(path).with_context(|| format!("reading bundle {}", path.display()))?;
     let q = b.load()?;
-    let f32_acc = qmodel::float_accuracy(model, &split.test);
+    let f32_acc = qmodel::float_accuracy(model, &split.test)?;
     let mut levels = Vec::new();
     for &bits in q.levels() {
         levels.push(LevelAccuracy {

@@ -56,6 +56,11 @@ pub struct AccuracyRow {
     /// True when a nested model ran below its full bit-width.
     pub part_bit: bool,
     pub accuracy_pct: f64,
+    /// Share of test images whose top-1 class equals the f32 model's.
+    pub agreement_pct: f64,
+    /// Root-mean-square difference of the dequantized logits from the f32 logits: a finer
+    /// measure than top-1 on small test sets, where one image moves accuracy by 1/N.
+    pub logit_rmse: f64,
 }
 
 impl AccuracyRow {
@@ -128,6 +133,57 @@ pub fn plane_bytes(q: &QModel) -> Result<(usize, usize)> {
     Ok((payload, stored))
 }
 
+/// The f32 logits of every test image.
+pub fn float_logits(float: &FloatModel, test: &Dataset) -> Result<Vec<Vec<f32>>> {
+    qmodel::float_accuracy(float, test)?; // validates model and data shapes
+    Ok(qmodel::par_map(test.len(), |i| {
+        float.forward(test.image_f32(i).view()).to_vec()
+    }))
+}
+
+/// Accuracy, agreement with the f32 top-1, and logit RMSE of an integer model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scores {
+    pub accuracy_pct: f64,
+    pub agreement_pct: f64,
+    pub logit_rmse: f64,
+}
+
+pub fn score(q: &QModel, bits: &[u8], test: &Dataset, reference: &[Vec<f32>]) -> Result<Scores> {
+    let ex = q.executor(bits)?;
+    let out = *q.acts.last().expect("non-empty graph");
+    let per_image = qmodel::par_map(test.len(), |i| {
+        ex.logits(test.image(i)).map(|l| {
+            let top = qmodel::argmax(&l);
+            let se: f64 = l
+                .iter()
+                .zip(&reference[i])
+                .map(|(&c, &f)| (out.dequantize(c) as f64 - f as f64).powi(2))
+                .sum();
+            (
+                top == test.labels[i] as usize,
+                top == qmodel::argmax(&reference[i]),
+                se,
+                l.len(),
+            )
+        })
+    });
+    let (mut hit, mut agree, mut se, mut n) = (0usize, 0usize, 0f64, 0usize);
+    for r in per_image {
+        let (h, a, e, len) = r?;
+        hit += h as usize;
+        agree += a as usize;
+        se += e;
+        n += len;
+    }
+    let images = test.len().max(1) as f64;
+    Ok(Scores {
+        accuracy_pct: 100.0 * hit as f64 / images,
+        agreement_pct: 100.0 * agree as f64 / images,
+        logit_rmse: (se / n.max(1) as f64).sqrt(),
+    })
+}
+
 /// Runs the whole suite. `calib` is the calibration set (from the training split), `test` the
 /// held-out set.
 pub fn run_suite(
@@ -147,6 +203,7 @@ pub fn run_suite(
         calibration: opts.calibration,
         calib_images: opts.calib_images,
     };
+    let reference = float_logits(float, test)?;
     let mut rows = vec![AccuracyRow {
         scheme: "f32".into(),
         rounding: None,
@@ -154,6 +211,8 @@ pub fn run_suite(
         bits: 32,
         part_bit: false,
         accuracy_pct: qmodel::float_accuracy(float, test)?,
+        agreement_pct: 100.0,
+        logit_rmse: 0.0,
     }];
     let acts = qmodel::calibrate_activations(float, calib, &cfg(&[8], Rounding::Nearest))?;
     let mut storage_nested = None;
@@ -162,6 +221,7 @@ pub fn run_suite(
             progress(&format!("levels {levels:?}, rounding {r:?}"));
             let q = qmodel::quantize_with(float, &acts, &cfg(levels, r))?;
             for &b in levels {
+                let s = score(&q, &q.uniform_bits(b), test, &reference)?;
                 rows.push(AccuracyRow {
                     scheme: if levels.len() == 1 {
                         "uniform"
@@ -173,7 +233,9 @@ pub fn run_suite(
                     levels: levels.to_vec(),
                     bits: b,
                     part_bit: b != levels[0],
-                    accuracy_pct: qmodel::int_accuracy(&q, &q.uniform_bits(b), test)?,
+                    accuracy_pct: s.accuracy_pct,
+                    agreement_pct: s.agreement_pct,
+                    logit_rmse: s.logit_rmse,
                 });
             }
             Ok(q)

@@ -330,10 +330,21 @@ fn print_suite(r: &SuiteReport) {
                     .map(|x| format!("{x:?}").to_lowercase())
                     .unwrap_or_else(|| "-".into()),
                 format!("{:.2}", row.accuracy_pct),
+                format!("{:.2}", row.agreement_pct),
+                format!("{:.4}", row.logit_rmse),
             ]
         })
         .collect();
-    table::print(&["model", "rounding", "top-1 %"], &rows);
+    table::print(
+        &[
+            "model",
+            "rounding",
+            "top-1 %",
+            "agrees with f32 %",
+            "logit RMSE",
+        ],
+        &rows,
+    );
     println!("\nWeight storage:");
     let rows: Vec<Vec<String>> = r
         .storage

@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch of the `caq` subcommands.
 
+mod hdl;
 mod inspect;
 mod models;
 mod table;
@@ -33,6 +34,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// The end-to-end job on the digits data the repo carries: train, quantize, evaluate.
     Demo(models::DemoArgs),
+    /// Generate, lint and synthesize the accelerator RTL of a config.
+    Hdl(hdl::HdlArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -42,6 +45,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => models::eval(a),
         Command::Inspect(a) => inspect::inspect(a),
         Command::Demo(a) => models::demo(a),
+        Command::Hdl(a) => hdl::run(a),
     }
 }
 

@@ -1,0 +1,306 @@
+//! [`synth`]: Yosys `synth_xilinx` over a generated design, read back as a [`SynthReport`]: LUTs,
+//! flip-flops, block RAM (in RAMB36 equivalents), DSPs, the longest combinational path in cells, and
+//! utilisation of the target part.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::time::Instant;
+
+use caq_spec::Board;
+use serde::{Deserialize, Serialize};
+
+use crate::design::Design;
+use crate::error::{HdlError, Result};
+use crate::tools::{self, ScratchDir, YOSYS};
+
+/// A Xilinx device family as `synth_xilinx -family` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// 7-series (Zynq-7000): RAMB36E1/RAMB18E1, DSP48E1.
+    Xc7,
+    /// UltraScale+ (Zynq UltraScale+): RAMB36E2/RAMB18E2, DSP48E2.
+    Xcup,
+}
+
+impl Family {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Family::Xc7 => "xc7",
+            Family::Xcup => "xcup",
+        }
+    }
+}
+
+/// A target part and its capacity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    pub name: String,
+    pub family: Family,
+    pub lut: u64,
+    pub ff: u64,
+    pub bram36: u64,
+    pub dsp: u64,
+}
+
+impl Part {
+    /// Zynq-7000 XC7Z020 (PYNQ-Z2), DS190 table 1.
+    pub fn xc7z020() -> Part {
+        Part {
+            name: "xc7z020".into(),
+            family: Family::Xc7,
+            lut: 53_200,
+            ff: 106_400,
+            bram36: 140,
+            dsp: 220,
+        }
+    }
+
+    /// Zynq UltraScale+ XCZU7EV (ZCU104), DS891.
+    pub fn xczu7ev() -> Part {
+        Part {
+            name: "xczu7ev".into(),
+            family: Family::Xcup,
+            lut: 230_400,
+            ff: 460_800,
+            bram36: 312,
+            dsp: 1_728,
+        }
+    }
+
+    /// The part a board carries. The simulation-only board is measured against the XC7Z020, the
+    /// smallest real target, so its numbers are comparable with the PYNQ-Z2's.
+    pub fn for_board(board: Board) -> Part {
+        match board {
+            Board::PynqZ2 | Board::Sim => Part::xc7z020(),
+            Board::Zcu104 => Part::xczu7ev(),
+        }
+    }
+}
+
+/// Used share of each resource, percent.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Utilisation {
+    pub lut_pct: f64,
+    pub ff_pct: f64,
+    pub bram36_pct: f64,
+    pub dsp_pct: f64,
+}
+
+/// What Yosys reports after `synth_xilinx`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SynthReport {
+    pub top: String,
+    /// 16 hex digits of the config hash the design carries.
+    pub config_hash: String,
+    pub part: Part,
+    /// LUT1..LUT6 cells.
+    pub lut: u64,
+    /// FDRE/FDSE/FDCE/FDPE (and any other FD*) cells.
+    pub ff: u64,
+    /// RAMB36 + RAMB18 / 2.
+    pub bram36: f64,
+    /// DSP48E1/DSP48E2 cells.
+    pub dsp: u64,
+    /// Longest topological path through combinational cells (`ltp -noff`), in cells.
+    pub ltp_length: u64,
+    /// Every cell type and its count.
+    pub cells: BTreeMap<String, u64>,
+    pub utilisation: Utilisation,
+    /// Wall time of the Yosys run, seconds.
+    pub seconds: f64,
+}
+
+impl SynthReport {
+    /// LUTs left free, percent of the part.
+    pub fn lut_headroom_pct(&self) -> f64 {
+        100.0 - self.utilisation.lut_pct
+    }
+
+    /// True when every resource fits and at least `min_lut_headroom_pct` of the LUTs stay free.
+    pub fn fits_with_headroom(&self, min_lut_headroom_pct: f64) -> bool {
+        let u = &self.utilisation;
+        u.ff_pct <= 100.0
+            && u.bram36_pct <= 100.0
+            && u.dsp_pct <= 100.0
+            && self.lut_headroom_pct() >= min_lut_headroom_pct
+    }
+}
+
+const LOG: &str = "yosys.log";
+const STAT_JSON: &str = "stat.json";
+const LTP_TXT: &str = "ltp.txt";
+
+/// Synthesizes a design for a part with `yosys synth_xilinx`, in a scratch directory that is kept
+/// (with `yosys.log`) when anything fails.
+pub fn synth(design: &Design, part: &Part) -> Result<SynthReport> {
+    let mut scratch = ScratchDir::new("synth")?;
+    let dir = scratch.path().to_owned();
+    design.write(&dir)?;
+    let files: Vec<&str> = design.files.iter().map(|f| f.name.as_str()).collect();
+    // -flatten: one netlist, so the counts are the whole design's and paths cross module
+    // boundaries. ltp -noff: flip-flops end paths, so the length is the deepest combinational
+    // cone in cells.
+    let script = format!(
+        "read_verilog {}; synth_xilinx -flatten -family {} -top {}; tee -q -o {STAT_JSON} stat -json; \
+         tee -q -o {LTP_TXT} ltp -noff",
+        files.join(" "),
+        part.family.as_str(),
+        design.top
+    );
+    let args = vec![
+        "-q".to_owned(),
+        "-l".to_owned(),
+        LOG.to_owned(),
+        "-p".to_owned(),
+        script,
+    ];
+    let command = tools::command_line(YOSYS, &args);
+    let started = Instant::now();
+    let out = tools::run(YOSYS, &args, &dir)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let log_path = dir.join(LOG);
+    let failed = |scratch: &mut ScratchDir, message: String| {
+        let kept = scratch.keep().join(LOG);
+        HdlError::Report {
+            tool: "yosys",
+            log: kept,
+            message,
+        }
+    };
+    if !out.status.success() {
+        let log = fs::read_to_string(&log_path).unwrap_or_default();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail = tools::tail(&format!("{log}\n{stderr}"), 20);
+        return Err(HdlError::ToolFailed {
+            command,
+            status: out.status.to_string(),
+            log: scratch.keep().join(LOG),
+            tail,
+        });
+    }
+    let stat = fs::read_to_string(dir.join(STAT_JSON)).unwrap_or_default();
+    let cells = match parse_stat_json(&stat, &design.top) {
+        Ok(c) => c,
+        Err(message) => return Err(failed(&mut scratch, message)),
+    };
+    let ltp = fs::read_to_string(dir.join(LTP_TXT)).unwrap_or_default();
+    let Some(ltp_length) = parse_ltp(&ltp) else {
+        return Err(failed(
+            &mut scratch,
+            format!("no \"Longest topological path ... (length=N)\" line in {LTP_TXT}"),
+        ));
+    };
+    Ok(report(design, part, cells, ltp_length, seconds))
+}
+
+fn report(
+    design: &Design,
+    part: &Part,
+    cells: BTreeMap<String, u64>,
+    ltp_length: u64,
+    seconds: f64,
+) -> SynthReport {
+    let sum = |pred: &dyn Fn(&str) -> bool| -> u64 {
+        cells.iter().filter(|(k, _)| pred(k)).map(|(_, v)| v).sum()
+    };
+    let lut = sum(&|c| matches!(c, "LUT1" | "LUT2" | "LUT3" | "LUT4" | "LUT5" | "LUT6"));
+    let ff = sum(&|c| c.starts_with("FD"));
+    let ramb36 = sum(&|c| c.starts_with("RAMB36"));
+    let ramb18 = sum(&|c| c.starts_with("RAMB18"));
+    let dsp = sum(&|c| c.starts_with("DSP48"));
+    let bram36 = ramb36 as f64 + ramb18 as f64 / 2.0;
+    let pct = |used: f64, cap: u64| 100.0 * used / cap as f64;
+    SynthReport {
+        top: design.top.clone(),
+        config_hash: design.config_hash.to_string(),
+        part: part.clone(),
+        lut,
+        ff,
+        bram36,
+        dsp,
+        ltp_length,
+        utilisation: Utilisation {
+            lut_pct: pct(lut as f64, part.lut),
+            ff_pct: pct(ff as f64, part.ff),
+            bram36_pct: pct(bram36, part.bram36),
+            dsp_pct: pct(dsp as f64, part.dsp),
+        },
+        cells,
+        seconds,
+    }
+}
+
+/// Cell counts of `top` from `stat -json` (Yosys 0.23: `modules.<name>.num_cells_by_type`).
+fn parse_stat_json(text: &str, top: &str) -> Result<BTreeMap<String, u64>, String> {
+    // `tee -o` may put Yosys's own header lines before the JSON object.
+    let start = text
+        .find('{')
+        .ok_or_else(|| format!("{STAT_JSON} holds no JSON object"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text[start..]).map_err(|e| format!("{STAT_JSON}: {e}"))?;
+    let modules = v
+        .get("modules")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| format!("{STAT_JSON} has no \"modules\" object"))?;
+    let module = modules
+        .get(&format!("\\{top}"))
+        .or_else(|| modules.get(top))
+        .ok_or_else(|| format!("{STAT_JSON} has no module `{top}`"))?;
+    let by_type = module
+        .get("num_cells_by_type")
+        .and_then(|c| c.as_object())
+        .ok_or_else(|| format!("{STAT_JSON}: module `{top}` has no num_cells_by_type"))?;
+    Ok(by_type
+        .iter()
+        .filter_map(|(k, n)| Some((k.trim_start_matches('\\').to_owned(), n.as_u64()?)))
+        .collect())
+}
+
+/// The N of "Longest topological path in <module> (length=N):".
+fn parse_ltp(text: &str) -> Option<u64> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.split("Longest topological path").nth(1)?;
+            let n = rest.split("(length=").nth(1)?;
+            n.split(')').next()?.trim().parse::<u64>().ok()
+        })
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ltp_line_is_parsed() {
+        let text = "\n3. Executing LTP pass (find longest path).\nLongest topological path in caq_top (length=7):\n    0: \\a\n";
+        assert_eq!(parse_ltp(text), Some(7));
+        assert_eq!(parse_ltp("nothing here"), None);
+    }
+
+    #[test]
+    fn stat_json_counts_cells_of_the_top() {
+        let text = r#"
+5. Printing statistics.
+{
+   "creator": "Yosys 0.23",
+   "modules": {
+      "\\caq_top": {
+         "num_wires": 10,
+         "num_cells": 6,
+         "num_cells_by_type": { "LUT2": 2, "LUT6": 1, "FDRE": 2, "RAMB18E1": 1 }
+      }
+   }
+}
+"#;
+        let cells = parse_stat_json(text, "caq_top").unwrap();
+        assert_eq!(cells.get("LUT6"), Some(&1));
+        assert_eq!(cells.len(), 4);
+        assert!(
+            parse_stat_json(text, "other")
+                .unwrap_err()
+                .contains("other")
+        );
+    }
+}

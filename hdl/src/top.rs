@@ -1,0 +1,130 @@
+//! `caq_top`: the accelerator's top level: the AXI4-Lite register block and the layer engine
+//! (`caq_core`). The core's word memory ports are top-level ports `mem_*` for now; the DMA engine
+//! (AXI4 master, issue 4) will sit between them and the HP port.
+
+use caq_spec::{AccelConfig, ConfigHash};
+
+use crate::emit::{Dir, Expr, Interface, Module, ModuleBuilder};
+use crate::error::Result;
+
+/// The module's name (and file stem).
+pub const MODULE: &str = "caq_top";
+
+/// Ports of the register block that become ports of the top under the same name.
+fn is_shared(port: &str) -> bool {
+    port == "clk" || port == "rst_n" || port.starts_with("s_axil_")
+}
+
+/// Core ports that face memory (exported as `mem_<name>`).
+fn is_memory_port(port: &str) -> bool {
+    port.starts_with("rd_") || port.starts_with("wr_")
+}
+
+/// Generates `caq_top` around the register block and the core.
+pub fn generate(
+    cfg: &AccelConfig,
+    hash: ConfigHash,
+    regs: &Interface,
+    core: &Interface,
+) -> Result<Module> {
+    let aw = cfg.axi.addr_width;
+    let mut m = ModuleBuilder::new(MODULE)?;
+    m.doc_line(format!(
+        "{MODULE}: top level of the caq accelerator for config '{}' (hash {hash}).",
+        cfg.name
+    ));
+    m.doc(&[
+        "Ports: clk; rst_n (synchronous, active low); the AXI4-Lite slave s_axil_* of the register",
+        "block (see caq_axil_regs for its timing); irq, the level completion interrupt; mem_*, the",
+        "core's word read and write ports (protocol in caq_core), to be served by the DMA engine.",
+    ]);
+
+    let mut regs_conns: Vec<(String, Expr)> = Vec::new();
+    for p in &regs.ports {
+        if is_shared(&p.name) {
+            if p.name == "s_axil_awaddr" {
+                m.port_group("AXI4-Lite slave (control registers)");
+            }
+            let sig = m.port_full(p.dir, &p.name, p.width, p.signed, None)?;
+            regs_conns.push((p.name.clone(), sig.expr()));
+        }
+    }
+    m.port_group("Completion interrupt, level");
+    let irq = m.port(Dir::Output, "irq", 1)?;
+    regs_conns.push(("irq_o".to_owned(), irq.expr()));
+    m.port_group("Core memory ports (word protocol, see caq_core)");
+    let mut core_conns: Vec<(String, Expr)> = vec![
+        ("clk".into(), Expr::raw("clk", 1)),
+        ("rst_n".into(), Expr::raw("rst_n", 1)),
+    ];
+    for p in &core.ports {
+        if is_memory_port(&p.name) {
+            let sig = m.port_full(p.dir, &format!("mem_{}", p.name), p.width, p.signed, None)?;
+            core_conns.push((p.name.clone(), sig.expr()));
+        }
+    }
+
+    m.section("register block <-> core");
+    let mut regs_wires = std::collections::BTreeMap::new();
+    for p in &regs.ports {
+        if !is_shared(&p.name) && p.name != "irq_o" {
+            let w = m.wire(&format!("regs_{}", p.name), p.width, None)?;
+            regs_conns.push((p.name.clone(), w.expr()));
+            regs_wires.insert(p.name.clone(), w);
+        }
+    }
+    m.lint_off(
+        "UNUSEDSIGNAL",
+        "the address window (WIN_BASE/WIN_LIMIT) is enforced by the DMA engine (issue 4); \
+         DESC_ADDR above the master's address width and DESC_COUNT above 16 bits are not used",
+    );
+    m.wire("win_unused", 1, None)?;
+    m.assign_raw(
+        "win_unused",
+        format!(
+            "^{{regs_win_base_o, regs_win_limit_o, regs_desc_addr_o[63:{aw}], regs_desc_count_o[31:16]}}"
+        ),
+    )?;
+    m.lint_on("UNUSEDSIGNAL");
+    let core_ctl = [
+        ("start", "regs_start_o".to_string(), 1),
+        ("soft_reset", "regs_soft_reset_o".to_string(), 1),
+        ("desc_addr", format!("regs_desc_addr_o[{}:0]", aw - 1), aw),
+        ("desc_count", "regs_desc_count_o[15:0]".to_string(), 16),
+    ];
+    for (port, text, w) in core_ctl {
+        core_conns.push((port.into(), Expr::raw(text, w)));
+    }
+    let core_out = [
+        ("busy", "busy_i"),
+        ("done", "done_i"),
+        ("error", "error_i"),
+        ("err_code", "err_code_i"),
+        ("err_desc", "err_desc_i"),
+        ("perf_busy", "perf_busy_i"),
+        ("perf_stall", "perf_stall_i"),
+        ("perf_plane_ops", "perf_plane_ops_i"),
+        ("perf_bytes_rd", "perf_bytes_rd_i"),
+        ("perf_bytes_wr", "perf_bytes_wr_i"),
+    ];
+    for (port, regs_port) in core_out {
+        let w = regs_wires
+            .get(regs_port)
+            .ok_or_else(|| crate::error::HdlError::Undeclared {
+                module: MODULE.to_owned(),
+                name: format!("regs_{regs_port}"),
+            })?;
+        core_conns.push((port.into(), w.expr()));
+    }
+    let conns = regs_conns
+        .iter()
+        .map(|(n, e)| (n.as_str(), e.clone()))
+        .collect();
+    m.instance(regs, "u_regs", conns)?;
+    let conns = core_conns
+        .iter()
+        .map(|(n, e)| (n.as_str(), e.clone()))
+        .collect();
+    m.instance(core, "u_core", conns)?;
+    Ok(m.finish())
+}

@@ -1,0 +1,199 @@
+//! `caq hdl ...`: generate, lint and synthesize the accelerator's RTL (a thin layer over caq-hdl).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use caq_hdl::{Part, SynthReport};
+use caq_spec::AccelConfig;
+use clap::{Args, Subcommand};
+
+use super::table;
+
+#[derive(Args, Debug)]
+pub struct HdlArgs {
+    #[command(subcommand)]
+    command: HdlCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum HdlCommand {
+    /// Write the Verilog of a config and its manifest.json into a directory.
+    Generate(GenerateArgs),
+    /// `verilator --lint-only -Wall` the generated RTL; fails on any warning.
+    Lint(LintArgs),
+    /// Synthesize with Yosys `synth_xilinx` and print resources against the part.
+    Synth(SynthArgs),
+}
+
+#[derive(Args, Debug)]
+struct GenerateArgs {
+    /// Accelerator config (configs/*.toml).
+    #[arg(long)]
+    config: PathBuf,
+    /// Output directory (created if missing; files in it are replaced).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct LintArgs {
+    /// Accelerator config; default: every configs/*.toml.
+    #[arg(long)]
+    config: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct SynthArgs {
+    /// Accelerator config (configs/*.toml).
+    #[arg(long)]
+    config: PathBuf,
+    /// Also write the report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Fail unless every resource fits the part and at least this percentage of LUTs stays free.
+    #[arg(long, value_name = "PERCENT")]
+    require_headroom: Option<f64>,
+}
+
+pub fn run(args: HdlArgs) -> Result<()> {
+    match args.command {
+        HdlCommand::Generate(a) => generate(a),
+        HdlCommand::Lint(a) => lint(a),
+        HdlCommand::Synth(a) => synth(a),
+    }
+}
+
+fn load(path: &Path) -> Result<(AccelConfig, caq_hdl::Design)> {
+    let cfg = AccelConfig::load(path)?;
+    let design = caq_hdl::generate(&cfg)
+        .with_context(|| format!("generating RTL for {}", path.display()))?;
+    Ok((cfg, design))
+}
+
+fn generate(a: GenerateArgs) -> Result<()> {
+    let (cfg, design) = load(&a.config)?;
+    design
+        .write(&a.out)
+        .with_context(|| format!("writing the RTL of {}", a.config.display()))?;
+    println!(
+        "{}: config '{}' (hash {}) -> {} ({} files + manifest.json, top {})",
+        a.config.display(),
+        cfg.name,
+        design.config_hash,
+        a.out.display(),
+        design.files.len(),
+        design.top
+    );
+    Ok(())
+}
+
+/// `configs/*.toml`, sorted.
+fn all_configs() -> Result<Vec<PathBuf>> {
+    let dir = Path::new("configs");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| {
+            format!(
+                "listing {} (run from the repo root or pass --config)",
+                dir.display()
+            )
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        bail!("no accelerator configs in {}", dir.display());
+    }
+    Ok(paths)
+}
+
+fn lint(a: LintArgs) -> Result<()> {
+    let paths = if a.config.is_empty() {
+        all_configs()?
+    } else {
+        a.config
+    };
+    let mut dirty = Vec::new();
+    for path in &paths {
+        let (_, design) = load(path)?;
+        let report =
+            caq_hdl::lint(&design).with_context(|| format!("linting {}", path.display()))?;
+        if report.is_clean() {
+            println!("{}: clean", path.display());
+        } else {
+            println!("{}: {} warning(s)", path.display(), report.warnings.len());
+            for w in &report.warnings {
+                println!("  {w}");
+            }
+            dirty.push(path.display().to_string());
+        }
+    }
+    if !dirty.is_empty() {
+        bail!("verilator -Wall warnings in {}", dirty.join(", "));
+    }
+    Ok(())
+}
+
+fn synth(a: SynthArgs) -> Result<()> {
+    let (cfg, design) = load(&a.config)?;
+    let part = Part::for_board(cfg.board);
+    let report = caq_hdl::synth(&design, &part)
+        .with_context(|| format!("synthesizing {}", a.config.display()))?;
+    println!(
+        "{}: config '{}' (hash {}), yosys synth_xilinx -family {} in {:.1} s",
+        a.config.display(),
+        cfg.name,
+        design.config_hash,
+        part.family.as_str(),
+        report.seconds
+    );
+    print_table(&report);
+    if let Some(path) = &a.json {
+        super::write_json(path, &report)?;
+    }
+    if let Some(min) = a.require_headroom {
+        if !report.fits_with_headroom(min) {
+            bail!(
+                "{}: does not fit {} with {min}% LUT headroom (LUT {:.1}% used, FF {:.1}%, BRAM36 \
+                 {:.1}%, DSP {:.1}%)",
+                a.config.display(),
+                part.name,
+                report.utilisation.lut_pct,
+                report.utilisation.ff_pct,
+                report.utilisation.bram36_pct,
+                report.utilisation.dsp_pct
+            );
+        }
+        println!(
+            "fits {} with {:.1}% LUT headroom (required {min}%)",
+            part.name,
+            report.lut_headroom_pct()
+        );
+    }
+    Ok(())
+}
+
+fn print_table(r: &SynthReport) {
+    let row = |name: &str, used: f64, cap: u64, pct: f64| {
+        vec![
+            name.to_owned(),
+            format!("{used}"),
+            cap.to_string(),
+            format!("{pct:.2}%"),
+            format!("{:.2}%", 100.0 - pct),
+        ]
+    };
+    let u = &r.utilisation;
+    let rows = vec![
+        row("LUT", r.lut as f64, r.part.lut, u.lut_pct),
+        row("FF", r.ff as f64, r.part.ff, u.ff_pct),
+        row("BRAM36", r.bram36, r.part.bram36, u.bram36_pct),
+        row("DSP", r.dsp as f64, r.part.dsp, u.dsp_pct),
+    ];
+    let cap = format!("{} capacity", r.part.name);
+    table::print(&["resource", "used", &cap, "used %", "headroom"], &rows);
+    println!(
+        "longest combinational path (ltp -noff): {} cells",
+        r.ltp_length
+    );
+}

@@ -1,0 +1,292 @@
+//! [`AxiLite`]: an AXI4-Lite master that drives the `s_axil_*` ports of an [`RtlModel`] one cycle at
+//! a time and checks the slave's side of the handshake.
+//!
+//! Per cycle the master sets its outputs, settles the model (`eval`), samples the slave's outputs and
+//! then clocks the model: a transfer happens on the rising edge where VALID and READY were both high.
+//! The master follows the AXI4-Lite rules (IHI 0022, A3.2): a VALID, once high, stays high with its
+//! payload unchanged until READY; it never waits for READY before raising VALID. It checks that the
+//! slave does the same for B and R (VALID held with a stable payload until READY) and that it
+//! answers only after the request's handshakes. Order of AW and W, and random back-pressure on BREADY
+//! and RREADY, are options for tests; every wait is bounded by a cycle timeout.
+//!
+//! This module knows the AXI4-Lite protocol and the port names; it does not know the register map
+//! beyond naming offsets in errors.
+
+use caq_spec::regmap::{Register, WidePair};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::axi::{AxiOp, RegAddr, Resp};
+use crate::error::SimError;
+use crate::rtl::RtlModel;
+use crate::rtl::design::ports::{
+    S_AXIL_ARADDR, S_AXIL_ARREADY, S_AXIL_ARVALID, S_AXIL_AWADDR, S_AXIL_AWREADY, S_AXIL_AWVALID,
+    S_AXIL_BREADY, S_AXIL_BRESP, S_AXIL_BVALID, S_AXIL_RDATA, S_AXIL_RREADY, S_AXIL_RRESP,
+    S_AXIL_RVALID, S_AXIL_WDATA, S_AXIL_WREADY, S_AXIL_WSTRB, S_AXIL_WVALID,
+};
+
+/// When the write address (AW) and the write data (W) are presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteOrder {
+    /// AWVALID and WVALID rise in the same cycle.
+    #[default]
+    Together,
+    /// AWVALID first; WVALID rises `lead` cycles later, or right after the AW handshake if that comes
+    /// sooner (a slave may wait for both VALIDs before any READY, so W is never held back for AW).
+    AddrFirst { lead: u32 },
+    /// WVALID first; AWVALID follows as in [`WriteOrder::AddrFirst`].
+    DataFirst { lead: u32 },
+}
+
+/// Random back-pressure on BREADY and RREADY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backpressure {
+    /// Chance in percent that READY is low in a given cycle (0: always ready; 100 or more: never
+    /// ready, which ends in a timeout).
+    pub stall_percent: u8,
+}
+
+impl Backpressure {
+    /// READY is always high.
+    pub const NONE: Backpressure = Backpressure { stall_percent: 0 };
+}
+
+/// How an [`AxiLite`] master behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AxiLiteOptions {
+    pub write_order: WriteOrder,
+    pub backpressure: Backpressure,
+    /// Cycles a read or write may take, from the first VALID to the response handshake.
+    pub timeout_cycles: u64,
+    /// Seeds the back-pressure pattern.
+    pub seed: u64,
+}
+
+impl Default for AxiLiteOptions {
+    fn default() -> Self {
+        AxiLiteOptions {
+            write_order: WriteOrder::Together,
+            backpressure: Backpressure::NONE,
+            timeout_cycles: 1000,
+            seed: 0,
+        }
+    }
+}
+
+/// An AXI4-Lite master on the model's `s_axil_*` port.
+#[derive(Debug)]
+pub struct AxiLite<'a> {
+    model: &'a mut RtlModel,
+    options: AxiLiteOptions,
+    rng: ChaCha8Rng,
+}
+
+impl<'a> AxiLite<'a> {
+    pub fn new(model: &'a mut RtlModel, options: AxiLiteOptions) -> AxiLite<'a> {
+        AxiLite {
+            model,
+            rng: ChaCha8Rng::seed_from_u64(options.seed),
+            options,
+        }
+    }
+
+    pub fn options(&self) -> AxiLiteOptions {
+        self.options
+    }
+
+    /// Changes the options for the following transfers (the back-pressure pattern continues).
+    pub fn set_options(&mut self, options: AxiLiteOptions) {
+        self.options = options;
+    }
+
+    /// The model, to tick it or read other ports between transfers.
+    pub fn model(&mut self) -> &mut RtlModel {
+        self.model
+    }
+
+    /// Reads the 32-bit register at byte offset `addr`. An error response is an error.
+    pub fn read32(&mut self, addr: u32) -> Result<u32, SimError> {
+        let target = RegAddr(addr);
+        let op = AxiOp::Read;
+        self.model
+            .set(S_AXIL_ARADDR, u64::from(addr))
+            .map_err(|_| SimError::Address {
+                op,
+                addr: target,
+                width: S_AXIL_ARADDR.width(),
+            })?;
+        let protocol = |cycle: u64, rule: &str| SimError::Protocol {
+            op,
+            addr: target,
+            cycle,
+            rule: rule.to_string(),
+        };
+        let mut ar_done = false;
+        // RDATA and RRESP of an RVALID the master has not yet accepted.
+        let mut waiting: Option<(u64, u64)> = None;
+        for cycle in 0..self.options.timeout_cycles {
+            let arvalid = !ar_done;
+            let rready = self.ready();
+            self.model.set(S_AXIL_ARVALID, u64::from(arvalid))?;
+            self.model.set(S_AXIL_RREADY, u64::from(rready))?;
+            self.model.eval();
+            let arready = self.model.is_high(S_AXIL_ARREADY);
+            let rvalid = self.model.is_high(S_AXIL_RVALID);
+            let r = (self.model.get(S_AXIL_RDATA), self.model.get(S_AXIL_RRESP));
+            if rvalid && !ar_done {
+                return Err(protocol(cycle, "RVALID before the AR handshake"));
+            }
+            if let Some(held) = waiting {
+                if !rvalid {
+                    return Err(protocol(cycle, "RVALID dropped before RREADY"));
+                }
+                if r != held {
+                    return Err(protocol(cycle, "RDATA/RRESP changed while RVALID waited"));
+                }
+            }
+            self.model.tick();
+            ar_done |= arvalid && arready;
+            if rvalid && rready {
+                self.idle(&[S_AXIL_ARVALID, S_AXIL_RREADY])?;
+                let (data, resp) = r;
+                return match Resp::from_bits(resp) {
+                    // RDATA is a 32-bit port.
+                    Resp::Okay => Ok(data as u32),
+                    resp => Err(SimError::Response {
+                        op,
+                        addr: target,
+                        resp,
+                    }),
+                };
+            }
+            waiting = rvalid.then_some(r);
+        }
+        self.idle(&[S_AXIL_ARVALID, S_AXIL_RREADY])?;
+        Err(SimError::Timeout {
+            op,
+            addr: target,
+            waiting_for: if ar_done { "RVALID" } else { "ARREADY" },
+            cycles: self.options.timeout_cycles,
+        })
+    }
+
+    /// Writes `value` to the 32-bit register at byte offset `addr`, with byte lane `i` enabled by bit
+    /// `i` of `strb`. An error response is an error.
+    pub fn write32(&mut self, addr: u32, value: u32, strb: u8) -> Result<(), SimError> {
+        let target = RegAddr(addr);
+        let op = AxiOp::Write;
+        if strb > 0xf {
+            return Err(SimError::Strobe { addr: target, strb });
+        }
+        self.model
+            .set(S_AXIL_AWADDR, u64::from(addr))
+            .map_err(|_| SimError::Address {
+                op,
+                addr: target,
+                width: S_AXIL_AWADDR.width(),
+            })?;
+        self.model.set(S_AXIL_WDATA, u64::from(value))?;
+        self.model.set(S_AXIL_WSTRB, u64::from(strb))?;
+        let protocol = |cycle: u64, rule: &str| SimError::Protocol {
+            op,
+            addr: target,
+            cycle,
+            rule: rule.to_string(),
+        };
+        let (aw_at, w_at) = match self.options.write_order {
+            WriteOrder::Together => (0, 0),
+            WriteOrder::AddrFirst { lead } => (0, u64::from(lead)),
+            WriteOrder::DataFirst { lead } => (u64::from(lead), 0),
+        };
+        let (mut aw_done, mut w_done) = (false, false);
+        let (mut awvalid, mut wvalid) = (false, false);
+        // BRESP of a BVALID the master has not yet accepted.
+        let mut waiting: Option<u64> = None;
+        for cycle in 0..self.options.timeout_cycles {
+            // Once high, a VALID stays high until its handshake.
+            awvalid = !aw_done && (awvalid || cycle >= aw_at || w_done);
+            wvalid = !w_done && (wvalid || cycle >= w_at || aw_done);
+            let bready = self.ready();
+            self.model.set(S_AXIL_AWVALID, u64::from(awvalid))?;
+            self.model.set(S_AXIL_WVALID, u64::from(wvalid))?;
+            self.model.set(S_AXIL_BREADY, u64::from(bready))?;
+            self.model.eval();
+            let awready = self.model.is_high(S_AXIL_AWREADY);
+            let wready = self.model.is_high(S_AXIL_WREADY);
+            let bvalid = self.model.is_high(S_AXIL_BVALID);
+            let bresp = self.model.get(S_AXIL_BRESP);
+            if bvalid && !(aw_done && w_done) {
+                return Err(protocol(
+                    cycle,
+                    "BVALID before both the AW and the W handshake",
+                ));
+            }
+            if let Some(held) = waiting {
+                if !bvalid {
+                    return Err(protocol(cycle, "BVALID dropped before BREADY"));
+                }
+                if bresp != held {
+                    return Err(protocol(cycle, "BRESP changed while BVALID waited"));
+                }
+            }
+            self.model.tick();
+            aw_done |= awvalid && awready;
+            w_done |= wvalid && wready;
+            if bvalid && bready {
+                self.idle(&[S_AXIL_AWVALID, S_AXIL_WVALID, S_AXIL_BREADY])?;
+                return match Resp::from_bits(bresp) {
+                    Resp::Okay => Ok(()),
+                    resp => Err(SimError::Response {
+                        op,
+                        addr: target,
+                        resp,
+                    }),
+                };
+            }
+            waiting = bvalid.then_some(bresp);
+        }
+        self.idle(&[S_AXIL_AWVALID, S_AXIL_WVALID, S_AXIL_BREADY])?;
+        Err(SimError::Timeout {
+            op,
+            addr: target,
+            waiting_for: match (aw_done, w_done) {
+                (false, _) => "AWREADY",
+                (true, false) => "WREADY",
+                (true, true) => "BVALID",
+            },
+            cycles: self.options.timeout_cycles,
+        })
+    }
+
+    /// Reads a register of the map.
+    pub fn read(&mut self, reg: &Register) -> Result<u32, SimError> {
+        self.read32(reg.offset)
+    }
+
+    /// Writes all four bytes of a register of the map.
+    pub fn write(&mut self, reg: &Register, value: u32) -> Result<(), SimError> {
+        self.write32(reg.offset, value, 0xf)
+    }
+
+    /// Reads a 64-bit value, LO word first (which snapshots a performance counter), then HI.
+    pub fn read64(&mut self, pair: &WidePair) -> Result<u64, SimError> {
+        let lo = self.read(&pair.lo)?;
+        let hi = self.read(&pair.hi)?;
+        Ok(WidePair::join(lo, hi))
+    }
+
+    /// BREADY / RREADY for this cycle.
+    fn ready(&mut self) -> bool {
+        let stall = self.options.backpressure.stall_percent;
+        stall == 0 || self.rng.random_range(0..100u8) >= stall
+    }
+
+    /// Lowers the master's handshake outputs after a transfer.
+    fn idle(&mut self, ports: &[crate::rtl::InPort]) -> Result<(), SimError> {
+        for &port in ports {
+            self.model.set(port, 0)?;
+        }
+        self.model.eval();
+        Ok(())
+    }
+}

@@ -1,0 +1,34 @@
+//! caq-sim: simulation backends of the caq accelerator.
+//!
+//! - [`rtl`] (feature `verilator`, on by default in this crate): [`RtlModel`], the Verilator model of the
+//!   RTL that caq-hdl generates for the config named by `CAQ_SIM_CONFIG` at build time
+//!   (default `configs/sim-small.toml`), with typed port handles generated from the design's ports;
+//! - [`axil`] (feature `verilator`): [`AxiLite`], an AXI4-Lite master that drives the model's register
+//!   port cycle by cycle and checks the slave's side of the handshake rules;
+//! - [`axi`]: the AXI vocabulary shared by every backend (response codes, register addresses);
+//! - [`wordmem`] and [`job`] (feature `verilator`): a word memory model behind the core's `mem_*`
+//!   ports, and Dense layers laid out in it with their golden outputs, run through the registers;
+//! - [`SimError`]: the one error type.
+//!
+//! The `verilator` feature needs Verilator >= 5.0 and a C++17 compiler at build time. Crates that must
+//! build without them (the driver for the board) depend on caq-sim through the workspace dependency,
+//! which has default features off, and opt in with `features = ["verilator"]` where they simulate.
+//! Tracing: features `trace-vcd` / `trace-fst`, then [`RtlModel::trace_open`].
+
+pub mod axi;
+#[cfg(feature = "verilator")]
+pub mod axil;
+mod error;
+#[cfg(feature = "verilator")]
+pub mod job;
+#[cfg(feature = "verilator")]
+pub mod rtl;
+#[cfg(feature = "verilator")]
+pub mod wordmem;
+
+pub use axi::{AxiOp, RegAddr, Resp};
+#[cfg(feature = "verilator")]
+pub use axil::{AxiLite, AxiLiteOptions, Backpressure, WriteOrder};
+pub use error::SimError;
+#[cfg(feature = "verilator")]
+pub use rtl::RtlModel;

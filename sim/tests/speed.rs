@@ -1,0 +1,59 @@
+//! Simulation speed of the model for the config it was built from. Prints, never asserts a rate:
+//! `cargo test -p caq-sim --release -- --nocapture speed` (with `CAQ_SIM_CONFIG=...` for another
+//! config).
+
+use std::time::Instant;
+
+use caq_sim::rtl::design;
+use caq_sim::{AxiLite, AxiLiteOptions, RtlModel};
+use caq_spec::regmap;
+
+fn rate(cycles: u64, seconds: f64) -> String {
+    format!("{:.2} M cycles/s", cycles as f64 / seconds / 1e6)
+}
+
+/// Runs `step` (which simulates `chunk` cycles) until `budget_s` seconds have passed; returns the
+/// cycles simulated and the seconds taken. Time-bounded so that a large config stays quick.
+fn measure(chunk: u64, budget_s: f64, mut step: impl FnMut() -> u64) -> (u64, f64) {
+    let t = Instant::now();
+    let mut cycles = 0;
+    while t.elapsed().as_secs_f64() < budget_s {
+        for _ in 0..chunk {
+            cycles += step();
+        }
+    }
+    (cycles, t.elapsed().as_secs_f64())
+}
+
+#[test]
+fn speed_of_tick_n_tick_and_register_reads() {
+    let mut m = RtlModel::new(1);
+    m.reset(2);
+    let (n, tick_n) = measure(1, 0.5, || {
+        m.tick_n(1000);
+        1000
+    });
+    let (n_single, tick) = measure(1000, 0.5, || {
+        m.tick();
+        1
+    });
+    let mut bus = AxiLite::new(&mut m, AxiLiteOptions::default());
+    let mut reads = 0u32;
+    let (axi_cycles, axi) = measure(100, 0.5, || {
+        let start = bus.model().cycles();
+        bus.read(&regmap::ID).expect("ID");
+        reads += 1;
+        bus.model().cycles() - start
+    });
+
+    println!(
+        "speed, config {} ({}), idle core: tick_n {} | tick() from Rust {} | AXI4-Lite reads \
+         {:.0}/s ({})",
+        design::CONFIG_NAME,
+        design::VERILATOR_VERSION,
+        rate(n, tick_n),
+        rate(n_single, tick),
+        f64::from(reads) / axi,
+        rate(axi_cycles, axi),
+    );
+}

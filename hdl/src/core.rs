@@ -661,10 +661,7 @@ fn core_rest(
     )?;
     m.wire_assign(
         "drain_lsb",
-        Expr::raw(
-            "{1'b0, row_i, 5'd0} + {2'b0, row_i, 4'd0}",
-            rib + 6,
-        ),
+        Expr::raw("{1'b0, row_i, 5'd0} + {2'b0, row_i, 4'd0}", rib + 6),
         Some("row * 48: the row's total in arr_acc_t"),
     )?;
     m.wire_assign(

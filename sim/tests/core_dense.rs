@@ -265,3 +265,61 @@ fn bad_descriptors_and_bus_errors_report_their_code_and_the_next_job_runs() {
         &j.golden().unwrap()[..]
     );
 }
+
+/// The largest accumulators the hardware can meet: every weight −128, every activation 255, the
+/// longest K the sim-small buffers take, region multipliers of 256, biases at the i32 extremes,
+/// with requant factors that saturate both ways and one that maps the 48-bit total exactly into
+/// range. Also the same with all weights +127 (positive extreme).
+#[test]
+fn extreme_accumulators_saturate_exactly_as_the_golden_model() {
+    let cfg = config();
+    let seed = seed();
+    let mut m = model(seed);
+    let mut mem = WordMemory::new(seed, 0.9);
+    let k = 1024; // 8 planes x 16 words per row = 128 weight-bank entries on sim-small
+    let o = 7;
+    let gs = cfg.array.group_size as usize;
+    for w in [-128, 127] {
+        let mut requant: Vec<Requant> = [1.0, 1e-3, 2e-9, 0.5, 3e-10, 1.5e-9, 1e-12]
+            .iter()
+            .map(|&r| Requant::from_real(r).unwrap())
+            .collect();
+        requant[6] = Requant { mult: 0, shift: 63 };
+        let job = DenseJob {
+            groups: vec![Group {
+                bits: 8,
+                shift: 0,
+                codes: Array2::from_elem((o, k), w),
+            }],
+            active: 1,
+            regions: (gs != 0).then(|| (Array2::from_elem((o, k.div_ceil(gs)), 256u16), gs)),
+            bias: vec![i32::MIN, i32::MAX, 0, -1, i32::MAX, i32::MIN, 12345],
+            requant,
+            relu: false,
+            in_signed: false,
+            out_signed: true,
+            out_bits: 8,
+            input: vec![255; k],
+        };
+        let golden = job.golden().unwrap();
+        eprintln!(
+            "weights {w}: golden outputs {:?}",
+            golden.iter().map(|&b| b as i8).collect::<Vec<_>>()
+        );
+        // The totals really are extreme: |Σ 256·acc_g| = 256 · 1024 · 128 · 255 ≈ 2^33.
+        let placed = place_all(&mut mem, std::slice::from_ref(&job));
+        let run = job::run_list(&mut m, &mut mem, BASE, 1, 2_000_000).unwrap();
+        assert_eq!(
+            run.status & regmap::STATUS_ERROR.mask(),
+            0,
+            "STATUS {:#x}",
+            run.status
+        );
+        let got = mem.read(placed[0].desc.output_addr.0, o).to_vec();
+        assert_eq!(got, golden, "weights {w}");
+        assert!(
+            golden.contains(&127) || golden.contains(&128),
+            "some output saturates: {golden:?}"
+        );
+    }
+}

@@ -551,7 +551,7 @@ mod tests {
         assert_eq!(zcu.board, Board::Zcu104);
         assert_eq!(
             (zcu.array.rows, zcu.array.cols, zcu.bus_bytes()),
-            (32, 128, 16)
+            (64, 64, 16)
         );
         assert_eq!((zcu.axi.max_burst, zcu.axi.addr_width), (256, 40));
         let sim = AccelConfig::load(config_path("sim-small.toml")).expect("sim-small");

@@ -350,7 +350,6 @@ pub fn array(cfg: &AccelConfig) -> Result<Module> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use caq_spec::ConfigHash;
 
     fn config(name: &str) -> AccelConfig {
         let path = format!("{}/../configs/{name}.toml", env!("CARGO_MANIFEST_DIR"));
@@ -364,35 +363,5 @@ mod tests {
         assert_eq!(s.psum_bits(), 15);
         let m = array(&config("sim-small")).unwrap();
         assert!(m.text.contains("module caq_array"));
-    }
-
-    #[test]
-    fn array_is_lint_clean_for_every_config() {
-        if std::process::Command::new("verilator")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(std::env::var("CI").is_err(), "CI must have verilator");
-            eprintln!("verilator not installed; lint skipped");
-            return;
-        }
-        for name in ["sim-small", "pynq-z2", "zcu104"] {
-            let cfg = config(name);
-            let m = array(&cfg).unwrap();
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("caq_array.v");
-            std::fs::write(&path, crate::emit::file(&cfg, ConfigHash::of(&cfg), &m)).unwrap();
-            let out = std::process::Command::new("verilator")
-                .args(["--lint-only", "-Wall", "--top-module", "caq_array"])
-                .arg(&path)
-                .output()
-                .unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                out.status.success() && stderr.is_empty(),
-                "{name}:\n{stderr}"
-            );
-        }
     }
 }

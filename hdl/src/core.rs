@@ -1193,8 +1193,13 @@ fn core_rest(
     m.always_ff(clk, rd)?;
     // Flags of the step issued this cycle.
     let (chunk_start, chunk_end, region_of) = if grouped {
+        // A grouped layer's region is cpr chunks; an ungrouped layer has one region over all
+        // of K, whatever the config's group size (also when a region is a single chunk).
         let lo = if cpr_log2 == 0 {
-            ("1'b1".to_string(), "1'b1".to_string())
+            (
+                "d_grouped || ck_q == 16'd0".to_string(),
+                "d_grouped || ck_q == nchunks_q - 16'd1".to_string(),
+            )
         } else {
             (
                 format!(

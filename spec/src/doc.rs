@@ -24,7 +24,7 @@ pub fn render_regmap() -> String {
     let _ = writeln!(
         s,
         "AXI4-Lite slave, {REGISTER_SPACE_BYTES:#x} bytes. Every register is 32 bits at a byte \
-         offset; offsets not listed read as 0 and ignore writes. A 64-bit value is a `_LO` word \
+         offset; an access to an offset not listed (or not 4-byte aligned) gets an SLVERR response, reads return 0 and writes change nothing. A 64-bit value is a `_LO` word \
          followed by its `_HI` word. Reading a performance counter's `_LO` word snapshots the whole \
          counter and its `_HI` word returns the snapshot's upper half, so a LO-then-HI read is never \
          torn.\n"

@@ -547,7 +547,7 @@ pub const PERF_COUNTERS: [WidePair; 6] = [
     PERF_BYTES_WR,
 ];
 
-/// Every register, in offset order. Offsets not listed read as 0 and ignore writes.
+/// Every register, in offset order. An access to an offset not listed gets SLVERR (reads return 0, writes change nothing).
 pub static REGISTERS: &[Register] = &[
     ID,
     VERSION,

@@ -86,11 +86,7 @@ impl DescField {
 
     /// The bit range within its word(s) as written in the docs.
     pub fn bits(self) -> String {
-        if self.width == 1 {
-            format!("[{}]", self.lsb)
-        } else {
-            format!("[{}:{}]", self.lsb + self.width - 1, self.lsb)
-        }
+        crate::regmap::bit_range(self.lsb, self.width)
     }
 }
 

@@ -63,6 +63,15 @@ impl fmt::Display for Reset {
     }
 }
 
+/// A bit range as the generated docs write it: `[msb:lsb]`, or `[bit]` for one bit.
+pub(crate) fn bit_range(lsb: u8, width: u8) -> String {
+    if width == 1 {
+        format!("[{lsb}]")
+    } else {
+        format!("[{}:{lsb}]", lsb + width - 1)
+    }
+}
+
 /// A bit field of a 32-bit register: bits `lsb + width − 1 ..= lsb`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Field {
@@ -125,11 +134,7 @@ impl Field {
 
     /// The bit range as written in the docs: `[7:0]` or `[3]`.
     pub fn bits(self) -> String {
-        if self.width == 1 {
-            format!("[{}]", self.lsb)
-        } else {
-            format!("[{}:{}]", self.lsb + self.width - 1, self.lsb)
-        }
+        bit_range(self.lsb, self.width)
     }
 }
 

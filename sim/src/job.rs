@@ -10,6 +10,7 @@ use crate::rtl::design::ports;
 use crate::wordmem::WordMemory;
 use caq_model::kernels::{self, GroupMult, IntLayer};
 use caq_model::planes;
+use caq_model::quant::ActQuant;
 use caq_model::requant::{OutRange, Requant};
 use caq_spec::descriptor::{
     Flags, LayerDescriptor, Opcode, PlaneGroup, PlaneGroups, RequantEntry, Shape,
@@ -76,14 +77,15 @@ impl DenseJob {
     /// Output codes as bytes, from the golden kernel.
     pub fn golden(&self) -> Result<Vec<u8>, caq_model::ModelError> {
         let eff = self.effective_codes();
-        let ob = u32::from(self.out_bits);
+        // The output code range is the activation quantizer's: one definition in caq-model.
+        let act = ActQuant {
+            bits: self.out_bits,
+            signed: self.out_signed,
+            scale: 1.0,
+        };
         let out = OutRange {
-            qmin: if self.out_signed { -(1 << (ob - 1)) } else { 0 },
-            qmax: if self.out_signed {
-                (1 << (ob - 1)) - 1
-            } else {
-                (1 << ob) - 1
-            },
+            qmin: act.qmin(),
+            qmax: act.qmax(),
             relu: self.relu,
         };
         let layer = IntLayer {

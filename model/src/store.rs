@@ -5,7 +5,7 @@
 //! knows nothing of what the tensors mean.
 
 use crate::error::{ModelError, Result};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -118,6 +118,10 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 pub struct TensorFile {
     path: PathBuf,
     map: memmap2::Mmap,
+    /// The parsed header; offsets are relative to `data_start`. Validated against the file
+    /// length once, at open.
+    meta: Metadata,
+    data_start: usize,
     doc: serde_json::Value,
     crcs: BTreeMap<String, u32>,
 }
@@ -129,7 +133,7 @@ impl TensorFile {
         // or rewrites the file under us the bytes may change, which the per-tensor CRC detects
         // (caq itself only ever replaces files by rename, which leaves this mapping intact).
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
-        let (_, meta) = SafeTensors::read_metadata(&map).map_err(|e| {
+        let (header_len, meta) = SafeTensors::read_metadata(&map).map_err(|e| {
             ModelError::format(
                 path,
                 format!("not a readable tensor file ({e}); truncated or corrupted?"),
@@ -163,6 +167,8 @@ impl TensorFile {
         Ok(TensorFile {
             path: path.to_path_buf(),
             map,
+            meta,
+            data_start: 8 + header_len,
             doc,
             crcs,
         })
@@ -182,12 +188,12 @@ impl TensorFile {
 
     /// The checked bytes of one tensor, with its dtype and shape.
     pub fn tensor(&self, name: &str) -> Result<(Dtype, Vec<usize>, &[u8])> {
-        let st = SafeTensors::deserialize(&self.map)
-            .map_err(|e| ModelError::format(&self.path, e.to_string()))?;
-        let view = st
-            .tensor(name)
-            .map_err(|_| ModelError::format(&self.path, format!("tensor '{name}' is missing")))?;
-        let data: &[u8] = view.data();
+        let info = self
+            .meta
+            .info(name)
+            .ok_or_else(|| ModelError::format(&self.path, format!("tensor '{name}' is missing")))?;
+        let (begin, end) = info.data_offsets;
+        let data: &[u8] = &self.map[self.data_start + begin..self.data_start + end];
         let expected = *self.crcs.get(name).ok_or_else(|| {
             ModelError::format(&self.path, format!("tensor '{name}' has no checksum entry"))
         })?;
@@ -200,7 +206,7 @@ impl TensorFile {
                 found,
             });
         }
-        Ok((view.dtype(), view.shape().to_vec(), data))
+        Ok((info.dtype, info.shape.clone(), data))
     }
 
     fn typed(&self, name: &str, want: Dtype, shape: &[usize]) -> Result<&[u8]> {

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 pub struct InspectArgs {
     /// The model bundle.
     bundle: PathBuf,
+    /// Also write the figures as JSON to this file (written atomically).
     #[arg(long)]
     json: Option<PathBuf>,
 }

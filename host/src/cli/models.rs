@@ -26,6 +26,7 @@ pub struct TrainArgs {
     /// Where the float model is written.
     #[arg(long, default_value = "out/model.caqf")]
     out: PathBuf,
+    /// Also write the figures as JSON to this file (written atomically).
     #[arg(long)]
     json: Option<PathBuf>,
     /// No progress bar.
@@ -45,24 +46,18 @@ pub struct QuantizeArgs {
     /// Where the bundle is written.
     #[arg(long, default_value = "out/model.caqb")]
     out: PathBuf,
+    /// Also write the figures as JSON to this file (written atomically).
     #[arg(long)]
     json: Option<PathBuf>,
 }
 
+/// Flags every quantization shares: regions, nesting-aware clipping, activations, calibration.
 #[derive(Args, Debug, Clone)]
-pub struct QuantFlags {
-    /// Nesting levels, descending: `8,4` is INT8 ⊃ INT4; `6` is a plain 6-bit model.
-    #[arg(long, default_value = "8,6,4")]
-    levels: String,
-    #[arg(long, value_enum, default_value = "adaptive")]
-    rounding: RoundingArg,
+pub struct CommonQuantFlags {
     /// Local quantization regions: one weight scale per this many elements along K.
     #[arg(long)]
     group_size: Option<usize>,
-    /// Per-channel MSE search of the clipping range.
-    #[arg(long)]
-    clip_search: bool,
-    /// Choose the full-bit scale for the error over all nesting levels.
+    /// Nested models choose their full-bit scale for the error over all nesting levels.
     #[arg(long)]
     nest_clip: bool,
     /// Activation bits of the hidden layers (2..=8).
@@ -76,17 +71,31 @@ pub struct QuantFlags {
     calib_images: usize,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct QuantFlags {
+    /// Nesting levels, descending: `8,4` is INT8 ⊃ INT4; `6` is a plain 6-bit model.
+    #[arg(long, default_value = "8,6,4")]
+    levels: String,
+    #[arg(long, value_enum, default_value = "adaptive")]
+    rounding: RoundingArg,
+    /// Per-channel MSE search of the clipping range.
+    #[arg(long)]
+    clip_search: bool,
+    #[command(flatten)]
+    common: CommonQuantFlags,
+}
+
 impl QuantFlags {
     fn config(&self) -> Result<QuantizeConfig> {
         Ok(QuantizeConfig {
             levels: parse_levels(&self.levels)?,
             rounding: self.rounding.into(),
-            group_size: self.group_size,
+            group_size: self.common.group_size,
             clip_search: self.clip_search,
-            nest_clip: self.nest_clip,
-            act_bits: self.act_bits,
-            calibration: parse_calibration(&self.calibration)?,
-            calib_images: self.calib_images,
+            nest_clip: self.common.nest_clip,
+            act_bits: self.common.act_bits,
+            calibration: parse_calibration(&self.common.calibration)?,
+            calib_images: self.common.calib_images,
         })
     }
 }
@@ -103,6 +112,7 @@ pub struct EvalArgs {
     bundle: Option<PathBuf>,
     #[command(flatten)]
     suite: SuiteFlags,
+    /// Also write the figures as JSON to this file (written atomically).
     #[arg(long)]
     json: Option<PathBuf>,
 }
@@ -115,21 +125,11 @@ pub struct SuiteFlags {
     /// Multi-level chain evaluated at every level.
     #[arg(long, default_value = "8,6,4")]
     chain: String,
-    /// Local quantization regions for every variant.
-    #[arg(long)]
-    group_size: Option<usize>,
     /// Use max|w| scales instead of the per-channel MSE clip search.
     #[arg(long)]
     no_clip_search: bool,
-    /// Nested variants choose their full-bit scale for the error over all levels.
-    #[arg(long)]
-    nest_clip: bool,
-    #[arg(long, default_value_t = 8)]
-    act_bits: u8,
-    #[arg(long, default_value = "percentile:99.99")]
-    calibration: String,
-    #[arg(long, default_value_t = 512)]
-    calib_images: usize,
+    #[command(flatten)]
+    common: CommonQuantFlags,
 }
 
 impl SuiteFlags {
@@ -148,12 +148,12 @@ impl SuiteFlags {
         Ok(SuiteOptions {
             part_bits,
             chain: parse_levels(&self.chain)?,
-            group_size: self.group_size,
+            group_size: self.common.group_size,
             clip_search: !self.no_clip_search,
-            nest_clip: self.nest_clip,
-            act_bits: self.act_bits,
-            calibration: parse_calibration(&self.calibration)?,
-            calib_images: self.calib_images,
+            nest_clip: self.common.nest_clip,
+            act_bits: self.common.act_bits,
+            calibration: parse_calibration(&self.common.calibration)?,
+            calib_images: self.common.calib_images,
             ..SuiteOptions::default()
         })
     }
@@ -167,6 +167,7 @@ pub struct DemoArgs {
     /// Train again even if a cached model exists in --out.
     #[arg(long)]
     retrain: bool,
+    /// Also write the figures as JSON to this file (written atomically).
     #[arg(long)]
     json: Option<PathBuf>,
 }

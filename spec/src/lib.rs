@@ -8,6 +8,7 @@
 //! - [`Caps`] (`caps`): the capabilities packed into CAPS0..CAPS3;
 //! - [`LayerDescriptor`] (`descriptor`): the 128-byte layer record and the checks a device makes;
 //! - `doc`: the Markdown in `docs/regmap.md` and `docs/descriptor.md`, rendered from those tables;
+//! - [`device::Device`] (`device`): the register-level interface every backend implements;
 //! - [`BitWidth`], [`DeviceAddr`] (`types`): the value types the contract is written in.
 //!
 //! This crate knows no numerics beyond the widths the contract fixes, and no backend.
@@ -15,6 +16,7 @@
 mod caps;
 mod config;
 pub mod descriptor;
+pub mod device;
 pub mod doc;
 mod error;
 mod hash;
@@ -29,6 +31,7 @@ pub use config::{
 pub use descriptor::{
     DescField, Flags, LayerDescriptor, Opcode, PlaneGroup, PlaneGroups, RequantEntry, Shape, Window,
 };
+pub use device::{Device, IrqWait, MemRegion};
 pub use error::{ConfigProblem, SpecError};
 pub use hash::{ConfigHash, canonical_json};
 pub use regmap::{Access, ErrorCode, Field, Register};

@@ -10,9 +10,11 @@
 //!
 //! Memory port protocol (both ports): a request (`*_req_valid`/`*_req_ready`, 8-byte-aligned byte
 //! address, word count ≥ 1) is followed by exactly that many words on the data channel
-//! (`rd_valid`/`rd_ready`, `wr_valid`/`wr_ready`); a read word carries `rd_err` (SLVERR/DECERR of
-//! its beat); a write request ends with one `wr_resp_valid` (+ `wr_resp_err`). One request per
-//! port is outstanding at a time.
+//! (`rd_valid`/`rd_ready`, `wr_valid`/`wr_ready`); a read word carries `rd_resp` (the AXI RRESP of
+//! its beat); a write request ends with one `wr_resp_valid` (+ `wr_resp_resp`, the worst BRESP of
+//! its bursts). One request per port is outstanding at a time. Every request's extent, rounded out
+//! to whole bus beats, is checked against the address window [`win_base`, `win_limit`) before it is
+//! issued: a request outside it is never issued, the job stops with OUT_OF_WINDOW.
 //!
 //! Per tile of R output channels (o0 = tile · R, n = min(R, out_c − o0) rows):
 //! bias (⌈n/2⌉ words), requant (n words), region multipliers (⌈n·regions/4⌉ words, grouped
@@ -182,9 +184,9 @@ pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> 
     m.port(Dir::Input, "rd_data", 64)?;
     m.port_doc(
         Dir::Input,
-        "rd_err",
-        1,
-        "the word's beat had a SLVERR/DECERR response",
+        "rd_resp",
+        2,
+        "RRESP of the word's beat (2 SLVERR, 3 DECERR)",
     )?;
     m.port_group("word write port (to the DMA engine)");
     m.port(Dir::Output, "wr_req_valid", 1)?;
@@ -196,7 +198,15 @@ pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> 
     m.port(Dir::Output, "wr_data", 64)?;
     m.port(Dir::Output, "wr_strb", 8)?;
     m.port(Dir::Input, "wr_resp_valid", 1)?;
-    m.port(Dir::Input, "wr_resp_err", 1)?;
+    m.port_doc(
+        Dir::Input,
+        "wr_resp_resp",
+        2,
+        "the worst BRESP of the request's bursts",
+    )?;
+    m.port_group("address window (from WIN_BASE / WIN_LIMIT, saturated to 2^addr_width)");
+    m.port(Dir::Input, "win_base", aw + 1)?;
+    m.port(Dir::Input, "win_limit", aw + 1)?;
 
     // ------------------------------------------------------------------ state
     let states = [
@@ -583,7 +593,11 @@ pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> 
         c.line("default: ;");
     });
     m.always_comb(req);
-    m.assign_raw("rd_req_valid", in_state(&rd_req_states))?;
+    window_check(&mut m, cfg, "rd", "rd_req_addr_d", "rd_req_words_d")?;
+    m.assign_raw(
+        "rd_req_valid",
+        format!("({}) && rd_in_win", in_state(&rd_req_states)),
+    )?;
     m.assign_raw("rd_req_addr", "rd_req_addr_d")?;
     m.assign_raw("rd_req_words", "rd_req_words_d")?;
     m.wire_assign(
@@ -613,6 +627,45 @@ pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> 
     Ok(m.finish())
 }
 
+/// Wires `{p}_in_win`: the request at `addr` of `words` 64-bit words, rounded out to whole bus
+/// beats (the bursts the DMA engine will issue), lies in [win_base, win_limit).
+fn window_check(
+    m: &mut ModuleBuilder,
+    cfg: &AccelConfig,
+    p: &str,
+    addr: &str,
+    words: &str,
+) -> Result<()> {
+    let aw = cfg.axi.addr_width;
+    let beat_mask = u64::from(cfg.bus_bytes() - 1);
+    let w = aw + 2;
+    m.wire_assign(
+        &format!("{p}_lo"),
+        Expr::raw(format!("{{2'd0, {addr}}} & ~{w}'d{beat_mask}"), w),
+        Some("first byte of the first beat"),
+    )?;
+    m.wire_assign(
+        &format!("{p}_hi"),
+        Expr::raw(
+            format!(
+                "({{2'd0, {addr}}} + {{{z}'d0, {words}, 3'd0}} + {w}'d{beat_mask}) & ~{w}'d{beat_mask}",
+                z = w - WORDS_BITS - 3
+            ),
+            w,
+        ),
+        Some("first byte past the last beat"),
+    )?;
+    m.wire_assign(
+        &format!("{p}_in_win"),
+        Expr::raw(
+            format!("{p}_lo >= {{1'b0, win_base}} && {p}_hi <= {{1'b0, win_limit}}"),
+            1,
+        ),
+        None,
+    )?;
+    Ok(())
+}
+
 /// The FSM, the buffers, the plane-step pipeline, the array and requant instances and the
 /// output path of `caq_core`.
 #[allow(clippy::too_many_arguments)]
@@ -637,6 +690,7 @@ fn core_rest(
     let abank_log2 = clog2(s.abanks);
     let code = |e: ErrorCode| format!("8'd{}", e.as_u8());
     let grouped = s.group_size != 0;
+    let bus_log2 = clog2(cfg.bus_bytes());
 
     m.section("signals of the sub-blocks, declared before the sequencer uses them");
     let arr_acc_valid = m.wire("arr_acc_valid", 1, None)?;
@@ -768,9 +822,16 @@ fn core_rest(
                 c.nb("words_q", "rd_req_words_d");
                 c.nb("cnt_q", format!("{wb}'d0"));
             });
-            c.if_("rd_fire && in_rd_data && rd_err", |c| {
+            c.if_("rd_fire && in_rd_data && rd_resp[1]", |c| {
                 c.nb("state_q", "S_FAIL");
-                c.nb("err_code_q", code(ErrorCode::AxiSlverr));
+                c.nb(
+                    "err_code_q",
+                    format!(
+                        "rd_resp[0] ? {} : {}",
+                        code(ErrorCode::AxiDecerr),
+                        code(ErrorCode::AxiSlverr)
+                    ),
+                );
                 c.nb("pending_q", format!("words_q - cnt_q - {wb}'d1"));
             });
             c.case_block("else case (state_q)", |c| {
@@ -787,7 +848,7 @@ fn core_rest(
                             },
                             |c| {
                                 c.if_else(
-                                    "desc_addr[2:0] != 3'd0",
+                                    format!("desc_addr[{}:0] != {}'d0", bus_log2 - 1, bus_log2),
                                     |c| {
                                         c.nb("err_code_q", code(ErrorCode::Misaligned));
                                         c.nb("state_q", "S_FAIL");
@@ -802,6 +863,10 @@ fn core_rest(
                 });
                 for st in ["DESC", "ACT", "BIAS", "RQ", "GM", "W"] {
                     c.block(format!("S_{st}_REQ:"), |c| {
+                        c.if_("!rd_in_win", |c| {
+                            c.nb("err_code_q", code(ErrorCode::OutOfWindow));
+                            c.nb("state_q", "S_FAIL");
+                        });
                         c.if_("rd_req_fire", |c| {
                             c.nb("state_q", format!("S_{st}_DATA"));
                             c.nb("row_q", format!("{rowb}'d0"));
@@ -1024,6 +1089,10 @@ fn core_rest(
                     });
                 });
                 c.block("S_OUT_REQ:", |c| {
+                    c.if_("!wr_in_win", |c| {
+                        c.nb("err_code_q", code(ErrorCode::OutOfWindow));
+                        c.nb("state_q", "S_FAIL");
+                    });
                     c.if_("wr_req_fire", |c| {
                         c.nb("state_q", "S_OUT_DATA");
                         c.nb("col_q", "16'd0");
@@ -1040,9 +1109,16 @@ fn core_rest(
                 c.block("S_OUT_RESP:", |c| {
                     c.if_("wr_resp_valid", |c| {
                         c.if_else(
-                            "wr_resp_err",
+                            "wr_resp_resp[1]",
                             |c| {
-                                c.nb("err_code_q", code(ErrorCode::AxiSlverr));
+                                c.nb(
+                                    "err_code_q",
+                                    format!(
+                                        "wr_resp_resp[0] ? {} : {}",
+                                        code(ErrorCode::AxiDecerr),
+                                        code(ErrorCode::AxiSlverr)
+                                    ),
+                                );
                                 c.nb("pending_q", format!("{wb}'d0"));
                                 c.nb("state_q", "S_FAIL");
                             },
@@ -1398,15 +1474,21 @@ fn core_rest(
     }
     m.assign_raw("wr_data", format!("{{{}}}", bytes.join(", ")))?;
     m.assign_raw("wr_strb", format!("{{{}}}", strb.join(", ")))?;
-    m.assign_raw("wr_req_valid", "state_q == S_OUT_REQ")?;
-    m.assign_raw(
-        "wr_req_addr",
-        format!(
-            "(d_out_addr[{}:0] + {{{}'d0, o0_q}}) & ~{aw}'d7",
-            aw - 1,
-            aw - 16
+    m.wire_assign(
+        "wr_req_addr_d",
+        Expr::raw(
+            format!(
+                "(d_out_addr[{}:0] + {{{}'d0, o0_q}}) & ~{aw}'d7",
+                aw - 1,
+                aw - 16
+            ),
+            aw,
         ),
+        None,
     )?;
+    window_check(m, cfg, "wr", "wr_req_addr_d", "out_words")?;
+    m.assign_raw("wr_req_valid", "state_q == S_OUT_REQ && wr_in_win")?;
+    m.assign_raw("wr_req_addr", "wr_req_addr_d")?;
     m.assign_raw("wr_req_words", "out_words")?;
     m.assign_raw("wr_valid", "state_q == S_OUT_DATA")?;
 

@@ -75,17 +75,28 @@ pub fn generate(
     }
     m.lint_off(
         "UNUSEDSIGNAL",
-        "the address window (WIN_BASE/WIN_LIMIT) is enforced by the DMA engine (issue 4); \
-         DESC_ADDR above the master's address width and DESC_COUNT above 16 bits are not used",
+        "DESC_ADDR above the master's address width and DESC_COUNT above 16 bits are not used \
+         (the core rejects such a list)",
     );
-    m.wire("win_unused", 1, None)?;
+    m.wire("ctl_unused", 1, None)?;
     m.assign_raw(
-        "win_unused",
-        format!(
-            "^{{regs_win_base_o, regs_win_limit_o, regs_desc_addr_o[63:{aw}], regs_desc_count_o[31:16]}}"
-        ),
+        "ctl_unused",
+        format!("^{{regs_desc_addr_o[63:{aw}], regs_desc_count_o[31:16]}}"),
     )?;
     m.lint_on("UNUSEDSIGNAL");
+    m.comment(&[
+        "The window in the master's address space: a bound at or above 2^addr_width saturates",
+        "to 2^addr_width, which no address reaches.",
+    ]);
+    for (port, reg) in [("win_base", "regs_win_base_o"), ("win_limit", "regs_win_limit_o")] {
+        core_conns.push((
+            port.into(),
+            Expr::raw(
+                format!("(|{reg}[63:{aw}]) ? {{1'b1, {aw}'d0}} : {{1'b0, {reg}[{}:0]}}", aw - 1),
+                aw + 1,
+            ),
+        ));
+    }
     let core_ctl = [
         ("start", "regs_start_o".to_string(), 1),
         ("soft_reset", "regs_soft_reset_o".to_string(), 1),

@@ -235,6 +235,12 @@ pub fn run_list(
     axil.write(&regmap::DESC_ADDR_LO, desc_addr as u32)?;
     axil.write(&regmap::DESC_ADDR_HI, (desc_addr >> 32) as u32)?;
     axil.write(&regmap::DESC_COUNT, count)?;
+    // The window is the whole memory model.
+    let end = crate::wordmem::BASE + crate::wordmem::MEM_BYTES as u64;
+    axil.write(&regmap::WIN_BASE_LO, crate::wordmem::BASE as u32)?;
+    axil.write(&regmap::WIN_BASE_HI, (crate::wordmem::BASE >> 32) as u32)?;
+    axil.write(&regmap::WIN_LIMIT_LO, end as u32)?;
+    axil.write(&regmap::WIN_LIMIT_HI, (end >> 32) as u32)?;
     axil.write(&regmap::IRQ_STATUS, 0b11)?;
     axil.write(
         &regmap::CTRL,

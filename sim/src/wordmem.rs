@@ -71,12 +71,12 @@ impl WordMemory {
         m.set(ports::MEM_RD_REQ_READY, rd_req_ready as u64).unwrap();
         m.set(ports::MEM_RD_VALID, rd_valid as u64).unwrap();
         m.set(ports::MEM_RD_DATA, word).unwrap();
-        m.set(ports::MEM_RD_ERR, err as u64).unwrap();
+        m.set(ports::MEM_RD_RESP, if err { 2 } else { 0 }).unwrap();
         m.set(ports::MEM_WR_REQ_READY, wr_req_ready as u64).unwrap();
         m.set(ports::MEM_WR_READY, wr_ready as u64).unwrap();
         m.set(ports::MEM_WR_RESP_VALID, wr_resp_valid as u64)
             .unwrap();
-        m.set(ports::MEM_WR_RESP_ERR, 0).unwrap();
+        m.set(ports::MEM_WR_RESP_RESP, 0).unwrap();
         m.eval();
         if rd_req_ready && m.is_high(ports::MEM_RD_REQ_VALID) {
             let addr = m.get(ports::MEM_RD_REQ_ADDR);

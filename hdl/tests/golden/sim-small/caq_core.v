@@ -32,7 +32,7 @@ module caq_core (
     input  wire        rd_valid,
     output wire        rd_ready,
     input  wire [63:0] rd_data,
-    input  wire        rd_err,  // the word's beat had a SLVERR/DECERR response
+    input  wire [1:0]  rd_resp,  // RRESP of the word's beat (2 SLVERR, 3 DECERR)
     // word write port (to the DMA engine)
     output wire        wr_req_valid,
     input  wire        wr_req_ready,
@@ -43,7 +43,10 @@ module caq_core (
     output wire [63:0] wr_data,
     output wire [7:0]  wr_strb,
     input  wire        wr_resp_valid,
-    input  wire        wr_resp_err
+    input  wire [1:0]  wr_resp_resp,  // the worst BRESP of the request's bursts
+    // address window (from WIN_BASE / WIN_LIMIT, saturated to 2^addr_width)
+    input  wire [32:0] win_base,
+    input  wire [32:0] win_limit
 );
 
     // ---- states ----
@@ -267,7 +270,13 @@ module caq_core (
             default: ;
         endcase
     end
-    assign rd_req_valid = state_q == S_DESC_REQ || state_q == S_ACT_REQ || state_q == S_BIAS_REQ || state_q == S_RQ_REQ || state_q == S_GM_REQ || state_q == S_W_REQ;
+    wire [33:0]  rd_lo;  // first byte of the first beat
+    assign rd_lo = {2'd0, rd_req_addr_d} & ~34'd7;
+    wire [33:0]  rd_hi;  // first byte past the last beat
+    assign rd_hi = ({2'd0, rd_req_addr_d} + {11'd0, rd_req_words_d, 3'd0} + 34'd7) & ~34'd7;
+    wire         rd_in_win;
+    assign rd_in_win = rd_lo >= {1'b0, win_base} && rd_hi <= {1'b0, win_limit};
+    assign rd_req_valid = (state_q == S_DESC_REQ || state_q == S_ACT_REQ || state_q == S_BIAS_REQ || state_q == S_RQ_REQ || state_q == S_GM_REQ || state_q == S_W_REQ) && rd_in_win;
     assign rd_req_addr = rd_req_addr_d;
     assign rd_req_words = rd_req_words_d;
     wire         gm_last;  // the tile's last region multiplier
@@ -337,9 +346,9 @@ module caq_core (
                 words_q <= rd_req_words_d;
                 cnt_q <= 20'd0;
             end
-            if (rd_fire && in_rd_data && rd_err) begin
+            if (rd_fire && in_rd_data && rd_resp[1]) begin
                 state_q <= S_FAIL;
-                err_code_q <= 8'd10;
+                err_code_q <= rd_resp[0] ? 8'd11 : 8'd10;
                 pending_q <= words_q - cnt_q - 20'd1;
             end
             else case (state_q)
@@ -362,6 +371,10 @@ module caq_core (
                     end
                 end
                 S_DESC_REQ: begin
+                    if (!rd_in_win) begin
+                        err_code_q <= 8'd8;
+                        state_q <= S_FAIL;
+                    end
                     if (rd_req_fire) begin
                         state_q <= S_DESC_DATA;
                         row_q <= 3'd0;
@@ -370,6 +383,10 @@ module caq_core (
                     end
                 end
                 S_ACT_REQ: begin
+                    if (!rd_in_win) begin
+                        err_code_q <= 8'd8;
+                        state_q <= S_FAIL;
+                    end
                     if (rd_req_fire) begin
                         state_q <= S_ACT_DATA;
                         row_q <= 3'd0;
@@ -378,6 +395,10 @@ module caq_core (
                     end
                 end
                 S_BIAS_REQ: begin
+                    if (!rd_in_win) begin
+                        err_code_q <= 8'd8;
+                        state_q <= S_FAIL;
+                    end
                     if (rd_req_fire) begin
                         state_q <= S_BIAS_DATA;
                         row_q <= 3'd0;
@@ -386,6 +407,10 @@ module caq_core (
                     end
                 end
                 S_RQ_REQ: begin
+                    if (!rd_in_win) begin
+                        err_code_q <= 8'd8;
+                        state_q <= S_FAIL;
+                    end
                     if (rd_req_fire) begin
                         state_q <= S_RQ_DATA;
                         row_q <= 3'd0;
@@ -394,6 +419,10 @@ module caq_core (
                     end
                 end
                 S_GM_REQ: begin
+                    if (!rd_in_win) begin
+                        err_code_q <= 8'd8;
+                        state_q <= S_FAIL;
+                    end
                     if (rd_req_fire) begin
                         state_q <= S_GM_DATA;
                         row_q <= 3'd0;
@@ -402,6 +431,10 @@ module caq_core (
                     end
                 end
                 S_W_REQ: begin
+                    if (!rd_in_win) begin
+                        err_code_q <= 8'd8;
+                        state_q <= S_FAIL;
+                    end
                     if (rd_req_fire) begin
                         state_q <= S_W_DATA;
                         row_q <= 3'd0;
@@ -575,6 +608,10 @@ module caq_core (
                     end
                 end
                 S_OUT_REQ: begin
+                    if (!wr_in_win) begin
+                        err_code_q <= 8'd8;
+                        state_q <= S_FAIL;
+                    end
                     if (wr_req_fire) begin
                         state_q <= S_OUT_DATA;
                         col_q <= 16'd0;
@@ -590,8 +627,8 @@ module caq_core (
                 end
                 S_OUT_RESP: begin
                     if (wr_resp_valid) begin
-                        if (wr_resp_err) begin
-                            err_code_q <= 8'd10;
+                        if (wr_resp_resp[1]) begin
+                            err_code_q <= wr_resp_resp[0] ? 8'd11 : 8'd10;
                             pending_q <= 20'd0;
                             state_q <= S_FAIL;
                         end else begin
@@ -790,8 +827,16 @@ module caq_core (
     assign lane7_on = lane7_idx < {13'd0, nrows_q};
     assign wr_data = {(lane7_on ? out_q[lane7_idx[1:0]] : 8'd0), (lane6_on ? out_q[lane6_idx[1:0]] : 8'd0), (lane5_on ? out_q[lane5_idx[1:0]] : 8'd0), (lane4_on ? out_q[lane4_idx[1:0]] : 8'd0), (lane3_on ? out_q[lane3_idx[1:0]] : 8'd0), (lane2_on ? out_q[lane2_idx[1:0]] : 8'd0), (lane1_on ? out_q[lane1_idx[1:0]] : 8'd0), (lane0_on ? out_q[lane0_idx[1:0]] : 8'd0)};
     assign wr_strb = {lane7_on, lane6_on, lane5_on, lane4_on, lane3_on, lane2_on, lane1_on, lane0_on};
-    assign wr_req_valid = state_q == S_OUT_REQ;
-    assign wr_req_addr = (d_out_addr[31:0] + {16'd0, o0_q}) & ~32'd7;
+    wire [31:0]  wr_req_addr_d;
+    assign wr_req_addr_d = (d_out_addr[31:0] + {16'd0, o0_q}) & ~32'd7;
+    wire [33:0]  wr_lo;  // first byte of the first beat
+    assign wr_lo = {2'd0, wr_req_addr_d} & ~34'd7;
+    wire [33:0]  wr_hi;  // first byte past the last beat
+    assign wr_hi = ({2'd0, wr_req_addr_d} + {11'd0, out_words, 3'd0} + 34'd7) & ~34'd7;
+    wire         wr_in_win;
+    assign wr_in_win = wr_lo >= {1'b0, win_base} && wr_hi <= {1'b0, win_limit};
+    assign wr_req_valid = state_q == S_OUT_REQ && wr_in_win;
+    assign wr_req_addr = wr_req_addr_d;
     assign wr_req_words = out_words;
     assign wr_valid = state_q == S_OUT_DATA;
 

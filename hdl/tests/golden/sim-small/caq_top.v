@@ -37,7 +37,7 @@ module caq_top (
     input  wire        mem_rd_valid,
     output wire        mem_rd_ready,
     input  wire [63:0] mem_rd_data,
-    input  wire        mem_rd_err,
+    input  wire [1:0]  mem_rd_resp,
     output wire        mem_wr_req_valid,
     input  wire        mem_wr_req_ready,
     output wire [31:0] mem_wr_req_addr,
@@ -47,7 +47,7 @@ module caq_top (
     output wire [63:0] mem_wr_data,
     output wire [7:0]  mem_wr_strb,
     input  wire        mem_wr_resp_valid,
-    input  wire        mem_wr_resp_err
+    input  wire [1:0]  mem_wr_resp_resp
 );
 
     // ---- register block <-> core ----
@@ -67,11 +67,13 @@ module caq_top (
     wire [15:0] regs_perf_plane_ops_i;
     wire [15:0] regs_perf_bytes_rd_i;
     wire [15:0] regs_perf_bytes_wr_i;
-    // Waiver (UNUSEDSIGNAL): the address window (WIN_BASE/WIN_LIMIT) is enforced by the DMA engine (issue 4); DESC_ADDR above the master's address width and DESC_COUNT above 16 bits are not used
+    // Waiver (UNUSEDSIGNAL): DESC_ADDR above the master's address width and DESC_COUNT above 16 bits are not used (the core rejects such a list)
     /* verilator lint_off UNUSEDSIGNAL */
-    wire        win_unused;
-    assign win_unused = ^{regs_win_base_o, regs_win_limit_o, regs_desc_addr_o[63:32], regs_desc_count_o[31:16]};
+    wire        ctl_unused;
+    assign ctl_unused = ^{regs_desc_addr_o[63:32], regs_desc_count_o[31:16]};
     /* verilator lint_on UNUSEDSIGNAL */
+    // The window in the master's address space: a bound at or above 2^addr_width saturates
+    // to 2^addr_width, which no address reaches.
     caq_axil_regs u_regs (
         .clk              (clk),
         .rst_n            (rst_n),
@@ -134,7 +136,7 @@ module caq_top (
         .rd_valid       (mem_rd_valid),
         .rd_ready       (mem_rd_ready),
         .rd_data        (mem_rd_data),
-        .rd_err         (mem_rd_err),
+        .rd_resp        (mem_rd_resp),
         .wr_req_valid   (mem_wr_req_valid),
         .wr_req_ready   (mem_wr_req_ready),
         .wr_req_addr    (mem_wr_req_addr),
@@ -144,7 +146,9 @@ module caq_top (
         .wr_data        (mem_wr_data),
         .wr_strb        (mem_wr_strb),
         .wr_resp_valid  (mem_wr_resp_valid),
-        .wr_resp_err    (mem_wr_resp_err)
+        .wr_resp_resp   (mem_wr_resp_resp),
+        .win_base       ((|regs_win_base_o[63:32]) ? {1'b1, 32'd0} : {1'b0, regs_win_base_o[31:0]}),
+        .win_limit      ((|regs_win_limit_o[63:32]) ? {1'b1, 32'd0} : {1'b0, regs_win_limit_o[31:0]})
     );
 
 endmodule

@@ -183,7 +183,7 @@ fn top_ports_are_clock_reset_the_axi_lite_slave_irq_and_the_memory_ports() {
             ("mem_rd_valid", I, 1),
             ("mem_rd_ready", O, 1),
             ("mem_rd_data", I, 64),
-            ("mem_rd_err", I, 1),
+            ("mem_rd_resp", I, 2),
             ("mem_wr_req_valid", O, 1),
             ("mem_wr_req_ready", I, 1),
             ("mem_wr_req_addr", O, 32),
@@ -193,7 +193,7 @@ fn top_ports_are_clock_reset_the_axi_lite_slave_irq_and_the_memory_ports() {
             ("mem_wr_data", O, 64),
             ("mem_wr_strb", O, 8),
             ("mem_wr_resp_valid", I, 1),
-            ("mem_wr_resp_err", I, 1),
+            ("mem_wr_resp_resp", I, 2),
         ]
     );
     assert!(design.ports.iter().all(|p| !p.signed));

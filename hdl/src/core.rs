@@ -27,11 +27,20 @@ use crate::emit::{Code, Dir, Expr, Interface, Module, ModuleBuilder};
 use crate::error::{HdlError, Result};
 use caq_spec::AccelConfig;
 use caq_spec::regmap::ErrorCode;
+use caq_spec::{LayerDescriptor, Opcode};
 
 /// Largest plane count of a layer: 4 groups of up to 8 bits.
 pub const MAX_PLANES: u32 = 32;
 /// Width of word counts on the memory ports.
 pub const WORDS_BITS: u32 = 20;
+
+fn prev_power_of_two(n: u32) -> u32 {
+    if n == 0 {
+        0
+    } else {
+        1 << (31 - n.leading_zeros())
+    }
+}
 
 fn clog2(n: u32) -> u32 {
     n.max(1).next_power_of_two().trailing_zeros()
@@ -52,6 +61,11 @@ pub struct CoreShape {
     pub group_size: u32,
     pub max_regions: u32,
     pub addr_bits: u32,
+    /// Conv2d feature-map buffer: 64-bit words (memory.act_buf_kib).
+    pub fwords: u32,
+    /// Output staging: bytes per row (memory.acc_buf_kib / rows, a power of two): the most output
+    /// pixels (out_h · out_w) of a Conv2d layer.
+    pub smax: u32,
 }
 
 impl CoreShape {
@@ -74,8 +88,11 @@ impl CoreShape {
         }
         let wdepth = cfg.memory.weight_buf_kib * 1024 / (rows * 8);
         let abanks = cols / 8;
-        let adepth = cfg.memory.act_buf_kib * 1024 / cols;
+        // The activation banks hold one K-vector (a Dense input or a Conv2d patch): MAX_K bytes.
+        let adepth = cfg.limits.max_k.div_ceil(cols).next_power_of_two();
         let k_cap = (adepth * cols).min(64 * wdepth).min(cfg.limits.max_k);
+        let fwords = cfg.memory.act_buf_kib * 1024 / 8;
+        let smax = prev_power_of_two(cfg.memory.acc_buf_kib * 1024 / rows);
         let group_size = cfg.array.group_size;
         let max_regions = if group_size == 0 {
             1
@@ -91,7 +108,53 @@ impl CoreShape {
             group_size,
             max_regions,
             addr_bits: cfg.axi.addr_width,
+            fwords,
+            smax,
         })
+    }
+
+    /// The device's own limits on a descriptor that passed every check of
+    /// `caq_spec::descriptor::check_fetched`: its K-vector, planes, feature map and output pixels
+    /// must fit the buffers. The core checks this last and reports BAD_SHAPE.
+    pub fn check_capacity(&self, d: &LayerDescriptor) -> std::result::Result<(), String> {
+        let k = d.k();
+        let wpr = k.div_ceil(64);
+        let planes: u64 = d
+            .active_plane_groups()
+            .iter()
+            .map(|g| u64::from(g.bits.get()))
+            .sum();
+        if wpr * planes > u64::from(self.wdepth) {
+            return Err(format!(
+                "K = {k} at {planes} planes needs {} weight words per row: the buffer holds {}",
+                wpr * planes,
+                self.wdepth
+            ));
+        }
+        let acap = u64::from(self.adepth) * u64::from(self.cols);
+        if k > acap {
+            return Err(format!("K = {k}: the activation banks hold {acap}"));
+        }
+        if d.op == Opcode::Conv2d {
+            let fm = u64::from(d.input.c) * u64::from(d.input.h) * u64::from(d.input.w);
+            if fm > 8 * u64::from(self.fwords) {
+                return Err(format!(
+                    "input feature map {}x{}x{} = {fm} bytes: the feature buffer holds {}",
+                    d.input.c,
+                    d.input.h,
+                    d.input.w,
+                    8 * self.fwords
+                ));
+            }
+            let px = u64::from(d.output.h) * u64::from(d.output.w);
+            if px > u64::from(self.smax) {
+                return Err(format!(
+                    "output {}x{} = {px} pixels: the output staging holds {} per channel",
+                    d.output.h, d.output.w, self.smax
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Chunks (of C lanes) per 64-bit plane word.

@@ -88,11 +88,17 @@ pub fn generate(
         "The window in the master's address space: a bound at or above 2^addr_width saturates",
         "to 2^addr_width, which no address reaches.",
     ]);
-    for (port, reg) in [("win_base", "regs_win_base_o"), ("win_limit", "regs_win_limit_o")] {
+    for (port, reg) in [
+        ("win_base", "regs_win_base_o"),
+        ("win_limit", "regs_win_limit_o"),
+    ] {
         core_conns.push((
             port.into(),
             Expr::raw(
-                format!("(|{reg}[63:{aw}]) ? {{1'b1, {aw}'d0}} : {{1'b0, {reg}[{}:0]}}", aw - 1),
+                format!(
+                    "(|{reg}[63:{aw}]) ? {{1'b1, {aw}'d0}} : {{1'b0, {reg}[{}:0]}}",
+                    aw - 1
+                ),
                 aw + 1,
             ),
         ));

@@ -71,4 +71,21 @@ pub enum SimError {
     /// A trace file could not be opened.
     #[error("trace {}: {reason}", .path.display())]
     Trace { path: PathBuf, reason: String },
+
+    /// A config the backend cannot model.
+    #[error("config `{name}`: {reason}")]
+    Config { name: String, reason: String },
+
+    /// A host access of device memory outside the backend's region.
+    #[error("device memory {addr:#x} (+{len} bytes): outside the region [{base:#x}, {end:#x})")]
+    Memory {
+        addr: u64,
+        len: u64,
+        base: u64,
+        end: u64,
+    },
+
+    /// An error of the device backend a generic helper drove.
+    #[error("device: {0}")]
+    Device(Box<dyn std::error::Error + Send + Sync>),
 }

@@ -8,6 +8,11 @@
 //! - [`axi`]: the AXI vocabulary shared by every backend (response codes, register addresses);
 //! - [`wordmem`] and [`job`] (feature `verilator`): a word memory model behind the core's `mem_*`
 //!   ports, and Dense layers laid out in it with their golden outputs, run through the registers;
+//! - [`func`] (always built): [`FuncDevice`], the functional model of the accelerator at the register
+//!   level (`caq_spec::Device`), bit-exact through caq-model's kernels, with a calibratable
+//!   [`TimingModel`]; [`fault`]: bus-fault injection any backend can offer ([`InjectFaults`]);
+//! - [`layer`] (always built): [`LayerJob`], a Dense or Conv2d layer with its golden output, placed in
+//!   any `Device` and run through its registers ([`layer::run_list`]);
 //! - [`SimError`]: the one error type.
 //!
 //! The `verilator` feature needs Verilator >= 5.0 and a C++17 compiler at build time. Crates that must
@@ -19,8 +24,11 @@ pub mod axi;
 #[cfg(feature = "verilator")]
 pub mod axil;
 mod error;
+pub mod fault;
+pub mod func;
 #[cfg(feature = "verilator")]
 pub mod job;
+pub mod layer;
 #[cfg(feature = "verilator")]
 pub mod rtl;
 #[cfg(feature = "verilator")]
@@ -30,5 +38,8 @@ pub use axi::{AxiOp, RegAddr, Resp};
 #[cfg(feature = "verilator")]
 pub use axil::{AxiLite, AxiLiteOptions, Backpressure, WriteOrder};
 pub use error::SimError;
+pub use fault::{FaultDir, InjectFaults};
+pub use func::{FuncDevice, PerfCounts, TimingModel};
+pub use layer::{LayerJob, LayerOp, Run, WeightGroup};
 #[cfg(feature = "verilator")]
 pub use rtl::RtlModel;

@@ -1,0 +1,130 @@
+//! The timing model of the RTL: cycles of a descriptor list priced per memory request and per
+//! compute step of [`super::plan`]. The coefficients are a [`TimingModel`] so they can be
+//! calibrated against the Verilator model (`RtlDevice`); until then they are first estimates
+//! from the core's state machine (one word per cycle on each port, no overlap of loads and
+//! compute). Knows the plan; knows nothing of registers or data.
+
+use caq_spec::LayerDescriptor;
+
+use super::plan::{self, Step};
+
+/// Cycle costs of the core's activities.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimingModel {
+    /// Cycles from START to the first descriptor request.
+    pub start: u64,
+    /// Cycles from a read request to its first word (request handshake and memory latency).
+    pub read_latency: u64,
+    /// Cycles per word of a read (the port moves one word per cycle).
+    pub read_word: u64,
+    /// Cycles from a write request to its first word.
+    pub write_latency: u64,
+    /// Cycles per written word.
+    pub write_word: u64,
+    /// Cycles from the last written word to the write response.
+    pub write_response: u64,
+    /// Cycles to check and plan a fetched descriptor.
+    pub descriptor: u64,
+    /// Pipeline fill and accumulator wait per pixel of a tile.
+    pub pixel: u64,
+    /// Cycles per gathered patch element (Conv2d im2col, one element per cycle).
+    pub gather_element: u64,
+    /// Requantization drain: cycles per tile row, plus a fixed pipeline latency per pixel.
+    pub drain_row: u64,
+    pub drain_latency: u64,
+    /// Cycles between descriptors and after the last one.
+    pub next: u64,
+}
+
+impl Default for TimingModel {
+    fn default() -> Self {
+        TimingModel {
+            start: 2,
+            read_latency: 2,
+            read_word: 1,
+            write_latency: 2,
+            write_word: 1,
+            write_response: 2,
+            descriptor: 2,
+            pixel: 4,
+            gather_element: 1,
+            drain_row: 1,
+            drain_latency: 4,
+            next: 1,
+        }
+    }
+}
+
+/// The performance counters of a run, as the device reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PerfCounts {
+    pub cycles: u64,
+    pub busy_cycles: u64,
+    pub stall_cycles: u64,
+    pub plane_ops: u64,
+    pub bytes_rd: u64,
+    pub bytes_wr: u64,
+}
+
+impl TimingModel {
+    /// Adds the cost of one step to `perf`. `rows` is the array's row count (the drain covers
+    /// the tile's rows).
+    pub fn charge(&self, step: &Step, perf: &mut PerfCounts) {
+        match *step {
+            Step::Read { words, .. } => {
+                let c = self.read_latency + self.read_word * words;
+                perf.cycles += c;
+                perf.stall_cycles += c;
+                perf.bytes_rd += 8 * words;
+            }
+            Step::Write { words, bytes, .. } => {
+                let c = self.write_latency + self.write_word * words + self.write_response;
+                perf.cycles += c;
+                perf.stall_cycles += c;
+                perf.bytes_wr += bytes;
+            }
+            Step::Compute {
+                rows,
+                pixels,
+                chunks,
+                planes,
+                gather,
+                ..
+            } => {
+                let steps = pixels * chunks * planes;
+                let per_pixel = self.pixel
+                    + self.gather_element * gather
+                    + self.drain_latency
+                    + self.drain_row * rows as u64;
+                perf.cycles += steps + pixels * per_pixel;
+                perf.busy_cycles += steps;
+                perf.plane_ops += steps;
+            }
+        }
+    }
+
+    /// Fixed costs of a run (START) and of each descriptor (checks and hand-over).
+    pub fn charge_start(&self, perf: &mut PerfCounts) {
+        perf.cycles += self.start;
+    }
+
+    pub fn charge_descriptor(&self, perf: &mut PerfCounts) {
+        perf.cycles += self.descriptor + self.next;
+    }
+
+    /// The counters a run of `descs` (all valid, in the window, no bus errors) would report on
+    /// an array of `rows` x `cols`, without executing it: what a driver uses to predict a
+    /// layer's latency.
+    pub fn estimate(&self, descs: &[LayerDescriptor], rows: usize, cols: u64) -> PerfCounts {
+        let mut perf = PerfCounts::default();
+        self.charge_start(&mut perf);
+        for d in descs {
+            self.charge(&plan::descriptor_read(0), &mut perf);
+            self.charge_descriptor(&mut perf);
+            for step in plan::steps(d, rows, cols) {
+                self.charge(&step, &mut perf);
+            }
+        }
+        perf
+    }
+}

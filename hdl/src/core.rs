@@ -26,8 +26,9 @@ use crate::array::{ACC_T_BITS, MULT_BITS};
 use crate::emit::{Code, Dir, Expr, Interface, Module, ModuleBuilder};
 use crate::error::{HdlError, Result};
 use caq_spec::AccelConfig;
+use caq_spec::descriptor::used_bits;
 use caq_spec::regmap::ErrorCode;
-use caq_spec::{LayerDescriptor, Opcode};
+use caq_spec::{Caps, LayerDescriptor, Opcode};
 
 /// Largest plane count of a layer: 4 groups of up to 8 bits.
 pub const MAX_PLANES: u32 = 32;
@@ -292,10 +293,17 @@ pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> 
         "WAIT_ACC",
         "DRAIN",
         "OUT_REQ",
+        "OUT_FILL",
         "OUT_DATA",
         "OUT_RESP",
         "NEXT",
         "FAIL",
+        "FM_REQ",
+        "FM_DATA",
+        "GINIT",
+        "GATHER",
+        "GFLUSH",
+        "PIX_NEXT",
     ];
     m.section("states");
     for (i, st) in states.iter().enumerate() {
@@ -305,174 +313,7 @@ pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> 
 
     m.section("descriptor");
     m.memory("desc_q", 32, 32, "the fetched descriptor, 32 words")?;
-    let dfield = |word: u32, msb: u32, lsb: u32| format!("desc_q[{word}][{msb}:{lsb}]");
-    let wires: Vec<(&str, String, u32)> = vec![
-        ("d_op", dfield(0, 7, 0), 8),
-        ("d_relu", "desc_q[0][8]".into(), 1),
-        ("d_in_signed", "desc_q[0][9]".into(), 1),
-        ("d_out_signed", "desc_q[0][10]".into(), 1),
-        ("d_grouped", "desc_q[0][11]".into(), 1),
-        ("d_ngroups", dfield(0, 23, 16), 8),
-        ("d_active", dfield(0, 31, 24), 8),
-        ("d_out_bits", dfield(1, 7, 4), 4),
-        ("d_group_size", dfield(1, 31, 16), 16),
-        ("d_in_c", dfield(2, 15, 0), 16),
-        ("d_in_h", dfield(2, 31, 16), 16),
-        ("d_in_w", dfield(3, 15, 0), 16),
-        ("d_out_c", dfield(3, 31, 16), 16),
-        ("d_pg0_bits", dfield(6, 3, 0), 4),
-        ("d_pg0_shift", dfield(6, 10, 8), 3),
-        ("d_pg1_bits", dfield(6, 19, 16), 4),
-        ("d_pg1_shift", dfield(6, 26, 24), 3),
-        ("d_pg2_bits", dfield(7, 3, 0), 4),
-        ("d_pg2_shift", dfield(7, 10, 8), 3),
-        ("d_pg3_bits", dfield(7, 19, 16), 4),
-        ("d_pg3_shift", dfield(7, 26, 24), 3),
-    ];
-    for (name, text, w) in &wires {
-        m.wire_assign(name, Expr::raw(text.clone(), *w), None)?;
-    }
-    // 64-bit addresses, cut to the port width (the upper bits must be zero: checked).
-    let addrs = [
-        ("d_in_addr", 8),
-        ("d_out_addr", 10),
-        ("d_bias_addr", 12),
-        ("d_rq_addr", 14),
-        ("d_gm_addr", 16),
-        ("d_w0_addr", 18),
-        ("d_w1_addr", 20),
-        ("d_w2_addr", 22),
-        ("d_w3_addr", 24),
-    ];
-    for (name, word) in addrs {
-        m.wire_assign(
-            name,
-            Expr::raw(format!("{{desc_q[{}], desc_q[{word}]}}", word + 1), 64),
-            None,
-        )?;
-    }
-    m.comment(&[
-        "A wire per check; CHECK reports the first failing one (docs/descriptor.md order).",
-    ]);
-    let k_bits = 16;
-    m.wire_assign("d_k", Expr::raw("d_in_c", k_bits), Some("Dense: K = in_c"))?;
-    m.wire_assign(
-        "d_wpr",
-        Expr::raw("{6'd0, d_k[15:6]} + {15'd0, d_k[5:0] != 6'd0}", 16),
-        Some("64-bit words per plane row: ceil(K/64)"),
-    )?;
-    m.wire_assign(
-        "d_planes",
-        Expr::raw(
-            "{2'd0, d_pg0_bits} + ((d_active > 8'd1) ? {2'd0, d_pg1_bits} : 6'd0) + \
-             ((d_active > 8'd2) ? {2'd0, d_pg2_bits} : 6'd0) + ((d_active > 8'd3) ? {2'd0, d_pg3_bits} : 6'd0)",
-            6,
-        ),
-        Some("active planes P"),
-    )?;
-    let addr_hi_zero = addrs
-        .iter()
-        .map(|(n, _)| format!("({n}[63:{aw}] == {}'d0)", 64 - aw))
-        .collect::<Vec<_>>()
-        .join(" && ");
-    let aligned = addrs
-        .iter()
-        .map(|(n, _)| format!("({n}[2:0] == 3'd0)"))
-        .collect::<Vec<_>>()
-        .join(" && ");
-    m.wire_assign("ok_addr_range", Expr::raw(addr_hi_zero, 1), None)?;
-    m.wire_assign("ok_aligned", Expr::raw(aligned, 1), None)?;
-    m.wire_assign("ok_op", Expr::raw("d_op == 8'd1", 1), None)?;
-    m.wire_assign(
-        "ok_groups",
-        Expr::raw(
-            format!(
-                "d_ngroups >= 8'd1 && d_ngroups <= 8'd{} && d_active >= 8'd1 && d_active <= d_ngroups",
-                cfg.array.max_plane_groups
-            ),
-            1,
-        ),
-        None,
-    )?;
-    let mask = (0..8u32)
-        .filter(|b| cfg.array.weight_bits.contains(&(b + 1)))
-        .fold(0u32, |acc, b| acc | (1 << b));
-    m.wire_assign(
-        "bits_mask",
-        Expr::lit(8, mask as u64),
-        Some("supported weight bit-widths"),
-    )?;
-    for g in 0..4 {
-        m.wire_assign(
-            &format!("pg_ok{g}"),
-            Expr::raw(
-                format!(
-                    "d_pg{g}_bits != 4'd0 && d_pg{g}_bits <= 4'd8 && bits_mask[d_pg{g}_bits[2:0] - 3'd1]"
-                ),
-                1,
-            ),
-            Some("stored bits supported (8 wraps to index 7)"),
-        )?;
-    }
-    m.wire_assign(
-        "ok_bits",
-        Expr::raw(
-            format!(
-                "d_out_bits >= 4'd2 && d_out_bits <= 4'd{} && \
-                 pg_ok0 && (d_active < 8'd2 || pg_ok1) && (d_active < 8'd3 || pg_ok2) && (d_active < 8'd4 || pg_ok3)",
-                cfg.array.act_bits
-            ),
-            1,
-        ),
-        None,
-    )?;
-    m.wire_assign(
-        "ok_shape",
-        Expr::raw(
-            format!(
-                "d_in_c != 16'd0 && d_out_c != 16'd0 && d_in_h == 16'd1 && d_in_w == 16'd1 && \
-                 ({{4'd0, d_wpr}} * {{14'd0, d_planes}}) <= 20'd{wd} && \
-                 {{3'd0, d_k}} <= 19'd{acap}",
-                wd = s.wdepth,
-                acap = s.adepth * c_n
-            ),
-            1,
-        ),
-        None,
-    )?;
-    m.wire_assign(
-        "ok_region",
-        Expr::raw(
-            if s.group_size == 0 {
-                "!d_grouped && d_group_size == 16'd0".to_string()
-            } else {
-                format!(
-                    "d_grouped ? (d_group_size == 16'd{}) : (d_group_size == 16'd0)",
-                    s.group_size
-                )
-            },
-            1,
-        ),
-        None,
-    )?;
-    let code = |e: ErrorCode| format!("8'd{}", e.as_u8());
-    m.wire_assign(
-        "check_code",
-        Expr::raw(
-            format!(
-                "!ok_op ? {} : !ok_groups ? {} : !ok_bits ? {} : !ok_shape ? {} : !ok_region ? {} : \
-                 !(ok_aligned && ok_addr_range) ? {} : 8'd0",
-                code(ErrorCode::BadOpcode),
-                code(ErrorCode::BadGroups),
-                code(ErrorCode::BadBits),
-                code(ErrorCode::BadShape),
-                code(ErrorCode::BadRegion),
-                code(ErrorCode::Misaligned)
-            ),
-            8,
-        ),
-        None,
-    )?;
+    descriptor_checks(&mut m, cfg, &s)?;
 
     m.section("job, tile and load counters");
     for (name, w, c) in [
@@ -507,6 +348,46 @@ pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> 
             "q * wpr: first weight-bank entry of plane q",
         ),
         ("wl_addr_q", aw, "address of the plane being loaded"),
+        (
+            "nwords_fm_q",
+            WORDS_BITS,
+            "Conv2d: ceil(in_c * in_h * in_w / 8)",
+        ),
+        (
+            "hw_q",
+            32,
+            "Conv2d: in_h * in_w, bytes from one input channel to the next",
+        ),
+        ("ohw_q", 16, "Conv2d: out_h * out_w, output pixels"),
+        ("sw_q", 32, "Conv2d: stride * in_w"),
+        (
+            "pix_q",
+            16,
+            "Conv2d: output pixel of the tile being computed (0 for Dense)",
+        ),
+        ("ox_q", 16, ""),
+        ("oy_q", 16, ""),
+        (
+            "ix0_q",
+            18,
+            "pixel origin ox * stride - pad (two's complement)",
+        ),
+        ("iy0_q", 18, "oy * stride - pad"),
+        ("pixrow_q", 32, "iy0 * in_w (two's complement)"),
+        ("gk_q", 16, "gather: patch element being fetched"),
+        ("gkx_q", 3, ""),
+        ("gky_q", 3, ""),
+        ("gcbase_q", 32, "gather: c * in_h * in_w + iy0 * in_w"),
+        ("grow_q", 32, "gather: gcbase + ky * in_w"),
+        (
+            "tile_oaddr_q",
+            aw,
+            "first output byte of the tile: out + o0 (Dense), out + o0 * ohw (Conv2d)",
+        ),
+        ("run_q", rowb, "output run (one per row for Conv2d)"),
+        ("run_addr_q", aw, "first byte of the run"),
+        ("wo_q", WORDS_BITS, "output word of the run"),
+        ("fl_q", 4, "byte lane being filled (8: word complete)"),
         ("err_code_q", 8, ""),
         (
             "pending_q",
@@ -526,7 +407,20 @@ pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> 
     m.memory("bias_q", 32, r_n, "per-row bias of the tile")?;
     m.memory("rqm_q", 32, r_n, "per-row requant multiplier")?;
     m.memory("rqs_q", 6, r_n, "per-row requant shift")?;
-    m.memory("out_q", 8, r_n, "per-row output code")?;
+    m.memory(
+        "stage_mem",
+        8,
+        r_n * s.smax,
+        "output staging: row r, pixel p at r * smax + p",
+    )?;
+    m.reg("stage_rd_q", 8, None)?;
+    m.memory(
+        "fm_mem",
+        64,
+        s.fwords,
+        "Conv2d input feature map (CHW bytes), word w at w",
+    )?;
+    m.reg("fm_rd_q", 64, None)?;
     if s.group_size != 0 {
         for r in 0..r_n {
             m.memory(
@@ -562,11 +456,12 @@ pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> 
     // ------------------------------------------------------------------ handshakes
     m.section("memory port outputs");
     let rd_req_states = [
-        "DESC_REQ", "ACT_REQ", "BIAS_REQ", "RQ_REQ", "GM_REQ", "W_REQ",
+        "DESC_REQ", "FM_REQ", "ACT_REQ", "BIAS_REQ", "RQ_REQ", "GM_REQ", "W_REQ",
     ];
     let rd_data_states = [
         "DESC_DATA",
         "ACT_DATA",
+        "FM_DATA",
         "BIAS_DATA",
         "RQ_DATA",
         "GM_DATA",
@@ -606,6 +501,10 @@ pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> 
         c.block("S_DESC_REQ:", |c| {
             c.set("rd_req_addr_d", "desc_base_q");
             c.set("rd_req_words_d", format!("{WORDS_BITS}'d16"));
+        });
+        c.block("S_FM_REQ:", |c| {
+            c.set("rd_req_addr_d", format!("d_in_addr[{}:0]", aw - 1));
+            c.set("rd_req_words_d", "nwords_fm_q");
         });
         c.block("S_ACT_REQ:", |c| {
             c.set("rd_req_addr_d", format!("d_in_addr[{}:0]", aw - 1));
@@ -680,7 +579,7 @@ pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> 
         format!(
             "(state_q == S_FAIL && pending_q != {WORDS_BITS}'d0) || \
              (state_q == S_GM_DATA && (sub_q == 2'd3 || gm_last)) || \
-             state_q == S_DESC_DATA || state_q == S_ACT_DATA || state_q == S_BIAS_DATA || \
+             state_q == S_DESC_DATA || state_q == S_ACT_DATA || state_q == S_FM_DATA || state_q == S_BIAS_DATA || \
              state_q == S_RQ_DATA || state_q == S_W_DATA"
         ),
     )?;
@@ -688,6 +587,370 @@ pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> 
         &mut m, cfg, &s, &clk, array_if, requant_if, lane, wab, aab, rab, rowb, cpw_log2, cpr_log2,
     )?;
     Ok(m.finish())
+}
+
+/// The descriptor's fields as wires and one wire per check of `check_fetched`
+/// (docs/descriptor.md, in order) plus the device's capacity check; `check_code` is the first
+/// failing check's error code (0: the descriptor runs).
+fn descriptor_checks(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> {
+    let aw = s.addr_bits;
+    let caps = Caps::from_config(cfg).map_err(|e| HdlError::Unsupported {
+        config: cfg.name.clone(),
+        what: e.to_string(),
+    })?;
+    let dfield = |word: u32, msb: u32, lsb: u32| format!("desc_q[{word}][{msb}:{lsb}]");
+    let wires: Vec<(&str, String, u32)> = vec![
+        ("d_op", dfield(0, 7, 0), 8),
+        ("d_relu", "desc_q[0][8]".into(), 1),
+        ("d_in_signed", "desc_q[0][9]".into(), 1),
+        ("d_out_signed", "desc_q[0][10]".into(), 1),
+        ("d_grouped", "desc_q[0][11]".into(), 1),
+        ("d_last", "desc_q[0][12]".into(), 1),
+        ("d_ngroups", dfield(0, 23, 16), 8),
+        ("d_active", dfield(0, 31, 24), 8),
+        ("d_in_bits", dfield(1, 3, 0), 4),
+        ("d_out_bits", dfield(1, 7, 4), 4),
+        ("d_group_size", dfield(1, 31, 16), 16),
+        ("d_in_c", dfield(2, 15, 0), 16),
+        ("d_in_h", dfield(2, 31, 16), 16),
+        ("d_in_w", dfield(3, 15, 0), 16),
+        ("d_out_c", dfield(3, 31, 16), 16),
+        ("d_out_h", dfield(4, 15, 0), 16),
+        ("d_out_w", dfield(4, 31, 16), 16),
+        ("d_kh", dfield(5, 7, 0), 8),
+        ("d_kw", dfield(5, 15, 8), 8),
+        ("d_stride", dfield(5, 23, 16), 8),
+        ("d_pad", dfield(5, 31, 24), 8),
+        ("d_pg0_bits", dfield(6, 3, 0), 4),
+        ("d_pg0_shift8", dfield(6, 15, 8), 8),
+        ("d_pg1_bits", dfield(6, 19, 16), 4),
+        ("d_pg1_shift8", dfield(6, 31, 24), 8),
+        ("d_pg2_bits", dfield(7, 3, 0), 4),
+        ("d_pg2_shift8", dfield(7, 15, 8), 8),
+        ("d_pg3_bits", dfield(7, 19, 16), 4),
+        ("d_pg3_shift8", dfield(7, 31, 24), 8),
+    ];
+    for (name, text, w) in &wires {
+        m.wire_assign(name, Expr::raw(text.clone(), *w), None)?;
+    }
+    for g in 0..4 {
+        m.wire_assign(
+            &format!("d_pg{g}_shift"),
+            Expr::raw(format!("d_pg{g}_shift8[2:0]"), 3),
+            Some("the shift as used (checked <= 7)"),
+        )?;
+    }
+    m.wire_assign("d_conv", Expr::raw("d_op == 8'd2", 1), None)?;
+    // 64-bit addresses, cut to the port width (the upper bits must be zero: checked).
+    let addrs = [
+        ("d_in_addr", 8),
+        ("d_out_addr", 10),
+        ("d_bias_addr", 12),
+        ("d_rq_addr", 14),
+        ("d_gm_addr", 16),
+        ("d_w0_addr", 18),
+        ("d_w1_addr", 20),
+        ("d_w2_addr", 22),
+        ("d_w3_addr", 24),
+    ];
+    for (name, word) in addrs {
+        m.wire_assign(
+            name,
+            Expr::raw(format!("{{desc_q[{}], desc_q[{word}]}}", word + 1), 64),
+            None,
+        )?;
+    }
+    m.wire_assign(
+        "d_k_full",
+        Expr::raw(
+            "{16'd0, d_in_c} * {24'd0, d_conv ? d_kh : 8'd1} * {24'd0, d_conv ? d_kw : 8'd1}",
+            32,
+        ),
+        Some("K = in_c (Dense) or in_c * kh * kw (Conv2d)"),
+    )?;
+    m.wire_assign(
+        "d_k",
+        Expr::raw("d_k_full[15:0]", 16),
+        Some("K as the datapath counts it (the capacity check keeps K < 2^16)"),
+    )?;
+    m.wire_assign(
+        "d_wpr",
+        Expr::raw("{6'd0, d_k[15:6]} + {15'd0, d_k[5:0] != 6'd0}", 16),
+        Some("64-bit words per plane row: ceil(K/64)"),
+    )?;
+    m.wire_assign(
+        "d_planes",
+        Expr::raw(
+            "{2'd0, d_pg0_bits} + ((d_active > 8'd1) ? {2'd0, d_pg1_bits} : 6'd0) + \
+             ((d_active > 8'd2) ? {2'd0, d_pg2_bits} : 6'd0) + ((d_active > 8'd3) ? {2'd0, d_pg3_bits} : 6'd0)",
+            6,
+        ),
+        Some("active planes P"),
+    )?;
+    m.comment(&[
+        "One wire per check of caq_spec::descriptor::check_fetched (docs/descriptor.md, in that",
+        "order); CHECK reports the first failing one.",
+    ]);
+    let used = used_bits();
+    let code = |e: ErrorCode| format!("8'd{}", e.as_u8());
+    let stored = |g: u32| format!("d_ngroups > 8'd{g}");
+    let bits_in = |f: &str, lo: u32, hi: u32| format!("({f} >= 4'd{lo} && {f} <= 4'd{hi})");
+    // 1-5: decode
+    m.wire_assign("c_op", Expr::raw("d_op == 8'd1 || d_op == 8'd2", 1), None)?;
+    m.wire_assign(
+        "c_ngroups",
+        Expr::raw("d_ngroups >= 8'd1 && d_ngroups <= 8'd4", 1),
+        None,
+    )?;
+    let mut widths = vec![bits_in("d_in_bits", 1, 8), bits_in("d_out_bits", 1, 8)];
+    for g in 0..4 {
+        widths.push(format!(
+            "(!({}) || {})",
+            stored(g),
+            bits_in(&format!("d_pg{g}_bits"), 1, 8)
+        ));
+    }
+    m.wire_assign("c_widths", Expr::raw(widths.join(" && "), 1), None)?;
+    let slots = (1..4)
+        .map(|g| {
+            format!(
+                "({} || (d_pg{g}_bits == 4'd0 && d_pg{g}_shift8 == 8'd0 && d_w{g}_addr == 64'd0))",
+                stored(g)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" && ");
+    m.wire_assign("c_slots", Expr::raw(slots, 1), None)?;
+    let reserved = used
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| **u != u32::MAX)
+        .map(|(i, u)| format!("((desc_q[{i}] & 32'h{:08x}) == 32'd0)", !u))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    m.wire_assign("c_reserved", Expr::raw(reserved, 1), None)?;
+    // 6: bits against CAPS
+    let mask = u64::from(caps.weight_bits_mask());
+    m.wire_assign(
+        "bits_mask",
+        Expr::lit(8, mask),
+        Some("supported weight bit-widths"),
+    )?;
+    let act = caps.act_bits().get();
+    let mut caps_bits = vec![
+        bits_in("d_in_bits", 2, u32::from(act)),
+        bits_in("d_out_bits", 2, u32::from(act)),
+    ];
+    for g in 0..4 {
+        caps_bits.push(format!(
+            "(!({}) || bits_mask[d_pg{g}_bits[2:0] - 3'd1])",
+            stored(g)
+        ));
+    }
+    m.wire_assign("c_caps_bits", Expr::raw(caps_bits.join(" && "), 1), None)?;
+    // 7: shape
+    let dim = caps.max_dim();
+    let dims = [
+        "d_in_c", "d_in_h", "d_in_w", "d_out_c", "d_out_h", "d_out_w",
+    ]
+    .iter()
+    .map(|d| format!("({d} != 16'd0 && {{16'd0, {d}}} <= 32'd{dim})"))
+    .collect::<Vec<_>>()
+    .join(" && ");
+    m.wire_assign("c_dims", Expr::raw(dims, 1), None)?;
+    m.wire_assign(
+        "c_kernel",
+        Expr::raw(
+            "d_kh >= 8'd1 && d_kh <= 8'd7 && d_kw >= 8'd1 && d_kw <= 8'd7 && d_stride >= 8'd1 && \
+             d_stride <= 8'd2 && d_pad <= 8'd3 && {d_pad[6:0], 1'b0} <= ((d_kh < d_kw) ? d_kh : d_kw)",
+            1,
+        ),
+        None,
+    )?;
+    m.wire_assign(
+        "c_dense_ones",
+        Expr::raw(
+            "d_in_h == 16'd1 && d_in_w == 16'd1 && d_out_h == 16'd1 && d_out_w == 16'd1 && \
+             d_kh == 8'd1 && d_kw == 8'd1 && d_stride == 8'd1 && d_pad == 8'd0",
+            1,
+        ),
+        None,
+    )?;
+    for (ax, inp, k, out) in [
+        ("h", "d_in_h", "d_kh", "d_out_h"),
+        ("w", "d_in_w", "d_kw", "d_out_w"),
+    ] {
+        m.wire_assign(
+            &format!("padded_{ax}"),
+            Expr::raw(format!("{{2'd0, {inp}}} + {{9'd0, d_pad, 1'b0}}"), 18),
+            Some("in + 2 * pad"),
+        )?;
+        m.wire_assign(
+            &format!("c_out_{ax}"),
+            Expr::raw(
+                format!(
+                    "padded_{ax} >= {{10'd0, {k}}} && \
+                     (((padded_{ax} - {{10'd0, {k}}}) >> (d_stride == 8'd2 ? 1 : 0)) + 18'd1) == {{2'd0, {out}}}"
+                ),
+                1,
+            ),
+            Some("out = (in + 2 pad - kernel) / stride + 1"),
+        )?;
+    }
+    m.wire_assign(
+        "c_shape",
+        Expr::raw(
+            format!(
+                "c_dims && c_kernel && (d_conv ? (c_out_h && c_out_w) : c_dense_ones) && \
+                 d_k_full <= 32'd{}",
+                caps.max_k()
+            ),
+            1,
+        ),
+        None,
+    )?;
+    // 8: groups against CAPS
+    let wmax = caps.max_weight_bits().get();
+    let mut groups = vec![
+        format!("d_ngroups <= 8'd{}", caps.max_plane_groups()),
+        "d_active >= 8'd1 && d_active <= d_ngroups".to_string(),
+    ];
+    for g in 0..4 {
+        groups.push(format!(
+            "(!({st}) || (d_pg{g}_shift8 <= 8'd7 && {{4'd0, d_pg{g}_bits}} + d_pg{g}_shift8 <= 8'd{wmax}))",
+            st = stored(g)
+        ));
+    }
+    m.wire_assign("c_groups", Expr::raw(groups.join(" && "), 1), None)?;
+    // 9: regions
+    m.wire_assign(
+        "c_region",
+        Expr::raw(
+            if s.group_size == 0 {
+                "!d_grouped && d_group_size == 16'd0".to_string()
+            } else {
+                format!(
+                    "d_grouped ? (d_group_size == 16'd{}) : (d_group_size == 16'd0)",
+                    s.group_size
+                )
+            },
+            1,
+        ),
+        None,
+    )?;
+    // 10, 11: the addresses the run uses: aligned, in the address space and the window
+    let used_addr = |name: &str| match name {
+        "d_gm_addr" => "d_grouped".to_string(),
+        "d_w1_addr" => "d_active > 8'd1".to_string(),
+        "d_w2_addr" => "d_active > 8'd2".to_string(),
+        "d_w3_addr" => "d_active > 8'd3".to_string(),
+        _ => "1'b1".to_string(),
+    };
+    let bus_log2 = clog2(cfg.bus_bytes());
+    let aligned = addrs
+        .iter()
+        .map(|(n, _)| {
+            format!(
+                "(!({}) || {n}[{}:0] == {bus_log2}'d0)",
+                used_addr(n),
+                bus_log2 - 1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" && ");
+    m.wire_assign("c_aligned", Expr::raw(aligned, 1), None)?;
+    let regions = if s.group_size == 0 {
+        "64'd1".to_string()
+    } else {
+        format!(
+            "d_grouped ? (({{32'd0, d_k_full}} + 64'd{}) >> {}) : 64'd1",
+            s.group_size - 1,
+            clog2(s.group_size)
+        )
+    };
+    m.wire_assign(
+        "d_regions64",
+        Expr::raw(regions, 64),
+        Some("regions per row, for the table length"),
+    )?;
+    let table_len = |name: &str| match name {
+        "d_bias_addr" => "({48'd0, d_out_c} << 2)".to_string(),
+        "d_rq_addr" => "({48'd0, d_out_c} << 3)".to_string(),
+        "d_gm_addr" => "(({48'd0, d_out_c} * d_regions64) << 1)".to_string(),
+        _ => "64'd1".to_string(),
+    };
+    let window = addrs
+        .iter()
+        .map(|(n, _)| {
+            let len = table_len(n);
+            let len = if len == "64'd1" { len } else { format!("(({len} == 64'd0) ? 64'd1 : {len})") };
+            format!(
+                "(!({u}) || ({n}[63:{aw}] == {z}'d0 && {{{zw}'d0, {n}[{a}:0]}} >= {{{zb}'d0, win_base}} && \
+                 {{{zw}'d0, {n}[{a}:0]}} + {len} <= {{{zb}'d0, win_limit}}))",
+                u = used_addr(n),
+                z = 64 - aw,
+                zw = 64 - aw,
+                zb = 63 - aw,
+                a = aw - 1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" && ");
+    m.wire_assign("c_window", Expr::raw(window, 1), None)?;
+    // 12: the LAST flag on the final descriptor only
+    m.wire_assign(
+        "c_position",
+        Expr::raw("d_last == (desc_idx_q + 16'd1 == desc_count_q)", 1),
+        None,
+    )?;
+    // 13: the device's buffers (CoreShape::check_capacity)
+    m.wire_assign(
+        "d_fmap",
+        Expr::raw("{16'd0, d_in_c} * {16'd0, d_in_h} * {16'd0, d_in_w}", 48),
+        Some("Conv2d input bytes"),
+    )?;
+    m.wire_assign(
+        "d_ohw",
+        Expr::raw("{16'd0, d_out_h} * {16'd0, d_out_w}", 32),
+        Some("Conv2d output pixels"),
+    )?;
+    let acap = (u64::from(s.adepth) * u64::from(s.cols)).min(0xffff);
+    m.wire_assign(
+        "c_capacity",
+        Expr::raw(
+            format!(
+                "({{4'd0, d_wpr}} * {{14'd0, d_planes}}) <= 20'd{wd} && d_k_full <= 32'd{acap} && \
+                 (!d_conv || (d_fmap <= 48'd{fb} && d_ohw <= 32'd{smax}))",
+                wd = s.wdepth,
+                fb = 8 * u64::from(s.fwords),
+                smax = s.smax
+            ),
+            1,
+        ),
+        None,
+    )?;
+    let chain = [
+        ("c_op", ErrorCode::BadOpcode),
+        ("c_ngroups", ErrorCode::BadGroups),
+        ("c_widths", ErrorCode::BadBits),
+        ("c_slots", ErrorCode::BadGroups),
+        ("c_reserved", ErrorCode::Reserved),
+        ("c_caps_bits", ErrorCode::BadBits),
+        ("c_shape", ErrorCode::BadShape),
+        ("c_groups", ErrorCode::BadGroups),
+        ("c_region", ErrorCode::BadRegion),
+        ("c_aligned", ErrorCode::Misaligned),
+        ("c_window", ErrorCode::OutOfWindow),
+        ("c_position", ErrorCode::DescCount),
+        ("c_capacity", ErrorCode::BadShape),
+    ];
+    let text = chain
+        .iter()
+        .map(|(w, e)| format!("!{w} ? {} : ", code(*e)))
+        .collect::<String>()
+        + "8'd0";
+    m.wire_assign("check_code", Expr::raw(text, 8), None)?;
+    Ok(())
 }
 
 /// Wires `{p}_in_win`: the request at `addr` of `words` 64-bit words, rounded out to whole bus
@@ -782,14 +1045,26 @@ fn core_rest(
         Some("row * 48: the row's total in arr_acc_t"),
     )?;
     m.wire_assign(
+        "run_len",
+        Expr::raw(
+            format!("d_conv ? ohw_q : {{{}'d0, nrows_q}}", 16 - rowb),
+            16,
+        ),
+        Some("bytes of an output run: a row's pixels (Conv2d) or the tile's rows (Dense)"),
+    )?;
+    m.wire_assign(
         "out_off",
-        Expr::raw("o0_q[2:0]", 3),
-        Some("byte lane of the tile's first output (out_addr is 8-byte aligned)"),
+        Expr::raw("run_addr_q[2:0]", 3),
+        Some("byte lane of the run's first byte"),
     )?;
     m.wire_assign(
         "out_words",
         Expr::raw(
-            format!("({{{}'d0, out_off}} + nrows_w + {wb}'d7) >> 3", wb - 3),
+            format!(
+                "({{{}'d0, out_off}} + {{{}'d0, run_len}} + {wb}'d7) >> 3",
+                wb - 3,
+                wb - 16
+            ),
             wb,
         ),
         None,
@@ -924,7 +1199,7 @@ fn core_rest(
                         );
                     });
                 });
-                for st in ["DESC", "ACT", "BIAS", "RQ", "GM", "W"] {
+                for st in ["DESC", "FM", "ACT", "BIAS", "RQ", "GM", "W"] {
                     c.block(format!("S_{st}_REQ:"), |c| {
                         c.if_("!rd_in_win", |c| {
                             c.nb("err_code_q", code(ErrorCode::OutOfWindow));
@@ -976,6 +1251,14 @@ fn core_rest(
                                 },
                             );
                             c.nb("plane_stride_q", "stride_full");
+                            c.nb(
+                                "nwords_fm_q",
+                                format!("(d_fmap[{}:0] + {wb}'d7) >> 3", wb - 1),
+                            );
+                            c.nb("hw_q", "{16'd0, d_in_h} * {16'd0, d_in_w}");
+                            c.nb("ohw_q", "d_conv ? d_ohw[15:0] : 16'd1");
+                            c.nb("sw_q", "(d_stride == 8'd2) ? {15'd0, d_in_w, 1'b0} : {16'd0, d_in_w}");
+                            c.nb("tile_oaddr_q", format!("d_out_addr[{}:0]", aw - 1));
                             c.nb("g_q", "2'd0");
                             c.nb("p_q", "4'd0");
                             c.nb("q_q", "6'd0");
@@ -999,7 +1282,7 @@ fn core_rest(
                         },
                     );
                     c.if_("last_plane", |c| {
-                        c.nb("state_q", "S_ACT_REQ");
+                        c.nb("state_q", "d_conv ? S_FM_REQ : S_ACT_REQ");
                         c.comment("first tile");
                         c.nb("o0_q", "16'd0");
                         c.nb(
@@ -1014,6 +1297,14 @@ fn core_rest(
                     });
                 });
                 c.block("S_ACT_DATA:", |c| {
+                    c.if_("rd_fire", |c| {
+                        c.nb("cnt_q", format!("cnt_q + {wb}'d1"));
+                        c.if_("cnt_q == words_q - 20'd1", |c| {
+                            c.nb("state_q", "S_BIAS_REQ");
+                        });
+                    });
+                });
+                c.block("S_FM_DATA:", |c| {
                     c.if_("rd_fire", |c| {
                         c.nb("cnt_q", format!("cnt_q + {wb}'d1"));
                         c.if_("cnt_q == words_q - 20'd1", |c| {
@@ -1102,10 +1393,17 @@ fn core_rest(
                             c.if_else(
                                 "last_plane",
                                 |c| {
-                                    c.nb("state_q", "S_COMPUTE");
+                                    c.comment("weights loaded: the first pixel (Conv2d) or the compute (Dense)");
+                                    c.nb("state_q", "d_conv ? S_GINIT : S_COMPUTE");
                                     c.nb("ck_q", "16'd0");
                                     c.nb("cq_q", "6'd0");
                                     c.nb("cw_base_q", format!("{}'d0", wab + 1));
+                                    c.nb("pix_q", "16'd0");
+                                    c.nb("ox_q", "16'd0");
+                                    c.nb("oy_q", "16'd0");
+                                    c.nb("ix0_q", "18'd0 - {10'd0, d_pad}");
+                                    c.nb("iy0_q", "18'd0 - {10'd0, d_pad}");
+                                    c.nb("pixrow_q", "32'd0 - ({24'd0, d_pad} * {16'd0, d_in_w})");
                                 },
                                 |c| {
                                     c.nb("state_q", "S_W_REQ");
@@ -1113,6 +1411,69 @@ fn core_rest(
                             );
                         });
                     });
+                });
+                c.block("S_GINIT:", |c| {
+                    c.nb("gk_q", "16'd0");
+                    c.nb("gkx_q", "3'd0");
+                    c.nb("gky_q", "3'd0");
+                    c.nb("gcbase_q", "pixrow_q");
+                    c.nb("grow_q", "pixrow_q");
+                    c.nb("state_q", "S_GATHER");
+                });
+                c.block("S_GATHER:", |c| {
+                    c.comment("one patch element per cycle, in (c, ky, kx) order");
+                    c.nb("gk_q", "gk_q + 16'd1");
+                    c.if_else(
+                        "{5'd0, gkx_q} == d_kw - 8'd1",
+                        |c| {
+                            c.nb("gkx_q", "3'd0");
+                            c.if_else(
+                                "{5'd0, gky_q} == d_kh - 8'd1",
+                                |c| {
+                                    c.nb("gky_q", "3'd0");
+                                    c.nb("gcbase_q", "gcbase_q + hw_q");
+                                    c.nb("grow_q", "gcbase_q + hw_q");
+                                },
+                                |c| {
+                                    c.nb("gky_q", "gky_q + 3'd1");
+                                    c.nb("grow_q", "grow_q + {16'd0, d_in_w}");
+                                },
+                            );
+                        },
+                        |c| {
+                            c.nb("gkx_q", "gkx_q + 3'd1");
+                        },
+                    );
+                    c.if_("gk_q == d_k - 16'd1", |c| {
+                        c.nb("state_q", "S_GFLUSH");
+                    });
+                });
+                c.block("S_GFLUSH:", |c| {
+                    c.comment("the last patch word is written: compute");
+                    c.if_("!gp_v_q", |c| {
+                        c.nb("state_q", "S_COMPUTE");
+                        c.nb("ck_q", "16'd0");
+                        c.nb("cq_q", "6'd0");
+                        c.nb("cw_base_q", format!("{}'d0", wab + 1));
+                    });
+                });
+                c.block("S_PIX_NEXT:", |c| {
+                    c.nb("pix_q", "pix_q + 16'd1");
+                    c.if_else(
+                        "ox_q == d_out_w - 16'd1",
+                        |c| {
+                            c.nb("ox_q", "16'd0");
+                            c.nb("oy_q", "oy_q + 16'd1");
+                            c.nb("ix0_q", "18'd0 - {10'd0, d_pad}");
+                            c.nb("iy0_q", "iy0_q + {10'd0, d_stride}");
+                            c.nb("pixrow_q", "pixrow_q + sw_q");
+                        },
+                        |c| {
+                            c.nb("ox_q", "ox_q + 16'd1");
+                            c.nb("ix0_q", "ix0_q + {10'd0, d_stride}");
+                        },
+                    );
+                    c.nb("state_q", "S_GINIT");
                 });
                 c.block("S_COMPUTE:", |c| {
                     c.comment("one plane-step per cycle: all planes of a chunk, then the next chunk");
@@ -1144,10 +1505,15 @@ fn core_rest(
                         c.nb("row_q", format!("row_q + {rowb}'d1"));
                     });
                     c.if_("rq_out_valid", |c| {
-                        c.nb("out_q[rq_out_tag]", "rq_out_code");
                         c.nb("cnt_q", format!("cnt_q + {wb}'d1"));
                         c.if_("cnt_q == nrows_w - 20'd1", |c| {
-                            c.nb("state_q", "S_OUT_REQ");
+                            c.comment("the pixel's rows are staged: the next pixel, or the tile's output runs");
+                            c.nb("run_q", format!("{rowb}'d0"));
+                            c.nb("run_addr_q", "tile_oaddr_q");
+                            c.nb(
+                                "state_q",
+                                "(d_conv && pix_q != ohw_q - 16'd1) ? S_PIX_NEXT : S_OUT_REQ",
+                            );
                         });
                     });
                 });
@@ -1157,16 +1523,26 @@ fn core_rest(
                         c.nb("state_q", "S_FAIL");
                     });
                     c.if_("wr_req_fire", |c| {
+                        c.nb("state_q", "S_OUT_FILL");
+                        c.nb("wo_q", format!("{wb}'d0"));
+                        c.nb("fl_q", "4'd0");
+                    });
+                });
+                c.block("S_OUT_FILL:", |c| {
+                    c.comment("eight staged bytes, one per cycle, then the word goes out");
+                    c.nb("fl_q", "fl_q + 4'd1");
+                    c.if_("fl_q == 4'd8", |c| {
                         c.nb("state_q", "S_OUT_DATA");
-                        c.nb("col_q", "16'd0");
                     });
                 });
                 c.block("S_OUT_DATA:", |c| {
                     c.if_("wr_fire", |c| {
-                        c.nb("col_q", "col_q + 16'd1");
-                        c.if_(format!("{{{}'d0, col_q}} == out_words - {wb}'d1", wb - 16), |c| {
-                            c.nb("state_q", "S_OUT_RESP");
-                        });
+                        c.nb("wo_q", format!("wo_q + {wb}'d1"));
+                        c.nb("fl_q", "4'd0");
+                        c.nb(
+                            "state_q",
+                            "(wo_q == out_words - 20'd1) ? S_OUT_RESP : S_OUT_FILL",
+                        );
                     });
                 });
                 c.block("S_OUT_RESP:", |c| {
@@ -1186,6 +1562,17 @@ fn core_rest(
                                 c.nb("state_q", "S_FAIL");
                             },
                             |c| {
+                                c.if_("d_conv && run_q != nrows_q - {rowb}'d1".replace("{rowb}", &rowb.to_string()), |c| {
+                                    c.comment("the next row's run");
+                                    c.nb("run_q", format!("run_q + {rowb}'d1"));
+                                    c.nb("run_addr_q", format!("run_addr_q + {{{}'d0, ohw_q}}", aw - 16));
+                                    c.nb("state_q", "S_OUT_REQ");
+                                });
+                                c.if_("!(d_conv && run_q != nrows_q - {rowb}'d1)".replace("{rowb}", &rowb.to_string()), |c| {
+                                c.nb(
+                                    "tile_oaddr_q",
+                                    format!("tile_oaddr_q + ({{{}'d0, ohw_q}} << {})", aw - 16, clog2(r_n)),
+                                );
                                 c.if_else(
                                     format!("{next_tile_o0} < d_out_c"),
                                     |c| {
@@ -1217,6 +1604,7 @@ fn core_rest(
                                         c.nb("state_q", "S_NEXT");
                                     },
                                 );
+                                });
                             },
                         );
                     });
@@ -1255,22 +1643,128 @@ fn core_rest(
     );
     m.always_ff(clk, f)?;
 
+    m.section("Conv2d patch gather: element address (t) -> feature word (t+1) -> patch word");
+    let fab = clog2(s.fwords);
+    m.wire_assign("g_ix", Expr::raw("ix0_q + {15'd0, gkx_q}", 18), None)?;
+    m.wire_assign("g_iy", Expr::raw("iy0_q + {15'd0, gky_q}", 18), None)?;
+    m.wire_assign(
+        "g_in",
+        Expr::raw(
+            "!g_ix[17] && !g_iy[17] && g_ix < {2'd0, d_in_w} && g_iy < {2'd0, d_in_h}",
+            1,
+        ),
+        Some("inside the input (else a padding zero)"),
+    )?;
+    m.lint_off(
+        "UNUSEDSIGNAL",
+        "g_addr and act_widx are wider than the buffers they index (the capacity check bounds them)",
+    );
+    m.wire_assign(
+        "g_addr",
+        Expr::raw("grow_q + {{14{g_ix[17]}}, g_ix}", 32),
+        Some("byte address in the feature map"),
+    )?;
+    m.reg(
+        "gp_v_q",
+        1,
+        Some("a patch element arrives from the feature buffer"),
+    )?;
+    m.reg("gp_in_q", 1, None)?;
+    m.reg("gp_lane_q", 3, None)?;
+    m.reg("gp_k_q", 16, None)?;
+    m.reg("asm_q", 64, Some("the patch word being assembled"))?;
+    let mut gp = Code::new();
+    gp.if_else(
+        "!rst_n",
+        |c| {
+            c.nb("gp_v_q", "1'b0");
+        },
+        |c| {
+            c.nb("gp_v_q", "state_q == S_GATHER");
+        },
+    );
+    gp.nb("gp_in_q", "g_in");
+    gp.nb("gp_lane_q", "g_addr[2:0]");
+    gp.nb("gp_k_q", "gk_q");
+    gp.nb("fm_rd_q", format!("fm_mem[g_addr[{}:3]]", fab + 2));
+    gp.if_("gp_v_q", |c| {
+        c.nb("asm_q", "asm_next");
+    });
+    m.wire_assign(
+        "g_byte",
+        Expr::raw("gp_in_q ? fm_rd_q[{gp_lane_q, 3'd0} +: 8] : 8'd0", 8),
+        None,
+    )?;
+    m.wire_assign(
+        "asm_base",
+        Expr::raw("(gp_k_q[2:0] == 3'd0) ? 64'd0 : asm_q", 64),
+        None,
+    )?;
+    m.wire_assign(
+        "asm_next",
+        Expr::raw(
+            "(asm_base & ~(64'hff << {gp_k_q[2:0], 3'd0})) | ({56'd0, g_byte} << {gp_k_q[2:0], 3'd0})",
+            64,
+        ),
+        Some("the patch word with this element in its lane"),
+    )?;
+    m.always_ff(clk, gp)?;
+    m.wire_assign(
+        "g_we",
+        Expr::raw(
+            "gp_v_q && (gp_k_q[2:0] == 3'd7 || gp_k_q == d_k - 16'd1)",
+            1,
+        ),
+        Some("a patch word is complete"),
+    )?;
+    m.wire_assign(
+        "act_we",
+        Expr::raw("(state_q == S_ACT_DATA && rd_fire) || g_we", 1),
+        None,
+    )?;
+    m.wire_assign(
+        "act_widx",
+        Expr::raw(
+            format!("(state_q == S_ACT_DATA) ? cnt_q[15:0] : {{3'd0, gp_k_q[15:3]}}"),
+            16,
+        ),
+        Some("word index of the K-vector"),
+    )?;
+    m.lint_on("UNUSEDSIGNAL");
+    m.wire_assign(
+        "act_wdata",
+        Expr::raw("(state_q == S_ACT_DATA) ? rd_data : asm_next", 64),
+        None,
+    )?;
+
     m.section("buffer writes");
     let mut bw = Code::new();
-    bw.if_("state_q == S_ACT_DATA && rd_fire", |c| {
+    bw.if_("act_we", |c| {
         for b in 0..s.abanks {
             let sel = if abank_log2 == 0 {
                 "1'b1".to_string()
             } else {
-                format!("cnt_q[{}:0] == {abank_log2}'d{b}", abank_log2 - 1)
+                format!("act_widx[{}:0] == {abank_log2}'d{b}", abank_log2 - 1)
             };
             c.if_(sel, |c| {
                 c.nb(
-                    format!("act{b}_mem[cnt_q[{}:{abank_log2}]]", aab + abank_log2 - 1),
-                    "rd_data",
+                    format!(
+                        "act{b}_mem[act_widx[{}:{abank_log2}]]",
+                        aab + abank_log2 - 1
+                    ),
+                    "act_wdata",
                 );
             });
         }
+    });
+    bw.if_("state_q == S_FM_DATA && rd_fire", |c| {
+        c.nb(format!("fm_mem[cnt_q[{}:0]]", fab - 1), "rd_data");
+    });
+    bw.if_("state_q == S_DRAIN && rq_out_valid", |c| {
+        c.nb(
+            format!("stage_mem[{{rq_out_tag, pix_q[{}:0]}}]", clog2(s.smax) - 1),
+            "rq_out_code",
+        );
     });
     bw.if_("state_q == S_W_DATA && rd_fire", |c| {
         for r in 0..r_n {
@@ -1506,47 +2000,58 @@ fn core_rest(
         ],
     )?;
 
-    m.section("output words");
-    let mut bytes = Vec::new();
-    let mut strb = Vec::new();
-    m.comment(&[
-        "Output byte index of each lane of the current word; lanes before the tile's first",
-        "output wrap to large unsigned values and fail the range check.",
-    ]);
-    for l in 0..8 {
-        m.wire_assign(
-            &format!("lane{l}_idx"),
-            Expr::raw(
-                format!("{{col_q[12:0], 3'd0}} + 16'd{l} - {{13'd0, out_off}}"),
-                16,
-            ),
-            None,
-        )?;
-        m.wire_assign(
-            &format!("lane{l}_on"),
-            Expr::raw(format!("lane{l}_idx < {{{}'d0, nrows_q}}", 16 - rowb), 1),
-            None,
-        )?;
-    }
-    for l in (0..8).rev() {
-        strb.push(format!("lane{l}_on"));
-        bytes.push(format!(
-            "(lane{l}_on ? out_q[lane{l}_idx[{}:0]] : 8'd0)",
-            rib - 1
-        ));
-    }
-    m.assign_raw("wr_data", format!("{{{}}}", bytes.join(", ")))?;
-    m.assign_raw("wr_strb", format!("{{{}}}", strb.join(", ")))?;
+    m.section("output words: staged bytes -> 64-bit words with strobes");
+    let slog = clog2(s.smax);
     m.wire_assign(
-        "wr_req_addr_d",
+        "fl_pos",
+        Expr::raw(
+            format!("{{wo_q, fl_q[2:0]}} - {{{}'d0, out_off}}", wb),
+            wb + 3,
+        ),
+        Some("byte of the run in lane fl of word wo (wraps below the run's start)"),
+    )?;
+    m.wire_assign(
+        "fl_on",
+        Expr::raw(
+            format!("fl_q != 4'd8 && fl_pos < {{{}'d0, run_len}}", wb + 3 - 16),
+            1,
+        ),
+        None,
+    )?;
+    m.wire_assign(
+        "stage_raddr",
         Expr::raw(
             format!(
-                "(d_out_addr[{}:0] + {{{}'d0, o0_q}}) & ~{aw}'d7",
-                aw - 1,
-                aw - 16
+                "d_conv ? {{run_q[{}:0], fl_pos[{}:0]}} : {{fl_pos[{}:0], {slog}'d0}}",
+                rib - 1,
+                slog - 1,
+                rib - 1
             ),
-            aw,
+            rib + slog,
         ),
+        Some("Conv2d: row run, pixel; Dense: row (pixel 0)"),
+    )?;
+    m.reg("fl_on_q", 1, None)?;
+    m.reg("fl_lane_q", 3, None)?;
+    m.reg("wbuf_q", 64, None)?;
+    m.reg("wstrb_q", 8, None)?;
+    let mut wf = Code::new();
+    wf.nb("stage_rd_q", "stage_mem[stage_raddr]");
+    wf.nb("fl_on_q", "state_q == S_OUT_FILL && fl_on");
+    wf.nb("fl_lane_q", "fl_q[2:0]");
+    wf.if_("state_q == S_OUT_FILL && fl_q != 4'd0", |c| {
+        c.nb(
+            "wbuf_q[{fl_lane_q, 3'd0} +: 8]",
+            "fl_on_q ? stage_rd_q : 8'd0",
+        );
+        c.nb("wstrb_q[fl_lane_q]", "fl_on_q");
+    });
+    m.always_ff(clk, wf)?;
+    m.assign_raw("wr_data", "wbuf_q")?;
+    m.assign_raw("wr_strb", "wstrb_q")?;
+    m.wire_assign(
+        "wr_req_addr_d",
+        Expr::raw(format!("run_addr_q & ~{aw}'d7"), aw),
         None,
     )?;
     window_check(m, cfg, "wr", "wr_req_addr_d", "out_words")?;

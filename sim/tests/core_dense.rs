@@ -220,9 +220,11 @@ fn bad_descriptors_and_bus_errors_report_their_code_and_the_next_job_runs() {
     let placed = place_all(&mut mem, std::slice::from_ref(&j));
     let good = placed[0].desc;
 
-    // Conv2d is not generated yet: BAD_OPCODE on descriptor 0.
-    let mut bytes = good.encode();
-    bytes[0] = Opcode::Conv2d as u8;
+    // An unknown opcode: BAD_OPCODE on descriptor 0.
+    let mut last = good;
+    last.flags.last = true;
+    let mut bytes = last.encode();
+    bytes[0] = 3;
     mem.write(BASE, &bytes);
     let run = job::run_list(&mut m, &mut mem, BASE, 1, 100_000).unwrap();
     assert_ne!(
@@ -235,6 +237,7 @@ fn bad_descriptors_and_bus_errors_report_their_code_and_the_next_job_runs() {
 
     // A misaligned table address.
     let mut d = good;
+    d.flags.last = true;
     d.bias_addr = DeviceAddr(d.bias_addr.0 + 4);
     mem.write(BASE, &d.encode());
     let run = job::run_list(&mut m, &mut mem, BASE, 1, 100_000).unwrap();
@@ -348,5 +351,130 @@ fn results_do_not_depend_on_power_up_values() {
             None => seen = Some(result),
             Some(first) => assert_eq!(&result, first, "model seed {x_seed}"),
         }
+    }
+}
+
+/// A random Conv2d layer on the RTL: the same plane groups as a Dense job of K = c·kh·kw, the
+/// input a CHW feature map.
+#[test]
+fn random_conv_layers_match_the_golden_model() {
+    use caq_model::kernels::{self, ConvGeom, GroupMult, IntLayer};
+    use caq_model::quant::ActQuant;
+    use caq_model::requant::OutRange;
+    use caq_spec::descriptor::Shape;
+    use ndarray::Array3;
+    let cfg = config();
+    let seed = seed();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut m = model(seed);
+    let mut mem = WordMemory::new(seed, 0.7);
+    for round in 0..10 {
+        let c = rng.random_range(1..=5usize);
+        let (h, w) = (rng.random_range(1..=11usize), rng.random_range(1..=11usize));
+        let kh = rng.random_range(1..=h.min(7));
+        let kw = rng.random_range(1..=w.min(7));
+        let pad = rng.random_range(0..=(kh.min(kw) / 2).min(3));
+        let g = ConvGeom {
+            kernel: [kh, kw],
+            stride: rng.random_range(1..=2),
+            pad,
+        };
+        let (oh, ow) = g.out_size(h, w).unwrap();
+        let mut j = random_job(&mut rng, &cfg);
+        // The job's groups, regions and input re-drawn for K = c·kh·kw.
+        let k = c * kh * kw;
+        {
+            let o = j.out_c();
+            for gr in j.groups.iter_mut() {
+                let lim = 1i32 << (gr.bits - 1);
+                gr.codes = Array2::from_shape_fn((o, k), |_| rng.random_range(-lim..lim));
+            }
+            if let Some((mm, gs)) = j.regions.as_mut() {
+                *mm = Array2::from_shape_fn((o, k.div_ceil(*gs)), |_| rng.random_range(1..=256u16));
+            }
+            j.input = vec![0; k];
+        }
+        let o = j.out_c();
+        let x = Array3::from_shape_fn((c, h, w), |_| {
+            if j.in_signed {
+                rng.random_range(-128..=127)
+            } else {
+                rng.random_range(0..=255)
+            }
+        });
+        let mut next = BASE + 4096;
+        let mut p = j.place(&mut mem, &mut next).unwrap();
+        let fm_addr = next;
+        let fm: Vec<u8> = x.iter().map(|&v| v as u8).collect();
+        mem.write(fm_addr, &fm);
+        next = (fm_addr + fm.len() as u64 + 16).div_ceil(64) * 64;
+        let out_addr = next;
+        mem.write(out_addr, &vec![0xa5; o * oh * ow + 16]);
+        let d = &mut p.desc;
+        d.op = Opcode::Conv2d;
+        d.input = Shape {
+            c: c as u16,
+            h: h as u16,
+            w: w as u16,
+        };
+        d.output = Shape {
+            c: o as u16,
+            h: oh as u16,
+            w: ow as u16,
+        };
+        d.kernel_h = kh as u8;
+        d.kernel_w = kw as u8;
+        d.stride = g.stride as u8;
+        d.pad = pad as u8;
+        d.input_addr = DeviceAddr(fm_addr);
+        d.output_addr = DeviceAddr(out_addr);
+        job::write_list(&mut mem, BASE, std::slice::from_ref(&p));
+        let run = job::run_list(&mut m, &mut mem, BASE, 1, 3_000_000).unwrap();
+        assert_eq!(
+            run.status & regmap::STATUS_ERROR.mask(),
+            0,
+            "round {round}: STATUS {:#x}",
+            run.status
+        );
+        let eff = j.effective_codes();
+        let act = ActQuant {
+            bits: j.out_bits,
+            signed: j.out_signed,
+            scale: 1.0,
+        };
+        let layer = IntLayer {
+            codes: eff.view(),
+            groups: j.regions.as_ref().map(|(mm, gs)| GroupMult {
+                mult: mm.view(),
+                group_size: *gs,
+            }),
+            bias: &j.bias,
+            requant: &j.requant,
+            out: OutRange {
+                qmin: act.qmin(),
+                qmax: act.qmax(),
+                relu: j.relu,
+            },
+        };
+        let want: Vec<u8> = kernels::conv2d(&layer, x.view(), g)
+            .unwrap()
+            .iter()
+            .map(|&v| v as u8)
+            .collect();
+        let got = mem.read(out_addr, o * oh * ow).to_vec();
+        assert_eq!(
+            got, want,
+            "round {round}: c {c} h {h} w {w} k {kh}x{kw} s {} p {pad} o {o}",
+            g.stride
+        );
+        assert_eq!(
+            mem.read(out_addr + (o * oh * ow) as u64, 16),
+            &[0xa5; 16][..],
+            "round {round}: no stray writes"
+        );
+        eprintln!(
+            "round {round}: conv c{c} {h}x{w} k{kh}x{kw} s{} p{pad} o{o}: {} cycles",
+            g.stride, run.cycles
+        );
     }
 }

@@ -69,10 +69,17 @@ module caq_core (
     localparam [4:0]   S_WAIT_ACC = 5'd16;
     localparam [4:0]   S_DRAIN = 5'd17;
     localparam [4:0]   S_OUT_REQ = 5'd18;
-    localparam [4:0]   S_OUT_DATA = 5'd19;
-    localparam [4:0]   S_OUT_RESP = 5'd20;
-    localparam [4:0]   S_NEXT = 5'd21;
-    localparam [4:0]   S_FAIL = 5'd22;
+    localparam [4:0]   S_OUT_FILL = 5'd19;
+    localparam [4:0]   S_OUT_DATA = 5'd20;
+    localparam [4:0]   S_OUT_RESP = 5'd21;
+    localparam [4:0]   S_NEXT = 5'd22;
+    localparam [4:0]   S_FAIL = 5'd23;
+    localparam [4:0]   S_FM_REQ = 5'd24;
+    localparam [4:0]   S_FM_DATA = 5'd25;
+    localparam [4:0]   S_GINIT = 5'd26;
+    localparam [4:0]   S_GATHER = 5'd27;
+    localparam [4:0]   S_GFLUSH = 5'd28;
+    localparam [4:0]   S_PIX_NEXT = 5'd29;
     reg  [4:0]   state_q;
 
     // ---- descriptor ----
@@ -87,10 +94,14 @@ module caq_core (
     assign d_out_signed = desc_q[0][10];
     wire         d_grouped;
     assign d_grouped = desc_q[0][11];
+    wire         d_last;
+    assign d_last = desc_q[0][12];
     wire [7:0]   d_ngroups;
     assign d_ngroups = desc_q[0][23:16];
     wire [7:0]   d_active;
     assign d_active = desc_q[0][31:24];
+    wire [3:0]   d_in_bits;
+    assign d_in_bits = desc_q[1][3:0];
     wire [3:0]   d_out_bits;
     assign d_out_bits = desc_q[1][7:4];
     wire [15:0]  d_group_size;
@@ -103,22 +114,44 @@ module caq_core (
     assign d_in_w = desc_q[3][15:0];
     wire [15:0]  d_out_c;
     assign d_out_c = desc_q[3][31:16];
+    wire [15:0]  d_out_h;
+    assign d_out_h = desc_q[4][15:0];
+    wire [15:0]  d_out_w;
+    assign d_out_w = desc_q[4][31:16];
+    wire [7:0]   d_kh;
+    assign d_kh = desc_q[5][7:0];
+    wire [7:0]   d_kw;
+    assign d_kw = desc_q[5][15:8];
+    wire [7:0]   d_stride;
+    assign d_stride = desc_q[5][23:16];
+    wire [7:0]   d_pad;
+    assign d_pad = desc_q[5][31:24];
     wire [3:0]   d_pg0_bits;
     assign d_pg0_bits = desc_q[6][3:0];
-    wire [2:0]   d_pg0_shift;
-    assign d_pg0_shift = desc_q[6][10:8];
+    wire [7:0]   d_pg0_shift8;
+    assign d_pg0_shift8 = desc_q[6][15:8];
     wire [3:0]   d_pg1_bits;
     assign d_pg1_bits = desc_q[6][19:16];
-    wire [2:0]   d_pg1_shift;
-    assign d_pg1_shift = desc_q[6][26:24];
+    wire [7:0]   d_pg1_shift8;
+    assign d_pg1_shift8 = desc_q[6][31:24];
     wire [3:0]   d_pg2_bits;
     assign d_pg2_bits = desc_q[7][3:0];
-    wire [2:0]   d_pg2_shift;
-    assign d_pg2_shift = desc_q[7][10:8];
+    wire [7:0]   d_pg2_shift8;
+    assign d_pg2_shift8 = desc_q[7][15:8];
     wire [3:0]   d_pg3_bits;
     assign d_pg3_bits = desc_q[7][19:16];
-    wire [2:0]   d_pg3_shift;
-    assign d_pg3_shift = desc_q[7][26:24];
+    wire [7:0]   d_pg3_shift8;
+    assign d_pg3_shift8 = desc_q[7][31:24];
+    wire [2:0]   d_pg0_shift;  // the shift as used (checked <= 7)
+    assign d_pg0_shift = d_pg0_shift8[2:0];
+    wire [2:0]   d_pg1_shift;  // the shift as used (checked <= 7)
+    assign d_pg1_shift = d_pg1_shift8[2:0];
+    wire [2:0]   d_pg2_shift;  // the shift as used (checked <= 7)
+    assign d_pg2_shift = d_pg2_shift8[2:0];
+    wire [2:0]   d_pg3_shift;  // the shift as used (checked <= 7)
+    assign d_pg3_shift = d_pg3_shift8[2:0];
+    wire         d_conv;
+    assign d_conv = d_op == 8'd2;
     wire [63:0]  d_in_addr;
     assign d_in_addr = {desc_q[9], desc_q[8]};
     wire [63:0]  d_out_addr;
@@ -137,39 +170,66 @@ module caq_core (
     assign d_w2_addr = {desc_q[23], desc_q[22]};
     wire [63:0]  d_w3_addr;
     assign d_w3_addr = {desc_q[25], desc_q[24]};
-    // A wire per check; CHECK reports the first failing one (docs/descriptor.md order).
-    wire [15:0]  d_k;  // Dense: K = in_c
-    assign d_k = d_in_c;
+    wire [31:0]  d_k_full;  // K = in_c (Dense) or in_c * kh * kw (Conv2d)
+    assign d_k_full = {16'd0, d_in_c} * {24'd0, d_conv ? d_kh : 8'd1} * {24'd0, d_conv ? d_kw : 8'd1};
+    wire [15:0]  d_k;  // K as the datapath counts it (the capacity check keeps K < 2^16)
+    assign d_k = d_k_full[15:0];
     wire [15:0]  d_wpr;  // 64-bit words per plane row: ceil(K/64)
     assign d_wpr = {6'd0, d_k[15:6]} + {15'd0, d_k[5:0] != 6'd0};
     wire [5:0]   d_planes;  // active planes P
     assign d_planes = {2'd0, d_pg0_bits} + ((d_active > 8'd1) ? {2'd0, d_pg1_bits} : 6'd0) + ((d_active > 8'd2) ? {2'd0, d_pg2_bits} : 6'd0) + ((d_active > 8'd3) ? {2'd0, d_pg3_bits} : 6'd0);
-    wire         ok_addr_range;
-    assign ok_addr_range = (d_in_addr[63:32] == 32'd0) && (d_out_addr[63:32] == 32'd0) && (d_bias_addr[63:32] == 32'd0) && (d_rq_addr[63:32] == 32'd0) && (d_gm_addr[63:32] == 32'd0) && (d_w0_addr[63:32] == 32'd0) && (d_w1_addr[63:32] == 32'd0) && (d_w2_addr[63:32] == 32'd0) && (d_w3_addr[63:32] == 32'd0);
-    wire         ok_aligned;
-    assign ok_aligned = (d_in_addr[2:0] == 3'd0) && (d_out_addr[2:0] == 3'd0) && (d_bias_addr[2:0] == 3'd0) && (d_rq_addr[2:0] == 3'd0) && (d_gm_addr[2:0] == 3'd0) && (d_w0_addr[2:0] == 3'd0) && (d_w1_addr[2:0] == 3'd0) && (d_w2_addr[2:0] == 3'd0) && (d_w3_addr[2:0] == 3'd0);
-    wire         ok_op;
-    assign ok_op = d_op == 8'd1;
-    wire         ok_groups;
-    assign ok_groups = d_ngroups >= 8'd1 && d_ngroups <= 8'd4 && d_active >= 8'd1 && d_active <= d_ngroups;
+    // One wire per check of caq_spec::descriptor::check_fetched (docs/descriptor.md, in that
+    // order); CHECK reports the first failing one.
+    wire         c_op;
+    assign c_op = d_op == 8'd1 || d_op == 8'd2;
+    wire         c_ngroups;
+    assign c_ngroups = d_ngroups >= 8'd1 && d_ngroups <= 8'd4;
+    wire         c_widths;
+    assign c_widths = (d_in_bits >= 4'd1 && d_in_bits <= 4'd8) && (d_out_bits >= 4'd1 && d_out_bits <= 4'd8) && (!(d_ngroups > 8'd0) || (d_pg0_bits >= 4'd1 && d_pg0_bits <= 4'd8)) && (!(d_ngroups > 8'd1) || (d_pg1_bits >= 4'd1 && d_pg1_bits <= 4'd8)) && (!(d_ngroups > 8'd2) || (d_pg2_bits >= 4'd1 && d_pg2_bits <= 4'd8)) && (!(d_ngroups > 8'd3) || (d_pg3_bits >= 4'd1 && d_pg3_bits <= 4'd8));
+    wire         c_slots;
+    assign c_slots = (d_ngroups > 8'd1 || (d_pg1_bits == 4'd0 && d_pg1_shift8 == 8'd0 && d_w1_addr == 64'd0)) && (d_ngroups > 8'd2 || (d_pg2_bits == 4'd0 && d_pg2_shift8 == 8'd0 && d_w2_addr == 64'd0)) && (d_ngroups > 8'd3 || (d_pg3_bits == 4'd0 && d_pg3_shift8 == 8'd0 && d_w3_addr == 64'd0));
+    wire         c_reserved;
+    assign c_reserved = ((desc_q[0] & 32'h0000e000) == 32'd0) && ((desc_q[1] & 32'h0000ff00) == 32'd0) && ((desc_q[6] & 32'h00f000f0) == 32'd0) && ((desc_q[7] & 32'h00f000f0) == 32'd0) && ((desc_q[26] & 32'hffffffff) == 32'd0) && ((desc_q[27] & 32'hffffffff) == 32'd0) && ((desc_q[28] & 32'hffffffff) == 32'd0) && ((desc_q[29] & 32'hffffffff) == 32'd0) && ((desc_q[30] & 32'hffffffff) == 32'd0) && ((desc_q[31] & 32'hffffffff) == 32'd0);
     wire [7:0]   bits_mask;  // supported weight bit-widths
     assign bits_mask = 8'hff;
-    wire         pg_ok0;  // stored bits supported (8 wraps to index 7)
-    assign pg_ok0 = d_pg0_bits != 4'd0 && d_pg0_bits <= 4'd8 && bits_mask[d_pg0_bits[2:0] - 3'd1];
-    wire         pg_ok1;  // stored bits supported (8 wraps to index 7)
-    assign pg_ok1 = d_pg1_bits != 4'd0 && d_pg1_bits <= 4'd8 && bits_mask[d_pg1_bits[2:0] - 3'd1];
-    wire         pg_ok2;  // stored bits supported (8 wraps to index 7)
-    assign pg_ok2 = d_pg2_bits != 4'd0 && d_pg2_bits <= 4'd8 && bits_mask[d_pg2_bits[2:0] - 3'd1];
-    wire         pg_ok3;  // stored bits supported (8 wraps to index 7)
-    assign pg_ok3 = d_pg3_bits != 4'd0 && d_pg3_bits <= 4'd8 && bits_mask[d_pg3_bits[2:0] - 3'd1];
-    wire         ok_bits;
-    assign ok_bits = d_out_bits >= 4'd2 && d_out_bits <= 4'd8 && pg_ok0 && (d_active < 8'd2 || pg_ok1) && (d_active < 8'd3 || pg_ok2) && (d_active < 8'd4 || pg_ok3);
-    wire         ok_shape;
-    assign ok_shape = d_in_c != 16'd0 && d_out_c != 16'd0 && d_in_h == 16'd1 && d_in_w == 16'd1 && ({4'd0, d_wpr} * {14'd0, d_planes}) <= 20'd128 && {3'd0, d_k} <= 19'd4096;
-    wire         ok_region;
-    assign ok_region = d_grouped ? (d_group_size == 16'd16) : (d_group_size == 16'd0);
+    wire         c_caps_bits;
+    assign c_caps_bits = (d_in_bits >= 4'd2 && d_in_bits <= 4'd8) && (d_out_bits >= 4'd2 && d_out_bits <= 4'd8) && (!(d_ngroups > 8'd0) || bits_mask[d_pg0_bits[2:0] - 3'd1]) && (!(d_ngroups > 8'd1) || bits_mask[d_pg1_bits[2:0] - 3'd1]) && (!(d_ngroups > 8'd2) || bits_mask[d_pg2_bits[2:0] - 3'd1]) && (!(d_ngroups > 8'd3) || bits_mask[d_pg3_bits[2:0] - 3'd1]);
+    wire         c_dims;
+    assign c_dims = (d_in_c != 16'd0 && {16'd0, d_in_c} <= 32'd1024) && (d_in_h != 16'd0 && {16'd0, d_in_h} <= 32'd1024) && (d_in_w != 16'd0 && {16'd0, d_in_w} <= 32'd1024) && (d_out_c != 16'd0 && {16'd0, d_out_c} <= 32'd1024) && (d_out_h != 16'd0 && {16'd0, d_out_h} <= 32'd1024) && (d_out_w != 16'd0 && {16'd0, d_out_w} <= 32'd1024);
+    wire         c_kernel;
+    assign c_kernel = d_kh >= 8'd1 && d_kh <= 8'd7 && d_kw >= 8'd1 && d_kw <= 8'd7 && d_stride >= 8'd1 && d_stride <= 8'd2 && d_pad <= 8'd3 && {d_pad[6:0], 1'b0} <= ((d_kh < d_kw) ? d_kh : d_kw);
+    wire         c_dense_ones;
+    assign c_dense_ones = d_in_h == 16'd1 && d_in_w == 16'd1 && d_out_h == 16'd1 && d_out_w == 16'd1 && d_kh == 8'd1 && d_kw == 8'd1 && d_stride == 8'd1 && d_pad == 8'd0;
+    wire [17:0]  padded_h;  // in + 2 * pad
+    assign padded_h = {2'd0, d_in_h} + {9'd0, d_pad, 1'b0};
+    wire         c_out_h;  // out = (in + 2 pad - kernel) / stride + 1
+    assign c_out_h = padded_h >= {10'd0, d_kh} && (((padded_h - {10'd0, d_kh}) >> (d_stride == 8'd2 ? 1 : 0)) + 18'd1) == {2'd0, d_out_h};
+    wire [17:0]  padded_w;  // in + 2 * pad
+    assign padded_w = {2'd0, d_in_w} + {9'd0, d_pad, 1'b0};
+    wire         c_out_w;  // out = (in + 2 pad - kernel) / stride + 1
+    assign c_out_w = padded_w >= {10'd0, d_kw} && (((padded_w - {10'd0, d_kw}) >> (d_stride == 8'd2 ? 1 : 0)) + 18'd1) == {2'd0, d_out_w};
+    wire         c_shape;
+    assign c_shape = c_dims && c_kernel && (d_conv ? (c_out_h && c_out_w) : c_dense_ones) && d_k_full <= 32'd4096;
+    wire         c_groups;
+    assign c_groups = d_ngroups <= 8'd4 && d_active >= 8'd1 && d_active <= d_ngroups && (!(d_ngroups > 8'd0) || (d_pg0_shift8 <= 8'd7 && {4'd0, d_pg0_bits} + d_pg0_shift8 <= 8'd8)) && (!(d_ngroups > 8'd1) || (d_pg1_shift8 <= 8'd7 && {4'd0, d_pg1_bits} + d_pg1_shift8 <= 8'd8)) && (!(d_ngroups > 8'd2) || (d_pg2_shift8 <= 8'd7 && {4'd0, d_pg2_bits} + d_pg2_shift8 <= 8'd8)) && (!(d_ngroups > 8'd3) || (d_pg3_shift8 <= 8'd7 && {4'd0, d_pg3_bits} + d_pg3_shift8 <= 8'd8));
+    wire         c_region;
+    assign c_region = d_grouped ? (d_group_size == 16'd16) : (d_group_size == 16'd0);
+    wire         c_aligned;
+    assign c_aligned = (!(1'b1) || d_in_addr[2:0] == 3'd0) && (!(1'b1) || d_out_addr[2:0] == 3'd0) && (!(1'b1) || d_bias_addr[2:0] == 3'd0) && (!(1'b1) || d_rq_addr[2:0] == 3'd0) && (!(d_grouped) || d_gm_addr[2:0] == 3'd0) && (!(1'b1) || d_w0_addr[2:0] == 3'd0) && (!(d_active > 8'd1) || d_w1_addr[2:0] == 3'd0) && (!(d_active > 8'd2) || d_w2_addr[2:0] == 3'd0) && (!(d_active > 8'd3) || d_w3_addr[2:0] == 3'd0);
+    wire [63:0]  d_regions64;  // regions per row, for the table length
+    assign d_regions64 = d_grouped ? (({32'd0, d_k_full} + 64'd15) >> 4) : 64'd1;
+    wire         c_window;
+    assign c_window = (!(1'b1) || (d_in_addr[63:32] == 32'd0 && {32'd0, d_in_addr[31:0]} >= {31'd0, win_base} && {32'd0, d_in_addr[31:0]} + 64'd1 <= {31'd0, win_limit})) && (!(1'b1) || (d_out_addr[63:32] == 32'd0 && {32'd0, d_out_addr[31:0]} >= {31'd0, win_base} && {32'd0, d_out_addr[31:0]} + 64'd1 <= {31'd0, win_limit})) && (!(1'b1) || (d_bias_addr[63:32] == 32'd0 && {32'd0, d_bias_addr[31:0]} >= {31'd0, win_base} && {32'd0, d_bias_addr[31:0]} + ((({48'd0, d_out_c} << 2) == 64'd0) ? 64'd1 : ({48'd0, d_out_c} << 2)) <= {31'd0, win_limit})) && (!(1'b1) || (d_rq_addr[63:32] == 32'd0 && {32'd0, d_rq_addr[31:0]} >= {31'd0, win_base} && {32'd0, d_rq_addr[31:0]} + ((({48'd0, d_out_c} << 3) == 64'd0) ? 64'd1 : ({48'd0, d_out_c} << 3)) <= {31'd0, win_limit})) && (!(d_grouped) || (d_gm_addr[63:32] == 32'd0 && {32'd0, d_gm_addr[31:0]} >= {31'd0, win_base} && {32'd0, d_gm_addr[31:0]} + (((({48'd0, d_out_c} * d_regions64) << 1) == 64'd0) ? 64'd1 : (({48'd0, d_out_c} * d_regions64) << 1)) <= {31'd0, win_limit})) && (!(1'b1) || (d_w0_addr[63:32] == 32'd0 && {32'd0, d_w0_addr[31:0]} >= {31'd0, win_base} && {32'd0, d_w0_addr[31:0]} + 64'd1 <= {31'd0, win_limit})) && (!(d_active > 8'd1) || (d_w1_addr[63:32] == 32'd0 && {32'd0, d_w1_addr[31:0]} >= {31'd0, win_base} && {32'd0, d_w1_addr[31:0]} + 64'd1 <= {31'd0, win_limit})) && (!(d_active > 8'd2) || (d_w2_addr[63:32] == 32'd0 && {32'd0, d_w2_addr[31:0]} >= {31'd0, win_base} && {32'd0, d_w2_addr[31:0]} + 64'd1 <= {31'd0, win_limit})) && (!(d_active > 8'd3) || (d_w3_addr[63:32] == 32'd0 && {32'd0, d_w3_addr[31:0]} >= {31'd0, win_base} && {32'd0, d_w3_addr[31:0]} + 64'd1 <= {31'd0, win_limit}));
+    wire         c_position;
+    assign c_position = d_last == (desc_idx_q + 16'd1 == desc_count_q);
+    wire [47:0]  d_fmap;  // Conv2d input bytes
+    assign d_fmap = {16'd0, d_in_c} * {16'd0, d_in_h} * {16'd0, d_in_w};
+    wire [31:0]  d_ohw;  // Conv2d output pixels
+    assign d_ohw = {16'd0, d_out_h} * {16'd0, d_out_w};
+    wire         c_capacity;
+    assign c_capacity = ({4'd0, d_wpr} * {14'd0, d_planes}) <= 20'd128 && d_k_full <= 32'd4096 && (!d_conv || (d_fmap <= 48'd4096 && d_ohw <= 32'd1024));
     wire [7:0]   check_code;
-    assign check_code = !ok_op ? 8'd1 : !ok_groups ? 8'd4 : !ok_bits ? 8'd2 : !ok_shape ? 8'd3 : !ok_region ? 8'd5 : !(ok_aligned && ok_addr_range) ? 8'd7 : 8'd0;
+    assign check_code = !c_op ? 8'd1 : !c_ngroups ? 8'd4 : !c_widths ? 8'd2 : !c_slots ? 8'd4 : !c_reserved ? 8'd6 : !c_caps_bits ? 8'd2 : !c_shape ? 8'd3 : !c_groups ? 8'd4 : !c_region ? 8'd5 : !c_aligned ? 8'd7 : !c_window ? 8'd8 : !c_position ? 8'd9 : !c_capacity ? 8'd3 : 8'd0;
 
     // ---- job, tile and load counters ----
     reg  [31:0]  desc_base_q;  // address of the current descriptor
@@ -195,6 +255,26 @@ module caq_core (
     reg  [5:0]   q_q;  // active plane index
     reg  [7:0]   wq_base_q;  // q * wpr: first weight-bank entry of plane q
     reg  [31:0]  wl_addr_q;  // address of the plane being loaded
+    reg  [19:0]  nwords_fm_q;  // Conv2d: ceil(in_c * in_h * in_w / 8)
+    reg  [31:0]  hw_q;  // Conv2d: in_h * in_w, bytes from one input channel to the next
+    reg  [15:0]  ohw_q;  // Conv2d: out_h * out_w, output pixels
+    reg  [31:0]  sw_q;  // Conv2d: stride * in_w
+    reg  [15:0]  pix_q;  // Conv2d: output pixel of the tile being computed (0 for Dense)
+    reg  [15:0]  ox_q;
+    reg  [15:0]  oy_q;
+    reg  [17:0]  ix0_q;  // pixel origin ox * stride - pad (two's complement)
+    reg  [17:0]  iy0_q;  // oy * stride - pad
+    reg  [31:0]  pixrow_q;  // iy0 * in_w (two's complement)
+    reg  [15:0]  gk_q;  // gather: patch element being fetched
+    reg  [2:0]   gkx_q;
+    reg  [2:0]   gky_q;
+    reg  [31:0]  gcbase_q;  // gather: c * in_h * in_w + iy0 * in_w
+    reg  [31:0]  grow_q;  // gather: gcbase + ky * in_w
+    reg  [31:0]  tile_oaddr_q;  // first output byte of the tile: out + o0 (Dense), out + o0 * ohw (Conv2d)
+    reg  [2:0]   run_q;  // output run (one per row for Conv2d)
+    reg  [31:0]  run_addr_q;  // first byte of the run
+    reg  [19:0]  wo_q;  // output word of the run
+    reg  [3:0]   fl_q;  // byte lane being filled (8: word complete)
     reg  [7:0]   err_code_q;
     reg  [19:0]  pending_q;  // read words still to drain after an error
     reg  [2:0] plane_shift_q [0:31];  // plane q's weight shift
@@ -202,7 +282,10 @@ module caq_core (
     reg  [31:0] bias_q [0:3];  // per-row bias of the tile
     reg  [31:0] rqm_q [0:3];  // per-row requant multiplier
     reg  [5:0] rqs_q [0:3];  // per-row requant shift
-    reg  [7:0] out_q [0:3];  // per-row output code
+    reg  [7:0] stage_mem [0:4095];  // output staging: row r, pixel p at r * smax + p
+    reg  [7:0]   stage_rd_q;
+    reg  [63:0] fm_mem [0:511];  // Conv2d input feature map (CHW bytes), word w at w
+    reg  [63:0]  fm_rd_q;
     reg  [8:0] gm0_mem [0:255];  // row r's region multipliers
     reg  [8:0] gm1_mem [0:255];  // row r's region multipliers
     reg  [8:0] gm2_mem [0:255];  // row r's region multipliers
@@ -231,7 +314,7 @@ module caq_core (
     wire         wr_fire;
     assign wr_fire = wr_valid && wr_ready;
     wire         in_rd_data;
-    assign in_rd_data = state_q == S_DESC_DATA || state_q == S_ACT_DATA || state_q == S_BIAS_DATA || state_q == S_RQ_DATA || state_q == S_GM_DATA || state_q == S_W_DATA;
+    assign in_rd_data = state_q == S_DESC_DATA || state_q == S_ACT_DATA || state_q == S_FM_DATA || state_q == S_BIAS_DATA || state_q == S_RQ_DATA || state_q == S_GM_DATA || state_q == S_W_DATA;
     wire [19:0]  nrows_w;  // tile rows, widened for word counts
     assign nrows_w = {17'd0, nrows_q};
     reg  [31:0]  rd_req_addr_d;
@@ -244,6 +327,10 @@ module caq_core (
             S_DESC_REQ: begin
                 rd_req_addr_d = desc_base_q;
                 rd_req_words_d = 20'd16;
+            end
+            S_FM_REQ: begin
+                rd_req_addr_d = d_in_addr[31:0];
+                rd_req_words_d = nwords_fm_q;
             end
             S_ACT_REQ: begin
                 rd_req_addr_d = d_in_addr[31:0];
@@ -276,14 +363,14 @@ module caq_core (
     assign rd_hi = ({2'd0, rd_req_addr_d} + {11'd0, rd_req_words_d, 3'd0} + 34'd7) & ~34'd7;
     wire         rd_in_win;
     assign rd_in_win = rd_lo >= {1'b0, win_base} && rd_hi <= {1'b0, win_limit};
-    assign rd_req_valid = (state_q == S_DESC_REQ || state_q == S_ACT_REQ || state_q == S_BIAS_REQ || state_q == S_RQ_REQ || state_q == S_GM_REQ || state_q == S_W_REQ) && rd_in_win;
+    assign rd_req_valid = (state_q == S_DESC_REQ || state_q == S_FM_REQ || state_q == S_ACT_REQ || state_q == S_BIAS_REQ || state_q == S_RQ_REQ || state_q == S_GM_REQ || state_q == S_W_REQ) && rd_in_win;
     assign rd_req_addr = rd_req_addr_d;
     assign rd_req_words = rd_req_words_d;
     wire         gm_last;  // the tile's last region multiplier
     assign gm_last = row_q == nrows_q - 3'd1 && col_q == nregions_q - 16'd1;
     // Region multiplier words (four entries) are consumed one entry per cycle (sub_q); every
     // other load takes a word per cycle. After an error the rest of the request is drained.
-    assign rd_ready = (state_q == S_FAIL && pending_q != 20'd0) || (state_q == S_GM_DATA && (sub_q == 2'd3 || gm_last)) || state_q == S_DESC_DATA || state_q == S_ACT_DATA || state_q == S_BIAS_DATA || state_q == S_RQ_DATA || state_q == S_W_DATA;
+    assign rd_ready = (state_q == S_FAIL && pending_q != 20'd0) || (state_q == S_GM_DATA && (sub_q == 2'd3 || gm_last)) || state_q == S_DESC_DATA || state_q == S_ACT_DATA || state_q == S_FM_DATA || state_q == S_BIAS_DATA || state_q == S_RQ_DATA || state_q == S_W_DATA;
 
     // ---- signals of the sub-blocks, declared before the sequencer uses them ----
     wire         arr_acc_valid;
@@ -300,10 +387,12 @@ module caq_core (
     assign row_i = row_q[1:0];
     wire [7:0]   drain_lsb;  // row * 48: the row's total in arr_acc_t
     assign drain_lsb = {1'b0, row_i, 5'd0} + {2'b0, row_i, 4'd0};
-    wire [2:0]   out_off;  // byte lane of the tile's first output (out_addr is 8-byte aligned)
-    assign out_off = o0_q[2:0];
+    wire [15:0]  run_len;  // bytes of an output run: a row's pixels (Conv2d) or the tile's rows (Dense)
+    assign run_len = d_conv ? ohw_q : {13'd0, nrows_q};
+    wire [2:0]   out_off;  // byte lane of the run's first byte
+    assign out_off = run_addr_q[2:0];
     wire [19:0]  out_words;
-    assign out_words = ({17'd0, out_off} + nrows_w + 20'd7) >> 3;
+    assign out_words = ({17'd0, out_off} + {4'd0, run_len} + 20'd7) >> 3;
     wire [31:0]  stride_full;  // out_c * wpr * 8: bytes from one plane to the next
     assign stride_full = ({16'd0, d_out_c} * {16'd0, d_wpr}) << 3;
     wire [8:0]   gm_entry;  // the u16 multiplier sub_q of the word (1..256 fits 9 bits)
@@ -377,6 +466,18 @@ module caq_core (
                     end
                     if (rd_req_fire) begin
                         state_q <= S_DESC_DATA;
+                        row_q <= 3'd0;
+                        col_q <= 16'd0;
+                        sub_q <= 2'd0;
+                    end
+                end
+                S_FM_REQ: begin
+                    if (!rd_in_win) begin
+                        err_code_q <= 8'd8;
+                        state_q <= S_FAIL;
+                    end
+                    if (rd_req_fire) begin
+                        state_q <= S_FM_DATA;
                         row_q <= 3'd0;
                         col_q <= 16'd0;
                         sub_q <= 2'd0;
@@ -463,6 +564,11 @@ module caq_core (
                         nwords_act_q <= (d_k + 16'd7) >> 3;
                         nregions_q <= d_grouped ? ((d_k + 16'd15) >> 4) : 16'd1;
                         plane_stride_q <= stride_full;
+                        nwords_fm_q <= (d_fmap[19:0] + 20'd7) >> 3;
+                        hw_q <= {16'd0, d_in_h} * {16'd0, d_in_w};
+                        ohw_q <= d_conv ? d_ohw[15:0] : 16'd1;
+                        sw_q <= (d_stride == 8'd2) ? {15'd0, d_in_w, 1'b0} : {16'd0, d_in_w};
+                        tile_oaddr_q <= d_out_addr[31:0];
                         g_q <= 2'd0;
                         p_q <= 4'd0;
                         q_q <= 6'd0;
@@ -481,7 +587,7 @@ module caq_core (
                         p_q <= p_q + 4'd1;
                     end
                     if (last_plane) begin
-                        state_q <= S_ACT_REQ;
+                        state_q <= d_conv ? S_FM_REQ : S_ACT_REQ;
                         // first tile
                         o0_q <= 16'd0;
                         nrows_q <= (d_out_c < 16'd4) ? d_out_c[2:0] : 3'd4;
@@ -490,6 +596,14 @@ module caq_core (
                     end
                 end
                 S_ACT_DATA: begin
+                    if (rd_fire) begin
+                        cnt_q <= cnt_q + 20'd1;
+                        if (cnt_q == words_q - 20'd1) begin
+                            state_q <= S_BIAS_REQ;
+                        end
+                    end
+                end
+                S_FM_DATA: begin
                     if (rd_fire) begin
                         cnt_q <= cnt_q + 20'd1;
                         if (cnt_q == words_q - 20'd1) begin
@@ -564,15 +678,73 @@ module caq_core (
                                 wl_addr_q <= wl_addr_q + plane_stride_q;
                             end
                             if (last_plane) begin
-                                state_q <= S_COMPUTE;
+                                // weights loaded: the first pixel (Conv2d) or the compute (Dense)
+                                state_q <= d_conv ? S_GINIT : S_COMPUTE;
                                 ck_q <= 16'd0;
                                 cq_q <= 6'd0;
                                 cw_base_q <= 8'd0;
+                                pix_q <= 16'd0;
+                                ox_q <= 16'd0;
+                                oy_q <= 16'd0;
+                                ix0_q <= 18'd0 - {10'd0, d_pad};
+                                iy0_q <= 18'd0 - {10'd0, d_pad};
+                                pixrow_q <= 32'd0 - ({24'd0, d_pad} * {16'd0, d_in_w});
                             end else begin
                                 state_q <= S_W_REQ;
                             end
                         end
                     end
+                end
+                S_GINIT: begin
+                    gk_q <= 16'd0;
+                    gkx_q <= 3'd0;
+                    gky_q <= 3'd0;
+                    gcbase_q <= pixrow_q;
+                    grow_q <= pixrow_q;
+                    state_q <= S_GATHER;
+                end
+                S_GATHER: begin
+                    // one patch element per cycle, in (c, ky, kx) order
+                    gk_q <= gk_q + 16'd1;
+                    if ({5'd0, gkx_q} == d_kw - 8'd1) begin
+                        gkx_q <= 3'd0;
+                        if ({5'd0, gky_q} == d_kh - 8'd1) begin
+                            gky_q <= 3'd0;
+                            gcbase_q <= gcbase_q + hw_q;
+                            grow_q <= gcbase_q + hw_q;
+                        end else begin
+                            gky_q <= gky_q + 3'd1;
+                            grow_q <= grow_q + {16'd0, d_in_w};
+                        end
+                    end else begin
+                        gkx_q <= gkx_q + 3'd1;
+                    end
+                    if (gk_q == d_k - 16'd1) begin
+                        state_q <= S_GFLUSH;
+                    end
+                end
+                S_GFLUSH: begin
+                    // the last patch word is written: compute
+                    if (!gp_v_q) begin
+                        state_q <= S_COMPUTE;
+                        ck_q <= 16'd0;
+                        cq_q <= 6'd0;
+                        cw_base_q <= 8'd0;
+                    end
+                end
+                S_PIX_NEXT: begin
+                    pix_q <= pix_q + 16'd1;
+                    if (ox_q == d_out_w - 16'd1) begin
+                        ox_q <= 16'd0;
+                        oy_q <= oy_q + 16'd1;
+                        ix0_q <= 18'd0 - {10'd0, d_pad};
+                        iy0_q <= iy0_q + {10'd0, d_stride};
+                        pixrow_q <= pixrow_q + sw_q;
+                    end else begin
+                        ox_q <= ox_q + 16'd1;
+                        ix0_q <= ix0_q + {10'd0, d_stride};
+                    end
+                    state_q <= S_GINIT;
                 end
                 S_COMPUTE: begin
                     // one plane-step per cycle: all planes of a chunk, then the next chunk
@@ -600,10 +772,12 @@ module caq_core (
                         row_q <= row_q + 3'd1;
                     end
                     if (rq_out_valid) begin
-                        out_q[rq_out_tag] <= rq_out_code;
                         cnt_q <= cnt_q + 20'd1;
                         if (cnt_q == nrows_w - 20'd1) begin
-                            state_q <= S_OUT_REQ;
+                            // the pixel's rows are staged: the next pixel, or the tile's output runs
+                            run_q <= 3'd0;
+                            run_addr_q <= tile_oaddr_q;
+                            state_q <= (d_conv && pix_q != ohw_q - 16'd1) ? S_PIX_NEXT : S_OUT_REQ;
                         end
                     end
                 end
@@ -613,16 +787,23 @@ module caq_core (
                         state_q <= S_FAIL;
                     end
                     if (wr_req_fire) begin
+                        state_q <= S_OUT_FILL;
+                        wo_q <= 20'd0;
+                        fl_q <= 4'd0;
+                    end
+                end
+                S_OUT_FILL: begin
+                    // eight staged bytes, one per cycle, then the word goes out
+                    fl_q <= fl_q + 4'd1;
+                    if (fl_q == 4'd8) begin
                         state_q <= S_OUT_DATA;
-                        col_q <= 16'd0;
                     end
                 end
                 S_OUT_DATA: begin
                     if (wr_fire) begin
-                        col_q <= col_q + 16'd1;
-                        if ({4'd0, col_q} == out_words - 20'd1) begin
-                            state_q <= S_OUT_RESP;
-                        end
+                        wo_q <= wo_q + 20'd1;
+                        fl_q <= 4'd0;
+                        state_q <= (wo_q == out_words - 20'd1) ? S_OUT_RESP : S_OUT_FILL;
                     end
                 end
                 S_OUT_RESP: begin
@@ -632,14 +813,23 @@ module caq_core (
                             pending_q <= 20'd0;
                             state_q <= S_FAIL;
                         end else begin
-                            if (o0_q + 16'd4 < d_out_c) begin
-                                o0_q <= o0_q + 16'd4;
-                                nrows_q <= (rows_left < 16'd4) ? rows_left[2:0] : 3'd4;
-                                tile_woff_q <= tile_woff_q + {13'd0, wpr_q, 3'd0} * 32'd4;
-                                tile_gmoff_q <= tile_gmoff_q + {15'd0, nregions_q, 1'b0} * 32'd4;
-                                state_q <= S_BIAS_REQ;
-                            end else begin
-                                state_q <= S_NEXT;
+                            if (d_conv && run_q != nrows_q - 3'd1) begin
+                                // the next row's run
+                                run_q <= run_q + 3'd1;
+                                run_addr_q <= run_addr_q + {16'd0, ohw_q};
+                                state_q <= S_OUT_REQ;
+                            end
+                            if (!(d_conv && run_q != nrows_q - 3'd1)) begin
+                                tile_oaddr_q <= tile_oaddr_q + ({16'd0, ohw_q} << 2);
+                                if (o0_q + 16'd4 < d_out_c) begin
+                                    o0_q <= o0_q + 16'd4;
+                                    nrows_q <= (rows_left < 16'd4) ? rows_left[2:0] : 3'd4;
+                                    tile_woff_q <= tile_woff_q + {13'd0, wpr_q, 3'd0} * 32'd4;
+                                    tile_gmoff_q <= tile_gmoff_q + {15'd0, nregions_q, 1'b0} * 32'd4;
+                                    state_q <= S_BIAS_REQ;
+                                end else begin
+                                    state_q <= S_NEXT;
+                                end
                             end
                         end
                     end
@@ -669,12 +859,64 @@ module caq_core (
         end
     end
 
+    // ---- Conv2d patch gather: element address (t) -> feature word (t+1) -> patch word ----
+    wire [17:0]  g_ix;
+    assign g_ix = ix0_q + {15'd0, gkx_q};
+    wire [17:0]  g_iy;
+    assign g_iy = iy0_q + {15'd0, gky_q};
+    wire         g_in;  // inside the input (else a padding zero)
+    assign g_in = !g_ix[17] && !g_iy[17] && g_ix < {2'd0, d_in_w} && g_iy < {2'd0, d_in_h};
+    // Waiver (UNUSEDSIGNAL): g_addr and act_widx are wider than the buffers they index (the capacity check bounds them)
+    /* verilator lint_off UNUSEDSIGNAL */
+    wire [31:0]  g_addr;  // byte address in the feature map
+    assign g_addr = grow_q + {{14{g_ix[17]}}, g_ix};
+    reg          gp_v_q;  // a patch element arrives from the feature buffer
+    reg          gp_in_q;
+    reg  [2:0]   gp_lane_q;
+    reg  [15:0]  gp_k_q;
+    reg  [63:0]  asm_q;  // the patch word being assembled
+    wire [7:0]   g_byte;
+    assign g_byte = gp_in_q ? fm_rd_q[{gp_lane_q, 3'd0} +: 8] : 8'd0;
+    wire [63:0]  asm_base;
+    assign asm_base = (gp_k_q[2:0] == 3'd0) ? 64'd0 : asm_q;
+    wire [63:0]  asm_next;  // the patch word with this element in its lane
+    assign asm_next = (asm_base & ~(64'hff << {gp_k_q[2:0], 3'd0})) | ({56'd0, g_byte} << {gp_k_q[2:0], 3'd0});
+    always @(posedge clk) begin
+        if (!rst_n) begin
+            gp_v_q <= 1'b0;
+        end else begin
+            gp_v_q <= state_q == S_GATHER;
+        end
+        gp_in_q <= g_in;
+        gp_lane_q <= g_addr[2:0];
+        gp_k_q <= gk_q;
+        fm_rd_q <= fm_mem[g_addr[11:3]];
+        if (gp_v_q) begin
+            asm_q <= asm_next;
+        end
+    end
+    wire         g_we;  // a patch word is complete
+    assign g_we = gp_v_q && (gp_k_q[2:0] == 3'd7 || gp_k_q == d_k - 16'd1);
+    wire         act_we;
+    assign act_we = (state_q == S_ACT_DATA && rd_fire) || g_we;
+    wire [15:0]  act_widx;  // word index of the K-vector
+    assign act_widx = (state_q == S_ACT_DATA) ? cnt_q[15:0] : {3'd0, gp_k_q[15:3]};
+    /* verilator lint_on UNUSEDSIGNAL */
+    wire [63:0]  act_wdata;
+    assign act_wdata = (state_q == S_ACT_DATA) ? rd_data : asm_next;
+
     // ---- buffer writes ----
     always @(posedge clk) begin
-        if (state_q == S_ACT_DATA && rd_fire) begin
+        if (act_we) begin
             if (1'b1) begin
-                act0_mem[cnt_q[8:0]] <= rd_data;
+                act0_mem[act_widx[8:0]] <= act_wdata;
             end
+        end
+        if (state_q == S_FM_DATA && rd_fire) begin
+            fm_mem[cnt_q[8:0]] <= rd_data;
+        end
+        if (state_q == S_DRAIN && rq_out_valid) begin
+            stage_mem[{rq_out_tag, pix_q[9:0]}] <= rq_out_code;
         end
         if (state_q == S_W_DATA && rd_fire) begin
             if (row_q == 3'd0) begin
@@ -790,45 +1032,30 @@ module caq_core (
         .out_tag       (rq_out_tag_w)
     );
 
-    // ---- output words ----
-    // Output byte index of each lane of the current word; lanes before the tile's first
-    // output wrap to large unsigned values and fail the range check.
-    wire [15:0]  lane0_idx;
-    assign lane0_idx = {col_q[12:0], 3'd0} + 16'd0 - {13'd0, out_off};
-    wire         lane0_on;
-    assign lane0_on = lane0_idx < {13'd0, nrows_q};
-    wire [15:0]  lane1_idx;
-    assign lane1_idx = {col_q[12:0], 3'd0} + 16'd1 - {13'd0, out_off};
-    wire         lane1_on;
-    assign lane1_on = lane1_idx < {13'd0, nrows_q};
-    wire [15:0]  lane2_idx;
-    assign lane2_idx = {col_q[12:0], 3'd0} + 16'd2 - {13'd0, out_off};
-    wire         lane2_on;
-    assign lane2_on = lane2_idx < {13'd0, nrows_q};
-    wire [15:0]  lane3_idx;
-    assign lane3_idx = {col_q[12:0], 3'd0} + 16'd3 - {13'd0, out_off};
-    wire         lane3_on;
-    assign lane3_on = lane3_idx < {13'd0, nrows_q};
-    wire [15:0]  lane4_idx;
-    assign lane4_idx = {col_q[12:0], 3'd0} + 16'd4 - {13'd0, out_off};
-    wire         lane4_on;
-    assign lane4_on = lane4_idx < {13'd0, nrows_q};
-    wire [15:0]  lane5_idx;
-    assign lane5_idx = {col_q[12:0], 3'd0} + 16'd5 - {13'd0, out_off};
-    wire         lane5_on;
-    assign lane5_on = lane5_idx < {13'd0, nrows_q};
-    wire [15:0]  lane6_idx;
-    assign lane6_idx = {col_q[12:0], 3'd0} + 16'd6 - {13'd0, out_off};
-    wire         lane6_on;
-    assign lane6_on = lane6_idx < {13'd0, nrows_q};
-    wire [15:0]  lane7_idx;
-    assign lane7_idx = {col_q[12:0], 3'd0} + 16'd7 - {13'd0, out_off};
-    wire         lane7_on;
-    assign lane7_on = lane7_idx < {13'd0, nrows_q};
-    assign wr_data = {(lane7_on ? out_q[lane7_idx[1:0]] : 8'd0), (lane6_on ? out_q[lane6_idx[1:0]] : 8'd0), (lane5_on ? out_q[lane5_idx[1:0]] : 8'd0), (lane4_on ? out_q[lane4_idx[1:0]] : 8'd0), (lane3_on ? out_q[lane3_idx[1:0]] : 8'd0), (lane2_on ? out_q[lane2_idx[1:0]] : 8'd0), (lane1_on ? out_q[lane1_idx[1:0]] : 8'd0), (lane0_on ? out_q[lane0_idx[1:0]] : 8'd0)};
-    assign wr_strb = {lane7_on, lane6_on, lane5_on, lane4_on, lane3_on, lane2_on, lane1_on, lane0_on};
+    // ---- output words: staged bytes -> 64-bit words with strobes ----
+    wire [22:0]  fl_pos;  // byte of the run in lane fl of word wo (wraps below the run's start)
+    assign fl_pos = {wo_q, fl_q[2:0]} - {20'd0, out_off};
+    wire         fl_on;
+    assign fl_on = fl_q != 4'd8 && fl_pos < {7'd0, run_len};
+    wire [11:0]  stage_raddr;  // Conv2d: row run, pixel; Dense: row (pixel 0)
+    assign stage_raddr = d_conv ? {run_q[1:0], fl_pos[9:0]} : {fl_pos[1:0], 10'd0};
+    reg          fl_on_q;
+    reg  [2:0]   fl_lane_q;
+    reg  [63:0]  wbuf_q;
+    reg  [7:0]   wstrb_q;
+    always @(posedge clk) begin
+        stage_rd_q <= stage_mem[stage_raddr];
+        fl_on_q <= state_q == S_OUT_FILL && fl_on;
+        fl_lane_q <= fl_q[2:0];
+        if (state_q == S_OUT_FILL && fl_q != 4'd0) begin
+            wbuf_q[{fl_lane_q, 3'd0} +: 8] <= fl_on_q ? stage_rd_q : 8'd0;
+            wstrb_q[fl_lane_q] <= fl_on_q;
+        end
+    end
+    assign wr_data = wbuf_q;
+    assign wr_strb = wstrb_q;
     wire [31:0]  wr_req_addr_d;
-    assign wr_req_addr_d = (d_out_addr[31:0] + {16'd0, o0_q}) & ~32'd7;
+    assign wr_req_addr_d = run_addr_q & ~32'd7;
     wire [33:0]  wr_lo;  // first byte of the first beat
     assign wr_lo = {2'd0, wr_req_addr_d} & ~34'd7;
     wire [33:0]  wr_hi;  // first byte past the last beat

@@ -1725,7 +1725,7 @@ fn core_rest(
     m.wire_assign(
         "act_widx",
         Expr::raw(
-            format!("(state_q == S_ACT_DATA) ? cnt_q[15:0] : {{3'd0, gp_k_q[15:3]}}"),
+            "(state_q == S_ACT_DATA) ? cnt_q[15:0] : {3'd0, gp_k_q[15:3]}",
             16,
         ),
         Some("word index of the K-vector"),

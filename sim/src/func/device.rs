@@ -578,3 +578,247 @@ impl Device for FuncDevice {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caq_spec::regmap::{Access, REGISTERS, Reset};
+
+    const BASE: u64 = 0x1000_0000;
+
+    fn config() -> AccelConfig {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim-small.toml");
+        AccelConfig::load(path).expect("sim-small")
+    }
+
+    fn device() -> FuncDevice {
+        let mem = MemRegion {
+            base: DeviceAddr(BASE),
+            len: 1 << 16,
+        };
+        FuncDevice::new(&config(), mem).expect("valid config")
+    }
+
+    fn plain_rw() -> impl Iterator<Item = &'static Register> {
+        REGISTERS
+            .iter()
+            .filter(|r| r.access == Access::Rw && r.fields.is_empty())
+    }
+
+    fn read(dev: &mut FuncDevice, r: Register) -> u32 {
+        dev.read_reg(r.offset).expect(r.name)
+    }
+
+    fn write(dev: &mut FuncDevice, r: Register, value: u32) {
+        dev.write_reg(r.offset, value).expect(r.name);
+    }
+
+    #[test]
+    fn every_register_starts_at_its_reset_value_for_the_config() {
+        let cfg = config();
+        let hash = ConfigHash::of(&cfg);
+        let caps = Caps::from_config(&cfg).expect("valid").encode();
+        let mut dev = device();
+        for r in REGISTERS {
+            let expected = match (r.reset, r.name) {
+                (Reset::Value(v), _) => v,
+                (Reset::FromConfig, "CONFIG_HASH_LO") => hash.lo(),
+                (Reset::FromConfig, "CONFIG_HASH_HI") => hash.hi(),
+                (Reset::FromConfig, name) => {
+                    let i = ["CAPS0", "CAPS1", "CAPS2", "CAPS3"]
+                        .iter()
+                        .position(|c| *c == name)
+                        .unwrap_or_else(|| panic!("no config value for {name}"));
+                    caps[i]
+                }
+            };
+            assert_eq!(read(&mut dev, *r), expected, "{}", r.name);
+        }
+        assert!(!dev.irq_line());
+    }
+
+    #[test]
+    fn rw_registers_round_trip_and_read_only_ones_ignore_writes() {
+        let mut dev = device();
+        for (r, v) in plain_rw().zip(1u32..) {
+            write(&mut dev, *r, 0x1357_9bdf_u32.wrapping_mul(v));
+            assert_eq!(
+                read(&mut dev, *r),
+                0x1357_9bdf_u32.wrapping_mul(v),
+                "{}",
+                r.name
+            );
+        }
+        for r in REGISTERS.iter().filter(|r| r.access == Access::Ro) {
+            let before = read(&mut dev, *r);
+            write(&mut dev, *r, !before);
+            assert_eq!(read(&mut dev, *r), before, "{}", r.name);
+        }
+    }
+
+    #[test]
+    fn unmapped_and_unaligned_offsets_answer_slverr_and_change_nothing() {
+        let mut dev = device();
+        write(&mut dev, regmap::DESC_COUNT, 7);
+        for offset in [
+            0x02c, 0x03c, 0x050, 0x07c, 0x0b0, 0x0fc, 0x100, 0xffc, 0x001, 0x022,
+        ] {
+            for result in [
+                dev.read_reg(offset).map(|_| ()),
+                dev.write_reg(offset, u32::MAX),
+            ] {
+                let err = result.expect_err("SLVERR");
+                assert!(
+                    matches!(
+                        err,
+                        SimError::Response {
+                            resp: Resp::SlvErr,
+                            ..
+                        }
+                    ),
+                    "{offset:#x}: {err}"
+                );
+            }
+        }
+        assert_eq!(
+            dev.read_reg(0x02c).expect_err("SLVERR").to_string(),
+            "AXI4-Lite read of unmapped 0x02c: the slave answered SLVERR"
+        );
+        assert_eq!(read(&mut dev, regmap::DESC_COUNT), 7);
+        assert_eq!(read(&mut dev, regmap::STATUS), 0);
+    }
+
+    #[test]
+    fn ctrl_stores_irq_en_only_and_soft_reset_keeps_the_programming() {
+        let mut dev = device();
+        let irq_en = regmap::CTRL_IRQ_EN.mask();
+        write(&mut dev, regmap::CTRL, regmap::CTRL_PERF_CLEAR.mask());
+        assert_eq!(read(&mut dev, regmap::CTRL), 0);
+        write(
+            &mut dev,
+            regmap::CTRL,
+            irq_en | regmap::CTRL_SOFT_RESET.mask(),
+        );
+        assert_eq!(read(&mut dev, regmap::CTRL), irq_en);
+        for (r, v) in plain_rw().zip(1u32..) {
+            write(&mut dev, *r, v);
+        }
+        write(
+            &mut dev,
+            regmap::CTRL,
+            irq_en | regmap::CTRL_SOFT_RESET.mask(),
+        );
+        assert_eq!(read(&mut dev, regmap::CTRL), irq_en);
+        for (r, v) in plain_rw().zip(1u32..) {
+            assert_eq!(read(&mut dev, *r), v, "{} after SOFT_RESET", r.name);
+        }
+    }
+
+    #[test]
+    fn an_empty_list_fails_with_desc_count_and_irq_status_is_write_one_to_clear() {
+        let mut dev = device();
+        let irq_en = regmap::CTRL_IRQ_EN.mask();
+        let error = regmap::IRQ_STATUS_ERROR.mask();
+        write(&mut dev, regmap::CTRL, regmap::CTRL_START.mask());
+        let status = read(&mut dev, regmap::STATUS);
+        assert!(regmap::STATUS_ERROR.is_set(status), "STATUS {status:#x}");
+        assert!(!regmap::STATUS_DONE.is_set(status) && !regmap::STATUS_BUSY.is_set(status));
+        assert_eq!(
+            regmap::STATUS_ERR_CODE.get(status),
+            u32::from(ErrorCode::DescCount.as_u8())
+        );
+        assert_eq!(regmap::STATUS_ERR_DESC.get(status), 0);
+        assert_eq!(read(&mut dev, regmap::IRQ_STATUS), error);
+        // The cause was pending with IRQ_EN clear: enabling the line raises it.
+        assert!(!dev.irq_line());
+        assert_eq!(dev.wait_irq(Duration::ZERO).ok(), Some(IrqWait::TimedOut));
+        write(&mut dev, regmap::CTRL, irq_en);
+        assert!(dev.irq_line());
+        assert_eq!(dev.wait_irq(Duration::ZERO).ok(), Some(IrqWait::Fired));
+        // Zeros and the other cause clear nothing; the W1C leaves STATUS alone.
+        write(&mut dev, regmap::IRQ_STATUS, regmap::IRQ_STATUS_DONE.mask());
+        assert_eq!(read(&mut dev, regmap::IRQ_STATUS), error);
+        write(&mut dev, regmap::IRQ_STATUS, error);
+        assert_eq!(read(&mut dev, regmap::IRQ_STATUS), 0);
+        assert!(!dev.irq_line());
+        assert_eq!(read(&mut dev, regmap::STATUS), status);
+        write(
+            &mut dev,
+            regmap::CTRL,
+            irq_en | regmap::CTRL_SOFT_RESET.mask(),
+        );
+        assert_eq!(read(&mut dev, regmap::STATUS), 0);
+    }
+
+    #[test]
+    fn start_written_with_soft_reset_is_ignored() {
+        let mut dev = device();
+        write(
+            &mut dev,
+            regmap::CTRL,
+            regmap::CTRL_START.mask() | regmap::CTRL_SOFT_RESET.mask(),
+        );
+        assert_eq!(read(&mut dev, regmap::STATUS), 0);
+        assert_eq!(read(&mut dev, regmap::IRQ_STATUS), 0);
+    }
+
+    #[test]
+    fn a_misaligned_desc_addr_fails_before_any_fetch() {
+        let mut dev = device();
+        write(&mut dev, regmap::WIN_BASE_LO, BASE as u32);
+        write(&mut dev, regmap::WIN_LIMIT_LO, (BASE + 0x1_0000) as u32);
+        write(&mut dev, regmap::DESC_ADDR_LO, BASE as u32 + 4);
+        write(&mut dev, regmap::DESC_COUNT, 1);
+        write(&mut dev, regmap::CTRL, regmap::CTRL_START.mask());
+        let status = read(&mut dev, regmap::STATUS);
+        assert_eq!(
+            regmap::STATUS_ERR_CODE.get(status),
+            u32::from(ErrorCode::Misaligned.as_u8())
+        );
+        let rd = regmap::PERF_BYTES_RD;
+        assert_eq!(read(&mut dev, rd.lo), 0, "no word was requested");
+    }
+
+    #[test]
+    fn counters_snapshot_hi_on_lo_reads_and_clear() {
+        let mut dev = device();
+        let pair = regmap::PERF_CYCLES;
+        dev.counters[0] = 0x0000_0005_ffff_fff0;
+        assert_eq!(read(&mut dev, pair.lo), 0xffff_fff0);
+        dev.counters[0] += 0x100;
+        // HI returns the snapshot of the last LO read, not the moved counter.
+        assert_eq!(read(&mut dev, pair.hi), 5);
+        assert_eq!(read(&mut dev, pair.lo), 0xf0);
+        assert_eq!(read(&mut dev, pair.hi), 6);
+        write(&mut dev, regmap::CTRL, regmap::CTRL_PERF_CLEAR.mask());
+        assert_eq!(read(&mut dev, pair.hi), 0);
+        assert_eq!(read(&mut dev, pair.lo), 0);
+        dev.counters[3] = 9;
+        write(&mut dev, regmap::CTRL, regmap::CTRL_SOFT_RESET.mask());
+        assert_eq!(read(&mut dev, regmap::PERF_PLANE_OPS.lo), 0);
+    }
+
+    #[test]
+    fn host_memory_accesses_outside_the_region_are_errors() {
+        let mut dev = device();
+        dev.mem_write(DeviceAddr(BASE), &[1, 2, 3]).expect("inside");
+        let mut buf = [0u8; 3];
+        dev.mem_read(DeviceAddr(BASE), &mut buf).expect("inside");
+        assert_eq!(buf, [1, 2, 3]);
+        let err = dev
+            .mem_write(DeviceAddr(BASE + 0xffff), &[0, 0])
+            .expect_err("past the end");
+        assert!(
+            matches!(
+                err,
+                SimError::Memory {
+                    addr: 0x1000_ffff,
+                    len: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(dev.mem_read(DeviceAddr(BASE - 1), &mut buf).is_err());
+    }
+}

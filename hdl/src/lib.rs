@@ -11,6 +11,7 @@
 pub mod array;
 pub mod core;
 pub mod design;
+pub mod dma;
 pub mod emit;
 mod error;
 pub mod lint;
@@ -39,7 +40,14 @@ pub fn generate(cfg: &AccelConfig) -> Result<Design> {
     let array = array::array(cfg)?;
     let requant = requant::requant()?;
     let core = core::core(cfg, &array.interface, &requant.interface)?;
-    let top = top::generate(cfg, hash, &regs.module.interface, &core.interface)?;
+    let dma = dma::dma(cfg)?;
+    let top = top::generate(
+        cfg,
+        hash,
+        &regs.module.interface,
+        &core.interface,
+        &dma.interface,
+    )?;
     let ports = top
         .interface
         .ports
@@ -51,7 +59,7 @@ pub fn generate(cfg: &AccelConfig) -> Result<Design> {
             signed: p.signed,
         })
         .collect();
-    let mut files: Vec<GeneratedFile> = [&regs.module, &array, &requant, &core, &top]
+    let mut files: Vec<GeneratedFile> = [&regs.module, &array, &requant, &core, &dma, &top]
         .into_iter()
         .map(|m| GeneratedFile {
             name: format!("{}.v", m.interface.name),

@@ -1,6 +1,6 @@
-//! `caq_top`: the accelerator's top level: the AXI4-Lite register block and the layer engine
-//! (`caq_core`). The core's word memory ports are top-level ports `mem_*` for now; the DMA engine
-//! (AXI4 master, issue 4) will sit between them and the HP port.
+//! `caq_top`: the accelerator's top level: the AXI4-Lite register block, the layer engine
+//! (`caq_core`) and the DMA engine (`caq_dma`) between the core's word memory ports and the AXI4
+//! master port `m_axi_*` (names Vivado infers as an AXI4 interface).
 
 use caq_spec::{AccelConfig, ConfigHash};
 
@@ -15,17 +15,18 @@ fn is_shared(port: &str) -> bool {
     port == "clk" || port == "rst_n" || port.starts_with("s_axil_")
 }
 
-/// Core ports that face memory (exported as `mem_<name>`).
+/// Core ports that face memory (wired to the DMA engine's ports of the same name).
 fn is_memory_port(port: &str) -> bool {
     port.starts_with("rd_") || port.starts_with("wr_")
 }
 
-/// Generates `caq_top` around the register block and the core.
+/// Generates `caq_top` around the register block, the core and the DMA engine.
 pub fn generate(
     cfg: &AccelConfig,
     hash: ConfigHash,
     regs: &Interface,
     core: &Interface,
+    dma: &Interface,
 ) -> Result<Module> {
     let aw = cfg.axi.addr_width;
     let mut m = ModuleBuilder::new(MODULE)?;
@@ -35,8 +36,8 @@ pub fn generate(
     ));
     m.doc(&[
         "Ports: clk; rst_n (synchronous, active low); the AXI4-Lite slave s_axil_* of the register",
-        "block (see caq_axil_regs for its timing); irq, the level completion interrupt; mem_*, the",
-        "core's word read and write ports (protocol in caq_core), to be served by the DMA engine.",
+        "block (see caq_axil_regs for its timing); irq, the level completion interrupt; m_axi_*, the",
+        "AXI4 master of the DMA engine (caq_dma), for a Zynq HP port.",
     ]);
 
     let mut regs_conns: Vec<(String, Expr)> = Vec::new();
@@ -52,15 +53,29 @@ pub fn generate(
     m.port_group("Completion interrupt, level");
     let irq = m.port(Dir::Output, "irq", 1)?;
     regs_conns.push(("irq_o".to_owned(), irq.expr()));
-    m.port_group("Core memory ports (word protocol, see caq_core)");
     let mut core_conns: Vec<(String, Expr)> = vec![
         ("clk".into(), Expr::raw("clk", 1)),
         ("rst_n".into(), Expr::raw("rst_n", 1)),
     ];
+    let mut dma_conns: Vec<(String, Expr)> = vec![
+        ("clk".into(), Expr::raw("clk", 1)),
+        ("rst_n".into(), Expr::raw("rst_n", 1)),
+        ("soft_reset".into(), Expr::raw("regs_soft_reset_o", 1)),
+    ];
+    m.port_group("AXI4 master of the DMA engine (see caq_dma)");
+    for p in &dma.ports {
+        if p.name.starts_with("m_axi_") {
+            let sig = m.port_full(p.dir, &p.name, p.width, p.signed, None)?;
+            dma_conns.push((p.name.clone(), sig.expr()));
+        }
+    }
+
+    m.section("core <-> DMA engine (word protocol, see caq_core)");
     for p in &core.ports {
         if is_memory_port(&p.name) {
-            let sig = m.port_full(p.dir, &format!("mem_{}", p.name), p.width, p.signed, None)?;
-            core_conns.push((p.name.clone(), sig.expr()));
+            let w = m.wire(&format!("mem_{}", p.name), p.width, None)?;
+            core_conns.push((p.name.clone(), w.expr()));
+            dma_conns.push((p.name.clone(), w.expr()));
         }
     }
 
@@ -143,5 +158,10 @@ pub fn generate(
         .map(|(n, e)| (n.as_str(), e.clone()))
         .collect();
     m.instance(core, "u_core", conns)?;
+    let conns = dma_conns
+        .iter()
+        .map(|(n, e)| (n.as_str(), e.clone()))
+        .collect();
+    m.instance(dma, "u_dma", conns)?;
     Ok(m.finish())
 }

@@ -145,7 +145,7 @@ fn register_block_carries_every_offset_and_the_config_constants() {
 }
 
 #[test]
-fn top_ports_are_clock_reset_the_axi_lite_slave_irq_and_the_memory_ports() {
+fn top_ports_are_clock_reset_the_axi_lite_slave_irq_and_the_axi4_master() {
     let design = generate(&common::load("sim-small")).unwrap();
     let names: Vec<(&str, Dir, u32)> = design
         .ports
@@ -176,24 +176,43 @@ fn top_ports_are_clock_reset_the_axi_lite_slave_irq_and_the_memory_ports() {
             ("s_axil_rvalid", O, 1),
             ("s_axil_rready", I, 1),
             ("irq", O, 1),
-            ("mem_rd_req_valid", O, 1),
-            ("mem_rd_req_ready", I, 1),
-            ("mem_rd_req_addr", O, 32),
-            ("mem_rd_req_words", O, 20),
-            ("mem_rd_valid", I, 1),
-            ("mem_rd_ready", O, 1),
-            ("mem_rd_data", I, 64),
-            ("mem_rd_resp", I, 2),
-            ("mem_wr_req_valid", O, 1),
-            ("mem_wr_req_ready", I, 1),
-            ("mem_wr_req_addr", O, 32),
-            ("mem_wr_req_words", O, 20),
-            ("mem_wr_valid", O, 1),
-            ("mem_wr_ready", I, 1),
-            ("mem_wr_data", O, 64),
-            ("mem_wr_strb", O, 8),
-            ("mem_wr_resp_valid", I, 1),
-            ("mem_wr_resp_resp", I, 2),
+            ("m_axi_awid", O, 4),
+            ("m_axi_awaddr", O, 32),
+            ("m_axi_awlen", O, 8),
+            ("m_axi_awsize", O, 3),
+            ("m_axi_awburst", O, 2),
+            ("m_axi_awlock", O, 1),
+            ("m_axi_awcache", O, 4),
+            ("m_axi_awprot", O, 3),
+            ("m_axi_awqos", O, 4),
+            ("m_axi_awvalid", O, 1),
+            ("m_axi_awready", I, 1),
+            ("m_axi_wdata", O, 64),
+            ("m_axi_wstrb", O, 8),
+            ("m_axi_wlast", O, 1),
+            ("m_axi_wvalid", O, 1),
+            ("m_axi_wready", I, 1),
+            ("m_axi_bid", I, 4),
+            ("m_axi_bresp", I, 2),
+            ("m_axi_bvalid", I, 1),
+            ("m_axi_bready", O, 1),
+            ("m_axi_arid", O, 4),
+            ("m_axi_araddr", O, 32),
+            ("m_axi_arlen", O, 8),
+            ("m_axi_arsize", O, 3),
+            ("m_axi_arburst", O, 2),
+            ("m_axi_arlock", O, 1),
+            ("m_axi_arcache", O, 4),
+            ("m_axi_arprot", O, 3),
+            ("m_axi_arqos", O, 4),
+            ("m_axi_arvalid", O, 1),
+            ("m_axi_arready", I, 1),
+            ("m_axi_rid", I, 4),
+            ("m_axi_rdata", I, 64),
+            ("m_axi_rresp", I, 2),
+            ("m_axi_rlast", I, 1),
+            ("m_axi_rvalid", I, 1),
+            ("m_axi_rready", O, 1),
         ]
     );
     assert!(design.ports.iter().all(|p| !p.signed));
@@ -218,6 +237,7 @@ fn written_directory_holds_the_files_and_a_readable_manifest() {
             "caq_array.v",
             "caq_axil_regs.v",
             "caq_core.v",
+            "caq_dma.v",
             "caq_requant.v",
             "caq_top.v"
         ]

@@ -9,9 +9,9 @@
 use caq_model::nested;
 use caq_model::quant::{QuantWeights, Rounding};
 use caq_model::requant::Requant;
+use caq_sim::axi_mem::{AxiMem, AxiMemOptions, DEFAULT_BASE as BASE};
 use caq_sim::job::{self, DenseJob, Group};
 use caq_sim::rtl::design;
-use caq_sim::wordmem::{BASE, WordMemory};
 use caq_sim::{AxiLite, AxiLiteOptions, RtlModel};
 use caq_spec::regmap;
 use ndarray::Array2;
@@ -77,17 +77,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cases.push((format!("plain INT{b}"), job(vec![g], 1, &mut rng)));
     }
     println!(
-        "config {} ({} x {} array), FC layer K = {K} -> {O}, memory always ready",
+        "config {} ({} x {} array), FC layer K = {K} -> {O}, AXI memory without stalls (default latencies)",
         cfg.name, cfg.array.rows, cfg.array.cols
     );
     let mut m = RtlModel::new(1);
     m.reset(4);
     let mut rows = Vec::new();
     for (name, j) in &cases {
-        let mut mem = WordMemory::new(1, 1.0);
+        let mut mem = AxiMem::new(AxiMemOptions::default())?;
         let mut next = BASE + 4096;
         let placed = j.place(&mut mem, &mut next)?;
-        job::write_list(&mut mem, BASE, std::slice::from_ref(&placed));
+        job::write_list(&mut mem, BASE, std::slice::from_ref(&placed))?;
         AxiLite::new(&mut m, AxiLiteOptions::default())
             .write(&regmap::CTRL, regmap::CTRL_PERF_CLEAR.mask())?;
         let t = Instant::now();
@@ -96,7 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if run.status & regmap::STATUS_ERROR.mask() != 0 {
             return Err(format!("{name}: STATUS {:#x}", run.status).into());
         }
-        if mem.read(placed.desc.output_addr.0, O) != &j.golden()?[..] {
+        if mem.read(placed.desc.output_addr.0, O)? != &j.golden()?[..] {
             return Err(format!("{name}: output differs from the golden kernel").into());
         }
         let mut axil = AxiLite::new(&mut m, AxiLiteOptions::default());

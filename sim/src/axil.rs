@@ -73,12 +73,29 @@ impl Default for AxiLiteOptions {
     }
 }
 
+/// Something else on the model's ports that must see every clock cycle (the AXI memory model):
+/// called after the master set its inputs and sampled the slave, right before each rising edge.
+/// It may set other inputs and `eval`, but not tick.
+pub trait CycleHook {
+    fn before_edge(&mut self, model: &mut RtlModel) -> Result<(), SimError>;
+}
+
 /// An AXI4-Lite master on the model's `s_axil_*` port.
-#[derive(Debug)]
 pub struct AxiLite<'a> {
     model: &'a mut RtlModel,
     options: AxiLiteOptions,
     rng: ChaCha8Rng,
+    hook: Option<&'a mut dyn CycleHook>,
+}
+
+impl std::fmt::Debug for AxiLite<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AxiLite")
+            .field("model", &self.model)
+            .field("options", &self.options)
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
 }
 
 impl<'a> AxiLite<'a> {
@@ -87,7 +104,30 @@ impl<'a> AxiLite<'a> {
             model,
             rng: ChaCha8Rng::seed_from_u64(options.seed),
             options,
+            hook: None,
         }
+    }
+
+    /// A master whose every clock cycle also runs `hook` (e.g. the AXI memory model, which must
+    /// be served on every cycle, register accesses included).
+    pub fn with_hook(
+        model: &'a mut RtlModel,
+        options: AxiLiteOptions,
+        hook: &'a mut dyn CycleHook,
+    ) -> AxiLite<'a> {
+        AxiLite {
+            hook: Some(hook),
+            ..AxiLite::new(model, options)
+        }
+    }
+
+    /// One rising edge, with the hook (if any) run first.
+    fn clock(&mut self) -> Result<(), SimError> {
+        if let Some(h) = self.hook.as_mut() {
+            h.before_edge(self.model)?;
+        }
+        self.model.tick();
+        Ok(())
     }
 
     pub fn options(&self) -> AxiLiteOptions {
@@ -144,7 +184,7 @@ impl<'a> AxiLite<'a> {
                     return Err(protocol(cycle, "RDATA/RRESP changed while RVALID waited"));
                 }
             }
-            self.model.tick();
+            self.clock()?;
             ar_done |= arvalid && arready;
             if rvalid && rready {
                 self.idle(&[S_AXIL_ARVALID, S_AXIL_RREADY])?;
@@ -229,7 +269,7 @@ impl<'a> AxiLite<'a> {
                     return Err(protocol(cycle, "BRESP changed while BVALID waited"));
                 }
             }
-            self.model.tick();
+            self.clock()?;
             aw_done |= awvalid && awready;
             w_done |= wvalid && wready;
             if bvalid && bready {

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use crate::axi::{AxiOp, RegAddr, Resp};
+#[cfg(feature = "verilator")]
+use crate::axi_mem::{Channel, Rule};
 
 /// Everything that can go wrong while driving a simulation model.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +70,27 @@ pub enum SimError {
         rule: String,
     },
 
+    /// The DMA master broke an AXI4 rule (checked by the memory model).
+    #[cfg(feature = "verilator")]
+    #[error("AXI4 master port: {rule} on {channel} at cycle {cycle}: {detail}")]
+    AxiProtocol {
+        channel: Channel,
+        cycle: u64,
+        rule: Rule,
+        detail: String,
+    },
+
+    /// A backdoor memory access outside the simulated memory.
+    #[error(
+        "memory access of {len} bytes at {addr:#x} is outside the memory [{base:#x}, {end:#x})"
+    )]
+    Memory {
+        addr: u64,
+        len: u64,
+        base: u64,
+        end: u64,
+    },
+
     /// A trace file could not be opened.
     #[error("trace {}: {reason}", .path.display())]
     Trace { path: PathBuf, reason: String },
@@ -75,15 +98,6 @@ pub enum SimError {
     /// A config the backend cannot model.
     #[error("config `{name}`: {reason}")]
     Config { name: String, reason: String },
-
-    /// A host access of device memory outside the backend's region.
-    #[error("device memory {addr:#x} (+{len} bytes): outside the region [{base:#x}, {end:#x})")]
-    Memory {
-        addr: u64,
-        len: u64,
-        base: u64,
-        end: u64,
-    },
 
     /// An error of the device backend a generic helper drove.
     #[error("device: {0}")]

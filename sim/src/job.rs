@@ -1,13 +1,13 @@
 //! A Dense layer as the device sees it — plane groups, tables, descriptor — laid out in a
-//! [`WordMemory`], its golden output from `caq_model::kernels`, and a run of a descriptor list on
+//! [`AxiMem`], its golden output from `caq_model::kernels`, and a run of a descriptor list on
 //! the RTL through its registers. Used by the co-simulation tests and the precision benchmark.
 //! (The driver's compiler from a model bundle will produce the same layout: docs/descriptor.md.)
 
+use crate::axi_mem::AxiMem;
 use crate::axil::{AxiLite, AxiLiteOptions};
 use crate::error::SimError;
 use crate::rtl::RtlModel;
 use crate::rtl::design::ports;
-use crate::wordmem::WordMemory;
 use caq_model::kernels::{self, GroupMult, IntLayer};
 use caq_model::planes;
 use caq_model::quant::ActQuant;
@@ -107,7 +107,7 @@ impl DenseJob {
     /// Writes the input, tables and plane groups into `mem` from `*next` on (64-byte aligned
     /// buffers) and returns the descriptor. The output buffer is filled with `0xa5` so that
     /// stray writes show, with 16 spare bytes after the outputs.
-    pub fn place(&self, mem: &mut WordMemory, next: &mut u64) -> Result<Placed, SimError> {
+    pub fn place(&self, mem: &mut AxiMem, next: &mut u64) -> Result<Placed, SimError> {
         let mut alloc = |len: usize| {
             let a = *next;
             *next = align(a + len as u64 + 16, 64);
@@ -116,12 +116,12 @@ impl DenseJob {
         let (k, o) = (self.k(), self.out_c());
         let input: Vec<u8> = self.input.iter().map(|&v| v as u8).collect();
         let input_addr = alloc(k);
-        mem.write(input_addr, &input);
+        mem.write(input_addr, &input)?;
         let output_addr = alloc(o);
-        mem.write(output_addr, &vec![0xa5; o + 16]);
+        mem.write(output_addr, &vec![0xa5; o + 16])?;
         let bias: Vec<u8> = self.bias.iter().flat_map(|b| b.to_le_bytes()).collect();
         let bias_addr = alloc(bias.len());
-        mem.write(bias_addr, &bias);
+        mem.write(bias_addr, &bias)?;
         let rq: Vec<u8> = self
             .requant
             .iter()
@@ -134,12 +134,12 @@ impl DenseJob {
             })
             .collect();
         let rq_addr = alloc(rq.len());
-        mem.write(rq_addr, &rq);
+        mem.write(rq_addr, &rq)?;
         let (gm_addr, group_size) = match &self.regions {
             Some((m, gs)) => {
                 let b: Vec<u8> = m.iter().flat_map(|v| v.to_le_bytes()).collect();
                 let a = alloc(b.len());
-                mem.write(a, &b);
+                mem.write(a, &b)?;
                 (a, *gs as u16)
             }
             None => (0, 0),
@@ -150,7 +150,7 @@ impl DenseJob {
                 .map_err(|e| SimError::Job(e.to_string()))?
                 .to_le_bytes();
             let a = alloc(bytes.len());
-            mem.write(a, &bytes);
+            mem.write(a, &bytes)?;
             pg.push(PlaneGroup {
                 bits: BitWidth::try_from(g.bits).map_err(|e| SimError::Job(e.to_string()))?,
                 shift: g.shift,
@@ -206,12 +206,13 @@ impl DenseJob {
 }
 
 /// Writes a descriptor list at `desc_addr` (`last` set on the final one).
-pub fn write_list(mem: &mut WordMemory, desc_addr: u64, placed: &[Placed]) {
+pub fn write_list(mem: &mut AxiMem, desc_addr: u64, placed: &[Placed]) -> Result<(), SimError> {
     for (i, p) in placed.iter().enumerate() {
         let mut d = p.desc;
         d.flags.last = i + 1 == placed.len();
-        mem.write(desc_addr + 128 * i as u64, &d.encode());
+        mem.write(desc_addr + 128 * i as u64, &d.encode())?;
     }
+    Ok(())
 }
 
 /// The outcome of one run.
@@ -222,23 +223,27 @@ pub struct Run {
     pub status: u32,
 }
 
-/// Programs DESC_ADDR/DESC_COUNT, starts with the interrupt enabled, serves memory until the
-/// interrupt rises (at most `limit` cycles) and returns the cycle count and STATUS.
+/// Programs DESC_ADDR/DESC_COUNT, starts with the interrupt enabled, serves memory (on every
+/// cycle, register accesses included) until the interrupt rises (at most `limit` cycles) and
+/// returns the cycle count and STATUS. The bus must then be idle: the core finishes a list only
+/// after every burst it caused.
 pub fn run_list(
     m: &mut RtlModel,
-    mem: &mut WordMemory,
+    mem: &mut AxiMem,
     desc_addr: u64,
     count: u32,
     limit: u64,
 ) -> Result<Run, SimError> {
-    let mut axil = AxiLite::new(m, AxiLiteOptions::default());
+    let region = mem.region();
+    let mut axil = AxiLite::with_hook(m, AxiLiteOptions::default(), mem);
     axil.write(&regmap::DESC_ADDR_LO, desc_addr as u32)?;
     axil.write(&regmap::DESC_ADDR_HI, (desc_addr >> 32) as u32)?;
     axil.write(&regmap::DESC_COUNT, count)?;
     // The window is the whole memory model.
-    let end = crate::wordmem::BASE + crate::wordmem::MEM_BYTES as u64;
-    axil.write(&regmap::WIN_BASE_LO, crate::wordmem::BASE as u32)?;
-    axil.write(&regmap::WIN_BASE_HI, (crate::wordmem::BASE >> 32) as u32)?;
+    let (base, size) = region;
+    let end = base + size;
+    axil.write(&regmap::WIN_BASE_LO, base as u32)?;
+    axil.write(&regmap::WIN_BASE_HI, (base >> 32) as u32)?;
     axil.write(&regmap::WIN_LIMIT_LO, end as u32)?;
     axil.write(&regmap::WIN_LIMIT_HI, (end >> 32) as u32)?;
     axil.write(&regmap::IRQ_STATUS, 0b11)?;
@@ -253,9 +258,10 @@ pub fn run_list(
                 "no interrupt within {limit} cycles of START"
             )));
         }
-        mem.cycle(m);
+        mem.cycle(m)?;
     }
     let cycles = m.cycles() - t0;
-    let status = AxiLite::new(m, AxiLiteOptions::default()).read(&regmap::STATUS)?;
+    mem.check_idle()?;
+    let status = AxiLite::with_hook(m, AxiLiteOptions::default(), mem).read(&regmap::STATUS)?;
     Ok(Run { cycles, status })
 }

@@ -6,8 +6,11 @@
 //! - [`axil`] (feature `verilator`): [`AxiLite`], an AXI4-Lite master that drives the model's register
 //!   port cycle by cycle and checks the slave's side of the handshake rules;
 //! - [`axi`]: the AXI vocabulary shared by every backend (response codes, register addresses);
-//! - [`wordmem`] and [`job`] (feature `verilator`): a word memory model behind the core's `mem_*`
-//!   ports, and Dense layers laid out in it with their golden outputs, run through the registers;
+//! - [`axi_mem`] (feature `verilator`): [`AxiMem`], DDR behind the DMA's AXI4 master port with
+//!   latency, random stalls, error injection and an AXI4 protocol checker;
+//! - [`rtl_device`] (feature `verilator`): [`RtlDevice`], the RTL model as a `caq_spec::Device`;
+//! - [`job`] (feature `verilator`): Dense layers laid out in an [`AxiMem`] with their golden
+//!   outputs, run through the registers;
 //! - [`func`] (always built): [`FuncDevice`], the functional model of the accelerator at the register
 //!   level (`caq_spec::Device`), bit-exact through caq-model's kernels, with a calibratable
 //!   [`TimingModel`]; [`fault`]: bus-fault injection any backend can offer ([`InjectFaults`]);
@@ -22,6 +25,8 @@
 
 pub mod axi;
 #[cfg(feature = "verilator")]
+pub mod axi_mem;
+#[cfg(feature = "verilator")]
 pub mod axil;
 mod error;
 pub mod fault;
@@ -32,7 +37,7 @@ pub mod layer;
 #[cfg(feature = "verilator")]
 pub mod rtl;
 #[cfg(feature = "verilator")]
-pub mod wordmem;
+pub mod rtl_device;
 
 pub use axi::{AxiOp, RegAddr, Resp};
 #[cfg(feature = "verilator")]
@@ -42,4 +47,8 @@ pub use fault::{FaultDir, InjectFaults};
 pub use func::{FuncDevice, PerfCounts, TimingModel};
 pub use layer::{LayerJob, LayerOp, Run, WeightGroup};
 #[cfg(feature = "verilator")]
+pub use axi_mem::{AxiMem, AxiMemOptions};
+#[cfg(feature = "verilator")]
 pub use rtl::RtlModel;
+#[cfg(feature = "verilator")]
+pub use rtl_device::RtlDevice;

@@ -6,9 +6,11 @@
 use caq_model::nested;
 use caq_model::quant::{QuantWeights, Rounding};
 use caq_model::requant::Requant;
+use caq_sim::Resp;
+use caq_sim::axi_mem::{AxiMem, AxiMemOptions, DEFAULT_BASE as BASE};
+use caq_sim::fault::{FaultDir, InjectFaults};
 use caq_sim::job::{self, DenseJob, Group, Placed};
 use caq_sim::rtl::design;
-use caq_sim::wordmem::{BASE, WordMemory};
 use caq_sim::{AxiLite, AxiLiteOptions, RtlModel};
 use caq_spec::AccelConfig;
 use caq_spec::DeviceAddr;
@@ -115,19 +117,29 @@ fn random_job(rng: &mut ChaCha8Rng, cfg: &AccelConfig) -> DenseJob {
     }
 }
 
+/// The AXI memory behind the DMA, with `stall_percent` random stalls on every channel.
+fn memory(seed: u64, stall_percent: u8) -> AxiMem {
+    AxiMem::new(AxiMemOptions {
+        seed,
+        stall_percent,
+        ..AxiMemOptions::default()
+    })
+    .unwrap()
+}
+
 fn model(seed: u64) -> RtlModel {
     let mut m = RtlModel::new(seed);
     m.reset(4);
     m
 }
 
-fn place_all(mem: &mut WordMemory, jobs: &[DenseJob]) -> Vec<Placed> {
+fn place_all(mem: &mut AxiMem, jobs: &[DenseJob]) -> Vec<Placed> {
     let mut next = BASE + 4096;
     let placed: Vec<Placed> = jobs
         .iter()
         .map(|j| j.place(mem, &mut next).unwrap())
         .collect();
-    job::write_list(mem, BASE, &placed);
+    job::write_list(mem, BASE, &placed).unwrap();
     placed
 }
 
@@ -141,7 +153,7 @@ fn random_dense_layers_match_the_golden_model() {
     let seed = seed();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut m = model(seed);
-    let mut mem = WordMemory::new(seed, 0.7);
+    let mut mem = memory(seed, 30);
     for round in 0..12 {
         let jobs: Vec<DenseJob> = (0..rng.random_range(1..=3))
             .map(|_| random_job(&mut rng, &cfg))
@@ -155,7 +167,10 @@ fn random_dense_layers_match_the_golden_model() {
             run.status
         );
         for (i, (j, p)) in jobs.iter().zip(&placed).enumerate() {
-            let got = mem.read(p.desc.output_addr.0, p.out_c + 16).to_vec();
+            let got = mem
+                .read(p.desc.output_addr.0, p.out_c + 16)
+                .unwrap()
+                .to_vec();
             assert_eq!(
                 &got[..p.out_c],
                 &j.golden().unwrap()[..],
@@ -179,7 +194,7 @@ fn plane_steps_and_bytes_are_counted() {
     let seed = seed();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut m = model(seed);
-    let mut mem = WordMemory::new(seed, 1.0);
+    let mut mem = memory(seed, 0);
     let j = random_job(&mut rng, &cfg);
     let placed = place_all(&mut mem, std::slice::from_ref(&j));
     AxiLite::new(&mut m, AxiLiteOptions::default())
@@ -215,7 +230,7 @@ fn bad_descriptors_and_bus_errors_report_their_code_and_the_next_job_runs() {
     let seed = seed();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut m = model(seed);
-    let mut mem = WordMemory::new(seed, 0.8);
+    let mut mem = memory(seed, 20);
     let j = random_job(&mut rng, &cfg);
     let placed = place_all(&mut mem, std::slice::from_ref(&j));
     let good = placed[0].desc;
@@ -225,7 +240,7 @@ fn bad_descriptors_and_bus_errors_report_their_code_and_the_next_job_runs() {
     last.flags.last = true;
     let mut bytes = last.encode();
     bytes[0] = 3;
-    mem.write(BASE, &bytes);
+    mem.write(BASE, &bytes).unwrap();
     let run = job::run_list(&mut m, &mut mem, BASE, 1, 100_000).unwrap();
     assert_ne!(
         run.status & regmap::STATUS_ERROR.mask(),
@@ -239,7 +254,7 @@ fn bad_descriptors_and_bus_errors_report_their_code_and_the_next_job_runs() {
     let mut d = good;
     d.flags.last = true;
     d.bias_addr = DeviceAddr(d.bias_addr.0 + 4);
-    mem.write(BASE, &d.encode());
+    mem.write(BASE, &d.encode()).unwrap();
     let run = job::run_list(&mut m, &mut mem, BASE, 1, 100_000).unwrap();
     assert_eq!(code_of(run.status), ErrorCode::Misaligned.as_u8());
 
@@ -249,10 +264,11 @@ fn bad_descriptors_and_bus_errors_report_their_code_and_the_next_job_runs() {
 
     // A bus error on a weight word: AXI_SLVERR, after the rest of the burst is drained.
     let placed = place_all(&mut mem, std::slice::from_ref(&j));
-    mem.poison = Some(placed[0].desc.plane_groups.as_slice()[0].weight_addr.0);
+    let w0 = placed[0].desc.plane_groups.as_slice()[0].weight_addr.0;
+    mem.inject(w0..w0 + 8, Resp::SlvErr, FaultDir::Reads);
     let run = job::run_list(&mut m, &mut mem, BASE, 1, 100_000).unwrap();
     assert_eq!(code_of(run.status), ErrorCode::AxiSlverr.as_u8());
-    mem.poison = None;
+    mem.clear_faults();
 
     // The next job runs correctly.
     let placed = place_all(&mut mem, std::slice::from_ref(&j));
@@ -264,7 +280,7 @@ fn bad_descriptors_and_bus_errors_report_their_code_and_the_next_job_runs() {
         run.status
     );
     assert_eq!(
-        mem.read(placed[0].desc.output_addr.0, j.out_c()),
+        mem.read(placed[0].desc.output_addr.0, j.out_c()).unwrap(),
         &j.golden().unwrap()[..]
     );
 }
@@ -278,7 +294,7 @@ fn extreme_accumulators_saturate_exactly_as_the_golden_model() {
     let cfg = config();
     let seed = seed();
     let mut m = model(seed);
-    let mut mem = WordMemory::new(seed, 0.9);
+    let mut mem = memory(seed, 10);
     let k = 1024; // 8 planes x 16 words per row = 128 weight-bank entries on sim-small
     let o = 7;
     let gs = cfg.array.group_size as usize;
@@ -318,7 +334,7 @@ fn extreme_accumulators_saturate_exactly_as_the_golden_model() {
             "STATUS {:#x}",
             run.status
         );
-        let got = mem.read(placed[0].desc.output_addr.0, o).to_vec();
+        let got = mem.read(placed[0].desc.output_addr.0, o).unwrap().to_vec();
         assert_eq!(got, golden, "weights {w}");
         assert!(
             golden.contains(&127) || golden.contains(&128),
@@ -339,12 +355,12 @@ fn results_do_not_depend_on_power_up_values() {
     let mut seen = None;
     for x_seed in [seed, seed ^ 0xdead_beef, seed.wrapping_add(12345)] {
         let mut m = model(x_seed);
-        let mut mem = WordMemory::new(seed, 1.0);
+        let mut mem = memory(seed, 0);
         let placed = place_all(&mut mem, &jobs);
         let run = job::run_list(&mut m, &mut mem, BASE, jobs.len() as u32, 2_000_000).unwrap();
         let outputs: Vec<Vec<u8>> = placed
             .iter()
-            .map(|p| mem.read(p.desc.output_addr.0, p.out_c).to_vec())
+            .map(|p| mem.read(p.desc.output_addr.0, p.out_c).unwrap().to_vec())
             .collect();
         let result = (run, outputs);
         match &seen {
@@ -367,7 +383,7 @@ fn random_conv_layers_match_the_golden_model() {
     let seed = seed();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut m = model(seed);
-    let mut mem = WordMemory::new(seed, 0.7);
+    let mut mem = memory(seed, 30);
     for round in 0..10 {
         let c = rng.random_range(1..=5usize);
         let (h, w) = (rng.random_range(1..=11usize), rng.random_range(1..=11usize));
@@ -406,10 +422,10 @@ fn random_conv_layers_match_the_golden_model() {
         let mut p = j.place(&mut mem, &mut next).unwrap();
         let fm_addr = next;
         let fm: Vec<u8> = x.iter().map(|&v| v as u8).collect();
-        mem.write(fm_addr, &fm);
+        mem.write(fm_addr, &fm).unwrap();
         next = (fm_addr + fm.len() as u64 + 16).div_ceil(64) * 64;
         let out_addr = next;
-        mem.write(out_addr, &vec![0xa5; o * oh * ow + 16]);
+        mem.write(out_addr, &vec![0xa5; o * oh * ow + 16]).unwrap();
         let d = &mut p.desc;
         d.op = Opcode::Conv2d;
         d.input = Shape {
@@ -428,7 +444,7 @@ fn random_conv_layers_match_the_golden_model() {
         d.pad = pad as u8;
         d.input_addr = DeviceAddr(fm_addr);
         d.output_addr = DeviceAddr(out_addr);
-        job::write_list(&mut mem, BASE, std::slice::from_ref(&p));
+        job::write_list(&mut mem, BASE, std::slice::from_ref(&p)).unwrap();
         let run = job::run_list(&mut m, &mut mem, BASE, 1, 3_000_000).unwrap();
         assert_eq!(
             run.status & regmap::STATUS_ERROR.mask(),
@@ -461,14 +477,14 @@ fn random_conv_layers_match_the_golden_model() {
             .iter()
             .map(|&v| v as u8)
             .collect();
-        let got = mem.read(out_addr, o * oh * ow).to_vec();
+        let got = mem.read(out_addr, o * oh * ow).unwrap().to_vec();
         assert_eq!(
             got, want,
             "round {round}: c {c} h {h} w {w} k {kh}x{kw} s {} p {pad} o {o}",
             g.stride
         );
         assert_eq!(
-            mem.read(out_addr + (o * oh * ow) as u64, 16),
+            mem.read(out_addr + (o * oh * ow) as u64, 16).unwrap(),
             &[0xa5; 16][..],
             "round {round}: no stray writes"
         );

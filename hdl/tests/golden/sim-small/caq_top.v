@@ -4,8 +4,8 @@
 
 // caq_top: top level of the caq accelerator for config 'sim-small' (hash 5257eab3fd6acd95).
 // Ports: clk; rst_n (synchronous, active low); the AXI4-Lite slave s_axil_* of the register
-// block (see caq_axil_regs for its timing); irq, the level completion interrupt; mem_*, the
-// core's word read and write ports (protocol in caq_core), to be served by the DMA engine.
+// block (see caq_axil_regs for its timing); irq, the level completion interrupt; m_axi_*, the
+// AXI4 master of the DMA engine (caq_dma), for a Zynq HP port.
 module caq_top (
     input  wire        clk,
     input  wire        rst_n,
@@ -29,26 +29,65 @@ module caq_top (
     input  wire        s_axil_rready,
     // Completion interrupt, level
     output wire        irq,
-    // Core memory ports (word protocol, see caq_core)
-    output wire        mem_rd_req_valid,
-    input  wire        mem_rd_req_ready,
-    output wire [31:0] mem_rd_req_addr,
-    output wire [19:0] mem_rd_req_words,
-    input  wire        mem_rd_valid,
-    output wire        mem_rd_ready,
-    input  wire [63:0] mem_rd_data,
-    input  wire [1:0]  mem_rd_resp,
-    output wire        mem_wr_req_valid,
-    input  wire        mem_wr_req_ready,
-    output wire [31:0] mem_wr_req_addr,
-    output wire [19:0] mem_wr_req_words,
-    output wire        mem_wr_valid,
-    input  wire        mem_wr_ready,
-    output wire [63:0] mem_wr_data,
-    output wire [7:0]  mem_wr_strb,
-    input  wire        mem_wr_resp_valid,
-    input  wire [1:0]  mem_wr_resp_resp
+    // AXI4 master of the DMA engine (see caq_dma)
+    output wire [3:0]  m_axi_awid,
+    output wire [31:0] m_axi_awaddr,
+    output wire [7:0]  m_axi_awlen,
+    output wire [2:0]  m_axi_awsize,
+    output wire [1:0]  m_axi_awburst,
+    output wire        m_axi_awlock,
+    output wire [3:0]  m_axi_awcache,
+    output wire [2:0]  m_axi_awprot,
+    output wire [3:0]  m_axi_awqos,
+    output wire        m_axi_awvalid,
+    input  wire        m_axi_awready,
+    output wire [63:0] m_axi_wdata,
+    output wire [7:0]  m_axi_wstrb,
+    output wire        m_axi_wlast,
+    output wire        m_axi_wvalid,
+    input  wire        m_axi_wready,
+    input  wire [3:0]  m_axi_bid,
+    input  wire [1:0]  m_axi_bresp,
+    input  wire        m_axi_bvalid,
+    output wire        m_axi_bready,
+    output wire [3:0]  m_axi_arid,
+    output wire [31:0] m_axi_araddr,
+    output wire [7:0]  m_axi_arlen,
+    output wire [2:0]  m_axi_arsize,
+    output wire [1:0]  m_axi_arburst,
+    output wire        m_axi_arlock,
+    output wire [3:0]  m_axi_arcache,
+    output wire [2:0]  m_axi_arprot,
+    output wire [3:0]  m_axi_arqos,
+    output wire        m_axi_arvalid,
+    input  wire        m_axi_arready,
+    input  wire [3:0]  m_axi_rid,
+    input  wire [63:0] m_axi_rdata,
+    input  wire [1:0]  m_axi_rresp,
+    input  wire        m_axi_rlast,
+    input  wire        m_axi_rvalid,
+    output wire        m_axi_rready
 );
+
+    // ---- core <-> DMA engine (word protocol, see caq_core) ----
+    wire        mem_rd_req_valid;
+    wire        mem_rd_req_ready;
+    wire [31:0] mem_rd_req_addr;
+    wire [19:0] mem_rd_req_words;
+    wire        mem_rd_valid;
+    wire        mem_rd_ready;
+    wire [63:0] mem_rd_data;
+    wire [1:0]  mem_rd_resp;
+    wire        mem_wr_req_valid;
+    wire        mem_wr_req_ready;
+    wire [31:0] mem_wr_req_addr;
+    wire [19:0] mem_wr_req_words;
+    wire        mem_wr_valid;
+    wire        mem_wr_ready;
+    wire [63:0] mem_wr_data;
+    wire [7:0]  mem_wr_strb;
+    wire        mem_wr_resp_valid;
+    wire [1:0]  mem_wr_resp_resp;
 
     // ---- register block <-> core ----
     wire        regs_start_o;
@@ -149,6 +188,66 @@ module caq_top (
         .wr_resp_resp   (mem_wr_resp_resp),
         .win_base       ((|regs_win_base_o[63:32]) ? {1'b1, 32'd0} : {1'b0, regs_win_base_o[31:0]}),
         .win_limit      ((|regs_win_limit_o[63:32]) ? {1'b1, 32'd0} : {1'b0, regs_win_limit_o[31:0]})
+    );
+    caq_dma u_dma (
+        .clk           (clk),
+        .rst_n         (rst_n),
+        .soft_reset    (regs_soft_reset_o),
+        .rd_req_valid  (mem_rd_req_valid),
+        .rd_req_ready  (mem_rd_req_ready),
+        .rd_req_addr   (mem_rd_req_addr),
+        .rd_req_words  (mem_rd_req_words),
+        .rd_valid      (mem_rd_valid),
+        .rd_ready      (mem_rd_ready),
+        .rd_data       (mem_rd_data),
+        .rd_resp       (mem_rd_resp),
+        .wr_req_valid  (mem_wr_req_valid),
+        .wr_req_ready  (mem_wr_req_ready),
+        .wr_req_addr   (mem_wr_req_addr),
+        .wr_req_words  (mem_wr_req_words),
+        .wr_valid      (mem_wr_valid),
+        .wr_ready      (mem_wr_ready),
+        .wr_data       (mem_wr_data),
+        .wr_strb       (mem_wr_strb),
+        .wr_resp_valid (mem_wr_resp_valid),
+        .wr_resp_resp  (mem_wr_resp_resp),
+        .m_axi_awid    (m_axi_awid),
+        .m_axi_awaddr  (m_axi_awaddr),
+        .m_axi_awlen   (m_axi_awlen),
+        .m_axi_awsize  (m_axi_awsize),
+        .m_axi_awburst (m_axi_awburst),
+        .m_axi_awlock  (m_axi_awlock),
+        .m_axi_awcache (m_axi_awcache),
+        .m_axi_awprot  (m_axi_awprot),
+        .m_axi_awqos   (m_axi_awqos),
+        .m_axi_awvalid (m_axi_awvalid),
+        .m_axi_awready (m_axi_awready),
+        .m_axi_wdata   (m_axi_wdata),
+        .m_axi_wstrb   (m_axi_wstrb),
+        .m_axi_wlast   (m_axi_wlast),
+        .m_axi_wvalid  (m_axi_wvalid),
+        .m_axi_wready  (m_axi_wready),
+        .m_axi_bid     (m_axi_bid),
+        .m_axi_bresp   (m_axi_bresp),
+        .m_axi_bvalid  (m_axi_bvalid),
+        .m_axi_bready  (m_axi_bready),
+        .m_axi_arid    (m_axi_arid),
+        .m_axi_araddr  (m_axi_araddr),
+        .m_axi_arlen   (m_axi_arlen),
+        .m_axi_arsize  (m_axi_arsize),
+        .m_axi_arburst (m_axi_arburst),
+        .m_axi_arlock  (m_axi_arlock),
+        .m_axi_arcache (m_axi_arcache),
+        .m_axi_arprot  (m_axi_arprot),
+        .m_axi_arqos   (m_axi_arqos),
+        .m_axi_arvalid (m_axi_arvalid),
+        .m_axi_arready (m_axi_arready),
+        .m_axi_rid     (m_axi_rid),
+        .m_axi_rdata   (m_axi_rdata),
+        .m_axi_rresp   (m_axi_rresp),
+        .m_axi_rlast   (m_axi_rlast),
+        .m_axi_rvalid  (m_axi_rvalid),
+        .m_axi_rready  (m_axi_rready)
     );
 
 endmodule

@@ -1,0 +1,679 @@
+//! `caq_dma`: the DMA engine. It turns the core's word requests (the protocol in `core.rs`) into
+//! AXI4 INCR bursts on the master port `m_axi_*`, and owns nothing else: it does not check
+//! addresses (the core checks every request against the window first) and knows nothing of
+//! descriptors or layers.
+//!
+//! Bursts: a request's beats (64-bit words, or 128-bit pairs of words) are split at every
+//! `max_burst`-beat boundary of the address, so every burst but the first and the last is a full,
+//! aligned `max_burst` beats, and none crosses a 4 KiB boundary (`max_burst` × bus bytes divides
+//! 4096). Reads: up to `max_outstanding_reads` bursts in flight, all with ID 0, so the
+//! interconnect returns them in order; a read word is passed straight through to the core with the
+//! RRESP of its beat. Writes: the same split; a W beat is presented only after its burst's AW, so
+//! WLAST is known from the address alone; one registered W stage; B is always accepted and the
+//! core gets one response per request, the worst BRESP of its bursts. At most
+//! `max_outstanding_reads` write bursts await their B.
+//!
+//! 128-bit bus: a request may start or end on the upper half of a beat. Reads fetch whole beats
+//! and drop the half that was not asked for; writes send that half with its strobes zero.
+//!
+//! Soft reset: a request in flight is finished silently (read beats consumed and dropped, write
+//! beats sent with zero strobes, responses swallowed) so the bus is never left with half a burst;
+//! new requests wait until it is done.
+
+use caq_spec::AccelConfig;
+
+use crate::core::WORDS_BITS;
+use crate::emit::{Code, Dir, Expr, Module, ModuleBuilder};
+use crate::error::{HdlError, Result};
+
+/// The module's name.
+pub const MODULE: &str = "caq_dma";
+
+/// AXI's 4 KiB boundary, which no burst may cross.
+const PAGE_BYTES: u32 = 4096;
+
+fn clog2(n: u32) -> u32 {
+    n.max(1).next_power_of_two().trailing_zeros()
+}
+
+/// `text` (of `from` bits) zero-extended to `to` bits.
+fn zext(text: &str, from: u32, to: u32) -> String {
+    if from >= to {
+        text.to_owned()
+    } else {
+        format!("{{{}'d0, {text}}}", to - from)
+    }
+}
+
+/// Bus geometry from the config.
+#[derive(Clone, Copy, Debug)]
+struct Bus {
+    aw: u32,
+    /// Bus bytes and their log2.
+    bytes: u32,
+    lb: u32,
+    /// log2(max_burst).
+    mbl: u32,
+    max_burst: u32,
+    outstanding: u32,
+    /// Width of the outstanding-burst counters.
+    ob: u32,
+    id: u32,
+    wide: bool,
+}
+
+/// The `caq_dma` module for a config.
+pub fn dma(cfg: &AccelConfig) -> Result<Module> {
+    let x = &cfg.axi;
+    let bytes = x.data_width / 8;
+    if bytes * x.max_burst > PAGE_BYTES {
+        return Err(HdlError::Unsupported {
+            config: cfg.name.clone(),
+            what: format!(
+                "axi.max_burst = {} beats of {bytes} bytes is more than 4 KiB: a burst would cross \
+                 a 4 KiB boundary",
+                x.max_burst
+            ),
+        });
+    }
+    let b = Bus {
+        aw: x.addr_width,
+        bytes,
+        lb: bytes.trailing_zeros(),
+        mbl: x.max_burst.trailing_zeros(),
+        max_burst: x.max_burst,
+        outstanding: x.max_outstanding_reads,
+        ob: clog2(x.max_outstanding_reads + 1),
+        id: x.id_width,
+        wide: x.data_width == 128,
+    };
+    let (aw, dw) = (b.aw, x.data_width);
+    let mut m = ModuleBuilder::new(MODULE)?;
+    m.doc(&[
+        "DMA engine: the core's word read/write requests as AXI4 INCR bursts (one ID, in order).",
+        "Split at max_burst-beat address boundaries (never across 4 KiB); outstanding reads;",
+        "RRESP per word to the core, the worst BRESP per write request. See caq-hdl dma.rs.",
+    ]);
+    m.doc_line(format!(
+        "Bus {dw} bits ({} bytes per beat), bursts up to {} beats, {} reads and {} writes in flight.",
+        b.bytes, b.max_burst, b.outstanding, b.outstanding
+    ));
+    let clk = m.port(Dir::Input, "clk", 1)?;
+    m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
+    m.port_doc(
+        Dir::Input,
+        "soft_reset",
+        1,
+        "pulse: finish the requests in flight silently",
+    )?;
+    m.port_group("word read port (from caq_core)");
+    m.port(Dir::Input, "rd_req_valid", 1)?;
+    m.port(Dir::Output, "rd_req_ready", 1)?;
+    m.port_doc(
+        Dir::Input,
+        "rd_req_addr",
+        aw,
+        "byte address, 8-byte aligned",
+    )?;
+    m.port(Dir::Input, "rd_req_words", WORDS_BITS)?;
+    m.port(Dir::Output, "rd_valid", 1)?;
+    m.port(Dir::Input, "rd_ready", 1)?;
+    m.port(Dir::Output, "rd_data", 64)?;
+    m.port_doc(Dir::Output, "rd_resp", 2, "RRESP of the word's beat")?;
+    m.port_group("word write port (from caq_core)");
+    m.port(Dir::Input, "wr_req_valid", 1)?;
+    m.port(Dir::Output, "wr_req_ready", 1)?;
+    m.port(Dir::Input, "wr_req_addr", aw)?;
+    m.port(Dir::Input, "wr_req_words", WORDS_BITS)?;
+    m.port(Dir::Input, "wr_valid", 1)?;
+    m.port(Dir::Output, "wr_ready", 1)?;
+    m.port(Dir::Input, "wr_data", 64)?;
+    m.port(Dir::Input, "wr_strb", 8)?;
+    m.port(Dir::Output, "wr_resp_valid", 1)?;
+    m.port_doc(
+        Dir::Output,
+        "wr_resp_resp",
+        2,
+        "the worst BRESP of the request's bursts",
+    )?;
+    axi_ports(&mut m, &b, dw)?;
+
+    read_engine(&mut m, &b)?;
+    write_engine(&mut m, &b)?;
+    registers(&mut m, &b, &clk)?;
+    Ok(m.finish())
+}
+
+/// The AXI4 master port, in the order of the AXI specification's signal tables.
+fn axi_ports(m: &mut ModuleBuilder, b: &Bus, dw: u32) -> Result<()> {
+    m.port_group("AXI4 master: write address");
+    for ch in ["aw", "ar"] {
+        if ch == "ar" {
+            m.port_group("AXI4 master: read address");
+        }
+        m.port(Dir::Output, &format!("m_axi_{ch}id"), b.id)?;
+        m.port(Dir::Output, &format!("m_axi_{ch}addr"), b.aw)?;
+        m.port(Dir::Output, &format!("m_axi_{ch}len"), 8)?;
+        m.port(Dir::Output, &format!("m_axi_{ch}size"), 3)?;
+        m.port(Dir::Output, &format!("m_axi_{ch}burst"), 2)?;
+        m.port(Dir::Output, &format!("m_axi_{ch}lock"), 1)?;
+        m.port(Dir::Output, &format!("m_axi_{ch}cache"), 4)?;
+        m.port(Dir::Output, &format!("m_axi_{ch}prot"), 3)?;
+        m.port(Dir::Output, &format!("m_axi_{ch}qos"), 4)?;
+        m.port(Dir::Output, &format!("m_axi_{ch}valid"), 1)?;
+        m.port(Dir::Input, &format!("m_axi_{ch}ready"), 1)?;
+        if ch == "aw" {
+            m.port_group("AXI4 master: write data");
+            m.port(Dir::Output, "m_axi_wdata", dw)?;
+            m.port(Dir::Output, "m_axi_wstrb", b.bytes)?;
+            m.port(Dir::Output, "m_axi_wlast", 1)?;
+            m.port(Dir::Output, "m_axi_wvalid", 1)?;
+            m.port(Dir::Input, "m_axi_wready", 1)?;
+            m.port_group("AXI4 master: write response");
+            m.port(Dir::Input, "m_axi_bid", b.id)?;
+            m.port(Dir::Input, "m_axi_bresp", 2)?;
+            m.port(Dir::Input, "m_axi_bvalid", 1)?;
+            m.port(Dir::Output, "m_axi_bready", 1)?;
+        }
+    }
+    m.port_group("AXI4 master: read data");
+    m.port(Dir::Input, "m_axi_rid", b.id)?;
+    m.port(Dir::Input, "m_axi_rdata", dw)?;
+    m.port(Dir::Input, "m_axi_rresp", 2)?;
+    m.port(Dir::Input, "m_axi_rlast", 1)?;
+    m.port(Dir::Input, "m_axi_rvalid", 1)?;
+    m.port(Dir::Output, "m_axi_rready", 1)?;
+    Ok(())
+}
+
+/// Wire `{p}_beats`: the beats a request covers. On a 128-bit bus it is rounded out to whole
+/// beats, (words + addr[3] + 1) / 2, held in the upper bits of a wire one bit wider.
+fn beats_wire(m: &mut ModuleBuilder, b: &Bus, p: &str) -> Result<String> {
+    let (addr, words) = (format!("{p}_req_addr"), format!("{p}_req_words"));
+    if !b.wide {
+        return Ok(words);
+    }
+    let w = WORDS_BITS + 1;
+    m.wire_assign(
+        &format!("{p}_beats2"),
+        Expr::raw(
+            format!("{{1'b0, {words}}} + {{{WORDS_BITS}'d0, {addr}[3]}} + {w}'d1"),
+            w,
+        ),
+        Some("twice the beats, plus the dropped bit 0"),
+    )?;
+    Ok(format!("{p}_beats2[{WORDS_BITS}:1]"))
+}
+
+/// Wires `{p}_len` (AxLEN) and `{p}_burst` (beats of the burst at the beat index `{p}_beat_q`
+/// with `{p}_left_q` beats left): up to the next max_burst-aligned beat, at most the beats left.
+fn burst_split(m: &mut ModuleBuilder, b: &Bus, p: &str) -> Result<()> {
+    let bw = b.mbl + 1;
+    let room = if b.mbl == 0 {
+        "1'b1".to_owned()
+    } else {
+        format!(
+            "{bw}'d{} - {{1'b0, {p}_beat_q[{}:0]}}",
+            b.max_burst,
+            b.mbl - 1
+        )
+    };
+    m.wire_assign(
+        &format!("{p}_room"),
+        Expr::raw(room, bw),
+        Some("beats to the next max_burst-aligned beat"),
+    )?;
+    m.wire_assign(
+        &format!("{p}_burst"),
+        Expr::raw(
+            format!(
+                "({p}_left_q < {}) ? {p}_left_q[{}:0] : {p}_room",
+                zext(&format!("{p}_room"), bw, WORDS_BITS),
+                bw - 1
+            ),
+            bw,
+        ),
+        Some("beats of the burst presented"),
+    )?;
+    let len = if bw > 8 {
+        format!("{p}_len_w[7:0]")
+    } else {
+        zext(&format!("{p}_len_w"), bw, 8)
+    };
+    m.wire_assign(
+        &format!("{p}_len_w"),
+        Expr::raw(format!("{p}_burst - {bw}'d1"), bw),
+        None,
+    )?;
+    m.wire_assign(&format!("{p}_len"), Expr::raw(len, 8), None)?;
+    Ok(())
+}
+
+/// The fixed AxSIZE, AxBURST (INCR), AxLOCK, AxCACHE (normal non-cacheable bufferable, 0011,
+/// what Xilinx recommends for HP ports), AxPROT and AxQOS of a channel.
+fn fixed_fields(m: &mut ModuleBuilder, b: &Bus, ch: &str) -> Result<()> {
+    let p = format!("m_axi_{ch}");
+    m.assign_raw(&format!("{p}id"), format!("{}'d0", b.id))?;
+    m.assign_raw(&format!("{p}addr"), format!("{{{ch}_beat_q, {}'d0}}", b.lb))?;
+    m.assign_raw(&format!("{p}len"), format!("{ch}_len"))?;
+    m.assign_raw(&format!("{p}size"), format!("3'd{}", b.lb))?;
+    m.assign_raw(&format!("{p}burst"), "2'b01")?;
+    m.assign_raw(&format!("{p}lock"), "1'b0")?;
+    m.assign_raw(&format!("{p}cache"), "4'b0011")?;
+    m.assign_raw(&format!("{p}prot"), "3'b000")?;
+    m.assign_raw(&format!("{p}qos"), "4'd0")?;
+    Ok(())
+}
+
+fn read_engine(m: &mut ModuleBuilder, b: &Bus) -> Result<()> {
+    let (ob, abw) = (b.ob, b.aw - b.lb);
+    m.section("read engine: AR bursts, R words to the core");
+    m.reg("ar_beat_q", abw, Some("beat index of the next AR burst"))?;
+    m.reg(
+        "ar_left_q",
+        WORDS_BITS,
+        Some("beats of the request not yet in an AR"),
+    )?;
+    m.reg(
+        "rd_out_q",
+        ob,
+        Some("AR bursts whose RLAST has not arrived"),
+    )?;
+    m.reg(
+        "rd_drain_q",
+        1,
+        Some("after a soft reset: consume and drop the request's beats"),
+    )?;
+    if b.wide {
+        m.reg(
+            "rd_half_q",
+            1,
+            Some("the next word is the beat's upper half"),
+        )?;
+        m.reg(
+            "rd_end_lo_q",
+            1,
+            Some("the request's last word is a lower half"),
+        )?;
+    }
+    burst_split(m, b, "ar")?;
+    m.wire_assign(
+        "rd_busy",
+        Expr::raw(
+            format!("ar_left_q != {WORDS_BITS}'d0 || rd_out_q != {ob}'d0"),
+            1,
+        ),
+        None,
+    )?;
+    m.assign_raw("rd_req_ready", "!rd_busy && !rd_drain_q")?;
+    m.wire_assign(
+        "rd_req_fire",
+        Expr::raw("rd_req_valid && rd_req_ready", 1),
+        None,
+    )?;
+    m.assign_raw(
+        "m_axi_arvalid",
+        format!(
+            "ar_left_q != {WORDS_BITS}'d0 && rd_out_q < {ob}'d{}",
+            b.outstanding
+        ),
+    )?;
+    fixed_fields(m, b, "ar")?;
+    m.wire_assign(
+        "ar_fire",
+        Expr::raw("m_axi_arvalid && m_axi_arready", 1),
+        None,
+    )?;
+    m.wire_assign(
+        "r_last_fire",
+        Expr::raw("m_axi_rvalid && m_axi_rready && m_axi_rlast", 1),
+        None,
+    )?;
+    m.assign_raw("rd_valid", "m_axi_rvalid && !rd_drain_q")?;
+    m.assign_raw("rd_resp", "m_axi_rresp")?;
+    if b.wide {
+        m.comment(&[
+            "Only the request's final beat (its last burst, the only one in flight, at RLAST) can",
+            "end on a lower half; the upper half is then dropped with the beat.",
+        ]);
+        m.wire_assign(
+            "r_final",
+            Expr::raw(
+                format!("m_axi_rlast && ar_left_q == {WORDS_BITS}'d0 && rd_out_q == {ob}'d1"),
+                1,
+            ),
+            None,
+        )?;
+        m.assign_raw(
+            "rd_data",
+            "rd_half_q ? m_axi_rdata[127:64] : m_axi_rdata[63:0]",
+        )?;
+        m.assign_raw(
+            "m_axi_rready",
+            "rd_drain_q || (rd_ready && (rd_half_q || (r_final && rd_end_lo_q)))",
+        )?;
+    } else {
+        m.assign_raw("rd_data", "m_axi_rdata")?;
+        m.assign_raw("m_axi_rready", "rd_drain_q || rd_ready")?;
+    }
+    Ok(())
+}
+
+fn write_engine(m: &mut ModuleBuilder, b: &Bus) -> Result<()> {
+    let (ob, abw, dw) = (b.ob, b.aw - b.lb, b.bytes * 8);
+    m.section("write engine: AW bursts, one registered W stage, B responses");
+    m.reg("aw_beat_q", abw, Some("beat index of the next AW burst"))?;
+    m.reg(
+        "aw_left_q",
+        WORDS_BITS,
+        Some("beats of the request not yet in an AW"),
+    )?;
+    m.reg(
+        "w_left_q",
+        WORDS_BITS,
+        Some("beats of the request not yet formed"),
+    )?;
+    if b.mbl > 0 {
+        m.reg(
+            "w_idx_q",
+            b.mbl,
+            Some("beat index of the next W beat within its max_burst block"),
+        )?;
+    }
+    m.reg("w_valid_q", 1, Some("a W beat is formed and waits"))?;
+    m.reg("w_data_q", dw, None)?;
+    m.reg("w_strb_q", b.bytes, None)?;
+    m.reg("w_last_q", 1, None)?;
+    if b.wide {
+        m.reg(
+            "w_half_q",
+            1,
+            Some("the next word fills the beat's upper half"),
+        )?;
+        m.reg(
+            "w_end_lo_q",
+            1,
+            Some("the request's last word is a lower half"),
+        )?;
+    }
+    m.reg(
+        "aw_ahead_q",
+        ob,
+        Some("AW bursts whose WLAST has not been sent"),
+    )?;
+    m.reg("b_out_q", ob, Some("AW bursts whose B has not arrived"))?;
+    m.reg("wr_busy_q", 1, Some("a write request is in flight"))?;
+    m.reg(
+        "wr_drain_q",
+        1,
+        Some("after a soft reset: finish the request with zero strobes, no response"),
+    )?;
+    m.reg("wr_worst_q", 2, Some("the worst BRESP so far"))?;
+    burst_split(m, b, "aw")?;
+    m.assign_raw("wr_req_ready", "!wr_busy_q && !wr_drain_q")?;
+    m.wire_assign(
+        "wr_req_fire",
+        Expr::raw("wr_req_valid && wr_req_ready", 1),
+        None,
+    )?;
+    m.assign_raw(
+        "m_axi_awvalid",
+        format!(
+            "aw_left_q != {WORDS_BITS}'d0 && b_out_q < {ob}'d{}",
+            b.outstanding
+        ),
+    )?;
+    fixed_fields(m, b, "aw")?;
+    m.wire_assign(
+        "aw_fire",
+        Expr::raw("m_axi_awvalid && m_axi_awready", 1),
+        None,
+    )?;
+    m.comment(&["A W beat goes out only after its burst's AW, so WLAST follows from the address."]);
+    m.assign_raw(
+        "m_axi_wvalid",
+        format!("w_valid_q && aw_ahead_q != {ob}'d0"),
+    )?;
+    m.assign_raw("m_axi_wdata", "w_data_q")?;
+    m.assign_raw("m_axi_wstrb", "w_strb_q")?;
+    m.assign_raw("m_axi_wlast", "w_last_q")?;
+    m.wire_assign("w_fire", Expr::raw("m_axi_wvalid && m_axi_wready", 1), None)?;
+    m.assign_raw("m_axi_bready", "1'b1")?;
+    m.wire_assign(
+        "w_load",
+        Expr::raw("!w_valid_q || w_fire", 1),
+        Some("the W stage can take a word"),
+    )?;
+    m.assign_raw("wr_ready", "!wr_drain_q && w_load")?;
+    m.wire_assign(
+        "w_in",
+        Expr::raw(
+            format!("wr_drain_q ? (w_left_q != {WORDS_BITS}'d0 && w_load) : (wr_valid && w_load)"),
+            1,
+        ),
+        Some("a word (or, draining, a zero-strobe filler) enters the W stage"),
+    )?;
+    m.wire_assign(
+        "w_in_strb",
+        Expr::raw("wr_drain_q ? 8'd0 : wr_strb", 8),
+        None,
+    )?;
+    let beat_done = if b.wide {
+        format!("w_half_q || (w_left_q == {WORDS_BITS}'d1 && w_end_lo_q)")
+    } else {
+        "1'b1".to_owned()
+    };
+    m.wire_assign(
+        "w_beat_done",
+        Expr::raw(beat_done, 1),
+        Some("the word entering completes a beat"),
+    )?;
+    let last = if b.mbl > 0 {
+        format!("w_left_q == {WORDS_BITS}'d1 || (&w_idx_q)")
+    } else {
+        "1'b1".to_owned()
+    };
+    m.wire_assign(
+        "w_last_d",
+        Expr::raw(last, 1),
+        Some("the beat formed ends its burst: the request's last, or a max_burst boundary"),
+    )?;
+    m.wire_assign(
+        "wr_done",
+        Expr::raw(
+            format!(
+                "wr_busy_q && aw_left_q == {WORDS_BITS}'d0 && w_left_q == {WORDS_BITS}'d0 && \
+                 !w_valid_q && b_out_q == {ob}'d0"
+            ),
+            1,
+        ),
+        Some("every beat sent and every B received"),
+    )?;
+    m.assign_raw("wr_resp_valid", "wr_done && !wr_drain_q")?;
+    m.assign_raw("wr_resp_resp", "wr_worst_q")?;
+    Ok(())
+}
+
+fn registers(m: &mut ModuleBuilder, b: &Bus, clk: &crate::emit::Sig) -> Result<()> {
+    let (ob, abw, lb, aw) = (b.ob, b.aw - b.lb, b.lb, b.aw);
+    let bw = b.mbl + 1;
+    let rd_beats = beats_wire(m, b, "rd")?;
+    let wr_beats = beats_wire(m, b, "wr")?;
+    m.section("state");
+    let mut c = Code::new();
+    c.if_else(
+        "!rst_n",
+        |c| {
+            for r in ["ar_left_q", "aw_left_q", "w_left_q"] {
+                c.nb(r, format!("{WORDS_BITS}'d0"));
+            }
+            for r in ["rd_out_q", "aw_ahead_q", "b_out_q"] {
+                c.nb(r, format!("{ob}'d0"));
+            }
+            for r in ["rd_drain_q", "wr_drain_q", "wr_busy_q", "w_valid_q"] {
+                c.nb(r, "1'b0");
+            }
+        },
+        |c| {
+            c.comment("read requests and AR bursts");
+            c.if_("rd_req_fire", |c| {
+                c.nb("ar_beat_q", format!("rd_req_addr[{}:{lb}]", aw - 1));
+                c.nb("ar_left_q", rd_beats.clone());
+                if b.wide {
+                    c.nb("rd_half_q", "rd_req_addr[3]");
+                    c.nb("rd_end_lo_q", "rd_req_addr[3] ^ rd_req_words[0]");
+                }
+            });
+            c.if_("ar_fire", |c| {
+                c.nb(
+                    "ar_beat_q",
+                    format!("ar_beat_q + {}", zext("ar_burst", bw, abw)),
+                );
+                c.nb(
+                    "ar_left_q",
+                    format!("ar_left_q - {}", zext("ar_burst", bw, WORDS_BITS)),
+                );
+            });
+            c.nb(
+                "rd_out_q",
+                format!(
+                    "rd_out_q + {} - {}",
+                    zext("ar_fire", 1, ob),
+                    zext("r_last_fire", 1, ob)
+                ),
+            );
+            if b.wide {
+                c.if_("rd_valid && rd_ready", |c| {
+                    c.nb("rd_half_q", "!rd_half_q");
+                });
+            }
+            c.if_else(
+                "soft_reset",
+                |c| {
+                    c.nb("rd_drain_q", "1'b1");
+                },
+                |c| {
+                    c.if_("!rd_busy", |c| {
+                        c.nb("rd_drain_q", "1'b0");
+                    });
+                },
+            );
+
+            c.comment("write requests and AW bursts");
+            c.if_("wr_req_fire", |c| {
+                c.nb("aw_beat_q", format!("wr_req_addr[{}:{lb}]", aw - 1));
+                c.nb("aw_left_q", wr_beats.clone());
+                c.nb("w_left_q", wr_beats.clone());
+                if b.mbl > 0 {
+                    c.nb("w_idx_q", format!("wr_req_addr[{}:{lb}]", lb + b.mbl - 1));
+                }
+                if b.wide {
+                    c.nb("w_half_q", "wr_req_addr[3]");
+                    c.nb("w_end_lo_q", "wr_req_addr[3] ^ wr_req_words[0]");
+                    c.nb("w_strb_q", "16'd0");
+                }
+                c.nb("wr_busy_q", "1'b1");
+                c.nb("wr_worst_q", "2'd0");
+            });
+            c.if_("aw_fire", |c| {
+                c.nb(
+                    "aw_beat_q",
+                    format!("aw_beat_q + {}", zext("aw_burst", bw, abw)),
+                );
+                c.nb(
+                    "aw_left_q",
+                    format!("aw_left_q - {}", zext("aw_burst", bw, WORDS_BITS)),
+                );
+            });
+            c.nb(
+                "aw_ahead_q",
+                format!(
+                    "aw_ahead_q + {} - {}",
+                    zext("aw_fire", 1, ob),
+                    zext("(w_fire && w_last_q)", 1, ob)
+                ),
+            );
+            c.nb(
+                "b_out_q",
+                format!(
+                    "b_out_q + {} - {}",
+                    zext("aw_fire", 1, ob),
+                    zext("m_axi_bvalid", 1, ob)
+                ),
+            );
+            c.if_("m_axi_bvalid && m_axi_bresp > wr_worst_q", |c| {
+                c.nb("wr_worst_q", "m_axi_bresp");
+            });
+            c.comment("the W stage");
+            c.if_("w_fire", |c| {
+                c.nb("w_valid_q", "1'b0");
+            });
+            c.if_("w_in", |c| {
+                if b.wide {
+                    c.if_else(
+                        "w_half_q",
+                        |c| {
+                            c.nb("w_data_q[127:64]", "wr_data");
+                            c.nb("w_strb_q[15:8]", "w_in_strb");
+                        },
+                        |c| {
+                            c.nb("w_data_q[63:0]", "wr_data");
+                            c.nb("w_strb_q", "{8'd0, w_in_strb}");
+                        },
+                    );
+                    c.nb("w_half_q", "!w_beat_done");
+                } else {
+                    c.nb("w_data_q", "wr_data");
+                    c.nb("w_strb_q", "w_in_strb");
+                }
+                c.if_("w_beat_done", |c| {
+                    c.nb("w_valid_q", "1'b1");
+                    c.nb("w_last_q", "w_last_d");
+                    c.nb("w_left_q", format!("w_left_q - {WORDS_BITS}'d1"));
+                    if b.mbl > 0 {
+                        c.nb("w_idx_q", format!("w_idx_q + {}'d1", b.mbl));
+                    }
+                });
+            });
+            c.if_("wr_done", |c| {
+                c.nb("wr_busy_q", "1'b0");
+            });
+            c.if_else(
+                "soft_reset",
+                |c| {
+                    c.nb("wr_drain_q", "1'b1");
+                },
+                |c| {
+                    c.if_("!wr_busy_q", |c| {
+                        c.nb("wr_drain_q", "1'b0");
+                    });
+                },
+            );
+        },
+    );
+    m.always_ff(clk, c)?;
+
+    m.lint_off(
+        "UNUSEDSIGNAL",
+        "RID/BID (one ID is used), the address bits below the beat (the core aligns), and the \
+         burst length's top bit (the burst is at least one beat)",
+    );
+    let mut unused = vec![
+        "m_axi_rid".to_owned(),
+        "m_axi_bid".to_owned(),
+        "rd_req_addr[2:0]".to_owned(),
+        "wr_req_addr[2:0]".to_owned(),
+    ];
+    if b.wide {
+        unused.push("rd_beats2[0]".into());
+        unused.push("wr_beats2[0]".into());
+    }
+    if bw > 8 {
+        unused.push("ar_len_w[8]".into());
+        unused.push("aw_len_w[8]".into());
+    }
+    m.wire("dma_unused", 1, None)?;
+    m.assign_raw("dma_unused", format!("^{{{}}}", unused.join(", ")))?;
+    m.lint_on("UNUSEDSIGNAL");
+    Ok(())
+}

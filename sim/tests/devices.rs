@@ -658,9 +658,8 @@ fn func_device_cycles_are_the_timing_models_estimate() {
     let run = run_ok(&mut dev, &jobs, &cfg, "timing");
     let (_, placed) = place_all(&mut dev, &jobs);
     let descs: Vec<LayerDescriptor> = placed.iter().map(|p| p.desc).collect();
-    let estimate =
-        dev.timing()
-            .estimate(&descs, cfg.array.rows as usize, u64::from(cfg.array.cols));
+    let caps = Caps::from_config(&cfg).expect("valid config");
+    let estimate = dev.timing().estimate(&caps, &descs);
     assert_eq!(run.perf, estimate);
     assert!(run.perf.stall_cycles < run.perf.cycles);
 }

@@ -4,7 +4,7 @@
 //! from the core's state machine (one word per cycle on each port, no overlap of loads and
 //! compute). Knows the plan; knows nothing of registers or data.
 
-use caq_spec::LayerDescriptor;
+use caq_spec::{Caps, LayerDescriptor};
 
 use super::plan::{self, Step};
 
@@ -113,9 +113,10 @@ impl TimingModel {
     }
 
     /// The counters a run of `descs` (all valid, in the window, no bus errors) would report on
-    /// an array of `rows` x `cols`, without executing it: what a driver uses to predict a
-    /// layer's latency.
-    pub fn estimate(&self, descs: &[LayerDescriptor], rows: usize, cols: u64) -> PerfCounts {
+    /// a device with capabilities `caps` (as read from CAPS0..3), without executing it: what a
+    /// driver uses to predict a list's latency.
+    pub fn estimate(&self, caps: &Caps, descs: &[LayerDescriptor]) -> PerfCounts {
+        let (rows, cols) = (caps.rows() as usize, u64::from(caps.cols()));
         let mut perf = PerfCounts::default();
         self.charge_start(&mut perf);
         for d in descs {

@@ -54,6 +54,8 @@ pub struct AxiMemOptions {
     pub faults: Vec<Fault>,
     /// Cycles the master may leave accepted write data missing or a response unaccepted.
     pub stuck_cycles: u64,
+    /// Keep every accepted AR and AW ([`AxiMem::bursts`]), for tests that look at the split.
+    pub log_bursts: bool,
 }
 
 impl Default for AxiMemOptions {
@@ -67,6 +69,7 @@ impl Default for AxiMemOptions {
             seed: 0,
             faults: Vec::new(),
             stuck_cycles: 100_000,
+            log_bursts: false,
         }
     }
 }
@@ -523,6 +526,7 @@ pub struct AxiMem {
     r_hold: Option<RBeat>,
     b_hold: Option<BResp>,
     cycle: u64,
+    log: Vec<(Channel, AddrReq)>,
 }
 
 impl AxiMem {
@@ -556,6 +560,7 @@ impl AxiMem {
             r_hold: None,
             b_hold: None,
             cycle: 0,
+            log: Vec::new(),
         }
     }
 
@@ -566,6 +571,16 @@ impl AxiMem {
     /// The bus shape the checker enforces.
     pub fn shape(&self) -> BusShape {
         self.shape
+    }
+
+    /// The AR and AW bursts accepted so far, in order (with [`AxiMemOptions::log_bursts`]).
+    pub fn bursts(&self) -> &[(Channel, AddrReq)] {
+        &self.log
+    }
+
+    /// Forgets the logged bursts.
+    pub fn clear_bursts(&mut self) {
+        self.log.clear();
     }
 
     /// Stalls from now on.
@@ -693,6 +708,14 @@ impl AxiMem {
         self.checker.cycle(self.cycle, m, s)?;
         let now = self.cycle;
         self.cycle += 1;
+        if self.options.log_bursts {
+            if let (Some(ar), true) = (m.ar, s.arready) {
+                self.log.push((Channel::Ar, ar));
+            }
+            if let (Some(aw), true) = (m.aw, s.awready) {
+                self.log.push((Channel::Aw, aw));
+            }
+        }
         if let (Some(ar), true) = (m.ar, s.arready) {
             self.reads.push_back(ReadBurst {
                 req: ar,

@@ -41,13 +41,13 @@ pub mod rtl_device;
 
 pub use axi::{AxiOp, RegAddr, Resp};
 #[cfg(feature = "verilator")]
+pub use axi_mem::{AxiMem, AxiMemOptions};
+#[cfg(feature = "verilator")]
 pub use axil::{AxiLite, AxiLiteOptions, Backpressure, WriteOrder};
 pub use error::SimError;
 pub use fault::{FaultDir, InjectFaults};
 pub use func::{FuncDevice, PerfCounts, TimingModel};
 pub use layer::{LayerJob, LayerOp, Run, WeightGroup};
-#[cfg(feature = "verilator")]
-pub use axi_mem::{AxiMem, AxiMemOptions};
 #[cfg(feature = "verilator")]
 pub use rtl::RtlModel;
 #[cfg(feature = "verilator")]

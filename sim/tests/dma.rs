@@ -1,0 +1,263 @@
+//! The DMA engine through the whole design, against the AXI memory model and its protocol
+//! checker: long requests split at max_burst and 4 KiB boundaries (starting on odd 64-bit words,
+//! which a 128-bit bus must handle), SLVERR and DECERR on reads and writes reported in
+//! STATUS.ERR_CODE, soft resets at any point of a job, and the next job correct every time. The
+//! checker fails a run on any AXI4 rule the master breaks, so every passing run here is also a
+//! protocol check. Seeds are printed; `CAQ_SEED=<n>` replays one.
+
+use caq_hdl::core::CoreShape;
+use caq_model::requant::Requant;
+use caq_sim::axi_mem::{AxiMemOptions, Channel, DEFAULT_BASE as BASE};
+use caq_sim::fault::{FaultDir, InjectFaults};
+use caq_sim::job::{self, DenseJob, Group, Placed, Run};
+use caq_sim::rtl::design;
+use caq_sim::{Resp, RtlDevice};
+use caq_spec::device::Device;
+use caq_spec::regmap::{self, ErrorCode};
+use caq_spec::{AccelConfig, DeviceAddr};
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn seed() -> u64 {
+    let s = std::env::var("CAQ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    eprintln!("CAQ_SEED={s}");
+    s
+}
+
+fn config() -> AccelConfig {
+    design::config().expect("the model's config parses")
+}
+
+/// The longest K an 8-bit layer may have on this config, capped to keep the simulation short.
+fn long_k(cfg: &AccelConfig) -> usize {
+    let s = CoreShape::of(cfg).unwrap();
+    let k = (8 * s.wdepth)
+        .min(s.adepth * s.cols)
+        .min(cfg.limits.max_k)
+        .min(2048);
+    k as usize
+}
+
+/// A Dense layer of one 8-bit group.
+fn dense(rng: &mut ChaCha8Rng, k: usize, o: usize) -> DenseJob {
+    DenseJob {
+        groups: vec![Group {
+            bits: 8,
+            shift: 0,
+            codes: Array2::from_shape_fn((o, k), |_| rng.random_range(-128..128)),
+        }],
+        active: 1,
+        regions: None,
+        bias: (0..o).map(|_| rng.random_range(-5000..5000)).collect(),
+        requant: (0..o)
+            .map(|_| Requant::from_real(rng.random_range(1e-5..1e-3)).unwrap())
+            .collect(),
+        relu: false,
+        in_signed: false,
+        out_signed: true,
+        out_bits: 8,
+        input: (0..k).map(|_| rng.random_range(0..=255)).collect(),
+    }
+}
+
+fn device(seed: u64, stall_percent: u8) -> RtlDevice {
+    RtlDevice::new(
+        seed,
+        AxiMemOptions {
+            seed,
+            stall_percent,
+            read_latency: 12,
+            write_latency: 6,
+            log_bursts: true,
+            ..AxiMemOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Places `jobs` from `first` on (the descriptor list at BASE) and runs them.
+fn run(
+    dev: &mut RtlDevice,
+    jobs: &[DenseJob],
+    first: u64,
+    limit: u64,
+) -> Result<(Run, Vec<Placed>), caq_sim::SimError> {
+    run_with_output(dev, jobs, first, None, limit)
+}
+
+/// [`run`], with the first job's outputs moved to `out_at` (when given).
+fn run_with_output(
+    dev: &mut RtlDevice,
+    jobs: &[DenseJob],
+    first: u64,
+    out_at: Option<u64>,
+    limit: u64,
+) -> Result<(Run, Vec<Placed>), caq_sim::SimError> {
+    let (m, mem) = dev.parts();
+    let mut next = first;
+    let mut placed: Vec<Placed> = jobs
+        .iter()
+        .map(|j| j.place(mem, &mut next))
+        .collect::<Result<_, _>>()?;
+    if let Some(at) = out_at {
+        placed[0].desc.output_addr = DeviceAddr(at);
+        mem.write(at, &vec![0xa5; placed[0].out_c + 16])?;
+    }
+    job::write_list(mem, BASE, &placed)?;
+    let run = job::run_list(m, mem, BASE, jobs.len() as u32, limit)?;
+    Ok((run, placed))
+}
+
+fn assert_done_and_golden(dev: &mut RtlDevice, run: Run, jobs: &[DenseJob], placed: &[Placed]) {
+    assert_eq!(
+        run.status & (regmap::STATUS_ERROR.mask() | regmap::STATUS_DONE.mask()),
+        regmap::STATUS_DONE.mask(),
+        "STATUS {:#x}",
+        run.status
+    );
+    for (i, (j, p)) in jobs.iter().zip(placed).enumerate() {
+        let mut got = vec![0; p.out_c + 16];
+        dev.mem_read(p.desc.output_addr, &mut got).unwrap();
+        assert_eq!(&got[..p.out_c], &j.golden().unwrap()[..], "layer {i}");
+        assert!(
+            got[p.out_c..].iter().all(|&b| b == 0xa5),
+            "layer {i}: wrote past the outputs"
+        );
+    }
+}
+
+fn code_of(status: u32) -> u8 {
+    regmap::STATUS_ERR_CODE.get(status) as u8
+}
+
+#[test]
+fn long_requests_split_at_max_burst_and_4k_boundaries() {
+    let cfg = config();
+    let seed = seed();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut dev = device(seed, 25);
+    let k = long_k(&cfg);
+    let bytes = u64::from(cfg.axi.data_width / 8);
+    // The first buffer (the K-byte input) starts on an odd 64-bit word just below a 4 KiB
+    // boundary, so its read crosses it; the next start is further in. The outputs start on the
+    // last word below a 4 KiB boundary: with R >= 16 rows an output write spans it (sim-small's
+    // 4 rows write one word per tile).
+    let starts = [
+        (BASE + 3 * 4096 - 8 * 37, BASE + 64 * 4096 - 8),
+        (BASE + 9 * 4096 - 8 * 301, BASE + 80 * 4096 - 24),
+    ];
+    for (first, out_at) in starts {
+        let o = rng.random_range(1..=2 * cfg.array.rows as usize + 3);
+        let jobs = vec![dense(&mut rng, k, o), dense(&mut rng, k / 2 + 8, o)];
+        dev.mem().clear_bursts();
+        let (r, placed) = run_with_output(&mut dev, &jobs, first, Some(out_at), 5_000_000).unwrap();
+        assert_done_and_golden(&mut dev, r, &jobs, &placed);
+        let bursts = dev.mem().bursts().to_vec();
+        let reads: Vec<_> = bursts.iter().filter(|(c, _)| *c == Channel::Ar).collect();
+        assert!(
+            reads
+                .iter()
+                .any(|(_, a)| u32::from(a.len) + 1 == cfg.axi.max_burst),
+            "some read burst has max_burst = {} beats",
+            cfg.axi.max_burst
+        );
+        let end = |a: &caq_sim::axi_mem::AddrReq| a.addr + (u64::from(a.len) + 1) * bytes;
+        assert!(
+            reads.windows(2).any(|w| {
+                let (a, b) = (&w[0].1, &w[1].1);
+                end(a) % 4096 == 0 && b.addr == end(a)
+            }),
+            "a request runs across a 4 KiB boundary in two bursts"
+        );
+        assert!(
+            bursts.iter().any(|(c, _)| *c == Channel::Aw),
+            "the outputs are written"
+        );
+    }
+}
+
+#[test]
+fn bus_errors_on_reads_and_writes_give_their_code_and_a_soft_reset_recovers() {
+    let cfg = config();
+    let seed = seed();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut dev = device(seed, 20);
+    let k = rng.random_range(64..=256usize);
+    let o = rng.random_range(1..=2 * cfg.array.rows as usize);
+    let jobs = vec![dense(&mut rng, k, o)];
+    let first = BASE + 4096 + 8;
+    // Where each fault lands: an address range of the placed job.
+    type Target = fn(&Placed) -> (u64, u64);
+    let weights: Target = |p| {
+        let a = p.desc.plane_groups.as_slice()[0].weight_addr.0;
+        (a + 8, a + 16)
+    };
+    let input: Target = |p| (p.desc.input_addr.0, p.desc.input_addr.0 + 8);
+    let output: Target = |p| (p.desc.output_addr.0, p.desc.output_addr.0 + 1);
+    let cases = [
+        (FaultDir::Reads, Resp::SlvErr, weights, ErrorCode::AxiSlverr),
+        (FaultDir::Reads, Resp::DecErr, input, ErrorCode::AxiDecerr),
+        (FaultDir::Writes, Resp::SlvErr, output, ErrorCode::AxiSlverr),
+        (FaultDir::Writes, Resp::DecErr, output, ErrorCode::AxiDecerr),
+        (FaultDir::Both, Resp::DecErr, weights, ErrorCode::AxiDecerr),
+    ];
+    for (dir, resp, target, code) in cases {
+        // Place once to learn the addresses, then fault them and run.
+        let mut next = first;
+        let p = jobs[0].place(dev.mem(), &mut next).unwrap();
+        let (lo, hi) = target(&p);
+        dev.inject(lo..hi, resp, dir);
+        let (r, _) = run(&mut dev, &jobs, first, 2_000_000).unwrap();
+        assert_ne!(
+            r.status & regmap::STATUS_ERROR.mask(),
+            0,
+            "{dir:?} {resp}: STATUS {:#x}",
+            r.status
+        );
+        assert_eq!(
+            code_of(r.status),
+            code.as_u8(),
+            "{dir:?} {resp}: STATUS {:#x}",
+            r.status
+        );
+        dev.clear_faults();
+        dev.write_reg(regmap::CTRL.offset, regmap::CTRL_SOFT_RESET.mask())
+            .unwrap();
+        let (r, placed) = run(&mut dev, &jobs, first, 2_000_000).unwrap();
+        assert_done_and_golden(&mut dev, r, &jobs, &placed);
+    }
+}
+
+/// A soft reset abandons the job at once; the DMA finishes the bursts in flight without telling
+/// the core (the checker sees every burst complete), and the next job runs correctly.
+#[test]
+fn soft_reset_at_any_point_leaves_the_bus_clean_for_the_next_job() {
+    let cfg = config();
+    let seed = seed();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut dev = device(seed, 30);
+    let k = long_k(&cfg) / 2;
+    let o = 3 * cfg.array.rows as usize + 1;
+    let jobs = vec![dense(&mut rng, k, o)];
+    let first = BASE + 2 * 4096 - 8 * 11;
+    let (r, placed) = run(&mut dev, &jobs, first, 5_000_000).unwrap();
+    assert_done_and_golden(&mut dev, r, &jobs, &placed);
+    let total = r.cycles;
+    for step in 1..=12u64 {
+        let at = total * step / 13 + rng.random_range(0..7);
+        match run(&mut dev, &jobs, first, at) {
+            Err(caq_sim::SimError::Job(_)) => {}
+            other => panic!("expected the job to be still running at cycle {at}: {other:?}"),
+        }
+        dev.write_reg(regmap::CTRL.offset, regmap::CTRL_SOFT_RESET.mask())
+            .unwrap();
+        let status = dev.read_reg(regmap::STATUS.offset).unwrap();
+        assert_eq!(status & regmap::STATUS_BUSY.mask(), 0, "STATUS {status:#x}");
+        let (r, placed) = run(&mut dev, &jobs, first, 5_000_000).unwrap();
+        assert_done_and_golden(&mut dev, r, &jobs, &placed);
+    }
+}

@@ -3,6 +3,7 @@
 mod hdl;
 mod inspect;
 mod models;
+mod run;
 mod table;
 
 use anyhow::{Context, Result, bail};
@@ -36,6 +37,8 @@ enum Command {
     Demo(models::DemoArgs),
     /// Generate, lint and synthesize the accelerator RTL of a config.
     Hdl(hdl::HdlArgs),
+    /// Whole-network inference on a backend, checked byte for byte against the golden model.
+    Run(run::RunArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -46,6 +49,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(a) => inspect::inspect(a),
         Command::Demo(a) => models::demo(a),
         Command::Hdl(a) => hdl::run(a),
+        Command::Run(a) => run::run(a),
     }
 }
 

@@ -85,18 +85,31 @@ pub struct QuantFlags {
     common: CommonQuantFlags,
 }
 
+impl CommonQuantFlags {
+    /// The quantization these flags ask for, with the given levels, rounding and clip search.
+    pub(super) fn config(
+        &self,
+        levels: Vec<u8>,
+        rounding: RoundingArg,
+        clip_search: bool,
+    ) -> Result<QuantizeConfig> {
+        Ok(QuantizeConfig {
+            levels,
+            rounding: rounding.into(),
+            group_size: self.group_size,
+            clip_search,
+            nest_clip: self.nest_clip,
+            act_bits: self.act_bits,
+            calibration: parse_calibration(&self.calibration)?,
+            calib_images: self.calib_images,
+        })
+    }
+}
+
 impl QuantFlags {
     fn config(&self) -> Result<QuantizeConfig> {
-        Ok(QuantizeConfig {
-            levels: parse_levels(&self.levels)?,
-            rounding: self.rounding.into(),
-            group_size: self.common.group_size,
-            clip_search: self.clip_search,
-            nest_clip: self.common.nest_clip,
-            act_bits: self.common.act_bits,
-            calibration: parse_calibration(&self.common.calibration)?,
-            calib_images: self.common.calib_images,
-        })
+        self.common
+            .config(parse_levels(&self.levels)?, self.rounding, self.clip_search)
     }
 }
 
@@ -249,7 +262,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn load_float(path: &Path) -> Result<FloatModel> {
+pub(super) fn load_float(path: &Path) -> Result<FloatModel> {
     FloatModel::load(path).with_context(|| format!("reading --model {}", path.display()))
 }
 

@@ -1,0 +1,458 @@
+//! `caq run`: whole-network inference of a quantized model on a backend, checked byte for byte
+//! against the golden executor, with accuracy and the device's counters per precision.
+
+use super::models::{CommonQuantFlags, load_float};
+use super::{DataArgs, RoundingArg, parse_levels, table, write_json};
+use anyhow::{Context, Result, bail};
+use caq_host::compile::{self, Program};
+use caq_host::run::{self, HostCost, Perf, RunOptions};
+use caq_model::bundle::Bundle;
+use caq_model::qmodel::{self, QModel};
+use caq_spec::{AccelConfig, Caps, Device, DeviceAddr, MemRegion};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Where a simulated backend's device memory starts (inside a 32-bit AXI address space).
+const SIM_MEM_BASE: u64 = 0x1000_0000;
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// caq-model's golden executor on the CPU (no device, no counters).
+    Golden,
+    /// caq-sim's functional model: bit-exact, counters from its timing model.
+    Func,
+    /// caq-sim's Verilator model of the generated RTL (cargo feature `rtl`).
+    Rtl,
+}
+
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["model", "bundle"]))]
+pub struct RunArgs {
+    /// A float model (from `caq train`), quantized nested here.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// A model bundle (from `caq quantize`), run at its own levels.
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    #[command(flatten)]
+    data: DataArgs,
+    #[arg(long, value_enum, default_value = "func")]
+    backend: Backend,
+    /// The accelerator config.
+    #[arg(long, default_value = "configs/sim-small.toml")]
+    config: PathBuf,
+    /// `all-levels` (each nesting level, every layer alike), one width for every layer (`8`), or
+    /// one width per weight layer (`8,4,8`).
+    #[arg(long, default_value = "all-levels")]
+    bits: String,
+    /// Nesting levels when quantizing --model.
+    #[arg(long, default_value = "8,4")]
+    levels: String,
+    #[arg(long, value_enum, default_value = "adaptive")]
+    rounding: RoundingArg,
+    /// Per-channel MSE search of the clipping range when quantizing --model.
+    #[arg(long)]
+    clip_search: bool,
+    #[command(flatten)]
+    quant: CommonQuantFlags,
+    /// Run at most this many held-out images.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Also write the figures as JSON to this file (written atomically).
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// One layer's counters from a run one descriptor at a time.
+#[derive(Serialize)]
+struct LayerRow {
+    layer: String,
+    bits: u8,
+    cycles: u64,
+    busy_cycles: u64,
+    utilization: f64,
+    bytes_rd: u64,
+    bytes_wr: u64,
+}
+
+#[derive(Serialize)]
+struct LevelReport {
+    bits: Vec<u8>,
+    images: usize,
+    accuracy_pct: f64,
+    /// Images whose output bytes equal the golden executor's (all of them, or `caq run` fails).
+    byte_equal_images: usize,
+    /// Per image, whole network (None on the golden backend).
+    device: Option<PerfPerImage>,
+    host: Option<HostCost>,
+    /// The timing model's prediction from the descriptors alone, cycles per image.
+    estimate_cycles: Option<u64>,
+    layers: Vec<LayerRow>,
+}
+
+#[derive(Serialize)]
+struct PerfPerImage {
+    cycles: f64,
+    busy_cycles: f64,
+    utilization: f64,
+    bytes_rd: f64,
+    bytes_wr: f64,
+    plane_ops: f64,
+}
+
+#[derive(Serialize)]
+struct RunSummary {
+    source: PathBuf,
+    backend: Backend,
+    config: String,
+    dataset: String,
+    levels: Vec<u8>,
+    weight_bytes_resident: Option<u64>,
+    runs: Vec<LevelReport>,
+}
+
+fn quantized(a: &RunArgs, split: &super::Split) -> Result<(QModel, PathBuf)> {
+    match (&a.model, &a.bundle) {
+        (_, Some(b)) => {
+            let bundle =
+                Bundle::open(b).with_context(|| format!("reading --bundle {}", b.display()))?;
+            Ok((bundle.load()?, b.clone()))
+        }
+        (Some(m), None) => {
+            let model = load_float(m)?;
+            let cfg = a
+                .quant
+                .config(parse_levels(&a.levels)?, a.rounding, a.clip_search)?;
+            let q = qmodel::quantize(&model, &split.train, &cfg).context("quantizing")?;
+            Ok((q, m.clone()))
+        }
+        (None, None) => bail!("give --model or --bundle"),
+    }
+}
+
+/// The per-layer settings `--bits` asks for.
+fn settings(spec: &str, q: &QModel) -> Result<Vec<Vec<u8>>> {
+    let n = q.weight_layers().len();
+    if spec == "all-levels" {
+        return Ok(q.levels().iter().map(|&b| vec![b; n]).collect());
+    }
+    let bits = spec
+        .split(',')
+        .map(|t| {
+            t.trim()
+                .parse::<u8>()
+                .with_context(|| format!("--bits: '{t}' is not a bit-width"))
+        })
+        .collect::<Result<Vec<u8>>>()?;
+    match bits.len() {
+        1 => Ok(vec![vec![bits[0]; n]]),
+        len if len == n => Ok(vec![bits]),
+        len => bail!(
+            "--bits: {len} widths for {n} weight layers (give one, one per layer, or all-levels)"
+        ),
+    }
+}
+
+pub fn run(a: RunArgs) -> Result<()> {
+    let split = a.data.load()?;
+    let (q, source) = quantized(&a, &split)?;
+    let settings = settings(&a.bits, &q)?;
+    let mut set = split.test;
+    let images = a.limit.unwrap_or(set.len()).min(set.len());
+    set = set.subset(&(0..images).collect::<Vec<_>>());
+    let cfg = AccelConfig::load(&a.config)
+        .with_context(|| format!("reading --config {}", a.config.display()))?;
+    let mut summary = RunSummary {
+        source,
+        backend: a.backend,
+        config: cfg.name.clone(),
+        dataset: set.name.clone(),
+        levels: q.levels().to_vec(),
+        weight_bytes_resident: None,
+        runs: Vec::new(),
+    };
+    match a.backend {
+        Backend::Golden => {
+            for bits in &settings {
+                summary.runs.push(golden_level(&q, bits, &set)?);
+            }
+        }
+        Backend::Func | Backend::Rtl => {
+            let mut program = compile::compile(&q, &cfg, &settings[0], DeviceAddr(SIM_MEM_BASE))
+                .context("compiling the model for the device")?;
+            summary.weight_bytes_resident = Some(program.weight_bytes());
+            if a.backend == Backend::Func {
+                let mut dev = caq_sim::FuncDevice::new(&cfg, sim_memory(&program))?;
+                let timing = dev.timing();
+                let caps = Caps::from_config(&cfg)?;
+                program.load(&mut dev)?;
+                for bits in &settings {
+                    let mut r = device_level(&mut dev, &mut program, &q, bits, &set)?;
+                    let descs: Vec<_> = program.layers.iter().map(|l| l.desc).collect();
+                    r.estimate_cycles = Some(timing.estimate(&caps, &descs).cycles);
+                    summary.runs.push(r);
+                }
+            } else {
+                summary.runs = rtl_runs(&cfg, &mut program, &q, &settings, &set)?;
+            }
+        }
+    }
+    print(&summary);
+    if let Some(j) = &a.json {
+        write_json(j, &summary)?;
+    }
+    Ok(())
+}
+
+/// Runs on the Verilator model, which is built for one config (`CAQ_SIM_CONFIG` at build time).
+#[cfg(feature = "rtl")]
+fn rtl_runs(
+    cfg: &AccelConfig,
+    program: &mut Program,
+    q: &QModel,
+    settings: &[Vec<u8>],
+    set: &caq_model::data::Dataset,
+) -> Result<Vec<LevelReport>> {
+    let built = caq_sim::rtl::design::config()?;
+    if built != *cfg {
+        bail!(
+            "--backend rtl: --config is '{}' but the Verilator model was built for '{}' (rebuild \
+             with CAQ_SIM_CONFIG pointing at the config)",
+            cfg.name,
+            built.name
+        );
+    }
+    let mem = sim_memory(program);
+    let mut dev = caq_sim::RtlDevice::new(
+        0,
+        caq_sim::AxiMemOptions {
+            base: mem.base.0,
+            size: mem.len,
+            ..caq_sim::AxiMemOptions::default()
+        },
+    )?;
+    program.load(&mut dev)?;
+    settings
+        .iter()
+        .map(|bits| device_level(&mut dev, program, q, bits, set))
+        .collect()
+}
+
+#[cfg(not(feature = "rtl"))]
+fn rtl_runs(
+    _cfg: &AccelConfig,
+    _program: &mut Program,
+    _q: &QModel,
+    _settings: &[Vec<u8>],
+    _set: &caq_model::data::Dataset,
+) -> Result<Vec<LevelReport>> {
+    bail!(
+        "--backend rtl: this caq was built without the Verilator model; rebuild with \
+         `cargo build -p caq-host --features rtl` (needs Verilator >= 5.0 and a C++17 compiler)"
+    )
+}
+
+/// Device memory for a simulated backend: the program's region, rounded up to 4 KiB.
+fn sim_memory(p: &Program) -> MemRegion {
+    MemRegion {
+        base: p.region.base,
+        len: p.region.len.div_ceil(4096) * 4096,
+    }
+}
+
+fn golden_level(q: &QModel, bits: &[u8], set: &caq_model::data::Dataset) -> Result<LevelReport> {
+    let acc = qmodel::int_accuracy(q, bits, set)?;
+    Ok(LevelReport {
+        bits: bits.to_vec(),
+        images: set.len(),
+        accuracy_pct: acc,
+        byte_equal_images: set.len(),
+        device: None,
+        host: None,
+        estimate_cycles: None,
+        layers: Vec::new(),
+    })
+}
+
+fn device_level<D: Device>(
+    dev: &mut D,
+    program: &mut Program,
+    q: &QModel,
+    bits: &[u8],
+    set: &caq_model::data::Dataset,
+) -> Result<LevelReport> {
+    program
+        .set_bits(bits)
+        .with_context(|| format!("setting bits {bits:?}"))?;
+    program.write_descriptors(dev)?;
+    let ex = q.executor(bits)?;
+    let n = set.len();
+    let mut total = Perf::default();
+    let mut host = HostCost::default();
+    let mut correct = 0usize;
+    let opts = RunOptions::default();
+    for i in 0..n {
+        let img = set.image(i);
+        let out = run::run(dev, program, img, &opts)
+            .with_context(|| format!("image {i} at bits {bits:?}"))?;
+        let golden: Vec<u8> = ex.logits(img)?.iter().map(|&v| v as u8).collect();
+        if out.output != golden {
+            let at = out
+                .output
+                .iter()
+                .zip(&golden)
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            bail!(
+                "image {i} at bits {bits:?}: the device's output differs from the golden \
+                 executor at byte {at}\n  device: {:?}\n  golden: {golden:?}",
+                out.output
+            );
+        }
+        let logits = program.output().decode(&out.output);
+        correct += usize::from(qmodel::argmax(&logits) == set.labels[i] as usize);
+        total.add(&out.report.device);
+        host.add(&out.report.host);
+    }
+    // Per-layer figures from one image run one descriptor at a time.
+    let mut layers = Vec::new();
+    if n > 0 {
+        let opts = RunOptions {
+            per_layer: true,
+            ..RunOptions::default()
+        };
+        let out = run::run(dev, program, set.image(0), &opts)?;
+        for seg in &out.report.segments {
+            for l in &seg.per_layer {
+                layers.push(LayerRow {
+                    layer: l.layer.clone(),
+                    bits: l.bits,
+                    cycles: l.perf.cycles,
+                    busy_cycles: l.perf.busy_cycles,
+                    utilization: l.perf.utilization(),
+                    bytes_rd: l.perf.bytes_rd,
+                    bytes_wr: l.perf.bytes_wr,
+                });
+            }
+        }
+    }
+    let per = |v: u64| v as f64 / n.max(1) as f64;
+    Ok(LevelReport {
+        bits: bits.to_vec(),
+        images: n,
+        accuracy_pct: 100.0 * correct as f64 / n.max(1) as f64,
+        byte_equal_images: n,
+        device: Some(PerfPerImage {
+            cycles: per(total.cycles),
+            busy_cycles: per(total.busy_cycles),
+            utilization: total.utilization(),
+            bytes_rd: per(total.bytes_rd),
+            bytes_wr: per(total.bytes_wr),
+            plane_ops: per(total.plane_ops),
+        }),
+        host: Some(HostCost {
+            bytes_read: host.bytes_read / n.max(1) as u64,
+            bytes_written: host.bytes_written / n.max(1) as u64,
+            ops: host.ops / n.max(1) as u64,
+        }),
+        estimate_cycles: None,
+        layers,
+    })
+}
+
+fn label(bits: &[u8]) -> String {
+    match bits.first() {
+        Some(&b) if bits.iter().all(|&x| x == b) => format!("{b}-bit"),
+        _ => bits
+            .iter()
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+fn print(s: &RunSummary) {
+    println!(
+        "\n{} on {} ({:?} backend, config {}), nesting levels {:?}:",
+        s.source.display(),
+        s.dataset,
+        s.backend,
+        s.config,
+        s.levels
+    );
+    if let Some(w) = s.weight_bytes_resident {
+        println!("weight planes resident in device memory: {w} bytes (every level)");
+    }
+    let rows: Vec<Vec<String>> = s
+        .runs
+        .iter()
+        .map(|r| {
+            let dev = r.device.as_ref();
+            let f = |v: Option<f64>, p: usize| v.map_or("-".into(), |x| format!("{x:.p$}"));
+            vec![
+                label(&r.bits),
+                r.images.to_string(),
+                format!("{:.2}", r.accuracy_pct),
+                format!("{}/{}", r.byte_equal_images, r.images),
+                f(dev.map(|d| d.cycles), 0),
+                r.estimate_cycles.map_or("-".into(), |c| c.to_string()),
+                f(dev.map(|d| 100.0 * d.utilization), 1),
+                f(dev.map(|d| d.bytes_rd), 0),
+                f(dev.map(|d| d.bytes_wr), 0),
+                r.host.as_ref().map_or("-".into(), |h| {
+                    format!("{} B, {} ops", h.bytes_read + h.bytes_written, h.ops)
+                }),
+            ]
+        })
+        .collect();
+    table::print(
+        &[
+            "bits",
+            "images",
+            "top-1 %",
+            "= golden",
+            "cycles/img",
+            "model est.",
+            "util %",
+            "DMA rd B/img",
+            "DMA wr B/img",
+            "host steps/img",
+        ],
+        &rows,
+    );
+    for r in s.runs.iter().filter(|r| !r.layers.is_empty()) {
+        println!(
+            "\nper layer at {} (one image, one descriptor per START):",
+            label(&r.bits)
+        );
+        let rows: Vec<Vec<String>> = r
+            .layers
+            .iter()
+            .map(|l| {
+                vec![
+                    l.layer.clone(),
+                    l.bits.to_string(),
+                    l.cycles.to_string(),
+                    format!("{}/{}", l.busy_cycles, l.cycles),
+                    format!("{:.1}", 100.0 * l.utilization),
+                    l.bytes_rd.to_string(),
+                    l.bytes_wr.to_string(),
+                ]
+            })
+            .collect();
+        table::print(
+            &[
+                "layer",
+                "bits",
+                "cycles",
+                "busy/total",
+                "util %",
+                "rd B",
+                "wr B",
+            ],
+            &rows,
+        );
+    }
+}

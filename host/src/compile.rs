@@ -1,0 +1,665 @@
+//! The compiler from a quantized model to a device program: where every buffer lives in device
+//! memory, the descriptor lists the device runs and the steps the host does itself. Knows the
+//! descriptor format (caq-spec), the device's buffer limits (caq-hdl's `CoreShape`) and the model's
+//! numbers (caq-model); knows no backend: [`crate::run`] executes a [`Program`] on any `Device`.
+//!
+//! # Layout in device memory
+//!
+//! One contiguous region from `base`, every buffer 64-byte aligned (a multiple of any bus width the
+//! configs allow), each table padded to whole 8-byte words:
+//!
+//! 1. the descriptor lists of every device segment (128 bytes per layer, `last` on a segment's final
+//!    descriptor), then one single-descriptor list per layer (`last` set) for per-layer runs;
+//! 2. the network input and the output of every node: one byte per code, CHW (a Flatten node
+//!    shares its input's buffer: CHW flattening does not move a byte);
+//! 3. per weight layer: bias (i32 LE per output channel), requantization entries
+//!    ([`RequantEntry`], 8 bytes), group multipliers (u16 LE `[out_c][regions]`, grouped layers
+//!    only) and every stored plane group in caq-model's planes layout (`[plane][row][⌈K/64⌉ u64]`,
+//!    K ordered (c, ky, kx)).
+//!
+//! All plane groups stay resident, so [`Program::set_bits`] changes a layer's precision by
+//! rewriting `active_groups` in its descriptors and nothing else.
+//!
+//! # Steps
+//!
+//! Consecutive Dense / Conv2d nodes (Flatten between them is free) form one device segment: one
+//! descriptor list, one START, ReLU fused through the descriptor's `relu` flag. MaxPool, AvgPool,
+//! Add and a standalone ReLU are host steps: read the codes back, run the golden kernel, write the
+//! result where the next layer reads it.
+
+use crate::error::{HostError, Result};
+use caq_hdl::core::CoreShape;
+use caq_model::graph::{Op, Shape3, Src};
+use caq_model::planes;
+use caq_model::qmodel::{QLayer, QModel};
+use caq_model::quant::ActQuant;
+use caq_model::requant::{AddRequant, OutRange};
+use caq_spec::descriptor::{DESCRIPTOR_BYTES, Window};
+use caq_spec::{
+    AccelConfig, BitWidth, Caps, DeviceAddr, Flags, LayerDescriptor, MemRegion, Opcode, PlaneGroup,
+    PlaneGroups, RequantEntry, Shape,
+};
+
+/// Alignment of every buffer: a multiple of every configurable bus width (8 or 16 bytes) and of
+/// a cache line.
+pub const BUFFER_ALIGN: u64 = 64;
+
+/// A byte range in device memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Buffer {
+    pub addr: DeviceAddr,
+    pub len: u64,
+}
+
+/// An activation tensor in device memory: one byte per code, CHW.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActBuffer {
+    pub buf: Buffer,
+    pub shape: Shape3,
+    /// Codes are two's complement (else unsigned).
+    pub signed: bool,
+}
+
+impl ActBuffer {
+    /// Bytes of device memory to codes.
+    pub fn decode(&self, bytes: &[u8]) -> Vec<i32> {
+        bytes
+            .iter()
+            .map(|&b| {
+                if self.signed {
+                    i32::from(b as i8)
+                } else {
+                    i32::from(b)
+                }
+            })
+            .collect()
+    }
+
+    /// Codes to bytes (the low byte of each code, two's complement when signed).
+    pub fn encode(codes: impl IntoIterator<Item = i32>) -> Vec<u8> {
+        codes.into_iter().map(|v| v as u8).collect()
+    }
+
+    pub fn elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// One weight layer as the device runs it.
+#[derive(Clone, Debug)]
+pub struct DeviceLayer {
+    pub name: String,
+    /// Its node in the graph.
+    pub node: usize,
+    /// Nesting levels, descending; level `levels[j]` streams `levels.len() − j` plane groups.
+    pub levels: Vec<u8>,
+    /// The active level.
+    pub bits: u8,
+    /// The descriptor, `last` clear; the copies in memory set it where they must.
+    pub desc: LayerDescriptor,
+    /// Its place in its segment's list.
+    pub list_addr: DeviceAddr,
+    /// Its own one-descriptor list (`last` set), for per-layer measurements.
+    pub single_addr: DeviceAddr,
+    /// Whether it is the final descriptor of its segment's list.
+    pub last_in_list: bool,
+    /// Bytes of each stored plane group.
+    pub group_bytes: Vec<u64>,
+}
+
+/// A descriptor list run with one START.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub list: DeviceAddr,
+    /// Indices into [`Program::layers`], in list order.
+    pub layers: std::ops::Range<usize>,
+}
+
+/// An operator the host computes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum HostOp {
+    MaxPool { kernel: usize, stride: usize },
+    AvgPool { kernel: usize, stride: usize },
+    Add { requant: AddRequant, out: OutRange },
+    Relu,
+}
+
+impl HostOp {
+    pub fn name(&self) -> &'static str {
+        match self {
+            HostOp::MaxPool { .. } => "maxpool",
+            HostOp::AvgPool { .. } => "avgpool",
+            HostOp::Add { .. } => "add",
+            HostOp::Relu => "relu",
+        }
+    }
+}
+
+/// A node the host computes: inputs and output are node buffers ([`Program::act`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostStep {
+    pub node: usize,
+    pub name: String,
+    pub op: HostOp,
+    pub inputs: Vec<Src>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    Device(Segment),
+    Host(HostStep),
+}
+
+/// A compiled model: memory layout, static contents and the steps of one inference.
+#[derive(Clone, Debug)]
+pub struct Program {
+    pub config: String,
+    /// Everything the program touches; the DMA window is set to it.
+    pub region: MemRegion,
+    pub input: ActBuffer,
+    /// The output buffer of every graph node.
+    pub nodes: Vec<ActBuffer>,
+    pub layers: Vec<DeviceLayer>,
+    pub steps: Vec<Step>,
+    /// Weights and tables: written once by [`Program::load`].
+    image: Vec<(DeviceAddr, Vec<u8>)>,
+    caps: Caps,
+    shape: CoreShape,
+}
+
+/// Compiles `model` for the accelerator `cfg` into device memory from `base`, with weight layer
+/// `i` at level `bits[i]` (one of its nesting levels). Every layer is checked against the
+/// descriptor rules (`LayerDescriptor::validate`) and the device's buffers
+/// (`CoreShape::check_capacity`); the error names the first layer that does not fit.
+pub fn compile(
+    model: &QModel,
+    cfg: &AccelConfig,
+    bits: &[u8],
+    base: DeviceAddr,
+) -> Result<Program> {
+    let caps = Caps::from_config(cfg)?;
+    let shape = CoreShape::of(cfg).map_err(|e| HostError::Arg {
+        what: "config",
+        why: e.to_string(),
+    })?;
+    let wl = model.weight_layers();
+    if bits.len() != wl.len() {
+        return Err(HostError::Arg {
+            what: "bits",
+            why: format!("{} entries for {} weight layers", bits.len(), wl.len()),
+        });
+    }
+    if !base.is_aligned(BUFFER_ALIGN as u32) {
+        return Err(HostError::Arg {
+            what: "base",
+            why: format!("{base} is not a multiple of {BUFFER_ALIGN}"),
+        });
+    }
+    let graph = &model.graph;
+    let shapes = graph.shapes()?;
+    let mut mem = Alloc { next: base.0 };
+
+    // Segments: runs of weight nodes with nothing but Flatten between them.
+    let mut steps: Vec<Step> = Vec::new();
+    let mut seg_nodes: Vec<Vec<usize>> = Vec::new();
+    let mut open = false;
+    for (i, node) in graph.nodes.iter().enumerate() {
+        match &node.op {
+            Op::Dense { .. } | Op::Conv2d { .. } => {
+                if !open {
+                    seg_nodes.push(Vec::new());
+                    steps.push(Step::Device(Segment {
+                        list: DeviceAddr(0),
+                        layers: 0..0,
+                    }));
+                    open = true;
+                }
+                seg_nodes.last_mut().expect("opened").push(i);
+            }
+            Op::Flatten => {}
+            op => {
+                open = false;
+                let host_op = match *op {
+                    Op::MaxPool { kernel, stride } => HostOp::MaxPool { kernel, stride },
+                    Op::AvgPool { kernel, stride } => HostOp::AvgPool { kernel, stride },
+                    Op::Add { relu } => HostOp::Add {
+                        requant: model.adds[i].ok_or_else(|| HostError::Arg {
+                            what: "model",
+                            why: format!("add node '{}' has no requantization", node.name),
+                        })?,
+                        out: out_range(&model.acts[i], relu),
+                    },
+                    Op::Relu => HostOp::Relu,
+                    _ => unreachable!("weight layers and flatten are matched above"),
+                };
+                steps.push(Step::Host(HostStep {
+                    node: i,
+                    name: node.name.clone(),
+                    op: host_op,
+                    inputs: node.inputs.clone(),
+                }));
+            }
+        }
+    }
+
+    // Descriptor lists: every segment's, then one single list per layer.
+    let n_layers = wl.len() as u64;
+    let lists = mem.take(2 * n_layers * DESCRIPTOR_BYTES as u64);
+    let singles = lists.0 + n_layers * DESCRIPTOR_BYTES as u64;
+
+    // Activation buffers.
+    let input = ActBuffer {
+        buf: mem.buffer(graph.input_shape.iter().product::<usize>() as u64),
+        shape: graph.input_shape,
+        signed: model.input.signed,
+    };
+    let mut nodes: Vec<ActBuffer> = Vec::with_capacity(graph.nodes.len());
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let signed = model.acts[i].signed;
+        let act = match node.op {
+            Op::Flatten => ActBuffer {
+                shape: shapes[i],
+                signed,
+                ..src_act(&input, &nodes, node.inputs[0])
+            },
+            _ => ActBuffer {
+                buf: mem.buffer(shapes[i].iter().product::<usize>() as u64),
+                shape: shapes[i],
+                signed,
+            },
+        };
+        nodes.push(act);
+    }
+
+    // Weight layers: tables and plane groups, and their descriptors.
+    let mut image = Vec::new();
+    let mut layers = Vec::with_capacity(wl.len());
+    let mut li = 0usize;
+    let mut seg_iter = seg_nodes.iter();
+    for step in &mut steps {
+        let Step::Device(seg) = step else { continue };
+        let ids = seg_iter.next().expect("one node list per segment");
+        let start = li;
+        seg.list = DeviceAddr(lists.0 + start as u64 * DESCRIPTOR_BYTES as u64);
+        for (j, &i) in ids.iter().enumerate() {
+            let q = model.layers[i].as_ref().ok_or_else(|| HostError::Arg {
+                what: "model",
+                why: format!(
+                    "weight node '{}' has no quantized layer",
+                    graph.nodes[i].name
+                ),
+            })?;
+            let src = graph.nodes[i].inputs[0];
+            let in_act = src_act(&input, &nodes, src);
+            let layer = place_layer(
+                cfg, &caps, model, i, q, in_act, nodes[i], bits[li], &mut mem, &mut image,
+            )?;
+            layers.push(DeviceLayer {
+                list_addr: DeviceAddr(lists.0 + li as u64 * DESCRIPTOR_BYTES as u64),
+                single_addr: DeviceAddr(singles + li as u64 * DESCRIPTOR_BYTES as u64),
+                last_in_list: j + 1 == ids.len(),
+                ..layer
+            });
+            li += 1;
+        }
+        seg.layers = start..li;
+        let count = ids.len() as u32;
+        caps.check_desc_count(count)
+            .map_err(|(_, why)| HostError::Layer {
+                layer: graph.nodes[ids[0]].name.clone(),
+                config: cfg.name.clone(),
+                what: format!("its segment of {count} layers: {why}"),
+            })?;
+    }
+    let region = MemRegion {
+        base,
+        len: mem.next - base.0,
+    };
+    let program = Program {
+        config: cfg.name.clone(),
+        region,
+        input,
+        nodes,
+        layers,
+        steps,
+        image,
+        caps,
+        shape,
+    };
+    for l in &program.layers {
+        program.check_layer(l)?;
+    }
+    Ok(program)
+}
+
+struct Alloc {
+    next: u64,
+}
+
+impl Alloc {
+    fn take(&mut self, len: u64) -> DeviceAddr {
+        let a = self.next;
+        self.next = (a + len.max(1)).div_ceil(BUFFER_ALIGN) * BUFFER_ALIGN;
+        DeviceAddr(a)
+    }
+
+    fn buffer(&mut self, len: u64) -> Buffer {
+        Buffer {
+            addr: self.take(len),
+            len,
+        }
+    }
+}
+
+fn out_range(a: &ActQuant, relu: bool) -> OutRange {
+    OutRange {
+        qmin: a.qmin(),
+        qmax: a.qmax(),
+        relu,
+    }
+}
+
+fn src_act(input: &ActBuffer, nodes: &[ActBuffer], s: Src) -> ActBuffer {
+    match s {
+        Src::Input => *input,
+        Src::Node(j) => nodes[j],
+    }
+}
+
+fn u16_dim(layer: &str, cfg: &AccelConfig, what: &str, v: usize) -> Result<u16> {
+    u16::try_from(v).map_err(|_| HostError::Layer {
+        layer: layer.to_string(),
+        config: cfg.name.clone(),
+        what: format!("{what} = {v} does not fit a 16-bit descriptor field"),
+    })
+}
+
+/// Writes one layer's tables and plane groups into the image and builds its descriptor.
+#[allow(clippy::too_many_arguments)]
+fn place_layer(
+    cfg: &AccelConfig,
+    caps: &Caps,
+    model: &QModel,
+    node: usize,
+    q: &QLayer,
+    in_act: ActBuffer,
+    out_act: ActBuffer,
+    bits: u8,
+    mem: &mut Alloc,
+    image: &mut Vec<(DeviceAddr, Vec<u8>)>,
+) -> Result<DeviceLayer> {
+    let name = &q.name;
+    let unfit = |what: String| HostError::Layer {
+        layer: name.clone(),
+        config: cfg.name.clone(),
+        what,
+    };
+    let mut put = |bytes: Vec<u8>| {
+        let a = mem.take(bytes.len() as u64);
+        image.push((a, bytes));
+        a
+    };
+    let bias_addr = put(pad8(q.bias.iter().flat_map(|b| b.to_le_bytes()).collect()));
+    let requant_addr = put(pad8(
+        q.requant
+            .iter()
+            .flat_map(|r| {
+                RequantEntry {
+                    multiplier: r.mult,
+                    shift: r.shift,
+                }
+                .to_bytes()
+            })
+            .collect(),
+    ));
+    let (group_mult_addr, group_size) = match &q.groups {
+        None => (DeviceAddr(0), 0u16),
+        Some(g) => {
+            if g.group_size != caps.group_size() as usize {
+                return Err(unfit(format!(
+                    "quantized with local regions of {} but the device's group size is {} \
+                     (quantize with --group-size {})",
+                    g.group_size,
+                    caps.group_size(),
+                    caps.group_size()
+                )));
+            }
+            let bytes = g.mult.iter().flat_map(|m| m.to_le_bytes()).collect();
+            (put(pad8(bytes)), g.group_size as u16)
+        }
+    };
+    let mut groups = Vec::with_capacity(q.weights.groups.len());
+    let mut group_bytes = Vec::with_capacity(q.weights.groups.len());
+    for pg in &q.weights.groups {
+        let bytes = planes::pack(pg.codes.view(), pg.bits)?.to_le_bytes();
+        group_bytes.push(bytes.len() as u64);
+        groups.push(PlaneGroup {
+            bits: BitWidth::try_from(pg.bits)?,
+            shift: pg.shift,
+            weight_addr: put(bytes),
+        });
+    }
+    let active = q
+        .weights
+        .active_groups(bits)
+        .map_err(|e| unfit(e.to_string()))?;
+    let plane_groups = PlaneGroups::new(&groups).map_err(|e| unfit(e.to_string()))?;
+    let dim = |what: &str, v: usize| u16_dim(name, cfg, what, v);
+    let [ic, ih, iw] = in_act.shape;
+    let [oc, oh, ow] = out_act.shape;
+    let op = &model.graph.nodes[node].op;
+    let (opcode, input, kernel, stride, pad) = match *op {
+        Op::Dense { in_features, .. } => (
+            Opcode::Dense,
+            Shape {
+                c: dim("in_c", in_features)?,
+                h: 1,
+                w: 1,
+            },
+            [1, 1],
+            1,
+            0,
+        ),
+        Op::Conv2d {
+            kernel,
+            stride,
+            padding,
+            ..
+        } => (
+            Opcode::Conv2d,
+            Shape {
+                c: dim("in_c", ic)?,
+                h: dim("in_h", ih)?,
+                w: dim("in_w", iw)?,
+            },
+            kernel,
+            stride,
+            padding,
+        ),
+        _ => unreachable!("only weight layers are placed"),
+    };
+    let small = |what: &str, v: usize| {
+        u8::try_from(v)
+            .map_err(|_| unfit(format!("{what} = {v} does not fit its descriptor field")))
+    };
+    let desc = LayerDescriptor {
+        op: opcode,
+        flags: Flags {
+            relu: op.relu(),
+            in_signed: in_act.signed,
+            out_signed: out_act.signed,
+            grouped: q.groups.is_some(),
+            last: false,
+        },
+        in_bits: input_bits(model, node)?,
+        out_bits: BitWidth::try_from(model.acts[node].bits)?,
+        group_size,
+        input,
+        output: Shape {
+            c: dim("out_c", oc)?,
+            h: dim("out_h", oh)?,
+            w: dim("out_w", ow)?,
+        },
+        kernel_h: small("kernel_h", kernel[0])?,
+        kernel_w: small("kernel_w", kernel[1])?,
+        stride: small("stride", stride)?,
+        pad: small("pad", pad)?,
+        plane_groups,
+        active_groups: active as u8,
+        input_addr: in_act.buf.addr,
+        output_addr: out_act.buf.addr,
+        bias_addr,
+        requant_addr,
+        group_mult_addr,
+    };
+    Ok(DeviceLayer {
+        name: name.clone(),
+        node,
+        levels: q.levels().to_vec(),
+        bits,
+        desc,
+        list_addr: DeviceAddr(0),
+        single_addr: DeviceAddr(0),
+        last_in_list: false,
+        group_bytes,
+    })
+}
+
+/// Bits of the activation a weight node reads.
+fn input_bits(model: &QModel, node: usize) -> Result<BitWidth> {
+    let bits = match model.graph.nodes[node].inputs[0] {
+        Src::Input => model.input.bits,
+        Src::Node(j) => model.acts[j].bits,
+    };
+    Ok(BitWidth::try_from(bits)?)
+}
+
+fn pad8(mut v: Vec<u8>) -> Vec<u8> {
+    v.resize(v.len().div_ceil(8) * 8, 0);
+    v
+}
+
+impl Program {
+    /// The buffer a node input reads from.
+    pub fn act(&self, s: Src) -> ActBuffer {
+        src_act(&self.input, &self.nodes, s)
+    }
+
+    /// The network output (the last node's buffer).
+    pub fn output(&self) -> ActBuffer {
+        *self.nodes.last().expect("a graph has nodes")
+    }
+
+    /// The active level of every weight layer.
+    pub fn bits(&self) -> Vec<u8> {
+        self.layers.iter().map(|l| l.bits).collect()
+    }
+
+    /// The DMA window that covers the program.
+    pub fn window(&self) -> Window {
+        Window {
+            base: self.region.base,
+            limit: DeviceAddr(self.region.end()),
+        }
+    }
+
+    /// Bytes of weight planes resident (every stored group of every layer).
+    pub fn weight_bytes(&self) -> u64 {
+        self.layers.iter().flat_map(|l| &l.group_bytes).sum()
+    }
+
+    /// The descriptor rules, the device's buffer limits and the window, for one layer.
+    fn check_layer(&self, l: &DeviceLayer) -> Result<()> {
+        let unfit = |what: String| HostError::Layer {
+            layer: l.name.clone(),
+            config: self.config.clone(),
+            what,
+        };
+        l.desc
+            .validate(&self.caps)
+            .map_err(|(code, why)| unfit(format!("{} at {} bits: {why}", code.name(), l.bits)))?;
+        self.shape
+            .check_capacity(&l.desc)
+            .map_err(|why| unfit(format!("at {} bits: {why}", l.bits)))?;
+        l.desc
+            .check_window(&self.caps, self.window())
+            .map_err(|(code, why)| unfit(format!("{}: {why}", code.name())))?;
+        Ok(())
+    }
+
+    /// Sets the active level of every weight layer: only `active_groups` of the descriptors
+    /// changes. Call [`Program::write_descriptors`] to put the lists in device memory. On an error
+    /// (a level a layer does not have, or a layer that does not fit at that precision) nothing
+    /// changes.
+    pub fn set_bits(&mut self, bits: &[u8]) -> Result<()> {
+        if bits.len() != self.layers.len() {
+            return Err(HostError::Arg {
+                what: "bits",
+                why: format!(
+                    "{} entries for {} weight layers",
+                    bits.len(),
+                    self.layers.len()
+                ),
+            });
+        }
+        let mut next = self.layers.clone();
+        for (l, &b) in next.iter_mut().zip(bits) {
+            let pos = l
+                .levels
+                .iter()
+                .position(|&x| x == b)
+                .ok_or_else(|| HostError::Layer {
+                    layer: l.name.clone(),
+                    config: self.config.clone(),
+                    what: format!("{b} bits is not one of its nesting levels {:?}", l.levels),
+                })?;
+            l.bits = b;
+            l.desc.active_groups = (l.levels.len() - pos) as u8;
+            self.check_layer(l)?;
+        }
+        self.layers = next;
+        Ok(())
+    }
+
+    /// Every descriptor copy with its address: the segment lists and the single lists.
+    pub fn descriptor_image(&self) -> Vec<(DeviceAddr, [u8; DESCRIPTOR_BYTES])> {
+        let mut out = Vec::with_capacity(2 * self.layers.len());
+        for l in &self.layers {
+            let mut d = l.desc;
+            d.flags.last = l.last_in_list;
+            out.push((l.list_addr, d.encode()));
+            d.flags.last = true;
+            out.push((l.single_addr, d.encode()));
+        }
+        out
+    }
+
+    /// Writes the descriptor lists (after [`Program::set_bits`]): 256 bytes per layer.
+    pub fn write_descriptors<D: caq_spec::Device>(&self, dev: &mut D) -> Result<()> {
+        for (addr, bytes) in self.descriptor_image() {
+            dev.mem_write(addr, &bytes).map_err(HostError::backend)?;
+            dev.sync_for_device(addr, bytes.len() as u64)
+                .map_err(HostError::backend)?;
+        }
+        Ok(())
+    }
+
+    /// Writes weights, tables and descriptors into `dev`'s memory; inputs are written per run.
+    pub fn load<D: caq_spec::Device>(&self, dev: &mut D) -> Result<()> {
+        let mem = dev.memory();
+        if !mem.contains(self.region.base, self.region.len) {
+            return Err(HostError::Memory {
+                base: self.region.base.0,
+                end: self.region.end(),
+                mem_base: mem.base.0,
+                mem_end: mem.end(),
+            });
+        }
+        for (addr, bytes) in &self.image {
+            dev.mem_write(*addr, bytes).map_err(HostError::backend)?;
+            dev.sync_for_device(*addr, bytes.len() as u64)
+                .map_err(HostError::backend)?;
+        }
+        self.write_descriptors(dev)
+    }
+}

@@ -1,0 +1,357 @@
+//! One inference of a compiled [`Program`] on any [`Device`]: write the input, run every device
+//! segment through the registers (window, descriptor list, START, interrupt, STATUS, performance
+//! counters), compute the host steps on the CPU, read the output. Knows the register protocol
+//! (docs/regmap.md); knows nothing of a particular backend.
+//!
+//! The program must have been [`Program::load`]ed into the device first (weights, tables and
+//! descriptors); `run` writes only the input and the host steps' outputs.
+
+use crate::compile::{ActBuffer, HostOp, HostStep, Program, Segment, Step};
+use crate::error::{HostError, Result};
+use caq_model::kernels;
+use caq_spec::regmap::{self, Register, WidePair};
+use caq_spec::{Device, IrqWait};
+use ndarray::Array3;
+use serde::Serialize;
+use std::time::Duration;
+
+/// How a run is made and measured.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// How long to wait for each segment's interrupt (device time for simulated backends).
+    pub timeout: Duration,
+    /// Run one descriptor at a time so that every layer gets its own counters (one START per
+    /// layer instead of per segment; the outputs are the same).
+    pub per_layer: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            timeout: Duration::from_secs(10),
+            per_layer: false,
+        }
+    }
+}
+
+/// The performance counters of one run (docs/regmap.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Perf {
+    pub cycles: u64,
+    pub busy_cycles: u64,
+    pub stall_cycles: u64,
+    pub plane_ops: u64,
+    pub bytes_rd: u64,
+    pub bytes_wr: u64,
+}
+
+impl Perf {
+    fn read<D: Device>(dev: &mut D) -> Result<Perf> {
+        let mut v = [0u64; 6];
+        for (slot, pair) in v.iter_mut().zip(regmap::PERF_COUNTERS) {
+            *slot = read_wide(dev, pair)?;
+        }
+        let [
+            cycles,
+            busy_cycles,
+            stall_cycles,
+            plane_ops,
+            bytes_rd,
+            bytes_wr,
+        ] = v;
+        Ok(Perf {
+            cycles,
+            busy_cycles,
+            stall_cycles,
+            plane_ops,
+            bytes_rd,
+            bytes_wr,
+        })
+    }
+
+    pub fn add(&mut self, o: &Perf) {
+        self.cycles += o.cycles;
+        self.busy_cycles += o.busy_cycles;
+        self.stall_cycles += o.stall_cycles;
+        self.plane_ops += o.plane_ops;
+        self.bytes_rd += o.bytes_rd;
+        self.bytes_wr += o.bytes_wr;
+    }
+
+    /// Compute utilization: busy cycles over all cycles (0 for an empty run).
+    pub fn utilization(&self) -> f64 {
+        if self.cycles == 0 {
+            0.0
+        } else {
+            self.busy_cycles as f64 / self.cycles as f64
+        }
+    }
+}
+
+/// A layer's own counters (per-layer runs only).
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerPerf {
+    pub layer: String,
+    pub bits: u8,
+    pub perf: Perf,
+}
+
+/// One device segment.
+#[derive(Clone, Debug, Serialize)]
+pub struct SegmentReport {
+    pub layers: Vec<String>,
+    pub perf: Perf,
+    /// Per layer, when the run was made one descriptor at a time.
+    pub per_layer: Vec<LayerPerf>,
+}
+
+/// What one host step cost.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HostCost {
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    /// Element operations: comparisons (max-pool), additions (avg-pool), multiply-adds (add).
+    pub ops: u64,
+}
+
+impl HostCost {
+    pub fn add(&mut self, o: &HostCost) {
+        self.bytes_read += o.bytes_read;
+        self.bytes_written += o.bytes_written;
+        self.ops += o.ops;
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HostStepReport {
+    pub node: String,
+    pub op: &'static str,
+    pub cost: HostCost,
+}
+
+/// Everything measured in one inference.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunReport {
+    pub segments: Vec<SegmentReport>,
+    pub host_steps: Vec<HostStepReport>,
+    /// Sum over the segments.
+    pub device: Perf,
+    /// Sum over the host steps.
+    pub host: HostCost,
+}
+
+/// The output codes (bytes as the device stores them) and the report.
+#[derive(Clone, Debug)]
+pub struct RunOutput {
+    pub output: Vec<u8>,
+    pub report: RunReport,
+}
+
+fn reg_write<D: Device>(dev: &mut D, r: &Register, v: u32) -> Result<()> {
+    dev.write_reg(r.offset, v).map_err(HostError::backend)
+}
+
+fn reg_read<D: Device>(dev: &mut D, r: &Register) -> Result<u32> {
+    dev.read_reg(r.offset).map_err(HostError::backend)
+}
+
+/// LO first: reading LO snapshots the counter, HI returns the snapshot's upper half.
+fn read_wide<D: Device>(dev: &mut D, p: WidePair) -> Result<u64> {
+    let lo = reg_read(dev, &p.lo)?;
+    let hi = reg_read(dev, &p.hi)?;
+    Ok(WidePair::join(lo, hi))
+}
+
+fn write_wide<D: Device>(dev: &mut D, p: WidePair, v: u64) -> Result<()> {
+    let (lo, hi) = WidePair::split(v);
+    reg_write(dev, &p.lo, lo)?;
+    reg_write(dev, &p.hi, hi)
+}
+
+/// Runs one inference of `program` (already loaded) on `input` (CHW pixel codes, one byte each).
+pub fn run<D: Device>(
+    dev: &mut D,
+    program: &Program,
+    input: &[u8],
+    opts: &RunOptions,
+) -> Result<RunOutput> {
+    let inb = program.input;
+    if input.len() as u64 != inb.buf.len {
+        return Err(HostError::Arg {
+            what: "input",
+            why: format!(
+                "{} bytes for an input of shape {:?} ({} codes)",
+                input.len(),
+                inb.shape,
+                inb.buf.len
+            ),
+        });
+    }
+    dev.mem_write(inb.buf.addr, input)
+        .map_err(HostError::backend)?;
+    dev.sync_for_device(inb.buf.addr, inb.buf.len)
+        .map_err(HostError::backend)?;
+    write_wide(dev, regmap::WIN_BASE, program.region.base.0)?;
+    write_wide(dev, regmap::WIN_LIMIT, program.region.end())?;
+    let mut report = RunReport::default();
+    for step in &program.steps {
+        match step {
+            Step::Device(seg) => {
+                let r = run_segment(dev, program, seg, opts)?;
+                report.device.add(&r.perf);
+                report.segments.push(r);
+            }
+            Step::Host(h) => {
+                let cost = host_step(dev, program, h)?;
+                report.host.add(&cost);
+                report.host_steps.push(HostStepReport {
+                    node: h.name.clone(),
+                    op: h.op.name(),
+                    cost,
+                });
+            }
+        }
+    }
+    let out = program.output();
+    let output = read_act(dev, &out)?;
+    Ok(RunOutput { output, report })
+}
+
+fn run_segment<D: Device>(
+    dev: &mut D,
+    program: &Program,
+    seg: &Segment,
+    opts: &RunOptions,
+) -> Result<SegmentReport> {
+    let layers = &program.layers[seg.layers.clone()];
+    let names: Vec<String> = layers.iter().map(|l| l.name.clone()).collect();
+    let mut report = SegmentReport {
+        layers: names.clone(),
+        perf: Perf::default(),
+        per_layer: Vec::new(),
+    };
+    if opts.per_layer {
+        for l in layers {
+            let perf = start_and_wait(dev, l.single_addr.0, std::slice::from_ref(&l.name), opts)?;
+            report.perf.add(&perf);
+            report.per_layer.push(LayerPerf {
+                layer: l.name.clone(),
+                bits: l.bits,
+                perf,
+            });
+        }
+    } else {
+        report.perf = start_and_wait(dev, seg.list.0, &names, opts)?;
+    }
+    for l in layers {
+        let out = program.nodes[l.node].buf;
+        dev.sync_for_cpu(out.addr, out.len)
+            .map_err(HostError::backend)?;
+    }
+    Ok(report)
+}
+
+/// One START of the list at `list` whose descriptors run the layers `names`; returns the
+/// counters.
+fn start_and_wait<D: Device>(
+    dev: &mut D,
+    list: u64,
+    names: &[String],
+    opts: &RunOptions,
+) -> Result<Perf> {
+    let count = names.len() as u32;
+    reg_write(dev, &regmap::CTRL, regmap::CTRL_PERF_CLEAR.mask())?;
+    write_wide(dev, regmap::DESC_ADDR, list)?;
+    reg_write(dev, &regmap::DESC_COUNT, count)?;
+    reg_write(
+        dev,
+        &regmap::IRQ_STATUS,
+        regmap::IRQ_STATUS_DONE.mask() | regmap::IRQ_STATUS_ERROR.mask(),
+    )?;
+    reg_write(
+        dev,
+        &regmap::CTRL,
+        regmap::CTRL_START.mask() | regmap::CTRL_IRQ_EN.mask(),
+    )?;
+    let waited = dev.wait_irq(opts.timeout).map_err(HostError::backend)?;
+    let status = reg_read(dev, &regmap::STATUS)?;
+    if waited == IrqWait::TimedOut {
+        return Err(HostError::Timeout {
+            layers: names.to_vec(),
+            timeout_ms: opts.timeout.as_millis(),
+            status,
+        });
+    }
+    reg_write(
+        dev,
+        &regmap::IRQ_STATUS,
+        regmap::IRQ_STATUS_DONE.mask() | regmap::IRQ_STATUS_ERROR.mask(),
+    )?;
+    if regmap::STATUS_ERROR.is_set(status) {
+        let desc = regmap::STATUS_ERR_DESC.get(status);
+        let code = regmap::STATUS_ERR_CODE.get(status) as u8;
+        let layer = names
+            .get(desc as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("<descriptor {desc} of {count}>"));
+        return Err(HostError::device(layer, desc, code, status));
+    }
+    if !regmap::STATUS_DONE.is_set(status) || regmap::STATUS_BUSY.is_set(status) {
+        return Err(HostError::NotDone {
+            layers: names.to_vec(),
+            status,
+        });
+    }
+    Perf::read(dev)
+}
+
+fn read_act<D: Device>(dev: &mut D, a: &ActBuffer) -> Result<Vec<u8>> {
+    let mut bytes = vec![0u8; a.buf.len as usize];
+    dev.mem_read(a.buf.addr, &mut bytes)
+        .map_err(HostError::backend)?;
+    Ok(bytes)
+}
+
+fn read_codes<D: Device>(dev: &mut D, a: &ActBuffer) -> Result<Array3<i32>> {
+    let bytes = read_act(dev, a)?;
+    let [c, h, w] = a.shape;
+    Ok(Array3::from_shape_vec((c, h, w), a.decode(&bytes)).expect("buffer holds the shape"))
+}
+
+fn host_step<D: Device>(dev: &mut D, program: &Program, h: &HostStep) -> Result<HostCost> {
+    let ins: Vec<ActBuffer> = h.inputs.iter().map(|&s| program.act(s)).collect();
+    let out = program.nodes[h.node];
+    let mut xs = Vec::with_capacity(ins.len());
+    for a in &ins {
+        xs.push(read_codes(dev, a)?);
+    }
+    let n_out = out.elements() as u64;
+    let (y, ops) = match h.op {
+        HostOp::MaxPool { kernel, stride } => (
+            kernels::max_pool(xs[0].view(), kernel, stride)?,
+            n_out * (kernel * kernel) as u64,
+        ),
+        HostOp::AvgPool { kernel, stride } => (
+            kernels::avg_pool(xs[0].view(), kernel, stride)?,
+            n_out * (kernel * kernel) as u64,
+        ),
+        HostOp::Add {
+            requant,
+            out: range,
+        } => (
+            kernels::add(xs[0].view(), xs[1].view(), &requant, range)?,
+            2 * n_out,
+        ),
+        HostOp::Relu => (kernels::relu(xs[0].view()), n_out),
+    };
+    let bytes = ActBuffer::encode(y.iter().copied());
+    dev.mem_write(out.buf.addr, &bytes)
+        .map_err(HostError::backend)?;
+    dev.sync_for_device(out.buf.addr, out.buf.len)
+        .map_err(HostError::backend)?;
+    Ok(HostCost {
+        bytes_read: ins.iter().map(|a| a.buf.len).sum(),
+        bytes_written: out.buf.len,
+        ops,
+    })
+}

@@ -1,0 +1,381 @@
+//! Whole networks compiled to descriptor lists and run on the functional device: every node's
+//! output bytes equal caq-model's golden `Executor` at the same per-layer bits, at every nesting
+//! level and at mixed settings; layers that do not fit are compile errors naming the layer.
+
+use caq_host::HostError;
+use caq_host::compile::{self, Program};
+use caq_host::run::{self, RunOptions};
+use caq_model::data::{self, Dataset};
+use caq_model::graph::{FloatModel, FloatParams, Graph, Node, Op, Src};
+use caq_model::qmodel::{self, QModel, QuantizeConfig};
+use caq_sim::FuncDevice;
+use caq_spec::{AccelConfig, DeviceAddr, MemRegion};
+use ndarray::{Array1, Array2};
+
+const BASE: u64 = 0x1000_0000;
+
+fn config(name: &str) -> AccelConfig {
+    let path = format!("{}/../configs/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    AccelConfig::load(path).expect("shipped config")
+}
+
+/// Deterministic weights in ±1/√K (a xorshift stream; no accuracy needed, only byte-equality).
+fn random_model(graph: Graph, seed: u64) -> FloatModel {
+    let mut s = seed | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0
+    };
+    let params = graph
+        .nodes
+        .iter()
+        .map(|n| {
+            n.op.weight_matrix_dims().map(|(o, k, _)| {
+                let r = 1.0 / (k as f32).sqrt();
+                FloatParams {
+                    weight: Array2::from_shape_simple_fn((o, k), || next() * r * 1.7),
+                    bias: Array1::from_shape_simple_fn(o, || next() * 0.1),
+                }
+            })
+        })
+        .collect();
+    let m = FloatModel { graph, params };
+    m.validate().expect("valid model");
+    m
+}
+
+fn chain(input_shape: [usize; 3], ops: Vec<(&str, Op)>) -> Graph {
+    let nodes = ops
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, op))| Node {
+            name: name.into(),
+            op,
+            inputs: vec![if i == 0 { Src::Input } else { Src::Node(i - 1) }],
+        })
+        .collect();
+    Graph { input_shape, nodes }
+}
+
+fn dense(i: usize, o: usize, relu: bool) -> Op {
+    Op::Dense {
+        in_features: i,
+        out_features: o,
+        relu,
+    }
+}
+
+fn conv(i: usize, o: usize, k: usize, pad: usize) -> Op {
+    Op::Conv2d {
+        in_channels: i,
+        out_channels: o,
+        kernel: [k, k],
+        stride: 1,
+        padding: pad,
+        relu: true,
+    }
+}
+
+fn maxpool() -> Op {
+    Op::MaxPool {
+        kernel: 2,
+        stride: 2,
+    }
+}
+
+/// The digits MLP: 64-128-64-10.
+fn mlp() -> Graph {
+    chain(
+        [1, 8, 8],
+        vec![
+            ("flatten", Op::Flatten),
+            ("fc1", dense(64, 128, true)),
+            ("fc2", dense(128, 64, true)),
+            ("fc3", dense(64, 10, false)),
+        ],
+    )
+}
+
+/// MNIST-shaped LeNet: conv5x5 16, pool, conv5x5 32, pool, fc 64, fc 10 on 28x28.
+fn lenet() -> Graph {
+    chain(
+        [1, 28, 28],
+        vec![
+            ("conv1", conv(1, 16, 5, 0)),
+            ("pool1", maxpool()),
+            ("conv2", conv(16, 32, 5, 0)),
+            ("pool2", maxpool()),
+            ("flatten", Op::Flatten),
+            ("fc1", dense(512, 64, true)),
+            ("fc2", dense(64, 10, false)),
+        ],
+    )
+}
+
+/// A residual block on 8x8 digits: conv, conv, add (host), avg-pool (host), a standalone ReLU
+/// (host), dense.
+fn residual() -> Graph {
+    let node = |name: &str, op: Op, inputs: Vec<Src>| Node {
+        name: name.into(),
+        op,
+        inputs,
+    };
+    Graph {
+        input_shape: [1, 8, 8],
+        nodes: vec![
+            node("conv1", conv(1, 8, 3, 1), vec![Src::Input]),
+            node("conv2", conv(8, 8, 3, 1), vec![Src::Node(0)]),
+            node(
+                "add",
+                Op::Add { relu: false },
+                vec![Src::Node(1), Src::Node(0)],
+            ),
+            node(
+                "pool",
+                Op::AvgPool {
+                    kernel: 2,
+                    stride: 2,
+                },
+                vec![Src::Node(2)],
+            ),
+            node("relu", Op::Relu, vec![Src::Node(3)]),
+            node("flatten", Op::Flatten, vec![Src::Node(4)]),
+            node("fc", dense(128, 10, false), vec![Src::Node(5)]),
+        ],
+    }
+}
+
+fn digits() -> Dataset {
+    data::digits().expect("embedded digits")
+}
+
+/// Digits scaled up to 28x28 (nearest neighbour, 0..=16 → 0..=240).
+fn digits28(d: &Dataset, n: usize) -> Dataset {
+    let mut pixels = Vec::with_capacity(n * 784);
+    for i in 0..n {
+        let img = d.image(i);
+        for y in 0..28 {
+            for x in 0..28 {
+                pixels.push(img[(y * 8 / 28) * 8 + x * 8 / 28] * 15);
+            }
+        }
+    }
+    Dataset {
+        name: "digits28".into(),
+        shape: [1, 28, 28],
+        pixels,
+        labels: d.labels[..n].to_vec(),
+        max_value: 255,
+        classes: 10,
+    }
+}
+
+fn quantize(graph: Graph, set: &Dataset, levels: &[u8], seed: u64) -> QModel {
+    let m = random_model(graph, seed);
+    let mut cfg = QuantizeConfig::nested(levels);
+    cfg.calib_images = 64;
+    qmodel::quantize(&m, set, &cfg).expect("quantizes")
+}
+
+fn device(cfg: &AccelConfig) -> FuncDevice {
+    FuncDevice::new(
+        cfg,
+        MemRegion {
+            base: DeviceAddr(BASE),
+            len: 4 << 20,
+        },
+    )
+    .expect("device")
+}
+
+/// Runs `images` at every setting in `settings` on one loaded program and compares every node's
+/// output with the golden executor.
+fn check_equal(q: &QModel, cfg: &AccelConfig, set: &Dataset, images: usize, settings: &[Vec<u8>]) {
+    let mut dev = device(cfg);
+    let mut program = compile::compile(q, cfg, &settings[0], DeviceAddr(BASE)).expect("compiles");
+    program.load(&mut dev).expect("loads");
+    for bits in settings {
+        program.set_bits(bits).expect("set_bits");
+        program.write_descriptors(&mut dev).expect("descriptors");
+        let ex = q.executor(bits).expect("executor");
+        for per_layer in [false, true] {
+            let opts = RunOptions {
+                per_layer,
+                ..RunOptions::default()
+            };
+            for i in 0..images {
+                let img = set.image(i);
+                let out = run::run(&mut dev, &program, img, &opts).expect("runs");
+                let golden = ex.run(img).expect("golden");
+                for (n, g) in golden.iter().enumerate() {
+                    let got = read_node(&mut dev, &program, n);
+                    let want: Vec<u8> = g.iter().map(|&v| v as u8).collect();
+                    assert_eq!(
+                        got, want,
+                        "node '{}' image {i} bits {bits:?} per_layer {per_layer}",
+                        q.graph.nodes[n].name
+                    );
+                }
+                let logits: Vec<u8> = golden.last().unwrap().iter().map(|&v| v as u8).collect();
+                assert_eq!(out.output, logits);
+                let r = &out.report;
+                assert!(r.device.cycles > 0 && r.device.bytes_rd > 0 && r.device.bytes_wr > 0);
+                if per_layer {
+                    let n: usize = r.segments.iter().map(|s| s.per_layer.len()).sum();
+                    assert_eq!(n, program.layers.len());
+                }
+            }
+        }
+    }
+}
+
+fn read_node(dev: &mut FuncDevice, p: &Program, node: usize) -> Vec<u8> {
+    use caq_spec::Device;
+    let b = p.nodes[node].buf;
+    let mut v = vec![0u8; b.len as usize];
+    dev.mem_read(b.addr, &mut v).unwrap();
+    v
+}
+
+/// Every uniform level, then mixed settings that alternate the levels over the layers.
+fn settings(levels: &[u8], layers: usize) -> Vec<Vec<u8>> {
+    let mut s: Vec<Vec<u8>> = levels.iter().map(|&b| vec![b; layers]).collect();
+    s.push((0..layers).map(|i| levels[i % levels.len()]).collect());
+    s.push(
+        (0..layers)
+            .map(|i| levels[(i + 1) % levels.len()])
+            .collect(),
+    );
+    s
+}
+
+#[test]
+fn digits_mlp_on_the_functional_device_equals_golden_at_every_level() {
+    let set = digits();
+    let cfg = config("sim-small");
+    for levels in [&[8u8, 4][..], &[8, 6, 4]] {
+        let q = quantize(mlp(), &set, levels, 7);
+        check_equal(&q, &cfg, &set, 4, &settings(levels, 3));
+    }
+}
+
+#[test]
+fn mnist_shaped_lenet_on_the_functional_device_equals_golden_at_every_level() {
+    let set = digits28(&digits(), 64);
+    let q = quantize(lenet(), &set, &[8, 4], 11);
+    check_equal(&q, &config("sim-small"), &set, 2, &settings(&[8, 4], 4));
+}
+
+#[test]
+fn host_steps_add_avgpool_relu_equal_golden() {
+    let set = digits();
+    let q = quantize(residual(), &set, &[8, 6, 4], 3);
+    check_equal(&q, &config("sim-small"), &set, 3, &settings(&[8, 6, 4], 3));
+}
+
+#[test]
+fn segments_split_at_host_steps_and_flatten_is_free() {
+    let set = digits28(&digits(), 16);
+    let q = quantize(lenet(), &set, &[8, 4], 1);
+    let p = compile::compile(&q, &config("sim-small"), &[8; 4], DeviceAddr(BASE)).unwrap();
+    let kinds: Vec<String> = p
+        .steps
+        .iter()
+        .map(|s| match s {
+            compile::Step::Device(seg) => format!("dev{}", seg.layers.len()),
+            compile::Step::Host(h) => h.name.clone(),
+        })
+        .collect();
+    assert_eq!(kinds, ["dev1", "pool1", "dev1", "pool2", "dev2"]);
+    // Flatten shares pool2's buffer; the region is bus-aligned and covers every buffer.
+    assert_eq!(p.nodes[4].buf, p.nodes[3].buf);
+    for n in &p.nodes {
+        assert_eq!(n.buf.addr.0 % 64, 0);
+        assert!(p.region.contains(n.buf.addr, n.buf.len));
+    }
+}
+
+#[test]
+fn set_bits_changes_only_active_groups() {
+    let set = digits();
+    let q = quantize(mlp(), &set, &[8, 6, 4], 5);
+    let mut p = compile::compile(&q, &config("sim-small"), &[8; 3], DeviceAddr(BASE)).unwrap();
+    let before = p.descriptor_image();
+    p.set_bits(&[4, 6, 8]).unwrap();
+    let after = p.descriptor_image();
+    for ((a0, d0), (a1, d1)) in before.iter().zip(&after) {
+        assert_eq!(a0, a1);
+        // Byte 3 of word 0 is active_groups; every other byte is unchanged.
+        for (i, (x, y)) in d0.iter().zip(d1).enumerate() {
+            if i != 3 {
+                assert_eq!(x, y, "byte {i}");
+            }
+        }
+    }
+    assert_eq!(
+        p.layers
+            .iter()
+            .map(|l| l.desc.active_groups)
+            .collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    let e = p.set_bits(&[8, 5, 8]).unwrap_err().to_string();
+    assert!(e.contains("fc2") && e.contains("[8, 6, 4]"), "{e}");
+    assert_eq!(p.bits(), [4, 6, 8], "a failed set_bits changes nothing");
+}
+
+#[test]
+fn a_layer_too_large_for_the_device_is_named() {
+    // 1024 inputs at 8 ⊃ 4 (9 planes): 16 words x 9 planes per row; sim-small's weight bank
+    // holds 128 words per row.
+    let g = chain(
+        [4, 16, 16],
+        vec![
+            ("flatten", Op::Flatten),
+            ("wide", dense(1024, 16, true)),
+            ("out", dense(16, 10, false)),
+        ],
+    );
+    let mut pixels = Vec::new();
+    for i in 0..(16 * 1024) {
+        pixels.push((i * 7 % 17) as u8);
+    }
+    let set = Dataset {
+        name: "noise".into(),
+        shape: [4, 16, 16],
+        pixels,
+        labels: vec![0; 16],
+        max_value: 16,
+        classes: 10,
+    };
+    let q = quantize(g, &set, &[8, 4], 9);
+    let cfg = config("sim-small");
+    let e = compile::compile(&q, &cfg, &[8, 8], DeviceAddr(BASE)).unwrap_err();
+    assert!(
+        matches!(e, HostError::Layer { ref layer, .. } if layer == "wide"),
+        "{e}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("'wide'") && msg.contains("sim-small") && msg.contains("weight words"),
+        "{msg}"
+    );
+    // At 4 bits (4 planes) it fits, and set_bits to 8 is refused the same way.
+    let mut p = compile::compile(&q, &cfg, &[4, 4], DeviceAddr(BASE)).unwrap();
+    let e = p.set_bits(&[8, 8]).unwrap_err().to_string();
+    assert!(e.contains("'wide'") && e.contains("at 8 bits"), "{e}");
+    // The same model fits the PYNQ-Z2's larger buffers.
+    compile::compile(&q, &config("pynq-z2"), &[8, 8], DeviceAddr(BASE)).unwrap();
+}
+
+#[test]
+fn a_program_outside_device_memory_is_refused() {
+    let set = digits();
+    let q = quantize(mlp(), &set, &[8, 4], 5);
+    let cfg = config("sim-small");
+    let p = compile::compile(&q, &cfg, &[8; 3], DeviceAddr(BASE + (4 << 20) - 4096)).unwrap();
+    let e = p.load(&mut device(&cfg)).unwrap_err();
+    assert!(matches!(e, HostError::Memory { .. }), "{e}");
+}

@@ -3,9 +3,9 @@
 //! counters the device semantics fix (plane-steps, bytes moved), and every error a run can stop
 //! on — each with its code and descriptor index, no hang, and a correct run after SOFT_RESET.
 //!
-//! Backends: [`FuncDevice`] always, on every shipped config. The Verilator model joins with
-//! `#[cfg(feature = "verilator")]` once `caq_sim::RtlDevice` lands: a test that builds it for
-//! `design::config()` and calls [`suite`] with `conv: RTL_RUNS_CONV`.
+//! Backends: [`FuncDevice`] always, on every shipped config; `caq_sim::RtlDevice` (feature
+//! `verilator`) on the config the model was built from, with random memory stalls, Conv2d
+//! layers gated by [`RTL_RUNS_CONV`].
 //!
 //! Seeds are printed; `CAQ_SEED=<n>` replays one.
 
@@ -18,7 +18,8 @@ use caq_model::requant::Requant;
 use caq_sim::func::plan::{self, Step};
 use caq_sim::layer::{self, Alloc, Placed, RunSpec};
 use caq_sim::{
-    FaultDir, FuncDevice, InjectFaults, LayerJob, LayerOp, Resp, Run, SimError, WeightGroup,
+    FaultDir, FuncDevice, InjectFaults, LayerJob, LayerOp, Resp, Run, SimError, TimingModel,
+    WeightGroup,
 };
 use caq_spec::descriptor::{LayerDescriptor, Window};
 use caq_spec::regmap::{self, ErrorCode};
@@ -309,6 +310,17 @@ fn run_ok<D: Device>(dev: &mut D, jobs: &[LayerJob], cfg: &AccelConfig, what: &s
     assert_eq!(run.perf.busy_cycles, ops, "{what}: PERF_BUSY_CYCLES");
     assert_eq!(run.perf.bytes_rd, rd, "{what}: PERF_BYTES_RD");
     assert_eq!(run.perf.bytes_wr, wr, "{what}: PERF_BYTES_WR");
+    // What the timing model predicts for this device, printed for calibration (FuncDevice
+    // reports the estimate itself).
+    let caps = Caps::from_config(cfg).expect("valid config");
+    let estimate = TimingModel::default().estimate(&caps, &descs);
+    println!(
+        "{what}: PERF_CYCLES {} (stall {}), estimate {} ({:+.1}%)",
+        run.perf.cycles,
+        run.perf.stall_cycles,
+        estimate.cycles,
+        100.0 * (estimate.cycles as f64 / run.perf.cycles.max(1) as f64 - 1.0)
+    );
     assert!(
         run.perf.cycles >= ops,
         "{what}: PERF_CYCLES {}",
@@ -672,4 +684,31 @@ fn a_timeout_is_reported_not_hidden() {
     dev.write_reg(regmap::CTRL.offset, regmap::CTRL_START.mask())
         .unwrap_or_else(|e: SimError| panic!("{e}"));
     assert_eq!(dev.wait_irq(TIMEOUT).ok(), Some(IrqWait::TimedOut));
+}
+
+/// The RTL runs Conv2d layers (flip to keep the RTL suite on Dense while its conv path changes).
+#[cfg(feature = "verilator")]
+const RTL_RUNS_CONV: bool = true;
+
+#[cfg(feature = "verilator")]
+#[test]
+fn rtl_device_passes_the_suite() {
+    use caq_sim::{AxiMemOptions, RtlDevice};
+    let seed = seed("rtl suite");
+    let cfg = caq_sim::rtl::design::config().expect("the config the model was built from");
+    let options = AxiMemOptions {
+        seed,
+        stall_percent: 20,
+        ..AxiMemOptions::default()
+    };
+    let mut dev = RtlDevice::new(seed, options).unwrap_or_else(|e| panic!("{e}"));
+    suite(
+        &mut dev,
+        &cfg,
+        seed,
+        SuiteOptions {
+            rounds: 8,
+            conv: RTL_RUNS_CONV,
+        },
+    );
 }

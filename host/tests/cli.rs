@@ -117,3 +117,77 @@ fn bad_flags_are_rejected_with_the_flag_named() {
     ));
     assert!(err.contains("--part-bits") && err.contains("'9'"), "{err}");
 }
+
+#[cfg(feature = "train")]
+#[test]
+fn run_on_the_functional_device_matches_golden_and_reports_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(&caq(
+        &["train", "--epochs", "4", "--quiet", "--out", "m.caqf"],
+        d,
+    ));
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim-small.toml");
+    let out = ok(&caq(
+        &[
+            "run",
+            "--model",
+            "m.caqf",
+            "--backend",
+            "func",
+            "--config",
+            config,
+            "--limit",
+            "20",
+            "--json",
+            "run.json",
+        ],
+        d,
+    ));
+    assert!(out.contains("per layer at 4-bit"), "{out}");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("run.json")).unwrap()).unwrap();
+    let runs = r["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{r}");
+    for run in runs {
+        assert_eq!(run["byte_equal_images"], 20, "{run}");
+        let cycles = run["device"]["cycles"].as_f64().unwrap();
+        assert!(
+            cycles > 0.0 && run["layers"].as_array().unwrap().len() == 3,
+            "{run}"
+        );
+    }
+    // 4-bit streams fewer planes than 8-bit.
+    assert!(runs[1]["device"]["cycles"].as_f64() < runs[0]["device"]["cycles"].as_f64());
+    let err = fails(&caq(
+        &[
+            "run",
+            "--model",
+            "m.caqf",
+            "--backend",
+            "func",
+            "--bits",
+            "8,4",
+            "--config",
+            config,
+        ],
+        d,
+    ));
+    assert!(err.contains("2 widths for 3 weight layers"), "{err}");
+    #[cfg(not(feature = "rtl"))]
+    {
+        let err = fails(&caq(
+            &[
+                "run",
+                "--model",
+                "m.caqf",
+                "--backend",
+                "rtl",
+                "--config",
+                config,
+            ],
+            d,
+        ));
+        assert!(err.contains("--features rtl"), "{err}");
+    }
+}

@@ -163,17 +163,29 @@ fn random_layer(rng: &mut ChaCha8Rng, cfg: &AccelConfig, conv: bool) -> LayerJob
                 gs,
             )
         });
+        // The typical accumulator magnitude (random-sign sums of K products), so that most
+        // requantization factors land the outputs inside the code range rather than at its ends.
+        let w_max: f64 = groups
+            .iter()
+            .take(active)
+            .map(|g| f64::from((1u32 << (g.bits - 1)) << g.shift))
+            .sum();
+        let region_gain = if regions.is_some() { 128.0 } else { 1.0 };
+        let typical = ((k as f64).sqrt() * w_max / 2.0 * 100.0 * region_gain).max(1.0);
+        let out_bits = rng.random_range(2..=cfg.array.act_bits as u8);
+        let target = f64::from(1u32 << (out_bits - 1));
         let requant = (0..o)
             .map(|_| {
-                // Mostly realistic factors; sometimes huge or tiny ones, to saturate and flush.
+                // Mostly fitting factors; sometimes huge or tiny ones, to saturate and to flush.
                 let real = match rng.random_range(0..10) {
                     0 => rng.random_range(0.5..4.0),
                     1 => rng.random_range(1e-7..1e-5),
-                    _ => rng.random_range(1e-4..5e-2),
+                    _ => target / typical * 2f64.powf(rng.random_range(-2.0..2.0)),
                 };
-                Requant::from_real(real).expect("positive factor")
+                Requant::from_real(real).expect("positive factor below 2^30")
             })
             .collect();
+        let bias_range = typical as i32;
         let relu = rng.random_bool(0.5);
         let in_signed = rng.random_bool(0.5);
         let in_len = match op {
@@ -187,12 +199,14 @@ fn random_layer(rng: &mut ChaCha8Rng, cfg: &AccelConfig, conv: bool) -> LayerJob
             groups,
             active,
             regions,
-            bias: (0..o).map(|_| rng.random_range(-20000..20000)).collect(),
+            bias: (0..o)
+                .map(|_| rng.random_range(-bias_range..=bias_range))
+                .collect(),
             requant,
             relu,
             in_signed,
             out_signed: !relu && rng.random_bool(0.7),
-            out_bits: rng.random_range(2..=cfg.array.act_bits as u8),
+            out_bits,
             input: (0..in_len)
                 .map(|_| {
                     if in_signed {
@@ -373,6 +387,29 @@ fn expect_error<D: Device + InjectFaults>(
 /// Random lists of layers, outputs bit-exact and counters as specified.
 pub fn random_lists<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64, opts: SuiteOptions) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    // One list with every supported weight width as the only plane group of a layer (at most 8
+    // planes, which every layer random_layer makes holds).
+    let sweep: Vec<LayerJob> = cfg
+        .supported_weight_bits()
+        .map(|b| {
+            let mut j = random_layer(&mut rng, cfg, opts.conv);
+            let (o, k, bits) = (j.out_c(), j.k(), b.get());
+            let lim = 1i32 << (bits - 1);
+            j.groups = vec![WeightGroup {
+                bits,
+                shift: 0,
+                codes: Array2::from_shape_fn((o, k), |_| rng.random_range(-lim..lim)),
+            }];
+            j.active = 1;
+            j
+        })
+        .collect();
+    run_ok(
+        dev,
+        &sweep,
+        cfg,
+        &format!("{} weight-width sweep", cfg.name),
+    );
     for round in 0..opts.rounds {
         let jobs: Vec<LayerJob> = (0..rng.random_range(1..=3))
             .map(|_| random_layer(&mut rng, cfg, opts.conv))
@@ -707,7 +744,7 @@ fn rtl_device_passes_the_suite() {
         &cfg,
         seed,
         SuiteOptions {
-            rounds: 8,
+            rounds: 20,
             conv: RTL_RUNS_CONV,
         },
     );

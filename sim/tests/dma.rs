@@ -142,13 +142,14 @@ fn long_requests_split_at_max_burst_and_4k_boundaries() {
     let mut dev = device(seed, 25);
     let k = long_k(&cfg);
     let bytes = u64::from(cfg.axi.data_width / 8);
-    // The first buffer (the K-byte input) starts on an odd 64-bit word just below a 4 KiB
-    // boundary, so its read crosses it; the next start is further in. The outputs start on the
-    // last word below a 4 KiB boundary: with R >= 16 rows an output write spans it (sim-small's
-    // 4 rows write one word per tile).
+    // Descriptor addresses are multiples of the bus width (MISALIGNED otherwise). The first
+    // buffer (the K-byte input) starts just below a 4 KiB boundary, so its read crosses it; the
+    // outputs start one beat below a 4 KiB boundary: with R >= 16 rows an output write spans it
+    // (sim-small's 4 rows write one word per tile). On a 128-bit bus, odd word counts (plane rows,
+    // the input, the outputs) end requests on half beats.
     let starts = [
-        (BASE + 3 * 4096 - 8 * 37, BASE + 64 * 4096 - 8),
-        (BASE + 9 * 4096 - 8 * 301, BASE + 80 * 4096 - 24),
+        (BASE + 3 * 4096 - bytes * 37, BASE + 64 * 4096 - bytes),
+        (BASE + 9 * 4096 - bytes * 151, BASE + 80 * 4096 - 3 * bytes),
     ];
     for (first, out_at) in starts {
         let o = rng.random_range(1..=2 * cfg.array.rows as usize + 3);
@@ -189,7 +190,7 @@ fn bus_errors_on_reads_and_writes_give_their_code_and_a_soft_reset_recovers() {
     let k = rng.random_range(64..=256usize);
     let o = rng.random_range(1..=2 * cfg.array.rows as usize);
     let jobs = vec![dense(&mut rng, k, o)];
-    let first = BASE + 4096 + 8;
+    let first = BASE + 4096 + u64::from(cfg.axi.data_width / 8);
     // Where each fault lands: an address range of the placed job.
     type Target = fn(&Placed) -> (u64, u64);
     let weights: Target = |p| {
@@ -243,7 +244,7 @@ fn soft_reset_at_any_point_leaves_the_bus_clean_for_the_next_job() {
     let k = long_k(&cfg) / 2;
     let o = 3 * cfg.array.rows as usize + 1;
     let jobs = vec![dense(&mut rng, k, o)];
-    let first = BASE + 2 * 4096 - 8 * 11;
+    let first = BASE + 2 * 4096 - 11 * u64::from(cfg.axi.data_width / 8);
     let (r, placed) = run(&mut dev, &jobs, first, 5_000_000).unwrap();
     assert_done_and_golden(&mut dev, r, &jobs, &placed);
     let total = r.cycles;

@@ -194,11 +194,25 @@ fn device(cfg: &AccelConfig) -> FuncDevice {
 /// output with the golden executor.
 fn check_equal(q: &QModel, cfg: &AccelConfig, set: &Dataset, images: usize, settings: &[Vec<u8>]) {
     let mut dev = device(cfg);
+    check_equal_on(&mut dev, q, cfg, set, images, settings);
+}
+
+/// [`check_equal`] on any device; returns the device counters of every run, in order.
+fn check_equal_on<D: caq_spec::Device>(
+    dev: &mut D,
+    q: &QModel,
+    cfg: &AccelConfig,
+    set: &Dataset,
+    images: usize,
+    settings: &[Vec<u8>],
+) -> Vec<(u64, u64, u64)> {
+    let dev = &mut *dev;
+    let mut counters = Vec::new();
     let mut program = compile::compile(q, cfg, &settings[0], DeviceAddr(BASE)).expect("compiles");
-    program.load(&mut dev).expect("loads");
+    program.load(dev).expect("loads");
     for bits in settings {
         program.set_bits(bits).expect("set_bits");
-        program.write_descriptors(&mut dev).expect("descriptors");
+        program.write_descriptors(dev).expect("descriptors");
         let ex = q.executor(bits).expect("executor");
         for per_layer in [false, true] {
             let opts = RunOptions {
@@ -207,10 +221,10 @@ fn check_equal(q: &QModel, cfg: &AccelConfig, set: &Dataset, images: usize, sett
             };
             for i in 0..images {
                 let img = set.image(i);
-                let out = run::run(&mut dev, &program, img, &opts).expect("runs");
+                let out = run::run(dev, &program, img, &opts).expect("runs");
                 let golden = ex.run(img).expect("golden");
                 for (n, g) in golden.iter().enumerate() {
-                    let got = read_node(&mut dev, &program, n);
+                    let got = read_node(dev, &program, n);
                     let want: Vec<u8> = g.iter().map(|&v| v as u8).collect();
                     assert_eq!(
                         got, want,
@@ -222,6 +236,7 @@ fn check_equal(q: &QModel, cfg: &AccelConfig, set: &Dataset, images: usize, sett
                 assert_eq!(out.output, logits);
                 let r = &out.report;
                 assert!(r.device.cycles > 0 && r.device.bytes_rd > 0 && r.device.bytes_wr > 0);
+                counters.push((r.device.bytes_rd, r.device.bytes_wr, r.device.plane_ops));
                 if per_layer {
                     let n: usize = r.segments.iter().map(|s| s.per_layer.len()).sum();
                     assert_eq!(n, program.layers.len());
@@ -229,10 +244,10 @@ fn check_equal(q: &QModel, cfg: &AccelConfig, set: &Dataset, images: usize, sett
             }
         }
     }
+    counters
 }
 
-fn read_node(dev: &mut FuncDevice, p: &Program, node: usize) -> Vec<u8> {
-    use caq_spec::Device;
+fn read_node<D: caq_spec::Device>(dev: &mut D, p: &Program, node: usize) -> Vec<u8> {
     let b = p.nodes[node].buf;
     let mut v = vec![0u8; b.len as usize];
     dev.mem_read(b.addr, &mut v).unwrap();
@@ -380,4 +395,54 @@ fn a_program_outside_device_memory_is_refused() {
     let p = compile::compile(&q, &cfg, &[8; 3], DeviceAddr(BASE + (4 << 20) - 4096)).unwrap();
     let e = p.load(&mut device(&cfg)).unwrap_err();
     assert!(matches!(e, HostError::Memory { .. }), "{e}");
+}
+
+/// The same whole networks on the Verilator model of the RTL, with a stalling memory: every node
+/// byte-equal to golden at every level and mixed setting, and the DMA bytes and plane-steps equal to
+/// FuncDevice's, run for run.
+#[cfg(feature = "rtl")]
+mod rtl {
+    use super::*;
+    use caq_sim::{AxiMemOptions, RtlDevice};
+
+    fn rtl_device(seed: u64) -> RtlDevice {
+        eprintln!("RtlDevice seed {seed}");
+        RtlDevice::new(
+            seed,
+            AxiMemOptions {
+                base: BASE,
+                size: 4 << 20,
+                stall_percent: 20,
+                seed,
+                ..AxiMemOptions::default()
+            },
+        )
+        .expect("RtlDevice")
+    }
+
+    fn both(q: &QModel, set: &Dataset, images: usize, settings: &[Vec<u8>]) {
+        let cfg = caq_sim::rtl::design::config().expect("the model's config");
+        let mut func = device(&cfg);
+        let want = check_equal_on(&mut func, q, &cfg, set, images, settings);
+        let mut rtl = rtl_device(5);
+        let got = check_equal_on(&mut rtl, q, &cfg, set, images, settings);
+        assert_eq!(
+            got, want,
+            "(bytes read, bytes written, plane-steps) per run: RTL vs FuncDevice"
+        );
+    }
+
+    #[test]
+    fn digits_mlp_on_the_rtl_equals_golden_and_the_functional_device() {
+        let set = digits();
+        let q = quantize(mlp(), &set, &[8, 6, 4], 7);
+        both(&q, &set, 2, &settings(&[8, 6, 4], 3));
+    }
+
+    #[test]
+    fn mnist_shaped_lenet_on_the_rtl_equals_golden_and_the_functional_device() {
+        let set = digits28(&digits(), 64);
+        let q = quantize(lenet(), &set, &[8, 4], 11);
+        both(&q, &set, 1, &settings(&[8, 4], 4));
+    }
 }

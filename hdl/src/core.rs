@@ -374,8 +374,10 @@ pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> 
         ),
         ("iy0_q", 18, "oy * stride - pad"),
         ("pixrow_q", 32, "iy0 * in_w (two's complement)"),
-        ("gk_q", 16, "gather: patch element being fetched"),
-        ("gkx_q", 3, ""),
+        ("gr_q", 16, "gather: patch row (c, ky) being fetched"),
+        ("grows_q", 16, "Conv2d: in_c * kernel_h, patch rows"),
+        ("gfill_q", 3, "gather: patch bytes waiting in asm_q"),
+        ("gwq_q", 16, "gather: next K-vector word"),
         ("gky_q", 3, ""),
         ("gcbase_q", 32, "gather: c * in_h * in_w + iy0 * in_w"),
         ("grow_q", 32, "gather: gcbase + ky * in_w"),
@@ -414,13 +416,15 @@ pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> 
         "output staging: row r, pixel p at r * smax + p",
     )?;
     m.reg("stage_rd_q", 8, None)?;
-    m.memory(
-        "fm_mem",
-        64,
-        s.fwords,
-        "Conv2d input feature map (CHW bytes), word w at w",
-    )?;
-    m.reg("fm_rd_q", 64, None)?;
+    for b in 0..8 {
+        m.memory(
+            &format!("fm{b}_mem"),
+            8,
+            s.fwords,
+            "Conv2d input feature map (CHW bytes): byte lane b of word w at w",
+        )?;
+        m.reg(&format!("fm{b}_rd_q"), 8, None)?;
+    }
     if s.group_size != 0 {
         for r in 0..r_n {
             m.memory(
@@ -1256,6 +1260,7 @@ fn core_rest(
                                 format!("(d_fmap[{}:0] + {wb}'d7) >> 3", wb - 1),
                             );
                             c.nb("hw_q", "{16'd0, d_in_h} * {16'd0, d_in_w}");
+                            c.nb("grows_q", "d_in_c * {8'd0, d_kh}");
                             c.nb("ohw_q", "d_conv ? d_ohw[15:0] : 16'd1");
                             c.nb("sw_q", "(d_stride == 8'd2) ? {15'd0, d_in_w, 1'b0} : {16'd0, d_in_w}");
                             c.nb("tile_oaddr_q", format!("d_out_addr[{}:0]", aw - 1));
@@ -1413,43 +1418,33 @@ fn core_rest(
                     });
                 });
                 c.block("S_GINIT:", |c| {
-                    c.nb("gk_q", "16'd0");
-                    c.nb("gkx_q", "3'd0");
+                    c.nb("gr_q", "16'd0");
                     c.nb("gky_q", "3'd0");
                     c.nb("gcbase_q", "pixrow_q");
                     c.nb("grow_q", "pixrow_q");
                     c.nb("state_q", "S_GATHER");
                 });
                 c.block("S_GATHER:", |c| {
-                    c.comment("one patch element per cycle, in (c, ky, kx) order");
-                    c.nb("gk_q", "gk_q + 16'd1");
+                    c.comment("one patch row (kernel_w elements) per cycle, in (c, ky) order");
+                    c.nb("gr_q", "gr_q + 16'd1");
                     c.if_else(
-                        "{5'd0, gkx_q} == d_kw - 8'd1",
+                        "{5'd0, gky_q} == d_kh - 8'd1",
                         |c| {
-                            c.nb("gkx_q", "3'd0");
-                            c.if_else(
-                                "{5'd0, gky_q} == d_kh - 8'd1",
-                                |c| {
-                                    c.nb("gky_q", "3'd0");
-                                    c.nb("gcbase_q", "gcbase_q + hw_q");
-                                    c.nb("grow_q", "gcbase_q + hw_q");
-                                },
-                                |c| {
-                                    c.nb("gky_q", "gky_q + 3'd1");
-                                    c.nb("grow_q", "grow_q + {16'd0, d_in_w}");
-                                },
-                            );
+                            c.nb("gky_q", "3'd0");
+                            c.nb("gcbase_q", "gcbase_q + hw_q");
+                            c.nb("grow_q", "gcbase_q + hw_q");
                         },
                         |c| {
-                            c.nb("gkx_q", "gkx_q + 3'd1");
+                            c.nb("gky_q", "gky_q + 3'd1");
+                            c.nb("grow_q", "grow_q + {16'd0, d_in_w}");
                         },
                     );
-                    c.if_("gk_q == d_k - 16'd1", |c| {
+                    c.if_("gr_q == grows_q - 16'd1", |c| {
                         c.nb("state_q", "S_GFLUSH");
                     });
                 });
                 c.block("S_GFLUSH:", |c| {
-                    c.comment("the last patch word is written: compute");
+                    c.comment("the last row is appended (and a partial word flushed): compute");
                     c.if_("!gp_v_q", |c| {
                         c.nb("state_q", "S_COMPUTE");
                         c.nb("ck_q", "16'd0");
@@ -1643,17 +1638,38 @@ fn core_rest(
     );
     m.always_ff(clk, f)?;
 
-    m.section("Conv2d patch gather: element address (t) -> feature word (t+1) -> patch word");
+    m.section("Conv2d patch gather: row address (t) -> eight byte lanes (t+1) -> K-vector words");
+    m.comment(&[
+        "The feature map is stored in eight byte lanes, so the kernel_w (<= 7) consecutive bytes of",
+        "a patch row are read in one cycle from any byte address: lane b reads entry A/8, or A/8 + 1",
+        "when b < A mod 8. Bytes outside the input (padding) are zero. Rows are appended to asm_q;",
+        "every full 8 bytes are a K-vector word.",
+    ]);
     let fab = clog2(s.fwords);
-    m.wire_assign("g_ix", Expr::raw("ix0_q + {15'd0, gkx_q}", 18), None)?;
     m.wire_assign("g_iy", Expr::raw("iy0_q + {15'd0, gky_q}", 18), None)?;
     m.wire_assign(
-        "g_in",
-        Expr::raw(
-            "!g_ix[17] && !g_iy[17] && g_ix < {2'd0, d_in_w} && g_iy < {2'd0, d_in_h}",
-            1,
-        ),
-        Some("inside the input (else a padding zero)"),
+        "g_row_in",
+        Expr::raw("!g_iy[17] && g_iy < {2'd0, d_in_h}", 1),
+        Some("the patch row lies inside the input"),
+    )?;
+    let valid = (0..8)
+        .rev()
+        .map(|j| {
+            format!("(g_row_in && 8'd{j} < d_kw && !g_ix{j}[17] && g_ix{j} < {{2'd0, d_in_w}})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    for j in 0..8 {
+        m.wire_assign(
+            &format!("g_ix{j}"),
+            Expr::raw(format!("ix0_q + 18'd{j}"), 18),
+            None,
+        )?;
+    }
+    m.wire_assign(
+        "g_valid",
+        Expr::raw(format!("{{{valid}}}"), 8),
+        Some("row element j is inside the input and the kernel"),
     )?;
     m.lint_off(
         "UNUSEDSIGNAL",
@@ -1661,18 +1677,26 @@ fn core_rest(
     );
     m.wire_assign(
         "g_addr",
-        Expr::raw("grow_q + {{14{g_ix[17]}}, g_ix}", 32),
-        Some("byte address in the feature map"),
+        Expr::raw("grow_q + {{14{ix0_q[17]}}, ix0_q}", 32),
+        Some("byte address of the row's first element (may lie outside the map: masked)"),
+    )?;
+    m.wire_assign(
+        "g_entry",
+        Expr::raw(format!("g_addr[{}:3]", fab + 2), fab),
+        None,
     )?;
     m.reg(
         "gp_v_q",
         1,
-        Some("a patch element arrives from the feature buffer"),
+        Some("a patch row arrives from the feature buffer"),
     )?;
-    m.reg("gp_in_q", 1, None)?;
-    m.reg("gp_lane_q", 3, None)?;
-    m.reg("gp_k_q", 16, None)?;
-    m.reg("asm_q", 64, Some("the patch word being assembled"))?;
+    m.reg("gp_rot_q", 3, Some("the row's first byte lane"))?;
+    m.reg("gp_valid_q", 8, None)?;
+    m.reg(
+        "asm_q",
+        64,
+        Some("patch bytes not yet written (gfill_q of them)"),
+    )?;
     let mut gp = Code::new();
     gp.if_else(
         "!rst_n",
@@ -1683,57 +1707,94 @@ fn core_rest(
             c.nb("gp_v_q", "state_q == S_GATHER");
         },
     );
-    gp.nb("gp_in_q", "g_in");
-    gp.nb("gp_lane_q", "g_addr[2:0]");
-    gp.nb("gp_k_q", "gk_q");
-    gp.nb("fm_rd_q", format!("fm_mem[g_addr[{}:3]]", fab + 2));
-    gp.if_("gp_v_q", |c| {
-        c.nb("asm_q", "asm_next");
-    });
+    gp.nb("gp_rot_q", "g_addr[2:0]");
+    gp.nb("gp_valid_q", "g_valid");
+    for b in 0..8 {
+        // Lane 7 is never below the row's first lane.
+        let entry = if b == 7 {
+            "g_entry".to_string()
+        } else {
+            format!("g_entry + {{{}'d0, 3'd{b} < g_addr[2:0]}}", fab - 1)
+        };
+        gp.nb(format!("fm{b}_rd_q"), format!("fm{b}_mem[{entry}]"));
+    }
+    gp.if_else(
+        "state_q == S_GINIT",
+        |c| {
+            c.nb("gfill_q", "3'd0");
+            c.nb("gwq_q", "16'd0");
+            c.nb("asm_q", "64'd0");
+        },
+        |c| {
+            c.if_("gp_v_q", |c| {
+                c.comment("append the row; a full word leaves for the K-vector banks");
+                c.nb("gfill_q", "g_total[2:0]");
+                c.nb("asm_q", "g_total[3] ? g_comb[127:64] : g_comb[63:0]");
+                c.if_("g_total[3]", |c| {
+                    c.nb("gwq_q", "gwq_q + 16'd1");
+                });
+            });
+            c.if_("g_flush", |c| {
+                c.nb("gfill_q", "3'd0");
+                c.nb("asm_q", "64'd0");
+                c.nb("gwq_q", "gwq_q + 16'd1");
+            });
+        },
+    );
+    let lanes = (0..8)
+        .rev()
+        .map(|j| {
+            let sel = (0..8)
+                .map(|r| format!("(gp_rot_q == 3'd{r}) ? fm{}_rd_q", (r + j) % 8))
+                .collect::<Vec<_>>()
+                .join(" : ");
+            format!("(gp_valid_q[{j}] ? ({sel} : 8'd0) : 8'd0)")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     m.wire_assign(
-        "g_byte",
-        Expr::raw("gp_in_q ? fm_rd_q[{gp_lane_q, 3'd0} +: 8] : 8'd0", 8),
+        "g_row",
+        Expr::raw(format!("{{{lanes}}}"), 64),
+        Some("the row's bytes from lane 0, zero outside the input and beyond kernel_w"),
+    )?;
+    m.wire_assign(
+        "g_comb",
+        Expr::raw("{64'd0, asm_q} | ({64'd0, g_row} << {gfill_q, 3'd0})", 128),
         None,
     )?;
     m.wire_assign(
-        "asm_base",
-        Expr::raw("(gp_k_q[2:0] == 3'd0) ? 64'd0 : asm_q", 64),
-        None,
-    )?;
-    m.wire_assign(
-        "asm_next",
-        Expr::raw(
-            "(asm_base & ~(64'hff << {gp_k_q[2:0], 3'd0})) | ({56'd0, g_byte} << {gp_k_q[2:0], 3'd0})",
-            64,
-        ),
-        Some("the patch word with this element in its lane"),
+        "g_total",
+        Expr::raw("{1'b0, gfill_q} + d_kw[3:0]", 4),
+        Some("bytes pending after the append"),
     )?;
     m.always_ff(clk, gp)?;
     m.wire_assign(
         "g_we",
-        Expr::raw(
-            "gp_v_q && (gp_k_q[2:0] == 3'd7 || gp_k_q == d_k - 16'd1)",
-            1,
-        ),
-        Some("a patch word is complete"),
+        Expr::raw("gp_v_q && g_total[3]", 1),
+        Some("a K-vector word is complete"),
+    )?;
+    m.wire_assign(
+        "g_flush",
+        Expr::raw("state_q == S_GFLUSH && !gp_v_q && gfill_q != 3'd0", 1),
+        Some("the patch's last, partial word"),
     )?;
     m.wire_assign(
         "act_we",
-        Expr::raw("(state_q == S_ACT_DATA && rd_fire) || g_we", 1),
+        Expr::raw("(state_q == S_ACT_DATA && rd_fire) || g_we || g_flush", 1),
         None,
     )?;
     m.wire_assign(
         "act_widx",
-        Expr::raw(
-            "(state_q == S_ACT_DATA) ? cnt_q[15:0] : {3'd0, gp_k_q[15:3]}",
-            16,
-        ),
+        Expr::raw("(state_q == S_ACT_DATA) ? cnt_q[15:0] : gwq_q", 16),
         Some("word index of the K-vector"),
     )?;
     m.lint_on("UNUSEDSIGNAL");
     m.wire_assign(
         "act_wdata",
-        Expr::raw("(state_q == S_ACT_DATA) ? rd_data : asm_next", 64),
+        Expr::raw(
+            "(state_q == S_ACT_DATA) ? rd_data : g_we ? g_comb[63:0] : asm_q",
+            64,
+        ),
         None,
     )?;
 
@@ -1758,7 +1819,12 @@ fn core_rest(
         }
     });
     bw.if_("state_q == S_FM_DATA && rd_fire", |c| {
-        c.nb(format!("fm_mem[cnt_q[{}:0]]", fab - 1), "rd_data");
+        for b in 0..8 {
+            c.nb(
+                format!("fm{b}_mem[cnt_q[{}:0]]", fab - 1),
+                format!("rd_data[{}:{}]", 8 * b + 7, 8 * b),
+            );
+        }
     });
     bw.if_("state_q == S_DRAIN && rq_out_valid", |c| {
         c.nb(

@@ -782,7 +782,7 @@ fn calibrate_the_timing_model_against_the_rtl() {
         write_response: 0,
         descriptor: 0,
         pixel: 0,
-        gather_element: 0,
+        gather_row: 0,
         drain_row: 0,
         drain_latency: 0,
         next: 0,
@@ -828,9 +828,9 @@ fn calibrate_the_timing_model_against_the_rtl() {
         ),
         ("pixel", TimingModel { pixel: 1, ..zero }),
         (
-            "gather_element",
+            "gather_row",
             TimingModel {
-                gather_element: 1,
+                gather_row: 1,
                 ..zero
             },
         ),
@@ -899,7 +899,7 @@ fn calibrate_the_timing_model_against_the_rtl() {
         write_word: fit[4].round().max(0.0) as u64,
         descriptor: fit[5].round().max(0.0) as u64,
         pixel: fit[6].round().max(0.0) as u64,
-        gather_element: fit[7].round().max(0.0) as u64,
+        gather_row: fit[7].round().max(0.0) as u64,
         drain_row: fit[8].round().max(0.0) as u64,
         ..zero
     };

@@ -27,7 +27,7 @@ pub enum Step {
     /// Read `words` 64-bit words from `addr` (8-byte aligned).
     Read { load: Load, addr: u64, words: u64 },
     /// Compute the tile of `rows` output channels from `o0`: `pixels` output pixels, each
-    /// ⌈K/C⌉ chunks × `planes` plane-steps (and, for Conv2d, a K-element patch gather).
+    /// ⌈K/C⌉ chunks × `planes` plane-steps (and, for Conv2d, a patch gather of in_c·kernel_h rows).
     Compute {
         o0: usize,
         rows: usize,
@@ -115,7 +115,12 @@ pub fn steps(d: &LayerDescriptor, rows: usize, cols: u64) -> Vec<Step> {
             pixels,
             chunks: k.div_ceil(cols),
             planes,
-            gather: if conv { k } else { 0 },
+            // One patch row (kernel_w elements) per cycle: in_c · kernel_h rows.
+            gather: if conv {
+                u64::from(d.input.c) * u64::from(d.kernel_h)
+            } else {
+                0
+            },
         });
         let run = |first: u64, bytes: u64, rows| Step::Write {
             addr: first & !7,

@@ -27,8 +27,8 @@ pub struct TimingModel {
     pub descriptor: u64,
     /// Pipeline fill and accumulator wait per pixel of a tile.
     pub pixel: u64,
-    /// Cycles per gathered patch element (Conv2d im2col, one element per cycle).
-    pub gather_element: u64,
+    /// Cycles per gathered patch row (Conv2d im2col, one kernel row of up to 7 elements per cycle).
+    pub gather_row: u64,
     /// Requantization drain: cycles per tile row, plus a fixed pipeline latency per pixel.
     pub drain_row: u64,
     pub drain_latency: u64,
@@ -55,7 +55,7 @@ impl Default for TimingModel {
             write_response: 0,
             descriptor: 3,
             pixel: 8,
-            gather_element: 1,
+            gather_row: 1,
             drain_row: 1,
             drain_latency: 4,
             next: 0,
@@ -101,7 +101,7 @@ impl TimingModel {
             } => {
                 let steps = pixels * chunks * planes;
                 let per_pixel = self.pixel
-                    + self.gather_element * gather
+                    + self.gather_row * gather
                     + self.drain_latency
                     + self.drain_row * rows as u64;
                 perf.cycles += steps + pixels * per_pixel;

@@ -265,8 +265,10 @@ module caq_core (
     reg  [17:0]  ix0_q;  // pixel origin ox * stride - pad (two's complement)
     reg  [17:0]  iy0_q;  // oy * stride - pad
     reg  [31:0]  pixrow_q;  // iy0 * in_w (two's complement)
-    reg  [15:0]  gk_q;  // gather: patch element being fetched
-    reg  [2:0]   gkx_q;
+    reg  [15:0]  gr_q;  // gather: patch row (c, ky) being fetched
+    reg  [15:0]  grows_q;  // Conv2d: in_c * kernel_h, patch rows
+    reg  [2:0]   gfill_q;  // gather: patch bytes waiting in asm_q
+    reg  [15:0]  gwq_q;  // gather: next K-vector word
     reg  [2:0]   gky_q;
     reg  [31:0]  gcbase_q;  // gather: c * in_h * in_w + iy0 * in_w
     reg  [31:0]  grow_q;  // gather: gcbase + ky * in_w
@@ -284,8 +286,22 @@ module caq_core (
     reg  [5:0] rqs_q [0:3];  // per-row requant shift
     reg  [7:0] stage_mem [0:4095];  // output staging: row r, pixel p at r * smax + p
     reg  [7:0]   stage_rd_q;
-    reg  [63:0] fm_mem [0:511];  // Conv2d input feature map (CHW bytes), word w at w
-    reg  [63:0]  fm_rd_q;
+    reg  [7:0] fm0_mem [0:511];  // Conv2d input feature map (CHW bytes): byte lane b of word w at w
+    reg  [7:0]   fm0_rd_q;
+    reg  [7:0] fm1_mem [0:511];  // Conv2d input feature map (CHW bytes): byte lane b of word w at w
+    reg  [7:0]   fm1_rd_q;
+    reg  [7:0] fm2_mem [0:511];  // Conv2d input feature map (CHW bytes): byte lane b of word w at w
+    reg  [7:0]   fm2_rd_q;
+    reg  [7:0] fm3_mem [0:511];  // Conv2d input feature map (CHW bytes): byte lane b of word w at w
+    reg  [7:0]   fm3_rd_q;
+    reg  [7:0] fm4_mem [0:511];  // Conv2d input feature map (CHW bytes): byte lane b of word w at w
+    reg  [7:0]   fm4_rd_q;
+    reg  [7:0] fm5_mem [0:511];  // Conv2d input feature map (CHW bytes): byte lane b of word w at w
+    reg  [7:0]   fm5_rd_q;
+    reg  [7:0] fm6_mem [0:511];  // Conv2d input feature map (CHW bytes): byte lane b of word w at w
+    reg  [7:0]   fm6_rd_q;
+    reg  [7:0] fm7_mem [0:511];  // Conv2d input feature map (CHW bytes): byte lane b of word w at w
+    reg  [7:0]   fm7_rd_q;
     reg  [8:0] gm0_mem [0:255];  // row r's region multipliers
     reg  [8:0] gm1_mem [0:255];  // row r's region multipliers
     reg  [8:0] gm2_mem [0:255];  // row r's region multipliers
@@ -566,6 +582,7 @@ module caq_core (
                         plane_stride_q <= stride_full;
                         nwords_fm_q <= (d_fmap[19:0] + 20'd7) >> 3;
                         hw_q <= {16'd0, d_in_h} * {16'd0, d_in_w};
+                        grows_q <= d_in_c * {8'd0, d_kh};
                         ohw_q <= d_conv ? d_ohw[15:0] : 16'd1;
                         sw_q <= (d_stride == 8'd2) ? {15'd0, d_in_w, 1'b0} : {16'd0, d_in_w};
                         tile_oaddr_q <= d_out_addr[31:0];
@@ -696,35 +713,29 @@ module caq_core (
                     end
                 end
                 S_GINIT: begin
-                    gk_q <= 16'd0;
-                    gkx_q <= 3'd0;
+                    gr_q <= 16'd0;
                     gky_q <= 3'd0;
                     gcbase_q <= pixrow_q;
                     grow_q <= pixrow_q;
                     state_q <= S_GATHER;
                 end
                 S_GATHER: begin
-                    // one patch element per cycle, in (c, ky, kx) order
-                    gk_q <= gk_q + 16'd1;
-                    if ({5'd0, gkx_q} == d_kw - 8'd1) begin
-                        gkx_q <= 3'd0;
-                        if ({5'd0, gky_q} == d_kh - 8'd1) begin
-                            gky_q <= 3'd0;
-                            gcbase_q <= gcbase_q + hw_q;
-                            grow_q <= gcbase_q + hw_q;
-                        end else begin
-                            gky_q <= gky_q + 3'd1;
-                            grow_q <= grow_q + {16'd0, d_in_w};
-                        end
+                    // one patch row (kernel_w elements) per cycle, in (c, ky) order
+                    gr_q <= gr_q + 16'd1;
+                    if ({5'd0, gky_q} == d_kh - 8'd1) begin
+                        gky_q <= 3'd0;
+                        gcbase_q <= gcbase_q + hw_q;
+                        grow_q <= gcbase_q + hw_q;
                     end else begin
-                        gkx_q <= gkx_q + 3'd1;
+                        gky_q <= gky_q + 3'd1;
+                        grow_q <= grow_q + {16'd0, d_in_w};
                     end
-                    if (gk_q == d_k - 16'd1) begin
+                    if (gr_q == grows_q - 16'd1) begin
                         state_q <= S_GFLUSH;
                     end
                 end
                 S_GFLUSH: begin
-                    // the last patch word is written: compute
+                    // the last row is appended (and a partial word flushed): compute
                     if (!gp_v_q) begin
                         state_q <= S_COMPUTE;
                         ck_q <= 16'd0;
@@ -859,51 +870,96 @@ module caq_core (
         end
     end
 
-    // ---- Conv2d patch gather: element address (t) -> feature word (t+1) -> patch word ----
-    wire [17:0]  g_ix;
-    assign g_ix = ix0_q + {15'd0, gkx_q};
+    // ---- Conv2d patch gather: row address (t) -> eight byte lanes (t+1) -> K-vector words ----
+    // The feature map is stored in eight byte lanes, so the kernel_w (<= 7) consecutive bytes of
+    // a patch row are read in one cycle from any byte address: lane b reads entry A/8, or A/8 + 1
+    // when b < A mod 8. Bytes outside the input (padding) are zero. Rows are appended to asm_q;
+    // every full 8 bytes are a K-vector word.
     wire [17:0]  g_iy;
     assign g_iy = iy0_q + {15'd0, gky_q};
-    wire         g_in;  // inside the input (else a padding zero)
-    assign g_in = !g_ix[17] && !g_iy[17] && g_ix < {2'd0, d_in_w} && g_iy < {2'd0, d_in_h};
+    wire         g_row_in;  // the patch row lies inside the input
+    assign g_row_in = !g_iy[17] && g_iy < {2'd0, d_in_h};
+    wire [17:0]  g_ix0;
+    assign g_ix0 = ix0_q + 18'd0;
+    wire [17:0]  g_ix1;
+    assign g_ix1 = ix0_q + 18'd1;
+    wire [17:0]  g_ix2;
+    assign g_ix2 = ix0_q + 18'd2;
+    wire [17:0]  g_ix3;
+    assign g_ix3 = ix0_q + 18'd3;
+    wire [17:0]  g_ix4;
+    assign g_ix4 = ix0_q + 18'd4;
+    wire [17:0]  g_ix5;
+    assign g_ix5 = ix0_q + 18'd5;
+    wire [17:0]  g_ix6;
+    assign g_ix6 = ix0_q + 18'd6;
+    wire [17:0]  g_ix7;
+    assign g_ix7 = ix0_q + 18'd7;
+    wire [7:0]   g_valid;  // row element j is inside the input and the kernel
+    assign g_valid = {(g_row_in && 8'd7 < d_kw && !g_ix7[17] && g_ix7 < {2'd0, d_in_w}), (g_row_in && 8'd6 < d_kw && !g_ix6[17] && g_ix6 < {2'd0, d_in_w}), (g_row_in && 8'd5 < d_kw && !g_ix5[17] && g_ix5 < {2'd0, d_in_w}), (g_row_in && 8'd4 < d_kw && !g_ix4[17] && g_ix4 < {2'd0, d_in_w}), (g_row_in && 8'd3 < d_kw && !g_ix3[17] && g_ix3 < {2'd0, d_in_w}), (g_row_in && 8'd2 < d_kw && !g_ix2[17] && g_ix2 < {2'd0, d_in_w}), (g_row_in && 8'd1 < d_kw && !g_ix1[17] && g_ix1 < {2'd0, d_in_w}), (g_row_in && 8'd0 < d_kw && !g_ix0[17] && g_ix0 < {2'd0, d_in_w})};
     // Waiver (UNUSEDSIGNAL): g_addr and act_widx are wider than the buffers they index (the capacity check bounds them)
     /* verilator lint_off UNUSEDSIGNAL */
-    wire [31:0]  g_addr;  // byte address in the feature map
-    assign g_addr = grow_q + {{14{g_ix[17]}}, g_ix};
-    reg          gp_v_q;  // a patch element arrives from the feature buffer
-    reg          gp_in_q;
-    reg  [2:0]   gp_lane_q;
-    reg  [15:0]  gp_k_q;
-    reg  [63:0]  asm_q;  // the patch word being assembled
-    wire [7:0]   g_byte;
-    assign g_byte = gp_in_q ? fm_rd_q[{gp_lane_q, 3'd0} +: 8] : 8'd0;
-    wire [63:0]  asm_base;
-    assign asm_base = (gp_k_q[2:0] == 3'd0) ? 64'd0 : asm_q;
-    wire [63:0]  asm_next;  // the patch word with this element in its lane
-    assign asm_next = (asm_base & ~(64'hff << {gp_k_q[2:0], 3'd0})) | ({56'd0, g_byte} << {gp_k_q[2:0], 3'd0});
+    wire [31:0]  g_addr;  // byte address of the row's first element (may lie outside the map: masked)
+    assign g_addr = grow_q + {{14{ix0_q[17]}}, ix0_q};
+    wire [8:0]   g_entry;
+    assign g_entry = g_addr[11:3];
+    reg          gp_v_q;  // a patch row arrives from the feature buffer
+    reg  [2:0]   gp_rot_q;  // the row's first byte lane
+    reg  [7:0]   gp_valid_q;
+    reg  [63:0]  asm_q;  // patch bytes not yet written (gfill_q of them)
+    wire [63:0]  g_row;  // the row's bytes from lane 0, zero outside the input and beyond kernel_w
+    assign g_row = {(gp_valid_q[7] ? ((gp_rot_q == 3'd0) ? fm7_rd_q : (gp_rot_q == 3'd1) ? fm0_rd_q : (gp_rot_q == 3'd2) ? fm1_rd_q : (gp_rot_q == 3'd3) ? fm2_rd_q : (gp_rot_q == 3'd4) ? fm3_rd_q : (gp_rot_q == 3'd5) ? fm4_rd_q : (gp_rot_q == 3'd6) ? fm5_rd_q : (gp_rot_q == 3'd7) ? fm6_rd_q : 8'd0) : 8'd0), (gp_valid_q[6] ? ((gp_rot_q == 3'd0) ? fm6_rd_q : (gp_rot_q == 3'd1) ? fm7_rd_q : (gp_rot_q == 3'd2) ? fm0_rd_q : (gp_rot_q == 3'd3) ? fm1_rd_q : (gp_rot_q == 3'd4) ? fm2_rd_q : (gp_rot_q == 3'd5) ? fm3_rd_q : (gp_rot_q == 3'd6) ? fm4_rd_q : (gp_rot_q == 3'd7) ? fm5_rd_q : 8'd0) : 8'd0), (gp_valid_q[5] ? ((gp_rot_q == 3'd0) ? fm5_rd_q : (gp_rot_q == 3'd1) ? fm6_rd_q : (gp_rot_q == 3'd2) ? fm7_rd_q : (gp_rot_q == 3'd3) ? fm0_rd_q : (gp_rot_q == 3'd4) ? fm1_rd_q : (gp_rot_q == 3'd5) ? fm2_rd_q : (gp_rot_q == 3'd6) ? fm3_rd_q : (gp_rot_q == 3'd7) ? fm4_rd_q : 8'd0) : 8'd0), (gp_valid_q[4] ? ((gp_rot_q == 3'd0) ? fm4_rd_q : (gp_rot_q == 3'd1) ? fm5_rd_q : (gp_rot_q == 3'd2) ? fm6_rd_q : (gp_rot_q == 3'd3) ? fm7_rd_q : (gp_rot_q == 3'd4) ? fm0_rd_q : (gp_rot_q == 3'd5) ? fm1_rd_q : (gp_rot_q == 3'd6) ? fm2_rd_q : (gp_rot_q == 3'd7) ? fm3_rd_q : 8'd0) : 8'd0), (gp_valid_q[3] ? ((gp_rot_q == 3'd0) ? fm3_rd_q : (gp_rot_q == 3'd1) ? fm4_rd_q : (gp_rot_q == 3'd2) ? fm5_rd_q : (gp_rot_q == 3'd3) ? fm6_rd_q : (gp_rot_q == 3'd4) ? fm7_rd_q : (gp_rot_q == 3'd5) ? fm0_rd_q : (gp_rot_q == 3'd6) ? fm1_rd_q : (gp_rot_q == 3'd7) ? fm2_rd_q : 8'd0) : 8'd0), (gp_valid_q[2] ? ((gp_rot_q == 3'd0) ? fm2_rd_q : (gp_rot_q == 3'd1) ? fm3_rd_q : (gp_rot_q == 3'd2) ? fm4_rd_q : (gp_rot_q == 3'd3) ? fm5_rd_q : (gp_rot_q == 3'd4) ? fm6_rd_q : (gp_rot_q == 3'd5) ? fm7_rd_q : (gp_rot_q == 3'd6) ? fm0_rd_q : (gp_rot_q == 3'd7) ? fm1_rd_q : 8'd0) : 8'd0), (gp_valid_q[1] ? ((gp_rot_q == 3'd0) ? fm1_rd_q : (gp_rot_q == 3'd1) ? fm2_rd_q : (gp_rot_q == 3'd2) ? fm3_rd_q : (gp_rot_q == 3'd3) ? fm4_rd_q : (gp_rot_q == 3'd4) ? fm5_rd_q : (gp_rot_q == 3'd5) ? fm6_rd_q : (gp_rot_q == 3'd6) ? fm7_rd_q : (gp_rot_q == 3'd7) ? fm0_rd_q : 8'd0) : 8'd0), (gp_valid_q[0] ? ((gp_rot_q == 3'd0) ? fm0_rd_q : (gp_rot_q == 3'd1) ? fm1_rd_q : (gp_rot_q == 3'd2) ? fm2_rd_q : (gp_rot_q == 3'd3) ? fm3_rd_q : (gp_rot_q == 3'd4) ? fm4_rd_q : (gp_rot_q == 3'd5) ? fm5_rd_q : (gp_rot_q == 3'd6) ? fm6_rd_q : (gp_rot_q == 3'd7) ? fm7_rd_q : 8'd0) : 8'd0)};
+    wire [127:0] g_comb;
+    assign g_comb = {64'd0, asm_q} | ({64'd0, g_row} << {gfill_q, 3'd0});
+    wire [3:0]   g_total;  // bytes pending after the append
+    assign g_total = {1'b0, gfill_q} + d_kw[3:0];
     always @(posedge clk) begin
         if (!rst_n) begin
             gp_v_q <= 1'b0;
         end else begin
             gp_v_q <= state_q == S_GATHER;
         end
-        gp_in_q <= g_in;
-        gp_lane_q <= g_addr[2:0];
-        gp_k_q <= gk_q;
-        fm_rd_q <= fm_mem[g_addr[11:3]];
-        if (gp_v_q) begin
-            asm_q <= asm_next;
+        gp_rot_q <= g_addr[2:0];
+        gp_valid_q <= g_valid;
+        fm0_rd_q <= fm0_mem[g_entry + {8'd0, 3'd0 < g_addr[2:0]}];
+        fm1_rd_q <= fm1_mem[g_entry + {8'd0, 3'd1 < g_addr[2:0]}];
+        fm2_rd_q <= fm2_mem[g_entry + {8'd0, 3'd2 < g_addr[2:0]}];
+        fm3_rd_q <= fm3_mem[g_entry + {8'd0, 3'd3 < g_addr[2:0]}];
+        fm4_rd_q <= fm4_mem[g_entry + {8'd0, 3'd4 < g_addr[2:0]}];
+        fm5_rd_q <= fm5_mem[g_entry + {8'd0, 3'd5 < g_addr[2:0]}];
+        fm6_rd_q <= fm6_mem[g_entry + {8'd0, 3'd6 < g_addr[2:0]}];
+        fm7_rd_q <= fm7_mem[g_entry];
+        if (state_q == S_GINIT) begin
+            gfill_q <= 3'd0;
+            gwq_q <= 16'd0;
+            asm_q <= 64'd0;
+        end else begin
+            if (gp_v_q) begin
+                // append the row; a full word leaves for the K-vector banks
+                gfill_q <= g_total[2:0];
+                asm_q <= g_total[3] ? g_comb[127:64] : g_comb[63:0];
+                if (g_total[3]) begin
+                    gwq_q <= gwq_q + 16'd1;
+                end
+            end
+            if (g_flush) begin
+                gfill_q <= 3'd0;
+                asm_q <= 64'd0;
+                gwq_q <= gwq_q + 16'd1;
+            end
         end
     end
-    wire         g_we;  // a patch word is complete
-    assign g_we = gp_v_q && (gp_k_q[2:0] == 3'd7 || gp_k_q == d_k - 16'd1);
+    wire         g_we;  // a K-vector word is complete
+    assign g_we = gp_v_q && g_total[3];
+    wire         g_flush;  // the patch's last, partial word
+    assign g_flush = state_q == S_GFLUSH && !gp_v_q && gfill_q != 3'd0;
     wire         act_we;
-    assign act_we = (state_q == S_ACT_DATA && rd_fire) || g_we;
+    assign act_we = (state_q == S_ACT_DATA && rd_fire) || g_we || g_flush;
     wire [15:0]  act_widx;  // word index of the K-vector
-    assign act_widx = (state_q == S_ACT_DATA) ? cnt_q[15:0] : {3'd0, gp_k_q[15:3]};
+    assign act_widx = (state_q == S_ACT_DATA) ? cnt_q[15:0] : gwq_q;
     /* verilator lint_on UNUSEDSIGNAL */
     wire [63:0]  act_wdata;
-    assign act_wdata = (state_q == S_ACT_DATA) ? rd_data : asm_next;
+    assign act_wdata = (state_q == S_ACT_DATA) ? rd_data : g_we ? g_comb[63:0] : asm_q;
 
     // ---- buffer writes ----
     always @(posedge clk) begin
@@ -913,7 +969,14 @@ module caq_core (
             end
         end
         if (state_q == S_FM_DATA && rd_fire) begin
-            fm_mem[cnt_q[8:0]] <= rd_data;
+            fm0_mem[cnt_q[8:0]] <= rd_data[7:0];
+            fm1_mem[cnt_q[8:0]] <= rd_data[15:8];
+            fm2_mem[cnt_q[8:0]] <= rd_data[23:16];
+            fm3_mem[cnt_q[8:0]] <= rd_data[31:24];
+            fm4_mem[cnt_q[8:0]] <= rd_data[39:32];
+            fm5_mem[cnt_q[8:0]] <= rd_data[47:40];
+            fm6_mem[cnt_q[8:0]] <= rd_data[55:48];
+            fm7_mem[cnt_q[8:0]] <= rd_data[63:56];
         end
         if (state_q == S_DRAIN && rq_out_valid) begin
             stage_mem[{rq_out_tag, pix_q[9:0]}] <= rq_out_code;

@@ -1183,7 +1183,10 @@ fn core_rest(
                         c.nb("desc_idx_q", "16'd0");
                         c.nb("desc_count_q", "desc_count");
                         c.if_else(
-                            "desc_count == 16'd0",
+                            format!(
+                                "desc_count == 16'd0 || desc_count > 16'd{}",
+                                cfg.limits.max_descriptors
+                            ),
                             |c| {
                                 c.nb("err_code_q", code(ErrorCode::DescCount));
                                 c.nb("state_q", "S_FAIL");

@@ -88,17 +88,6 @@ pub fn generate(
             regs_wires.insert(p.name.clone(), w);
         }
     }
-    m.lint_off(
-        "UNUSEDSIGNAL",
-        "DESC_ADDR above the master's address width and DESC_COUNT above 16 bits are not used \
-         (the core rejects such a list)",
-    );
-    m.wire("ctl_unused", 1, None)?;
-    m.assign_raw(
-        "ctl_unused",
-        format!("^{{regs_desc_addr_o[63:{aw}], regs_desc_count_o[31:16]}}"),
-    )?;
-    m.lint_on("UNUSEDSIGNAL");
     m.comment(&[
         "The window in the master's address space: a bound at or above 2^addr_width saturates",
         "to 2^addr_width, which no address reaches.",
@@ -118,11 +107,28 @@ pub fn generate(
             ),
         ));
     }
+    // A DESC_ADDR beyond the address space keeps its alignment bits and saturates above them,
+    // so the core reports MISALIGNED or, at the fetch, OUT_OF_WINDOW; a DESC_COUNT beyond 16
+    // bits saturates, so the core reports DESC_COUNT (MAX_DESCRIPTORS < 2^16).
+    let blog = cfg.bus_bytes().trailing_zeros();
     let core_ctl = [
         ("start", "regs_start_o".to_string(), 1),
         ("soft_reset", "regs_soft_reset_o".to_string(), 1),
-        ("desc_addr", format!("regs_desc_addr_o[{}:0]", aw - 1), aw),
-        ("desc_count", "regs_desc_count_o[15:0]".to_string(), 16),
+        (
+            "desc_addr",
+            format!(
+                "(|regs_desc_addr_o[63:{aw}]) ? {{{{{hi}{{1'b1}}}}, regs_desc_addr_o[{b1}:0]}} : regs_desc_addr_o[{a1}:0]",
+                hi = aw - blog,
+                b1 = blog - 1,
+                a1 = aw - 1
+            ),
+            aw,
+        ),
+        (
+            "desc_count",
+            "(|regs_desc_count_o[31:16]) ? 16'hffff : regs_desc_count_o[15:0]".to_string(),
+            16,
+        ),
     ];
     for (port, text, w) in core_ctl {
         core_conns.push((port.into(), Expr::raw(text, w)));

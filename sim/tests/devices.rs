@@ -578,6 +578,22 @@ pub fn fault_cases<D: Device + InjectFaults>(dev: &mut D, cfg: &AccelConfig, see
     expect_error(
         dev,
         cfg,
+        &spec(at, cfg.limits.max_descriptors + 1, window),
+        (ErrorCode::DescCount, 0),
+        &good,
+        "DESC_COUNT = MAX_DESCRIPTORS + 1",
+    );
+    expect_error(
+        dev,
+        cfg,
+        &spec(DeviceAddr(at.0 | 1 << cfg.axi.addr_width), 2, window),
+        (ErrorCode::OutOfWindow, 0),
+        &good,
+        "DESC_ADDR beyond the address space",
+    );
+    expect_error(
+        dev,
+        cfg,
         &spec(DeviceAddr(at.0 + 4), 2, window),
         (ErrorCode::Misaligned, 0),
         &good,

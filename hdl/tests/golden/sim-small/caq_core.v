@@ -462,7 +462,7 @@ module caq_core (
                         desc_base_q <= desc_addr;
                         desc_idx_q <= 16'd0;
                         desc_count_q <= desc_count;
-                        if (desc_count == 16'd0) begin
+                        if (desc_count == 16'd0 || desc_count > 16'd64) begin
                             err_code_q <= 8'd9;
                             state_q <= S_FAIL;
                         end else begin

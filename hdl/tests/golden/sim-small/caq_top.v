@@ -106,11 +106,6 @@ module caq_top (
     wire [15:0] regs_perf_plane_ops_i;
     wire [15:0] regs_perf_bytes_rd_i;
     wire [15:0] regs_perf_bytes_wr_i;
-    // Waiver (UNUSEDSIGNAL): DESC_ADDR above the master's address width and DESC_COUNT above 16 bits are not used (the core rejects such a list)
-    /* verilator lint_off UNUSEDSIGNAL */
-    wire        ctl_unused;
-    assign ctl_unused = ^{regs_desc_addr_o[63:32], regs_desc_count_o[31:16]};
-    /* verilator lint_on UNUSEDSIGNAL */
     // The window in the master's address space: a bound at or above 2^addr_width saturates
     // to 2^addr_width, which no address reaches.
     caq_axil_regs u_regs (
@@ -156,8 +151,8 @@ module caq_top (
         .rst_n          (rst_n),
         .start          (regs_start_o),
         .soft_reset     (regs_soft_reset_o),
-        .desc_addr      (regs_desc_addr_o[31:0]),
-        .desc_count     (regs_desc_count_o[15:0]),
+        .desc_addr      ((|regs_desc_addr_o[63:32]) ? {{29{1'b1}}, regs_desc_addr_o[2:0]} : regs_desc_addr_o[31:0]),
+        .desc_count     ((|regs_desc_count_o[31:16]) ? 16'hffff : regs_desc_count_o[15:0]),
         .busy           (regs_busy_i),
         .done           (regs_done_i),
         .error          (regs_error_i),

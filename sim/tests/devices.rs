@@ -382,6 +382,16 @@ fn expect_error<D: Device + InjectFaults>(
         cfg,
         &format!("{what}, then a good job"),
     );
+    // One row of the fault matrix (the must-show of the device issue).
+    eprintln!(
+        "fault matrix | {} | {} | {what} | {code} at descriptor {index}, interrupt, PERF_CYCLES {} | next job after SOFT_RESET bit-exact",
+        std::any::type_name::<D>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("device"),
+        cfg.name,
+        run.perf.cycles
+    );
 }
 
 /// Random lists of layers, outputs bit-exact and counters as specified.

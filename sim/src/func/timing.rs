@@ -39,25 +39,25 @@ pub struct TimingModel {
 /// Fitted by `calibrate_the_timing_model_against_the_rtl` (sim/tests/devices.rs) to RtlDevice on
 /// sim-small with `AxiMemOptions::default()` (read latency 8, write latency 4, no stalls), over
 /// random Dense and Conv2d lists of three seeds, then rounded: the patch gather came out at
-/// exactly 1 cycle per element and a plane-step word at ~1 cycle, as the design says; a request
-/// costs ~9 cycles before its first word (the memory's 8 plus the DMA's request stage); a pixel
-/// ~12 cycles of pipeline fill and drain. On four seeds (one not fitted) these defaults estimate
-/// PERF_CYCLES with a mean |error| of 3–4 % and a worst of 10–17 % (short lists, where fixed
-/// costs dominate). Other memory latencies change `read_latency` and `write_latency` only.
+/// exactly 1 cycle per kernel row and a plane-step word at ~1 cycle, as the design says; a request
+/// costs ~8 cycles before its first word; an output word ~10 (eight staged bytes, one per cycle,
+/// then the handshake); a pixel ~13 cycles of pipeline fill and drain. Over 60 lists these
+/// defaults estimate PERF_CYCLES with a mean |error| of 2 % and a worst of 9-11 % (short lists,
+/// where fixed costs dominate). Other memory latencies change `read_latency` and `write_latency`.
 impl Default for TimingModel {
     fn default() -> Self {
         TimingModel {
-            start: 2,
-            read_latency: 9,
+            start: 0,
+            read_latency: 8,
             read_word: 1,
-            write_latency: 9,
-            write_word: 6,
+            write_latency: 10,
+            write_word: 10,
             write_response: 0,
-            descriptor: 3,
-            pixel: 8,
+            descriptor: 8,
+            pixel: 13,
             gather_row: 1,
             drain_row: 1,
-            drain_latency: 4,
+            drain_latency: 0,
             next: 0,
         }
     }

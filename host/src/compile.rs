@@ -13,7 +13,7 @@
 //! 2. the network input and the output of every node: one byte per code, CHW (a Flatten node
 //!    shares its input's buffer: CHW flattening does not move a byte);
 //! 3. per weight layer: bias (i32 LE per output channel), requantization entries
-//!    ([`RequantEntry`], 8 bytes), group multipliers (u16 LE `[out_c][regions]`, grouped layers
+//!    ([`caq_spec::RequantEntry`], 8 bytes), group multipliers (u16 LE `[out_c][regions]`, grouped layers
 //!    only) and every stored plane group in caq-model's planes layout (`[plane][row][⌈K/64⌉ u64]`,
 //!    K ordered (c, ky, kx)).
 //!
@@ -33,11 +33,11 @@ use caq_model::graph::{Op, Shape3, Src};
 use caq_model::planes;
 use caq_model::qmodel::{QLayer, QModel};
 use caq_model::quant::ActQuant;
-use caq_model::requant::{AddRequant, OutRange};
+use caq_model::requant::{self, AddRequant, OutRange};
 use caq_spec::descriptor::{DESCRIPTOR_BYTES, Window};
 use caq_spec::{
     AccelConfig, BitWidth, Caps, DeviceAddr, Flags, LayerDescriptor, MemRegion, Opcode, PlaneGroup,
-    PlaneGroups, RequantEntry, Shape,
+    PlaneGroups, Shape,
 };
 
 /// Alignment of every buffer: a multiple of every configurable bus width (8 or 16 bytes) and of
@@ -400,18 +400,7 @@ fn place_layer(
         a
     };
     let bias_addr = put(pad8(q.bias.iter().flat_map(|b| b.to_le_bytes()).collect()));
-    let requant_addr = put(pad8(
-        q.requant
-            .iter()
-            .flat_map(|r| {
-                RequantEntry {
-                    multiplier: r.mult,
-                    shift: r.shift,
-                }
-                .to_bytes()
-            })
-            .collect(),
-    ));
+    let requant_addr = put(requant::table_bytes(&q.requant));
     let (group_mult_addr, group_size) = match &q.groups {
         None => (DeviceAddr(0), 0u16),
         Some(g) => {

@@ -7,6 +7,8 @@
 //! half towards +infinity (add half, then arithmetic shift right, which floors), and saturation is
 //! to the output code range.
 
+use caq_spec::RequantEntry;
+
 use crate::error::{ModelError, Result};
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +90,14 @@ impl Requant {
         scale_round(acc as i128, self.mult, self.shift)
     }
 
+    /// The entry of the device's requantization table for these constants.
+    pub fn entry(&self) -> RequantEntry {
+        RequantEntry {
+            multiplier: self.mult,
+            shift: self.shift,
+        }
+    }
+
     pub fn check(&self) -> Result<()> {
         if self.mult < 0 || self.shift > MAX_SHIFT {
             return Err(ModelError::arg(
@@ -100,6 +110,12 @@ impl Requant {
         }
         Ok(())
     }
+}
+
+/// A layer's requantization table as the device reads it: one packed [`RequantEntry`] per output
+/// channel (docs/descriptor.md).
+pub fn table_bytes(requant: &[Requant]) -> Vec<u8> {
+    requant.iter().flat_map(|r| r.entry().to_bytes()).collect()
 }
 
 /// The output side of a layer: optional ReLU, then saturation to the code range.
@@ -172,6 +188,20 @@ mod tests {
                 "{real}: {r:?}"
             );
             assert!(((r.real() - real) / real).abs() < 1e-9, "{real}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn the_table_holds_one_device_entry_per_channel_in_order() {
+        let rq = [
+            Requant::from_real(0.0123).unwrap(),
+            Requant { mult: 0, shift: 63 },
+        ];
+        let bytes = table_bytes(&rq);
+        assert_eq!(bytes.len(), 16);
+        for (r, e) in rq.iter().zip(bytes.chunks_exact(8)) {
+            let e = RequantEntry::from_bytes(e.try_into().unwrap());
+            assert_eq!((e.multiplier, e.shift), (r.mult, r.shift));
         }
     }
 

@@ -9,6 +9,7 @@
 use crate::compile::{ActBuffer, HostOp, HostStep, Program, Segment, Step};
 use crate::error::{HostError, Result};
 use caq_model::kernels;
+use caq_spec::device::{self, PerfCounters};
 use caq_spec::regmap::{self, Register, WidePair};
 use caq_spec::{Device, IrqWait};
 use ndarray::Array3;
@@ -34,73 +35,19 @@ impl Default for RunOptions {
     }
 }
 
-/// The performance counters of one run (docs/regmap.md).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Perf {
-    pub cycles: u64,
-    pub busy_cycles: u64,
-    pub stall_cycles: u64,
-    pub plane_ops: u64,
-    pub bytes_rd: u64,
-    pub bytes_wr: u64,
-}
-
-impl Perf {
-    fn read<D: Device>(dev: &mut D) -> Result<Perf> {
-        let mut v = [0u64; 6];
-        for (slot, pair) in v.iter_mut().zip(regmap::PERF_COUNTERS) {
-            *slot = read_wide(dev, pair)?;
-        }
-        let [
-            cycles,
-            busy_cycles,
-            stall_cycles,
-            plane_ops,
-            bytes_rd,
-            bytes_wr,
-        ] = v;
-        Ok(Perf {
-            cycles,
-            busy_cycles,
-            stall_cycles,
-            plane_ops,
-            bytes_rd,
-            bytes_wr,
-        })
-    }
-
-    pub fn add(&mut self, o: &Perf) {
-        self.cycles += o.cycles;
-        self.busy_cycles += o.busy_cycles;
-        self.stall_cycles += o.stall_cycles;
-        self.plane_ops += o.plane_ops;
-        self.bytes_rd += o.bytes_rd;
-        self.bytes_wr += o.bytes_wr;
-    }
-
-    /// Compute utilization: busy cycles over all cycles (0 for an empty run).
-    pub fn utilization(&self) -> f64 {
-        if self.cycles == 0 {
-            0.0
-        } else {
-            self.busy_cycles as f64 / self.cycles as f64
-        }
-    }
-}
-
 /// A layer's own counters (per-layer runs only).
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerPerf {
     pub layer: String,
     pub bits: u8,
-    pub perf: Perf,
+    pub perf: PerfCounters,
 }
 
 /// One device segment.
 #[derive(Clone, Debug, Serialize)]
 pub struct SegmentReport {
     pub layers: Vec<String>,
-    pub perf: Perf,
+    pub perf: PerfCounters,
     /// Per layer, when the run was made one descriptor at a time.
     pub per_layer: Vec<LayerPerf>,
 }
@@ -135,7 +82,7 @@ pub struct RunReport {
     pub segments: Vec<SegmentReport>,
     pub host_steps: Vec<HostStepReport>,
     /// Sum over the segments.
-    pub device: Perf,
+    pub device: PerfCounters,
     /// Sum over the host steps.
     pub host: HostCost,
 }
@@ -155,17 +102,8 @@ fn reg_read<D: Device>(dev: &mut D, r: &Register) -> Result<u32> {
     dev.read_reg(r.offset).map_err(HostError::backend)
 }
 
-/// LO first: reading LO snapshots the counter, HI returns the snapshot's upper half.
-fn read_wide<D: Device>(dev: &mut D, p: WidePair) -> Result<u64> {
-    let lo = reg_read(dev, &p.lo)?;
-    let hi = reg_read(dev, &p.hi)?;
-    Ok(WidePair::join(lo, hi))
-}
-
 fn write_wide<D: Device>(dev: &mut D, p: WidePair, v: u64) -> Result<()> {
-    let (lo, hi) = WidePair::split(v);
-    reg_write(dev, &p.lo, lo)?;
-    reg_write(dev, &p.hi, hi)
+    device::write_wide(dev, p, v).map_err(HostError::backend)
 }
 
 /// Runs one inference of `program` (already loaded) on `input` (CHW pixel codes, one byte each).
@@ -227,7 +165,7 @@ fn run_segment<D: Device>(
     let names: Vec<String> = layers.iter().map(|l| l.name.clone()).collect();
     let mut report = SegmentReport {
         layers: names.clone(),
-        perf: Perf::default(),
+        perf: PerfCounters::default(),
         per_layer: Vec::new(),
     };
     if opts.per_layer {
@@ -258,7 +196,7 @@ fn start_and_wait<D: Device>(
     list: u64,
     names: &[String],
     opts: &RunOptions,
-) -> Result<Perf> {
+) -> Result<PerfCounters> {
     let count = names.len() as u32;
     reg_write(dev, &regmap::CTRL, regmap::CTRL_PERF_CLEAR.mask())?;
     write_wide(dev, regmap::DESC_ADDR, list)?;
@@ -302,7 +240,7 @@ fn start_and_wait<D: Device>(
             status,
         });
     }
-    Perf::read(dev)
+    PerfCounters::read(dev).map_err(HostError::backend)
 }
 
 fn read_act<D: Device>(dev: &mut D, a: &ActBuffer) -> Result<Vec<u8>> {

@@ -1,7 +1,7 @@
 //! Cycles of one fully connected layer (MNIST LeNet fc1's shape, K = 512 -> 64) on the RTL at
 //! each precision: every level of a nested 8 ⊃ 6 ⊃ 4 ⊃ 2 model and plain INT8/6/4/2 layers. Prints
-//! compute (busy) cycles, total cycles from START to the interrupt, bytes read, simulation speed,
-//! and checks every output against the golden kernel.
+//! compute (busy) cycles, total cycles (PERF_CYCLES), bytes read, simulation speed, and checks
+//! every output against the golden kernel.
 //!
 //! `cargo run --release -p caq-sim --example precision` (sim-small model), or with
 //! `CAQ_SIM_CONFIG=configs/pynq-z2.toml` for the PYNQ-Z2 array.
@@ -9,21 +9,21 @@
 use caq_model::nested;
 use caq_model::quant::{QuantWeights, Rounding};
 use caq_model::requant::Requant;
-use caq_sim::axi_mem::{AxiMem, AxiMemOptions, DEFAULT_BASE as BASE};
-use caq_sim::job::{self, DenseJob, Group};
+use caq_sim::layer::{self, Alloc};
 use caq_sim::rtl::design;
-use caq_sim::{AxiLite, AxiLiteOptions, RtlModel};
-use caq_spec::regmap;
+use caq_sim::{AxiMemOptions, LayerJob, LayerOp, RtlDevice, WeightGroup};
+use caq_spec::{Device, DeviceAddr, IrqWait};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const K: usize = 512;
 const O: usize = 64;
 
-fn job(groups: Vec<Group>, active: usize, rng: &mut ChaCha8Rng) -> DenseJob {
-    DenseJob {
+fn job(groups: Vec<WeightGroup>, active: usize, rng: &mut ChaCha8Rng) -> LayerJob {
+    LayerJob {
+        op: LayerOp::Dense { in_c: K },
         groups,
         active,
         regions: None,
@@ -50,16 +50,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let chain = [8u8, 6, 4, 2];
     let nw = nested::nest(&full, &chain, 1, Rounding::Adaptive)?;
-    let nested_groups: Vec<Group> = nw
+    let nested_groups: Vec<WeightGroup> = nw
         .groups
         .iter()
-        .map(|g| Group {
+        .map(|g| WeightGroup {
             bits: g.bits,
             shift: g.shift,
             codes: g.codes.clone(),
         })
         .collect();
-    let mut cases: Vec<(String, DenseJob)> = Vec::new();
+    let mut cases: Vec<(String, LayerJob)> = Vec::new();
     for &b in &chain {
         let active = nw.active_groups(b)?;
         cases.push((
@@ -69,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     for b in [8u8, 6, 4, 2] {
         let lim = 1i32 << (b - 1);
-        let g = Group {
+        let g = WeightGroup {
             bits: b,
             shift: 0,
             codes: Array2::from_shape_fn((O, K), |_| rng.random_range(-lim..lim)),
@@ -80,35 +80,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "config {} ({} x {} array), FC layer K = {K} -> {O}, AXI memory without stalls (default latencies)",
         cfg.name, cfg.array.rows, cfg.array.cols
     );
-    let mut m = RtlModel::new(1);
-    m.reset(4);
+    let mut dev = RtlDevice::new(1, AxiMemOptions::default())?;
+    let mem = dev.memory();
     let mut rows = Vec::new();
     for (name, j) in &cases {
-        let mut mem = AxiMem::new(AxiMemOptions::default())?;
-        let mut next = BASE + 4096;
-        let placed = j.place(&mut mem, &mut next)?;
-        job::write_list(&mut mem, BASE, std::slice::from_ref(&placed))?;
-        AxiLite::new(&mut m, AxiLiteOptions::default())
-            .write(&regmap::CTRL, regmap::CTRL_PERF_CLEAR.mask())?;
-        let t = Instant::now();
-        let run = job::run_list(&mut m, &mut mem, BASE, 1, 10_000_000)?;
-        let secs = t.elapsed().as_secs_f64();
-        if run.status & regmap::STATUS_ERROR.mask() != 0 {
-            return Err(format!("{name}: STATUS {:#x}", run.status).into());
+        // The descriptor at the start of memory, the job's buffers after it.
+        let mut alloc = Alloc::new(DeviceAddr(mem.base.0 + 4096), mem.end());
+        let placed = j.place(&mut dev, &mut alloc)?;
+        let (t, c0) = (Instant::now(), dev.cycles());
+        let run = layer::run_list(&mut dev, mem.base, &[placed.desc], Duration::from_secs(1))?;
+        let speed = (dev.cycles() - c0) as f64 / t.elapsed().as_secs_f64();
+        if run.irq != IrqWait::Fired || !run.done() {
+            return Err(format!("{name}: {:?}, STATUS {:#x}", run.irq, run.status).into());
         }
-        if mem.read(placed.desc.output_addr.0, O)? != &j.golden()?[..] {
+        if layer::read_output(&mut dev, &placed)?[..O] != j.golden()?[..] {
             return Err(format!("{name}: output differs from the golden kernel").into());
         }
-        let mut axil = AxiLite::new(&mut m, AxiLiteOptions::default());
-        let busy = axil.read64(&regmap::PERF_BUSY_CYCLES)?;
-        let bytes = axil.read64(&regmap::PERF_BYTES_RD)?;
+        let planes: u64 = j.groups[..j.active].iter().map(|g| u64::from(g.bits)).sum();
         rows.push((
             name.clone(),
-            placed.planes,
-            busy,
-            run.cycles,
-            bytes,
-            run.cycles as f64 / secs,
+            planes,
+            run.perf.busy_cycles,
+            run.perf.cycles,
+            run.perf.bytes_rd,
+            speed,
         ));
     }
     let int8 = rows

@@ -10,16 +10,16 @@ use std::time::Duration;
 use caq_model::kernels::{self, ConvGeom, GroupMult, IntLayer};
 use caq_model::planes;
 use caq_model::quant::ActQuant;
-use caq_model::requant::{OutRange, Requant};
+use caq_model::requant::{self, OutRange, Requant};
 use caq_spec::descriptor::{
-    Flags, LayerDescriptor, Opcode, PlaneGroup, PlaneGroups, RequantEntry, Shape, Window,
+    Flags, LayerDescriptor, Opcode, PlaneGroup, PlaneGroups, Shape, Window,
 };
-use caq_spec::regmap::{self, WidePair};
-use caq_spec::{BitWidth, Device, DeviceAddr, IrqWait};
+use caq_spec::device::write_wide;
+use caq_spec::regmap;
+use caq_spec::{BitWidth, Device, DeviceAddr, IrqWait, PerfCounters};
 use ndarray::{Array2, ArrayView3};
 
 use crate::error::SimError;
-use crate::func::PerfCounts;
 
 /// One stored plane group: signed `bits`-bit codes `[out_c, K]` weighted by 2^shift.
 #[derive(Clone, Debug)]
@@ -254,18 +254,7 @@ impl LayerJob {
         let output_addr = put(dev, &vec![OUTPUT_FILL; output_len + SPARE_BYTES as usize])?;
         let bias = padded(self.bias.iter().flat_map(|b| b.to_le_bytes()).collect());
         let bias_addr = put(dev, &bias)?;
-        let rq: Vec<u8> = self
-            .requant
-            .iter()
-            .flat_map(|r| {
-                RequantEntry {
-                    multiplier: r.mult,
-                    shift: r.shift,
-                }
-                .to_bytes()
-            })
-            .collect();
-        let rq_addr = put(dev, &rq)?;
+        let rq_addr = put(dev, &requant::table_bytes(&self.requant))?;
         let (gm_addr, group_size) = match &self.regions {
             Some((m, gs)) => {
                 let b = padded(m.iter().flat_map(|v| v.to_le_bytes()).collect());
@@ -384,7 +373,7 @@ pub struct RunSpec {
 pub struct Run {
     pub irq: IrqWait,
     pub status: u32,
-    pub perf: PerfCounts,
+    pub perf: PerfCounters,
 }
 
 impl Run {
@@ -404,26 +393,13 @@ impl Run {
     }
 }
 
-fn write64<D: Device>(dev: &mut D, pair: WidePair, value: u64) -> Result<(), SimError> {
-    let (lo, hi) = WidePair::split(value);
-    dev.write_reg(pair.lo.offset, lo).map_err(device_error)?;
-    dev.write_reg(pair.hi.offset, hi).map_err(device_error)
-}
-
-/// Reads a 64-bit counter LO first (the LO read snapshots HI).
-fn read64<D: Device>(dev: &mut D, pair: WidePair) -> Result<u64, SimError> {
-    let lo = dev.read_reg(pair.lo.offset).map_err(device_error)?;
-    let hi = dev.read_reg(pair.hi.offset).map_err(device_error)?;
-    Ok(WidePair::join(lo, hi))
-}
-
 /// Programs WIN_*, DESC_ADDR and DESC_COUNT, clears the performance counters and IRQ_STATUS,
 /// writes START with IRQ_EN, waits for the interrupt and reads STATUS and every counter.
 /// A timeout is not an error: the returned [`Run`] says `TimedOut`.
 pub fn run<D: Device>(dev: &mut D, spec: &RunSpec) -> Result<Run, SimError> {
-    write64(dev, regmap::WIN_BASE, spec.window.base.0)?;
-    write64(dev, regmap::WIN_LIMIT, spec.window.limit.0)?;
-    write64(dev, regmap::DESC_ADDR, spec.desc_addr.0)?;
+    write_wide(dev, regmap::WIN_BASE, spec.window.base.0).map_err(device_error)?;
+    write_wide(dev, regmap::WIN_LIMIT, spec.window.limit.0).map_err(device_error)?;
+    write_wide(dev, regmap::DESC_ADDR, spec.desc_addr.0).map_err(device_error)?;
     dev.write_reg(regmap::DESC_COUNT.offset, spec.count)
         .map_err(device_error)?;
     let irq_en = regmap::CTRL_IRQ_EN.mask();
@@ -436,22 +412,8 @@ pub fn run<D: Device>(dev: &mut D, spec: &RunSpec) -> Result<Run, SimError> {
         .map_err(device_error)?;
     let irq = dev.wait_irq(spec.timeout).map_err(device_error)?;
     let status = dev.read_reg(regmap::STATUS.offset).map_err(device_error)?;
-    let mut c = [0u64; 6];
-    for (v, pair) in c.iter_mut().zip(regmap::PERF_COUNTERS) {
-        *v = read64(dev, pair)?;
-    }
-    Ok(Run {
-        irq,
-        status,
-        perf: PerfCounts {
-            cycles: c[0],
-            busy_cycles: c[1],
-            stall_cycles: c[2],
-            plane_ops: c[3],
-            bytes_rd: c[4],
-            bytes_wr: c[5],
-        },
-    })
+    let perf = PerfCounters::read(dev).map_err(device_error)?;
+    Ok(Run { irq, status, perf })
 }
 
 /// Writes `descs` as a list at `desc_addr` and runs it in the device's whole memory as the

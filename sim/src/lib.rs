@@ -9,8 +9,6 @@
 //! - [`axi_mem`] (feature `verilator`): [`AxiMem`], DDR behind the DMA's AXI4 master port with
 //!   latency, random stalls, error injection and an AXI4 protocol checker;
 //! - [`rtl_device`] (feature `verilator`): [`RtlDevice`], the RTL model as a `caq_spec::Device`;
-//! - [`job`] (feature `verilator`): Dense layers laid out in an [`AxiMem`] with their golden
-//!   outputs, run through the registers;
 //! - [`func`] (always built): [`FuncDevice`], the functional model of the accelerator at the register
 //!   level (`caq_spec::Device`), bit-exact through caq-model's kernels, with a calibratable
 //!   [`TimingModel`]; [`fault`]: bus-fault injection any backend can offer ([`InjectFaults`]);
@@ -31,8 +29,6 @@ pub mod axil;
 mod error;
 pub mod fault;
 pub mod func;
-#[cfg(feature = "verilator")]
-pub mod job;
 pub mod layer;
 #[cfg(feature = "verilator")]
 pub mod rtl;
@@ -46,7 +42,7 @@ pub use axi_mem::{AxiMem, AxiMemOptions};
 pub use axil::{AxiLite, AxiLiteOptions, Backpressure, WriteOrder};
 pub use error::SimError;
 pub use fault::{FaultDir, InjectFaults};
-pub use func::{FuncDevice, PerfCounts, TimingModel};
+pub use func::{FuncDevice, TimingModel};
 pub use layer::{LayerJob, LayerOp, Run, WeightGroup};
 #[cfg(feature = "verilator")]
 pub use rtl::RtlModel;

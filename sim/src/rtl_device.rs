@@ -55,11 +55,6 @@ impl RtlDevice {
         &mut self.mem
     }
 
-    /// The model and the memory at once, for code that drives both (`job::run_list`).
-    pub fn parts(&mut self) -> (&mut RtlModel, &mut AxiMem) {
-        (&mut self.model, &mut self.mem)
-    }
-
     /// The register master's options (back-pressure, write order) for the following accesses.
     pub fn set_axil_options(&mut self, options: AxiLiteOptions) {
         self.axil = options;

@@ -1,7 +1,8 @@
 //! One randomized suite, run unchanged on every backend of `caq_spec::Device`: random lists of
-//! Dense and Conv2d layers whose output bytes must equal the golden kernels', the performance
-//! counters the device semantics fix (plane-steps, bytes moved), and every error a run can stop
-//! on — each with its code and descriptor index, no hang, and a correct run after SOFT_RESET.
+//! Dense and Conv2d layers whose output bytes must equal the golden kernels', the largest
+//! accumulators the hardware can meet, the performance counters the device semantics fix
+//! (plane-steps, bytes moved), and every error a run can stop on — each with its code and
+//! descriptor index, no hang, and a correct run after SOFT_RESET.
 //!
 //! Backends: [`FuncDevice`] always, on every shipped config; `caq_sim::RtlDevice` (feature
 //! `verilator`) on the config the model was built from, with random memory stalls, Conv2d
@@ -34,17 +35,8 @@ const TIMEOUT: Duration = Duration::from_millis(50);
 const MEM_BASE: u64 = 0x1000_0000;
 const MEM_BYTES: u64 = 4 << 20;
 
-fn seed(test: &str) -> u64 {
-    let seed = match std::env::var("CAQ_SEED") {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("CAQ_SEED={text}: not a u64: {e}")),
-        Err(_) => rand::random(),
-    };
-    println!("{test}: CAQ_SEED={seed}");
-    seed
-}
+mod common;
+use common::seed;
 
 fn config(name: &str) -> AccelConfig {
     let path = format!("{}/../configs/{name}.toml", env!("CARGO_MANIFEST_DIR"));
@@ -694,6 +686,52 @@ pub fn fault_cases<D: Device + InjectFaults>(dev: &mut D, cfg: &AccelConfig, see
     }
 }
 
+/// The largest accumulators the hardware can meet: every weight −128 (then +127), every
+/// activation 255, K = 1024 (8 planes of 16 words per row: the whole weight bank of sim-small),
+/// region multipliers of 256, biases at the i32 extremes, with requant factors that saturate both
+/// ways, a zero multiplier, and one that maps the total exactly into range. |Σ 256·acc_g| =
+/// 256 · 1024 · 128 · 255 ≈ 2^33.
+pub fn extreme_accumulators<D: Device>(dev: &mut D, cfg: &AccelConfig) {
+    let k = 1024;
+    let o = 7;
+    let gs = cfg.array.group_size as usize;
+    for w in [-128, 127] {
+        let mut requant: Vec<Requant> = [1.0, 1e-3, 2e-9, 0.5, 3e-10, 1.5e-9, 1e-12]
+            .iter()
+            .map(|&r| Requant::from_real(r).expect("positive factor below 2^30"))
+            .collect();
+        requant[6] = Requant { mult: 0, shift: 63 };
+        let job = LayerJob {
+            op: LayerOp::Dense { in_c: k },
+            groups: vec![WeightGroup {
+                bits: 8,
+                shift: 0,
+                codes: Array2::from_elem((o, k), w),
+            }],
+            active: 1,
+            regions: (gs != 0).then(|| (Array2::from_elem((o, k.div_ceil(gs)), 256u16), gs)),
+            bias: vec![i32::MIN, i32::MAX, 0, -1, i32::MAX, i32::MIN, 12345],
+            requant,
+            relu: false,
+            in_signed: false,
+            out_signed: true,
+            out_bits: 8,
+            input: vec![255; k],
+        };
+        let golden = job.golden().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            golden.contains(&127) || golden.contains(&128),
+            "some output saturates: {golden:?}"
+        );
+        run_ok(
+            dev,
+            std::slice::from_ref(&job),
+            cfg,
+            &format!("{} extreme accumulators, weights {w}", cfg.name),
+        );
+    }
+}
+
 /// The whole suite on one backend.
 pub fn suite<D: Device + InjectFaults>(
     dev: &mut D,
@@ -702,6 +740,7 @@ pub fn suite<D: Device + InjectFaults>(
     opts: SuiteOptions,
 ) {
     random_lists(dev, cfg, seed, opts);
+    extreme_accumulators(dev, cfg);
     fault_cases(dev, cfg, seed);
 }
 
@@ -774,6 +813,31 @@ fn rtl_device_passes_the_suite() {
             conv: RTL_RUNS_CONV,
         },
     );
+}
+
+/// The model is built with `--x-assign unique --x-initial unique`: every model seed starts from
+/// different power-up values. After reset, the same list must give the golden outputs and the
+/// same STATUS and counters under every seed.
+#[cfg(feature = "verilator")]
+#[test]
+fn rtl_results_do_not_depend_on_power_up_values() {
+    use caq_sim::{AxiMemOptions, RtlDevice};
+    let seed = seed("power-up values");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let cfg = caq_sim::rtl::design::config().expect("the config the model was built from");
+    let jobs: Vec<LayerJob> = (0..3)
+        .map(|_| random_layer(&mut rng, &cfg, RTL_RUNS_CONV))
+        .collect();
+    let mut first = None;
+    for x_seed in [seed, seed ^ 0xdead_beef, seed.wrapping_add(12345)] {
+        let options = AxiMemOptions {
+            seed,
+            ..AxiMemOptions::default()
+        };
+        let mut dev = RtlDevice::new(x_seed, options).unwrap_or_else(|e| panic!("{e}"));
+        let run = run_ok(&mut dev, &jobs, &cfg, &format!("model seed {x_seed}"));
+        assert_eq!(*first.get_or_insert(run), run, "model seed {x_seed}");
+    }
 }
 
 /// The timing model's coefficients fitted to the RTL's PERF_CYCLES over random lists (least

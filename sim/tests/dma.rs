@@ -5,28 +5,25 @@
 //! checker fails a run on any AXI4 rule the master breaks, so every passing run here is also a
 //! protocol check. Seeds are printed; `CAQ_SEED=<n>` replays one.
 
+use std::time::Duration;
+
 use caq_hdl::core::CoreShape;
 use caq_model::requant::Requant;
 use caq_sim::axi_mem::{AxiMemOptions, Channel, DEFAULT_BASE as BASE};
 use caq_sim::fault::{FaultDir, InjectFaults};
-use caq_sim::job::{self, DenseJob, Group, Placed, Run};
+use caq_sim::layer::{self, Alloc, OUTPUT_FILL, Placed, SPARE_BYTES};
 use caq_sim::rtl::design;
-use caq_sim::{Resp, RtlDevice};
+use caq_sim::{LayerJob, LayerOp, Resp, RtlDevice, Run, WeightGroup};
+use caq_spec::descriptor::LayerDescriptor;
 use caq_spec::device::Device;
 use caq_spec::regmap::{self, ErrorCode};
-use caq_spec::{AccelConfig, DeviceAddr};
+use caq_spec::{AccelConfig, DeviceAddr, IrqWait};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn seed() -> u64 {
-    let s = std::env::var("CAQ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| rand::rng().random());
-    eprintln!("CAQ_SEED={s}");
-    s
-}
+mod common;
+use common::seed;
 
 fn config() -> AccelConfig {
     design::config().expect("the model's config parses")
@@ -43,9 +40,10 @@ fn long_k(cfg: &AccelConfig) -> usize {
 }
 
 /// A Dense layer of one 8-bit group.
-fn dense(rng: &mut ChaCha8Rng, k: usize, o: usize) -> DenseJob {
-    DenseJob {
-        groups: vec![Group {
+fn dense(rng: &mut ChaCha8Rng, k: usize, o: usize) -> LayerJob {
+    LayerJob {
+        op: LayerOp::Dense { in_c: k },
+        groups: vec![WeightGroup {
             bits: 8,
             shift: 0,
             codes: Array2::from_shape_fn((o, k), |_| rng.random_range(-128..128)),
@@ -79,65 +77,66 @@ fn device(seed: u64, stall_percent: u8) -> RtlDevice {
     .unwrap()
 }
 
-/// Places `jobs` from `first` on (the descriptor list at BASE) and runs them.
-fn run(
-    dev: &mut RtlDevice,
-    jobs: &[DenseJob],
-    first: u64,
-    limit: u64,
-) -> Result<(Run, Vec<Placed>), caq_sim::SimError> {
+/// Device time for `cycles` clock cycles of this config.
+fn cycles(cfg: &AccelConfig, cycles: u64) -> Duration {
+    Duration::from_secs_f64(cycles as f64 / (cfg.clock_mhz * 1e6))
+}
+
+/// `jobs` placed from `first` on, exactly there (not rounded up to a buffer alignment: the first
+/// buffer's address is the test's choice), the descriptor list at BASE.
+fn place(dev: &mut RtlDevice, jobs: &[LayerJob], first: u64) -> Vec<Placed> {
+    let end = dev.memory().end();
+    let mut alloc = Alloc { next: first, end };
+    jobs.iter()
+        .map(|j| j.place(dev, &mut alloc).unwrap())
+        .collect()
+}
+
+/// Places `jobs` from `first` on and runs them for at most `limit` cycles.
+fn run(dev: &mut RtlDevice, jobs: &[LayerJob], first: u64, limit: Duration) -> (Run, Vec<Placed>) {
     run_with_output(dev, jobs, first, None, limit)
 }
 
-/// [`run`], with the first job's outputs moved to `out_at` (when given).
+/// [`run`], with the first job's outputs moved to `out_at` (when given). After the interrupt
+/// the bus must be idle: the core finishes a list only after every burst it caused.
 fn run_with_output(
     dev: &mut RtlDevice,
-    jobs: &[DenseJob],
+    jobs: &[LayerJob],
     first: u64,
     out_at: Option<u64>,
-    limit: u64,
-) -> Result<(Run, Vec<Placed>), caq_sim::SimError> {
-    let (m, mem) = dev.parts();
-    let mut next = first;
-    let mut placed: Vec<Placed> = jobs
-        .iter()
-        .map(|j| j.place(mem, &mut next))
-        .collect::<Result<_, _>>()?;
+    limit: Duration,
+) -> (Run, Vec<Placed>) {
+    let mut placed = place(dev, jobs, first);
     if let Some(at) = out_at {
         placed[0].desc.output_addr = DeviceAddr(at);
-        mem.write(at, &vec![0xa5; placed[0].out_c + 16])?;
+        let fill = vec![OUTPUT_FILL; placed[0].output_len + SPARE_BYTES as usize];
+        dev.mem_write(DeviceAddr(at), &fill).unwrap();
     }
-    job::write_list(mem, BASE, &placed)?;
-    let run = job::run_list(m, mem, BASE, jobs.len() as u32, limit)?;
-    Ok((run, placed))
+    let descs: Vec<LayerDescriptor> = placed.iter().map(|p| p.desc).collect();
+    let run = layer::run_list(dev, DeviceAddr(BASE), &descs, limit).unwrap();
+    if run.irq == IrqWait::Fired {
+        dev.mem().check_idle().unwrap();
+    }
+    (run, placed)
 }
 
-fn assert_done_and_golden(dev: &mut RtlDevice, run: Run, jobs: &[DenseJob], placed: &[Placed]) {
-    assert_eq!(
-        run.status & (regmap::STATUS_ERROR.mask() | regmap::STATUS_DONE.mask()),
-        regmap::STATUS_DONE.mask(),
-        "STATUS {:#x}",
-        run.status
-    );
+fn assert_done_and_golden(dev: &mut RtlDevice, run: Run, jobs: &[LayerJob], placed: &[Placed]) {
+    assert_eq!(run.irq, IrqWait::Fired, "no interrupt");
+    assert!(run.done(), "STATUS {:#x}", run.status);
     for (i, (j, p)) in jobs.iter().zip(placed).enumerate() {
-        let mut got = vec![0; p.out_c + 16];
-        dev.mem_read(p.desc.output_addr, &mut got).unwrap();
-        assert_eq!(&got[..p.out_c], &j.golden().unwrap()[..], "layer {i}");
+        let got = layer::read_output(dev, p).unwrap();
+        assert_eq!(&got[..p.output_len], &j.golden().unwrap()[..], "layer {i}");
         assert!(
-            got[p.out_c..].iter().all(|&b| b == 0xa5),
+            got[p.output_len..].iter().all(|&b| b == OUTPUT_FILL),
             "layer {i}: wrote past the outputs"
         );
     }
 }
 
-fn code_of(status: u32) -> u8 {
-    regmap::STATUS_ERR_CODE.get(status) as u8
-}
-
 #[test]
 fn long_requests_split_at_max_burst_and_4k_boundaries() {
     let cfg = config();
-    let seed = seed();
+    let seed = seed("long requests");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut dev = device(seed, 25);
     let k = long_k(&cfg);
@@ -155,7 +154,13 @@ fn long_requests_split_at_max_burst_and_4k_boundaries() {
         let o = rng.random_range(1..=2 * cfg.array.rows as usize + 3);
         let jobs = vec![dense(&mut rng, k, o), dense(&mut rng, k / 2 + 8, o)];
         dev.mem().clear_bursts();
-        let (r, placed) = run_with_output(&mut dev, &jobs, first, Some(out_at), 5_000_000).unwrap();
+        let (r, placed) = run_with_output(
+            &mut dev,
+            &jobs,
+            first,
+            Some(out_at),
+            cycles(&cfg, 5_000_000),
+        );
         assert_done_and_golden(&mut dev, r, &jobs, &placed);
         let bursts = dev.mem().bursts().to_vec();
         let reads: Vec<_> = bursts.iter().filter(|(c, _)| *c == Channel::Ar).collect();
@@ -184,7 +189,7 @@ fn long_requests_split_at_max_burst_and_4k_boundaries() {
 #[test]
 fn bus_errors_on_reads_and_writes_give_their_code_and_a_soft_reset_recovers() {
     let cfg = config();
-    let seed = seed();
+    let seed = seed("bus errors");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut dev = device(seed, 20);
     let k = rng.random_range(64..=256usize);
@@ -208,27 +213,19 @@ fn bus_errors_on_reads_and_writes_give_their_code_and_a_soft_reset_recovers() {
     ];
     for (dir, resp, target, code) in cases {
         // Place once to learn the addresses, then fault them and run.
-        let mut next = first;
-        let p = jobs[0].place(dev.mem(), &mut next).unwrap();
-        let (lo, hi) = target(&p);
+        let (lo, hi) = target(&place(&mut dev, &jobs, first)[0]);
         dev.inject(lo..hi, resp, dir);
-        let (r, _) = run(&mut dev, &jobs, first, 2_000_000).unwrap();
-        assert_ne!(
-            r.status & regmap::STATUS_ERROR.mask(),
-            0,
-            "{dir:?} {resp}: STATUS {:#x}",
-            r.status
-        );
+        let (r, _) = run(&mut dev, &jobs, first, cycles(&cfg, 2_000_000));
         assert_eq!(
-            code_of(r.status),
-            code.as_u8(),
+            r.error().map(|(c, _)| c),
+            Some(code.as_u8()),
             "{dir:?} {resp}: STATUS {:#x}",
             r.status
         );
         dev.clear_faults();
         dev.write_reg(regmap::CTRL.offset, regmap::CTRL_SOFT_RESET.mask())
             .unwrap();
-        let (r, placed) = run(&mut dev, &jobs, first, 2_000_000).unwrap();
+        let (r, placed) = run(&mut dev, &jobs, first, cycles(&cfg, 2_000_000));
         assert_done_and_golden(&mut dev, r, &jobs, &placed);
     }
 }
@@ -238,27 +235,29 @@ fn bus_errors_on_reads_and_writes_give_their_code_and_a_soft_reset_recovers() {
 #[test]
 fn soft_reset_at_any_point_leaves_the_bus_clean_for_the_next_job() {
     let cfg = config();
-    let seed = seed();
+    let seed = seed("soft reset");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut dev = device(seed, 30);
     let k = long_k(&cfg) / 2;
     let o = 3 * cfg.array.rows as usize + 1;
     let jobs = vec![dense(&mut rng, k, o)];
     let first = BASE + 2 * 4096 - 11 * u64::from(cfg.axi.data_width / 8);
-    let (r, placed) = run(&mut dev, &jobs, first, 5_000_000).unwrap();
+    let (r, placed) = run(&mut dev, &jobs, first, cycles(&cfg, 5_000_000));
     assert_done_and_golden(&mut dev, r, &jobs, &placed);
-    let total = r.cycles;
+    let total = r.perf.cycles;
     for step in 1..=12u64 {
         let at = total * step / 13 + rng.random_range(0..7);
-        match run(&mut dev, &jobs, first, at) {
-            Err(caq_sim::SimError::Job(_)) => {}
-            other => panic!("expected the job to be still running at cycle {at}: {other:?}"),
-        }
+        let (r, _) = run(&mut dev, &jobs, first, cycles(&cfg, at));
+        assert_eq!(
+            r.irq,
+            IrqWait::TimedOut,
+            "expected the job to be still running at cycle {at}: {r:?}"
+        );
         dev.write_reg(regmap::CTRL.offset, regmap::CTRL_SOFT_RESET.mask())
             .unwrap();
         let status = dev.read_reg(regmap::STATUS.offset).unwrap();
         assert_eq!(status & regmap::STATUS_BUSY.mask(), 0, "STATUS {status:#x}");
-        let (r, placed) = run(&mut dev, &jobs, first, 5_000_000).unwrap();
+        let (r, placed) = run(&mut dev, &jobs, first, cycles(&cfg, 5_000_000));
         assert_done_and_golden(&mut dev, r, &jobs, &placed);
     }
 }

@@ -14,22 +14,8 @@ use caq_spec::{AccelConfig, Caps, ConfigHash};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// The test's base seed: `CAQ_SEED` if set, else random; printed either way.
-fn base_seed(test: &str) -> u64 {
-    let seed = match std::env::var("CAQ_SEED") {
-        Ok(text) => {
-            let text = text.trim();
-            let parsed = match text.strip_prefix("0x") {
-                Some(hex) => u64::from_str_radix(hex, 16),
-                None => text.parse(),
-            };
-            parsed.unwrap_or_else(|e| panic!("CAQ_SEED={text}: not a u64: {e}"))
-        }
-        Err(_) => rand::random(),
-    };
-    println!("{test}: CAQ_SEED={seed} (config {})", design::CONFIG_NAME);
-    seed
-}
+mod common;
+use common::seed;
 
 /// Three model seeds derived from the base seed.
 fn model_seeds(base: u64) -> [u64; 3] {
@@ -125,7 +111,7 @@ fn is_resp(result: Result<impl std::fmt::Debug, SimError>, expected: Resp) -> bo
 
 #[test]
 fn identification_registers_carry_the_spec_values_of_the_config() {
-    let base = base_seed("identification");
+    let base = seed("identification");
     let cfg = config();
     let hash = ConfigHash::of(&cfg);
     let caps = Caps::from_config(&cfg).expect("valid config");
@@ -152,7 +138,7 @@ fn identification_registers_carry_the_spec_values_of_the_config() {
 
 #[test]
 fn reset_drives_every_register_to_its_reset_value_for_three_seeds() {
-    let base = base_seed("reset values");
+    let base = seed("reset values");
     let cfg = config();
     for seed in model_seeds(base) {
         let mut m = model(seed);
@@ -171,7 +157,7 @@ fn reset_drives_every_register_to_its_reset_value_for_three_seeds() {
 
 #[test]
 fn rw_registers_round_trip_under_every_byte_enable() {
-    let base = base_seed("rw byte enables");
+    let base = seed("rw byte enables");
     let mut rng = ChaCha8Rng::seed_from_u64(base);
     for seed in model_seeds(base) {
         let mut m = model(seed);
@@ -197,7 +183,7 @@ fn rw_registers_round_trip_under_every_byte_enable() {
 
 #[test]
 fn read_only_registers_ignore_writes() {
-    let base = base_seed("read-only");
+    let base = seed("read-only");
     let cfg = config();
     for seed in model_seeds(base) {
         let mut m = model(seed);
@@ -221,7 +207,7 @@ fn read_only_registers_ignore_writes() {
 #[test]
 fn a_desc_count_error_sets_status_and_irq_status_which_is_write_one_to_clear() {
     // DESC_COUNT resets to 0, which the device must refuse at START (Caps::check_desc_count).
-    let base = base_seed("desc count error");
+    let base = seed("desc count error");
     let caps = Caps::from_config(&config()).expect("valid config");
     let (code, _) = caps.check_desc_count(0).expect_err("0 descriptors");
     let irq_en = regmap::CTRL_IRQ_EN.mask();
@@ -274,7 +260,7 @@ fn a_desc_count_error_sets_status_and_irq_status_which_is_write_one_to_clear() {
 
 #[test]
 fn ctrl_self_clearing_bits_read_zero_and_irq_en_is_stored() {
-    let base = base_seed("ctrl");
+    let base = seed("ctrl");
     for seed in model_seeds(base) {
         let mut m = model(seed);
         let mut bus = AxiLite::new(&mut m, options(seed));
@@ -320,7 +306,7 @@ fn ctrl_self_clearing_bits_read_zero_and_irq_en_is_stored() {
 
 #[test]
 fn unmapped_addresses_answer_slverr_and_change_nothing() {
-    let base = base_seed("unmapped");
+    let base = seed("unmapped");
     let mut rng = ChaCha8Rng::seed_from_u64(base);
     let unmapped = [
         0x02c, 0x03c, 0x050, 0x07c, 0x0b0, 0x0fc, 0x100, 0xffc, 0x001, 0x022,
@@ -355,7 +341,7 @@ fn unmapped_addresses_answer_slverr_and_change_nothing() {
 
 #[test]
 fn every_write_order_and_random_backpressure_give_the_same_registers() {
-    let base = base_seed("orders");
+    let base = seed("orders");
     let mut rng = ChaCha8Rng::seed_from_u64(base);
     let orders = [
         WriteOrder::Together,
@@ -395,7 +381,7 @@ fn transfers_take_the_documented_latency() {
     // Header of caq_axil_regs: READY never waits for VALID; BVALID 2 cycles after the later of the
     // AW and W handshakes; RVALID 1 cycle after the AR handshake. With READY always high a transfer
     // therefore takes (handshake cycle) + latency + 1 rising edges.
-    let base = base_seed("latency");
+    let base = seed("latency");
     let cases = [
         (WriteOrder::Together, 3),
         // AW in cycle 0, W raised after it and accepted in cycle 1.
@@ -423,7 +409,7 @@ fn transfers_take_the_documented_latency() {
 
 #[test]
 fn irq_stays_low_with_irq_en_clear() {
-    let base = base_seed("irq");
+    let base = seed("irq");
     for seed in model_seeds(base) {
         let mut m = model(seed);
         let mut bus = AxiLite::new(&mut m, options(seed));
@@ -445,7 +431,7 @@ fn irq_stays_low_with_irq_en_clear() {
 
 #[test]
 fn perf_cycles_count_busy_cycles_clear_to_zero_and_read_lo_then_hi() {
-    let base = base_seed("perf");
+    let base = seed("perf");
     for seed in model_seeds(base) {
         let mut m = model(seed);
         let mut bus = AxiLite::new(&mut m, options(seed));
@@ -514,7 +500,7 @@ fn x_initial_seed_sets_the_state_before_reset() {
     // Guards the seed hook itself: without it all seeds would start alike and the three-seed tests
     // would prove nothing. RDATA comes straight from a flop, so before reset it shows that flop's
     // random initial value.
-    let base = base_seed("x-initial hook");
+    let base = seed("x-initial hook");
     let before_reset = |seed: u64| RtlModel::new(seed).get(ports::S_AXIL_RDATA);
     let values: Vec<u64> = (0..8).map(|i| before_reset(base.wrapping_add(i))).collect();
     assert!(
@@ -533,7 +519,7 @@ fn x_initial_seed_sets_the_state_before_reset() {
 fn a_scripted_session_is_identical_for_three_x_initial_seeds() {
     // Reset and X: the register file after the same transfers must not depend on the random values
     // Verilator gave the flops before reset.
-    let base = base_seed("x-initial");
+    let base = seed("x-initial");
     let script: Vec<(u32, u32, u8)> = {
         let mut rng = ChaCha8Rng::seed_from_u64(base);
         (0..60)
@@ -563,7 +549,7 @@ fn a_scripted_session_is_identical_for_three_x_initial_seeds() {
 
 #[test]
 fn driver_errors_name_the_register_and_what_was_waited_for() {
-    let base = base_seed("driver errors");
+    let base = seed("driver errors");
     let mut m = model(base);
     let mut bus = AxiLite::new(&mut m, options(base));
     let err = bus.read32(0x1000).expect_err("13-bit address");
@@ -606,7 +592,7 @@ fn driver_errors_name_the_register_and_what_was_waited_for() {
 fn models_are_send_and_independent_across_threads() {
     fn assert_send<T: Send>() {}
     assert_send::<RtlModel>();
-    let base = base_seed("threads");
+    let base = seed("threads");
     let handles: Vec<_> = model_seeds(base)
         .into_iter()
         .map(|seed| {

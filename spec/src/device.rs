@@ -8,11 +8,17 @@
 //!   write and read, with explicit cache maintenance around the device's accesses;
 //! - waiting for the completion interrupt with a timeout.
 //!
+//! Also here, because every driver of the trait needs them the same way: 64-bit register pairs
+//! ([`read_wide`], [`write_wide`]) and the performance counters ([`PerfCounters`]).
+//!
 //! Everything else (which descriptors, where tables go, when to start) is the driver's business.
 
 use std::time::Duration;
 
+use serde::Serialize;
+
 use crate::DeviceAddr;
+use crate::regmap::{self, WidePair};
 
 /// What [`Device::wait_irq`] saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +97,99 @@ pub trait Device {
     fn wait_irq(&mut self, timeout: Duration) -> Result<IrqWait, Self::Error>;
 }
 
+/// Reads a 64-bit register pair LO first: reading a counter's LO word snapshots it and HI returns
+/// the snapshot's upper half, so the value is never torn (docs/regmap.md).
+pub fn read_wide<D: Device + ?Sized>(dev: &mut D, pair: WidePair) -> Result<u64, D::Error> {
+    let lo = dev.read_reg(pair.lo.offset)?;
+    let hi = dev.read_reg(pair.hi.offset)?;
+    Ok(WidePair::join(lo, hi))
+}
+
+/// Writes a 64-bit register pair, LO then HI.
+pub fn write_wide<D: Device + ?Sized>(
+    dev: &mut D,
+    pair: WidePair,
+    value: u64,
+) -> Result<(), D::Error> {
+    let (lo, hi) = WidePair::split(value);
+    dev.write_reg(pair.lo.offset, lo)?;
+    dev.write_reg(pair.hi.offset, hi)
+}
+
+/// The six performance counters of a run, PERF_CYCLES to PERF_BYTES_WR (docs/regmap.md): what a
+/// device reports, and what a timing model predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct PerfCounters {
+    pub cycles: u64,
+    pub busy_cycles: u64,
+    pub stall_cycles: u64,
+    pub plane_ops: u64,
+    pub bytes_rd: u64,
+    pub bytes_wr: u64,
+}
+
+impl PerfCounters {
+    /// Reads every counter of [`regmap::PERF_COUNTERS`], each LO then HI (see [`read_wide`]).
+    pub fn read<D: Device + ?Sized>(dev: &mut D) -> Result<PerfCounters, D::Error> {
+        let mut v = [0u64; 6];
+        for (slot, pair) in v.iter_mut().zip(regmap::PERF_COUNTERS) {
+            *slot = read_wide(dev, pair)?;
+        }
+        Ok(PerfCounters::from_array(v))
+    }
+
+    /// The counters in [`regmap::PERF_COUNTERS`] order.
+    pub fn from_array(v: [u64; 6]) -> PerfCounters {
+        let [
+            cycles,
+            busy_cycles,
+            stall_cycles,
+            plane_ops,
+            bytes_rd,
+            bytes_wr,
+        ] = v;
+        PerfCounters {
+            cycles,
+            busy_cycles,
+            stall_cycles,
+            plane_ops,
+            bytes_rd,
+            bytes_wr,
+        }
+    }
+
+    /// The counters in [`regmap::PERF_COUNTERS`] order.
+    pub fn to_array(&self) -> [u64; 6] {
+        [
+            self.cycles,
+            self.busy_cycles,
+            self.stall_cycles,
+            self.plane_ops,
+            self.bytes_rd,
+            self.bytes_wr,
+        ]
+    }
+
+    /// Adds another run's counters (a sum over segments or images).
+    pub fn add(&mut self, o: &PerfCounters) {
+        self.cycles += o.cycles;
+        self.busy_cycles += o.busy_cycles;
+        self.stall_cycles += o.stall_cycles;
+        self.plane_ops += o.plane_ops;
+        self.bytes_rd += o.bytes_rd;
+        self.bytes_wr += o.bytes_wr;
+    }
+
+    /// Compute utilization: busy cycles over all cycles (0 for an empty run).
+    pub fn utilization(&self) -> f64 {
+        if self.cycles == 0 {
+            0.0
+        } else {
+            self.busy_cycles as f64 / self.cycles as f64
+        }
+    }
+}
+
 /// Converts a timeout to device clock cycles at `clock_mhz` (at least one cycle).
 pub fn timeout_cycles(timeout: Duration, clock_mhz: f64) -> u64 {
     let cycles = timeout.as_secs_f64() * clock_mhz * 1e6;
@@ -116,6 +215,56 @@ mod tests {
         assert!(!r.contains(DeviceAddr(0x1000), 0x101));
         assert!(!r.contains(DeviceAddr(0xfff), 1));
         assert!(!r.contains(DeviceAddr(u64::MAX), 2));
+    }
+
+    /// Registers that answer their own offset and log every read.
+    struct Echo(Vec<u32>);
+
+    impl Device for Echo {
+        type Error = std::io::Error;
+        fn read_reg(&mut self, offset: u32) -> Result<u32, Self::Error> {
+            self.0.push(offset);
+            Ok(offset)
+        }
+        fn write_reg(&mut self, _: u32, _: u32) -> Result<(), Self::Error> {
+            Ok(())
+        }
+        fn memory(&self) -> MemRegion {
+            MemRegion {
+                base: DeviceAddr(0),
+                len: 0,
+            }
+        }
+        fn mem_write(&mut self, _: DeviceAddr, _: &[u8]) -> Result<(), Self::Error> {
+            Ok(())
+        }
+        fn mem_read(&mut self, _: DeviceAddr, _: &mut [u8]) -> Result<(), Self::Error> {
+            Ok(())
+        }
+        fn wait_irq(&mut self, _: Duration) -> Result<IrqWait, Self::Error> {
+            Ok(IrqWait::Fired)
+        }
+    }
+
+    #[test]
+    fn counters_are_read_lo_then_hi_in_register_order() {
+        let mut dev = Echo(Vec::new());
+        let perf = PerfCounters::read(&mut dev).unwrap();
+        let order: Vec<u32> = regmap::PERF_COUNTERS
+            .iter()
+            .flat_map(|p| [p.lo.offset, p.hi.offset])
+            .collect();
+        assert_eq!(dev.0, order);
+        let p = regmap::PERF_BYTES_WR;
+        assert_eq!(
+            perf.bytes_wr,
+            WidePair::join(p.lo.offset, p.hi.offset),
+            "the last pair is bytes_wr"
+        );
+        assert_eq!(
+            perf.cycles & 0xffff_ffff,
+            u64::from(regmap::PERF_CYCLES.lo.offset)
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - [`Caps`] (`caps`): the capabilities packed into CAPS0..CAPS3;
 //! - [`LayerDescriptor`] (`descriptor`): the 128-byte layer record and the checks a device makes;
 //! - `doc`: the Markdown in `docs/regmap.md` and `docs/descriptor.md`, rendered from those tables;
-//! - [`device::Device`] (`device`): the register-level interface every backend implements;
+//! - [`device::Device`] (`device`): the register-level interface every backend implements, and the
+//!   [`PerfCounters`] it reports;
 //! - [`BitWidth`], [`DeviceAddr`] (`types`): the value types the contract is written in.
 //!
 //! This crate knows no numerics beyond the widths the contract fixes, and no backend.
@@ -31,7 +32,7 @@ pub use config::{
 pub use descriptor::{
     DescField, Flags, LayerDescriptor, Opcode, PlaneGroup, PlaneGroups, RequantEntry, Shape, Window,
 };
-pub use device::{Device, IrqWait, MemRegion};
+pub use device::{Device, IrqWait, MemRegion, PerfCounters};
 pub use error::{ConfigProblem, SpecError};
 pub use hash::{ConfigHash, canonical_json};
 pub use regmap::{Access, ErrorCode, Field, Register};

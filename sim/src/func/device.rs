@@ -17,11 +17,12 @@ use caq_spec::descriptor::{self, DESCRIPTOR_BYTES, RequantEntry, Window};
 use caq_spec::regmap::{self, ErrorCode, Field, PERF_COUNTERS, Register};
 use caq_spec::{
     AccelConfig, Caps, ConfigHash, Device, DeviceAddr, IrqWait, LayerDescriptor, MemRegion, Opcode,
+    PerfCounters,
 };
 use ndarray::{Array2, ArrayView2, ArrayView3};
 
 use super::plan::{self, Load, Step};
-use super::timing::{PerfCounts, TimingModel};
+use super::timing::TimingModel;
 use crate::axi::{AxiOp, RegAddr, Resp};
 use crate::error::SimError;
 use crate::fault::{Fault, FaultDir, InjectFaults};
@@ -143,18 +144,11 @@ impl FuncDevice {
 
     fn start(&mut self) -> Result<(), SimError> {
         self.status = 0;
-        let mut perf = PerfCounts::default();
+        let mut perf = PerfCounters::default();
         self.timing.charge_start(&mut perf);
         let mut index = 0;
         let outcome = self.run_list(&mut perf, &mut index);
-        for (c, v) in self.counters.iter_mut().zip([
-            perf.cycles,
-            perf.busy_cycles,
-            perf.stall_cycles,
-            perf.plane_ops,
-            perf.bytes_rd,
-            perf.bytes_wr,
-        ]) {
+        for (c, v) in self.counters.iter_mut().zip(perf.to_array()) {
             *c = c.wrapping_add(v);
         }
         match outcome? {
@@ -176,7 +170,7 @@ impl FuncDevice {
     /// device's error code (with the failing descriptor in `index`).
     fn run_list(
         &mut self,
-        perf: &mut PerfCounts,
+        perf: &mut PerfCounters,
         index: &mut u32,
     ) -> Result<Result<(), Stop>, SimError> {
         let count = self.desc_count;
@@ -256,7 +250,7 @@ impl FuncDevice {
     }
 
     /// Issues a read step: window check, counters, bus answer, data.
-    fn read(&self, step: &Step, perf: &mut PerfCounts) -> Result<Vec<u8>, Stop> {
+    fn read(&self, step: &Step, perf: &mut PerfCounters) -> Result<Vec<u8>, Stop> {
         let Step::Read { addr, words, .. } = *step else {
             return Ok(Vec::new());
         };
@@ -270,7 +264,7 @@ impl FuncDevice {
     fn run_descriptor(
         &mut self,
         d: &LayerDescriptor,
-        perf: &mut PerfCounts,
+        perf: &mut PerfCounters,
     ) -> Result<Result<(), Stop>, SimError> {
         let model = |e: caq_model::ModelError| SimError::Job(format!("functional model: {e}"));
         let rows = self.shape.rows as usize;

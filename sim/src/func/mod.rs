@@ -11,4 +11,4 @@ pub mod plan;
 mod timing;
 
 pub use device::FuncDevice;
-pub use timing::{PerfCounts, TimingModel};
+pub use timing::TimingModel;

@@ -4,7 +4,7 @@
 //! per cycle on each port, no overlap of loads and compute, as the core's state machine works.
 //! Knows the plan; knows nothing of registers or data.
 
-use caq_spec::{Caps, LayerDescriptor};
+use caq_spec::{Caps, LayerDescriptor, PerfCounters};
 
 use super::plan::{self, Step};
 
@@ -63,21 +63,10 @@ impl Default for TimingModel {
     }
 }
 
-/// The performance counters of a run, as the device reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PerfCounts {
-    pub cycles: u64,
-    pub busy_cycles: u64,
-    pub stall_cycles: u64,
-    pub plane_ops: u64,
-    pub bytes_rd: u64,
-    pub bytes_wr: u64,
-}
-
 impl TimingModel {
     /// Adds the cost of one step to `perf`. `rows` is the array's row count (the drain covers
     /// the tile's rows).
-    pub fn charge(&self, step: &Step, perf: &mut PerfCounts) {
+    pub fn charge(&self, step: &Step, perf: &mut PerfCounters) {
         match *step {
             Step::Read { words, .. } => {
                 let c = self.read_latency + self.read_word * words;
@@ -112,20 +101,20 @@ impl TimingModel {
     }
 
     /// Fixed costs of a run (START) and of each descriptor (checks and hand-over).
-    pub fn charge_start(&self, perf: &mut PerfCounts) {
+    pub fn charge_start(&self, perf: &mut PerfCounters) {
         perf.cycles += self.start;
     }
 
-    pub fn charge_descriptor(&self, perf: &mut PerfCounts) {
+    pub fn charge_descriptor(&self, perf: &mut PerfCounters) {
         perf.cycles += self.descriptor + self.next;
     }
 
     /// The counters a run of `descs` (all valid, in the window, no bus errors) would report on
     /// a device with capabilities `caps` (as read from CAPS0..3), without executing it: what a
     /// driver uses to predict a list's latency.
-    pub fn estimate(&self, caps: &Caps, descs: &[LayerDescriptor]) -> PerfCounts {
+    pub fn estimate(&self, caps: &Caps, descs: &[LayerDescriptor]) -> PerfCounters {
         let (rows, cols) = (caps.rows() as usize, u64::from(caps.cols()));
-        let mut perf = PerfCounts::default();
+        let mut perf = PerfCounters::default();
         self.charge_start(&mut perf);
         for d in descs {
             self.charge(&plan::descriptor_read(0), &mut perf);

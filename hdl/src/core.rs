@@ -43,7 +43,80 @@ fn prev_power_of_two(n: u32) -> u32 {
     }
 }
 
-fn clog2(n: u32) -> u32 {
+/// Which end of the word memory ports a module is: the core issues requests, the DMA engine
+/// serves them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WordSide {
+    Core,
+    Dma,
+}
+
+/// Declares the word read and write ports (the protocol in this file's header) on `m`, with the
+/// directions of `side`: one definition for both ends.
+pub(crate) fn word_ports(m: &mut ModuleBuilder, aw: u32, side: WordSide) -> Result<()> {
+    use Dir::{Input as In, Output as Out};
+    // (name, width, direction at the core, description)
+    let read: [(&str, u32, Dir, &str); 8] = [
+        ("rd_req_valid", 1, Out, ""),
+        ("rd_req_ready", 1, In, ""),
+        ("rd_req_addr", aw, Out, "byte address, 8-byte aligned"),
+        ("rd_req_words", WORDS_BITS, Out, ""),
+        ("rd_valid", 1, In, ""),
+        ("rd_ready", 1, Out, ""),
+        ("rd_data", 64, In, ""),
+        (
+            "rd_resp",
+            2,
+            In,
+            "RRESP of the word's beat (2 SLVERR, 3 DECERR)",
+        ),
+    ];
+    let write: [(&str, u32, Dir, &str); 10] = [
+        ("wr_req_valid", 1, Out, ""),
+        ("wr_req_ready", 1, In, ""),
+        ("wr_req_addr", aw, Out, "byte address, 8-byte aligned"),
+        ("wr_req_words", WORDS_BITS, Out, ""),
+        ("wr_valid", 1, Out, ""),
+        ("wr_ready", 1, In, ""),
+        ("wr_data", 64, Out, ""),
+        ("wr_strb", 8, Out, ""),
+        ("wr_resp_valid", 1, In, ""),
+        (
+            "wr_resp_resp",
+            2,
+            In,
+            "the worst BRESP of the request's bursts",
+        ),
+    ];
+    let (rd_group, wr_group) = match side {
+        WordSide::Core => (
+            "word read port (to the DMA engine)",
+            "word write port (to the DMA engine)",
+        ),
+        WordSide::Dma => (
+            "word read port (from caq_core)",
+            "word write port (from caq_core)",
+        ),
+    };
+    for (group, ports) in [(rd_group, &read[..]), (wr_group, &write[..])] {
+        m.port_group(group);
+        for &(name, width, at_core, doc) in ports {
+            let dir = match (side, at_core) {
+                (WordSide::Core, d) => d,
+                (WordSide::Dma, In) => Out,
+                (WordSide::Dma, Out) => In,
+            };
+            if doc.is_empty() {
+                m.port(dir, name, width)?;
+            } else {
+                m.port_doc(dir, name, width, doc)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn clog2(n: u32) -> u32 {
     n.max(1).next_power_of_two().trailing_zeros()
 }
 
@@ -233,41 +306,7 @@ pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> 
     m.port(Dir::Output, "perf_plane_ops", 16)?;
     m.port(Dir::Output, "perf_bytes_rd", 16)?;
     m.port(Dir::Output, "perf_bytes_wr", 16)?;
-    m.port_group("word read port (to the DMA engine)");
-    m.port(Dir::Output, "rd_req_valid", 1)?;
-    m.port(Dir::Input, "rd_req_ready", 1)?;
-    m.port_doc(
-        Dir::Output,
-        "rd_req_addr",
-        aw,
-        "byte address, 8-byte aligned",
-    )?;
-    m.port(Dir::Output, "rd_req_words", WORDS_BITS)?;
-    m.port(Dir::Input, "rd_valid", 1)?;
-    m.port(Dir::Output, "rd_ready", 1)?;
-    m.port(Dir::Input, "rd_data", 64)?;
-    m.port_doc(
-        Dir::Input,
-        "rd_resp",
-        2,
-        "RRESP of the word's beat (2 SLVERR, 3 DECERR)",
-    )?;
-    m.port_group("word write port (to the DMA engine)");
-    m.port(Dir::Output, "wr_req_valid", 1)?;
-    m.port(Dir::Input, "wr_req_ready", 1)?;
-    m.port(Dir::Output, "wr_req_addr", aw)?;
-    m.port(Dir::Output, "wr_req_words", WORDS_BITS)?;
-    m.port(Dir::Output, "wr_valid", 1)?;
-    m.port(Dir::Input, "wr_ready", 1)?;
-    m.port(Dir::Output, "wr_data", 64)?;
-    m.port(Dir::Output, "wr_strb", 8)?;
-    m.port(Dir::Input, "wr_resp_valid", 1)?;
-    m.port_doc(
-        Dir::Input,
-        "wr_resp_resp",
-        2,
-        "the worst BRESP of the request's bursts",
-    )?;
+    word_ports(&mut m, aw, WordSide::Core)?;
     m.port_group("address window (from WIN_BASE / WIN_LIMIT, saturated to 2^addr_width)");
     m.port(Dir::Input, "win_base", aw + 1)?;
     m.port(Dir::Input, "win_limit", aw + 1)?;

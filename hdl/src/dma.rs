@@ -22,7 +22,7 @@
 
 use caq_spec::AccelConfig;
 
-use crate::core::WORDS_BITS;
+use crate::core::{WORDS_BITS, WordSide, clog2, word_ports};
 use crate::emit::{Code, Dir, Expr, Module, ModuleBuilder};
 use crate::error::{HdlError, Result};
 
@@ -31,10 +31,6 @@ pub const MODULE: &str = "caq_dma";
 
 /// AXI's 4 KiB boundary, which no burst may cross.
 const PAGE_BYTES: u32 = 4096;
-
-fn clog2(n: u32) -> u32 {
-    n.max(1).next_power_of_two().trailing_zeros()
-}
 
 /// `text` (of `from` bits) zero-extended to `to` bits.
 fn zext(text: &str, from: u32, to: u32) -> String {
@@ -106,36 +102,7 @@ pub fn dma(cfg: &AccelConfig) -> Result<Module> {
         1,
         "pulse: finish the requests in flight silently",
     )?;
-    m.port_group("word read port (from caq_core)");
-    m.port(Dir::Input, "rd_req_valid", 1)?;
-    m.port(Dir::Output, "rd_req_ready", 1)?;
-    m.port_doc(
-        Dir::Input,
-        "rd_req_addr",
-        aw,
-        "byte address, 8-byte aligned",
-    )?;
-    m.port(Dir::Input, "rd_req_words", WORDS_BITS)?;
-    m.port(Dir::Output, "rd_valid", 1)?;
-    m.port(Dir::Input, "rd_ready", 1)?;
-    m.port(Dir::Output, "rd_data", 64)?;
-    m.port_doc(Dir::Output, "rd_resp", 2, "RRESP of the word's beat")?;
-    m.port_group("word write port (from caq_core)");
-    m.port(Dir::Input, "wr_req_valid", 1)?;
-    m.port(Dir::Output, "wr_req_ready", 1)?;
-    m.port(Dir::Input, "wr_req_addr", aw)?;
-    m.port(Dir::Input, "wr_req_words", WORDS_BITS)?;
-    m.port(Dir::Input, "wr_valid", 1)?;
-    m.port(Dir::Output, "wr_ready", 1)?;
-    m.port(Dir::Input, "wr_data", 64)?;
-    m.port(Dir::Input, "wr_strb", 8)?;
-    m.port(Dir::Output, "wr_resp_valid", 1)?;
-    m.port_doc(
-        Dir::Output,
-        "wr_resp_resp",
-        2,
-        "the worst BRESP of the request's bursts",
-    )?;
+    word_ports(&mut m, aw, WordSide::Dma)?;
     axi_ports(&mut m, &b, dw)?;
 
     read_engine(&mut m, &b)?;

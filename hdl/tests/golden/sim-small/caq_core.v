@@ -36,7 +36,7 @@ module caq_core (
     // word write port (to the DMA engine)
     output wire        wr_req_valid,
     input  wire        wr_req_ready,
-    output wire [31:0] wr_req_addr,
+    output wire [31:0] wr_req_addr,  // byte address, 8-byte aligned
     output wire [19:0] wr_req_words,
     output wire        wr_valid,
     input  wire        wr_ready,

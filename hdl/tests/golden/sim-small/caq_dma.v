@@ -18,11 +18,11 @@ module caq_dma (
     output wire        rd_valid,
     input  wire        rd_ready,
     output wire [63:0] rd_data,
-    output wire [1:0]  rd_resp,  // RRESP of the word's beat
+    output wire [1:0]  rd_resp,  // RRESP of the word's beat (2 SLVERR, 3 DECERR)
     // word write port (from caq_core)
     input  wire        wr_req_valid,
     output wire        wr_req_ready,
-    input  wire [31:0] wr_req_addr,
+    input  wire [31:0] wr_req_addr,  // byte address, 8-byte aligned
     input  wire [19:0] wr_req_words,
     input  wire        wr_valid,
     output wire        wr_ready,

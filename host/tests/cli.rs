@@ -137,6 +137,8 @@ fn run_on_the_functional_device_matches_golden_and_reports_counters() {
             "func",
             "--config",
             config,
+            "--levels",
+            "8,4",
             "--limit",
             "20",
             "--json",

@@ -107,7 +107,7 @@ impl CommonQuantFlags {
 }
 
 impl QuantFlags {
-    fn config(&self) -> Result<QuantizeConfig> {
+    pub(super) fn config(&self) -> Result<QuantizeConfig> {
         self.common
             .config(parse_levels(&self.levels)?, self.rounding, self.clip_search)
     }

@@ -1,8 +1,8 @@
 //! `caq run`: whole-network inference of a quantized model on a backend, checked byte for byte
 //! against the golden executor, with accuracy and the device's counters per precision.
 
-use super::models::{CommonQuantFlags, load_float};
-use super::{DataArgs, RoundingArg, parse_levels, table, write_json};
+use super::models::{QuantFlags, load_float};
+use super::{DataArgs, table, write_json};
 use anyhow::{Context, Result, bail};
 use caq_host::compile::{self, Program};
 use caq_host::run::{self, HostCost, RunOptions};
@@ -47,16 +47,9 @@ pub struct RunArgs {
     /// one width per weight layer (`8,4,8`).
     #[arg(long, default_value = "all-levels")]
     bits: String,
-    /// Nesting levels when quantizing --model.
-    #[arg(long, default_value = "8,4")]
-    levels: String,
-    #[arg(long, value_enum, default_value = "adaptive")]
-    rounding: RoundingArg,
-    /// Per-channel MSE search of the clipping range when quantizing --model.
-    #[arg(long)]
-    clip_search: bool,
+    /// How --model is quantized (ignored with --bundle).
     #[command(flatten)]
-    quant: CommonQuantFlags,
+    q: QuantFlags,
     /// Run at most this many held-out images.
     #[arg(long)]
     limit: Option<usize>,
@@ -122,9 +115,7 @@ fn quantized(a: &RunArgs, split: &super::Split) -> Result<(QModel, PathBuf)> {
         }
         (Some(m), None) => {
             let model = load_float(m)?;
-            let cfg = a
-                .quant
-                .config(parse_levels(&a.levels)?, a.rounding, a.clip_search)?;
+            let cfg = a.q.config()?;
             let q = qmodel::quantize(&model, &split.train, &cfg).context("quantizing")?;
             Ok((q, m.clone()))
         }

@@ -57,20 +57,186 @@ pub enum HostError {
     )]
     NotDone { layers: Vec<String>, status: u32 },
 
-    /// The completion interrupt did not come.
+    /// The completion interrupt did not come. `hint` says what STATUS shows: DONE or ERROR set
+    /// means the device finished and the interrupt never reached the CPU (wiring, trigger type,
+    /// IRQ_EN); BUSY means the device is still running (or hung on the bus).
     #[error(
-        "no completion interrupt within {timeout_ms} ms running layers {layers:?} (STATUS = {status:#010x})"
+        "no completion interrupt within {timeout_ms} ms running layers {layers:?} (STATUS = {status:#010x}): {hint}"
     )]
     Timeout {
         layers: Vec<String>,
         timeout_ms: u128,
         status: u32,
+        hint: &'static str,
+    },
+
+    // ---- Finding and opening the device (UIO) ----
+    /// No UIO device with that name under the sysfs root.
+    #[error(
+        "no UIO device named '{name}' under {root}: is the bitstream loaded, the device-tree overlay applied, and uio_pdrv_genirq's of_id set to the node's compatible (\"generic-uio\")?{found}"
+    )]
+    DeviceNotFound {
+        name: String,
+        root: std::path::PathBuf,
+        /// The names that were found, for the message (empty or ` (found: a, b)`).
+        found: String,
+    },
+
+    /// More than one UIO device has that name.
+    #[error("{} UIO devices are named '{name}' ({}): give each node its own linux,uio-name", candidates.len(), candidates.join(", "))]
+    Ambiguous {
+        name: String,
+        candidates: Vec<String>,
+    },
+
+    /// The device file cannot be opened for lack of permission.
+    #[error(
+        "permission denied opening {path}: add a udev rule such as SUBSYSTEM==\"{subsystem}\", GROUP=\"caq\", MODE=\"0660\" (see docs/deploy.md) and add your user to that group, or run as root"
+    )]
+    PermissionDenied {
+        path: std::path::PathBuf,
+        /// `uio` or `u-dma-buf`.
+        subsystem: &'static str,
+    },
+
+    /// Another process holds the exclusive lock on the device file.
+    #[error("{path} is busy: another process holds the accelerator (exclusive lock)")]
+    DeviceBusy { path: std::path::PathBuf },
+
+    /// A UIO map is smaller than the register window.
+    #[error(
+        "map {index} of {device} is {actual:#x} bytes; the register window needs {required:#x} (device-tree `reg` too small, or the wrong map)"
+    )]
+    MapTooSmall {
+        device: String,
+        index: usize,
+        actual: u64,
+        required: u64,
+    },
+
+    /// The kernel refused the mmap of a UIO map or DMA buffer.
+    #[error("mmap of {path} (map {index}, {len:#x} bytes at offset {offset:#x}) failed: {source}")]
+    MapRejected {
+        path: std::path::PathBuf,
+        index: usize,
+        len: u64,
+        offset: u64,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A sysfs attribute that does not hold what the kernel writes there.
+    #[error("{path}: expected {expected}, found {content:?}")]
+    SysfsParse {
+        path: std::path::PathBuf,
+        content: String,
+        expected: &'static str,
+    },
+
+    /// A file the driver needs could not be read or opened.
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The device at the mapped address is not a caq accelerator of a compatible register map.
+    #[error("{register} = {found:#010x}, expected {expected:#010x}: {hint}")]
+    IdMismatch {
+        register: &'static str,
+        found: u32,
+        expected: u32,
+        hint: &'static str,
+    },
+
+    /// The loaded bitstream was generated from another config.
+    #[error(
+        "the bitstream was built from another config: expected '{expected_name}' (CONFIG_HASH {expected_hash}, {expected}), found CONFIG_HASH {found_hash} ({found}); regenerate the bitstream or pass the config it was built from"
+    )]
+    ConfigMismatch {
+        expected_name: String,
+        expected_hash: String,
+        expected: String,
+        found_hash: String,
+        found: String,
+    },
+
+    /// The interrupt file reports that the device has no interrupt.
+    #[error(
+        "{path} has no interrupt ({source}): the device-tree node needs an `interrupts` property, or open with the polling wait strategy"
+    )]
+    NoInterrupt {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A per-layer bit-width setting or gate that does not fit the loaded model or the device.
+    #[error("bad config: {field} = {value}: expected {expected}")]
+    BadConfig {
+        field: String,
+        value: String,
+        expected: String,
+    },
+
+    // ---- DMA memory ----
+    /// Not enough DMA memory.
+    #[error(
+        "cannot allocate {requested} bytes of DMA memory from {pool}: {available} bytes free (raise the u-dma-buf `size` in the device tree, or cma= on the kernel command line)"
+    )]
+    DmaAlloc {
+        pool: String,
+        requested: u64,
+        available: u64,
+    },
+
+    /// A buffer the accelerator cannot reach.
+    #[error(
+        "{what} at [{addr:#x}, {end:#x}) is outside what the accelerator can address: [{limit_base:#x}, {limit_end:#x}) ({why})"
+    )]
+    AddressOutOfRange {
+        what: String,
+        addr: u64,
+        end: u64,
+        limit_base: u64,
+        limit_end: u64,
+        why: &'static str,
+    },
+
+    /// The kernel rejected a cache-maintenance command.
+    #[error("{path}: sync command {command:#018x} ({what}) rejected: {source}")]
+    SyncRejected {
+        path: std::path::PathBuf,
+        command: u64,
+        what: String,
+        #[source]
+        source: std::io::Error,
     },
 }
 
 impl HostError {
+    /// Wraps a backend's error; a backend whose error type is `HostError` (the UIO backend)
+    /// passes its error through unchanged.
     pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> HostError {
-        HostError::Backend(Box::new(e))
+        let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(e);
+        match boxed.downcast::<HostError>() {
+            Ok(h) => *h,
+            Err(other) => HostError::Backend(other),
+        }
+    }
+
+    /// An I/O error on `path`, with EACCES/EPERM turned into [`HostError::PermissionDenied`].
+    pub(crate) fn io(
+        path: impl Into<std::path::PathBuf>,
+        subsystem: &'static str,
+        e: std::io::Error,
+    ) -> HostError {
+        let path = path.into();
+        match e.kind() {
+            std::io::ErrorKind::PermissionDenied => HostError::PermissionDenied { path, subsystem },
+            _ => HostError::Io { path, source: e },
+        }
     }
 
     pub(crate) fn device(layer: String, desc: u32, code: u8, status: u32) -> HostError {

@@ -1,10 +1,17 @@
 //! caq-host: the driver side of caq. It turns a quantized model into device programs
-//! ([`compile`]) and runs them on any [`caq_spec::Device`] backend ([`run`]); the `caq` binary is a
-//! thin command line over it.
+//! ([`compile`]) and runs them on any [`caq_spec::Device`] backend ([`run`]); on a board the
+//! backend is the UIO driver (`uio`, `dma`); the `caq` binary is a thin command line over it.
 
 pub mod compile;
+pub mod dma;
 mod error;
+pub mod fake;
+pub mod irq;
+pub mod pool;
 pub mod run;
+pub mod sys;
+pub mod uio;
+pub mod uio_device;
 
 pub use compile::{Program, compile};
 pub use error::{HostError, Result};

@@ -206,6 +206,9 @@ fn start_and_wait<D: Device>(
         &regmap::IRQ_STATUS,
         regmap::IRQ_STATUS_DONE.mask() | regmap::IRQ_STATUS_ERROR.mask(),
     )?;
+    // Stale events drained and the line re-enabled only now, after the device's own interrupt was
+    // acknowledged: a level-triggered line re-enabled before would fire again at once.
+    dev.arm_irq().map_err(HostError::backend)?;
     reg_write(
         dev,
         &regmap::CTRL,
@@ -218,6 +221,7 @@ fn start_and_wait<D: Device>(
             layers: names.to_vec(),
             timeout_ms: opts.timeout.as_millis(),
             status,
+            hint: timeout_hint(status),
         });
     }
     reg_write(
@@ -241,6 +245,17 @@ fn start_and_wait<D: Device>(
         });
     }
     PerfCounters::read(dev).map_err(HostError::backend)
+}
+
+/// What STATUS says after a wait that timed out.
+pub(crate) fn timeout_hint(status: u32) -> &'static str {
+    if regmap::STATUS_BUSY.is_set(status) {
+        "the device is still BUSY (a longer job than the timeout allows, or a DMA transfer that never completes)"
+    } else if regmap::STATUS_DONE.is_set(status) || regmap::STATUS_ERROR.is_set(status) {
+        "the device reports the job finished but no interrupt arrived: check the interrupt wiring, the device-tree trigger type and that the line is re-enabled"
+    } else {
+        "the device is idle and never started (START not seen: wrong register window or no clock)"
+    }
 }
 
 fn read_act<D: Device>(dev: &mut D, a: &ActBuffer) -> Result<Vec<u8>> {

@@ -91,10 +91,37 @@ pub trait Device {
         Ok(())
     }
 
+    /// Prepares the interrupt path for the next job. The driver calls it after acknowledging
+    /// IRQ_STATUS and before writing START: a UIO backend drains events left from earlier jobs
+    /// (so a stale event cannot end the next wait early) and re-enables the interrupt line (the
+    /// kernel's `uio_pdrv_genirq` masks it on every interrupt). Simulated backends have nothing to
+    /// do.
+    fn arm_irq(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
     /// Waits until the interrupt line is asserted or `timeout` passes (device time for simulated
     /// backends). Returns at once when the line is already high. The line stays high until the
     /// host acknowledges IRQ_STATUS.
     fn wait_irq(&mut self, timeout: Duration) -> Result<IrqWait, Self::Error>;
+
+    /// Interrupts this backend has delivered and missed since it was opened, where it counts them
+    /// (a UIO backend reads the kernel's event count); `None` for backends without a count.
+    fn irq_stats(&self) -> Option<IrqStats> {
+        None
+    }
+}
+
+/// Interrupt events a backend has seen (see [`Device::irq_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct IrqStats {
+    /// Completion waits that ended with an interrupt event.
+    pub delivered: u64,
+    /// Events the kernel counted that no wait consumed one by one (the count jumped by more than
+    /// one between two reads): interrupts that fired while nobody waited.
+    pub missed: u64,
+    /// Waits that polled STATUS instead of waiting for an interrupt (no interrupt configured).
+    pub polled: u64,
 }
 
 /// Reads a 64-bit register pair LO first: reading a counter's LO word snapshots it and HI returns

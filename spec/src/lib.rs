@@ -32,7 +32,7 @@ pub use config::{
 pub use descriptor::{
     DescField, Flags, LayerDescriptor, Opcode, PlaneGroup, PlaneGroups, RequantEntry, Shape, Window,
 };
-pub use device::{Device, IrqWait, MemRegion, PerfCounters};
+pub use device::{Device, IrqStats, IrqWait, MemRegion, PerfCounters};
 pub use error::{ConfigProblem, SpecError};
 pub use hash::{ConfigHash, canonical_json};
 pub use regmap::{Access, ErrorCode, Field, Register};

@@ -175,23 +175,10 @@ pub fn run(a: RunArgs) -> Result<()> {
                 .context("compiling the model for the device")?;
             summary.weight_bytes_resident = Some(program.weight_bytes());
             if a.backend == Backend::Func {
-                let mut dev = caq_sim::FuncDevice::new(&cfg, sim_memory(&program))?;
-                let timing = dev.timing();
-                let caps = Caps::from_config(&cfg)?;
-                program.load(&mut dev)?;
-                for bits in &settings {
-                    let mut r = device_level(&mut dev, &mut program, &q, bits, &set)?;
-                    r.estimate_cycles = Some(estimate(&timing, &caps, &program));
-                    summary.runs.push(r);
-                }
+                summary.runs = func_runs(&cfg, &mut program, &q, &settings, &set)?;
             } else {
                 summary.runs = rtl_runs(&cfg, &mut program, &q, &settings, &set)?;
-                // FuncDevice's timing model beside the RTL's measured cycles: its estimate error.
-                let (timing, caps) = (caq_sim::TimingModel::default(), Caps::from_config(&cfg)?);
-                for (r, bits) in summary.runs.iter_mut().zip(&settings) {
-                    program.set_bits(bits)?;
-                    r.estimate_cycles = Some(estimate(&timing, &caps, &program));
-                }
+                add_estimates(&cfg, &mut program, &settings, &mut summary.runs)?;
             }
         }
     }
@@ -202,7 +189,67 @@ pub fn run(a: RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// Runs on caq-sim's functional model, with its timing model's estimate beside each run.
+#[cfg(feature = "sim")]
+fn func_runs(
+    cfg: &AccelConfig,
+    program: &mut Program,
+    q: &QModel,
+    settings: &[Vec<u8>],
+    set: &caq_model::data::Dataset,
+) -> Result<Vec<LevelReport>> {
+    let mut dev = caq_sim::FuncDevice::new(cfg, sim_memory(program))?;
+    let timing = dev.timing();
+    let caps = Caps::from_config(cfg)?;
+    program.load(&mut dev)?;
+    let mut runs = Vec::new();
+    for bits in settings {
+        let mut r = device_level(&mut dev, program, q, bits, set)?;
+        r.estimate_cycles = Some(estimate(&timing, &caps, program));
+        runs.push(r);
+    }
+    Ok(runs)
+}
+
+#[cfg(not(feature = "sim"))]
+fn func_runs(
+    _cfg: &AccelConfig,
+    _program: &mut Program,
+    _q: &QModel,
+    _settings: &[Vec<u8>],
+    _set: &caq_model::data::Dataset,
+) -> Result<Vec<LevelReport>> {
+    bail!("--backend func: this caq was built without the functional model (cargo feature `sim`)")
+}
+
+/// FuncDevice's timing model beside the RTL's measured cycles: its estimate error.
+#[cfg(feature = "sim")]
+fn add_estimates(
+    cfg: &AccelConfig,
+    program: &mut Program,
+    settings: &[Vec<u8>],
+    runs: &mut [LevelReport],
+) -> Result<()> {
+    let (timing, caps) = (caq_sim::TimingModel::default(), Caps::from_config(cfg)?);
+    for (r, bits) in runs.iter_mut().zip(settings) {
+        program.set_bits(bits)?;
+        r.estimate_cycles = Some(estimate(&timing, &caps, program));
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "sim"))]
+fn add_estimates(
+    _cfg: &AccelConfig,
+    _program: &mut Program,
+    _settings: &[Vec<u8>],
+    _runs: &mut [LevelReport],
+) -> Result<()> {
+    Ok(())
+}
+
 /// The timing model's cycles for one image: one START per device segment, as `run` issues them.
+#[cfg(feature = "sim")]
 fn estimate(timing: &caq_sim::TimingModel, caps: &Caps, program: &Program) -> u64 {
     program
         .steps

@@ -8,7 +8,7 @@ use crate::error::{ModelError, Result};
 use crate::graph::Graph;
 use crate::nested::{NestedWeights, PlaneGroup};
 use crate::planes::{self, PackedPlanes};
-use crate::qmodel::{QLayer, QModel, QuantizeConfig};
+use crate::qmodel::{Gate, QLayer, QModel, QuantizeConfig};
 use crate::quant::{ActQuant, GroupScales};
 use crate::requant::{AddRequant, Requant};
 use crate::store::{self, OutTensor, TensorFile};
@@ -63,6 +63,9 @@ pub struct Manifest {
     pub quantize: QuantizeConfig,
     pub layers: Vec<LayerEntry>,
     pub adds: Vec<AddEntry>,
+    /// Named per-layer precision settings (absent in bundles without gates).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<Gate>,
 }
 
 fn t_bias(n: &str) -> String {
@@ -142,6 +145,7 @@ pub fn write(path: &Path, q: &QModel) -> Result<()> {
         quantize: q.config.clone(),
         layers,
         adds,
+        gates: q.gates.clone(),
     };
     let doc = serde_json::to_value(&manifest).expect("manifest serializes");
     store::write_atomic(path, &doc, &tensors)
@@ -208,6 +212,35 @@ impl Bundle {
                 });
             }
         }
+        for (i, g) in m.gates.iter().enumerate() {
+            if m.gates[..i].iter().any(|o| o.name == g.name) {
+                return Err(ModelError::arg(
+                    "gates",
+                    format!("'{}' appears twice", g.name),
+                ));
+            }
+            if g.bits.len() != m.layers.len() {
+                return Err(ModelError::arg(
+                    format!("gate '{}'", g.name),
+                    format!(
+                        "{} entries for {} weight layers",
+                        g.bits.len(),
+                        m.layers.len()
+                    ),
+                ));
+            }
+            for (l, b) in m.layers.iter().zip(&g.bits) {
+                if !l.levels.contains(b) {
+                    return Err(ModelError::arg(
+                        format!("gate '{}'", g.name),
+                        format!(
+                            "layer '{}': {b} bits is not one of its levels {:?}",
+                            l.name, l.levels
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -239,6 +272,24 @@ impl Bundle {
         let bytes = self.file.u8s(&e.tensor, e.bytes)?;
         PackedPlanes::from_le_bytes(e.bits, l.out, l.k, bytes)
             .map_err(|err| ModelError::format(self.path(), format!("tensor '{}': {err}", e.tensor)))
+    }
+
+    /// The stored bytes of plane group `g` of weight layer `layer`, straight from the file's
+    /// memory map (checksum verified): the device's planes layout, ready to copy into device
+    /// memory. Only this tensor's pages are touched.
+    pub fn plane_group_bytes(&self, layer: usize, g: usize) -> Result<&[u8]> {
+        let l = self.layer_entry(layer)?;
+        let e = l.plane_groups.get(g).ok_or_else(|| {
+            ModelError::arg(
+                "plane group",
+                format!(
+                    "layer '{}' has {} groups, asked for {g}",
+                    l.name,
+                    l.plane_groups.len()
+                ),
+            )
+        })?;
+        self.file.u8s(&e.tensor, e.bytes)
     }
 
     fn layer_entry(&self, layer: usize) -> Result<&LayerEntry> {
@@ -357,6 +408,7 @@ impl Bundle {
             layers,
             adds,
             config: m.quantize.clone(),
+            gates: m.gates.clone(),
         })
     }
 }

@@ -93,6 +93,19 @@ pub struct QModel {
     /// Per node: the rescaling of a residual add.
     pub adds: Vec<Option<AddRequant>>,
     pub config: QuantizeConfig,
+    /// Named per-layer precision settings (gates) a runtime can switch between; empty after
+    /// quantization.
+    pub gates: Vec<Gate>,
+}
+
+/// A named precision setting: one bit-width per weight layer, each one of that layer's nesting
+/// levels. A runtime applies it by name (`Accelerator::apply_gate`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gate {
+    pub name: String,
+    /// Per weight layer, in graph order.
+    pub bits: Vec<u8>,
 }
 
 fn act_of(model_input: &ActQuant, acts: &[ActQuant], s: Src) -> ActQuant {
@@ -245,6 +258,7 @@ pub fn quantize_with(
         layers,
         adds,
         config: cfg.clone(),
+        gates: Vec::new(),
     })
 }
 
@@ -313,6 +327,54 @@ impl QModel {
     /// The nesting levels every layer offers (the model is quantized with one level list).
     pub fn levels(&self) -> &[u8] {
         &self.config.levels
+    }
+
+    /// The gate called `name`.
+    pub fn gate(&self, name: &str) -> Result<&Gate> {
+        self.gates.iter().find(|g| g.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.gates.iter().map(|g| g.name.as_str()).collect();
+            ModelError::arg(
+                "gate",
+                format!("no gate named '{name}' (the model has {known:?})"),
+            )
+        })
+    }
+
+    /// Checks `bits` as a per-layer setting: one entry per weight layer, each one of its levels.
+    pub fn check_bits(&self, bits: &[u8]) -> Result<()> {
+        let wl = self.weight_layers();
+        if bits.len() != wl.len() {
+            return Err(ModelError::arg(
+                "bits",
+                format!("{} entries for {} weight layers", bits.len(), wl.len()),
+            ));
+        }
+        for (&i, &b) in wl.iter().zip(bits) {
+            let l = self.layers[i].as_ref().expect("weight layer");
+            if !l.levels().contains(&b) {
+                return Err(ModelError::Layer {
+                    layer: l.name.clone(),
+                    what: format!("{b} bits is not one of its nesting levels {:?}", l.levels()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the gates, after checking each (unique names, valid bits).
+    pub fn set_gates(&mut self, gates: Vec<Gate>) -> Result<()> {
+        for (i, g) in gates.iter().enumerate() {
+            if g.name.is_empty() || gates[..i].iter().any(|o| o.name == g.name) {
+                return Err(ModelError::arg(
+                    "gate",
+                    format!("gate names must be non-empty and unique: '{}'", g.name),
+                ));
+            }
+            self.check_bits(&g.bits)
+                .map_err(|e| ModelError::arg(format!("gate '{}'", g.name), e.to_string()))?;
+        }
+        self.gates = gates;
+        Ok(())
     }
 
     /// Every weight layer at the same bit-width.

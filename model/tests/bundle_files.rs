@@ -212,3 +212,68 @@ fn write_is_atomic_and_leaves_no_temp_file() {
     let q = Bundle::open(&path).unwrap().load().unwrap();
     assert!(bundle::write(&blocker.join("x.caqb"), &q).is_err());
 }
+
+#[test]
+fn gates_round_trip_and_bad_gates_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, _) = tiny_bundle(dir.path());
+    let gates = vec![
+        qmodel::Gate {
+            name: "battery-low".into(),
+            bits: vec![4, 4],
+        },
+        qmodel::Gate {
+            name: "mixed".into(),
+            bits: vec![8, 4],
+        },
+    ];
+    q.set_gates(gates.clone()).unwrap();
+    let path = dir.path().join("gated.caqb");
+    bundle::write(&path, &q).unwrap();
+    let b = Bundle::open(&path).unwrap();
+    assert_eq!(b.manifest().gates, gates);
+    let back = b.load().unwrap();
+    assert_eq!(back.gate("mixed").unwrap().bits, vec![8, 4]);
+    let e = back.gate("nope").unwrap_err().to_string();
+    assert!(
+        e.contains("no gate named 'nope'") && e.contains("battery-low"),
+        "{e}"
+    );
+    // A level the layer does not have, a wrong length, a duplicate name.
+    for (bits, name, what) in [
+        (vec![5, 4], "x", "5 bits is not one of its nesting levels"),
+        (vec![8], "x", "1 entries for 2 weight layers"),
+        (vec![8, 8], "mixed", "unique"),
+    ] {
+        let mut g = gates.clone();
+        g.push(qmodel::Gate {
+            name: name.into(),
+            bits,
+        });
+        let e = q.clone().set_gates(g).unwrap_err().to_string();
+        assert!(e.contains(what), "{e}");
+    }
+    // A bundle whose manifest carries a bad gate is refused at open.
+    let e = rewrite_with_doc(&path, &q, |doc| {
+        doc["gates"][0]["bits"] = serde_json::json!([8, 3]);
+    });
+    assert!(
+        e.contains("gate 'battery-low'") && e.contains("3 bits"),
+        "{e}"
+    );
+}
+
+#[test]
+fn plane_group_bytes_are_the_packed_planes_of_that_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, path) = tiny_bundle(dir.path());
+    let b = Bundle::open(&path).unwrap();
+    for li in 0..2 {
+        for g in 0..3 {
+            let raw = b.plane_group_bytes(li, g).unwrap();
+            assert_eq!(raw, b.plane_group(li, g).unwrap().to_le_bytes().as_slice());
+        }
+    }
+    assert!(b.plane_group_bytes(0, 3).is_err());
+    assert!(b.plane_group_bytes(2, 0).is_err());
+}

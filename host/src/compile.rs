@@ -17,8 +17,10 @@
 //!    only) and every stored plane group in caq-model's planes layout (`[plane][row][⌈K/64⌉ u64]`,
 //!    K ordered (c, ky, kx)).
 //!
-//! All plane groups stay resident, so [`Program::set_bits`] changes a layer's precision by
-//! rewriting `active_groups` in its descriptors and nothing else.
+//! Every plane group has its place in the layout, so [`Program::set_bits`] changes a layer's
+//! precision by rewriting `active_groups` in its descriptors and nothing else. Whether a group's
+//! bytes are in device memory is the loader's choice: [`Program::load`] writes them all, the
+//! `Accelerator` pages in only what the active precision needs ([`Program::write_group`]).
 //!
 //! # Steps
 //!
@@ -161,8 +163,10 @@ pub struct Program {
     pub nodes: Vec<ActBuffer>,
     pub layers: Vec<DeviceLayer>,
     pub steps: Vec<Step>,
-    /// Weights and tables: written once by [`Program::load`].
+    /// Bias, requantization and region tables: written once by [`Program::load`].
     image: Vec<(DeviceAddr, Vec<u8>)>,
+    /// Per layer, the bytes of every plane group (empty after [`Program::drop_planes`]).
+    planes: Vec<Vec<Vec<u8>>>,
     caps: Caps,
     shape: CoreShape,
 }
@@ -273,6 +277,7 @@ pub fn compile(
 
     // Weight layers: tables and plane groups, and their descriptors.
     let mut image = Vec::new();
+    let mut planes = Vec::with_capacity(wl.len());
     let mut layers = Vec::with_capacity(wl.len());
     let mut li = 0usize;
     let mut seg_iter = seg_nodes.iter();
@@ -291,9 +296,10 @@ pub fn compile(
             })?;
             let src = graph.nodes[i].inputs[0];
             let in_act = src_act(&input, &nodes, src);
-            let layer = place_layer(
+            let (layer, bytes) = place_layer(
                 cfg, &caps, model, i, q, in_act, nodes[i], bits[li], &mut mem, &mut image,
             )?;
+            planes.push(bytes);
             layers.push(DeviceLayer {
                 list_addr: DeviceAddr(lists.0 + li as u64 * DESCRIPTOR_BYTES as u64),
                 single_addr: DeviceAddr(singles + li as u64 * DESCRIPTOR_BYTES as u64),
@@ -323,6 +329,7 @@ pub fn compile(
         layers,
         steps,
         image,
+        planes,
         caps,
         shape,
     };
@@ -387,7 +394,7 @@ fn place_layer(
     bits: u8,
     mem: &mut Alloc,
     image: &mut Vec<(DeviceAddr, Vec<u8>)>,
-) -> Result<DeviceLayer> {
+) -> Result<(DeviceLayer, Vec<Vec<u8>>)> {
     let name = &q.name;
     let unfit = |what: String| HostError::Layer {
         layer: name.clone(),
@@ -417,16 +424,20 @@ fn place_layer(
             (put(pad8(bytes)), g.group_size as u16)
         }
     };
+    // Every plane group gets its place now (so paging one in never moves anything); the bytes
+    // are kept apart from the tables: which of them are in device memory is the loader's choice.
     let mut groups = Vec::with_capacity(q.weights.groups.len());
     let mut group_bytes = Vec::with_capacity(q.weights.groups.len());
+    let mut plane_bytes = Vec::with_capacity(q.weights.groups.len());
     for pg in &q.weights.groups {
         let bytes = planes::pack(pg.codes.view(), pg.bits)?.to_le_bytes();
         group_bytes.push(bytes.len() as u64);
         groups.push(PlaneGroup {
             bits: BitWidth::try_from(pg.bits)?,
             shift: pg.shift,
-            weight_addr: put(bytes),
+            weight_addr: mem.take(bytes.len() as u64),
         });
+        plane_bytes.push(bytes);
     }
     let active = q
         .weights
@@ -501,17 +512,20 @@ fn place_layer(
         requant_addr,
         group_mult_addr,
     };
-    Ok(DeviceLayer {
-        name: name.clone(),
-        node,
-        levels: q.levels().to_vec(),
-        bits,
-        desc,
-        list_addr: DeviceAddr(0),
-        single_addr: DeviceAddr(0),
-        last_in_list: false,
-        group_bytes,
-    })
+    Ok((
+        DeviceLayer {
+            name: name.clone(),
+            node,
+            levels: q.levels().to_vec(),
+            bits,
+            desc,
+            list_addr: DeviceAddr(0),
+            single_addr: DeviceAddr(0),
+            last_in_list: false,
+            group_bytes,
+        },
+        plane_bytes,
+    ))
 }
 
 /// Bits of the activation a weight node reads.
@@ -610,17 +624,87 @@ impl Program {
         Ok(())
     }
 
+    /// The stored bytes of plane group `g` of layer `layer` (None after
+    /// [`Program::drop_planes`]).
+    pub fn group_bytes(&self, layer: usize, g: usize) -> Option<&[u8]> {
+        self.planes.get(layer)?.get(g).map(Vec::as_slice)
+    }
+
+    /// Frees the host copy of the plane bytes: a loader that pages groups in from the mapped
+    /// bundle does not need a second copy.
+    pub fn drop_planes(&mut self) {
+        self.planes = Vec::new();
+    }
+
+    /// Where plane group `g` of layer `layer` lives in device memory.
+    pub fn group_buffer(&self, layer: usize, g: usize) -> Option<Buffer> {
+        let l = self.layers.get(layer)?;
+        Some(Buffer {
+            addr: l.desc.plane_groups.as_slice().get(g)?.weight_addr,
+            len: *l.group_bytes.get(g)?,
+        })
+    }
+
+    /// Copies the bytes of plane group `g` of layer `layer` into device memory (a page-in),
+    /// after checking they are that group's size.
+    pub fn write_group<D: caq_spec::Device>(
+        &self,
+        dev: &mut D,
+        layer: usize,
+        g: usize,
+        bytes: &[u8],
+    ) -> Result<()> {
+        let buf = self.group_buffer(layer, g).ok_or_else(|| HostError::Arg {
+            what: "plane group",
+            why: format!("layer {layer} group {g} does not exist"),
+        })?;
+        if bytes.len() as u64 != buf.len {
+            return Err(HostError::Arg {
+                what: "plane group",
+                why: format!(
+                    "layer '{}' group {g}: {} bytes, the program expects {}",
+                    self.layers[layer].name,
+                    bytes.len(),
+                    buf.len
+                ),
+            });
+        }
+        dev.mem_write(buf.addr, bytes).map_err(HostError::backend)?;
+        dev.sync_for_device(buf.addr, buf.len)
+            .map_err(HostError::backend)
+    }
+
+    /// The two descriptor copies of layer `li` (in its segment list and its single list).
+    pub fn layer_descriptors(&self, li: usize) -> [(DeviceAddr, [u8; DESCRIPTOR_BYTES]); 2] {
+        let l = &self.layers[li];
+        let mut d = l.desc;
+        d.flags.last = l.last_in_list;
+        let in_list = (l.list_addr, d.encode());
+        d.flags.last = true;
+        [in_list, (l.single_addr, d.encode())]
+    }
+
+    /// Writes the descriptors of layer `li` only (after a precision switch of that layer).
+    pub fn write_layer_descriptors<D: caq_spec::Device>(
+        &self,
+        dev: &mut D,
+        li: usize,
+    ) -> Result<u64> {
+        let mut n = 0;
+        for (addr, bytes) in self.layer_descriptors(li) {
+            dev.mem_write(addr, &bytes).map_err(HostError::backend)?;
+            dev.sync_for_device(addr, bytes.len() as u64)
+                .map_err(HostError::backend)?;
+            n += bytes.len() as u64;
+        }
+        Ok(n)
+    }
+
     /// Every descriptor copy with its address: the segment lists and the single lists.
     pub fn descriptor_image(&self) -> Vec<(DeviceAddr, [u8; DESCRIPTOR_BYTES])> {
-        let mut out = Vec::with_capacity(2 * self.layers.len());
-        for l in &self.layers {
-            let mut d = l.desc;
-            d.flags.last = l.last_in_list;
-            out.push((l.list_addr, d.encode()));
-            d.flags.last = true;
-            out.push((l.single_addr, d.encode()));
-        }
-        out
+        (0..self.layers.len())
+            .flat_map(|li| self.layer_descriptors(li))
+            .collect()
     }
 
     /// Writes the descriptor lists (after [`Program::set_bits`]): 256 bytes per layer.
@@ -633,8 +717,27 @@ impl Program {
         Ok(())
     }
 
-    /// Writes weights, tables and descriptors into `dev`'s memory; inputs are written per run.
+    /// Writes weights (every plane group), tables and descriptors into `dev`'s memory; inputs are
+    /// written per run. Needs the plane bytes (see [`Program::drop_planes`]).
     pub fn load<D: caq_spec::Device>(&self, dev: &mut D) -> Result<()> {
+        self.load_tables(dev)?;
+        for (li, layer) in self.planes.iter().enumerate() {
+            if layer.len() != self.layers[li].group_bytes.len() {
+                return Err(HostError::Arg {
+                    what: "program",
+                    why: "its plane bytes were dropped: page the groups in with write_group".into(),
+                });
+            }
+            for (g, bytes) in layer.iter().enumerate() {
+                self.write_group(dev, li, g, bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the tables and descriptors, not the plane groups: the caller pages in the groups
+    /// each layer needs with [`Program::write_group`]. Returns the table bytes written.
+    pub fn load_tables<D: caq_spec::Device>(&self, dev: &mut D) -> Result<u64> {
         let mem = dev.memory();
         if !mem.contains(self.region.base, self.region.len) {
             return Err(HostError::Memory {
@@ -644,11 +747,14 @@ impl Program {
                 mem_end: mem.end(),
             });
         }
+        let mut n = 0;
         for (addr, bytes) in &self.image {
             dev.mem_write(*addr, bytes).map_err(HostError::backend)?;
             dev.sync_for_device(*addr, bytes.len() as u64)
                 .map_err(HostError::backend)?;
+            n += bytes.len() as u64;
         }
-        self.write_descriptors(dev)
+        self.write_descriptors(dev)?;
+        Ok(n)
     }
 }

@@ -51,6 +51,18 @@ pub struct FuncDevice {
     /// Counters in `PERF_COUNTERS` order, and the HI snapshots taken by LO reads.
     counters: [u64; 6],
     snapshots: [u32; 6],
+    /// A run in progress: its results are computed at START but become visible (STATUS, the
+    /// interrupt, the counters) only after its cycles have passed in `wait_irq` time.
+    pending: Option<Pending>,
+}
+
+/// The outcome of a started run, held back until its cycles have passed.
+#[derive(Debug, Clone)]
+struct Pending {
+    cycles_left: u64,
+    status: u32,
+    irq: u32,
+    perf: PerfCounters,
 }
 
 /// `value` in place in field `f` (the fields here are filled from values that fit them).
@@ -90,6 +102,7 @@ impl FuncDevice {
             win_limit: 0,
             counters: [0; 6],
             snapshots: [0; 6],
+            pending: None,
         })
     }
 
@@ -142,28 +155,57 @@ impl FuncDevice {
         }
     }
 
+    /// Runs the list at once (memory is written now) and holds the outcome back for the run's
+    /// cycles: until then STATUS reads BUSY and the interrupt is low. A run of zero cycles (one
+    /// that fails before its first fetch) finishes within the START write.
     fn start(&mut self) -> Result<(), SimError> {
-        self.status = 0;
+        self.status = regmap::STATUS_BUSY.mask();
         let mut perf = PerfCounters::default();
         self.timing.charge_start(&mut perf);
         let mut index = 0;
         let outcome = self.run_list(&mut perf, &mut index);
-        for (c, v) in self.counters.iter_mut().zip(perf.to_array()) {
+        let (status, irq) = match outcome? {
+            Ok(()) => (
+                regmap::STATUS_DONE.mask(),
+                regmap::IRQ_STATUS_DONE.mask(),
+            ),
+            Err(Stop(code)) => (
+                regmap::STATUS_ERROR.mask()
+                    | put(regmap::STATUS_ERR_CODE, u32::from(code.as_u8()))
+                    | put(regmap::STATUS_ERR_DESC, index),
+                regmap::IRQ_STATUS_ERROR.mask(),
+            ),
+        };
+        self.pending = Some(Pending {
+            cycles_left: perf.cycles,
+            status,
+            irq,
+            perf,
+        });
+        self.advance(0);
+        Ok(())
+    }
+
+    /// Lets `cycles` device cycles pass: a pending run whose cycles are all spent finishes.
+    fn advance(&mut self, cycles: u64) {
+        let Some(p) = self.pending.as_mut() else {
+            return;
+        };
+        if p.cycles_left > cycles {
+            p.cycles_left -= cycles;
+            return;
+        }
+        let p = self.pending.take().expect("pending");
+        for (c, v) in self.counters.iter_mut().zip(p.perf.to_array()) {
             *c = c.wrapping_add(v);
         }
-        match outcome? {
-            Ok(()) => {
-                self.status = regmap::STATUS_DONE.mask();
-                self.irq_status |= regmap::IRQ_STATUS_DONE.mask();
-            }
-            Err(Stop(code)) => {
-                self.status = regmap::STATUS_ERROR.mask()
-                    | put(regmap::STATUS_ERR_CODE, u32::from(code.as_u8()))
-                    | put(regmap::STATUS_ERR_DESC, index);
-                self.irq_status |= regmap::IRQ_STATUS_ERROR.mask();
-            }
-        }
-        Ok(())
+        self.status = p.status;
+        self.irq_status |= p.irq;
+    }
+
+    /// True while a started run has cycles left.
+    pub fn busy(&self) -> bool {
+        self.pending.is_some()
     }
 
     /// Runs the list; the outer error is a failure of the model itself, the inner one the
@@ -518,15 +560,16 @@ impl Device for FuncDevice {
                 self.irq_en = regmap::CTRL_IRQ_EN.is_set(value);
                 let soft_reset = regmap::CTRL_SOFT_RESET.is_set(value);
                 if soft_reset {
+                    self.pending = None;
                     self.status = 0;
                     self.irq_status = 0;
                 }
                 if soft_reset || regmap::CTRL_PERF_CLEAR.is_set(value) {
                     self.clear_counters();
                 }
-                // START is ignored while BUSY (never, here: a run completes within the write)
-                // and when SOFT_RESET is written in the same word, as in caq_axil_regs.
-                if regmap::CTRL_START.is_set(value) && !soft_reset {
+                // START is ignored while BUSY and when SOFT_RESET is written in the same word, as
+                // in caq_axil_regs.
+                if regmap::CTRL_START.is_set(value) && !soft_reset && !self.busy() {
                     self.start()?;
                 }
             }
@@ -563,8 +606,10 @@ impl Device for FuncDevice {
         Ok(())
     }
 
-    /// The run completed inside START's register write, so the line is already final.
-    fn wait_irq(&mut self, _timeout: Duration) -> Result<IrqWait, SimError> {
+    /// Device time passes: `timeout` at the config clock, or less when a pending run finishes
+    /// first. A run longer than the timeout stays BUSY, so a later wait can still see it finish.
+    fn wait_irq(&mut self, timeout: Duration) -> Result<IrqWait, SimError> {
+        self.advance(caq_spec::device::timeout_cycles(timeout, self.cfg.clock_mhz));
         Ok(if self.irq_line() {
             IrqWait::Fired
         } else {

@@ -1,0 +1,187 @@
+//! Models, data and devices shared by the host integration tests.
+#![allow(dead_code)]
+
+use caq_model::data::{self, Dataset};
+use caq_model::graph::{FloatModel, FloatParams, Graph, Node, Op, Src};
+use caq_model::qmodel::{self, QModel, QuantizeConfig};
+use caq_sim::FuncDevice;
+use caq_spec::{AccelConfig, DeviceAddr, MemRegion};
+use ndarray::{Array1, Array2};
+
+pub const BASE: u64 = 0x1000_0000;
+
+pub fn config(name: &str) -> AccelConfig {
+    let path = format!("{}/../configs/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    AccelConfig::load(path).expect("shipped config")
+}
+
+/// Deterministic weights in ±1/√K (a xorshift stream; no accuracy needed, only byte-equality).
+pub fn random_model(graph: Graph, seed: u64) -> FloatModel {
+    let mut s = seed | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0
+    };
+    let params = graph
+        .nodes
+        .iter()
+        .map(|n| {
+            n.op.weight_matrix_dims().map(|(o, k, _)| {
+                let r = 1.0 / (k as f32).sqrt();
+                FloatParams {
+                    weight: Array2::from_shape_simple_fn((o, k), || next() * r * 1.7),
+                    bias: Array1::from_shape_simple_fn(o, || next() * 0.1),
+                }
+            })
+        })
+        .collect();
+    let m = FloatModel { graph, params };
+    m.validate().expect("valid model");
+    m
+}
+
+pub fn chain(input_shape: [usize; 3], ops: Vec<(&str, Op)>) -> Graph {
+    let nodes = ops
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, op))| Node {
+            name: name.into(),
+            op,
+            inputs: vec![if i == 0 { Src::Input } else { Src::Node(i - 1) }],
+        })
+        .collect();
+    Graph { input_shape, nodes }
+}
+
+pub fn dense(i: usize, o: usize, relu: bool) -> Op {
+    Op::Dense {
+        in_features: i,
+        out_features: o,
+        relu,
+    }
+}
+
+pub fn conv(i: usize, o: usize, k: usize, pad: usize) -> Op {
+    Op::Conv2d {
+        in_channels: i,
+        out_channels: o,
+        kernel: [k, k],
+        stride: 1,
+        padding: pad,
+        relu: true,
+    }
+}
+
+pub fn maxpool() -> Op {
+    Op::MaxPool {
+        kernel: 2,
+        stride: 2,
+    }
+}
+
+/// The digits MLP: 64-128-64-10.
+pub fn mlp() -> Graph {
+    chain(
+        [1, 8, 8],
+        vec![
+            ("flatten", Op::Flatten),
+            ("fc1", dense(64, 128, true)),
+            ("fc2", dense(128, 64, true)),
+            ("fc3", dense(64, 10, false)),
+        ],
+    )
+}
+
+/// MNIST-shaped LeNet: conv5x5 16, pool, conv5x5 32, pool, fc 64, fc 10 on 28x28.
+pub fn lenet() -> Graph {
+    chain(
+        [1, 28, 28],
+        vec![
+            ("conv1", conv(1, 16, 5, 0)),
+            ("pool1", maxpool()),
+            ("conv2", conv(16, 32, 5, 0)),
+            ("pool2", maxpool()),
+            ("flatten", Op::Flatten),
+            ("fc1", dense(512, 64, true)),
+            ("fc2", dense(64, 10, false)),
+        ],
+    )
+}
+
+/// A residual block on 8x8 digits: conv, conv, add (host), avg-pool (host), a standalone ReLU
+/// (host), dense.
+pub fn residual() -> Graph {
+    let node = |name: &str, op: Op, inputs: Vec<Src>| Node {
+        name: name.into(),
+        op,
+        inputs,
+    };
+    Graph {
+        input_shape: [1, 8, 8],
+        nodes: vec![
+            node("conv1", conv(1, 8, 3, 1), vec![Src::Input]),
+            node("conv2", conv(8, 8, 3, 1), vec![Src::Node(0)]),
+            node(
+                "add",
+                Op::Add { relu: false },
+                vec![Src::Node(1), Src::Node(0)],
+            ),
+            node(
+                "pool",
+                Op::AvgPool {
+                    kernel: 2,
+                    stride: 2,
+                },
+                vec![Src::Node(2)],
+            ),
+            node("relu", Op::Relu, vec![Src::Node(3)]),
+            node("flatten", Op::Flatten, vec![Src::Node(4)]),
+            node("fc", dense(128, 10, false), vec![Src::Node(5)]),
+        ],
+    }
+}
+
+pub fn digits() -> Dataset {
+    data::digits().expect("embedded digits")
+}
+
+/// Digits scaled up to 28x28 (nearest neighbour, 0..=16 → 0..=240).
+pub fn digits28(d: &Dataset, n: usize) -> Dataset {
+    let mut pixels = Vec::with_capacity(n * 784);
+    for i in 0..n {
+        let img = d.image(i);
+        for y in 0..28 {
+            for x in 0..28 {
+                pixels.push(img[(y * 8 / 28) * 8 + x * 8 / 28] * 15);
+            }
+        }
+    }
+    Dataset {
+        name: "digits28".into(),
+        shape: [1, 28, 28],
+        pixels,
+        labels: d.labels[..n].to_vec(),
+        max_value: 255,
+        classes: 10,
+    }
+}
+
+pub fn quantize(graph: Graph, set: &Dataset, levels: &[u8], seed: u64) -> QModel {
+    let m = random_model(graph, seed);
+    let mut cfg = QuantizeConfig::nested(levels);
+    cfg.calib_images = 64;
+    qmodel::quantize(&m, set, &cfg).expect("quantizes")
+}
+
+pub fn device(cfg: &AccelConfig) -> FuncDevice {
+    FuncDevice::new(
+        cfg,
+        MemRegion {
+            base: DeviceAddr(BASE),
+            len: 4 << 20,
+        },
+    )
+    .expect("device")
+}

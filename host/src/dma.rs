@@ -11,7 +11,19 @@
 //! pointers, aligned volatile copies); a sync always passes offset, size and direction (a bare
 //! "1" syncs nothing).
 
-use crate::error::Result;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use caq_spec::MemRegion;
+use memmap2::{MmapOptions, MmapRaw};
+use nix::sys::memfd::{MFdFlags, memfd_create};
+
+use crate::error::{HostError, Result};
+use crate::sys::{SysRoot, read_attr_opt, read_dec, read_hex};
 
 /// How CPU and device views of the memory are kept consistent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -56,4 +68,828 @@ pub trait DmaMemory: Send {
     fn sync_for_device(&mut self, off: u64, len: u64, dir: SyncDir) -> Result<()>;
     /// Makes device writes to `[off, off + len)` visible to the CPU (invalidate).
     fn sync_for_cpu(&mut self, off: u64, len: u64, dir: SyncDir) -> Result<()>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers: cache lines, range checks, copies
+// ---------------------------------------------------------------------------------------------
+
+/// The cache-line granule of every sync and of the sub-allocator: 64 bytes, the Cortex-A53 line
+/// (ZynqMP) and a multiple of the Cortex-A9 / PL310 32-byte line (Zynq-7000), so a line-aligned
+/// range is whole lines on both chips.
+pub const CACHE_LINE: u64 = 64;
+
+/// `[off, off + len)` widened to whole cache lines (offset rounded down, end rounded up) and
+/// clamped to a buffer of `size` bytes: what a clean or invalidate really touches. Returns
+/// `(offset, len)`.
+pub fn line_range(off: u64, len: u64, size: u64) -> (u64, u64) {
+    let start = off - off % CACHE_LINE;
+    let end = off
+        .saturating_add(len)
+        .div_ceil(CACHE_LINE)
+        .saturating_mul(CACHE_LINE)
+        .min(size);
+    (start.min(end), end.saturating_sub(start))
+}
+
+/// Checks that `[off, off + n)` lies in a region of `size` bytes at device address `base`;
+/// returns `off` as a `usize` for pointer arithmetic.
+fn check_range(name: &str, base: u64, size: u64, off: u64, n: u64, op: &str) -> Result<usize> {
+    let end = off.checked_add(n).filter(|e| *e <= size);
+    match (end, usize::try_from(off)) {
+        (Some(_), Ok(at)) => Ok(at),
+        _ => Err(HostError::AddressOutOfRange {
+            what: format!("{op} of {n} bytes at offset {off:#x} of {name}"),
+            addr: base.saturating_add(off),
+            end: base.saturating_add(off).saturating_add(n),
+            limit_base: base,
+            limit_end: base.saturating_add(size),
+            why: "outside the DMA buffer",
+        }),
+    }
+}
+
+/// The widest word a plain load or store moves on the target: 64 bits on aarch64 (and test
+/// hosts), 32 bits on ARMv7 (Zynq-7000), where a 64-bit access would be two instructions anyway.
+#[cfg(target_pointer_width = "64")]
+type Word = u64;
+#[cfg(not(target_pointer_width = "64"))]
+type Word = u32;
+const WORD: usize = std::mem::size_of::<Word>();
+
+/// Copies `src` to `base + off` with aligned volatile word stores only: memcpy may use unaligned
+/// or multi-register accesses that fault on uncached (Device / strongly-ordered) memory
+/// (u-dma-buf's README reports a bus error from memset). A partial word at the head or tail is
+/// read, merged and written back whole.
+///
+/// # Safety
+/// `base` is the page-aligned start of a live mapping covering `off + src.len()` bytes (rounded
+/// up to whole pages, so every aligned word holding one of those bytes is mapped).
+unsafe fn volatile_write(base: *mut u8, off: usize, src: &[u8]) {
+    let mut done = 0;
+    while done < src.len() {
+        let at = off + done;
+        let word_at = at - at % WORD;
+        let in_word = at - word_at;
+        let n = (WORD - in_word).min(src.len() - done);
+        // SAFETY: `word_at` is WORD-aligned (base is page-aligned) and the word holds byte `at`,
+        // which lies in the mapping, so the whole word lies in the same mapped page.
+        let p = unsafe { base.add(word_at) }.cast::<Word>();
+        let mut bytes = if n < WORD {
+            // SAFETY: as above; a read of the word we are about to rewrite.
+            unsafe { p.read_volatile() }.to_ne_bytes()
+        } else {
+            [0; WORD]
+        };
+        bytes[in_word..in_word + n].copy_from_slice(&src[done..done + n]);
+        // SAFETY: as above.
+        unsafe { p.write_volatile(Word::from_ne_bytes(bytes)) };
+        done += n;
+    }
+}
+
+/// Copies `dst.len()` bytes from `base + off` with aligned volatile word loads only (see
+/// [`volatile_write`]).
+///
+/// # Safety
+/// As for [`volatile_write`].
+unsafe fn volatile_read(base: *const u8, off: usize, dst: &mut [u8]) {
+    let mut done = 0;
+    while done < dst.len() {
+        let at = off + done;
+        let word_at = at - at % WORD;
+        let in_word = at - word_at;
+        let n = (WORD - in_word).min(dst.len() - done);
+        // SAFETY: `word_at` is WORD-aligned and holds byte `at`, which is mapped (see above).
+        let word = unsafe { base.add(word_at).cast::<Word>().read_volatile() };
+        dst[done..done + n].copy_from_slice(&word.to_ne_bytes()[in_word..in_word + n]);
+        done += n;
+    }
+}
+
+/// Copies into cached memory: a plain memcpy through raw pointers (no reference into the mapping).
+///
+/// # Safety
+/// `base + off .. base + off + src.len()` lies in a live, writable mapping that `src` does not
+/// overlap.
+unsafe fn cached_write(base: *mut u8, off: usize, src: &[u8]) {
+    // SAFETY: the caller's contract.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), base.add(off), src.len()) }
+}
+
+/// Copies out of cached memory (see [`cached_write`]).
+///
+/// # Safety
+/// `base + off .. base + off + dst.len()` lies in a live mapping that `dst` does not overlap.
+unsafe fn cached_read(base: *const u8, off: usize, dst: &mut [u8]) {
+    // SAFETY: the caller's contract.
+    unsafe { std::ptr::copy_nonoverlapping(base.add(off), dst.as_mut_ptr(), dst.len()) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// u-dma-buf
+// ---------------------------------------------------------------------------------------------
+
+/// The Zynq family the driver runs on: it decides how a non-coherent buffer is mapped (§2.4 of
+/// the driver research: ARMv7 user space cannot clean or invalidate to the point of coherency,
+/// arm64 relies on kernel syncs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChipFamily {
+    /// Zynq-7000 (Cortex-A9, ARMv7, PL310 outer cache).
+    Zynq7000,
+    /// Zynq UltraScale+ MPSoC (Cortex-A53, aarch64).
+    ZynqMp,
+}
+
+impl ChipFamily {
+    /// The family this binary was built for: 32-bit ARM is Zynq-7000; everything else (aarch64,
+    /// and test hosts) behaves as ZynqMP.
+    pub const fn of_target() -> ChipFamily {
+        if cfg!(target_arch = "arm") {
+            ChipFamily::Zynq7000
+        } else {
+            ChipFamily::ZynqMp
+        }
+    }
+}
+
+/// How to map a u-dma-buf: the chip family and the user's override.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoherencyChoice {
+    pub chip: ChipFamily,
+    /// On a non-coherent Zynq-7000 port, map cached and bracket every device access with kernel
+    /// syncs ([`Coherency::ManualSync`]) instead of mapping uncached. Faster CPU copies (the
+    /// u-dma-buf README measures ~5x), at the price of a sync syscall per buffer and per job.
+    pub cached_on_zynq7000: bool,
+}
+
+impl Default for CoherencyChoice {
+    fn default() -> Self {
+        CoherencyChoice {
+            chip: ChipFamily::of_target(),
+            cached_on_zynq7000: false,
+        }
+    }
+}
+
+impl CoherencyChoice {
+    /// The coherency of a buffer whose `dma_coherent` attribute reads `dma_coherent`.
+    pub fn resolve(&self, dma_coherent: bool) -> Coherency {
+        choose_coherency(dma_coherent, self.chip, self.cached_on_zynq7000)
+    }
+}
+
+/// The coherence rule of docs/driver.md (research §6.5.1), one line per case:
+/// - `dma-coherent` in the device tree (ZynqMP HPC through the CCI, Zynq-7000 ACP): cached, the
+///   hardware snoops, syncs are no-ops;
+/// - Zynq-7000 otherwise: uncached (`O_SYNC` + `sync_mode=1`), unless the user asks for cached
+///   mapping with kernel syncs;
+/// - ZynqMP otherwise: cached with kernel syncs (uncached is ~3x slower and memcpy-hostile).
+pub fn choose_coherency(
+    dma_coherent: bool,
+    chip: ChipFamily,
+    cached_on_zynq7000: bool,
+) -> Coherency {
+    match (dma_coherent, chip) {
+        (true, _) => Coherency::HwCoherent,
+        (false, ChipFamily::Zynq7000) if cached_on_zynq7000 => Coherency::ManualSync,
+        (false, ChipFamily::Zynq7000) => Coherency::Uncached,
+        (false, ChipFamily::ZynqMp) => Coherency::ManualSync,
+    }
+}
+
+/// How a u-dma-buf takes its sync commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMethod {
+    /// `ioctl(U_DMA_BUF_IOCTL_SET_SYNC_FOR_*)` on the `/dev` file (the driver has
+    /// `ioctl_version`): works for whoever may open the device file.
+    Ioctl,
+    /// A write to the `sync_for_*` sysfs attribute (older drivers; the attributes are mode 0664
+    /// root, so this usually needs root).
+    Sysfs,
+}
+
+/// Which way a sync goes: picks the ioctl and the sysfs attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SyncOp {
+    ForDevice,
+    ForCpu,
+}
+
+impl SyncOp {
+    fn attr(self) -> &'static str {
+        match self {
+            SyncOp::ForDevice => "sync_for_device",
+            SyncOp::ForCpu => "sync_for_cpu",
+        }
+    }
+}
+
+// u-dma-buf-ioctl.h: _IOW('U', 5, uint64_t) and _IOW('U', 6, uint64_t).
+nix::ioctl_write_ptr!(udmabuf_set_sync_for_cpu, b'U', 5, u64);
+nix::ioctl_write_ptr!(udmabuf_set_sync_for_device, b'U', 6, u64);
+
+/// The packed u-dma-buf sync command for `[off, off + len)` in direction `dir`:
+/// `(off << 32) | (len & !0xF) | (dir << 2) | 1` (u-dma-buf.c, `udmabuf_sync_command_argments`:
+/// offset in bits 63:32, size in bits 31:4, direction in bits 3:2, bit 0 "sync now"). Any bit
+/// but bit 0 set means "use these arguments", so the command never degenerates into a bare `1`
+/// (which would sync the stored `sync_size`, 0 by default). `None` when `off` or `len` does not
+/// fit its 32-bit field.
+pub fn sync_command(off: u64, len: u64, dir: SyncDir) -> Option<u64> {
+    if off > u64::from(u32::MAX) || len > u64::from(u32::MAX) {
+        return None;
+    }
+    Some((off << 32) | (len & 0xFFFF_FFF0) | ((dir as u64) << 2) | 1)
+}
+
+/// Maps the OS error of a sync command: no permission is [`HostError::PermissionDenied`] (fix
+/// with a udev rule), a missing attribute or device file is [`HostError::Io`], and anything
+/// else (EINVAL for a range past the buffer, ENOTTY for an unknown ioctl, EISDIR, ...) is the
+/// kernel rejecting the command, [`HostError::SyncRejected`].
+pub fn sync_error(path: &Path, command: u64, what: String, e: std::io::Error) -> HostError {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => HostError::PermissionDenied {
+            path: path.to_path_buf(),
+            subsystem: "u-dma-buf",
+        },
+        std::io::ErrorKind::NotFound => HostError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        },
+        _ => HostError::SyncRejected {
+            path: path.to_path_buf(),
+            command,
+            what,
+            source: e,
+        },
+    }
+}
+
+/// A u-dma-buf (ikwzm/udmabuf, v5) buffer: one physically contiguous region reserved by the
+/// kernel module, mapped whole into this process.
+///
+/// Attribute formats are from u-dma-buf.c: `phys_addr` `%pad` (hex), `size` `%zu` (decimal),
+/// `sync_mode` and `dma_coherent` `%d`; `ioctl_version` exists when the module was built with
+/// ioctls.
+#[derive(Debug)]
+pub struct UDmaBuf {
+    name: String,
+    sysfs: PathBuf,
+    dev: PathBuf,
+    file: File,
+    map: MmapRaw,
+    phys_addr: u64,
+    size: u64,
+    coherency: Coherency,
+    sync_method: SyncMethod,
+}
+
+impl UDmaBuf {
+    /// Opens the u-dma-buf `name` found under `root` (`sys/class/u-dma-buf/<name>`, or the
+    /// pre-v2 `sys/class/udmabuf/<name>`), maps it whole with the coherency `choice` gives for its
+    /// `dma_coherent` attribute (setting `sync_mode=1` first when it must be uncached).
+    pub fn open(root: &SysRoot, name: &str, choice: CoherencyChoice) -> Result<UDmaBuf> {
+        let sysfs = Self::find(root, name)?;
+        let phys_addr = read_hex(&sysfs.join("phys_addr"))?;
+        let size_path = sysfs.join("size");
+        let size = read_dec(&size_path)?;
+        if size == 0 {
+            return Err(HostError::SysfsParse {
+                path: size_path,
+                content: "0".into(),
+                expected: "a nonzero buffer size",
+            });
+        }
+        let len = usize::try_from(size).map_err(|_| HostError::SysfsParse {
+            path: size_path.clone(),
+            content: size.to_string(),
+            expected: "a size this process can map",
+        })?;
+        // Modules built for kernels without `dev_is_dma_coherent` have no attribute: treat the
+        // buffer as non-coherent, which is always safe (the kernel's syncs are then real).
+        let coherent_path = sysfs.join("dma_coherent");
+        let dma_coherent = match read_attr_opt(&coherent_path)? {
+            None => false,
+            Some(s) => match s.as_str() {
+                "0" => false,
+                "1" => true,
+                _ => {
+                    return Err(HostError::SysfsParse {
+                        path: coherent_path,
+                        content: s,
+                        expected: "0 or 1",
+                    });
+                }
+            },
+        };
+        let sync_method = if sysfs.join("ioctl_version").exists() {
+            SyncMethod::Ioctl
+        } else {
+            SyncMethod::Sysfs
+        };
+        let coherency = choice.resolve(dma_coherent);
+        if coherency == Coherency::Uncached {
+            Self::set_sync_mode_uncached(&sysfs)?;
+        }
+
+        let dev = root.dev(name);
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true);
+        if coherency == Coherency::Uncached {
+            // With O_SYNC, u-dma-buf maps by `sync_mode` (1 = uncached); without, cached.
+            opts.custom_flags(libc::O_SYNC);
+        }
+        let file = opts
+            .open(&dev)
+            .map_err(|e| HostError::io(&dev, "u-dma-buf", e))?;
+        let map =
+            MmapOptions::new()
+                .len(len)
+                .map_raw(&file)
+                .map_err(|e| HostError::MapRejected {
+                    path: dev.clone(),
+                    index: 0,
+                    len: size,
+                    offset: 0,
+                    source: e,
+                })?;
+        Ok(UDmaBuf {
+            name: name.to_string(),
+            sysfs,
+            dev,
+            file,
+            map,
+            phys_addr,
+            size,
+            coherency,
+            sync_method,
+        })
+    }
+
+    fn find(root: &SysRoot, name: &str) -> Result<PathBuf> {
+        let current = root.class("u-dma-buf").join(name);
+        let legacy = root.class("udmabuf").join(name);
+        for dir in [&current, &legacy] {
+            if dir.is_dir() {
+                return Ok(dir.clone());
+            }
+        }
+        Err(HostError::Io {
+            path: current,
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "no u-dma-buf named '{name}' (nor under {}): is the u-dma-buf module loaded and its device-tree node (compatible \"ikwzm,u-dma-buf\", device-name \"{name}\") present?",
+                    legacy.display()
+                ),
+            ),
+        })
+    }
+
+    /// Sets `sync_mode` to 1 (uncached under `O_SYNC`) unless it already is: the attribute is
+    /// writable by root only, and the module's default (and the DT `sync-mode` property) is
+    /// already 1, so the common case needs no privilege.
+    fn set_sync_mode_uncached(sysfs: &Path) -> Result<()> {
+        let path = sysfs.join("sync_mode");
+        let current = read_dec(&path)?;
+        if current == 1 {
+            return Ok(());
+        }
+        OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(b"1"))
+            .map_err(|e| HostError::io(&path, "u-dma-buf", e))
+    }
+
+    /// The buffer's physical (DMA) address, as `phys_addr` reports it.
+    pub fn phys_addr(&self) -> u64 {
+        self.phys_addr
+    }
+
+    /// The buffer's sysfs directory.
+    pub fn sysfs_dir(&self) -> &Path {
+        &self.sysfs
+    }
+
+    /// The device file mapped.
+    pub fn dev_path(&self) -> &Path {
+        &self.dev
+    }
+
+    /// How sync commands reach the kernel.
+    pub fn sync_method(&self) -> SyncMethod {
+        self.sync_method
+    }
+
+    fn sync(&mut self, op: SyncOp, off: u64, len: u64, dir: SyncDir) -> Result<()> {
+        check_range(&self.name, self.phys_addr, self.size, off, len, op.attr())?;
+        if self.coherency != Coherency::ManualSync || len == 0 {
+            return Ok(());
+        }
+        let (start, n) = line_range(off, len, self.size);
+        let what = format!(
+            "{} of [{start:#x}, {:#x}) of {}, {dir:?}",
+            op.attr(),
+            start + n,
+            self.name
+        );
+        let Some(command) = sync_command(start, n, dir) else {
+            return Err(HostError::Arg {
+                what: "u-dma-buf sync range",
+                why: format!(
+                    "{what}: offset and size must each be below 4 GiB (32-bit fields of the sync command)"
+                ),
+            });
+        };
+        match self.sync_method {
+            SyncMethod::Ioctl => {
+                let fd = self.file.as_raw_fd();
+                // SAFETY: `fd` is the open u-dma-buf device file; the ioctl reads one u64 from
+                // the pointer, which points at a live local.
+                let r = unsafe {
+                    match op {
+                        SyncOp::ForDevice => udmabuf_set_sync_for_device(fd, &command),
+                        SyncOp::ForCpu => udmabuf_set_sync_for_cpu(fd, &command),
+                    }
+                };
+                r.map(drop).map_err(|errno| {
+                    let e = std::io::Error::from_raw_os_error(errno as i32);
+                    sync_error(&self.dev, command, what, e)
+                })
+            }
+            SyncMethod::Sysfs => {
+                let path = self.sysfs.join(op.attr());
+                // One write of the whole value: sysfs parses each write(2) on its own
+                // (kstrtoull(buf, 0) accepts the 0x prefix).
+                OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(&path)
+                    .and_then(|mut f| f.write_all(format!("{command:#x}").as_bytes()))
+                    .map_err(|e| sync_error(&path, command, what, e))
+            }
+        }
+    }
+}
+
+impl DmaMemory for UDmaBuf {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn device_addr(&self) -> u64 {
+        self.phys_addr
+    }
+
+    fn len(&self) -> u64 {
+        self.size
+    }
+
+    fn coherency(&self) -> Coherency {
+        self.coherency
+    }
+
+    fn write(&mut self, off: u64, src: &[u8]) -> Result<()> {
+        let at = check_range(
+            &self.name,
+            self.phys_addr,
+            self.size,
+            off,
+            src.len() as u64,
+            "write",
+        )?;
+        let base = self.map.as_mut_ptr();
+        if self.coherency == Coherency::Uncached {
+            // SAFETY: `base` is the page-aligned start of our live mapping of `size` bytes and
+            // `[at, at + len)` was checked to lie inside it.
+            unsafe { volatile_write(base, at, src) }
+        } else {
+            // SAFETY: as above; `src` is caller memory, not the mapping.
+            unsafe { cached_write(base, at, src) }
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, off: u64, dst: &mut [u8]) -> Result<()> {
+        let at = check_range(
+            &self.name,
+            self.phys_addr,
+            self.size,
+            off,
+            dst.len() as u64,
+            "read",
+        )?;
+        let base = self.map.as_ptr();
+        if self.coherency == Coherency::Uncached {
+            // SAFETY: `base` is the page-aligned start of our live mapping of `size` bytes and
+            // `[at, at + len)` was checked to lie inside it.
+            unsafe { volatile_read(base, at, dst) }
+        } else {
+            // SAFETY: as above; `dst` is caller memory, not the mapping.
+            unsafe { cached_read(base, at, dst) }
+        }
+        Ok(())
+    }
+
+    fn sync_for_device(&mut self, off: u64, len: u64, dir: SyncDir) -> Result<()> {
+        self.sync(SyncOp::ForDevice, off, len, dir)
+    }
+
+    fn sync_for_cpu(&mut self, off: u64, len: u64, dir: SyncDir) -> Result<()> {
+        self.sync(SyncOp::ForCpu, off, len, dir)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// memfd: DMA memory without a kernel driver, optionally incoherent
+// ---------------------------------------------------------------------------------------------
+
+/// The state a [`MemfdMemory`] shares with its [`MemfdDeviceSide`].
+#[derive(Debug)]
+struct MemfdShared {
+    region: MemRegion,
+    /// The CPU view: a shared mapping of the memfd.
+    cpu: MmapRaw,
+    /// The device view of an incoherent region (`None`: the device sees the CPU view).
+    device: Option<Mutex<DeviceView>>,
+}
+
+/// What the device sees of an incoherent region, and which CPU cache lines hold data the
+/// device has not seen (dirty): a clean writes back dirty lines only, as a real cache does, so a
+/// sync on a range the device has since written does not clobber it with stale CPU data.
+#[derive(Debug)]
+struct DeviceView {
+    bytes: Vec<u8>,
+    dirty: Vec<bool>,
+}
+
+impl MemfdShared {
+    fn len(&self) -> u64 {
+        self.region.len
+    }
+
+    fn name(&self) -> &'static str {
+        "memfd"
+    }
+
+    fn check(&self, off: u64, n: usize, op: &str) -> Result<usize> {
+        check_range(
+            self.name(),
+            self.region.base.0,
+            self.len(),
+            off,
+            n as u64,
+            op,
+        )
+    }
+
+    fn view(&self) -> Option<MutexGuard<'_, DeviceView>> {
+        // A poisoned lock only means another thread panicked mid-copy; the bytes are still
+        // bytes, and a fake must not turn one failure into a cascade.
+        self.device
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn cpu_write(&self, off: u64, src: &[u8]) -> Result<()> {
+        let at = self.check(off, src.len(), "write")?;
+        let view = self.view();
+        // SAFETY: `[at, at + len)` lies in the live mapping of `len()` bytes; `src` is caller
+        // memory. The device side never touches the CPU view of an incoherent region, and on a
+        // coherent one the driver and the fake hardware take turns (START / interrupt).
+        unsafe { cached_write(self.cpu.as_mut_ptr(), at, src) };
+        if let Some(mut view) = view {
+            mark_dirty(&mut view.dirty, at, src.len());
+        }
+        Ok(())
+    }
+
+    fn cpu_read(&self, off: u64, dst: &mut [u8]) -> Result<()> {
+        let at = self.check(off, dst.len(), "read")?;
+        // SAFETY: `[at, at + len)` lies in the live mapping; `dst` is caller memory.
+        unsafe { cached_read(self.cpu.as_ptr(), at, dst) };
+        Ok(())
+    }
+
+    fn device_write(&self, off: u64, src: &[u8]) -> Result<()> {
+        let at = self.check(off, src.len(), "device write")?;
+        match self.view() {
+            Some(mut view) => view.bytes[at..at + src.len()].copy_from_slice(src),
+            // SAFETY: as in `cpu_write`.
+            None => unsafe { cached_write(self.cpu.as_mut_ptr(), at, src) },
+        }
+        Ok(())
+    }
+
+    fn device_read(&self, off: u64, dst: &mut [u8]) -> Result<()> {
+        let at = self.check(off, dst.len(), "device read")?;
+        match self.view() {
+            Some(view) => dst.copy_from_slice(&view.bytes[at..at + dst.len()]),
+            // SAFETY: as in `cpu_read`.
+            None => unsafe { cached_read(self.cpu.as_ptr(), at, dst) },
+        }
+        Ok(())
+    }
+
+    /// Clean: dirty CPU lines of the range are written to the device view (whole lines, as a
+    /// cache writes back). arm64 cleans for every direction (arch_sync_dma_for_device in
+    /// arch/arm64/mm/dma-mapping.c).
+    fn clean(&self, off: u64, len: u64) -> Result<()> {
+        self.check_sync(off, len, "sync_for_device")?;
+        if len == 0 {
+            return Ok(());
+        }
+        let Some(mut view) = self.view() else {
+            return Ok(());
+        };
+        let (start, n) = line_range(off, len, self.len());
+        for line in (start..start + n).step_by(CACHE_LINE as usize) {
+            let i = (line / CACHE_LINE) as usize;
+            if !view.dirty[i] {
+                continue;
+            }
+            let at = line as usize;
+            let end = (at + CACHE_LINE as usize).min(view.bytes.len());
+            // SAFETY: `[at, end)` lies in the live CPU mapping (the view has the same length).
+            unsafe { cached_read(self.cpu.as_ptr(), at, &mut view.bytes[at..end]) };
+            view.dirty[i] = false;
+        }
+        Ok(())
+    }
+
+    /// Invalidate: the range's lines are reloaded from the device view, dropping CPU data in
+    /// them. Nothing happens for `ToDevice` (arm64's arch_sync_dma_for_cpu returns early).
+    fn invalidate(&self, off: u64, len: u64, dir: SyncDir) -> Result<()> {
+        self.check_sync(off, len, "sync_for_cpu")?;
+        if len == 0 || dir == SyncDir::ToDevice {
+            return Ok(());
+        }
+        let Some(mut view) = self.view() else {
+            return Ok(());
+        };
+        let (start, n) = line_range(off, len, self.len());
+        let (at, n) = (start as usize, n as usize);
+        // SAFETY: `[at, at + n)` lies in the live CPU mapping (line_range clamps to the length).
+        unsafe { cached_write(self.cpu.as_mut_ptr(), at, &view.bytes[at..at + n]) };
+        let first = at / CACHE_LINE as usize;
+        let lines = n.div_ceil(CACHE_LINE as usize);
+        view.dirty[first..first + lines].fill(false);
+        Ok(())
+    }
+
+    fn check_sync(&self, off: u64, len: u64, op: &str) -> Result<()> {
+        check_range(self.name(), self.region.base.0, self.len(), off, len, op).map(drop)
+    }
+}
+
+fn mark_dirty(dirty: &mut [bool], at: usize, n: usize) {
+    if n == 0 {
+        return;
+    }
+    let line = CACHE_LINE as usize;
+    let (first, last) = (at / line, (at + n - 1) / line);
+    dirty[first..=last].fill(true);
+}
+
+/// DMA memory in a memfd, at a made-up device address: the backend of tests and of simulated
+/// boards. Coherent, the device sees the CPU's bytes; incoherent, the device has its own view
+/// that only the syncs update, like a non-coherent port behind a write-back cache:
+/// - [`DmaMemory::sync_for_device`] writes the range's dirty CPU lines to the device view;
+/// - [`DmaMemory::sync_for_cpu`] reloads the range's lines from the device view;
+///
+/// both on whole 64-byte lines, so a driver that forgets a sync, or lets two buffers share a
+/// line, reads stale data and fails its test. There is no spontaneous eviction: a missing sync
+/// is always caught, a missing clean before a device write is not.
+///
+/// The device side (the fake hardware) holds a [`MemfdDeviceSide`] to the same memory.
+#[derive(Debug)]
+pub struct MemfdMemory {
+    shared: Arc<MemfdShared>,
+}
+
+/// The device's end of a [`MemfdMemory`]: what a DMA engine reads and writes. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MemfdDeviceSide {
+    shared: Arc<MemfdShared>,
+}
+
+impl MemfdMemory {
+    /// Coherent memory over `region` (device address and length): syncs are no-ops.
+    pub fn coherent(region: MemRegion) -> Result<(MemfdMemory, MemfdDeviceSide)> {
+        Self::new(region, false)
+    }
+
+    /// Incoherent memory over `region`: the device sees only what syncs copied.
+    pub fn incoherent(region: MemRegion) -> Result<(MemfdMemory, MemfdDeviceSide)> {
+        Self::new(region, true)
+    }
+
+    fn new(region: MemRegion, incoherent: bool) -> Result<(MemfdMemory, MemfdDeviceSide)> {
+        let len = usize::try_from(region.len)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| HostError::Arg {
+                what: "memfd DMA memory",
+                why: format!(
+                    "a length of {} bytes (must be nonzero and mappable)",
+                    region.len
+                ),
+            })?;
+        let path = PathBuf::from("memfd:caq-dma");
+        let fd = memfd_create(c"caq-dma", MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| HostError::io(&path, "memfd", std::io::Error::from(e)))?;
+        let file = File::from(fd);
+        file.set_len(region.len)
+            .map_err(|e| HostError::io(&path, "memfd", e))?;
+        let cpu =
+            MmapOptions::new()
+                .len(len)
+                .map_raw(&file)
+                .map_err(|e| HostError::MapRejected {
+                    path,
+                    index: 0,
+                    len: region.len,
+                    offset: 0,
+                    source: e,
+                })?;
+        let device = incoherent.then(|| {
+            Mutex::new(DeviceView {
+                bytes: vec![0; len],
+                dirty: vec![false; len.div_ceil(CACHE_LINE as usize)],
+            })
+        });
+        let shared = Arc::new(MemfdShared {
+            region,
+            cpu,
+            device,
+        });
+        Ok((
+            MemfdMemory {
+                shared: Arc::clone(&shared),
+            },
+            MemfdDeviceSide { shared },
+        ))
+    }
+
+    /// The device-address range.
+    pub fn region(&self) -> MemRegion {
+        self.shared.region
+    }
+}
+
+impl DmaMemory for MemfdMemory {
+    fn name(&self) -> &str {
+        self.shared.name()
+    }
+
+    fn device_addr(&self) -> u64 {
+        self.shared.region.base.0
+    }
+
+    fn len(&self) -> u64 {
+        self.shared.len()
+    }
+
+    fn coherency(&self) -> Coherency {
+        if self.shared.device.is_some() {
+            Coherency::ManualSync
+        } else {
+            Coherency::HwCoherent
+        }
+    }
+
+    fn write(&mut self, off: u64, src: &[u8]) -> Result<()> {
+        self.shared.cpu_write(off, src)
+    }
+
+    fn read(&mut self, off: u64, dst: &mut [u8]) -> Result<()> {
+        self.shared.cpu_read(off, dst)
+    }
+
+    fn sync_for_device(&mut self, off: u64, len: u64, _dir: SyncDir) -> Result<()> {
+        self.shared.clean(off, len)
+    }
+
+    fn sync_for_cpu(&mut self, off: u64, len: u64, dir: SyncDir) -> Result<()> {
+        self.shared.invalidate(off, len, dir)
+    }
+}
+
+impl MemfdDeviceSide {
+    /// The device-address range.
+    pub fn region(&self) -> MemRegion {
+        self.shared.region
+    }
+
+    /// A device (DMA) read at byte offset `off`.
+    pub fn device_read(&self, off: u64, dst: &mut [u8]) -> Result<()> {
+        self.shared.device_read(off, dst)
+    }
+
+    /// A device (DMA) write at byte offset `off`.
+    pub fn device_write(&self, off: u64, src: &[u8]) -> Result<()> {
+        self.shared.device_write(off, src)
+    }
 }

@@ -1,0 +1,895 @@
+//! DMA memory without hardware: u-dma-buf over a fake sysfs tree (packed sync commands, coherence
+//! choice, attribute errors), the memfd memory and its incoherence simulator, and the fake board
+//! driven at the register level.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use caq_host::HostError;
+use caq_host::dma::{
+    CACHE_LINE, ChipFamily, Coherency, CoherencyChoice, DmaMemory, MemfdMemory, SyncDir,
+    SyncMethod, UDmaBuf, choose_coherency, sync_command, sync_error,
+};
+use caq_host::fake::FakeSys;
+use caq_host::sys::SysRoot;
+use caq_spec::{DeviceAddr, MemRegion};
+
+const PHYS: u64 = 0x3800_0000;
+const SIZE: u64 = 1 << 20;
+
+/// A fake tree with one u-dma-buf `udmabuf0` of [`SIZE`] bytes at [`PHYS`].
+fn fake_udmabuf(dma_coherent: bool) -> (tempfile::TempDir, FakeSys, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fake = FakeSys::new(dir.path());
+    let sysfs = fake
+        .udmabuf("udmabuf0", PHYS, SIZE, dma_coherent)
+        .expect("fake u-dma-buf");
+    (dir, fake, sysfs)
+}
+
+fn choice(chip: ChipFamily, cached_on_zynq7000: bool) -> CoherencyChoice {
+    CoherencyChoice {
+        chip,
+        cached_on_zynq7000,
+    }
+}
+
+fn open(fake: &FakeSys, chip: ChipFamily) -> UDmaBuf {
+    UDmaBuf::open(&SysRoot::new(fake.root()), "udmabuf0", choice(chip, false))
+        .unwrap_or_else(|e| panic!("open: {e}"))
+}
+
+fn attr(path: &Path) -> String {
+    std::fs::read_to_string(path).expect("attribute")
+}
+
+/// The command as u-dma-buf.c decodes it, written out independently of the driver.
+fn expected_command(off: u64, len: u64, dir: u64) -> String {
+    format!("{:#x}", (off << 32) | (len & !0xF) | (dir << 2) | 1)
+}
+
+// ---- u-dma-buf ----
+
+#[test]
+fn sync_commands_are_packed_with_offset_size_and_direction_rounded_to_lines() {
+    let (_dir, fake, sysfs) = fake_udmabuf(false);
+    let mut buf = open(&fake, ChipFamily::ZynqMp);
+    assert_eq!(buf.coherency(), Coherency::ManualSync);
+    assert_eq!(buf.sync_method(), SyncMethod::Sysfs);
+    assert_eq!((buf.device_addr(), buf.len()), (PHYS, SIZE));
+    // (off, len, dir) asked -> (off, len) of the whole lines the command must carry.
+    let cases = [
+        (0, 4096, SyncDir::ToDevice, 0, 4096),
+        (100, 10, SyncDir::FromDevice, 64, 64),
+        (0x1234, 0x100, SyncDir::Bidirectional, 0x1200, 0x140),
+        (0x40, 1, SyncDir::ToDevice, 0x40, 0x40),
+        // The last line of the buffer: rounding up stops at the end.
+        (SIZE - 10, 10, SyncDir::FromDevice, SIZE - 64, 64),
+        (0, SIZE, SyncDir::Bidirectional, 0, SIZE),
+    ];
+    for (off, len, dir, line_off, line_len) in cases {
+        buf.sync_for_device(off, len, dir).unwrap();
+        let want = expected_command(line_off, line_len, dir as u64);
+        assert_eq!(
+            attr(&sysfs.join("sync_for_device")),
+            want,
+            "sync_for_device({off:#x}, {len:#x}, {dir:?})"
+        );
+        buf.sync_for_cpu(off, len, dir).unwrap();
+        assert_eq!(
+            attr(&sysfs.join("sync_for_cpu")),
+            want,
+            "sync_for_cpu({off:#x}, {len:#x}, {dir:?})"
+        );
+        assert_ne!(want, "0x1", "never the bare 'sync now' that syncs nothing");
+    }
+    assert_eq!(
+        expected_command(64, 64, 2),
+        "0x4000000049",
+        "the test's own formula"
+    );
+}
+
+#[test]
+fn sync_command_fields_are_32_bits_and_size_is_a_16_byte_multiple() {
+    assert_eq!(sync_command(0, 0x1f, SyncDir::ToDevice), Some(0x15));
+    assert_eq!(
+        sync_command(0xffff_ffff, 0xffff_ffff, SyncDir::FromDevice),
+        Some(0xffff_ffff_ffff_fff9)
+    );
+    assert_eq!(sync_command(1 << 32, 64, SyncDir::ToDevice), None);
+    assert_eq!(sync_command(0, 1 << 32, SyncDir::ToDevice), None);
+}
+
+#[test]
+fn a_sync_outside_the_buffer_is_refused_before_the_kernel_sees_it() {
+    let (_dir, fake, sysfs) = fake_udmabuf(false);
+    let mut buf = open(&fake, ChipFamily::ZynqMp);
+    let e = buf
+        .sync_for_device(SIZE - 64, 128, SyncDir::ToDevice)
+        .unwrap_err();
+    match &e {
+        HostError::AddressOutOfRange {
+            addr,
+            end,
+            limit_base,
+            limit_end,
+            why,
+            ..
+        } => {
+            assert_eq!(
+                (*addr, *end, *limit_base, *limit_end),
+                (PHYS + SIZE - 64, PHYS + SIZE + 64, PHYS, PHYS + SIZE)
+            );
+            assert_eq!(*why, "outside the DMA buffer");
+        }
+        other => panic!("expected AddressOutOfRange, got {other}"),
+    }
+    assert_eq!(
+        attr(&sysfs.join("sync_for_device")),
+        "0\n",
+        "nothing written"
+    );
+}
+
+#[test]
+fn coherent_and_uncached_buffers_send_no_sync_commands() {
+    let (_dir, fake, sysfs) = fake_udmabuf(true);
+    let mut buf = open(&fake, ChipFamily::ZynqMp);
+    assert_eq!(buf.coherency(), Coherency::HwCoherent);
+    buf.sync_for_device(0, 4096, SyncDir::ToDevice).unwrap();
+    buf.sync_for_cpu(0, 4096, SyncDir::FromDevice).unwrap();
+    assert_eq!(attr(&sysfs.join("sync_for_device")), "0\n");
+    assert_eq!(attr(&sysfs.join("sync_for_cpu")), "0\n");
+
+    let (_dir, fake, sysfs) = fake_udmabuf(false);
+    let mut buf = open(&fake, ChipFamily::Zynq7000);
+    assert_eq!(buf.coherency(), Coherency::Uncached);
+    buf.sync_for_device(0, 4096, SyncDir::ToDevice).unwrap();
+    assert_eq!(attr(&sysfs.join("sync_for_device")), "0\n");
+}
+
+#[test]
+fn uncached_open_sets_sync_mode_1_and_a_zynq7000_user_may_opt_into_cached_syncs() {
+    let (_dir, fake, sysfs) = fake_udmabuf(false);
+    fake.write("sys/class/u-dma-buf/udmabuf0/sync_mode", "2\n")
+        .unwrap();
+    let buf = open(&fake, ChipFamily::Zynq7000);
+    assert_eq!(buf.coherency(), Coherency::Uncached);
+    assert_eq!(attr(&sysfs.join("sync_mode")), "1", "set before the mmap");
+
+    fake.write("sys/class/u-dma-buf/udmabuf0/sync_mode", "2\n")
+        .unwrap();
+    let root = SysRoot::new(fake.root());
+    let mut cached = UDmaBuf::open(&root, "udmabuf0", choice(ChipFamily::Zynq7000, true)).unwrap();
+    assert_eq!(cached.coherency(), Coherency::ManualSync);
+    assert_eq!(
+        attr(&sysfs.join("sync_mode")),
+        "2\n",
+        "left alone when cached"
+    );
+    cached.sync_for_device(0, 64, SyncDir::ToDevice).unwrap();
+    assert_eq!(
+        attr(&sysfs.join("sync_for_device")),
+        expected_command(0, 64, 1)
+    );
+}
+
+#[test]
+fn coherence_is_chosen_per_chip_port_and_user_choice() {
+    use ChipFamily::*;
+    use Coherency::*;
+    // (dma_coherent, chip, cached_on_zynq7000) -> coherency
+    let table = [
+        (true, Zynq7000, false, HwCoherent),
+        (true, Zynq7000, true, HwCoherent),
+        (true, ZynqMp, false, HwCoherent),
+        (false, Zynq7000, false, Uncached),
+        (false, Zynq7000, true, ManualSync),
+        (false, ZynqMp, false, ManualSync),
+        (false, ZynqMp, true, ManualSync),
+    ];
+    for (coherent, chip, cached, want) in table {
+        assert_eq!(
+            choose_coherency(coherent, chip, cached),
+            want,
+            "{coherent} {chip:?} {cached}"
+        );
+        assert_eq!(choice(chip, cached).resolve(coherent), want);
+    }
+    let default = CoherencyChoice::default();
+    assert!(!default.cached_on_zynq7000);
+    let target = if cfg!(target_arch = "arm") {
+        Zynq7000
+    } else {
+        ZynqMp
+    };
+    assert_eq!(default.chip, target);
+    assert_eq!(ChipFamily::of_target(), target);
+}
+
+/// Writes at every offset and length within two words, uncached (volatile words) and cached
+/// (memcpy), and checks the bytes in the device file and that neighbours are untouched.
+#[test]
+fn copies_land_in_the_device_file_at_any_alignment() {
+    for chip in [ChipFamily::Zynq7000, ChipFamily::ZynqMp] {
+        let (_dir, fake, _) = fake_udmabuf(false);
+        let mut buf = open(&fake, chip);
+        let dev = fake.root().join("dev/udmabuf0");
+        let mut shadow = [0u8; 64];
+        buf.write(0, &[0xee; 64]).unwrap();
+        shadow.fill(0xee);
+        for off in 0..17u64 {
+            for len in [0usize, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31] {
+                let data: Vec<u8> = (0..len)
+                    .map(|i| (off as usize * 31 + i * 7) as u8)
+                    .collect();
+                buf.write(off, &data).unwrap();
+                shadow[off as usize..off as usize + len].copy_from_slice(&data);
+                let mut back = vec![0u8; len];
+                buf.read(off, &mut back).unwrap();
+                assert_eq!(back, data, "{chip:?} off {off} len {len}");
+                let file = std::fs::read(&dev).unwrap();
+                assert_eq!(&file[..64], &shadow[..], "{chip:?} off {off} len {len}");
+            }
+        }
+        let e = buf.write(SIZE - 2, &[0; 4]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("write of 4 bytes at offset 0xffffe of udmabuf0"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn bad_or_missing_attributes_name_the_file() {
+    let (_dir, fake, sysfs) = fake_udmabuf(false);
+    let root = SysRoot::new(fake.root());
+    let open_err = || {
+        UDmaBuf::open(&root, "udmabuf0", choice(ChipFamily::ZynqMp, false))
+            .expect_err("a broken attribute")
+    };
+
+    fake.write("sys/class/u-dma-buf/udmabuf0/size", "1.5M\n")
+        .unwrap();
+    match open_err() {
+        HostError::SysfsParse {
+            path,
+            content,
+            expected,
+        } => {
+            assert_eq!(path, sysfs.join("size"));
+            assert_eq!((content.as_str(), expected), ("1.5M", "a decimal number"));
+        }
+        other => panic!("expected SysfsParse, got {other}"),
+    }
+    fake.write("sys/class/u-dma-buf/udmabuf0/size", "0\n")
+        .unwrap();
+    let e = open_err();
+    assert!(e.to_string().contains("a nonzero buffer size"), "{e}");
+    fake.write("sys/class/u-dma-buf/udmabuf0/size", "4096\n")
+        .unwrap();
+
+    fake.write("sys/class/u-dma-buf/udmabuf0/dma_coherent", "yes\n")
+        .unwrap();
+    let e = open_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: expected 0 or 1, found \"yes\"",
+            sysfs.join("dma_coherent").display()
+        )
+    );
+    fake.write("sys/class/u-dma-buf/udmabuf0/dma_coherent", "0\n")
+        .unwrap();
+
+    std::fs::remove_file(sysfs.join("phys_addr")).unwrap();
+    match open_err() {
+        HostError::Io { path, source } => {
+            assert_eq!(path, sysfs.join("phys_addr"));
+            assert_eq!(source.kind(), ErrorKind::NotFound);
+        }
+        other => panic!("expected Io, got {other}"),
+    }
+    fake.write("sys/class/u-dma-buf/udmabuf0/phys_addr", "0x38000000\n")
+        .unwrap();
+
+    std::fs::remove_file(fake.root().join("dev/udmabuf0")).unwrap();
+    match open_err() {
+        HostError::Io { path, .. } => assert_eq!(path, fake.root().join("dev/udmabuf0")),
+        other => panic!("expected Io, got {other}"),
+    }
+
+    let e = UDmaBuf::open(&root, "udmabuf7", CoherencyChoice::default()).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("no u-dma-buf named 'udmabuf7'"), "{msg}");
+    assert!(msg.contains("sys/class/u-dma-buf/udmabuf7"), "{msg}");
+}
+
+#[test]
+fn the_legacy_udmabuf_class_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeSys::new(dir.path());
+    let sysfs = fake.udmabuf_legacy("udmabuf0", PHYS, 8192, false).unwrap();
+    let buf = open(&fake, ChipFamily::ZynqMp);
+    assert_eq!(buf.sysfs_dir(), sysfs);
+    assert_eq!(buf.len(), 8192);
+    assert_eq!(
+        attr(&sysfs.join("phys_addr")),
+        "0x0000000038000000\n",
+        "%pad of a 64-bit dma_addr_t"
+    );
+}
+
+#[test]
+fn a_sync_the_kernel_refuses_is_sync_rejected_with_the_command() {
+    let (_dir, fake, sysfs) = fake_udmabuf(false);
+    let mut buf = open(&fake, ChipFamily::ZynqMp);
+    // A directory where the attribute should be: the write fails with EISDIR.
+    let attr_path = sysfs.join("sync_for_device");
+    std::fs::remove_file(&attr_path).unwrap();
+    std::fs::create_dir(&attr_path).unwrap();
+    let e = buf
+        .sync_for_device(0x80, 0x40, SyncDir::ToDevice)
+        .unwrap_err();
+    let msg = e.to_string();
+    match e {
+        HostError::SyncRejected { path, command, .. } => {
+            assert_eq!(path, attr_path);
+            assert_eq!(command, (0x80 << 32) | 0x40 | (1 << 2) | 1);
+        }
+        other => panic!("expected SyncRejected, got {other}"),
+    }
+    assert!(msg.contains("sync command 0x0000008000000045"), "{msg}");
+    assert!(
+        msg.contains("sync_for_device of [0x80, 0xc0) of udmabuf0"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn sync_errors_map_to_rejected_permission_or_io() {
+    let p = Path::new("/sys/class/u-dma-buf/udmabuf0/sync_for_device");
+    let err = |errno| {
+        sync_error(
+            p,
+            0x45,
+            "x".into(),
+            std::io::Error::from_raw_os_error(errno),
+        )
+    };
+    for errno in [libc::EINVAL, libc::EISDIR, libc::ENOTTY, libc::EIO] {
+        match err(errno) {
+            HostError::SyncRejected {
+                path,
+                command,
+                source,
+                ..
+            } => {
+                assert_eq!((path.as_path(), command), (p, 0x45));
+                assert_eq!(source.raw_os_error(), Some(errno));
+            }
+            other => panic!("errno {errno}: expected SyncRejected, got {other}"),
+        }
+    }
+    for errno in [libc::EACCES, libc::EPERM] {
+        match err(errno) {
+            HostError::PermissionDenied { path, subsystem } => {
+                assert_eq!((path.as_path(), subsystem), (p, "u-dma-buf"));
+            }
+            other => panic!("errno {errno}: expected PermissionDenied, got {other}"),
+        }
+    }
+    assert!(matches!(err(libc::ENOENT), HostError::Io { .. }));
+    let msg = err(libc::EACCES).to_string();
+    assert!(msg.contains("SUBSYSTEM==\"u-dma-buf\""), "{msg}");
+}
+
+#[test]
+fn with_ioctl_version_syncs_go_to_the_device_file_not_sysfs() {
+    let (_dir, fake, sysfs) = fake_udmabuf(false);
+    fake.write("sys/class/u-dma-buf/udmabuf0/ioctl_version", "2\n")
+        .unwrap();
+    let mut buf = open(&fake, ChipFamily::ZynqMp);
+    assert_eq!(buf.sync_method(), SyncMethod::Ioctl);
+    // The fake device is a regular file, which knows no u-dma-buf ioctl: ENOTTY.
+    match buf.sync_for_cpu(0, 64, SyncDir::FromDevice).unwrap_err() {
+        HostError::SyncRejected {
+            path,
+            command,
+            source,
+            ..
+        } => {
+            assert_eq!(path, fake.root().join("dev/udmabuf0"));
+            assert_eq!(command, 0x40 | (2 << 2) | 1);
+            assert_eq!(source.raw_os_error(), Some(libc::ENOTTY));
+        }
+        other => panic!("expected SyncRejected, got {other}"),
+    }
+    assert_eq!(attr(&sysfs.join("sync_for_cpu")), "0\n");
+}
+
+#[test]
+fn an_unreadable_device_file_is_permission_denied() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        eprintln!("skipped: root opens a mode-000 file anyway");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, fake, _) = fake_udmabuf(false);
+    let dev = fake.root().join("dev/udmabuf0");
+    std::fs::set_permissions(&dev, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let e = UDmaBuf::open(
+        &SysRoot::new(fake.root()),
+        "udmabuf0",
+        CoherencyChoice::default(),
+    )
+    .unwrap_err();
+    match e {
+        HostError::PermissionDenied { path, subsystem } => {
+            assert_eq!((path, subsystem), (dev, "u-dma-buf"));
+        }
+        other => panic!("expected PermissionDenied, got {other}"),
+    }
+}
+
+// ---- memfd ----
+
+const MEM_BASE: u64 = 0x1000_0000;
+
+fn region(len: u64) -> MemRegion {
+    MemRegion {
+        base: DeviceAddr(MEM_BASE),
+        len,
+    }
+}
+
+#[test]
+fn without_sync_for_device_the_device_reads_stale_data() {
+    let (mut mem, dev) = MemfdMemory::incoherent(region(0x4000)).unwrap();
+    assert_eq!(mem.coherency(), Coherency::ManualSync);
+    assert_eq!((mem.device_addr(), mem.len()), (MEM_BASE, 0x4000));
+    let input: Vec<u8> = (1..=100).collect();
+    mem.write(0x100, &input).unwrap();
+    let mut seen = vec![0xffu8; 100];
+    dev.device_read(0x100, &mut seen).unwrap();
+    assert_eq!(seen, vec![0; 100], "the CPU's bytes are still in its cache");
+    mem.sync_for_device(0x100, 100, SyncDir::ToDevice).unwrap();
+    dev.device_read(0x100, &mut seen).unwrap();
+    assert_eq!(seen, input);
+}
+
+#[test]
+fn without_sync_for_cpu_the_cpu_reads_stale_data() {
+    let (mut mem, dev) = MemfdMemory::incoherent(region(0x4000)).unwrap();
+    mem.write(0x200, &[7; 32]).unwrap();
+    mem.sync_for_device(0x200, 32, SyncDir::FromDevice).unwrap();
+    dev.device_write(0x200, &[9; 32]).unwrap();
+    let mut out = [0u8; 32];
+    mem.read(0x200, &mut out).unwrap();
+    assert_eq!(out, [7; 32], "stale: no invalidate yet");
+    mem.sync_for_cpu(0x200, 32, SyncDir::ToDevice).unwrap();
+    mem.read(0x200, &mut out).unwrap();
+    assert_eq!(
+        out, [7; 32],
+        "a TO_DEVICE sync_for_cpu invalidates nothing (arm64)"
+    );
+    mem.sync_for_cpu(0x200, 32, SyncDir::FromDevice).unwrap();
+    mem.read(0x200, &mut out).unwrap();
+    assert_eq!(out, [9; 32]);
+}
+
+#[test]
+fn syncs_act_on_whole_lines_so_buffers_sharing_a_line_corrupt_each_other() {
+    let (mut mem, dev) = MemfdMemory::incoherent(region(0x1000)).unwrap();
+    // Buffer A = [0, 32) written by the CPU, buffer B = [32, 64) by the device: one line.
+    mem.write(0, &[0xaa; 32]).unwrap();
+    dev.device_write(32, &[0xbb; 32]).unwrap();
+    // Reading B invalidates the whole line, and A's unsynced bytes go with it.
+    mem.sync_for_cpu(32, 32, SyncDir::FromDevice).unwrap();
+    let mut line = [0u8; 64];
+    mem.read(0, &mut line).unwrap();
+    assert_eq!(&line[..32], &[0; 32], "A lost: it shared B's line");
+    assert_eq!(&line[32..], &[0xbb; 32]);
+
+    // A clean writes back dirty lines whole: the neighbour in the same line goes too.
+    mem.write(64, &[1; 8]).unwrap();
+    mem.sync_for_device(64, 8, SyncDir::ToDevice).unwrap();
+    let mut seen = [0u8; 64];
+    dev.device_read(64, &mut seen).unwrap();
+    assert_eq!(&seen[..8], &[1; 8]);
+    // A clean of lines the CPU never wrote leaves the device's data alone.
+    dev.device_write(128, &[5; 64]).unwrap();
+    mem.sync_for_device(128, 64, SyncDir::ToDevice).unwrap();
+    dev.device_read(128, &mut seen).unwrap();
+    assert_eq!(seen, [5; 64], "a clean line is not written back");
+    assert_eq!(CACHE_LINE, 64);
+}
+
+#[test]
+fn coherent_memfd_has_one_view() {
+    let (mut mem, dev) = MemfdMemory::coherent(region(0x1000)).unwrap();
+    assert_eq!(mem.coherency(), Coherency::HwCoherent);
+    mem.write(3, b"abc").unwrap();
+    let mut seen = [0u8; 3];
+    dev.device_read(3, &mut seen).unwrap();
+    assert_eq!(&seen, b"abc", "no sync needed");
+    dev.device_write(3, b"xyz").unwrap();
+    mem.read(3, &mut seen).unwrap();
+    assert_eq!(&seen, b"xyz");
+    assert_eq!(dev.region(), region(0x1000));
+}
+
+#[test]
+fn memfd_accesses_outside_the_region_are_errors() {
+    let (mut mem, dev) = MemfdMemory::incoherent(region(0x1000)).unwrap();
+    let e = mem.write(0xffe, &[0; 4]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "write of 4 bytes at offset 0xffe of memfd at [0x10000ffe, 0x10001002) is outside what the accelerator can address: [0x10000000, 0x10001000) (outside the DMA buffer)"
+    );
+    assert!(dev.device_read(0x1000, &mut [0; 1]).is_err());
+    assert!(mem.sync_for_cpu(0, 0x1001, SyncDir::FromDevice).is_err());
+    assert!(MemfdMemory::coherent(region(0)).is_err());
+}
+
+// ---- the fake board ----
+
+#[cfg(feature = "sim")]
+mod board {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    use caq_host::fake::board::{BoardFaults, FakeBoard};
+    use caq_model::requant::Requant;
+    use caq_sim::FuncDevice;
+    use caq_sim::layer::{self, Alloc, LayerJob, LayerOp, OUTPUT_FILL, SPARE_BYTES, WeightGroup};
+    use caq_spec::regmap::{self, Register};
+    use caq_spec::{AccelConfig, Device, IrqWait};
+    use memmap2::{MmapOptions, MmapRaw};
+    use ndarray::Array2;
+
+    const MEM_LEN: u64 = 1 << 16;
+    /// The register window's offset in the fake `dev/uio0` (a second map, one page in).
+    const REGS_AT: u64 = 4096;
+
+    fn config() -> AccelConfig {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim-small.toml");
+        AccelConfig::load(path).expect("shipped config")
+    }
+
+    /// The driver's side of a fake board, as a `caq_spec::Device`: volatile register accesses
+    /// in the shared file, the memfd's CPU view, and the socket end as the interrupt fd.
+    struct Wire {
+        regs: MmapRaw,
+        mem: MemfdMemory,
+        irq: UnixStream,
+        skip_sync_for_device: bool,
+    }
+
+    impl Wire {
+        fn reg(&self, offset: u32) -> *mut u32 {
+            // SAFETY: the mapping covers REGS_AT + the register window and offsets are in it.
+            unsafe {
+                self.regs
+                    .as_mut_ptr()
+                    .add((REGS_AT + u64::from(offset)) as usize)
+            }
+            .cast()
+        }
+
+        fn get(&mut self, r: Register) -> u32 {
+            self.read_reg(r.offset).unwrap()
+        }
+
+        fn offset(&self, addr: DeviceAddr) -> u64 {
+            addr.0 - self.mem.device_addr()
+        }
+
+        fn next_event(&mut self, timeout: Duration) -> Option<i32> {
+            self.irq.set_read_timeout(Some(timeout)).unwrap();
+            let mut b = [0u8; 4];
+            match self.irq.read_exact(&mut b) {
+                Ok(()) => Some(i32::from_ne_bytes(b)),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
+                Err(e) => panic!("irq socket: {e}"),
+            }
+        }
+    }
+
+    impl Device for Wire {
+        type Error = HostError;
+
+        fn read_reg(&mut self, offset: u32) -> Result<u32, HostError> {
+            // SAFETY: an aligned word of the live register mapping.
+            Ok(unsafe { self.reg(offset).read_volatile() })
+        }
+
+        fn write_reg(&mut self, offset: u32, value: u32) -> Result<(), HostError> {
+            // SAFETY: as above.
+            unsafe { self.reg(offset).write_volatile(value) };
+            Ok(())
+        }
+
+        fn memory(&self) -> MemRegion {
+            self.mem.region()
+        }
+
+        fn mem_write(&mut self, addr: DeviceAddr, data: &[u8]) -> Result<(), HostError> {
+            let off = self.offset(addr);
+            self.mem.write(off, data)
+        }
+
+        fn mem_read(&mut self, addr: DeviceAddr, buf: &mut [u8]) -> Result<(), HostError> {
+            let off = self.offset(addr);
+            self.mem.read(off, buf)
+        }
+
+        fn sync_for_device(&mut self, addr: DeviceAddr, len: u64) -> Result<(), HostError> {
+            if self.skip_sync_for_device {
+                return Ok(());
+            }
+            let off = self.offset(addr);
+            self.mem.sync_for_device(off, len, SyncDir::ToDevice)
+        }
+
+        fn sync_for_cpu(&mut self, addr: DeviceAddr, len: u64) -> Result<(), HostError> {
+            let off = self.offset(addr);
+            self.mem.sync_for_cpu(off, len, SyncDir::FromDevice)
+        }
+
+        fn arm_irq(&mut self) -> Result<(), HostError> {
+            self.irq
+                .write_all(&1u32.to_ne_bytes())
+                .map_err(|e| HostError::Io {
+                    path: "irq".into(),
+                    source: e,
+                })
+        }
+
+        fn wait_irq(&mut self, timeout: Duration) -> Result<IrqWait, HostError> {
+            Ok(match self.next_event(timeout) {
+                Some(_) => IrqWait::Fired,
+                None => IrqWait::TimedOut,
+            })
+        }
+    }
+
+    /// A board over an incoherent memfd, and the wire to it.
+    fn board(faults: BoardFaults) -> (tempfile::TempDir, FakeBoard, Wire) {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeSys::new(dir.path());
+        let regs_path = fake.write("dev/uio0", vec![0u8; 8192]).unwrap();
+        let (mem, device_side) = MemfdMemory::incoherent(region(MEM_LEN)).unwrap();
+        let (driver_end, board_end) = UnixStream::pair().unwrap();
+        let board = FakeBoard::power_up(
+            &config(),
+            &regs_path,
+            REGS_AT,
+            device_side,
+            board_end,
+            faults,
+        )
+        .unwrap_or_else(|e| panic!("power up: {e}"));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&regs_path)
+            .unwrap();
+        let regs = MmapOptions::new().len(8192).map_raw(&file).unwrap();
+        let wire = Wire {
+            regs,
+            mem,
+            irq: driver_end,
+            skip_sync_for_device: false,
+        };
+        (dir, board, wire)
+    }
+
+    /// Dense, K = 16, four outputs, 8-bit weights.
+    fn dense_job() -> LayerJob {
+        let (o, k) = (4, 16);
+        LayerJob {
+            op: LayerOp::Dense { in_c: k },
+            groups: vec![WeightGroup {
+                bits: 8,
+                shift: 0,
+                codes: Array2::from_shape_fn((o, k), |(r, c)| {
+                    (r as i32 * 37 + c as i32 * 11) % 255 - 127
+                }),
+            }],
+            active: 1,
+            regions: None,
+            bias: vec![100, -200, 300, 0],
+            requant: (0..o)
+                .map(|_| Requant::from_real(1.0 / 64.0).expect("factor"))
+                .collect(),
+            relu: false,
+            in_signed: false,
+            out_signed: true,
+            out_bits: 8,
+            input: (0..k as i32).map(|i| i * 13 % 256).collect(),
+        }
+    }
+
+    /// Places the job and its one-descriptor list from the start of memory, runs it with the
+    /// interrupt armed, and returns the run and the output bytes (with the spare bytes).
+    fn run_job<D: Device>(dev: &mut D, job: &LayerJob) -> (layer::Run, Vec<u8>) {
+        run_job_within(dev, job, Duration::from_secs(10))
+    }
+
+    fn run_job_within<D: Device>(
+        dev: &mut D,
+        job: &LayerJob,
+        timeout: Duration,
+    ) -> (layer::Run, Vec<u8>) {
+        let mut alloc = Alloc::new(DeviceAddr(MEM_BASE), MEM_BASE + MEM_LEN);
+        let placed = job.place(dev, &mut alloc).unwrap();
+        let desc_addr = DeviceAddr(alloc.take(128).unwrap());
+        dev.arm_irq().unwrap();
+        let run = layer::run_list(dev, desc_addr, &[placed.desc], timeout).unwrap();
+        (run, layer::read_output(dev, &placed).unwrap())
+    }
+
+    #[test]
+    fn the_board_powers_up_with_the_configs_read_only_registers() {
+        let (_dir, _board, mut wire) = board(BoardFaults::default());
+        let mut reference = FuncDevice::new(&config(), region(MEM_LEN)).unwrap();
+        for r in [
+            regmap::ID,
+            regmap::VERSION,
+            regmap::CONFIG_HASH_LO,
+            regmap::CONFIG_HASH_HI,
+            regmap::CAPS0,
+            regmap::CAPS1,
+            regmap::CAPS2,
+            regmap::CAPS3,
+        ] {
+            assert_eq!(
+                wire.get(r),
+                reference.read_reg(r.offset).unwrap(),
+                "{}",
+                r.name
+            );
+        }
+        assert_eq!(wire.get(regmap::ID), regmap::ID_VALUE);
+        assert_eq!(wire.get(regmap::STATUS), 0);
+    }
+
+    #[test]
+    fn a_job_runs_through_registers_memory_and_interrupt_like_on_func_device() {
+        let (_dir, board, mut wire) = board(BoardFaults::default());
+        let job = dense_job();
+        let golden = job.golden().unwrap();
+        let (run, out) = run_job(&mut wire, &job);
+        assert_eq!(run.irq, IrqWait::Fired);
+        assert!(run.done(), "STATUS {:#x}", run.status);
+        assert_eq!(
+            &out[..golden.len()],
+            &golden[..],
+            "output equals the golden kernel's"
+        );
+        assert_eq!(&out[golden.len()..], &[OUTPUT_FILL; SPARE_BYTES as usize]);
+        // The same job on a FuncDevice directly: the same counters.
+        let mut direct = FuncDevice::new(&config(), region(MEM_LEN)).unwrap();
+        let (direct_run, _) = run_job(&mut direct, &job);
+        assert_eq!(run.perf, direct_run.perf);
+        assert!(run.perf.cycles > 0 && run.perf.bytes_wr >= golden.len() as u64);
+        assert_eq!(wire.get(regmap::IRQ_STATUS), regmap::IRQ_STATUS_DONE.mask());
+        assert_eq!(
+            wire.get(regmap::CTRL),
+            regmap::CTRL_IRQ_EN.mask(),
+            "START self-cleared"
+        );
+        assert_eq!((board.jobs(), board.events()), (1, 1));
+
+        // A second job: the line was masked by the first event; the enable unmasks it.
+        let (run, _) = run_job(&mut wire, &job);
+        assert!(run.done() && run.irq == IrqWait::Fired);
+        assert_eq!((board.jobs(), board.events()), (2, 2));
+        board.shut_down().unwrap();
+    }
+
+    #[test]
+    fn a_driver_that_skips_sync_for_device_feeds_the_board_stale_memory() {
+        let (_dir, _board, mut wire) = board(BoardFaults::default());
+        wire.skip_sync_for_device = true;
+        let (run, _) = run_job(&mut wire, &dense_job());
+        assert_eq!(run.irq, IrqWait::Fired, "the error interrupt");
+        let (code, desc) = run.error().expect("the board fetched a zero descriptor");
+        assert_eq!(desc, 0);
+        assert_ne!(code, 0);
+    }
+
+    #[test]
+    fn never_finish_stays_busy_without_an_event_until_soft_reset() {
+        let (_dir, board, mut wire) = board(BoardFaults {
+            never_finish: true,
+            ..BoardFaults::default()
+        });
+        let (run, _) = run_job_within(&mut wire, &dense_job(), Duration::from_millis(200));
+        assert_eq!(run.irq, IrqWait::TimedOut);
+        assert_eq!(run.status, regmap::STATUS_BUSY.mask());
+        assert_eq!(board.events(), 0);
+        wire.write_reg(regmap::CTRL.offset, regmap::CTRL_SOFT_RESET.mask())
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while wire.get(regmap::STATUS) != 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "SOFT_RESET not applied"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(wire.get(regmap::CTRL), 0, "SOFT_RESET self-cleared");
+        assert_eq!(board.jobs(), 0);
+    }
+
+    #[test]
+    fn done_without_irq_shows_done_but_sends_no_event() {
+        let (_dir, board, mut wire) = board(BoardFaults {
+            done_without_irq: true,
+            ..BoardFaults::default()
+        });
+        let (run, _) = run_job_within(&mut wire, &dense_job(), Duration::from_millis(200));
+        assert_eq!(run.irq, IrqWait::TimedOut);
+        assert!(run.done(), "STATUS {:#x}", run.status);
+        assert_eq!((board.jobs(), board.events()), (1, 0));
+    }
+
+    #[test]
+    fn double_irq_raises_the_count_by_two() {
+        let (_dir, _board, mut wire) = board(BoardFaults {
+            double_irq: true,
+            ..BoardFaults::default()
+        });
+        let (run, _) = run_job(&mut wire, &dense_job());
+        assert!(run.done());
+        // run_list consumed the first event; the second job's count jumps by two again.
+        wire.arm_irq().unwrap();
+        wire.write_reg(
+            regmap::CTRL.offset,
+            regmap::CTRL_START.mask() | regmap::CTRL_IRQ_EN.mask(),
+        )
+        .unwrap();
+        assert_eq!(wire.next_event(Duration::from_secs(10)), Some(4));
+    }
+
+    #[test]
+    fn an_interrupt_raised_while_masked_arrives_with_the_next_enable() {
+        let (_dir, board, mut wire) = board(BoardFaults::default());
+        // Job 1 consumes the line's initial unmasked state; no enable after it.
+        let (run, _) = run_job(&mut wire, &dense_job());
+        assert!(run.done());
+        // Re-arming without a job must not wedge the board.
+        for _ in 0..3 {
+            wire.arm_irq().unwrap();
+        }
+        assert_eq!(wire.next_event(Duration::from_millis(50)), None);
+        // The line is unmasked by those enables: the next START fires at once.
+        wire.write_reg(
+            regmap::CTRL.offset,
+            regmap::CTRL_START.mask() | regmap::CTRL_IRQ_EN.mask(),
+        )
+        .unwrap();
+        assert_eq!(wire.next_event(Duration::from_secs(10)), Some(2));
+        // Now masked: a third job completes, its interrupt waits for the enable.
+        wire.write_reg(
+            regmap::CTRL.offset,
+            regmap::CTRL_START.mask() | regmap::CTRL_IRQ_EN.mask(),
+        )
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while board.jobs() < 3 {
+            assert!(std::time::Instant::now() < deadline, "job 3 did not run");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(wire.next_event(Duration::from_millis(50)), None, "masked");
+        wire.arm_irq().unwrap();
+        assert_eq!(wire.next_event(Duration::from_secs(10)), Some(3));
+    }
+}

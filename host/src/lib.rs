@@ -2,6 +2,7 @@
 //! ([`compile`]) and runs them on any [`caq_spec::Device`] backend ([`run`]); on a board the
 //! backend is the UIO driver (`uio`, `dma`); the `caq` binary is a thin command line over it.
 
+pub mod accel;
 pub mod compile;
 pub mod dma;
 mod error;
@@ -13,6 +14,7 @@ pub mod sys;
 pub mod uio;
 pub mod uio_device;
 
+pub use accel::{Accelerator, Inference, InferenceReport, LoadOptions, Residency, SwitchReport};
 pub use compile::{Program, compile};
 pub use error::{HostError, Result};
 pub use run::{RunOptions, RunOutput, RunReport, run};

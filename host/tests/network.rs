@@ -8,8 +8,8 @@ use caq_host::HostError;
 use caq_host::compile::{self, Program};
 use caq_host::run::{self, RunOptions};
 use caq_model::data::Dataset;
-use caq_model::qmodel::QModel;
 use caq_model::graph::Op;
+use caq_model::qmodel::QModel;
 use caq_spec::{AccelConfig, DeviceAddr};
 use common::*;
 

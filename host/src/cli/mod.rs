@@ -4,6 +4,8 @@ mod hdl;
 mod inspect;
 mod models;
 mod run;
+#[cfg(feature = "sim")]
+mod switch;
 mod table;
 
 use anyhow::{Context, Result, bail};
@@ -39,6 +41,10 @@ enum Command {
     Hdl(hdl::HdlArgs),
     /// Whole-network inference on a backend, checked byte for byte against the golden model.
     Run(run::RunArgs),
+    /// Bytes and time of precision switches by paging nested plane groups, against reloading
+    /// separately quantized models (on the functional device).
+    #[cfg(feature = "sim")]
+    SwitchCost(switch::SwitchArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -50,6 +56,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(a) => models::demo(a),
         Command::Hdl(a) => hdl::run(a),
         Command::Run(a) => run::run(a),
+        #[cfg(feature = "sim")]
+        Command::SwitchCost(a) => switch::run(a),
     }
 }
 

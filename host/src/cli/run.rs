@@ -4,8 +4,11 @@
 use super::models::{QuantFlags, load_float};
 use super::{DataArgs, table, write_json};
 use anyhow::{Context, Result, bail};
+use caq_host::accel::{Accelerator, BoardOptions, LoadOptions, Residency};
 use caq_host::compile::{self, Program};
 use caq_host::run::{self, HostCost, RunOptions};
+use caq_host::sys::SysRoot;
+use caq_host::uio_device::WaitStrategy;
 use caq_model::bundle::Bundle;
 use caq_model::qmodel::{self, QModel};
 use caq_spec::{AccelConfig, Caps, Device, DeviceAddr, MemRegion, PerfCounters};
@@ -25,6 +28,8 @@ pub enum Backend {
     Func,
     /// caq-sim's Verilator model of the generated RTL (cargo feature `rtl`).
     Rtl,
+    /// The accelerator on this board, through UIO and u-dma-buf (needs --bundle).
+    Uio,
 }
 
 #[derive(Args, Debug)]
@@ -45,8 +50,13 @@ pub struct RunArgs {
     config: PathBuf,
     /// `all-levels` (each nesting level, every layer alike), one width for every layer (`8`), or
     /// one width per weight layer (`8,4,8`).
-    #[arg(long, default_value = "all-levels")]
+    #[arg(long, default_value = "all-levels", conflicts_with = "gate")]
     bits: String,
+    /// Run at the per-layer bits of this gate of the bundle (instead of --bits).
+    #[arg(long)]
+    gate: Option<String>,
+    #[command(flatten)]
+    board: BoardArgs,
     /// How --model is quantized (ignored with --bundle).
     #[command(flatten)]
     q: QuantFlags,
@@ -56,6 +66,45 @@ pub struct RunArgs {
     /// Also write the figures as JSON to this file (written atomically).
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+/// Where `--backend uio` finds the accelerator.
+#[derive(Args, Debug)]
+pub struct BoardArgs {
+    /// UIO device name of the accelerator (its device-tree `linux,uio-name`).
+    #[arg(long, default_value = caq_host::accel::DEFAULT_UIO_NAME)]
+    uio_name: String,
+    /// u-dma-buf device the accelerator masters.
+    #[arg(long, default_value = caq_host::accel::DEFAULT_UDMABUF)]
+    udmabuf: String,
+    /// Root of /sys and /dev (a fake tree for testing).
+    #[arg(long, default_value = "/")]
+    sysroot: PathBuf,
+    /// Poll STATUS every this many microseconds instead of waiting for the interrupt (a device
+    /// tree without `interrupts`).
+    #[arg(long)]
+    poll_us: Option<u64>,
+    /// On Zynq-7000, map the DMA buffer cached and sync through the kernel instead of uncached.
+    #[arg(long)]
+    cached: bool,
+}
+
+impl BoardArgs {
+    fn options(&self) -> BoardOptions {
+        let mut o = BoardOptions {
+            root: SysRoot::new(&self.sysroot),
+            uio_name: self.uio_name.clone(),
+            udmabuf: self.udmabuf.clone(),
+            ..BoardOptions::default()
+        };
+        o.coherency.cached_on_zynq7000 = self.cached;
+        if let Some(us) = self.poll_us {
+            o.uio.wait = WaitStrategy::Poll {
+                interval: std::time::Duration::from_micros(us),
+            };
+        }
+        o
+    }
 }
 
 /// One layer's counters from a run one descriptor at a time.
@@ -149,7 +198,10 @@ fn settings(spec: &str, q: &QModel) -> Result<Vec<Vec<u8>>> {
 pub fn run(a: RunArgs) -> Result<()> {
     let split = a.data.load()?;
     let (q, source) = quantized(&a, &split)?;
-    let settings = settings(&a.bits, &q)?;
+    let settings = match &a.gate {
+        Some(g) => vec![q.gate(g)?.bits.clone()],
+        None => settings(&a.bits, &q)?,
+    };
     let mut set = split.test;
     let images = a.limit.unwrap_or(set.len()).min(set.len());
     set = set.subset(&(0..images).collect::<Vec<_>>());
@@ -169,6 +221,32 @@ pub fn run(a: RunArgs) -> Result<()> {
             for bits in &settings {
                 summary.runs.push(golden_level(&q, bits, &set)?);
             }
+        }
+        Backend::Uio => {
+            let Some(bundle) = &a.bundle else {
+                bail!("--backend uio runs a bundle: give --bundle (from `caq quantize`)");
+            };
+            let mut acc = Accelerator::open_uio(&cfg, &a.board.options())
+                .context("opening the accelerator")?;
+            let load = acc.load_bundle(
+                bundle,
+                &LoadOptions {
+                    bits: Some(settings[0].clone()),
+                    residency: Residency::KeepPaged,
+                },
+            )?;
+            println!(
+                "loaded {}: {} B into device memory at {:#x} ({} B of plane groups) in {:.1} ms",
+                bundle.display(),
+                load.bytes(),
+                load.region_base,
+                load.plane_bytes,
+                load.time.as_secs_f64() * 1e3
+            );
+            for bits in &settings {
+                summary.runs.push(runner_level(&mut acc, &q, bits, &set)?);
+            }
+            summary.weight_bytes_resident = Some(acc.resident_weight_bytes()?);
         }
         Backend::Func | Backend::Rtl => {
             let mut program = compile::compile(&q, &cfg, &settings[0], DeviceAddr(SIM_MEM_BASE))
@@ -338,6 +416,72 @@ fn golden_level(q: &QModel, bits: &[u8], set: &caq_model::data::Dataset) -> Resu
     })
 }
 
+/// How a level's images run: a program driven directly on a simulated device, or the
+/// `Accelerator` (the board).
+trait Runner {
+    /// Switches every layer to `bits`.
+    fn switch(&mut self, bits: &[u8]) -> Result<()>;
+    fn infer(&mut self, img: &[u8], per_layer: bool) -> Result<run::RunOutput>;
+    fn output_act(&self) -> Result<compile::ActBuffer>;
+}
+
+struct Direct<'a, D: Device> {
+    dev: &'a mut D,
+    program: &'a mut Program,
+}
+
+impl<D: Device> Runner for Direct<'_, D> {
+    fn switch(&mut self, bits: &[u8]) -> Result<()> {
+        self.program
+            .set_bits(bits)
+            .with_context(|| format!("setting bits {bits:?}"))?;
+        self.program.write_descriptors(self.dev)?;
+        Ok(())
+    }
+
+    fn infer(&mut self, img: &[u8], per_layer: bool) -> Result<run::RunOutput> {
+        let opts = RunOptions {
+            per_layer,
+            ..RunOptions::default()
+        };
+        Ok(run::run(self.dev, self.program, img, &opts)?)
+    }
+
+    fn output_act(&self) -> Result<compile::ActBuffer> {
+        Ok(self.program.output())
+    }
+}
+
+impl<D: Device> Runner for Accelerator<D> {
+    fn switch(&mut self, bits: &[u8]) -> Result<()> {
+        let r = self
+            .set_bits(bits)
+            .with_context(|| format!("setting bits {bits:?}"))?;
+        println!(
+            "switched to {}: {} layers changed, {} B paged in, {} B of descriptors, {:.1} us",
+            label(bits),
+            r.layers_changed,
+            r.paged_in_bytes,
+            r.descriptor_bytes,
+            r.time.as_secs_f64() * 1e6
+        );
+        Ok(())
+    }
+
+    fn infer(&mut self, img: &[u8], per_layer: bool) -> Result<run::RunOutput> {
+        self.set_per_layer(per_layer);
+        let inf = Accelerator::infer(self, img)?;
+        Ok(run::RunOutput {
+            output: inf.output,
+            report: inf.report.run,
+        })
+    }
+
+    fn output_act(&self) -> Result<compile::ActBuffer> {
+        Ok(self.program()?.output())
+    }
+}
+
 fn device_level<D: Device>(
     dev: &mut D,
     program: &mut Program,
@@ -345,19 +489,26 @@ fn device_level<D: Device>(
     bits: &[u8],
     set: &caq_model::data::Dataset,
 ) -> Result<LevelReport> {
-    program
-        .set_bits(bits)
-        .with_context(|| format!("setting bits {bits:?}"))?;
-    program.write_descriptors(dev)?;
+    runner_level(&mut Direct { dev, program }, q, bits, set)
+}
+
+fn runner_level(
+    runner: &mut impl Runner,
+    q: &QModel,
+    bits: &[u8],
+    set: &caq_model::data::Dataset,
+) -> Result<LevelReport> {
+    runner.switch(bits)?;
     let ex = q.executor(bits)?;
     let n = set.len();
     let mut total = PerfCounters::default();
     let mut host = HostCost::default();
     let mut correct = 0usize;
-    let opts = RunOptions::default();
+    let out_act = runner.output_act()?;
     for i in 0..n {
         let img = set.image(i);
-        let out = run::run(dev, program, img, &opts)
+        let out = runner
+            .infer(img, false)
             .with_context(|| format!("image {i} at bits {bits:?}"))?;
         let golden: Vec<u8> = ex.logits(img)?.iter().map(|&v| v as u8).collect();
         if out.output != golden {
@@ -373,7 +524,7 @@ fn device_level<D: Device>(
                 out.output
             );
         }
-        let logits = program.output().decode(&out.output);
+        let logits = out_act.decode(&out.output);
         correct += usize::from(qmodel::argmax(&logits) == set.labels[i] as usize);
         total.add(&out.report.device);
         host.add(&out.report.host);
@@ -381,11 +532,7 @@ fn device_level<D: Device>(
     // Per-layer figures from one image run one descriptor at a time.
     let mut layers = Vec::new();
     if n > 0 {
-        let opts = RunOptions {
-            per_layer: true,
-            ..RunOptions::default()
-        };
-        let out = run::run(dev, program, set.image(0), &opts)?;
+        let out = runner.infer(set.image(0), true)?;
         for seg in &out.report.segments {
             for l in &seg.per_layer {
                 layers.push(LayerRow {
@@ -445,7 +592,7 @@ fn print(s: &RunSummary) {
         s.levels
     );
     if let Some(w) = s.weight_bytes_resident {
-        println!("weight planes resident in device memory: {w} bytes (every level)");
+        println!("weight planes resident in device memory: {w} bytes");
     }
     let rows: Vec<Vec<String>> = s
         .runs

@@ -165,10 +165,7 @@ impl FuncDevice {
         let mut index = 0;
         let outcome = self.run_list(&mut perf, &mut index);
         let (status, irq) = match outcome? {
-            Ok(()) => (
-                regmap::STATUS_DONE.mask(),
-                regmap::IRQ_STATUS_DONE.mask(),
-            ),
+            Ok(()) => (regmap::STATUS_DONE.mask(), regmap::IRQ_STATUS_DONE.mask()),
             Err(Stop(code)) => (
                 regmap::STATUS_ERROR.mask()
                     | put(regmap::STATUS_ERR_CODE, u32::from(code.as_u8()))
@@ -609,7 +606,10 @@ impl Device for FuncDevice {
     /// Device time passes: `timeout` at the config clock, or less when a pending run finishes
     /// first. A run longer than the timeout stays BUSY, so a later wait can still see it finish.
     fn wait_irq(&mut self, timeout: Duration) -> Result<IrqWait, SimError> {
-        self.advance(caq_spec::device::timeout_cycles(timeout, self.cfg.clock_mhz));
+        self.advance(caq_spec::device::timeout_cycles(
+            timeout,
+            self.cfg.clock_mhz,
+        ));
         Ok(if self.irq_line() {
             IrqWait::Fired
         } else {

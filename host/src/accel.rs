@@ -1,0 +1,746 @@
+//! The [`Accelerator`]: what an embedded application calls. It wraps any [`Device`] backend (the
+//! board through UIO, the functional model, the Verilator model of the RTL) and gives:
+//!
+//! - [`Accelerator::open`]: the identity checks (ID, VERSION, CONFIG_HASH, CAPS) before anything
+//!   else touches the device; a bitstream built from another config is refused with both configs
+//!   in the message;
+//! - [`Accelerator::load_bundle`]: compiles a model bundle into descriptor lists and a buffer
+//!   layout in device memory, uploads the tables, and pages in only the plane groups the active
+//!   precision needs;
+//! - [`Accelerator::set_bits`] / [`Accelerator::apply_gate`]: per-layer precision switches by
+//!   paging (the NestQuant promise: switching down drops a layer's residual plane groups from its
+//!   descriptors; switching up copies them in from the memory-mapped bundle), each with a
+//!   [`SwitchReport`] of the bytes moved and the time taken;
+//! - [`Accelerator::infer`] and [`Accelerator::infer_batch`], each with an [`InferenceReport`]
+//!   (latency, the performance counters, interrupt counts, energy when a meter is attached);
+//! - PYNQ-style conveniences: [`Accelerator::allocate`] for DMA buffers (`pynq.allocate`),
+//!   [`Accelerator::mmio_read`] / [`Accelerator::mmio_write`] for register debugging
+//!   (`MMIO.read/write`), and `Accelerator::open_uio` to open a board's accelerator by its UIO name
+//!   (`Overlay(...).ip`).
+
+use crate::compile::{self, BUFFER_ALIGN, Program};
+use crate::dma::{CoherencyChoice, UDmaBuf};
+use crate::error::{HostError, Result};
+use crate::pool::{Block, DmaPool};
+use crate::run::{self, RunOptions, RunReport};
+use crate::sys::SysRoot;
+use crate::uio_device::{UioDevice, UioOptions};
+use caq_model::bundle::Bundle;
+use caq_model::qmodel::{Gate, QModel};
+use caq_spec::regmap::{self, REGISTER_SPACE_BYTES};
+use caq_spec::{AccelConfig, Caps, ConfigHash, Device, DeviceAddr, IrqStats, PerfCounters};
+use serde::Serialize;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// What the device said about itself at [`Accelerator::open`].
+#[derive(Clone, Debug, Serialize)]
+pub struct DeviceInfo {
+    pub id: u32,
+    /// Register-map version (major, minor, patch).
+    pub version: (u8, u8, u8),
+    pub config_hash: u64,
+    pub caps: [u32; 4],
+}
+
+/// Which plane groups stay in device memory after a layer switches down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Residency {
+    /// Groups once paged in stay: switching back up costs only the descriptors.
+    KeepPaged,
+    /// Residual groups above the active level are dropped (their memory counts as free):
+    /// switching back up pages them in again. The lowest resident footprint.
+    Minimal,
+}
+
+/// How [`Accelerator::load_bundle`] starts.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// The initial bit-width per weight layer; `None`: each layer's lowest level (the smallest
+    /// footprint; the app switches up as its context allows).
+    pub bits: Option<Vec<u8>>,
+    pub residency: Residency,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            bits: None,
+            residency: Residency::KeepPaged,
+        }
+    }
+}
+
+/// What a load wrote.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadReport {
+    /// Device memory of the model: descriptors, activations, tables and every plane group's
+    /// place.
+    pub region_base: u64,
+    pub region_len: u64,
+    /// Bytes copied into device memory: tables, resident plane groups, descriptors.
+    pub table_bytes: u64,
+    pub plane_bytes: u64,
+    pub descriptor_bytes: u64,
+    pub time: Duration,
+}
+
+impl LoadReport {
+    pub fn bytes(&self) -> u64 {
+        self.table_bytes + self.plane_bytes + self.descriptor_bytes
+    }
+}
+
+/// What one precision switch did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SwitchReport {
+    pub from: Vec<u8>,
+    pub to: Vec<u8>,
+    /// Layers whose active level changed.
+    pub layers_changed: usize,
+    /// Plane-group bytes copied in from the bundle.
+    pub paged_in_bytes: u64,
+    /// Plane-group bytes given up (with [`Residency::Minimal`]).
+    pub dropped_bytes: u64,
+    /// Descriptor bytes rewritten.
+    pub descriptor_bytes: u64,
+    /// Plane-group bytes in device memory after the switch.
+    pub resident_weight_bytes: u64,
+    pub time: Duration,
+}
+
+impl SwitchReport {
+    /// Bytes written to device memory by the switch.
+    pub fn bytes_moved(&self) -> u64 {
+        self.paged_in_bytes + self.descriptor_bytes
+    }
+}
+
+/// Energy of one inference or batch, from a meter ([`EnergyMeter`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct EnergyReading {
+    pub joules: f64,
+    /// Where the figure comes from: a sensor path, or `model` for an estimate from counters.
+    pub source: String,
+}
+
+/// Something that measures the energy of a stretch of work: a board power sensor sampled on a
+/// thread, or an energy model over the performance counters.
+pub trait EnergyMeter: Send {
+    /// Marks the start of the work.
+    fn begin(&mut self) -> Result<()>;
+    /// Marks its end; `perf` are the device's counters for the work, `elapsed` its wall time.
+    fn end(&mut self, perf: &PerfCounters, elapsed: Duration) -> Result<EnergyReading>;
+}
+
+/// Everything measured in one inference.
+#[derive(Clone, Debug, Serialize)]
+pub struct InferenceReport {
+    /// Host wall time from writing the input to reading the output.
+    pub latency: Duration,
+    /// The device's counters summed over the inference's segments.
+    pub device: PerfCounters,
+    /// PERF_CYCLES at the config's clock.
+    pub device_time: Duration,
+    /// Interrupts delivered and missed during the inference, where the backend counts them.
+    pub irq: Option<IrqStats>,
+    pub energy: Option<EnergyReading>,
+    /// Per segment and host step.
+    pub run: RunReport,
+}
+
+/// One inference's output codes (one byte per code as the device stores them; two's complement
+/// when the output is signed) and its report.
+#[derive(Clone, Debug)]
+pub struct Inference {
+    pub output: Vec<u8>,
+    pub report: InferenceReport,
+}
+
+impl Inference {
+    /// The index of the largest output code (the predicted class of a classifier), the first on
+    /// ties.
+    pub fn argmax(&self, signed: bool) -> usize {
+        let v = |b: u8| {
+            if signed {
+                i32::from(b as i8)
+            } else {
+                i32::from(b)
+            }
+        };
+        let mut best = 0;
+        for (i, &b) in self.output.iter().enumerate() {
+            if v(b) > v(self.output[best]) {
+                best = i;
+            }
+        }
+        best
+    }
+}
+
+/// A DMA buffer from [`Accelerator::allocate`]: `len` bytes at device address `addr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DmaBuffer {
+    block: Block,
+}
+
+impl DmaBuffer {
+    /// The device address (what a descriptor or register holds), like PYNQ's
+    /// `.device_address`.
+    pub fn device_address(&self) -> DeviceAddr {
+        self.block.addr
+    }
+
+    pub fn len(&self) -> u64 {
+        self.block.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.block.len == 0
+    }
+}
+
+/// Where paged-in plane groups come from.
+enum PlaneSource {
+    /// The memory-mapped bundle file: a page-in reads only that tensor's pages.
+    Bundle(Box<Bundle>),
+    /// The program's own copy (a model loaded from memory, not from a file).
+    Program,
+}
+
+struct Loaded {
+    program: Program,
+    source: PlaneSource,
+    gates: Vec<Gate>,
+    /// Per layer: plane groups 0..resident[i] are in device memory.
+    resident: Vec<usize>,
+    residency: Residency,
+    block: Block,
+}
+
+/// A caq accelerator with a model: see the module documentation.
+pub struct Accelerator<D: Device> {
+    dev: D,
+    cfg: AccelConfig,
+    info: DeviceInfo,
+    pool: DmaPool,
+    loaded: Option<Loaded>,
+    run_opts: RunOptions,
+    meter: Option<Box<dyn EnergyMeter>>,
+}
+
+fn describe(c: &Caps) -> String {
+    let bits: Vec<String> = (1..=8u8)
+        .filter(|b| c.weight_bits_mask() & (1 << (b - 1)) != 0)
+        .map(|b| b.to_string())
+        .collect();
+    format!(
+        "{}x{} array, weight bits {{{}}}, {}-bit activations, {} plane groups, {}-bit bus, \
+         {}-bit addresses, group size {}, up to {} descriptors",
+        c.rows(),
+        c.cols(),
+        bits.join(","),
+        c.act_bits().get(),
+        c.max_plane_groups(),
+        c.bus_bytes() * 8,
+        c.addr_width(),
+        c.group_size(),
+        c.max_descriptors()
+    )
+}
+
+fn reg<D: Device>(dev: &mut D, r: &regmap::Register) -> Result<u32> {
+    dev.read_reg(r.offset).map_err(HostError::backend)
+}
+
+impl<D: Device> Accelerator<D> {
+    /// Checks that `dev` is a caq accelerator generated from `cfg`: ID, then the register-map
+    /// major version, then CONFIG_HASH and CAPS. Nothing else is touched before the ID matched
+    /// (a wrong bitstream can hang the bus on other registers).
+    pub fn open(mut dev: D, cfg: &AccelConfig) -> Result<Accelerator<D>> {
+        let id = reg(&mut dev, &regmap::ID)?;
+        if id != regmap::ID_VALUE {
+            return Err(HostError::IdMismatch {
+                register: "ID",
+                found: id,
+                expected: regmap::ID_VALUE,
+                hint: "no caq accelerator answers here: the bitstream is not loaded, or this is \
+                       the wrong UIO device or map",
+            });
+        }
+        let v = reg(&mut dev, &regmap::VERSION)?;
+        let version = (
+            regmap::VERSION_MAJOR.get(v) as u8,
+            regmap::VERSION_MINOR.get(v) as u8,
+            regmap::VERSION_PATCH.get(v) as u8,
+        );
+        let (maj, min, pat) = regmap::REGMAP_VERSION;
+        if version.0 != maj {
+            return Err(HostError::IdMismatch {
+                register: "VERSION",
+                found: v,
+                expected: (u32::from(maj) << 16) | (u32::from(min) << 8) | u32::from(pat),
+                hint: "the register map's major version differs: use the caq release the \
+                       bitstream was generated with",
+            });
+        }
+        let lo = reg(&mut dev, &regmap::CONFIG_HASH_LO)?;
+        let hi = reg(&mut dev, &regmap::CONFIG_HASH_HI)?;
+        let found_hash = ConfigHash::from_words(lo, hi);
+        let mut caps_words = [0u32; 4];
+        for (w, r) in caps_words.iter_mut().zip([
+            &regmap::CAPS0,
+            &regmap::CAPS1,
+            &regmap::CAPS2,
+            &regmap::CAPS3,
+        ]) {
+            *w = reg(&mut dev, r)?;
+        }
+        let expected_hash = ConfigHash::of(cfg);
+        let caps = Caps::from_config(cfg)?;
+        if found_hash != expected_hash || caps_words != caps.encode() {
+            let found = match Caps::decode(caps_words) {
+                Ok(c) => describe(&c),
+                Err(e) => format!("CAPS unreadable: {e}"),
+            };
+            return Err(HostError::ConfigMismatch {
+                expected_name: cfg.name.clone(),
+                expected_hash: format!("{:#018x}", expected_hash.0),
+                expected: describe(&caps),
+                found_hash: format!("{:#018x}", found_hash.0),
+                found,
+            });
+        }
+        let mem = dev.memory();
+        let pool = DmaPool::new("device memory", mem, caps.addr_width());
+        let run_opts = RunOptions::default();
+        Ok(Accelerator {
+            dev,
+            cfg: cfg.clone(),
+            info: DeviceInfo {
+                id,
+                version,
+                config_hash: found_hash.0,
+                caps: caps_words,
+            },
+            pool,
+            loaded: None,
+            run_opts,
+            meter: None,
+        })
+    }
+
+    pub fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    pub fn config(&self) -> &AccelConfig {
+        &self.cfg
+    }
+
+    /// The backend, for what the accelerator API does not cover.
+    pub fn device(&mut self) -> &mut D {
+        &mut self.dev
+    }
+
+    /// Gives the backend back.
+    pub fn into_device(self) -> D {
+        self.dev
+    }
+
+    /// How long to wait for each completion interrupt (default 10 s).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.run_opts.timeout = timeout;
+    }
+
+    /// Measure every layer on its own (one START per layer; same outputs, per-layer counters).
+    pub fn set_per_layer(&mut self, per_layer: bool) {
+        self.run_opts.per_layer = per_layer;
+    }
+
+    /// Attaches an energy meter: every inference report then carries its energy.
+    pub fn attach_meter(&mut self, meter: Box<dyn EnergyMeter>) {
+        self.meter = Some(meter);
+    }
+
+    /// Reads a register by byte offset (debugging, like PYNQ's `MMIO.read`).
+    pub fn mmio_read(&mut self, offset: u32) -> Result<u32> {
+        check_offset(offset)?;
+        self.dev.read_reg(offset).map_err(HostError::backend)
+    }
+
+    /// Writes a register by byte offset (debugging, like PYNQ's `MMIO.write`).
+    pub fn mmio_write(&mut self, offset: u32, value: u32) -> Result<()> {
+        check_offset(offset)?;
+        self.dev
+            .write_reg(offset, value)
+            .map_err(HostError::backend)
+    }
+
+    /// A DMA buffer of `len` bytes from the device memory the model does not use, cache-line
+    /// aligned (like `pynq.allocate`). Free it with [`Accelerator::free`].
+    pub fn allocate(&mut self, len: u64) -> Result<DmaBuffer> {
+        let block = self.pool.alloc(len, BUFFER_ALIGN, "buffer")?;
+        Ok(DmaBuffer { block })
+    }
+
+    pub fn free(&mut self, buf: DmaBuffer) -> Result<()> {
+        self.pool.free(buf.block)
+    }
+
+    /// Copies `data` into `buf` at byte `offset` and flushes it for the device.
+    pub fn write_buffer(&mut self, buf: &DmaBuffer, offset: u64, data: &[u8]) -> Result<()> {
+        let addr = buffer_range(buf, offset, data.len() as u64)?;
+        self.dev.mem_write(addr, data).map_err(HostError::backend)?;
+        self.dev
+            .sync_for_device(addr, data.len() as u64)
+            .map_err(HostError::backend)
+    }
+
+    /// Invalidates `buf` for the CPU and copies bytes from `offset` into `out`.
+    pub fn read_buffer(&mut self, buf: &DmaBuffer, offset: u64, out: &mut [u8]) -> Result<()> {
+        let addr = buffer_range(buf, offset, out.len() as u64)?;
+        self.dev
+            .sync_for_cpu(addr, out.len() as u64)
+            .map_err(HostError::backend)?;
+        self.dev.mem_read(addr, out).map_err(HostError::backend)
+    }
+
+    /// Loads a model bundle: compile, allocate its device memory, upload tables and descriptors,
+    /// page in the plane groups of the initial precision from the mapped file. Replaces any model
+    /// loaded before.
+    pub fn load_bundle(&mut self, path: &Path, opts: &LoadOptions) -> Result<LoadReport> {
+        let bundle = Bundle::open(path)?;
+        let q = bundle.load()?;
+        self.load_inner(q, PlaneSource::Bundle(Box::new(bundle)), opts)
+    }
+
+    /// Loads a quantized model held in memory (the plane groups page in from the compiled
+    /// program's copy).
+    pub fn load_model(&mut self, q: QModel, opts: &LoadOptions) -> Result<LoadReport> {
+        self.load_inner(q, PlaneSource::Program, opts)
+    }
+
+    fn load_inner(
+        &mut self,
+        q: QModel,
+        source: PlaneSource,
+        opts: &LoadOptions,
+    ) -> Result<LoadReport> {
+        let t0 = Instant::now();
+        if let Some(old) = self.loaded.take() {
+            self.pool.free(old.block)?;
+        }
+        let bits = match &opts.bits {
+            Some(b) => {
+                check_bits(&q, b)?;
+                b.clone()
+            }
+            None => q
+                .weight_layers()
+                .iter()
+                .map(|&i| {
+                    let l = q.layers[i].as_ref().expect("weight layer");
+                    *l.levels().last().expect("a layer has levels")
+                })
+                .collect(),
+        };
+        // Compile once to learn the size, allocate, and compile at the allocated address.
+        let probe = compile::compile(&q, &self.cfg, &bits, self.pool.region().base)?;
+        let block = self.pool.alloc(probe.region.len, BUFFER_ALIGN, "model")?;
+        let mut program = if block.addr == probe.region.base {
+            probe
+        } else {
+            compile::compile(&q, &self.cfg, &bits, block.addr)?
+        };
+        if matches!(source, PlaneSource::Bundle(_)) {
+            program.drop_planes();
+        }
+        let mut loaded = Loaded {
+            resident: vec![0; program.layers.len()],
+            gates: q.gates,
+            residency: opts.residency,
+            block,
+            source,
+            program,
+        };
+        let table_bytes = loaded.program.load_tables(&mut self.dev)?;
+        let descriptor_bytes = loaded.program.descriptor_image().len() as u64
+            * caq_spec::descriptor::DESCRIPTOR_BYTES as u64;
+        let mut plane_bytes = 0;
+        for li in 0..loaded.program.layers.len() {
+            let need = usize::from(loaded.program.layers[li].desc.active_groups);
+            plane_bytes += page_in(&mut self.dev, &mut loaded, li, need)?;
+        }
+        let report = LoadReport {
+            region_base: loaded.program.region.base.0,
+            region_len: loaded.program.region.len,
+            table_bytes,
+            plane_bytes,
+            descriptor_bytes,
+            time: t0.elapsed(),
+        };
+        self.loaded = Some(loaded);
+        Ok(report)
+    }
+
+    fn loaded(&self) -> Result<&Loaded> {
+        self.loaded.as_ref().ok_or(HostError::Arg {
+            what: "accelerator",
+            why: "no model is loaded (call load_bundle first)".into(),
+        })
+    }
+
+    /// The compiled program of the loaded model.
+    pub fn program(&self) -> Result<&Program> {
+        Ok(&self.loaded()?.program)
+    }
+
+    /// The active bit-width of every weight layer.
+    pub fn bits(&self) -> Result<Vec<u8>> {
+        Ok(self.loaded()?.program.bits())
+    }
+
+    /// The loaded model's gates.
+    pub fn gates(&self) -> Result<&[Gate]> {
+        Ok(&self.loaded()?.gates)
+    }
+
+    /// Plane-group bytes in device memory now.
+    pub fn resident_weight_bytes(&self) -> Result<u64> {
+        let l = self.loaded()?;
+        Ok(resident_bytes(l))
+    }
+
+    /// Switches every weight layer to `bits[i]` (one of its nesting levels). Layers that go up
+    /// page in the plane groups they lack; layers that go down stop streaming their residual
+    /// groups (and, with [`Residency::Minimal`], give them up). Only the changed layers'
+    /// descriptors are rewritten. On an error nothing changes.
+    pub fn set_bits(&mut self, bits: &[u8]) -> Result<SwitchReport> {
+        let t0 = Instant::now();
+        let loaded = self.loaded.as_mut().ok_or(HostError::Arg {
+            what: "accelerator",
+            why: "no model is loaded (call load_bundle first)".into(),
+        })?;
+        let from = loaded.program.bits();
+        check_program_bits(&loaded.program, bits)?;
+        loaded.program.set_bits(bits)?;
+        let mut report = SwitchReport {
+            from: from.clone(),
+            to: bits.to_vec(),
+            ..SwitchReport::default()
+        };
+        for li in 0..loaded.program.layers.len() {
+            let need = usize::from(loaded.program.layers[li].desc.active_groups);
+            report.paged_in_bytes += page_in(&mut self.dev, loaded, li, need)?;
+            if loaded.residency == Residency::Minimal && loaded.resident[li] > need {
+                report.dropped_bytes += loaded.program.layers[li].group_bytes
+                    [need..loaded.resident[li]]
+                    .iter()
+                    .sum::<u64>();
+                loaded.resident[li] = need;
+            }
+            if from[li] != bits[li] {
+                report.layers_changed += 1;
+                report.descriptor_bytes +=
+                    loaded.program.write_layer_descriptors(&mut self.dev, li)?;
+            }
+        }
+        report.resident_weight_bytes = resident_bytes(loaded);
+        report.time = t0.elapsed();
+        Ok(report)
+    }
+
+    /// Switches to the gate called `name` (stored in the bundle).
+    pub fn apply_gate(&mut self, name: &str) -> Result<SwitchReport> {
+        let loaded = self.loaded()?;
+        let gate = loaded
+            .gates
+            .iter()
+            .find(|g| g.name == name)
+            .ok_or_else(|| HostError::BadConfig {
+                field: "gate".into(),
+                value: name.into(),
+                expected: format!(
+                    "one of the bundle's gates {:?}",
+                    loaded.gates.iter().map(|g| &g.name).collect::<Vec<_>>()
+                ),
+            })?;
+        let bits = gate.bits.clone();
+        self.set_bits(&bits)
+    }
+
+    /// Runs one inference on `input` (CHW pixel codes, one byte each).
+    pub fn infer(&mut self, input: &[u8]) -> Result<Inference> {
+        let loaded = self.loaded.as_ref().ok_or(HostError::Arg {
+            what: "accelerator",
+            why: "no model is loaded (call load_bundle first)".into(),
+        })?;
+        let irq0 = self.dev.irq_stats();
+        if let Some(m) = self.meter.as_mut() {
+            m.begin()?;
+        }
+        let t0 = Instant::now();
+        let out = run::run(&mut self.dev, &loaded.program, input, &self.run_opts)?;
+        let latency = t0.elapsed();
+        let energy = match self.meter.as_mut() {
+            Some(m) => Some(m.end(&out.report.device, latency)?),
+            None => None,
+        };
+        let irq = match (irq0, self.dev.irq_stats()) {
+            (Some(a), Some(b)) => Some(IrqStats {
+                delivered: b.delivered - a.delivered,
+                missed: b.missed - a.missed,
+                polled: b.polled - a.polled,
+            }),
+            _ => None,
+        };
+        let cycles = out.report.device.cycles;
+        Ok(Inference {
+            output: out.output,
+            report: InferenceReport {
+                latency,
+                device: out.report.device,
+                device_time: Duration::from_secs_f64(cycles as f64 / (self.cfg.clock_mhz * 1e6)),
+                irq,
+                energy,
+                run: out.report,
+            },
+        })
+    }
+
+    /// Runs one inference per input, in order; stops at the first error.
+    pub fn infer_batch<'a>(
+        &mut self,
+        inputs: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Vec<Inference>> {
+        inputs.into_iter().map(|x| self.infer(x)).collect()
+    }
+}
+
+/// The UIO name of the accelerator's device-tree node (`linux,uio-name`), as the shipped overlays
+/// set it.
+pub const DEFAULT_UIO_NAME: &str = "caq";
+/// The u-dma-buf device (`device-name`) the shipped overlays create.
+pub const DEFAULT_UDMABUF: &str = "udmabuf-caq";
+
+/// Where and how to find a board's accelerator.
+#[derive(Clone, Debug)]
+pub struct BoardOptions {
+    /// The root under which `/sys` and `/dev` are found (`/` on a board).
+    pub root: SysRoot,
+    /// The UIO device's name.
+    pub uio_name: String,
+    /// The u-dma-buf device the accelerator masters.
+    pub udmabuf: String,
+    pub coherency: CoherencyChoice,
+    pub uio: UioOptions,
+}
+
+impl Default for BoardOptions {
+    fn default() -> Self {
+        BoardOptions {
+            root: SysRoot::default(),
+            uio_name: DEFAULT_UIO_NAME.into(),
+            udmabuf: DEFAULT_UDMABUF.into(),
+            coherency: CoherencyChoice::default(),
+            uio: UioOptions::default(),
+        }
+    }
+}
+
+impl Accelerator<UioDevice> {
+    /// Opens the board's accelerator by its UIO name, with the u-dma-buf region as its device
+    /// memory (like PYNQ's `Overlay(...).ip_name` with `allocate`), and runs the identity checks
+    /// of [`Accelerator::open`].
+    pub fn open_uio(cfg: &AccelConfig, opts: &BoardOptions) -> Result<Accelerator<UioDevice>> {
+        let mem = UDmaBuf::open(&opts.root, &opts.udmabuf, opts.coherency)?;
+        let dev = UioDevice::open(&opts.root, &opts.uio_name, Box::new(mem), opts.uio)?;
+        Accelerator::open(dev, cfg)
+    }
+}
+
+fn check_offset(offset: u32) -> Result<()> {
+    if !offset.is_multiple_of(4) || offset >= REGISTER_SPACE_BYTES {
+        return Err(HostError::BadConfig {
+            field: "register offset".into(),
+            value: format!("{offset:#x}"),
+            expected: format!("a multiple of 4 below {REGISTER_SPACE_BYTES:#x} (docs/regmap.md)"),
+        });
+    }
+    Ok(())
+}
+
+fn buffer_range(buf: &DmaBuffer, offset: u64, len: u64) -> Result<DeviceAddr> {
+    match offset.checked_add(len) {
+        Some(end) if end <= buf.len() => Ok(DeviceAddr(buf.block.addr.0 + offset)),
+        _ => Err(HostError::BadConfig {
+            field: "buffer range".into(),
+            value: format!("[{offset}, {offset} + {len})"),
+            expected: format!("inside the buffer's {} bytes", buf.len()),
+        }),
+    }
+}
+
+/// A per-layer setting's shape and levels, as a bad-config error naming the layer.
+fn check_bits(q: &QModel, bits: &[u8]) -> Result<()> {
+    q.check_bits(bits).map_err(|e| HostError::BadConfig {
+        field: "bits".into(),
+        value: format!("{bits:?}"),
+        expected: e.to_string(),
+    })
+}
+
+fn check_program_bits(p: &Program, bits: &[u8]) -> Result<()> {
+    if bits.len() != p.layers.len() {
+        return Err(HostError::BadConfig {
+            field: "bits".into(),
+            value: format!("{bits:?}"),
+            expected: format!("one bit-width per weight layer ({})", p.layers.len()),
+        });
+    }
+    for (l, b) in p.layers.iter().zip(bits) {
+        if !l.levels.contains(b) {
+            return Err(HostError::BadConfig {
+                field: format!("bits of layer '{}'", l.name),
+                value: b.to_string(),
+                expected: format!("one of its nesting levels {:?}", l.levels),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn resident_bytes(l: &Loaded) -> u64 {
+    l.program
+        .layers
+        .iter()
+        .zip(&l.resident)
+        .map(|(layer, &r)| layer.group_bytes[..r].iter().sum::<u64>())
+        .sum()
+}
+
+/// Pages in plane groups `resident..need` of layer `li`; returns the bytes copied.
+fn page_in<D: Device>(dev: &mut D, l: &mut Loaded, li: usize, need: usize) -> Result<u64> {
+    let mut bytes = 0;
+    for g in l.resident[li]..need {
+        match &l.source {
+            PlaneSource::Bundle(b) => {
+                let data = b.plane_group_bytes(li, g)?;
+                l.program.write_group(dev, li, g, data)?;
+                bytes += data.len() as u64;
+            }
+            PlaneSource::Program => {
+                let data = l.program.group_bytes(li, g).ok_or(HostError::Arg {
+                    what: "program",
+                    why: "its plane bytes were dropped".into(),
+                })?;
+                l.program.write_group(dev, li, g, data)?;
+                bytes += data.len() as u64;
+            }
+        }
+    }
+    l.resident[li] = l.resident[li].max(need);
+    Ok(bytes)
+}

@@ -1,0 +1,442 @@
+//! The `Accelerator` API on every backend: identity checks at open, loading a bundle with only the
+//! active precision's plane groups resident, switching precision by paging (bytes moved, what stays
+//! resident), inference equal to the golden executor byte for byte after every switch, gates, DMA
+//! buffers, register debugging and the error paths. The same suite runs on FuncDevice and (feature
+//! `rtl`) on the Verilator model of the RTL, and the two give identical observations.
+
+mod common;
+
+use caq_host::HostError;
+use caq_host::accel::{Accelerator, LoadOptions, Residency};
+use caq_model::bundle;
+use caq_model::data::Dataset;
+use caq_model::qmodel::{Gate, QModel};
+use caq_sim::{FaultDir, InjectFaults};
+use caq_spec::regmap;
+use caq_spec::{AccelConfig, Device, DeviceAddr, IrqWait, MemRegion};
+use common::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The digits MLP, nested 8 ⊃ 6 ⊃ 4, with two gates, written as a bundle.
+fn mlp_bundle(dir: &Path) -> (QModel, PathBuf, Dataset) {
+    let set = digits();
+    let mut q = quantize(mlp(), &set, &[8, 6, 4], 7);
+    q.set_gates(vec![
+        Gate {
+            name: "battery-low".into(),
+            bits: vec![4, 4, 4],
+        },
+        Gate {
+            name: "mixed".into(),
+            bits: vec![8, 4, 8],
+        },
+    ])
+    .unwrap();
+    let path = dir.join("mlp.caqb");
+    bundle::write(&path, &q).unwrap();
+    (q, path, set)
+}
+
+fn golden(q: &QModel, bits: &[u8], img: &[u8]) -> Vec<u8> {
+    let out = q.executor(bits).unwrap().run(img).unwrap();
+    out.last().unwrap().iter().map(|&v| v as u8).collect()
+}
+
+/// What the suite saw, for comparing backends.
+#[derive(Debug, PartialEq)]
+struct Observed {
+    /// Per switch: (paged-in bytes, dropped bytes, descriptor bytes, layers changed, resident).
+    switches: Vec<(u64, u64, u64, usize, u64)>,
+    /// Per inference: output bytes and (bytes read, bytes written, plane-steps).
+    runs: Vec<(Vec<u8>, (u64, u64, u64))>,
+}
+
+/// Load at the lowest level with minimal residency, then walk through gates and uniform
+/// settings; every inference must equal the golden executor at the active bits.
+fn suite<D: Device>(dev: D, cfg: &AccelConfig, q: &QModel, path: &Path, set: &Dataset) -> Observed {
+    let mut acc = Accelerator::open(dev, cfg).expect("open");
+    let load = acc
+        .load_bundle(
+            path,
+            &LoadOptions {
+                bits: None,
+                residency: Residency::Minimal,
+            },
+        )
+        .expect("load");
+    let p = acc.program().unwrap();
+    let g0: u64 = p.layers.iter().map(|l| l.group_bytes[0]).sum();
+    let all: u64 = p.layers.iter().flat_map(|l| &l.group_bytes).sum();
+    assert_eq!(
+        acc.bits().unwrap(),
+        vec![4, 4, 4],
+        "default start: lowest level"
+    );
+    assert_eq!(
+        load.plane_bytes, g0,
+        "only the high plane groups are uploaded"
+    );
+    assert_eq!(acc.resident_weight_bytes().unwrap(), g0);
+    let mut obs = Observed {
+        switches: Vec::new(),
+        runs: Vec::new(),
+    };
+    let steps: [(&str, Vec<u8>); 6] = [
+        ("8", vec![8, 8, 8]),
+        ("gate mixed", vec![8, 4, 8]),
+        ("4", vec![4, 4, 4]),
+        ("6", vec![6, 6, 6]),
+        ("gate battery-low", vec![4, 4, 4]),
+        ("8 again", vec![8, 8, 8]),
+    ];
+    for (name, bits) in &steps {
+        let before = acc.bits().unwrap();
+        let r = match name.strip_prefix("gate ") {
+            Some(g) => acc.apply_gate(g).expect("gate"),
+            None => acc.set_bits(bits).expect("set_bits"),
+        };
+        assert_eq!(&acc.bits().unwrap(), bits, "{name}");
+        assert_eq!(r.from, before);
+        let changed = before.iter().zip(bits).filter(|(a, b)| a != b).count();
+        assert_eq!(r.layers_changed, changed, "{name}");
+        assert_eq!(
+            r.descriptor_bytes,
+            256 * changed as u64,
+            "{name}: two copies per layer"
+        );
+        assert_eq!(
+            r.resident_weight_bytes,
+            acc.resident_weight_bytes().unwrap()
+        );
+        obs.switches.push((
+            r.paged_in_bytes,
+            r.dropped_bytes,
+            r.descriptor_bytes,
+            r.layers_changed,
+            r.resident_weight_bytes,
+        ));
+        for i in 0..3 {
+            let img = set.image(i);
+            let inf = acc.infer(img).expect("infer");
+            assert_eq!(inf.output, golden(q, bits, img), "{name}: image {i}");
+            let d = inf.report.device;
+            assert!(d.cycles > 0 && d.plane_ops > 0);
+            obs.runs
+                .push((inf.output, (d.bytes_rd, d.bytes_wr, d.plane_ops)));
+        }
+    }
+    // Switch costs: up from 4 to 8 pages in both residual groups of both layers, down drops them.
+    assert_eq!(
+        obs.switches[0].0,
+        all - g0,
+        "4 -> 8 pages in every residual group"
+    );
+    assert_eq!(obs.switches[0].4, all);
+    assert_eq!(
+        obs.switches[1].1 + obs.switches[2].1,
+        all - g0,
+        "8 -> mixed -> 4 drops what 8 needed"
+    );
+    assert_eq!(obs.switches[2].4, g0);
+    let g01 = obs.switches[3].4;
+    assert_eq!(obs.switches[4], (0, g01 - g0, 256 * 3, 3, g0), "6 -> 4");
+    // A batch gives the same outputs as single inferences.
+    let imgs: Vec<&[u8]> = (0..3).map(|i| set.image(i)).collect();
+    let batch = acc.infer_batch(imgs.iter().copied()).unwrap();
+    for (b, r) in batch.iter().zip(&obs.runs[15..18]) {
+        assert_eq!(b.output, r.0);
+    }
+    obs
+}
+
+#[test]
+fn accelerator_suite_on_the_functional_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, path, set) = mlp_bundle(dir.path());
+    let cfg = config("sim-small");
+    suite(device(&cfg), &cfg, &q, &path, &set);
+}
+
+#[test]
+fn keep_paged_switching_back_up_moves_only_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, path, set) = mlp_bundle(dir.path());
+    let cfg = config("sim-small");
+    let mut acc = Accelerator::open(device(&cfg), &cfg).unwrap();
+    acc.load_bundle(&path, &LoadOptions::default()).unwrap();
+    let up = acc.set_bits(&[8, 8, 8]).unwrap();
+    assert!(up.paged_in_bytes > 0);
+    let down = acc.set_bits(&[4, 4, 4]).unwrap();
+    assert_eq!((down.paged_in_bytes, down.dropped_bytes), (0, 0));
+    assert_eq!(down.resident_weight_bytes, up.resident_weight_bytes);
+    let again = acc.set_bits(&[8, 8, 8]).unwrap();
+    assert_eq!(again.paged_in_bytes, 0, "already resident");
+    assert_eq!(
+        again.bytes_moved(),
+        768,
+        "two descriptor copies of three layers"
+    );
+    let img = set.image(5);
+    assert_eq!(acc.infer(img).unwrap().output, golden(&q, &[8, 8, 8], img));
+}
+
+#[test]
+fn groups_above_the_active_level_are_really_absent_from_device_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, path, _) = mlp_bundle(dir.path());
+    let b = bundle::Bundle::open(&path).unwrap();
+    let cfg = config("sim-small");
+    let mut acc = Accelerator::open(device(&cfg), &cfg).unwrap();
+    acc.load_bundle(&path, &LoadOptions::default()).unwrap();
+    let read = |acc: &mut Accelerator<caq_sim::FuncDevice>, li: usize, g: usize| {
+        let buf = acc.program().unwrap().group_buffer(li, g).unwrap();
+        let mut v = vec![0u8; buf.len as usize];
+        acc.device().mem_read(buf.addr, &mut v).unwrap();
+        v
+    };
+    for li in 0..3 {
+        assert_eq!(read(&mut acc, li, 0), b.plane_group_bytes(li, 0).unwrap());
+        for g in 1..3 {
+            assert!(
+                read(&mut acc, li, g).iter().all(|&x| x == 0),
+                "layer {li} group {g}"
+            );
+        }
+    }
+    acc.set_bits(&[6, 4, 4]).unwrap();
+    assert_eq!(read(&mut acc, 0, 1), b.plane_group_bytes(0, 1).unwrap());
+    assert!(read(&mut acc, 0, 2).iter().all(|&x| x == 0));
+    assert!(read(&mut acc, 1, 1).iter().all(|&x| x == 0));
+}
+
+#[test]
+fn bad_settings_and_gates_are_bad_config_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, path, _) = mlp_bundle(dir.path());
+    let cfg = config("sim-small");
+    let mut acc = Accelerator::open(device(&cfg), &cfg).unwrap();
+    acc.load_bundle(&path, &LoadOptions::default()).unwrap();
+    let e = acc.set_bits(&[8, 5, 8]).unwrap_err();
+    assert!(matches!(e, HostError::BadConfig { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "bad config: bits of layer 'fc2' = 5: expected one of its nesting levels [8, 6, 4]"
+    );
+    let e = acc.set_bits(&[8]).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "bad config: bits = [8]: expected one bit-width per weight layer (3)"
+    );
+    let e = acc.apply_gate("turbo").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "bad config: gate = turbo: expected one of the bundle's gates [\"battery-low\", \"mixed\"]"
+    );
+    assert_eq!(acc.bits().unwrap(), vec![4, 4, 4], "nothing changed");
+    let e = acc
+        .load_bundle(
+            &path,
+            &LoadOptions {
+                bits: Some(vec![7, 8, 8]),
+                residency: Residency::Minimal,
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(e, HostError::BadConfig { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("7 bits is not one of its nesting levels"),
+        "{e}"
+    );
+}
+
+/// A FuncDevice whose identity registers can be overridden: a wrong bitstream.
+struct Impostor {
+    inner: caq_sim::FuncDevice,
+    reg: u32,
+    value: u32,
+}
+
+impl Device for Impostor {
+    type Error = caq_sim::SimError;
+    fn read_reg(&mut self, offset: u32) -> Result<u32, Self::Error> {
+        if offset == self.reg {
+            return Ok(self.value);
+        }
+        self.inner.read_reg(offset)
+    }
+    fn write_reg(&mut self, offset: u32, value: u32) -> Result<(), Self::Error> {
+        self.inner.write_reg(offset, value)
+    }
+    fn memory(&self) -> MemRegion {
+        self.inner.memory()
+    }
+    fn mem_write(&mut self, addr: DeviceAddr, data: &[u8]) -> Result<(), Self::Error> {
+        self.inner.mem_write(addr, data)
+    }
+    fn mem_read(&mut self, addr: DeviceAddr, buf: &mut [u8]) -> Result<(), Self::Error> {
+        self.inner.mem_read(addr, buf)
+    }
+    fn wait_irq(&mut self, timeout: Duration) -> Result<IrqWait, Self::Error> {
+        self.inner.wait_irq(timeout)
+    }
+}
+
+#[test]
+fn open_refuses_a_wrong_device_version_or_config() {
+    let cfg = config("sim-small");
+    let imp = |reg: u32, value: u32| Impostor {
+        inner: device(&cfg),
+        reg,
+        value,
+    };
+    let e = Accelerator::open(imp(regmap::ID.offset, 0xffff_ffff), &cfg)
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.to_string(),
+        "ID = 0xffffffff, expected 0x43415121: no caq accelerator answers here: the bitstream is \
+         not loaded, or this is the wrong UIO device or map"
+    );
+    let e = Accelerator::open(imp(regmap::VERSION.offset, 0x0002_0000), &cfg)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            e,
+            HostError::IdMismatch {
+                register: "VERSION",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // A device generated from pynq-z2, opened as sim-small.
+    let e = Accelerator::open(device(&config("pynq-z2")), &cfg)
+        .err()
+        .unwrap();
+    let msg = e.to_string();
+    assert!(matches!(e, HostError::ConfigMismatch { .. }), "{msg}");
+    assert!(
+        msg.contains("expected 'sim-small'")
+            && msg.contains("4x8 array")
+            && msg.contains("16x64 array")
+            && msg.contains("0x5257eab3fd6acd95"),
+        "{msg}"
+    );
+    // The right config opens and reports what it read.
+    let acc = Accelerator::open(device(&cfg), &cfg).unwrap();
+    assert_eq!(acc.info().id, regmap::ID_VALUE);
+    assert_eq!(acc.info().config_hash, 0x5257_eab3_fd6a_cd95);
+}
+
+#[test]
+fn dma_buffers_and_register_debugging() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, path, _) = mlp_bundle(dir.path());
+    let cfg = config("sim-small");
+    let mut acc = Accelerator::open(device(&cfg), &cfg).unwrap();
+    let load = acc.load_bundle(&path, &LoadOptions::default()).unwrap();
+    let a = acc.allocate(1000).unwrap();
+    let b = acc.allocate(64).unwrap();
+    assert_eq!(a.device_address().0 % 64, 0);
+    assert!(
+        a.device_address().0 >= load.region_base + load.region_len,
+        "not over the model"
+    );
+    assert!(b.device_address().0 >= a.device_address().0 + 1000);
+    let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+    acc.write_buffer(&a, 0, &data).unwrap();
+    let mut back = vec![0u8; 1000];
+    acc.read_buffer(&a, 0, &mut back).unwrap();
+    assert_eq!(back, data);
+    let e = acc.write_buffer(&b, 60, &[0; 8]).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "bad config: buffer range = [60, 60 + 8): expected inside the buffer's 64 bytes"
+    );
+    let e = acc.allocate(64 << 20).unwrap_err();
+    assert!(matches!(e, HostError::DmaAlloc { .. }), "{e}");
+    acc.free(a).unwrap();
+    acc.free(b).unwrap();
+    // Register debugging.
+    assert_eq!(acc.mmio_read(0).unwrap(), regmap::ID_VALUE);
+    acc.mmio_write(regmap::WIN_BASE.lo.offset, 0x1234_0000)
+        .unwrap();
+    assert_eq!(
+        acc.mmio_read(regmap::WIN_BASE.lo.offset).unwrap(),
+        0x1234_0000
+    );
+    let e = acc.mmio_read(0x102).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "bad config: register offset = 0x102: expected a multiple of 4 below 0x100 (docs/regmap.md)"
+    );
+}
+
+#[test]
+fn an_accelerator_fault_names_the_failing_layer_and_descriptor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, path, set) = mlp_bundle(dir.path());
+    let cfg = config("sim-small");
+    let mut acc = Accelerator::open(device(&cfg), &cfg).unwrap();
+    acc.load_bundle(&path, &LoadOptions::default()).unwrap();
+    // Planes of the second layer answer with SLVERR.
+    let g = acc.program().unwrap().group_buffer(1, 0).unwrap();
+    acc.device().inject(
+        g.addr.0..g.addr.0 + g.len,
+        caq_sim::axi::Resp::SlvErr,
+        FaultDir::Reads,
+    );
+    let e = acc.infer(set.image(0)).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, HostError::Device { desc: 1, .. }), "{msg}");
+    assert!(
+        msg.contains("AXI_SLVERR") && msg.contains("layer 'fc2'"),
+        "{msg}"
+    );
+    // The device recovers once the fault is gone.
+    acc.device().clear_faults();
+    assert!(acc.infer(set.image(0)).is_ok());
+}
+
+#[test]
+fn a_timeout_says_whether_the_device_is_still_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, path, set) = mlp_bundle(dir.path());
+    let cfg = config("sim-small");
+    let mut acc = Accelerator::open(device(&cfg), &cfg).unwrap();
+    acc.load_bundle(&path, &LoadOptions::default()).unwrap();
+    // 1 µs at 100 MHz is 100 cycles: far less than a layer.
+    acc.set_timeout(Duration::from_micros(1));
+    let e = acc.infer(set.image(0)).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, HostError::Timeout { .. }), "{msg}");
+    assert!(msg.contains("still BUSY"), "{msg}");
+}
+
+#[cfg(feature = "rtl")]
+#[test]
+fn accelerator_suite_on_the_rtl_equals_the_functional_device() {
+    let cfg = caq_sim::rtl::design::config().expect("the model's config");
+    let dir = tempfile::tempdir().unwrap();
+    let (q, path, set) = mlp_bundle(dir.path());
+    let want = suite(device(&cfg), &cfg, &q, &path, &set);
+    let rtl = caq_sim::RtlDevice::new(
+        3,
+        caq_sim::AxiMemOptions {
+            base: BASE,
+            size: 4 << 20,
+            stall_percent: 20,
+            seed: 3,
+            ..caq_sim::AxiMemOptions::default()
+        },
+    )
+    .expect("RtlDevice");
+    let got = suite(rtl, &cfg, &q, &path, &set);
+    assert_eq!(
+        got, want,
+        "RTL vs FuncDevice: switch costs, outputs and DMA counters"
+    );
+}

@@ -440,3 +440,131 @@ fn accelerator_suite_on_the_rtl_equals_the_functional_device() {
         "RTL vs FuncDevice: switch costs, outputs and DMA counters"
     );
 }
+
+/// The board through the real UIO code path: a fake UIO device whose register file a
+/// `FakeBoard` serves, DMA memory on an incoherent memfd (a missing sync would feed stale data),
+/// the interrupt through a socket pair.
+mod board {
+    use super::*;
+    use caq_host::dma::MemfdMemory;
+    use caq_host::fake::FakeSys;
+    use caq_host::fake::board::{BoardFaults, FakeBoard};
+    use caq_host::irq::UioIrq;
+    use caq_host::sys::SysRoot;
+    use caq_host::uio::{Mmio, find_uio};
+    use caq_host::uio_device::{UioDevice, WaitStrategy};
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+
+    pub struct Rig {
+        pub dev: UioDevice,
+        pub board: FakeBoard,
+        _dir: tempfile::TempDir,
+    }
+
+    pub fn rig(cfg: &AccelConfig, faults: BoardFaults, wait: WaitStrategy) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FakeSys::new(dir.path());
+        let uio = fs.uio(3, "caq", &[(0x43c0_0000, 0x1_0000)]).unwrap();
+        let region = MemRegion {
+            base: DeviceAddr(BASE),
+            len: 4 << 20,
+        };
+        let (mem, side) = MemfdMemory::incoherent(region).unwrap();
+        let (driver_end, board_end) = UnixStream::pair().unwrap();
+        let board = FakeBoard::power_up(cfg, &uio.dev_path, 0, side, board_end, faults).unwrap();
+        let info = find_uio(&SysRoot::new(dir.path()), "caq").unwrap();
+        let mmio = Mmio::open(&info, 0, 0x100).unwrap();
+        // The board's event count starts at 0, as `UioDevice::open` reads it from sysfs `event`.
+        let irq = UioIrq::new(OwnedFd::from(driver_end), "socket pair")
+            .unwrap()
+            .with_count(0);
+        let dev = UioDevice::from_parts(mmio, irq, Box::new(mem), wait);
+        Rig {
+            dev,
+            board,
+            _dir: dir,
+        }
+    }
+}
+
+#[test]
+fn accelerator_suite_through_uio_on_the_fake_board_equals_the_functional_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, path, set) = mlp_bundle(dir.path());
+    let cfg = config("sim-small");
+    let want = suite(device(&cfg), &cfg, &q, &path, &set);
+    let rig = board::rig(
+        &cfg,
+        caq_host::fake::board::BoardFaults::default(),
+        caq_host::uio_device::WaitStrategy::Irq,
+    );
+    let got = suite(rig.dev, &cfg, &q, &path, &set);
+    assert_eq!(got, want, "UIO + fake board vs FuncDevice");
+    assert_eq!(rig.board.jobs(), 21, "one START per inference");
+    assert_eq!(rig.board.events(), 21, "one interrupt per job");
+}
+
+#[test]
+fn uio_interrupt_faults_are_timeouts_that_say_what_status_shows_and_missed_events_are_counted() {
+    use caq_host::fake::board::BoardFaults;
+    use caq_host::uio_device::WaitStrategy;
+    let dir = tempfile::tempdir().unwrap();
+    let (q, path, set) = mlp_bundle(dir.path());
+    let cfg = config("sim-small");
+    let open = |faults: BoardFaults, wait: WaitStrategy| {
+        let rig = board::rig(&cfg, faults, wait);
+        let mut acc = Accelerator::open(rig.dev, &cfg).unwrap();
+        acc.load_bundle(&path, &LoadOptions::default()).unwrap();
+        acc.set_timeout(Duration::from_millis(200));
+        (acc, rig.board)
+    };
+    // The device never finishes: BUSY.
+    let (mut acc, _b) = open(
+        BoardFaults {
+            never_finish: true,
+            ..BoardFaults::default()
+        },
+        WaitStrategy::Irq,
+    );
+    let e = acc.infer(set.image(0)).unwrap_err().to_string();
+    assert!(
+        e.contains("no completion interrupt within 200 ms") && e.contains("still BUSY"),
+        "{e}"
+    );
+    // The device finishes but the interrupt never comes: a wiring problem.
+    let (mut acc, _b) = open(
+        BoardFaults {
+            done_without_irq: true,
+            ..BoardFaults::default()
+        },
+        WaitStrategy::Irq,
+    );
+    let e = acc.infer(set.image(0)).unwrap_err().to_string();
+    assert!(e.contains("finished but no interrupt arrived"), "{e}");
+    // Two events per job: the second is counted as missed by the next wait.
+    let (mut acc, _b) = open(
+        BoardFaults {
+            double_irq: true,
+            ..BoardFaults::default()
+        },
+        WaitStrategy::Irq,
+    );
+    let first = acc.infer(set.image(0)).unwrap();
+    let irq = first.report.irq.expect("the UIO backend counts interrupts");
+    assert_eq!((irq.delivered, irq.missed), (1, 1), "{irq:?}");
+    assert_eq!(first.output, golden(&q, &[4, 4, 4], set.image(0)));
+    // Polling STATUS instead of the interrupt: same outputs, counted as polled.
+    let (mut acc, _b) = open(
+        BoardFaults {
+            done_without_irq: true,
+            ..BoardFaults::default()
+        },
+        WaitStrategy::Poll {
+            interval: Duration::from_micros(200),
+        },
+    );
+    let inf = acc.infer(set.image(1)).unwrap();
+    assert_eq!(inf.output, golden(&q, &[4, 4, 4], set.image(1)));
+    assert_eq!(inf.report.irq.unwrap().polled, 1);
+}

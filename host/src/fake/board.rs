@@ -398,14 +398,16 @@ impl Board {
     fn raise(&mut self) -> Result<()> {
         self.count += if self.faults.double_irq { 2 } else { 1 };
         self.unmasked = false;
+        // Counted before the driver can see it, so a test reading `events` after its wait
+        // returned sees this event.
+        self.counters
+            .events
+            .store(self.count as u64, Ordering::SeqCst);
         match self.irq.write_all(&self.count.to_ne_bytes()) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::BrokenPipe => self.hung_up = true,
             Err(e) => return Err(HostError::io("fake irq socket", "uio", e)),
         }
-        self.counters
-            .events
-            .store(self.count as u64, Ordering::SeqCst);
         Ok(())
     }
 }

@@ -207,18 +207,16 @@ fn dma_wmb() {
     unsafe {
         core::arch::asm!("dmb oshst", options(nostack, preserves_flags));
     }
-    // ARMv7 (Zynq-7000's Cortex-A9): the kernel's `wmb()` is `dsb st` followed by the PL310
-    // `outer_sync()`, which user space cannot issue; DMA buffers there are uncached or synced
-    // through the kernel, which drains the outer cache itself.
-    #[cfg(all(target_arch = "arm", target_feature = "v7"))]
+    // 32-bit ARM means ARMv7 here (Zynq-7000's Cortex-A9; stable Rust cannot test for v7, and an
+    // ARMv6 target fails to assemble this rather than silently losing the barrier). The kernel's
+    // `wmb()` is `dsb st` followed by the PL310 `outer_sync()`, which user space cannot issue;
+    // DMA buffers there are uncached or synced through the kernel, which drains the outer cache.
+    #[cfg(target_arch = "arm")]
     // SAFETY: as above.
     unsafe {
         core::arch::asm!("dsb st", options(nostack, preserves_flags));
     }
-    #[cfg(not(any(
-        target_arch = "aarch64",
-        all(target_arch = "arm", target_feature = "v7")
-    )))]
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
     std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
 }
 
@@ -234,15 +232,12 @@ fn dma_rmb() {
         core::arch::asm!("dmb oshld", options(nostack, preserves_flags));
     }
     // The kernel's ARMv7 `__iormb()` is `rmb()`, a full `dsb`.
-    #[cfg(all(target_arch = "arm", target_feature = "v7"))]
+    #[cfg(target_arch = "arm")]
     // SAFETY: a barrier instruction; see `dma_wmb`.
     unsafe {
-        core::arch::asm!("dsb", options(nostack, preserves_flags));
+        core::arch::asm!("dsb sy", options(nostack, preserves_flags));
     }
-    #[cfg(not(any(
-        target_arch = "aarch64",
-        all(target_arch = "arm", target_feature = "v7")
-    )))]
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
     std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
 }
 

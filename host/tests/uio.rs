@@ -191,6 +191,38 @@ fn a_map_smaller_than_the_register_window_is_refused() {
 }
 
 #[test]
+fn a_device_file_that_cannot_be_mapped_is_map_rejected() {
+    // A FIFO opens read-write and takes the lock, but the kernel refuses to mmap it (ENODEV), as
+    // it refuses a UIO map whose address is not page-aligned.
+    let (_dir, fake, root) = tree();
+    let uio = fake.uio(0, "caq", &[ACCEL]).unwrap();
+    std::fs::remove_file(&uio.dev_path).unwrap();
+    nix::unistd::mkfifo(
+        &uio.dev_path,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let e = Mmio::open(&find_uio(&root, "caq").unwrap(), 0, WINDOW).unwrap_err();
+    match &e {
+        HostError::MapRejected {
+            path,
+            index: 0,
+            source,
+            ..
+        } => {
+            assert_eq!(path, &uio.dev_path);
+            assert_eq!(source.raw_os_error(), Some(libc::ENODEV), "{source}");
+        }
+        other => panic!("expected MapRejected, got {other:?}"),
+    }
+    assert!(
+        e.to_string()
+            .starts_with(&format!("mmap of {}", uio.dev_path.display())),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_map_the_device_does_not_have_is_too_small() {
     let (_dir, fake, root) = tree();
     fake.uio(0, "caq", &[ACCEL]).unwrap();

@@ -83,7 +83,10 @@ pub struct LoadReport {
     pub table_bytes: u64,
     pub plane_bytes: u64,
     pub descriptor_bytes: u64,
+    /// Compile, allocate and upload (the bundle's open and parse not included).
     pub time: Duration,
+    /// The upload alone: tables, descriptors, plane groups into device memory.
+    pub upload_time: Duration,
 }
 
 impl LoadReport {
@@ -465,6 +468,7 @@ impl<D: Device> Accelerator<D> {
             source,
             program,
         };
+        let t_upload = Instant::now();
         let table_bytes = loaded.program.load_tables(&mut self.dev)?;
         let descriptor_bytes = loaded.program.descriptor_image().len() as u64
             * caq_spec::descriptor::DESCRIPTOR_BYTES as u64;
@@ -480,6 +484,7 @@ impl<D: Device> Accelerator<D> {
             plane_bytes,
             descriptor_bytes,
             time: t0.elapsed(),
+            upload_time: t_upload.elapsed(),
         };
         self.loaded = Some(loaded);
         Ok(report)

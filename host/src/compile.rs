@@ -25,7 +25,8 @@
 //! # Steps
 //!
 //! Consecutive Dense / Conv2d nodes (Flatten between them is free) form one device segment: one
-//! descriptor list, one START, ReLU fused through the descriptor's `relu` flag. MaxPool, AvgPool,
+//! descriptor list, one START, ReLU fused through the descriptor's `relu` flag; a run longer than
+//! the device's MAX_DESCRIPTORS is split into several segments. MaxPool, AvgPool,
 //! Add and a standalone ReLU are host steps: read the codes back, run the golden kernel, write the
 //! result where the next layer reads it.
 
@@ -210,7 +211,12 @@ pub fn compile(
     for (i, node) in graph.nodes.iter().enumerate() {
         match &node.op {
             Op::Dense { .. } | Op::Conv2d { .. } => {
-                if !open {
+                // A run longer than the device's longest descriptor list becomes several lists,
+                // one START each: the outputs are the same, only the STARTs differ.
+                let full = seg_nodes
+                    .last()
+                    .is_some_and(|s| s.len() as u64 >= u64::from(caps.max_descriptors()));
+                if !open || full {
                     seg_nodes.push(Vec::new());
                     steps.push(Step::Device(Segment {
                         list: DeviceAddr(0),

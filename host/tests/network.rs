@@ -138,6 +138,28 @@ fn segments_split_at_host_steps_and_flatten_is_free() {
 }
 
 #[test]
+fn a_run_longer_than_the_devices_list_limit_is_split_into_several_lists() {
+    // A device whose lists hold two descriptors runs the three-layer MLP as two STARTs.
+    let mut cfg = config("sim-small");
+    cfg.limits.max_descriptors = 2;
+    let set = digits();
+    let q = quantize(mlp(), &set, &[8, 4], 3);
+    let p = compile::compile(&q, &cfg, &[8; 3], DeviceAddr(BASE)).unwrap();
+    let segs: Vec<usize> = p
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            compile::Step::Device(seg) => Some(seg.layers.len()),
+            compile::Step::Host(_) => None,
+        })
+        .collect();
+    assert_eq!(segs, [2, 1]);
+    let last: Vec<bool> = p.layers.iter().map(|l| l.last_in_list).collect();
+    assert_eq!(last, [false, true, true]);
+    check_equal(&q, &cfg, &set, 2, &settings(&[8, 4], 3));
+}
+
+#[test]
 fn set_bits_changes_only_active_groups() {
     let set = digits();
     let q = quantize(mlp(), &set, &[8, 6, 4], 5);

@@ -660,6 +660,9 @@ impl Accelerator<UioDevice> {
     /// memory (like PYNQ's `Overlay(...).ip_name` with `allocate`), and runs the identity checks
     /// of [`Accelerator::open`].
     pub fn open_uio(cfg: &AccelConfig, opts: &BoardOptions) -> Result<Accelerator<UioDevice>> {
+        // The UIO device first: a missing accelerator is the likelier problem and its error
+        // says what to check.
+        crate::uio::find_uio(&opts.root, &opts.uio_name)?;
         let mem = UDmaBuf::open(&opts.root, &opts.udmabuf, opts.coherency)?;
         let dev = UioDevice::open(&opts.root, &opts.uio_name, Box::new(mem), opts.uio)?;
         Accelerator::open(dev, cfg)

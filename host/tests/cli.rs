@@ -11,6 +11,7 @@ fn caq(args: &[&str], cwd: &Path) -> Output {
         .expect("caq runs")
 }
 
+#[cfg(feature = "train")]
 fn ok(out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
@@ -176,6 +177,47 @@ fn run_on_the_functional_device_matches_golden_and_reports_counters() {
         d,
     ));
     assert!(err.contains("2 widths for 3 weight layers"), "{err}");
+    // --backend uio through the real UIO and u-dma-buf paths on a fake tree: without a tree the
+    // device is not found; with a tree but no accelerator behind the registers (they read 0) the
+    // identity check refuses it before anything else is touched.
+    ok(&caq(
+        &[
+            "quantize", "--model", "m.caqf", "--levels", "8,4", "--out", "m.caqb",
+        ],
+        d,
+    ));
+    let uio = |root: &str| {
+        fails(&caq(
+            &[
+                "run",
+                "--bundle",
+                "m.caqb",
+                "--backend",
+                "uio",
+                "--config",
+                config,
+                "--sysroot",
+                root,
+                "--limit",
+                "2",
+            ],
+            d,
+        ))
+    };
+    let err = uio("empty");
+    assert!(
+        err.contains("no UIO device named 'caq' under empty") && err.contains("generic-uio"),
+        "{err}"
+    );
+    let fake = caq_host::fake::FakeSys::new(d.join("tree"));
+    fake.uio(0, "caq", &[(0x43c0_0000, 0x1_0000)]).unwrap();
+    fake.udmabuf("udmabuf-caq", 0x1000_0000, 1 << 20, false)
+        .unwrap();
+    let err = uio("tree");
+    assert!(
+        err.contains("ID = 0x00000000, expected 0x43415121: no caq accelerator answers here"),
+        "{err}"
+    );
     #[cfg(not(feature = "rtl"))]
     {
         let err = fails(&caq(

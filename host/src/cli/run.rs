@@ -6,12 +6,16 @@ use super::{DataArgs, table, write_json};
 use anyhow::{Context, Result, bail};
 use caq_host::accel::{Accelerator, BoardOptions, LoadOptions, Residency};
 use caq_host::compile::{self, Program};
-use caq_host::run::{self, HostCost, RunOptions};
+#[cfg(feature = "sim")]
+use caq_host::run::RunOptions;
+use caq_host::run::{self, HostCost};
 use caq_host::sys::SysRoot;
 use caq_host::uio_device::WaitStrategy;
 use caq_model::bundle::Bundle;
 use caq_model::qmodel::{self, QModel};
-use caq_spec::{AccelConfig, Caps, Device, DeviceAddr, MemRegion, PerfCounters};
+use caq_spec::{AccelConfig, Device, DeviceAddr, PerfCounters};
+#[cfg(feature = "sim")]
+use caq_spec::{Caps, MemRegion};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -395,6 +399,7 @@ fn rtl_runs(
 }
 
 /// Device memory for a simulated backend: the program's region, rounded up to 4 KiB.
+#[cfg(feature = "sim")]
 fn sim_memory(p: &Program) -> MemRegion {
     MemRegion {
         base: p.region.base,
@@ -425,11 +430,13 @@ trait Runner {
     fn output_act(&self) -> Result<compile::ActBuffer>;
 }
 
+#[cfg(feature = "sim")]
 struct Direct<'a, D: Device> {
     dev: &'a mut D,
     program: &'a mut Program,
 }
 
+#[cfg(feature = "sim")]
 impl<D: Device> Runner for Direct<'_, D> {
     fn switch(&mut self, bits: &[u8]) -> Result<()> {
         self.program
@@ -482,6 +489,7 @@ impl<D: Device> Runner for Accelerator<D> {
     }
 }
 
+#[cfg(feature = "sim")]
 fn device_level<D: Device>(
     dev: &mut D,
     program: &mut Program,

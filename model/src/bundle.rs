@@ -258,17 +258,7 @@ impl Bundle {
 
     /// The packed planes of plane group `g` of weight layer `layer` (index among weight layers).
     pub fn plane_group(&self, layer: usize, g: usize) -> Result<PackedPlanes> {
-        let l = self.layer_entry(layer)?;
-        let e = l.plane_groups.get(g).ok_or_else(|| {
-            ModelError::arg(
-                "plane group",
-                format!(
-                    "layer '{}' has {} groups, asked for {g}",
-                    l.name,
-                    l.plane_groups.len()
-                ),
-            )
-        })?;
+        let (l, e) = self.group_entry(layer, g)?;
         let bytes = self.file.u8s(&e.tensor, e.bytes)?;
         PackedPlanes::from_le_bytes(e.bits, l.out, l.k, bytes)
             .map_err(|err| ModelError::format(self.path(), format!("tensor '{}': {err}", e.tensor)))
@@ -278,6 +268,11 @@ impl Bundle {
     /// memory map (checksum verified): the device's planes layout, ready to copy into device
     /// memory. Only this tensor's pages are touched.
     pub fn plane_group_bytes(&self, layer: usize, g: usize) -> Result<&[u8]> {
+        let (_, e) = self.group_entry(layer, g)?;
+        self.file.u8s(&e.tensor, e.bytes)
+    }
+
+    fn group_entry(&self, layer: usize, g: usize) -> Result<(&LayerEntry, &GroupEntry)> {
         let l = self.layer_entry(layer)?;
         let e = l.plane_groups.get(g).ok_or_else(|| {
             ModelError::arg(
@@ -289,7 +284,7 @@ impl Bundle {
                 ),
             )
         })?;
-        self.file.u8s(&e.tensor, e.bytes)
+        Ok((l, e))
     }
 
     fn layer_entry(&self, layer: usize) -> Result<&LayerEntry> {

@@ -61,11 +61,11 @@ pub enum HostError {
     /// means the device finished and the interrupt never reached the CPU (wiring, trigger type,
     /// IRQ_EN); BUSY means the device is still running (or hung on the bus).
     #[error(
-        "no completion interrupt within {timeout_ms} ms running layers {layers:?} (STATUS = {status:#010x}): {hint}"
+        "no completion interrupt within {timeout:?} running layers {layers:?} (STATUS = {status:#010x}): {hint}"
     )]
     Timeout {
         layers: Vec<String>,
-        timeout_ms: u128,
+        timeout: std::time::Duration,
         status: u32,
         hint: &'static str,
     },

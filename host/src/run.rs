@@ -219,7 +219,7 @@ fn start_and_wait<D: Device>(
     if waited == IrqWait::TimedOut {
         return Err(HostError::Timeout {
             layers: names.to_vec(),
-            timeout_ms: opts.timeout.as_millis(),
+            timeout: opts.timeout,
             status,
             hint: timeout_hint(status),
         });

@@ -529,7 +529,7 @@ fn uio_interrupt_faults_are_timeouts_that_say_what_status_shows_and_missed_event
     );
     let e = acc.infer(set.image(0)).unwrap_err().to_string();
     assert!(
-        e.contains("no completion interrupt within 200 ms") && e.contains("still BUSY"),
+        e.contains("no completion interrupt within 200ms") && e.contains("still BUSY"),
         "{e}"
     );
     // The device finishes but the interrupt never comes: a wiring problem.

@@ -521,7 +521,8 @@ impl<D: Device> Accelerator<D> {
     /// Switches every weight layer to `bits[i]` (one of its nesting levels). Layers that go up
     /// page in the plane groups they lack; layers that go down stop streaming their residual
     /// groups (and, with [`Residency::Minimal`], give them up). Only the changed layers'
-    /// descriptors are rewritten. On an error nothing changes.
+    /// descriptors are rewritten. A bad setting changes nothing; a failure while paging in
+    /// leaves the old precision running (some groups may stay resident).
     pub fn set_bits(&mut self, bits: &[u8]) -> Result<SwitchReport> {
         let t0 = Instant::now();
         let loaded = self.loaded.as_mut().ok_or(HostError::Arg {
@@ -530,26 +531,37 @@ impl<D: Device> Accelerator<D> {
         })?;
         let from = loaded.program.bits();
         check_program_bits(&loaded.program, bits)?;
-        loaded.program.set_bits(bits)?;
         let mut report = SwitchReport {
             from: from.clone(),
             to: bits.to_vec(),
             ..SwitchReport::default()
         };
-        for li in 0..loaded.program.layers.len() {
-            let need = usize::from(loaded.program.layers[li].desc.active_groups);
-            report.paged_in_bytes += page_in(&mut self.dev, loaded, li, need)?;
-            if loaded.residency == Residency::Minimal && loaded.resident[li] > need {
-                report.dropped_bytes += loaded.program.layers[li].group_bytes
-                    [need..loaded.resident[li]]
-                    .iter()
-                    .sum::<u64>();
-                loaded.resident[li] = need;
-            }
+        // Page in before any descriptor asks for the groups: a failure here leaves the old
+        // precision running, with at most some extra groups resident.
+        let need: Vec<usize> = loaded
+            .program
+            .layers
+            .iter()
+            .zip(bits)
+            .map(|(l, b)| l.levels.len() - l.levels.iter().position(|x| x == b).unwrap_or(0))
+            .collect();
+        for (li, &n) in need.iter().enumerate() {
+            report.paged_in_bytes += page_in(&mut self.dev, loaded, li, n)?;
+        }
+        loaded.program.set_bits(bits)?;
+        for (li, &n) in need.iter().enumerate() {
             if from[li] != bits[li] {
                 report.layers_changed += 1;
                 report.descriptor_bytes +=
                     loaded.program.write_layer_descriptors(&mut self.dev, li)?;
+            }
+            // Given up only once no descriptor streams them.
+            if loaded.residency == Residency::Minimal && loaded.resident[li] > n {
+                report.dropped_bytes += loaded.program.layers[li].group_bytes
+                    [n..loaded.resident[li]]
+                    .iter()
+                    .sum::<u64>();
+                loaded.resident[li] = n;
             }
         }
         report.resident_weight_bytes = resident_bytes(loaded);

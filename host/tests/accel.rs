@@ -568,3 +568,38 @@ fn uio_interrupt_faults_are_timeouts_that_say_what_status_shows_and_missed_event
     assert_eq!(inf.output, golden(&q, &[4, 4, 4], set.image(1)));
     assert_eq!(inf.report.irq.unwrap().polled, 1);
 }
+
+#[test]
+fn a_page_in_that_fails_leaves_the_old_precision_running() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (q, path, set) = mlp_bundle(dir.path());
+    let cfg = config("sim-small");
+    let mut acc = Accelerator::open(device(&cfg), &cfg).unwrap();
+    acc.load_bundle(&path, &LoadOptions::default()).unwrap();
+    // Corrupt the finest residual group of fc1 in the file behind the bundle's memory map.
+    let residual = bundle::Bundle::open(&path)
+        .unwrap()
+        .plane_group_bytes(0, 2)
+        .unwrap()
+        .to_vec();
+    let file = std::fs::read(&path).unwrap();
+    let at = file
+        .windows(residual.len())
+        .position(|w| w == residual.as_slice())
+        .unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_at(&[file[at] ^ 0xff], at as u64).unwrap();
+    let e = acc.set_bits(&[8, 8, 8]).unwrap_err().to_string();
+    assert!(e.contains("checksum") || e.contains("CRC"), "{e}");
+    assert_eq!(
+        acc.bits().unwrap(),
+        vec![4, 4, 4],
+        "still at the old precision"
+    );
+    let img = set.image(2);
+    assert_eq!(acc.infer(img).unwrap().output, golden(&q, &[4, 4, 4], img));
+    // A switch that needs only intact groups still works.
+    acc.set_bits(&[6, 6, 6]).unwrap();
+    assert_eq!(acc.infer(img).unwrap().output, golden(&q, &[6, 6, 6], img));
+}

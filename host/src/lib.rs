@@ -4,7 +4,9 @@
 
 pub mod accel;
 pub mod compile;
+pub mod context;
 pub mod dma;
+pub mod energy;
 mod error;
 pub mod fake;
 pub mod irq;

@@ -5,6 +5,8 @@
 
 #[cfg(feature = "sim")]
 pub mod board;
+pub mod context;
+pub mod hwmon;
 pub mod udmabuf;
 pub mod uio;
 

@@ -1,0 +1,1 @@
+//! Context probe (issue 6): being written.

@@ -1,0 +1,1 @@
+//! Energy per inference (issue 6): being written.

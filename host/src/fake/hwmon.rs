@@ -1,0 +1,1 @@
+//! Fake hwmon trees (issue 6): being written.

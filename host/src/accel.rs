@@ -120,12 +120,25 @@ impl SwitchReport {
     }
 }
 
-/// Energy of one inference or batch, from a meter ([`EnergyMeter`]).
-#[derive(Clone, Debug, Serialize)]
+/// Energy of one inference or batch, from a meter ([`EnergyMeter`]; see `crate::energy` and
+/// docs/energy.md).
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EnergyReading {
-    pub joules: f64,
-    /// Where the figure comes from: a sensor path, or `model` for an estimate from counters.
+    /// Everything the meter sees over the work: the sensor rails' energy, or the model's total.
+    pub total_j: f64,
+    /// `total_j` minus idle power × duration, when the meter knows the idle power.
+    pub dynamic_j: Option<f64>,
+    /// The idle power subtracted for `dynamic_j` (measured before the work, given, or the
+    /// model's static power).
+    pub idle_w: Option<f64>,
+    /// Where the figure comes from: `hwmon:<sensor>/<rails>` for a sensor, `model` for an
+    /// estimate from the performance counters (never reported as measured).
     pub source: String,
+    /// Power samples integrated (0 for the model).
+    pub samples: usize,
+    /// Doubts about the figure (too few sensor updates in the window, a reading that did not
+    /// change, ...); empty when there are none.
+    pub warnings: Vec<String>,
 }
 
 /// Something that measures the energy of a stretch of work: a board power sensor sampled on a

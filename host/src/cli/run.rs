@@ -5,7 +5,9 @@ use super::models::{QuantFlags, load_float};
 use super::{DataArgs, table, write_json};
 use anyhow::{Context, Result, bail};
 use caq_host::accel::{Accelerator, BoardOptions, LoadOptions, Residency};
-use caq_host::compile::{self, Program};
+use caq_host::compile;
+#[cfg(feature = "sim")]
+use caq_host::compile::Program;
 #[cfg(feature = "sim")]
 use caq_host::run::RunOptions;
 use caq_host::run::{self, HostCost};
@@ -13,14 +15,15 @@ use caq_host::sys::SysRoot;
 use caq_host::uio_device::WaitStrategy;
 use caq_model::bundle::Bundle;
 use caq_model::qmodel::{self, QModel};
-use caq_spec::{AccelConfig, Device, DeviceAddr, PerfCounters};
+use caq_spec::{AccelConfig, Device, PerfCounters};
 #[cfg(feature = "sim")]
-use caq_spec::{Caps, MemRegion};
+use caq_spec::{Caps, DeviceAddr, MemRegion};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::path::PathBuf;
 
 /// Where a simulated backend's device memory starts (inside a 32-bit AXI address space).
+#[cfg(feature = "sim")]
 const SIM_MEM_BASE: u64 = 0x1000_0000;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -253,15 +256,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             summary.weight_bytes_resident = Some(acc.resident_weight_bytes()?);
         }
         Backend::Func | Backend::Rtl => {
-            let mut program = compile::compile(&q, &cfg, &settings[0], DeviceAddr(SIM_MEM_BASE))
-                .context("compiling the model for the device")?;
-            summary.weight_bytes_resident = Some(program.weight_bytes());
-            if a.backend == Backend::Func {
-                summary.runs = func_runs(&cfg, &mut program, &q, &settings, &set)?;
-            } else {
-                summary.runs = rtl_runs(&cfg, &mut program, &q, &settings, &set)?;
-                add_estimates(&cfg, &mut program, &settings, &mut summary.runs)?;
-            }
+            sim_runs(a.backend, &cfg, &q, &settings, &set, &mut summary)?;
         }
     }
     print(&summary);
@@ -269,6 +264,47 @@ pub fn run(a: RunArgs) -> Result<()> {
         write_json(j, &summary)?;
     }
     Ok(())
+}
+
+/// The simulated backends: compile, then run on the functional model or the RTL.
+#[cfg(feature = "sim")]
+fn sim_runs(
+    backend: Backend,
+    cfg: &AccelConfig,
+    q: &QModel,
+    settings: &[Vec<u8>],
+    set: &caq_model::data::Dataset,
+    summary: &mut RunSummary,
+) -> Result<()> {
+    let mut program = compile::compile(q, cfg, &settings[0], DeviceAddr(SIM_MEM_BASE))
+        .context("compiling the model for the device")?;
+    summary.weight_bytes_resident = Some(program.weight_bytes());
+    if backend == Backend::Func {
+        summary.runs = func_runs(cfg, &mut program, q, settings, set)?;
+    } else {
+        summary.runs = rtl_runs(cfg, &mut program, q, settings, set)?;
+        add_estimates(cfg, &mut program, settings, &mut summary.runs)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "sim"))]
+fn sim_runs(
+    backend: Backend,
+    _cfg: &AccelConfig,
+    _q: &QModel,
+    _settings: &[Vec<u8>],
+    _set: &caq_model::data::Dataset,
+    _summary: &mut RunSummary,
+) -> Result<()> {
+    bail!(
+        "--backend {}: this caq was built without the device models (cargo feature `sim`)",
+        if backend == Backend::Func {
+            "func"
+        } else {
+            "rtl"
+        }
+    )
 }
 
 /// Runs on caq-sim's functional model, with its timing model's estimate beside each run.
@@ -293,17 +329,6 @@ fn func_runs(
     Ok(runs)
 }
 
-#[cfg(not(feature = "sim"))]
-fn func_runs(
-    _cfg: &AccelConfig,
-    _program: &mut Program,
-    _q: &QModel,
-    _settings: &[Vec<u8>],
-    _set: &caq_model::data::Dataset,
-) -> Result<Vec<LevelReport>> {
-    bail!("--backend func: this caq was built without the functional model (cargo feature `sim`)")
-}
-
 /// FuncDevice's timing model beside the RTL's measured cycles: its estimate error.
 #[cfg(feature = "sim")]
 fn add_estimates(
@@ -317,16 +342,6 @@ fn add_estimates(
         program.set_bits(bits)?;
         r.estimate_cycles = Some(estimate(&timing, &caps, program));
     }
-    Ok(())
-}
-
-#[cfg(not(feature = "sim"))]
-fn add_estimates(
-    _cfg: &AccelConfig,
-    _program: &mut Program,
-    _settings: &[Vec<u8>],
-    _runs: &mut [LevelReport],
-) -> Result<()> {
     Ok(())
 }
 
@@ -384,7 +399,7 @@ fn rtl_runs(
         .collect()
 }
 
-#[cfg(not(feature = "rtl"))]
+#[cfg(all(feature = "sim", not(feature = "rtl")))]
 fn rtl_runs(
     _cfg: &AccelConfig,
     _program: &mut Program,

@@ -1,1 +1,0 @@
-//! Context probe (issue 6): being written.

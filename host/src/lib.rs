@@ -9,6 +9,8 @@ pub mod dma;
 pub mod energy;
 mod error;
 pub mod fake;
+#[cfg(feature = "sim")]
+pub mod gates;
 pub mod irq;
 pub mod pool;
 pub mod run;

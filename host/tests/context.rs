@@ -708,9 +708,9 @@ fn memory_and_deadline_margins_apply_to_the_active_class_only() {
         latency_budget_ms: Some(ms),
         ..battery(80.0)
     };
-    assert_eq!(s.select(5.0, &deadline(0.09)).class, "deadline");
-    assert_eq!(s.select(6.0, &deadline(0.105)).class, "deadline");
-    assert_eq!(s.select(7.0, &deadline(0.12)).class, "battery-high");
+    assert_eq!(s.select(5.0, &deadline(0.14)).class, "deadline");
+    assert_eq!(s.select(6.0, &deadline(0.155)).class, "deadline");
+    assert_eq!(s.select(7.0, &deadline(0.17)).class, "battery-high");
 }
 
 #[test]

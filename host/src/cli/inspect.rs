@@ -46,6 +46,15 @@ struct InspectReport {
     input_shape: [usize; 3],
     act_bits: u8,
     layers: Vec<LayerInfo>,
+    gates: Vec<GateInfo>,
+}
+
+#[derive(Serialize)]
+struct GateInfo {
+    name: String,
+    bits: Vec<u8>,
+    /// Plane-group bytes resident at this gate.
+    resident_bytes: u64,
 }
 
 pub fn inspect(a: InspectArgs) -> Result<()> {
@@ -100,6 +109,24 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
         schema_version: m.schema_version,
         input_shape: m.graph.input_shape,
         act_bits: m.quantize.act_bits,
+        gates: m
+            .gates
+            .iter()
+            .map(|g| GateInfo {
+                name: g.name.clone(),
+                bits: g.bits.clone(),
+                resident_bytes: layers
+                    .iter()
+                    .zip(&g.bits)
+                    .map(|(l, &b)| {
+                        l.resident_bytes
+                            .iter()
+                            .find(|(lvl, _)| *lvl == b)
+                            .map_or(0, |(_, bytes)| *bytes as u64)
+                    })
+                    .sum(),
+            })
+            .collect(),
         layers,
     };
     println!(
@@ -159,6 +186,28 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
         ],
         &rows,
     );
+    if report.gates.is_empty() {
+        println!("\nno gates (`caq gate` builds them)");
+    } else {
+        let names: Vec<&str> = report.layers.iter().map(|l| l.name.as_str()).collect();
+        println!("\ngates (bits per layer: {}):", names.join(", "));
+        let rows: Vec<Vec<String>> = report
+            .gates
+            .iter()
+            .map(|g| {
+                vec![
+                    g.name.clone(),
+                    g.bits
+                        .iter()
+                        .map(|b| b.to_string())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    g.resident_bytes.to_string(),
+                ]
+            })
+            .collect();
+        table::print(&["gate", "bits per layer", "resident bytes"], &rows);
+    }
     if let Some(j) = &a.json {
         write_json(j, &report)?;
     }

@@ -1,8 +1,18 @@
 //! Argument parsing and dispatch of the `caq` subcommands.
 
+#[cfg(feature = "sim")]
+mod adapt;
+#[cfg(feature = "sim")]
+mod bench;
+#[cfg(feature = "sim")]
+mod demo;
+#[cfg(feature = "sim")]
+mod gate;
 mod hdl;
 mod inspect;
 mod models;
+#[cfg(feature = "sim")]
+mod plots;
 mod run;
 #[cfg(feature = "sim")]
 mod switch;
@@ -35,8 +45,17 @@ enum Command {
     Eval(models::EvalArgs),
     /// Show a model bundle: layers, nesting levels, bytes per plane group.
     Inspect(inspect::InspectArgs),
-    /// The end-to-end job on the digits data the repo carries: train, quantize, evaluate.
-    Demo(models::DemoArgs),
+    /// Build one gate (per-layer bit-widths) per context class into a nested bundle.
+    #[cfg(feature = "sim")]
+    Gate(gate::GateArgs),
+    /// The end-to-end job on the digits data the repo carries: train, quantize nested, build the
+    /// gates, generate the RTL, replay a context trace on the device model.
+    #[cfg(feature = "sim")]
+    Demo(demo::DemoArgs),
+    /// The benchmark report on the MNIST CNN: storage, accuracy and energy per gate and per
+    /// uniform precision, cycles, switch cost, simulation speed (writes docs/results.md).
+    #[cfg(feature = "sim")]
+    Bench(bench::BenchArgs),
     /// Generate, lint and synthesize the accelerator RTL of a config.
     Hdl(hdl::HdlArgs),
     /// Whole-network inference on a backend, checked byte for byte against the golden model.
@@ -53,7 +72,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Quantize(a) => models::quantize(a),
         Command::Eval(a) => models::eval(a),
         Command::Inspect(a) => inspect::inspect(a),
-        Command::Demo(a) => models::demo(a),
+        #[cfg(feature = "sim")]
+        Command::Gate(a) => gate::run(a),
+        #[cfg(feature = "sim")]
+        Command::Demo(a) => demo::demo(a),
+        #[cfg(feature = "sim")]
+        Command::Bench(a) => bench::run(a),
         Command::Hdl(a) => hdl::run(a),
         Command::Run(a) => run::run(a),
         #[cfg(feature = "sim")]

@@ -1,4 +1,4 @@
-//! `caq train`, `caq quantize`, `caq eval` and `caq demo`.
+//! `caq train`, `caq quantize` and `caq eval`.
 
 use super::{DataArgs, RoundingArg, parse_calibration, parse_levels, table, write_json};
 use anyhow::{Context, Result};
@@ -172,21 +172,8 @@ impl SuiteFlags {
     }
 }
 
-#[derive(Args, Debug)]
-pub struct DemoArgs {
-    /// Working directory for the model, bundle and reports.
-    #[arg(long, default_value = "out/demo")]
-    out: PathBuf,
-    /// Train again even if a cached model exists in --out.
-    #[arg(long)]
-    retrain: bool,
-    /// Also write the figures as JSON to this file (written atomically).
-    #[arg(long)]
-    json: Option<PathBuf>,
-}
-
 #[cfg(feature = "train")]
-fn train_model(
+pub(super) fn train_model(
     split: &super::Split,
     arch: Option<&str>,
     epochs: Option<usize>,
@@ -210,7 +197,7 @@ fn train_model(
 }
 
 #[cfg(not(feature = "train"))]
-fn train_model(
+pub(super) fn train_model(
     _split: &super::Split,
     _arch: Option<&str>,
     _epochs: Option<usize>,
@@ -273,7 +260,7 @@ struct LevelAccuracy {
 }
 
 #[derive(Serialize)]
-struct BundleEval {
+pub(super) struct BundleEval {
     bundle: PathBuf,
     dataset: String,
     test_images: usize,
@@ -295,7 +282,11 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
     Ok(())
 }
 
-fn eval_bundle(model: &FloatModel, path: &Path, split: &super::Split) -> Result<BundleEval> {
+pub(super) fn eval_bundle(
+    model: &FloatModel,
+    path: &Path,
+    split: &super::Split,
+) -> Result<BundleEval> {
     let b = Bundle::open(path).with_context(|| format!("reading bundle {}", path.display()))?;
     let q = b.load()?;
     let f32_acc = qmodel::float_accuracy(model, &split.test)?;
@@ -394,38 +385,5 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             }
         }
     }
-    Ok(())
-}
-
-pub fn demo(a: DemoArgs) -> Result<()> {
-    let data = DataArgs {
-        data: "digits".into(),
-        test_count: None,
-        split_seed: 0,
-    };
-    let split = data.load()?;
-    let model_path = a.out.join("digits-mlp.caqf");
-    println!("== 1/3 train: MLP on {} digits images", split.train.len());
-    let model = if model_path.exists() && !a.retrain {
-        println!(
-            "reusing {} (pass --retrain to train again)",
-            model_path.display()
-        );
-        load_float(&model_path)?
-    } else {
-        let (m, _) = train_model(&split, Some("mlp"), None, 0, false)?;
-        m.save(&model_path)?;
-        m
-    };
-    let bundle_path = a.out.join("digits-mlp.caqb");
-    println!("== 2/3 quantize: nested INT8 ⊃ INT6 ⊃ INT4, adaptive rounding");
-    let q = qmodel::quantize(&model, &split.train, &QuantizeConfig::nested(&[8, 6, 4]))?;
-    bundle::write(&bundle_path, &q)?;
-    eval_bundle(&model, &bundle_path, &split)?;
-    println!("\n== 3/3 evaluate: every quantization variant");
-    let r = run_suite(&model, &split, &SuiteOptions::default())?;
-    let json = a.json.unwrap_or_else(|| a.out.join("demo.json"));
-    write_json(&json, &r)?;
-    println!("\nreport written to {}", json.display());
     Ok(())
 }

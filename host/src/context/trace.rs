@@ -198,7 +198,7 @@ impl ContextTrace {
     ///   flip at every point);
     /// - a memory squeeze from 120 s to 180 s: free memory drops from 512 MiB to 24 MiB and
     ///   back;
-    /// - a tight deadline from 240 s to 290 s: 0.05 ms per inference instead of 10 ms;
+    /// - a tight deadline from 240 s to 290 s: 0.12 ms per inference instead of 10 ms;
     /// - the temperature climbs from 45 °C to about 54 °C.
     ///
     /// `configs/traces/demo.csv` is this trace (a test keeps them equal).
@@ -219,7 +219,7 @@ impl ContextTrace {
                         12..=18 => SQUEEZE_MIB[i as usize - 12],
                         _ => 512,
                     };
-                    let deadline_ms = if (24..=29).contains(&i) { 0.05 } else { 10.0 };
+                    let deadline_ms = if (24..=29).contains(&i) { 0.12 } else { 10.0 };
                     TracePoint {
                         t_s: f64::from(i * 10),
                         ctx: Context {
@@ -246,8 +246,15 @@ impl ContextTrace {
 /// own line count leaves those out), so they are skipped here too.
 fn record_line(text: &str, start: u64) -> usize {
     let mut at = usize::try_from(start).unwrap_or(usize::MAX).min(text.len());
-    let mut line = text.as_bytes()[..at].iter().filter(|&&c| c == b'\n').count() + 1;
-    while let Some(l) = text.get(at..).and_then(|rest| rest.split_inclusive('\n').next()) {
+    let mut line = text.as_bytes()[..at]
+        .iter()
+        .filter(|&&c| c == b'\n')
+        .count()
+        + 1;
+    while let Some(l) = text
+        .get(at..)
+        .and_then(|rest| rest.split_inclusive('\n').next())
+    {
         let skipped = l.starts_with('#') || (l.ends_with('\n') && l.trim_end().is_empty());
         if !skipped {
             break;
@@ -528,7 +535,7 @@ mod tests {
         let budget = |i: usize| trace.points[i].ctx.latency_budget_ms;
         assert_eq!(
             (budget(23), budget(24), budget(30)),
-            (Some(10.0), Some(0.05), Some(10.0))
+            (Some(10.0), Some(0.12), Some(10.0))
         );
         let hover: Vec<f64> = trace.points[35..=44]
             .iter()

@@ -1,0 +1,505 @@
+//! `caq demo`: the end-to-end job on the digits data the repo carries. Train (or reuse) an MLP,
+//! quantize it nested, build one gate per context class, generate the RTL of the config, and
+//! replay a context trace (battery draining, a memory squeeze, a deadline) on the functional
+//! device through the driver's `Accelerator` — and on the Verilator model of the RTL when this
+//! caq is built with the `rtl` feature — switching gates as the context moves.
+
+use super::adapt::{self, GateTable, bits_label};
+use super::models::{eval_bundle, load_float, train_model};
+use super::{DataArgs, plots, table, write_json};
+use anyhow::{Context as _, Result, bail};
+use caq_host::accel::{Accelerator, LoadOptions, Residency, SwitchReport};
+use caq_host::compile::ActBuffer;
+use caq_host::context::{ContextTrace, GateSelector};
+use caq_host::energy::model::ModelMeter;
+use caq_model::bundle;
+use caq_model::data::Dataset;
+use caq_model::qmodel::{self, QModel, QuantizeConfig};
+use caq_spec::{AccelConfig, Device, DeviceAddr, MemRegion, PerfCounters};
+use clap::Args;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Working directory for the model, bundle, RTL, plots and reports.
+    #[arg(long, default_value = "out/demo")]
+    out: PathBuf,
+    /// Train again even if a cached model exists in --out.
+    #[arg(long)]
+    retrain: bool,
+    /// The accelerator config (its RTL is generated, its functional model runs the trace).
+    #[arg(long, default_value = "configs/sim-small.toml")]
+    config: PathBuf,
+    /// A context trace (JSON or CSV) instead of the built-in scenario (configs/traces/demo.csv).
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// Context classes, thresholds and budgets (default: configs/contexts.toml, built in).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Nesting levels of the bundle.
+    #[arg(long, default_value = "8,4,3,2")]
+    levels: String,
+    /// Test images run on the device at each trace point (rotating through the held-out set).
+    #[arg(long, default_value_t = 4)]
+    images_per_point: usize,
+    /// Also write the figures as JSON to this file (default: <out>/demo.json; atomic).
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// One trace point as replayed.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct PointRow {
+    pub t_s: f64,
+    pub battery_pct: Option<f64>,
+    pub mem_free_mib: Option<f64>,
+    pub latency_budget_ms: Option<f64>,
+    pub gate: String,
+    pub switched: bool,
+    pub bits: Vec<u8>,
+    /// The gate's top-1 on the whole held-out set (golden model; the device agrees bit for bit
+    /// on every image it ran, checked here).
+    pub accuracy_pct: f64,
+    /// Per inference, from the device's counters.
+    pub cycles: u64,
+    pub latency_us: f64,
+    pub energy_total_uj: f64,
+    pub energy_dynamic_uj: f64,
+    pub energy_source: String,
+    pub resident_bytes: u64,
+    /// Whether the device time met the trace's latency budget (when it has one).
+    pub deadline_met: Option<bool>,
+    pub switch: Option<SwitchRow>,
+    pub images: usize,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SwitchRow {
+    pub paged_in_bytes: u64,
+    pub dropped_bytes: u64,
+    pub descriptor_bytes: u64,
+    /// Host time of the switch (not compared between backends).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub us: Option<f64>,
+}
+
+impl SwitchRow {
+    fn of(r: &SwitchReport) -> SwitchRow {
+        SwitchRow {
+            paged_in_bytes: r.paged_in_bytes,
+            dropped_bytes: r.dropped_bytes,
+            descriptor_bytes: r.descriptor_bytes,
+            us: Some(r.time.as_secs_f64() * 1e6),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DemoReport {
+    dataset: String,
+    config: String,
+    levels: Vec<u8>,
+    seconds: f64,
+    gates: GateTable,
+    trace: Vec<PointRow>,
+    switches: usize,
+    /// The same trace on the Verilator model of the RTL: `equal` when outputs, counters and
+    /// switch bytes matched the functional device at every point.
+    rtl: String,
+    rtl_dir: PathBuf,
+    plots: Vec<PathBuf>,
+}
+
+pub fn demo(a: DemoArgs) -> Result<()> {
+    let t0 = Instant::now();
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let cfg = AccelConfig::load(&a.config)
+        .with_context(|| format!("reading --config {}", a.config.display()))?;
+    let levels = super::parse_levels(&a.levels)?;
+    if levels.len() < 2 {
+        bail!("--levels: the demo switches precision; give at least two levels");
+    }
+    if a.images_per_point == 0 {
+        bail!("--images-per-point: expected at least 1");
+    }
+    let policy = adapt::load_policy(a.policy.as_deref())?;
+    let trace = match &a.trace {
+        Some(p) => {
+            ContextTrace::load(p).with_context(|| format!("reading --trace {}", p.display()))?
+        }
+        None => ContextTrace::demo(),
+    };
+    let em = adapt::load_energy(None, &cfg)?;
+    let split = DataArgs {
+        data: "digits".into(),
+        test_count: None,
+        split_seed: 0,
+    }
+    .load()?;
+
+    let model_path = a.out.join("digits-mlp.caqf");
+    println!("== 1/5 train: MLP on {} digits images", split.train.len());
+    let model = if model_path.exists() && !a.retrain {
+        println!(
+            "reusing {} (pass --retrain to train again)",
+            model_path.display()
+        );
+        load_float(&model_path)?
+    } else {
+        let (m, _) = train_model(&split, Some("mlp"), None, 0, false)?;
+        m.save(&model_path)?;
+        m
+    };
+
+    let label = levels
+        .iter()
+        .map(|b| format!("INT{b}"))
+        .collect::<Vec<_>>()
+        .join(" ⊃ ");
+    println!("\n== 2/5 quantize: nested {label}, adaptive rounding");
+    let mut q = qmodel::quantize(&model, &split.train, &QuantizeConfig::nested(&levels))?;
+    let bundle_path = a.out.join("digits-mlp.caqb");
+    bundle::write(&bundle_path, &q)?;
+    eval_bundle(&model, &bundle_path, &split)?;
+
+    println!(
+        "\n== 3/5 gates: one per context class, budgets of {} classes, costs on '{}'",
+        policy.classes.len(),
+        cfg.name
+    );
+    let build = adapt::build_gates(&mut q, &model, &split.train, &cfg, &em, &policy, 1000)?;
+    bundle::write(&bundle_path, &q)?;
+    let gates = GateTable::new(&q, &model, &build, &split.test, &cfg, &em)?;
+    gates.print();
+
+    let rtl_dir = a.out.join("rtl");
+    println!("\n== 4/5 RTL: generating the Verilog of '{}'", cfg.name);
+    let design =
+        caq_hdl::generate(&cfg).with_context(|| format!("generating RTL for {}", cfg.name))?;
+    design
+        .write(&rtl_dir)
+        .with_context(|| format!("writing {}", rtl_dir.display()))?;
+    println!(
+        "{} files + manifest.json in {} (top {}, config hash {})",
+        design.files.len(),
+        rtl_dir.display(),
+        design.top,
+        design.config_hash
+    );
+
+    println!(
+        "\n== 5/5 replay: {} context points over {:.0} s on the functional device",
+        trace.points.len(),
+        trace.points.last().map_or(0.0, |p| p.t_s)
+    );
+    let func = caq_sim::FuncDevice::new(&cfg, region())?;
+    let (rows, switches) = replay(
+        func,
+        &cfg,
+        &em,
+        &bundle_path,
+        &q,
+        &policy,
+        &trace,
+        &split.test,
+        &gates,
+        a.images_per_point,
+    )?;
+    print_trace(&rows);
+    let rtl = rtl_replay(
+        &cfg,
+        &em,
+        &bundle_path,
+        &q,
+        &policy,
+        &trace,
+        &split.test,
+        &gates,
+        &rows,
+    )?;
+    println!("\nRTL (Verilator): {rtl}");
+
+    let plots = vec![a.out.join("gates.svg"), a.out.join("trace.svg")];
+    plots::gates(&plots[0], &gates)?;
+    plots::trace(&plots[1], &rows)?;
+    let json = a.json.clone().unwrap_or_else(|| a.out.join("demo.json"));
+    let seconds = t0.elapsed().as_secs_f64();
+    write_json(
+        &json,
+        &DemoReport {
+            dataset: split.test.name.clone(),
+            config: cfg.name.clone(),
+            levels,
+            seconds,
+            gates,
+            trace: rows,
+            switches,
+            rtl,
+            rtl_dir,
+            plots: plots.clone(),
+        },
+    )?;
+    println!(
+        "\nreport written to {}; plots {} and {}; {seconds:.1} s in all",
+        json.display(),
+        plots[0].display(),
+        plots[1].display()
+    );
+    Ok(())
+}
+
+const BASE: u64 = 0x1000_0000;
+
+fn region() -> MemRegion {
+    MemRegion {
+        base: DeviceAddr(BASE),
+        len: 16 << 20,
+    }
+}
+
+/// The golden model's output codes of one image as the device stores them.
+fn golden_output(q: &QModel, bits: &[u8], image: &[u8]) -> Result<Vec<u8>> {
+    let nodes = q.executor(bits)?.run(image)?;
+    let last = nodes.last().context("the model has no nodes")?;
+    Ok(ActBuffer::encode(last.iter().copied()))
+}
+
+/// Replays `trace` on `dev` through the `Accelerator`: at each point the selector picks a class
+/// (with hysteresis), the gate is applied when it changed, and `per_point` held-out images run,
+/// each checked byte for byte against the golden model.
+#[allow(clippy::too_many_arguments)]
+pub fn replay<D: Device>(
+    dev: D,
+    cfg: &AccelConfig,
+    em: &caq_host::energy::model::EnergyModel,
+    bundle_path: &std::path::Path,
+    q: &QModel,
+    policy: &caq_host::context::ContextPolicy,
+    trace: &ContextTrace,
+    test: &Dataset,
+    gates: &GateTable,
+    per_point: usize,
+) -> Result<(Vec<PointRow>, usize)> {
+    let mut acc = Accelerator::open(dev, cfg)?;
+    acc.attach_meter(Box::new(ModelMeter::new(em.clone(), cfg)?));
+    let first = &policy
+        .classes
+        .last()
+        .context("the policy has no classes")?
+        .name;
+    acc.load_bundle(
+        bundle_path,
+        &LoadOptions {
+            bits: Some(q.gate(first)?.bits.clone()),
+            residency: Residency::Minimal,
+        },
+    )?;
+    let mut selector = GateSelector::new(policy.clone())?;
+    let mut rows = Vec::new();
+    let mut next_image = 0usize;
+    let mut current = Some(first.clone());
+    for p in &trace.points {
+        let sel = selector.select(p.t_s, &p.ctx);
+        let switch = if current.as_deref() != Some(sel.class.as_str()) {
+            let r = acc.apply_gate(&sel.class)?;
+            current = Some(sel.class.clone());
+            Some(SwitchRow::of(&r))
+        } else {
+            None
+        };
+        let bits = acc.bits()?;
+        let mut perf = PerfCounters::default();
+        let (mut total, mut dynamic, mut source) = (0.0, 0.0, String::new());
+        for _ in 0..per_point {
+            let i = next_image % test.len();
+            next_image += 1;
+            let inf = acc.infer(test.image(i))?;
+            let want = golden_output(q, &bits, test.image(i))?;
+            if inf.output != want {
+                bail!(
+                    "t = {} s, gate '{}': the device's output of test image {i} differs from the \
+                     golden model's",
+                    p.t_s,
+                    sel.class
+                );
+            }
+            perf.add(&inf.report.device);
+            if let Some(e) = &inf.report.energy {
+                total += e.total_j;
+                dynamic += e.dynamic_j.unwrap_or(e.total_j);
+                source = e.source.clone();
+            }
+        }
+        let n = per_point as f64;
+        let cycles = perf.cycles / per_point as u64;
+        let latency_us = cycles as f64 / cfg.clock_mhz;
+        let accuracy_pct = gates
+            .gates
+            .iter()
+            .find(|g| g.name == sel.class)
+            .map_or(f64::NAN, |g| g.gate.accuracy_pct);
+        rows.push(PointRow {
+            t_s: p.t_s,
+            battery_pct: p.ctx.battery_pct,
+            mem_free_mib: p.ctx.mem_free_mib(),
+            latency_budget_ms: p.ctx.latency_budget_ms,
+            gate: sel.class.clone(),
+            switched: switch.is_some(),
+            bits,
+            accuracy_pct,
+            cycles,
+            latency_us,
+            energy_total_uj: total / n * 1e6,
+            energy_dynamic_uj: dynamic / n * 1e6,
+            energy_source: source,
+            resident_bytes: acc.resident_weight_bytes()?,
+            deadline_met: p.ctx.latency_budget_ms.map(|b| latency_us <= b * 1e3),
+            switch,
+            images: per_point,
+        });
+    }
+    Ok((rows, selector.switches()))
+}
+
+fn print_trace(rows: &[PointRow]) {
+    let opt = |v: Option<f64>, prec: usize| v.map_or("-".into(), |x| format!("{x:.prec$}"));
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(vec![
+            format!("{:.0}", r.t_s),
+            opt(r.battery_pct, 0),
+            opt(r.mem_free_mib, 0),
+            opt(r.latency_budget_ms, 3),
+            format!("{}{}", r.gate, if r.switched { " *" } else { "" }),
+            bits_label(&r.bits),
+            format!("{:.2}", r.accuracy_pct),
+            format!("{} / {:.1}", r.cycles, r.latency_us),
+            format!("{:.3} / {:.3}", r.energy_dynamic_uj, r.energy_total_uj),
+            r.resident_bytes.to_string(),
+            r.switch.as_ref().map_or(String::new(), |s| {
+                format!(
+                    "+{} −{} B, {:.0} µs",
+                    s.paged_in_bytes + s.descriptor_bytes,
+                    s.dropped_bytes,
+                    s.us.unwrap_or(0.0)
+                )
+            }),
+            match r.deadline_met {
+                Some(true) => "met".into(),
+                Some(false) => "MISSED".into(),
+                None => "-".into(),
+            },
+        ]);
+    }
+    println!("(* = gate switched here; energy from the model, per inference)");
+    table::print(
+        &[
+            "t s",
+            "battery %",
+            "free MiB",
+            "budget ms",
+            "gate",
+            "bits",
+            "top-1 %",
+            "cycles / µs",
+            "dyn / total µJ",
+            "resident B",
+            "switch",
+            "deadline",
+        ],
+        &out,
+    );
+}
+
+#[cfg(feature = "rtl")]
+#[allow(clippy::too_many_arguments)]
+fn rtl_replay(
+    cfg: &AccelConfig,
+    em: &caq_host::energy::model::EnergyModel,
+    bundle_path: &std::path::Path,
+    q: &QModel,
+    policy: &caq_host::context::ContextPolicy,
+    trace: &ContextTrace,
+    test: &Dataset,
+    gates: &GateTable,
+    func_rows: &[PointRow],
+) -> Result<String> {
+    let built = caq_sim::rtl::design::config()?;
+    if built != *cfg {
+        return Ok(format!(
+            "skipped: the Verilator model was built for '{}', the demo runs '{}' (set \
+             CAQ_SIM_CONFIG when building)",
+            built.name, cfg.name
+        ));
+    }
+    let r = region();
+    let dev = caq_sim::RtlDevice::new(
+        0,
+        caq_sim::AxiMemOptions {
+            base: r.base.0,
+            size: r.len,
+            ..caq_sim::AxiMemOptions::default()
+        },
+    )?;
+    // One image per point keeps the RTL replay short; the functional replay is re-run the same
+    // way so the rows compare one for one.
+    let t = Instant::now();
+    let (rtl_rows, _) = replay(dev, cfg, em, bundle_path, q, policy, trace, test, gates, 1)?;
+    let secs = t.elapsed().as_secs_f64();
+    let (func_rows1, _) = replay(
+        caq_sim::FuncDevice::new(cfg, r)?,
+        cfg,
+        em,
+        bundle_path,
+        q,
+        policy,
+        trace,
+        test,
+        gates,
+        1,
+    )?;
+    let strip = |rows: &[PointRow]| -> Vec<PointRow> {
+        rows.iter()
+            .cloned()
+            .map(|mut r| {
+                if let Some(s) = r.switch.as_mut() {
+                    s.us = None;
+                }
+                r
+            })
+            .collect()
+    };
+    let _ = func_rows;
+    if strip(&rtl_rows) != strip(&func_rows1) {
+        bail!(
+            "the trace on the RTL differs from the functional device (outputs, counters or switch bytes)"
+        );
+    }
+    Ok(format!(
+        "equal: {} points, one image each, outputs bit-exact with the golden model and counters, \
+         energy and switch bytes equal to the functional device's ({secs:.1} s)",
+        rtl_rows.len()
+    ))
+}
+
+#[cfg(not(feature = "rtl"))]
+#[allow(clippy::too_many_arguments)]
+fn rtl_replay(
+    _cfg: &AccelConfig,
+    _em: &caq_host::energy::model::EnergyModel,
+    _bundle_path: &std::path::Path,
+    _q: &QModel,
+    _policy: &caq_host::context::ContextPolicy,
+    _trace: &ContextTrace,
+    _test: &Dataset,
+    _gates: &GateTable,
+    _func_rows: &[PointRow],
+) -> Result<String> {
+    Ok(
+        "skipped: this caq was built without the `rtl` feature (cargo run --release -p \
+        caq-host --features rtl -- demo runs the trace on the Verilator model too)"
+            .into(),
+    )
+}

@@ -1,0 +1,79 @@
+//! `caq gate`: build one gate per context class into a model bundle.
+
+use super::adapt::{self, GateTable};
+use super::models::load_float;
+use super::{DataArgs, write_json};
+use anyhow::{Context as _, Result};
+use caq_model::bundle::{self, Bundle};
+use caq_spec::AccelConfig;
+use clap::Args;
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct GateArgs {
+    /// The nested bundle (from `caq quantize`); its gates are replaced.
+    #[arg(long)]
+    bundle: PathBuf,
+    /// The float model the bundle was quantized from: the gates are chosen by how far each
+    /// setting's logits move from its logits (on training images, so nothing is tuned on the
+    /// held-out split).
+    #[arg(long)]
+    model: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// The accelerator config the costs are predicted for.
+    #[arg(long, default_value = "configs/sim-small.toml")]
+    config: PathBuf,
+    /// Context classes, thresholds and budgets (default: the built-in copy of
+    /// configs/contexts.toml).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Energy-model coefficients (default: the built-in ones of the config's board).
+    #[arg(long)]
+    energy: Option<PathBuf>,
+    /// Training images the settings are scored on.
+    #[arg(long, default_value_t = 1000)]
+    images: usize,
+    /// Where the bundle with its gates is written (default: over --bundle, atomically).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write the figures as JSON to this file (written atomically).
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct GateReport {
+    bundle: PathBuf,
+    build: caq_host::gates::GateBuild,
+    table: GateTable,
+}
+
+pub fn run(a: GateArgs) -> Result<()> {
+    let cfg = AccelConfig::load(&a.config)?;
+    let em = adapt::load_energy(a.energy.as_deref(), &cfg)?;
+    let policy = adapt::load_policy(a.policy.as_deref())?;
+    let float = load_float(&a.model)?;
+    let split = a.data.load()?;
+    let mut q = Bundle::open(&a.bundle)
+        .and_then(|b| b.load())
+        .with_context(|| format!("reading --bundle {}", a.bundle.display()))?;
+    let build = adapt::build_gates(&mut q, &float, &split.train, &cfg, &em, &policy, a.images)?;
+    let out = a.out.clone().unwrap_or_else(|| a.bundle.clone());
+    bundle::write(&out, &q).with_context(|| format!("writing {}", out.display()))?;
+    let table = GateTable::new(&q, &float, &build, &split.test, &cfg, &em)?;
+    table.print();
+    println!("\n{} gates written to {}", build.gates.len(), out.display());
+    if let Some(j) = &a.json {
+        write_json(
+            j,
+            &GateReport {
+                bundle: out,
+                build,
+                table,
+            },
+        )?;
+    }
+    Ok(())
+}

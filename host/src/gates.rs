@@ -301,18 +301,27 @@ pub fn allocate(
     if total <= EXHAUSTIVE_LIMIT {
         let mut idx = vec![0usize; n];
         for _ in 0..total {
-            let bits: Vec<u8> = (0..n).map(|i| costs.layers[i].levels[idx[i]]).collect();
+            let bits: Vec<u8> = idx
+                .iter()
+                .zip(&costs.layers)
+                .map(|(&j, l)| l.levels[j])
+                .collect();
             let cost = costs.cost(&bits, energy)?;
             if limits.admits(&cost) {
-                let proxy = (0..n).map(|i| sens.penalty(i, idx[i])).sum();
+                let proxy = idx
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &j)| sens.penalty(i, j))
+                    .sum();
                 found.push(Candidate { bits, cost, proxy });
             }
-            for i in 0..n {
-                idx[i] += 1;
-                if idx[i] < costs.layers[i].levels.len() {
+            // The next setting: count up in mixed radix, layer 0 fastest.
+            for (j, l) in idx.iter_mut().zip(&costs.layers) {
+                *j += 1;
+                if *j < l.levels.len() {
                     break;
                 }
-                idx[i] = 0;
+                *j = 0;
             }
         }
         search = Search::Exhaustive { settings: total };
@@ -630,7 +639,12 @@ mod tests {
                     .iter()
                     .map(|&b| ScoreRow {
                         agreement_pct: 100.0,
-                        logit_rmse: (0.1f64 + weight * 2f64.powi(-(i32::from(b)))).sqrt(),
+                        // Level 0 is the full model itself, as `Sensitivity::measure` gives it.
+                        logit_rmse: if b == 8 {
+                            0.1f64.sqrt()
+                        } else {
+                            (0.1f64 + weight * 2f64.powi(-(i32::from(b)))).sqrt()
+                        },
                     })
                     .collect(),
             );

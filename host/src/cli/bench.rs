@@ -33,7 +33,7 @@ pub struct BenchArgs {
     /// Nesting levels of the bundle.
     #[arg(long, default_value = "8,4,3,2")]
     levels: String,
-    /// Context classes and budgets (default: configs/contexts.toml, built in).
+    /// Context classes and budgets (default: configs/contexts/default.toml, built in).
     #[arg(long)]
     policy: Option<PathBuf>,
     /// Training images the gates are chosen on.
@@ -495,7 +495,7 @@ fn markdown(r: &BenchReport, a: &BenchArgs) -> String {
     let _ = writeln!(
         s,
         "\n## Gates and uniform precision\n\nf32 top-1: {:.2} %. Gates come from \
-         `configs/contexts.toml`; each is the best per-layer setting within its class's budget \
+         `configs/contexts/default.toml`; each is the best per-layer setting within its class's budget \
          (docs/gates.md), beside the highest uniform precision within the same budget.\n",
         r.gates.f32_accuracy_pct
     );

@@ -35,7 +35,7 @@ pub struct DemoArgs {
     /// A context trace (JSON or CSV) instead of the built-in scenario (configs/traces/demo.csv).
     #[arg(long)]
     trace: Option<PathBuf>,
-    /// Context classes, thresholds and budgets (default: configs/contexts.toml, built in).
+    /// Context classes, thresholds and budgets (default: configs/contexts/default.toml, built in).
     #[arg(long)]
     policy: Option<PathBuf>,
     /// Nesting levels of the bundle.

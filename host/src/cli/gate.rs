@@ -26,7 +26,7 @@ pub struct GateArgs {
     #[arg(long, default_value = "configs/sim-small.toml")]
     config: PathBuf,
     /// Context classes, thresholds and budgets (default: the built-in copy of
-    /// configs/contexts.toml).
+    /// configs/contexts/default.toml).
     #[arg(long)]
     policy: Option<PathBuf>,
     /// Energy-model coefficients (default: the built-in ones of the config's board).

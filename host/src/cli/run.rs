@@ -39,6 +39,14 @@ pub enum Backend {
     Uio,
 }
 
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnergyArg {
+    Auto,
+    Hwmon,
+    Model,
+    None,
+}
+
 #[derive(Args, Debug)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["model", "bundle"]))]
 pub struct RunArgs {
@@ -70,6 +78,14 @@ pub struct RunArgs {
     /// Run at most this many held-out images.
     #[arg(long)]
     limit: Option<usize>,
+    /// Energy per inference on a board (--backend uio): `auto` (the board's hwmon power sensors
+    /// when found under --sysroot, the energy model otherwise), `hwmon`, `model` or `none`.
+    #[arg(long, value_enum, default_value = "auto")]
+    energy: EnergyArg,
+    /// With a sensor: seconds of back-to-back inferences metered per setting (and of idle before
+    /// them); slow sensors update only every ~35 ms to 1 s (docs/energy.md).
+    #[arg(long, default_value_t = 2.0)]
+    energy_window: f64,
     /// Also write the figures as JSON to this file (written atomically).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -160,6 +176,95 @@ struct RunSummary {
     levels: Vec<u8>,
     weight_bytes_resident: Option<u64>,
     runs: Vec<LevelReport>,
+    /// Energy per inference per setting (board backend).
+    energy: Vec<EnergyRow>,
+}
+
+#[derive(Serialize)]
+struct EnergyRow {
+    bits: Vec<u8>,
+    inferences: usize,
+    per_inference_j: f64,
+    per_inference_dynamic_j: Option<f64>,
+    /// A sensor description, or `model`.
+    source: String,
+    warnings: Vec<String>,
+}
+
+/// Meters each setting as one window of back-to-back inferences: with a power sensor, after an
+/// idle window, for at least `--energy-window` seconds; with the energy model, one pass.
+fn energy_rows<D: Device>(
+    acc: &mut Accelerator<D>,
+    a: &RunArgs,
+    cfg: &AccelConfig,
+    settings: &[Vec<u8>],
+    set: &caq_model::data::Dataset,
+) -> Result<Vec<EnergyRow>> {
+    use caq_host::accel::EnergyMeter;
+    use caq_host::energy::{EnergyModel, HwmonMeter, ModelMeter, RailGroup, meter_batch};
+    if a.energy == EnergyArg::None || set.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !(a.energy_window.is_finite() && a.energy_window > 0.0) {
+        bail!(
+            "--energy-window: expected a positive number of seconds, found {}",
+            a.energy_window
+        );
+    }
+    let root = SysRoot::new(&a.board.sysroot);
+    let sensor = match a.energy {
+        EnergyArg::Model => None,
+        _ => match HwmonMeter::detect(&root, &[RailGroup::Pl])
+            .or_else(|_| HwmonMeter::detect(&root, &[RailGroup::Board]))
+        {
+            Ok(m) => Some(m),
+            Err(e) if a.energy == EnergyArg::Hwmon => {
+                return Err(anyhow::Error::new(e).context("--energy hwmon"));
+            }
+            Err(e) => {
+                eprintln!("energy: no power sensor ({e}); using the energy model");
+                None
+            }
+        },
+    };
+    let window = std::time::Duration::from_secs_f64(a.energy_window);
+    let mut meter: Box<dyn EnergyMeter> = match sensor {
+        Some(mut m) => {
+            eprintln!(
+                "energy: measuring idle power for {:.1} s",
+                window.as_secs_f64()
+            );
+            m.measure_idle(window)?;
+            Box::new(m)
+        }
+        None => Box::new(ModelMeter::new(EnergyModel::for_config(cfg, None)?, cfg)?),
+    };
+    let timed = a.energy != EnergyArg::Model;
+    let mut rows = Vec::new();
+    for bits in settings {
+        acc.set_bits(bits)?;
+        let mut inputs: Vec<&[u8]> = (0..set.len()).map(|i| set.image(i)).collect();
+        if timed {
+            // Enough passes over the images to fill the window, from one timed pass.
+            let t = std::time::Instant::now();
+            for x in &inputs {
+                acc.infer(x)?;
+            }
+            let per_pass = t.elapsed().as_secs_f64().max(1e-6);
+            let passes = (a.energy_window / per_pass).ceil().max(1.0) as usize;
+            inputs = inputs.repeat(passes);
+        }
+        let (_, e) = meter_batch(acc, meter.as_mut(), &inputs)?;
+        rows.push(EnergyRow {
+            bits: bits.clone(),
+            inferences: e.inferences,
+            per_inference_j: e.per_inference_j,
+            per_inference_dynamic_j: e.per_inference_dynamic_j,
+            source: e.reading.source.clone(),
+            warnings: e.reading.warnings.clone(),
+        });
+    }
+    Ok(rows)
 }
 
 fn quantized(a: &RunArgs, split: &super::Split) -> Result<(QModel, PathBuf)> {
@@ -222,6 +327,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         levels: q.levels().to_vec(),
         weight_bytes_resident: None,
         runs: Vec::new(),
+        energy: Vec::new(),
     };
     match a.backend {
         Backend::Golden => {
@@ -254,6 +360,7 @@ pub fn run(a: RunArgs) -> Result<()> {
                 summary.runs.push(runner_level(&mut acc, &q, bits, &set)?);
             }
             summary.weight_bytes_resident = Some(acc.resident_weight_bytes()?);
+            summary.energy = energy_rows(&mut acc, &a, &cfg, &settings, &set)?;
         }
         Backend::Func | Backend::Rtl => {
             sim_runs(a.backend, &cfg, &q, &settings, &set, &mut summary)?;
@@ -688,6 +795,39 @@ fn print(s: &RunSummary) {
                 "util %",
                 "rd B",
                 "wr B",
+            ],
+            &rows,
+        );
+    }
+    if !s.energy.is_empty() {
+        println!("\nenergy per inference (each setting metered as one window):");
+        let rows: Vec<Vec<String>> = s
+            .energy
+            .iter()
+            .map(|e| {
+                vec![
+                    e.bits
+                        .iter()
+                        .map(|b| b.to_string())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    e.inferences.to_string(),
+                    format!("{:.3}", e.per_inference_j * 1e6),
+                    e.per_inference_dynamic_j
+                        .map_or("-".into(), |d| format!("{:.3}", d * 1e6)),
+                    e.source.clone(),
+                    e.warnings.join("; "),
+                ]
+            })
+            .collect();
+        table::print(
+            &[
+                "bits",
+                "inferences",
+                "total µJ",
+                "dynamic µJ",
+                "source",
+                "warnings",
             ],
             &rows,
         );

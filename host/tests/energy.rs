@@ -608,3 +608,63 @@ fn meter_batch_prices_the_whole_batch_with_the_model() {
     assert!(rel_err(batch.reading.total_j, sum) < 1e-12);
     assert!(rel_err(batch.per_inference_j, sum / 4.0) < 1e-12);
 }
+
+#[cfg(feature = "sim")]
+#[test]
+fn meter_window_repeats_the_batch_until_a_slow_sensor_window_is_filled() {
+    // A ZCU104 tree at a constant 2 W on its input, sampled every 2 ms; the batch of 3 images
+    // takes far less than the 0.2 s window asked for, so it runs again, whole, until it fills it,
+    // and the window's energy is 2 W times its length.
+    use caq_host::accel::{Accelerator, LoadOptions};
+    use caq_host::energy::{HwmonMeter, Sampler, meter_window};
+    use common::*;
+
+    let (_d, sys) = fake();
+    sys.hwmon(2, "ina226")
+        .unwrap()
+        .power_input(1, 2_000_000)
+        .unwrap();
+    sys.hwmon(0, "irps5401")
+        .unwrap()
+        .power_input(1, 5_000_000)
+        .unwrap();
+    let root = SysRoot::new(sys.root());
+    let found = BoardSensors::detect(&root).unwrap().expect("zcu104");
+    let sampler = Sampler::start(
+        Box::new(found.source(&[RailGroup::Board]).unwrap()),
+        Duration::from_millis(2),
+    )
+    .unwrap();
+    let mut meter = HwmonMeter::new(sampler, LOOSE).with_idle_w(1.5).unwrap();
+
+    let cfg = config("sim-small");
+    let set = digits();
+    let q = quantize(mlp(), &set, &[8, 4], 3);
+    let mut acc = Accelerator::open(device(&cfg), &cfg).unwrap();
+    acc.load_model(q, &LoadOptions::default()).unwrap();
+    let inputs: Vec<&[u8]> = (0..3).map(|i| set.image(i)).collect();
+    let window = Duration::from_millis(200);
+    let t = std::time::Instant::now();
+    let e = meter_window(&mut acc, &mut meter, &inputs, Some(window)).unwrap();
+    let took = t.elapsed().as_secs_f64();
+    assert_eq!(e.inferences % 3, 0, "whole batches only");
+    assert!(e.inferences >= 6, "repeated: {} inferences", e.inferences);
+    // The metered window is at least the one asked for, less the timing pass's jitter, and no
+    // longer than the whole call; the power is a constant 2 W and the idle 1.5 W.
+    let secs = e.reading.total_j / 2.0;
+    assert!(
+        secs >= 0.5 * window.as_secs_f64() && secs <= took * 1.05,
+        "{secs} s of {took}"
+    );
+    let dynamic = e.reading.dynamic_j.unwrap();
+    assert!(
+        rel_err(dynamic, 0.5 * secs) < 0.02,
+        "dynamic {dynamic} J over {secs} s"
+    );
+    assert!(rel_err(e.per_inference_j, e.reading.total_j / e.inferences as f64) < 1e-12);
+    // Without a window the batch runs once.
+    let mut model =
+        caq_host::energy::ModelMeter::new(EnergyModel::builtin(Board::Sim).unwrap(), &cfg).unwrap();
+    let once = meter_window(&mut acc, &mut model, &inputs, None).unwrap();
+    assert_eq!(once.inferences, 3);
+}

@@ -201,7 +201,7 @@ fn energy_rows<D: Device>(
     set: &caq_model::data::Dataset,
 ) -> Result<Vec<EnergyRow>> {
     use caq_host::accel::EnergyMeter;
-    use caq_host::energy::{EnergyModel, HwmonMeter, ModelMeter, RailGroup, meter_batch};
+    use caq_host::energy::{EnergyModel, HwmonMeter, ModelMeter, RailGroup, meter_window};
     if a.energy == EnergyArg::None || set.is_empty() {
         return Ok(Vec::new());
     }
@@ -243,18 +243,8 @@ fn energy_rows<D: Device>(
     let mut rows = Vec::new();
     for bits in settings {
         acc.set_bits(bits)?;
-        let mut inputs: Vec<&[u8]> = (0..set.len()).map(|i| set.image(i)).collect();
-        if timed {
-            // Enough passes over the images to fill the window, from one timed pass.
-            let t = std::time::Instant::now();
-            for x in &inputs {
-                acc.infer(x)?;
-            }
-            let per_pass = t.elapsed().as_secs_f64().max(1e-6);
-            let passes = (a.energy_window / per_pass).ceil().max(1.0) as usize;
-            inputs = inputs.repeat(passes);
-        }
-        let (_, e) = meter_batch(acc, meter.as_mut(), &inputs)?;
+        let inputs: Vec<&[u8]> = (0..set.len()).map(|i| set.image(i)).collect();
+        let e = meter_window(acc, meter.as_mut(), &inputs, timed.then_some(window))?;
         rows.push(EnergyRow {
             bits: bits.clone(),
             inferences: e.inferences,

@@ -192,3 +192,29 @@ pub fn meter_batch<D: Device>(
     let n = out.len();
     Ok((out, BatchEnergy::new(reading, n)))
 }
+
+/// Meters `inputs` as one window like [`meter_batch`]; with `min_window` (for a sensor that
+/// updates slowly) whole passes over the inputs run back to back until the window has lasted at
+/// least `min_window`.
+pub fn meter_window<D: Device>(
+    acc: &mut Accelerator<D>,
+    meter: &mut dyn EnergyMeter,
+    inputs: &[&[u8]],
+    min_window: Option<Duration>,
+) -> Result<BatchEnergy> {
+    let Some(window) = min_window.filter(|_| !inputs.is_empty()) else {
+        return Ok(meter_batch(acc, meter, inputs)?.1);
+    };
+    meter.begin()?;
+    let t0 = Instant::now();
+    let mut perf = PerfCounters::default();
+    let mut n = 0;
+    while n == 0 || t0.elapsed() < window {
+        for inf in acc.infer_batch(inputs.iter().copied())? {
+            perf.add(&inf.report.device);
+            n += 1;
+        }
+    }
+    let reading = meter.end(&perf, t0.elapsed())?;
+    Ok(BatchEnergy::new(reading, n))
+}

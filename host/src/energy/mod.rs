@@ -23,6 +23,6 @@ pub mod sampler;
 pub use boards::{BoardSensors, RailGroup};
 pub use hwmon::{FnSource, HwmonPower, PowerSource};
 pub use integrate::{PowerSample, SensorSpec, Timed, integrate};
-pub use meter::{BatchEnergy, HwmonMeter, meter_batch};
+pub use meter::{BatchEnergy, HwmonMeter, meter_batch, meter_window};
 pub use model::{EnergyEstimate, EnergyModel, MODEL_SOURCE, ModelMeter};
 pub use sampler::Sampler;

@@ -16,9 +16,11 @@ cd "$(dirname "$0")/.."
 # about half a minute more (docs/cross.md) and exercise what differs on a 32-bit target (usize, the
 # Cortex-A9 barriers).
 TRIPLES=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
-# The hardware-free tests (fake sysfs in a temp dir, file-backed mmap, socket pairs, memfd). The other
-# integration tests drive the simulator (feature sim), which the board build leaves out.
-TESTS=(--lib --test uio --test dma)
+# The hardware-free tests (fake sysfs in a temp dir, file-backed mmap, socket pairs, memfd; the context
+# probe on fake power_supply/meminfo/cgroup trees). The energy tests stay native: their sampler runs in
+# real time, which an emulated CPU on a loaded machine cannot keep. The other integration tests drive
+# the simulator (feature sim), which the board build leaves out.
+TESTS=(--lib --test uio --test dma --test context)
 # qemu-user answers an ioctl it does not emulate with ENOSYS (`qemu-aarch64 -d unimp` logs "Unsupported
 # ioctl: cmd=0x40085505"), where the kernel answers ENOTTY for the u-dma-buf sync ioctl on the fake's
 # regular file. That test checks the kernel's answer, so it runs natively only.

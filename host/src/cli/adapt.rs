@@ -3,6 +3,7 @@
 
 use super::table;
 use anyhow::{Context as _, Result};
+use caq_host::accel::{Accelerator, LoadOptions, Residency};
 use caq_host::context::ContextPolicy;
 use caq_host::energy::model::{EnergyEstimate, EnergyModel};
 use caq_host::gates::{self, CostTable, GateBuild, SettingCost};
@@ -10,7 +11,7 @@ use caq_model::data::Dataset;
 use caq_model::graph::FloatModel;
 use caq_model::qmodel::{self, QModel};
 use caq_model::report;
-use caq_spec::{AccelConfig, PerfCounters};
+use caq_spec::{AccelConfig, Device, MemRegion, PerfCounters};
 use serde::Serialize;
 use std::path::Path;
 
@@ -271,4 +272,60 @@ pub fn bits_label(bits: &[u8]) -> String {
         .map(|b| b.to_string())
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// An accelerator on `dev` with the bundle at `path` loaded at `bits`, residual plane groups
+/// dropped on the way down (`Residency::Minimal`).
+pub fn open_loaded<D: Device>(
+    dev: D,
+    cfg: &AccelConfig,
+    path: &Path,
+    bits: &[u8],
+) -> Result<Accelerator<D>> {
+    let mut acc = Accelerator::open(dev, cfg)?;
+    acc.load_bundle(
+        path,
+        &LoadOptions {
+            bits: Some(bits.to_vec()),
+            residency: Residency::Minimal,
+        },
+    )?;
+    Ok(acc)
+}
+
+/// The Verilator model over `region`, or why it cannot run `cfg` (it is built for one config).
+#[cfg(feature = "rtl")]
+pub fn rtl_device(
+    cfg: &AccelConfig,
+    region: MemRegion,
+) -> Result<std::result::Result<caq_sim::RtlDevice, String>> {
+    let built = caq_sim::rtl::design::config()?;
+    if built != *cfg {
+        return Ok(Err(format!(
+            "not run: the Verilator model was built for '{}', not '{}' (set CAQ_SIM_CONFIG when \
+             building)",
+            built.name, cfg.name
+        )));
+    }
+    Ok(Ok(caq_sim::RtlDevice::new(
+        0,
+        caq_sim::AxiMemOptions {
+            base: region.base.0,
+            size: region.len,
+            ..caq_sim::AxiMemOptions::default()
+        },
+    )?))
+}
+
+/// Why there is no Verilator model in this build.
+#[cfg(not(feature = "rtl"))]
+pub fn rtl_device(
+    _cfg: &AccelConfig,
+    _region: MemRegion,
+) -> Result<std::result::Result<std::convert::Infallible, String>> {
+    Ok(Err(
+        "not run: this caq was built without the `rtl` feature (cargo run --release -p caq-host \
+         --features rtl)"
+            .into(),
+    ))
 }

@@ -7,7 +7,6 @@ use super::adapt::{self, GateTable, bits_label};
 use super::models::{load_float, train_model};
 use super::{DataArgs, write_json};
 use anyhow::{Context as _, Result, bail};
-use caq_host::accel::{Accelerator, LoadOptions, Residency};
 use caq_host::compile;
 use caq_model::bundle;
 use caq_model::graph::FloatModel;
@@ -258,14 +257,8 @@ fn switch_costs(cfg: &AccelConfig, path: &Path, q: &QModel) -> Result<Vec<Switch
         if g.bits == full {
             continue;
         }
-        let mut acc = Accelerator::open(caq_sim::FuncDevice::new(cfg, region())?, cfg)?;
-        acc.load_bundle(
-            path,
-            &LoadOptions {
-                bits: Some(full.clone()),
-                residency: Residency::Minimal,
-            },
-        )?;
+        let mut acc =
+            adapt::open_loaded(caq_sim::FuncDevice::new(cfg, region())?, cfg, path, &full)?;
         let (mut down, mut up) = (Vec::new(), Vec::new());
         let (mut db, mut ub) = (0, 0);
         for _ in 0..9 {
@@ -302,20 +295,28 @@ fn speed(
         ex.run(test.image(i))?;
     }
     let golden = n as f64 / t.elapsed().as_secs_f64();
-    let mut acc = Accelerator::open(caq_sim::FuncDevice::new(cfg, region())?, cfg)?;
-    acc.load_bundle(
+    let func = images_per_s(
+        caq_sim::FuncDevice::new(cfg, region())?,
+        cfg,
         path,
-        &LoadOptions {
-            bits: Some(full.clone()),
-            residency: Residency::Minimal,
-        },
+        &full,
+        test,
+        n,
     )?;
-    let t = Instant::now();
-    for i in 0..n {
-        acc.infer(test.image(i))?;
-    }
-    let func = n as f64 / t.elapsed().as_secs_f64();
-    let (rtl, note) = rtl_speed(cfg, path, &full, test, n.min(5))?;
+    let (rtl, note) = match adapt::rtl_device(cfg, region())? {
+        #[cfg(feature = "rtl")]
+        Ok(dev) => (
+            Some(images_per_s(dev, cfg, path, &full, test, n.min(5))?),
+            format!(
+                "{} images on the Verilator model of '{}'",
+                n.min(5),
+                cfg.name
+            ),
+        ),
+        #[cfg(not(feature = "rtl"))]
+        Ok(never) => match never {},
+        Err(note) => (None, note),
+    };
     Ok(Speed {
         golden_images_per_s: golden,
         func_images_per_s: func,
@@ -324,63 +325,21 @@ fn speed(
     })
 }
 
-#[cfg(feature = "rtl")]
-fn rtl_speed(
+/// Inferences per second of the first `n` images on `dev`, through the driver.
+fn images_per_s<D: caq_spec::Device>(
+    dev: D,
     cfg: &AccelConfig,
     path: &Path,
     bits: &[u8],
     test: &caq_model::data::Dataset,
     n: usize,
-) -> Result<(Option<f64>, String)> {
-    let built = caq_sim::rtl::design::config()?;
-    if built != *cfg {
-        return Ok((
-            None,
-            format!(
-                "not run: the Verilator model is built for '{}' (CAQ_SIM_CONFIG)",
-                built.name
-            ),
-        ));
-    }
-    let r = region();
-    let dev = caq_sim::RtlDevice::new(
-        0,
-        caq_sim::AxiMemOptions {
-            base: r.base.0,
-            size: r.len,
-            ..caq_sim::AxiMemOptions::default()
-        },
-    )?;
-    let mut acc = Accelerator::open(dev, cfg)?;
-    acc.load_bundle(
-        path,
-        &LoadOptions {
-            bits: Some(bits.to_vec()),
-            residency: Residency::Minimal,
-        },
-    )?;
+) -> Result<f64> {
+    let mut acc = adapt::open_loaded(dev, cfg, path, bits)?;
     let t = Instant::now();
     for i in 0..n {
         acc.infer(test.image(i))?;
     }
-    Ok((
-        Some(n as f64 / t.elapsed().as_secs_f64()),
-        format!("{n} images on the Verilator model of '{}'", cfg.name),
-    ))
-}
-
-#[cfg(not(feature = "rtl"))]
-fn rtl_speed(
-    _cfg: &AccelConfig,
-    _path: &Path,
-    _bits: &[u8],
-    _test: &caq_model::data::Dataset,
-    _n: usize,
-) -> Result<(Option<f64>, String)> {
-    Ok((
-        None,
-        "not run: this caq was built without the `rtl` feature".into(),
-    ))
+    Ok(n as f64 / t.elapsed().as_secs_f64())
 }
 
 fn targets(t: &GateTable) -> Targets {

@@ -8,7 +8,7 @@ use super::adapt::{self, GateTable, bits_label};
 use super::models::{eval_bundle, load_float, train_model};
 use super::{DataArgs, plots, table, write_json};
 use anyhow::{Context as _, Result, bail};
-use caq_host::accel::{Accelerator, LoadOptions, Residency, SwitchReport};
+use caq_host::accel::SwitchReport;
 use caq_host::compile::ActBuffer;
 use caq_host::context::{ContextTrace, GateSelector};
 use caq_host::energy::model::ModelMeter;
@@ -194,31 +194,22 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         trace.points.len(),
         trace.points.last().map_or(0.0, |p| p.t_s)
     );
-    let func = caq_sim::FuncDevice::new(&cfg, region())?;
-    let (rows, switches) = replay(
-        func,
-        &cfg,
-        &em,
-        &bundle_path,
-        &q,
-        &policy,
-        &trace,
-        &split.test,
-        &gates,
+    let scene = Scene {
+        cfg: &cfg,
+        em: &em,
+        bundle: &bundle_path,
+        q: &q,
+        policy: &policy,
+        trace: &trace,
+        test: &split.test,
+        gates: &gates,
+    };
+    let (rows, switches) = scene.replay(
+        caq_sim::FuncDevice::new(&cfg, region())?,
         a.images_per_point,
     )?;
     print_trace(&rows);
-    let rtl = rtl_replay(
-        &cfg,
-        &em,
-        &bundle_path,
-        &q,
-        &policy,
-        &trace,
-        &split.test,
-        &gates,
-        &rows,
-    )?;
+    let rtl = scene.rtl_replay()?;
     println!("\nRTL (Verilator): {rtl}");
 
     let plots = vec![a.out.join("gates.svg"), a.out.join("trace.svg")];
@@ -266,101 +257,107 @@ fn golden_output(q: &QModel, bits: &[u8], image: &[u8]) -> Result<Vec<u8>> {
     Ok(ActBuffer::encode(last.iter().copied()))
 }
 
-/// Replays `trace` on `dev` through the `Accelerator`: at each point the selector picks a class
-/// (with hysteresis), the gate is applied when it changed, and `per_point` held-out images run,
-/// each checked byte for byte against the golden model.
-#[allow(clippy::too_many_arguments)]
-pub fn replay<D: Device>(
-    dev: D,
-    cfg: &AccelConfig,
-    em: &caq_host::energy::model::EnergyModel,
-    bundle_path: &std::path::Path,
-    q: &QModel,
-    policy: &caq_host::context::ContextPolicy,
-    trace: &ContextTrace,
-    test: &Dataset,
-    gates: &GateTable,
-    per_point: usize,
-) -> Result<(Vec<PointRow>, usize)> {
-    let mut acc = Accelerator::open(dev, cfg)?;
-    acc.attach_meter(Box::new(ModelMeter::new(em.clone(), cfg)?));
-    let first = &policy
-        .classes
-        .last()
-        .context("the policy has no classes")?
-        .name;
-    acc.load_bundle(
-        bundle_path,
-        &LoadOptions {
-            bits: Some(q.gate(first)?.bits.clone()),
-            residency: Residency::Minimal,
-        },
-    )?;
-    let mut selector = GateSelector::new(policy.clone())?;
-    let mut rows = Vec::new();
-    let mut next_image = 0usize;
-    let mut current = Some(first.clone());
-    for p in &trace.points {
-        let sel = selector.select(p.t_s, &p.ctx);
-        let switch = if current.as_deref() != Some(sel.class.as_str()) {
-            let r = acc.apply_gate(&sel.class)?;
-            current = Some(sel.class.clone());
-            Some(SwitchRow::of(&r))
-        } else {
-            None
-        };
-        let bits = acc.bits()?;
-        let mut perf = PerfCounters::default();
-        let (mut total, mut dynamic, mut source) = (0.0, 0.0, String::new());
-        for _ in 0..per_point {
-            let i = next_image % test.len();
-            next_image += 1;
-            let inf = acc.infer(test.image(i))?;
-            let want = golden_output(q, &bits, test.image(i))?;
-            if inf.output != want {
-                bail!(
-                    "t = {} s, gate '{}': the device's output of test image {i} differs from the \
+/// Everything a trace replay needs.
+pub struct Scene<'a> {
+    pub cfg: &'a AccelConfig,
+    pub em: &'a caq_host::energy::model::EnergyModel,
+    /// The bundle with its gates.
+    pub bundle: &'a std::path::Path,
+    pub q: &'a QModel,
+    pub policy: &'a caq_host::context::ContextPolicy,
+    pub trace: &'a ContextTrace,
+    pub test: &'a Dataset,
+    pub gates: &'a GateTable,
+}
+
+impl Scene<'_> {
+    /// Replays the trace on `dev` through the `Accelerator`: at each point the selector picks a
+    /// class (with hysteresis), the gate is applied when it changed, and `per_point` held-out images
+    /// run, each checked byte for byte against the golden model.
+    pub fn replay<D: Device>(&self, dev: D, per_point: usize) -> Result<(Vec<PointRow>, usize)> {
+        let Scene {
+            cfg,
+            em,
+            bundle: bundle_path,
+            q,
+            policy,
+            trace,
+            test,
+            gates,
+        } = *self;
+        let first = &policy
+            .classes
+            .last()
+            .context("the policy has no classes")?
+            .name;
+        let mut acc = adapt::open_loaded(dev, cfg, bundle_path, &q.gate(first)?.bits)?;
+        acc.attach_meter(Box::new(ModelMeter::new(em.clone(), cfg)?));
+        let mut selector = GateSelector::new(policy.clone())?;
+        let mut rows = Vec::new();
+        let mut next_image = 0usize;
+        let mut current = Some(first.clone());
+        for p in &trace.points {
+            let sel = selector.select(p.t_s, &p.ctx);
+            let switch = if current.as_deref() != Some(sel.class.as_str()) {
+                let r = acc.apply_gate(&sel.class)?;
+                current = Some(sel.class.clone());
+                Some(SwitchRow::of(&r))
+            } else {
+                None
+            };
+            let bits = acc.bits()?;
+            let mut perf = PerfCounters::default();
+            let (mut total, mut dynamic, mut source) = (0.0, 0.0, String::new());
+            for _ in 0..per_point {
+                let i = next_image % test.len();
+                next_image += 1;
+                let inf = acc.infer(test.image(i))?;
+                let want = golden_output(q, &bits, test.image(i))?;
+                if inf.output != want {
+                    bail!(
+                        "t = {} s, gate '{}': the device's output of test image {i} differs from the \
                      golden model's",
-                    p.t_s,
-                    sel.class
-                );
+                        p.t_s,
+                        sel.class
+                    );
+                }
+                perf.add(&inf.report.device);
+                if let Some(e) = &inf.report.energy {
+                    total += e.total_j;
+                    dynamic += e.dynamic_j.unwrap_or(e.total_j);
+                    source = e.source.clone();
+                }
             }
-            perf.add(&inf.report.device);
-            if let Some(e) = &inf.report.energy {
-                total += e.total_j;
-                dynamic += e.dynamic_j.unwrap_or(e.total_j);
-                source = e.source.clone();
-            }
+            let n = per_point as f64;
+            let cycles = perf.cycles / per_point as u64;
+            let latency_us = cycles as f64 / cfg.clock_mhz;
+            let accuracy_pct = gates
+                .gates
+                .iter()
+                .find(|g| g.name == sel.class)
+                .map_or(f64::NAN, |g| g.gate.accuracy_pct);
+            rows.push(PointRow {
+                t_s: p.t_s,
+                battery_pct: p.ctx.battery_pct,
+                mem_free_mib: p.ctx.mem_free_mib(),
+                latency_budget_ms: p.ctx.latency_budget_ms,
+                gate: sel.class.clone(),
+                switched: switch.is_some(),
+                bits,
+                accuracy_pct,
+                cycles,
+                latency_us,
+                energy_total_uj: total / n * 1e6,
+                energy_dynamic_uj: dynamic / n * 1e6,
+                energy_source: source,
+                resident_bytes: acc.resident_weight_bytes()?,
+                deadline_met: p.ctx.latency_budget_ms.map(|b| latency_us <= b * 1e3),
+                switch,
+                images: per_point,
+            });
         }
-        let n = per_point as f64;
-        let cycles = perf.cycles / per_point as u64;
-        let latency_us = cycles as f64 / cfg.clock_mhz;
-        let accuracy_pct = gates
-            .gates
-            .iter()
-            .find(|g| g.name == sel.class)
-            .map_or(f64::NAN, |g| g.gate.accuracy_pct);
-        rows.push(PointRow {
-            t_s: p.t_s,
-            battery_pct: p.ctx.battery_pct,
-            mem_free_mib: p.ctx.mem_free_mib(),
-            latency_budget_ms: p.ctx.latency_budget_ms,
-            gate: sel.class.clone(),
-            switched: switch.is_some(),
-            bits,
-            accuracy_pct,
-            cycles,
-            latency_us,
-            energy_total_uj: total / n * 1e6,
-            energy_dynamic_uj: dynamic / n * 1e6,
-            energy_source: source,
-            resident_bytes: acc.resident_weight_bytes()?,
-            deadline_met: p.ctx.latency_budget_ms.map(|b| latency_us <= b * 1e3),
-            switch,
-            images: per_point,
-        });
+        Ok((rows, selector.switches()))
     }
-    Ok((rows, selector.switches()))
 }
 
 fn print_trace(rows: &[PointRow]) {
@@ -413,109 +410,64 @@ fn print_trace(rows: &[PointRow]) {
     );
 }
 
-#[cfg(feature = "rtl")]
-#[allow(clippy::too_many_arguments)]
-fn rtl_replay(
-    cfg: &AccelConfig,
-    em: &caq_host::energy::model::EnergyModel,
-    bundle_path: &std::path::Path,
-    q: &QModel,
-    policy: &caq_host::context::ContextPolicy,
-    trace: &ContextTrace,
-    test: &Dataset,
-    gates: &GateTable,
-    func_rows: &[PointRow],
-) -> Result<String> {
-    let built = caq_sim::rtl::design::config()?;
-    if built != *cfg {
-        return Ok(format!(
-            "skipped: the Verilator model was built for '{}', the demo runs '{}' (set \
-             CAQ_SIM_CONFIG when building)",
-            built.name, cfg.name
-        ));
+impl Scene<'_> {
+    /// The trace on the Verilator model, one image per point, against the functional device.
+    fn rtl_replay(&self) -> Result<String> {
+        let dev = match adapt::rtl_device(self.cfg, region())? {
+            Ok(dev) => dev,
+            Err(note) => return Ok(note.replacen("not run", "skipped", 1)),
+        };
+        #[cfg(not(feature = "rtl"))]
+        match dev {}
+        #[cfg(feature = "rtl")]
+        self.compare_rtl(dev)
     }
-    let r = region();
-    let dev = caq_sim::RtlDevice::new(
-        0,
-        caq_sim::AxiMemOptions {
-            base: r.base.0,
-            size: r.len,
-            ..caq_sim::AxiMemOptions::default()
-        },
-    )?;
-    // One image per point keeps the RTL replay short; the functional replay is re-run the same
-    // way so the rows compare one for one.
-    let t = Instant::now();
-    let (rtl_rows, _) = replay(dev, cfg, em, bundle_path, q, policy, trace, test, gates, 1)?;
-    let secs = t.elapsed().as_secs_f64();
-    let (func_rows1, _) = replay(
-        caq_sim::FuncDevice::new(cfg, r)?,
-        cfg,
-        em,
-        bundle_path,
-        q,
-        policy,
-        trace,
-        test,
-        gates,
-        1,
-    )?;
-    // Outputs were checked against the golden model inside each replay. The RTL's cycles depend
-    // on the memory model's latency and stalls, so they (and the latency and energy priced from
-    // them) are compared as an error; everything else must be equal.
-    let strip = |rows: &[PointRow]| -> Vec<PointRow> {
-        rows.iter()
-            .cloned()
-            .map(|mut r| {
-                if let Some(s) = r.switch.as_mut() {
-                    s.us = None;
-                }
-                r.cycles = 0;
-                r.latency_us = 0.0;
-                r.energy_total_uj = 0.0;
-                r.energy_dynamic_uj = 0.0;
-                r.deadline_met = None;
-                r
-            })
-            .collect()
-    };
-    let _ = func_rows;
-    if strip(&rtl_rows) != strip(&func_rows1) {
-        bail!(
-            "the trace on the RTL differs from the functional device (gates, bits, resident or \
+
+    #[cfg(feature = "rtl")]
+    fn compare_rtl(&self, dev: caq_sim::RtlDevice) -> Result<String> {
+        let r = region();
+        // One image per point keeps the RTL replay short; the functional replay is re-run the same
+        // way so the rows compare one for one.
+        let t = Instant::now();
+        let (rtl_rows, _) = self.replay(dev, 1)?;
+        let secs = t.elapsed().as_secs_f64();
+        let (func_rows1, _) = self.replay(caq_sim::FuncDevice::new(self.cfg, r)?, 1)?;
+        // Outputs were checked against the golden model inside each replay. The RTL's cycles depend
+        // on the memory model's latency and stalls, so they (and the latency and energy priced from
+        // them) are compared as an error; everything else must be equal.
+        let strip = |rows: &[PointRow]| -> Vec<PointRow> {
+            rows.iter()
+                .cloned()
+                .map(|mut r| {
+                    if let Some(s) = r.switch.as_mut() {
+                        s.us = None;
+                    }
+                    r.cycles = 0;
+                    r.latency_us = 0.0;
+                    r.energy_total_uj = 0.0;
+                    r.energy_dynamic_uj = 0.0;
+                    r.deadline_met = None;
+                    r
+                })
+                .collect()
+        };
+        if strip(&rtl_rows) != strip(&func_rows1) {
+            bail!(
+                "the trace on the RTL differs from the functional device (gates, bits, resident or \
              switch bytes)"
-        );
-    }
-    let worst = rtl_rows
-        .iter()
-        .zip(&func_rows1)
-        .map(|(r, f)| (r.cycles as f64 / f.cycles as f64 - 1.0).abs())
-        .fold(0.0f64, f64::max);
-    Ok(format!(
-        "equal: {} points, one image each, outputs bit-exact with the golden model; gates, bits, \
+            );
+        }
+        let worst = rtl_rows
+            .iter()
+            .zip(&func_rows1)
+            .map(|(r, f)| (r.cycles as f64 / f.cycles as f64 - 1.0).abs())
+            .fold(0.0f64, f64::max);
+        Ok(format!(
+            "equal: {} points, one image each, outputs bit-exact with the golden model; gates, bits, \
          resident and switch bytes equal to the functional device's; RTL cycles within {:.1} % of \
          the timing model's (the RTL waits on the AXI memory model); {secs:.1} s",
-        rtl_rows.len(),
-        100.0 * worst
-    ))
-}
-
-#[cfg(not(feature = "rtl"))]
-#[allow(clippy::too_many_arguments)]
-fn rtl_replay(
-    _cfg: &AccelConfig,
-    _em: &caq_host::energy::model::EnergyModel,
-    _bundle_path: &std::path::Path,
-    _q: &QModel,
-    _policy: &caq_host::context::ContextPolicy,
-    _trace: &ContextTrace,
-    _test: &Dataset,
-    _gates: &GateTable,
-    _func_rows: &[PointRow],
-) -> Result<String> {
-    Ok(
-        "skipped: this caq was built without the `rtl` feature (cargo run --release -p \
-        caq-host --features rtl -- demo runs the trace on the Verilator model too)"
-            .into(),
-    )
+            rtl_rows.len(),
+            100.0 * worst
+        ))
+    }
 }

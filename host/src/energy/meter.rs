@@ -180,13 +180,7 @@ pub fn meter_batch<D: Device>(
     let elapsed = t0.elapsed();
     let mut perf = PerfCounters::default();
     for inf in &out {
-        let d = &inf.report.device;
-        perf.cycles += d.cycles;
-        perf.busy_cycles += d.busy_cycles;
-        perf.stall_cycles += d.stall_cycles;
-        perf.plane_ops += d.plane_ops;
-        perf.bytes_rd += d.bytes_rd;
-        perf.bytes_wr += d.bytes_wr;
+        perf.add(&inf.report.device);
     }
     let reading = meter.end(&perf, elapsed)?;
     let n = out.len();

@@ -16,6 +16,7 @@
 
 mod caps;
 mod config;
+pub mod board;
 pub mod descriptor;
 pub mod device;
 pub mod doc;
@@ -24,6 +25,7 @@ mod hash;
 pub mod regmap;
 mod types;
 
+pub use board::{BoardMap, board_map};
 pub use caps::Caps;
 pub use config::{
     ACC_BITS, AccelConfig, ArrayConfig, AxiConfig, Board, GROUP_MULT_MAX, LimitsConfig,

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs what caq's tests need on a fresh Debian machine: Verilator (co-simulation) and Yosys
-# (synthesis checks). Idempotent: does nothing when both are present.
+# Installs what caq's tests need on a fresh Debian machine: Verilator (co-simulation), Yosys
+# (synthesis checks) and dtc (the board overlays compile). Idempotent: does nothing when all are
+# present.
 set -euo pipefail
 missing=()
 command -v verilator >/dev/null 2>&1 || missing+=(verilator)
 command -v yosys >/dev/null 2>&1 || missing+=(yosys)
+command -v dtc >/dev/null 2>&1 || missing+=(device-tree-compiler)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing: ${missing[*]}"
   SUDO=""
@@ -14,3 +16,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 verilator --version
 yosys -V
+dtc --version

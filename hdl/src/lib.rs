@@ -4,6 +4,7 @@
 //! written through the small typed builder in [`emit`]. The register block (`caq_axil_regs`) is
 //! generated from `caq_spec::regmap::REGISTERS`, never copied by hand. [`lint()`] runs Verilator's
 //! linter and [`synth()`] runs Yosys `synth_xilinx` and reads back resources and logic depth.
+//! [`vivado()`] writes the Vivado Tcl and XDC that build a real board's bitstream around the RTL.
 //!
 //! This crate knows the register map and the RTL; it does not know numerics beyond the contract's
 //! widths, and nothing about drivers or simulation bindings.
@@ -20,6 +21,7 @@ pub mod requant;
 pub mod synth;
 mod tools;
 pub mod top;
+pub mod vivado;
 
 pub use design::{Design, GeneratedFile, Manifest, PortInfo};
 pub use emit::Dir;
@@ -27,6 +29,7 @@ pub use error::{HdlError, Result};
 pub use lint::{LintReport, LintSource, lint};
 pub use synth::{Family, Part, SynthReport, synth};
 pub use tools::available as tool_available;
+pub use vivado::{VivadoFlow, vivado};
 
 use caq_spec::{AccelConfig, Caps, ConfigHash};
 use serde_json::json;

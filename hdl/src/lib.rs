@@ -12,6 +12,7 @@
 pub mod array;
 pub mod core;
 pub mod design;
+pub mod devicetree;
 pub mod dma;
 pub mod emit;
 mod error;

@@ -172,6 +172,27 @@ pub struct Program {
     shape: CoreShape,
 }
 
+/// Bytes of device memory `model` takes on `cfg` (the compiled program's region: tables,
+/// descriptors, every plane group of every layer and every activation buffer), as
+/// `Accelerator::load_bundle` allocates it from the DMA region. Sizes the u-dma-buf of the
+/// device-tree overlay (`caq hdl overlay --bundle`).
+pub fn device_bytes(model: &QModel, cfg: &AccelConfig) -> Result<u64> {
+    let bits: Vec<u8> = model
+        .weight_layers()
+        .iter()
+        .map(|&i| {
+            model.layers[i]
+                .as_ref()
+                .and_then(|l| l.levels().last().copied())
+                .ok_or_else(|| HostError::Arg {
+                    what: "model",
+                    why: format!("weight layer {i} has no quantization levels"),
+                })
+        })
+        .collect::<Result<_>>()?;
+    Ok(compile(model, cfg, &bits, DeviceAddr(0))?.region.len)
+}
+
 /// Compiles `model` for the accelerator `cfg` into device memory from `base`, with weight layer
 /// `i` at level `bits[i]` (one of its nesting levels). Every layer is checked against the
 /// descriptor rules (`LayerDescriptor::validate`) and the device's buffers

@@ -331,6 +331,20 @@ fn open_refuses_a_wrong_device_version_or_config() {
     assert_eq!(acc.info().config_hash, 0x5257_eab3_fd6a_cd95);
 }
 
+/// `caq hdl overlay --bundle` sizes the u-dma-buf with `device_bytes`: it must be what loading
+/// the model really takes from the DMA region.
+#[test]
+fn device_bytes_is_the_region_load_bundle_allocates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, path, _) = mlp_bundle(dir.path());
+    let cfg = config("sim-small");
+    let mut acc = Accelerator::open(device(&cfg), &cfg).unwrap();
+    let load = acc.load_bundle(&path, &LoadOptions::default()).unwrap();
+    let bytes = caq_host::compile::device_bytes(&q, &cfg).unwrap();
+    assert_eq!(bytes, load.region_len);
+    assert!(caq_hdl::devicetree::udmabuf_bytes_for(bytes) >= bytes + (1 << 20));
+}
+
 #[test]
 fn dma_buffers_and_register_debugging() {
     let dir = tempfile::tempdir().unwrap();

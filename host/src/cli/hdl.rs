@@ -23,6 +23,9 @@ enum HdlCommand {
     Lint(LintArgs),
     /// Synthesize with Yosys `synth_xilinx` and print resources against the part.
     Synth(SynthArgs),
+    /// Write the board's device-tree overlay (.dtso): the accelerator as generic-uio with its
+    /// interrupt, and a u-dma-buf region sized from the largest model.
+    Overlay(OverlayArgs),
 }
 
 #[derive(Args, Debug)]
@@ -55,11 +58,33 @@ struct SynthArgs {
     require_headroom: Option<f64>,
 }
 
+#[derive(Args, Debug)]
+struct OverlayArgs {
+    /// Accelerator config of a real board (configs/pynq-z2.toml, configs/zcu104.toml).
+    #[arg(long)]
+    config: PathBuf,
+    /// Size the u-dma-buf region for these models (.caqb): the largest one's device memory plus
+    /// room for buffers, rounded up to a power of two.
+    #[arg(long)]
+    bundle: Vec<PathBuf>,
+    /// The u-dma-buf size in bytes (a power of two, at least 1 MiB) instead of --bundle; default
+    /// 16 MiB.
+    #[arg(long, value_name = "BYTES", conflicts_with = "bundle")]
+    udmabuf_size: Option<u64>,
+    /// The DMA master is on the I/O-coherent port (ZynqMP HPC): mark the region dma-coherent.
+    #[arg(long)]
+    coherent: bool,
+    /// Output .dtso file.
+    #[arg(long)]
+    out: PathBuf,
+}
+
 pub fn run(args: HdlArgs) -> Result<()> {
     match args.command {
         HdlCommand::Generate(a) => generate(a),
         HdlCommand::Lint(a) => lint(a),
         HdlCommand::Synth(a) => synth(a),
+        HdlCommand::Overlay(a) => overlay(a),
     }
 }
 
@@ -83,6 +108,48 @@ fn generate(a: GenerateArgs) -> Result<()> {
         a.out.display(),
         design.files.len(),
         design.top
+    );
+    Ok(())
+}
+
+fn overlay(a: OverlayArgs) -> Result<()> {
+    use caq_hdl::devicetree::{self, OverlayOptions};
+    let cfg = AccelConfig::load(&a.config)?;
+    let mut largest: Option<(u64, &Path)> = None;
+    for path in &a.bundle {
+        let q = caq_model::bundle::Bundle::open(path)
+            .and_then(|b| b.load())
+            .with_context(|| format!("reading {}", path.display()))?;
+        let bytes = caq_host::compile::device_bytes(&q, &cfg)
+            .with_context(|| format!("compiling {} for {}", path.display(), a.config.display()))?;
+        println!("{}: {bytes} bytes of device memory", path.display());
+        if largest.is_none_or(|(b, _)| bytes > b) {
+            largest = Some((bytes, path));
+        }
+    }
+    let udmabuf_bytes = match (a.udmabuf_size, largest) {
+        (Some(n), _) => n,
+        (None, Some((bytes, _))) => devicetree::udmabuf_bytes_for(bytes),
+        (None, None) => devicetree::DEFAULT_UDMABUF_BYTES,
+    };
+    let opts = OverlayOptions {
+        uio_name: caq_host::accel::DEFAULT_UIO_NAME.into(),
+        udmabuf_name: caq_host::accel::DEFAULT_UDMABUF.into(),
+        udmabuf_bytes,
+        coherent: a.coherent,
+    };
+    let text = devicetree::overlay(&cfg, &opts)
+        .with_context(|| format!("device-tree overlay for {}", a.config.display()))?;
+    std::fs::write(&a.out, text).with_context(|| format!("writing {}", a.out.display()))?;
+    println!(
+        "{}: board {} -> {} (u-dma-buf '{}' of {udmabuf_bytes} bytes{})",
+        a.config.display(),
+        cfg.board.as_str(),
+        a.out.display(),
+        opts.udmabuf_name,
+        largest
+            .map(|(_, p)| format!(", sized for {}", p.display()))
+            .unwrap_or_default()
     );
     Ok(())
 }

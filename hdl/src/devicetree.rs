@@ -236,7 +236,8 @@ fn render(cfg: &AccelConfig, map: &BoardMap, opts: &OverlayOptions) -> String {
         l(&format!(
             "\t\t// The DMA master is on {port}: the CCI snoops the CPU caches, so the kernel's"
         ));
-        l("\t\t// syncs are no-ops (needs AxCACHE = 0b1111 from the RTL and snoops enabled).");
+        l("\t\t// syncs are no-ops. Only if its traffic is snooped: AxCACHE[3:2] != 0 (caq_dma drives");
+        l("\t\t// 0011 today, docs/hardware.md) and snoops enabled; check on the board first.");
         l("\t\tdma-coherent;");
     } else {
         l(&format!(

@@ -235,3 +235,48 @@ fn run_on_the_functional_device_matches_golden_and_reports_counters() {
         assert!(err.contains("--features rtl"), "{err}");
     }
 }
+
+#[test]
+fn hdl_vivado_writes_the_script_beside_the_rtl_and_refuses_a_sim_config() {
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let dir = tempfile::tempdir().unwrap();
+    let pynq = configs.join("pynq-z2.toml");
+    let out = caq(
+        &[
+            "hdl",
+            "vivado",
+            "--config",
+            pynq.to_str().unwrap(),
+            "--out",
+            "viv",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let viv = dir.path().join("viv");
+    let script = std::fs::read_to_string(viv.join("build.tcl")).unwrap();
+    assert!(script.contains("set CAQ_PART xc7z020clg400-1"), "{script}");
+    assert!(viv.join("constraints.xdc").is_file());
+    assert!(viv.join("rtl/caq_top.v").is_file());
+    let readme = std::fs::read_to_string(viv.join("README")).unwrap();
+    assert!(readme.contains("vivado -mode batch -source build.tcl"));
+
+    let sim = configs.join("sim-small.toml");
+    let err = fails(&caq(
+        &[
+            "hdl",
+            "vivado",
+            "--config",
+            sim.to_str().unwrap(),
+            "--out",
+            "sim",
+        ],
+        dir.path(),
+    ));
+    assert!(err.contains("board = \"sim\""), "{err}");
+    assert!(err.contains("sim-small.toml"), "{err}");
+}

@@ -23,6 +23,8 @@ enum HdlCommand {
     Lint(LintArgs),
     /// Synthesize with Yosys `synth_xilinx` and print resources against the part.
     Synth(SynthArgs),
+    /// Write a board's Vivado build: build.tcl, rtl/*.v, constraints.xdc and a README.
+    Vivado(VivadoArgs),
     /// Write the board's device-tree overlay (.dtso): the accelerator as generic-uio with its
     /// interrupt, and a u-dma-buf region sized from the largest model.
     Overlay(OverlayArgs),
@@ -31,6 +33,16 @@ enum HdlCommand {
 #[derive(Args, Debug)]
 struct GenerateArgs {
     /// Accelerator config (configs/*.toml).
+    #[arg(long)]
+    config: PathBuf,
+    /// Output directory (created if missing; files in it are replaced).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct VivadoArgs {
+    /// Accelerator config of a real board (configs/pynq-z2.toml, configs/zcu104.toml).
     #[arg(long)]
     config: PathBuf,
     /// Output directory (created if missing; files in it are replaced).
@@ -84,6 +96,7 @@ pub fn run(args: HdlArgs) -> Result<()> {
         HdlCommand::Generate(a) => generate(a),
         HdlCommand::Lint(a) => lint(a),
         HdlCommand::Synth(a) => synth(a),
+        HdlCommand::Vivado(a) => vivado(a),
         HdlCommand::Overlay(a) => overlay(a),
     }
 }
@@ -150,6 +163,34 @@ fn overlay(a: OverlayArgs) -> Result<()> {
         largest
             .map(|(_, p)| format!(", sized for {}", p.display()))
             .unwrap_or_default()
+    );
+    Ok(())
+}
+
+fn vivado(a: VivadoArgs) -> Result<()> {
+    let (cfg, design) = load(&a.config)?;
+    let flow = caq_hdl::vivado(&cfg, &design)
+        .with_context(|| format!("generating the Vivado flow of {}", a.config.display()))?;
+    flow.write(&design, &a.out)
+        .with_context(|| format!("writing the Vivado flow of {}", a.config.display()))?;
+    println!(
+        "{}: config '{}' (hash {}), board {} -> {}: {}, {}/ ({} files), {}, {}",
+        a.config.display(),
+        cfg.name,
+        design.config_hash,
+        cfg.board.as_str(),
+        a.out.display(),
+        caq_hdl::vivado::SCRIPT,
+        caq_hdl::vivado::RTL_DIR,
+        design.files.len(),
+        caq_hdl::vivado::XDC,
+        caq_hdl::vivado::README
+    );
+    println!(
+        "run: cd {} && vivado -mode batch -source {} (written against Vivado {}; not run here)",
+        a.out.display(),
+        caq_hdl::vivado::SCRIPT,
+        caq_hdl::vivado::VIVADO_VERSION
     );
     Ok(())
 }

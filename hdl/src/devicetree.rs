@@ -204,7 +204,7 @@ fn render(cfg: &AccelConfig, map: &BoardMap, opts: &OverlayOptions) -> String {
     l("\t\t// IRQ_STATUS, and uio_pdrv_genirq masks the line on each interrupt until the driver");
     l("\t\t// re-enables it after that acknowledgement, so no completion is lost or doubled.");
     l(&format!("\t\tinterrupts = <0 {} 4>;", map.gic_spi));
-    l("\t\t// The UIO name the driver opens (/sys/class/uio/uioN/name). Kernels older than the 2019");
+    l("\t\t// The name the driver opens (/sys/class/uio/uioN/name). Kernels older than the 2019");
     l("\t\t// change that added it use the node name without unit address, which is the same.");
     l(&format!("\t\tlinux,uio-name = \"{}\";", opts.uio_name));
     l("\t};");
@@ -236,7 +236,7 @@ fn render(cfg: &AccelConfig, map: &BoardMap, opts: &OverlayOptions) -> String {
         l(&format!(
             "\t\t// The DMA master is on {port}: the CCI snoops the CPU caches, so the kernel's"
         ));
-        l("\t\t// syncs are no-ops. Only if its traffic is snooped: AxCACHE[3:2] != 0 (caq_dma drives");
+        l("\t\t// syncs are no-ops, if the traffic is snooped: AxCACHE[3:2] != 0 (caq_dma drives");
         l("\t\t// 0011 today, docs/hardware.md) and snoops enabled; check on the board first.");
         l("\t\tdma-coherent;");
     } else {

@@ -14,9 +14,9 @@
 //!
 //! This crate knows no numerics beyond the widths the contract fixes, and no backend.
 
+pub mod board;
 mod caps;
 mod config;
-pub mod board;
 pub mod descriptor;
 pub mod device;
 pub mod doc;

@@ -193,6 +193,17 @@ pub fn device_bytes(model: &QModel, cfg: &AccelConfig) -> Result<u64> {
     Ok(compile(model, cfg, &bits, DeviceAddr(0))?.region.len)
 }
 
+/// Refuses a per-layer setting with other than one entry per weight layer.
+pub(crate) fn check_bits_len(bits: &[u8], layers: usize) -> Result<()> {
+    if bits.len() == layers {
+        return Ok(());
+    }
+    Err(HostError::Arg {
+        what: "bits",
+        why: format!("{} entries for {layers} weight layers", bits.len()),
+    })
+}
+
 /// Compiles `model` for the accelerator `cfg` into device memory from `base`, with weight layer
 /// `i` at level `bits[i]` (one of its nesting levels). Every layer is checked against the
 /// descriptor rules (`LayerDescriptor::validate`) and the device's buffers
@@ -622,16 +633,7 @@ impl Program {
     /// (a level a layer does not have, or a layer that does not fit at that precision) nothing
     /// changes.
     pub fn set_bits(&mut self, bits: &[u8]) -> Result<()> {
-        if bits.len() != self.layers.len() {
-            return Err(HostError::Arg {
-                what: "bits",
-                why: format!(
-                    "{} entries for {} weight layers",
-                    bits.len(),
-                    self.layers.len()
-                ),
-            });
-        }
+        check_bits_len(bits, self.layers.len())?;
         let mut next = self.layers.clone();
         for (l, &b) in next.iter_mut().zip(bits) {
             let pos = l

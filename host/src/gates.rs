@@ -144,16 +144,7 @@ impl CostTable {
 
     /// The counters and resident bytes of a setting; `energy` turns counters into joules.
     pub fn cost(&self, bits: &[u8], energy: &dyn Fn(&PerfCounters) -> f64) -> Result<SettingCost> {
-        if bits.len() != self.layers.len() {
-            return Err(HostError::Arg {
-                what: "bits",
-                why: format!(
-                    "{} entries for {} weight layers",
-                    bits.len(),
-                    self.layers.len()
-                ),
-            });
-        }
+        compile::check_bits_len(bits, self.layers.len())?;
         let mut perf = self.fixed;
         let mut resident = 0;
         for (i, &b) in bits.iter().enumerate() {

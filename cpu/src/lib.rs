@@ -1,0 +1,1 @@
+//! caq-cpu: the CPU backend (work in progress).

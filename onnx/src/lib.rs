@@ -1,0 +1,1 @@
+//! caq-onnx: ONNX import (work in progress).

@@ -11,6 +11,8 @@ pub mod graph;
 pub mod kernels;
 pub mod nested;
 pub mod planes;
+#[cfg(feature = "train")]
+pub mod qat;
 pub mod qmodel;
 pub mod quant;
 pub mod report;

@@ -199,6 +199,34 @@ pub fn quantize_for_nesting(
     Ok((full, nested))
 }
 
+/// The real weights `scale · effective code` of every level in `levels`, exactly as
+/// `qmodel::quantize` stores them for these settings: `quantize_for_nesting` when `nest_clip`,
+/// else `quantize_weights` then `nest`. Quantization-aware training uses this as its fake
+/// quantizer, so what a training step sees at each level is what the integer model will run.
+/// One array per level, in `levels` order.
+pub fn fake_quantize(
+    w: ArrayView2<f32>,
+    kernel_len: usize,
+    full_cfg: &WeightQuantConfig,
+    levels: &[u8],
+    nest_clip: bool,
+) -> Result<Vec<Array2<f32>>> {
+    let (full, nested) = if nest_clip {
+        quantize_for_nesting(w, kernel_len, full_cfg, levels, full_cfg.rounding)?
+    } else {
+        let full = crate::quant::quantize_weights(w, kernel_len, full_cfg)?;
+        let nested = nest(&full, levels, kernel_len, full_cfg.rounding)?;
+        (full, nested)
+    };
+    levels
+        .iter()
+        .map(|&b| {
+            let codes = nested.effective_codes(b)?;
+            crate::quant::dequantize_codes(codes.view(), &full.channel_scale, full.groups.as_ref())
+        })
+        .collect()
+}
+
 /// Σ over elements and levels of (w − scale·effective code)², rounding to nearest throughout.
 fn nesting_error(vals: &[f32], base: &[f32], ratio: f32, levels: &[u8]) -> f64 {
     let n = levels[0];

@@ -7,9 +7,9 @@
 //! never permutes them; the tests check candle's logits against `FloatModel::forward`. Inputs
 //! follow the float model's convention, `pixel / max_value` in CHW.
 
+pub use crate::arch::{Arch, graph_for};
 use crate::data::Dataset;
 use crate::error::{ModelError, Result};
-pub use crate::arch::{Arch, graph_for};
 use crate::graph::{FloatModel, FloatParams, Graph, Op, Src};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -70,7 +70,7 @@ pub struct TrainReport {
     pub seconds: f64,
 }
 
-fn candle_err(e: candle_core::Error) -> ModelError {
+pub(crate) fn candle_err(e: candle_core::Error) -> ModelError {
     ModelError::Train(e.to_string())
 }
 
@@ -80,9 +80,9 @@ fn candle_err(e: candle_core::Error) -> ModelError {
 /// gather (`index_select`) followed by one GEMM or reduction. candle's own CPU `conv2d` backward
 /// goes through a naive conv-transpose that also computes the unused gradient of the input
 /// image; on the LeNet this layout trains several times faster.
-struct Net {
-    graph: Graph,
-    params: Vec<Option<(Var, Var)>>,
+pub(crate) struct Net {
+    pub(crate) graph: Graph,
+    pub(crate) params: Vec<Option<(Var, Var)>>,
     /// For conv and pool nodes, the input row each (window element, output position) reads.
     gathers: Vec<Option<Gather>>,
 }
@@ -147,20 +147,18 @@ fn gather_rows(
     (rows, padded)
 }
 
-impl Net {
-    /// Kaiming-uniform weights (gain √2 before a ReLU, 1 otherwise) and PyTorch-style biases
-    /// U(±1/√fan_in), all drawn from `rng` so that a seed fixes the whole run.
-    fn init(graph: Graph, rng: &mut ChaCha8Rng) -> Result<Net> {
-        let shapes = graph.shapes()?;
-        let mut params = Vec::with_capacity(graph.nodes.len());
-        let mut gathers = Vec::with_capacity(graph.nodes.len());
-        for (i, node) in graph.nodes.iter().enumerate() {
-            let in_shape = match node.inputs[0] {
-                Src::Input => graph.input_shape,
-                Src::Node(j) => shapes[j],
-            };
-            let [_, oh, ow] = shapes[i];
-            let gather = match node.op {
+/// The gather rows of every conv and pool node of `graph` (None for other nodes).
+fn gathers_for(graph: &Graph) -> Result<Vec<Option<Gather>>> {
+    let shapes = graph.shapes()?;
+    let mut gathers = Vec::with_capacity(graph.nodes.len());
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let in_shape = match node.inputs[0] {
+            Src::Input => graph.input_shape,
+            Src::Node(j) => shapes[j],
+        };
+        let [_, oh, ow] = shapes[i];
+        let gather =
+            match node.op {
                 Op::Conv2d {
                     kernel,
                     stride,
@@ -179,17 +177,27 @@ impl Net {
                 ),
                 _ => None,
             };
-            gathers.push(match gather {
-                None => None,
-                Some((rows, reads_zero_row)) => {
-                    let n = rows.len();
-                    Some(Gather {
-                        rows: Tensor::from_vec(rows, n, &Device::Cpu).map_err(candle_err)?,
-                        reads_zero_row,
-                    })
-                }
-            });
+        gathers.push(match gather {
+            None => None,
+            Some((rows, reads_zero_row)) => {
+                let n = rows.len();
+                Some(Gather {
+                    rows: Tensor::from_vec(rows, n, &Device::Cpu).map_err(candle_err)?,
+                    reads_zero_row,
+                })
+            }
+        });
+    }
+    Ok(gathers)
+}
 
+impl Net {
+    /// Kaiming-uniform weights (gain √2 before a ReLU, 1 otherwise) and PyTorch-style biases
+    /// U(±1/√fan_in), all drawn from `rng` so that a seed fixes the whole run.
+    fn init(graph: Graph, rng: &mut ChaCha8Rng) -> Result<Net> {
+        let gathers = gathers_for(&graph)?;
+        let mut params = Vec::with_capacity(graph.nodes.len());
+        for node in &graph.nodes {
             let Some((out, k, _)) = node.op.weight_matrix_dims() else {
                 params.push(None);
                 continue;
@@ -214,6 +222,32 @@ impl Net {
         })
     }
 
+    /// A network holding a copy of `model`'s weights as trainable variables.
+    pub(crate) fn from_model(model: &FloatModel) -> Result<Net> {
+        model.validate()?;
+        let gathers = gathers_for(&model.graph)?;
+        let mut params = Vec::with_capacity(model.params.len());
+        for p in &model.params {
+            params.push(match p {
+                None => None,
+                Some(p) => {
+                    let (out, k) = p.weight.dim();
+                    let w: Vec<f32> = p.weight.iter().copied().collect();
+                    let b = p.bias.to_vec();
+                    Some((
+                        Var::from_vec(w, (out, k), &Device::Cpu).map_err(candle_err)?,
+                        Var::from_vec(b, (out, 1), &Device::Cpu).map_err(candle_err)?,
+                    ))
+                }
+            });
+        }
+        Ok(Net {
+            graph: model.graph.clone(),
+            params,
+            gathers,
+        })
+    }
+
     fn vars(&self) -> Vec<Var> {
         self.params
             .iter()
@@ -224,6 +258,21 @@ impl Net {
 
     /// Logits `[batch, classes]` of a batch-last input `[C*H*W, batch]`.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let weights: Vec<Option<Tensor>> = self
+            .params
+            .iter()
+            .map(|p| p.as_ref().map(|(w, _)| w.as_tensor().clone()))
+            .collect();
+        self.forward_with(x, &weights)
+    }
+
+    /// `forward` with the weight matrices replaced by `weights` (one per node, `None` for nodes
+    /// without weights); the biases stay the network's own.
+    pub(crate) fn forward_with(
+        &self,
+        x: &Tensor,
+        weights: &[Option<Tensor>],
+    ) -> candle_core::Result<Tensor> {
         let batch = x.dim(1)?;
         let mut outs: Vec<Tensor> = Vec::with_capacity(self.graph.nodes.len());
         for (i, node) in self.graph.nodes.iter().enumerate() {
@@ -246,15 +295,16 @@ impl Net {
                 };
                 a.index_select(&g.rows, 0)
             };
-            let y = match (&node.op, &self.params[i]) {
-                (Op::Dense { .. }, Some((w, b))) => {
-                    w.as_tensor().matmul(&a)?.broadcast_add(b.as_tensor())?
-                }
+            let params = match (&self.params[i], weights.get(i)) {
+                (Some((_, b)), Some(Some(w))) => Some((w, b)),
+                _ => None,
+            };
+            let y = match (&node.op, params) {
+                (Op::Dense { .. }, Some((w, b))) => w.matmul(&a)?.broadcast_add(b.as_tensor())?,
                 (Op::Conv2d { out_channels, .. }, Some((w, b))) => {
                     let k = w.dim(1)?;
                     let cols = gathered()?.reshape((k, ()))?;
-                    w.as_tensor()
-                        .matmul(&cols)?
+                    w.matmul(&cols)?
                         .broadcast_add(b.as_tensor())?
                         .reshape((*out_channels * (cols.dim(1)? / batch), batch))?
                 }
@@ -274,7 +324,7 @@ impl Net {
         logits.t()?.contiguous()
     }
 
-    fn to_model(&self) -> Result<FloatModel> {
+    pub(crate) fn to_model(&self) -> Result<FloatModel> {
         let mut params = Vec::with_capacity(self.params.len());
         for p in &self.params {
             params.push(match p {
@@ -301,7 +351,7 @@ impl Net {
 }
 
 /// The images of `set` as `pixel / max_value` f32, concatenated CHW, and the labels as u32.
-fn as_f32(set: &Dataset) -> (Vec<f32>, Vec<u32>) {
+pub(crate) fn as_f32(set: &Dataset) -> (Vec<f32>, Vec<u32>) {
     let scale = 1.0 / f32::from(set.max_value.max(1));
     let x = set.pixels.iter().map(|&p| f32::from(p) * scale).collect();
     let y = set.labels.iter().map(|&l| u32::from(l)).collect();
@@ -309,7 +359,11 @@ fn as_f32(set: &Dataset) -> (Vec<f32>, Vec<u32>) {
 }
 
 /// The images `idx` of `x` (concatenated CHW) as a batch-last `[C*H*W, batch]` tensor.
-fn batch_tensor(x: &[f32], shape: [usize; 3], idx: &[usize]) -> candle_core::Result<Tensor> {
+pub(crate) fn batch_tensor(
+    x: &[f32],
+    shape: [usize; 3],
+    idx: &[usize],
+) -> candle_core::Result<Tensor> {
     let n: usize = shape.iter().product();
     let b = idx.len();
     let mut v = vec![0.0f32; n * b];
@@ -321,7 +375,12 @@ fn batch_tensor(x: &[f32], shape: [usize; 3], idx: &[usize]) -> candle_core::Res
     Tensor::from_vec(v, (n, b), &Device::Cpu)
 }
 
-fn check_inputs(set: &Dataset, cfg: &TrainConfig) -> Result<()> {
+pub(crate) fn check_inputs(
+    set: &Dataset,
+    batch_size: usize,
+    lr: f64,
+    weight_decay: f64,
+) -> Result<()> {
     if set.is_empty() {
         return Err(ModelError::arg("train_set", "is empty"));
     }
@@ -344,19 +403,19 @@ fn check_inputs(set: &Dataset, cfg: &TrainConfig) -> Result<()> {
             format!("label {l} is not below its {} classes", set.classes),
         ));
     }
-    if cfg.batch_size == 0 {
+    if batch_size == 0 {
         return Err(ModelError::arg("batch_size", "must be at least 1"));
     }
-    if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
+    if !(lr.is_finite() && lr > 0.0) {
         return Err(ModelError::arg(
             "lr",
-            format!("{} must be finite and > 0", cfg.lr),
+            format!("{lr} must be finite and > 0"),
         ));
     }
-    if !(cfg.weight_decay.is_finite() && cfg.weight_decay >= 0.0) {
+    if !(weight_decay.is_finite() && weight_decay >= 0.0) {
         return Err(ModelError::arg(
             "weight_decay",
-            format!("{} must be finite and >= 0", cfg.weight_decay),
+            format!("{weight_decay} must be finite and >= 0"),
         ));
     }
     Ok(())
@@ -375,70 +434,33 @@ pub fn train(
 }
 
 fn fit(train_set: &Dataset, cfg: &TrainConfig, progress: bool) -> Result<(Net, TrainReport)> {
-    check_inputs(train_set, cfg)?;
+    check_inputs(train_set, cfg.batch_size, cfg.lr, cfg.weight_decay)?;
     let start = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let graph = graph_for(cfg.arch, train_set.shape, train_set.classes);
     let net = Net::init(graph, &mut rng)?;
-    let mut opt = AdamW::new(
-        net.vars(),
-        ParamsAdamW {
-            lr: cfg.lr,
-            weight_decay: cfg.weight_decay,
-            ..ParamsAdamW::default()
-        },
-    )
-    .map_err(candle_err)?;
-
-    let (xs, ys) = as_f32(train_set);
-    let n = train_set.len();
-    let steps_per_epoch = n.div_ceil(cfg.batch_size);
-    let total_steps = (cfg.epochs * steps_per_epoch).max(1);
-    let bar = if progress {
-        let style = ProgressStyle::with_template(
-            "{prefix} epoch {pos}/{len} {wide_bar} {elapsed}/{duration} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        ProgressBar::new(cfg.epochs as u64)
-            .with_style(style)
-            .with_prefix(format!("{:?}", cfg.arch))
-    } else {
-        ProgressBar::hidden()
+    let schedule = Schedule {
+        epochs: cfg.epochs,
+        batch_size: cfg.batch_size,
+        lr: cfg.lr,
+        weight_decay: cfg.weight_decay,
+        prefix: format!("{:?}", cfg.arch),
     };
-
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut final_loss = f32::NAN;
-    let mut step = 0usize;
-    for _ in 0..cfg.epochs {
-        order.shuffle(&mut rng);
-        let mut loss_sum = 0.0f64;
-        for idx in order.chunks(cfg.batch_size) {
-            let progress = step as f64 / total_steps as f64;
-            opt.set_learning_rate(cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
-            let loss = (|| {
-                let x = batch_tensor(&xs, train_set.shape, idx)?;
-                let labels: Vec<u32> = idx.iter().map(|&i| ys[i]).collect();
-                let y = Tensor::from_vec(labels, idx.len(), &Device::Cpu)?;
-                let loss = candle_nn::loss::cross_entropy(&net.forward(&x)?, &y)?;
-                opt.backward_step(&loss)?;
-                loss.to_scalar::<f32>()
-            })()
-            .map_err(candle_err)?;
-            if !loss.is_finite() {
-                return Err(ModelError::Train(format!(
-                    "loss became {loss} at step {step}; lower lr ({})",
-                    cfg.lr
-                )));
-            }
-            loss_sum += f64::from(loss) * idx.len() as f64;
-            step += 1;
-        }
-        final_loss = (loss_sum / n as f64) as f32;
-        bar.set_message(format!("loss {final_loss:.4}"));
-        bar.inc(1);
-    }
-    bar.finish();
-
+    let (xs, ys) = as_f32(train_set);
+    let final_loss = run_epochs(
+        &net,
+        train_set,
+        &xs,
+        &ys,
+        &schedule,
+        &mut rng,
+        progress,
+        |x, y| {
+            let loss = candle_nn::loss::cross_entropy(&net.forward(x)?, y)?;
+            Ok((loss, Vec::new()))
+        },
+    )?
+    .0;
     let train_accuracy = candle_accuracy(&net, &xs, &ys, train_set.shape)?;
     let report = TrainReport {
         epochs: cfg.epochs,
@@ -449,7 +471,97 @@ fn fit(train_set: &Dataset, cfg: &TrainConfig, progress: bool) -> Result<(Net, T
     Ok((net, report))
 }
 
-fn candle_accuracy(net: &Net, xs: &[f32], ys: &[u32], shape: [usize; 3]) -> Result<f32> {
+/// The optimisation settings `run_epochs` needs.
+pub(crate) struct Schedule {
+    pub(crate) epochs: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) lr: f64,
+    pub(crate) weight_decay: f64,
+    pub(crate) prefix: String,
+}
+
+/// The training loop shared by `train` and `finetune`: AdamW over `net`'s variables on a per-step
+/// cosine schedule, one shuffle of `rng` per epoch. `step_loss` gives a batch's loss and any
+/// parts it wants averaged (e.g. one loss per nesting level). Returns the last epoch's mean
+/// loss and mean parts.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_epochs(
+    net: &Net,
+    set: &Dataset,
+    xs: &[f32],
+    ys: &[u32],
+    s: &Schedule,
+    rng: &mut ChaCha8Rng,
+    progress: bool,
+    mut step_loss: impl FnMut(&Tensor, &Tensor) -> candle_core::Result<(Tensor, Vec<f32>)>,
+) -> Result<(f32, Vec<f32>)> {
+    let mut opt = AdamW::new(
+        net.vars(),
+        ParamsAdamW {
+            lr: s.lr,
+            weight_decay: s.weight_decay,
+            ..ParamsAdamW::default()
+        },
+    )
+    .map_err(candle_err)?;
+    let n = set.len();
+    let steps_per_epoch = n.div_ceil(s.batch_size);
+    let total_steps = (s.epochs * steps_per_epoch).max(1);
+    let bar = if progress {
+        let style = ProgressStyle::with_template(
+            "{prefix} epoch {pos}/{len} {wide_bar} {elapsed}/{duration} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        ProgressBar::new(s.epochs as u64)
+            .with_style(style)
+            .with_prefix(s.prefix.clone())
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut final_loss = f32::NAN;
+    let mut final_parts = Vec::new();
+    let mut step = 0usize;
+    for _ in 0..s.epochs {
+        order.shuffle(rng);
+        let mut loss_sum = 0.0f64;
+        let mut part_sums: Vec<f64> = Vec::new();
+        for idx in order.chunks(s.batch_size) {
+            let progress = step as f64 / total_steps as f64;
+            opt.set_learning_rate(s.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
+            let (loss, parts) = (|| {
+                let x = batch_tensor(xs, set.shape, idx)?;
+                let labels: Vec<u32> = idx.iter().map(|&i| ys[i]).collect();
+                let y = Tensor::from_vec(labels, idx.len(), &Device::Cpu)?;
+                let (loss, parts) = step_loss(&x, &y)?;
+                opt.backward_step(&loss)?;
+                Ok::<_, candle_core::Error>((loss.to_scalar::<f32>()?, parts))
+            })()
+            .map_err(candle_err)?;
+            if !loss.is_finite() {
+                return Err(ModelError::Train(format!(
+                    "loss became {loss} at step {step}; lower lr ({})",
+                    s.lr
+                )));
+            }
+            loss_sum += f64::from(loss) * idx.len() as f64;
+            part_sums.resize(parts.len(), 0.0);
+            for (sum, p) in part_sums.iter_mut().zip(&parts) {
+                *sum += f64::from(*p) * idx.len() as f64;
+            }
+            step += 1;
+        }
+        final_loss = (loss_sum / n as f64) as f32;
+        final_parts = part_sums.iter().map(|p| (p / n as f64) as f32).collect();
+        bar.set_message(format!("loss {final_loss:.4}"));
+        bar.inc(1);
+    }
+    bar.finish();
+    Ok((final_loss, final_parts))
+}
+
+pub(crate) fn candle_accuracy(net: &Net, xs: &[f32], ys: &[u32], shape: [usize; 3]) -> Result<f32> {
     const EVAL_BATCH: usize = 500;
     let all: Vec<usize> = (0..ys.len()).collect();
     let mut correct = 0usize;

@@ -6,6 +6,8 @@ mod adapt;
 mod bench;
 #[cfg(feature = "sim")]
 mod demo;
+#[cfg(feature = "train")]
+mod finetune;
 #[cfg(feature = "sim")]
 mod gate;
 mod hdl;
@@ -41,6 +43,10 @@ enum Command {
     Train(models::TrainArgs),
     /// Quantize a float model into a nested model bundle (post-training).
     Quantize(models::QuantizeArgs),
+    /// Nested-aware quantization-aware training: fine-tune a float model with every nesting
+    /// level fake-quantized, write the nested bundle, compare with post-training quantization.
+    #[cfg(feature = "train")]
+    Finetune(finetune::FinetuneArgs),
     /// Accuracy of a float model and its quantized variants on the held-out split.
     Eval(models::EvalArgs),
     /// Show a model bundle: layers, nesting levels, bytes per plane group.
@@ -70,6 +76,8 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => models::train(a),
         Command::Quantize(a) => models::quantize(a),
+        #[cfg(feature = "train")]
+        Command::Finetune(a) => finetune::run(a),
         Command::Eval(a) => models::eval(a),
         Command::Inspect(a) => inspect::inspect(a),
         #[cfg(feature = "sim")]

@@ -1,0 +1,402 @@
+//! Nested-aware quantization-aware training (behind the `train` feature). Fine-tunes a float
+//! model so that one nested bundle is good at every nesting level: each step runs the batch once
+//! per level with that level's fake-quantized weights and sums the weighted cross-entropies
+//! (Any-Precision / AdaBits style joint training; Wang et al. 2023 fine-tune under the deployed
+//! constraint). Gradients pass the quantizer straight through (STE): the forward pass sees
+//! `w + (q(w) − w)` with the difference a constant.
+//!
+//! The fake quantizer is `nested::fake_quantize`, the very code `qmodel::quantize` runs, with
+//! round-to-nearest, so at the end of training the integer model is the model the last step saw
+//! (up to the activations, which stay float here: caq's activations are 8-bit, and their
+//! calibration happens after training as for any float model).
+
+use crate::data::Dataset;
+use crate::error::{ModelError, Result};
+use crate::graph::FloatModel;
+use crate::nested;
+use crate::qmodel::QuantizeConfig;
+use crate::quant::{Rounding, WeightQuantConfig};
+use crate::train::{Net, Schedule, as_f32, candle_accuracy, candle_err, check_inputs, run_epochs};
+use candle_core::{Device, Tensor};
+use ndarray::Array2;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Settings of one nested-aware fine-tuning run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QatConfig {
+    /// Nesting levels, strictly descending (`[8, 4, 2]`); `[b]` trains a dedicated b-bit model.
+    pub levels: Vec<u8>,
+    /// Weight of each level's loss, one per level (e.g. how often the gates use it).
+    pub level_weights: Vec<f32>,
+    /// Local quantization regions, as in `QuantizeConfig::group_size`.
+    pub group_size: Option<usize>,
+    /// Choose each channel's full-bit scale for the error over all levels (as `quantize` does
+    /// with `nest_clip`); recomputed every step from the current weights.
+    pub nest_clip: bool,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Peak AdamW learning rate, cosine-annealed to zero over the run.
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+}
+
+impl QatConfig {
+    /// Measured defaults (MNIST LeNet, see docs/qat.md): 3 epochs from the trained float model,
+    /// peak learning rate 1e-3, all levels weighted alike, nesting-aware scales.
+    pub fn new(levels: &[u8]) -> Self {
+        QatConfig {
+            levels: levels.to_vec(),
+            level_weights: vec![1.0; levels.len()],
+            group_size: None,
+            nest_clip: true,
+            epochs: 3,
+            batch_size: 32,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            seed: 0,
+        }
+    }
+
+    /// The quantization that turns the fine-tuned float model into the integer model training
+    /// simulated: the same levels, regions and scale choice, round-to-nearest.
+    pub fn quantize_config(&self) -> QuantizeConfig {
+        QuantizeConfig {
+            rounding: Rounding::Nearest,
+            group_size: self.group_size,
+            nest_clip: self.nest_clip,
+            clip_search: false,
+            ..QuantizeConfig::nested(&self.levels)
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let levels = &self.levels;
+        if levels.is_empty() || levels.iter().any(|b| !(2..=8).contains(b)) {
+            return Err(ModelError::arg(
+                "levels",
+                format!("every level must be a bit-width in 2..=8, found {levels:?}"),
+            ));
+        }
+        if levels.windows(2).any(|p| p[0] <= p[1]) {
+            return Err(ModelError::arg(
+                "levels",
+                format!("must be strictly descending, found {levels:?}"),
+            ));
+        }
+        if self.level_weights.len() != levels.len() {
+            return Err(ModelError::arg(
+                "level_weights",
+                format!(
+                    "{} weights for {} levels {levels:?}",
+                    self.level_weights.len(),
+                    levels.len()
+                ),
+            ));
+        }
+        if self
+            .level_weights
+            .iter()
+            .any(|w| !(w.is_finite() && *w >= 0.0))
+            || self.level_weights.iter().sum::<f32>() <= 0.0
+        {
+            return Err(ModelError::arg(
+                "level_weights",
+                format!(
+                    "must be finite, >= 0 and not all 0, found {:?}",
+                    self.level_weights
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a fine-tuning run did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QatReport {
+    pub epochs: usize,
+    /// Mean weighted loss over the last epoch (normalised by the sum of the level weights).
+    pub final_loss: f32,
+    /// Mean cross-entropy of each level over the last epoch, in `levels` order.
+    pub level_losses: Vec<f32>,
+    /// Accuracy on the training set of the float weights (not fake-quantized).
+    pub train_accuracy: f32,
+    pub seconds: f64,
+}
+
+/// Fine-tunes `model` on `train_set` with every nesting level of `cfg` fake-quantized in each
+/// step. Reproducible for a given seed. The result is a float model; quantize it with
+/// `cfg.quantize_config()` (calibrating activations on the training data) to get the bundle.
+pub fn finetune(
+    model: &FloatModel,
+    train_set: &Dataset,
+    cfg: &QatConfig,
+    progress: bool,
+) -> Result<(FloatModel, QatReport)> {
+    cfg.check()?;
+    check_inputs(train_set, cfg.batch_size, cfg.lr, cfg.weight_decay)?;
+    if train_set.shape != model.graph.input_shape {
+        return Err(ModelError::arg(
+            "train_set",
+            format!(
+                "images are {:?} but the model takes {:?}",
+                train_set.shape, model.graph.input_shape
+            ),
+        ));
+    }
+    let start = Instant::now();
+    let net = Net::from_model(model)?;
+    let layers: Vec<(usize, usize)> = net
+        .graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| n.op.weight_matrix_dims().map(|(_, _, kl)| (i, kl)))
+        .collect();
+    let wcfg = WeightQuantConfig {
+        bits: cfg.levels[0],
+        rounding: Rounding::Nearest,
+        group_size: cfg.group_size,
+        clip_search: false,
+    };
+    let weight_sum: f32 = cfg.level_weights.iter().sum();
+    let schedule = Schedule {
+        epochs: cfg.epochs,
+        batch_size: cfg.batch_size,
+        lr: cfg.lr,
+        weight_decay: cfg.weight_decay,
+        prefix: format!("QAT {:?}", cfg.levels),
+    };
+    let (xs, ys) = as_f32(train_set);
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    // A quantizer error (e.g. a region size that does not divide K) surfaces as a candle error
+    // inside the loop; keep the original to report it as it was.
+    let mut quant_error: Option<ModelError> = None;
+    let result = run_epochs(
+        &net,
+        train_set,
+        &xs,
+        &ys,
+        &schedule,
+        &mut rng,
+        progress,
+        |x, y| {
+            let per_level = match fake_weights(&net, &layers, &wcfg, cfg) {
+                Ok(w) => w,
+                Err(e) => {
+                    let msg = e.to_string();
+                    quant_error = Some(e);
+                    candle_core::bail!("{msg}")
+                }
+            };
+            let mut total: Option<Tensor> = None;
+            let mut parts = Vec::with_capacity(per_level.len());
+            for (weights, &lw) in per_level.iter().zip(&cfg.level_weights) {
+                let ce = candle_nn::loss::cross_entropy(&net.forward_with(x, weights)?, y)?;
+                parts.push(ce.to_scalar::<f32>()?);
+                let term = (ce * f64::from(lw / weight_sum))?;
+                total = Some(match total {
+                    None => term,
+                    Some(t) => (t + term)?,
+                });
+            }
+            let Some(total) = total else {
+                candle_core::bail!("no levels")
+            };
+            Ok((total, parts))
+        },
+    );
+    let (final_loss, level_losses) = match (result, quant_error) {
+        (Err(_), Some(e)) => return Err(e),
+        (r, _) => r?,
+    };
+    let train_accuracy = candle_accuracy(&net, &xs, &ys, train_set.shape)?;
+    let report = QatReport {
+        epochs: cfg.epochs,
+        final_loss,
+        level_losses,
+        train_accuracy,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    Ok((net.to_model()?, report))
+}
+
+/// Per level, the weight tensor of every node: the straight-through `w + (q_level(w) − w)`.
+fn fake_weights(
+    net: &Net,
+    layers: &[(usize, usize)],
+    wcfg: &WeightQuantConfig,
+    cfg: &QatConfig,
+) -> Result<Vec<Vec<Option<Tensor>>>> {
+    let nodes = net.graph.nodes.len();
+    let mut out = vec![vec![None; nodes]; cfg.levels.len()];
+    for &(i, kernel_len) in layers {
+        let Some((w, _)) = &net.params[i] else {
+            continue;
+        };
+        let w = w.as_tensor();
+        let (rows, k) = w.dims2().map_err(candle_err)?;
+        let flat = w
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(candle_err)?;
+        let wa = Array2::from_shape_vec((rows, k), flat)
+            .map_err(|e| ModelError::Train(e.to_string()))?;
+        let fq = nested::fake_quantize(wa.view(), kernel_len, wcfg, &cfg.levels, cfg.nest_clip)
+            .map_err(|e| ModelError::Layer {
+                layer: net.graph.nodes[i].name.clone(),
+                what: e.to_string(),
+            })?;
+        for (level, q) in fq.into_iter().enumerate() {
+            let delta: Vec<f32> = q.iter().zip(wa.iter()).map(|(q, w)| q - w).collect();
+            let delta = Tensor::from_vec(delta, (rows, k), &Device::Cpu).map_err(candle_err)?;
+            out[level][i] = Some((w + delta).map_err(candle_err)?);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data;
+    use crate::qmodel::{self, quantize};
+    use crate::quant::dequantize_codes;
+    use crate::train::{Arch, TrainConfig, train};
+
+    fn digits_split() -> (Dataset, Dataset) {
+        data::digits().unwrap().stratified_split(360, 0).unwrap()
+    }
+
+    #[test]
+    fn the_fake_quantizer_is_what_the_integer_model_stores() {
+        let (train_set, _) = digits_split();
+        let cfg = TrainConfig {
+            epochs: 2,
+            ..TrainConfig::default_for(Arch::Mlp)
+        };
+        let (model, _) = train(&train_set, &cfg, false).unwrap();
+        for nest_clip in [false, true] {
+            let qat = QatConfig {
+                nest_clip,
+                ..QatConfig::new(&[8, 4, 2])
+            };
+            let q = quantize(&model, &train_set, &qat.quantize_config()).unwrap();
+            let wcfg = WeightQuantConfig {
+                bits: 8,
+                rounding: Rounding::Nearest,
+                group_size: None,
+                clip_search: false,
+            };
+            for (i, p) in model.params.iter().enumerate() {
+                let (Some(p), Some(layer)) = (p, &q.layers[i]) else {
+                    continue;
+                };
+                let fq = nested::fake_quantize(p.weight.view(), 1, &wcfg, &qat.levels, nest_clip)
+                    .unwrap();
+                for (level, f) in qat.levels.iter().zip(&fq) {
+                    let codes = layer.weights.effective_codes(*level).unwrap();
+                    let stored =
+                        dequantize_codes(codes.view(), &layer.channel_scale, layer.groups.as_ref())
+                            .unwrap();
+                    assert_eq!(&stored, f, "layer {i} level {level} nest_clip {nest_clip}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn qat_lifts_the_deepest_level_of_a_nested_digits_mlp() {
+        let (train_set, test) = digits_split();
+        let (model, _) = train(&train_set, &TrainConfig::default_for(Arch::Mlp), false).unwrap();
+        let cfg = QatConfig {
+            epochs: 4,
+            ..QatConfig::new(&[8, 4, 3, 2])
+        };
+        let qcfg = cfg.quantize_config();
+        let at2 =
+            |q: &crate::qmodel::QModel| qmodel::int_accuracy(q, &q.uniform_bits(2), &test).unwrap();
+        // Post-training: the default quantizer, and the QAT quantizer on the untrained weights.
+        let plain =
+            at2(&quantize(&model, &train_set, &QuantizeConfig::nested(&cfg.levels)).unwrap());
+        let ptq2 = at2(&quantize(&model, &train_set, &qcfg).unwrap());
+        let (tuned, report) = finetune(&model, &train_set, &cfg, false).unwrap();
+        assert_eq!(report.level_losses.len(), 4);
+        assert!(report.level_losses.iter().all(|l| l.is_finite()));
+        let q = quantize(&tuned, &train_set, &qcfg).unwrap();
+        let qat2 = qmodel::int_accuracy(&q, &q.uniform_bits(2), &test).unwrap();
+        let qat8 = qmodel::int_accuracy(&q, &q.uniform_bits(8), &test).unwrap();
+        eprintln!(
+            "digits MLP 8⊃4⊃3⊃2, 2-bit: PTQ {plain:.2} % (defaults), {ptq2:.2} % (QAT quantizer); \
+             QAT {qat2:.2} %; QAT 8-bit {qat8:.2} %"
+        );
+        assert!(
+            qat2 > plain + 1.0,
+            "QAT 2-bit {qat2} vs default PTQ {plain}"
+        );
+        assert!(
+            qat2 > ptq2,
+            "QAT 2-bit {qat2} vs PTQ with the same quantizer {ptq2}"
+        );
+        assert!(qat8 > 95.0, "QAT 8-bit {qat8}");
+    }
+
+    #[test]
+    fn bad_settings_are_errors_naming_the_field() {
+        let (train_set, _) = digits_split();
+        let (model, _) = train(
+            &train_set,
+            &TrainConfig {
+                epochs: 1,
+                ..TrainConfig::default_for(Arch::Mlp)
+            },
+            false,
+        )
+        .unwrap();
+        let err = |c: QatConfig| {
+            finetune(&model, &train_set, &c, false)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(QatConfig::new(&[8, 8])).contains("levels"));
+        assert!(err(QatConfig::new(&[9, 4])).contains("levels"));
+        assert!(
+            err(QatConfig {
+                level_weights: vec![1.0],
+                ..QatConfig::new(&[8, 4])
+            })
+            .contains("level_weights")
+        );
+        assert!(
+            err(QatConfig {
+                level_weights: vec![0.0, 0.0],
+                ..QatConfig::new(&[8, 4])
+            })
+            .contains("level_weights")
+        );
+        assert!(
+            err(QatConfig {
+                lr: -1.0,
+                ..QatConfig::new(&[8, 4])
+            })
+            .contains("lr")
+        );
+        let mnist_shaped = Dataset {
+            shape: [1, 28, 28],
+            pixels: vec![0; 784],
+            labels: vec![0],
+            ..train_set.clone()
+        };
+        assert!(
+            finetune(&model, &mnist_shaped, &QatConfig::new(&[8, 4]), false)
+                .unwrap_err()
+                .to_string()
+                .contains("train_set")
+        );
+    }
+}

@@ -221,7 +221,7 @@ impl WeightLayer {
             });
         }
         let packed = match kernel {
-            Kernel::Lut => Packed::Lut(LutWeights::pack(&codes, rows, k, bits)),
+            Kernel::Lut => Packed::Lut(LutWeights::pack(&codes, rows, k, bits, input.max_abs())),
             Kernel::Gemm => Packed::Gemm(GemmWeights::pack(&codes, rows, k)),
         };
         Ok(WeightLayer {
@@ -272,19 +272,39 @@ impl WeightLayer {
                 Packed::Gemm(w) => w.block(&block, &self.regions, &mut sums),
             }
             let live = L.min(cols - j0);
+            // Column j is pixel j % p of image j / p; its output for row o lands at dst + o·p.
+            let dst: [usize; L] = std::array::from_fn(|l| {
+                let j = j0 + l;
+                (j / p) * self.rows * p + j % p
+            });
             for (o, sum) in sums.iter().enumerate() {
                 let (bias, rq) = (i64::from(self.bias[o]), self.requant[o]);
-                for (lane, &s) in sum.iter().enumerate().take(live) {
-                    let j = j0 + lane;
-                    let (img, pix) = (j / p, j % p);
+                for (&s, &d) in sum.iter().zip(&dst).take(live) {
                     // The level's codes are h·2^shift: scale the sum back into full-bit units.
                     let acc = (s << self.shift) + bias;
-                    y[(img * self.rows + o) * p + pix] = self.out.finish(rq.apply(acc));
+                    y[d + o * p] = requantize(acc, rq, self.out);
                 }
             }
         }
         y
     }
+}
+
+/// `OutRange::finish(Requant::apply(acc))`, in i64 when that is exact: for |acc| < 2^31 the
+/// product with a multiplier below 2^31 and the rounding half 2^(shift−1) ≤ 2^62 stay below 2^63.
+/// Larger accumulators take the golden i128 path.
+fn requantize(acc: i64, rq: Requant, out: OutRange) -> i32 {
+    if acc.unsigned_abs() >= 1 << 31 {
+        return out.finish(rq.apply(acc));
+    }
+    let p = acc * i64::from(rq.mult);
+    let v = if rq.shift == 0 {
+        p
+    } else {
+        (p + (1i64 << (rq.shift - 1))) >> rq.shift
+    };
+    let v = if out.relu { v.max(0) } else { v };
+    v.clamp(i64::from(out.qmin), i64::from(out.qmax)) as i32
 }
 
 fn check_len(l: &QLayer, field: &'static str, v: &[i32], rows: usize) -> Result<Vec<i32>> {
@@ -297,4 +317,170 @@ fn check_len(l: &QLayer, field: &'static str, v: &[i32], rows: usize) -> Result<
         });
     }
     Ok(v.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caq_model::data::Dataset;
+    use caq_model::graph::{FloatModel, FloatParams, Graph, Node, Op, Src};
+    use caq_model::kernels::{self, IntLayer};
+    use caq_model::qmodel::{QuantizeConfig, quantize};
+    use ndarray::{Array1, Array2};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// One quantized dense layer `k → 5` (levels 8 ⊃ 4 ⊃ 2).
+    fn dense_layer(k: usize, rng: &mut ChaCha8Rng) -> QLayer {
+        let graph = Graph {
+            input_shape: [k, 1, 1],
+            nodes: vec![Node {
+                name: "fc".into(),
+                op: Op::Dense {
+                    in_features: k,
+                    out_features: 5,
+                    relu: false,
+                },
+                inputs: vec![Src::Input],
+            }],
+        };
+        let params = vec![Some(FloatParams {
+            weight: Array2::from_shape_fn((5, k), |_| rng.random_range(-1.0..1.0f32)),
+            bias: Array1::from_shape_fn(5, |_| rng.random_range(-0.1..0.1f32)),
+        })];
+        let calib = Dataset {
+            name: "random".into(),
+            shape: [k, 1, 1],
+            pixels: (0..4 * k).map(|_| rng.random_range(0..=255u8)).collect(),
+            labels: vec![0; 4],
+            max_value: 255,
+            classes: 2,
+        };
+        let cfg = QuantizeConfig {
+            calib_images: 4,
+            ..QuantizeConfig::nested(&[8, 4, 2])
+        };
+        let q = quantize(&FloatModel { graph, params }, &calib, &cfg).unwrap();
+        q.layers[0].clone().unwrap()
+    }
+
+    fn dense_geom(k: usize) -> Geom {
+        Geom {
+            c: k,
+            h: 1,
+            w: 1,
+            kh: 1,
+            kw: 1,
+            stride: 1,
+            pad: 0,
+            oh: 1,
+            ow: 1,
+        }
+    }
+
+    const OUT: OutRange = OutRange {
+        qmin: -128,
+        qmax: 127,
+        relu: false,
+    };
+
+    #[test]
+    fn the_i64_requantization_equals_the_golden_one() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let edges = [
+            0,
+            1,
+            -1,
+            (1 << 31) - 1,
+            -(1 << 31) + 1,
+            1 << 31,
+            -(1 << 31),
+            1 << 40,
+        ];
+        for _ in 0..20_000 {
+            let rq = Requant {
+                mult: rng.random_range(0..=i32::MAX),
+                shift: rng.random_range(0..=63),
+            };
+            let out = OutRange {
+                qmin: rng.random_range(-128..=0),
+                qmax: rng.random_range(1..=255),
+                relu: rng.random_bool(0.5),
+            };
+            let acc = if rng.random_bool(0.1) {
+                edges[rng.random_range(0..edges.len())]
+            } else {
+                rng.random_range(-(1i64 << 33)..1 << 33) >> rng.random_range(0..33)
+            };
+            assert_eq!(
+                requantize(acc, rq, out),
+                out.finish(rq.apply(acc)),
+                "{acc} {rq:?} {out:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn inputs_too_wide_for_i16_tables_run_on_gemm_and_stay_exact() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let k = 37;
+        let l = dense_layer(k, &mut rng);
+        let wide = CodeRange {
+            min: -10_000,
+            max: 10_000,
+        };
+        let layer = WeightLayer::new(&l, 2, dense_geom(k), wide, OUT, Engine::Lut).unwrap();
+        assert_eq!(layer.info.kernel, Kernel::Gemm);
+        assert!(
+            layer
+                .info
+                .fallback
+                .as_deref()
+                .unwrap()
+                .contains("i16 table")
+        );
+        let narrow = CodeRange { min: 0, max: 255 };
+        let lut = WeightLayer::new(&l, 2, dense_geom(k), narrow, OUT, Engine::Lut).unwrap();
+        assert_eq!((lut.info.kernel, lut.info.fallback), (Kernel::Lut, None));
+
+        let n = 20;
+        let x: Vec<i32> = (0..n * k)
+            .map(|_| rng.random_range(-10_000..=10_000))
+            .collect();
+        let y = layer.run(&x, n);
+        let eff = l.weights.effective_codes(2).unwrap();
+        let golden = IntLayer {
+            codes: eff.view(),
+            groups: None,
+            bias: &l.bias,
+            requant: &l.requant,
+            out: OUT,
+        };
+        for (img, col) in x.chunks_exact(k).enumerate() {
+            assert_eq!(&y[img * 5..][..5], kernels::dense(&golden, col).unwrap());
+        }
+    }
+
+    #[test]
+    fn codes_beyond_i16_or_sums_beyond_i32_are_errors_naming_the_layer() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let l = dense_layer(600, &mut rng);
+        let huge = CodeRange {
+            min: 0,
+            max: 40_000,
+        };
+        let e = WeightLayer::new(&l, 8, dense_geom(600), huge, OUT, Engine::Gemm).unwrap_err();
+        assert!(matches!(e, CpuError::ActivationRange { .. }), "{e}");
+        assert!(e.to_string().contains("'fc'"), "{e}");
+        // 600 products of 8-bit weights (up to 128) and codes up to 30,000 exceed 2^31.
+        let wide = CodeRange {
+            min: 0,
+            max: 30_000,
+        };
+        let e = WeightLayer::new(&l, 8, dense_geom(600), wide, OUT, Engine::Gemm).unwrap_err();
+        assert!(
+            matches!(e, CpuError::AccumulatorRange { len: 600, .. }),
+            "{e}"
+        );
+    }
 }

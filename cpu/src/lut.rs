@@ -12,7 +12,8 @@
 //!
 //! Exactness: the activation codes of a layer lie in a range checked when the plan is built, so a
 //! table entry (at most four codes) fits i16 (`fits_i16_table`); a plane's sum over a region is
-//! accumulated in i32 lanes, bounded by the region length times the largest code
+//! accumulated in i16 lanes for as many groups as cannot overflow them (32 for 8-bit codes), then
+//! in i32 lanes, bounded by the region length times the largest code
 //! (`CpuModel::new` checks it); planes and regions are combined in i64, exactly as the golden
 //! `IntLayer::accumulate` forms its 48-bit accumulator.
 
@@ -40,11 +41,14 @@ pub(crate) struct LutWeights {
     groups: usize,
     /// `[row][plane][group]` indices; bit j of an index is plane p of `h[4·group + j]`.
     index: Vec<u8>,
+    /// Groups whose table entries can be summed in an i16 lane without overflow.
+    chunk: usize,
 }
 
 impl LutWeights {
-    /// Packs `codes` (`rows × k`, row-major, each a signed `bits`-bit code).
-    pub fn pack(codes: &[i32], rows: usize, k: usize, bits: u8) -> LutWeights {
+    /// Packs `codes` (`rows × k`, row-major, each a signed `bits`-bit code) for input codes of
+    /// magnitude at most `max_abs` (which must pass `fits_i16_table`).
+    pub fn pack(codes: &[i32], rows: usize, k: usize, bits: u8, max_abs: i64) -> LutWeights {
         let groups = k.div_ceil(GROUP);
         let planes = usize::from(bits);
         let mut index = vec![0u8; rows * planes * groups];
@@ -59,11 +63,15 @@ impl LutWeights {
                 }
             }
         }
+        // An entry is at most 4·max|a|; `chunk` of them fit i16 (32 for 8-bit codes).
+        let entry_max = GROUP as i64 * max_abs.max(1);
+        let chunk = (i64::from(i16::MAX) / entry_max).max(1) as usize;
         LutWeights {
             rows,
             bits,
             groups,
             index,
+            chunk,
         }
     }
 
@@ -97,10 +105,20 @@ impl LutWeights {
                     let idx = &self.index[(o * planes + p) * self.groups..][g0..g1];
                     let tables = &table[g0 * ENTRIES..g1 * ENTRIES];
                     let mut acc = [0i32; L];
-                    for (&i, t) in idx.iter().zip(tables.chunks_exact(ENTRIES)) {
-                        let entry = &t[usize::from(i)];
-                        for (a, &e) in acc.iter_mut().zip(entry) {
-                            *a += i32::from(e);
+                    // i16 lanes for `chunk` groups at a time (they cannot overflow, see `pack`),
+                    // then one widening add: the inner loop is one 16-bit vector add per look-up.
+                    for (idx, tables) in idx
+                        .chunks(self.chunk)
+                        .zip(tables.chunks(self.chunk * ENTRIES))
+                    {
+                        let mut part = [0i16; L];
+                        for (&i, t) in idx.iter().zip(tables.chunks_exact(ENTRIES)) {
+                            for (a, &e) in part.iter_mut().zip(&t[usize::from(i)]) {
+                                *a += e;
+                            }
+                        }
+                        for (a, &p) in acc.iter_mut().zip(&part) {
+                            *a += i32::from(p);
                         }
                     }
                     let w = self.plane_weight(p);
@@ -155,7 +173,7 @@ mod tests {
         // All 4-bit codes, K = 18 (not a multiple of four), two regions of 8 and 10 entries.
         let k = 18;
         let codes: Vec<i32> = (0..k as i32).map(|i| (i % 16) - 8).collect();
-        let w = LutWeights::pack(&codes, 1, k, 4);
+        let w = LutWeights::pack(&codes, 1, k, 4, 128);
         let mut block = vec![[0i16; 8]; k.next_multiple_of(GROUP)];
         for (kk, row) in block.iter_mut().enumerate().take(k) {
             for (lane, v) in row.iter_mut().enumerate() {

@@ -51,21 +51,50 @@ pub(crate) fn fill_block<const L: usize>(
     block.fill([0; L]);
     let p = g.pixels();
     let in_len = g.input_len();
-    for (lane, j) in (j0..cols.min(j0 + L)).enumerate() {
+    // Per lane: where its image starts and the top-left corner of its window (may be negative:
+    // padding).
+    let live = cols.min(j0 + L).saturating_sub(j0);
+    let mut base = [0usize; L];
+    let mut top = [0isize; L];
+    let mut left = [0isize; L];
+    for (lane, j) in (j0..j0 + live).enumerate() {
         let (img, pix) = (j / p, j % p);
-        let (oy, ox) = (pix / g.ow, pix % g.ow);
-        let image = &x[img * in_len..(img + 1) * in_len];
+        base[lane] = img * in_len;
+        top[lane] = ((pix / g.ow) * g.stride) as isize - g.pad as isize;
+        left[lane] = ((pix % g.ow) * g.stride) as isize - g.pad as isize;
+    }
+    let (h, w) = (g.h as isize, g.w as isize);
+    let inside = (0..live).all(|l| {
+        top[l] >= 0 && left[l] >= 0 && top[l] + g.kh as isize <= h && left[l] + g.kw as isize <= w
+    });
+    if inside {
+        // No lane's window touches the padding (always so for unpadded convs and dense layers):
+        // one gather per entry, without bounds tests.
+        let start: [usize; L] = std::array::from_fn(|l| {
+            base[l] + (top[l].max(0) as usize) * g.w + left[l].max(0) as usize
+        });
         for ci in 0..g.c {
-            let plane = &image[ci * g.h * g.w..(ci + 1) * g.h * g.w];
             for ky in 0..g.kh {
-                let Some(iy) = (oy * g.stride + ky).checked_sub(g.pad).filter(|&y| y < g.h) else {
-                    continue;
-                };
-                let row = &plane[iy * g.w..(iy + 1) * g.w];
-                let k_row = (ci * g.kh + ky) * g.kw;
                 for kx in 0..g.kw {
-                    if let Some(ix) = (ox * g.stride + kx).checked_sub(g.pad).filter(|&x| x < g.w) {
-                        block[k_row + kx][lane] = row[ix] as i16;
+                    let off = (ci * g.h + ky) * g.w + kx;
+                    let row = &mut block[(ci * g.kh + ky) * g.kw + kx];
+                    for (r, &s) in row.iter_mut().zip(&start).take(live) {
+                        *r = x[s + off] as i16;
+                    }
+                }
+            }
+        }
+        return;
+    }
+    for ci in 0..g.c {
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let row = &mut block[(ci * g.kh + ky) * g.kw + kx];
+                for lane in 0..live {
+                    let (iy, ix) = (top[lane] + ky as isize, left[lane] + kx as isize);
+                    if (0..h).contains(&iy) && (0..w).contains(&ix) {
+                        let at = base[lane] + (ci * g.h + iy as usize) * g.w + ix as usize;
+                        row[lane] = x[at] as i16;
                     }
                 }
             }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what caq's tests need on a fresh Debian machine: Verilator (co-simulation), Yosys
-# (synthesis checks) and dtc (the board overlays compile). Idempotent: does nothing when all are
-# present.
+# (synthesis checks), dtc (the board overlays compile) and Python's onnx + numpy packages (the
+# caq-onnx tests, onnx/tests/python.rs). Idempotent: does nothing when all are present.
 set -euo pipefail
 missing=()
 command -v verilator >/dev/null 2>&1 || missing+=(verilator)
@@ -14,6 +14,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
+# Checked from / so that the repo's onnx/ folder does not pass for the Python package.
+if ! (cd / && python3 -c 'import onnx, numpy') >/dev/null 2>&1; then
+  echo "== installing: onnx==1.17.0 numpy (pip)"
+  python3 -m pip install --quiet onnx==1.17.0 numpy
+fi
 verilator --version
 yosys -V
 dtc --version
+(cd / && python3 -c 'import onnx; print("onnx", onnx.__version__)')

@@ -1,0 +1,352 @@
+//! Import of hand-built ONNX protobufs: the folds, numerically, and every error path naming the
+//! node and what was expected.
+
+mod common;
+
+use caq_model::graph::{Op, conv2d_f32};
+use caq_onnx::import::Action;
+use caq_onnx::{import_bytes, import_bytes_with_report};
+use common::*;
+use ndarray::{Array1, Array2, Array3};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn err(m: &caq_onnx::proto::ModelProto) -> String {
+    import_bytes(&bytes(m)).unwrap_err().to_string()
+}
+
+/// x [1, 6] → Gemm fc (4 outputs) → `then` (reading `g`, writing `y`).
+fn gemm_then(then: Vec<caq_onnx::proto::NodeProto>) -> caq_onnx::proto::ModelProto {
+    let mut nodes = vec![with(
+        node("Gemm", "fc", &["x", "w", "b"], &["g"]),
+        vec![int("transB", 1)],
+    )];
+    nodes.extend(then);
+    model(
+        nodes,
+        vec![
+            tensor("w", &[4, 6], &[0.1; 24]),
+            tensor("b", &[4], &[0.0; 4]),
+        ],
+        &[1, 6],
+        &[1, 4],
+    )
+}
+
+#[test]
+fn unsupported_operator_names_the_node_and_lists_what_caq_imports() {
+    let e = err(&gemm_then(vec![node("Softmax", "sm", &["g"], &["y"])]));
+    assert!(
+        e.starts_with(
+            "node 'sm' (Softmax): operator not supported; caq imports Gemm, MatMul, Conv"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn unnamed_node_is_named_by_its_index_and_op_type() {
+    let e = err(&gemm_then(vec![node("Sigmoid", "", &["g"], &["y"])]));
+    assert!(
+        e.starts_with("node #1 (Sigmoid): operator not supported"),
+        "{e}"
+    );
+}
+
+#[test]
+fn truncated_or_corrupted_bytes_are_errors_never_panics() {
+    let good = bytes(&gemm_then(vec![node("Relu", "r", &["g"], &["y"])]));
+    assert!(import_bytes(&good).is_ok());
+    for len in 0..good.len() {
+        assert!(import_bytes(&good[..len]).is_err(), "prefix of {len} bytes");
+    }
+    let e = import_bytes(&good[..good.len() / 2])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a valid ONNX protobuf"), "{e}");
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    for _ in 0..3000 {
+        let mut b = good.clone();
+        for _ in 0..rng.random_range(1..4) {
+            let i = rng.random_range(0..b.len());
+            b[i] = rng.random();
+        }
+        // Either outcome is fine; a panic fails the test.
+        let _ = import_bytes(&b);
+    }
+}
+
+#[test]
+fn missing_initializer_is_named_with_the_node() {
+    let m = model(
+        vec![node("Gemm", "fc", &["x", "w_missing"], &["y"])],
+        vec![],
+        &[1, 6],
+        &[1, 4],
+    );
+    let e = err(&m);
+    assert!(
+        e.contains("node 'fc' (Gemm)") && e.contains("'w_missing'") && e.contains("initializer"),
+        "{e}"
+    );
+}
+
+fn conv_model(attrs: Vec<caq_onnx::proto::AttributeProto>, w_dims: &[i64]) -> String {
+    let n: i64 = w_dims.iter().product();
+    let m = model(
+        vec![with(node("Conv", "c", &["x", "w"], &["y"]), attrs)],
+        vec![tensor("w", w_dims, &vec![0.1; n as usize])],
+        &[1, 2, 8, 8],
+        &[1, 4, 6, 6],
+    );
+    err(&m)
+}
+
+#[test]
+fn conv_with_groups_dilation_or_uneven_pads_and_strides_is_rejected() {
+    let e = conv_model(vec![int("group", 2)], &[4, 1, 3, 3]);
+    assert!(
+        e.contains("node 'c' (Conv): group=2 is not supported"),
+        "{e}"
+    );
+    let e = conv_model(vec![ints("dilations", &[2, 2])], &[4, 2, 3, 3]);
+    assert!(e.contains("node 'c' (Conv): dilations [2, 2]"), "{e}");
+    let e = conv_model(vec![ints("pads", &[1, 1, 0, 0])], &[4, 2, 3, 3]);
+    assert!(e.contains("pads [1, 1, 0, 0] are not symmetric"), "{e}");
+    let e = conv_model(vec![ints("strides", &[1, 2])], &[4, 2, 3, 3]);
+    assert!(e.contains("strides [1, 2]"), "{e}");
+    let e = conv_model(vec![], &[4, 3, 3, 3]);
+    assert!(e.contains("expects 3 input channels, input X has 2"), "{e}");
+}
+
+#[test]
+fn pools_that_caq_cannot_express_are_rejected() {
+    let pool = |attrs| {
+        err(&model(
+            vec![with(node("MaxPool", "p", &["x"], &["y"]), attrs)],
+            vec![],
+            &[1, 2, 8, 8],
+            &[1, 2, 4, 4],
+        ))
+    };
+    let e = pool(vec![ints("kernel_shape", &[2, 3])]);
+    assert!(
+        e.contains("node 'p' (MaxPool): kernel_shape [2, 3] is not square"),
+        "{e}"
+    );
+    let e = pool(vec![
+        ints("kernel_shape", &[2, 2]),
+        ints("pads", &[1, 1, 1, 1]),
+    ]);
+    assert!(e.contains("caq pools take no padding"), "{e}");
+    let e = pool(vec![ints("kernel_shape", &[3, 3]), int("ceil_mode", 1)]);
+    assert!(e.contains("ceil_mode=1"), "{e}");
+}
+
+#[test]
+fn gemm_weight_not_matching_the_input_is_a_shape_error_naming_the_node() {
+    let m = model(
+        vec![with(
+            node("Gemm", "fc", &["x", "w"], &["y"]),
+            vec![int("transB", 1)],
+        )],
+        vec![tensor("w", &[4, 5], &[0.1; 20])],
+        &[1, 6],
+        &[1, 4],
+    );
+    let e = err(&m);
+    assert!(
+        e.contains("node 'fc' (Gemm): B [4, 5] (transB=1) has 5 input features, input A has 6"),
+        "{e}"
+    );
+}
+
+#[test]
+fn opsets_outside_the_supported_range_and_bad_inputs_are_rejected() {
+    let mut m = gemm_then(vec![node("Relu", "r", &["g"], &["y"])]);
+    m.opset_import[0].version = 6;
+    assert!(err(&m).contains("opset 6 is not supported; caq imports opsets 7..=22"));
+    m.opset_import.clear();
+    assert!(err(&m).contains("no ai.onnx operator set"));
+    let mut m = gemm_then(vec![node("Relu", "r", &["g"], &["y"])]);
+    m.graph.as_mut().unwrap().input[0] = value("x", &[2, 6]);
+    let e = err(&m);
+    assert!(
+        e.contains("graph input 'x'") && e.contains("N = 1 or symbolic"),
+        "{e}"
+    );
+}
+
+/// Conv (with bias) → BatchNormalization → Relu, against the unfused computation.
+#[test]
+fn batch_norm_and_relu_fold_into_the_conv_within_1e5_of_the_unfused_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let (c, o, side) = (3, 5, 7);
+    let w = randn(&mut rng, o * c * 9, 0.5);
+    let b = randn(&mut rng, o, 0.3);
+    let gamma: Vec<f32> = (0..o).map(|_| rng.random_range(0.5..1.5)).collect();
+    let beta = randn(&mut rng, o, 0.3);
+    let mean = randn(&mut rng, o, 0.3);
+    let var: Vec<f32> = (0..o).map(|_| rng.random_range(0.2..2.0)).collect();
+    let eps = 1e-3f32;
+    let m = model(
+        vec![
+            with(
+                node("Conv", "conv", &["x", "w", "b"], &["c"]),
+                vec![ints("pads", &[1, 1, 1, 1]), ints("kernel_shape", &[3, 3])],
+            ),
+            with(
+                node(
+                    "BatchNormalization",
+                    "bn",
+                    &["c", "g", "be", "mu", "var"],
+                    &["n"],
+                ),
+                vec![float("epsilon", eps)],
+            ),
+            node("Relu", "relu", &["n"], &["y"]),
+        ],
+        vec![
+            tensor("w", &[o as i64, c as i64, 3, 3], &w),
+            tensor("b", &[o as i64], &b),
+            tensor("g", &[o as i64], &gamma),
+            tensor("be", &[o as i64], &beta),
+            tensor("mu", &[o as i64], &mean),
+            tensor("var", &[o as i64], &var),
+        ],
+        &[1, c as i64, side, side],
+        &[1, o as i64, side, side],
+    );
+    let (fm, report) = import_bytes_with_report(&bytes(&m)).unwrap();
+    assert_eq!(fm.graph.nodes.len(), 1, "{:?}", fm.graph);
+    assert!(matches!(
+        fm.graph.nodes[0].op,
+        Op::Conv2d {
+            padding: 1,
+            relu: true,
+            ..
+        }
+    ));
+    let actions: Vec<Action> = report.nodes.iter().map(|n| n.action).collect();
+    assert_eq!(actions, [Action::Node, Action::Folded, Action::Folded]);
+
+    let x = Array3::from_shape_vec(
+        (c, side as usize, side as usize),
+        randn(&mut rng, c * 49, 1.0),
+    )
+    .unwrap();
+    let conv = conv2d_f32(
+        x.view(),
+        &Array2::from_shape_vec((o, c * 9), w).unwrap(),
+        &Array1::from(b),
+        o,
+        [3, 3],
+        1,
+        1,
+    );
+    let got = fm.forward(x.view());
+    let mut worst = 0.0f32;
+    for (i, (&y, &g)) in conv.iter().zip(got.iter()).enumerate() {
+        let ch = i / 49;
+        let want = ((y - mean[ch]) / (var[ch] + eps).sqrt() * gamma[ch] + beta[ch]).max(0.0);
+        worst = worst.max((want - g).abs());
+    }
+    assert!(worst < 1e-5, "worst difference {worst}");
+}
+
+#[test]
+fn matmul_add_and_batch_norm_fold_into_one_dense_layer() {
+    let m = model(
+        vec![
+            node("MatMul", "mm", &["x", "w"], &["m"]),
+            node("Add", "bias", &["m", "b"], &["a"]),
+            node(
+                "BatchNormalization",
+                "bn",
+                &["a", "g", "be", "mu", "var"],
+                &["y"],
+            ),
+        ],
+        vec![
+            tensor("w", &[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+            tensor("b", &[1, 2], &[0.5, -0.5]),
+            tensor("g", &[2], &[2.0, 1.0]),
+            tensor("be", &[2], &[0.0, 1.0]),
+            tensor("mu", &[2], &[1.0, 0.0]),
+            tensor("var", &[2], &[1.0, 4.0]),
+        ],
+        &[-1, 3],
+        &[-1, 2],
+    );
+    let fm = import_bytes(&bytes(&m)).unwrap();
+    assert_eq!(fm.graph.input_shape, [3, 1, 1]);
+    assert_eq!(fm.graph.nodes.len(), 1);
+    let x = Array3::from_shape_vec((3, 1, 1), vec![1.0, -1.0, 2.0]).unwrap();
+    let y = fm.forward(x.view());
+    // x·W = [1-3+10, 2-4+12] = [8, 10]; + b = [8.5, 9.5]; BN (eps 1e-5).
+    let want = [
+        (8.5 - 1.0) / (1.0f32 + 1e-5).sqrt() * 2.0,
+        9.5 / (4.0f32 + 1e-5).sqrt() + 1.0,
+    ];
+    for (g, w) in y.iter().zip(want) {
+        assert!((g - w).abs() < 1e-5, "{y} vs {want:?}");
+    }
+}
+
+#[test]
+fn relu_folds_only_into_a_layer_it_alone_reads() {
+    // conv's output feeds the Relu and the residual Add: the Relu must stay a node.
+    let m = model(
+        vec![
+            with(
+                node("Conv", "conv", &["x", "w"], &["c"]),
+                vec![ints("pads", &[1, 1, 1, 1])],
+            ),
+            node("Relu", "relu", &["c"], &["r"]),
+            node("Add", "res", &["r", "c"], &["s"]),
+            node("Relu", "relu2", &["s"], &["y"]),
+        ],
+        vec![tensor("w", &[2, 2, 3, 3], &[0.1; 36])],
+        &[1, 2, 4, 4],
+        &[1, 2, 4, 4],
+    );
+    let fm = import_bytes(&bytes(&m)).unwrap();
+    let ops: Vec<&Op> = fm.graph.nodes.iter().map(|n| &n.op).collect();
+    assert!(matches!(ops[0], Op::Conv2d { relu: false, .. }), "{ops:?}");
+    assert_eq!(ops[1], &Op::Relu);
+    assert_eq!(ops[2], &Op::Add { relu: true });
+    assert_eq!(ops.len(), 3);
+}
+
+#[test]
+fn add_of_a_constant_that_is_not_a_bias_is_rejected() {
+    let m = model(
+        vec![
+            node("Relu", "r", &["x"], &["h"]),
+            node("Add", "shift", &["h", "k"], &["y"]),
+        ],
+        vec![tensor("k", &[1, 4], &[1.0; 4])],
+        &[1, 4],
+        &[1, 4],
+    );
+    let e = err(&m);
+    assert!(
+        e.contains("node 'shift' (Add): Add of a constant is supported only as the bias"),
+        "{e}"
+    );
+}
+
+#[test]
+fn reshape_to_anything_but_a_flatten_is_rejected() {
+    let m = model(
+        vec![node("Reshape", "rs", &["x", "s"], &["y"])],
+        vec![tensor_i64("s", &[1, 4, 8])],
+        &[1, 2, 4, 4],
+        &[1, 4, 8],
+    );
+    let e = err(&m);
+    assert!(
+        e.contains("node 'rs' (Reshape): Reshape of [1, 2, 4, 4] to [1, 4, 8]"),
+        "{e}"
+    );
+}

@@ -280,3 +280,94 @@ fn hdl_vivado_writes_the_script_beside_the_rtl_and_refuses_a_sim_config() {
     assert!(err.contains("board = \"sim\""), "{err}");
     assert!(err.contains("sim-small.toml"), "{err}");
 }
+
+/// A seeded random float model of `arch` on digits-sized input.
+fn random_float_model(arch: caq_model::arch::Arch) -> caq_model::graph::FloatModel {
+    use rand::{Rng, SeedableRng};
+    let graph = caq_model::arch::graph_for(arch, [1, 8, 8], 10);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let mut randn =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-0.5..0.5)).collect() };
+    let params = graph
+        .nodes
+        .iter()
+        .map(|n| {
+            n.op.weight_matrix_dims()
+                .map(|(o, k, _)| caq_model::graph::FloatParams {
+                    weight: ndarray::Array2::from_shape_vec((o, k), randn(o * k)).unwrap(),
+                    bias: ndarray::Array1::from(randn(o)),
+                })
+        })
+        .collect();
+    caq_model::graph::FloatModel { graph, params }
+}
+
+#[test]
+fn export_then_import_gives_back_the_float_model_with_an_operator_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = random_float_model(caq_model::arch::Arch::Mlp);
+    m.save(&d.join("m.caqf")).unwrap();
+    let out = caq(&["export", "--model", "m.caqf", "--out", "m.onnx"], d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = caq(
+        &[
+            "import",
+            "m.onnx",
+            "--out",
+            "back.caqf",
+            "--json",
+            "import.json",
+        ],
+        d,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("fc1/relu") && stdout.contains("ReLU of fc1"),
+        "{stdout}"
+    );
+    assert_eq!(
+        caq_model::graph::FloatModel::load(&d.join("back.caqf")).unwrap(),
+        m
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("import.json")).unwrap()).unwrap();
+    assert_eq!(report["opset"], 13);
+    assert_eq!(report["nodes"][0]["op_type"], "Flatten");
+}
+
+#[test]
+fn import_of_an_unsupported_operator_exits_non_zero_naming_the_node_and_writes_nothing() {
+    use caq_onnx::proto::{Message, ModelProto, NodeProto};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = random_float_model(caq_model::arch::Arch::Mlp);
+    let mut onnx = ModelProto::decode(caq_onnx::export(&m).unwrap().as_slice()).unwrap();
+    let g = onnx.graph.as_mut().unwrap();
+    let last = g.output[0].name.clone();
+    g.node.push(NodeProto {
+        input: vec![last],
+        output: vec!["probs".into()],
+        name: "sm".into(),
+        op_type: "Softmax".into(),
+        ..Default::default()
+    });
+    g.output[0].name = "probs".into();
+    std::fs::write(d.join("sm.onnx"), onnx.encode_to_vec()).unwrap();
+    let err = fails(&caq(&["import", "sm.onnx", "--out", "sm.caqf"], d));
+    assert!(
+        err.contains("importing sm.onnx")
+            && err.contains("node 'sm' (Softmax): operator not supported; caq imports Gemm"),
+        "{err}"
+    );
+    assert!(!d.join("sm.caqf").exists());
+}

@@ -11,6 +11,7 @@ mod finetune;
 #[cfg(feature = "sim")]
 mod gate;
 mod hdl;
+mod import;
 mod inspect;
 mod models;
 #[cfg(feature = "sim")]
@@ -49,6 +50,10 @@ enum Command {
     Finetune(finetune::FinetuneArgs),
     /// Accuracy of a float model and its quantized variants on the held-out split.
     Eval(models::EvalArgs),
+    /// Import an ONNX float model (Gemm, Conv, pools, BatchNorm, ...) as a caq float model.
+    Import(import::ImportArgs),
+    /// Export a caq float model as an ONNX model (opset 13).
+    Export(import::ExportArgs),
     /// Show a model bundle: layers, nesting levels, bytes per plane group.
     Inspect(inspect::InspectArgs),
     /// Build one gate (per-layer bit-widths) per context class into a nested bundle.
@@ -79,6 +84,8 @@ pub fn run(cli: Cli) -> Result<()> {
         #[cfg(feature = "train")]
         Command::Finetune(a) => finetune::run(a),
         Command::Eval(a) => models::eval(a),
+        Command::Import(a) => import::import(a),
+        Command::Export(a) => import::export(a),
         Command::Inspect(a) => inspect::inspect(a),
         #[cfg(feature = "sim")]
         Command::Gate(a) => gate::run(a),

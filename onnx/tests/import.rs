@@ -350,3 +350,73 @@ fn reshape_to_anything_but_a_flatten_is_rejected() {
         "{e}"
     );
 }
+
+#[test]
+fn constant_shapes_identity_dropout_and_global_pool_import() {
+    let shape = caq_onnx::proto::AttributeProto {
+        name: "value".into(),
+        r#type: caq_onnx::proto::attribute_type::TENSOR,
+        t: Some(tensor_i64("", &[1, -1])),
+        ..Default::default()
+    };
+    let m = model(
+        vec![
+            node("GlobalAveragePool", "gap", &["x"], &["p"]),
+            with(node("Constant", "k", &[], &["shape"]), vec![shape]),
+            node("Reshape", "rs", &["p", "shape"], &["f"]),
+            node("Dropout", "drop", &["f"], &["d"]),
+            node("Identity", "id", &["d"], &["y"]),
+        ],
+        vec![],
+        &[1, 3, 4, 4],
+        &[1, 3],
+    );
+    let (fm, report) = import_bytes_with_report(&bytes(&m)).unwrap();
+    let ops: Vec<&Op> = fm.graph.nodes.iter().map(|n| &n.op).collect();
+    assert_eq!(
+        ops,
+        [&Op::AvgPool {
+            kernel: 4,
+            stride: 1
+        }]
+    );
+    // [1, 3, 1, 1] → [1, 3] keeps caq's shape [3, 1, 1]: no Flatten node.
+    assert_eq!(report.nodes[2].action, Action::Skipped);
+    let x = Array3::from_shape_fn((3, 4, 4), |(c, h, w)| (c * 16 + h * 4 + w) as f32);
+    let y = fm.forward(x.view());
+    assert_eq!(y.to_vec(), [7.5, 23.5, 39.5]);
+}
+
+#[test]
+fn relu_after_an_identity_does_not_fold_when_the_original_has_another_reader() {
+    let m = model(
+        vec![
+            with(
+                node("Gemm", "fc", &["x", "w"], &["g"]),
+                vec![int("transB", 1)],
+            ),
+            node("Identity", "id", &["g"], &["i"]),
+            node("Relu", "relu", &["i"], &["r"]),
+            node("Add", "sum", &["r", "g"], &["y"]),
+        ],
+        vec![tensor("w", &[2, 2], &[1.0, 0.0, 0.0, -1.0])],
+        &[1, 2],
+        &[1, 2],
+    );
+    let fm = import_bytes(&bytes(&m)).unwrap();
+    let ops: Vec<&Op> = fm.graph.nodes.iter().map(|n| &n.op).collect();
+    assert!(matches!(ops[0], Op::Dense { relu: false, .. }), "{ops:?}");
+    assert_eq!(ops[1], &Op::Relu);
+    let x = Array3::from_shape_vec((2, 1, 1), vec![1.0, 1.0]).unwrap();
+    // g = [1, -1]; relu(g) + g = [2, -1].
+    assert_eq!(fm.forward(x.view()).to_vec(), [2.0, -1.0]);
+}
+
+#[test]
+fn padding_of_a_whole_kernel_is_rejected() {
+    let e = conv_model(vec![ints("pads", &[3, 3, 3, 3])], &[4, 2, 3, 3]);
+    assert!(
+        e.contains("pads [3, 3, 3, 3] are not smaller than the 3×3 kernel"),
+        "{e}"
+    );
+}

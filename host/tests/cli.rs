@@ -371,3 +371,58 @@ fn import_of_an_unsupported_operator_exits_non_zero_naming_the_node_and_writes_n
     );
     assert!(!d.join("sm.caqf").exists());
 }
+
+#[test]
+fn run_on_the_cpu_backend_matches_golden_on_every_held_out_digit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    random_float_model(caq_model::arch::Arch::Mlp)
+        .save(&d.join("m.caqf"))
+        .unwrap();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim-small.toml");
+    for engine in ["auto", "gemm"] {
+        let out = caq(
+            &[
+                "run",
+                "--model",
+                "m.caqf",
+                "--backend",
+                "cpu",
+                "--cpu-engine",
+                engine,
+                "--config",
+                config,
+                "--levels",
+                "8,4,2",
+                "--json",
+                "run.json",
+            ],
+            d,
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "caq failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("images/s"), "{stdout}");
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("run.json")).unwrap()).unwrap();
+        assert_eq!(r["backend"], "cpu", "{r}");
+        let runs = r["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 3, "{r}");
+        for run in runs {
+            // The whole held-out set of digits, every output byte-equal to golden.
+            assert_eq!(run["images"], 359, "{run}");
+            assert_eq!(run["byte_equal_images"], 359, "{run}");
+            assert!(run["cpu"]["images_per_s"].as_f64().unwrap() > 0.0, "{run}");
+            let kernels = run["cpu"]["kernels"].as_array().unwrap();
+            assert_eq!(kernels.len(), 3, "{run}");
+            let want = match (engine, run["bits"][0].as_u64().unwrap()) {
+                ("auto", b) if b <= 4 => "lut",
+                _ => "gemm",
+            };
+            assert!(kernels.iter().all(|k| k["kernel"] == want), "{run}");
+        }
+    }
+}

@@ -37,6 +37,31 @@ pub enum Backend {
     Rtl,
     /// The accelerator on this board, through UIO and u-dma-buf (needs --bundle).
     Uio,
+    /// caq-cpu on this CPU: table look-up kernels for low-bit layers, integer GEMM for the rest
+    /// (no device, no counters; images/s per setting).
+    Cpu,
+}
+
+/// Which kernels `--backend cpu` uses (caq_cpu::Engine).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CpuEngineArg {
+    /// Table look-up for layers at 4 bits or fewer, GEMM above.
+    Auto,
+    /// Table look-up wherever it applies.
+    Lut,
+    /// Integer GEMM for every layer.
+    Gemm,
+}
+
+impl CpuEngineArg {
+    fn engine(self) -> caq_cpu::Engine {
+        match self {
+            CpuEngineArg::Auto => caq_cpu::Engine::Auto,
+            CpuEngineArg::Lut => caq_cpu::Engine::Lut,
+            CpuEngineArg::Gemm => caq_cpu::Engine::Gemm,
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +85,12 @@ pub struct RunArgs {
     data: DataArgs,
     #[arg(long, value_enum, default_value = "func")]
     backend: Backend,
+    /// Kernels of --backend cpu.
+    #[arg(long, value_enum, default_value = "auto")]
+    cpu_engine: CpuEngineArg,
+    /// Images per batch of --backend cpu (dense layers see the batch as columns at once).
+    #[arg(long, default_value_t = 64)]
+    cpu_batch: usize,
     /// The accelerator config.
     #[arg(long, default_value = "configs/sim-small.toml")]
     config: PathBuf,
@@ -155,6 +186,26 @@ struct LevelReport {
     /// The timing model's prediction from the descriptors alone, cycles per image.
     estimate_cycles: Option<u64>,
     layers: Vec<LayerRow>,
+    /// `--backend cpu`: speed and the kernel of every layer.
+    cpu: Option<CpuFigures>,
+}
+
+#[derive(Serialize)]
+struct CpuFigures {
+    engine: CpuEngineArg,
+    batch: usize,
+    images_per_s: f64,
+    /// Per weight layer, in graph order: `lut` or `gemm`, and why a layer asked for the table
+    /// kernel runs on GEMM.
+    kernels: Vec<CpuLayerKernel>,
+}
+
+#[derive(Serialize)]
+struct CpuLayerKernel {
+    layer: String,
+    bits: u8,
+    kernel: String,
+    fallback: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -352,6 +403,13 @@ pub fn run(a: RunArgs) -> Result<()> {
             summary.weight_bytes_resident = Some(acc.resident_weight_bytes()?);
             summary.energy = energy_rows(&mut acc, &a, &cfg, &settings, &set)?;
         }
+        Backend::Cpu => {
+            for bits in &settings {
+                summary
+                    .runs
+                    .push(cpu_level(&q, bits, &set, a.cpu_engine, a.cpu_batch)?);
+            }
+        }
         Backend::Func | Backend::Rtl => {
             sim_runs(a.backend, &cfg, &q, &settings, &set, &mut summary)?;
         }
@@ -519,6 +577,78 @@ fn sim_memory(p: &Program) -> MemRegion {
     }
 }
 
+/// Runs every image on caq-cpu in batches (timed), then checks each output against the golden
+/// executor byte for byte.
+fn cpu_level(
+    q: &QModel,
+    bits: &[u8],
+    set: &caq_model::data::Dataset,
+    engine: CpuEngineArg,
+    batch: usize,
+) -> Result<LevelReport> {
+    if batch == 0 {
+        bail!("--cpu-batch: expected at least 1 image per batch, found 0");
+    }
+    let plan = caq_cpu::CpuModel::new(q, bits, engine.engine())
+        .with_context(|| format!("preparing the CPU plan at bits {bits:?}"))?;
+    let n = set.len();
+    let len = plan.input_len();
+    let start = std::time::Instant::now();
+    let mut outputs = Vec::with_capacity(n);
+    for first in (0..n).step_by(batch) {
+        let count = batch.min(n - first);
+        let pixels = &set.pixels[first * len..(first + count) * len];
+        outputs.extend(
+            plan.infer_batch(pixels, count)
+                .with_context(|| format!("images {first}..{} at bits {bits:?}", first + count))?,
+        );
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let ex = q.executor(bits)?;
+    let mut correct = 0usize;
+    for (i, out) in outputs.iter().enumerate() {
+        let golden = ex.logits(set.image(i))?;
+        let bytes = |v: &[i32]| v.iter().map(|&c| c as u8).collect::<Vec<u8>>();
+        let (got, want) = (bytes(out), bytes(&golden));
+        if got != want || out.len() != golden.len() {
+            let at = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
+            bail!(
+                "image {i} at bits {bits:?}: the CPU backend's output differs from the golden \
+                 executor at byte {at}\n  cpu:    {got:?}\n  golden: {want:?}"
+            );
+        }
+        correct += usize::from(qmodel::argmax(out) == set.labels[i] as usize);
+    }
+    let kernels = plan
+        .layers()
+        .map(|l| CpuLayerKernel {
+            layer: l.name.clone(),
+            bits: l.bits,
+            kernel: match l.kernel {
+                caq_cpu::Kernel::Lut => "lut".into(),
+                caq_cpu::Kernel::Gemm => "gemm".into(),
+            },
+            fallback: l.fallback.clone(),
+        })
+        .collect();
+    Ok(LevelReport {
+        bits: bits.to_vec(),
+        images: n,
+        accuracy_pct: 100.0 * correct as f64 / n.max(1) as f64,
+        byte_equal_images: n,
+        device: None,
+        host: None,
+        estimate_cycles: None,
+        layers: Vec::new(),
+        cpu: Some(CpuFigures {
+            engine,
+            batch,
+            images_per_s: n as f64 / elapsed.max(1e-9),
+            kernels,
+        }),
+    })
+}
+
 fn golden_level(q: &QModel, bits: &[u8], set: &caq_model::data::Dataset) -> Result<LevelReport> {
     let acc = qmodel::int_accuracy(q, bits, set)?;
     Ok(LevelReport {
@@ -530,6 +660,7 @@ fn golden_level(q: &QModel, bits: &[u8], set: &caq_model::data::Dataset) -> Resu
         host: None,
         estimate_cycles: None,
         layers: Vec::new(),
+        cpu: None,
     })
 }
 
@@ -688,6 +819,7 @@ fn runner_level(
         }),
         estimate_cycles: None,
         layers,
+        cpu: None,
     })
 }
 
@@ -756,6 +888,35 @@ fn print(s: &RunSummary) {
         ],
         &rows,
     );
+    let cpu: Vec<(&LevelReport, &CpuFigures)> = s
+        .runs
+        .iter()
+        .filter_map(|r| r.cpu.as_ref().map(|c| (r, c)))
+        .collect();
+    if !cpu.is_empty() {
+        println!("\nCPU backend (caq-cpu, one thread; byte-equal to golden on every image):");
+        let rows: Vec<Vec<String>> = cpu
+            .iter()
+            .map(|(r, c)| {
+                vec![
+                    label(&r.bits),
+                    format!("{:?}", c.engine).to_lowercase(),
+                    c.batch.to_string(),
+                    format!("{:.0}", c.images_per_s),
+                    format!("{:.2}", r.accuracy_pct),
+                    c.kernels
+                        .iter()
+                        .map(|k| format!("{} {}b {}", k.layer, k.bits, k.kernel))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ]
+            })
+            .collect();
+        table::print(
+            &["bits", "engine", "batch", "images/s", "top-1 %", "kernels"],
+            &rows,
+        );
+    }
     for r in s.runs.iter().filter(|r| !r.layers.is_empty()) {
         println!(
             "\nper layer at {} (one image, one descriptor per START):",

@@ -42,6 +42,8 @@ fn finetune_writes_a_nested_bundle_better_than_ptq_at_its_deepest_level() {
             "8,4,2",
             "--epochs",
             "3",
+            "--distill",
+            "0.5",
             "--quiet",
             "--dedicated",
             "--out",

@@ -257,7 +257,7 @@ impl Net {
     }
 
     /// Logits `[batch, classes]` of a batch-last input `[C*H*W, batch]`.
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let weights: Vec<Option<Tensor>> = self
             .params
             .iter()

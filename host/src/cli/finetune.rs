@@ -9,7 +9,7 @@ use caq_model::qat::{self, QatConfig};
 use caq_model::qmodel::{self, QModel, QuantizeConfig};
 use clap::Args;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Args, Debug)]
@@ -35,6 +35,10 @@ pub struct FinetuneArgs {
     lr: f64,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    /// Self-distillation weight: each level also learns the starting model's softmax
+    /// (0 = labels only).
+    #[arg(long, default_value_t = 0.5)]
+    distill: f32,
     /// Seed of the batch order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -89,6 +93,7 @@ struct Report {
     test_images: usize,
     levels: Vec<u8>,
     level_weights: Vec<f32>,
+    distill: f32,
     float_accuracy_pct: f64,
     qat_float_accuracy_pct: f64,
     rows: Vec<Row>,
@@ -113,7 +118,7 @@ fn parse_weights(s: &str, n: usize) -> Result<Vec<f32>> {
 }
 
 /// 1 + n × share of the (gate, layer) slots at each level, from a bundle's gates.
-fn weights_from_gates(path: &PathBuf, levels: &[u8]) -> Result<Vec<f32>> {
+fn weights_from_gates(path: &Path, levels: &[u8]) -> Result<Vec<f32>> {
     let q = Bundle::open(path)
         .and_then(|b| b.load())
         .with_context(|| format!("reading --gate-weights {}", path.display()))?;
@@ -188,6 +193,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         batch_size: a.batch_size,
         lr: a.lr,
         seed: a.seed,
+        distill: a.distill,
         ..QatConfig::new(&levels)
     };
     let qcfg = with_calibration(cfg.quantize_config(), &a)?;
@@ -199,7 +205,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         let ptq = with_calibration(QuantizeConfig::nested(&levels), &a)?;
         let q = qmodel::quantize(&model, &split.train, &ptq).context("quantizing (PTQ)")?;
         rows.push(row(
-            "PTQ nested (caq quantize defaults: adaptive rounding, max|w| scales)",
+            "PTQ nested (caq quantize defaults: adaptive rounding, max-abs scales)",
             &q,
             &levels,
             &split.test,
@@ -278,8 +284,20 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         .collect();
     table::print(&header, &cells);
 
-    let command = std::env::args()
-        .map(|s| if s.contains(' ') { format!("'{s}'") } else { s })
+    // argv[0] as `caq`, whatever path ran it; the thread count is part of the recipe (candle's
+    // reductions sum in another order with more threads), so it is shown when set.
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .map(|t| format!("RAYON_NUM_THREADS={t} "))
+        .unwrap_or_default();
+    let command = std::iter::once(format!("{threads}caq"))
+        .chain(std::env::args().skip(1))
+        .map(|s| {
+            if s.contains(' ') && !s.starts_with("RAYON") {
+                format!("'{s}'")
+            } else {
+                s
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ");
     let out = Report {
@@ -288,6 +306,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         test_images: split.test.len(),
         levels,
         level_weights,
+        distill: a.distill,
         float_accuracy_pct: float_acc,
         qat_float_accuracy_pct: tuned_acc,
         rows,
@@ -305,6 +324,30 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     Ok(())
 }
 
+/// How the rows were made; part of every report.
+const METHOD: &str = "
+## How the rows were made
+
+- **PTQ nested (defaults)**: `caq quantize` of the starting float model: per-channel max|w| \
+scales, SQuant-style adaptive rounding of the full codes and of each nesting shift.
+- **PTQ nested (the QAT quantizer)**: the same float model through the quantizer the fine-tuning \
+simulates: round-to-nearest, each channel's scale chosen for the squared error summed over all \
+levels (`nest_clip`).
+- **QAT nested (one bundle)**: `caq_model::qat::finetune` from the starting model. Each step runs the batch \
+once per level; the weights of every layer are replaced by `w + (q_level(w) − w)` with the \
+difference held constant (straight-through estimator), where `q_level` is \
+`nested::fake_quantize`, the very function `quantize` uses, so the integer model is what the last \
+step saw. Each level's loss is half the cross-entropy with the labels and half the \
+cross-entropy with the starting float model's softmax (self-distillation, `--distill 0.5`); the \
+step's loss is the level-weighted mean over the levels; AdamW with a cosine schedule. Afterwards the activations (8-bit) are calibrated and the model is quantized \
+with the QAT quantizer into one nested bundle; every column of this row is that one bundle.
+- **QAT dedicated**: the same recipe with a single level, one model per column, quantized as a \
+plain model of that bit-width: the reference a nested model is measured against.
+
+Activations are not fake-quantized during training (they are 8-bit at every level), and caq \
+graphs carry no batch-norm to re-estimate per level (`caq import` folds it into the weights).
+";
+
 fn markdown(r: &Report) -> String {
     let mut s = String::new();
     s.push_str(
@@ -316,14 +359,15 @@ fn markdown(r: &Report) -> String {
     s.push_str(&format!(
         "Top-1 accuracy (%) of the golden integer model at each nesting level, uniform over the \
          layers, on {} held-out images of {} (trained on the other {}). The float model: \
-         {:.2} %; after fine-tuning, its float weights: {:.2} %. Level weights {:?}; fine-tuning \
-         took {:.0} s, the whole command {:.0} s.\n\n",
+         {:.2} %; after fine-tuning, its float weights: {:.2} %. Level weights {:?}, \
+         distillation {}; fine-tuning took {:.0} s, the whole command {:.0} s.\n\n",
         r.test_images,
         r.dataset,
         r.train_images,
         r.float_accuracy_pct,
         r.qat_float_accuracy_pct,
         r.level_weights,
+        r.distill,
         r.qat.seconds,
         r.seconds
     ));
@@ -346,6 +390,18 @@ fn markdown(r: &Report) -> String {
         }
         s.push('\n');
     }
+    let find = |prefix: &str| r.rows.iter().find(|row| row.method.starts_with(prefix));
+    if let (Some(n), Some(d)) = (find("QAT nested"), find("QAT dedicated")) {
+        s.push_str("| QAT nested − dedicated (points) |");
+        for (a, b) in n.accuracy_pct.iter().zip(&d.accuracy_pct) {
+            match (a, b) {
+                (Some(a), Some(b)) => s.push_str(&format!(" {:+.2} |", a - b)),
+                _ => s.push_str(" - |"),
+            }
+        }
+        s.push('\n');
+    }
+    s.push_str(METHOD);
     s.push_str(&format!(
         "\nLast epoch's mean cross-entropy per level (fake-quantized): {}.\n",
         r.levels

@@ -130,6 +130,11 @@ case "$mode" in
       step cargo test "${BOARD_BUILD[@]}" --profile cross-ci --target "$t" --no-fail-fast \
         "${TESTS[@]}" -- "${skip[@]}"
     done
+    # The CPU backend (caq run --backend cpu) is what the ARM cores run: its bit-exactness tests
+    # against the golden model, on a 32- and a 64-bit target.
+    for t in "${TRIPLES[@]}"; do
+      step cargo test -p caq-cpu --locked --profile cross-ci --target "$t" --no-fail-fast --lib --test golden
+    done
     for t in "${TRIPLES[@]}"; do
       echo "== $t: built, tests passed under $(qemu_binary "$t") (skipped: ${QEMU_SKIP[*]})"
     done

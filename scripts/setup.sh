@@ -16,8 +16,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # Checked from / so that the repo's onnx/ folder does not pass for the Python package.
 if ! (cd / && python3 -c 'import onnx, numpy') >/dev/null 2>&1; then
-  echo "== installing: onnx==1.17.0 numpy (pip)"
-  python3 -m pip install --quiet onnx==1.17.0 numpy
+  echo "== installing: onnx==1.17.0 numpy==2.4.6 (pip)"
+  python3 -m pip install --quiet onnx==1.17.0 numpy==2.4.6
 fi
 verilator --version
 yosys -V

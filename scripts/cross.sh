@@ -133,7 +133,9 @@ case "$mode" in
     # The CPU backend (caq run --backend cpu) is what the ARM cores run: its bit-exactness tests
     # against the golden model, on a 32- and a 64-bit target.
     for t in "${TRIPLES[@]}"; do
-      step cargo test -p caq-cpu --locked --profile cross-ci --target "$t" --no-fail-fast --lib --test golden
+      # (all 1,797 digits natively only: the random graphs cover every level and shape here)
+      step cargo test -p caq-cpu --locked --profile cross-ci --target "$t" --no-fail-fast --lib --test golden \
+        -- --skip digits_mlp_equals_golden_on_every_image
     done
     for t in "${TRIPLES[@]}"; do
       echo "== $t: built, tests passed under $(qemu_binary "$t") (skipped: ${QEMU_SKIP[*]})"

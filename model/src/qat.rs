@@ -165,8 +165,12 @@ pub fn finetune(
     let start = Instant::now();
     let net = Net::from_model(model)?;
     // The teacher: a frozen copy of the starting model (its variables are not optimised).
-    let teacher = Net::from_model(model)?;
     let alpha = f64::from(cfg.distill);
+    let teacher = if alpha > 0.0 {
+        Some(Net::from_model(model)?)
+    } else {
+        None
+    };
     let layers: Vec<(usize, usize)> = net
         .graph
         .nodes
@@ -210,10 +214,9 @@ pub fn finetune(
                     candle_core::bail!("{msg}")
                 }
             };
-            let soft = if alpha > 0.0 {
-                Some(candle_nn::ops::softmax(&teacher.forward(x)?.detach(), 1)?)
-            } else {
-                None
+            let soft = match &teacher {
+                Some(t) => Some(candle_nn::ops::softmax(&t.forward(x)?.detach(), 1)?),
+                None => None,
             };
             let mut total: Option<Tensor> = None;
             let mut parts = Vec::with_capacity(per_level.len());

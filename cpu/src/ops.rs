@@ -3,6 +3,7 @@
 //! table in docs/numerics.md, "Other operators").
 
 use caq_model::graph::Shape3;
+use caq_model::kernels::window_mean;
 use caq_model::requant::{AddRequant, OutRange};
 
 /// Max or average pooling (`k×k` window, `stride`, no padding) of `n` images of shape `s`.
@@ -17,9 +18,7 @@ pub(crate) fn pool(x: &[i32], s: Shape3, k: usize, stride: usize, avg: bool) -> 
                 let rows = plane[oy * stride * w..].chunks(w).take(k);
                 let window = rows.flat_map(|r| &r[ox * stride..ox * stride + k]);
                 y.push(if avg {
-                    let sum: i64 = window.map(|&v| i64::from(v)).sum();
-                    // The mean rounded half towards +infinity.
-                    (2 * sum + area).div_euclid(2 * area) as i32
+                    window_mean(window.map(|&v| i64::from(v)).sum(), area)
                 } else {
                     window.copied().max().unwrap_or(0)
                 });

@@ -213,9 +213,14 @@ pub fn max_pool(x: ArrayView3<i32>, k: usize, stride: usize) -> Result<Array3<i3
 pub fn avg_pool(x: ArrayView3<i32>, k: usize, stride: usize) -> Result<Array3<i32>> {
     let n = (k * k) as i64;
     pool(x, k, stride, |w| {
-        let sum: i64 = w.iter().map(|&v| v as i64).sum();
-        (2 * sum + n).div_euclid(2 * n) as i32
+        window_mean(w.iter().map(|&v| v as i64).sum(), n)
     })
+}
+
+/// The average-pool rule on one window: `sum / area` rounded half towards +infinity. The mean of
+/// i32 codes always fits an i32. Every engine that pools (the CPU backend too) calls this.
+pub fn window_mean(sum: i64, area: i64) -> i32 {
+    (2 * sum + area).div_euclid(2 * area) as i32
 }
 
 /// Residual add of two code tensors of the same shape, each rescaled to the output scale with a

@@ -28,20 +28,12 @@ use crate::error::{HdlError, Result};
 use caq_spec::AccelConfig;
 use caq_spec::descriptor::used_bits;
 use caq_spec::regmap::ErrorCode;
-use caq_spec::{Caps, LayerDescriptor, Opcode};
+use caq_spec::{Caps, CoreShape};
 
 /// Largest plane count of a layer: 4 groups of up to 8 bits.
 pub const MAX_PLANES: u32 = 32;
 /// Width of word counts on the memory ports.
 pub const WORDS_BITS: u32 = 20;
-
-fn prev_power_of_two(n: u32) -> u32 {
-    if n == 0 {
-        0
-    } else {
-        1 << (31 - n.leading_zeros())
-    }
-}
 
 /// Which end of the word memory ports a module is: the core issues requests, the DMA engine
 /// serves them.
@@ -120,127 +112,10 @@ pub(crate) fn clog2(n: u32) -> u32 {
     n.max(1).next_power_of_two().trailing_zeros()
 }
 
-/// Buffer geometry derived from the config.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CoreShape {
-    pub rows: u32,
-    pub cols: u32,
-    /// 64-bit words per weight bank (one bank per row).
-    pub wdepth: u32,
-    /// Activation banks (C/8), each 64 bits wide.
-    pub abanks: u32,
-    /// Entries per activation bank.
-    pub adepth: u32,
-    /// Local region size (0: none) and the largest region count a layer may have.
-    pub group_size: u32,
-    pub max_regions: u32,
-    pub addr_bits: u32,
-    /// Conv2d feature-map buffer: 64-bit words (memory.act_buf_kib).
-    pub fwords: u32,
-    /// Output staging: bytes per row (memory.acc_buf_kib / rows, a power of two): the most output
-    /// pixels (out_h · out_w) of a Conv2d layer.
-    pub smax: u32,
-}
-
-impl CoreShape {
-    pub fn of(cfg: &AccelConfig) -> Result<CoreShape> {
-        let (rows, cols) = (cfg.array.rows, cfg.array.cols);
-        let unsupported = |what: String| HdlError::Unsupported {
-            config: cfg.name.clone(),
-            what,
-        };
-        if cols > 64 {
-            return Err(unsupported(format!(
-                "array.cols = {cols}: the core reads one 64-bit plane word per row and chunk (cols <= 64)"
-            )));
-        }
-        if rows % 4 != 0 || !rows.is_power_of_two() {
-            return Err(unsupported(format!(
-                "array.rows = {rows}: the core needs a power of two of at least 4 (tiles start on \
-                 8-byte table boundaries; row tables are indexed by bit fields)"
-            )));
-        }
-        let wdepth = cfg.memory.weight_buf_kib * 1024 / (rows * 8);
-        let abanks = cols / 8;
-        // The activation banks hold one K-vector (a Dense input or a Conv2d patch): MAX_K bytes.
-        let adepth = cfg.limits.max_k.div_ceil(cols).next_power_of_two();
-        let k_cap = (adepth * cols).min(64 * wdepth).min(cfg.limits.max_k);
-        let fwords = cfg.memory.act_buf_kib * 1024 / 8;
-        let smax = prev_power_of_two(cfg.memory.acc_buf_kib * 1024 / rows);
-        let group_size = cfg.array.group_size;
-        let max_regions = if group_size == 0 {
-            1
-        } else {
-            k_cap.div_ceil(group_size)
-        };
-        Ok(CoreShape {
-            rows,
-            cols,
-            wdepth,
-            abanks,
-            adepth,
-            group_size,
-            max_regions,
-            addr_bits: cfg.axi.addr_width,
-            fwords,
-            smax,
-        })
-    }
-
-    /// The device's own limits on a descriptor that passed every check of
-    /// `caq_spec::descriptor::check_fetched`: its K-vector, planes, feature map and output pixels
-    /// must fit the buffers. The core checks this last and reports BAD_SHAPE.
-    pub fn check_capacity(&self, d: &LayerDescriptor) -> std::result::Result<(), String> {
-        let k = d.k();
-        let wpr = k.div_ceil(64);
-        let planes: u64 = d
-            .active_plane_groups()
-            .iter()
-            .map(|g| u64::from(g.bits.get()))
-            .sum();
-        if wpr * planes > u64::from(self.wdepth) {
-            return Err(format!(
-                "K = {k} at {planes} planes needs {} weight words per row: the buffer holds {}",
-                wpr * planes,
-                self.wdepth
-            ));
-        }
-        let acap = u64::from(self.adepth) * u64::from(self.cols);
-        if k > acap {
-            return Err(format!("K = {k}: the activation banks hold {acap}"));
-        }
-        if d.op == Opcode::Conv2d {
-            let fm = u64::from(d.input.c) * u64::from(d.input.h) * u64::from(d.input.w);
-            if fm > 8 * u64::from(self.fwords) {
-                return Err(format!(
-                    "input feature map {}x{}x{} = {fm} bytes: the feature buffer holds {}",
-                    d.input.c,
-                    d.input.h,
-                    d.input.w,
-                    8 * self.fwords
-                ));
-            }
-            let px = u64::from(d.output.h) * u64::from(d.output.w);
-            if px > u64::from(self.smax) {
-                return Err(format!(
-                    "output {}x{} = {px} pixels: the output staging holds {} per channel",
-                    d.output.h, d.output.w, self.smax
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Chunks (of C lanes) per 64-bit plane word.
-    pub fn chunks_per_word(&self) -> u32 {
-        64 / self.cols
-    }
-}
-
 /// The `caq_core` module; `array_if` and `requant_if` are the interfaces of the instantiated
 /// `caq_array` and `caq_requant`.
 pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> Result<Module> {
-    let s = CoreShape::of(cfg)?;
+    let s = CoreShape::of(cfg);
     let (r_n, c_n, aw) = (s.rows, s.cols, s.addr_bits);
     let lane = cfg.array.act_bits + 1;
     let wab = clog2(s.wdepth);

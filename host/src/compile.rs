@@ -1,6 +1,6 @@
 //! The compiler from a quantized model to a device program: where every buffer lives in device
 //! memory, the descriptor lists the device runs and the steps the host does itself. Knows the
-//! descriptor format (caq-spec), the device's buffer limits (caq-hdl's `CoreShape`) and the model's
+//! descriptor format (caq-spec), the device's buffer limits (caq-spec's `CoreShape`) and the model's
 //! numbers (caq-model); knows no backend: [`crate::run`] executes a [`Program`] on any `Device`.
 //!
 //! # Layout in device memory
@@ -31,12 +31,12 @@
 //! result where the next layer reads it.
 
 use crate::error::{HostError, Result};
-use caq_hdl::core::CoreShape;
 use caq_model::graph::{Op, Shape3, Src};
 use caq_model::planes;
 use caq_model::qmodel::{QLayer, QModel};
 use caq_model::quant::ActQuant;
 use caq_model::requant::{self, AddRequant, OutRange};
+use caq_spec::CoreShape;
 use caq_spec::descriptor::{DESCRIPTOR_BYTES, Window};
 use caq_spec::{
     AccelConfig, BitWidth, Caps, DeviceAddr, Flags, LayerDescriptor, MemRegion, Opcode, PlaneGroup,
@@ -215,10 +215,7 @@ pub fn compile(
     base: DeviceAddr,
 ) -> Result<Program> {
     let caps = Caps::from_config(cfg)?;
-    let shape = CoreShape::of(cfg).map_err(|e| HostError::Arg {
-        what: "config",
-        why: e.to_string(),
-    })?;
+    let shape = CoreShape::of(cfg);
     let wl = model.weight_layers();
     if bits.len() != wl.len() {
         return Err(HostError::Arg {

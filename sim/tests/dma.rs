@@ -7,13 +7,13 @@
 
 use std::time::Duration;
 
-use caq_hdl::core::CoreShape;
 use caq_model::requant::Requant;
 use caq_sim::axi_mem::{AxiMemOptions, Channel, DEFAULT_BASE as BASE};
 use caq_sim::fault::{FaultDir, InjectFaults};
 use caq_sim::layer::{self, Alloc, OUTPUT_FILL, Placed, SPARE_BYTES};
 use caq_sim::rtl::design;
 use caq_sim::{LayerJob, LayerOp, Resp, RtlDevice, Run, WeightGroup};
+use caq_spec::CoreShape;
 use caq_spec::descriptor::LayerDescriptor;
 use caq_spec::device::Device;
 use caq_spec::regmap::{self, ErrorCode};
@@ -31,7 +31,7 @@ fn config() -> AccelConfig {
 
 /// The longest K an 8-bit layer may have on this config, capped to keep the simulation short.
 fn long_k(cfg: &AccelConfig) -> usize {
-    let s = CoreShape::of(cfg).unwrap();
+    let s = CoreShape::of(cfg);
     let k = (8 * s.wdepth)
         .min(s.adepth * s.cols)
         .min(cfg.limits.max_k)

@@ -29,7 +29,7 @@ pub const TOTAL_ACC_BITS: u32 = 48;
 pub const GROUP_MULT_MAX: u16 = 256;
 
 pub(crate) const ROWS: RangeInclusive<u32> = 1..=64;
-pub(crate) const COLS: [u32; 5] = [8, 16, 32, 64, 128];
+pub(crate) const COLS: [u32; 4] = [8, 16, 32, 64];
 pub(crate) const ACT_BITS: RangeInclusive<u32> = 2..=8;
 pub(crate) const MAX_PLANE_GROUPS: RangeInclusive<u32> = 1..=4;
 pub(crate) const GROUP_SIZE_MAX: u32 = 4096;
@@ -256,8 +256,20 @@ impl AccelConfig {
     fn array_problems(&self, p: &mut Problems) {
         let a = &self.array;
         p.range("array.rows", a.rows, ROWS);
+        if ROWS.contains(&a.rows) && (a.rows < 4 || !a.rows.is_power_of_two()) {
+            p.push(
+                "array.rows",
+                a.rows,
+                "a power of two of at least 4 (the layer engine starts a tile's tables on 8-byte \
+                 boundaries and indexes its row tables by bit fields)",
+            );
+        }
         if !COLS.contains(&a.cols) {
-            p.push("array.cols", a.cols, "one of 8, 16, 32, 64, 128");
+            p.push(
+                "array.cols",
+                a.cols,
+                "one of 8, 16, 32, 64 (a K chunk lies within one 64-bit plane word)",
+            );
         }
         if a.weight_bits.is_empty() {
             p.push("array.weight_bits", "[]", "at least one width");
@@ -615,7 +627,7 @@ mod tests {
 
     #[test]
     fn validation_names_field_value_and_expectation() {
-        let cases: [(Edit, &str, &str); 20] = [
+        let cases: [(Edit, &str, &str); 21] = [
             (
                 |c| c.axi.data_width = 96,
                 "axi.data_width = 96",
@@ -638,7 +650,12 @@ mod tests {
             (
                 |c| c.array.cols = 24,
                 "array.cols = 24",
-                "8, 16, 32, 64, 128",
+                "8, 16, 32, 64 (a K chunk",
+            ),
+            (
+                |c| c.array.rows = 6,
+                "array.rows = 6",
+                "a power of two of at least 4",
             ),
             (
                 |c| c.array.weight_bits = vec![],

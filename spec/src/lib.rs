@@ -6,6 +6,7 @@
 //! - [`ConfigHash`] (`hash`): the fingerprint the hardware carries in CONFIG_HASH;
 //! - the register map (`regmap`): offsets, fields, access, reset values and [`ErrorCode`]s;
 //! - [`Caps`] (`caps`): the capabilities packed into CAPS0..CAPS3;
+//! - [`CoreShape`] (`shape`): the layer engine's buffer geometry and its capacity rule;
 //! - [`LayerDescriptor`] (`descriptor`): the 128-byte layer record and the checks a device makes;
 //! - `doc`: the Markdown in `docs/regmap.md` and `docs/descriptor.md`, rendered from those tables;
 //! - [`device::Device`] (`device`): the register-level interface every backend implements, and the
@@ -23,6 +24,7 @@ pub mod doc;
 mod error;
 mod hash;
 pub mod regmap;
+mod shape;
 mod types;
 
 pub use board::{BoardMap, board_map};
@@ -38,4 +40,5 @@ pub use device::{Device, IrqStats, IrqWait, MemRegion, PerfCounters};
 pub use error::{ConfigProblem, SpecError};
 pub use hash::{ConfigHash, canonical_json};
 pub use regmap::{Access, ErrorCode, Field, Register};
+pub use shape::CoreShape;
 pub use types::{BitWidth, DeviceAddr};

@@ -9,10 +9,10 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use caq_hdl::core::CoreShape;
 use caq_model::kernels::{self, ConvGeom, GroupMult, IntLayer};
 use caq_model::quant::ActQuant;
 use caq_model::requant::{OutRange, Requant};
+use caq_spec::CoreShape;
 use caq_spec::descriptor::{self, DESCRIPTOR_BYTES, RequantEntry, Window};
 use caq_spec::regmap::{self, ErrorCode, Field, PERF_COUNTERS, Register};
 use caq_spec::{
@@ -81,7 +81,7 @@ impl FuncDevice {
             reason,
         };
         let caps = Caps::from_config(cfg).map_err(|e| bad(e.to_string()))?;
-        let shape = CoreShape::of(cfg).map_err(|e| bad(e.to_string()))?;
+        let shape = CoreShape::of(cfg);
         let len =
             usize::try_from(mem.len).map_err(|_| bad(format!("memory of {} bytes", mem.len)))?;
         Ok(FuncDevice {

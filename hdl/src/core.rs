@@ -326,7 +326,7 @@ pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> 
     m.memory(
         "stage_mem",
         8,
-        r_n * s.smax,
+        r_n * s.stage_bytes,
         "output staging: row r, pixel p at r * smax + p",
     )?;
     m.reg("stage_rd_q", 8, None)?;
@@ -334,7 +334,7 @@ pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> 
         m.memory(
             &format!("fm{b}_mem"),
             8,
-            s.fwords,
+            (s.fm_bytes / 8),
             "Conv2d input feature map (CHW bytes): byte lane b of word w at w",
         )?;
         m.reg(&format!("fm{b}_rd_q"), 8, None)?;
@@ -840,8 +840,8 @@ fn descriptor_checks(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) ->
                 "({{4'd0, d_wpr}} * {{14'd0, d_planes}}) <= 20'd{wd} && d_k_full <= 32'd{acap} && \
                  (!d_conv || (d_fmap <= 48'd{fb} && d_ohw <= 32'd{smax}))",
                 wd = s.wdepth,
-                fb = 8 * u64::from(s.fwords),
-                smax = s.smax
+                fb = 8 * u64::from((s.fm_bytes / 8)),
+                smax = s.stage_bytes
             ),
             1,
         ),
@@ -1562,7 +1562,7 @@ fn core_rest(
         "when b < A mod 8. Bytes outside the input (padding) are zero. Rows are appended to asm_q;",
         "every full 8 bytes are a K-vector word.",
     ]);
-    let fab = clog2(s.fwords);
+    let fab = clog2((s.fm_bytes / 8));
     m.wire_assign("g_iy", Expr::raw("iy0_q + {15'd0, gky_q}", 18), None)?;
     m.wire_assign(
         "g_row_in",
@@ -1745,7 +1745,7 @@ fn core_rest(
     });
     bw.if_("state_q == S_DRAIN && rq_out_valid", |c| {
         c.nb(
-            format!("stage_mem[{{rq_out_tag, pix_q[{}:0]}}]", clog2(s.smax) - 1),
+            format!("stage_mem[{{rq_out_tag, pix_q[{}:0]}}]", clog2(s.stage_bytes) - 1),
             "rq_out_code",
         );
     });
@@ -1984,7 +1984,7 @@ fn core_rest(
     )?;
 
     m.section("output words: staged bytes -> 64-bit words with strobes");
-    let slog = clog2(s.smax);
+    let slog = clog2(s.stage_bytes);
     m.wire_assign(
         "fl_pos",
         Expr::raw(

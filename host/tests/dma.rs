@@ -694,7 +694,7 @@ mod board {
     fn dense_job() -> LayerJob {
         let (o, k) = (4, 16);
         LayerJob {
-            op: LayerOp::Dense { in_c: k },
+            op: LayerOp::Dense { in_c: k, batch: 1 },
             groups: vec![WeightGroup {
                 bits: 8,
                 shift: 0,

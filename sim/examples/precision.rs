@@ -23,7 +23,7 @@ const O: usize = 64;
 
 fn job(groups: Vec<WeightGroup>, active: usize, rng: &mut ChaCha8Rng) -> LayerJob {
     LayerJob {
-        op: LayerOp::Dense { in_c: K },
+        op: LayerOp::Dense { in_c: K, batch: 1 },
         groups,
         active,
         regions: None,

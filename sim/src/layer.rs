@@ -32,8 +32,8 @@ pub struct WeightGroup {
 /// The operation and its input geometry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayerOp {
-    /// K = in_c; the input is a K-vector.
-    Dense { in_c: usize },
+    /// K = in_c; the input is `batch` K-vectors, run with each loaded weight tile.
+    Dense { in_c: usize, batch: usize },
     /// K = in_c · kernel[0] · kernel[1] in (c, ky, kx) order; the input is CHW.
     Conv2d {
         in_c: usize,
@@ -59,7 +59,8 @@ pub struct LayerJob {
     pub in_signed: bool,
     pub out_signed: bool,
     pub out_bits: u8,
-    /// Input codes, one byte each on the device: K (Dense) or in_c·in_h·in_w in CHW (Conv2d).
+    /// Input codes, one byte each on the device: `batch` K-vectors one after the other (Dense)
+    /// or in_c·in_h·in_w in CHW (Conv2d).
     pub input: Vec<i32>,
 }
 
@@ -105,7 +106,8 @@ impl Alloc {
 #[derive(Clone, Copy, Debug)]
 pub struct Placed {
     pub desc: LayerDescriptor,
-    /// Output bytes at `desc.output_addr` (out_c · out_h · out_w, CHW).
+    /// Output bytes at `desc.output_addr`: out_c · out_h · out_w (CHW), or for a Dense batch
+    /// `batch` vectors of out_c at the descriptor's output stride ([`LayerJob::golden`]).
     pub output_len: usize,
 }
 
@@ -121,6 +123,12 @@ fn bits(b: u8) -> Result<BitWidth, SimError> {
     BitWidth::try_from(b).map_err(job_error)
 }
 
+/// `n` rounded up to whole 8-byte words: the distance between Dense inputs (or outputs) of a
+/// batch (caq_spec::Schedule::in_stride, out_stride).
+fn stride8(n: usize) -> usize {
+    n.next_multiple_of(8)
+}
+
 /// `bytes` padded with zeros to whole 8-byte words: the device reads tables by the word.
 fn padded(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes.resize(bytes.len().next_multiple_of(8), 0);
@@ -130,14 +138,14 @@ fn padded(mut bytes: Vec<u8>) -> Vec<u8> {
 impl LayerJob {
     pub fn in_c(&self) -> usize {
         match self.op {
-            LayerOp::Dense { in_c } | LayerOp::Conv2d { in_c, .. } => in_c,
+            LayerOp::Dense { in_c, .. } | LayerOp::Conv2d { in_c, .. } => in_c,
         }
     }
 
     /// The reduction length.
     pub fn k(&self) -> usize {
         match self.op {
-            LayerOp::Dense { in_c } => in_c,
+            LayerOp::Dense { in_c, .. } => in_c,
             LayerOp::Conv2d { in_c, kernel, .. } => in_c * kernel[0] * kernel[1],
         }
     }
@@ -173,10 +181,20 @@ impl LayerJob {
         }
     }
 
-    /// Output bytes: out_c · out_h · out_w.
+    /// Inputs run with each weight tile: the Dense batch, 1 for Conv2d.
+    pub fn batch(&self) -> usize {
+        match self.op {
+            LayerOp::Dense { batch, .. } => batch,
+            LayerOp::Conv2d { .. } => 1,
+        }
+    }
+
+    /// Output bytes the device's output buffer spans: out_c · out_h · out_w, or for a Dense
+    /// batch, `batch − 1` output strides of ⌈out_c/8⌉·8 bytes plus out_c.
     pub fn output_len(&self) -> Result<usize, SimError> {
         let (h, w) = self.out_hw()?;
-        Ok(self.out_c() * h * w)
+        let one = self.out_c() * h * w;
+        Ok((self.batch() - 1) * stride8(self.out_c()) + one)
     }
 
     /// Σ of the active groups' codes, shifted: the effective weight codes `[out_c, K]`.
@@ -202,7 +220,8 @@ impl LayerJob {
         }
     }
 
-    /// Output codes as the device writes them (one byte each, CHW), from the golden kernels.
+    /// Output codes as the device writes them (one byte each, CHW; a Dense batch's outputs at
+    /// their stride, the gaps between them left as [`OUTPUT_FILL`]), from the golden kernels.
     pub fn golden(&self) -> Result<Vec<u8>, SimError> {
         let eff = self.effective_codes();
         let layer = IntLayer {
@@ -230,7 +249,17 @@ impl LayerJob {
                     .copied()
                     .collect()
             }
-            _ => kernels::dense(&layer, &self.input).map_err(job_error)?,
+            _ => {
+                let (k, o) = (self.k(), self.out_c());
+                let mut image = vec![OUTPUT_FILL; self.output_len()?];
+                for (n, x) in self.input.chunks(k).enumerate() {
+                    let y = kernels::dense(&layer, x).map_err(job_error)?;
+                    for (b, v) in image[n * stride8(o)..][..o].iter_mut().zip(y) {
+                        *b = v as u8;
+                    }
+                }
+                return Ok(image);
+            }
         };
         Ok(out.iter().map(|&v| v as u8).collect())
     }
@@ -248,8 +277,19 @@ impl LayerJob {
         };
         let out_c = self.out_c();
         let (out_h, out_w) = self.out_hw()?;
-        let output_len = out_c * out_h * out_w;
-        let input: Vec<u8> = self.input.iter().map(|&v| v as u8).collect();
+        let output_len = self.output_len()?;
+        let input: Vec<u8> = match self.op {
+            LayerOp::Dense { in_c, .. } => self
+                .input
+                .chunks(in_c)
+                .flat_map(|x| {
+                    let mut v: Vec<u8> = x.iter().map(|&c| c as u8).collect();
+                    v.resize(stride8(in_c), 0);
+                    v
+                })
+                .collect(),
+            LayerOp::Conv2d { .. } => self.input.iter().map(|&v| v as u8).collect(),
+        };
         let input_addr = put(dev, &input)?;
         let output_addr = put(dev, &vec![OUTPUT_FILL; output_len + SPARE_BYTES as usize])?;
         let bias = padded(self.bias.iter().flat_map(|b| b.to_le_bytes()).collect());
@@ -276,7 +316,7 @@ impl LayerJob {
         let dim = |v: usize| u16::try_from(v).map_err(job_error);
         let small = |v: usize| u8::try_from(v).map_err(job_error);
         let (input_shape, kernel, stride, pad) = match self.op {
-            LayerOp::Dense { in_c } => ((in_c, 1, 1), [1, 1], 1, 0),
+            LayerOp::Dense { in_c, .. } => ((in_c, 1, 1), [1, 1], 1, 0),
             LayerOp::Conv2d {
                 in_c,
                 in_h,
@@ -322,6 +362,7 @@ impl LayerJob {
             bias_addr: DeviceAddr(bias_addr),
             requant_addr: DeviceAddr(rq_addr),
             group_mult_addr: DeviceAddr(gm_addr),
+            batch: u16::try_from(self.batch()).map_err(job_error)?,
         };
         Ok(Placed { desc, output_len })
     }

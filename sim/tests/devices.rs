@@ -118,7 +118,13 @@ fn random_op(rng: &mut ChaCha8Rng, conv: bool) -> LayerOp {
         } else {
             rng.random_range(200..=600)
         };
-        return LayerOp::Dense { in_c };
+        // Mostly single inputs; sometimes a batch that each loaded weight tile serves.
+        let batch = if rng.random_bool(0.75) {
+            1
+        } else {
+            rng.random_range(2..=5)
+        };
+        return LayerOp::Dense { in_c, batch };
     }
     let kernel: [usize; 2] = [rng.random_range(1..=7), rng.random_range(1..=7)];
     let pad = rng.random_range(0..=(kernel[0].min(kernel[1]) / 2).min(3));
@@ -144,7 +150,7 @@ fn random_layer(rng: &mut ChaCha8Rng, cfg: &AccelConfig, conv: bool) -> LayerJob
         let rows = cfg.array.rows as usize;
         let o = rng.random_range(1..=2 * rows + 3);
         let k = match op {
-            LayerOp::Dense { in_c } => in_c,
+            LayerOp::Dense { in_c, .. } => in_c,
             LayerOp::Conv2d { in_c, kernel, .. } => in_c * kernel[0] * kernel[1],
         };
         let (groups, active) = random_weights(rng, cfg, o, k);
@@ -181,7 +187,7 @@ fn random_layer(rng: &mut ChaCha8Rng, cfg: &AccelConfig, conv: bool) -> LayerJob
         let relu = rng.random_bool(0.5);
         let in_signed = rng.random_bool(0.5);
         let in_len = match op {
-            LayerOp::Dense { in_c } => in_c,
+            LayerOp::Dense { in_c, batch } => in_c * batch,
             LayerOp::Conv2d {
                 in_c, in_h, in_w, ..
             } => in_c * in_h * in_w,
@@ -223,20 +229,17 @@ fn random_layer(rng: &mut ChaCha8Rng, cfg: &AccelConfig, conv: bool) -> LayerJob
 
 /// Plane-steps, bytes read and bytes written the device semantics fix for a list.
 fn expected_counts(descs: &[LayerDescriptor], cfg: &AccelConfig) -> (u64, u64, u64) {
-    let (rows, cols) = (cfg.array.rows as usize, u64::from(cfg.array.cols));
+    let shape = CoreShape::of(cfg);
     let (mut ops, mut rd, mut wr) = (0, 0, 0);
     for d in descs {
         rd += 8 * 16;
-        for step in plan::steps(d, rows, cols) {
+        let sched = shape.schedule(d).expect("the list fits the device");
+        ops += sched.plane_steps();
+        for step in plan::steps(d, &sched, &shape) {
             match step {
                 Step::Read { words, .. } => rd += 8 * words,
                 Step::Write { bytes, .. } => wr += bytes,
-                Step::Compute {
-                    pixels,
-                    chunks,
-                    planes,
-                    ..
-                } => ops += pixels * chunks * planes,
+                Step::Compute { .. } => {}
             }
         }
     }
@@ -319,7 +322,7 @@ fn run_ok<D: Device>(dev: &mut D, jobs: &[LayerJob], cfg: &AccelConfig, what: &s
     // What the timing model predicts for this device, printed for calibration (FuncDevice
     // reports the estimate itself).
     let caps = Caps::from_config(cfg).expect("valid config");
-    let estimate = TimingModel::default().estimate(&caps, &descs);
+    let estimate = TimingModel::default().estimate(&CoreShape::of(cfg), &descs);
     println!(
         "{what}: PERF_CYCLES {} (stall {}), estimate {} ({:+.1}%)",
         run.perf.cycles,
@@ -702,7 +705,7 @@ pub fn extreme_accumulators<D: Device>(dev: &mut D, cfg: &AccelConfig) {
             .collect();
         requant[6] = Requant { mult: 0, shift: 63 };
         let job = LayerJob {
-            op: LayerOp::Dense { in_c: k },
+            op: LayerOp::Dense { in_c: k, batch: 1 },
             groups: vec![WeightGroup {
                 bits: 8,
                 shift: 0,
@@ -773,7 +776,7 @@ fn func_device_cycles_are_the_timing_models_estimate() {
     let (_, placed) = place_all(&mut dev, &jobs);
     let descs: Vec<LayerDescriptor> = placed.iter().map(|p| p.desc).collect();
     let caps = Caps::from_config(&cfg).expect("valid config");
-    let estimate = dev.timing().estimate(&caps, &descs);
+    let estimate = dev.timing().estimate(&CoreShape::of(&cfg), &descs);
     assert_eq!(run.perf, estimate);
     assert!(run.perf.stall_cycles < run.perf.cycles);
 }
@@ -936,10 +939,10 @@ fn calibrate_the_timing_model_against_the_rtl() {
     let mut ata = vec![vec![0f64; n]; n];
     let mut atb = vec![0f64; n];
     for (descs, cycles) in &samples {
-        let fixed = zero.estimate(&caps, descs).cycles as f64;
+        let fixed = zero.estimate(&CoreShape::of(&cfg), descs).cycles as f64;
         let x: Vec<f64> = units
             .iter()
-            .map(|(_, u)| u.estimate(&caps, descs).cycles as f64 - fixed)
+            .map(|(_, u)| u.estimate(&CoreShape::of(&cfg), descs).cycles as f64 - fixed)
             .collect();
         for i in 0..n {
             atb[i] += x[i] * (*cycles as f64 - fixed);
@@ -998,7 +1001,7 @@ fn calibrate_the_timing_model_against_the_rtl() {
         let errors: Vec<f64> = samples
             .iter()
             .map(|(descs, cycles)| {
-                100.0 * (model.estimate(&caps, descs).cycles as f64 / *cycles as f64 - 1.0)
+                100.0 * (model.estimate(&CoreShape::of(&cfg), descs).cycles as f64 / *cycles as f64 - 1.0)
             })
             .collect();
         let worst = errors.iter().fold(0f64, |m, e| m.max(e.abs()));

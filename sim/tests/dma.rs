@@ -42,7 +42,7 @@ fn long_k(cfg: &AccelConfig) -> usize {
 /// A Dense layer of one 8-bit group.
 fn dense(rng: &mut ChaCha8Rng, k: usize, o: usize) -> LayerJob {
     LayerJob {
-        op: LayerOp::Dense { in_c: k },
+        op: LayerOp::Dense { in_c: k, batch: 1 },
         groups: vec![WeightGroup {
             bits: 8,
             shift: 0,

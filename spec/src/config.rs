@@ -248,6 +248,21 @@ impl AccelConfig {
         p.range("memory.weight_buf_kib", m.weight_buf_kib, BUF_KIB);
         p.range("memory.act_buf_kib", m.act_buf_kib, BUF_KIB);
         p.range("memory.acc_buf_kib", m.acc_buf_kib, BUF_KIB);
+        let stage = crate::shape::MIN_STAGE_BYTES;
+        if BUF_KIB.contains(&m.acc_buf_kib)
+            && ROWS.contains(&self.array.rows)
+            && m.acc_buf_kib * 1024 / self.array.rows < stage
+        {
+            p.push(
+                "memory.acc_buf_kib",
+                m.acc_buf_kib,
+                format!(
+                    "at least {} (array.rows = {} rows of output staging need {stage} bytes each)",
+                    (self.array.rows * stage).div_ceil(1024),
+                    self.array.rows
+                ),
+            );
+        }
         self.axi_problems(&mut p);
         self.limits_problems(&mut p);
         p.0

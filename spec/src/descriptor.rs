@@ -236,7 +236,16 @@ pub const WEIGHT_ADDR: [DescField; PLANE_GROUP_SLOTS] = [
     ),
 ];
 
-/// Every descriptor field, in word and bit order. Words 26..=31 are reserved.
+pub const BATCH: DescField = DescField::new(
+    "batch",
+    26,
+    0,
+    16,
+    "Inputs run through the layer with each loaded weight tile (1..; Dense only, 1 for Conv2d): \
+     input n at input_addr + n·⌈K/8⌉·8, output n at output_addr + n·⌈out_c/8⌉·8.",
+);
+
+/// Every descriptor field, in word and bit order. Words 27..=31 are reserved.
 pub static DESCRIPTOR_FIELDS: &[DescField] = &[
     OP,
     RELU,
@@ -276,6 +285,7 @@ pub static DESCRIPTOR_FIELDS: &[DescField] = &[
     WEIGHT_ADDR[1],
     WEIGHT_ADDR[2],
     WEIGHT_ADDR[3],
+    BATCH,
 ];
 
 /// Per word, the bits some field names; the rest are reserved.
@@ -309,9 +319,9 @@ pub static CHECKS: &[(ErrorCode, &str)] = &[
     (
         ErrorCode::BadShape,
         "Dimensions are 1..=MAX_DIM; kernel 1..=7, stride 1..=2, pad 0..=3 and 2·pad ≤ kernel; \
-         Dense has 1x1 spatial shapes, kernel 1, stride 1, pad 0; Conv2d's out_h = (in_h + 2·pad − \
-         kernel_h) / stride + 1 (likewise out_w); K (in_c for Dense, in_c·kernel_h·kernel_w for \
-         Conv2d) ≤ MAX_K.",
+         Dense has 1x1 spatial shapes, kernel 1, stride 1, pad 0 and batch ≥ 1; Conv2d's out_h = \
+         (in_h + 2·pad − kernel_h) / stride + 1 (likewise out_w) and batch 1; K (in_c for Dense, \
+         in_c·kernel_h·kernel_w for Conv2d) ≤ MAX_K.",
     ),
     (
         ErrorCode::BadGroups,
@@ -485,6 +495,8 @@ pub struct LayerDescriptor {
     pub bias_addr: DeviceAddr,
     pub requant_addr: DeviceAddr,
     pub group_mult_addr: DeviceAddr,
+    /// Inputs run with each loaded weight tile (Dense; 1 for Conv2d). See [`BATCH`].
+    pub batch: u16,
 }
 
 type Check = Result<(), (ErrorCode, String)>;
@@ -498,7 +510,7 @@ impl LayerDescriptor {
     pub fn encode(&self) -> [u8; DESCRIPTOR_BYTES] {
         let mut w = [0u32; DESCRIPTOR_WORDS];
         let f = self.flags;
-        let values: [(DescField, u64); 25] = [
+        let values: [(DescField, u64); 26] = [
             (OP, self.op as u64),
             (RELU, u64::from(f.relu)),
             (IN_SIGNED, u64::from(f.in_signed)),
@@ -524,6 +536,7 @@ impl LayerDescriptor {
             (OUTPUT_ADDR, self.output_addr.0),
             (BIAS_ADDR, self.bias_addr.0),
             (REQUANT_ADDR, self.requant_addr.0),
+            (BATCH, u64::from(self.batch)),
         ];
         for (field, value) in values {
             field.put(&mut w, value);
@@ -642,6 +655,7 @@ impl LayerDescriptor {
             bias_addr: DeviceAddr(get(BIAS_ADDR)),
             requant_addr: DeviceAddr(get(REQUANT_ADDR)),
             group_mult_addr: DeviceAddr(get(GROUP_MULT_ADDR)),
+            batch: small(BATCH),
         })
     }
 
@@ -755,8 +769,14 @@ impl LayerDescriptor {
                 if self.pad != 0 {
                     return bad(format!("pad = {}: expected 0 for Dense", self.pad));
                 }
+                if self.batch == 0 {
+                    return bad("batch = 0: expected at least 1".into());
+                }
             }
             Opcode::Conv2d => {
+                if self.batch != 1 {
+                    return bad(format!("batch = {}: expected 1 for Conv2d", self.batch));
+                }
                 let axes = [
                     ("out_h", self.input.h, self.kernel_h, self.output.h),
                     ("out_w", self.input.w, self.kernel_w, self.output.w),

@@ -24,7 +24,7 @@ pub mod doc;
 mod error;
 mod hash;
 pub mod regmap;
-mod shape;
+pub mod shape;
 mod types;
 
 pub use board::{BoardMap, board_map};
@@ -40,5 +40,5 @@ pub use device::{Device, IrqStats, IrqWait, MemRegion, PerfCounters};
 pub use error::{ConfigProblem, SpecError};
 pub use hash::{ConfigHash, canonical_json};
 pub use regmap::{Access, ErrorCode, Field, Register};
-pub use shape::CoreShape;
+pub use shape::{CoreShape, Schedule};
 pub use types::{BitWidth, DeviceAddr};

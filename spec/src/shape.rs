@@ -1,42 +1,91 @@
-//! [`CoreShape`]: the layer engine's buffer geometry derived from an [`AccelConfig`], and the
-//! device's own capacity rule on a descriptor ([`CoreShape::check_capacity`], reported as
-//! BAD_SHAPE after the checks of `descriptor::check_fetched`).
+//! [`CoreShape`]: the layer engine's buffer geometry derived from an [`AccelConfig`], and
+//! [`Schedule`]: what the engine derives from one descriptor to run it (tiles, chunks, planes, the
+//! pixel block of the window generator, the weight slots, the batch strides) together with the
+//! device's capacity rule ([`CoreShape::schedule`], reported as BAD_SHAPE after the checks of
+//! `descriptor::check_fetched`).
 //!
-//! The generator sizes its memories from this, the functional model and the compiler refuse what
-//! it refuses; nothing else derives these values. This module knows the config and the
+//! These are the one definition of every derived value of the engine: the generator sizes its
+//! memories from [`CoreShape`] and computes the same [`Schedule`] fields in its descriptor check
+//! pipeline, the functional model and the compiler call [`CoreShape::schedule`]. The rules are
+//! written down in docs/hardware.md ("The layer engine"). This module knows the config and the
 //! descriptor; it does not know Verilog or models.
 
 use crate::config::AccelConfig;
 use crate::descriptor::{LayerDescriptor, Opcode};
 
+/// Byte lanes of the feature-map buffer: the window generator reads any 16 consecutive bytes of
+/// the map in one cycle.
+pub const FM_LANES: u32 = 16;
+/// Most output pixels the window generator gathers together (one feature-map read serves a
+/// kernel row of each): the block width W is at most this and at most the activation banks.
+pub const MAX_BLOCK: u32 = 8;
+/// Longest output run the writer sends for one channel of a Conv2d tile, in bytes.
+pub const MAX_RUN_BYTES: u32 = 64;
+/// Least output staging per row (`memory.acc_buf_kib · 1024 / array.rows`), in bytes: room for
+/// four runs of 16 bytes, so the writer drains one run while the array fills the next.
+pub const MIN_STAGE_BYTES: u32 = 64;
+/// Largest K the datapath counts (16-bit counters).
+pub const MAX_K_DATAPATH: u64 = 65_535;
+/// Depth of the Dense result queue between requantization and the writer, in output vectors.
+pub const DENSE_QUEUE: u32 = 4;
+
 fn prev_power_of_two(n: u32) -> u32 {
-    if n == 0 {
-        0
-    } else {
-        1 << (31 - n.leading_zeros())
-    }
+    if n == 0 { 0 } else { 1 << (31 - n.leading_zeros()) }
 }
 
 /// Buffer geometry derived from the config.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoreShape {
+    /// Array rows R (output channels in parallel) and lanes C (K elements per plane-step).
     pub rows: u32,
     pub cols: u32,
-    /// 64-bit words per weight bank (one bank per row).
+    /// 64-bit words per bus beat (1 on a 64-bit bus, 2 on a 128-bit one).
+    pub bus_words: u32,
+    /// 64-bit words per row of the weight buffer (one bank per row). A tile whose planes take at
+    /// most half of it is double-buffered (two slots); a larger one takes the whole bank.
     pub wdepth: u32,
-    /// Activation banks (C/8), each 64 bits wide.
+    /// Activation banks (C/8), each 64 bits wide, holding K-vectors chunk by chunk.
     pub abanks: u32,
-    /// Entries per activation bank.
+    /// Chunks (entries) per activation bank: Dense inputs (`batch` K-vectors) or Conv2d patches
+    /// (two blocks of W pixels).
     pub adepth: u32,
     /// Local region size (0: none) and the largest region count a layer may have.
     pub group_size: u32,
     pub max_regions: u32,
     pub addr_bits: u32,
-    /// Conv2d feature-map buffer: 64-bit words (memory.act_buf_kib).
-    pub fwords: u32,
-    /// Output staging: bytes per row (memory.acc_buf_kib / rows, a power of two): the most output
-    /// pixels (out_h · out_w) of a Conv2d layer.
-    pub smax: u32,
+    /// Conv2d feature-map buffer in bytes (memory.act_buf_kib), in [`FM_LANES`] byte lanes.
+    pub fm_bytes: u32,
+    /// Output staging per row in bytes (a ring, a power of two).
+    pub stage_bytes: u32,
+    /// Output run length of the writer for Conv2d, in bytes.
+    pub run_bytes: u32,
+    /// Most pixels per window-generator block.
+    pub max_block: u32,
+}
+
+/// What the engine derives from a descriptor that passed its checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    /// The reduction length and its 64-bit words per plane row, ⌈K/64⌉.
+    pub k: u64,
+    pub wpr: u64,
+    /// C-wide chunks per K-vector, ⌈K/C⌉.
+    pub chunks: u64,
+    /// Active planes P (the plane-steps per chunk).
+    pub planes: u64,
+    /// Local regions along K (1 when not grouped).
+    pub regions: u64,
+    /// Tiles of R output channels, ⌈out_c/R⌉.
+    pub tiles: u64,
+    /// Outputs per tile: Dense inputs of the batch, or Conv2d output pixels.
+    pub items: u64,
+    /// Window-generator block width W in pixels (Conv2d; 1 for Dense).
+    pub block: u64,
+    /// Weight-buffer slots: 2 (double-buffered tiles) or 1 (a tile takes the whole buffer).
+    pub slots: u64,
+    /// Dense: bytes from one input of the batch to the next, and from one output to the next.
+    pub in_stride: u64,
+    pub out_stride: u64,
 }
 
 impl CoreShape {
@@ -46,77 +95,130 @@ impl CoreShape {
         let (rows, cols) = (cfg.array.rows, cfg.array.cols);
         let wdepth = cfg.memory.weight_buf_kib * 1024 / (rows * 8);
         let abanks = cols / 8;
-        // The activation banks hold one K-vector (a Dense input or a Conv2d patch): MAX_K bytes.
+        // The activation banks hold at least one K-vector of MAX_K bytes.
         let adepth = cfg.limits.max_k.div_ceil(cols).next_power_of_two();
-        let k_cap = (adepth * cols).min(64 * wdepth).min(cfg.limits.max_k);
-        let fwords = cfg.memory.act_buf_kib * 1024 / 8;
-        let smax = prev_power_of_two(cfg.memory.acc_buf_kib * 1024 / rows);
+        let k_cap = u64::from(adepth * cols)
+            .min(64 * u64::from(wdepth))
+            .min(u64::from(cfg.limits.max_k))
+            .min(MAX_K_DATAPATH) as u32;
         let group_size = cfg.array.group_size;
         let max_regions = if group_size == 0 {
             1
         } else {
             k_cap.div_ceil(group_size)
         };
+        let stage_bytes = prev_power_of_two(cfg.memory.acc_buf_kib * 1024 / rows);
         CoreShape {
             rows,
             cols,
+            bus_words: cfg.bus_bytes() / 8,
             wdepth,
             abanks,
             adepth,
             group_size,
             max_regions,
             addr_bits: cfg.axi.addr_width,
-            fwords,
-            smax,
+            fm_bytes: cfg.memory.act_buf_kib * 1024,
+            stage_bytes,
+            run_bytes: (stage_bytes / 4).min(MAX_RUN_BYTES),
+            max_block: MAX_BLOCK.min(abanks),
         }
-    }
-
-    /// The device's own limits on a descriptor that passed every check of
-    /// `caq_spec::descriptor::check_fetched`: its K-vector, planes, feature map and output pixels
-    /// must fit the buffers. The core checks this last and reports BAD_SHAPE.
-    pub fn check_capacity(&self, d: &LayerDescriptor) -> Result<(), String> {
-        let k = d.k();
-        let wpr = k.div_ceil(64);
-        let planes: u64 = d
-            .active_plane_groups()
-            .iter()
-            .map(|g| u64::from(g.bits.get()))
-            .sum();
-        if wpr * planes > u64::from(self.wdepth) {
-            return Err(format!(
-                "K = {k} at {planes} planes needs {} weight words per row: the buffer holds {}",
-                wpr * planes,
-                self.wdepth
-            ));
-        }
-        let acap = u64::from(self.adepth) * u64::from(self.cols);
-        if k > acap {
-            return Err(format!("K = {k}: the activation banks hold {acap}"));
-        }
-        if d.op == Opcode::Conv2d {
-            let fm = u64::from(d.input.c) * u64::from(d.input.h) * u64::from(d.input.w);
-            if fm > 8 * u64::from(self.fwords) {
-                return Err(format!(
-                    "input feature map {}x{}x{} = {fm} bytes: the feature buffer holds {}",
-                    d.input.c,
-                    d.input.h,
-                    d.input.w,
-                    8 * self.fwords
-                ));
-            }
-            let px = u64::from(d.output.h) * u64::from(d.output.w);
-            if px > u64::from(self.smax) {
-                return Err(format!(
-                    "output {}x{} = {px} pixels: the output staging holds {} per channel",
-                    d.output.h, d.output.w, self.smax
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// Chunks (of C lanes) per 64-bit plane word.
     pub fn chunks_per_word(&self) -> u32 {
         64 / self.cols
+    }
+
+    /// The schedule of a descriptor that passed every check of
+    /// `caq_spec::descriptor::check_fetched`, or why it does not fit the device's buffers (the
+    /// core checks this last and reports BAD_SHAPE).
+    pub fn schedule(&self, d: &LayerDescriptor) -> Result<Schedule, String> {
+        let k = d.k();
+        if k > MAX_K_DATAPATH {
+            return Err(format!(
+                "K = {k}: the engine counts K in 16 bits (at most {MAX_K_DATAPATH})"
+            ));
+        }
+        let wpr = k.div_ceil(64);
+        let chunks = k.div_ceil(u64::from(self.cols));
+        let planes: u64 = d
+            .active_plane_groups()
+            .iter()
+            .map(|g| u64::from(g.bits.get()))
+            .sum();
+        let words = wpr * planes;
+        let wdepth = u64::from(self.wdepth);
+        if words > wdepth {
+            return Err(format!(
+                "K = {k} at {planes} planes needs {words} weight words per row: the buffer holds \
+                 {wdepth}"
+            ));
+        }
+        let slots = if 2 * words <= wdepth { 2 } else { 1 };
+        let adepth = u64::from(self.adepth);
+        let out_c = u64::from(d.output.c);
+        let (items, block) = match d.op {
+            Opcode::Dense => {
+                let batch = u64::from(d.batch);
+                if batch * chunks > adepth {
+                    return Err(format!(
+                        "batch {batch} of K = {k} ({chunks} chunks each): the activation banks \
+                         hold {adepth} chunks"
+                    ));
+                }
+                (batch, 1)
+            }
+            Opcode::Conv2d => {
+                let fm = u64::from(d.input.c) * u64::from(d.input.h) * u64::from(d.input.w);
+                if fm > u64::from(self.fm_bytes) {
+                    return Err(format!(
+                        "input feature map {}x{}x{} = {fm} bytes: the feature buffer holds {}",
+                        d.input.c, d.input.h, d.input.w, self.fm_bytes
+                    ));
+                }
+                let by_patch = adepth / (2 * chunks);
+                if by_patch == 0 {
+                    return Err(format!(
+                        "K = {k} ({chunks} chunks): the patch banks hold two blocks of one pixel \
+                         only up to {} chunks",
+                        adepth / 2
+                    ));
+                }
+                let by_segment =
+                    u64::from(FM_LANES - u32::from(d.kernel_w)) / u64::from(d.stride) + 1;
+                let block = u64::from(self.max_block)
+                    .min(by_segment)
+                    .min(by_patch)
+                    .min(u64::from(d.output.w));
+                (u64::from(d.output.h) * u64::from(d.output.w), block)
+            }
+        };
+        Ok(Schedule {
+            k,
+            wpr,
+            chunks,
+            planes,
+            regions: d.regions(),
+            tiles: out_c.div_ceil(u64::from(self.rows)),
+            items,
+            block,
+            slots,
+            in_stride: 8 * k.div_ceil(8),
+            out_stride: 8 * out_c.div_ceil(8),
+        })
+    }
+
+    /// The device's capacity rule alone: `Ok` when [`CoreShape::schedule`] fits.
+    pub fn check_capacity(&self, d: &LayerDescriptor) -> Result<(), String> {
+        self.schedule(d).map(|_| ())
+    }
+}
+
+impl Schedule {
+    /// Plane-steps the array runs for the descriptor: tiles × items × chunks × planes, the
+    /// descriptor's ideal cycles.
+    pub fn plane_steps(&self) -> u64 {
+        self.tiles * self.items * self.chunks * self.planes
     }
 }

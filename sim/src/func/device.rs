@@ -12,7 +12,7 @@ use std::time::Duration;
 use caq_model::kernels::{self, ConvGeom, GroupMult, IntLayer};
 use caq_model::quant::ActQuant;
 use caq_model::requant::{OutRange, Requant};
-use caq_spec::CoreShape;
+use caq_spec::{CoreShape, Schedule};
 use caq_spec::descriptor::{self, DESCRIPTOR_BYTES, RequantEntry, Window};
 use caq_spec::regmap::{self, ErrorCode, Field, PERF_COUNTERS, Register};
 use caq_spec::{
@@ -161,9 +161,23 @@ impl FuncDevice {
     fn start(&mut self) -> Result<(), SimError> {
         self.status = regmap::STATUS_BUSY.mask();
         let mut perf = PerfCounters::default();
-        self.timing.charge_start(&mut perf);
         let mut index = 0;
-        let outcome = self.run_list(&mut perf, &mut index);
+        let mut ran = Vec::new();
+        let outcome = self.run_list(&mut perf, &mut index, &mut ran);
+        // Bytes and plane-steps are what the run did; its time is the timing model's: the whole
+        // list, or the descriptors completed before a failure plus what the failing one read.
+        let time = self.timing.estimate(&self.shape, &ran);
+        if matches!(outcome, Ok(Ok(()))) {
+            debug_assert_eq!(
+                (time.bytes_rd, time.bytes_wr, time.plane_ops),
+                (perf.bytes_rd, perf.bytes_wr, perf.plane_ops),
+                "the timing model prices the steps the device ran"
+            );
+        }
+        let tail = perf.bytes_rd.saturating_sub(time.bytes_rd) / 8;
+        perf.cycles = time.cycles + tail;
+        perf.busy_cycles = perf.plane_ops;
+        perf.stall_cycles = time.stall_cycles + tail;
         let (status, irq) = match outcome? {
             Ok(()) => (regmap::STATUS_DONE.mask(), regmap::IRQ_STATUS_DONE.mask()),
             Err(Stop(code)) => (
@@ -211,6 +225,7 @@ impl FuncDevice {
         &mut self,
         perf: &mut PerfCounters,
         index: &mut u32,
+        ran: &mut Vec<LayerDescriptor>,
     ) -> Result<Result<(), Stop>, SimError> {
         let count = self.desc_count;
         if let Err((code, _)) = self.caps.check_desc_count(count) {
@@ -226,7 +241,6 @@ impl FuncDevice {
                 Ok(bytes) => bytes,
                 Err(stop) => return Ok(Err(stop)),
             };
-            self.timing.charge_descriptor(perf);
             let mut bytes = [0u8; DESCRIPTOR_BYTES];
             bytes.copy_from_slice(&fetched);
             let desc = match descriptor::check_fetched(&bytes, i, count, &self.caps, self.window())
@@ -234,12 +248,13 @@ impl FuncDevice {
                 Ok(d) => d,
                 Err((code, _)) => return Ok(Err(Stop(code))),
             };
-            if self.shape.check_capacity(&desc).is_err() {
+            let Ok(sched) = self.shape.schedule(&desc) else {
                 return Ok(Err(Stop(ErrorCode::BadShape)));
-            }
-            if let Err(stop) = self.run_descriptor(&desc, perf)? {
+            };
+            if let Err(stop) = self.run_descriptor(&desc, &sched, perf)? {
                 return Ok(Err(stop));
             }
+            ran.push(desc);
         }
         Ok(Ok(()))
     }
@@ -294,7 +309,7 @@ impl FuncDevice {
             return Ok(Vec::new());
         };
         let extent = self.extent(addr, words)?;
-        self.timing.charge(step, perf);
+        perf.bytes_rd += 8 * words;
         Self::stop_on(self.bus_answer(&extent, false))?;
         let at = self.offset(addr);
         Ok(self.mem[at..at + 8 * words as usize].to_vec())
@@ -303,21 +318,21 @@ impl FuncDevice {
     fn run_descriptor(
         &mut self,
         d: &LayerDescriptor,
+        sched: &Schedule,
         perf: &mut PerfCounters,
     ) -> Result<Result<(), Stop>, SimError> {
-        let model = |e: caq_model::ModelError| SimError::Job(format!("functional model: {e}"));
-        let rows = self.shape.rows as usize;
-        let k = d.k() as usize;
-        let wpr = k.div_ceil(64);
-        let regions = d.regions() as usize;
+        let k = sched.k as usize;
+        let wpr = sched.wpr as usize;
+        let regions = sched.regions as usize;
         let mut input = Vec::new();
         let mut bias = Vec::new();
         let mut requant = Vec::new();
         let mut mults = Vec::new();
         let mut codes = Array2::<i32>::zeros((0, k));
+        // The tile's outputs, row-major (row, item).
         let mut outputs: Vec<u8> = Vec::new();
-        let pixels = usize::from(d.output.h) * usize::from(d.output.w);
-        for step in plan::steps(d, rows, u64::from(self.shape.cols)) {
+        let mut tile_rows = 0;
+        for step in plan::steps(d, sched, &self.shape) {
             match &step {
                 Step::Read { load, .. } => {
                     let data = match self.read(&step, perf) {
@@ -326,26 +341,7 @@ impl FuncDevice {
                     };
                     match *load {
                         Load::Descriptor => {}
-                        Load::Input => {
-                            let len = match d.op {
-                                Opcode::Dense => k,
-                                Opcode::Conv2d => {
-                                    usize::from(d.input.c)
-                                        * usize::from(d.input.h)
-                                        * usize::from(d.input.w)
-                                }
-                            };
-                            input = data[..len]
-                                .iter()
-                                .map(|&b| {
-                                    if d.flags.in_signed {
-                                        i32::from(b as i8)
-                                    } else {
-                                        i32::from(b)
-                                    }
-                                })
-                                .collect();
-                        }
+                        Load::Input => input = self.decode_input(d, sched, &data),
                         Load::Bias => {
                             bias = data
                                 .chunks_exact(4)
@@ -397,11 +393,9 @@ impl FuncDevice {
                 }
                 Step::Compute { rows: n, .. } => {
                     let n = *n;
-                    let act = ActQuant {
-                        bits: d.out_bits.get(),
-                        signed: d.flags.out_signed,
-                        scale: 1.0,
-                    };
+                    if codes.nrows() != n {
+                        codes = Array2::zeros((n, k));
+                    }
                     let gm: Option<Array2<u16>> = d
                         .flags
                         .grouped
@@ -411,72 +405,134 @@ impl FuncDevice {
                         })
                         .transpose()
                         .map_err(|e| SimError::Job(format!("functional model: {e}")))?;
-                    if codes.nrows() != n {
-                        codes = Array2::zeros((n, k));
-                    }
-                    let layer = IntLayer {
-                        codes: codes.view(),
-                        groups: gm.as_ref().map(|m| GroupMult {
-                            mult: m.view(),
-                            group_size: usize::from(d.group_size),
-                        }),
-                        bias: &bias[..n],
-                        requant: &requant[..n],
-                        out: OutRange {
-                            qmin: act.qmin(),
-                            qmax: act.qmax(),
-                            relu: d.flags.relu,
-                        },
-                    };
-                    let y: Vec<i32> = match d.op {
-                        Opcode::Dense => kernels::dense(&layer, &input).map_err(model)?,
-                        Opcode::Conv2d => {
-                            let shape = (
-                                usize::from(d.input.c),
-                                usize::from(d.input.h),
-                                usize::from(d.input.w),
-                            );
-                            let x = ArrayView3::from_shape(shape, &input)
-                                .map_err(|e| SimError::Job(format!("functional model: {e}")))?;
-                            let g = ConvGeom {
-                                kernel: [usize::from(d.kernel_h), usize::from(d.kernel_w)],
-                                stride: usize::from(d.stride),
-                                pad: usize::from(d.pad),
-                            };
-                            kernels::conv2d(&layer, x, g)
-                                .map_err(model)?
-                                .iter()
-                                .copied()
-                                .collect()
-                        }
-                    };
-                    outputs = y.iter().map(|&v| v as u8).collect();
+                    outputs = self.compute_tile(d, sched, &codes, gm.as_ref(), &bias[..n], &requant[..n], &input)?;
+                    tile_rows = n;
                     codes = Array2::zeros((0, k));
-                    self.timing.charge(&step, perf);
+                    perf.plane_ops += sched.items * sched.chunks * sched.planes;
                 }
                 Step::Write {
                     addr,
                     words,
                     first,
-                    rows: r,
+                    bytes,
+                    out,
                     ..
                 } => {
                     let extent = match self.extent(*addr, *words) {
                         Ok(e) => e,
                         Err(stop) => return Ok(Err(stop)),
                     };
-                    self.timing.charge(&step, perf);
-                    let resp = self.bus_answer(&extent, true);
-                    if let Err(stop) = Self::stop_on(resp) {
+                    perf.bytes_wr += bytes;
+                    if let Err(stop) = Self::stop_on(self.bus_answer(&extent, true)) {
                         return Ok(Err(stop));
                     }
+                    let items = sched.items as usize;
+                    let data: Vec<u8> = match *out {
+                        plan::Out::Channel { row, first, len } => {
+                            let at = row * items + first as usize;
+                            outputs[at..at + len as usize].to_vec()
+                        }
+                        plan::Out::Item { item } => (0..tile_rows)
+                            .map(|r| outputs[r * items + item as usize])
+                            .collect(),
+                    };
                     let at = self.offset(*first);
-                    let data = &outputs[r.start * pixels..r.end * pixels];
-                    self.mem[at..at + data.len()].copy_from_slice(data);
+                    self.mem[at..at + data.len()].copy_from_slice(&data);
                 }
             }
         }
         Ok(Ok(()))
+    }
+
+    /// The layer input as codes: `batch` K-vectors (Dense) or the CHW feature map (Conv2d).
+    fn decode_input(&self, d: &LayerDescriptor, sched: &Schedule, data: &[u8]) -> Vec<i32> {
+        let code = |&b: &u8| {
+            if d.flags.in_signed {
+                i32::from(b as i8)
+            } else {
+                i32::from(b)
+            }
+        };
+        match d.op {
+            Opcode::Dense => (0..sched.items as usize)
+                .flat_map(|n| {
+                    let at = n * sched.in_stride as usize;
+                    data[at..at + sched.k as usize].iter().map(code)
+                })
+                .collect(),
+            Opcode::Conv2d => {
+                let len = usize::from(d.input.c) * usize::from(d.input.h) * usize::from(d.input.w);
+                data[..len].iter().map(code).collect()
+            }
+        }
+    }
+
+    /// One tile's outputs with the golden kernels, row-major (row, item): every input of the
+    /// batch (Dense) or every output pixel (Conv2d).
+    #[allow(clippy::too_many_arguments)]
+    fn compute_tile(
+        &self,
+        d: &LayerDescriptor,
+        sched: &Schedule,
+        codes: &Array2<i32>,
+        gm: Option<&Array2<u16>>,
+        bias: &[i32],
+        requant: &[Requant],
+        input: &[i32],
+    ) -> Result<Vec<u8>, SimError> {
+        let model = |e: caq_model::ModelError| SimError::Job(format!("functional model: {e}"));
+        let act = ActQuant {
+            bits: d.out_bits.get(),
+            signed: d.flags.out_signed,
+            scale: 1.0,
+        };
+        let layer = IntLayer {
+            codes: codes.view(),
+            groups: gm.map(|m| GroupMult {
+                mult: m.view(),
+                group_size: usize::from(d.group_size),
+            }),
+            bias,
+            requant,
+            out: OutRange {
+                qmin: act.qmin(),
+                qmax: act.qmax(),
+                relu: d.flags.relu,
+            },
+        };
+        let y: Vec<i32> = match d.op {
+            Opcode::Dense => {
+                let (k, items, n) = (sched.k as usize, sched.items as usize, bias.len());
+                let mut y = vec![0; n * items];
+                for item in 0..items {
+                    let out = kernels::dense(&layer, &input[item * k..(item + 1) * k]).map_err(model)?;
+                    for (r, v) in out.into_iter().enumerate() {
+                        y[r * items + item] = v;
+                    }
+                }
+                y
+            }
+            Opcode::Conv2d => {
+                let shape = (
+                    usize::from(d.input.c),
+                    usize::from(d.input.h),
+                    usize::from(d.input.w),
+                );
+                let x = ArrayView3::from_shape(shape, input)
+                    .map_err(|e| SimError::Job(format!("functional model: {e}")))?;
+                let g = ConvGeom {
+                    kernel: [usize::from(d.kernel_h), usize::from(d.kernel_w)],
+                    stride: usize::from(d.stride),
+                    pad: usize::from(d.pad),
+                };
+                kernels::conv2d(&layer, x, g)
+                    .map_err(model)?
+                    .iter()
+                    .copied()
+                    .collect()
+            }
+        };
+        Ok(y.iter().map(|&v| v as u8).collect())
     }
 
     fn check_memory(&self, addr: DeviceAddr, len: usize) -> Result<usize, SimError> {

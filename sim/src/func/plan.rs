@@ -1,49 +1,60 @@
-//! The memory requests and compute steps the core makes for one checked descriptor, in issue
-//! order: the one sequence the functional model executes and the timing model prices. Knows the
-//! descriptor, the table layouts and caq-model's plane layout; knows nothing of registers.
+//! The memory requests and compute steps of one checked descriptor, in the order the layer
+//! engine's program runs them: the one sequence the functional model executes (and whose first
+//! failing request it reports, as the RTL does). The RTL overlaps these steps (its fetch stage
+//! runs ahead of compute, its writer behind it); `timing` prices that overlap. Knows the
+//! descriptor, its [`Schedule`], the table layouts and caq-model's plane layout; knows nothing of
+//! registers.
+//!
+//! Per descriptor: tile 0's loads (bias, requant, region multipliers, every active plane), the
+//! input (Dense: `batch` K-vectors; Conv2d: the whole feature map), then per tile: its compute,
+//! its output writes, and the next tile's loads.
 
-use caq_spec::{LayerDescriptor, Opcode};
+use caq_spec::{CoreShape, LayerDescriptor, Opcode, Schedule};
 
 /// What a read request loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Load {
     /// The 128-byte descriptor.
     Descriptor,
-    /// The layer input: the K-vector (Dense) or the whole CHW feature map (Conv2d).
+    /// The layer input: `batch` K-vectors (Dense) or the whole CHW feature map (Conv2d).
     Input,
     Bias,
     Requant,
     GroupMult,
     /// Plane `plane` of plane group `group`, the tile's rows.
-    Plane {
-        group: usize,
-        plane: u8,
-    },
+    Plane { group: usize, plane: u8 },
+}
+
+/// Which computed outputs a write carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Out {
+    /// Conv2d: row `row` of the tile (one output channel), pixels `first .. first + len`.
+    Channel { row: usize, first: u64, len: u64 },
+    /// Dense: every row of the tile for input `item` of the batch.
+    Item { item: u64 },
 }
 
 /// One step of a descriptor's run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Read `words` 64-bit words from `addr` (8-byte aligned).
-    Read { load: Load, addr: u64, words: u64 },
-    /// Compute the tile of `rows` output channels from `o0`: `pixels` output pixels, each
-    /// ⌈K/C⌉ chunks × `planes` plane-steps (and, for Conv2d, a patch gather of in_c·kernel_h rows).
-    Compute {
-        o0: usize,
-        rows: usize,
-        pixels: u64,
-        chunks: u64,
-        planes: u64,
-        gather: u64,
+    /// Read `words` 64-bit words from `addr` (8-byte aligned) for tile `tile`.
+    Read {
+        load: Load,
+        tile: u64,
+        addr: u64,
+        words: u64,
     },
+    /// Compute tile `tile`: `rows` output channels from `o0`, every item of the schedule.
+    Compute { tile: u64, o0: usize, rows: usize },
     /// Write `words` words at `addr` (8-byte aligned) with strobes on the `bytes` bytes from
-    /// `first`: tile rows `rows` of the computed outputs, row-major (channel, pixel).
+    /// `first`.
     Write {
+        tile: u64,
         addr: u64,
         words: u64,
         first: u64,
         bytes: u64,
-        rows: std::ops::Range<usize>,
+        out: Out,
     },
 }
 
@@ -51,91 +62,122 @@ pub enum Step {
 pub fn descriptor_read(addr: u64) -> Step {
     Step::Read {
         load: Load::Descriptor,
+        tile: 0,
         addr,
         words: 16,
     }
 }
 
-/// Every step after the descriptor fetch, for a descriptor that passed its checks, on an array
-/// of `rows` x `cols`.
-pub fn steps(d: &LayerDescriptor, rows: usize, cols: u64) -> Vec<Step> {
-    let k = d.k();
-    let wpr = k.div_ceil(64);
+/// The reads of tile `tile` (o0 = tile · R): bias, requant, region multipliers, then each active
+/// plane's rows of the tile.
+fn tile_loads(d: &LayerDescriptor, s: &Schedule, rows: usize, tile: u64) -> Vec<Step> {
+    let out_c = u64::from(d.output.c);
+    let o0 = tile * rows as u64;
+    let n = (rows as u64).min(out_c - o0);
+    let read = |load, addr, words| Step::Read {
+        load,
+        tile,
+        addr,
+        words,
+    };
+    let mut out = vec![
+        read(Load::Bias, d.bias_addr.0 + 4 * o0, n.div_ceil(2)),
+        read(Load::Requant, d.requant_addr.0 + 8 * o0, n),
+    ];
+    if d.flags.grouped {
+        out.push(read(
+            Load::GroupMult,
+            d.group_mult_addr.0 + 2 * o0 * s.regions,
+            (n * s.regions).div_ceil(4),
+        ));
+    }
+    for (group, g) in d.active_plane_groups().iter().enumerate() {
+        for plane in 0..g.bits.get() {
+            let p = u64::from(plane);
+            out.push(read(
+                Load::Plane { group, plane },
+                g.weight_addr.0 + (p * out_c + o0) * s.wpr * 8,
+                n * s.wpr,
+            ));
+        }
+    }
+    out
+}
+
+/// A write of `bytes` bytes from `first`, rounded out to whole 64-bit words.
+fn write(tile: u64, first: u64, bytes: u64, out: Out) -> Step {
+    Step::Write {
+        tile,
+        addr: first & !7,
+        words: ((first % 8) + bytes).div_ceil(8),
+        first,
+        bytes,
+        out,
+    }
+}
+
+/// The tile's output writes: Dense, one per input of the batch (the tile's rows at
+/// `out + n·out_stride + o0`); Conv2d, per run of `run_bytes` pixels (a run boundary at every
+/// multiple of `run_bytes` of the tile's pixels), one per row of the tile, run after run.
+fn tile_writes(d: &LayerDescriptor, s: &Schedule, shape: &CoreShape, tile: u64) -> Vec<Step> {
+    let rows = u64::from(shape.rows);
+    let o0 = tile * rows;
+    let n = rows.min(u64::from(d.output.c) - o0);
+    let out = d.output_addr.0;
+    match d.op {
+        Opcode::Dense => (0..s.items)
+            .map(|item| write(tile, out + item * s.out_stride + o0, n, Out::Item { item }))
+            .collect(),
+        Opcode::Conv2d => {
+            let run = u64::from(shape.run_bytes);
+            let mut steps = Vec::new();
+            let mut first = 0;
+            while first < s.items {
+                let len = run.min(s.items - first);
+                for row in 0..n {
+                    steps.push(write(
+                        tile,
+                        out + (o0 + row) * s.items + first,
+                        len,
+                        Out::Channel {
+                            row: row as usize,
+                            first,
+                            len,
+                        },
+                    ));
+                }
+                first += len;
+            }
+            steps
+        }
+    }
+}
+
+/// Every step after the descriptor fetch, for a descriptor whose schedule is `s`.
+pub fn steps(d: &LayerDescriptor, s: &Schedule, shape: &CoreShape) -> Vec<Step> {
+    let rows = shape.rows as usize;
     let out_c = usize::from(d.output.c);
-    let regions = d.regions();
-    let conv = d.op == Opcode::Conv2d;
     let in_bytes = match d.op {
-        Opcode::Dense => k,
+        Opcode::Dense => s.items * s.in_stride,
         Opcode::Conv2d => u64::from(d.input.c) * u64::from(d.input.h) * u64::from(d.input.w),
     };
-    let pixels = u64::from(d.output.h) * u64::from(d.output.w);
-    let planes: u64 = d
-        .active_plane_groups()
-        .iter()
-        .map(|g| u64::from(g.bits.get()))
-        .sum();
-    let mut out = vec![Step::Read {
+    let mut out = tile_loads(d, s, rows, 0);
+    out.push(Step::Read {
         load: Load::Input,
+        tile: 0,
         addr: d.input_addr.0,
         words: in_bytes.div_ceil(8),
-    }];
-    for o0 in (0..out_c).step_by(rows) {
-        let n = rows.min(out_c - o0);
-        let (o0w, nw) = (o0 as u64, n as u64);
-        out.push(Step::Read {
-            load: Load::Bias,
-            addr: d.bias_addr.0 + 4 * o0w,
-            words: nw.div_ceil(2),
-        });
-        out.push(Step::Read {
-            load: Load::Requant,
-            addr: d.requant_addr.0 + 8 * o0w,
-            words: nw,
-        });
-        if d.flags.grouped {
-            out.push(Step::Read {
-                load: Load::GroupMult,
-                addr: d.group_mult_addr.0 + 2 * o0w * regions,
-                words: (nw * regions).div_ceil(4),
-            });
-        }
-        for (group, g) in d.active_plane_groups().iter().enumerate() {
-            for plane in 0..g.bits.get() {
-                let p = u64::from(plane);
-                out.push(Step::Read {
-                    load: Load::Plane { group, plane },
-                    addr: g.weight_addr.0 + p * out_c as u64 * wpr * 8 + o0w * wpr * 8,
-                    words: nw * wpr,
-                });
-            }
-        }
+    });
+    for tile in 0..s.tiles {
+        let o0 = tile as usize * rows;
         out.push(Step::Compute {
+            tile,
             o0,
-            rows: n,
-            pixels,
-            chunks: k.div_ceil(cols),
-            planes,
-            // One patch row (kernel_w elements) per cycle: in_c · kernel_h rows.
-            gather: if conv {
-                u64::from(d.input.c) * u64::from(d.kernel_h)
-            } else {
-                0
-            },
+            rows: rows.min(out_c - o0),
         });
-        let run = |first: u64, bytes: u64, rows| Step::Write {
-            addr: first & !7,
-            words: ((first % 8) + bytes).div_ceil(8),
-            first,
-            bytes,
-            rows,
-        };
-        if conv {
-            for r in 0..n {
-                let first = d.output_addr.0 + (o0w + r as u64) * pixels;
-                out.push(run(first, pixels, r..r + 1));
-            }
-        } else {
-            out.push(run(d.output_addr.0 + o0w, nw, 0..n));
+        out.extend(tile_writes(d, s, shape, tile));
+        if tile + 1 < s.tiles {
+            out.extend(tile_loads(d, s, rows, tile + 1));
         }
     }
     out

@@ -4,7 +4,7 @@
 //! per cycle on each port, no overlap of loads and compute, as the core's state machine works.
 //! Knows the plan; knows nothing of registers or data.
 
-use caq_spec::{Caps, LayerDescriptor, PerfCounters};
+use caq_spec::{CoreShape, LayerDescriptor, PerfCounters, Schedule};
 
 use super::plan::{self, Step};
 
@@ -64,9 +64,8 @@ impl Default for TimingModel {
 }
 
 impl TimingModel {
-    /// Adds the cost of one step to `perf`. `rows` is the array's row count (the drain covers
-    /// the tile's rows).
-    pub fn charge(&self, step: &Step, perf: &mut PerfCounters) {
+    /// Adds the cost of one step to `perf`.
+    pub fn charge(&self, step: &Step, sched: &Schedule, perf: &mut PerfCounters) {
         match *step {
             Step::Read { words, .. } => {
                 let c = self.read_latency + self.read_word * words;
@@ -80,20 +79,10 @@ impl TimingModel {
                 perf.stall_cycles += c;
                 perf.bytes_wr += bytes;
             }
-            Step::Compute {
-                rows,
-                pixels,
-                chunks,
-                planes,
-                gather,
-                ..
-            } => {
-                let steps = pixels * chunks * planes;
-                let per_pixel = self.pixel
-                    + self.gather_row * gather
-                    + self.drain_latency
-                    + self.drain_row * rows as u64;
-                perf.cycles += steps + pixels * per_pixel;
+            Step::Compute { rows, .. } => {
+                let steps = sched.items * sched.chunks * sched.planes;
+                let per_pixel = self.pixel + self.drain_latency + self.drain_row * rows as u64;
+                perf.cycles += steps + sched.items * per_pixel;
                 perf.busy_cycles += steps;
                 perf.plane_ops += steps;
             }
@@ -110,19 +99,35 @@ impl TimingModel {
     }
 
     /// The counters a run of `descs` (all valid, in the window, no bus errors) would report on
-    /// a device with capabilities `caps` (as read from CAPS0..3), without executing it: what a
-    /// driver uses to predict a list's latency.
-    pub fn estimate(&self, caps: &Caps, descs: &[LayerDescriptor]) -> PerfCounters {
-        let (rows, cols) = (caps.rows() as usize, u64::from(caps.cols()));
+    /// a device of geometry `shape`, without executing it: what a driver uses to predict a list's
+    /// latency.
+    pub fn estimate(&self, shape: &CoreShape, descs: &[LayerDescriptor]) -> PerfCounters {
         let mut perf = PerfCounters::default();
         self.charge_start(&mut perf);
         for d in descs {
-            self.charge(&plan::descriptor_read(0), &mut perf);
+            self.charge(&plan::descriptor_read(0), &ZERO, &mut perf);
             self.charge_descriptor(&mut perf);
-            for step in plan::steps(d, rows, cols) {
-                self.charge(&step, &mut perf);
+            let Ok(sched) = shape.schedule(d) else {
+                continue;
+            };
+            for step in plan::steps(d, &sched, shape) {
+                self.charge(&step, &sched, &mut perf);
             }
         }
         perf
     }
 }
+
+const ZERO: Schedule = Schedule {
+    k: 0,
+    wpr: 0,
+    chunks: 0,
+    planes: 0,
+    regions: 0,
+    tiles: 0,
+    items: 0,
+    block: 0,
+    slots: 0,
+    in_stride: 0,
+    out_stride: 0,
+};

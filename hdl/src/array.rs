@@ -5,27 +5,35 @@
 //! multiplied by the row's region multiplier and folded into the 48-bit total. No multiplier in
 //! the array itself: a 1-bit weight selects or skips an activation. Arithmetic: docs/numerics.md.
 //!
-//! Pipeline (a step entering at cycle t):
-//! - t+1: `psum_q` — per row, the balanced adder tree over the C selected lanes, registered;
-//! - t+2: `accg_q` — region accumulator, `±(psum << shift)` added (or loaded on a region's first step);
-//! - t+3: `acct_q` — on a region's last step, `mult · accg` added (or loaded on the tile's first
-//!   region); `acc_valid` pulses with the tile's last region and `acc_t` then holds the totals.
+//! Pipelined for the board clock (every stage is one adder or one DSP multiply deep):
+//! - tree stages 1..=T: per row, the balanced adder tree over the C selected lanes,
+//!   [`TREE_LEVELS_PER_STAGE`] adder levels per registered stage (`t{s}_*`, the root is `psum`);
+//! - term: `±(psum << shift)`, registered (`term{r}_q`);
+//! - region: `accg` loads the term on a region's first step, adds it otherwise;
+//! - fold 1: on a region's last step the region sum and its multiplier are registered (the DSP's
+//!   input registers);
+//! - fold 2: their product, registered (the DSP's product register);
+//! - fold 3: `acct` loads the product on the item's first region, adds it otherwise; `acc_valid`
+//!   pulses with the item's last region and `acc_t` holds the item's totals for that cycle.
 //!
-//! A region's fold (t+3) reads `accg_q` in the same cycle in which the next region's first step
-//! (one cycle later at t+2) overwrites it, so regions may follow each other back to back.
+//! Steps may follow each other every cycle with no gap between regions or items: a region's sum is
+//! captured by fold 1 one cycle after its last step, while the next region's first step loads
+//! `accg`.
 
-use crate::emit::{Code, Dir, Module, ModuleBuilder, Sig};
+use crate::emit::{Code, Dir, Expr, Module, ModuleBuilder, Sig};
 use crate::error::Result;
 use caq_spec::AccelConfig;
 
 /// Region accumulator width (docs/numerics.md: 32 bits cannot overflow for K ≤ max_k).
-pub const ACC_G_BITS: u32 = 32;
+pub const ACC_G_BITS: u32 = caq_spec::ACC_BITS;
 /// Total accumulator width: the region multiplier is at most 2^8, so 2^8·2^31 plus a bias fits.
-pub const ACC_T_BITS: u32 = 48;
+pub const ACC_T_BITS: u32 = caq_spec::TOTAL_ACC_BITS;
 /// Region multiplier 1..=256 needs 9 unsigned bits.
 pub const MULT_BITS: u32 = 9;
 /// Plane weight shift: group shift plus plane index, at most 7.
 pub const SHIFT_BITS: u32 = 3;
+/// Adder-tree levels between two pipeline registers: three carry chains of at most 15 bits.
+pub const TREE_LEVELS_PER_STAGE: u32 = 3;
 
 /// Shape of the array, derived from the config.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,9 +53,25 @@ impl ArrayShape {
         }
     }
 
+    /// Adder-tree levels: ⌈log2 C⌉.
+    pub fn tree_levels(&self) -> u32 {
+        ceil_log2(self.cols)
+    }
+
+    /// Registered stages of the adder tree.
+    pub fn tree_stages(&self) -> u32 {
+        self.tree_levels().div_ceil(TREE_LEVELS_PER_STAGE).max(1)
+    }
+
     /// Width of a row's lane sum: lane bits plus one bit per adder-tree level.
     pub fn psum_bits(&self) -> u32 {
-        self.lane_bits + self.cols.next_power_of_two().trailing_zeros()
+        self.lane_bits + self.tree_levels()
+    }
+
+    /// Cycles from a step at the array's inputs to its item's `acc_valid` (when the step is the
+    /// item's last): the tree stages, the term, the region accumulator and three fold stages.
+    pub fn latency(&self) -> u32 {
+        self.tree_stages() + 5
     }
 }
 
@@ -55,16 +79,53 @@ fn ceil_log2(n: u32) -> u32 {
     n.next_power_of_two().trailing_zeros()
 }
 
-/// Emits the balanced adder tree of one row; returns the root signal (signed, `psum_bits` wide
-/// once sign-extended by the caller).
+/// Control bits carried beside the data through the array's stages.
+const CTL_BITS: u32 = 6;
+/// Their order in a `ctl` vector, most significant first:
+/// valid, neg, region_first, region_last, item_first, item_last.
+const CTL: &str = "valid, neg, region_first, region_last, item_first, item_last";
+
+/// One tree level of row `r`: pairs of `(name, width)` summed into the next level, sign-extended
+/// so that each addition is exact in two's complement.
+fn tree_level(
+    m: &mut ModuleBuilder,
+    r: u32,
+    level: u32,
+    inputs: &[(String, u32)],
+) -> Result<Vec<(String, u32)>> {
+    let mut next = Vec::with_capacity(inputs.len().div_ceil(2));
+    for (i, pair) in inputs.chunks(2).enumerate() {
+        let w = pair[0].1 + 1;
+        let name = format!("r{r}_l{level}_{i}");
+        let text = match pair {
+            [a, b] => format!(
+                "{{{a}[{am}], {a}}} + {{{b}[{bm}], {b}}}",
+                a = a.0,
+                am = a.1 - 1,
+                b = b.0,
+                bm = b.1 - 1
+            ),
+            [a] => format!("{{{a}[{msb}], {a}}}", a = a.0, msb = a.1 - 1),
+            _ => unreachable!("chunks(2) yields one or two"),
+        };
+        m.wire_assign(&name, Expr::raw(text, w), None)?;
+        next.push((name, w));
+    }
+    Ok(next)
+}
+
+/// Emits row `r`'s adder tree, registered every [`TREE_LEVELS_PER_STAGE`] levels; returns the
+/// always-block code that registers the stage outputs and the root (registered, `psum{r}_q`).
 fn row_tree(
     m: &mut ModuleBuilder,
     r: u32,
     shape: ArrayShape,
     bits: &Sig,
     act: &Sig,
-) -> Result<(String, u32)> {
+    regs: &mut Code,
+) -> Result<()> {
     let lw = shape.lane_bits;
+    let pw = shape.psum_bits();
     // Level 0: each lane contributes its activation when its weight bit is 1.
     let mut level: Vec<(String, u32)> = Vec::with_capacity(shape.cols as usize);
     for c in 0..shape.cols {
@@ -77,35 +138,42 @@ fn row_tree(
             msb = c * lw + lw - 1,
             lsb = c * lw
         );
-        m.wire_assign(&name, crate::emit::Expr::raw(text, lw), None)?;
+        m.wire_assign(&name, Expr::raw(text, lw), None)?;
         level.push((name, lw));
     }
-    let mut depth = 0;
-    while level.len() > 1 {
-        depth += 1;
-        let mut next = Vec::with_capacity(level.len().div_ceil(2));
-        for (i, pair) in level.chunks(2).enumerate() {
-            let w = pair[0].1 + 1;
-            let name = format!("r{r}_t{depth}_{i}");
-            let text = match pair {
-                // Both operands sign-extended to the sum's width: the addition is then exact in
-                // two's complement without relying on Verilog's signedness rules.
-                [a, b] => format!(
-                    "{{{a}[{am}], {a}}} + {{{b}[{bm}], {b}}}",
-                    a = a.0,
-                    am = a.1 - 1,
-                    b = b.0,
-                    bm = b.1 - 1
-                ),
-                [a] => format!("{{{a}[{msb}], {a}}}", a = a.0, msb = a.1 - 1),
-                _ => unreachable!("chunks(2) yields one or two"),
-            };
-            m.wire_assign(&name, crate::emit::Expr::raw(text, w), None)?;
-            next.push((name, w));
+    let levels = shape.tree_levels();
+    let mut done = 0;
+    for stage in 1..=shape.tree_stages() {
+        for _ in 0..TREE_LEVELS_PER_STAGE {
+            if done == levels {
+                break;
+            }
+            done += 1;
+            level = tree_level(m, r, done, &level)?;
         }
-        level = next;
+        let last = stage == shape.tree_stages();
+        let mut registered = Vec::with_capacity(level.len());
+        for (i, (name, w)) in level.iter().enumerate() {
+            if last {
+                // The root, sign-extended to the lane-sum width (equal unless C is not a power of 2).
+                m.reg(&format!("psum{r}_q"), pw, None)?;
+                let value = if *w == pw {
+                    name.clone()
+                } else {
+                    format!("{{{{{}{{{name}[{}]}}}}, {name}}}", pw - w, w - 1)
+                };
+                regs.nb(format!("psum{r}_q"), value);
+                registered.push((format!("psum{r}_q"), pw));
+            } else {
+                let q = format!("r{r}_s{stage}_{i}_q");
+                m.reg(&q, *w, None)?;
+                regs.nb(&q, name);
+                registered.push((q, *w));
+            }
+        }
+        level = registered;
     }
-    Ok(level.pop().expect("cols >= 1"))
+    Ok(())
 }
 
 /// The `caq_array` module for `cfg`.
@@ -113,6 +181,7 @@ pub fn array(cfg: &AccelConfig) -> Result<Module> {
     let shape = ArrayShape::of(cfg);
     let (rows, cols, lw) = (shape.rows, shape.cols, shape.lane_bits);
     let pw = shape.psum_bits();
+    let ts = shape.tree_stages();
     let mut m = ModuleBuilder::new("caq_array")?;
     m.doc(&[
         "Plane-serial compute array: R rows x C lanes, one bit-plane step per cycle.",
@@ -120,8 +189,10 @@ pub fn array(cfg: &AccelConfig) -> Result<Module> {
     ]);
     m.doc_line(format!(
         "R = {rows} rows, C = {cols} lanes, {lw}-bit signed lanes (activation bits + 1), \
-         {pw}-bit lane sums (+{} adder-tree levels).",
-        ceil_log2(cols)
+         {pw}-bit lane sums ({} adder-tree levels in {ts} registered stages); a step's item \
+         totals leave {} cycles after it enters.",
+        shape.tree_levels(),
+        shape.latency()
     ));
     let clk = m.port(Dir::Input, "clk", 1)?;
     m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
@@ -160,178 +231,177 @@ pub fn array(cfg: &AccelConfig) -> Result<Module> {
     )?;
     m.port_doc(
         Dir::Input,
-        "step_tile_first",
+        "step_item_first",
         1,
-        "the region is the tile's first: load the total",
+        "the region is the item's first: load the total",
     )?;
     m.port_doc(
         Dir::Input,
-        "step_tile_last",
+        "step_item_last",
         1,
-        "the region is the tile's last: totals are final",
+        "the region is the item's last: totals are final",
     )?;
     m.port_doc(
         Dir::Input,
         "step_mult",
         rows * MULT_BITS,
-        "row r's region multiplier (1..256) at [r*9 +: 9], sampled with the region's last step",
+        "row r's region multiplier (1..256) at [r*9 +: 9], with the region's last step",
     )?;
     m.port_group("totals");
     let acc_valid = m.port_doc(
         Dir::Output,
         "acc_valid",
         1,
-        "pulse: acc_t holds the tile's final totals",
+        "pulse: acc_t holds an item's final totals (this cycle only)",
     )?;
     let acc_t_port = m.port_doc(
         Dir::Output,
         "acc_t",
         rows * ACC_T_BITS,
-        "row r's 48-bit total at [r*48 +: 48], signed; held until the next tile's first fold",
+        "row r's 48-bit total at [r*48 +: 48], signed",
     )?;
 
-    m.section("stage 1: lane selection and adder tree, registered");
-    let mut roots = Vec::with_capacity(rows as usize);
+    m.section("tree stages: lane selection and adder tree, registered every few levels");
+    let mut tree = Code::new();
     for r in 0..rows {
-        roots.push(row_tree(&mut m, r, shape, &bits, &act)?);
+        row_tree(&mut m, r, shape, &bits, &act, &mut tree)?;
     }
-    for r in 0..rows {
-        m.reg(&format!("psum{r}_q"), pw, None)?;
+    m.always_ff(&clk, tree)?;
+    // The control bits, shift and multipliers travel beside the tree. Data registers run freely
+    // (`side`); the control registers are reset (`reset`) and otherwise updated (`ctl`).
+    let mut side = Code::new();
+    let mut ctl = Code::new();
+    let mut reset = Code::new();
+    let mut prev_ctl = "{step_valid, step_neg, step_region_first, step_region_last, \
+                        step_item_first, step_item_last}"
+        .to_owned();
+    let (mut prev_shift, mut prev_mult) = ("step_shift".to_owned(), "step_mult".to_owned());
+    for s in 1..=ts {
+        let (ctl_q, sh, mu) = (
+            format!("ctl{s}_q"),
+            format!("shift{s}_q"),
+            format!("mult{s}_q"),
+        );
+        m.reg(&ctl_q, CTL_BITS, Some(CTL))?;
+        m.reg(&sh, SHIFT_BITS, None)?;
+        m.reg(&mu, rows * MULT_BITS, None)?;
+        reset.nb(&ctl_q, format!("{CTL_BITS}'d0"));
+        ctl.nb(&ctl_q, &prev_ctl);
+        side.nb(&sh, &prev_shift);
+        side.nb(&mu, &prev_mult);
+        (prev_ctl, prev_shift, prev_mult) = (ctl_q, sh, mu);
     }
-    m.reg(
-        "ctl1_q",
-        6,
-        Some("valid, neg, region_first, region_last, tile_first, tile_last"),
-    )?;
-    m.reg("shift1_q", SHIFT_BITS, None)?;
-    m.reg("mult1_q", rows * MULT_BITS, None)?;
-    let mut s1 = Code::new();
-    s1.if_else(
-        "!rst_n",
-        |c| {
-            c.nb("ctl1_q", "6'd0");
-        },
-        |c| {
-            c.nb(
-                "ctl1_q",
-                "{step_valid, step_neg, step_region_first, step_region_last, step_tile_first, step_tile_last}",
-            );
-        },
-    );
-    s1.nb("shift1_q", "step_shift");
-    s1.nb("mult1_q", "step_mult");
-    for (r, (root, w)) in roots.iter().enumerate() {
-        // The root is `w` bits; sign-extend to the lane-sum width (equal unless C is not a power of 2).
-        if *w == pw {
-            s1.nb(format!("psum{r}_q"), root);
-        } else {
-            s1.nb(
-                format!("psum{r}_q"),
-                format!("{{{{{}{{{root}[{}]}}}}, {root}}}", pw - w, w - 1),
-            );
-        }
-    }
-    m.always_ff(&clk, s1)?;
 
-    m.section("stage 2: region accumulators");
+    m.section("term: +/-(psum << shift), registered");
     let tw = pw + 7 + 1; // shifted by up to 7, one more bit for the negation
     m.comment(&[&format!(
-        "term = +/-(psum << shift): {pw} + 7 bits, plus one for the negation = {tw} bits, sign-extended to {ACC_G_BITS}."
+        "term = +/-(psum << shift): {pw} + 7 bits, plus one for the negation = {tw} bits."
     )]);
+    let ctl_t = format!("ctl{ts}_q");
     for r in 0..rows {
-        m.reg(&format!("accg{r}_q"), ACC_G_BITS, None)?;
+        m.reg(&format!("term{r}_q"), tw, None)?;
         let shifted = format!(
-            "($signed({{{{{ext}{{psum{r}_q[{msb}]}}}}, psum{r}_q}}) <<< shift1_q)",
+            "($signed({{{{{ext}{{psum{r}_q[{msb}]}}}}, psum{r}_q}}) <<< shift{ts}_q)",
             ext = tw - pw,
             msb = pw - 1
         );
-        m.wire_assign(
-            &format!("term{r}"),
-            crate::emit::Expr::raw(format!("ctl1_q[4] ? -{shifted} : {shifted}"), tw),
-            None,
-        )?;
+        side.nb(
+            format!("term{r}_q"),
+            format!("{ctl_t}[4] ? -{shifted} : {shifted}"),
+        );
     }
     m.reg(
-        "ctl2_q",
-        3,
-        Some("fold (valid & region_last), tile_first, tile_last"),
+        "ctlt_q",
+        CTL_BITS - 1,
+        Some("valid, region_first, region_last, item_first, item_last"),
     )?;
-    m.reg("mult2_q", rows * MULT_BITS, None)?;
-    let mut s2 = Code::new();
-    s2.if_else(
-        "!rst_n",
-        |c| {
-            c.nb("ctl2_q", "3'd0");
-        },
-        |c| {
-            c.nb("ctl2_q", "{ctl1_q[5] & ctl1_q[2], ctl1_q[1], ctl1_q[0]}");
-        },
-    );
-    s2.nb("mult2_q", "mult1_q");
-    s2.if_("ctl1_q[5]", |c| {
+    m.reg("multt_q", rows * MULT_BITS, None)?;
+    reset.nb("ctlt_q", format!("{}'d0", CTL_BITS - 1));
+    ctl.nb("ctlt_q", format!("{{{ctl_t}[5], {ctl_t}[3:0]}}"));
+    side.nb("multt_q", format!("mult{ts}_q"));
+
+    m.section("region accumulators");
+    for r in 0..rows {
+        m.reg(&format!("accg{r}_q"), ACC_G_BITS, None)?;
+    }
+    m.reg(
+        "ctlg_q",
+        3,
+        Some("fold (valid & region_last), item_first, item_last"),
+    )?;
+    m.reg("multg_q", rows * MULT_BITS, None)?;
+    reset.nb("ctlg_q", "3'd0");
+    ctl.nb("ctlg_q", "{ctlt_q[4] & ctlt_q[2], ctlt_q[1], ctlt_q[0]}");
+    side.nb("multg_q", "multt_q");
+    side.if_("ctlt_q[4]", |c| {
         for r in 0..rows {
             let term = format!(
-                "{{{{{}{{term{r}[{}]}}}}, term{r}}}",
+                "{{{{{}{{term{r}_q[{}]}}}}, term{r}_q}}",
                 ACC_G_BITS - tw,
                 tw - 1
             );
             c.nb(
                 format!("accg{r}_q"),
-                format!("ctl1_q[3] ? {term} : accg{r}_q + {term}"),
+                format!("ctlt_q[3] ? {term} : accg{r}_q + {term}"),
             );
         }
     });
-    m.always_ff(&clk, s2)?;
 
-    m.section("stage 3: fold regions into the totals (one DSP multiply per row)");
+    m.section("fold: region sum x multiplier (one DSP per row), into the 48-bit totals");
     let pb = ACC_G_BITS + MULT_BITS + 1;
     m.comment(&[&format!(
-        "product = (unsigned 9-bit multiplier) x (signed 32-bit region sum): {pb} bits signed, sign-extended to {ACC_T_BITS}."
+        "product = (unsigned 9-bit multiplier) x (signed 32-bit region sum): {pb} bits signed; \
+         operands and product registered (the DSP's A/B and M registers)."
     )]);
+    m.reg("ctlf1_q", 3, Some("fold, item_first, item_last"))?;
+    m.reg("ctlf2_q", 3, Some("fold, item_first, item_last"))?;
+    reset.nb("ctlf1_q", "3'd0");
+    reset.nb("ctlf2_q", "3'd0");
+    ctl.nb("ctlf1_q", "ctlg_q");
+    ctl.nb("ctlf2_q", "ctlf1_q");
     for r in 0..rows {
+        m.reg(&format!("fa{r}_q"), ACC_G_BITS, Some("region sum"))?;
+        m.reg(&format!("fb{r}_q"), MULT_BITS, Some("its multiplier"))?;
+        m.reg(&format!("prod{r}_q"), pb, None)?;
         m.reg(&format!("acct{r}_q"), ACC_T_BITS, None)?;
-        m.wire_assign(
-            &format!("fold{r}"),
-            crate::emit::Expr::raw(
-                // Both operands extended to the product width, so the multiply is exact as written.
-                format!(
-                    "$signed({{{z}'d0, mult2_q[{msb}:{lsb}]}}) * $signed({{{{{e}{{accg{r}_q[{am}]}}}}, accg{r}_q}})",
-                    z = pb - MULT_BITS,
-                    msb = r * MULT_BITS + MULT_BITS - 1,
-                    lsb = r * MULT_BITS,
-                    e = pb - ACC_G_BITS,
-                    am = ACC_G_BITS - 1
-                ),
-                pb,
+        side.nb(format!("fa{r}_q"), format!("accg{r}_q"));
+        side.nb(
+            format!("fb{r}_q"),
+            format!("multg_q[{}:{}]", r * MULT_BITS + MULT_BITS - 1, r * MULT_BITS),
+        );
+        // Both operands extended to the product width, so the multiply is exact as written.
+        side.nb(
+            format!("prod{r}_q"),
+            format!(
+                "$signed({{{z}'d0, fb{r}_q}}) * $signed({{{{{e}{{fa{r}_q[{am}]}}}}, fa{r}_q}})",
+                z = pb - MULT_BITS,
+                e = pb - ACC_G_BITS,
+                am = ACC_G_BITS - 1
             ),
-            None,
-        )?;
+        );
     }
     m.reg("acc_valid_q", 1, None)?;
-    let mut s3 = Code::new();
-    s3.if_else(
-        "!rst_n",
-        |c| {
-            c.nb("acc_valid_q", "1'b0");
-        },
-        |c| {
-            c.nb("acc_valid_q", "ctl2_q[2] & ctl2_q[0]");
-        },
-    );
-    s3.if_("ctl2_q[2]", |c| {
+    reset.nb("acc_valid_q", "1'b0");
+    ctl.nb("acc_valid_q", "ctlf2_q[2] & ctlf2_q[0]");
+    side.if_("ctlf2_q[2]", |c| {
         for r in 0..rows {
-            let fold = format!(
-                "{{{{{}{{fold{r}[{}]}}}}, fold{r}}}",
+            let prod = format!(
+                "{{{{{}{{prod{r}_q[{}]}}}}, prod{r}_q}}",
                 ACC_T_BITS - pb,
                 pb - 1
             );
             c.nb(
                 format!("acct{r}_q"),
-                format!("ctl2_q[1] ? {fold} : acct{r}_q + {fold}"),
+                format!("ctlf2_q[1] ? {prod} : acct{r}_q + {prod}"),
             );
         }
     });
-    m.always_ff(&clk, s3)?;
+    side.if_else("!rst_n", |c| {
+        c.append(&reset);
+    }, |c| {
+        c.append(&ctl);
+    });
+    m.always_ff(&clk, side)?;
 
     m.section("outputs");
     let acc_t = (0..rows)
@@ -339,11 +409,8 @@ pub fn array(cfg: &AccelConfig) -> Result<Module> {
         .map(|r| format!("acct{r}_q"))
         .collect::<Vec<_>>()
         .join(", ");
-    m.assign(
-        &acc_t_port,
-        crate::emit::Expr::raw(format!("{{{acc_t}}}"), rows * ACC_T_BITS),
-    )?;
-    m.assign(&acc_valid, crate::emit::Expr::raw("acc_valid_q", 1))?;
+    m.assign(&acc_t_port, Expr::raw(format!("{{{acc_t}}}"), rows * ACC_T_BITS))?;
+    m.assign(&acc_valid, Expr::raw("acc_valid_q", 1))?;
     Ok(m.finish())
 }
 
@@ -361,6 +428,7 @@ mod tests {
         let s = ArrayShape::of(&config("pynq-z2"));
         assert_eq!((s.rows, s.cols, s.lane_bits), (16, 64, 9));
         assert_eq!(s.psum_bits(), 15);
+        assert_eq!(s.tree_stages(), 2);
         let m = array(&config("sim-small")).unwrap();
         assert!(m.text.contains("module caq_array"));
     }

@@ -1,29 +1,26 @@
-//! `caq_dma`: the DMA engine. It turns the core's word requests (the protocol in `core.rs`) into
-//! AXI4 INCR bursts on the master port `m_axi_*`, and owns nothing else: it does not check
-//! addresses (the core checks every request against the window first) and knows nothing of
-//! descriptors or layers.
+//! `caq_dma`: the DMA engine. It turns the layer engine's read and write requests (the protocol
+//! in `core/ports.rs`) into AXI4 INCR bursts on the master port `m_axi_*`, and owns nothing else:
+//! it does not check addresses (the engine checks every request against the window first) and
+//! knows nothing of descriptors or layers.
 //!
-//! Bursts: a request's beats (64-bit words, or 128-bit pairs of words) are split at every
-//! `max_burst`-beat boundary of the address, so every burst but the first and the last is a full,
-//! aligned `max_burst` beats, and none crosses a 4 KiB boundary (`max_burst` × bus bytes divides
-//! 4096). Reads: up to `max_outstanding_reads` bursts in flight, all with ID 0, so the
-//! interconnect returns them in order; a read word is passed straight through to the core with the
-//! RRESP of its beat. Writes: the same split; a W beat is presented only after its burst's AW, so
-//! WLAST is known from the address alone; one registered W stage; B is always accepted and the
-//! core gets one response per request, the worst BRESP of its bursts. At most
-//! `max_outstanding_reads` write bursts await their B.
+//! Bursts: a request's beats are split at every `max_burst`-beat boundary of the address, so every
+//! burst but the first and the last is a full, aligned `max_burst` beats, and none crosses a 4 KiB
+//! boundary (`max_burst` × bus bytes divides 4096). Reads: the next request is taken as soon as the
+//! previous one's bursts are all issued; up to `max_outstanding_reads` bursts in flight, all with
+//! ID 0, so the interconnect returns them in order; beats go straight to the engine with their
+//! RRESP. Writes: the same split and the same early acceptance (the W side keeps the beat counts of
+//! up to two requests); a W beat is presented only after its burst's AW, so WLAST is known from the
+//! address alone; one registered W stage; B is always accepted, at most `max_outstanding_reads`
+//! write bursts await it, and `wr_err` keeps the worst BRESP.
 //!
-//! 128-bit bus: a request may start or end on the upper half of a beat. Reads fetch whole beats
-//! and drop the half that was not asked for; writes send that half with its strobes zero.
-//!
-//! Soft reset: a request in flight is finished silently (read beats consumed and dropped, write
-//! beats sent with zero strobes, responses swallowed) so the bus is never left with half a burst;
-//! new requests wait until it is done.
+//! Soft reset: the bursts of accepted requests are finished silently (read beats consumed and
+//! dropped, write beats sent with zero strobes, responses swallowed) so the bus is never left with
+//! half a burst; new requests wait until it is done.
 
 use caq_spec::AccelConfig;
 
-use crate::core::{WORDS_BITS, WordSide, clog2, word_ports};
-use crate::emit::{Code, Dir, Expr, Module, ModuleBuilder};
+use crate::core::ports::{Side, WORDS_BITS, clog2, memory_ports};
+use crate::emit::{Code, Dir, Expr, Module, ModuleBuilder, zext};
 use crate::error::{HdlError, Result};
 
 /// The module's name.
@@ -31,15 +28,6 @@ pub const MODULE: &str = "caq_dma";
 
 /// AXI's 4 KiB boundary, which no burst may cross.
 const PAGE_BYTES: u32 = 4096;
-
-/// `text` (of `from` bits) zero-extended to `to` bits.
-fn zext(text: &str, from: u32, to: u32) -> String {
-    if from >= to {
-        text.to_owned()
-    } else {
-        format!("{{{}'d0, {text}}}", to - from)
-    }
-}
 
 /// Bus geometry from the config.
 #[derive(Clone, Copy, Debug)]
@@ -55,7 +43,6 @@ struct Bus {
     /// Width of the outstanding-burst counters.
     ob: u32,
     id: u32,
-    wide: bool,
 }
 
 /// The `caq_dma` module for a config.
@@ -81,14 +68,13 @@ pub fn dma(cfg: &AccelConfig) -> Result<Module> {
         outstanding: x.max_outstanding_reads,
         ob: clog2(x.max_outstanding_reads + 1),
         id: x.id_width,
-        wide: x.data_width == 128,
     };
     let (aw, dw) = (b.aw, x.data_width);
     let mut m = ModuleBuilder::new(MODULE)?;
     m.doc(&[
-        "DMA engine: the core's word read/write requests as AXI4 INCR bursts (one ID, in order).",
-        "Split at max_burst-beat address boundaries (never across 4 KiB); outstanding reads;",
-        "RRESP per word to the core, the worst BRESP per write request. See caq-hdl dma.rs.",
+        "DMA engine: the layer engine's read/write requests as AXI4 INCR bursts (one ID, in order).",
+        "Split at max_burst-beat address boundaries (never across 4 KiB); requests pipelined;",
+        "RRESP per beat to the engine, the worst BRESP kept in wr_err. See caq-hdl dma.rs.",
     ]);
     m.doc_line(format!(
         "Bus {dw} bits ({} bytes per beat), bursts up to {} beats, {} reads and {} writes in flight.",
@@ -102,7 +88,7 @@ pub fn dma(cfg: &AccelConfig) -> Result<Module> {
         1,
         "pulse: finish the requests in flight silently",
     )?;
-    word_ports(&mut m, aw, WordSide::Dma)?;
+    memory_ports(&mut m, aw, b.bytes, Side::Dma)?;
     axi_ports(&mut m, &b, dw)?;
 
     read_engine(&mut m, &b)?;
@@ -153,23 +139,29 @@ fn axi_ports(m: &mut ModuleBuilder, b: &Bus, dw: u32) -> Result<()> {
     Ok(())
 }
 
-/// Wire `{p}_beats`: the beats a request covers. On a 128-bit bus it is rounded out to whole
-/// beats, (words + addr[3] + 1) / 2, held in the upper bits of a wire one bit wider.
+/// Wire `{p}_beats`: the beats a request covers, ⌈((addr mod B) + 8·words) / B⌉ for B bus bytes.
 fn beats_wire(m: &mut ModuleBuilder, b: &Bus, p: &str) -> Result<String> {
     let (addr, words) = (format!("{p}_req_addr"), format!("{p}_req_words"));
-    if !b.wide {
+    if b.lb == 3 {
         return Ok(words);
     }
+    // Words per beat 2^(lb-3); the request's first word's place in its beat, addr[lb-1:3].
+    let wl = b.lb - 3;
     let w = WORDS_BITS + 1;
     m.wire_assign(
-        &format!("{p}_beats2"),
+        &format!("{p}_beats_x"),
         Expr::raw(
-            format!("{{1'b0, {words}}} + {{{WORDS_BITS}'d0, {addr}[3]}} + {w}'d1"),
+            format!(
+                "{{1'b0, {words}}} + {{{z}'d0, {addr}[{}:3]}} + {w}'d{}",
+                b.lb - 1,
+                (1u32 << wl) - 1,
+                z = w - wl
+            ),
             w,
         ),
-        Some("twice the beats, plus the dropped bit 0"),
+        Some("words from the first beat's start, plus a beat less one word"),
     )?;
-    Ok(format!("{p}_beats2[{WORDS_BITS}:1]"))
+    Ok(format!("{p}_beats_x[{}:{wl}]", WORDS_BITS + wl - 1))
 }
 
 /// Wires `{p}_len` (AxLEN) and `{p}_burst` (beats of the burst at the beat index `{p}_beat_q`
@@ -234,12 +226,12 @@ fn fixed_fields(m: &mut ModuleBuilder, b: &Bus, ch: &str) -> Result<()> {
 
 fn read_engine(m: &mut ModuleBuilder, b: &Bus) -> Result<()> {
     let (ob, abw) = (b.ob, b.aw - b.lb);
-    m.section("read engine: AR bursts, R words to the core");
+    m.section("read engine: AR bursts; R beats straight to the engine");
     m.reg("ar_beat_q", abw, Some("beat index of the next AR burst"))?;
     m.reg(
         "ar_left_q",
         WORDS_BITS,
-        Some("beats of the request not yet in an AR"),
+        Some("beats of the latest request not yet in an AR"),
     )?;
     m.reg(
         "rd_out_q",
@@ -249,20 +241,8 @@ fn read_engine(m: &mut ModuleBuilder, b: &Bus) -> Result<()> {
     m.reg(
         "rd_drain_q",
         1,
-        Some("after a soft reset: consume and drop the request's beats"),
+        Some("after a soft reset: consume and drop the beats in flight"),
     )?;
-    if b.wide {
-        m.reg(
-            "rd_half_q",
-            1,
-            Some("the next word is the beat's upper half"),
-        )?;
-        m.reg(
-            "rd_end_lo_q",
-            1,
-            Some("the request's last word is a lower half"),
-        )?;
-    }
     burst_split(m, b, "ar")?;
     m.wire_assign(
         "rd_busy",
@@ -272,7 +252,11 @@ fn read_engine(m: &mut ModuleBuilder, b: &Bus) -> Result<()> {
         ),
         None,
     )?;
-    m.assign_raw("rd_req_ready", "!rd_busy && !rd_drain_q")?;
+    m.comment(&["The next request is taken once the previous one's bursts are all issued."]);
+    m.assign_raw(
+        "rd_req_ready",
+        format!("ar_left_q == {WORDS_BITS}'d0 && !rd_drain_q"),
+    )?;
     m.wire_assign(
         "rd_req_fire",
         Expr::raw("rd_req_valid && rd_req_ready", 1),
@@ -298,86 +282,60 @@ fn read_engine(m: &mut ModuleBuilder, b: &Bus) -> Result<()> {
     )?;
     m.assign_raw("rd_valid", "m_axi_rvalid && !rd_drain_q")?;
     m.assign_raw("rd_resp", "m_axi_rresp")?;
-    if b.wide {
-        m.comment(&[
-            "Only the request's final beat (its last burst, the only one in flight, at RLAST) can",
-            "end on a lower half; the upper half is then dropped with the beat.",
-        ]);
-        m.wire_assign(
-            "r_final",
-            Expr::raw(
-                format!("m_axi_rlast && ar_left_q == {WORDS_BITS}'d0 && rd_out_q == {ob}'d1"),
-                1,
-            ),
-            None,
-        )?;
-        m.assign_raw(
-            "rd_data",
-            "rd_half_q ? m_axi_rdata[127:64] : m_axi_rdata[63:0]",
-        )?;
-        m.assign_raw(
-            "m_axi_rready",
-            "rd_drain_q || (rd_ready && (rd_half_q || (r_final && rd_end_lo_q)))",
-        )?;
-    } else {
-        m.assign_raw("rd_data", "m_axi_rdata")?;
-        m.assign_raw("m_axi_rready", "rd_drain_q || rd_ready")?;
-    }
+    m.assign_raw("rd_data", "m_axi_rdata")?;
+    m.assign_raw("m_axi_rready", "rd_drain_q || rd_ready")?;
     Ok(())
 }
 
 fn write_engine(m: &mut ModuleBuilder, b: &Bus) -> Result<()> {
     let (ob, abw, dw) = (b.ob, b.aw - b.lb, b.bytes * 8);
-    m.section("write engine: AW bursts, one registered W stage, B responses");
+    m.section("write engine: AW bursts, the W side's request queue, one registered W stage, B");
     m.reg("aw_beat_q", abw, Some("beat index of the next AW burst"))?;
     m.reg(
         "aw_left_q",
         WORDS_BITS,
-        Some("beats of the request not yet in an AW"),
+        Some("beats of the latest request not yet in an AW"),
     )?;
+    m.comment(&[
+        "The W side: the request whose beats are being formed (w_left_q beats left, w_idx_q its",
+        "next beat's index in a max_burst block) and at most one more, accepted behind it.",
+    ]);
     m.reg(
         "w_left_q",
         WORDS_BITS,
-        Some("beats of the request not yet formed"),
+        Some("beats of the current request not yet formed"),
     )?;
+    m.reg("wq_valid_q", 1, Some("a request waits behind the current one"))?;
+    m.reg("wq_left_q", WORDS_BITS, None)?;
     if b.mbl > 0 {
         m.reg(
             "w_idx_q",
             b.mbl,
             Some("beat index of the next W beat within its max_burst block"),
         )?;
+        m.reg("wq_idx_q", b.mbl, None)?;
     }
     m.reg("w_valid_q", 1, Some("a W beat is formed and waits"))?;
     m.reg("w_data_q", dw, None)?;
     m.reg("w_strb_q", b.bytes, None)?;
     m.reg("w_last_q", 1, None)?;
-    if b.wide {
-        m.reg(
-            "w_half_q",
-            1,
-            Some("the next word fills the beat's upper half"),
-        )?;
-        m.reg(
-            "w_end_lo_q",
-            1,
-            Some("the request's last word is a lower half"),
-        )?;
-    }
     m.reg(
         "aw_ahead_q",
         ob,
         Some("AW bursts whose WLAST has not been sent"),
     )?;
     m.reg("b_out_q", ob, Some("AW bursts whose B has not arrived"))?;
-    m.reg("wr_busy_q", 1, Some("a write request is in flight"))?;
     m.reg(
         "wr_drain_q",
         1,
-        Some("after a soft reset: finish the request with zero strobes, no response"),
+        Some("after a soft reset: finish accepted requests with zero strobes, no response"),
     )?;
-    m.reg("wr_worst_q", 2, Some("the worst BRESP so far"))?;
+    m.reg("wr_err_q", 2, Some("the worst BRESP since wr_err_clear"))?;
     burst_split(m, b, "aw")?;
-    m.assign_raw("wr_req_ready", "!wr_busy_q && !wr_drain_q")?;
+    m.assign_raw(
+        "wr_req_ready",
+        format!("aw_left_q == {WORDS_BITS}'d0 && !wq_valid_q && !wr_drain_q"),
+    )?;
     m.wire_assign(
         "wr_req_fire",
         Expr::raw("wr_req_valid && wr_req_ready", 1),
@@ -408,32 +366,17 @@ fn write_engine(m: &mut ModuleBuilder, b: &Bus) -> Result<()> {
     m.assign_raw("m_axi_bready", "1'b1")?;
     m.wire_assign(
         "w_load",
-        Expr::raw("!w_valid_q || w_fire", 1),
-        Some("the W stage can take a word"),
+        Expr::raw(
+            format!("(!w_valid_q || w_fire) && w_left_q != {WORDS_BITS}'d0"),
+            1,
+        ),
+        Some("the W stage can take the current request's next beat"),
     )?;
     m.assign_raw("wr_ready", "!wr_drain_q && w_load")?;
     m.wire_assign(
         "w_in",
-        Expr::raw(
-            format!("wr_drain_q ? (w_left_q != {WORDS_BITS}'d0 && w_load) : (wr_valid && w_load)"),
-            1,
-        ),
-        Some("a word (or, draining, a zero-strobe filler) enters the W stage"),
-    )?;
-    m.wire_assign(
-        "w_in_strb",
-        Expr::raw("wr_drain_q ? 8'd0 : wr_strb", 8),
-        None,
-    )?;
-    let beat_done = if b.wide {
-        format!("w_half_q || (w_left_q == {WORDS_BITS}'d1 && w_end_lo_q)")
-    } else {
-        "1'b1".to_owned()
-    };
-    m.wire_assign(
-        "w_beat_done",
-        Expr::raw(beat_done, 1),
-        Some("the word entering completes a beat"),
+        Expr::raw("wr_drain_q ? w_load : (wr_valid && w_load)", 1),
+        Some("a beat (or, draining, a zero-strobe filler) enters the W stage"),
     )?;
     let last = if b.mbl > 0 {
         format!("w_left_q == {WORDS_BITS}'d1 || (&w_idx_q)")
@@ -445,19 +388,14 @@ fn write_engine(m: &mut ModuleBuilder, b: &Bus) -> Result<()> {
         Expr::raw(last, 1),
         Some("the beat formed ends its burst: the request's last, or a max_burst boundary"),
     )?;
-    m.wire_assign(
-        "wr_done",
-        Expr::raw(
-            format!(
-                "wr_busy_q && aw_left_q == {WORDS_BITS}'d0 && w_left_q == {WORDS_BITS}'d0 && \
-                 !w_valid_q && b_out_q == {ob}'d0"
-            ),
-            1,
+    m.assign_raw(
+        "wr_busy",
+        format!(
+            "aw_left_q != {WORDS_BITS}'d0 || w_left_q != {WORDS_BITS}'d0 || wq_valid_q || \
+             w_valid_q || b_out_q != {ob}'d0"
         ),
-        Some("every beat sent and every B received"),
     )?;
-    m.assign_raw("wr_resp_valid", "wr_done && !wr_drain_q")?;
-    m.assign_raw("wr_resp_resp", "wr_worst_q")?;
+    m.assign_raw("wr_err", "wr_err_q")?;
     Ok(())
 }
 
@@ -467,6 +405,7 @@ fn registers(m: &mut ModuleBuilder, b: &Bus, clk: &crate::emit::Sig) -> Result<(
     let rd_beats = beats_wire(m, b, "rd")?;
     let wr_beats = beats_wire(m, b, "wr")?;
     m.section("state");
+    let idx = |addr: &str| format!("{addr}[{}:{lb}]", lb + b.mbl - 1);
     let mut c = Code::new();
     c.if_else(
         "!rst_n",
@@ -477,19 +416,16 @@ fn registers(m: &mut ModuleBuilder, b: &Bus, clk: &crate::emit::Sig) -> Result<(
             for r in ["rd_out_q", "aw_ahead_q", "b_out_q"] {
                 c.nb(r, format!("{ob}'d0"));
             }
-            for r in ["rd_drain_q", "wr_drain_q", "wr_busy_q", "w_valid_q"] {
+            for r in ["rd_drain_q", "wr_drain_q", "wq_valid_q", "w_valid_q"] {
                 c.nb(r, "1'b0");
             }
+            c.nb("wr_err_q", "2'd0");
         },
         |c| {
             c.comment("read requests and AR bursts");
             c.if_("rd_req_fire", |c| {
                 c.nb("ar_beat_q", format!("rd_req_addr[{}:{lb}]", aw - 1));
                 c.nb("ar_left_q", rd_beats.clone());
-                if b.wide {
-                    c.nb("rd_half_q", "rd_req_addr[3]");
-                    c.nb("rd_end_lo_q", "rd_req_addr[3] ^ rd_req_words[0]");
-                }
             });
             c.if_("ar_fire", |c| {
                 c.nb(
@@ -509,11 +445,6 @@ fn registers(m: &mut ModuleBuilder, b: &Bus, clk: &crate::emit::Sig) -> Result<(
                     zext("r_last_fire", 1, ob)
                 ),
             );
-            if b.wide {
-                c.if_("rd_valid && rd_ready", |c| {
-                    c.nb("rd_half_q", "!rd_half_q");
-                });
-            }
             c.if_else(
                 "soft_reset",
                 |c| {
@@ -530,17 +461,6 @@ fn registers(m: &mut ModuleBuilder, b: &Bus, clk: &crate::emit::Sig) -> Result<(
             c.if_("wr_req_fire", |c| {
                 c.nb("aw_beat_q", format!("wr_req_addr[{}:{lb}]", aw - 1));
                 c.nb("aw_left_q", wr_beats.clone());
-                c.nb("w_left_q", wr_beats.clone());
-                if b.mbl > 0 {
-                    c.nb("w_idx_q", format!("wr_req_addr[{}:{lb}]", lb + b.mbl - 1));
-                }
-                if b.wide {
-                    c.nb("w_half_q", "wr_req_addr[3]");
-                    c.nb("w_end_lo_q", "wr_req_addr[3] ^ wr_req_words[0]");
-                    c.nb("w_strb_q", "16'd0");
-                }
-                c.nb("wr_busy_q", "1'b1");
-                c.nb("wr_worst_q", "2'd0");
             });
             c.if_("aw_fire", |c| {
                 c.nb(
@@ -568,50 +488,85 @@ fn registers(m: &mut ModuleBuilder, b: &Bus, clk: &crate::emit::Sig) -> Result<(
                     zext("m_axi_bvalid", 1, ob)
                 ),
             );
-            c.if_("m_axi_bvalid && m_axi_bresp > wr_worst_q", |c| {
-                c.nb("wr_worst_q", "m_axi_bresp");
-            });
-            c.comment("the W stage");
+            c.if_else(
+                "soft_reset || wr_err_clear",
+                |c| {
+                    c.nb("wr_err_q", "2'd0");
+                },
+                |c| {
+                    c.if_("m_axi_bvalid && !wr_drain_q && m_axi_bresp > wr_err_q", |c| {
+                        c.nb("wr_err_q", "m_axi_bresp");
+                    });
+                },
+            );
+            c.comment("the W side: current request, the one behind it, the W stage");
             c.if_("w_fire", |c| {
                 c.nb("w_valid_q", "1'b0");
             });
             c.if_("w_in", |c| {
-                if b.wide {
+                c.nb("w_valid_q", "1'b1");
+                c.nb("w_data_q", "wr_data");
+                c.nb(
+                    "w_strb_q",
+                    format!("wr_drain_q ? {}'d0 : wr_strb", b.bytes),
+                );
+                c.nb("w_last_q", "w_last_d");
+                if b.mbl > 0 {
+                    c.nb("w_idx_q", format!("w_idx_q + {}'d1", b.mbl));
+                }
+            });
+            c.comment(
+                "A new request becomes current when none is (or the current one's last beat \
+                 enters now); else it waits behind.",
+            );
+            c.nb(
+                "w_left_q",
+                format!("w_left_q - {}", zext("w_in", 1, WORDS_BITS)),
+            );
+            c.if_(
+                format!(
+                    "w_left_q == {WORDS_BITS}'d0 || (w_in && w_left_q == {WORDS_BITS}'d1)"
+                ),
+                |c| {
                     c.if_else(
-                        "w_half_q",
+                        "wq_valid_q",
                         |c| {
-                            c.nb("w_data_q[127:64]", "wr_data");
-                            c.nb("w_strb_q[15:8]", "w_in_strb");
+                            c.nb("w_left_q", "wq_left_q");
+                            if b.mbl > 0 {
+                                c.nb("w_idx_q", "wq_idx_q");
+                            }
+                            c.nb("wq_valid_q", "1'b0");
                         },
                         |c| {
-                            c.nb("w_data_q[63:0]", "wr_data");
-                            c.nb("w_strb_q", "{8'd0, w_in_strb}");
+                            c.if_("wr_req_fire", |c| {
+                                c.nb("w_left_q", wr_beats.clone());
+                                if b.mbl > 0 {
+                                    c.nb("w_idx_q", idx("wr_req_addr"));
+                                }
+                            });
                         },
                     );
-                    c.nb("w_half_q", "!w_beat_done");
-                } else {
-                    c.nb("w_data_q", "wr_data");
-                    c.nb("w_strb_q", "w_in_strb");
-                }
-                c.if_("w_beat_done", |c| {
-                    c.nb("w_valid_q", "1'b1");
-                    c.nb("w_last_q", "w_last_d");
-                    c.nb("w_left_q", format!("w_left_q - {WORDS_BITS}'d1"));
+                },
+            );
+            c.if_(
+                format!(
+                    "wr_req_fire && (wq_valid_q || !(w_left_q == {WORDS_BITS}'d0 || (w_in && w_left_q == {WORDS_BITS}'d1)))"
+                ),
+                |c| {
+                    c.nb("wq_valid_q", "1'b1");
+                    c.nb("wq_left_q", wr_beats.clone());
                     if b.mbl > 0 {
-                        c.nb("w_idx_q", format!("w_idx_q + {}'d1", b.mbl));
+                        c.nb("wq_idx_q", idx("wr_req_addr"));
                     }
-                });
-            });
-            c.if_("wr_done", |c| {
-                c.nb("wr_busy_q", "1'b0");
-            });
+                },
+            );
             c.if_else(
                 "soft_reset",
                 |c| {
                     c.nb("wr_drain_q", "1'b1");
                 },
                 |c| {
-                    c.if_("!wr_busy_q", |c| {
+                    c.if_("!wr_busy", |c| {
                         c.nb("wr_drain_q", "1'b0");
                     });
                 },
@@ -622,7 +577,7 @@ fn registers(m: &mut ModuleBuilder, b: &Bus, clk: &crate::emit::Sig) -> Result<(
 
     m.lint_off(
         "UNUSEDSIGNAL",
-        "RID/BID (one ID is used), the address bits below the beat (the core aligns), and the \
+        "RID/BID (one ID is used), the address bits below the beat (the engine aligns), and the \
          burst length's top bit (the burst is at least one beat)",
     );
     let mut unused = vec![
@@ -631,9 +586,9 @@ fn registers(m: &mut ModuleBuilder, b: &Bus, clk: &crate::emit::Sig) -> Result<(
         "rd_req_addr[2:0]".to_owned(),
         "wr_req_addr[2:0]".to_owned(),
     ];
-    if b.wide {
-        unused.push("rd_beats2[0]".into());
-        unused.push("wr_beats2[0]".into());
+    if lb > 3 {
+        unused.push(format!("rd_beats_x[{}:0]", lb - 4));
+        unused.push(format!("wr_beats_x[{}:0]", lb - 4));
     }
     if bw > 8 {
         unused.push("ar_len_w[8]".into());

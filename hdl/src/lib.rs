@@ -43,7 +43,8 @@ pub fn generate(cfg: &AccelConfig) -> Result<Design> {
     let regs = regs::generate(cfg, hash)?;
     let array = array::array(cfg)?;
     let requant = requant::requant()?;
-    let core = core::core(cfg, &array.interface, &requant.interface)?;
+    let engine = core::core(cfg, &array.interface, &requant.interface)?;
+    let core = engine.last().expect("the engine's top comes last");
     let dma = dma::dma(cfg)?;
     let top = top::generate(
         cfg,
@@ -63,8 +64,9 @@ pub fn generate(cfg: &AccelConfig) -> Result<Design> {
             signed: p.signed,
         })
         .collect();
-    let mut files: Vec<GeneratedFile> = [&regs.module, &array, &requant, &core, &dma, &top]
+    let mut files: Vec<GeneratedFile> = [&regs.module, &array, &requant, &dma, &top]
         .into_iter()
+        .chain(engine.iter())
         .map(|m| GeneratedFile {
             name: format!("{}.v", m.interface.name),
             text: emit::file(cfg, hash, m),

@@ -1,6 +1,6 @@
-//! `caq_requant`: the requantization stage, one output per cycle, shared by the array's rows
-//! (a tile's R totals go through it one after the other). It is the executable rule of
-//! docs/numerics.md "Requantization", the same as `caq_model::requant`:
+//! `caq_requant`: the requantization of one array row's totals, one value per cycle, pipelined
+//! for the board clock. It is the executable rule of docs/numerics.md "Requantization", the same as
+//! `caq_model::requant`:
 //!
 //! ```text
 //! total = acc + bias                                  48-bit
@@ -9,8 +9,19 @@
 //! out   = clamp(y, qmin, qmax)                        qmin/qmax from the output bits and signedness
 //! ```
 //!
-//! Pipeline: `total_q` (t+1), `prod_q` (t+2, the DSP cascade), `shifted_q` (t+3), `out_q` (t+4);
-//! `out_valid` follows `in_valid` by 4 cycles and `out_tag` carries `in_tag` along.
+//! Stages, each one adder, one DSP multiply or one mux tree deep:
+//! 1. `total = acc + bias`;
+//! 2. four partial products of 24 x 16 bits (one DSP48 each): total = t_hi·2^24 + t_lo,
+//!    mult = m_hi·2^16 + m_lo;
+//! 3. `s_lo = t_lo·m_lo + t_lo·m_hi·2^16`, `s_hi = t_hi·m_lo + t_hi·m_hi·2^16`;
+//! 4. `prod = s_lo + s_hi·2^24` (the exact 80-bit product);
+//! 5. `q = prod >>> (shift - 1)` (shift 0: `prod`), kept as its low 11 bits and whether it lies
+//!    outside [-1024, 1023] (its bits above the window are not all the sign);
+//! 6. the rounding `(q + 1) >>> 1` (shift > 0), equal to `(prod + 2^(shift-1)) >>> shift`
+//!    because `⌊(⌊p/2^(s-1)⌋ + 1)/2⌋ = ⌊(p + 2^(s-1))/2^s⌋`; ReLU and saturation (any value
+//!    outside the window saturates: every output range lies within [-128, 255]).
+//!
+//! `out_valid` follows `in_valid` by [`LATENCY`] cycles.
 
 use crate::array::ACC_T_BITS;
 use crate::emit::{Code, Dir, Expr, Module, ModuleBuilder};
@@ -22,25 +33,24 @@ pub const MULT_BITS: u32 = 32;
 pub const SHIFT_BITS: u32 = 6;
 /// Product width: 48-bit total times a 32-bit (non-negative) multiplier.
 pub const PROD_BITS: u32 = ACC_T_BITS + MULT_BITS;
-/// Tag carried alongside a value (the output channel it belongs to).
-pub const TAG_BITS: u32 = 16;
+/// Cycles from `in_valid` to `out_valid`.
+pub const LATENCY: u32 = 6;
+/// Width of the window kept of the shifted product: wide enough that every value inside it can
+/// be told from the saturation bounds after rounding.
+const WIN: u32 = 11;
 
 /// The `caq_requant` module (independent of the config: widths are fixed by docs/numerics.md).
 pub fn requant() -> Result<Module> {
     let mut m = ModuleBuilder::new("caq_requant")?;
     m.doc(&[
-        "Requantization: (acc + bias) * mult, round half up, >>> shift, ReLU, saturate.",
-        "One value per cycle, 4-cycle latency. Rules: docs/numerics.md.",
+        "Requantization of one row: (acc + bias) * mult, round half up, >>> shift, ReLU, saturate.",
+        "One value per cycle, 6-cycle latency, every stage one adder or multiplier deep.",
+        "Rules: docs/numerics.md.",
     ]);
     let clk = m.port(Dir::Input, "clk", 1)?;
     m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
     m.port(Dir::Input, "in_valid", 1)?;
-    m.port_doc(
-        Dir::Input,
-        "in_acc",
-        ACC_T_BITS,
-        "signed total from the array",
-    )?;
+    m.port_doc(Dir::Input, "in_acc", ACC_T_BITS, "signed total from the array")?;
     m.port_doc(Dir::Input, "in_bias", 32, "signed, accumulator units")?;
     m.port_doc(Dir::Input, "in_mult", MULT_BITS, "0 <= mult < 2^31")?;
     m.port_doc(Dir::Input, "in_shift", SHIFT_BITS, "0..63")?;
@@ -52,7 +62,6 @@ pub fn requant() -> Result<Module> {
         "output codes signed (else unsigned)",
     )?;
     m.port_doc(Dir::Input, "in_out_bits", 4, "output code bits, 2..8")?;
-    m.port_doc(Dir::Input, "in_tag", TAG_BITS, "carried to out_tag")?;
     let out_valid = m.port(Dir::Output, "out_valid", 1)?;
     let out_code = m.port_doc(
         Dir::Output,
@@ -60,181 +69,171 @@ pub fn requant() -> Result<Module> {
         8,
         "two's complement or unsigned byte",
     )?;
-    let out_tag = m.port(Dir::Output, "out_tag", TAG_BITS)?;
 
-    m.section("stage 1: add the bias");
+    // The flags travel beside the data: shift, relu, signed, bits.
+    let fw = SHIFT_BITS + 1 + 1 + 4;
+    let mut ctl = Code::new();
+    let mut data = Code::new();
+    m.section("valid bits and flags along the stages");
+    m.reg("v_q", LATENCY, Some("in_valid, delayed"))?;
+    ctl.nb("v_q", format!("{{v_q[{}:0], in_valid}}", LATENCY - 2));
+    for st in 1..=5 {
+        m.reg(&format!("f{st}_q"), fw, Some("shift, relu, signed, bits"))?;
+        let prev = if st == 1 {
+            "{in_shift, in_relu, in_out_signed, in_out_bits}".to_owned()
+        } else {
+            format!("f{}_q", st - 1)
+        };
+        data.nb(format!("f{st}_q"), prev);
+    }
+
+    m.section("1: total = acc + bias");
     m.reg("total_q", ACC_T_BITS, None)?;
     m.reg("mult1_q", MULT_BITS, None)?;
-    m.reg(
-        "ctl1_q",
-        1 + SHIFT_BITS + 1 + 1 + 4 + TAG_BITS,
-        Some("valid, shift, relu, signed, bits, tag"),
-    )?;
-    let ctl_w = 1 + SHIFT_BITS + 1 + 1 + 4 + TAG_BITS;
-    let mut s1 = Code::new();
-    s1.if_else(
-        "!rst_n",
-        |c| {
-            c.nb("ctl1_q", format!("{ctl_w}'d0"));
-        },
-        |c| {
-            c.nb(
-                "ctl1_q",
-                "{in_valid, in_shift, in_relu, in_out_signed, in_out_bits, in_tag}",
-            );
-        },
-    );
-    s1.nb(
+    data.nb(
         "total_q",
-        format!(
-            "in_acc + {{{{{}{{in_bias[31]}}}}, in_bias}}",
-            ACC_T_BITS - 32
-        ),
+        format!("in_acc + {{{{{}{{in_bias[31]}}}}, in_bias}}", ACC_T_BITS - 32),
     );
-    s1.nb("mult1_q", "in_mult");
-    m.always_ff(&clk, s1)?;
+    data.nb("mult1_q", "in_mult");
 
-    m.section("stage 2: exact product (DSP cascade)");
-    m.comment(&[&format!(
-        "{ACC_T_BITS}-bit signed total x {MULT_BITS}-bit non-negative multiplier = {PROD_BITS} bits; both operands are extended to {PROD_BITS} bits so the multiply is exact as written."
-    )]);
-    m.wire_assign(
-        "prod",
-        Expr::raw(
-            format!(
-                "$signed({{{{{e}{{total_q[{am}]}}}}, total_q}}) * $signed({{{z}'d0, mult1_q}})",
-                e = PROD_BITS - ACC_T_BITS,
-                am = ACC_T_BITS - 1,
-                z = PROD_BITS - MULT_BITS
-            ),
-            PROD_BITS,
+    m.section("2: four 24 x 16 partial products (one DSP48 each)");
+    m.comment(&[
+        "total = t_hi * 2^24 + t_lo (t_lo unsigned); mult = m_hi * 2^16 + m_lo (both unsigned).",
+        "Each operand is extended to the product's width, so each multiply is exact as written.",
+    ]);
+    for (name, a, b) in [
+        ("p_ll_q", "{17'd0, total_q[23:0]}", "{25'd0, mult1_q[15:0]}"),
+        ("p_lh_q", "{17'd0, total_q[23:0]}", "{25'd0, mult1_q[31:16]}"),
+        (
+            "p_hl_q",
+            "{{17{total_q[47]}}, total_q[47:24]}",
+            "{25'd0, mult1_q[15:0]}",
         ),
-        None,
-    )?;
+        (
+            "p_hh_q",
+            "{{16{total_q[47]}}, total_q[47:24]}",
+            "{24'd0, mult1_q[31:16]}",
+        ),
+    ] {
+        // p_hh only feeds bits 16 and up of s_hi, which keeps 56 bits: 40 are enough.
+        let w = if name == "p_hh_q" { 40 } else { 41 };
+        m.reg(name, w, None)?;
+        data.nb(name, format!("$signed({a}) * $signed({b})"));
+    }
+
+    m.section("3: pairs of partial products");
+    m.reg("s_lo_q", 57, Some("t_lo * mult, unsigned"))?;
+    m.reg("s_hi_q", 56, Some("t_hi * mult, signed (|t_hi * mult| < 2^54)"))?;
+    data.nb(
+        "s_lo_q",
+        "{16'd0, p_ll_q} + {p_lh_q, 16'd0}",
+    );
+    data.nb(
+        "s_hi_q",
+        "{{15{p_hl_q[40]}}, p_hl_q} + {p_hh_q, 16'd0}",
+    );
+
+    m.section("4: the exact product");
     m.reg("prod_q", PROD_BITS, None)?;
-    m.reg("ctl2_q", ctl_w, None)?;
-    let mut s2 = Code::new();
-    s2.if_else(
-        "!rst_n",
-        |c| {
-            c.nb("ctl2_q", format!("{ctl_w}'d0"));
-        },
-        |c| {
-            c.nb("ctl2_q", "ctl1_q");
-        },
+    data.nb(
+        "prod_q",
+        format!(
+            "{{{{{e}{{s_lo_q[56]}}}}, s_lo_q}} + {{s_hi_q, 24'd0}}",
+            e = PROD_BITS - 57
+        ),
     );
-    s2.nb("prod_q", "prod");
-    m.always_ff(&clk, s2)?;
 
-    m.section("stage 3: round half up and shift");
-    let tag_lsb = 0;
-    let bits_lsb = TAG_BITS;
-    let signed_bit = bits_lsb + 4;
-    let relu_bit = signed_bit + 1;
-    let shift_lsb = relu_bit + 1;
-    let valid_bit = shift_lsb + SHIFT_BITS;
-    m.comment(&[
-        "half = 2^(shift-1), 0 for shift 0; the arithmetic shift floors, so adding half rounds",
-        "half towards +infinity. The sum cannot overflow: |prod| < 2^79.",
-    ]);
+    m.section("5: the window of prod >>> (shift - 1)");
     m.wire_assign(
-        "shift2",
-        Expr::raw(format!("ctl2_q[{}:{shift_lsb}]", valid_bit - 1), SHIFT_BITS),
-        None,
+        "pos",
+        Expr::raw(
+            format!("(f4_q[11:6] == 6'd0) ? 6'd0 : f4_q[11:6] - 6'd1"),
+            SHIFT_BITS,
+        ),
+        Some("the window's lowest bit: shift - 1 (shift 0: the product itself)"),
     )?;
+    let lo = WIN - 1;
     m.wire_assign(
-        "half",
+        "flip",
         Expr::raw(
             format!(
-                "(shift2 == {SHIFT_BITS}'d0) ? {PROD_BITS}'d0 : ({PROD_BITS}'d1 << (shift2 - {SHIFT_BITS}'d1))"
+                "prod_q[{t}:{lo}] ^ {{{n}{{prod_q[{t}]}}}}",
+                t = PROD_BITS - 1,
+                n = PROD_BITS - lo
             ),
-            PROD_BITS,
+            PROD_BITS - lo,
         ),
-        None,
+        Some("bits 10 and up that differ from the sign"),
     )?;
-    m.wire_assign(
-        "rounded",
-        Expr::raw("$signed(prod_q + half) >>> shift2", PROD_BITS),
-        None,
-    )?;
-    m.reg("shifted_q", PROD_BITS, None)?;
-    // The shift has been applied: stage 4 needs valid, relu, signedness, bits and the tag.
-    let ctl3_w = ctl_w - SHIFT_BITS;
-    let valid3_bit = shift_lsb;
-    m.reg("ctl3_q", ctl3_w, Some("valid, relu, signed, bits, tag"))?;
-    let mut s3 = Code::new();
-    s3.if_else(
-        "!rst_n",
-        |c| {
-            c.nb("ctl3_q", format!("{ctl3_w}'d0"));
-        },
-        |c| {
-            c.nb(
-                "ctl3_q",
-                format!("{{ctl2_q[{valid_bit}], ctl2_q[{relu_bit}:0]}}"),
-            );
-        },
-    );
-    s3.nb("shifted_q", "rounded");
-    m.always_ff(&clk, s3)?;
+    // q lies in [-1024, 1023] when bits pos + 10 .. 79 of the product all equal its sign.
+    let max_pos = (1u32 << SHIFT_BITS) - 1;
+    let above = (lo..PROD_BITS)
+        .map(|i| {
+            let f = format!("flip[{}]", i - lo);
+            if i - lo >= max_pos {
+                f
+            } else {
+                format!("({f} && pos <= 6'd{})", i - lo)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" || ");
+    m.reg("win_q", WIN, None)?;
+    m.reg("ovf_q", 1, Some("the shifted product lies outside the window"))?;
+    m.reg("neg_q", 1, None)?;
+    data.nb("win_q", "prod_q[{1'b0, pos} +: 11]");
+    data.nb("ovf_q", above);
+    data.nb("neg_q", format!("prod_q[{}]", PROD_BITS - 1));
 
-    m.section("stage 4: ReLU and saturation");
+    m.section("6: round, ReLU, saturate");
     m.comment(&[
-        "qmax = 2^bits - 1 (unsigned) or 2^(bits-1) - 1 (signed); qmin = 0 or -2^(bits-1).",
-        "ReLU only raises qmin to 0. Compared as 80-bit signed numbers.",
+        "qmax = 2^bits - 1 (unsigned) or 2^(bits-1) - 1 (signed); qmin = 0 or -2^(bits-1);",
+        "ReLU raises qmin to 0. Compared as 12-bit signed numbers.",
     ]);
     m.wire_assign(
-        "bits3",
-        Expr::raw(format!("ctl3_q[{}:{bits_lsb}]", bits_lsb + 3), 4),
-        None,
+        "y",
+        Expr::raw(
+            "(f5_q[11:6] == 6'd0) ? {win_q[10], win_q} : \
+             ($signed({win_q[10], win_q} + 12'd1) >>> 1)",
+            12,
+        ),
+        Some("the rounded value, when not saturated"),
     )?;
     m.wire_assign(
         "qmax",
         Expr::raw(
-            format!(
-                "ctl3_q[{signed_bit}] ? (({PROD_BITS}'d1 << (bits3 - 4'd1)) - {PROD_BITS}'d1) : (({PROD_BITS}'d1 << bits3) - {PROD_BITS}'d1)"
-            ),
-            PROD_BITS,
+            "f5_q[4] ? ((12'd1 << (f5_q[3:0] - 4'd1)) - 12'd1) : ((12'd1 << f5_q[3:0]) - 12'd1)",
+            12,
         ),
         None,
     )?;
     m.wire_assign(
         "qmin",
         Expr::raw(
-            format!(
-                "(ctl3_q[{signed_bit}] && !ctl3_q[{relu_bit}]) ? -({PROD_BITS}'d1 << (bits3 - 4'd1)) : {PROD_BITS}'d0"
-            ),
-            PROD_BITS,
-        ),
-        None,
-    )?;
-    m.wire_assign(
-        "clamped",
-        Expr::raw(
-            "($signed(shifted_q) > $signed(qmax)) ? qmax[7:0] : ($signed(shifted_q) < $signed(qmin)) ? qmin[7:0] : shifted_q[7:0]",
-            8,
+            "(f5_q[4] && !f5_q[5]) ? (12'd0 - (12'd1 << (f5_q[3:0] - 4'd1))) : 12'd0",
+            12,
         ),
         None,
     )?;
     m.reg("out_q", 8, None)?;
-    m.reg("out_valid_q", 1, None)?;
-    m.reg("out_tag_q", TAG_BITS, None)?;
-    let mut s4 = Code::new();
-    s4.if_else(
+    data.nb(
+        "out_q",
+        "ovf_q ? (neg_q ? qmin[7:0] : qmax[7:0]) : \
+         ($signed(y) > $signed(qmax)) ? qmax[7:0] : ($signed(y) < $signed(qmin)) ? qmin[7:0] : y[7:0]",
+    );
+    let mut all = data;
+    all.if_else(
         "!rst_n",
         |c| {
-            c.nb("out_valid_q", "1'b0");
+            c.nb("v_q", format!("{LATENCY}'d0"));
         },
         |c| {
-            c.nb("out_valid_q", format!("ctl3_q[{valid3_bit}]"));
+            c.append(&ctl);
         },
     );
-    s4.nb("out_q", "clamped");
-    s4.nb("out_tag_q", format!("ctl3_q[{}:{tag_lsb}]", TAG_BITS - 1));
-    m.always_ff(&clk, s4)?;
+    m.always_ff(&clk, all)?;
     m.section("outputs");
-    m.assign(&out_valid, Expr::raw("out_valid_q", 1))?;
+    m.assign(&out_valid, Expr::raw(format!("v_q[{}]", LATENCY - 1), 1))?;
     m.assign(&out_code, Expr::raw("out_q", 8))?;
-    m.assign(&out_tag, Expr::raw("out_tag_q", TAG_BITS))?;
     Ok(m.finish())
 }

@@ -26,6 +26,8 @@ pub const MAX_RUN_BYTES: u32 = 64;
 pub const MIN_STAGE_BYTES: u32 = 64;
 /// Largest K the datapath counts (16-bit counters).
 pub const MAX_K_DATAPATH: u64 = 65_535;
+/// Most outputs per tile the engine counts (16-bit counters): Conv2d output pixels.
+pub const MAX_ITEMS: u64 = 65_535;
 /// Depth of the Dense result queue between requantization and the writer, in output vectors.
 pub const DENSE_QUEUE: u32 = 4;
 
@@ -177,6 +179,13 @@ impl CoreShape {
                         d.input.c, d.input.h, d.input.w, self.fm_bytes
                     ));
                 }
+                let pixels = u64::from(d.output.h) * u64::from(d.output.w);
+                if pixels > MAX_ITEMS {
+                    return Err(format!(
+                        "output {}x{} = {pixels} pixels: the engine counts at most {MAX_ITEMS}",
+                        d.output.h, d.output.w
+                    ));
+                }
                 let by_patch = adepth / (2 * chunks);
                 if by_patch == 0 {
                     return Err(format!(
@@ -191,7 +200,7 @@ impl CoreShape {
                     .min(by_segment)
                     .min(by_patch)
                     .min(u64::from(d.output.w));
-                (u64::from(d.output.h) * u64::from(d.output.w), block)
+                (pixels, block)
             }
         };
         Ok(Schedule {

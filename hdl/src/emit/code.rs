@@ -103,6 +103,20 @@ impl Code {
         self.line(format!("{} = {};", lhs.as_ref(), rhs.as_ref()))
     }
 
+    /// Every line of `other`, at the current depth (for code assembled in parts, such as a
+    /// register's reset and update written by different helpers).
+    pub fn append(&mut self, other: &Code) -> &mut Code {
+        let pad = INDENT.repeat(self.depth);
+        for l in &other.lines {
+            if l.is_empty() {
+                self.lines.push(String::new());
+            } else {
+                self.lines.push(format!("{pad}{l}"));
+            }
+        }
+        self
+    }
+
     /// The lines, each indented by `extra` more levels.
     pub(crate) fn render(&self, extra: usize, out: &mut String) {
         let pad = INDENT.repeat(extra);

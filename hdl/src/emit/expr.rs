@@ -195,3 +195,12 @@ mod tests {
         assert_eq!(range(12), "[11:0]");
     }
 }
+
+/// `text` (of `from` bits) zero-extended to `to` bits (unchanged when it is already as wide).
+pub fn zext(text: &str, from: u32, to: u32) -> String {
+    if from >= to {
+        text.to_owned()
+    } else {
+        format!("{{{}'d0, {text}}}", to - from)
+    }
+}

@@ -74,6 +74,8 @@ enum Kind {
 enum PortItem {
     Group(String),
     Port(Port, Option<String>),
+    /// A Verilator metacomment between port declarations (a scoped waiver).
+    Pragma(String),
 }
 
 #[derive(Debug, Clone)]
@@ -366,6 +368,28 @@ impl ModuleBuilder {
         Ok(sig)
     }
 
+    /// The ports declared so far, in order.
+    pub fn ports(&self) -> Vec<Port> {
+        self.ports
+            .iter()
+            .filter_map(|p| match p {
+                PortItem::Port(p, _) => Some(p.clone()),
+                PortItem::Group(_) | PortItem::Pragma(_) => None,
+            })
+            .collect()
+    }
+
+    /// A declared signal (port, wire or reg) by name.
+    pub fn sig(&self, name: &str) -> Result<Sig> {
+        match self.names.get(name) {
+            Some((kind, sig)) if *kind != Kind::Instance => Ok(sig.clone()),
+            _ => Err(HdlError::Undeclared {
+                module: self.name.clone(),
+                name: name.to_owned(),
+            }),
+        }
+    }
+
     /// Checks an expression against this module's declarations; returns its width.
     pub fn check(&self, e: &Expr) -> Result<u32> {
         match e {
@@ -534,6 +558,23 @@ impl ModuleBuilder {
         self.items.push(Item::AlwaysComb(body));
     }
 
+    /// A scoped Verilator waiver over the port declarations that follow, with its reason; ended
+    /// by [`ModuleBuilder::port_lint_on`].
+    pub fn port_lint_off(&mut self, rule: &str, reason: &str) -> &mut Self {
+        self.ports
+            .push(PortItem::Group(format!("Waiver ({rule}): {reason}")));
+        self.ports
+            .push(PortItem::Pragma(format!("/* verilator lint_off {rule} */")));
+        self
+    }
+
+    /// Ends a port-list waiver.
+    pub fn port_lint_on(&mut self, rule: &str) -> &mut Self {
+        self.ports
+            .push(PortItem::Pragma(format!("/* verilator lint_on {rule} */")));
+        self
+    }
+
     /// A scoped Verilator waiver: `/* verilator lint_off RULE */` with its reason, `lint_on` by
     /// [`ModuleBuilder::lint_on`].
     pub fn lint_off(&mut self, rule: &str, reason: &str) -> &mut Self {
@@ -621,7 +662,7 @@ impl ModuleBuilder {
             .iter()
             .filter_map(|p| match p {
                 PortItem::Port(p, _) => Some(p.clone()),
-                PortItem::Group(_) => None,
+                PortItem::Group(_) | PortItem::Pragma(_) => None,
             })
             .collect();
         let mut out = String::new();
@@ -646,7 +687,7 @@ impl ModuleBuilder {
             .iter()
             .filter_map(|p| match p {
                 PortItem::Port(p, _) => Some(type_range(p.signed, p.width).len()),
-                PortItem::Group(_) => None,
+                PortItem::Group(_) | PortItem::Pragma(_) => None,
             })
             .max()
             .unwrap_or(0);
@@ -660,6 +701,9 @@ impl ModuleBuilder {
         for item in &self.ports {
             match item {
                 PortItem::Group(c) => push_comment(out, INDENT, c),
+                PortItem::Pragma(p) => {
+                    let _ = writeln!(out, "{INDENT}{p}");
+                }
                 PortItem::Port(p, comment) => {
                     seen += 1;
                     let sep = if seen == n { "" } else { "," };

@@ -1,0 +1,60 @@
+//! The run parameters: what the fetch stage hands the window generator, the execute stage and the
+//! result stage when a descriptor starts running (`x_*` ports), one list for the driver of the
+//! ports and every reader. Values are the descriptor's fields and its `caq_spec::Schedule`.
+
+use crate::emit::{Dir, ModuleBuilder};
+use crate::error::Result;
+
+/// (port, width, meaning), for a core of address width `aw`.
+pub fn x_params(aw: u32) -> Vec<(&'static str, u32, &'static str)> {
+    vec![
+        ("x_conv", 1, "Conv2d (else Dense)"),
+        ("x_relu", 1, ""),
+        ("x_in_signed", 1, ""),
+        ("x_out_signed", 1, ""),
+        ("x_out_bits", 4, ""),
+        ("x_grouped", 1, "local regions with multipliers"),
+        ("x_in_c", 16, ""),
+        ("x_in_h", 16, ""),
+        ("x_in_w", 16, ""),
+        ("x_hw", 24, "in_h * in_w: bytes of one input channel"),
+        ("x_out_c", 16, ""),
+        ("x_out_h", 16, ""),
+        ("x_out_w", 16, ""),
+        ("x_kh", 3, "kernel height"),
+        ("x_kw", 3, "kernel width"),
+        ("x_stride2", 1, "stride 2 (else 1)"),
+        ("x_pad", 2, ""),
+        ("x_pg_bits", 16, "group g's bits at [4g +: 4]"),
+        ("x_pg_shift", 12, "group g's shift at [3g +: 3]"),
+        ("x_active", 3, "active plane groups"),
+        ("x_nch", 16, "chunks per K-vector"),
+        ("x_wpr", 16, "64-bit words per plane row"),
+        ("x_planes", 6, "active planes P"),
+        ("x_tiles", 16, "tiles of R output channels"),
+        ("x_items", 16, "outputs per tile: batch or out_h*out_w"),
+        ("x_block", 4, "window block width W"),
+        ("x_slots2", 1, "tiles alternate between two weight slots"),
+        ("x_out_addr", aw, "output_addr"),
+        ("x_out_stride", 17, "Dense: bytes between outputs of the batch"),
+        ("x_desc", 16, "the descriptor's index in the list"),
+    ]
+}
+
+/// Declares every run parameter as an input of `m`.
+pub fn x_inputs(m: &mut ModuleBuilder, aw: u32) -> Result<()> {
+    m.port_group("run parameters of the running descriptor (from caq_fetch)");
+    m.port_lint_off(
+        "UNUSEDSIGNAL",
+        "every stage receives the whole parameter set and uses its part",
+    );
+    for (name, w, doc) in x_params(aw) {
+        if doc.is_empty() {
+            m.port(Dir::Input, name, w)?;
+        } else {
+            m.port_doc(Dir::Input, name, w, doc)?;
+        }
+    }
+    m.port_lint_on("UNUSEDSIGNAL");
+    Ok(())
+}

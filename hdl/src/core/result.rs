@@ -1,0 +1,1112 @@
+//! `caq_result`: the result stage. It requantizes an item's R totals in one go (one
+//! `caq_requant` per row, with the tile's bias and requant tables), stages the codes, and writes
+//! them out behind the compute, a whole bus beat per cycle:
+//! - Conv2d: the codes go into a ring of output staging per row (byte-wide lanes, one byte per
+//!   row per pixel); every [`caq_spec::CoreShape::run_bytes`] pixels of a tile (and at the tile's
+//!   end) the run is written as one burst per row — the CHW layout, one channel's pixels in a row;
+//! - Dense: an input's R codes go into a small queue and out as one burst at
+//!   `out + n·out_stride + o0`.
+//!
+//! The writer has two stages: the request stage computes each burst's address, checks it against
+//! the window and issues it; the data stage reads the staging (or the queue) and funnels it into
+//! beats at the burst's byte offset, with strobes on the burst's bytes only. Credits go back to
+//! the execute stage as staging positions, runs and queue entries are freed. When every output of
+//! the running descriptor is written and acknowledged, `x_done` (or, on a bus error, `res_err`).
+//!
+//! Knows the output layouts and the write port; knows nothing of weights or the array.
+
+use caq_spec::shape::DENSE_QUEUE;
+use caq_spec::regmap::ErrorCode;
+use caq_spec::{AccelConfig, CoreShape};
+
+use super::exec::CREDIT_BITS;
+use super::fetch::FetchWidths;
+use super::params::x_inputs;
+use super::ports::{Side, WORDS_BITS, Which, clog2, some_memory_ports};
+use crate::array::ACC_T_BITS;
+use crate::emit::{Code, Dir, Expr, Interface, Module, ModuleBuilder, zext};
+use crate::error::Result;
+use crate::requant::LATENCY as RQ_LATENCY;
+
+/// Conv2d runs waiting to be written (the execute stage holds as many run credits).
+pub const RUN_QUEUE: u32 = 4;
+/// Beats the data stage may have formed ahead of the write port.
+const BEAT_FIFO: u32 = 4;
+
+/// The `caq_result` module; `requant_if` is the interface of `caq_requant`.
+pub fn result(cfg: &AccelConfig, requant_if: &Interface) -> Result<Module> {
+    let s = CoreShape::of(cfg);
+    let fw = FetchWidths::of(&s);
+    let (rows, aw) = (s.rows, s.addr_bits);
+    let bb = cfg.bus_bytes();
+    let mut m = ModuleBuilder::new("caq_result")?;
+    m.doc(&[
+        "Result stage: requantization (one caq_requant per row), output staging and the writer.",
+        "See caq-hdl core/result.rs.",
+    ]);
+    m.doc_line(format!(
+        "{rows} requant units; staging {} bytes per row; runs of {} bytes; {} Dense outputs queued; \
+         {bb}-byte beats.",
+        s.stage_bytes, s.run_bytes, DENSE_QUEUE
+    ));
+    let clk = m.port(Dir::Input, "clk", 1)?;
+    m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
+    m.port_doc(Dir::Input, "clear", 1, "pulse: back to idle")?;
+    m.port(Dir::Input, "x_start", 1)?;
+    x_inputs(&mut m, aw)?;
+    m.port_group("totals from caq_array");
+    m.port(Dir::Input, "acc_valid", 1)?;
+    m.port(Dir::Input, "acc_t", rows * ACC_T_BITS)?;
+    m.port_group("table loads from the fetch stage");
+    m.port(Dir::Input, "lt_bias_valid", 2)?;
+    m.port(Dir::Input, "lt_rq_valid", 1)?;
+    m.port(Dir::Input, "lt_row", fw.ri)?;
+    m.port(Dir::Input, "lt_slot", 1)?;
+    m.port(Dir::Input, "lt_data", 64)?;
+    m.port(Dir::Input, "tile_loaded", 1)?;
+    m.port(Dir::Input, "tile_slot", 1)?;
+    m.port(Dir::Input, "win_base", aw + 1)?;
+    m.port(Dir::Input, "win_limit", aw + 1)?;
+    some_memory_ports(&mut m, aw, bb, Side::Core, Which::Write)?;
+    m.port_group("tokens and status");
+    m.port_doc(
+        Dir::Output,
+        "credit_ret",
+        CREDIT_BITS,
+        "staging positions (Conv2d) or queue entries (Dense) freed this cycle",
+    )?;
+    m.port_doc(Dir::Output, "run_credit_ret", 1, "a Conv2d run is written")?;
+    m.port_doc(
+        Dir::Output,
+        "tile_done",
+        1,
+        "pulse: the oldest tile's last item is requantized; its tables are free",
+    )?;
+    m.port_doc(
+        Dir::Output,
+        "x_done",
+        1,
+        "pulse: every output of the descriptor is written",
+    )?;
+    m.port(Dir::Output, "res_err_valid", 1)?;
+    m.port(Dir::Output, "res_err_code", 8)?;
+    m.port(Dir::Output, "res_err_tile", 16)?;
+    m.port(Dir::Output, "result_idle", 1)?;
+    m.port_doc(Dir::Output, "perf_bytes_wr", 16, "bytes written this cycle")?;
+
+    tables(&mut m, &s, &fw)?;
+    requantize(&mut m, &s, requant_if)?;
+    staging(&mut m, cfg, &s)?;
+    requests(&mut m, cfg, &s)?;
+    beats(&mut m, cfg, &s)?;
+    finish(&mut m, &s)?;
+    let _ = clk;
+    Ok(m.finish())
+}
+
+/// The bias and requant tables of the two tile slots, and which slot each loaded tile uses.
+fn tables(m: &mut ModuleBuilder, s: &CoreShape, fw: &FetchWidths) -> Result<()> {
+    let rows = s.rows;
+    let ri = fw.ri;
+    m.section("tables: bias, multiplier and shift per slot and row");
+    let mut c = Code::new();
+    for slot in 0..2 {
+        for r in 0..rows {
+            m.reg(&format!("bias{slot}_{r}_q"), 32, None)?;
+            m.reg(&format!("rqm{slot}_{r}_q"), 32, None)?;
+            m.reg(&format!("rqs{slot}_{r}_q"), 6, None)?;
+            let row = |v: u32| format!("lt_row == {ri}'d{v}");
+            if r % 2 == 0 {
+                c.if_(
+                    format!("lt_bias_valid[0] && lt_slot == 1'b{slot} && {}", row(r)),
+                    |c| {
+                        c.nb(format!("bias{slot}_{r}_q"), "lt_data[31:0]");
+                    },
+                );
+            } else {
+                c.if_(
+                    format!(
+                        "lt_bias_valid[1] && lt_slot == 1'b{slot} && {}",
+                        row(r - 1)
+                    ),
+                    |c| {
+                        c.nb(format!("bias{slot}_{r}_q"), "lt_data[63:32]");
+                    },
+                );
+            }
+            c.if_(
+                format!("lt_rq_valid && lt_slot == 1'b{slot} && {}", row(r)),
+                |c| {
+                    c.nb(format!("rqm{slot}_{r}_q"), "lt_data[31:0]");
+                    c.nb(format!("rqs{slot}_{r}_q"), "lt_data[37:32]");
+                },
+            );
+        }
+    }
+    m.lint_off(
+        "UNUSEDSIGNAL",
+        "the requant table's padding bytes (docs/descriptor.md: ignored)",
+    );
+    m.wire_assign("lt_pad", Expr::raw("^lt_data[63:38]", 1), None)?;
+    m.lint_on("UNUSEDSIGNAL");
+    m.always_ff(&m.sig("clk")?, c)?;
+    Ok(())
+}
+
+/// The requant units and the tile/item counters on the array's side.
+fn requantize(m: &mut ModuleBuilder, s: &CoreShape, requant_if: &Interface) -> Result<()> {
+    let rows = s.rows;
+    m.section("requantization: every row of an item at once");
+    for (name, width, doc) in [
+        ("tl_cnt_q", 2, "tiles loaded and not yet requantized"),
+        ("tl_slot0_q", 1, "their slots, oldest first"),
+        ("tl_slot1_q", 1, ""),
+        ("in_item_q", 16, "item of the totals arriving"),
+        ("in_tile_q", 16, "its tile"),
+    ] {
+        m.reg(name, width, Some(doc))?;
+    }
+    m.wire_assign(
+        "in_tile_end",
+        Expr::raw("acc_valid && in_item_q == x_items - 16'd1", 1),
+        Some("the tile's last item: its tables are read now"),
+    )?;
+    let mut c = Code::new();
+    c.if_else(
+        "!rst_n || clear",
+        |c| {
+            c.nb("tl_cnt_q", "2'd0");
+            c.nb("in_item_q", "16'd0");
+            c.nb("in_tile_q", "16'd0");
+        },
+        |c| {
+            c.nb(
+                "tl_cnt_q",
+                "tl_cnt_q + {1'b0, tile_loaded} - {1'b0, in_tile_end}",
+            );
+            c.if_("tile_loaded", |c| {
+                c.if_else(
+                    "tl_cnt_q == 2'd0 || (tl_cnt_q == 2'd1 && in_tile_end)",
+                    |c| {
+                        c.nb("tl_slot0_q", "tile_slot");
+                    },
+                    |c| {
+                        c.nb("tl_slot1_q", "tile_slot");
+                    },
+                );
+            });
+            c.if_("in_tile_end && !(tile_loaded && tl_cnt_q == 2'd1)", |c| {
+                c.nb("tl_slot0_q", "tl_slot1_q");
+            });
+            c.if_("x_start", |c| {
+                c.nb("in_item_q", "16'd0");
+                c.nb("in_tile_q", "16'd0");
+            });
+            c.if_("acc_valid", |c| {
+                c.if_else(
+                    "in_tile_end",
+                    |c| {
+                        c.nb("in_item_q", "16'd0");
+                        c.nb("in_tile_q", "in_tile_q + 16'd1");
+                    },
+                    |c| {
+                        c.nb("in_item_q", "in_item_q + 16'd1");
+                    },
+                );
+            });
+        },
+    );
+    m.always_ff(&m.sig("clk")?, c)?;
+    m.assign_raw("tile_done", "in_tile_end")?;
+    let mut codes = Vec::new();
+    let mut valids = Vec::new();
+    for r in 0..rows {
+        let v = m.wire(&format!("rq{r}_valid"), 1, None)?;
+        let code = m.wire(&format!("rq{r}_code"), 8, None)?;
+        let pick = |t: &str, w: u32| {
+            Expr::raw(
+                format!("tl_slot0_q ? {t}1_{r}_q : {t}0_{r}_q"),
+                w,
+            )
+        };
+        m.instance(
+            requant_if,
+            &format!("u_rq{r}"),
+            vec![
+                ("clk", Expr::raw("clk", 1)),
+                ("rst_n", Expr::raw("rst_n", 1)),
+                ("in_valid", Expr::raw("acc_valid", 1)),
+                (
+                    "in_acc",
+                    Expr::raw(
+                        format!("acc_t[{} +: {ACC_T_BITS}]", r * ACC_T_BITS),
+                        ACC_T_BITS,
+                    ),
+                ),
+                ("in_bias", pick("bias", 32)),
+                ("in_mult", pick("rqm", 32)),
+                ("in_shift", pick("rqs", 6)),
+                ("in_relu", Expr::raw("x_relu", 1)),
+                ("in_out_signed", Expr::raw("x_out_signed", 1)),
+                ("in_out_bits", Expr::raw("x_out_bits", 4)),
+                ("out_valid", v.expr()),
+                ("out_code", code.expr()),
+            ],
+        )?;
+        codes.push(format!("rq{r}_code"));
+        valids.push(format!("rq{r}_valid"));
+    }
+    m.wire_assign(
+        "q_valid",
+        Expr::raw("rq0_valid", 1),
+        Some("an item's codes leave the requant units (all rows at once)"),
+    )?;
+    m.lint_off("UNUSEDSIGNAL", "every unit's valid equals unit 0's");
+    m.wire_assign(
+        "q_valid_all",
+        Expr::raw(valids.join(" & "), 1),
+        None,
+    )?;
+    m.lint_on("UNUSEDSIGNAL");
+    let all = codes.iter().rev().cloned().collect::<Vec<_>>().join(", ");
+    m.wire_assign(
+        "q_codes",
+        Expr::raw(format!("{{{all}}}"), rows * 8),
+        Some("row r's code at [8r +: 8]"),
+    )?;
+    Ok(())
+}
+
+/// The codes leaving requantization: Conv2d into the staging rings and the run queue; Dense into
+/// the output queue. The output-side counters (item, tile, ring position, addresses).
+fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> {
+    let rows = s.rows;
+    let aw = s.addr_bits;
+    let bb = cfg.bus_bytes();
+    let lbb = clog2(bb);
+    let se = s.stage_bytes / bb;
+    let seb = clog2(se);
+    let pb = clog2(s.stage_bytes);
+    let runl = clog2(s.run_bytes);
+    let ri = clog2(rows);
+    m.section("output side: counters");
+    for (name, width, doc) in [
+        ("o_item_q", 16, "item of the codes leaving requantization"),
+        ("o_tile_q", 16, "its tile"),
+        ("o_rem_q", 16, "out_c - o0"),
+        ("o_pos_q", pb, "its staging position (a ring)"),
+        ("o_rpos_q", pb, "the current run's first position"),
+        ("o_rp0_q", 16, "the current run's first item"),
+        ("o_chan_q", aw, "out + o0 * out_h * out_w: the tile's first channel (Conv2d)"),
+        ("o_dest_q", aw, "out + n * out_stride + o0: the item's output (Dense)"),
+        ("o_dtile_q", aw, "out + o0 (Dense)"),
+        ("o_done_q", 1, "every item of the descriptor has left requantization"),
+    ] {
+        m.reg(name, width, Some(doc))?;
+    }
+    m.wire_assign(
+        "o_nrows",
+        Expr::raw(
+            format!(
+                "(o_rem_q < 16'd{rows}) ? o_rem_q[{ri}:0] : {}'d{rows}",
+                ri + 1
+            ),
+            ri + 1,
+        ),
+        Some("rows of the tile"),
+    )?;
+    m.wire_assign(
+        "o_tile_end",
+        Expr::raw("q_valid && o_item_q == x_items - 16'd1", 1),
+        None,
+    )?;
+    let run_end = if runl == 0 {
+        "1'b1".to_owned()
+    } else {
+        format!("o_item_q[{}:0] == {runl}'d{}", runl - 1, s.run_bytes - 1)
+    };
+    m.wire_assign(
+        "o_run_end",
+        Expr::raw(format!("q_valid && x_conv && (o_tile_end || {run_end})"), 1),
+        Some("Conv2d: the item closes a run"),
+    )?;
+    // Staging: row r, byte lane l holds position p when p mod B == l, entry (p / B) mod depth.
+    m.section("staging rings: row r, byte lane l, entry e holds position e * B + l");
+    let mut st = Code::new();
+    for r in 0..rows {
+        for l in 0..bb {
+            let mem = format!("st{r}_{l}_mem");
+            m.memory(&mem, 8, se, "staged output codes")?;
+            let lane = if lbb == 0 {
+                "1'b1".to_owned()
+            } else {
+                format!("o_pos_q[{}:0] == {lbb}'d{l}", lbb - 1)
+            };
+            st.if_(
+                format!("q_valid && x_conv && {lane}"),
+                |c| {
+                    c.nb(
+                        format!("{mem}[o_pos_q[{}:{lbb}]]", pb - 1),
+                        format!("q_codes[{} +: 8]", 8 * r),
+                    );
+                },
+            );
+        }
+    }
+    m.always_ff(&m.sig("clk")?, st)?;
+    // The run queue (Conv2d) and the output queue (Dense).
+    m.section("run queue (Conv2d) and output queue (Dense)");
+    let rqb = clog2(RUN_QUEUE);
+    for (f, w) in [
+        ("pos", pb),
+        ("len", runl + 1),
+        ("dest", aw),
+        ("nrows", ri + 1),
+        ("tile", 16),
+    ] {
+        m.memory(&format!("rq_{f}"), w, RUN_QUEUE, "run field")?;
+    }
+    m.reg("rq_wp_q", rqb.max(1), None)?;
+    m.reg("rq_rp_q", rqb.max(1), None)?;
+    m.reg("rq_n_q", clog2(RUN_QUEUE + 1), Some("runs queued"))?;
+    let dq = DENSE_QUEUE;
+    let dqb = clog2(dq);
+    for (f, w) in [("codes", rows * 8), ("dest", aw), ("nrows", ri + 1), ("tile", 16)] {
+        m.memory(&format!("dq_{f}"), w, dq, "output field")?;
+    }
+    m.reg("dq_wp_q", dqb.max(1), None)?;
+    m.reg("dq_rp_q", dqb.max(1), None)?;
+    m.reg("dq_n_q", clog2(dq + 1), Some("outputs queued"))?;
+    let ppos = clog2(s.stage_bytes);
+    let _ = (seb, ppos);
+    let mut c = Code::new();
+    c.if_("o_run_end", |c| {
+        c.nb("rq_pos[rq_wp_q]", "o_rpos_q");
+        c.nb(
+            "rq_len[rq_wp_q]",
+            format!("o_item_q[{runl}:0] - o_rp0_q[{runl}:0] + {}'d1", runl + 1),
+        );
+        c.nb(
+            "rq_dest[rq_wp_q]",
+            format!("o_chan_q + {{{}'d0, o_rp0_q}}", aw - 16),
+        );
+        c.nb("rq_nrows[rq_wp_q]", "o_nrows");
+        c.nb("rq_tile[rq_wp_q]", "o_tile_q");
+    });
+    c.if_("q_valid && !x_conv", |c| {
+        c.nb("dq_codes[dq_wp_q]", "q_codes");
+        c.nb("dq_dest[dq_wp_q]", "o_dest_q");
+        c.nb("dq_nrows[dq_wp_q]", "o_nrows");
+        c.nb("dq_tile[dq_wp_q]", "o_tile_q");
+    });
+    let rowstep = format!("{{{z}'d0, x_items, {ri}'d0}}", z = aw - 16 - ri);
+    c.if_else(
+        "!rst_n || clear",
+        |c| {
+            c.nb("o_done_q", "1'b0");
+            c.nb("rq_wp_q", format!("{}'d0", rqb.max(1)));
+            c.nb("dq_wp_q", format!("{}'d0", dqb.max(1)));
+        },
+        |c| {
+            c.if_("x_start", |c| {
+                c.nb("o_item_q", "16'd0");
+                c.nb("o_tile_q", "16'd0");
+                c.nb("o_rem_q", "x_out_c");
+                c.nb("o_pos_q", format!("{pb}'d0"));
+                c.nb("o_rpos_q", format!("{pb}'d0"));
+                c.nb("o_rp0_q", "16'd0");
+                c.nb("o_chan_q", "x_out_addr");
+                c.nb("o_dest_q", "x_out_addr");
+                c.nb("o_dtile_q", "x_out_addr");
+                c.nb("o_done_q", "1'b0");
+            });
+            c.if_("o_run_end", |c| {
+                c.nb("rq_wp_q", format!("rq_wp_q + {}'d1", rqb.max(1)));
+                c.nb("o_rpos_q", format!("o_pos_q + {pb}'d1"));
+                c.nb("o_rp0_q", "o_tile_end ? 16'd0 : o_item_q + 16'd1");
+            });
+            c.if_("q_valid && !x_conv", |c| {
+                c.nb("dq_wp_q", format!("dq_wp_q + {}'d1", dqb.max(1)));
+            });
+            c.if_("q_valid", |c| {
+                c.nb("o_pos_q", format!("o_pos_q + {pb}'d1"));
+                c.nb(
+                    "o_dest_q",
+                    format!("o_dest_q + {{{}'d0, x_out_stride}}", aw - 17),
+                );
+                c.if_else(
+                    "o_tile_end",
+                    |c| {
+                        c.nb("o_item_q", "16'd0");
+                        c.nb("o_tile_q", "o_tile_q + 16'd1");
+                        c.nb("o_rem_q", format!("o_rem_q - 16'd{rows}"));
+                        c.nb("o_chan_q", format!("o_chan_q + {rowstep}"));
+                        c.nb(
+                            "o_dtile_q",
+                            format!("o_dtile_q + {aw}'d{rows}"),
+                        );
+                        c.nb("o_dest_q", format!("o_dtile_q + {aw}'d{rows}"));
+                        c.if_("o_tile_q + 16'd1 == x_tiles", |c| {
+                            c.nb("o_done_q", "1'b1");
+                        });
+                    },
+                    |c| {
+                        c.nb("o_item_q", "o_item_q + 16'd1");
+                    },
+                );
+            });
+        },
+    );
+    m.always_ff(&m.sig("clk")?, c)?;
+    Ok(())
+}
+
+/// The request stage: each run (a Conv2d run's rows one by one, or a Dense output) as a write
+/// request, checked against the window; its data job queued for the data stage. After a window
+/// error every later run becomes a null job (no request, no beats) so credits still return.
+fn requests(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> {
+    let aw = s.addr_bits;
+    let bb = u64::from(cfg.bus_bytes());
+    let lbb = clog2(cfg.bus_bytes());
+    let ri = clog2(s.rows);
+    let pb = clog2(s.stage_bytes);
+    let runl = clog2(s.run_bytes);
+    let wb = WORDS_BITS;
+    let rqb = clog2(RUN_QUEUE).max(1);
+    let dqb = clog2(DENSE_QUEUE).max(1);
+    m.section("request stage");
+    m.localparam("A_IDLE", Expr::lit(2, 0), None)?;
+    m.localparam("A_CHK", Expr::lit(2, 1), None)?;
+    m.localparam("A_REQ", Expr::lit(2, 2), None)?;
+    for (name, width, doc) in [
+        ("ast_q", 2, "state"),
+        ("a_rq_q", rqb, "the next run to request (Conv2d)"),
+        ("a_rqn_q", clog2(RUN_QUEUE + 1), "runs queued and not yet requested"),
+        ("a_dq_q", dqb, "the next output to request (Dense)"),
+        ("a_dqn_q", clog2(DENSE_QUEUE + 1), "outputs queued and not yet requested"),
+        ("a_conv_q", 1, "the job is a Conv2d run's row"),
+        ("a_row_q", ri + 1, "its row"),
+        ("a_nrows_q", ri + 1, "the run's rows"),
+        ("a_dest_q", aw, "the burst's first byte"),
+        ("a_len_q", 7, "its bytes"),
+        ("a_pos_q", pb, "Conv2d: the run's first staging position"),
+        ("a_tile_q", 16, ""),
+        ("a_lo_q", aw + 2, "the burst rounded out to beats"),
+        ("a_hi_q", aw + 2, ""),
+        ("a_err_q", 1, "a burst was outside the window: every later one is dropped"),
+    ] {
+        m.reg(name, width, Some(doc))?;
+    }
+    // The data stage's job queue: two entries.
+    for (f, w) in [
+        ("conv", 1),
+        ("null", 1),
+        ("row", ri.max(1)),
+        ("pos", pb),
+        ("off", lbb),
+        ("len", 7),
+        ("beats", 5),
+        ("last", 1),
+    ] {
+        m.memory(&format!("jq_{f}"), w, 2, "data job field")?;
+    }
+    m.reg("jq_wp_q", 1, None)?;
+    m.reg("jq_rp_q", 1, None)?;
+    m.reg("jq_n_q", 2, Some("jobs queued"))?;
+    m.wire_assign(
+        "a_in_win",
+        Expr::raw(
+            "a_lo_q >= {1'b0, win_base} && a_hi_q <= {1'b0, win_limit}",
+            1,
+        ),
+        Some("the burst, rounded out to beats, lies in [WIN_BASE, WIN_LIMIT)"),
+    )?;
+    let job_free = "jq_n_q != 2'd2";
+    m.assign_raw(
+        "wr_req_valid",
+        format!("ast_q == A_REQ && !a_err_q && a_in_win && {job_free}"),
+    )?;
+    m.assign_raw("wr_req_addr", format!("a_dest_q & ~{aw}'d7"))?;
+    m.assign_raw(
+        "wr_req_words",
+        format!(
+            "({{{z}'d0, a_dest_q[2:0]}} + {{{z2}'d0, a_len_q}} + {wb}'d7) >> 3",
+            z = wb - 3,
+            z2 = wb - 7
+        ),
+    )?;
+    m.wire_assign("wr_req_fire", Expr::raw("wr_req_valid && wr_req_ready", 1), None)?;
+    m.wire_assign(
+        "a_bad",
+        Expr::raw("ast_q == A_REQ && !a_err_q && !a_in_win", 1),
+        Some("the burst lies outside the window"),
+    )?;
+    m.wire_assign(
+        "a_push",
+        Expr::raw(
+            format!("ast_q == A_REQ && {job_free} && (a_err_q || a_bad || wr_req_fire)"),
+            1,
+        ),
+        Some("the job goes to the data stage (a null job after a window error)"),
+    )?;
+    m.lint_off(
+        "UNUSEDSIGNAL",
+        "the burst's bytes beyond whole beats (only the beat count is kept)",
+    );
+    m.wire_assign(
+        "a_end_beat",
+        Expr::raw(
+            format!(
+                "{{{z}'d0, a_dest_q[{}:0]}} + {{2'd0, a_len_q}} + 9'd{}",
+                lbb - 1,
+                bb - 1,
+                z = 9 - lbb
+            ),
+            9,
+        ),
+        Some("offset + bytes + B - 1: the beats, times B"),
+    )?;
+    m.lint_on("UNUSEDSIGNAL");
+    let mut c = Code::new();
+    c.if_("a_push", |c| {
+        c.nb("jq_conv[jq_wp_q]", "a_conv_q");
+        c.nb("jq_null[jq_wp_q]", "a_err_q || a_bad");
+        c.nb(
+            "jq_row[jq_wp_q]",
+            format!("a_row_q[{}:0]", ri.max(1) - 1),
+        );
+        c.nb("jq_pos[jq_wp_q]", "a_pos_q");
+        c.nb("jq_off[jq_wp_q]", format!("a_dest_q[{}:0]", lbb - 1));
+        c.nb("jq_len[jq_wp_q]", "a_len_q");
+        c.nb("jq_beats[jq_wp_q]", format!("a_end_beat[{}:{lbb}]", lbb + 4));
+        c.nb(
+            "jq_last[jq_wp_q]",
+            "!a_conv_q || a_row_q + 1 == a_nrows_q".replace(
+                "a_row_q + 1",
+                &format!("a_row_q + {}'d1", ri + 1),
+            ),
+        );
+    });
+    c.if_else(
+        "!rst_n || clear",
+        |c| {
+            c.nb("ast_q", "A_IDLE");
+            c.nb("a_rqn_q", format!("{}'d0", clog2(RUN_QUEUE + 1)));
+            c.nb("a_dqn_q", format!("{}'d0", clog2(DENSE_QUEUE + 1)));
+            c.nb("a_rq_q", format!("{rqb}'d0"));
+            c.nb("a_dq_q", format!("{dqb}'d0"));
+            c.nb("a_err_q", "1'b0");
+            c.nb("jq_wp_q", "1'b0");
+        },
+        |c| {
+            c.if_("x_start", |c| {
+                c.nb("a_err_q", "1'b0");
+            });
+            c.if_("a_bad", |c| {
+                c.nb("a_err_q", "1'b1");
+            });
+            c.if_("a_push", |c| {
+                c.nb("jq_wp_q", "!jq_wp_q");
+            });
+            let take_run = "ast_q == A_IDLE && a_rqn_q != 0";
+            let take_out = "ast_q == A_IDLE && a_rqn_q == 0 && a_dqn_q != 0";
+            let rn = clog2(RUN_QUEUE + 1);
+            let dn = clog2(DENSE_QUEUE + 1);
+            c.nb(
+                "a_rqn_q",
+                format!(
+                    "a_rqn_q + {{{z}'d0, o_run_end}} - {{{z}'d0, {t}}}",
+                    z = rn - 1,
+                    t = take_run.replace("!= 0", &format!("!= {rn}'d0"))
+                ),
+            );
+            c.nb(
+                "a_dqn_q",
+                format!(
+                    "a_dqn_q + {{{z}'d0, q_valid && !x_conv}} - {{{z}'d0, {t}}}",
+                    z = dn - 1,
+                    t = take_out
+                        .replace("a_rqn_q == 0", &format!("a_rqn_q == {rn}'d0"))
+                        .replace("!= 0", &format!("!= {dn}'d0"))
+                ),
+            );
+            c.case_block("case (ast_q)", |c| {
+                c.block("A_IDLE:", |c| {
+                    c.if_else(
+                        format!("a_rqn_q != {rn}'d0"),
+                        |c| {
+                            c.nb("a_conv_q", "1'b1");
+                            c.nb("a_row_q", format!("{}'d0", ri + 1));
+                            c.nb("a_nrows_q", "rq_nrows[a_rq_q]");
+                            c.nb("a_dest_q", "rq_dest[a_rq_q]");
+                            c.nb("a_len_q", zext("rq_len[a_rq_q]", runl + 1, 7));
+                            c.nb("a_pos_q", "rq_pos[a_rq_q]");
+                            c.nb("a_tile_q", "rq_tile[a_rq_q]");
+                            c.nb("a_rq_q", format!("a_rq_q + {rqb}'d1"));
+                            c.nb("ast_q", "A_CHK");
+                        },
+                        |c| {
+                            c.if_(format!("a_dqn_q != {dn}'d0"), |c| {
+                                c.nb("a_conv_q", "1'b0");
+                                c.nb("a_row_q", format!("{}'d0", ri + 1));
+                                c.nb("a_nrows_q", format!("{}'d1", ri + 1));
+                                c.nb("a_dest_q", "dq_dest[a_dq_q]");
+                                c.nb("a_len_q", zext("dq_nrows[a_dq_q]", ri + 1, 7));
+                                c.nb("a_tile_q", "dq_tile[a_dq_q]");
+                                c.nb("a_dq_q", format!("a_dq_q + {dqb}'d1"));
+                                c.nb("ast_q", "A_CHK");
+                            });
+                        },
+                    );
+                });
+                c.block("A_CHK:", |c| {
+                    c.nb(
+                        "a_lo_q",
+                        format!("{{2'd0, a_dest_q}} & ~{}'d{}", aw + 2, bb - 1),
+                    );
+                    c.nb(
+                        "a_hi_q",
+                        format!(
+                            "({{2'd0, a_dest_q}} + {{{z}'d0, a_len_q}} + {w}'d{b1}) & ~{w}'d{b1}",
+                            z = aw + 2 - 7,
+                            w = aw + 2,
+                            b1 = bb - 1
+                        ),
+                    );
+                    c.nb("ast_q", "A_REQ");
+                });
+                c.block("A_REQ:", |c| {
+                    c.if_("a_push", |c| {
+                        c.if_else(
+                            format!("a_conv_q && a_row_q + {}'d1 != a_nrows_q", ri + 1),
+                            |c| {
+                                c.nb("a_row_q", format!("a_row_q + {}'d1", ri + 1));
+                                c.nb(
+                                    "a_dest_q",
+                                    format!("a_dest_q + {{{}'d0, x_items}}", aw - 16),
+                                );
+                                c.nb("ast_q", "A_CHK");
+                            },
+                            |c| {
+                                c.nb("ast_q", "A_IDLE");
+                            },
+                        );
+                    });
+                });
+                c.line("default: ;");
+            });
+        },
+    );
+    m.always_ff(&m.sig("clk")?, c)?;
+    Ok(())
+}
+
+/// The data stage: beats formed from the staging (or the output queue) at the request's byte
+/// offset, with strobes on its bytes, into a small queue before the write port. A Conv2d run's
+/// row reads entries E0, E0+1, ... of the row's staging (registered read, then the row's lanes
+/// chosen); beat k is the bytes from the rotation of entries E0+k and E0+k+1. A Dense output's
+/// beats come from its queue entry shifted to the burst's offset.
+fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> {
+    let rows = s.rows;
+    let bb = cfg.bus_bytes();
+    let lbb = clog2(bb);
+    let se = s.stage_bytes / bb;
+    let seb = clog2(se);
+    let pb = clog2(s.stage_bytes);
+    let ri = clog2(rows);
+    let fb = clog2(BEAT_FIFO);
+    let bw = 8 * bb;
+    let rqb = clog2(RUN_QUEUE).max(1);
+    let dqb = clog2(DENSE_QUEUE).max(1);
+    m.section("data stage");
+    for (name, width, doc) in [
+        ("b_busy_q", 1, "a job is being formed"),
+        ("b_conv_q", 1, ""),
+        ("b_null_q", 1, ""),
+        ("b_row_q", ri.max(1), ""),
+        ("b_off_q", lbb, ""),
+        ("b_len_q", 7, ""),
+        ("b_beats_q", 5, ""),
+        ("b_last_q", 1, ""),
+        ("b_rot_q", lbb, "staging rotation: (pos - off) mod B"),
+        ("b_e_q", seb.max(1), "next staging entry to read"),
+        ("b_rd_q", 5, "reads issued for the job"),
+        ("b_k_q", 5, "beats formed for the job"),
+    ] {
+        m.reg(name, width, if doc.is_empty() { None } else { Some(doc) })?;
+    }
+    // Staging reads: every row's lanes at one entry, registered; then the job's row.
+    let mut rd = Code::new();
+    for r in 0..rows {
+        for l in 0..bb {
+            m.reg(&format!("st{r}_{l}_rd_q"), 8, None)?;
+            let entry = if seb == 0 { "1'b0".to_owned() } else { "b_e_q".to_owned() };
+            rd.nb(format!("st{r}_{l}_rd_q"), format!("st{r}_{l}_mem[{entry}]"));
+        }
+    }
+    m.always_ff(&m.sig("clk")?, rd)?;
+    for (name, width) in [("r1_v_q", 1), ("r1_beat_q", 1), ("r2_v_q", 1), ("r2_beat_q", 1)] {
+        m.reg(name, width, None)?;
+    }
+    m.reg("r1_row_q", ri.max(1), None)?;
+    m.reg("cur_q", bw, Some("the job's row's entry just read"))?;
+    m.reg("prev_q", bw, Some("the entry before it"))?;
+    let row_entry = |r: u32| {
+        let entry = (0..bb)
+            .rev()
+            .map(|l| format!("st{r}_{l}_rd_q"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("{{{entry}}}")
+    };
+    let row_sel = if rows == 1 {
+        row_entry(0)
+    } else {
+        (0..rows)
+            .map(|r| format!("(r1_row_q == {}'d{r}) ? {}", ri.max(1), row_entry(r)))
+            .collect::<Vec<_>>()
+            .join(" : ")
+            + &format!(" : {bw}'d0")
+    };
+    m.wire_assign("row_entry", Expr::raw(row_sel, bw), None)?;
+    // The beat queue.
+    m.memory("bf_data", bw, BEAT_FIFO, "beats formed")?;
+    m.memory("bf_strb", bb, BEAT_FIFO, "their strobes")?;
+    m.reg("bf_wp_q", fb, None)?;
+    m.reg("bf_rp_q", fb, None)?;
+    m.reg("bf_n_q", fb + 1, Some("beats queued"))?;
+    m.wire_assign(
+        "b_job_go",
+        Expr::raw("!b_busy_q && jq_n_q != 2'd0", 1),
+        Some("take the next job"),
+    )?;
+    m.wire_assign(
+        "b_room",
+        Expr::raw(
+            format!(
+                "bf_n_q + {{{fb}'d0, r1_v_q && r1_beat_q}} + {{{fb}'d0, r2_v_q && r2_beat_q}} < {w}'d{}",
+                BEAT_FIFO - 1,
+                w = fb + 1
+            ),
+            1,
+        ),
+        Some("a beat formed now, and those the reads in flight will form, still fit the queue"),
+    )?;
+    m.wire_assign(
+        "b_read",
+        Expr::raw(
+            "b_busy_q && b_conv_q && !b_null_q && b_rd_q <= b_beats_q && b_room",
+            1,
+        ),
+        Some("Conv2d: read the next staging entry (beats + 1 reads)"),
+    )?;
+    m.wire_assign(
+        "b_dense_beat",
+        Expr::raw(
+            "b_busy_q && !b_conv_q && !b_null_q && b_k_q != b_beats_q && b_room",
+            1,
+        ),
+        Some("Dense: form the next beat from the output queue"),
+    )?;
+    m.wire_assign(
+        "r2_beat",
+        Expr::raw("r2_v_q && r2_beat_q", 1),
+        Some("Conv2d: a beat is formed from prev and cur"),
+    )?;
+    // Strobes of beat k: byte b lies in [off, off + len).
+    let kw = 5 + lbb;
+    m.wire_assign(
+        "b_lo",
+        Expr::raw(format!("{{b_k_q, {lbb}'d0}}"), kw),
+        Some("k * B: the beat's first byte from the burst's beat-aligned start"),
+    )?;
+    m.wire_assign(
+        "b_hi",
+        Expr::raw(
+            format!(
+                "{{{z}'d0, b_off_q}} + {{{z2}'d0, b_len_q}}",
+                z = kw - lbb,
+                z2 = kw - 7
+            ),
+            kw,
+        ),
+        Some("off + len: the first byte past the burst"),
+    )?;
+    let strb = (0..bb)
+        .rev()
+        .map(|b| {
+            format!(
+                "(b_lo + {kw}'d{b} >= {{{z}'d0, b_off_q}} && b_lo + {kw}'d{b} < b_hi)",
+                z = kw - lbb
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    m.wire_assign("b_strb", Expr::raw(format!("{{{strb}}}"), bb), None)?;
+    m.wire_assign(
+        "pair",
+        Expr::raw(format!("{{cur_q[{}:0], prev_q}}", bw - 9), 2 * bw - 8),
+        Some("entries E0+k (prev) and E0+k+1 (cur): a beat starts at any of the first B bytes"),
+    )?;
+    let funnel = (0..bb)
+        .rev()
+        .map(|b| format!("pair[{{{{1'b0, b_rot_q}} + {}'d{b}, 3'd0}} +: 8]", lbb + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    m.wire_assign(
+        "funnel",
+        Expr::raw(format!("{{{funnel}}}"), bw),
+        Some("the beat: bytes rot .. rot + B - 1 of the pair"),
+    )?;
+    // Dense: the output's codes shifted to the burst's offset.
+    let dl = rows * 8 + bw;
+    m.reg("dv_q", dl, Some("Dense: the codes shifted left by the burst's offset"))?;
+    let kb = clog2(dl.div_ceil(bw));
+    m.wire_assign(
+        "dense_beat",
+        Expr::raw(
+            format!("dv_q[{{b_k_q[{}:0], {}'d0}} +: {bw}]", kb.max(1) - 1, lbb + 3),
+            bw,
+        ),
+        None,
+    )?;
+    m.wire_assign(
+        "b_fin",
+        Expr::raw(
+            "b_busy_q && (b_null_q || (b_conv_q ? (r2_beat && b_k_q + 5'd1 == b_beats_q) : \
+             (b_dense_beat && b_k_q + 5'd1 == b_beats_q)))",
+            1,
+        ),
+        Some("the job's last beat is formed (or the job is null)"),
+    )?;
+    let mut c = Code::new();
+    c.if_("b_job_go", |c| {
+        c.nb("b_conv_q", "jq_conv[jq_rp_q]");
+        c.nb("b_null_q", "jq_null[jq_rp_q]");
+        c.nb("b_row_q", "jq_row[jq_rp_q]");
+        c.nb("b_off_q", "jq_off[jq_rp_q]");
+        c.nb("b_len_q", "jq_len[jq_rp_q]");
+        c.nb("b_beats_q", "jq_beats[jq_rp_q]");
+        c.nb("b_last_q", "jq_last[jq_rp_q]");
+        c.nb(
+            "b_rot_q",
+            format!("jq_pos[jq_rp_q][{}:0] - jq_off[jq_rp_q]", lbb - 1),
+        );
+        if seb > 0 {
+            c.nb(
+                "b_e_q",
+                format!(
+                    "jq_pos[jq_rp_q][{}:{lbb}] - {{{}'d0, jq_pos[jq_rp_q][{}:0] < jq_off[jq_rp_q]}}",
+                    pb - 1,
+                    seb - 1,
+                    lbb - 1
+                ),
+            );
+        }
+        c.nb("b_rd_q", "5'd0");
+        c.nb("b_k_q", "5'd0");
+        c.nb(
+            "dv_q",
+            format!("{{{bw}'d0, dq_codes[dq_rp_q]}} << {{jq_off[jq_rp_q], 3'd0}}"),
+        );
+    });
+    c.if_("b_read", |c| {
+        c.nb("b_rd_q", "b_rd_q + 5'd1");
+        if seb > 0 {
+            c.nb("b_e_q", format!("b_e_q + {seb}'d1"));
+        }
+    });
+    c.nb("r1_beat_q", "b_rd_q != 5'd0");
+    c.nb("r1_row_q", "b_row_q");
+    c.nb("r2_beat_q", "r1_beat_q");
+    c.if_("r1_v_q", |c| {
+        c.nb("cur_q", "row_entry");
+        c.nb("prev_q", "cur_q");
+    });
+    c.if_("r2_beat || b_dense_beat", |c| {
+        c.nb("b_k_q", "b_k_q + 5'd1");
+        c.nb(
+            "bf_data[bf_wp_q]",
+            "r2_beat ? funnel : dense_beat",
+        );
+        c.nb("bf_strb[bf_wp_q]", "b_strb");
+    });
+    let rn = clog2(RUN_QUEUE + 1);
+    let dn = clog2(DENSE_QUEUE + 1);
+    c.if_else(
+        "!rst_n || clear",
+        |c| {
+            c.nb("b_busy_q", "1'b0");
+            c.nb("r1_v_q", "1'b0");
+            c.nb("r2_v_q", "1'b0");
+            c.nb("bf_wp_q", format!("{fb}'d0"));
+            c.nb("bf_rp_q", format!("{fb}'d0"));
+            c.nb("bf_n_q", format!("{}'d0", fb + 1));
+            c.nb("jq_rp_q", "1'b0");
+            c.nb("jq_n_q", "2'd0");
+            c.nb("rq_rp_q", format!("{rqb}'d0"));
+            c.nb("rq_n_q", format!("{rn}'d0"));
+            c.nb("dq_rp_q", format!("{dqb}'d0"));
+            c.nb("dq_n_q", format!("{dn}'d0"));
+        },
+        |c| {
+            c.nb("r1_v_q", "b_read");
+            c.nb("r2_v_q", "r1_v_q");
+            c.if_("b_job_go", |c| {
+                c.nb("b_busy_q", "1'b1");
+                c.nb("jq_rp_q", "!jq_rp_q");
+            });
+            c.nb("jq_n_q", "jq_n_q + {1'b0, a_push} - {1'b0, b_job_go}");
+            c.if_("b_fin", |c| {
+                c.nb("b_busy_q", "1'b0");
+            });
+            c.if_("r2_beat || b_dense_beat", |c| {
+                c.nb("bf_wp_q", format!("bf_wp_q + {fb}'d1"));
+            });
+            c.nb(
+                "bf_n_q",
+                format!(
+                    "bf_n_q + {{{fb}'d0, r2_beat || b_dense_beat}} - {{{fb}'d0, wr_valid && wr_ready}}"
+                ),
+            );
+            c.if_("wr_valid && wr_ready", |c| {
+                c.nb("bf_rp_q", format!("bf_rp_q + {fb}'d1"));
+            });
+            c.comment("a finished job frees its run (after the run's last row) or its output");
+            c.nb(
+                "rq_n_q",
+                format!(
+                    "rq_n_q + {{{z}'d0, o_run_end}} - {{{z}'d0, run_free}}",
+                    z = rn - 1
+                ),
+            );
+            c.if_("run_free", |c| {
+                c.nb("rq_rp_q", format!("rq_rp_q + {rqb}'d1"));
+            });
+            c.nb(
+                "dq_n_q",
+                format!(
+                    "dq_n_q + {{{z}'d0, q_valid && !x_conv}} - {{{z}'d0, out_free}}",
+                    z = dn - 1
+                ),
+            );
+            c.if_("out_free", |c| {
+                c.nb("dq_rp_q", format!("dq_rp_q + {dqb}'d1"));
+            });
+        },
+    );
+    m.wire_assign(
+        "run_free",
+        Expr::raw("b_fin && b_conv_q && b_last_q", 1),
+        Some("a Conv2d run's last row is formed: its staging positions are free"),
+    )?;
+    m.wire_assign(
+        "out_free",
+        Expr::raw("b_fin && !b_conv_q", 1),
+        Some("a Dense output is formed: its queue entry is free"),
+    )?;
+    m.always_ff(&m.sig("clk")?, c)?;
+    let runl = clog2(s.run_bytes);
+    m.assign_raw(
+        "credit_ret",
+        format!(
+            "run_free ? {{{z}'d0, rq_len[rq_rp_q]}} : out_free ? {CREDIT_BITS}'d1 : {CREDIT_BITS}'d0",
+            z = CREDIT_BITS - runl - 1
+        ),
+    )?;
+    m.assign_raw("run_credit_ret", "run_free")?;
+    m.assign_raw("wr_valid", format!("bf_n_q != {}'d0", fb + 1))?;
+    m.assign_raw("wr_data", "bf_data[bf_rp_q]")?;
+    m.assign_raw("wr_strb", "bf_strb[bf_rp_q]")?;
+    let pop = (0..bb)
+        .map(|b| format!("{{15'd0, wr_strb[{b}]}}"))
+        .collect::<Vec<_>>()
+        .join(" + ");
+    m.assign_raw(
+        "perf_bytes_wr",
+        format!("(wr_valid && wr_ready) ? ({pop}) : 16'd0"),
+    )?;
+    Ok(())
+}
+
+/// Completion: every output written and acknowledged, then `x_done` (or, on a bus error,
+/// `res_err`); idle.
+fn finish(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
+    let code = |e: ErrorCode| format!("8'd{}", e.as_u8());
+    m.section("completion");
+    m.reg("rqv_q", RQ_LATENCY, Some("items inside the requant units"))?;
+    m.reg("fin_q", 1, Some("the descriptor's completion was signalled"))?;
+    m.reg("x_done_q", 1, None)?;
+    m.reg("err_v_q", 1, None)?;
+    m.reg("err_code_q", 8, None)?;
+    m.reg("err_tile_q", 16, None)?;
+    m.reg("wec_q", 1, None)?;
+    let rn = clog2(RUN_QUEUE + 1);
+    let dn = clog2(DENSE_QUEUE + 1);
+    let fb = clog2(BEAT_FIFO);
+    m.wire_assign(
+        "drained",
+        Expr::raw(
+            format!(
+                "rqv_q == {l}'d0 && rq_n_q == {rn}'d0 && dq_n_q == {dn}'d0 && ast_q == A_IDLE && \
+                 jq_n_q == 2'd0 && !b_busy_q && !r1_v_q && !r2_v_q && bf_n_q == {f}'d0 && !wr_busy",
+                l = RQ_LATENCY,
+                f = fb + 1
+            ),
+            1,
+        ),
+        Some("nothing of the descriptor is left in the stage or the DMA engine"),
+    )?;
+    let mut c = Code::new();
+    c.nb("x_done_q", "1'b0");
+    c.nb("err_v_q", "1'b0");
+    c.nb("wec_q", "x_start");
+    c.if_else(
+        "!rst_n || clear",
+        |c| {
+            c.nb("rqv_q", format!("{RQ_LATENCY}'d0"));
+            c.nb("fin_q", "1'b1");
+        },
+        |c| {
+            c.nb("rqv_q", format!("{{rqv_q[{}:0], acc_valid}}", RQ_LATENCY - 2));
+            c.if_("x_start", |c| {
+                c.nb("fin_q", "1'b0");
+            });
+            c.if_("a_bad", |c| {
+                c.nb("err_v_q", "1'b1");
+                c.nb("err_code_q", code(ErrorCode::OutOfWindow));
+                c.nb("err_tile_q", "a_tile_q");
+            });
+            c.if_("!fin_q && o_done_q && drained && !a_err_q && !x_start", |c| {
+                c.nb("fin_q", "1'b1");
+                c.if_else(
+                    "wr_err[1]",
+                    |c| {
+                        c.nb("err_v_q", "1'b1");
+                        c.nb(
+                            "err_code_q",
+                            format!(
+                                "wr_err[0] ? {} : {}",
+                                code(ErrorCode::AxiDecerr),
+                                code(ErrorCode::AxiSlverr)
+                            ),
+                        );
+                        c.nb("err_tile_q", "x_tiles");
+                    },
+                    |c| {
+                        c.nb("x_done_q", "1'b1");
+                    },
+                );
+            });
+        },
+    );
+    m.always_ff(&m.sig("clk")?, c)?;
+    m.assign_raw("x_done", "x_done_q")?;
+    m.assign_raw("res_err_valid", "err_v_q")?;
+    m.assign_raw("res_err_code", "err_code_q")?;
+    m.assign_raw("res_err_tile", "err_tile_q")?;
+    m.assign_raw("wr_err_clear", "wec_q")?;
+    m.assign_raw("result_idle", "drained")?;
+    let _ = s;
+    Ok(())
+}

@@ -1,0 +1,633 @@
+//! `caq_window`: the Conv2d window generator. It holds the input feature map (CHW bytes, in
+//! [`FM_LANES`] byte lanes so that any 16 consecutive bytes are one read) and gathers patches —
+//! the K-vectors in (c, ky, kx) order of implicit im2col — a block of W output pixels of one
+//! output row at a time: each cycle it reads one kernel row's segment of the map, which holds
+//! that kernel row for every pixel of the block, and appends each pixel's kw bytes to the pixel's
+//! patch (zero where the window lies in the padding). Full 64-bit patch words go straight into
+//! the execute stage's activation banks, pixel w's word j into bank (j + w) mod C/8 of patch
+//! buffer (b mod 2, w), so the W pixels' words land in different banks in the same cycle.
+//!
+//! Blocks follow the execute stage's order (tiles, output rows, blocks along the row); a block is
+//! gathered while the previous one computes (two patch buffers, `block_ready` / `block_done`).
+//! A block costs in_c·kh cycles plus the pipeline's fill, whatever its width.
+//!
+//! Pipeline of a kernel row: address (t), lane reads (t+1), the block's bytes selected and masked
+//! per pixel (t+2), appended, full words out (t+3), written (t+4).
+//!
+//! Knows the feature-map layout and the patch layout; knows nothing of weights or results.
+
+use caq_spec::shape::FM_LANES;
+use caq_spec::{AccelConfig, CoreShape};
+
+use super::exec::act_entry_bits;
+use super::fetch::FetchWidths;
+use super::params::x_inputs;
+use super::ports::{bit, clog2};
+use crate::emit::{Code, Dir, Expr, Module, ModuleBuilder};
+use crate::error::Result;
+
+/// Cycles from a block's last kernel row to its `block_ready`.
+pub const GATHER_LATENCY: u32 = 5;
+
+/// The `caq_window` module.
+pub fn window(cfg: &AccelConfig) -> Result<Module> {
+    let s = CoreShape::of(cfg);
+    let fw = FetchWidths::of(&s);
+    let (nb, nw) = (s.abanks, s.bus_words);
+    let aeb = act_entry_bits(&s);
+    let wmax = s.max_block;
+    let fl = FM_LANES;
+    let fdepth = s.fm_bytes / fl;
+    let feb = clog2(fdepth);
+    let aw = s.addr_bits;
+    let mut m = ModuleBuilder::new("caq_window")?;
+    m.doc(&[
+        "Window generator: the Conv2d feature map and the gather of patches, a block of pixels",
+        "of one output row at a time, into the activation banks. See caq-hdl core/window.rs.",
+    ]);
+    m.doc_line(format!(
+        "Feature map {} bytes in {fl} lanes of {fdepth}; blocks of up to {wmax} pixels; \
+         {nb} activation banks.",
+        s.fm_bytes
+    ));
+    let clk = m.port(Dir::Input, "clk", 1)?;
+    m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
+    m.port_doc(Dir::Input, "clear", 1, "pulse: back to idle")?;
+    m.port(Dir::Input, "x_start", 1)?;
+    x_inputs(&mut m, aw)?;
+    m.port_group("feature-map loads from the fetch stage");
+    m.port(Dir::Input, "lf_valid", nw)?;
+    m.port(Dir::Input, "lf_index", nw * fw.fib)?;
+    m.port(Dir::Input, "lf_data", nw * 64)?;
+    m.port(Dir::Input, "input_loaded", 1)?;
+    m.port_group("patch words into the activation banks");
+    m.port(Dir::Output, "pw_valid", nb)?;
+    m.port(Dir::Output, "pw_entry", nb * aeb)?;
+    m.port(Dir::Output, "pw_data", nb * 64)?;
+    m.port_group("tokens");
+    m.port(Dir::Output, "block_ready", 1)?;
+    m.port(Dir::Input, "block_done", 1)?;
+    m.port(Dir::Output, "window_idle", 1)?;
+
+    m.section("feature map: byte a in lane a mod 16, entry a / 16");
+    let mut wr = Code::new();
+    for b in 0..fl {
+        let mem = format!("fm{b}_mem");
+        m.memory(&mem, 8, fdepth, "feature-map bytes")?;
+        m.reg(&format!("fm{b}_rd_q"), 8, None)?;
+        let (half, j) = (b / 8, b % 8);
+        let mut chain = Code::new();
+        for l in 0..nw {
+            let hit = format!(
+                "{} && lf_index[{}] == 1'b{half}",
+                bit("lf_valid", l, nw),
+                l * fw.fib
+            );
+            let body = |c: &mut Code| {
+                c.nb(
+                    format!("{mem}[lf_index[{} +: {feb}]]", l * fw.fib + 1),
+                    format!("lf_data[{} +: 8]", 64 * l + 8 * j),
+                );
+            };
+            if l == 0 {
+                chain.if_(hit, body);
+            } else {
+                chain.else_if(hit, body);
+            }
+        }
+        wr.append(&chain);
+    }
+    m.always_ff(&clk, wr)?;
+
+    walk(&mut m, &s)?;
+    gather(&mut m, &s, feb)?;
+    assemble(&mut m, &s, aeb)?;
+    let _ = wmax;
+    Ok(m.finish())
+}
+
+/// The walk over blocks and kernel rows: which block is gathered, into which buffer, and the
+/// address of each kernel row's segment.
+fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
+    m.section("walk: tiles, blocks, kernel rows");
+    for (name, width, doc) in [
+        ("fm_ready_q", 1, "the feature map is loaded"),
+        ("gon_q", 1, "a block is being gathered"),
+        ("out_q", 2, "blocks gathered and not yet read by the execute stage"),
+        ("gblk_q", 1, "the gathered block's patch buffer"),
+        ("wt_q", 16, "tiles walked"),
+        ("by_q", 16, "the block's output row"),
+        ("bx_q", 16, "its first output column"),
+        ("bn_q", 4, "its pixels"),
+        ("gc_q", 16, "kernel row: input channel"),
+        ("gky_q", 3, "kernel row: ky"),
+        ("iy0_q", 18, "by * stride - pad"),
+        ("ix0_q", 18, "bx * stride - pad"),
+        ("giy_q", 18, "the kernel row's input row: iy0 + ky"),
+        ("ga_q", 32, "the segment's first byte: c * hw + giy * in_w + ix0"),
+        ("gac_q", 32, "the channel's first kernel row's byte"),
+        ("rb_q", 32, "iy0 * in_w: the block's first input row's byte in channel 0"),
+    ] {
+        m.reg(name, width, Some(doc))?;
+    }
+    m.wire_assign(
+        "row_step",
+        Expr::raw("{16'd0, x_in_w}", 32),
+        None,
+    )?;
+    m.wire_assign(
+        "sw",
+        Expr::raw("x_stride2 ? {x_in_w[14:0], 1'b0} : x_in_w", 16),
+        Some("stride * in_w: from one output row's first kernel row to the next"),
+    )?;
+    m.wire_assign(
+        "blk_go",
+        Expr::raw("fm_ready_q && !gon_q && out_q != 2'd2 && wt_q != x_tiles && x_conv", 1),
+        Some("start gathering the next block"),
+    )?;
+    m.wire_assign(
+        "g_last",
+        Expr::raw(
+            "gc_q == x_in_c - 16'd1 && {13'd0, gky_q} == {13'd0, x_kh} - 16'd1",
+            1,
+        ),
+        Some("this kernel row is the block's last"),
+    )?;
+    m.wire_assign(
+        "row_end",
+        Expr::raw("{12'd0, bn_q} + bx_q == x_out_w", 1),
+        Some("the block ends its output row"),
+    )?;
+    m.wire_assign(
+        "first_bn",
+        Expr::raw("(x_out_w < {12'd0, x_block}) ? x_out_w[3:0] : x_block", 4),
+        None,
+    )?;
+    m.wire_assign(
+        "next_bn",
+        Expr::raw(
+            "(x_out_w - bx_q - {12'd0, bn_q} < {12'd0, x_block}) ? (x_out_w[3:0] - bx_q[3:0] - bn_q) : x_block",
+            4,
+        ),
+        None,
+    )?;
+    m.wire_assign(
+        "pad18",
+        Expr::raw("{16'd0, x_pad}", 18),
+        None,
+    )?;
+    m.wire_assign(
+        "ix0_w",
+        Expr::raw("{{14{ix0_q[17]}}, ix0_q}", 32),
+        Some("ix0, sign-extended"),
+    )?;
+    m.wire_assign(
+        "pad_rows",
+        Expr::raw(
+            "(x_pad[1] ? {15'd0, x_in_w, 1'b0} : 32'd0) + (x_pad[0] ? {16'd0, x_in_w} : 32'd0)",
+            32,
+        ),
+        Some("pad * in_w"),
+    )?;
+    let mut c = Code::new();
+    c.if_else(
+        "!rst_n || clear",
+        |c| {
+            c.nb("fm_ready_q", "1'b0");
+            c.nb("gon_q", "1'b0");
+            c.nb("out_q", "2'd0");
+            c.nb("wt_q", "16'd0");
+        },
+        |c| {
+            c.if_("x_start", |c| {
+                c.nb("fm_ready_q", "1'b0");
+                c.nb("wt_q", "16'd0");
+                c.nb("by_q", "16'd0");
+                c.nb("bx_q", "16'd0");
+                c.nb("bn_q", "first_bn");
+                c.nb("gblk_q", "1'b0");
+                c.nb("iy0_q", "18'd0 - pad18");
+                c.nb("ix0_q", "18'd0 - pad18");
+                c.nb("rb_q", "32'd0 - pad_rows");
+            });
+            c.if_("input_loaded && x_conv", |c| {
+                c.nb("fm_ready_q", "1'b1");
+            });
+            c.nb(
+                "out_q",
+                "out_q + {1'b0, block_ready} - {1'b0, block_done}",
+            );
+            c.if_("blk_go", |c| {
+                c.nb("gon_q", "1'b1");
+                c.nb("gc_q", "16'd0");
+                c.nb("gky_q", "3'd0");
+                c.nb("giy_q", "iy0_q");
+                c.comment("the block's first kernel row: channel 0, input row iy0");
+                c.nb("ga_q", "rb_q + ix0_w");
+                c.nb("gac_q", "rb_q + ix0_w");
+            });
+            c.if_("gon_q", |c| {
+                c.comment("one kernel row per cycle, in (c, ky) order");
+                c.if_else(
+                    "g_last",
+                    |c| {
+                        c.nb("gon_q", "1'b0");
+                        c.comment("the next block: along the row, the next row, the next tile");
+                        c.nb("gblk_q", "!gblk_q");
+                        c.if_else(
+                            "row_end",
+                            |c| {
+                                c.nb("bx_q", "16'd0");
+                                c.nb("bn_q", "first_bn");
+                                c.nb("ix0_q", "18'd0 - pad18");
+                                c.if_else(
+                                    "by_q == x_out_h - 16'd1",
+                                    |c| {
+                                        c.nb("by_q", "16'd0");
+                                        c.nb("iy0_q", "18'd0 - pad18");
+                                        c.nb("rb_q", "32'd0 - pad_rows");
+                                        c.nb("wt_q", "wt_q + 16'd1");
+                                    },
+                                    |c| {
+                                        c.nb("by_q", "by_q + 16'd1");
+                                        c.nb(
+                                            "iy0_q",
+                                            "iy0_q + (x_stride2 ? 18'd2 : 18'd1)",
+                                        );
+                                        c.nb("rb_q", "rb_q + {16'd0, sw}");
+                                    },
+                                );
+                            },
+                            |c| {
+                                c.nb("bx_q", "bx_q + {12'd0, bn_q}");
+                                c.nb("bn_q", "next_bn");
+                                c.nb(
+                                    "ix0_q",
+                                    "ix0_q + (x_stride2 ? {13'd0, bn_q, 1'b0} : {14'd0, bn_q})",
+                                );
+                            },
+                        );
+                    },
+                    |c| {
+                        c.if_else(
+                            "{13'd0, gky_q} == {13'd0, x_kh} - 16'd1",
+                            |c| {
+                                c.nb("gky_q", "3'd0");
+                                c.nb("gc_q", "gc_q + 16'd1");
+                                c.nb("giy_q", "iy0_q");
+                                c.nb("ga_q", "gac_q + {8'd0, x_hw}");
+                                c.nb("gac_q", "gac_q + {8'd0, x_hw}");
+                            },
+                            |c| {
+                                c.nb("gky_q", "gky_q + 3'd1");
+                                c.nb("giy_q", "giy_q + 18'd1");
+                                c.nb("ga_q", "ga_q + row_step");
+                            },
+                        );
+                    },
+                );
+            });
+        },
+    );
+    m.always_ff(&m.sig("clk")?, c)?;
+    let _ = s;
+    Ok(())
+}
+
+/// The gather: the segment's 16 lanes read (t+1), rotated to the segment's first byte and each
+/// pixel's kernel row selected and masked (t+2).
+fn gather(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
+    let fl = FM_LANES;
+    let wmax = s.max_block;
+    m.section("gather: lane reads (t+1), each pixel's kernel row (t+2)");
+    m.comment(&[
+        "Lane b holds the bytes whose address is b mod 16; the 16 bytes from address A are lane",
+        "b's entry A/16, or A/16 + 1 when b < A mod 16. Bytes outside the input are masked.",
+    ]);
+    m.wire_assign(
+        "g_entry",
+        Expr::raw(format!("ga_q[{}:4]", feb + 3), feb),
+        None,
+    )?;
+    m.wire_assign(
+        "g_rowok",
+        Expr::raw("!giy_q[17] && giy_q < {2'd0, x_in_h}", 1),
+        Some("the kernel row's input row lies inside the map"),
+    )?;
+    // Segment bytes a pixel's kernel row can take: w + j (stride 1) or 2w + j (stride 2), j < 7.
+    let nseg = (2 * (wmax - 1) + 7).min(fl);
+    m.reg("colok_q", nseg, Some("the block's column t lies inside the map: 0 <= ix0 + t < in_w"))?;
+    for (name, width) in [
+        ("p1_v_q", 1),
+        ("p1_last_q", 1),
+        ("p1_rot_q", 4),
+        ("p1_rowok_q", 1),
+        ("p1_colok_q", nseg),
+        ("p1_blk_q", 1),
+        ("p1_bn_q", 4),
+    ] {
+        m.reg(name, width, None)?;
+    }
+    let mut c = Code::new();
+    for b in 0..fl {
+        let entry = if b == fl - 1 {
+            "g_entry".to_owned()
+        } else {
+            format!("g_entry + {{{}'d0, 4'd{b} < ga_q[3:0]}}", feb - 1)
+        };
+        c.nb(format!("fm{b}_rd_q"), format!("fm{b}_mem[{entry}]"));
+    }
+    let cols = (0..nseg)
+        .rev()
+        .map(|t| {
+            format!(
+                "(!ix0_t{t}[17] && ix0_t{t} < {{2'd0, x_in_w}})"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    for t in 0..nseg {
+        m.wire_assign(
+            &format!("ix0_t{t}"),
+            Expr::raw(format!("ix0_q + 18'd{t}"), 18),
+            None,
+        )?;
+    }
+    c.if_("blk_go", |c| {
+        c.nb("colok_q", format!("{{{cols}}}"));
+    });
+    c.if_else(
+        "!rst_n || clear",
+        |c| {
+            c.nb("p1_v_q", "1'b0");
+            c.nb("p1_last_q", "1'b0");
+        },
+        |c| {
+            c.nb("p1_v_q", "gon_q");
+            c.nb("p1_last_q", "gon_q && g_last");
+        },
+    );
+    c.nb("p1_rot_q", "ga_q[3:0]");
+    c.nb("p1_rowok_q", "g_rowok");
+    c.nb("p1_colok_q", "colok_q");
+    c.nb("p1_blk_q", "gblk_q");
+    c.nb("p1_bn_q", "bn_q");
+    // t+2: the segment, from lane (rot + j) mod 16, and each pixel's kernel row.
+    for j in 0..nseg {
+        let sel = (0..fl)
+            .map(|r| format!("(p1_rot_q == 4'd{r}) ? fm{}_rd_q", (r + j) % fl))
+            .collect::<Vec<_>>()
+            .join(" : ");
+        m.wire_assign(&format!("seg{j}"), Expr::raw(format!("{sel} : 8'd0"), 8), None)?;
+    }
+    for (name, width) in [
+        ("p2_v_q", 1),
+        ("p2_last_q", 1),
+        ("p2_blk_q", 1),
+        ("p2_bn_q", 4),
+    ] {
+        m.reg(name, width, None)?;
+    }
+    for w in 0..wmax {
+        m.reg(&format!("prow{w}_q"), 56, Some("pixel w's kernel row, byte j at [8j +: 8]"))?;
+        let bytes = (0..7u32)
+            .rev()
+            .map(|j| {
+                let pick = |off: u32| {
+                    if off < nseg {
+                        format!("(p1_colok_q[{off}] ? seg{off} : 8'd0)")
+                    } else {
+                        "8'd0".to_owned()
+                    }
+                };
+                format!(
+                    "((p1_rowok_q && 3'd{j} < x_kw) ? (x_stride2 ? {} : {}) : 8'd0)",
+                    pick(2 * w + j),
+                    pick(w + j)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        c.nb(format!("prow{w}_q"), format!("{{{bytes}}}"));
+    }
+    c.if_else(
+        "!rst_n || clear",
+        |c| {
+            c.nb("p2_v_q", "1'b0");
+            c.nb("p2_last_q", "1'b0");
+        },
+        |c| {
+            c.nb("p2_v_q", "p1_v_q");
+            c.nb("p2_last_q", "p1_last_q");
+        },
+    );
+    c.nb("p2_blk_q", "p1_blk_q");
+    c.nb("p2_bn_q", "p1_bn_q");
+    m.always_ff(&m.sig("clk")?, c)?;
+    Ok(())
+}
+
+/// The assemblers: each pixel's kernel row appended to its patch (t+3); a full word, or the
+/// block's last partial one, written into the activation banks (t+4).
+fn assemble(m: &mut ModuleBuilder, s: &CoreShape, aeb: u32) -> Result<()> {
+    let wmax = s.max_block;
+    let nb = s.abanks;
+    let nbl = clog2(nb);
+    m.section("assemblers (t+3) and the bank writes (t+4)");
+    m.reg("fill_q", 3, Some("bytes pending in every pixel's assembler"))?;
+    let gwb = aeb + nbl;
+    m.reg("gw_q", gwb, Some("the next patch word"))?;
+    m.reg("flush_q", 1, Some("the block's leftover bytes go out next cycle"))?;
+    for (name, width) in [
+        ("e_v_q", 1),
+        ("e_last_q", 1),
+        ("e_gw_q", gwb),
+        ("e_blk_q", 1),
+        ("e_bn_q", 4),
+    ] {
+        m.reg(name, width, None)?;
+    }
+    m.wire_assign("tot", Expr::raw("{1'b0, fill_q} + {1'b0, x_kw}", 4), Some("bytes after the append"))?;
+    for w in 0..wmax {
+        m.reg(&format!("acc{w}_q"), 56, Some("pixel w's pending bytes"))?;
+        m.reg(&format!("e_word{w}_q"), 64, Some("pixel w's word going out"))?;
+        m.wire_assign(
+            &format!("comb{w}"),
+            Expr::raw(
+                format!("{{56'd0, acc{w}_q}} | ({{56'd0, prow{w}_q}} << {{fill_q, 3'd0}})"),
+                112,
+            ),
+            None,
+        )?;
+    }
+    m.reg("pw_off_q", wmax * aeb, Some("w * chunks: pixel w's patch, from its buffer's start"))?;
+    let mut c = Code::new();
+    c.if_("x_start", |c| {
+        let offs = (0..wmax)
+            .rev()
+            .map(|w| format!("{aeb}'d{w} * x_nch[{}:0]", aeb - 1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        c.nb("pw_off_q", format!("{{{offs}}}"));
+    });
+    c.nb("e_v_q", "1'b0");
+    c.nb("e_last_q", "1'b0");
+    c.if_else(
+        "!rst_n || clear",
+        |c| {
+            c.nb("fill_q", "3'd0");
+            c.nb("gw_q", format!("{gwb}'d0"));
+            c.nb("flush_q", "1'b0");
+            for w in 0..wmax {
+                c.nb(format!("acc{w}_q"), "56'd0");
+            }
+        },
+        |c| {
+            c.nb("flush_q", "1'b0");
+            c.if_else(
+                "flush_q",
+                |c| {
+                    c.comment("the block's leftover bytes: its last, partial word");
+                    c.nb("e_v_q", "1'b1");
+                    c.nb("e_last_q", "1'b1");
+                    c.nb("e_gw_q", "gw_q");
+                    for w in 0..wmax {
+                        c.nb(format!("e_word{w}_q"), format!("{{8'd0, acc{w}_q}}"));
+                        c.nb(format!("acc{w}_q"), "56'd0");
+                    }
+                    c.nb("fill_q", "3'd0");
+                    c.nb("gw_q", format!("{gwb}'d0"));
+                },
+                |c| {
+                    c.if_("p2_v_q", |c| {
+                        c.nb("e_blk_q", "p2_blk_q");
+                        c.nb("e_bn_q", "p2_bn_q");
+                        c.nb("e_gw_q", "gw_q");
+                        for w in 0..wmax {
+                            c.nb(format!("e_word{w}_q"), format!("comb{w}[63:0]"));
+                        }
+                        c.if_else(
+                            "tot[3]",
+                            |c| {
+                                c.comment("a full word goes out; the rest waits");
+                                c.nb("e_v_q", "1'b1");
+                                c.nb("gw_q", format!("gw_q + {gwb}'d1"));
+                                c.nb("fill_q", "tot[2:0]");
+                                for w in 0..wmax {
+                                    c.nb(format!("acc{w}_q"), format!("{{8'd0, comb{w}[111:64]}}"));
+                                }
+                                c.if_("p2_last_q", |c| {
+                                    c.if_else(
+                                        "tot[2:0] != 3'd0",
+                                        |c| {
+                                            c.nb("flush_q", "1'b1");
+                                        },
+                                        |c| {
+                                            c.nb("e_last_q", "1'b1");
+                                            c.nb("fill_q", "3'd0");
+                                            c.nb("gw_q", format!("{gwb}'d0"));
+                                        },
+                                    );
+                                });
+                            },
+                            |c| {
+                                c.nb("fill_q", "tot[2:0]");
+                                for w in 0..wmax {
+                                    c.nb(format!("acc{w}_q"), format!("comb{w}[55:0]"));
+                                }
+                                c.if_("p2_last_q", |c| {
+                                    c.comment("the block's last word is partial: out now");
+                                    c.nb("e_v_q", "1'b1");
+                                    c.nb("e_last_q", "1'b1");
+                                    c.nb("fill_q", "3'd0");
+                                    c.nb("gw_q", format!("{gwb}'d0"));
+                                    for w in 0..wmax {
+                                        c.nb(format!("acc{w}_q"), "56'd0");
+                                    }
+                                });
+                            },
+                        );
+                    });
+                },
+            );
+        },
+    );
+    m.always_ff(&m.sig("clk")?, c)?;
+    // t+4: the bank writes. Pixel w's word gw goes to bank (gw + w) mod C/8, entry
+    // buffer * W * chunks + w * chunks + gw / (C/8).
+    m.reg("wn_q", aeb, Some("W * chunks: one patch buffer"))?;
+    let mut w4 = Code::new();
+    let block = if aeb > 4 {
+        format!("{{{}'d0, x_block}}", aeb - 4)
+    } else {
+        format!("x_block[{}:0]", aeb - 1)
+    };
+    w4.if_("x_start", |c| {
+        c.nb("wn_q", format!("{block} * x_nch[{}:0]", aeb - 1));
+    });
+    m.reg("pw_valid_q", nb, None)?;
+    m.reg("pw_entry_q", nb * aeb, None)?;
+    m.reg("pw_data_q", nb * 64, None)?;
+    m.reg("rdy_q", 1, None)?;
+    m.wire_assign(
+        "e_row",
+        Expr::raw(
+            if nbl == 0 {
+                format!("e_gw_q[{}:0]", aeb - 1)
+            } else {
+                format!("e_gw_q[{}:{nbl}]", aeb - 1 + nbl)
+            },
+            aeb,
+        ),
+        Some("the word's entry within the pixel's patch"),
+    )?;
+    for b in 0..nb {
+        // Pixel w writes bank b when (gw + w) mod nb == b.
+        let mut valid = Vec::new();
+        let mut entry = Vec::new();
+        let mut data = Vec::new();
+        for w in 0..wmax {
+            let hit = if nbl == 0 {
+                "1'b1".to_owned()
+            } else {
+                format!(
+                    "(e_gw_q[{}:0] + {nbl}'d{w}) == {nbl}'d{b}",
+                    nbl - 1
+                )
+            };
+            valid.push(format!("({hit} && 4'd{w} < e_bn_q)"));
+            entry.push(format!(
+                "({hit}) ? ((e_blk_q ? wn_q : {aeb}'d0) + pw_off_q[{} +: {aeb}] + e_row)",
+                w * aeb
+            ));
+            data.push(format!("({hit}) ? e_word{w}_q"));
+        }
+        w4.nb(
+            bit("pw_valid_q", b, nb),
+            format!("e_v_q && ({})", valid.join(" || ")),
+        );
+        w4.nb(
+            format!("pw_entry_q[{} +: {aeb}]", b * aeb),
+            format!("{} : {aeb}'d0", entry.join(" : ")),
+        );
+        w4.nb(
+            format!("pw_data_q[{} +: 64]", b * 64),
+            format!("{} : 64'd0", data.join(" : ")),
+        );
+    }
+    w4.nb("rdy_q", "e_v_q && e_last_q");
+    w4.if_("!rst_n || clear", |c| {
+        c.nb("pw_valid_q", format!("{nb}'d0"));
+        c.nb("rdy_q", "1'b0");
+    });
+    m.always_ff(&m.sig("clk")?, w4)?;
+    m.assign_raw("pw_valid", "pw_valid_q")?;
+    m.assign_raw("pw_entry", "pw_entry_q")?;
+    m.assign_raw("pw_data", "pw_data_q")?;
+    m.assign_raw("block_ready", "rdy_q")?;
+    m.assign_raw(
+        "window_idle",
+        "!gon_q && !p1_v_q && !p2_v_q && !flush_q && !e_v_q && !rdy_q",
+    )?;
+    Ok(())
+}

@@ -367,7 +367,11 @@ pub fn array(cfg: &AccelConfig) -> Result<Module> {
         side.nb(format!("fa{r}_q"), format!("accg{r}_q"));
         side.nb(
             format!("fb{r}_q"),
-            format!("multg_q[{}:{}]", r * MULT_BITS + MULT_BITS - 1, r * MULT_BITS),
+            format!(
+                "multg_q[{}:{}]",
+                r * MULT_BITS + MULT_BITS - 1,
+                r * MULT_BITS
+            ),
         );
         // Both operands extended to the product width, so the multiply is exact as written.
         side.nb(
@@ -396,11 +400,15 @@ pub fn array(cfg: &AccelConfig) -> Result<Module> {
             );
         }
     });
-    side.if_else("!rst_n", |c| {
-        c.append(&reset);
-    }, |c| {
-        c.append(&ctl);
-    });
+    side.if_else(
+        "!rst_n",
+        |c| {
+            c.append(&reset);
+        },
+        |c| {
+            c.append(&ctl);
+        },
+    );
     m.always_ff(&clk, side)?;
 
     m.section("outputs");
@@ -409,7 +417,10 @@ pub fn array(cfg: &AccelConfig) -> Result<Module> {
         .map(|r| format!("acct{r}_q"))
         .collect::<Vec<_>>()
         .join(", ");
-    m.assign(&acc_t_port, Expr::raw(format!("{{{acc_t}}}"), rows * ACC_T_BITS))?;
+    m.assign(
+        &acc_t_port,
+        Expr::raw(format!("{{{acc_t}}}"), rows * ACC_T_BITS),
+    )?;
     m.assign(&acc_valid, Expr::raw("acc_valid_q", 1))?;
     Ok(m.finish())
 }

@@ -305,7 +305,11 @@ fn write_engine(m: &mut ModuleBuilder, b: &Bus) -> Result<()> {
         WORDS_BITS,
         Some("beats of the current request not yet formed"),
     )?;
-    m.reg("wq_valid_q", 1, Some("a request waits behind the current one"))?;
+    m.reg(
+        "wq_valid_q",
+        1,
+        Some("a request waits behind the current one"),
+    )?;
     m.reg("wq_left_q", WORDS_BITS, None)?;
     if b.mbl > 0 {
         m.reg(

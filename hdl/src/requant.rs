@@ -50,7 +50,12 @@ pub fn requant() -> Result<Module> {
     let clk = m.port(Dir::Input, "clk", 1)?;
     m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
     m.port(Dir::Input, "in_valid", 1)?;
-    m.port_doc(Dir::Input, "in_acc", ACC_T_BITS, "signed total from the array")?;
+    m.port_doc(
+        Dir::Input,
+        "in_acc",
+        ACC_T_BITS,
+        "signed total from the array",
+    )?;
     m.port_doc(Dir::Input, "in_bias", 32, "signed, accumulator units")?;
     m.port_doc(Dir::Input, "in_mult", MULT_BITS, "0 <= mult < 2^31")?;
     m.port_doc(Dir::Input, "in_shift", SHIFT_BITS, "0..63")?;
@@ -92,7 +97,10 @@ pub fn requant() -> Result<Module> {
     m.reg("mult1_q", MULT_BITS, None)?;
     data.nb(
         "total_q",
-        format!("in_acc + {{{{{}{{in_bias[31]}}}}, in_bias}}", ACC_T_BITS - 32),
+        format!(
+            "in_acc + {{{{{}{{in_bias[31]}}}}, in_bias}}",
+            ACC_T_BITS - 32
+        ),
     );
     data.nb("mult1_q", "in_mult");
 
@@ -103,7 +111,11 @@ pub fn requant() -> Result<Module> {
     ]);
     for (name, a, b) in [
         ("p_ll_q", "{17'd0, total_q[23:0]}", "{25'd0, mult1_q[15:0]}"),
-        ("p_lh_q", "{17'd0, total_q[23:0]}", "{25'd0, mult1_q[31:16]}"),
+        (
+            "p_lh_q",
+            "{17'd0, total_q[23:0]}",
+            "{25'd0, mult1_q[31:16]}",
+        ),
         (
             "p_hl_q",
             "{{17{total_q[47]}}, total_q[47:24]}",
@@ -123,15 +135,13 @@ pub fn requant() -> Result<Module> {
 
     m.section("3: pairs of partial products");
     m.reg("s_lo_q", 57, Some("t_lo * mult, unsigned"))?;
-    m.reg("s_hi_q", 56, Some("t_hi * mult, signed (|t_hi * mult| < 2^54)"))?;
-    data.nb(
-        "s_lo_q",
-        "{16'd0, p_ll_q} + {p_lh_q, 16'd0}",
-    );
-    data.nb(
+    m.reg(
         "s_hi_q",
-        "{{15{p_hl_q[40]}}, p_hl_q} + {p_hh_q, 16'd0}",
-    );
+        56,
+        Some("t_hi * mult, signed (|t_hi * mult| < 2^54)"),
+    )?;
+    data.nb("s_lo_q", "{16'd0, p_ll_q} + {p_lh_q, 16'd0}");
+    data.nb("s_hi_q", "{{15{p_hl_q[40]}}, p_hl_q} + {p_hh_q, 16'd0}");
 
     m.section("4: the exact product");
     m.reg("prod_q", PROD_BITS, None)?;
@@ -179,7 +189,11 @@ pub fn requant() -> Result<Module> {
         .collect::<Vec<_>>()
         .join(" || ");
     m.reg("win_q", WIN, None)?;
-    m.reg("ovf_q", 1, Some("the shifted product lies outside the window"))?;
+    m.reg(
+        "ovf_q",
+        1,
+        Some("the shifted product lies outside the window"),
+    )?;
     m.reg("neg_q", 1, None)?;
     data.nb("win_q", "prod_q[{1'b0, pos} +: 11]");
     data.nb("ovf_q", above);
@@ -194,10 +208,13 @@ pub fn requant() -> Result<Module> {
         "y",
         Expr::raw(
             "(f5_q[11:6] == 6'd0) ? {win_q[10], win_q} : \
-             ($signed({win_q[10], win_q} + 12'd1) >>> 1)",
+             ({win_q[10], win_q[10], win_q[10:1]} + {11'd0, win_q[0]})",
             12,
         ),
-        Some("the rounded value, when not saturated"),
+        Some(
+            "the rounded value (q + 1) >>> 1 = (q >>> 1) + q[0], by bit selection: no \
+             signedness rules involved",
+        ),
     )?;
     m.wire_assign(
         "qmax",

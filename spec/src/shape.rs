@@ -32,7 +32,11 @@ pub const MAX_ITEMS: u64 = 65_535;
 pub const DENSE_QUEUE: u32 = 4;
 
 fn prev_power_of_two(n: u32) -> u32 {
-    if n == 0 { 0 } else { 1 << (31 - n.leading_zeros()) }
+    if n == 0 {
+        0
+    } else {
+        1 << (31 - n.leading_zeros())
+    }
 }
 
 /// Buffer geometry derived from the config.

@@ -55,13 +55,29 @@ fn schedule_ports(s: &CoreShape, aw: u32) -> Vec<(&'static str, u32, &'static st
         ("s_planes", 6, "active planes P"),
         ("s_regions", 16, "regions along K (1 when not grouped)"),
         ("s_tiles", 16, "tiles of R output channels"),
-        ("s_items", 16, "outputs per tile: the batch (Dense) or out_h*out_w"),
+        (
+            "s_items",
+            16,
+            "outputs per tile: the batch (Dense) or out_h*out_w",
+        ),
         ("s_block", 4, "window block width W (1 for Dense)"),
         ("s_slots2", 1, "a tile's planes fit half the weight buffer"),
-        ("s_item_words", 16, "Dense: 64-bit words per input, ceil(K/8)"),
+        (
+            "s_item_words",
+            16,
+            "Dense: 64-bit words per input, ceil(K/8)",
+        ),
         ("s_in_words", WORDS_BITS, "words of the whole input read"),
-        ("s_plane_stride", aw, "bytes from one plane to the next: out_c*wpr*8"),
-        ("s_out_stride", 17, "Dense: bytes from one output to the next"),
+        (
+            "s_plane_stride",
+            aw,
+            "bytes from one plane to the next: out_c*wpr*8",
+        ),
+        (
+            "s_out_stride",
+            17,
+            "Dense: bytes from one output to the next",
+        ),
         ("s_hw", 24, "in_h * in_w: the bytes of one input channel"),
     ]
 }
@@ -85,13 +101,13 @@ pub fn decode(cfg: &AccelConfig) -> Result<Module> {
     ));
     let clk = m.port(Dir::Input, "clk", 1)?;
     m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
-    m.port_doc(Dir::Input, "go", 1, "pulse: desc holds a fetched descriptor")?;
-    let desc = m.port_doc(
+    m.port_doc(
         Dir::Input,
-        "desc",
-        DESC_BITS,
-        "word i at [32i +: 32]",
+        "go",
+        1,
+        "pulse: desc holds a fetched descriptor",
     )?;
+    let desc = m.port_doc(Dir::Input, "desc", DESC_BITS, "word i at [32i +: 32]")?;
     m.port_doc(
         Dir::Input,
         "desc_last",
@@ -100,7 +116,12 @@ pub fn decode(cfg: &AccelConfig) -> Result<Module> {
     )?;
     m.port(Dir::Input, "win_base", aw + 1)?;
     m.port(Dir::Input, "win_limit", aw + 1)?;
-    m.port_doc(Dir::Output, "done", 1, "pulse: code and the schedule are valid")?;
+    m.port_doc(
+        Dir::Output,
+        "done",
+        1,
+        "pulse: code and the schedule are valid",
+    )?;
     m.port_doc(
         Dir::Output,
         "code",
@@ -208,10 +229,7 @@ fn stage1(
         Some("supported weight bit-widths"),
     )?;
     let act = u32::from(caps.act_bits().get());
-    let mut caps_bits = vec![
-        bits_in("d_in_bits", 2, act),
-        bits_in("d_out_bits", 2, act),
-    ];
+    let mut caps_bits = vec![bits_in("d_in_bits", 2, act), bits_in("d_out_bits", 2, act)];
     for g in 0..4 {
         caps_bits.push(format!(
             "(!({}) || bits_mask[d_pg{g}_bits[2:0] - 3'd1])",
@@ -220,11 +238,13 @@ fn stage1(
     }
     reg(m, st, "c_caps_bits_q", 1, caps_bits.join(" && "))?;
     let dim = caps.max_dim();
-    let dims = ["d_in_c", "d_in_h", "d_in_w", "d_out_c", "d_out_h", "d_out_w"]
-        .iter()
-        .map(|d| format!("({d} != 16'd0 && {{16'd0, {d}}} <= 32'd{dim})"))
-        .collect::<Vec<_>>()
-        .join(" && ");
+    let dims = [
+        "d_in_c", "d_in_h", "d_in_w", "d_out_c", "d_out_h", "d_out_w",
+    ]
+    .iter()
+    .map(|d| format!("({d} != 16'd0 && {{16'd0, {d}}} <= 32'd{dim})"))
+    .collect::<Vec<_>>()
+    .join(" && ");
     reg(m, st, "c_dims_q", 1, dims)?;
     reg(
         m,
@@ -293,13 +313,7 @@ fn stage1(
         .collect::<Vec<_>>()
         .join(" && ");
     reg(m, st, "c_window1_q", 1, window)?;
-    reg(
-        m,
-        st,
-        "c_position_q",
-        1,
-        "d_last == desc_last",
-    )?;
+    reg(m, st, "c_position_q", 1, "d_last == desc_last")?;
     // The schedule's first products and sums.
     reg(
         m,
@@ -389,7 +403,13 @@ fn stage2(m: &mut ModuleBuilder, st: &mut Code) -> Result<()> {
 fn stage3(m: &mut ModuleBuilder, st: &mut Code, caps: &Caps, s: &CoreShape) -> Result<()> {
     m.section("stage 3: counts derived from K, the shape rule");
     let cl = clog2(s.cols);
-    reg(m, st, "wpr3_q", 16, "k2_q[21:6] + {15'd0, k2_q[5:0] != 6'd0}")?;
+    reg(
+        m,
+        st,
+        "wpr3_q",
+        16,
+        "k2_q[21:6] + {15'd0, k2_q[5:0] != 6'd0}",
+    )?;
     reg(
         m,
         st,
@@ -405,7 +425,13 @@ fn stage3(m: &mut ModuleBuilder, st: &mut Code, caps: &Caps, s: &CoreShape) -> R
             )
         },
     )?;
-    reg(m, st, "item_words3_q", 16, "k2_q[18:3] + {15'd0, k2_q[2:0] != 3'd0}")?;
+    reg(
+        m,
+        st,
+        "item_words3_q",
+        16,
+        "k2_q[18:3] + {15'd0, k2_q[2:0] != 3'd0}",
+    )?;
     let regions = if s.group_size == 0 {
         "16'd1".to_string()
     } else {
@@ -446,8 +472,20 @@ fn stage4(m: &mut ModuleBuilder, st: &mut Code, s: &CoreShape) -> Result<()> {
     m.section("stage 4: products of the counts");
     let aw = s.addr_bits;
     reg(m, st, "words4_q", 22, "{6'd0, wpr3_q} * {16'd0, planes1_q}")?;
-    reg(m, st, "batch_ch4_q", 32, "{16'd0, d_batch} * {16'd0, nch3_q}")?;
-    reg(m, st, "gm_len4_q", 32, "{16'd0, d_out_c} * {16'd0, regions3_q}")?;
+    reg(
+        m,
+        st,
+        "batch_ch4_q",
+        32,
+        "{16'd0, d_batch} * {16'd0, nch3_q}",
+    )?;
+    reg(
+        m,
+        st,
+        "gm_len4_q",
+        32,
+        "{16'd0, d_out_c} * {16'd0, regions3_q}",
+    )?;
     reg(
         m,
         st,
@@ -599,13 +637,17 @@ fn stage6(m: &mut ModuleBuilder, st: &mut Code, s: &CoreShape) -> Result<()> {
         ("s_block", 4, "block5_q".into()),
         ("s_slots2", 1, "slots2_5_q".into()),
         ("s_item_words", 16, "item_words3_q".into()),
-        ("s_in_words", WORDS_BITS, "d_conv ? fm_words4_q : batch_words4_q".into()),
         (
-            "s_plane_stride",
-            aw,
-            "{plane_stride4_q, 3'd0}".into(),
+            "s_in_words",
+            WORDS_BITS,
+            "d_conv ? fm_words4_q : batch_words4_q".into(),
         ),
-        ("s_out_stride", 17, "({1'b0, d_out_c} + 17'd7) & ~17'd7".into()),
+        ("s_plane_stride", aw, "{plane_stride4_q, 3'd0}".into()),
+        (
+            "s_out_stride",
+            17,
+            "({1'b0, d_out_c} + 17'd7) & ~17'd7".into(),
+        ),
         ("s_hw", 24, "hw_q[23:0]".into()),
     ];
     for (name, w, value) in outs {

@@ -63,7 +63,12 @@ pub fn exec(cfg: &AccelConfig) -> Result<Module> {
     ));
     let clk = m.port(Dir::Input, "clk", 1)?;
     m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
-    m.port_doc(Dir::Input, "clear", 1, "pulse: back to idle (soft reset, error)")?;
+    m.port_doc(
+        Dir::Input,
+        "clear",
+        1,
+        "pulse: back to idle (soft reset, error)",
+    )?;
     m.port_doc(Dir::Input, "x_start", 1, "pulse: a descriptor starts")?;
     x_inputs(&mut m, aw)?;
     m.port_group("loads from the fetch stage");
@@ -86,7 +91,12 @@ pub fn exec(cfg: &AccelConfig) -> Result<Module> {
     m.port(Dir::Input, "tile_loaded", 1)?;
     m.port(Dir::Input, "tile_slot", 1)?;
     m.port(Dir::Input, "input_loaded", 1)?;
-    m.port_doc(Dir::Input, "block_ready", 1, "pulse: a patch block is gathered")?;
+    m.port_doc(
+        Dir::Input,
+        "block_ready",
+        1,
+        "pulse: a patch block is gathered",
+    )?;
     m.port_doc(
         Dir::Output,
         "block_done",
@@ -112,7 +122,12 @@ pub fn exec(cfg: &AccelConfig) -> Result<Module> {
         "nothing in flight; waiting for the fetch stage or done",
     )?;
     m.port_doc(Dir::Output, "perf_busy", 1, "a plane-step enters the array")?;
-    m.port_doc(Dir::Output, "perf_stall", 1, "a descriptor runs and no step issues")?;
+    m.port_doc(
+        Dir::Output,
+        "perf_stall",
+        1,
+        "a descriptor runs and no step issues",
+    )?;
     m.port_group("plane-steps into caq_array");
     m.port(Dir::Output, "step_valid", 1)?;
     m.port(Dir::Output, "step_act", cols * lane)?;
@@ -141,7 +156,9 @@ fn banks(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, fw: &FetchWidt
     let wdep = s.wdepth / nsub;
     let web = clog2(wdep);
     let nbl = clog2(nb);
-    m.section("weight banks: row r, sub-bank b holds the row's words whose index is b mod sub-banks");
+    m.section(
+        "weight banks: row r, sub-bank b holds the row's words whose index is b mod sub-banks",
+    );
     let clk = m.sig("clk")?;
     let mut wr = Code::new();
     let mut rd = Code::new();
@@ -212,13 +229,15 @@ fn banks(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, fw: &FetchWidt
         m.section("region multipliers: row r, slot * max_regions + region");
         for r in 0..rows {
             let mem = format!("gm{r}_mem");
-            m.memory(&mem, MULT_BITS, 2 * s.max_regions, "row r's region multipliers")?;
-            wr.if_(
-                format!("lg_valid && lg_row == {}'d{r}", fw.ri),
-                |c| {
-                    c.nb(format!("{mem}[lg_index]"), "lg_data");
-                },
-            );
+            m.memory(
+                &mem,
+                MULT_BITS,
+                2 * s.max_regions,
+                "row r's region multipliers",
+            )?;
+            wr.if_(format!("lg_valid && lg_row == {}'d{r}", fw.ri), |c| {
+                c.nb(format!("{mem}[lg_index]"), "lg_data");
+            });
         }
         m.reg("gm_rd_q", rows * MULT_BITS, None)?;
         let all = (0..rows)
@@ -252,9 +271,21 @@ fn sequencer(
     let cpr = if grouped { s.group_size / s.cols } else { 1 };
     let cprl = clog2(cpr);
     m.section("sequencer");
-    m.localparam("E_IDLE", Expr::lit(2, 0), Some("no descriptor, or all its tiles issued".into()))?;
-    m.localparam("E_TILE", Expr::lit(2, 1), Some("waiting for a tile (and its input)".into()))?;
-    m.localparam("E_UNIT", Expr::lit(2, 2), Some("waiting for a block (Conv2d) or items".into()))?;
+    m.localparam(
+        "E_IDLE",
+        Expr::lit(2, 0),
+        Some("no descriptor, or all its tiles issued".into()),
+    )?;
+    m.localparam(
+        "E_TILE",
+        Expr::lit(2, 1),
+        Some("waiting for a tile (and its input)".into()),
+    )?;
+    m.localparam(
+        "E_UNIT",
+        Expr::lit(2, 2),
+        Some("waiting for a block (Conv2d) or items".into()),
+    )?;
     m.localparam("E_RUN", Expr::lit(2, 3), Some("issuing steps".into()))?;
     for (name, width, doc) in [
         ("est_q", 2, "state"),
@@ -264,8 +295,16 @@ fn sequencer(
         ("tl_slot1_q", 1, ""),
         ("inp_q", 1, "the descriptor's input is loaded"),
         ("blk_cnt_q", 2, "patch blocks gathered and not yet started"),
-        ("credits_q", CREDIT_BITS, "items the result stage can still take"),
-        ("runcr_q", 3, "Conv2d: runs the result stage can still queue"),
+        (
+            "credits_q",
+            CREDIT_BITS,
+            "items the result stage can still take",
+        ),
+        (
+            "runcr_q",
+            3,
+            "Conv2d: runs the result stage can still queue",
+        ),
         ("pix_q", 16, "Conv2d: the item's pixel in the tile"),
         ("wslot_q", wib, "the tile's first weight-bank word"),
         ("gslot_q", gib, "the tile's first region-multiplier entry"),
@@ -273,7 +312,11 @@ fn sequencer(
         ("bx_q", 16, "Conv2d: the block's first output column"),
         ("bn_q", 4, "Conv2d: pixels of the block"),
         ("buf_q", 1, "Conv2d: the block's patch buffer"),
-        ("it_q", 16, "item: input of the batch, or pixel of the block"),
+        (
+            "it_q",
+            16,
+            "item: input of the batch, or pixel of the block",
+        ),
         ("ilast_q", 16, "the unit's last item index"),
         ("ch_q", 16, "chunk"),
         ("pl_q", 6, "plane within the chunk"),
@@ -285,7 +328,11 @@ fn sequencer(
         ("widx_q", wib, "the step's weight-bank word"),
         ("aentry_q", aeb, "the step's activation entry"),
         ("gidx_q", gib, "the step's region-multiplier entry"),
-        ("i_ctl_q", 6, "the step's valid, neg, region first/last, item first/last"),
+        (
+            "i_ctl_q",
+            6,
+            "the step's valid, neg, region first/last, item first/last",
+        ),
         ("i_shift_q", 3, "the step's plane weight"),
         ("wn_q", aeb, "W * chunks: entries of one patch buffer"),
         ("regions_q", 16, "regions per item"),
@@ -296,10 +343,18 @@ fn sequencer(
     }
     let rotb = clog2(s.abanks);
     if rotb > 0 {
-        m.reg("rot_q", rotb, Some("the step's rotation of the activation words (block pixel)"))?;
+        m.reg(
+            "rot_q",
+            rotb,
+            Some("the step's rotation of the activation words (block pixel)"),
+        )?;
     }
     if cpwl > 0 {
-        m.reg("cslice_q", cpwl, Some("the chunk within the 64-bit plane word"))?;
+        m.reg(
+            "cslice_q",
+            cpwl,
+            Some("the chunk within the 64-bit plane word"),
+        )?;
     }
     let is_conv = "x_conv";
     m.wire_assign(
@@ -323,7 +378,11 @@ fn sequencer(
     m.wire_assign("l_plane", Expr::raw("pl_q == x_planes - 6'd1", 1), None)?;
     m.wire_assign("l_chunk", Expr::raw("ch_q == x_nch - 16'd1", 1), None)?;
     m.wire_assign("l_item", Expr::raw("it_q == ilast_q", 1), None)?;
-    m.wire_assign("g_top", Expr::raw("{1'b0, p_q} == pg_bits - 4'd1", 1), Some("the group's sign plane"))?;
+    m.wire_assign(
+        "g_top",
+        Expr::raw("{1'b0, p_q} == pg_bits - 4'd1", 1),
+        Some("the group's sign plane"),
+    )?;
     let (r_first, r_last, i_first, i_last) = if grouped {
         let low = |v: &str| {
             if cprl == 0 {
@@ -334,7 +393,10 @@ fn sequencer(
         };
         let all_ones = if cprl == 0 { 0 } else { (1u32 << cprl) - 1 };
         (
-            format!("(!x_grouped ? ch_q == 16'd0 : {}) && pl_q == 6'd0", low("0")),
+            format!(
+                "(!x_grouped ? ch_q == 16'd0 : {}) && pl_q == 6'd0",
+                low("0")
+            ),
             format!(
                 "(!x_grouped ? l_chunk : ({} || l_chunk)) && l_plane",
                 low(&all_ones.to_string())
@@ -409,10 +471,7 @@ fn sequencer(
     )?;
     m.wire_assign(
         "first_bn",
-        Expr::raw(
-            "(x_out_w < {12'd0, x_block}) ? x_out_w[3:0] : x_block",
-            4,
-        ),
+        Expr::raw("(x_out_w < {12'd0, x_block}) ? x_out_w[3:0] : x_block", 4),
         Some("pixels of a row's first block"),
     )?;
     m.wire_assign(
@@ -441,10 +500,7 @@ fn sequencer(
     };
     m.wire_assign(
         "next_wbase",
-        Expr::raw(
-            format!("wbase_q + {{{}'d0, {slice_inc}}}", wib - 1),
-            wib,
-        ),
+        Expr::raw(format!("wbase_q + {{{}'d0, {slice_inc}}}", wib - 1), wib),
         Some("the next chunk's word in plane 0"),
     )?;
     m.wire_assign(
@@ -473,7 +529,11 @@ fn sequencer(
             } else if cprl == 0 {
                 "x_grouped".to_owned()
             } else {
-                format!("x_grouped && ch_q[{}:0] == {cprl}'d{}", cprl - 1, (1u32 << cprl) - 1)
+                format!(
+                    "x_grouped && ch_q[{}:0] == {cprl}'d{}",
+                    cprl - 1,
+                    (1u32 << cprl) - 1
+                )
             },
             1,
         ),
@@ -548,11 +608,16 @@ fn sequencer(
             });
             c.nb(
                 "drain_q",
-                format!("go ? 5'd{} : (drain_q != 5'd0) ? drain_q - 5'd1 : 5'd0", ISSUE_TO_ARRAY + a.latency() + 1),
+                format!(
+                    "go ? 5'd{} : (drain_q != 5'd0) ? drain_q - 5'd1 : 5'd0",
+                    ISSUE_TO_ARRAY + a.latency() + 1
+                ),
             );
             c.if_("x_start", |c| {
                 c.nb("est_q", "E_TILE");
                 c.nb("tiles_q", "16'd0");
+                c.comment("patch buffers alternate block by block across the descriptor's tiles");
+                c.nb("buf_q", "1'b0");
                 c.nb("runcr_q", format!("3'd{}", super::result::RUN_QUEUE));
                 c.nb("inp_q", "input_loaded");
                 c.nb(
@@ -589,13 +654,14 @@ fn sequencer(
                         c.nb("by_q", "16'd0");
                         c.nb("bx_q", "16'd0");
                         c.nb("bn_q", "first_bn");
-                        c.nb("buf_q", "1'b0");
                         c.nb("pix_q", "16'd0");
                         c.nb("est_q", "E_UNIT");
                     });
                 });
                 c.block("E_UNIT:", |c| {
-                    c.comment("a unit: a patch block (Conv2d), or every input of the batch (Dense)");
+                    c.comment(
+                        "a unit: a patch block (Conv2d), or every input of the batch (Dense)",
+                    );
                     c.if_("blk_start || dense_start", |c| {
                         c.nb("it_q", "16'd0");
                         c.nb(
@@ -614,17 +680,14 @@ fn sequencer(
                         advance(c, &w);
                     });
                     c.if_("unit_end", |c| {
+                        c.nb("buf_q", "!buf_q");
                         c.if_else(
                             "tile_end",
                             |c| {
-                                c.nb(
-                                    "est_q",
-                                    "(tiles_q == x_tiles) ? E_IDLE : E_TILE",
-                                );
+                                c.nb("est_q", "(tiles_q == x_tiles) ? E_IDLE : E_TILE");
                             },
                             |c| {
                                 c.comment("Conv2d: the next block, in the same row or the next");
-                                c.nb("buf_q", "!buf_q");
                                 c.if_else(
                                     "{12'd0, bn_q} + bx_q == x_out_w",
                                     |c| {
@@ -760,16 +823,25 @@ fn format(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, a: &ArrayShap
         c.nb("i_wsub_q", "widx_q[0]");
     }
     if cpwl > 0 {
-        m.reg("i_slice_q", cpwl, Some("the step's chunk within the plane word"))?;
+        m.reg(
+            "i_slice_q",
+            cpwl,
+            Some("the step's chunk within the plane word"),
+        )?;
         c.nb("i_slice_q", "cslice_q");
     }
     if nb > 1 {
         m.reg("i_rot_q", clog2(nb), Some("the step's activation rotation"))?;
         c.nb("i_rot_q", "rot_q");
     }
-    m.reg("i_shift2_q", 3, None)?;
-    c.nb("i_shift2_q", "i_shift_q");
-    for reg in ["s_valid_q", "s_neg_q", "s_rfirst_q", "s_rlast_q", "s_ifirst_q", "s_ilast_q"] {
+    for reg in [
+        "s_valid_q",
+        "s_neg_q",
+        "s_rfirst_q",
+        "s_rlast_q",
+        "s_ifirst_q",
+        "s_ilast_q",
+    ] {
         m.reg(reg, 1, None)?;
     }
     m.reg("s_shift_q", 3, None)?;
@@ -790,7 +862,7 @@ fn format(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, a: &ArrayShap
     c.nb("s_rlast_q", "i_ctl_q[2]");
     c.nb("s_ifirst_q", "i_ctl_q[1]");
     c.nb("s_ilast_q", "i_ctl_q[0]");
-    c.nb("s_shift_q", "i_shift2_q");
+    c.nb("s_shift_q", "i_shift_q");
     // Weight bits per row.
     let bits = (0..rows)
         .rev()
@@ -826,11 +898,7 @@ fn format(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, a: &ArrayShap
         .rev()
         .map(|c| {
             let (j, o) = (c / 8, (c % 8) * 8);
-            format!(
-                "x_in_signed & aw{j}[{}], aw{j}[{}:{o}]",
-                o + 7,
-                o + act - 1
-            )
+            format!("x_in_signed & aw{j}[{}], aw{j}[{}:{o}]", o + 7, o + act - 1)
         })
         .collect::<Vec<_>>()
         .join(", ");

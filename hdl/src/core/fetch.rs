@@ -86,7 +86,11 @@ pub fn fetch(cfg: &AccelConfig, decode_if: &Interface) -> Result<Module> {
     ports(&mut m, cfg, &s, &w)?;
 
     m.section("the fetched descriptor and its checks");
-    m.reg("fdesc_q", DESC_BITS, Some("the descriptor being fetched for (F)"))?;
+    m.reg(
+        "fdesc_q",
+        DESC_BITS,
+        Some("the descriptor being fetched for (F)"),
+    )?;
     let fdesc = m.sig("fdesc_q")?;
     desc_fields(&mut m, &fdesc)?;
     let dec_done = m.wire("dec_done", 1, None)?;
@@ -149,9 +153,19 @@ fn ports(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidth
     m.port(Dir::Input, "win_limit", aw + 1)?;
     m.port(Dir::Output, "busy", 1)?;
     m.port_doc(Dir::Output, "done", 1, "pulse: the list completed")?;
-    m.port_doc(Dir::Output, "error", 1, "pulse: the job stopped on an error")?;
+    m.port_doc(
+        Dir::Output,
+        "error",
+        1,
+        "pulse: the job stopped on an error",
+    )?;
     m.port(Dir::Output, "err_code", 8)?;
-    m.port_doc(Dir::Output, "err_desc", 16, "index of the failing descriptor")?;
+    m.port_doc(
+        Dir::Output,
+        "err_desc",
+        16,
+        "index of the failing descriptor",
+    )?;
     m.port_doc(Dir::Output, "perf_bytes_rd", 16, "bytes routed this cycle")?;
     some_memory_ports(m, aw, cfg.bus_bytes(), Side::Core, Which::Read)?;
     m.port_group("loads into the execute stage's weight banks (one word per lane)");
@@ -175,7 +189,12 @@ fn ports(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidth
     m.port(Dir::Output, "la_data", nw * 64)?;
     m.port_group("loads into the window generator's feature map (Conv2d inputs)");
     m.port(Dir::Output, "lf_valid", nw)?;
-    m.port_doc(Dir::Output, "lf_index", nw * w.fib, "64-bit word of the map")?;
+    m.port_doc(
+        Dir::Output,
+        "lf_index",
+        nw * w.fib,
+        "64-bit word of the map",
+    )?;
     m.port(Dir::Output, "lf_data", nw * 64)?;
     m.port_group("loads of region multipliers (execute stage)");
     m.port(Dir::Output, "lg_valid", 1)?;
@@ -224,7 +243,12 @@ fn ports(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidth
         1,
         "pulse: the running descriptor completed (outputs written)",
     )?;
-    m.port_doc(Dir::Input, "res_err_valid", 1, "pulse: the result stage failed")?;
+    m.port_doc(
+        Dir::Input,
+        "res_err_valid",
+        1,
+        "pulse: the result stage failed",
+    )?;
     m.port(Dir::Input, "res_err_code", 8)?;
     m.port_doc(Dir::Input, "res_err_tile", 16, "at this tile of x_desc")?;
     m.port(Dir::Input, "exec_idle", 1)?;
@@ -237,7 +261,12 @@ fn ports(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidth
         "pulse: return to idle (soft reset, or the job ended on an error)",
     )?;
     m.port_group("run parameters (to the window, execute and result stages)");
-    m.port_doc(Dir::Output, "x_start", 1, "pulse: x_* hold a new descriptor")?;
+    m.port_doc(
+        Dir::Output,
+        "x_start",
+        1,
+        "pulse: x_* hold a new descriptor",
+    )?;
     for (name, width, doc) in x_params(aw) {
         if doc.is_empty() {
             m.port(Dir::Output, name, width)?;
@@ -248,7 +277,6 @@ fn ports(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidth
     let _ = s;
     Ok(())
 }
-
 
 /// A request kind's localparam name.
 fn kind(k: &str) -> String {
@@ -290,7 +318,11 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
         ("g_q", 2, "plane group being loaded"),
         ("p_q", 3, "plane within the group"),
         ("q_q", 6, "plane within the tile"),
-        ("wq_q", w.wib, "bank index of the plane: slot base + q * wpr"),
+        (
+            "wq_q",
+            w.wib,
+            "bank index of the plane: slot base + q * wpr",
+        ),
         ("pa_q", aw, "address of the plane's first row of the tile"),
         ("inp_q", 1, "the input has been issued"),
         ("pwords_q", wb, "nrows * wpr"),
@@ -303,7 +335,11 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
         ("rq_kind_q", 3, "the request being issued"),
         ("rq_addr_q", aw, ""),
         ("rq_words_q", wb, ""),
-        ("rq_base_q", bw, "bank base (planes) or slot base (region table)"),
+        (
+            "rq_base_q",
+            bw,
+            "bank base (planes) or slot base (region table)",
+        ),
         ("rq_rowlen_q", 16, "words per row or input, regions per row"),
         ("rq_count_q", wb, "table entries, or words between inputs"),
         ("rq_tend_q", 1, "the tile's last request"),
@@ -350,11 +386,7 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
         Expr::raw("(sbusy_q & t_mask) == 2'b00 && scnt_q != 2'd2", 1),
         Some("they hold no uncomputed tile"),
     )?;
-    m.wire_assign(
-        "claim",
-        Expr::raw("fst_q == F_TILE && tile_free", 1),
-        None,
-    )?;
+    m.wire_assign("claim", Expr::raw("fst_q == F_TILE && tile_free", 1), None)?;
     m.wire_assign(
         "slot_release",
         Expr::raw("tile_done && scnt_q != 2'd0", 1),
@@ -382,7 +414,10 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
     )?;
     m.wire_assign(
         "plane_next_addr",
-        Expr::raw("({1'b0, p_q} == g_bits - 4'd1) ? g_next_addr : pa_q + f_s_plane_stride", aw),
+        Expr::raw(
+            "({1'b0, p_q} == g_bits - 4'd1) ? g_next_addr : pa_q + f_s_plane_stride",
+            aw,
+        ),
         Some("the next plane's rows of this tile"),
     )?;
     let slot_half = s.wdepth / 2;
@@ -698,10 +733,7 @@ fn issue_next(c: &mut Code, n: &Next) {
                     c.nb("rq_words_q", format!("(gcount_q + {wb}'d3) >> 2"));
                     c.nb("rq_count_q", "gcount_q");
                     c.nb("rq_rowlen_q", "f_s_regions");
-                    c.nb(
-                        "rq_base_q",
-                        format!("tslot_q ? {rqb}'d{gslot} : {rqb}'d0"),
-                    );
+                    c.nb("rq_base_q", format!("tslot_q ? {rqb}'d{gslot} : {rqb}'d0"));
                     c.nb("fst_q", "F_CHK");
                 },
                 &first_plane,
@@ -712,7 +744,9 @@ fn issue_next(c: &mut Code, n: &Next) {
             c.if_else(
                 "q_q + 6'd1 == f_s_planes",
                 |c| {
-                    c.comment("the tile is issued: then the input (after tile 0), or the next tile");
+                    c.comment(
+                        "the tile is issued: then the input (after tile 0), or the next tile",
+                    );
                     c.nb("tile_q", "tile_q + 16'd1");
                     c.nb("rem_q", format!("rem_q - 16'd{rows}"));
                     c.nb("o0b_q", "o0b_q + o0b_step");
@@ -803,15 +837,27 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
     m.section("the router's current request");
     for (name, width, doc) in [
         ("rt_busy_q", 1, "a request's beats are being routed"),
-        ("rt_drain_q", 1, "after a read error: drop every beat still due"),
+        (
+            "rt_drain_q",
+            1,
+            "after a read error: drop every beat still due",
+        ),
         ("rt_kind_q", 3, ""),
         ("rt_left_q", wb, "words left"),
         ("rt_lane_q", lb, "next word of the beat"),
         ("rt_sub_q", 2, "region multiplier within the word"),
         ("rt_r_q", ri + 1, "row (tables, planes, region multipliers)"),
-        ("rt_c_q", 16, "word within a row or input; region within a row; descriptor word"),
+        (
+            "rt_c_q",
+            16,
+            "word within a row or input; region within a row; descriptor word",
+        ),
         ("rt_idx_q", ib, "buffer index of the next word"),
-        ("rt_base_q", ib, "region table slot base; the current input's first word"),
+        (
+            "rt_base_q",
+            ib,
+            "the plane's or region table's bank base; the current input's first word",
+        ),
         ("rt_rowlen_q", 16, ""),
         ("rt_count_q", wb, ""),
         ("rt_slot_q", 1, ""),
@@ -833,7 +879,10 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
     m.wire_assign(
         "rt_unit_last",
         Expr::raw(
-            format!("!({}) || rt_sub_q == 2'd3 || rt_count_q == {wb}'d1", is("GM")),
+            format!(
+                "!({}) || rt_sub_q == 2'd3 || rt_count_q == {wb}'d1",
+                is("GM")
+            ),
             1,
         ),
         Some("slow kinds: this unit ends its word"),
@@ -896,7 +945,10 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
     m.wire_assign(
         "rt_n",
         Expr::raw(
-            format!("(rt_drain_q || rt_fast) ? ({nsum}) : {{{}'d0, rt_unit_last}}", wb - 1),
+            format!(
+                "(rt_drain_q || rt_fast) ? ({nsum}) : {{{}'d0, rt_unit_last}}",
+                wb - 1
+            ),
             wb,
         ),
         Some("words consumed by a routed unit or beat"),
@@ -974,14 +1026,15 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
         Some("route this cycle's words (no error, not draining)"),
     )?;
     // Buffer writes.
-    let lanes = |f: &dyn Fn(u32) -> String| {
-        (0..nw).rev().map(f).collect::<Vec<_>>().join(", ")
-    };
-    let lane_v = |k: &str| {
-        lanes(&|l| format!("rt_wr && {} && ln{l}_in", is(k)))
-    };
+    let lanes = |f: &dyn Fn(u32) -> String| (0..nw).rev().map(f).collect::<Vec<_>>().join(", ");
+    let lane_v = |k: &str| lanes(&|l| format!("rt_wr && {} && ln{l}_in", is(k)));
     let lane_idx = |bits: u32| {
-        lanes(&|l| format!("(ln{l}_first ? rt_idx_q[{b}:0] : s1_idx[{b}:0])", b = bits - 1))
+        lanes(&|l| {
+            format!(
+                "(ln{l}_first ? rt_idx_q[{b}:0] : s1_idx[{b}:0])",
+                b = bits - 1
+            )
+        })
     };
     m.assign_raw("lw_valid", format!("{{{}}}", lane_v("PLANE")))?;
     m.assign_raw(
@@ -1044,7 +1097,14 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
         Expr::raw(format!("rt_end && !rt_drain_q && {}", is("DESC")), 1),
         None,
     )?;
-    m.wire_assign("rt_load", Expr::raw("!rt_busy_q && rcnt_q != {CB}'d0".replace("{CB}", &cb.to_string()), 1), Some("take the oldest entry"))?;
+    m.wire_assign(
+        "rt_load",
+        Expr::raw(
+            "!rt_busy_q && rcnt_q != {CB}'d0".replace("{CB}", &cb.to_string()),
+            1,
+        ),
+        Some("take the oldest entry"),
+    )?;
 
     let mut c = Code::new();
     c.if_("rd_req_fire", |c| {
@@ -1108,8 +1168,9 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
                 c.nb(
                     "rt_base_q",
                     format!(
-                        "(re_kind[rrp_q] == {}) ? {} : {ib}'d0",
+                        "(re_kind[rrp_q] == {} || re_kind[rrp_q] == {}) ? {} : {ib}'d0",
                         kind("GM"),
+                        kind("PLANE"),
                         pad("re_base[rrp_q]", rqb)
                     ),
                 );
@@ -1153,12 +1214,9 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
             });
         },
     );
-    c.if_(
-        format!("rt_wr && {}", is("DESC")),
-        |c| {
-            c.nb("fdesc_q[{rt_c_q[3:0], 6'd0} +: 64]", "rt_word");
-        },
-    );
+    c.if_(format!("rt_wr && {}", is("DESC")), |c| {
+        c.nb("fdesc_q[{rt_c_q[3:0], 6'd0} +: 64]", "rt_word");
+    });
     let clk = m.sig("clk")?;
     m.always_ff(&clk, c)?;
     m.assign_raw(
@@ -1344,11 +1402,16 @@ fn job(m: &mut ModuleBuilder, cfg: &AccelConfig, w: &FetchWidths) -> Result<()> 
         None,
     )?;
     for (a, b) in [("iss", "rt"), ("iss", "res"), ("rt", "res")] {
-        m.reg(&format!("lt_{a}_{b}_q"), 1, Some("earlier in program order"))?;
+        m.reg(
+            &format!("lt_{a}_{b}_q"),
+            1,
+            Some("earlier in program order"),
+        )?;
     }
     m.reg("quiet_q", 1, Some("the pending error may be reported"))?;
     for (name, width) in [
         ("busy_q", 1),
+        ("start_err_q", 1),
         ("done_q", 1),
         ("error_q", 1),
         ("err_code_q", 8),
@@ -1396,7 +1459,14 @@ fn job(m: &mut ModuleBuilder, cfg: &AccelConfig, w: &FetchWidths) -> Result<()> 
         "!rst_n || soft_reset",
         |c| {
             for r in [
-                "e_iss_v_q", "e_rt_v_q", "e_res_v_q", "quiet_q", "busy_q", "done_q", "error_q",
+                "e_iss_v_q",
+                "e_rt_v_q",
+                "e_res_v_q",
+                "quiet_q",
+                "busy_q",
+                "start_err_q",
+                "done_q",
+                "error_q",
             ] {
                 c.nb(r, "1'b0");
             }
@@ -1405,18 +1475,19 @@ fn job(m: &mut ModuleBuilder, cfg: &AccelConfig, w: &FetchWidths) -> Result<()> 
             c.nb("done_q", "1'b0");
             c.nb("error_q", "1'b0");
             c.nb("quiet_q", "quiesced && !quiet_q");
+            c.comment("a START the list's own checks refuse: BUSY for one cycle, then the error");
+            c.nb("start_err_q", "1'b0");
+            c.if_("start_err_q", |c| {
+                c.nb("error_q", "1'b1");
+                c.nb("busy_q", "1'b0");
+            });
             c.if_("start && fst_q == F_IDLE && !busy_q", |c| {
-                c.if_else(
-                    "start_code != 8'd0",
-                    |c| {
-                        c.nb("error_q", "1'b1");
-                        c.nb("err_code_q", "start_code");
-                        c.nb("err_desc_q", "16'd0");
-                    },
-                    |c| {
-                        c.nb("busy_q", "1'b1");
-                    },
-                );
+                c.nb("busy_q", "1'b1");
+                c.if_("start_code != 8'd0", |c| {
+                    c.nb("start_err_q", "1'b1");
+                    c.nb("err_code_q", "start_code");
+                    c.nb("err_desc_q", "16'd0");
+                });
             });
             c.if_("iss_err && !e_iss_v_q", |c| {
                 c.nb("e_iss_v_q", "1'b1");

@@ -14,10 +14,10 @@
 //! stage hands the others.
 
 pub mod decode;
+pub mod exec;
 pub mod fetch;
 pub mod params;
 pub mod ports;
-pub mod exec;
 pub mod result;
 pub mod window;
 
@@ -31,13 +31,26 @@ use ports::{Side, memory_ports};
 
 /// Every module of the layer engine, the thin top `caq_core` last; `array_if` and `requant_if`
 /// are the interfaces of `caq_array` and `caq_requant`.
-pub fn core(cfg: &AccelConfig, array_if: &Interface, requant_if: &Interface) -> Result<Vec<Module>> {
+pub fn core(
+    cfg: &AccelConfig,
+    array_if: &Interface,
+    requant_if: &Interface,
+) -> Result<Vec<Module>> {
     let decode = decode::decode(cfg)?;
     let fetch = fetch::fetch(cfg, &decode.interface)?;
     let window = window::window(cfg)?;
     let exec = exec::exec(cfg)?;
     let result = result::result(cfg, requant_if)?;
-    let top = top(cfg, &[&fetch.interface, &window.interface, &exec.interface, array_if, &result.interface])?;
+    let top = top(
+        cfg,
+        &[
+            &fetch.interface,
+            &window.interface,
+            &exec.interface,
+            array_if,
+            &result.interface,
+        ],
+    )?;
     Ok(vec![decode, fetch, window, exec, result, top])
 }
 
@@ -63,17 +76,47 @@ fn top(cfg: &AccelConfig, stages: &[&Interface]) -> Result<Module> {
     m.port(Dir::Input, "clk", 1)?;
     m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
     m.port_group("control block");
-    m.port_doc(Dir::Input, "start", 1, "pulse: run DESC_COUNT descriptors from DESC_ADDR")?;
-    m.port_doc(Dir::Input, "soft_reset", 1, "pulse: abandon the job, back to idle")?;
+    m.port_doc(
+        Dir::Input,
+        "start",
+        1,
+        "pulse: run DESC_COUNT descriptors from DESC_ADDR",
+    )?;
+    m.port_doc(
+        Dir::Input,
+        "soft_reset",
+        1,
+        "pulse: abandon the job, back to idle",
+    )?;
     m.port(Dir::Input, "desc_addr", aw)?;
     m.port(Dir::Input, "desc_count", 16)?;
     m.port(Dir::Output, "busy", 1)?;
     m.port_doc(Dir::Output, "done", 1, "pulse: the list completed")?;
-    m.port_doc(Dir::Output, "error", 1, "pulse: the job stopped on an error")?;
+    m.port_doc(
+        Dir::Output,
+        "error",
+        1,
+        "pulse: the job stopped on an error",
+    )?;
     m.port(Dir::Output, "err_code", 8)?;
-    m.port_doc(Dir::Output, "err_desc", 16, "index of the failing descriptor")?;
-    m.port_doc(Dir::Output, "perf_busy", 1, "a plane-step entered the array")?;
-    m.port_doc(Dir::Output, "perf_stall", 1, "a descriptor runs and no step issues")?;
+    m.port_doc(
+        Dir::Output,
+        "err_desc",
+        16,
+        "index of the failing descriptor",
+    )?;
+    m.port_doc(
+        Dir::Output,
+        "perf_busy",
+        1,
+        "a plane-step entered the array",
+    )?;
+    m.port_doc(
+        Dir::Output,
+        "perf_stall",
+        1,
+        "a descriptor runs and no step issues",
+    )?;
     m.port(Dir::Output, "perf_plane_ops", 16)?;
     m.port(Dir::Output, "perf_bytes_rd", 16)?;
     m.port(Dir::Output, "perf_bytes_wr", 16)?;

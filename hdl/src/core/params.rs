@@ -36,7 +36,11 @@ pub fn x_params(aw: u32) -> Vec<(&'static str, u32, &'static str)> {
         ("x_block", 4, "window block width W"),
         ("x_slots2", 1, "tiles alternate between two weight slots"),
         ("x_out_addr", aw, "output_addr"),
-        ("x_out_stride", 17, "Dense: bytes between outputs of the batch"),
+        (
+            "x_out_stride",
+            17,
+            "Dense: bytes between outputs of the batch",
+        ),
         ("x_desc", 16, "the descriptor's index in the list"),
     ]
 }

@@ -62,12 +62,7 @@ pub fn some_memory_ports(
         ("rd_valid", 1, In, ""),
         ("rd_ready", 1, Out, ""),
         ("rd_data", bw, In, "a whole bus beat"),
-        (
-            "rd_resp",
-            2,
-            In,
-            "RRESP of the beat (2 SLVERR, 3 DECERR)",
-        ),
+        ("rd_resp", 2, In, "RRESP of the beat (2 SLVERR, 3 DECERR)"),
     ];
     let write: [(&str, u32, Dir, &str); 11] = [
         ("wr_req_valid", 1, Out, ""),

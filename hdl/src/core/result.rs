@@ -15,8 +15,8 @@
 //!
 //! Knows the output layouts and the write port; knows nothing of weights or the array.
 
-use caq_spec::shape::DENSE_QUEUE;
 use caq_spec::regmap::ErrorCode;
+use caq_spec::shape::DENSE_QUEUE;
 use caq_spec::{AccelConfig, CoreShape};
 
 use super::exec::CREDIT_BITS;
@@ -125,10 +125,7 @@ fn tables(m: &mut ModuleBuilder, s: &CoreShape, fw: &FetchWidths) -> Result<()> 
                 );
             } else {
                 c.if_(
-                    format!(
-                        "lt_bias_valid[1] && lt_slot == 1'b{slot} && {}",
-                        row(r - 1)
-                    ),
+                    format!("lt_bias_valid[1] && lt_slot == 1'b{slot} && {}", row(r - 1)),
                     |c| {
                         c.nb(format!("bias{slot}_{r}_q"), "lt_data[63:32]");
                     },
@@ -223,12 +220,7 @@ fn requantize(m: &mut ModuleBuilder, s: &CoreShape, requant_if: &Interface) -> R
     for r in 0..rows {
         let v = m.wire(&format!("rq{r}_valid"), 1, None)?;
         let code = m.wire(&format!("rq{r}_code"), 8, None)?;
-        let pick = |t: &str, w: u32| {
-            Expr::raw(
-                format!("tl_slot0_q ? {t}1_{r}_q : {t}0_{r}_q"),
-                w,
-            )
-        };
+        let pick = |t: &str, w: u32| Expr::raw(format!("tl_slot0_q ? {t}1_{r}_q : {t}0_{r}_q"), w);
         m.instance(
             requant_if,
             &format!("u_rq{r}"),
@@ -262,11 +254,7 @@ fn requantize(m: &mut ModuleBuilder, s: &CoreShape, requant_if: &Interface) -> R
         Some("an item's codes leave the requant units (all rows at once)"),
     )?;
     m.lint_off("UNUSEDSIGNAL", "every unit's valid equals unit 0's");
-    m.wire_assign(
-        "q_valid_all",
-        Expr::raw(valids.join(" & "), 1),
-        None,
-    )?;
+    m.wire_assign("q_valid_all", Expr::raw(valids.join(" & "), 1), None)?;
     m.lint_on("UNUSEDSIGNAL");
     let all = codes.iter().rev().cloned().collect::<Vec<_>>().join(", ");
     m.wire_assign(
@@ -297,10 +285,22 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
         ("o_pos_q", pb, "its staging position (a ring)"),
         ("o_rpos_q", pb, "the current run's first position"),
         ("o_rp0_q", 16, "the current run's first item"),
-        ("o_chan_q", aw, "out + o0 * out_h * out_w: the tile's first channel (Conv2d)"),
-        ("o_dest_q", aw, "out + n * out_stride + o0: the item's output (Dense)"),
+        (
+            "o_chan_q",
+            aw,
+            "out + o0 * out_h * out_w: the tile's first channel (Conv2d)",
+        ),
+        (
+            "o_dest_q",
+            aw,
+            "out + n * out_stride + o0: the item's output (Dense)",
+        ),
         ("o_dtile_q", aw, "out + o0 (Dense)"),
-        ("o_done_q", 1, "every item of the descriptor has left requantization"),
+        (
+            "o_done_q",
+            1,
+            "every item of the descriptor has left requantization",
+        ),
     ] {
         m.reg(name, width, Some(doc))?;
     }
@@ -342,15 +342,12 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
             } else {
                 format!("o_pos_q[{}:0] == {lbb}'d{l}", lbb - 1)
             };
-            st.if_(
-                format!("q_valid && x_conv && {lane}"),
-                |c| {
-                    c.nb(
-                        format!("{mem}[o_pos_q[{}:{lbb}]]", pb - 1),
-                        format!("q_codes[{} +: 8]", 8 * r),
-                    );
-                },
-            );
+            st.if_(format!("q_valid && x_conv && {lane}"), |c| {
+                c.nb(
+                    format!("{mem}[o_pos_q[{}:{lbb}]]", pb - 1),
+                    format!("q_codes[{} +: 8]", 8 * r),
+                );
+            });
         }
     }
     m.always_ff(&m.sig("clk")?, st)?;
@@ -371,7 +368,12 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
     m.reg("rq_n_q", clog2(RUN_QUEUE + 1), Some("runs queued"))?;
     let dq = DENSE_QUEUE;
     let dqb = clog2(dq);
-    for (f, w) in [("codes", rows * 8), ("dest", aw), ("nrows", ri + 1), ("tile", 16)] {
+    for (f, w) in [
+        ("codes", rows * 8),
+        ("dest", aw),
+        ("nrows", ri + 1),
+        ("tile", 16),
+    ] {
         m.memory(&format!("dq_{f}"), w, dq, "output field")?;
     }
     m.reg("dq_wp_q", dqb.max(1), None)?;
@@ -441,10 +443,7 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
                         c.nb("o_tile_q", "o_tile_q + 16'd1");
                         c.nb("o_rem_q", format!("o_rem_q - 16'd{rows}"));
                         c.nb("o_chan_q", format!("o_chan_q + {rowstep}"));
-                        c.nb(
-                            "o_dtile_q",
-                            format!("o_dtile_q + {aw}'d{rows}"),
-                        );
+                        c.nb("o_dtile_q", format!("o_dtile_q + {aw}'d{rows}"));
                         c.nb("o_dest_q", format!("o_dtile_q + {aw}'d{rows}"));
                         c.if_("o_tile_q + 16'd1 == x_tiles", |c| {
                             c.nb("o_done_q", "1'b1");
@@ -481,9 +480,17 @@ fn requests(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<(
     for (name, width, doc) in [
         ("ast_q", 2, "state"),
         ("a_rq_q", rqb, "the next run to request (Conv2d)"),
-        ("a_rqn_q", clog2(RUN_QUEUE + 1), "runs queued and not yet requested"),
+        (
+            "a_rqn_q",
+            clog2(RUN_QUEUE + 1),
+            "runs queued and not yet requested",
+        ),
         ("a_dq_q", dqb, "the next output to request (Dense)"),
-        ("a_dqn_q", clog2(DENSE_QUEUE + 1), "outputs queued and not yet requested"),
+        (
+            "a_dqn_q",
+            clog2(DENSE_QUEUE + 1),
+            "outputs queued and not yet requested",
+        ),
         ("a_conv_q", 1, "the job is a Conv2d run's row"),
         ("a_row_q", ri + 1, "its row"),
         ("a_nrows_q", ri + 1, "the run's rows"),
@@ -493,7 +500,11 @@ fn requests(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<(
         ("a_tile_q", 16, ""),
         ("a_lo_q", aw + 2, "the burst rounded out to beats"),
         ("a_hi_q", aw + 2, ""),
-        ("a_err_q", 1, "a burst was outside the window: every later one is dropped"),
+        (
+            "a_err_q",
+            1,
+            "a burst was outside the window: every later one is dropped",
+        ),
     ] {
         m.reg(name, width, Some(doc))?;
     }
@@ -535,7 +546,11 @@ fn requests(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<(
             z2 = wb - 7
         ),
     )?;
-    m.wire_assign("wr_req_fire", Expr::raw("wr_req_valid && wr_req_ready", 1), None)?;
+    m.wire_assign(
+        "wr_req_fire",
+        Expr::raw("wr_req_valid && wr_req_ready", 1),
+        None,
+    )?;
     m.wire_assign(
         "a_bad",
         Expr::raw("ast_q == A_REQ && !a_err_q && !a_in_win", 1),
@@ -571,20 +586,18 @@ fn requests(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<(
     c.if_("a_push", |c| {
         c.nb("jq_conv[jq_wp_q]", "a_conv_q");
         c.nb("jq_null[jq_wp_q]", "a_err_q || a_bad");
-        c.nb(
-            "jq_row[jq_wp_q]",
-            format!("a_row_q[{}:0]", ri.max(1) - 1),
-        );
+        c.nb("jq_row[jq_wp_q]", format!("a_row_q[{}:0]", ri.max(1) - 1));
         c.nb("jq_pos[jq_wp_q]", "a_pos_q");
         c.nb("jq_off[jq_wp_q]", format!("a_dest_q[{}:0]", lbb - 1));
         c.nb("jq_len[jq_wp_q]", "a_len_q");
-        c.nb("jq_beats[jq_wp_q]", format!("a_end_beat[{}:{lbb}]", lbb + 4));
+        c.nb(
+            "jq_beats[jq_wp_q]",
+            format!("a_end_beat[{}:{lbb}]", lbb + 4),
+        );
         c.nb(
             "jq_last[jq_wp_q]",
-            "!a_conv_q || a_row_q + 1 == a_nrows_q".replace(
-                "a_row_q + 1",
-                &format!("a_row_q + {}'d1", ri + 1),
-            ),
+            "!a_conv_q || a_row_q + 1 == a_nrows_q"
+                .replace("a_row_q + 1", &format!("a_row_q + {}'d1", ri + 1)),
         );
     });
     c.if_else(
@@ -740,12 +753,21 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
     for r in 0..rows {
         for l in 0..bb {
             m.reg(&format!("st{r}_{l}_rd_q"), 8, None)?;
-            let entry = if seb == 0 { "1'b0".to_owned() } else { "b_e_q".to_owned() };
+            let entry = if seb == 0 {
+                "1'b0".to_owned()
+            } else {
+                "b_e_q".to_owned()
+            };
             rd.nb(format!("st{r}_{l}_rd_q"), format!("st{r}_{l}_mem[{entry}]"));
         }
     }
     m.always_ff(&m.sig("clk")?, rd)?;
-    for (name, width) in [("r1_v_q", 1), ("r1_beat_q", 1), ("r2_v_q", 1), ("r2_beat_q", 1)] {
+    for (name, width) in [
+        ("r1_v_q", 1),
+        ("r1_beat_q", 1),
+        ("r2_v_q", 1),
+        ("r2_beat_q", 1),
+    ] {
         m.reg(name, width, None)?;
     }
     m.reg("r1_row_q", ri.max(1), None)?;
@@ -860,12 +882,20 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
     )?;
     // Dense: the output's codes shifted to the burst's offset.
     let dl = rows * 8 + bw;
-    m.reg("dv_q", dl, Some("Dense: the codes shifted left by the burst's offset"))?;
+    m.reg(
+        "dv_q",
+        dl,
+        Some("Dense: the codes shifted left by the burst's offset"),
+    )?;
     let kb = clog2(dl.div_ceil(bw));
     m.wire_assign(
         "dense_beat",
         Expr::raw(
-            format!("dv_q[{{b_k_q[{}:0], {}'d0}} +: {bw}]", kb.max(1) - 1, lbb + 3),
+            format!(
+                "dv_q[{{b_k_q[{}:0], {}'d0}} +: {bw}]",
+                kb.max(1) - 1,
+                lbb + 3
+            ),
             bw,
         ),
         None,
@@ -925,10 +955,7 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
     });
     c.if_("r2_beat || b_dense_beat", |c| {
         c.nb("b_k_q", "b_k_q + 5'd1");
-        c.nb(
-            "bf_data[bf_wp_q]",
-            "r2_beat ? funnel : dense_beat",
-        );
+        c.nb("bf_data[bf_wp_q]", "r2_beat ? funnel : dense_beat");
         c.nb("bf_strb[bf_wp_q]", "b_strb");
     });
     let rn = clog2(RUN_QUEUE + 1);
@@ -1035,7 +1062,11 @@ fn finish(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     let code = |e: ErrorCode| format!("8'd{}", e.as_u8());
     m.section("completion");
     m.reg("rqv_q", RQ_LATENCY, Some("items inside the requant units"))?;
-    m.reg("fin_q", 1, Some("the descriptor's completion was signalled"))?;
+    m.reg(
+        "fin_q",
+        1,
+        Some("the descriptor's completion was signalled"),
+    )?;
     m.reg("x_done_q", 1, None)?;
     m.reg("err_v_q", 1, None)?;
     m.reg("err_code_q", 8, None)?;
@@ -1068,7 +1099,10 @@ fn finish(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
             c.nb("fin_q", "1'b1");
         },
         |c| {
-            c.nb("rqv_q", format!("{{rqv_q[{}:0], acc_valid}}", RQ_LATENCY - 2));
+            c.nb(
+                "rqv_q",
+                format!("{{rqv_q[{}:0], acc_valid}}", RQ_LATENCY - 2),
+            );
             c.if_("x_start", |c| {
                 c.nb("fin_q", "1'b0");
             });
@@ -1077,27 +1111,30 @@ fn finish(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
                 c.nb("err_code_q", code(ErrorCode::OutOfWindow));
                 c.nb("err_tile_q", "a_tile_q");
             });
-            c.if_("!fin_q && o_done_q && drained && !a_err_q && !x_start", |c| {
-                c.nb("fin_q", "1'b1");
-                c.if_else(
-                    "wr_err[1]",
-                    |c| {
-                        c.nb("err_v_q", "1'b1");
-                        c.nb(
-                            "err_code_q",
-                            format!(
-                                "wr_err[0] ? {} : {}",
-                                code(ErrorCode::AxiDecerr),
-                                code(ErrorCode::AxiSlverr)
-                            ),
-                        );
-                        c.nb("err_tile_q", "x_tiles");
-                    },
-                    |c| {
-                        c.nb("x_done_q", "1'b1");
-                    },
-                );
-            });
+            c.if_(
+                "!fin_q && o_done_q && drained && !a_err_q && !x_start",
+                |c| {
+                    c.nb("fin_q", "1'b1");
+                    c.if_else(
+                        "wr_err[1]",
+                        |c| {
+                            c.nb("err_v_q", "1'b1");
+                            c.nb(
+                                "err_code_q",
+                                format!(
+                                    "wr_err[0] ? {} : {}",
+                                    code(ErrorCode::AxiDecerr),
+                                    code(ErrorCode::AxiSlverr)
+                                ),
+                            );
+                            c.nb("err_tile_q", "x_tiles");
+                        },
+                        |c| {
+                            c.nb("x_done_q", "1'b1");
+                        },
+                    );
+                },
+            );
         },
     );
     m.always_ff(&m.sig("clk")?, c)?;

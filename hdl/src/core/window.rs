@@ -113,7 +113,11 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     for (name, width, doc) in [
         ("fm_ready_q", 1, "the feature map is loaded"),
         ("gon_q", 1, "a block is being gathered"),
-        ("out_q", 2, "blocks gathered and not yet read by the execute stage"),
+        (
+            "out_q",
+            2,
+            "blocks started and not yet read by the execute stage (one per patch buffer)",
+        ),
         ("gblk_q", 1, "the gathered block's patch buffer"),
         ("wt_q", 16, "tiles walked"),
         ("by_q", 16, "the block's output row"),
@@ -124,17 +128,21 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
         ("iy0_q", 18, "by * stride - pad"),
         ("ix0_q", 18, "bx * stride - pad"),
         ("giy_q", 18, "the kernel row's input row: iy0 + ky"),
-        ("ga_q", 32, "the segment's first byte: c * hw + giy * in_w + ix0"),
+        (
+            "ga_q",
+            32,
+            "the segment's first byte: c * hw + giy * in_w + ix0",
+        ),
         ("gac_q", 32, "the channel's first kernel row's byte"),
-        ("rb_q", 32, "iy0 * in_w: the block's first input row's byte in channel 0"),
+        (
+            "rb_q",
+            32,
+            "iy0 * in_w: the block's first input row's byte in channel 0",
+        ),
     ] {
         m.reg(name, width, Some(doc))?;
     }
-    m.wire_assign(
-        "row_step",
-        Expr::raw("{16'd0, x_in_w}", 32),
-        None,
-    )?;
+    m.wire_assign("row_step", Expr::raw("{16'd0, x_in_w}", 32), None)?;
     m.wire_assign(
         "sw",
         Expr::raw("x_stride2 ? {x_in_w[14:0], 1'b0} : x_in_w", 16),
@@ -142,7 +150,10 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     )?;
     m.wire_assign(
         "blk_go",
-        Expr::raw("fm_ready_q && !gon_q && out_q != 2'd2 && wt_q != x_tiles && x_conv", 1),
+        Expr::raw(
+            "fm_ready_q && !x_start && !gon_q && out_q != 2'd2 && wt_q != x_tiles && x_conv",
+            1,
+        ),
         Some("start gathering the next block"),
     )?;
     m.wire_assign(
@@ -171,11 +182,7 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
         ),
         None,
     )?;
-    m.wire_assign(
-        "pad18",
-        Expr::raw("{16'd0, x_pad}", 18),
-        None,
-    )?;
+    m.wire_assign("pad18", Expr::raw("{16'd0, x_pad}", 18), None)?;
     m.wire_assign(
         "ix0_w",
         Expr::raw("{{14{ix0_q[17]}}, ix0_q}", 32),
@@ -213,10 +220,7 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
             c.if_("input_loaded && x_conv", |c| {
                 c.nb("fm_ready_q", "1'b1");
             });
-            c.nb(
-                "out_q",
-                "out_q + {1'b0, block_ready} - {1'b0, block_done}",
-            );
+            c.nb("out_q", "out_q + {1'b0, blk_go} - {1'b0, block_done}");
             c.if_("blk_go", |c| {
                 c.nb("gon_q", "1'b1");
                 c.nb("gc_q", "16'd0");
@@ -250,10 +254,7 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
                                     },
                                     |c| {
                                         c.nb("by_q", "by_q + 16'd1");
-                                        c.nb(
-                                            "iy0_q",
-                                            "iy0_q + (x_stride2 ? 18'd2 : 18'd1)",
-                                        );
+                                        c.nb("iy0_q", "iy0_q + (x_stride2 ? 18'd2 : 18'd1)");
                                         c.nb("rb_q", "rb_q + {16'd0, sw}");
                                     },
                                 );
@@ -316,7 +317,11 @@ fn gather(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
     )?;
     // Segment bytes a pixel's kernel row can take: w + j (stride 1) or 2w + j (stride 2), j < 7.
     let nseg = (2 * (wmax - 1) + 7).min(fl);
-    m.reg("colok_q", nseg, Some("the block's column t lies inside the map: 0 <= ix0 + t < in_w"))?;
+    m.reg(
+        "colok_q",
+        nseg,
+        Some("the block's column t lies inside the map: 0 <= ix0 + t < in_w"),
+    )?;
     for (name, width) in [
         ("p1_v_q", 1),
         ("p1_last_q", 1),
@@ -339,11 +344,7 @@ fn gather(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
     }
     let cols = (0..nseg)
         .rev()
-        .map(|t| {
-            format!(
-                "(!ix0_t{t}[17] && ix0_t{t} < {{2'd0, x_in_w}})"
-            )
-        })
+        .map(|t| format!("(!ix0_t{t}[17] && ix0_t{t} < {{2'd0, x_in_w}})"))
         .collect::<Vec<_>>()
         .join(", ");
     for t in 0..nseg {
@@ -378,7 +379,11 @@ fn gather(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
             .map(|r| format!("(p1_rot_q == 4'd{r}) ? fm{}_rd_q", (r + j) % fl))
             .collect::<Vec<_>>()
             .join(" : ");
-        m.wire_assign(&format!("seg{j}"), Expr::raw(format!("{sel} : 8'd0"), 8), None)?;
+        m.wire_assign(
+            &format!("seg{j}"),
+            Expr::raw(format!("{sel} : 8'd0"), 8),
+            None,
+        )?;
     }
     for (name, width) in [
         ("p2_v_q", 1),
@@ -389,7 +394,11 @@ fn gather(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
         m.reg(name, width, None)?;
     }
     for w in 0..wmax {
-        m.reg(&format!("prow{w}_q"), 56, Some("pixel w's kernel row, byte j at [8j +: 8]"))?;
+        m.reg(
+            &format!("prow{w}_q"),
+            56,
+            Some("pixel w's kernel row, byte j at [8j +: 8]"),
+        )?;
         let bytes = (0..7u32)
             .rev()
             .map(|j| {
@@ -434,10 +443,18 @@ fn assemble(m: &mut ModuleBuilder, s: &CoreShape, aeb: u32) -> Result<()> {
     let nb = s.abanks;
     let nbl = clog2(nb);
     m.section("assemblers (t+3) and the bank writes (t+4)");
-    m.reg("fill_q", 3, Some("bytes pending in every pixel's assembler"))?;
+    m.reg(
+        "fill_q",
+        3,
+        Some("bytes pending in every pixel's assembler"),
+    )?;
     let gwb = aeb + nbl;
     m.reg("gw_q", gwb, Some("the next patch word"))?;
-    m.reg("flush_q", 1, Some("the block's leftover bytes go out next cycle"))?;
+    m.reg(
+        "flush_q",
+        1,
+        Some("the block's leftover bytes go out next cycle"),
+    )?;
     for (name, width) in [
         ("e_v_q", 1),
         ("e_last_q", 1),
@@ -447,10 +464,18 @@ fn assemble(m: &mut ModuleBuilder, s: &CoreShape, aeb: u32) -> Result<()> {
     ] {
         m.reg(name, width, None)?;
     }
-    m.wire_assign("tot", Expr::raw("{1'b0, fill_q} + {1'b0, x_kw}", 4), Some("bytes after the append"))?;
+    m.wire_assign(
+        "tot",
+        Expr::raw("{1'b0, fill_q} + {1'b0, x_kw}", 4),
+        Some("bytes after the append"),
+    )?;
     for w in 0..wmax {
         m.reg(&format!("acc{w}_q"), 56, Some("pixel w's pending bytes"))?;
-        m.reg(&format!("e_word{w}_q"), 64, Some("pixel w's word going out"))?;
+        m.reg(
+            &format!("e_word{w}_q"),
+            64,
+            Some("pixel w's word going out"),
+        )?;
         m.wire_assign(
             &format!("comb{w}"),
             Expr::raw(
@@ -460,7 +485,11 @@ fn assemble(m: &mut ModuleBuilder, s: &CoreShape, aeb: u32) -> Result<()> {
             None,
         )?;
     }
-    m.reg("pw_off_q", wmax * aeb, Some("w * chunks: pixel w's patch, from its buffer's start"))?;
+    m.reg(
+        "pw_off_q",
+        wmax * aeb,
+        Some("w * chunks: pixel w's patch, from its buffer's start"),
+    )?;
     let mut c = Code::new();
     c.if_("x_start", |c| {
         let offs = (0..wmax)
@@ -590,10 +619,7 @@ fn assemble(m: &mut ModuleBuilder, s: &CoreShape, aeb: u32) -> Result<()> {
             let hit = if nbl == 0 {
                 "1'b1".to_owned()
             } else {
-                format!(
-                    "(e_gw_q[{}:0] + {nbl}'d{w}) == {nbl}'d{b}",
-                    nbl - 1
-                )
+                format!("(e_gw_q[{}:0] + {nbl}'d{w}) == {nbl}'d{b}", nbl - 1)
             };
             valid.push(format!("({hit} && 4'd{w} < e_bn_q)"));
             entry.push(format!(

@@ -12,13 +12,13 @@ use std::time::Duration;
 use caq_model::kernels::{self, ConvGeom, GroupMult, IntLayer};
 use caq_model::quant::ActQuant;
 use caq_model::requant::{OutRange, Requant};
-use caq_spec::{CoreShape, Schedule};
 use caq_spec::descriptor::{self, DESCRIPTOR_BYTES, RequantEntry, Window};
 use caq_spec::regmap::{self, ErrorCode, Field, PERF_COUNTERS, Register};
 use caq_spec::{
     AccelConfig, Caps, ConfigHash, Device, DeviceAddr, IrqWait, LayerDescriptor, MemRegion, Opcode,
     PerfCounters,
 };
+use caq_spec::{CoreShape, Schedule};
 use ndarray::{Array2, ArrayView2, ArrayView3};
 
 use super::plan::{self, Load, Step};
@@ -405,7 +405,15 @@ impl FuncDevice {
                         })
                         .transpose()
                         .map_err(|e| SimError::Job(format!("functional model: {e}")))?;
-                    outputs = self.compute_tile(d, sched, &codes, gm.as_ref(), &bias[..n], &requant[..n], &input)?;
+                    outputs = self.compute_tile(
+                        d,
+                        sched,
+                        &codes,
+                        gm.as_ref(),
+                        &bias[..n],
+                        &requant[..n],
+                        &input,
+                    )?;
                     tile_rows = n;
                     codes = Array2::zeros((0, k));
                     perf.plane_ops += sched.items * sched.chunks * sched.planes;
@@ -505,7 +513,8 @@ impl FuncDevice {
                 let (k, items, n) = (sched.k as usize, sched.items as usize, bias.len());
                 let mut y = vec![0; n * items];
                 for item in 0..items {
-                    let out = kernels::dense(&layer, &input[item * k..(item + 1) * k]).map_err(model)?;
+                    let out =
+                        kernels::dense(&layer, &input[item * k..(item + 1) * k]).map_err(model)?;
                     for (r, v) in out.into_iter().enumerate() {
                         y[r * items + item] = v;
                     }

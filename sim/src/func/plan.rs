@@ -22,7 +22,10 @@ pub enum Load {
     Requant,
     GroupMult,
     /// Plane `plane` of plane group `group`, the tile's rows.
-    Plane { group: usize, plane: u8 },
+    Plane {
+        group: usize,
+        plane: u8,
+    },
 }
 
 /// Which computed outputs a write carries.

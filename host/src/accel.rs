@@ -305,12 +305,7 @@ impl<D: Device> Accelerator<D> {
         let hi = reg(&mut dev, &regmap::CONFIG_HASH_HI)?;
         let found_hash = ConfigHash::from_words(lo, hi);
         let mut caps_words = [0u32; 4];
-        for (w, r) in caps_words.iter_mut().zip([
-            &regmap::CAPS0,
-            &regmap::CAPS1,
-            &regmap::CAPS2,
-            &regmap::CAPS3,
-        ]) {
+        for (w, r) in caps_words.iter_mut().zip(regmap::CAPS) {
             *w = reg(&mut dev, r)?;
         }
         let expected_hash = ConfigHash::of(cfg);

@@ -16,7 +16,7 @@ use caq_spec::descriptor::{
 };
 use caq_spec::device::write_wide;
 use caq_spec::regmap;
-use caq_spec::{BitWidth, Device, DeviceAddr, IrqWait, PerfCounters};
+use caq_spec::{BitWidth, Caps, Device, DeviceAddr, IrqWait, PerfCounters};
 use ndarray::{Array2, ArrayView3};
 
 use crate::error::SimError;
@@ -107,8 +107,26 @@ impl Alloc {
 pub struct Placed {
     pub desc: LayerDescriptor,
     /// Output bytes at `desc.output_addr`: out_c · out_h · out_w (CHW), or for a Dense batch
-    /// `batch` vectors of out_c at the descriptor's output stride ([`LayerJob::golden`]).
+    /// `batch` vectors of out_c, `out_stride` bytes apart.
     pub output_len: usize,
+    /// Dense: bytes from one output of the batch to the next.
+    pub out_stride: usize,
+}
+
+impl Placed {
+    /// The bytes the output region should hold after the run, from the job's outputs
+    /// ([`LayerJob::golden`]): the gaps between a Dense batch's outputs keep [`OUTPUT_FILL`].
+    pub fn image(&self, outputs: &[u8]) -> Vec<u8> {
+        let out_c = usize::from(self.desc.output.c);
+        if self.desc.op == Opcode::Conv2d {
+            return outputs.to_vec();
+        }
+        let mut image = vec![OUTPUT_FILL; self.output_len];
+        for (n, y) in outputs.chunks(out_c).enumerate() {
+            image[n * self.out_stride..][..out_c].copy_from_slice(y);
+        }
+        image
+    }
 }
 
 fn job_error(e: impl std::fmt::Display) -> SimError {
@@ -123,10 +141,17 @@ fn bits(b: u8) -> Result<BitWidth, SimError> {
     BitWidth::try_from(b).map_err(job_error)
 }
 
-/// `n` rounded up to whole 8-byte words: the distance between Dense inputs (or outputs) of a
-/// batch (caq_spec::Schedule::in_stride, out_stride).
-fn stride8(n: usize) -> usize {
-    n.next_multiple_of(8)
+/// `n` codes rounded up to whole chunks of `cols` bytes: the distance between Dense inputs (or
+/// outputs) of a batch (caq_spec::CoreShape::batch_stride).
+fn stride(n: usize, cols: usize) -> usize {
+    n.next_multiple_of(cols)
+}
+
+/// The array's lanes C of a device, from its CAPS registers.
+fn device_cols<D: Device>(dev: &mut D) -> Result<usize, SimError> {
+    let words = caq_spec::device::read_caps(dev).map_err(device_error)?;
+    let caps = Caps::decode(words).map_err(job_error)?;
+    Ok(caps.cols() as usize)
 }
 
 /// `bytes` padded with zeros to whole 8-byte words: the device reads tables by the word.
@@ -189,12 +214,10 @@ impl LayerJob {
         }
     }
 
-    /// Output bytes the device's output buffer spans: out_c · out_h · out_w, or for a Dense
-    /// batch, `batch − 1` output strides of ⌈out_c/8⌉·8 bytes plus out_c.
+    /// Output codes: out_c · out_h · out_w, times the batch.
     pub fn output_len(&self) -> Result<usize, SimError> {
         let (h, w) = self.out_hw()?;
-        let one = self.out_c() * h * w;
-        Ok((self.batch() - 1) * stride8(self.out_c()) + one)
+        Ok(self.out_c() * h * w * self.batch())
     }
 
     /// Σ of the active groups' codes, shifted: the effective weight codes `[out_c, K]`.
@@ -220,8 +243,8 @@ impl LayerJob {
         }
     }
 
-    /// Output codes as the device writes them (one byte each, CHW; a Dense batch's outputs at
-    /// their stride, the gaps between them left as [`OUTPUT_FILL`]), from the golden kernels.
+    /// Output codes (one byte each, CHW; a Dense batch's outputs one after the other), from the
+    /// golden kernels. [`Placed::image`] lays them out as the device writes them.
     pub fn golden(&self) -> Result<Vec<u8>, SimError> {
         let eff = self.effective_codes();
         let layer = IntLayer {
@@ -250,15 +273,11 @@ impl LayerJob {
                     .collect()
             }
             _ => {
-                let (k, o) = (self.k(), self.out_c());
-                let mut image = vec![OUTPUT_FILL; self.output_len()?];
-                for (n, x) in self.input.chunks(k).enumerate() {
-                    let y = kernels::dense(&layer, x).map_err(job_error)?;
-                    for (b, v) in image[n * stride8(o)..][..o].iter_mut().zip(y) {
-                        *b = v as u8;
-                    }
+                let mut out = Vec::with_capacity(self.output_len()?);
+                for x in self.input.chunks(self.k()) {
+                    out.extend(kernels::dense(&layer, x).map_err(job_error)?);
                 }
-                return Ok(image);
+                out
             }
         };
         Ok(out.iter().map(|&v| v as u8).collect())
@@ -277,14 +296,19 @@ impl LayerJob {
         };
         let out_c = self.out_c();
         let (out_h, out_w) = self.out_hw()?;
-        let output_len = self.output_len()?;
+        let cols = device_cols(dev)?;
+        let out_stride = stride(out_c, cols);
+        let output_len = match self.op {
+            LayerOp::Dense { batch, .. } => (batch - 1) * out_stride + out_c,
+            LayerOp::Conv2d { .. } => self.output_len()?,
+        };
         let input: Vec<u8> = match self.op {
             LayerOp::Dense { in_c, .. } => self
                 .input
                 .chunks(in_c)
                 .flat_map(|x| {
                     let mut v: Vec<u8> = x.iter().map(|&c| c as u8).collect();
-                    v.resize(stride8(in_c), 0);
+                    v.resize(stride(in_c, cols), 0);
                     v
                 })
                 .collect(),
@@ -364,7 +388,11 @@ impl LayerJob {
             group_mult_addr: DeviceAddr(gm_addr),
             batch: u16::try_from(self.batch()).map_err(job_error)?,
         };
-        Ok(Placed { desc, output_len })
+        Ok(Placed {
+            desc,
+            output_len,
+            out_stride,
+        })
     }
 }
 

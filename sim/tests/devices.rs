@@ -288,7 +288,7 @@ fn place_all<D: Device>(dev: &mut D, jobs: &[LayerJob]) -> (DeviceAddr, Vec<Plac
 fn check_outputs<D: Device>(dev: &mut D, jobs: &[LayerJob], placed: &[Placed], what: &str) {
     for (i, (j, p)) in jobs.iter().zip(placed).enumerate() {
         let got = layer::read_output(dev, p).unwrap_or_else(|e| panic!("{e}"));
-        let golden = j.golden().unwrap_or_else(|e| panic!("{e}"));
+        let golden = p.image(&j.golden().unwrap_or_else(|e| panic!("{e}")));
         assert_eq!(
             &got[..p.output_len],
             &golden[..],
@@ -1001,7 +1001,9 @@ fn calibrate_the_timing_model_against_the_rtl() {
         let errors: Vec<f64> = samples
             .iter()
             .map(|(descs, cycles)| {
-                100.0 * (model.estimate(&CoreShape::of(&cfg), descs).cycles as f64 / *cycles as f64 - 1.0)
+                100.0
+                    * (model.estimate(&CoreShape::of(&cfg), descs).cycles as f64 / *cycles as f64
+                        - 1.0)
             })
             .collect();
         let worst = errors.iter().fold(0f64, |m, e| m.max(e.abs()));

@@ -242,7 +242,7 @@ pub const BATCH: DescField = DescField::new(
     0,
     16,
     "Inputs run through the layer with each loaded weight tile (1..; Dense only, 1 for Conv2d): \
-     input n at input_addr + n·⌈K/8⌉·8, output n at output_addr + n·⌈out_c/8⌉·8.",
+     input n at input_addr + n·⌈K/C⌉·C, output n at output_addr + n·⌈out_c/C⌉·C (C = CAPS0.COLS).",
 );
 
 /// Every descriptor field, in word and bit order. Words 27..=31 are reserved.

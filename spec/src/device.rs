@@ -124,6 +124,15 @@ pub struct IrqStats {
     pub polled: u64,
 }
 
+/// The capability words CAPS0..CAPS3 of a device (decode them with `Caps::decode`).
+pub fn read_caps<D: Device + ?Sized>(dev: &mut D) -> Result<[u32; 4], D::Error> {
+    let mut words = [0u32; 4];
+    for (w, r) in words.iter_mut().zip(crate::regmap::CAPS) {
+        *w = dev.read_reg(r.offset)?;
+    }
+    Ok(words)
+}
+
 /// Reads a 64-bit register pair LO first: reading a counter's LO word snapshots it and HI returns
 /// the snapshot's upper half, so the value is never torn (docs/regmap.md).
 pub fn read_wide<D: Device + ?Sized>(dev: &mut D, pair: WidePair) -> Result<u64, D::Error> {

@@ -346,6 +346,9 @@ pub const CAPS3: Register = ro(
     "limits.max_k: longest reduction K of a layer.",
 );
 
+/// CAPS0..CAPS3 in order: the words `Caps::decode` takes.
+pub const CAPS: [&Register; 4] = [&CAPS0, &CAPS1, &CAPS2, &CAPS3];
+
 // ---- control and status -----------------------------------------------------------------------
 
 pub const CTRL_START: Field = Field::new(

@@ -89,7 +89,9 @@ pub struct Schedule {
     pub block: u64,
     /// Weight-buffer slots: 2 (double-buffered tiles) or 1 (a tile takes the whole buffer).
     pub slots: u64,
-    /// Dense: bytes from one input of the batch to the next, and from one output to the next.
+    /// Dense: bytes from one input of the batch to the next (whole chunks, ⌈K/C⌉·C, so an
+    /// input's words fill the activation banks in order), and from one output to the next
+    /// (⌈out_c/C⌉·C: the next layer's input stride).
     pub in_stride: u64,
     pub out_stride: u64,
 }
@@ -217,9 +219,15 @@ impl CoreShape {
             items,
             block,
             slots,
-            in_stride: 8 * k.div_ceil(8),
-            out_stride: 8 * out_c.div_ceil(8),
+            in_stride: chunks * u64::from(self.cols),
+            out_stride: self.batch_stride(out_c),
         })
+    }
+
+    /// Bytes between the Dense inputs (or outputs) of a batch for vectors of `len` codes: whole
+    /// chunks of C bytes.
+    pub fn batch_stride(&self, len: u64) -> u64 {
+        len.div_ceil(u64::from(self.cols)) * u64::from(self.cols)
     }
 
     /// The device's capacity rule alone: `Ok` when [`CoreShape::schedule`] fits.

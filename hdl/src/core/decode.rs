@@ -62,11 +62,6 @@ fn schedule_ports(s: &CoreShape, aw: u32) -> Vec<(&'static str, u32, &'static st
         ),
         ("s_block", 4, "window block width W (1 for Dense)"),
         ("s_slots2", 1, "a tile's planes fit half the weight buffer"),
-        (
-            "s_item_words",
-            16,
-            "Dense: 64-bit words per input, ceil(K/8)",
-        ),
         ("s_in_words", WORDS_BITS, "words of the whole input read"),
         (
             "s_plane_stride",
@@ -425,13 +420,6 @@ fn stage3(m: &mut ModuleBuilder, st: &mut Code, caps: &Caps, s: &CoreShape) -> R
             )
         },
     )?;
-    reg(
-        m,
-        st,
-        "item_words3_q",
-        16,
-        "k2_q[18:3] + {15'd0, k2_q[2:0] != 3'd0}",
-    )?;
     let regions = if s.group_size == 0 {
         "16'd1".to_string()
     } else {
@@ -500,13 +488,15 @@ fn stage4(m: &mut ModuleBuilder, st: &mut Code, s: &CoreShape) -> Result<()> {
         .collect::<Vec<_>>()
         .join(", ");
     reg(m, st, "patch_fit4_q", s.max_block, format!("{{{fits}}}"))?;
+    // Dense: the batch's inputs, whole chunks each: batch * chunks * C/8 words.
+    let lnb = clog2(s.abanks);
     reg(
         m,
         st,
         "batch_words4_q",
         WORDS_BITS,
         format!(
-            "{{{z}'d0, d_batch}} * {{{z}'d0, item_words3_q}}",
+            "({{{z}'d0, d_batch}} * {{{z}'d0, nch3_q}}) << {lnb}",
             z = WORDS_BITS - 16
         ),
     )?;
@@ -636,7 +626,6 @@ fn stage6(m: &mut ModuleBuilder, st: &mut Code, s: &CoreShape) -> Result<()> {
         ("s_items", 16, "d_conv ? ohw_q[15:0] : d_batch".into()),
         ("s_block", 4, "block5_q".into()),
         ("s_slots2", 1, "slots2_5_q".into()),
-        ("s_item_words", 16, "item_words3_q".into()),
         (
             "s_in_words",
             WORDS_BITS,

@@ -798,7 +798,10 @@ fn advance(c: &mut Code, w: &Widths) {
                         c.nb("abase_q", &next);
                         c.nb("aentry_q", &next);
                         if w.rotb > 0 {
-                            c.nb("rot_q", format!("rot_q + {}'d1", w.rotb));
+                            c.comment("a block's next pixel: its words sit one bank further");
+                            c.if_("x_conv", |c| {
+                                c.nb("rot_q", format!("rot_q + {}'d1", w.rotb));
+                            });
                         }
                         first_chunk(c, w);
                     });

@@ -619,13 +619,6 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                         );
                         c.nb("rq_addr_q", format!("d_input_addr[{}:0]", aw - 1));
                         c.nb("rq_words_q", "f_s_in_words");
-                        c.nb("rq_rowlen_q", "f_s_item_words");
-                        let lnb = clog2(s.abanks);
-                        c.nb(
-                            "rq_count_q",
-                            format!("{{{}'d0, f_s_nch, {lnb}'d0}}", wb - 16 - lnb)
-                                .replace(", 0'd0}", "}"),
-                        );
                         c.nb("rq_tend_q", "1'b0");
                         c.nb("inp_q", "1'b1");
                         c.nb("fst_q", "F_CHK");
@@ -953,19 +946,20 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
         ),
         Some("words consumed by a routed unit or beat"),
     )?;
-    // Successor counters of a fast request: (row, col, index, base) after one word.
-    let (rl, cnt) = ("rt_rowlen_q", "rt_count_q");
+    // Successor counters of a fast request: (row, col, index) after one word. Planes restart
+    // the index at the plane's bank base on every row; inputs and maps count on.
+    let rl = "rt_rowlen_q";
     let succ: &[(&str, &str)] = if nw == 1 {
         &[("1", "rt")]
     } else {
         &[("1", "rt"), ("2", "s1")]
     };
     for &(sfx, prev) in succ {
-        let (c, idx, r, base) = (
-            format!("{prev}_c{}", if prev == "rt" { "_q" } else { "" }),
-            format!("{prev}_idx{}", if prev == "rt" { "_q" } else { "" }),
-            format!("{prev}_r{}", if prev == "rt" { "_q" } else { "" }),
-            format!("{prev}_base{}", if prev == "rt" { "_q" } else { "" }),
+        let q = if prev == "rt" { "_q" } else { "" };
+        let (c, idx, r) = (
+            format!("{prev}_c{q}"),
+            format!("{prev}_idx{q}"),
+            format!("{prev}_r{q}"),
         );
         m.wire_assign(
             &format!("s{sfx}_wrap"),
@@ -983,25 +977,11 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
             None,
         )?;
         m.wire_assign(
-            &format!("s{sfx}_base"),
-            Expr::raw(
-                format!(
-                    "({} && s{sfx}_wrap) ? {base} + {cnt}[{}:0] : {base}",
-                    is("INPUT"),
-                    ib - 1
-                ),
-                ib,
-            ),
-            None,
-        )?;
-        m.wire_assign(
             &format!("s{sfx}_idx"),
             Expr::raw(
                 format!(
-                    "({} && s{sfx}_wrap) ? {base} : ({} && s{sfx}_wrap) ? {base} + {cnt}[{}:0] : {idx} + {ib}'d1",
-                    is("PLANE"),
-                    is("INPUT"),
-                    ib - 1
+                    "({} && s{sfx}_wrap) ? rt_base_q : {idx} + {ib}'d1",
+                    is("PLANE")
                 ),
                 ib,
             ),
@@ -1189,11 +1169,11 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
                         c.nb("rt_lane_q", format!("{lb}'d0"));
                         c.comment("fast: counters advance by the words routed (one or two)");
                         if nw == 1 {
-                            for f in ["c", "r", "idx", "base"] {
+                            for f in ["c", "r", "idx"] {
                                 c.nb(format!("rt_{f}_q"), format!("s1_{f}"));
                             }
                         } else {
-                            for f in ["c", "r", "idx", "base"] {
+                            for f in ["c", "r", "idx"] {
                                 c.nb(
                                     format!("rt_{f}_q"),
                                     format!("(rt_n == {wb}'d2) ? s2_{f} : s1_{f}"),

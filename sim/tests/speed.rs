@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
-use caq_sim::rtl::design;
-use caq_sim::{AxiLite, AxiLiteOptions, RtlModel};
+use caq_sim::rtl;
+use caq_sim::{AxiLite, AxiLiteOptions};
 use caq_spec::regmap;
 
 fn rate(cycles: u64, seconds: f64) -> String {
@@ -27,7 +27,9 @@ fn measure(chunk: u64, budget_s: f64, mut step: impl FnMut() -> u64) -> (u64, f6
 
 #[test]
 fn speed_of_tick_n_tick_and_register_reads() {
-    let mut m = RtlModel::new(1);
+    let cfg = rtl::default_config().unwrap_or_else(|e| panic!("{e}"));
+    let lib = rtl::top_library(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let mut m = lib.instantiate(1);
     m.reset(2);
     let (n, tick_n) = measure(1, 0.5, || {
         m.tick_n(1000);
@@ -37,7 +39,7 @@ fn speed_of_tick_n_tick_and_register_reads() {
         m.tick();
         1
     });
-    let mut bus = AxiLite::new(&mut m, AxiLiteOptions::default());
+    let mut bus = AxiLite::new(&mut m, AxiLiteOptions::default()).unwrap_or_else(|e| panic!("{e}"));
     let mut reads = 0u32;
     let (axi_cycles, axi) = measure(100, 0.5, || {
         let start = bus.model().cycles();
@@ -49,8 +51,8 @@ fn speed_of_tick_n_tick_and_register_reads() {
     println!(
         "speed, config {} ({}), idle core: tick_n {} | tick() from Rust {} | AXI4-Lite reads \
          {:.0}/s ({})",
-        design::CONFIG_NAME,
-        design::VERILATOR_VERSION,
+        cfg.name,
+        lib.verilator_version(),
         rate(n, tick_n),
         rate(n_single, tick),
         f64::from(reads) / axi,

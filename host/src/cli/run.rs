@@ -520,7 +520,8 @@ fn estimate(timing: &caq_sim::TimingModel, caps: &Caps, program: &Program) -> u6
         .sum()
 }
 
-/// Runs on the Verilator model, which is built for one config (`CAQ_SIM_CONFIG` at build time).
+/// Runs on the Verilator model of `cfg`'s RTL (generated now, its model built or found in the
+/// shared cache, see caq_sim::rtl).
 #[cfg(feature = "rtl")]
 fn rtl_runs(
     cfg: &AccelConfig,
@@ -529,17 +530,9 @@ fn rtl_runs(
     settings: &[Vec<u8>],
     set: &caq_model::data::Dataset,
 ) -> Result<Vec<LevelReport>> {
-    let built = caq_sim::rtl::design::config()?;
-    if built != *cfg {
-        bail!(
-            "--backend rtl: --config is '{}' but the Verilator model was built for '{}' (rebuild \
-             with CAQ_SIM_CONFIG pointing at the config)",
-            cfg.name,
-            built.name
-        );
-    }
     let mem = sim_memory(program);
     let mut dev = caq_sim::RtlDevice::new(
+        cfg,
         0,
         caq_sim::AxiMemOptions {
             base: mem.base.0,

@@ -1,4 +1,5 @@
-//! Simulation speed of the model for the config it was built from. Prints, never asserts a rate:
+//! Simulation speed of the model of the simulated config, and the time to build it or load it from
+//! the model cache (`caq_sim::rtl`). Prints, never asserts a rate:
 //! `cargo test -p caq-sim --release -- --nocapture speed` (with `CAQ_SIM_CONFIG=...` for another
 //! config).
 
@@ -28,7 +29,14 @@ fn measure(chunk: u64, budget_s: f64, mut step: impl FnMut() -> u64) -> (u64, f6
 #[test]
 fn speed_of_tick_n_tick_and_register_reads() {
     let cfg = rtl::default_config().unwrap_or_else(|e| panic!("{e}"));
+    let t = Instant::now();
     let lib = rtl::top_library(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "model of {}: built or loaded from the cache in {:.3} s ({})",
+        cfg.name,
+        t.elapsed().as_secs_f64(),
+        lib.path().display()
+    );
     let mut m = lib.instantiate(1);
     m.reset(2);
     let (n, tick_n) = measure(1, 0.5, || {

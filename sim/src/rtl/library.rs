@@ -154,7 +154,7 @@ impl ModelLib {
         self.trace
     }
 
-    /// Every port, in declaration order, the clock included.
+    /// Every port, the clock included, in the order of Verilator's header (narrow ports first).
     pub fn ports(&self) -> &[PortInfo] {
         &self.ports
     }

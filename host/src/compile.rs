@@ -546,6 +546,7 @@ fn place_layer(
         bias_addr,
         requant_addr,
         group_mult_addr,
+        batch: 1,
     };
     Ok((
         DeviceLayer {

@@ -25,7 +25,7 @@ use crate::error::{HostError, Result};
 use caq_model::data::Dataset;
 use caq_model::qmodel::{Gate, QModel};
 use caq_model::report::{self, Scores};
-use caq_spec::{AccelConfig, Caps, DeviceAddr, PerfCounters};
+use caq_spec::{AccelConfig, DeviceAddr, PerfCounters};
 use serde::Serialize;
 
 /// Settings searched one by one below this count; above it, the Pareto-front programme.
@@ -83,10 +83,10 @@ impl CostTable {
     /// model (the one the functional device charges, so the figures are what it reports).
     pub fn new(q: &QModel, cfg: &AccelConfig) -> Result<CostTable> {
         let timing = caq_sim::TimingModel::default();
-        let caps = Caps::from_config(cfg)?;
+        let shape = caq_spec::CoreShape::of(cfg);
         let levels = q.levels().to_vec();
         let mut program = compile::compile(q, cfg, &q.uniform_bits(levels[0]), DeviceAddr(0))?;
-        let start = timing.estimate(&caps, &[]);
+        let start = timing.estimate(&shape, &[]);
         let mut fixed = PerfCounters::default();
         for step in &program.steps {
             if let compile::Step::Device(_) = step {
@@ -116,7 +116,7 @@ impl CostTable {
                     })?;
                 let groups = l.levels.len() - j;
                 lc.perf
-                    .push(sub(&timing.estimate(&caps, &[l.desc]), &start));
+                    .push(sub(&timing.estimate(&shape, &[l.desc]), &start));
                 lc.resident.push(l.group_bytes[..groups].iter().sum());
             }
         }

@@ -433,11 +433,12 @@ fn a_timeout_says_whether_the_device_is_still_busy() {
 #[cfg(feature = "rtl")]
 #[test]
 fn accelerator_suite_on_the_rtl_equals_the_functional_device() {
-    let cfg = caq_sim::rtl::design::config().expect("the model's config");
+    let cfg = caq_sim::rtl::default_config().unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
     let (q, path, set) = mlp_bundle(dir.path());
     let want = suite(device(&cfg), &cfg, &q, &path, &set);
     let rtl = caq_sim::RtlDevice::new(
+        &cfg,
         3,
         caq_sim::AxiMemOptions {
             base: BASE,

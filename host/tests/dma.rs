@@ -710,6 +710,7 @@ mod board {
                 .collect(),
             relu: false,
             in_signed: false,
+            in_bits: 8,
             out_signed: true,
             out_bits: 8,
             input: (0..k as i32).map(|i| i * 13 % 256).collect(),

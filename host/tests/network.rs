@@ -250,9 +250,10 @@ mod rtl {
     use super::*;
     use caq_sim::{AxiMemOptions, RtlDevice};
 
-    fn rtl_device(seed: u64) -> RtlDevice {
+    fn rtl_device(cfg: &AccelConfig, seed: u64) -> RtlDevice {
         eprintln!("RtlDevice seed {seed}");
         RtlDevice::new(
+            cfg,
             seed,
             AxiMemOptions {
                 base: BASE,
@@ -266,10 +267,10 @@ mod rtl {
     }
 
     fn both(q: &QModel, set: &Dataset, images: usize, settings: &[Vec<u8>]) {
-        let cfg = caq_sim::rtl::design::config().expect("the model's config");
+        let cfg = caq_sim::rtl::default_config().unwrap_or_else(|e| panic!("{e}"));
         let mut func = device(&cfg);
         let want = check_equal_on(&mut func, q, &cfg, set, images, settings);
-        let mut rtl = rtl_device(5);
+        let mut rtl = rtl_device(&cfg, 5);
         let got = check_equal_on(&mut rtl, q, &cfg, set, images, settings);
         assert_eq!(
             got, want,

@@ -10,7 +10,7 @@ use caq_model::nested;
 use caq_model::quant::{QuantWeights, Rounding};
 use caq_model::requant::Requant;
 use caq_sim::layer::{self, Alloc};
-use caq_sim::rtl::design;
+use caq_sim::rtl;
 use caq_sim::{AxiMemOptions, LayerJob, LayerOp, RtlDevice, WeightGroup};
 use caq_spec::{Device, DeviceAddr, IrqWait};
 use ndarray::Array2;
@@ -33,6 +33,7 @@ fn job(groups: Vec<WeightGroup>, active: usize, rng: &mut ChaCha8Rng) -> LayerJo
             .collect(),
         relu: true,
         in_signed: false,
+        in_bits: 8,
         out_signed: false,
         out_bits: 8,
         input: (0..K).map(|_| rng.random_range(0..=255)).collect(),
@@ -40,7 +41,7 @@ fn job(groups: Vec<WeightGroup>, active: usize, rng: &mut ChaCha8Rng) -> LayerJo
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let cfg = design::config()?;
+    let cfg = rtl::default_config()?;
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let full = QuantWeights {
         bits: 8,
@@ -80,7 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "config {} ({} x {} array), FC layer K = {K} -> {O}, AXI memory without stalls (default latencies)",
         cfg.name, cfg.array.rows, cfg.array.cols
     );
-    let mut dev = RtlDevice::new(1, AxiMemOptions::default())?;
+    let mut dev = RtlDevice::new(&cfg, 1, AxiMemOptions::default())?;
     let mem = dev.memory();
     let mut rows = Vec::new();
     for (name, j) in &cases {

@@ -26,8 +26,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::axi::Resp;
 use crate::error::SimError;
 use crate::fault::{Fault, FaultDir, InjectFaults};
-use crate::rtl::design::ports;
-use crate::rtl::{InPort, OutPort, RtlModel, WideInPort, WideOutPort};
+use crate::rtl::{AxiPorts, RtlModel};
 
 /// Where the memory sits unless told otherwise.
 pub const DEFAULT_BASE: u64 = 0x1000_0000;
@@ -530,15 +529,14 @@ pub struct AxiMem {
 }
 
 impl AxiMem {
-    /// A memory for the model's bus (the config `design::config()` names), zero-filled.
-    pub fn new(options: AxiMemOptions) -> Result<AxiMem, SimError> {
-        let cfg = crate::rtl::design::config().map_err(|e| SimError::Job(e.to_string()))?;
+    /// A memory for the bus of `cfg`'s accelerator, zero-filled.
+    pub fn new(cfg: &caq_spec::AccelConfig, options: AxiMemOptions) -> AxiMem {
         let shape = BusShape {
             bytes: cfg.axi.data_width / 8,
             max_burst: cfg.axi.max_burst,
             max_outstanding_reads: cfg.axi.max_outstanding_reads,
         };
-        Ok(AxiMem::with_shape(shape, options))
+        AxiMem::with_shape(shape, options)
     }
 
     /// A memory for a given bus shape (for tests of the checker and the memory without a model).
@@ -774,10 +772,11 @@ impl AxiMem {
     /// records the handshakes. The caller then clocks the model (AxiLite does, through
     /// [`crate::axil::CycleHook`]), or use [`AxiMem::cycle`].
     pub fn before_edge(&mut self, model: &mut RtlModel) -> Result<(), SimError> {
+        let ports = &model.top_ports()?.axi;
         let s = self.slave_out();
-        drive(model, &s)?;
+        drive(model, ports, &s)?;
         model.eval();
-        let m = sample(model);
+        let m = sample(model, ports);
         self.edge(&m, &s)
     }
 
@@ -805,69 +804,28 @@ impl crate::axil::CycleHook for AxiMem {
     }
 }
 
-/// A data port of either width: 64 bits (one value) or 128 (32-bit words).
-trait DataIn: Copy {
-    fn drive(self, m: &mut RtlModel, data: [u64; 2]) -> Result<(), SimError>;
-}
-
-impl DataIn for InPort {
-    fn drive(self, m: &mut RtlModel, data: [u64; 2]) -> Result<(), SimError> {
-        m.set(self, data[0])
-    }
-}
-
-impl DataIn for WideInPort {
-    fn drive(self, m: &mut RtlModel, data: [u64; 2]) -> Result<(), SimError> {
-        let words = [
-            data[0] as u32,
-            (data[0] >> 32) as u32,
-            data[1] as u32,
-            (data[1] >> 32) as u32,
-        ];
-        m.set_wide(self, &words[..self.words()])
-    }
-}
-
-trait DataOut: Copy {
-    fn sample(self, m: &RtlModel) -> [u64; 2];
-}
-
-impl DataOut for OutPort {
-    fn sample(self, m: &RtlModel) -> [u64; 2] {
-        [m.get(self), 0]
-    }
-}
-
-impl DataOut for WideOutPort {
-    fn sample(self, m: &RtlModel) -> [u64; 2] {
-        let w = m.get_wide(self);
-        let at = |i: usize| u64::from(w.get(i).copied().unwrap_or(0));
-        [at(0) | at(1) << 32, at(2) | at(3) << 32]
-    }
-}
-
-fn drive(m: &mut RtlModel, s: &SlaveOut) -> Result<(), SimError> {
-    m.set(ports::M_AXI_ARREADY, u64::from(s.arready))?;
-    m.set(ports::M_AXI_AWREADY, u64::from(s.awready))?;
-    m.set(ports::M_AXI_WREADY, u64::from(s.wready))?;
+fn drive(m: &mut RtlModel, p: &AxiPorts, s: &SlaveOut) -> Result<(), SimError> {
+    m.set(p.arready, u64::from(s.arready))?;
+    m.set(p.awready, u64::from(s.awready))?;
+    m.set(p.wready, u64::from(s.wready))?;
     let r = s.r.unwrap_or(RBeat {
         id: 0,
         data: [0; 2],
         resp: Resp::Okay,
         last: false,
     });
-    m.set(ports::M_AXI_RVALID, u64::from(s.r.is_some()))?;
-    m.set(ports::M_AXI_RID, r.id)?;
-    ports::M_AXI_RDATA.drive(m, r.data)?;
-    m.set(ports::M_AXI_RRESP, resp_bits(r.resp))?;
-    m.set(ports::M_AXI_RLAST, u64::from(r.last))?;
+    m.set(p.rvalid, u64::from(s.r.is_some()))?;
+    m.set(p.rid, r.id)?;
+    m.set_any(p.rdata, r.data)?;
+    m.set(p.rresp, resp_bits(r.resp))?;
+    m.set(p.rlast, u64::from(r.last))?;
     let b = s.b.unwrap_or(BResp {
         id: 0,
         resp: Resp::Okay,
     });
-    m.set(ports::M_AXI_BVALID, u64::from(s.b.is_some()))?;
-    m.set(ports::M_AXI_BID, b.id)?;
-    m.set(ports::M_AXI_BRESP, resp_bits(b.resp))?;
+    m.set(p.bvalid, u64::from(s.b.is_some()))?;
+    m.set(p.bid, b.id)?;
+    m.set(p.bresp, resp_bits(b.resp))?;
     Ok(())
 }
 
@@ -880,32 +838,32 @@ fn resp_bits(r: Resp) -> u64 {
     }
 }
 
-fn sample(m: &RtlModel) -> MasterOut {
-    let ar = m.is_high(ports::M_AXI_ARVALID).then(|| AddrReq {
-        id: m.get(ports::M_AXI_ARID),
-        addr: m.get(ports::M_AXI_ARADDR),
-        len: m.get(ports::M_AXI_ARLEN) as u8,
-        size: m.get(ports::M_AXI_ARSIZE) as u8,
-        burst: m.get(ports::M_AXI_ARBURST) as u8,
+fn sample(m: &RtlModel, p: &AxiPorts) -> MasterOut {
+    let ar = m.is_high(p.arvalid).then(|| AddrReq {
+        id: m.get(p.arid),
+        addr: m.get(p.araddr),
+        len: m.get(p.arlen) as u8,
+        size: m.get(p.arsize) as u8,
+        burst: m.get(p.arburst) as u8,
     });
-    let aw = m.is_high(ports::M_AXI_AWVALID).then(|| AddrReq {
-        id: m.get(ports::M_AXI_AWID),
-        addr: m.get(ports::M_AXI_AWADDR),
-        len: m.get(ports::M_AXI_AWLEN) as u8,
-        size: m.get(ports::M_AXI_AWSIZE) as u8,
-        burst: m.get(ports::M_AXI_AWBURST) as u8,
+    let aw = m.is_high(p.awvalid).then(|| AddrReq {
+        id: m.get(p.awid),
+        addr: m.get(p.awaddr),
+        len: m.get(p.awlen) as u8,
+        size: m.get(p.awsize) as u8,
+        burst: m.get(p.awburst) as u8,
     });
-    let w = m.is_high(ports::M_AXI_WVALID).then(|| WBeat {
-        data: ports::M_AXI_WDATA.sample(m),
-        strb: m.get(ports::M_AXI_WSTRB) as u16,
-        last: m.is_high(ports::M_AXI_WLAST),
+    let w = m.is_high(p.wvalid).then(|| WBeat {
+        data: m.get_any(p.wdata),
+        strb: m.get(p.wstrb) as u16,
+        last: m.is_high(p.wlast),
     });
     MasterOut {
         ar,
         aw,
         w,
-        rready: m.is_high(ports::M_AXI_RREADY),
-        bready: m.is_high(ports::M_AXI_BREADY),
+        rready: m.is_high(p.rready),
+        bready: m.is_high(p.bready),
     }
 }
 

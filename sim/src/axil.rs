@@ -18,12 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::axi::{AxiOp, RegAddr, Resp};
 use crate::error::SimError;
-use crate::rtl::RtlModel;
-use crate::rtl::design::ports::{
-    S_AXIL_ARADDR, S_AXIL_ARREADY, S_AXIL_ARVALID, S_AXIL_AWADDR, S_AXIL_AWREADY, S_AXIL_AWVALID,
-    S_AXIL_BREADY, S_AXIL_BRESP, S_AXIL_BVALID, S_AXIL_RDATA, S_AXIL_RREADY, S_AXIL_RRESP,
-    S_AXIL_RVALID, S_AXIL_WDATA, S_AXIL_WREADY, S_AXIL_WSTRB, S_AXIL_WVALID,
-};
+use crate::rtl::{AxilPorts, RtlModel};
 
 /// When the write address (AW) and the write data (W) are presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -83,6 +78,7 @@ pub trait CycleHook {
 /// An AXI4-Lite master on the model's `s_axil_*` port.
 pub struct AxiLite<'a> {
     model: &'a mut RtlModel,
+    p: &'static AxilPorts,
     options: AxiLiteOptions,
     rng: ChaCha8Rng,
     hook: Option<&'a mut dyn CycleHook>,
@@ -99,13 +95,16 @@ impl std::fmt::Debug for AxiLite<'_> {
 }
 
 impl<'a> AxiLite<'a> {
-    pub fn new(model: &'a mut RtlModel, options: AxiLiteOptions) -> AxiLite<'a> {
-        AxiLite {
+    /// A master on `model`, whose library must be the accelerator top's (it has the `s_axil_*`
+    /// ports).
+    pub fn new(model: &'a mut RtlModel, options: AxiLiteOptions) -> Result<AxiLite<'a>, SimError> {
+        Ok(AxiLite {
+            p: &model.top_ports()?.axil,
             model,
             rng: ChaCha8Rng::seed_from_u64(options.seed),
             options,
             hook: None,
-        }
+        })
     }
 
     /// A master whose every clock cycle also runs `hook` (e.g. the AXI memory model, which must
@@ -114,11 +113,11 @@ impl<'a> AxiLite<'a> {
         model: &'a mut RtlModel,
         options: AxiLiteOptions,
         hook: &'a mut dyn CycleHook,
-    ) -> AxiLite<'a> {
-        AxiLite {
+    ) -> Result<AxiLite<'a>, SimError> {
+        Ok(AxiLite {
             hook: Some(hook),
-            ..AxiLite::new(model, options)
-        }
+            ..AxiLite::new(model, options)?
+        })
     }
 
     /// One rising edge, with the hook (if any) run first.
@@ -149,11 +148,11 @@ impl<'a> AxiLite<'a> {
         let target = RegAddr(addr);
         let op = AxiOp::Read;
         self.model
-            .set(S_AXIL_ARADDR, u64::from(addr))
+            .set(self.p.araddr, u64::from(addr))
             .map_err(|_| SimError::Address {
                 op,
                 addr: target,
-                width: S_AXIL_ARADDR.width(),
+                width: self.p.araddr.width(),
             })?;
         let protocol = |cycle: u64, rule: &str| SimError::Protocol {
             op,
@@ -167,12 +166,12 @@ impl<'a> AxiLite<'a> {
         for cycle in 0..self.options.timeout_cycles {
             let arvalid = !ar_done;
             let rready = self.ready();
-            self.model.set(S_AXIL_ARVALID, u64::from(arvalid))?;
-            self.model.set(S_AXIL_RREADY, u64::from(rready))?;
+            self.model.set(self.p.arvalid, u64::from(arvalid))?;
+            self.model.set(self.p.rready, u64::from(rready))?;
             self.model.eval();
-            let arready = self.model.is_high(S_AXIL_ARREADY);
-            let rvalid = self.model.is_high(S_AXIL_RVALID);
-            let r = (self.model.get(S_AXIL_RDATA), self.model.get(S_AXIL_RRESP));
+            let arready = self.model.is_high(self.p.arready);
+            let rvalid = self.model.is_high(self.p.rvalid);
+            let r = (self.model.get(self.p.rdata), self.model.get(self.p.rresp));
             if rvalid && !ar_done {
                 return Err(protocol(cycle, "RVALID before the AR handshake"));
             }
@@ -187,7 +186,7 @@ impl<'a> AxiLite<'a> {
             self.clock()?;
             ar_done |= arvalid && arready;
             if rvalid && rready {
-                self.idle(&[S_AXIL_ARVALID, S_AXIL_RREADY])?;
+                self.idle(&[self.p.arvalid, self.p.rready])?;
                 let (data, resp) = r;
                 return match Resp::from_bits(resp) {
                     // RDATA is a 32-bit port.
@@ -201,7 +200,7 @@ impl<'a> AxiLite<'a> {
             }
             waiting = rvalid.then_some(r);
         }
-        self.idle(&[S_AXIL_ARVALID, S_AXIL_RREADY])?;
+        self.idle(&[self.p.arvalid, self.p.rready])?;
         Err(SimError::Timeout {
             op,
             addr: target,
@@ -219,14 +218,14 @@ impl<'a> AxiLite<'a> {
             return Err(SimError::Strobe { addr: target, strb });
         }
         self.model
-            .set(S_AXIL_AWADDR, u64::from(addr))
+            .set(self.p.awaddr, u64::from(addr))
             .map_err(|_| SimError::Address {
                 op,
                 addr: target,
-                width: S_AXIL_AWADDR.width(),
+                width: self.p.awaddr.width(),
             })?;
-        self.model.set(S_AXIL_WDATA, u64::from(value))?;
-        self.model.set(S_AXIL_WSTRB, u64::from(strb))?;
+        self.model.set(self.p.wdata, u64::from(value))?;
+        self.model.set(self.p.wstrb, u64::from(strb))?;
         let protocol = |cycle: u64, rule: &str| SimError::Protocol {
             op,
             addr: target,
@@ -247,14 +246,14 @@ impl<'a> AxiLite<'a> {
             awvalid = !aw_done && (awvalid || cycle >= aw_at || w_done);
             wvalid = !w_done && (wvalid || cycle >= w_at || aw_done);
             let bready = self.ready();
-            self.model.set(S_AXIL_AWVALID, u64::from(awvalid))?;
-            self.model.set(S_AXIL_WVALID, u64::from(wvalid))?;
-            self.model.set(S_AXIL_BREADY, u64::from(bready))?;
+            self.model.set(self.p.awvalid, u64::from(awvalid))?;
+            self.model.set(self.p.wvalid, u64::from(wvalid))?;
+            self.model.set(self.p.bready, u64::from(bready))?;
             self.model.eval();
-            let awready = self.model.is_high(S_AXIL_AWREADY);
-            let wready = self.model.is_high(S_AXIL_WREADY);
-            let bvalid = self.model.is_high(S_AXIL_BVALID);
-            let bresp = self.model.get(S_AXIL_BRESP);
+            let awready = self.model.is_high(self.p.awready);
+            let wready = self.model.is_high(self.p.wready);
+            let bvalid = self.model.is_high(self.p.bvalid);
+            let bresp = self.model.get(self.p.bresp);
             if bvalid && !(aw_done && w_done) {
                 return Err(protocol(
                     cycle,
@@ -273,7 +272,7 @@ impl<'a> AxiLite<'a> {
             aw_done |= awvalid && awready;
             w_done |= wvalid && wready;
             if bvalid && bready {
-                self.idle(&[S_AXIL_AWVALID, S_AXIL_WVALID, S_AXIL_BREADY])?;
+                self.idle(&[self.p.awvalid, self.p.wvalid, self.p.bready])?;
                 return match Resp::from_bits(bresp) {
                     Resp::Okay => Ok(()),
                     resp => Err(SimError::Response {
@@ -285,7 +284,7 @@ impl<'a> AxiLite<'a> {
             }
             waiting = bvalid.then_some(bresp);
         }
-        self.idle(&[S_AXIL_AWVALID, S_AXIL_WVALID, S_AXIL_BREADY])?;
+        self.idle(&[self.p.awvalid, self.p.wvalid, self.p.bready])?;
         Err(SimError::Timeout {
             op,
             addr: target,

@@ -95,6 +95,39 @@ pub enum SimError {
     #[error("trace {}: {reason}", .path.display())]
     Trace { path: PathBuf, reason: String },
 
+    /// A port looked up by name is missing or of another kind.
+    #[error("{model}: port `{port}`: {reason}")]
+    Port {
+        model: String,
+        port: String,
+        reason: String,
+    },
+
+    /// Verilator or the C++ compiler cannot be used.
+    #[error("Verilator model build: {reason}")]
+    Tool { reason: String },
+
+    /// Building a Verilator model failed; the log has every command and its output.
+    #[error("building the Verilator model of {model}: {tool} failed (log: {}):\n{tail}", .log.display())]
+    Build {
+        model: String,
+        tool: String,
+        log: std::path::PathBuf,
+        tail: String,
+    },
+
+    /// A built model library could not be loaded.
+    #[error("loading the Verilator model of {model} from {}: {reason}", .path.display())]
+    Load {
+        model: String,
+        path: std::path::PathBuf,
+        reason: String,
+    },
+
+    /// A file or directory of the model cache.
+    #[error("{}: {reason}", .path.display())]
+    Io { path: PathBuf, reason: String },
+
     /// A config the backend cannot model.
     #[error("config `{name}`: {reason}")]
     Config { name: String, reason: String },

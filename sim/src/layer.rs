@@ -57,6 +57,9 @@ pub struct LayerJob {
     pub requant: Vec<Requant>,
     pub relu: bool,
     pub in_signed: bool,
+    /// The descriptor's input activation width (2..=8, at most the config's `array.act_bits`);
+    /// every input code must lie in its range.
+    pub in_bits: u8,
     pub out_signed: bool,
     pub out_bits: u8,
     /// Input codes, one byte each on the device: `batch` K-vectors one after the other (Dense)
@@ -362,7 +365,7 @@ impl LayerJob {
                 grouped: self.regions.is_some(),
                 last: false,
             },
-            in_bits: bits(8)?,
+            in_bits: bits(self.in_bits)?,
             out_bits: bits(self.out_bits)?,
             group_size,
             input: Shape {

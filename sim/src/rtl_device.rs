@@ -3,20 +3,21 @@
 //! interrupt line read off the model. The memory is served on every clock cycle, register
 //! accesses included, so the device runs while the host polls.
 //!
-//! Time is device time: `wait_irq` converts its timeout to cycles at the config's clock.
+//! An `RtlDevice` is made for any valid config: the RTL is generated with `caq_hdl::generate` and
+//! its Verilator model built (or found in the on-disk cache, `caq_sim::rtl`) when the device is
+//! created. Time is device time: `wait_irq` converts its timeout to cycles at the config's clock.
 
 use std::time::Duration;
 
-use caq_spec::DeviceAddr;
 use caq_spec::device::{self, Device, IrqWait, MemRegion};
+use caq_spec::{AccelConfig, DeviceAddr};
 
 use crate::axi::Resp;
 use crate::axi_mem::{AxiMem, AxiMemOptions};
 use crate::axil::{AxiLite, AxiLiteOptions};
 use crate::error::SimError;
 use crate::fault::{FaultDir, InjectFaults};
-use crate::rtl::RtlModel;
-use crate::rtl::design::{self, ports};
+use crate::rtl::{self, ModelLib, RtlModel, TopPorts};
 
 /// Reset cycles of a new device.
 const RESET_CYCLES: u32 = 4;
@@ -25,21 +26,37 @@ const RESET_CYCLES: u32 = 4;
 #[derive(Debug)]
 pub struct RtlDevice {
     model: RtlModel,
+    ports: &'static TopPorts,
     mem: AxiMem,
     axil: AxiLiteOptions,
     clock_mhz: f64,
 }
 
 impl RtlDevice {
-    /// A model whose power-up values come from `seed` (and the memory's stalls from
-    /// `options.seed`), reset and idle.
-    pub fn new(seed: u64, options: AxiMemOptions) -> Result<RtlDevice, SimError> {
-        let cfg = design::config().map_err(|e| SimError::Job(e.to_string()))?;
-        let mut model = RtlModel::new(seed);
+    /// The accelerator of `cfg` (its model built or loaded from the cache), power-up values from
+    /// `seed` (and the memory's stalls from `options.seed`), reset and idle.
+    pub fn new(
+        cfg: &AccelConfig,
+        seed: u64,
+        options: AxiMemOptions,
+    ) -> Result<RtlDevice, SimError> {
+        RtlDevice::with_library(rtl::top_library(cfg)?, cfg, seed, options)
+    }
+
+    /// A device on an already loaded model library of `cfg`'s accelerator ([`rtl::top_library`]).
+    pub fn with_library(
+        lib: &'static ModelLib,
+        cfg: &AccelConfig,
+        seed: u64,
+        options: AxiMemOptions,
+    ) -> Result<RtlDevice, SimError> {
+        let ports = lib.top_ports()?;
+        let mut model = lib.instantiate(seed);
         model.reset(RESET_CYCLES);
         Ok(RtlDevice {
             model,
-            mem: AxiMem::new(options)?,
+            ports,
+            mem: AxiMem::new(cfg, options),
             axil: AxiLiteOptions::default(),
             clock_mhz: cfg.clock_mhz,
         })
@@ -73,7 +90,7 @@ impl RtlDevice {
         Ok(())
     }
 
-    fn axil(&mut self) -> AxiLite<'_> {
+    fn axil(&mut self) -> Result<AxiLite<'_>, SimError> {
         AxiLite::with_hook(&mut self.model, self.axil, &mut self.mem)
     }
 }
@@ -82,11 +99,11 @@ impl Device for RtlDevice {
     type Error = SimError;
 
     fn read_reg(&mut self, offset: u32) -> Result<u32, SimError> {
-        self.axil().read32(offset)
+        self.axil()?.read32(offset)
     }
 
     fn write_reg(&mut self, offset: u32, value: u32) -> Result<(), SimError> {
-        self.axil().write32(offset, value, 0xf)
+        self.axil()?.write32(offset, value, 0xf)
     }
 
     fn memory(&self) -> MemRegion {
@@ -109,12 +126,12 @@ impl Device for RtlDevice {
     fn wait_irq(&mut self, timeout: Duration) -> Result<IrqWait, SimError> {
         let limit = device::timeout_cycles(timeout, self.clock_mhz);
         for _ in 0..limit {
-            if self.model.is_high(ports::IRQ) {
+            if self.model.is_high(self.ports.irq) {
                 return Ok(IrqWait::Fired);
             }
             self.mem.cycle(&mut self.model)?;
         }
-        Ok(if self.model.is_high(ports::IRQ) {
+        Ok(if self.model.is_high(self.ports.irq) {
             IrqWait::Fired
         } else {
             IrqWait::TimedOut

@@ -11,7 +11,7 @@ use caq_model::requant::Requant;
 use caq_sim::axi_mem::{AxiMemOptions, Channel, DEFAULT_BASE as BASE};
 use caq_sim::fault::{FaultDir, InjectFaults};
 use caq_sim::layer::{self, Alloc, OUTPUT_FILL, Placed, SPARE_BYTES};
-use caq_sim::rtl::design;
+use caq_sim::rtl;
 use caq_sim::{LayerJob, LayerOp, Resp, RtlDevice, Run, WeightGroup};
 use caq_spec::CoreShape;
 use caq_spec::descriptor::LayerDescriptor;
@@ -26,7 +26,7 @@ mod common;
 use common::seed;
 
 fn config() -> AccelConfig {
-    design::config().expect("the model's config parses")
+    rtl::default_config().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The longest K an 8-bit layer may have on this config, capped to keep the simulation short.
@@ -56,6 +56,7 @@ fn dense(rng: &mut ChaCha8Rng, k: usize, o: usize) -> LayerJob {
             .collect(),
         relu: false,
         in_signed: false,
+        in_bits: 8,
         out_signed: true,
         out_bits: 8,
         input: (0..k).map(|_| rng.random_range(0..=255)).collect(),
@@ -64,6 +65,7 @@ fn dense(rng: &mut ChaCha8Rng, k: usize, o: usize) -> LayerJob {
 
 fn device(seed: u64, stall_percent: u8) -> RtlDevice {
     RtlDevice::new(
+        &config(),
         seed,
         AxiMemOptions {
             seed,
@@ -74,7 +76,7 @@ fn device(seed: u64, stall_percent: u8) -> RtlDevice {
             ..AxiMemOptions::default()
         },
     )
-    .unwrap()
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Device time for `cycles` clock cycles of this config.

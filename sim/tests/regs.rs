@@ -5,7 +5,7 @@
 //! `--x-initial unique` seeds derived from it, so any dependence on uninitialised state shows up as a
 //! difference between them.
 
-use caq_sim::rtl::design::{self, ports};
+use caq_sim::rtl::{self, ModelLib, TopPorts};
 use caq_sim::{
     AxiLite, AxiLiteOptions, Backpressure, RegAddr, Resp, RtlModel, SimError, WriteOrder,
 };
@@ -23,14 +23,33 @@ fn model_seeds(base: u64) -> [u64; 3] {
 }
 
 fn config() -> AccelConfig {
-    design::config().expect("the config the model was built from")
+    rtl::default_config().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The model library of the simulated config (built or loaded from the cache once per process).
+fn lib() -> &'static ModelLib {
+    rtl::top_library(&config()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn ports() -> &'static TopPorts {
+    lib().top_ports().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A model before reset.
+fn fresh(seed: u64) -> RtlModel {
+    lib().instantiate(seed)
 }
 
 /// A model after a two-cycle reset.
 fn model(seed: u64) -> RtlModel {
-    let mut m = RtlModel::new(seed);
+    let mut m = fresh(seed);
     m.reset(2);
     m
+}
+
+/// The AXI4-Lite master on a model.
+fn axil(m: &mut RtlModel, options: AxiLiteOptions) -> AxiLite<'_> {
+    AxiLite::new(m, options).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn options(seed: u64) -> AxiLiteOptions {
@@ -115,10 +134,11 @@ fn identification_registers_carry_the_spec_values_of_the_config() {
     let cfg = config();
     let hash = ConfigHash::of(&cfg);
     let caps = Caps::from_config(&cfg).expect("valid config");
-    assert_eq!(design::CONFIG_HASH, hash, "caq-hdl and caq-spec disagree");
+    let generated = caq_hdl::generate(&cfg).expect("generates").config_hash;
+    assert_eq!(generated, hash, "caq-hdl and caq-spec disagree");
     for seed in model_seeds(base) {
         let mut m = model(seed);
-        let mut bus = AxiLite::new(&mut m, options(seed));
+        let mut bus = axil(&mut m, options(seed));
         let read = |bus: &mut AxiLite<'_>, r: &Register| bus.read(r).expect(r.name);
         assert_eq!(read(&mut bus, &regmap::ID), regmap::ID_VALUE);
         let version = read(&mut bus, &regmap::VERSION);
@@ -142,7 +162,7 @@ fn reset_drives_every_register_to_its_reset_value_for_three_seeds() {
     let cfg = config();
     for seed in model_seeds(base) {
         let mut m = model(seed);
-        let mut bus = AxiLite::new(&mut m, options(seed));
+        let mut bus = axil(&mut m, options(seed));
         for r in REGISTERS {
             assert_eq!(
                 bus.read(r).unwrap_or_else(|e| panic!("{e}")),
@@ -151,7 +171,7 @@ fn reset_drives_every_register_to_its_reset_value_for_three_seeds() {
                 r.name
             );
         }
-        assert!(!bus.model().is_high(ports::IRQ), "irq after reset");
+        assert!(!bus.model().is_high(ports().irq), "irq after reset");
     }
 }
 
@@ -161,7 +181,7 @@ fn rw_registers_round_trip_under_every_byte_enable() {
     let mut rng = ChaCha8Rng::seed_from_u64(base);
     for seed in model_seeds(base) {
         let mut m = model(seed);
-        let mut bus = AxiLite::new(&mut m, options(seed));
+        let mut bus = axil(&mut m, options(seed));
         for r in plain_rw() {
             let mut expected = rng.random::<u32>();
             bus.write(r, expected).expect(r.name);
@@ -187,7 +207,7 @@ fn read_only_registers_ignore_writes() {
     let cfg = config();
     for seed in model_seeds(base) {
         let mut m = model(seed);
-        let mut bus = AxiLite::new(&mut m, options(seed));
+        let mut bus = axil(&mut m, options(seed));
         for r in REGISTERS.iter().filter(|r| r.access == Access::Ro) {
             let before = reset_value(r, &cfg);
             for value in [!before, 0xffff_ffff, 0] {
@@ -214,7 +234,7 @@ fn a_desc_count_error_sets_status_and_irq_status_which_is_write_one_to_clear() {
     let error = regmap::IRQ_STATUS_ERROR.mask();
     for seed in model_seeds(base) {
         let mut m = model(seed);
-        let mut bus = AxiLite::new(&mut m, options(seed));
+        let mut bus = axil(&mut m, options(seed));
         bus.write(&regmap::CTRL, irq_en).expect("CTRL");
         bus.write(&regmap::CTRL, irq_en | regmap::CTRL_START.mask())
             .expect("CTRL");
@@ -226,7 +246,7 @@ fn a_desc_count_error_sets_status_and_irq_status_which_is_write_one_to_clear() {
         let irq_status = |bus: &mut AxiLite<'_>| bus.read(&regmap::IRQ_STATUS).expect("IRQ_STATUS");
         assert_eq!(irq_status(&mut bus), error);
         assert!(
-            bus.model().is_high(ports::IRQ),
+            bus.model().is_high(ports().irq),
             "irq with IRQ_EN and a cause"
         );
 
@@ -243,12 +263,12 @@ fn a_desc_count_error_sets_status_and_irq_status_which_is_write_one_to_clear() {
                 error,
                 "after {value:#x} / WSTRB {strb:#06b}"
             );
-            assert!(bus.model().is_high(ports::IRQ));
+            assert!(bus.model().is_high(ports().irq));
         }
         bus.write(&regmap::IRQ_STATUS, error).expect("IRQ_STATUS");
         assert_eq!(irq_status(&mut bus), 0);
         // Low from cycle n+2 of the clearing write, i.e. by the time its response is taken.
-        assert!(!bus.model().is_high(ports::IRQ), "irq after the W1C");
+        assert!(!bus.model().is_high(ports().irq), "irq after the W1C");
         // The W1C acknowledges the interrupt only; STATUS keeps the error until START/SOFT_RESET.
         assert_eq!(bus.read(&regmap::STATUS).expect("STATUS"), status);
         bus.write(&regmap::CTRL, irq_en | regmap::CTRL_SOFT_RESET.mask())
@@ -263,7 +283,7 @@ fn ctrl_self_clearing_bits_read_zero_and_irq_en_is_stored() {
     let base = seed("ctrl");
     for seed in model_seeds(base) {
         let mut m = model(seed);
-        let mut bus = AxiLite::new(&mut m, options(seed));
+        let mut bus = axil(&mut m, options(seed));
         let ctrl = |bus: &mut AxiLite<'_>| bus.read(&regmap::CTRL).expect("CTRL");
         let irq_en = regmap::CTRL_IRQ_EN.mask();
         let pulses = regmap::CTRL_START.mask()
@@ -316,7 +336,7 @@ fn unmapped_addresses_answer_slverr_and_change_nothing() {
     }
     for seed in model_seeds(base) {
         let mut m = model(seed);
-        let mut bus = AxiLite::new(&mut m, options(seed));
+        let mut bus = axil(&mut m, options(seed));
         for r in plain_rw() {
             bus.write(r, rng.random()).expect(r.name);
         }
@@ -330,7 +350,7 @@ fn unmapped_addresses_answer_slverr_and_change_nothing() {
         assert_eq!(dump(&mut bus), before, "model seed {seed}");
     }
     let mut m = model(base);
-    let err = AxiLite::new(&mut m, options(base))
+    let err = axil(&mut m, options(base))
         .read32(0x02c)
         .expect_err("SLVERR");
     assert_eq!(
@@ -352,7 +372,7 @@ fn every_write_order_and_random_backpressure_give_the_same_registers() {
     ];
     for seed in model_seeds(base) {
         let mut m = model(seed);
-        let mut bus = AxiLite::new(&mut m, options(seed));
+        let mut bus = axil(&mut m, options(seed));
         for order in orders {
             for stall_percent in [0, 30, 75] {
                 bus.set_options(AxiLiteOptions {
@@ -391,7 +411,7 @@ fn transfers_take_the_documented_latency() {
     ];
     for seed in model_seeds(base) {
         let mut m = model(seed);
-        let mut bus = AxiLite::new(&mut m, options(seed));
+        let mut bus = axil(&mut m, options(seed));
         for (order, cycles) in cases {
             bus.set_options(AxiLiteOptions {
                 write_order: order,
@@ -412,20 +432,20 @@ fn irq_stays_low_with_irq_en_clear() {
     let base = seed("irq");
     for seed in model_seeds(base) {
         let mut m = model(seed);
-        let mut bus = AxiLite::new(&mut m, options(seed));
+        let mut bus = axil(&mut m, options(seed));
         // START with DESC_COUNT = 0 stops on an error at once and sets IRQ_STATUS.ERROR.
         bus.write(&regmap::CTRL, regmap::CTRL_START.mask())
             .expect("CTRL");
         for _ in 0..200 {
             bus.model().tick();
-            assert!(!bus.model().is_high(ports::IRQ), "model seed {seed}");
+            assert!(!bus.model().is_high(ports().irq), "model seed {seed}");
         }
         assert_ne!(bus.read(&regmap::IRQ_STATUS).expect("IRQ_STATUS"), 0);
-        assert!(!bus.model().is_high(ports::IRQ));
+        assert!(!bus.model().is_high(ports().irq));
         // The cause was pending all along: enabling the line raises it.
         bus.write(&regmap::CTRL, regmap::CTRL_IRQ_EN.mask())
             .expect("CTRL");
-        assert!(bus.model().is_high(ports::IRQ), "irq once IRQ_EN is set");
+        assert!(bus.model().is_high(ports().irq), "irq once IRQ_EN is set");
     }
 }
 
@@ -434,7 +454,7 @@ fn perf_cycles_count_busy_cycles_clear_to_zero_and_read_lo_then_hi() {
     let base = seed("perf");
     for seed in model_seeds(base) {
         let mut m = model(seed);
-        let mut bus = AxiLite::new(&mut m, options(seed));
+        let mut bus = axil(&mut m, options(seed));
         bus.model().tick_n(10_000);
         for pair in regmap::PERF_COUNTERS {
             assert_eq!(
@@ -501,7 +521,7 @@ fn x_initial_seed_sets_the_state_before_reset() {
     // would prove nothing. RDATA comes straight from a flop, so before reset it shows that flop's
     // random initial value.
     let base = seed("x-initial hook");
-    let before_reset = |seed: u64| RtlModel::new(seed).get(ports::S_AXIL_RDATA);
+    let before_reset = |seed: u64| fresh(seed).get(ports().axil.rdata);
     let values: Vec<u64> = (0..8).map(|i| before_reset(base.wrapping_add(i))).collect();
     assert!(
         values.iter().any(|&v| v != values[0]),
@@ -531,14 +551,14 @@ fn a_scripted_session_is_identical_for_three_x_initial_seeds() {
     };
     let run = |seed: u64| {
         let mut m = model(seed);
-        let mut bus = AxiLite::new(&mut m, options(base));
+        let mut bus = axil(&mut m, options(base));
         let mut log = Vec::new();
         for &(addr, value, strb) in &script {
             let before = bus.model().cycles();
             let result = bus.write32(addr, value, strb).map_err(|e| e.to_string());
             log.push((addr, result, bus.model().cycles() - before));
         }
-        (dump(&mut bus), log, bus.model().is_high(ports::IRQ))
+        (dump(&mut bus), log, bus.model().is_high(ports().irq))
     };
     let seeds = model_seeds(base);
     let first = run(seeds[0]);
@@ -551,7 +571,7 @@ fn a_scripted_session_is_identical_for_three_x_initial_seeds() {
 fn driver_errors_name_the_register_and_what_was_waited_for() {
     let base = seed("driver errors");
     let mut m = model(base);
-    let mut bus = AxiLite::new(&mut m, options(base));
+    let mut bus = axil(&mut m, options(base));
     let err = bus.read32(0x1000).expect_err("13-bit address");
     assert!(matches!(err, SimError::Address { width: 12, .. }), "{err}");
     let err = bus
@@ -573,7 +593,7 @@ fn driver_errors_name_the_register_and_what_was_waited_for() {
         "AXI4-Lite read of STATUS (0x024): no RVALID within 50 cycles"
     );
     let mut m = model(base);
-    let mut bus = AxiLite::new(
+    let mut bus = axil(
         &mut m,
         AxiLiteOptions {
             backpressure: Backpressure { stall_percent: 100 },
@@ -596,10 +616,10 @@ fn models_are_send_and_independent_across_threads() {
     let handles: Vec<_> = model_seeds(base)
         .into_iter()
         .map(|seed| {
-            let mut m = RtlModel::new(seed);
+            let mut m = fresh(seed);
             std::thread::spawn(move || {
                 m.reset(2);
-                let mut bus = AxiLite::new(&mut m, options(seed));
+                let mut bus = axil(&mut m, options(seed));
                 bus.write(&regmap::DESC_COUNT, seed as u32)
                     .expect("DESC_COUNT");
                 bus.read(&regmap::DESC_COUNT).expect("DESC_COUNT") == seed as u32

@@ -1,11 +1,12 @@
-//! Simulation speed of the model for the config it was built from. Prints, never asserts a rate:
+//! Simulation speed of the model of the simulated config, and the time to build it or load it from
+//! the model cache (`caq_sim::rtl`). Prints, never asserts a rate:
 //! `cargo test -p caq-sim --release -- --nocapture speed` (with `CAQ_SIM_CONFIG=...` for another
 //! config).
 
 use std::time::Instant;
 
-use caq_sim::rtl::design;
-use caq_sim::{AxiLite, AxiLiteOptions, RtlModel};
+use caq_sim::rtl;
+use caq_sim::{AxiLite, AxiLiteOptions};
 use caq_spec::regmap;
 
 fn rate(cycles: u64, seconds: f64) -> String {
@@ -27,7 +28,16 @@ fn measure(chunk: u64, budget_s: f64, mut step: impl FnMut() -> u64) -> (u64, f6
 
 #[test]
 fn speed_of_tick_n_tick_and_register_reads() {
-    let mut m = RtlModel::new(1);
+    let cfg = rtl::default_config().unwrap_or_else(|e| panic!("{e}"));
+    let t = Instant::now();
+    let lib = rtl::top_library(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "model of {}: built or loaded from the cache in {:.3} s ({})",
+        cfg.name,
+        t.elapsed().as_secs_f64(),
+        lib.path().display()
+    );
+    let mut m = lib.instantiate(1);
     m.reset(2);
     let (n, tick_n) = measure(1, 0.5, || {
         m.tick_n(1000);
@@ -37,7 +47,7 @@ fn speed_of_tick_n_tick_and_register_reads() {
         m.tick();
         1
     });
-    let mut bus = AxiLite::new(&mut m, AxiLiteOptions::default());
+    let mut bus = AxiLite::new(&mut m, AxiLiteOptions::default()).unwrap_or_else(|e| panic!("{e}"));
     let mut reads = 0u32;
     let (axi_cycles, axi) = measure(100, 0.5, || {
         let start = bus.model().cycles();
@@ -49,8 +59,8 @@ fn speed_of_tick_n_tick_and_register_reads() {
     println!(
         "speed, config {} ({}), idle core: tick_n {} | tick() from Rust {} | AXI4-Lite reads \
          {:.0}/s ({})",
-        design::CONFIG_NAME,
-        design::VERILATOR_VERSION,
+        cfg.name,
+        lib.verilator_version(),
         rate(n, tick_n),
         rate(n_single, tick),
         f64::from(reads) / axi,

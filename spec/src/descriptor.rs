@@ -1031,6 +1031,7 @@ mod tests {
             bias_addr: DeviceAddr(0x2200_0000),
             requant_addr: DeviceAddr(0x2200_0100),
             group_mult_addr: DeviceAddr(0x2200_0200),
+            batch: 1,
         }
     }
 
@@ -1540,6 +1541,7 @@ mod tests {
                     bias_addr: a[2],
                     requant_addr: a[3],
                     group_mult_addr: a[4],
+                    batch: 1,
                 }
             })
     }

@@ -11,7 +11,8 @@
 //! - `doc`: the Markdown in `docs/regmap.md` and `docs/descriptor.md`, rendered from those tables;
 //! - [`device::Device`] (`device`): the register-level interface every backend implements, and the
 //!   [`PerfCounters`] it reports;
-//! - [`BitWidth`], [`DeviceAddr`] (`types`): the value types the contract is written in.
+//! - [`BitWidth`], [`DeviceAddr`] (`types`): the value types the contract is written in;
+//! - `testing` (feature `testing`): seeded random valid configs for the tests of every crate.
 //!
 //! This crate knows no numerics beyond the widths the contract fixes, and no backend.
 
@@ -25,6 +26,8 @@ mod error;
 mod hash;
 pub mod regmap;
 pub mod shape;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod types;
 
 pub use board::{BoardMap, board_map};

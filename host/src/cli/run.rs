@@ -17,7 +17,7 @@ use caq_model::bundle::Bundle;
 use caq_model::qmodel::{self, QModel};
 use caq_spec::{AccelConfig, Device, PerfCounters};
 #[cfg(feature = "sim")]
-use caq_spec::{Caps, DeviceAddr, MemRegion};
+use caq_spec::{DeviceAddr, MemRegion};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -473,12 +473,12 @@ fn func_runs(
 ) -> Result<Vec<LevelReport>> {
     let mut dev = caq_sim::FuncDevice::new(cfg, sim_memory(program))?;
     let timing = dev.timing();
-    let caps = Caps::from_config(cfg)?;
+    let shape = caq_spec::CoreShape::of(cfg);
     program.load(&mut dev)?;
     let mut runs = Vec::new();
     for bits in settings {
         let mut r = device_level(&mut dev, program, q, bits, set)?;
-        r.estimate_cycles = Some(estimate(&timing, &caps, program));
+        r.estimate_cycles = Some(estimate(&timing, &shape, program));
         runs.push(r);
     }
     Ok(runs)
@@ -492,17 +492,17 @@ fn add_estimates(
     settings: &[Vec<u8>],
     runs: &mut [LevelReport],
 ) -> Result<()> {
-    let (timing, caps) = (caq_sim::TimingModel::default(), Caps::from_config(cfg)?);
+    let (timing, shape) = (caq_sim::TimingModel::default(), caq_spec::CoreShape::of(cfg));
     for (r, bits) in runs.iter_mut().zip(settings) {
         program.set_bits(bits)?;
-        r.estimate_cycles = Some(estimate(&timing, &caps, program));
+        r.estimate_cycles = Some(estimate(&timing, &shape, program));
     }
     Ok(())
 }
 
 /// The timing model's cycles for one image: one START per device segment, as `run` issues them.
 #[cfg(feature = "sim")]
-fn estimate(timing: &caq_sim::TimingModel, caps: &Caps, program: &Program) -> u64 {
+fn estimate(timing: &caq_sim::TimingModel, shape: &caq_spec::CoreShape, program: &Program) -> u64 {
     program
         .steps
         .iter()
@@ -515,12 +515,13 @@ fn estimate(timing: &caq_sim::TimingModel, caps: &Caps, program: &Program) -> u6
                 .iter()
                 .map(|l| l.desc)
                 .collect();
-            timing.estimate(caps, &descs).cycles
+            timing.estimate(shape, &descs).cycles
         })
         .sum()
 }
 
-/// Runs on the Verilator model, which is built for one config (`CAQ_SIM_CONFIG` at build time).
+/// Runs on the Verilator model of `cfg`'s RTL (generated now, its model built or found in the
+/// shared cache, see caq_sim::rtl).
 #[cfg(feature = "rtl")]
 fn rtl_runs(
     cfg: &AccelConfig,
@@ -529,17 +530,9 @@ fn rtl_runs(
     settings: &[Vec<u8>],
     set: &caq_model::data::Dataset,
 ) -> Result<Vec<LevelReport>> {
-    let built = caq_sim::rtl::design::config()?;
-    if built != *cfg {
-        bail!(
-            "--backend rtl: --config is '{}' but the Verilator model was built for '{}' (rebuild \
-             with CAQ_SIM_CONFIG pointing at the config)",
-            cfg.name,
-            built.name
-        );
-    }
     let mem = sim_memory(program);
     let mut dev = caq_sim::RtlDevice::new(
+        cfg,
         0,
         caq_sim::AxiMemOptions {
             base: mem.base.0,

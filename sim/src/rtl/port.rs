@@ -1,25 +1,25 @@
 //! Typed port handles: an input cannot be read back through `get` nor an output driven, and a port
-//! wider than 64 bits only takes and gives 32-bit word arrays. The handles themselves are generated
-//! into `design::ports` from the design's port list.
+//! wider than 64 bits only takes and gives 32-bit word arrays. Handles are resolved by name from a
+//! loaded model's port table ([`super::ModelLib::input`] and friends) and belong to that library:
+//! using one on a model of another library is a bug and panics.
 
-/// Direction of a top-level port.
+/// Direction of a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PortDir {
     In,
     Out,
 }
 
-/// A port of the top module as caq-hdl declared it.
+/// A port of a verilated module, as its library's port table declares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortInfo {
     pub name: &'static str,
     pub dir: PortDir,
     pub width: u32,
-    pub signed: bool,
 }
 
-/// The waveform format compiled into the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The waveform format compiled into a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TraceFormat {
     Vcd,
     Fst,
@@ -30,23 +30,24 @@ macro_rules! port_handle {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub struct $name {
-            /// Position in the shim's function table of this kind of port.
-            index: usize,
+            /// The library the handle was resolved in.
+            lib: u32,
+            /// Position in the library's port table.
+            index: u32,
             name: &'static str,
             width: u32,
-            signed: bool,
         }
 
         impl $name {
-            #[allow(
-                dead_code,
-                reason = "called by the generated handles only when the design has a port of this kind"
-            )]
-            pub(crate) const fn new(index: usize, name: &'static str, width: u32, signed: bool) -> Self {
-                Self { index, name, width, signed }
+            pub(crate) const fn new(lib: u32, index: u32, name: &'static str, width: u32) -> Self {
+                Self { lib, index, name, width }
             }
 
-            pub(crate) const fn index(self) -> usize {
+            pub(crate) const fn lib(self) -> u32 {
+                self.lib
+            }
+
+            pub(crate) const fn index(self) -> u32 {
                 self.index
             }
 
@@ -58,11 +59,6 @@ macro_rules! port_handle {
             /// Width in bits.
             pub const fn width(self) -> u32 {
                 self.width
-            }
-
-            /// True when the port is declared `signed`.
-            pub const fn signed(self) -> bool {
-                self.signed
             }
 
             /// 32-bit words the value takes in a word array.
@@ -78,7 +74,7 @@ port_handle!(
     InPort
 );
 port_handle!(
-    /// An output of at most 64 bits.
+    /// An output (or an input read back) of at most 64 bits.
     OutPort
 );
 port_handle!(
@@ -89,3 +85,17 @@ port_handle!(
     /// An output wider than 64 bits, read as 32-bit words, least significant first.
     WideOutPort
 );
+
+/// A bus input of either width (the AXI data buses are 64 or 128 bits, per config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnyInPort {
+    Narrow(InPort),
+    Wide(WideInPort),
+}
+
+/// A bus output of either width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnyOutPort {
+    Narrow(OutPort),
+    Wide(WideOutPort),
+}

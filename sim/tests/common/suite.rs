@@ -1,0 +1,826 @@
+//! The device suite: one randomized suite, run unchanged on every backend of `caq_spec::Device`
+//! and sized from the config it runs on (`caq_spec::CoreShape`, `limits`): random lists of Dense
+//! and Conv2d layers whose output bytes must equal the golden kernels', the largest accumulators
+//! the hardware can meet, the performance counters the device semantics fix (plane-steps, bytes
+//! moved), and every error a run can stop on — each with its code and descriptor index, no hang,
+//! and a correct run after SOFT_RESET.
+//!
+//! Included by `tests/devices.rs` (every backend, the shipped configs) and `tests/random_configs.rs`
+//! (random valid configs on the RTL).
+
+#![allow(
+    dead_code,
+    reason = "each including test binary uses a part of the suite"
+)]
+
+use std::time::Duration;
+
+use caq_model::nested;
+use caq_model::quant::{QuantWeights, Rounding};
+use caq_model::requant::Requant;
+use caq_sim::func::plan::{self, Step};
+use caq_sim::layer::{self, Alloc, Placed, RunSpec};
+use caq_sim::{
+    FaultDir, FuncDevice, InjectFaults, LayerJob, LayerOp, Resp, Run, TimingModel, WeightGroup,
+};
+use caq_spec::CoreShape;
+use caq_spec::descriptor::{LayerDescriptor, Window};
+use caq_spec::regmap::{self, ErrorCode};
+use caq_spec::{AccelConfig, Caps, Device, DeviceAddr, IrqWait, MemRegion};
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Device time a run may take before the suite calls it a hang.
+pub const TIMEOUT: Duration = Duration::from_millis(50);
+thread_local! {
+    /// (timing model estimate, PERF_CYCLES) of every run `run_ok` made on this thread.
+    pub static CYCLES: std::cell::RefCell<Vec<(u64, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Where the functional model's memory starts, and its size.
+pub const MEM_BASE: u64 = 0x1000_0000;
+pub const MEM_BYTES: u64 = 4 << 20;
+
+pub fn config(name: &str) -> AccelConfig {
+    let path = format!("{}/../configs/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    AccelConfig::load(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+pub fn func_device(cfg: &AccelConfig) -> FuncDevice {
+    let mem = MemRegion {
+        base: DeviceAddr(MEM_BASE),
+        len: MEM_BYTES,
+    };
+    FuncDevice::new(cfg, mem).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What the suite may ask of a backend.
+#[derive(Clone, Copy, Debug)]
+pub struct SuiteOptions {
+    /// Random lists and their layers.
+    pub rounds: usize,
+    /// Include Conv2d layers (the RTL's conv path is in progress).
+    pub conv: bool,
+}
+
+/// Plane groups and the active count: a nested chain of 2..=3 groups cut from random full-bit
+/// codes at a random level, or one plain group of any supported width.
+pub fn random_weights(
+    rng: &mut ChaCha8Rng,
+    cfg: &AccelConfig,
+    o: usize,
+    k: usize,
+) -> (Vec<WeightGroup>, usize) {
+    let supported: Vec<u8> = cfg.supported_weight_bits().map(|b| b.get()).collect();
+    let widest = *supported.iter().max().expect("a weight width");
+    let nested_ok = (3..=widest).all(|b| supported.contains(&b)) && widest >= 3;
+    if nested_ok && rng.random_bool(0.5) {
+        let n = rng.random_range(3..=widest);
+        let mut chain = vec![n];
+        let groups = rng.random_range(2..=3usize);
+        while chain.len() < groups && *chain.last().expect("n") > 2 {
+            let top = *chain.last().expect("n");
+            chain.push(rng.random_range(2..top));
+        }
+        let lim = 1i32 << (n - 1);
+        let full = QuantWeights {
+            bits: n,
+            codes: Array2::from_shape_fn((o, k), |_| rng.random_range(-lim..lim)),
+            channel_scale: vec![1.0; o],
+            groups: None,
+        };
+        let nw = nested::nest(&full, &chain, 1, Rounding::Nearest).expect("valid chain");
+        let level = chain[rng.random_range(0..chain.len())];
+        let active = nw.active_groups(level).expect("a level of the chain");
+        let groups = nw
+            .groups
+            .into_iter()
+            .map(|g| WeightGroup {
+                bits: g.bits,
+                shift: g.shift,
+                codes: g.codes,
+            })
+            .collect();
+        (groups, active)
+    } else {
+        let bits = supported[rng.random_range(0..supported.len())];
+        let lim = 1i32 << (bits - 1);
+        let group = WeightGroup {
+            bits,
+            shift: rng.random_range(0..=widest - bits),
+            codes: Array2::from_shape_fn((o, k), |_| rng.random_range(-lim..lim)),
+        };
+        (vec![group], 1)
+    }
+}
+
+/// The largest layer the suite draws on a config: K within what the buffers and `limits.max_k`
+/// take at the narrowest supported weight, every dimension within `limits.max_dim`.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub k: usize,
+    pub dim: usize,
+}
+
+impl Limits {
+    pub fn of(cfg: &AccelConfig) -> Limits {
+        let s = CoreShape::of(cfg);
+        let narrowest = cfg
+            .supported_weight_bits()
+            .map(|b| u32::from(b.get()))
+            .min()
+            .expect("a weight width");
+        let k = (64 * (s.wdepth / narrowest))
+            .min(s.adepth * s.cols)
+            .min(cfg.limits.max_k);
+        Limits {
+            k: k as usize,
+            dim: cfg.limits.max_dim as usize,
+        }
+    }
+
+    /// The longest K whose planes at `bits` fit the weight bank, within the other limits.
+    pub fn k_at(self, cfg: &AccelConfig, bits: u32) -> usize {
+        let s = CoreShape::of(cfg);
+        self.k.min((64 * (s.wdepth / bits)) as usize)
+    }
+}
+
+pub fn random_op(rng: &mut ChaCha8Rng, conv: bool, lim: Limits) -> LayerOp {
+    let k_dim = lim.k.min(lim.dim);
+    if !conv || rng.random_bool(0.5) {
+        let in_c = if rng.random_bool(0.8) {
+            rng.random_range(1..=200.min(k_dim))
+        } else {
+            rng.random_range(200.min(k_dim)..=600.min(k_dim))
+        };
+        // Mostly single inputs; sometimes a batch that each loaded weight tile serves.
+        let batch = if rng.random_bool(0.75) {
+            1
+        } else {
+            rng.random_range(2..=5)
+        };
+        return LayerOp::Dense { in_c, batch };
+    }
+    let small = lim.dim.min(7);
+    let kernel: [usize; 2] = [rng.random_range(1..=small), rng.random_range(1..=small)];
+    let pad = rng.random_range(0..=(kernel[0].min(kernel[1]) / 2).min(3));
+    let stride = rng.random_range(1..=2);
+    let min_h = kernel[0].saturating_sub(2 * pad).max(1);
+    let min_w = kernel[1].saturating_sub(2 * pad).max(1);
+    LayerOp::Conv2d {
+        in_c: rng.random_range(1..=lim.dim.min(6)),
+        in_h: rng.random_range(min_h..=(min_h + 9).min(lim.dim.max(min_h))),
+        in_w: rng.random_range(min_w..=(min_w + 9).min(lim.dim.max(min_w))),
+        kernel,
+        stride,
+        pad,
+    }
+}
+
+/// A random layer the config's core can hold.
+pub fn random_layer(rng: &mut ChaCha8Rng, cfg: &AccelConfig, conv: bool) -> LayerJob {
+    let lim = Limits::of(cfg);
+    loop {
+        let op = random_op(rng, conv, lim);
+        let rows = cfg.array.rows as usize;
+        let o = rng.random_range(1..=(2 * rows + 3).min(lim.dim));
+        let k = match op {
+            LayerOp::Dense { in_c, .. } => in_c,
+            LayerOp::Conv2d { in_c, kernel, .. } => in_c * kernel[0] * kernel[1],
+        };
+        let (groups, active) = random_weights(rng, cfg, o, k);
+        let gs = cfg.array.group_size as usize;
+        let regions = (gs != 0 && rng.random_bool(0.5)).then(|| {
+            (
+                Array2::from_shape_fn((o, k.div_ceil(gs)), |_| rng.random_range(1..=256u16)),
+                gs,
+            )
+        });
+        // The typical accumulator magnitude (random-sign sums of K products), so that most
+        // requantization factors land the outputs inside the code range rather than at its ends.
+        let w_max: f64 = groups
+            .iter()
+            .take(active)
+            .map(|g| f64::from((1u32 << (g.bits - 1)) << g.shift))
+            .sum();
+        let region_gain = if regions.is_some() { 128.0 } else { 1.0 };
+        let typical = ((k as f64).sqrt() * w_max / 2.0 * 100.0 * region_gain).max(1.0);
+        let out_bits = rng.random_range(2..=cfg.array.act_bits as u8);
+        let target = f64::from(1u32 << (out_bits - 1));
+        let requant = (0..o)
+            .map(|_| {
+                // Mostly fitting factors; sometimes huge or tiny ones, to saturate and to flush.
+                let real = match rng.random_range(0..10) {
+                    0 => rng.random_range(0.5..4.0),
+                    1 => rng.random_range(1e-7..1e-5),
+                    _ => target / typical * 2f64.powf(rng.random_range(-2.0..2.0)),
+                };
+                Requant::from_real(real).expect("positive factor below 2^30")
+            })
+            .collect();
+        let bias_range = typical as i32;
+        let relu = rng.random_bool(0.5);
+        let in_signed = rng.random_bool(0.5);
+        let in_bits = rng.random_range(2..=cfg.array.act_bits as u8);
+        let (in_lo, in_hi) = if in_signed {
+            (-(1i32 << (in_bits - 1)), (1i32 << (in_bits - 1)) - 1)
+        } else {
+            (0, (1i32 << in_bits) - 1)
+        };
+        let in_len = match op {
+            LayerOp::Dense { in_c, batch } => in_c * batch,
+            LayerOp::Conv2d {
+                in_c, in_h, in_w, ..
+            } => in_c * in_h * in_w,
+        };
+        let job = LayerJob {
+            op,
+            groups,
+            active,
+            regions,
+            bias: (0..o)
+                .map(|_| rng.random_range(-bias_range..=bias_range))
+                .collect(),
+            requant,
+            relu,
+            in_signed,
+            in_bits,
+            out_signed: !relu && rng.random_bool(0.7),
+            out_bits,
+            input: (0..in_len)
+                .map(|_| rng.random_range(in_lo..=in_hi))
+                .collect(),
+        };
+        if fits(cfg, &job) {
+            return job;
+        }
+    }
+}
+
+/// True when the device takes `job`: laid out in a scratch device, its descriptor passes the
+/// descriptor checks and the core's capacity rule.
+pub fn fits(cfg: &AccelConfig, job: &LayerJob) -> bool {
+    let caps = Caps::from_config(cfg).expect("valid config");
+    let mut scratch = func_device(cfg);
+    let mut alloc = Alloc::new(DeviceAddr(MEM_BASE), MEM_BASE + MEM_BYTES);
+    let Ok(placed) = job.place(&mut scratch, &mut alloc) else {
+        return false;
+    };
+    placed.desc.validate(&caps).is_ok() && CoreShape::of(cfg).check_capacity(&placed.desc).is_ok()
+}
+
+/// Plane-steps, bytes read and bytes written the device semantics fix for a list.
+pub fn expected_counts(descs: &[LayerDescriptor], cfg: &AccelConfig) -> (u64, u64, u64) {
+    let shape = CoreShape::of(cfg);
+    let (mut ops, mut rd, mut wr) = (0, 0, 0);
+    for d in descs {
+        rd += 8 * 16;
+        let sched = shape.schedule(d).expect("the list fits the device");
+        ops += sched.plane_steps();
+        for step in plan::steps(d, &sched, &shape) {
+            match step {
+                Step::Read { words, .. } => rd += 8 * words,
+                Step::Write { bytes, .. } => wr += bytes,
+                Step::Compute { .. } => {}
+            }
+        }
+    }
+    (ops, rd, wr)
+}
+
+pub fn whole_memory<D: Device>(dev: &D) -> Window {
+    let mem = dev.memory();
+    Window {
+        base: mem.base,
+        limit: DeviceAddr(mem.end()),
+    }
+}
+
+pub fn describe(j: &LayerJob) -> String {
+    format!(
+        "{:?} out_c={} K={} groups={:?} active={} regions={} out_bits={} signed in/out={}/{} relu={}",
+        j.op,
+        j.out_c(),
+        j.k(),
+        j.groups
+            .iter()
+            .map(|g| (g.bits, g.shift))
+            .collect::<Vec<_>>(),
+        j.active,
+        j.regions.is_some(),
+        j.out_bits,
+        j.in_signed,
+        j.out_signed,
+        j.relu
+    )
+}
+
+/// Places `jobs` after a descriptor-list slot at the start of the device's memory.
+pub fn place_all<D: Device>(dev: &mut D, jobs: &[LayerJob]) -> (DeviceAddr, Vec<Placed>) {
+    let mem = dev.memory();
+    let desc_addr = mem.base;
+    let mut alloc = Alloc::new(DeviceAddr(mem.base.0 + 128 * 64), mem.end());
+    let placed = jobs
+        .iter()
+        .map(|j| j.place(dev, &mut alloc).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    (desc_addr, placed)
+}
+
+pub fn check_outputs<D: Device>(dev: &mut D, jobs: &[LayerJob], placed: &[Placed], what: &str) {
+    for (i, (j, p)) in jobs.iter().zip(placed).enumerate() {
+        let got = layer::read_output(dev, p).unwrap_or_else(|e| panic!("{e}"));
+        let golden = p.image(&j.golden().unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(
+            &got[..p.output_len],
+            &golden[..],
+            "{what} layer {i}: {}",
+            describe(j)
+        );
+        assert!(
+            got[p.output_len..].iter().all(|&b| b == layer::OUTPUT_FILL),
+            "{what} layer {i}: wrote past the outputs"
+        );
+    }
+}
+
+pub fn run_ok<D: Device>(dev: &mut D, jobs: &[LayerJob], cfg: &AccelConfig, what: &str) -> Run {
+    let (desc_addr, placed) = place_all(dev, jobs);
+    let descs: Vec<LayerDescriptor> = placed.iter().map(|p| p.desc).collect();
+    let run = layer::run_list(dev, desc_addr, &descs, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.irq, IrqWait::Fired, "{what}: no interrupt");
+    assert!(
+        run.done(),
+        "{what}: STATUS {:#x} ({:?})",
+        run.status,
+        run.error()
+    );
+    check_outputs(dev, jobs, &placed, what);
+    let (ops, rd, wr) = expected_counts(&descs, cfg);
+    assert_eq!(run.perf.plane_ops, ops, "{what}: PERF_PLANE_OPS");
+    assert_eq!(run.perf.busy_cycles, ops, "{what}: PERF_BUSY_CYCLES");
+    assert_eq!(run.perf.bytes_rd, rd, "{what}: PERF_BYTES_RD");
+    assert_eq!(run.perf.bytes_wr, wr, "{what}: PERF_BYTES_WR");
+    // What the timing model predicts for this device, printed for calibration (FuncDevice
+    // reports the estimate itself).
+    let estimate = TimingModel::default().estimate(&CoreShape::of(cfg), &descs);
+    CYCLES.with(|c| c.borrow_mut().push((estimate.cycles, run.perf.cycles)));
+    println!(
+        "{what}: PERF_CYCLES {} (stall {}), estimate {} ({:+.1}%)",
+        run.perf.cycles,
+        run.perf.stall_cycles,
+        estimate.cycles,
+        100.0 * (estimate.cycles as f64 / run.perf.cycles.max(1) as f64 - 1.0)
+    );
+    assert!(
+        run.perf.cycles >= ops,
+        "{what}: PERF_CYCLES {}",
+        run.perf.cycles
+    );
+    run
+}
+
+/// Runs `spec`, expects `code` at descriptor `index`, then SOFT_RESET, no fault, and `good`
+/// must run correctly.
+pub fn expect_error<D: Device + InjectFaults>(
+    dev: &mut D,
+    cfg: &AccelConfig,
+    spec: &RunSpec,
+    (code, index): (ErrorCode, u32),
+    good: &LayerJob,
+    what: &str,
+) {
+    let run = layer::run(dev, spec).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(run.irq, IrqWait::Fired, "{what}: no interrupt (hang)");
+    assert_eq!(
+        run.error(),
+        Some((code.as_u8(), index)),
+        "{what}: STATUS {:#x}, expected {code:?} at descriptor {index}",
+        run.status
+    );
+    assert!(
+        !regmap::STATUS_DONE.is_set(run.status),
+        "{what}: DONE with ERROR"
+    );
+    dev.write_reg(
+        regmap::CTRL.offset,
+        regmap::CTRL_SOFT_RESET.mask() | regmap::CTRL_IRQ_EN.mask(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        dev.read_reg(regmap::STATUS.offset).ok(),
+        Some(0),
+        "{what}: STATUS after SOFT_RESET"
+    );
+    dev.clear_faults();
+    run_ok(
+        dev,
+        std::slice::from_ref(good),
+        cfg,
+        &format!("{what}, then a good job"),
+    );
+    // One row of the fault matrix (the must-show of the device issue).
+    eprintln!(
+        "fault matrix | {} | {} | {what} | {code} at descriptor {index}, interrupt, PERF_CYCLES {} | next job after SOFT_RESET bit-exact",
+        std::any::type_name::<D>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("device"),
+        cfg.name,
+        run.perf.cycles
+    );
+}
+
+/// Random lists of layers, outputs bit-exact and counters as specified.
+pub fn random_lists<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64, opts: SuiteOptions) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let max_list = cfg.limits.max_descriptors as usize;
+    // Every supported weight width as the only plane group of a layer, in lists as long as the
+    // config allows.
+    let sweep: Vec<LayerJob> = cfg
+        .supported_weight_bits()
+        .map(|b| {
+            loop {
+                let mut j = random_layer(&mut rng, cfg, opts.conv);
+                let (o, k, bits) = (j.out_c(), j.k(), b.get());
+                let lim = 1i32 << (bits - 1);
+                j.groups = vec![WeightGroup {
+                    bits,
+                    shift: 0,
+                    codes: Array2::from_shape_fn((o, k), |_| rng.random_range(-lim..lim)),
+                }];
+                j.active = 1;
+                if fits(cfg, &j) {
+                    break j;
+                }
+            }
+        })
+        .collect();
+    for (i, list) in sweep.chunks(max_list).enumerate() {
+        run_ok(
+            dev,
+            list,
+            cfg,
+            &format!("{} weight-width sweep, list {i}", cfg.name),
+        );
+    }
+    for round in 0..opts.rounds {
+        let jobs: Vec<LayerJob> = (0..rng.random_range(1..=3.min(max_list)))
+            .map(|_| random_layer(&mut rng, cfg, opts.conv))
+            .collect();
+        run_ok(dev, &jobs, cfg, &format!("{} round {round}", cfg.name));
+    }
+}
+
+/// A descriptor field edit and the error code it must produce.
+pub type Edit = (ErrorCode, &'static str, fn(&mut [u8; 128], &Placed, u64));
+
+pub fn put_word(bytes: &mut [u8; 128], word: usize, f: impl Fn(u32) -> u32) {
+    let at = 4 * word;
+    let w = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    bytes[at..at + 4].copy_from_slice(&f(w).to_le_bytes());
+}
+
+/// One descriptor edit per check of `caq_spec::descriptor::CHECKS`, and the code each gives.
+pub fn field_edits() -> Vec<Edit> {
+    vec![
+        (ErrorCode::BadOpcode, "op = 3", |b, _, _| {
+            put_word(b, 0, |w| w & !0xff | 3)
+        }),
+        (ErrorCode::BadGroups, "n_groups = 0", |b, _, _| {
+            put_word(b, 0, |w| w & !0x00ff_0000)
+        }),
+        (ErrorCode::BadBits, "out_bits = 1", |b, _, _| {
+            put_word(b, 1, |w| w & !0xf0 | 1 << 4)
+        }),
+        (
+            ErrorCode::Reserved,
+            "reserved bit 13 of word 0",
+            |b, _, _| put_word(b, 0, |w| w | 1 << 13),
+        ),
+        (ErrorCode::Reserved, "reserved word 31", |b, _, _| {
+            put_word(b, 31, |_| 1)
+        }),
+        (ErrorCode::BadShape, "in_c = 0", |b, _, _| {
+            put_word(b, 2, |w| w & !0xffff)
+        }),
+        (ErrorCode::BadShape, "kernel_h = 2 on Dense", |b, _, _| {
+            put_word(b, 5, |w| w & !0xff | 2)
+        }),
+        (
+            ErrorCode::BadGroups,
+            "active_groups = n_groups + 1",
+            |b, _, _| {
+                put_word(b, 0, |w| {
+                    let n = (w >> 16) & 0xff;
+                    w & !0xff00_0000 | (n + 1) << 24
+                })
+            },
+        ),
+        (
+            ErrorCode::BadRegion,
+            "grouped without group_size",
+            |b, _, _| {
+                put_word(b, 0, |w| w | 1 << 11);
+                put_word(b, 1, |w| w & 0xffff);
+            },
+        ),
+        (ErrorCode::Misaligned, "bias_addr + 4", |b, p, _| {
+            put_word(b, 12, |_| (p.desc.bias_addr.0 + 4) as u32)
+        }),
+        (
+            ErrorCode::OutOfWindow,
+            "output_addr past the memory",
+            |b, _, end| {
+                put_word(b, 10, |_| end as u32);
+                put_word(b, 11, |_| (end >> 32) as u32);
+            },
+        ),
+        (
+            ErrorCode::DescCount,
+            "last clear on the only descriptor",
+            |b, _, _| put_word(b, 0, |w| w & !(1 << 12)),
+        ),
+    ]
+}
+
+/// Every error a run can stop on, with its code and descriptor index; each followed by
+/// SOFT_RESET and a correct run.
+pub fn fault_cases<D: Device + InjectFaults>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xfa17);
+    // A Dense layer with every plane group active and no regions, so that the last allocation
+    // is a weight plane the core streams, and with more outputs than a bus beat has bytes, so
+    // that a window ending one beat into the output cuts a write.
+    let bus = u64::from(cfg.bus_bytes());
+    // Configs whose layers cannot have that many outputs skip the case that needs it.
+    let most_outputs = (2 * cfg.array.rows as usize + 3).min(Limits::of(cfg).dim);
+    let cuts_a_write = most_outputs > bus as usize;
+    // Lists of two descriptors, where the config allows them.
+    let pairs = cfg.limits.max_descriptors >= 2;
+    let good = loop {
+        let mut j = random_layer(&mut rng, cfg, false);
+        j.active = j.groups.len();
+        j.regions = None;
+        if !cuts_a_write || j.out_c() > bus as usize {
+            break j;
+        }
+    };
+    let window = whole_memory(dev);
+    let end = dev.memory().end();
+    let spec = |desc_addr: DeviceAddr, count: u32, window: Window| RunSpec {
+        desc_addr,
+        count,
+        window,
+        timeout: TIMEOUT,
+    };
+    let (desc_addr, placed) = place_all(dev, std::slice::from_ref(&good));
+    let p = placed[0];
+    let good_bytes = {
+        let mut d = p.desc;
+        d.flags.last = true;
+        d.encode()
+    };
+    for (code, what, edit) in field_edits() {
+        let mut bytes = good_bytes;
+        edit(&mut bytes, &p, end);
+        dev.mem_write(desc_addr, &bytes)
+            .unwrap_or_else(|e| panic!("{e}"));
+        expect_error(
+            dev,
+            cfg,
+            &spec(desc_addr, 1, window),
+            (code, 0),
+            &good,
+            what,
+        );
+    }
+
+    // The list itself: empty, LAST missing on the final of two, LAST on the first of two, a
+    // misaligned list, a second descriptor past the window.
+    let list = |dev: &mut D, lasts: [bool; 2]| {
+        let (desc_addr, placed) = place_all(dev, &[good.clone(), good.clone()]);
+        for (i, (p, last)) in placed.iter().zip(lasts).enumerate() {
+            let mut d = p.desc;
+            d.flags.last = last;
+            dev.mem_write(DeviceAddr(desc_addr.0 + 128 * i as u64), &d.encode())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        desc_addr
+    };
+    let at = list(dev, [false, true]);
+    expect_error(
+        dev,
+        cfg,
+        &spec(at, 0, window),
+        (ErrorCode::DescCount, 0),
+        &good,
+        "DESC_COUNT = 0",
+    );
+    if pairs {
+        let at = list(dev, [false, false]);
+        expect_error(
+            dev,
+            cfg,
+            &spec(at, 2, window),
+            (ErrorCode::DescCount, 1),
+            &good,
+            "LAST missing",
+        );
+        let at = list(dev, [true, true]);
+        expect_error(
+            dev,
+            cfg,
+            &spec(at, 2, window),
+            (ErrorCode::DescCount, 0),
+            &good,
+            "LAST early",
+        );
+    }
+    let count = if pairs { 2 } else { 1 };
+    let at = list(dev, [false, true]);
+    expect_error(
+        dev,
+        cfg,
+        &spec(at, cfg.limits.max_descriptors + 1, window),
+        (ErrorCode::DescCount, 0),
+        &good,
+        "DESC_COUNT = MAX_DESCRIPTORS + 1",
+    );
+    if cfg.axi.addr_width < 64 {
+        expect_error(
+            dev,
+            cfg,
+            &spec(DeviceAddr(at.0 | 1 << cfg.axi.addr_width), count, window),
+            (ErrorCode::OutOfWindow, 0),
+            &good,
+            "DESC_ADDR beyond the address space",
+        );
+    }
+    expect_error(
+        dev,
+        cfg,
+        &spec(DeviceAddr(at.0 + 4), count, window),
+        (ErrorCode::Misaligned, 0),
+        &good,
+        "DESC_ADDR + 4",
+    );
+    // Descriptor 1 lies past the window; everything descriptor 0 touches lies in it. The list
+    // goes at the top of memory, its buffers below.
+    if pairs {
+        let (_, placed) = place_all(dev, std::slice::from_ref(&good));
+        let top = DeviceAddr(end - 4096);
+        let mut d = placed[0].desc;
+        dev.mem_write(top, &d.encode())
+            .unwrap_or_else(|e| panic!("{e}"));
+        d.flags.last = true;
+        dev.mem_write(DeviceAddr(top.0 + 128), &d.encode())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let short = Window {
+            base: window.base,
+            limit: DeviceAddr(top.0 + 128),
+        };
+        expect_error(
+            dev,
+            cfg,
+            &spec(top, 2, short),
+            (ErrorCode::OutOfWindow, 1),
+            &good,
+            "descriptor 1 past the window",
+        );
+    }
+
+    // Requests that pass the descriptor checks (they look at start addresses and tables only)
+    // but run past the window: the output (moved to the last buffer), then the last weight
+    // group's planes (the last buffer as placed).
+    let (desc_addr, placed) = place_all(dev, std::slice::from_ref(&good));
+    let mut d = placed[0].desc;
+    d.flags.last = true;
+    let last_group = *d.plane_groups.as_slice().last().expect("a group");
+    let out = (last_group.weight_addr.0 + 64 * 1024).next_multiple_of(64);
+    let short = |limit: u64| Window {
+        base: window.base,
+        limit: DeviceAddr(limit),
+    };
+    if cuts_a_write {
+        let mut moved = d;
+        moved.output_addr = DeviceAddr(out);
+        dev.mem_write(desc_addr, &moved.encode())
+            .unwrap_or_else(|e| panic!("{e}"));
+        expect_error(
+            dev,
+            cfg,
+            &spec(desc_addr, 1, short(out + bus)),
+            (ErrorCode::OutOfWindow, 0),
+            &good,
+            "output past the window",
+        );
+        dev.mem_write(desc_addr, &d.encode())
+            .unwrap_or_else(|e| panic!("{e}"));
+        expect_error(
+            dev,
+            cfg,
+            &spec(desc_addr, 1, short(last_group.weight_addr.0 + bus)),
+            (ErrorCode::OutOfWindow, 0),
+            &good,
+            "weights past the window",
+        );
+    }
+
+    if pairs {
+        // Bus errors on descriptor 1 of two: a weight read and an output write, SLVERR and DECERR.
+        for (resp, code) in [
+            (Resp::SlvErr, ErrorCode::AxiSlverr),
+            (Resp::DecErr, ErrorCode::AxiDecerr),
+        ] {
+            for dir in [FaultDir::Reads, FaultDir::Writes] {
+                let (desc_addr, placed) = place_all(dev, &[good.clone(), good.clone()]);
+                let descs: Vec<LayerDescriptor> = placed.iter().map(|p| p.desc).collect();
+                layer::write_list(dev, desc_addr, &descs).unwrap_or_else(|e| panic!("{e}"));
+                let target = match dir {
+                    FaultDir::Writes => descs[1].output_addr.0,
+                    _ => descs[1].plane_groups.as_slice()[0].weight_addr.0,
+                };
+                dev.inject(target..target + 8, resp, dir);
+                expect_error(
+                    dev,
+                    cfg,
+                    &spec(desc_addr, 2, window),
+                    (code, 1),
+                    &good,
+                    &format!("{resp} on a {dir:?} of descriptor 1"),
+                );
+            }
+        }
+    }
+}
+
+/// The largest accumulators the hardware can meet: every weight at the most negative code of the
+/// widest supported width w (then the most positive), every activation the largest unsigned code of
+/// `act_bits` (255 on the shipped configs), K as long as the
+/// config takes at w planes (at most 1024: on sim-small 8 planes of 16 words per row, the whole
+/// weight bank), region multipliers of 256, biases at the i32 extremes, with requant factors that
+/// saturate both ways, a zero multiplier, and one that maps the total exactly into range. On
+/// sim-small |Σ 256·acc_g| = 256 · 1024 · 128 · 255 ≈ 2^33.
+pub fn extreme_accumulators<D: Device>(dev: &mut D, cfg: &AccelConfig) {
+    let bits = cfg.max_weight_bits().get();
+    let lim = Limits::of(cfg);
+    let k = lim.k_at(cfg, u32::from(bits)).min(lim.dim).min(1024);
+    let o = 7.min(lim.dim);
+    let gs = cfg.array.group_size as usize;
+    let top = 1i32 << (bits - 1);
+    let act_bits = cfg.array.act_bits as u8;
+    for w in [-top, top - 1] {
+        let mut requant: Vec<Requant> = [1.0, 1e-3, 2e-9, 0.5, 3e-10, 1.5e-9, 1e-12]
+            .iter()
+            .map(|&r| Requant::from_real(r).expect("positive factor below 2^30"))
+            .collect();
+        requant[6] = Requant { mult: 0, shift: 63 };
+        requant.truncate(o);
+        let mut bias = vec![i32::MIN, i32::MAX, 0, -1, i32::MAX, i32::MIN, 12345];
+        bias.truncate(o);
+        let job = LayerJob {
+            op: LayerOp::Dense { in_c: k, batch: 1 },
+            groups: vec![WeightGroup {
+                bits,
+                shift: 0,
+                codes: Array2::from_elem((o, k), w),
+            }],
+            active: 1,
+            regions: (gs != 0).then(|| (Array2::from_elem((o, k.div_ceil(gs)), 256u16), gs)),
+            bias,
+            requant,
+            relu: false,
+            in_signed: false,
+            in_bits: act_bits,
+            out_signed: true,
+            out_bits: act_bits,
+            input: vec![(1 << act_bits) - 1; k],
+        };
+        assert!(fits(cfg, &job), "{}: K = {k} does not fit", cfg.name);
+        let golden = job.golden().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            job.out_bits < 8 || golden.contains(&127) || golden.contains(&128),
+            "some output saturates: {golden:?}"
+        );
+        run_ok(
+            dev,
+            std::slice::from_ref(&job),
+            cfg,
+            &format!("{} extreme accumulators, weights {w}", cfg.name),
+        );
+    }
+}
+
+/// The whole suite on one backend.
+pub fn suite<D: Device + InjectFaults>(
+    dev: &mut D,
+    cfg: &AccelConfig,
+    seed: u64,
+    opts: SuiteOptions,
+) {
+    random_lists(dev, cfg, seed, opts);
+    extreme_accumulators(dev, cfg);
+    fault_cases(dev, cfg, seed);
+}

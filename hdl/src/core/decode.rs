@@ -71,7 +71,7 @@ fn schedule_ports(s: &CoreShape, aw: u32) -> Vec<(&'static str, u32, &'static st
         (
             "s_out_stride",
             17,
-            "Dense: bytes from one output to the next",
+            "Dense: bytes from one output to the next: out_c in whole C-byte chunks",
         ),
         ("s_hw", 24, "in_h * in_w: the bytes of one input channel"),
     ]
@@ -635,7 +635,11 @@ fn stage6(m: &mut ModuleBuilder, st: &mut Code, s: &CoreShape) -> Result<()> {
         (
             "s_out_stride",
             17,
-            "({1'b0, d_out_c} + 17'd7) & ~17'd7".into(),
+            // CoreShape::batch_stride: out_c rounded up to whole C-byte chunks (C a power of two).
+            format!(
+                "({{1'b0, d_out_c}} + 17'd{m}) & ~17'd{m}",
+                m = s.cols - 1
+            ),
         ),
         ("s_hw", 24, "hw_q[23:0]".into()),
     ];

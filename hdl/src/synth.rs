@@ -104,7 +104,8 @@ pub struct SynthReport {
     pub bram36: f64,
     /// DSP48E1/DSP48E2 cells.
     pub dsp: u64,
-    /// Longest topological path through combinational cells (`ltp -noff`), in cells.
+    /// Longest topological path through combinational cells (`ltp`), in cells: LUTs, MUXF7/8 and
+    /// carry cells; registers, RAMs and DSPs end paths.
     pub ltp_length: u64,
     /// Every cell type and its count.
     pub cells: BTreeMap<String, u64>,
@@ -144,7 +145,7 @@ pub fn synth(design: &Design, part: &Part) -> Result<SynthReport> {
 
 /// [`synth`], and in the same Yosys run `sta` over the netlist: the report's `timing` is set.
 /// Fails with [`HdlError::TimingUnsupported`] when Yosys' cell library cannot time some cells of
-/// the netlist (UltraScale+ DSPs, block RAMs and carry chains in Yosys 0.23).
+/// the netlist (UltraScale+ DSPs, block RAMs, MUXF9 and LUT RAMs in Yosys 0.23).
 pub fn synth_with_timing(design: &Design, part: &Part) -> Result<SynthReport> {
     run(design, part, true)
 }
@@ -153,11 +154,14 @@ pub fn synth_with_timing(design: &Design, part: &Part) -> Result<SynthReport> {
 fn script(design: &Design, part: &Part, with_sta: bool) -> String {
     let files: Vec<&str> = design.files.iter().map(|f| f.name.as_str()).collect();
     // -flatten: one netlist, so the counts are the whole design's and paths cross module
-    // boundaries (sta only times within one module). ltp -noff: flip-flops end paths, so the
-    // length is the deepest combinational cone in cells.
+    // boundaries (sta only times within one module). ltp's -noff only knows Yosys' internal
+    // flip-flop types, not the Xilinx primitives synth_xilinx maps to, so the selection leaves out
+    // every clocked cell (FD*, block and LUT RAMs, shift registers) and the DSPs, whose internal
+    // registers close loops; without that, ltp walks through registers (1,063 "cells" on pynq-z2)
+    // and writes hundreds of MB of loop warnings.
     let mut script = format!(
         "read_verilog {}; synth_xilinx -flatten -family {} -top {}; tee -q -o {STAT_JSON} stat -json; \
-         tee -q -o {LTP_TXT} ltp -noff",
+         tee -q -o {LTP_TXT} ltp -noff * t:FD* %d t:RAM* %d t:SRL* %d t:DSP48* %d t:URAM* %d",
         files.join(" "),
         part.family.as_str(),
         design.top

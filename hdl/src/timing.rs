@@ -17,10 +17,11 @@
 //! clock period), clock skew and uncertainty, placement, Vivado's own delay tables. The figure
 //! compares designs and finds their deepest logic; it is not a timing sign-off.
 //!
-//! `sta` only times cells whose library model has timing arcs. UltraScale+ netlists contain
-//! DSP48E2, RAMB18E2/RAMB36E2 (no model in `cells_sim.v`) and CARRY8 (a model without arcs), so
-//! `sta` would cut every path through them; Yosys says so in a warning, and this module turns that
-//! warning into [`StaProblem::Untimed`] instead of reporting a path that is not the worst.
+//! `sta` only times cells whose library model has timing arcs. In Yosys 0.23 the UltraScale+
+//! primitives synth_xilinx -family xcup maps to (DSP48E2, RAMB18E2, RAMB36E2, MUXF9, the UltraScale
+//! LUT RAMs) have none, so `sta` cuts every path through them and reports a shorter one (10.0 ns on
+//! zcu104, LUTs and carries only). Yosys warns about each such cell type; this module turns the
+//! warnings into [`StaProblem::Untimed`] instead of reporting a path that is not the worst.
 //!
 //! # How start and end get their RTL names
 //! After `synth_xilinx -flatten`, the cells of a path have Yosys names (`$abc$...`, `$auto$ff.cc:...`),
@@ -825,20 +826,36 @@ mod tests {
 
     #[test]
     fn cells_without_timing_arcs_refuse_the_report() {
-        // The warnings sta prints for an UltraScale+ netlist (Yosys 0.23).
-        let sta = "10. Executing STA pass (static timing analysis).\n\
-             Warning: Cell type 'DSP48E2' not recognised! Ignoring.\n\
-             Warning: Module 'CARRY8' has no timing arcs!\n\
-             Warning: Cell type 'RAMB36E2' not recognised! Ignoring.\n\
-             Warning: Cell type 'DSP48E2' not recognised! Ignoring.\n";
-        let sta = format!("{sta}{STA_PYNQ_Z2}");
+        // What sta printed before its (cut) path on today's zcu104 RTL, -family xcup, Yosys 0.23.
+        let zcu104 = "10. Executing STA pass (static timing analysis).\n\
+             Warning: Module 'MUXF9' has no timing arcs!\n\
+             Warning: Module 'DSP48E2' has no timing arcs!\n\
+             Warning: Module 'RAMB36E2' has no timing arcs!\n\
+             Warning: Module 'RAM32X16DR8' has no timing arcs!\n\
+             Warning: Module 'RAMB36E2' has no timing arcs!\n\
+             Warning: Module 'RAMB18E2' has no timing arcs!\n\
+             Warning: Module 'RAM32M16' has no timing arcs!\n\
+             Warning: Module 'RAM64X1S' has no timing arcs!\n\
+             Warning: Module 'RAMB36E2' has no timing arcs!\n";
+        let sta = format!("{zcu104}{STA_PYNQ_Z2}");
+        let types = [
+            "DSP48E2",
+            "MUXF9",
+            "RAM32M16",
+            "RAM32X16DR8",
+            "RAM64X1S",
+            "RAMB18E2",
+            "RAMB36E2",
+        ];
         assert_eq!(
             report(&sta, NAMES_PYNQ_Z2, "caq_top"),
-            Err(StaProblem::Untimed(vec![
-                "CARRY8".into(),
-                "DSP48E2".into(),
-                "RAMB36E2".into()
-            ]))
+            Err(StaProblem::Untimed(types.map(String::from).to_vec()))
+        );
+        // A cell type with no model at all is refused the same way.
+        let sta = format!("Warning: Cell type 'URAM288' not recognised! Ignoring.\n{STA_PYNQ_Z2}");
+        assert_eq!(
+            report(&sta, NAMES_PYNQ_Z2, "caq_top"),
+            Err(StaProblem::Untimed(vec!["URAM288".into()]))
         );
     }
 

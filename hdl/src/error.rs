@@ -158,6 +158,22 @@ pub enum HdlError {
         tail: String,
     },
 
+    /// Yosys `sta` cannot time some cell types of the netlist, so its worst path would not be the
+    /// worst (the paths through them are cut).
+    #[error(
+        "yosys sta cannot time the {family} netlist of {part}: Yosys' Xilinx cell library has no \
+         timing arcs for {}; sta would cut every path through them, so no worst path is reported \
+         (sta output kept at {}). Timing works for -family xc7 only (docs/hardware.md, Timing)",
+        cells.join(", "),
+        log.display()
+    )]
+    TimingUnsupported {
+        part: String,
+        family: &'static str,
+        cells: Vec<String>,
+        log: PathBuf,
+    },
+
     /// A tool's report did not contain what it should.
     #[error("{tool} report {}: {message}", log.display())]
     Report {

@@ -3,7 +3,9 @@
 //! [`generate`] turns an [`AccelConfig`] into a [`Design`]: Verilog-2005 files, one module per file,
 //! written through the small typed builder in [`emit`]. The register block (`caq_axil_regs`) is
 //! generated from `caq_spec::regmap::REGISTERS`, never copied by hand. [`lint()`] runs Verilator's
-//! linter and [`synth()`] runs Yosys `synth_xilinx` and reads back resources and logic depth.
+//! linter and [`synth()`] runs Yosys `synth_xilinx` and reads back resources and logic depth;
+//! [`synth_with_timing()`] also runs Yosys `sta` in the same run and reads back the worst logic path
+//! with its start and end named by RTL signal ([`timing`]).
 //! [`vivado()`] writes the Vivado Tcl and XDC that build a real board's bitstream around the RTL.
 //!
 //! This crate knows the register map and the RTL; it does not know numerics beyond the contract's
@@ -20,6 +22,7 @@ pub mod lint;
 pub mod regs;
 pub mod requant;
 pub mod synth;
+pub mod timing;
 mod tools;
 pub mod top;
 pub mod vivado;
@@ -28,7 +31,8 @@ pub use design::{Design, GeneratedFile, Manifest, PortInfo};
 pub use emit::Dir;
 pub use error::{HdlError, Result};
 pub use lint::{LintReport, LintSource, lint};
-pub use synth::{Family, Part, SynthReport, synth};
+pub use synth::{Family, Part, SynthReport, synth, synth_with_timing};
+pub use timing::{NameSource, PathEnd, PathStep, TimingReport};
 pub use tools::available as tool_available;
 pub use vivado::{VivadoFlow, vivado};
 

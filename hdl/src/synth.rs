@@ -1,6 +1,7 @@
 //! [`synth`]: Yosys `synth_xilinx` over a generated design, read back as a [`SynthReport`]: LUTs,
 //! flip-flops, block RAM (in RAMB36 equivalents), DSPs, the longest combinational path in cells, and
-//! utilisation of the target part.
+//! utilisation of the target part. [`synth_with_timing`] also times the netlist with `sta` in the
+//! same Yosys run ([`crate::timing`] parses it). The Yosys script is built here and only here.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::design::Design;
 use crate::error::{HdlError, Result};
+use crate::timing::{self, StaProblem, TimingReport};
 use crate::tools::{self, ScratchDir, YOSYS};
 
 /// A Xilinx device family as `synth_xilinx -family` names it.
@@ -102,11 +104,15 @@ pub struct SynthReport {
     pub bram36: f64,
     /// DSP48E1/DSP48E2 cells.
     pub dsp: u64,
-    /// Longest topological path through combinational cells (`ltp -noff`), in cells.
+    /// Longest topological path through combinational cells (`ltp`), in cells: LUTs, MUXF7/8 and
+    /// carry cells; registers, RAMs and DSPs end paths.
     pub ltp_length: u64,
     /// Every cell type and its count.
     pub cells: BTreeMap<String, u64>,
     pub utilisation: Utilisation,
+    /// The worst logic path; set by [`synth_with_timing`], absent after [`synth`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<TimingReport>,
     /// Wall time of the Yosys run, seconds.
     pub seconds: f64,
 }
@@ -134,20 +140,44 @@ const LTP_TXT: &str = "ltp.txt";
 /// Synthesizes a design for a part with `yosys synth_xilinx`, in a scratch directory that is kept
 /// (with `yosys.log`) when anything fails.
 pub fn synth(design: &Design, part: &Part) -> Result<SynthReport> {
-    let mut scratch = ScratchDir::new("synth")?;
-    let dir = scratch.path().to_owned();
-    design.write(&dir)?;
+    run(design, part, false)
+}
+
+/// [`synth`], and in the same Yosys run `sta` over the netlist: the report's `timing` is set.
+/// Fails with [`HdlError::TimingUnsupported`] when Yosys' cell library cannot time some cells of
+/// the netlist (UltraScale+ DSPs, block RAMs, MUXF9 and LUT RAMs in Yosys 0.23).
+pub fn synth_with_timing(design: &Design, part: &Part) -> Result<SynthReport> {
+    run(design, part, true)
+}
+
+/// The Yosys script: synthesis, the resource and depth reports, and `sta` when asked.
+fn script(design: &Design, part: &Part, with_sta: bool) -> String {
     let files: Vec<&str> = design.files.iter().map(|f| f.name.as_str()).collect();
     // -flatten: one netlist, so the counts are the whole design's and paths cross module
-    // boundaries. ltp -noff: flip-flops end paths, so the length is the deepest combinational
-    // cone in cells.
-    let script = format!(
+    // boundaries (sta only times within one module). ltp's -noff only knows Yosys' internal
+    // flip-flop types, not the Xilinx primitives synth_xilinx maps to, so the selection leaves out
+    // every clocked cell (FD*, block and LUT RAMs, shift registers) and the DSPs, whose internal
+    // registers close loops; without that, ltp walks through registers (1,063 "cells" on pynq-z2)
+    // and writes hundreds of MB of loop warnings.
+    let mut script = format!(
         "read_verilog {}; synth_xilinx -flatten -family {} -top {}; tee -q -o {STAT_JSON} stat -json; \
-         tee -q -o {LTP_TXT} ltp -noff",
+         tee -q -o {LTP_TXT} ltp -noff * t:FD* %d t:RAM* %d t:SRL* %d t:DSP48* %d t:URAM* %d",
         files.join(" "),
         part.family.as_str(),
         design.top
     );
+    if with_sta {
+        script.push_str("; ");
+        script.push_str(&timing::commands());
+    }
+    script
+}
+
+fn run(design: &Design, part: &Part, with_sta: bool) -> Result<SynthReport> {
+    let mut scratch = ScratchDir::new("synth")?;
+    let dir = scratch.path().to_owned();
+    design.write(&dir)?;
+    let script = script(design, part, with_sta);
     let args = vec![
         "-q".to_owned(),
         "-l".to_owned(),
@@ -191,7 +221,27 @@ pub fn synth(design: &Design, part: &Part) -> Result<SynthReport> {
             format!("no \"Longest topological path ... (length=N)\" line in {LTP_TXT}"),
         ));
     };
-    Ok(report(design, part, cells, ltp_length, seconds))
+    let timing = if with_sta {
+        let sta = fs::read_to_string(dir.join(timing::STA_TXT)).unwrap_or_default();
+        let names = fs::read_to_string(dir.join(timing::NAMES_JSON)).unwrap_or_default();
+        match timing::report(&sta, &names, &design.top) {
+            Ok(t) => Some(t),
+            Err(StaProblem::Untimed(cells)) => {
+                return Err(HdlError::TimingUnsupported {
+                    part: part.name.clone(),
+                    family: part.family.as_str(),
+                    cells,
+                    log: scratch.keep().join(timing::STA_TXT),
+                });
+            }
+            Err(StaProblem::Malformed(message)) => return Err(failed(&mut scratch, message)),
+        }
+    } else {
+        None
+    };
+    let mut report = report(design, part, cells, ltp_length, seconds);
+    report.timing = timing;
+    Ok(report)
 }
 
 fn report(
@@ -227,6 +277,7 @@ fn report(
             dsp_pct: pct(dsp as f64, part.dsp),
         },
         cells,
+        timing: None,
         seconds,
     }
 }
@@ -277,6 +328,22 @@ mod tests {
         let text = "\n3. Executing LTP pass (find longest path).\nLongest topological path in caq_top (length=7):\n    0: \\a\n";
         assert_eq!(parse_ltp(text), Some(7));
         assert_eq!(parse_ltp("nothing here"), None);
+    }
+
+    #[test]
+    fn the_script_times_the_netlist_only_when_asked() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim-small.toml");
+        let cfg = caq_spec::AccelConfig::load(std::path::Path::new(path)).unwrap();
+        let design = crate::generate(&cfg).unwrap();
+        let part = Part::xc7z020();
+        let plain = script(&design, &part, false);
+        assert!(
+            plain.contains("synth_xilinx -flatten -family xc7 -top caq_top;"),
+            "{plain}"
+        );
+        assert!(!plain.contains(timing::STA_TXT), "{plain}");
+        let timed = script(&design, &part, true);
+        assert_eq!(timed, format!("{plain}; {}", timing::commands()));
     }
 
     #[test]

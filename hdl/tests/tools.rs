@@ -3,7 +3,7 @@
 
 mod common;
 
-use caq_hdl::{Family, Part, generate, lint, synth};
+use caq_hdl::{Family, NameSource, Part, generate, lint, synth_with_timing};
 use caq_spec::AccelConfig;
 
 #[test]
@@ -55,21 +55,51 @@ fn lint_reads_a_written_directory_and_reports_warnings() {
     );
 }
 
+/// One Yosys run gives both reports, so the suite pays for one synthesis of sim-small.
 #[test]
-fn synth_of_sim_small_reports_resources_and_depth() {
-    if !common::tool_or_skip("yosys", "synth_of_sim_small_reports_resources_and_depth") {
+fn synth_of_sim_small_reports_resources_depth_and_a_named_worst_path() {
+    if !common::tool_or_skip(
+        "yosys",
+        "synth_of_sim_small_reports_resources_depth_and_a_named_worst_path",
+    ) {
         return;
     }
     let cfg = common::load("sim-small");
     let design = generate(&cfg).unwrap();
     let part = Part::for_board(cfg.board);
     assert_eq!(part.family, Family::Xc7);
-    let report = synth(&design, &part).unwrap();
+    let report = synth_with_timing(&design, &part).unwrap();
     assert!(report.lut > 0 && report.ff > 0, "{report:?}");
     assert!(report.ltp_length > 0, "{report:?}");
     assert!(report.utilisation.lut_pct > 0.0 && report.utilisation.lut_pct < 100.0);
     assert!(report.fits_with_headroom(20.0), "{report:?}");
     assert_eq!(report.config_hash, design.config_hash.to_string());
+
+    let t = report
+        .timing
+        .as_ref()
+        .expect("synth_with_timing sets timing");
+    assert!(t.worst_ns > 0.0, "{t:?}");
+    assert!(t.lut_depth >= 1, "{t:?}");
+    // Both ends carry an RTL name: a register's, a memory's, a source line or a port.
+    for end in [&t.start, &t.end] {
+        assert_ne!(end.named_by, NameSource::Internal, "{end}");
+        assert!(!end.name.starts_with('$'), "{end}");
+    }
+    assert_eq!(
+        t.path.last().unwrap().arrival_ps as f64 / 1000.0,
+        t.worst_ns
+    );
+    let luts: u32 = t
+        .cells_on_path
+        .iter()
+        .filter(|(c, _)| c.starts_with("LUT"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(luts, t.lut_depth);
+
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["part"]["name"], "xc7z020");
+    assert_eq!(json["timing"]["worst_ns"], t.worst_ns);
+    assert_eq!(json["timing"]["start"]["name"], t.start.name.as_str());
 }

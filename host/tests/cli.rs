@@ -281,6 +281,126 @@ fn hdl_vivado_writes_the_script_beside_the_rtl_and_refuses_a_sim_config() {
     assert!(err.contains("sim-small.toml"), "{err}");
 }
 
+/// True when Yosys can run. Without it the test is skipped with a note, except under CI
+/// (`CI=true`), which installs it on purpose.
+fn yosys_or_skip(test: &str) -> bool {
+    if caq_hdl::tool_available("yosys") {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "{test}: CI=true requires `yosys` on PATH (apt-get install yosys)"
+    );
+    eprintln!("note: {test} skipped: `yosys` is not on PATH (apt-get install yosys)");
+    false
+}
+
+#[test]
+fn hdl_timing_refuses_a_nan_zero_or_negative_budget_before_running_yosys() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim-small.toml");
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["timing", "synth"] {
+        for budget in ["NaN", "-1", "0", "inf", "5ns"] {
+            let out = caq(
+                &["hdl", command, "--config", config, "--require-ns", budget],
+                dir.path(),
+            );
+            let err = fails(&out);
+            assert!(
+                err.contains("--require-ns") && err.contains(&format!("not '{budget}'")),
+                "{command} {budget}: {err}"
+            );
+            // Refused by the argument parser: nothing was synthesized.
+            assert!(out.stdout.is_empty(), "{command} {budget}");
+        }
+    }
+}
+
+/// One synthesis of sim-small: `hdl timing` passes a loose budget and writes its report; the
+/// report is then checked again (`--report`, no Yosys) against a budget it fails and one it meets.
+#[test]
+fn hdl_timing_fails_a_budget_shorter_than_the_worst_path_naming_the_path() {
+    if !yosys_or_skip("hdl_timing_fails_a_budget_shorter_than_the_worst_path_naming_the_path") {
+        return;
+    }
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim-small.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let out = caq(
+        &[
+            "hdl",
+            "timing",
+            "--config",
+            config,
+            "--json",
+            "t.json",
+            "--require-ns",
+            "1000",
+        ],
+        dir.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("within the 1000 ns budget"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("t.json")).unwrap()).unwrap();
+    let t = &report["timing"];
+    let worst = t["worst_ns"].as_f64().unwrap();
+    let (start, end) = (
+        t["start"]["name"].as_str().unwrap(),
+        t["end"]["name"].as_str().unwrap(),
+    );
+    assert!(worst > 0.0 && t["lut_depth"].as_u64().unwrap() >= 1, "{t}");
+    assert!(stdout.contains(start) && stdout.contains(end), "{stdout}");
+    assert!(report["lut"].as_u64().unwrap() > 0, "{report}");
+
+    let tight = format!("{:.3}", worst / 2.0);
+    let err = fails(&caq(
+        &[
+            "hdl",
+            "timing",
+            "--report",
+            "t.json",
+            "--require-ns",
+            &tight,
+        ],
+        dir.path(),
+    ));
+    assert!(
+        err.contains("t.json")
+            && err.contains(&format!(
+                "exceeds the {} ns budget",
+                tight.parse::<f64>().unwrap()
+            )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{start} (")) && err.contains(&format!("-> {end} (")),
+        "{err}"
+    );
+
+    let loose = format!("{:.3}", worst + 0.001);
+    let out = caq(
+        &[
+            "hdl",
+            "timing",
+            "--report",
+            "t.json",
+            "--require-ns",
+            &loose,
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A seeded random float model of `arch` on digits-sized input.
 fn random_float_model(arch: caq_model::arch::Arch) -> caq_model::graph::FloatModel {
     use rand::{Rng, SeedableRng};

@@ -1,9 +1,10 @@
-//! `caq hdl ...`: generate, lint and synthesize the accelerator's RTL (a thin layer over caq-hdl).
+//! `caq hdl ...`: generate, lint, synthesize and time the accelerator's RTL (a thin layer over
+//! caq-hdl).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use caq_hdl::{Part, SynthReport};
+use caq_hdl::{NameSource, Part, SynthReport, TimingReport};
 use caq_spec::AccelConfig;
 use clap::{Args, Subcommand};
 
@@ -23,6 +24,9 @@ enum HdlCommand {
     Lint(LintArgs),
     /// Synthesize with Yosys `synth_xilinx` and print resources against the part.
     Synth(SynthArgs),
+    /// Synthesize and time the netlist with Yosys `sta`: the worst logic path (cell delays of
+    /// Yosys' Xilinx library, no routing), its start and end by RTL name, its LUT depth.
+    Timing(TimingArgs),
     /// Write a board's Vivado build: build.tcl, rtl/*.v, constraints.xdc and a README.
     Vivado(VivadoArgs),
     /// Write the board's device-tree overlay (.dtso): the accelerator as generic-uio with its
@@ -68,6 +72,37 @@ struct SynthArgs {
     /// Fail unless every resource fits the part and at least this percentage of LUTs stays free.
     #[arg(long, value_name = "PERCENT")]
     require_headroom: Option<f64>,
+    /// Also time the netlist with `sta` in the same Yosys run (as `hdl timing`), and fail when the
+    /// worst logic path is longer than NS nanoseconds.
+    #[arg(long, value_name = "NS", value_parser = budget_ns, allow_hyphen_values = true)]
+    require_ns: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+struct TimingArgs {
+    /// Accelerator config (configs/*.toml).
+    #[arg(long, required_unless_present = "report")]
+    config: Option<PathBuf>,
+    /// Read a report written earlier by --json (of `hdl timing` or `hdl synth --require-ns`)
+    /// instead of running Yosys.
+    #[arg(long, conflicts_with = "config")]
+    report: Option<PathBuf>,
+    /// Also write the report as JSON: the resources of `hdl synth` and a `timing` object.
+    #[arg(long, conflicts_with = "report")]
+    json: Option<PathBuf>,
+    /// Fail when the worst logic path is longer than NS nanoseconds.
+    #[arg(long, value_name = "NS", value_parser = budget_ns, allow_hyphen_values = true)]
+    require_ns: Option<f64>,
+}
+
+/// A timing budget: a positive, finite number of nanoseconds.
+fn budget_ns(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ns) if ns.is_finite() && ns > 0.0 => Ok(ns),
+        _ => Err(format!(
+            "the budget is a positive, finite number of nanoseconds (such as 5 or 7.5), not '{text}'"
+        )),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -96,6 +131,7 @@ pub fn run(args: HdlArgs) -> Result<()> {
         HdlCommand::Generate(a) => generate(a),
         HdlCommand::Lint(a) => lint(a),
         HdlCommand::Synth(a) => synth(a),
+        HdlCommand::Timing(a) => timing(a),
         HdlCommand::Vivado(a) => vivado(a),
         HdlCommand::Overlay(a) => overlay(a),
     }
@@ -245,40 +281,178 @@ fn lint(a: LintArgs) -> Result<()> {
 fn synth(a: SynthArgs) -> Result<()> {
     let (cfg, design) = load(&a.config)?;
     let part = Part::for_board(cfg.board);
-    let report = caq_hdl::synth(&design, &part)
-        .with_context(|| format!("synthesizing {}", a.config.display()))?;
+    let timed = a.require_ns.is_some();
+    let report = if timed {
+        caq_hdl::synth_with_timing(&design, &part)
+    } else {
+        caq_hdl::synth(&design, &part)
+    }
+    .with_context(|| format!("synthesizing {}", a.config.display()))?;
     println!(
-        "{}: config '{}' (hash {}), yosys synth_xilinx -family {} in {:.1} s",
+        "{}: config '{}' (hash {}), yosys synth_xilinx -family {}{} in {:.1} s",
         a.config.display(),
         cfg.name,
         design.config_hash,
         part.family.as_str(),
+        if timed { " + sta" } else { "" },
         report.seconds
     );
     print_table(&report);
+    if let Some(t) = &report.timing {
+        print_timing(t);
+    }
     if let Some(path) = &a.json {
         super::write_json(path, &report)?;
     }
+    let mut failures = Vec::new();
     if let Some(min) = a.require_headroom {
-        if !report.fits_with_headroom(min) {
-            bail!(
-                "{}: does not fit {} with {min}% LUT headroom (LUT {:.1}% used, FF {:.1}%, BRAM36 \
+        if report.fits_with_headroom(min) {
+            println!(
+                "fits {} with {:.1}% LUT headroom (required {min}%)",
+                part.name,
+                report.lut_headroom_pct()
+            );
+        } else {
+            failures.push(format!(
+                "does not fit {} with {min}% LUT headroom (LUT {:.1}% used, FF {:.1}%, BRAM36 \
                  {:.1}%, DSP {:.1}%)",
-                a.config.display(),
                 part.name,
                 report.utilisation.lut_pct,
                 report.utilisation.ff_pct,
                 report.utilisation.bram36_pct,
                 report.utilisation.dsp_pct
-            );
+            ));
         }
-        println!(
-            "fits {} with {:.1}% LUT headroom (required {min}%)",
-            part.name,
-            report.lut_headroom_pct()
-        );
+    }
+    if let Some(budget) = a.require_ns {
+        failures.extend(check_budget(&report, budget)?);
+    }
+    if !failures.is_empty() {
+        bail!("{}: {}", a.config.display(), failures.join("; "));
     }
     Ok(())
+}
+
+fn timing(a: TimingArgs) -> Result<()> {
+    let (source, report) = match (&a.report, &a.config) {
+        (Some(path), _) => (path, read_report(path)?),
+        (None, Some(config)) => (config, synth_and_time(config)?),
+        (None, None) => bail!("pass --config (run Yosys) or --report (a saved report)"),
+    };
+    let t = report.timing.as_ref().with_context(|| {
+        format!(
+            "{}: the report has no `timing` (written by `hdl synth` without --require-ns?)",
+            source.display()
+        )
+    })?;
+    print_timing(t);
+    if let Some(path) = &a.json {
+        super::write_json(path, &report)?;
+    }
+    if let Some(budget) = a.require_ns
+        && let Some(failure) = check_budget(&report, budget)?
+    {
+        bail!("{}: {failure}", source.display());
+    }
+    Ok(())
+}
+
+/// One Yosys run: synthesis and `sta`; prints the run and the resources in one line each.
+fn synth_and_time(config: &Path) -> Result<SynthReport> {
+    let (cfg, design) = load(config)?;
+    let part = Part::for_board(cfg.board);
+    let report = caq_hdl::synth_with_timing(&design, &part)
+        .with_context(|| format!("timing {}", config.display()))?;
+    println!(
+        "{}: config '{}' (hash {}), yosys synth_xilinx -family {} + sta in {:.1} s",
+        config.display(),
+        cfg.name,
+        design.config_hash,
+        part.family.as_str(),
+        report.seconds
+    );
+    let u = &report.utilisation;
+    println!(
+        "resources of {}: LUT {} ({:.1}%), FF {} ({:.1}%), BRAM36 {} ({:.1}%), DSP {} ({:.1}%)",
+        part.name,
+        report.lut,
+        u.lut_pct,
+        report.ff,
+        u.ff_pct,
+        report.bram36,
+        u.bram36_pct,
+        report.dsp,
+        u.dsp_pct
+    );
+    Ok(report)
+}
+
+/// A report written by `--json`, read back instead of running Yosys again.
+fn read_report(path: &Path) -> Result<SynthReport> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --report {}", path.display()))?;
+    let report: SynthReport = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "--report {}: not a report written by `caq hdl timing --json`",
+            path.display()
+        )
+    })?;
+    println!(
+        "{}: report of config hash {} on {} (from a yosys run of {:.1} s, not repeated)",
+        path.display(),
+        report.config_hash,
+        report.part.name,
+        report.seconds
+    );
+    Ok(report)
+}
+
+/// `None` when the worst path fits in `budget` ns (and says so), else what is too slow.
+fn check_budget(report: &SynthReport, budget: f64) -> Result<Option<String>> {
+    let t = report
+        .timing
+        .as_ref()
+        .context("the report has no timing to check --require-ns against")?;
+    if t.meets(budget) {
+        println!(
+            "worst logic path {:.3} ns within the {budget} ns budget ({:.3} ns to spare)",
+            t.worst_ns,
+            budget - t.worst_ns
+        );
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "worst logic path {:.3} ns exceeds the {budget} ns budget: {} -> {}, {} LUTs deep",
+        t.worst_ns, t.start, t.end, t.lut_depth
+    )))
+}
+
+fn print_timing(t: &TimingReport) {
+    println!(
+        "worst logic path (yosys sta: Yosys' Xilinx cell delays, no routing): {:.3} ns, {} LUTs deep",
+        t.worst_ns, t.lut_depth
+    );
+    let named_by = |n: NameSource| match n {
+        NameSource::Port => "port",
+        NameSource::DrivenWire => "RTL wire it drives",
+        NameSource::CellName => "cell name",
+        NameSource::SourceLine => "RTL source line",
+        NameSource::Internal => "Yosys name (no RTL name left)",
+    };
+    println!("  start: {}  [{}]", t.start, named_by(t.start.named_by));
+    println!("  end:   {}  [{}]", t.end, named_by(t.end.named_by));
+    let cells: Vec<String> = t
+        .cells_on_path
+        .iter()
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
+    println!("  cells on the path: {}", cells.join(", "));
+    println!("  path (arrival ps, cell.arc, net driven):");
+    for step in &t.path {
+        let arc = format!("{}.{}", step.cell_type, step.pins);
+        let net = step.net.as_deref().unwrap_or("(endpoint)");
+        println!("  {:>7}  {arc:<18} {net}", step.arrival_ps);
+    }
 }
 
 fn print_table(r: &SynthReport) {
@@ -301,7 +475,7 @@ fn print_table(r: &SynthReport) {
     let cap = format!("{} capacity", r.part.name);
     table::print(&["resource", "used", &cap, "used %", "headroom"], &rows);
     println!(
-        "longest combinational path (ltp -noff): {} cells",
+        "longest combinational path (ltp; registers, RAMs and DSPs end paths): {} cells",
         r.ltp_length
     );
 }

@@ -689,9 +689,25 @@ impl Accelerator<UioDevice> {
         // says what to check.
         crate::uio::find_uio(&opts.root, &opts.uio_name)?;
         let mem = UDmaBuf::open(&opts.root, &opts.udmabuf, opts.coherency)?;
+        check_coherence(cfg, &mem)?;
         let dev = UioDevice::open(&opts.root, &opts.uio_name, Box::new(mem), opts.uio)?;
         Accelerator::open(dev, cfg)
     }
+}
+
+/// A `dma-coherent` region is right only for a config whose DMA engine drives snooped traffic: for
+/// any other, the kernel would drop the syncs the non-coherent port needs (docs/deploy.md). The
+/// reverse (a coherent config over a region that is not `dma-coherent`) is slower but correct.
+fn check_coherence(cfg: &AccelConfig, mem: &UDmaBuf) -> Result<()> {
+    if mem.dma_coherent() && !cfg.axi.coherence.dma_coherent() {
+        return Err(HostError::CoherenceMismatch {
+            path: mem.sysfs_dir().join("dma_coherent"),
+            config: cfg.name.clone(),
+            coherence: cfg.axi.coherence.as_str(),
+            arcache: caq_spec::AxiAttrs::verilog(cfg.axi.coherence.axi_attrs().arcache, 4),
+        });
+    }
+    Ok(())
 }
 
 fn check_offset(offset: u32) -> Result<()> {

@@ -342,6 +342,7 @@ pub struct UDmaBuf {
     size: u64,
     coherency: Coherency,
     sync_method: SyncMethod,
+    dma_coherent: bool,
 }
 
 impl UDmaBuf {
@@ -423,6 +424,7 @@ impl UDmaBuf {
             size,
             coherency,
             sync_method,
+            dma_coherent,
         })
     }
 
@@ -481,6 +483,12 @@ impl UDmaBuf {
     /// How sync commands reach the kernel.
     pub fn sync_method(&self) -> SyncMethod {
         self.sync_method
+    }
+
+    /// The `dma_coherent` attribute: the device tree marks the region `dma-coherent`, so the
+    /// kernel's syncs do nothing.
+    pub fn dma_coherent(&self) -> bool {
+        self.dma_coherent
     }
 
     fn sync(&mut self, op: SyncOp, off: u64, len: u64, dir: SyncDir) -> Result<()> {

@@ -180,6 +180,18 @@ pub enum HostError {
         expected: String,
     },
 
+    /// The DMA region is `dma-coherent` (the kernel skips every sync) but the bitstream's config
+    /// drives traffic the port does not snoop.
+    #[error(
+        "{path} reads 1: the region is dma-coherent, so the kernel makes every cache sync a no-op, but config '{config}' (axi.coherence = \"{coherence}\") drives ARCACHE {arcache}, which the port does not snoop: outputs would go stale without an error; apply the overlay of that config (devicetree/{config}.dtso) or build the bitstream of a coherent config (configs/zcu104-hpc.toml)"
+    )]
+    CoherenceMismatch {
+        path: std::path::PathBuf,
+        config: String,
+        coherence: &'static str,
+        arcache: String,
+    },
+
     // ---- DMA memory ----
     /// Not enough DMA memory.
     #[error(

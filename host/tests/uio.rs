@@ -831,3 +831,39 @@ fn polling_times_out_while_busy() {
     assert!(t.elapsed() >= timeout, "{:?}", t.elapsed());
     assert_eq!(dev.irq_stats().unwrap().polled, 0);
 }
+
+// ---- opening a board ------------------------------------------------------------------------
+
+fn config(name: &str) -> caq_spec::AccelConfig {
+    let path = format!("{}/../configs/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    caq_spec::AccelConfig::load(path).expect("shipped config")
+}
+
+#[test]
+fn a_dma_coherent_region_is_refused_for_a_config_whose_traffic_is_not_snooped() {
+    use caq_host::accel::{Accelerator, BoardOptions};
+    let (_dir, fake, root) = tree();
+    fake.uio(0, "caq", &[ACCEL]).unwrap();
+    fake.udmabuf("udmabuf-caq", 0x3800_0000, 1 << 20, true)
+        .unwrap();
+    let opts = BoardOptions {
+        root: root.clone(),
+        ..BoardOptions::default()
+    };
+    let e = Accelerator::open_uio(&config("zcu104"), &opts)
+        .err()
+        .unwrap();
+    assert!(matches!(e, HostError::CoherenceMismatch { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("udmabuf-caq/dma_coherent reads 1")
+            && msg.contains("config 'zcu104' (axi.coherence = \"none\") drives ARCACHE 4'b0011")
+            && msg.contains("devicetree/zcu104.dtso"),
+        "{msg}"
+    );
+    // The coherent variant passes that check and goes on to the device (which answers zeros).
+    let e = Accelerator::open_uio(&config("zcu104-hpc"), &opts)
+        .err()
+        .unwrap();
+    assert!(matches!(e, HostError::IdMismatch { found: 0, .. }), "{e:?}");
+}

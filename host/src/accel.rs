@@ -27,7 +27,7 @@ use crate::sys::SysRoot;
 use crate::uio_device::{UioDevice, UioOptions};
 use caq_model::bundle::Bundle;
 use caq_model::qmodel::{Gate, QModel};
-use caq_spec::regmap::{self, REGISTER_SPACE_BYTES};
+use caq_spec::regmap;
 use caq_spec::{AccelConfig, Caps, ConfigHash, Device, DeviceAddr, IrqStats, PerfCounters};
 use serde::Serialize;
 use std::path::Path;
@@ -380,15 +380,18 @@ impl<D: Device> Accelerator<D> {
         self.meter = Some(meter);
     }
 
-    /// Reads a register by byte offset (debugging, like PYNQ's `MMIO.read`).
+    /// Reads a register by byte offset (debugging, like PYNQ's `MMIO.read`): only a register of
+    /// `caq_spec::regmap::REGISTERS` that is readable (any other offset answers SLVERR on the
+    /// bus, which can take the kernel down; see `regmap::checked_access`).
     pub fn mmio_read(&mut self, offset: u32) -> Result<u32> {
-        check_offset(offset)?;
+        regmap::checked_access(offset, false)?;
         self.dev.read_reg(offset).map_err(HostError::backend)
     }
 
-    /// Writes a register by byte offset (debugging, like PYNQ's `MMIO.write`).
+    /// Writes a register by byte offset (debugging, like PYNQ's `MMIO.write`): only a writable
+    /// register of `caq_spec::regmap::REGISTERS`.
     pub fn mmio_write(&mut self, offset: u32, value: u32) -> Result<()> {
-        check_offset(offset)?;
+        regmap::checked_access(offset, true)?;
         self.dev
             .write_reg(offset, value)
             .map_err(HostError::backend)
@@ -705,17 +708,6 @@ fn check_coherence(cfg: &AccelConfig, mem: &UDmaBuf) -> Result<()> {
             config: cfg.name.clone(),
             coherence: cfg.axi.coherence.as_str(),
             arcache: caq_spec::AxiAttrs::verilog(cfg.axi.coherence.axi_attrs().arcache, 4),
-        });
-    }
-    Ok(())
-}
-
-fn check_offset(offset: u32) -> Result<()> {
-    if !offset.is_multiple_of(4) || offset >= REGISTER_SPACE_BYTES {
-        return Err(HostError::BadConfig {
-            field: "register offset".into(),
-            value: format!("{offset:#x}"),
-            expected: format!("a multiple of 4 below {REGISTER_SPACE_BYTES:#x} (docs/regmap.md)"),
         });
     }
     Ok(())

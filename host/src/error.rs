@@ -141,6 +141,16 @@ pub enum HostError {
         source: std::io::Error,
     },
 
+    /// The FPGA manager reports the programmable logic as not programmed (or being programmed):
+    /// a read of a PL address could hang the interconnect.
+    #[error(
+        "{path} reads \"{state}\", not \"operating\": the programmable logic holds no finished bitstream, and a register read could hang the interconnect; load the bitstream first (docs/deploy.md, step 5), then apply the overlay"
+    )]
+    FpgaNotOperating {
+        path: std::path::PathBuf,
+        state: String,
+    },
+
     /// The device at the mapped address is not a caq accelerator of a compatible register map.
     #[error("{register} = {found:#010x}, expected {expected:#010x}: {hint}")]
     IdMismatch {

@@ -155,6 +155,33 @@ fn read_info(root: &SysRoot, n: u32, dir: PathBuf, name: &str) -> Result<UioInfo
     })
 }
 
+/// Checks that every FPGA manager under `root` (`sys/class/fpga_manager/fpgaN/state`) reports
+/// `operating` (drivers/fpga/fpga-mgr.c `state_str`): the PL holds a finished bitstream, so a read
+/// of the accelerator's registers gets an answer. An overlay left applied across a bitstream reload
+/// (or a failed one) would otherwise have the first register read hang the interconnect. Called
+/// before anything maps the registers.
+///
+/// A kernel without the FPGA manager class (the bitstream loaded by the boot loader, no manager
+/// driver) has nothing to check: the ID register read stays the first check.
+pub fn check_fpga_operating(root: &SysRoot) -> Result<()> {
+    let class = root.class("fpga_manager");
+    let managers = match numbered_entries(&class, "fpga") {
+        Ok(m) => m,
+        Err(HostError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    for (_, dir) in managers {
+        let path = dir.join("state");
+        let state = read_attr(&path)?;
+        if state != "operating" {
+            return Err(HostError::FpgaNotOperating { path, state });
+        }
+    }
+    Ok(())
+}
+
 /// The entries `<prefix><N>` of `dir`, sorted by N (so `uio10` comes after `uio9`); other
 /// names are ignored.
 fn numbered_entries(dir: &Path, prefix: &str) -> Result<Vec<(u32, PathBuf)>> {

@@ -383,9 +383,20 @@ fn dma_buffers_and_register_debugging() {
         0x1234_0000
     );
     let e = acc.mmio_read(0x102).unwrap_err().to_string();
+    assert!(
+        e.starts_with("read of register offset 0x102: no register there"),
+        "{e}"
+    );
+    // Offsets inside the window that name no register answer SLVERR on the bus: refused too, as
+    // are writes to read-only registers.
+    assert!(acc.mmio_write(0x02C, 1).is_err());
+    let e = acc
+        .mmio_write(regmap::STATUS.offset, 0)
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
-        "bad config: register offset = 0x102: expected a multiple of 4 below 0x100 (docs/regmap.md)"
+        "write of register offset 0x24: STATUS is read-only (docs/regmap.md)"
     );
 }
 

@@ -437,10 +437,63 @@ fn register_writes_land_at_their_offsets_and_reads_see_the_hardware() {
         read_wide(&mut dev, regmap::CONFIG_HASH).unwrap(),
         0x0123_4567_dead_beef
     );
-    assert_eq!(
-        dev.mmio().read32(regmap::ID.offset).unwrap(),
-        regmap::ID_VALUE
-    );
+}
+
+#[test]
+fn only_registers_of_the_map_reach_the_bus_and_only_as_their_access_allows() {
+    let (_dir, fake, root) = tree();
+    let uio = fake.uio(0, "caq", &[ACCEL]).unwrap();
+    let (mem, _) = vec_mem();
+    let mut dev = UioDevice::open(&root, "caq", mem, UioOptions::default()).unwrap();
+    let hw = uio.regs(0).unwrap();
+    // 0x2C lies between IRQ_STATUS and DESC_ADDR_LO: the slave would answer SLVERR.
+    for (off, write) in [
+        (0x2C, true),
+        (0x2C, false),
+        (0x0FC, true),
+        (regmap::ID.offset, true),
+    ] {
+        let e = if write {
+            dev.write_reg(off, 0xdead_beef).unwrap_err()
+        } else {
+            dev.read_reg(off).unwrap_err()
+        };
+        assert!(
+            matches!(e, HostError::Spec(caq_spec::SpecError::RegisterAccess { offset, .. }) if offset == off),
+            "{off:#x}: {e:?}"
+        );
+    }
+    let raw = std::fs::read(&uio.dev_path).unwrap();
+    assert!(raw[..0x100].iter().all(|&b| b == 0), "nothing was written");
+    hw.write32(regmap::STATUS.offset, 2).unwrap();
+    assert_eq!(dev.read_reg(regmap::STATUS.offset).unwrap(), 2);
+}
+
+#[test]
+fn the_fpga_manager_must_say_operating_before_the_registers_are_mapped() {
+    let (_dir, fake, root) = tree();
+    fake.uio(0, "caq", &[ACCEL]).unwrap();
+    let mgr = fake.fpga_manager(0, "unknown").unwrap();
+    for state in ["unknown", "write", "write error", "power off"] {
+        std::fs::write(mgr.join("state"), format!("{state}\n")).unwrap();
+        let (mem, _) = vec_mem();
+        let e = UioDevice::open(&root, "caq", mem, UioOptions::default()).unwrap_err();
+        match &e {
+            HostError::FpgaNotOperating { path, state: s } => {
+                assert_eq!((path, s.as_str()), (&mgr.join("state"), state));
+            }
+            other => panic!("{state}: expected FpgaNotOperating, got {other:?}"),
+        }
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("reads \"{state}\", not \"operating\""))
+                && msg.contains("hang the interconnect"),
+            "{msg}"
+        );
+    }
+    std::fs::write(mgr.join("state"), "operating\n").unwrap();
+    let (mem, _) = vec_mem();
+    UioDevice::open(&root, "caq", mem, UioOptions::default()).expect("operating");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 #[cfg(feature = "sim")]
 pub mod board;
 pub mod context;
+pub mod fpga;
 pub mod hwmon;
 pub mod udmabuf;
 pub mod uio;

@@ -2,8 +2,12 @@
 //! board through UIO, the functional model, the Verilator model of the RTL) and gives:
 //!
 //! - [`Accelerator::open`]: the identity checks (ID, VERSION, CONFIG_HASH, CAPS) before anything
-//!   else touches the device; a bitstream built from another config is refused with both configs
-//!   in the message;
+//!   else touches the device, a bitstream built from another config refused with both configs in
+//!   the message; then a reset ([`run::reset`]), so a job left running by a process that died
+//!   cannot write into the memory this one is about to fill;
+//! - the invariant that device memory is touched only while the device is idle: every failed run
+//!   ends in a reset, and if a reset does not take ([`HostError::ResetFailed`]), or a debugging
+//!   write started a job, the next call that writes memory resets first and refuses if that fails;
 //! - [`Accelerator::load_bundle`]: compiles a model bundle into descriptor lists and a buffer
 //!   layout in device memory, uploads the tables, and pages in only the plane groups the active
 //!   precision needs;
@@ -244,6 +248,9 @@ pub struct Accelerator<D: Device> {
     loaded: Option<Loaded>,
     run_opts: RunOptions,
     meter: Option<Box<dyn EnergyMeter>>,
+    /// The device may be running a job nobody waits for (a reset that did not take, a START
+    /// written through `mmio_write`): reset before device memory is touched again.
+    unsettled: bool,
 }
 
 fn describe(c: &Caps) -> String {
@@ -328,6 +335,9 @@ impl<D: Device> Accelerator<D> {
                 found,
             });
         }
+        // A job left running (its process killed mid-run, or a timeout nobody recovered from)
+        // would finish into memory this process is about to fill: stop it first.
+        run::reset(&mut dev)?;
         let mem = dev.memory();
         let pool = DmaPool::new("device memory", mem, caps.addr_width());
         let run_opts = RunOptions::default();
@@ -344,7 +354,26 @@ impl<D: Device> Accelerator<D> {
             loaded: None,
             run_opts,
             meter: None,
+            unsettled: false,
         })
+    }
+
+    /// Resets the device (SOFT_RESET, STATUS until idle, IRQ_STATUS acknowledged; see
+    /// [`run::reset`]). Needed only after a [`HostError::ResetFailed`]: every failed run already
+    /// ends in a reset.
+    pub fn reset(&mut self) -> Result<()> {
+        run::reset(&mut self.dev)?;
+        self.unsettled = false;
+        Ok(())
+    }
+
+    /// Resets first when the device may still be running, so that what follows never writes
+    /// memory a live job reads.
+    fn settle(&mut self) -> Result<()> {
+        if self.unsettled {
+            self.reset()?;
+        }
+        Ok(())
     }
 
     pub fn info(&self) -> &DeviceInfo {
@@ -392,6 +421,10 @@ impl<D: Device> Accelerator<D> {
     /// register of `caq_spec::regmap::REGISTERS`.
     pub fn mmio_write(&mut self, offset: u32, value: u32) -> Result<()> {
         regmap::checked_access(offset, true)?;
+        // A START from here is a job no call waits for: reset before memory is touched again.
+        if offset == regmap::CTRL.offset && regmap::CTRL_START.is_set(value) {
+            self.unsettled = true;
+        }
         self.dev
             .write_reg(offset, value)
             .map_err(HostError::backend)
@@ -411,6 +444,7 @@ impl<D: Device> Accelerator<D> {
     /// Copies `data` into `buf` at byte `offset` and flushes it for the device.
     pub fn write_buffer(&mut self, buf: &DmaBuffer, offset: u64, data: &[u8]) -> Result<()> {
         let addr = buffer_range(buf, offset, data.len() as u64)?;
+        self.settle()?;
         self.dev.mem_write(addr, data).map_err(HostError::backend)?;
         self.dev
             .sync_for_device(addr, data.len() as u64)
@@ -420,6 +454,7 @@ impl<D: Device> Accelerator<D> {
     /// Invalidates `buf` for the CPU and copies bytes from `offset` into `out`.
     pub fn read_buffer(&mut self, buf: &DmaBuffer, offset: u64, out: &mut [u8]) -> Result<()> {
         let addr = buffer_range(buf, offset, out.len() as u64)?;
+        self.settle()?;
         self.dev
             .sync_for_cpu(addr, out.len() as u64)
             .map_err(HostError::backend)?;
@@ -448,6 +483,7 @@ impl<D: Device> Accelerator<D> {
         opts: &LoadOptions,
     ) -> Result<LoadReport> {
         let t0 = Instant::now();
+        self.settle()?;
         if let Some(old) = self.loaded.take() {
             self.pool.free(old.block)?;
         }
@@ -541,6 +577,7 @@ impl<D: Device> Accelerator<D> {
     /// leaves the old precision running (some groups may stay resident).
     pub fn set_bits(&mut self, bits: &[u8]) -> Result<SwitchReport> {
         let t0 = Instant::now();
+        self.settle()?;
         let loaded = self.loaded.as_mut().ok_or(HostError::Arg {
             what: "accelerator",
             why: "no model is loaded (call load_bundle first)".into(),
@@ -606,6 +643,7 @@ impl<D: Device> Accelerator<D> {
 
     /// Runs one inference on `input` (CHW pixel codes, one byte each).
     pub fn infer(&mut self, input: &[u8]) -> Result<Inference> {
+        self.settle()?;
         let loaded = self.loaded.as_ref().ok_or(HostError::Arg {
             what: "accelerator",
             why: "no model is loaded (call load_bundle first)".into(),
@@ -615,7 +653,14 @@ impl<D: Device> Accelerator<D> {
             m.begin()?;
         }
         let t0 = Instant::now();
-        let out = run::run(&mut self.dev, &loaded.program, input, &self.run_opts)?;
+        let out = match run::run(&mut self.dev, &loaded.program, input, &self.run_opts) {
+            Ok(out) => out,
+            Err(e) => {
+                // Any other failure was followed by a reset that took (run.rs).
+                self.unsettled = matches!(e, HostError::ResetFailed { .. });
+                return Err(e);
+            }
+        };
         let latency = t0.elapsed();
         let energy = match self.meter.as_mut() {
             Some(m) => Some(m.end(&out.report.device, latency)?),

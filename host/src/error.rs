@@ -39,9 +39,9 @@ pub enum HostError {
     #[error("device access failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 
-    /// The device stopped a descriptor list with an error in STATUS.
+    /// The device stopped a descriptor list with an error in STATUS (and was then reset).
     #[error(
-        "device error {code_name} ({code}) on descriptor {desc} of the list, layer '{layer}' (STATUS = {status:#010x})"
+        "device error {code_name} ({code}) on descriptor {desc} of the list, layer '{layer}' (STATUS = {status:#010x}); the device was reset"
     )]
     Device {
         layer: String,
@@ -51,23 +51,37 @@ pub enum HostError {
         status: u32,
     },
 
-    /// The interrupt came but STATUS shows neither DONE nor ERROR.
+    /// The interrupt came but STATUS shows neither DONE nor ERROR (the device was then reset).
     #[error(
-        "the interrupt fired but STATUS = {status:#010x} is not DONE running layers {layers:?}"
+        "the interrupt fired but STATUS = {status:#010x} is not DONE running layers {layers:?}; the device was reset"
     )]
     NotDone { layers: Vec<String>, status: u32 },
 
-    /// The completion interrupt did not come. `hint` says what STATUS shows: DONE or ERROR set
+    /// The completion interrupt did not come. `hint` says what STATUS showed: DONE or ERROR set
     /// means the device finished and the interrupt never reached the CPU (wiring, trigger type,
-    /// IRQ_EN); BUSY means the device is still running (or hung on the bus).
+    /// IRQ_EN); BUSY means the device was still running (or hung on the bus). Either way the
+    /// device was then reset, so no job is left to finish into memory the next call reuses.
     #[error(
-        "no completion interrupt within {timeout:?} running layers {layers:?} (STATUS = {status:#010x}): {hint}"
+        "no completion interrupt within {timeout:?} running layers {layers:?} (STATUS = {status:#010x}): {hint}; the device was reset"
     )]
     Timeout {
         layers: Vec<String>,
         timeout: std::time::Duration,
         status: u32,
         hint: &'static str,
+    },
+
+    /// SOFT_RESET did not bring the device back to idle (STATUS still shows BUSY, DONE or
+    /// ERROR): it may still read and write device memory. `cause` is the failure that asked for
+    /// the reset, if any.
+    #[error(
+        "{}SOFT_RESET did not stop the device ({why}): it may still read and write device memory, so the accelerator touches none until a reset succeeds (Accelerator::reset, or reload the bitstream)",
+        cause.as_ref().map(|c| format!("{c}; then ")).unwrap_or_default()
+    )]
+    ResetFailed {
+        cause: Option<Box<HostError>>,
+        /// What was seen: STATUS after the wait, or the register access that failed.
+        why: String,
     },
 
     // ---- Finding and opening the device (UIO) ----

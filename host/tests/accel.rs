@@ -283,6 +283,100 @@ impl Device for Impostor {
     }
 }
 
+/// A FuncDevice whose STATUS reads BUSY while `wedged`: a device hung on the bus, which
+/// SOFT_RESET does not bring back. Counts the memory writes it gets.
+struct Wedged {
+    inner: caq_sim::FuncDevice,
+    wedged: bool,
+    mem_writes: usize,
+}
+
+impl Device for Wedged {
+    type Error = caq_sim::SimError;
+    fn read_reg(&mut self, offset: u32) -> Result<u32, Self::Error> {
+        if self.wedged && offset == regmap::STATUS.offset {
+            return Ok(regmap::STATUS_BUSY.mask());
+        }
+        self.inner.read_reg(offset)
+    }
+    fn write_reg(&mut self, offset: u32, value: u32) -> Result<(), Self::Error> {
+        self.inner.write_reg(offset, value)
+    }
+    fn memory(&self) -> MemRegion {
+        self.inner.memory()
+    }
+    fn mem_write(&mut self, addr: DeviceAddr, data: &[u8]) -> Result<(), Self::Error> {
+        self.mem_writes += 1;
+        self.inner.mem_write(addr, data)
+    }
+    fn mem_read(&mut self, addr: DeviceAddr, buf: &mut [u8]) -> Result<(), Self::Error> {
+        self.inner.mem_read(addr, buf)
+    }
+    fn wait_irq(&mut self, timeout: Duration) -> Result<IrqWait, Self::Error> {
+        if self.wedged {
+            return Ok(IrqWait::TimedOut);
+        }
+        self.inner.wait_irq(timeout)
+    }
+}
+
+#[test]
+fn a_reset_that_does_not_take_keeps_every_memory_write_away_until_one_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, path, set) = mlp_bundle(dir.path());
+    let cfg = config("sim-small");
+    let dev = Wedged {
+        inner: device(&cfg),
+        wedged: false,
+        mem_writes: 0,
+    };
+    let mut acc = Accelerator::open(dev, &cfg).unwrap();
+    acc.load_bundle(&path, &LoadOptions::default()).unwrap();
+    acc.device().wedged = true;
+    let e = acc.infer(set.image(0)).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, HostError::ResetFailed { cause: Some(c), .. } if matches!(**c, HostError::Timeout { .. })),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("no completion interrupt")
+            && msg.contains("then SOFT_RESET did not stop the device (STATUS = 0x00000001 after")
+            && msg.contains("touches none until a reset succeeds"),
+        "{msg}"
+    );
+    // Nothing that writes device memory runs while the device may be live.
+    let writes = acc.device().mem_writes;
+    for e in [
+        acc.set_bits(&[8, 8, 8]).err(),
+        acc.load_bundle(&path, &LoadOptions::default()).err(),
+        acc.infer(set.image(1)).err(),
+    ] {
+        assert!(
+            matches!(e, Some(HostError::ResetFailed { cause: None, .. })),
+            "{e:?}"
+        );
+    }
+    assert_eq!(acc.device().mem_writes, writes, "no memory was written");
+    assert_eq!(acc.bits().unwrap(), vec![4, 4, 4]);
+    // Once a reset takes, everything works again.
+    acc.device().wedged = false;
+    acc.set_bits(&[8, 8, 8]).unwrap();
+    let img = set.image(1);
+    assert_eq!(acc.infer(img).unwrap().output, golden(&q, &[8, 8, 8], img));
+    // A START written by hand is a job nobody waits for: the next switch resets first.
+    acc.mmio_write(
+        regmap::CTRL.offset,
+        regmap::CTRL_START.mask() | regmap::CTRL_IRQ_EN.mask(),
+    )
+    .unwrap();
+    acc.device().wedged = true;
+    assert!(matches!(
+        acc.set_bits(&[4, 4, 4]),
+        Err(HostError::ResetFailed { .. })
+    ));
+}
+
 #[test]
 fn open_refuses_a_wrong_device_version_or_config() {
     let cfg = config("sim-small");
@@ -438,7 +532,37 @@ fn a_timeout_says_whether_the_device_is_still_busy() {
     let e = acc.infer(set.image(0)).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, HostError::Timeout { .. }), "{msg}");
-    assert!(msg.contains("still BUSY"), "{msg}");
+    assert!(
+        msg.contains("still BUSY") && msg.ends_with("the device was reset"),
+        "{msg}"
+    );
+}
+
+/// After a timeout the job that was cut off must not finish into the next inference: without the
+/// reset, the next START is ignored while BUSY and the old job's interrupt ends the new wait with
+/// the old image's output (wrong, no error).
+#[test]
+fn after_a_timeout_the_next_inference_is_correct() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, path, set) = mlp_bundle(dir.path());
+    let cfg = config("sim-small");
+    let mut acc = Accelerator::open(device(&cfg), &cfg).unwrap();
+    acc.load_bundle(&path, &LoadOptions::default()).unwrap();
+    let (a, b) = (set.image(0), set.image(1));
+    assert_ne!(golden(&q, &[4, 4, 4], a), golden(&q, &[4, 4, 4], b));
+    acc.set_timeout(Duration::from_micros(1));
+    assert!(matches!(
+        acc.infer(a).unwrap_err(),
+        HostError::Timeout { .. }
+    ));
+    acc.set_timeout(Duration::from_secs(10));
+    assert_eq!(acc.infer(b).unwrap().output, golden(&q, &[4, 4, 4], b));
+    // A switch and a reload after a timeout are safe too (the device is idle).
+    acc.set_timeout(Duration::from_micros(1));
+    assert!(acc.infer(a).is_err());
+    acc.set_timeout(Duration::from_secs(10));
+    acc.set_bits(&[8, 8, 8]).unwrap();
+    assert_eq!(acc.infer(b).unwrap().output, golden(&q, &[8, 8, 8], b));
 }
 
 #[cfg(feature = "rtl")]

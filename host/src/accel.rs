@@ -200,9 +200,14 @@ impl Inference {
 }
 
 /// A DMA buffer from [`Accelerator::allocate`]: `len` bytes at device address `addr`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// Neither `Clone` nor `Copy`: [`Accelerator::free`] takes it, so no copy can outlive the free and
+/// write into memory the pool has since given to descriptors or planes. It belongs to the
+/// accelerator that allocated it; another one refuses it.
+#[derive(Debug, PartialEq, Eq)]
 pub struct DmaBuffer {
     block: Block,
+    owner: u64,
 }
 
 impl DmaBuffer {
@@ -248,10 +253,15 @@ pub struct Accelerator<D: Device> {
     loaded: Option<Loaded>,
     run_opts: RunOptions,
     meter: Option<Box<dyn EnergyMeter>>,
+    /// Tells this accelerator's [`DmaBuffer`]s from another's.
+    id: u64,
     /// The device may be running a job nobody waits for (a reset that did not take, a START
     /// written through `mmio_write`): reset before device memory is touched again.
     unsettled: bool,
 }
+
+/// The next [`Accelerator`]'s id (owner of its [`DmaBuffer`]s).
+static NEXT_ACCELERATOR: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 fn describe(c: &Caps) -> String {
     let bits: Vec<String> = (1..=8u8)
@@ -354,6 +364,7 @@ impl<D: Device> Accelerator<D> {
             loaded: None,
             run_opts,
             meter: None,
+            id: NEXT_ACCELERATOR.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             unsettled: false,
         })
     }
@@ -434,15 +445,32 @@ impl<D: Device> Accelerator<D> {
     /// aligned (like `pynq.allocate`). Free it with [`Accelerator::free`].
     pub fn allocate(&mut self, len: u64) -> Result<DmaBuffer> {
         let block = self.pool.alloc(len, BUFFER_ALIGN, "buffer")?;
-        Ok(DmaBuffer { block })
+        Ok(DmaBuffer {
+            block,
+            owner: self.id,
+        })
     }
 
+    /// Gives `buf` back to the pool (and so the handle: nothing can use it after).
     pub fn free(&mut self, buf: DmaBuffer) -> Result<()> {
+        self.check_owner(&buf)?;
         self.pool.free(buf.block)
+    }
+
+    fn check_owner(&self, buf: &DmaBuffer) -> Result<()> {
+        if buf.owner == self.id {
+            return Ok(());
+        }
+        Err(HostError::BadConfig {
+            field: "buffer".into(),
+            value: format!("{:#x} (+{})", buf.block.addr.0, buf.block.len),
+            expected: "a buffer this accelerator allocated".into(),
+        })
     }
 
     /// Copies `data` into `buf` at byte `offset` and flushes it for the device.
     pub fn write_buffer(&mut self, buf: &DmaBuffer, offset: u64, data: &[u8]) -> Result<()> {
+        self.check_owner(buf)?;
         let addr = buffer_range(buf, offset, data.len() as u64)?;
         self.settle()?;
         self.dev.mem_write(addr, data).map_err(HostError::backend)?;
@@ -453,6 +481,7 @@ impl<D: Device> Accelerator<D> {
 
     /// Invalidates `buf` for the CPU and copies bytes from `offset` into `out`.
     pub fn read_buffer(&mut self, buf: &DmaBuffer, offset: u64, out: &mut [u8]) -> Result<()> {
+        self.check_owner(buf)?;
         let addr = buffer_range(buf, offset, out.len() as u64)?;
         self.settle()?;
         self.dev
@@ -733,14 +762,21 @@ impl Accelerator<UioDevice> {
     /// memory (like PYNQ's `Overlay(...).ip_name` with `allocate`), and runs the identity checks
     /// of [`Accelerator::open`].
     pub fn open_uio(cfg: &AccelConfig, opts: &BoardOptions) -> Result<Accelerator<UioDevice>> {
-        // The UIO device first: a missing accelerator is the likelier problem and its error
-        // says what to check.
-        crate::uio::find_uio(&opts.root, &opts.uio_name)?;
+        Accelerator::open(open_board(cfg, opts)?, cfg)
+    }
+}
+
+/// The board's device as [`Accelerator::open_uio`] opens it, before the identity checks: the PL
+/// checked programmed, the UIO device found and locked first (a missing accelerator is the likelier
+/// problem and its error says what to check; and nothing touches the u-dma-buf while another
+/// process holds the accelerator), then the u-dma-buf opened and its coherence checked against
+/// `cfg`. For callers that wrap the device (a recorder in tests) before [`Accelerator::open`].
+pub fn open_board(cfg: &AccelConfig, opts: &BoardOptions) -> Result<UioDevice> {
+    UioDevice::open_with(&opts.root, &opts.uio_name, opts.uio, || {
         let mem = UDmaBuf::open(&opts.root, &opts.udmabuf, opts.coherency)?;
         check_coherence(cfg, &mem)?;
-        let dev = UioDevice::open(&opts.root, &opts.uio_name, Box::new(mem), opts.uio)?;
-        Accelerator::open(dev, cfg)
-    }
+        Ok(Box::new(mem))
+    })
 }
 
 /// A `dma-coherent` region is right only for a config whose DMA engine drives snooped traffic: for

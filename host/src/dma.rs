@@ -23,6 +23,7 @@ use memmap2::{MmapOptions, MmapRaw};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 
 use crate::error::{HostError, Result};
+use crate::process::{ForkGuard, dont_fork};
 use crate::sys::{SysRoot, read_attr_opt, read_dec, read_hex};
 
 /// How CPU and device views of the memory are kept consistent.
@@ -343,6 +344,7 @@ pub struct UDmaBuf {
     coherency: Coherency,
     sync_method: SyncMethod,
     dma_coherent: bool,
+    owner: ForkGuard,
 }
 
 impl UDmaBuf {
@@ -414,6 +416,7 @@ impl UDmaBuf {
                     offset: 0,
                     source: e,
                 })?;
+        dont_fork(&map, &dev)?;
         Ok(UDmaBuf {
             name: name.to_string(),
             sysfs,
@@ -425,6 +428,7 @@ impl UDmaBuf {
             coherency,
             sync_method,
             dma_coherent,
+            owner: ForkGuard::new(),
         })
     }
 
@@ -492,6 +496,7 @@ impl UDmaBuf {
     }
 
     fn sync(&mut self, op: SyncOp, off: u64, len: u64, dir: SyncDir) -> Result<()> {
+        self.owner.check(&self.dev)?;
         check_range(&self.name, self.phys_addr, self.size, off, len, op.attr())?;
         if self.coherency != Coherency::ManualSync || len == 0 {
             return Ok(());
@@ -560,6 +565,7 @@ impl DmaMemory for UDmaBuf {
     }
 
     fn write(&mut self, off: u64, src: &[u8]) -> Result<()> {
+        self.owner.check(&self.dev)?;
         let at = check_range(
             &self.name,
             self.phys_addr,
@@ -581,6 +587,7 @@ impl DmaMemory for UDmaBuf {
     }
 
     fn read(&mut self, off: u64, dst: &mut [u8]) -> Result<()> {
+        self.owner.check(&self.dev)?;
         let at = check_range(
             &self.name,
             self.phys_addr,

@@ -113,6 +113,16 @@ pub enum HostError {
         subsystem: &'static str,
     },
 
+    /// A handle used in a process other than the one that opened it (a `fork` child).
+    #[error(
+        "{path} was opened by process {opened_by}; process {pid} (a fork) may not use it: the register and DMA mappings are not inherited (MADV_DONTFORK), and the lock and the interrupt count belong to the parent; open the accelerator in this process after the parent closed it"
+    )]
+    Forked {
+        path: std::path::PathBuf,
+        opened_by: u32,
+        pid: u32,
+    },
+
     /// Another process holds the exclusive lock on the device file.
     #[error("{path} is busy: another process holds the accelerator (exclusive lock)")]
     DeviceBusy { path: std::path::PathBuf },

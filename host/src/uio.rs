@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{HostError, Result};
+use crate::process::{ForkGuard, dont_fork};
 use crate::sys::{SysRoot, read_attr, read_attr_opt, read_hex};
 
 /// One `maps/mapN` of a UIO device, as the kernel reports it.
@@ -273,7 +274,8 @@ fn dma_rmb() {
 /// The dev file stays open, with an exclusive `flock`, for the object's life: a second process
 /// (or a second `Mmio` on the same device) gets [`HostError::DeviceBusy`]. The lock belongs to
 /// the open file, so a descriptor cloned with [`Mmio::try_clone_fd`] (the interrupt's) holds it
-/// too.
+/// too. The mapping is `MADV_DONTFORK` and every access checks it runs in the process that opened
+/// the window ([`crate::process`]): a forked child gets [`HostError::Forked`].
 #[derive(Debug)]
 pub struct Mmio {
     file: File,
@@ -284,6 +286,7 @@ pub struct Mmio {
     span: usize,
     path: PathBuf,
     index: usize,
+    owner: ForkGuard,
 }
 
 impl Mmio {
@@ -346,6 +349,7 @@ impl Mmio {
             .offset(file_offset)
             .map_raw(&file)
             .map_err(|e| map_error(path, map.index, map.size, file_offset, e))?;
+        dont_fork(&mapped, path)?;
         Ok(Mmio {
             file,
             map: mapped,
@@ -353,6 +357,7 @@ impl Mmio {
             span: span as usize,
             path: path.to_path_buf(),
             index: map.index,
+            owner: ForkGuard::new(),
         })
     }
 
@@ -379,6 +384,7 @@ impl Mmio {
     /// A second descriptor of the same open dev file (`dup`): it shares the interrupt event count
     /// the kernel keeps per open file, and the lock.
     pub fn try_clone_fd(&self) -> Result<OwnedFd> {
+        self.owner.check(&self.path)?;
         self.file
             .as_fd()
             .try_clone_to_owned()
@@ -406,6 +412,7 @@ impl Mmio {
     }
 
     fn reg_ptr(&self, off: u32) -> Result<*mut u32> {
+        self.owner.check(&self.path)?;
         let o = off as usize;
         if !o.is_multiple_of(4) || o.checked_add(4).is_none_or(|end| end > self.span) {
             return Err(HostError::Arg {

@@ -81,6 +81,19 @@ impl UioDevice {
         mem: Box<dyn DmaMemory>,
         opts: UioOptions,
     ) -> Result<UioDevice> {
+        Self::open_with(root, name, opts, || Ok(mem))
+    }
+
+    /// As [`UioDevice::open`], with the DMA memory opened by `mem` only once the UIO device is
+    /// locked: opening a u-dma-buf may write its `sync_mode`, which must not happen under the feet
+    /// of the process that holds the accelerator (that one gets [`HostError::DeviceBusy`] here
+    /// first).
+    pub fn open_with(
+        root: &SysRoot,
+        name: &str,
+        opts: UioOptions,
+        mem: impl FnOnce() -> Result<Box<dyn DmaMemory>>,
+    ) -> Result<UioDevice> {
         check_fpga_operating(root)?;
         let info = find_uio(root, name)?;
         let mmio = Mmio::open(
@@ -88,6 +101,7 @@ impl UioDevice {
             opts.map_index,
             u64::from(regmap::REGISTER_SPACE_BYTES),
         )?;
+        let mem = mem()?;
         let mut irq = UioIrq::new(mmio.try_clone_fd()?, &info.dev_path)?;
         // The kernel starts this file's event count at the device's count when it was opened;
         // `event` read just after tells the first wait where it starts.

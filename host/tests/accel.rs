@@ -466,6 +466,13 @@ fn dma_buffers_and_register_debugging() {
     );
     let e = acc.allocate(64 << 20).unwrap_err();
     assert!(matches!(e, HostError::DmaAlloc { .. }), "{e}");
+    // A buffer belongs to the accelerator that allocated it.
+    let mut other = Accelerator::open(device(&cfg), &cfg).unwrap();
+    let e = other.write_buffer(&a, 0, &[1]).unwrap_err().to_string();
+    assert!(
+        e.contains("expected a buffer this accelerator allocated"),
+        "{e}"
+    );
     acc.free(a).unwrap();
     acc.free(b).unwrap();
     // Register debugging.

@@ -14,6 +14,8 @@ use caq_host::fake::FakeSys;
 use caq_host::sys::SysRoot;
 use caq_spec::{DeviceAddr, MemRegion};
 
+mod forked;
+
 const PHYS: u64 = 0x3800_0000;
 const SIZE: u64 = 1 << 20;
 
@@ -410,29 +412,44 @@ fn with_ioctl_version_syncs_go_to_the_device_file_not_sysfs() {
     assert_eq!(attr(&sysfs.join("sync_for_cpu")), "0\n");
 }
 
+/// As an unprivileged user (a forked child that drops to nobody when the tests run as root): a
+/// mode-000 device file is `PermissionDenied`, and so is a sync through a sysfs attribute the user
+/// may not write (u-dma-buf's are 0664 root unless a udev rule says otherwise).
 #[test]
 fn an_unreadable_device_file_is_permission_denied() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        eprintln!("skipped: root opens a mode-000 file anyway");
-        return;
-    }
     use std::os::unix::fs::PermissionsExt;
-    let (_dir, fake, _) = fake_udmabuf(false);
+    let (dir, fake, _) = fake_udmabuf(false);
     let dev = fake.root().join("dev/udmabuf0");
     std::fs::set_permissions(&dev, std::fs::Permissions::from_mode(0o000)).unwrap();
-    let e = UDmaBuf::open(
-        &SysRoot::new(fake.root()),
-        "udmabuf0",
-        CoherencyChoice::default(),
-    )
-    .unwrap_err();
-    match e {
-        HostError::PermissionDenied { path, subsystem } => {
-            assert_eq!((path, subsystem), (dev, "u-dma-buf"));
+    let other = fake.udmabuf("udmabuf1", PHYS, SIZE, false).unwrap();
+    let other_dev = fake.root().join("dev/udmabuf1");
+    std::fs::set_permissions(&other_dev, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let root = SysRoot::new(fake.root());
+    let zynqmp = choice(ChipFamily::ZynqMp, false);
+    forked::as_unprivileged(dir.path(), || {
+        match UDmaBuf::open(&root, "udmabuf0", zynqmp) {
+            Err(HostError::PermissionDenied { path, subsystem })
+                if path == dev && subsystem == "u-dma-buf" => {}
+            other => {
+                return Err(format!(
+                    "mode 000: expected PermissionDenied, got {other:?}"
+                ));
+            }
         }
-        other => panic!("expected PermissionDenied, got {other}"),
-    }
+        let mut buf = UDmaBuf::open(&root, "udmabuf1", zynqmp)
+            .map_err(|e| format!("the mode-0666 device did not open: {e}"))?;
+        let attr = other.join("sync_for_device");
+        match buf.sync_for_device(0, 64, SyncDir::ToDevice) {
+            Err(HostError::PermissionDenied { path, subsystem })
+                if path == attr && subsystem == "u-dma-buf" =>
+            {
+                Ok(())
+            }
+            other => Err(format!(
+                "root-only sysfs sync: expected PermissionDenied, got {other:?}"
+            )),
+        }
+    });
 }
 
 // ---- memfd ----

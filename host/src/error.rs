@@ -250,6 +250,18 @@ pub enum HostError {
         why: &'static str,
     },
 
+    /// A cached mapping was required but u-dma-buf maps this buffer uncached.
+    #[error(
+        "a cached mapping of the u-dma-buf at {path} was asked for (--cached), but {why} (sync_mode = {sync_mode}, quirk_mmap_mode = {}): drop --cached, or set sync_mode without its SYNC_ALWAYS bit (4) and load u-dma-buf with quirk_mmap_mode=2",
+        quirk_mmap_mode.map_or("absent".to_string(), |q| q.to_string())
+    )]
+    NotCacheable {
+        path: std::path::PathBuf,
+        sync_mode: u64,
+        quirk_mmap_mode: Option<u64>,
+        why: &'static str,
+    },
+
     /// The kernel rejected a cache-maintenance command.
     #[error("{path}: sync command {command:#018x} ({what}) rejected: {source}")]
     SyncRejected {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use caq_host::HostError;
 use caq_host::dma::{
-    CACHE_LINE, ChipFamily, Coherency, CoherencyChoice, DmaMemory, MemfdMemory, SyncDir,
-    SyncMethod, UDmaBuf, choose_coherency, sync_command, sync_error,
+    CACHE_LINE, ChipFamily, Coherency, CoherencyChoice, DmaMemory, Mapping, MemfdMemory, SyncDir,
+    SyncMethod, UDmaBuf, choose_coherency, sync_command, sync_error, udmabuf_mapping,
 };
 use caq_host::fake::FakeSys;
 use caq_host::sys::SysRoot;
@@ -29,10 +29,10 @@ fn fake_udmabuf(dma_coherent: bool) -> (tempfile::TempDir, FakeSys, PathBuf) {
     (dir, fake, sysfs)
 }
 
-fn choice(chip: ChipFamily, cached_on_zynq7000: bool) -> CoherencyChoice {
+fn choice(chip: ChipFamily, require_cached: bool) -> CoherencyChoice {
     CoherencyChoice {
         chip,
-        cached_on_zynq7000,
+        require_cached,
     }
 }
 
@@ -181,7 +181,7 @@ fn uncached_open_sets_sync_mode_1_and_a_zynq7000_user_may_opt_into_cached_syncs(
 fn coherence_is_chosen_per_chip_port_and_user_choice() {
     use ChipFamily::*;
     use Coherency::*;
-    // (dma_coherent, chip, cached_on_zynq7000) -> coherency
+    // (dma_coherent, chip, require_cached) -> coherency
     let table = [
         (true, Zynq7000, false, HwCoherent),
         (true, Zynq7000, true, HwCoherent),
@@ -200,7 +200,7 @@ fn coherence_is_chosen_per_chip_port_and_user_choice() {
         assert_eq!(choice(chip, cached).resolve(coherent), want);
     }
     let default = CoherencyChoice::default();
-    assert!(!default.cached_on_zynq7000);
+    assert!(!default.require_cached);
     let target = if cfg!(target_arch = "arm") {
         Zynq7000
     } else {
@@ -208,6 +208,126 @@ fn coherence_is_chosen_per_chip_port_and_user_choice() {
     };
     assert_eq!(default.chip, target);
     assert_eq!(ChipFamily::of_target(), target);
+}
+
+/// u-dma-buf.c `udmabuf_object_mmap`, case by case: (O_SYNC, sync_mode, quirk_mmap_mode,
+/// dma_coherent) -> cached or not.
+#[test]
+fn the_mapping_follows_o_sync_sync_mode_and_quirk_mmap() {
+    let cached = |o, m, q, c| udmabuf_mapping(o, m, q, c).is_cached();
+    let kind = |o, m, q, c| match udmabuf_mapping(o, m, q, c) {
+        Mapping::Cached => "cached",
+        Mapping::NonCached(_) => "uncached",
+        Mapping::Unknown(_) => "unknown",
+    };
+    // O_SYNC picks the protection by sync_mode & 3; mode 0 keeps the default.
+    for m in [1, 2, 3, 5, 6, 7] {
+        assert_eq!(
+            kind(true, m, Some(2), false),
+            "uncached",
+            "O_SYNC, sync_mode {m}"
+        );
+        assert_eq!(
+            kind(true, m, Some(2), true),
+            "uncached",
+            "coherent, O_SYNC {m}"
+        );
+    }
+    assert!(cached(true, 0, Some(2), false));
+    // Without O_SYNC only SYNC_ALWAYS (4) applies the protection: modes 5..7 map uncached anyway.
+    for m in [5, 6, 7] {
+        assert_eq!(kind(false, m, Some(2), false), "uncached", "sync_mode {m}");
+    }
+    for m in [0, 1, 2, 3, 4] {
+        assert!(
+            cached(false, m, Some(2), false),
+            "sync_mode {m} without O_SYNC"
+        );
+    }
+    // quirk-mmap: 2 and 4 on, 3 on for a non-coherent buffer, 1 off (dma_mmap_coherent).
+    assert!(cached(false, 1, Some(3), false) && cached(false, 1, Some(4), false));
+    assert_eq!(kind(false, 1, Some(1), false), "uncached");
+    assert!(
+        cached(false, 1, Some(1), true),
+        "a coherent device's buffer maps cached"
+    );
+    assert_eq!(kind(false, 1, None, false), "unknown");
+    assert_eq!(kind(false, 1, Some(0), false), "unknown");
+    assert!(cached(false, 1, None, true));
+}
+
+#[test]
+fn sync_always_maps_uncached_without_o_sync_and_then_needs_no_syncs() {
+    let (_dir, fake, sysfs) = fake_udmabuf(false);
+    fake.write("sys/class/u-dma-buf/udmabuf0/sync_mode", "5\n")
+        .unwrap();
+    let mut buf = open(&fake, ChipFamily::ZynqMp);
+    assert!(
+        matches!(buf.mapping(), Mapping::NonCached(_)),
+        "{:?}",
+        buf.mapping()
+    );
+    assert_eq!(buf.coherency(), Coherency::Uncached);
+    buf.write(3, &[1, 2, 3, 4, 5]).unwrap();
+    buf.sync_for_device(0, 64, SyncDir::ToDevice).unwrap();
+    assert_eq!(attr(&sysfs.join("sync_for_device")), "0\n", "no sync sent");
+    let mut back = [0u8; 5];
+    buf.read(3, &mut back).unwrap();
+    assert_eq!(back, [1, 2, 3, 4, 5]);
+    // Without the quirk attribute a non-coherent buffer's mapping is not known: volatile copies
+    // and kernel syncs, each right either way.
+    let (_dir, fake, sysfs) = fake_udmabuf(false);
+    std::fs::remove_file(sysfs.join("quirk_mmap_mode")).unwrap();
+    let mut buf = open(&fake, ChipFamily::ZynqMp);
+    assert!(
+        matches!(buf.mapping(), Mapping::Unknown(_)),
+        "{:?}",
+        buf.mapping()
+    );
+    assert_eq!(buf.coherency(), Coherency::ManualSync);
+    buf.sync_for_device(0, 64, SyncDir::ToDevice).unwrap();
+    assert_eq!(
+        attr(&sysfs.join("sync_for_device")),
+        expected_command(0, 64, 1)
+    );
+    // The default: quirk-mmap on, no O_SYNC: cached with syncs.
+    let (_dir, fake, _) = fake_udmabuf(false);
+    assert!(open(&fake, ChipFamily::ZynqMp).mapping().is_cached());
+}
+
+#[test]
+fn a_cached_mapping_is_refused_where_u_dma_buf_cannot_give_one() {
+    let root_of = |fake: &FakeSys| SysRoot::new(fake.root());
+    for (attr_name, value) in [("sync_mode", "5"), ("quirk_mmap_mode", "1")] {
+        for chip in [ChipFamily::Zynq7000, ChipFamily::ZynqMp] {
+            let (_dir, fake, sysfs) = fake_udmabuf(false);
+            std::fs::write(sysfs.join(attr_name), format!("{value}\n")).unwrap();
+            let e = UDmaBuf::open(&root_of(&fake), "udmabuf0", choice(chip, true)).unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, HostError::NotCacheable { .. }), "{msg}");
+            assert!(
+                msg.contains("(--cached)") && msg.contains(&format!("{attr_name} = {value}")),
+                "{msg}"
+            );
+            // Without --cached the same buffer opens uncached (volatile copies, no syncs).
+            let buf = UDmaBuf::open(&root_of(&fake), "udmabuf0", choice(chip, false)).unwrap();
+            assert_eq!(buf.coherency(), Coherency::Uncached, "{chip:?} {attr_name}");
+        }
+    }
+}
+
+#[test]
+fn an_uncached_open_keeps_the_sync_always_bit() {
+    let (_dir, fake, sysfs) = fake_udmabuf(false);
+    fake.write("sys/class/u-dma-buf/udmabuf0/sync_mode", "6\n")
+        .unwrap();
+    let buf = open(&fake, ChipFamily::Zynq7000);
+    assert_eq!(
+        attr(&sysfs.join("sync_mode")),
+        "5",
+        "SYNC_ALWAYS | NONCACHED"
+    );
+    assert_eq!(buf.coherency(), Coherency::Uncached);
 }
 
 /// Writes at every offset and length within two words, uncached (volatile words) and cached

@@ -726,6 +726,8 @@ impl DmaMemory for UDmaBuf {
 #[derive(Debug)]
 struct MemfdShared {
     region: MemRegion,
+    /// The memfd, kept open so another process can open it through `/proc/<pid>/fd`.
+    file: File,
     /// The CPU view: a shared mapping of the memfd.
     cpu: MmapRaw,
     /// The device view of an incoherent region (`None`: the device sees the CPU view).
@@ -835,6 +837,22 @@ impl MemfdShared {
         Ok(())
     }
 
+    /// Clean of every line of the range, dirty or not: for a CPU view written through another
+    /// mapping of the memfd, which no dirty bit saw.
+    fn clean_all(&self, off: u64, len: u64) -> Result<()> {
+        self.check_sync(off, len, "sync_for_device")?;
+        let Some(mut view) = self.view() else {
+            return Ok(());
+        };
+        let (start, n) = line_range(off, len, self.len());
+        let (at, n) = (start as usize, n as usize);
+        // SAFETY: `[at, at + n)` lies in the live CPU mapping (line_range clamps to the length).
+        unsafe { cached_read(self.cpu.as_ptr(), at, &mut view.bytes[at..at + n]) };
+        let first = at / CACHE_LINE as usize;
+        view.dirty[first..first + n.div_ceil(CACHE_LINE as usize)].fill(false);
+        Ok(())
+    }
+
     /// Invalidate: the range's lines are reloaded from the device view, dropping CPU data in
     /// them. Nothing happens for `ToDevice` (arm64's arch_sync_dma_for_cpu returns early).
     fn invalidate(&self, off: u64, len: u64, dir: SyncDir) -> Result<()> {
@@ -938,6 +956,7 @@ impl MemfdMemory {
         });
         let shared = Arc::new(MemfdShared {
             region,
+            file,
             cpu,
             device,
         });
@@ -997,6 +1016,31 @@ impl MemfdDeviceSide {
     /// The device-address range.
     pub fn region(&self) -> MemRegion {
         self.shared.region
+    }
+
+    /// A path through which another process opens this memory (`/proc/<pid>/fd/<n>`): a fake
+    /// u-dma-buf device file can be a symlink to it, so a driver in a child process maps the
+    /// same bytes as the fake board in this one. Only a coherent memfd has one view to share.
+    pub fn proc_path(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            self.shared.file.as_raw_fd()
+        ))
+    }
+
+    /// What the kernel's `dma_sync_single_for_device` does to `[off, off + len)` when the CPU
+    /// view was written through another mapping of the memfd (a u-dma-buf device file that is
+    /// this memfd, in a test that plays the kernel): every line of the range reaches the device
+    /// view (the writes bypassed [`MemfdMemory`], so no dirty bit saw them).
+    pub fn kernel_sync_for_device(&self, off: u64, len: u64) -> Result<()> {
+        self.shared.clean_all(off, len)
+    }
+
+    /// What the kernel's `dma_sync_single_for_cpu` does: the range's lines are reloaded from the
+    /// device view (nothing for `ToDevice`).
+    pub fn kernel_sync_for_cpu(&self, off: u64, len: u64, dir: SyncDir) -> Result<()> {
+        self.shared.invalidate(off, len, dir)
     }
 
     /// A device (DMA) read at byte offset `off`.

@@ -8,6 +8,7 @@ pub mod board;
 pub mod context;
 pub mod fpga;
 pub mod hwmon;
+pub mod recorder;
 pub mod udmabuf;
 pub mod uio;
 

@@ -1032,6 +1032,51 @@ fn the_register_protocol_of_open_load_inference_switch_timeout_and_recovery() {
     assert_eq!((board.started(), board.jobs(), board.resets()), (3, 2, 2));
 }
 
+/// On the board, a job that neither finishes nor stops on SOFT_RESET (a wedged device): the
+/// failed run reports `ResetFailed`, and nothing writes device memory while the job may run (the
+/// board would record it); once a reset takes, the switch and the next inference work.
+#[test]
+fn on_the_board_no_memory_is_written_while_a_hung_job_may_still_run() {
+    use caq_host::fake::board::BoardFaults;
+    use caq_host::uio_device::WaitStrategy;
+    let dir = tempfile::tempdir().unwrap();
+    let (q, path, set) = mlp_bundle(dir.path());
+    let cfg = config("sim-small");
+    let rig = board::rig(&cfg, BoardFaults::default(), WaitStrategy::Irq);
+    let board = rig.board;
+    let mut acc = Accelerator::open(rig.dev, &cfg).unwrap();
+    acc.load_bundle(&path, &LoadOptions::default()).unwrap();
+    board.set_faults(BoardFaults {
+        never_finish: true,
+        wedged: true,
+        ..BoardFaults::default()
+    });
+    acc.set_timeout(Duration::from_millis(50));
+    let e = acc.infer(set.image(0)).unwrap_err();
+    assert!(matches!(e, HostError::ResetFailed { .. }), "{e}");
+    assert!(board.busy());
+    for e in [
+        acc.set_bits(&[8, 8, 8]).err(),
+        acc.apply_gate("mixed").err(),
+        acc.load_bundle(&path, &LoadOptions::default()).err(),
+    ] {
+        assert!(matches!(e, Some(HostError::ResetFailed { .. })), "{e:?}");
+    }
+    assert_eq!(
+        board.violations(),
+        Vec::<String>::new(),
+        "no write while the job ran"
+    );
+    // The device recovers (SOFT_RESET takes again): the switch resets first, then pages in.
+    board.set_faults(BoardFaults::default());
+    acc.set_timeout(Duration::from_secs(10));
+    acc.apply_gate("mixed").unwrap();
+    assert!(!board.busy());
+    let img = set.image(3);
+    assert_eq!(acc.infer(img).unwrap().output, golden(&q, &[8, 4, 8], img));
+    assert_eq!(board.violations(), Vec::<String>::new());
+}
+
 /// The environment a child process of [`a_process_killed_mid_job_leaves_nothing_for_the_next_one`]
 /// reads: the fake tree, the bundle, the image to run.
 const CHILD_ROOT: &str = "CAQ_TEST_CHILD_ROOT";

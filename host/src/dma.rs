@@ -8,8 +8,9 @@
 //!   so a test that forgets a sync reads stale data and fails).
 //!
 //! Rules from docs/driver.md: never a Rust reference into uncached or device memory (raw
-//! pointers, aligned volatile copies); a sync always passes offset, size and direction (a bare
-//! "1" syncs nothing).
+//! pointers, aligned volatile copies); the copy routine follows what the mapping really is
+//! ([`udmabuf_mapping`]: `sync_mode` and quirk-mmap decide it, not what was asked for); a sync
+//! always passes offset, size and direction (a bare "1" syncs nothing).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -23,8 +23,14 @@ TRIPLES=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
 TESTS=(--lib --test uio --test dma --test context)
 # qemu-user answers an ioctl it does not emulate with ENOSYS (`qemu-aarch64 -d unimp` logs "Unsupported
 # ioctl: cmd=0x40085505"), where the kernel answers ENOTTY for the u-dma-buf sync ioctl on the fake's
-# regular file. That test checks the kernel's answer, so it runs natively only.
-QEMU_SKIP=(with_ioctl_version_syncs_go_to_the_device_file_not_sysfs)
+# regular file. That test checks the kernel's answer, so it runs natively only, as does the test
+# that plays the kernel for the sync ioctls through a seccomp user-notification filter (qemu-user
+# would answer them itself). qemu-user also treats most madvise advice as hints it may drop
+# (linux-user/mmap.c, target_madvise), so the test that a forked child inherits no device mapping
+# (MADV_DONTFORK) runs natively only too.
+QEMU_SKIP=(with_ioctl_version_syncs_go_to_the_device_file_not_sysfs
+  the_ioctl_sync_path_reaches_the_kernel_with_the_real_request_codes
+  a_forked_child_inherits_no_mapping_of_the_device)
 BOARD_BUILD=(-p caq-host --no-default-features --locked)
 
 # Apart from target/ so that a cross build never evicts or rebuilds the native one.

@@ -35,6 +35,14 @@ set CAQ_CTRL_ACLK M_AXI_GP0_ACLK
 set CAQ_DMA_PORT S_AXI_HP0
 # the PS IP's clock pin of BoardMap.dma_port
 set CAQ_DMA_ACLK S_AXI_HP0_ACLK
+# Design: the DMA engine's file, whose AxCACHE/AxPROT are checked below
+set CAQ_DMA_RTL rtl/caq_dma.v
+# config: axi.coherence = none -> ARCACHE (caq_spec::Coherence::axi_attrs)
+set CAQ_DMA_ARCACHE 4'b0011
+# config: axi.coherence -> AWCACHE
+set CAQ_DMA_AWCACHE 4'b0011
+# config: axi.coherence -> ARPROT and AWPROT
+set CAQ_DMA_AXPROT 3'b000
 # BoardMap.irq_pin IRQ_F2P[0] (bit 0 of this PS bus)
 set CAQ_IRQ_PIN IRQ_F2P
 # BoardMap.fclk (the PS fabric clock of the accelerator)
@@ -87,6 +95,21 @@ set_property -dict [list \
 ] $ps
 set dma_port $CAQ_DMA_PORT
 set dma_aclk $CAQ_DMA_ACLK
+# The DMA engine must drive the AxCACHE/AxPROT the port needs (caq_spec::Coherence): RTL
+# generated from another config would send unsnooped traffic to a dma-coherent region, or the
+# reverse, and the data would go stale without any error. Checked in the Verilog this script reads.
+set fh [open [file join $script_dir $CAQ_DMA_RTL] r]
+set dma_rtl [read $fh]
+close $fh
+foreach {sig want} [list m_axi_arcache $CAQ_DMA_ARCACHE m_axi_awcache $CAQ_DMA_AWCACHE \
+        m_axi_arprot $CAQ_DMA_AXPROT m_axi_awprot $CAQ_DMA_AXPROT] {
+    set got "(no assignment)"
+    regexp "assign $sig = (\[0-9\]+'b\[01\]+);" $dma_rtl -> got
+    if {$got ne $want} {
+        error "caq: $CAQ_DMA_RTL drives $sig = $got; config $CAQ_CONFIG needs $want on $dma_port; regenerate the RTL and this script from one config"
+    }
+}
+
 set fclk_act [get_property CONFIG.PCW_ACT_FPGA0_PERIPHERAL_FREQMHZ $ps]
 if {abs($fclk_act - $CAQ_CLOCK_MHZ) > 0.5} {
     puts "CRITICAL WARNING: caq: the PS makes $CAQ_FCLK $fclk_act MHz, not $CAQ_CLOCK_MHZ MHz; timing is checked at $fclk_act MHz"

@@ -37,8 +37,16 @@ set CAQ_DMA_PORT S_AXI_HP0_FPD
 set CAQ_DMA_ACLK saxihp0_fpd_aclk
 # BoardMap.dma_port_coherent (the I/O-coherent alternative for m_axi)
 set CAQ_DMA_PORT_COHERENT S_AXI_HPC0_FPD
-# 1 puts m_axi on CAQ_DMA_PORT_COHERENT instead of CAQ_DMA_PORT
+# config: axi.coherence = none (1 puts m_axi on CAQ_DMA_PORT_COHERENT instead of CAQ_DMA_PORT)
 set CAQ_DMA_COHERENT 0
+# Design: the DMA engine's file, whose AxCACHE/AxPROT are checked below
+set CAQ_DMA_RTL rtl/caq_dma.v
+# config: axi.coherence = none -> ARCACHE (caq_spec::Coherence::axi_attrs)
+set CAQ_DMA_ARCACHE 4'b0011
+# config: axi.coherence -> AWCACHE
+set CAQ_DMA_AWCACHE 4'b0011
+# config: axi.coherence -> ARPROT and AWPROT
+set CAQ_DMA_AXPROT 3'b000
 # BoardMap.irq_pin pl_ps_irq0[0] (bit 0 of this PS bus)
 set CAQ_IRQ_PIN pl_ps_irq0
 # BoardMap.fclk (the PS fabric clock of the accelerator)
@@ -104,6 +112,21 @@ set_property -dict [list \
     $dma_width $CAQ_AXI_DATA_WIDTH \
     CONFIG.PSU__USE__IRQ0 1 \
 ] $ps
+# The DMA engine must drive the AxCACHE/AxPROT the port needs (caq_spec::Coherence): RTL
+# generated from another config would send unsnooped traffic to a dma-coherent region, or the
+# reverse, and the data would go stale without any error. Checked in the Verilog this script reads.
+set fh [open [file join $script_dir $CAQ_DMA_RTL] r]
+set dma_rtl [read $fh]
+close $fh
+foreach {sig want} [list m_axi_arcache $CAQ_DMA_ARCACHE m_axi_awcache $CAQ_DMA_AWCACHE \
+        m_axi_arprot $CAQ_DMA_AXPROT m_axi_awprot $CAQ_DMA_AXPROT] {
+    set got "(no assignment)"
+    regexp "assign $sig = (\[0-9\]+'b\[01\]+);" $dma_rtl -> got
+    if {$got ne $want} {
+        error "caq: $CAQ_DMA_RTL drives $sig = $got; config $CAQ_CONFIG needs $want on $dma_port; regenerate the RTL and this script from one config"
+    }
+}
+
 set fclk_act [get_property CONFIG.PSU__CRL_APB__PL0_REF_CTRL__ACT_FREQMHZ $ps]
 if {abs($fclk_act - $CAQ_CLOCK_MHZ) > 0.5} {
     puts "CRITICAL WARNING: caq: the PS makes $CAQ_FCLK $fclk_act MHz, not $CAQ_CLOCK_MHZ MHz; timing is checked at $fclk_act MHz"

@@ -1,7 +1,9 @@
 //! The device-tree overlay (`.dtso`) that makes the accelerator visible to Linux on a real board:
 //! the register window and interrupt as a `generic-uio` device, and a u-dma-buf region for the
 //! model and its buffers. Addresses and the interrupt come from `caq_spec::board_map`, the DMA
-//! mask from the config's AXI address width; nothing is typed twice.
+//! mask from the config's AXI address width, `dma-coherent` from its `axi.coherence` (so the
+//! region is marked coherent exactly when the bitstream of that config drives snooped AxCACHE and
+//! AxPROT); nothing is typed twice.
 //!
 //! This module knows the device-tree bindings of `uio_pdrv_genirq` and u-dma-buf; it does not
 //! know how big a model is (the caller passes the u-dma-buf size, see [`udmabuf_bytes_for`]) nor
@@ -14,7 +16,7 @@
 //! read as a bit count 12..=64, `dma-coherent`); PYNQ's `pynq_uio_zynq.dtsi` /
 //! `pynq_uio_zynqmp.dtsi` for the interrupt cells. Checked here with `dtc`; never booted.
 
-use caq_spec::{AccelConfig, Board, BoardMap, ConfigHash, board_map};
+use caq_spec::{AccelConfig, AxiAttrs, Board, BoardMap, ConfigHash, board_map};
 
 use crate::{HdlError, Result};
 
@@ -49,15 +51,12 @@ pub struct OverlayOptions {
     pub udmabuf_name: String,
     /// Bytes of the u-dma-buf region: a power of two, at least [`MIN_UDMABUF_BYTES`].
     pub udmabuf_bytes: u64,
-    /// The DMA master is on the I/O-coherent port (ZynqMP HPC through the CCI): mark the region
-    /// `dma-coherent` so the kernel skips cache maintenance. Only boards with such a port.
-    pub coherent: bool,
 }
 
 /// The overlay source for `cfg`'s board. Fails for `sim` (no board), for a size that is not a
 /// power of two of at least 1 MiB or larger than half the board's DDR (the CMA pool must hold it
-/// beside the OS), for `coherent` on a board without a coherent port, and for a name that is not a
-/// plain device name.
+/// beside the OS), for `axi.coherence = "io"` on a board without a coherent port (which a valid
+/// config cannot have), and for a name that is not a plain device name.
 pub fn overlay(cfg: &AccelConfig, opts: &OverlayOptions) -> Result<String> {
     let unsupported = |what: String| HdlError::Unsupported {
         config: cfg.name.clone(),
@@ -96,9 +95,10 @@ pub fn overlay(cfg: &AccelConfig, opts: &OverlayOptions) -> Result<String> {
             cfg.board.as_str()
         )));
     }
-    if opts.coherent && map.dma_port_coherent.is_none() {
+    if cfg.axi.coherence.dma_coherent() && map.dma_port_coherent.is_none() {
         return Err(unsupported(format!(
-            "board '{}' has no I/O-coherent DMA port; drop --coherent",
+            "axi.coherence = \"{}\" but board '{}' has no I/O-coherent DMA port",
+            cfg.axi.coherence.as_str(),
             cfg.board.as_str()
         )));
     }
@@ -231,42 +231,56 @@ fn render(cfg: &AccelConfig, map: &BoardMap, opts: &OverlayOptions) -> String {
     l(&format!("\t\tdma-mask = <{}>;", cfg.axi.addr_width));
     l("\t\t// An O_SYNC open maps the region uncached (the Zynq-7000 default of the driver).");
     l("\t\tsync-mode = <1>;");
-    if opts.coherent {
-        let port = map.dma_port_coherent.unwrap_or(map.dma_port);
-        l(&format!(
-            "\t\t// The DMA master is on {port}: the CCI snoops the CPU caches, so the kernel's"
-        ));
-        l("\t\t// syncs are no-ops, if the traffic is snooped: AxCACHE[3:2] != 0 (caq_dma drives");
-        l("\t\t// 0011 today, docs/hardware.md) and snoops enabled; check on the board first.");
+    let attrs = cfg.axi.coherence.axi_attrs();
+    let coherence = cfg.axi.coherence.as_str();
+    let port = match map.dma_port_coherent {
+        Some(p) if cfg.axi.coherence.dma_coherent() => p,
+        _ => map.dma_port,
+    };
+    l(&format!(
+        "\t\t// axi.coherence = \"{coherence}\": the DMA master is on {port} and drives ARCACHE {},",
+        AxiAttrs::verilog(attrs.arcache, 4)
+    ));
+    l(&format!(
+        "\t\t// AWCACHE {}, AxPROT {}, {}",
+        AxiAttrs::verilog(attrs.awcache, 4),
+        AxiAttrs::verilog(attrs.prot, 3),
+        if attrs.snooped() {
+            "so the CCI snoops the CPU caches and the kernel's syncs"
+        } else {
+            "which the port does not snoop: no dma-coherent, the"
+        }
+    ));
+    if attrs.snooped() {
+        l("\t\t// are no-ops. Also needed, from the boot firmware: snoops enabled on the CCI port");
+        l(
+            "\t\t// (Snoop_Control_Register_S3) and inner-shareable broadcast; not checked on a board",
+        );
+        l("\t\t// (docs/deploy.md).");
         l("\t\tdma-coherent;");
     } else {
-        l(&format!(
-            "\t\t// The DMA master is on {}, which does not snoop the CPU caches: no dma-coherent,",
-            map.dma_port
-        ));
-        l("\t\t// the driver syncs (or maps uncached) around every job.");
+        l("\t\t// driver syncs (or maps uncached) around every job.");
     }
     l("\t};");
     l("};");
     s
 }
 
-/// The overlay's file name in `devicetree/` for a board and port choice.
-pub fn file_name(board: Board, coherent: bool) -> String {
-    let port = if coherent { "-hpc" } else { "" };
-    format!("{}{port}.dtso", board.as_str())
+/// The overlay's file name in `devicetree/`: the config's name (`zcu104-hpc.dtso` for the
+/// coherent variant of the ZCU104).
+pub fn file_name(cfg: &AccelConfig) -> String {
+    format!("{}.dtso", cfg.name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn opts(bytes: u64, coherent: bool) -> OverlayOptions {
+    fn opts(bytes: u64) -> OverlayOptions {
         OverlayOptions {
             uio_name: "caq".into(),
             udmabuf_name: "udmabuf-caq".into(),
             udmabuf_bytes: bytes,
-            coherent,
         }
     }
 
@@ -285,31 +299,41 @@ mod tests {
 
     #[test]
     fn zynq7000_uses_one_cell_and_intc_zynqmp_two_cells_and_gic() {
-        let z7 = overlay(&config("pynq-z2"), &opts(DEFAULT_UDMABUF_BYTES, false)).unwrap();
+        let z7 = overlay(&config("pynq-z2"), &opts(DEFAULT_UDMABUF_BYTES)).unwrap();
         assert!(z7.contains("caq@43c00000 {"));
         assert!(z7.contains("reg = <0x43c00000 0x1000>;"));
         assert!(z7.contains("interrupt-parent = <&intc>;"));
         assert!(z7.contains("interrupts = <0 29 4>;"));
         assert!(z7.contains("dma-mask = <32>;"));
         assert!(!z7.contains("dma-coherent;"));
-        let mp = overlay(&config("zcu104"), &opts(DEFAULT_UDMABUF_BYTES, false)).unwrap();
+        let mp = overlay(&config("zcu104"), &opts(DEFAULT_UDMABUF_BYTES)).unwrap();
         assert!(mp.contains("reg = <0x0 0xa0000000 0x0 0x1000>;"));
         assert!(mp.contains("interrupt-parent = <&gic>;"));
         assert!(mp.contains("interrupts = <0 89 4>;"));
         assert!(mp.contains("dma-mask = <40>;"));
-        let hpc = overlay(&config("zcu104"), &opts(DEFAULT_UDMABUF_BYTES, true)).unwrap();
+        assert!(!mp.contains("dma-coherent;"));
+        assert!(
+            mp.contains("drives ARCACHE 4'b0011,\n\t\t// AWCACHE 4'b0011, AxPROT 3'b000, which")
+        );
+        let hpc = overlay(&config("zcu104-hpc"), &opts(DEFAULT_UDMABUF_BYTES)).unwrap();
         assert!(hpc.contains("dma-coherent;"));
+        assert!(hpc.contains("on S_AXI_HPC0_FPD and drives ARCACHE 4'b1111,\n\t\t// AWCACHE 4'b1111, AxPROT 3'b010, so"));
+        assert_eq!(file_name(&config("zcu104-hpc")), "zcu104-hpc.dtso");
     }
 
     #[test]
     fn bad_requests_are_errors_that_say_what_was_wrong() {
         let err = |cfg: &str, o: OverlayOptions| overlay(&config(cfg), &o).unwrap_err().to_string();
-        assert!(err("sim-small", opts(1 << 20, false)).contains("no device tree"));
-        assert!(err("pynq-z2", opts(3 << 20, false)).contains("power of two"));
-        assert!(err("pynq-z2", opts(1 << 19, false)).contains("power of two"));
-        assert!(err("pynq-z2", opts(512 << 20, false)).contains("half of the"));
-        assert!(err("pynq-z2", opts(1 << 20, true)).contains("no I/O-coherent"));
-        let mut bad = opts(1 << 20, false);
+        assert!(err("sim-small", opts(1 << 20)).contains("no device tree"));
+        assert!(err("pynq-z2", opts(3 << 20)).contains("power of two"));
+        assert!(err("pynq-z2", opts(1 << 19)).contains("power of two"));
+        assert!(err("pynq-z2", opts(512 << 20)).contains("half of the"));
+        // An unvalidated config with io coherence on a board without a coherent port.
+        let mut io = config("pynq-z2");
+        io.axi.coherence = caq_spec::Coherence::Io;
+        let msg = overlay(&io, &opts(1 << 20)).unwrap_err().to_string();
+        assert!(msg.contains("no I/O-coherent"), "{msg}");
+        let mut bad = opts(1 << 20);
         bad.uio_name = "caq\"; evil".into();
         assert!(err("pynq-z2", bad).contains("uio name"));
     }

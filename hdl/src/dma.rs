@@ -17,7 +17,7 @@
 //! dropped, write beats sent with zero strobes, responses swallowed) so the bus is never left with
 //! half a burst; new requests wait until it is done.
 
-use caq_spec::AccelConfig;
+use caq_spec::{AccelConfig, AxiAttrs};
 
 use crate::core::ports::{Side, WORDS_BITS, clog2, memory_ports};
 use crate::emit::{Code, Dir, Expr, Module, ModuleBuilder, zext};
@@ -43,6 +43,8 @@ struct Bus {
     /// Width of the outstanding-burst counters.
     ob: u32,
     id: u32,
+    /// AxCACHE and AxPROT of the config's `axi.coherence` (caq_spec::Coherence).
+    attrs: AxiAttrs,
 }
 
 /// The `caq_dma` module for a config.
@@ -68,6 +70,7 @@ pub fn dma(cfg: &AccelConfig) -> Result<Module> {
         outstanding: x.max_outstanding_reads,
         ob: clog2(x.max_outstanding_reads + 1),
         id: x.id_width,
+        attrs: x.coherence.axi_attrs(),
     };
     let (aw, dw) = (b.aw, x.data_width);
     let mut m = ModuleBuilder::new(MODULE)?;
@@ -79,6 +82,18 @@ pub fn dma(cfg: &AccelConfig) -> Result<Module> {
     m.doc_line(format!(
         "Bus {dw} bits ({} bytes per beat), bursts up to {} beats, {} reads and {} writes in flight.",
         b.bytes, b.max_burst, b.outstanding, b.outstanding
+    ));
+    m.doc_line(format!(
+        "ARCACHE {}, AWCACHE {}, AxPROT {}: axi.coherence = {} ({}).",
+        AxiAttrs::verilog(b.attrs.arcache, 4),
+        AxiAttrs::verilog(b.attrs.awcache, 4),
+        AxiAttrs::verilog(b.attrs.prot, 3),
+        x.coherence.as_str(),
+        if b.attrs.snooped() {
+            "snooped through the CCI"
+        } else {
+            "not snooped"
+        }
     ));
     let clk = m.port(Dir::Input, "clk", 1)?;
     m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
@@ -208,8 +223,9 @@ fn burst_split(m: &mut ModuleBuilder, b: &Bus, p: &str) -> Result<()> {
     Ok(())
 }
 
-/// The fixed AxSIZE, AxBURST (INCR), AxLOCK, AxCACHE (normal non-cacheable bufferable, 0011,
-/// what Xilinx recommends for HP ports), AxPROT and AxQOS of a channel.
+/// The fixed AxSIZE, AxBURST (INCR), AxLOCK, AxQOS of a channel, and the AxCACHE and AxPROT of
+/// the config's coherence mode (`caq_spec::Coherence::axi_attrs`: 0011/000 on a non-coherent HP
+/// port, 1111/010 for snooped traffic through the CCI).
 fn fixed_fields(m: &mut ModuleBuilder, b: &Bus, ch: &str) -> Result<()> {
     let p = format!("m_axi_{ch}");
     m.assign_raw(&format!("{p}id"), format!("{}'d0", b.id))?;
@@ -218,8 +234,13 @@ fn fixed_fields(m: &mut ModuleBuilder, b: &Bus, ch: &str) -> Result<()> {
     m.assign_raw(&format!("{p}size"), format!("3'd{}", b.lb))?;
     m.assign_raw(&format!("{p}burst"), "2'b01")?;
     m.assign_raw(&format!("{p}lock"), "1'b0")?;
-    m.assign_raw(&format!("{p}cache"), "4'b0011")?;
-    m.assign_raw(&format!("{p}prot"), "3'b000")?;
+    let cache = if ch == "ar" {
+        b.attrs.arcache
+    } else {
+        b.attrs.awcache
+    };
+    m.assign_raw(&format!("{p}cache"), AxiAttrs::verilog(cache, 4))?;
+    m.assign_raw(&format!("{p}prot"), AxiAttrs::verilog(b.attrs.prot, 3))?;
     m.assign_raw(&format!("{p}qos"), "4'd0")?;
     Ok(())
 }

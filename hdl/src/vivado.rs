@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use caq_spec::{AccelConfig, Board, BoardMap, board_map};
+use caq_spec::{AccelConfig, AxiAttrs, Board, BoardMap, Coherence, board_map};
 
 use crate::design::{Design, write_atomic};
 use crate::error::{HdlError, Result};
@@ -292,10 +292,40 @@ fn script(cfg: &AccelConfig, design: &Design, map: &BoardMap, ps: &Ps) -> String
         ));
         vars.push((
             "CAQ_DMA_COHERENT",
-            "0".into(),
-            "1 puts m_axi on CAQ_DMA_PORT_COHERENT instead of CAQ_DMA_PORT".into(),
+            u8::from(cfg.axi.coherence == Coherence::Io).to_string(),
+            format!(
+                "config: axi.coherence = {} (1 puts m_axi on CAQ_DMA_PORT_COHERENT instead of \
+                 CAQ_DMA_PORT)",
+                cfg.axi.coherence.as_str()
+            ),
         ));
     }
+    let attrs = cfg.axi.coherence.axi_attrs();
+    vars.extend([
+        (
+            "CAQ_DMA_RTL",
+            tcl_word(&format!("{RTL_DIR}/{}.v", crate::dma::MODULE)),
+            "Design: the DMA engine's file, whose AxCACHE/AxPROT are checked below".into(),
+        ),
+        (
+            "CAQ_DMA_ARCACHE",
+            AxiAttrs::verilog(attrs.arcache, 4),
+            format!(
+                "config: axi.coherence = {} -> ARCACHE (caq_spec::Coherence::axi_attrs)",
+                cfg.axi.coherence.as_str()
+            ),
+        ),
+        (
+            "CAQ_DMA_AWCACHE",
+            AxiAttrs::verilog(attrs.awcache, 4),
+            "config: axi.coherence -> AWCACHE".into(),
+        ),
+        (
+            "CAQ_DMA_AXPROT",
+            AxiAttrs::verilog(attrs.prot, 3),
+            "config: axi.coherence -> ARPROT and AWPROT".into(),
+        ),
+    ]);
     vars.extend([
         (
             "CAQ_IRQ_PIN",
@@ -443,7 +473,22 @@ set_property -dict [list \
 ] $ps
 "#;
 
-const BODY_END: &str = r#"set fclk_act [get_property @ACT_FREQ@ $ps]
+const BODY_END: &str = r#"# The DMA engine must drive the AxCACHE/AxPROT the port needs (caq_spec::Coherence): RTL
+# generated from another config would send unsnooped traffic to a dma-coherent region, or the
+# reverse, and the data would go stale without any error. Checked in the Verilog this script reads.
+set fh [open [file join $script_dir $CAQ_DMA_RTL] r]
+set dma_rtl [read $fh]
+close $fh
+foreach {sig want} [list m_axi_arcache $CAQ_DMA_ARCACHE m_axi_awcache $CAQ_DMA_AWCACHE \
+        m_axi_arprot $CAQ_DMA_AXPROT m_axi_awprot $CAQ_DMA_AXPROT] {
+    set got "(no assignment)"
+    regexp "assign $sig = (\[0-9\]+'b\[01\]+);" $dma_rtl -> got
+    if {$got ne $want} {
+        error "caq: $CAQ_DMA_RTL drives $sig = $got; config $CAQ_CONFIG needs $want on $dma_port; regenerate the RTL and this script from one config"
+    }
+}
+
+set fclk_act [get_property @ACT_FREQ@ $ps]
 if {abs($fclk_act - $CAQ_CLOCK_MHZ) > 0.5} {
     puts "CRITICAL WARNING: caq: the PS makes $CAQ_FCLK $fclk_act MHz, not $CAQ_CLOCK_MHZ MHz; timing is checked at $fclk_act MHz"
 }

@@ -9,9 +9,10 @@ use std::fs;
 
 use caq_hdl::vivado::{self, README, RTL_DIR, SCRIPT, XDC};
 use caq_hdl::{Design, Dir, HdlError, generate};
-use caq_spec::{AccelConfig, Board, board_map};
+use caq_spec::{AccelConfig, AxiAttrs, Board, Coherence, board_map};
 
-const BOARDS: [&str; 2] = ["pynq-z2", "zcu104"];
+/// Every config of a real board: the two boards, and the ZCU104 with its DMA master on HPC0.
+const BOARDS: [&str; 3] = ["pynq-z2", "zcu104", "zcu104-hpc"];
 
 fn flow(name: &str) -> (AccelConfig, Design, vivado::VivadoFlow) {
     let cfg = common::load(name);
@@ -79,14 +80,15 @@ fn committed_scripts_and_constraints_match_the_generator() {
     let root = common::repo_root();
     let bless = std::env::var("CAQ_BLESS").is_ok_and(|v| v == "1");
     for board in BOARDS {
-        let (_, _, flow) = flow(board);
+        let (cfg, _, flow) = flow(board);
         let files = [
             (
                 root.join("bitstreams").join(board).join(SCRIPT),
                 flow.script,
             ),
             (
-                root.join("constraints").join(format!("{board}.xdc")),
+                root.join("constraints")
+                    .join(format!("{}.xdc", cfg.board.as_str())),
                 flow.constraints,
             ),
         ];
@@ -154,6 +156,47 @@ fn script_header_equals_the_config_and_the_board_map() {
         assert_eq!(get("CAQ_FCLK"), map.fclk);
         assert_eq!(get("CAQ_TOP"), design.top);
         assert_eq!(get("CAQ_XDC"), XDC);
+    }
+}
+
+/// The AxCACHE/AxPROT the script checks are the config's coherence mode's, the generated
+/// `caq_dma` drives exactly those, and the port follows the mode.
+#[test]
+fn the_dma_attributes_the_script_checks_are_what_the_rtl_drives() {
+    for board in BOARDS {
+        let (cfg, design, flow) = flow(board);
+        let h = header(&flow.script);
+        let attrs = cfg.axi.coherence.axi_attrs();
+        let dma = design
+            .files
+            .iter()
+            .find(|f| format!("{RTL_DIR}/{}", f.name) == h["CAQ_DMA_RTL"])
+            .unwrap_or_else(|| panic!("{board}: {} is not a design file", h["CAQ_DMA_RTL"]));
+        for (sig, var, value, bits) in [
+            ("m_axi_arcache", "CAQ_DMA_ARCACHE", attrs.arcache, 4),
+            ("m_axi_awcache", "CAQ_DMA_AWCACHE", attrs.awcache, 4),
+            ("m_axi_arprot", "CAQ_DMA_AXPROT", attrs.prot, 3),
+            ("m_axi_awprot", "CAQ_DMA_AXPROT", attrs.prot, 3),
+        ] {
+            let want = AxiAttrs::verilog(value, bits);
+            assert_eq!(h[var], want, "{board}: {var}");
+            let line = format!("assign {sig} = {want};");
+            assert!(
+                dma.text.contains(&line),
+                "{board}: caq_dma.v lacks `{line}`"
+            );
+        }
+        let coherent = cfg.axi.coherence == Coherence::Io;
+        assert_eq!(attrs.snooped(), coherent, "{board}");
+        match h.get("CAQ_DMA_COHERENT") {
+            Some(v) => assert_eq!(v, if coherent { "1" } else { "0" }, "{board}"),
+            None => assert!(!coherent, "{board}: io coherence without a coherent port"),
+        }
+        assert!(
+            flow.script
+                .contains("regexp \"assign $sig = (\\[0-9\\]+'b\\[01\\]+);\" $dma_rtl -> got"),
+            "{board}: the script checks the RTL's assignments"
+        );
     }
 }
 

@@ -2,8 +2,12 @@
 //! board through UIO, the functional model, the Verilator model of the RTL) and gives:
 //!
 //! - [`Accelerator::open`]: the identity checks (ID, VERSION, CONFIG_HASH, CAPS) before anything
-//!   else touches the device; a bitstream built from another config is refused with both configs
-//!   in the message;
+//!   else touches the device, a bitstream built from another config refused with both configs in
+//!   the message; then a reset ([`run::reset`]), so a job left running by a process that died
+//!   cannot write into the memory this one is about to fill;
+//! - the invariant that device memory is touched only while the device is idle: every failed run
+//!   ends in a reset, and if a reset does not take ([`HostError::ResetFailed`]), or a debugging
+//!   write started a job, the next call that writes memory resets first and refuses if that fails;
 //! - [`Accelerator::load_bundle`]: compiles a model bundle into descriptor lists and a buffer
 //!   layout in device memory, uploads the tables, and pages in only the plane groups the active
 //!   precision needs;
@@ -27,7 +31,7 @@ use crate::sys::SysRoot;
 use crate::uio_device::{UioDevice, UioOptions};
 use caq_model::bundle::Bundle;
 use caq_model::qmodel::{Gate, QModel};
-use caq_spec::regmap::{self, REGISTER_SPACE_BYTES};
+use caq_spec::regmap;
 use caq_spec::{AccelConfig, Caps, ConfigHash, Device, DeviceAddr, IrqStats, PerfCounters};
 use serde::Serialize;
 use std::path::Path;
@@ -196,9 +200,14 @@ impl Inference {
 }
 
 /// A DMA buffer from [`Accelerator::allocate`]: `len` bytes at device address `addr`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// Neither `Clone` nor `Copy`: [`Accelerator::free`] takes it, so no copy can outlive the free and
+/// write into memory the pool has since given to descriptors or planes. It belongs to the
+/// accelerator that allocated it; another one refuses it.
+#[derive(Debug, PartialEq, Eq)]
 pub struct DmaBuffer {
     block: Block,
+    owner: u64,
 }
 
 impl DmaBuffer {
@@ -244,7 +253,15 @@ pub struct Accelerator<D: Device> {
     loaded: Option<Loaded>,
     run_opts: RunOptions,
     meter: Option<Box<dyn EnergyMeter>>,
+    /// Tells this accelerator's [`DmaBuffer`]s from another's.
+    id: u64,
+    /// The device may be running a job nobody waits for (a reset that did not take, a START
+    /// written through `mmio_write`): reset before device memory is touched again.
+    unsettled: bool,
 }
+
+/// The next [`Accelerator`]'s id (owner of its [`DmaBuffer`]s).
+static NEXT_ACCELERATOR: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 fn describe(c: &Caps) -> String {
     let bits: Vec<String> = (1..=8u8)
@@ -323,6 +340,9 @@ impl<D: Device> Accelerator<D> {
                 found,
             });
         }
+        // A job left running (its process killed mid-run, or a timeout nobody recovered from)
+        // would finish into memory this process is about to fill: stop it first.
+        run::reset(&mut dev)?;
         let mem = dev.memory();
         let pool = DmaPool::new("device memory", mem, caps.addr_width());
         let run_opts = RunOptions::default();
@@ -339,7 +359,27 @@ impl<D: Device> Accelerator<D> {
             loaded: None,
             run_opts,
             meter: None,
+            id: NEXT_ACCELERATOR.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            unsettled: false,
         })
+    }
+
+    /// Resets the device (SOFT_RESET, STATUS until idle, IRQ_STATUS acknowledged; see
+    /// [`run::reset`]). Needed only after a [`HostError::ResetFailed`]: every failed run already
+    /// ends in a reset.
+    pub fn reset(&mut self) -> Result<()> {
+        run::reset(&mut self.dev)?;
+        self.unsettled = false;
+        Ok(())
+    }
+
+    /// Resets first when the device may still be running, so that what follows never writes
+    /// memory a live job reads.
+    fn settle(&mut self) -> Result<()> {
+        if self.unsettled {
+            self.reset()?;
+        }
+        Ok(())
     }
 
     pub fn info(&self) -> &DeviceInfo {
@@ -375,15 +415,22 @@ impl<D: Device> Accelerator<D> {
         self.meter = Some(meter);
     }
 
-    /// Reads a register by byte offset (debugging, like PYNQ's `MMIO.read`).
+    /// Reads a register by byte offset (debugging, like PYNQ's `MMIO.read`): only a register of
+    /// `caq_spec::regmap::REGISTERS` that is readable (any other offset answers SLVERR on the
+    /// bus, which can take the kernel down; see `regmap::checked_access`).
     pub fn mmio_read(&mut self, offset: u32) -> Result<u32> {
-        check_offset(offset)?;
+        regmap::checked_access(offset, false)?;
         self.dev.read_reg(offset).map_err(HostError::backend)
     }
 
-    /// Writes a register by byte offset (debugging, like PYNQ's `MMIO.write`).
+    /// Writes a register by byte offset (debugging, like PYNQ's `MMIO.write`): only a writable
+    /// register of `caq_spec::regmap::REGISTERS`.
     pub fn mmio_write(&mut self, offset: u32, value: u32) -> Result<()> {
-        check_offset(offset)?;
+        regmap::checked_access(offset, true)?;
+        // A START from here is a job no call waits for: reset before memory is touched again.
+        if offset == regmap::CTRL.offset && regmap::CTRL_START.is_set(value) {
+            self.unsettled = true;
+        }
         self.dev
             .write_reg(offset, value)
             .map_err(HostError::backend)
@@ -393,16 +440,34 @@ impl<D: Device> Accelerator<D> {
     /// aligned (like `pynq.allocate`). Free it with [`Accelerator::free`].
     pub fn allocate(&mut self, len: u64) -> Result<DmaBuffer> {
         let block = self.pool.alloc(len, BUFFER_ALIGN, "buffer")?;
-        Ok(DmaBuffer { block })
+        Ok(DmaBuffer {
+            block,
+            owner: self.id,
+        })
     }
 
+    /// Gives `buf` back to the pool (and so the handle: nothing can use it after).
     pub fn free(&mut self, buf: DmaBuffer) -> Result<()> {
+        self.check_owner(&buf)?;
         self.pool.free(buf.block)
+    }
+
+    fn check_owner(&self, buf: &DmaBuffer) -> Result<()> {
+        if buf.owner == self.id {
+            return Ok(());
+        }
+        Err(HostError::BadConfig {
+            field: "buffer".into(),
+            value: format!("{:#x} (+{})", buf.block.addr.0, buf.block.len),
+            expected: "a buffer this accelerator allocated".into(),
+        })
     }
 
     /// Copies `data` into `buf` at byte `offset` and flushes it for the device.
     pub fn write_buffer(&mut self, buf: &DmaBuffer, offset: u64, data: &[u8]) -> Result<()> {
+        self.check_owner(buf)?;
         let addr = buffer_range(buf, offset, data.len() as u64)?;
+        self.settle()?;
         self.dev.mem_write(addr, data).map_err(HostError::backend)?;
         self.dev
             .sync_for_device(addr, data.len() as u64)
@@ -411,7 +476,9 @@ impl<D: Device> Accelerator<D> {
 
     /// Invalidates `buf` for the CPU and copies bytes from `offset` into `out`.
     pub fn read_buffer(&mut self, buf: &DmaBuffer, offset: u64, out: &mut [u8]) -> Result<()> {
+        self.check_owner(buf)?;
         let addr = buffer_range(buf, offset, out.len() as u64)?;
+        self.settle()?;
         self.dev
             .sync_for_cpu(addr, out.len() as u64)
             .map_err(HostError::backend)?;
@@ -440,6 +507,7 @@ impl<D: Device> Accelerator<D> {
         opts: &LoadOptions,
     ) -> Result<LoadReport> {
         let t0 = Instant::now();
+        self.settle()?;
         if let Some(old) = self.loaded.take() {
             self.pool.free(old.block)?;
         }
@@ -533,6 +601,7 @@ impl<D: Device> Accelerator<D> {
     /// leaves the old precision running (some groups may stay resident).
     pub fn set_bits(&mut self, bits: &[u8]) -> Result<SwitchReport> {
         let t0 = Instant::now();
+        self.settle()?;
         let loaded = self.loaded.as_mut().ok_or(HostError::Arg {
             what: "accelerator",
             why: "no model is loaded (call load_bundle first)".into(),
@@ -598,6 +667,7 @@ impl<D: Device> Accelerator<D> {
 
     /// Runs one inference on `input` (CHW pixel codes, one byte each).
     pub fn infer(&mut self, input: &[u8]) -> Result<Inference> {
+        self.settle()?;
         let loaded = self.loaded.as_ref().ok_or(HostError::Arg {
             what: "accelerator",
             why: "no model is loaded (call load_bundle first)".into(),
@@ -607,7 +677,14 @@ impl<D: Device> Accelerator<D> {
             m.begin()?;
         }
         let t0 = Instant::now();
-        let out = run::run(&mut self.dev, &loaded.program, input, &self.run_opts)?;
+        let out = match run::run(&mut self.dev, &loaded.program, input, &self.run_opts) {
+            Ok(out) => out,
+            Err(e) => {
+                // Any other failure was followed by a reset that took (run.rs).
+                self.unsettled = matches!(e, HostError::ResetFailed { .. });
+                return Err(e);
+            }
+        };
         let latency = t0.elapsed();
         let energy = match self.meter.as_mut() {
             Some(m) => Some(m.end(&out.report.device, latency)?),
@@ -680,21 +757,33 @@ impl Accelerator<UioDevice> {
     /// memory (like PYNQ's `Overlay(...).ip_name` with `allocate`), and runs the identity checks
     /// of [`Accelerator::open`].
     pub fn open_uio(cfg: &AccelConfig, opts: &BoardOptions) -> Result<Accelerator<UioDevice>> {
-        // The UIO device first: a missing accelerator is the likelier problem and its error
-        // says what to check.
-        crate::uio::find_uio(&opts.root, &opts.uio_name)?;
-        let mem = UDmaBuf::open(&opts.root, &opts.udmabuf, opts.coherency)?;
-        let dev = UioDevice::open(&opts.root, &opts.uio_name, Box::new(mem), opts.uio)?;
-        Accelerator::open(dev, cfg)
+        Accelerator::open(open_board(cfg, opts)?, cfg)
     }
 }
 
-fn check_offset(offset: u32) -> Result<()> {
-    if !offset.is_multiple_of(4) || offset >= REGISTER_SPACE_BYTES {
-        return Err(HostError::BadConfig {
-            field: "register offset".into(),
-            value: format!("{offset:#x}"),
-            expected: format!("a multiple of 4 below {REGISTER_SPACE_BYTES:#x} (docs/regmap.md)"),
+/// The board's device as [`Accelerator::open_uio`] opens it, before the identity checks: the PL
+/// checked programmed, the UIO device found and locked first (a missing accelerator is the likelier
+/// problem and its error says what to check; and nothing touches the u-dma-buf while another
+/// process holds the accelerator), then the u-dma-buf opened and its coherence checked against
+/// `cfg`. For callers that wrap the device (a recorder in tests) before [`Accelerator::open`].
+pub fn open_board(cfg: &AccelConfig, opts: &BoardOptions) -> Result<UioDevice> {
+    UioDevice::open_with(&opts.root, &opts.uio_name, opts.uio, || {
+        let mem = UDmaBuf::open(&opts.root, &opts.udmabuf, opts.coherency)?;
+        check_coherence(cfg, &mem)?;
+        Ok(Box::new(mem))
+    })
+}
+
+/// A `dma-coherent` region is right only for a config whose DMA engine drives snooped traffic: for
+/// any other, the kernel would drop the syncs the non-coherent port needs (docs/deploy.md). The
+/// reverse (a coherent config over a region that is not `dma-coherent`) is slower but correct.
+fn check_coherence(cfg: &AccelConfig, mem: &UDmaBuf) -> Result<()> {
+    if mem.dma_coherent() && !cfg.axi.coherence.dma_coherent() {
+        return Err(HostError::CoherenceMismatch {
+            path: mem.sysfs_dir().join("dma_coherent"),
+            config: cfg.name.clone(),
+            coherence: cfg.axi.coherence.as_str(),
+            arcache: caq_spec::AxiAttrs::verilog(cfg.axi.coherence.axi_attrs().arcache, 4),
         });
     }
     Ok(())

@@ -8,8 +8,9 @@
 //!   so a test that forgets a sync reads stale data and fails).
 //!
 //! Rules from docs/driver.md: never a Rust reference into uncached or device memory (raw
-//! pointers, aligned volatile copies); a sync always passes offset, size and direction (a bare
-//! "1" syncs nothing).
+//! pointers, aligned volatile copies); the copy routine follows what the mapping really is
+//! ([`udmabuf_mapping`]: `sync_mode` and quirk-mmap decide it, not what was asked for); a sync
+//! always passes offset, size and direction (a bare "1" syncs nothing).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -23,6 +24,7 @@ use memmap2::{MmapOptions, MmapRaw};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 
 use crate::error::{HostError, Result};
+use crate::process::{ForkGuard, dont_fork};
 use crate::sys::{SysRoot, read_attr_opt, read_dec, read_hex};
 
 /// How CPU and device views of the memory are kept consistent.
@@ -217,25 +219,29 @@ impl ChipFamily {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoherencyChoice {
     pub chip: ChipFamily,
-    /// On a non-coherent Zynq-7000 port, map cached and bracket every device access with kernel
-    /// syncs ([`Coherency::ManualSync`]) instead of mapping uncached. Faster CPU copies (the
-    /// u-dma-buf README measures ~5x), at the price of a sync syscall per buffer and per job.
-    pub cached_on_zynq7000: bool,
+    /// Map cached and bracket every device access with kernel syncs ([`Coherency::ManualSync`]),
+    /// and refuse ([`HostError::NotCacheable`]) when u-dma-buf cannot map the buffer cached
+    /// (`sync_mode` with SYNC_ALWAYS, quirk-mmap off). On a non-coherent Zynq-7000 port this
+    /// replaces the default uncached mapping: faster CPU copies (the u-dma-buf README measures
+    /// ~5x), at the price of a sync syscall per buffer and per job. Elsewhere cached is already
+    /// the default, and this turns its quiet fallback to an uncached mapping into an error.
+    pub require_cached: bool,
 }
 
 impl Default for CoherencyChoice {
     fn default() -> Self {
         CoherencyChoice {
             chip: ChipFamily::of_target(),
-            cached_on_zynq7000: false,
+            require_cached: false,
         }
     }
 }
 
 impl CoherencyChoice {
-    /// The coherency of a buffer whose `dma_coherent` attribute reads `dma_coherent`.
+    /// The coherency asked for a buffer whose `dma_coherent` attribute reads `dma_coherent`
+    /// (what the mapping then really is decides the rest: [`udmabuf_mapping`]).
     pub fn resolve(&self, dma_coherent: bool) -> Coherency {
-        choose_coherency(dma_coherent, self.chip, self.cached_on_zynq7000)
+        choose_coherency(dma_coherent, self.chip, self.require_cached)
     }
 }
 
@@ -245,16 +251,75 @@ impl CoherencyChoice {
 /// - Zynq-7000 otherwise: uncached (`O_SYNC` + `sync_mode=1`), unless the user asks for cached
 ///   mapping with kernel syncs;
 /// - ZynqMP otherwise: cached with kernel syncs (uncached is ~3x slower and memcpy-hostile).
-pub fn choose_coherency(
-    dma_coherent: bool,
-    chip: ChipFamily,
-    cached_on_zynq7000: bool,
-) -> Coherency {
+pub fn choose_coherency(dma_coherent: bool, chip: ChipFamily, require_cached: bool) -> Coherency {
     match (dma_coherent, chip) {
         (true, _) => Coherency::HwCoherent,
-        (false, ChipFamily::Zynq7000) if cached_on_zynq7000 => Coherency::ManualSync,
+        (false, ChipFamily::Zynq7000) if require_cached => Coherency::ManualSync,
         (false, ChipFamily::Zynq7000) => Coherency::Uncached,
         (false, ChipFamily::ZynqMp) => Coherency::ManualSync,
+    }
+}
+
+/// `sync_mode`'s SYNC_ALWAYS bit: the `O_SYNC` page protection applies to every open.
+pub const SYNC_ALWAYS: u64 = 4;
+
+/// What the CPU's mapping of a u-dma-buf really is. It decides the copy routine: only
+/// [`Mapping::Cached`] memory takes `memcpy`; anything else gets aligned volatile words, because an
+/// unaligned or multi-register access to Device memory faults on arm64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mapping {
+    /// Normal cacheable memory.
+    Cached,
+    /// Not cacheable, and why (which page protection u-dma-buf chose).
+    NonCached(&'static str),
+    /// Not known (a driver without the `quirk_mmap_mode` attribute, an undefined mode): copies
+    /// are volatile words and a non-coherent buffer still gets kernel syncs, each right for
+    /// either kind of mapping.
+    Unknown(&'static str),
+}
+
+impl Mapping {
+    pub fn is_cached(&self) -> bool {
+        matches!(self, Mapping::Cached)
+    }
+}
+
+/// The mapping u-dma-buf gives an `mmap` of its device file (u-dma-buf.c v5,
+/// `udmabuf_object_mmap`): with `O_SYNC` or `sync_mode`'s [`SYNC_ALWAYS`] bit, `sync_mode & 3`
+/// picks non-cached (1, `pgprot_noncached`: Device memory on arm64), write-combine (2) or
+/// DMA-coherent (3; write-combine on arm64), and 0 keeps the default. Then, with quirk-mmap on
+/// (`quirk_mmap_mode` 2 or 4, or 3 for a non-coherent buffer) the pages are mapped with that
+/// protection, cacheable by default; with quirk-mmap off (1, or 3 for a coherent buffer) the kernel's
+/// `dma_mmap_coherent` maps them, cacheable only for a coherent device. A missing
+/// `quirk_mmap_mode` (a driver built without quirk-mmap, or an older one) leaves a non-coherent
+/// buffer's mapping [`Mapping::Unknown`].
+pub fn udmabuf_mapping(
+    o_sync: bool,
+    sync_mode: u64,
+    quirk_mmap_mode: Option<u64>,
+    dma_coherent: bool,
+) -> Mapping {
+    if o_sync || sync_mode & SYNC_ALWAYS != 0 {
+        match sync_mode & 3 {
+            1 => return Mapping::NonCached("sync_mode 1: pgprot_noncached"),
+            2 => return Mapping::NonCached("sync_mode 2: write-combine"),
+            3 => return Mapping::NonCached("sync_mode 3: pgprot_dmacoherent"),
+            _ => {}
+        }
+    }
+    if dma_coherent {
+        // Both paths map a coherent device's buffer cacheable.
+        return Mapping::Cached;
+    }
+    match quirk_mmap_mode {
+        Some(2..=4) => Mapping::Cached,
+        Some(1) => Mapping::NonCached(
+            "quirk_mmap_mode 1: dma_mmap_coherent maps a non-coherent device's buffer uncached",
+        ),
+        Some(_) => Mapping::Unknown("quirk_mmap_mode is not one u-dma-buf defines"),
+        None => Mapping::Unknown(
+            "no quirk_mmap_mode attribute: cached with quirk-mmap, uncached without",
+        ),
     }
 }
 
@@ -341,7 +406,10 @@ pub struct UDmaBuf {
     phys_addr: u64,
     size: u64,
     coherency: Coherency,
+    mapping: Mapping,
     sync_method: SyncMethod,
+    dma_coherent: bool,
+    owner: ForkGuard,
 }
 
 impl UDmaBuf {
@@ -387,15 +455,43 @@ impl UDmaBuf {
         } else {
             SyncMethod::Sysfs
         };
-        let coherency = choice.resolve(dma_coherent);
-        if coherency == Coherency::Uncached {
-            Self::set_sync_mode_uncached(&sysfs)?;
+        // What the open asks for; what the mapping then is comes from sync_mode and quirk-mmap.
+        let wanted = choice.resolve(dma_coherent);
+        let o_sync = wanted == Coherency::Uncached;
+        let sync_mode = if o_sync {
+            Self::set_sync_mode_uncached(&sysfs)?
+        } else {
+            read_dec(&sysfs.join("sync_mode"))?
+        };
+        let quirk_path = sysfs.join("quirk_mmap_mode");
+        let quirk = match read_attr_opt(&quirk_path)? {
+            Some(s) => Some(crate::sys::parse_dec(&quirk_path, &s)?),
+            None => None,
+        };
+        let mapping = udmabuf_mapping(o_sync, sync_mode, quirk, dma_coherent);
+        if choice.require_cached && !mapping.is_cached() {
+            return Err(HostError::NotCacheable {
+                path: sysfs.clone(),
+                sync_mode,
+                quirk_mmap_mode: quirk,
+                why: match mapping {
+                    Mapping::NonCached(why) | Mapping::Unknown(why) => why,
+                    Mapping::Cached => "",
+                },
+            });
         }
+        // Syncs follow what the mapping is: none for a coherent device or an uncached mapping,
+        // kernel syncs for a cached one and whenever the mapping is not known.
+        let coherency = match mapping {
+            Mapping::NonCached(_) => Coherency::Uncached,
+            _ if dma_coherent => Coherency::HwCoherent,
+            Mapping::Cached | Mapping::Unknown(_) => Coherency::ManualSync,
+        };
 
         let dev = root.dev(name);
         let mut opts = OpenOptions::new();
         opts.read(true).write(true);
-        if coherency == Coherency::Uncached {
+        if o_sync {
             // With O_SYNC, u-dma-buf maps by `sync_mode` (1 = uncached); without, cached.
             opts.custom_flags(libc::O_SYNC);
         }
@@ -413,6 +509,7 @@ impl UDmaBuf {
                     offset: 0,
                     source: e,
                 })?;
+        dont_fork(&map, &dev)?;
         Ok(UDmaBuf {
             name: name.to_string(),
             sysfs,
@@ -422,7 +519,10 @@ impl UDmaBuf {
             phys_addr,
             size,
             coherency,
+            mapping,
             sync_method,
+            dma_coherent,
+            owner: ForkGuard::new(),
         })
     }
 
@@ -446,21 +546,24 @@ impl UDmaBuf {
         })
     }
 
-    /// Sets `sync_mode` to 1 (uncached under `O_SYNC`) unless it already is: the attribute is
+    /// Makes `sync_mode & 3` 1 (uncached under `O_SYNC`; write-combine is not verified on the
+    /// Zynq-7000's PL310), keeping the SYNC_ALWAYS bit, unless it already is: the attribute is
     /// writable by root only, and the module's default (and the DT `sync-mode` property) is
-    /// already 1, so the common case needs no privilege.
-    fn set_sync_mode_uncached(sysfs: &Path) -> Result<()> {
+    /// already 1, so the common case needs no privilege. Returns the mode now in force.
+    fn set_sync_mode_uncached(sysfs: &Path) -> Result<u64> {
         let path = sysfs.join("sync_mode");
         let current = read_dec(&path)?;
-        if current == 1 {
-            return Ok(());
+        if current & 3 == 1 {
+            return Ok(current);
         }
+        let mode = (current & SYNC_ALWAYS) | 1;
         OpenOptions::new()
             .write(true)
             .truncate(true)
             .open(&path)
-            .and_then(|mut f| f.write_all(b"1"))
-            .map_err(|e| HostError::io(&path, "u-dma-buf", e))
+            .and_then(|mut f| f.write_all(mode.to_string().as_bytes()))
+            .map_err(|e| HostError::io(&path, "u-dma-buf", e))?;
+        Ok(mode)
     }
 
     /// The buffer's physical (DMA) address, as `phys_addr` reports it.
@@ -483,7 +586,19 @@ impl UDmaBuf {
         self.sync_method
     }
 
+    /// What the CPU's mapping really is ([`udmabuf_mapping`]): it picks the copy routine.
+    pub fn mapping(&self) -> Mapping {
+        self.mapping
+    }
+
+    /// The `dma_coherent` attribute: the device tree marks the region `dma-coherent`, so the
+    /// kernel's syncs do nothing.
+    pub fn dma_coherent(&self) -> bool {
+        self.dma_coherent
+    }
+
     fn sync(&mut self, op: SyncOp, off: u64, len: u64, dir: SyncDir) -> Result<()> {
+        self.owner.check(&self.dev)?;
         check_range(&self.name, self.phys_addr, self.size, off, len, op.attr())?;
         if self.coherency != Coherency::ManualSync || len == 0 {
             return Ok(());
@@ -552,6 +667,7 @@ impl DmaMemory for UDmaBuf {
     }
 
     fn write(&mut self, off: u64, src: &[u8]) -> Result<()> {
+        self.owner.check(&self.dev)?;
         let at = check_range(
             &self.name,
             self.phys_addr,
@@ -561,7 +677,7 @@ impl DmaMemory for UDmaBuf {
             "write",
         )?;
         let base = self.map.as_mut_ptr();
-        if self.coherency == Coherency::Uncached {
+        if !self.mapping.is_cached() {
             // SAFETY: `base` is the page-aligned start of our live mapping of `size` bytes and
             // `[at, at + len)` was checked to lie inside it.
             unsafe { volatile_write(base, at, src) }
@@ -573,6 +689,7 @@ impl DmaMemory for UDmaBuf {
     }
 
     fn read(&mut self, off: u64, dst: &mut [u8]) -> Result<()> {
+        self.owner.check(&self.dev)?;
         let at = check_range(
             &self.name,
             self.phys_addr,
@@ -582,7 +699,7 @@ impl DmaMemory for UDmaBuf {
             "read",
         )?;
         let base = self.map.as_ptr();
-        if self.coherency == Coherency::Uncached {
+        if !self.mapping.is_cached() {
             // SAFETY: `base` is the page-aligned start of our live mapping of `size` bytes and
             // `[at, at + len)` was checked to lie inside it.
             unsafe { volatile_read(base, at, dst) }
@@ -610,6 +727,8 @@ impl DmaMemory for UDmaBuf {
 #[derive(Debug)]
 struct MemfdShared {
     region: MemRegion,
+    /// The memfd, kept open so another process can open it through `/proc/<pid>/fd`.
+    file: File,
     /// The CPU view: a shared mapping of the memfd.
     cpu: MmapRaw,
     /// The device view of an incoherent region (`None`: the device sees the CPU view).
@@ -719,6 +838,22 @@ impl MemfdShared {
         Ok(())
     }
 
+    /// Clean of every line of the range, dirty or not: for a CPU view written through another
+    /// mapping of the memfd, which no dirty bit saw.
+    fn clean_all(&self, off: u64, len: u64) -> Result<()> {
+        self.check_sync(off, len, "sync_for_device")?;
+        let Some(mut view) = self.view() else {
+            return Ok(());
+        };
+        let (start, n) = line_range(off, len, self.len());
+        let (at, n) = (start as usize, n as usize);
+        // SAFETY: `[at, at + n)` lies in the live CPU mapping (line_range clamps to the length).
+        unsafe { cached_read(self.cpu.as_ptr(), at, &mut view.bytes[at..at + n]) };
+        let first = at / CACHE_LINE as usize;
+        view.dirty[first..first + n.div_ceil(CACHE_LINE as usize)].fill(false);
+        Ok(())
+    }
+
     /// Invalidate: the range's lines are reloaded from the device view, dropping CPU data in
     /// them. Nothing happens for `ToDevice` (arm64's arch_sync_dma_for_cpu returns early).
     fn invalidate(&self, off: u64, len: u64, dir: SyncDir) -> Result<()> {
@@ -822,6 +957,7 @@ impl MemfdMemory {
         });
         let shared = Arc::new(MemfdShared {
             region,
+            file,
             cpu,
             device,
         });
@@ -881,6 +1017,31 @@ impl MemfdDeviceSide {
     /// The device-address range.
     pub fn region(&self) -> MemRegion {
         self.shared.region
+    }
+
+    /// A path through which another process opens this memory (`/proc/<pid>/fd/<n>`): a fake
+    /// u-dma-buf device file can be a symlink to it, so a driver in a child process maps the
+    /// same bytes as the fake board in this one. Only a coherent memfd has one view to share.
+    pub fn proc_path(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            self.shared.file.as_raw_fd()
+        ))
+    }
+
+    /// What the kernel's `dma_sync_single_for_device` does to `[off, off + len)` when the CPU
+    /// view was written through another mapping of the memfd (a u-dma-buf device file that is
+    /// this memfd, in a test that plays the kernel): every line of the range reaches the device
+    /// view (the writes bypassed [`MemfdMemory`], so no dirty bit saw them).
+    pub fn kernel_sync_for_device(&self, off: u64, len: u64) -> Result<()> {
+        self.shared.clean_all(off, len)
+    }
+
+    /// What the kernel's `dma_sync_single_for_cpu` does: the range's lines are reloaded from the
+    /// device view (nothing for `ToDevice`).
+    pub fn kernel_sync_for_cpu(&self, off: u64, len: u64, dir: SyncDir) -> Result<()> {
+        self.shared.invalidate(off, len, dir)
     }
 
     /// A device (DMA) read at byte offset `off`.

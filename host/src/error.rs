@@ -39,9 +39,9 @@ pub enum HostError {
     #[error("device access failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 
-    /// The device stopped a descriptor list with an error in STATUS.
+    /// The device stopped a descriptor list with an error in STATUS (and was then reset).
     #[error(
-        "device error {code_name} ({code}) on descriptor {desc} of the list, layer '{layer}' (STATUS = {status:#010x})"
+        "device error {code_name} ({code}) on descriptor {desc} of the list, layer '{layer}' (STATUS = {status:#010x}); the device was reset"
     )]
     Device {
         layer: String,
@@ -51,23 +51,37 @@ pub enum HostError {
         status: u32,
     },
 
-    /// The interrupt came but STATUS shows neither DONE nor ERROR.
+    /// The interrupt came but STATUS shows neither DONE nor ERROR (the device was then reset).
     #[error(
-        "the interrupt fired but STATUS = {status:#010x} is not DONE running layers {layers:?}"
+        "the interrupt fired but STATUS = {status:#010x} is not DONE running layers {layers:?}; the device was reset"
     )]
     NotDone { layers: Vec<String>, status: u32 },
 
-    /// The completion interrupt did not come. `hint` says what STATUS shows: DONE or ERROR set
+    /// The completion interrupt did not come. `hint` says what STATUS showed: DONE or ERROR set
     /// means the device finished and the interrupt never reached the CPU (wiring, trigger type,
-    /// IRQ_EN); BUSY means the device is still running (or hung on the bus).
+    /// IRQ_EN); BUSY means the device was still running (or hung on the bus). Either way the
+    /// device was then reset, so no job is left to finish into memory the next call reuses.
     #[error(
-        "no completion interrupt within {timeout:?} running layers {layers:?} (STATUS = {status:#010x}): {hint}"
+        "no completion interrupt within {timeout:?} running layers {layers:?} (STATUS = {status:#010x}): {hint}; the device was reset"
     )]
     Timeout {
         layers: Vec<String>,
         timeout: std::time::Duration,
         status: u32,
         hint: &'static str,
+    },
+
+    /// SOFT_RESET did not bring the device back to idle (STATUS still shows BUSY, DONE or
+    /// ERROR): it may still read and write device memory. `cause` is the failure that asked for
+    /// the reset, if any.
+    #[error(
+        "{}SOFT_RESET did not stop the device ({why}): it may still read and write device memory, so the accelerator touches none until a reset succeeds (Accelerator::reset, or reload the bitstream)",
+        cause.as_ref().map(|c| format!("{c}; then ")).unwrap_or_default()
+    )]
+    ResetFailed {
+        cause: Option<Box<HostError>>,
+        /// What was seen: STATUS after the wait, or the register access that failed.
+        why: String,
     },
 
     // ---- Finding and opening the device (UIO) ----
@@ -97,6 +111,16 @@ pub enum HostError {
         path: std::path::PathBuf,
         /// `uio` or `u-dma-buf`.
         subsystem: &'static str,
+    },
+
+    /// A handle used in a process other than the one that opened it (a `fork` child).
+    #[error(
+        "{path} was opened by process {opened_by}; process {pid} (a fork) may not use it: the register and DMA mappings are not inherited (MADV_DONTFORK), and the lock and the interrupt count belong to the parent; open the accelerator in this process after the parent closed it"
+    )]
+    Forked {
+        path: std::path::PathBuf,
+        opened_by: u32,
+        pid: u32,
     },
 
     /// Another process holds the exclusive lock on the device file.
@@ -141,6 +165,16 @@ pub enum HostError {
         source: std::io::Error,
     },
 
+    /// The FPGA manager reports the programmable logic as not programmed (or being programmed):
+    /// a read of a PL address could hang the interconnect.
+    #[error(
+        "{path} reads \"{state}\", not \"operating\": the programmable logic holds no finished bitstream, and a register read could hang the interconnect; load the bitstream first (docs/deploy.md, step 5), then apply the overlay"
+    )]
+    FpgaNotOperating {
+        path: std::path::PathBuf,
+        state: String,
+    },
+
     /// The device at the mapped address is not a caq accelerator of a compatible register map.
     #[error("{register} = {found:#010x}, expected {expected:#010x}: {hint}")]
     IdMismatch {
@@ -180,6 +214,18 @@ pub enum HostError {
         expected: String,
     },
 
+    /// The DMA region is `dma-coherent` (the kernel skips every sync) but the bitstream's config
+    /// drives traffic the port does not snoop.
+    #[error(
+        "{path} reads 1: the region is dma-coherent, so the kernel makes every cache sync a no-op, but config '{config}' (axi.coherence = \"{coherence}\") drives ARCACHE {arcache}, which the port does not snoop: outputs would go stale without an error; apply the overlay of that config (devicetree/{config}.dtso) or build the bitstream of a coherent config (configs/zcu104-hpc.toml)"
+    )]
+    CoherenceMismatch {
+        path: std::path::PathBuf,
+        config: String,
+        coherence: &'static str,
+        arcache: String,
+    },
+
     // ---- DMA memory ----
     /// Not enough DMA memory.
     #[error(
@@ -201,6 +247,18 @@ pub enum HostError {
         end: u64,
         limit_base: u64,
         limit_end: u64,
+        why: &'static str,
+    },
+
+    /// A cached mapping was required but u-dma-buf maps this buffer uncached.
+    #[error(
+        "a cached mapping of the u-dma-buf at {path} was asked for (--cached), but {why} (sync_mode = {sync_mode}, quirk_mmap_mode = {}): drop --cached, or set sync_mode without its SYNC_ALWAYS bit (4) and load u-dma-buf with quirk_mmap_mode=2",
+        quirk_mmap_mode.map_or("absent".to_string(), |q| q.to_string())
+    )]
+    NotCacheable {
+        path: std::path::PathBuf,
+        sync_mode: u64,
+        quirk_mmap_mode: Option<u64>,
         why: &'static str,
     },
 

@@ -12,7 +12,9 @@
 //! - EIO from either means the device has no interrupt (or was removed).
 //!
 //! [`UioIrq`] works on any descriptor that behaves like that: `/dev/uioN` on a board, one end of
-//! a `UnixStream::pair()` in tests. It does not know registers or what the interrupt means.
+//! a `UnixStream::pair()` in tests. It does not know registers or what the interrupt means. The
+//! event count belongs to the open file, which a forked child shares: only the process that made
+//! the `UioIrq` may use it ([`crate::process::ForkGuard`]).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -23,6 +25,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::error::{HostError, Result};
+use crate::process::ForkGuard;
 
 /// What [`UioIrq::wait`] saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +45,7 @@ pub struct UioIrq {
     /// The last event count read, when known.
     last: Option<u32>,
     stats: IrqStats,
+    owner: ForkGuard,
 }
 
 impl UioIrq {
@@ -56,6 +60,7 @@ impl UioIrq {
             path,
             last: None,
             stats: IrqStats::default(),
+            owner: ForkGuard::new(),
         })
     }
 
@@ -85,6 +90,7 @@ impl UioIrq {
     /// job cannot end the next wait early. Returns how many events were pending (each also
     /// counts as missed: it fired while nobody waited).
     pub fn drain(&mut self) -> Result<u32> {
+        self.owner.check(&self.path)?;
         let mut drained = 0u32;
         while self.readable(PollTimeout::ZERO)? {
             let Some(count) = self.read_count()? else {
@@ -99,6 +105,7 @@ impl UioIrq {
 
     /// Re-enables the interrupt line: writes exactly 4 bytes, `1u32` in native byte order.
     pub fn enable(&mut self) -> Result<()> {
+        self.owner.check(&self.path)?;
         let bytes = 1u32.to_ne_bytes();
         loop {
             match nix::unistd::write(self.fd.as_fd(), &bytes) {
@@ -121,6 +128,7 @@ impl UioIrq {
     /// Waits up to `timeout` for the next event. A signal interrupting the wait does not end
     /// it: the wait resumes with the time that is left.
     pub fn wait(&mut self, timeout: Duration) -> Result<IrqOutcome> {
+        self.owner.check(&self.path)?;
         let deadline = Instant::now().checked_add(timeout);
         loop {
             let remaining = match deadline {

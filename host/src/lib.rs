@@ -13,6 +13,7 @@ pub mod fake;
 pub mod gates;
 pub mod irq;
 pub mod pool;
+pub mod process;
 pub mod run;
 pub mod sys;
 pub mod uio;

@@ -5,6 +5,13 @@
 //!
 //! The program must have been [`Program::load`]ed into the device first (weights, tables and
 //! descriptors); `run` writes only the input and the host steps' outputs.
+//!
+//! Recovery: a wait that fails (timeout, STATUS ERROR, an interrupt without DONE, a backend error
+//! after START) may leave a job running, and START is ignored while BUSY: the next run would then
+//! write its input under a live DMA, lose its own START, and take the old job's interrupt as its
+//! own. So every failed wait ends in [`reset`] (SOFT_RESET, STATUS polled until idle, IRQ_STATUS
+//! acknowledged) before the error is returned; a reset that does not take is
+//! [`HostError::ResetFailed`], after which the caller must not touch device memory.
 
 use crate::compile::{ActBuffer, HostOp, HostStep, Program, Segment, Step};
 use crate::error::{HostError, Result};
@@ -14,7 +21,7 @@ use caq_spec::regmap::{self, Register, WidePair};
 use caq_spec::{Device, IrqWait};
 use ndarray::Array3;
 use serde::Serialize;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How a run is made and measured.
 #[derive(Clone, Debug)]
@@ -201,19 +208,23 @@ fn start_and_wait<D: Device>(
     reg_write(dev, &regmap::CTRL, regmap::CTRL_PERF_CLEAR.mask())?;
     write_wide(dev, regmap::DESC_ADDR, list)?;
     reg_write(dev, &regmap::DESC_COUNT, count)?;
-    reg_write(
-        dev,
-        &regmap::IRQ_STATUS,
-        regmap::IRQ_STATUS_DONE.mask() | regmap::IRQ_STATUS_ERROR.mask(),
-    )?;
+    reg_write(dev, &regmap::IRQ_STATUS, IRQ_CAUSES)?;
     // Stale events drained and the line re-enabled only now, after the device's own interrupt was
     // acknowledged: a level-triggered line re-enabled before would fire again at once.
     dev.arm_irq().map_err(HostError::backend)?;
+    // From START on, a failure may leave the job running: reset before reporting it.
     reg_write(
         dev,
         &regmap::CTRL,
         regmap::CTRL_START.mask() | regmap::CTRL_IRQ_EN.mask(),
-    )?;
+    )
+    .and_then(|()| finish(dev, names, opts))
+    .map_err(|e| recover(dev, e))
+}
+
+/// Waits for the job started last and checks how it ended; returns its counters.
+fn finish<D: Device>(dev: &mut D, names: &[String], opts: &RunOptions) -> Result<PerfCounters> {
+    let count = names.len() as u32;
     let waited = dev.wait_irq(opts.timeout).map_err(HostError::backend)?;
     let status = reg_read(dev, &regmap::STATUS)?;
     if waited == IrqWait::TimedOut {
@@ -224,11 +235,7 @@ fn start_and_wait<D: Device>(
             hint: timeout_hint(status),
         });
     }
-    reg_write(
-        dev,
-        &regmap::IRQ_STATUS,
-        regmap::IRQ_STATUS_DONE.mask() | regmap::IRQ_STATUS_ERROR.mask(),
-    )?;
+    reg_write(dev, &regmap::IRQ_STATUS, IRQ_CAUSES)?;
     if regmap::STATUS_ERROR.is_set(status) {
         let desc = regmap::STATUS_ERR_DESC.get(status);
         let code = regmap::STATUS_ERR_CODE.get(status) as u8;
@@ -245,6 +252,54 @@ fn start_and_wait<D: Device>(
         });
     }
     PerfCounters::read(dev).map_err(HostError::backend)
+}
+
+/// Every IRQ_STATUS cause: written to acknowledge them all (write-1-to-clear).
+const IRQ_CAUSES: u32 = regmap::IRQ_STATUS_DONE.mask() | regmap::IRQ_STATUS_ERROR.mask();
+
+/// How long [`reset`] waits for STATUS to clear after SOFT_RESET. The DMA engine finishes the
+/// bursts it has in flight silently (at most `max_outstanding_reads` bursts of 256 beats each
+/// way), which takes microseconds at the fabric clock; a device still not idle after this is
+/// wedged on the bus.
+pub const RESET_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Stops whatever the device runs and leaves it idle, the one way out of a failed run and the
+/// first thing after open: CTRL = SOFT_RESET (which also clears IRQ_EN), STATUS read until BUSY,
+/// DONE and ERROR are all clear (at most [`RESET_TIMEOUT`]), then IRQ_STATUS acknowledged so the
+/// interrupt line is low. Afterwards the device neither reads nor writes memory and the next START
+/// is taken. [`HostError::ResetFailed`] when STATUS does not clear.
+pub fn reset<D: Device>(dev: &mut D) -> Result<()> {
+    let failed = |why: String| HostError::ResetFailed { cause: None, why };
+    let access = |e: HostError| failed(format!("a register access failed: {e}"));
+    reg_write(dev, &regmap::CTRL, regmap::CTRL_SOFT_RESET.mask()).map_err(access)?;
+    let t0 = Instant::now();
+    let running =
+        regmap::STATUS_BUSY.mask() | regmap::STATUS_DONE.mask() | regmap::STATUS_ERROR.mask();
+    loop {
+        let status = reg_read(dev, &regmap::STATUS).map_err(access)?;
+        if status & running == 0 {
+            break;
+        }
+        let waited = t0.elapsed();
+        if waited >= RESET_TIMEOUT {
+            return Err(failed(format!("STATUS = {status:#010x} after {waited:?}")));
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    reg_write(dev, &regmap::IRQ_STATUS, IRQ_CAUSES).map_err(access)
+}
+
+/// The error of a failed run after [`reset`]: `cause` when the reset took, and
+/// [`HostError::ResetFailed`] carrying `cause` when it did not.
+fn recover<D: Device>(dev: &mut D, cause: HostError) -> HostError {
+    match reset(dev) {
+        Ok(()) => cause,
+        Err(HostError::ResetFailed { why, .. }) => HostError::ResetFailed {
+            cause: Some(Box::new(cause)),
+            why,
+        },
+        Err(other) => other,
+    }
 }
 
 /// What STATUS says after a wait that timed out.

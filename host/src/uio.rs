@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{HostError, Result};
+use crate::process::{ForkGuard, dont_fork};
 use crate::sys::{SysRoot, read_attr, read_attr_opt, read_hex};
 
 /// One `maps/mapN` of a UIO device, as the kernel reports it.
@@ -155,6 +156,33 @@ fn read_info(root: &SysRoot, n: u32, dir: PathBuf, name: &str) -> Result<UioInfo
     })
 }
 
+/// Checks that every FPGA manager under `root` (`sys/class/fpga_manager/fpgaN/state`) reports
+/// `operating` (drivers/fpga/fpga-mgr.c `state_str`): the PL holds a finished bitstream, so a read
+/// of the accelerator's registers gets an answer. An overlay left applied across a bitstream reload
+/// (or a failed one) would otherwise have the first register read hang the interconnect. Called
+/// before anything maps the registers.
+///
+/// A kernel without the FPGA manager class (the bitstream loaded by the boot loader, no manager
+/// driver) has nothing to check: the ID register read stays the first check.
+pub fn check_fpga_operating(root: &SysRoot) -> Result<()> {
+    let class = root.class("fpga_manager");
+    let managers = match numbered_entries(&class, "fpga") {
+        Ok(m) => m,
+        Err(HostError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    for (_, dir) in managers {
+        let path = dir.join("state");
+        let state = read_attr(&path)?;
+        if state != "operating" {
+            return Err(HostError::FpgaNotOperating { path, state });
+        }
+    }
+    Ok(())
+}
+
 /// The entries `<prefix><N>` of `dir`, sorted by N (so `uio10` comes after `uio9`); other
 /// names are ignored.
 fn numbered_entries(dir: &Path, prefix: &str) -> Result<Vec<(u32, PathBuf)>> {
@@ -246,7 +274,8 @@ fn dma_rmb() {
 /// The dev file stays open, with an exclusive `flock`, for the object's life: a second process
 /// (or a second `Mmio` on the same device) gets [`HostError::DeviceBusy`]. The lock belongs to
 /// the open file, so a descriptor cloned with [`Mmio::try_clone_fd`] (the interrupt's) holds it
-/// too.
+/// too. The mapping is `MADV_DONTFORK` and every access checks it runs in the process that opened
+/// the window ([`crate::process`]): a forked child gets [`HostError::Forked`].
 #[derive(Debug)]
 pub struct Mmio {
     file: File,
@@ -257,6 +286,7 @@ pub struct Mmio {
     span: usize,
     path: PathBuf,
     index: usize,
+    owner: ForkGuard,
 }
 
 impl Mmio {
@@ -319,6 +349,7 @@ impl Mmio {
             .offset(file_offset)
             .map_raw(&file)
             .map_err(|e| map_error(path, map.index, map.size, file_offset, e))?;
+        dont_fork(&mapped, path)?;
         Ok(Mmio {
             file,
             map: mapped,
@@ -326,6 +357,7 @@ impl Mmio {
             span: span as usize,
             path: path.to_path_buf(),
             index: map.index,
+            owner: ForkGuard::new(),
         })
     }
 
@@ -352,6 +384,7 @@ impl Mmio {
     /// A second descriptor of the same open dev file (`dup`): it shares the interrupt event count
     /// the kernel keeps per open file, and the lock.
     pub fn try_clone_fd(&self) -> Result<OwnedFd> {
+        self.owner.check(&self.path)?;
         self.file
             .as_fd()
             .try_clone_to_owned()
@@ -379,6 +412,7 @@ impl Mmio {
     }
 
     fn reg_ptr(&self, off: u32) -> Result<*mut u32> {
+        self.owner.check(&self.path)?;
         let o = off as usize;
         if !o.is_multiple_of(4) || o.checked_add(4).is_none_or(|end| end > self.span) {
             return Err(HostError::Arg {

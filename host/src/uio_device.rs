@@ -5,8 +5,12 @@
 //! device memory through a [`DmaMemory`] (u-dma-buf on a board). Without an interrupt in the
 //! device tree, [`WaitStrategy::Poll`] reads STATUS instead.
 //!
-//! It does not check what is mapped: the driver (`Accelerator`) reads ID, VERSION and
-//! CONFIG_HASH through [`Device::read_reg`] before anything else.
+//! Before it maps anything it checks that the FPGA manager reports the PL `operating`
+//! ([`check_fpga_operating`]); every register access goes through
+//! [`caq_spec::regmap::checked_access`], so an offset the slave would answer with SLVERR (a fatal
+//! SError on a Cortex-A53 store) never reaches the bus. It does not check what is mapped: the
+//! driver (`Accelerator`) reads ID, VERSION and CONFIG_HASH through [`Device::read_reg`] before
+//! anything else.
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +21,7 @@ use crate::dma::{DmaMemory, SyncDir};
 use crate::error::{HostError, Result};
 use crate::irq::{IrqOutcome, UioIrq};
 use crate::sys::{SysRoot, read_attr_opt};
-use crate::uio::{Mmio, find_uio};
+use crate::uio::{Mmio, check_fpga_operating, find_uio};
 
 /// How [`Device::wait_irq`] learns that a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,21 +71,37 @@ impl std::fmt::Debug for UioDevice {
 }
 
 impl UioDevice {
-    /// Finds the UIO device called `name` under `root`, maps its register window (at least
-    /// [`regmap::REGISTER_SPACE_BYTES`]) with an exclusive lock, and takes the interrupt from the
-    /// same open file. `mem` is the DMA memory the accelerator masters.
+    /// Checks that the PL is programmed ([`check_fpga_operating`]), finds the UIO device called
+    /// `name` under `root`, maps its register window (at least [`regmap::REGISTER_SPACE_BYTES`])
+    /// with an exclusive lock, and takes the interrupt from the same open file. `mem` is the DMA
+    /// memory the accelerator masters.
     pub fn open(
         root: &SysRoot,
         name: &str,
         mem: Box<dyn DmaMemory>,
         opts: UioOptions,
     ) -> Result<UioDevice> {
+        Self::open_with(root, name, opts, || Ok(mem))
+    }
+
+    /// As [`UioDevice::open`], with the DMA memory opened by `mem` only once the UIO device is
+    /// locked: opening a u-dma-buf may write its `sync_mode`, which must not happen under the feet
+    /// of the process that holds the accelerator (that one gets [`HostError::DeviceBusy`] here
+    /// first).
+    pub fn open_with(
+        root: &SysRoot,
+        name: &str,
+        opts: UioOptions,
+        mem: impl FnOnce() -> Result<Box<dyn DmaMemory>>,
+    ) -> Result<UioDevice> {
+        check_fpga_operating(root)?;
         let info = find_uio(root, name)?;
         let mmio = Mmio::open(
             &info,
             opts.map_index,
             u64::from(regmap::REGISTER_SPACE_BYTES),
         )?;
+        let mem = mem()?;
         let mut irq = UioIrq::new(mmio.try_clone_fd()?, &info.dev_path)?;
         // The kernel starts this file's event count at the device's count when it was opened;
         // `event` read just after tells the first wait where it starts.
@@ -108,11 +128,6 @@ impl UioDevice {
             wait,
             polled: 0,
         }
-    }
-
-    /// The register window, for PYNQ-style poking while debugging.
-    pub fn mmio(&mut self) -> &mut Mmio {
-        &mut self.mmio
     }
 
     /// The interrupt.
@@ -170,10 +185,12 @@ impl Device for UioDevice {
     type Error = HostError;
 
     fn read_reg(&mut self, offset: u32) -> Result<u32> {
+        regmap::checked_access(offset, false)?;
         self.mmio.read32(offset)
     }
 
     fn write_reg(&mut self, offset: u32, value: u32) -> Result<()> {
+        regmap::checked_access(offset, true)?;
         self.mmio.write32(offset, value)
     }
 

@@ -283,6 +283,100 @@ impl Device for Impostor {
     }
 }
 
+/// A FuncDevice whose STATUS reads BUSY while `wedged`: a device hung on the bus, which
+/// SOFT_RESET does not bring back. Counts the memory writes it gets.
+struct Wedged {
+    inner: caq_sim::FuncDevice,
+    wedged: bool,
+    mem_writes: usize,
+}
+
+impl Device for Wedged {
+    type Error = caq_sim::SimError;
+    fn read_reg(&mut self, offset: u32) -> Result<u32, Self::Error> {
+        if self.wedged && offset == regmap::STATUS.offset {
+            return Ok(regmap::STATUS_BUSY.mask());
+        }
+        self.inner.read_reg(offset)
+    }
+    fn write_reg(&mut self, offset: u32, value: u32) -> Result<(), Self::Error> {
+        self.inner.write_reg(offset, value)
+    }
+    fn memory(&self) -> MemRegion {
+        self.inner.memory()
+    }
+    fn mem_write(&mut self, addr: DeviceAddr, data: &[u8]) -> Result<(), Self::Error> {
+        self.mem_writes += 1;
+        self.inner.mem_write(addr, data)
+    }
+    fn mem_read(&mut self, addr: DeviceAddr, buf: &mut [u8]) -> Result<(), Self::Error> {
+        self.inner.mem_read(addr, buf)
+    }
+    fn wait_irq(&mut self, timeout: Duration) -> Result<IrqWait, Self::Error> {
+        if self.wedged {
+            return Ok(IrqWait::TimedOut);
+        }
+        self.inner.wait_irq(timeout)
+    }
+}
+
+#[test]
+fn a_reset_that_does_not_take_keeps_every_memory_write_away_until_one_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, path, set) = mlp_bundle(dir.path());
+    let cfg = config("sim-small");
+    let dev = Wedged {
+        inner: device(&cfg),
+        wedged: false,
+        mem_writes: 0,
+    };
+    let mut acc = Accelerator::open(dev, &cfg).unwrap();
+    acc.load_bundle(&path, &LoadOptions::default()).unwrap();
+    acc.device().wedged = true;
+    let e = acc.infer(set.image(0)).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, HostError::ResetFailed { cause: Some(c), .. } if matches!(**c, HostError::Timeout { .. })),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("no completion interrupt")
+            && msg.contains("then SOFT_RESET did not stop the device (STATUS = 0x00000001 after")
+            && msg.contains("touches none until a reset succeeds"),
+        "{msg}"
+    );
+    // Nothing that writes device memory runs while the device may be live.
+    let writes = acc.device().mem_writes;
+    for e in [
+        acc.set_bits(&[8, 8, 8]).err(),
+        acc.load_bundle(&path, &LoadOptions::default()).err(),
+        acc.infer(set.image(1)).err(),
+    ] {
+        assert!(
+            matches!(e, Some(HostError::ResetFailed { cause: None, .. })),
+            "{e:?}"
+        );
+    }
+    assert_eq!(acc.device().mem_writes, writes, "no memory was written");
+    assert_eq!(acc.bits().unwrap(), vec![4, 4, 4]);
+    // Once a reset takes, everything works again.
+    acc.device().wedged = false;
+    acc.set_bits(&[8, 8, 8]).unwrap();
+    let img = set.image(1);
+    assert_eq!(acc.infer(img).unwrap().output, golden(&q, &[8, 8, 8], img));
+    // A START written by hand is a job nobody waits for: the next switch resets first.
+    acc.mmio_write(
+        regmap::CTRL.offset,
+        regmap::CTRL_START.mask() | regmap::CTRL_IRQ_EN.mask(),
+    )
+    .unwrap();
+    acc.device().wedged = true;
+    assert!(matches!(
+        acc.set_bits(&[4, 4, 4]),
+        Err(HostError::ResetFailed { .. })
+    ));
+}
+
 #[test]
 fn open_refuses_a_wrong_device_version_or_config() {
     let cfg = config("sim-small");
@@ -372,6 +466,13 @@ fn dma_buffers_and_register_debugging() {
     );
     let e = acc.allocate(64 << 20).unwrap_err();
     assert!(matches!(e, HostError::DmaAlloc { .. }), "{e}");
+    // A buffer belongs to the accelerator that allocated it.
+    let mut other = Accelerator::open(device(&cfg), &cfg).unwrap();
+    let e = other.write_buffer(&a, 0, &[1]).unwrap_err().to_string();
+    assert!(
+        e.contains("expected a buffer this accelerator allocated"),
+        "{e}"
+    );
     acc.free(a).unwrap();
     acc.free(b).unwrap();
     // Register debugging.
@@ -383,9 +484,20 @@ fn dma_buffers_and_register_debugging() {
         0x1234_0000
     );
     let e = acc.mmio_read(0x102).unwrap_err().to_string();
+    assert!(
+        e.starts_with("read of register offset 0x102: no register there"),
+        "{e}"
+    );
+    // Offsets inside the window that name no register answer SLVERR on the bus: refused too, as
+    // are writes to read-only registers.
+    assert!(acc.mmio_write(0x02C, 1).is_err());
+    let e = acc
+        .mmio_write(regmap::STATUS.offset, 0)
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
-        "bad config: register offset = 0x102: expected a multiple of 4 below 0x100 (docs/regmap.md)"
+        "write of register offset 0x24: STATUS is read-only (docs/regmap.md)"
     );
 }
 
@@ -427,7 +539,37 @@ fn a_timeout_says_whether_the_device_is_still_busy() {
     let e = acc.infer(set.image(0)).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, HostError::Timeout { .. }), "{msg}");
-    assert!(msg.contains("still BUSY"), "{msg}");
+    assert!(
+        msg.contains("still BUSY") && msg.ends_with("the device was reset"),
+        "{msg}"
+    );
+}
+
+/// After a timeout the job that was cut off must not finish into the next inference: without the
+/// reset, the next START is ignored while BUSY and the old job's interrupt ends the new wait with
+/// the old image's output (wrong, no error).
+#[test]
+fn after_a_timeout_the_next_inference_is_correct() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, path, set) = mlp_bundle(dir.path());
+    let cfg = config("sim-small");
+    let mut acc = Accelerator::open(device(&cfg), &cfg).unwrap();
+    acc.load_bundle(&path, &LoadOptions::default()).unwrap();
+    let (a, b) = (set.image(0), set.image(1));
+    assert_ne!(golden(&q, &[4, 4, 4], a), golden(&q, &[4, 4, 4], b));
+    acc.set_timeout(Duration::from_micros(1));
+    assert!(matches!(
+        acc.infer(a).unwrap_err(),
+        HostError::Timeout { .. }
+    ));
+    acc.set_timeout(Duration::from_secs(10));
+    assert_eq!(acc.infer(b).unwrap().output, golden(&q, &[4, 4, 4], b));
+    // A switch and a reload after a timeout are safe too (the device is idle).
+    acc.set_timeout(Duration::from_micros(1));
+    assert!(acc.infer(a).is_err());
+    acc.set_timeout(Duration::from_secs(10));
+    acc.set_bits(&[8, 8, 8]).unwrap();
+    assert_eq!(acc.infer(b).unwrap().output, golden(&q, &[8, 8, 8], b));
 }
 
 #[cfg(feature = "rtl")]
@@ -458,21 +600,22 @@ fn accelerator_suite_on_the_rtl_equals_the_functional_device() {
 
 /// The board through the real UIO code path: a fake UIO device whose register file a
 /// `FakeBoard` serves, DMA memory on an incoherent memfd (a missing sync would feed stale data),
-/// the interrupt through a socket pair.
+/// the interrupt through a fake `/dev/uioN` socket, and a `Recorder` that logs every access and
+/// hands the board each register write in order.
 mod board {
     use super::*;
     use caq_host::dma::MemfdMemory;
     use caq_host::fake::FakeSys;
-    use caq_host::fake::board::{BoardFaults, FakeBoard};
+    use caq_host::fake::board::{BoardFaults, BoardWiring, FakeBoard};
+    use caq_host::fake::recorder::Recorder;
+    use caq_host::fake::uio::irq_pair;
     use caq_host::irq::UioIrq;
     use caq_host::sys::SysRoot;
     use caq_host::uio::{Mmio, find_uio};
     use caq_host::uio_device::{UioDevice, WaitStrategy};
-    use std::os::fd::OwnedFd;
-    use std::os::unix::net::UnixStream;
 
     pub struct Rig {
-        pub dev: UioDevice,
+        pub dev: Recorder<UioDevice>,
         pub board: FakeBoard,
         _dir: tempfile::TempDir,
     }
@@ -486,17 +629,24 @@ mod board {
             len: 4 << 20,
         };
         let (mem, side) = MemfdMemory::incoherent(region).unwrap();
-        let (driver_end, board_end) = UnixStream::pair().unwrap();
-        let board = FakeBoard::power_up(cfg, &uio.dev_path, 0, side, board_end, faults).unwrap();
+        let (driver_end, peer) = irq_pair().unwrap();
+        let wiring = BoardWiring {
+            regs: uio.dev_path.clone(),
+            regs_offset: 0,
+            memory: side,
+            irq: Some(peer),
+            bus: dir.path().join("board.sock"),
+        };
+        let board = FakeBoard::power_up(cfg, wiring, faults).unwrap();
         let info = find_uio(&SysRoot::new(dir.path()), "caq").unwrap();
         let mmio = Mmio::open(&info, 0, 0x100).unwrap();
         // The board's event count starts at 0, as `UioDevice::open` reads it from sysfs `event`.
-        let irq = UioIrq::new(OwnedFd::from(driver_end), "socket pair")
+        let irq = UioIrq::new(driver_end, "fake /dev/uio3")
             .unwrap()
             .with_count(0);
         let dev = UioDevice::from_parts(mmio, irq, Box::new(mem), wait);
         Rig {
-            dev,
+            dev: Recorder::wired(dev, board.connect().unwrap()),
             board,
             _dir: dir,
         }
@@ -518,6 +668,7 @@ fn accelerator_suite_through_uio_on_the_fake_board_equals_the_functional_device(
     assert_eq!(got, want, "UIO + fake board vs FuncDevice");
     assert_eq!(rig.board.jobs(), 21, "one START per inference");
     assert_eq!(rig.board.events(), 21, "one interrupt per job");
+    assert_eq!(rig.board.violations(), Vec::<String>::new());
 }
 
 #[test]
@@ -617,4 +768,466 @@ fn a_page_in_that_fails_leaves_the_old_precision_running() {
     // A switch that needs only intact groups still works.
     acc.set_bits(&[6, 6, 6]).unwrap();
     assert_eq!(acc.infer(img).unwrap().output, golden(&q, &[6, 6, 6], img));
+}
+
+/// Names for the device addresses of a loaded program, so a transcript reads (and stays valid)
+/// whatever the layout: `<input>`, `<fc1 out>`, `<fc1 list>` (its descriptor in the segment's
+/// list), `<fc1 single>` (its own one-descriptor list), `<fc1 g2>` (plane group 2); the window
+/// registers get `<region>` and `<region end>`.
+struct Names {
+    buffers: std::collections::HashMap<u64, String>,
+    region: MemRegion,
+}
+
+fn address_names(p: &caq_host::Program) -> Names {
+    let mut names = std::collections::HashMap::new();
+    names.insert(p.input.buf.addr.0, "<input>".to_string());
+    for (li, l) in p.layers.iter().enumerate() {
+        names.insert(p.nodes[l.node].buf.addr.0, format!("<{} out>", l.name));
+        names.insert(l.single_addr.0, format!("<{} single>", l.name));
+        for g in 0..l.group_bytes.len() {
+            if let Some(b) = p.group_buffer(li, g) {
+                names.insert(b.addr.0, format!("<{} g{g}>", l.name));
+            }
+        }
+        names.insert(l.list_addr.0, format!("<{} list>", l.name));
+    }
+    Names {
+        buffers: names,
+        region: p.region,
+    }
+}
+
+/// The transcript with addresses named and the performance counters' values left out (they
+/// are the timing model's, not the protocol's).
+fn symbolic(log: &[caq_host::fake::recorder::Access], names: &Names) -> String {
+    use caq_host::fake::recorder::Access;
+    let name = |a: u64| {
+        names
+            .buffers
+            .get(&a)
+            .cloned()
+            .unwrap_or_else(|| format!("{a:#x}"))
+    };
+    let window = |reg: &str, v: u32| match reg {
+        "WIN_BASE_LO" if u64::from(v) == names.region.base.0 => "<region>".to_string(),
+        "WIN_LIMIT_LO" if u64::from(v) == names.region.end() => "<region end>".to_string(),
+        _ => format!("{v:#010x}"),
+    };
+    let mut out = String::new();
+    for a in log {
+        let line = match a {
+            Access::Read { reg, .. } if reg.starts_with("PERF_") => format!("read  {reg}"),
+            Access::Write { reg, value } if reg.starts_with("WIN_") && reg.ends_with("_LO") => {
+                format!("write {reg} <- {}", window(reg, *value))
+            }
+            Access::Write { reg, value } if *reg == "DESC_ADDR_LO" => {
+                format!("write {reg} <- {}", name(u64::from(*value)))
+            }
+            Access::MemWrite { addr, len } => format!("mem write       {} +{len}", name(*addr)),
+            Access::MemRead { addr, len } => format!("mem read        {} +{len}", name(*addr)),
+            Access::SyncForDevice { addr, len } => {
+                format!("sync for device {} +{len}", name(*addr))
+            }
+            Access::SyncForCpu { addr, len } => format!("sync for cpu    {} +{len}", name(*addr)),
+            other => other.to_string(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Compares line by line, naming the first difference.
+fn assert_transcript(what: &str, got: &str, want: &str) {
+    let want = want.trim_start_matches('\n');
+    if got == want {
+        return;
+    }
+    let line = got
+        .lines()
+        .zip(want.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.lines().count().min(want.lines().count()));
+    panic!(
+        "{what}: the recorded sequence differs from the protocol at line {}:\n  recorded: {:?}\n  expected: {:?}\nrecorded:\n{got}",
+        line + 1,
+        got.lines().nth(line),
+        want.lines().nth(line)
+    );
+}
+
+/// Open: the identity registers, then the reset that stops any job a previous process left.
+const OPEN: &str = "
+read  ID = 0x43415121
+read  VERSION = 0x00010000
+read  CONFIG_HASH_LO = 0xfd6acd95
+read  CONFIG_HASH_HI = 0x5257eab3
+read  CAPS0 = 0x48ff0804
+read  CAPS1 = 0x44220408
+read  CAPS2 = 0x04000040
+read  CAPS3 = 0x00001000
+write CTRL <- 0x00000002 (SOFT_RESET)
+read  STATUS = 0x00000000 (-)
+write IRQ_STATUS <- 0x00000003 (DONE|ERROR)
+";
+
+/// One inference of the three-layer MLP (one segment): input in and flushed; window; counters
+/// cleared; the list; the interrupt source acknowledged, then stale events drained and the line
+/// re-enabled; START; the interrupt; STATUS; acknowledge; counters; outputs invalidated, then
+/// read.
+const INFER: &str = "
+mem write       <input> +64
+sync for device <input> +64
+write WIN_BASE_LO <- <region>
+write WIN_BASE_HI <- 0x00000000
+write WIN_LIMIT_LO <- <region end>
+write WIN_LIMIT_HI <- 0x00000000
+write CTRL <- 0x00000008 (PERF_CLEAR)
+write DESC_ADDR_LO <- <fc1 list>
+write DESC_ADDR_HI <- 0x00000000
+write DESC_COUNT <- 0x00000003
+write IRQ_STATUS <- 0x00000003 (DONE|ERROR)
+arm irq (drain, enable)
+write CTRL <- 0x00000005 (START|IRQ_EN)
+wait irq -> Fired
+read  STATUS = 0x00000002 (DONE)
+write IRQ_STATUS <- 0x00000003 (DONE|ERROR)
+read  PERF_CYCLES_LO
+read  PERF_CYCLES_HI
+read  PERF_BUSY_CYCLES_LO
+read  PERF_BUSY_CYCLES_HI
+read  PERF_STALL_CYCLES_LO
+read  PERF_STALL_CYCLES_HI
+read  PERF_PLANE_OPS_LO
+read  PERF_PLANE_OPS_HI
+read  PERF_BYTES_RD_LO
+read  PERF_BYTES_RD_HI
+read  PERF_BYTES_WR_LO
+read  PERF_BYTES_WR_HI
+sync for cpu    <fc1 out> +128
+sync for cpu    <fc2 out> +64
+sync for cpu    <fc3 out> +10
+mem read        <fc3 out> +10
+";
+
+/// A switch of fc1 and fc3 from 4 to 8 bits: the plane groups each lacks paged in and flushed,
+/// then both copies of each changed descriptor; no register is touched.
+const SWITCH: &str = "
+mem write       <fc1 g1> +3072
+sync for device <fc1 g1> +3072
+mem write       <fc1 g2> +3072
+sync for device <fc1 g2> +3072
+mem write       <fc3 g1> +240
+sync for device <fc3 g1> +240
+mem write       <fc3 g2> +240
+sync for device <fc3 g2> +240
+mem write       <fc1 list> +128
+sync for device <fc1 list> +128
+mem write       <fc1 single> +128
+sync for device <fc1 single> +128
+mem write       <fc3 list> +128
+sync for device <fc3 list> +128
+mem write       <fc3 single> +128
+sync for device <fc3 single> +128
+";
+
+/// A board that never finishes: the wait times out with STATUS BUSY, and before the error is
+/// returned the device is reset (SOFT_RESET, STATUS until idle, acknowledge).
+const TIMEOUT_AND_RECOVERY: &str = "
+mem write       <input> +64
+sync for device <input> +64
+write WIN_BASE_LO <- <region>
+write WIN_BASE_HI <- 0x00000000
+write WIN_LIMIT_LO <- <region end>
+write WIN_LIMIT_HI <- 0x00000000
+write CTRL <- 0x00000008 (PERF_CLEAR)
+write DESC_ADDR_LO <- <fc1 list>
+write DESC_ADDR_HI <- 0x00000000
+write DESC_COUNT <- 0x00000003
+write IRQ_STATUS <- 0x00000003 (DONE|ERROR)
+arm irq (drain, enable)
+write CTRL <- 0x00000005 (START|IRQ_EN)
+wait irq -> TimedOut
+read  STATUS = 0x00000001 (BUSY)
+write CTRL <- 0x00000002 (SOFT_RESET)
+read  STATUS = 0x00000000 (-)
+write IRQ_STATUS <- 0x00000003 (DONE|ERROR)
+";
+
+/// The register protocol as a board sees it, through the real UIO path on the fake board: the
+/// exact sequence of open, load, one inference, one precision switch, and a timeout with its
+/// recovery, followed by a correct inference. Swapping any two steps of the driver fails here.
+#[test]
+fn the_register_protocol_of_open_load_inference_switch_timeout_and_recovery() {
+    use caq_host::fake::board::BoardFaults;
+    use caq_host::fake::recorder::Access;
+    use caq_host::uio_device::WaitStrategy;
+    let dir = tempfile::tempdir().unwrap();
+    let (q, path, set) = mlp_bundle(dir.path());
+    let cfg = config("sim-small");
+    let rig = board::rig(&cfg, BoardFaults::default(), WaitStrategy::Irq);
+    let board = rig.board;
+    let mut acc = Accelerator::open(rig.dev, &cfg).unwrap();
+    let open = acc.device().take_log();
+    acc.load_bundle(&path, &LoadOptions::default()).unwrap();
+    let names = address_names(acc.program().unwrap());
+    assert_transcript("open", &symbolic(&open, &names), OPEN);
+
+    // Load: no register is touched; every write of device memory is flushed at once.
+    let load = acc.device().take_log();
+    assert!(!load.iter().any(Access::is_register), "{load:?}");
+    assert!(load.len() >= 2 && load.len().is_multiple_of(2));
+    for pair in load.chunks(2) {
+        match pair {
+            [
+                Access::MemWrite { addr, len },
+                Access::SyncForDevice { addr: a, len: l },
+            ] => {
+                assert_eq!((addr, len), (a, l), "{pair:?}");
+            }
+            other => panic!("load: a write not followed by its flush: {other:?}"),
+        }
+    }
+
+    let img = set.image(0);
+    assert_eq!(acc.infer(img).unwrap().output, golden(&q, &[4, 4, 4], img));
+    assert_transcript(
+        "inference",
+        &symbolic(&acc.device().take_log(), &names),
+        INFER,
+    );
+
+    acc.set_bits(&[8, 4, 8]).unwrap();
+    assert_transcript(
+        "switch",
+        &symbolic(&acc.device().take_log(), &names),
+        SWITCH,
+    );
+
+    board.set_faults(BoardFaults {
+        never_finish: true,
+        ..BoardFaults::default()
+    });
+    acc.set_timeout(Duration::from_millis(50));
+    let e = acc.infer(img).unwrap_err();
+    assert!(matches!(e, HostError::Timeout { .. }), "{e}");
+    assert_transcript(
+        "timeout and recovery",
+        &symbolic(&acc.device().take_log(), &names),
+        TIMEOUT_AND_RECOVERY,
+    );
+    assert!(!board.busy(), "the reset stopped the hung job");
+
+    // The board finishes again: the next inference is correct and follows the same protocol.
+    board.set_faults(BoardFaults::default());
+    acc.set_timeout(Duration::from_secs(10));
+    let img = set.image(1);
+    assert_eq!(acc.infer(img).unwrap().output, golden(&q, &[8, 4, 8], img));
+    assert_transcript(
+        "inference after recovery",
+        &symbolic(&acc.device().take_log(), &names),
+        INFER,
+    );
+    assert_eq!(board.violations(), Vec::<String>::new());
+    assert_eq!((board.started(), board.jobs(), board.resets()), (3, 2, 2));
+}
+
+/// On the board, a job that neither finishes nor stops on SOFT_RESET (a wedged device): the
+/// failed run reports `ResetFailed`, and nothing writes device memory while the job may run (the
+/// board would record it); once a reset takes, the switch and the next inference work.
+#[test]
+fn on_the_board_no_memory_is_written_while_a_hung_job_may_still_run() {
+    use caq_host::fake::board::BoardFaults;
+    use caq_host::uio_device::WaitStrategy;
+    let dir = tempfile::tempdir().unwrap();
+    let (q, path, set) = mlp_bundle(dir.path());
+    let cfg = config("sim-small");
+    let rig = board::rig(&cfg, BoardFaults::default(), WaitStrategy::Irq);
+    let board = rig.board;
+    let mut acc = Accelerator::open(rig.dev, &cfg).unwrap();
+    acc.load_bundle(&path, &LoadOptions::default()).unwrap();
+    board.set_faults(BoardFaults {
+        never_finish: true,
+        wedged: true,
+        ..BoardFaults::default()
+    });
+    acc.set_timeout(Duration::from_millis(50));
+    let e = acc.infer(set.image(0)).unwrap_err();
+    assert!(matches!(e, HostError::ResetFailed { .. }), "{e}");
+    assert!(board.busy());
+    for e in [
+        acc.set_bits(&[8, 8, 8]).err(),
+        acc.apply_gate("mixed").err(),
+        acc.load_bundle(&path, &LoadOptions::default()).err(),
+    ] {
+        assert!(matches!(e, Some(HostError::ResetFailed { .. })), "{e:?}");
+    }
+    assert_eq!(
+        board.violations(),
+        Vec::<String>::new(),
+        "no write while the job ran"
+    );
+    // The device recovers (SOFT_RESET takes again): the switch resets first, then pages in.
+    board.set_faults(BoardFaults::default());
+    acc.set_timeout(Duration::from_secs(10));
+    acc.apply_gate("mixed").unwrap();
+    assert!(!board.busy());
+    let img = set.image(3);
+    assert_eq!(acc.infer(img).unwrap().output, golden(&q, &[8, 4, 8], img));
+    assert_eq!(board.violations(), Vec::<String>::new());
+}
+
+/// The environment a child process of [`a_process_killed_mid_job_leaves_nothing_for_the_next_one`]
+/// reads: the fake tree, the bundle, the image to run.
+const CHILD_ROOT: &str = "CAQ_TEST_CHILD_ROOT";
+const CHILD_BUNDLE: &str = "CAQ_TEST_CHILD_BUNDLE";
+const CHILD_IMAGE: &str = "CAQ_TEST_CHILD_IMAGE";
+
+/// A driver in a process of its own: opens the board of a fake tree the way `open_uio` does
+/// (polling STATUS: the fake tree's `/dev/uioN` is a plain file), its register writes reaching
+/// the parent's fake board through the bus socket, loads the bundle and runs one image,
+/// checking it against the golden executor.
+#[test]
+#[ignore = "the body of the child processes the kill test starts, not a test of its own"]
+fn child_process_runs_one_inference() {
+    use caq_host::accel::{BoardOptions, open_board};
+    use caq_host::fake::recorder::{BusClient, Recorder};
+    use caq_host::sys::SysRoot;
+    use caq_host::uio_device::{UioOptions, WaitStrategy};
+    let Ok(root) = std::env::var(CHILD_ROOT) else {
+        println!(
+            "runs only as a child of a_process_killed_mid_job_leaves_nothing_for_the_next_one"
+        );
+        return;
+    };
+    let root = PathBuf::from(root);
+    let bundle_path = PathBuf::from(std::env::var(CHILD_BUNDLE).unwrap());
+    let image: usize = std::env::var(CHILD_IMAGE).unwrap().parse().unwrap();
+    let cfg = config("sim-small");
+    let opts = BoardOptions {
+        root: SysRoot::new(&root),
+        uio: UioOptions {
+            map_index: 0,
+            wait: WaitStrategy::Poll {
+                interval: Duration::from_micros(200),
+            },
+        },
+        ..BoardOptions::default()
+    };
+    let dev = open_board(&cfg, &opts).unwrap();
+    let bus = BusClient::connect(&root.join("board.sock")).unwrap();
+    let mut acc = Accelerator::open(Recorder::wired(dev, bus), &cfg).unwrap();
+    acc.load_bundle(&bundle_path, &LoadOptions::default())
+        .unwrap();
+    println!(
+        "child {}: loaded, running image {image}",
+        std::process::id()
+    );
+    let q = bundle::Bundle::open(&bundle_path).unwrap().load().unwrap();
+    let img = digits().image(image).to_vec();
+    let out = acc.infer(&img).unwrap();
+    assert_eq!(out.output, golden(&q, &[4, 4, 4], &img), "image {image}");
+    println!(
+        "child {}: image {image}: output equals the golden executor's",
+        std::process::id()
+    );
+}
+
+/// A process killed while its job runs, then a new process: the new one's open resets the
+/// device, so the old job neither finishes into the memory the new process loads nor swallows
+/// its START, and the new process's output is right. (Without that reset the new START is
+/// ignored while BUSY, and the old job's end, with the old image's output, ends the new wait.)
+#[test]
+fn a_process_killed_mid_job_leaves_nothing_for_the_next_one() {
+    use caq_host::dma::MemfdMemory;
+    use caq_host::fake::FakeSys;
+    use caq_host::fake::board::{BoardFaults, BoardWiring, FakeBoard};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let (q, bundle_path, set) = mlp_bundle(dir.path());
+    let cfg = config("sim-small");
+    let fs = FakeSys::new(dir.path());
+    fs.fpga_manager(0, "operating").unwrap();
+    let uio = fs.uio(0, "caq", &[(0x43c0_0000, 0x1_0000)]).unwrap();
+    let region = MemRegion {
+        base: DeviceAddr(BASE),
+        len: 4 << 20,
+    };
+    fs.udmabuf("udmabuf-caq", BASE, region.len, false).unwrap();
+    // One memory for the board here and the driver there: the u-dma-buf's device file is this
+    // process's memfd.
+    let (_cpu, side) = MemfdMemory::coherent(region).unwrap();
+    let dev_file = dir.path().join("dev/udmabuf-caq");
+    std::fs::remove_file(&dev_file).unwrap();
+    std::os::unix::fs::symlink(side.proc_path(), &dev_file).unwrap();
+    let wiring = BoardWiring {
+        regs: uio.dev_path.clone(),
+        regs_offset: 0,
+        memory: side,
+        irq: None,
+        bus: dir.path().join("board.sock"),
+    };
+    // Jobs take 3 s: long enough to kill the first process in the middle of one.
+    let board = FakeBoard::power_up(
+        &cfg,
+        wiring,
+        BoardFaults {
+            job_time: Duration::from_secs(3),
+            ..BoardFaults::default()
+        },
+    )
+    .unwrap();
+    let child = |image: usize| {
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "child_process_runs_one_inference",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ROOT, dir.path())
+            .env(CHILD_BUNDLE, &bundle_path)
+            .env(CHILD_IMAGE, image.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (0, 1);
+    assert_ne!(
+        golden(&q, &[4, 4, 4], set.image(a)),
+        golden(&q, &[4, 4, 4], set.image(b))
+    );
+    let mut first = child(a);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while board.started() == 0 {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first child ended before its job started: {:?}",
+            first.wait_with_output()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first job never started"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(board.busy(), "the killed process's job is still running");
+    board.set_faults(BoardFaults::default());
+
+    let second = child(b).wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        second.status.success() && stdout.contains("output equals the golden executor's"),
+        "the second process failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    // Each open reset the device; the killed job never completed; nothing touched memory while
+    // a job ran.
+    assert_eq!((board.resets(), board.started(), board.jobs()), (2, 2, 1));
+    assert_eq!(board.violations(), Vec::<String>::new());
 }

@@ -17,28 +17,35 @@ fn repo() -> PathBuf {
 /// size, as `caq hdl overlay --config configs/<board>.toml` without `--bundle` does.
 fn overlays() -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for board in ["pynq-z2", "zcu104"] {
-        let cfg = AccelConfig::load(repo().join(format!("configs/{board}.toml"))).unwrap();
-        let mut ports = vec![false];
-        if caq_spec::board_map(cfg.board)
-            .unwrap()
-            .dma_port_coherent
-            .is_some()
-        {
-            ports.push(true);
-        }
-        for coherent in ports {
-            let opts = OverlayOptions {
-                uio_name: DEFAULT_UIO_NAME.into(),
-                udmabuf_name: DEFAULT_UDMABUF.into(),
-                udmabuf_bytes: devicetree::DEFAULT_UDMABUF_BYTES,
-                coherent,
-            };
-            let text = devicetree::overlay(&cfg, &opts).unwrap();
-            out.push((devicetree::file_name(cfg.board, coherent), text));
-        }
+    for name in ["pynq-z2", "zcu104", "zcu104-hpc"] {
+        let cfg = AccelConfig::load(repo().join(format!("configs/{name}.toml"))).unwrap();
+        let opts = OverlayOptions {
+            uio_name: DEFAULT_UIO_NAME.into(),
+            udmabuf_name: DEFAULT_UDMABUF.into(),
+            udmabuf_bytes: devicetree::DEFAULT_UDMABUF_BYTES,
+        };
+        let text = devicetree::overlay(&cfg, &opts).unwrap();
+        out.push((devicetree::file_name(&cfg), text));
     }
     out
+}
+
+/// `dma-coherent` is in the overlay of exactly the configs whose DMA engine drives snooped
+/// AxCACHE/AxPROT, and the comment names the values that config's RTL carries.
+#[test]
+fn the_overlay_is_dma_coherent_exactly_when_the_config_snoops() {
+    for (name, text) in overlays() {
+        let stem = name.trim_end_matches(".dtso");
+        let cfg = AccelConfig::load(repo().join(format!("configs/{stem}.toml"))).unwrap();
+        let attrs = cfg.axi.coherence.axi_attrs();
+        assert_eq!(
+            text.contains("\t\tdma-coherent;"),
+            attrs.snooped(),
+            "{name}"
+        );
+        let arcache = caq_spec::AxiAttrs::verilog(attrs.arcache, 4);
+        assert!(text.contains(&format!("ARCACHE {arcache}")), "{name}");
+    }
 }
 
 /// Regenerate with `CAQ_BLESS=1 cargo test -p caq-host --test devicetree`.

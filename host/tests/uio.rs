@@ -19,6 +19,8 @@ use caq_host::uio_device::{UioDevice, UioOptions, WaitStrategy};
 use caq_spec::device::{read_wide, write_wide};
 use caq_spec::{Device, DeviceAddr, IrqStats, IrqWait, regmap};
 
+mod forked;
+
 const WINDOW: u64 = regmap::REGISTER_SPACE_BYTES as u64;
 const ACCEL: (u64, u64) = (0x43c0_0000, 0x1_0000);
 
@@ -295,24 +297,27 @@ fn a_second_open_is_busy_while_the_first_lives() {
     Mmio::open(&info, 0, WINDOW).expect("the lock goes with the first mapping");
 }
 
+/// As an unprivileged user (a forked child that drops to nobody when the tests run as root):
+/// a mode-000 dev file is `PermissionDenied` naming the file and the udev rule, while the same
+/// device file with mode 0666 opens, so the denial is the file's mode and nothing else.
 #[test]
 fn an_unreadable_dev_file_is_permission_denied() {
     use std::os::unix::fs::PermissionsExt;
-    let (_dir, fake, root) = tree();
+    let (dir, fake, root) = tree();
     let uio = fake.uio(0, "caq", &[ACCEL]).unwrap();
+    let open = fake.uio(1, "open", &[ACCEL]).unwrap();
     std::fs::set_permissions(&uio.dev_path, std::fs::Permissions::from_mode(0o000)).unwrap();
-    if std::fs::File::open(&uio.dev_path).is_ok() {
-        // Root (CAP_DAC_OVERRIDE) opens it anyway; the mapping of EACCES to the message is
-        // covered by caq-host's unit tests (uio::tests).
-        println!("note: running privileged, mode 000 does not stop the open; skipped");
-        return;
-    }
-    let e = Mmio::open(&find_uio(&root, "caq").unwrap(), 0, WINDOW).unwrap_err();
-    assert!(
-        matches!(&e, HostError::PermissionDenied { path, subsystem: "uio" } if path == &uio.dev_path),
-        "{e:?}"
-    );
-    assert!(e.to_string().contains("SUBSYSTEM==\"uio\""), "{e}");
+    std::fs::set_permissions(&open.dev_path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    forked::as_unprivileged(dir.path(), || {
+        Mmio::open(&find_uio(&root, "open").unwrap(), 0, WINDOW)
+            .map_err(|e| format!("the control device did not open: {e}"))?;
+        let e = Mmio::open(&find_uio(&root, "caq").unwrap(), 0, WINDOW)
+            .err()
+            .ok_or("a mode-000 dev file opened")?;
+        let ok = matches!(&e, HostError::PermissionDenied { path, subsystem: "uio" } if path == &uio.dev_path)
+            && e.to_string().contains("SUBSYSTEM==\"uio\"");
+        if ok { Ok(()) } else { Err(format!("{e:?}")) }
+    });
 }
 
 #[test]
@@ -437,10 +442,63 @@ fn register_writes_land_at_their_offsets_and_reads_see_the_hardware() {
         read_wide(&mut dev, regmap::CONFIG_HASH).unwrap(),
         0x0123_4567_dead_beef
     );
-    assert_eq!(
-        dev.mmio().read32(regmap::ID.offset).unwrap(),
-        regmap::ID_VALUE
-    );
+}
+
+#[test]
+fn only_registers_of_the_map_reach_the_bus_and_only_as_their_access_allows() {
+    let (_dir, fake, root) = tree();
+    let uio = fake.uio(0, "caq", &[ACCEL]).unwrap();
+    let (mem, _) = vec_mem();
+    let mut dev = UioDevice::open(&root, "caq", mem, UioOptions::default()).unwrap();
+    let hw = uio.regs(0).unwrap();
+    // 0x2C lies between IRQ_STATUS and DESC_ADDR_LO: the slave would answer SLVERR.
+    for (off, write) in [
+        (0x2C, true),
+        (0x2C, false),
+        (0x0FC, true),
+        (regmap::ID.offset, true),
+    ] {
+        let e = if write {
+            dev.write_reg(off, 0xdead_beef).unwrap_err()
+        } else {
+            dev.read_reg(off).unwrap_err()
+        };
+        assert!(
+            matches!(e, HostError::Spec(caq_spec::SpecError::RegisterAccess { offset, .. }) if offset == off),
+            "{off:#x}: {e:?}"
+        );
+    }
+    let raw = std::fs::read(&uio.dev_path).unwrap();
+    assert!(raw[..0x100].iter().all(|&b| b == 0), "nothing was written");
+    hw.write32(regmap::STATUS.offset, 2).unwrap();
+    assert_eq!(dev.read_reg(regmap::STATUS.offset).unwrap(), 2);
+}
+
+#[test]
+fn the_fpga_manager_must_say_operating_before_the_registers_are_mapped() {
+    let (_dir, fake, root) = tree();
+    fake.uio(0, "caq", &[ACCEL]).unwrap();
+    let mgr = fake.fpga_manager(0, "unknown").unwrap();
+    for state in ["unknown", "write", "write error", "power off"] {
+        std::fs::write(mgr.join("state"), format!("{state}\n")).unwrap();
+        let (mem, _) = vec_mem();
+        let e = UioDevice::open(&root, "caq", mem, UioOptions::default()).unwrap_err();
+        match &e {
+            HostError::FpgaNotOperating { path, state: s } => {
+                assert_eq!((path, s.as_str()), (&mgr.join("state"), state));
+            }
+            other => panic!("{state}: expected FpgaNotOperating, got {other:?}"),
+        }
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("reads \"{state}\", not \"operating\""))
+                && msg.contains("hang the interconnect"),
+            "{msg}"
+        );
+    }
+    std::fs::write(mgr.join("state"), "operating\n").unwrap();
+    let (mem, _) = vec_mem();
+    UioDevice::open(&root, "caq", mem, UioOptions::default()).expect("operating");
 }
 
 #[test]
@@ -830,4 +888,136 @@ fn polling_times_out_while_busy() {
     assert_eq!(dev.wait_irq(timeout).unwrap(), IrqWait::TimedOut);
     assert!(t.elapsed() >= timeout, "{:?}", t.elapsed());
     assert_eq!(dev.irq_stats().unwrap().polled, 0);
+}
+
+// ---- opening a board ------------------------------------------------------------------------
+
+fn config(name: &str) -> caq_spec::AccelConfig {
+    let path = format!("{}/../configs/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    caq_spec::AccelConfig::load(path).expect("shipped config")
+}
+
+#[test]
+fn a_dma_coherent_region_is_refused_for_a_config_whose_traffic_is_not_snooped() {
+    use caq_host::accel::{Accelerator, BoardOptions};
+    let (_dir, fake, root) = tree();
+    fake.uio(0, "caq", &[ACCEL]).unwrap();
+    fake.udmabuf("udmabuf-caq", 0x3800_0000, 1 << 20, true)
+        .unwrap();
+    let opts = BoardOptions {
+        root: root.clone(),
+        ..BoardOptions::default()
+    };
+    let e = Accelerator::open_uio(&config("zcu104"), &opts)
+        .err()
+        .unwrap();
+    assert!(matches!(e, HostError::CoherenceMismatch { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("udmabuf-caq/dma_coherent reads 1")
+            && msg.contains("config 'zcu104' (axi.coherence = \"none\") drives ARCACHE 4'b0011")
+            && msg.contains("devicetree/zcu104.dtso"),
+        "{msg}"
+    );
+    // The coherent variant passes that check and goes on to the device (which answers zeros).
+    let e = Accelerator::open_uio(&config("zcu104-hpc"), &opts)
+        .err()
+        .unwrap();
+    assert!(matches!(e, HostError::IdMismatch { found: 0, .. }), "{e:?}");
+}
+
+#[test]
+fn opening_a_board_locks_the_uio_device_before_it_touches_the_udmabuf() {
+    use caq_host::accel::{Accelerator, BoardOptions};
+    use caq_host::dma::{ChipFamily, CoherencyChoice};
+    let (_dir, fake, root) = tree();
+    fake.uio(0, "caq", &[ACCEL]).unwrap();
+    let sysfs = fake
+        .udmabuf("udmabuf-caq", 0x3800_0000, 1 << 20, false)
+        .unwrap();
+    std::fs::write(sysfs.join("sync_mode"), "2\n").unwrap();
+    // Another holder of the accelerator.
+    let held = Mmio::open(&find_uio(&root, "caq").unwrap(), 0, WINDOW).unwrap();
+    let opts = BoardOptions {
+        root: root.clone(),
+        // Uncached on a Zynq-7000: the open would set sync_mode to 1.
+        coherency: CoherencyChoice {
+            chip: ChipFamily::Zynq7000,
+            ..CoherencyChoice::default()
+        },
+        ..BoardOptions::default()
+    };
+    let e = Accelerator::open_uio(&config("pynq-z2"), &opts)
+        .err()
+        .unwrap();
+    assert!(matches!(e, HostError::DeviceBusy { .. }), "{e:?}");
+    assert_eq!(
+        std::fs::read_to_string(sysfs.join("sync_mode")).unwrap(),
+        "2\n",
+        "the u-dma-buf of the process holding the accelerator is untouched"
+    );
+    drop(held);
+    let e = Accelerator::open_uio(&config("pynq-z2"), &opts)
+        .err()
+        .unwrap();
+    assert!(matches!(e, HostError::IdMismatch { .. }), "{e:?}");
+    assert_eq!(
+        std::fs::read_to_string(sysfs.join("sync_mode")).unwrap(),
+        "1"
+    );
+}
+
+/// A forked child shares the parent's open files (the lock, the interrupt count): every handle
+/// refuses to work there, naming both processes.
+#[test]
+fn a_forked_child_cannot_use_the_parents_device() {
+    let (_dir, _uio, mut dev, _peer, _) = device(WaitStrategy::Irq);
+    dev.write_reg(regmap::DESC_COUNT.offset, 3).unwrap();
+    let parent = std::process::id();
+    let verdict = forked::in_child(move || {
+        let e = dev
+            .read_reg(regmap::ID.offset)
+            .err()
+            .ok_or("the child read a register")?;
+        let ok = matches!(&e, HostError::Forked { opened_by, pid, .. } if *opened_by == parent && *pid != parent);
+        if !ok {
+            return Err(format!("{e:?}"));
+        }
+        // The interrupt's event count is the open file's: the child would steal the parent's.
+        match dev.arm_irq() {
+            Err(HostError::Forked { .. }) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    verdict.unwrap();
+}
+
+/// The register and DMA mappings are MADV_DONTFORK: a child has no mapping of the device files.
+/// (qemu-user ignores MADV_DONTFORK, so scripts/cross.sh skips this test.)
+#[test]
+fn a_forked_child_inherits_no_mapping_of_the_device() {
+    use caq_host::dma::{CoherencyChoice, UDmaBuf};
+    let (_dir, fake, root) = tree();
+    let uio = fake.uio(0, "caq", &[ACCEL]).unwrap();
+    fake.udmabuf("udmabuf-caq", 0x3800_0000, 1 << 20, false)
+        .unwrap();
+    let mem = UDmaBuf::open(&root, "udmabuf-caq", CoherencyChoice::default()).unwrap();
+    let dev = UioDevice::open(&root, "caq", Box::new(mem), UioOptions::default()).unwrap();
+    let maps = |path: &std::path::Path| -> Result<bool, String> {
+        let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| e.to_string())?;
+        Ok(maps.contains(path.to_str().unwrap()))
+    };
+    let udmabuf = root.path().join("dev/udmabuf-caq");
+    assert!(
+        maps(&uio.dev_path).unwrap() && maps(&udmabuf).unwrap(),
+        "mapped in the parent"
+    );
+    let verdict = forked::in_child(|| match (maps(&uio.dev_path)?, maps(&udmabuf)?) {
+        (false, false) => Ok(()),
+        found => Err(format!(
+            "the child has mappings (uio, u-dma-buf): {found:?}"
+        )),
+    });
+    verdict.unwrap();
+    drop(dev);
 }

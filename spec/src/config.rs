@@ -12,6 +12,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::coherence::Coherence;
 use crate::error::{ConfigProblem, SpecError};
 use crate::types::BitWidth;
 
@@ -139,6 +140,12 @@ pub struct AxiConfig {
     pub id_width: u32,
     /// Read bursts in flight (1..=16).
     pub max_outstanding_reads: u32,
+    /// How the master's traffic meets the CPU caches (`none` or `io`; default `none`): decides the
+    /// AxCACHE/AxPROT the DMA engine drives, the PS port and the overlay's `dma-coherent`
+    /// (`caq_spec::Coherence`). Only boards with an I/O-coherent port take `io`. Left out of the
+    /// canonical form when `none`, so the hashes of configs written before the field are unchanged.
+    #[serde(default, skip_serializing_if = "Coherence::is_none")]
+    pub coherence: Coherence,
 }
 
 /// `[limits]`: the largest work a descriptor list may ask for.
@@ -338,6 +345,17 @@ impl AccelConfig {
             );
         }
         p.range("axi.id_width", x.id_width, ID_WIDTH);
+        let coherent_port = crate::board::board_map(self.board).and_then(|m| m.dma_port_coherent);
+        if x.coherence == Coherence::Io && coherent_port.is_none() {
+            p.push(
+                "axi.coherence",
+                format!("\"{}\"", x.coherence.as_str()),
+                format!(
+                    "\"none\": board {} has no I/O-coherent DMA port",
+                    self.board.as_str()
+                ),
+            );
+        }
         p.range(
             "axi.max_outstanding_reads",
             x.max_outstanding_reads,
@@ -586,6 +604,35 @@ mod tests {
             (sim.board, sim.array.rows, sim.array.cols),
             (Board::Sim, 4, 8)
         );
+    }
+
+    #[test]
+    fn zcu104_hpc_is_zcu104_with_io_coherence_only() {
+        let zcu = AccelConfig::load(config_path("zcu104.toml")).expect("zcu104");
+        let mut hpc = AccelConfig::load(config_path("zcu104-hpc.toml")).expect("zcu104-hpc");
+        assert_eq!(
+            (zcu.axi.coherence, hpc.axi.coherence),
+            (Coherence::None, Coherence::Io)
+        );
+        hpc.name = zcu.name.clone();
+        hpc.axi.coherence = Coherence::None;
+        assert_eq!(hpc, zcu);
+    }
+
+    #[test]
+    fn io_coherence_needs_a_board_with_a_coherent_port() {
+        for board in ["pynq-z2", "sim-small"] {
+            let mut cfg = AccelConfig::load(config_path(&format!("{board}.toml"))).unwrap();
+            cfg.axi.coherence = Coherence::Io;
+            let err = cfg.validate("edited.toml").unwrap_err().to_string();
+            assert!(
+                err.contains("axi.coherence = \"io\"") && err.contains("no I/O-coherent DMA port"),
+                "{err}"
+            );
+        }
+        let text = sim_small_text().replace("[axi]\n", "[axi]\ncoherence = \"snoopy\"\n");
+        let err = parse_err(&text);
+        assert!(err.contains("snoopy") && err.contains("none"), "{err}");
     }
 
     #[test]

@@ -103,6 +103,16 @@ pub enum SpecError {
         code: ErrorCode,
     },
 
+    /// A register access the register map does not allow: an offset that names no register (the
+    /// slave answers SLVERR, which a Cortex-A53 takes as a fatal SError on a store), or a write to
+    /// a read-only register or a read of a write-only one.
+    #[error("{op} of register offset {offset:#x}: {why} (docs/regmap.md)")]
+    RegisterAccess {
+        op: &'static str,
+        offset: u32,
+        why: String,
+    },
+
     /// A plane-group list whose length a descriptor cannot hold.
     #[error("{count} plane groups given; a descriptor holds 1..={max}")]
     PlaneGroupCount { count: usize, max: usize },

@@ -7,7 +7,9 @@
 //! `preserve_order` feature would otherwise silently change every hash. Numbers are written by
 //! serde_json (integers exactly, `f64` as the shortest string that round-trips), so `clock_mhz = 100`
 //! and `clock_mhz = 100.0` hash alike. The hash is the first 8 bytes of the SHA-256 of that text, read
-//! as a **little-endian** u64 (byte 0 is bits 7:0 of CONFIG_HASH_LO).
+//! as a **little-endian** u64 (byte 0 is bits 7:0 of CONFIG_HASH_LO). A field added later with a
+//! default the config leaves out of its serialized form when unchanged (`axi.coherence = "none"`)
+//! does not appear, so the hashes of configs written before it stay what their bitstreams carry.
 //!
 //! This module knows the config's serialized form only; it does not know which fields the hardware
 //! uses.
@@ -106,6 +108,20 @@ mod tests {
     /// Pinned so that any change to the canonical form (or to sim-small.toml) is a visible decision:
     /// every bitstream built before it would stop matching its driver.
     const SIM_SMALL_GOLDEN: u64 = 0x5257_eab3_fd6a_cd95;
+
+    #[test]
+    fn a_default_coherence_leaves_the_hash_alone_and_io_changes_it() {
+        let plain = sim_small();
+        let text = std::fs::read_to_string(config_path("sim-small.toml")).unwrap();
+        let explicit = text.replace("[axi]\n", "[axi]\ncoherence = \"none\"\n");
+        assert_ne!(explicit, text);
+        let explicit = AccelConfig::from_toml_str(&explicit, "explicit").unwrap();
+        assert_eq!(ConfigHash::of(&explicit), ConfigHash::of(&plain));
+        let mut io = plain.clone();
+        io.axi.coherence = crate::Coherence::Io;
+        assert_ne!(ConfigHash::of(&io), ConfigHash::of(&plain));
+        assert!(canonical_json(&io).contains(r#""coherence":"io""#));
+    }
 
     #[test]
     fn sim_small_hash_is_pinned() {

@@ -3,6 +3,8 @@
 //! Every other crate obeys what is defined here, once:
 //! - [`AccelConfig`] (`config`): the accelerator configuration read from `configs/*.toml`, its rules
 //!   and every derived parameter;
+//! - [`Coherence`] (`coherence`): how the DMA master meets the CPU caches, and the AxCACHE/AxPROT
+//!   each mode drives;
 //! - [`ConfigHash`] (`hash`): the fingerprint the hardware carries in CONFIG_HASH;
 //! - the register map (`regmap`): offsets, fields, access, reset values and [`ErrorCode`]s;
 //! - [`Caps`] (`caps`): the capabilities packed into CAPS0..CAPS3;
@@ -18,6 +20,7 @@
 
 pub mod board;
 mod caps;
+mod coherence;
 mod config;
 pub mod descriptor;
 pub mod device;
@@ -32,6 +35,7 @@ mod types;
 
 pub use board::{BoardMap, board_map};
 pub use caps::Caps;
+pub use coherence::{AxiAttrs, Coherence};
 pub use config::{
     ACC_BITS, AccelConfig, ArrayConfig, AxiConfig, Board, GROUP_MULT_MAX, LimitsConfig,
     MemoryConfig, SCHEMA_VERSION, TOTAL_ACC_BITS, max_k_for,

@@ -602,6 +602,27 @@ pub fn register_at(offset: u32) -> Option<&'static Register> {
     REGISTERS.iter().find(|r| r.offset == offset)
 }
 
+/// The register software may read (`write` false) or write at byte `offset`: one of
+/// [`REGISTERS`], readable unless [`Access::Wo`], writable unless [`Access::Ro`]. Anything else is
+/// refused before it reaches the bus: the slave answers an unlisted offset with SLVERR, which a
+/// Cortex-A53 store takes as an asynchronous SError that panics the kernel (a load gets SIGBUS).
+pub fn checked_access(offset: u32, write: bool) -> Result<&'static Register, SpecError> {
+    let op = if write { "write" } else { "read" };
+    let refuse = |why: String| SpecError::RegisterAccess { op, offset, why };
+    let Some(r) = register_at(offset) else {
+        return Err(refuse(format!(
+            "no register there (registers are the {} offsets of the map, 0x000..={:#05x}; others answer SLVERR)",
+            REGISTERS.len(),
+            REGISTERS.last().map_or(0, |r| r.offset)
+        )));
+    };
+    match (r.access, write) {
+        (Access::Ro, true) => Err(refuse(format!("{} is read-only", r.name))),
+        (Access::Wo, false) => Err(refuse(format!("{} is write-only", r.name))),
+        _ => Ok(r),
+    }
+}
+
 // ---- error codes --------------------------------------------------------------------------------
 
 /// Why a run stopped: STATUS.ERR_CODE.
@@ -792,6 +813,37 @@ mod tests {
                 REGMAP_VERSION.0, REGMAP_VERSION.1, REGMAP_VERSION.2
             )
         );
+    }
+
+    #[test]
+    fn only_listed_registers_are_accessible_and_only_as_their_access_allows() {
+        assert_eq!(checked_access(0x020, true).unwrap().name, "CTRL");
+        assert_eq!(checked_access(0x024, false).unwrap().name, "STATUS");
+        assert_eq!(checked_access(0x028, true).unwrap().name, "IRQ_STATUS");
+        let e = checked_access(0x02C, false).unwrap_err().to_string();
+        assert!(
+            e.starts_with("read of register offset 0x2c: no register there"),
+            "{e}"
+        );
+        assert!(e.contains("SLVERR"), "{e}");
+        for off in [0x002, 0x0FC, 0x100, 0xFFC] {
+            assert!(checked_access(off, true).is_err(), "{off:#x}");
+        }
+        let e = checked_access(ID.offset, true).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "write of register offset 0x0: ID is read-only (docs/regmap.md)"
+        );
+        for r in REGISTERS {
+            assert_eq!(
+                checked_access(r.offset, false).is_ok(),
+                r.access != Access::Wo
+            );
+            assert_eq!(
+                checked_access(r.offset, true).is_ok(),
+                r.access != Access::Ro
+            );
+        }
     }
 
     #[test]

@@ -107,7 +107,9 @@ fn budget_ns(text: &str) -> Result<f64, String> {
 
 #[derive(Args, Debug)]
 struct OverlayArgs {
-    /// Accelerator config of a real board (configs/pynq-z2.toml, configs/zcu104.toml).
+    /// Accelerator config of a real board (configs/pynq-z2.toml, configs/zcu104.toml, or
+    /// configs/zcu104-hpc.toml for the DMA master on the I/O-coherent port: its `axi.coherence`
+    /// decides `dma-coherent`).
     #[arg(long)]
     config: PathBuf,
     /// Size the u-dma-buf region for these models (.caqb): the largest one's device memory plus
@@ -118,9 +120,6 @@ struct OverlayArgs {
     /// 16 MiB.
     #[arg(long, value_name = "BYTES", conflicts_with = "bundle")]
     udmabuf_size: Option<u64>,
-    /// The DMA master is on the I/O-coherent port (ZynqMP HPC): mark the region dma-coherent.
-    #[arg(long)]
-    coherent: bool,
     /// Output .dtso file.
     #[arg(long)]
     out: PathBuf,
@@ -185,17 +184,21 @@ fn overlay(a: OverlayArgs) -> Result<()> {
         uio_name: caq_host::accel::DEFAULT_UIO_NAME.into(),
         udmabuf_name: caq_host::accel::DEFAULT_UDMABUF.into(),
         udmabuf_bytes,
-        coherent: a.coherent,
     };
     let text = devicetree::overlay(&cfg, &opts)
         .with_context(|| format!("device-tree overlay for {}", a.config.display()))?;
     std::fs::write(&a.out, text).with_context(|| format!("writing {}", a.out.display()))?;
     println!(
-        "{}: board {} -> {} (u-dma-buf '{}' of {udmabuf_bytes} bytes{})",
+        "{}: board {} -> {} (u-dma-buf '{}' of {udmabuf_bytes} bytes{}{})",
         a.config.display(),
         cfg.board.as_str(),
         a.out.display(),
         opts.udmabuf_name,
+        if cfg.axi.coherence.dma_coherent() {
+            ", dma-coherent"
+        } else {
+            ""
+        },
         largest
             .map(|(_, p)| format!(", sized for {}", p.display()))
             .unwrap_or_default()

@@ -138,7 +138,9 @@ pub struct BoardArgs {
     /// tree without `interrupts`).
     #[arg(long)]
     poll_us: Option<u64>,
-    /// On Zynq-7000, map the DMA buffer cached and sync through the kernel instead of uncached.
+    /// Map the DMA buffer cached and sync through the kernel (on Zynq-7000 the default is
+    /// uncached); refused when u-dma-buf cannot map it cached (sync_mode with SYNC_ALWAYS,
+    /// quirk-mmap off).
     #[arg(long)]
     cached: bool,
 }
@@ -151,7 +153,7 @@ impl BoardArgs {
             udmabuf: self.udmabuf.clone(),
             ..BoardOptions::default()
         };
-        o.coherency.cached_on_zynq7000 = self.cached;
+        o.coherency.require_cached = self.cached;
         if let Some(us) = self.poll_us {
             o.uio.wait = WaitStrategy::Poll {
                 interval: std::time::Duration::from_micros(us),

@@ -1,12 +1,16 @@
 //! A fake sysfs/procfs/dev tree for tests of the driver without a board: the files the kernel
 //! would create, in the kernel's formats, under a directory the test owns (pass it to
-//! [`crate::sys::SysRoot::new`]). Public so that applications built on caq-host can test their
-//! own code the same way.
+//! [`crate::sys::SysRoot::new`]); a fake `/dev/uioN` interrupt file (`uio::irq_pair`); a
+//! [`recorder::Recorder`] that logs every device call in order; and (feature `sim`) the
+//! [`board::FakeBoard`] that plays the hardware behind them. Public so that applications built on
+//! caq-host can test their own code the same way.
 
 #[cfg(feature = "sim")]
 pub mod board;
 pub mod context;
+pub mod fpga;
 pub mod hwmon;
+pub mod recorder;
 pub mod udmabuf;
 pub mod uio;
 

@@ -44,9 +44,9 @@ impl FakeSys {
     ) -> std::io::Result<PathBuf> {
         let dir = Path::new("sys/class").join(class).join(name);
         // u-dma-buf.c's show functions and the values a freshly probed device holds
-        // (sync_mode starts at SYNC_MODE_NONCACHED = 1, the sync state at 0). `%pad` of a
-        // 64-bit dma_addr_t is 0x and 16 digits.
-        let attrs: [(&str, String); 11] = [
+        // (sync_mode starts at SYNC_MODE_NONCACHED = 1, the sync state at 0, quirk_mmap_mode at
+        // its ARM/ARM64 default 2, always on). `%pad` of a 64-bit dma_addr_t is 0x and 16 digits.
+        let attrs: [(&str, String); 12] = [
             ("driver_version", "5.0.0\n".into()),
             ("phys_addr", format!("0x{phys_addr:016x}\n")),
             ("size", format!("{size}\n")),
@@ -58,6 +58,7 @@ impl FakeSys {
             ("sync_for_cpu", "0\n".into()),
             ("sync_for_device", "0\n".into()),
             ("dma_coherent", format!("{}\n", u8::from(dma_coherent))),
+            ("quirk_mmap_mode", "2\n".into()),
         ];
         for (attr, value) in attrs {
             self.write(dir.join(attr), value)?;

@@ -9,9 +9,16 @@
 //!
 //! The register file holds values in the CPU's byte order (what a `u32` store through the
 //! mapping leaves there).
+//!
+//! The interrupt file: [`irq_pair`] gives the driver a socket end to read event counts from and
+//! write enables to, as it does with `/dev/uioN`, and the other side an [`IrqPeer`] that sends
+//! counts with the kernel's semantics (a read returns only the latest count).
 
 use std::fs::File;
+use std::io::{ErrorKind, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use super::FakeSys;
@@ -149,4 +156,60 @@ impl FakeRegs {
         self.file
             .write_all_at(&value.to_ne_bytes(), self.base + u64::from(off))
     }
+}
+
+/// The hardware's side of a fake interrupt file (see [`irq_pair`]).
+#[derive(Debug)]
+pub struct IrqPeer {
+    /// Reads the driver's enables, writes event counts.
+    pub(crate) board: UnixStream,
+    /// A second handle on the driver's own end: counts the driver has not read yet are taken
+    /// back from it before a newer one is sent.
+    driver: UnixStream,
+}
+
+impl IrqPeer {
+    /// Sends the kernel's total event count `count` as `/dev/uioN` would show it: a `read()`
+    /// returns the count at the time of the read, so counts the driver has not read yet are
+    /// replaced by this one, not queued behind it (a socket alone would queue every count).
+    pub fn send_latest(&mut self, count: i32) -> std::io::Result<()> {
+        let mut stale = [0u8; 64];
+        loop {
+            // SAFETY: recv into a live local buffer of its length, without blocking.
+            let n = unsafe {
+                libc::recv(
+                    std::os::fd::AsRawFd::as_raw_fd(&self.driver),
+                    stale.as_mut_ptr().cast(),
+                    stale.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0 {
+                continue;
+            }
+            let e = std::io::Error::last_os_error();
+            if n == 0 || e.kind() == ErrorKind::WouldBlock {
+                break;
+            }
+            if e.kind() != ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        match self.board.write_all(&count.to_ne_bytes()) {
+            // The driver closed its end: nobody is left to tell.
+            Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// A fake interrupt file: the descriptor the driver reads and writes like `/dev/uioN` (give it
+/// to [`crate::irq::UioIrq::new`]) and the [`IrqPeer`] a fake board raises interrupts through.
+pub fn irq_pair() -> std::io::Result<(OwnedFd, IrqPeer)> {
+    let (driver, board) = UnixStream::pair()?;
+    let peer = IrqPeer {
+        board,
+        driver: driver.try_clone()?,
+    };
+    Ok((OwnedFd::from(driver), peer))
 }

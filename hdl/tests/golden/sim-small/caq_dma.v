@@ -6,6 +6,7 @@
 // Split at max_burst-beat address boundaries (never across 4 KiB); outstanding reads;
 // RRESP per word to the core, the worst BRESP per write request. See caq-hdl dma.rs.
 // Bus 64 bits (8 bytes per beat), bursts up to 16 beats, 4 reads and 4 writes in flight.
+// ARCACHE 4'b0011, AWCACHE 4'b0011, AxPROT 3'b000: axi.coherence = none (not snooped).
 module caq_dma (
     input  wire        clk,
     input  wire        rst_n,  // synchronous, active low

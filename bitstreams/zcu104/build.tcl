@@ -56,7 +56,7 @@ set CAQ_FCLK_RESETN pl_resetn0
 # Design.top (added as a module reference)
 set CAQ_TOP caq_top
 # Design.files, relative to this script
-set CAQ_RTL_FILES {rtl/caq_array.v rtl/caq_axil_regs.v rtl/caq_core.v rtl/caq_dma.v rtl/caq_requant.v rtl/caq_top.v}
+set CAQ_RTL_FILES {rtl/caq_array.v rtl/caq_axil_regs.v rtl/caq_core.v rtl/caq_decode.v rtl/caq_dma.v rtl/caq_exec.v rtl/caq_fetch.v rtl/caq_requant.v rtl/caq_result.v rtl/caq_top.v rtl/caq_window.v}
 # constraints/<board>.xdc, copied next to this script
 set CAQ_XDC constraints.xdc
 # ---- End of header ------------------------------------------------------------

@@ -237,9 +237,14 @@ fn written_directory_holds_the_files_and_a_readable_manifest() {
             "caq_array.v",
             "caq_axil_regs.v",
             "caq_core.v",
+            "caq_decode.v",
             "caq_dma.v",
+            "caq_exec.v",
+            "caq_fetch.v",
             "caq_requant.v",
-            "caq_top.v"
+            "caq_result.v",
+            "caq_top.v",
+            "caq_window.v"
         ]
     );
     assert_eq!(manifest.config_hash, ConfigHash::of(&cfg).to_string());

@@ -25,6 +25,19 @@ pub const REQUANT_ENTRY_BYTES: u64 = 8;
 /// Bytes per (output channel, region) in the group-multiplier table: one little-endian u16.
 pub const GROUP_MULT_ENTRY_BYTES: u64 = 2;
 
+/// The code an activation byte carries on a device whose lanes are `act_bits` wide
+/// (CAPS0.ACT_BITS): the byte's low `act_bits` bits, sign-extended from bit `act_bits − 1` when
+/// the layer's input is signed, else zero-extended; the bits above are ignored. A byte the golden
+/// model writes (a code of at most `act_bits` bits, sign-extended to 8) is its own value.
+pub fn activation_code(byte: u8, act_bits: BitWidth, signed: bool) -> i32 {
+    let unused = 8 - u32::from(act_bits.get());
+    if signed {
+        i32::from(((byte << unused) as i8) >> unused)
+    } else {
+        i32::from((byte << unused) >> unused)
+    }
+}
+
 /// One field of the descriptor layout: bits `lsb .. lsb + width` counted from bit 0 of `word`.
 /// 64-bit fields start at bit 0 of a word and take that word (LO) and the next (HI).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -970,6 +983,34 @@ fn field_error(field: DescField, value: u64, expected: &str, code: ErrorCode) ->
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_activation_byte_is_its_low_act_bits() {
+        let w = |b: u8| BitWidth::try_from(b).unwrap();
+        for byte in 0..=255u8 {
+            assert_eq!(activation_code(byte, w(8), true), i32::from(byte as i8));
+            assert_eq!(activation_code(byte, w(8), false), i32::from(byte));
+        }
+        assert_eq!(activation_code(0b1110_0101, w(5), false), 0b00101);
+        assert_eq!(activation_code(0b0001_0101, w(5), true), -11);
+        assert_eq!(activation_code(0b1111_0101, w(5), true), -11);
+        assert_eq!(activation_code(0b1110_0101, w(5), true), 5);
+        assert_eq!(activation_code(0b0000_0011, w(2), true), -1);
+        assert_eq!(activation_code(0b0000_0011, w(2), false), 3);
+        // Every code of act_bits bits, stored sign-extended, reads back as itself.
+        for a in 2..=8u8 {
+            for v in -(1i32 << (a - 1))..(1 << (a - 1)) {
+                assert_eq!(
+                    activation_code(v as i8 as u8, w(a), true),
+                    v,
+                    "act {a} v {v}"
+                );
+            }
+            for v in 0..(1i32 << a) {
+                assert_eq!(activation_code(v as u8, w(a), false), v, "act {a} v {v}");
+            }
+        }
+    }
+
     use super::*;
     use crate::config::{AccelConfig, config_path};
     use proptest::prelude::*;
@@ -1079,9 +1120,10 @@ mod tests {
             }
         }
         assert_eq!(used, used_bits());
+        assert_eq!(used[26], 0xffff, "word 26 holds batch in [15:0]");
         assert!(
-            used[26..].iter().all(|&w| w == 0),
-            "words 26..=31 are reserved"
+            used[27..].iter().all(|&w| w == 0),
+            "words 27..=31 are reserved"
         );
     }
 

@@ -159,8 +159,34 @@ pub fn render_descriptor() -> String {
     let _ = writeln!(
         s,
         "\nEach region's {ACC_BITS}-bit accumulator is multiplied by its group multiplier and the \
-         regions are summed in {TOTAL_ACC_BITS} bits (the DSP48 P register width). Activation and \
-         weight-plane layouts are defined by caq-model's packing.\n"
+         regions are summed in {TOTAL_ACC_BITS} bits (the DSP48 P register width).\n"
+    );
+    let _ = writeln!(s, "## Data in memory\n");
+    let _ = writeln!(
+        s,
+        "C is the array's lane count (CAPS0.COLS, the config's `array.cols`); K = in_c · \
+         kernel_h · kernel_w. Every address is a byte address in the window; tables and planes are \
+         read in whole 8-byte words, so their starts are 8-byte aligned.\n\n\
+         - **Activation bytes.** An input byte carries the code in its low CAPS0.ACT_BITS bits, \
+         sign-extended from the top of those bits when `in_signed` is set, else zero-extended; the \
+         bits above are ignored (`caq_spec::descriptor::activation_code`). An output byte is the \
+         `out_bits`-bit code sign-extended (`out_signed`) or zero-extended to 8 bits.\n\
+         - **Conv2d input and output** are channel-major (CHW) without padding: the byte of \
+         (c, y, x) is at `input_addr + (c · in_h + y) · in_w + x`, likewise at `output_addr` with \
+         the output's shape. Every output byte is written.\n\
+         - **Dense input** is `batch` vectors of in_c bytes, vector n at `input_addr + n · S_in` with \
+         S_in = ⌈in_c / C⌉ · C; the S_in − in_c bytes after a vector are read and meet zero \
+         weights, so their values do not matter. **Dense output**: vector n's out_c bytes at \
+         `output_addr + n · S_out`, S_out = ⌈out_c / C⌉ · C; the bytes between vectors are not \
+         written. So a Dense layer's output is the next Dense layer's input as it lies \
+         (`caq_spec::CoreShape::batch_stride`).\n\
+         - **Weight planes.** Plane group N at `pgN_addr` holds `pgN_bits` planes; plane p is out_c \
+         rows of W = ⌈K / 64⌉ little-endian u64 words, the word of (p, row r, w) at \
+         `pgN_addr + 8 · ((p · out_c + r) · W + w)`, and its bit j is bit p of the two's-complement \
+         code of weight (r, k = 64 · w + j). Bits for k ≥ K are zero. For Conv2d, \
+         k = (c · kernel_h + ky) · kernel_w + kx (input channel, kernel row, kernel column); for \
+         Dense, k is the input index. Plane p weighs 2^(shift + p), the top plane negatively \
+         (above).\n"
     );
     let _ = writeln!(s, "## Checks, in order\n");
     let _ = writeln!(
@@ -273,7 +299,8 @@ mod tests {
             assert!(doc.contains(&format!("| {} |", f.name)), "{}", f.name);
         }
         assert!(doc.contains("| 0 | `[15:13]` |"), "{doc}");
-        assert!(doc.contains("| 26 | `[31:0]` |"), "{doc}");
+        assert!(doc.contains("| 26 | `[31:16]` |"), "{doc}");
+        assert!(doc.contains("| 27 | `[31:0]` |"), "{doc}");
         assert!(doc.contains("| 8–9 | `[63:0]` | input_addr |"), "{doc}");
     }
 

@@ -14,9 +14,9 @@ use std::fmt;
 use crate::error::SpecError;
 
 /// Register-map version carried in VERSION: major, minor, patch.
-pub const REGMAP_VERSION: (u8, u8, u8) = (1, 0, 0);
+pub const REGMAP_VERSION: (u8, u8, u8) = (2, 0, 0);
 /// [`REGMAP_VERSION`] as text.
-pub const REGMAP_VERSION_STRING: &str = "1.0.0";
+pub const REGMAP_VERSION_STRING: &str = "2.0.0";
 /// The ID register's constant: "CAQ!" in ASCII, 'C' in the top byte.
 pub const ID_VALUE: u32 = 0x4341_5121;
 
@@ -805,7 +805,7 @@ mod tests {
         }
         assert_eq!(ID.reset, Reset::Value(0x4341_5121));
         assert_eq!(ID_VALUE.to_be_bytes(), *b"CAQ!");
-        assert_eq!(VERSION.reset, Reset::Value(0x0001_0000));
+        assert_eq!(VERSION.reset, Reset::Value(0x0002_0000));
         assert_eq!(
             REGMAP_VERSION_STRING,
             format!(

@@ -366,7 +366,7 @@ fn used_addresses() -> Vec<(&'static str, &'static str)> {
 /// earlier stage's registers directly; `done` waits until the last has settled.)
 fn stage2(m: &mut ModuleBuilder, st: &mut Code) -> Result<()> {
     m.section("stage 2: K, the feature map, the output sizes, table ends");
-    reg(m, st, "k2_q", 22, "{6'd0, d_in_c} * {16'd0, kk_q}")?;
+    reg(m, st, "k2_q", K2_BITS, "{6'd0, d_in_c} * {16'd0, kk_q}")?;
     reg(m, st, "fm2_q", 48, "{32'd0, d_in_c} * {16'd0, hw_q}")?;
     for (ax, out) in [("h", "d_out_h"), ("w", "d_out_w")] {
         reg(
@@ -394,40 +394,40 @@ fn stage2(m: &mut ModuleBuilder, st: &mut Code) -> Result<()> {
     Ok(())
 }
 
+/// Width of `k2_q`, K = in_c · kernel_h · kernel_w (16 × 6 bits).
+const K2_BITS: u32 = 22;
+
+/// ⌈`sig` / 2^`sh`⌉ as 16 bits, `sig` being `width` bits wide (the bits above 16 of the quotient
+/// dropped: K is checked against `max_k` ≤ 65535 in the same stage).
+fn ceil_shift(sig: &str, width: u32, sh: u32) -> String {
+    if sh == 0 {
+        return format!("{sig}[15:0]");
+    }
+    if sh >= width {
+        return format!("{{15'd0, {sig} != {width}'d0}}");
+    }
+    let hi = (sh + 15).min(width - 1);
+    let q = hi - sh + 1;
+    let quotient = if q == 16 {
+        format!("{sig}[{hi}:{sh}]")
+    } else {
+        format!("{{{}'d0, {sig}[{hi}:{sh}]}}", 16 - q)
+    };
+    format!("{quotient} + {{15'd0, {sig}[{}:0] != {sh}'d0}}", sh - 1)
+}
+
 /// Stage 3: K's derived counts, the shape check, the region count, the tables' window.
 fn stage3(m: &mut ModuleBuilder, st: &mut Code, caps: &Caps, s: &CoreShape) -> Result<()> {
     m.section("stage 3: counts derived from K, the shape rule");
     let cl = clog2(s.cols);
-    reg(
-        m,
-        st,
-        "wpr3_q",
-        16,
-        "k2_q[21:6] + {15'd0, k2_q[5:0] != 6'd0}",
-    )?;
-    reg(
-        m,
-        st,
-        "nch3_q",
-        16,
-        if cl == 0 {
-            "k2_q[15:0]".to_owned()
-        } else {
-            format!(
-                "k2_q[{}:{cl}] + {{15'd0, k2_q[{}:0] != {cl}'d0}}",
-                15 + cl,
-                cl - 1
-            )
-        },
-    )?;
+    reg(m, st, "wpr3_q", 16, ceil_shift("k2_q", K2_BITS, 6))?;
+    reg(m, st, "nch3_q", 16, ceil_shift("k2_q", K2_BITS, cl))?;
     let regions = if s.group_size == 0 {
         "16'd1".to_string()
     } else {
-        let gl = clog2(s.group_size);
         format!(
-            "d_grouped ? (k2_q[{}:{gl}] + {{15'd0, k2_q[{}:0] != {gl}'d0}}) : 16'd1",
-            15 + gl,
-            gl - 1
+            "d_grouped ? ({}) : 16'd1",
+            ceil_shift("k2_q", K2_BITS, clog2(s.group_size))
         )
     };
     reg(m, st, "regions3_q", 16, regions)?;
@@ -636,10 +636,7 @@ fn stage6(m: &mut ModuleBuilder, st: &mut Code, s: &CoreShape) -> Result<()> {
             "s_out_stride",
             17,
             // CoreShape::batch_stride: out_c rounded up to whole C-byte chunks (C a power of two).
-            format!(
-                "({{1'b0, d_out_c}} + 17'd{m}) & ~17'd{m}",
-                m = s.cols - 1
-            ),
+            format!("({{1'b0, d_out_c}} + 17'd{m}) & ~17'd{m}", m = s.cols - 1),
         ),
         ("s_hw", 24, "hw_q[23:0]".into()),
     ];

@@ -867,13 +867,22 @@ fn format(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, a: &ArrayShap
     c.nb("s_ilast_q", "i_ctl_q[0]");
     c.nb("s_shift_q", "i_shift_q");
     // Weight bits per row.
+    if nsub > 1 {
+        for r in 0..rows {
+            m.wire_assign(
+                &format!("wsel{r}"),
+                Expr::raw(format!("i_wsub_q ? w{r}_1_rd_q : w{r}_0_rd_q"), 64),
+                Some("the row's sub-bank word"),
+            )?;
+        }
+    }
     let bits = (0..rows)
         .rev()
         .map(|r| {
             let word = if nsub == 1 {
                 format!("w{r}_0_rd_q")
             } else {
-                format!("(i_wsub_q ? w{r}_1_rd_q : w{r}_0_rd_q)")
+                format!("wsel{r}")
             };
             if cpwl == 0 {
                 word
@@ -885,6 +894,12 @@ fn format(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, a: &ArrayShap
         .join(", ");
     c.nb("s_bits_q", format!("{{{bits}}}"));
     // Activation words rotated by the block pixel.
+    if act < 8 {
+        m.lint_off(
+            "UNUSEDSIGNAL",
+            "bits act_bits..7 of an activation byte: a code is its low act_bits (docs/descriptor.md)",
+        );
+    }
     for j in 0..nb {
         let sel = if nb == 1 {
             "act0_rd_q".to_owned()
@@ -897,15 +912,22 @@ fn format(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, a: &ArrayShap
         };
         m.wire_assign(&format!("aw{j}"), Expr::raw(sel, 64), Some("chunk word j"))?;
     }
+    if act < 8 {
+        m.lint_on("UNUSEDSIGNAL");
+    }
     let lanes = (0..cols)
         .rev()
         .map(|c| {
             let (j, o) = (c / 8, (c % 8) * 8);
-            format!("x_in_signed & aw{j}[{}], aw{j}[{}:{o}]", o + 7, o + act - 1)
+            format!(
+                "x_in_signed & aw{j}[{}], aw{j}[{}:{o}]",
+                o + act - 1,
+                o + act - 1
+            )
         })
         .collect::<Vec<_>>()
         .join(", ");
-    c.comment("lane = the byte's code, sign- or zero-extended by one bit");
+    c.comment("lane = the byte's low act_bits, sign- (in_signed) or zero-extended by one bit");
     c.nb("s_act_q", format!("{{{lanes}}}"));
     let ones = format!("{{{rows}{{{MULT_BITS}'d1}}}}");
     if s.group_size != 0 {

@@ -494,7 +494,10 @@ fn add_estimates(
     settings: &[Vec<u8>],
     runs: &mut [LevelReport],
 ) -> Result<()> {
-    let (timing, shape) = (caq_sim::TimingModel::default(), caq_spec::CoreShape::of(cfg));
+    let (timing, shape) = (
+        caq_sim::TimingModel::default(),
+        caq_spec::CoreShape::of(cfg),
+    );
     for (r, bits) in runs.iter_mut().zip(settings) {
         program.set_bits(bits)?;
         r.estimate_cycles = Some(estimate(&timing, &shape, program));

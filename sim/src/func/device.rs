@@ -454,13 +454,8 @@ impl FuncDevice {
 
     /// The layer input as codes: `batch` K-vectors (Dense) or the CHW feature map (Conv2d).
     fn decode_input(&self, d: &LayerDescriptor, sched: &Schedule, data: &[u8]) -> Vec<i32> {
-        let code = |&b: &u8| {
-            if d.flags.in_signed {
-                i32::from(b as i8)
-            } else {
-                i32::from(b)
-            }
-        };
+        let act = self.caps.act_bits();
+        let code = |&b: &u8| descriptor::activation_code(b, act, d.flags.in_signed);
         match d.op {
             Opcode::Dense => (0..sched.items as usize)
                 .flat_map(|n| {

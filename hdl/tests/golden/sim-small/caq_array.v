@@ -4,7 +4,7 @@
 
 // Plane-serial compute array: R rows x C lanes, one bit-plane step per cycle.
 // Rows are output channels; lanes are K elements. See docs/architecture.md.
-// R = 4 rows, C = 8 lanes, 9-bit signed lanes (activation bits + 1), 12-bit lane sums (+3 adder-tree levels).
+// R = 4 rows, C = 8 lanes, 9-bit signed lanes (activation bits + 1), 12-bit lane sums (3 adder-tree levels in 1 registered stages); a step's item totals leave 6 cycles after it enters.
 module caq_array (
     input  wire         clk,
     input  wire         rst_n,  // synchronous, active low
@@ -16,15 +16,15 @@ module caq_array (
     input  wire         step_neg,  // top plane of a group: weight -2^shift
     input  wire         step_region_first,  // first step of a region: load, not add
     input  wire         step_region_last,  // last step of a region: fold it afterwards
-    input  wire         step_tile_first,  // the region is the tile's first: load the total
-    input  wire         step_tile_last,  // the region is the tile's last: totals are final
-    input  wire [35:0]  step_mult,  // row r's region multiplier (1..256) at [r*9 +: 9], sampled with the region's last step
+    input  wire         step_item_first,  // the region is the item's first: load the total
+    input  wire         step_item_last,  // the region is the item's last: totals are final
+    input  wire [35:0]  step_mult,  // row r's region multiplier (1..256) at [r*9 +: 9], with the region's last step
     // totals
-    output wire         acc_valid,  // pulse: acc_t holds the tile's final totals
-    output wire [191:0] acc_t  // row r's 48-bit total at [r*48 +: 48], signed; held until the next tile's first fold
+    output wire         acc_valid,  // pulse: acc_t holds an item's final totals (this cycle only)
+    output wire [191:0] acc_t  // row r's 48-bit total at [r*48 +: 48], signed
 );
 
-    // ---- stage 1: lane selection and adder tree, registered ----
+    // ---- tree stages: lane selection and adder tree, registered every few levels ----
     wire [8:0]  r0_sel0;
     assign r0_sel0 = step_bits[0] ? step_act[8:0] : 9'd0;
     wire [8:0]  r0_sel1;
@@ -41,20 +41,21 @@ module caq_array (
     assign r0_sel6 = step_bits[6] ? step_act[62:54] : 9'd0;
     wire [8:0]  r0_sel7;
     assign r0_sel7 = step_bits[7] ? step_act[71:63] : 9'd0;
-    wire [9:0]  r0_t1_0;
-    assign r0_t1_0 = {r0_sel0[8], r0_sel0} + {r0_sel1[8], r0_sel1};
-    wire [9:0]  r0_t1_1;
-    assign r0_t1_1 = {r0_sel2[8], r0_sel2} + {r0_sel3[8], r0_sel3};
-    wire [9:0]  r0_t1_2;
-    assign r0_t1_2 = {r0_sel4[8], r0_sel4} + {r0_sel5[8], r0_sel5};
-    wire [9:0]  r0_t1_3;
-    assign r0_t1_3 = {r0_sel6[8], r0_sel6} + {r0_sel7[8], r0_sel7};
-    wire [10:0] r0_t2_0;
-    assign r0_t2_0 = {r0_t1_0[9], r0_t1_0} + {r0_t1_1[9], r0_t1_1};
-    wire [10:0] r0_t2_1;
-    assign r0_t2_1 = {r0_t1_2[9], r0_t1_2} + {r0_t1_3[9], r0_t1_3};
-    wire [11:0] r0_t3_0;
-    assign r0_t3_0 = {r0_t2_0[10], r0_t2_0} + {r0_t2_1[10], r0_t2_1};
+    wire [9:0]  r0_l1_0;
+    assign r0_l1_0 = {r0_sel0[8], r0_sel0} + {r0_sel1[8], r0_sel1};
+    wire [9:0]  r0_l1_1;
+    assign r0_l1_1 = {r0_sel2[8], r0_sel2} + {r0_sel3[8], r0_sel3};
+    wire [9:0]  r0_l1_2;
+    assign r0_l1_2 = {r0_sel4[8], r0_sel4} + {r0_sel5[8], r0_sel5};
+    wire [9:0]  r0_l1_3;
+    assign r0_l1_3 = {r0_sel6[8], r0_sel6} + {r0_sel7[8], r0_sel7};
+    wire [10:0] r0_l2_0;
+    assign r0_l2_0 = {r0_l1_0[9], r0_l1_0} + {r0_l1_1[9], r0_l1_1};
+    wire [10:0] r0_l2_1;
+    assign r0_l2_1 = {r0_l1_2[9], r0_l1_2} + {r0_l1_3[9], r0_l1_3};
+    wire [11:0] r0_l3_0;
+    assign r0_l3_0 = {r0_l2_0[10], r0_l2_0} + {r0_l2_1[10], r0_l2_1};
+    reg  [11:0] psum0_q;
     wire [8:0]  r1_sel0;
     assign r1_sel0 = step_bits[8] ? step_act[8:0] : 9'd0;
     wire [8:0]  r1_sel1;
@@ -71,20 +72,21 @@ module caq_array (
     assign r1_sel6 = step_bits[14] ? step_act[62:54] : 9'd0;
     wire [8:0]  r1_sel7;
     assign r1_sel7 = step_bits[15] ? step_act[71:63] : 9'd0;
-    wire [9:0]  r1_t1_0;
-    assign r1_t1_0 = {r1_sel0[8], r1_sel0} + {r1_sel1[8], r1_sel1};
-    wire [9:0]  r1_t1_1;
-    assign r1_t1_1 = {r1_sel2[8], r1_sel2} + {r1_sel3[8], r1_sel3};
-    wire [9:0]  r1_t1_2;
-    assign r1_t1_2 = {r1_sel4[8], r1_sel4} + {r1_sel5[8], r1_sel5};
-    wire [9:0]  r1_t1_3;
-    assign r1_t1_3 = {r1_sel6[8], r1_sel6} + {r1_sel7[8], r1_sel7};
-    wire [10:0] r1_t2_0;
-    assign r1_t2_0 = {r1_t1_0[9], r1_t1_0} + {r1_t1_1[9], r1_t1_1};
-    wire [10:0] r1_t2_1;
-    assign r1_t2_1 = {r1_t1_2[9], r1_t1_2} + {r1_t1_3[9], r1_t1_3};
-    wire [11:0] r1_t3_0;
-    assign r1_t3_0 = {r1_t2_0[10], r1_t2_0} + {r1_t2_1[10], r1_t2_1};
+    wire [9:0]  r1_l1_0;
+    assign r1_l1_0 = {r1_sel0[8], r1_sel0} + {r1_sel1[8], r1_sel1};
+    wire [9:0]  r1_l1_1;
+    assign r1_l1_1 = {r1_sel2[8], r1_sel2} + {r1_sel3[8], r1_sel3};
+    wire [9:0]  r1_l1_2;
+    assign r1_l1_2 = {r1_sel4[8], r1_sel4} + {r1_sel5[8], r1_sel5};
+    wire [9:0]  r1_l1_3;
+    assign r1_l1_3 = {r1_sel6[8], r1_sel6} + {r1_sel7[8], r1_sel7};
+    wire [10:0] r1_l2_0;
+    assign r1_l2_0 = {r1_l1_0[9], r1_l1_0} + {r1_l1_1[9], r1_l1_1};
+    wire [10:0] r1_l2_1;
+    assign r1_l2_1 = {r1_l1_2[9], r1_l1_2} + {r1_l1_3[9], r1_l1_3};
+    wire [11:0] r1_l3_0;
+    assign r1_l3_0 = {r1_l2_0[10], r1_l2_0} + {r1_l2_1[10], r1_l2_1};
+    reg  [11:0] psum1_q;
     wire [8:0]  r2_sel0;
     assign r2_sel0 = step_bits[16] ? step_act[8:0] : 9'd0;
     wire [8:0]  r2_sel1;
@@ -101,20 +103,21 @@ module caq_array (
     assign r2_sel6 = step_bits[22] ? step_act[62:54] : 9'd0;
     wire [8:0]  r2_sel7;
     assign r2_sel7 = step_bits[23] ? step_act[71:63] : 9'd0;
-    wire [9:0]  r2_t1_0;
-    assign r2_t1_0 = {r2_sel0[8], r2_sel0} + {r2_sel1[8], r2_sel1};
-    wire [9:0]  r2_t1_1;
-    assign r2_t1_1 = {r2_sel2[8], r2_sel2} + {r2_sel3[8], r2_sel3};
-    wire [9:0]  r2_t1_2;
-    assign r2_t1_2 = {r2_sel4[8], r2_sel4} + {r2_sel5[8], r2_sel5};
-    wire [9:0]  r2_t1_3;
-    assign r2_t1_3 = {r2_sel6[8], r2_sel6} + {r2_sel7[8], r2_sel7};
-    wire [10:0] r2_t2_0;
-    assign r2_t2_0 = {r2_t1_0[9], r2_t1_0} + {r2_t1_1[9], r2_t1_1};
-    wire [10:0] r2_t2_1;
-    assign r2_t2_1 = {r2_t1_2[9], r2_t1_2} + {r2_t1_3[9], r2_t1_3};
-    wire [11:0] r2_t3_0;
-    assign r2_t3_0 = {r2_t2_0[10], r2_t2_0} + {r2_t2_1[10], r2_t2_1};
+    wire [9:0]  r2_l1_0;
+    assign r2_l1_0 = {r2_sel0[8], r2_sel0} + {r2_sel1[8], r2_sel1};
+    wire [9:0]  r2_l1_1;
+    assign r2_l1_1 = {r2_sel2[8], r2_sel2} + {r2_sel3[8], r2_sel3};
+    wire [9:0]  r2_l1_2;
+    assign r2_l1_2 = {r2_sel4[8], r2_sel4} + {r2_sel5[8], r2_sel5};
+    wire [9:0]  r2_l1_3;
+    assign r2_l1_3 = {r2_sel6[8], r2_sel6} + {r2_sel7[8], r2_sel7};
+    wire [10:0] r2_l2_0;
+    assign r2_l2_0 = {r2_l1_0[9], r2_l1_0} + {r2_l1_1[9], r2_l1_1};
+    wire [10:0] r2_l2_1;
+    assign r2_l2_1 = {r2_l1_2[9], r2_l1_2} + {r2_l1_3[9], r2_l1_3};
+    wire [11:0] r2_l3_0;
+    assign r2_l3_0 = {r2_l2_0[10], r2_l2_0} + {r2_l2_1[10], r2_l2_1};
+    reg  [11:0] psum2_q;
     wire [8:0]  r3_sel0;
     assign r3_sel0 = step_bits[24] ? step_act[8:0] : 9'd0;
     wire [8:0]  r3_sel1;
@@ -131,98 +134,116 @@ module caq_array (
     assign r3_sel6 = step_bits[30] ? step_act[62:54] : 9'd0;
     wire [8:0]  r3_sel7;
     assign r3_sel7 = step_bits[31] ? step_act[71:63] : 9'd0;
-    wire [9:0]  r3_t1_0;
-    assign r3_t1_0 = {r3_sel0[8], r3_sel0} + {r3_sel1[8], r3_sel1};
-    wire [9:0]  r3_t1_1;
-    assign r3_t1_1 = {r3_sel2[8], r3_sel2} + {r3_sel3[8], r3_sel3};
-    wire [9:0]  r3_t1_2;
-    assign r3_t1_2 = {r3_sel4[8], r3_sel4} + {r3_sel5[8], r3_sel5};
-    wire [9:0]  r3_t1_3;
-    assign r3_t1_3 = {r3_sel6[8], r3_sel6} + {r3_sel7[8], r3_sel7};
-    wire [10:0] r3_t2_0;
-    assign r3_t2_0 = {r3_t1_0[9], r3_t1_0} + {r3_t1_1[9], r3_t1_1};
-    wire [10:0] r3_t2_1;
-    assign r3_t2_1 = {r3_t1_2[9], r3_t1_2} + {r3_t1_3[9], r3_t1_3};
-    wire [11:0] r3_t3_0;
-    assign r3_t3_0 = {r3_t2_0[10], r3_t2_0} + {r3_t2_1[10], r3_t2_1};
-    reg  [11:0] psum0_q;
-    reg  [11:0] psum1_q;
-    reg  [11:0] psum2_q;
+    wire [9:0]  r3_l1_0;
+    assign r3_l1_0 = {r3_sel0[8], r3_sel0} + {r3_sel1[8], r3_sel1};
+    wire [9:0]  r3_l1_1;
+    assign r3_l1_1 = {r3_sel2[8], r3_sel2} + {r3_sel3[8], r3_sel3};
+    wire [9:0]  r3_l1_2;
+    assign r3_l1_2 = {r3_sel4[8], r3_sel4} + {r3_sel5[8], r3_sel5};
+    wire [9:0]  r3_l1_3;
+    assign r3_l1_3 = {r3_sel6[8], r3_sel6} + {r3_sel7[8], r3_sel7};
+    wire [10:0] r3_l2_0;
+    assign r3_l2_0 = {r3_l1_0[9], r3_l1_0} + {r3_l1_1[9], r3_l1_1};
+    wire [10:0] r3_l2_1;
+    assign r3_l2_1 = {r3_l1_2[9], r3_l1_2} + {r3_l1_3[9], r3_l1_3};
+    wire [11:0] r3_l3_0;
+    assign r3_l3_0 = {r3_l2_0[10], r3_l2_0} + {r3_l2_1[10], r3_l2_1};
     reg  [11:0] psum3_q;
-    reg  [5:0]  ctl1_q;  // valid, neg, region_first, region_last, tile_first, tile_last
+    always @(posedge clk) begin
+        psum0_q <= r0_l3_0;
+        psum1_q <= r1_l3_0;
+        psum2_q <= r2_l3_0;
+        psum3_q <= r3_l3_0;
+    end
+    reg  [5:0]  ctl1_q;  // valid, neg, region_first, region_last, item_first, item_last
     reg  [2:0]  shift1_q;
     reg  [35:0] mult1_q;
-    always @(posedge clk) begin
-        if (!rst_n) begin
-            ctl1_q <= 6'd0;
-        end else begin
-            ctl1_q <= {step_valid, step_neg, step_region_first, step_region_last, step_tile_first, step_tile_last};
-        end
-        shift1_q <= step_shift;
-        mult1_q <= step_mult;
-        psum0_q <= r0_t3_0;
-        psum1_q <= r1_t3_0;
-        psum2_q <= r2_t3_0;
-        psum3_q <= r3_t3_0;
-    end
 
-    // ---- stage 2: region accumulators ----
-    // term = +/-(psum << shift): 12 + 7 bits, plus one for the negation = 20 bits, sign-extended to 32.
+    // ---- term: +/-(psum << shift), registered ----
+    // term = +/-(psum << shift): 12 + 7 bits, plus one for the negation = 20 bits.
+    reg  [19:0] term0_q;
+    reg  [19:0] term1_q;
+    reg  [19:0] term2_q;
+    reg  [19:0] term3_q;
+    reg  [4:0]  ctlt_q;  // valid, region_first, region_last, item_first, item_last
+    reg  [35:0] multt_q;
+
+    // ---- region accumulators ----
     reg  [31:0] accg0_q;
-    wire [19:0] term0;
-    assign term0 = ctl1_q[4] ? -($signed({{8{psum0_q[11]}}, psum0_q}) <<< shift1_q) : ($signed({{8{psum0_q[11]}}, psum0_q}) <<< shift1_q);
     reg  [31:0] accg1_q;
-    wire [19:0] term1;
-    assign term1 = ctl1_q[4] ? -($signed({{8{psum1_q[11]}}, psum1_q}) <<< shift1_q) : ($signed({{8{psum1_q[11]}}, psum1_q}) <<< shift1_q);
     reg  [31:0] accg2_q;
-    wire [19:0] term2;
-    assign term2 = ctl1_q[4] ? -($signed({{8{psum2_q[11]}}, psum2_q}) <<< shift1_q) : ($signed({{8{psum2_q[11]}}, psum2_q}) <<< shift1_q);
     reg  [31:0] accg3_q;
-    wire [19:0] term3;
-    assign term3 = ctl1_q[4] ? -($signed({{8{psum3_q[11]}}, psum3_q}) <<< shift1_q) : ($signed({{8{psum3_q[11]}}, psum3_q}) <<< shift1_q);
-    reg  [2:0]  ctl2_q;  // fold (valid & region_last), tile_first, tile_last
-    reg  [35:0] mult2_q;
-    always @(posedge clk) begin
-        if (!rst_n) begin
-            ctl2_q <= 3'd0;
-        end else begin
-            ctl2_q <= {ctl1_q[5] & ctl1_q[2], ctl1_q[1], ctl1_q[0]};
-        end
-        mult2_q <= mult1_q;
-        if (ctl1_q[5]) begin
-            accg0_q <= ctl1_q[3] ? {{12{term0[19]}}, term0} : accg0_q + {{12{term0[19]}}, term0};
-            accg1_q <= ctl1_q[3] ? {{12{term1[19]}}, term1} : accg1_q + {{12{term1[19]}}, term1};
-            accg2_q <= ctl1_q[3] ? {{12{term2[19]}}, term2} : accg2_q + {{12{term2[19]}}, term2};
-            accg3_q <= ctl1_q[3] ? {{12{term3[19]}}, term3} : accg3_q + {{12{term3[19]}}, term3};
-        end
-    end
+    reg  [2:0]  ctlg_q;  // fold (valid & region_last), item_first, item_last
+    reg  [35:0] multg_q;
 
-    // ---- stage 3: fold regions into the totals (one DSP multiply per row) ----
-    // product = (unsigned 9-bit multiplier) x (signed 32-bit region sum): 42 bits signed, sign-extended to 48.
+    // ---- fold: region sum x multiplier (one DSP per row), into the 48-bit totals ----
+    // product = (unsigned 9-bit multiplier) x (signed 32-bit region sum): 42 bits signed; operands and product registered (the DSP's A/B and M registers).
+    reg  [2:0]  ctlf1_q;  // fold, item_first, item_last
+    reg  [2:0]  ctlf2_q;  // fold, item_first, item_last
+    reg  [31:0] fa0_q;  // region sum
+    reg  [8:0]  fb0_q;  // its multiplier
+    reg  [41:0] prod0_q;
     reg  [47:0] acct0_q;
-    wire [41:0] fold0;
-    assign fold0 = $signed({33'd0, mult2_q[8:0]}) * $signed({{10{accg0_q[31]}}, accg0_q});
+    reg  [31:0] fa1_q;  // region sum
+    reg  [8:0]  fb1_q;  // its multiplier
+    reg  [41:0] prod1_q;
     reg  [47:0] acct1_q;
-    wire [41:0] fold1;
-    assign fold1 = $signed({33'd0, mult2_q[17:9]}) * $signed({{10{accg1_q[31]}}, accg1_q});
+    reg  [31:0] fa2_q;  // region sum
+    reg  [8:0]  fb2_q;  // its multiplier
+    reg  [41:0] prod2_q;
     reg  [47:0] acct2_q;
-    wire [41:0] fold2;
-    assign fold2 = $signed({33'd0, mult2_q[26:18]}) * $signed({{10{accg2_q[31]}}, accg2_q});
+    reg  [31:0] fa3_q;  // region sum
+    reg  [8:0]  fb3_q;  // its multiplier
+    reg  [41:0] prod3_q;
     reg  [47:0] acct3_q;
-    wire [41:0] fold3;
-    assign fold3 = $signed({33'd0, mult2_q[35:27]}) * $signed({{10{accg3_q[31]}}, accg3_q});
     reg         acc_valid_q;
     always @(posedge clk) begin
+        shift1_q <= step_shift;
+        mult1_q <= step_mult;
+        term0_q <= ctl1_q[4] ? -($signed({{8{psum0_q[11]}}, psum0_q}) <<< shift1_q) : ($signed({{8{psum0_q[11]}}, psum0_q}) <<< shift1_q);
+        term1_q <= ctl1_q[4] ? -($signed({{8{psum1_q[11]}}, psum1_q}) <<< shift1_q) : ($signed({{8{psum1_q[11]}}, psum1_q}) <<< shift1_q);
+        term2_q <= ctl1_q[4] ? -($signed({{8{psum2_q[11]}}, psum2_q}) <<< shift1_q) : ($signed({{8{psum2_q[11]}}, psum2_q}) <<< shift1_q);
+        term3_q <= ctl1_q[4] ? -($signed({{8{psum3_q[11]}}, psum3_q}) <<< shift1_q) : ($signed({{8{psum3_q[11]}}, psum3_q}) <<< shift1_q);
+        multt_q <= mult1_q;
+        multg_q <= multt_q;
+        if (ctlt_q[4]) begin
+            accg0_q <= ctlt_q[3] ? {{12{term0_q[19]}}, term0_q} : accg0_q + {{12{term0_q[19]}}, term0_q};
+            accg1_q <= ctlt_q[3] ? {{12{term1_q[19]}}, term1_q} : accg1_q + {{12{term1_q[19]}}, term1_q};
+            accg2_q <= ctlt_q[3] ? {{12{term2_q[19]}}, term2_q} : accg2_q + {{12{term2_q[19]}}, term2_q};
+            accg3_q <= ctlt_q[3] ? {{12{term3_q[19]}}, term3_q} : accg3_q + {{12{term3_q[19]}}, term3_q};
+        end
+        fa0_q <= accg0_q;
+        fb0_q <= multg_q[8:0];
+        prod0_q <= $signed({33'd0, fb0_q}) * $signed({{10{fa0_q[31]}}, fa0_q});
+        fa1_q <= accg1_q;
+        fb1_q <= multg_q[17:9];
+        prod1_q <= $signed({33'd0, fb1_q}) * $signed({{10{fa1_q[31]}}, fa1_q});
+        fa2_q <= accg2_q;
+        fb2_q <= multg_q[26:18];
+        prod2_q <= $signed({33'd0, fb2_q}) * $signed({{10{fa2_q[31]}}, fa2_q});
+        fa3_q <= accg3_q;
+        fb3_q <= multg_q[35:27];
+        prod3_q <= $signed({33'd0, fb3_q}) * $signed({{10{fa3_q[31]}}, fa3_q});
+        if (ctlf2_q[2]) begin
+            acct0_q <= ctlf2_q[1] ? {{6{prod0_q[41]}}, prod0_q} : acct0_q + {{6{prod0_q[41]}}, prod0_q};
+            acct1_q <= ctlf2_q[1] ? {{6{prod1_q[41]}}, prod1_q} : acct1_q + {{6{prod1_q[41]}}, prod1_q};
+            acct2_q <= ctlf2_q[1] ? {{6{prod2_q[41]}}, prod2_q} : acct2_q + {{6{prod2_q[41]}}, prod2_q};
+            acct3_q <= ctlf2_q[1] ? {{6{prod3_q[41]}}, prod3_q} : acct3_q + {{6{prod3_q[41]}}, prod3_q};
+        end
         if (!rst_n) begin
+            ctl1_q <= 6'd0;
+            ctlt_q <= 5'd0;
+            ctlg_q <= 3'd0;
+            ctlf1_q <= 3'd0;
+            ctlf2_q <= 3'd0;
             acc_valid_q <= 1'b0;
         end else begin
-            acc_valid_q <= ctl2_q[2] & ctl2_q[0];
-        end
-        if (ctl2_q[2]) begin
-            acct0_q <= ctl2_q[1] ? {{6{fold0[41]}}, fold0} : acct0_q + {{6{fold0[41]}}, fold0};
-            acct1_q <= ctl2_q[1] ? {{6{fold1[41]}}, fold1} : acct1_q + {{6{fold1[41]}}, fold1};
-            acct2_q <= ctl2_q[1] ? {{6{fold2[41]}}, fold2} : acct2_q + {{6{fold2[41]}}, fold2};
-            acct3_q <= ctl2_q[1] ? {{6{fold3[41]}}, fold3} : acct3_q + {{6{fold3[41]}}, fold3};
+            ctl1_q <= {step_valid, step_neg, step_region_first, step_region_last, step_item_first, step_item_last};
+            ctlt_q <= {ctl1_q[5], ctl1_q[3:0]};
+            ctlg_q <= {ctlt_q[4] & ctlt_q[2], ctlt_q[1], ctlt_q[0]};
+            ctlf1_q <= ctlg_q;
+            ctlf2_q <= ctlf1_q;
+            acc_valid_q <= ctlf2_q[2] & ctlf2_q[0];
         end
     end
 

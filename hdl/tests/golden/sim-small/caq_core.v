@@ -2,10 +2,9 @@
 
 `default_nettype none
 
-// Layer engine: descriptor fetch, buffer loads, plane-step sequencing, requantization,
-// output writes. Dense layers in this version. Memory port protocol: see caq-hdl core.rs
-// and docs/architecture.md.
-// R = 4 rows, C = 8 lanes; weight banks 4 x 128 words; activation banks 1 x 512 words; regions of 16 (at most 256 per layer).
+// Layer engine: caq_fetch (descriptors, checks, reads), caq_window (Conv2d patches),
+// caq_exec (banks, plane-steps), caq_array, caq_result (requantization, writes), wired
+// by port name. See caq-hdl core/mod.rs and docs/architecture.md.
 module caq_core (
     input  wire        clk,
     input  wire        rst_n,  // synchronous, active low
@@ -20,1127 +19,404 @@ module caq_core (
     output wire [7:0]  err_code,
     output wire [15:0] err_desc,  // index of the failing descriptor
     output wire        perf_busy,  // a plane-step entered the array
-    output wire        perf_stall,  // waiting on the memory ports
+    output wire        perf_stall,  // a descriptor runs and no step issues
     output wire [15:0] perf_plane_ops,
     output wire [15:0] perf_bytes_rd,
     output wire [15:0] perf_bytes_wr,
-    // word read port (to the DMA engine)
+    // read port (to the DMA engine)
     output wire        rd_req_valid,
     input  wire        rd_req_ready,
     output wire [31:0] rd_req_addr,  // byte address, 8-byte aligned
-    output wire [19:0] rd_req_words,
+    output wire [19:0] rd_req_words,  // 64-bit words, at least 1
     input  wire        rd_valid,
     output wire        rd_ready,
-    input  wire [63:0] rd_data,
-    input  wire [1:0]  rd_resp,  // RRESP of the word's beat (2 SLVERR, 3 DECERR)
-    // word write port (to the DMA engine)
+    input  wire [63:0] rd_data,  // a whole bus beat
+    input  wire [1:0]  rd_resp,  // RRESP of the beat (2 SLVERR, 3 DECERR)
+    // write port (to the DMA engine)
     output wire        wr_req_valid,
     input  wire        wr_req_ready,
     output wire [31:0] wr_req_addr,  // byte address, 8-byte aligned
-    output wire [19:0] wr_req_words,
+    output wire [19:0] wr_req_words,  // 64-bit words, at least 1
     output wire        wr_valid,
     input  wire        wr_ready,
-    output wire [63:0] wr_data,
+    output wire [63:0] wr_data,  // a whole bus beat
     output wire [7:0]  wr_strb,
-    input  wire        wr_resp_valid,
-    input  wire [1:0]  wr_resp_resp,  // the worst BRESP of the request's bursts
+    input  wire        wr_busy,  // a request has beats or responses outstanding
+    input  wire [1:0]  wr_err,  // the worst BRESP since wr_err_clear
+    output wire        wr_err_clear,  // pulse: forget wr_err (at START)
     // address window (from WIN_BASE / WIN_LIMIT, saturated to 2^addr_width)
     input  wire [32:0] win_base,
     input  wire [32:0] win_limit
 );
 
-    // ---- states ----
-    localparam [4:0]   S_IDLE = 5'd0;
-    localparam [4:0]   S_DESC_REQ = 5'd1;
-    localparam [4:0]   S_DESC_DATA = 5'd2;
-    localparam [4:0]   S_CHECK = 5'd3;
-    localparam [4:0]   S_PLAN = 5'd4;
-    localparam [4:0]   S_ACT_REQ = 5'd5;
-    localparam [4:0]   S_ACT_DATA = 5'd6;
-    localparam [4:0]   S_BIAS_REQ = 5'd7;
-    localparam [4:0]   S_BIAS_DATA = 5'd8;
-    localparam [4:0]   S_RQ_REQ = 5'd9;
-    localparam [4:0]   S_RQ_DATA = 5'd10;
-    localparam [4:0]   S_GM_REQ = 5'd11;
-    localparam [4:0]   S_GM_DATA = 5'd12;
-    localparam [4:0]   S_W_REQ = 5'd13;
-    localparam [4:0]   S_W_DATA = 5'd14;
-    localparam [4:0]   S_COMPUTE = 5'd15;
-    localparam [4:0]   S_WAIT_ACC = 5'd16;
-    localparam [4:0]   S_DRAIN = 5'd17;
-    localparam [4:0]   S_OUT_REQ = 5'd18;
-    localparam [4:0]   S_OUT_FILL = 5'd19;
-    localparam [4:0]   S_OUT_DATA = 5'd20;
-    localparam [4:0]   S_OUT_RESP = 5'd21;
-    localparam [4:0]   S_NEXT = 5'd22;
-    localparam [4:0]   S_FAIL = 5'd23;
-    localparam [4:0]   S_FM_REQ = 5'd24;
-    localparam [4:0]   S_FM_DATA = 5'd25;
-    localparam [4:0]   S_GINIT = 5'd26;
-    localparam [4:0]   S_GATHER = 5'd27;
-    localparam [4:0]   S_GFLUSH = 5'd28;
-    localparam [4:0]   S_PIX_NEXT = 5'd29;
-    reg  [4:0]   state_q;
-
-    // ---- descriptor ----
-    reg  [31:0] desc_q [0:31];  // the fetched descriptor, 32 words
-    wire [7:0]   d_op;
-    assign d_op = desc_q[0][7:0];
-    wire         d_relu;
-    assign d_relu = desc_q[0][8];
-    wire         d_in_signed;
-    assign d_in_signed = desc_q[0][9];
-    wire         d_out_signed;
-    assign d_out_signed = desc_q[0][10];
-    wire         d_grouped;
-    assign d_grouped = desc_q[0][11];
-    wire         d_last;
-    assign d_last = desc_q[0][12];
-    wire [7:0]   d_ngroups;
-    assign d_ngroups = desc_q[0][23:16];
-    wire [7:0]   d_active;
-    assign d_active = desc_q[0][31:24];
-    wire [3:0]   d_in_bits;
-    assign d_in_bits = desc_q[1][3:0];
-    wire [3:0]   d_out_bits;
-    assign d_out_bits = desc_q[1][7:4];
-    wire [15:0]  d_group_size;
-    assign d_group_size = desc_q[1][31:16];
-    wire [15:0]  d_in_c;
-    assign d_in_c = desc_q[2][15:0];
-    wire [15:0]  d_in_h;
-    assign d_in_h = desc_q[2][31:16];
-    wire [15:0]  d_in_w;
-    assign d_in_w = desc_q[3][15:0];
-    wire [15:0]  d_out_c;
-    assign d_out_c = desc_q[3][31:16];
-    wire [15:0]  d_out_h;
-    assign d_out_h = desc_q[4][15:0];
-    wire [15:0]  d_out_w;
-    assign d_out_w = desc_q[4][31:16];
-    wire [7:0]   d_kh;
-    assign d_kh = desc_q[5][7:0];
-    wire [7:0]   d_kw;
-    assign d_kw = desc_q[5][15:8];
-    wire [7:0]   d_stride;
-    assign d_stride = desc_q[5][23:16];
-    wire [7:0]   d_pad;
-    assign d_pad = desc_q[5][31:24];
-    wire [3:0]   d_pg0_bits;
-    assign d_pg0_bits = desc_q[6][3:0];
-    wire [7:0]   d_pg0_shift8;
-    assign d_pg0_shift8 = desc_q[6][15:8];
-    wire [3:0]   d_pg1_bits;
-    assign d_pg1_bits = desc_q[6][19:16];
-    wire [7:0]   d_pg1_shift8;
-    assign d_pg1_shift8 = desc_q[6][31:24];
-    wire [3:0]   d_pg2_bits;
-    assign d_pg2_bits = desc_q[7][3:0];
-    wire [7:0]   d_pg2_shift8;
-    assign d_pg2_shift8 = desc_q[7][15:8];
-    wire [3:0]   d_pg3_bits;
-    assign d_pg3_bits = desc_q[7][19:16];
-    wire [7:0]   d_pg3_shift8;
-    assign d_pg3_shift8 = desc_q[7][31:24];
-    wire [2:0]   d_pg0_shift;  // the shift as used (checked <= 7)
-    assign d_pg0_shift = d_pg0_shift8[2:0];
-    wire [2:0]   d_pg1_shift;  // the shift as used (checked <= 7)
-    assign d_pg1_shift = d_pg1_shift8[2:0];
-    wire [2:0]   d_pg2_shift;  // the shift as used (checked <= 7)
-    assign d_pg2_shift = d_pg2_shift8[2:0];
-    wire [2:0]   d_pg3_shift;  // the shift as used (checked <= 7)
-    assign d_pg3_shift = d_pg3_shift8[2:0];
-    wire         d_conv;
-    assign d_conv = d_op == 8'd2;
-    wire [63:0]  d_in_addr;
-    assign d_in_addr = {desc_q[9], desc_q[8]};
-    wire [63:0]  d_out_addr;
-    assign d_out_addr = {desc_q[11], desc_q[10]};
-    wire [63:0]  d_bias_addr;
-    assign d_bias_addr = {desc_q[13], desc_q[12]};
-    wire [63:0]  d_rq_addr;
-    assign d_rq_addr = {desc_q[15], desc_q[14]};
-    wire [63:0]  d_gm_addr;
-    assign d_gm_addr = {desc_q[17], desc_q[16]};
-    wire [63:0]  d_w0_addr;
-    assign d_w0_addr = {desc_q[19], desc_q[18]};
-    wire [63:0]  d_w1_addr;
-    assign d_w1_addr = {desc_q[21], desc_q[20]};
-    wire [63:0]  d_w2_addr;
-    assign d_w2_addr = {desc_q[23], desc_q[22]};
-    wire [63:0]  d_w3_addr;
-    assign d_w3_addr = {desc_q[25], desc_q[24]};
-    wire [31:0]  d_k_full;  // K = in_c (Dense) or in_c * kh * kw (Conv2d)
-    assign d_k_full = {16'd0, d_in_c} * {24'd0, d_conv ? d_kh : 8'd1} * {24'd0, d_conv ? d_kw : 8'd1};
-    wire [15:0]  d_k;  // K as the datapath counts it (the capacity check keeps K < 2^16)
-    assign d_k = d_k_full[15:0];
-    wire [15:0]  d_wpr;  // 64-bit words per plane row: ceil(K/64)
-    assign d_wpr = {6'd0, d_k[15:6]} + {15'd0, d_k[5:0] != 6'd0};
-    wire [5:0]   d_planes;  // active planes P
-    assign d_planes = {2'd0, d_pg0_bits} + ((d_active > 8'd1) ? {2'd0, d_pg1_bits} : 6'd0) + ((d_active > 8'd2) ? {2'd0, d_pg2_bits} : 6'd0) + ((d_active > 8'd3) ? {2'd0, d_pg3_bits} : 6'd0);
-    // One wire per check of caq_spec::descriptor::check_fetched (docs/descriptor.md, in that
-    // order); CHECK reports the first failing one.
-    wire         c_op;
-    assign c_op = d_op == 8'd1 || d_op == 8'd2;
-    wire         c_ngroups;
-    assign c_ngroups = d_ngroups >= 8'd1 && d_ngroups <= 8'd4;
-    wire         c_widths;
-    assign c_widths = (d_in_bits >= 4'd1 && d_in_bits <= 4'd8) && (d_out_bits >= 4'd1 && d_out_bits <= 4'd8) && (!(d_ngroups > 8'd0) || (d_pg0_bits >= 4'd1 && d_pg0_bits <= 4'd8)) && (!(d_ngroups > 8'd1) || (d_pg1_bits >= 4'd1 && d_pg1_bits <= 4'd8)) && (!(d_ngroups > 8'd2) || (d_pg2_bits >= 4'd1 && d_pg2_bits <= 4'd8)) && (!(d_ngroups > 8'd3) || (d_pg3_bits >= 4'd1 && d_pg3_bits <= 4'd8));
-    wire         c_slots;
-    assign c_slots = (d_ngroups > 8'd1 || (d_pg1_bits == 4'd0 && d_pg1_shift8 == 8'd0 && d_w1_addr == 64'd0)) && (d_ngroups > 8'd2 || (d_pg2_bits == 4'd0 && d_pg2_shift8 == 8'd0 && d_w2_addr == 64'd0)) && (d_ngroups > 8'd3 || (d_pg3_bits == 4'd0 && d_pg3_shift8 == 8'd0 && d_w3_addr == 64'd0));
-    wire         c_reserved;
-    assign c_reserved = ((desc_q[0] & 32'h0000e000) == 32'd0) && ((desc_q[1] & 32'h0000ff00) == 32'd0) && ((desc_q[6] & 32'h00f000f0) == 32'd0) && ((desc_q[7] & 32'h00f000f0) == 32'd0) && ((desc_q[26] & 32'hffffffff) == 32'd0) && ((desc_q[27] & 32'hffffffff) == 32'd0) && ((desc_q[28] & 32'hffffffff) == 32'd0) && ((desc_q[29] & 32'hffffffff) == 32'd0) && ((desc_q[30] & 32'hffffffff) == 32'd0) && ((desc_q[31] & 32'hffffffff) == 32'd0);
-    wire [7:0]   bits_mask;  // supported weight bit-widths
-    assign bits_mask = 8'hff;
-    wire         c_caps_bits;
-    assign c_caps_bits = (d_in_bits >= 4'd2 && d_in_bits <= 4'd8) && (d_out_bits >= 4'd2 && d_out_bits <= 4'd8) && (!(d_ngroups > 8'd0) || bits_mask[d_pg0_bits[2:0] - 3'd1]) && (!(d_ngroups > 8'd1) || bits_mask[d_pg1_bits[2:0] - 3'd1]) && (!(d_ngroups > 8'd2) || bits_mask[d_pg2_bits[2:0] - 3'd1]) && (!(d_ngroups > 8'd3) || bits_mask[d_pg3_bits[2:0] - 3'd1]);
-    wire         c_dims;
-    assign c_dims = (d_in_c != 16'd0 && {16'd0, d_in_c} <= 32'd1024) && (d_in_h != 16'd0 && {16'd0, d_in_h} <= 32'd1024) && (d_in_w != 16'd0 && {16'd0, d_in_w} <= 32'd1024) && (d_out_c != 16'd0 && {16'd0, d_out_c} <= 32'd1024) && (d_out_h != 16'd0 && {16'd0, d_out_h} <= 32'd1024) && (d_out_w != 16'd0 && {16'd0, d_out_w} <= 32'd1024);
-    wire         c_kernel;
-    assign c_kernel = d_kh >= 8'd1 && d_kh <= 8'd7 && d_kw >= 8'd1 && d_kw <= 8'd7 && d_stride >= 8'd1 && d_stride <= 8'd2 && d_pad <= 8'd3 && {d_pad[6:0], 1'b0} <= ((d_kh < d_kw) ? d_kh : d_kw);
-    wire         c_dense_ones;
-    assign c_dense_ones = d_in_h == 16'd1 && d_in_w == 16'd1 && d_out_h == 16'd1 && d_out_w == 16'd1 && d_kh == 8'd1 && d_kw == 8'd1 && d_stride == 8'd1 && d_pad == 8'd0;
-    wire [17:0]  padded_h;  // in + 2 * pad
-    assign padded_h = {2'd0, d_in_h} + {9'd0, d_pad, 1'b0};
-    wire         c_out_h;  // out = (in + 2 pad - kernel) / stride + 1
-    assign c_out_h = padded_h >= {10'd0, d_kh} && (((padded_h - {10'd0, d_kh}) >> (d_stride == 8'd2 ? 1 : 0)) + 18'd1) == {2'd0, d_out_h};
-    wire [17:0]  padded_w;  // in + 2 * pad
-    assign padded_w = {2'd0, d_in_w} + {9'd0, d_pad, 1'b0};
-    wire         c_out_w;  // out = (in + 2 pad - kernel) / stride + 1
-    assign c_out_w = padded_w >= {10'd0, d_kw} && (((padded_w - {10'd0, d_kw}) >> (d_stride == 8'd2 ? 1 : 0)) + 18'd1) == {2'd0, d_out_w};
-    wire         c_shape;
-    assign c_shape = c_dims && c_kernel && (d_conv ? (c_out_h && c_out_w) : c_dense_ones) && d_k_full <= 32'd4096;
-    wire         c_groups;
-    assign c_groups = d_ngroups <= 8'd4 && d_active >= 8'd1 && d_active <= d_ngroups && (!(d_ngroups > 8'd0) || (d_pg0_shift8 <= 8'd7 && {4'd0, d_pg0_bits} + d_pg0_shift8 <= 8'd8)) && (!(d_ngroups > 8'd1) || (d_pg1_shift8 <= 8'd7 && {4'd0, d_pg1_bits} + d_pg1_shift8 <= 8'd8)) && (!(d_ngroups > 8'd2) || (d_pg2_shift8 <= 8'd7 && {4'd0, d_pg2_bits} + d_pg2_shift8 <= 8'd8)) && (!(d_ngroups > 8'd3) || (d_pg3_shift8 <= 8'd7 && {4'd0, d_pg3_bits} + d_pg3_shift8 <= 8'd8));
-    wire         c_region;
-    assign c_region = d_grouped ? (d_group_size == 16'd16) : (d_group_size == 16'd0);
-    wire         c_aligned;
-    assign c_aligned = (!(1'b1) || d_in_addr[2:0] == 3'd0) && (!(1'b1) || d_out_addr[2:0] == 3'd0) && (!(1'b1) || d_bias_addr[2:0] == 3'd0) && (!(1'b1) || d_rq_addr[2:0] == 3'd0) && (!(d_grouped) || d_gm_addr[2:0] == 3'd0) && (!(1'b1) || d_w0_addr[2:0] == 3'd0) && (!(d_active > 8'd1) || d_w1_addr[2:0] == 3'd0) && (!(d_active > 8'd2) || d_w2_addr[2:0] == 3'd0) && (!(d_active > 8'd3) || d_w3_addr[2:0] == 3'd0);
-    wire [63:0]  d_regions64;  // regions per row, for the table length
-    assign d_regions64 = d_grouped ? (({32'd0, d_k_full} + 64'd15) >> 4) : 64'd1;
-    wire         c_window;
-    assign c_window = (!(1'b1) || (d_in_addr[63:32] == 32'd0 && {32'd0, d_in_addr[31:0]} >= {31'd0, win_base} && {32'd0, d_in_addr[31:0]} + 64'd1 <= {31'd0, win_limit})) && (!(1'b1) || (d_out_addr[63:32] == 32'd0 && {32'd0, d_out_addr[31:0]} >= {31'd0, win_base} && {32'd0, d_out_addr[31:0]} + 64'd1 <= {31'd0, win_limit})) && (!(1'b1) || (d_bias_addr[63:32] == 32'd0 && {32'd0, d_bias_addr[31:0]} >= {31'd0, win_base} && {32'd0, d_bias_addr[31:0]} + ((({48'd0, d_out_c} << 2) == 64'd0) ? 64'd1 : ({48'd0, d_out_c} << 2)) <= {31'd0, win_limit})) && (!(1'b1) || (d_rq_addr[63:32] == 32'd0 && {32'd0, d_rq_addr[31:0]} >= {31'd0, win_base} && {32'd0, d_rq_addr[31:0]} + ((({48'd0, d_out_c} << 3) == 64'd0) ? 64'd1 : ({48'd0, d_out_c} << 3)) <= {31'd0, win_limit})) && (!(d_grouped) || (d_gm_addr[63:32] == 32'd0 && {32'd0, d_gm_addr[31:0]} >= {31'd0, win_base} && {32'd0, d_gm_addr[31:0]} + (((({48'd0, d_out_c} * d_regions64) << 1) == 64'd0) ? 64'd1 : (({48'd0, d_out_c} * d_regions64) << 1)) <= {31'd0, win_limit})) && (!(1'b1) || (d_w0_addr[63:32] == 32'd0 && {32'd0, d_w0_addr[31:0]} >= {31'd0, win_base} && {32'd0, d_w0_addr[31:0]} + 64'd1 <= {31'd0, win_limit})) && (!(d_active > 8'd1) || (d_w1_addr[63:32] == 32'd0 && {32'd0, d_w1_addr[31:0]} >= {31'd0, win_base} && {32'd0, d_w1_addr[31:0]} + 64'd1 <= {31'd0, win_limit})) && (!(d_active > 8'd2) || (d_w2_addr[63:32] == 32'd0 && {32'd0, d_w2_addr[31:0]} >= {31'd0, win_base} && {32'd0, d_w2_addr[31:0]} + 64'd1 <= {31'd0, win_limit})) && (!(d_active > 8'd3) || (d_w3_addr[63:32] == 32'd0 && {32'd0, d_w3_addr[31:0]} >= {31'd0, win_base} && {32'd0, d_w3_addr[31:0]} + 64'd1 <= {31'd0, win_limit}));
-    wire         c_position;
-    assign c_position = d_last == (desc_idx_q + 16'd1 == desc_count_q);
-    wire [47:0]  d_fmap;  // Conv2d input bytes
-    assign d_fmap = {16'd0, d_in_c} * {16'd0, d_in_h} * {16'd0, d_in_w};
-    wire [31:0]  d_ohw;  // Conv2d output pixels
-    assign d_ohw = {16'd0, d_out_h} * {16'd0, d_out_w};
-    wire         c_capacity;
-    assign c_capacity = ({4'd0, d_wpr} * {14'd0, d_planes}) <= 20'd128 && d_k_full <= 32'd4096 && (!d_conv || (d_fmap <= 48'd4096 && d_ohw <= 32'd1024));
-    wire [7:0]   check_code;
-    assign check_code = !c_op ? 8'd1 : !c_ngroups ? 8'd4 : !c_widths ? 8'd2 : !c_slots ? 8'd4 : !c_reserved ? 8'd6 : !c_caps_bits ? 8'd2 : !c_shape ? 8'd3 : !c_groups ? 8'd4 : !c_region ? 8'd5 : !c_aligned ? 8'd7 : !c_window ? 8'd8 : !c_position ? 8'd9 : !c_capacity ? 8'd3 : 8'd0;
-
-    // ---- job, tile and load counters ----
-    reg  [31:0]  desc_base_q;  // address of the current descriptor
-    reg  [15:0]  desc_idx_q;  // its index in the list
-    reg  [15:0]  desc_count_q;
-    reg  [15:0]  wpr_q;  // words per plane row
-    reg  [5:0]   planes_q;  // P
-    reg  [15:0]  nchunks_q;  // ceil(K / C)
-    reg  [15:0]  nwords_act_q;  // ceil(K / 8)
-    reg  [15:0]  nregions_q;  // regions per row
-    reg  [31:0]  plane_stride_q;  // out_c * wpr * 8: bytes from one plane to the next
-    reg  [15:0]  o0_q;  // first output channel of the tile
-    reg  [2:0]   nrows_q;  // valid rows of the tile
-    reg  [31:0]  tile_woff_q;  // o0 * wpr * 8
-    reg  [31:0]  tile_gmoff_q;  // o0 * regions * 2
-    reg  [19:0]  cnt_q;  // words received in the current load
-    reg  [19:0]  words_q;  // words requested by the current load
-    reg  [1:0]   sub_q;  // element within a table word
-    reg  [2:0]   row_q;  // row of the current load or drain
-    reg  [15:0]  col_q;  // word within a row, or region within a row
-    reg  [1:0]   g_q;  // plane group being loaded or planned
-    reg  [3:0]   p_q;  // plane within the group
-    reg  [5:0]   q_q;  // active plane index
-    reg  [7:0]   wq_base_q;  // q * wpr: first weight-bank entry of plane q
-    reg  [31:0]  wl_addr_q;  // address of the plane being loaded
-    reg  [19:0]  nwords_fm_q;  // Conv2d: ceil(in_c * in_h * in_w / 8)
-    reg  [31:0]  hw_q;  // Conv2d: in_h * in_w, bytes from one input channel to the next
-    reg  [15:0]  ohw_q;  // Conv2d: out_h * out_w, output pixels
-    reg  [31:0]  sw_q;  // Conv2d: stride * in_w
-    reg  [15:0]  pix_q;  // Conv2d: output pixel of the tile being computed (0 for Dense)
-    reg  [15:0]  ox_q;
-    reg  [15:0]  oy_q;
-    reg  [17:0]  ix0_q;  // pixel origin ox * stride - pad (two's complement)
-    reg  [17:0]  iy0_q;  // oy * stride - pad
-    reg  [31:0]  pixrow_q;  // iy0 * in_w (two's complement)
-    reg  [15:0]  gr_q;  // gather: patch row (c, ky) being fetched
-    reg  [15:0]  grows_q;  // Conv2d: in_c * kernel_h, patch rows
-    reg  [2:0]   gfill_q;  // gather: patch bytes waiting in asm_q
-    reg  [15:0]  gwq_q;  // gather: next K-vector word
-    reg  [2:0]   gky_q;
-    reg  [31:0]  gcbase_q;  // gather: c * in_h * in_w + iy0 * in_w
-    reg  [31:0]  grow_q;  // gather: gcbase + ky * in_w
-    reg  [31:0]  tile_oaddr_q;  // first output byte of the tile: out + o0 (Dense), out + o0 * ohw (Conv2d)
-    reg  [2:0]   run_q;  // output run (one per row for Conv2d)
-    reg  [31:0]  run_addr_q;  // first byte of the run
-    reg  [19:0]  wo_q;  // output word of the run
-    reg  [3:0]   fl_q;  // byte lane being filled (8: word complete)
-    reg  [7:0]   err_code_q;
-    reg  [19:0]  pending_q;  // read words still to drain after an error
-    reg  [2:0] plane_shift_q [0:31];  // plane q's weight shift
-    reg   plane_neg_q [0:31];  // plane q is its group's sign plane
-    reg  [31:0] bias_q [0:3];  // per-row bias of the tile
-    reg  [31:0] rqm_q [0:3];  // per-row requant multiplier
-    reg  [5:0] rqs_q [0:3];  // per-row requant shift
-    reg  [7:0] stage_mem [0:4095];  // output staging: row r, pixel p at r * smax + p
-    reg  [7:0]   stage_rd_q;
-    reg  [7:0] fm0_mem [0:511];  // Conv2d input feature map (CHW bytes): byte lane b of word w at w
-    reg  [7:0]   fm0_rd_q;
-    reg  [7:0] fm1_mem [0:511];  // Conv2d input feature map (CHW bytes): byte lane b of word w at w
-    reg  [7:0]   fm1_rd_q;
-    reg  [7:0] fm2_mem [0:511];  // Conv2d input feature map (CHW bytes): byte lane b of word w at w
-    reg  [7:0]   fm2_rd_q;
-    reg  [7:0] fm3_mem [0:511];  // Conv2d input feature map (CHW bytes): byte lane b of word w at w
-    reg  [7:0]   fm3_rd_q;
-    reg  [7:0] fm4_mem [0:511];  // Conv2d input feature map (CHW bytes): byte lane b of word w at w
-    reg  [7:0]   fm4_rd_q;
-    reg  [7:0] fm5_mem [0:511];  // Conv2d input feature map (CHW bytes): byte lane b of word w at w
-    reg  [7:0]   fm5_rd_q;
-    reg  [7:0] fm6_mem [0:511];  // Conv2d input feature map (CHW bytes): byte lane b of word w at w
-    reg  [7:0]   fm6_rd_q;
-    reg  [7:0] fm7_mem [0:511];  // Conv2d input feature map (CHW bytes): byte lane b of word w at w
-    reg  [7:0]   fm7_rd_q;
-    reg  [8:0] gm0_mem [0:255];  // row r's region multipliers
-    reg  [8:0] gm1_mem [0:255];  // row r's region multipliers
-    reg  [8:0] gm2_mem [0:255];  // row r's region multipliers
-    reg  [8:0] gm3_mem [0:255];  // row r's region multipliers
-    reg  [35:0]  gm_rd_q;
-
-    // ---- buffers (inferred block RAM: one write port, one registered read port) ----
-    reg  [63:0] act0_mem [0:511];  // activations: word w in bank w mod banks
-    reg  [63:0]  act0_rd_q;
-    reg  [63:0] w0_mem [0:127];  // row r's planes: entry q*wpr + word
-    reg  [63:0]  w0_rd_q;
-    reg  [63:0] w1_mem [0:127];  // row r's planes: entry q*wpr + word
-    reg  [63:0]  w1_rd_q;
-    reg  [63:0] w2_mem [0:127];  // row r's planes: entry q*wpr + word
-    reg  [63:0]  w2_rd_q;
-    reg  [63:0] w3_mem [0:127];  // row r's planes: entry q*wpr + word
-    reg  [63:0]  w3_rd_q;
-
-    // ---- memory port outputs ----
-    wire         rd_req_fire;
-    assign rd_req_fire = rd_req_valid && rd_req_ready;
-    wire         rd_fire;
-    assign rd_fire = rd_valid && rd_ready;
-    wire         wr_req_fire;
-    assign wr_req_fire = wr_req_valid && wr_req_ready;
-    wire         wr_fire;
-    assign wr_fire = wr_valid && wr_ready;
-    wire         in_rd_data;
-    assign in_rd_data = state_q == S_DESC_DATA || state_q == S_ACT_DATA || state_q == S_FM_DATA || state_q == S_BIAS_DATA || state_q == S_RQ_DATA || state_q == S_GM_DATA || state_q == S_W_DATA;
-    wire [19:0]  nrows_w;  // tile rows, widened for word counts
-    assign nrows_w = {17'd0, nrows_q};
-    reg  [31:0]  rd_req_addr_d;
-    reg  [19:0]  rd_req_words_d;
-    always @(*) begin
-        // Address and length of the read the current state asks for.
-        rd_req_addr_d = 32'd0;
-        rd_req_words_d = 20'd0;
-        case (state_q)
-            S_DESC_REQ: begin
-                rd_req_addr_d = desc_base_q;
-                rd_req_words_d = 20'd16;
-            end
-            S_FM_REQ: begin
-                rd_req_addr_d = d_in_addr[31:0];
-                rd_req_words_d = nwords_fm_q;
-            end
-            S_ACT_REQ: begin
-                rd_req_addr_d = d_in_addr[31:0];
-                rd_req_words_d = {4'd0, nwords_act_q};
-            end
-            S_BIAS_REQ: begin
-                rd_req_addr_d = d_bias_addr[31:0] + {14'd0, o0_q, 2'd0};
-                // two i32 per word
-                rd_req_words_d = (nrows_w + 20'd1) >> 1;
-            end
-            S_RQ_REQ: begin
-                rd_req_addr_d = d_rq_addr[31:0] + {13'd0, o0_q, 3'd0};
-                rd_req_words_d = nrows_w;
-            end
-            S_GM_REQ: begin
-                rd_req_addr_d = d_gm_addr[31:0] + tile_gmoff_q;
-                // four u16 multipliers per word
-                rd_req_words_d = (nrows_w * {4'd0, nregions_q} + 20'd3) >> 2;
-            end
-            S_W_REQ: begin
-                rd_req_addr_d = wl_addr_q;
-                rd_req_words_d = nrows_w * {4'd0, wpr_q};
-            end
-            default: ;
-        endcase
-    end
-    wire [33:0]  rd_lo;  // first byte of the first beat
-    assign rd_lo = {2'd0, rd_req_addr_d} & ~34'd7;
-    wire [33:0]  rd_hi;  // first byte past the last beat
-    assign rd_hi = ({2'd0, rd_req_addr_d} + {11'd0, rd_req_words_d, 3'd0} + 34'd7) & ~34'd7;
-    wire         rd_in_win;
-    assign rd_in_win = rd_lo >= {1'b0, win_base} && rd_hi <= {1'b0, win_limit};
-    assign rd_req_valid = (state_q == S_DESC_REQ || state_q == S_FM_REQ || state_q == S_ACT_REQ || state_q == S_BIAS_REQ || state_q == S_RQ_REQ || state_q == S_GM_REQ || state_q == S_W_REQ) && rd_in_win;
-    assign rd_req_addr = rd_req_addr_d;
-    assign rd_req_words = rd_req_words_d;
-    wire         gm_last;  // the tile's last region multiplier
-    assign gm_last = row_q == nrows_q - 3'd1 && col_q == nregions_q - 16'd1;
-    // Region multiplier words (four entries) are consumed one entry per cycle (sub_q); every
-    // other load takes a word per cycle. After an error the rest of the request is drained.
-    assign rd_ready = (state_q == S_FAIL && pending_q != 20'd0) || (state_q == S_GM_DATA && (sub_q == 2'd3 || gm_last)) || state_q == S_DESC_DATA || state_q == S_ACT_DATA || state_q == S_FM_DATA || state_q == S_BIAS_DATA || state_q == S_RQ_DATA || state_q == S_W_DATA;
-
-    // ---- signals of the sub-blocks, declared before the sequencer uses them ----
-    wire         arr_acc_valid;
-    wire [191:0] arr_acc_t;
-    wire         rq_out_valid;
-    wire [7:0]   rq_out_code;
-    // Waiver (UNUSEDSIGNAL): the requant tag is 16 bits wide; the core's tags are row indices
-    /* verilator lint_off UNUSEDSIGNAL */
-    wire [15:0]  rq_out_tag_w;
-    /* verilator lint_on UNUSEDSIGNAL */
-    wire [1:0]   rq_out_tag;
-    assign rq_out_tag = rq_out_tag_w[1:0];
-    wire [1:0]   row_i;  // row_q as a table index
-    assign row_i = row_q[1:0];
-    wire [7:0]   drain_lsb;  // row * 48: the row's total in arr_acc_t
-    assign drain_lsb = {1'b0, row_i, 5'd0} + {2'b0, row_i, 4'd0};
-    wire [15:0]  run_len;  // bytes of an output run: a row's pixels (Conv2d) or the tile's rows (Dense)
-    assign run_len = d_conv ? ohw_q : {13'd0, nrows_q};
-    wire [2:0]   out_off;  // byte lane of the run's first byte
-    assign out_off = run_addr_q[2:0];
-    wire [19:0]  out_words;
-    assign out_words = ({17'd0, out_off} + {4'd0, run_len} + 20'd7) >> 3;
-    wire [31:0]  stride_full;  // out_c * wpr * 8: bytes from one plane to the next
-    assign stride_full = ({16'd0, d_out_c} * {16'd0, d_wpr}) << 3;
-    wire [8:0]   gm_entry;  // the u16 multiplier sub_q of the word (1..256 fits 9 bits)
-    assign gm_entry = (sub_q == 2'd0) ? rd_data[8:0] : (sub_q == 2'd1) ? rd_data[24:16] : (sub_q == 2'd2) ? rd_data[40:32] : rd_data[56:48];
-
-    // ---- per-group plane parameters, selected by g_q ----
-    wire [3:0]   g_bits;
-    assign g_bits = (g_q == 2'd0) ? d_pg0_bits : (g_q == 2'd1) ? d_pg1_bits : (g_q == 2'd2) ? d_pg2_bits : d_pg3_bits;
-    wire [2:0]   g_shift;
-    assign g_shift = (g_q == 2'd0) ? d_pg0_shift : (g_q == 2'd1) ? d_pg1_shift : (g_q == 2'd2) ? d_pg2_shift : d_pg3_shift;
-    wire [31:0]  g_next_addr;  // first plane of the next group, this tile
-    assign g_next_addr = ((g_q == 2'd0) ? d_w1_addr[31:0] : (g_q == 2'd1) ? d_w2_addr[31:0] : d_w3_addr[31:0]) + tile_woff_q;
-    wire         last_plane_of_group;
-    assign last_plane_of_group = p_q == g_bits - 4'd1;
-    wire         last_plane;
-    assign last_plane = q_q == planes_q - 6'd1;
-    wire [15:0]  rows_left;  // channels after the next tile starts (valid when o0 + R < out_c)
-    assign rows_left = d_out_c - o0_q - 16'd4;
-
-    // ---- sequencer ----
-    reg  [15:0]  ck_q;  // compute: chunk
-    reg  [5:0]   cq_q;  // compute: active plane
-    reg  [7:0]   cw_base_q;  // compute: cq * wpr
-    reg          done_q;
-    reg          error_q;
-    wire         last_step;
-    assign last_step = ck_q == nchunks_q - 16'd1 && cq_q == planes_q - 6'd1;
-    wire         acc_valid_w;
-    assign acc_valid_w = arr_acc_valid;
-    always @(posedge clk) begin
-        done_q <= 1'b0;
-        error_q <= 1'b0;
-        if (!rst_n || soft_reset) begin
-            state_q <= S_IDLE;
-            pending_q <= 20'd0;
-            err_code_q <= 8'd0;
-        end else begin
-            // every read word counts; an error word sends the job to FAIL, draining the rest
-            if (rd_req_fire) begin
-                words_q <= rd_req_words_d;
-                cnt_q <= 20'd0;
-            end
-            if (rd_fire && in_rd_data && rd_resp[1]) begin
-                state_q <= S_FAIL;
-                err_code_q <= rd_resp[0] ? 8'd11 : 8'd10;
-                pending_q <= words_q - cnt_q - 20'd1;
-            end
-            else case (state_q)
-                S_IDLE: begin
-                    if (start) begin
-                        desc_base_q <= desc_addr;
-                        desc_idx_q <= 16'd0;
-                        desc_count_q <= desc_count;
-                        if (desc_count == 16'd0 || desc_count > 16'd64) begin
-                            err_code_q <= 8'd9;
-                            state_q <= S_FAIL;
-                        end else begin
-                            if (desc_addr[2:0] != 3'd0) begin
-                                err_code_q <= 8'd7;
-                                state_q <= S_FAIL;
-                            end else begin
-                                state_q <= S_DESC_REQ;
-                            end
-                        end
-                    end
-                end
-                S_DESC_REQ: begin
-                    if (!rd_in_win) begin
-                        err_code_q <= 8'd8;
-                        state_q <= S_FAIL;
-                    end
-                    if (rd_req_fire) begin
-                        state_q <= S_DESC_DATA;
-                        row_q <= 3'd0;
-                        col_q <= 16'd0;
-                        sub_q <= 2'd0;
-                    end
-                end
-                S_FM_REQ: begin
-                    if (!rd_in_win) begin
-                        err_code_q <= 8'd8;
-                        state_q <= S_FAIL;
-                    end
-                    if (rd_req_fire) begin
-                        state_q <= S_FM_DATA;
-                        row_q <= 3'd0;
-                        col_q <= 16'd0;
-                        sub_q <= 2'd0;
-                    end
-                end
-                S_ACT_REQ: begin
-                    if (!rd_in_win) begin
-                        err_code_q <= 8'd8;
-                        state_q <= S_FAIL;
-                    end
-                    if (rd_req_fire) begin
-                        state_q <= S_ACT_DATA;
-                        row_q <= 3'd0;
-                        col_q <= 16'd0;
-                        sub_q <= 2'd0;
-                    end
-                end
-                S_BIAS_REQ: begin
-                    if (!rd_in_win) begin
-                        err_code_q <= 8'd8;
-                        state_q <= S_FAIL;
-                    end
-                    if (rd_req_fire) begin
-                        state_q <= S_BIAS_DATA;
-                        row_q <= 3'd0;
-                        col_q <= 16'd0;
-                        sub_q <= 2'd0;
-                    end
-                end
-                S_RQ_REQ: begin
-                    if (!rd_in_win) begin
-                        err_code_q <= 8'd8;
-                        state_q <= S_FAIL;
-                    end
-                    if (rd_req_fire) begin
-                        state_q <= S_RQ_DATA;
-                        row_q <= 3'd0;
-                        col_q <= 16'd0;
-                        sub_q <= 2'd0;
-                    end
-                end
-                S_GM_REQ: begin
-                    if (!rd_in_win) begin
-                        err_code_q <= 8'd8;
-                        state_q <= S_FAIL;
-                    end
-                    if (rd_req_fire) begin
-                        state_q <= S_GM_DATA;
-                        row_q <= 3'd0;
-                        col_q <= 16'd0;
-                        sub_q <= 2'd0;
-                    end
-                end
-                S_W_REQ: begin
-                    if (!rd_in_win) begin
-                        err_code_q <= 8'd8;
-                        state_q <= S_FAIL;
-                    end
-                    if (rd_req_fire) begin
-                        state_q <= S_W_DATA;
-                        row_q <= 3'd0;
-                        col_q <= 16'd0;
-                        sub_q <= 2'd0;
-                    end
-                end
-                S_DESC_DATA: begin
-                    if (rd_fire) begin
-                        desc_q[{cnt_q[3:0], 1'b0}] <= rd_data[31:0];
-                        desc_q[{cnt_q[3:0], 1'b1}] <= rd_data[63:32];
-                        cnt_q <= cnt_q + 20'd1;
-                        if (cnt_q == 20'd15) begin
-                            state_q <= S_CHECK;
-                        end
-                    end
-                end
-                S_CHECK: begin
-                    if (check_code != 8'd0) begin
-                        err_code_q <= check_code;
-                        state_q <= S_FAIL;
-                    end else begin
-                        wpr_q <= d_wpr;
-                        planes_q <= d_planes;
-                        nchunks_q <= (d_k + 16'd7) >> 3;
-                        nwords_act_q <= (d_k + 16'd7) >> 3;
-                        nregions_q <= d_grouped ? ((d_k + 16'd15) >> 4) : 16'd1;
-                        plane_stride_q <= stride_full;
-                        nwords_fm_q <= (d_fmap[19:0] + 20'd7) >> 3;
-                        hw_q <= {16'd0, d_in_h} * {16'd0, d_in_w};
-                        grows_q <= d_in_c * {8'd0, d_kh};
-                        ohw_q <= d_conv ? d_ohw[15:0] : 16'd1;
-                        sw_q <= (d_stride == 8'd2) ? {15'd0, d_in_w, 1'b0} : {16'd0, d_in_w};
-                        tile_oaddr_q <= d_out_addr[31:0];
-                        g_q <= 2'd0;
-                        p_q <= 4'd0;
-                        q_q <= 6'd0;
-                        state_q <= S_PLAN;
-                    end
-                end
-                S_PLAN: begin
-                    // one cycle per active plane: its shift and whether it is a sign plane
-                    plane_shift_q[q_q[4:0]] <= g_shift + p_q[2:0];
-                    plane_neg_q[q_q[4:0]] <= last_plane_of_group;
-                    q_q <= q_q + 6'd1;
-                    if (last_plane_of_group) begin
-                        g_q <= g_q + 2'd1;
-                        p_q <= 4'd0;
-                    end else begin
-                        p_q <= p_q + 4'd1;
-                    end
-                    if (last_plane) begin
-                        state_q <= d_conv ? S_FM_REQ : S_ACT_REQ;
-                        // first tile
-                        o0_q <= 16'd0;
-                        nrows_q <= (d_out_c < 16'd4) ? d_out_c[2:0] : 3'd4;
-                        tile_woff_q <= 32'd0;
-                        tile_gmoff_q <= 32'd0;
-                    end
-                end
-                S_ACT_DATA: begin
-                    if (rd_fire) begin
-                        cnt_q <= cnt_q + 20'd1;
-                        if (cnt_q == words_q - 20'd1) begin
-                            state_q <= S_BIAS_REQ;
-                        end
-                    end
-                end
-                S_FM_DATA: begin
-                    if (rd_fire) begin
-                        cnt_q <= cnt_q + 20'd1;
-                        if (cnt_q == words_q - 20'd1) begin
-                            state_q <= S_BIAS_REQ;
-                        end
-                    end
-                end
-                S_BIAS_DATA: begin
-                    if (rd_fire) begin
-                        bias_q[{row_q[0:0], 1'b0}] <= rd_data[31:0];
-                        bias_q[{row_q[0:0], 1'b1}] <= rd_data[63:32];
-                        row_q <= row_q + 3'd1;
-                        cnt_q <= cnt_q + 20'd1;
-                        if (cnt_q == words_q - 20'd1) begin
-                            state_q <= S_RQ_REQ;
-                        end
-                    end
-                end
-                S_RQ_DATA: begin
-                    if (rd_fire) begin
-                        rqm_q[row_i] <= rd_data[31:0];
-                        rqs_q[row_i] <= rd_data[37:32];
-                        row_q <= row_q + 3'd1;
-                        cnt_q <= cnt_q + 20'd1;
-                        if (cnt_q == words_q - 20'd1) begin
-                            state_q <= d_grouped ? S_GM_REQ : S_W_REQ;
-                            g_q <= 2'd0;
-                            p_q <= 4'd0;
-                            q_q <= 6'd0;
-                            wq_base_q <= 8'd0;
-                            wl_addr_q <= d_w0_addr[31:0] + tile_woff_q;
-                        end
-                    end
-                end
-                S_GM_DATA: begin
-                    if (rd_fire) begin
-                        cnt_q <= cnt_q + 20'd1;
-                    end
-                    if (rd_valid) begin
-                        // one multiplier per cycle; the word is released after its fourth
-                        sub_q <= sub_q + 2'd1;
-                        if (col_q == nregions_q - 16'd1) begin
-                            col_q <= 16'd0;
-                            row_q <= row_q + 3'd1;
-                        end else begin
-                            col_q <= col_q + 16'd1;
-                        end
-                        if (gm_last) begin
-                            state_q <= S_W_REQ;
-                        end
-                    end
-                end
-                S_W_DATA: begin
-                    if (rd_fire) begin
-                        if (col_q == wpr_q - 16'd1) begin
-                            col_q <= 16'd0;
-                            row_q <= row_q + 3'd1;
-                        end else begin
-                            col_q <= col_q + 16'd1;
-                        end
-                        cnt_q <= cnt_q + 20'd1;
-                        if (cnt_q == words_q - 20'd1) begin
-                            // plane loaded: the next one, or compute
-                            q_q <= q_q + 6'd1;
-                            wq_base_q <= wq_base_q + wpr_q[7:0];
-                            if (last_plane_of_group) begin
-                                g_q <= g_q + 2'd1;
-                                p_q <= 4'd0;
-                                wl_addr_q <= g_next_addr;
-                            end else begin
-                                p_q <= p_q + 4'd1;
-                                wl_addr_q <= wl_addr_q + plane_stride_q;
-                            end
-                            if (last_plane) begin
-                                // weights loaded: the first pixel (Conv2d) or the compute (Dense)
-                                state_q <= d_conv ? S_GINIT : S_COMPUTE;
-                                ck_q <= 16'd0;
-                                cq_q <= 6'd0;
-                                cw_base_q <= 8'd0;
-                                pix_q <= 16'd0;
-                                ox_q <= 16'd0;
-                                oy_q <= 16'd0;
-                                ix0_q <= 18'd0 - {10'd0, d_pad};
-                                iy0_q <= 18'd0 - {10'd0, d_pad};
-                                pixrow_q <= 32'd0 - ({24'd0, d_pad} * {16'd0, d_in_w});
-                            end else begin
-                                state_q <= S_W_REQ;
-                            end
-                        end
-                    end
-                end
-                S_GINIT: begin
-                    gr_q <= 16'd0;
-                    gky_q <= 3'd0;
-                    gcbase_q <= pixrow_q;
-                    grow_q <= pixrow_q;
-                    state_q <= S_GATHER;
-                end
-                S_GATHER: begin
-                    // one patch row (kernel_w elements) per cycle, in (c, ky) order
-                    gr_q <= gr_q + 16'd1;
-                    if ({5'd0, gky_q} == d_kh - 8'd1) begin
-                        gky_q <= 3'd0;
-                        gcbase_q <= gcbase_q + hw_q;
-                        grow_q <= gcbase_q + hw_q;
-                    end else begin
-                        gky_q <= gky_q + 3'd1;
-                        grow_q <= grow_q + {16'd0, d_in_w};
-                    end
-                    if (gr_q == grows_q - 16'd1) begin
-                        state_q <= S_GFLUSH;
-                    end
-                end
-                S_GFLUSH: begin
-                    // the last row is appended (and a partial word flushed): compute
-                    if (!gp_v_q) begin
-                        state_q <= S_COMPUTE;
-                        ck_q <= 16'd0;
-                        cq_q <= 6'd0;
-                        cw_base_q <= 8'd0;
-                    end
-                end
-                S_PIX_NEXT: begin
-                    pix_q <= pix_q + 16'd1;
-                    if (ox_q == d_out_w - 16'd1) begin
-                        ox_q <= 16'd0;
-                        oy_q <= oy_q + 16'd1;
-                        ix0_q <= 18'd0 - {10'd0, d_pad};
-                        iy0_q <= iy0_q + {10'd0, d_stride};
-                        pixrow_q <= pixrow_q + sw_q;
-                    end else begin
-                        ox_q <= ox_q + 16'd1;
-                        ix0_q <= ix0_q + {10'd0, d_stride};
-                    end
-                    state_q <= S_GINIT;
-                end
-                S_COMPUTE: begin
-                    // one plane-step per cycle: all planes of a chunk, then the next chunk
-                    if (cq_q == planes_q - 6'd1) begin
-                        cq_q <= 6'd0;
-                        cw_base_q <= 8'd0;
-                        ck_q <= ck_q + 16'd1;
-                    end else begin
-                        cq_q <= cq_q + 6'd1;
-                        cw_base_q <= cw_base_q + wpr_q[7:0];
-                    end
-                    if (last_step) begin
-                        state_q <= S_WAIT_ACC;
-                    end
-                end
-                S_WAIT_ACC: begin
-                    if (acc_valid_w) begin
-                        state_q <= S_DRAIN;
-                        row_q <= 3'd0;
-                        cnt_q <= 20'd0;
-                    end
-                end
-                S_DRAIN: begin
-                    if (row_q != nrows_q) begin
-                        row_q <= row_q + 3'd1;
-                    end
-                    if (rq_out_valid) begin
-                        cnt_q <= cnt_q + 20'd1;
-                        if (cnt_q == nrows_w - 20'd1) begin
-                            // the pixel's rows are staged: the next pixel, or the tile's output runs
-                            run_q <= 3'd0;
-                            run_addr_q <= tile_oaddr_q;
-                            state_q <= (d_conv && pix_q != ohw_q - 16'd1) ? S_PIX_NEXT : S_OUT_REQ;
-                        end
-                    end
-                end
-                S_OUT_REQ: begin
-                    if (!wr_in_win) begin
-                        err_code_q <= 8'd8;
-                        state_q <= S_FAIL;
-                    end
-                    if (wr_req_fire) begin
-                        state_q <= S_OUT_FILL;
-                        wo_q <= 20'd0;
-                        fl_q <= 4'd0;
-                    end
-                end
-                S_OUT_FILL: begin
-                    // eight staged bytes, one per cycle, then the word goes out
-                    fl_q <= fl_q + 4'd1;
-                    if (fl_q == 4'd8) begin
-                        state_q <= S_OUT_DATA;
-                    end
-                end
-                S_OUT_DATA: begin
-                    if (wr_fire) begin
-                        wo_q <= wo_q + 20'd1;
-                        fl_q <= 4'd0;
-                        state_q <= (wo_q == out_words - 20'd1) ? S_OUT_RESP : S_OUT_FILL;
-                    end
-                end
-                S_OUT_RESP: begin
-                    if (wr_resp_valid) begin
-                        if (wr_resp_resp[1]) begin
-                            err_code_q <= wr_resp_resp[0] ? 8'd11 : 8'd10;
-                            pending_q <= 20'd0;
-                            state_q <= S_FAIL;
-                        end else begin
-                            if (d_conv && run_q != nrows_q - 3'd1) begin
-                                // the next row's run
-                                run_q <= run_q + 3'd1;
-                                run_addr_q <= run_addr_q + {16'd0, ohw_q};
-                                state_q <= S_OUT_REQ;
-                            end
-                            if (!(d_conv && run_q != nrows_q - 3'd1)) begin
-                                tile_oaddr_q <= tile_oaddr_q + ({16'd0, ohw_q} << 2);
-                                if (o0_q + 16'd4 < d_out_c) begin
-                                    o0_q <= o0_q + 16'd4;
-                                    nrows_q <= (rows_left < 16'd4) ? rows_left[2:0] : 3'd4;
-                                    tile_woff_q <= tile_woff_q + {13'd0, wpr_q, 3'd0} * 32'd4;
-                                    tile_gmoff_q <= tile_gmoff_q + {15'd0, nregions_q, 1'b0} * 32'd4;
-                                    state_q <= S_BIAS_REQ;
-                                end else begin
-                                    state_q <= S_NEXT;
-                                end
-                            end
-                        end
-                    end
-                end
-                S_NEXT: begin
-                    if (desc_idx_q + 16'd1 == desc_count_q) begin
-                        done_q <= 1'b1;
-                        state_q <= S_IDLE;
-                    end else begin
-                        desc_idx_q <= desc_idx_q + 16'd1;
-                        desc_base_q <= desc_base_q + 32'd128;
-                        state_q <= S_DESC_REQ;
-                    end
-                end
-                S_FAIL: begin
-                    if (pending_q == 20'd0) begin
-                        error_q <= 1'b1;
-                        state_q <= S_IDLE;
-                    end else begin
-                        if (rd_fire) begin
-                            pending_q <= pending_q - 20'd1;
-                        end
-                    end
-                end
-                default: state_q <= S_IDLE;
-            endcase
-        end
-    end
-
-    // ---- Conv2d patch gather: row address (t) -> eight byte lanes (t+1) -> K-vector words ----
-    // The feature map is stored in eight byte lanes, so the kernel_w (<= 7) consecutive bytes of
-    // a patch row are read in one cycle from any byte address: lane b reads entry A/8, or A/8 + 1
-    // when b < A mod 8. Bytes outside the input (padding) are zero. Rows are appended to asm_q;
-    // every full 8 bytes are a K-vector word.
-    wire [17:0]  g_iy;
-    assign g_iy = iy0_q + {15'd0, gky_q};
-    wire         g_row_in;  // the patch row lies inside the input
-    assign g_row_in = !g_iy[17] && g_iy < {2'd0, d_in_h};
-    wire [17:0]  g_ix0;
-    assign g_ix0 = ix0_q + 18'd0;
-    wire [17:0]  g_ix1;
-    assign g_ix1 = ix0_q + 18'd1;
-    wire [17:0]  g_ix2;
-    assign g_ix2 = ix0_q + 18'd2;
-    wire [17:0]  g_ix3;
-    assign g_ix3 = ix0_q + 18'd3;
-    wire [17:0]  g_ix4;
-    assign g_ix4 = ix0_q + 18'd4;
-    wire [17:0]  g_ix5;
-    assign g_ix5 = ix0_q + 18'd5;
-    wire [17:0]  g_ix6;
-    assign g_ix6 = ix0_q + 18'd6;
-    wire [17:0]  g_ix7;
-    assign g_ix7 = ix0_q + 18'd7;
-    wire [7:0]   g_valid;  // row element j is inside the input and the kernel
-    assign g_valid = {(g_row_in && 8'd7 < d_kw && !g_ix7[17] && g_ix7 < {2'd0, d_in_w}), (g_row_in && 8'd6 < d_kw && !g_ix6[17] && g_ix6 < {2'd0, d_in_w}), (g_row_in && 8'd5 < d_kw && !g_ix5[17] && g_ix5 < {2'd0, d_in_w}), (g_row_in && 8'd4 < d_kw && !g_ix4[17] && g_ix4 < {2'd0, d_in_w}), (g_row_in && 8'd3 < d_kw && !g_ix3[17] && g_ix3 < {2'd0, d_in_w}), (g_row_in && 8'd2 < d_kw && !g_ix2[17] && g_ix2 < {2'd0, d_in_w}), (g_row_in && 8'd1 < d_kw && !g_ix1[17] && g_ix1 < {2'd0, d_in_w}), (g_row_in && 8'd0 < d_kw && !g_ix0[17] && g_ix0 < {2'd0, d_in_w})};
-    // Waiver (UNUSEDSIGNAL): g_addr and act_widx are wider than the buffers they index (the capacity check bounds them)
-    /* verilator lint_off UNUSEDSIGNAL */
-    wire [31:0]  g_addr;  // byte address of the row's first element (may lie outside the map: masked)
-    assign g_addr = grow_q + {{14{ix0_q[17]}}, ix0_q};
-    wire [8:0]   g_entry;
-    assign g_entry = g_addr[11:3];
-    reg          gp_v_q;  // a patch row arrives from the feature buffer
-    reg  [2:0]   gp_rot_q;  // the row's first byte lane
-    reg  [7:0]   gp_valid_q;
-    reg  [63:0]  asm_q;  // patch bytes not yet written (gfill_q of them)
-    wire [63:0]  g_row;  // the row's bytes from lane 0, zero outside the input and beyond kernel_w
-    assign g_row = {(gp_valid_q[7] ? ((gp_rot_q == 3'd0) ? fm7_rd_q : (gp_rot_q == 3'd1) ? fm0_rd_q : (gp_rot_q == 3'd2) ? fm1_rd_q : (gp_rot_q == 3'd3) ? fm2_rd_q : (gp_rot_q == 3'd4) ? fm3_rd_q : (gp_rot_q == 3'd5) ? fm4_rd_q : (gp_rot_q == 3'd6) ? fm5_rd_q : (gp_rot_q == 3'd7) ? fm6_rd_q : 8'd0) : 8'd0), (gp_valid_q[6] ? ((gp_rot_q == 3'd0) ? fm6_rd_q : (gp_rot_q == 3'd1) ? fm7_rd_q : (gp_rot_q == 3'd2) ? fm0_rd_q : (gp_rot_q == 3'd3) ? fm1_rd_q : (gp_rot_q == 3'd4) ? fm2_rd_q : (gp_rot_q == 3'd5) ? fm3_rd_q : (gp_rot_q == 3'd6) ? fm4_rd_q : (gp_rot_q == 3'd7) ? fm5_rd_q : 8'd0) : 8'd0), (gp_valid_q[5] ? ((gp_rot_q == 3'd0) ? fm5_rd_q : (gp_rot_q == 3'd1) ? fm6_rd_q : (gp_rot_q == 3'd2) ? fm7_rd_q : (gp_rot_q == 3'd3) ? fm0_rd_q : (gp_rot_q == 3'd4) ? fm1_rd_q : (gp_rot_q == 3'd5) ? fm2_rd_q : (gp_rot_q == 3'd6) ? fm3_rd_q : (gp_rot_q == 3'd7) ? fm4_rd_q : 8'd0) : 8'd0), (gp_valid_q[4] ? ((gp_rot_q == 3'd0) ? fm4_rd_q : (gp_rot_q == 3'd1) ? fm5_rd_q : (gp_rot_q == 3'd2) ? fm6_rd_q : (gp_rot_q == 3'd3) ? fm7_rd_q : (gp_rot_q == 3'd4) ? fm0_rd_q : (gp_rot_q == 3'd5) ? fm1_rd_q : (gp_rot_q == 3'd6) ? fm2_rd_q : (gp_rot_q == 3'd7) ? fm3_rd_q : 8'd0) : 8'd0), (gp_valid_q[3] ? ((gp_rot_q == 3'd0) ? fm3_rd_q : (gp_rot_q == 3'd1) ? fm4_rd_q : (gp_rot_q == 3'd2) ? fm5_rd_q : (gp_rot_q == 3'd3) ? fm6_rd_q : (gp_rot_q == 3'd4) ? fm7_rd_q : (gp_rot_q == 3'd5) ? fm0_rd_q : (gp_rot_q == 3'd6) ? fm1_rd_q : (gp_rot_q == 3'd7) ? fm2_rd_q : 8'd0) : 8'd0), (gp_valid_q[2] ? ((gp_rot_q == 3'd0) ? fm2_rd_q : (gp_rot_q == 3'd1) ? fm3_rd_q : (gp_rot_q == 3'd2) ? fm4_rd_q : (gp_rot_q == 3'd3) ? fm5_rd_q : (gp_rot_q == 3'd4) ? fm6_rd_q : (gp_rot_q == 3'd5) ? fm7_rd_q : (gp_rot_q == 3'd6) ? fm0_rd_q : (gp_rot_q == 3'd7) ? fm1_rd_q : 8'd0) : 8'd0), (gp_valid_q[1] ? ((gp_rot_q == 3'd0) ? fm1_rd_q : (gp_rot_q == 3'd1) ? fm2_rd_q : (gp_rot_q == 3'd2) ? fm3_rd_q : (gp_rot_q == 3'd3) ? fm4_rd_q : (gp_rot_q == 3'd4) ? fm5_rd_q : (gp_rot_q == 3'd5) ? fm6_rd_q : (gp_rot_q == 3'd6) ? fm7_rd_q : (gp_rot_q == 3'd7) ? fm0_rd_q : 8'd0) : 8'd0), (gp_valid_q[0] ? ((gp_rot_q == 3'd0) ? fm0_rd_q : (gp_rot_q == 3'd1) ? fm1_rd_q : (gp_rot_q == 3'd2) ? fm2_rd_q : (gp_rot_q == 3'd3) ? fm3_rd_q : (gp_rot_q == 3'd4) ? fm4_rd_q : (gp_rot_q == 3'd5) ? fm5_rd_q : (gp_rot_q == 3'd6) ? fm6_rd_q : (gp_rot_q == 3'd7) ? fm7_rd_q : 8'd0) : 8'd0)};
-    wire [127:0] g_comb;
-    assign g_comb = {64'd0, asm_q} | ({64'd0, g_row} << {gfill_q, 3'd0});
-    wire [3:0]   g_total;  // bytes pending after the append
-    assign g_total = {1'b0, gfill_q} + d_kw[3:0];
-    always @(posedge clk) begin
-        if (!rst_n) begin
-            gp_v_q <= 1'b0;
-        end else begin
-            gp_v_q <= state_q == S_GATHER;
-        end
-        gp_rot_q <= g_addr[2:0];
-        gp_valid_q <= g_valid;
-        fm0_rd_q <= fm0_mem[g_entry + {8'd0, 3'd0 < g_addr[2:0]}];
-        fm1_rd_q <= fm1_mem[g_entry + {8'd0, 3'd1 < g_addr[2:0]}];
-        fm2_rd_q <= fm2_mem[g_entry + {8'd0, 3'd2 < g_addr[2:0]}];
-        fm3_rd_q <= fm3_mem[g_entry + {8'd0, 3'd3 < g_addr[2:0]}];
-        fm4_rd_q <= fm4_mem[g_entry + {8'd0, 3'd4 < g_addr[2:0]}];
-        fm5_rd_q <= fm5_mem[g_entry + {8'd0, 3'd5 < g_addr[2:0]}];
-        fm6_rd_q <= fm6_mem[g_entry + {8'd0, 3'd6 < g_addr[2:0]}];
-        fm7_rd_q <= fm7_mem[g_entry];
-        if (state_q == S_GINIT) begin
-            gfill_q <= 3'd0;
-            gwq_q <= 16'd0;
-            asm_q <= 64'd0;
-        end else begin
-            if (gp_v_q) begin
-                // append the row; a full word leaves for the K-vector banks
-                gfill_q <= g_total[2:0];
-                asm_q <= g_total[3] ? g_comb[127:64] : g_comb[63:0];
-                if (g_total[3]) begin
-                    gwq_q <= gwq_q + 16'd1;
-                end
-            end
-            if (g_flush) begin
-                gfill_q <= 3'd0;
-                asm_q <= 64'd0;
-                gwq_q <= gwq_q + 16'd1;
-            end
-        end
-    end
-    wire         g_we;  // a K-vector word is complete
-    assign g_we = gp_v_q && g_total[3];
-    wire         g_flush;  // the patch's last, partial word
-    assign g_flush = state_q == S_GFLUSH && !gp_v_q && gfill_q != 3'd0;
-    wire         act_we;
-    assign act_we = (state_q == S_ACT_DATA && rd_fire) || g_we || g_flush;
-    wire [15:0]  act_widx;  // word index of the K-vector
-    assign act_widx = (state_q == S_ACT_DATA) ? cnt_q[15:0] : gwq_q;
-    /* verilator lint_on UNUSEDSIGNAL */
-    wire [63:0]  act_wdata;
-    assign act_wdata = (state_q == S_ACT_DATA) ? rd_data : g_we ? g_comb[63:0] : asm_q;
-
-    // ---- buffer writes ----
-    always @(posedge clk) begin
-        if (act_we) begin
-            if (1'b1) begin
-                act0_mem[act_widx[8:0]] <= act_wdata;
-            end
-        end
-        if (state_q == S_FM_DATA && rd_fire) begin
-            fm0_mem[cnt_q[8:0]] <= rd_data[7:0];
-            fm1_mem[cnt_q[8:0]] <= rd_data[15:8];
-            fm2_mem[cnt_q[8:0]] <= rd_data[23:16];
-            fm3_mem[cnt_q[8:0]] <= rd_data[31:24];
-            fm4_mem[cnt_q[8:0]] <= rd_data[39:32];
-            fm5_mem[cnt_q[8:0]] <= rd_data[47:40];
-            fm6_mem[cnt_q[8:0]] <= rd_data[55:48];
-            fm7_mem[cnt_q[8:0]] <= rd_data[63:56];
-        end
-        if (state_q == S_DRAIN && rq_out_valid) begin
-            stage_mem[{rq_out_tag, pix_q[9:0]}] <= rq_out_code;
-        end
-        if (state_q == S_W_DATA && rd_fire) begin
-            if (row_q == 3'd0) begin
-                w0_mem[wq_base_q[6:0] + col_q[6:0]] <= rd_data;
-            end
-            if (row_q == 3'd1) begin
-                w1_mem[wq_base_q[6:0] + col_q[6:0]] <= rd_data;
-            end
-            if (row_q == 3'd2) begin
-                w2_mem[wq_base_q[6:0] + col_q[6:0]] <= rd_data;
-            end
-            if (row_q == 3'd3) begin
-                w3_mem[wq_base_q[6:0] + col_q[6:0]] <= rd_data;
-            end
-        end
-        if (state_q == S_GM_DATA && rd_valid) begin
-            if (row_q == 3'd0) begin
-                gm0_mem[col_q[7:0]] <= gm_entry;
-            end
-            if (row_q == 3'd1) begin
-                gm1_mem[col_q[7:0]] <= gm_entry;
-            end
-            if (row_q == 3'd2) begin
-                gm2_mem[col_q[7:0]] <= gm_entry;
-            end
-            if (row_q == 3'd3) begin
-                gm3_mem[col_q[7:0]] <= gm_entry;
-            end
-        end
-    end
-
-    // ---- plane-step pipeline: counters -> buffer reads (t+1) -> array inputs (t+2) ----
-    wire [8:0]   act_rd_addr;
-    assign act_rd_addr = ck_q[8:0];
-    wire [6:0]   w_rd_addr;  // plane cq's entry holding chunk ck
-    assign w_rd_addr = cw_base_q[6:0] + ck_q[9:3];
-    always @(posedge clk) begin
-        act0_rd_q <= act0_mem[act_rd_addr];
-        w0_rd_q <= w0_mem[w_rd_addr];
-        w1_rd_q <= w1_mem[w_rd_addr];
-        w2_rd_q <= w2_mem[w_rd_addr];
-        w3_rd_q <= w3_mem[w_rd_addr];
-        gm_rd_q <= {gm3_mem[ck_q[8:1]], gm2_mem[ck_q[8:1]], gm1_mem[ck_q[8:1]], gm0_mem[ck_q[8:1]]};
-    end
-    wire         i_valid;
-    assign i_valid = state_q == S_COMPUTE;
-    wire         i_rfirst;
-    assign i_rfirst = (d_grouped ? (ck_q[0:0] == 1'd0) : (ck_q == 16'd0)) && cq_q == 6'd0;
-    wire         i_rlast;
-    assign i_rlast = (d_grouped ? (ck_q[0:0] == {1{1'b1}} || ck_q == nchunks_q - 16'd1) : (ck_q == nchunks_q - 16'd1)) && cq_q == planes_q - 6'd1;
-    wire         i_tfirst;
-    assign i_tfirst = !d_grouped || (ck_q >> 1) == 16'd0;
-    wire         i_tlast;
-    assign i_tlast = !d_grouped || (ck_q >> 1) == ((nchunks_q - 16'd1) >> 1);
-    reg  [5:0]   a_ctl_q;  // valid, neg, region_first, region_last, tile_first, tile_last
-    reg  [2:0]   a_shift_q;
-    reg  [2:0]   a_slice_q;  // chunk within the 64-bit plane word
-    reg  [5:0]   step_ctl_q;
-    reg  [2:0]   step_shift_q;
-    reg  [71:0]  step_act_q;
-    reg  [31:0]  step_bits_q;
-    reg  [35:0]  step_mult_q;
-    always @(posedge clk) begin
-        if (!rst_n) begin
-            a_ctl_q <= 6'd0;
-            step_ctl_q <= 6'd0;
-        end else begin
-            a_ctl_q <= {i_valid, plane_neg_q[cq_q[4:0]], i_rfirst, i_rlast, i_tfirst, i_tlast};
-            step_ctl_q <= a_ctl_q;
-        end
-        a_shift_q <= plane_shift_q[cq_q[4:0]];
-        a_slice_q <= ck_q[2:0];
-        step_shift_q <= a_shift_q;
-        // lane = the byte's code, sign- or zero-extended by one bit
-        step_act_q <= {d_in_signed & act0_rd_q[63], act0_rd_q[63:56], d_in_signed & act0_rd_q[55], act0_rd_q[55:48], d_in_signed & act0_rd_q[47], act0_rd_q[47:40], d_in_signed & act0_rd_q[39], act0_rd_q[39:32], d_in_signed & act0_rd_q[31], act0_rd_q[31:24], d_in_signed & act0_rd_q[23], act0_rd_q[23:16], d_in_signed & act0_rd_q[15], act0_rd_q[15:8], d_in_signed & act0_rd_q[7], act0_rd_q[7:0]};
-        step_bits_q <= {w3_rd_q[{a_slice_q, 3'd0} +: 8], w2_rd_q[{a_slice_q, 3'd0} +: 8], w1_rd_q[{a_slice_q, 3'd0} +: 8], w0_rd_q[{a_slice_q, 3'd0} +: 8]};
-        step_mult_q <= d_grouped ? gm_rd_q : {4{9'd1}};
-    end
-
-    // ---- the array ----
+    // ---- nets between the stages: each driven by one stage output of the same name ----
+    wire         lw_valid;
+    wire [1:0]   lw_row;
+    wire [6:0]   lw_index;
+    wire [63:0]  lw_data;
+    wire         la_valid;
+    wire [8:0]   la_index;
+    wire [63:0]  la_data;
+    wire         lf_valid;
+    wire [8:0]   lf_index;
+    wire [63:0]  lf_data;
+    wire         lg_valid;
+    wire [1:0]   lg_row;
+    wire [8:0]   lg_index;
+    wire [8:0]   lg_data;
+    wire [1:0]   lt_bias_valid;
+    wire         lt_rq_valid;
+    wire [1:0]   lt_row;
+    wire         lt_slot;
+    wire [63:0]  lt_data;
+    wire         tile_loaded;
+    wire         tile_slot;
+    wire         input_loaded;
+    wire         job_clear;
+    wire         x_start;
+    wire         x_conv;
+    wire         x_relu;
+    wire         x_in_signed;
+    wire         x_out_signed;
+    wire [3:0]   x_out_bits;
+    wire         x_grouped;
+    wire [15:0]  x_in_c;
+    wire [15:0]  x_in_h;
+    wire [15:0]  x_in_w;
+    wire [23:0]  x_hw;
+    wire [15:0]  x_out_c;
+    wire [15:0]  x_out_h;
+    wire [15:0]  x_out_w;
+    wire [2:0]   x_kh;
+    wire [2:0]   x_kw;
+    wire         x_stride2;
+    wire [1:0]   x_pad;
+    wire [15:0]  x_pg_bits;
+    wire [11:0]  x_pg_shift;
+    wire [2:0]   x_active;
+    wire [15:0]  x_nch;
+    wire [15:0]  x_wpr;
+    wire [5:0]   x_planes;
+    wire [15:0]  x_tiles;
+    wire [15:0]  x_items;
+    wire [3:0]   x_block;
+    wire         x_slots2;
+    wire [31:0]  x_out_addr;
+    wire [16:0]  x_out_stride;
+    wire [15:0]  x_desc;
+    wire         pw_valid;
+    wire [8:0]   pw_entry;
+    wire [63:0]  pw_data;
+    wire         block_ready;
+    wire         window_idle;
+    wire         block_done;
+    wire         exec_idle;
+    wire         step_valid;
+    wire [71:0]  step_act;
+    wire [31:0]  step_bits;
+    wire [2:0]   step_shift;
+    wire         step_neg;
+    wire         step_region_first;
+    wire         step_region_last;
+    wire         step_item_first;
+    wire         step_item_last;
+    wire [35:0]  step_mult;
+    wire         acc_valid;
+    wire [191:0] acc_t;
+    wire [15:0]  credit_ret;
+    wire         run_credit_ret;
+    wire         tile_done;
+    wire         x_done;
+    wire         res_err_valid;
+    wire [7:0]   res_err_code;
+    wire [15:0]  res_err_tile;
+    wire         result_idle;
+    caq_fetch u_fetch (
+        .clk           (clk),
+        .rst_n         (rst_n),
+        .start         (start),
+        .soft_reset    (soft_reset),
+        .desc_addr     (desc_addr),
+        .desc_count    (desc_count),
+        .win_base      (win_base),
+        .win_limit     (win_limit),
+        .busy          (busy),
+        .done          (done),
+        .error         (error),
+        .err_code      (err_code),
+        .err_desc      (err_desc),
+        .perf_bytes_rd (perf_bytes_rd),
+        .rd_req_valid  (rd_req_valid),
+        .rd_req_ready  (rd_req_ready),
+        .rd_req_addr   (rd_req_addr),
+        .rd_req_words  (rd_req_words),
+        .rd_valid      (rd_valid),
+        .rd_ready      (rd_ready),
+        .rd_data       (rd_data),
+        .rd_resp       (rd_resp),
+        .lw_valid      (lw_valid),
+        .lw_row        (lw_row),
+        .lw_index      (lw_index),
+        .lw_data       (lw_data),
+        .la_valid      (la_valid),
+        .la_index      (la_index),
+        .la_data       (la_data),
+        .lf_valid      (lf_valid),
+        .lf_index      (lf_index),
+        .lf_data       (lf_data),
+        .lg_valid      (lg_valid),
+        .lg_row        (lg_row),
+        .lg_index      (lg_index),
+        .lg_data       (lg_data),
+        .lt_bias_valid (lt_bias_valid),
+        .lt_rq_valid   (lt_rq_valid),
+        .lt_row        (lt_row),
+        .lt_slot       (lt_slot),
+        .lt_data       (lt_data),
+        .tile_loaded   (tile_loaded),
+        .tile_slot     (tile_slot),
+        .input_loaded  (input_loaded),
+        .tile_done     (tile_done),
+        .x_done        (x_done),
+        .res_err_valid (res_err_valid),
+        .res_err_code  (res_err_code),
+        .res_err_tile  (res_err_tile),
+        .exec_idle     (exec_idle),
+        .window_idle   (window_idle),
+        .result_idle   (result_idle),
+        .job_clear     (job_clear),
+        .x_start       (x_start),
+        .x_conv        (x_conv),
+        .x_relu        (x_relu),
+        .x_in_signed   (x_in_signed),
+        .x_out_signed  (x_out_signed),
+        .x_out_bits    (x_out_bits),
+        .x_grouped     (x_grouped),
+        .x_in_c        (x_in_c),
+        .x_in_h        (x_in_h),
+        .x_in_w        (x_in_w),
+        .x_hw          (x_hw),
+        .x_out_c       (x_out_c),
+        .x_out_h       (x_out_h),
+        .x_out_w       (x_out_w),
+        .x_kh          (x_kh),
+        .x_kw          (x_kw),
+        .x_stride2     (x_stride2),
+        .x_pad         (x_pad),
+        .x_pg_bits     (x_pg_bits),
+        .x_pg_shift    (x_pg_shift),
+        .x_active      (x_active),
+        .x_nch         (x_nch),
+        .x_wpr         (x_wpr),
+        .x_planes      (x_planes),
+        .x_tiles       (x_tiles),
+        .x_items       (x_items),
+        .x_block       (x_block),
+        .x_slots2      (x_slots2),
+        .x_out_addr    (x_out_addr),
+        .x_out_stride  (x_out_stride),
+        .x_desc        (x_desc)
+    );
+    caq_window u_window (
+        .clk          (clk),
+        .rst_n        (rst_n),
+        .clear        (job_clear),
+        .x_start      (x_start),
+        .x_conv       (x_conv),
+        .x_relu       (x_relu),
+        .x_in_signed  (x_in_signed),
+        .x_out_signed (x_out_signed),
+        .x_out_bits   (x_out_bits),
+        .x_grouped    (x_grouped),
+        .x_in_c       (x_in_c),
+        .x_in_h       (x_in_h),
+        .x_in_w       (x_in_w),
+        .x_hw         (x_hw),
+        .x_out_c      (x_out_c),
+        .x_out_h      (x_out_h),
+        .x_out_w      (x_out_w),
+        .x_kh         (x_kh),
+        .x_kw         (x_kw),
+        .x_stride2    (x_stride2),
+        .x_pad        (x_pad),
+        .x_pg_bits    (x_pg_bits),
+        .x_pg_shift   (x_pg_shift),
+        .x_active     (x_active),
+        .x_nch        (x_nch),
+        .x_wpr        (x_wpr),
+        .x_planes     (x_planes),
+        .x_tiles      (x_tiles),
+        .x_items      (x_items),
+        .x_block      (x_block),
+        .x_slots2     (x_slots2),
+        .x_out_addr   (x_out_addr),
+        .x_out_stride (x_out_stride),
+        .x_desc       (x_desc),
+        .lf_valid     (lf_valid),
+        .lf_index     (lf_index),
+        .lf_data      (lf_data),
+        .input_loaded (input_loaded),
+        .pw_valid     (pw_valid),
+        .pw_entry     (pw_entry),
+        .pw_data      (pw_data),
+        .block_ready  (block_ready),
+        .block_done   (block_done),
+        .window_idle  (window_idle)
+    );
+    caq_exec u_exec (
+        .clk               (clk),
+        .rst_n             (rst_n),
+        .clear             (job_clear),
+        .x_start           (x_start),
+        .x_conv            (x_conv),
+        .x_relu            (x_relu),
+        .x_in_signed       (x_in_signed),
+        .x_out_signed      (x_out_signed),
+        .x_out_bits        (x_out_bits),
+        .x_grouped         (x_grouped),
+        .x_in_c            (x_in_c),
+        .x_in_h            (x_in_h),
+        .x_in_w            (x_in_w),
+        .x_hw              (x_hw),
+        .x_out_c           (x_out_c),
+        .x_out_h           (x_out_h),
+        .x_out_w           (x_out_w),
+        .x_kh              (x_kh),
+        .x_kw              (x_kw),
+        .x_stride2         (x_stride2),
+        .x_pad             (x_pad),
+        .x_pg_bits         (x_pg_bits),
+        .x_pg_shift        (x_pg_shift),
+        .x_active          (x_active),
+        .x_nch             (x_nch),
+        .x_wpr             (x_wpr),
+        .x_planes          (x_planes),
+        .x_tiles           (x_tiles),
+        .x_items           (x_items),
+        .x_block           (x_block),
+        .x_slots2          (x_slots2),
+        .x_out_addr        (x_out_addr),
+        .x_out_stride      (x_out_stride),
+        .x_desc            (x_desc),
+        .lw_valid          (lw_valid),
+        .lw_row            (lw_row),
+        .lw_index          (lw_index),
+        .lw_data           (lw_data),
+        .la_valid          (la_valid),
+        .la_index          (la_index),
+        .la_data           (la_data),
+        .lg_valid          (lg_valid),
+        .lg_row            (lg_row),
+        .lg_index          (lg_index),
+        .lg_data           (lg_data),
+        .pw_valid          (pw_valid),
+        .pw_entry          (pw_entry),
+        .pw_data           (pw_data),
+        .tile_loaded       (tile_loaded),
+        .tile_slot         (tile_slot),
+        .input_loaded      (input_loaded),
+        .block_ready       (block_ready),
+        .block_done        (block_done),
+        .credit_ret        (credit_ret),
+        .run_credit_ret    (run_credit_ret),
+        .exec_idle         (exec_idle),
+        .perf_busy         (perf_busy),
+        .perf_stall        (perf_stall),
+        .step_valid        (step_valid),
+        .step_act          (step_act),
+        .step_bits         (step_bits),
+        .step_shift        (step_shift),
+        .step_neg          (step_neg),
+        .step_region_first (step_region_first),
+        .step_region_last  (step_region_last),
+        .step_item_first   (step_item_first),
+        .step_item_last    (step_item_last),
+        .step_mult         (step_mult)
+    );
     caq_array u_array (
         .clk               (clk),
         .rst_n             (rst_n),
-        .step_valid        (step_ctl_q[5]),
-        .step_act          (step_act_q),
-        .step_bits         (step_bits_q),
-        .step_shift        (step_shift_q),
-        .step_neg          (step_ctl_q[4]),
-        .step_region_first (step_ctl_q[3]),
-        .step_region_last  (step_ctl_q[2]),
-        .step_tile_first   (step_ctl_q[1]),
-        .step_tile_last    (step_ctl_q[0]),
-        .step_mult         (step_mult_q),
-        .acc_valid         (arr_acc_valid),
-        .acc_t             (arr_acc_t)
+        .step_valid        (step_valid),
+        .step_act          (step_act),
+        .step_bits         (step_bits),
+        .step_shift        (step_shift),
+        .step_neg          (step_neg),
+        .step_region_first (step_region_first),
+        .step_region_last  (step_region_last),
+        .step_item_first   (step_item_first),
+        .step_item_last    (step_item_last),
+        .step_mult         (step_mult),
+        .acc_valid         (acc_valid),
+        .acc_t             (acc_t)
     );
-
-    // ---- requantization of the tile's rows, one per cycle ----
-    caq_requant u_requant (
-        .clk           (clk),
-        .rst_n         (rst_n),
-        .in_valid      (state_q == S_DRAIN && row_q != nrows_q),
-        .in_acc        (arr_acc_t[drain_lsb +: 48]),
-        .in_bias       (bias_q[row_i]),
-        .in_mult       (rqm_q[row_i]),
-        .in_shift      (rqs_q[row_i]),
-        .in_relu       (d_relu),
-        .in_out_signed (d_out_signed),
-        .in_out_bits   (d_out_bits),
-        .in_tag        ({13'd0, row_q}),
-        .out_valid     (rq_out_valid),
-        .out_code      (rq_out_code),
-        .out_tag       (rq_out_tag_w)
+    caq_result u_result (
+        .clk            (clk),
+        .rst_n          (rst_n),
+        .clear          (job_clear),
+        .x_start        (x_start),
+        .x_conv         (x_conv),
+        .x_relu         (x_relu),
+        .x_in_signed    (x_in_signed),
+        .x_out_signed   (x_out_signed),
+        .x_out_bits     (x_out_bits),
+        .x_grouped      (x_grouped),
+        .x_in_c         (x_in_c),
+        .x_in_h         (x_in_h),
+        .x_in_w         (x_in_w),
+        .x_hw           (x_hw),
+        .x_out_c        (x_out_c),
+        .x_out_h        (x_out_h),
+        .x_out_w        (x_out_w),
+        .x_kh           (x_kh),
+        .x_kw           (x_kw),
+        .x_stride2      (x_stride2),
+        .x_pad          (x_pad),
+        .x_pg_bits      (x_pg_bits),
+        .x_pg_shift     (x_pg_shift),
+        .x_active       (x_active),
+        .x_nch          (x_nch),
+        .x_wpr          (x_wpr),
+        .x_planes       (x_planes),
+        .x_tiles        (x_tiles),
+        .x_items        (x_items),
+        .x_block        (x_block),
+        .x_slots2       (x_slots2),
+        .x_out_addr     (x_out_addr),
+        .x_out_stride   (x_out_stride),
+        .x_desc         (x_desc),
+        .acc_valid      (acc_valid),
+        .acc_t          (acc_t),
+        .lt_bias_valid  (lt_bias_valid),
+        .lt_rq_valid    (lt_rq_valid),
+        .lt_row         (lt_row),
+        .lt_slot        (lt_slot),
+        .lt_data        (lt_data),
+        .tile_loaded    (tile_loaded),
+        .tile_slot      (tile_slot),
+        .win_base       (win_base),
+        .win_limit      (win_limit),
+        .wr_req_valid   (wr_req_valid),
+        .wr_req_ready   (wr_req_ready),
+        .wr_req_addr    (wr_req_addr),
+        .wr_req_words   (wr_req_words),
+        .wr_valid       (wr_valid),
+        .wr_ready       (wr_ready),
+        .wr_data        (wr_data),
+        .wr_strb        (wr_strb),
+        .wr_busy        (wr_busy),
+        .wr_err         (wr_err),
+        .wr_err_clear   (wr_err_clear),
+        .credit_ret     (credit_ret),
+        .run_credit_ret (run_credit_ret),
+        .tile_done      (tile_done),
+        .x_done         (x_done),
+        .res_err_valid  (res_err_valid),
+        .res_err_code   (res_err_code),
+        .res_err_tile   (res_err_tile),
+        .result_idle    (result_idle),
+        .perf_bytes_wr  (perf_bytes_wr)
     );
-
-    // ---- output words: staged bytes -> 64-bit words with strobes ----
-    wire [22:0]  fl_pos;  // byte of the run in lane fl of word wo (wraps below the run's start)
-    assign fl_pos = {wo_q, fl_q[2:0]} - {20'd0, out_off};
-    wire         fl_on;
-    assign fl_on = fl_q != 4'd8 && fl_pos < {7'd0, run_len};
-    wire [11:0]  stage_raddr;  // Conv2d: row run, pixel; Dense: row (pixel 0)
-    assign stage_raddr = d_conv ? {run_q[1:0], fl_pos[9:0]} : {fl_pos[1:0], 10'd0};
-    reg          fl_on_q;
-    reg  [2:0]   fl_lane_q;
-    reg  [63:0]  wbuf_q;
-    reg  [7:0]   wstrb_q;
-    always @(posedge clk) begin
-        stage_rd_q <= stage_mem[stage_raddr];
-        fl_on_q <= state_q == S_OUT_FILL && fl_on;
-        fl_lane_q <= fl_q[2:0];
-        if (state_q == S_OUT_FILL && fl_q != 4'd0) begin
-            wbuf_q[{fl_lane_q, 3'd0} +: 8] <= fl_on_q ? stage_rd_q : 8'd0;
-            wstrb_q[fl_lane_q] <= fl_on_q;
-        end
-    end
-    assign wr_data = wbuf_q;
-    assign wr_strb = wstrb_q;
-    wire [31:0]  wr_req_addr_d;
-    assign wr_req_addr_d = run_addr_q & ~32'd7;
-    wire [33:0]  wr_lo;  // first byte of the first beat
-    assign wr_lo = {2'd0, wr_req_addr_d} & ~34'd7;
-    wire [33:0]  wr_hi;  // first byte past the last beat
-    assign wr_hi = ({2'd0, wr_req_addr_d} + {11'd0, out_words, 3'd0} + 34'd7) & ~34'd7;
-    wire         wr_in_win;
-    assign wr_in_win = wr_lo >= {1'b0, win_base} && wr_hi <= {1'b0, win_limit};
-    assign wr_req_valid = state_q == S_OUT_REQ && wr_in_win;
-    assign wr_req_addr = wr_req_addr_d;
-    assign wr_req_words = out_words;
-    assign wr_valid = state_q == S_OUT_DATA;
-
-    // ---- status and performance outputs ----
-    assign busy = state_q != S_IDLE;
-    assign done = done_q;
-    assign error = error_q;
-    assign err_code = err_code_q;
-    assign err_desc = desc_idx_q;
-    assign perf_busy = step_ctl_q[5];
-    assign perf_stall = (rd_req_valid && !rd_req_ready) || (in_rd_data && !rd_valid) || (wr_req_valid && !wr_req_ready) || (wr_valid && !wr_ready) || (state_q == S_OUT_RESP && !wr_resp_valid);
-    assign perf_plane_ops = {15'd0, step_ctl_q[5]};
-    assign perf_bytes_rd = rd_fire ? 16'd8 : 16'd0;
-    assign perf_bytes_wr = wr_fire ? ({15'd0, wr_strb[0]} + {15'd0, wr_strb[1]} + {15'd0, wr_strb[2]} + {15'd0, wr_strb[3]} + {15'd0, wr_strb[4]} + {15'd0, wr_strb[5]} + {15'd0, wr_strb[6]} + {15'd0, wr_strb[7]}) : 16'd0;
+    assign perf_plane_ops = {15'd0, perf_busy};
 
 endmodule
 

@@ -2,35 +2,36 @@
 
 `default_nettype none
 
-// DMA engine: the core's word read/write requests as AXI4 INCR bursts (one ID, in order).
-// Split at max_burst-beat address boundaries (never across 4 KiB); outstanding reads;
-// RRESP per word to the core, the worst BRESP per write request. See caq-hdl dma.rs.
+// DMA engine: the layer engine's read/write requests as AXI4 INCR bursts (one ID, in order).
+// Split at max_burst-beat address boundaries (never across 4 KiB); requests pipelined;
+// RRESP per beat to the engine, the worst BRESP kept in wr_err. See caq-hdl dma.rs.
 // Bus 64 bits (8 bytes per beat), bursts up to 16 beats, 4 reads and 4 writes in flight.
 // ARCACHE 4'b0011, AWCACHE 4'b0011, AxPROT 3'b000: axi.coherence = none (not snooped).
 module caq_dma (
     input  wire        clk,
     input  wire        rst_n,  // synchronous, active low
     input  wire        soft_reset,  // pulse: finish the requests in flight silently
-    // word read port (from caq_core)
+    // read port (from the layer engine)
     input  wire        rd_req_valid,
     output wire        rd_req_ready,
     input  wire [31:0] rd_req_addr,  // byte address, 8-byte aligned
-    input  wire [19:0] rd_req_words,
+    input  wire [19:0] rd_req_words,  // 64-bit words, at least 1
     output wire        rd_valid,
     input  wire        rd_ready,
-    output wire [63:0] rd_data,
-    output wire [1:0]  rd_resp,  // RRESP of the word's beat (2 SLVERR, 3 DECERR)
-    // word write port (from caq_core)
+    output wire [63:0] rd_data,  // a whole bus beat
+    output wire [1:0]  rd_resp,  // RRESP of the beat (2 SLVERR, 3 DECERR)
+    // write port (from the layer engine)
     input  wire        wr_req_valid,
     output wire        wr_req_ready,
     input  wire [31:0] wr_req_addr,  // byte address, 8-byte aligned
-    input  wire [19:0] wr_req_words,
+    input  wire [19:0] wr_req_words,  // 64-bit words, at least 1
     input  wire        wr_valid,
     output wire        wr_ready,
-    input  wire [63:0] wr_data,
+    input  wire [63:0] wr_data,  // a whole bus beat
     input  wire [7:0]  wr_strb,
-    output wire        wr_resp_valid,
-    output wire [1:0]  wr_resp_resp,  // the worst BRESP of the request's bursts
+    output wire        wr_busy,  // a request has beats or responses outstanding
+    output wire [1:0]  wr_err,  // the worst BRESP since wr_err_clear
+    input  wire        wr_err_clear,  // pulse: forget wr_err (at START)
     // AXI4 master: write address
     output wire [3:0]  m_axi_awid,
     output wire [31:0] m_axi_awaddr,
@@ -75,11 +76,11 @@ module caq_dma (
     output wire        m_axi_rready
 );
 
-    // ---- read engine: AR bursts, R words to the core ----
+    // ---- read engine: AR bursts; R beats straight to the engine ----
     reg  [28:0] ar_beat_q;  // beat index of the next AR burst
-    reg  [19:0] ar_left_q;  // beats of the request not yet in an AR
+    reg  [19:0] ar_left_q;  // beats of the latest request not yet in an AR
     reg  [2:0]  rd_out_q;  // AR bursts whose RLAST has not arrived
-    reg         rd_drain_q;  // after a soft reset: consume and drop the request's beats
+    reg         rd_drain_q;  // after a soft reset: consume and drop the beats in flight
     wire [4:0]  ar_room;  // beats to the next max_burst-aligned beat
     assign ar_room = 5'd16 - {1'b0, ar_beat_q[3:0]};
     wire [4:0]  ar_burst;  // beats of the burst presented
@@ -90,7 +91,8 @@ module caq_dma (
     assign ar_len = {3'd0, ar_len_w};
     wire        rd_busy;
     assign rd_busy = ar_left_q != 20'd0 || rd_out_q != 3'd0;
-    assign rd_req_ready = !rd_busy && !rd_drain_q;
+    // The next request is taken once the previous one's bursts are all issued.
+    assign rd_req_ready = ar_left_q == 20'd0 && !rd_drain_q;
     wire        rd_req_fire;
     assign rd_req_fire = rd_req_valid && rd_req_ready;
     assign m_axi_arvalid = ar_left_q != 20'd0 && rd_out_q < 3'd4;
@@ -112,20 +114,24 @@ module caq_dma (
     assign rd_data = m_axi_rdata;
     assign m_axi_rready = rd_drain_q || rd_ready;
 
-    // ---- write engine: AW bursts, one registered W stage, B responses ----
+    // ---- write engine: AW bursts, the W side's request queue, one registered W stage, B ----
     reg  [28:0] aw_beat_q;  // beat index of the next AW burst
-    reg  [19:0] aw_left_q;  // beats of the request not yet in an AW
-    reg  [19:0] w_left_q;  // beats of the request not yet formed
+    reg  [19:0] aw_left_q;  // beats of the latest request not yet in an AW
+    // The W side: the request whose beats are being formed (w_left_q beats left, w_idx_q its
+    // next beat's index in a max_burst block) and at most one more, accepted behind it.
+    reg  [19:0] w_left_q;  // beats of the current request not yet formed
+    reg         wq_valid_q;  // a request waits behind the current one
+    reg  [19:0] wq_left_q;
     reg  [3:0]  w_idx_q;  // beat index of the next W beat within its max_burst block
+    reg  [3:0]  wq_idx_q;
     reg         w_valid_q;  // a W beat is formed and waits
     reg  [63:0] w_data_q;
     reg  [7:0]  w_strb_q;
     reg         w_last_q;
     reg  [2:0]  aw_ahead_q;  // AW bursts whose WLAST has not been sent
     reg  [2:0]  b_out_q;  // AW bursts whose B has not arrived
-    reg         wr_busy_q;  // a write request is in flight
-    reg         wr_drain_q;  // after a soft reset: finish the request with zero strobes, no response
-    reg  [1:0]  wr_worst_q;  // the worst BRESP so far
+    reg         wr_drain_q;  // after a soft reset: finish accepted requests with zero strobes, no response
+    reg  [1:0]  wr_err_q;  // the worst BRESP since wr_err_clear
     wire [4:0]  aw_room;  // beats to the next max_burst-aligned beat
     assign aw_room = 5'd16 - {1'b0, aw_beat_q[3:0]};
     wire [4:0]  aw_burst;  // beats of the burst presented
@@ -134,7 +140,7 @@ module caq_dma (
     assign aw_len_w = aw_burst - 5'd1;
     wire [7:0]  aw_len;
     assign aw_len = {3'd0, aw_len_w};
-    assign wr_req_ready = !wr_busy_q && !wr_drain_q;
+    assign wr_req_ready = aw_left_q == 20'd0 && !wq_valid_q && !wr_drain_q;
     wire        wr_req_fire;
     assign wr_req_fire = wr_req_valid && wr_req_ready;
     assign m_axi_awvalid = aw_left_q != 20'd0 && b_out_q < 3'd4;
@@ -157,21 +163,15 @@ module caq_dma (
     wire        w_fire;
     assign w_fire = m_axi_wvalid && m_axi_wready;
     assign m_axi_bready = 1'b1;
-    wire        w_load;  // the W stage can take a word
-    assign w_load = !w_valid_q || w_fire;
+    wire        w_load;  // the W stage can take the current request's next beat
+    assign w_load = (!w_valid_q || w_fire) && w_left_q != 20'd0;
     assign wr_ready = !wr_drain_q && w_load;
-    wire        w_in;  // a word (or, draining, a zero-strobe filler) enters the W stage
-    assign w_in = wr_drain_q ? (w_left_q != 20'd0 && w_load) : (wr_valid && w_load);
-    wire [7:0]  w_in_strb;
-    assign w_in_strb = wr_drain_q ? 8'd0 : wr_strb;
-    wire        w_beat_done;  // the word entering completes a beat
-    assign w_beat_done = 1'b1;
+    wire        w_in;  // a beat (or, draining, a zero-strobe filler) enters the W stage
+    assign w_in = wr_drain_q ? w_load : (wr_valid && w_load);
     wire        w_last_d;  // the beat formed ends its burst: the request's last, or a max_burst boundary
     assign w_last_d = w_left_q == 20'd1 || (&w_idx_q);
-    wire        wr_done;  // every beat sent and every B received
-    assign wr_done = wr_busy_q && aw_left_q == 20'd0 && w_left_q == 20'd0 && !w_valid_q && b_out_q == 3'd0;
-    assign wr_resp_valid = wr_done && !wr_drain_q;
-    assign wr_resp_resp = wr_worst_q;
+    assign wr_busy = aw_left_q != 20'd0 || w_left_q != 20'd0 || wq_valid_q || w_valid_q || b_out_q != 3'd0;
+    assign wr_err = wr_err_q;
 
     // ---- state ----
     always @(posedge clk) begin
@@ -184,8 +184,9 @@ module caq_dma (
             b_out_q <= 3'd0;
             rd_drain_q <= 1'b0;
             wr_drain_q <= 1'b0;
-            wr_busy_q <= 1'b0;
+            wq_valid_q <= 1'b0;
             w_valid_q <= 1'b0;
+            wr_err_q <= 2'd0;
         end else begin
             // read requests and AR bursts
             if (rd_req_fire) begin
@@ -208,10 +209,6 @@ module caq_dma (
             if (wr_req_fire) begin
                 aw_beat_q <= wr_req_addr[31:3];
                 aw_left_q <= wr_req_words;
-                w_left_q <= wr_req_words;
-                w_idx_q <= wr_req_addr[6:3];
-                wr_busy_q <= 1'b1;
-                wr_worst_q <= 2'd0;
             end
             if (aw_fire) begin
                 aw_beat_q <= aw_beat_q + {24'd0, aw_burst};
@@ -219,36 +216,53 @@ module caq_dma (
             end
             aw_ahead_q <= aw_ahead_q + {2'd0, aw_fire} - {2'd0, (w_fire && w_last_q)};
             b_out_q <= b_out_q + {2'd0, aw_fire} - {2'd0, m_axi_bvalid};
-            if (m_axi_bvalid && m_axi_bresp > wr_worst_q) begin
-                wr_worst_q <= m_axi_bresp;
+            if (soft_reset || wr_err_clear) begin
+                wr_err_q <= 2'd0;
+            end else begin
+                if (m_axi_bvalid && !wr_drain_q && m_axi_bresp > wr_err_q) begin
+                    wr_err_q <= m_axi_bresp;
+                end
             end
-            // the W stage
+            // the W side: current request, the one behind it, the W stage
             if (w_fire) begin
                 w_valid_q <= 1'b0;
             end
             if (w_in) begin
+                w_valid_q <= 1'b1;
                 w_data_q <= wr_data;
-                w_strb_q <= w_in_strb;
-                if (w_beat_done) begin
-                    w_valid_q <= 1'b1;
-                    w_last_q <= w_last_d;
-                    w_left_q <= w_left_q - 20'd1;
-                    w_idx_q <= w_idx_q + 4'd1;
+                w_strb_q <= wr_drain_q ? 8'd0 : wr_strb;
+                w_last_q <= w_last_d;
+                w_idx_q <= w_idx_q + 4'd1;
+            end
+            // A new request becomes current when none is (or the current one's last beat enters now); else it waits behind.
+            w_left_q <= w_left_q - {19'd0, w_in};
+            if (w_left_q == 20'd0 || (w_in && w_left_q == 20'd1)) begin
+                if (wq_valid_q) begin
+                    w_left_q <= wq_left_q;
+                    w_idx_q <= wq_idx_q;
+                    wq_valid_q <= 1'b0;
+                end else begin
+                    if (wr_req_fire) begin
+                        w_left_q <= wr_req_words;
+                        w_idx_q <= wr_req_addr[6:3];
+                    end
                 end
             end
-            if (wr_done) begin
-                wr_busy_q <= 1'b0;
+            if (wr_req_fire && (wq_valid_q || !(w_left_q == 20'd0 || (w_in && w_left_q == 20'd1)))) begin
+                wq_valid_q <= 1'b1;
+                wq_left_q <= wr_req_words;
+                wq_idx_q <= wr_req_addr[6:3];
             end
             if (soft_reset) begin
                 wr_drain_q <= 1'b1;
             end else begin
-                if (!wr_busy_q) begin
+                if (!wr_busy) begin
                     wr_drain_q <= 1'b0;
                 end
             end
         end
     end
-    // Waiver (UNUSEDSIGNAL): RID/BID (one ID is used), the address bits below the beat (the core aligns), and the burst length's top bit (the burst is at least one beat)
+    // Waiver (UNUSEDSIGNAL): RID/BID (one ID is used), the address bits below the beat (the engine aligns), and the burst length's top bit (the burst is at least one beat)
     /* verilator lint_off UNUSEDSIGNAL */
     wire        dma_unused;
     assign dma_unused = ^{m_axi_rid, m_axi_bid, rd_req_addr[2:0], wr_req_addr[2:0]};

@@ -2,8 +2,9 @@
 
 `default_nettype none
 
-// Requantization: (acc + bias) * mult, round half up, >>> shift, ReLU, saturate.
-// One value per cycle, 4-cycle latency. Rules: docs/numerics.md.
+// Requantization of one row: (acc + bias) * mult, round half up, >>> shift, ReLU, saturate.
+// One value per cycle, 6-cycle latency, every stage one adder or multiplier deep.
+// Rules: docs/numerics.md.
 module caq_requant (
     input  wire        clk,
     input  wire        rst_n,  // synchronous, active low
@@ -15,89 +16,85 @@ module caq_requant (
     input  wire        in_relu,
     input  wire        in_out_signed,  // output codes signed (else unsigned)
     input  wire [3:0]  in_out_bits,  // output code bits, 2..8
-    input  wire [15:0] in_tag,  // carried to out_tag
     output wire        out_valid,
-    output wire [7:0]  out_code,  // two's complement or unsigned byte
-    output wire [15:0] out_tag
+    output wire [7:0]  out_code  // two's complement or unsigned byte
 );
 
-    // ---- stage 1: add the bias ----
+    // ---- valid bits and flags along the stages ----
+    reg  [5:0]  v_q;  // in_valid, delayed
+    reg  [11:0] f1_q;  // shift, relu, signed, bits
+    reg  [11:0] f2_q;  // shift, relu, signed, bits
+    reg  [11:0] f3_q;  // shift, relu, signed, bits
+    reg  [11:0] f4_q;  // shift, relu, signed, bits
+    reg  [11:0] f5_q;  // shift, relu, signed, bits
+
+    // ---- 1: total = acc + bias ----
     reg  [47:0] total_q;
     reg  [31:0] mult1_q;
-    reg  [28:0] ctl1_q;  // valid, shift, relu, signed, bits, tag
+
+    // ---- 2: four 24 x 16 partial products (one DSP48 each) ----
+    // total = t_hi * 2^24 + t_lo (t_lo unsigned); mult = m_hi * 2^16 + m_lo (both unsigned).
+    // Each operand is extended to the product's width, so each multiply is exact as written.
+    reg  [40:0] p_ll_q;
+    reg  [40:0] p_lh_q;
+    reg  [40:0] p_hl_q;
+    reg  [39:0] p_hh_q;
+
+    // ---- 3: pairs of partial products ----
+    reg  [56:0] s_lo_q;  // t_lo * mult, unsigned
+    reg  [55:0] s_hi_q;  // t_hi * mult, signed (|t_hi * mult| < 2^54)
+
+    // ---- 4: the exact product ----
+    reg  [79:0] prod_q;
+
+    // ---- 5: the window of prod >>> (shift - 1) ----
+    wire [5:0]  pos;  // the window's lowest bit: shift - 1 (shift 0: the product itself)
+    assign pos = (f4_q[11:6] == 6'd0) ? 6'd0 : f4_q[11:6] - 6'd1;
+    wire [69:0] flip;  // bits 10 and up that differ from the sign
+    assign flip = prod_q[79:10] ^ {70{prod_q[79]}};
+    reg  [10:0] win_q;
+    reg         ovf_q;  // the shifted product lies outside the window
+    reg         neg_q;
+
+    // ---- 6: round, ReLU, saturate ----
+    // qmax = 2^bits - 1 (unsigned) or 2^(bits-1) - 1 (signed); qmin = 0 or -2^(bits-1);
+    // ReLU raises qmin to 0. Compared as 12-bit signed numbers.
+    wire [11:0] y;  // the rounded value (q + 1) >>> 1 = (q >>> 1) + q[0], by bit selection: no signedness rules involved
+    assign y = (f5_q[11:6] == 6'd0) ? {win_q[10], win_q} : ({win_q[10], win_q[10], win_q[10:1]} + {11'd0, win_q[0]});
+    wire [11:0] qmax;
+    assign qmax = f5_q[4] ? ((12'd1 << (f5_q[3:0] - 4'd1)) - 12'd1) : ((12'd1 << f5_q[3:0]) - 12'd1);
+    wire [11:0] qmin;
+    assign qmin = (f5_q[4] && !f5_q[5]) ? (12'd0 - (12'd1 << (f5_q[3:0] - 4'd1))) : 12'd0;
+    reg  [7:0]  out_q;
     always @(posedge clk) begin
-        if (!rst_n) begin
-            ctl1_q <= 29'd0;
-        end else begin
-            ctl1_q <= {in_valid, in_shift, in_relu, in_out_signed, in_out_bits, in_tag};
-        end
+        f1_q <= {in_shift, in_relu, in_out_signed, in_out_bits};
+        f2_q <= f1_q;
+        f3_q <= f2_q;
+        f4_q <= f3_q;
+        f5_q <= f4_q;
         total_q <= in_acc + {{16{in_bias[31]}}, in_bias};
         mult1_q <= in_mult;
-    end
-
-    // ---- stage 2: exact product (DSP cascade) ----
-    // 48-bit signed total x 32-bit non-negative multiplier = 80 bits; both operands are extended to 80 bits so the multiply is exact as written.
-    wire [79:0] prod;
-    assign prod = $signed({{32{total_q[47]}}, total_q}) * $signed({48'd0, mult1_q});
-    reg  [79:0] prod_q;
-    reg  [28:0] ctl2_q;
-    always @(posedge clk) begin
+        p_ll_q <= $signed({17'd0, total_q[23:0]}) * $signed({25'd0, mult1_q[15:0]});
+        p_lh_q <= $signed({17'd0, total_q[23:0]}) * $signed({25'd0, mult1_q[31:16]});
+        p_hl_q <= $signed({{17{total_q[47]}}, total_q[47:24]}) * $signed({25'd0, mult1_q[15:0]});
+        p_hh_q <= $signed({{16{total_q[47]}}, total_q[47:24]}) * $signed({24'd0, mult1_q[31:16]});
+        s_lo_q <= {16'd0, p_ll_q} + {p_lh_q, 16'd0};
+        s_hi_q <= {{15{p_hl_q[40]}}, p_hl_q} + {p_hh_q, 16'd0};
+        prod_q <= {{23{s_lo_q[56]}}, s_lo_q} + {s_hi_q, 24'd0};
+        win_q <= prod_q[{1'b0, pos} +: 11];
+        ovf_q <= (flip[0] && pos <= 6'd0) || (flip[1] && pos <= 6'd1) || (flip[2] && pos <= 6'd2) || (flip[3] && pos <= 6'd3) || (flip[4] && pos <= 6'd4) || (flip[5] && pos <= 6'd5) || (flip[6] && pos <= 6'd6) || (flip[7] && pos <= 6'd7) || (flip[8] && pos <= 6'd8) || (flip[9] && pos <= 6'd9) || (flip[10] && pos <= 6'd10) || (flip[11] && pos <= 6'd11) || (flip[12] && pos <= 6'd12) || (flip[13] && pos <= 6'd13) || (flip[14] && pos <= 6'd14) || (flip[15] && pos <= 6'd15) || (flip[16] && pos <= 6'd16) || (flip[17] && pos <= 6'd17) || (flip[18] && pos <= 6'd18) || (flip[19] && pos <= 6'd19) || (flip[20] && pos <= 6'd20) || (flip[21] && pos <= 6'd21) || (flip[22] && pos <= 6'd22) || (flip[23] && pos <= 6'd23) || (flip[24] && pos <= 6'd24) || (flip[25] && pos <= 6'd25) || (flip[26] && pos <= 6'd26) || (flip[27] && pos <= 6'd27) || (flip[28] && pos <= 6'd28) || (flip[29] && pos <= 6'd29) || (flip[30] && pos <= 6'd30) || (flip[31] && pos <= 6'd31) || (flip[32] && pos <= 6'd32) || (flip[33] && pos <= 6'd33) || (flip[34] && pos <= 6'd34) || (flip[35] && pos <= 6'd35) || (flip[36] && pos <= 6'd36) || (flip[37] && pos <= 6'd37) || (flip[38] && pos <= 6'd38) || (flip[39] && pos <= 6'd39) || (flip[40] && pos <= 6'd40) || (flip[41] && pos <= 6'd41) || (flip[42] && pos <= 6'd42) || (flip[43] && pos <= 6'd43) || (flip[44] && pos <= 6'd44) || (flip[45] && pos <= 6'd45) || (flip[46] && pos <= 6'd46) || (flip[47] && pos <= 6'd47) || (flip[48] && pos <= 6'd48) || (flip[49] && pos <= 6'd49) || (flip[50] && pos <= 6'd50) || (flip[51] && pos <= 6'd51) || (flip[52] && pos <= 6'd52) || (flip[53] && pos <= 6'd53) || (flip[54] && pos <= 6'd54) || (flip[55] && pos <= 6'd55) || (flip[56] && pos <= 6'd56) || (flip[57] && pos <= 6'd57) || (flip[58] && pos <= 6'd58) || (flip[59] && pos <= 6'd59) || (flip[60] && pos <= 6'd60) || (flip[61] && pos <= 6'd61) || (flip[62] && pos <= 6'd62) || flip[63] || flip[64] || flip[65] || flip[66] || flip[67] || flip[68] || flip[69];
+        neg_q <= prod_q[79];
+        out_q <= ovf_q ? (neg_q ? qmin[7:0] : qmax[7:0]) : ($signed(y) > $signed(qmax)) ? qmax[7:0] : ($signed(y) < $signed(qmin)) ? qmin[7:0] : y[7:0];
         if (!rst_n) begin
-            ctl2_q <= 29'd0;
+            v_q <= 6'd0;
         end else begin
-            ctl2_q <= ctl1_q;
+            v_q <= {v_q[4:0], in_valid};
         end
-        prod_q <= prod;
-    end
-
-    // ---- stage 3: round half up and shift ----
-    // half = 2^(shift-1), 0 for shift 0; the arithmetic shift floors, so adding half rounds
-    // half towards +infinity. The sum cannot overflow: |prod| < 2^79.
-    wire [5:0]  shift2;
-    assign shift2 = ctl2_q[27:22];
-    wire [79:0] half;
-    assign half = (shift2 == 6'd0) ? 80'd0 : (80'd1 << (shift2 - 6'd1));
-    wire [79:0] rounded;
-    assign rounded = $signed(prod_q + half) >>> shift2;
-    reg  [79:0] shifted_q;
-    reg  [22:0] ctl3_q;  // valid, relu, signed, bits, tag
-    always @(posedge clk) begin
-        if (!rst_n) begin
-            ctl3_q <= 23'd0;
-        end else begin
-            ctl3_q <= {ctl2_q[28], ctl2_q[21:0]};
-        end
-        shifted_q <= rounded;
-    end
-
-    // ---- stage 4: ReLU and saturation ----
-    // qmax = 2^bits - 1 (unsigned) or 2^(bits-1) - 1 (signed); qmin = 0 or -2^(bits-1).
-    // ReLU only raises qmin to 0. Compared as 80-bit signed numbers.
-    wire [3:0]  bits3;
-    assign bits3 = ctl3_q[19:16];
-    wire [79:0] qmax;
-    assign qmax = ctl3_q[20] ? ((80'd1 << (bits3 - 4'd1)) - 80'd1) : ((80'd1 << bits3) - 80'd1);
-    wire [79:0] qmin;
-    assign qmin = (ctl3_q[20] && !ctl3_q[21]) ? -(80'd1 << (bits3 - 4'd1)) : 80'd0;
-    wire [7:0]  clamped;
-    assign clamped = ($signed(shifted_q) > $signed(qmax)) ? qmax[7:0] : ($signed(shifted_q) < $signed(qmin)) ? qmin[7:0] : shifted_q[7:0];
-    reg  [7:0]  out_q;
-    reg         out_valid_q;
-    reg  [15:0] out_tag_q;
-    always @(posedge clk) begin
-        if (!rst_n) begin
-            out_valid_q <= 1'b0;
-        end else begin
-            out_valid_q <= ctl3_q[22];
-        end
-        out_q <= clamped;
-        out_tag_q <= ctl3_q[15:0];
     end
 
     // ---- outputs ----
-    assign out_valid = out_valid_q;
+    assign out_valid = v_q[5];
     assign out_code = out_q;
-    assign out_tag = out_tag_q;
 
 endmodule
 

@@ -86,8 +86,9 @@ module caq_top (
     wire        mem_wr_ready;
     wire [63:0] mem_wr_data;
     wire [7:0]  mem_wr_strb;
-    wire        mem_wr_resp_valid;
-    wire [1:0]  mem_wr_resp_resp;
+    wire        mem_wr_busy;
+    wire [1:0]  mem_wr_err;
+    wire        mem_wr_err_clear;
 
     // ---- register block <-> core ----
     wire        regs_start_o;
@@ -179,8 +180,9 @@ module caq_top (
         .wr_ready       (mem_wr_ready),
         .wr_data        (mem_wr_data),
         .wr_strb        (mem_wr_strb),
-        .wr_resp_valid  (mem_wr_resp_valid),
-        .wr_resp_resp   (mem_wr_resp_resp),
+        .wr_busy        (mem_wr_busy),
+        .wr_err         (mem_wr_err),
+        .wr_err_clear   (mem_wr_err_clear),
         .win_base       ((|regs_win_base_o[63:32]) ? {1'b1, 32'd0} : {1'b0, regs_win_base_o[31:0]}),
         .win_limit      ((|regs_win_limit_o[63:32]) ? {1'b1, 32'd0} : {1'b0, regs_win_limit_o[31:0]})
     );
@@ -204,8 +206,9 @@ module caq_top (
         .wr_ready      (mem_wr_ready),
         .wr_data       (mem_wr_data),
         .wr_strb       (mem_wr_strb),
-        .wr_resp_valid (mem_wr_resp_valid),
-        .wr_resp_resp  (mem_wr_resp_resp),
+        .wr_busy       (mem_wr_busy),
+        .wr_err        (mem_wr_err),
+        .wr_err_clear  (mem_wr_err_clear),
         .m_axi_awid    (m_axi_awid),
         .m_axi_awaddr  (m_axi_awaddr),
         .m_axi_awlen   (m_axi_awlen),

@@ -10,6 +10,7 @@
 //!
 //! This module knows the config rules; it knows nothing of the hardware built from a config.
 
+use crate::coherence::Coherence;
 use crate::config::{
     ACT_BITS, ADDR_WIDTH, AccelConfig, ArrayConfig, AxiConfig, Board, COLS, DATA_WIDTH,
     GROUP_SIZE_MAX, ID_WIDTH, LimitsConfig, MAX_BURST, MAX_DESCRIPTORS, MAX_DIM, MAX_OUTSTANDING,
@@ -164,7 +165,8 @@ fn random_memory(r: &mut SplitMix64, rows: u32) -> MemoryConfig {
     MemoryConfig {
         weight_buf_kib: kib((rows / 16).max(1)),
         act_buf_kib: kib(1),
-        acc_buf_kib: kib(1),
+        // Output staging: MIN_STAGE_BYTES per row at least (the config rule).
+        acc_buf_kib: kib((rows * crate::shape::MIN_STAGE_BYTES).div_ceil(1024)),
     }
 }
 
@@ -185,6 +187,14 @@ fn random_axi(r: &mut SplitMix64, board: Board) -> AxiConfig {
         addr_width,
         id_width: r.range(*ID_WIDTH.start(), *ID_WIDTH.end()),
         max_outstanding_reads: r.range(*MAX_OUTSTANDING.start(), *MAX_OUTSTANDING.end()),
+        // I/O coherence where the board has a port for it (zcu104's HPC), a third of the time.
+        coherence: if crate::board::board_map(board).is_some_and(|m| m.dma_port_coherent.is_some())
+            && r.chance(33)
+        {
+            Coherence::Io
+        } else {
+            Coherence::None
+        },
     }
 }
 

@@ -787,11 +787,14 @@ fn m_base(c: &mut Code, widen: &dyn Fn(&str) -> String, wib: u32) {
 }
 
 /// The router: the entries of the issued reads, in order, and their beats routed word by word
-/// (tables, descriptor words and region multipliers one unit per cycle; planes and inputs a whole
-/// beat per cycle) into the other stages' buffers.
+/// (tables, descriptor words and region multipliers one unit per cycle; planes, feature maps and
+/// inputs a whole beat per cycle) into the other stages' buffers. Dense inputs go one word per
+/// cycle where a beat holds more words than there are activation banks (C = 8 on a 128-bit bus:
+/// both words of a beat would land in the one bank).
 fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
     let wb = WORDS_BITS;
     let nw = w.nw;
+    let input_slow = s.abanks < nw;
     let ri = w.ri;
     let rqb = w.wib.max(w.gib);
     let ib = w.wib.max(w.aib).max(w.fib);
@@ -864,7 +867,11 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
     m.wire_assign(
         "rt_fast",
         Expr::raw(
-            format!("{} || {} || {}", is("PLANE"), is("INPUT"), is("FMAP")),
+            if input_slow {
+                format!("{} || {}", is("PLANE"), is("FMAP"))
+            } else {
+                format!("{} || {} || {}", is("PLANE"), is("INPUT"), is("FMAP"))
+            },
             1,
         ),
         Some("a whole beat per cycle"),
@@ -1026,9 +1033,19 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
     )?;
     m.assign_raw("lw_index", format!("{{{}}}", lane_idx(w.wib)))?;
     m.assign_raw("lw_data", "rd_data")?;
-    m.assign_raw("la_valid", format!("{{{}}}", lane_v("INPUT")))?;
-    m.assign_raw("la_index", format!("{{{}}}", lane_idx(w.aib)))?;
-    m.assign_raw("la_data", "rd_data")?;
+    if input_slow {
+        // One word per cycle on lane 0 (the other lane is never valid).
+        m.assign_raw(
+            "la_valid",
+            format!("{{{}'d0, rt_wr && {}}}", nw - 1, is("INPUT")),
+        )?;
+        m.assign_raw("la_index", format!("{{{nw}{{rt_idx_q[{}:0]}}}}", w.aib - 1))?;
+        m.assign_raw("la_data", format!("{{{nw}{{rt_word}}}}"))?;
+    } else {
+        m.assign_raw("la_valid", format!("{{{}}}", lane_v("INPUT")))?;
+        m.assign_raw("la_index", format!("{{{}}}", lane_idx(w.aib)))?;
+        m.assign_raw("la_data", "rd_data")?;
+    }
     m.assign_raw("lf_valid", format!("{{{}}}", lane_v("FMAP")))?;
     m.assign_raw("lf_index", format!("{{{}}}", lane_idx(w.fib)))?;
     m.assign_raw("lf_data", "rd_data")?;
@@ -1182,7 +1199,7 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
                         }
                     },
                     |c| {
-                        slow_unit(c, &is, wb, ri);
+                        slow_unit(c, &is, wb, ri, ib);
                         c.if_("rt_unit_last", |c| {
                             c.nb("rt_lane_q", format!("rt_lane_q + {lb}'d1"));
                         });
@@ -1218,9 +1235,13 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
 
 /// A slow kind's unit: a descriptor word, a bias word (two rows), a requant entry, a region
 /// multiplier.
-fn slow_unit(c: &mut Code, is: &dyn Fn(&str) -> String, wb: u32, ri: u32) {
+fn slow_unit(c: &mut Code, is: &dyn Fn(&str) -> String, wb: u32, ri: u32, ib: u32) {
     c.if_(is("DESC"), |c| {
         c.nb("rt_c_q", "rt_c_q + 16'd1");
+    });
+    // Inputs on the slow path (see `router`): the next activation-bank entry.
+    c.if_(is("INPUT"), |c| {
+        c.nb("rt_idx_q", format!("rt_idx_q + {ib}'d1"));
     });
     c.if_(is("BIAS"), |c| {
         c.nb("rt_r_q", format!("rt_r_q + {}'d2", ri + 1));

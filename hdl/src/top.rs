@@ -99,10 +99,14 @@ pub fn generate(
         core_conns.push((
             port.into(),
             Expr::raw(
-                format!(
-                    "(|{reg}[63:{aw}]) ? {{1'b1, {aw}'d0}} : {{1'b0, {reg}[{}:0]}}",
-                    aw - 1
-                ),
+                if aw < 64 {
+                    format!(
+                        "(|{reg}[63:{aw}]) ? {{1'b1, {aw}'d0}} : {{1'b0, {reg}[{}:0]}}",
+                        aw - 1
+                    )
+                } else {
+                    format!("{{1'b0, {reg}}}")
+                },
                 aw + 1,
             ),
         ));
@@ -116,12 +120,16 @@ pub fn generate(
         ("soft_reset", "regs_soft_reset_o".to_string(), 1),
         (
             "desc_addr",
-            format!(
-                "(|regs_desc_addr_o[63:{aw}]) ? {{{{{hi}{{1'b1}}}}, regs_desc_addr_o[{b1}:0]}} : regs_desc_addr_o[{a1}:0]",
-                hi = aw - blog,
-                b1 = blog - 1,
-                a1 = aw - 1
-            ),
+            if aw < 64 {
+                format!(
+                    "(|regs_desc_addr_o[63:{aw}]) ? {{{{{hi}{{1'b1}}}}, regs_desc_addr_o[{b1}:0]}} : regs_desc_addr_o[{a1}:0]",
+                    hi = aw - blog,
+                    b1 = blog - 1,
+                    a1 = aw - 1
+                )
+            } else {
+                "regs_desc_addr_o".to_string()
+            },
             aw,
         ),
         (

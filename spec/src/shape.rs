@@ -65,7 +65,8 @@ pub struct CoreShape {
     pub stage_bytes: u32,
     /// Output run length of the writer for Conv2d, in bytes.
     pub run_bytes: u32,
-    /// Most pixels per window-generator block.
+    /// Most pixels per window-generator block: at most MAX_BLOCK, C/8 (one bank per pixel) and
+    /// half the activation banks' entries (two blocks of one-chunk patches).
     pub max_block: u32,
 }
 
@@ -103,8 +104,9 @@ impl CoreShape {
         let (rows, cols) = (cfg.array.rows, cfg.array.cols);
         let wdepth = cfg.memory.weight_buf_kib * 1024 / (rows * 8);
         let abanks = cols / 8;
-        // The activation banks hold at least one K-vector of MAX_K bytes.
-        let adepth = cfg.limits.max_k.div_ceil(cols).next_power_of_two();
+        // The activation banks hold at least one K-vector of MAX_K bytes, and two entries (two
+        // one-chunk patch blocks) at the least.
+        let adepth = cfg.limits.max_k.div_ceil(cols).next_power_of_two().max(2);
         let k_cap = u64::from(adepth * cols)
             .min(64 * u64::from(wdepth))
             .min(u64::from(cfg.limits.max_k))
@@ -129,7 +131,8 @@ impl CoreShape {
             fm_bytes: cfg.memory.act_buf_kib * 1024,
             stage_bytes,
             run_bytes: (stage_bytes / 4).min(MAX_RUN_BYTES),
-            max_block: MAX_BLOCK.min(abanks),
+            // Two patch blocks of W one-chunk pixels must fit the activation banks' entries.
+            max_block: MAX_BLOCK.min(abanks).min(adepth / 2),
         }
     }
 

@@ -16,7 +16,7 @@ use caq_spec::shape::{FM_LANES, MAX_ITEMS, MAX_K_DATAPATH};
 use caq_spec::{AccelConfig, Caps, CoreShape};
 
 use super::ports::{WORDS_BITS, clog2};
-use crate::emit::{Code, Dir, Expr, Module, ModuleBuilder, Sig};
+use crate::emit::{Code, Dir, Expr, Module, ModuleBuilder, Sig, zext};
 use crate::error::{HdlError, Result};
 
 /// Registered stages from `go` to `done`.
@@ -298,10 +298,15 @@ fn stage1(
     let window = used
         .iter()
         .map(|(n, u)| {
+            // The bits above the address width must be zero (none at 64 bits).
+            let high = if aw < 64 {
+                format!("{n}[63:{aw}] == {}'d0 && ", 64 - aw)
+            } else {
+                String::new()
+            };
             format!(
-                "(!({u}) || ({n}[63:{aw}] == {z}'d0 && {{1'b0, {n}[{a}:0]}} >= win_base && \
+                "(!({u}) || ({high}{{1'b0, {n}[{a}:0]}} >= win_base && \
                  {{1'b0, {n}[{a}:0]}} < win_limit))",
-                z = 64 - aw,
                 a = aw - 1
             )
         })
@@ -443,7 +448,7 @@ fn stage3(m: &mut ModuleBuilder, st: &mut Code, caps: &Caps, s: &CoreShape) -> R
         ),
     )?;
     let aw = s.addr_bits;
-    let limit = format!("{{{}'d0, win_limit}}", 64 - aw);
+    let limit = zext("win_limit", aw + 1, 65);
     reg(
         m,
         st,
@@ -576,8 +581,8 @@ fn stage6(m: &mut ModuleBuilder, st: &mut Code, s: &CoreShape) -> Result<()> {
         "c_window_all",
         Expr::raw(
             format!(
-                "c_window3_q && (!d_grouped || gm_end5_q <= {{{}'d0, win_limit}})",
-                64 - aw
+                "c_window3_q && (!d_grouped || gm_end5_q <= {})",
+                zext("win_limit", aw + 1, 65)
             ),
             1,
         ),

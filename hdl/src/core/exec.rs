@@ -79,10 +79,19 @@ pub fn exec(cfg: &AccelConfig) -> Result<Module> {
     m.port(Dir::Input, "la_valid", nsub)?;
     m.port(Dir::Input, "la_index", nsub * fw.aib)?;
     m.port(Dir::Input, "la_data", nsub * 64)?;
+    if s.group_size == 0 {
+        m.port_lint_off(
+            "UNUSEDSIGNAL",
+            "no local quantization regions in this config (group_size = 0)",
+        );
+    }
     m.port(Dir::Input, "lg_valid", 1)?;
     m.port(Dir::Input, "lg_row", fw.ri)?;
     m.port(Dir::Input, "lg_index", fw.gib)?;
     m.port(Dir::Input, "lg_data", MULT_BITS)?;
+    if s.group_size == 0 {
+        m.port_lint_on("UNUSEDSIGNAL");
+    }
     m.port_group("patch words from the window generator, one port per activation bank");
     m.port(Dir::Input, "pw_valid", nb)?;
     m.port(Dir::Input, "pw_entry", nb * aeb)?;
@@ -335,11 +344,17 @@ fn sequencer(
         ),
         ("i_shift_q", 3, "the step's plane weight"),
         ("wn_q", aeb, "W * chunks: entries of one patch buffer"),
-        ("regions_q", 16, "regions per item"),
         ("drain_q", 5, "cycles until the last step leaves the array"),
         ("bdone_q", 1, "pulse: a block's last step was read"),
     ] {
         m.reg(name, width, Some(doc))?;
+    }
+    if s.group_size == 0 {
+        m.lint_off("UNUSEDSIGNAL", "no regions in this config (group_size = 0)");
+    }
+    m.reg("regions_q", 16, Some("regions per item"))?;
+    if s.group_size == 0 {
+        m.lint_on("UNUSEDSIGNAL");
     }
     let rotb = clog2(s.abanks);
     if rotb > 0 {

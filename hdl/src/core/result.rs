@@ -771,6 +771,16 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
         m.reg(name, width, None)?;
     }
     m.reg("r1_row_q", ri.max(1), None)?;
+    // What a read's beat needs travels with the read, so the next job's reads follow the last
+    // one's without a gap.
+    for st in ["r1", "r2"] {
+        m.reg(
+            &format!("{st}_sel_q"),
+            lbb + 1,
+            Some("the beat's first byte in {cur, prev}: B when aligned, else the rotation"),
+        )?;
+        m.reg(&format!("{st}_strb_q"), bb, None)?;
+    }
     m.reg("cur_q", bw, Some("the job's row's entry just read"))?;
     m.reg("prev_q", bw, Some("the entry before it"))?;
     let row_entry = |r: u32| {
@@ -799,15 +809,14 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
     m.reg("bf_n_q", fb + 1, Some("beats queued"))?;
     m.wire_assign(
         "b_job_go",
-        Expr::raw("!b_busy_q && jq_n_q != 2'd0", 1),
-        Some("take the next job"),
+        Expr::raw("(!b_busy_q || b_fin) && jq_n_q != 2'd0", 1),
+        Some("take the next job (in the cycle the last one's last read or beat is issued)"),
     )?;
     m.wire_assign(
         "b_room",
         Expr::raw(
             format!(
-                "bf_n_q + {{{fb}'d0, r1_v_q && r1_beat_q}} + {{{fb}'d0, r2_v_q && r2_beat_q}} < {w}'d{}",
-                BEAT_FIFO - 1,
+                "bf_n_q + {{{fb}'d0, r1_v_q && r1_beat_q}} + {{{fb}'d0, r2_v_q && r2_beat_q}} < {w}'d{BEAT_FIFO}",
                 w = fb + 1
             ),
             1,
@@ -815,12 +824,27 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
         Some("a beat formed now, and those the reads in flight will form, still fit the queue"),
     )?;
     m.wire_assign(
+        "b_rot0",
+        Expr::raw(format!("b_rot_q == {lbb}'d0"), 1),
+        Some("the run's bytes lie in the staging as in memory: entry E0 + k is beat k"),
+    )?;
+    m.wire_assign(
         "b_read",
+        Expr::raw("b_busy_q && b_conv_q && !b_null_q && b_room", 1),
+        Some("Conv2d: read the next staging entry (beats reads, one more when rotated)"),
+    )?;
+    m.wire_assign(
+        "b_read_last",
         Expr::raw(
-            "b_busy_q && b_conv_q && !b_null_q && b_rd_q <= b_beats_q && b_room",
+            "b_rot0 ? (b_rd_q + 5'd1 == b_beats_q) : (b_rd_q == b_beats_q)",
             1,
         ),
-        Some("Conv2d: read the next staging entry (beats + 1 reads)"),
+        Some("this read forms the job's last beat"),
+    )?;
+    m.wire_assign(
+        "b_kc",
+        Expr::raw("b_rot0 ? b_rd_q : b_rd_q - 5'd1", 5),
+        Some("Conv2d: the beat the read forms (rotated: the first read only fills cur)"),
     )?;
     m.wire_assign(
         "b_dense_beat",
@@ -839,7 +863,7 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
     let kw = 5 + lbb;
     m.wire_assign(
         "b_lo",
-        Expr::raw(format!("{{b_k_q, {lbb}'d0}}"), kw),
+        Expr::raw(format!("{{(b_conv_q ? b_kc : b_k_q), {lbb}'d0}}"), kw),
         Some("k * B: the beat's first byte from the burst's beat-aligned start"),
     )?;
     m.wire_assign(
@@ -867,18 +891,18 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
     m.wire_assign("b_strb", Expr::raw(format!("{{{strb}}}"), bb), None)?;
     m.wire_assign(
         "pair",
-        Expr::raw(format!("{{cur_q[{}:0], prev_q}}", bw - 9), 2 * bw - 8),
-        Some("entries E0+k (prev) and E0+k+1 (cur): a beat starts at any of the first B bytes"),
+        Expr::raw("{cur_q, prev_q}", 2 * bw),
+        Some("entries E0+k (prev) and E0+k+1 (cur), or E0+k alone (cur) when aligned"),
     )?;
     let funnel = (0..bb)
         .rev()
-        .map(|b| format!("pair[{{{{1'b0, b_rot_q}} + {}'d{b}, 3'd0}} +: 8]", lbb + 1))
+        .map(|b| format!("pair[{{r2_sel_q + {}'d{b}, 3'd0}} +: 8]", lbb + 1))
         .collect::<Vec<_>>()
         .join(", ");
     m.wire_assign(
         "funnel",
         Expr::raw(format!("{{{funnel}}}"), bw),
-        Some("the beat: bytes rot .. rot + B - 1 of the pair"),
+        Some("the beat: bytes sel .. sel + B - 1 of the pair"),
     )?;
     // Dense: the output's codes shifted to the burst's offset.
     let dl = rows * 8 + bw;
@@ -903,13 +927,28 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
     m.wire_assign(
         "b_fin",
         Expr::raw(
-            "b_busy_q && (b_null_q || (b_conv_q ? (r2_beat && b_k_q + 5'd1 == b_beats_q) : \
+            "b_busy_q && (b_null_q || (b_conv_q ? (b_read && b_read_last) : \
              (b_dense_beat && b_k_q + 5'd1 == b_beats_q)))",
             1,
         ),
-        Some("the job's last beat is formed (or the job is null)"),
+        Some("the job's last read (Conv2d) or beat (Dense) is issued, or the job is null"),
+    )?;
+    m.wire_assign(
+        "dq_next",
+        Expr::raw(format!("out_free ? dq_rp_q + {dqb}'d1 : dq_rp_q"), dqb),
+        Some("the output queue's head once this cycle's finished Dense job frees its entry"),
     )?;
     let mut c = Code::new();
+    c.comment("the running job's counters; a job taken in the same cycle overrides them");
+    c.if_("b_read", |c| {
+        c.nb("b_rd_q", "b_rd_q + 5'd1");
+        if seb > 0 {
+            c.nb("b_e_q", format!("b_e_q + {seb}'d1"));
+        }
+    });
+    c.if_("b_dense_beat", |c| {
+        c.nb("b_k_q", "b_k_q + 5'd1");
+    });
     c.if_("b_job_go", |c| {
         c.nb("b_conv_q", "jq_conv[jq_rp_q]");
         c.nb("b_null_q", "jq_null[jq_rp_q]");
@@ -937,26 +976,27 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
         c.nb("b_k_q", "5'd0");
         c.nb(
             "dv_q",
-            format!("{{{bw}'d0, dq_codes[dq_rp_q]}} << {{jq_off[jq_rp_q], 3'd0}}"),
+            format!("{{{bw}'d0, dq_codes[dq_next]}} << {{jq_off[jq_rp_q], 3'd0}}"),
         );
     });
-    c.if_("b_read", |c| {
-        c.nb("b_rd_q", "b_rd_q + 5'd1");
-        if seb > 0 {
-            c.nb("b_e_q", format!("b_e_q + {seb}'d1"));
-        }
-    });
-    c.nb("r1_beat_q", "b_rd_q != 5'd0");
+    c.nb("r1_beat_q", "b_rot0 || b_rd_q != 5'd0");
     c.nb("r1_row_q", "b_row_q");
+    c.nb(
+        "r1_sel_q",
+        format!("b_rot0 ? {}'d{bb} : {{1'b0, b_rot_q}}", lbb + 1),
+    );
+    c.nb("r1_strb_q", "b_strb");
     c.nb("r2_beat_q", "r1_beat_q");
+    c.nb("r2_sel_q", "r1_sel_q");
+    c.nb("r2_strb_q", "r1_strb_q");
+
     c.if_("r1_v_q", |c| {
         c.nb("cur_q", "row_entry");
         c.nb("prev_q", "cur_q");
     });
     c.if_("r2_beat || b_dense_beat", |c| {
-        c.nb("b_k_q", "b_k_q + 5'd1");
         c.nb("bf_data[bf_wp_q]", "r2_beat ? funnel : dense_beat");
-        c.nb("bf_strb[bf_wp_q]", "b_strb");
+        c.nb("bf_strb[bf_wp_q]", "r2_beat ? r2_strb_q : b_strb");
     });
     let rn = clog2(RUN_QUEUE + 1);
     let dn = clog2(DENSE_QUEUE + 1);
@@ -979,14 +1019,14 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
         |c| {
             c.nb("r1_v_q", "b_read");
             c.nb("r2_v_q", "r1_v_q");
+            c.if_("b_fin", |c| {
+                c.nb("b_busy_q", "1'b0");
+            });
             c.if_("b_job_go", |c| {
                 c.nb("b_busy_q", "1'b1");
                 c.nb("jq_rp_q", "!jq_rp_q");
             });
             c.nb("jq_n_q", "jq_n_q + {1'b0, a_push} - {1'b0, b_job_go}");
-            c.if_("b_fin", |c| {
-                c.nb("b_busy_q", "1'b0");
-            });
             c.if_("r2_beat || b_dense_beat", |c| {
                 c.nb("bf_wp_q", format!("bf_wp_q + {fb}'d1"));
             });

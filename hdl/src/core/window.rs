@@ -622,9 +622,14 @@ fn assemble(m: &mut ModuleBuilder, s: &CoreShape, aeb: u32) -> Result<()> {
                 format!("(e_gw_q[{}:0] + {nbl}'d{w}) == {nbl}'d{b}", nbl - 1)
             };
             valid.push(format!("({hit} && 4'd{w} < e_bn_q)"));
+            // A one-bit pw_off_q is a scalar, which takes no select.
+            let off = if wmax * aeb == 1 {
+                "pw_off_q".to_owned()
+            } else {
+                format!("pw_off_q[{} +: {aeb}]", w * aeb)
+            };
             entry.push(format!(
-                "({hit}) ? ((e_blk_q ? wn_q : {aeb}'d0) + pw_off_q[{} +: {aeb}] + e_row)",
-                w * aeb
+                "({hit}) ? ((e_blk_q ? wn_q : {aeb}'d0) + {off} + e_row)"
             ));
             data.push(format!("({hit}) ? e_word{w}_q"));
         }

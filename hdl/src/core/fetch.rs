@@ -518,7 +518,7 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                 });
                 c.block("F_DWAIT:", |c| {
                     c.comment("the descriptor's words are routed; then the checks (caq_decode)");
-                    c.if_("rt_desc_done", |c| {
+                    c.if_("dd_q", |c| {
                         c.nb("dec_go_q", "1'b1");
                     });
                     c.if_("dec_done && dec_code == 8'd0", |c| {
@@ -1094,6 +1094,14 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
         Expr::raw(format!("rt_end && !rt_drain_q && {}", is("DESC")), 1),
         None,
     )?;
+    m.reg("dw_v_q", 1, Some("a descriptor word to write into F"))?;
+    m.reg("dw_i_q", 4, None)?;
+    m.reg("dw_data_q", 64, None)?;
+    m.reg(
+        "dd_q",
+        1,
+        Some("the descriptor's last word was routed a cycle ago"),
+    )?;
     m.wire_assign(
         "rt_load",
         Expr::raw(
@@ -1211,8 +1219,13 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
             });
         },
     );
-    c.if_(format!("rt_wr && {}", is("DESC")), |c| {
-        c.nb("fdesc_q[{rt_c_q[3:0], 6'd0} +: 64]", "rt_word");
+    c.comment("a descriptor word is registered, then written into F (off the router's path)");
+    c.nb("dw_v_q", format!("rt_wr && {}", is("DESC")));
+    c.nb("dw_i_q", "rt_c_q[3:0]");
+    c.nb("dw_data_q", "rt_word");
+    c.nb("dd_q", "rt_desc_done");
+    c.if_("dw_v_q", |c| {
+        c.nb("fdesc_q[{dw_i_q, 6'd0} +: 64]", "dw_data_q");
     });
     let clk = m.sig("clk")?;
     m.always_ff(&clk, c)?;

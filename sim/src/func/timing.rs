@@ -1,133 +1,412 @@
-//! The timing model of the RTL: cycles of a descriptor list priced per memory request and per
-//! compute step of [`super::plan`]. The coefficients are a [`TimingModel`] so they can be
-//! calibrated against the Verilator model (`RtlDevice`, see [`TimingModel::default`]): one word
-//! per cycle on each port, no overlap of loads and compute, as the core's state machine works.
-//! Knows the plan; knows nothing of registers or data.
+//! The timing model of the layer engine: the cycles of a descriptor list on the RTL, from an
+//! event model of its decoupled stages (docs/hardware.md, "The layer engine"), without running
+//! the RTL. Knows the schedule ([`Schedule`]), the buffer geometry ([`CoreShape`]) and the order
+//! of the engine's work (`plan`); knows nothing of registers or data.
+//!
+//! What is modelled, each as a resource that is busy from one time to another:
+//! - the **read port**: the fetch stage issues its requests in program order (descriptor, tile 0's
+//!   tables and planes, the input, further tiles), at most [`ROUTE_DEPTH`] in flight; a request's
+//!   first beat comes [`TimingModel::read_latency`] cycles after it is issued and never before the
+//!   previous request's data is routed; planes, feature maps and inputs are routed a beat per cycle,
+//!   tables and descriptor words a word per cycle, region multipliers an entry per cycle. A tile's
+//!   loads wait for a free weight slot (two slots when two tiles fit the buffer, else one); the
+//!   input waits until the descriptor is handed to the run side (the previous one has completed);
+//!   the next descriptor is fetched once every read of the current one is issued and it runs;
+//! - the **window generator** (Conv2d): one block of W pixels after another, each taking
+//!   in_c·kh cycles plus its pipeline, into one of two patch buffers, freed when the block's last
+//!   step has issued;
+//! - the **execute stage**: one plane-step per cycle, tile after tile, item (pixel) after item,
+//!   a tile once its planes (and, Dense, the input) are in, a block once it is gathered, an item
+//!   once the result stage has room for it;
+//! - the **writer**: Conv2d outputs per run of `run_bytes` pixels, one burst per row; Dense
+//!   outputs one burst per item; one request per [`WRITE_JOB_CYCLES`] cycles, one beat per cycle
+//!   on the bus, the response [`TimingModel::write_latency`] cycles after the last beat;
+//! - completion: the descriptor ends when its last write is answered.
+//!
+//! The fixed latencies between these events are the RTL's (constants below), measured on its
+//! Verilator model; `calibrate_the_timing_model_against_the_rtl` (sim/tests/devices.rs) and the
+//! random-config test compare the whole estimate with PERF_CYCLES.
 
-use caq_spec::{CoreShape, LayerDescriptor, PerfCounters, Schedule};
+use std::collections::VecDeque;
 
-use super::plan::{self, Step};
+use caq_spec::{CoreShape, LayerDescriptor, Opcode, PerfCounters, Schedule};
 
-/// Cycle costs of the core's activities.
-#[derive(Debug, Clone, Copy, PartialEq)]
+use super::plan::{self, Load, Step};
+
+/// Read requests the fetch stage keeps in flight (its route queue).
+pub const ROUTE_DEPTH: usize = 8;
+/// Cycles from START to the descriptor fetch's request.
+const START: u64 = 3;
+/// Cycles between two read requests of the fetch stage.
+const ISSUE_GAP: u64 = 2;
+/// Cycles from a descriptor's last routed word to its first tile request (the checks' stages and
+/// the fetch state machine).
+const DECODE: u64 = 11;
+/// Cycles from a tile's last routed word to its first plane-step.
+const TILE_READY: u64 = 3;
+/// Cycles from the input's (Conv2d: a block's) last routed word to the block's first plane-step
+/// beyond the gather itself: the window's pipeline and the hand-over.
+const GATHER_FILL: u64 = 7;
+/// Idle cycles of the sequencer between two blocks or two items.
+const UNIT_GAP: u64 = 1;
+/// Idle cycles of the sequencer between two tiles.
+const TILE_GAP: u64 = 2;
+/// Cycles from an item's (a run's) last plane-step to its write request: the array's and the
+/// requantization's pipelines and the request stage.
+const OUT_LATENCY: u64 = 18;
+/// Cycles of the writer's request stage per burst.
+pub const WRITE_JOB_CYCLES: u64 = 2;
+/// Cycles from a burst's request to its first beat on the bus.
+const WRITE_FIRST_BEAT: u64 = 7;
+/// Cycles from the last write response to DONE (and the next descriptor's hand-over).
+const FINISH: u64 = 3;
+/// Output items the Dense path holds between the array and the bus (the output queue).
+const DENSE_QUEUE: usize = caq_spec::shape::DENSE_QUEUE as usize;
+
+/// The memory's latencies the estimate assumes: an AXI slave that answers a read after
+/// `read_latency` cycles and a write burst `write_latency` cycles after its last beat, never
+/// stalling a beat (`caq_sim::AxiMemOptions`' defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimingModel {
-    /// Cycles from START to the first descriptor request.
-    pub start: u64,
-    /// Cycles from a read request to its first word (request handshake and memory latency).
+    /// Cycles from a read request's acceptance to its first beat.
     pub read_latency: u64,
-    /// Cycles per word of a read (the port moves one word per cycle).
-    pub read_word: u64,
-    /// Cycles from a write request to its first word.
+    /// Cycles from a write burst's last beat to its response.
     pub write_latency: u64,
-    /// Cycles per written word.
-    pub write_word: u64,
-    /// Cycles from the last written word to the write response.
-    pub write_response: u64,
-    /// Cycles to check and plan a fetched descriptor.
-    pub descriptor: u64,
-    /// Pipeline fill and accumulator wait per pixel of a tile.
-    pub pixel: u64,
-    /// Cycles per gathered patch row (Conv2d im2col, one kernel row of up to 7 elements per cycle).
-    pub gather_row: u64,
-    /// Requantization drain: cycles per tile row, plus a fixed pipeline latency per pixel.
-    pub drain_row: u64,
-    pub drain_latency: u64,
-    /// Cycles between descriptors and after the last one.
-    pub next: u64,
 }
 
-/// Fitted by `calibrate_the_timing_model_against_the_rtl` (sim/tests/devices.rs) to RtlDevice on
-/// sim-small with `AxiMemOptions::default()` (read latency 8, write latency 4, no stalls), over
-/// random Dense and Conv2d lists of three seeds, then rounded: the patch gather came out at
-/// exactly 1 cycle per kernel row and a plane-step word at ~1 cycle, as the design says; a request
-/// costs ~8 cycles before its first word; an output word ~10 (eight staged bytes, one per cycle,
-/// then the handshake); a pixel ~13 cycles of pipeline fill and drain. Over 60 lists these
-/// defaults estimate PERF_CYCLES with a mean |error| of 2 % and a worst of 9-11 % (short lists,
-/// where fixed costs dominate). Other memory latencies change `read_latency` and `write_latency`.
 impl Default for TimingModel {
     fn default() -> Self {
         TimingModel {
-            start: 0,
             read_latency: 8,
-            read_word: 1,
-            write_latency: 10,
-            write_word: 10,
-            write_response: 0,
-            descriptor: 8,
-            pixel: 13,
-            gather_row: 1,
-            drain_row: 1,
-            drain_latency: 0,
-            next: 0,
+            write_latency: 4,
         }
     }
 }
 
-impl TimingModel {
-    /// Adds the cost of one step to `perf`.
-    pub fn charge(&self, step: &Step, sched: &Schedule, perf: &mut PerfCounters) {
-        match *step {
-            Step::Read { words, .. } => {
-                let c = self.read_latency + self.read_word * words;
-                perf.cycles += c;
-                perf.stall_cycles += c;
-                perf.bytes_rd += 8 * words;
-            }
-            Step::Write { words, bytes, .. } => {
-                let c = self.write_latency + self.write_word * words + self.write_response;
-                perf.cycles += c;
-                perf.stall_cycles += c;
-                perf.bytes_wr += bytes;
-            }
-            Step::Compute { rows, .. } => {
-                let steps = sched.items * sched.chunks * sched.planes;
-                let per_pixel = self.pixel + self.drain_latency + self.drain_row * rows as u64;
-                perf.cycles += steps + sched.items * per_pixel;
-                perf.busy_cycles += steps;
-                perf.plane_ops += steps;
-            }
+/// The read port: requests in program order, their data routed one after another.
+struct ReadPort {
+    latency: u64,
+    /// When the next request can be issued.
+    issue_free: u64,
+    /// When the router is free for the next request's data.
+    data_free: u64,
+    /// When each request in flight finishes routing, oldest first.
+    inflight: VecDeque<u64>,
+}
+
+impl ReadPort {
+    /// A request that may be issued from `ready` and routes in `cycles`: when its data is routed.
+    fn read(&mut self, ready: u64, cycles: u64) -> u64 {
+        let mut issue = ready.max(self.issue_free);
+        while self.inflight.len() >= ROUTE_DEPTH {
+            let done = self.inflight.pop_front().unwrap_or(0);
+            issue = issue.max(done);
         }
+        self.issue_free = issue + ISSUE_GAP;
+        let start = (issue + self.latency + 1).max(self.data_free);
+        let end = start + cycles;
+        self.data_free = end;
+        self.inflight.push_back(end);
+        end
     }
+}
 
-    /// Fixed costs of a run (START) and of each descriptor (checks and hand-over).
-    pub fn charge_start(&self, perf: &mut PerfCounters) {
-        perf.cycles += self.start;
+/// The writer: a request stage that offers a burst every [`WRITE_JOB_CYCLES`], a DMA engine that
+/// takes a request while at most one other waits behind the one whose beats are going out, and
+/// beats one per cycle.
+struct Writer {
+    latency: u64,
+    job_free: u64,
+    data_free: u64,
+    /// When the beats of the last two bursts were all out (the older first).
+    ends: [u64; 2],
+    /// The last burst's response.
+    answered: u64,
+}
+
+impl Writer {
+    /// A burst of `beats` beats whose data is ready at `ready`: when its beats are formed (the
+    /// staging it used is free).
+    fn burst(&mut self, ready: u64, beats: u64) -> u64 {
+        let job = ready.max(self.job_free).max(self.ends[0].saturating_sub(1));
+        self.job_free = job + WRITE_JOB_CYCLES;
+        let start = (job + WRITE_FIRST_BEAT).max(self.data_free);
+        let end = start + beats;
+        self.data_free = end;
+        self.ends = [self.ends[1], end];
+        self.answered = self.answered.max(end + self.latency);
+        end
     }
+}
 
-    pub fn charge_descriptor(&self, perf: &mut PerfCounters) {
-        perf.cycles += self.descriptor + self.next;
+/// Cycles the router spends on a read of `words` words at `addr`.
+fn route_cycles(load: Load, addr: u64, words: u64, shape: &CoreShape) -> u64 {
+    let bus = u64::from(shape.bus_words);
+    let beats = ((addr / 8) % bus + words).div_ceil(bus);
+    match load {
+        Load::Descriptor | Load::Bias | Load::Requant => words,
+        Load::GroupMult => words * 4,
+        Load::Input if shape.abanks < shape.bus_words => words,
+        Load::Input | Load::Plane { .. } => beats,
     }
+}
 
-    /// The counters a run of `descs` (all valid, in the window, no bus errors) would report on
-    /// a device of geometry `shape`, without executing it: what a driver uses to predict a list's
-    /// latency.
+/// Beats of a write of `bytes` bytes at byte address `first`.
+fn write_beats(first: u64, bytes: u64, shape: &CoreShape) -> u64 {
+    let b = 8 * u64::from(shape.bus_words);
+    ((first % b) + bytes).div_ceil(b)
+}
+
+impl TimingModel {
+    /// The counters a run of `descs` (all valid, in the window, no bus errors) would report on a
+    /// device of geometry `shape`, without executing it: what a driver uses to predict a list's
+    /// latency. `cycles` counts from START to DONE; `stall_cycles` the cycles a descriptor ran
+    /// without a plane-step.
     pub fn estimate(&self, shape: &CoreShape, descs: &[LayerDescriptor]) -> PerfCounters {
         let mut perf = PerfCounters::default();
-        self.charge_start(&mut perf);
+        let mut e = Engine {
+            shape,
+            rd: ReadPort {
+                latency: self.read_latency,
+                issue_free: START,
+                data_free: 0,
+                inflight: VecDeque::new(),
+            },
+            wr: Writer {
+                latency: self.write_latency,
+                job_free: 0,
+                data_free: 0,
+                ends: [0; 2],
+                answered: 0,
+            },
+            slots: [0; 2],
+            next_slot: 0,
+            claims: VecDeque::new(),
+            exec_free: 0,
+            gather_free: 0,
+            buf_free: [0; 2],
+            blocks: 0,
+            queue: VecDeque::new(),
+        };
+        let mut done = 0u64;
+        let mut fetch_ready = START;
         for d in descs {
-            self.charge(&plan::descriptor_read(0), &ZERO, &mut perf);
-            self.charge_descriptor(&mut perf);
-            let Ok(sched) = shape.schedule(d) else {
+            // The descriptor: fetched, routed a word per cycle, checked.
+            let desc_in = e.rd.read(fetch_ready, 16);
+            perf.bytes_rd += 128;
+            let checked = desc_in + DECODE;
+            let Ok(s) = shape.schedule(d) else {
+                done = done.max(checked) + FINISH;
+                fetch_ready = done;
                 continue;
             };
-            for step in plan::steps(d, &sched, shape) {
-                self.charge(&step, &sched, &mut perf);
+            let handover = checked.max(done + 1);
+            let (end, all_issued) = e.descriptor(d, &s, checked, handover);
+            for step in plan::steps(d, &s, shape) {
+                match step {
+                    Step::Read { words, .. } => perf.bytes_rd += 8 * words,
+                    Step::Write { bytes, .. } => perf.bytes_wr += bytes,
+                    Step::Compute { .. } => {}
+                }
             }
+            let busy = s.tiles * s.items * s.chunks * s.planes;
+            perf.plane_ops += busy;
+            perf.busy_cycles += busy;
+            done = end + FINISH;
+            perf.stall_cycles += (done - handover).saturating_sub(busy);
+            fetch_ready = all_issued.max(handover);
         }
+        perf.cycles = done;
         perf
     }
 }
 
-const ZERO: Schedule = Schedule {
-    k: 0,
-    wpr: 0,
-    chunks: 0,
-    planes: 0,
-    regions: 0,
-    tiles: 0,
-    items: 0,
-    block: 0,
-    slots: 0,
-    in_stride: 0,
-    out_stride: 0,
-};
+/// The engine's resources across a list.
+struct Engine<'a> {
+    shape: &'a CoreShape,
+    rd: ReadPort,
+    wr: Writer,
+    /// When each weight slot is free again (its tile has computed), and the next slot a
+    /// two-slot tile takes.
+    slots: [u64; 2],
+    next_slot: usize,
+    /// The slots of each tile loaded and not yet computed, in order.
+    claims: VecDeque<[bool; 2]>,
+    /// When the sequencer can issue its next step.
+    exec_free: u64,
+    /// Window generator: when it can start the next gather; when each patch buffer is free.
+    gather_free: u64,
+    buf_free: [u64; 2],
+    blocks: u64,
+    /// Dense: when each output in the output queue leaves it.
+    queue: VecDeque<u64>,
+}
+
+impl Engine<'_> {
+    /// The events of one descriptor checked at `checked` and handed to the run side at
+    /// `handover`: when its last output is written (or its last step issued) and when its last
+    /// read was issued.
+    fn descriptor(
+        &mut self,
+        d: &LayerDescriptor,
+        s: &Schedule,
+        checked: u64,
+        handover: u64,
+    ) -> (u64, u64) {
+        let shape = self.shape;
+        let tiles = s.tiles as usize;
+        let steps = plan::steps(d, s, shape);
+        // The reads of each tile, in program order (the input after tile 0's).
+        let mut tile_reads: Vec<Vec<(Load, u64, u64)>> = vec![Vec::new(); tiles];
+        let mut input = (0, 0);
+        for st in &steps {
+            if let Step::Read {
+                load,
+                tile,
+                addr,
+                words,
+            } = *st
+            {
+                if load == Load::Input {
+                    input = (addr, words);
+                } else {
+                    tile_reads[tile as usize].push((load, addr, words));
+                }
+            }
+        }
+        self.exec_free = self.exec_free.max(handover);
+        self.gather_free = self.gather_free.max(handover);
+        let mut loaded = vec![0u64; tiles];
+        let mut computed = 0usize;
+        let mut input_in = u64::MAX;
+        let mut ready = checked;
+        for t in 0..tiles {
+            // The tile's slot: with two slots, the next one; with one, the whole buffer. Tiles of
+            // this descriptor that must compute first to free it are computed now.
+            let need = if s.slots == 2 { t.saturating_sub(1) } else { t };
+            while computed < need {
+                self.tile(d, s, computed, loaded[computed], input_in);
+                computed += 1;
+            }
+            let claim = if s.slots == 2 {
+                let slot = self.next_slot;
+                self.next_slot ^= 1;
+                [slot == 0, slot == 1]
+            } else {
+                [true, true]
+            };
+            let free = (0..2)
+                .filter(|&i| claim[i])
+                .map(|i| self.slots[i])
+                .max()
+                .unwrap_or(0);
+            self.claims.push_back(claim);
+            ready = ready.max(free);
+            for &(load, addr, words) in &tile_reads[t] {
+                let cycles = route_cycles(load, addr, words, shape);
+                loaded[t] = self.rd.read(ready, cycles);
+            }
+            if t == 0 {
+                let cycles = route_cycles(Load::Input, input.0, input.1, shape);
+                input_in = self.rd.read(ready.max(handover), cycles);
+            }
+        }
+        let all_issued = self.rd.issue_free;
+        while computed < tiles {
+            self.tile(d, s, computed, loaded[computed], input_in);
+            computed += 1;
+        }
+        (self.wr.answered.max(self.exec_free), all_issued)
+    }
+
+    /// Tile `t` of `d`, its planes in at `loaded`, the input at `input_in`: its steps and its
+    /// outputs' writes; frees its weight slot when its last step has issued.
+    fn tile(&mut self, d: &LayerDescriptor, s: &Schedule, t: usize, loaded: u64, input_in: u64) {
+        let shape = self.shape;
+        let per_item = s.chunks * s.planes;
+        let rows = u64::from(shape.rows);
+        let o0 = t as u64 * rows;
+        let n = rows.min(u64::from(d.output.c) - o0);
+        let out = d.output_addr.0;
+        let gap = if t == 0 { 0 } else { TILE_GAP };
+        let mut at = (self.exec_free + gap).max(loaded + TILE_READY);
+        match d.op {
+            Opcode::Dense => {
+                at = at.max(input_in + TILE_READY);
+                for item in 0..s.items {
+                    if self.queue.len() >= DENSE_QUEUE {
+                        at = at.max(self.queue.pop_front().unwrap_or(0));
+                    }
+                    let end = at + per_item;
+                    let first = out + item * s.out_stride + o0;
+                    let formed = self
+                        .wr
+                        .burst(end + OUT_LATENCY, write_beats(first, n, shape));
+                    self.queue.push_back(formed);
+                    at = end + UNIT_GAP;
+                }
+            }
+            Opcode::Conv2d => {
+                let (oh, ow) = (u64::from(d.output.h), u64::from(d.output.w));
+                let gather = u64::from(d.input.c) * u64::from(d.kernel_h);
+                let run = u64::from(shape.run_bytes);
+                let stage = u64::from(shape.stage_bytes);
+                // Runs of the tile waiting for their staging to be freed: (past their last pixel,
+                // when freed).
+                let mut runs: VecDeque<(u64, u64)> = VecDeque::new();
+                let mut pixel = 0u64;
+                let mut run_first = 0u64;
+                for _ in 0..oh {
+                    let mut x = 0;
+                    while x < ow {
+                        let w = s.block.min(ow - x);
+                        // The gather, into the patch buffer of the block before last.
+                        let buf = (self.blocks % 2) as usize;
+                        let g_end = self.gather_free.max(input_in).max(self.buf_free[buf]) + gather;
+                        self.gather_free = g_end;
+                        at = at.max(g_end + GATHER_FILL);
+                        // Staging room for the block's pixels.
+                        while let Some(&(past, freed)) = runs.front() {
+                            if past + stage > pixel + w {
+                                break;
+                            }
+                            at = at.max(freed);
+                            runs.pop_front();
+                        }
+                        // Runs that end within the block: written once their last pixel is out.
+                        while run_first < pixel + w {
+                            let past = (run_first + run).min(s.items);
+                            if past > pixel + w {
+                                break;
+                            }
+                            let last_out = at + (past - pixel) * per_item + OUT_LATENCY;
+                            let mut formed = 0;
+                            for row in 0..n {
+                                let first = out + (o0 + row) * s.items + run_first;
+                                formed = self
+                                    .wr
+                                    .burst(last_out, write_beats(first, past - run_first, shape));
+                            }
+                            runs.push_back((past, formed));
+                            run_first = past;
+                        }
+                        let end = at + w * per_item;
+                        self.buf_free[buf] = end;
+                        self.blocks += 1;
+                        pixel += w;
+                        x += w;
+                        at = end + UNIT_GAP;
+                    }
+                }
+            }
+        }
+        self.exec_free = at - UNIT_GAP;
+        // The tile's slots are free once its last step has issued.
+        let claim = self.claims.pop_front().unwrap_or([false; 2]);
+        for (slot, &held) in self.slots.iter_mut().zip(&claim) {
+            if held {
+                *slot = self.exec_free;
+            }
+        }
+    }
+}

@@ -30,6 +30,11 @@ pub const MAX_K_DATAPATH: u64 = 65_535;
 pub const MAX_ITEMS: u64 = 65_535;
 /// Depth of the Dense result queue between requantization and the writer, in output vectors.
 pub const DENSE_QUEUE: u32 = 4;
+/// Cycles the result stage takes to requantize an item's R totals: it has R / REQUANT_PHASES
+/// requantization units, each taking one row of the first R / REQUANT_PHASES rows, then one of
+/// the next, and so on; so the execute stage starts items at least this many cycles apart (an item
+/// of fewer plane-steps is followed by idle cycles).
+pub const REQUANT_PHASES: u32 = 2;
 
 fn prev_power_of_two(n: u32) -> u32 {
     if n == 0 {

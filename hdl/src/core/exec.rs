@@ -451,12 +451,17 @@ fn sequencer(
         "go",
         Expr::raw(
             format!(
-                "est_q == E_RUN && (!item_start || (credits_q != {CREDIT_BITS}'d0 && \
+                "est_q == E_RUN && !gap_q && (!item_start || (credits_q != {CREDIT_BITS}'d0 && \
                  (!run_start || runcr_q != 3'd0)))"
             ),
             1,
         ),
         Some("a step issues this cycle"),
+    )?;
+    m.reg(
+        "gap_q",
+        1,
+        Some("an item of one plane-step issued: the next waits a cycle (REQUANT_PHASES = 2)"),
     )?;
     m.wire_assign(
         "unit_end",
@@ -564,6 +569,7 @@ fn sequencer(
 
     let mut c = Code::new();
     c.nb("bdone_q", format!("unit_end && {is_conv}"));
+    c.nb("gap_q", "go && item_start && l_chunk && l_plane");
     c.nb(
         "i_ctl_q",
         "{go, g_top, f_rfirst, f_rlast, f_ifirst, f_ilast}",
@@ -579,6 +585,7 @@ fn sequencer(
             c.nb("drain_q", "5'd0");
             c.nb("i_ctl_q", "6'd0");
             c.nb("bdone_q", "1'b0");
+            c.nb("gap_q", "1'b0");
         },
         |c| {
             c.comment("tokens");

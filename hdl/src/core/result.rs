@@ -16,7 +16,7 @@
 //! Knows the output layouts and the write port; knows nothing of weights or the array.
 
 use caq_spec::regmap::ErrorCode;
-use caq_spec::shape::DENSE_QUEUE;
+use caq_spec::shape::{DENSE_QUEUE, REQUANT_PHASES};
 use caq_spec::{AccelConfig, CoreShape};
 
 use super::exec::CREDIT_BITS;
@@ -153,7 +153,7 @@ fn tables(m: &mut ModuleBuilder, s: &CoreShape, fw: &FetchWidths) -> Result<()> 
 /// The requant units and the tile/item counters on the array's side.
 fn requantize(m: &mut ModuleBuilder, s: &CoreShape, requant_if: &Interface) -> Result<()> {
     let rows = s.rows;
-    m.section("requantization: every row of an item at once");
+    m.section("requantization: an item's rows in two phases of R/2 units");
     for (name, width, doc) in [
         ("tl_cnt_q", 2, "tiles loaded and not yet requantized"),
         ("tl_slot0_q", 1, "their slots, oldest first"),
@@ -214,24 +214,99 @@ fn requantize(m: &mut ModuleBuilder, s: &CoreShape, requant_if: &Interface) -> R
         },
     );
     m.always_ff(&m.sig("clk")?, c)?;
-    m.assign_raw("tile_done", "in_tile_end")?;
+    m.comment(&[
+        "The slot's tables are read until the tile's last item has had every phase: its weight",
+        "slot (and tables) are released a cycle after its totals arrive.",
+    ]);
+    m.reg(
+        "td_q",
+        1,
+        Some("the tile's last item's totals arrived a cycle ago"),
+    )?;
+    let mut td = Code::new();
+    td.if_else(
+        "!rst_n || clear",
+        |c| {
+            c.nb("td_q", "1'b0");
+        },
+        |c| {
+            c.nb("td_q", "in_tile_end");
+        },
+    );
+    m.always_ff(&m.sig("clk")?, td)?;
+    m.assign_raw("tile_done", "td_q")?;
+    // REQUANT_PHASES = 2: R/2 units; phase 0 takes rows 0..U-1 as the totals arrive, phase 1
+    // rows U..R-1 from a hold register the next cycle (the execute stage spaces items by two).
+    let units = rows / REQUANT_PHASES;
+    debug_assert_eq!(REQUANT_PHASES, 2, "the phases below are written for two");
+    m.reg(
+        "hold_q",
+        units * ACC_T_BITS,
+        Some("rows U..R-1 of the item's totals"),
+    )?;
+    m.reg("hph_q", 1, Some("phase 1: the units take the held rows"))?;
+    m.reg("hslot_q", 1, Some("the held item's table slot"))?;
+    m.reg(
+        "oph_q",
+        RQ_LATENCY,
+        Some("the phase of the values inside the units"),
+    )?;
+    m.reg(
+        "qa_q",
+        units * 8,
+        Some("phase 0's codes, waiting for phase 1's"),
+    )?;
+    let mut h = Code::new();
+    h.nb(
+        "hold_q",
+        format!("acc_t[{} +: {}]", units * ACC_T_BITS, units * ACC_T_BITS),
+    );
+    h.nb("hslot_q", "tl_slot0_q");
+    h.nb("oph_q", format!("{{oph_q[{}:0], hph_q}}", RQ_LATENCY - 2));
+    h.if_(
+        "rq0_valid && !oph_q[RQL]".replace("RQL", &(RQ_LATENCY - 1).to_string()),
+        |c| {
+            c.nb("qa_q", "qa_codes");
+        },
+    );
+    h.if_else(
+        "!rst_n || clear",
+        |c| {
+            c.nb("hph_q", "1'b0");
+        },
+        |c| {
+            c.nb("hph_q", "acc_valid");
+        },
+    );
+    m.always_ff(&m.sig("clk")?, h)?;
     let mut codes = Vec::new();
-    let mut valids = Vec::new();
-    for r in 0..rows {
-        let v = m.wire(&format!("rq{r}_valid"), 1, None)?;
-        let code = m.wire(&format!("rq{r}_code"), 8, None)?;
-        let pick = |t: &str, w: u32| Expr::raw(format!("tl_slot0_q ? {t}1_{r}_q : {t}0_{r}_q"), w);
+    for u in 0..units {
+        let v = m.wire(&format!("rq{u}_valid"), 1, None)?;
+        let code = m.wire(&format!("rq{u}_code"), 8, None)?;
+        let hi = u + units;
+        let pick = |t: &str, w: u32| {
+            Expr::raw(
+                format!(
+                    "hph_q ? (hslot_q ? {t}1_{hi}_q : {t}0_{hi}_q) : \
+                     (tl_slot0_q ? {t}1_{u}_q : {t}0_{u}_q)"
+                ),
+                w,
+            )
+        };
         m.instance(
             requant_if,
-            &format!("u_rq{r}"),
+            &format!("u_rq{u}"),
             vec![
                 ("clk", Expr::raw("clk", 1)),
                 ("rst_n", Expr::raw("rst_n", 1)),
-                ("in_valid", Expr::raw("acc_valid", 1)),
+                ("in_valid", Expr::raw("acc_valid || hph_q", 1)),
                 (
                     "in_acc",
                     Expr::raw(
-                        format!("acc_t[{} +: {ACC_T_BITS}]", r * ACC_T_BITS),
+                        format!(
+                            "hph_q ? hold_q[{o} +: {ACC_T_BITS}] : acc_t[{o} +: {ACC_T_BITS}]",
+                            o = u * ACC_T_BITS
+                        ),
                         ACC_T_BITS,
                     ),
                 ),
@@ -245,21 +320,28 @@ fn requantize(m: &mut ModuleBuilder, s: &CoreShape, requant_if: &Interface) -> R
                 ("out_code", code.expr()),
             ],
         )?;
-        codes.push(format!("rq{r}_code"));
-        valids.push(format!("rq{r}_valid"));
+        codes.push(format!("rq{u}_code"));
     }
+    if units > 1 {
+        m.lint_off("UNUSEDSIGNAL", "every unit's valid equals unit 0's");
+        let valids: Vec<String> = (1..units).map(|u| format!("rq{u}_valid")).collect();
+        m.wire_assign("rq_valid_rest", Expr::raw(valids.join(" & "), 1), None)?;
+        m.lint_on("UNUSEDSIGNAL");
+    }
+    let now = codes.iter().rev().cloned().collect::<Vec<_>>().join(", ");
+    m.wire_assign(
+        "qa_codes",
+        Expr::raw(format!("{{{now}}}"), units * 8),
+        Some("the units' codes this cycle: unit u's at [8u +: 8]"),
+    )?;
     m.wire_assign(
         "q_valid",
-        Expr::raw("rq0_valid", 1),
-        Some("an item's codes leave the requant units (all rows at once)"),
+        Expr::raw(format!("rq0_valid && oph_q[{}]", RQ_LATENCY - 1), 1),
+        Some("an item's codes are complete (its phase 1 leaves the units)"),
     )?;
-    m.lint_off("UNUSEDSIGNAL", "every unit's valid equals unit 0's");
-    m.wire_assign("q_valid_all", Expr::raw(valids.join(" & "), 1), None)?;
-    m.lint_on("UNUSEDSIGNAL");
-    let all = codes.iter().rev().cloned().collect::<Vec<_>>().join(", ");
     m.wire_assign(
         "q_codes",
-        Expr::raw(format!("{{{all}}}"), rows * 8),
+        Expr::raw("{qa_codes, qa_q}", rows * 8),
         Some("row r's code at [8r +: 8]"),
     )?;
     Ok(())
@@ -1101,7 +1183,11 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
 fn finish(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     let code = |e: ErrorCode| format!("8'd{}", e.as_u8());
     m.section("completion");
-    m.reg("rqv_q", RQ_LATENCY, Some("items inside the requant units"))?;
+    m.reg(
+        "rqv_q",
+        RQ_LATENCY + 1,
+        Some("items inside the requant units (both phases)"),
+    )?;
     m.reg(
         "fin_q",
         1,
@@ -1121,7 +1207,7 @@ fn finish(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
             format!(
                 "rqv_q == {l}'d0 && rq_n_q == {rn}'d0 && dq_n_q == {dn}'d0 && ast_q == A_IDLE && \
                  jq_n_q == 2'd0 && !b_busy_q && !r1_v_q && !r2_v_q && bf_n_q == {f}'d0 && !wr_busy",
-                l = RQ_LATENCY,
+                l = RQ_LATENCY + 1,
                 f = fb + 1
             ),
             1,
@@ -1135,13 +1221,13 @@ fn finish(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     c.if_else(
         "!rst_n || clear",
         |c| {
-            c.nb("rqv_q", format!("{RQ_LATENCY}'d0"));
+            c.nb("rqv_q", format!("{}'d0", RQ_LATENCY + 1));
             c.nb("fin_q", "1'b1");
         },
         |c| {
             c.nb(
                 "rqv_q",
-                format!("{{rqv_q[{}:0], acc_valid}}", RQ_LATENCY - 2),
+                format!("{{rqv_q[{}:0], acc_valid}}", RQ_LATENCY - 1),
             );
             c.if_("x_start", |c| {
                 c.nb("fin_q", "1'b0");

@@ -29,6 +29,7 @@
 
 use std::collections::VecDeque;
 
+use caq_spec::shape::REQUANT_PHASES;
 use caq_spec::{CoreShape, LayerDescriptor, Opcode, PerfCounters, Schedule};
 
 use super::plan::{self, Load, Step};
@@ -323,7 +324,8 @@ impl Engine<'_> {
     /// outputs' writes; frees its weight slot when its last step has issued.
     fn tile(&mut self, d: &LayerDescriptor, s: &Schedule, t: usize, loaded: u64, input_in: u64) {
         let shape = self.shape;
-        let per_item = s.chunks * s.planes;
+        // An item's plane-steps, or the result stage's phases if it has fewer.
+        let per_item = (s.chunks * s.planes).max(u64::from(REQUANT_PHASES));
         let rows = u64::from(shape.rows);
         let o0 = t as u64 * rows;
         let n = rows.min(u64::from(d.output.c) - o0);

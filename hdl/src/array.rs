@@ -7,7 +7,11 @@
 //!
 //! Pipelined for the board clock (every stage is one adder or one DSP multiply deep):
 //! - tree stages 1..=T: per row, the balanced adder tree over the C selected lanes,
-//!   [`TREE_LEVELS_PER_STAGE`] adder levels per registered stage (`t{s}_*`, the root is `psum`);
+//!   [`TREE_LEVELS_PER_STAGE`] levels per registered stage (`r{r}_s{s}_*`, the root is `psum`).
+//!   Its first level adds no lanes of its own: every pair of lanes is summed once for all rows
+//!   (`pair{i}`), and a row's pair contributes 0, one activation or that sum as its two weight
+//!   bits select (a 4:1 mux), which costs a LUT per bit instead of an AND per lane bit and an
+//!   adder;
 //! - term: `±(psum << shift)`, registered (`term{r}_q`);
 //! - region: `accg` loads the term on a region's first step, adds it otherwise;
 //! - fold 1: on a region's last step the region sum and its multiplier are registered (the DSP's
@@ -126,25 +130,40 @@ fn row_tree(
 ) -> Result<()> {
     let lw = shape.lane_bits;
     let pw = shape.psum_bits();
-    // Level 0: each lane contributes its activation when its weight bit is 1.
-    let mut level: Vec<(String, u32)> = Vec::with_capacity(shape.cols as usize);
-    for c in 0..shape.cols {
-        let name = format!("r{r}_sel{c}");
-        let bit = r * shape.cols + c;
+    // Level 1: each pair of lanes contributes 0, either activation or their sum (`pair{i}`,
+    // shared by every row) as its two weight bits select: one 4:1 mux per bit, no adder.
+    let mut level: Vec<(String, u32)> = Vec::with_capacity(shape.cols as usize / 2);
+    for i in 0..shape.cols / 2 {
+        let name = format!("r{r}_l1_{i}");
+        let (b0, b1) = (r * shape.cols + 2 * i, r * shape.cols + 2 * i + 1);
+        let lane = |c: u32| {
+            format!(
+                "{{{act}[{msb}], {act}[{msb}:{lsb}]}}",
+                act = act.name(),
+                msb = c * lw + lw - 1,
+                lsb = c * lw
+            )
+        };
         let text = format!(
-            "{bits}[{bit}] ? {act}[{msb}:{lsb}] : {lw}'d0",
+            "{bits}[{b1}] ? ({bits}[{b0}] ? pair{i} : {hi}) : ({bits}[{b0}] ? {lo} : {w}'d0)",
             bits = bits.name(),
-            act = act.name(),
-            msb = c * lw + lw - 1,
-            lsb = c * lw
+            hi = lane(2 * i + 1),
+            lo = lane(2 * i),
+            w = lw + 1
         );
-        m.wire_assign(&name, Expr::raw(text, lw), None)?;
-        level.push((name, lw));
+        m.wire_assign(&name, Expr::raw(text, lw + 1), None)?;
+        level.push((name, lw + 1));
     }
     let levels = shape.tree_levels();
-    let mut done = 0;
+    let mut done = 1;
     for stage in 1..=shape.tree_stages() {
-        for _ in 0..TREE_LEVELS_PER_STAGE {
+        // Stage 1 holds the mux level and the adder levels after it.
+        let adders = if stage == 1 {
+            TREE_LEVELS_PER_STAGE - 1
+        } else {
+            TREE_LEVELS_PER_STAGE
+        };
+        for _ in 0..adders {
             if done == levels {
                 break;
             }
@@ -261,7 +280,22 @@ pub fn array(cfg: &AccelConfig) -> Result<Module> {
         "row r's 48-bit total at [r*48 +: 48], signed",
     )?;
 
-    m.section("tree stages: lane selection and adder tree, registered every few levels");
+    m.section("pair sums: lanes 2i and 2i+1 added once, for every row's first level");
+    for i in 0..cols / 2 {
+        let lane = |c: u32| {
+            format!(
+                "{{step_act[{m}], step_act[{m}:{l}]}}",
+                m = c * lw + lw - 1,
+                l = c * lw
+            )
+        };
+        m.wire_assign(
+            &format!("pair{i}"),
+            Expr::raw(format!("{} + {}", lane(2 * i), lane(2 * i + 1)), lw + 1),
+            None,
+        )?;
+    }
+    m.section("tree stages: lane-pair selection and adder tree, registered every few levels");
     let mut tree = Code::new();
     for r in 0..rows {
         row_tree(&mut m, r, shape, &bits, &act, &mut tree)?;

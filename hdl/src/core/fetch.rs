@@ -1224,9 +1224,12 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
     c.nb("dw_i_q", "rt_c_q[3:0]");
     c.nb("dw_data_q", "rt_word");
     c.nb("dd_q", "rt_desc_done");
-    c.if_("dw_v_q", |c| {
-        c.nb("fdesc_q[{dw_i_q, 6'd0} +: 64]", "dw_data_q");
-    });
+    // One enable per word (a dynamic part-select would synthesize to a shifter).
+    for k in 0..DESC_BITS / 64 {
+        c.if_(format!("dw_v_q && dw_i_q == 4'd{k}"), |c| {
+            c.nb(format!("fdesc_q[{} +: 64]", 64 * k), "dw_data_q");
+        });
+    }
     let clk = m.sig("clk")?;
     m.always_ff(&clk, c)?;
     m.assign_raw(

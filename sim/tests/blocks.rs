@@ -4,14 +4,19 @@
 //!
 //! - `caq_requant`: random totals, biases, multipliers, shifts, output widths, signedness and ReLU,
 //!   one value per cycle, against `caq_model::requant` (docs/numerics.md), with most draws aimed at
-//!   the rounding and saturation edges of narrow outputs.
+//!   the rounding and saturation edges of narrow outputs;
+//! - `caq_array` of sim-small and pynq-z2: random plane-steps back to back (signed lanes, random
+//!   weight bits, shifts, sign planes, regions of 1..4 steps with random multipliers, items of 1..3
+//!   regions, gaps), every item's R totals against the plane-serial rule of docs/numerics.md,
+//!   `latency()` cycles after its last step.
 //!
 //! Seeds are printed (`CAQ_SEED` replays one).
 
 use std::collections::VecDeque;
 
 use caq_model::requant::scale_round;
-use caq_sim::rtl::{BuildOptions, ModelLib, ModelSource};
+use caq_sim::rtl::{BuildOptions, ModelLib, ModelSource, RtlModel};
+use caq_spec::AccelConfig;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -150,4 +155,218 @@ fn requant_matches_the_golden_rule_one_value_per_cycle() {
         checked > 15_000 && gaps > 1_000,
         "{checked} checked, {gaps} gaps"
     );
+}
+
+/// Drives input `name` with the low bits of `words` (32-bit words, least significant first),
+/// through the narrow or the wide API as the port's width requires.
+fn drive(m: &mut RtlModel, lib: &ModelLib, name: &str, words: &[u32]) {
+    if let Ok(p) = lib.input(name) {
+        let v = u64::from(words[0]) | u64::from(*words.get(1).unwrap_or(&0)) << 32;
+        let v = if p.width() < 64 {
+            v & ((1 << p.width()) - 1)
+        } else {
+            v
+        };
+        m.set(p, v).unwrap();
+    } else {
+        let p = lib.wide_input(name).unwrap();
+        m.set_wide(p, &words[..p.words()]).unwrap();
+    }
+}
+
+/// A little-endian bit vector packed into 32-bit words.
+struct Bits(Vec<u32>);
+
+impl Bits {
+    fn new(bits: u32) -> Bits {
+        Bits(vec![0; bits.div_ceil(32) as usize + 1])
+    }
+    /// Puts the low `width` bits of `v` at bit `at`.
+    fn put(&mut self, at: u32, width: u32, v: i64) {
+        for b in 0..width {
+            if v >> b & 1 == 1 {
+                let i = at + b;
+                self.0[(i / 32) as usize] |= 1 << (i % 32);
+            }
+        }
+    }
+}
+
+/// Reads `width` bits at `at` of the little-endian words as a signed value.
+fn field(words: &[u32], at: u32, width: u32) -> i64 {
+    let mut v: i64 = 0;
+    for b in 0..width {
+        let i = at + b;
+        if words[(i / 32) as usize] >> (i % 32) & 1 == 1 {
+            v |= 1 << b;
+        }
+    }
+    (v << (64 - width)) >> (64 - width)
+}
+
+fn array_bench(config: &str) {
+    let cfg =
+        AccelConfig::load(format!("../configs/{config}.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let shape = caq_hdl::array::ArrayShape::of(&cfg);
+    let (rows, cols, lw) = (shape.rows, shape.cols, shape.lane_bits);
+    let module = caq_hdl::array::array(&cfg).unwrap();
+    let src = ModelSource::module("caq_array", vec![("caq_array.v".into(), module.text)]);
+    let lib = ModelLib::load(&src, BuildOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let seed = common::seed(&format!("array bench {config}"));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut m = lib.instantiate(seed);
+    m.reset(2);
+    let acc_valid = lib.output("acc_valid").unwrap();
+    let acc_t = lib.wide_output("acc_t").unwrap();
+    let latency = u64::from(shape.latency());
+    // The golden model's state per row: the region sum and the item total.
+    let (mut region, mut total) = (vec![0i64; rows as usize], vec![0i64; rows as usize]);
+    let mut expected: VecDeque<(u64, Vec<i64>)> = VecDeque::new();
+    let (mut items, mut checked) = (0, 0);
+    let mut cycle = 0u64;
+    let act_max = 1i64 << (lw - 1);
+    while items < 300 {
+        // One item: 1..3 regions of 1..4 steps, steps back to back, a gap now and then.
+        let n_regions = rng.random_range(1..=3);
+        for g in 0..n_regions {
+            let n_steps = rng.random_range(1..=4);
+            let mult: Vec<i64> = (0..rows).map(|_| rng.random_range(1..=256)).collect();
+            for st in 0..n_steps {
+                while rng.random_bool(0.1) {
+                    drive(&mut m, &lib, "step_valid", &[0]);
+                    m.tick();
+                    cycle += 1;
+                    check(
+                        &mut m,
+                        acc_valid,
+                        acc_t,
+                        rows,
+                        cycle,
+                        &mut expected,
+                        &mut checked,
+                        seed,
+                    );
+                }
+                let acts: Vec<i64> = (0..cols)
+                    .map(|_| rng.random_range(-act_max..act_max))
+                    .collect();
+                let shift: u32 = rng.random_range(0..8);
+                let neg = rng.random_bool(0.2);
+                let mut act_bits = Bits::new(cols * lw);
+                for (c, &a) in acts.iter().enumerate() {
+                    act_bits.put(c as u32 * lw, lw, a);
+                }
+                let mut w_bits = Bits::new(rows * cols);
+                let mut mult_bits = Bits::new(rows * 9);
+                let (rfirst, rlast) = (st == 0, st + 1 == n_steps);
+                let (ifirst, ilast) = (g == 0, g + 1 == n_regions);
+                for r in 0..rows {
+                    let mut sum = 0i64;
+                    for (c, &a) in acts.iter().enumerate() {
+                        if rng.random_bool(0.5) {
+                            w_bits.put(r * cols + c as u32, 1, 1);
+                            sum += a;
+                        }
+                    }
+                    let term = if neg { -(sum << shift) } else { sum << shift };
+                    let ri = r as usize;
+                    region[ri] = if rfirst { term } else { region[ri] + term };
+                    mult_bits.put(r * 9, 9, mult[ri]);
+                    if rlast {
+                        let folded = region[ri] * mult[ri];
+                        total[ri] = if ifirst { folded } else { total[ri] + folded };
+                    }
+                }
+                drive(&mut m, &lib, "step_valid", &[1]);
+                drive(&mut m, &lib, "step_act", &act_bits.0);
+                drive(&mut m, &lib, "step_bits", &w_bits.0);
+                drive(&mut m, &lib, "step_shift", &[shift]);
+                drive(&mut m, &lib, "step_neg", &[u32::from(neg)]);
+                drive(&mut m, &lib, "step_region_first", &[u32::from(rfirst)]);
+                drive(&mut m, &lib, "step_region_last", &[u32::from(rlast)]);
+                drive(&mut m, &lib, "step_item_first", &[u32::from(ifirst)]);
+                drive(&mut m, &lib, "step_item_last", &[u32::from(ilast)]);
+                drive(&mut m, &lib, "step_mult", &mult_bits.0);
+                if rlast && ilast {
+                    expected.push_back((cycle + latency, total.clone()));
+                    items += 1;
+                }
+                m.tick();
+                cycle += 1;
+                check(
+                    &mut m,
+                    acc_valid,
+                    acc_t,
+                    rows,
+                    cycle,
+                    &mut expected,
+                    &mut checked,
+                    seed,
+                );
+            }
+        }
+    }
+    drive(&mut m, &lib, "step_valid", &[0]);
+    for _ in 0..=latency {
+        m.tick();
+        cycle += 1;
+        check(
+            &mut m,
+            acc_valid,
+            acc_t,
+            rows,
+            cycle,
+            &mut expected,
+            &mut checked,
+            seed,
+        );
+    }
+    assert!(
+        expected.is_empty(),
+        "seed {seed}: {} items never came out",
+        expected.len()
+    );
+    assert_eq!(checked, 300, "seed {seed}");
+}
+
+/// After `cycle` ticks: an acc_valid must be the oldest expected item, due now (its last step
+/// presented `latency()` ticks ago), with its totals.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    m: &mut RtlModel,
+    acc_valid: caq_sim::rtl::OutPort,
+    acc_t: caq_sim::rtl::WideOutPort,
+    rows: u32,
+    cycle: u64,
+    expected: &mut VecDeque<(u64, Vec<i64>)>,
+    checked: &mut usize,
+    seed: u64,
+) {
+    if !m.is_high(acc_valid) {
+        if let Some((due, _)) = expected.front() {
+            assert!(
+                *due + 1 > cycle,
+                "seed {seed}: item due at cycle {due} missing at {cycle}"
+            );
+        }
+        return;
+    }
+    let (due, want) = expected
+        .pop_front()
+        .unwrap_or_else(|| panic!("seed {seed}: acc_valid at cycle {cycle} with no item"));
+    assert_eq!(due, cycle, "seed {seed}: latency");
+    let words = m.get_wide(acc_t);
+    let got: Vec<i64> = (0..rows).map(|r| field(&words, r * 48, 48)).collect();
+    assert_eq!(got, want, "seed {seed}: item totals at cycle {cycle}");
+    *checked += 1;
+}
+
+#[test]
+fn array_of_sim_small_matches_the_plane_serial_rule() {
+    array_bench("sim-small");
+}
+
+#[test]
+fn array_of_pynq_z2_matches_the_plane_serial_rule() {
+    array_bench("pynq-z2");
 }

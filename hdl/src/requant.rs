@@ -157,7 +157,7 @@ pub fn requant() -> Result<Module> {
     m.wire_assign(
         "pos",
         Expr::raw(
-            format!("(f4_q[11:6] == 6'd0) ? 6'd0 : f4_q[11:6] - 6'd1"),
+            "(f4_q[11:6] == 6'd0) ? 6'd0 : f4_q[11:6] - 6'd1".to_string(),
             SHIFT_BITS,
         ),
         Some("the window's lowest bit: shift - 1 (shift 0: the product itself)"),

@@ -233,7 +233,7 @@ fn array_bench(config: &str) {
             let mult: Vec<i64> = (0..rows).map(|_| rng.random_range(1..=256)).collect();
             for st in 0..n_steps {
                 while rng.random_bool(0.1) {
-                    drive(&mut m, &lib, "step_valid", &[0]);
+                    drive(&mut m, lib, "step_valid", &[0]);
                     m.tick();
                     cycle += 1;
                     check(
@@ -277,16 +277,16 @@ fn array_bench(config: &str) {
                         total[ri] = if ifirst { folded } else { total[ri] + folded };
                     }
                 }
-                drive(&mut m, &lib, "step_valid", &[1]);
-                drive(&mut m, &lib, "step_act", &act_bits.0);
-                drive(&mut m, &lib, "step_bits", &w_bits.0);
-                drive(&mut m, &lib, "step_shift", &[shift]);
-                drive(&mut m, &lib, "step_neg", &[u32::from(neg)]);
-                drive(&mut m, &lib, "step_region_first", &[u32::from(rfirst)]);
-                drive(&mut m, &lib, "step_region_last", &[u32::from(rlast)]);
-                drive(&mut m, &lib, "step_item_first", &[u32::from(ifirst)]);
-                drive(&mut m, &lib, "step_item_last", &[u32::from(ilast)]);
-                drive(&mut m, &lib, "step_mult", &mult_bits.0);
+                drive(&mut m, lib, "step_valid", &[1]);
+                drive(&mut m, lib, "step_act", &act_bits.0);
+                drive(&mut m, lib, "step_bits", &w_bits.0);
+                drive(&mut m, lib, "step_shift", &[shift]);
+                drive(&mut m, lib, "step_neg", &[u32::from(neg)]);
+                drive(&mut m, lib, "step_region_first", &[u32::from(rfirst)]);
+                drive(&mut m, lib, "step_region_last", &[u32::from(rlast)]);
+                drive(&mut m, lib, "step_item_first", &[u32::from(ifirst)]);
+                drive(&mut m, lib, "step_item_last", &[u32::from(ilast)]);
+                drive(&mut m, lib, "step_mult", &mult_bits.0);
                 if rlast && ilast {
                     expected.push_back((cycle + latency, total.clone()));
                     items += 1;
@@ -306,7 +306,7 @@ fn array_bench(config: &str) {
             }
         }
     }
-    drive(&mut m, &lib, "step_valid", &[0]);
+    drive(&mut m, lib, "step_valid", &[0]);
     for _ in 0..=latency {
         m.tick();
         cycle += 1;

@@ -729,10 +729,10 @@ fn issue_next(c: &mut Code, n: &Next) {
                     c.nb("rq_base_q", format!("tslot_q ? {rqb}'d{gslot} : {rqb}'d0"));
                     c.nb("fst_q", "F_CHK");
                 },
-                &first_plane,
+                first_plane,
             );
         });
-        c.block(format!("{}:", kind("GM")), &first_plane);
+        c.block(format!("{}:", kind("GM")), first_plane);
         c.block(format!("{}:", kind("PLANE")), |c| {
             c.if_else(
                 "q_q + 6'd1 == f_s_planes",
@@ -1082,7 +1082,7 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
     m.assign_raw("lt_data", "rt_word")?;
     m.assign_raw(
         "perf_bytes_rd",
-        format!("rt_unit ? {{rt_n[12:0], 3'd0}} : 16'd0"),
+        "rt_unit ? {rt_n[12:0], 3'd0} : 16'd0".to_string(),
     )?;
     m.wire_assign(
         "rt_end",

@@ -165,6 +165,15 @@ pub fn range(width: u32) -> String {
     }
 }
 
+/// `text` (of `from` bits) zero-extended to `to` bits (unchanged when it is already as wide).
+pub fn zext(text: &str, from: u32, to: u32) -> String {
+    if from >= to {
+        text.to_owned()
+    } else {
+        format!("{{{}'d0, {text}}}", to - from)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,14 +202,5 @@ mod tests {
         assert_eq!(e.to_string(), "{data_q[15:8], 3'd0, data_q[0]}");
         assert_eq!(range(1), "");
         assert_eq!(range(12), "[11:0]");
-    }
-}
-
-/// `text` (of `from` bits) zero-extended to `to` bits (unchanged when it is already as wide).
-pub fn zext(text: &str, from: u32, to: u32) -> String {
-    if from >= to {
-        text.to_owned()
-    } else {
-        format!("{{{}'d0, {text}}}", to - from)
     }
 }

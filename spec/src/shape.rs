@@ -52,6 +52,10 @@ pub struct CoreShape {
     pub cols: u32,
     /// 64-bit words per bus beat (1 on a 64-bit bus, 2 on a 128-bit one).
     pub bus_words: u32,
+    /// Longest AXI burst in beats and bursts in flight per direction (`axi.max_burst`,
+    /// `axi.max_outstanding_reads`): what the timing model needs of the bus.
+    pub max_burst: u32,
+    pub outstanding: u32,
     /// 64-bit words per row of the weight buffer (one bank per row). A tile whose planes take at
     /// most half of it is double-buffered (two slots); a larger one takes the whole bank.
     pub wdepth: u32,
@@ -109,9 +113,9 @@ impl CoreShape {
         let (rows, cols) = (cfg.array.rows, cfg.array.cols);
         let wdepth = cfg.memory.weight_buf_kib * 1024 / (rows * 8);
         let abanks = cols / 8;
-        // The activation banks hold at least one K-vector of MAX_K bytes, and two entries (two
-        // one-chunk patch blocks) at the least.
-        let adepth = cfg.limits.max_k.div_ceil(cols).next_power_of_two().max(2);
+        // The activation banks hold at least one K-vector of MAX_K bytes, and four entries at
+        // the least (two one-chunk patch blocks of two pixels; entry indices of two bits).
+        let adepth = cfg.limits.max_k.div_ceil(cols).next_power_of_two().max(4);
         let k_cap = u64::from(adepth * cols)
             .min(64 * u64::from(wdepth))
             .min(u64::from(cfg.limits.max_k))
@@ -127,6 +131,8 @@ impl CoreShape {
             rows,
             cols,
             bus_words: cfg.bus_bytes() / 8,
+            max_burst: cfg.axi.max_burst,
+            outstanding: cfg.axi.max_outstanding_reads,
             wdepth,
             abanks,
             adepth,

@@ -131,6 +131,14 @@ pub fn decode(cfg: &AccelConfig) -> Result<Module> {
     desc_fields(&mut m, &desc)?;
     m.wire_assign("d_conv", Expr::raw("d_op == 8'd2", 1), None)?;
 
+    m.section("the window, registered (it does not change while a job runs)");
+    m.reg("wb_q", aw + 1, None)?;
+    m.reg("wl_q", aw + 1, None)?;
+    let mut wr = Code::new();
+    wr.nb("wb_q", "win_base");
+    wr.nb("wl_q", "win_limit");
+    m.always_ff(&clk, wr)?;
+
     m.section("stage valid bits");
     m.reg("go_q", STAGES, Some("go, delayed"))?;
     let mut ctl = Code::new();
@@ -295,24 +303,25 @@ fn stage1(
     reg(m, st, "c_aligned_q", 1, aligned)?;
     // 11, part 1: every used address fits the address space and starts in the window; the
     // tables' ends are checked in stage 5.
-    let window = used
-        .iter()
-        .map(|(n, u)| {
-            // The bits above the address width must be zero (none at 64 bits).
-            let high = if aw < 64 {
-                format!("{n}[63:{aw}] == {}'d0 && ", 64 - aw)
-            } else {
-                String::new()
-            };
+    // One flag per address here, their AND in stage 2 (two compares of the address width each).
+    for (i, (n, u)) in used.iter().enumerate() {
+        // The bits above the address width must be zero (none at 64 bits).
+        let high = if aw < 64 {
+            format!("{n}[63:{aw}] == {}'d0 && ", 64 - aw)
+        } else {
+            String::new()
+        };
+        reg(
+            m,
+            st,
+            &format!("c_win{i}_q"),
+            1,
             format!(
-                "(!({u}) || ({high}{{1'b0, {n}[{a}:0]}} >= win_base && \
-                 {{1'b0, {n}[{a}:0]}} < win_limit))",
+                "!({u}) || ({high}{{1'b0, {n}[{a}:0]}} >= wb_q && {{1'b0, {n}[{a}:0]}} < wl_q)",
                 a = aw - 1
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" && ");
-    reg(m, st, "c_window1_q", 1, window)?;
+            ),
+        )?;
+    }
     reg(m, st, "c_position_q", 1, "d_last == desc_last")?;
     // The schedule's first products and sums.
     reg(
@@ -371,6 +380,11 @@ fn used_addresses() -> Vec<(&'static str, &'static str)> {
 /// earlier stage's registers directly; `done` waits until the last has settled.)
 fn stage2(m: &mut ModuleBuilder, st: &mut Code) -> Result<()> {
     m.section("stage 2: K, the feature map, the output sizes, table ends");
+    let flags = (0..used_addresses().len())
+        .map(|i| format!("c_win{i}_q"))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    reg(m, st, "c_window2_q", 1, flags)?;
     reg(m, st, "k2_q", K2_BITS, "{6'd0, d_in_c} * {16'd0, kk_q}")?;
     reg(m, st, "fm2_q", 48, "{32'd0, d_in_c} * {16'd0, hw_q}")?;
     for (ax, out) in [("h", "d_out_h"), ("w", "d_out_w")] {
@@ -448,13 +462,13 @@ fn stage3(m: &mut ModuleBuilder, st: &mut Code, caps: &Caps, s: &CoreShape) -> R
         ),
     )?;
     let aw = s.addr_bits;
-    let limit = zext("win_limit", aw + 1, 65);
+    let limit = zext("wl_q", aw + 1, 65);
     reg(
         m,
         st,
         "c_window3_q",
         1,
-        format!("c_window1_q && bias_end_q <= {limit} && rq_end_q <= {limit}"),
+        format!("c_window2_q && bias_end_q <= {limit} && rq_end_q <= {limit}"),
     )?;
     Ok(())
 }
@@ -582,7 +596,7 @@ fn stage6(m: &mut ModuleBuilder, st: &mut Code, s: &CoreShape) -> Result<()> {
         Expr::raw(
             format!(
                 "c_window3_q && (!d_grouped || gm_end5_q <= {})",
-                zext("win_limit", aw + 1, 65)
+                zext("wl_q", aw + 1, 65)
             ),
             1,
         ),

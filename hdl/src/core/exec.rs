@@ -977,6 +977,15 @@ fn format(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, a: &ArrayShap
         m.assign_raw(port, reg)?;
     }
     m.assign_raw("perf_busy", "s_valid_q")?;
-    m.assign_raw("perf_stall", "est_q != E_IDLE && !go")?;
+    // Registered: PERF_STALL_CYCLES' 64-bit adder is off the issue logic.
+    m.reg(
+        "pst_q",
+        1,
+        Some("a descriptor ran and no step issued last cycle"),
+    )?;
+    let mut pc = Code::new();
+    pc.nb("pst_q", "est_q != E_IDLE && !go");
+    m.always_ff(&m.sig("clk")?, pc)?;
+    m.assign_raw("perf_stall", "pst_q")?;
     Ok(())
 }

@@ -1080,10 +1080,12 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
     m.assign_raw("lt_row", format!("rt_r_q[{}:0]", ri - 1))?;
     m.assign_raw("lt_slot", "rt_slot_q")?;
     m.assign_raw("lt_data", "rt_word")?;
-    m.assign_raw(
-        "perf_bytes_rd",
-        "rt_unit ? {rt_n[12:0], 3'd0} : 16'd0".to_string(),
-    )?;
+    // Registered: PERF_BYTES_RD's 64-bit adder is off the router's path.
+    m.reg("pbr_q", 16, Some("bytes routed last cycle"))?;
+    let mut pc = Code::new();
+    pc.nb("pbr_q", "rt_unit ? {rt_n[12:0], 3'd0} : 16'd0".to_string());
+    m.always_ff(&m.sig("clk")?, pc)?;
+    m.assign_raw("perf_bytes_rd", "pbr_q")?;
     m.wire_assign(
         "rt_end",
         Expr::raw("rt_unit && rt_n == rt_left_q", 1),

@@ -1171,10 +1171,17 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
         .map(|b| format!("{{15'd0, wr_strb[{b}]}}"))
         .collect::<Vec<_>>()
         .join(" + ");
-    m.assign_raw(
-        "perf_bytes_wr",
-        format!("(wr_valid && wr_ready) ? ({pop}) : 16'd0"),
+    // Registered: the strobes come out of the beat queue's LUT RAM, and the count feeds the
+    // 64-bit PERF_BYTES_WR adder.
+    m.reg(
+        "pbw_q",
+        16,
+        Some("bytes of the beat that went out last cycle"),
     )?;
+    let mut pc = Code::new();
+    pc.nb("pbw_q", format!("(wr_valid && wr_ready) ? ({pop}) : 16'd0"));
+    m.always_ff(&m.sig("clk")?, pc)?;
+    m.assign_raw("perf_bytes_wr", "pbw_q")?;
     Ok(())
 }
 

@@ -84,59 +84,130 @@ impl Default for TimingModel {
     }
 }
 
-/// The read port: requests in program order, their data routed one after another.
+/// The AXI side of a port: bus beats, bursts split at `max_burst`-beat boundaries, at most
+/// `outstanding` bursts in flight.
+#[derive(Clone, Copy)]
+struct Bus {
+    bytes: u64,
+    max_burst: u64,
+    outstanding: usize,
+}
+
+impl Bus {
+    fn of(shape: &CoreShape) -> Bus {
+        Bus {
+            bytes: 8 * u64::from(shape.bus_words),
+            max_burst: u64::from(shape.max_burst),
+            outstanding: shape.outstanding as usize,
+        }
+    }
+
+    /// The beats of each burst of a transfer of `bytes` bytes at byte address `addr`.
+    fn bursts(&self, addr: u64, bytes: u64) -> Vec<u64> {
+        let first = addr / self.bytes;
+        let last = (addr + bytes.max(1) - 1) / self.bytes;
+        let mut out = Vec::new();
+        let mut beat = first;
+        while beat <= last {
+            let end = ((beat / self.max_burst + 1) * self.max_burst).min(last + 1);
+            out.push(end - beat);
+            beat = end;
+        }
+        out
+    }
+}
+
+/// The read port: requests in program order, their bursts issued as the DMA engine allows, their
+/// data routed one request after another.
 struct ReadPort {
     latency: u64,
+    bus: Bus,
     /// When the next request can be issued.
     issue_free: u64,
-    /// When the router is free for the next request's data.
+    /// When the next burst's AR can go out.
+    ar_free: u64,
+    /// When the router is free for the next beat.
     data_free: u64,
     /// When each request in flight finishes routing, oldest first.
     inflight: VecDeque<u64>,
+    /// When each burst in flight has all its beats routed, oldest first.
+    bursts: VecDeque<u64>,
 }
 
 impl ReadPort {
-    /// A request that may be issued from `ready` and routes in `cycles`: when its data is routed.
-    fn read(&mut self, ready: u64, cycles: u64) -> u64 {
+    /// A request for `words` words at `addr` that may be issued from `ready` and routes in
+    /// `cycles`: when its data is routed.
+    fn read(&mut self, ready: u64, addr: u64, words: u64, cycles: u64) -> u64 {
         let mut issue = ready.max(self.issue_free);
         while self.inflight.len() >= ROUTE_DEPTH {
             let done = self.inflight.pop_front().unwrap_or(0);
             issue = issue.max(done);
         }
         self.issue_free = issue + ISSUE_GAP;
-        let start = (issue + self.latency + 1).max(self.data_free);
-        let end = start + cycles;
-        self.data_free = end;
+        let bursts = self.bus.bursts(addr, 8 * words);
+        let beats: u64 = bursts.iter().sum();
+        let mut ar = issue.max(self.ar_free);
+        let mut end = self.data_free;
+        let mut routed = 0;
+        for (i, b) in bursts.iter().enumerate() {
+            while self.bursts.len() >= self.bus.outstanding {
+                ar = ar.max(self.bursts.pop_front().unwrap_or(0));
+            }
+            // The burst's share of the routing cycles (tables route slower than a beat a cycle).
+            let upto = if i + 1 == bursts.len() {
+                cycles
+            } else {
+                cycles * (routed + b) / beats
+            };
+            let start = (ar + self.latency + 1).max(self.data_free);
+            end = start + (upto - cycles * routed / beats);
+            routed += b;
+            self.data_free = end;
+            // The slot is free in the cycle of the burst's last beat.
+            self.bursts.push_back(end - 1);
+            ar += 1;
+        }
+        self.ar_free = ar;
         self.inflight.push_back(end);
         end
     }
 }
 
-/// The writer: a request stage that offers a burst every [`WRITE_JOB_CYCLES`], a DMA engine that
-/// takes a request while at most one other waits behind the one whose beats are going out, and
-/// beats one per cycle.
+/// The writer: a request stage that offers a request every [`WRITE_JOB_CYCLES`], a DMA engine
+/// that takes a request while at most one other waits behind the one whose beats are going out,
+/// beats one per cycle, and at most `outstanding` bursts waiting for their response.
 struct Writer {
     latency: u64,
+    bus: Bus,
     job_free: u64,
     data_free: u64,
-    /// When the beats of the last two bursts were all out (the older first).
+    /// When the beats of the last two requests were all out (the older first).
     ends: [u64; 2],
+    /// When each burst waiting for its response gets it, oldest first.
+    answers: VecDeque<u64>,
     /// The last burst's response.
     answered: u64,
 }
 
 impl Writer {
-    /// A burst of `beats` beats whose data is ready at `ready`: when its beats are formed (the
-    /// staging it used is free).
-    fn burst(&mut self, ready: u64, beats: u64) -> u64 {
+    /// A write of `bytes` bytes at `first` whose data is ready at `ready`: when its beats are
+    /// formed (the staging it used is free).
+    fn write(&mut self, ready: u64, first: u64, bytes: u64) -> u64 {
         let job = ready.max(self.job_free).max(self.ends[0].saturating_sub(1));
         self.job_free = job + WRITE_JOB_CYCLES;
-        let start = (job + WRITE_FIRST_BEAT).max(self.data_free);
-        let end = start + beats;
-        self.data_free = end;
-        self.ends = [self.ends[1], end];
-        self.answered = self.answered.max(end + self.latency);
-        end
+        let mut start = (job + WRITE_FIRST_BEAT).max(self.data_free);
+        for b in self.bus.bursts(first, bytes) {
+            while self.answers.len() >= self.bus.outstanding {
+                start = start.max(self.answers.pop_front().unwrap_or(0) + 1);
+            }
+            let end = start + b;
+            self.answers.push_back(end + self.latency);
+            self.answered = self.answered.max(end + self.latency);
+            start = end;
+        }
+        self.data_free = start;
+        self.ends = [self.ends[1], start];
+        start
     }
 }
 
@@ -152,12 +223,6 @@ fn route_cycles(load: Load, addr: u64, words: u64, shape: &CoreShape) -> u64 {
     }
 }
 
-/// Beats of a write of `bytes` bytes at byte address `first`.
-fn write_beats(first: u64, bytes: u64, shape: &CoreShape) -> u64 {
-    let b = 8 * u64::from(shape.bus_words);
-    ((first % b) + bytes).div_ceil(b)
-}
-
 impl TimingModel {
     /// The counters a run of `descs` (all valid, in the window, no bus errors) would report on a
     /// device of geometry `shape`, without executing it: what a driver uses to predict a list's
@@ -169,15 +234,20 @@ impl TimingModel {
             shape,
             rd: ReadPort {
                 latency: self.read_latency,
+                bus: Bus::of(shape),
                 issue_free: START,
+                ar_free: 0,
                 data_free: 0,
                 inflight: VecDeque::new(),
+                bursts: VecDeque::new(),
             },
             wr: Writer {
                 latency: self.write_latency,
+                bus: Bus::of(shape),
                 job_free: 0,
                 data_free: 0,
                 ends: [0; 2],
+                answers: VecDeque::new(),
                 answered: 0,
             },
             slots: [0; 2],
@@ -191,9 +261,10 @@ impl TimingModel {
         };
         let mut done = 0u64;
         let mut fetch_ready = START;
-        for d in descs {
-            // The descriptor: fetched, routed a word per cycle, checked.
-            let desc_in = e.rd.read(fetch_ready, 16);
+        for (i, d) in descs.iter().enumerate() {
+            // The descriptor (the list taken as 128-byte aligned): fetched, routed a word per
+            // cycle, checked.
+            let desc_in = e.rd.read(fetch_ready, 128 * i as u64, 16, 16);
             perf.bytes_rd += 128;
             let checked = desc_in + DECODE;
             let Ok(s) = shape.schedule(d) else {
@@ -305,11 +376,11 @@ impl Engine<'_> {
             ready = ready.max(free);
             for &(load, addr, words) in &tile_reads[t] {
                 let cycles = route_cycles(load, addr, words, shape);
-                loaded[t] = self.rd.read(ready, cycles);
+                loaded[t] = self.rd.read(ready, addr, words, cycles);
             }
             if t == 0 {
                 let cycles = route_cycles(Load::Input, input.0, input.1, shape);
-                input_in = self.rd.read(ready.max(handover), cycles);
+                input_in = self.rd.read(ready.max(handover), input.0, input.1, cycles);
             }
         }
         let all_issued = self.rd.issue_free;
@@ -341,9 +412,7 @@ impl Engine<'_> {
                     }
                     let end = at + per_item;
                     let first = out + item * s.out_stride + o0;
-                    let formed = self
-                        .wr
-                        .burst(end + OUT_LATENCY, write_beats(first, n, shape));
+                    let formed = self.wr.write(end + OUT_LATENCY, first, n);
                     self.queue.push_back(formed);
                     at = end + UNIT_GAP;
                 }
@@ -385,9 +454,7 @@ impl Engine<'_> {
                             let mut formed = 0;
                             for row in 0..n {
                                 let first = out + (o0 + row) * s.items + run_first;
-                                formed = self
-                                    .wr
-                                    .burst(last_out, write_beats(first, past - run_first, shape));
+                                formed = self.wr.write(last_out, first, past - run_first);
                             }
                             runs.push_back((past, formed));
                             run_first = past;

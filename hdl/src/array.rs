@@ -215,6 +215,12 @@ pub fn array(cfg: &AccelConfig) -> Result<Module> {
     ));
     let clk = m.port(Dir::Input, "clk", 1)?;
     m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
+    m.port_doc(
+        Dir::Input,
+        "clear",
+        1,
+        "synchronous: drop the steps in flight (soft reset)",
+    )?;
     m.port_group("one plane-step per cycle");
     m.port(Dir::Input, "step_valid", 1)?;
     let act = m.port_doc(
@@ -435,7 +441,7 @@ pub fn array(cfg: &AccelConfig) -> Result<Module> {
         }
     });
     side.if_else(
-        "!rst_n",
+        "!rst_n || clear",
         |c| {
             c.append(&reset);
         },

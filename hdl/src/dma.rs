@@ -23,6 +23,9 @@ use crate::core::ports::{Side, WORDS_BITS, clog2, memory_ports};
 use crate::emit::{Code, Dir, Expr, Module, ModuleBuilder, zext};
 use crate::error::{HdlError, Result};
 
+/// Write requests the DMA engine accepts behind the one whose beats are going out.
+const WQ_DEPTH: u32 = 4;
+
 /// The module's name.
 pub const MODULE: &str = "caq_dma";
 
@@ -319,7 +322,8 @@ fn write_engine(m: &mut ModuleBuilder, b: &Bus) -> Result<()> {
     )?;
     m.comment(&[
         "The W side: the request whose beats are being formed (w_left_q beats left, w_idx_q its",
-        "next beat's index in a max_burst block) and at most one more, accepted behind it.",
+        "next beat's index in a max_burst block) and up to WQ_DEPTH more, accepted behind it",
+        "(entry 0 the oldest).",
     ]);
     m.reg(
         "w_left_q",
@@ -327,18 +331,22 @@ fn write_engine(m: &mut ModuleBuilder, b: &Bus) -> Result<()> {
         Some("beats of the current request not yet formed"),
     )?;
     m.reg(
-        "wq_valid_q",
-        1,
-        Some("a request waits behind the current one"),
+        "wq_n_q",
+        clog2(WQ_DEPTH + 1),
+        Some("requests waiting behind the current one"),
     )?;
-    m.reg("wq_left_q", WORDS_BITS, None)?;
+    for e in 0..WQ_DEPTH {
+        m.reg(&format!("wq{e}_left_q"), WORDS_BITS, None)?;
+    }
     if b.mbl > 0 {
         m.reg(
             "w_idx_q",
             b.mbl,
             Some("beat index of the next W beat within its max_burst block"),
         )?;
-        m.reg("wq_idx_q", b.mbl, None)?;
+        for e in 0..WQ_DEPTH {
+            m.reg(&format!("wq{e}_idx_q"), b.mbl, None)?;
+        }
     }
     m.reg("w_valid_q", 1, Some("a W beat is formed and waits"))?;
     m.reg("w_data_q", dw, None)?;
@@ -359,7 +367,10 @@ fn write_engine(m: &mut ModuleBuilder, b: &Bus) -> Result<()> {
     burst_split(m, b, "aw")?;
     m.assign_raw(
         "wr_req_ready",
-        format!("aw_left_q == {WORDS_BITS}'d0 && !wq_valid_q && !wr_drain_q"),
+        format!(
+            "aw_left_q == {WORDS_BITS}'d0 && wq_n_q != {}'d{WQ_DEPTH} && !wr_drain_q",
+            clog2(WQ_DEPTH + 1)
+        ),
     )?;
     m.wire_assign(
         "wr_req_fire",
@@ -416,12 +427,80 @@ fn write_engine(m: &mut ModuleBuilder, b: &Bus) -> Result<()> {
     m.assign_raw(
         "wr_busy",
         format!(
-            "aw_left_q != {WORDS_BITS}'d0 || w_left_q != {WORDS_BITS}'d0 || wq_valid_q || \
-             w_valid_q || b_out_q != {ob}'d0"
+            "aw_left_q != {WORDS_BITS}'d0 || w_left_q != {WORDS_BITS}'d0 || wq_n_q != {n}'d0 || \
+             w_valid_q || b_out_q != {ob}'d0",
+            n = clog2(WQ_DEPTH + 1)
         ),
     )?;
     m.assign_raw("wr_err", "wr_err_q")?;
     Ok(())
+}
+
+/// The W side's request queue: the current request takes the oldest waiting one (or the new
+/// request) when its last beat enters the W stage; a new request otherwise joins the queue.
+fn m_wq(c: &mut Code, b: &Bus, wr_beats: &str, idx: &dyn Fn(&str) -> String, n: u32) {
+    let wb = WORDS_BITS;
+    let free = format!("w_left_q == {wb}'d0 || (w_in && w_left_q == {wb}'d1)");
+    let waiting = format!("wq_n_q != {n}'d0");
+    let pop = format!("({free}) && {waiting}");
+    let push = format!("wr_req_fire && !(({free}) && !({waiting}))");
+    c.if_(&free, |c| {
+        c.if_else(
+            &waiting,
+            |c| {
+                c.nb("w_left_q", "wq0_left_q");
+                if b.mbl > 0 {
+                    c.nb("w_idx_q", "wq0_idx_q");
+                }
+            },
+            |c| {
+                c.if_("wr_req_fire", |c| {
+                    c.nb("w_left_q", wr_beats);
+                    if b.mbl > 0 {
+                        c.nb("w_idx_q", idx("wr_req_addr"));
+                    }
+                });
+            },
+        );
+    });
+    // Entry e after this cycle: the next one moved up on a pop, the new request at the tail.
+    for e in 0..WQ_DEPTH {
+        let set = |c: &mut Code, src_left: String, src_idx: String| {
+            c.nb(format!("wq{e}_left_q"), src_left);
+            if b.mbl > 0 {
+                c.nb(format!("wq{e}_idx_q"), src_idx);
+            }
+        };
+        let new_left = wr_beats.to_owned();
+        let new_idx = idx("wr_req_addr");
+        c.if_else(
+            &pop,
+            |c| {
+                c.if_else(
+                    format!("({push}) && wq_n_q == {n}'d{}", e + 1),
+                    |c| set(c, new_left.clone(), new_idx.clone()),
+                    |c| {
+                        if e + 1 < WQ_DEPTH {
+                            set(
+                                c,
+                                format!("wq{}_left_q", e + 1),
+                                format!("wq{}_idx_q", e + 1),
+                            );
+                        }
+                    },
+                );
+            },
+            |c| {
+                c.if_(format!("({push}) && wq_n_q == {n}'d{e}"), |c| {
+                    set(c, new_left.clone(), new_idx.clone())
+                });
+            },
+        );
+    }
+    c.nb(
+        "wq_n_q",
+        format!("wq_n_q + {{{z}'d0, {push}}} - {{{z}'d0, {pop}}}", z = n - 1),
+    );
 }
 
 fn registers(m: &mut ModuleBuilder, b: &Bus, clk: &crate::emit::Sig) -> Result<()> {
@@ -441,9 +520,10 @@ fn registers(m: &mut ModuleBuilder, b: &Bus, clk: &crate::emit::Sig) -> Result<(
             for r in ["rd_out_q", "aw_ahead_q", "b_out_q"] {
                 c.nb(r, format!("{ob}'d0"));
             }
-            for r in ["rd_drain_q", "wr_drain_q", "wq_valid_q", "w_valid_q"] {
+            for r in ["rd_drain_q", "wr_drain_q", "w_valid_q"] {
                 c.nb(r, "1'b0");
             }
+            c.nb("wq_n_q", format!("{}'d0", clog2(WQ_DEPTH + 1)));
             c.nb("wr_err_q", "2'd0");
         },
         |c| {
@@ -519,9 +599,12 @@ fn registers(m: &mut ModuleBuilder, b: &Bus, clk: &crate::emit::Sig) -> Result<(
                     c.nb("wr_err_q", "2'd0");
                 },
                 |c| {
-                    c.if_("m_axi_bvalid && !wr_drain_q && m_axi_bresp > wr_err_q", |c| {
-                        c.nb("wr_err_q", "m_axi_bresp");
-                    });
+                    c.if_(
+                        "m_axi_bvalid && !wr_drain_q && m_axi_bresp > wr_err_q",
+                        |c| {
+                            c.nb("wr_err_q", "m_axi_bresp");
+                        },
+                    );
                 },
             );
             c.comment("the W side: current request, the one behind it, the W stage");
@@ -531,10 +614,7 @@ fn registers(m: &mut ModuleBuilder, b: &Bus, clk: &crate::emit::Sig) -> Result<(
             c.if_("w_in", |c| {
                 c.nb("w_valid_q", "1'b1");
                 c.nb("w_data_q", "wr_data");
-                c.nb(
-                    "w_strb_q",
-                    format!("wr_drain_q ? {}'d0 : wr_strb", b.bytes),
-                );
+                c.nb("w_strb_q", format!("wr_drain_q ? {}'d0 : wr_strb", b.bytes));
                 c.nb("w_last_q", "w_last_d");
                 if b.mbl > 0 {
                     c.nb("w_idx_q", format!("w_idx_q + {}'d1", b.mbl));
@@ -548,43 +628,8 @@ fn registers(m: &mut ModuleBuilder, b: &Bus, clk: &crate::emit::Sig) -> Result<(
                 "w_left_q",
                 format!("w_left_q - {}", zext("w_in", 1, WORDS_BITS)),
             );
-            c.if_(
-                format!(
-                    "w_left_q == {WORDS_BITS}'d0 || (w_in && w_left_q == {WORDS_BITS}'d1)"
-                ),
-                |c| {
-                    c.if_else(
-                        "wq_valid_q",
-                        |c| {
-                            c.nb("w_left_q", "wq_left_q");
-                            if b.mbl > 0 {
-                                c.nb("w_idx_q", "wq_idx_q");
-                            }
-                            c.nb("wq_valid_q", "1'b0");
-                        },
-                        |c| {
-                            c.if_("wr_req_fire", |c| {
-                                c.nb("w_left_q", wr_beats.clone());
-                                if b.mbl > 0 {
-                                    c.nb("w_idx_q", idx("wr_req_addr"));
-                                }
-                            });
-                        },
-                    );
-                },
-            );
-            c.if_(
-                format!(
-                    "wr_req_fire && (wq_valid_q || !(w_left_q == {WORDS_BITS}'d0 || (w_in && w_left_q == {WORDS_BITS}'d1)))"
-                ),
-                |c| {
-                    c.nb("wq_valid_q", "1'b1");
-                    c.nb("wq_left_q", wr_beats.clone());
-                    if b.mbl > 0 {
-                        c.nb("wq_idx_q", idx("wr_req_addr"));
-                    }
-                },
-            );
+            let n = clog2(WQ_DEPTH + 1);
+            m_wq(c, b, &wr_beats, &idx, n);
             c.if_else(
                 "soft_reset",
                 |c| {

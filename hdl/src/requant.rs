@@ -49,6 +49,12 @@ pub fn requant() -> Result<Module> {
     ]);
     let clk = m.port(Dir::Input, "clk", 1)?;
     m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
+    m.port_doc(
+        Dir::Input,
+        "clear",
+        1,
+        "synchronous: drop the values in flight (soft reset)",
+    )?;
     m.port(Dir::Input, "in_valid", 1)?;
     m.port_doc(
         Dir::Input,
@@ -240,7 +246,7 @@ pub fn requant() -> Result<Module> {
     );
     let mut all = data;
     all.if_else(
-        "!rst_n",
+        "!rst_n || clear",
         |c| {
             c.nb("v_q", format!("{LATENCY}'d0"));
         },

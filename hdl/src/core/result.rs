@@ -299,6 +299,7 @@ fn requantize(m: &mut ModuleBuilder, s: &CoreShape, requant_if: &Interface) -> R
             vec![
                 ("clk", Expr::raw("clk", 1)),
                 ("rst_n", Expr::raw("rst_n", 1)),
+                ("clear", Expr::raw("clear", 1)),
                 ("in_valid", Expr::raw("acc_valid || hph_q", 1)),
                 (
                     "in_acc",

@@ -16,7 +16,8 @@
 //! 3. `s_lo = t_lo·m_lo + t_lo·m_hi·2^16`, `s_hi = t_hi·m_lo + t_hi·m_hi·2^16`;
 //! 4. `prod = s_lo + s_hi·2^24` (the exact 80-bit product);
 //! 5. `q = prod >>> (shift - 1)` (shift 0: `prod`), kept as its low 11 bits and whether it lies
-//!    outside [-1024, 1023] (its bits above the window are not all the sign);
+//!    outside [-1024, 1023] (its bits above the window are not all the sign); the output range
+//!    [qmin, qmax] from the output bits, signedness and ReLU;
 //! 6. the rounding `(q + 1) >>> 1` (shift > 0), equal to `(prod + 2^(shift-1)) >>> shift`
 //!    because `⌊(⌊p/2^(s-1)⌋ + 1)/2⌋ = ⌊(p + 2^(s-1))/2^s⌋`; ReLU and saturation (any value
 //!    outside the window saturates: every output range lies within [-128, 255]).
@@ -88,7 +89,7 @@ pub fn requant() -> Result<Module> {
     m.section("valid bits and flags along the stages");
     m.reg("v_q", LATENCY, Some("in_valid, delayed"))?;
     ctl.nb("v_q", format!("{{v_q[{}:0], in_valid}}", LATENCY - 2));
-    for st in 1..=5 {
+    for st in 1..=4 {
         m.reg(&format!("f{st}_q"), fw, Some("shift, relu, signed, bits"))?;
         let prev = if st == 1 {
             "{in_shift, in_relu, in_out_signed, in_out_bits}".to_owned()
@@ -201,6 +202,20 @@ pub fn requant() -> Result<Module> {
         Some("the shifted product lies outside the window"),
     )?;
     m.reg("neg_q", 1, None)?;
+    // The output range and shift == 0, registered here from the flags so that stage 6 is only the
+    // rounding add, the compares and the choice.
+    m.reg("qmax_q", 12, Some("the output's largest code"))?;
+    m.reg("qmin_q", 12, Some("its smallest (ReLU: 0)"))?;
+    m.reg("sh0_q", 1, Some("shift 0: no rounding"))?;
+    data.nb(
+        "qmax_q",
+        "f4_q[4] ? ((12'd1 << (f4_q[3:0] - 4'd1)) - 12'd1) : ((12'd1 << f4_q[3:0]) - 12'd1)",
+    );
+    data.nb(
+        "qmin_q",
+        "(f4_q[4] && !f4_q[5]) ? (12'd0 - (12'd1 << (f4_q[3:0] - 4'd1))) : 12'd0",
+    );
+    data.nb("sh0_q", "f4_q[11:6] == 6'd0");
     data.nb("win_q", "prod_q[{1'b0, pos} +: 11]");
     data.nb("ovf_q", above);
     data.nb("neg_q", format!("prod_q[{}]", PROD_BITS - 1));
@@ -213,7 +228,7 @@ pub fn requant() -> Result<Module> {
     m.wire_assign(
         "y",
         Expr::raw(
-            "(f5_q[11:6] == 6'd0) ? {win_q[10], win_q} : \
+            "sh0_q ? {win_q[10], win_q} : \
              ({win_q[10], win_q[10], win_q[10:1]} + {11'd0, win_q[0]})",
             12,
         ),
@@ -222,22 +237,8 @@ pub fn requant() -> Result<Module> {
              signedness rules involved",
         ),
     )?;
-    m.wire_assign(
-        "qmax",
-        Expr::raw(
-            "f5_q[4] ? ((12'd1 << (f5_q[3:0] - 4'd1)) - 12'd1) : ((12'd1 << f5_q[3:0]) - 12'd1)",
-            12,
-        ),
-        None,
-    )?;
-    m.wire_assign(
-        "qmin",
-        Expr::raw(
-            "(f5_q[4] && !f5_q[5]) ? (12'd0 - (12'd1 << (f5_q[3:0] - 4'd1))) : 12'd0",
-            12,
-        ),
-        None,
-    )?;
+    m.wire_assign("qmax", Expr::raw("qmax_q", 12), None)?;
+    m.wire_assign("qmin", Expr::raw("qmin_q", 12), None)?;
     m.reg("out_q", 8, None)?;
     data.nb(
         "out_q",

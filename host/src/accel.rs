@@ -29,6 +29,7 @@ use crate::pool::{Block, DmaPool};
 use crate::run::{self, RunOptions, RunReport};
 use crate::sys::SysRoot;
 use crate::uio_device::{UioDevice, UioOptions};
+use caq_model::adaptive::{self, Adaptive};
 use caq_model::bundle::Bundle;
 use caq_model::qmodel::{Gate, QModel};
 use caq_spec::regmap;
@@ -168,6 +169,39 @@ pub struct InferenceReport {
     pub energy: Option<EnergyReading>,
     /// Per segment and host step.
     pub run: RunReport,
+}
+
+/// One input-adaptive inference ([`Accelerator::infer_adaptive`]): the output, the setting that
+/// made it, and everything its passes cost, re-runs and descriptor rewrites included.
+#[derive(Clone, Debug, Serialize)]
+pub struct AdaptiveInference {
+    /// Output codes as the device stores them.
+    pub output: Vec<u8>,
+    /// The final setting's index (cascade stage or gate codebook entry) and bits.
+    pub choice: usize,
+    pub bits: Vec<u8>,
+    /// `(setting index, first weight layer run)` per pass, as `caq_model::adaptive::Outcome`.
+    pub passes: Vec<(usize, usize)>,
+    /// The device's counters summed over every pass.
+    pub device: PerfCounters,
+    /// `device.cycles` at the config's clock.
+    pub device_time: Duration,
+    /// Host wall time of the whole inference, switches and decisions included.
+    pub latency: Duration,
+    /// Host steps of every pass.
+    pub host: crate::run::HostCost,
+    /// Descriptor bytes rewritten by the setting switches of this inference.
+    pub switch_descriptor_bytes: u64,
+    /// Plane-group bytes paged in (0 once every setting of the policy is resident).
+    pub paged_in_bytes: u64,
+    /// Host time of the switches.
+    pub switch_time: Duration,
+    /// Integer operations of the gate network's choice (0 for a cascade).
+    pub gate_ops: u64,
+    /// Host time of the gate network's features and choice.
+    pub gate_time: Duration,
+    /// Energy over every pass, when a meter is attached.
+    pub energy: Option<EnergyReading>,
 }
 
 /// One inference's output codes (one byte per code as the device stores them; two's complement
@@ -567,10 +601,7 @@ impl<D: Device> Accelerator<D> {
     }
 
     fn loaded(&self) -> Result<&Loaded> {
-        self.loaded.as_ref().ok_or(HostError::Arg {
-            what: "accelerator",
-            why: "no model is loaded (call load_bundle first)".into(),
-        })
+        loaded_ref(&self.loaded)
     }
 
     /// The compiled program of the loaded model.
@@ -712,12 +743,258 @@ impl<D: Device> Accelerator<D> {
         })
     }
 
+    /// Changes how plane groups are kept from now on. Going to [`Residency::Minimal`] gives up
+    /// the groups above every layer's active level at once; going to [`Residency::KeepPaged`]
+    /// keeps whatever is paged in from now on.
+    pub fn set_residency(&mut self, residency: Residency) -> Result<u64> {
+        let loaded = self.loaded.as_mut().ok_or(HostError::Arg {
+            what: "accelerator",
+            why: "no model is loaded (call load_bundle first)".into(),
+        })?;
+        loaded.residency = residency;
+        let mut dropped = 0;
+        if residency == Residency::Minimal {
+            for li in 0..loaded.program.layers.len() {
+                let n = usize::from(loaded.program.layers[li].desc.active_groups);
+                if loaded.resident[li] > n {
+                    dropped += loaded.program.layers[li].group_bytes[n..loaded.resident[li]]
+                        .iter()
+                        .sum::<u64>();
+                    loaded.resident[li] = n;
+                }
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// One pass of the loaded program (see [`run::run_pass`]).
+    fn pass(
+        &mut self,
+        input: Option<&[u8]>,
+        start: compile::PassStart,
+        stop: Option<usize>,
+    ) -> Result<run::RunReport> {
+        let loaded = loaded_ref(&self.loaded)?;
+        match run::run_pass(
+            &mut self.dev,
+            &loaded.program,
+            input,
+            start,
+            stop,
+            &self.run_opts,
+        ) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.unsettled = matches!(e, HostError::ResetFailed { .. });
+                Err(e)
+            }
+        }
+    }
+
+    /// One input-adaptive inference under `policy` (`caq_model::adaptive`): a cascade runs its
+    /// cheapest stage and re-runs from the first changed layer while the output is not confident
+    /// enough; a gate network runs the first weight layer, picks a setting from its output and
+    /// runs the rest at it. Needs [`Residency::KeepPaged`]: once every setting of the policy is
+    /// resident, a switch rewrites a few descriptors and pages nothing. The decisions are the
+    /// model's rules over the device's own output codes, so they are those of the golden model
+    /// wherever the device is bit-exact.
+    pub fn infer_adaptive(
+        &mut self,
+        input: &[u8],
+        policy: Adaptive<'_>,
+    ) -> Result<AdaptiveInference> {
+        let t0 = Instant::now();
+        self.settle()?;
+        let loaded = self.loaded()?;
+        if loaded.residency != Residency::KeepPaged {
+            return Err(HostError::BadConfig {
+                field: "residency".into(),
+                value: format!("{:?}", loaded.residency),
+                expected: "KeepPaged for input-adaptive inference (its switches rewrite \
+                           descriptors only; load with Residency::KeepPaged or call \
+                           set_residency)"
+                    .into(),
+            });
+        }
+        for s in policy.settings() {
+            check_program_bits(&loaded.program, s)?;
+        }
+        let first_shape = loaded.program.nodes[loaded.program.layers[0].node].shape;
+        // Every setting's plane groups resident before the first pass: from then on a switch
+        // only rewrites descriptors.
+        let loaded = self.loaded.as_mut().expect("checked above");
+        let mut paged_first = 0;
+        for li in 0..loaded.program.layers.len() {
+            let levels = &loaded.program.layers[li].levels;
+            let need = policy
+                .settings()
+                .iter()
+                .map(|s| levels.len() - levels.iter().position(|&b| b == s[li]).unwrap_or(0))
+                .max()
+                .unwrap_or(0);
+            paged_first += page_in(&mut self.dev, loaded, li, need)?;
+        }
+        if let Some(m) = self.meter.as_mut() {
+            m.begin()?;
+        }
+        let mut passes = DevicePasses {
+            acc: self,
+            input,
+            settings: policy.settings(),
+            device: PerfCounters::default(),
+            host: run::HostCost::default(),
+            switch_bytes: 0,
+            paged: paged_first,
+            switch_time: Duration::ZERO,
+            first_done: None,
+            gate_time: Duration::ZERO,
+            failed: None,
+        };
+        let outcome = adaptive::infer(policy, first_shape, &mut passes);
+        let DevicePasses {
+            device,
+            host,
+            switch_bytes,
+            paged,
+            switch_time,
+            gate_time,
+            failed,
+            ..
+        } = passes;
+        let outcome = match (outcome, failed) {
+            (Ok(o), _) => o,
+            (Err(_), Some(e)) => return Err(e),
+            (Err(e), None) => return Err(e.into()),
+        };
+        let gate_ops = match policy {
+            Adaptive::Network(n) => n.ops(first_shape),
+            Adaptive::Cascade(_) => 0,
+        };
+        let output = run::read_output(&mut self.dev, &loaded_ref(&self.loaded)?.program)?;
+        let latency = t0.elapsed();
+        let energy = match self.meter.as_mut() {
+            Some(m) => Some(m.end(&device, latency)?),
+            None => None,
+        };
+        Ok(AdaptiveInference {
+            output,
+            choice: outcome.choice,
+            bits: outcome.bits,
+            passes: outcome.passes,
+            device,
+            device_time: Duration::from_secs_f64(device.cycles as f64 / (self.cfg.clock_mhz * 1e6)),
+            latency,
+            host,
+            switch_descriptor_bytes: switch_bytes,
+            paged_in_bytes: paged,
+            switch_time,
+            gate_ops,
+            gate_time,
+            energy,
+        })
+    }
+
     /// Runs one inference per input, in order; stops at the first error.
     pub fn infer_batch<'a>(
         &mut self,
         inputs: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Vec<Inference>> {
         inputs.into_iter().map(|x| self.infer(x)).collect()
+    }
+}
+
+/// The passes of one adaptive inference on the accelerator: each switches to its setting
+/// (descriptor rewrites of the changed layers) and runs the part of the program it needs.
+struct DevicePasses<'a, 's, D: Device> {
+    acc: &'a mut Accelerator<D>,
+    input: &'a [u8],
+    settings: &'s [Vec<u8>],
+    device: PerfCounters,
+    host: run::HostCost,
+    switch_bytes: u64,
+    paged: u64,
+    switch_time: Duration,
+    /// When the first layer's codes were handed to the gate network: the time until the next
+    /// pass is its choice.
+    first_done: Option<Instant>,
+    /// Host time of the gate network's features and choice.
+    gate_time: Duration,
+    /// The driver's own error, kept whole through the model's pass interface.
+    failed: Option<HostError>,
+}
+
+impl<D: Device> DevicePasses<'_, '_, D> {
+    fn switch(&mut self, bits: &[u8]) -> Result<()> {
+        if self.acc.bits()? != bits {
+            let r = self.acc.set_bits(bits)?;
+            self.switch_bytes += r.descriptor_bytes;
+            self.paged += r.paged_in_bytes;
+            self.switch_time += r.time;
+        }
+        Ok(())
+    }
+
+    fn pass(&mut self, input: bool, start: compile::PassStart, stop: Option<usize>) -> Result<()> {
+        let r = self.acc.pass(input.then_some(self.input), start, stop)?;
+        self.device.add(&r.device);
+        self.host.add(&r.host);
+        Ok(())
+    }
+
+    fn output(&mut self) -> Result<Vec<i32>> {
+        let acc = &mut *self.acc;
+        let p = &loaded_ref(&acc.loaded)?.program;
+        Ok(p.output().decode(&run::read_output(&mut acc.dev, p)?))
+    }
+}
+
+impl<D: Device> adaptive::Passes for DevicePasses<'_, '_, D> {
+    fn run(&mut self, k: usize, pass: adaptive::Pass) -> caq_model::Result<Vec<i32>> {
+        let bits = self.settings[k].clone();
+        let r = match pass {
+            adaptive::Pass::Full => self
+                .switch(&bits)
+                .and_then(|()| self.pass(true, compile::PassStart::Input, None))
+                .and_then(|()| self.output()),
+            adaptive::Pass::From(i) => self
+                .switch(&bits)
+                .and_then(|()| self.pass(false, compile::PassStart::Layer(i), None))
+                .and_then(|()| self.output()),
+            adaptive::Pass::FirstLayer => {
+                // Only the first layer's level matters to this pass: the others stay as they
+                // are, so no descriptor of theirs is rewritten twice.
+                self.acc
+                    .bits()
+                    .and_then(|mut now| {
+                        now[0] = bits[0];
+                        self.switch(&now)
+                    })
+                    .and_then(|()| self.pass(true, compile::PassStart::Input, Some(0)))
+                    .and_then(|()| {
+                        let acc = &mut *self.acc;
+                        let p = &loaded_ref(&acc.loaded)?.program;
+                        let codes = run::read_node(&mut acc.dev, p, p.layers[0].node)?;
+                        self.first_done = Some(Instant::now());
+                        Ok(codes)
+                    })
+            }
+            adaptive::Pass::AfterFirst => {
+                if let Some(t) = self.first_done.take() {
+                    self.gate_time += t.elapsed();
+                }
+                self.switch(&bits).and_then(|()| {
+                    if self.settings[k].len() > 1 {
+                        self.pass(false, compile::PassStart::After(0), None)?;
+                    }
+                    self.output()
+                })
+            }
+        };
+        r.map_err(|e| {
+            let m = caq_model::ModelError::arg("device pass", e.to_string());
+            self.failed = Some(e);
+            m
+        })
     }
 }
 
@@ -827,6 +1104,13 @@ fn check_program_bits(p: &Program, bits: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn loaded_ref(l: &Option<Loaded>) -> Result<&Loaded> {
+    l.as_ref().ok_or(HostError::Arg {
+        what: "accelerator",
+        why: "no model is loaded (call load_bundle first)".into(),
+    })
 }
 
 fn resident_bytes(l: &Loaded) -> u64 {

@@ -153,6 +153,30 @@ pub enum Step {
     Host(HostStep),
 }
 
+/// Where a pass over a program starts (an adaptive inference runs the network in passes,
+/// `caq_model::adaptive`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PassStart {
+    /// From the input: every step.
+    Input,
+    /// Again from weight layer `i`: the layers before it, and the host steps before it, keep
+    /// their outputs from the last pass.
+    Layer(usize),
+    /// Right after weight layer `i`, where a pass that stopped there left off.
+    After(usize),
+}
+
+/// One step of a pass: a START of weight layers `layers` (a piece of one segment) from the list
+/// at `list`, or a host step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PassStep<'a> {
+    Device {
+        layers: std::ops::Range<usize>,
+        list: DeviceAddr,
+    },
+    Host(&'a HostStep),
+}
+
 /// A compiled model: memory layout, static contents and the steps of one inference.
 #[derive(Clone, Debug)]
 pub struct Program {
@@ -587,6 +611,73 @@ impl Program {
     /// The network output (the last node's buffer).
     pub fn output(&self) -> ActBuffer {
         *self.nodes.last().expect("a graph has nodes")
+    }
+
+    /// The steps of a pass from `start` through weight layer `stop` (to the end when `None`).
+    /// A segment is entered at any layer (its list from there on keeps the final `last` flag); a
+    /// pass may stop inside a segment only after one layer of it (that layer's own list), since
+    /// a list's `last` flag is on its final descriptor only.
+    pub fn pass(&self, start: PassStart, stop: Option<usize>) -> Result<Vec<PassStep<'_>>> {
+        let n = self.layers.len();
+        let bad = |why: String| HostError::Arg { what: "pass", why };
+        let first = match start {
+            PassStart::Input => 0,
+            PassStart::Layer(i) if i < n => i,
+            PassStart::After(i) if i < n => i + 1,
+            PassStart::Layer(i) | PassStart::After(i) => {
+                return Err(bad(format!("starts at weight layer {i} of {n}")));
+            }
+        };
+        if let Some(s) = stop
+            && (s >= n || s < first)
+        {
+            return Err(bad(format!(
+                "stops at weight layer {s}, outside {first}..{n}"
+            )));
+        }
+        let mut begun = start == PassStart::Input;
+        let mut steps = Vec::new();
+        for step in &self.steps {
+            match step {
+                Step::Device(seg) => {
+                    if let PassStart::After(f) = start
+                        && seg.layers.contains(&f)
+                    {
+                        begun = true;
+                    }
+                    if seg.layers.end <= first {
+                        continue;
+                    }
+                    begun = true;
+                    let lo = seg.layers.start.max(first);
+                    let hi = stop.map_or(seg.layers.end, |s| seg.layers.end.min(s + 1));
+                    let list = if hi == seg.layers.end {
+                        self.layers[lo].list_addr
+                    } else if hi - lo == 1 {
+                        self.layers[lo].single_addr
+                    } else {
+                        return Err(bad(format!(
+                            "stops after layers {lo}..{hi} inside a segment of layers {:?}: only \
+                             a single layer's list ends there",
+                            seg.layers
+                        )));
+                    };
+                    steps.push(PassStep::Device {
+                        layers: lo..hi,
+                        list,
+                    });
+                    if stop.is_some_and(|s| s < seg.layers.end) {
+                        break;
+                    }
+                }
+                Step::Host(h) => {
+                    if begun {
+                        steps.push(PassStep::Host(h));
+                    }
+                }
+            }
+        }
+        Ok(steps)
     }
 
     /// The active level of every weight layer.

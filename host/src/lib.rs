@@ -3,6 +3,8 @@
 //! backend is the UIO driver (`uio`, `dma`); the `caq` binary is a thin command line over it.
 
 pub mod accel;
+#[cfg(feature = "sim")]
+pub mod adaptive;
 pub mod compile;
 pub mod context;
 pub mod dma;

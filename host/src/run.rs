@@ -13,12 +13,12 @@
 //! acknowledged) before the error is returned; a reset that does not take is
 //! [`HostError::ResetFailed`], after which the caller must not touch device memory.
 
-use crate::compile::{ActBuffer, HostOp, HostStep, Program, Segment, Step};
+use crate::compile::{ActBuffer, HostOp, HostStep, PassStart, PassStep, Program};
 use crate::error::{HostError, Result};
 use caq_model::kernels;
 use caq_spec::device::{self, PerfCounters};
 use caq_spec::regmap::{self, Register, WidePair};
-use caq_spec::{Device, IrqWait};
+use caq_spec::{Device, DeviceAddr, IrqWait};
 use ndarray::Array3;
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -120,6 +120,65 @@ pub fn run<D: Device>(
     input: &[u8],
     opts: &RunOptions,
 ) -> Result<RunOutput> {
+    let report = run_pass(dev, program, Some(input), PassStart::Input, None, opts)?;
+    let output = read_act(dev, &program.output())?;
+    Ok(RunOutput { output, report })
+}
+
+/// Runs one pass of `program` (`Program::pass`): from the input (`input` is then written first)
+/// or from where an earlier pass left the activations, through weight layer `stop` or to the
+/// end. Returns the pass's report; the outputs stay in device memory ([`read_node`],
+/// [`read_output`]).
+pub fn run_pass<D: Device>(
+    dev: &mut D,
+    program: &Program,
+    input: Option<&[u8]>,
+    start: PassStart,
+    stop: Option<usize>,
+    opts: &RunOptions,
+) -> Result<RunReport> {
+    let steps = program.pass(start, stop)?;
+    match (start, input) {
+        (PassStart::Input, Some(input)) => write_input(dev, program, input)?,
+        (PassStart::Input, None) => {
+            return Err(HostError::Arg {
+                what: "pass",
+                why: "a pass from the input needs the input".into(),
+            });
+        }
+        (_, Some(_)) => {
+            return Err(HostError::Arg {
+                what: "pass",
+                why: "only a pass from the input writes an input".into(),
+            });
+        }
+        (_, None) => {}
+    }
+    write_wide(dev, regmap::WIN_BASE, program.region.base.0)?;
+    write_wide(dev, regmap::WIN_LIMIT, program.region.end())?;
+    let mut report = RunReport::default();
+    for step in steps {
+        match step {
+            PassStep::Device { layers, list } => {
+                let r = run_segment(dev, program, layers, list, opts)?;
+                report.device.add(&r.perf);
+                report.segments.push(r);
+            }
+            PassStep::Host(h) => {
+                let cost = host_step(dev, program, h)?;
+                report.host.add(&cost);
+                report.host_steps.push(HostStepReport {
+                    node: h.name.clone(),
+                    op: h.op.name(),
+                    cost,
+                });
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn write_input<D: Device>(dev: &mut D, program: &Program, input: &[u8]) -> Result<()> {
     let inb = program.input;
     if input.len() as u64 != inb.buf.len {
         return Err(HostError::Arg {
@@ -135,40 +194,32 @@ pub fn run<D: Device>(
     dev.mem_write(inb.buf.addr, input)
         .map_err(HostError::backend)?;
     dev.sync_for_device(inb.buf.addr, inb.buf.len)
-        .map_err(HostError::backend)?;
-    write_wide(dev, regmap::WIN_BASE, program.region.base.0)?;
-    write_wide(dev, regmap::WIN_LIMIT, program.region.end())?;
-    let mut report = RunReport::default();
-    for step in &program.steps {
-        match step {
-            Step::Device(seg) => {
-                let r = run_segment(dev, program, seg, opts)?;
-                report.device.add(&r.perf);
-                report.segments.push(r);
-            }
-            Step::Host(h) => {
-                let cost = host_step(dev, program, h)?;
-                report.host.add(&cost);
-                report.host_steps.push(HostStepReport {
-                    node: h.name.clone(),
-                    op: h.op.name(),
-                    cost,
-                });
-            }
-        }
-    }
-    let out = program.output();
-    let output = read_act(dev, &out)?;
-    Ok(RunOutput { output, report })
+        .map_err(HostError::backend)
+}
+
+/// The output codes of the network as the device stores them (one byte per code), after a pass
+/// that reached the end.
+pub fn read_output<D: Device>(dev: &mut D, program: &Program) -> Result<Vec<u8>> {
+    read_act(dev, &program.output())
+}
+
+/// The output codes of graph node `node` (CHW), after a pass that computed it.
+pub fn read_node<D: Device>(dev: &mut D, program: &Program, node: usize) -> Result<Vec<i32>> {
+    let a = *program.nodes.get(node).ok_or_else(|| HostError::Arg {
+        what: "node",
+        why: format!("{node} of {} nodes", program.nodes.len()),
+    })?;
+    Ok(a.decode(&read_act(dev, &a)?))
 }
 
 fn run_segment<D: Device>(
     dev: &mut D,
     program: &Program,
-    seg: &Segment,
+    range: std::ops::Range<usize>,
+    list: DeviceAddr,
     opts: &RunOptions,
 ) -> Result<SegmentReport> {
-    let layers = &program.layers[seg.layers.clone()];
+    let layers = &program.layers[range];
     let names: Vec<String> = layers.iter().map(|l| l.name.clone()).collect();
     let mut report = SegmentReport {
         layers: names.clone(),
@@ -186,7 +237,7 @@ fn run_segment<D: Device>(
             });
         }
     } else {
-        report.perf = start_and_wait(dev, seg.list.0, &names, opts)?;
+        report.perf = start_and_wait(dev, list.0, &names, opts)?;
     }
     for l in layers {
         let out = program.nodes[l.node].buf;

@@ -4,6 +4,7 @@
 //! reader can map the high part of every layer without touching the residual planes; switching to
 //! full-bit pages the residual tensors in. Format reference: docs/bundle.md.
 
+use crate::adaptive::{self, AdaptivePolicy, Layout};
 use crate::error::{ModelError, Result};
 use crate::graph::Graph;
 use crate::nested::{NestedWeights, PlaneGroup};
@@ -16,7 +17,11 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-pub const BUNDLE_SCHEMA_VERSION: u32 = 1;
+/// The newest bundle schema: 2 adds `adaptive` (input-adaptive policies). A bundle without them
+/// is written as version 1, so older readers still load it.
+pub const BUNDLE_SCHEMA_VERSION: u32 = 2;
+/// The oldest schema this build reads.
+pub const BUNDLE_OLDEST_SCHEMA: u32 = 1;
 const BUNDLE_KIND: &str = "caq.bundle";
 
 /// One plane group of a layer as listed in the manifest.
@@ -66,6 +71,9 @@ pub struct Manifest {
     /// Named per-layer precision settings (absent in bundles without gates).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<Gate>,
+    /// Input-adaptive policies per context class (schema 2 and later).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adaptive: Vec<AdaptivePolicy>,
 }
 
 fn t_bias(n: &str) -> String {
@@ -138,7 +146,11 @@ pub fn write(path: &Path, q: &QModel) -> Result<()> {
         .collect();
     let manifest = Manifest {
         kind: BUNDLE_KIND.into(),
-        schema_version: BUNDLE_SCHEMA_VERSION,
+        schema_version: if q.adaptive.is_empty() {
+            BUNDLE_OLDEST_SCHEMA
+        } else {
+            BUNDLE_SCHEMA_VERSION
+        },
         graph: q.graph.clone(),
         input: q.input,
         acts: q.acts.clone(),
@@ -146,6 +158,7 @@ pub fn write(path: &Path, q: &QModel) -> Result<()> {
         layers,
         adds,
         gates: q.gates.clone(),
+        adaptive: q.adaptive.clone(),
     };
     let doc = serde_json::to_value(&manifest).expect("manifest serializes");
     store::write_atomic(path, &doc, &tensors)
@@ -160,12 +173,38 @@ pub struct Bundle {
 impl Bundle {
     pub fn open(path: &Path) -> Result<Bundle> {
         let file = TensorFile::open(path)?;
-        store::check_version(path, file.doc(), BUNDLE_KIND, BUNDLE_SCHEMA_VERSION)?;
+        store::check_version(
+            path,
+            file.doc(),
+            BUNDLE_KIND,
+            BUNDLE_OLDEST_SCHEMA,
+            BUNDLE_SCHEMA_VERSION,
+        )?;
         let manifest: Manifest = serde_json::from_value(file.doc().clone())
             .map_err(|e| ModelError::format(path, format!("manifest: {e}")))?;
+        if manifest.schema_version < 2 && !manifest.adaptive.is_empty() {
+            return Err(ModelError::format(
+                path,
+                format!(
+                    "schema version {} has no `adaptive` policies (they came with version 2)",
+                    manifest.schema_version
+                ),
+            ));
+        }
         let b = Bundle { file, manifest };
         b.check()
             .map_err(|e| ModelError::format(path, e.to_string()))?;
+        if !b.manifest.adaptive.is_empty() {
+            // The policies' settings are checked against the model the manifest describes.
+            let m = &b.manifest;
+            let layout = Layout {
+                names: m.layers.iter().map(|l| l.name.clone()).collect(),
+                levels: m.layers.iter().map(|l| l.levels.clone()).collect(),
+                first_shape: m.graph.shapes()?[m.layers[0].node],
+            };
+            adaptive::check_policies(&layout, &m.gates, &m.adaptive)
+                .map_err(|e| ModelError::format(path, e.to_string()))?;
+        }
         Ok(b)
     }
 
@@ -404,6 +443,7 @@ impl Bundle {
             adds,
             config: m.quantize.clone(),
             gates: m.gates.clone(),
+            adaptive: m.adaptive.clone(),
         })
     }
 }

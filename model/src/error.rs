@@ -13,11 +13,12 @@ pub enum ModelError {
     #[error("{path}: {what}")]
     Format { path: PathBuf, what: String },
     #[error(
-        "{path}: schema version {found} is not supported (this build reads version {supported})"
+        "{path}: schema version {found} is not supported (this build reads versions {oldest} to {supported})"
     )]
     Version {
         path: PathBuf,
         found: u32,
+        oldest: u32,
         supported: u32,
     },
     #[error(

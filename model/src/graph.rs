@@ -395,7 +395,13 @@ impl FloatModel {
     /// Reads a model written by [`FloatModel::save`], checking version, shapes and checksums.
     pub fn load(path: &std::path::Path) -> Result<FloatModel> {
         let f = TensorFile::open(path)?;
-        store::check_version(path, f.doc(), FLOAT_KIND, FLOAT_SCHEMA_VERSION)?;
+        store::check_version(
+            path,
+            f.doc(),
+            FLOAT_KIND,
+            FLOAT_SCHEMA_VERSION,
+            FLOAT_SCHEMA_VERSION,
+        )?;
         let graph: Graph = serde_json::from_value(f.doc()["graph"].clone())
             .map_err(|e| ModelError::format(path, format!("graph: {e}")))?;
         let mut params = Vec::with_capacity(graph.nodes.len());

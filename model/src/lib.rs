@@ -3,6 +3,7 @@
 //! the `train` feature) float training. Knows the numeric contract; knows nothing of registers,
 //! descriptors or devices.
 
+pub mod adaptive;
 pub mod arch;
 pub mod bundle;
 pub mod data;

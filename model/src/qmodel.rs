@@ -9,6 +9,7 @@
 //! the requant factor is u_c/s_out. Part-bit levels use the same constants: their effective codes
 //! are the high part shifted back into full-bit units (h·2^l), so nothing is re-derived on a switch.
 
+use crate::adaptive::AdaptivePolicy;
 use crate::data::Dataset;
 use crate::error::{ModelError, Result};
 use crate::graph::{FloatModel, Graph, Op, Src};
@@ -96,6 +97,9 @@ pub struct QModel {
     /// Named per-layer precision settings (gates) a runtime can switch between; empty after
     /// quantization.
     pub gates: Vec<Gate>,
+    /// Input-adaptive policies per context class (cascade thresholds, gate networks); empty
+    /// after quantization (crate::adaptive).
+    pub adaptive: Vec<AdaptivePolicy>,
 }
 
 /// A named precision setting: one bit-width per weight layer, each one of that layer's nesting
@@ -259,6 +263,7 @@ pub fn quantize_with(
         adds,
         config: cfg.clone(),
         gates: Vec::new(),
+        adaptive: Vec::new(),
     })
 }
 
@@ -375,6 +380,35 @@ impl QModel {
         }
         self.gates = gates;
         Ok(())
+    }
+
+    /// Replaces the input-adaptive policies, after checking each against the model: one per
+    /// class at most, each class one of the gates.
+    pub fn set_adaptive(&mut self, policies: Vec<AdaptivePolicy>) -> Result<()> {
+        crate::adaptive::check_policies(
+            &crate::adaptive::Layout::of(self)?,
+            &self.gates,
+            &policies,
+        )?;
+        self.adaptive = policies;
+        Ok(())
+    }
+
+    /// The input-adaptive policies of context class `class`.
+    pub fn adaptive_policy(&self, class: &str) -> Result<&AdaptivePolicy> {
+        self.adaptive
+            .iter()
+            .find(|p| p.class == class)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.adaptive.iter().map(|p| p.class.as_str()).collect();
+                ModelError::arg(
+                    "adaptive",
+                    format!(
+                        "no input-adaptive policy for class '{class}' (the model has them for \
+                     {known:?}; `caq gate --adaptive` builds them)"
+                    ),
+                )
+            })
     }
 
     /// Every weight layer at the same bit-width.

@@ -248,13 +248,15 @@ impl TensorFile {
     }
 }
 
-/// Reads the `schema_version` of a document and refuses any other than `supported`.
+/// Reads the `schema_version` of a document and refuses any outside `oldest..=supported`;
+/// returns it.
 pub fn check_version(
     path: &Path,
     doc: &serde_json::Value,
     kind: &str,
+    oldest: u32,
     supported: u32,
-) -> Result<()> {
+) -> Result<u32> {
     let found_kind = doc.get("kind").and_then(|k| k.as_str()).unwrap_or("");
     if found_kind != kind {
         return Err(ModelError::format(
@@ -266,12 +268,13 @@ pub fn check_version(
         .get("schema_version")
         .and_then(|v| v.as_u64())
         .ok_or_else(|| ModelError::format(path, "schema_version is missing"))?;
-    if found != supported as u64 {
+    if found < u64::from(oldest) || found > u64::from(supported) {
         return Err(ModelError::Version {
             path: path.to_path_buf(),
-            found: found as u32,
+            found: found.min(u64::from(u32::MAX)) as u32,
+            oldest,
             supported,
         });
     }
-    Ok(())
+    Ok(found as u32)
 }

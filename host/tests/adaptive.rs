@@ -1,0 +1,248 @@
+//! Input-adaptive inference through the driver: a confidence cascade and a gate network on the
+//! functional device give the golden reference's setting, passes and output bytes for every
+//! input, their counters are the ones the pass pricer predicts (re-runs included), and a switch
+//! rewrites descriptors only.
+
+mod common;
+
+use caq_host::accel::{Accelerator, LoadOptions, Residency};
+use caq_host::adaptive::PassPricer;
+use caq_model::adaptive::{self, Adaptive, Cascade, GateNet, GoldenAdaptive};
+use caq_model::bundle;
+use caq_model::data::Dataset;
+use caq_model::qmodel::{Gate, QModel};
+use caq_spec::DeviceAddr;
+use common::*;
+use rand::{Rng, SeedableRng};
+use std::path::PathBuf;
+
+fn bundle_of(q: &QModel, dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("m.caqb");
+    bundle::write(&path, q).unwrap();
+    path
+}
+
+/// Runs `policy` on the functional device for `set`'s first `n` images and checks each against
+/// the golden reference and the pricer; returns how often each setting was final.
+fn check(q: &QModel, set: &Dataset, n: usize, policy: Adaptive<'_>) -> Vec<usize> {
+    let cfg = config("sim-small");
+    let dir = tempfile::tempdir().unwrap();
+    let path = bundle_of(q, dir.path());
+    let mut acc = Accelerator::open(device(&cfg), &cfg).unwrap();
+    acc.load_bundle(
+        &path,
+        &LoadOptions {
+            bits: None,
+            residency: Residency::KeepPaged,
+        },
+    )
+    .unwrap();
+    let base = acc.program().unwrap().region.base;
+    let mut pricer = PassPricer::new(q, &cfg, base).unwrap();
+    let golden = GoldenAdaptive::new(q, policy).unwrap();
+    let out = q.acts.last().unwrap();
+    let mut hist = vec![0; policy.settings().len()];
+    for i in 0..n {
+        let img = set.image(i);
+        let want = golden.infer(img).unwrap();
+        let got = acc.infer_adaptive(img, policy).unwrap();
+        assert_eq!(got.choice, want.choice, "image {i}");
+        assert_eq!(got.passes, want.passes, "image {i}");
+        assert_eq!(got.bits, want.bits, "image {i}");
+        let want_bytes: Vec<u8> = want.output.iter().map(|&c| c as u8).collect();
+        assert_eq!(got.output, want_bytes, "image {i}: output bytes");
+        assert!(out.signed || got.output.len() == want.output.len());
+        let predicted = pricer.outcome(policy, &got.passes).unwrap();
+        assert_eq!(
+            got.device, predicted,
+            "image {i}: counters of passes {:?}",
+            got.passes
+        );
+        // Everything was paged in on the first inference; after it, descriptors only.
+        if i > 0 {
+            assert_eq!(got.paged_in_bytes, 0, "image {i}");
+        }
+        assert_eq!(
+            got.switch_descriptor_bytes % 256,
+            0,
+            "two copies of 128 B per layer"
+        );
+        hist[got.choice] += 1;
+    }
+    hist
+}
+
+fn mlp_model() -> (QModel, Dataset) {
+    let set = digits();
+    let mut q = quantize(mlp(), &set, &[8, 4, 2], 5);
+    q.set_gates(vec![Gate {
+        name: "battery-low".into(),
+        bits: vec![4, 4, 2],
+    }])
+    .unwrap();
+    (q, set)
+}
+
+/// The median stage-0 margin over the first `n` images: half escalate.
+fn median_margin(q: &QModel, bits: &[u8], set: &Dataset, n: usize) -> i32 {
+    let ex = q.executor(bits).unwrap();
+    let mut m: Vec<i32> = (0..n)
+        .map(|i| adaptive::margin(&ex.logits(set.image(i)).unwrap()))
+        .collect();
+    m.sort();
+    m[n / 2]
+}
+
+#[test]
+fn a_cascade_on_the_functional_device_is_the_golden_cascade_and_costs_what_was_predicted() {
+    let (q, set) = mlp_model();
+    let stages = vec![vec![2, 2, 2], vec![2, 4, 8], vec![8, 8, 8]];
+    let t0 = median_margin(&q, &stages[0], &set, 40);
+    let t1 = median_margin(&q, &stages[1], &set, 40);
+    let c = Cascade {
+        stages,
+        thresholds: vec![t0, t1],
+    };
+    let hist = check(&q, &set, 40, Adaptive::Cascade(&c));
+    eprintln!("cascade settings used: {hist:?}");
+    assert!(
+        hist.iter().all(|&h| h > 0),
+        "every stage is final somewhere: {hist:?}"
+    );
+}
+
+#[test]
+fn a_gate_network_on_the_functional_device_is_the_golden_gate() {
+    let seed: u64 = rand::rng().random();
+    eprintln!("CAQ_SEED={seed}");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let set = digits28(&digits(), 60);
+    let mut q = quantize(lenet(), &set, &[8, 4, 2], 11);
+    q.set_gates(vec![Gate {
+        name: "battery-low".into(),
+        bits: vec![4, 4, 4, 4],
+    }])
+    .unwrap();
+    // conv1's output is 16×24×24; a 2×2 grid gives 64 features.
+    let (d, hidden) = (64, 6);
+    let codebook = vec![vec![4, 2, 2, 2], vec![4, 4, 8, 2], vec![4, 8, 8, 8]];
+    // Scores centred on the features' mean so that every entry wins for some inputs.
+    let feats: Vec<Vec<i64>> = (0..40)
+        .map(|i| {
+            let first = q.executor(&codebook[0]).unwrap().run(set.image(i)).unwrap()[0]
+                .iter()
+                .copied()
+                .collect::<Vec<i32>>();
+            adaptive::features(&first, [16, 24, 24], 2).unwrap()
+        })
+        .collect();
+    let mean: Vec<i64> = (0..d)
+        .map(|k| feats.iter().map(|f| f[k]).sum::<i64>() / feats.len() as i64)
+        .collect();
+    let w1: Vec<i32> = (0..hidden * d)
+        .map(|_| rng.random_range(-100..100))
+        .collect();
+    let b1: Vec<i64> = (0..hidden)
+        .map(|j| {
+            -(0..d)
+                .map(|k| i64::from(w1[j * d + k]) * mean[k])
+                .sum::<i64>()
+        })
+        .collect();
+    let net = GateNet {
+        grid: 2,
+        hidden,
+        w1,
+        b1,
+        shift: 8,
+        w2: (0..3 * hidden)
+            .map(|_| rng.random_range(-100..100))
+            .collect(),
+        b2: vec![0; 3],
+        codebook,
+    };
+    let hist = check(&q, &set, 40, Adaptive::Network(&net));
+    eprintln!("gate settings used: {hist:?}");
+    assert!(hist.iter().filter(|&&h| h > 0).count() >= 2, "{hist:?}");
+}
+
+#[test]
+fn a_gate_network_on_the_mlp_splits_its_only_segment_after_the_first_layer() {
+    let (q, set) = mlp_model();
+    let codebook = vec![vec![4, 2, 2], vec![4, 8, 8]];
+    // A one-unit gate: the first hidden unit's code against a middle value.
+    let d = 128;
+    let mut w1 = vec![0; d];
+    w1[0] = 1;
+    let c = q.executor(&codebook[0]).unwrap();
+    let mut v: Vec<i32> = (0..40)
+        .map(|i| c.run(set.image(i)).unwrap()[1][[0, 0, 0]])
+        .collect();
+    v.sort();
+    let net = GateNet {
+        grid: 1,
+        hidden: 1,
+        w1,
+        b1: vec![0],
+        shift: 0,
+        w2: vec![0, 1],
+        b2: vec![i64::from(v[20]), 0],
+        codebook,
+    };
+    let hist = check(&q, &set, 40, Adaptive::Network(&net));
+    assert!(hist.iter().all(|&h| h > 0), "{hist:?}");
+    // Two STARTs where the static setting needs one: the pricer charges both.
+    let cfg = config("sim-small");
+    let mut p = PassPricer::new(&q, &cfg, DeviceAddr(BASE)).unwrap();
+    let whole = p
+        .pass(&[4, 8, 8], caq_host::compile::PassStart::Input, None)
+        .unwrap();
+    let split = p
+        .outcome(Adaptive::Network(&net), &[(0, 0), (1, 1)])
+        .unwrap();
+    assert!(split.cycles > whole.cycles, "{split:?} vs {whole:?}");
+    assert_eq!(split.plane_ops, whole.plane_ops);
+}
+
+#[test]
+fn adaptive_inference_needs_every_setting_resident() {
+    let (q, set) = mlp_model();
+    let cfg = config("sim-small");
+    let dir = tempfile::tempdir().unwrap();
+    let path = bundle_of(&q, dir.path());
+    let mut acc = Accelerator::open(device(&cfg), &cfg).unwrap();
+    acc.load_bundle(
+        &path,
+        &LoadOptions {
+            bits: None,
+            residency: Residency::Minimal,
+        },
+    )
+    .unwrap();
+    let c = Cascade {
+        stages: vec![vec![2, 2, 2], vec![8, 8, 8]],
+        thresholds: vec![10],
+    };
+    let e = acc
+        .infer_adaptive(set.image(0), Adaptive::Cascade(&c))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("KeepPaged"), "{e}");
+    acc.set_residency(Residency::KeepPaged).unwrap();
+    acc.infer_adaptive(set.image(0), Adaptive::Cascade(&c))
+        .unwrap();
+    // Back to minimal: the groups above the active level are given up.
+    let before = acc.resident_weight_bytes().unwrap();
+    let dropped = acc.set_residency(Residency::Minimal).unwrap();
+    assert_eq!(acc.resident_weight_bytes().unwrap(), before - dropped);
+    let bad = Cascade {
+        stages: vec![vec![2, 2], vec![8, 8, 8]],
+        thresholds: vec![10],
+    };
+    acc.set_residency(Residency::KeepPaged).unwrap();
+    let e = acc
+        .infer_adaptive(set.image(0), Adaptive::Cascade(&bad))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("one bit-width per weight layer"), "{e}");
+}

@@ -1,0 +1,683 @@
+//! Input-adaptive precision: the rules that pick a per-layer setting for one input, and their
+//! golden reference. Two kinds of policy serve a context class (docs/gates.md, "Input-adaptive
+//! gating"):
+//!
+//! - a **confidence cascade** ([`Cascade`]): run the cheapest setting; while the output's
+//!   confidence ([`margin`]) is below the stage's threshold, run the next setting again from the
+//!   first weight layer where it differs ([`first_change`]; the layers before it give the same
+//!   outputs, so their results stay);
+//! - a **learned gate network** ([`GateNet`]): after the first weight layer, a small integer
+//!   network over statistics of its output codes ([`features`]) picks one of a few settings
+//!   (its codebook), which share the first layer's level; the rest of the network runs at it.
+//!
+//! Every decision is made on integers (output codes, integer features, integer weights), so the
+//! same input gives the same setting wherever the outputs are bit-exact: the golden executor, the
+//! functional device, the RTL, the CPU backend. This module owns the rules; the driver
+//! (caq-host) applies them between device passes, and never decides anything itself. Knows
+//! nothing of devices, costs or training.
+
+use crate::error::{ModelError, Result};
+use crate::graph::Shape3;
+use crate::qmodel::{Executor, Gate, QModel};
+use serde::{Deserialize, Serialize};
+
+/// The confidence of an output: the largest output code minus the second largest (0 on a tie, or
+/// with fewer than two outputs). Integer logit codes share one scale, so this is the logit margin
+/// in code units; a softmax margin or entropy would need floating-point `exp`, whose last bit may
+/// differ between the host's libm and a board's, and so flip a decision at a threshold.
+pub fn margin(codes: &[i32]) -> i32 {
+    let (mut first, mut second) = (i32::MIN, i32::MIN);
+    for &c in codes {
+        if c > first {
+            second = first;
+            first = c;
+        } else if c > second {
+            second = c;
+        }
+    }
+    if second == i32::MIN {
+        0
+    } else {
+        first - second
+    }
+}
+
+/// The first weight layer at which two settings differ (`a.len()` when they are equal): a re-run
+/// at `b` after a run at `a` starts there.
+pub fn first_change(a: &[u8], b: &[u8]) -> usize {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()))
+}
+
+/// What the policies are checked against: each weight layer's nesting levels (descending) and
+/// the first weight layer's output shape. Built from a model, or from a bundle's manifest
+/// without reading its tensors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub names: Vec<String>,
+    pub levels: Vec<Vec<u8>>,
+    pub first_shape: Shape3,
+}
+
+impl Layout {
+    pub fn of(q: &QModel) -> Result<Layout> {
+        let wl = q.weight_layers();
+        let mut names = Vec::new();
+        let mut levels = Vec::new();
+        for &i in &wl {
+            let l = q.layers[i]
+                .as_ref()
+                .ok_or_else(|| ModelError::arg("model", format!("weight node {i} has no layer")))?;
+            names.push(l.name.clone());
+            levels.push(l.levels().to_vec());
+        }
+        Ok(Layout {
+            names,
+            levels,
+            first_shape: first_layer_shape(q)?,
+        })
+    }
+
+    /// Checks `bits` as a per-layer setting: one entry per weight layer, each one of its levels.
+    pub fn check_bits(&self, bits: &[u8]) -> Result<()> {
+        if bits.len() != self.levels.len() {
+            return Err(ModelError::arg(
+                "bits",
+                format!(
+                    "{} entries for {} weight layers",
+                    bits.len(),
+                    self.levels.len()
+                ),
+            ));
+        }
+        for ((name, levels), b) in self.names.iter().zip(&self.levels).zip(bits) {
+            if !levels.contains(b) {
+                return Err(ModelError::Layer {
+                    layer: name.clone(),
+                    what: format!("{b} bits is not one of its nesting levels {levels:?}"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks input-adaptive policies against a model's layout and its gates: each names a gate (its
+/// context class), no class twice, every setting valid.
+pub fn check_policies(layout: &Layout, gates: &[Gate], policies: &[AdaptivePolicy]) -> Result<()> {
+    for (i, p) in policies.iter().enumerate() {
+        if !gates.iter().any(|g| g.name == p.class) {
+            return Err(ModelError::arg(
+                "adaptive",
+                format!(
+                    "class '{}' is not one of the gates {:?}",
+                    p.class,
+                    gates.iter().map(|g| &g.name).collect::<Vec<_>>()
+                ),
+            ));
+        }
+        if policies[..i].iter().any(|o| o.class == p.class) {
+            return Err(ModelError::arg(
+                "adaptive",
+                format!("class '{}' appears twice", p.class),
+            ));
+        }
+        p.check(layout)?;
+    }
+    Ok(())
+}
+
+/// A confidence cascade: `stages[0]` runs first; stage k's output is final when its [`margin`]
+/// is at least `thresholds[k]`, otherwise stage k + 1 runs from the first layer it changes. The
+/// last stage's output is always final.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cascade {
+    /// Per-layer settings, cheapest first.
+    pub stages: Vec<Vec<u8>>,
+    /// One per stage but the last, in output-code units.
+    pub thresholds: Vec<i32>,
+}
+
+impl Cascade {
+    /// Checks the cascade against `q`: at least one stage, each a valid setting, no two equal in a
+    /// row, one threshold per stage but the last.
+    pub fn check(&self, q: &Layout) -> Result<()> {
+        if self.stages.is_empty() {
+            return Err(ModelError::arg("cascade", "has no stages"));
+        }
+        if self.thresholds.len() + 1 != self.stages.len() {
+            return Err(ModelError::arg(
+                "cascade",
+                format!(
+                    "{} thresholds for {} stages (expected one per stage but the last)",
+                    self.thresholds.len(),
+                    self.stages.len()
+                ),
+            ));
+        }
+        for (k, s) in self.stages.iter().enumerate() {
+            q.check_bits(s)
+                .map_err(|e| ModelError::arg(format!("cascade stage {k}"), e.to_string()))?;
+            if k > 0 && self.stages[k - 1] == *s {
+                return Err(ModelError::arg(
+                    format!("cascade stage {k}"),
+                    format!("repeats stage {} ({s:?})", k - 1),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether stage `k`'s output `codes` is final.
+    pub fn accepts(&self, k: usize, codes: &[i32]) -> bool {
+        self.thresholds.get(k).is_none_or(|&t| margin(codes) >= t)
+    }
+}
+
+/// Per channel of a `[C, H, W]` tensor of codes, the sum of the codes in each cell of a
+/// `grid × grid` partition of the plane (row y falls in cell row `y · grid / H`, likewise for
+/// columns); channel-major, then cell row, then cell column. A dense layer's output (`H = W = 1`)
+/// with `grid = 1` is its codes themselves.
+pub fn features(codes: &[i32], shape: Shape3, grid: usize) -> Result<Vec<i64>> {
+    let [c, h, w] = shape;
+    if codes.len() != c * h * w {
+        return Err(ModelError::Shape {
+            context: "gate features".into(),
+            expected: format!("{} codes for {shape:?}", c * h * w),
+            found: codes.len().to_string(),
+        });
+    }
+    if grid == 0 || grid > h || grid > w {
+        return Err(ModelError::arg(
+            "grid",
+            format!(
+                "{grid} cells per side for a {h}×{w} plane (expected 1..={})",
+                h.min(w)
+            ),
+        ));
+    }
+    let mut f = vec![0i64; c * grid * grid];
+    for ch in 0..c {
+        for y in 0..h {
+            let row = ch * grid * grid + (y * grid / h) * grid;
+            for x in 0..w {
+                f[row + x * grid / w] += i64::from(codes[(ch * h + y) * w + x]);
+            }
+        }
+    }
+    Ok(f)
+}
+
+/// The most features and hidden units a gate network may have: bounds its integer arithmetic
+/// (features fit 40 bits for any plane of up to 2^24 8-bit codes per cell; products of 32-bit
+/// weights summed over 2^16 terms fit an i128 with room).
+pub const GATE_MAX_FEATURES: usize = 1 << 16;
+pub const GATE_MAX_HIDDEN: usize = 1 << 10;
+
+/// A learned gate: one hidden ReLU layer over [`features`] of the first weight layer's output,
+/// one score per codebook entry; the highest score (the first on a tie) picks the setting.
+///
+/// All integer: `h = max(0, w1·f + b1) >> shift` (saturated to i64), `score = w2·h + b2`. The
+/// feature normalization of training is folded into `w1` and `b1`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateNet {
+    /// Cells per side of the feature grid.
+    pub grid: usize,
+    pub hidden: usize,
+    /// `[hidden][features]`, row-major.
+    pub w1: Vec<i32>,
+    pub b1: Vec<i64>,
+    /// Right shift of the hidden units before the second layer.
+    pub shift: u8,
+    /// `[codebook][hidden]`, row-major.
+    pub w2: Vec<i32>,
+    pub b2: Vec<i64>,
+    /// The settings the gate chooses between; all share the first weight layer's level, which
+    /// runs before the choice.
+    pub codebook: Vec<Vec<u8>>,
+}
+
+impl GateNet {
+    /// Features the network reads for a first-layer output of `shape`.
+    pub fn feature_count(&self, shape: Shape3) -> usize {
+        shape[0] * self.grid * self.grid
+    }
+
+    /// The first weight layer's level, shared by the codebook.
+    pub fn prefix_bits(&self) -> u8 {
+        self.codebook[0][0]
+    }
+
+    /// Checks the network against `q`: sizes, the codebook's settings and their shared first
+    /// level, the limits on its arithmetic.
+    pub fn check(&self, q: &Layout) -> Result<()> {
+        let shape = q.first_shape;
+        let bad = |what: String| Err(ModelError::arg("gate network", what));
+        if self.grid == 0 || self.grid > shape[1].min(shape[2]) {
+            return bad(format!(
+                "grid {} for a first-layer output of {shape:?} (expected 1..={})",
+                self.grid,
+                shape[1].min(shape[2])
+            ));
+        }
+        let d = self.feature_count(shape);
+        if d > GATE_MAX_FEATURES || self.hidden == 0 || self.hidden > GATE_MAX_HIDDEN {
+            return bad(format!(
+                "{d} features and {} hidden units (at most {GATE_MAX_FEATURES} and 1..={GATE_MAX_HIDDEN})",
+                self.hidden
+            ));
+        }
+        let k = self.codebook.len();
+        for (name, len, want) in [
+            ("w1", self.w1.len(), self.hidden * d),
+            ("b1", self.b1.len(), self.hidden),
+            ("w2", self.w2.len(), k * self.hidden),
+            ("b2", self.b2.len(), k),
+        ] {
+            if len != want {
+                return bad(format!("{name} has {len} entries, expected {want}"));
+            }
+        }
+        if self.shift > 126 {
+            return bad(format!("shift {} (at most 126)", self.shift));
+        }
+        if k == 0 {
+            return bad("an empty codebook".into());
+        }
+        for (i, s) in self.codebook.iter().enumerate() {
+            q.check_bits(s)
+                .map_err(|e| ModelError::arg(format!("gate codebook entry {i}"), e.to_string()))?;
+            if s[0] != self.codebook[0][0] {
+                return bad(format!(
+                    "codebook entry {i} runs the first layer at {} bits, entry 0 at {}: the \
+                     first layer runs before the choice, so all must agree",
+                    s[0], self.codebook[0][0]
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The codebook index for features `f` (from [`features`]); `f` must have
+    /// [`GateNet::feature_count`] entries.
+    pub fn choose(&self, f: &[i64]) -> usize {
+        let d = f.len();
+        debug_assert_eq!(self.w1.len(), self.hidden * d);
+        let h: Vec<i128> = (0..self.hidden)
+            .map(|j| {
+                let row = &self.w1[j * d..(j + 1) * d];
+                let pre = row
+                    .iter()
+                    .zip(f)
+                    .fold(i128::from(self.b1[j]), |a, (&w, &x)| {
+                        a + i128::from(w) * i128::from(x)
+                    });
+                (pre.max(0) >> self.shift).min(i128::from(i64::MAX))
+            })
+            .collect();
+        let mut best = (0, i128::MIN);
+        for k in 0..self.codebook.len() {
+            let row = &self.w2[k * self.hidden..(k + 1) * self.hidden];
+            let s = row
+                .iter()
+                .zip(&h)
+                .fold(i128::from(self.b2[k]), |a, (&w, &x)| a + i128::from(w) * x);
+            if s > best.1 {
+                best = (k, s);
+            }
+        }
+        best.0
+    }
+
+    /// The codebook index for the first layer's output `codes` of `shape`.
+    pub fn choose_for(&self, codes: &[i32], shape: Shape3) -> Result<usize> {
+        let f = features(codes, shape, self.grid)?;
+        if f.len() * self.hidden != self.w1.len() {
+            return Err(ModelError::arg(
+                "gate network",
+                format!(
+                    "{} features from {shape:?}, the network reads {}",
+                    f.len(),
+                    self.w1.len() / self.hidden.max(1)
+                ),
+            ));
+        }
+        Ok(self.choose(&f))
+    }
+
+    /// Integer operations of one choice: feature additions, then multiply-adds of both layers.
+    pub fn ops(&self, shape: Shape3) -> u64 {
+        let d = self.feature_count(shape) as u64;
+        (shape.iter().product::<usize>() as u64)
+            + self.hidden as u64 * d
+            + (self.codebook.len() * self.hidden) as u64
+    }
+}
+
+/// The input-adaptive policies of one context class (the gate of the same name).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptivePolicy {
+    /// The context class, the name of one of the model's gates.
+    pub class: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cascade: Option<Cascade>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<GateNet>,
+}
+
+impl AdaptivePolicy {
+    pub fn check(&self, q: &Layout) -> Result<()> {
+        let ctx =
+            |e: ModelError| ModelError::arg(format!("adaptive '{}'", self.class), e.to_string());
+        if let Some(c) = &self.cascade {
+            c.check(q).map_err(ctx)?;
+        }
+        if let Some(n) = &self.network {
+            n.check(q).map_err(ctx)?;
+        }
+        Ok(())
+    }
+
+    /// The policy of kind `kind`, or an error naming what the class has.
+    pub fn get(&self, kind: AdaptiveKind) -> Result<Adaptive<'_>> {
+        let found = match kind {
+            AdaptiveKind::Cascade => self.cascade.as_ref().map(Adaptive::Cascade),
+            AdaptiveKind::Network => self.network.as_ref().map(Adaptive::Network),
+        };
+        found.ok_or_else(|| {
+            ModelError::arg(
+                "adaptive",
+                format!(
+                    "class '{}' has no {} (it has: {})",
+                    self.class,
+                    kind.name(),
+                    self.kinds()
+                ),
+            )
+        })
+    }
+
+    fn kinds(&self) -> String {
+        let mut k = Vec::new();
+        if self.cascade.is_some() {
+            k.push("cascade");
+        }
+        if self.network.is_some() {
+            k.push("network");
+        }
+        if k.is_empty() {
+            "nothing".into()
+        } else {
+            k.join(", ")
+        }
+    }
+}
+
+/// Which input-adaptive policy to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdaptiveKind {
+    Cascade,
+    Network,
+}
+
+impl AdaptiveKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            AdaptiveKind::Cascade => "cascade",
+            AdaptiveKind::Network => "network",
+        }
+    }
+}
+
+/// One policy to apply.
+#[derive(Clone, Copy, Debug)]
+pub enum Adaptive<'a> {
+    Cascade(&'a Cascade),
+    Network(&'a GateNet),
+}
+
+impl Adaptive<'_> {
+    /// Every setting the policy may run (the driver keeps them all resident).
+    pub fn settings(&self) -> &[Vec<u8>] {
+        match self {
+            Adaptive::Cascade(c) => &c.stages,
+            Adaptive::Network(n) => &n.codebook,
+        }
+    }
+}
+
+/// What an adaptive inference did: the output codes, the setting that produced them, and the
+/// passes it took.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub output: Vec<i32>,
+    /// The index of the final setting (cascade stage, or codebook entry).
+    pub choice: usize,
+    pub bits: Vec<u8>,
+    /// Passes over the network: `(setting index, first weight layer run)`; a cascade re-run
+    /// starts at the first layer its setting changes, the gate's second pass after layer 0.
+    pub passes: Vec<(usize, usize)>,
+}
+
+/// The output shape of the first weight layer, where the gate's features come from.
+pub fn first_layer_shape(q: &QModel) -> Result<Shape3> {
+    let wl = q.weight_layers();
+    let first = *wl
+        .first()
+        .ok_or_else(|| ModelError::arg("model", "has no weight layers"))?;
+    Ok(q.graph.shapes()?[first])
+}
+
+/// One pass of an adaptive inference, as [`infer`] asks a backend for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// The whole network from the input; returns the output codes.
+    Full,
+    /// Again from weight layer `i`, the layers before it unchanged since the last pass; returns
+    /// the output codes.
+    From(usize),
+    /// From the input through the first weight layer; returns that layer's output codes (CHW).
+    FirstLayer,
+    /// The rest of the network after the first weight layer; returns the output codes.
+    AfterFirst,
+}
+
+/// A backend that runs passes at the settings of one policy (`k` indexes
+/// [`Adaptive::settings`]). A backend without partial runs may compute a `From` or `AfterFirst`
+/// pass whole: the outputs are the same, only its cost differs.
+pub trait Passes {
+    fn run(&mut self, k: usize, pass: Pass) -> Result<Vec<i32>>;
+}
+
+/// One adaptive inference: the policy's rules over the passes a backend runs. The only place
+/// the rules are applied; every backend (golden, CPU, the driver on any device) calls it.
+pub fn infer(
+    policy: Adaptive<'_>,
+    first_shape: Shape3,
+    backend: &mut impl Passes,
+) -> Result<Outcome> {
+    let settings = policy.settings();
+    match policy {
+        Adaptive::Cascade(c) => {
+            let mut passes = vec![(0, 0)];
+            let mut out = backend.run(0, Pass::Full)?;
+            let mut k = 0;
+            while !c.accepts(k, &out) {
+                let from = first_change(&settings[k], &settings[k + 1]);
+                k += 1;
+                out = backend.run(k, Pass::From(from))?;
+                passes.push((k, from));
+            }
+            Ok(Outcome {
+                output: out,
+                choice: k,
+                bits: settings[k].clone(),
+                passes,
+            })
+        }
+        Adaptive::Network(n) => {
+            // The codebook shares the first layer's level: entry 0 runs it for all.
+            let first = backend.run(0, Pass::FirstLayer)?;
+            let k = n.choose_for(&first, first_shape)?;
+            let output = backend.run(k, Pass::AfterFirst)?;
+            Ok(Outcome {
+                output,
+                choice: k,
+                bits: settings[k].clone(),
+                passes: vec![(0, 0), (k, 1)],
+            })
+        }
+    }
+}
+
+/// The golden reference of adaptive inference: [`infer`] over the golden executor, one executor
+/// per setting prepared once; every pass is computed whole.
+pub struct GoldenAdaptive<'a> {
+    policy: Adaptive<'a>,
+    executors: Vec<Executor<'a>>,
+    first_node: usize,
+    first_shape: Shape3,
+}
+
+struct GoldenPasses<'e, 'a> {
+    executors: &'e [Executor<'a>],
+    first_node: usize,
+    pixels: &'e [u8],
+}
+
+impl Passes for GoldenPasses<'_, '_> {
+    fn run(&mut self, k: usize, pass: Pass) -> Result<Vec<i32>> {
+        let ex = &self.executors[k];
+        match pass {
+            Pass::FirstLayer => Ok(ex.run(self.pixels)?[self.first_node]
+                .iter()
+                .copied()
+                .collect()),
+            Pass::Full | Pass::From(_) | Pass::AfterFirst => ex.logits(self.pixels),
+        }
+    }
+}
+
+impl<'a> GoldenAdaptive<'a> {
+    pub fn new(q: &'a QModel, policy: Adaptive<'a>) -> Result<GoldenAdaptive<'a>> {
+        let layout = Layout::of(q)?;
+        match policy {
+            Adaptive::Cascade(c) => c.check(&layout)?,
+            Adaptive::Network(n) => n.check(&layout)?,
+        }
+        let executors = policy
+            .settings()
+            .iter()
+            .map(|s| q.executor(s))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(GoldenAdaptive {
+            policy,
+            executors,
+            first_node: q.weight_layers()[0],
+            first_shape: layout.first_shape,
+        })
+    }
+
+    /// One adaptive inference of `pixels`.
+    pub fn infer(&self, pixels: &[u8]) -> Result<Outcome> {
+        let mut passes = GoldenPasses {
+            executors: &self.executors,
+            first_node: self.first_node,
+            pixels,
+        };
+        infer(self.policy, self.first_shape, &mut passes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn margin_is_the_gap_between_the_two_largest_codes() {
+        assert_eq!(margin(&[3, 9, -2, 7]), 2);
+        assert_eq!(margin(&[5, 5, 1]), 0);
+        assert_eq!(margin(&[-128, 127]), 255);
+        assert_eq!(margin(&[4]), 0);
+        assert_eq!(margin(&[]), 0);
+    }
+
+    #[test]
+    fn first_change_finds_where_a_rerun_starts() {
+        assert_eq!(first_change(&[8, 4, 2], &[8, 4, 8]), 2);
+        assert_eq!(first_change(&[2, 4, 2], &[8, 4, 2]), 0);
+        assert_eq!(first_change(&[8, 4], &[8, 4]), 2);
+    }
+
+    #[test]
+    fn features_sum_each_cell_of_each_channel() {
+        // 2 channels of 3×4, grid 2: rows {0} and {1, 2} (y·2/3), columns {0, 1} and {2, 3}.
+        let codes: Vec<i32> = (0..24).collect();
+        let f = features(&codes, [2, 3, 4], 2).unwrap();
+        assert_eq!(
+            f,
+            vec![1, 5, 4 + 5 + 8 + 9, 6 + 7 + 10 + 11, 25, 29, 82, 90]
+        );
+        assert_eq!(
+            features(&codes, [24, 1, 1], 1).unwrap(),
+            (0..24).collect::<Vec<i64>>()
+        );
+        let e = features(&codes, [2, 3, 4], 4).unwrap_err().to_string();
+        assert!(e.contains("grid") && e.contains("1..=3"), "{e}");
+        assert!(features(&codes[..5], [2, 3, 4], 1).is_err());
+    }
+
+    #[test]
+    fn the_integer_gate_matches_its_float_arithmetic() {
+        let seed: u64 = rand::rng().random();
+        eprintln!("CAQ_SEED={seed}");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        for _ in 0..50 {
+            let (d, hidden, k) = (
+                rng.random_range(1..20),
+                rng.random_range(1..8),
+                rng.random_range(1..5),
+            );
+            let net = GateNet {
+                grid: 1,
+                hidden,
+                w1: (0..hidden * d)
+                    .map(|_| rng.random_range(-1000..1000))
+                    .collect(),
+                b1: (0..hidden).map(|_| rng.random_range(-5000..5000)).collect(),
+                shift: rng.random_range(0..4),
+                w2: (0..k * hidden)
+                    .map(|_| rng.random_range(-1000..1000))
+                    .collect(),
+                b2: (0..k).map(|_| rng.random_range(-5000..5000)).collect(),
+                codebook: vec![vec![8]; k],
+            };
+            let f: Vec<i64> = (0..d).map(|_| rng.random_range(-300..300)).collect();
+            let h: Vec<f64> = (0..hidden)
+                .map(|j| {
+                    let pre: f64 = net.b1[j] as f64
+                        + (0..d)
+                            .map(|i| net.w1[j * d + i] as f64 * f[i] as f64)
+                            .sum::<f64>();
+                    (pre.max(0.0) / 2f64.powi(i32::from(net.shift))).floor()
+                })
+                .collect();
+            let scores: Vec<f64> = (0..k)
+                .map(|c| {
+                    net.b2[c] as f64
+                        + (0..hidden)
+                            .map(|j| net.w2[c * hidden + j] as f64 * h[j])
+                            .sum::<f64>()
+                })
+                .collect();
+            assert_eq!(net.choose(&f), crate::qmodel::argmax(&scores));
+        }
+    }
+}

@@ -447,6 +447,11 @@ pub struct Executor<'a> {
 impl Executor<'_> {
     /// Every node's output codes for one image of pixel codes (CHW).
     pub fn run(&self, pixels: &[u8]) -> Result<Vec<Array3<i32>>> {
+        self.run_through(pixels, self.model.graph.nodes.len().saturating_sub(1))
+    }
+
+    /// The output codes of nodes `0..=last` for one image (the rest is not computed).
+    pub fn run_through(&self, pixels: &[u8], last: usize) -> Result<Vec<Array3<i32>>> {
         let m = self.model;
         let shape = m.graph.input_shape;
         let x = Array3::from_shape_vec(
@@ -459,7 +464,13 @@ impl Executor<'_> {
             found: format!("{}", pixels.len()),
         })?;
         let mut outs: Vec<Array3<i32>> = Vec::with_capacity(m.graph.nodes.len());
-        for (i, node) in m.graph.nodes.iter().enumerate() {
+        for (i, node) in m
+            .graph
+            .nodes
+            .iter()
+            .enumerate()
+            .take(last.saturating_add(1))
+        {
             let src = |s: Src| -> ArrayView3<i32> {
                 match s {
                     Src::Input => x.view(),

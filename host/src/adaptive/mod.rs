@@ -8,8 +8,9 @@ pub mod cascade;
 pub mod network;
 
 use crate::compile::{self, PassStart, PassStep, Program};
-use crate::error::Result;
+use crate::error::{HostError, Result};
 use caq_model::adaptive::{Adaptive, Pass};
+use caq_model::data::Dataset;
 use caq_model::qmodel::QModel;
 use caq_spec::{AccelConfig, CoreShape, DeviceAddr, PerfCounters};
 use std::collections::HashMap;
@@ -95,5 +96,231 @@ impl PassPricer {
             perf.add(&self.model_pass(&settings[k], pass)?);
         }
         Ok(perf)
+    }
+}
+
+/// Candidate settings run on calibration images: per setting and image, whether its top-1
+/// agrees with the float model's and its output [`caq_model::adaptive::margin`].
+#[derive(Clone, Debug)]
+pub struct Scored {
+    pub settings: Vec<Vec<u8>>,
+    /// `[setting][image]`.
+    pub agree: Vec<Vec<bool>>,
+    pub margin: Vec<Vec<i32>>,
+}
+
+/// Images per batch of the CPU backend while scoring.
+const SCORE_BATCH: usize = 64;
+
+impl Scored {
+    /// Runs every setting on every image of `images` with the CPU backend (bit-exact with the
+    /// golden model and the device) and compares its top-1 with `reference` (the float model's
+    /// top-1 per image).
+    pub fn new(
+        q: &QModel,
+        settings: Vec<Vec<u8>>,
+        images: &Dataset,
+        reference: &[usize],
+    ) -> Result<Scored> {
+        if reference.len() != images.len() {
+            return Err(HostError::Arg {
+                what: "reference",
+                why: format!("{} labels for {} images", reference.len(), images.len()),
+            });
+        }
+        let rows =
+            caq_model::qmodel::par_map(settings.len(), |k| -> Result<(Vec<bool>, Vec<i32>)> {
+                let plan = caq_cpu::CpuModel::new(q, &settings[k], caq_cpu::Engine::Auto).map_err(
+                    |e| HostError::Arg {
+                        what: "setting",
+                        why: format!("{:?}: {e}", settings[k]),
+                    },
+                )?;
+                let len = plan.input_len();
+                let (mut agree, mut margin) = (Vec::new(), Vec::new());
+                for first in (0..images.len()).step_by(SCORE_BATCH) {
+                    let count = SCORE_BATCH.min(images.len() - first);
+                    let outs = plan
+                        .infer_batch(&images.pixels[first * len..(first + count) * len], count)
+                        .map_err(|e| HostError::Arg {
+                            what: "setting",
+                            why: format!("{:?}: {e}", settings[k]),
+                        })?;
+                    for (j, o) in outs.iter().enumerate() {
+                        agree.push(caq_model::qmodel::argmax(o) == reference[first + j]);
+                        margin.push(caq_model::adaptive::margin(o));
+                    }
+                }
+                Ok((agree, margin))
+            });
+        let mut agree = Vec::with_capacity(settings.len());
+        let mut margin = Vec::with_capacity(settings.len());
+        for r in rows {
+            let (a, m) = r?;
+            agree.push(a);
+            margin.push(m);
+        }
+        Ok(Scored {
+            settings,
+            agree,
+            margin,
+        })
+    }
+
+    pub fn images(&self) -> usize {
+        self.agree.first().map_or(0, Vec::len)
+    }
+
+    /// The index of `bits` among the settings.
+    pub fn index(&self, bits: &[u8]) -> Option<usize> {
+        self.settings.iter().position(|s| s == bits)
+    }
+
+    /// Image indices by setting `k`'s margin, least confident first (ties by index).
+    pub fn order_by_margin(&self, k: usize) -> Vec<usize> {
+        let m = &self.margin[k];
+        let mut order: Vec<usize> = (0..m.len()).collect();
+        order.sort_by_key(|&i| (m[i], i));
+        order
+    }
+
+    /// Agreement of setting `k` alone, %.
+    pub fn agreement_pct(&self, k: usize) -> f64 {
+        100.0 * self.agree[k].iter().filter(|&&a| a).count() as f64 / self.images().max(1) as f64
+    }
+}
+
+/// The candidate settings of a search: the settings no other beats in both predicted energy
+/// and the sensitivity proxy (every setting is enumerated when there are at most
+/// [`crate::gates::EXHAUSTIVE_LIMIT`]), thinned to `max` spread evenly over the energy range,
+/// plus `extra` (the static gates, uniform precisions), without repeats.
+pub fn candidates(
+    pricer: &mut PassPricer,
+    sens: &crate::gates::Sensitivity,
+    levels: &[Vec<u8>],
+    energy: &dyn Fn(&PerfCounters) -> f64,
+    max: usize,
+    extra: &[Vec<u8>],
+) -> Result<Vec<Vec<u8>>> {
+    let total = levels
+        .iter()
+        .map(Vec::len)
+        .try_fold(1usize, |a, k| a.checked_mul(k))
+        .unwrap_or(usize::MAX);
+    let mut front: Vec<(f64, f64, Vec<u8>)> = Vec::new();
+    if total <= crate::gates::EXHAUSTIVE_LIMIT {
+        let mut all = Vec::with_capacity(total);
+        let mut idx = vec![0usize; levels.len()];
+        for _ in 0..total {
+            let bits: Vec<u8> = idx.iter().zip(levels).map(|(&j, l)| l[j]).collect();
+            let e = energy(&pricer.pass(&bits, PassStart::Input, None)?);
+            let proxy: f64 = idx
+                .iter()
+                .enumerate()
+                .map(|(i, &j)| sens.penalty(i, j))
+                .sum();
+            all.push((e, proxy, bits));
+            for (j, l) in idx.iter_mut().zip(levels) {
+                *j += 1;
+                if *j < l.len() {
+                    break;
+                }
+                *j = 0;
+            }
+        }
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let mut best = f64::INFINITY;
+        for c in all {
+            if c.1 < best {
+                best = c.1;
+                front.push(c);
+            }
+        }
+    }
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    if front.len() <= max {
+        out.extend(front.into_iter().map(|c| c.2));
+    } else if max > 0 {
+        for j in 0..max {
+            let i = j * (front.len() - 1) / (max - 1).max(1);
+            out.push(front[i].2.clone());
+        }
+    }
+    for e in extra {
+        out.push(e.clone());
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|s| seen.insert(s.clone()));
+    Ok(out)
+}
+
+/// Adaptive inference on the CPU backend (caq-cpu, bit-exact with the golden model): one plan
+/// per setting of the policy; a re-run or the rest after the first layer is computed whole (the
+/// outputs are the same; the CPU has no device passes to save).
+pub struct CpuAdaptive<'a> {
+    policy: caq_model::adaptive::Adaptive<'a>,
+    plans: Vec<caq_cpu::CpuModel>,
+    first_node: usize,
+    first_shape: caq_model::graph::Shape3,
+}
+
+struct CpuPasses<'p> {
+    plans: &'p [caq_cpu::CpuModel],
+    first_node: usize,
+    pixels: &'p [u8],
+}
+
+impl caq_model::adaptive::Passes for CpuPasses<'_> {
+    fn run(&mut self, k: usize, pass: Pass) -> caq_model::Result<Vec<i32>> {
+        let cpu = |e: caq_cpu::CpuError| caq_model::ModelError::arg("cpu backend", e.to_string());
+        match pass {
+            Pass::FirstLayer => {
+                let mut all = self.plans[k].run_all(self.pixels).map_err(cpu)?;
+                Ok(std::mem::take(&mut all[self.first_node]))
+            }
+            Pass::Full | Pass::From(_) | Pass::AfterFirst => {
+                self.plans[k].infer(self.pixels).map_err(cpu)
+            }
+        }
+    }
+}
+
+impl<'a> CpuAdaptive<'a> {
+    pub fn new(q: &QModel, policy: caq_model::adaptive::Adaptive<'a>) -> Result<CpuAdaptive<'a>> {
+        let layout = caq_model::adaptive::Layout::of(q)?;
+        match policy {
+            Adaptive::Cascade(c) => c.check(&layout)?,
+            Adaptive::Network(n) => n.check(&layout)?,
+        }
+        let plans = policy
+            .settings()
+            .iter()
+            .map(|s| {
+                caq_cpu::CpuModel::new(q, s, caq_cpu::Engine::Auto).map_err(|e| HostError::Arg {
+                    what: "setting",
+                    why: format!("{s:?}: {e}"),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CpuAdaptive {
+            policy,
+            plans,
+            first_node: q.weight_layers()[0],
+            first_shape: layout.first_shape,
+        })
+    }
+
+    /// One adaptive inference of `pixels`.
+    pub fn infer(&self, pixels: &[u8]) -> Result<caq_model::adaptive::Outcome> {
+        let mut passes = CpuPasses {
+            plans: &self.plans,
+            first_node: self.first_node,
+            pixels,
+        };
+        Ok(caq_model::adaptive::infer(
+            self.policy,
+            self.first_shape,
+            &mut passes,
+        )?)
     }
 }

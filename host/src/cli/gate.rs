@@ -1,6 +1,7 @@
 //! `caq gate`: build one gate per context class into a model bundle.
 
 use super::adapt::{self, GateTable};
+use super::adaptive;
 use super::models::load_float;
 use super::{DataArgs, write_json};
 use anyhow::{Context as _, Result};
@@ -38,6 +39,24 @@ pub struct GateArgs {
     /// Where the bundle with its gates is written (default: over --bundle, atomically).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also build each energy-budgeted class's input-adaptive policies: a confidence cascade
+    /// and a gate network, within the class's budget on average and never above its static
+    /// gate's energy (docs/gates.md, "Input-adaptive gating").
+    #[arg(long)]
+    adaptive: bool,
+    /// Training images the adaptive policies are calibrated and trained on.
+    #[arg(long, default_value_t = 4000)]
+    adaptive_images: usize,
+    /// Seed of the gate networks' training.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// With --adaptive: write top-1 against energy per inference of every policy (SVG).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// With --adaptive: write the held-out table, the policies and the target as
+    /// Markdown (generated documentation, e.g. docs/adaptive/lenet.md).
+    #[arg(long)]
+    markdown: Option<PathBuf>,
     /// Also write the figures as JSON to this file (written atomically).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -48,6 +67,13 @@ struct GateReport {
     bundle: PathBuf,
     build: caq_host::gates::GateBuild,
     table: GateTable,
+    adaptive: Option<AdaptiveReport>,
+}
+
+#[derive(Serialize)]
+struct AdaptiveReport {
+    build: adaptive::AdaptiveBuild,
+    held_out: adaptive::AdaptiveTable,
 }
 
 pub fn run(a: GateArgs) -> Result<()> {
@@ -60,11 +86,72 @@ pub fn run(a: GateArgs) -> Result<()> {
         .and_then(|b| b.load())
         .with_context(|| format!("reading --bundle {}", a.bundle.display()))?;
     let build = adapt::build_gates(&mut q, &float, &split.train, &cfg, &em, &policy, a.images)?;
+    // Policies of an older build no longer match the new gates.
+    q.set_adaptive(Vec::new())?;
+    let adaptive_build = if a.adaptive {
+        Some(adaptive::build_adaptive(
+            &mut q,
+            &float,
+            &split.train,
+            &cfg,
+            &em,
+            &build,
+            &adaptive::BuildOptions {
+                images: a.adaptive_images,
+                seed: a.seed,
+            },
+        )?)
+    } else {
+        None
+    };
     let out = a.out.clone().unwrap_or_else(|| a.bundle.clone());
     bundle::write(&out, &q).with_context(|| format!("writing {}", out.display()))?;
     let table = GateTable::new(&q, &float, &build, &split.test, &cfg, &em)?;
     table.print();
-    println!("\n{} gates written to {}", build.gates.len(), out.display());
+    let adaptive_report = match adaptive_build {
+        Some(b) => {
+            adaptive::print_build(&b);
+            let held_out = adaptive::AdaptiveTable::new(&q, &split.test, &cfg, &em)?;
+            held_out.print();
+            if let Some(p) = &a.plot {
+                super::plots::adaptive(p, &held_out)?;
+                println!("plot written to {}", p.display());
+            }
+            if let Some(m) = &a.markdown {
+                let setup = adaptive::ReportSetup {
+                    command: std::env::args()
+                        .map(|s| {
+                            s.replace("target/release/caq", "caq")
+                                .replace("target/debug/caq", "caq")
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    model: &a.model,
+                    dataset: &split.test.name,
+                    train_images: split.train.len(),
+                    test_images: split.test.len(),
+                    split_seed: a.data.split_seed,
+                    plot: a.plot.as_deref(),
+                };
+                let md = adaptive::markdown(&setup, &b, &held_out);
+                caq_model::store::write_bytes_atomic(m, md.as_bytes())
+                    .with_context(|| format!("writing --markdown {}", m.display()))?;
+                println!("report written to {}", m.display());
+            }
+            Some(AdaptiveReport { build: b, held_out })
+        }
+        None => None,
+    };
+    println!(
+        "\n{} gates{} written to {}",
+        build.gates.len(),
+        if q.adaptive.is_empty() {
+            String::new()
+        } else {
+            format!(" and {} classes' adaptive policies", q.adaptive.len())
+        },
+        out.display()
+    );
     if let Some(j) = &a.json {
         write_json(
             j,
@@ -72,6 +159,7 @@ pub fn run(a: GateArgs) -> Result<()> {
                 bundle: out,
                 build,
                 table,
+                adaptive: adaptive_report,
             },
         )?;
     }

@@ -3,6 +3,8 @@
 #[cfg(feature = "sim")]
 mod adapt;
 #[cfg(feature = "sim")]
+mod adaptive;
+#[cfg(feature = "sim")]
 mod bench;
 #[cfg(feature = "sim")]
 mod demo;

@@ -101,6 +101,15 @@ pub struct RunArgs {
     /// Run at the per-layer bits of this gate of the bundle (instead of --bits).
     #[arg(long)]
     gate: Option<String>,
+    /// Run this context class's input-adaptive policies from the bundle (`caq gate --adaptive`)
+    /// instead of fixed settings: each input's setting follows from its own outputs, every image
+    /// checked against the golden reference (--backend golden, cpu or func).
+    #[arg(long, conflicts_with = "gate", requires = "bundle")]
+    adaptive: Option<String>,
+    /// Which of the class's policies --adaptive runs.
+    #[cfg(feature = "sim")]
+    #[arg(long, value_enum, default_value = "both")]
+    adaptive_kind: super::adaptive::KindArg,
     #[command(flatten)]
     board: BoardArgs,
     /// How --model is quantized (ignored with --bundle).
@@ -353,6 +362,9 @@ fn settings(spec: &str, q: &QModel) -> Result<Vec<Vec<u8>>> {
 pub fn run(a: RunArgs) -> Result<()> {
     let split = a.data.load()?;
     let (q, source) = quantized(&a, &split)?;
+    if let Some(class) = &a.adaptive {
+        return run_adaptive(&a, &q, &source, class, split.test);
+    }
     let settings = match &a.gate {
         Some(g) => vec![q.gate(g)?.bits.clone()],
         None => settings(&a.bits, &q)?,
@@ -421,6 +433,48 @@ pub fn run(a: RunArgs) -> Result<()> {
         write_json(j, &summary)?;
     }
     Ok(())
+}
+
+/// `--adaptive`: the class's input-adaptive policies on the held-out images.
+#[cfg(feature = "sim")]
+fn run_adaptive(
+    a: &RunArgs,
+    q: &QModel,
+    bundle: &std::path::Path,
+    class: &str,
+    set: caq_model::data::Dataset,
+) -> Result<()> {
+    use super::adaptive::{self, AdaptiveBackend};
+    let backend = match a.backend {
+        Backend::Golden => AdaptiveBackend::Golden,
+        Backend::Cpu => AdaptiveBackend::Cpu,
+        Backend::Func => AdaptiveBackend::Func,
+        Backend::Rtl | Backend::Uio => bail!(
+            "--adaptive runs on --backend golden, cpu or func here (the RTL's bit-exactness with \
+             them is checked per layer and precision by the co-simulation suite)"
+        ),
+    };
+    let n = a.limit.unwrap_or(set.len()).min(set.len());
+    let set = set.subset(&(0..n).collect::<Vec<_>>());
+    let cfg = AccelConfig::load(&a.config)
+        .with_context(|| format!("reading --config {}", a.config.display()))?;
+    let runs = adaptive::run_policies(q, bundle, class, a.adaptive_kind, backend, &cfg, &set)?;
+    adaptive::print_runs(&runs, backend);
+    if let Some(j) = &a.json {
+        write_json(j, &runs)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "sim"))]
+fn run_adaptive(
+    _a: &RunArgs,
+    _q: &QModel,
+    _bundle: &std::path::Path,
+    _class: &str,
+    _set: caq_model::data::Dataset,
+) -> Result<()> {
+    bail!("--adaptive: this caq was built without the adaptive builders (cargo feature `sim`)")
 }
 
 /// The simulated backends: compile, then run on the functional model or the RTL.

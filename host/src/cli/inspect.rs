@@ -2,6 +2,7 @@
 
 use super::{table, write_json};
 use anyhow::{Context, Result};
+use caq_model::adaptive::AdaptivePolicy;
 use caq_model::bundle::Bundle;
 use clap::Args;
 use serde::Serialize;
@@ -47,6 +48,7 @@ struct InspectReport {
     act_bits: u8,
     layers: Vec<LayerInfo>,
     gates: Vec<GateInfo>,
+    adaptive: Vec<AdaptivePolicy>,
 }
 
 #[derive(Serialize)]
@@ -127,6 +129,7 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
                     .sum(),
             })
             .collect(),
+        adaptive: m.adaptive.clone(),
         layers,
     };
     println!(
@@ -208,8 +211,81 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
             .collect();
         table::print(&["gate", "bits per layer", "resident bytes"], &rows);
     }
+    print_adaptive(&report.adaptive);
     if let Some(j) = &a.json {
         write_json(j, &report)?;
     }
     Ok(())
+}
+
+fn slashed(bits: &[u8]) -> String {
+    bits.iter()
+        .map(|b| b.to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The input-adaptive policies: each cascade stage with its threshold, each gate network's size
+/// and codebook.
+fn print_adaptive(policies: &[AdaptivePolicy]) {
+    if policies.is_empty() {
+        println!("\nno input-adaptive policies (`caq gate --adaptive` builds them)");
+        return;
+    }
+    println!("\ninput-adaptive policies (docs/gates.md, \"Input-adaptive gating\"):");
+    let mut rows = Vec::new();
+    for p in policies {
+        if let Some(c) = &p.cascade {
+            for (k, s) in c.stages.iter().enumerate() {
+                rows.push(vec![
+                    if k == 0 {
+                        p.class.clone()
+                    } else {
+                        String::new()
+                    },
+                    if k == 0 {
+                        "cascade".into()
+                    } else {
+                        String::new()
+                    },
+                    format!("stage {k}"),
+                    slashed(s),
+                    c.thresholds
+                        .get(k)
+                        .map_or("final".into(), |t| format!("final when margin ≥ {t}")),
+                ]);
+            }
+        }
+        if let Some(n) = &p.network {
+            let shape = format!(
+                "{}×{} grid per channel, {} hidden, {} weights, shift {}",
+                n.grid,
+                n.grid,
+                n.hidden,
+                n.w1.len() + n.w2.len(),
+                n.shift
+            );
+            for (k, s) in n.codebook.iter().enumerate() {
+                rows.push(vec![
+                    if k == 0 && p.cascade.is_none() {
+                        p.class.clone()
+                    } else {
+                        String::new()
+                    },
+                    if k == 0 {
+                        "network".into()
+                    } else {
+                        String::new()
+                    },
+                    format!("entry {k}"),
+                    slashed(s),
+                    if k == 0 { shape.clone() } else { String::new() },
+                ]);
+            }
+        }
+    }
+    table::print(
+        &["class", "policy", "setting", "bits per layer", "rule"],
+        &rows,
+    );
 }

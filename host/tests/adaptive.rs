@@ -1,12 +1,16 @@
 //! Input-adaptive inference through the driver: a confidence cascade and a gate network on the
-//! functional device give the golden reference's setting, passes and output bytes for every
-//! input, their counters are the ones the pass pricer predicts (re-runs included), and a switch
-//! rewrites descriptors only.
+//! functional device and on the CPU backend give the golden reference's setting, passes and
+//! output for every input, their counters are the ones the pass pricer predicts (re-runs
+//! included), a switch rewrites descriptors only, and a cascade calibrated on some images keeps
+//! its average-energy limit on them as the device counts it.
 
 mod common;
 
 use caq_host::accel::{Accelerator, LoadOptions, Residency};
-use caq_host::adaptive::PassPricer;
+use caq_host::adaptive::cascade::{self, Prices};
+use caq_host::adaptive::{CpuAdaptive, PassPricer, Scored};
+use caq_host::energy::EnergyModel;
+use caq_host::gates::Limits;
 use caq_model::adaptive::{self, Adaptive, Cascade, GateNet, GoldenAdaptive};
 use caq_model::bundle;
 use caq_model::data::Dataset;
@@ -22,8 +26,9 @@ fn bundle_of(q: &QModel, dir: &std::path::Path) -> PathBuf {
     path
 }
 
-/// Runs `policy` on the functional device for `set`'s first `n` images and checks each against
-/// the golden reference and the pricer; returns how often each setting was final.
+/// Runs `policy` on the functional device and the CPU backend for `set`'s first `n` images and
+/// checks each against the golden reference and the pricer; returns how often each setting was
+/// final.
 fn check(q: &QModel, set: &Dataset, n: usize, policy: Adaptive<'_>) -> Vec<usize> {
     let cfg = config("sim-small");
     let dir = tempfile::tempdir().unwrap();
@@ -40,12 +45,14 @@ fn check(q: &QModel, set: &Dataset, n: usize, policy: Adaptive<'_>) -> Vec<usize
     let base = acc.program().unwrap().region.base;
     let mut pricer = PassPricer::new(q, &cfg, base).unwrap();
     let golden = GoldenAdaptive::new(q, policy).unwrap();
+    let cpu = CpuAdaptive::new(q, policy).unwrap();
     let out = q.acts.last().unwrap();
     let mut hist = vec![0; policy.settings().len()];
     for i in 0..n {
         let img = set.image(i);
         let want = golden.infer(img).unwrap();
         let got = acc.infer_adaptive(img, policy).unwrap();
+        assert_eq!(cpu.infer(img).unwrap(), want, "image {i}: CPU backend");
         assert_eq!(got.choice, want.choice, "image {i}");
         assert_eq!(got.passes, want.passes, "image {i}");
         assert_eq!(got.bits, want.bits, "image {i}");
@@ -245,4 +252,97 @@ fn adaptive_inference_needs_every_setting_resident() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("one bit-width per weight layer"), "{e}");
+}
+
+#[test]
+fn a_calibrated_cascade_keeps_its_average_energy_limit_as_the_device_counts_it() {
+    let (q, set) = mlp_model();
+    let cfg = config("sim-small");
+    let em = EnergyModel::for_config(&cfg, None).unwrap();
+    let energy = |p: &caq_spec::PerfCounters| em.estimate(&cfg, p).dynamic_j;
+    // Calibration images only: the first 60 (labels unused; the reference is the 8-bit model's
+    // top-1, standing in for the float model's).
+    let calib = set.subset(&(0..60).collect::<Vec<_>>());
+    let ex = q.executor(&[8, 8, 8]).unwrap();
+    let reference: Vec<usize> = (0..calib.len())
+        .map(|i| caq_model::qmodel::argmax(&ex.logits(calib.image(i)).unwrap()))
+        .collect();
+    let settings = vec![vec![2, 2, 2], vec![2, 2, 8], vec![4, 4, 2], vec![8, 8, 8]];
+    let scored = Scored::new(&q, settings, &calib, &reference).unwrap();
+    let mut pricer = PassPricer::new(&q, &cfg, DeviceAddr(BASE)).unwrap();
+    let full = |p: &mut PassPricer, b: &[u8]| {
+        energy(
+            &p.pass(b, caq_host::compile::PassStart::Input, None)
+                .unwrap(),
+        )
+    };
+    let (cheap, dear) = (full(&mut pricer, &[2, 2, 2]), full(&mut pricer, &[8, 8, 8]));
+    let limit = cheap + 0.3 * (dear - cheap);
+    let no_resident = |_: &[u8]| -> caq_host::Result<u64> { Ok(0) };
+    let mut prices = Prices {
+        pricer: &mut pricer,
+        energy: &energy,
+        resident: &no_resident,
+    };
+    let limits = Limits {
+        energy_j: Some(limit),
+        cycles: None,
+        resident_bytes: None,
+    };
+    let choice = cascade::calibrate(&scored, &mut prices, &limits)
+        .unwrap()
+        .expect("the cheapest setting fits");
+    assert!(choice.energy_j <= limit * (1.0 + 1e-9), "{choice:?}");
+    assert!(
+        choice.agreement_pct >= scored.agreement_pct(0),
+        "never worse than its cheapest stage alone: {choice:?}"
+    );
+    // The device's own counters over the calibration images, re-runs included, give the same
+    // mean energy and agreement.
+    let dir = tempfile::tempdir().unwrap();
+    let path = bundle_of(&q, dir.path());
+    let mut acc = Accelerator::open(device(&cfg), &cfg).unwrap();
+    acc.load_bundle(
+        &path,
+        &LoadOptions {
+            bits: None,
+            residency: Residency::KeepPaged,
+        },
+    )
+    .unwrap();
+    let policy = Adaptive::Cascade(&choice.cascade);
+    let signed = q.acts.last().unwrap().signed;
+    let (mut e, mut agree, mut reruns) = (0.0, 0, 0);
+    for (i, &want) in reference.iter().enumerate() {
+        let r = acc.infer_adaptive(calib.image(i), policy).unwrap();
+        e += energy(&r.device);
+        reruns += r.passes.len() - 1;
+        let codes: Vec<i32> = r
+            .output
+            .iter()
+            .map(|&b| {
+                if signed {
+                    i32::from(b as i8)
+                } else {
+                    i32::from(b)
+                }
+            })
+            .collect();
+        agree += usize::from(caq_model::qmodel::argmax(&codes) == want);
+    }
+    let mean = e / calib.len() as f64;
+    assert!(
+        (mean - choice.energy_j).abs() <= 1e-9 * mean,
+        "device {mean} J, calibration {} J",
+        choice.energy_j
+    );
+    assert!(mean <= limit * (1.0 + 1e-9));
+    assert_eq!(
+        100.0 * agree as f64 / calib.len() as f64,
+        choice.agreement_pct
+    );
+    eprintln!(
+        "cascade {:?}: {reruns} re-runs on 60 images",
+        choice.cascade
+    );
 }

@@ -8,10 +8,11 @@ use super::adapt::{self, GateTable, bits_label};
 use super::models::{eval_bundle, load_float, train_model};
 use super::{DataArgs, plots, table, write_json};
 use anyhow::{Context as _, Result, bail};
-use caq_host::accel::SwitchReport;
+use caq_host::accel::{Residency, SwitchReport};
 use caq_host::compile::ActBuffer;
 use caq_host::context::{ContextTrace, GateSelector};
 use caq_host::energy::model::ModelMeter;
+use caq_model::adaptive::{Adaptive, GoldenAdaptive};
 use caq_model::bundle;
 use caq_model::data::Dataset;
 use caq_model::qmodel::{self, QModel, QuantizeConfig};
@@ -44,6 +45,11 @@ pub struct DemoArgs {
     /// Test images run on the device at each trace point (rotating through the held-out set).
     #[arg(long, default_value_t = 4)]
     images_per_point: usize,
+    /// Also build each energy-budgeted class's input-adaptive policies (`caq gate --adaptive`)
+    /// and replay the points of a class that has a confidence cascade with it: every input's
+    /// setting follows from its own output, the plane groups of every stage resident.
+    #[arg(long)]
+    adaptive: bool,
     /// Also write the figures as JSON to this file (default: <out>/demo.json; atomic).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -57,6 +63,8 @@ pub struct PointRow {
     pub mem_free_mib: Option<f64>,
     pub latency_budget_ms: Option<f64>,
     pub gate: String,
+    /// `static` (the gate's bits) or `cascade` (the class's confidence cascade, `--adaptive`).
+    pub policy: String,
     pub switched: bool,
     pub bits: Vec<u8>,
     /// The gate's top-1 on the whole held-out set (golden model; the device agrees bit for bit
@@ -103,6 +111,8 @@ struct DemoReport {
     levels: Vec<u8>,
     seconds: f64,
     gates: GateTable,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    adaptive: Option<super::adaptive::AdaptiveTable>,
     trace: Vec<PointRow>,
     switches: usize,
     /// The same trace on the Verilator model of the RTL: `equal` when outputs, counters and
@@ -173,6 +183,28 @@ pub fn demo(a: DemoArgs) -> Result<()> {
     bundle::write(&bundle_path, &q)?;
     let gates = GateTable::new(&q, &model, &build, &split.test, &cfg, &em)?;
     gates.print();
+    let adaptive = if a.adaptive {
+        println!("\n== 3b/5 input-adaptive policies, on the training images");
+        let b = super::adaptive::build_adaptive(
+            &mut q,
+            &model,
+            &split.train,
+            &cfg,
+            &em,
+            &build,
+            &super::adaptive::BuildOptions {
+                images: split.train.len(),
+                seed: 0,
+            },
+        )?;
+        bundle::write(&bundle_path, &q)?;
+        super::adaptive::print_build(&b);
+        let t = super::adaptive::AdaptiveTable::new(&q, &split.test, &cfg, &em)?;
+        t.print();
+        Some(t)
+    } else {
+        None
+    };
 
     let rtl_dir = a.out.join("rtl");
     println!("\n== 4/5 RTL: generating the Verilog of '{}'", cfg.name);
@@ -203,6 +235,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         trace: &trace,
         test: &split.test,
         gates: &gates,
+        adaptive: adaptive.as_ref(),
     };
     let (rows, switches) = scene.replay(
         caq_sim::FuncDevice::new(&cfg, region())?,
@@ -212,9 +245,13 @@ pub fn demo(a: DemoArgs) -> Result<()> {
     let rtl = scene.rtl_replay()?;
     println!("\nRTL (Verilator): {rtl}");
 
-    let plots = vec![a.out.join("gates.svg"), a.out.join("trace.svg")];
+    let mut plots = vec![a.out.join("gates.svg"), a.out.join("trace.svg")];
     plots::gates(&plots[0], &gates)?;
     plots::trace(&plots[1], &rows)?;
+    if let Some(t) = &adaptive {
+        plots.push(a.out.join("adaptive.svg"));
+        plots::adaptive(&plots[2], t)?;
+    }
     let json = a.json.clone().unwrap_or_else(|| a.out.join("demo.json"));
     let seconds = t0.elapsed().as_secs_f64();
     write_json(
@@ -225,6 +262,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
             levels,
             seconds,
             gates,
+            adaptive,
             trace: rows,
             switches,
             rtl,
@@ -233,10 +271,13 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         },
     )?;
     println!(
-        "\nreport written to {}; plots {} and {}; {seconds:.1} s in all",
+        "\nreport written to {}; plots {}; {seconds:.1} s in all",
         json.display(),
-        plots[0].display(),
-        plots[1].display()
+        plots
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }
@@ -268,6 +309,8 @@ pub struct Scene<'a> {
     pub trace: &'a ContextTrace,
     pub test: &'a Dataset,
     pub gates: &'a GateTable,
+    /// With `--adaptive`: the held-out figures of the classes' policies.
+    pub adaptive: Option<&'a super::adaptive::AdaptiveTable>,
 }
 
 impl Scene<'_> {
@@ -284,6 +327,7 @@ impl Scene<'_> {
             trace,
             test,
             gates,
+            adaptive,
         } = *self;
         let first = &policy
             .classes
@@ -305,15 +349,47 @@ impl Scene<'_> {
             } else {
                 None
             };
-            let bits = acc.bits()?;
+            // A class with a cascade runs it (--adaptive); its stages stay resident meanwhile.
+            let cascade = match adaptive {
+                Some(_) => q
+                    .adaptive
+                    .iter()
+                    .find(|p| p.class == sel.class)
+                    .and_then(|p| p.cascade.as_ref()),
+                None => None,
+            };
+            // The gate's bits (a cascade leaves the device at its last input's final stage).
+            let bits = match cascade {
+                Some(_) => q.gate(&sel.class)?.bits.clone(),
+                None => acc.bits()?,
+            };
+            acc.set_residency(if cascade.is_some() {
+                Residency::KeepPaged
+            } else {
+                Residency::Minimal
+            })?;
+            let golden = match cascade {
+                Some(c) => Some(GoldenAdaptive::new(q, Adaptive::Cascade(c))?),
+                None => None,
+            };
             let mut perf = PerfCounters::default();
             let (mut total, mut dynamic, mut source) = (0.0, 0.0, String::new());
             for _ in 0..per_point {
                 let i = next_image % test.len();
                 next_image += 1;
-                let inf = acc.infer(test.image(i))?;
-                let want = golden_output(q, &bits, test.image(i))?;
-                if inf.output != want {
+                let (output, want, device, energy) = match (cascade, &golden) {
+                    (Some(c), Some(g)) => {
+                        let inf = acc.infer_adaptive(test.image(i), Adaptive::Cascade(c))?;
+                        let want = ActBuffer::encode(g.infer(test.image(i))?.output.into_iter());
+                        (inf.output, want, inf.device, inf.energy)
+                    }
+                    _ => {
+                        let inf = acc.infer(test.image(i))?;
+                        let want = golden_output(q, &bits, test.image(i))?;
+                        (inf.output, want, inf.report.device, inf.report.energy)
+                    }
+                };
+                if output != want {
                     bail!(
                         "t = {} s, gate '{}': the device's output of test image {i} differs from the \
                      golden model's",
@@ -321,8 +397,8 @@ impl Scene<'_> {
                         sel.class
                     );
                 }
-                perf.add(&inf.report.device);
-                if let Some(e) = &inf.report.energy {
+                perf.add(&device);
+                if let Some(e) = &energy {
                     total += e.total_j;
                     dynamic += e.dynamic_j.unwrap_or(e.total_j);
                     source = e.source.clone();
@@ -331,17 +407,29 @@ impl Scene<'_> {
             let n = per_point as f64;
             let cycles = perf.cycles / per_point as u64;
             let latency_us = cycles as f64 / cfg.clock_mhz;
-            let accuracy_pct = gates
-                .gates
-                .iter()
-                .find(|g| g.name == sel.class)
-                .map_or(f64::NAN, |g| g.gate.accuracy_pct);
+            let accuracy_pct = match (cascade, adaptive) {
+                (Some(_), Some(t)) => t
+                    .rows
+                    .iter()
+                    .find(|r| r.class == sel.class && r.kind == "cascade")
+                    .map_or(f64::NAN, |r| r.accuracy_pct),
+                _ => gates
+                    .gates
+                    .iter()
+                    .find(|g| g.name == sel.class)
+                    .map_or(f64::NAN, |g| g.gate.accuracy_pct),
+            };
             rows.push(PointRow {
                 t_s: p.t_s,
                 battery_pct: p.ctx.battery_pct,
                 mem_free_mib: p.ctx.mem_free_mib(),
                 latency_budget_ms: p.ctx.latency_budget_ms,
                 gate: sel.class.clone(),
+                policy: if cascade.is_some() {
+                    "cascade".into()
+                } else {
+                    "static".into()
+                },
                 switched: switch.is_some(),
                 bits,
                 accuracy_pct,
@@ -369,7 +457,16 @@ fn print_trace(rows: &[PointRow]) {
             opt(r.battery_pct, 0),
             opt(r.mem_free_mib, 0),
             opt(r.latency_budget_ms, 3),
-            format!("{}{}", r.gate, if r.switched { " *" } else { "" }),
+            format!(
+                "{}{}{}",
+                r.gate,
+                if r.policy == "static" {
+                    ""
+                } else {
+                    " (cascade)"
+                },
+                if r.switched { " *" } else { "" }
+            ),
             bits_label(&r.bits),
             format!("{:.2}", r.accuracy_pct),
             format!("{} / {:.1}", r.cycles, r.latency_us),

@@ -380,7 +380,7 @@ impl Scene<'_> {
                 let (output, want, device, energy) = match (cascade, &golden) {
                     (Some(c), Some(g)) => {
                         let inf = acc.infer_adaptive(test.image(i), Adaptive::Cascade(c))?;
-                        let want = ActBuffer::encode(g.infer(test.image(i))?.output.into_iter());
+                        let want = ActBuffer::encode(g.infer(test.image(i))?.output);
                         (inf.output, want, inf.device, inf.energy)
                     }
                     _ => {

@@ -9,7 +9,9 @@
 //! m whose threshold separates them the agreement is a prefix sum, and the best m within the
 //! budget is found in one scan. A third stage is then tried the same way on the images the best
 //! pair escalates, with the budget left. Exact over the candidates for two stages; greedy for the
-//! third.
+//! third. "Within the limit" is with a confidence margin ([`super::mean_within`]): the mean
+//! energy plus 1.645 standard errors of it, so that the average holds on inputs the calibration
+//! did not see, not just on the calibration images.
 
 use super::{PassPricer, Scored};
 use crate::error::Result;
@@ -59,8 +61,9 @@ struct Stage {
     full: PerfCounters,
 }
 
-/// The best cascade over `scored`'s settings within `limits` (energy on average, cycles in the
-/// worst case, resident bytes for all stages at once), or `None` when no setting fits.
+/// The best cascade over `scored`'s settings within `limits` (energy on average with the
+/// confidence margin of [`super::mean_within`], cycles in the worst case, resident bytes for all
+/// stages at once), or `None` when no setting fits.
 pub fn calibrate(
     scored: &Scored,
     prices: &mut Prices<'_>,
@@ -126,13 +129,23 @@ pub fn calibrate(
                 (((budget - e0) * n as f64 / er).floor().max(0.0) as usize).min(n)
             };
             let margins = &scored.margin[s0.k];
+            // Per-image energy: e0, or e0 + er for the m escalated.
+            let within = |m: usize| {
+                let (mf, nf) = (m as f64, n as f64);
+                super::mean_within(
+                    nf * e0 + mf * er,
+                    (nf - mf) * e0 * e0 + mf * (e0 + er) * (e0 + er),
+                    n,
+                    budget,
+                )
+            };
             let (mut gain, mut best_m, mut best_gain) = (0i64, 0usize, 0i64);
             for m in 1..=m_max {
                 let i = order[m - 1];
                 gain += i64::from(scored.agree[s1.k][i]) - i64::from(scored.agree[s0.k][i]);
                 // A threshold separates the first m from the rest only between two margins.
                 let separable = m == n || margins[order[m]] > margins[i];
-                if separable && gain > best_gain {
+                if separable && gain > best_gain && within(m) {
                     (best_m, best_gain) = (m, gain);
                 }
             }
@@ -167,11 +180,13 @@ pub fn calibrate(
         let b1 = cascade.stages[1].clone();
         let from01 = adaptive::first_change(&b0, &b1);
         let mut worst01 = prices.pricer.model_pass(&b0, adaptive::Pass::Full)?;
-        worst01.add(
-            &prices
-                .pricer
-                .model_pass(&b1, adaptive::Pass::From(from01))?,
-        );
+        let e0 = (prices.energy)(&worst01);
+        let rerun01 = prices
+            .pricer
+            .model_pass(&b1, adaptive::Pass::From(from01))?;
+        let e1 = e0 + (prices.energy)(&rerun01);
+        worst01.add(&rerun01);
+        let m1 = escalated.len() as f64;
         let mut order = escalated.clone();
         let margins = &scored.margin[k1];
         order.sort_by_key(|&i| (margins[i], i));
@@ -195,12 +210,24 @@ pub fn calibrate(
             } else {
                 ((room / er).floor().max(0.0) as usize).min(order.len())
             };
+            // Per-image energy: e0, e1 for the pair's escalated, e1 + er for the m of them
+            // escalated again.
+            let within = |m: usize| {
+                let (mf, nf) = (m as f64, n as f64);
+                let e2 = e1 + er;
+                super::mean_within(
+                    energy + mf * er,
+                    (nf - m1) * e0 * e0 + (m1 - mf) * e1 * e1 + mf * e2 * e2,
+                    n,
+                    budget,
+                )
+            };
             let (mut gain, mut best_m, mut best_gain) = (0i64, 0usize, 0i64);
             for m in 1..=m_max {
                 let i = order[m - 1];
                 gain += i64::from(scored.agree[s2.k][i]) - i64::from(scored.agree[k1][i]);
                 let separable = m == order.len() || margins[order[m]] > margins[i];
-                if separable && gain > best_gain {
+                if separable && gain > best_gain && within(m) {
                     (best_m, best_gain) = (m, gain);
                 }
             }

@@ -15,6 +15,26 @@ use caq_model::qmodel::QModel;
 use caq_spec::{AccelConfig, CoreShape, DeviceAddr, PerfCounters};
 use std::collections::HashMap;
 
+/// One-sided z of the confidence with which a policy's average-energy limit must hold beyond its
+/// calibration images (95 %, normal approximation). The calibration images are a sample: a
+/// policy whose mean sits exactly at the limit on them exceeds it on about half of all other
+/// image sets, since which inputs escalate (or which setting a gate picks) varies from set to set.
+pub const BUDGET_Z: f64 = 1.645;
+
+/// Whether per-image energies with sum `sum` and sum of squares `sumsq` over `n` images keep
+/// their mean within `limit` with [`BUDGET_Z`]'s confidence: `mean + z · sd / √n ≤ limit`
+/// (a hair of float noise allowed). A policy that runs one setting for every input has no spread,
+/// so its limit is the plain one.
+pub fn mean_within(sum: f64, sumsq: f64, n: usize, limit: f64) -> bool {
+    if n == 0 {
+        return true;
+    }
+    let nf = n as f64;
+    let mean = sum / nf;
+    let var = (sumsq / nf - mean * mean).max(0.0);
+    mean + BUDGET_Z * (var / nf).sqrt() <= limit * (1.0 + 1e-12) + 1e-30
+}
+
 /// The device counters of passes over a compiled model, from the timing model the functional
 /// device charges (so they are what it reports, START for START).
 pub struct PassPricer {

@@ -389,10 +389,11 @@ pub fn train_gate(
         .map(|f| (0..d).map(|j| (f[j] as f64 - mean[j]) / std[j]).collect())
         .collect();
     let shape = adaptive::Layout::of(p.q)?.first_shape;
-    let evaluate = |lambda: f64| -> Result<(NetworkChoice, f64)> {
+    // The average energy must hold beyond the training images (super::mean_within).
+    let evaluate = |lambda: f64| -> Result<(NetworkChoice, bool)> {
         let net = train(&x, &miss, &energy, lambda, p.seed);
         let gate = quantize(&net, &mean, &std, p.grid, &codebook)?;
-        let (mut agree, mut e, mut cycles, mut same) = (0usize, 0f64, 0f64, 0usize);
+        let (mut agree, mut e, mut e2, mut cycles, mut same) = (0usize, 0f64, 0f64, 0f64, 0usize);
         let mut histogram = vec![0; codebook.len()];
         for (i, (f, xi)) in p.features.iter().zip(&x).enumerate() {
             let k = gate.choose(f);
@@ -401,9 +402,9 @@ pub fn train_gate(
             histogram[k] += 1;
             agree += usize::from(p.scored.agree[entries[k].0][i]);
             e += entries[k].2;
+            e2 += entries[k].2 * entries[k].2;
             cycles += entries[k].1.cycles as f64;
         }
-        let mean_e = e / n as f64;
         Ok((
             NetworkChoice {
                 ops: gate.ops(shape),
@@ -411,30 +412,29 @@ pub fn train_gate(
                 lambda,
                 seed: p.seed,
                 agreement_pct: 100.0 * agree as f64 / n as f64,
-                energy_j: mean_e,
+                energy_j: e / n as f64,
                 cycles: cycles / n as f64,
                 histogram,
                 integer_match_pct: 100.0 * same as f64 / n as f64,
             },
-            mean_e,
+            super::mean_within(e, e2, n, budget),
         ))
     };
     // Bisection on log λ: the smallest λ within budget (more λ, cheaper picks).
-    let fits = |e: f64| e <= budget * (1.0 + 1e-12);
-    let (first, e0) = evaluate(0.0)?;
-    if fits(e0) {
+    let (first, fits0) = evaluate(0.0)?;
+    if fits0 {
         return Ok(Some(first));
     }
     let (mut lo, mut hi) = (-6.0f64, 6.0f64);
     let mut best: Option<NetworkChoice> = None;
-    let (top, e_top) = evaluate(10f64.powf(hi))?;
-    if fits(e_top) {
+    let (top, fits_top) = evaluate(10f64.powf(hi))?;
+    if fits_top {
         best = Some(top);
     }
     for _ in 0..BISECTION_STEPS {
         let mid = 0.5 * (lo + hi);
-        let (c, e) = evaluate(10f64.powf(mid))?;
-        if fits(e) {
+        let (c, fits) = evaluate(10f64.powf(mid))?;
+        if fits {
             hi = mid;
             if best
                 .as_ref()

@@ -10,7 +10,7 @@ use caq_host::adaptive::network::{self, NetworkChoice};
 use caq_host::adaptive::{CpuAdaptive, PassPricer, Scored};
 use caq_host::energy::model::EnergyModel;
 use caq_host::gates::{GateBuild, Limits};
-use caq_model::adaptive::{Adaptive, AdaptiveKind, AdaptivePolicy};
+use caq_model::adaptive::{Adaptive, AdaptiveKind, AdaptivePolicy, Pass};
 use caq_model::data::Dataset;
 use caq_model::graph::FloatModel;
 use caq_model::qmodel::{self, QModel};
@@ -140,23 +140,57 @@ pub fn build_adaptive(
         };
         let casc = cascade::calibrate(&scored, &mut prices, &limits)?;
         eprintln!("  adaptive: class '{}': gate network", g.name);
-        let prefix = g.bits[0];
-        let (feats, grid) = match features.entry(prefix) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(v) => v.insert(network::image_features(q, prefix, &sel)?),
-        };
-        let problem = network::Problem {
-            q,
-            scored: &scored,
-            features: feats,
-            grid: *grid,
-            candidates: (0..scored.settings.len())
+        // One network per first-layer level (the codebook shares it); the best on the training
+        // images wins (ties: less energy).
+        let mut prefixes: Vec<u8> = scored.settings.iter().map(|s| s[0]).collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        let mut net: Option<NetworkChoice> = None;
+        for prefix in prefixes {
+            let candidates: Vec<usize> = (0..scored.settings.len())
                 .filter(|&k| scored.settings[k][0] == prefix)
-                .collect(),
-            keep: Some(k_static),
-            seed,
-        };
-        let net = network::train_gate(&problem, &mut prices, &limits)?;
+                .collect();
+            let cheapest = candidates
+                .iter()
+                .map(|&k| {
+                    let mut p = prices
+                        .pricer
+                        .model_pass(&scored.settings[k], Pass::FirstLayer)?;
+                    p.add(
+                        &prices
+                            .pricer
+                            .model_pass(&scored.settings[k], Pass::AfterFirst)?,
+                    );
+                    Ok(energy(&p))
+                })
+                .collect::<caq_host::Result<Vec<f64>>>()?
+                .into_iter()
+                .fold(f64::INFINITY, f64::min);
+            if cheapest > limit {
+                continue;
+            }
+            let (feats, grid) = match features.entry(prefix) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(v) => v.insert(network::image_features(q, prefix, &sel)?),
+            };
+            let problem = network::Problem {
+                q,
+                scored: &scored,
+                features: feats,
+                grid: *grid,
+                candidates,
+                keep: (prefix == g.bits[0]).then_some(k_static),
+                seed,
+            };
+            if let Some(c) = network::train_gate(&problem, &mut prices, &limits)?
+                && net.as_ref().is_none_or(|b| {
+                    c.agreement_pct > b.agreement_pct
+                        || (c.agreement_pct == b.agreement_pct && c.energy_j < b.energy_j)
+                })
+            {
+                net = Some(c);
+            }
+        }
         policies.push(AdaptivePolicy {
             class: g.name.clone(),
             cascade: casc.as_ref().map(|c| c.cascade.clone()),

@@ -1,0 +1,62 @@
+//! The host cost of an input-adaptive decision per inference: the gate network's features and
+//! choice (`caq_model::adaptive::GateNet::choose_for`) and the cascade's confidence
+//! (`caq_model::adaptive::margin`), at the shapes `caq gate --adaptive` builds for the MNIST
+//! LeNet (conv1's output 16×24×24, a 2×2 grid: 64 features) and the digits MLP (the first dense
+//! layer's 128 codes). The cost does not depend on the weights' values, so they are seeded
+//! random. Run: `cargo bench -p caq-host --bench gate`; docs/gates.md sets the times beside an
+//! inference's.
+
+use caq_host::adaptive::network::{CODEBOOK, HIDDEN};
+use caq_model::adaptive::{GateNet, margin};
+use criterion::{Criterion, criterion_group, criterion_main};
+use rand::{Rng, SeedableRng};
+use std::hint::black_box;
+use std::time::Duration;
+
+fn net(rng: &mut impl Rng, d: usize, grid: usize) -> GateNet {
+    GateNet {
+        grid,
+        hidden: HIDDEN,
+        w1: (0..HIDDEN * d)
+            .map(|_| rng.random_range(-1 << 20..1 << 20))
+            .collect(),
+        b1: (0..HIDDEN)
+            .map(|_| rng.random_range(-1 << 30..1 << 30))
+            .collect(),
+        shift: 10,
+        w2: (0..CODEBOOK * HIDDEN)
+            .map(|_| rng.random_range(-1 << 20..1 << 20))
+            .collect(),
+        b2: vec![0; CODEBOOK],
+        codebook: vec![vec![8]; CODEBOOK],
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut g = c.benchmark_group("adaptive_decision");
+    for (name, shape, grid) in [
+        ("gate_network_lenet", [16, 24, 24], 2),
+        ("gate_network_mlp", [128, 1, 1], 1),
+    ] {
+        let n = net(&mut rng, shape[0] * grid * grid, grid);
+        let codes: Vec<i32> = (0..shape.iter().product::<usize>())
+            .map(|_| rng.random_range(0..256))
+            .collect();
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(n.choose_for(black_box(&codes), shape).expect("shape")))
+        });
+    }
+    let logits: Vec<i32> = (0..10).map(|_| rng.random_range(-128..128)).collect();
+    g.bench_function("cascade_margin", |b| {
+        b.iter(|| black_box(margin(black_box(&logits))))
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = gate;
+    config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(2));
+    targets = benches
+}
+criterion_main!(gate);

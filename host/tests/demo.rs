@@ -195,3 +195,106 @@ fn demo_builds_gates_within_budget_and_replays_the_trace() {
     let gates_of = |s: &str| s[s.find("gates (").unwrap()..].to_string();
     assert_eq!(gates_of(&a), gates_of(&b));
 }
+
+#[test]
+fn adaptive_policies_are_built_on_training_images_stored_shown_and_run_as_priced() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let out_s = out.to_str().unwrap();
+    let (ok, stdout, stderr) = caq(&[
+        "demo",
+        "--out",
+        out_s,
+        "--images-per-point",
+        "1",
+        "--adaptive",
+    ]);
+    assert!(ok, "caq demo --adaptive failed:\n{stdout}\n{stderr}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("demo.json")).unwrap()).unwrap();
+    // The low-battery points replay the class's cascade (outputs checked against the golden
+    // cascade inside the demo).
+    let trace = report["trace"].as_array().unwrap();
+    assert!(
+        trace
+            .iter()
+            .any(|p| p["gate"] == "battery-low" && p["policy"] == "cascade"),
+        "no battery-low point ran the cascade"
+    );
+    assert!(out.join("adaptive.svg").exists());
+
+    // Built again through `caq gate --adaptive`: calibrated on the training split only (the
+    // digits: 1,438 of 1,797 images; the 359 held-out ones are only reported on).
+    let bundle = out.join("digits-mlp.caqb");
+    let model = out.join("digits-mlp.caqf");
+    let json = dir.path().join("gate.json");
+    let md = dir.path().join("adaptive.md");
+    let (ok, stdout, stderr) = caq(&[
+        "gate",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--adaptive",
+        "--json",
+        json.to_str().unwrap(),
+        "--markdown",
+        md.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let g: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(g["adaptive"]["build"]["images"], 1438);
+    assert_eq!(g["adaptive"]["held_out"]["test_images"], 359);
+    for c in g["adaptive"]["build"]["classes"].as_array().unwrap() {
+        let limit = f(&c["energy_limit_j"]);
+        assert!(limit <= f(&c["static_gate"]["energy_j"]) * (1.0 + 1e-12));
+        for kind in ["cascade", "network"] {
+            if !c[kind].is_null() {
+                assert!(
+                    f(&c[kind]["energy_j"]) <= limit * (1.0 + 1e-9),
+                    "{kind}: {c}"
+                );
+            }
+        }
+    }
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(text.contains("Against the issue's target"), "{text}");
+
+    // `caq inspect` shows the policies.
+    let (ok, stdout, stderr) = caq(&["inspect", bundle.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("input-adaptive policies"), "{stdout}");
+    assert!(stdout.contains("final when margin ≥"), "{stdout}");
+
+    // `caq run --adaptive` on the functional device: every image equal to the golden reference
+    // (the run fails otherwise), and the energy per inference the table priced.
+    let run_json = dir.path().join("run.json");
+    let (ok, stdout, stderr) = caq(&[
+        "run",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--backend",
+        "func",
+        "--adaptive",
+        "battery-low",
+        "--json",
+        run_json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let runs: Value = serde_json::from_str(&std::fs::read_to_string(&run_json).unwrap()).unwrap();
+    let rows = g["adaptive"]["held_out"]["rows"].as_array().unwrap();
+    for r in runs.as_array().unwrap() {
+        assert_eq!(r["golden_equal"], r["images"]);
+        let want = rows
+            .iter()
+            .find(|w| w["class"] == "battery-low" && w["kind"] == r["kind"])
+            .unwrap();
+        assert_eq!(r["accuracy_pct"], want["accuracy_pct"]);
+        let (got, want) = (
+            f(&r["device"]["energy_dynamic_uj"]),
+            f(&want["energy_dynamic_uj"]),
+        );
+        assert!((got - want).abs() <= 1e-9 * want, "{got} vs {want}");
+        assert!(r["device"]["paged_in_bytes_total"].as_u64().unwrap() > 0);
+    }
+}

@@ -199,12 +199,20 @@ pub fn features(codes: &[i32], shape: Shape3, grid: usize) -> Result<Vec<i64>> {
             ),
         ));
     }
+    // Column x falls in cell column `x · grid / W`: cell column j is the contiguous run of x
+    // from ceil(j·W / grid) to ceil((j + 1)·W / grid), so each row is summed as `grid` slices
+    // (no division per code: the sum vectorizes, and the gate's host time is mostly this).
+    let bounds: Vec<usize> = (0..=grid).map(|j| (j * w).div_ceil(grid)).collect();
     let mut f = vec![0i64; c * grid * grid];
     for ch in 0..c {
         for y in 0..h {
             let row = ch * grid * grid + (y * grid / h) * grid;
-            for x in 0..w {
-                f[row + x * grid / w] += i64::from(codes[(ch * h + y) * w + x]);
+            let codes = &codes[(ch * h + y) * w..(ch * h + y + 1) * w];
+            for j in 0..grid {
+                f[row + j] += codes[bounds[j]..bounds[j + 1]]
+                    .iter()
+                    .map(|&v| i64::from(v))
+                    .sum::<i64>();
             }
         }
     }
@@ -310,12 +318,20 @@ impl GateNet {
         let h: Vec<i128> = (0..self.hidden)
             .map(|j| {
                 let row = &self.w1[j * d..(j + 1) * d];
-                let pre = row
-                    .iter()
-                    .zip(f)
-                    .fold(i128::from(self.b1[j]), |a, (&w, &x)| {
-                        a + i128::from(w) * i128::from(x)
-                    });
+                // Exact either way: i64 while it cannot overflow (the common case, and several
+                // times faster), i128 otherwise.
+                let narrow = row.iter().zip(f).try_fold(self.b1[j], |a, (&w, &x)| {
+                    i64::from(w).checked_mul(x).and_then(|p| a.checked_add(p))
+                });
+                let pre = match narrow {
+                    Some(v) => i128::from(v),
+                    None => row
+                        .iter()
+                        .zip(f)
+                        .fold(i128::from(self.b1[j]), |a, (&w, &x)| {
+                            a + i128::from(w) * i128::from(x)
+                        }),
+                };
                 (pre.max(0) >> self.shift).min(i128::from(i64::MAX))
             })
             .collect();
@@ -629,6 +645,38 @@ mod tests {
         let e = features(&codes, [2, 3, 4], 4).unwrap_err().to_string();
         assert!(e.contains("grid") && e.contains("1..=3"), "{e}");
         assert!(features(&codes[..5], [2, 3, 4], 1).is_err());
+    }
+
+    #[test]
+    fn features_follow_the_documented_cell_rule_on_random_shapes() {
+        let seed: u64 = rand::rng().random();
+        eprintln!("CAQ_SEED={seed}");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        for _ in 0..200 {
+            let (c, h, w) = (
+                rng.random_range(1..5),
+                rng.random_range(1..30),
+                rng.random_range(1..30),
+            );
+            let grid = rng.random_range(1..=h.min(w));
+            let codes: Vec<i32> = (0..c * h * w)
+                .map(|_| rng.random_range(-128..256))
+                .collect();
+            let mut want = vec![0i64; c * grid * grid];
+            for ch in 0..c {
+                for y in 0..h {
+                    for x in 0..w {
+                        want[ch * grid * grid + (y * grid / h) * grid + x * grid / w] +=
+                            i64::from(codes[(ch * h + y) * w + x]);
+                    }
+                }
+            }
+            assert_eq!(
+                features(&codes, [c, h, w], grid).unwrap(),
+                want,
+                "{c}×{h}×{w} grid {grid}"
+            );
+        }
     }
 
     #[test]

@@ -845,7 +845,10 @@ pub fn markdown(s: &ReportSetup<'_>, b: &AdaptiveBuild, t: &AdaptiveTable) -> St
         let name = p.file_name().map_or(p.display().to_string(), |n| {
             n.to_string_lossy().into_owned()
         });
-        let _ = writeln!(o, "![top-1 against energy per inference]({name})\n");
+        let _ = writeln!(
+            o,
+            "![top-1 against energy and latency per inference]({name})\n"
+        );
     }
     let _ = writeln!(
         o,

@@ -119,11 +119,8 @@ pub fn run(a: GateArgs) -> Result<()> {
             }
             if let Some(m) = &a.markdown {
                 let setup = adaptive::ReportSetup {
-                    command: std::env::args()
-                        .map(|s| {
-                            s.replace("target/release/caq", "caq")
-                                .replace("target/debug/caq", "caq")
-                        })
+                    command: std::iter::once("caq".to_string())
+                        .chain(std::env::args().skip(1))
                         .collect::<Vec<_>>()
                         .join(" "),
                     model: &a.model,

@@ -232,100 +232,113 @@ pub fn trace(path: &Path, rows: &[PointRow]) -> Result<()> {
     })
 }
 
-/// Top-1 against mean dynamic energy per inference of every policy of the adaptive table:
-/// uniform precision as a curve, then per class its static gate (triangle), cascade (circle) and
-/// gate network (square).
+/// Top-1 against mean dynamic energy per inference (left) and mean latency (right) of every
+/// policy of the adaptive table: uniform precision as a curve, then per class its static gate
+/// (triangle), cascade (circle) and gate network (square).
 pub fn adaptive(path: &Path, t: &AdaptiveTable) -> Result<()> {
-    write_svg(path, (860, 560), |root| {
-        let (x0, x1) = span(t.rows.iter().map(|r| r.energy_dynamic_uj), 0.08);
-        let (y0, y1) = span(t.rows.iter().map(|r| r.accuracy_pct), 0.15);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!(
-                    "Top-1 vs mean energy per inference: static, cascade, gate network ({})",
-                    t.config
-                ),
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("mean dynamic energy per inference (µJ, energy model)")
-            .y_desc(format!("top-1 on {} held-out images (%)", t.test_images))
-            .draw()
-            .map_err(err)?;
-        let grey = RGBColor(0x55, 0x55, 0x55);
-        let uni: Vec<(f64, f64)> = t
-            .rows
-            .iter()
-            .filter(|r| r.kind == "uniform")
-            .map(|r| (r.energy_dynamic_uj, r.accuracy_pct))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(uni.clone(), grey.stroke_width(2)))
-            .map_err(err)?
-            .label("uniform precision")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], grey));
-        let classes: Vec<&str> = {
-            let mut c: Vec<&str> = t
-                .rows
-                .iter()
-                .filter(|r| r.kind != "uniform")
-                .map(|r| r.class.as_str())
-                .collect();
-            c.dedup();
-            c
-        };
-        for (i, class) in classes.iter().enumerate() {
-            let c = PALETTE[i % PALETTE.len()];
-            for r in t.rows.iter().filter(|r| r.class == *class) {
-                let p = (r.energy_dynamic_uj, r.accuracy_pct);
-                let label = format!("{class} {}", r.kind);
-                let text = Text::new(
-                    label.clone(),
-                    (8, -12),
-                    ("sans-serif", 12).into_font().color(&c),
-                );
-                match r.kind.as_str() {
-                    "static" => chart
-                        .draw_series(std::iter::once(
-                            EmptyElement::at(p) + TriangleMarker::new((0, 0), 7, c.filled()) + text,
-                        ))
-                        .map_err(err)?
-                        .label(label)
-                        .legend(move |(x, y)| TriangleMarker::new((x + 9, y), 6, c.filled())),
-                    "cascade" => chart
-                        .draw_series(std::iter::once(
-                            EmptyElement::at(p) + Circle::new((0, 0), 5, c.filled()) + text,
-                        ))
-                        .map_err(err)?
-                        .label(label)
-                        .legend(move |(x, y)| Circle::new((x + 9, y), 5, c.filled())),
-                    _ => chart
-                        .draw_series(std::iter::once(
-                            EmptyElement::at(p)
-                                + Rectangle::new([(-5, -5), (5, 5)], c.filled())
-                                + text,
-                        ))
-                        .map_err(err)?
-                        .label(label)
-                        .legend(move |(x, y)| {
-                            Rectangle::new([(x + 4, y - 5), (x + 14, y + 5)], c.filled())
-                        }),
-                };
-            }
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.85))
-            .draw()
-            .map_err(err)?;
-        Ok(())
+    write_svg(path, (1280, 560), |root| {
+        let (left, right) = root.split_horizontally(640);
+        adaptive_panel(
+            &left,
+            t,
+            "mean dynamic energy per inference (µJ, energy model)",
+            |r| r.energy_dynamic_uj,
+        )?;
+        adaptive_panel(
+            &right,
+            t,
+            "mean latency per inference (µs, device cycles at the clock)",
+            |r| r.latency_us,
+        )
     })
+}
+
+fn adaptive_panel(
+    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    t: &AdaptiveTable,
+    x_desc: &str,
+    x_of: impl Fn(&super::adaptive::PolicyRow) -> f64,
+) -> Result<()> {
+    let (x0, x1) = span(t.rows.iter().map(&x_of), 0.08);
+    let (y0, y1) = span(t.rows.iter().map(|r| r.accuracy_pct), 0.15);
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("Static, cascade, gate network ({})", t.config),
+            ("sans-serif", 17),
+        )
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(format!("top-1 on {} held-out images (%)", t.test_images))
+        .draw()
+        .map_err(err)?;
+    let grey = RGBColor(0x55, 0x55, 0x55);
+    let uni: Vec<(f64, f64)> = t
+        .rows
+        .iter()
+        .filter(|r| r.kind == "uniform")
+        .map(|r| (x_of(r), r.accuracy_pct))
+        .collect();
+    chart
+        .draw_series(LineSeries::new(uni, grey.stroke_width(2)))
+        .map_err(err)?
+        .label("uniform precision")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], grey));
+    let mut classes: Vec<&str> = t
+        .rows
+        .iter()
+        .filter(|r| r.kind != "uniform")
+        .map(|r| r.class.as_str())
+        .collect();
+    classes.dedup();
+    for (i, class) in classes.iter().enumerate() {
+        let c = PALETTE[i % PALETTE.len()];
+        for r in t.rows.iter().filter(|r| r.class == *class) {
+            let p = (x_of(r), r.accuracy_pct);
+            let label = format!("{class} {}", r.kind);
+            let text = Text::new(
+                label.clone(),
+                (8, -12),
+                ("sans-serif", 12).into_font().color(&c),
+            );
+            match r.kind.as_str() {
+                "static" => chart
+                    .draw_series(std::iter::once(
+                        EmptyElement::at(p) + TriangleMarker::new((0, 0), 7, c.filled()) + text,
+                    ))
+                    .map_err(err)?
+                    .label(label)
+                    .legend(move |(x, y)| TriangleMarker::new((x + 9, y), 6, c.filled())),
+                "cascade" => chart
+                    .draw_series(std::iter::once(
+                        EmptyElement::at(p) + Circle::new((0, 0), 5, c.filled()) + text,
+                    ))
+                    .map_err(err)?
+                    .label(label)
+                    .legend(move |(x, y)| Circle::new((x + 9, y), 5, c.filled())),
+                _ => chart
+                    .draw_series(std::iter::once(
+                        EmptyElement::at(p) + Rectangle::new([(-5, -5), (5, 5)], c.filled()) + text,
+                    ))
+                    .map_err(err)?
+                    .label(label)
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x + 4, y - 5), (x + 14, y + 5)], c.filled())
+                    }),
+            };
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .draw()
+        .map_err(err)?;
+    Ok(())
 }

@@ -102,7 +102,11 @@ pub fn requant() -> Result<Module> {
         ctl.nb(format!("f{st}_q"), prev);
         flags_reset.nb(format!("f{st}_q"), format!("{fw}'d0"));
     }
-    m.reg("pos_q", SHIFT_BITS, Some("stage 5's window position: shift - 1 (shift 0: 0)"))?;
+    m.reg(
+        "pos_q",
+        SHIFT_BITS,
+        Some("stage 5's window position: shift - 1 (shift 0: 0)"),
+    )?;
     ctl.nb("pos_q", "(f3_q[11:6] == 6'd0) ? 6'd0 : f3_q[11:6] - 6'd1");
     flags_reset.nb("pos_q", format!("{SHIFT_BITS}'d0"));
 

@@ -892,8 +892,11 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
     m.reg("bf_n_q", fb + 1, Some("beats queued"))?;
     m.wire_assign(
         "b_job_go",
-        Expr::raw("(!b_busy_q || b_fin) && jq_n_q != 2'd0", 1),
-        Some("take the next job (in the cycle the last one's last read or beat is issued)"),
+        Expr::raw("(!b_busy_q || (b_fin && b_conv_q)) && jq_n_q != 2'd0", 1),
+        Some(
+            "take the next job: in the cycle a Conv2d job's last read is issued, a cycle after a \
+             Dense job's last beat (whose output-queue entry is then free)",
+        ),
     )?;
     m.wire_assign(
         "b_room",
@@ -1016,11 +1019,6 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
         ),
         Some("the job's last read (Conv2d) or beat (Dense) is issued, or the job is null"),
     )?;
-    m.wire_assign(
-        "dq_next",
-        Expr::raw(format!("out_free ? dq_rp_q + {dqb}'d1 : dq_rp_q"), dqb),
-        Some("the output queue's head once this cycle's finished Dense job frees its entry"),
-    )?;
     let mut c = Code::new();
     c.comment("the running job's counters; a job taken in the same cycle overrides them");
     c.if_("b_read", |c| {
@@ -1059,7 +1057,7 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
         c.nb("b_k_q", "5'd0");
         c.nb(
             "dv_q",
-            format!("{{{bw}'d0, dq_codes[dq_next]}} << {{jq_off[jq_rp_q], 3'd0}}"),
+            format!("{{{bw}'d0, dq_codes[dq_rp_q]}} << {{jq_off[jq_rp_q], 3'd0}}"),
         );
     });
     c.nb("r1_beat_q", "b_rot0 || b_rd_q != 5'd0");

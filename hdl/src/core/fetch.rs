@@ -349,10 +349,18 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
         m.reg(name, width, if doc.is_empty() { None } else { Some(doc) })?;
     }
     let bb = u64::from(cfg.bus_bytes());
+    // The window, registered from the inputs (their saturation is off the check's path; it does
+    // not change while a job runs).
+    m.reg("win_base_q", aw + 1, None)?;
+    m.reg("win_limit_q", aw + 1, None)?;
+    let mut wr = Code::new();
+    wr.nb("win_base_q", "win_base");
+    wr.nb("win_limit_q", "win_limit");
+    m.always_ff(&m.sig("clk")?, wr)?;
     m.wire_assign(
         "rq_in_win",
         Expr::raw(
-            "rq_lo_q >= {1'b0, win_base} && rq_hi_q <= {1'b0, win_limit}",
+            "rq_lo_q >= {1'b0, win_base_q} && rq_hi_q <= {1'b0, win_limit_q}",
             1,
         ),
         Some("the request, rounded out to beats, lies in [WIN_BASE, WIN_LIMIT)"),

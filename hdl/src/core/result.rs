@@ -607,10 +607,18 @@ fn requests(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<(
     m.reg("jq_wp_q", 1, None)?;
     m.reg("jq_rp_q", 1, None)?;
     m.reg("jq_n_q", 2, Some("jobs queued"))?;
+    // The window, registered from the inputs (their saturation is off the check's path; it does
+    // not change while a job runs).
+    m.reg("win_base_q", aw + 1, None)?;
+    m.reg("win_limit_q", aw + 1, None)?;
+    let mut wr = Code::new();
+    wr.nb("win_base_q", "win_base");
+    wr.nb("win_limit_q", "win_limit");
+    m.always_ff(&m.sig("clk")?, wr)?;
     m.wire_assign(
         "a_in_win",
         Expr::raw(
-            "a_lo_q >= {1'b0, win_base} && a_hi_q <= {1'b0, win_limit}",
+            "a_lo_q >= {1'b0, win_base_q} && a_hi_q <= {1'b0, win_limit_q}",
             1,
         ),
         Some("the burst, rounded out to beats, lies in [WIN_BASE, WIN_LIMIT)"),
@@ -1155,14 +1163,30 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
     )?;
     m.always_ff(&m.sig("clk")?, c)?;
     let runl = clog2(s.run_bytes);
-    m.assign_raw(
-        "credit_ret",
-        format!(
-            "run_free ? {{{z}'d0, rq_len[rq_rp_q]}} : out_free ? {CREDIT_BITS}'d1 : {CREDIT_BITS}'d0",
-            z = CREDIT_BITS - runl - 1
-        ),
-    )?;
-    m.assign_raw("run_credit_ret", "run_free")?;
+    // Credits go back a cycle later, registered (off the data stage's path into the sequencer).
+    m.reg("cr_q", CREDIT_BITS, Some("credits returned this cycle"))?;
+    m.reg("rcr_q", 1, Some("a run's credit returned this cycle"))?;
+    let mut cr = Code::new();
+    cr.if_else(
+        "!rst_n || clear",
+        |c| {
+            c.nb("cr_q", format!("{CREDIT_BITS}'d0"));
+            c.nb("rcr_q", "1'b0");
+        },
+        |c| {
+            c.nb(
+                "cr_q",
+                format!(
+                    "run_free ? {{{z}'d0, rq_len[rq_rp_q]}} : out_free ? {CREDIT_BITS}'d1 : {CREDIT_BITS}'d0",
+                    z = CREDIT_BITS - runl - 1
+                ),
+            );
+            c.nb("rcr_q", "run_free");
+        },
+    );
+    m.always_ff(&m.sig("clk")?, cr)?;
+    m.assign_raw("credit_ret", "cr_q")?;
+    m.assign_raw("run_credit_ret", "rcr_q")?;
     m.assign_raw("wr_valid", format!("bf_n_q != {}'d0", fb + 1))?;
     m.assign_raw("wr_data", "bf_data[bf_rp_q]")?;
     m.assign_raw("wr_strb", "bf_strb[bf_rp_q]")?;

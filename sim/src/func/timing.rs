@@ -47,7 +47,7 @@ const DECODE: u64 = 11;
 const TILE_READY: u64 = 3;
 /// Cycles from the input's (Conv2d: a block's) last routed word to the block's first plane-step
 /// beyond the gather itself: the window's pipeline and the hand-over.
-const GATHER_FILL: u64 = 7;
+const GATHER_FILL: u64 = 8;
 /// Idle cycles of the sequencer between two blocks or two items.
 const UNIT_GAP: u64 = 1;
 /// Idle cycles of the sequencer between two tiles.

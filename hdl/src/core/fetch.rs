@@ -1091,7 +1091,7 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
     // Registered: PERF_BYTES_RD's 64-bit adder is off the router's path.
     m.reg("pbr_q", 16, Some("bytes routed last cycle"))?;
     let mut pc = Code::new();
-    pc.nb("pbr_q", "rt_unit ? {rt_n[12:0], 3'd0} : 16'd0".to_string());
+    pc.nb("pbr_q", "rt_unit ? {rt_n[12:0], 3'd0} : 16'd0");
     m.always_ff(&m.sig("clk")?, pc)?;
     m.assign_raw("perf_bytes_rd", "pbr_q")?;
     m.wire_assign(

@@ -463,8 +463,9 @@ impl Engine<'_> {
                                 // The run's staging position against its address: a rotated
                                 // run needs one more read.
                                 let pos = t as u64 * s.items + run_first;
-                                let extra =
-                                    u64::from(pos.wrapping_sub(first) % self.wr.bus.bytes != 0);
+                                let extra = u64::from(
+                                    !pos.wrapping_sub(first).is_multiple_of(self.wr.bus.bytes),
+                                );
                                 formed = self.wr.write(last_out, first, past - run_first, extra);
                             }
                             runs.push_back((past, formed));

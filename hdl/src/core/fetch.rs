@@ -22,7 +22,7 @@ use caq_spec::{AccelConfig, CoreShape};
 
 use super::decode::{DESC_BITS, desc_fields};
 use super::params::x_params;
-use super::ports::{Side, WORDS_BITS, Which, clog2, some_memory_ports};
+use super::ports::{Side, WORDS_BITS, Which, clog2, control_inputs, some_memory_ports};
 use crate::array::MULT_BITS;
 use crate::emit::{Code, Dir, Expr, Interface, Module, ModuleBuilder};
 use crate::error::Result;
@@ -132,23 +132,7 @@ pub fn fetch(cfg: &AccelConfig, decode_if: &Interface) -> Result<Module> {
 fn ports(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidths) -> Result<()> {
     let aw = w.aw;
     let nw = w.nw;
-    m.port(Dir::Input, "clk", 1)?;
-    m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
-    m.port_group("control block");
-    m.port_doc(
-        Dir::Input,
-        "start",
-        1,
-        "pulse: run DESC_COUNT descriptors from DESC_ADDR",
-    )?;
-    m.port_doc(
-        Dir::Input,
-        "soft_reset",
-        1,
-        "pulse: abandon the job, back to idle",
-    )?;
-    m.port(Dir::Input, "desc_addr", aw)?;
-    m.port(Dir::Input, "desc_count", 16)?;
+    control_inputs(m, aw)?;
     m.port(Dir::Input, "win_base", aw + 1)?;
     m.port(Dir::Input, "win_limit", aw + 1)?;
     m.port(Dir::Output, "busy", 1)?;

@@ -21,6 +21,29 @@ use crate::error::Result;
 /// Width of word counts on the memory ports.
 pub const WORDS_BITS: u32 = 20;
 
+/// Declares the clock, the reset and the control block's inputs (START, SOFT_RESET, DESC_ADDR,
+/// DESC_COUNT) that the engine's top and its fetch stage share.
+pub fn control_inputs(m: &mut ModuleBuilder, aw: u32) -> Result<()> {
+    m.port(Dir::Input, "clk", 1)?;
+    m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
+    m.port_group("control block");
+    m.port_doc(
+        Dir::Input,
+        "start",
+        1,
+        "pulse: run DESC_COUNT descriptors from DESC_ADDR",
+    )?;
+    m.port_doc(
+        Dir::Input,
+        "soft_reset",
+        1,
+        "pulse: abandon the job, back to idle",
+    )?;
+    m.port(Dir::Input, "desc_addr", aw)?;
+    m.port(Dir::Input, "desc_count", 16)?;
+    Ok(())
+}
+
 /// Which end of the memory ports a module is: the engine issues requests, the DMA engine serves
 /// them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

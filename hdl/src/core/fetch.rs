@@ -22,7 +22,9 @@ use caq_spec::{AccelConfig, CoreShape};
 
 use super::decode::{DESC_BITS, desc_fields};
 use super::params::x_params;
-use super::ports::{Side, WORDS_BITS, Which, clog2, control_inputs, some_memory_ports};
+use super::ports::{
+    Side, WORDS_BITS, Which, clog2, control_inputs, some_memory_ports, status_outputs,
+};
 use crate::array::MULT_BITS;
 use crate::emit::{Code, Dir, Expr, Interface, Module, ModuleBuilder};
 use crate::error::Result;
@@ -135,21 +137,7 @@ fn ports(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidth
     control_inputs(m, aw)?;
     m.port(Dir::Input, "win_base", aw + 1)?;
     m.port(Dir::Input, "win_limit", aw + 1)?;
-    m.port(Dir::Output, "busy", 1)?;
-    m.port_doc(Dir::Output, "done", 1, "pulse: the list completed")?;
-    m.port_doc(
-        Dir::Output,
-        "error",
-        1,
-        "pulse: the job stopped on an error",
-    )?;
-    m.port(Dir::Output, "err_code", 8)?;
-    m.port_doc(
-        Dir::Output,
-        "err_desc",
-        16,
-        "index of the failing descriptor",
-    )?;
+    status_outputs(m)?;
     m.port_doc(Dir::Output, "perf_bytes_rd", 16, "bytes routed this cycle")?;
     some_memory_ports(m, aw, cfg.bus_bytes(), Side::Core, Which::Read)?;
     m.port_group("loads into the execute stage's weight banks (one word per lane)");

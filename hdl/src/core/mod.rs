@@ -27,7 +27,7 @@ use caq_spec::AccelConfig;
 
 use crate::emit::{Dir, Expr, Interface, Module, ModuleBuilder, Sig};
 use crate::error::Result;
-use ports::{Side, control_inputs, memory_ports};
+use ports::{Side, control_inputs, memory_ports, status_outputs};
 
 /// Every module of the layer engine, the thin top `caq_core` last; `array_if` and `requant_if`
 /// are the interfaces of `caq_array` and `caq_requant`.
@@ -74,21 +74,7 @@ fn top(cfg: &AccelConfig, stages: &[&Interface]) -> Result<Module> {
         "by port name. See caq-hdl core/mod.rs and docs/architecture.md.",
     ]);
     control_inputs(&mut m, aw)?;
-    m.port(Dir::Output, "busy", 1)?;
-    m.port_doc(Dir::Output, "done", 1, "pulse: the list completed")?;
-    m.port_doc(
-        Dir::Output,
-        "error",
-        1,
-        "pulse: the job stopped on an error",
-    )?;
-    m.port(Dir::Output, "err_code", 8)?;
-    m.port_doc(
-        Dir::Output,
-        "err_desc",
-        16,
-        "index of the failing descriptor",
-    )?;
+    status_outputs(&mut m)?;
     m.port_doc(
         Dir::Output,
         "perf_busy",

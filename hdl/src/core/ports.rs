@@ -44,6 +44,27 @@ pub fn control_inputs(m: &mut ModuleBuilder, aw: u32) -> Result<()> {
     Ok(())
 }
 
+/// Declares the job's status outputs (BUSY, the DONE and ERROR pulses, ERR_CODE, ERR_DESC) that
+/// the engine's top and its fetch stage share.
+pub fn status_outputs(m: &mut ModuleBuilder) -> Result<()> {
+    m.port(Dir::Output, "busy", 1)?;
+    m.port_doc(Dir::Output, "done", 1, "pulse: the list completed")?;
+    m.port_doc(
+        Dir::Output,
+        "error",
+        1,
+        "pulse: the job stopped on an error",
+    )?;
+    m.port(Dir::Output, "err_code", 8)?;
+    m.port_doc(
+        Dir::Output,
+        "err_desc",
+        16,
+        "index of the failing descriptor",
+    )?;
+    Ok(())
+}
+
 /// Which end of the memory ports a module is: the engine issues requests, the DMA engine serves
 /// them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

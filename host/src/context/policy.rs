@@ -140,10 +140,11 @@ impl ContextPolicy {
     /// Reads, parses and validates a policy file.
     pub fn load(path: impl AsRef<Path>) -> Result<ContextPolicy, ContextError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ContextError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            caq_spec::fsio::read_regular_to_string(path).map_err(|source| ContextError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         ContextPolicy::from_toml_str(&text, &path.display().to_string())
     }
 
@@ -224,16 +225,11 @@ impl ContextPolicy {
         }
         let last = self.classes.len().saturating_sub(1);
         for (i, c) in self.classes.iter().enumerate() {
-            let name_ok = !c.name.is_empty()
-                && c.name.len() <= 64
-                && c.name
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
-            if !name_ok {
+            if !caq_spec::name_ok(&c.name) {
                 push(
                     format!("class[{i}].name"),
                     format!("{:?}", c.name),
-                    "1..=64 letters, digits, '-' or '_' (it names the class's gate)",
+                    &format!("{} (it names the class's gate)", caq_spec::NAME_RULE),
                 );
             } else if self.classes[..i].iter().any(|o| o.name == c.name) {
                 push(

@@ -313,9 +313,24 @@ fn idx_header(path: &Path, bytes: &[u8], magic: u32, dims: usize) -> Result<Vec<
 }
 
 /// An IDX3 image file (magic 0x00000803): `(count, rows, cols, pixels)`.
+/// Every count and side must be at least 1 (a 0×0 image is nothing a model can take) and a side
+/// at most the largest dimension a model may have (`validate::Limits::max_dim`).
 pub fn load_idx_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
     let bytes = read_maybe_gz(path)?;
     let dims = idx_header(path, &bytes, IDX_IMAGES_MAGIC, 3)?;
+    let max_dim = crate::validate::Limits::contract().max_dim;
+    if dims[0] == 0 {
+        return Err(ModelError::format(path, "holds no images (count 0)"));
+    }
+    if dims[1..].iter().any(|&d| d == 0 || d > max_dim) {
+        return Err(ModelError::format(
+            path,
+            format!(
+                "images of {} × {}: each side must be in 1..={max_dim}",
+                dims[1], dims[2]
+            ),
+        ));
+    }
     Ok((dims[0], dims[1], dims[2], bytes[16..].to_vec()))
 }
 
@@ -360,18 +375,32 @@ pub fn load(spec: &str) -> Result<Dataset> {
 }
 
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    let bytes = caq_spec::fsio::read_regular(path).map_err(|e| ModelError::io(path, e))?;
     maybe_gunzip(path, bytes)
 }
 
+/// Decompresses a gzip stream, refusing one that inflates past the memory limit (a few KB of
+/// gzip can claim terabytes).
 fn maybe_gunzip(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
     if !bytes.starts_with(&[0x1f, 0x8b]) {
         return Ok(bytes);
     }
+    let limit = crate::validate::Limits::for_this_machine().max_bytes;
     let mut out = Vec::new();
     MultiGzDecoder::new(bytes.as_slice())
+        .take(limit.saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| ModelError::format(path, format!("bad gzip stream: {e}")))?;
+    if out.len() as u64 > limit {
+        return Err(ModelError::format(
+            path,
+            format!(
+                "inflates past {} MiB (half this machine's memory, or {})",
+                limit >> 20,
+                crate::validate::MEMORY_LIMIT_ENV
+            ),
+        ));
+    }
     Ok(out)
 }
 

@@ -13,7 +13,8 @@ pub enum ModelError {
     #[error("{path}: {what}")]
     Format { path: PathBuf, what: String },
     #[error(
-        "{path}: schema version {found} is not supported (this build reads version {supported})"
+        "{path}: schema version {found} is not supported (this build reads version {supported}); {}",
+        crate::store::REGENERATE
     )]
     Version {
         path: PathBuf,

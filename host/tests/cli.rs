@@ -669,3 +669,101 @@ fn bad_finetune_flags_exit_non_zero_and_write_nothing() {
     assert!(e.contains("--gate-weights") && e.contains("m.caqf"), "{e}");
     assert!(!d.join("q.caqb").exists());
 }
+
+#[test]
+fn hostile_flags_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["run", "--bundle", "b.caqb", "--limit", "0"],
+            "'--limit <LIMIT>': expected a whole number of at least 1",
+        ),
+        (
+            &["switch-cost", "--model", "m.caqf", "--repeat", "0"],
+            "'--repeat <REPEAT>'",
+        ),
+        (
+            &["run", "--bundle", "b.caqb", "--energy-window", "NaN"],
+            "expected a positive, finite number, not 'NaN'",
+        ),
+        (
+            &["hdl", "synth", "--config", "c.toml", "--require-headroom", "NaN"],
+            "expected a percentage in 0..=100, not 'NaN'",
+        ),
+        (
+            &["quantize", "--model", "m.caqf", "--out", "x", "--json", "x"],
+            "--json and --out are the same file",
+        ),
+        (
+            &["quantize", "--model", "m.caqf", "--out", "m.caqf"],
+            "is also --model: an output must not overwrite an input",
+        ),
+    ];
+    for (args, want) in cases {
+        let err = fails(&caq(args, d));
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    // A FIFO or a directory as a model file is refused at once (a FIFO used to block forever).
+    let fifo = d.join("fifo.caqb");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let err = fails(&caq(&["inspect", "fifo.caqb"], d));
+    assert!(err.contains("is a FIFO, expected a regular file"), "{err}");
+    let err = fails(&caq(&["inspect", "."], d));
+    assert!(err.contains("is a directory, expected a regular file"), "{err}");
+    // The OS cause is printed once, not again as a `caused by` line.
+    let err = fails(&caq(&["inspect", "missing.caqb"], d));
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
+
+#[cfg(feature = "train")]
+#[test]
+fn quantization_flags_with_a_bundle_are_refused_and_json_goes_to_a_device_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim-small.toml");
+    ok(&caq(
+        &["train", "--epochs", "2", "--quiet", "--out", "m.caqf"],
+        d,
+    ));
+    ok(&caq(
+        &["quantize", "--model", "m.caqf", "--levels", "8,4", "--out", "m.caqb"],
+        d,
+    ));
+    let err = fails(&caq(
+        &["run", "--bundle", "m.caqb", "--backend", "golden", "--config", config, "--levels", "8,4", "--act-bits", "6"],
+        d,
+    ));
+    assert!(
+        err.contains("--levels, --act-bits do not apply with --bundle"),
+        "{err}"
+    );
+    // `--json -` prints the report on standard output.
+    let out = ok(&caq(
+        &["run", "--bundle", "m.caqb", "--backend", "golden", "--config", config, "--limit", "3", "--json", "-"],
+        d,
+    ));
+    assert!(out.contains("\"byte_equal_images\""), "{out}");
+    // A character device given as --json stays a device (root can make one in a temp dir; the
+    // old rename replaced it with a regular file).
+    let null = d.join("null");
+    let made = Command::new("mknod")
+        .arg(&null)
+        .args(["c", "1", "3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if made {
+        ok(&caq(
+            &["run", "--bundle", "m.caqb", "--backend", "golden", "--config", config, "--limit", "3", "--json", "null"],
+            d,
+        ));
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::metadata(&null).unwrap().file_type().is_char_device());
+    }
+}

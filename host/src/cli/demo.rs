@@ -42,7 +42,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "8,4,3,2")]
     levels: String,
     /// Test images run on the device at each trace point (rotating through the held-out set).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::count)]
     images_per_point: usize,
     /// Also write the figures as JSON to this file (default: <out>/demo.json; atomic).
     #[arg(long)]

@@ -89,7 +89,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "auto")]
     cpu_engine: CpuEngineArg,
     /// Images per batch of --backend cpu (dense layers see the batch as columns at once).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::count)]
     cpu_batch: usize,
     /// The accelerator config.
     #[arg(long, default_value = "configs/sim-small.toml")]
@@ -103,11 +103,11 @@ pub struct RunArgs {
     gate: Option<String>,
     #[command(flatten)]
     board: BoardArgs,
-    /// How --model is quantized (ignored with --bundle).
+    /// How --model is quantized (refused with --bundle).
     #[command(flatten)]
     q: QuantFlags,
     /// Run at most this many held-out images.
-    #[arg(long)]
+    #[arg(long, value_parser = super::count)]
     limit: Option<usize>,
     /// Energy per inference on a board (--backend uio): `auto` (the board's hwmon power sensors
     /// when found under --sysroot, the energy model otherwise), `hwmon`, `model` or `none`.
@@ -115,7 +115,7 @@ pub struct RunArgs {
     energy: EnergyArg,
     /// With a sensor: seconds of back-to-back inferences metered per setting (and of idle before
     /// them); slow sensors update only every ~35 ms to 1 s (docs/energy.md).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = super::positive)]
     energy_window: f64,
     /// Also write the figures as JSON to this file (written atomically).
     #[arg(long)]
@@ -313,6 +313,7 @@ fn energy_rows<D: Device>(
 fn quantized(a: &RunArgs, split: &super::Split) -> Result<(QModel, PathBuf)> {
     match (&a.model, &a.bundle) {
         (_, Some(b)) => {
+            a.q.refuse_with("with --bundle: the bundle is already quantized")?;
             let bundle =
                 Bundle::open(b).with_context(|| format!("reading --bundle {}", b.display()))?;
             Ok((bundle.load()?, b.clone()))
@@ -351,6 +352,12 @@ fn settings(spec: &str, q: &QModel) -> Result<Vec<Vec<u8>>> {
 }
 
 pub fn run(a: RunArgs) -> Result<()> {
+    if let Some(j) = &a.json {
+        let mut inputs = vec![("--config", a.config.as_path())];
+        inputs.extend(a.model.iter().map(|m| ("--model", m.as_path())));
+        inputs.extend(a.bundle.iter().map(|b| ("--bundle", b.as_path())));
+        super::check_outputs(&inputs, &[("--json", j.as_path())])?;
+    }
     let split = a.data.load()?;
     let (q, source) = quantized(&a, &split)?;
     let settings = match &a.gate {

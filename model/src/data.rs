@@ -574,6 +574,21 @@ mod tests {
         std::fs::write(p("long"), &long).unwrap();
         assert_format_err(load_idx_images(&p("long")), &p("long"), "trailing");
 
+        // 0×0 images panicked `caq train` (a NaN loss unwrapped); no images at all said
+        // `test_count: 0 must be in 1..0`.
+        std::fs::write(p("empty-side"), idx_images(3, 0, 0, |_| 0)).unwrap();
+        assert_format_err(
+            load_idx_images(&p("empty-side")),
+            &p("empty-side"),
+            "images of 0 × 0: each side must be in 1..=65535",
+        );
+        std::fs::write(p("none"), idx_images(0, 28, 28, |_| 0)).unwrap();
+        assert_format_err(
+            load_idx_images(&p("none")),
+            &p("none"),
+            "holds no images (count 0)",
+        );
+
         std::fs::write(p("nine"), idx_labels(&[1, 10])).unwrap();
         assert_format_err(load_idx_labels(&p("nine")), &p("nine"), "label 1 is 10");
 

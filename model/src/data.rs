@@ -91,6 +91,13 @@ impl Dataset {
     /// remainder first, ties to the lower label); which images is drawn by a ChaCha8 RNG seeded
     /// with `seed`. Both halves keep the original order.
     pub fn stratified_split(&self, test_count: usize, seed: u64) -> Result<(Dataset, Dataset)> {
+        let (train, test) = self.split_indices(test_count, seed)?;
+        Ok((self.subset(&train), self.subset(&test)))
+    }
+
+    /// The image indices of [`Dataset::stratified_split`]'s two halves, `(train, test)`, each in
+    /// file order (docs/bundle.md states the rule in prose).
+    pub fn split_indices(&self, test_count: usize, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
         let n = self.len();
         if test_count == 0 || test_count >= n {
             return Err(ModelError::arg(
@@ -122,7 +129,7 @@ impl Dataset {
             }
         }
         let (test, train): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| is_test[i]);
-        Ok((self.subset(&train), self.subset(&test)))
+        Ok((train, test))
     }
 }
 

@@ -183,7 +183,10 @@ fn a_flipped_manifest_digit_fails_the_header_checksum() {
     let h = header_text(&bytes);
     // The first digit of the input quantizer's scale, inside the escaped manifest text.
     let at = h.find("\\\"scale\\\":").unwrap() + "\\\"scale\\\":".len();
-    let at = at + h[at..].find(|c: char| c.is_ascii_digit() && c != '0').unwrap();
+    let at = at
+        + h[at..]
+            .find(|c: char| c.is_ascii_digit() && c != '0')
+            .unwrap();
     let b = &mut bytes[8 + at];
     *b = if *b == b'9' { b'8' } else { *b + 1 };
     std::fs::write(&good, &bytes).unwrap();
@@ -271,7 +274,10 @@ fn hostile_float_models_are_refused_at_load() {
         m.params[3].as_mut().unwrap().bias[2] = bad;
         m.save(&good).unwrap();
         let e = float_err(&good);
-        assert!(e.contains(&format!("layer 'fc': bias[2] = {shown} is not finite")), "{e}");
+        assert!(
+            e.contains(&format!("layer 'fc': bias[2] = {shown} is not finite")),
+            "{e}"
+        );
     }
     tiny_model(3).save(&good).unwrap();
     let case = dir.path().join("case.caqf");
@@ -319,7 +325,10 @@ fn an_activation_over_the_memory_limit_is_refused_at_load() {
         d["graph"]["nodes"][0]["op"]["padding"] = json!(30_000);
     });
     let e = float_err(&case);
-    assert!(e.contains("conv1") && e.contains("MiB; the limit is"), "{e}");
+    assert!(
+        e.contains("conv1") && e.contains("MiB; the limit is"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -384,8 +393,7 @@ fn calibration_that_would_not_fit_in_memory_is_refused_before_allocating() {
             }),
         ],
     };
-    caq_model::validate::float_model(&m, &caq_model::validate::Limits::for_this_machine())
-        .unwrap();
+    caq_model::validate::float_model(&m, &caq_model::validate::Limits::for_this_machine()).unwrap();
     let n = 512;
     let data = Dataset {
         name: "zeros".into(),

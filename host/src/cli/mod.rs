@@ -118,6 +118,8 @@ pub struct DataArgs {
 pub struct Split {
     pub train: Dataset,
     pub test: Dataset,
+    /// Each held-out image's index in the data set as loaded (file order).
+    pub test_index: Vec<usize>,
 }
 
 impl DataArgs {
@@ -136,9 +138,13 @@ impl DataArgs {
             ((ds.len() as f64 * 0.2).round() as usize).clamp(1, ds.len() - 1)
         });
         let (train, test) = ds
-            .stratified_split(test_count, self.split_seed)
+            .split_indices(test_count, self.split_seed)
             .with_context(|| format!("splitting {} ({} images)", ds.name, ds.len()))?;
-        Ok(Split { train, test })
+        Ok(Split {
+            train: ds.subset(&train),
+            test: ds.subset(&test),
+            test_index: test,
+        })
     }
 }
 

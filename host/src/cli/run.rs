@@ -20,7 +20,7 @@ use caq_spec::{AccelConfig, Device, PerfCounters};
 use caq_spec::{DeviceAddr, MemRegion};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where a simulated backend's device memory starts (inside a 32-bit AXI address space).
 #[cfg(feature = "sim")]
@@ -117,9 +117,13 @@ pub struct RunArgs {
     /// them); slow sensors update only every ~35 ms to 1 s (docs/energy.md).
     #[arg(long, default_value_t = 2.0, value_parser = super::positive)]
     energy_window: f64,
-    /// Also write the figures as JSON to this file (written atomically).
+    /// Also write the figures as JSON to this file (written atomically; `-` for standard output).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also write every held-out image's output codes and prediction, one JSON object a line
+    /// per setting and image (written atomically; `-` for standard output); see docs/bundle.md.
+    #[arg(long, value_name = "FILE")]
+    outputs: Option<PathBuf>,
 }
 
 /// Where `--backend uio` finds the accelerator.
@@ -352,11 +356,14 @@ fn settings(spec: &str, q: &QModel) -> Result<Vec<Vec<u8>>> {
 }
 
 pub fn run(a: RunArgs) -> Result<()> {
-    if let Some(j) = &a.json {
+    {
         let mut inputs = vec![("--config", a.config.as_path())];
         inputs.extend(a.model.iter().map(|m| ("--model", m.as_path())));
         inputs.extend(a.bundle.iter().map(|b| ("--bundle", b.as_path())));
-        super::check_outputs(&inputs, &[("--json", j.as_path())])?;
+        let mut outputs: Vec<(&str, &Path)> = Vec::new();
+        outputs.extend(a.json.iter().map(|j| ("--json", j.as_path())));
+        outputs.extend(a.outputs.iter().map(|o| ("--outputs", o.as_path())));
+        super::check_outputs(&inputs, &outputs)?;
     }
     let split = a.data.load()?;
     let (q, source) = quantized(&a, &split)?;
@@ -367,6 +374,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let mut set = split.test;
     let images = a.limit.unwrap_or(set.len()).min(set.len());
     set = set.subset(&(0..images).collect::<Vec<_>>());
+    let set_index = &split.test_index[..images];
     let cfg = AccelConfig::load(&a.config)
         .with_context(|| format!("reading --config {}", a.config.display()))?;
     let mut summary = RunSummary {
@@ -427,7 +435,59 @@ pub fn run(a: RunArgs) -> Result<()> {
     if let Some(j) = &a.json {
         write_json(j, &summary)?;
     }
+    if let Some(o) = &a.outputs {
+        let text = output_lines(&q, &settings, &set, set_index)?;
+        if o == Path::new("-") {
+            print!("{text}");
+        } else {
+            caq_spec::fsio::write_atomic(o, text.as_bytes())
+                .with_context(|| format!("writing --outputs {}", o.display()))?;
+        }
+    }
     Ok(())
+}
+
+/// One output record of `--outputs`.
+#[derive(Serialize)]
+struct OutputLine<'a> {
+    bits: &'a [u8],
+    /// Position in the held-out set as run.
+    image: usize,
+    /// Index in the data set as loaded (file order).
+    index: usize,
+    label: u8,
+    prediction: usize,
+    /// The last layer's output codes (signed, or unsigned after a ReLU).
+    codes: Vec<i32>,
+}
+
+/// `--outputs`: every setting's output codes and prediction of every image, as JSON lines. The
+/// codes are the golden executor's, which every backend's outputs were just checked to equal
+/// byte for byte (`caq run` fails otherwise), so they are the outputs of the backend that ran.
+fn output_lines(
+    q: &QModel,
+    settings: &[Vec<u8>],
+    set: &caq_model::data::Dataset,
+    set_index: &[usize],
+) -> Result<String> {
+    let mut text = String::new();
+    for bits in settings {
+        let ex = q.executor(bits)?;
+        for (i, &index) in set_index.iter().enumerate() {
+            let codes = ex.logits(set.image(i))?;
+            let line = OutputLine {
+                bits,
+                image: i,
+                index,
+                label: set.labels[i],
+                prediction: qmodel::argmax(&codes),
+                codes,
+            };
+            text.push_str(&serde_json::to_string(&line).context("serializing --outputs")?);
+            text.push('\n');
+        }
+    }
+    Ok(text)
 }
 
 /// The simulated backends: compile, then run on the functional model or the RTL.

@@ -214,14 +214,28 @@ fn sim_small() -> AccelConfig {
         .unwrap()
 }
 
-/// Open, load, one golden inference at every level and a compile for sim-small: what `caq run`
-/// does with a bundle. Ok(()) when the bundle was accepted end to end.
+/// Open and load (the validation), then one golden inference at every level and a compile for
+/// sim-small: what `caq run` does with a bundle. Ok(()) when the bundle was accepted. Once the
+/// validation has passed, the golden executor must not find a problem it missed (that panics,
+/// a finding); a device may still refuse a model over its capacity.
 fn use_bundle(path: &Path, cfg: &AccelConfig, image: &[u8]) -> caq_model::Result<()> {
     let q = Bundle::open(path)?.load()?;
     for &b in q.levels() {
         let bits = q.uniform_bits(b);
-        q.executor(&bits)?.logits(image)?;
-        // A device may refuse a model over its capacity; it must not panic.
+        let golden = match q.executor(&bits).and_then(|ex| ex.logits(image)) {
+            Ok(v) => v,
+            Err(e) => {
+                panic!("the bundle passed validation but the golden executor refused it: {e}")
+            }
+        };
+        // The CPU backend may refuse a layer its kernels cannot hold exactly; what it runs must
+        // equal the golden executor.
+        for engine in [caq_cpu::Engine::Lut, caq_cpu::Engine::Gemm] {
+            if let Ok(plan) = caq_cpu::CpuModel::new(&q, &bits, engine) {
+                let out = plan.infer_batch(image, 1).map(|mut v| v.remove(0));
+                assert_eq!(out.ok(), Some(golden.clone()), "{engine:?} at {bits:?}");
+            }
+        }
         let _ = caq_host::compile::compile(&q, cfg, &bits, DeviceAddr(0x1000_0000));
     }
     Ok(())

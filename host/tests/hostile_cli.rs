@@ -41,7 +41,10 @@ fn caq(args: &[&str], dir: &Path) -> (Option<i32>, String) {
 fn refused(args: &[&str], dir: &Path, want: &str) {
     let (code, err) = caq(args, dir);
     println!("$ caq {}\n{err}", args.join(" "));
-    assert!(matches!(code, Some(1 | 2)), "{args:?}: exit {code:?}\n{err}");
+    assert!(
+        matches!(code, Some(1 | 2)),
+        "{args:?}: exit {code:?}\n{err}"
+    );
     assert!(!err.contains("panicked"), "{args:?}: {err}");
     assert!(err.contains(want), "{args:?}: expected '{want}' in\n{err}");
 }

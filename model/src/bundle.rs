@@ -180,7 +180,7 @@ impl Bundle {
         let limits = Limits::for_this_machine();
         validate::graph(&m.graph, &limits)?;
         validate::quantize_config(&m.quantize)?;
-        validate::activations(&m.input, &m.acts, m.graph.nodes.len())?;
+        validate::activations(&m.input, &m.acts, &m.graph, m.quantize.act_bits)?;
         let wl = m.graph.weight_layers();
         if m.layers.len() != wl.len() || m.layers.iter().zip(&wl).any(|(l, &i)| l.node != i) {
             return Err(ModelError::arg(

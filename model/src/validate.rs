@@ -338,9 +338,21 @@ pub fn quantize_config(c: &QuantizeConfig) -> Result<()> {
     Ok(())
 }
 
-/// The input and per-node activation quantizers.
-pub fn activations(input: &ActQuant, acts: &[ActQuant], nodes: usize) -> Result<()> {
+/// The input and per-node activation quantizers, against the graph and the hidden layers' bit
+/// width `act_bits`: each in range, and each what quantization makes of its node (so a hand
+/// edit cannot give a node a quantizer its codes do not follow). The input takes unsigned pixel
+/// codes; a weight layer's or an add's output is signed unless the node applies a ReLU, at
+/// `act_bits` (8 for the last node, the logits); a ReLU node keeps its input's quantizer as
+/// unsigned; every other node (pooling, flatten) passes its input's quantizer on unchanged.
+pub fn activations(input: &ActQuant, acts: &[ActQuant], g: &Graph, act_bits: u8) -> Result<()> {
     check_act("input", input)?;
+    if input.signed {
+        return Err(ModelError::arg(
+            "input",
+            "signed; the input quantizer takes unsigned pixel codes",
+        ));
+    }
+    let nodes = g.nodes.len();
     if acts.len() != nodes {
         return Err(ModelError::arg(
             "acts",
@@ -349,6 +361,39 @@ pub fn activations(input: &ActQuant, acts: &[ActQuant], nodes: usize) -> Result<
     }
     for (i, a) in acts.iter().enumerate() {
         check_act(&format!("acts[{i}]"), a)?;
+    }
+    for (i, (node, a)) in g.nodes.iter().zip(acts).enumerate() {
+        let what = format!("acts[{i}] (node '{}')", node.name);
+        let in_act = match node.inputs.first() {
+            Some(Src::Node(j)) if *j < i => acts[*j],
+            _ => *input,
+        };
+        if node.op.has_weights() || matches!(node.op, Op::Add { .. }) {
+            let bits = if i + 1 == nodes { 8 } else { act_bits };
+            let signed = !node.op.relu();
+            if (a.bits, a.signed) != (bits, signed) {
+                return Err(ModelError::arg(
+                    what,
+                    format!(
+                        "{} bits {}; this node's output is {bits} bits {}",
+                        a.bits,
+                        if a.signed { "signed" } else { "unsigned" },
+                        if signed { "signed" } else { "unsigned" }
+                    ),
+                ));
+            }
+        } else {
+            let want = ActQuant {
+                signed: in_act.signed && !matches!(node.op, Op::Relu),
+                ..in_act
+            };
+            if *a != want {
+                return Err(ModelError::arg(
+                    what,
+                    format!("{a:?}; this node passes its input's quantizer on: {want:?}"),
+                ));
+            }
+        }
     }
     Ok(())
 }

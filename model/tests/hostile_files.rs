@@ -94,6 +94,22 @@ fn hostile_bundle_manifests_are_refused_naming_the_field() {
             "'quantize.act_bits': 0 is outside 2..=8",
         ),
         (
+            "a ReLU layer's output marked signed",
+            |d| d["acts"][0]["signed"] = json!(true),
+            "'acts[0] (node 'conv1')': 8 bits signed; this node's output is 8 bits unsigned",
+        ),
+        (
+            "a pooling node's quantizer edited",
+            |d| d["acts"][1]["scale"] = json!(0.5),
+            "'acts[1] (node 'pool1')': ActQuant { bits: 8, signed: false, scale: 0.5 }; this node \
+             passes its input's quantizer on",
+        ),
+        (
+            "signed input pixels",
+            |d| d["input"]["signed"] = json!(true),
+            "'input': signed; the input quantizer takes unsigned pixel codes",
+        ),
+        (
             "scale 0",
             |d| d["input"]["scale"] = json!(0.0),
             "'input': scale 0 must be finite and in [2^-100, 2^100]",

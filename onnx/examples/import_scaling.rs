@@ -2,7 +2,8 @@
 //! exported to ONNX by caq and imported back, for N from 1,000 to 100,000. The import must grow
 //! linearly (it re-checked the whole graph at every node before issue 20: 65 s at 40,000 nodes).
 //!
-//! `cargo run --release -p caq-onnx --example import_scaling [N ...]`
+//! `cargo run --release -p caq-onnx --example import_scaling [N ...]`; with `CAQ_SCALING_DIR=D`
+//! each model is also written to `D/chain-N.onnx`, to time `caq import` on it.
 
 use caq_model::graph::{FloatModel, FloatParams, Graph, Node, Op, Src};
 use ndarray::{Array1, Array2};
@@ -49,6 +50,10 @@ fn main() {
     println!("| ---: | ---: | ---: | ---: |");
     for n in sizes {
         let bytes = caq_onnx::export(&chain(n)).expect("export");
+        if let Ok(dir) = std::env::var("CAQ_SCALING_DIR") {
+            let path = std::path::Path::new(&dir).join(format!("chain-{n}.onnx"));
+            std::fs::write(&path, &bytes).expect("writing the model");
+        }
         let t = Instant::now();
         let m = caq_onnx::import_bytes(&bytes).expect("import");
         let s = t.elapsed().as_secs_f64();

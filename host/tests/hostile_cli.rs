@@ -308,6 +308,22 @@ fn every_reproduction_of_issue_20_is_a_clear_error() {
         d,
         "--rounding does not apply with --bundle: the bundle is already quantized",
     );
+    refused(
+        &[
+            "eval",
+            "--model",
+            "m.caqf",
+            "--bundle",
+            "good.caqb",
+            "--chain",
+            "8,4",
+            "--act-bits",
+            "6",
+        ],
+        d,
+        "--chain, --act-bits do not apply with --bundle: the bundle is evaluated as it was \
+         quantized",
+    );
 }
 
 #[test]

@@ -71,6 +71,15 @@ pub struct CommonQuantFlags {
     calib_images: Option<usize>,
 }
 
+/// An error naming the flags in `given` that do not apply (`why` says where), if any.
+fn refuse_given(given: &[&str], why: &str) -> Result<()> {
+    match given {
+        [] => Ok(()),
+        [one] => anyhow::bail!("{one} does not apply {why}"),
+        _ => anyhow::bail!("{} do not apply {why}", given.join(", ")),
+    }
+}
+
 // The quantization flags have no clap defaults (they are applied here), so a command can tell
 // a flag the user gave from one left out, and refuse one that does not apply.
 const DEFAULT_LEVELS: &str = "8,6,4";
@@ -167,11 +176,7 @@ impl QuantFlags {
                 given.insert(0, flag);
             }
         }
-        match given.len() {
-            0 => Ok(()),
-            1 => anyhow::bail!("{} does not apply {why}", given[0]),
-            _ => anyhow::bail!("{} do not apply {why}", given.join(", ")),
-        }
+        refuse_given(&given, why)
     }
 }
 
@@ -194,12 +199,12 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct SuiteFlags {
-    /// Part-bit widths b of the nested pairs 8⊃b and of the uniform baselines.
-    #[arg(long, default_value = "6,4,3,2")]
-    part_bits: String,
-    /// Multi-level chain evaluated at every level.
-    #[arg(long, default_value = "8,6,4")]
-    chain: String,
+    /// Part-bit widths b of the nested pairs 8⊃b and of the uniform baselines [default: 6,4,3,2].
+    #[arg(long)]
+    part_bits: Option<String>,
+    /// Multi-level chain evaluated at every level [default: 8,6,4].
+    #[arg(long)]
+    chain: Option<String>,
     /// Use max|w| scales instead of the per-channel MSE clip search.
     #[arg(long)]
     no_clip_search: bool,
@@ -211,6 +216,8 @@ impl SuiteFlags {
     fn options(&self) -> Result<SuiteOptions> {
         let part_bits = self
             .part_bits
+            .as_deref()
+            .unwrap_or("6,4,3,2")
             .split(',')
             .map(|t| {
                 t.trim()
@@ -222,7 +229,7 @@ impl SuiteFlags {
             .collect::<Result<Vec<u8>>>()?;
         Ok(SuiteOptions {
             part_bits,
-            chain: parse_levels(&self.chain)?,
+            chain: parse_levels(self.chain.as_deref().unwrap_or("8,6,4"))?,
             group_size: self.common.group_size,
             clip_search: !self.no_clip_search,
             nest_clip: self.common.nest_clip,
@@ -231,6 +238,21 @@ impl SuiteFlags {
             calib_images: self.common.calib_images(),
             ..SuiteOptions::default()
         })
+    }
+
+    /// Refuses the suite's flags where no suite runs (`eval --bundle`): they would be ignored.
+    fn refuse_with(&self, why: &str) -> Result<()> {
+        let mut given = self.common.given();
+        for (flag, on) in [
+            ("--part-bits", self.part_bits.is_some()),
+            ("--chain", self.chain.is_some()),
+            ("--no-clip-search", self.no_clip_search),
+        ] {
+            if on {
+                given.insert(0, flag);
+            }
+        }
+        refuse_given(&given, why)
     }
 }
 
@@ -441,6 +463,10 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         let mut inputs = vec![("--model", a.model.as_path())];
         inputs.extend(a.bundle.iter().map(|b| ("--bundle", b.as_path())));
         super::check_outputs(&inputs, &[("--json", j.as_path())])?;
+    }
+    if a.bundle.is_some() {
+        a.suite
+            .refuse_with("with --bundle: the bundle is evaluated as it was quantized")?;
     }
     let opts = a.suite.options()?;
     let model = load_float(&a.model)?;

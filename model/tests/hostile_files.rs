@@ -177,7 +177,7 @@ fn hostile_bundle_manifests_are_refused_naming_the_field() {
 fn with_header(bytes: &[u8], header: &str) -> Vec<u8> {
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let mut h = header.as_bytes().to_vec();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();

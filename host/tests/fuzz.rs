@@ -1,7 +1,8 @@
 //! Mutation fuzzing of every file caq reads, on stable Rust: seeded, structure-aware mutations of
-//! bundle manifests and tensors, float-model graphs, ONNX protobufs, IDX headers, accelerator
-//! configs, context traces and policies, each run through the real entry points (open, load, one
-//! golden inference, compile for a device; import; data loading; parsing). Every outcome must be a
+//! bundle manifests and tensor values (rewritten under fresh checksums) and raw bytes, float-model
+//! graphs, ONNX protobufs, IDX headers, accelerator configs, context traces and policies, each run
+//! through the real entry points (open, load, one golden inference, the CPU backend, compile for a
+//! device; import; data loading; parsing). Every outcome must be a
 //! clean `Ok` or `Err`: a panic fails the test with the seed that replays it.
 //!
 //! Memory and time are bounded by caq's own limits (`caq_model::validate::Limits`), set low here
@@ -197,8 +198,18 @@ fn float_mlp() -> FloatModel {
 /// Rewrites a caq tensor file with a new document and the same tensors (fresh checksums), so a
 /// structure-aware mutation reaches validation instead of stopping at the checksum.
 fn rewrite(src: &Path, dst: &Path, doc: &serde_json::Value) {
+    rewrite_with(src, dst, doc, |_| {});
+}
+
+/// [`rewrite`], with `edit` applied to the tensors first.
+fn rewrite_with(
+    src: &Path,
+    dst: &Path,
+    doc: &serde_json::Value,
+    edit: impl FnOnce(&mut Vec<OutTensor>),
+) {
     let f = TensorFile::open(src).unwrap();
-    let tensors: Vec<OutTensor> = f
+    let mut tensors: Vec<OutTensor> = f
         .tensor_names()
         .iter()
         .map(|n| {
@@ -206,7 +217,34 @@ fn rewrite(src: &Path, dst: &Path, doc: &serde_json::Value) {
             OutTensor::raw(n.clone(), dtype, shape, bytes.to_vec())
         })
         .collect();
+    edit(&mut tensors);
     store::write_atomic(dst, doc, &tensors).unwrap();
+}
+
+/// Damage to the values of one tensor, under fresh checksums so that it reaches the checks of
+/// the content: a run of one to four bytes (an element, at an aligned or any offset) set to all
+/// zeros, all ones, a lone sign bit or random bits.
+fn mutate_tensor(tensors: &mut [OutTensor], rng: &mut StdRng) {
+    let t = &mut tensors[rng.random_range(0..tensors.len())];
+    if t.bytes.is_empty() {
+        return;
+    }
+    let width = [1, 2, 4][rng.random_range(0..3)];
+    let mut at = rng.random_range(0..t.bytes.len());
+    if rng.random_bool(0.5) {
+        at -= at % width;
+    }
+    let end = (at + width).min(t.bytes.len());
+    let pattern = rng.random_range(0..4);
+    for (i, b) in t.bytes[at..end].iter_mut().enumerate() {
+        *b = match pattern {
+            0 => 0,
+            1 => 0xff,
+            2 if i + 1 == width => 0x80,
+            2 => 0,
+            _ => rng.random(),
+        };
+    }
 }
 
 fn sim_small() -> AccelConfig {
@@ -246,7 +284,10 @@ fn bundle_mutations_are_clean_errors() {
     setup();
     let dir = tempfile::tempdir().unwrap();
     let calib = digits_subset(16);
-    let q = qmodel::quantize(&float_mlp(), &calib, &QuantizeConfig::nested(&[8, 6, 4])).unwrap();
+    // Regions of 16 along K, so the group-multiplier tensors are mutated too.
+    let mut qcfg = QuantizeConfig::nested(&[8, 6, 4]);
+    qcfg.group_size = Some(16);
+    let q = qmodel::quantize(&float_mlp(), &calib, &qcfg).unwrap();
     let good = dir.path().join("good.caqb");
     bundle::write(&good, &q).unwrap();
     let doc = TensorFile::open(&good).unwrap().doc().clone();
@@ -256,12 +297,15 @@ fn bundle_mutations_are_clean_errors() {
     use_bundle(&good, &cfg, &image).unwrap();
     let case = dir.path().join("case.caqb");
     fuzz("bundle", |rng| {
-        if rng.random_bool(0.7) {
+        let pick = rng.random_range(0..10);
+        if pick < 5 {
             let mut d = doc.clone();
             for _ in 0..rng.random_range(1..3) {
                 mutate_json(&mut d, rng);
             }
             rewrite(&good, &case, &d);
+        } else if pick < 8 {
+            rewrite_with(&good, &case, &doc, |t| mutate_tensor(t, rng));
         } else {
             let mut b = bytes.clone();
             mutate_bytes(&mut b, rng);

@@ -328,10 +328,13 @@ fn float_model_mutations_are_clean_errors() {
     cfg.calib_images = 8;
     let case = dir.path().join("case.caqf");
     fuzz("float model", |rng| {
-        if rng.random_bool(0.7) {
+        let pick = rng.random_range(0..10);
+        if pick < 5 {
             let mut d = doc.clone();
             mutate_json(&mut d, rng);
             rewrite(&good, &case, &d);
+        } else if pick < 8 {
+            rewrite_with(&good, &case, &doc, |t| mutate_tensor(t, rng));
         } else {
             let mut b = bytes.clone();
             mutate_bytes(&mut b, rng);

@@ -265,6 +265,35 @@ fn every_reproduction_of_issue_20_is_a_clear_error() {
     );
     assert!(!d.join("x").exists());
 
+    // --json through a link to the process's standard output: written there, the link kept
+    // (the rename used to replace the link with a regular file).
+    std::os::unix::fs::symlink("/proc/self/fd/1", d.join("stdout.json")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_caq"))
+        .args([
+            "run",
+            "--bundle",
+            "good.caqb",
+            "--backend",
+            "golden",
+            "--config",
+            CONFIG,
+            "--limit",
+            "2",
+            "--json",
+            "stdout.json",
+        ])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"byte_equal_images\""));
+    let link = std::fs::symlink_metadata(d.join("stdout.json")).unwrap();
+    assert!(link.file_type().is_symlink());
+
     // Flags: counts of 0, NaN, and quantization flags with --bundle.
     refused(
         &["run", "--bundle", "good.caqb", "--limit", "0"],

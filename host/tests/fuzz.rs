@@ -23,11 +23,13 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::Once;
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 /// Cases per decoder in a default run.
 const CASES: usize = 150;
+/// The longest a case may run: the slowest accepted cases take well under a second.
+const HANG: Duration = Duration::from_secs(30);
 
 fn setup() {
     static ONCE: Once = Once::new();
@@ -58,10 +60,38 @@ fn fuzz(name: &str, mut case: impl FnMut(&mut StdRng) -> bool) {
         .map(Duration::from_secs);
     let t0 = Instant::now();
     let (mut n, mut accepted) = (0usize, 0usize);
+    let mut slowest = Duration::ZERO;
+    // A case that runs past HANG is a hang: the watchdog names its seed and ends the process
+    // (a hung case cannot be unwound).
+    let current = Arc::new(Mutex::new((0u64, Instant::now(), true)));
+    {
+        let current = Arc::clone(&current);
+        let name = name.to_string();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(500));
+                let (seed, since, done) = *current.lock().unwrap_or_else(|e| e.into_inner());
+                if done {
+                    return;
+                }
+                if since.elapsed() > HANG {
+                    eprintln!(
+                        "fuzz {name}: case with seed {seed} ran {:?}: a hang (replay: CAQ_SEED={seed})",
+                        since.elapsed()
+                    );
+                    std::process::exit(1);
+                }
+            }
+        });
+    }
     loop {
         let seed = base.wrapping_add(n as u64);
         let mut rng = StdRng::seed_from_u64(seed);
-        match catch_unwind(AssertUnwindSafe(|| case(&mut rng))) {
+        let started = Instant::now();
+        *current.lock().unwrap_or_else(|e| e.into_inner()) = (seed, started, false);
+        let outcome = catch_unwind(AssertUnwindSafe(|| case(&mut rng)));
+        slowest = slowest.max(started.elapsed());
+        match outcome {
             Ok(ok) => accepted += usize::from(ok),
             Err(p) => {
                 let msg = p
@@ -69,6 +99,7 @@ fn fuzz(name: &str, mut case: impl FnMut(&mut StdRng) -> bool) {
                     .cloned()
                     .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_default();
+                current.lock().unwrap_or_else(|e| e.into_inner()).2 = true;
                 panic!("{name}: case with seed {seed} panicked: {msg} (replay: CAQ_SEED={seed})");
             }
         }
@@ -82,11 +113,14 @@ fn fuzz(name: &str, mut case: impl FnMut(&mut StdRng) -> bool) {
             break;
         }
     }
+    current.lock().unwrap_or_else(|e| e.into_inner()).2 = true;
     let s = t0.elapsed().as_secs_f64();
     println!(
-        "fuzz {name}: seed {base}, {n} cases in {s:.1} s ({:.0}/s), {accepted} accepted, {} refused, 0 panics",
+        "fuzz {name}: seed {base}, {n} cases in {s:.1} s ({:.0}/s), {accepted} accepted, {} refused, \
+         0 panics, slowest case {:.0} ms",
         n as f64 / s,
-        n - accepted
+        n - accepted,
+        slowest.as_secs_f64() * 1e3
     );
 }
 

@@ -489,21 +489,35 @@ fn mutate_text(text: &str, rng: &mut StdRng) -> String {
 }
 
 #[test]
-fn config_trace_and_policy_mutations_are_clean_errors() {
-    use caq_host::context::{ContextPolicy, ContextTrace};
+fn config_mutations_are_clean_errors() {
     setup();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let config = std::fs::read_to_string(root.join("configs/sim-small.toml")).unwrap();
-    let trace = ContextTrace::demo().to_csv_string();
-    let policy = ContextPolicy::default_policy().to_toml_string();
     fuzz("config", |rng| {
         AccelConfig::from_toml_str(&mutate_text(&config, rng), "fuzz")
             .map(|c| caq_hdl::generate(&c).is_ok())
             .is_ok()
     });
+}
+
+#[test]
+fn trace_mutations_are_clean_errors() {
+    setup();
+    let trace = caq_host::context::ContextTrace::demo().to_csv_string();
     fuzz("trace", |rng| {
-        ContextTrace::from_csv_str(&mutate_text(&trace, rng), Path::new("fuzz.csv")).is_ok()
+        caq_host::context::ContextTrace::from_csv_str(
+            &mutate_text(&trace, rng),
+            Path::new("fuzz.csv"),
+        )
+        .is_ok()
     });
+}
+
+#[test]
+fn policy_mutations_are_clean_errors() {
+    use caq_host::context::ContextPolicy;
+    setup();
+    let policy = ContextPolicy::default_policy().to_toml_string();
     fuzz("policy", |rng| {
         ContextPolicy::from_toml_str(&mutate_text(&policy, rng), "fuzz").is_ok()
     });

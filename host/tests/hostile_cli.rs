@@ -339,6 +339,23 @@ fn every_reproduction_of_issue_20_is_a_clear_error() {
     );
     refused(
         &[
+            "run",
+            "--bundle",
+            "good.caqb",
+            "--backend",
+            "golden",
+            "--config",
+            CONFIG,
+            "--poll-us",
+            "5",
+            "--energy",
+            "model",
+        ],
+        d,
+        "--poll-us, --energy apply to --backend uio only",
+    );
+    refused(
+        &[
             "eval",
             "--model",
             "m.caqf",

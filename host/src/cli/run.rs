@@ -110,13 +110,14 @@ pub struct RunArgs {
     #[arg(long, value_parser = super::count)]
     limit: Option<usize>,
     /// Energy per inference on a board (--backend uio): `auto` (the board's hwmon power sensors
-    /// when found under --sysroot, the energy model otherwise), `hwmon`, `model` or `none`.
-    #[arg(long, value_enum, default_value = "auto")]
-    energy: EnergyArg,
+    /// when found under --sysroot, the energy model otherwise), `hwmon`, `model` or `none`
+    /// [default: auto].
+    #[arg(long, value_enum)]
+    energy: Option<EnergyArg>,
     /// With a sensor: seconds of back-to-back inferences metered per setting (and of idle before
-    /// them); slow sensors update only every ~35 ms to 1 s (docs/energy.md).
-    #[arg(long, default_value_t = 2.0, value_parser = super::positive)]
-    energy_window: f64,
+    /// them); slow sensors update only every ~35 ms to 1 s (docs/energy.md) [default: 2].
+    #[arg(long, value_parser = super::positive)]
+    energy_window: Option<f64>,
     /// Also write the figures as JSON to this file (written atomically; `-` for standard output).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -129,15 +130,15 @@ pub struct RunArgs {
 /// Where `--backend uio` finds the accelerator.
 #[derive(Args, Debug)]
 pub struct BoardArgs {
-    /// UIO device name of the accelerator (its device-tree `linux,uio-name`).
-    #[arg(long, default_value = caq_host::accel::DEFAULT_UIO_NAME)]
-    uio_name: String,
-    /// u-dma-buf device the accelerator masters.
-    #[arg(long, default_value = caq_host::accel::DEFAULT_UDMABUF)]
-    udmabuf: String,
-    /// Root of /sys and /dev (a fake tree for testing).
-    #[arg(long, default_value = "/")]
-    sysroot: PathBuf,
+    /// UIO device name of the accelerator (its device-tree `linux,uio-name`) [default: caq].
+    #[arg(long)]
+    uio_name: Option<String>,
+    /// u-dma-buf device the accelerator masters [default: udmabuf0].
+    #[arg(long)]
+    udmabuf: Option<String>,
+    /// Root of /sys and /dev (a fake tree for testing) [default: /].
+    #[arg(long)]
+    sysroot: Option<PathBuf>,
     /// Poll STATUS every this many microseconds instead of waiting for the interrupt (a device
     /// tree without `interrupts`).
     #[arg(long)]
@@ -150,11 +151,21 @@ pub struct BoardArgs {
 }
 
 impl BoardArgs {
+    fn sysroot(&self) -> &Path {
+        self.sysroot.as_deref().unwrap_or(Path::new("/"))
+    }
+
     fn options(&self) -> BoardOptions {
         let mut o = BoardOptions {
-            root: SysRoot::new(&self.sysroot),
-            uio_name: self.uio_name.clone(),
-            udmabuf: self.udmabuf.clone(),
+            root: SysRoot::new(self.sysroot()),
+            uio_name: self
+                .uio_name
+                .clone()
+                .unwrap_or_else(|| caq_host::accel::DEFAULT_UIO_NAME.into()),
+            udmabuf: self
+                .udmabuf
+                .clone()
+                .unwrap_or_else(|| caq_host::accel::DEFAULT_UDMABUF.into()),
             ..BoardOptions::default()
         };
         o.coherency.require_cached = self.cached;
@@ -164,6 +175,20 @@ impl BoardArgs {
             };
         }
         o
+    }
+
+    /// The board flags given, by name (they apply to `--backend uio` only).
+    fn given(&self) -> Vec<&'static str> {
+        [
+            ("--uio-name", self.uio_name.is_some()),
+            ("--udmabuf", self.udmabuf.is_some()),
+            ("--sysroot", self.sysroot.is_some()),
+            ("--poll-us", self.poll_us.is_some()),
+            ("--cached", self.cached),
+        ]
+        .into_iter()
+        .filter_map(|(f, on)| on.then_some(f))
+        .collect()
     }
 }
 
@@ -259,23 +284,19 @@ fn energy_rows<D: Device>(
 ) -> Result<Vec<EnergyRow>> {
     use caq_host::accel::EnergyMeter;
     use caq_host::energy::{EnergyModel, HwmonMeter, ModelMeter, RailGroup, meter_window};
-    if a.energy == EnergyArg::None || set.is_empty() {
+    let energy = a.energy.unwrap_or(EnergyArg::Auto);
+    if energy == EnergyArg::None || set.is_empty() {
         return Ok(Vec::new());
     }
-    if !(a.energy_window.is_finite() && a.energy_window > 0.0) {
-        bail!(
-            "--energy-window: expected a positive number of seconds, found {}",
-            a.energy_window
-        );
-    }
-    let root = SysRoot::new(&a.board.sysroot);
-    let sensor = match a.energy {
+    let energy_window = a.energy_window.unwrap_or(2.0);
+    let root = SysRoot::new(a.board.sysroot());
+    let sensor = match energy {
         EnergyArg::Model => None,
         _ => match HwmonMeter::detect(&root, &[RailGroup::Pl])
             .or_else(|_| HwmonMeter::detect(&root, &[RailGroup::Board]))
         {
             Ok(m) => Some(m),
-            Err(e) if a.energy == EnergyArg::Hwmon => {
+            Err(e) if energy == EnergyArg::Hwmon => {
                 return Err(anyhow::Error::new(e).context("--energy hwmon"));
             }
             Err(e) => {
@@ -284,7 +305,7 @@ fn energy_rows<D: Device>(
             }
         },
     };
-    let window = std::time::Duration::from_secs_f64(a.energy_window);
+    let window = std::time::Duration::from_secs_f64(energy_window);
     let mut meter: Box<dyn EnergyMeter> = match sensor {
         Some(mut m) => {
             eprintln!(
@@ -296,7 +317,7 @@ fn energy_rows<D: Device>(
         }
         None => Box::new(ModelMeter::new(EnergyModel::for_config(cfg, None)?, cfg)?),
     };
-    let timed = a.energy != EnergyArg::Model;
+    let timed = energy != EnergyArg::Model;
     let mut rows = Vec::new();
     for bits in settings {
         acc.set_bits(bits)?;
@@ -364,6 +385,16 @@ pub fn run(a: RunArgs) -> Result<()> {
         outputs.extend(a.json.iter().map(|j| ("--json", j.as_path())));
         outputs.extend(a.outputs.iter().map(|o| ("--outputs", o.as_path())));
         super::check_outputs(&inputs, &outputs)?;
+    }
+    if a.backend != Backend::Uio {
+        let mut given = a.board.given();
+        given.extend(a.energy.map(|_| "--energy"));
+        given.extend(a.energy_window.map(|_| "--energy-window"));
+        match given.as_slice() {
+            [] => {}
+            [one] => bail!("{one} applies to --backend uio only"),
+            _ => bail!("{} apply to --backend uio only", given.join(", ")),
+        }
     }
     let split = a.data.load()?;
     let (q, source) = quantized(&a, &split)?;

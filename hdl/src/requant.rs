@@ -89,6 +89,9 @@ pub fn requant() -> Result<Module> {
     m.section("valid bits and flags along the stages");
     m.reg("v_q", LATENCY, Some("in_valid, delayed"))?;
     ctl.nb("v_q", format!("{{v_q[{}:0], in_valid}}", LATENCY - 2));
+    // The flags are reset with the valid bits: a reset keeps synthesis from packing the chain
+    // into shift-register LUTs, whose clock-to-out (about 1.5 ns) would start stage 5's path.
+    let mut flags_reset = Code::new();
     for st in 1..=4 {
         m.reg(&format!("f{st}_q"), fw, Some("shift, relu, signed, bits"))?;
         let prev = if st == 1 {
@@ -96,8 +99,16 @@ pub fn requant() -> Result<Module> {
         } else {
             format!("f{}_q", st - 1)
         };
-        data.nb(format!("f{st}_q"), prev);
+        ctl.nb(format!("f{st}_q"), prev);
+        flags_reset.nb(format!("f{st}_q"), format!("{fw}'d0"));
     }
+    m.reg(
+        "pos_q",
+        SHIFT_BITS,
+        Some("stage 5's window position: shift - 1 (shift 0: 0)"),
+    )?;
+    ctl.nb("pos_q", "(f3_q[11:6] == 6'd0) ? 6'd0 : f3_q[11:6] - 6'd1");
+    flags_reset.nb("pos_q", format!("{SHIFT_BITS}'d0"));
 
     m.section("1: total = acc + bias");
     m.reg("total_q", ACC_T_BITS, None)?;
@@ -163,10 +174,7 @@ pub fn requant() -> Result<Module> {
     m.section("5: the window of prod >>> (shift - 1)");
     m.wire_assign(
         "pos",
-        Expr::raw(
-            "(f4_q[11:6] == 6'd0) ? 6'd0 : f4_q[11:6] - 6'd1".to_string(),
-            SHIFT_BITS,
-        ),
+        Expr::raw("pos_q", SHIFT_BITS),
         Some("the window's lowest bit: shift - 1 (shift 0: the product itself)"),
     )?;
     let lo = WIN - 1;
@@ -250,6 +258,7 @@ pub fn requant() -> Result<Module> {
         "!rst_n || clear",
         |c| {
             c.nb("v_q", format!("{LATENCY}'d0"));
+            c.append(&flags_reset);
         },
         |c| {
             c.append(&ctl);

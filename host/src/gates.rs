@@ -65,6 +65,21 @@ pub struct CostTable {
     /// Costs that do not depend on the precision: one START per device segment.
     pub fixed: PerfCounters,
     pub layers: Vec<LayerCost>,
+    /// The program's descriptor lists, for the exact cost of a whole setting ([`CostTable::cost`]).
+    #[serde(skip)]
+    pub lists: Option<Lists>,
+}
+
+/// What the timing model needs to price a whole setting: the engine overlaps the descriptors of a
+/// list (the next one's loads with the current one's compute), so a list's cycles are less than
+/// the sum of its layers' alone.
+#[derive(Clone, Debug)]
+pub struct Lists {
+    pub shape: caq_spec::CoreShape,
+    /// Each device segment's layers, in list order.
+    pub segments: Vec<std::ops::Range<usize>>,
+    /// Layer i's descriptor at `levels[j]`.
+    pub descs: Vec<Vec<caq_spec::LayerDescriptor>>,
 }
 
 fn sub(a: &PerfCounters, b: &PerfCounters) -> PerfCounters {
@@ -88,11 +103,14 @@ impl CostTable {
         let mut program = compile::compile(q, cfg, &q.uniform_bits(levels[0]), DeviceAddr(0))?;
         let start = timing.estimate(&shape, &[]);
         let mut fixed = PerfCounters::default();
+        let mut segments = Vec::new();
         for step in &program.steps {
-            if let compile::Step::Device(_) = step {
+            if let compile::Step::Device(seg) = step {
                 fixed.add(&start);
+                segments.push(seg.layers.clone());
             }
         }
+        let mut descs: Vec<Vec<caq_spec::LayerDescriptor>> = vec![Vec::new(); program.layers.len()];
         let mut layers: Vec<LayerCost> = program
             .layers
             .iter()
@@ -119,12 +137,20 @@ impl CostTable {
                     .push(sub(&timing.estimate(&shape, &[l.desc]), &start));
                 lc.resident.push(l.group_bytes[..groups].iter().sum());
             }
+            for (d, l) in descs.iter_mut().zip(&program.layers) {
+                d.push(l.desc);
+            }
         }
         Ok(CostTable {
             config: cfg.name.clone(),
             clock_mhz: cfg.clock_mhz,
             fixed,
             layers,
+            lists: Some(Lists {
+                shape,
+                segments,
+                descs,
+            }),
         })
     }
 
@@ -142,15 +168,28 @@ impl CostTable {
             })
     }
 
-    /// The counters and resident bytes of a setting; `energy` turns counters into joules.
+    /// The counters and resident bytes of a setting; `energy` turns counters into joules. With
+    /// the program's lists ([`CostTable::new`]) the counters are the timing model's for each whole
+    /// list, what the device reports; without, the sum of the layers' own (an upper bound on the
+    /// cycles, which the Pareto search uses to prune).
     pub fn cost(&self, bits: &[u8], energy: &dyn Fn(&PerfCounters) -> f64) -> Result<SettingCost> {
         compile::check_bits_len(bits, self.layers.len())?;
         let mut perf = self.fixed;
         let mut resident = 0;
+        let mut level = Vec::with_capacity(bits.len());
         for (i, &b) in bits.iter().enumerate() {
             let j = self.index(i, b)?;
             perf.add(&self.layers[i].perf[j]);
             resident += self.layers[i].resident[j];
+            level.push(j);
+        }
+        if let Some(lists) = &self.lists {
+            let timing = caq_sim::TimingModel::default();
+            perf = PerfCounters::default();
+            for seg in &lists.segments {
+                let descs: Vec<_> = seg.clone().map(|i| lists.descs[i][level[i]]).collect();
+                perf.add(&timing.estimate(&lists.shape, &descs));
+            }
         }
         Ok(SettingCost {
             perf,
@@ -653,6 +692,7 @@ mod tests {
                     ..PerfCounters::default()
                 },
                 layers,
+                lists: None,
             },
             Sensitivity {
                 images: 0,

@@ -8,7 +8,11 @@
 //! - `caq_array` of sim-small and pynq-z2: random plane-steps back to back (signed lanes, random
 //!   weight bits, shifts, sign planes, regions of 1..4 steps with random multipliers, items of 1..3
 //!   regions, gaps), every item's R totals against the plane-serial rule of docs/numerics.md,
-//!   `latency()` cycles after its last step.
+//!   `latency()` cycles after its last step;
+//! - `caq_decode` of sim-small and pynq-z2: descriptors of random valid layers, most of them edited
+//!   (one check's edit from the device suite, a random word, a random bit, a random field value)
+//!   under random windows, each against `caq_spec::descriptor::check_fetched` and
+//!   `CoreShape::schedule`: the error code, and for an accepted descriptor the schedule's values.
 //!
 //! Seeds are printed (`CAQ_SEED` replays one).
 
@@ -21,6 +25,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 mod common;
+#[path = "common/suite.rs"]
+mod suite;
 
 fn requant_lib() -> &'static ModelLib {
     let m = caq_hdl::requant::requant().unwrap();
@@ -369,4 +375,201 @@ fn array_of_sim_small_matches_the_plane_serial_rule() {
 #[test]
 fn array_of_pynq_z2_matches_the_plane_serial_rule() {
     array_bench("pynq-z2");
+}
+
+/// What `caq_decode` must report for a fetched descriptor: the code of the first failing check
+/// (check_fetched, then the capacity rule), or 0 and the schedule's values by output port.
+fn decode_expected(
+    bytes: &[u8; 128],
+    last: bool,
+    caps: &caq_spec::Caps,
+    shape: &caq_spec::CoreShape,
+    window: caq_spec::descriptor::Window,
+) -> (u8, Vec<(&'static str, u64)>) {
+    // The descriptor's index and the list's length as the check sees them: only "is it the
+    // last" reaches the module.
+    let (index, count) = if last { (0, 1) } else { (0, 2) };
+    let d = match caq_spec::descriptor::check_fetched(bytes, index, count, caps, window) {
+        Ok(d) => d,
+        Err((code, _)) => return (code as u8, Vec::new()),
+    };
+    let Ok(s) = shape.schedule(&d) else {
+        return (caq_spec::regmap::ErrorCode::BadShape as u8, Vec::new());
+    };
+    let conv = d.op == caq_spec::Opcode::Conv2d;
+    let hw = u64::from(d.input.h) * u64::from(d.input.w);
+    let in_words = if conv {
+        (u64::from(d.input.c) * hw).div_ceil(8)
+    } else {
+        s.items * s.in_stride / 8
+    };
+    let mut want = vec![
+        ("s_wpr", s.wpr),
+        ("s_nch", s.chunks),
+        ("s_planes", s.planes),
+        ("s_regions", s.regions),
+        ("s_tiles", s.tiles),
+        ("s_items", s.items),
+        ("s_block", s.block),
+        ("s_slots2", u64::from(s.slots == 2)),
+        ("s_in_words", in_words),
+        ("s_plane_stride", u64::from(d.output.c) * s.wpr * 8),
+    ];
+    if conv {
+        want.push(("s_hw", hw));
+    } else {
+        want.push(("s_out_stride", s.out_stride));
+    }
+    (0, want)
+}
+
+fn decode_bench(config: &str) {
+    use caq_spec::descriptor::DESCRIPTOR_FIELDS;
+    use caq_spec::descriptor::Window;
+    use caq_spec::{Caps, CoreShape, DeviceAddr};
+    let cfg = suite::config(config);
+    let shape = CoreShape::of(&cfg);
+    let caps = Caps::from_config(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let module = caq_hdl::core::decode::decode(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let src = ModelSource::module("caq_decode", vec![("caq_decode.v".into(), module.text)]);
+    let lib = ModelLib::load(&src, BuildOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let seed = common::seed(&format!("decode bench {config}"));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut m = lib.instantiate(seed);
+    m.reset(2);
+    let done = lib.output("done").unwrap();
+    let code = lib.output("code").unwrap();
+    // Valid layers placed in a functional device's memory give valid descriptors to edit.
+    let mut dev = suite::func_device(&cfg);
+    let edits = suite::field_edits();
+    let aw = cfg.axi.addr_width;
+    let top = 1u64.checked_shl(aw).unwrap_or(u64::MAX);
+    let mem = (suite::MEM_BASE, suite::MEM_BASE + suite::MEM_BYTES);
+    let mut codes = std::collections::BTreeMap::<u8, usize>::new();
+    for case in 0..600 {
+        let conv = rng.random_bool(0.5);
+        let job = suite::random_layer(&mut rng, &cfg, conv);
+        let (_, placed) = suite::place_all(&mut dev, std::slice::from_ref(&job));
+        let p = &placed[0];
+        let last = rng.random_bool(0.8);
+        let mut desc = p.desc;
+        desc.flags.last = last;
+        let mut bytes = desc.encode();
+        let what = match rng.random_range(0..10) {
+            0..=2 => "unedited".to_owned(),
+            3..=4 => {
+                let (_, name, f) = &edits[rng.random_range(0..edits.len())];
+                f(&mut bytes, p, mem.1);
+                (*name).to_owned()
+            }
+            5 => {
+                let w = rng.random_range(0..32);
+                let v: u32 = rng.random();
+                suite::put_word(&mut bytes, w, |_| v);
+                format!("word {w} = {v:#x}")
+            }
+            6 => {
+                let b = rng.random_range(0..1024);
+                bytes[b / 8] ^= 1 << (b % 8);
+                format!("bit {b} flipped")
+            }
+            _ => {
+                let f = &DESCRIPTOR_FIELDS[rng.random_range(0..DESCRIPTOR_FIELDS.len())];
+                let (width, shift) = (u32::from(f.width).min(32), u32::from(f.lsb));
+                let v: u32 = if rng.random_bool(0.5) {
+                    rng.random_range(0..=3)
+                } else {
+                    rng.random::<u32>() >> (32 - width.max(1))
+                };
+                suite::put_word(&mut bytes, f.word as usize, |w| {
+                    let mask = if width == 32 {
+                        u32::MAX
+                    } else {
+                        ((1u32 << width) - 1) << shift
+                    };
+                    w & !mask | (v << shift) & mask
+                });
+                format!("{} = {v}", f.name)
+            }
+        };
+        // The window: the whole memory, a random sub-range, or bounds at or past 2^addr_width.
+        let (base, limit) = match rng.random_range(0..4) {
+            0 => (mem.0, mem.1),
+            1 => {
+                let a = rng.random_range(mem.0..mem.1);
+                let b = rng.random_range(a..=mem.1);
+                (a & !7, b)
+            }
+            2 => (0, top),
+            _ => (
+                rng.random_range(0..mem.0),
+                u64::MAX - rng.random_range(0..1000),
+            ),
+        };
+        let window = Window {
+            base: DeviceAddr(base.min(top)),
+            limit: DeviceAddr(limit.min(top)),
+        };
+        let (want_code, want) = decode_expected(&bytes, last, &caps, &shape, window);
+        let words: Vec<u32> = bytes
+            .chunks(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        drive(&mut m, lib, "desc", &words);
+        drive(&mut m, lib, "desc_last", &[u32::from(last)]);
+        let wbase = window.base.0;
+        let wlim = window.limit.0;
+        drive(
+            &mut m,
+            lib,
+            "win_base",
+            &[wbase as u32, (wbase >> 32) as u32],
+        );
+        drive(
+            &mut m,
+            lib,
+            "win_limit",
+            &[wlim as u32, (wlim >> 32) as u32],
+        );
+        drive(&mut m, lib, "go", &[1]);
+        m.tick();
+        drive(&mut m, lib, "go", &[0]);
+        let mut cycles = 1;
+        while m.get(done) == 0 {
+            assert!(
+                cycles < 64,
+                "seed {seed} case {case}: no done within 64 cycles"
+            );
+            m.tick();
+            cycles += 1;
+        }
+        let got = m.get(code) as u8;
+        assert_eq!(
+            got, want_code,
+            "seed {seed} case {case} ({what}, last {last}, window {wbase:#x}..{wlim:#x}): \
+             code {got}, check_fetched + schedule give {want_code}"
+        );
+        for (port, v) in want {
+            let got = m.get(lib.output(port).unwrap());
+            assert_eq!(got, v, "seed {seed} case {case} ({what}): {port}");
+        }
+        *codes.entry(got).or_default() += 1;
+        m.tick();
+    }
+    println!("{config}: error codes seen {codes:?}");
+    // Accepted descriptors and most checks' codes were exercised.
+    assert!(
+        codes.get(&0).copied().unwrap_or(0) > 100 && codes.len() >= 6,
+        "seed {seed}: {codes:?}"
+    );
+}
+
+#[test]
+fn decode_of_sim_small_matches_check_fetched_and_the_schedule() {
+    decode_bench("sim-small");
+}
+
+#[test]
+fn decode_of_pynq_z2_matches_check_fetched_and_the_schedule() {
+    decode_bench("pynq-z2");
 }

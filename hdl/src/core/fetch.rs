@@ -22,7 +22,9 @@ use caq_spec::{AccelConfig, CoreShape};
 
 use super::decode::{DESC_BITS, desc_fields};
 use super::params::x_params;
-use super::ports::{Side, WORDS_BITS, Which, clog2, some_memory_ports};
+use super::ports::{
+    Side, WORDS_BITS, Which, clog2, control_inputs, some_memory_ports, status_outputs,
+};
 use crate::array::MULT_BITS;
 use crate::emit::{Code, Dir, Expr, Interface, Module, ModuleBuilder};
 use crate::error::Result;
@@ -132,40 +134,10 @@ pub fn fetch(cfg: &AccelConfig, decode_if: &Interface) -> Result<Module> {
 fn ports(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidths) -> Result<()> {
     let aw = w.aw;
     let nw = w.nw;
-    m.port(Dir::Input, "clk", 1)?;
-    m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
-    m.port_group("control block");
-    m.port_doc(
-        Dir::Input,
-        "start",
-        1,
-        "pulse: run DESC_COUNT descriptors from DESC_ADDR",
-    )?;
-    m.port_doc(
-        Dir::Input,
-        "soft_reset",
-        1,
-        "pulse: abandon the job, back to idle",
-    )?;
-    m.port(Dir::Input, "desc_addr", aw)?;
-    m.port(Dir::Input, "desc_count", 16)?;
+    control_inputs(m, aw)?;
     m.port(Dir::Input, "win_base", aw + 1)?;
     m.port(Dir::Input, "win_limit", aw + 1)?;
-    m.port(Dir::Output, "busy", 1)?;
-    m.port_doc(Dir::Output, "done", 1, "pulse: the list completed")?;
-    m.port_doc(
-        Dir::Output,
-        "error",
-        1,
-        "pulse: the job stopped on an error",
-    )?;
-    m.port(Dir::Output, "err_code", 8)?;
-    m.port_doc(
-        Dir::Output,
-        "err_desc",
-        16,
-        "index of the failing descriptor",
-    )?;
+    status_outputs(m)?;
     m.port_doc(Dir::Output, "perf_bytes_rd", 16, "bytes routed this cycle")?;
     some_memory_ports(m, aw, cfg.bus_bytes(), Side::Core, Which::Read)?;
     m.port_group("loads into the execute stage's weight banks (one word per lane)");
@@ -349,10 +321,18 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
         m.reg(name, width, if doc.is_empty() { None } else { Some(doc) })?;
     }
     let bb = u64::from(cfg.bus_bytes());
+    // The window, registered from the inputs (their saturation is off the check's path; it does
+    // not change while a job runs).
+    m.reg("win_base_q", aw + 1, None)?;
+    m.reg("win_limit_q", aw + 1, None)?;
+    let mut wr = Code::new();
+    wr.nb("win_base_q", "win_base");
+    wr.nb("win_limit_q", "win_limit");
+    m.always_ff(&m.sig("clk")?, wr)?;
     m.wire_assign(
         "rq_in_win",
         Expr::raw(
-            "rq_lo_q >= {1'b0, win_base} && rq_hi_q <= {1'b0, win_limit}",
+            "rq_lo_q >= {1'b0, win_base_q} && rq_hi_q <= {1'b0, win_limit_q}",
             1,
         ),
         Some("the request, rounded out to beats, lies in [WIN_BASE, WIN_LIMIT)"),
@@ -1083,7 +1063,7 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
     // Registered: PERF_BYTES_RD's 64-bit adder is off the router's path.
     m.reg("pbr_q", 16, Some("bytes routed last cycle"))?;
     let mut pc = Code::new();
-    pc.nb("pbr_q", "rt_unit ? {rt_n[12:0], 3'd0} : 16'd0".to_string());
+    pc.nb("pbr_q", "rt_unit ? {rt_n[12:0], 3'd0} : 16'd0");
     m.always_ff(&m.sig("clk")?, pc)?;
     m.assign_raw("perf_bytes_rd", "pbr_q")?;
     m.wire_assign(

@@ -27,7 +27,7 @@ use caq_spec::AccelConfig;
 
 use crate::emit::{Dir, Expr, Interface, Module, ModuleBuilder, Sig};
 use crate::error::Result;
-use ports::{Side, memory_ports};
+use ports::{Side, control_inputs, memory_ports, status_outputs};
 
 /// Every module of the layer engine, the thin top `caq_core` last; `array_if` and `requant_if`
 /// are the interfaces of `caq_array` and `caq_requant`.
@@ -73,38 +73,8 @@ fn top(cfg: &AccelConfig, stages: &[&Interface]) -> Result<Module> {
         "caq_exec (banks, plane-steps), caq_array, caq_result (requantization, writes), wired",
         "by port name. See caq-hdl core/mod.rs and docs/architecture.md.",
     ]);
-    m.port(Dir::Input, "clk", 1)?;
-    m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
-    m.port_group("control block");
-    m.port_doc(
-        Dir::Input,
-        "start",
-        1,
-        "pulse: run DESC_COUNT descriptors from DESC_ADDR",
-    )?;
-    m.port_doc(
-        Dir::Input,
-        "soft_reset",
-        1,
-        "pulse: abandon the job, back to idle",
-    )?;
-    m.port(Dir::Input, "desc_addr", aw)?;
-    m.port(Dir::Input, "desc_count", 16)?;
-    m.port(Dir::Output, "busy", 1)?;
-    m.port_doc(Dir::Output, "done", 1, "pulse: the list completed")?;
-    m.port_doc(
-        Dir::Output,
-        "error",
-        1,
-        "pulse: the job stopped on an error",
-    )?;
-    m.port(Dir::Output, "err_code", 8)?;
-    m.port_doc(
-        Dir::Output,
-        "err_desc",
-        16,
-        "index of the failing descriptor",
-    )?;
+    control_inputs(&mut m, aw)?;
+    status_outputs(&mut m)?;
     m.port_doc(
         Dir::Output,
         "perf_busy",

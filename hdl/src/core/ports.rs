@@ -21,6 +21,50 @@ use crate::error::Result;
 /// Width of word counts on the memory ports.
 pub const WORDS_BITS: u32 = 20;
 
+/// Declares the clock, the reset and the control block's inputs (START, SOFT_RESET, DESC_ADDR,
+/// DESC_COUNT) that the engine's top and its fetch stage share.
+pub fn control_inputs(m: &mut ModuleBuilder, aw: u32) -> Result<()> {
+    m.port(Dir::Input, "clk", 1)?;
+    m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
+    m.port_group("control block");
+    m.port_doc(
+        Dir::Input,
+        "start",
+        1,
+        "pulse: run DESC_COUNT descriptors from DESC_ADDR",
+    )?;
+    m.port_doc(
+        Dir::Input,
+        "soft_reset",
+        1,
+        "pulse: abandon the job, back to idle",
+    )?;
+    m.port(Dir::Input, "desc_addr", aw)?;
+    m.port(Dir::Input, "desc_count", 16)?;
+    Ok(())
+}
+
+/// Declares the job's status outputs (BUSY, the DONE and ERROR pulses, ERR_CODE, ERR_DESC) that
+/// the engine's top and its fetch stage share.
+pub fn status_outputs(m: &mut ModuleBuilder) -> Result<()> {
+    m.port(Dir::Output, "busy", 1)?;
+    m.port_doc(Dir::Output, "done", 1, "pulse: the list completed")?;
+    m.port_doc(
+        Dir::Output,
+        "error",
+        1,
+        "pulse: the job stopped on an error",
+    )?;
+    m.port(Dir::Output, "err_code", 8)?;
+    m.port_doc(
+        Dir::Output,
+        "err_desc",
+        16,
+        "index of the failing descriptor",
+    )?;
+    Ok(())
+}
+
 /// Which end of the memory ports a module is: the engine issues requests, the DMA engine serves
 /// them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -607,10 +607,18 @@ fn requests(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<(
     m.reg("jq_wp_q", 1, None)?;
     m.reg("jq_rp_q", 1, None)?;
     m.reg("jq_n_q", 2, Some("jobs queued"))?;
+    // The window, registered from the inputs (their saturation is off the check's path; it does
+    // not change while a job runs).
+    m.reg("win_base_q", aw + 1, None)?;
+    m.reg("win_limit_q", aw + 1, None)?;
+    let mut wr = Code::new();
+    wr.nb("win_base_q", "win_base");
+    wr.nb("win_limit_q", "win_limit");
+    m.always_ff(&m.sig("clk")?, wr)?;
     m.wire_assign(
         "a_in_win",
         Expr::raw(
-            "a_lo_q >= {1'b0, win_base} && a_hi_q <= {1'b0, win_limit}",
+            "a_lo_q >= {1'b0, win_base_q} && a_hi_q <= {1'b0, win_limit_q}",
             1,
         ),
         Some("the burst, rounded out to beats, lies in [WIN_BASE, WIN_LIMIT)"),
@@ -892,8 +900,11 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
     m.reg("bf_n_q", fb + 1, Some("beats queued"))?;
     m.wire_assign(
         "b_job_go",
-        Expr::raw("(!b_busy_q || b_fin) && jq_n_q != 2'd0", 1),
-        Some("take the next job (in the cycle the last one's last read or beat is issued)"),
+        Expr::raw("(!b_busy_q || (b_fin && b_conv_q)) && jq_n_q != 2'd0", 1),
+        Some(
+            "take the next job: in the cycle a Conv2d job's last read is issued, a cycle after a \
+             Dense job's last beat (whose output-queue entry is then free)",
+        ),
     )?;
     m.wire_assign(
         "b_room",
@@ -1016,11 +1027,6 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
         ),
         Some("the job's last read (Conv2d) or beat (Dense) is issued, or the job is null"),
     )?;
-    m.wire_assign(
-        "dq_next",
-        Expr::raw(format!("out_free ? dq_rp_q + {dqb}'d1 : dq_rp_q"), dqb),
-        Some("the output queue's head once this cycle's finished Dense job frees its entry"),
-    )?;
     let mut c = Code::new();
     c.comment("the running job's counters; a job taken in the same cycle overrides them");
     c.if_("b_read", |c| {
@@ -1059,7 +1065,7 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
         c.nb("b_k_q", "5'd0");
         c.nb(
             "dv_q",
-            format!("{{{bw}'d0, dq_codes[dq_next]}} << {{jq_off[jq_rp_q], 3'd0}}"),
+            format!("{{{bw}'d0, dq_codes[dq_rp_q]}} << {{jq_off[jq_rp_q], 3'd0}}"),
         );
     });
     c.nb("r1_beat_q", "b_rot0 || b_rd_q != 5'd0");
@@ -1157,14 +1163,30 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
     )?;
     m.always_ff(&m.sig("clk")?, c)?;
     let runl = clog2(s.run_bytes);
-    m.assign_raw(
-        "credit_ret",
-        format!(
-            "run_free ? {{{z}'d0, rq_len[rq_rp_q]}} : out_free ? {CREDIT_BITS}'d1 : {CREDIT_BITS}'d0",
-            z = CREDIT_BITS - runl - 1
-        ),
-    )?;
-    m.assign_raw("run_credit_ret", "run_free")?;
+    // Credits go back a cycle later, registered (off the data stage's path into the sequencer).
+    m.reg("cr_q", CREDIT_BITS, Some("credits returned this cycle"))?;
+    m.reg("rcr_q", 1, Some("a run's credit returned this cycle"))?;
+    let mut cr = Code::new();
+    cr.if_else(
+        "!rst_n || clear",
+        |c| {
+            c.nb("cr_q", format!("{CREDIT_BITS}'d0"));
+            c.nb("rcr_q", "1'b0");
+        },
+        |c| {
+            c.nb(
+                "cr_q",
+                format!(
+                    "run_free ? {{{z}'d0, rq_len[rq_rp_q]}} : out_free ? {CREDIT_BITS}'d1 : {CREDIT_BITS}'d0",
+                    z = CREDIT_BITS - runl - 1
+                ),
+            );
+            c.nb("rcr_q", "run_free");
+        },
+    );
+    m.always_ff(&m.sig("clk")?, cr)?;
+    m.assign_raw("credit_ret", "cr_q")?;
+    m.assign_raw("run_credit_ret", "rcr_q")?;
     m.assign_raw("wr_valid", format!("bf_n_q != {}'d0", fb + 1))?;
     m.assign_raw("wr_data", "bf_data[bf_rp_q]")?;
     m.assign_raw("wr_strb", "bf_strb[bf_rp_q]")?;

@@ -11,8 +11,9 @@
 //! gathered while the previous one computes (two patch buffers, `block_ready` / `block_done`).
 //! A block costs in_c·kh cycles plus the pipeline's fill, whatever its width.
 //!
-//! Pipeline of a kernel row: address (t), lane reads (t+1), the block's bytes selected and masked
-//! per pixel (t+2), appended, full words out (t+3), written (t+4).
+//! Pipeline of a kernel row: address (t), lane reads (t+1), the segment rotated into place (t+2),
+//! the block's bytes selected and masked per pixel (t+3), appended, full words out (t+4), written
+//! (t+5).
 //!
 //! Knows the feature-map layout and the patch layout; knows nothing of weights or results.
 
@@ -295,12 +296,12 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     Ok(())
 }
 
-/// The gather: the segment's 16 lanes read (t+1), rotated to the segment's first byte and each
-/// pixel's kernel row selected and masked (t+2).
+/// The gather: the segment's 16 lanes read (t+1), rotated to the segment's first byte (t+2), each
+/// pixel's kernel row selected and masked (t+3).
 fn gather(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
     let fl = FM_LANES;
     let wmax = s.max_block;
-    m.section("gather: lane reads (t+1), each pixel's kernel row (t+2)");
+    m.section("gather: lane reads (t+1), the segment (t+2), each pixel's kernel row (t+3)");
     m.comment(&[
         "Lane b holds the bytes whose address is b mod 16; the 16 bytes from address A are lane",
         "b's entry A/16, or A/16 + 1 when b < A mod 16. Bytes outside the input are masked.",
@@ -373,18 +374,50 @@ fn gather(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
     c.nb("p1_colok_q", "colok_q");
     c.nb("p1_blk_q", "gblk_q");
     c.nb("p1_bn_q", "bn_q");
-    // t+2: the segment, from lane (rot + j) mod 16, and each pixel's kernel row.
+    // t+2: the segment, from lane (rot + j) mod 16, registered (the rotation is the only logic
+    // after the block RAM's output).
+    for (name, width) in [
+        ("pq_v_q", 1),
+        ("pq_last_q", 1),
+        ("pq_rowok_q", 1),
+        ("pq_colok_q", nseg),
+        ("pq_blk_q", 1),
+        ("pq_bn_q", 4),
+    ] {
+        m.reg(name, width, None)?;
+    }
     for j in 0..nseg {
         let sel = (0..fl)
             .map(|r| format!("(p1_rot_q == 4'd{r}) ? fm{}_rd_q", (r + j) % fl))
             .collect::<Vec<_>>()
             .join(" : ");
-        m.wire_assign(
-            &format!("seg{j}"),
-            Expr::raw(format!("{sel} : 8'd0"), 8),
-            None,
+        m.reg(
+            &format!("seg{j}_q"),
+            8,
+            if j == 0 {
+                Some("segment byte j: the input byte at the kernel row's start + j")
+            } else {
+                None
+            },
         )?;
+        c.nb(format!("seg{j}_q"), format!("{sel} : 8'd0"));
     }
+    c.if_else(
+        "!rst_n || clear",
+        |c| {
+            c.nb("pq_v_q", "1'b0");
+            c.nb("pq_last_q", "1'b0");
+        },
+        |c| {
+            c.nb("pq_v_q", "p1_v_q");
+            c.nb("pq_last_q", "p1_last_q");
+        },
+    );
+    c.nb("pq_rowok_q", "p1_rowok_q");
+    c.nb("pq_colok_q", "p1_colok_q");
+    c.nb("pq_blk_q", "p1_blk_q");
+    c.nb("pq_bn_q", "p1_bn_q");
+    // t+3: each pixel's kernel row, selected and masked.
     for (name, width) in [
         ("p2_v_q", 1),
         ("p2_last_q", 1),
@@ -404,13 +437,13 @@ fn gather(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
             .map(|j| {
                 let pick = |off: u32| {
                     if off < nseg {
-                        format!("(p1_colok_q[{off}] ? seg{off} : 8'd0)")
+                        format!("(pq_colok_q[{off}] ? seg{off}_q : 8'd0)")
                     } else {
                         "8'd0".to_owned()
                     }
                 };
                 format!(
-                    "((p1_rowok_q && 3'd{j} < x_kw) ? (x_stride2 ? {} : {}) : 8'd0)",
+                    "((pq_rowok_q && 3'd{j} < x_kw) ? (x_stride2 ? {} : {}) : 8'd0)",
                     pick(2 * w + j),
                     pick(w + j)
                 )
@@ -426,23 +459,23 @@ fn gather(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
             c.nb("p2_last_q", "1'b0");
         },
         |c| {
-            c.nb("p2_v_q", "p1_v_q");
-            c.nb("p2_last_q", "p1_last_q");
+            c.nb("p2_v_q", "pq_v_q");
+            c.nb("p2_last_q", "pq_last_q");
         },
     );
-    c.nb("p2_blk_q", "p1_blk_q");
-    c.nb("p2_bn_q", "p1_bn_q");
+    c.nb("p2_blk_q", "pq_blk_q");
+    c.nb("p2_bn_q", "pq_bn_q");
     m.always_ff(&m.sig("clk")?, c)?;
     Ok(())
 }
 
-/// The assemblers: each pixel's kernel row appended to its patch (t+3); a full word, or the
-/// block's last partial one, written into the activation banks (t+4).
+/// The assemblers: each pixel's kernel row appended to its patch (t+4); a full word, or the
+/// block's last partial one, written into the activation banks (t+5).
 fn assemble(m: &mut ModuleBuilder, s: &CoreShape, aeb: u32) -> Result<()> {
     let wmax = s.max_block;
     let nb = s.abanks;
     let nbl = clog2(nb);
-    m.section("assemblers (t+3) and the bank writes (t+4)");
+    m.section("assemblers (t+4) and the bank writes (t+5)");
     m.reg(
         "fill_q",
         3,
@@ -582,7 +615,7 @@ fn assemble(m: &mut ModuleBuilder, s: &CoreShape, aeb: u32) -> Result<()> {
         },
     );
     m.always_ff(&m.sig("clk")?, c)?;
-    // t+4: the bank writes. Pixel w's word gw goes to bank (gw + w) mod C/8, entry
+    // t+5: the bank writes. Pixel w's word gw goes to bank (gw + w) mod C/8, entry
     // buffer * W * chunks + w * chunks + gw / (C/8).
     m.reg("wn_q", aeb, Some("W * chunks: one patch buffer"))?;
     let mut w4 = Code::new();
@@ -658,7 +691,7 @@ fn assemble(m: &mut ModuleBuilder, s: &CoreShape, aeb: u32) -> Result<()> {
     m.assign_raw("block_ready", "rdy_q")?;
     m.assign_raw(
         "window_idle",
-        "!gon_q && !p1_v_q && !p2_v_q && !flush_q && !e_v_q && !rdy_q",
+        "!gon_q && !p1_v_q && !pq_v_q && !p2_v_q && !flush_q && !e_v_q && !rdy_q",
     )?;
     Ok(())
 }

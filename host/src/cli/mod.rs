@@ -4,12 +4,13 @@
 mod adapt;
 #[cfg(feature = "sim")]
 mod bench;
-#[cfg(feature = "sim")]
+#[cfg(all(feature = "sim", feature = "hdl"))]
 mod demo;
 #[cfg(feature = "train")]
 mod finetune;
 #[cfg(feature = "sim")]
 mod gate;
+#[cfg(feature = "hdl")]
 mod hdl;
 mod import;
 mod inspect;
@@ -61,13 +62,14 @@ enum Command {
     Gate(gate::GateArgs),
     /// The end-to-end job on the digits data the repo carries: train, quantize nested, build the
     /// gates, generate the RTL, replay a context trace on the device model.
-    #[cfg(feature = "sim")]
+    #[cfg(all(feature = "sim", feature = "hdl"))]
     Demo(demo::DemoArgs),
     /// The benchmark report on the MNIST CNN: storage, accuracy and energy per gate and per
     /// uniform precision, cycles, switch cost, simulation speed (writes docs/results.md).
     #[cfg(feature = "sim")]
     Bench(bench::BenchArgs),
     /// Generate, lint and synthesize the accelerator RTL of a config.
+    #[cfg(feature = "hdl")]
     Hdl(hdl::HdlArgs),
     /// Whole-network inference on a backend, checked byte for byte against the golden model.
     Run(run::RunArgs),
@@ -89,10 +91,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(a) => inspect::inspect(a),
         #[cfg(feature = "sim")]
         Command::Gate(a) => gate::run(a),
-        #[cfg(feature = "sim")]
+        #[cfg(all(feature = "sim", feature = "hdl"))]
         Command::Demo(a) => demo::demo(a),
         #[cfg(feature = "sim")]
         Command::Bench(a) => bench::run(a),
+        #[cfg(feature = "hdl")]
         Command::Hdl(a) => hdl::run(a),
         Command::Run(a) => run::run(a),
         #[cfg(feature = "sim")]

@@ -47,7 +47,7 @@ const DECODE: u64 = 11;
 const TILE_READY: u64 = 3;
 /// Cycles from the input's (Conv2d: a block's) last routed word to the block's first plane-step
 /// beyond the gather itself: the window's pipeline and the hand-over.
-const GATHER_FILL: u64 = 7;
+const GATHER_FILL: u64 = 8;
 /// Idle cycles of the sequencer between two blocks or two items.
 const UNIT_GAP: u64 = 1;
 /// Idle cycles of the sequencer between two tiles.
@@ -57,6 +57,8 @@ const TILE_GAP: u64 = 2;
 const OUT_LATENCY: u64 = 18;
 /// Cycles of the writer's request stage per burst.
 pub const WRITE_JOB_CYCLES: u64 = 2;
+/// Write requests the DMA engine holds behind the one whose beats are going out.
+const WRITE_QUEUE: usize = 4;
 /// Cycles from a burst's request to its first beat on the bus.
 const WRITE_FIRST_BEAT: u64 = 7;
 /// Cycles from the last write response to DONE (and the next descriptor's hand-over).
@@ -174,15 +176,15 @@ impl ReadPort {
 }
 
 /// The writer: a request stage that offers a request every [`WRITE_JOB_CYCLES`], a DMA engine
-/// that takes a request while at most one other waits behind the one whose beats are going out,
-/// beats one per cycle, and at most `outstanding` bursts waiting for their response.
+/// that takes a request while fewer than [`WRITE_QUEUE`] wait behind the one whose beats are going
+/// out, beats one per cycle, and at most `outstanding` bursts waiting for their response.
 struct Writer {
     latency: u64,
     bus: Bus,
     job_free: u64,
     data_free: u64,
-    /// When the beats of the last two requests were all out (the older first).
-    ends: [u64; 2],
+    /// When the beats of the last requests were all out (the older first).
+    ends: VecDeque<u64>,
     /// When each burst waiting for its response gets it, oldest first.
     answers: VecDeque<u64>,
     /// The last burst's response.
@@ -190,12 +192,16 @@ struct Writer {
 }
 
 impl Writer {
-    /// A write of `bytes` bytes at `first` whose data is ready at `ready`: when its beats are
-    /// formed (the staging it used is free).
-    fn write(&mut self, ready: u64, first: u64, bytes: u64) -> u64 {
-        let job = ready.max(self.job_free).max(self.ends[0].saturating_sub(1));
+    /// A write of `bytes` bytes at `first` whose data is ready at `ready` and whose beats take the
+    /// data stage `extra` cycles more than one per beat (a rotated Conv2d run's first read, the
+    /// cycle after a Dense output): when its beats are formed (the staging it used is free).
+    fn write(&mut self, ready: u64, first: u64, bytes: u64, extra: u64) -> u64 {
+        let mut job = ready.max(self.job_free);
+        if self.ends.len() > WRITE_QUEUE {
+            job = job.max(self.ends.pop_front().unwrap_or(0).saturating_sub(1));
+        }
         self.job_free = job + WRITE_JOB_CYCLES;
-        let mut start = (job + WRITE_FIRST_BEAT).max(self.data_free);
+        let mut start = (job + WRITE_FIRST_BEAT).max(self.data_free) + extra;
         for b in self.bus.bursts(first, bytes) {
             while self.answers.len() >= self.bus.outstanding {
                 start = start.max(self.answers.pop_front().unwrap_or(0) + 1);
@@ -206,7 +212,7 @@ impl Writer {
             start = end;
         }
         self.data_free = start;
-        self.ends = [self.ends[1], start];
+        self.ends.push_back(start);
         start
     }
 }
@@ -246,7 +252,7 @@ impl TimingModel {
                 bus: Bus::of(shape),
                 job_free: 0,
                 data_free: 0,
-                ends: [0; 2],
+                ends: VecDeque::new(),
                 answers: VecDeque::new(),
                 answered: 0,
             },
@@ -412,7 +418,7 @@ impl Engine<'_> {
                     }
                     let end = at + per_item;
                     let first = out + item * s.out_stride + o0;
-                    let formed = self.wr.write(end + OUT_LATENCY, first, n);
+                    let formed = self.wr.write(end + OUT_LATENCY, first, n, 1);
                     self.queue.push_back(formed);
                     at = end + UNIT_GAP;
                 }
@@ -454,7 +460,13 @@ impl Engine<'_> {
                             let mut formed = 0;
                             for row in 0..n {
                                 let first = out + (o0 + row) * s.items + run_first;
-                                formed = self.wr.write(last_out, first, past - run_first);
+                                // The run's staging position against its address: a rotated
+                                // run needs one more read.
+                                let pos = t as u64 * s.items + run_first;
+                                let extra = u64::from(
+                                    !pos.wrapping_sub(first).is_multiple_of(self.wr.bus.bytes),
+                                );
+                                formed = self.wr.write(last_out, first, past - run_first, extra);
                             }
                             runs.push_back((past, formed));
                             run_first = past;

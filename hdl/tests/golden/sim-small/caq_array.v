@@ -8,6 +8,7 @@
 module caq_array (
     input  wire         clk,
     input  wire         rst_n,  // synchronous, active low
+    input  wire         clear,  // synchronous: drop the steps in flight (soft reset)
     // one plane-step per cycle
     input  wire         step_valid,
     input  wire [71:0]  step_act,  // lane c at [c*LANE +: LANE], signed
@@ -24,31 +25,25 @@ module caq_array (
     output wire [191:0] acc_t  // row r's 48-bit total at [r*48 +: 48], signed
 );
 
-    // ---- tree stages: lane selection and adder tree, registered every few levels ----
-    wire [8:0]  r0_sel0;
-    assign r0_sel0 = step_bits[0] ? step_act[8:0] : 9'd0;
-    wire [8:0]  r0_sel1;
-    assign r0_sel1 = step_bits[1] ? step_act[17:9] : 9'd0;
-    wire [8:0]  r0_sel2;
-    assign r0_sel2 = step_bits[2] ? step_act[26:18] : 9'd0;
-    wire [8:0]  r0_sel3;
-    assign r0_sel3 = step_bits[3] ? step_act[35:27] : 9'd0;
-    wire [8:0]  r0_sel4;
-    assign r0_sel4 = step_bits[4] ? step_act[44:36] : 9'd0;
-    wire [8:0]  r0_sel5;
-    assign r0_sel5 = step_bits[5] ? step_act[53:45] : 9'd0;
-    wire [8:0]  r0_sel6;
-    assign r0_sel6 = step_bits[6] ? step_act[62:54] : 9'd0;
-    wire [8:0]  r0_sel7;
-    assign r0_sel7 = step_bits[7] ? step_act[71:63] : 9'd0;
+    // ---- pair sums: lanes 2i and 2i+1 added once, for every row's first level ----
+    wire [9:0]  pair0;
+    assign pair0 = {step_act[8], step_act[8:0]} + {step_act[17], step_act[17:9]};
+    wire [9:0]  pair1;
+    assign pair1 = {step_act[26], step_act[26:18]} + {step_act[35], step_act[35:27]};
+    wire [9:0]  pair2;
+    assign pair2 = {step_act[44], step_act[44:36]} + {step_act[53], step_act[53:45]};
+    wire [9:0]  pair3;
+    assign pair3 = {step_act[62], step_act[62:54]} + {step_act[71], step_act[71:63]};
+
+    // ---- tree stages: lane-pair selection and adder tree, registered every few levels ----
     wire [9:0]  r0_l1_0;
-    assign r0_l1_0 = {r0_sel0[8], r0_sel0} + {r0_sel1[8], r0_sel1};
+    assign r0_l1_0 = step_bits[1] ? (step_bits[0] ? pair0 : {step_act[17], step_act[17:9]}) : (step_bits[0] ? {step_act[8], step_act[8:0]} : 10'd0);
     wire [9:0]  r0_l1_1;
-    assign r0_l1_1 = {r0_sel2[8], r0_sel2} + {r0_sel3[8], r0_sel3};
+    assign r0_l1_1 = step_bits[3] ? (step_bits[2] ? pair1 : {step_act[35], step_act[35:27]}) : (step_bits[2] ? {step_act[26], step_act[26:18]} : 10'd0);
     wire [9:0]  r0_l1_2;
-    assign r0_l1_2 = {r0_sel4[8], r0_sel4} + {r0_sel5[8], r0_sel5};
+    assign r0_l1_2 = step_bits[5] ? (step_bits[4] ? pair2 : {step_act[53], step_act[53:45]}) : (step_bits[4] ? {step_act[44], step_act[44:36]} : 10'd0);
     wire [9:0]  r0_l1_3;
-    assign r0_l1_3 = {r0_sel6[8], r0_sel6} + {r0_sel7[8], r0_sel7};
+    assign r0_l1_3 = step_bits[7] ? (step_bits[6] ? pair3 : {step_act[71], step_act[71:63]}) : (step_bits[6] ? {step_act[62], step_act[62:54]} : 10'd0);
     wire [10:0] r0_l2_0;
     assign r0_l2_0 = {r0_l1_0[9], r0_l1_0} + {r0_l1_1[9], r0_l1_1};
     wire [10:0] r0_l2_1;
@@ -56,30 +51,14 @@ module caq_array (
     wire [11:0] r0_l3_0;
     assign r0_l3_0 = {r0_l2_0[10], r0_l2_0} + {r0_l2_1[10], r0_l2_1};
     reg  [11:0] psum0_q;
-    wire [8:0]  r1_sel0;
-    assign r1_sel0 = step_bits[8] ? step_act[8:0] : 9'd0;
-    wire [8:0]  r1_sel1;
-    assign r1_sel1 = step_bits[9] ? step_act[17:9] : 9'd0;
-    wire [8:0]  r1_sel2;
-    assign r1_sel2 = step_bits[10] ? step_act[26:18] : 9'd0;
-    wire [8:0]  r1_sel3;
-    assign r1_sel3 = step_bits[11] ? step_act[35:27] : 9'd0;
-    wire [8:0]  r1_sel4;
-    assign r1_sel4 = step_bits[12] ? step_act[44:36] : 9'd0;
-    wire [8:0]  r1_sel5;
-    assign r1_sel5 = step_bits[13] ? step_act[53:45] : 9'd0;
-    wire [8:0]  r1_sel6;
-    assign r1_sel6 = step_bits[14] ? step_act[62:54] : 9'd0;
-    wire [8:0]  r1_sel7;
-    assign r1_sel7 = step_bits[15] ? step_act[71:63] : 9'd0;
     wire [9:0]  r1_l1_0;
-    assign r1_l1_0 = {r1_sel0[8], r1_sel0} + {r1_sel1[8], r1_sel1};
+    assign r1_l1_0 = step_bits[9] ? (step_bits[8] ? pair0 : {step_act[17], step_act[17:9]}) : (step_bits[8] ? {step_act[8], step_act[8:0]} : 10'd0);
     wire [9:0]  r1_l1_1;
-    assign r1_l1_1 = {r1_sel2[8], r1_sel2} + {r1_sel3[8], r1_sel3};
+    assign r1_l1_1 = step_bits[11] ? (step_bits[10] ? pair1 : {step_act[35], step_act[35:27]}) : (step_bits[10] ? {step_act[26], step_act[26:18]} : 10'd0);
     wire [9:0]  r1_l1_2;
-    assign r1_l1_2 = {r1_sel4[8], r1_sel4} + {r1_sel5[8], r1_sel5};
+    assign r1_l1_2 = step_bits[13] ? (step_bits[12] ? pair2 : {step_act[53], step_act[53:45]}) : (step_bits[12] ? {step_act[44], step_act[44:36]} : 10'd0);
     wire [9:0]  r1_l1_3;
-    assign r1_l1_3 = {r1_sel6[8], r1_sel6} + {r1_sel7[8], r1_sel7};
+    assign r1_l1_3 = step_bits[15] ? (step_bits[14] ? pair3 : {step_act[71], step_act[71:63]}) : (step_bits[14] ? {step_act[62], step_act[62:54]} : 10'd0);
     wire [10:0] r1_l2_0;
     assign r1_l2_0 = {r1_l1_0[9], r1_l1_0} + {r1_l1_1[9], r1_l1_1};
     wire [10:0] r1_l2_1;
@@ -87,30 +66,14 @@ module caq_array (
     wire [11:0] r1_l3_0;
     assign r1_l3_0 = {r1_l2_0[10], r1_l2_0} + {r1_l2_1[10], r1_l2_1};
     reg  [11:0] psum1_q;
-    wire [8:0]  r2_sel0;
-    assign r2_sel0 = step_bits[16] ? step_act[8:0] : 9'd0;
-    wire [8:0]  r2_sel1;
-    assign r2_sel1 = step_bits[17] ? step_act[17:9] : 9'd0;
-    wire [8:0]  r2_sel2;
-    assign r2_sel2 = step_bits[18] ? step_act[26:18] : 9'd0;
-    wire [8:0]  r2_sel3;
-    assign r2_sel3 = step_bits[19] ? step_act[35:27] : 9'd0;
-    wire [8:0]  r2_sel4;
-    assign r2_sel4 = step_bits[20] ? step_act[44:36] : 9'd0;
-    wire [8:0]  r2_sel5;
-    assign r2_sel5 = step_bits[21] ? step_act[53:45] : 9'd0;
-    wire [8:0]  r2_sel6;
-    assign r2_sel6 = step_bits[22] ? step_act[62:54] : 9'd0;
-    wire [8:0]  r2_sel7;
-    assign r2_sel7 = step_bits[23] ? step_act[71:63] : 9'd0;
     wire [9:0]  r2_l1_0;
-    assign r2_l1_0 = {r2_sel0[8], r2_sel0} + {r2_sel1[8], r2_sel1};
+    assign r2_l1_0 = step_bits[17] ? (step_bits[16] ? pair0 : {step_act[17], step_act[17:9]}) : (step_bits[16] ? {step_act[8], step_act[8:0]} : 10'd0);
     wire [9:0]  r2_l1_1;
-    assign r2_l1_1 = {r2_sel2[8], r2_sel2} + {r2_sel3[8], r2_sel3};
+    assign r2_l1_1 = step_bits[19] ? (step_bits[18] ? pair1 : {step_act[35], step_act[35:27]}) : (step_bits[18] ? {step_act[26], step_act[26:18]} : 10'd0);
     wire [9:0]  r2_l1_2;
-    assign r2_l1_2 = {r2_sel4[8], r2_sel4} + {r2_sel5[8], r2_sel5};
+    assign r2_l1_2 = step_bits[21] ? (step_bits[20] ? pair2 : {step_act[53], step_act[53:45]}) : (step_bits[20] ? {step_act[44], step_act[44:36]} : 10'd0);
     wire [9:0]  r2_l1_3;
-    assign r2_l1_3 = {r2_sel6[8], r2_sel6} + {r2_sel7[8], r2_sel7};
+    assign r2_l1_3 = step_bits[23] ? (step_bits[22] ? pair3 : {step_act[71], step_act[71:63]}) : (step_bits[22] ? {step_act[62], step_act[62:54]} : 10'd0);
     wire [10:0] r2_l2_0;
     assign r2_l2_0 = {r2_l1_0[9], r2_l1_0} + {r2_l1_1[9], r2_l1_1};
     wire [10:0] r2_l2_1;
@@ -118,30 +81,14 @@ module caq_array (
     wire [11:0] r2_l3_0;
     assign r2_l3_0 = {r2_l2_0[10], r2_l2_0} + {r2_l2_1[10], r2_l2_1};
     reg  [11:0] psum2_q;
-    wire [8:0]  r3_sel0;
-    assign r3_sel0 = step_bits[24] ? step_act[8:0] : 9'd0;
-    wire [8:0]  r3_sel1;
-    assign r3_sel1 = step_bits[25] ? step_act[17:9] : 9'd0;
-    wire [8:0]  r3_sel2;
-    assign r3_sel2 = step_bits[26] ? step_act[26:18] : 9'd0;
-    wire [8:0]  r3_sel3;
-    assign r3_sel3 = step_bits[27] ? step_act[35:27] : 9'd0;
-    wire [8:0]  r3_sel4;
-    assign r3_sel4 = step_bits[28] ? step_act[44:36] : 9'd0;
-    wire [8:0]  r3_sel5;
-    assign r3_sel5 = step_bits[29] ? step_act[53:45] : 9'd0;
-    wire [8:0]  r3_sel6;
-    assign r3_sel6 = step_bits[30] ? step_act[62:54] : 9'd0;
-    wire [8:0]  r3_sel7;
-    assign r3_sel7 = step_bits[31] ? step_act[71:63] : 9'd0;
     wire [9:0]  r3_l1_0;
-    assign r3_l1_0 = {r3_sel0[8], r3_sel0} + {r3_sel1[8], r3_sel1};
+    assign r3_l1_0 = step_bits[25] ? (step_bits[24] ? pair0 : {step_act[17], step_act[17:9]}) : (step_bits[24] ? {step_act[8], step_act[8:0]} : 10'd0);
     wire [9:0]  r3_l1_1;
-    assign r3_l1_1 = {r3_sel2[8], r3_sel2} + {r3_sel3[8], r3_sel3};
+    assign r3_l1_1 = step_bits[27] ? (step_bits[26] ? pair1 : {step_act[35], step_act[35:27]}) : (step_bits[26] ? {step_act[26], step_act[26:18]} : 10'd0);
     wire [9:0]  r3_l1_2;
-    assign r3_l1_2 = {r3_sel4[8], r3_sel4} + {r3_sel5[8], r3_sel5};
+    assign r3_l1_2 = step_bits[29] ? (step_bits[28] ? pair2 : {step_act[53], step_act[53:45]}) : (step_bits[28] ? {step_act[44], step_act[44:36]} : 10'd0);
     wire [9:0]  r3_l1_3;
-    assign r3_l1_3 = {r3_sel6[8], r3_sel6} + {r3_sel7[8], r3_sel7};
+    assign r3_l1_3 = step_bits[31] ? (step_bits[30] ? pair3 : {step_act[71], step_act[71:63]}) : (step_bits[30] ? {step_act[62], step_act[62:54]} : 10'd0);
     wire [10:0] r3_l2_0;
     assign r3_l2_0 = {r3_l1_0[9], r3_l1_0} + {r3_l1_1[9], r3_l1_1};
     wire [10:0] r3_l2_1;
@@ -230,7 +177,7 @@ module caq_array (
             acct2_q <= ctlf2_q[1] ? {{6{prod2_q[41]}}, prod2_q} : acct2_q + {{6{prod2_q[41]}}, prod2_q};
             acct3_q <= ctlf2_q[1] ? {{6{prod3_q[41]}}, prod3_q} : acct3_q + {{6{prod3_q[41]}}, prod3_q};
         end
-        if (!rst_n) begin
+        if (!rst_n || clear) begin
             ctl1_q <= 6'd0;
             ctlt_q <= 5'd0;
             ctlg_q <= 3'd0;

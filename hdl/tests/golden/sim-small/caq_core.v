@@ -336,6 +336,7 @@ module caq_core (
     caq_array u_array (
         .clk               (clk),
         .rst_n             (rst_n),
+        .clear             (job_clear),
         .step_valid        (step_valid),
         .step_act          (step_act),
         .step_bits         (step_bits),

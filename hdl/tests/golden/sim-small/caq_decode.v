@@ -115,6 +115,14 @@ module caq_decode (
     wire        d_conv;
     assign d_conv = d_op == 8'd2;
 
+    // ---- the window, registered (it does not change while a job runs) ----
+    reg  [32:0] wb_q;
+    reg  [32:0] wl_q;
+    always @(posedge clk) begin
+        wb_q <= win_base;
+        wl_q <= win_limit;
+    end
+
     // ---- stage valid bits ----
     reg  [5:0]  go_q;  // go, delayed
     always @(posedge clk) begin
@@ -142,7 +150,15 @@ module caq_decode (
     reg         c_groups_q;
     reg         c_region_q;
     reg         c_aligned_q;
-    reg         c_window1_q;
+    reg         c_win0_q;
+    reg         c_win1_q;
+    reg         c_win2_q;
+    reg         c_win3_q;
+    reg         c_win4_q;
+    reg         c_win5_q;
+    reg         c_win6_q;
+    reg         c_win7_q;
+    reg         c_win8_q;
     reg         c_position_q;
     reg  [5:0]  kk_q;
     reg  [31:0] hw_q;
@@ -153,6 +169,7 @@ module caq_decode (
     reg  [4:0]  segw_q;
 
     // ---- stage 2: K, the feature map, the output sizes, table ends ----
+    reg         c_window2_q;
     reg  [21:0] k2_q;
     reg  [47:0] fm2_q;
     reg         c_out_h_q;
@@ -184,7 +201,7 @@ module caq_decode (
 
     // ---- stage 6: the first failing check, the schedule ----
     wire        c_window_all;
-    assign c_window_all = c_window3_q && (!d_grouped || gm_end5_q <= {32'd0, win_limit});
+    assign c_window_all = c_window3_q && (!d_grouped || gm_end5_q <= {32'd0, wl_q});
     reg  [7:0]  code_q;
     wire [15:0] tiles;  // ceil(out_c / R)
     assign tiles = {2'd0, d_out_c[15:2]} + {15'd0, d_out_c[1:0] != 2'd0};
@@ -227,7 +244,15 @@ module caq_decode (
         c_groups_q <= d_n_groups <= 8'd4 && d_active_groups >= 8'd1 && d_active_groups <= d_n_groups && (!(d_n_groups > 8'd0) || (d_pg0_shift <= 8'd7 && {4'd0, d_pg0_bits} + d_pg0_shift <= 8'd8)) && (!(d_n_groups > 8'd1) || (d_pg1_shift <= 8'd7 && {4'd0, d_pg1_bits} + d_pg1_shift <= 8'd8)) && (!(d_n_groups > 8'd2) || (d_pg2_shift <= 8'd7 && {4'd0, d_pg2_bits} + d_pg2_shift <= 8'd8)) && (!(d_n_groups > 8'd3) || (d_pg3_shift <= 8'd7 && {4'd0, d_pg3_bits} + d_pg3_shift <= 8'd8));
         c_region_q <= d_grouped ? (d_group_size == 16'd16) : (d_group_size == 16'd0);
         c_aligned_q <= (!(1'b1) || d_input_addr[2:0] == 3'd0) && (!(1'b1) || d_output_addr[2:0] == 3'd0) && (!(1'b1) || d_bias_addr[2:0] == 3'd0) && (!(1'b1) || d_requant_addr[2:0] == 3'd0) && (!(d_grouped) || d_group_mult_addr[2:0] == 3'd0) && (!(1'b1) || d_weight_addr0[2:0] == 3'd0) && (!(d_active_groups > 8'd1) || d_weight_addr1[2:0] == 3'd0) && (!(d_active_groups > 8'd2) || d_weight_addr2[2:0] == 3'd0) && (!(d_active_groups > 8'd3) || d_weight_addr3[2:0] == 3'd0);
-        c_window1_q <= (!(1'b1) || (d_input_addr[63:32] == 32'd0 && {1'b0, d_input_addr[31:0]} >= win_base && {1'b0, d_input_addr[31:0]} < win_limit)) && (!(1'b1) || (d_output_addr[63:32] == 32'd0 && {1'b0, d_output_addr[31:0]} >= win_base && {1'b0, d_output_addr[31:0]} < win_limit)) && (!(1'b1) || (d_bias_addr[63:32] == 32'd0 && {1'b0, d_bias_addr[31:0]} >= win_base && {1'b0, d_bias_addr[31:0]} < win_limit)) && (!(1'b1) || (d_requant_addr[63:32] == 32'd0 && {1'b0, d_requant_addr[31:0]} >= win_base && {1'b0, d_requant_addr[31:0]} < win_limit)) && (!(d_grouped) || (d_group_mult_addr[63:32] == 32'd0 && {1'b0, d_group_mult_addr[31:0]} >= win_base && {1'b0, d_group_mult_addr[31:0]} < win_limit)) && (!(1'b1) || (d_weight_addr0[63:32] == 32'd0 && {1'b0, d_weight_addr0[31:0]} >= win_base && {1'b0, d_weight_addr0[31:0]} < win_limit)) && (!(d_active_groups > 8'd1) || (d_weight_addr1[63:32] == 32'd0 && {1'b0, d_weight_addr1[31:0]} >= win_base && {1'b0, d_weight_addr1[31:0]} < win_limit)) && (!(d_active_groups > 8'd2) || (d_weight_addr2[63:32] == 32'd0 && {1'b0, d_weight_addr2[31:0]} >= win_base && {1'b0, d_weight_addr2[31:0]} < win_limit)) && (!(d_active_groups > 8'd3) || (d_weight_addr3[63:32] == 32'd0 && {1'b0, d_weight_addr3[31:0]} >= win_base && {1'b0, d_weight_addr3[31:0]} < win_limit));
+        c_win0_q <= !(1'b1) || (d_input_addr[63:32] == 32'd0 && {1'b0, d_input_addr[31:0]} >= wb_q && {1'b0, d_input_addr[31:0]} < wl_q);
+        c_win1_q <= !(1'b1) || (d_output_addr[63:32] == 32'd0 && {1'b0, d_output_addr[31:0]} >= wb_q && {1'b0, d_output_addr[31:0]} < wl_q);
+        c_win2_q <= !(1'b1) || (d_bias_addr[63:32] == 32'd0 && {1'b0, d_bias_addr[31:0]} >= wb_q && {1'b0, d_bias_addr[31:0]} < wl_q);
+        c_win3_q <= !(1'b1) || (d_requant_addr[63:32] == 32'd0 && {1'b0, d_requant_addr[31:0]} >= wb_q && {1'b0, d_requant_addr[31:0]} < wl_q);
+        c_win4_q <= !(d_grouped) || (d_group_mult_addr[63:32] == 32'd0 && {1'b0, d_group_mult_addr[31:0]} >= wb_q && {1'b0, d_group_mult_addr[31:0]} < wl_q);
+        c_win5_q <= !(1'b1) || (d_weight_addr0[63:32] == 32'd0 && {1'b0, d_weight_addr0[31:0]} >= wb_q && {1'b0, d_weight_addr0[31:0]} < wl_q);
+        c_win6_q <= !(d_active_groups > 8'd1) || (d_weight_addr1[63:32] == 32'd0 && {1'b0, d_weight_addr1[31:0]} >= wb_q && {1'b0, d_weight_addr1[31:0]} < wl_q);
+        c_win7_q <= !(d_active_groups > 8'd2) || (d_weight_addr2[63:32] == 32'd0 && {1'b0, d_weight_addr2[31:0]} >= wb_q && {1'b0, d_weight_addr2[31:0]} < wl_q);
+        c_win8_q <= !(d_active_groups > 8'd3) || (d_weight_addr3[63:32] == 32'd0 && {1'b0, d_weight_addr3[31:0]} >= wb_q && {1'b0, d_weight_addr3[31:0]} < wl_q);
         c_position_q <= d_last == desc_last;
         kk_q <= d_conv ? ({3'd0, d_kernel_h[2:0]} * {3'd0, d_kernel_w[2:0]}) : 6'd1;
         hw_q <= {16'd0, d_in_h} * {16'd0, d_in_w};
@@ -236,6 +261,7 @@ module caq_decode (
         span_w_q <= {3'd0, d_in_w} + {10'd0, d_pad, 1'b0} - {11'd0, d_kernel_w};
         planes1_q <= {2'd0, d_pg0_bits} + ((d_active_groups > 8'd1) ? {2'd0, d_pg1_bits} : 6'd0) + ((d_active_groups > 8'd2) ? {2'd0, d_pg2_bits} : 6'd0) + ((d_active_groups > 8'd3) ? {2'd0, d_pg3_bits} : 6'd0);
         segw_q <= (d_stride == 8'd2) ? ((5'd16 - {2'd0, d_kernel_w[2:0]}) >> 1) + 5'd1 : (5'd16 - {2'd0, d_kernel_w[2:0]}) + 5'd1;
+        c_window2_q <= c_win0_q && c_win1_q && c_win2_q && c_win3_q && c_win4_q && c_win5_q && c_win6_q && c_win7_q && c_win8_q;
         k2_q <= {6'd0, d_in_c} * {16'd0, kk_q};
         fm2_q <= {32'd0, d_in_c} * {16'd0, hw_q};
         c_out_h_q <= !span_h_q[18] && (((span_h_q >> (d_stride == 8'd2 ? 1 : 0)) + 19'd1) == {3'd0, d_out_h});
@@ -246,7 +272,7 @@ module caq_decode (
         nch3_q <= k2_q[18:3] + {15'd0, k2_q[2:0] != 3'd0};
         regions3_q <= d_grouped ? (k2_q[19:4] + {15'd0, k2_q[3:0] != 4'd0}) : 16'd1;
         c_shape3_q <= c_dims_q && c_kernel_q && (d_conv ? (c_out_h_q && c_out_w_q && c_conv_batch_q) : c_dense_q) && k2_q <= 22'd4096;
-        c_window3_q <= c_window1_q && bias_end_q <= {32'd0, win_limit} && rq_end_q <= {32'd0, win_limit};
+        c_window3_q <= c_window2_q && bias_end_q <= {32'd0, wl_q} && rq_end_q <= {32'd0, wl_q};
         words4_q <= {6'd0, wpr3_q} * {16'd0, planes1_q};
         batch_ch4_q <= {16'd0, d_batch} * {16'd0, nch3_q};
         gm_len4_q <= {16'd0, d_out_c} * {16'd0, regions3_q};

@@ -118,12 +118,19 @@ module caq_dma (
     reg  [28:0] aw_beat_q;  // beat index of the next AW burst
     reg  [19:0] aw_left_q;  // beats of the latest request not yet in an AW
     // The W side: the request whose beats are being formed (w_left_q beats left, w_idx_q its
-    // next beat's index in a max_burst block) and at most one more, accepted behind it.
+    // next beat's index in a max_burst block) and up to WQ_DEPTH more, accepted behind it
+    // (entry 0 the oldest).
     reg  [19:0] w_left_q;  // beats of the current request not yet formed
-    reg         wq_valid_q;  // a request waits behind the current one
-    reg  [19:0] wq_left_q;
+    reg  [2:0]  wq_n_q;  // requests waiting behind the current one
+    reg  [19:0] wq0_left_q;
+    reg  [19:0] wq1_left_q;
+    reg  [19:0] wq2_left_q;
+    reg  [19:0] wq3_left_q;
     reg  [3:0]  w_idx_q;  // beat index of the next W beat within its max_burst block
-    reg  [3:0]  wq_idx_q;
+    reg  [3:0]  wq0_idx_q;
+    reg  [3:0]  wq1_idx_q;
+    reg  [3:0]  wq2_idx_q;
+    reg  [3:0]  wq3_idx_q;
     reg         w_valid_q;  // a W beat is formed and waits
     reg  [63:0] w_data_q;
     reg  [7:0]  w_strb_q;
@@ -140,7 +147,7 @@ module caq_dma (
     assign aw_len_w = aw_burst - 5'd1;
     wire [7:0]  aw_len;
     assign aw_len = {3'd0, aw_len_w};
-    assign wr_req_ready = aw_left_q == 20'd0 && !wq_valid_q && !wr_drain_q;
+    assign wr_req_ready = aw_left_q == 20'd0 && wq_n_q != 3'd4 && !wr_drain_q;
     wire        wr_req_fire;
     assign wr_req_fire = wr_req_valid && wr_req_ready;
     assign m_axi_awvalid = aw_left_q != 20'd0 && b_out_q < 3'd4;
@@ -170,7 +177,7 @@ module caq_dma (
     assign w_in = wr_drain_q ? w_load : (wr_valid && w_load);
     wire        w_last_d;  // the beat formed ends its burst: the request's last, or a max_burst boundary
     assign w_last_d = w_left_q == 20'd1 || (&w_idx_q);
-    assign wr_busy = aw_left_q != 20'd0 || w_left_q != 20'd0 || wq_valid_q || w_valid_q || b_out_q != 3'd0;
+    assign wr_busy = aw_left_q != 20'd0 || w_left_q != 20'd0 || wq_n_q != 3'd0 || w_valid_q || b_out_q != 3'd0;
     assign wr_err = wr_err_q;
 
     // ---- state ----
@@ -184,8 +191,8 @@ module caq_dma (
             b_out_q <= 3'd0;
             rd_drain_q <= 1'b0;
             wr_drain_q <= 1'b0;
-            wq_valid_q <= 1'b0;
             w_valid_q <= 1'b0;
+            wq_n_q <= 3'd0;
             wr_err_q <= 2'd0;
         end else begin
             // read requests and AR bursts
@@ -237,10 +244,9 @@ module caq_dma (
             // A new request becomes current when none is (or the current one's last beat enters now); else it waits behind.
             w_left_q <= w_left_q - {19'd0, w_in};
             if (w_left_q == 20'd0 || (w_in && w_left_q == 20'd1)) begin
-                if (wq_valid_q) begin
-                    w_left_q <= wq_left_q;
-                    w_idx_q <= wq_idx_q;
-                    wq_valid_q <= 1'b0;
+                if (wq_n_q != 3'd0) begin
+                    w_left_q <= wq0_left_q;
+                    w_idx_q <= wq0_idx_q;
                 end else begin
                     if (wr_req_fire) begin
                         w_left_q <= wr_req_words;
@@ -248,11 +254,61 @@ module caq_dma (
                     end
                 end
             end
-            if (wr_req_fire && (wq_valid_q || !(w_left_q == 20'd0 || (w_in && w_left_q == 20'd1)))) begin
-                wq_valid_q <= 1'b1;
-                wq_left_q <= wr_req_words;
-                wq_idx_q <= wr_req_addr[6:3];
+            if ((w_left_q == 20'd0 || (w_in && w_left_q == 20'd1)) && wq_n_q != 3'd0) begin
+                if ((wr_req_fire && !((w_left_q == 20'd0 || (w_in && w_left_q == 20'd1)) && !(wq_n_q != 3'd0))) && wq_n_q == 3'd1) begin
+                    wq0_left_q <= wr_req_words;
+                    wq0_idx_q <= wr_req_addr[6:3];
+                end else begin
+                    wq0_left_q <= wq1_left_q;
+                    wq0_idx_q <= wq1_idx_q;
+                end
+            end else begin
+                if ((wr_req_fire && !((w_left_q == 20'd0 || (w_in && w_left_q == 20'd1)) && !(wq_n_q != 3'd0))) && wq_n_q == 3'd0) begin
+                    wq0_left_q <= wr_req_words;
+                    wq0_idx_q <= wr_req_addr[6:3];
+                end
             end
+            if ((w_left_q == 20'd0 || (w_in && w_left_q == 20'd1)) && wq_n_q != 3'd0) begin
+                if ((wr_req_fire && !((w_left_q == 20'd0 || (w_in && w_left_q == 20'd1)) && !(wq_n_q != 3'd0))) && wq_n_q == 3'd2) begin
+                    wq1_left_q <= wr_req_words;
+                    wq1_idx_q <= wr_req_addr[6:3];
+                end else begin
+                    wq1_left_q <= wq2_left_q;
+                    wq1_idx_q <= wq2_idx_q;
+                end
+            end else begin
+                if ((wr_req_fire && !((w_left_q == 20'd0 || (w_in && w_left_q == 20'd1)) && !(wq_n_q != 3'd0))) && wq_n_q == 3'd1) begin
+                    wq1_left_q <= wr_req_words;
+                    wq1_idx_q <= wr_req_addr[6:3];
+                end
+            end
+            if ((w_left_q == 20'd0 || (w_in && w_left_q == 20'd1)) && wq_n_q != 3'd0) begin
+                if ((wr_req_fire && !((w_left_q == 20'd0 || (w_in && w_left_q == 20'd1)) && !(wq_n_q != 3'd0))) && wq_n_q == 3'd3) begin
+                    wq2_left_q <= wr_req_words;
+                    wq2_idx_q <= wr_req_addr[6:3];
+                end else begin
+                    wq2_left_q <= wq3_left_q;
+                    wq2_idx_q <= wq3_idx_q;
+                end
+            end else begin
+                if ((wr_req_fire && !((w_left_q == 20'd0 || (w_in && w_left_q == 20'd1)) && !(wq_n_q != 3'd0))) && wq_n_q == 3'd2) begin
+                    wq2_left_q <= wr_req_words;
+                    wq2_idx_q <= wr_req_addr[6:3];
+                end
+            end
+            if ((w_left_q == 20'd0 || (w_in && w_left_q == 20'd1)) && wq_n_q != 3'd0) begin
+                if ((wr_req_fire && !((w_left_q == 20'd0 || (w_in && w_left_q == 20'd1)) && !(wq_n_q != 3'd0))) && wq_n_q == 3'd4) begin
+                    wq3_left_q <= wr_req_words;
+                    wq3_idx_q <= wr_req_addr[6:3];
+                end else begin
+                end
+            end else begin
+                if ((wr_req_fire && !((w_left_q == 20'd0 || (w_in && w_left_q == 20'd1)) && !(wq_n_q != 3'd0))) && wq_n_q == 3'd3) begin
+                    wq3_left_q <= wr_req_words;
+                    wq3_idx_q <= wr_req_addr[6:3];
+                end
+            end
+            wq_n_q <= wq_n_q + {2'd0, wr_req_fire && !((w_left_q == 20'd0 || (w_in && w_left_q == 20'd1)) && !(wq_n_q != 3'd0))} - {2'd0, (w_left_q == 20'd0 || (w_in && w_left_q == 20'd1)) && wq_n_q != 3'd0};
             if (soft_reset) begin
                 wr_drain_q <= 1'b1;
             end else begin

@@ -180,9 +180,9 @@ module caq_exec (
     reg  [5:0]  i_ctl_q;  // the step's valid, neg, region first/last, item first/last
     reg  [2:0]  i_shift_q;  // the step's plane weight
     reg  [8:0]  wn_q;  // W * chunks: entries of one patch buffer
-    reg  [15:0] regions_q;  // regions per item
     reg  [4:0]  drain_q;  // cycles until the last step leaves the array
     reg         bdone_q;  // pulse: a block's last step was read
+    reg  [15:0] regions_q;  // regions per item
     reg  [2:0]  cslice_q;  // the chunk within the 64-bit plane word
     wire [3:0]  pg_bits;  // bits of the step's group
     assign pg_bits = (g_q == 2'd0) ? x_pg_bits[3:0] : (g_q == 2'd1) ? x_pg_bits[7:4] : (g_q == 2'd2) ? x_pg_bits[11:8] : x_pg_bits[15:12];
@@ -209,7 +209,8 @@ module caq_exec (
     wire        run_start;  // Conv2d: the item opens an output run of the result stage
     assign run_start = x_conv && pix_q[5:0] == 6'd0;
     wire        go;  // a step issues this cycle
-    assign go = est_q == E_RUN && (!item_start || (credits_q != 16'd0 && (!run_start || runcr_q != 3'd0)));
+    assign go = est_q == E_RUN && !gap_q && (!item_start || (credits_q != 16'd0 && (!run_start || runcr_q != 3'd0)));
+    reg         gap_q;  // an item of one plane-step issued: the next waits a cycle (REQUANT_PHASES = 2)
     wire        unit_end;  // the unit's (block's, or tile's inputs') last step issues
     assign unit_end = go && l_plane && l_chunk && l_item;
     wire        conv_tile_end;  // Conv2d: the block is the tile's last
@@ -236,6 +237,7 @@ module caq_exec (
     assign region_next = x_grouped && ch_q[0:0] == 1'd1;
     always @(posedge clk) begin
         bdone_q <= unit_end && x_conv;
+        gap_q <= go && item_start && l_chunk && l_plane;
         i_ctl_q <= {go, g_top, f_rfirst, f_rlast, f_ifirst, f_ilast};
         i_shift_q <= pg_shift + p_q;
         if (!rst_n || clear) begin
@@ -246,6 +248,7 @@ module caq_exec (
             drain_q <= 5'd0;
             i_ctl_q <= 6'd0;
             bdone_q <= 1'b0;
+            gap_q <= 1'b0;
         end else begin
             // tokens
             tl_cnt_q <= tl_cnt_q + {1'b0, tile_loaded} - {1'b0, tile_start};
@@ -424,7 +427,11 @@ module caq_exec (
     assign step_item_last = s_ilast_q;
     assign step_mult = s_mult_q;
     assign perf_busy = s_valid_q;
-    assign perf_stall = est_q != E_IDLE && !go;
+    reg         pst_q;  // a descriptor ran and no step issued last cycle
+    always @(posedge clk) begin
+        pst_q <= est_q != E_IDLE && !go;
+    end
+    assign perf_stall = pst_q;
 
 endmodule
 

@@ -278,8 +278,14 @@ module caq_fetch (
     reg           rq_tend_q;  // the tile's last request
     reg  [33:0]   rq_lo_q;  // first byte of the first beat
     reg  [33:0]   rq_hi_q;  // first byte past the last beat
+    reg  [32:0]   win_base_q;
+    reg  [32:0]   win_limit_q;
+    always @(posedge clk) begin
+        win_base_q <= win_base;
+        win_limit_q <= win_limit;
+    end
     wire          rq_in_win;  // the request, rounded out to beats, lies in [WIN_BASE, WIN_LIMIT)
-    assign rq_in_win = rq_lo_q >= {1'b0, win_base} && rq_hi_q <= {1'b0, win_limit};
+    assign rq_in_win = rq_lo_q >= {1'b0, win_base_q} && rq_hi_q <= {1'b0, win_limit_q};
     wire          route_full;
     assign route_full = rcnt_q == 4'd8;
     assign rd_req_valid = fst_q == F_ISSUE && rq_in_win && !route_full && !err_q;
@@ -366,7 +372,7 @@ module caq_fetch (
                 end
                 F_DWAIT: begin
                     // the descriptor's words are routed; then the checks (caq_decode)
-                    if (rt_desc_done) begin
+                    if (dd_q) begin
                         dec_go_q <= 1'b1;
                     end
                     if (dec_done && dec_code == 8'd0) begin
@@ -602,11 +608,19 @@ module caq_fetch (
     assign lt_row = rt_r_q[1:0];
     assign lt_slot = rt_slot_q;
     assign lt_data = rt_word;
-    assign perf_bytes_rd = rt_unit ? {rt_n[12:0], 3'd0} : 16'd0;
+    reg  [15:0]   pbr_q;  // bytes routed last cycle
+    always @(posedge clk) begin
+        pbr_q <= rt_unit ? {rt_n[12:0], 3'd0} : 16'd0;
+    end
+    assign perf_bytes_rd = pbr_q;
     wire          rt_end;  // the request's last word is routed this cycle
     assign rt_end = rt_unit && rt_n == rt_left_q;
     wire          rt_desc_done;
     assign rt_desc_done = rt_end && !rt_drain_q && rt_kind_q == K_DESC;
+    reg           dw_v_q;  // a descriptor word to write into F
+    reg  [3:0]    dw_i_q;
+    reg  [63:0]   dw_data_q;
+    reg           dd_q;  // the descriptor's last word was routed a cycle ago
     wire          rt_load;  // take the oldest entry
     assign rt_load = !rt_busy_q && rcnt_q != 4'd0;
     always @(posedge clk) begin
@@ -669,6 +683,9 @@ module caq_fetch (
                     if (rt_kind_q == K_DESC) begin
                         rt_c_q <= rt_c_q + 16'd1;
                     end
+                    if (rt_kind_q == K_INPUT) begin
+                        rt_idx_q <= rt_idx_q + 9'd1;
+                    end
                     if (rt_kind_q == K_BIAS) begin
                         rt_r_q <= rt_r_q + 3'd2;
                         rt_count_q <= (rt_count_q >= 20'd2) ? rt_count_q - 20'd2 : 20'd0;
@@ -693,8 +710,58 @@ module caq_fetch (
                 end
             end
         end
-        if (rt_wr && rt_kind_q == K_DESC) begin
-            fdesc_q[{rt_c_q[3:0], 6'd0} +: 64] <= rt_word;
+        // a descriptor word is registered, then written into F (off the router's path)
+        dw_v_q <= rt_wr && rt_kind_q == K_DESC;
+        dw_i_q <= rt_c_q[3:0];
+        dw_data_q <= rt_word;
+        dd_q <= rt_desc_done;
+        if (dw_v_q && dw_i_q == 4'd0) begin
+            fdesc_q[0 +: 64] <= dw_data_q;
+        end
+        if (dw_v_q && dw_i_q == 4'd1) begin
+            fdesc_q[64 +: 64] <= dw_data_q;
+        end
+        if (dw_v_q && dw_i_q == 4'd2) begin
+            fdesc_q[128 +: 64] <= dw_data_q;
+        end
+        if (dw_v_q && dw_i_q == 4'd3) begin
+            fdesc_q[192 +: 64] <= dw_data_q;
+        end
+        if (dw_v_q && dw_i_q == 4'd4) begin
+            fdesc_q[256 +: 64] <= dw_data_q;
+        end
+        if (dw_v_q && dw_i_q == 4'd5) begin
+            fdesc_q[320 +: 64] <= dw_data_q;
+        end
+        if (dw_v_q && dw_i_q == 4'd6) begin
+            fdesc_q[384 +: 64] <= dw_data_q;
+        end
+        if (dw_v_q && dw_i_q == 4'd7) begin
+            fdesc_q[448 +: 64] <= dw_data_q;
+        end
+        if (dw_v_q && dw_i_q == 4'd8) begin
+            fdesc_q[512 +: 64] <= dw_data_q;
+        end
+        if (dw_v_q && dw_i_q == 4'd9) begin
+            fdesc_q[576 +: 64] <= dw_data_q;
+        end
+        if (dw_v_q && dw_i_q == 4'd10) begin
+            fdesc_q[640 +: 64] <= dw_data_q;
+        end
+        if (dw_v_q && dw_i_q == 4'd11) begin
+            fdesc_q[704 +: 64] <= dw_data_q;
+        end
+        if (dw_v_q && dw_i_q == 4'd12) begin
+            fdesc_q[768 +: 64] <= dw_data_q;
+        end
+        if (dw_v_q && dw_i_q == 4'd13) begin
+            fdesc_q[832 +: 64] <= dw_data_q;
+        end
+        if (dw_v_q && dw_i_q == 4'd14) begin
+            fdesc_q[896 +: 64] <= dw_data_q;
+        end
+        if (dw_v_q && dw_i_q == 4'd15) begin
+            fdesc_q[960 +: 64] <= dw_data_q;
         end
     end
     assign tile_loaded = rt_end && !rt_drain_q && !rd_resp[1] && rt_tend_q;

@@ -8,6 +8,7 @@
 module caq_requant (
     input  wire        clk,
     input  wire        rst_n,  // synchronous, active low
+    input  wire        clear,  // synchronous: drop the values in flight (soft reset)
     input  wire        in_valid,
     input  wire [47:0] in_acc,  // signed total from the array
     input  wire [31:0] in_bias,  // signed, accumulator units
@@ -26,7 +27,7 @@ module caq_requant (
     reg  [11:0] f2_q;  // shift, relu, signed, bits
     reg  [11:0] f3_q;  // shift, relu, signed, bits
     reg  [11:0] f4_q;  // shift, relu, signed, bits
-    reg  [11:0] f5_q;  // shift, relu, signed, bits
+    reg  [5:0]  pos_q;  // stage 5's window position: shift - 1 (shift 0: 0)
 
     // ---- 1: total = acc + bias ----
     reg  [47:0] total_q;
@@ -49,29 +50,27 @@ module caq_requant (
 
     // ---- 5: the window of prod >>> (shift - 1) ----
     wire [5:0]  pos;  // the window's lowest bit: shift - 1 (shift 0: the product itself)
-    assign pos = (f4_q[11:6] == 6'd0) ? 6'd0 : f4_q[11:6] - 6'd1;
+    assign pos = pos_q;
     wire [69:0] flip;  // bits 10 and up that differ from the sign
     assign flip = prod_q[79:10] ^ {70{prod_q[79]}};
     reg  [10:0] win_q;
     reg         ovf_q;  // the shifted product lies outside the window
     reg         neg_q;
+    reg  [11:0] qmax_q;  // the output's largest code
+    reg  [11:0] qmin_q;  // its smallest (ReLU: 0)
+    reg         sh0_q;  // shift 0: no rounding
 
     // ---- 6: round, ReLU, saturate ----
     // qmax = 2^bits - 1 (unsigned) or 2^(bits-1) - 1 (signed); qmin = 0 or -2^(bits-1);
     // ReLU raises qmin to 0. Compared as 12-bit signed numbers.
     wire [11:0] y;  // the rounded value (q + 1) >>> 1 = (q >>> 1) + q[0], by bit selection: no signedness rules involved
-    assign y = (f5_q[11:6] == 6'd0) ? {win_q[10], win_q} : ({win_q[10], win_q[10], win_q[10:1]} + {11'd0, win_q[0]});
+    assign y = sh0_q ? {win_q[10], win_q} : ({win_q[10], win_q[10], win_q[10:1]} + {11'd0, win_q[0]});
     wire [11:0] qmax;
-    assign qmax = f5_q[4] ? ((12'd1 << (f5_q[3:0] - 4'd1)) - 12'd1) : ((12'd1 << f5_q[3:0]) - 12'd1);
+    assign qmax = qmax_q;
     wire [11:0] qmin;
-    assign qmin = (f5_q[4] && !f5_q[5]) ? (12'd0 - (12'd1 << (f5_q[3:0] - 4'd1))) : 12'd0;
+    assign qmin = qmin_q;
     reg  [7:0]  out_q;
     always @(posedge clk) begin
-        f1_q <= {in_shift, in_relu, in_out_signed, in_out_bits};
-        f2_q <= f1_q;
-        f3_q <= f2_q;
-        f4_q <= f3_q;
-        f5_q <= f4_q;
         total_q <= in_acc + {{16{in_bias[31]}}, in_bias};
         mult1_q <= in_mult;
         p_ll_q <= $signed({17'd0, total_q[23:0]}) * $signed({25'd0, mult1_q[15:0]});
@@ -81,14 +80,27 @@ module caq_requant (
         s_lo_q <= {16'd0, p_ll_q} + {p_lh_q, 16'd0};
         s_hi_q <= {{15{p_hl_q[40]}}, p_hl_q} + {p_hh_q, 16'd0};
         prod_q <= {{23{s_lo_q[56]}}, s_lo_q} + {s_hi_q, 24'd0};
+        qmax_q <= f4_q[4] ? ((12'd1 << (f4_q[3:0] - 4'd1)) - 12'd1) : ((12'd1 << f4_q[3:0]) - 12'd1);
+        qmin_q <= (f4_q[4] && !f4_q[5]) ? (12'd0 - (12'd1 << (f4_q[3:0] - 4'd1))) : 12'd0;
+        sh0_q <= f4_q[11:6] == 6'd0;
         win_q <= prod_q[{1'b0, pos} +: 11];
         ovf_q <= (flip[0] && pos <= 6'd0) || (flip[1] && pos <= 6'd1) || (flip[2] && pos <= 6'd2) || (flip[3] && pos <= 6'd3) || (flip[4] && pos <= 6'd4) || (flip[5] && pos <= 6'd5) || (flip[6] && pos <= 6'd6) || (flip[7] && pos <= 6'd7) || (flip[8] && pos <= 6'd8) || (flip[9] && pos <= 6'd9) || (flip[10] && pos <= 6'd10) || (flip[11] && pos <= 6'd11) || (flip[12] && pos <= 6'd12) || (flip[13] && pos <= 6'd13) || (flip[14] && pos <= 6'd14) || (flip[15] && pos <= 6'd15) || (flip[16] && pos <= 6'd16) || (flip[17] && pos <= 6'd17) || (flip[18] && pos <= 6'd18) || (flip[19] && pos <= 6'd19) || (flip[20] && pos <= 6'd20) || (flip[21] && pos <= 6'd21) || (flip[22] && pos <= 6'd22) || (flip[23] && pos <= 6'd23) || (flip[24] && pos <= 6'd24) || (flip[25] && pos <= 6'd25) || (flip[26] && pos <= 6'd26) || (flip[27] && pos <= 6'd27) || (flip[28] && pos <= 6'd28) || (flip[29] && pos <= 6'd29) || (flip[30] && pos <= 6'd30) || (flip[31] && pos <= 6'd31) || (flip[32] && pos <= 6'd32) || (flip[33] && pos <= 6'd33) || (flip[34] && pos <= 6'd34) || (flip[35] && pos <= 6'd35) || (flip[36] && pos <= 6'd36) || (flip[37] && pos <= 6'd37) || (flip[38] && pos <= 6'd38) || (flip[39] && pos <= 6'd39) || (flip[40] && pos <= 6'd40) || (flip[41] && pos <= 6'd41) || (flip[42] && pos <= 6'd42) || (flip[43] && pos <= 6'd43) || (flip[44] && pos <= 6'd44) || (flip[45] && pos <= 6'd45) || (flip[46] && pos <= 6'd46) || (flip[47] && pos <= 6'd47) || (flip[48] && pos <= 6'd48) || (flip[49] && pos <= 6'd49) || (flip[50] && pos <= 6'd50) || (flip[51] && pos <= 6'd51) || (flip[52] && pos <= 6'd52) || (flip[53] && pos <= 6'd53) || (flip[54] && pos <= 6'd54) || (flip[55] && pos <= 6'd55) || (flip[56] && pos <= 6'd56) || (flip[57] && pos <= 6'd57) || (flip[58] && pos <= 6'd58) || (flip[59] && pos <= 6'd59) || (flip[60] && pos <= 6'd60) || (flip[61] && pos <= 6'd61) || (flip[62] && pos <= 6'd62) || flip[63] || flip[64] || flip[65] || flip[66] || flip[67] || flip[68] || flip[69];
         neg_q <= prod_q[79];
         out_q <= ovf_q ? (neg_q ? qmin[7:0] : qmax[7:0]) : ($signed(y) > $signed(qmax)) ? qmax[7:0] : ($signed(y) < $signed(qmin)) ? qmin[7:0] : y[7:0];
-        if (!rst_n) begin
+        if (!rst_n || clear) begin
             v_q <= 6'd0;
+            f1_q <= 12'd0;
+            f2_q <= 12'd0;
+            f3_q <= 12'd0;
+            f4_q <= 12'd0;
+            pos_q <= 6'd0;
         end else begin
             v_q <= {v_q[4:0], in_valid};
+            f1_q <= {in_shift, in_relu, in_out_signed, in_out_bits};
+            f2_q <= f1_q;
+            f3_q <= f2_q;
+            f4_q <= f3_q;
+            pos_q <= (f3_q[11:6] == 6'd0) ? 6'd0 : f3_q[11:6] - 6'd1;
         end
     end
 

@@ -170,7 +170,7 @@ module caq_result (
         end
     end
 
-    // ---- requantization: every row of an item at once ----
+    // ---- requantization: an item's rows in two phases of R/2 units ----
     reg  [1:0]   tl_cnt_q;  // tiles loaded and not yet requantized
     reg          tl_slot0_q;  // their slots, oldest first
     reg          tl_slot1_q;  //
@@ -209,17 +209,46 @@ module caq_result (
             end
         end
     end
-    assign tile_done = in_tile_end;
+    // The slot's tables are read until the tile's last item has had every phase: its weight
+    // slot (and tables) are released a cycle after its totals arrive.
+    reg          td_q;  // the tile's last item's totals arrived a cycle ago
+    always @(posedge clk) begin
+        if (!rst_n || clear) begin
+            td_q <= 1'b0;
+        end else begin
+            td_q <= in_tile_end;
+        end
+    end
+    assign tile_done = td_q;
+    reg  [95:0]  hold_q;  // rows U..R-1 of the item's totals
+    reg          hph_q;  // phase 1: the units take the held rows
+    reg          hslot_q;  // the held item's table slot
+    reg  [5:0]   oph_q;  // the phase of the values inside the units
+    reg  [15:0]  qa_q;  // phase 0's codes, waiting for phase 1's
+    always @(posedge clk) begin
+        hold_q <= acc_t[96 +: 96];
+        hslot_q <= tl_slot0_q;
+        oph_q <= {oph_q[4:0], hph_q};
+        if (rq0_valid && !oph_q[5]) begin
+            qa_q <= qa_codes;
+        end
+        if (!rst_n || clear) begin
+            hph_q <= 1'b0;
+        end else begin
+            hph_q <= acc_valid;
+        end
+    end
     wire         rq0_valid;
     wire [7:0]   rq0_code;
     caq_requant u_rq0 (
         .clk           (clk),
         .rst_n         (rst_n),
-        .in_valid      (acc_valid),
-        .in_acc        (acc_t[0 +: 48]),
-        .in_bias       (tl_slot0_q ? bias1_0_q : bias0_0_q),
-        .in_mult       (tl_slot0_q ? rqm1_0_q : rqm0_0_q),
-        .in_shift      (tl_slot0_q ? rqs1_0_q : rqs0_0_q),
+        .clear         (clear),
+        .in_valid      (acc_valid || hph_q),
+        .in_acc        (hph_q ? hold_q[0 +: 48] : acc_t[0 +: 48]),
+        .in_bias       (hph_q ? (hslot_q ? bias1_2_q : bias0_2_q) : (tl_slot0_q ? bias1_0_q : bias0_0_q)),
+        .in_mult       (hph_q ? (hslot_q ? rqm1_2_q : rqm0_2_q) : (tl_slot0_q ? rqm1_0_q : rqm0_0_q)),
+        .in_shift      (hph_q ? (hslot_q ? rqs1_2_q : rqs0_2_q) : (tl_slot0_q ? rqs1_0_q : rqs0_0_q)),
         .in_relu       (x_relu),
         .in_out_signed (x_out_signed),
         .in_out_bits   (x_out_bits),
@@ -231,58 +260,29 @@ module caq_result (
     caq_requant u_rq1 (
         .clk           (clk),
         .rst_n         (rst_n),
-        .in_valid      (acc_valid),
-        .in_acc        (acc_t[48 +: 48]),
-        .in_bias       (tl_slot0_q ? bias1_1_q : bias0_1_q),
-        .in_mult       (tl_slot0_q ? rqm1_1_q : rqm0_1_q),
-        .in_shift      (tl_slot0_q ? rqs1_1_q : rqs0_1_q),
+        .clear         (clear),
+        .in_valid      (acc_valid || hph_q),
+        .in_acc        (hph_q ? hold_q[48 +: 48] : acc_t[48 +: 48]),
+        .in_bias       (hph_q ? (hslot_q ? bias1_3_q : bias0_3_q) : (tl_slot0_q ? bias1_1_q : bias0_1_q)),
+        .in_mult       (hph_q ? (hslot_q ? rqm1_3_q : rqm0_3_q) : (tl_slot0_q ? rqm1_1_q : rqm0_1_q)),
+        .in_shift      (hph_q ? (hslot_q ? rqs1_3_q : rqs0_3_q) : (tl_slot0_q ? rqs1_1_q : rqs0_1_q)),
         .in_relu       (x_relu),
         .in_out_signed (x_out_signed),
         .in_out_bits   (x_out_bits),
         .out_valid     (rq1_valid),
         .out_code      (rq1_code)
     );
-    wire         rq2_valid;
-    wire [7:0]   rq2_code;
-    caq_requant u_rq2 (
-        .clk           (clk),
-        .rst_n         (rst_n),
-        .in_valid      (acc_valid),
-        .in_acc        (acc_t[96 +: 48]),
-        .in_bias       (tl_slot0_q ? bias1_2_q : bias0_2_q),
-        .in_mult       (tl_slot0_q ? rqm1_2_q : rqm0_2_q),
-        .in_shift      (tl_slot0_q ? rqs1_2_q : rqs0_2_q),
-        .in_relu       (x_relu),
-        .in_out_signed (x_out_signed),
-        .in_out_bits   (x_out_bits),
-        .out_valid     (rq2_valid),
-        .out_code      (rq2_code)
-    );
-    wire         rq3_valid;
-    wire [7:0]   rq3_code;
-    caq_requant u_rq3 (
-        .clk           (clk),
-        .rst_n         (rst_n),
-        .in_valid      (acc_valid),
-        .in_acc        (acc_t[144 +: 48]),
-        .in_bias       (tl_slot0_q ? bias1_3_q : bias0_3_q),
-        .in_mult       (tl_slot0_q ? rqm1_3_q : rqm0_3_q),
-        .in_shift      (tl_slot0_q ? rqs1_3_q : rqs0_3_q),
-        .in_relu       (x_relu),
-        .in_out_signed (x_out_signed),
-        .in_out_bits   (x_out_bits),
-        .out_valid     (rq3_valid),
-        .out_code      (rq3_code)
-    );
-    wire         q_valid;  // an item's codes leave the requant units (all rows at once)
-    assign q_valid = rq0_valid;
     // Waiver (UNUSEDSIGNAL): every unit's valid equals unit 0's
     /* verilator lint_off UNUSEDSIGNAL */
-    wire         q_valid_all;
-    assign q_valid_all = rq0_valid & rq1_valid & rq2_valid & rq3_valid;
+    wire         rq_valid_rest;
+    assign rq_valid_rest = rq1_valid;
     /* verilator lint_on UNUSEDSIGNAL */
+    wire [15:0]  qa_codes;  // the units' codes this cycle: unit u's at [8u +: 8]
+    assign qa_codes = {rq1_code, rq0_code};
+    wire         q_valid;  // an item's codes are complete (its phase 1 leaves the units)
+    assign q_valid = rq0_valid && oph_q[5];
     wire [31:0]  q_codes;  // row r's code at [8r +: 8]
-    assign q_codes = {rq3_code, rq2_code, rq1_code, rq0_code};
+    assign q_codes = {qa_codes, qa_q};
 
     // ---- output side: counters ----
     reg  [15:0]  o_item_q;  // item of the codes leaving requantization
@@ -539,8 +539,14 @@ module caq_result (
     reg          jq_wp_q;
     reg          jq_rp_q;
     reg  [1:0]   jq_n_q;  // jobs queued
+    reg  [32:0]  win_base_q;
+    reg  [32:0]  win_limit_q;
+    always @(posedge clk) begin
+        win_base_q <= win_base;
+        win_limit_q <= win_limit;
+    end
     wire         a_in_win;  // the burst, rounded out to beats, lies in [WIN_BASE, WIN_LIMIT)
-    assign a_in_win = a_lo_q >= {1'b0, win_base} && a_hi_q <= {1'b0, win_limit};
+    assign a_in_win = a_lo_q >= {1'b0, win_base_q} && a_hi_q <= {1'b0, win_limit_q};
     assign wr_req_valid = ast_q == A_REQ && !a_err_q && a_in_win && jq_n_q != 2'd2;
     assign wr_req_addr = a_dest_q & ~32'd7;
     assign wr_req_words = ({17'd0, a_dest_q[2:0]} + {13'd0, a_len_q} + 20'd7) >> 3;
@@ -716,6 +722,10 @@ module caq_result (
     reg          r2_v_q;
     reg          r2_beat_q;
     reg  [1:0]   r1_row_q;
+    reg  [3:0]   r1_sel_q;  // the beat's first byte in {cur, prev}: B when aligned, else the rotation
+    reg  [7:0]   r1_strb_q;
+    reg  [3:0]   r2_sel_q;  // the beat's first byte in {cur, prev}: B when aligned, else the rotation
+    reg  [7:0]   r2_strb_q;
     reg  [63:0]  cur_q;  // the job's row's entry just read
     reg  [63:0]  prev_q;  // the entry before it
     wire [63:0]  row_entry;
@@ -725,36 +735,50 @@ module caq_result (
     reg  [1:0]   bf_wp_q;
     reg  [1:0]   bf_rp_q;
     reg  [2:0]   bf_n_q;  // beats queued
-    wire         b_job_go;  // take the next job
-    assign b_job_go = !b_busy_q && jq_n_q != 2'd0;
+    wire         b_job_go;  // take the next job: in the cycle a Conv2d job's last read is issued, a cycle after a Dense job's last beat (whose output-queue entry is then free)
+    assign b_job_go = (!b_busy_q || (b_fin && b_conv_q)) && jq_n_q != 2'd0;
     wire         b_room;  // a beat formed now, and those the reads in flight will form, still fit the queue
-    assign b_room = bf_n_q + {2'd0, r1_v_q && r1_beat_q} + {2'd0, r2_v_q && r2_beat_q} < 3'd3;
-    wire         b_read;  // Conv2d: read the next staging entry (beats + 1 reads)
-    assign b_read = b_busy_q && b_conv_q && !b_null_q && b_rd_q <= b_beats_q && b_room;
+    assign b_room = bf_n_q + {2'd0, r1_v_q && r1_beat_q} + {2'd0, r2_v_q && r2_beat_q} < 3'd4;
+    wire         b_rot0;  // the run's bytes lie in the staging as in memory: entry E0 + k is beat k
+    assign b_rot0 = b_rot_q == 3'd0;
+    wire         b_read;  // Conv2d: read the next staging entry (beats reads, one more when rotated)
+    assign b_read = b_busy_q && b_conv_q && !b_null_q && b_room;
+    wire         b_read_last;  // this read forms the job's last beat
+    assign b_read_last = b_rot0 ? (b_rd_q + 5'd1 == b_beats_q) : (b_rd_q == b_beats_q);
+    wire [4:0]   b_kc;  // Conv2d: the beat the read forms (rotated: the first read only fills cur)
+    assign b_kc = b_rot0 ? b_rd_q : b_rd_q - 5'd1;
     wire         b_dense_beat;  // Dense: form the next beat from the output queue
     assign b_dense_beat = b_busy_q && !b_conv_q && !b_null_q && b_k_q != b_beats_q && b_room;
     wire         r2_beat;  // Conv2d: a beat is formed from prev and cur
     assign r2_beat = r2_v_q && r2_beat_q;
     wire [7:0]   b_lo;  // k * B: the beat's first byte from the burst's beat-aligned start
-    assign b_lo = {b_k_q, 3'd0};
+    assign b_lo = {(b_conv_q ? b_kc : b_k_q), 3'd0};
     wire [7:0]   b_hi;  // off + len: the first byte past the burst
     assign b_hi = {5'd0, b_off_q} + {1'd0, b_len_q};
     wire [7:0]   b_strb;
     assign b_strb = {(b_lo + 8'd7 >= {5'd0, b_off_q} && b_lo + 8'd7 < b_hi), (b_lo + 8'd6 >= {5'd0, b_off_q} && b_lo + 8'd6 < b_hi), (b_lo + 8'd5 >= {5'd0, b_off_q} && b_lo + 8'd5 < b_hi), (b_lo + 8'd4 >= {5'd0, b_off_q} && b_lo + 8'd4 < b_hi), (b_lo + 8'd3 >= {5'd0, b_off_q} && b_lo + 8'd3 < b_hi), (b_lo + 8'd2 >= {5'd0, b_off_q} && b_lo + 8'd2 < b_hi), (b_lo + 8'd1 >= {5'd0, b_off_q} && b_lo + 8'd1 < b_hi), (b_lo + 8'd0 >= {5'd0, b_off_q} && b_lo + 8'd0 < b_hi)};
-    wire [119:0] pair;  // entries E0+k (prev) and E0+k+1 (cur): a beat starts at any of the first B bytes
-    assign pair = {cur_q[55:0], prev_q};
-    wire [63:0]  funnel;  // the beat: bytes rot .. rot + B - 1 of the pair
-    assign funnel = {pair[{{1'b0, b_rot_q} + 4'd7, 3'd0} +: 8], pair[{{1'b0, b_rot_q} + 4'd6, 3'd0} +: 8], pair[{{1'b0, b_rot_q} + 4'd5, 3'd0} +: 8], pair[{{1'b0, b_rot_q} + 4'd4, 3'd0} +: 8], pair[{{1'b0, b_rot_q} + 4'd3, 3'd0} +: 8], pair[{{1'b0, b_rot_q} + 4'd2, 3'd0} +: 8], pair[{{1'b0, b_rot_q} + 4'd1, 3'd0} +: 8], pair[{{1'b0, b_rot_q} + 4'd0, 3'd0} +: 8]};
+    wire [127:0] pair;  // entries E0+k (prev) and E0+k+1 (cur), or E0+k alone (cur) when aligned
+    assign pair = {cur_q, prev_q};
+    wire [63:0]  funnel;  // the beat: bytes sel .. sel + B - 1 of the pair
+    assign funnel = {pair[{r2_sel_q + 4'd7, 3'd0} +: 8], pair[{r2_sel_q + 4'd6, 3'd0} +: 8], pair[{r2_sel_q + 4'd5, 3'd0} +: 8], pair[{r2_sel_q + 4'd4, 3'd0} +: 8], pair[{r2_sel_q + 4'd3, 3'd0} +: 8], pair[{r2_sel_q + 4'd2, 3'd0} +: 8], pair[{r2_sel_q + 4'd1, 3'd0} +: 8], pair[{r2_sel_q + 4'd0, 3'd0} +: 8]};
     reg  [95:0]  dv_q;  // Dense: the codes shifted left by the burst's offset
     wire [63:0]  dense_beat;
     assign dense_beat = dv_q[{b_k_q[0:0], 6'd0} +: 64];
-    wire         b_fin;  // the job's last beat is formed (or the job is null)
-    assign b_fin = b_busy_q && (b_null_q || (b_conv_q ? (r2_beat && b_k_q + 5'd1 == b_beats_q) : (b_dense_beat && b_k_q + 5'd1 == b_beats_q)));
+    wire         b_fin;  // the job's last read (Conv2d) or beat (Dense) is issued, or the job is null
+    assign b_fin = b_busy_q && (b_null_q || (b_conv_q ? (b_read && b_read_last) : (b_dense_beat && b_k_q + 5'd1 == b_beats_q)));
     wire         run_free;  // a Conv2d run's last row is formed: its staging positions are free
     assign run_free = b_fin && b_conv_q && b_last_q;
     wire         out_free;  // a Dense output is formed: its queue entry is free
     assign out_free = b_fin && !b_conv_q;
     always @(posedge clk) begin
+        // the running job's counters; a job taken in the same cycle overrides them
+        if (b_read) begin
+            b_rd_q <= b_rd_q + 5'd1;
+            b_e_q <= b_e_q + 7'd1;
+        end
+        if (b_dense_beat) begin
+            b_k_q <= b_k_q + 5'd1;
+        end
         if (b_job_go) begin
             b_conv_q <= jq_conv[jq_rp_q];
             b_null_q <= jq_null[jq_rp_q];
@@ -769,21 +793,20 @@ module caq_result (
             b_k_q <= 5'd0;
             dv_q <= {64'd0, dq_codes[dq_rp_q]} << {jq_off[jq_rp_q], 3'd0};
         end
-        if (b_read) begin
-            b_rd_q <= b_rd_q + 5'd1;
-            b_e_q <= b_e_q + 7'd1;
-        end
-        r1_beat_q <= b_rd_q != 5'd0;
+        r1_beat_q <= b_rot0 || b_rd_q != 5'd0;
         r1_row_q <= b_row_q;
+        r1_sel_q <= b_rot0 ? 4'd8 : {1'b0, b_rot_q};
+        r1_strb_q <= b_strb;
         r2_beat_q <= r1_beat_q;
+        r2_sel_q <= r1_sel_q;
+        r2_strb_q <= r1_strb_q;
         if (r1_v_q) begin
             cur_q <= row_entry;
             prev_q <= cur_q;
         end
         if (r2_beat || b_dense_beat) begin
-            b_k_q <= b_k_q + 5'd1;
             bf_data[bf_wp_q] <= r2_beat ? funnel : dense_beat;
-            bf_strb[bf_wp_q] <= b_strb;
+            bf_strb[bf_wp_q] <= r2_beat ? r2_strb_q : b_strb;
         end
         if (!rst_n || clear) begin
             b_busy_q <= 1'b0;
@@ -801,14 +824,14 @@ module caq_result (
         end else begin
             r1_v_q <= b_read;
             r2_v_q <= r1_v_q;
+            if (b_fin) begin
+                b_busy_q <= 1'b0;
+            end
             if (b_job_go) begin
                 b_busy_q <= 1'b1;
                 jq_rp_q <= !jq_rp_q;
             end
             jq_n_q <= jq_n_q + {1'b0, a_push} - {1'b0, b_job_go};
-            if (b_fin) begin
-                b_busy_q <= 1'b0;
-            end
             if (r2_beat || b_dense_beat) begin
                 bf_wp_q <= bf_wp_q + 2'd1;
             end
@@ -827,15 +850,30 @@ module caq_result (
             end
         end
     end
-    assign credit_ret = run_free ? {9'd0, rq_len[rq_rp_q]} : out_free ? 16'd1 : 16'd0;
-    assign run_credit_ret = run_free;
+    reg  [15:0]  cr_q;  // credits returned this cycle
+    reg          rcr_q;  // a run's credit returned this cycle
+    always @(posedge clk) begin
+        if (!rst_n || clear) begin
+            cr_q <= 16'd0;
+            rcr_q <= 1'b0;
+        end else begin
+            cr_q <= run_free ? {9'd0, rq_len[rq_rp_q]} : out_free ? 16'd1 : 16'd0;
+            rcr_q <= run_free;
+        end
+    end
+    assign credit_ret = cr_q;
+    assign run_credit_ret = rcr_q;
     assign wr_valid = bf_n_q != 3'd0;
     assign wr_data = bf_data[bf_rp_q];
     assign wr_strb = bf_strb[bf_rp_q];
-    assign perf_bytes_wr = (wr_valid && wr_ready) ? ({15'd0, wr_strb[0]} + {15'd0, wr_strb[1]} + {15'd0, wr_strb[2]} + {15'd0, wr_strb[3]} + {15'd0, wr_strb[4]} + {15'd0, wr_strb[5]} + {15'd0, wr_strb[6]} + {15'd0, wr_strb[7]}) : 16'd0;
+    reg  [15:0]  pbw_q;  // bytes of the beat that went out last cycle
+    always @(posedge clk) begin
+        pbw_q <= (wr_valid && wr_ready) ? ({15'd0, wr_strb[0]} + {15'd0, wr_strb[1]} + {15'd0, wr_strb[2]} + {15'd0, wr_strb[3]} + {15'd0, wr_strb[4]} + {15'd0, wr_strb[5]} + {15'd0, wr_strb[6]} + {15'd0, wr_strb[7]}) : 16'd0;
+    end
+    assign perf_bytes_wr = pbw_q;
 
     // ---- completion ----
-    reg  [5:0]   rqv_q;  // items inside the requant units
+    reg  [6:0]   rqv_q;  // items inside the requant units (both phases)
     reg          fin_q;  // the descriptor's completion was signalled
     reg          x_done_q;
     reg          err_v_q;
@@ -843,16 +881,16 @@ module caq_result (
     reg  [15:0]  err_tile_q;
     reg          wec_q;
     wire         drained;  // nothing of the descriptor is left in the stage or the DMA engine
-    assign drained = rqv_q == 6'd0 && rq_n_q == 3'd0 && dq_n_q == 3'd0 && ast_q == A_IDLE && jq_n_q == 2'd0 && !b_busy_q && !r1_v_q && !r2_v_q && bf_n_q == 3'd0 && !wr_busy;
+    assign drained = rqv_q == 7'd0 && rq_n_q == 3'd0 && dq_n_q == 3'd0 && ast_q == A_IDLE && jq_n_q == 2'd0 && !b_busy_q && !r1_v_q && !r2_v_q && bf_n_q == 3'd0 && !wr_busy;
     always @(posedge clk) begin
         x_done_q <= 1'b0;
         err_v_q <= 1'b0;
         wec_q <= x_start;
         if (!rst_n || clear) begin
-            rqv_q <= 6'd0;
+            rqv_q <= 7'd0;
             fin_q <= 1'b1;
         end else begin
-            rqv_q <= {rqv_q[4:0], acc_valid};
+            rqv_q <= {rqv_q[5:0], acc_valid};
             if (x_start) begin
                 fin_q <= 1'b0;
             end

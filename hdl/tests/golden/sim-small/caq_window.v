@@ -253,7 +253,7 @@ module caq_window (
         end
     end
 
-    // ---- gather: lane reads (t+1), each pixel's kernel row (t+2) ----
+    // ---- gather: lane reads (t+1), the segment (t+2), each pixel's kernel row (t+3) ----
     // Lane b holds the bytes whose address is b mod 16; the 16 bytes from address A are lane
     // b's entry A/16, or A/16 + 1 when b < A mod 16. Bytes outside the input are masked.
     wire [7:0]   g_entry;
@@ -282,20 +282,19 @@ module caq_window (
     assign ix0_t5 = ix0_q + 18'd5;
     wire [17:0]  ix0_t6;
     assign ix0_t6 = ix0_q + 18'd6;
-    wire [7:0]   seg0;
-    assign seg0 = (p1_rot_q == 4'd0) ? fm0_rd_q : (p1_rot_q == 4'd1) ? fm1_rd_q : (p1_rot_q == 4'd2) ? fm2_rd_q : (p1_rot_q == 4'd3) ? fm3_rd_q : (p1_rot_q == 4'd4) ? fm4_rd_q : (p1_rot_q == 4'd5) ? fm5_rd_q : (p1_rot_q == 4'd6) ? fm6_rd_q : (p1_rot_q == 4'd7) ? fm7_rd_q : (p1_rot_q == 4'd8) ? fm8_rd_q : (p1_rot_q == 4'd9) ? fm9_rd_q : (p1_rot_q == 4'd10) ? fm10_rd_q : (p1_rot_q == 4'd11) ? fm11_rd_q : (p1_rot_q == 4'd12) ? fm12_rd_q : (p1_rot_q == 4'd13) ? fm13_rd_q : (p1_rot_q == 4'd14) ? fm14_rd_q : (p1_rot_q == 4'd15) ? fm15_rd_q : 8'd0;
-    wire [7:0]   seg1;
-    assign seg1 = (p1_rot_q == 4'd0) ? fm1_rd_q : (p1_rot_q == 4'd1) ? fm2_rd_q : (p1_rot_q == 4'd2) ? fm3_rd_q : (p1_rot_q == 4'd3) ? fm4_rd_q : (p1_rot_q == 4'd4) ? fm5_rd_q : (p1_rot_q == 4'd5) ? fm6_rd_q : (p1_rot_q == 4'd6) ? fm7_rd_q : (p1_rot_q == 4'd7) ? fm8_rd_q : (p1_rot_q == 4'd8) ? fm9_rd_q : (p1_rot_q == 4'd9) ? fm10_rd_q : (p1_rot_q == 4'd10) ? fm11_rd_q : (p1_rot_q == 4'd11) ? fm12_rd_q : (p1_rot_q == 4'd12) ? fm13_rd_q : (p1_rot_q == 4'd13) ? fm14_rd_q : (p1_rot_q == 4'd14) ? fm15_rd_q : (p1_rot_q == 4'd15) ? fm0_rd_q : 8'd0;
-    wire [7:0]   seg2;
-    assign seg2 = (p1_rot_q == 4'd0) ? fm2_rd_q : (p1_rot_q == 4'd1) ? fm3_rd_q : (p1_rot_q == 4'd2) ? fm4_rd_q : (p1_rot_q == 4'd3) ? fm5_rd_q : (p1_rot_q == 4'd4) ? fm6_rd_q : (p1_rot_q == 4'd5) ? fm7_rd_q : (p1_rot_q == 4'd6) ? fm8_rd_q : (p1_rot_q == 4'd7) ? fm9_rd_q : (p1_rot_q == 4'd8) ? fm10_rd_q : (p1_rot_q == 4'd9) ? fm11_rd_q : (p1_rot_q == 4'd10) ? fm12_rd_q : (p1_rot_q == 4'd11) ? fm13_rd_q : (p1_rot_q == 4'd12) ? fm14_rd_q : (p1_rot_q == 4'd13) ? fm15_rd_q : (p1_rot_q == 4'd14) ? fm0_rd_q : (p1_rot_q == 4'd15) ? fm1_rd_q : 8'd0;
-    wire [7:0]   seg3;
-    assign seg3 = (p1_rot_q == 4'd0) ? fm3_rd_q : (p1_rot_q == 4'd1) ? fm4_rd_q : (p1_rot_q == 4'd2) ? fm5_rd_q : (p1_rot_q == 4'd3) ? fm6_rd_q : (p1_rot_q == 4'd4) ? fm7_rd_q : (p1_rot_q == 4'd5) ? fm8_rd_q : (p1_rot_q == 4'd6) ? fm9_rd_q : (p1_rot_q == 4'd7) ? fm10_rd_q : (p1_rot_q == 4'd8) ? fm11_rd_q : (p1_rot_q == 4'd9) ? fm12_rd_q : (p1_rot_q == 4'd10) ? fm13_rd_q : (p1_rot_q == 4'd11) ? fm14_rd_q : (p1_rot_q == 4'd12) ? fm15_rd_q : (p1_rot_q == 4'd13) ? fm0_rd_q : (p1_rot_q == 4'd14) ? fm1_rd_q : (p1_rot_q == 4'd15) ? fm2_rd_q : 8'd0;
-    wire [7:0]   seg4;
-    assign seg4 = (p1_rot_q == 4'd0) ? fm4_rd_q : (p1_rot_q == 4'd1) ? fm5_rd_q : (p1_rot_q == 4'd2) ? fm6_rd_q : (p1_rot_q == 4'd3) ? fm7_rd_q : (p1_rot_q == 4'd4) ? fm8_rd_q : (p1_rot_q == 4'd5) ? fm9_rd_q : (p1_rot_q == 4'd6) ? fm10_rd_q : (p1_rot_q == 4'd7) ? fm11_rd_q : (p1_rot_q == 4'd8) ? fm12_rd_q : (p1_rot_q == 4'd9) ? fm13_rd_q : (p1_rot_q == 4'd10) ? fm14_rd_q : (p1_rot_q == 4'd11) ? fm15_rd_q : (p1_rot_q == 4'd12) ? fm0_rd_q : (p1_rot_q == 4'd13) ? fm1_rd_q : (p1_rot_q == 4'd14) ? fm2_rd_q : (p1_rot_q == 4'd15) ? fm3_rd_q : 8'd0;
-    wire [7:0]   seg5;
-    assign seg5 = (p1_rot_q == 4'd0) ? fm5_rd_q : (p1_rot_q == 4'd1) ? fm6_rd_q : (p1_rot_q == 4'd2) ? fm7_rd_q : (p1_rot_q == 4'd3) ? fm8_rd_q : (p1_rot_q == 4'd4) ? fm9_rd_q : (p1_rot_q == 4'd5) ? fm10_rd_q : (p1_rot_q == 4'd6) ? fm11_rd_q : (p1_rot_q == 4'd7) ? fm12_rd_q : (p1_rot_q == 4'd8) ? fm13_rd_q : (p1_rot_q == 4'd9) ? fm14_rd_q : (p1_rot_q == 4'd10) ? fm15_rd_q : (p1_rot_q == 4'd11) ? fm0_rd_q : (p1_rot_q == 4'd12) ? fm1_rd_q : (p1_rot_q == 4'd13) ? fm2_rd_q : (p1_rot_q == 4'd14) ? fm3_rd_q : (p1_rot_q == 4'd15) ? fm4_rd_q : 8'd0;
-    wire [7:0]   seg6;
-    assign seg6 = (p1_rot_q == 4'd0) ? fm6_rd_q : (p1_rot_q == 4'd1) ? fm7_rd_q : (p1_rot_q == 4'd2) ? fm8_rd_q : (p1_rot_q == 4'd3) ? fm9_rd_q : (p1_rot_q == 4'd4) ? fm10_rd_q : (p1_rot_q == 4'd5) ? fm11_rd_q : (p1_rot_q == 4'd6) ? fm12_rd_q : (p1_rot_q == 4'd7) ? fm13_rd_q : (p1_rot_q == 4'd8) ? fm14_rd_q : (p1_rot_q == 4'd9) ? fm15_rd_q : (p1_rot_q == 4'd10) ? fm0_rd_q : (p1_rot_q == 4'd11) ? fm1_rd_q : (p1_rot_q == 4'd12) ? fm2_rd_q : (p1_rot_q == 4'd13) ? fm3_rd_q : (p1_rot_q == 4'd14) ? fm4_rd_q : (p1_rot_q == 4'd15) ? fm5_rd_q : 8'd0;
+    reg          pq_v_q;
+    reg          pq_last_q;
+    reg          pq_rowok_q;
+    reg  [6:0]   pq_colok_q;
+    reg          pq_blk_q;
+    reg  [3:0]   pq_bn_q;
+    reg  [7:0]   seg0_q;  // segment byte j: the input byte at the kernel row's start + j
+    reg  [7:0]   seg1_q;
+    reg  [7:0]   seg2_q;
+    reg  [7:0]   seg3_q;
+    reg  [7:0]   seg4_q;
+    reg  [7:0]   seg5_q;
+    reg  [7:0]   seg6_q;
     reg          p2_v_q;
     reg          p2_last_q;
     reg          p2_blk_q;
@@ -333,19 +332,37 @@ module caq_window (
         p1_colok_q <= colok_q;
         p1_blk_q <= gblk_q;
         p1_bn_q <= bn_q;
-        prow0_q <= {((p1_rowok_q && 3'd6 < x_kw) ? (x_stride2 ? (p1_colok_q[6] ? seg6 : 8'd0) : (p1_colok_q[6] ? seg6 : 8'd0)) : 8'd0), ((p1_rowok_q && 3'd5 < x_kw) ? (x_stride2 ? (p1_colok_q[5] ? seg5 : 8'd0) : (p1_colok_q[5] ? seg5 : 8'd0)) : 8'd0), ((p1_rowok_q && 3'd4 < x_kw) ? (x_stride2 ? (p1_colok_q[4] ? seg4 : 8'd0) : (p1_colok_q[4] ? seg4 : 8'd0)) : 8'd0), ((p1_rowok_q && 3'd3 < x_kw) ? (x_stride2 ? (p1_colok_q[3] ? seg3 : 8'd0) : (p1_colok_q[3] ? seg3 : 8'd0)) : 8'd0), ((p1_rowok_q && 3'd2 < x_kw) ? (x_stride2 ? (p1_colok_q[2] ? seg2 : 8'd0) : (p1_colok_q[2] ? seg2 : 8'd0)) : 8'd0), ((p1_rowok_q && 3'd1 < x_kw) ? (x_stride2 ? (p1_colok_q[1] ? seg1 : 8'd0) : (p1_colok_q[1] ? seg1 : 8'd0)) : 8'd0), ((p1_rowok_q && 3'd0 < x_kw) ? (x_stride2 ? (p1_colok_q[0] ? seg0 : 8'd0) : (p1_colok_q[0] ? seg0 : 8'd0)) : 8'd0)};
+        seg0_q <= (p1_rot_q == 4'd0) ? fm0_rd_q : (p1_rot_q == 4'd1) ? fm1_rd_q : (p1_rot_q == 4'd2) ? fm2_rd_q : (p1_rot_q == 4'd3) ? fm3_rd_q : (p1_rot_q == 4'd4) ? fm4_rd_q : (p1_rot_q == 4'd5) ? fm5_rd_q : (p1_rot_q == 4'd6) ? fm6_rd_q : (p1_rot_q == 4'd7) ? fm7_rd_q : (p1_rot_q == 4'd8) ? fm8_rd_q : (p1_rot_q == 4'd9) ? fm9_rd_q : (p1_rot_q == 4'd10) ? fm10_rd_q : (p1_rot_q == 4'd11) ? fm11_rd_q : (p1_rot_q == 4'd12) ? fm12_rd_q : (p1_rot_q == 4'd13) ? fm13_rd_q : (p1_rot_q == 4'd14) ? fm14_rd_q : (p1_rot_q == 4'd15) ? fm15_rd_q : 8'd0;
+        seg1_q <= (p1_rot_q == 4'd0) ? fm1_rd_q : (p1_rot_q == 4'd1) ? fm2_rd_q : (p1_rot_q == 4'd2) ? fm3_rd_q : (p1_rot_q == 4'd3) ? fm4_rd_q : (p1_rot_q == 4'd4) ? fm5_rd_q : (p1_rot_q == 4'd5) ? fm6_rd_q : (p1_rot_q == 4'd6) ? fm7_rd_q : (p1_rot_q == 4'd7) ? fm8_rd_q : (p1_rot_q == 4'd8) ? fm9_rd_q : (p1_rot_q == 4'd9) ? fm10_rd_q : (p1_rot_q == 4'd10) ? fm11_rd_q : (p1_rot_q == 4'd11) ? fm12_rd_q : (p1_rot_q == 4'd12) ? fm13_rd_q : (p1_rot_q == 4'd13) ? fm14_rd_q : (p1_rot_q == 4'd14) ? fm15_rd_q : (p1_rot_q == 4'd15) ? fm0_rd_q : 8'd0;
+        seg2_q <= (p1_rot_q == 4'd0) ? fm2_rd_q : (p1_rot_q == 4'd1) ? fm3_rd_q : (p1_rot_q == 4'd2) ? fm4_rd_q : (p1_rot_q == 4'd3) ? fm5_rd_q : (p1_rot_q == 4'd4) ? fm6_rd_q : (p1_rot_q == 4'd5) ? fm7_rd_q : (p1_rot_q == 4'd6) ? fm8_rd_q : (p1_rot_q == 4'd7) ? fm9_rd_q : (p1_rot_q == 4'd8) ? fm10_rd_q : (p1_rot_q == 4'd9) ? fm11_rd_q : (p1_rot_q == 4'd10) ? fm12_rd_q : (p1_rot_q == 4'd11) ? fm13_rd_q : (p1_rot_q == 4'd12) ? fm14_rd_q : (p1_rot_q == 4'd13) ? fm15_rd_q : (p1_rot_q == 4'd14) ? fm0_rd_q : (p1_rot_q == 4'd15) ? fm1_rd_q : 8'd0;
+        seg3_q <= (p1_rot_q == 4'd0) ? fm3_rd_q : (p1_rot_q == 4'd1) ? fm4_rd_q : (p1_rot_q == 4'd2) ? fm5_rd_q : (p1_rot_q == 4'd3) ? fm6_rd_q : (p1_rot_q == 4'd4) ? fm7_rd_q : (p1_rot_q == 4'd5) ? fm8_rd_q : (p1_rot_q == 4'd6) ? fm9_rd_q : (p1_rot_q == 4'd7) ? fm10_rd_q : (p1_rot_q == 4'd8) ? fm11_rd_q : (p1_rot_q == 4'd9) ? fm12_rd_q : (p1_rot_q == 4'd10) ? fm13_rd_q : (p1_rot_q == 4'd11) ? fm14_rd_q : (p1_rot_q == 4'd12) ? fm15_rd_q : (p1_rot_q == 4'd13) ? fm0_rd_q : (p1_rot_q == 4'd14) ? fm1_rd_q : (p1_rot_q == 4'd15) ? fm2_rd_q : 8'd0;
+        seg4_q <= (p1_rot_q == 4'd0) ? fm4_rd_q : (p1_rot_q == 4'd1) ? fm5_rd_q : (p1_rot_q == 4'd2) ? fm6_rd_q : (p1_rot_q == 4'd3) ? fm7_rd_q : (p1_rot_q == 4'd4) ? fm8_rd_q : (p1_rot_q == 4'd5) ? fm9_rd_q : (p1_rot_q == 4'd6) ? fm10_rd_q : (p1_rot_q == 4'd7) ? fm11_rd_q : (p1_rot_q == 4'd8) ? fm12_rd_q : (p1_rot_q == 4'd9) ? fm13_rd_q : (p1_rot_q == 4'd10) ? fm14_rd_q : (p1_rot_q == 4'd11) ? fm15_rd_q : (p1_rot_q == 4'd12) ? fm0_rd_q : (p1_rot_q == 4'd13) ? fm1_rd_q : (p1_rot_q == 4'd14) ? fm2_rd_q : (p1_rot_q == 4'd15) ? fm3_rd_q : 8'd0;
+        seg5_q <= (p1_rot_q == 4'd0) ? fm5_rd_q : (p1_rot_q == 4'd1) ? fm6_rd_q : (p1_rot_q == 4'd2) ? fm7_rd_q : (p1_rot_q == 4'd3) ? fm8_rd_q : (p1_rot_q == 4'd4) ? fm9_rd_q : (p1_rot_q == 4'd5) ? fm10_rd_q : (p1_rot_q == 4'd6) ? fm11_rd_q : (p1_rot_q == 4'd7) ? fm12_rd_q : (p1_rot_q == 4'd8) ? fm13_rd_q : (p1_rot_q == 4'd9) ? fm14_rd_q : (p1_rot_q == 4'd10) ? fm15_rd_q : (p1_rot_q == 4'd11) ? fm0_rd_q : (p1_rot_q == 4'd12) ? fm1_rd_q : (p1_rot_q == 4'd13) ? fm2_rd_q : (p1_rot_q == 4'd14) ? fm3_rd_q : (p1_rot_q == 4'd15) ? fm4_rd_q : 8'd0;
+        seg6_q <= (p1_rot_q == 4'd0) ? fm6_rd_q : (p1_rot_q == 4'd1) ? fm7_rd_q : (p1_rot_q == 4'd2) ? fm8_rd_q : (p1_rot_q == 4'd3) ? fm9_rd_q : (p1_rot_q == 4'd4) ? fm10_rd_q : (p1_rot_q == 4'd5) ? fm11_rd_q : (p1_rot_q == 4'd6) ? fm12_rd_q : (p1_rot_q == 4'd7) ? fm13_rd_q : (p1_rot_q == 4'd8) ? fm14_rd_q : (p1_rot_q == 4'd9) ? fm15_rd_q : (p1_rot_q == 4'd10) ? fm0_rd_q : (p1_rot_q == 4'd11) ? fm1_rd_q : (p1_rot_q == 4'd12) ? fm2_rd_q : (p1_rot_q == 4'd13) ? fm3_rd_q : (p1_rot_q == 4'd14) ? fm4_rd_q : (p1_rot_q == 4'd15) ? fm5_rd_q : 8'd0;
+        if (!rst_n || clear) begin
+            pq_v_q <= 1'b0;
+            pq_last_q <= 1'b0;
+        end else begin
+            pq_v_q <= p1_v_q;
+            pq_last_q <= p1_last_q;
+        end
+        pq_rowok_q <= p1_rowok_q;
+        pq_colok_q <= p1_colok_q;
+        pq_blk_q <= p1_blk_q;
+        pq_bn_q <= p1_bn_q;
+        prow0_q <= {((pq_rowok_q && 3'd6 < x_kw) ? (x_stride2 ? (pq_colok_q[6] ? seg6_q : 8'd0) : (pq_colok_q[6] ? seg6_q : 8'd0)) : 8'd0), ((pq_rowok_q && 3'd5 < x_kw) ? (x_stride2 ? (pq_colok_q[5] ? seg5_q : 8'd0) : (pq_colok_q[5] ? seg5_q : 8'd0)) : 8'd0), ((pq_rowok_q && 3'd4 < x_kw) ? (x_stride2 ? (pq_colok_q[4] ? seg4_q : 8'd0) : (pq_colok_q[4] ? seg4_q : 8'd0)) : 8'd0), ((pq_rowok_q && 3'd3 < x_kw) ? (x_stride2 ? (pq_colok_q[3] ? seg3_q : 8'd0) : (pq_colok_q[3] ? seg3_q : 8'd0)) : 8'd0), ((pq_rowok_q && 3'd2 < x_kw) ? (x_stride2 ? (pq_colok_q[2] ? seg2_q : 8'd0) : (pq_colok_q[2] ? seg2_q : 8'd0)) : 8'd0), ((pq_rowok_q && 3'd1 < x_kw) ? (x_stride2 ? (pq_colok_q[1] ? seg1_q : 8'd0) : (pq_colok_q[1] ? seg1_q : 8'd0)) : 8'd0), ((pq_rowok_q && 3'd0 < x_kw) ? (x_stride2 ? (pq_colok_q[0] ? seg0_q : 8'd0) : (pq_colok_q[0] ? seg0_q : 8'd0)) : 8'd0)};
         if (!rst_n || clear) begin
             p2_v_q <= 1'b0;
             p2_last_q <= 1'b0;
         end else begin
-            p2_v_q <= p1_v_q;
-            p2_last_q <= p1_last_q;
+            p2_v_q <= pq_v_q;
+            p2_last_q <= pq_last_q;
         end
-        p2_blk_q <= p1_blk_q;
-        p2_bn_q <= p1_bn_q;
+        p2_blk_q <= pq_blk_q;
+        p2_bn_q <= pq_bn_q;
     end
 
-    // ---- assemblers (t+3) and the bank writes (t+4) ----
+    // ---- assemblers (t+4) and the bank writes (t+5) ----
     reg  [2:0]   fill_q;  // bytes pending in every pixel's assembler
     reg  [8:0]   gw_q;  // the next patch word
     reg          flush_q;  // the block's leftover bytes go out next cycle
@@ -444,7 +461,7 @@ module caq_window (
     assign pw_entry = pw_entry_q;
     assign pw_data = pw_data_q;
     assign block_ready = rdy_q;
-    assign window_idle = !gon_q && !p1_v_q && !p2_v_q && !flush_q && !e_v_q && !rdy_q;
+    assign window_idle = !gon_q && !p1_v_q && !pq_v_q && !p2_v_q && !flush_q && !e_v_q && !rdy_q;
 
 endmodule
 

@@ -488,6 +488,8 @@ fn mutate_text(text: &str, rng: &mut StdRng) -> String {
     lines.join("\n")
 }
 
+/// Configs are parsed, and the accepted ones given to the Verilog generator (feature `hdl`).
+#[cfg(feature = "hdl")]
 #[test]
 fn config_mutations_are_clean_errors() {
     setup();

@@ -263,6 +263,7 @@ pub fn positive(text: &str) -> std::result::Result<f64, String> {
 }
 
 /// clap value parser of a percentage in 0..=100.
+#[cfg(feature = "hdl")]
 pub fn percent(text: &str) -> std::result::Result<f64, String> {
     match text.parse::<f64>() {
         Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),

@@ -198,4 +198,33 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn i16_lanes_at_their_overflow_edge_match_the_plain_dot_product() {
+        // Every activation at the largest magnitude the plan allows and every weight bit set
+        // (code −1): each table entry is 4·max|a|, and a region of more than `chunk` groups sums
+        // exactly `chunk` of them in an i16 lane before widening. One group more per chunk
+        // would overflow the lane (33 · 1020 > 32,767 for 8-bit codes).
+        for (max_abs, a) in [(255i64, 255i16), (128, -128), (8191, 8191), (1000, -1000)] {
+            let w0 = LutWeights::pack(&[0; 4], 1, 4, 8, max_abs);
+            let k = GROUP * (2 * w0.chunk + 3);
+            for bits in [2u8, 8] {
+                let codes = vec![-1i32; k];
+                let w = LutWeights::pack(&codes, 1, k, bits, max_abs);
+                assert!(
+                    (w.chunk as i64 + 1) * GROUP as i64 * max_abs > i64::from(i16::MAX),
+                    "the chunk is the largest that fits"
+                );
+                let block = vec![[a; 8]; k];
+                let regions = Regions {
+                    bounds: vec![(0, k)],
+                    mult: vec![1],
+                };
+                let mut sums = vec![[0i64; 8]; 1];
+                w.block(&block, &regions, &mut Vec::new(), &mut sums);
+                let dot = -(k as i64) * i64::from(a);
+                assert_eq!(sums[0], [dot; 8], "max |a| {max_abs}, {bits} bits, K {k}");
+            }
+        }
+    }
 }

@@ -1,8 +1,6 @@
 //! [`Design`]: the generated files of one config, what they expose, and how they are written to disk
 //! (each file atomically, plus a `manifest.json` that tools and the Verilator shim read back).
 
-use std::fs;
-use std::io::Write as _;
 use std::path::Path;
 
 use caq_spec::ConfigHash;
@@ -61,10 +59,11 @@ impl Manifest {
     /// Reads `dir/manifest.json`.
     pub fn read(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST);
-        let text = fs::read_to_string(&path).map_err(|source| HdlError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let text =
+            caq_spec::fsio::read_regular_to_string(&path).map_err(|source| HdlError::Io {
+                path: path.clone(),
+                source,
+            })?;
         serde_json::from_str(&text).map_err(|e| HdlError::Manifest {
             path,
             message: e.to_string(),
@@ -91,39 +90,35 @@ impl Design {
         format!("{text}\n")
     }
 
-    /// Writes every file and `manifest.json` into `dir` (created if needed). Each file is written
-    /// to a temporary name in `dir` and renamed, so a reader never sees half a file.
+    /// Writes every file and `manifest.json` as the directory `dir`, as a whole: the files are
+    /// written into a temporary directory beside it that then takes its place, so a failure
+    /// (a full disk) leaves the old `dir` intact, and `dir` never mixes two configs' files.
     pub fn write(&self, dir: &Path) -> Result<()> {
-        fs::create_dir_all(dir).map_err(|source| HdlError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        for f in &self.files {
-            write_atomic(&dir.join(&f.name), f.text.as_bytes())?;
-        }
-        write_atomic(&dir.join(MANIFEST), self.manifest_json().as_bytes())
+        write_dir(dir, MANIFEST, |tmp| {
+            for f in &self.files {
+                write_atomic(&tmp.join(&f.name), f.text.as_bytes())?;
+            }
+            write_atomic(&tmp.join(MANIFEST), self.manifest_json().as_bytes())
+        })
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+/// Builds the directory `dir` as a whole with `fill` (`caq_spec::fsio::replace_dir`).
+/// `marker` is the file that identifies an earlier output of the same kind.
+pub fn write_dir(dir: &Path, marker: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    caq_spec::fsio::replace_dir(dir, marker, fill).map_err(|e| match e {
+        caq_spec::fsio::ReplaceDirError::Fill(e) => e,
+        caq_spec::fsio::ReplaceDirError::Io(source) => HdlError::Io {
+            path: dir.to_owned(),
+            source,
+        },
+    })
+}
+
+/// Writes `bytes` to `path` atomically (`caq_spec::fsio::write_atomic`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| HdlError::Io {
+    caq_spec::fsio::write_atomic(path, bytes).map_err(|source| HdlError::Io {
         path: path.to_owned(),
         source,
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    })
 }

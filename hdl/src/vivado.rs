@@ -14,7 +14,7 @@ use std::path::Path;
 
 use caq_spec::{AccelConfig, AxiAttrs, Board, BoardMap, Coherence, board_map};
 
-use crate::design::{Design, write_atomic};
+use crate::design::{Design, write_atomic, write_dir};
 use crate::error::{HdlError, Result};
 
 /// The script's file name in the output directory.
@@ -44,19 +44,22 @@ pub struct VivadoFlow {
 
 impl VivadoFlow {
     /// Writes `dir/build.tcl`, `dir/constraints.xdc`, `dir/README` and the Design's files into
-    /// `dir/rtl/`, each file atomically. `design` must be the one the flow was generated from.
+    /// `dir/rtl/`, as one directory swapped in whole (a failure leaves the old `dir` intact).
+    /// `design` must be the one the flow was generated from.
     pub fn write(&self, design: &Design, dir: &Path) -> Result<()> {
-        let rtl = dir.join(RTL_DIR);
-        std::fs::create_dir_all(&rtl).map_err(|source| HdlError::Io {
-            path: rtl.clone(),
-            source,
-        })?;
-        for f in &design.files {
-            write_atomic(&rtl.join(&f.name), f.text.as_bytes())?;
-        }
-        write_atomic(&dir.join(XDC), self.constraints.as_bytes())?;
-        write_atomic(&dir.join(README), self.readme.as_bytes())?;
-        write_atomic(&dir.join(SCRIPT), self.script.as_bytes())
+        write_dir(dir, SCRIPT, |tmp| {
+            let rtl = tmp.join(RTL_DIR);
+            std::fs::create_dir_all(&rtl).map_err(|source| HdlError::Io {
+                path: rtl.clone(),
+                source,
+            })?;
+            for f in &design.files {
+                write_atomic(&rtl.join(&f.name), f.text.as_bytes())?;
+            }
+            write_atomic(&tmp.join(XDC), self.constraints.as_bytes())?;
+            write_atomic(&tmp.join(README), self.readme.as_bytes())?;
+            write_atomic(&tmp.join(SCRIPT), self.script.as_bytes())
+        })
     }
 }
 

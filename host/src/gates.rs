@@ -570,7 +570,7 @@ pub fn build(
             let bits = lowest_bits(&costs);
             let cost = costs.cost(&bits, energy)?;
             progress(&format!(
-                "warning: class '{}': no setting fits its budget {:?}; its gate takes the lowest \
+                "warning: class '{}': no setting fits its budget ({}); its gate takes the lowest \
                  precision everywhere ({:.4} µJ, {} cycles, {} resident bytes; the full model \
                  {:.4} µJ, {} cycles, {} bytes)",
                 class.name,

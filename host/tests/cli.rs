@@ -669,3 +669,230 @@ fn bad_finetune_flags_exit_non_zero_and_write_nothing() {
     assert!(e.contains("--gate-weights") && e.contains("m.caqf"), "{e}");
     assert!(!d.join("q.caqb").exists());
 }
+
+#[test]
+fn hostile_flags_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["run", "--bundle", "b.caqb", "--limit", "0"],
+            "'--limit <LIMIT>': expected a whole number of at least 1",
+        ),
+        (
+            &["switch-cost", "--model", "m.caqf", "--repeat", "0"],
+            "'--repeat <REPEAT>'",
+        ),
+        (
+            &["run", "--bundle", "b.caqb", "--energy-window", "NaN"],
+            "expected a positive, finite number, not 'NaN'",
+        ),
+        (
+            &[
+                "hdl",
+                "synth",
+                "--config",
+                "c.toml",
+                "--require-headroom",
+                "NaN",
+            ],
+            "expected a percentage in 0..=100, not 'NaN'",
+        ),
+        (
+            &["quantize", "--model", "m.caqf", "--out", "x", "--json", "x"],
+            "--json and --out are the same file",
+        ),
+        (
+            &["quantize", "--model", "m.caqf", "--out", "m.caqf"],
+            "is also --model: an output must not overwrite an input",
+        ),
+    ];
+    for (args, want) in cases {
+        let err = fails(&caq(args, d));
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    // A FIFO or a directory as a model file is refused at once (a FIFO used to block forever).
+    let fifo = d.join("fifo.caqb");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let err = fails(&caq(&["inspect", "fifo.caqb"], d));
+    assert!(err.contains("is a FIFO, expected a regular file"), "{err}");
+    let err = fails(&caq(&["inspect", "."], d));
+    assert!(
+        err.contains("is a directory, expected a regular file"),
+        "{err}"
+    );
+    // The OS cause is printed once, not again as a `caused by` line.
+    let err = fails(&caq(&["inspect", "missing.caqb"], d));
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
+
+#[cfg(feature = "train")]
+#[test]
+fn quantization_flags_with_a_bundle_are_refused_and_json_goes_to_a_device_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim-small.toml");
+    ok(&caq(
+        &["train", "--epochs", "2", "--quiet", "--out", "m.caqf"],
+        d,
+    ));
+    ok(&caq(
+        &[
+            "quantize", "--model", "m.caqf", "--levels", "8,4", "--out", "m.caqb",
+        ],
+        d,
+    ));
+    let err = fails(&caq(
+        &[
+            "run",
+            "--bundle",
+            "m.caqb",
+            "--backend",
+            "golden",
+            "--config",
+            config,
+            "--levels",
+            "8,4",
+            "--act-bits",
+            "6",
+        ],
+        d,
+    ));
+    assert!(
+        err.contains("--levels, --act-bits do not apply with --bundle"),
+        "{err}"
+    );
+    // `--json -` prints the report on standard output.
+    let out = ok(&caq(
+        &[
+            "run",
+            "--bundle",
+            "m.caqb",
+            "--backend",
+            "golden",
+            "--config",
+            config,
+            "--limit",
+            "3",
+            "--json",
+            "-",
+        ],
+        d,
+    ));
+    assert!(out.contains("\"byte_equal_images\""), "{out}");
+    // --outputs: one JSON line per setting and image, the codes the golden executor gives for
+    // that image of the data set, the prediction their first maximum.
+    ok(&caq(
+        &[
+            "run",
+            "--bundle",
+            "m.caqb",
+            "--backend",
+            "golden",
+            "--config",
+            config,
+            "--limit",
+            "5",
+            "--outputs",
+            "out.jsonl",
+        ],
+        d,
+    ));
+    let q = caq_model::bundle::Bundle::open(&d.join("m.caqb"))
+        .unwrap()
+        .load()
+        .unwrap();
+    let digits = caq_model::data::digits().unwrap();
+    let text = std::fs::read_to_string(d.join("out.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2 * 5, "two levels × five images");
+    for (n, l) in lines.iter().enumerate() {
+        assert_eq!(l["image"], n % 5);
+        let bits: Vec<u8> = serde_json::from_value(l["bits"].clone()).unwrap();
+        assert!(bits.iter().all(|&b| b == [8, 4][n / 5]), "{l}");
+        let index = l["index"].as_u64().unwrap() as usize;
+        assert_eq!(l["label"], digits.labels[index]);
+        let codes = q
+            .executor(&bits)
+            .unwrap()
+            .logits(digits.image(index))
+            .unwrap();
+        assert_eq!(l["codes"], serde_json::json!(codes));
+        let best = codes.iter().max().unwrap();
+        let first = codes.iter().position(|c| c == best).unwrap();
+        assert_eq!(l["prediction"], first);
+    }
+    // A character device given as --json stays a device (root can make one in a temp dir; the
+    // old rename replaced it with a regular file).
+    let null = d.join("null");
+    let made = Command::new("mknod")
+        .arg(&null)
+        .args(["c", "1", "3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if made {
+        ok(&caq(
+            &[
+                "run",
+                "--bundle",
+                "m.caqb",
+                "--backend",
+                "golden",
+                "--config",
+                config,
+                "--limit",
+                "3",
+                "--json",
+                "null",
+            ],
+            d,
+        ));
+        use std::os::unix::fs::FileTypeExt;
+        assert!(
+            std::fs::metadata(&null)
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+    }
+}
+
+#[test]
+fn a_failed_demo_leaves_no_output_and_never_sweeps_a_foreign_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // An early error (a missing config) used to leave an empty output directory.
+    let err = fails(&caq(
+        &["demo", "--out", "demo", "--config", "missing.toml"],
+        d,
+    ));
+    assert!(err.contains("missing.toml"), "{err}");
+    assert!(!d.join("demo").exists());
+    // A directory of other files is refused before any work, and left as it was.
+    std::fs::create_dir(d.join("mine")).unwrap();
+    std::fs::write(d.join("mine/notes.txt"), b"precious").unwrap();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim-small.toml");
+    let err = fails(&caq(&["demo", "--out", "mine", "--config", config], d));
+    assert!(
+        err.contains("is a directory of other files (no digits-mlp.caqb)"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(d.join("mine/notes.txt")).unwrap(),
+        b"precious"
+    );
+    assert_eq!(
+        std::fs::read_dir(d).unwrap().count(),
+        1,
+        "no temporary left"
+    );
+}

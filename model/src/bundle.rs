@@ -6,22 +6,25 @@
 
 use crate::adaptive::{self, AdaptivePolicy, Layout};
 use crate::error::{ModelError, Result};
-use crate::graph::Graph;
-use crate::nested::{NestedWeights, PlaneGroup};
+use crate::graph::{Graph, Op};
+use crate::nested::{self, NestedWeights, PlaneGroup};
 use crate::planes::{self, PackedPlanes};
 use crate::qmodel::{Gate, QLayer, QModel, QuantizeConfig};
 use crate::quant::{ActQuant, GroupScales};
 use crate::requant::{AddRequant, Requant};
 use crate::store::{self, OutTensor, TensorFile};
+use crate::validate::{self, Limits};
 use ndarray::Array2;
+use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The newest bundle schema: 2 adds `adaptive` (input-adaptive policies). A bundle without them
-/// is written as version 1, so older readers still load it.
+/// The bundle schema: version 2 added the header checksum (`store`) and the optional `adaptive`
+/// input-adaptive policies. Older bundles (no header checksum) are refused with how to regenerate
+/// them.
 pub const BUNDLE_SCHEMA_VERSION: u32 = 2;
 /// The oldest schema this build reads.
-pub const BUNDLE_OLDEST_SCHEMA: u32 = 1;
+pub const BUNDLE_OLDEST_SCHEMA: u32 = 2;
 const BUNDLE_KIND: &str = "caq.bundle";
 
 /// One plane group of a layer as listed in the manifest.
@@ -146,11 +149,7 @@ pub fn write(path: &Path, q: &QModel) -> Result<()> {
         .collect();
     let manifest = Manifest {
         kind: BUNDLE_KIND.into(),
-        schema_version: if q.adaptive.is_empty() {
-            BUNDLE_OLDEST_SCHEMA
-        } else {
-            BUNDLE_SCHEMA_VERSION
-        },
+        schema_version: BUNDLE_SCHEMA_VERSION,
         graph: q.graph.clone(),
         input: q.input,
         acts: q.acts.clone(),
@@ -182,15 +181,6 @@ impl Bundle {
         )?;
         let manifest: Manifest = serde_json::from_value(file.doc().clone())
             .map_err(|e| ModelError::format(path, format!("manifest: {e}")))?;
-        if manifest.schema_version < 2 && !manifest.adaptive.is_empty() {
-            return Err(ModelError::format(
-                path,
-                format!(
-                    "schema version {} has no `adaptive` policies (they came with version 2)",
-                    manifest.schema_version
-                ),
-            ));
-        }
         let b = Bundle { file, manifest };
         b.check()
             .map_err(|e| ModelError::format(path, e.to_string()))?;
@@ -208,17 +198,15 @@ impl Bundle {
         Ok(b)
     }
 
-    /// Structural checks of the manifest against its own graph.
+    /// The manifest's validation (`validate`): every field against its range and against the
+    /// graph, and every tensor it names present with its dtype and shape (header only; the data
+    /// is checked when read).
     fn check(&self) -> Result<()> {
         let m = &self.manifest;
-        m.graph.shapes()?;
-        let n = m.graph.nodes.len();
-        if m.acts.len() != n {
-            return Err(ModelError::arg(
-                "acts",
-                format!("{} entries for {n} nodes", m.acts.len()),
-            ));
-        }
+        let limits = Limits::for_this_machine();
+        validate::graph(&m.graph, &limits)?;
+        validate::quantize_config(&m.quantize)?;
+        validate::activations(&m.input, &m.acts, &m.graph, m.quantize.act_bits)?;
         let wl = m.graph.weight_layers();
         if m.layers.len() != wl.len() || m.layers.iter().zip(&wl).any(|(l, &i)| l.node != i) {
             return Err(ModelError::arg(
@@ -226,61 +214,98 @@ impl Bundle {
                 format!("do not match the graph's weight layers {wl:?}"),
             ));
         }
+        let mut expected: Vec<(String, Dtype, Vec<usize>)> = Vec::new();
         for l in &m.layers {
-            let (o, k, kl) = m.graph.nodes[l.node]
-                .op
-                .weight_matrix_dims()
-                .expect("weight layer");
+            let node = &m.graph.nodes[l.node];
+            let bad = |what: String| ModelError::Layer {
+                layer: l.name.clone(),
+                what,
+            };
+            if l.name != node.name {
+                return Err(bad(format!(
+                    "is node {} of the graph, named '{}'",
+                    l.node, node.name
+                )));
+            }
+            let (o, k, kl) = node.op.weight_matrix_dims().expect("weight layer");
             if (l.out, l.k, l.kernel_len) != (o, k, kl) {
-                return Err(ModelError::Layer {
-                    layer: l.name.clone(),
-                    what: format!(
-                        "manifest says [{}, {}] kernel {}, graph says [{o}, {k}] kernel {kl}",
-                        l.out, l.k, l.kernel_len
-                    ),
-                });
+                return Err(bad(format!(
+                    "manifest says [{}, {}] kernel {}, graph says [{o}, {k}] kernel {kl}",
+                    l.out, l.k, l.kernel_len
+                )));
             }
-            if l.plane_groups.len() != l.levels.len() || l.levels.is_empty() {
-                return Err(ModelError::Layer {
-                    layer: l.name.clone(),
-                    what: format!(
-                        "{} plane groups for {} nesting levels",
-                        l.plane_groups.len(),
-                        l.levels.len()
-                    ),
-                });
+            if l.levels != m.quantize.levels {
+                return Err(bad(format!(
+                    "levels {:?} differ from the model's quantize.levels {:?}",
+                    l.levels, m.quantize.levels
+                )));
             }
-        }
-        for (i, g) in m.gates.iter().enumerate() {
-            if m.gates[..i].iter().any(|o| o.name == g.name) {
-                return Err(ModelError::arg(
-                    "gates",
-                    format!("'{}' appears twice", g.name),
-                ));
+            let layout = nested::group_layout(&l.levels)?;
+            let found: Vec<(u8, u8)> = l.plane_groups.iter().map(|g| (g.bits, g.shift)).collect();
+            if found != layout {
+                return Err(bad(format!(
+                    "plane groups (bits, shift) {found:?}; levels {:?} store {layout:?}",
+                    l.levels
+                )));
             }
-            if g.bits.len() != m.layers.len() {
-                return Err(ModelError::arg(
-                    format!("gate '{}'", g.name),
-                    format!(
-                        "{} entries for {} weight layers",
-                        g.bits.len(),
-                        m.layers.len()
-                    ),
-                ));
+            if l.group_size != m.quantize.group_size {
+                return Err(bad(format!(
+                    "group_size {:?} differs from quantize.group_size {:?}",
+                    l.group_size, m.quantize.group_size
+                )));
             }
-            for (l, b) in m.layers.iter().zip(&g.bits) {
-                if !l.levels.contains(b) {
-                    return Err(ModelError::arg(
-                        format!("gate '{}'", g.name),
-                        format!(
-                            "layer '{}': {b} bits is not one of its levels {:?}",
-                            l.name, l.levels
-                        ),
-                    ));
+            for (g, e) in l.plane_groups.iter().enumerate() {
+                let want = planes::stored_len(e.bits, o, k)?;
+                if e.bytes != want || e.tensor != t_group(&l.name, g) {
+                    return Err(bad(format!(
+                        "plane group {g}: tensor '{}' of {} bytes; expected '{}' of {want} bytes",
+                        e.tensor,
+                        e.bytes,
+                        t_group(&l.name, g)
+                    )));
                 }
+                expected.push((e.tensor.clone(), Dtype::U8, vec![want]));
+            }
+            let n = &l.name;
+            expected.push((t_bias(n), Dtype::I32, vec![o]));
+            expected.push((t_mult(n), Dtype::I32, vec![o]));
+            expected.push((t_shift(n), Dtype::U8, vec![o]));
+            expected.push((t_scale(n), Dtype::F32, vec![o]));
+            if let Some(gs) = l.group_size {
+                expected.push((t_gmult(n), Dtype::U16, vec![o, k.div_ceil(gs)]));
             }
         }
-        Ok(())
+        self.file.expect_tensors(&expected)?;
+        for (i, a) in m.adds.iter().enumerate() {
+            let is_add = m
+                .graph
+                .nodes
+                .get(a.node)
+                .is_some_and(|n| matches!(n.op, Op::Add { .. }));
+            if !is_add || m.adds[..i].iter().any(|b| b.node == a.node) {
+                return Err(ModelError::arg(
+                    format!("adds[{i}]"),
+                    format!("node {} is not an Add node of its own", a.node),
+                ));
+            }
+            a.requant
+                .check()
+                .map_err(|e| ModelError::arg(format!("adds[{i}]"), e.to_string()))?;
+        }
+        let n_adds = m
+            .graph
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.op, Op::Add { .. }))
+            .count();
+        if m.adds.len() != n_adds {
+            return Err(ModelError::arg(
+                "adds",
+                format!("{} entries for {n_adds} Add nodes", m.adds.len()),
+            ));
+        }
+        let levels: Vec<&[u8]> = m.layers.iter().map(|l| l.levels.as_slice()).collect();
+        validate::gates(&m.gates, &levels)
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -383,15 +408,23 @@ impl Bundle {
             let mults = self.file.i32s(&t_mult(&l.name), &[o])?;
             let shifts = self.file.u8s(&t_shift(&l.name), o)?;
             let channel_scale = self.file.f32s(&t_scale(&l.name), &[o])?;
+            for s in &channel_scale {
+                validate::check_scale(&t_scale(&l.name), *s)?;
+            }
             let groups_scales = match l.group_size {
                 None => None,
                 Some(gs) if gs > 0 => {
                     let ng = l.k.div_ceil(gs);
                     let v = self.file.u16s(&t_gmult(&l.name), &[o, ng])?;
-                    Some(GroupScales {
+                    let g = GroupScales {
                         group_size: gs,
                         mult: Array2::from_shape_vec((o, ng), v).expect("length checked"),
-                    })
+                    };
+                    g.check(o, l.k).map_err(|e| ModelError::Layer {
+                        layer: l.name.clone(),
+                        what: e.to_string(),
+                    })?;
+                    Some(g)
                 }
                 Some(_) => {
                     return Err(ModelError::Layer {

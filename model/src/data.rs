@@ -91,6 +91,13 @@ impl Dataset {
     /// remainder first, ties to the lower label); which images is drawn by a ChaCha8 RNG seeded
     /// with `seed`. Both halves keep the original order.
     pub fn stratified_split(&self, test_count: usize, seed: u64) -> Result<(Dataset, Dataset)> {
+        let (train, test) = self.split_indices(test_count, seed)?;
+        Ok((self.subset(&train), self.subset(&test)))
+    }
+
+    /// The image indices of [`Dataset::stratified_split`]'s two halves, `(train, test)`, each in
+    /// file order (docs/bundle.md states the rule in prose).
+    pub fn split_indices(&self, test_count: usize, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
         let n = self.len();
         if test_count == 0 || test_count >= n {
             return Err(ModelError::arg(
@@ -122,7 +129,7 @@ impl Dataset {
             }
         }
         let (test, train): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| is_test[i]);
-        Ok((self.subset(&train), self.subset(&test)))
+        Ok((train, test))
     }
 }
 
@@ -313,9 +320,24 @@ fn idx_header(path: &Path, bytes: &[u8], magic: u32, dims: usize) -> Result<Vec<
 }
 
 /// An IDX3 image file (magic 0x00000803): `(count, rows, cols, pixels)`.
+/// Every count and side must be at least 1 (a 0×0 image is nothing a model can take) and a side
+/// at most the largest dimension a model may have (`validate::Limits::max_dim`).
 pub fn load_idx_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
     let bytes = read_maybe_gz(path)?;
     let dims = idx_header(path, &bytes, IDX_IMAGES_MAGIC, 3)?;
+    let max_dim = crate::validate::Limits::contract().max_dim;
+    if dims[0] == 0 {
+        return Err(ModelError::format(path, "holds no images (count 0)"));
+    }
+    if dims[1..].iter().any(|&d| d == 0 || d > max_dim) {
+        return Err(ModelError::format(
+            path,
+            format!(
+                "images of {} × {}: each side must be in 1..={max_dim}",
+                dims[1], dims[2]
+            ),
+        ));
+    }
     Ok((dims[0], dims[1], dims[2], bytes[16..].to_vec()))
 }
 
@@ -360,18 +382,32 @@ pub fn load(spec: &str) -> Result<Dataset> {
 }
 
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    let bytes = caq_spec::fsio::read_regular(path).map_err(|e| ModelError::io(path, e))?;
     maybe_gunzip(path, bytes)
 }
 
+/// Decompresses a gzip stream, refusing one that inflates past the memory limit (a few KB of
+/// gzip can claim terabytes).
 fn maybe_gunzip(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
     if !bytes.starts_with(&[0x1f, 0x8b]) {
         return Ok(bytes);
     }
+    let limit = crate::validate::Limits::for_this_machine().max_bytes;
     let mut out = Vec::new();
     MultiGzDecoder::new(bytes.as_slice())
+        .take(limit.saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| ModelError::format(path, format!("bad gzip stream: {e}")))?;
+    if out.len() as u64 > limit {
+        return Err(ModelError::format(
+            path,
+            format!(
+                "inflates past {} MiB (half this machine's memory, or {})",
+                limit >> 20,
+                crate::validate::MEMORY_LIMIT_ENV
+            ),
+        ));
+    }
     Ok(out)
 }
 
@@ -544,6 +580,21 @@ mod tests {
         long.push(0);
         std::fs::write(p("long"), &long).unwrap();
         assert_format_err(load_idx_images(&p("long")), &p("long"), "trailing");
+
+        // 0×0 images panicked `caq train` (a NaN loss unwrapped); no images at all said
+        // `test_count: 0 must be in 1..0`.
+        std::fs::write(p("empty-side"), idx_images(3, 0, 0, |_| 0)).unwrap();
+        assert_format_err(
+            load_idx_images(&p("empty-side")),
+            &p("empty-side"),
+            "images of 0 × 0: each side must be in 1..=65535",
+        );
+        std::fs::write(p("none"), idx_images(0, 28, 28, |_| 0)).unwrap();
+        assert_format_err(
+            load_idx_images(&p("none")),
+            &p("none"),
+            "holds no images (count 0)",
+        );
 
         std::fs::write(p("nine"), idx_labels(&[1, 10])).unwrap();
         assert_format_err(load_idx_labels(&p("nine")), &p("nine"), "label 1 is 10");

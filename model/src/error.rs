@@ -13,7 +13,9 @@ pub enum ModelError {
     #[error("{path}: {what}")]
     Format { path: PathBuf, what: String },
     #[error(
-        "{path}: schema version {found} is not supported (this build reads versions {oldest} to {supported})"
+        "{path}: schema version {found} is not supported (this build reads {}); {}",
+        versions_read(.oldest, .supported),
+        crate::store::REGENERATE
     )]
     Version {
         path: PathBuf,
@@ -64,5 +66,14 @@ impl ModelError {
             name: name.into(),
             what: what.into(),
         }
+    }
+}
+
+/// "version N" or "versions A to B": the schema versions a build reads.
+fn versions_read(oldest: &u32, supported: &u32) -> String {
+    if oldest == supported {
+        format!("version {supported}")
+    } else {
+        format!("versions {oldest} to {supported}")
     }
 }

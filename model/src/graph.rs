@@ -9,6 +9,7 @@
 use crate::error::{ModelError, Result};
 use crate::store::{self, OutTensor, TensorFile};
 use ndarray::{Array1, Array2, Array3, Array4, ArrayView3, Axis};
+use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
 
 /// Activation shape `[channels, height, width]`; a vector is `[n, 1, 1]`.
@@ -73,9 +74,12 @@ impl Op {
                 kernel,
                 ..
             } => Some((
+                // Saturating: a hostile kernel must not wrap; validation refuses the huge K.
                 out_channels,
-                in_channels * kernel[0] * kernel[1],
-                kernel[0] * kernel[1],
+                in_channels
+                    .saturating_mul(kernel[0])
+                    .saturating_mul(kernel[1]),
+                kernel[0].saturating_mul(kernel[1]),
             )),
             _ => None,
         }
@@ -106,12 +110,109 @@ pub struct Graph {
     pub nodes: Vec<Node>,
 }
 
+/// `(size + 2·pad − k) / stride + 1`, or `None` when the window does not fit or the arithmetic
+/// would overflow (a hostile padding of 2^62 must be an error, not a wrapped size).
 fn conv_out(size: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
-    let padded = size + 2 * pad;
-    if stride == 0 || padded < k {
+    let padded = pad.checked_mul(2)?.checked_add(size)?;
+    if stride == 0 || k == 0 || padded < k {
         return None;
     }
     Some((padded - k) / stride + 1)
+}
+
+/// The output shape of `node` given the shapes of its inputs (in `node.inputs` order), checking
+/// the operator's shape rules with overflow-checked arithmetic.
+pub fn node_shape(node: &Node, ins: &[Shape3]) -> Result<Shape3> {
+    let bad = |what: String| ModelError::Layer {
+        layer: node.name.clone(),
+        what,
+    };
+    let want_inputs = if matches!(node.op, Op::Add { .. }) {
+        2
+    } else {
+        1
+    };
+    if ins.len() != want_inputs {
+        return Err(bad(format!(
+            "takes {want_inputs} input(s), has {}",
+            ins.len()
+        )));
+    }
+    let [c, h, w] = ins[0];
+    Ok(match node.op {
+        Op::Dense {
+            in_features,
+            out_features,
+            ..
+        } => {
+            if ins[0] != [in_features, 1, 1] {
+                return Err(bad(format!(
+                    "dense expects input [{in_features}, 1, 1], found {:?}",
+                    ins[0]
+                )));
+            }
+            if out_features == 0 {
+                return Err(bad("out_features is 0".into()));
+            }
+            [out_features, 1, 1]
+        }
+        Op::Conv2d {
+            in_channels,
+            out_channels,
+            kernel,
+            stride,
+            padding,
+            ..
+        } => {
+            if c != in_channels {
+                return Err(bad(format!(
+                    "conv expects {in_channels} input channels, found {c}"
+                )));
+            }
+            let oh = conv_out(h, kernel[0], stride, padding);
+            let ow = conv_out(w, kernel[1], stride, padding);
+            match (oh, ow) {
+                (Some(oh), Some(ow)) if out_channels > 0 => [out_channels, oh, ow],
+                _ => {
+                    return Err(bad(format!(
+                        "conv {kernel:?} stride {stride} pad {padding} does not fit input {:?}",
+                        ins[0]
+                    )));
+                }
+            }
+        }
+        Op::MaxPool { kernel, stride } | Op::AvgPool { kernel, stride } => {
+            match (
+                conv_out(h, kernel, stride, 0),
+                conv_out(w, kernel, stride, 0),
+            ) {
+                (Some(oh), Some(ow)) => [c, oh, ow],
+                _ => {
+                    return Err(bad(format!(
+                        "pool {kernel} stride {stride} does not fit input {:?}",
+                        ins[0]
+                    )));
+                }
+            }
+        }
+        Op::Add { .. } => {
+            if ins[0] != ins[1] {
+                return Err(bad(format!(
+                    "add inputs differ in shape: {:?} vs {:?}",
+                    ins[0], ins[1]
+                )));
+            }
+            ins[0]
+        }
+        Op::Relu => ins[0],
+        Op::Flatten => {
+            let n = c
+                .checked_mul(h)
+                .and_then(|v| v.checked_mul(w))
+                .ok_or_else(|| bad(format!("flattening {:?} overflows", ins[0])))?;
+            [n, 1, 1]
+        }
+    })
 }
 
 impl Graph {
@@ -122,103 +223,22 @@ impl Graph {
             return Err(ModelError::arg("graph", "has no nodes"));
         }
         for (i, node) in self.nodes.iter().enumerate() {
-            let bad = |what: String| ModelError::Layer {
-                layer: node.name.clone(),
-                what,
-            };
-            let mut ins = Vec::new();
+            let mut ins = Vec::with_capacity(node.inputs.len());
             for src in &node.inputs {
                 ins.push(match *src {
                     Src::Input => self.input_shape,
                     Src::Node(j) if j < i => out[j],
                     Src::Node(j) => {
-                        return Err(bad(format!(
-                            "input node {j} is not an earlier node (graph must be in topological order)"
-                        )));
+                        return Err(ModelError::Layer {
+                            layer: node.name.clone(),
+                            what: format!(
+                                "input node {j} is not an earlier node (graph must be in topological order)"
+                            ),
+                        });
                     }
                 });
             }
-            let want_inputs = if matches!(node.op, Op::Add { .. }) {
-                2
-            } else {
-                1
-            };
-            if ins.len() != want_inputs {
-                return Err(bad(format!(
-                    "takes {want_inputs} input(s), has {}",
-                    ins.len()
-                )));
-            }
-            let [c, h, w] = ins[0];
-            let shape = match node.op {
-                Op::Dense {
-                    in_features,
-                    out_features,
-                    ..
-                } => {
-                    if ins[0] != [in_features, 1, 1] {
-                        return Err(bad(format!(
-                            "dense expects input [{in_features}, 1, 1], found {:?}",
-                            ins[0]
-                        )));
-                    }
-                    if out_features == 0 {
-                        return Err(bad("out_features is 0".into()));
-                    }
-                    [out_features, 1, 1]
-                }
-                Op::Conv2d {
-                    in_channels,
-                    out_channels,
-                    kernel,
-                    stride,
-                    padding,
-                    ..
-                } => {
-                    if c != in_channels {
-                        return Err(bad(format!(
-                            "conv expects {in_channels} input channels, found {c}"
-                        )));
-                    }
-                    let oh = conv_out(h, kernel[0], stride, padding);
-                    let ow = conv_out(w, kernel[1], stride, padding);
-                    match (oh, ow) {
-                        (Some(oh), Some(ow)) if out_channels > 0 => [out_channels, oh, ow],
-                        _ => {
-                            return Err(bad(format!(
-                                "conv {kernel:?} stride {stride} pad {padding} does not fit input {:?}",
-                                ins[0]
-                            )));
-                        }
-                    }
-                }
-                Op::MaxPool { kernel, stride } | Op::AvgPool { kernel, stride } => {
-                    match (
-                        conv_out(h, kernel, stride, 0),
-                        conv_out(w, kernel, stride, 0),
-                    ) {
-                        (Some(oh), Some(ow)) if kernel > 0 => [c, oh, ow],
-                        _ => {
-                            return Err(bad(format!(
-                                "pool {kernel} stride {stride} does not fit input {:?}",
-                                ins[0]
-                            )));
-                        }
-                    }
-                }
-                Op::Add { .. } => {
-                    if ins[0] != ins[1] {
-                        return Err(bad(format!(
-                            "add inputs differ in shape: {:?} vs {:?}",
-                            ins[0], ins[1]
-                        )));
-                    }
-                    ins[0]
-                }
-                Op::Relu => ins[0],
-                Op::Flatten => [c * h * w, 1, 1],
-            };
-            out.push(shape);
+            out.push(node_shape(node, &ins)?);
         }
         Ok(out)
     }
@@ -359,7 +379,8 @@ impl FloatModel {
 }
 
 /// The float model file: schema version of its JSON document.
-pub const FLOAT_SCHEMA_VERSION: u32 = 1;
+/// Version 2 added the header checksum (`store`).
+pub const FLOAT_SCHEMA_VERSION: u32 = 2;
 const FLOAT_KIND: &str = "caq.float_model";
 
 impl FloatModel {
@@ -404,6 +425,21 @@ impl FloatModel {
         )?;
         let graph: Graph = serde_json::from_value(f.doc()["graph"].clone())
             .map_err(|e| ModelError::format(path, format!("graph: {e}")))?;
+        let limits = crate::validate::Limits::for_this_machine();
+        crate::validate::graph(&graph, &limits)
+            .map_err(|e| ModelError::format(path, e.to_string()))?;
+        let expected: Vec<_> = graph
+            .nodes
+            .iter()
+            .filter_map(|n| n.op.weight_matrix_dims().map(|d| (n, d)))
+            .flat_map(|(n, (o, k, _))| {
+                [
+                    (format!("{}.weight", n.name), Dtype::F32, vec![o, k]),
+                    (format!("{}.bias", n.name), Dtype::F32, vec![o]),
+                ]
+            })
+            .collect();
+        f.expect_tensors(&expected)?;
         let mut params = Vec::with_capacity(graph.nodes.len());
         for node in &graph.nodes {
             params.push(match node.op.weight_matrix_dims() {
@@ -419,7 +455,7 @@ impl FloatModel {
             });
         }
         let m = FloatModel { graph, params };
-        m.validate()
+        crate::validate::float_model(&m, &limits)
             .map_err(|e| ModelError::format(path, e.to_string()))?;
         Ok(m)
     }

@@ -22,5 +22,6 @@ pub mod rounding;
 pub mod store;
 #[cfg(feature = "train")]
 pub mod train;
+pub mod validate;
 
 pub use error::{ModelError, Result};

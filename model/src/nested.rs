@@ -302,6 +302,21 @@ fn residual(h: ArrayView2<i32>, high: ArrayView2<i32>, prev: u8, b: u8) -> Resul
     Ok(r)
 }
 
+/// The plane groups a nested matrix of `levels` stores, as `(bits, shift)` in storage order (the
+/// rule of [`NestedWeights`]): for `[8, 6, 4]`, `[(4, 4), (3, 2), (3, 0)]`. Errors unless `levels`
+/// is non-empty, strictly descending and each in 2..=8.
+pub fn group_layout(levels: &[u8]) -> Result<Vec<(u8, u8)>> {
+    check_levels(levels, levels.first().copied().unwrap_or(0))?;
+    let n = levels[0];
+    let lowest = levels[levels.len() - 1];
+    let mut out = vec![(lowest, n - lowest)];
+    for pair in levels.windows(2).rev() {
+        let (prev, b) = (pair[0], pair[1]);
+        out.push((prev - b + 1, n - prev));
+    }
+    Ok(out)
+}
+
 fn check_levels(levels: &[u8], full_bits: u8) -> Result<()> {
     let Some(&top) = levels.first() else {
         return Err(ModelError::arg("levels", "no levels given"));
@@ -373,6 +388,15 @@ mod tests {
     }
 
     #[test]
+    fn group_layout_states_the_rule_and_refuses_bad_chains() {
+        assert_eq!(group_layout(&[8, 6, 4]).unwrap(), [(4, 4), (3, 2), (3, 0)]);
+        assert_eq!(group_layout(&[6]).unwrap(), [(6, 0)]);
+        for bad in [&[][..], &[4, 8], &[8, 8], &[9], &[8, 1], &[0]] {
+            assert!(group_layout(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn every_chain_reconstructs_the_full_codes_exactly() {
         let mut rng = seeded_rng("every_chain_reconstructs_the_full_codes_exactly");
         // Wide enough that every code of every width occurs, including both extremes.
@@ -400,6 +424,8 @@ mod tests {
         let n = levels[0];
         let len = levels.len();
         assert_eq!(nested.groups.len(), len, "{ctx}");
+        let layout: Vec<(u8, u8)> = nested.groups.iter().map(|g| (g.bits, g.shift)).collect();
+        assert_eq!(layout, group_layout(levels).unwrap(), "{ctx}");
         assert_eq!(nested.groups[0].bits, levels[len - 1], "{ctx}");
         assert_eq!(nested.groups[0].shift, n - levels[len - 1], "{ctx}");
         for i in 1..len {

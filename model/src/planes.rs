@@ -234,6 +234,13 @@ fn check_plane_bits(bits: u8) -> Result<()> {
     Ok(())
 }
 
+/// Bytes a `bits`-plane `[rows, cols]` matrix is stored in (padding included).
+pub fn stored_len(bits: u8, rows: usize, cols: usize) -> Result<usize> {
+    words_len(bits, rows, cols)?
+        .checked_mul(8)
+        .ok_or_else(|| too_large(bits, rows, cols))
+}
+
 fn words_len(bits: u8, rows: usize, cols: usize) -> Result<usize> {
     usize::from(bits)
         .checked_mul(rows)
@@ -316,6 +323,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_multi_bit_tail_is_packed_lsb_first_pinned_to_fixed_bytes() {
+        // 70 columns: the second word of each plane holds a 6-column tail (64..=69). A 65-column
+        // matrix has a 1-bit tail, where any bit order of the tail looks the same.
+        let mut codes = Array2::zeros((1, 70));
+        codes[[0, 0]] = 3; // 0b011
+        codes[[0, 64]] = 1; // 0b001
+        codes[[0, 66]] = 2; // 0b010
+        codes[[0, 69]] = -4; // 0b100
+        let p = pack(codes.view(), 3).unwrap();
+        let word = |w: u64| w.to_le_bytes();
+        let expected: Vec<u8> = [1u64, 0b1, 1, 0b100, 0, 0b10_0000]
+            .into_iter()
+            .flat_map(word)
+            .collect();
+        assert_eq!(p.to_le_bytes(), expected);
+        assert_eq!(
+            PackedPlanes::from_le_bytes(3, 1, 70, &expected)
+                .unwrap()
+                .unpack(),
+            codes
+        );
     }
 
     #[test]

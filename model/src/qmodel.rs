@@ -160,6 +160,31 @@ pub fn calibrate_activations(
     if n == 0 {
         return Err(ModelError::arg("calibration set", "is empty"));
     }
+    // Every node's f32 output of every calibration image is held at once (the percentile needs
+    // all samples of a node): refuse a model and image count that would not fit in memory rather
+    // than abort on the allocation.
+    let per_image: u64 = model
+        .graph
+        .shapes()?
+        .iter()
+        .map(|s| s.iter().map(|&d| d as u64).product::<u64>())
+        .sum::<u64>()
+        .saturating_mul(4);
+    let need = per_image.saturating_mul(n as u64);
+    let limit = crate::validate::Limits::for_this_machine().max_bytes;
+    if need > limit {
+        return Err(ModelError::arg(
+            "calib_images",
+            format!(
+                "calibrating on {n} images holds {} MiB of activations ({} MiB per image); the \
+                 limit is {} MiB (half this machine's memory, or {}): use fewer calibration images",
+                need >> 20,
+                per_image >> 20,
+                limit >> 20,
+                crate::validate::MEMORY_LIMIT_ENV
+            ),
+        ));
+    }
     let nodes = &model.graph.nodes;
     let last = nodes.len() - 1;
     // Nodes whose output gets its own quantizer: weight layers and adds.

@@ -165,6 +165,21 @@ impl AddRequant {
         })
     }
 
+    /// Both multipliers in [0, 2^31), the shift in 0..=MAX_SHIFT (the hardware's ranges).
+    pub fn check(&self) -> Result<()> {
+        if self.mult_a < 0 || self.mult_b < 0 || self.shift > MAX_SHIFT {
+            return Err(ModelError::arg(
+                "add requant",
+                format!(
+                    "mult_a {} mult_b {} shift {}: multipliers must be in [0, 2^31) and shift in \
+                     0..={MAX_SHIFT}",
+                    self.mult_a, self.mult_b, self.shift
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn apply(&self, a: i32, b: i32) -> i128 {
         let p = a as i128 * self.mult_a as i128 + b as i128 * self.mult_b as i128;
         if self.shift == 0 {
@@ -178,6 +193,26 @@ impl AddRequant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn factors_just_below_a_power_of_two_normalise() {
+        // (1 − 2^-53)·2^k rounds to a multiplier of exactly 2^31, which must fold back to 2^30
+        // with one less shift: as an i32, 2^31 would be negative.
+        for k in -30..=29 {
+            for below in [f64::EPSILON / 2.0, 1e-12, 2f64.powi(-32)] {
+                let real = 2f64.powi(k) * (1.0 - below);
+                let r = Requant::from_real(real).unwrap();
+                assert!(
+                    (1 << 30..1i64 << 31).contains(&(r.mult as i64)),
+                    "2^{k}·(1 − {below:e}): {r:?}"
+                );
+                assert!(
+                    ((r.real() - real) / real).abs() < 1e-9,
+                    "2^{k}·(1 − {below:e}): {r:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn from_real_normalises_the_multiplier() {

@@ -1,13 +1,14 @@
 //! Files of tensors: safetensors with a JSON document in the header metadata, written atomically
 //! (temp file in the same directory, fsync, rename) and read through a memory map, so a reader that
 //! needs one tensor touches only that tensor's pages. Every tensor carries a CRC-32 in the JSON
-//! document and is checked when it is read. Used by the float model file and the quantized bundle;
-//! knows nothing of what the tensors mean.
+//! document and is checked when it is read; the document and the CRC table are covered by one more
+//! CRC-32, checked at open, so a flipped digit of a manifest is caught like a flipped weight. A
+//! header with a key twice (JSON leaves such a file's meaning to the reader) is refused. Used by
+//! the float model file and the quantized bundle; knows nothing of what the tensors mean.
 
 use crate::error::{ModelError, Result};
 use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// One tensor to write: name, element type, shape, little-endian bytes.
@@ -60,6 +61,21 @@ impl OutTensor {
 const DOC_KEY: &str = "caq";
 /// The metadata key holding the per-tensor CRC-32 table (JSON object name -> u32).
 const CRC_KEY: &str = "caq.crc32";
+/// The metadata key holding the CRC-32 of the document and the CRC table (`header_crc`).
+const HEADER_CRC_KEY: &str = "caq.header_crc32";
+
+/// CRC-32 of the document text, a newline, and the CRC table text.
+fn header_crc(doc: &str, crcs: &str) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(doc.as_bytes());
+    h.update(b"\n");
+    h.update(crcs.as_bytes());
+    h.finalize()
+}
+
+/// How to make a file this build reads, for the errors that refuse an old or damaged one.
+pub const REGENERATE: &str = "regenerate it with this caq (`caq train` or `caq import` for a \
+                              float model, `caq quantize` for a bundle)";
 
 /// Writes `tensors` and `doc` to `path` atomically: readers see the old file or the whole new
 /// one, never a partial write.
@@ -68,12 +84,15 @@ pub fn write_atomic(path: &Path, doc: &serde_json::Value, tensors: &[OutTensor])
         .iter()
         .map(|t| (t.name.as_str(), crc32fast::hash(&t.bytes)))
         .collect();
+    let doc_text = doc.to_string();
+    let crc_text = serde_json::to_string(&crcs).expect("map of u32 serializes");
     let meta = HashMap::from([
-        (DOC_KEY.to_string(), doc.to_string()),
         (
-            CRC_KEY.to_string(),
-            serde_json::to_string(&crcs).expect("map of u32 serializes"),
+            HEADER_CRC_KEY.to_string(),
+            header_crc(&doc_text, &crc_text).to_string(),
         ),
+        (DOC_KEY.to_string(), doc_text),
+        (CRC_KEY.to_string(), crc_text),
     ]);
     let mut views = Vec::with_capacity(tensors.len());
     for t in tensors {
@@ -86,32 +105,10 @@ pub fn write_atomic(path: &Path, doc: &serde_json::Value, tensors: &[OutTensor])
     write_bytes_atomic(path, &bytes)
 }
 
-/// Temp file in the target's directory, fsync, rename over the target.
+/// Writes `bytes` to `path` without ever leaving a half-written file or replacing a device node
+/// (`caq_spec::fsio::write_atomic`).
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| ModelError::io(&dir, e))?;
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| ModelError::format(path, "is not a file path"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(ModelError::io(path, e));
-    }
-    Ok(())
+    caq_spec::fsio::write_atomic(path, bytes).map_err(|e| ModelError::io(path, e))
 }
 
 /// A tensor file opened for reading: memory-mapped, header parsed and checked.
@@ -128,7 +125,7 @@ pub struct TensorFile {
 
 impl TensorFile {
     pub fn open(path: &Path) -> Result<TensorFile> {
-        let file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+        let file = caq_spec::fsio::open_regular(path).map_err(|e| ModelError::io(path, e))?;
         // SAFETY: the map is read-only and private to this process; if another process truncates
         // or rewrites the file under us the bytes may change, which the per-tensor CRC detects
         // (caq itself only ever replaces files by rename, which leaves this mapping intact).
@@ -146,6 +143,12 @@ impl TensorFile {
                 format!("tensor table is inconsistent ({e}); truncated or corrupted?"),
             )
         })?;
+        if let Some(key) = duplicate_key(&map[8..8 + header_len]) {
+            return Err(ModelError::format(
+                path,
+                format!("the header has the key '{key}' twice; the file is corrupted or forged"),
+            ));
+        }
         let m = meta.metadata().as_ref();
         let get = |key: &str| {
             m.and_then(|m| m.get(key)).ok_or_else(|| {
@@ -155,6 +158,38 @@ impl TensorFile {
                 )
             })
         };
+        let stored: u32 = get(HEADER_CRC_KEY)
+            .map_err(|_| {
+                ModelError::format(
+                    path,
+                    format!(
+                        "has no header checksum ('{HEADER_CRC_KEY}'): written by a caq before \
+                         manifests were checksummed, or not a caq file; {REGENERATE}"
+                    ),
+                )
+            })?
+            .parse()
+            .map_err(|_| {
+                ModelError::format(path, format!("metadata '{HEADER_CRC_KEY}' is not a u32"))
+            })?;
+        let found = header_crc(get(DOC_KEY)?, get(CRC_KEY)?);
+        if found != stored {
+            return Err(ModelError::format(
+                path,
+                format!(
+                    "the manifest failed its checksum (stored crc32 {stored:#010x}, computed \
+                     {found:#010x}); the file is corrupted"
+                ),
+            ));
+        }
+        for key in [DOC_KEY, CRC_KEY] {
+            if let Some(dup) = duplicate_key(get(key)?.as_bytes()) {
+                return Err(ModelError::format(
+                    path,
+                    format!("metadata '{key}' has the key '{dup}' twice"),
+                ));
+            }
+        }
         let doc: serde_json::Value = serde_json::from_str(get(DOC_KEY)?).map_err(|e| {
             ModelError::format(path, format!("metadata '{DOC_KEY}' is not JSON: {e}"))
         })?;
@@ -186,6 +221,13 @@ impl TensorFile {
         self.map.len()
     }
 
+    /// The names of the file's tensors, sorted.
+    pub fn tensor_names(&self) -> Vec<String> {
+        let mut names = self.meta.offset_keys();
+        names.sort();
+        names
+    }
+
     /// The checked bytes of one tensor, with its dtype and shape.
     pub fn tensor(&self, name: &str) -> Result<(Dtype, Vec<usize>, &[u8])> {
         let info = self
@@ -207,6 +249,47 @@ impl TensorFile {
             });
         }
         Ok((info.dtype, info.shape.clone(), data))
+    }
+
+    /// Checks, from the header alone, that the file holds exactly these tensors with these
+    /// dtypes and shapes (each with a checksum entry), naming the first that is missing, extra or
+    /// different.
+    pub fn expect_tensors(&self, expected: &[(String, Dtype, Vec<usize>)]) -> Result<()> {
+        for (name, dtype, shape) in expected {
+            let info = self.meta.info(name).ok_or_else(|| {
+                ModelError::format(&self.path, format!("tensor '{name}' is missing"))
+            })?;
+            if info.dtype != *dtype || info.shape != *shape {
+                return Err(ModelError::format(
+                    &self.path,
+                    format!(
+                        "tensor '{name}' is {:?} {:?}, expected {dtype:?} {shape:?}",
+                        info.dtype, info.shape
+                    ),
+                ));
+            }
+            if !self.crcs.contains_key(name) {
+                return Err(ModelError::format(
+                    &self.path,
+                    format!("tensor '{name}' has no checksum entry"),
+                ));
+            }
+        }
+        let names: std::collections::HashSet<&str> =
+            expected.iter().map(|(n, _, _)| n.as_str()).collect();
+        let extra = self
+            .meta
+            .offset_keys()
+            .into_iter()
+            .chain(self.crcs.keys().cloned())
+            .find(|n| !names.contains(n.as_str()));
+        if let Some(n) = extra {
+            return Err(ModelError::format(
+                &self.path,
+                format!("tensor '{n}' is not part of the model the manifest describes"),
+            ));
+        }
+        Ok(())
     }
 
     fn typed(&self, name: &str, want: Dtype, shape: &[usize]) -> Result<&[u8]> {
@@ -277,4 +360,65 @@ pub fn check_version(
         });
     }
     Ok(found as u32)
+}
+
+/// The first key that appears twice in one object anywhere in the JSON text `json`; `None` for
+/// text without duplicates or that is not JSON (the parse that follows reports that).
+pub fn duplicate_key(json: &[u8]) -> Option<String> {
+    use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+    struct Dup(Option<String>);
+    impl<'de> serde::Deserialize<'de> for Dup {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Dup, D::Error> {
+            d.deserialize_any(DupVisitor)
+        }
+    }
+    struct DupVisitor;
+    impl<'de> Visitor<'de> for DupVisitor {
+        type Value = Dup;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<Dup, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            let mut found = None;
+            while let Some(k) = m.next_key::<String>()? {
+                let inner: Dup = m.next_value()?;
+                if found.is_none() {
+                    found = if seen.contains(&k) {
+                        Some(k.clone())
+                    } else {
+                        inner.0
+                    };
+                }
+                seen.insert(k);
+            }
+            Ok(Dup(found))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> std::result::Result<Dup, A::Error> {
+            let mut found = None;
+            while let Some(inner) = s.next_element::<Dup>()? {
+                found = found.or(inner.0);
+            }
+            Ok(Dup(found))
+        }
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<Dup, E> {
+            Ok(Dup(None))
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<Dup, E> {
+            Ok(Dup(None))
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<Dup, E> {
+            Ok(Dup(None))
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<Dup, E> {
+            Ok(Dup(None))
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<Dup, E> {
+            Ok(Dup(None))
+        }
+        fn visit_unit<E>(self) -> std::result::Result<Dup, E> {
+            Ok(Dup(None))
+        }
+    }
+    serde_json::from_slice::<Dup>(json).ok().and_then(|d| d.0)
 }

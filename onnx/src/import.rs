@@ -14,7 +14,7 @@ use crate::proto::{
     AttributeProto, DATA_LOCATION_EXTERNAL, GraphProto, ModelProto, NodeProto, TensorProto,
     ValueInfoProto, attribute_type, data_type, tensor_shape_proto::dimension, type_proto,
 };
-use caq_model::graph::{FloatModel, FloatParams, Graph, Node, Op, Shape3, Src};
+use caq_model::graph::{FloatModel, FloatParams, Graph, Node, Op, Shape3, Src, node_shape};
 use ndarray::{Array1, Array2};
 use prost::Message;
 use serde::Serialize;
@@ -100,7 +100,7 @@ pub fn import(path: &Path) -> Result<FloatModel> {
 
 /// Reads an ONNX file; also returns what became of each ONNX node.
 pub fn import_with_report(path: &Path) -> Result<(FloatModel, ImportReport)> {
-    let bytes = std::fs::read(path).map_err(|source| OnnxError::Io {
+    let bytes = caq_spec::fsio::read_regular(path).map_err(|source| OnnxError::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -417,10 +417,14 @@ struct Builder {
     input_shape: Shape3,
     input_name: String,
     nodes: Vec<Node>,
+    /// The output shape of every node in `nodes` (folds never change a shape).
+    shapes: Vec<Shape3>,
     params: Vec<Option<FloatParams>>,
     values: HashMap<String, Value>,
     consumers: HashMap<String, usize>,
     names: HashSet<String>,
+    /// Per base name, the next suffix to try, so making names unique stays linear.
+    next_suffix: HashMap<String, usize>,
     report: Vec<NodeMapping>,
 }
 
@@ -544,6 +548,8 @@ impl Builder {
             values,
             consumers,
             names: HashSet::new(),
+            next_suffix: HashMap::new(),
+            shapes: Vec::new(),
             report: Vec::new(),
         })
     }
@@ -622,18 +628,34 @@ impl Builder {
         Ok(())
     }
 
-    /// A caq node name for an ONNX node: its name, or op type and index; made unique.
+    /// A caq node name for an ONNX node: its name, or op type and index, with every character
+    /// outside caq's node-name rule (`caq_model::validate::NODE_NAME_RULE`) replaced by '_' and
+    /// cut to 100 characters; made unique with a suffix.
     fn caq_name(&mut self, node: &NodeProto, index: usize) -> String {
-        let base = if node.name.is_empty() {
+        let raw = if node.name.is_empty() {
             format!("{}{index}", node.op_type.to_lowercase())
         } else {
             node.name.clone()
         };
+        let mut base: String = raw
+            .chars()
+            .take(100)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_./:".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if base.is_empty() {
+            base = format!("node{index}");
+        }
         let mut name = base.clone();
-        let mut k = 1;
+        let k = self.next_suffix.entry(base.clone()).or_insert(1);
         while self.names.contains(&name) {
             name = format!("{base}_{k}");
-            k += 1;
+            *k += 1;
         }
         self.names.insert(name.clone());
         name
@@ -648,20 +670,25 @@ impl Builder {
         inputs: Vec<Src>,
         params: Option<FloatParams>,
     ) -> Result<(Src, Shape3)> {
-        self.nodes.push(Node {
+        // Only the new node's shape is computed: re-checking the whole graph at every node made
+        // the import quadratic in the node count.
+        let ins: Vec<Shape3> = inputs
+            .iter()
+            .map(|s| match *s {
+                Src::Input => self.input_shape,
+                Src::Node(j) => self.shapes[j],
+            })
+            .collect();
+        let node = Node {
             name: name.to_string(),
             op,
             inputs,
-        });
-        self.params.push(params);
-        let g = Graph {
-            input_shape: self.input_shape,
-            nodes: self.nodes.clone(),
         };
-        let shapes = g
-            .shapes()
+        let shape = node_shape(&node, &ins)
             .map_err(|e| ctx.err(format!("fails caq's shape rules: {e}")))?;
-        let shape = *shapes.last().expect("a node was just pushed");
+        self.nodes.push(node);
+        self.shapes.push(shape);
+        self.params.push(params);
         Ok((Src::Node(self.nodes.len() - 1), shape))
     }
 
@@ -1462,7 +1489,7 @@ impl Builder {
             },
             params: std::mem::take(&mut self.params),
         };
-        fm.validate()?;
+        caq_model::validate::float_model(&fm, &caq_model::validate::Limits::for_this_machine())?;
         Ok((fm, output))
     }
 }

@@ -195,7 +195,7 @@ impl AccelConfig {
     pub fn load(path: impl AsRef<Path>) -> Result<Self, SpecError> {
         let path = path.as_ref();
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io {
+        let text = crate::fsio::read_regular_to_string(path).map_err(|source| SpecError::Io {
             path: origin.clone(),
             source,
         })?;
@@ -222,17 +222,11 @@ impl AccelConfig {
         if self.schema_version != SCHEMA_VERSION {
             p.push("schema_version", self.schema_version, SCHEMA_VERSION);
         }
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 64
-            && self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !name_ok {
+        if !crate::name_ok(&self.name) {
             p.push(
                 "name",
                 format!("{:?}", self.name),
-                "1..=64 letters, digits, '-' or '_' (it names generated files)",
+                format!("{} (it names generated files)", crate::NAME_RULE),
             );
         }
         match self.board.part_prefix() {

@@ -1426,6 +1426,73 @@ mod tests {
     }
 
     #[test]
+    fn every_table_and_buffer_ending_at_win_limit_is_accepted_and_one_byte_more_refused() {
+        // Each table moved to the top of the window, so it is the one that meets the limit: its
+        // whole length must count (dropping the requant table's length passed every other test).
+        let pynq = caps("pynq-z2.toml");
+        let d = conv();
+        let top = 0x2f00_0000u64;
+        let base = DeviceAddr(0x1000_0000);
+        let out_c = u64::from(d.output.c);
+        type Set = fn(&mut LayerDescriptor, DeviceAddr);
+        let tables: [(&str, Set, u64); 3] = [
+            (
+                "bias_addr",
+                |d, a| d.bias_addr = a,
+                out_c * BIAS_ENTRY_BYTES,
+            ),
+            (
+                "requant_addr",
+                |d, a| d.requant_addr = a,
+                out_c * REQUANT_ENTRY_BYTES,
+            ),
+            (
+                "group_mult_addr",
+                |d, a| d.group_mult_addr = a,
+                out_c * d.regions() * GROUP_MULT_ENTRY_BYTES,
+            ),
+        ];
+        for (name, set, len) in tables {
+            let mut t = d;
+            set(&mut t, DeviceAddr(top));
+            let at = |limit: u64| Window {
+                base,
+                limit: DeviceAddr(limit),
+            };
+            assert_eq!(t.check_window(&pynq, at(top + len)), Ok(()), "{name}");
+            let (code, msg) = t
+                .check_window(&pynq, at(top + len - 1))
+                .expect_err("one byte past the limit");
+            assert_eq!(code, ErrorCode::OutOfWindow, "{name}");
+            assert!(
+                msg.starts_with(&format!("{name} = {} (+{len} bytes)", DeviceAddr(top))),
+                "{msg}"
+            );
+        }
+        // Buffers are checked by their start here (the DMA checks every burst of them): one
+        // starting at the last byte of the window is in it, one starting at the limit is not.
+        type SetBuf = fn(&mut LayerDescriptor, DeviceAddr);
+        let buffers: [(&str, SetBuf); 3] = [
+            ("input_addr", |d, a| d.input_addr = a),
+            ("output_addr", |d, a| d.output_addr = a),
+            ("weight_addr1", |d, a| {
+                d.plane_groups.slots[1].weight_addr = a
+            }),
+        ];
+        for (name, set) in buffers {
+            let mut t = d;
+            set(&mut t, DeviceAddr(top));
+            let at = |limit: u64| Window {
+                base,
+                limit: DeviceAddr(limit),
+            };
+            assert_eq!(t.check_window(&pynq, at(top + 1)), Ok(()), "{name}");
+            let (_, msg) = t.check_window(&pynq, at(top)).expect_err(name);
+            assert!(msg.starts_with(name), "{msg}");
+        }
+    }
+
+    #[test]
     fn last_flag_marks_exactly_the_final_descriptor() {
         let mut d = conv();
         assert_eq!(d.check_position(2, 3), Ok(()));

@@ -10,6 +10,8 @@
 //! - [`Caps`] (`caps`): the capabilities packed into CAPS0..CAPS3;
 //! - [`CoreShape`] (`shape`): the layer engine's buffer geometry and its capacity rule;
 //! - [`LayerDescriptor`] (`descriptor`): the 128-byte layer record and the checks a device makes;
+//! - `fsio`: how every crate reads its input files (regular files only) and writes its outputs
+//!   (never half-written, never over a device node);
 //! - `doc`: the Markdown in `docs/regmap.md` and `docs/descriptor.md`, rendered from those tables;
 //! - [`device::Device`] (`device`): the register-level interface every backend implements, and the
 //!   [`PerfCounters`] it reports;
@@ -26,6 +28,7 @@ pub mod descriptor;
 pub mod device;
 pub mod doc;
 mod error;
+pub mod fsio;
 mod hash;
 pub mod regmap;
 pub mod shape;
@@ -48,4 +51,4 @@ pub use error::{ConfigProblem, SpecError};
 pub use hash::{ConfigHash, canonical_json};
 pub use regmap::{Access, ErrorCode, Field, Register};
 pub use shape::{CoreShape, Schedule};
-pub use types::{BitWidth, DeviceAddr};
+pub use types::{BitWidth, DeviceAddr, NAME_RULE, name_ok};

@@ -80,6 +80,19 @@ impl fmt::Display for DeviceAddr {
     }
 }
 
+/// The rule for a name that reaches file names, tables and terminals (a config, a policy class,
+/// a gate): short, and nothing a shell or a terminal would interpret.
+pub const NAME_RULE: &str = "1..=64 letters, digits, '-' or '_'";
+
+/// Whether `name` follows [`NAME_RULE`].
+pub fn name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,10 +36,10 @@ pub struct BenchArgs {
     #[arg(long)]
     policy: Option<PathBuf>,
     /// Training images the gates are chosen on.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = super::count)]
     images: usize,
     /// Held-out images run on the functional device to time it.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = super::count)]
     sim_images: usize,
     /// Working directory (cached model, bundle).
     #[arg(long, default_value = "out/bench")]

@@ -43,7 +43,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "8,4,3,2")]
     levels: String,
     /// Test images run on the device at each trace point (rotating through the held-out set).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::count)]
     images_per_point: usize,
     /// Also build each energy-budgeted class's input-adaptive policies (`caq gate --adaptive`)
     /// and replay the points of a class that has a confidence cascade with it: every input's
@@ -122,17 +122,19 @@ struct DemoReport {
     plots: Vec<PathBuf>,
 }
 
+/// The file that marks a directory as an earlier demo output (so `--out` may replace it).
+const DEMO_MARKER: &str = "digits-mlp.caqb";
+
 pub fn demo(a: DemoArgs) -> Result<()> {
     let t0 = Instant::now();
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    // Everything the flags name is read and checked before --out is touched; the output is then
+    // built in a temporary directory that replaces --out whole, so an error at any step leaves
+    // an older demo output as it was (and no empty directory where there was none).
     let cfg = AccelConfig::load(&a.config)
         .with_context(|| format!("reading --config {}", a.config.display()))?;
     let levels = super::parse_levels(&a.levels)?;
     if levels.len() < 2 {
         bail!("--levels: the demo switches precision; give at least two levels");
-    }
-    if a.images_per_point == 0 {
-        bail!("--images-per-point: expected at least 1");
     }
     let policy = adapt::load_policy(a.policy.as_deref())?;
     let trace = match &a.trace {
@@ -141,6 +143,21 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         }
         None => ContextTrace::demo(),
     };
+    let json = a.json.clone().unwrap_or_else(|| a.out.join("demo.json"));
+    if a.json.is_some() {
+        let mut inputs = vec![("--config", a.config.as_path())];
+        inputs.extend(a.policy.iter().map(|p| ("--policy", p.as_path())));
+        inputs.extend(a.trace.iter().map(|p| ("--trace", p.as_path())));
+        super::check_outputs(&inputs, &[("--json", json.as_path())])?;
+        if json.starts_with(&a.out) {
+            bail!(
+                "--json {} is inside --out {}, which is replaced as a whole: leave --json out \
+                 (it defaults to <out>/demo.json) or put it elsewhere",
+                json.display(),
+                a.out.display()
+            );
+        }
+    }
     let em = adapt::load_energy(None, &cfg)?;
     let split = DataArgs {
         data: "digits".into(),
@@ -149,16 +166,61 @@ pub fn demo(a: DemoArgs) -> Result<()> {
     }
     .load()?;
 
-    let model_path = a.out.join("digits-mlp.caqf");
+    let mut report = None;
+    caq_spec::fsio::replace_dir(&a.out, DEMO_MARKER, |tmp| -> Result<()> {
+        report = Some(build(&a, tmp, &cfg, &levels, &policy, &trace, &em, &split)?);
+        Ok(())
+    })
+    .map_err(|e| match e {
+        caq_spec::fsio::ReplaceDirError::Fill(e) => e,
+        caq_spec::fsio::ReplaceDirError::Io(e) => {
+            anyhow::Error::new(e).context(format!("writing --out {}", a.out.display()))
+        }
+    })?;
+    let mut report = report.expect("filled");
+    report.seconds = t0.elapsed().as_secs_f64();
+    if a.json.is_some() {
+        write_json(&json, &report)?;
+    }
+    println!(
+        "\nreport written to {}; plots {} and {}; {:.1} s in all",
+        json.display(),
+        report.plots[0].display(),
+        report.plots[1].display(),
+        report.seconds
+    );
+    Ok(())
+}
+
+/// The demo's steps, writing into `tmp` (which becomes `a.out`); paths in the report and the
+/// messages are those under `a.out`.
+#[allow(clippy::too_many_arguments)]
+fn build(
+    a: &DemoArgs,
+    tmp: &std::path::Path,
+    cfg: &AccelConfig,
+    levels: &[u8],
+    policy: &caq_host::context::ContextPolicy,
+    trace: &ContextTrace,
+    em: &caq_host::energy::model::EnergyModel,
+    split: &super::Split,
+) -> Result<DemoReport> {
+    let t0 = Instant::now();
+    let model_name = "digits-mlp.caqf";
+    let cached = a.out.join(model_name);
+    let model_path = tmp.join(model_name);
     println!("== 1/5 train: MLP on {} digits images", split.train.len());
-    let model = if model_path.exists() && !a.retrain {
+    let model = if cached.is_file() && !a.retrain {
         println!(
             "reusing {} (pass --retrain to train again)",
-            model_path.display()
+            cached.display()
         );
-        load_float(&model_path)?
+        let m = load_float(&cached)?;
+        std::fs::copy(&cached, &model_path)
+            .with_context(|| format!("copying {}", cached.display()))?;
+        m
     } else {
-        let (m, _) = train_model(&split, Some("mlp"), None, 0, false)?;
+        let (m, _) = train_model(split, Some("mlp"), None, 0, false)?;
         m.save(&model_path)?;
         m
     };
@@ -169,19 +231,19 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         .collect::<Vec<_>>()
         .join(" ⊃ ");
     println!("\n== 2/5 quantize: nested {label}, adaptive rounding");
-    let mut q = qmodel::quantize(&model, &split.train, &QuantizeConfig::nested(&levels))?;
-    let bundle_path = a.out.join("digits-mlp.caqb");
+    let mut q = qmodel::quantize(&model, &split.train, &QuantizeConfig::nested(levels))?;
+    let bundle_path = tmp.join(DEMO_MARKER);
     bundle::write(&bundle_path, &q)?;
-    eval_bundle(&model, &bundle_path, &split)?;
+    eval_bundle(&model, &bundle_path, split)?;
 
     println!(
         "\n== 3/5 gates: one per context class, budgets of {} classes, costs on '{}'",
         policy.classes.len(),
         cfg.name
     );
-    let build = adapt::build_gates(&mut q, &model, &split.train, &cfg, &em, &policy, 1000)?;
+    let build = adapt::build_gates(&mut q, &model, &split.train, cfg, em, policy, 1000)?;
     bundle::write(&bundle_path, &q)?;
-    let gates = GateTable::new(&q, &model, &build, &split.test, &cfg, &em)?;
+    let gates = GateTable::new(&q, &model, &build, &split.test, cfg, em)?;
     gates.print();
     let adaptive = if a.adaptive {
         println!("\n== 3b/5 input-adaptive policies, on the training images");
@@ -189,8 +251,8 @@ pub fn demo(a: DemoArgs) -> Result<()> {
             &mut q,
             &model,
             &split.train,
-            &cfg,
-            &em,
+            cfg,
+            em,
             &build,
             &super::adaptive::BuildOptions {
                 images: split.train.len(),
@@ -199,7 +261,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         )?;
         bundle::write(&bundle_path, &q)?;
         super::adaptive::print_build(&b);
-        let t = super::adaptive::AdaptiveTable::new(&q, &split.test, &cfg, &em)?;
+        let t = super::adaptive::AdaptiveTable::new(&q, &split.test, cfg, em)?;
         t.print();
         Some(t)
     } else {
@@ -209,9 +271,9 @@ pub fn demo(a: DemoArgs) -> Result<()> {
     let rtl_dir = a.out.join("rtl");
     println!("\n== 4/5 RTL: generating the Verilog of '{}'", cfg.name);
     let design =
-        caq_hdl::generate(&cfg).with_context(|| format!("generating RTL for {}", cfg.name))?;
+        caq_hdl::generate(cfg).with_context(|| format!("generating RTL for {}", cfg.name))?;
     design
-        .write(&rtl_dir)
+        .write(&tmp.join("rtl"))
         .with_context(|| format!("writing {}", rtl_dir.display()))?;
     println!(
         "{} files + manifest.json in {} (top {}, config hash {})",
@@ -227,59 +289,46 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         trace.points.last().map_or(0.0, |p| p.t_s)
     );
     let scene = Scene {
-        cfg: &cfg,
-        em: &em,
+        cfg,
+        em,
         bundle: &bundle_path,
         q: &q,
-        policy: &policy,
-        trace: &trace,
+        policy,
+        trace,
         test: &split.test,
         gates: &gates,
         adaptive: adaptive.as_ref(),
     };
-    let (rows, switches) = scene.replay(
-        caq_sim::FuncDevice::new(&cfg, region())?,
-        a.images_per_point,
-    )?;
+    let (rows, switches) =
+        scene.replay(caq_sim::FuncDevice::new(cfg, region())?, a.images_per_point)?;
     print_trace(&rows);
     let rtl = scene.rtl_replay()?;
     println!("\nRTL (Verilator): {rtl}");
 
-    let mut plots = vec![a.out.join("gates.svg"), a.out.join("trace.svg")];
-    plots::gates(&plots[0], &gates)?;
-    plots::trace(&plots[1], &rows)?;
+    let mut names = vec!["gates.svg", "trace.svg"];
+    plots::gates(&tmp.join(names[0]), &gates)?;
+    plots::trace(&tmp.join(names[1]), &rows)?;
     if let Some(t) = &adaptive {
-        plots.push(a.out.join("adaptive.svg"));
-        plots::adaptive(&plots[2], t)?;
+        names.push("adaptive.svg");
+        plots::adaptive(&tmp.join("adaptive.svg"), t)?;
     }
-    let json = a.json.clone().unwrap_or_else(|| a.out.join("demo.json"));
-    let seconds = t0.elapsed().as_secs_f64();
-    write_json(
-        &json,
-        &DemoReport {
-            dataset: split.test.name.clone(),
-            config: cfg.name.clone(),
-            levels,
-            seconds,
-            gates,
-            adaptive,
-            trace: rows,
-            switches,
-            rtl,
-            rtl_dir,
-            plots: plots.clone(),
-        },
-    )?;
-    println!(
-        "\nreport written to {}; plots {}; {seconds:.1} s in all",
-        json.display(),
-        plots
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    Ok(())
+    let report = DemoReport {
+        dataset: split.test.name.clone(),
+        config: cfg.name.clone(),
+        levels: levels.to_vec(),
+        seconds: t0.elapsed().as_secs_f64(),
+        gates,
+        adaptive,
+        trace: rows,
+        switches,
+        rtl,
+        rtl_dir,
+        plots: names.iter().map(|n| a.out.join(n)).collect(),
+    };
+    if a.json.is_none() {
+        write_json(&tmp.join("demo.json"), &report)?;
+    }
+    Ok(report)
 }
 
 const BASE: u64 = 0x1000_0000;

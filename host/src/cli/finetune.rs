@@ -29,11 +29,11 @@ pub struct FinetuneArgs {
     /// plus (number of levels) × its share of the (gate, layer) slots.
     #[arg(long)]
     gate_weights: Option<PathBuf>,
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = super::count)]
     epochs: usize,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = super::positive)]
     lr: f64,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::count)]
     batch_size: usize,
     /// Self-distillation weight: each level also learns the starting model's softmax
     /// (0 = labels only).
@@ -52,7 +52,7 @@ pub struct FinetuneArgs {
     #[arg(long, default_value = "percentile:99.99")]
     calibration: String,
     /// Calibration images taken from the training split.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = super::count)]
     calib_images: usize,
     /// Where the nested bundle is written.
     #[arg(long, default_value = "out/model-qat.caqb")]

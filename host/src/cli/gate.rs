@@ -34,7 +34,7 @@ pub struct GateArgs {
     #[arg(long)]
     energy: Option<PathBuf>,
     /// Training images the settings are scored on.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = super::count)]
     images: usize,
     /// Where the bundle with its gates is written (default: over --bundle, atomically).
     #[arg(long)]
@@ -77,6 +77,18 @@ struct AdaptiveReport {
 }
 
 pub fn run(a: GateArgs) -> Result<()> {
+    {
+        // --out may be left out to rewrite --bundle in place; it must not name another input.
+        let mut inputs = vec![
+            ("--model", a.model.as_path()),
+            ("--config", a.config.as_path()),
+        ];
+        inputs.extend(a.policy.iter().map(|p| ("--policy", p.as_path())));
+        inputs.extend(a.energy.iter().map(|p| ("--energy", p.as_path())));
+        let mut outputs = vec![("--out", a.out.as_deref().unwrap_or(a.bundle.as_path()))];
+        outputs.extend(a.json.iter().map(|j| ("--json", j.as_path())));
+        super::check_outputs(&inputs, &outputs)?;
+    }
     let cfg = AccelConfig::load(&a.config)?;
     let em = adapt::load_energy(a.energy.as_deref(), &cfg)?;
     let policy = adapt::load_policy(a.policy.as_deref())?;

@@ -70,7 +70,7 @@ struct SynthArgs {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Fail unless every resource fits the part and at least this percentage of LUTs stays free.
-    #[arg(long, value_name = "PERCENT")]
+    #[arg(long, value_name = "PERCENT", value_parser = super::percent)]
     require_headroom: Option<f64>,
     /// Also time the netlist with `sta` in the same Yosys run (as `hdl timing`), and fail when the
     /// worst logic path is longer than NS nanoseconds.
@@ -187,7 +187,8 @@ fn overlay(a: OverlayArgs) -> Result<()> {
     };
     let text = devicetree::overlay(&cfg, &opts)
         .with_context(|| format!("device-tree overlay for {}", a.config.display()))?;
-    std::fs::write(&a.out, text).with_context(|| format!("writing {}", a.out.display()))?;
+    caq_spec::fsio::write_atomic(&a.out, text.as_bytes())
+        .with_context(|| format!("writing {}", a.out.display()))?;
     println!(
         "{}: board {} -> {} (u-dma-buf '{}' of {udmabuf_bytes} bytes{}{})",
         a.config.display(),
@@ -392,7 +393,7 @@ fn synth_and_time(config: &Path) -> Result<SynthReport> {
 
 /// A report written by `--json`, read back instead of running Yosys again.
 fn read_report(path: &Path) -> Result<SynthReport> {
-    let text = std::fs::read_to_string(path)
+    let text = caq_spec::fsio::read_regular_to_string(path)
         .with_context(|| format!("reading --report {}", path.display()))?;
     let report: SynthReport = serde_json::from_str(&text).with_context(|| {
         format!(

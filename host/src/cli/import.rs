@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use caq_model::graph::FloatModel;
 use caq_onnx::import::Action;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
@@ -31,6 +31,11 @@ pub struct ExportArgs {
 }
 
 pub fn import(a: ImportArgs) -> Result<()> {
+    let json: Vec<(&str, &Path)> = a.json.iter().map(|j| ("--json", j.as_path())).collect();
+    super::check_outputs(
+        &[("the ONNX model", a.model.as_path())],
+        &[&[("--out", a.out.as_path())][..], &json].concat(),
+    )?;
     let (model, report) = caq_onnx::import_with_report(&a.model)
         .with_context(|| format!("importing {}", a.model.display()))?;
     println!(
@@ -84,6 +89,10 @@ pub fn import(a: ImportArgs) -> Result<()> {
 }
 
 pub fn export(a: ExportArgs) -> Result<()> {
+    super::check_outputs(
+        &[("--model", a.model.as_path())],
+        &[("--out", a.out.as_path())],
+    )?;
     let model = FloatModel::load(&a.model)
         .with_context(|| format!("reading --model {}", a.model.display()))?;
     caq_onnx::export_file(&model, &a.out)

@@ -113,7 +113,7 @@ pub struct DataArgs {
     #[arg(long, default_value = "digits")]
     pub data: String,
     /// Held-out images (stratified); default 20% for digits, 2000 for MNIST.
-    #[arg(long)]
+    #[arg(long, value_parser = count)]
     pub test_count: Option<usize>,
     /// Seed of the stratified split.
     #[arg(long, default_value_t = 0)]
@@ -123,20 +123,33 @@ pub struct DataArgs {
 pub struct Split {
     pub train: Dataset,
     pub test: Dataset,
+    /// Each held-out image's index in the data set as loaded (file order).
+    pub test_index: Vec<usize>,
 }
 
 impl DataArgs {
     pub fn load(&self) -> Result<Split> {
         let ds = data::load(&self.data).with_context(|| format!("loading --data {}", self.data))?;
+        if ds.len() < 2 {
+            bail!(
+                "--data {}: {} image(s); a training and a held-out split need at least 2",
+                self.data,
+                ds.len()
+            );
+        }
         let test_count = self.test_count.unwrap_or(if ds.len() > 5000 {
             2000
         } else {
-            (ds.len() as f64 * 0.2).round() as usize
+            ((ds.len() as f64 * 0.2).round() as usize).clamp(1, ds.len() - 1)
         });
         let (train, test) = ds
-            .stratified_split(test_count, self.split_seed)
+            .split_indices(test_count, self.split_seed)
             .with_context(|| format!("splitting {} ({} images)", ds.name, ds.len()))?;
-        Ok(Split { train, test })
+        Ok(Split {
+            train: ds.subset(&train),
+            test: ds.subset(&test),
+            test_index: test,
+        })
     }
 }
 
@@ -191,11 +204,73 @@ pub fn parse_levels(s: &str) -> Result<Vec<u8>> {
     Ok(levels)
 }
 
-/// Writes a JSON report atomically.
+/// Writes a JSON report: to standard output for `-`, otherwise atomically (never over a device
+/// node: `caq_spec::fsio`).
 pub fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(v).context("serializing the report")?;
+    if path == Path::new("-") {
+        println!("{text}");
+        return Ok(());
+    }
     caq_model::store::write_bytes_atomic(path, format!("{text}\n").as_bytes())
         .with_context(|| format!("writing --json {}", path.display()))
+}
+
+/// Refuses a command whose outputs name one of its inputs or each other: `caq quantize --out X
+/// --json X` would leave the JSON where the bundle should be, `--out` over `--model` would destroy
+/// the model. Each entry is a flag and its path; `-` (standard output) is never a clash.
+pub fn check_outputs(inputs: &[(&str, &Path)], outputs: &[(&str, &Path)]) -> Result<()> {
+    let same = |a: &Path, b: &Path| a == b || caq_spec::fsio::same_file(a, b);
+    for (i, (flag, out)) in outputs.iter().enumerate() {
+        if *out == Path::new("-") {
+            continue;
+        }
+        for (in_flag, input) in inputs {
+            if same(out, input) {
+                bail!(
+                    "{flag} {} is also {in_flag}: an output must not overwrite an input",
+                    out.display()
+                );
+            }
+        }
+        for (other_flag, other) in &outputs[..i] {
+            if same(out, other) {
+                bail!(
+                    "{flag} and {other_flag} are the same file ({}): give each output its own path",
+                    out.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// clap value parser of a count: an integer of at least 1 (`--limit 0` would run nothing and
+/// report an empty table as success).
+pub fn count(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of at least 1, not '{text}'"
+        )),
+    }
+}
+
+/// clap value parser of a positive, finite number (seconds, rates).
+pub fn positive(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("expected a positive, finite number, not '{text}'")),
+    }
+}
+
+/// clap value parser of a percentage in 0..=100.
+#[cfg(feature = "hdl")]
+pub fn percent(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!("expected a percentage in 0..=100, not '{text}'")),
+    }
 }
 
 #[cfg(test)]

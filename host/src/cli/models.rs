@@ -18,7 +18,7 @@ pub struct TrainArgs {
     /// Network: `mlp` (default for digits) or `lenet` (default for MNIST).
     #[arg(long)]
     arch: Option<String>,
-    #[arg(long)]
+    #[arg(long, value_parser = super::count)]
     epochs: Option<usize>,
     /// Seed of weight initialisation and shuffling.
     #[arg(long, default_value_t = 0)]
@@ -60,24 +60,42 @@ pub struct CommonQuantFlags {
     /// Nested models choose their full-bit scale for the error over all nesting levels.
     #[arg(long)]
     nest_clip: bool,
-    /// Activation bits of the hidden layers (2..=8).
-    #[arg(long, default_value_t = 8)]
-    act_bits: u8,
-    /// `minmax` or `percentile:P`.
-    #[arg(long, default_value = "percentile:99.99")]
-    calibration: String,
-    /// Calibration images taken from the training split.
-    #[arg(long, default_value_t = 512)]
-    calib_images: usize,
+    /// Activation bits of the hidden layers (2..=8) [default: 8].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(2..=8))]
+    act_bits: Option<u8>,
+    /// `minmax` or `percentile:P` [default: percentile:99.99].
+    #[arg(long)]
+    calibration: Option<String>,
+    /// Calibration images taken from the training split [default: 512].
+    #[arg(long, value_parser = super::count)]
+    calib_images: Option<usize>,
 }
+
+/// An error naming the flags in `given` that do not apply (`why` says where), if any.
+fn refuse_given(given: &[&str], why: &str) -> Result<()> {
+    match given {
+        [] => Ok(()),
+        [one] => anyhow::bail!("{one} does not apply {why}"),
+        _ => anyhow::bail!("{} do not apply {why}", given.join(", ")),
+    }
+}
+
+// The quantization flags have no clap defaults (they are applied here), so a command can tell
+// a flag the user gave from one left out, and refuse one that does not apply.
+const DEFAULT_LEVELS: &str = "8,6,4";
+const DEFAULT_ACT_BITS: u8 = 8;
+const DEFAULT_CALIBRATION: &str = "percentile:99.99";
+const DEFAULT_CALIB_IMAGES: usize = 512;
 
 #[derive(Args, Debug, Clone)]
 pub struct QuantFlags {
-    /// Nesting levels, descending: `8,4` is INT8 ⊃ INT4; `6` is a plain 6-bit model.
-    #[arg(long, default_value = "8,6,4")]
-    levels: String,
-    #[arg(long, value_enum, default_value = "adaptive")]
-    rounding: RoundingArg,
+    /// Nesting levels, descending: `8,4` is INT8 ⊃ INT4; `6` is a plain 6-bit model [default:
+    /// 8,6,4].
+    #[arg(long)]
+    levels: Option<String>,
+    /// [default: adaptive]
+    #[arg(long, value_enum)]
+    rounding: Option<RoundingArg>,
     /// Per-channel MSE search of the clipping range.
     #[arg(long)]
     clip_search: bool,
@@ -86,6 +104,32 @@ pub struct QuantFlags {
 }
 
 impl CommonQuantFlags {
+    pub(super) fn act_bits(&self) -> u8 {
+        self.act_bits.unwrap_or(DEFAULT_ACT_BITS)
+    }
+
+    pub(super) fn calibration(&self) -> Result<caq_model::quant::Calibration> {
+        parse_calibration(self.calibration.as_deref().unwrap_or(DEFAULT_CALIBRATION))
+    }
+
+    pub(super) fn calib_images(&self) -> usize {
+        self.calib_images.unwrap_or(DEFAULT_CALIB_IMAGES)
+    }
+
+    /// The flags the user gave, by name.
+    fn given(&self) -> Vec<&'static str> {
+        [
+            ("--group-size", self.group_size.is_some()),
+            ("--nest-clip", self.nest_clip),
+            ("--act-bits", self.act_bits.is_some()),
+            ("--calibration", self.calibration.is_some()),
+            ("--calib-images", self.calib_images.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(f, on)| on.then_some(f))
+        .collect()
+    }
+
     /// The quantization these flags ask for, with the given levels, rounding and clip search.
     pub(super) fn config(
         &self,
@@ -99,17 +143,40 @@ impl CommonQuantFlags {
             group_size: self.group_size,
             clip_search,
             nest_clip: self.nest_clip,
-            act_bits: self.act_bits,
-            calibration: parse_calibration(&self.calibration)?,
-            calib_images: self.calib_images,
+            act_bits: self.act_bits(),
+            calibration: self.calibration()?,
+            calib_images: self.calib_images(),
+        })
+        .and_then(|c| {
+            caq_model::validate::quantize_config(&c)?;
+            Ok(c)
         })
     }
 }
 
 impl QuantFlags {
     pub(super) fn config(&self) -> Result<QuantizeConfig> {
-        self.common
-            .config(parse_levels(&self.levels)?, self.rounding, self.clip_search)
+        self.common.config(
+            parse_levels(self.levels.as_deref().unwrap_or(DEFAULT_LEVELS))?,
+            self.rounding.unwrap_or(RoundingArg::Adaptive),
+            self.clip_search,
+        )
+    }
+
+    /// Refuses quantization flags where the model is already quantized (`--bundle`): they would
+    /// be silently ignored.
+    pub(super) fn refuse_with(&self, why: &str) -> Result<()> {
+        let mut given = self.common.given();
+        for (flag, on) in [
+            ("--levels", self.levels.is_some()),
+            ("--rounding", self.rounding.is_some()),
+            ("--clip-search", self.clip_search),
+        ] {
+            if on {
+                given.insert(0, flag);
+            }
+        }
+        refuse_given(&given, why)
     }
 }
 
@@ -132,12 +199,12 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct SuiteFlags {
-    /// Part-bit widths b of the nested pairs 8⊃b and of the uniform baselines.
-    #[arg(long, default_value = "6,4,3,2")]
-    part_bits: String,
-    /// Multi-level chain evaluated at every level.
-    #[arg(long, default_value = "8,6,4")]
-    chain: String,
+    /// Part-bit widths b of the nested pairs 8⊃b and of the uniform baselines [default: 6,4,3,2].
+    #[arg(long)]
+    part_bits: Option<String>,
+    /// Multi-level chain evaluated at every level [default: 8,6,4].
+    #[arg(long)]
+    chain: Option<String>,
     /// Use max|w| scales instead of the per-channel MSE clip search.
     #[arg(long)]
     no_clip_search: bool,
@@ -149,6 +216,8 @@ impl SuiteFlags {
     fn options(&self) -> Result<SuiteOptions> {
         let part_bits = self
             .part_bits
+            .as_deref()
+            .unwrap_or("6,4,3,2")
             .split(',')
             .map(|t| {
                 t.trim()
@@ -160,15 +229,30 @@ impl SuiteFlags {
             .collect::<Result<Vec<u8>>>()?;
         Ok(SuiteOptions {
             part_bits,
-            chain: parse_levels(&self.chain)?,
+            chain: parse_levels(self.chain.as_deref().unwrap_or("8,6,4"))?,
             group_size: self.common.group_size,
             clip_search: !self.no_clip_search,
             nest_clip: self.common.nest_clip,
-            act_bits: self.common.act_bits,
-            calibration: parse_calibration(&self.common.calibration)?,
-            calib_images: self.common.calib_images,
+            act_bits: self.common.act_bits(),
+            calibration: self.common.calibration()?,
+            calib_images: self.common.calib_images(),
             ..SuiteOptions::default()
         })
+    }
+
+    /// Refuses the suite's flags where no suite runs (`eval --bundle`): they would be ignored.
+    fn refuse_with(&self, why: &str) -> Result<()> {
+        let mut given = self.common.given();
+        for (flag, on) in [
+            ("--part-bits", self.part_bits.is_some()),
+            ("--chain", self.chain.is_some()),
+            ("--no-clip-search", self.no_clip_search),
+        ] {
+            if on {
+                given.insert(0, flag);
+            }
+        }
+        refuse_given(&given, why)
     }
 }
 
@@ -218,6 +302,8 @@ struct TrainSummary {
 }
 
 pub fn train(a: TrainArgs) -> Result<()> {
+    let json: Vec<(&str, &Path)> = a.json.iter().map(|j| ("--json", j.as_path())).collect();
+    super::check_outputs(&[], &[&[("--out", a.out.as_path())][..], &json].concat())?;
     let split = a.data.load()?;
     let t = Instant::now();
     let (model, _report) = train_model(&split, a.arch.as_deref(), a.epochs, a.seed, a.quiet)?;
@@ -269,6 +355,11 @@ pub(super) struct BundleEval {
 }
 
 pub fn quantize(a: QuantizeArgs) -> Result<()> {
+    let json: Vec<(&str, &Path)> = a.json.iter().map(|j| ("--json", j.as_path())).collect();
+    super::check_outputs(
+        &[("--model", a.model.as_path())],
+        &[&[("--out", a.out.as_path())][..], &json].concat(),
+    )?;
     let cfg = a.q.config()?;
     let model = load_float(&a.model)?;
     let split = a.data.load()?;
@@ -368,6 +459,15 @@ fn run_suite(model: &FloatModel, split: &super::Split, opts: &SuiteOptions) -> R
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
+    if let Some(j) = &a.json {
+        let mut inputs = vec![("--model", a.model.as_path())];
+        inputs.extend(a.bundle.iter().map(|b| ("--bundle", b.as_path())));
+        super::check_outputs(&inputs, &[("--json", j.as_path())])?;
+    }
+    if a.bundle.is_some() {
+        a.suite
+            .refuse_with("with --bundle: the bundle is evaluated as it was quantized")?;
+    }
     let opts = a.suite.options()?;
     let model = load_float(&a.model)?;
     let split = a.data.load()?;

@@ -20,7 +20,7 @@ use caq_spec::{AccelConfig, Device, PerfCounters};
 use caq_spec::{DeviceAddr, MemRegion};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where a simulated backend's device memory starts (inside a 32-bit AXI address space).
 #[cfg(feature = "sim")]
@@ -89,7 +89,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "auto")]
     cpu_engine: CpuEngineArg,
     /// Images per batch of --backend cpu (dense layers see the batch as columns at once).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::count)]
     cpu_batch: usize,
     /// The accelerator config.
     #[arg(long, default_value = "configs/sim-small.toml")]
@@ -112,37 +112,42 @@ pub struct RunArgs {
     adaptive_kind: super::adaptive::KindArg,
     #[command(flatten)]
     board: BoardArgs,
-    /// How --model is quantized (ignored with --bundle).
+    /// How --model is quantized (refused with --bundle).
     #[command(flatten)]
     q: QuantFlags,
     /// Run at most this many held-out images.
-    #[arg(long)]
+    #[arg(long, value_parser = super::count)]
     limit: Option<usize>,
     /// Energy per inference on a board (--backend uio): `auto` (the board's hwmon power sensors
-    /// when found under --sysroot, the energy model otherwise), `hwmon`, `model` or `none`.
-    #[arg(long, value_enum, default_value = "auto")]
-    energy: EnergyArg,
+    /// when found under --sysroot, the energy model otherwise), `hwmon`, `model` or `none`
+    /// [default: auto].
+    #[arg(long, value_enum)]
+    energy: Option<EnergyArg>,
     /// With a sensor: seconds of back-to-back inferences metered per setting (and of idle before
-    /// them); slow sensors update only every ~35 ms to 1 s (docs/energy.md).
-    #[arg(long, default_value_t = 2.0)]
-    energy_window: f64,
-    /// Also write the figures as JSON to this file (written atomically).
+    /// them); slow sensors update only every ~35 ms to 1 s (docs/energy.md) [default: 2].
+    #[arg(long, value_parser = super::positive)]
+    energy_window: Option<f64>,
+    /// Also write the figures as JSON to this file (written atomically; `-` for standard output).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also write every held-out image's output codes and prediction, one JSON object a line
+    /// per setting and image (written atomically; `-` for standard output); see docs/bundle.md.
+    #[arg(long, value_name = "FILE")]
+    outputs: Option<PathBuf>,
 }
 
 /// Where `--backend uio` finds the accelerator.
 #[derive(Args, Debug)]
 pub struct BoardArgs {
-    /// UIO device name of the accelerator (its device-tree `linux,uio-name`).
-    #[arg(long, default_value = caq_host::accel::DEFAULT_UIO_NAME)]
-    uio_name: String,
-    /// u-dma-buf device the accelerator masters.
-    #[arg(long, default_value = caq_host::accel::DEFAULT_UDMABUF)]
-    udmabuf: String,
-    /// Root of /sys and /dev (a fake tree for testing).
-    #[arg(long, default_value = "/")]
-    sysroot: PathBuf,
+    /// UIO device name of the accelerator (its device-tree `linux,uio-name`) [default: caq].
+    #[arg(long)]
+    uio_name: Option<String>,
+    /// u-dma-buf device the accelerator masters [default: udmabuf0].
+    #[arg(long)]
+    udmabuf: Option<String>,
+    /// Root of /sys and /dev (a fake tree for testing) [default: /].
+    #[arg(long)]
+    sysroot: Option<PathBuf>,
     /// Poll STATUS every this many microseconds instead of waiting for the interrupt (a device
     /// tree without `interrupts`).
     #[arg(long)]
@@ -155,11 +160,21 @@ pub struct BoardArgs {
 }
 
 impl BoardArgs {
+    fn sysroot(&self) -> &Path {
+        self.sysroot.as_deref().unwrap_or(Path::new("/"))
+    }
+
     fn options(&self) -> BoardOptions {
         let mut o = BoardOptions {
-            root: SysRoot::new(&self.sysroot),
-            uio_name: self.uio_name.clone(),
-            udmabuf: self.udmabuf.clone(),
+            root: SysRoot::new(self.sysroot()),
+            uio_name: self
+                .uio_name
+                .clone()
+                .unwrap_or_else(|| caq_host::accel::DEFAULT_UIO_NAME.into()),
+            udmabuf: self
+                .udmabuf
+                .clone()
+                .unwrap_or_else(|| caq_host::accel::DEFAULT_UDMABUF.into()),
             ..BoardOptions::default()
         };
         o.coherency.require_cached = self.cached;
@@ -169,6 +184,20 @@ impl BoardArgs {
             };
         }
         o
+    }
+
+    /// The board flags given, by name (they apply to `--backend uio` only).
+    fn given(&self) -> Vec<&'static str> {
+        [
+            ("--uio-name", self.uio_name.is_some()),
+            ("--udmabuf", self.udmabuf.is_some()),
+            ("--sysroot", self.sysroot.is_some()),
+            ("--poll-us", self.poll_us.is_some()),
+            ("--cached", self.cached),
+        ]
+        .into_iter()
+        .filter_map(|(f, on)| on.then_some(f))
+        .collect()
     }
 }
 
@@ -264,23 +293,19 @@ fn energy_rows<D: Device>(
 ) -> Result<Vec<EnergyRow>> {
     use caq_host::accel::EnergyMeter;
     use caq_host::energy::{EnergyModel, HwmonMeter, ModelMeter, RailGroup, meter_window};
-    if a.energy == EnergyArg::None || set.is_empty() {
+    let energy = a.energy.unwrap_or(EnergyArg::Auto);
+    if energy == EnergyArg::None || set.is_empty() {
         return Ok(Vec::new());
     }
-    if !(a.energy_window.is_finite() && a.energy_window > 0.0) {
-        bail!(
-            "--energy-window: expected a positive number of seconds, found {}",
-            a.energy_window
-        );
-    }
-    let root = SysRoot::new(&a.board.sysroot);
-    let sensor = match a.energy {
+    let energy_window = a.energy_window.unwrap_or(2.0);
+    let root = SysRoot::new(a.board.sysroot());
+    let sensor = match energy {
         EnergyArg::Model => None,
         _ => match HwmonMeter::detect(&root, &[RailGroup::Pl])
             .or_else(|_| HwmonMeter::detect(&root, &[RailGroup::Board]))
         {
             Ok(m) => Some(m),
-            Err(e) if a.energy == EnergyArg::Hwmon => {
+            Err(e) if energy == EnergyArg::Hwmon => {
                 return Err(anyhow::Error::new(e).context("--energy hwmon"));
             }
             Err(e) => {
@@ -289,7 +314,7 @@ fn energy_rows<D: Device>(
             }
         },
     };
-    let window = std::time::Duration::from_secs_f64(a.energy_window);
+    let window = std::time::Duration::from_secs_f64(energy_window);
     let mut meter: Box<dyn EnergyMeter> = match sensor {
         Some(mut m) => {
             eprintln!(
@@ -301,7 +326,7 @@ fn energy_rows<D: Device>(
         }
         None => Box::new(ModelMeter::new(EnergyModel::for_config(cfg, None)?, cfg)?),
     };
-    let timed = a.energy != EnergyArg::Model;
+    let timed = energy != EnergyArg::Model;
     let mut rows = Vec::new();
     for bits in settings {
         acc.set_bits(bits)?;
@@ -322,6 +347,7 @@ fn energy_rows<D: Device>(
 fn quantized(a: &RunArgs, split: &super::Split) -> Result<(QModel, PathBuf)> {
     match (&a.model, &a.bundle) {
         (_, Some(b)) => {
+            a.q.refuse_with("with --bundle: the bundle is already quantized")?;
             let bundle =
                 Bundle::open(b).with_context(|| format!("reading --bundle {}", b.display()))?;
             Ok((bundle.load()?, b.clone()))
@@ -360,9 +386,33 @@ fn settings(spec: &str, q: &QModel) -> Result<Vec<Vec<u8>>> {
 }
 
 pub fn run(a: RunArgs) -> Result<()> {
+    {
+        let mut inputs = vec![("--config", a.config.as_path())];
+        inputs.extend(a.model.iter().map(|m| ("--model", m.as_path())));
+        inputs.extend(a.bundle.iter().map(|b| ("--bundle", b.as_path())));
+        let mut outputs: Vec<(&str, &Path)> = Vec::new();
+        outputs.extend(a.json.iter().map(|j| ("--json", j.as_path())));
+        outputs.extend(a.outputs.iter().map(|o| ("--outputs", o.as_path())));
+        super::check_outputs(&inputs, &outputs)?;
+    }
+    if a.backend != Backend::Uio {
+        let mut given = a.board.given();
+        given.extend(a.energy.map(|_| "--energy"));
+        given.extend(a.energy_window.map(|_| "--energy-window"));
+        match given.as_slice() {
+            [] => {}
+            [one] => bail!("{one} applies to --backend uio only"),
+            _ => bail!("{} apply to --backend uio only", given.join(", ")),
+        }
+    }
     let split = a.data.load()?;
     let (q, source) = quantized(&a, &split)?;
     if let Some(class) = &a.adaptive {
+        if a.outputs.is_some() {
+            bail!(
+                "--outputs does not apply with --adaptive (its --json lists each image's setting)"
+            );
+        }
         return run_adaptive(&a, &q, &source, class, split.test);
     }
     let settings = match &a.gate {
@@ -372,6 +422,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let mut set = split.test;
     let images = a.limit.unwrap_or(set.len()).min(set.len());
     set = set.subset(&(0..images).collect::<Vec<_>>());
+    let set_index = &split.test_index[..images];
     let cfg = AccelConfig::load(&a.config)
         .with_context(|| format!("reading --config {}", a.config.display()))?;
     let mut summary = RunSummary {
@@ -432,6 +483,15 @@ pub fn run(a: RunArgs) -> Result<()> {
     if let Some(j) = &a.json {
         write_json(j, &summary)?;
     }
+    if let Some(o) = &a.outputs {
+        let text = output_lines(&q, &settings, &set, set_index)?;
+        if o == Path::new("-") {
+            print!("{text}");
+        } else {
+            caq_spec::fsio::write_atomic(o, text.as_bytes())
+                .with_context(|| format!("writing --outputs {}", o.display()))?;
+        }
+    }
     Ok(())
 }
 
@@ -475,6 +535,49 @@ fn run_adaptive(
     _set: caq_model::data::Dataset,
 ) -> Result<()> {
     bail!("--adaptive: this caq was built without the adaptive builders (cargo feature `sim`)")
+}
+
+/// One output record of `--outputs`.
+#[derive(Serialize)]
+struct OutputLine<'a> {
+    bits: &'a [u8],
+    /// Position in the held-out set as run.
+    image: usize,
+    /// Index in the data set as loaded (file order).
+    index: usize,
+    label: u8,
+    prediction: usize,
+    /// The last layer's output codes (signed, or unsigned after a ReLU).
+    codes: Vec<i32>,
+}
+
+/// `--outputs`: every setting's output codes and prediction of every image, as JSON lines. The
+/// codes are the golden executor's, which every backend's outputs were just checked to equal
+/// byte for byte (`caq run` fails otherwise), so they are the outputs of the backend that ran.
+fn output_lines(
+    q: &QModel,
+    settings: &[Vec<u8>],
+    set: &caq_model::data::Dataset,
+    set_index: &[usize],
+) -> Result<String> {
+    let mut text = String::new();
+    for bits in settings {
+        let ex = q.executor(bits)?;
+        for (i, &index) in set_index.iter().enumerate() {
+            let codes = ex.logits(set.image(i))?;
+            let line = OutputLine {
+                bits,
+                image: i,
+                index,
+                label: set.labels[i],
+                prediction: qmodel::argmax(&codes),
+                codes,
+            };
+            text.push_str(&serde_json::to_string(&line).context("serializing --outputs")?);
+            text.push('\n');
+        }
+    }
+    Ok(text)
 }
 
 /// The simulated backends: compile, then run on the functional model or the RTL.

@@ -31,7 +31,7 @@ pub struct SwitchArgs {
     #[arg(long, default_value = "configs/sim-small.toml")]
     config: PathBuf,
     /// Timed repetitions of every switch and load (the median is reported).
-    #[arg(long, default_value_t = 25)]
+    #[arg(long, default_value_t = 25, value_parser = super::count)]
     repeat: usize,
     /// Also write the figures as JSON to this file (written atomically).
     #[arg(long)]

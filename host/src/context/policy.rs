@@ -99,6 +99,27 @@ pub struct Budget {
     pub resident_fraction: Option<f64>,
 }
 
+/// In words, for messages: `energy ≤ 35 % and resident bytes ≤ 45 % of the full-precision
+/// model's`, or `unconstrained`.
+impl std::fmt::Display for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = [
+            ("energy", self.energy_fraction),
+            ("latency", self.latency_fraction),
+            ("resident bytes", self.resident_fraction),
+        ]
+        .into_iter()
+        // Rounded so 0.57 reads as 57, not 56.99999999999999.
+        .filter_map(|(what, v)| v.map(|v| format!("{what} ≤ {} %", (v * 1e8).round() / 1e6)))
+        .collect();
+        if parts.is_empty() {
+            f.write_str("unconstrained")
+        } else {
+            write!(f, "{} of the full-precision model's", parts.join(" and "))
+        }
+    }
+}
+
 impl Conditions {
     /// True when there are no conditions: the class always applies.
     pub fn is_empty(&self) -> bool {
@@ -140,10 +161,11 @@ impl ContextPolicy {
     /// Reads, parses and validates a policy file.
     pub fn load(path: impl AsRef<Path>) -> Result<ContextPolicy, ContextError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ContextError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            caq_spec::fsio::read_regular_to_string(path).map_err(|source| ContextError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         ContextPolicy::from_toml_str(&text, &path.display().to_string())
     }
 
@@ -224,16 +246,11 @@ impl ContextPolicy {
         }
         let last = self.classes.len().saturating_sub(1);
         for (i, c) in self.classes.iter().enumerate() {
-            let name_ok = !c.name.is_empty()
-                && c.name.len() <= 64
-                && c.name
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
-            if !name_ok {
+            if !caq_spec::name_ok(&c.name) {
                 push(
                     format!("class[{i}].name"),
                     format!("{:?}", c.name),
-                    "1..=64 letters, digits, '-' or '_' (it names the class's gate)",
+                    &format!("{} (it names the class's gate)", caq_spec::NAME_RULE),
                 );
             } else if self.classes[..i].iter().any(|o| o.name == c.name) {
                 push(
@@ -358,6 +375,20 @@ mod tests {
             latency_budget_ms: budget_ms,
             ..Context::default()
         }
+    }
+
+    #[test]
+    fn a_budget_reads_as_words_not_a_debug_dump() {
+        let b = Budget {
+            energy_fraction: Some(0.35),
+            resident_fraction: Some(0.57),
+            ..Budget::default()
+        };
+        assert_eq!(
+            b.to_string(),
+            "energy ≤ 35 % and resident bytes ≤ 57 % of the full-precision model's"
+        );
+        assert_eq!(Budget::default().to_string(), "unconstrained");
     }
 
     #[test]

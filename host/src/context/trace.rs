@@ -69,10 +69,11 @@ impl ContextTrace {
                 });
             }
         };
-        let text = std::fs::read_to_string(path).map_err(|source| ContextError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            caq_spec::fsio::read_regular_to_string(path).map_err(|source| ContextError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         parse(&text, path)
     }
 

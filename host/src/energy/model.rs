@@ -112,10 +112,11 @@ impl EnergyModel {
     /// Reads coefficients from a file.
     pub fn load(path: impl AsRef<Path>) -> Result<EnergyModel> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| HostError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            caq_spec::fsio::read_regular_to_string(path).map_err(|source| HostError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         EnergyModel::parse(&text, &path.display().to_string())
     }
 

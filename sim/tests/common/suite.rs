@@ -823,4 +823,169 @@ pub fn suite<D: Device + InjectFaults>(
     random_lists(dev, cfg, seed, opts);
     extreme_accumulators(dev, cfg);
     fault_cases(dev, cfg, seed);
+    window_edges(dev, cfg, seed);
+}
+
+/// Each table (bias, requant, group multipliers) and the output buffer moved to the top of the
+/// window so that it ends exactly at WIN_LIMIT: the layer runs and gives the golden outputs. With
+/// WIN_LIMIT one byte lower: OutOfWindow at descriptor 0, for a table from the descriptor check,
+/// before any of the layer's data is read (a check that drops a table's length, or compares
+/// the end off by one, is caught here; the DMA's own burst check would refuse later).
+pub fn window_edges<D: Device + InjectFaults>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
+    use caq_spec::descriptor::{
+        BIAS_ENTRY_BYTES, DESCRIPTOR_BYTES, GROUP_MULT_ENTRY_BYTES, REQUANT_ENTRY_BYTES,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x3d9e);
+    let lim = Limits::of(cfg);
+    let bits = cfg.max_weight_bits().get();
+    // 16 outputs: every table's length (64, 128, 32 · regions bytes) and the output's are whole
+    // bus beats, so the DMA's beat-rounded bursts end at the table's end too.
+    let o = 16;
+    let k = 40.min(lim.k_at(cfg, u32::from(bits))).min(lim.dim);
+    if lim.dim < o {
+        return;
+    }
+    let gs = cfg.array.group_size as usize;
+    let act_bits = cfg.array.act_bits as u8;
+    let top_code = (1i32 << (bits - 1)) - 1;
+    let job = LayerJob {
+        op: LayerOp::Dense { in_c: k, batch: 1 },
+        groups: vec![WeightGroup {
+            bits,
+            shift: 0,
+            codes: Array2::from_shape_fn((o, k), |_| rng.random_range(-top_code..=top_code)),
+        }],
+        active: 1,
+        regions: (gs != 0).then(|| {
+            (
+                Array2::from_shape_fn((o, k.div_ceil(gs)), |_| rng.random_range(1..=256u16)),
+                gs,
+            )
+        }),
+        bias: (0..o).map(|_| rng.random_range(-5000..5000)).collect(),
+        requant: (0..o)
+            .map(|_| Requant::from_real(rng.random_range(1e-4..1e-2)).expect("positive"))
+            .collect(),
+        relu: false,
+        in_signed: false,
+        in_bits: act_bits,
+        out_signed: true,
+        out_bits: act_bits,
+        input: (0..k)
+            .map(|_| rng.random_range(0..1i32 << (act_bits - 1)))
+            .collect(),
+    };
+    let golden = job.golden().unwrap_or_else(|e| panic!("{e}"));
+    let (desc_addr, placed) = place_all(dev, std::slice::from_ref(&job));
+    let p = placed[0];
+    let mut d0 = p.desc;
+    d0.flags.last = true;
+    let bus = u64::from(cfg.bus_bytes());
+    let top = (dev.memory().end() - 4096) & !(bus - 1);
+    assert!(
+        p.desc.output_addr.0 + p.output_len as u64 <= top,
+        "the job's buffers lie below the moved one"
+    );
+    let base = dev.memory().base;
+    let run_at = |dev: &mut D, d: &LayerDescriptor, limit: u64| {
+        dev.mem_write(desc_addr, &d.encode())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let spec = RunSpec {
+            desc_addr,
+            count: 1,
+            window: Window {
+                base,
+                limit: DeviceAddr(limit),
+            },
+            timeout: TIMEOUT,
+        };
+        layer::run(dev, &spec).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let refused = |dev: &mut D, run: Run, what: &str| {
+        assert_eq!(run.irq, IrqWait::Fired, "{what}: no interrupt (hang)");
+        assert_eq!(
+            run.error(),
+            Some((ErrorCode::OutOfWindow.as_u8(), 0)),
+            "{what}: STATUS {:#x}",
+            run.status
+        );
+        dev.write_reg(
+            regmap::CTRL.offset,
+            regmap::CTRL_SOFT_RESET.mask() | regmap::CTRL_IRQ_EN.mask(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    };
+    let out_c = o as u64;
+    type Set = fn(&mut LayerDescriptor, DeviceAddr);
+    let mut tables: Vec<(&str, DeviceAddr, u64, Set)> = vec![
+        (
+            "bias table",
+            d0.bias_addr,
+            out_c * BIAS_ENTRY_BYTES,
+            |d, a| d.bias_addr = a,
+        ),
+        (
+            "requant table",
+            d0.requant_addr,
+            out_c * REQUANT_ENTRY_BYTES,
+            |d, a| d.requant_addr = a,
+        ),
+    ];
+    if d0.flags.grouped {
+        tables.push((
+            "group-multiplier table",
+            d0.group_mult_addr,
+            out_c * d0.regions() * GROUP_MULT_ENTRY_BYTES,
+            |d, a| d.group_mult_addr = a,
+        ));
+    }
+    for (what, from, len, set) in tables {
+        assert_eq!(len % bus, 0, "{what}: whole beats");
+        let mut bytes = vec![0; len as usize];
+        dev.mem_read(from, &mut bytes)
+            .unwrap_or_else(|e| panic!("{e}"));
+        dev.mem_write(DeviceAddr(top), &bytes)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut d = d0;
+        set(&mut d, DeviceAddr(top));
+        let run = run_at(dev, &d, top + len);
+        assert!(
+            run.done(),
+            "{what} ending at WIN_LIMIT: STATUS {:#x} ({:?})",
+            run.status,
+            run.error()
+        );
+        check_outputs(dev, std::slice::from_ref(&job), &placed, what);
+        let run = run_at(dev, &d, top + len - 1);
+        refused(dev, run, &format!("{what} one byte past WIN_LIMIT"));
+        assert!(
+            run.perf.bytes_rd <= DESCRIPTOR_BYTES as u64,
+            "{what} one byte past WIN_LIMIT: refused after {} bytes were read; the descriptor \
+             check must refuse it before the layer reads anything",
+            run.perf.bytes_rd
+        );
+    }
+    // The output buffer at the top: written whole when it ends at WIN_LIMIT, refused (by the
+    // DMA's burst check) when the limit is one byte lower.
+    let len = p.output_len as u64;
+    assert_eq!(len % bus, 0, "output: whole beats");
+    let mut d = d0;
+    d.output_addr = DeviceAddr(top);
+    dev.mem_write(DeviceAddr(top), &vec![layer::OUTPUT_FILL; len as usize])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let run = run_at(dev, &d, top + len);
+    assert!(
+        run.done(),
+        "output ending at WIN_LIMIT: STATUS {:#x} ({:?})",
+        run.status,
+        run.error()
+    );
+    let mut got = vec![0; len as usize];
+    dev.sync_for_cpu(DeviceAddr(top), len)
+        .unwrap_or_else(|e| panic!("{e}"));
+    dev.mem_read(DeviceAddr(top), &mut got)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got, p.image(&golden), "output ending at WIN_LIMIT");
+    let run = run_at(dev, &d, top + len - 1);
+    refused(dev, run, "output one byte past WIN_LIMIT");
 }

@@ -402,6 +402,87 @@ fn adaptive_tally(
     })
 }
 
+/// The rows of the build table (the static gate, then each class's cascade and gate network) under
+/// [`BUILD_COLUMNS`]; `markdown` picks the report's wording.
+fn build_rows(b: &AdaptiveBuild, markdown: bool) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for c in &b.classes {
+        let limit = format!("{:.3}", c.energy_limit_j * 1e6);
+        rows.push(vec![
+            c.class.clone(),
+            "static".into(),
+            bits_label(&c.static_gate.bits),
+            format!("{:.2}", c.static_gate.agreement_pct),
+            format!("{:.3}", c.static_gate.energy_j * 1e6),
+            limit.clone(),
+        ]);
+        if let Some(k) = &c.cascade {
+            let when = if markdown {
+                "final if margin"
+            } else {
+                "margin"
+            };
+            rows.push(vec![
+                c.class.clone(),
+                "cascade".into(),
+                k.cascade
+                    .stages
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| match k.cascade.thresholds.get(i) {
+                        Some(t) => format!("{} ({when} ≥ {t})", bits_label(s)),
+                        None => bits_label(s),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" → "),
+                format!("{:.2}", k.agreement_pct),
+                format!("{:.3}", k.energy_j * 1e6),
+                limit.clone(),
+            ]);
+        }
+        if let Some(nw) = &c.network {
+            let book = nw.network.codebook.iter().map(|s| bits_label(s));
+            let settings = if markdown {
+                format!(
+                    "{} hidden, codebook {}; λ {:.3}; {} integer ops per choice",
+                    nw.network.hidden,
+                    book.collect::<Vec<_>>().join(", "),
+                    nw.lambda,
+                    nw.ops
+                )
+            } else {
+                format!(
+                    "{} entries [{}], λ {:.3}, {} ops, int = float on {:.1} %",
+                    nw.network.codebook.len(),
+                    book.collect::<Vec<_>>().join(" "),
+                    nw.lambda,
+                    nw.ops,
+                    nw.integer_match_pct
+                )
+            };
+            rows.push(vec![
+                c.class.clone(),
+                "network".into(),
+                settings,
+                format!("{:.2}", nw.agreement_pct),
+                format!("{:.3}", nw.energy_j * 1e6),
+                limit,
+            ]);
+        }
+    }
+    rows
+}
+
+/// The columns of the build table.
+const BUILD_COLUMNS: [&str; 6] = [
+    "class",
+    "policy",
+    "settings",
+    "agree w/ f32 %",
+    "dynamic µJ",
+    "limit µJ",
+];
+
 /// Prints what the build found on the training images.
 pub fn print_build(b: &AdaptiveBuild) {
     println!(
@@ -411,69 +492,8 @@ pub fn print_build(b: &AdaptiveBuild) {
         b.candidates.len(),
         b.seed
     );
-    let mut rows = Vec::new();
-    for c in &b.classes {
-        rows.push(vec![
-            c.class.clone(),
-            "static".into(),
-            bits_label(&c.static_gate.bits),
-            format!("{:.2}", c.static_gate.agreement_pct),
-            format!("{:.3}", c.static_gate.energy_j * 1e6),
-            format!("{:.3}", c.energy_limit_j * 1e6),
-        ]);
-        if let Some(k) = &c.cascade {
-            rows.push(vec![
-                c.class.clone(),
-                "cascade".into(),
-                k.cascade
-                    .stages
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| match k.cascade.thresholds.get(i) {
-                        Some(t) => format!("{} (margin ≥ {t})", bits_label(s)),
-                        None => bits_label(s),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" → "),
-                format!("{:.2}", k.agreement_pct),
-                format!("{:.3}", k.energy_j * 1e6),
-                format!("{:.3}", c.energy_limit_j * 1e6),
-            ]);
-        }
-        if let Some(nw) = &c.network {
-            rows.push(vec![
-                c.class.clone(),
-                "network".into(),
-                format!(
-                    "{} entries [{}], λ {:.3}, {} ops, int = float on {:.1} %",
-                    nw.network.codebook.len(),
-                    nw.network
-                        .codebook
-                        .iter()
-                        .map(|s| bits_label(s))
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                    nw.lambda,
-                    nw.ops,
-                    nw.integer_match_pct
-                ),
-                format!("{:.2}", nw.agreement_pct),
-                format!("{:.3}", nw.energy_j * 1e6),
-                format!("{:.3}", c.energy_limit_j * 1e6),
-            ]);
-        }
-    }
-    table::print(
-        &[
-            "class",
-            "policy",
-            "settings",
-            "agree w/ f32 %",
-            "dynamic µJ",
-            "limit µJ",
-        ],
-        &rows,
-    );
+    let rows = build_rows(b, false);
+    table::print(&BUILD_COLUMNS, &rows);
 }
 
 /// Which of a class's input-adaptive policies `caq run --adaptive` runs.
@@ -931,68 +951,7 @@ pub fn markdown(s: &ReportSetup<'_>, b: &AdaptiveBuild, t: &AdaptiveTable) -> St
         b.candidates.len(),
         b.seed
     );
-    let mut rows = Vec::new();
-    for c in &b.classes {
-        rows.push(vec![
-            c.class.clone(),
-            "static".into(),
-            bits_label(&c.static_gate.bits),
-            format!("{:.2}", c.static_gate.agreement_pct),
-            format!("{:.3}", c.static_gate.energy_j * 1e6),
-            format!("{:.3}", c.energy_limit_j * 1e6),
-        ]);
-        if let Some(k) = &c.cascade {
-            rows.push(vec![
-                c.class.clone(),
-                "cascade".into(),
-                k.cascade
-                    .stages
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| match k.cascade.thresholds.get(i) {
-                        Some(t) => format!("{} (final if margin ≥ {t})", bits_label(s)),
-                        None => bits_label(s),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" → "),
-                format!("{:.2}", k.agreement_pct),
-                format!("{:.3}", k.energy_j * 1e6),
-                format!("{:.3}", c.energy_limit_j * 1e6),
-            ]);
-        }
-        if let Some(nw) = &c.network {
-            rows.push(vec![
-                c.class.clone(),
-                "network".into(),
-                format!(
-                    "{} hidden, codebook {}; λ {:.3}; {} integer ops per choice",
-                    nw.network.hidden,
-                    nw.network
-                        .codebook
-                        .iter()
-                        .map(|s| bits_label(s))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    nw.lambda,
-                    nw.ops
-                ),
-                format!("{:.2}", nw.agreement_pct),
-                format!("{:.3}", nw.energy_j * 1e6),
-                format!("{:.3}", c.energy_limit_j * 1e6),
-            ]);
-        }
-    }
-    md_table(
-        &mut o,
-        &[
-            "class",
-            "policy",
-            "settings",
-            "agree w/ f32 %",
-            "dynamic µJ",
-            "limit µJ",
-        ],
-        &rows,
-    );
+    let rows = build_rows(b, true);
+    md_table(&mut o, &BUILD_COLUMNS, &rows);
     o
 }

@@ -584,16 +584,32 @@ fn finetune_writes_a_nested_bundle_better_than_ptq_at_its_deepest_level() {
         serde_json::from_slice(&std::fs::read(d.join("qat.json")).unwrap()).unwrap();
     assert_eq!(r["levels"], serde_json::json!([8, 4, 2]));
     let rows = r["rows"].as_array().unwrap();
-    // PTQ defaults, PTQ with the QAT quantizer, QAT nested, dedicated.
-    assert_eq!(rows.len(), 4, "{r}");
+    // PTQ defaults, PTQ with the QAT quantizer, QAT joint, QAT nested (chosen), dedicated.
+    assert_eq!(rows.len(), 5, "{r}");
     let acc = |row: usize, level: usize| rows[row]["accuracy_pct"][level].as_f64().unwrap();
-    let (ptq2, qat2, dedicated2) = (acc(0, 2), acc(2, 2), acc(3, 2));
+    let val = |row: usize, level: usize| rows[row]["val_accuracy_pct"][level].as_f64().unwrap();
+    let (ptq2, qat2, dedicated2) = (acc(0, 2), acc(3, 2), acc(4, 2));
     eprintln!("digits 8⊃4⊃2 at 2 bits: PTQ {ptq2:.2}, QAT {qat2:.2}, dedicated {dedicated2:.2}");
     assert!(qat2 > ptq2, "QAT {qat2} should beat PTQ {ptq2} at 2 bits");
-    assert!(acc(2, 0) > 95.0, "QAT 8-bit {}", acc(2, 0));
+    assert!(acc(3, 0) > 95.0, "QAT 8-bit {}", acc(3, 0));
+    // The validation images are carved from the training split (an eighth of 1437).
+    assert_eq!(r["val_images"], 179, "{r}");
+    assert_eq!(r["train_images"], 1437 - 179, "{r}");
+    // The lowest level has the joint bundle's codes among its candidates, so on validation it
+    // is at least as good; every level kept its best candidate.
+    assert!(val(3, 2) >= val(2, 2), "{r}");
+    let choices = r["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 3, "{r}");
+    for level in 0..3 {
+        let c = &choices[level];
+        let kept = c["val_accuracy_pct"][c["chosen"].as_u64().unwrap() as usize].as_f64();
+        assert_eq!(kept, Some(val(3, level)), "{r}");
+    }
     let md = std::fs::read_to_string(d.join("qat.md")).unwrap();
     assert!(
-        md.contains("caq finetune") && md.contains("| QAT nested"),
+        md.contains("caq finetune")
+            && md.contains("| QAT nested, levels chosen on validation")
+            && md.contains("nested − dedicated"),
         "{md}"
     );
     // The bundle and the fine-tuned float model are real: quantize/inspect read them back.
@@ -667,6 +683,19 @@ fn bad_finetune_flags_exit_non_zero_and_write_nothing() {
         d,
     ));
     assert!(e.contains("--gate-weights") && e.contains("m.caqf"), "{e}");
+    let e = fails(&caq(
+        &[
+            "finetune",
+            "--model",
+            "m.caqf",
+            "--val-images",
+            "5000",
+            "--out",
+            "q.caqb",
+        ],
+        d,
+    ));
+    assert!(e.contains("--val-images 5000"), "{e}");
     assert!(!d.join("q.caqb").exists());
 }
 

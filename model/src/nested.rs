@@ -302,6 +302,68 @@ fn residual(h: ArrayView2<i32>, high: ArrayView2<i32>, prev: u8, b: u8) -> Resul
     Ok(r)
 }
 
+/// Builds the nested matrix whose level `levels[j]` has the codes `codes[j]` (each in its own
+/// level's units, `levels` strictly descending): the lowest level's codes are the first group and
+/// each residual is `h_prev − h_b·2^l`, as [`nest`] stores them. Errors if a residual does not fit
+/// its signed (l+1)-bit group (see [`nearest_nested`] for codes that always fit).
+pub fn from_level_codes(levels: &[u8], codes: &[Array2<i32>]) -> Result<NestedWeights> {
+    check_levels(levels, levels.first().copied().unwrap_or(0))?;
+    if codes.len() != levels.len() {
+        return Err(ModelError::arg(
+            "codes",
+            format!(
+                "{} code matrices for {} levels {levels:?}",
+                codes.len(),
+                levels.len()
+            ),
+        ));
+    }
+    let n = levels[0];
+    let mut residuals = Vec::with_capacity(levels.len() - 1);
+    for (j, pair) in levels.windows(2).enumerate() {
+        let (prev, b) = (pair[0], pair[1]);
+        if codes[j].dim() != codes[j + 1].dim() {
+            return Err(ModelError::Shape {
+                context: format!("codes of level {prev}"),
+                expected: format!("{:?}", codes[j + 1].dim()),
+                found: format!("{:?}", codes[j].dim()),
+            });
+        }
+        residuals.push(PlaneGroup {
+            bits: prev - b + 1,
+            shift: n - prev,
+            codes: residual(codes[j].view(), codes[j + 1].view(), prev, b)?,
+        });
+    }
+    let lowest = levels[levels.len() - 1];
+    let mut groups = vec![PlaneGroup {
+        bits: lowest,
+        shift: n - lowest,
+        codes: codes[levels.len() - 1].clone(),
+    }];
+    groups.extend(residuals.into_iter().rev());
+    Ok(NestedWeights {
+        levels: levels.to_vec(),
+        groups,
+    })
+}
+
+/// The `b`-bit codes nearest to `want` that nest on the level below: with `below` the codes of
+/// the next lower level (`b − l` bits), each code is clamped into
+/// `[below·2^l − 2^l, below·2^l + 2^l − 1]` (the residual's signed (l+1)-bit range) and into the
+/// signed `b`-bit range. The interval is never empty, so any wanted level can be nested on any
+/// lower one at the cost of at most one lower-level step.
+pub fn nearest_nested(want: ArrayView2<i32>, below: ArrayView2<i32>, l: u8, b: u8) -> Array2<i32> {
+    let (lo, hi) = code_range(b);
+    let step = 1i32 << l;
+    let mut out = want.to_owned();
+    for (o, &h) in out.iter_mut().zip(below.iter()) {
+        let base = h * step;
+        *o = (*o).clamp((base - step).max(lo), (base + step - 1).min(hi));
+    }
+    out
+}
+
 /// The plane groups a nested matrix of `levels` stores, as `(bits, shift)` in storage order (the
 /// rule of [`NestedWeights`]): for `[8, 6, 4]`, `[(4, 4), (3, 2), (3, 0)]`. Errors unless `levels`
 /// is non-empty, strictly descending and each in 2..=8.
@@ -385,6 +447,48 @@ mod tests {
                     .sum::<f64>()
             })
             .sum()
+    }
+
+    #[test]
+    fn level_codes_rebuild_what_nest_stores_and_nearest_nested_always_fits() {
+        let mut rng = seeded_rng("level_codes_rebuild");
+        let w = gaussian(&mut rng, (6, 18), 0.3);
+        let levels = [8u8, 6, 4, 3, 2];
+        let q = full(&w, 8, None, Rounding::Nearest);
+        let nested = nest(&q, &levels, 9, Rounding::Nearest).unwrap();
+        let own: Vec<Array2<i32>> = levels
+            .iter()
+            .map(|&b| nested.effective_codes(b).unwrap().mapv(|c| c >> (8 - b)))
+            .collect();
+        assert_eq!(from_level_codes(&levels, &own).unwrap(), nested);
+        // Any wanted codes, projected bottom-up, nest; where they already fit they are kept.
+        let mut codes = own.clone();
+        for j in (0..levels.len() - 1).rev() {
+            let (lo, hi) = code_range(levels[j]);
+            let want = own[j].mapv(|_| rng.random_range(lo..=hi));
+            let l = levels[j] - levels[j + 1];
+            codes[j] = nearest_nested(want.view(), codes[j + 1].view(), l, levels[j]);
+            let again = nearest_nested(codes[j].view(), codes[j + 1].view(), l, levels[j]);
+            assert_eq!(again, codes[j]);
+        }
+        let rebuilt = from_level_codes(&levels, &codes).unwrap();
+        for (j, &b) in levels.iter().enumerate() {
+            assert_eq!(
+                rebuilt.effective_codes(b).unwrap(),
+                codes[j].mapv(|c| c << (8 - b))
+            );
+        }
+        // Codes that do not nest are refused, naming the levels.
+        let mut bad = own.clone();
+        bad[0] = own[1].mapv(|c| (c * 4 + 100).clamp(-128, 127));
+        bad[1] = own[1].mapv(|_| -32);
+        assert!(
+            from_level_codes(&levels, &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("8 → 6")
+        );
+        assert!(from_level_codes(&levels, &own[1..]).is_err());
     }
 
     #[test]

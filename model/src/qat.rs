@@ -14,8 +14,8 @@ use crate::data::Dataset;
 use crate::error::{ModelError, Result};
 use crate::graph::FloatModel;
 use crate::nested;
-use crate::qmodel::QuantizeConfig;
-use crate::quant::{Rounding, WeightQuantConfig};
+use crate::qmodel::{self, QLayer, QModel, QuantizeConfig};
+use crate::quant::{Rounding, WeightQuantConfig, code_range, scale_at};
 use crate::train::{Net, Schedule, as_f32, candle_accuracy, candle_err, check_inputs, run_epochs};
 use candle_core::{Device, Tensor};
 use ndarray::Array2;
@@ -259,6 +259,206 @@ pub fn finetune(
     Ok((net.to_model()?, report))
 }
 
+/// One level's choice in [`compose_levels`]: the validation accuracy of each candidate for
+/// that level's codes, and the one kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LevelChoice {
+    pub bits: u8,
+    /// Candidate names in the order tried: the bundle's own codes first, then the anchors.
+    pub candidates: Vec<String>,
+    pub val_accuracy_pct: Vec<f64>,
+    /// Index into `candidates`: the first of the most accurate.
+    pub chosen: usize,
+}
+
+/// Chooses each level's codes of the nested bundle `q` on the validation set `val`, from the
+/// lowest level up. The candidates for level b are `q`'s own b-bit codes (named `own`) and, per
+/// anchor float model, its weights rounded to nearest on b-bit grid of `q`'s scales; each is
+/// projected onto the codes already chosen for the level below (`nested::nearest_nested`: at
+/// most one lower-level step away), and the most accurate at b on `val` is kept (the earlier
+/// candidate on a tie). The scales, biases, activations and requantization of `q` are kept,
+/// so the result is a bundle of the same format; only which codes it stores changes.
+///
+/// Why this works: nesting ties a level to the one below it only within one lower-level step
+/// (the residual's range), so the full-bit codes can follow a model tuned for full bits while
+/// the low levels keep what the all-level training found.
+pub fn compose_levels(
+    q: &QModel,
+    own: &str,
+    anchors: &[(&str, &FloatModel)],
+    val: &Dataset,
+) -> Result<(QModel, Vec<LevelChoice>)> {
+    let levels = q.levels().to_vec();
+    let Some(&n) = levels.first() else {
+        return Err(ModelError::arg("levels", "the bundle has no levels"));
+    };
+    for (name, m) in anchors {
+        if m.params.len() != q.layers.len() {
+            return Err(ModelError::arg(
+                "anchors",
+                format!(
+                    "model '{name}' has {} nodes, the bundle {}",
+                    m.params.len(),
+                    q.layers.len()
+                ),
+            ));
+        }
+    }
+    // Per weight layer, per level (in `levels` order), the chosen codes in that level's units;
+    // start from the bundle's own.
+    let mut chosen: Vec<Option<Vec<Array2<i32>>>> = Vec::with_capacity(q.layers.len());
+    for l in &q.layers {
+        chosen.push(match l {
+            None => None,
+            Some(l) => Some(
+                levels
+                    .iter()
+                    .map(|&b| {
+                        l.weights
+                            .effective_codes(b)
+                            .map(|c| c.mapv(|v| v >> (n - b)))
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+        });
+    }
+    let mut model = q.clone();
+    let mut choices = Vec::with_capacity(levels.len());
+    for j in (0..levels.len()).rev() {
+        let b = levels[j];
+        let mut names = vec![own.to_string()];
+        names.extend(anchors.iter().map(|(name, _)| name.to_string()));
+        let mut accs = Vec::with_capacity(names.len());
+        let mut best: Option<(f64, Vec<Option<Vec<Array2<i32>>>>)> = None;
+        for c in 0..names.len() {
+            let mut trial = chosen.clone();
+            for (i, codes) in trial.iter_mut().enumerate() {
+                let (Some(codes), Some(layer)) = (codes, &q.layers[i]) else {
+                    continue;
+                };
+                if c > 0 {
+                    codes[j] = anchor_codes(anchors[c - 1].1, i, layer, n, b)?;
+                }
+                nest_upward(&levels, codes, j);
+            }
+            install(&mut model, &levels, &trial)?;
+            let acc = qmodel::int_accuracy(&model, &model.uniform_bits(b), val)?;
+            accs.push(acc);
+            if best.as_ref().is_none_or(|(a, _)| acc > *a) {
+                best = Some((acc, trial));
+            }
+        }
+        let (best_acc, trial) = best.ok_or_else(|| ModelError::arg("anchors", "no candidates"))?;
+        chosen = trial;
+        choices.push(LevelChoice {
+            bits: b,
+            chosen: accs.iter().position(|&a| a == best_acc).unwrap_or(0),
+            candidates: names,
+            val_accuracy_pct: accs,
+        });
+    }
+    install(&mut model, &levels, &chosen)?;
+    choices.reverse();
+    Ok((model, choices))
+}
+
+/// The anchor's weights of layer `i` as `b`-bit codes on the layer's full-bit scales: nearest
+/// to `w / (scale · 2^(n−b))`, in the signed b-bit range.
+fn anchor_codes(m: &FloatModel, i: usize, layer: &QLayer, n: u8, b: u8) -> Result<Array2<i32>> {
+    let Some(p) = &m.params[i] else {
+        return Err(ModelError::Layer {
+            layer: layer.name.clone(),
+            what: "the anchor model has no weights here".into(),
+        });
+    };
+    let dim = layer.weights.groups[0].codes.dim();
+    if p.weight.dim() != dim {
+        return Err(ModelError::Shape {
+            context: format!("anchor weights of layer {}", layer.name),
+            expected: format!("{dim:?}"),
+            found: format!("{:?}", p.weight.dim()),
+        });
+    }
+    let (lo, hi) = code_range(b);
+    let unit = f32::from(1u16 << (n - b));
+    Ok(Array2::from_shape_fn(dim, |(r, k)| {
+        let s = scale_at(&layer.channel_scale, layer.groups.as_ref(), r, k) * unit;
+        ((p.weight[(r, k)] / s).round() as i32).clamp(lo, hi)
+    }))
+}
+
+/// Re-nests level `j` and every level above it on the (possibly changed) level below it.
+fn nest_upward(levels: &[u8], codes: &mut [Array2<i32>], j: usize) {
+    for k in (0..=j.min(levels.len() - 2)).rev() {
+        let l = levels[k] - levels[k + 1];
+        codes[k] = nested::nearest_nested(codes[k].view(), codes[k + 1].view(), l, levels[k]);
+    }
+}
+
+fn install(model: &mut QModel, levels: &[u8], codes: &[Option<Vec<Array2<i32>>>]) -> Result<()> {
+    for (layer, codes) in model.layers.iter_mut().zip(codes) {
+        if let (Some(layer), Some(codes)) = (layer, codes) {
+            layer.weights = nested::from_level_codes(levels, codes)?;
+        }
+    }
+    Ok(())
+}
+
+/// What [`finetune_nested`] made.
+pub struct NestedQat {
+    /// The bundle to ship: the joint bundle's levels chosen against the anchors on validation.
+    pub bundle: QModel,
+    /// The bundle of the all-level training alone (the joint STE recipe).
+    pub joint: QModel,
+    /// The all-level fine-tuned float model (its biases and activation ranges are the bundle's).
+    pub tuned: FloatModel,
+    /// The full-bit fine-tune: `cfg` with the top level alone (the dedicated full-bit model).
+    pub top: FloatModel,
+    pub report: QatReport,
+    pub top_report: QatReport,
+    pub choices: Vec<LevelChoice>,
+}
+
+/// Candidate names of [`finetune_nested`]'s level choice, in the order tried.
+pub const JOINT: &str = "all-level QAT";
+pub const TOP: &str = "full-bit QAT";
+pub const START: &str = "starting model";
+
+/// The nested recipe: fine-tune `cfg.levels` jointly ([`finetune`]), fine-tune the top level
+/// alone, quantize the joint model with `qcfg`, then choose every level's codes on `val` from
+/// the joint bundle, the full-bit fine-tune and the starting model ([`compose_levels`]).
+/// `val` must not overlap `train_set`; nothing here looks at a held-out test set.
+pub fn finetune_nested(
+    model: &FloatModel,
+    train_set: &Dataset,
+    val: &Dataset,
+    cfg: &QatConfig,
+    qcfg: &QuantizeConfig,
+    progress: bool,
+) -> Result<NestedQat> {
+    if val.is_empty() {
+        return Err(ModelError::arg("val", "the validation set is empty"));
+    }
+    let one = QatConfig {
+        levels: vec![cfg.levels[0]],
+        level_weights: vec![1.0],
+        ..cfg.clone()
+    };
+    let (top, top_report) = finetune(model, train_set, &one, progress)?;
+    let (tuned, report) = finetune(model, train_set, cfg, progress)?;
+    let joint = qmodel::quantize(&tuned, train_set, qcfg)?;
+    let (bundle, choices) = compose_levels(&joint, JOINT, &[(TOP, &top), (START, model)], val)?;
+    Ok(NestedQat {
+        bundle,
+        joint,
+        tuned,
+        top,
+        report,
+        top_report,
+        choices,
+    })
+}
+
 /// Per level, the weight tensor of every node: the straight-through `w + (q_level(w) − w)`.
 fn fake_weights(
     net: &Net,
@@ -378,6 +578,65 @@ mod tests {
             "QAT 2-bit {qat2} vs PTQ with the same quantizer {ptq2}"
         );
         assert!(qat8 > 95.0, "QAT 8-bit {qat8}");
+    }
+
+    #[test]
+    fn chosen_levels_nest_and_keep_the_top_level_at_least_at_ptq() {
+        let all = data::digits().unwrap();
+        let (train_all, test) = all.stratified_split(360, 0).unwrap();
+        let (fit, val) = train_all.stratified_split(180, 0).unwrap();
+        let (model, _) = train(
+            &fit,
+            &TrainConfig {
+                epochs: 3,
+                ..TrainConfig::default_for(Arch::Mlp)
+            },
+            false,
+        )
+        .unwrap();
+        let cfg = QatConfig {
+            epochs: 2,
+            ..QatConfig::new(&[8, 4, 2])
+        };
+        let qcfg = cfg.quantize_config();
+        let done = finetune_nested(&model, &fit, &val, &cfg, &qcfg, false).unwrap();
+        let ptq = quantize(&model, &fit, &QuantizeConfig::nested(&cfg.levels)).unwrap();
+        let acc = |q: &QModel, b: u8, set: &Dataset| {
+            qmodel::int_accuracy(q, &q.uniform_bits(b), set).unwrap()
+        };
+        // Every level kept the most accurate candidate on validation, and the bundle is
+        // well-formed: each level is a prefix of the one above.
+        assert_eq!(
+            done.choices.iter().map(|c| c.bits).collect::<Vec<_>>(),
+            [8, 4, 2]
+        );
+        for c in &done.choices {
+            let best = c.val_accuracy_pct.iter().copied().fold(f64::MIN, f64::max);
+            assert_eq!(c.val_accuracy_pct[c.chosen], best, "{c:?}");
+            assert!(
+                (acc(&done.bundle, c.bits, &val) - best).abs() < 1e-9,
+                "{c:?}"
+            );
+        }
+        for l in done.bundle.layers.iter().flatten() {
+            let codes: Vec<_> = [8u8, 4, 2]
+                .iter()
+                .map(|&b| l.weights.effective_codes(b).unwrap().mapv(|c| c >> (8 - b)))
+                .collect();
+            assert_eq!(
+                nested::from_level_codes(&[8, 4, 2], &codes).unwrap(),
+                l.weights
+            );
+        }
+        // The lowest level is the joint training's own (the anchors are not tuned for it).
+        assert_eq!(done.choices[2].candidates[done.choices[2].chosen], JOINT);
+        let (top, ptq8) = (acc(&done.bundle, 8, &test), acc(&ptq, 8, &test));
+        let (low, ptq2) = (acc(&done.bundle, 2, &test), acc(&ptq, 2, &test));
+        eprintln!(
+            "digits MLP 8⊃4⊃2 held-out: 8-bit {top:.2} (PTQ {ptq8:.2}), 2-bit {low:.2} (PTQ {ptq2:.2})"
+        );
+        assert!(top >= ptq8, "8-bit {top} below PTQ {ptq8}");
+        assert!(low > ptq2, "2-bit {low} not above PTQ {ptq2}");
     }
 
     #[test]

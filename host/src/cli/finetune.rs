@@ -5,6 +5,7 @@
 use super::{DataArgs, parse_calibration, parse_levels, table, write_json};
 use anyhow::{Context, Result, bail};
 use caq_model::bundle::{self, Bundle};
+use caq_model::data::Dataset;
 use caq_model::qat::{self, QatConfig};
 use caq_model::qmodel::{self, QModel, QuantizeConfig};
 use clap::Args;
@@ -39,9 +40,14 @@ pub struct FinetuneArgs {
     /// (0 = labels only).
     #[arg(long, default_value_t = 0.5)]
     distill: f32,
-    /// Seed of the batch order.
+    /// Seed of the batch order and of the validation split.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Validation images carved (stratified) from the training split; every choice the command
+    /// makes is made on them, never on the held-out set (default: one eighth of the training
+    /// images).
+    #[arg(long, value_parser = super::count)]
+    val_images: Option<usize>,
     /// Local quantization regions: one weight scale per this many elements along K.
     #[arg(long)]
     group_size: Option<usize>,
@@ -78,18 +84,22 @@ pub struct FinetuneArgs {
     quiet: bool,
 }
 
-/// Held-out top-1 % of one way of quantizing, at every level of the nested chain.
+/// Top-1 % of one way of quantizing, at every level of the nested chain.
 #[derive(Serialize, Clone, Debug)]
 struct Row {
     method: String,
-    /// Per level of `levels`: accuracy %, or None where the method has no such level.
+    /// Per level of `levels`, on the held-out set: accuracy %, or None where the method has no
+    /// such level.
     accuracy_pct: Vec<Option<f64>>,
+    /// The same on the validation images (carved from the training split).
+    val_accuracy_pct: Vec<Option<f64>>,
 }
 
 #[derive(Serialize)]
 struct Report {
     dataset: String,
     train_images: usize,
+    val_images: usize,
     test_images: usize,
     levels: Vec<u8>,
     level_weights: Vec<f32>,
@@ -98,6 +108,9 @@ struct Report {
     qat_float_accuracy_pct: f64,
     rows: Vec<Row>,
     qat: qat::QatReport,
+    top_qat: qat::QatReport,
+    /// Per level, the validation accuracy of each candidate for its codes and the one kept.
+    choices: Vec<qat::LevelChoice>,
     seconds: f64,
     command: String,
 }
@@ -150,23 +163,36 @@ fn weights_from_gates(path: &Path, levels: &[u8]) -> Result<Vec<f32>> {
         .collect())
 }
 
-fn accuracy_at(q: &QModel, bits: u8, test: &caq_model::data::Dataset) -> Result<f64> {
+fn accuracy_at(q: &QModel, bits: u8, test: &Dataset) -> Result<f64> {
     Ok(qmodel::int_accuracy(q, &q.uniform_bits(bits), test)?)
 }
 
-fn row(method: &str, q: &QModel, levels: &[u8], test: &caq_model::data::Dataset) -> Result<Row> {
-    let mut acc = Vec::with_capacity(levels.len());
-    for &b in levels {
-        acc.push(if q.levels().contains(&b) {
-            Some(accuracy_at(q, b, test)?)
-        } else {
-            None
-        });
-    }
+fn row(method: &str, q: &QModel, levels: &[u8], sets: &Sets) -> Result<Row> {
+    let per = |set: &Dataset| -> Result<Vec<Option<f64>>> {
+        levels
+            .iter()
+            .map(|&b| {
+                Ok(if q.levels().contains(&b) {
+                    Some(accuracy_at(q, b, set)?)
+                } else {
+                    None
+                })
+            })
+            .collect()
+    };
     Ok(Row {
         method: method.into(),
-        accuracy_pct: acc,
+        accuracy_pct: per(sets.test)?,
+        val_accuracy_pct: per(sets.val)?,
     })
+}
+
+/// The three disjoint parts of the data: training, validation (carved from the training
+/// split) and held-out.
+struct Sets<'a> {
+    fit: &'a Dataset,
+    val: &'a Dataset,
+    test: &'a Dataset,
 }
 
 fn with_calibration(mut q: QuantizeConfig, a: &FinetuneArgs) -> Result<QuantizeConfig> {
@@ -185,6 +211,21 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     };
     let model = super::models::load_float(&a.model)?;
     let split = a.data.load()?;
+    let val_images = a.val_images.unwrap_or(split.train.len() / 8);
+    let (fit, val) = split
+        .train
+        .stratified_split(val_images, a.seed)
+        .with_context(|| {
+            format!(
+                "--val-images {val_images}: carving a validation set from {} training images",
+                split.train.len()
+            )
+        })?;
+    let sets = Sets {
+        fit: &fit,
+        val: &val,
+        test: &split.test,
+    };
     let cfg = QatConfig {
         level_weights: level_weights.clone(),
         group_size: a.group_size,
@@ -203,70 +244,79 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     if compare {
         eprintln!("post-training quantization of the starting model");
         let ptq = with_calibration(QuantizeConfig::nested(&levels), &a)?;
-        let q = qmodel::quantize(&model, &split.train, &ptq).context("quantizing (PTQ)")?;
-        rows.push(row(
-            "PTQ nested (caq quantize defaults: adaptive rounding, max-abs scales)",
-            &q,
-            &levels,
-            &split.test,
-        )?);
-        let q = qmodel::quantize(&model, &split.train, &qcfg).context("quantizing (PTQ)")?;
+        let q = qmodel::quantize(&model, sets.fit, &ptq).context("quantizing (PTQ)")?;
+        rows.push(row(PTQ_DEFAULTS, &q, &levels, &sets)?);
+        let q = qmodel::quantize(&model, sets.fit, &qcfg).context("quantizing (PTQ)")?;
         rows.push(row(
             "PTQ nested (the QAT quantizer: nearest, nesting-aware scales)",
             &q,
             &levels,
-            &split.test,
+            &sets,
         )?);
     }
 
-    let (tuned, report) = qat::finetune(&model, &split.train, &cfg, !a.quiet)
+    let done = qat::finetune_nested(&model, sets.fit, sets.val, &cfg, &qcfg, !a.quiet)
         .with_context(|| format!("fine-tuning {}", a.model.display()))?;
-    let q = qmodel::quantize(&tuned, &split.train, &qcfg).context("quantizing the QAT model")?;
-    bundle::write(&a.out, &q).with_context(|| format!("writing --out {}", a.out.display()))?;
+    let q = &done.bundle;
+    bundle::write(&a.out, q).with_context(|| format!("writing --out {}", a.out.display()))?;
     if let Some(p) = &a.float_out {
-        tuned
+        done.tuned
             .save(p)
             .with_context(|| format!("writing --float-out {}", p.display()))?;
     }
-    rows.push(row("QAT nested (one bundle)", &q, &levels, &split.test)?);
+    if compare {
+        rows.push(row(JOINT_ROW, &done.joint, &levels, &sets)?);
+    }
+    rows.push(row(NESTED_ROW, q, &levels, &sets)?);
 
     if a.dedicated {
         let mut acc = vec![None; levels.len()];
+        let mut val_acc = vec![None; levels.len()];
         for (i, &b) in levels.iter().enumerate() {
             let one = QatConfig {
                 levels: vec![b],
                 level_weights: vec![1.0],
                 ..cfg.clone()
             };
-            eprintln!("fine-tuning a dedicated {b}-bit model");
-            let (m, _) = qat::finetune(&model, &split.train, &one, !a.quiet)
-                .with_context(|| format!("fine-tuning the dedicated {b}-bit model"))?;
-            let qd = qmodel::quantize(
-                &m,
-                &split.train,
-                &with_calibration(one.quantize_config(), &a)?,
-            )
-            .with_context(|| format!("quantizing the dedicated {b}-bit model"))?;
-            acc[i] = Some(accuracy_at(&qd, b, &split.test)?);
+            // The full-bit fine-tune of the nested recipe is this very model.
+            let m = if i == 0 {
+                done.top.clone()
+            } else {
+                eprintln!("fine-tuning a dedicated {b}-bit model");
+                qat::finetune(&model, sets.fit, &one, !a.quiet)
+                    .with_context(|| format!("fine-tuning the dedicated {b}-bit model"))?
+                    .0
+            };
+            let qd = qmodel::quantize(&m, sets.fit, &with_calibration(one.quantize_config(), &a)?)
+                .with_context(|| format!("quantizing the dedicated {b}-bit model"))?;
+            acc[i] = Some(accuracy_at(&qd, b, sets.test)?);
+            val_acc[i] = Some(accuracy_at(&qd, b, sets.val)?);
         }
         rows.push(Row {
-            method: "QAT dedicated (one model per level, same recipe)".into(),
+            method: DEDICATED_ROW.into(),
             accuracy_pct: acc,
+            val_accuracy_pct: val_acc,
         });
     }
 
     let float_acc = qmodel::float_accuracy(&model, &split.test)?;
-    let tuned_acc = qmodel::float_accuracy(&tuned, &split.test)?;
+    let tuned_acc = qmodel::float_accuracy(&done.tuned, &split.test)?;
     println!(
         "\nfine-tuned {:?} in {:.0} s; bundle written to {}",
         levels,
-        report.seconds,
+        done.report.seconds + done.top_report.seconds,
         a.out.display()
     );
+    println!("codes chosen per level on {} validation images:", val.len());
+    for c in &done.choices {
+        println!("  {}", choice_line(c));
+    }
     println!(
-        "top-1 % on {} held-out images of {} (f32 {float_acc:.2}, after QAT f32 {tuned_acc:.2}):",
+        "top-1 % on {} held-out images of {} (f32 {float_acc:.2}, after QAT f32 {tuned_acc:.2}), \
+         [on {} validation images]:",
         split.test.len(),
-        split.test.name
+        split.test.name,
+        val.len()
     );
     let mut header = vec!["method".to_string()];
     header.extend(levels.iter().map(|b| format!("{b}-bit")));
@@ -275,10 +325,12 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         .iter()
         .map(|r| {
             let mut c = vec![r.method.clone()];
-            c.extend(r.accuracy_pct.iter().map(|a| match a {
-                Some(a) => format!("{a:.2}"),
-                None => "-".into(),
-            }));
+            c.extend(
+                r.accuracy_pct
+                    .iter()
+                    .zip(&r.val_accuracy_pct)
+                    .map(|(a, v)| cell(*a, *v)),
+            );
             c
         })
         .collect();
@@ -302,7 +354,8 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         .join(" ");
     let out = Report {
         dataset: split.test.name.clone(),
-        train_images: split.train.len(),
+        train_images: fit.len(),
+        val_images: val.len(),
         test_images: split.test.len(),
         levels,
         level_weights,
@@ -310,7 +363,9 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         float_accuracy_pct: float_acc,
         qat_float_accuracy_pct: tuned_acc,
         rows,
-        qat: report,
+        qat: done.report,
+        top_qat: done.top_report,
+        choices: done.choices,
         seconds: start.elapsed().as_secs_f64(),
         command,
     };
@@ -324,6 +379,32 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     Ok(())
 }
 
+const PTQ_DEFAULTS: &str = "PTQ nested (caq quantize defaults: adaptive rounding, max-abs scales)";
+const JOINT_ROW: &str = "QAT nested, all levels trained jointly (one bundle)";
+const NESTED_ROW: &str = "QAT nested, levels chosen on validation (the bundle written)";
+const DEDICATED_ROW: &str = "QAT dedicated (one model per level, same recipe)";
+
+/// A table cell: held-out accuracy, then the validation accuracy in brackets.
+fn cell(test: Option<f64>, val: Option<f64>) -> String {
+    match (test, val) {
+        (Some(t), Some(v)) => format!("{t:.2} [{v:.2}]"),
+        (Some(t), None) => format!("{t:.2}"),
+        _ => "-".into(),
+    }
+}
+
+fn choice_line(c: &qat::LevelChoice) -> String {
+    let tried = c
+        .candidates
+        .iter()
+        .zip(&c.val_accuracy_pct)
+        .map(|(n, a)| format!("{n} {a:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let kept = c.candidates.get(c.chosen).map_or("?", String::as_str);
+    format!("{}-bit: {kept} (validation: {tried})", c.bits)
+}
+
 /// How the rows were made; part of every report.
 const METHOD: &str = "
 ## How the rows were made
@@ -333,17 +414,32 @@ scales, SQuant-style adaptive rounding of the full codes and of each nesting shi
 - **PTQ nested (the QAT quantizer)**: the same float model through the quantizer the fine-tuning \
 simulates: round-to-nearest, each channel's scale chosen for the squared error summed over all \
 levels (`nest_clip`).
-- **QAT nested (one bundle)**: `caq_model::qat::finetune` from the starting model. Each step runs the batch \
-once per level; the weights of every layer are replaced by `w + (q_level(w) − w)` with the \
-difference held constant (straight-through estimator), where `q_level` is \
-`nested::fake_quantize`, the very function `quantize` uses, so the integer model is what the last \
-step saw. Each level's loss is half the cross-entropy with the labels and half the \
-cross-entropy with the starting float model's softmax (self-distillation, `--distill 0.5`); the \
-step's loss is the level-weighted mean over the levels; AdamW with a cosine schedule. Afterwards the activations (8-bit) are calibrated and the model is quantized \
-with the QAT quantizer into one nested bundle; every column of this row is that one bundle.
+- **QAT nested, all levels trained jointly**: `caq_model::qat::finetune` from the starting model. \
+Each step runs the batch once per level; the weights of every layer are replaced by \
+`w + (q_level(w) − w)` with the difference held constant (straight-through estimator), where \
+`q_level` is `nested::fake_quantize`, the very function `quantize` uses, so the integer model is \
+what the last step saw. Each level's loss is `1 − distill` times the cross-entropy with the \
+labels plus `distill` times the cross-entropy with the starting float model's softmax \
+(self-distillation); the step's loss is the level-weighted mean over the levels; AdamW with a \
+cosine schedule. Afterwards the activations (8-bit) are calibrated and the model is quantized \
+with the QAT quantizer into one nested bundle.
+- **QAT nested, levels chosen on validation** (`caq_model::qat::finetune_nested`, the bundle \
+written): the joint bundle's scales, biases and activations, with each level's codes chosen from \
+the lowest level up among three candidates: the joint bundle's own codes, the weights of a \
+full-bit fine-tune (the same recipe with the top level alone) rounded on the bundle's grid, and \
+the starting model's weights rounded the same way. Each candidate is moved to the nearest codes \
+that nest on the level already chosen below it (`nested::nearest_nested`: the signed residual \
+reaches one lower-level step either way), and the one most accurate at that level on the \
+validation images is kept. Nesting ties a level to the one below only within one of its steps, \
+so the full-bit codes can follow a model tuned for full bits while the low levels keep what \
+the joint training found; the format and the integer arithmetic are unchanged.
 - **QAT dedicated**: the same recipe with a single level, one model per column, quantized as a \
-plain model of that bit-width: the reference a nested model is measured against.
+plain model of that bit-width: the reference a nested model is measured against. Its top-level \
+model is the full-bit fine-tune above.
 
+Every figure is top-1 on the held-out images, with the validation images' figure in brackets. \
+The validation images are carved (stratified, `--val-images`, `--seed`) from the training split; \
+the fine-tuning runs never see them and nothing the command chooses looks at the held-out set. \
 Activations are not fake-quantized during training (they are 8-bit at every level), and caq \
 graphs carry no batch-norm to re-estimate per level (`caq import` folds it into the weights).
 ";
@@ -358,17 +454,19 @@ fn markdown(r: &Report) -> String {
     s.push_str("\n```\n\n");
     s.push_str(&format!(
         "Top-1 accuracy (%) of the golden integer model at each nesting level, uniform over the \
-         layers, on {} held-out images of {} (trained on the other {}). The float model: \
-         {:.2} %; after fine-tuning, its float weights: {:.2} %. Level weights {:?}, \
+         layers, on {} held-out images of {} [in brackets: on {} validation images carved from \
+         the training split]; fine-tuned on the other {} training images. The float model: \
+         {:.2} %; the all-level fine-tune's float weights: {:.2} %. Level weights {:?}, \
          distillation {}; fine-tuning took {:.0} s, the whole command {:.0} s.\n\n",
         r.test_images,
         r.dataset,
+        r.val_images,
         r.train_images,
         r.float_accuracy_pct,
         r.qat_float_accuracy_pct,
         r.level_weights,
         r.distill,
-        r.qat.seconds,
+        r.qat.seconds + r.top_qat.seconds,
         r.seconds
     ));
     s.push_str("| method |");
@@ -382,28 +480,40 @@ fn markdown(r: &Report) -> String {
     s.push('\n');
     for row in &r.rows {
         s.push_str(&format!("| {} |", row.method));
-        for a in &row.accuracy_pct {
-            match a {
-                Some(a) => s.push_str(&format!(" {a:.2} |")),
-                None => s.push_str(" - |"),
-            }
+        for (a, v) in row.accuracy_pct.iter().zip(&row.val_accuracy_pct) {
+            s.push_str(&format!(" {} |", cell(*a, *v)));
         }
         s.push('\n');
     }
-    let find = |prefix: &str| r.rows.iter().find(|row| row.method.starts_with(prefix));
-    if let (Some(n), Some(d)) = (find("QAT nested"), find("QAT dedicated")) {
-        s.push_str("| QAT nested − dedicated (points) |");
-        for (a, b) in n.accuracy_pct.iter().zip(&d.accuracy_pct) {
+    let find = |m: &str| r.rows.iter().find(|row| row.method == m);
+    let nested = find(NESTED_ROW);
+    for (label, other) in [
+        ("nested − dedicated", find(DEDICATED_ROW)),
+        ("nested − PTQ defaults", find(PTQ_DEFAULTS)),
+    ] {
+        let (Some(n), Some(d)) = (nested, other) else {
+            continue;
+        };
+        s.push_str(&format!("| {label} (points) |"));
+        for (i, (a, b)) in n.accuracy_pct.iter().zip(&d.accuracy_pct).enumerate() {
+            let v = match (n.val_accuracy_pct[i], d.val_accuracy_pct[i]) {
+                (Some(x), Some(y)) => format!(" [{:+.2}]", x - y),
+                _ => String::new(),
+            };
             match (a, b) {
-                (Some(a), Some(b)) => s.push_str(&format!(" {:+.2} |", a - b)),
+                (Some(a), Some(b)) => s.push_str(&format!(" {:+.2}{v} |", a - b)),
                 _ => s.push_str(" - |"),
             }
         }
         s.push('\n');
     }
+    s.push_str("\nThe codes kept at each level, with every candidate's validation accuracy:\n\n");
+    for c in &r.choices {
+        s.push_str(&format!("- {}\n", choice_line(c)));
+    }
     s.push_str(METHOD);
     s.push_str(&format!(
-        "\nLast epoch's mean cross-entropy per level (fake-quantized): {}.\n",
+        "\nLast epoch's mean cross-entropy per level of the joint training (fake-quantized): {}.\n",
         r.levels
             .iter()
             .zip(&r.qat.level_losses)

@@ -135,7 +135,8 @@ pub struct QatReport {
     pub epochs: usize,
     /// Mean weighted loss over the last epoch (normalised by the sum of the level weights).
     pub final_loss: f32,
-    /// Mean cross-entropy of each level over the last epoch, in `levels` order.
+    /// Mean cross-entropy of each level over the last epoch, in `levels` order (NaN for a level
+    /// weighted 0, which is not run).
     pub level_losses: Vec<f32>,
     /// Accuracy on the training set of the float weights (not fake-quantized).
     pub train_accuracy: f32,
@@ -221,6 +222,11 @@ pub fn finetune(
             let mut total: Option<Tensor> = None;
             let mut parts = Vec::with_capacity(per_level.len());
             for (weights, &lw) in per_level.iter().zip(&cfg.level_weights) {
+                // A level weighted 0 adds nothing to the loss: skip its forward pass.
+                if lw == 0.0 {
+                    parts.push(f32::NAN);
+                    continue;
+                }
                 let logits = net.forward_with(x, weights)?;
                 let ce = candle_nn::loss::cross_entropy(&logits, y)?;
                 parts.push(ce.to_scalar::<f32>()?);
@@ -267,16 +273,46 @@ pub struct LevelChoice {
     /// Candidate names in the order tried: the bundle's own codes first, then the anchors.
     pub candidates: Vec<String>,
     pub val_accuracy_pct: Vec<f64>,
-    /// Index into `candidates`: the first of the most accurate.
+    /// Mean cross-entropy of the integer logits (times the output scale) on the validation set:
+    /// breaks ties in accuracy, which a small or easy validation set has often.
+    pub val_loss: Vec<f64>,
+    /// Index into `candidates`: the most accurate, the lowest loss among those.
     pub chosen: usize,
+}
+
+/// Top-1 % and mean cross-entropy of `q` run at `bits` on every layer.
+fn score(q: &QModel, bits: u8, set: &Dataset) -> Result<(f64, f64)> {
+    let ex = q.executor(&q.uniform_bits(bits))?;
+    let scale = q.acts.last().map_or(1.0, |a| f64::from(a.scale));
+    let per = qmodel::par_map(set.len(), |i| {
+        ex.logits(set.image(i)).map(|z| {
+            let y = set.labels[i] as usize;
+            let top = z.iter().copied().max().unwrap_or(0);
+            let lse = z
+                .iter()
+                .map(|&v| (f64::from(v - top) * scale).exp())
+                .sum::<f64>()
+                .ln();
+            let ce = lse - f64::from(z.get(y).copied().unwrap_or(top) - top) * scale;
+            (qmodel::argmax(&z) == y, ce)
+        })
+    });
+    let (mut hits, mut loss) = (0usize, 0.0f64);
+    for r in per {
+        let (hit, ce) = r?;
+        hits += usize::from(hit);
+        loss += ce;
+    }
+    let n = set.len().max(1) as f64;
+    Ok((100.0 * hits as f64 / n, loss / n))
 }
 
 /// Chooses each level's codes of the nested bundle `q` on the validation set `val`, from the
 /// lowest level up. The candidates for level b are `q`'s own b-bit codes (named `own`) and, per
 /// anchor float model, its weights rounded to nearest on b-bit grid of `q`'s scales; each is
 /// projected onto the codes already chosen for the level below (`nested::nearest_nested`: at
-/// most one lower-level step away), and the most accurate at b on `val` is kept (the earlier
-/// candidate on a tie). The scales, biases, activations and requantization of `q` are kept,
+/// most one lower-level step away), and the most accurate at b on `val` is kept (on a tie, the
+/// one with the lower cross-entropy; then the earlier). The scales, biases, activations and requantization of `q` are kept,
 /// so the result is a bundle of the same format; only which codes it stores changes.
 ///
 /// Why this works: nesting ties a level to the one below it only within one lower-level step
@@ -329,7 +365,8 @@ pub fn compose_levels(
         let mut names = vec![own.to_string()];
         names.extend(anchors.iter().map(|(name, _)| name.to_string()));
         let mut accs = Vec::with_capacity(names.len());
-        let mut best: Option<(f64, Vec<Option<Vec<Array2<i32>>>>)> = None;
+        let mut losses = Vec::with_capacity(names.len());
+        let mut best: Option<(usize, Vec<Option<Vec<Array2<i32>>>>)> = None;
         for c in 0..names.len() {
             let mut trial = chosen.clone();
             for (i, codes) in trial.iter_mut().enumerate() {
@@ -342,19 +379,24 @@ pub fn compose_levels(
                 nest_upward(&levels, codes, j);
             }
             install(&mut model, &levels, &trial)?;
-            let acc = qmodel::int_accuracy(&model, &model.uniform_bits(b), val)?;
+            let (acc, loss) = score(&model, b, val)?;
+            let better = best
+                .as_ref()
+                .is_none_or(|(k, _)| acc > accs[*k] || (acc == accs[*k] && loss < losses[*k]));
             accs.push(acc);
-            if best.as_ref().is_none_or(|(a, _)| acc > *a) {
-                best = Some((acc, trial));
+            losses.push(loss);
+            if better {
+                best = Some((c, trial));
             }
         }
-        let (best_acc, trial) = best.ok_or_else(|| ModelError::arg("anchors", "no candidates"))?;
+        let (kept, trial) = best.ok_or_else(|| ModelError::arg("anchors", "no candidates"))?;
         chosen = trial;
         choices.push(LevelChoice {
             bits: b,
-            chosen: accs.iter().position(|&a| a == best_acc).unwrap_or(0),
+            chosen: kept,
             candidates: names,
             val_accuracy_pct: accs,
+            val_loss: losses,
         });
     }
     install(&mut model, &levels, &chosen)?;
@@ -417,27 +459,58 @@ pub struct NestedQat {
     pub report: QatReport,
     pub top_report: QatReport,
     pub choices: Vec<LevelChoice>,
+    /// The joint training's level weights (the candidate kept).
+    pub level_weights: Vec<f32>,
 }
 
 /// Candidate names of [`finetune_nested`]'s level choice, in the order tried.
-pub const JOINT: &str = "all-level QAT";
+pub const JOINT: &str = "joint QAT";
 pub const TOP: &str = "full-bit QAT";
 pub const START: &str = "starting model";
 
-/// The nested recipe: fine-tune `cfg.levels` jointly ([`finetune`]), fine-tune the top level
-/// alone, quantize the joint model with `qcfg`, then choose every level's codes on `val` from
-/// the joint bundle, the full-bit fine-tune and the starting model ([`compose_levels`]).
+/// The level weights [`finetune_nested`] tries when none are given: all levels alike, and the
+/// levels of 4 bits and fewer alone (the higher levels are then left to the full-bit candidates,
+/// so the joint training can spend itself on the levels only it serves).
+pub fn default_weight_candidates(levels: &[u8]) -> Vec<Vec<f32>> {
+    let low: Vec<f32> = levels
+        .iter()
+        .map(|&b| if b <= 4 { 1.0 } else { 0.0 })
+        .collect();
+    let mut out = vec![vec![1.0; levels.len()]];
+    if low.iter().any(|&w| w > 0.0) && low.iter().any(|&w| w == 0.0) {
+        out.push(low);
+    }
+    out
+}
+
+/// One joint training of [`finetune_nested`]: its level weights and the mean validation
+/// accuracy over the levels of the bundle composed from it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WeightTrial {
+    pub level_weights: Vec<f32>,
+    pub val_mean_pct: f64,
+}
+
+/// The nested recipe: fine-tune the top level alone; for each of `weight_candidates` (level
+/// weights; `cfg.level_weights` replaced), fine-tune `cfg.levels` jointly ([`finetune`]),
+/// quantize with `qcfg` and choose every level's codes on `val` from the joint bundle, the
+/// full-bit fine-tune and the starting model ([`compose_levels`]); keep the composed bundle
+/// with the highest mean validation accuracy over the levels (the first on a tie).
 /// `val` must not overlap `train_set`; nothing here looks at a held-out test set.
 pub fn finetune_nested(
     model: &FloatModel,
     train_set: &Dataset,
     val: &Dataset,
     cfg: &QatConfig,
+    weight_candidates: &[Vec<f32>],
     qcfg: &QuantizeConfig,
     progress: bool,
-) -> Result<NestedQat> {
+) -> Result<(NestedQat, Vec<WeightTrial>)> {
     if val.is_empty() {
         return Err(ModelError::arg("val", "the validation set is empty"));
+    }
+    if weight_candidates.is_empty() {
+        return Err(ModelError::arg("level_weights", "no level weights to try"));
     }
     let one = QatConfig {
         levels: vec![cfg.levels[0]],
@@ -445,18 +518,41 @@ pub fn finetune_nested(
         ..cfg.clone()
     };
     let (top, top_report) = finetune(model, train_set, &one, progress)?;
-    let (tuned, report) = finetune(model, train_set, cfg, progress)?;
-    let joint = qmodel::quantize(&tuned, train_set, qcfg)?;
-    let (bundle, choices) = compose_levels(&joint, JOINT, &[(TOP, &top), (START, model)], val)?;
-    Ok(NestedQat {
-        bundle,
-        joint,
-        tuned,
-        top,
-        report,
-        top_report,
-        choices,
-    })
+    let mut best: Option<NestedQat> = None;
+    let mut trials = Vec::with_capacity(weight_candidates.len());
+    for w in weight_candidates {
+        let c = QatConfig {
+            level_weights: w.clone(),
+            ..cfg.clone()
+        };
+        let (tuned, report) = finetune(model, train_set, &c, progress)?;
+        let joint = qmodel::quantize(&tuned, train_set, qcfg)?;
+        let (bundle, choices) = compose_levels(&joint, JOINT, &[(TOP, &top), (START, model)], val)?;
+        let mean = choices
+            .iter()
+            .map(|c| c.val_accuracy_pct[c.chosen])
+            .sum::<f64>()
+            / choices.len() as f64;
+        let better = trials.iter().all(|t: &WeightTrial| mean > t.val_mean_pct);
+        trials.push(WeightTrial {
+            level_weights: w.clone(),
+            val_mean_pct: mean,
+        });
+        if better {
+            best = Some(NestedQat {
+                bundle,
+                joint,
+                tuned,
+                top: top.clone(),
+                report,
+                top_report: top_report.clone(),
+                choices,
+                level_weights: w.clone(),
+            });
+        }
+    }
+    let best = best.ok_or_else(|| ModelError::arg("level_weights", "no level weights to try"))?;
+    Ok((best, trials))
 }
 
 /// Per level, the weight tensor of every node: the straight-through `w + (q_level(w) − w)`.
@@ -599,7 +695,22 @@ mod tests {
             ..QatConfig::new(&[8, 4, 2])
         };
         let qcfg = cfg.quantize_config();
-        let done = finetune_nested(&model, &fit, &val, &cfg, &qcfg, false).unwrap();
+        let tries = default_weight_candidates(&cfg.levels);
+        assert_eq!(tries, [vec![1.0, 1.0, 1.0], vec![0.0, 1.0, 1.0]]);
+        let (done, trials) =
+            finetune_nested(&model, &fit, &val, &cfg, &tries, &qcfg, false).unwrap();
+        assert_eq!(trials.len(), 2);
+        let best = trials
+            .iter()
+            .map(|t| t.val_mean_pct)
+            .fold(f64::MIN, f64::max);
+        let kept = done
+            .choices
+            .iter()
+            .map(|c| c.val_accuracy_pct[c.chosen])
+            .sum::<f64>()
+            / 3.0;
+        assert!((kept - best).abs() < 1e-9, "{trials:?} kept {kept}");
         let ptq = quantize(&model, &fit, &QuantizeConfig::nested(&cfg.levels)).unwrap();
         let acc = |q: &QModel, b: u8, set: &Dataset| {
             qmodel::int_accuracy(q, &q.uniform_bits(b), set).unwrap()

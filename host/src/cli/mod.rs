@@ -153,6 +153,18 @@ impl DataArgs {
     }
 }
 
+/// The validation images carved (stratified, seeded with `--split-seed`) from a training split:
+/// `(rest, validation)`. `caq train --val-images N` leaves them out and `caq finetune` makes its
+/// choices on them, so the same N and seed give both commands the same images.
+pub fn carve_val(train: &Dataset, n: usize, split_seed: u64) -> Result<(Dataset, Dataset)> {
+    train.stratified_split(n, split_seed).with_context(|| {
+        format!(
+            "--val-images {n}: carving a validation set from {} training images",
+            train.len()
+        )
+    })
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum RoundingArg {
     Nearest,

@@ -23,6 +23,11 @@ pub struct TrainArgs {
     /// Seed of weight initialisation and shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Leave out this many training images: the validation set of `caq finetune --val-images`
+    /// (the same images for the same number and --split-seed), which a model fine-tuned later
+    /// must not have been trained on.
+    #[arg(long, value_parser = super::count)]
+    val_images: Option<usize>,
     /// Where the float model is written.
     #[arg(long, default_value = "out/model.caqf")]
     out: PathBuf,
@@ -304,7 +309,10 @@ struct TrainSummary {
 pub fn train(a: TrainArgs) -> Result<()> {
     let json: Vec<(&str, &Path)> = a.json.iter().map(|j| ("--json", j.as_path())).collect();
     super::check_outputs(&[], &[&[("--out", a.out.as_path())][..], &json].concat())?;
-    let split = a.data.load()?;
+    let mut split = a.data.load()?;
+    if let Some(n) = a.val_images {
+        split.train = super::carve_val(&split.train, n, a.data.split_seed)?.0;
+    }
     let t = Instant::now();
     let (model, _report) = train_model(&split, a.arch.as_deref(), a.epochs, a.seed, a.quiet)?;
     let seconds = t.elapsed().as_secs_f64();

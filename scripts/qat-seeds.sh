@@ -55,6 +55,8 @@ def table($rep):
   + ([range(0; 4) as $i | "| \(names[$i]) | " + row(by($rep; methods[$i])) + " |"] | join("\n")) + "\n"
   + "| nested − dedicated | " + ([by($rep; methods[2]).accuracy_pct, by($rep; methods[3]).accuracy_pct] | transpose | map(.[0] - .[1] | sf) | join(" | ")) + " |\n"
   + "| nested − PTQ | " + ([by($rep; methods[2]).accuracy_pct, by($rep; methods[0]).accuracy_pct] | transpose | map(.[0] - .[1] | sf) | join(" | ")) + " |\n\n"
+  + "Joint level weights (mean validation top-1 of the composed bundle): "
+  + ($rep.weight_trials | map("\(.level_weights) \(.val_mean_pct | f)") | join(", ")) + "; kept \($rep.level_weights).\n\n"
   + "Codes kept per level (validation accuracy of each candidate): "
   + ($rep.choices | map("\(.bits)-bit \(.candidates[.chosen]) (" + ([.candidates, .val_accuracy_pct] | transpose | map("\(.[0]) \(.[1] | f)") | join(", ")) + ")") | join("; ")) + ".\n";
 def stats($reps; $i):
@@ -69,12 +71,12 @@ def gap($reps; $i; $j):
 + "Each model is trained from scratch (`caq train --seed S`); every figure is the golden integer model'"'"'s top-1 (%) "
 + "on the held-out images, [in brackets: on the validation images carved from the training split, on which every choice was made]. "
 + "How the rows are made: docs/qat.md.\n\n"
-+ "## MNIST LeNet, \($lenets | length) seeds: mean ± standard deviation of the held-out top-1\n\n"
++ "## MNIST LeNet, \($lenets | length) seeds: mean ± standard deviation (population) of the held-out top-1\n\n"
 + "| method | " + ($lenets[0].levels | map("\(.)-bit") | join(" | ")) + " |\n| --- |" + ($lenets[0].levels | map(" ---: |") | join("")) + "\n"
 + ([range(0; 4) as $i | "| \(names[$i]) | " + stats($lenets; $i) + " |"] | join("\n")) + "\n"
 + "| nested − dedicated, min … max over seeds | " + gap($lenets; 2; 3) + " |\n"
 + "| nested − PTQ, min … max over seeds | " + gap($lenets; 2; 0) + " |\n\n"
-+ ([$lenets[] | "## \(.dataset) LeNet, model `\(.command | capture("--model (?<m>[^ ]+)").m)` (float \(.float_accuracy_pct | f) %)\n\n" + table(.)] | join("\n"))
++ ([$lenets[] | "## \(.dataset) LeNet, model `\(.command | capture("--model (?<m>[^ ]+)").m | split("/") | last)` (float \(.float_accuracy_pct | f) %)\n\n" + table(.)] | join("\n"))
 + "\n## digits MLP (float \($mlp[0].float_accuracy_pct | f) %, \($mlp[0].test_images) held-out and \($mlp[0].val_images) validation images)\n\n" + table($mlp[0])
 ' "${lenets[@]}" > "$DOC.tmp"
 mv "$DOC.tmp" "$DOC"

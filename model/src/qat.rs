@@ -265,6 +265,10 @@ pub fn finetune(
     Ok((net.to_model()?, report))
 }
 
+/// Per weight layer (None for other nodes), per level in `levels` order, that level's codes in
+/// its own units.
+type LevelCodes = Vec<Option<Vec<Array2<i32>>>>;
+
 /// One level's choice in [`compose_levels`]: the validation accuracy of each candidate for
 /// that level's codes, and the one kept.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -342,7 +346,7 @@ pub fn compose_levels(
     }
     // Per weight layer, per level (in `levels` order), the chosen codes in that level's units;
     // start from the bundle's own.
-    let mut chosen: Vec<Option<Vec<Array2<i32>>>> = Vec::with_capacity(q.layers.len());
+    let mut chosen: LevelCodes = Vec::with_capacity(q.layers.len());
     for l in &q.layers {
         chosen.push(match l {
             None => None,
@@ -366,7 +370,7 @@ pub fn compose_levels(
         names.extend(anchors.iter().map(|(name, _)| name.to_string()));
         let mut accs = Vec::with_capacity(names.len());
         let mut losses = Vec::with_capacity(names.len());
-        let mut best: Option<(usize, Vec<Option<Vec<Array2<i32>>>>)> = None;
+        let mut best: Option<(usize, LevelCodes)> = None;
         for c in 0..names.len() {
             let mut trial = chosen.clone();
             for (i, codes) in trial.iter_mut().enumerate() {
@@ -477,7 +481,7 @@ pub fn default_weight_candidates(levels: &[u8]) -> Vec<Vec<f32>> {
         .map(|&b| if b <= 4 { 1.0 } else { 0.0 })
         .collect();
     let mut out = vec![vec![1.0; levels.len()]];
-    if low.iter().any(|&w| w > 0.0) && low.iter().any(|&w| w == 0.0) {
+    if low.iter().any(|&w| w > 0.0) && low.contains(&0.0) {
         out.push(low);
     }
     out

@@ -18,7 +18,7 @@ OUT=${OUT:-out/qat-seeds}
 DOC=${DOC:-docs/qat-seeds.md}
 SEEDS=${SEEDS:-1 2 3}
 VAL_MNIST=${VAL_MNIST:-1000} # an eighth of the 8000 training images
-VAL_DIGITS=${VAL_DIGITS:-179} # an eighth of the 1437 training images
+VAL_DIGITS=${VAL_DIGITS:-179} # an eighth of the 1438 training images
 export RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-1}
 mkdir -p "$OUT"
 what=${1:-all}

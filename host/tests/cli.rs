@@ -554,7 +554,7 @@ fn run_on_the_cpu_backend_matches_golden_on_every_held_out_digit() {
 fn finetune_writes_a_nested_bundle_better_than_ptq_at_its_deepest_level() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // The validation images of `caq finetune` (an eighth of the 1437) are left out of training.
+    // The validation images of `caq finetune` (an eighth of the 1438) are left out of training.
     ok(&caq(
         &[
             "train",
@@ -570,7 +570,7 @@ fn finetune_writes_a_nested_bundle_better_than_ptq_at_its_deepest_level() {
     ));
     let t: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("t.json")).unwrap()).unwrap();
-    assert_eq!(t["train_images"], 1437 - 179, "{t}");
+    assert_eq!(t["train_images"], 1438 - 179, "{t}");
     let out = ok(&caq(
         &[
             "finetune",
@@ -608,9 +608,9 @@ fn finetune_writes_a_nested_bundle_better_than_ptq_at_its_deepest_level() {
     eprintln!("digits 8⊃4⊃2 at 2 bits: PTQ {ptq2:.2}, QAT {qat2:.2}, dedicated {dedicated2:.2}");
     assert!(qat2 > ptq2, "QAT {qat2} should beat PTQ {ptq2} at 2 bits");
     assert!(acc(3, 0) > 95.0, "QAT 8-bit {}", acc(3, 0));
-    // The validation images are carved from the training split (an eighth of 1437).
+    // The validation images are carved from the training split (an eighth of 1438).
     assert_eq!(r["val_images"], 179, "{r}");
-    assert_eq!(r["train_images"], 1437 - 179, "{r}");
+    assert_eq!(r["train_images"], 1438 - 179, "{r}");
     // The lowest level has the joint bundle's codes among its candidates, so on validation it
     // is at least as good; every level kept its best candidate.
     assert!(val(3, 2) >= val(2, 2), "{r}");

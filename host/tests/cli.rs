@@ -616,8 +616,7 @@ fn finetune_writes_a_nested_bundle_better_than_ptq_at_its_deepest_level() {
     assert!(val(3, 2) >= val(2, 2), "{r}");
     let choices = r["choices"].as_array().unwrap();
     assert_eq!(choices.len(), 3, "{r}");
-    for level in 0..3 {
-        let c = &choices[level];
+    for (level, c) in choices.iter().enumerate() {
         let kept = c["val_accuracy_pct"][c["chosen"].as_u64().unwrap() as usize].as_f64();
         assert_eq!(kept, Some(val(3, level)), "{r}");
     }

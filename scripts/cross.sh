@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Cross builds of the board build (caq-host without simulation, training or C++) for the Zynq boards,
+# Cross builds of the board build (the `caq` tool of caq-host without simulation, training, C++ or the
+# Verilog generator, over the driver crate caq-driver) for the Zynq boards,
 # linked with Debian's cross linkers as set in .cargo/config.toml. See docs/cross.md.
 #
 #   scripts/cross.sh build   release `caq` for every board triple: target-cross/<triple>/release/caq,
@@ -32,6 +33,8 @@ QEMU_SKIP=(with_ioctl_version_syncs_go_to_the_device_file_not_sysfs
   the_ioctl_sync_path_reaches_the_kernel_with_the_real_request_codes
   a_forked_child_inherits_no_mapping_of_the_device)
 BOARD_BUILD=(-p caq-host --no-default-features --locked)
+# The driver's own hardware-free tests (the driver crate, as the board build compiles it).
+DRIVER=(-p caq-driver --locked)
 
 # Apart from target/ so that a cross build never evicts or rebuilds the native one.
 export CARGO_TARGET_DIR="${CAQ_CROSS_TARGET_DIR:-$PWD/target-cross}"
@@ -133,7 +136,7 @@ case "$mode" in
     skip=()
     for name in "${QEMU_SKIP[@]}"; do skip+=(--skip "$name"); done
     for t in "${TRIPLES[@]}"; do
-      step cargo test "${BOARD_BUILD[@]}" --profile cross-ci --target "$t" --no-fail-fast \
+      step cargo test "${DRIVER[@]}" --profile cross-ci --target "$t" --no-fail-fast \
         "${TESTS[@]}" -- "${skip[@]}"
     done
     # The CPU backend (caq run --backend cpu) is what the ARM cores run: its bit-exactness tests

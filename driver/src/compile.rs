@@ -218,7 +218,7 @@ pub fn device_bytes(model: &QModel, cfg: &AccelConfig) -> Result<u64> {
 }
 
 /// Refuses a per-layer setting with other than one entry per weight layer.
-pub(crate) fn check_bits_len(bits: &[u8], layers: usize) -> Result<()> {
+pub fn check_bits_len(bits: &[u8], layers: usize) -> Result<()> {
     if bits.len() == layers {
         return Ok(());
     }

@@ -2,8 +2,8 @@
 //! model into device programs ([`compile`]) and runs them on any [`caq_spec::Device`] backend
 //! ([`run`], [`accel::Accelerator`]); on a board the backend is the UIO device ([`uio`], [`dma`],
 //! [`irq`]), on a workstation the functional model (feature `sim`). Around it: the context probe
-//! and gate selection ([`context`]), energy meters ([`energy`]) and a fake sysfs tree for testing
-//! without a board ([`fake`]).
+//! and gate selection ([`context`]), energy meters ([`energy`]), a fake sysfs tree for testing
+//! without a board ([`fake`]), and [`handle::Handle`], the one type the C and Python bindings wrap.
 //!
 //! No command line, training, plotting, Verilog generator or Verilator here: the `caq` tool
 //! (crate caq-host), the C ABI (caq-capi) and the Python package (caq-python) are built on top.
@@ -15,6 +15,7 @@ pub mod dma;
 pub mod energy;
 mod error;
 pub mod fake;
+pub mod handle;
 pub mod irq;
 pub mod pool;
 pub mod process;

@@ -292,7 +292,7 @@ fn energy_rows<D: Device>(
     set: &caq_model::data::Dataset,
 ) -> Result<Vec<EnergyRow>> {
     use caq_driver::accel::EnergyMeter;
-    use caq_driver::energy::{EnergyModel, HwmonMeter, ModelMeter, RailGroup, meter_window};
+    use caq_driver::energy::{EnergyModel, HwmonMeter, ModelMeter, meter_window};
     let energy = a.energy.unwrap_or(EnergyArg::Auto);
     if energy == EnergyArg::None || set.is_empty() {
         return Ok(Vec::new());
@@ -301,9 +301,7 @@ fn energy_rows<D: Device>(
     let root = SysRoot::new(a.board.sysroot());
     let sensor = match energy {
         EnergyArg::Model => None,
-        _ => match HwmonMeter::detect(&root, &[RailGroup::Pl])
-            .or_else(|_| HwmonMeter::detect(&root, &[RailGroup::Board]))
-        {
+        _ => match HwmonMeter::detect_any(&root) {
             Ok(m) => Some(m),
             Err(e) if energy == EnergyArg::Hwmon => {
                 return Err(anyhow::Error::new(e).context("--energy hwmon"));

@@ -8,7 +8,6 @@
 //! Files: `mlp.caqb`, `images.u8` (count × 64 bytes), `expected-top.i32` and `expected-<gate>.i32`
 //! (count × 10 little-endian int32), `corrupt.caqb` (the bundle with one byte flipped).
 
-#[allow(dead_code)]
 #[path = "../../host/tests/common/mod.rs"]
 mod common;
 

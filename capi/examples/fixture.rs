@@ -12,7 +12,7 @@
 mod common;
 
 use caq_model::qmodel::Gate;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The gates of the fixture bundle: (name, bits of its three weight layers).
 pub const GATES: [(&str, [u8; 3]); 2] = [("battery-low", [2, 2, 2]), ("balanced", [8, 4, 4])];
@@ -53,6 +53,20 @@ pub fn write_fixture(dir: &Path, count: usize) -> Result<(), String> {
     corrupt[mid] ^= 0x5a;
     write(&dir.join("corrupt.caqb"), &corrupt)?;
     Ok(())
+}
+
+/// The shared library `file` (`libcaq.so`, `libcaq_native.so`) this build made, for the tests
+/// that load it: beside the running test binary in target/<profile>/deps/ (cargo builds every
+/// crate type of a library for its tests there), or in target/<profile>/.
+pub fn built_library(file: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let deps = exe.parent().expect("target/<profile>/deps");
+    [Some(deps), deps.parent()]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join(file))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("no {file} in {} or its parent", deps.display()))
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {

@@ -8,7 +8,7 @@
 
 use caq_driver::HostError;
 use caq_driver::accel::InferenceReport;
-use caq_driver::handle::{ErrorClass, Handle, MeterKind, ModelInfo};
+use caq_driver::handle::{self, ErrorClass, Handle, MeterKind, ModelInfo};
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, OsStr, c_char, c_int};
 use std::os::unix::ffi::OsStrExt;
@@ -155,20 +155,9 @@ impl Fail {
 
 impl From<HostError> for Fail {
     fn from(e: HostError) -> Fail {
-        // The message and its causes, each once, as the `caq` tool prints them.
-        let mut message = e.to_string();
-        let mut cause = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            let text = c.to_string();
-            if !message.contains(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            cause = c.source();
-        }
         Fail {
             status: ErrorClass::of(&e).into(),
-            message,
+            message: handle::message(&e),
         }
     }
 }
@@ -539,15 +528,8 @@ pub unsafe extern "C" fn caq_attach_meter(
                 )));
             }
         };
-        let window = Duration::try_from_secs_f64(idle_window_s)
-            .ok()
-            .filter(|w| *w <= Duration::from_secs(3600))
-            .ok_or_else(|| {
-                Fail::arg(format!(
-                    "idle_window_s = {idle_window_s}: expected seconds in [0, 3600]"
-                ))
-            })?;
-        a.handle.attach_meter(kind, window)?;
+        a.handle
+            .attach_meter(kind, handle::idle_window(idle_window_s)?)?;
         Ok(())
     })
 }

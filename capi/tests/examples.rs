@@ -16,18 +16,10 @@ fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The directory holding the libcaq.so of this build: target/<profile>/deps/, beside the test
-/// binary (cargo builds every crate type of the library for its tests there), or
-/// target/<profile>/ after a `cargo build -p caq-capi`.
+/// The directory of the libcaq.so this build made.
 fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let deps = exe.parent().expect("target/<profile>/deps");
-    [Some(deps), deps.parent()]
-        .into_iter()
-        .flatten()
-        .find(|d| d.join("libcaq.so").is_file())
-        .unwrap_or_else(|| panic!("no libcaq.so in {} or its parent", deps.display()))
-        .to_path_buf()
+    let lib = fixture::built_library("libcaq.so");
+    lib.parent().expect("a directory").to_path_buf()
 }
 
 fn compile(compiler: &str, std: &str, source: &str, out: &Path) {

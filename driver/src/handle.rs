@@ -152,6 +152,55 @@ fn io_class(e: &std::io::Error) -> ErrorClass {
     }
 }
 
+impl MeterKind {
+    /// The kind called `name`: `none`, `model`, `hwmon` or `auto`.
+    pub fn from_name(name: &str) -> Result<MeterKind> {
+        match name {
+            "none" => Ok(MeterKind::None),
+            "model" => Ok(MeterKind::Model),
+            "hwmon" => Ok(MeterKind::Hwmon),
+            "auto" => Ok(MeterKind::Auto),
+            other => Err(HostError::Arg {
+                what: "meter kind",
+                why: format!("{other:?}: expected \"model\", \"hwmon\", \"auto\" or \"none\""),
+            }),
+        }
+    }
+}
+
+/// The longest idle window [`Handle::attach_meter`] takes.
+pub const MAX_IDLE_WINDOW: Duration = Duration::from_secs(3600);
+
+/// `secs` seconds as an idle window: finite, in [0, [`MAX_IDLE_WINDOW`]].
+pub fn idle_window(secs: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|w| *w <= MAX_IDLE_WINDOW)
+        .ok_or_else(|| HostError::Arg {
+            what: "idle window",
+            why: format!(
+                "{secs} s: expected seconds in [0, {}]",
+                MAX_IDLE_WINDOW.as_secs()
+            ),
+        })
+}
+
+/// `e`'s message followed by each of its causes not already in it, as the `caq` tool prints
+/// them: what the bindings report.
+pub fn message(e: &HostError) -> String {
+    let mut msg = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    msg
+}
+
 /// An accelerator on the board or on the functional model, with at most one model loaded.
 pub struct Handle {
     backend: Backend,

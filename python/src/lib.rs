@@ -8,14 +8,13 @@
 use caq_driver::HostError;
 use caq_driver::accel::InferenceReport;
 use caq_driver::context::{Context, ContextPolicy, ContextProbe, GateSelector};
-use caq_driver::handle::{ErrorClass, Handle, MeterKind};
+use caq_driver::handle::{self, ErrorClass, Handle, MeterKind};
 use caq_driver::sys::SysRoot;
 use numpy::{PyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use std::path::PathBuf;
-use std::time::Duration;
 
 create_exception!(_native, CaqError, PyException, "Any error of caq.");
 create_exception!(
@@ -52,17 +51,7 @@ create_exception!(
 create_exception!(_native, DmaMemoryError, CaqError, "Not enough DMA memory.");
 
 fn to_py(e: HostError) -> PyErr {
-    // The message and its causes, each once, as the `caq` tool prints them.
-    let mut msg = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        cause = c.source();
-    }
+    let msg = handle::message(&e);
     match ErrorClass::of(&e) {
         ErrorClass::Argument => ArgumentError::new_err(msg),
         ErrorClass::NotFound => NotFoundError::new_err(msg),
@@ -239,25 +228,8 @@ impl Accelerator {
     /// sensor the idle power is measured first for `idle_window` seconds. Returns the source.
     #[pyo3(signature = (kind = "auto", idle_window = 1.0))]
     fn attach_meter(&mut self, kind: &str, idle_window: f64) -> PyResult<Option<String>> {
-        let kind = match kind {
-            "none" => MeterKind::None,
-            "model" => MeterKind::Model,
-            "hwmon" => MeterKind::Hwmon,
-            "auto" => MeterKind::Auto,
-            k => {
-                return Err(ArgumentError::new_err(format!(
-                    "meter kind {k:?}: expected \"model\", \"hwmon\", \"auto\" or \"none\""
-                )));
-            }
-        };
-        let window = Duration::try_from_secs_f64(idle_window)
-            .ok()
-            .filter(|w| *w <= Duration::from_secs(3600))
-            .ok_or_else(|| {
-                ArgumentError::new_err(format!(
-                    "idle_window = {idle_window}: expected seconds in [0, 3600]"
-                ))
-            })?;
+        let kind = MeterKind::from_name(kind).map_err(to_py)?;
+        let window = handle::idle_window(idle_window).map_err(to_py)?;
         self.handle.attach_meter(kind, window).map_err(to_py)
     }
 

@@ -6,24 +6,11 @@
 #[path = "../../capi/examples/fixture.rs"]
 mod fixture;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// libcaq_native.so of this build: in target/<profile>/deps/ beside the test binary, or
-/// target/<profile>/.
-fn extension() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let deps = exe.parent().expect("target/<profile>/deps");
-    [Some(deps), deps.parent()]
-        .into_iter()
-        .flatten()
-        .map(|d| d.join("libcaq_native.so"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("no libcaq_native.so in {} or its parent", deps.display()))
 }
 
 #[test]
@@ -37,7 +24,11 @@ fn the_python_package_passes_its_tests_on_the_functional_model() {
         let p = entry.unwrap().path();
         std::fs::copy(&p, pkg.join(p.file_name().unwrap())).unwrap();
     }
-    std::fs::copy(extension(), pkg.join("_native.abi3.so")).unwrap();
+    std::fs::copy(
+        fixture::built_library("libcaq_native.so"),
+        pkg.join("_native.abi3.so"),
+    )
+    .unwrap();
 
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let out = Command::new(&python)

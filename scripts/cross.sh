@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Cross builds of the board build (caq-host without simulation, training or C++) for the Zynq boards,
+# Cross builds of the board build (the `caq` tool of caq-host without simulation, training, C++ or the
+# Verilog generator, over the driver crate caq-driver) for the Zynq boards,
 # linked with Debian's cross linkers as set in .cargo/config.toml. See docs/cross.md.
 #
-#   scripts/cross.sh build   release `caq` for every board triple: target-cross/<triple>/release/caq,
-#                            the file to copy to the board
+#   scripts/cross.sh build   release `caq` and libcaq for every board triple:
+#                            target-cross/<triple>/release/{caq,libcaq.so,libcaq.a}, the files to
+#                            copy to the board (with capi/include/caq.h)
 #   scripts/cross.sh ci      unoptimized build (profile cross-ci) for every board triple, then its
-#                            hardware-free tests under qemu-user (what .ci/run runs)
+#                            hardware-free tests and libcaq's C example under qemu-user (what
+#                            .ci/run runs)
 #
 # Installs only what is missing (cross gcc and libc, qemu-user for `ci`, the rustup targets); apt is
 # not touched when everything is present. Exits non-zero when an install, a build or a test fails.
@@ -32,12 +35,14 @@ QEMU_SKIP=(with_ioctl_version_syncs_go_to_the_device_file_not_sysfs
   the_ioctl_sync_path_reaches_the_kernel_with_the_real_request_codes
   a_forked_child_inherits_no_mapping_of_the_device)
 BOARD_BUILD=(-p caq-host --no-default-features --locked)
+# The driver's own hardware-free tests (the driver crate, as the board build compiles it).
+DRIVER=(-p caq-driver --locked)
 
 # Apart from target/ so that a cross build never evicts or rebuilds the native one.
 export CARGO_TARGET_DIR="${CAQ_CROSS_TARGET_DIR:-$PWD/target-cross}"
 
 usage() {
-  sed -n '5,8p' "$0" | sed 's/^# //' >&2
+  sed -n '6,11p' "$0" | sed 's/^# //' >&2
   exit 2
 }
 
@@ -119,10 +124,13 @@ case "$mode" in
     install_tools no
     for t in "${TRIPLES[@]}"; do
       step cargo build "${BOARD_BUILD[@]}" --release --target "$t" --bin caq
+      step cargo build -p caq-capi --locked --release --target "$t" --lib
     done
     for t in "${TRIPLES[@]}"; do
-      bin="$CARGO_TARGET_DIR/$t/release/caq"
-      echo "== $t: $bin ($(du -h "$bin" | cut -f1))"
+      for f in caq libcaq.so libcaq.a; do
+        bin="$CARGO_TARGET_DIR/$t/release/$f"
+        echo "== $t: $bin ($(du -h "$bin" | cut -f1))"
+      done
     done
     ;;
   ci)
@@ -133,7 +141,7 @@ case "$mode" in
     skip=()
     for name in "${QEMU_SKIP[@]}"; do skip+=(--skip "$name"); done
     for t in "${TRIPLES[@]}"; do
-      step cargo test "${BOARD_BUILD[@]}" --profile cross-ci --target "$t" --no-fail-fast \
+      step cargo test "${DRIVER[@]}" --profile cross-ci --target "$t" --no-fail-fast \
         "${TESTS[@]}" -- "${skip[@]}"
     done
     # The CPU backend (caq run --backend cpu) is what the ARM cores run: its bit-exactness tests
@@ -143,8 +151,24 @@ case "$mode" in
       step cargo test -p caq-cpu --locked --profile cross-ci --target "$t" --no-fail-fast --lib --test golden \
         -- --skip digits_mlp_equals_golden_on_every_image
     done
+    # libcaq, the C ABI: built for the target, the C example compiled with the cross gcc against
+    # it and run under qemu-user on a fixture the cross-built fixture writer made, every output
+    # checked against the golden model's codes (docs/bindings.md).
     for t in "${TRIPLES[@]}"; do
-      echo "== $t: built, tests passed under $(qemu_binary "$t") (skipped: ${QEMU_SKIP[*]})"
+      gnu="$(gnu_triple "$t")"
+      fix="$CARGO_TARGET_DIR/$t/capi-fixture"
+      lib="$CARGO_TARGET_DIR/$t/cross-ci"
+      step cargo build -p caq-capi --locked --profile cross-ci --target "$t" --lib --example fixture
+      step cargo run -q -p caq-capi --locked --profile cross-ci --target "$t" --example fixture -- "$fix" 12
+      step "$gnu-gcc" -std=c99 -Wall -Wextra -Werror -O1 -Icapi/include capi/examples/digits.c \
+        -L"$lib" -Wl,-rpath,"$lib" -lcaq -o "$fix/digits"
+      for setting in top:- battery-low:battery-low; do
+        step "$(qemu_binary "$t")" -L "/usr/$gnu" "$fix/digits" sim configs/sim-small.toml \
+          "$fix/mlp.caqb" "$fix/images.u8" "$fix/expected-${setting%%:*}.i32" 12 "${setting#*:}"
+      done
+    done
+    for t in "${TRIPLES[@]}"; do
+      echo "== $t: built, tests passed under $(qemu_binary "$t") (skipped: ${QEMU_SKIP[*]}); libcaq's C example equal to golden"
     done
     ;;
   *) usage ;;

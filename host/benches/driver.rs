@@ -7,7 +7,7 @@
 //! `../shared/datasets/mnist-t10k`; skipped with a note when that directory is absent), nested
 //! 8 ⊃ 6 ⊃ 4 at 8 bits, on the pynq-z2 config. Run: `cargo bench -p caq-host --bench driver`.
 
-use caq_host::accel::{Accelerator, LoadOptions};
+use caq_driver::accel::{Accelerator, LoadOptions};
 use caq_model::data::{self, Dataset};
 use caq_model::qmodel::{self, QModel, QuantizeConfig};
 use caq_model::train::{self, Arch, TrainConfig};

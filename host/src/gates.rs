@@ -19,9 +19,9 @@
 //!    scored on the images and the one that agrees most with the float model wins. So a gate is
 //!    never worse than uniform precision of the same budget on the images it was chosen on.
 
-use crate::compile;
-use crate::context::{Budget, ContextPolicy};
-use crate::error::{HostError, Result};
+use caq_driver::compile;
+use caq_driver::context::{Budget, ContextPolicy};
+use caq_driver::{HostError, Result};
 use caq_model::data::Dataset;
 use caq_model::qmodel::{Gate, QModel};
 use caq_model::report::{self, Scores};

@@ -6,8 +6,8 @@
 
 mod common;
 
-use caq_host::HostError;
-use caq_host::accel::{Accelerator, LoadOptions, Residency};
+use caq_driver::HostError;
+use caq_driver::accel::{Accelerator, LoadOptions, Residency};
 use caq_model::bundle;
 use caq_model::data::Dataset;
 use caq_model::qmodel::{Gate, QModel};
@@ -436,7 +436,7 @@ fn device_bytes_is_the_region_load_bundle_allocates() {
     let cfg = config("sim-small");
     let mut acc = Accelerator::open(device(&cfg), &cfg).unwrap();
     let load = acc.load_bundle(&path, &LoadOptions::default()).unwrap();
-    let bytes = caq_host::compile::device_bytes(&q, &cfg).unwrap();
+    let bytes = caq_driver::compile::device_bytes(&q, &cfg).unwrap();
     assert_eq!(bytes, load.region_len);
     assert!(caq_hdl::devicetree::udmabuf_bytes_for(bytes) >= bytes + (1 << 20));
 }
@@ -606,15 +606,15 @@ fn accelerator_suite_on_the_rtl_equals_the_functional_device() {
 /// hands the board each register write in order.
 mod board {
     use super::*;
-    use caq_host::dma::MemfdMemory;
-    use caq_host::fake::FakeSys;
-    use caq_host::fake::board::{BoardFaults, BoardWiring, FakeBoard};
-    use caq_host::fake::recorder::Recorder;
-    use caq_host::fake::uio::irq_pair;
-    use caq_host::irq::UioIrq;
-    use caq_host::sys::SysRoot;
-    use caq_host::uio::{Mmio, find_uio};
-    use caq_host::uio_device::{UioDevice, WaitStrategy};
+    use caq_driver::dma::MemfdMemory;
+    use caq_driver::fake::FakeSys;
+    use caq_driver::fake::board::{BoardFaults, BoardWiring, FakeBoard};
+    use caq_driver::fake::recorder::Recorder;
+    use caq_driver::fake::uio::irq_pair;
+    use caq_driver::irq::UioIrq;
+    use caq_driver::sys::SysRoot;
+    use caq_driver::uio::{Mmio, find_uio};
+    use caq_driver::uio_device::{UioDevice, WaitStrategy};
 
     pub struct Rig {
         pub dev: Recorder<UioDevice>,
@@ -663,8 +663,8 @@ fn accelerator_suite_through_uio_on_the_fake_board_equals_the_functional_device(
     let want = suite(device(&cfg), &cfg, &q, &path, &set);
     let rig = board::rig(
         &cfg,
-        caq_host::fake::board::BoardFaults::default(),
-        caq_host::uio_device::WaitStrategy::Irq,
+        caq_driver::fake::board::BoardFaults::default(),
+        caq_driver::uio_device::WaitStrategy::Irq,
     );
     let got = suite(rig.dev, &cfg, &q, &path, &set);
     assert_eq!(got, want, "UIO + fake board vs FuncDevice");
@@ -675,8 +675,8 @@ fn accelerator_suite_through_uio_on_the_fake_board_equals_the_functional_device(
 
 #[test]
 fn uio_interrupt_faults_are_timeouts_that_say_what_status_shows_and_missed_events_are_counted() {
-    use caq_host::fake::board::BoardFaults;
-    use caq_host::uio_device::WaitStrategy;
+    use caq_driver::fake::board::BoardFaults;
+    use caq_driver::uio_device::WaitStrategy;
     let dir = tempfile::tempdir().unwrap();
     let (q, path, set) = mlp_bundle(dir.path());
     let cfg = config("sim-small");
@@ -781,7 +781,7 @@ struct Names {
     region: MemRegion,
 }
 
-fn address_names(p: &caq_host::Program) -> Names {
+fn address_names(p: &caq_driver::Program) -> Names {
     let mut names = std::collections::HashMap::new();
     names.insert(p.input.buf.addr.0, "<input>".to_string());
     for (li, l) in p.layers.iter().enumerate() {
@@ -802,8 +802,8 @@ fn address_names(p: &caq_host::Program) -> Names {
 
 /// The transcript with addresses named and the performance counters' values left out (they
 /// are the timing model's, not the protocol's).
-fn symbolic(log: &[caq_host::fake::recorder::Access], names: &Names) -> String {
-    use caq_host::fake::recorder::Access;
+fn symbolic(log: &[caq_driver::fake::recorder::Access], names: &Names) -> String {
+    use caq_driver::fake::recorder::Access;
     let name = |a: u64| {
         names
             .buffers
@@ -962,9 +962,9 @@ write IRQ_STATUS <- 0x00000003 (DONE|ERROR)
 /// recovery, followed by a correct inference. Swapping any two steps of the driver fails here.
 #[test]
 fn the_register_protocol_of_open_load_inference_switch_timeout_and_recovery() {
-    use caq_host::fake::board::BoardFaults;
-    use caq_host::fake::recorder::Access;
-    use caq_host::uio_device::WaitStrategy;
+    use caq_driver::fake::board::BoardFaults;
+    use caq_driver::fake::recorder::Access;
+    use caq_driver::uio_device::WaitStrategy;
     let dir = tempfile::tempdir().unwrap();
     let (q, path, set) = mlp_bundle(dir.path());
     let cfg = config("sim-small");
@@ -1040,8 +1040,8 @@ fn the_register_protocol_of_open_load_inference_switch_timeout_and_recovery() {
 /// board would record it); once a reset takes, the switch and the next inference work.
 #[test]
 fn on_the_board_no_memory_is_written_while_a_hung_job_may_still_run() {
-    use caq_host::fake::board::BoardFaults;
-    use caq_host::uio_device::WaitStrategy;
+    use caq_driver::fake::board::BoardFaults;
+    use caq_driver::uio_device::WaitStrategy;
     let dir = tempfile::tempdir().unwrap();
     let (q, path, set) = mlp_bundle(dir.path());
     let cfg = config("sim-small");
@@ -1093,10 +1093,10 @@ const CHILD_IMAGE: &str = "CAQ_TEST_CHILD_IMAGE";
 #[test]
 #[ignore = "the body of the child processes the kill test starts, not a test of its own"]
 fn child_process_runs_one_inference() {
-    use caq_host::accel::{BoardOptions, open_board};
-    use caq_host::fake::recorder::{BusClient, Recorder};
-    use caq_host::sys::SysRoot;
-    use caq_host::uio_device::{UioOptions, WaitStrategy};
+    use caq_driver::accel::{BoardOptions, open_board};
+    use caq_driver::fake::recorder::{BusClient, Recorder};
+    use caq_driver::sys::SysRoot;
+    use caq_driver::uio_device::{UioOptions, WaitStrategy};
     let Ok(root) = std::env::var(CHILD_ROOT) else {
         println!(
             "runs only as a child of a_process_killed_mid_job_leaves_nothing_for_the_next_one"
@@ -1142,9 +1142,9 @@ fn child_process_runs_one_inference() {
 /// ignored while BUSY, and the old job's end, with the old image's output, ends the new wait.)
 #[test]
 fn a_process_killed_mid_job_leaves_nothing_for_the_next_one() {
-    use caq_host::dma::MemfdMemory;
-    use caq_host::fake::FakeSys;
-    use caq_host::fake::board::{BoardFaults, BoardWiring, FakeBoard};
+    use caq_driver::dma::MemfdMemory;
+    use caq_driver::fake::FakeSys;
+    use caq_driver::fake::board::{BoardFaults, BoardWiring, FakeBoard};
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let (q, bundle_path, set) = mlp_bundle(dir.path());

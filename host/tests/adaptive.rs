@@ -6,10 +6,10 @@
 
 mod common;
 
-use caq_host::accel::{Accelerator, LoadOptions, Residency};
+use caq_driver::accel::{Accelerator, LoadOptions, Residency};
+use caq_driver::energy::EnergyModel;
 use caq_host::adaptive::cascade::{self, Prices};
 use caq_host::adaptive::{CpuAdaptive, PassPricer, Scored};
-use caq_host::energy::EnergyModel;
 use caq_host::gates::Limits;
 use caq_model::adaptive::{self, Adaptive, Cascade, GateNet, GoldenAdaptive};
 use caq_model::bundle;
@@ -202,7 +202,7 @@ fn a_gate_network_on_the_mlp_splits_its_only_segment_after_the_first_layer() {
     let cfg = config("sim-small");
     let mut p = PassPricer::new(&q, &cfg, DeviceAddr(BASE)).unwrap();
     let whole = p
-        .pass(&[4, 8, 8], caq_host::compile::PassStart::Input, None)
+        .pass(&[4, 8, 8], caq_driver::compile::PassStart::Input, None)
         .unwrap();
     let split = p
         .outcome(Adaptive::Network(&net), &[(0, 0), (1, 1)])
@@ -272,13 +272,13 @@ fn a_calibrated_cascade_keeps_its_average_energy_limit_as_the_device_counts_it()
     let mut pricer = PassPricer::new(&q, &cfg, DeviceAddr(BASE)).unwrap();
     let full = |p: &mut PassPricer, b: &[u8]| {
         energy(
-            &p.pass(b, caq_host::compile::PassStart::Input, None)
+            &p.pass(b, caq_driver::compile::PassStart::Input, None)
                 .unwrap(),
         )
     };
     let (cheap, dear) = (full(&mut pricer, &[2, 2, 2]), full(&mut pricer, &[8, 8, 8]));
     let limit = cheap + 0.3 * (dear - cheap);
-    let no_resident = |_: &[u8]| -> caq_host::Result<u64> { Ok(0) };
+    let no_resident = |_: &[u8]| -> caq_driver::Result<u64> { Ok(0) };
     let mut prices = Prices {
         pricer: &mut pricer,
         energy: &energy,

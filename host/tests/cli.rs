@@ -209,7 +209,7 @@ fn run_on_the_functional_device_matches_golden_and_reports_counters() {
         err.contains("no UIO device named 'caq' under empty") && err.contains("generic-uio"),
         "{err}"
     );
-    let fake = caq_host::fake::FakeSys::new(d.join("tree"));
+    let fake = caq_driver::fake::FakeSys::new(d.join("tree"));
     fake.uio(0, "caq", &[(0x43c0_0000, 0x1_0000)]).unwrap();
     fake.udmabuf("udmabuf-caq", 0x1000_0000, 1 << 20, false)
         .unwrap();

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use caq_driver::accel::{DEFAULT_UDMABUF, DEFAULT_UIO_NAME};
 use caq_hdl::devicetree::{self, OverlayOptions};
-use caq_host::accel::{DEFAULT_UDMABUF, DEFAULT_UIO_NAME};
 use caq_spec::AccelConfig;
 
 fn repo() -> PathBuf {

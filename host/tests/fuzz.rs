@@ -308,7 +308,7 @@ fn use_bundle(path: &Path, cfg: &AccelConfig, image: &[u8]) -> caq_model::Result
                 assert_eq!(out.ok(), Some(golden.clone()), "{engine:?} at {bits:?}");
             }
         }
-        let _ = caq_host::compile::compile(&q, cfg, &bits, DeviceAddr(0x1000_0000));
+        let _ = caq_driver::compile::compile(&q, cfg, &bits, DeviceAddr(0x1000_0000));
     }
     Ok(())
 }
@@ -505,9 +505,9 @@ fn config_mutations_are_clean_errors() {
 #[test]
 fn trace_mutations_are_clean_errors() {
     setup();
-    let trace = caq_host::context::ContextTrace::demo().to_csv_string();
+    let trace = caq_driver::context::ContextTrace::demo().to_csv_string();
     fuzz("trace", |rng| {
-        caq_host::context::ContextTrace::from_csv_str(
+        caq_driver::context::ContextTrace::from_csv_str(
             &mutate_text(&trace, rng),
             Path::new("fuzz.csv"),
         )
@@ -517,7 +517,7 @@ fn trace_mutations_are_clean_errors() {
 
 #[test]
 fn policy_mutations_are_clean_errors() {
-    use caq_host::context::ContextPolicy;
+    use caq_driver::context::ContextPolicy;
     setup();
     let policy = ContextPolicy::default_policy().to_toml_string();
     fuzz("policy", |rng| {

@@ -4,9 +4,9 @@
 
 mod common;
 
-use caq_host::HostError;
-use caq_host::compile::{self, Program};
-use caq_host::run::{self, RunOptions};
+use caq_driver::HostError;
+use caq_driver::compile::{self, Program};
+use caq_driver::run::{self, RunOptions};
 use caq_model::data::Dataset;
 use caq_model::graph::Op;
 use caq_model::qmodel::QModel;

@@ -25,8 +25,11 @@ use crate::array::{ArrayShape, MULT_BITS, SHIFT_BITS};
 use crate::emit::{Code, Dir, Expr, Module, ModuleBuilder};
 use crate::error::Result;
 
-/// Width of the credit counter and of credits returned per cycle.
-pub const CREDIT_BITS: u32 = 16;
+/// Width of the credit counter and of credits returned per cycle: wide enough for a Conv2d's
+/// `stage_bytes` staging positions (the counter's initial value), and at least 16 bits.
+pub fn credit_bits(s: &CoreShape) -> u32 {
+    (u32::BITS - s.stage_bytes.leading_zeros()).max(16)
+}
 
 /// Cycles from a step's issue (its addresses in the sequencer's registers) to the array's
 /// inputs: the banks' registered outputs, then the format stage.
@@ -47,6 +50,7 @@ pub fn exec(cfg: &AccelConfig) -> Result<Module> {
     let nsub = s.bus_words;
     let aw = s.addr_bits;
     let aeb = act_entry_bits(&s);
+    let cb = credit_bits(&s);
     let lane = a.lane_bits;
     let mut m = ModuleBuilder::new("caq_exec")?;
     m.doc(&[
@@ -115,7 +119,7 @@ pub fn exec(cfg: &AccelConfig) -> Result<Module> {
     m.port_doc(
         Dir::Input,
         "credit_ret",
-        CREDIT_BITS,
+        cb,
         "items the result stage freed this cycle",
     )?;
     m.port_doc(
@@ -272,6 +276,7 @@ fn sequencer(
     a: &ArrayShape,
 ) -> Result<()> {
     let aeb = act_entry_bits(s);
+    let cb = credit_bits(s);
     let gib = fw.gib;
     let wib = fw.wib;
     let cpw = s.chunks_per_word();
@@ -304,11 +309,7 @@ fn sequencer(
         ("tl_slot1_q", 1, ""),
         ("inp_q", 1, "the descriptor's input is loaded"),
         ("blk_cnt_q", 2, "patch blocks gathered and not yet started"),
-        (
-            "credits_q",
-            CREDIT_BITS,
-            "items the result stage can still take",
-        ),
+        ("credits_q", cb, "items the result stage can still take"),
         (
             "runcr_q",
             3,
@@ -451,7 +452,7 @@ fn sequencer(
         "go",
         Expr::raw(
             format!(
-                "est_q == E_RUN && !gap_q && (!item_start || (credits_q != {CREDIT_BITS}'d0 && \
+                "est_q == E_RUN && !gap_q && (!item_start || (credits_q != {cb}'d0 && \
                  (!run_start || runcr_q != 3'd0)))"
             ),
             1,
@@ -618,7 +619,7 @@ fn sequencer(
                 "credits_q",
                 format!(
                     "credits_q + credit_ret - {{{}'d0, go && item_start}}",
-                    CREDIT_BITS - 1
+                    cb - 1
                 ),
             );
             c.nb(
@@ -644,10 +645,7 @@ fn sequencer(
                 c.nb("inp_q", "input_loaded");
                 c.nb(
                     "credits_q",
-                    format!(
-                        "x_conv ? {CREDIT_BITS}'d{} : {CREDIT_BITS}'d{DENSE_QUEUE}",
-                        s.stage_bytes
-                    ),
+                    format!("x_conv ? {cb}'d{} : {cb}'d{DENSE_QUEUE}", s.stage_bytes),
                 );
                 let block = if aeb > 4 {
                     format!("{{{}'d0, x_block}}", aeb - 4)
@@ -988,4 +986,33 @@ fn format(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, a: &ArrayShap
     m.always_ff(&m.sig("clk")?, pc)?;
     m.assign_raw("perf_stall", "pst_q")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(acc_buf_kib: u32) -> CoreShape {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/pynq-z2.toml");
+        let mut cfg = AccelConfig::load(path).expect("shipped config");
+        cfg.memory.acc_buf_kib = acc_buf_kib;
+        CoreShape::of(&cfg)
+    }
+
+    #[test]
+    fn the_credit_counter_holds_every_staging_position() {
+        // A random config of CI's (seed 17062984760752375148): 2805 KiB of accumulator buffer
+        // over 16 rows stages 131072 bytes per row, which a 16-bit counter cannot start at.
+        for kib in [1, 64, 512, 1024, 2805, 8192] {
+            let s = shape(kib);
+            let cb = credit_bits(&s);
+            assert!(cb >= 16);
+            assert!(
+                u64::from(s.stage_bytes) < 1u64 << cb,
+                "{kib} KiB: {} staging bytes in {cb} bits",
+                s.stage_bytes
+            );
+        }
+        assert_eq!(credit_bits(&shape(2805)), 18);
+    }
 }

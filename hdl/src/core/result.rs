@@ -19,7 +19,7 @@ use caq_spec::regmap::ErrorCode;
 use caq_spec::shape::{DENSE_QUEUE, REQUANT_PHASES};
 use caq_spec::{AccelConfig, CoreShape};
 
-use super::exec::CREDIT_BITS;
+use super::exec::credit_bits;
 use super::fetch::FetchWidths;
 use super::params::x_inputs;
 use super::ports::{Side, WORDS_BITS, Which, clog2, some_memory_ports};
@@ -38,6 +38,7 @@ pub fn result(cfg: &AccelConfig, requant_if: &Interface) -> Result<Module> {
     let s = CoreShape::of(cfg);
     let fw = FetchWidths::of(&s);
     let (rows, aw) = (s.rows, s.addr_bits);
+    let cb = credit_bits(&s);
     let bb = cfg.bus_bytes();
     let mut m = ModuleBuilder::new("caq_result")?;
     m.doc(&[
@@ -72,7 +73,7 @@ pub fn result(cfg: &AccelConfig, requant_if: &Interface) -> Result<Module> {
     m.port_doc(
         Dir::Output,
         "credit_ret",
-        CREDIT_BITS,
+        cb,
         "staging positions (Conv2d) or queue entries (Dense) freed this cycle",
     )?;
     m.port_doc(Dir::Output, "run_credit_ret", 1, "a Conv2d run is written")?;
@@ -1163,22 +1164,23 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
     )?;
     m.always_ff(&m.sig("clk")?, c)?;
     let runl = clog2(s.run_bytes);
+    let cb = credit_bits(s);
     // Credits go back a cycle later, registered (off the data stage's path into the sequencer).
-    m.reg("cr_q", CREDIT_BITS, Some("credits returned this cycle"))?;
+    m.reg("cr_q", cb, Some("credits returned this cycle"))?;
     m.reg("rcr_q", 1, Some("a run's credit returned this cycle"))?;
     let mut cr = Code::new();
     cr.if_else(
         "!rst_n || clear",
         |c| {
-            c.nb("cr_q", format!("{CREDIT_BITS}'d0"));
+            c.nb("cr_q", format!("{cb}'d0"));
             c.nb("rcr_q", "1'b0");
         },
         |c| {
             c.nb(
                 "cr_q",
                 format!(
-                    "run_free ? {{{z}'d0, rq_len[rq_rp_q]}} : out_free ? {CREDIT_BITS}'d1 : {CREDIT_BITS}'d0",
-                    z = CREDIT_BITS - runl - 1
+                    "run_free ? {{{z}'d0, rq_len[rq_rp_q]}} : out_free ? {cb}'d1 : {cb}'d0",
+                    z = cb - runl - 1
                 ),
             );
             c.nb("rcr_q", "run_free");

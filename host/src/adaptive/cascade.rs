@@ -14,8 +14,8 @@
 //! did not see, not just on the calibration images.
 
 use super::{PassPricer, Scored};
-use crate::error::Result;
 use crate::gates::Limits;
+use caq_driver::Result;
 use caq_model::adaptive::{self, Cascade};
 use caq_spec::PerfCounters;
 use serde::Serialize;

@@ -7,8 +7,8 @@
 pub mod cascade;
 pub mod network;
 
-use crate::compile::{self, PassStart, PassStep, Program};
-use crate::error::{HostError, Result};
+use caq_driver::compile::{self, PassStart, PassStep, Program};
+use caq_driver::{HostError, Result};
 use caq_model::adaptive::{Adaptive, Pass};
 use caq_model::data::Dataset;
 use caq_model::qmodel::QModel;

@@ -11,8 +11,8 @@
 //! the average energy on the training images within the limit.
 
 use super::Scored;
-use crate::error::{HostError, Result};
 use crate::gates::Limits;
+use caq_driver::{HostError, Result};
 use caq_model::adaptive::{self, GateNet, Pass, features};
 use caq_model::data::Dataset;
 use caq_model::graph::Shape3;

@@ -3,9 +3,9 @@
 
 use super::table;
 use anyhow::{Context as _, Result};
-use caq_host::accel::{Accelerator, LoadOptions, Residency};
-use caq_host::context::ContextPolicy;
-use caq_host::energy::model::{EnergyEstimate, EnergyModel};
+use caq_driver::accel::{Accelerator, LoadOptions, Residency};
+use caq_driver::context::ContextPolicy;
+use caq_driver::energy::model::{EnergyEstimate, EnergyModel};
 use caq_host::gates::{self, CostTable, GateBuild, SettingCost};
 use caq_model::data::Dataset;
 use caq_model::graph::FloatModel;

@@ -5,10 +5,10 @@
 use super::adapt::{bits_label, selection_images};
 use super::table;
 use anyhow::{Context as _, Result};
+use caq_driver::energy::model::EnergyModel;
 use caq_host::adaptive::cascade::{self, CascadeChoice, Prices};
 use caq_host::adaptive::network::{self, NetworkChoice};
 use caq_host::adaptive::{CpuAdaptive, PassPricer, Scored};
-use caq_host::energy::model::EnergyModel;
 use caq_host::gates::{GateBuild, Limits};
 use caq_model::adaptive::{Adaptive, AdaptiveKind, AdaptivePolicy, Pass};
 use caq_model::data::Dataset;
@@ -105,11 +105,11 @@ pub fn build_adaptive(
     let scored = Scored::new(q, cands, &sel, &reference)?;
     let full = pricer.pass(
         &layout.levels.iter().map(|l| l[0]).collect::<Vec<_>>(),
-        caq_host::compile::PassStart::Input,
+        caq_driver::compile::PassStart::Input,
         None,
     )?;
     let costs = &gates.costs;
-    let resident = |bits: &[u8]| -> caq_host::Result<u64> {
+    let resident = |bits: &[u8]| -> caq_driver::Result<u64> {
         Ok(costs.cost(bits, &|_: &PerfCounters| 0.0)?.resident_bytes)
     };
     let mut features: HashMap<u8, (Vec<Vec<i64>>, usize)> = HashMap::new();
@@ -125,7 +125,7 @@ pub fn build_adaptive(
         let k_static = scored
             .index(&g.bits)
             .context("static gates are candidates")?;
-        let static_perf = pricer.pass(&g.bits, caq_host::compile::PassStart::Input, None)?;
+        let static_perf = pricer.pass(&g.bits, caq_driver::compile::PassStart::Input, None)?;
         let static_e = energy(&static_perf);
         let limit = (fraction * energy(&full)).min(static_e);
         let limits = Limits {
@@ -163,7 +163,7 @@ pub fn build_adaptive(
                     );
                     Ok(energy(&p))
                 })
-                .collect::<caq_host::Result<Vec<f64>>>()?
+                .collect::<caq_driver::Result<Vec<f64>>>()?
                 .into_iter()
                 .fold(f64::INFINITY, f64::min);
             if cheapest > limit {
@@ -283,7 +283,7 @@ impl AdaptiveTable {
             |pricer: &mut PassPricer, class: &str, kind: &str, bits: &[u8]| -> Result<PolicyRow> {
                 let acc = qmodel::int_accuracy(q, bits, test)?;
                 let mut perf = PerfCounters::default();
-                let one = pricer.pass(bits, caq_host::compile::PassStart::Input, None)?;
+                let one = pricer.pass(bits, caq_driver::compile::PassStart::Input, None)?;
                 for _ in 0..n {
                     perf.add(&one);
                 }
@@ -596,7 +596,10 @@ pub fn run_policies(
             AdaptiveBackend::Cpu => {
                 let cpu = CpuAdaptive::new(q, policy)?;
                 let got = qmodel::par_map(set.len(), |i| cpu.infer(set.image(i)));
-                (got.into_iter().collect::<caq_host::Result<Vec<_>>>()?, None)
+                (
+                    got.into_iter().collect::<caq_driver::Result<Vec<_>>>()?,
+                    None,
+                )
             }
             AdaptiveBackend::Func => {
                 let dev = caq_sim::FuncDevice::new(cfg, SIM_REGION)?;
@@ -660,7 +663,7 @@ fn on_device<D: caq_spec::Device>(
     policy: Adaptive<'_>,
     set: &Dataset,
 ) -> Result<(Vec<caq_model::adaptive::Outcome>, DeviceFigures)> {
-    use caq_host::accel::{Accelerator, LoadOptions, Residency};
+    use caq_driver::accel::{Accelerator, LoadOptions, Residency};
     let mut acc = Accelerator::open(dev, cfg)?;
     acc.load_bundle(
         bundle,

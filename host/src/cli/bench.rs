@@ -7,7 +7,7 @@ use super::adapt::{self, GateTable, bits_label};
 use super::models::{load_float, train_model};
 use super::{DataArgs, write_json};
 use anyhow::{Context as _, Result, bail};
-use caq_host::compile;
+use caq_driver::compile;
 use caq_model::bundle;
 use caq_model::graph::FloatModel;
 use caq_model::qmodel::{self, QModel, QuantizeConfig};

@@ -8,10 +8,10 @@ use super::adapt::{self, GateTable, bits_label};
 use super::models::{eval_bundle, load_float, train_model};
 use super::{DataArgs, plots, table, write_json};
 use anyhow::{Context as _, Result, bail};
-use caq_host::accel::{Residency, SwitchReport};
-use caq_host::compile::ActBuffer;
-use caq_host::context::{ContextTrace, GateSelector};
-use caq_host::energy::model::ModelMeter;
+use caq_driver::accel::{Residency, SwitchReport};
+use caq_driver::compile::ActBuffer;
+use caq_driver::context::{ContextTrace, GateSelector};
+use caq_driver::energy::model::ModelMeter;
 use caq_model::adaptive::{Adaptive, GoldenAdaptive};
 use caq_model::bundle;
 use caq_model::data::Dataset;
@@ -200,9 +200,9 @@ fn build(
     tmp: &std::path::Path,
     cfg: &AccelConfig,
     levels: &[u8],
-    policy: &caq_host::context::ContextPolicy,
+    policy: &caq_driver::context::ContextPolicy,
     trace: &ContextTrace,
-    em: &caq_host::energy::model::EnergyModel,
+    em: &caq_driver::energy::model::EnergyModel,
     split: &super::Split,
 ) -> Result<DemoReport> {
     let t0 = Instant::now();
@@ -350,11 +350,11 @@ fn golden_output(q: &QModel, bits: &[u8], image: &[u8]) -> Result<Vec<u8>> {
 /// Everything a trace replay needs.
 pub struct Scene<'a> {
     pub cfg: &'a AccelConfig,
-    pub em: &'a caq_host::energy::model::EnergyModel,
+    pub em: &'a caq_driver::energy::model::EnergyModel,
     /// The bundle with its gates.
     pub bundle: &'a std::path::Path,
     pub q: &'a QModel,
-    pub policy: &'a caq_host::context::ContextPolicy,
+    pub policy: &'a caq_driver::context::ContextPolicy,
     pub trace: &'a ContextTrace,
     pub test: &'a Dataset,
     pub gates: &'a GateTable,

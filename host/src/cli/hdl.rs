@@ -168,7 +168,7 @@ fn overlay(a: OverlayArgs) -> Result<()> {
         let q = caq_model::bundle::Bundle::open(path)
             .and_then(|b| b.load())
             .with_context(|| format!("reading {}", path.display()))?;
-        let bytes = caq_host::compile::device_bytes(&q, &cfg)
+        let bytes = caq_driver::compile::device_bytes(&q, &cfg)
             .with_context(|| format!("compiling {} for {}", path.display(), a.config.display()))?;
         println!("{}: {bytes} bytes of device memory", path.display());
         if largest.is_none_or(|(b, _)| bytes > b) {
@@ -181,8 +181,8 @@ fn overlay(a: OverlayArgs) -> Result<()> {
         (None, None) => devicetree::DEFAULT_UDMABUF_BYTES,
     };
     let opts = OverlayOptions {
-        uio_name: caq_host::accel::DEFAULT_UIO_NAME.into(),
-        udmabuf_name: caq_host::accel::DEFAULT_UDMABUF.into(),
+        uio_name: caq_driver::accel::DEFAULT_UIO_NAME.into(),
+        udmabuf_name: caq_driver::accel::DEFAULT_UDMABUF.into(),
         udmabuf_bytes,
     };
     let text = devicetree::overlay(&cfg, &opts)

@@ -4,15 +4,15 @@
 use super::models::{QuantFlags, load_float};
 use super::{DataArgs, table, write_json};
 use anyhow::{Context, Result, bail};
-use caq_host::accel::{Accelerator, BoardOptions, LoadOptions, Residency};
-use caq_host::compile;
+use caq_driver::accel::{Accelerator, BoardOptions, LoadOptions, Residency};
+use caq_driver::compile;
 #[cfg(feature = "sim")]
-use caq_host::compile::Program;
+use caq_driver::compile::Program;
 #[cfg(feature = "sim")]
-use caq_host::run::RunOptions;
-use caq_host::run::{self, HostCost};
-use caq_host::sys::SysRoot;
-use caq_host::uio_device::WaitStrategy;
+use caq_driver::run::RunOptions;
+use caq_driver::run::{self, HostCost};
+use caq_driver::sys::SysRoot;
+use caq_driver::uio_device::WaitStrategy;
 use caq_model::bundle::Bundle;
 use caq_model::qmodel::{self, QModel};
 use caq_spec::{AccelConfig, Device, PerfCounters};
@@ -170,11 +170,11 @@ impl BoardArgs {
             uio_name: self
                 .uio_name
                 .clone()
-                .unwrap_or_else(|| caq_host::accel::DEFAULT_UIO_NAME.into()),
+                .unwrap_or_else(|| caq_driver::accel::DEFAULT_UIO_NAME.into()),
             udmabuf: self
                 .udmabuf
                 .clone()
-                .unwrap_or_else(|| caq_host::accel::DEFAULT_UDMABUF.into()),
+                .unwrap_or_else(|| caq_driver::accel::DEFAULT_UDMABUF.into()),
             ..BoardOptions::default()
         };
         o.coherency.require_cached = self.cached;
@@ -291,8 +291,8 @@ fn energy_rows<D: Device>(
     settings: &[Vec<u8>],
     set: &caq_model::data::Dataset,
 ) -> Result<Vec<EnergyRow>> {
-    use caq_host::accel::EnergyMeter;
-    use caq_host::energy::{EnergyModel, HwmonMeter, ModelMeter, RailGroup, meter_window};
+    use caq_driver::accel::EnergyMeter;
+    use caq_driver::energy::{EnergyModel, HwmonMeter, ModelMeter, meter_window};
     let energy = a.energy.unwrap_or(EnergyArg::Auto);
     if energy == EnergyArg::None || set.is_empty() {
         return Ok(Vec::new());
@@ -301,9 +301,7 @@ fn energy_rows<D: Device>(
     let root = SysRoot::new(a.board.sysroot());
     let sensor = match energy {
         EnergyArg::Model => None,
-        _ => match HwmonMeter::detect(&root, &[RailGroup::Pl])
-            .or_else(|_| HwmonMeter::detect(&root, &[RailGroup::Board]))
-        {
+        _ => match HwmonMeter::detect_any(&root) {
             Ok(m) => Some(m),
             Err(e) if energy == EnergyArg::Hwmon => {
                 return Err(anyhow::Error::new(e).context("--energy hwmon"));

@@ -9,7 +9,7 @@
 use super::models::{QuantFlags, load_float};
 use super::{DataArgs, table, write_json};
 use anyhow::{Context, Result, bail};
-use caq_host::accel::{Accelerator, LoadOptions, Residency};
+use caq_driver::accel::{Accelerator, LoadOptions, Residency};
 use caq_model::bundle;
 use caq_model::qmodel::{self, QModel};
 use caq_spec::{AccelConfig, DeviceAddr, MemRegion};

@@ -1,4 +1,4 @@
-//! The one error type of caq-host: what went wrong, with the layer, register or value involved.
+//! The one error type of caq-driver (the tools on top use it too): what went wrong, with the layer, register or value involved.
 
 use caq_spec::ErrorCode;
 

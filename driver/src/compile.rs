@@ -184,6 +184,11 @@ pub struct Program {
     /// Everything the program touches; the DMA window is set to it.
     pub region: MemRegion,
     pub input: ActBuffer,
+    /// How real inputs become the input codes (the model's input quantizer): applications that
+    /// hold floats quantize with it (`ActQuant::quantize`, docs/numerics.md).
+    pub input_quant: ActQuant,
+    /// The scale and signedness of the output codes (the last node's quantizer).
+    pub output_quant: ActQuant,
     /// The output buffer of every graph node.
     pub nodes: Vec<ActBuffer>,
     pub layers: Vec<DeviceLayer>,
@@ -218,7 +223,7 @@ pub fn device_bytes(model: &QModel, cfg: &AccelConfig) -> Result<u64> {
 }
 
 /// Refuses a per-layer setting with other than one entry per weight layer.
-pub(crate) fn check_bits_len(bits: &[u8], layers: usize) -> Result<()> {
+pub fn check_bits_len(bits: &[u8], layers: usize) -> Result<()> {
     if bits.len() == layers {
         return Ok(());
     }
@@ -380,10 +385,16 @@ pub fn compile(
         base,
         len: mem.next - base.0,
     };
+    let output_quant = *model.acts.last().ok_or_else(|| HostError::Arg {
+        what: "model",
+        why: "the graph has no nodes".into(),
+    })?;
     let program = Program {
         config: cfg.name.clone(),
         region,
         input,
+        input_quant: model.input,
+        output_quant,
         nodes,
         layers,
         steps,

@@ -51,6 +51,14 @@ impl HwmonMeter {
         Ok(HwmonMeter::new(sampler, found.table.spec()))
     }
 
+    /// The meter of the board found under `root` on the rails closest to the accelerator: the
+    /// PL's where the board measures them, else the board's input. What `caq run --energy auto`
+    /// and the C and Python bindings use.
+    pub fn detect_any(root: &SysRoot) -> Result<HwmonMeter> {
+        HwmonMeter::detect(root, &[RailGroup::Pl])
+            .or_else(|_| HwmonMeter::detect(root, &[RailGroup::Board]))
+    }
+
     /// Uses `w` as the idle power to subtract (from an earlier measurement).
     pub fn with_idle_w(mut self, w: f64) -> Result<HwmonMeter> {
         if !(w.is_finite() && (0.0..=self.spec.max_w).contains(&w)) {

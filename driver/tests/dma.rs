@@ -5,13 +5,13 @@
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use caq_host::HostError;
-use caq_host::dma::{
+use caq_driver::HostError;
+use caq_driver::dma::{
     CACHE_LINE, ChipFamily, Coherency, CoherencyChoice, DmaMemory, Mapping, MemfdMemory, SyncDir,
     SyncMethod, UDmaBuf, choose_coherency, sync_command, sync_error, udmabuf_mapping,
 };
-use caq_host::fake::FakeSys;
-use caq_host::sys::SysRoot;
+use caq_driver::fake::FakeSys;
+use caq_driver::sys::SysRoot;
 use caq_spec::{DeviceAddr, MemRegion};
 
 mod forked;
@@ -887,9 +887,9 @@ mod board {
     use std::os::unix::net::UnixStream;
     use std::time::{Duration, Instant};
 
-    use caq_host::fake::board::{BoardFaults, BoardWiring, FakeBoard};
-    use caq_host::fake::recorder::Recorder;
-    use caq_host::fake::uio::irq_pair;
+    use caq_driver::fake::board::{BoardFaults, BoardWiring, FakeBoard};
+    use caq_driver::fake::recorder::Recorder;
+    use caq_driver::fake::uio::irq_pair;
     use caq_model::requant::Requant;
     use caq_sim::FuncDevice;
     use caq_sim::layer::{self, Alloc, LayerJob, LayerOp, OUTPUT_FILL, SPARE_BYTES, WeightGroup};
@@ -1321,12 +1321,12 @@ mod board {
         // The driver's UioIrq (on the same interrupt file) reads 2 at once, and counts the jump
         // from 0 as one missed event; nothing else is pending.
         let fd = std::os::fd::OwnedFd::from(wire.inner().irq.try_clone().unwrap());
-        let mut irq = caq_host::irq::UioIrq::new(fd, "fake /dev/uio0")
+        let mut irq = caq_driver::irq::UioIrq::new(fd, "fake /dev/uio0")
             .unwrap()
             .with_count(0);
         assert_eq!(
             irq.wait(Duration::from_secs(5)).unwrap(),
-            caq_host::irq::IrqOutcome::Fired {
+            caq_driver::irq::IrqOutcome::Fired {
                 count: 2,
                 missed: 1
             }

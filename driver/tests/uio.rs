@@ -8,14 +8,14 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use caq_host::HostError;
-use caq_host::dma::{Coherency, DmaMemory, SyncDir};
-use caq_host::fake::FakeSys;
-use caq_host::fake::uio::FakeUio;
-use caq_host::irq::{IrqOutcome, UioIrq};
-use caq_host::sys::SysRoot;
-use caq_host::uio::{Mmio, UioMap, find_uio, page_size};
-use caq_host::uio_device::{UioDevice, UioOptions, WaitStrategy};
+use caq_driver::HostError;
+use caq_driver::dma::{Coherency, DmaMemory, SyncDir};
+use caq_driver::fake::FakeSys;
+use caq_driver::fake::uio::FakeUio;
+use caq_driver::irq::{IrqOutcome, UioIrq};
+use caq_driver::sys::SysRoot;
+use caq_driver::uio::{Mmio, UioMap, find_uio, page_size};
+use caq_driver::uio_device::{UioDevice, UioOptions, WaitStrategy};
 use caq_spec::device::{read_wide, write_wide};
 use caq_spec::{Device, DeviceAddr, IrqStats, IrqWait, regmap};
 
@@ -374,21 +374,21 @@ impl DmaMemory for VecMem {
     fn coherency(&self) -> Coherency {
         Coherency::HwCoherent
     }
-    fn write(&mut self, off: u64, src: &[u8]) -> caq_host::Result<()> {
+    fn write(&mut self, off: u64, src: &[u8]) -> caq_driver::Result<()> {
         let o = off as usize;
         self.bytes[o..o + src.len()].copy_from_slice(src);
         Ok(())
     }
-    fn read(&mut self, off: u64, dst: &mut [u8]) -> caq_host::Result<()> {
+    fn read(&mut self, off: u64, dst: &mut [u8]) -> caq_driver::Result<()> {
         let o = off as usize;
         dst.copy_from_slice(&self.bytes[o..o + dst.len()]);
         Ok(())
     }
-    fn sync_for_device(&mut self, off: u64, len: u64, dir: SyncDir) -> caq_host::Result<()> {
+    fn sync_for_device(&mut self, off: u64, len: u64, dir: SyncDir) -> caq_driver::Result<()> {
         self.syncs.lock().unwrap().push(("device", off, len, dir));
         Ok(())
     }
-    fn sync_for_cpu(&mut self, off: u64, len: u64, dir: SyncDir) -> caq_host::Result<()> {
+    fn sync_for_cpu(&mut self, off: u64, len: u64, dir: SyncDir) -> caq_driver::Result<()> {
         self.syncs.lock().unwrap().push(("cpu", off, len, dir));
         Ok(())
     }
@@ -899,7 +899,7 @@ fn config(name: &str) -> caq_spec::AccelConfig {
 
 #[test]
 fn a_dma_coherent_region_is_refused_for_a_config_whose_traffic_is_not_snooped() {
-    use caq_host::accel::{Accelerator, BoardOptions};
+    use caq_driver::accel::{Accelerator, BoardOptions};
     let (_dir, fake, root) = tree();
     fake.uio(0, "caq", &[ACCEL]).unwrap();
     fake.udmabuf("udmabuf-caq", 0x3800_0000, 1 << 20, true)
@@ -928,8 +928,8 @@ fn a_dma_coherent_region_is_refused_for_a_config_whose_traffic_is_not_snooped() 
 
 #[test]
 fn opening_a_board_locks_the_uio_device_before_it_touches_the_udmabuf() {
-    use caq_host::accel::{Accelerator, BoardOptions};
-    use caq_host::dma::{ChipFamily, CoherencyChoice};
+    use caq_driver::accel::{Accelerator, BoardOptions};
+    use caq_driver::dma::{ChipFamily, CoherencyChoice};
     let (_dir, fake, root) = tree();
     fake.uio(0, "caq", &[ACCEL]).unwrap();
     let sysfs = fake
@@ -996,7 +996,7 @@ fn a_forked_child_cannot_use_the_parents_device() {
 /// (qemu-user ignores MADV_DONTFORK, so scripts/cross.sh skips this test.)
 #[test]
 fn a_forked_child_inherits_no_mapping_of_the_device() {
-    use caq_host::dma::{CoherencyChoice, UDmaBuf};
+    use caq_driver::dma::{CoherencyChoice, UDmaBuf};
     let (_dir, fake, root) = tree();
     let uio = fake.uio(0, "caq", &[ACCEL]).unwrap();
     fake.udmabuf("udmabuf-caq", 0x3800_0000, 1 << 20, false)

@@ -3,7 +3,7 @@
 //! [`crate::sys::SysRoot::new`]); a fake `/dev/uioN` interrupt file (`uio::irq_pair`); a
 //! [`recorder::Recorder`] that logs every device call in order; and (feature `sim`) the
 //! [`board::FakeBoard`] that plays the hardware behind them. Public so that applications built on
-//! caq-host can test their own code the same way.
+//! caq-driver can test their own code the same way.
 
 #[cfg(feature = "sim")]
 pub mod board;

@@ -449,6 +449,11 @@ impl<D: Device> Accelerator<D> {
         self.meter = Some(meter);
     }
 
+    /// Removes the meter (later inferences report no energy) and returns it.
+    pub fn detach_meter(&mut self) -> Option<Box<dyn EnergyMeter>> {
+        self.meter.take()
+    }
+
     /// Reads a register by byte offset (debugging, like PYNQ's `MMIO.read`): only a register of
     /// `caq_spec::regmap::REGISTERS` that is readable (any other offset answers SLVERR on the
     /// bus, which can take the kernel down; see `regmap::checked_access`).

@@ -3,16 +3,16 @@
 //! detection, idle subtraction, the sampling thread in real time on a fake tree, and the
 //! counter-based model (hand-computed, and on the functional model of the accelerator).
 
-use caq_host::HostError;
-use caq_host::accel::EnergyMeter;
-use caq_host::energy::boards::{BoardSensors, RailGroup};
-use caq_host::energy::hwmon::{self, Channel};
-use caq_host::energy::{
+use caq_driver::HostError;
+use caq_driver::accel::EnergyMeter;
+use caq_driver::energy::boards::{BoardSensors, RailGroup};
+use caq_driver::energy::hwmon::{self, Channel};
+use caq_driver::energy::{
     EnergyModel, FnSource, HwmonMeter, HwmonPower, PowerSample, PowerSource, Sampler, SensorSpec,
     Timed, integrate,
 };
-use caq_host::fake::FakeSys;
-use caq_host::sys::SysRoot;
+use caq_driver::fake::FakeSys;
+use caq_driver::sys::SysRoot;
 use caq_spec::{AccelConfig, Board, PerfCounters};
 use std::f64::consts::PI;
 use std::time::Duration;
@@ -573,13 +573,14 @@ fn the_model_estimate_matches_hand_computed_counters() {
 }
 
 #[cfg(feature = "sim")]
+#[path = "../../host/tests/common/mod.rs"]
 mod common;
 
 #[cfg(feature = "sim")]
 #[test]
 fn meter_batch_prices_the_whole_batch_with_the_model() {
-    use caq_host::accel::{Accelerator, LoadOptions};
-    use caq_host::energy::{MODEL_SOURCE, ModelMeter, meter_batch};
+    use caq_driver::accel::{Accelerator, LoadOptions};
+    use caq_driver::energy::{MODEL_SOURCE, ModelMeter, meter_batch};
     use common::*;
 
     let cfg = config("sim-small");
@@ -615,8 +616,8 @@ fn meter_window_repeats_the_batch_until_a_slow_sensor_window_is_filled() {
     // A ZCU104 tree at a constant 2 W on its input, sampled every 2 ms; the batch of 3 images
     // takes far less than the 0.2 s window asked for, so it runs again, whole, until it fills it,
     // and the window's energy is 2 W times its length.
-    use caq_host::accel::{Accelerator, LoadOptions};
-    use caq_host::energy::{HwmonMeter, Sampler, meter_window};
+    use caq_driver::accel::{Accelerator, LoadOptions};
+    use caq_driver::energy::{HwmonMeter, Sampler, meter_window};
     use common::*;
 
     let (_d, sys) = fake();
@@ -664,7 +665,8 @@ fn meter_window_repeats_the_batch_until_a_slow_sensor_window_is_filled() {
     assert!(rel_err(e.per_inference_j, e.reading.total_j / e.inferences as f64) < 1e-12);
     // Without a window the batch runs once.
     let mut model =
-        caq_host::energy::ModelMeter::new(EnergyModel::builtin(Board::Sim).unwrap(), &cfg).unwrap();
+        caq_driver::energy::ModelMeter::new(EnergyModel::builtin(Board::Sim).unwrap(), &cfg)
+            .unwrap();
     let once = meter_window(&mut acc, &mut model, &inputs, None).unwrap();
     assert_eq!(once.inferences, 3);
 }

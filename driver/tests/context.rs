@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use caq_host::context::{
+use caq_driver::context::{
     Context, ContextError, ContextPolicy, ContextProbe, ContextTrace, GateSelector, MIB,
     ProbeOptions, TracePoint,
 };
-use caq_host::fake::FakeSys;
-use caq_host::sys::SysRoot;
+use caq_driver::fake::FakeSys;
+use caq_driver::sys::SysRoot;
 
 fn fake() -> (tempfile::TempDir, FakeSys, ContextProbe) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -522,8 +522,8 @@ fn load_chooses_the_format_by_extension_and_names_the_file() {
 #[test]
 fn the_committed_demo_csv_is_the_demo_trace() {
     let path = repo_path("configs/traces/demo.csv");
-    let header = "# The demo scenario: ContextTrace::demo() in host/src/context/trace.rs.\n\
-                  # Regenerate with CAQ_BLESS=1 cargo test -p caq-host --test context the_committed_demo_csv\n";
+    let header = "# The demo scenario: ContextTrace::demo() in driver/src/context/trace.rs.\n\
+                  # Regenerate with CAQ_BLESS=1 cargo test -p caq-driver --test context the_committed_demo_csv\n";
     let want = format!("{header}{}", ContextTrace::demo().to_csv_string());
     if std::env::var("CAQ_BLESS").is_ok_and(|v| v == "1") {
         std::fs::write(&path, &want).unwrap();

@@ -15,7 +15,8 @@ use caq_model::adaptive::{self, Adaptive, Cascade, GateNet, GoldenAdaptive};
 use caq_model::bundle;
 use caq_model::data::Dataset;
 use caq_model::qmodel::{Gate, QModel};
-use caq_spec::DeviceAddr;
+use caq_sim::FuncDevice;
+use caq_spec::{AccelConfig, DeviceAddr};
 use common::*;
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
@@ -26,22 +27,25 @@ fn bundle_of(q: &QModel, dir: &std::path::Path) -> PathBuf {
     path
 }
 
+/// The functional device of `cfg` with `q` loaded from a bundle in `dir`, every setting paged in
+/// on demand and kept (`Residency::KeepPaged`).
+fn loaded(q: &QModel, cfg: &AccelConfig, dir: &std::path::Path) -> Accelerator<FuncDevice> {
+    let mut acc = Accelerator::open(device(cfg), cfg).unwrap();
+    let opts = LoadOptions {
+        bits: None,
+        residency: Residency::KeepPaged,
+    };
+    acc.load_bundle(&bundle_of(q, dir), &opts).unwrap();
+    acc
+}
+
 /// Runs `policy` on the functional device and the CPU backend for `set`'s first `n` images and
 /// checks each against the golden reference and the pricer; returns how often each setting was
 /// final.
 fn check(q: &QModel, set: &Dataset, n: usize, policy: Adaptive<'_>) -> Vec<usize> {
     let cfg = config("sim-small");
     let dir = tempfile::tempdir().unwrap();
-    let path = bundle_of(q, dir.path());
-    let mut acc = Accelerator::open(device(&cfg), &cfg).unwrap();
-    acc.load_bundle(
-        &path,
-        &LoadOptions {
-            bits: None,
-            residency: Residency::KeepPaged,
-        },
-    )
-    .unwrap();
+    let mut acc = loaded(q, &cfg, dir.path());
     let base = acc.program().unwrap().region.base;
     let mut pricer = PassPricer::new(q, &cfg, base).unwrap();
     let golden = GoldenAdaptive::new(q, policy).unwrap();
@@ -300,16 +304,7 @@ fn a_calibrated_cascade_keeps_its_average_energy_limit_as_the_device_counts_it()
     // The device's own counters over the calibration images, re-runs included, give the same
     // mean energy and agreement.
     let dir = tempfile::tempdir().unwrap();
-    let path = bundle_of(&q, dir.path());
-    let mut acc = Accelerator::open(device(&cfg), &cfg).unwrap();
-    acc.load_bundle(
-        &path,
-        &LoadOptions {
-            bits: None,
-            residency: Residency::KeepPaged,
-        },
-    )
-    .unwrap();
+    let mut acc = loaded(&q, &cfg, dir.path());
     let policy = Adaptive::Cascade(&choice.cascade);
     let signed = q.acts.last().unwrap().signed;
     let (mut e, mut agree, mut reruns) = (0.0, 0, 0);

@@ -330,8 +330,13 @@ impl AdaptiveTable {
              the counters of the passes each input took, re-runs included):",
             self.test_images, self.config
         );
-        let rows: Vec<Vec<String>> = self
-            .rows
+        table::print(&TABLE_COLUMNS, &self.text_rows(2));
+    }
+
+    /// The rows under [`TABLE_COLUMNS`], latencies with `latency_digits` decimals (the terminal
+    /// shows two, the report one).
+    fn text_rows(&self, latency_digits: usize) -> Vec<Vec<String>> {
+        self.rows
             .iter()
             .map(|r| {
                 vec![
@@ -341,31 +346,34 @@ impl AdaptiveTable {
                     format!("{:.3}", r.energy_dynamic_uj),
                     format!("{:.3}", r.energy_total_uj),
                     format!("{:.0}", r.cycles),
-                    format!("{:.2}", r.latency_us),
+                    format!("{:.*}", latency_digits, r.latency_us),
                     format!("{:.2}", r.passes),
-                    r.histogram
-                        .iter()
-                        .map(|(b, c)| format!("{b}: {c}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    histogram_text(&r.histogram),
                 ]
             })
-            .collect();
-        table::print(
-            &[
-                "class",
-                "policy",
-                "top-1 %",
-                "dynamic µJ",
-                "total µJ",
-                "cycles",
-                "latency µs",
-                "passes",
-                "final setting: images",
-            ],
-            &rows,
-        );
+            .collect()
     }
+}
+
+/// The columns of [`AdaptiveTable`]'s rows, on the terminal and in the report.
+const TABLE_COLUMNS: [&str; 9] = [
+    "class",
+    "policy",
+    "top-1 %",
+    "dynamic µJ",
+    "total µJ",
+    "cycles",
+    "latency µs",
+    "passes",
+    "final setting: images",
+];
+
+/// A final-setting histogram as `bits: images, …`.
+fn histogram_text(h: &[(String, usize)]) -> String {
+    h.iter()
+        .map(|(b, c)| format!("{b}: {c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `policy` on every image of `test` (CPU backend), each input's passes priced.
@@ -602,7 +610,7 @@ pub fn run_policies(
                 )
             }
             AdaptiveBackend::Func => {
-                let dev = caq_sim::FuncDevice::new(cfg, SIM_REGION)?;
+                let dev = caq_sim::FuncDevice::new(cfg, caq_driver::handle::SIM_REGION)?;
                 let (got, fig) = on_device(dev, cfg, bundle, q, policy, set)?;
                 (got, Some(fig))
             }
@@ -646,12 +654,6 @@ pub fn run_policies(
     }
     Ok(runs)
 }
-
-/// Device memory of the simulated backends: room for any model the CLI builds.
-const SIM_REGION: caq_spec::MemRegion = caq_spec::MemRegion {
-    base: DeviceAddr(0x1000_0000),
-    len: 64 << 20,
-};
 
 /// Adaptive inference of every image through the driver on `dev` (`Residency::KeepPaged`); the
 /// outcomes in the model's terms (output codes decoded) and the per-inference means.
@@ -748,11 +750,7 @@ pub fn print_runs(runs: &[AdaptiveRun], backend: AdaptiveBackend) {
                 f(d.map(|d| d.switch_descriptor_bytes), 0),
                 f(d.map(|d| d.switch_us), 2),
                 f(d.map(|d| d.gate_us), 2),
-                r.histogram
-                    .iter()
-                    .map(|(b, c)| format!("{b}: {c}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                histogram_text(&r.histogram),
             ]
         })
         .collect();
@@ -877,42 +875,7 @@ pub fn markdown(s: &ReportSetup<'_>, b: &AdaptiveBuild, t: &AdaptiveTable) -> St
         o,
         "## Held-out accuracy, energy and latency per inference\n"
     );
-    let rows: Vec<Vec<String>> = t
-        .rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.class.clone(),
-                r.kind.clone(),
-                format!("{:.2}", r.accuracy_pct),
-                format!("{:.3}", r.energy_dynamic_uj),
-                format!("{:.3}", r.energy_total_uj),
-                format!("{:.0}", r.cycles),
-                format!("{:.1}", r.latency_us),
-                format!("{:.2}", r.passes),
-                r.histogram
-                    .iter()
-                    .map(|(b, c)| format!("{b}: {c}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ]
-        })
-        .collect();
-    md_table(
-        &mut o,
-        &[
-            "class",
-            "policy",
-            "top-1 %",
-            "dynamic µJ",
-            "total µJ",
-            "cycles",
-            "latency µs",
-            "passes",
-            "final setting: images",
-        ],
-        &rows,
-    );
+    md_table(&mut o, &TABLE_COLUMNS, &t.text_rows(1));
     let _ = writeln!(
         o,
         "## Against the issue's target\n\nAt each class's budget: ≥ 0.5 points above the static \

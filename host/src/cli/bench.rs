@@ -119,13 +119,9 @@ struct BenchReport {
     seconds: f64,
 }
 
-const BASE: u64 = 0x1000_0000;
-
+/// Device memory of the simulated backends: the driver's, as the bindings use it.
 fn region() -> MemRegion {
-    MemRegion {
-        base: DeviceAddr(BASE),
-        len: 64 << 20,
-    }
+    caq_driver::handle::SIM_REGION
 }
 
 fn median_us(mut v: Vec<Duration>) -> f64 {

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use caq_driver::accel::{Accelerator, LoadOptions, Residency};
 use caq_model::bundle;
 use caq_model::qmodel::{self, QModel};
-use caq_spec::{AccelConfig, DeviceAddr, MemRegion};
+use caq_spec::AccelConfig;
 use clap::Args;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -72,15 +72,10 @@ struct Summary {
     nestquant_reported_pct: f64,
 }
 
-const BASE: u64 = 0x1000_0000;
-
 fn device(cfg: &AccelConfig) -> Result<caq_sim::FuncDevice> {
     Ok(caq_sim::FuncDevice::new(
         cfg,
-        MemRegion {
-            base: DeviceAddr(BASE),
-            len: 64 << 20,
-        },
+        caq_driver::handle::SIM_REGION,
     )?)
 }
 

@@ -45,8 +45,8 @@ static int show_errors(const char *config, const char *corrupt, const char *good
   s = caq_apply_gate(acc, "no-such-gate");
   printf("bad gate name: %s: %s\n", caq_status_name(s), caq_last_error());
   uint8_t input[1] = {0};
-  int32_t output[1];
-  s = caq_infer(acc, input, 1, output, 1, NULL);
+  int32_t output[256];
+  s = caq_infer(acc, input, 1, output, 256, NULL);
   printf("short input: %s: %s\n", caq_status_name(s), caq_last_error());
   caq_close(acc);
   return 0;

@@ -57,7 +57,6 @@ impl From<ErrorClass> for CaqStatus {
             ErrorClass::Busy => CaqStatus::CAQ_ERR_BUSY,
             ErrorClass::Memory => CaqStatus::CAQ_ERR_MEMORY,
             ErrorClass::Io => CaqStatus::CAQ_ERR_IO,
-            ErrorClass::Unsupported => CaqStatus::CAQ_ERR_UNSUPPORTED,
         }
     }
 }
@@ -571,7 +570,7 @@ fn infer_into(
     report: *mut CaqReport,
     infer: impl FnOnce(&mut Handle) -> Result<caq_driver::handle::Output, HostError>,
 ) -> Result<(), Fail> {
-    let need = a.handle.info()?.output_len;
+    let need = a.handle.output_len()?;
     if output.is_null() || output_len < need {
         return Err(Fail::arg(format!(
             "output holds {output_len} codes{}; the model gives {need}",
@@ -584,16 +583,6 @@ fn infer_into(
     // SAFETY: the caller passes a writable report or NULL.
     if let Some(r) = unsafe { report.as_mut() } {
         *r = report_of(&out.report);
-    }
-    Ok(())
-}
-
-fn check_input_len(a: &caq_accel, len: usize) -> Result<(), Fail> {
-    let need = a.handle.info()?.input_len;
-    if len != need {
-        return Err(Fail::arg(format!(
-            "input has {len} values; the model takes {need}"
-        )));
     }
     Ok(())
 }
@@ -617,7 +606,6 @@ pub unsafe extern "C" fn caq_infer(
     guard("caq_infer", || {
         // SAFETY: forwarded from the caller's contract.
         let (a, input) = unsafe { (accel(acc)?, slice_arg(input, input_len, "input")?) };
-        check_input_len(a, input.len())?;
         infer_into(a, output, output_len, report, |h| h.infer_codes(input))
     })
 }
@@ -639,7 +627,6 @@ pub unsafe extern "C" fn caq_infer_f32(
     guard("caq_infer_f32", || {
         // SAFETY: forwarded from the caller's contract.
         let (a, input) = unsafe { (accel(acc)?, slice_arg(input, input_len, "input")?) };
-        check_input_len(a, input.len())?;
         infer_into(a, output, output_len, report, |h| h.infer_f32(input))
     })
 }

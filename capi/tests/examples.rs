@@ -170,7 +170,7 @@ fn errors_cross_the_boundary_as_a_status_and_a_message() {
     let short = line("short input: ");
     assert!(
         short.starts_with(
-            "short input: CAQ_ERR_ARGUMENT: caq_infer: input has 1 values; the model takes 64"
+            "short input: CAQ_ERR_ARGUMENT: caq_infer: input: 1 bytes for an input of shape [1, 8, 8] (64 codes)"
         ),
         "{short}"
     );

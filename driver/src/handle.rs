@@ -107,8 +107,6 @@ pub enum ErrorClass {
     Memory,
     /// Any other I/O error.
     Io,
-    /// A backend this build does not have (the functional model without feature `sim`).
-    Unsupported,
 }
 
 impl ErrorClass {
@@ -204,7 +202,6 @@ pub fn message(e: &HostError) -> String {
 /// An accelerator on the board or on the functional model, with at most one model loaded.
 pub struct Handle {
     backend: Backend,
-    meter: MeterKind,
 }
 
 impl Handle {
@@ -240,7 +237,6 @@ impl Handle {
         let acc = Accelerator::open_uio(&cfg, &opts)?;
         Ok(Handle {
             backend: Backend::Uio(Box::new(acc)),
-            meter: MeterKind::None,
         })
     }
 
@@ -253,7 +249,6 @@ impl Handle {
         let dev = FuncDevice::new(&cfg, SIM_REGION).map_err(HostError::backend)?;
         Ok(Handle {
             backend: Backend::Sim(Box::new(Accelerator::open(dev, &cfg)?)),
-            meter: MeterKind::None,
         })
     }
 
@@ -293,6 +288,12 @@ impl Handle {
                 levels: p.layers.first().map(|l| l.levels.clone()).unwrap_or_default(),
             })
         })
+    }
+
+    /// Output codes per inference of the loaded model (what [`Handle::info`] says, without
+    /// building the rest of it).
+    pub fn output_len(&self) -> Result<usize> {
+        on!(&self.backend, a => Ok(a.program()?.output().elements()))
     }
 
     /// The loaded bundle's gates.
@@ -363,13 +364,7 @@ impl Handle {
             Some(m) => a.attach_meter(m),
             None => drop(a.detach_meter()),
         });
-        self.meter = kind;
         Ok(source)
-    }
-
-    /// The meter attached last.
-    pub fn meter(&self) -> MeterKind {
-        self.meter
     }
 
     /// Runs one inference on input codes (CHW, one byte each, [`ModelInfo::input_len`] of them).

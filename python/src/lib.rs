@@ -60,7 +60,7 @@ fn to_py(e: HostError) -> PyErr {
         ErrorClass::Permission => PermissionDeniedError::new_err(msg),
         ErrorClass::Busy => BusyError::new_err(msg),
         ErrorClass::Memory => DmaMemoryError::new_err(msg),
-        ErrorClass::Io | ErrorClass::Unsupported => CaqError::new_err(msg),
+        ErrorClass::Io => CaqError::new_err(msg),
     }
 }
 

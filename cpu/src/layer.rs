@@ -365,17 +365,7 @@ mod tests {
     }
 
     fn dense_geom(k: usize) -> Geom {
-        Geom {
-            c: k,
-            h: 1,
-            w: 1,
-            kh: 1,
-            kw: 1,
-            stride: 1,
-            pad: 0,
-            oh: 1,
-            ow: 1,
-        }
+        Geom::dense(k)
     }
 
     const OUT: OutRange = OutRange {

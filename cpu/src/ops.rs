@@ -1,5 +1,5 @@
 //! The operators without weights on a batch of CHW code tensors (image-major): pools, residual
-//! add, ReLU. Each follows the rule of its golden kernel in `caq_model::kernels` exactly (the
+//! add, ReLU, global average pooling. Each follows the rule of its golden kernel in `caq_model::kernels` exactly (the
 //! table in docs/numerics.md, "Other operators").
 
 use caq_model::graph::Shape3;
@@ -27,6 +27,15 @@ pub(crate) fn pool(x: &[i32], s: Shape3, k: usize, stride: usize, avg: bool) -> 
     }
     debug_assert_eq!(y.len(), x.len() / (c * h * w).max(1) * c * oh * ow);
     y
+}
+
+/// Global average pooling of `n` images of shape `s`: each channel's map averaged
+/// (`kernels::global_avg_pool`).
+pub(crate) fn global_avg_pool(x: &[i32], s: Shape3) -> Vec<i32> {
+    let area = s[1] * s[2];
+    x.chunks_exact(area.max(1))
+        .map(|plane| window_mean(plane.iter().map(|&v| i64::from(v)).sum(), area as i64))
+        .collect()
 }
 
 /// Residual add with one shared shift, then ReLU and saturation.

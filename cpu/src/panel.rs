@@ -8,20 +8,44 @@
 //! columns are the images of the batch.
 
 /// Where a weight layer reads its input: a convolution, or a dense layer as a 1×1 convolution.
+/// A grouped convolution is one such layer per group, each reading the `c` channels from `c0` of
+/// an input of `in_c` channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Geom {
     pub c: usize,
+    pub c0: usize,
+    pub in_c: usize,
     pub h: usize,
     pub w: usize,
     pub kh: usize,
     pub kw: usize,
     pub stride: usize,
-    pub pad: usize,
+    /// Zero padding before the first row and column (the padding after only bounds `oh`, `ow`).
+    pub pad_top: usize,
+    pub pad_left: usize,
     pub oh: usize,
     pub ow: usize,
 }
 
 impl Geom {
+    /// A dense layer of reduction length `k`: a 1×1 convolution of a `[k, 1, 1]` input.
+    pub fn dense(k: usize) -> Geom {
+        Geom {
+            c: k,
+            c0: 0,
+            in_c: k,
+            h: 1,
+            w: 1,
+            kh: 1,
+            kw: 1,
+            stride: 1,
+            pad_top: 0,
+            pad_left: 0,
+            oh: 1,
+            ow: 1,
+        }
+    }
+
     /// The reduction length `C·kh·kw`.
     pub fn k(&self) -> usize {
         self.c * self.kh * self.kw
@@ -32,7 +56,7 @@ impl Geom {
     }
     /// Input codes per image.
     pub fn input_len(&self) -> usize {
-        self.c * self.h * self.w
+        self.in_c * self.h * self.w
     }
 }
 
@@ -59,9 +83,9 @@ pub(crate) fn fill_block<const L: usize>(
     let mut left = [0isize; L];
     for (lane, j) in (j0..j0 + live).enumerate() {
         let (img, pix) = (j / p, j % p);
-        base[lane] = img * in_len;
-        top[lane] = ((pix / g.ow) * g.stride) as isize - g.pad as isize;
-        left[lane] = ((pix % g.ow) * g.stride) as isize - g.pad as isize;
+        base[lane] = img * in_len + g.c0 * g.h * g.w;
+        top[lane] = ((pix / g.ow) * g.stride) as isize - g.pad_top as isize;
+        left[lane] = ((pix % g.ow) * g.stride) as isize - g.pad_left as isize;
     }
     let (h, w) = (g.h as isize, g.w as isize);
     let inside = (0..live).all(|l| {

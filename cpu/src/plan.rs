@@ -19,9 +19,21 @@ use caq_model::requant::{AddRequant, OutRange};
 #[derive(Clone, Debug)]
 enum PlanOp {
     Weight(Box<WeightLayer>),
-    MaxPool { kernel: usize, stride: usize },
-    AvgPool { kernel: usize, stride: usize },
-    Add { rq: AddRequant, out: OutRange },
+    /// A grouped convolution: one layer per group (same bits and kernel choice in each).
+    Grouped(Vec<WeightLayer>),
+    GlobalAvgPool,
+    MaxPool {
+        kernel: usize,
+        stride: usize,
+    },
+    AvgPool {
+        kernel: usize,
+        stride: usize,
+    },
+    Add {
+        rq: AddRequant,
+        out: OutRange,
+    },
     Relu,
     Flatten,
 }
@@ -99,37 +111,34 @@ impl CpuModel {
             let [c, h, w] = in_shape;
             let out_shape = shapes[i];
             let weight_geom = match node.op {
-                Op::Dense { .. } => Some(Geom {
-                    c: c * h * w,
-                    h: 1,
-                    w: 1,
-                    kh: 1,
-                    kw: 1,
-                    stride: 1,
-                    pad: 0,
-                    oh: 1,
-                    ow: 1,
-                }),
+                Op::Dense { .. } => Some((Geom::dense(c * h * w), 1)),
                 Op::Conv2d {
                     kernel,
                     stride,
                     padding,
+                    groups,
                     ..
-                } => Some(Geom {
-                    c,
-                    h,
-                    w,
-                    kh: kernel[0],
-                    kw: kernel[1],
-                    stride,
-                    pad: padding,
-                    oh: out_shape[1],
-                    ow: out_shape[2],
-                }),
+                } => Some((
+                    Geom {
+                        c: c / groups,
+                        c0: 0,
+                        in_c: c,
+                        h,
+                        w,
+                        kh: kernel[0],
+                        kw: kernel[1],
+                        stride,
+                        pad_top: padding.top,
+                        pad_left: padding.left,
+                        oh: out_shape[1],
+                        ow: out_shape[2],
+                    },
+                    groups,
+                )),
                 _ => None,
             };
             let (op, range) = match (&node.op, weight_geom) {
-                (_, Some(geom)) => {
+                (_, Some((geom, 1))) => {
                     let l = model.layers[i]
                         .as_ref()
                         .ok_or_else(|| node_err("a weight layer without quantized weights"))?;
@@ -137,12 +146,32 @@ impl CpuModel {
                     let layer = WeightLayer::new(l, b, geom, input, out, engine)?;
                     (PlanOp::Weight(Box::new(layer)), clamped)
                 }
+                (_, Some((geom, groups))) => {
+                    // A grouped conv: one layer per group, each on its channels and its rows.
+                    let l = model.layers[i]
+                        .as_ref()
+                        .ok_or_else(|| node_err("a weight layer without quantized weights"))?;
+                    let b = bits.next().expect("check_bits counted the weight layers");
+                    let og = l.out_features() / groups;
+                    let parts = (0..groups)
+                        .map(|g| {
+                            let part = l.rows(g * og..(g + 1) * og);
+                            let geom = Geom {
+                                c0: g * geom.c,
+                                ..geom
+                            };
+                            WeightLayer::new(&part, b, geom, input, out, engine)
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    (PlanOp::Grouped(parts), clamped)
+                }
                 (&Op::MaxPool { kernel, stride }, None) => {
                     (PlanOp::MaxPool { kernel, stride }, input)
                 }
                 (&Op::AvgPool { kernel, stride }, None) => {
                     (PlanOp::AvgPool { kernel, stride }, input)
                 }
+                (Op::GlobalAvgPool, None) => (PlanOp::GlobalAvgPool, input),
                 (Op::Add { .. }, None) => {
                     let rq = model.adds[i]
                         .ok_or_else(|| node_err("an add without its requantization"))?;
@@ -187,6 +216,7 @@ impl CpuModel {
     pub fn layers(&self) -> impl Iterator<Item = &LayerInfo> {
         self.nodes.iter().filter_map(|n| match &n.op {
             PlanOp::Weight(l) => Some(&l.info),
+            PlanOp::Grouped(parts) => parts.first().map(|l| &l.info),
             _ => None,
         })
     }
@@ -239,12 +269,14 @@ impl CpuModel {
             let x = src(node.inputs[0]);
             let y = match &node.op {
                 PlanOp::Weight(l) => l.run(x, n),
+                PlanOp::Grouped(parts) => grouped(parts, x, n),
                 &PlanOp::MaxPool { kernel, stride } => {
                     ops::pool(x, node.in_shape, kernel, stride, false)
                 }
                 &PlanOp::AvgPool { kernel, stride } => {
                     ops::pool(x, node.in_shape, kernel, stride, true)
                 }
+                PlanOp::GlobalAvgPool => ops::global_avg_pool(x, node.in_shape),
                 PlanOp::Add { rq, out } => ops::add(x, src(node.inputs[1]), rq, *out),
                 PlanOp::Relu => ops::relu(x),
                 PlanOp::Flatten => x.to_vec(),
@@ -263,6 +295,20 @@ impl CpuModel {
         }
         Ok(outs)
     }
+}
+
+/// Runs a grouped convolution's parts and interleaves their outputs: image by image, group g's
+/// channels follow group g − 1's.
+fn grouped(parts: &[WeightLayer], x: &[i32], n: usize) -> Vec<i32> {
+    let outs: Vec<Vec<i32>> = parts.iter().map(|l| l.run(x, n)).collect();
+    let per = outs.first().map_or(0, |o| o.len() / n.max(1));
+    let mut y = Vec::with_capacity(per * parts.len() * n);
+    for img in 0..n {
+        for o in &outs {
+            y.extend_from_slice(&o[img * per..(img + 1) * per]);
+        }
+    }
+    y
 }
 
 fn split(v: &[i32], n: usize) -> Vec<Vec<i32>> {

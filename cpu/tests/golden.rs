@@ -1,13 +1,14 @@
 //! The CPU backend against the golden executor: every node's output, bit for bit, on random
-//! graphs (convs with stride and padding, K not a multiple of four, channel counts off the lane
-//! width, pools, residual adds, dense layers), at every nesting level and at mixed per-layer
+//! graphs (convs with stride and per-side padding, grouped and depthwise convs, K not a multiple
+//! of four, channel counts off the lane width, pools, global average pools, residual adds, dense
+//! layers), at every nesting level and at mixed per-layer
 //! bits, with and without local quantization regions, on all three engines. Set `CAQ_SEED` to
 //! replay a failure; the seed is printed.
 
 use caq_cpu::{CpuError, CpuModel, Engine, Kernel};
 use caq_model::arch::{Arch, graph_for};
 use caq_model::data::{self, Dataset};
-use caq_model::graph::{FloatModel, FloatParams, Graph, Node, Op, Shape3, Src};
+use caq_model::graph::{FloatModel, FloatParams, Graph, Node, Op, Padding, Shape3, Src, conv_out};
 use caq_model::qmodel::{QModel, QuantizeConfig, quantize};
 use ndarray::{Array1, Array2};
 use rand::{Rng, SeedableRng};
@@ -59,8 +60,18 @@ fn random_graph(rng: &mut ChaCha8Rng) -> Graph {
     let mut cur = Src::Input;
     let [c, h, w] = shape;
     let (kh, kw) = (rng.random_range(1..=4), rng.random_range(1..=4));
-    let (stride, pad) = (rng.random_range(1..=2), rng.random_range(0..=2));
-    let oc = rng.random_range(1..=19);
+    let stride = rng.random_range(1..=2);
+    // Padding per side (asymmetric, as exporters write "same"), and channel groups: depthwise
+    // (groups = in_channels) a third of the time.
+    let [top, left, bottom, right] = std::array::from_fn(|_| rng.random_range(0..=2));
+    let padding = Padding {
+        top,
+        left,
+        bottom,
+        right,
+    };
+    let groups = if rng.random_bool(0.33) { c } else { 1 };
+    let oc = groups * rng.random_range(1..=19usize.div_ceil(groups));
     cur = push(
         &mut nodes,
         "conv1".into(),
@@ -69,15 +80,16 @@ fn random_graph(rng: &mut ChaCha8Rng) -> Graph {
             out_channels: oc,
             kernel: [kh, kw],
             stride,
-            padding: pad,
+            padding,
+            groups,
             relu: rng.random_bool(0.7),
         },
         vec![cur],
     );
     shape = [
         oc,
-        (h + 2 * pad - kh) / stride + 1,
-        (w + 2 * pad - kw) / stride + 1,
+        conv_out(h, kh, stride, padding.axis(0)).unwrap(),
+        conv_out(w, kw, stride, padding.axis(1)).unwrap(),
     ];
     if rng.random_bool(0.6) {
         let r = push(
@@ -88,7 +100,8 @@ fn random_graph(rng: &mut ChaCha8Rng) -> Graph {
                 out_channels: oc,
                 kernel: [3, 3],
                 stride: 1,
-                padding: 1,
+                padding: Padding::uniform(1),
+                groups: 1,
                 relu: rng.random_bool(0.5),
             },
             vec![cur],
@@ -102,7 +115,34 @@ fn random_graph(rng: &mut ChaCha8Rng) -> Graph {
             vec![cur, r],
         );
     }
-    if shape[1] >= 2 && shape[2] >= 2 && rng.random_bool(0.7) {
+    if rng.random_bool(0.4) {
+        // A depthwise 3x3 with TensorFlow "same" padding, stride 1 or 2.
+        let stride = rng.random_range(1..=2);
+        let padding = Padding::same([shape[1], shape[2]], [3, 3], stride);
+        cur = push(
+            &mut nodes,
+            "dw".into(),
+            Op::Conv2d {
+                in_channels: oc,
+                out_channels: oc,
+                kernel: [3, 3],
+                stride,
+                padding,
+                groups: oc,
+                relu: true,
+            },
+            vec![cur],
+        );
+        shape = [
+            oc,
+            conv_out(shape[1], 3, stride, padding.axis(0)).unwrap(),
+            conv_out(shape[2], 3, stride, padding.axis(1)).unwrap(),
+        ];
+    }
+    if rng.random_bool(0.2) {
+        cur = push(&mut nodes, "gap".into(), Op::GlobalAvgPool, vec![cur]);
+        shape = [shape[0], 1, 1];
+    } else if shape[1] >= 2 && shape[2] >= 2 && rng.random_bool(0.7) {
         let (kernel, stride) = (2, rng.random_range(1..=2));
         let op = if rng.random_bool(0.5) {
             Op::MaxPool { kernel, stride }

@@ -26,9 +26,10 @@
 //!
 //! Consecutive Dense / Conv2d nodes (Flatten between them is free) form one device segment: one
 //! descriptor list, one START, ReLU fused through the descriptor's `relu` flag; a run longer than
-//! the device's MAX_DESCRIPTORS is split into several segments. MaxPool, AvgPool,
+//! the device's MAX_DESCRIPTORS is split into several segments. MaxPool, AvgPool, GlobalAvgPool,
 //! Add and a standalone ReLU are host steps: read the codes back, run the golden kernel, write the
-//! result where the next layer reads it.
+//! result where the next layer reads it. A grouped convolution or one padded differently per
+//! side is refused with the layer's name: descriptor format v1 has neither.
 
 use crate::error::{HostError, Result};
 use caq_model::graph::{Op, Shape3, Src};
@@ -123,6 +124,7 @@ pub struct Segment {
 pub enum HostOp {
     MaxPool { kernel: usize, stride: usize },
     AvgPool { kernel: usize, stride: usize },
+    GlobalAvgPool,
     Add { requant: AddRequant, out: OutRange },
     Relu,
 }
@@ -132,6 +134,7 @@ impl HostOp {
         match self {
             HostOp::MaxPool { .. } => "maxpool",
             HostOp::AvgPool { .. } => "avgpool",
+            HostOp::GlobalAvgPool => "global-avgpool",
             HostOp::Add { .. } => "add",
             HostOp::Relu => "relu",
         }
@@ -290,6 +293,7 @@ pub fn compile(
                 let host_op = match *op {
                     Op::MaxPool { kernel, stride } => HostOp::MaxPool { kernel, stride },
                     Op::AvgPool { kernel, stride } => HostOp::AvgPool { kernel, stride },
+                    Op::GlobalAvgPool => HostOp::GlobalAvgPool,
                     Op::Add { relu } => HostOp::Add {
                         requant: model.adds[i].ok_or_else(|| HostError::Arg {
                             what: "model",
@@ -534,18 +538,34 @@ fn place_layer(
             kernel,
             stride,
             padding,
+            groups,
             ..
-        } => (
-            Opcode::Conv2d,
-            Shape {
-                c: dim("in_c", ic)?,
-                h: dim("in_h", ih)?,
-                w: dim("in_w", iw)?,
-            },
-            kernel,
-            stride,
-            padding,
-        ),
+        } => {
+            // Descriptor format v1 has one channel group and one padding for every side.
+            if groups != 1 {
+                return Err(unfit(format!(
+                    "a grouped convolution (groups = {groups}) is not in descriptor format v1 \
+                     (run it on --backend golden or cpu)"
+                )));
+            }
+            let pad = padding.as_uniform().ok_or_else(|| {
+                unfit(format!(
+                    "padding {padding} (top, left, bottom, right) differs between sides; \
+                     descriptor format v1 pads every side alike (run it on --backend golden or cpu)"
+                ))
+            })?;
+            (
+                Opcode::Conv2d,
+                Shape {
+                    c: dim("in_c", ic)?,
+                    h: dim("in_h", ih)?,
+                    w: dim("in_w", iw)?,
+                },
+                kernel,
+                stride,
+                pad,
+            )
+        }
         _ => unreachable!("only weight layers are placed"),
     };
     let small = |what: &str, v: usize| {

@@ -394,6 +394,13 @@ fn host_step<D: Device>(dev: &mut D, program: &Program, h: &HostStep) -> Result<
             kernels::avg_pool(xs[0].view(), kernel, stride)?,
             n_out * (kernel * kernel) as u64,
         ),
+        HostOp::GlobalAvgPool => {
+            let [_, h, w] = ins[0].shape;
+            (
+                kernels::global_avg_pool(xs[0].view())?,
+                n_out * (h * w) as u64,
+            )
+        }
         HostOp::Add {
             requant,
             out: range,

@@ -27,6 +27,97 @@ fn fails(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
+#[test]
+fn mlperf_tiny_init_quantize_and_run_on_synthetic_data() {
+    // An untrained MLPerf Tiny network at its benchmark shape, quantized nested on seeded random
+    // inputs of that shape, run on golden and the CPU backend (byte-equal), and refused by the
+    // v1 device compiler with the layer and the reason.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = caq(
+        &[
+            "init", "--arch", "ds_cnn", "--seed", "3", "--out", "ds.caqf",
+        ],
+        d,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("22604 parameters, input [1, 49, 10]"),
+        "{text}"
+    );
+    let q = caq(
+        &[
+            "quantize",
+            "--model",
+            "ds.caqf",
+            "--data",
+            "synthetic",
+            "--levels",
+            "8,4,2",
+            "--out",
+            "ds.caqb",
+        ],
+        d,
+    );
+    let text = String::from_utf8_lossy(&q.stdout).to_string();
+    assert!(
+        q.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&q.stderr)
+    );
+    assert!(text.contains("8-bit") && text.contains("n/a"), "{text}");
+    let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/pynq-z2.toml");
+    let run = caq(
+        &[
+            "run",
+            "--bundle",
+            "ds.caqb",
+            "--data",
+            "synthetic",
+            "--backend",
+            "cpu",
+            "--bits",
+            "all-levels",
+            "--limit",
+            "3",
+            "--config",
+            cfg,
+        ],
+        d,
+    );
+    let text = String::from_utf8_lossy(&run.stdout).to_string();
+    assert!(
+        run.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(text.matches("3/3").count(), 3, "{text}");
+    let e = fails(&caq(
+        &[
+            "run",
+            "--bundle",
+            "ds.caqb",
+            "--data",
+            "synthetic",
+            "--backend",
+            "func",
+            "--config",
+            cfg,
+        ],
+        d,
+    ));
+    assert!(
+        e.contains("layer 'conv0'") && e.contains("padding [4, 1, 5, 1]"),
+        "{e}"
+    );
+    // Synthetic data needs a model's shape; unknown architectures are named.
+    let e = fails(&caq(&["train", "--data", "synthetic"], d));
+    assert!(e.contains("--data synthetic"), "{e}");
+    let e = fails(&caq(&["init", "--arch", "vgg"], d));
+    assert!(e.contains("expected one of mlp, lenet, resnet8"), "{e}");
+}
+
 #[cfg(feature = "train")]
 #[test]
 fn train_quantize_eval_inspect_on_digits() {

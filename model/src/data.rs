@@ -29,6 +29,11 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// Whether this is [`synthetic`] data, whose labels (and so accuracy) mean nothing.
+    pub fn is_synthetic(&self) -> bool {
+        self.name == SYNTHETIC
+    }
+
     pub fn len(&self) -> usize {
         self.labels.len()
     }
@@ -359,11 +364,57 @@ pub fn load_idx_labels(path: &Path) -> Result<Vec<u8>> {
     Ok(labels)
 }
 
+/// The name of [`synthetic`] data sets (and of the `--data` value that asks for one).
+pub const SYNTHETIC: &str = "synthetic";
+
+/// `n` seeded random images of `shape` (every pixel uniform in 0..=255, ChaCha8 seeded with
+/// `seed`) with seeded random labels in `0..classes`: the inputs of a network whose data is not
+/// here (CIFAR-10, Speech Commands, VWW). Its labels mean nothing, so accuracy on it does not
+/// either ([`Dataset::is_synthetic`]); what it measures is latency, bytes and that every backend
+/// computes the same codes.
+pub fn synthetic(shape: [usize; 3], classes: usize, n: usize, seed: u64) -> Result<Dataset> {
+    use rand::Rng;
+    let len = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .and_then(|l| l.checked_mul(n))
+        .filter(|&l| l > 0 && (l as u64) <= crate::validate::Limits::for_this_machine().max_bytes)
+        .ok_or_else(|| {
+            ModelError::arg(
+                "synthetic data",
+                format!("{n} image(s) of {shape:?} is empty or too large"),
+            )
+        })?;
+    if classes == 0 || classes > 256 {
+        return Err(ModelError::arg(
+            "synthetic data",
+            format!("{classes} classes; expected 1..=256"),
+        ));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let pixels = (0..len).map(|_| rng.random::<u8>()).collect();
+    let labels = (0..n).map(|_| rng.random_range(0..classes) as u8).collect();
+    Ok(Dataset {
+        name: SYNTHETIC.into(),
+        shape,
+        pixels,
+        labels,
+        max_value: 255,
+        classes,
+    })
+}
+
 /// A dataset by name or path: `digits` (the embedded set), a directory (MNIST IDX files), or a
 /// `.csv` / `.csv.gz` file (digits CSV).
 pub fn load(spec: &str) -> Result<Dataset> {
     if spec == "digits" {
         return digits();
+    }
+    if spec == SYNTHETIC {
+        return Err(ModelError::arg(
+            "dataset",
+            "'synthetic' takes its image shape from a model (`data::synthetic`); this use has none",
+        ));
     }
     let path = Path::new(spec);
     let meta = std::fs::metadata(path).map_err(|e| ModelError::io(path, e))?;

@@ -23,12 +23,17 @@ pub enum Op {
         out_features: usize,
         relu: bool,
     },
+    /// A 2-D convolution. `groups` splits the channels: output channel o reads only the
+    /// `in_channels / groups` input channels of its group (o / (out_channels / groups));
+    /// `groups == in_channels == out_channels` is a depthwise convolution.
     Conv2d {
         in_channels: usize,
         out_channels: usize,
         kernel: [usize; 2],
         stride: usize,
-        padding: usize,
+        padding: Padding,
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        groups: usize,
         relu: bool,
     },
     MaxPool {
@@ -39,11 +44,127 @@ pub enum Op {
         kernel: usize,
         stride: usize,
     },
+    /// The mean of each channel's whole map (any height and width), rounded like AvgPool:
+    /// `[c, h, w] -> [c, 1, 1]`.
+    GlobalAvgPool,
     Add {
         relu: bool,
     },
     Relu,
     Flatten,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
+}
+
+/// Zero padding of a convolution, per side. Written in a graph as one number when every side is
+/// the same (`"padding": 1`), else as `[top, left, bottom, right]` (the order ONNX's `pads` uses
+/// for 2-D: begins then ends) — exporters write asymmetric padding for "same" convolutions with
+/// an even kernel or a stride.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Padding {
+    pub top: usize,
+    pub left: usize,
+    pub bottom: usize,
+    pub right: usize,
+}
+
+impl Padding {
+    /// The same padding on every side.
+    pub const fn uniform(p: usize) -> Padding {
+        Padding {
+            top: p,
+            left: p,
+            bottom: p,
+            right: p,
+        }
+    }
+
+    /// TensorFlow's "same" padding of a `kernel` with `stride` over an `[h, w]` map: the output
+    /// is ⌈size / stride⌉ along each axis, the padding that needs is split with the smaller half
+    /// before (top, left) and the larger after (ONNX `auto_pad = SAME_UPPER`).
+    pub fn same([h, w]: [usize; 2], kernel: [usize; 2], stride: usize) -> Padding {
+        let axis = |size: usize, k: usize| {
+            let out = size.div_ceil(stride.max(1));
+            let total = ((out.max(1) - 1) * stride + k).saturating_sub(size);
+            [total / 2, total - total / 2]
+        };
+        let ([top, bottom], [left, right]) = (axis(h, kernel[0]), axis(w, kernel[1]));
+        Padding {
+            top,
+            left,
+            bottom,
+            right,
+        }
+    }
+
+    /// The padding when every side is the same.
+    pub fn as_uniform(&self) -> Option<usize> {
+        (self.top == self.left && self.top == self.bottom && self.top == self.right)
+            .then_some(self.top)
+    }
+
+    /// `[before, after]` padding along height (axis 0) or width (axis 1).
+    pub fn axis(&self, axis: usize) -> [usize; 2] {
+        if axis == 0 {
+            [self.top, self.bottom]
+        } else {
+            [self.left, self.right]
+        }
+    }
+}
+
+impl std::fmt::Display for Padding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.as_uniform() {
+            Some(p) => write!(f, "{p}"),
+            None => write!(
+                f,
+                "[{}, {}, {}, {}]",
+                self.top, self.left, self.bottom, self.right
+            ),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum PaddingRepr {
+    Uniform(usize),
+    Sides([usize; 4]),
+}
+
+impl Serialize for Padding {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.as_uniform() {
+            Some(p) => PaddingRepr::Uniform(p),
+            None => PaddingRepr::Sides([self.top, self.left, self.bottom, self.right]),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Padding {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(match PaddingRepr::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "padding: expected a number or [top, left, bottom, right] of non-negative integers",
+            )
+        })? {
+            PaddingRepr::Uniform(p) => Padding::uniform(p),
+            PaddingRepr::Sides([top, left, bottom, right]) => Padding {
+                top,
+                left,
+                bottom,
+                right,
+            },
+        })
+    }
 }
 
 impl Op {
@@ -72,11 +193,13 @@ impl Op {
                 in_channels,
                 out_channels,
                 kernel,
+                groups,
                 ..
             } => Some((
                 // Saturating: a hostile kernel must not wrap; validation refuses the huge K.
+                // A grouped conv's K is one group's input channels times the kernel.
                 out_channels,
-                in_channels
+                (in_channels / groups.max(1))
                     .saturating_mul(kernel[0])
                     .saturating_mul(kernel[1]),
                 kernel[0].saturating_mul(kernel[1]),
@@ -110,10 +233,15 @@ pub struct Graph {
     pub nodes: Vec<Node>,
 }
 
-/// `(size + 2·pad − k) / stride + 1`, or `None` when the window does not fit or the arithmetic
-/// would overflow (a hostile padding of 2^62 must be an error, not a wrapped size).
-fn conv_out(size: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
-    let padded = pad.checked_mul(2)?.checked_add(size)?;
+/// `(pad_before + size + pad_after − k) / stride + 1`, or `None` when the window does not fit or
+/// the arithmetic would overflow (a hostile padding of 2^62 must be an error, not a wrapped size).
+pub fn conv_out(
+    size: usize,
+    k: usize,
+    stride: usize,
+    [before, after]: [usize; 2],
+) -> Option<usize> {
+    let padded = before.checked_add(after)?.checked_add(size)?;
     if stride == 0 || k == 0 || padded < k {
         return None;
     }
@@ -162,6 +290,7 @@ pub fn node_shape(node: &Node, ins: &[Shape3]) -> Result<Shape3> {
             kernel,
             stride,
             padding,
+            groups,
             ..
         } => {
             if c != in_channels {
@@ -169,8 +298,17 @@ pub fn node_shape(node: &Node, ins: &[Shape3]) -> Result<Shape3> {
                     "conv expects {in_channels} input channels, found {c}"
                 )));
             }
-            let oh = conv_out(h, kernel[0], stride, padding);
-            let ow = conv_out(w, kernel[1], stride, padding);
+            if groups == 0
+                || !in_channels.is_multiple_of(groups)
+                || !out_channels.is_multiple_of(groups)
+            {
+                return Err(bad(format!(
+                    "conv groups = {groups} must divide in_channels ({in_channels}) and \
+                     out_channels ({out_channels})"
+                )));
+            }
+            let oh = conv_out(h, kernel[0], stride, padding.axis(0));
+            let ow = conv_out(w, kernel[1], stride, padding.axis(1));
             match (oh, ow) {
                 (Some(oh), Some(ow)) if out_channels > 0 => [out_channels, oh, ow],
                 _ => {
@@ -183,8 +321,8 @@ pub fn node_shape(node: &Node, ins: &[Shape3]) -> Result<Shape3> {
         }
         Op::MaxPool { kernel, stride } | Op::AvgPool { kernel, stride } => {
             match (
-                conv_out(h, kernel, stride, 0),
-                conv_out(w, kernel, stride, 0),
+                conv_out(h, kernel, stride, [0, 0]),
+                conv_out(w, kernel, stride, [0, 0]),
             ) {
                 (Some(oh), Some(ow)) => [c, oh, ow],
                 _ => {
@@ -194,6 +332,12 @@ pub fn node_shape(node: &Node, ins: &[Shape3]) -> Result<Shape3> {
                     )));
                 }
             }
+        }
+        Op::GlobalAvgPool => {
+            if h == 0 || w == 0 {
+                return Err(bad(format!("global pool of an empty map {:?}", ins[0])));
+            }
+            [c, 1, 1]
         }
         Op::Add { .. } => {
             if ins[0] != ins[1] {
@@ -345,13 +489,27 @@ impl FloatModel {
                     kernel,
                     stride,
                     padding,
+                    groups,
                     ..
                 } => {
                     let p = self.params[i].as_ref().expect("validated");
-                    conv2d_f32(a, &p.weight, &p.bias, out_channels, kernel, stride, padding)
+                    let geom = FloatConv {
+                        out_c: out_channels,
+                        kernel,
+                        stride,
+                        pad: padding,
+                        groups,
+                    };
+                    conv2d_f32(a, &p.weight, &p.bias, geom)
                 }
                 Op::MaxPool { kernel, stride } => pool_f32(a, kernel, stride, true),
                 Op::AvgPool { kernel, stride } => pool_f32(a, kernel, stride, false),
+                Op::GlobalAvgPool => {
+                    let (c, h, w) = a.dim();
+                    Array3::from_shape_fn((c, 1, 1), |(ci, _, _)| {
+                        a.index_axis(Axis(0), ci).sum() / (h * w) as f32
+                    })
+                }
                 Op::Add { .. } => &a + &input(node.inputs[1]),
                 Op::Relu => a.to_owned(),
                 Op::Flatten => {
@@ -461,41 +619,52 @@ impl FloatModel {
     }
 }
 
-/// Float conv2d, zero padding; `w` is `[out, in*kh*kw]`.
+/// The geometry of a float convolution.
+#[derive(Clone, Copy, Debug)]
+pub struct FloatConv {
+    pub out_c: usize,
+    pub kernel: [usize; 2],
+    pub stride: usize,
+    pub pad: Padding,
+    pub groups: usize,
+}
+
+/// Float conv2d, zero padding; `w` is `[out, (in/groups)*kh*kw]`.
 pub fn conv2d_f32(
     x: ArrayView3<f32>,
     w: &Array2<f32>,
     bias: &Array1<f32>,
-    out_c: usize,
-    kernel: [usize; 2],
-    stride: usize,
-    pad: usize,
+    g: FloatConv,
 ) -> Array3<f32> {
     let (c, h, wd) = x.dim();
-    let [kh, kw] = kernel;
-    let oh = (h + 2 * pad - kh) / stride + 1;
-    let ow = (wd + 2 * pad - kw) / stride + 1;
+    let [kh, kw] = g.kernel;
+    let (stride, out_c) = (g.stride, g.out_c);
+    let oh = conv_out(h, kh, stride, g.pad.axis(0)).expect("shape checked by validate()");
+    let ow = conv_out(wd, kw, stride, g.pad.axis(1)).expect("shape checked by validate()");
+    let cg = c / g.groups;
+    let og = out_c / g.groups;
     let w4: Array4<f32> = w
         .to_owned()
-        .into_shape_with_order((out_c, c, kh, kw))
+        .into_shape_with_order((out_c, cg, kh, kw))
         .expect("weight shape checked by validate()");
     let mut y = Array3::<f32>::zeros((out_c, oh, ow));
     for o in 0..out_c {
+        let c0 = (o / og) * cg;
         for oy in 0..oh {
             for ox in 0..ow {
                 let mut acc = bias[o];
-                for ci in 0..c {
+                for ci in 0..cg {
                     for ky in 0..kh {
-                        let iy = (oy * stride + ky) as isize - pad as isize;
+                        let iy = (oy * stride + ky) as isize - g.pad.top as isize;
                         if iy < 0 || iy >= h as isize {
                             continue;
                         }
                         for kx in 0..kw {
-                            let ix = (ox * stride + kx) as isize - pad as isize;
+                            let ix = (ox * stride + kx) as isize - g.pad.left as isize;
                             if ix < 0 || ix >= wd as isize {
                                 continue;
                             }
-                            acc += w4[[o, ci, ky, kx]] * x[[ci, iy as usize, ix as usize]];
+                            acc += w4[[o, ci, ky, kx]] * x[[c0 + ci, iy as usize, ix as usize]];
                         }
                     }
                 }
@@ -544,7 +713,8 @@ mod tests {
                         out_channels: 4,
                         kernel: [5, 5],
                         stride: 1,
-                        padding: 0,
+                        padding: Padding::uniform(0),
+                        groups: 1,
                         relu: true,
                     },
                     inputs: vec![Src::Input],
@@ -614,7 +784,14 @@ mod tests {
         let x = Array3::from_shape_vec((1, 3, 3), (1..=9).map(|v| v as f32).collect()).unwrap();
         let w = Array2::from_elem((1, 4), 1.0f32);
         let b = Array1::from_elem(1, 0.5f32);
-        let y = conv2d_f32(x.view(), &w, &b, 1, [2, 2], 1, 1);
+        let geom = FloatConv {
+            out_c: 1,
+            kernel: [2, 2],
+            stride: 1,
+            pad: Padding::uniform(1),
+            groups: 1,
+        };
+        let y = conv2d_f32(x.view(), &w, &b, geom);
         assert_eq!(y.dim(), (1, 4, 4));
         assert_eq!(y[[0, 0, 0]], 1.5);
         assert_eq!(y[[0, 1, 1]], 1.0 + 2.0 + 4.0 + 5.0 + 0.5);

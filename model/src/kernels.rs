@@ -9,6 +9,7 @@
 //! `acc = Σ_k w·a + bias[o]`.
 
 use crate::error::{ModelError, Result};
+use crate::graph::{Op, Padding, conv_out};
 use crate::requant::{AddRequant, OutRange, Requant};
 use ndarray::{Array2, Array3, ArrayView1, ArrayView2, ArrayView3, s};
 
@@ -111,46 +112,82 @@ pub fn dense(layer: &IntLayer, x: &[i32]) -> Result<Vec<i32>> {
         .collect())
 }
 
-/// Convolution geometry: kernel `[kh, kw]`, one stride and one zero padding for both axes.
+/// Convolution geometry: kernel `[kh, kw]`, one stride for both axes, zero padding per side, and
+/// channel groups (output channel o reads the `C / groups` input channels of group
+/// `o / (O / groups)`; `groups == C == O` is depthwise).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeom {
     pub kernel: [usize; 2],
     pub stride: usize,
-    pub pad: usize,
+    pub pad: Padding,
+    pub groups: usize,
 }
 
 impl ConvGeom {
+    /// A plain (ungrouped) convolution with the same padding on every side.
+    pub fn plain(kernel: [usize; 2], stride: usize, pad: usize) -> ConvGeom {
+        ConvGeom {
+            kernel,
+            stride,
+            pad: Padding::uniform(pad),
+            groups: 1,
+        }
+    }
+
+    /// The geometry of a graph's Conv2d node (`None` for any other operator).
+    pub fn of(op: &Op) -> Option<ConvGeom> {
+        match *op {
+            Op::Conv2d {
+                kernel,
+                stride,
+                padding,
+                groups,
+                ..
+            } => Some(ConvGeom {
+                kernel,
+                stride,
+                pad: padding,
+                groups,
+            }),
+            _ => None,
+        }
+    }
+
     pub fn out_size(&self, h: usize, w: usize) -> Result<(usize, usize)> {
         let [kh, kw] = self.kernel;
-        let (ph, pw) = (h + 2 * self.pad, w + 2 * self.pad);
-        if self.stride == 0 || kh == 0 || kw == 0 || ph < kh || pw < kw {
-            return Err(ModelError::arg(
+        match (
+            conv_out(h, kh, self.stride, self.pad.axis(0)),
+            conv_out(w, kw, self.stride, self.pad.axis(1)),
+        ) {
+            (Some(oh), Some(ow)) if self.groups > 0 => Ok((oh, ow)),
+            _ => Err(ModelError::arg(
                 "conv geometry",
                 format!("{self:?} does not fit a {h}x{w} input"),
-            ));
+            )),
         }
-        Ok(((ph - kh) / self.stride + 1, (pw - kw) / self.stride + 1))
     }
 }
 
 /// Implicit-im2col matrix `[C*kh*kw, oh*ow]`, K ordered (c, ky, kx); padding reads code 0, which
-/// is real 0 because every activation has zero point 0.
+/// is real 0 because every activation has zero point 0. (`g.groups` is not used: a grouped conv
+/// takes one group's channels at a time, `conv2d`.)
 pub fn im2col(x: ArrayView3<i32>, g: ConvGeom) -> Result<Array2<i32>> {
     let (c, h, w) = x.dim();
     let (oh, ow) = g.out_size(h, w)?;
     let [kh, kw] = g.kernel;
+    let (top, left) = (g.pad.top as isize, g.pad.left as isize);
     let mut m = Array2::<i32>::zeros((c * kh * kw, oh * ow));
     for ci in 0..c {
         for ky in 0..kh {
             for kx in 0..kw {
                 let row = (ci * kh + ky) * kw + kx;
                 for oy in 0..oh {
-                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                    let iy = (oy * g.stride + ky) as isize - top;
                     if iy < 0 || iy >= h as isize {
                         continue;
                     }
                     for ox in 0..ow {
-                        let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                        let ix = (ox * g.stride + kx) as isize - left;
                         if ix >= 0 && ix < w as isize {
                             m[[row, oy * ow + ox]] = x[[ci, iy as usize, ix as usize]];
                         }
@@ -162,12 +199,38 @@ pub fn im2col(x: ArrayView3<i32>, g: ConvGeom) -> Result<Array2<i32>> {
     Ok(m)
 }
 
-/// 2-D convolution as im2col followed by the array's GEMM.
+/// 2-D convolution as im2col followed by the array's GEMM, one channel group at a time (a
+/// group's weight rows `[O/groups, (C/groups)·kh·kw]` against its channels' im2col).
 pub fn conv2d(layer: &IntLayer, x: ArrayView3<i32>, g: ConvGeom) -> Result<Array3<i32>> {
-    let (_, h, w) = x.dim();
+    let (c, h, w) = x.dim();
     let (oh, ow) = g.out_size(h, w)?;
-    let y = gemm(layer, im2col(x, g)?.view())?;
-    let o = y.nrows();
+    let o = layer.codes.nrows();
+    if !c.is_multiple_of(g.groups) || !o.is_multiple_of(g.groups) {
+        return Err(ModelError::arg(
+            "conv geometry",
+            format!(
+                "groups = {} must divide {c} input and {o} output channels",
+                g.groups
+            ),
+        ));
+    }
+    let (cg, og) = (c / g.groups, o / g.groups);
+    let mut y = Array2::<i32>::zeros((o, oh * ow));
+    for gi in 0..g.groups {
+        let rows = gi * og..(gi + 1) * og;
+        let part = IntLayer {
+            codes: layer.codes.slice_move(s![rows.clone(), ..]),
+            groups: layer.groups.map(|m| GroupMult {
+                mult: m.mult.slice_move(s![rows.clone(), ..]),
+                group_size: m.group_size,
+            }),
+            bias: &layer.bias[rows.clone()],
+            requant: &layer.requant[rows.clone()],
+            out: layer.out,
+        };
+        let cols = im2col(x.slice(s![gi * cg..(gi + 1) * cg, .., ..]), g)?;
+        y.slice_mut(s![rows, ..]).assign(&gemm(&part, cols.view())?);
+    }
     Ok(y.into_shape_with_order((o, oh, ow))
         .expect("gemm returns [O, oh*ow]"))
 }
@@ -179,12 +242,7 @@ fn pool(
     reduce: impl Fn(ArrayView2<i32>) -> i32,
 ) -> Result<Array3<i32>> {
     let (c, h, w) = x.dim();
-    let g = ConvGeom {
-        kernel: [k, k],
-        stride,
-        pad: 0,
-    };
-    let (oh, ow) = g.out_size(h, w)?;
+    let (oh, ow) = ConvGeom::plain([k, k], stride, 0).out_size(h, w)?;
     let mut y = Array3::<i32>::zeros((c, oh, ow));
     for ci in 0..c {
         for oy in 0..oh {
@@ -215,6 +273,22 @@ pub fn avg_pool(x: ArrayView3<i32>, k: usize, stride: usize) -> Result<Array3<i3
     pool(x, k, stride, |w| {
         window_mean(w.iter().map(|&v| v as i64).sum(), n)
     })
+}
+
+/// Global average pooling: each channel's whole map averaged with [`window_mean`] (area h·w),
+/// `[c, h, w] -> [c, 1, 1]`; keeps the input's scale and range.
+pub fn global_avg_pool(x: ArrayView3<i32>) -> Result<Array3<i32>> {
+    let (c, h, w) = x.dim();
+    if h == 0 || w == 0 {
+        return Err(ModelError::arg("global pool", format!("empty {h}x{w} map")));
+    }
+    let area = (h * w) as i64;
+    Ok(Array3::from_shape_fn((c, 1, 1), |(ci, _, _)| {
+        window_mean(
+            x.slice(s![ci, .., ..]).iter().map(|&v| v as i64).sum(),
+            area,
+        )
+    }))
 }
 
 /// The average-pool rule on one window: `sum / area` rounded half towards +infinity. The mean of
@@ -372,19 +446,31 @@ mod tests {
 
     #[test]
     fn conv2d_equals_direct_convolution_on_random_shapes() {
+        // Groups (depthwise included) and asymmetric padding, against the definition.
         let mut rng = ChaCha8Rng::seed_from_u64(seed());
-        for _ in 0..60 {
-            let c = rng.random_range(1..6);
+        for _ in 0..80 {
+            let groups = [1, 1, 2, 3][rng.random_range(0..4)];
+            let depthwise = rng.random_bool(0.25);
+            let cg = if depthwise { 1 } else { rng.random_range(1..4) };
+            let c = cg * groups;
             let (h, w) = (rng.random_range(3..13), rng.random_range(3..13));
-            let kh = rng.random_range(1..=h.min(7));
+            let kh = rng.random_range(1..=h.min(10));
             let kw = rng.random_range(1..=w.min(7));
+            let [top, left, bottom, right] = std::array::from_fn(|_| rng.random_range(0..=3));
             let g = ConvGeom {
                 kernel: [kh, kw],
                 stride: rng.random_range(1..=2),
-                pad: rng.random_range(0..=3),
+                pad: Padding {
+                    top,
+                    left,
+                    bottom,
+                    right,
+                },
+                groups,
             };
-            let o = rng.random_range(1..11);
-            let case = random_case(&mut rng, o, c * kh * kw);
+            let o = groups * if depthwise { 1 } else { rng.random_range(1..4) };
+            let og = o / groups;
+            let case = random_case(&mut rng, o, cg * kh * kw);
             let x = Array3::from_shape_fn((c, h, w), |_| rng.random_range(-128..=127));
             let y = conv2d(&case.layer(), x.view(), g).unwrap();
             let (oh, ow) = g.out_size(h, w).unwrap();
@@ -394,8 +480,9 @@ mod tests {
                     for ox in 0..ow {
                         let a = |kk: usize| {
                             let (ci, ky, kx) = (kk / (kh * kw), (kk / kw) % kh, kk % kw);
-                            let iy = (oy * g.stride + ky) as isize - g.pad as isize;
-                            let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                            let ci = (oi / og) * cg + ci;
+                            let iy = (oy * g.stride + ky) as isize - g.pad.top as isize;
+                            let ix = (ox * g.stride + kx) as isize - g.pad.left as isize;
                             if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
                                 0
                             } else {
@@ -447,6 +534,27 @@ mod tests {
     }
 
     #[test]
+    fn global_avg_pool_averages_whole_non_square_maps() {
+        // Two channels of 25x5 (DS-CNN's last map): sums 125·3 + 62 and -(125·2) - 63 over 125.
+        let mut x = Array3::<i32>::zeros((2, 25, 5));
+        x.slice_mut(s![0, .., ..]).fill(3);
+        x.slice_mut(s![1, .., ..]).fill(-2);
+        for i in 0..62 {
+            x[[0, i / 5, i % 5]] += 1; // mean 3.496 -> 3
+        }
+        for i in 0..63 {
+            x[[1, i / 5, i % 5]] -= 1; // mean -2.504 -> -3
+        }
+        let y = global_avg_pool(x.view()).unwrap();
+        assert_eq!(y.dim(), (2, 1, 1));
+        assert_eq!((y[[0, 0, 0]], y[[1, 0, 0]]), (3, -3));
+        // Exactly half rounds towards +infinity, like every average pool: -2.5 -> -2.
+        let h = Array3::from_shape_vec((1, 1, 2), vec![-2, -3]).unwrap();
+        assert_eq!(global_avg_pool(h.view()).unwrap()[[0, 0, 0]], -2);
+        assert!(global_avg_pool(Array3::<i32>::zeros((1, 0, 3)).view()).is_err());
+    }
+
+    #[test]
     fn pools_and_add_follow_their_rounding_rules() {
         let x = Array3::from_shape_vec((1, 2, 2), vec![1, 2, 3, -7]).unwrap();
         assert_eq!(max_pool(x.view(), 2, 2).unwrap()[[0, 0, 0]], 3);
@@ -483,11 +591,7 @@ mod tests {
         };
         let e = dense(&layer, &[1, 2]).unwrap_err().to_string();
         assert!(e.contains("K = 3") && e.contains("K = 2"), "{e}");
-        let bad_geom = ConvGeom {
-            kernel: [5, 5],
-            stride: 1,
-            pad: 0,
-        };
+        let bad_geom = ConvGeom::plain([5, 5], 1, 0);
         assert!(im2col(Array3::<i32>::zeros((1, 3, 3)).view(), bad_geom).is_err());
     }
 }

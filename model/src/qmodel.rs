@@ -79,6 +79,36 @@ impl QLayer {
     pub fn levels(&self) -> &[u8] {
         &self.weights.levels
     }
+
+    /// The layer restricted to output channels `rows` (one group of a grouped convolution):
+    /// every plane group's rows, scales, region multipliers, biases and requantization.
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> QLayer {
+        let r = || ndarray::s![rows.clone(), ..];
+        QLayer {
+            name: self.name.clone(),
+            weights: NestedWeights {
+                levels: self.weights.levels.clone(),
+                groups: self
+                    .weights
+                    .groups
+                    .iter()
+                    .map(|g| nested::PlaneGroup {
+                        bits: g.bits,
+                        shift: g.shift,
+                        codes: g.codes.slice(r()).to_owned(),
+                    })
+                    .collect(),
+            },
+            channel_scale: self.channel_scale[rows.clone()].to_vec(),
+            groups: self.groups.as_ref().map(|g| GroupScales {
+                group_size: g.group_size,
+                mult: g.mult.slice(r()).to_owned(),
+            }),
+            kernel_len: self.kernel_len,
+            bias: self.bias[rows.clone()].to_vec(),
+            requant: self.requant[rows].to_vec(),
+        }
+    }
 }
 
 /// A quantized network.
@@ -524,22 +554,14 @@ impl Executor<'_> {
                     let n = y.len();
                     Array3::from_shape_vec((n, 1, 1), y).expect("vector")
                 }
-                Op::Conv2d {
-                    kernel,
-                    stride,
-                    padding,
-                    ..
-                } => kernels::conv2d(
+                Op::Conv2d { .. } => kernels::conv2d(
                     &int_layer(),
                     a,
-                    ConvGeom {
-                        kernel,
-                        stride,
-                        pad: padding,
-                    },
+                    ConvGeom::of(&node.op).expect("a Conv2d node"),
                 )?,
                 Op::MaxPool { kernel, stride } => kernels::max_pool(a, kernel, stride)?,
                 Op::AvgPool { kernel, stride } => kernels::avg_pool(a, kernel, stride)?,
+                Op::GlobalAvgPool => kernels::global_avg_pool(a)?,
                 Op::Add { .. } => kernels::add(
                     a,
                     src(node.inputs[1]),

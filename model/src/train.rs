@@ -10,13 +10,13 @@
 pub use crate::arch::{Arch, graph_for};
 use crate::data::Dataset;
 use crate::error::{ModelError, Result};
-use crate::graph::{FloatModel, FloatParams, Graph, Op, Src};
+use crate::graph::{FloatModel, FloatParams, Graph, Op, Padding, Src};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array2};
+use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -56,6 +56,16 @@ impl TrainConfig {
                 weight_decay: 1e-4,
                 seed: 0,
             },
+            // The MLPerf Tiny shapes trained on the data here (MNIST): fewer epochs, the deeper
+            // networks a lower rate. (The autoencoder is not a classifier: `train` refuses it.)
+            Arch::ResNet8 | Arch::DsCnn | Arch::MobileNetV1 | Arch::AutoEncoder => TrainConfig {
+                arch,
+                epochs: 4,
+                batch_size: 32,
+                lr: 2e-3,
+                weight_decay: 1e-4,
+                seed: 0,
+            },
         }
     }
 }
@@ -85,6 +95,8 @@ pub(crate) struct Net {
     pub(crate) params: Vec<Option<(Var, Var)>>,
     /// For conv and pool nodes, the input row each (window element, output position) reads.
     gathers: Vec<Option<Gather>>,
+    /// Every node's output shape.
+    shapes: Vec<crate::graph::Shape3>,
 }
 
 struct Gather {
@@ -101,15 +113,15 @@ fn gather_rows(
     [c, h, w]: [usize; 3],
     [kh, kw]: [usize; 2],
     stride: usize,
-    pad: usize,
+    pad: Padding,
     [oh, ow]: [usize; 2],
     per_channel: bool,
 ) -> (Vec<u32>, bool) {
     let zero_row = c * h * w;
     let mut padded = false;
     let mut read = |ci: usize, oy: usize, ox: usize, ky: usize, kx: usize| {
-        let iy = (oy * stride + ky).checked_sub(pad).filter(|&y| y < h);
-        let ix = (ox * stride + kx).checked_sub(pad).filter(|&x| x < w);
+        let iy = (oy * stride + ky).checked_sub(pad.top).filter(|&y| y < h);
+        let ix = (ox * stride + kx).checked_sub(pad.left).filter(|&x| x < w);
         match (iy, ix) {
             (Some(iy), Some(ix)) => ((ci * h + iy) * w + ix) as u32,
             _ => {
@@ -157,26 +169,30 @@ fn gathers_for(graph: &Graph) -> Result<Vec<Option<Gather>>> {
             Src::Node(j) => shapes[j],
         };
         let [_, oh, ow] = shapes[i];
-        let gather =
-            match node.op {
-                Op::Conv2d {
-                    kernel,
-                    stride,
-                    padding,
-                    ..
-                } => Some(gather_rows(
-                    in_shape,
-                    kernel,
-                    stride,
-                    padding,
-                    [oh, ow],
-                    false,
-                )),
-                Op::MaxPool { kernel, stride } | Op::AvgPool { kernel, stride } => Some(
-                    gather_rows(in_shape, [kernel, kernel], stride, 0, [oh, ow], true),
-                ),
-                _ => None,
-            };
+        let gather = match node.op {
+            Op::Conv2d {
+                kernel,
+                stride,
+                padding,
+                ..
+            } => Some(gather_rows(
+                in_shape,
+                kernel,
+                stride,
+                padding,
+                [oh, ow],
+                false,
+            )),
+            Op::MaxPool { kernel, stride } | Op::AvgPool { kernel, stride } => Some(gather_rows(
+                in_shape,
+                [kernel, kernel],
+                stride,
+                Padding::uniform(0),
+                [oh, ow],
+                true,
+            )),
+            _ => None,
+        };
         gathers.push(match gather {
             None => None,
             Some((rows, reads_zero_row)) => {
@@ -191,34 +207,34 @@ fn gathers_for(graph: &Graph) -> Result<Vec<Option<Gather>>> {
     Ok(gathers)
 }
 
+/// A weight layer's parameters as trainable variables: weight `[out, K]`, bias `[out, 1]`.
+fn vars_of(p: &FloatParams) -> Result<(Var, Var)> {
+    let (out, k) = p.weight.dim();
+    let w: Vec<f32> = p.weight.iter().copied().collect();
+    Ok((
+        Var::from_vec(w, (out, k), &Device::Cpu).map_err(candle_err)?,
+        Var::from_vec(p.bias.to_vec(), (out, 1), &Device::Cpu).map_err(candle_err)?,
+    ))
+}
+
 impl Net {
     /// Kaiming-uniform weights (gain √2 before a ReLU, 1 otherwise) and PyTorch-style biases
     /// U(±1/√fan_in), all drawn from `rng` so that a seed fixes the whole run.
     fn init(graph: Graph, rng: &mut ChaCha8Rng) -> Result<Net> {
         let gathers = gathers_for(&graph)?;
+        let shapes = graph.shapes()?;
         let mut params = Vec::with_capacity(graph.nodes.len());
-        for node in &graph.nodes {
-            let Some((out, k, _)) = node.op.weight_matrix_dims() else {
-                params.push(None);
-                continue;
-            };
-            let gain2 = if node.op.relu() { 2.0 } else { 1.0 };
-            let w_bound = (3.0 * gain2 / k as f32).sqrt();
-            let b_bound = 1.0 / (k as f32).sqrt();
-            let w: Vec<f32> = (0..out * k)
-                .map(|_| rng.random_range(-w_bound..w_bound))
-                .collect();
-            let b: Vec<f32> = (0..out)
-                .map(|_| rng.random_range(-b_bound..b_bound))
-                .collect();
-            let w = Var::from_vec(w, (out, k), &Device::Cpu).map_err(candle_err)?;
-            let b = Var::from_vec(b, (out, 1), &Device::Cpu).map_err(candle_err)?;
-            params.push(Some((w, b)));
+        for p in crate::arch::kaiming_params(&graph, rng) {
+            params.push(match p {
+                None => None,
+                Some(p) => Some(vars_of(&p)?),
+            });
         }
         Ok(Net {
             graph,
             params,
             gathers,
+            shapes,
         })
     }
 
@@ -226,25 +242,19 @@ impl Net {
     pub(crate) fn from_model(model: &FloatModel) -> Result<Net> {
         model.validate()?;
         let gathers = gathers_for(&model.graph)?;
+        let shapes = model.graph.shapes()?;
         let mut params = Vec::with_capacity(model.params.len());
         for p in &model.params {
             params.push(match p {
                 None => None,
-                Some(p) => {
-                    let (out, k) = p.weight.dim();
-                    let w: Vec<f32> = p.weight.iter().copied().collect();
-                    let b = p.bias.to_vec();
-                    Some((
-                        Var::from_vec(w, (out, k), &Device::Cpu).map_err(candle_err)?,
-                        Var::from_vec(b, (out, 1), &Device::Cpu).map_err(candle_err)?,
-                    ))
-                }
+                Some(p) => Some(vars_of(p)?),
             });
         }
         Ok(Net {
             graph: model.graph.clone(),
             params,
             gathers,
+            shapes,
         })
     }
 
@@ -301,12 +311,28 @@ impl Net {
             };
             let y = match (&node.op, params) {
                 (Op::Dense { .. }, Some((w, b))) => w.matmul(&a)?.broadcast_add(b.as_tensor())?,
-                (Op::Conv2d { out_channels, .. }, Some((w, b))) => {
-                    let k = w.dim(1)?;
-                    let cols = gathered()?.reshape((k, ()))?;
-                    w.matmul(&cols)?
+                (
+                    Op::Conv2d {
+                        out_channels,
+                        groups,
+                        ..
+                    },
+                    Some((w, b)),
+                ) => {
+                    // A group's K rows are contiguous (K is channel-major), so a grouped conv
+                    // is one batched GEMM of [groups, O/groups, K] by [groups, K, P·batch].
+                    let (o, k, g) = (*out_channels, w.dim(1)?, *groups);
+                    let cols = gathered()?.reshape((g, k, ()))?;
+                    let positions = cols.dim(2)? / batch;
+                    w.reshape((g, o / g, k))?
+                        .matmul(&cols)?
+                        .reshape((o, ()))?
                         .broadcast_add(b.as_tensor())?
-                        .reshape((*out_channels * (cols.dim(1)? / batch), batch))?
+                        .reshape((o * positions, batch))?
+                }
+                (Op::GlobalAvgPool, None) => {
+                    let c = self.shapes[i][0];
+                    a.reshape((c, (), batch))?.mean(1)?
                 }
                 (Op::MaxPool { kernel, .. }, None) => {
                     gathered()?.reshape(((), kernel * kernel, batch))?.max(1)?
@@ -435,6 +461,13 @@ pub fn train(
 
 fn fit(train_set: &Dataset, cfg: &TrainConfig, progress: bool) -> Result<(Net, TrainReport)> {
     check_inputs(train_set, cfg.batch_size, cfg.lr, cfg.weight_decay)?;
+    if cfg.arch == Arch::AutoEncoder {
+        return Err(ModelError::arg(
+            "arch",
+            "the autoencoder reconstructs its input; training here fits classifiers to labels \
+             (use `caq init` for seeded weights of its shape)",
+        ));
+    }
     let start = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let graph = graph_for(cfg.arch, train_set.shape, train_set.classes);
@@ -582,6 +615,7 @@ mod tests {
     use super::*;
     use crate::data;
     use ndarray::Array3;
+    use rand::Rng;
 
     fn logits_agree(net: &Net, model: &FloatModel, images: &[Array3<f32>]) -> f32 {
         let shape = model.graph.input_shape;

@@ -258,6 +258,7 @@ fn op_params(op: &Op) -> Vec<(&'static str, usize)> {
             kernel,
             stride,
             padding,
+            groups,
             ..
         } => vec![
             ("in_channels", in_channels),
@@ -265,12 +266,16 @@ fn op_params(op: &Op) -> Vec<(&'static str, usize)> {
             ("kernel[0]", kernel[0]),
             ("kernel[1]", kernel[1]),
             ("stride", stride),
-            ("padding", padding),
+            ("padding.top", padding.top),
+            ("padding.left", padding.left),
+            ("padding.bottom", padding.bottom),
+            ("padding.right", padding.right),
+            ("groups", groups),
         ],
         Op::MaxPool { kernel, stride } | Op::AvgPool { kernel, stride } => {
             vec![("kernel", kernel), ("stride", stride)]
         }
-        Op::Add { .. } | Op::Relu | Op::Flatten => Vec::new(),
+        Op::GlobalAvgPool | Op::Add { .. } | Op::Relu | Op::Flatten => Vec::new(),
     }
 }
 
@@ -450,7 +455,7 @@ mod tests {
 
     fn set_padding(g: &mut Graph, p: usize) {
         if let Op::Conv2d { padding, .. } = &mut g.nodes[0].op {
-            *padding = p;
+            *padding = crate::graph::Padding::uniform(p);
         }
     }
 

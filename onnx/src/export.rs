@@ -98,18 +98,24 @@ pub fn to_proto(model: &FloatModel) -> Result<ModelProto> {
                 kernel,
                 stride,
                 padding,
+                groups,
                 ..
             } => {
                 let p = model.params[i].as_ref().expect("validated");
                 let x = e.with_rank(&x, x_rank, x_shape, 4);
-                let dims = [*out_channels, *in_channels, kernel[0], kernel[1]];
+                let dims = [*out_channels, in_channels / groups, kernel[0], kernel[1]];
                 let wn = e.f32_init(&format!("{name}.weight"), &dims, p.weight.iter());
                 let bn = e.f32_init(&format!("{name}.bias"), &[*out_channels], p.bias.iter());
-                let attrs = vec![
+                // ONNX 2-D pads: [top, left, bottom, right] (x1_begin, x2_begin, x1_end, x2_end).
+                let pads = [padding.top, padding.left, padding.bottom, padding.right];
+                let mut attrs = vec![
                     ints("kernel_shape", &[kernel[0], kernel[1]]),
-                    ints("pads", &[*padding; 4]),
+                    ints("pads", &pads),
                     ints("strides", &[*stride; 2]),
                 ];
+                if *groups != 1 {
+                    attrs.push(int("group", *groups as i64));
+                }
                 e.node("Conv", name, vec![x, wn, bn], &out, attrs);
                 4
             }
@@ -125,6 +131,11 @@ pub fn to_proto(model: &FloatModel) -> Result<ModelProto> {
                     ints("strides", &[*stride; 2]),
                 ];
                 e.node(op_type, name, vec![x], &out, attrs);
+                4
+            }
+            Op::GlobalAvgPool => {
+                let x = e.with_rank(&x, x_rank, x_shape, 4);
+                e.node("GlobalAveragePool", name, vec![x], &out, vec![]);
                 4
             }
             Op::Add { .. } => {

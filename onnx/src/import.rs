@@ -14,7 +14,9 @@ use crate::proto::{
     AttributeProto, DATA_LOCATION_EXTERNAL, GraphProto, ModelProto, NodeProto, TensorProto,
     ValueInfoProto, attribute_type, data_type, tensor_shape_proto::dimension, type_proto,
 };
-use caq_model::graph::{FloatModel, FloatParams, Graph, Node, Op, Shape3, Src, node_shape};
+use caq_model::graph::{
+    FloatModel, FloatParams, Graph, Node, Op, Padding, Shape3, Src, node_shape,
+};
 use ndarray::{Array1, Array2};
 use prost::Message;
 use serde::Serialize;
@@ -910,11 +912,6 @@ impl Builder {
         let x = self.act(ctx, node, 0)?;
         Self::rank(ctx, &x, 4, "input X")?;
         let group = attrs.int("group", 1)?;
-        if group != 1 {
-            return Err(ctx.err(format!(
-                "group={group} is not supported; caq convolutions are dense (group=1)"
-            )));
-        }
         no_dilation(ctx, &attrs)?;
         let wc = self.weights(ctx, node, 1, "W")?;
         let w = Self::f32s(ctx, &wc, "W")?;
@@ -922,12 +919,17 @@ impl Builder {
             &[o, i, kh, kw] if o > 0 && kh > 0 && kw > 0 => [o, i, kh, kw],
             d => return Err(ctx.err(format!("W must be [M, C, kH, kW], found dims {d:?}"))),
         };
-        if i != x.shape[0] {
-            return Err(ctx.err(format!(
-                "W {:?} expects {i} input channels, input X has {}",
-                wc.dims, x.shape[0]
-            )));
-        }
+        // Grouped (depthwise when group = C = M): W holds C/group input channels per output.
+        let groups = usize::try_from(group)
+            .ok()
+            .filter(|&g| g >= 1 && o % g == 0 && i.checked_mul(g) == Some(x.shape[0]))
+            .ok_or_else(|| {
+                ctx.err(format!(
+                    "group={group} with W {:?} and {} input channels: expected group ≥ 1 \
+                     dividing M, and W's C × group = the input's channels",
+                    wc.dims, x.shape[0]
+                ))
+            })?;
         if let Some(ks) = attrs.ints("kernel_shape")?
             && ks != [kh as i64, kw as i64]
         {
@@ -944,34 +946,50 @@ impl Builder {
         )?;
         let pads = attrs.ints("pads")?.unwrap_or_default();
         let auto_pad = attrs.string("auto_pad", "NOTSET")?;
+        let [_, in_h, in_w] = x.shape;
         let padding = match auto_pad.as_str() {
             "NOTSET" | "" | "VALID" => {
+                // ONNX 2-D pads: [top, left, bottom, right].
                 let p = match pads.as_slice() {
-                    [] => 0,
-                    [a, b, c, d] if a == b && b == c && c == d && *a >= 0 => *a,
+                    [] => Padding::default(),
+                    &[t, l, b, r] if [t, l, b, r].iter().all(|&v| v >= 0) => Padding {
+                        top: t as usize,
+                        left: l as usize,
+                        bottom: b as usize,
+                        right: r as usize,
+                    },
                     _ => {
                         return Err(ctx.err(format!(
-                            "pads {pads:?} are not symmetric; caq pads all four sides alike"
+                            "pads {pads:?}: expected four non-negative values [top, left, bottom, right]"
                         )));
                     }
                 };
                 // A pad of a whole kernel or more adds outputs that see only padding; refusing
                 // it also bounds the sizes caq's shape rules compute with.
-                if p as usize >= kh.max(kw) {
+                if p.top.max(p.bottom) >= kh || p.left.max(p.right) >= kw {
                     return Err(ctx.err(format!(
                         "pads {pads:?} are not smaller than the {kh}×{kw} kernel"
                     )));
                 }
-                if auto_pad == "VALID" && p != 0 {
+                if auto_pad == "VALID" && p != Padding::default() {
                     return Err(ctx.err(format!("auto_pad=VALID with pads {pads:?}")));
                 }
-                p as usize
+                p
             }
-            "SAME_UPPER" | "SAME_LOWER" if stride == 1 && kh == kw && kh % 2 == 1 => (kh - 1) / 2,
+            // SAME_UPPER puts the larger half after, SAME_LOWER before.
+            "SAME_UPPER" => Padding::same([in_h, in_w], [kh, kw], stride),
+            "SAME_LOWER" => {
+                let p = Padding::same([in_h, in_w], [kh, kw], stride);
+                Padding {
+                    top: p.bottom,
+                    left: p.right,
+                    bottom: p.top,
+                    right: p.left,
+                }
+            }
             other => {
                 return Err(ctx.err(format!(
-                    "auto_pad={other} is supported only with stride 1 and a square odd kernel \
-                     (found stride {stride}, kernel {kh}×{kw}); give explicit pads instead"
+                    "auto_pad={other}: expected NOTSET, VALID, SAME_UPPER or SAME_LOWER"
                 )));
             }
         };
@@ -991,11 +1009,12 @@ impl Builder {
         let weight = Array2::from_shape_vec((o, i * kh * kw), w).expect("length checked at decode");
         let name = self.caq_name(node, index);
         let op = Op::Conv2d {
-            in_channels: i,
+            in_channels: x.shape[0],
             out_channels: o,
             kernel: [kh, kw],
             stride,
             padding,
+            groups,
             relu: false,
         };
         let (src, shape) = self.push(
@@ -1128,13 +1147,14 @@ impl Builder {
         let x = self.act(ctx, node, 0)?;
         Self::rank(ctx, &x, 4, "input X")?;
         let [_, h, w] = x.shape;
-        if h != w {
-            return Err(ctx.err(format!(
-                "input is {h}×{w}; caq pools take a k×k window, so a global pool needs a \
-                 square input"
-            )));
-        }
+        // Global average pooling takes any map; caq's max pool a k×k window.
         let (op, what) = if node.op_type == "GlobalMaxPool" {
+            if h != w {
+                return Err(ctx.err(format!(
+                    "input is {h}×{w}; caq max pools take a k×k window, so a global max pool \
+                     needs a square input"
+                )));
+            }
             (
                 Op::MaxPool {
                     kernel: h,
@@ -1143,18 +1163,12 @@ impl Builder {
                 "MaxPool",
             )
         } else {
-            (
-                Op::AvgPool {
-                    kernel: h,
-                    stride: 1,
-                },
-                "AvgPool",
-            )
+            (Op::GlobalAvgPool, "GlobalAvgPool")
         };
         let name = self.caq_name(node, index);
         let (src, shape) = self.push(ctx, &name, op, vec![x.src], None)?;
         self.define_act(ctx, node, src, 4, shape)?;
-        Ok((Action::Node, Some(name), format!("{what} {h}×{h} (global)")))
+        Ok((Action::Node, Some(name), format!("{what} {h}×{w} (global)")))
     }
 
     fn add(&mut self, ctx: &Ctx, node: &NodeProto, index: usize) -> Result<Mapped> {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use caq_model::graph::{Op, conv2d_f32};
+use caq_model::graph::{Op, Padding, conv2d_f32};
 use caq_onnx::import::Action;
 use caq_onnx::{import_bytes, import_bytes_with_report};
 use common::*;
@@ -103,20 +103,67 @@ fn conv_model(attrs: Vec<caq_onnx::proto::AttributeProto>, w_dims: &[i64]) -> St
 }
 
 #[test]
-fn conv_with_groups_dilation_or_uneven_pads_and_strides_is_rejected() {
-    let e = conv_model(vec![int("group", 2)], &[4, 1, 3, 3]);
+fn conv_with_bad_groups_dilation_bad_pads_or_uneven_strides_is_rejected() {
+    let e = conv_model(vec![int("group", 3)], &[4, 1, 3, 3]);
     assert!(
-        e.contains("node 'c' (Conv): group=2 is not supported"),
+        e.contains("node 'c' (Conv): group=3 with W [4, 1, 3, 3]"),
         "{e}"
     );
     let e = conv_model(vec![ints("dilations", &[2, 2])], &[4, 2, 3, 3]);
     assert!(e.contains("node 'c' (Conv): dilations [2, 2]"), "{e}");
-    let e = conv_model(vec![ints("pads", &[1, 1, 0, 0])], &[4, 2, 3, 3]);
-    assert!(e.contains("pads [1, 1, 0, 0] are not symmetric"), "{e}");
+    let e = conv_model(vec![ints("pads", &[1, 1])], &[4, 2, 3, 3]);
+    assert!(e.contains("pads [1, 1]: expected four"), "{e}");
+    let e = conv_model(vec![ints("pads", &[3, 0, 0, 0])], &[4, 2, 3, 3]);
+    assert!(e.contains("not smaller than the 3×3 kernel"), "{e}");
     let e = conv_model(vec![ints("strides", &[1, 2])], &[4, 2, 3, 3]);
     assert!(e.contains("strides [1, 2]"), "{e}");
     let e = conv_model(vec![], &[4, 3, 3, 3]);
-    assert!(e.contains("expects 3 input channels, input X has 2"), "{e}");
+    assert!(e.contains("W [4, 3, 3, 3] and 2 input channels"), "{e}");
+}
+
+#[test]
+fn grouped_convs_and_per_side_pads_import_as_written() {
+    // Depthwise (group = C = M = 2) with pads [top 1, left 0, bottom 2, right 1] on 8x8: 9x7 out.
+    let m = model(
+        vec![with(
+            node("Conv", "c", &["x", "w"], &["y"]),
+            vec![int("group", 2), ints("pads", &[1, 0, 2, 1])],
+        )],
+        vec![tensor("w", &[2, 1, 3, 3], &[0.5; 18])],
+        &[1, 2, 8, 8],
+        &[1, 2, 9, 7],
+    );
+    let fm = caq_onnx::import_bytes(&bytes(&m)).unwrap();
+    let want = Padding {
+        top: 1,
+        left: 0,
+        bottom: 2,
+        right: 1,
+    };
+    assert!(
+        matches!(fm.graph.nodes[0].op, Op::Conv2d { groups: 2, padding, in_channels: 2, .. } if padding == want),
+        "{:?}",
+        fm.graph.nodes[0].op
+    );
+    assert_eq!(fm.graph.output_shape().unwrap(), [2, 9, 7]);
+    // Channel 1 alone feeds output channel 1: its top-left output sees rows 0..1 (row -1 is
+    // padding), columns 0..2.
+    let x = Array3::from_shape_fn((2, 8, 8), |(c, _, _)| if c == 1 { 1.0 } else { 0.0 });
+    let y = fm.forward(x.view());
+    assert_eq!((y[0], y[63]), (0.0, 0.5 * 6.0));
+    // auto_pad SAME_UPPER with stride 2 on 8x8: 4x4 out, padded [0, 0, 1, 1].
+    let m = model(
+        vec![with(
+            node("Conv", "c", &["x", "w"], &["y"]),
+            vec![string("auto_pad", "SAME_UPPER"), ints("strides", &[2, 2])],
+        )],
+        vec![tensor("w", &[4, 2, 3, 3], &[0.1; 72])],
+        &[1, 2, 8, 8],
+        &[1, 4, 4, 4],
+    );
+    let fm = caq_onnx::import_bytes(&bytes(&m)).unwrap();
+    assert!(matches!(fm.graph.nodes[0].op, Op::Conv2d { padding, .. }
+        if padding == Padding { top: 0, left: 0, bottom: 1, right: 1 }));
 }
 
 #[test]
@@ -222,10 +269,11 @@ fn batch_norm_and_relu_fold_into_the_conv_within_1e5_of_the_unfused_reference() 
     assert!(matches!(
         fm.graph.nodes[0].op,
         Op::Conv2d {
-            padding: 1,
+            padding,
+            groups: 1,
             relu: true,
             ..
-        }
+        } if padding == caq_model::graph::Padding::uniform(1)
     ));
     let actions: Vec<Action> = report.nodes.iter().map(|n| n.action).collect();
     assert_eq!(actions, [Action::Node, Action::Folded, Action::Folded]);
@@ -239,10 +287,13 @@ fn batch_norm_and_relu_fold_into_the_conv_within_1e5_of_the_unfused_reference() 
         x.view(),
         &Array2::from_shape_vec((o, c * 9), w).unwrap(),
         &Array1::from(b),
-        o,
-        [3, 3],
-        1,
-        1,
+        caq_model::graph::FloatConv {
+            out_c: o,
+            kernel: [3, 3],
+            stride: 1,
+            pad: caq_model::graph::Padding::uniform(1),
+            groups: 1,
+        },
     );
     let got = fm.forward(x.view());
     let mut worst = 0.0f32;
@@ -373,13 +424,7 @@ fn constant_shapes_identity_dropout_and_global_pool_import() {
     );
     let (fm, report) = import_bytes_with_report(&bytes(&m)).unwrap();
     let ops: Vec<&Op> = fm.graph.nodes.iter().map(|n| &n.op).collect();
-    assert_eq!(
-        ops,
-        [&Op::AvgPool {
-            kernel: 4,
-            stride: 1
-        }]
-    );
+    assert_eq!(ops, [&Op::GlobalAvgPool]);
     // [1, 3, 1, 1] → [1, 3] keeps caq's shape [3, 1, 1]: no Flatten node.
     assert_eq!(report.nodes[2].action, Action::Skipped);
     let x = Array3::from_shape_fn((3, 4, 4), |(c, h, w)| (c * 16 + h * 4 + w) as f32);

@@ -21,6 +21,16 @@ fn mlp_and_lenet_round_trip_identically() {
 }
 
 #[test]
+fn the_mlperf_tiny_networks_round_trip_identically() {
+    // Grouped (depthwise) convs, per-side "same" padding, residual adds, global average pools.
+    for (_, arch) in Arch::ALL {
+        if let Some((shape, classes)) = arch.mlperf_tiny() {
+            round_trip(&caq_model::arch::seeded(arch, shape, classes, 9).unwrap());
+        }
+    }
+}
+
+#[test]
 fn every_caq_operator_round_trips_identically() {
     round_trip(&random_model(residual_graph(), 3));
 }

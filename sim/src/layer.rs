@@ -191,11 +191,7 @@ impl LayerJob {
                 stride,
                 pad,
                 ..
-            } => Some(ConvGeom {
-                kernel,
-                stride,
-                pad,
-            }),
+            } => Some(ConvGeom::plain(kernel, stride, pad)),
         }
     }
 

@@ -45,6 +45,9 @@ pub struct Cli {
 enum Command {
     /// Train a float model (MLP for digits, LeNet-style CNN for MNIST).
     Train(models::TrainArgs),
+    /// A float model of a reference architecture with seeded Kaiming weights, untrained: the
+    /// MLPerf Tiny shapes (resnet8, ds_cnn, mobilenet_v1, autoencoder) where their data is not here.
+    Init(models::InitArgs),
     /// Quantize a float model into a nested model bundle (post-training).
     Quantize(models::QuantizeArgs),
     /// Nested-aware quantization-aware training: fine-tune a float model with every nesting
@@ -84,6 +87,7 @@ enum Command {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => models::train(a),
+        Command::Init(a) => models::init(a),
         Command::Quantize(a) => models::quantize(a),
         #[cfg(feature = "train")]
         Command::Finetune(a) => finetune::run(a),
@@ -109,7 +113,9 @@ pub fn run(cli: Cli) -> Result<()> {
 /// model is always evaluated on the split it was not trained on.
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
-    /// `digits` (the copy the repo carries), a digits CSV(.gz), or an MNIST IDX directory.
+    /// `digits` (the copy the repo carries), a digits CSV(.gz), an MNIST IDX directory, or
+    /// `synthetic`: seeded random images of the model's own input shape (accuracy not applicable;
+    /// `caq quantize`, `eval` and `run`).
     #[arg(long, default_value = "digits")]
     pub data: String,
     /// Held-out images (stratified); default 20% for digits, 2000 for MNIST.
@@ -127,8 +133,56 @@ pub struct Split {
     pub test_index: Vec<usize>,
 }
 
+/// Top-1 as the tables print it: not applicable on synthetic data, whose labels are random.
+pub fn top1_text(dataset: &str, pct: f64) -> String {
+    if dataset == data::SYNTHETIC {
+        "n/a".into()
+    } else {
+        format!("{pct:.2}")
+    }
+}
+
+/// Images `--data synthetic` makes: the training split (calibration) and the held-out split by
+/// default (`--test-count` sets the second).
+const SYNTHETIC_TRAIN: usize = 256;
+const SYNTHETIC_TEST: usize = 64;
+
 impl DataArgs {
+    /// Whether `--data synthetic` was given.
+    pub fn is_synthetic(&self) -> bool {
+        self.data == data::SYNTHETIC
+    }
+
+    /// The split, for a model whose input is `shape` with `classes` outputs: the data set, or
+    /// with `--data synthetic` seeded random images of that shape (`--split-seed` seeds them).
+    pub fn load_shaped(&self, shape: [usize; 3], classes: usize) -> Result<Split> {
+        if !self.is_synthetic() {
+            return self.load();
+        }
+        let test = self.test_count.unwrap_or(SYNTHETIC_TEST);
+        let ds = data::synthetic(
+            shape,
+            classes.clamp(1, 256),
+            SYNTHETIC_TRAIN + test,
+            self.split_seed,
+        )
+        .context("--data synthetic")?;
+        let train: Vec<usize> = (0..SYNTHETIC_TRAIN).collect();
+        let test_index: Vec<usize> = (SYNTHETIC_TRAIN..SYNTHETIC_TRAIN + test).collect();
+        Ok(Split {
+            train: ds.subset(&train),
+            test: ds.subset(&test_index),
+            test_index,
+        })
+    }
+
     pub fn load(&self) -> Result<Split> {
+        if self.is_synthetic() {
+            bail!(
+                "--data synthetic: this command has no model to take the image shape from \
+                 (synthetic data works with caq quantize, eval and run)"
+            );
+        }
         let ds = data::load(&self.data).with_context(|| format!("loading --data {}", self.data))?;
         if ds.len() < 2 {
             bail!(

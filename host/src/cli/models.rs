@@ -40,6 +40,75 @@ pub struct TrainArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Architecture: mlp, lenet, resnet8, ds_cnn, mobilenet_v1 or autoencoder.
+    #[arg(long)]
+    arch: String,
+    /// Input shape C,H,W [default: the MLPerf Tiny benchmark's for the four Tiny networks].
+    #[arg(long, value_parser = parse_shape)]
+    input_shape: Option<[usize; 3]>,
+    /// Output classes [default: the MLPerf Tiny benchmark's].
+    #[arg(long, value_parser = super::count)]
+    classes: Option<usize>,
+    /// Seed of the weights (ChaCha8, Kaiming-uniform).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where the float model is written.
+    #[arg(long, default_value = "out/model.caqf")]
+    out: PathBuf,
+}
+
+fn parse_shape(s: &str) -> std::result::Result<[usize; 3], String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|d| d.trim().parse::<usize>().ok().filter(|&d| d > 0))
+        .collect::<Option<_>>()
+        .ok_or_else(|| format!("'{s}': expected C,H,W of positive integers"))?;
+    <[usize; 3]>::try_from(v).map_err(|_| format!("'{s}': expected three numbers C,H,W"))
+}
+
+pub fn init(a: InitArgs) -> Result<()> {
+    use caq_model::arch::{self, Arch};
+    super::check_outputs(&[], &[("--out", a.out.as_path())])?;
+    let names: Vec<&str> = Arch::ALL.iter().map(|(n, _)| *n).collect();
+    let arch = Arch::from_name(&a.arch).with_context(|| {
+        format!(
+            "--arch: expected one of {}, found '{}'",
+            names.join(", "),
+            a.arch
+        )
+    })?;
+    let tiny = arch.mlperf_tiny();
+    let (shape, classes) = match (a.input_shape, a.classes, tiny) {
+        (Some(s), Some(c), _) => (s, c),
+        (s, c, Some((ts, tc))) => (s.unwrap_or(ts), c.unwrap_or(tc)),
+        (_, _, None) => anyhow::bail!(
+            "--arch {}: give --input-shape and --classes (its shape comes from its data)",
+            a.arch
+        ),
+    };
+    let model = arch::seeded(arch, shape, classes, a.seed)
+        .with_context(|| format!("--arch {} at --input-shape {shape:?}", a.arch))?;
+    model
+        .save(&a.out)
+        .with_context(|| format!("writing --out {}", a.out.display()))?;
+    let params: usize = model
+        .params
+        .iter()
+        .flatten()
+        .map(|p| p.weight.len() + p.bias.len())
+        .sum();
+    println!(
+        "{} ({} weight layers, {params} parameters, input {shape:?}, seed {}) written to {}",
+        arch.name(),
+        model.graph.weight_layers().len(),
+        a.seed,
+        a.out.display()
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
 pub struct QuantizeArgs {
     /// The float model (from `caq train`).
     #[arg(long)]
@@ -271,9 +340,13 @@ pub(super) fn train_model(
 ) -> Result<(FloatModel, caq_model::train::TrainReport)> {
     use caq_model::train::{self, Arch, TrainConfig};
     let arch = match arch {
-        Some("mlp") => Arch::Mlp,
-        Some("lenet") => Arch::LeNet,
-        Some(other) => anyhow::bail!("--arch: expected 'mlp' or 'lenet', found '{other}'"),
+        Some(name) => Arch::from_name(name).with_context(|| {
+            let names: Vec<&str> = Arch::ALL.iter().map(|(n, _)| *n).collect();
+            format!(
+                "--arch: expected one of {}, found '{name}'",
+                names.join(", ")
+            )
+        })?,
         None if split.train.shape[1] > 8 => Arch::LeNet,
         None => Arch::Mlp,
     };
@@ -370,7 +443,7 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
     )?;
     let cfg = a.q.config()?;
     let model = load_float(&a.model)?;
-    let split = a.data.load()?;
+    let split = load_for(&a.data, &model)?;
     let q = qmodel::quantize(&model, &split.train, &cfg).context("quantizing")?;
     bundle::write(&a.out, &q).with_context(|| format!("writing --out {}", a.out.display()))?;
     println!("bundle written to {}", a.out.display());
@@ -379,6 +452,12 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
         write_json(j, &report)?;
     }
     Ok(())
+}
+
+/// The split for `model`: `--data`, or synthetic images of the model's input shape.
+pub(super) fn load_for(data: &DataArgs, model: &FloatModel) -> Result<super::Split> {
+    let classes = model.graph.output_shape()?.iter().product();
+    data.load_shaped(model.graph.input_shape, classes)
 }
 
 pub(super) fn eval_bundle(
@@ -396,11 +475,12 @@ pub(super) fn eval_bundle(
             accuracy_pct: qmodel::int_accuracy(&q, &q.uniform_bits(bits), &split.test)?,
         });
     }
-    let mut rows = vec![vec!["f32".to_string(), format!("{f32_acc:.2}")]];
+    let name = &split.test.name;
+    let mut rows = vec![vec!["f32".to_string(), super::top1_text(name, f32_acc)]];
     for l in &levels {
         rows.push(vec![
             format!("{}-bit", l.bits),
-            format!("{:.2}", l.accuracy_pct),
+            super::top1_text(name, l.accuracy_pct),
         ]);
     }
     println!(
@@ -478,7 +558,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     }
     let opts = a.suite.options()?;
     let model = load_float(&a.model)?;
-    let split = a.data.load()?;
+    let split = load_for(&a.data, &model)?;
     match &a.bundle {
         Some(b) => {
             let r = eval_bundle(&model, b, &split)?;

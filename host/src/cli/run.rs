@@ -342,19 +342,25 @@ fn energy_rows<D: Device>(
     Ok(rows)
 }
 
-fn quantized(a: &RunArgs, split: &super::Split) -> Result<(QModel, PathBuf)> {
+/// The quantized model (the bundle, or the float model quantized on the training split), where
+/// it came from, and the split (`--data`, or synthetic images of the model's input shape).
+fn quantized(a: &RunArgs) -> Result<(QModel, PathBuf, super::Split)> {
     match (&a.model, &a.bundle) {
         (_, Some(b)) => {
             a.q.refuse_with("with --bundle: the bundle is already quantized")?;
             let bundle =
                 Bundle::open(b).with_context(|| format!("reading --bundle {}", b.display()))?;
-            Ok((bundle.load()?, b.clone()))
+            let q = bundle.load()?;
+            let classes = q.graph.output_shape()?.iter().product();
+            let split = a.data.load_shaped(q.graph.input_shape, classes)?;
+            Ok((q, b.clone(), split))
         }
         (Some(m), None) => {
             let model = load_float(m)?;
+            let split = super::models::load_for(&a.data, &model)?;
             let cfg = a.q.config()?;
             let q = qmodel::quantize(&model, &split.train, &cfg).context("quantizing")?;
-            Ok((q, m.clone()))
+            Ok((q, m.clone(), split))
         }
         (None, None) => bail!("give --model or --bundle"),
     }
@@ -403,8 +409,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             _ => bail!("{} apply to --backend uio only", given.join(", ")),
         }
     }
-    let split = a.data.load()?;
-    let (q, source) = quantized(&a, &split)?;
+    let (q, source, split) = quantized(&a)?;
     if let Some(class) = &a.adaptive {
         if a.outputs.is_some() {
             bail!(
@@ -1008,7 +1013,7 @@ fn print(s: &RunSummary) {
             vec![
                 label(&r.bits),
                 r.images.to_string(),
-                format!("{:.2}", r.accuracy_pct),
+                super::top1_text(&s.dataset, r.accuracy_pct),
                 format!("{}/{}", r.byte_equal_images, r.images),
                 f(dev.map(|d| d.cycles), 0),
                 r.estimate_cycles.map_or("-".into(), |c| match dev {
@@ -1056,7 +1061,7 @@ fn print(s: &RunSummary) {
                     format!("{:?}", c.engine).to_lowercase(),
                     c.batch.to_string(),
                     format!("{:.0}", c.images_per_s),
-                    format!("{:.2}", r.accuracy_pct),
+                    super::top1_text(&s.dataset, r.accuracy_pct),
                     c.kernels
                         .iter()
                         .map(|k| format!("{} {}b {}", k.layer, k.bits, k.kernel))

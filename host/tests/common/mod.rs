@@ -69,7 +69,8 @@ pub fn conv(i: usize, o: usize, k: usize, pad: usize) -> Op {
         out_channels: o,
         kernel: [k, k],
         stride: 1,
-        padding: pad,
+        padding: caq_model::graph::Padding::uniform(pad),
+        groups: 1,
         relu: true,
     }
 }

@@ -66,6 +66,16 @@ pub fn ints(name: &str, v: &[i64]) -> AttributeProto {
     }
 }
 
+#[allow(dead_code)]
+pub fn string(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: attribute_type::STRING,
+        s: Some(v.as_bytes().to_vec()),
+        ..Default::default()
+    }
+}
+
 pub fn float(name: &str, v: f32) -> AttributeProto {
     AttributeProto {
         name: name.into(),
@@ -173,7 +183,8 @@ pub fn residual_graph() -> Graph {
         out_channels: o,
         kernel: [3, 3],
         stride,
-        padding,
+        padding: caq_model::graph::Padding::uniform(padding),
+        groups: 1,
         relu,
     };
     Graph {
@@ -233,7 +244,8 @@ pub fn vector_graph() -> Graph {
                     out_channels: 8,
                     kernel: [1, 1],
                     stride: 1,
-                    padding: 0,
+                    padding: caq_model::graph::Padding::uniform(0),
+                    groups: 1,
                     relu: false,
                 },
                 &[Src::Node(0)],

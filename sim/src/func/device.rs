@@ -524,11 +524,11 @@ impl FuncDevice {
                 );
                 let x = ArrayView3::from_shape(shape, input)
                     .map_err(|e| SimError::Job(format!("functional model: {e}")))?;
-                let g = ConvGeom {
-                    kernel: [usize::from(d.kernel_h), usize::from(d.kernel_w)],
-                    stride: usize::from(d.stride),
-                    pad: usize::from(d.pad),
-                };
+                let g = ConvGeom::plain(
+                    [usize::from(d.kernel_h), usize::from(d.kernel_w)],
+                    usize::from(d.stride),
+                    usize::from(d.pad),
+                );
                 kernels::conv2d(&layer, x, g)
                     .map_err(model)?
                     .iter()

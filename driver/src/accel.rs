@@ -589,7 +589,7 @@ impl<D: Device> Accelerator<D> {
             * caq_spec::descriptor::DESCRIPTOR_BYTES as u64;
         let mut plane_bytes = 0;
         for li in 0..loaded.program.layers.len() {
-            let need = usize::from(loaded.program.layers[li].desc.active_groups);
+            let need = usize::from(loaded.program.layers[li].desc().active_groups);
             plane_bytes += page_in(&mut self.dev, &mut loaded, li, need)?;
         }
         let report = LoadReport {
@@ -760,7 +760,7 @@ impl<D: Device> Accelerator<D> {
         let mut dropped = 0;
         if residency == Residency::Minimal {
             for li in 0..loaded.program.layers.len() {
-                let n = usize::from(loaded.program.layers[li].desc.active_groups);
+                let n = usize::from(loaded.program.layers[li].desc().active_groups);
                 if loaded.resident[li] > n {
                     dropped += loaded.program.layers[li].group_bytes[n..loaded.resident[li]]
                         .iter()
@@ -1132,12 +1132,14 @@ fn page_in<D: Device>(dev: &mut D, l: &mut Loaded, li: usize, need: usize) -> Re
     let mut bytes = 0;
     for g in l.resident[li]..need {
         match &l.source {
-            PlaneSource::Bundle(b) => {
+            // A lowered grouped convolution's device planes are not the bundle's: the program
+            // keeps them (Program::drop_planes).
+            PlaneSource::Bundle(b) if !l.program.layers[li].expanded => {
                 let data = b.plane_group_bytes(li, g)?;
                 l.program.write_group(dev, li, g, data)?;
                 bytes += data.len() as u64;
             }
-            PlaneSource::Program => {
+            PlaneSource::Bundle(_) | PlaneSource::Program => {
                 let data = l.program.group_bytes(li, g).ok_or(HostError::Arg {
                     what: "program",
                     why: "its plane bytes were dropped".into(),

@@ -28,11 +28,11 @@
 //! descriptor list, one START, ReLU fused through the descriptor's `relu` flag; a run longer than
 //! the device's MAX_DESCRIPTORS is split into several segments. MaxPool, AvgPool, GlobalAvgPool,
 //! Add and a standalone ReLU are host steps: read the codes back, run the golden kernel, write the
-//! result where the next layer reads it. A grouped convolution or one padded differently per
-//! side is refused with the layer's name: descriptor format v1 has neither.
+//! result where the next layer reads it. A grouped convolution is refused with the layer's name:
+//! the descriptor format has one channel group.
 
 use crate::error::{HostError, Result};
-use caq_model::graph::{Op, Shape3, Src};
+use caq_model::graph::{Op, Padding, Shape3, Src};
 use caq_model::planes;
 use caq_model::qmodel::{QLayer, QModel};
 use caq_model::quant::ActQuant;
@@ -41,7 +41,7 @@ use caq_spec::CoreShape;
 use caq_spec::descriptor::{DESCRIPTOR_BYTES, Window};
 use caq_spec::{
     AccelConfig, BitWidth, Caps, DeviceAddr, Flags, LayerDescriptor, MemRegion, Opcode, PlaneGroup,
-    PlaneGroups, Shape,
+    PlaneGroups, Shape, descriptor::Pad,
 };
 
 /// Alignment of every buffer: a multiple of every configurable bus width (8 or 16 bytes) and of
@@ -99,16 +99,29 @@ pub struct DeviceLayer {
     pub levels: Vec<u8>,
     /// The active level.
     pub bits: u8,
-    /// The descriptor, `last` clear; the copies in memory set it where they must.
-    pub desc: LayerDescriptor,
-    /// Its place in its segment's list.
+    /// Its descriptors, `last` clear (the copies in memory set it where they must): one, or one
+    /// per part of a grouped convolution lowered to dense ones (consecutive in the lists, at the
+    /// same precision; docs/hardware.md "Convolution geometry").
+    pub descs: Vec<LayerDescriptor>,
+    /// Its place in its segment's list (its first descriptor's).
     pub list_addr: DeviceAddr,
-    /// Its own one-descriptor list (`last` set), for per-layer measurements.
+    /// Its own list (`last` set on its final descriptor), for per-layer measurements.
     pub single_addr: DeviceAddr,
-    /// Whether it is the final descriptor of its segment's list.
+    /// Whether it is the final layer of its segment's list.
     pub last_in_list: bool,
-    /// Bytes of each stored plane group.
+    /// Bytes of each stored plane group (every part's planes of that group, back to back).
     pub group_bytes: Vec<u64>,
+    /// Whether its planes in device memory differ from the bundle's (a lowered grouped
+    /// convolution's block-diagonal planes): page-ins then copy the program's bytes.
+    pub expanded: bool,
+}
+
+impl DeviceLayer {
+    /// Its first descriptor: the shapes of the layer's input and output start there, and every
+    /// part has the same precision (`active_groups`).
+    pub fn desc(&self) -> &LayerDescriptor {
+        &self.descs[0]
+    }
 }
 
 /// A descriptor list run with one START.
@@ -264,6 +277,16 @@ pub fn compile(
     let graph = &model.graph;
     let shapes = graph.shapes()?;
     let mut mem = Alloc { next: base.0 };
+    // Descriptors per node: one per weight layer, one per part of a lowered grouped conv.
+    let rows = shape.rows as usize;
+    let descs_of: Vec<usize> = graph
+        .nodes
+        .iter()
+        .map(|n| match GroupedParts::of(&n.op, rows) {
+            Some(p) => p.parts,
+            None => usize::from(n.op.has_weights()),
+        })
+        .collect();
 
     // Segments: runs of weight nodes with nothing but Flatten between them.
     let mut steps: Vec<Step> = Vec::new();
@@ -274,9 +297,10 @@ pub fn compile(
             Op::Dense { .. } | Op::Conv2d { .. } => {
                 // A run longer than the device's longest descriptor list becomes several lists,
                 // one START each: the outputs are the same, only the STARTs differ.
-                let full = seg_nodes
-                    .last()
-                    .is_some_and(|s| s.len() as u64 >= u64::from(caps.max_descriptors()));
+                let full = seg_nodes.last().is_some_and(|s| {
+                    let n: usize = s.iter().map(|&j| descs_of[j]).sum();
+                    (n + descs_of[i]) as u64 > u64::from(caps.max_descriptors())
+                });
                 if !open || full {
                     seg_nodes.push(Vec::new());
                     steps.push(Step::Device(Segment {
@@ -315,9 +339,9 @@ pub fn compile(
     }
 
     // Descriptor lists: every segment's, then one single list per layer.
-    let n_layers = wl.len() as u64;
-    let lists = mem.take(2 * n_layers * DESCRIPTOR_BYTES as u64);
-    let singles = lists.0 + n_layers * DESCRIPTOR_BYTES as u64;
+    let n_descs = descs_of.iter().sum::<usize>() as u64;
+    let lists = mem.take(2 * n_descs * DESCRIPTOR_BYTES as u64);
+    let singles = lists.0 + n_descs * DESCRIPTOR_BYTES as u64;
 
     // Activation buffers.
     let input = ActBuffer {
@@ -348,12 +372,14 @@ pub fn compile(
     let mut planes = Vec::with_capacity(wl.len());
     let mut layers = Vec::with_capacity(wl.len());
     let mut li = 0usize;
+    // Descriptors placed so far: where the next layer's list entries go.
+    let mut di = 0u64;
     let mut seg_iter = seg_nodes.iter();
     for step in &mut steps {
         let Step::Device(seg) = step else { continue };
         let ids = seg_iter.next().expect("one node list per segment");
         let start = li;
-        seg.list = DeviceAddr(lists.0 + start as u64 * DESCRIPTOR_BYTES as u64);
+        seg.list = DeviceAddr(lists.0 + di * DESCRIPTOR_BYTES as u64);
         for (j, &i) in ids.iter().enumerate() {
             let q = model.layers[i].as_ref().ok_or_else(|| HostError::Arg {
                 what: "model",
@@ -368,16 +394,21 @@ pub fn compile(
                 cfg, &caps, model, i, q, in_act, nodes[i], bits[li], &mut mem, &mut image,
             )?;
             planes.push(bytes);
+            let n = layer.descs.len() as u64;
             layers.push(DeviceLayer {
-                list_addr: DeviceAddr(lists.0 + li as u64 * DESCRIPTOR_BYTES as u64),
-                single_addr: DeviceAddr(singles + li as u64 * DESCRIPTOR_BYTES as u64),
+                list_addr: DeviceAddr(lists.0 + di * DESCRIPTOR_BYTES as u64),
+                single_addr: DeviceAddr(singles + di * DESCRIPTOR_BYTES as u64),
                 last_in_list: j + 1 == ids.len(),
                 ..layer
             });
             li += 1;
+            di += n;
         }
         seg.layers = start..li;
-        let count = ids.len() as u32;
+        let count = layers[start..li]
+            .iter()
+            .map(|l| l.descs.len())
+            .sum::<usize>() as u32;
         caps.check_desc_count(count)
             .map_err(|(_, why)| HostError::Layer {
                 layer: graph.nodes[ids[0]].name.clone(),
@@ -455,7 +486,68 @@ fn u16_dim(layer: &str, cfg: &AccelConfig, what: &str, v: usize) -> Result<u16> 
     })
 }
 
-/// Writes one layer's tables and plane groups into the image and builds its descriptor.
+/// How a grouped convolution is lowered to dense ones: parts of `groups_per_part` consecutive
+/// channel groups, each a dense conv over its groups' input channels with block-diagonal weights
+/// (an output channel's weights on its own group's channels, zero elsewhere). A part has at most
+/// the array's rows of output channels where a group has fewer (a depthwise conv's part is R
+/// channels), so each part fills the array's rows once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupedParts {
+    pub groups: usize,
+    pub groups_per_part: usize,
+    pub parts: usize,
+}
+
+impl GroupedParts {
+    /// The lowering of `op` on an array of `rows` rows; `None` unless it is a grouped Conv2d.
+    pub fn of(op: &Op, rows: usize) -> Option<GroupedParts> {
+        match *op {
+            Op::Conv2d {
+                out_channels,
+                groups,
+                ..
+            } if groups > 1 => {
+                let og = (out_channels / groups).max(1);
+                let groups_per_part = (rows / og).clamp(1, groups);
+                Some(GroupedParts {
+                    groups,
+                    groups_per_part,
+                    parts: groups.div_ceil(groups_per_part),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One descriptor's share of a layer: output channels `out` reading input channels `inp`.
+struct Part {
+    out: std::ops::Range<usize>,
+    inp: std::ops::Range<usize>,
+}
+
+/// `codes` (`[O, K]` of a layer with `groups` groups) as the block-diagonal `[n, groups_in_part
+/// · K]` matrix of the part with output channels `out`: row r's K codes at the block of its group
+/// within the part.
+fn block_diagonal(
+    codes: ndarray::ArrayView2<i32>,
+    out: &std::ops::Range<usize>,
+    og: usize,
+    groups_in_part: usize,
+) -> ndarray::Array2<i32> {
+    let k = codes.ncols();
+    let first_group = out.start / og;
+    let mut m = ndarray::Array2::<i32>::zeros((out.len(), groups_in_part * k));
+    for (r, o) in out.clone().enumerate() {
+        let g = o / og - first_group;
+        m.slice_mut(ndarray::s![r, g * k..(g + 1) * k])
+            .assign(&codes.row(o));
+    }
+    m
+}
+
+/// Writes one layer's tables and plane groups into the image and builds its descriptors (one, or
+/// one per part of a lowered grouped convolution).
 #[allow(clippy::too_many_arguments)]
 fn place_layer(
     cfg: &AccelConfig,
@@ -480,146 +572,234 @@ fn place_layer(
         image.push((a, bytes));
         a
     };
-    let bias_addr = put(pad8(q.bias.iter().flat_map(|b| b.to_le_bytes()).collect()));
-    let requant_addr = put(requant::table_bytes(&q.requant));
-    let (group_mult_addr, group_size) = match &q.groups {
-        None => (DeviceAddr(0), 0u16),
-        Some(g) => {
-            if g.group_size != caps.group_size() as usize {
-                return Err(unfit(format!(
-                    "quantized with local regions of {} but the device's group size is {} \
-                     (quantize with --group-size {})",
-                    g.group_size,
-                    caps.group_size(),
-                    caps.group_size()
-                )));
-            }
-            let bytes = g.mult.iter().flat_map(|m| m.to_le_bytes()).collect();
-            (put(pad8(bytes)), g.group_size as u16)
+    let [ic, ih, iw] = in_act.shape;
+    let [oc, oh, ow] = out_act.shape;
+    let op = &model.graph.nodes[node].op;
+    let lowering = GroupedParts::of(op, CoreShape::of(cfg).rows as usize);
+    let parts: Vec<Part> = match lowering {
+        None => vec![Part {
+            out: 0..oc,
+            inp: 0..ic,
+        }],
+        Some(gp) => {
+            let (og, cg) = (oc / gp.groups, ic / gp.groups);
+            (0..gp.parts)
+                .map(|p| {
+                    let g0 = p * gp.groups_per_part;
+                    let g1 = (g0 + gp.groups_per_part).min(gp.groups);
+                    Part {
+                        out: g0 * og..g1 * og,
+                        inp: g0 * cg..g1 * cg,
+                    }
+                })
+                .collect()
         }
     };
+    let og = lowering.map_or(oc, |gp| oc / gp.groups);
+    let part_codes = |codes: ndarray::ArrayView2<'_, i32>, part: &Part| match lowering {
+        None => codes.to_owned(),
+        Some(gp) => block_diagonal(
+            codes,
+            &part.out,
+            og,
+            part.out.len().div_ceil(og).min(gp.groups_per_part),
+        ),
+    };
+    // Tables per part: biases, requantization, and the region multipliers (a lowered part's
+    // rows have one region each, so every region of its expanded row takes that multiplier).
+    let mut tables = Vec::with_capacity(parts.len());
+    for part in &parts {
+        let bias_addr = put(pad8(
+            q.bias[part.out.clone()]
+                .iter()
+                .flat_map(|b| b.to_le_bytes())
+                .collect(),
+        ));
+        let requant_addr = put(requant::table_bytes(&q.requant[part.out.clone()]));
+        let (group_mult_addr, group_size) = match &q.groups {
+            None => (DeviceAddr(0), 0u16),
+            Some(g) => {
+                if g.group_size != caps.group_size() as usize {
+                    return Err(unfit(format!(
+                        "quantized with local regions of {} but the device's group size is {} \
+                         (quantize with --group-size {})",
+                        g.group_size,
+                        caps.group_size(),
+                        caps.group_size()
+                    )));
+                }
+                let mult = match lowering {
+                    None => g.mult.clone(),
+                    Some(_) if g.mult.ncols() == 1 => {
+                        let k = q.k() * part.inp.len() / (ic / lowering.map_or(1, |l| l.groups));
+                        let regions = k.div_ceil(g.group_size);
+                        ndarray::Array2::from_shape_fn((part.out.len(), regions), |(r, _)| {
+                            g.mult[[part.out.start + r, 0]]
+                        })
+                    }
+                    Some(_) => {
+                        return Err(unfit(format!(
+                            "a grouped convolution whose K = {} spans {} local regions: its \
+                             lowering to dense parts keeps one region per row only",
+                            q.k(),
+                            g.mult.ncols()
+                        )));
+                    }
+                };
+                let bytes = mult.iter().flat_map(|m| m.to_le_bytes()).collect();
+                (put(pad8(bytes)), g.group_size as u16)
+            }
+        };
+        tables.push((bias_addr, requant_addr, group_mult_addr, group_size));
+    }
     // Every plane group gets its place now (so paging one in never moves anything); the bytes
     // are kept apart from the tables: which of them are in device memory is the loader's choice.
-    let mut groups = Vec::with_capacity(q.weights.groups.len());
-    let mut group_bytes = Vec::with_capacity(q.weights.groups.len());
-    let mut plane_bytes = Vec::with_capacity(q.weights.groups.len());
+    // A lowered layer's group holds every part's planes of that group, each part's from a
+    // BUFFER_ALIGN boundary.
+    let n_groups = q.weights.groups.len();
+    let mut group_bytes = Vec::with_capacity(n_groups);
+    let mut plane_bytes = Vec::with_capacity(n_groups);
+    // Per part, per plane group: (bits, shift, offset within the group's bytes).
+    let mut part_groups: Vec<Vec<(u8, u8, u64)>> = vec![Vec::with_capacity(n_groups); parts.len()];
+    let mut group_base = Vec::with_capacity(n_groups);
     for pg in &q.weights.groups {
-        let bytes = planes::pack(pg.codes.view(), pg.bits)?.to_le_bytes();
+        let mut bytes = Vec::new();
+        for (pi, part) in parts.iter().enumerate() {
+            let codes = part_codes(pg.codes.view(), part);
+            let mut b = planes::pack(codes.view(), pg.bits)?.to_le_bytes();
+            if parts.len() > 1 {
+                b.resize(b.len().next_multiple_of(BUFFER_ALIGN as usize), 0);
+            }
+            part_groups[pi].push((pg.bits, pg.shift, bytes.len() as u64));
+            bytes.extend_from_slice(&b);
+        }
         group_bytes.push(bytes.len() as u64);
-        groups.push(PlaneGroup {
-            bits: BitWidth::try_from(pg.bits)?,
-            shift: pg.shift,
-            weight_addr: mem.take(bytes.len() as u64),
-        });
+        group_base.push(mem.take(bytes.len() as u64));
         plane_bytes.push(bytes);
     }
     let active = q
         .weights
         .active_groups(bits)
         .map_err(|e| unfit(e.to_string()))?;
-    let plane_groups = PlaneGroups::new(&groups).map_err(|e| unfit(e.to_string()))?;
     let dim = |what: &str, v: usize| u16_dim(name, cfg, what, v);
-    let [ic, ih, iw] = in_act.shape;
-    let [oc, oh, ow] = out_act.shape;
-    let op = &model.graph.nodes[node].op;
-    let (opcode, input, kernel, stride, pad) = match *op {
-        Op::Dense { in_features, .. } => (
-            Opcode::Dense,
-            Shape {
-                c: dim("in_c", in_features)?,
-                h: 1,
-                w: 1,
-            },
-            [1, 1],
-            1,
-            0,
-        ),
-        Op::Conv2d {
-            kernel,
-            stride,
-            padding,
-            groups,
-            ..
-        } => {
-            // Descriptor format v1 has one channel group and one padding for every side.
-            if groups != 1 {
-                return Err(unfit(format!(
-                    "a grouped convolution (groups = {groups}) is not in descriptor format v1 \
-                     (run it on --backend golden or cpu)"
-                )));
-            }
-            let pad = padding.as_uniform().ok_or_else(|| {
-                unfit(format!(
-                    "padding {padding} (top, left, bottom, right) differs between sides; \
-                     descriptor format v1 pads every side alike (run it on --backend golden or cpu)"
-                ))
-            })?;
-            (
-                Opcode::Conv2d,
-                Shape {
-                    c: dim("in_c", ic)?,
-                    h: dim("in_h", ih)?,
-                    w: dim("in_w", iw)?,
-                },
-                kernel,
-                stride,
-                pad,
-            )
-        }
-        _ => unreachable!("only weight layers are placed"),
-    };
     let small = |what: &str, v: usize| {
         u8::try_from(v)
             .map_err(|_| unfit(format!("{what} = {v} does not fit its descriptor field")))
     };
-    let desc = LayerDescriptor {
-        op: opcode,
-        flags: Flags {
-            relu: op.relu(),
-            in_signed: in_act.signed,
-            out_signed: out_act.signed,
-            grouped: q.groups.is_some(),
-            last: false,
-        },
-        in_bits: input_bits(model, node)?,
-        out_bits: BitWidth::try_from(model.acts[node].bits)?,
-        group_size,
-        input,
-        output: Shape {
-            c: dim("out_c", oc)?,
-            h: dim("out_h", oh)?,
-            w: dim("out_w", ow)?,
-        },
-        kernel_h: small("kernel_h", kernel[0])?,
-        kernel_w: small("kernel_w", kernel[1])?,
-        stride: small("stride", stride)?,
-        pad: small("pad", pad)?,
-        plane_groups,
-        active_groups: active as u8,
-        input_addr: in_act.buf.addr,
-        output_addr: out_act.buf.addr,
-        bias_addr,
-        requant_addr,
-        group_mult_addr,
-        batch: 1,
+    let (opcode, kernel, stride, pad) = match *op {
+        Op::Dense { .. } => (Opcode::Dense, [1, 1], 1, Padding::default()),
+        Op::Conv2d {
+            kernel,
+            stride,
+            padding,
+            ..
+        } => (Opcode::Conv2d, kernel, stride, padding),
+        _ => unreachable!("only weight layers are placed"),
     };
+    let bus = u64::from(caps.bus_bytes());
+    let mut descs = Vec::with_capacity(parts.len());
+    for (pi, part) in parts.iter().enumerate() {
+        let groups: Vec<PlaneGroup> = part_groups[pi]
+            .iter()
+            .zip(&group_base)
+            .map(|(&(b, shift, off), base)| {
+                Ok(PlaneGroup {
+                    bits: BitWidth::try_from(b)?,
+                    shift,
+                    weight_addr: DeviceAddr(base.0 + off),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let plane_groups = PlaneGroups::new(&groups).map_err(|e| unfit(e.to_string()))?;
+        let (input, output) = match opcode {
+            Opcode::Dense => (
+                Shape {
+                    c: dim("in_c", q.k())?,
+                    h: 1,
+                    w: 1,
+                },
+                Shape {
+                    c: dim("out_c", oc)?,
+                    h: 1,
+                    w: 1,
+                },
+            ),
+            Opcode::Conv2d => (
+                Shape {
+                    c: dim("in_c", part.inp.len())?,
+                    h: dim("in_h", ih)?,
+                    w: dim("in_w", iw)?,
+                },
+                Shape {
+                    c: dim("out_c", part.out.len())?,
+                    h: dim("out_h", oh)?,
+                    w: dim("out_w", ow)?,
+                },
+            ),
+        };
+        // A part reads and writes a slice of channels (CHW: contiguous), which must start on a
+        // bus word.
+        let input_addr = DeviceAddr(in_act.buf.addr.0 + (part.inp.start * ih * iw) as u64);
+        let output_addr = DeviceAddr(out_act.buf.addr.0 + (part.out.start * oh * ow) as u64);
+        for (what, a) in [("input", input_addr), ("output", output_addr)] {
+            if a.0 % bus != 0 {
+                return Err(unfit(format!(
+                    "a part of its grouped convolution starts its {what} at {a}, not a multiple \
+                     of the {bus}-byte bus"
+                )));
+            }
+        }
+        let (bias_addr, requant_addr, group_mult_addr, group_size) = tables[pi];
+        descs.push(LayerDescriptor {
+            op: opcode,
+            flags: Flags {
+                relu: op.relu(),
+                in_signed: in_act.signed,
+                out_signed: out_act.signed,
+                grouped: q.groups.is_some(),
+                last: false,
+            },
+            in_bits: input_bits(model, node)?,
+            out_bits: BitWidth::try_from(model.acts[node].bits)?,
+            group_size,
+            input,
+            output,
+            kernel_h: small("kernel_h", kernel[0])?,
+            kernel_w: small("kernel_w", kernel[1])?,
+            stride: small("stride", stride)?,
+            pad: Pad {
+                top: small("pad_top", pad.top)?,
+                left: small("pad_left", pad.left)?,
+                bottom: small("pad_bottom", pad.bottom)?,
+                right: small("pad_right", pad.right)?,
+            },
+            plane_groups,
+            active_groups: active as u8,
+            input_addr,
+            output_addr,
+            bias_addr,
+            requant_addr,
+            group_mult_addr,
+            batch: 1,
+        });
+    }
     Ok((
         DeviceLayer {
             name: name.clone(),
             node,
             levels: q.levels().to_vec(),
             bits,
-            desc,
+            descs,
             list_addr: DeviceAddr(0),
             single_addr: DeviceAddr(0),
             last_in_list: false,
             group_bytes,
+            expanded: lowering.is_some(),
         },
         plane_bytes,
     ))
 }
 
-/// Bits of the activation a weight node reads.
 fn input_bits(model: &QModel, node: usize) -> Result<BitWidth> {
     let bits = match model.graph.nodes[node].inputs[0] {
         Src::Input => model.input.bits,
@@ -736,15 +916,22 @@ impl Program {
             config: self.config.clone(),
             what,
         };
-        l.desc
-            .validate(&self.caps)
-            .map_err(|(code, why)| unfit(format!("{} at {} bits: {why}", code.name(), l.bits)))?;
-        self.shape
-            .check_capacity(&l.desc)
-            .map_err(|why| unfit(format!("at {} bits: {why}", l.bits)))?;
-        l.desc
-            .check_window(&self.caps, self.window())
-            .map_err(|(code, why)| unfit(format!("{}: {why}", code.name())))?;
+        let parts = l.descs.len();
+        for (p, d) in l.descs.iter().enumerate() {
+            let at = if parts > 1 {
+                format!("part {} of {parts}, ", p + 1)
+            } else {
+                String::new()
+            };
+            d.validate(&self.caps).map_err(|(code, why)| {
+                unfit(format!("{} ({at}at {} bits): {why}", code.name(), l.bits))
+            })?;
+            self.shape
+                .check_capacity(d)
+                .map_err(|why| unfit(format!("{at}at {} bits: {why}", l.bits)))?;
+            d.check_window(&self.caps, self.window())
+                .map_err(|(code, why)| unfit(format!("{}: {at}{why}", code.name())))?;
+        }
         Ok(())
     }
 
@@ -766,7 +953,9 @@ impl Program {
                     what: format!("{b} bits is not one of its nesting levels {:?}", l.levels),
                 })?;
             l.bits = b;
-            l.desc.active_groups = (l.levels.len() - pos) as u8;
+            for d in &mut l.descs {
+                d.active_groups = (l.levels.len() - pos) as u8;
+            }
             self.check_layer(l)?;
         }
         self.layers = next;
@@ -780,16 +969,21 @@ impl Program {
     }
 
     /// Frees the host copy of the plane bytes: a loader that pages groups in from the mapped
-    /// bundle does not need a second copy.
+    /// bundle does not need a second copy. A lowered grouped convolution keeps its own: its
+    /// device planes are not the bundle's.
     pub fn drop_planes(&mut self) {
-        self.planes = Vec::new();
+        for (planes, l) in self.planes.iter_mut().zip(&self.layers) {
+            if !l.expanded {
+                *planes = Vec::new();
+            }
+        }
     }
 
     /// Where plane group `g` of layer `layer` lives in device memory.
     pub fn group_buffer(&self, layer: usize, g: usize) -> Option<Buffer> {
         let l = self.layers.get(layer)?;
         Some(Buffer {
-            addr: l.desc.plane_groups.as_slice().get(g)?.weight_addr,
+            addr: l.desc().plane_groups.as_slice().get(g)?.weight_addr,
             len: *l.group_bytes.get(g)?,
         })
     }
@@ -823,14 +1017,23 @@ impl Program {
             .map_err(HostError::backend)
     }
 
-    /// The two descriptor copies of layer `li` (in its segment list and its single list).
-    pub fn layer_descriptors(&self, li: usize) -> [(DeviceAddr, [u8; DESCRIPTOR_BYTES]); 2] {
+    /// The descriptor copies of layer `li`, two per descriptor (in its segment list and in its
+    /// single list; `last` on the layer's final descriptor in the single list, and in the segment
+    /// list when the layer ends it).
+    pub fn layer_descriptors(&self, li: usize) -> Vec<(DeviceAddr, [u8; DESCRIPTOR_BYTES])> {
         let l = &self.layers[li];
-        let mut d = l.desc;
-        d.flags.last = l.last_in_list;
-        let in_list = (l.list_addr, d.encode());
-        d.flags.last = true;
-        [in_list, (l.single_addr, d.encode())]
+        let n = l.descs.len();
+        let step = DESCRIPTOR_BYTES as u64;
+        let mut out = Vec::with_capacity(2 * n);
+        for (p, &desc) in l.descs.iter().enumerate() {
+            let mut d = desc;
+            let final_part = p + 1 == n;
+            d.flags.last = l.last_in_list && final_part;
+            out.push((DeviceAddr(l.list_addr.0 + p as u64 * step), d.encode()));
+            d.flags.last = final_part;
+            out.push((DeviceAddr(l.single_addr.0 + p as u64 * step), d.encode()));
+        }
+        out
     }
 
     /// Writes the descriptors of layer `li` only (after a precision switch of that layer).

@@ -220,15 +220,24 @@ fn run_segment<D: Device>(
     opts: &RunOptions,
 ) -> Result<SegmentReport> {
     let layers = &program.layers[range];
-    let names: Vec<String> = layers.iter().map(|l| l.name.clone()).collect();
     let mut report = SegmentReport {
-        layers: names.clone(),
+        layers: layers.iter().map(|l| l.name.clone()).collect(),
         perf: PerfCounters::default(),
         per_layer: Vec::new(),
     };
+    // One name per descriptor: a lowered grouped conv's parts are "name[part/parts]".
+    let desc_names = |l: &crate::compile::DeviceLayer| -> Vec<String> {
+        let n = l.descs.len();
+        if n == 1 {
+            vec![l.name.clone()]
+        } else {
+            (1..=n).map(|p| format!("{}[{p}/{n}]", l.name)).collect()
+        }
+    };
+    let names: Vec<String> = layers.iter().flat_map(desc_names).collect();
     if opts.per_layer {
         for l in layers {
-            let perf = start_and_wait(dev, l.single_addr.0, std::slice::from_ref(&l.name), opts)?;
+            let perf = start_and_wait(dev, l.single_addr.0, &desc_names(l), opts)?;
             report.perf.add(&perf);
             report.per_layer.push(LayerPerf {
                 layer: l.name.clone(),

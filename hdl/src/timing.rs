@@ -153,6 +153,8 @@ pub struct PathStep {
 }
 
 const PORT: &str = "port";
+/// The end cell type of a path `sta` could not classify (`(<unknown>)`).
+const UNRECOGNISED: &str = "unrecognised";
 
 /// Why `sta`'s output gives no trustworthy worst path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,8 +255,11 @@ struct Driver {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct StaPath {
     arrival_ps: u64,
-    /// `None` for a primary output.
+    /// `None` for a primary output, or for an endpoint `sta` does not recognise.
     sink: Option<Sink>,
+    /// `sta` printed `(<unknown>)` for the endpoint: the path ends in a net no timed cell reads
+    /// (e.g. an unused carry-chain output), so its length bounds the real worst path from above.
+    unrecognised_end: bool,
     /// (arrival ps, net, the cell driving it) from the endpoint back; the last has no driver: it is
     /// the primary input.
     steps: Vec<(u64, NetRef, Option<Driver>)>,
@@ -288,13 +293,9 @@ fn parse_sta(text: &str) -> Result<StaPath, String> {
         .next()
         .ok_or_else(|| format!("{STA_TXT}: the path listing is empty"))?;
     let (_, end_rest) = split_arrival(end_line)?;
+    let unrecognised_end = end_rest == "(<unknown>)";
     let sink = match end_rest {
-        "(<primary output>)" => None,
-        "(<unknown>)" => {
-            return Err(format!(
-                "{STA_TXT}: the critical path does not end in a recognised endpoint"
-            ));
-        }
+        "(<primary output>)" | "(<unknown>)" => None,
         rest => {
             let (cell, inner) = split_cell(rest)?;
             let (cell_type, pin) = inner
@@ -310,6 +311,11 @@ fn parse_sta(text: &str) -> Result<StaPath, String> {
     let mut steps = Vec::new();
     let mut net: Option<NetRef> = None;
     for line in lines {
+        // sta warns about an unrecognised endpoint right after it; its later warnings end the
+        // listing.
+        if line.starts_with("Warning:") && unrecognised_end && steps.is_empty() && net.is_none() {
+            continue;
+        }
         if line.trim().is_empty() || line.starts_with("Warning:") {
             break;
         }
@@ -323,6 +329,7 @@ fn parse_sta(text: &str) -> Result<StaPath, String> {
             return Ok(StaPath {
                 arrival_ps,
                 sink,
+                unrecognised_end,
                 steps,
             });
         }
@@ -630,6 +637,27 @@ fn recover(sta: &StaPath, names: &Names) -> TimingReport {
                 named_by,
             }
         }
+        None if sta.unrecognised_end => {
+            // Named by the net sta printed first, the one the path ends in.
+            let net = sta
+                .steps
+                .first()
+                .map(|(_, net, _)| net.to_string())
+                .unwrap_or_default();
+            path.push(PathStep {
+                arrival_ps: sta.arrival_ps,
+                cell_type: UNRECOGNISED.to_owned(),
+                pins: String::new(),
+                cell: net.clone(),
+                net: None,
+            });
+            PathEnd {
+                name: net,
+                cell_type: UNRECOGNISED.to_owned(),
+                pin: String::new(),
+                named_by: NameSource::Internal,
+            }
+        }
         None => {
             // The output port is the net sta printed first.
             let port = sta
@@ -860,6 +888,25 @@ mod tests {
     }
 
     #[test]
+    fn a_path_into_an_unrecognised_endpoint_is_reported_by_its_last_net() {
+        // sim-small after descriptor v2 (Yosys 0.23): the critical path ends in a carry-chain
+        // output of a `$macc` that no timed cell reads.
+        let sta = include_str!("../tests/fixtures/sta-unknown-end.txt");
+        let path = parse_sta(sta).unwrap();
+        assert_eq!((path.arrival_ps, path.sink.is_none()), (4627, true));
+        assert!(path.unrecognised_end);
+        let (arrival, input, driver) = path.steps.last().unwrap();
+        assert_eq!(
+            (*arrival, input.to_string(), driver),
+            (0, "clk".into(), &None)
+        );
+        let r = report(sta, "{\"modules\": {\"caq_top\": {}}}", "caq_top").unwrap();
+        assert_eq!(r.worst_ns, 4.627);
+        assert_eq!(r.end.cell_type, "unrecognised");
+        assert!(r.end.name.contains("maccmap"), "{}", r.end.name);
+    }
+
+    #[test]
     fn missing_or_cut_listings_are_malformed() {
         let no_path = "10. Executing STA pass (static timing analysis).\nNo timing paths found.\n";
         let err = |sta: &str| match report(sta, NAMES_PYNQ_Z2, "caq_top") {
@@ -874,8 +921,9 @@ mod tests {
             .map(|l| format!("{l}\n"))
             .collect();
         assert!(err(&cut).contains("primary input"));
+        // An endpoint sta does not recognise still needs the path back to its input.
         let unknown = "Latest arrival time in 'caq_top' is 5:\n       5 (<unknown>)\n";
-        assert!(err(unknown).contains("recognised endpoint"));
+        assert!(err(unknown).contains("primary input"));
         assert!(report(STA_PYNQ_Z2, NAMES_PYNQ_Z2, "other").unwrap_err().eq(
             &StaProblem::Malformed(format!("{NAMES_JSON} has no module `other`"))
         ));

@@ -134,11 +134,11 @@ impl CostTable {
                     })?;
                 let groups = l.levels.len() - j;
                 lc.perf
-                    .push(sub(&timing.estimate(&shape, &[l.desc]), &start));
+                    .push(sub(&timing.estimate(&shape, &l.descs), &start));
                 lc.resident.push(l.group_bytes[..groups].iter().sum());
             }
             for (d, l) in descs.iter_mut().zip(&program.layers) {
-                d.push(l.desc);
+                d.extend_from_slice(&l.descs);
             }
         }
         Ok(CostTable {

@@ -107,6 +107,20 @@ fn mnist_shaped_lenet_on_the_functional_device_equals_golden_at_every_level() {
 }
 
 #[test]
+fn grouped_depthwise_tall_and_unevenly_padded_convs_equal_golden() {
+    // Depthwise and grouped convs run as dense parts with block-diagonal weights; the tall
+    // kernel and per-side padding are the descriptor's own. Every level and mixed settings.
+    let set = digits();
+    let q = quantize(separable(), &set, &[8, 4, 2], 5);
+    let program = compile::compile(&q, &config("sim-small"), &[8; 5], DeviceAddr(BASE)).unwrap();
+    // sim-small has 4 rows: the depthwise conv of 12 channels is 3 parts, the grouped one of
+    // 2 groups of 4 channels 2 parts.
+    let parts: Vec<usize> = program.layers.iter().map(|l| l.descs.len()).collect();
+    assert_eq!(parts, [1, 3, 1, 2, 1]);
+    check_equal(&q, &config("sim-small"), &set, 3, &settings(&[8, 4, 2], 5));
+}
+
+#[test]
 fn host_steps_add_avgpool_relu_equal_golden() {
     let set = digits();
     let q = quantize(residual(), &set, &[8, 6, 4], 3);
@@ -179,7 +193,7 @@ fn set_bits_changes_only_active_groups() {
     assert_eq!(
         p.layers
             .iter()
-            .map(|l| l.desc.active_groups)
+            .map(|l| l.desc().active_groups)
             .collect::<Vec<_>>(),
         [1, 2, 3]
     );
@@ -283,6 +297,13 @@ mod rtl {
         let set = digits();
         let q = quantize(mlp(), &set, &[8, 6, 4], 7);
         both(&q, &set, 2, &settings(&[8, 6, 4], 3));
+    }
+
+    #[test]
+    fn grouped_tall_and_unevenly_padded_convs_on_the_rtl_equal_golden() {
+        let set = digits();
+        let q = quantize(separable(), &set, &[8, 4, 2], 5);
+        both(&q, &set, 1, &settings(&[8, 4, 2], 5));
     }
 
     #[test]

@@ -7,12 +7,13 @@
 
 use std::time::Duration;
 
+use caq_model::graph::Padding;
 use caq_model::kernels::{self, ConvGeom, GroupMult, IntLayer};
 use caq_model::planes;
 use caq_model::quant::ActQuant;
 use caq_model::requant::{self, OutRange, Requant};
 use caq_spec::descriptor::{
-    Flags, LayerDescriptor, Opcode, PlaneGroup, PlaneGroups, Shape, Window,
+    Flags, LayerDescriptor, Opcode, Pad, PlaneGroup, PlaneGroups, Shape, Window,
 };
 use caq_spec::device::write_wide;
 use caq_spec::regmap;
@@ -41,7 +42,7 @@ pub enum LayerOp {
         in_w: usize,
         kernel: [usize; 2],
         stride: usize,
-        pad: usize,
+        pad: Padding,
     },
 }
 
@@ -191,7 +192,12 @@ impl LayerJob {
                 stride,
                 pad,
                 ..
-            } => Some(ConvGeom::plain(kernel, stride, pad)),
+            } => Some(ConvGeom {
+                kernel,
+                stride,
+                pad,
+                groups: 1,
+            }),
         }
     }
 
@@ -339,7 +345,7 @@ impl LayerJob {
         let dim = |v: usize| u16::try_from(v).map_err(job_error);
         let small = |v: usize| u8::try_from(v).map_err(job_error);
         let (input_shape, kernel, stride, pad) = match self.op {
-            LayerOp::Dense { in_c, .. } => ((in_c, 1, 1), [1, 1], 1, 0),
+            LayerOp::Dense { in_c, .. } => ((in_c, 1, 1), [1, 1], 1, Padding::default()),
             LayerOp::Conv2d {
                 in_c,
                 in_h,
@@ -377,7 +383,12 @@ impl LayerJob {
             kernel_h: small(kernel[0])?,
             kernel_w: small(kernel[1])?,
             stride: small(stride)?,
-            pad: small(pad)?,
+            pad: Pad {
+                top: small(pad.top)?,
+                left: small(pad.left)?,
+                bottom: small(pad.bottom)?,
+                right: small(pad.right)?,
+            },
             plane_groups: PlaneGroups::new(&pg).map_err(job_error)?,
             active_groups: small(self.active)?,
             input_addr: DeviceAddr(input_addr),

@@ -166,16 +166,37 @@ pub const OUT_C: DescField = DescField::new("out_c", 3, 16, 16, "Output channels
 pub const OUT_H: DescField = DescField::new("out_h", 4, 0, 16, "Output height (1 for Dense).");
 pub const OUT_W: DescField = DescField::new("out_w", 4, 16, 16, "Output width (1 for Dense).");
 pub const KERNEL_H: DescField =
-    DescField::new("kernel_h", 5, 0, 8, "Kernel height (1..=7; 1 for Dense).");
+    DescField::new("kernel_h", 5, 0, 8, "Kernel height (1..=15; 1 for Dense).");
 pub const KERNEL_W: DescField =
     DescField::new("kernel_w", 5, 8, 8, "Kernel width (1..=7; 1 for Dense).");
 pub const STRIDE: DescField = DescField::new("stride", 5, 16, 8, "Stride in both axes (1..=2).");
-pub const PAD: DescField = DescField::new(
-    "pad",
+pub const PAD_TOP: DescField = DescField::new(
+    "pad_top",
     5,
     24,
+    4,
+    "Zero rows above the input (0..=7; pad_top + pad_bottom ≤ kernel_h).",
+);
+pub const PAD_LEFT: DescField = DescField::new(
+    "pad_left",
+    5,
+    28,
+    4,
+    "Zero columns left of the input (0..=7; pad_left + pad_right ≤ kernel_w).",
+);
+pub const PAD_BOTTOM: DescField = DescField::new(
+    "pad_bottom",
+    1,
     8,
-    "Zero padding on every side (0..=3, at most half the kernel).",
+    4,
+    "Zero rows below the input (0..=7): only bounds out_h.",
+);
+pub const PAD_RIGHT: DescField = DescField::new(
+    "pad_right",
+    1,
+    12,
+    4,
+    "Zero columns right of the input (0..=7): only bounds out_w.",
 );
 pub const PLANE_GROUP_BITS: [DescField; PLANE_GROUP_SLOTS] = [
     DescField::new(
@@ -270,6 +291,8 @@ pub static DESCRIPTOR_FIELDS: &[DescField] = &[
     ACTIVE_GROUPS,
     IN_BITS,
     OUT_BITS,
+    PAD_BOTTOM,
+    PAD_RIGHT,
     GROUP_SIZE,
     IN_C,
     IN_H,
@@ -280,7 +303,8 @@ pub static DESCRIPTOR_FIELDS: &[DescField] = &[
     KERNEL_H,
     KERNEL_W,
     STRIDE,
-    PAD,
+    PAD_TOP,
+    PAD_LEFT,
     PLANE_GROUP_BITS[0],
     PLANE_GROUP_SHIFT[0],
     PLANE_GROUP_BITS[1],
@@ -331,9 +355,12 @@ pub static CHECKS: &[(ErrorCode, &str)] = &[
     ),
     (
         ErrorCode::BadShape,
-        "Dimensions are 1..=MAX_DIM; kernel 1..=7, stride 1..=2, pad 0..=3 and 2·pad ≤ kernel; \
+        "Dimensions are 1..=MAX_DIM; kernel_h 1..=15, kernel_w 1..=7, stride 1..=2, each pad \
+         0..=7, pad_top + \
+         pad_bottom ≤ kernel_h and pad_left + pad_right ≤ kernel_w; \
          Dense has 1x1 spatial shapes, kernel 1, stride 1, pad 0 and batch ≥ 1; Conv2d's out_h = \
-         (in_h + 2·pad − kernel_h) / stride + 1 (likewise out_w) and batch 1; K (in_c for Dense, \
+         (in_h + pad_top + pad_bottom − kernel_h) / stride + 1 (likewise out_w with pad_left + \
+         pad_right) and batch 1; K (in_c for Dense, \
          in_c·kernel_h·kernel_w for Conv2d) ≤ MAX_K.",
     ),
     (
@@ -392,6 +419,44 @@ pub struct Flags {
     pub grouped: bool,
     /// The final descriptor of the list.
     pub last: bool,
+}
+
+/// Zero padding of a Conv2d per side (descriptor format v2; v1 had one `pad` for all four).
+/// Output pixel (y, x) reads input row `y·stride + ky − top` and column `x·stride + kx − left`;
+/// `bottom` and `right` only bound the output size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pad {
+    pub top: u8,
+    pub left: u8,
+    pub bottom: u8,
+    pub right: u8,
+}
+
+impl Pad {
+    /// The same padding on every side.
+    pub const fn uniform(p: u8) -> Pad {
+        Pad {
+            top: p,
+            left: p,
+            bottom: p,
+            right: p,
+        }
+    }
+
+    /// Whether every side is 0.
+    pub fn is_zero(&self) -> bool {
+        *self == Pad::default()
+    }
+}
+
+impl std::fmt::Display for Pad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "[top {}, left {}, bottom {}, right {}]",
+            self.top, self.left, self.bottom, self.right
+        )
+    }
 }
 
 /// A tensor shape: channels, height, width.
@@ -499,7 +564,7 @@ pub struct LayerDescriptor {
     pub kernel_h: u8,
     pub kernel_w: u8,
     pub stride: u8,
-    pub pad: u8,
+    pub pad: Pad,
     pub plane_groups: PlaneGroups,
     /// Groups streamed this run, from group 0.
     pub active_groups: u8,
@@ -523,7 +588,7 @@ impl LayerDescriptor {
     pub fn encode(&self) -> [u8; DESCRIPTOR_BYTES] {
         let mut w = [0u32; DESCRIPTOR_WORDS];
         let f = self.flags;
-        let values: [(DescField, u64); 26] = [
+        let values: [(DescField, u64); 29] = [
             (OP, self.op as u64),
             (RELU, u64::from(f.relu)),
             (IN_SIGNED, u64::from(f.in_signed)),
@@ -544,7 +609,10 @@ impl LayerDescriptor {
             (KERNEL_H, u64::from(self.kernel_h)),
             (KERNEL_W, u64::from(self.kernel_w)),
             (STRIDE, u64::from(self.stride)),
-            (PAD, u64::from(self.pad)),
+            (PAD_TOP, u64::from(self.pad.top)),
+            (PAD_LEFT, u64::from(self.pad.left)),
+            (PAD_BOTTOM, u64::from(self.pad.bottom)),
+            (PAD_RIGHT, u64::from(self.pad.right)),
             (INPUT_ADDR, self.input_addr.0),
             (OUTPUT_ADDR, self.output_addr.0),
             (BIAS_ADDR, self.bias_addr.0),
@@ -660,7 +728,12 @@ impl LayerDescriptor {
             kernel_h: byte(KERNEL_H),
             kernel_w: byte(KERNEL_W),
             stride: byte(STRIDE),
-            pad: byte(PAD),
+            pad: Pad {
+                top: byte(PAD_TOP),
+                left: byte(PAD_LEFT),
+                bottom: byte(PAD_BOTTOM),
+                right: byte(PAD_RIGHT),
+            },
             plane_groups: PlaneGroups::new(&groups)?,
             active_groups: byte(ACTIVE_GROUPS),
             input_addr: DeviceAddr(get(INPUT_ADDR)),
@@ -745,10 +818,13 @@ impl LayerDescriptor {
             }
         }
         let ranges = [
-            ("kernel_h", self.kernel_h, 1..=7),
+            ("kernel_h", self.kernel_h, 1..=15),
             ("kernel_w", self.kernel_w, 1..=7),
             ("stride", self.stride, 1..=2),
-            ("pad", self.pad, 0..=3),
+            ("pad_top", self.pad.top, 0..=7),
+            ("pad_left", self.pad.left, 0..=7),
+            ("pad_bottom", self.pad.bottom, 0..=7),
+            ("pad_right", self.pad.right, 0..=7),
         ];
         for (name, v, range) in ranges {
             if !range.contains(&v) {
@@ -759,10 +835,12 @@ impl LayerDescriptor {
                 ));
             }
         }
-        if 2 * self.pad > self.kernel_h.min(self.kernel_w) {
+        let p = self.pad;
+        if p.top + p.bottom > self.kernel_h || p.left + p.right > self.kernel_w {
             return bad(format!(
-                "pad = {}: expected at most half of kernel {}x{}",
-                self.pad, self.kernel_h, self.kernel_w
+                "pad {p}: expected pad_top + pad_bottom ≤ kernel_h and pad_left + pad_right ≤ \
+                 kernel_w (kernel {}x{})",
+                self.kernel_h, self.kernel_w
             ));
         }
         match self.op {
@@ -779,8 +857,8 @@ impl LayerDescriptor {
                 if let Some((name, v)) = ones.into_iter().find(|(_, v)| *v != 1) {
                     return bad(format!("{name} = {v}: expected 1 for Dense"));
                 }
-                if self.pad != 0 {
-                    return bad(format!("pad = {}: expected 0 for Dense", self.pad));
+                if !self.pad.is_zero() {
+                    return bad(format!("pad {}: expected 0 for Dense", self.pad));
                 }
                 if self.batch == 0 {
                     return bad("batch = 0: expected at least 1".into());
@@ -791,11 +869,23 @@ impl LayerDescriptor {
                     return bad(format!("batch = {}: expected 1 for Conv2d", self.batch));
                 }
                 let axes = [
-                    ("out_h", self.input.h, self.kernel_h, self.output.h),
-                    ("out_w", self.input.w, self.kernel_w, self.output.w),
+                    (
+                        "out_h",
+                        self.input.h,
+                        self.kernel_h,
+                        self.output.h,
+                        p.top + p.bottom,
+                    ),
+                    (
+                        "out_w",
+                        self.input.w,
+                        self.kernel_w,
+                        self.output.w,
+                        p.left + p.right,
+                    ),
                 ];
-                for (name, input, kernel, out) in axes {
-                    let padded = u32::from(input) + 2 * u32::from(self.pad);
+                for (name, input, kernel, out, pads) in axes {
+                    let padded = u32::from(input) + u32::from(pads);
                     let expected = padded
                         .checked_sub(u32::from(kernel))
                         .map(|span| span / u32::from(self.stride) + 1);
@@ -1064,7 +1154,7 @@ mod tests {
             kernel_h: 3,
             kernel_w: 3,
             stride: 2,
-            pad: 1,
+            pad: Pad::uniform(1),
             plane_groups: PlaneGroups::new(&groups).expect("2 groups"),
             active_groups: 2,
             input_addr: DeviceAddr(0x2000_0000),
@@ -1131,12 +1221,12 @@ mod tests {
     fn encode_puts_fields_where_the_table_says() {
         let w = words(&conv().encode());
         assert_eq!(w[0], 2 | 1 << 8 | 1 << 11 | 1 << 12 | 2 << 16 | 2 << 24);
-        assert_eq!(w[1], 8 | 8 << 4 | 64 << 16);
+        assert_eq!(w[1], 8 | 8 << 4 | 1 << 8 | 1 << 12 | 64 << 16);
         assert_eq!(
             (w[2], w[3], w[4]),
             (16 | 28 << 16, 28 | 32 << 16, 14 | 14 << 16)
         );
-        assert_eq!(w[5], 3 | 3 << 8 | 2 << 16 | 1 << 24);
+        assert_eq!(w[5], 3 | 3 << 8 | 2 << 16 | 1 << 24 | 1 << 28);
         assert_eq!((w[6], w[7]), (4 | 4 << 8 | 5 << 16, 0));
         assert_eq!((w[8], w[9]), (0x2000_0000, 0));
         assert_eq!((w[18], w[20], w[22]), (0x1000_0000, 0x1001_0000, 0));
@@ -1165,7 +1255,7 @@ mod tests {
 
     #[test]
     fn decode_rejects_set_reserved_bits_naming_the_word() {
-        for (byte, mask, word) in [(1usize, 0x20u8, 0), (5, 0x01, 1), (127, 0x80, 31)] {
+        for (byte, mask, word) in [(1usize, 0x20u8, 0), (108, 0x01, 27), (127, 0x80, 31)] {
             let (err, code) = decode_err(|b| b[byte] |= mask);
             assert!(
                 err.contains("`reserved`") && err.contains(&format!("word {word}")),
@@ -1258,11 +1348,38 @@ mod tests {
             kernel_h: 1,
             kernel_w: 1,
             stride: 1,
-            pad: 0,
+            pad: Pad::default(),
             active_groups: 1,
             ..conv()
         };
         assert_eq!(dense.validate(&pynq), Ok(()));
+    }
+
+    #[test]
+    fn per_side_padding_sets_the_output_size() {
+        // TensorFlow "same" for a 3x3 stride-2 conv on an even map: [0, 0, 1, 1], 28 -> 14.
+        let pynq = caps("pynq-z2.toml");
+        let mut d = conv();
+        d.pad = Pad {
+            top: 0,
+            left: 0,
+            bottom: 1,
+            right: 1,
+        };
+        assert_eq!(d.validate(&pynq), Ok(()));
+        assert_eq!(LayerDescriptor::decode(&d.encode()).unwrap(), d);
+        // The same output from the top and left only would read one row and column less.
+        d.pad = Pad {
+            top: 1,
+            left: 1,
+            bottom: 0,
+            right: 0,
+        };
+        assert_eq!(d.validate(&pynq), Ok(()));
+        d.pad.bottom = 2;
+        let e = d.validate(&pynq).unwrap_err();
+        assert_eq!(e.0, ErrorCode::BadShape);
+        assert!(e.1.contains("out_h = 14: expected 15"), "{}", e.1);
     }
 
     #[test]
@@ -1271,9 +1388,13 @@ mod tests {
             (|d| d.in_bits = bits(1), ErrorCode::BadBits, "in_bits = 1"),
             (|d| d.input.c = 0, ErrorCode::BadShape, "in_c = 0"),
             (|d| d.output.w = 5000, ErrorCode::BadShape, "out_w = 5000"),
-            (|d| d.kernel_h = 8, ErrorCode::BadShape, "kernel_h = 8"),
+            (|d| d.kernel_h = 16, ErrorCode::BadShape, "kernel_h = 16"),
             (|d| d.stride = 3, ErrorCode::BadShape, "stride = 3"),
-            (|d| d.pad = 2, ErrorCode::BadShape, "pad = 2"),
+            (
+                |d| d.pad.left = 3,
+                ErrorCode::BadShape,
+                "pad [top 1, left 3, bottom 1, right 1]: expected pad_top + pad_bottom",
+            ),
             (
                 |d| d.output.h = 15,
                 ErrorCode::BadShape,
@@ -1585,18 +1706,34 @@ mod tests {
             }
         });
         let shape = prop_oneof![
-            (1u16..=4096, 1u16..=4096).prop_map(|(ic, oc)| (Opcode::Dense, ic, oc, 1, 1, 1, 0, 0)),
+            (1u16..=4096, 1u16..=4096).prop_map(|(ic, oc)| (
+                Opcode::Dense,
+                ic,
+                oc,
+                1,
+                1,
+                1,
+                Pad::default(),
+                0
+            )),
             (
                 1u16..=64,
                 1u16..=512,
-                1u8..=7,
+                1u8..=15,
                 1u8..=7,
                 1u8..=2,
-                0u8..=3,
+                proptest::array::uniform4(0u8..=7),
                 0u16..=100
             )
-                .prop_map(|(ic, oc, kh, kw, stride, pad, extra)| {
-                    let pad = pad.min(kh.min(kw) / 2);
+                .prop_map(|(ic, oc, kh, kw, stride, [t, l, b, r], extra)| {
+                    // Per side, each axis's two pads at most its kernel.
+                    let (top, left) = (t.min(kh), l.min(kw));
+                    let pad = Pad {
+                        top,
+                        left,
+                        bottom: b.min(kh - top),
+                        right: r.min(kw - left),
+                    };
                     (Opcode::Conv2d, ic, oc, kh, kw, stride, pad, extra)
                 }),
         ];
@@ -1614,8 +1751,9 @@ mod tests {
                 } else {
                     (u16::from(kh) + extra, u16::from(kw) + extra / 2)
                 };
-                let out =
-                    |i: u16, k: u8| (i + 2 * u16::from(pad) - u16::from(k)) / u16::from(stride) + 1;
+                let out = |i: u16, k: u8, pads: u8| {
+                    (i + u16::from(pads) - u16::from(k)) / u16::from(stride) + 1
+                };
                 let n = groups.len() as u8;
                 LayerDescriptor {
                     op,
@@ -1636,8 +1774,16 @@ mod tests {
                     },
                     output: Shape {
                         c: oc,
-                        h: if op == Opcode::Dense { 1 } else { out(ih, kh) },
-                        w: if op == Opcode::Dense { 1 } else { out(iw, kw) },
+                        h: if op == Opcode::Dense {
+                            1
+                        } else {
+                            out(ih, kh, pad.top + pad.bottom)
+                        },
+                        w: if op == Opcode::Dense {
+                            1
+                        } else {
+                            out(iw, kw, pad.left + pad.right)
+                        },
                     },
                     kernel_h: kh,
                     kernel_w: kw,

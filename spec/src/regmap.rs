@@ -13,10 +13,11 @@ use std::fmt;
 
 use crate::error::SpecError;
 
-/// Register-map version carried in VERSION: major, minor, patch.
-pub const REGMAP_VERSION: (u8, u8, u8) = (2, 0, 0);
+/// Register-map version carried in VERSION: major, minor, patch. 3.0.0: descriptor format v2
+/// (per-side Conv2d padding: `pad_top`, `pad_left`, `pad_bottom`, `pad_right` replace `pad`).
+pub const REGMAP_VERSION: (u8, u8, u8) = (3, 0, 0);
 /// [`REGMAP_VERSION`] as text.
-pub const REGMAP_VERSION_STRING: &str = "2.0.0";
+pub const REGMAP_VERSION_STRING: &str = "3.0.0";
 /// The ID register's constant: "CAQ!" in ASCII, 'C' in the top byte.
 pub const ID_VALUE: u32 = 0x4341_5121;
 
@@ -805,7 +806,7 @@ mod tests {
         }
         assert_eq!(ID.reset, Reset::Value(0x4341_5121));
         assert_eq!(ID_VALUE.to_be_bytes(), *b"CAQ!");
-        assert_eq!(VERSION.reset, Reset::Value(0x0002_0000));
+        assert_eq!(VERSION.reset, Reset::Value(0x0003_0000));
         assert_eq!(
             REGMAP_VERSION_STRING,
             format!(

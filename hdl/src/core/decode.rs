@@ -254,9 +254,11 @@ fn stage1(
         st,
         "c_kernel_q",
         1,
-        "d_kernel_h >= 8'd1 && d_kernel_h <= 8'd7 && d_kernel_w >= 8'd1 && d_kernel_w <= 8'd7 && \
-         d_stride >= 8'd1 && d_stride <= 8'd2 && d_pad <= 8'd3 && \
-         {d_pad[6:0], 1'b0} <= ((d_kernel_h < d_kernel_w) ? d_kernel_h : d_kernel_w)",
+        "d_kernel_h >= 8'd1 && d_kernel_h <= 8'd15 && d_kernel_w >= 8'd1 && d_kernel_w <= 8'd7 && \
+         d_stride >= 8'd1 && d_stride <= 8'd2 && \
+         d_pad_top <= 4'd7 && d_pad_left <= 4'd7 && d_pad_bottom <= 4'd7 && d_pad_right <= 4'd7 && \
+         {4'd0, d_pad_top} + {4'd0, d_pad_bottom} <= d_kernel_h && \
+         {4'd0, d_pad_left} + {4'd0, d_pad_right} <= d_kernel_w",
     )?;
     reg(
         m,
@@ -264,7 +266,8 @@ fn stage1(
         "c_dense_q",
         1,
         "d_in_h == 16'd1 && d_in_w == 16'd1 && d_out_h == 16'd1 && d_out_w == 16'd1 && \
-         d_kernel_h == 8'd1 && d_kernel_w == 8'd1 && d_stride == 8'd1 && d_pad == 8'd0 && \
+         d_kernel_h == 8'd1 && d_kernel_w == 8'd1 && d_stride == 8'd1 && \
+         d_pad_top == 4'd0 && d_pad_left == 4'd0 && d_pad_bottom == 4'd0 && d_pad_right == 4'd0 && \
          d_batch != 16'd0",
     )?;
     reg(m, st, "c_conv_batch_q", 1, "d_batch == 16'd1")?;
@@ -328,18 +331,21 @@ fn stage1(
         m,
         st,
         "kk_q",
-        6,
-        "d_conv ? ({3'd0, d_kernel_h[2:0]} * {3'd0, d_kernel_w[2:0]}) : 6'd1",
+        7,
+        "d_conv ? ({3'd0, d_kernel_h[3:0]} * {4'd0, d_kernel_w[2:0]}) : 7'd1",
     )?;
     reg(m, st, "hw_q", 32, "{16'd0, d_in_h} * {16'd0, d_in_w}")?;
     reg(m, st, "ohw_q", 32, "{16'd0, d_out_h} * {16'd0, d_out_w}")?;
-    for (ax, inp, k) in [("h", "d_in_h", "d_kernel_h"), ("w", "d_in_w", "d_kernel_w")] {
+    for (ax, inp, k, before, after) in [
+        ("h", "d_in_h", "d_kernel_h", "d_pad_top", "d_pad_bottom"),
+        ("w", "d_in_w", "d_kernel_w", "d_pad_left", "d_pad_right"),
+    ] {
         reg(
             m,
             st,
             &format!("span_{ax}_q"),
             19,
-            format!("{{3'd0, {inp}}} + {{10'd0, d_pad, 1'b0}} - {{11'd0, {k}}}"),
+            format!("{{3'd0, {inp}}} + {{15'd0, {before}}} + {{15'd0, {after}}} - {{11'd0, {k}}}"),
         )?;
     }
     let planes = "{2'd0, d_pg0_bits} + ((d_active_groups > 8'd1) ? {2'd0, d_pg1_bits} : 6'd0) + \
@@ -385,7 +391,7 @@ fn stage2(m: &mut ModuleBuilder, st: &mut Code) -> Result<()> {
         .collect::<Vec<_>>()
         .join(" && ");
     reg(m, st, "c_window2_q", 1, flags)?;
-    reg(m, st, "k2_q", K2_BITS, "{6'd0, d_in_c} * {16'd0, kk_q}")?;
+    reg(m, st, "k2_q", K2_BITS, "{6'd0, d_in_c} * {15'd0, kk_q}")?;
     reg(m, st, "fm2_q", 48, "{32'd0, d_in_c} * {16'd0, hw_q}")?;
     for (ax, out) in [("h", "d_out_h"), ("w", "d_out_w")] {
         reg(

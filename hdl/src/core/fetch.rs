@@ -1293,10 +1293,11 @@ fn run_side(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()>
         ("x_out_c", "d_out_c".into()),
         ("x_out_h", "d_out_h".into()),
         ("x_out_w", "d_out_w".into()),
-        ("x_kh", "d_kernel_h[2:0]".into()),
+        ("x_kh", "d_kernel_h[3:0]".into()),
         ("x_kw", "d_kernel_w[2:0]".into()),
         ("x_stride2", "d_stride == 8'd2".into()),
-        ("x_pad", "d_pad[1:0]".into()),
+        ("x_pad_top", "d_pad_top[2:0]".into()),
+        ("x_pad_left", "d_pad_left[2:0]".into()),
         (
             "x_pg_bits",
             "{d_pg3_bits, d_pg2_bits, d_pg1_bits, d_pg0_bits}".into(),

@@ -125,9 +125,9 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
         ("bx_q", 16, "its first output column"),
         ("bn_q", 4, "its pixels"),
         ("gc_q", 16, "kernel row: input channel"),
-        ("gky_q", 3, "kernel row: ky"),
-        ("iy0_q", 18, "by * stride - pad"),
-        ("ix0_q", 18, "bx * stride - pad"),
+        ("gky_q", 4, "kernel row: ky"),
+        ("iy0_q", 18, "by * stride - pad_top"),
+        ("ix0_q", 18, "bx * stride - pad_left"),
         ("giy_q", 18, "the kernel row's input row: iy0 + ky"),
         (
             "ga_q",
@@ -160,7 +160,7 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     m.wire_assign(
         "g_last",
         Expr::raw(
-            "gc_q == x_in_c - 16'd1 && {13'd0, gky_q} == {13'd0, x_kh} - 16'd1",
+            "gc_q == x_in_c - 16'd1 && {12'd0, gky_q} == {12'd0, x_kh} - 16'd1",
             1,
         ),
         Some("this kernel row is the block's last"),
@@ -183,7 +183,8 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
         ),
         None,
     )?;
-    m.wire_assign("pad18", Expr::raw("{16'd0, x_pad}", 18), None)?;
+    m.wire_assign("top18", Expr::raw("{15'd0, x_pad_top}", 18), None)?;
+    m.wire_assign("left18", Expr::raw("{15'd0, x_pad_left}", 18), None)?;
     m.wire_assign(
         "ix0_w",
         Expr::raw("{{14{ix0_q[17]}}, ix0_q}", 32),
@@ -192,10 +193,12 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     m.wire_assign(
         "pad_rows",
         Expr::raw(
-            "(x_pad[1] ? {15'd0, x_in_w, 1'b0} : 32'd0) + (x_pad[0] ? {16'd0, x_in_w} : 32'd0)",
+            "(x_pad_top[2] ? {14'd0, x_in_w, 2'b0} : 32'd0) + \
+             (x_pad_top[1] ? {15'd0, x_in_w, 1'b0} : 32'd0) + \
+             (x_pad_top[0] ? {16'd0, x_in_w} : 32'd0)",
             32,
         ),
-        Some("pad * in_w"),
+        Some("pad_top * in_w"),
     )?;
     let mut c = Code::new();
     c.if_else(
@@ -214,8 +217,8 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
                 c.nb("bx_q", "16'd0");
                 c.nb("bn_q", "first_bn");
                 c.nb("gblk_q", "1'b0");
-                c.nb("iy0_q", "18'd0 - pad18");
-                c.nb("ix0_q", "18'd0 - pad18");
+                c.nb("iy0_q", "18'd0 - top18");
+                c.nb("ix0_q", "18'd0 - left18");
                 c.nb("rb_q", "32'd0 - pad_rows");
             });
             c.if_("input_loaded && x_conv", |c| {
@@ -225,7 +228,7 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
             c.if_("blk_go", |c| {
                 c.nb("gon_q", "1'b1");
                 c.nb("gc_q", "16'd0");
-                c.nb("gky_q", "3'd0");
+                c.nb("gky_q", "4'd0");
                 c.nb("giy_q", "iy0_q");
                 c.comment("the block's first kernel row: channel 0, input row iy0");
                 c.nb("ga_q", "rb_q + ix0_w");
@@ -244,12 +247,12 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
                             |c| {
                                 c.nb("bx_q", "16'd0");
                                 c.nb("bn_q", "first_bn");
-                                c.nb("ix0_q", "18'd0 - pad18");
+                                c.nb("ix0_q", "18'd0 - left18");
                                 c.if_else(
                                     "by_q == x_out_h - 16'd1",
                                     |c| {
                                         c.nb("by_q", "16'd0");
-                                        c.nb("iy0_q", "18'd0 - pad18");
+                                        c.nb("iy0_q", "18'd0 - top18");
                                         c.nb("rb_q", "32'd0 - pad_rows");
                                         c.nb("wt_q", "wt_q + 16'd1");
                                     },
@@ -272,16 +275,16 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
                     },
                     |c| {
                         c.if_else(
-                            "{13'd0, gky_q} == {13'd0, x_kh} - 16'd1",
+                            "{12'd0, gky_q} == {12'd0, x_kh} - 16'd1",
                             |c| {
-                                c.nb("gky_q", "3'd0");
+                                c.nb("gky_q", "4'd0");
                                 c.nb("gc_q", "gc_q + 16'd1");
                                 c.nb("giy_q", "iy0_q");
                                 c.nb("ga_q", "gac_q + {8'd0, x_hw}");
                                 c.nb("gac_q", "gac_q + {8'd0, x_hw}");
                             },
                             |c| {
-                                c.nb("gky_q", "gky_q + 3'd1");
+                                c.nb("gky_q", "gky_q + 4'd1");
                                 c.nb("giy_q", "giy_q + 18'd1");
                                 c.nb("ga_q", "ga_q + row_step");
                             },

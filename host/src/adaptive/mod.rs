@@ -77,7 +77,10 @@ impl PassPricer {
         let mut perf = PerfCounters::default();
         for step in self.program.pass(start, stop)? {
             if let PassStep::Device { layers, .. } = step {
-                let descs: Vec<_> = self.program.layers[layers].iter().map(|l| l.desc).collect();
+                let descs: Vec<_> = self.program.layers[layers]
+                    .iter()
+                    .flat_map(|l| l.descs.iter().copied())
+                    .collect();
                 perf.add(&self.timing.estimate(&self.shape, &descs));
             }
         }

@@ -1,7 +1,8 @@
 //! `caq bench`: the benchmark report on the MNIST CNN that a reader can set beside the seeds and
 //! anchors — storage, accuracy per gate and per uniform precision, energy per inference (model),
 //! cycles, MACs per cycle, utilization, switch cost, simulation speed. Writes JSON and the
-//! Markdown of `docs/results.md` (generated, never edited by hand).
+//! Markdown of `docs/results.md` (generated, never edited by hand). `--suite mlperf-tiny` runs the
+//! MLPerf Tiny suite instead (`tiny.rs`).
 
 use super::adapt::{self, GateTable, bits_label};
 use super::models::{load_float, train_model};
@@ -21,6 +22,11 @@ use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// Another suite instead of the MNIST CNN report: `mlperf-tiny` (the four MLPerf Tiny
+    /// networks, seeded weights, synthetic inputs, on the functional device of pynq-z2 and
+    /// zcu104 -> docs/results-mlperf-tiny.md).
+    #[arg(long)]
+    suite: Option<String>,
     /// The float LeNet (from `caq train`); trained here (and cached in --work) when absent.
     #[arg(long)]
     model: Option<PathBuf>,
@@ -48,9 +54,9 @@ pub struct BenchArgs {
     /// Working directory (cached model, bundle).
     #[arg(long, default_value = "out/bench")]
     work: PathBuf,
-    /// The Markdown report.
-    #[arg(long, default_value = "docs/results.md")]
-    markdown: PathBuf,
+    /// The Markdown report [default: docs/results.md; docs/results-mlperf-tiny.md with --suite].
+    #[arg(long)]
+    markdown: Option<PathBuf>,
     /// The JSON report (default: <work>/bench.json).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -146,6 +152,31 @@ fn macs(q: &QModel, cfg: &AccelConfig) -> Result<u64> {
 pub fn run(a: BenchArgs) -> Result<()> {
     let t0 = Instant::now();
     std::fs::create_dir_all(&a.work).with_context(|| format!("creating {}", a.work.display()))?;
+    if let Some(suite) = &a.suite {
+        if suite != "mlperf-tiny" {
+            bail!("--suite: expected 'mlperf-tiny', found '{suite}'");
+        }
+        return super::tiny::run(&super::tiny::Options {
+            configs: vec![
+                PathBuf::from("configs/pynq-z2.toml"),
+                PathBuf::from("configs/zcu104.toml"),
+            ],
+            images: a.sim_images.min(8),
+            seed: 1,
+            markdown: a
+                .markdown
+                .clone()
+                .unwrap_or_else(super::tiny::default_markdown),
+            json: a
+                .json
+                .clone()
+                .unwrap_or_else(|| a.work.join("mlperf-tiny.json")),
+        });
+    }
+    let md_path = a
+        .markdown
+        .clone()
+        .unwrap_or_else(|| "docs/results.md".into());
     let cfg = AccelConfig::load(&a.config)
         .with_context(|| format!("reading --config {}", a.config.display()))?;
     let given = match &a.bundle {
@@ -231,14 +262,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
         seconds: t0.elapsed().as_secs_f64(),
     };
     let md = markdown(&report, &a);
-    caq_model::store::write_bytes_atomic(&a.markdown, md.as_bytes())
-        .with_context(|| format!("writing --markdown {}", a.markdown.display()))?;
+    caq_model::store::write_bytes_atomic(&md_path, md.as_bytes())
+        .with_context(|| format!("writing --markdown {}", md_path.display()))?;
     let json = a.json.clone().unwrap_or_else(|| a.work.join("bench.json"));
     write_json(&json, &report)?;
     println!("\n{md}");
     println!(
         "report written to {} and {} in {:.1} s",
-        a.markdown.display(),
+        md_path.display(),
         json.display(),
         report.seconds
     );

@@ -23,6 +23,8 @@ mod run;
 #[cfg(feature = "sim")]
 mod switch;
 mod table;
+#[cfg(feature = "sim")]
+mod tiny;
 
 use anyhow::{Context, Result, bail};
 use caq_model::data::{self, Dataset};

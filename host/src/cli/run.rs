@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 /// Where a simulated backend's device memory starts (inside a 32-bit AXI address space).
 #[cfg(feature = "sim")]
-const SIM_MEM_BASE: u64 = 0x1000_0000;
+pub(super) const SIM_MEM_BASE: u64 = 0x1000_0000;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -203,29 +203,29 @@ impl BoardArgs {
 
 /// One layer's counters from a run one descriptor at a time.
 #[derive(Serialize)]
-struct LayerRow {
-    layer: String,
-    bits: u8,
-    cycles: u64,
-    busy_cycles: u64,
-    utilization: f64,
-    bytes_rd: u64,
-    bytes_wr: u64,
+pub(super) struct LayerRow {
+    pub(super) layer: String,
+    pub(super) bits: u8,
+    pub(super) cycles: u64,
+    pub(super) busy_cycles: u64,
+    pub(super) utilization: f64,
+    pub(super) bytes_rd: u64,
+    pub(super) bytes_wr: u64,
 }
 
 #[derive(Serialize)]
-struct LevelReport {
-    bits: Vec<u8>,
-    images: usize,
+pub(super) struct LevelReport {
+    pub(super) bits: Vec<u8>,
+    pub(super) images: usize,
     accuracy_pct: f64,
     /// Images whose output bytes equal the golden executor's (all of them, or `caq run` fails).
-    byte_equal_images: usize,
+    pub(super) byte_equal_images: usize,
     /// Per image, whole network (None on the golden backend).
-    device: Option<PerfPerImage>,
-    host: Option<HostCost>,
+    pub(super) device: Option<PerfPerImage>,
+    pub(super) host: Option<HostCost>,
     /// The timing model's prediction from the descriptors alone, cycles per image.
     estimate_cycles: Option<u64>,
-    layers: Vec<LayerRow>,
+    pub(super) layers: Vec<LayerRow>,
     /// `--backend cpu`: speed and the kernel of every layer.
     cpu: Option<CpuFigures>,
 }
@@ -249,13 +249,13 @@ struct CpuLayerKernel {
 }
 
 #[derive(Serialize)]
-struct PerfPerImage {
-    cycles: f64,
-    busy_cycles: f64,
-    utilization: f64,
-    bytes_rd: f64,
-    bytes_wr: f64,
-    plane_ops: f64,
+pub(super) struct PerfPerImage {
+    pub(super) cycles: f64,
+    pub(super) busy_cycles: f64,
+    pub(super) utilization: f64,
+    pub(super) bytes_rd: f64,
+    pub(super) bytes_wr: f64,
+    pub(super) plane_ops: f64,
 }
 
 #[derive(Serialize)]
@@ -678,7 +678,7 @@ fn estimate(timing: &caq_sim::TimingModel, shape: &caq_spec::CoreShape, program:
         .map(|seg| {
             let descs: Vec<_> = program.layers[seg.layers.clone()]
                 .iter()
-                .map(|l| l.desc)
+                .flat_map(|l| l.descs.iter().copied())
                 .collect();
             timing.estimate(shape, &descs).cycles
         })
@@ -728,7 +728,7 @@ fn rtl_runs(
 
 /// Device memory for a simulated backend: the program's region, rounded up to 4 KiB.
 #[cfg(feature = "sim")]
-fn sim_memory(p: &Program) -> MemRegion {
+pub(super) fn sim_memory(p: &Program) -> MemRegion {
     MemRegion {
         base: p.region.base,
         len: p.region.len.div_ceil(4096) * 4096,
@@ -891,7 +891,7 @@ impl<D: Device> Runner for Accelerator<D> {
 }
 
 #[cfg(feature = "sim")]
-fn device_level<D: Device>(
+pub(super) fn device_level<D: Device>(
     dev: &mut D,
     program: &mut Program,
     q: &QModel,

@@ -144,6 +144,53 @@ pub fn residual() -> Graph {
     }
 }
 
+/// The MLPerf Tiny shapes in small, on 1x8x8: a tall 9x3 stride-2 conv with TensorFlow "same"
+/// padding (top 3, bottom 4, left 0, right 1), a depthwise 3x3, a pointwise 1x1, a grouped 3x3
+/// (2 groups, padded [0, 1, 2, 1]), a global average pool and a dense layer.
+#[allow(dead_code)]
+pub fn separable() -> Graph {
+    use caq_model::graph::Padding;
+    let conv = |i: usize, o: usize, kernel: [usize; 2], stride, padding, groups| Op::Conv2d {
+        in_channels: i,
+        out_channels: o,
+        kernel,
+        stride,
+        padding,
+        groups,
+        relu: true,
+    };
+    chain(
+        [1, 8, 8],
+        vec![
+            (
+                "tall",
+                conv(1, 12, [9, 3], 2, Padding::same([8, 8], [9, 3], 2), 1),
+            ),
+            ("dw", conv(12, 12, [3, 3], 1, Padding::uniform(1), 12)),
+            ("pw", conv(12, 8, [1, 1], 1, Padding::default(), 1)),
+            (
+                "grouped",
+                conv(
+                    8,
+                    8,
+                    [3, 3],
+                    1,
+                    Padding {
+                        top: 0,
+                        left: 1,
+                        bottom: 2,
+                        right: 1,
+                    },
+                    2,
+                ),
+            ),
+            ("gap", Op::GlobalAvgPool),
+            ("flatten", Op::Flatten),
+            ("fc", dense(8, 10, false)),
+        ],
+    )
+}
+
 pub fn digits() -> Dataset {
     data::digits().expect("embedded digits")
 }

@@ -9,6 +9,7 @@
 use std::ops::Range;
 use std::time::Duration;
 
+use caq_model::graph::Padding;
 use caq_model::kernels::{self, ConvGeom, GroupMult, IntLayer};
 use caq_model::quant::ActQuant;
 use caq_model::requant::{OutRange, Requant};
@@ -524,11 +525,17 @@ impl FuncDevice {
                 );
                 let x = ArrayView3::from_shape(shape, input)
                     .map_err(|e| SimError::Job(format!("functional model: {e}")))?;
-                let g = ConvGeom::plain(
-                    [usize::from(d.kernel_h), usize::from(d.kernel_w)],
-                    usize::from(d.stride),
-                    usize::from(d.pad),
-                );
+                let g = ConvGeom {
+                    kernel: [usize::from(d.kernel_h), usize::from(d.kernel_w)],
+                    stride: usize::from(d.stride),
+                    pad: Padding {
+                        top: usize::from(d.pad.top),
+                        left: usize::from(d.pad.left),
+                        bottom: usize::from(d.pad.bottom),
+                        right: usize::from(d.pad.right),
+                    },
+                    groups: 1,
+                };
                 kernels::conv2d(&layer, x, g)
                     .map_err(model)?
                     .iter()

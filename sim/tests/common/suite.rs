@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use caq_model::graph::Padding;
 use caq_model::nested;
 use caq_model::quant::{QuantWeights, Rounding};
 use caq_model::requant::Requant;
@@ -164,11 +165,27 @@ pub fn random_op(rng: &mut ChaCha8Rng, conv: bool, lim: Limits) -> LayerOp {
         return LayerOp::Dense { in_c, batch };
     }
     let small = lim.dim.min(7);
-    let kernel: [usize; 2] = [rng.random_range(1..=small), rng.random_range(1..=small)];
-    let pad = rng.random_range(0..=(kernel[0].min(kernel[1]) / 2).min(3));
+    // Kernel height up to 15 (a DS-CNN's first conv is 10x4), width up to 7.
+    let tall = lim.dim.min(if rng.random_bool(0.2) { 15 } else { 7 });
+    let kernel: [usize; 2] = [rng.random_range(1..=tall), rng.random_range(1..=small)];
+    // Per side: each 0..=7, each axis's two at most its kernel (TensorFlow "same" pads
+    // asymmetrically), half of the time the same on every side.
+    let uniform = rng.random_bool(0.5);
+    let mut side = |k: usize, other: usize| rng.random_range(0..=k.saturating_sub(other).min(7));
+    let (top, left) = (side(kernel[0], 0), side(kernel[1], 0));
+    let pad = if uniform {
+        Padding::uniform(top.min(left).min(kernel[0].min(kernel[1]) / 2))
+    } else {
+        Padding {
+            top,
+            left,
+            bottom: side(kernel[0], top),
+            right: side(kernel[1], left),
+        }
+    };
     let stride = rng.random_range(1..=2);
-    let min_h = kernel[0].saturating_sub(2 * pad).max(1);
-    let min_w = kernel[1].saturating_sub(2 * pad).max(1);
+    let min_h = kernel[0].saturating_sub(pad.top + pad.bottom).max(1);
+    let min_w = kernel[1].saturating_sub(pad.left + pad.right).max(1);
     LayerOp::Conv2d {
         in_c: rng.random_range(1..=lim.dim.min(6)),
         in_h: rng.random_range(min_h..=(min_h + 9).min(lim.dim.max(min_h))),

@@ -87,10 +87,11 @@ module caq_core (
     wire [15:0]  x_out_c;
     wire [15:0]  x_out_h;
     wire [15:0]  x_out_w;
-    wire [2:0]   x_kh;
+    wire [3:0]   x_kh;
     wire [2:0]   x_kw;
     wire         x_stride2;
-    wire [1:0]   x_pad;
+    wire [2:0]   x_pad_top;
+    wire [2:0]   x_pad_left;
     wire [15:0]  x_pg_bits;
     wire [11:0]  x_pg_shift;
     wire [2:0]   x_active;
@@ -202,7 +203,8 @@ module caq_core (
         .x_kh          (x_kh),
         .x_kw          (x_kw),
         .x_stride2     (x_stride2),
-        .x_pad         (x_pad),
+        .x_pad_top     (x_pad_top),
+        .x_pad_left    (x_pad_left),
         .x_pg_bits     (x_pg_bits),
         .x_pg_shift    (x_pg_shift),
         .x_active      (x_active),
@@ -238,7 +240,8 @@ module caq_core (
         .x_kh         (x_kh),
         .x_kw         (x_kw),
         .x_stride2    (x_stride2),
-        .x_pad        (x_pad),
+        .x_pad_top    (x_pad_top),
+        .x_pad_left   (x_pad_left),
         .x_pg_bits    (x_pg_bits),
         .x_pg_shift   (x_pg_shift),
         .x_active     (x_active),
@@ -284,7 +287,8 @@ module caq_core (
         .x_kh              (x_kh),
         .x_kw              (x_kw),
         .x_stride2         (x_stride2),
-        .x_pad             (x_pad),
+        .x_pad_top         (x_pad_top),
+        .x_pad_left        (x_pad_left),
         .x_pg_bits         (x_pg_bits),
         .x_pg_shift        (x_pg_shift),
         .x_active          (x_active),
@@ -371,7 +375,8 @@ module caq_core (
         .x_kh           (x_kh),
         .x_kw           (x_kw),
         .x_stride2      (x_stride2),
-        .x_pad          (x_pad),
+        .x_pad_top      (x_pad_top),
+        .x_pad_left     (x_pad_left),
         .x_pg_bits      (x_pg_bits),
         .x_pg_shift     (x_pg_shift),
         .x_active       (x_active),

@@ -26,10 +26,11 @@ module caq_exec (
     input  wire [15:0] x_out_c,
     input  wire [15:0] x_out_h,
     input  wire [15:0] x_out_w,
-    input  wire [2:0]  x_kh,  // kernel height
+    input  wire [3:0]  x_kh,  // kernel height
     input  wire [2:0]  x_kw,  // kernel width
     input  wire        x_stride2,  // stride 2 (else 1)
-    input  wire [1:0]  x_pad,
+    input  wire [2:0]  x_pad_top,  // zero rows above the input
+    input  wire [2:0]  x_pad_left,  // zero columns left of the input
     input  wire [15:0] x_pg_bits,  // group g's bits at [4g +: 4]
     input  wire [11:0] x_pg_shift,  // group g's shift at [3g +: 3]
     input  wire [2:0]  x_active,  // active plane groups

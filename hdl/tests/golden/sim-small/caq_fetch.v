@@ -83,10 +83,11 @@ module caq_fetch (
     output wire [15:0] x_out_c,
     output wire [15:0] x_out_h,
     output wire [15:0] x_out_w,
-    output wire [2:0]  x_kh,  // kernel height
+    output wire [3:0]  x_kh,  // kernel height
     output wire [2:0]  x_kw,  // kernel width
     output wire        x_stride2,  // stride 2 (else 1)
-    output wire [1:0]  x_pad,
+    output wire [2:0]  x_pad_top,  // zero rows above the input
+    output wire [2:0]  x_pad_left,  // zero columns left of the input
     output wire [15:0] x_pg_bits,  // group g's bits at [4g +: 4]
     output wire [11:0] x_pg_shift,  // group g's shift at [3g +: 3]
     output wire [2:0]  x_active,  // active plane groups
@@ -126,6 +127,10 @@ module caq_fetch (
     assign d_in_bits = fdesc_q[35:32];
     wire [3:0]    d_out_bits;
     assign d_out_bits = fdesc_q[39:36];
+    wire [3:0]    d_pad_bottom;
+    assign d_pad_bottom = fdesc_q[43:40];
+    wire [3:0]    d_pad_right;
+    assign d_pad_right = fdesc_q[47:44];
     wire [15:0]   d_group_size;
     assign d_group_size = fdesc_q[63:48];
     wire [15:0]   d_in_c;
@@ -146,8 +151,10 @@ module caq_fetch (
     assign d_kernel_w = fdesc_q[175:168];
     wire [7:0]    d_stride;
     assign d_stride = fdesc_q[183:176];
-    wire [7:0]    d_pad;
-    assign d_pad = fdesc_q[191:184];
+    wire [3:0]    d_pad_top;
+    assign d_pad_top = fdesc_q[187:184];
+    wire [3:0]    d_pad_left;
+    assign d_pad_left = fdesc_q[191:188];
     wire [3:0]    d_pg0_bits;
     assign d_pg0_bits = fdesc_q[195:192];
     wire [7:0]    d_pg0_shift;
@@ -799,14 +806,16 @@ module caq_fetch (
     assign x_out_h = x_out_h_q;
     reg  [15:0]   x_out_w_q;
     assign x_out_w = x_out_w_q;
-    reg  [2:0]    x_kh_q;
+    reg  [3:0]    x_kh_q;
     assign x_kh = x_kh_q;
     reg  [2:0]    x_kw_q;
     assign x_kw = x_kw_q;
     reg           x_stride2_q;
     assign x_stride2 = x_stride2_q;
-    reg  [1:0]    x_pad_q;
-    assign x_pad = x_pad_q;
+    reg  [2:0]    x_pad_top_q;
+    assign x_pad_top = x_pad_top_q;
+    reg  [2:0]    x_pad_left_q;
+    assign x_pad_left = x_pad_left_q;
     reg  [15:0]   x_pg_bits_q;
     assign x_pg_bits = x_pg_bits_q;
     reg  [11:0]   x_pg_shift_q;
@@ -850,10 +859,11 @@ module caq_fetch (
             x_out_c_q <= d_out_c;
             x_out_h_q <= d_out_h;
             x_out_w_q <= d_out_w;
-            x_kh_q <= d_kernel_h[2:0];
+            x_kh_q <= d_kernel_h[3:0];
             x_kw_q <= d_kernel_w[2:0];
             x_stride2_q <= d_stride == 8'd2;
-            x_pad_q <= d_pad[1:0];
+            x_pad_top_q <= d_pad_top[2:0];
+            x_pad_left_q <= d_pad_left[2:0];
             x_pg_bits_q <= {d_pg3_bits, d_pg2_bits, d_pg1_bits, d_pg0_bits};
             x_pg_shift_q <= {d_pg3_shift[2:0], d_pg2_shift[2:0], d_pg1_shift[2:0], d_pg0_shift[2:0]};
             x_active_q <= d_active_groups[2:0];

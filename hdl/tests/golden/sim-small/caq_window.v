@@ -26,10 +26,11 @@ module caq_window (
     input  wire [15:0] x_out_c,
     input  wire [15:0] x_out_h,
     input  wire [15:0] x_out_w,
-    input  wire [2:0]  x_kh,  // kernel height
+    input  wire [3:0]  x_kh,  // kernel height
     input  wire [2:0]  x_kw,  // kernel width
     input  wire        x_stride2,  // stride 2 (else 1)
-    input  wire [1:0]  x_pad,
+    input  wire [2:0]  x_pad_top,  // zero rows above the input
+    input  wire [2:0]  x_pad_left,  // zero columns left of the input
     input  wire [15:0] x_pg_bits,  // group g's bits at [4g +: 4]
     input  wire [11:0] x_pg_shift,  // group g's shift at [3g +: 3]
     input  wire [2:0]  x_active,  // active plane groups
@@ -153,9 +154,9 @@ module caq_window (
     reg  [15:0]  bx_q;  // its first output column
     reg  [3:0]   bn_q;  // its pixels
     reg  [15:0]  gc_q;  // kernel row: input channel
-    reg  [2:0]   gky_q;  // kernel row: ky
-    reg  [17:0]  iy0_q;  // by * stride - pad
-    reg  [17:0]  ix0_q;  // bx * stride - pad
+    reg  [3:0]   gky_q;  // kernel row: ky
+    reg  [17:0]  iy0_q;  // by * stride - pad_top
+    reg  [17:0]  ix0_q;  // bx * stride - pad_left
     reg  [17:0]  giy_q;  // the kernel row's input row: iy0 + ky
     reg  [31:0]  ga_q;  // the segment's first byte: c * hw + giy * in_w + ix0
     reg  [31:0]  gac_q;  // the channel's first kernel row's byte
@@ -167,19 +168,21 @@ module caq_window (
     wire         blk_go;  // start gathering the next block
     assign blk_go = fm_ready_q && !x_start && !gon_q && out_q != 2'd2 && wt_q != x_tiles && x_conv;
     wire         g_last;  // this kernel row is the block's last
-    assign g_last = gc_q == x_in_c - 16'd1 && {13'd0, gky_q} == {13'd0, x_kh} - 16'd1;
+    assign g_last = gc_q == x_in_c - 16'd1 && {12'd0, gky_q} == {12'd0, x_kh} - 16'd1;
     wire         row_end;  // the block ends its output row
     assign row_end = {12'd0, bn_q} + bx_q == x_out_w;
     wire [3:0]   first_bn;
     assign first_bn = (x_out_w < {12'd0, x_block}) ? x_out_w[3:0] : x_block;
     wire [3:0]   next_bn;
     assign next_bn = (x_out_w - bx_q - {12'd0, bn_q} < {12'd0, x_block}) ? (x_out_w[3:0] - bx_q[3:0] - bn_q) : x_block;
-    wire [17:0]  pad18;
-    assign pad18 = {16'd0, x_pad};
+    wire [17:0]  top18;
+    assign top18 = {15'd0, x_pad_top};
+    wire [17:0]  left18;
+    assign left18 = {15'd0, x_pad_left};
     wire [31:0]  ix0_w;  // ix0, sign-extended
     assign ix0_w = {{14{ix0_q[17]}}, ix0_q};
-    wire [31:0]  pad_rows;  // pad * in_w
-    assign pad_rows = (x_pad[1] ? {15'd0, x_in_w, 1'b0} : 32'd0) + (x_pad[0] ? {16'd0, x_in_w} : 32'd0);
+    wire [31:0]  pad_rows;  // pad_top * in_w
+    assign pad_rows = (x_pad_top[2] ? {14'd0, x_in_w, 2'b0} : 32'd0) + (x_pad_top[1] ? {15'd0, x_in_w, 1'b0} : 32'd0) + (x_pad_top[0] ? {16'd0, x_in_w} : 32'd0);
     always @(posedge clk) begin
         if (!rst_n || clear) begin
             fm_ready_q <= 1'b0;
@@ -194,8 +197,8 @@ module caq_window (
                 bx_q <= 16'd0;
                 bn_q <= first_bn;
                 gblk_q <= 1'b0;
-                iy0_q <= 18'd0 - pad18;
-                ix0_q <= 18'd0 - pad18;
+                iy0_q <= 18'd0 - top18;
+                ix0_q <= 18'd0 - left18;
                 rb_q <= 32'd0 - pad_rows;
             end
             if (input_loaded && x_conv) begin
@@ -205,7 +208,7 @@ module caq_window (
             if (blk_go) begin
                 gon_q <= 1'b1;
                 gc_q <= 16'd0;
-                gky_q <= 3'd0;
+                gky_q <= 4'd0;
                 giy_q <= iy0_q;
                 // the block's first kernel row: channel 0, input row iy0
                 ga_q <= rb_q + ix0_w;
@@ -220,10 +223,10 @@ module caq_window (
                     if (row_end) begin
                         bx_q <= 16'd0;
                         bn_q <= first_bn;
-                        ix0_q <= 18'd0 - pad18;
+                        ix0_q <= 18'd0 - left18;
                         if (by_q == x_out_h - 16'd1) begin
                             by_q <= 16'd0;
-                            iy0_q <= 18'd0 - pad18;
+                            iy0_q <= 18'd0 - top18;
                             rb_q <= 32'd0 - pad_rows;
                             wt_q <= wt_q + 16'd1;
                         end else begin
@@ -237,14 +240,14 @@ module caq_window (
                         ix0_q <= ix0_q + (x_stride2 ? {13'd0, bn_q, 1'b0} : {14'd0, bn_q});
                     end
                 end else begin
-                    if ({13'd0, gky_q} == {13'd0, x_kh} - 16'd1) begin
-                        gky_q <= 3'd0;
+                    if ({12'd0, gky_q} == {12'd0, x_kh} - 16'd1) begin
+                        gky_q <= 4'd0;
                         gc_q <= gc_q + 16'd1;
                         giy_q <= iy0_q;
                         ga_q <= gac_q + {8'd0, x_hw};
                         gac_q <= gac_q + {8'd0, x_hw};
                     end else begin
-                        gky_q <= gky_q + 3'd1;
+                        gky_q <= gky_q + 4'd1;
                         giy_q <= giy_q + 18'd1;
                         ga_q <= ga_q + row_step;
                     end

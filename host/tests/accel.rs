@@ -159,6 +159,36 @@ fn accelerator_suite_on_the_functional_device() {
 }
 
 #[test]
+fn a_lowered_depthwise_conv_pages_its_own_planes_in_and_out() {
+    // The separable net's depthwise and grouped convs run as dense parts whose planes are not
+    // the bundle's: loaded at the lowest level with minimal residency, switched up (page-ins
+    // from the program) and down (drops), every inference equals the golden executor.
+    let dir = tempfile::tempdir().unwrap();
+    let set = digits();
+    let q = quantize(separable(), &set, &[8, 4, 2], 5);
+    let path = dir.path().join("sep.caqb");
+    bundle::write(&path, &q).unwrap();
+    let cfg = config("sim-small");
+    let mut acc = Accelerator::open(device(&cfg), &cfg).unwrap();
+    acc.load_bundle(
+        &path,
+        &LoadOptions {
+            bits: Some(vec![2; 5]),
+            residency: Residency::Minimal,
+        },
+    )
+    .unwrap();
+    let img = set.image(9);
+    for bits in [[2, 2, 2, 2, 2], [8, 8, 4, 8, 8], [4, 2, 8, 2, 4], [2, 8, 2, 4, 2]] {
+        let r = acc.set_bits(&bits).unwrap();
+        assert!(r.resident_weight_bytes > 0);
+        assert_eq!(acc.infer(img).unwrap().output, golden(&q, &bits, img), "{bits:?}");
+    }
+    let program = acc.program().unwrap();
+    assert!(program.layers[1].expanded && !program.layers[2].expanded);
+}
+
+#[test]
 fn keep_paged_switching_back_up_moves_only_descriptors() {
     let dir = tempfile::tempdir().unwrap();
     let (q, path, set) = mlp_bundle(dir.path());

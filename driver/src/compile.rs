@@ -724,6 +724,28 @@ fn place_layer(
                     w: 1,
                 },
             ),
+            // A 1x1 stride-1 unpadded conv reads and writes each channel's map as one run of
+            // bytes, so it runs as a 1 x (h·w) map: the window generator's blocks of pixels then
+            // span the rows (a 5-pixel row of a DS-CNN map no longer caps a block at 5).
+            Opcode::Conv2d
+                if kernel == [1, 1]
+                    && stride == 1
+                    && pad == Padding::default()
+                    && ih * iw <= caps.max_dim() as usize =>
+            {
+                (
+                    Shape {
+                        c: dim("in_c", part.inp.len())?,
+                        h: 1,
+                        w: dim("in_w", ih * iw)?,
+                    },
+                    Shape {
+                        c: dim("out_c", part.out.len())?,
+                        h: 1,
+                        w: dim("out_w", oh * ow)?,
+                    },
+                )
+            }
             Opcode::Conv2d => (
                 Shape {
                     c: dim("in_c", part.inp.len())?,

@@ -179,10 +179,19 @@ fn a_lowered_depthwise_conv_pages_its_own_planes_in_and_out() {
     )
     .unwrap();
     let img = set.image(9);
-    for bits in [[2, 2, 2, 2, 2], [8, 8, 4, 8, 8], [4, 2, 8, 2, 4], [2, 8, 2, 4, 2]] {
+    for bits in [
+        [2, 2, 2, 2, 2],
+        [8, 8, 4, 8, 8],
+        [4, 2, 8, 2, 4],
+        [2, 8, 2, 4, 2],
+    ] {
         let r = acc.set_bits(&bits).unwrap();
         assert!(r.resident_weight_bytes > 0);
-        assert_eq!(acc.infer(img).unwrap().output, golden(&q, &bits, img), "{bits:?}");
+        assert_eq!(
+            acc.infer(img).unwrap().output,
+            golden(&q, &bits, img),
+            "{bits:?}"
+        );
     }
     let program = acc.program().unwrap();
     assert!(program.layers[1].expanded && !program.layers[2].expanded);

@@ -224,6 +224,89 @@ fn opsets_outside_the_supported_range_and_bad_inputs_are_rejected() {
     );
 }
 
+/// A Keras-style depthwise block as exporters write it: a depthwise Conv (group = C, no bias)
+/// with uneven pads → BatchNormalization → Relu → GlobalAveragePool over a non-square map,
+/// against the unfused computation.
+#[test]
+fn a_depthwise_batch_norm_block_with_uneven_pads_and_global_pooling_imports_exactly() {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let (c, h, w) = (4usize, 5usize, 3usize);
+    let wt = randn(&mut rng, c * 9, 0.5);
+    let gamma: Vec<f32> = (0..c).map(|_| rng.random_range(0.5..1.5)).collect();
+    let beta = randn(&mut rng, c, 0.3);
+    let mean = randn(&mut rng, c, 0.3);
+    let var: Vec<f32> = (0..c).map(|_| rng.random_range(0.2..2.0)).collect();
+    let eps = 1e-3f32;
+    let m = model(
+        vec![
+            with(
+                node("Conv", "dw", &["x", "w"], &["c"]),
+                vec![int("group", c as i64), ints("pads", &[1, 0, 1, 2])],
+            ),
+            with(
+                node(
+                    "BatchNormalization",
+                    "bn",
+                    &["c", "g", "be", "mu", "var"],
+                    &["n"],
+                ),
+                vec![float("epsilon", eps)],
+            ),
+            node("Relu", "relu", &["n"], &["r"]),
+            node("GlobalAveragePool", "gap", &["r"], &["y"]),
+        ],
+        vec![
+            tensor("w", &[c as i64, 1, 3, 3], &wt),
+            tensor("g", &[c as i64], &gamma),
+            tensor("be", &[c as i64], &beta),
+            tensor("mu", &[c as i64], &mean),
+            tensor("var", &[c as i64], &var),
+        ],
+        &[1, c as i64, h as i64, w as i64],
+        &[1, c as i64, 1, 1],
+    );
+    let fm = import_bytes(&bytes(&m)).unwrap();
+    let ops: Vec<&Op> = fm.graph.nodes.iter().map(|n| &n.op).collect();
+    let pad = Padding {
+        top: 1,
+        left: 0,
+        bottom: 1,
+        right: 2,
+    };
+    assert!(
+        matches!(ops[..], [Op::Conv2d { groups: 4, padding, relu: true, .. }, Op::GlobalAvgPool] if *padding == pad),
+        "{ops:?}"
+    );
+    let x = Array3::from_shape_vec((c, h, w), randn(&mut rng, c * h * w, 1.0)).unwrap();
+    let conv = conv2d_f32(
+        x.view(),
+        &Array2::from_shape_vec((c, 9), wt).unwrap(),
+        &Array1::zeros(c),
+        caq_model::graph::FloatConv {
+            out_c: c,
+            kernel: [3, 3],
+            stride: 1,
+            pad,
+            groups: c,
+        },
+    );
+    assert_eq!(conv.dim(), (c, 5, 3));
+    let got = fm.forward(x.view());
+    for ch in 0..c {
+        let want = conv
+            .index_axis(ndarray::Axis(0), ch)
+            .iter()
+            .map(|&y| ((y - mean[ch]) / (var[ch] + eps).sqrt() * gamma[ch] + beta[ch]).max(0.0))
+            .sum::<f32>()
+            / 15.0;
+        assert!(
+            (want - got[ch]).abs() < 1e-5,
+            "channel {ch}: {want} vs {}",
+            got[ch]
+        );
+    }
+}
+
 /// Conv (with bias) → BatchNormalization → Relu, against the unfused computation.
 #[test]
 fn batch_norm_and_relu_fold_into_the_conv_within_1e5_of_the_unfused_reference() {

@@ -165,6 +165,26 @@ fn exported_models_pass_the_onnx_checker_and_match_forward() {
 }
 
 #[test]
+fn the_mlperf_tiny_networks_export_and_match_the_reference_evaluator() {
+    // Depthwise (group = C) and pointwise convs, per-side "same" pads, a 10x4 kernel, residual
+    // adds, global average pools over non-square maps: onnx's checker and reference evaluator
+    // against `forward`, and the re-import identical.
+    let dir = tempfile::tempdir().unwrap();
+    if !python_onnx(dir.path()) {
+        return;
+    }
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(16);
+    for (name, arch) in Arch::ALL {
+        let Some((shape, classes)) = arch.mlperf_tiny() else {
+            continue;
+        };
+        let m = caq_model::arch::seeded(arch, shape, classes, 17).unwrap();
+        let x = common::randn(&mut rng, shape.iter().product(), 1.0);
+        check_export(&m, &x, dir.path(), name);
+    }
+}
+
+#[test]
 fn trained_digits_mlp_exports_checks_and_reimports_identically() {
     let dir = tempfile::tempdir().unwrap();
     if !python_onnx(dir.path()) {

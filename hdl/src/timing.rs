@@ -114,6 +114,8 @@ impl fmt::Display for PathEnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.cell_type == PORT {
             write!(f, "{} ({} port)", self.name, self.pin)
+        } else if self.cell_type == UNRECOGNISED {
+            write!(f, "{} (an endpoint sta does not recognise)", self.name)
         } else {
             write!(f, "{} ({}.{})", self.name, self.cell_type, self.pin)
         }

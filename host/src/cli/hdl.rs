@@ -453,7 +453,11 @@ fn print_timing(t: &TimingReport) {
     println!("  cells on the path: {}", cells.join(", "));
     println!("  path (arrival ps, cell.arc, net driven):");
     for step in &t.path {
-        let arc = format!("{}.{}", step.cell_type, step.pins);
+        let arc = if step.pins.is_empty() {
+            step.cell_type.clone()
+        } else {
+            format!("{}.{}", step.cell_type, step.pins)
+        };
         let net = step.net.as_deref().unwrap_or("(endpoint)");
         println!("  {:>7}  {arc:<18} {net}", step.arrival_ps);
     }

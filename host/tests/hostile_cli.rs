@@ -150,7 +150,7 @@ fn every_reproduction_of_issue_20_is_a_clear_error() {
         rewrite(&d.join("lenet.caqf"), &d.join(name), |doc| {
             doc["graph"]["nodes"][0]["op"]["padding"] = pad.clone();
         });
-        let want = format!("{name}: layer 'conv1': padding = {pad} exceeds 65535");
+        let want = format!("{name}: layer 'conv1': padding.top = {pad} exceeds 65535");
         refused(&["quantize", "--model", name, "--out", "q.caqb"], d, &want);
         refused(&["eval", "--model", name], d, &want);
     }

@@ -137,12 +137,12 @@ fn hostile_bundle_manifests_are_refused_naming_the_field() {
         (
             "padding 2^62",
             |d| d["graph"]["nodes"][0]["op"]["padding"] = json!(1u64 << 62),
-            "layer 'conv1': padding = 4611686018427387904 exceeds 65535",
+            "layer 'conv1': padding.top = 4611686018427387904 exceeds 65535",
         ),
         (
             "padding 100,000",
             |d| d["graph"]["nodes"][0]["op"]["padding"] = json!(100_000),
-            "layer 'conv1': padding = 100000 exceeds 65535",
+            "layer 'conv1': padding.top = 100000 exceeds 65535",
         ),
         (
             "stride 2^63",
@@ -302,12 +302,12 @@ fn hostile_float_models_are_refused_at_load() {
         // Panicked inside ndarray (shape overflow).
         (
             |d| d["graph"]["nodes"][0]["op"]["padding"] = json!(1u64 << 62),
-            "layer 'conv1': padding = 4611686018427387904 exceeds 65535",
+            "layer 'conv1': padding.top = 4611686018427387904 exceeds 65535",
         ),
         // Asked for a 160 GB allocation.
         (
             |d| d["graph"]["nodes"][0]["op"]["padding"] = json!(100_000),
-            "padding = 100000 exceeds 65535",
+            "padding.top = 100000 exceeds 65535",
         ),
         (
             |d| d["graph"]["nodes"][1]["name"] = json!("conv1"),

@@ -11,7 +11,6 @@ fn caq(args: &[&str], cwd: &Path) -> Output {
         .expect("caq runs")
 }
 
-#[cfg(feature = "train")]
 fn ok(out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
@@ -39,8 +38,7 @@ fn mlperf_tiny_init_quantize_and_run_on_synthetic_data() {
         ],
         d,
     );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{text}");
+    let text = ok(&out);
     assert!(
         text.contains("22604 parameters, input [1, 49, 10]"),
         "{text}"
@@ -59,12 +57,7 @@ fn mlperf_tiny_init_quantize_and_run_on_synthetic_data() {
         ],
         d,
     );
-    let text = String::from_utf8_lossy(&q.stdout).to_string();
-    assert!(
-        q.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&q.stderr)
-    );
+    let text = ok(&q);
     assert!(text.contains("8-bit") && text.contains("n/a"), "{text}");
     let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/pynq-z2.toml");
     let run = caq(
@@ -85,12 +78,7 @@ fn mlperf_tiny_init_quantize_and_run_on_synthetic_data() {
         ],
         d,
     );
-    let text = String::from_utf8_lossy(&run.stdout).to_string();
-    assert!(
-        run.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let text = ok(&run);
     assert_eq!(text.matches("3/3").count(), 3, "{text}");
     // On the functional device of pynq-z2: the 10x4 conv padded [4, 1, 5, 1] is the
     // descriptor's own, the depthwise convs run as dense parts; a mixed setting too.
@@ -112,12 +100,7 @@ fn mlperf_tiny_init_quantize_and_run_on_synthetic_data() {
         ],
         d,
     );
-    let text = String::from_utf8_lossy(&func.stdout).to_string();
-    assert!(
-        func.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&func.stderr)
-    );
+    let text = ok(&func);
     assert!(text.contains("2/2"), "{text}");
     // Synthetic data needs a model's shape; unknown architectures are named.
     let e = fails(&caq(&["train", "--data", "synthetic"], d));

@@ -355,14 +355,6 @@ pub fn seeded(
 mod tests {
     use super::*;
 
-    fn params(m: &FloatModel) -> usize {
-        m.params
-            .iter()
-            .flatten()
-            .map(|p| p.weight.len() + p.bias.len())
-            .sum()
-    }
-
     #[test]
     fn mlperf_tiny_networks_have_the_reference_shapes_and_sizes() {
         // Parameter counts of the reference Keras models less their BatchNormalization parameters
@@ -375,7 +367,7 @@ mod tests {
         ] {
             let (shape, classes) = arch.mlperf_tiny().unwrap();
             let m = seeded(arch, shape, classes, 1).unwrap();
-            assert_eq!(params(&m), want_params, "{arch:?}");
+            assert_eq!(m.param_count(), want_params, "{arch:?}");
             assert_eq!(m.graph.output_shape().unwrap(), want_out, "{arch:?}");
             assert_eq!(Arch::from_name(arch.name()), Some(arch));
         }

@@ -465,6 +465,15 @@ impl FloatModel {
         Ok(())
     }
 
+    /// Weights and biases, summed over the weight layers.
+    pub fn param_count(&self) -> usize {
+        self.params
+            .iter()
+            .flatten()
+            .map(|p| p.weight.len() + p.bias.len())
+            .sum()
+    }
+
     /// f32 forward pass of one image; returns every node's output (the last is the logits).
     pub fn forward_all(&self, x: ArrayView3<f32>) -> Vec<Array3<f32>> {
         let mut outs: Vec<Array3<f32>> = Vec::with_capacity(self.graph.nodes.len());

@@ -66,12 +66,7 @@ pub fn import(a: ImportArgs) -> Result<()> {
         })
         .collect();
     print_left(&["onnx node", "op", "caq", "caq node", "what"], &rows);
-    let params: usize = model
-        .params
-        .iter()
-        .flatten()
-        .map(|p| p.weight.len() + p.bias.len())
-        .sum();
+    let params = model.param_count();
     println!(
         "caq graph: {} nodes, {} weight layers, {params} parameters, output {:?}",
         model.graph.nodes.len(),

@@ -92,12 +92,7 @@ pub fn init(a: InitArgs) -> Result<()> {
     model
         .save(&a.out)
         .with_context(|| format!("writing --out {}", a.out.display()))?;
-    let params: usize = model
-        .params
-        .iter()
-        .flatten()
-        .map(|p| p.weight.len() + p.bias.len())
-        .sum();
+    let params = model.param_count();
     println!(
         "{} ({} weight layers, {params} parameters, input {shape:?}, seed {}) written to {}",
         arch.name(),

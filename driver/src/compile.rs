@@ -520,10 +520,12 @@ impl GroupedParts {
     }
 }
 
-/// One descriptor's share of a layer: output channels `out` reading input channels `inp`.
+/// One descriptor's share of a layer: output channels `out` reading input channels `inp`, the
+/// channels of `groups` consecutive channel groups (1 for an ungrouped layer).
 struct Part {
     out: std::ops::Range<usize>,
     inp: std::ops::Range<usize>,
+    groups: usize,
 }
 
 /// `codes` (`[O, K]` of a layer with `groups` groups) as the block-diagonal `[n, groups_in_part
@@ -580,6 +582,7 @@ fn place_layer(
         None => vec![Part {
             out: 0..oc,
             inp: 0..ic,
+            groups: 1,
         }],
         Some(gp) => {
             let (og, cg) = (oc / gp.groups, ic / gp.groups);
@@ -590,6 +593,7 @@ fn place_layer(
                     Part {
                         out: g0 * og..g1 * og,
                         inp: g0 * cg..g1 * cg,
+                        groups: g1 - g0,
                     }
                 })
                 .collect()
@@ -598,12 +602,7 @@ fn place_layer(
     let og = lowering.map_or(oc, |gp| oc / gp.groups);
     let part_codes = |codes: ndarray::ArrayView2<'_, i32>, part: &Part| match lowering {
         None => codes.to_owned(),
-        Some(gp) => block_diagonal(
-            codes,
-            &part.out,
-            og,
-            part.out.len().div_ceil(og).min(gp.groups_per_part),
-        ),
+        Some(_) => block_diagonal(codes, &part.out, og, part.groups),
     };
     // Tables per part: biases, requantization, and the region multipliers (a lowered part's
     // rows have one region each, so every region of its expanded row takes that multiplier).
@@ -631,8 +630,7 @@ fn place_layer(
                 let mult = match lowering {
                     None => g.mult.clone(),
                     Some(_) if g.mult.ncols() == 1 => {
-                        let k = q.k() * part.inp.len() / (ic / lowering.map_or(1, |l| l.groups));
-                        let regions = k.div_ceil(g.group_size);
+                        let regions = (q.k() * part.groups).div_ceil(g.group_size);
                         ndarray::Array2::from_shape_fn((part.out.len(), regions), |(r, _)| {
                             g.mult[[part.out.start + r, 0]]
                         })

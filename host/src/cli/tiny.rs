@@ -16,7 +16,7 @@ use caq_model::qmodel::{self, QModel, QuantizeConfig};
 use caq_spec::{AccelConfig, DeviceAddr, PerfCounters};
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Nesting levels of every network's bundle.
 const LEVELS: [u8; 3] = [8, 4, 2];
@@ -97,7 +97,7 @@ fn mixed(q: &QModel) -> Vec<u8> {
         .collect()
 }
 
-fn network(arch: Arch, seed: u64) -> Result<(QModel, data::Dataset)> {
+fn network(arch: Arch, seed: u64) -> Result<QModel> {
     let (shape, classes) = arch.mlperf_tiny().expect("an MLPerf Tiny network");
     let model = arch::seeded(arch, shape, classes, seed)?;
     let calib = data::synthetic(shape, classes.min(256), CALIB_IMAGES, seed)?;
@@ -105,9 +105,7 @@ fn network(arch: Arch, seed: u64) -> Result<(QModel, data::Dataset)> {
         calib_images: CALIB_IMAGES,
         ..QuantizeConfig::nested(&LEVELS)
     };
-    let q = qmodel::quantize(&model, &calib, &cfg)
-        .with_context(|| format!("quantizing {}", arch.name()))?;
-    Ok((q, calib))
+    qmodel::quantize(&model, &calib, &cfg).with_context(|| format!("quantizing {}", arch.name()))
 }
 
 pub fn run(o: &Options) -> Result<()> {
@@ -116,7 +114,7 @@ pub fn run(o: &Options) -> Result<()> {
         let Some((shape, classes)) = arch.mlperf_tiny() else {
             continue;
         };
-        let (q, _) = network(arch, o.seed)?;
+        let q = network(arch, o.seed)?;
         let test = data::synthetic(shape, classes.min(256), o.images, o.seed + 1)?;
         let settings: Vec<(String, Vec<u8>)> = LEVELS
             .iter()
@@ -311,7 +309,7 @@ fn markdown(r: &Report, configs: &[PathBuf]) -> String {
     md
 }
 
-/// The default report paths.
+/// The default Markdown report.
 pub fn default_markdown() -> PathBuf {
-    Path::new("docs/results-mlperf-tiny.md").to_path_buf()
+    PathBuf::from("docs/results-mlperf-tiny.md")
 }

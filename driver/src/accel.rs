@@ -66,6 +66,10 @@ pub struct LoadOptions {
     /// footprint; the app switches up as its context allows).
     pub bits: Option<Vec<u8>>,
     pub residency: Residency,
+    /// Which max pools run on the device's result path; `None`: as the bundle says
+    /// ([`compile::Fusion::of`]: the first layer keeps its whole output when the bundle carries
+    /// input-adaptive policies). [`Accelerator::infer_adaptive`] needs the first layer's output.
+    pub fusion: Option<compile::Fusion>,
 }
 
 impl Default for LoadOptions {
@@ -73,6 +77,7 @@ impl Default for LoadOptions {
         LoadOptions {
             bits: None,
             residency: Residency::KeepPaged,
+            fusion: None,
         }
     }
 }
@@ -343,13 +348,19 @@ impl<D: Device> Accelerator<D> {
             regmap::VERSION_PATCH.get(v) as u8,
         );
         let (maj, min, pat) = regmap::REGMAP_VERSION;
-        if version.0 != maj {
+        if version.0 != maj || version.1 < min {
             return Err(HostError::IdMismatch {
                 register: "VERSION",
                 found: v,
                 expected: (u32::from(maj) << 16) | (u32::from(min) << 8) | u32::from(pat),
-                hint: "the register map's major version differs: use the caq release the \
-                       bitstream was generated with",
+                hint: if version.0 != maj {
+                    "the register map's major version differs: use the caq release the \
+                     bitstream was generated with"
+                } else {
+                    "the bitstream's register map is older than this driver's (it lacks \
+                     descriptor fields the driver writes): regenerate the bitstream, or use the \
+                     caq release it was generated with"
+                },
             });
         }
         let lo = reg(&mut dev, &regmap::CONFIG_HASH_LO)?;
@@ -565,12 +576,13 @@ impl<D: Device> Accelerator<D> {
                 .collect(),
         };
         // Compile once to learn the size, allocate, and compile at the allocated address.
-        let probe = compile::compile(&q, &self.cfg, &bits, self.pool.region().base)?;
+        let fusion = opts.fusion.unwrap_or(compile::Fusion::of(&q));
+        let probe = compile::compile_with(&q, &self.cfg, &bits, self.pool.region().base, fusion)?;
         let block = self.pool.alloc(probe.region.len, BUFFER_ALIGN, "model")?;
         let mut program = if block.addr == probe.region.base {
             probe
         } else {
-            compile::compile(&q, &self.cfg, &bits, block.addr)?
+            compile::compile_with(&q, &self.cfg, &bits, block.addr, fusion)?
         };
         if matches!(source, PlaneSource::Bundle(_)) {
             program.drop_planes();
@@ -824,7 +836,18 @@ impl<D: Device> Accelerator<D> {
         for s in policy.settings() {
             check_program_bits(&loaded.program, s)?;
         }
-        let first_shape = loaded.program.nodes[loaded.program.layers[0].node].shape;
+        let first = loaded.program.layers[0].node;
+        if loaded.program.fused_pool[first].is_some() {
+            return Err(HostError::Arg {
+                what: "program",
+                why: "its first layer's max pool runs on the device, so the layer's whole \
+                      output never reaches memory and no gate can read it: load the bundle with \
+                      LoadOptions::fusion = Some(Fusion::KeepFirstOutput), or a bundle that \
+                      carries its input-adaptive policies (caq gate --adaptive)"
+                    .into(),
+            });
+        }
+        let first_shape = loaded.program.nodes[first].shape;
         // Every setting's plane groups resident before the first pass: from then on a switch
         // only rewrites descriptors.
         let loaded = self.loaded.as_mut().expect("checked above");

@@ -26,10 +26,13 @@
 //!
 //! Consecutive Dense / Conv2d nodes (Flatten between them is free) form one device segment: one
 //! descriptor list, one START, ReLU fused through the descriptor's `relu` flag; a run longer than
-//! the device's MAX_DESCRIPTORS is split into several segments. MaxPool, AvgPool, GlobalAvgPool,
-//! Add and a standalone ReLU are host steps: read the codes back, run the golden kernel, write the
-//! result where the next layer reads it. A grouped convolution is refused with the layer's name:
-//! the descriptor format has one channel group.
+//! the device's MAX_DESCRIPTORS is split into several segments. A MaxPool whose window is its
+//! stride (2, 4 or 8) and that alone reads a plain Conv2d is fused into it (the descriptor's
+//! `max_pool`: the device pools on its result path and writes the pooled map, which is then the
+//! conv node's buffer too) — see [`Fusion`] for the one exception. Other pools, GlobalAvgPool, Add
+//! and a standalone ReLU are host steps: read the codes back, run the golden kernel, write the
+//! result where the next layer reads it. A grouped convolution is lowered to dense parts
+//! ([`GroupedParts`]).
 
 use crate::error::{HostError, Result};
 use caq_model::graph::{Op, Padding, Shape3, Src};
@@ -38,7 +41,8 @@ use caq_model::qmodel::{QLayer, QModel};
 use caq_model::quant::ActQuant;
 use caq_model::requant::{self, AddRequant, OutRange};
 use caq_spec::CoreShape;
-use caq_spec::descriptor::{DESCRIPTOR_BYTES, Window};
+use caq_spec::descriptor::{DESCRIPTOR_BYTES, POOL_WINDOWS, Window};
+use caq_spec::shape::POOL_LINE;
 use caq_spec::{
     AccelConfig, BitWidth, Caps, DeviceAddr, Flags, LayerDescriptor, MemRegion, Opcode, PlaneGroup,
     PlaneGroups, Shape, descriptor::Pad,
@@ -205,8 +209,11 @@ pub struct Program {
     pub input_quant: ActQuant,
     /// The scale and signedness of the output codes (the last node's quantizer).
     pub output_quant: ActQuant,
-    /// The output buffer of every graph node.
+    /// The output buffer of every graph node. A conv with a fused max pool shares its pool's
+    /// buffer and shape: its own output never reaches memory.
     pub nodes: Vec<ActBuffer>,
+    /// Per node, the MaxPool node fused into it (whose values its buffer holds), if any.
+    pub fused_pool: Vec<Option<usize>>,
     pub layers: Vec<DeviceLayer>,
     pub steps: Vec<Step>,
     /// Bias, requantization and region tables: written once by [`Program::load`].
@@ -249,15 +256,80 @@ pub fn check_bits_len(bits: &[u8], layers: usize) -> Result<()> {
     })
 }
 
+/// Which max pools the compiler fuses into the conv before them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fusion {
+    /// Every pool that can be.
+    All,
+    /// All but one into the first weight layer, whose whole output must then reach memory: the
+    /// gate network of an input-adaptive policy reads it (caq_model::adaptive's `FirstLayer`
+    /// pass), and passes are priced and run on the same program.
+    KeepFirstOutput,
+}
+
+impl Fusion {
+    /// The fusion a model's program uses: [`Fusion::KeepFirstOutput`] when it carries
+    /// input-adaptive policies, else [`Fusion::All`].
+    pub fn of(model: &QModel) -> Fusion {
+        if model.adaptive.is_empty() {
+            Fusion::All
+        } else {
+            Fusion::KeepFirstOutput
+        }
+    }
+}
+
+/// The max-pool window fused into each node (0: none), by the rule in the module docs: a MaxPool
+/// of window = stride in `POOL_WINDOWS`, the only reader of a Conv2d that is not grouped, whose
+/// pooled width fits the device's pooling line.
+fn fused_pools(model: &QModel, shapes: &[Shape3], fusion: Fusion) -> Vec<usize> {
+    let graph = &model.graph;
+    let first = model.weight_layers().first().copied();
+    let mut pools = vec![0; graph.nodes.len()];
+    for (p, node) in graph.nodes.iter().enumerate() {
+        let Op::MaxPool { kernel, stride } = node.op else {
+            continue;
+        };
+        let Src::Node(c) = node.inputs[0] else {
+            continue;
+        };
+        let plain_conv = matches!(graph.nodes[c].op, Op::Conv2d { groups: 1, .. });
+        let readers = graph
+            .nodes
+            .iter()
+            .filter(|n| n.inputs.contains(&Src::Node(c)))
+            .count();
+        let window = u8::try_from(kernel).is_ok_and(|k| POOL_WINDOWS.contains(&k));
+        let fits = shapes[p][2] <= POOL_LINE as usize;
+        let kept = fusion == Fusion::KeepFirstOutput && first == Some(c);
+        if plain_conv && readers == 1 && kernel == stride && window && fits && !kept {
+            pools[c] = kernel;
+        }
+    }
+    pools
+}
+
 /// Compiles `model` for the accelerator `cfg` into device memory from `base`, with weight layer
-/// `i` at level `bits[i]` (one of its nesting levels). Every layer is checked against the
-/// descriptor rules (`LayerDescriptor::validate`) and the device's buffers
-/// (`CoreShape::check_capacity`); the error names the first layer that does not fit.
+/// `i` at level `bits[i]` (one of its nesting levels), fusing pools as [`Fusion::of`] the model
+/// says. Every layer is checked against the descriptor rules (`LayerDescriptor::validate`) and
+/// the device's buffers (`CoreShape::check_capacity`); the error names the first layer that does
+/// not fit.
 pub fn compile(
     model: &QModel,
     cfg: &AccelConfig,
     bits: &[u8],
     base: DeviceAddr,
+) -> Result<Program> {
+    compile_with(model, cfg, bits, base, Fusion::of(model))
+}
+
+/// [`compile`] with the pool fusion given.
+pub fn compile_with(
+    model: &QModel,
+    cfg: &AccelConfig,
+    bits: &[u8],
+    base: DeviceAddr,
+    fusion: Fusion,
 ) -> Result<Program> {
     let caps = Caps::from_config(cfg)?;
     let shape = CoreShape::of(cfg);
@@ -276,6 +348,22 @@ pub fn compile(
     }
     let graph = &model.graph;
     let shapes = graph.shapes()?;
+    let pools = fused_pools(model, &shapes, fusion);
+    // The pool node fused into each conv, and the conv each fused pool reads.
+    let pooled_by: Vec<Option<usize>> = (0..graph.nodes.len())
+        .map(|c| {
+            (pools[c] != 0).then(|| {
+                graph
+                    .nodes
+                    .iter()
+                    .position(|n| matches!(n.op, Op::MaxPool { .. }) && n.inputs[0] == Src::Node(c))
+                    .expect("a fused pool reads its conv")
+            })
+        })
+        .collect();
+    let fused: Vec<bool> = (0..graph.nodes.len())
+        .map(|p| pooled_by.contains(&Some(p)))
+        .collect();
     let mut mem = Alloc { next: base.0 };
     // Descriptors per node: one per weight layer, one per part of a lowered grouped conv.
     let rows = shape.rows as usize;
@@ -312,6 +400,7 @@ pub fn compile(
                 seg_nodes.last_mut().expect("opened").push(i);
             }
             Op::Flatten => {}
+            Op::MaxPool { .. } if fused[i] => {}
             op => {
                 open = false;
                 let host_op = match *op {
@@ -352,8 +441,19 @@ pub fn compile(
     let mut nodes: Vec<ActBuffer> = Vec::with_capacity(graph.nodes.len());
     for (i, node) in graph.nodes.iter().enumerate() {
         let signed = model.acts[i].signed;
-        let act = match node.op {
-            Op::Flatten => ActBuffer {
+        let act = match (&node.op, pooled_by[i]) {
+            (Op::Flatten, _) => ActBuffer {
+                shape: shapes[i],
+                signed,
+                ..src_act(&input, &nodes, node.inputs[0])
+            },
+            // The device writes the pooled map: the conv's buffer is its pool's.
+            (_, Some(p)) => ActBuffer {
+                buf: mem.buffer(shapes[p].iter().product::<usize>() as u64),
+                shape: shapes[p],
+                signed,
+            },
+            (Op::MaxPool { .. }, _) if fused[i] => ActBuffer {
                 shape: shapes[i],
                 signed,
                 ..src_act(&input, &nodes, node.inputs[0])
@@ -390,8 +490,13 @@ pub fn compile(
             })?;
             let src = graph.nodes[i].inputs[0];
             let in_act = src_act(&input, &nodes, src);
+            let out = Placement {
+                act: nodes[i],
+                conv: shapes[i],
+                max_pool: pools[i],
+            };
             let (layer, bytes) = place_layer(
-                cfg, &caps, model, i, q, in_act, nodes[i], bits[li], &mut mem, &mut image,
+                cfg, &caps, model, i, q, in_act, out, bits[li], &mut mem, &mut image,
             )?;
             planes.push(bytes);
             let n = layer.descs.len() as u64;
@@ -431,6 +536,7 @@ pub fn compile(
         input_quant: model.input,
         output_quant,
         nodes,
+        fused_pool: pooled_by,
         layers,
         steps,
         image,
@@ -551,6 +657,16 @@ fn block_diagonal(
 /// Writes one layer's tables and plane groups into the image and builds its descriptors (one, or
 /// one per part of a lowered grouped convolution).
 #[allow(clippy::too_many_arguments)]
+/// Where a layer writes: its buffer (the pooled map with a fused pool), the layer's own output
+/// shape, and the fused pool's window (0: none).
+#[derive(Clone, Copy)]
+struct Placement {
+    act: ActBuffer,
+    conv: Shape3,
+    max_pool: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn place_layer(
     cfg: &AccelConfig,
     caps: &Caps,
@@ -558,7 +674,7 @@ fn place_layer(
     node: usize,
     q: &QLayer,
     in_act: ActBuffer,
-    out_act: ActBuffer,
+    out: Placement,
     bits: u8,
     mem: &mut Alloc,
     image: &mut Vec<(DeviceAddr, Vec<u8>)>,
@@ -575,7 +691,10 @@ fn place_layer(
         a
     };
     let [ic, ih, iw] = in_act.shape;
-    let [oc, oh, ow] = out_act.shape;
+    let [oc, oh, ow] = out.conv;
+    let out_act = out.act;
+    // Bytes of one output channel as written (the pooled map's with a fused pool).
+    let written_hw = out_act.shape[1] * out_act.shape[2];
     let op = &model.graph.nodes[node].op;
     let lowering = GroupedParts::of(op, CoreShape::of(cfg).rows as usize);
     let parts: Vec<Part> = match lowering {
@@ -729,6 +848,7 @@ fn place_layer(
                 if kernel == [1, 1]
                     && stride == 1
                     && pad == Padding::default()
+                    && out.max_pool == 0
                     && ih * iw <= caps.max_dim() as usize =>
             {
                 (
@@ -760,7 +880,7 @@ fn place_layer(
         // A part reads and writes a slice of channels (CHW: contiguous), which must start on a
         // bus word.
         let input_addr = DeviceAddr(in_act.buf.addr.0 + (part.inp.start * ih * iw) as u64);
-        let output_addr = DeviceAddr(out_act.buf.addr.0 + (part.out.start * oh * ow) as u64);
+        let output_addr = DeviceAddr(out_act.buf.addr.0 + (part.out.start * written_hw) as u64);
         for (what, a) in [("input", input_addr), ("output", output_addr)] {
             if a.0 % bus != 0 {
                 return Err(unfit(format!(
@@ -801,6 +921,7 @@ fn place_layer(
             requant_addr,
             group_mult_addr,
             batch: 1,
+            max_pool: small("max_pool", out.max_pool)?,
         });
     }
     Ok((

@@ -62,6 +62,7 @@ fn suite<D: Device>(dev: D, cfg: &AccelConfig, q: &QModel, path: &Path, set: &Da
             &LoadOptions {
                 bits: None,
                 residency: Residency::Minimal,
+                fusion: None,
             },
         )
         .expect("load");
@@ -175,6 +176,7 @@ fn a_lowered_depthwise_conv_pages_its_own_planes_in_and_out() {
         &LoadOptions {
             bits: Some(vec![2; 5]),
             residency: Residency::Minimal,
+            fusion: None,
         },
     )
     .unwrap();
@@ -279,6 +281,7 @@ fn bad_settings_and_gates_are_bad_config_and_change_nothing() {
             &LoadOptions {
                 bits: Some(vec![7, 8, 8]),
                 residency: Residency::Minimal,
+                fusion: None,
             },
         )
         .unwrap_err();
@@ -432,21 +435,29 @@ fn open_refuses_a_wrong_device_version_or_config() {
         "ID = 0xffffffff, expected 0x43415121: no caq accelerator answers here: the bitstream is \
          not loaded, or this is the wrong UIO device or map"
     );
-    // A register map one major version on (the device answers 3.0.0 to a 2.x driver).
-    let next_major = u32::from(regmap::REGMAP_VERSION.0 + 1) << 16;
-    let e = Accelerator::open(imp(regmap::VERSION.offset, next_major), &cfg)
-        .err()
-        .unwrap();
-    assert!(
-        matches!(
-            e,
-            HostError::IdMismatch {
-                register: "VERSION",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    // A register map one major version on (the device answers 4.0.0 to a 3.x driver), and one
+    // a minor version behind (a 3.0 device lacks max_pool): both refused, each with its reason.
+    let (maj, min, _) = regmap::REGMAP_VERSION;
+    let next_major = u32::from(maj + 1) << 16;
+    let older_minor = (u32::from(maj) << 16) | (u32::from(min - 1) << 8);
+    for (version, reason) in [
+        (next_major, "major version differs"),
+        (older_minor, "older"),
+    ] {
+        let e = Accelerator::open(imp(regmap::VERSION.offset, version), &cfg)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                e,
+                HostError::IdMismatch {
+                    register: "VERSION",
+                    ..
+                }
+            ) && e.to_string().contains(reason),
+            "{e}"
+        );
+    }
     // A device generated from pynq-z2, opened as sim-small.
     let e = Accelerator::open(device(&config("pynq-z2")), &cfg)
         .err()
@@ -901,7 +912,7 @@ fn assert_transcript(what: &str, got: &str, want: &str) {
 /// Open: the identity registers, then the reset that stops any job a previous process left.
 const OPEN: &str = "
 read  ID = 0x43415121
-read  VERSION = 0x00030000
+read  VERSION = 0x00030100
 read  CONFIG_HASH_LO = 0xfd6acd95
 read  CONFIG_HASH_HI = 0x5257eab3
 read  CAPS0 = 0x48ff0804

@@ -7,6 +7,7 @@
 mod common;
 
 use caq_driver::accel::{Accelerator, LoadOptions, Residency};
+use caq_driver::compile::Fusion;
 use caq_driver::energy::EnergyModel;
 use caq_host::adaptive::cascade::{self, Prices};
 use caq_host::adaptive::{CpuAdaptive, PassPricer, Scored};
@@ -34,6 +35,7 @@ fn loaded(q: &QModel, cfg: &AccelConfig, dir: &std::path::Path) -> Accelerator<F
     let opts = LoadOptions {
         bits: None,
         residency: Residency::KeepPaged,
+        fusion: Some(Fusion::KeepFirstOutput),
     };
     acc.load_bundle(&bundle_of(q, dir), &opts).unwrap();
     acc
@@ -227,6 +229,7 @@ fn adaptive_inference_needs_every_setting_resident() {
         &LoadOptions {
             bits: None,
             residency: Residency::Minimal,
+            fusion: None,
         },
     )
     .unwrap();

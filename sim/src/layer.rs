@@ -35,7 +35,8 @@ pub struct WeightGroup {
 pub enum LayerOp {
     /// K = in_c; the input is `batch` K-vectors, run with each loaded weight tile.
     Dense { in_c: usize, batch: usize },
-    /// K = in_c · kernel[0] · kernel[1] in (c, ky, kx) order; the input is CHW.
+    /// K = in_c · kernel[0] · kernel[1] in (c, ky, kx) order; the input is CHW. `max_pool`: the
+    /// window k of the max pooling (k×k, stride k) the device applies before writing, 0 = none.
     Conv2d {
         in_c: usize,
         in_h: usize,
@@ -43,6 +44,7 @@ pub enum LayerOp {
         kernel: [usize; 2],
         stride: usize,
         pad: Padding,
+        max_pool: usize,
     },
 }
 
@@ -201,14 +203,32 @@ impl LayerJob {
         }
     }
 
-    /// Output height and width (1 x 1 for Dense).
-    pub fn out_hw(&self) -> Result<(usize, usize), SimError> {
+    /// The convolution's output height and width, before any pooling (1 x 1 for Dense).
+    pub fn conv_hw(&self) -> Result<(usize, usize), SimError> {
         match (self.op, self.geom()) {
             (LayerOp::Conv2d { in_h, in_w, .. }, Some(g)) => {
                 g.out_size(in_h, in_w).map_err(job_error)
             }
             _ => Ok((1, 1)),
         }
+    }
+
+    /// The max-pooling window, 0 = none.
+    pub fn max_pool(&self) -> usize {
+        match self.op {
+            LayerOp::Conv2d { max_pool, .. } => max_pool,
+            LayerOp::Dense { .. } => 0,
+        }
+    }
+
+    /// Height and width of the map written: the convolution's, divided by the pooling window
+    /// (1 x 1 for Dense).
+    pub fn out_hw(&self) -> Result<(usize, usize), SimError> {
+        let (h, w) = self.conv_hw()?;
+        Ok(match self.max_pool() {
+            0 => (h, w),
+            k => (h / k, w / k),
+        })
     }
 
     /// Inputs run with each weight tile: the Dense batch, 1 for Conv2d.
@@ -271,11 +291,12 @@ impl LayerJob {
             ) => {
                 let x =
                     ArrayView3::from_shape((in_c, in_h, in_w), &self.input).map_err(job_error)?;
-                kernels::conv2d(&layer, x, g)
-                    .map_err(job_error)?
-                    .iter()
-                    .copied()
-                    .collect()
+                let y = kernels::conv2d(&layer, x, g).map_err(job_error)?;
+                let y = match self.max_pool() {
+                    0 => y,
+                    k => kernels::max_pool(y.view(), k, k).map_err(job_error)?,
+                };
+                y.iter().copied().collect()
             }
             _ => {
                 let mut out = Vec::with_capacity(self.output_len()?);
@@ -300,7 +321,7 @@ impl LayerJob {
             Ok(at)
         };
         let out_c = self.out_c();
-        let (out_h, out_w) = self.out_hw()?;
+        let (out_h, out_w) = self.conv_hw()?;
         let cols = device_cols(dev)?;
         let out_stride = stride(out_c, cols);
         let output_len = match self.op {
@@ -353,6 +374,7 @@ impl LayerJob {
                 kernel,
                 stride,
                 pad,
+                ..
             } => ((in_c, in_h, in_w), kernel, stride, pad),
         };
         let desc = LayerDescriptor {
@@ -397,6 +419,7 @@ impl LayerJob {
             requant_addr: DeviceAddr(rq_addr),
             group_mult_addr: DeviceAddr(gm_addr),
             batch: u16::try_from(self.batch()).map_err(job_error)?,
+            max_pool: small(self.max_pool())?,
         };
         Ok(Placed {
             desc,

@@ -18,6 +18,9 @@ pub const DESCRIPTOR_BYTES: usize = 128;
 pub const DESCRIPTOR_WORDS: usize = DESCRIPTOR_BYTES / 4;
 /// Plane-group slots in a descriptor.
 pub const PLANE_GROUP_SLOTS: usize = 4;
+/// The max-pooling windows a descriptor may ask for ([`MAX_POOL`]; 0 = none): powers of two, so
+/// a pixel's place in its window is a few bits of its row and column.
+pub const POOL_WINDOWS: [u8; 3] = [2, 4, 8];
 /// Bytes per output channel in the bias table: one little-endian i32.
 pub const BIAS_ENTRY_BYTES: u64 = 4;
 /// Bytes per output channel in the requantization table (see [`RequantEntry`]).
@@ -279,7 +282,17 @@ pub const BATCH: DescField = DescField::new(
      input n at input_addr + n·⌈K/C⌉·C, output n at output_addr + n·⌈out_c/C⌉·C (C = CAPS0.COLS).",
 );
 
-/// Every descriptor field, in word and bit order. Words 27..=31 are reserved.
+pub const MAX_POOL: DescField = DescField::new(
+    "max_pool",
+    27,
+    0,
+    4,
+    "Conv2d: max pooling of the outputs, window k×k with stride k, before they are written \
+     (0 = none; 2, 4 or 8; 0 for Dense). The map written is [out_c, out_h / k, out_w / k] (rows and \
+     columns past the last whole window are dropped), CHW at output_addr.",
+);
+
+/// Every descriptor field, in word and bit order. Words 28..=31 are reserved.
 pub static DESCRIPTOR_FIELDS: &[DescField] = &[
     OP,
     RELU,
@@ -323,6 +336,7 @@ pub static DESCRIPTOR_FIELDS: &[DescField] = &[
     WEIGHT_ADDR[2],
     WEIGHT_ADDR[3],
     BATCH,
+    MAX_POOL,
 ];
 
 /// Per word, the bits some field names; the rest are reserved.
@@ -360,8 +374,8 @@ pub static CHECKS: &[(ErrorCode, &str)] = &[
          pad_bottom ≤ kernel_h and pad_left + pad_right ≤ kernel_w; \
          Dense has 1x1 spatial shapes, kernel 1, stride 1, pad 0 and batch ≥ 1; Conv2d's out_h = \
          (in_h + pad_top + pad_bottom − kernel_h) / stride + 1 (likewise out_w with pad_left + \
-         pad_right) and batch 1; K (in_c for Dense, \
-         in_c·kernel_h·kernel_w for Conv2d) ≤ MAX_K.",
+         pad_right) and batch 1; max_pool is 0, 2, 4 or 8, 0 for Dense, and at most out_h and \
+         out_w; K (in_c for Dense, in_c·kernel_h·kernel_w for Conv2d) ≤ MAX_K.",
     ),
     (
         ErrorCode::BadGroups,
@@ -575,6 +589,8 @@ pub struct LayerDescriptor {
     pub group_mult_addr: DeviceAddr,
     /// Inputs run with each loaded weight tile (Dense; 1 for Conv2d). See [`BATCH`].
     pub batch: u16,
+    /// Conv2d: the max-pooling window k of the outputs (k×k, stride k), 0 = none. See [`MAX_POOL`].
+    pub max_pool: u8,
 }
 
 type Check = Result<(), (ErrorCode, String)>;
@@ -588,7 +604,7 @@ impl LayerDescriptor {
     pub fn encode(&self) -> [u8; DESCRIPTOR_BYTES] {
         let mut w = [0u32; DESCRIPTOR_WORDS];
         let f = self.flags;
-        let values: [(DescField, u64); 29] = [
+        let values: [(DescField, u64); 30] = [
             (OP, self.op as u64),
             (RELU, u64::from(f.relu)),
             (IN_SIGNED, u64::from(f.in_signed)),
@@ -618,6 +634,7 @@ impl LayerDescriptor {
             (BIAS_ADDR, self.bias_addr.0),
             (REQUANT_ADDR, self.requant_addr.0),
             (BATCH, u64::from(self.batch)),
+            (MAX_POOL, u64::from(self.max_pool)),
         ];
         for (field, value) in values {
             field.put(&mut w, value);
@@ -742,6 +759,7 @@ impl LayerDescriptor {
             requant_addr: DeviceAddr(get(REQUANT_ADDR)),
             group_mult_addr: DeviceAddr(get(GROUP_MULT_ADDR)),
             batch: small(BATCH),
+            max_pool: byte(MAX_POOL),
         })
     }
 
@@ -759,6 +777,19 @@ impl LayerDescriptor {
         match self.group_size {
             0 => 1,
             g => self.k().div_ceil(u64::from(g)),
+        }
+    }
+
+    /// The map the device writes, [out_c, out_h / k, out_w / k] with max pooling of window k,
+    /// else the output shape: the one rule for the written extent.
+    pub fn written(&self) -> Shape {
+        match self.max_pool {
+            0 => self.output,
+            k => Shape {
+                c: self.output.c,
+                h: self.output.h / u16::from(k),
+                w: self.output.w / u16::from(k),
+            },
         }
     }
 
@@ -835,6 +866,12 @@ impl LayerDescriptor {
                 ));
             }
         }
+        if self.max_pool != 0 && !POOL_WINDOWS.contains(&self.max_pool) {
+            return bad(format!(
+                "max_pool = {}: expected 0 (none) or a window of {POOL_WINDOWS:?}",
+                self.max_pool
+            ));
+        }
         let p = self.pad;
         if p.top + p.bottom > self.kernel_h || p.left + p.right > self.kernel_w {
             return bad(format!(
@@ -862,6 +899,12 @@ impl LayerDescriptor {
                 }
                 if self.batch == 0 {
                     return bad("batch = 0: expected at least 1".into());
+                }
+                if self.max_pool != 0 {
+                    return bad(format!(
+                        "max_pool = {}: expected 0 for Dense",
+                        self.max_pool
+                    ));
                 }
             }
             Opcode::Conv2d => {
@@ -901,6 +944,13 @@ impl LayerDescriptor {
                             self.pad
                         ));
                     }
+                }
+                let k = u16::from(self.max_pool);
+                if k > self.output.h.min(self.output.w) {
+                    return bad(format!(
+                        "max_pool = {k}: expected a window within the {}x{} output",
+                        self.output.h, self.output.w
+                    ));
                 }
             }
         }
@@ -1163,6 +1213,7 @@ mod tests {
             requant_addr: DeviceAddr(0x2200_0100),
             group_mult_addr: DeviceAddr(0x2200_0200),
             batch: 1,
+            max_pool: 0,
         }
     }
 
@@ -1353,6 +1404,75 @@ mod tests {
             ..conv()
         };
         assert_eq!(dense.validate(&pynq), Ok(()));
+    }
+
+    #[test]
+    fn max_pool_is_checked_encoded_and_sets_the_written_map() {
+        let pynq = caps("pynq-z2.toml");
+        let cfg = AccelConfig::load(config_path("pynq-z2.toml")).expect("shipped config");
+        let shape = crate::CoreShape::of(&cfg);
+        let mut d = conv();
+        let (oh, ow) = (d.output.h, d.output.w);
+        for k in POOL_WINDOWS {
+            d.max_pool = k;
+            assert_eq!(d.validate(&pynq), Ok(()), "k {k}");
+            assert_eq!(LayerDescriptor::decode(&d.encode()).unwrap(), d);
+            let k16 = u16::from(k);
+            let w = d.written();
+            assert_eq!((w.c, w.h, w.w), (d.output.c, oh / k16, ow / k16));
+            let s = shape.schedule(&d).unwrap();
+            assert_eq!(s.items, u64::from(oh) * u64::from(ow));
+            assert_eq!(s.written, u64::from(oh / k16) * u64::from(ow / k16));
+        }
+        // Word 27's low nibble, nothing else.
+        d.max_pool = 8;
+        let words = d.encode();
+        assert_eq!(words[4 * 27], 8);
+        // Other windows, a window wider than the output, and pooling a Dense layer are refused.
+        for (k, want) in [
+            (3, "max_pool = 3: expected 0"),
+            (6, "max_pool = 6"),
+            (15, "max_pool = 15"),
+        ] {
+            d.max_pool = k;
+            let e = d.validate(&pynq).unwrap_err();
+            assert_eq!(e.0, ErrorCode::BadShape);
+            assert!(e.1.contains(want), "{}", e.1);
+        }
+        let mut small = conv();
+        small.output.w = 3;
+        small.input.w = 5;
+        small.pad = Pad::uniform(1);
+        small.max_pool = 4;
+        let e = small.validate(&pynq).unwrap_err();
+        assert!(e.1.contains("within the"), "{}", e.1);
+        let mut dense = conv();
+        dense.op = Opcode::Dense;
+        dense.max_pool = 2;
+        let e = dense.check_shape(&pynq).unwrap_err();
+        assert_eq!(e.0, ErrorCode::BadShape);
+        // A pooled row wider than the pooling line is a capacity error (the descriptor is valid).
+        let mut wide = conv();
+        wide.input = Shape {
+            c: 1,
+            h: 4,
+            w: 1030,
+        };
+        wide.output.h = 2;
+        wide.output.w = 1028;
+        wide.pad = Pad::uniform(0);
+        wide.stride = 1;
+        wide.max_pool = 2;
+        assert_eq!(wide.validate(&pynq), Ok(()));
+        let e = shape.schedule(&wide).unwrap_err();
+        assert!(
+            e.contains("writes 514 pixels per row: the pooling line holds 256"),
+            "{e}"
+        );
+        wide.max_pool = 4;
+        assert!(shape.schedule(&wide).is_err());
+        wide.max_pool = 8;
+        assert!(shape.schedule(&wide).is_ok());
     }
 
     #[test]
@@ -1797,6 +1917,7 @@ mod tests {
                     requant_addr: a[3],
                     group_mult_addr: a[4],
                     batch: 1,
+                    max_pool: 0,
                 }
             })
     }

@@ -173,7 +173,11 @@ pub fn render_descriptor() -> String {
          `out_bits`-bit code sign-extended (`out_signed`) or zero-extended to 8 bits.\n\
          - **Conv2d input and output** are channel-major (CHW) without padding: the byte of \
          (c, y, x) is at `input_addr + (c · in_h + y) · in_w + x`, likewise at `output_addr` with \
-         the output's shape. Every output byte is written.\n\
+         the output's shape. Every output byte is written. With `max_pool` = k the map written \
+         is [out_c, ⌊out_h / k⌋, ⌊out_w / k⌋]: the byte of (c, y, x) at `output_addr + (c · \
+         ⌊out_h / k⌋ + y) · ⌊out_w / k⌋ + x` holds the largest output code of the conv pixels \
+         (k·y + i, k·x + j), 0 ≤ i, j < k (signed or unsigned by `out_signed`); conv pixels past \
+         the last whole window are computed and dropped.\n\
          - **Dense input** is `batch` vectors of in_c bytes, vector n at `input_addr + n · S_in` with \
          S_in = ⌈in_c / C⌉ · C; the S_in − in_c bytes after a vector are read and meet zero \
          weights, so their values do not matter. **Dense output**: vector n's out_c bytes at \

@@ -28,6 +28,9 @@ pub const MIN_STAGE_BYTES: u32 = 64;
 pub const MAX_K_DATAPATH: u64 = 65_535;
 /// Most outputs per tile the engine counts (16-bit counters): Conv2d output pixels.
 pub const MAX_ITEMS: u64 = 65_535;
+/// Pooled outputs per row of a tile the result stage's max-pooling line holds: a Conv2d with
+/// max pooling of window k writes at most this many pixels per row (out_w / k).
+pub const POOL_LINE: u32 = 256;
 /// Depth of the Dense result queue between requantization and the writer, in output vectors.
 pub const DENSE_QUEUE: u32 = 4;
 /// Cycles the result stage takes to requantize an item's R totals: it has R / REQUANT_PHASES
@@ -95,6 +98,9 @@ pub struct Schedule {
     pub tiles: u64,
     /// Outputs per tile: Dense inputs of the batch, or Conv2d output pixels.
     pub items: u64,
+    /// Outputs per tile written: `items`, or with max pooling the pooled pixels
+    /// (out_h / k)·(out_w / k) (`LayerDescriptor::written`).
+    pub written: u64,
     /// Window-generator block width W in pixels (Conv2d; 1 for Dense).
     pub block: u64,
     /// Weight-buffer slots: 2 (double-buffered tiles) or 1 (a tile takes the whole buffer).
@@ -220,6 +226,16 @@ impl CoreShape {
                     .min(by_segment)
                     .min(by_patch)
                     .min(u64::from(d.output.w));
+                let pooled = d.written();
+                if d.max_pool != 0 && u32::from(pooled.w) > POOL_LINE {
+                    return Err(format!(
+                        "max pool {k} of a {}-pixel-wide output writes {} pixels per row: the \
+                         pooling line holds {POOL_LINE}",
+                        d.output.w,
+                        pooled.w,
+                        k = d.max_pool
+                    ));
+                }
                 (pixels, block)
             }
         };
@@ -231,6 +247,7 @@ impl CoreShape {
             regions: d.regions(),
             tiles: out_c.div_ceil(u64::from(self.rows)),
             items,
+            written: u64::from(d.written().h) * u64::from(d.written().w) * u64::from(d.batch),
             block,
             slots,
             in_stride: chunks * u64::from(self.cols),

@@ -12,7 +12,7 @@
 
 use caq_spec::descriptor::{DESCRIPTOR_FIELDS, DescField, used_bits};
 use caq_spec::regmap::ErrorCode;
-use caq_spec::shape::{FM_LANES, MAX_ITEMS, MAX_K_DATAPATH};
+use caq_spec::shape::{FM_LANES, MAX_ITEMS, MAX_K_DATAPATH, POOL_LINE};
 use caq_spec::{AccelConfig, Caps, CoreShape};
 
 use super::ports::{WORDS_BITS, clog2};
@@ -60,6 +60,12 @@ fn schedule_ports(s: &CoreShape, aw: u32) -> Vec<(&'static str, u32, &'static st
             16,
             "outputs per tile: the batch (Dense) or out_h*out_w",
         ),
+        (
+            "s_written",
+            16,
+            "outputs per tile written: s_items, or the pooled (out_h/k)*(out_w/k)",
+        ),
+        ("s_pool", 2, "max pooling window log2 k (0: none)"),
         ("s_block", 4, "window block width W (1 for Dense)"),
         ("s_slots2", 1, "a tile's planes fit half the weight buffer"),
         ("s_in_words", WORDS_BITS, "words of the whole input read"),
@@ -258,7 +264,8 @@ fn stage1(
          d_stride >= 8'd1 && d_stride <= 8'd2 && \
          d_pad_top <= 4'd7 && d_pad_left <= 4'd7 && d_pad_bottom <= 4'd7 && d_pad_right <= 4'd7 && \
          {4'd0, d_pad_top} + {4'd0, d_pad_bottom} <= d_kernel_h && \
-         {4'd0, d_pad_left} + {4'd0, d_pad_right} <= d_kernel_w",
+         {4'd0, d_pad_left} + {4'd0, d_pad_right} <= d_kernel_w && \
+         (d_max_pool == 4'd0 || d_max_pool == 4'd2 || d_max_pool == 4'd4 || d_max_pool == 4'd8)",
     )?;
     reg(
         m,
@@ -268,9 +275,35 @@ fn stage1(
         "d_in_h == 16'd1 && d_in_w == 16'd1 && d_out_h == 16'd1 && d_out_w == 16'd1 && \
          d_kernel_h == 8'd1 && d_kernel_w == 8'd1 && d_stride == 8'd1 && \
          d_pad_top == 4'd0 && d_pad_left == 4'd0 && d_pad_bottom == 4'd0 && d_pad_right == 4'd0 && \
-         d_batch != 16'd0",
+         d_batch != 16'd0 && d_max_pool == 4'd0",
     )?;
-    reg(m, st, "c_conv_batch_q", 1, "d_batch == 16'd1")?;
+    reg(
+        m,
+        st,
+        "c_conv_batch_q",
+        1,
+        "d_batch == 16'd1 && {12'd0, d_max_pool} <= d_out_h && {12'd0, d_max_pool} <= d_out_w",
+    )?;
+    // Max pooling: the window as log2 k (POOL_WINDOWS are 2, 4, 8), the pooled map's size.
+    m.wire_assign(
+        "pool_e",
+        Expr::raw(
+            "(d_max_pool == 4'd2) ? 2'd1 : (d_max_pool == 4'd4) ? 2'd2 : \
+             (d_max_pool == 4'd8) ? 2'd3 : 2'd0",
+            2,
+        ),
+        Some("log2 of the max-pooling window, 0: none"),
+    )?;
+    reg(m, st, "pool_e_q", 2, "pool_e")?;
+    reg(
+        m,
+        st,
+        "pohw_q",
+        16,
+        // At most out_h * out_w, which the capacity rule bounds by MAX_ITEMS.
+        "(d_out_h >> pool_e) * (d_out_w >> pool_e)",
+    )?;
+    reg(m, st, "pool_w_q", 16, "d_out_w >> pool_e")?;
     let wmax = caps.max_weight_bits().get();
     let mut groups = vec![
         format!("d_n_groups <= 8'd{}", caps.max_plane_groups()),
@@ -564,7 +597,8 @@ fn stage5(m: &mut ModuleBuilder, st: &mut Code, s: &CoreShape) -> Result<()> {
         format!(
             "k2_q <= 22'd{MAX_K_DATAPATH} && words4_q <= 22'd{wd} && \
              (d_conv || batch_ch4_q <= 32'd{ad}) && \
-             (!d_conv || (fm2_q <= 48'd{fb} && {fit1} && ohw_q <= 32'd{MAX_ITEMS}))",
+             (!d_conv || (fm2_q <= 48'd{fb} && {fit1} && ohw_q <= 32'd{MAX_ITEMS})) && \
+             (pool_e_q == 2'd0 || pool_w_q <= 16'd{POOL_LINE})",
             wd = s.wdepth,
             ad = s.adepth,
             fb = s.fm_bytes,
@@ -649,6 +683,8 @@ fn stage6(m: &mut ModuleBuilder, st: &mut Code, s: &CoreShape) -> Result<()> {
         ("s_regions", 16, "regions3_q".into()),
         ("s_tiles", 16, "tiles".into()),
         ("s_items", 16, "d_conv ? ohw_q[15:0] : d_batch".into()),
+        ("s_written", 16, "d_conv ? pohw_q : d_batch".into()),
+        ("s_pool", 2, "pool_e_q".into()),
         ("s_block", 4, "block5_q".into()),
         ("s_slots2", 1, "slots2_5_q".into()),
         (

@@ -315,7 +315,27 @@ fn sequencer(
             3,
             "Conv2d: runs the result stage can still queue",
         ),
-        ("pix_q", 16, "Conv2d: the item's pixel in the tile"),
+        (
+            "pix_q",
+            16,
+            "Conv2d: pixels of the tile written so far (pooled pixels with max pooling)",
+        ),
+        (
+            "prow_q",
+            1,
+            "max pooling: the block's row completes windows (its low bits are k - 1, within \
+             the last whole window)",
+        ),
+        (
+            "pbx_q",
+            3,
+            "max pooling: the block's first column, low bits",
+        ),
+        (
+            "pxin_q",
+            16,
+            "max pooling: the block's pixels that lie in whole windows' columns",
+        ),
         ("wslot_q", wib, "the tile's first weight-bank word"),
         ("gslot_q", gib, "the tile's first region-multiplier entry"),
         ("by_q", 16, "Conv2d: the block's output row"),
@@ -443,9 +463,27 @@ fn sequencer(
     } else {
         format!("pix_q[{}:0] == {runl}'d0", runl - 1)
     };
+    // Max pooling (window k = 2^x_pool): the item writes a pixel when it completes a whole
+    // window, the result stage's rule (core/result.rs, `pool`); the block's row and first column
+    // are registered while the sequencer waits for the block, so only the pixel's place in the
+    // block is decoded per step.
+    m.wire_assign(
+        "epool_m",
+        Expr::raw("(3'd1 << x_pool) - 3'd1", 3),
+        Some("k - 1"),
+    )?;
+    m.wire_assign(
+        "pix_writes",
+        Expr::raw(
+            "x_pool == 2'd0 || (prow_q && ((pbx_q + it_q[2:0]) & epool_m) == epool_m && \
+             it_q < pxin_q)",
+            1,
+        ),
+        Some("Conv2d: the item writes a pixel (with max pooling: completes a window)"),
+    )?;
     m.wire_assign(
         "run_start",
-        Expr::raw(format!("x_conv && {run_start}"), 1),
+        Expr::raw(format!("x_conv && pix_writes && {run_start}"), 1),
         Some("Conv2d: the item opens an output run of the result stage"),
     )?;
     m.wire_assign(
@@ -626,9 +664,18 @@ fn sequencer(
                 "runcr_q",
                 "runcr_q + {2'd0, run_credit_ret} - {2'd0, go && item_start && run_start}",
             );
-            c.if_("go && item_start", |c| {
+            c.if_("go && item_start && pix_writes", |c| {
                 c.nb("pix_q", "pix_q + 16'd1");
             });
+            c.nb(
+                "prow_q",
+                "(by_q[2:0] & epool_m) == epool_m && by_q < (x_out_h & ~{13'd0, epool_m})",
+            );
+            c.nb("pbx_q", "bx_q[2:0]");
+            c.nb(
+                "pxin_q",
+                "(bx_q < (x_out_w & ~{13'd0, epool_m})) ? (x_out_w & ~{13'd0, epool_m}) - bx_q : 16'd0",
+            );
             c.nb(
                 "drain_q",
                 format!(

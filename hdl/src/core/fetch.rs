@@ -1312,6 +1312,8 @@ fn run_side(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()>
         ("x_planes", "f_s_planes".into()),
         ("x_tiles", "f_s_tiles".into()),
         ("x_items", "f_s_items".into()),
+        ("x_written", "f_s_written".into()),
+        ("x_pool", "f_s_pool".into()),
         ("x_block", "f_s_block".into()),
         ("x_slots2", "f_s_slots2".into()),
         ("x_out_addr", format!("d_output_addr[{}:0]", aw - 1)),

@@ -34,6 +34,12 @@ pub fn x_params(aw: u32) -> Vec<(&'static str, u32, &'static str)> {
         ("x_planes", 6, "active planes P"),
         ("x_tiles", 16, "tiles of R output channels"),
         ("x_items", 16, "outputs per tile: batch or out_h*out_w"),
+        (
+            "x_written",
+            16,
+            "outputs per tile written: x_items, or the pooled pixels",
+        ),
+        ("x_pool", 2, "max pooling window log2 k (0: none)"),
         ("x_block", 4, "window block width W"),
         ("x_slots2", 1, "tiles alternate between two weight slots"),
         ("x_out_addr", aw, "output_addr"),

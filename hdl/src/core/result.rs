@@ -16,7 +16,7 @@
 //! Knows the output layouts and the write port; knows nothing of weights or the array.
 
 use caq_spec::regmap::ErrorCode;
-use caq_spec::shape::{DENSE_QUEUE, REQUANT_PHASES};
+use caq_spec::shape::{DENSE_QUEUE, POOL_LINE, REQUANT_PHASES};
 use caq_spec::{AccelConfig, CoreShape};
 
 use super::exec::credit_bits;
@@ -361,9 +361,19 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
     let pb = clog2(s.stage_bytes);
     let runl = clog2(s.run_bytes);
     let ri = clog2(rows);
+    pool(m, s)?;
     m.section("output side: counters");
     for (name, width, doc) in [
-        ("o_item_q", 16, "item of the codes leaving requantization"),
+        (
+            "o_citem_q",
+            16,
+            "item of the codes leaving the pooling stage (q1)",
+        ),
+        (
+            "o_item_q",
+            16,
+            "the written item they make (Conv2d: its pixel in the written map)",
+        ),
         ("o_tile_q", 16, "its tile"),
         ("o_rem_q", 16, "out_c - o0"),
         ("o_pos_q", pb, "its staging position (a ring)"),
@@ -401,7 +411,7 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
     )?;
     m.wire_assign(
         "o_tile_end",
-        Expr::raw("q_valid && o_item_q == x_items - 16'd1", 1),
+        Expr::raw("q1_valid_q && o_citem_q == x_items - 16'd1", 1),
         None,
     )?;
     let run_end = if runl == 0 {
@@ -411,8 +421,11 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
     };
     m.wire_assign(
         "o_run_end",
-        Expr::raw(format!("q_valid && x_conv && (o_tile_end || {run_end})"), 1),
-        Some("Conv2d: the item closes a run"),
+        Expr::raw(
+            format!("s_valid && x_conv && (o_item_q == x_written - 16'd1 || {run_end})"),
+            1,
+        ),
+        Some("Conv2d: the written item closes a run (the tile's last, or a run's length)"),
     )?;
     // Staging: row r, byte lane l holds position p when p mod B == l, entry (p / B) mod depth.
     m.section("staging rings: row r, byte lane l, entry e holds position e * B + l");
@@ -426,10 +439,10 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
             } else {
                 format!("o_pos_q[{}:0] == {lbb}'d{l}", lbb - 1)
             };
-            st.if_(format!("q_valid && x_conv && {lane}"), |c| {
+            st.if_(format!("s_valid && x_conv && {lane}"), |c| {
                 c.nb(
                     format!("{mem}[o_pos_q[{}:{lbb}]]", pb - 1),
-                    format!("q_codes[{} +: 8]", 8 * r),
+                    format!("s_codes[{} +: 8]", 8 * r),
                 );
             });
         }
@@ -479,13 +492,13 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
         c.nb("rq_nrows[rq_wp_q]", "o_nrows");
         c.nb("rq_tile[rq_wp_q]", "o_tile_q");
     });
-    c.if_("q_valid && !x_conv", |c| {
-        c.nb("dq_codes[dq_wp_q]", "q_codes");
+    c.if_("d_push", |c| {
+        c.nb("dq_codes[dq_wp_q]", "q1_codes_q");
         c.nb("dq_dest[dq_wp_q]", "o_dest_q");
         c.nb("dq_nrows[dq_wp_q]", "o_nrows");
         c.nb("dq_tile[dq_wp_q]", "o_tile_q");
     });
-    let rowstep = format!("{{{z}'d0, x_items, {ri}'d0}}", z = aw - 16 - ri);
+    let rowstep = format!("{{{z}'d0, x_written, {ri}'d0}}", z = aw - 16 - ri);
     c.if_else(
         "!rst_n || clear",
         |c| {
@@ -495,6 +508,7 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
         },
         |c| {
             c.if_("x_start", |c| {
+                c.nb("o_citem_q", "16'd0");
                 c.nb("o_item_q", "16'd0");
                 c.nb("o_tile_q", "16'd0");
                 c.nb("o_rem_q", "x_out_c");
@@ -509,13 +523,19 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
             c.if_("o_run_end", |c| {
                 c.nb("rq_wp_q", format!("rq_wp_q + {}'d1", rqb.max(1)));
                 c.nb("o_rpos_q", format!("o_pos_q + {pb}'d1"));
-                c.nb("o_rp0_q", "o_tile_end ? 16'd0 : o_item_q + 16'd1");
+                c.nb(
+                    "o_rp0_q",
+                    "(o_item_q == x_written - 16'd1) ? 16'd0 : o_item_q + 16'd1",
+                );
             });
-            c.if_("q_valid && !x_conv", |c| {
+            c.if_("d_push", |c| {
                 c.nb("dq_wp_q", format!("dq_wp_q + {}'d1", dqb.max(1)));
             });
-            c.if_("q_valid", |c| {
+            c.if_("s_valid", |c| {
                 c.nb("o_pos_q", format!("o_pos_q + {pb}'d1"));
+                c.nb("o_item_q", "o_item_q + 16'd1");
+            });
+            c.if_("q1_valid_q", |c| {
                 c.nb(
                     "o_dest_q",
                     format!("o_dest_q + {{{}'d0, x_out_stride}}", aw - 17),
@@ -523,6 +543,7 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
                 c.if_else(
                     "o_tile_end",
                     |c| {
+                        c.nb("o_citem_q", "16'd0");
                         c.nb("o_item_q", "16'd0");
                         c.nb("o_tile_q", "o_tile_q + 16'd1");
                         c.nb("o_rem_q", format!("o_rem_q - 16'd{rows}"));
@@ -534,7 +555,165 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
                         });
                     },
                     |c| {
-                        c.nb("o_item_q", "o_item_q + 16'd1");
+                        c.nb("o_citem_q", "o_citem_q + 16'd1");
+                    },
+                );
+            });
+        },
+    );
+    m.always_ff(&m.sig("clk")?, c)?;
+    Ok(())
+}
+
+/// The pooling stage between requantization and the staging, one register deep for every
+/// descriptor: `q1_*` hold the item that left requantization a cycle ago. With max pooling of
+/// window k = 2^x_pool, a line of partial maxima (one entry per pooled column, every row of the
+/// tile in one word) is read as the item leaves requantization (its column's entry) and written
+/// back a cycle later: the item's codes when it is its window's first, else the larger of them and
+/// the entry's, per row. The item whose window it completes is written (`s_valid`); items past
+/// the last whole window are dropped. Items are at least [`REQUANT_PHASES`] cycles apart, so a
+/// read always sees the previous item's write. Without pooling every item is written.
+fn pool(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
+    let rows = s.rows;
+    let lb = clog2(POOL_LINE);
+    m.section("pooling stage: the max-pooling line, then the item written");
+    for (name, width, doc) in [
+        (
+            "pcx_q",
+            16,
+            "column of the item leaving requantization (Conv2d)",
+        ),
+        ("pcy_q", 16, "its row"),
+        ("q1_valid_q", 1, "an item left requantization a cycle ago"),
+        ("q1_first_q", 1, "it opens its pooling window"),
+        ("q1_emit_q", 1, "it completes its pooling window"),
+        ("q1_in_q", 1, "it lies in a whole pooling window"),
+        ("q1_j_q", lb, "its window's entry in the pooling line"),
+    ] {
+        m.reg(name, width, Some(doc))?;
+    }
+    m.reg(
+        "q1_codes_q",
+        rows * 8,
+        Some("its codes, row r's at [8r +: 8]"),
+    )?;
+    m.reg("pl_rd_q", rows * 8, Some("the line entry of its window"))?;
+    m.memory(
+        "pl_mem",
+        rows * 8,
+        POOL_LINE,
+        "partial maxima of the pooled row, one entry per pooled column",
+    )?;
+    m.wire_assign(
+        "pool_m",
+        Expr::raw("(3'd1 << x_pool) - 3'd1", 3),
+        Some("k - 1: the item's place in its window is its row's and column's low bits"),
+    )?;
+    m.wire_assign(
+        "p_first",
+        Expr::raw(
+            "(pcx_q[2:0] & pool_m) == 3'd0 && (pcy_q[2:0] & pool_m) == 3'd0",
+            1,
+        ),
+        None,
+    )?;
+    m.wire_assign(
+        "p_emit",
+        Expr::raw(
+            "(pcx_q[2:0] & pool_m) == pool_m && (pcy_q[2:0] & pool_m) == pool_m",
+            1,
+        ),
+        None,
+    )?;
+    m.wire_assign(
+        "p_in",
+        Expr::raw(
+            "pcx_q < (x_out_w & ~{13'd0, pool_m}) && pcy_q < (x_out_h & ~{13'd0, pool_m})",
+            1,
+        ),
+        Some("the item lies in a whole window (rows and columns past the last are dropped)"),
+    )?;
+    m.lint_off(
+        "UNUSEDSIGNAL",
+        "a column past the pooling line's last entry is never in a whole window",
+    );
+    m.wire_assign(
+        "p_j",
+        Expr::raw("pcx_q >> x_pool", 16),
+        Some("the item's pooled column"),
+    )?;
+    m.lint_on("UNUSEDSIGNAL");
+    let mut max = Vec::new();
+    for r in (0..rows).rev() {
+        let (a, b) = (
+            format!("pl_rd_q[{} +: 8]", 8 * r),
+            format!("q1_codes_q[{} +: 8]", 8 * r),
+        );
+        max.push(format!(
+            "((x_out_signed ? ($signed({a}) > $signed({b})) : ({a} > {b})) ? {a} : {b})"
+        ));
+    }
+    m.wire_assign(
+        "p_max",
+        Expr::raw(format!("{{{}}}", max.join(", ")), rows * 8),
+        Some("per row, the larger of the line's entry and the item's code"),
+    )?;
+    m.wire_assign(
+        "p_codes",
+        Expr::raw("q1_first_q ? q1_codes_q : p_max", rows * 8),
+        Some("the window's maximum so far"),
+    )?;
+    m.wire_assign(
+        "s_valid",
+        Expr::raw(
+            "q1_valid_q && (!x_conv || x_pool == 2'd0 || (q1_in_q && q1_emit_q))",
+            1,
+        ),
+        Some("the item (or the window it completes) is written"),
+    )?;
+    m.wire_assign(
+        "s_codes",
+        Expr::raw("(x_pool == 2'd0) ? q1_codes_q : p_codes", rows * 8),
+        None,
+    )?;
+    m.wire_assign(
+        "d_push",
+        Expr::raw("q1_valid_q && !x_conv", 1),
+        Some("Dense: the item's output"),
+    )?;
+    let mut c = Code::new();
+    c.nb("q1_codes_q", "q_codes");
+    c.nb("q1_first_q", "p_first");
+    c.nb("q1_emit_q", "p_emit");
+    c.nb("q1_in_q", "p_in");
+    c.nb("q1_j_q", format!("p_j[{}:0]", lb - 1));
+    c.nb("pl_rd_q", format!("pl_mem[p_j[{}:0]]", lb - 1));
+    c.if_("q1_valid_q && x_conv && x_pool != 2'd0 && q1_in_q", |c| {
+        c.nb("pl_mem[q1_j_q]", "p_codes");
+    });
+    c.if_else(
+        "!rst_n || clear",
+        |c| {
+            c.nb("q1_valid_q", "1'b0");
+        },
+        |c| {
+            c.nb("q1_valid_q", "q_valid");
+            c.if_("x_start", |c| {
+                c.nb("pcx_q", "16'd0");
+                c.nb("pcy_q", "16'd0");
+            });
+            c.if_("q_valid && x_conv", |c| {
+                c.if_else(
+                    "pcx_q == x_out_w - 16'd1",
+                    |c| {
+                        c.nb("pcx_q", "16'd0");
+                        c.nb(
+                            "pcy_q",
+                            "(pcy_q == x_out_h - 16'd1) ? 16'd0 : pcy_q + 16'd1",
+                        );
+                    },
+                    |c| {
+                        c.nb("pcx_q", "pcx_q + 16'd1");
                     },
                 );
             });
@@ -728,7 +907,7 @@ fn requests(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<(
             c.nb(
                 "a_dqn_q",
                 format!(
-                    "a_dqn_q + {{{z}'d0, q_valid && !x_conv}} - {{{z}'d0, {t}}}",
+                    "a_dqn_q + {{{z}'d0, d_push}} - {{{z}'d0, {t}}}",
                     z = dn - 1,
                     t = take_out
                         .replace("a_rqn_q == 0", &format!("a_rqn_q == {rn}'d0"))
@@ -788,7 +967,7 @@ fn requests(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<(
                                 c.nb("a_row_q", format!("a_row_q + {}'d1", ri + 1));
                                 c.nb(
                                     "a_dest_q",
-                                    format!("a_dest_q + {{{}'d0, x_items}}", aw - 16),
+                                    format!("a_dest_q + {{{}'d0, x_written}}", aw - 16),
                                 );
                                 c.nb("ast_q", "A_CHK");
                             },
@@ -1143,7 +1322,7 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
             c.nb(
                 "dq_n_q",
                 format!(
-                    "dq_n_q + {{{z}'d0, q_valid && !x_conv}} - {{{z}'d0, out_free}}",
+                    "dq_n_q + {{{z}'d0, d_push}} - {{{z}'d0, out_free}}",
                     z = dn - 1
                 ),
             );
@@ -1179,8 +1358,10 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
             c.nb(
                 "cr_q",
                 format!(
-                    "run_free ? {{{z}'d0, rq_len[rq_rp_q]}} : out_free ? {cb}'d1 : {cb}'d0",
-                    z = cb - runl - 1
+                    "(run_free ? {{{z}'d0, rq_len[rq_rp_q]}} : out_free ? {cb}'d1 : {cb}'d0) + \
+                     {{{z1}'d0, q1_valid_q && x_conv && !s_valid}}",
+                    z = cb - runl - 1,
+                    z1 = cb - 1
                 ),
             );
             c.nb("rcr_q", "run_free");
@@ -1237,7 +1418,7 @@ fn finish(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
         "drained",
         Expr::raw(
             format!(
-                "rqv_q == {l}'d0 && rq_n_q == {rn}'d0 && dq_n_q == {dn}'d0 && ast_q == A_IDLE && \
+                "rqv_q == {l}'d0 && !q1_valid_q && rq_n_q == {rn}'d0 && dq_n_q == {dn}'d0 && ast_q == A_IDLE && \
                  jq_n_q == 2'd0 && !b_busy_q && !r1_v_q && !r2_v_q && bf_n_q == {f}'d0 && !wr_busy",
                 l = RQ_LATENCY + 1,
                 f = fb + 1

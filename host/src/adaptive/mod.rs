@@ -50,7 +50,9 @@ impl PassPricer {
     pub fn new(q: &QModel, cfg: &AccelConfig, base: DeviceAddr) -> Result<PassPricer> {
         let bits = q.uniform_bits(q.levels()[0]);
         Ok(PassPricer {
-            program: compile::compile(q, cfg, &bits, base)?,
+            // Passes read the first layer's whole output (the gate network's features), as
+            // they do on a model that carries its policies (compile::Fusion::of).
+            program: compile::compile_with(q, cfg, &bits, base, compile::Fusion::KeepFirstOutput)?,
             timing: caq_sim::TimingModel::default(),
             shape: CoreShape::of(cfg),
             memo: HashMap::new(),

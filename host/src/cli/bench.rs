@@ -8,12 +8,11 @@ use super::adapt::{self, GateTable, bits_label};
 use super::models::{load_float, train_model};
 use super::{DataArgs, write_json};
 use anyhow::{Context as _, Result, bail};
-use caq_driver::compile;
 use caq_model::bundle;
 use caq_model::graph::FloatModel;
 use caq_model::qmodel::{self, QModel, QuantizeConfig};
 use caq_model::report;
-use caq_spec::{AccelConfig, DeviceAddr, MemRegion};
+use caq_spec::{AccelConfig, MemRegion};
 use clap::Args;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -136,13 +135,12 @@ fn median_us(mut v: Vec<Duration>) -> f64 {
 }
 
 /// Multiply-accumulates of one image: per weight layer, outputs × K.
-fn macs(q: &QModel, cfg: &AccelConfig) -> Result<u64> {
-    let p = compile::compile(q, cfg, &q.uniform_bits(q.levels()[0]), DeviceAddr(0))?;
-    Ok(p.layers
-        .iter()
-        .zip(q.weight_layers())
-        .map(|(l, i)| {
-            let s = p.nodes[l.node].shape;
+fn macs(q: &QModel) -> Result<u64> {
+    let shapes = q.graph.shapes()?;
+    Ok(q.weight_layers()
+        .into_iter()
+        .map(|i| {
+            let s = shapes[i];
             let k = q.layers[i].as_ref().map_or(0, |ql| ql.k());
             (s[0] * s[1] * s[2] * k) as u64
         })
@@ -253,7 +251,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         clock_mhz: cfg.clock_mhz,
         array: format!("{}x{}", cfg.array.rows, cfg.array.cols),
         levels,
-        macs_per_image: macs(&q, &cfg)?,
+        macs_per_image: macs(&q)?,
         storage,
         gates,
         switch,

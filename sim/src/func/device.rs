@@ -435,7 +435,7 @@ impl FuncDevice {
                     if let Err(stop) = Self::stop_on(self.bus_answer(&extent, true)) {
                         return Ok(Err(stop));
                     }
-                    let items = sched.items as usize;
+                    let items = sched.written as usize;
                     let data: Vec<u8> = match *out {
                         plan::Out::Channel { row, first, len } => {
                             let at = row * items + first as usize;
@@ -472,7 +472,7 @@ impl FuncDevice {
     }
 
     /// One tile's outputs with the golden kernels, row-major (row, item): every input of the
-    /// batch (Dense) or every output pixel (Conv2d).
+    /// batch (Dense) or every output pixel written (Conv2d; max-pooled when the descriptor asks).
     #[allow(clippy::too_many_arguments)]
     fn compute_tile(
         &self,
@@ -536,11 +536,12 @@ impl FuncDevice {
                     },
                     groups: 1,
                 };
-                kernels::conv2d(&layer, x, g)
-                    .map_err(model)?
-                    .iter()
-                    .copied()
-                    .collect()
+                let y = kernels::conv2d(&layer, x, g).map_err(model)?;
+                let y = match usize::from(d.max_pool) {
+                    0 => y,
+                    k => kernels::max_pool(y.view(), k, k).map_err(model)?,
+                };
+                y.iter().copied().collect()
             }
         };
         Ok(y.iter().map(|&v| v as u8).collect())

@@ -120,8 +120,9 @@ fn write(tile: u64, first: u64, bytes: u64, out: Out) -> Step {
 }
 
 /// The tile's output writes: Dense, one per input of the batch (the tile's rows at
-/// `out + n·out_stride + o0`); Conv2d, per run of `run_bytes` pixels (a run boundary at every
-/// multiple of `run_bytes` of the tile's pixels), one per row of the tile, run after run.
+/// `out + n·out_stride + o0`); Conv2d, per run of `run_bytes` pixels written (a run boundary at
+/// every multiple of `run_bytes` of the tile's pixels, pooled pixels with max pooling), one per
+/// row of the tile, run after run.
 fn tile_writes(d: &LayerDescriptor, s: &Schedule, shape: &CoreShape, tile: u64) -> Vec<Step> {
     let rows = u64::from(shape.rows);
     let o0 = tile * rows;
@@ -135,12 +136,12 @@ fn tile_writes(d: &LayerDescriptor, s: &Schedule, shape: &CoreShape, tile: u64) 
             let run = u64::from(shape.run_bytes);
             let mut steps = Vec::new();
             let mut first = 0;
-            while first < s.items {
-                let len = run.min(s.items - first);
+            while first < s.written {
+                let len = run.min(s.written - first);
                 for row in 0..n {
                     steps.push(write(
                         tile,
-                        out + (o0 + row) * s.items + first,
+                        out + (o0 + row) * s.written + first,
                         len,
                         Out::Channel {
                             row: row as usize,

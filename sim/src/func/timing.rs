@@ -217,6 +217,47 @@ impl Writer {
     }
 }
 
+/// Where a Conv2d tile's written pixels come from: with max pooling of window k, pooled pixel
+/// (py, px) is complete at conv pixel ((py + 1)·k − 1, (px + 1)·k − 1); without, k = 1.
+struct Pooling {
+    k: u64,
+    /// Conv output width, pooled rows and pooled columns.
+    ow: u64,
+    ph: u64,
+    pw: u64,
+}
+
+impl Pooling {
+    fn of(d: &LayerDescriptor) -> Pooling {
+        let k = u64::from(d.max_pool.max(1));
+        let (oh, ow) = (u64::from(d.output.h), u64::from(d.output.w));
+        Pooling {
+            k,
+            ow,
+            ph: oh / k,
+            pw: ow / k,
+        }
+    }
+
+    /// The conv pixel (row-major index) that completes written pixel `q`.
+    fn pixel_of(&self, q: u64) -> u64 {
+        let (py, px) = (q / self.pw, q % self.pw);
+        ((py + 1) * self.k - 1) * self.ow + (px + 1) * self.k - 1
+    }
+
+    /// Written pixels completed by the conv pixels before `p`.
+    fn written_before(&self, p: u64) -> u64 {
+        let (y, x) = (p / self.ow, p % self.ow);
+        let rows = (y / self.k).min(self.ph);
+        let part = if y % self.k == self.k - 1 && y / self.k < self.ph {
+            (x / self.k).min(self.pw)
+        } else {
+            0
+        };
+        rows * self.pw + part
+    }
+}
+
 /// Cycles the router spends on a read of `words` words at `addr`.
 fn route_cycles(load: Load, addr: u64, words: u64, shape: &CoreShape) -> u64 {
     let bus = u64::from(shape.bus_words);
@@ -428,8 +469,9 @@ impl Engine<'_> {
                 let gather = u64::from(d.input.c) * u64::from(d.kernel_h);
                 let run = u64::from(shape.run_bytes);
                 let stage = u64::from(shape.stage_bytes);
-                // Runs of the tile waiting for their staging to be freed: (past their last pixel,
-                // when freed).
+                let pool = Pooling::of(d);
+                // Runs of the tile waiting for their staging to be freed: (past their last
+                // written pixel, when freed).
                 let mut runs: VecDeque<(u64, u64)> = VecDeque::new();
                 let mut pixel = 0u64;
                 let mut run_first = 0u64;
@@ -442,27 +484,29 @@ impl Engine<'_> {
                         let g_end = self.gather_free.max(input_in).max(self.buf_free[buf]) + gather;
                         self.gather_free = g_end;
                         at = at.max(g_end + GATHER_FILL);
-                        // Staging room for the block's pixels.
+                        // Staging room for the pixels the block writes.
+                        let staged = pool.written_before(pixel + w);
                         while let Some(&(past, freed)) = runs.front() {
-                            if past + stage > pixel + w {
+                            if past + stage > staged {
                                 break;
                             }
                             at = at.max(freed);
                             runs.pop_front();
                         }
                         // Runs that end within the block: written once their last pixel is out.
-                        while run_first < pixel + w {
-                            let past = (run_first + run).min(s.items);
-                            if past > pixel + w {
+                        while run_first < s.written {
+                            let past = (run_first + run).min(s.written);
+                            let last = pool.pixel_of(past - 1);
+                            if last >= pixel + w {
                                 break;
                             }
-                            let last_out = at + (past - pixel) * per_item + OUT_LATENCY;
+                            let last_out = at + (last + 1 - pixel) * per_item + OUT_LATENCY;
                             let mut formed = 0;
                             for row in 0..n {
-                                let first = out + (o0 + row) * s.items + run_first;
+                                let first = out + (o0 + row) * s.written + run_first;
                                 // The run's staging position against its address: a rotated
                                 // run needs one more read.
-                                let pos = t as u64 * s.items + run_first;
+                                let pos = t as u64 * s.written + run_first;
                                 let extra = u64::from(
                                     !pos.wrapping_sub(first).is_multiple_of(self.wr.bus.bytes),
                                 );

@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use caq_model::graph::Padding;
+use caq_model::kernels::ConvGeom;
 use caq_model::nested;
 use caq_model::quant::{QuantWeights, Rounding};
 use caq_model::requant::Requant;
@@ -25,7 +26,7 @@ use caq_sim::{
     FaultDir, FuncDevice, InjectFaults, LayerJob, LayerOp, Resp, Run, TimingModel, WeightGroup,
 };
 use caq_spec::CoreShape;
-use caq_spec::descriptor::{LayerDescriptor, Window};
+use caq_spec::descriptor::{LayerDescriptor, POOL_WINDOWS, Window};
 use caq_spec::regmap::{self, ErrorCode};
 use caq_spec::{AccelConfig, Caps, Device, DeviceAddr, IrqWait, MemRegion};
 use ndarray::Array2;
@@ -186,13 +187,37 @@ pub fn random_op(rng: &mut ChaCha8Rng, conv: bool, lim: Limits) -> LayerOp {
     let stride = rng.random_range(1..=2);
     let min_h = kernel[0].saturating_sub(pad.top + pad.bottom).max(1);
     let min_w = kernel[1].saturating_sub(pad.left + pad.right).max(1);
-    LayerOp::Conv2d {
-        in_c: rng.random_range(1..=lim.dim.min(6)),
-        in_h: rng.random_range(min_h..=(min_h + 9).min(lim.dim.max(min_h))),
-        in_w: rng.random_range(min_w..=(min_w + 9).min(lim.dim.max(min_w))),
+    let in_c = rng.random_range(1..=lim.dim.min(6));
+    let in_h = rng.random_range(min_h..=(min_h + 9).min(lim.dim.max(min_h)));
+    let in_w = rng.random_range(min_w..=(min_w + 9).min(lim.dim.max(min_w)));
+    // Max pooling on the result path a third of the time, with any window the output holds.
+    let geom = ConvGeom {
         kernel,
         stride,
         pad,
+        groups: 1,
+    };
+    let fits: Vec<usize> = match geom.out_size(in_h, in_w) {
+        Ok((oh, ow)) => POOL_WINDOWS
+            .iter()
+            .map(|&k| usize::from(k))
+            .filter(|&k| k <= oh.min(ow))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let max_pool = if !fits.is_empty() && rng.random_bool(0.33) {
+        fits[rng.random_range(0..fits.len())]
+    } else {
+        0
+    };
+    LayerOp::Conv2d {
+        in_c,
+        in_h,
+        in_w,
+        kernel,
+        stride,
+        pad,
+        max_pool,
     }
 }
 

@@ -100,6 +100,8 @@ module caq_core (
     wire [5:0]   x_planes;
     wire [15:0]  x_tiles;
     wire [15:0]  x_items;
+    wire [15:0]  x_written;
+    wire [1:0]   x_pool;
     wire [3:0]   x_block;
     wire         x_slots2;
     wire [31:0]  x_out_addr;
@@ -213,6 +215,8 @@ module caq_core (
         .x_planes      (x_planes),
         .x_tiles       (x_tiles),
         .x_items       (x_items),
+        .x_written     (x_written),
+        .x_pool        (x_pool),
         .x_block       (x_block),
         .x_slots2      (x_slots2),
         .x_out_addr    (x_out_addr),
@@ -250,6 +254,8 @@ module caq_core (
         .x_planes     (x_planes),
         .x_tiles      (x_tiles),
         .x_items      (x_items),
+        .x_written    (x_written),
+        .x_pool       (x_pool),
         .x_block      (x_block),
         .x_slots2     (x_slots2),
         .x_out_addr   (x_out_addr),
@@ -297,6 +303,8 @@ module caq_core (
         .x_planes          (x_planes),
         .x_tiles           (x_tiles),
         .x_items           (x_items),
+        .x_written         (x_written),
+        .x_pool            (x_pool),
         .x_block           (x_block),
         .x_slots2          (x_slots2),
         .x_out_addr        (x_out_addr),
@@ -385,6 +393,8 @@ module caq_core (
         .x_planes       (x_planes),
         .x_tiles        (x_tiles),
         .x_items        (x_items),
+        .x_written      (x_written),
+        .x_pool         (x_pool),
         .x_block        (x_block),
         .x_slots2       (x_slots2),
         .x_out_addr     (x_out_addr),

@@ -22,6 +22,8 @@ module caq_decode (
     output wire [15:0]   s_regions,  // regions along K (1 when not grouped)
     output wire [15:0]   s_tiles,  // tiles of R output channels
     output wire [15:0]   s_items,  // outputs per tile: the batch (Dense) or out_h*out_w
+    output wire [15:0]   s_written,  // outputs per tile written: s_items, or the pooled (out_h/k)*(out_w/k)
+    output wire [1:0]    s_pool,  // max pooling window log2 k (0: none)
     output wire [3:0]    s_block,  // window block width W (1 for Dense)
     output wire          s_slots2,  // a tile's planes fit half the weight buffer
     output wire [19:0]   s_in_words,  // words of the whole input read
@@ -117,6 +119,8 @@ module caq_decode (
     assign d_weight_addr3 = desc[831:768];
     wire [15:0] d_batch;
     assign d_batch = desc[847:832];
+    wire [3:0]  d_max_pool;
+    assign d_max_pool = desc[867:864];
     /* verilator lint_on UNUSEDSIGNAL */
     wire        d_conv;
     assign d_conv = d_op == 8'd2;
@@ -153,6 +157,11 @@ module caq_decode (
     reg         c_kernel_q;
     reg         c_dense_q;
     reg         c_conv_batch_q;
+    wire [1:0]  pool_e;  // log2 of the max-pooling window, 0: none
+    assign pool_e = (d_max_pool == 4'd2) ? 2'd1 : (d_max_pool == 4'd4) ? 2'd2 : (d_max_pool == 4'd8) ? 2'd3 : 2'd0;
+    reg  [1:0]  pool_e_q;
+    reg  [15:0] pohw_q;
+    reg  [15:0] pool_w_q;
     reg         c_groups_q;
     reg         c_region_q;
     reg         c_aligned_q;
@@ -223,6 +232,10 @@ module caq_decode (
     assign s_tiles = s_tiles_q;
     reg  [15:0] s_items_q;
     assign s_items = s_items_q;
+    reg  [15:0] s_written_q;
+    assign s_written = s_written_q;
+    reg  [1:0]  s_pool_q;
+    assign s_pool = s_pool_q;
     reg  [3:0]  s_block_q;
     assign s_block = s_block_q;
     reg         s_slots2_q;
@@ -241,12 +254,15 @@ module caq_decode (
         c_ngroups_q <= d_n_groups >= 8'd1 && d_n_groups <= 8'd4;
         c_widths_q <= (d_in_bits >= 4'd1 && d_in_bits <= 4'd8) && (d_out_bits >= 4'd1 && d_out_bits <= 4'd8) && (!(d_n_groups > 8'd0) || (d_pg0_bits >= 4'd1 && d_pg0_bits <= 4'd8)) && (!(d_n_groups > 8'd1) || (d_pg1_bits >= 4'd1 && d_pg1_bits <= 4'd8)) && (!(d_n_groups > 8'd2) || (d_pg2_bits >= 4'd1 && d_pg2_bits <= 4'd8)) && (!(d_n_groups > 8'd3) || (d_pg3_bits >= 4'd1 && d_pg3_bits <= 4'd8));
         c_slots_q <= (d_n_groups > 8'd1 || (d_pg1_bits == 4'd0 && d_pg1_shift == 8'd0 && d_weight_addr1 == 64'd0)) && (d_n_groups > 8'd2 || (d_pg2_bits == 4'd0 && d_pg2_shift == 8'd0 && d_weight_addr2 == 64'd0)) && (d_n_groups > 8'd3 || (d_pg3_bits == 4'd0 && d_pg3_shift == 8'd0 && d_weight_addr3 == 64'd0));
-        c_reserved_q <= ((desc[0 +: 32] & 32'h0000e000) == 32'd0) && ((desc[192 +: 32] & 32'h00f000f0) == 32'd0) && ((desc[224 +: 32] & 32'h00f000f0) == 32'd0) && ((desc[832 +: 32] & 32'hffff0000) == 32'd0) && ((desc[864 +: 32] & 32'hffffffff) == 32'd0) && ((desc[896 +: 32] & 32'hffffffff) == 32'd0) && ((desc[928 +: 32] & 32'hffffffff) == 32'd0) && ((desc[960 +: 32] & 32'hffffffff) == 32'd0) && ((desc[992 +: 32] & 32'hffffffff) == 32'd0);
+        c_reserved_q <= ((desc[0 +: 32] & 32'h0000e000) == 32'd0) && ((desc[192 +: 32] & 32'h00f000f0) == 32'd0) && ((desc[224 +: 32] & 32'h00f000f0) == 32'd0) && ((desc[832 +: 32] & 32'hffff0000) == 32'd0) && ((desc[864 +: 32] & 32'hfffffff0) == 32'd0) && ((desc[896 +: 32] & 32'hffffffff) == 32'd0) && ((desc[928 +: 32] & 32'hffffffff) == 32'd0) && ((desc[960 +: 32] & 32'hffffffff) == 32'd0) && ((desc[992 +: 32] & 32'hffffffff) == 32'd0);
         c_caps_bits_q <= (d_in_bits >= 4'd2 && d_in_bits <= 4'd8) && (d_out_bits >= 4'd2 && d_out_bits <= 4'd8) && (!(d_n_groups > 8'd0) || bits_mask[d_pg0_bits[2:0] - 3'd1]) && (!(d_n_groups > 8'd1) || bits_mask[d_pg1_bits[2:0] - 3'd1]) && (!(d_n_groups > 8'd2) || bits_mask[d_pg2_bits[2:0] - 3'd1]) && (!(d_n_groups > 8'd3) || bits_mask[d_pg3_bits[2:0] - 3'd1]);
         c_dims_q <= (d_in_c != 16'd0 && {16'd0, d_in_c} <= 32'd1024) && (d_in_h != 16'd0 && {16'd0, d_in_h} <= 32'd1024) && (d_in_w != 16'd0 && {16'd0, d_in_w} <= 32'd1024) && (d_out_c != 16'd0 && {16'd0, d_out_c} <= 32'd1024) && (d_out_h != 16'd0 && {16'd0, d_out_h} <= 32'd1024) && (d_out_w != 16'd0 && {16'd0, d_out_w} <= 32'd1024);
-        c_kernel_q <= d_kernel_h >= 8'd1 && d_kernel_h <= 8'd15 && d_kernel_w >= 8'd1 && d_kernel_w <= 8'd7 && d_stride >= 8'd1 && d_stride <= 8'd2 && d_pad_top <= 4'd7 && d_pad_left <= 4'd7 && d_pad_bottom <= 4'd7 && d_pad_right <= 4'd7 && {4'd0, d_pad_top} + {4'd0, d_pad_bottom} <= d_kernel_h && {4'd0, d_pad_left} + {4'd0, d_pad_right} <= d_kernel_w;
-        c_dense_q <= d_in_h == 16'd1 && d_in_w == 16'd1 && d_out_h == 16'd1 && d_out_w == 16'd1 && d_kernel_h == 8'd1 && d_kernel_w == 8'd1 && d_stride == 8'd1 && d_pad_top == 4'd0 && d_pad_left == 4'd0 && d_pad_bottom == 4'd0 && d_pad_right == 4'd0 && d_batch != 16'd0;
-        c_conv_batch_q <= d_batch == 16'd1;
+        c_kernel_q <= d_kernel_h >= 8'd1 && d_kernel_h <= 8'd15 && d_kernel_w >= 8'd1 && d_kernel_w <= 8'd7 && d_stride >= 8'd1 && d_stride <= 8'd2 && d_pad_top <= 4'd7 && d_pad_left <= 4'd7 && d_pad_bottom <= 4'd7 && d_pad_right <= 4'd7 && {4'd0, d_pad_top} + {4'd0, d_pad_bottom} <= d_kernel_h && {4'd0, d_pad_left} + {4'd0, d_pad_right} <= d_kernel_w && (d_max_pool == 4'd0 || d_max_pool == 4'd2 || d_max_pool == 4'd4 || d_max_pool == 4'd8);
+        c_dense_q <= d_in_h == 16'd1 && d_in_w == 16'd1 && d_out_h == 16'd1 && d_out_w == 16'd1 && d_kernel_h == 8'd1 && d_kernel_w == 8'd1 && d_stride == 8'd1 && d_pad_top == 4'd0 && d_pad_left == 4'd0 && d_pad_bottom == 4'd0 && d_pad_right == 4'd0 && d_batch != 16'd0 && d_max_pool == 4'd0;
+        c_conv_batch_q <= d_batch == 16'd1 && {12'd0, d_max_pool} <= d_out_h && {12'd0, d_max_pool} <= d_out_w;
+        pool_e_q <= pool_e;
+        pohw_q <= (d_out_h >> pool_e) * (d_out_w >> pool_e);
+        pool_w_q <= d_out_w >> pool_e;
         c_groups_q <= d_n_groups <= 8'd4 && d_active_groups >= 8'd1 && d_active_groups <= d_n_groups && (!(d_n_groups > 8'd0) || (d_pg0_shift <= 8'd7 && {4'd0, d_pg0_bits} + d_pg0_shift <= 8'd8)) && (!(d_n_groups > 8'd1) || (d_pg1_shift <= 8'd7 && {4'd0, d_pg1_bits} + d_pg1_shift <= 8'd8)) && (!(d_n_groups > 8'd2) || (d_pg2_shift <= 8'd7 && {4'd0, d_pg2_bits} + d_pg2_shift <= 8'd8)) && (!(d_n_groups > 8'd3) || (d_pg3_shift <= 8'd7 && {4'd0, d_pg3_bits} + d_pg3_shift <= 8'd8));
         c_region_q <= d_grouped ? (d_group_size == 16'd16) : (d_group_size == 16'd0);
         c_aligned_q <= (!(1'b1) || d_input_addr[2:0] == 3'd0) && (!(1'b1) || d_output_addr[2:0] == 3'd0) && (!(1'b1) || d_bias_addr[2:0] == 3'd0) && (!(1'b1) || d_requant_addr[2:0] == 3'd0) && (!(d_grouped) || d_group_mult_addr[2:0] == 3'd0) && (!(1'b1) || d_weight_addr0[2:0] == 3'd0) && (!(d_active_groups > 8'd1) || d_weight_addr1[2:0] == 3'd0) && (!(d_active_groups > 8'd2) || d_weight_addr2[2:0] == 3'd0) && (!(d_active_groups > 8'd3) || d_weight_addr3[2:0] == 3'd0);
@@ -287,7 +303,7 @@ module caq_decode (
         batch_words4_q <= ({4'd0, d_batch} * {4'd0, nch3_q}) << 0;
         fm_words4_q <= fm2_q[22:3] + {19'd0, fm2_q[2:0] != 3'd0};
         gm_end5_q <= {1'b0, d_group_mult_addr} + {32'd0, gm_len4_q, 1'b0};
-        c_capacity5_q <= k2_q <= 22'd65535 && words4_q <= 22'd128 && (d_conv || batch_ch4_q <= 32'd512) && (!d_conv || (fm2_q <= 48'd4096 && patch_fit4_q && ohw_q <= 32'd65535));
+        c_capacity5_q <= k2_q <= 22'd65535 && words4_q <= 22'd128 && (d_conv || batch_ch4_q <= 32'd512) && (!d_conv || (fm2_q <= 48'd4096 && patch_fit4_q && ohw_q <= 32'd65535)) && (pool_e_q == 2'd0 || pool_w_q <= 16'd256);
         slots2_5_q <= words4_q <= 22'd64;
         block5_q <= d_conv ? ((patch_fit4_q && segw_q >= 5'd1 && d_out_w >= 16'd1) ? 4'd1 : 4'd1) : 4'd1;
         code_q <= !c_op_q ? 8'd1 : !c_ngroups_q ? 8'd4 : !c_widths_q ? 8'd2 : !c_slots_q ? 8'd4 : !c_reserved_q ? 8'd6 : !c_caps_bits_q ? 8'd2 : !c_shape3_q ? 8'd3 : !c_groups_q ? 8'd4 : !c_region_q ? 8'd5 : !c_aligned_q ? 8'd7 : !c_window_all ? 8'd8 : !c_position_q ? 8'd9 : !c_capacity5_q ? 8'd3 : 8'd0;
@@ -297,6 +313,8 @@ module caq_decode (
         s_regions_q <= regions3_q;
         s_tiles_q <= tiles;
         s_items_q <= d_conv ? ohw_q[15:0] : d_batch;
+        s_written_q <= d_conv ? pohw_q : d_batch;
+        s_pool_q <= pool_e_q;
         s_block_q <= block5_q;
         s_slots2_q <= slots2_5_q;
         s_in_words_q <= d_conv ? fm_words4_q : batch_words4_q;

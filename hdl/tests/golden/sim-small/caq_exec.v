@@ -39,6 +39,8 @@ module caq_exec (
     input  wire [5:0]  x_planes,  // active planes P
     input  wire [15:0] x_tiles,  // tiles of R output channels
     input  wire [15:0] x_items,  // outputs per tile: batch or out_h*out_w
+    input  wire [15:0] x_written,  // outputs per tile written: x_items, or the pooled pixels
+    input  wire [1:0]  x_pool,  // max pooling window log2 k (0: none)
     input  wire [3:0]  x_block,  // window block width W
     input  wire        x_slots2,  // tiles alternate between two weight slots
     input  wire [31:0] x_out_addr,  // output_addr
@@ -159,7 +161,10 @@ module caq_exec (
     reg  [1:0]  blk_cnt_q;  // patch blocks gathered and not yet started
     reg  [15:0] credits_q;  // items the result stage can still take
     reg  [2:0]  runcr_q;  // Conv2d: runs the result stage can still queue
-    reg  [15:0] pix_q;  // Conv2d: the item's pixel in the tile
+    reg  [15:0] pix_q;  // Conv2d: pixels of the tile written so far (pooled pixels with max pooling)
+    reg         prow_q;  // max pooling: the block's row completes windows (its low bits are k - 1, within the last whole window)
+    reg  [2:0]  pbx_q;  // max pooling: the block's first column, low bits
+    reg  [15:0] pxin_q;  // max pooling: the block's pixels that lie in whole windows' columns
     reg  [6:0]  wslot_q;  // the tile's first weight-bank word
     reg  [8:0]  gslot_q;  // the tile's first region-multiplier entry
     reg  [15:0] by_q;  // Conv2d: the block's output row
@@ -207,8 +212,12 @@ module caq_exec (
     assign f_ilast = !x_grouped || rg_q == regions_q - 16'd1;
     wire        item_start;  // the step begins an item: it takes a result credit
     assign item_start = ch_q == 16'd0 && pl_q == 6'd0;
+    wire [2:0]  epool_m;  // k - 1
+    assign epool_m = (3'd1 << x_pool) - 3'd1;
+    wire        pix_writes;  // Conv2d: the item writes a pixel (with max pooling: completes a window)
+    assign pix_writes = x_pool == 2'd0 || (prow_q && ((pbx_q + it_q[2:0]) & epool_m) == epool_m && it_q < pxin_q);
     wire        run_start;  // Conv2d: the item opens an output run of the result stage
-    assign run_start = x_conv && pix_q[5:0] == 6'd0;
+    assign run_start = x_conv && pix_writes && pix_q[5:0] == 6'd0;
     wire        go;  // a step issues this cycle
     assign go = est_q == E_RUN && !gap_q && (!item_start || (credits_q != 16'd0 && (!run_start || runcr_q != 3'd0)));
     reg         gap_q;  // an item of one plane-step issued: the next waits a cycle (REQUANT_PHASES = 2)
@@ -269,9 +278,12 @@ module caq_exec (
             end
             credits_q <= credits_q + credit_ret - {15'd0, go && item_start};
             runcr_q <= runcr_q + {2'd0, run_credit_ret} - {2'd0, go && item_start && run_start};
-            if (go && item_start) begin
+            if (go && item_start && pix_writes) begin
                 pix_q <= pix_q + 16'd1;
             end
+            prow_q <= (by_q[2:0] & epool_m) == epool_m && by_q < (x_out_h & ~{13'd0, epool_m});
+            pbx_q <= bx_q[2:0];
+            pxin_q <= (bx_q < (x_out_w & ~{13'd0, epool_m})) ? (x_out_w & ~{13'd0, epool_m}) - bx_q : 16'd0;
             drain_q <= go ? 5'd9 : (drain_q != 5'd0) ? drain_q - 5'd1 : 5'd0;
             if (x_start) begin
                 est_q <= E_TILE;

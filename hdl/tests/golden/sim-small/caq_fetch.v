@@ -96,6 +96,8 @@ module caq_fetch (
     output wire [5:0]  x_planes,  // active planes P
     output wire [15:0] x_tiles,  // tiles of R output channels
     output wire [15:0] x_items,  // outputs per tile: batch or out_h*out_w
+    output wire [15:0] x_written,  // outputs per tile written: x_items, or the pooled pixels
+    output wire [1:0]  x_pool,  // max pooling window log2 k (0: none)
     output wire [3:0]  x_block,  // window block width W
     output wire        x_slots2,  // tiles alternate between two weight slots
     output wire [31:0] x_out_addr,  // output_addr
@@ -191,6 +193,8 @@ module caq_fetch (
     assign d_weight_addr3 = fdesc_q[831:768];
     wire [15:0]   d_batch;
     assign d_batch = fdesc_q[847:832];
+    wire [3:0]    d_max_pool;
+    assign d_max_pool = fdesc_q[867:864];
     /* verilator lint_on UNUSEDSIGNAL */
     wire          dec_done;
     wire [7:0]    dec_code;
@@ -200,6 +204,8 @@ module caq_fetch (
     wire [15:0]   f_s_regions;
     wire [15:0]   f_s_tiles;
     wire [15:0]   f_s_items;
+    wire [15:0]   f_s_written;
+    wire [1:0]    f_s_pool;
     wire [3:0]    f_s_block;
     wire          f_s_slots2;
     wire [19:0]   f_s_in_words;
@@ -223,6 +229,8 @@ module caq_fetch (
         .s_regions      (f_s_regions),
         .s_tiles        (f_s_tiles),
         .s_items        (f_s_items),
+        .s_written      (f_s_written),
+        .s_pool         (f_s_pool),
         .s_block        (f_s_block),
         .s_slots2       (f_s_slots2),
         .s_in_words     (f_s_in_words),
@@ -832,6 +840,10 @@ module caq_fetch (
     assign x_tiles = x_tiles_q;
     reg  [15:0]   x_items_q;
     assign x_items = x_items_q;
+    reg  [15:0]   x_written_q;
+    assign x_written = x_written_q;
+    reg  [1:0]    x_pool_q;
+    assign x_pool = x_pool_q;
     reg  [3:0]    x_block_q;
     assign x_block = x_block_q;
     reg           x_slots2_q;
@@ -872,6 +884,8 @@ module caq_fetch (
             x_planes_q <= f_s_planes;
             x_tiles_q <= f_s_tiles;
             x_items_q <= f_s_items;
+            x_written_q <= f_s_written;
+            x_pool_q <= f_s_pool;
             x_block_q <= f_s_block;
             x_slots2_q <= f_s_slots2;
             x_out_addr_q <= d_output_addr[31:0];

@@ -39,6 +39,8 @@ module caq_result (
     input  wire [5:0]   x_planes,  // active planes P
     input  wire [15:0]  x_tiles,  // tiles of R output channels
     input  wire [15:0]  x_items,  // outputs per tile: batch or out_h*out_w
+    input  wire [15:0]  x_written,  // outputs per tile written: x_items, or the pooled pixels
+    input  wire [1:0]   x_pool,  // max pooling window log2 k (0: none)
     input  wire [3:0]   x_block,  // window block width W
     input  wire         x_slots2,  // tiles alternate between two weight slots
     input  wire [31:0]  x_out_addr,  // output_addr
@@ -285,8 +287,72 @@ module caq_result (
     wire [31:0]  q_codes;  // row r's code at [8r +: 8]
     assign q_codes = {qa_codes, qa_q};
 
+    // ---- pooling stage: the max-pooling line, then the item written ----
+    reg  [15:0]  pcx_q;  // column of the item leaving requantization (Conv2d)
+    reg  [15:0]  pcy_q;  // its row
+    reg          q1_valid_q;  // an item left requantization a cycle ago
+    reg          q1_first_q;  // it opens its pooling window
+    reg          q1_emit_q;  // it completes its pooling window
+    reg          q1_in_q;  // it lies in a whole pooling window
+    reg  [7:0]   q1_j_q;  // its window's entry in the pooling line
+    reg  [31:0]  q1_codes_q;  // its codes, row r's at [8r +: 8]
+    reg  [31:0]  pl_rd_q;  // the line entry of its window
+    reg  [31:0] pl_mem [0:255];  // partial maxima of the pooled row, one entry per pooled column
+    wire [2:0]   pool_m;  // k - 1: the item's place in its window is its row's and column's low bits
+    assign pool_m = (3'd1 << x_pool) - 3'd1;
+    wire         p_first;
+    assign p_first = (pcx_q[2:0] & pool_m) == 3'd0 && (pcy_q[2:0] & pool_m) == 3'd0;
+    wire         p_emit;
+    assign p_emit = (pcx_q[2:0] & pool_m) == pool_m && (pcy_q[2:0] & pool_m) == pool_m;
+    wire         p_in;  // the item lies in a whole window (rows and columns past the last are dropped)
+    assign p_in = pcx_q < (x_out_w & ~{13'd0, pool_m}) && pcy_q < (x_out_h & ~{13'd0, pool_m});
+    // Waiver (UNUSEDSIGNAL): a column past the pooling line's last entry is never in a whole window
+    /* verilator lint_off UNUSEDSIGNAL */
+    wire [15:0]  p_j;  // the item's pooled column
+    assign p_j = pcx_q >> x_pool;
+    /* verilator lint_on UNUSEDSIGNAL */
+    wire [31:0]  p_max;  // per row, the larger of the line's entry and the item's code
+    assign p_max = {((x_out_signed ? ($signed(pl_rd_q[24 +: 8]) > $signed(q1_codes_q[24 +: 8])) : (pl_rd_q[24 +: 8] > q1_codes_q[24 +: 8])) ? pl_rd_q[24 +: 8] : q1_codes_q[24 +: 8]), ((x_out_signed ? ($signed(pl_rd_q[16 +: 8]) > $signed(q1_codes_q[16 +: 8])) : (pl_rd_q[16 +: 8] > q1_codes_q[16 +: 8])) ? pl_rd_q[16 +: 8] : q1_codes_q[16 +: 8]), ((x_out_signed ? ($signed(pl_rd_q[8 +: 8]) > $signed(q1_codes_q[8 +: 8])) : (pl_rd_q[8 +: 8] > q1_codes_q[8 +: 8])) ? pl_rd_q[8 +: 8] : q1_codes_q[8 +: 8]), ((x_out_signed ? ($signed(pl_rd_q[0 +: 8]) > $signed(q1_codes_q[0 +: 8])) : (pl_rd_q[0 +: 8] > q1_codes_q[0 +: 8])) ? pl_rd_q[0 +: 8] : q1_codes_q[0 +: 8])};
+    wire [31:0]  p_codes;  // the window's maximum so far
+    assign p_codes = q1_first_q ? q1_codes_q : p_max;
+    wire         s_valid;  // the item (or the window it completes) is written
+    assign s_valid = q1_valid_q && (!x_conv || x_pool == 2'd0 || (q1_in_q && q1_emit_q));
+    wire [31:0]  s_codes;
+    assign s_codes = (x_pool == 2'd0) ? q1_codes_q : p_codes;
+    wire         d_push;  // Dense: the item's output
+    assign d_push = q1_valid_q && !x_conv;
+    always @(posedge clk) begin
+        q1_codes_q <= q_codes;
+        q1_first_q <= p_first;
+        q1_emit_q <= p_emit;
+        q1_in_q <= p_in;
+        q1_j_q <= p_j[7:0];
+        pl_rd_q <= pl_mem[p_j[7:0]];
+        if (q1_valid_q && x_conv && x_pool != 2'd0 && q1_in_q) begin
+            pl_mem[q1_j_q] <= p_codes;
+        end
+        if (!rst_n || clear) begin
+            q1_valid_q <= 1'b0;
+        end else begin
+            q1_valid_q <= q_valid;
+            if (x_start) begin
+                pcx_q <= 16'd0;
+                pcy_q <= 16'd0;
+            end
+            if (q_valid && x_conv) begin
+                if (pcx_q == x_out_w - 16'd1) begin
+                    pcx_q <= 16'd0;
+                    pcy_q <= (pcy_q == x_out_h - 16'd1) ? 16'd0 : pcy_q + 16'd1;
+                end else begin
+                    pcx_q <= pcx_q + 16'd1;
+                end
+            end
+        end
+    end
+
     // ---- output side: counters ----
-    reg  [15:0]  o_item_q;  // item of the codes leaving requantization
+    reg  [15:0]  o_citem_q;  // item of the codes leaving the pooling stage (q1)
+    reg  [15:0]  o_item_q;  // the written item they make (Conv2d: its pixel in the written map)
     reg  [15:0]  o_tile_q;  // its tile
     reg  [15:0]  o_rem_q;  // out_c - o0
     reg  [9:0]   o_pos_q;  // its staging position (a ring)
@@ -299,9 +365,9 @@ module caq_result (
     wire [2:0]   o_nrows;  // rows of the tile
     assign o_nrows = (o_rem_q < 16'd4) ? o_rem_q[2:0] : 3'd4;
     wire         o_tile_end;
-    assign o_tile_end = q_valid && o_item_q == x_items - 16'd1;
-    wire         o_run_end;  // Conv2d: the item closes a run
-    assign o_run_end = q_valid && x_conv && (o_tile_end || o_item_q[5:0] == 6'd63);
+    assign o_tile_end = q1_valid_q && o_citem_q == x_items - 16'd1;
+    wire         o_run_end;  // Conv2d: the written item closes a run (the tile's last, or a run's length)
+    assign o_run_end = s_valid && x_conv && (o_item_q == x_written - 16'd1 || o_item_q[5:0] == 6'd63);
 
     // ---- staging rings: row r, byte lane l, entry e holds position e * B + l ----
     reg  [7:0] st0_0_mem [0:127];  // staged output codes
@@ -337,101 +403,101 @@ module caq_result (
     reg  [7:0] st3_6_mem [0:127];  // staged output codes
     reg  [7:0] st3_7_mem [0:127];  // staged output codes
     always @(posedge clk) begin
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd0) begin
-            st0_0_mem[o_pos_q[9:3]] <= q_codes[0 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd0) begin
+            st0_0_mem[o_pos_q[9:3]] <= s_codes[0 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd1) begin
-            st0_1_mem[o_pos_q[9:3]] <= q_codes[0 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd1) begin
+            st0_1_mem[o_pos_q[9:3]] <= s_codes[0 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd2) begin
-            st0_2_mem[o_pos_q[9:3]] <= q_codes[0 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd2) begin
+            st0_2_mem[o_pos_q[9:3]] <= s_codes[0 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd3) begin
-            st0_3_mem[o_pos_q[9:3]] <= q_codes[0 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd3) begin
+            st0_3_mem[o_pos_q[9:3]] <= s_codes[0 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd4) begin
-            st0_4_mem[o_pos_q[9:3]] <= q_codes[0 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd4) begin
+            st0_4_mem[o_pos_q[9:3]] <= s_codes[0 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd5) begin
-            st0_5_mem[o_pos_q[9:3]] <= q_codes[0 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd5) begin
+            st0_5_mem[o_pos_q[9:3]] <= s_codes[0 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd6) begin
-            st0_6_mem[o_pos_q[9:3]] <= q_codes[0 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd6) begin
+            st0_6_mem[o_pos_q[9:3]] <= s_codes[0 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd7) begin
-            st0_7_mem[o_pos_q[9:3]] <= q_codes[0 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd7) begin
+            st0_7_mem[o_pos_q[9:3]] <= s_codes[0 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd0) begin
-            st1_0_mem[o_pos_q[9:3]] <= q_codes[8 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd0) begin
+            st1_0_mem[o_pos_q[9:3]] <= s_codes[8 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd1) begin
-            st1_1_mem[o_pos_q[9:3]] <= q_codes[8 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd1) begin
+            st1_1_mem[o_pos_q[9:3]] <= s_codes[8 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd2) begin
-            st1_2_mem[o_pos_q[9:3]] <= q_codes[8 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd2) begin
+            st1_2_mem[o_pos_q[9:3]] <= s_codes[8 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd3) begin
-            st1_3_mem[o_pos_q[9:3]] <= q_codes[8 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd3) begin
+            st1_3_mem[o_pos_q[9:3]] <= s_codes[8 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd4) begin
-            st1_4_mem[o_pos_q[9:3]] <= q_codes[8 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd4) begin
+            st1_4_mem[o_pos_q[9:3]] <= s_codes[8 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd5) begin
-            st1_5_mem[o_pos_q[9:3]] <= q_codes[8 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd5) begin
+            st1_5_mem[o_pos_q[9:3]] <= s_codes[8 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd6) begin
-            st1_6_mem[o_pos_q[9:3]] <= q_codes[8 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd6) begin
+            st1_6_mem[o_pos_q[9:3]] <= s_codes[8 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd7) begin
-            st1_7_mem[o_pos_q[9:3]] <= q_codes[8 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd7) begin
+            st1_7_mem[o_pos_q[9:3]] <= s_codes[8 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd0) begin
-            st2_0_mem[o_pos_q[9:3]] <= q_codes[16 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd0) begin
+            st2_0_mem[o_pos_q[9:3]] <= s_codes[16 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd1) begin
-            st2_1_mem[o_pos_q[9:3]] <= q_codes[16 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd1) begin
+            st2_1_mem[o_pos_q[9:3]] <= s_codes[16 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd2) begin
-            st2_2_mem[o_pos_q[9:3]] <= q_codes[16 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd2) begin
+            st2_2_mem[o_pos_q[9:3]] <= s_codes[16 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd3) begin
-            st2_3_mem[o_pos_q[9:3]] <= q_codes[16 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd3) begin
+            st2_3_mem[o_pos_q[9:3]] <= s_codes[16 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd4) begin
-            st2_4_mem[o_pos_q[9:3]] <= q_codes[16 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd4) begin
+            st2_4_mem[o_pos_q[9:3]] <= s_codes[16 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd5) begin
-            st2_5_mem[o_pos_q[9:3]] <= q_codes[16 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd5) begin
+            st2_5_mem[o_pos_q[9:3]] <= s_codes[16 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd6) begin
-            st2_6_mem[o_pos_q[9:3]] <= q_codes[16 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd6) begin
+            st2_6_mem[o_pos_q[9:3]] <= s_codes[16 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd7) begin
-            st2_7_mem[o_pos_q[9:3]] <= q_codes[16 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd7) begin
+            st2_7_mem[o_pos_q[9:3]] <= s_codes[16 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd0) begin
-            st3_0_mem[o_pos_q[9:3]] <= q_codes[24 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd0) begin
+            st3_0_mem[o_pos_q[9:3]] <= s_codes[24 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd1) begin
-            st3_1_mem[o_pos_q[9:3]] <= q_codes[24 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd1) begin
+            st3_1_mem[o_pos_q[9:3]] <= s_codes[24 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd2) begin
-            st3_2_mem[o_pos_q[9:3]] <= q_codes[24 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd2) begin
+            st3_2_mem[o_pos_q[9:3]] <= s_codes[24 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd3) begin
-            st3_3_mem[o_pos_q[9:3]] <= q_codes[24 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd3) begin
+            st3_3_mem[o_pos_q[9:3]] <= s_codes[24 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd4) begin
-            st3_4_mem[o_pos_q[9:3]] <= q_codes[24 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd4) begin
+            st3_4_mem[o_pos_q[9:3]] <= s_codes[24 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd5) begin
-            st3_5_mem[o_pos_q[9:3]] <= q_codes[24 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd5) begin
+            st3_5_mem[o_pos_q[9:3]] <= s_codes[24 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd6) begin
-            st3_6_mem[o_pos_q[9:3]] <= q_codes[24 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd6) begin
+            st3_6_mem[o_pos_q[9:3]] <= s_codes[24 +: 8];
         end
-        if (q_valid && x_conv && o_pos_q[2:0] == 3'd7) begin
-            st3_7_mem[o_pos_q[9:3]] <= q_codes[24 +: 8];
+        if (s_valid && x_conv && o_pos_q[2:0] == 3'd7) begin
+            st3_7_mem[o_pos_q[9:3]] <= s_codes[24 +: 8];
         end
     end
 
@@ -459,8 +525,8 @@ module caq_result (
             rq_nrows[rq_wp_q] <= o_nrows;
             rq_tile[rq_wp_q] <= o_tile_q;
         end
-        if (q_valid && !x_conv) begin
-            dq_codes[dq_wp_q] <= q_codes;
+        if (d_push) begin
+            dq_codes[dq_wp_q] <= q1_codes_q;
             dq_dest[dq_wp_q] <= o_dest_q;
             dq_nrows[dq_wp_q] <= o_nrows;
             dq_tile[dq_wp_q] <= o_tile_q;
@@ -471,6 +537,7 @@ module caq_result (
             dq_wp_q <= 2'd0;
         end else begin
             if (x_start) begin
+                o_citem_q <= 16'd0;
                 o_item_q <= 16'd0;
                 o_tile_q <= 16'd0;
                 o_rem_q <= x_out_c;
@@ -485,26 +552,30 @@ module caq_result (
             if (o_run_end) begin
                 rq_wp_q <= rq_wp_q + 2'd1;
                 o_rpos_q <= o_pos_q + 10'd1;
-                o_rp0_q <= o_tile_end ? 16'd0 : o_item_q + 16'd1;
+                o_rp0_q <= (o_item_q == x_written - 16'd1) ? 16'd0 : o_item_q + 16'd1;
             end
-            if (q_valid && !x_conv) begin
+            if (d_push) begin
                 dq_wp_q <= dq_wp_q + 2'd1;
             end
-            if (q_valid) begin
+            if (s_valid) begin
                 o_pos_q <= o_pos_q + 10'd1;
+                o_item_q <= o_item_q + 16'd1;
+            end
+            if (q1_valid_q) begin
                 o_dest_q <= o_dest_q + {15'd0, x_out_stride};
                 if (o_tile_end) begin
+                    o_citem_q <= 16'd0;
                     o_item_q <= 16'd0;
                     o_tile_q <= o_tile_q + 16'd1;
                     o_rem_q <= o_rem_q - 16'd4;
-                    o_chan_q <= o_chan_q + {14'd0, x_items, 2'd0};
+                    o_chan_q <= o_chan_q + {14'd0, x_written, 2'd0};
                     o_dtile_q <= o_dtile_q + 32'd4;
                     o_dest_q <= o_dtile_q + 32'd4;
                     if (o_tile_q + 16'd1 == x_tiles) begin
                         o_done_q <= 1'b1;
                     end
                 end else begin
-                    o_item_q <= o_item_q + 16'd1;
+                    o_citem_q <= o_citem_q + 16'd1;
                 end
             end
         end
@@ -592,7 +663,7 @@ module caq_result (
                 jq_wp_q <= !jq_wp_q;
             end
             a_rqn_q <= a_rqn_q + {2'd0, o_run_end} - {2'd0, ast_q == A_IDLE && a_rqn_q != 3'd0};
-            a_dqn_q <= a_dqn_q + {2'd0, q_valid && !x_conv} - {2'd0, ast_q == A_IDLE && a_rqn_q == 3'd0 && a_dqn_q != 3'd0};
+            a_dqn_q <= a_dqn_q + {2'd0, d_push} - {2'd0, ast_q == A_IDLE && a_rqn_q == 3'd0 && a_dqn_q != 3'd0};
             case (ast_q)
                 A_IDLE: begin
                     if (a_rqn_q != 3'd0) begin
@@ -627,7 +698,7 @@ module caq_result (
                     if (a_push) begin
                         if (a_conv_q && a_row_q + 3'd1 != a_nrows_q) begin
                             a_row_q <= a_row_q + 3'd1;
-                            a_dest_q <= a_dest_q + {16'd0, x_items};
+                            a_dest_q <= a_dest_q + {16'd0, x_written};
                             ast_q <= A_CHK;
                         end else begin
                             ast_q <= A_IDLE;
@@ -845,7 +916,7 @@ module caq_result (
             if (run_free) begin
                 rq_rp_q <= rq_rp_q + 2'd1;
             end
-            dq_n_q <= dq_n_q + {2'd0, q_valid && !x_conv} - {2'd0, out_free};
+            dq_n_q <= dq_n_q + {2'd0, d_push} - {2'd0, out_free};
             if (out_free) begin
                 dq_rp_q <= dq_rp_q + 2'd1;
             end
@@ -858,7 +929,7 @@ module caq_result (
             cr_q <= 16'd0;
             rcr_q <= 1'b0;
         end else begin
-            cr_q <= run_free ? {9'd0, rq_len[rq_rp_q]} : out_free ? 16'd1 : 16'd0;
+            cr_q <= (run_free ? {9'd0, rq_len[rq_rp_q]} : out_free ? 16'd1 : 16'd0) + {15'd0, q1_valid_q && x_conv && !s_valid};
             rcr_q <= run_free;
         end
     end
@@ -882,7 +953,7 @@ module caq_result (
     reg  [15:0]  err_tile_q;
     reg          wec_q;
     wire         drained;  // nothing of the descriptor is left in the stage or the DMA engine
-    assign drained = rqv_q == 7'd0 && rq_n_q == 3'd0 && dq_n_q == 3'd0 && ast_q == A_IDLE && jq_n_q == 2'd0 && !b_busy_q && !r1_v_q && !r2_v_q && bf_n_q == 3'd0 && !wr_busy;
+    assign drained = rqv_q == 7'd0 && !q1_valid_q && rq_n_q == 3'd0 && dq_n_q == 3'd0 && ast_q == A_IDLE && jq_n_q == 2'd0 && !b_busy_q && !r1_v_q && !r2_v_q && bf_n_q == 3'd0 && !wr_busy;
     always @(posedge clk) begin
         x_done_q <= 1'b0;
         err_v_q <= 1'b0;

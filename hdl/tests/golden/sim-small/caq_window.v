@@ -39,6 +39,8 @@ module caq_window (
     input  wire [5:0]  x_planes,  // active planes P
     input  wire [15:0] x_tiles,  // tiles of R output channels
     input  wire [15:0] x_items,  // outputs per tile: batch or out_h*out_w
+    input  wire [15:0] x_written,  // outputs per tile written: x_items, or the pooled pixels
+    input  wire [1:0]  x_pool,  // max pooling window log2 k (0: none)
     input  wire [3:0]  x_block,  // window block width W
     input  wire        x_slots2,  // tiles alternate between two weight slots
     input  wire [31:0] x_out_addr,  // output_addr

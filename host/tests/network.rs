@@ -181,6 +181,42 @@ fn pools_fuse_into_their_convs_and_flatten_is_free() {
 }
 
 #[test]
+fn pools_the_device_cannot_run_stay_host_steps_and_still_equal_golden() {
+    // On 8x8 digits: a 2x2 stride-1 pool (window ≠ stride), a 3x3 stride-3 one (window not a
+    // power of two) and a 4x4 one that the device runs; each stays or fuses by the rule.
+    let set = digits();
+    let pool = |kernel, stride| Op::MaxPool { kernel, stride };
+    let graph = chain(
+        [1, 8, 8],
+        vec![
+            ("conv1", conv(1, 8, 3, 1)),
+            ("overlap", pool(2, 1)),
+            ("conv2", conv(8, 8, 3, 1)),
+            ("three", pool(3, 3)),
+            ("conv3", conv(8, 16, 1, 0)),
+            ("four", pool(2, 2)),
+            ("flatten", Op::Flatten),
+            ("fc", dense(16, 10, false)),
+        ],
+    );
+    let q = quantize(graph, &set, &[8, 4], 5);
+    let cfg = config("sim-small");
+    let p = compile::compile(&q, &cfg, &[8; 4], DeviceAddr(BASE)).unwrap();
+    let kinds: Vec<String> = p
+        .steps
+        .iter()
+        .map(|s| match s {
+            compile::Step::Device(seg) => format!("dev{}", seg.layers.len()),
+            compile::Step::Host(h) => h.name.clone(),
+        })
+        .collect();
+    assert_eq!(kinds, ["dev1", "overlap", "dev1", "three", "dev2"]);
+    let pools: Vec<u8> = p.layers.iter().map(|l| l.desc().max_pool).collect();
+    assert_eq!(pools, [0, 0, 2, 0]);
+    check_equal(&q, &cfg, &set, 4, &settings(&[8, 4], 4));
+}
+
+#[test]
 fn a_run_longer_than_the_devices_list_limit_is_split_into_several_lists() {
     // A device whose lists hold two descriptors runs the three-layer MLP as two STARTs.
     let mut cfg = config("sim-small");

@@ -1262,9 +1262,10 @@ mod tests {
         }
         assert_eq!(used, used_bits());
         assert_eq!(used[26], 0xffff, "word 26 holds batch in [15:0]");
+        assert_eq!(used[27], 0xf, "word 27 holds max_pool in [3:0]");
         assert!(
-            used[27..].iter().all(|&w| w == 0),
-            "words 27..=31 are reserved"
+            used[28..].iter().all(|&w| w == 0),
+            "words 28..=31 are reserved"
         );
     }
 
@@ -1306,7 +1307,13 @@ mod tests {
 
     #[test]
     fn decode_rejects_set_reserved_bits_naming_the_word() {
-        for (byte, mask, word) in [(1usize, 0x20u8, 0), (108, 0x01, 27), (127, 0x80, 31)] {
+        // Word 27 holds max_pool in [3:0]: bit 4 (byte 108, 0x10) is reserved.
+        for (byte, mask, word) in [
+            (1usize, 0x20u8, 0),
+            (108, 0x10, 27),
+            (112, 0x01, 28),
+            (127, 0x80, 31),
+        ] {
             let (err, code) = decode_err(|b| b[byte] |= mask);
             assert!(
                 err.contains("`reserved`") && err.contains(&format!("word {word}")),

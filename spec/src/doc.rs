@@ -304,7 +304,8 @@ mod tests {
         }
         assert!(doc.contains("| 0 | `[15:13]` |"), "{doc}");
         assert!(doc.contains("| 26 | `[31:16]` |"), "{doc}");
-        assert!(doc.contains("| 27 | `[31:0]` |"), "{doc}");
+        assert!(doc.contains("| 27 | `[31:4]` |"), "{doc}");
+        assert!(doc.contains("| 28 | `[31:0]` |"), "{doc}");
         assert!(doc.contains("| 8–9 | `[63:0]` | input_addr |"), "{doc}");
     }
 

@@ -808,7 +808,7 @@ mod tests {
         }
         assert_eq!(ID.reset, Reset::Value(0x4341_5121));
         assert_eq!(ID_VALUE.to_be_bytes(), *b"CAQ!");
-        assert_eq!(VERSION.reset, Reset::Value(0x0003_0000));
+        assert_eq!(VERSION.reset, Reset::Value(0x0003_0100));
         assert_eq!(
             REGMAP_VERSION_STRING,
             format!(

@@ -535,3 +535,42 @@ impl Engine<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Pooling;
+
+    /// The pixel that completes each written pixel, and the count of written pixels before any
+    /// conv pixel, agree with each other and with a direct enumeration of the windows.
+    #[test]
+    fn pooled_pixels_complete_where_their_window_ends() {
+        for (oh, ow) in [(1, 1), (5, 7), (8, 8), (24, 24), (9, 17)] {
+            for k in [1u64, 2, 4, 8] {
+                if k > oh.min(ow) {
+                    continue;
+                }
+                let p = Pooling {
+                    k,
+                    ow,
+                    ph: oh / k,
+                    pw: ow / k,
+                };
+                // Direct: the conv pixels (row-major) whose window they complete.
+                let ends: Vec<u64> = (0..oh * ow)
+                    .filter(|&i| {
+                        let (y, x) = (i / ow, i % ow);
+                        y % k == k - 1 && x % k == k - 1 && y / k < p.ph && x / k < p.pw
+                    })
+                    .collect();
+                assert_eq!(ends.len() as u64, p.ph * p.pw, "{oh}x{ow} k {k}");
+                for (q, &end) in ends.iter().enumerate() {
+                    assert_eq!(p.pixel_of(q as u64), end, "{oh}x{ow} k {k} q {q}");
+                }
+                for i in 0..=oh * ow {
+                    let before = ends.iter().filter(|&&e| e < i).count() as u64;
+                    assert_eq!(p.written_before(i), before, "{oh}x{ow} k {k} pixel {i}");
+                }
+            }
+        }
+    }
+}

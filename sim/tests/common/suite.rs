@@ -409,12 +409,14 @@ pub fn run_ok<D: Device>(dev: &mut D, jobs: &[LayerJob], cfg: &AccelConfig, what
     // reports the estimate itself).
     let estimate = TimingModel::default().estimate(&CoreShape::of(cfg), &descs);
     CYCLES.with(|c| c.borrow_mut().push((estimate.cycles, run.perf.cycles)));
+    let pooled = descs.iter().filter(|d| d.max_pool != 0).count();
     println!(
-        "{what}: PERF_CYCLES {} (stall {}), estimate {} ({:+.1}%)",
+        "{what}: PERF_CYCLES {} (stall {}), estimate {} ({:+.1}%); {} descriptors, {pooled} max-pooled",
         run.perf.cycles,
         run.perf.stall_cycles,
         estimate.cycles,
-        100.0 * (estimate.cycles as f64 / run.perf.cycles.max(1) as f64 - 1.0)
+        100.0 * (estimate.cycles as f64 / run.perf.cycles.max(1) as f64 - 1.0),
+        descs.len()
     );
     assert!(
         run.perf.cycles >= ops,

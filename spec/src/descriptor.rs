@@ -1473,7 +1473,7 @@ mod tests {
         assert_eq!(wide.validate(&pynq), Ok(()));
         let e = shape.schedule(&wide).unwrap_err();
         assert!(
-            e.contains("writes 514 pixels per row: the pooling line holds 256"),
+            e.contains("writes 514 pixels per row: the pooling line holds 128"),
             "{e}"
         );
         wide.max_pool = 4;

@@ -30,7 +30,7 @@ pub const MAX_K_DATAPATH: u64 = 65_535;
 pub const MAX_ITEMS: u64 = 65_535;
 /// Pooled outputs per row of a tile the result stage's max-pooling line holds: a Conv2d with
 /// max pooling of window k writes at most this many pixels per row (out_w / k).
-pub const POOL_LINE: u32 = 256;
+pub const POOL_LINE: u32 = 128;
 /// Depth of the Dense result queue between requantization and the writer, in output vectors.
 pub const DENSE_QUEUE: u32 = 4;
 /// Cycles the result stage takes to requantize an item's R totals: it has R / REQUANT_PHASES

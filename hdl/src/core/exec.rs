@@ -321,20 +321,9 @@ fn sequencer(
             "Conv2d: pixels of the tile written so far (pooled pixels with max pooling)",
         ),
         (
-            "prow_q",
-            1,
-            "max pooling: the block's row completes windows (its low bits are k - 1, within \
-             the last whole window)",
-        ),
-        (
-            "pbx_q",
-            3,
-            "max pooling: the block's first column, low bits",
-        ),
-        (
-            "pxin_q",
-            16,
-            "max pooling: the block's pixels that lie in whole windows' columns",
+            "pmask_q",
+            8,
+            "Conv2d: which pixels of the block write one (with max pooling: complete a window)",
         ),
         ("wslot_q", wib, "the tile's first weight-bank word"),
         ("gslot_q", gib, "the tile's first region-multiplier entry"),
@@ -464,21 +453,40 @@ fn sequencer(
         format!("pix_q[{}:0] == {runl}'d0", runl - 1)
     };
     // Max pooling (window k = 2^x_pool): the item writes a pixel when it completes a whole
-    // window, the result stage's rule (core/result.rs, `pool`); the block's row and first column
-    // are registered while the sequencer waits for the block, so only the pixel's place in the
-    // block is decoded per step.
+    // window, the result stage's rule (core/result.rs, `pool`). The block's mask of such pixels
+    // is registered from its row and first column while the sequencer waits for the block, so a
+    // step only selects its pixel's bit.
     m.wire_assign(
         "epool_m",
-        Expr::raw("(3'd1 << x_pool) - 3'd1", 3),
+        Expr::raw("{x_pool == 2'd3, x_pool[1], x_pool != 2'd0}", 3),
         Some("k - 1"),
     )?;
     m.wire_assign(
-        "pix_writes",
+        "prow",
         Expr::raw(
-            "x_pool == 2'd0 || (prow_q && ((pbx_q + it_q[2:0]) & epool_m) == epool_m && \
-             it_q < pxin_q)",
+            "(by_q[2:0] & epool_m) == epool_m && by_q < (x_out_h & ~{13'd0, epool_m})",
             1,
         ),
+        Some("the block's row completes windows (within the last whole one)"),
+    )?;
+    let bits = (0..8u32)
+        .rev()
+        .map(|i| {
+            format!(
+                "(x_pool == 2'd0 || (prow && ((bx_q[2:0] + 3'd{i}) & epool_m) == epool_m && \
+                 bx_q + 16'd{i} < (x_out_w & ~{{13'd0, epool_m}})))"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    m.wire_assign(
+        "pmask_next",
+        Expr::raw(format!("{{{bits}}}"), 8),
+        Some("pixel i of the block (column bx + i) writes"),
+    )?;
+    m.wire_assign(
+        "pix_writes",
+        Expr::raw("pmask_q[it_q[2:0]]", 1),
         Some("Conv2d: the item writes a pixel (with max pooling: completes a window)"),
     )?;
     m.wire_assign(
@@ -667,15 +675,7 @@ fn sequencer(
             c.if_("go && item_start && pix_writes", |c| {
                 c.nb("pix_q", "pix_q + 16'd1");
             });
-            c.nb(
-                "prow_q",
-                "(by_q[2:0] & epool_m) == epool_m && by_q < (x_out_h & ~{13'd0, epool_m})",
-            );
-            c.nb("pbx_q", "bx_q[2:0]");
-            c.nb(
-                "pxin_q",
-                "(bx_q < (x_out_w & ~{13'd0, epool_m})) ? (x_out_w & ~{13'd0, epool_m}) - bx_q : 16'd0",
-            );
+            c.nb("pmask_q", "pmask_next");
             c.nb(
                 "drain_q",
                 format!(

@@ -512,6 +512,23 @@ impl ModuleBuilder {
         Ok(())
     }
 
+    /// A [`ModuleBuilder::memory`] that synthesis must build from LUT RAM (`ram_style =
+    /// "distributed"`): its read is asynchronous-fast, for a memory whose read feeds logic in the
+    /// same cycle as a block RAM's slow clock-to-output would not allow.
+    pub fn memory_distributed(
+        &mut self,
+        name: &str,
+        width: u32,
+        depth: u32,
+        comment: &str,
+    ) -> Result<()> {
+        self.memory(name, width, depth, comment)?;
+        if let Some(Item::Pragma(text)) = self.items.last_mut() {
+            *text = format!("(* ram_style = \"distributed\" *) {text}");
+        }
+        Ok(())
+    }
+
     /// `assign name = rhs;` for a declared wire or output port, with `rhs` as text of the name's
     /// width (for expressions the typed [`Expr`] cannot state; Verilator checks them).
     pub fn assign_raw(&mut self, name: &str, rhs: impl Into<String>) -> Result<()> {

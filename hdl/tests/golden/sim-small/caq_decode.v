@@ -303,7 +303,7 @@ module caq_decode (
         batch_words4_q <= ({4'd0, d_batch} * {4'd0, nch3_q}) << 0;
         fm_words4_q <= fm2_q[22:3] + {19'd0, fm2_q[2:0] != 3'd0};
         gm_end5_q <= {1'b0, d_group_mult_addr} + {32'd0, gm_len4_q, 1'b0};
-        c_capacity5_q <= k2_q <= 22'd65535 && words4_q <= 22'd128 && (d_conv || batch_ch4_q <= 32'd512) && (!d_conv || (fm2_q <= 48'd4096 && patch_fit4_q && ohw_q <= 32'd65535)) && (pool_e_q == 2'd0 || pool_w_q <= 16'd256);
+        c_capacity5_q <= k2_q <= 22'd65535 && words4_q <= 22'd128 && (d_conv || batch_ch4_q <= 32'd512) && (!d_conv || (fm2_q <= 48'd4096 && patch_fit4_q && ohw_q <= 32'd65535)) && (pool_e_q == 2'd0 || pool_w_q <= 16'd128);
         slots2_5_q <= words4_q <= 22'd64;
         block5_q <= d_conv ? ((patch_fit4_q && segw_q >= 5'd1 && d_out_w >= 16'd1) ? 4'd1 : 4'd1) : 4'd1;
         code_q <= !c_op_q ? 8'd1 : !c_ngroups_q ? 8'd4 : !c_widths_q ? 8'd2 : !c_slots_q ? 8'd4 : !c_reserved_q ? 8'd6 : !c_caps_bits_q ? 8'd2 : !c_shape3_q ? 8'd3 : !c_groups_q ? 8'd4 : !c_region_q ? 8'd5 : !c_aligned_q ? 8'd7 : !c_window_all ? 8'd8 : !c_position_q ? 8'd9 : !c_capacity5_q ? 8'd3 : 8'd0;

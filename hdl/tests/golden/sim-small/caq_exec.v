@@ -162,9 +162,7 @@ module caq_exec (
     reg  [15:0] credits_q;  // items the result stage can still take
     reg  [2:0]  runcr_q;  // Conv2d: runs the result stage can still queue
     reg  [15:0] pix_q;  // Conv2d: pixels of the tile written so far (pooled pixels with max pooling)
-    reg         prow_q;  // max pooling: the block's row completes windows (its low bits are k - 1, within the last whole window)
-    reg  [2:0]  pbx_q;  // max pooling: the block's first column, low bits
-    reg  [15:0] pxin_q;  // max pooling: the block's pixels that lie in whole windows' columns
+    reg  [7:0]  pmask_q;  // Conv2d: which pixels of the block write one (with max pooling: complete a window)
     reg  [6:0]  wslot_q;  // the tile's first weight-bank word
     reg  [8:0]  gslot_q;  // the tile's first region-multiplier entry
     reg  [15:0] by_q;  // Conv2d: the block's output row
@@ -213,9 +211,13 @@ module caq_exec (
     wire        item_start;  // the step begins an item: it takes a result credit
     assign item_start = ch_q == 16'd0 && pl_q == 6'd0;
     wire [2:0]  epool_m;  // k - 1
-    assign epool_m = (3'd1 << x_pool) - 3'd1;
+    assign epool_m = {x_pool == 2'd3, x_pool[1], x_pool != 2'd0};
+    wire        prow;  // the block's row completes windows (within the last whole one)
+    assign prow = (by_q[2:0] & epool_m) == epool_m && by_q < (x_out_h & ~{13'd0, epool_m});
+    wire [7:0]  pmask_next;  // pixel i of the block (column bx + i) writes
+    assign pmask_next = {(x_pool == 2'd0 || (prow && ((bx_q[2:0] + 3'd7) & epool_m) == epool_m && bx_q + 16'd7 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || (prow && ((bx_q[2:0] + 3'd6) & epool_m) == epool_m && bx_q + 16'd6 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || (prow && ((bx_q[2:0] + 3'd5) & epool_m) == epool_m && bx_q + 16'd5 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || (prow && ((bx_q[2:0] + 3'd4) & epool_m) == epool_m && bx_q + 16'd4 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || (prow && ((bx_q[2:0] + 3'd3) & epool_m) == epool_m && bx_q + 16'd3 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || (prow && ((bx_q[2:0] + 3'd2) & epool_m) == epool_m && bx_q + 16'd2 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || (prow && ((bx_q[2:0] + 3'd1) & epool_m) == epool_m && bx_q + 16'd1 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || (prow && ((bx_q[2:0] + 3'd0) & epool_m) == epool_m && bx_q + 16'd0 < (x_out_w & ~{13'd0, epool_m})))};
     wire        pix_writes;  // Conv2d: the item writes a pixel (with max pooling: completes a window)
-    assign pix_writes = x_pool == 2'd0 || (prow_q && ((pbx_q + it_q[2:0]) & epool_m) == epool_m && it_q < pxin_q);
+    assign pix_writes = pmask_q[it_q[2:0]];
     wire        run_start;  // Conv2d: the item opens an output run of the result stage
     assign run_start = x_conv && pix_writes && pix_q[5:0] == 6'd0;
     wire        go;  // a step issues this cycle
@@ -281,9 +283,7 @@ module caq_exec (
             if (go && item_start && pix_writes) begin
                 pix_q <= pix_q + 16'd1;
             end
-            prow_q <= (by_q[2:0] & epool_m) == epool_m && by_q < (x_out_h & ~{13'd0, epool_m});
-            pbx_q <= bx_q[2:0];
-            pxin_q <= (bx_q < (x_out_w & ~{13'd0, epool_m})) ? (x_out_w & ~{13'd0, epool_m}) - bx_q : 16'd0;
+            pmask_q <= pmask_next;
             drain_q <= go ? 5'd9 : (drain_q != 5'd0) ? drain_q - 5'd1 : 5'd0;
             if (x_start) begin
                 est_q <= E_TILE;

@@ -294,12 +294,12 @@ module caq_result (
     reg          q1_first_q;  // it opens its pooling window
     reg          q1_emit_q;  // it completes its pooling window
     reg          q1_in_q;  // it lies in a whole pooling window
-    reg  [7:0]   q1_j_q;  // its window's entry in the pooling line
+    reg  [6:0]   q1_j_q;  // its window's entry in the pooling line
     reg  [31:0]  q1_codes_q;  // its codes, row r's at [8r +: 8]
     reg  [31:0]  pl_rd_q;  // the line entry of its window
-    reg  [31:0] pl_mem [0:255];  // partial maxima of the pooled row, one entry per pooled column
+    (* ram_style = "distributed" *) reg  [31:0] pl_mem [0:127];  // partial maxima of the pooled row, one entry per pooled column
     wire [2:0]   pool_m;  // k - 1: the item's place in its window is its row's and column's low bits
-    assign pool_m = (3'd1 << x_pool) - 3'd1;
+    assign pool_m = {x_pool == 2'd3, x_pool[1], x_pool != 2'd0};
     wire         p_first;
     assign p_first = (pcx_q[2:0] & pool_m) == 3'd0 && (pcy_q[2:0] & pool_m) == 3'd0;
     wire         p_emit;
@@ -326,8 +326,8 @@ module caq_result (
         q1_first_q <= p_first;
         q1_emit_q <= p_emit;
         q1_in_q <= p_in;
-        q1_j_q <= p_j[7:0];
-        pl_rd_q <= pl_mem[p_j[7:0]];
+        q1_j_q <= p_j[6:0];
+        pl_rd_q <= pl_mem[p_j[6:0]];
         if (q1_valid_q && x_conv && x_pool != 2'd0 && q1_in_q) begin
             pl_mem[q1_j_q] <= p_codes;
         end

@@ -19,7 +19,7 @@ use caq_spec::shape::DENSE_QUEUE;
 use caq_spec::{AccelConfig, CoreShape};
 
 use super::fetch::FetchWidths;
-use super::params::x_inputs;
+use super::params::{POOL_MASK, pool_in_window, pool_window_last, x_inputs};
 use super::ports::{bit, clog2};
 use crate::array::{ArrayShape, MULT_BITS, SHIFT_BITS};
 use crate::emit::{Code, Dir, Expr, Module, ModuleBuilder};
@@ -456,29 +456,22 @@ fn sequencer(
     // window, the result stage's rule (core/result.rs, `pool`). The block's mask of such pixels
     // is registered from its row and first column while the sequencer waits for the block, so a
     // step only selects its pixel's bit.
-    m.wire_assign(
-        "epool_m",
-        Expr::raw("{x_pool == 2'd3, x_pool[1], x_pool != 2'd0}", 3),
-        Some("k - 1"),
-    )?;
-    m.wire_assign(
-        "prow",
-        Expr::raw(
-            "(by_q[2:0] & epool_m) == epool_m && by_q < (x_out_h & ~{13'd0, epool_m})",
-            1,
-        ),
-        Some("the block's row completes windows (within the last whole one)"),
-    )?;
-    let bits = (0..8u32)
-        .rev()
-        .map(|i| {
-            format!(
-                "(x_pool == 2'd0 || (prow && ((bx_q[2:0] + 3'd{i}) & epool_m) == epool_m && \
-                 bx_q + 16'd{i} < (x_out_w & ~{{13'd0, epool_m}})))"
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    m.wire_assign("epool_m", Expr::raw(POOL_MASK, 3), Some("k - 1"))?;
+    let mut bits = Vec::new();
+    for i in (0..8u32).rev() {
+        m.wire_assign(
+            &format!("pcol{i}"),
+            Expr::raw(format!("bx_q + 16'd{i}"), 16),
+            None,
+        )?;
+        let col = format!("pcol{i}");
+        bits.push(format!(
+            "(x_pool == 2'd0 || ({} && {}))",
+            pool_window_last("by_q", &col, "epool_m"),
+            pool_in_window("by_q", &col, "epool_m")
+        ));
+    }
+    let bits = bits.join(", ");
     m.wire_assign(
         "pmask_next",
         Expr::raw(format!("{{{bits}}}"), 8),

@@ -52,6 +52,23 @@ pub fn x_params(aw: u32) -> Vec<(&'static str, u32, &'static str)> {
     ]
 }
 
+/// k − 1 for the max-pooling window k = 2^`x_pool` (0 without pooling), 3 bits without an adder:
+/// a pixel's place in its window is the low bits of its row and column.
+pub const POOL_MASK: &str = "{x_pool == 2'd3, x_pool[1], x_pool != 2'd0}";
+
+/// Verilog: output pixel (`row`, `col`) — 16-bit signals — lies in a whole max-pooling window
+/// (the rows and columns past the last whole one are dropped); `m` is a wire of [`POOL_MASK`].
+pub fn pool_in_window(row: &str, col: &str, m: &str) -> String {
+    format!("{row} < (x_out_h & ~{{13'd0, {m}}}) && {col} < (x_out_w & ~{{13'd0, {m}}})")
+}
+
+/// Verilog: output pixel (`row`, `col`) is its max-pooling window's last (bottom right); the
+/// window's maximum is written there when [`pool_in_window`] holds too. The execute stage (run
+/// credits) and the result stage (the pooling line) both decide by these two rules.
+pub fn pool_window_last(row: &str, col: &str, m: &str) -> String {
+    format!("({row}[2:0] & {m}) == {m} && ({col}[2:0] & {m}) == {m}")
+}
+
 /// Declares every run parameter as an input of `m`.
 pub fn x_inputs(m: &mut ModuleBuilder, aw: u32) -> Result<()> {
     m.port_group("run parameters of the running descriptor (from caq_fetch)");

@@ -21,7 +21,7 @@ use caq_spec::{AccelConfig, CoreShape};
 
 use super::exec::credit_bits;
 use super::fetch::FetchWidths;
-use super::params::x_inputs;
+use super::params::{POOL_MASK, pool_in_window, pool_window_last, x_inputs};
 use super::ports::{Side, WORDS_BITS, Which, clog2, some_memory_ports};
 use crate::array::ACC_T_BITS;
 use crate::emit::{Code, Dir, Expr, Interface, Module, ModuleBuilder, zext};
@@ -608,7 +608,7 @@ fn pool(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     )?;
     m.wire_assign(
         "pool_m",
-        Expr::raw("{x_pool == 2'd3, x_pool[1], x_pool != 2'd0}", 3),
+        Expr::raw(POOL_MASK, 3),
         Some("k - 1: the item's place in its window is its row's and column's low bits"),
     )?;
     m.wire_assign(
@@ -621,18 +621,12 @@ fn pool(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     )?;
     m.wire_assign(
         "p_emit",
-        Expr::raw(
-            "(pcx_q[2:0] & pool_m) == pool_m && (pcy_q[2:0] & pool_m) == pool_m",
-            1,
-        ),
+        Expr::raw(pool_window_last("pcy_q", "pcx_q", "pool_m"), 1),
         None,
     )?;
     m.wire_assign(
         "p_in",
-        Expr::raw(
-            "pcx_q < (x_out_w & ~{13'd0, pool_m}) && pcy_q < (x_out_h & ~{13'd0, pool_m})",
-            1,
-        ),
+        Expr::raw(pool_in_window("pcy_q", "pcx_q", "pool_m"), 1),
         Some("the item lies in a whole window (rows and columns past the last are dropped)"),
     )?;
     m.lint_off(

@@ -212,10 +212,24 @@ module caq_exec (
     assign item_start = ch_q == 16'd0 && pl_q == 6'd0;
     wire [2:0]  epool_m;  // k - 1
     assign epool_m = {x_pool == 2'd3, x_pool[1], x_pool != 2'd0};
-    wire        prow;  // the block's row completes windows (within the last whole one)
-    assign prow = (by_q[2:0] & epool_m) == epool_m && by_q < (x_out_h & ~{13'd0, epool_m});
+    wire [15:0] pcol7;
+    assign pcol7 = bx_q + 16'd7;
+    wire [15:0] pcol6;
+    assign pcol6 = bx_q + 16'd6;
+    wire [15:0] pcol5;
+    assign pcol5 = bx_q + 16'd5;
+    wire [15:0] pcol4;
+    assign pcol4 = bx_q + 16'd4;
+    wire [15:0] pcol3;
+    assign pcol3 = bx_q + 16'd3;
+    wire [15:0] pcol2;
+    assign pcol2 = bx_q + 16'd2;
+    wire [15:0] pcol1;
+    assign pcol1 = bx_q + 16'd1;
+    wire [15:0] pcol0;
+    assign pcol0 = bx_q + 16'd0;
     wire [7:0]  pmask_next;  // pixel i of the block (column bx + i) writes
-    assign pmask_next = {(x_pool == 2'd0 || (prow && ((bx_q[2:0] + 3'd7) & epool_m) == epool_m && bx_q + 16'd7 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || (prow && ((bx_q[2:0] + 3'd6) & epool_m) == epool_m && bx_q + 16'd6 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || (prow && ((bx_q[2:0] + 3'd5) & epool_m) == epool_m && bx_q + 16'd5 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || (prow && ((bx_q[2:0] + 3'd4) & epool_m) == epool_m && bx_q + 16'd4 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || (prow && ((bx_q[2:0] + 3'd3) & epool_m) == epool_m && bx_q + 16'd3 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || (prow && ((bx_q[2:0] + 3'd2) & epool_m) == epool_m && bx_q + 16'd2 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || (prow && ((bx_q[2:0] + 3'd1) & epool_m) == epool_m && bx_q + 16'd1 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || (prow && ((bx_q[2:0] + 3'd0) & epool_m) == epool_m && bx_q + 16'd0 < (x_out_w & ~{13'd0, epool_m})))};
+    assign pmask_next = {(x_pool == 2'd0 || ((by_q[2:0] & epool_m) == epool_m && (pcol7[2:0] & epool_m) == epool_m && by_q < (x_out_h & ~{13'd0, epool_m}) && pcol7 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || ((by_q[2:0] & epool_m) == epool_m && (pcol6[2:0] & epool_m) == epool_m && by_q < (x_out_h & ~{13'd0, epool_m}) && pcol6 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || ((by_q[2:0] & epool_m) == epool_m && (pcol5[2:0] & epool_m) == epool_m && by_q < (x_out_h & ~{13'd0, epool_m}) && pcol5 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || ((by_q[2:0] & epool_m) == epool_m && (pcol4[2:0] & epool_m) == epool_m && by_q < (x_out_h & ~{13'd0, epool_m}) && pcol4 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || ((by_q[2:0] & epool_m) == epool_m && (pcol3[2:0] & epool_m) == epool_m && by_q < (x_out_h & ~{13'd0, epool_m}) && pcol3 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || ((by_q[2:0] & epool_m) == epool_m && (pcol2[2:0] & epool_m) == epool_m && by_q < (x_out_h & ~{13'd0, epool_m}) && pcol2 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || ((by_q[2:0] & epool_m) == epool_m && (pcol1[2:0] & epool_m) == epool_m && by_q < (x_out_h & ~{13'd0, epool_m}) && pcol1 < (x_out_w & ~{13'd0, epool_m}))), (x_pool == 2'd0 || ((by_q[2:0] & epool_m) == epool_m && (pcol0[2:0] & epool_m) == epool_m && by_q < (x_out_h & ~{13'd0, epool_m}) && pcol0 < (x_out_w & ~{13'd0, epool_m})))};
     wire        pix_writes;  // Conv2d: the item writes a pixel (with max pooling: completes a window)
     assign pix_writes = pmask_q[it_q[2:0]];
     wire        run_start;  // Conv2d: the item opens an output run of the result stage

@@ -303,9 +303,9 @@ module caq_result (
     wire         p_first;
     assign p_first = (pcx_q[2:0] & pool_m) == 3'd0 && (pcy_q[2:0] & pool_m) == 3'd0;
     wire         p_emit;
-    assign p_emit = (pcx_q[2:0] & pool_m) == pool_m && (pcy_q[2:0] & pool_m) == pool_m;
+    assign p_emit = (pcy_q[2:0] & pool_m) == pool_m && (pcx_q[2:0] & pool_m) == pool_m;
     wire         p_in;  // the item lies in a whole window (rows and columns past the last are dropped)
-    assign p_in = pcx_q < (x_out_w & ~{13'd0, pool_m}) && pcy_q < (x_out_h & ~{13'd0, pool_m});
+    assign p_in = pcy_q < (x_out_h & ~{13'd0, pool_m}) && pcx_q < (x_out_w & ~{13'd0, pool_m});
     // Waiver (UNUSEDSIGNAL): a column past the pooling line's last entry is never in a whole window
     /* verilator lint_off UNUSEDSIGNAL */
     wire [15:0]  p_j;  // the item's pooled column

@@ -339,7 +339,7 @@ impl AdaptiveTable {
         let mut rows = Vec::new();
         let fixed =
             |pricer: &mut PassPricer, class: &str, kind: &str, bits: &[u8]| -> Result<PolicyRow> {
-                let hits = static_hits(q, bits, test)?;
+                let hits = setting_hits(q, bits, test)?;
                 let mut perf = PerfCounters::default();
                 let one = pricer.pass(bits, caq_driver::compile::PassStart::Input, None)?;
                 for _ in 0..n {
@@ -436,7 +436,7 @@ fn histogram_text(h: &[(String, usize)]) -> String {
 
 /// Whether `bits` gets each image of `test` right (CPU backend, bit-exact with the golden
 /// model).
-fn static_hits(q: &QModel, bits: &[u8], test: &Dataset) -> Result<Vec<bool>> {
+fn setting_hits(q: &QModel, bits: &[u8], test: &Dataset) -> Result<Vec<bool>> {
     let plan = caq_cpu::CpuModel::new(q, bits, caq_cpu::Engine::Auto)
         .with_context(|| format!("setting {bits:?}"))?;
     let len = plan.input_len();

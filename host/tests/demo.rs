@@ -294,7 +294,10 @@ fn adaptive_policies_are_built_on_training_images_stored_shown_and_run_as_priced
     assert_eq!(v["adaptive"]["build"]["validation"], true);
     assert_eq!(v["adaptive"]["held_out"]["test_images"], 359);
     let text = std::fs::read_to_string(&val_md).unwrap();
-    assert!(text.contains("300 **training** images only (validation images"), "{text}");
+    assert!(
+        text.contains("300 **training** images only (validation images"),
+        "{text}"
+    );
     assert!(text.contains("top-1 vs labels %"), "{text}");
     // Without --adaptive there is nothing to calibrate on them.
     let (ok, _, stderr) = caq(&[

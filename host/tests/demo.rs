@@ -259,6 +259,59 @@ fn adaptive_policies_are_built_on_training_images_stored_shown_and_run_as_priced
     }
     let text = std::fs::read_to_string(&md).unwrap();
     assert!(text.contains("Against the issue's target"), "{text}");
+    // Each figure against the static gate carries its paired standard error.
+    assert!(text.contains("points vs static (± s.e.)"), "{text}");
+    assert_eq!(g["adaptive"]["build"]["reference"], "float");
+    assert_eq!(g["adaptive"]["build"]["validation"], false);
+
+    // Calibrated on validation images carved from the training split, scored against the
+    // labels: the build says so, and uses only those images.
+    let val_json = dir.path().join("gate-val.json");
+    let val_md = dir.path().join("adaptive-val.md");
+    let val_bundle = dir.path().join("val.caqb");
+    let (ok, stdout, stderr) = caq(&[
+        "gate",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--adaptive",
+        "--val-images",
+        "300",
+        "--adaptive-reference",
+        "labels",
+        "--out",
+        val_bundle.to_str().unwrap(),
+        "--json",
+        val_json.to_str().unwrap(),
+        "--markdown",
+        val_md.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&val_json).unwrap()).unwrap();
+    assert_eq!(v["adaptive"]["build"]["images"], 300);
+    assert_eq!(v["adaptive"]["build"]["reference"], "labels");
+    assert_eq!(v["adaptive"]["build"]["validation"], true);
+    assert_eq!(v["adaptive"]["held_out"]["test_images"], 359);
+    let text = std::fs::read_to_string(&val_md).unwrap();
+    assert!(
+        text.contains("300 **training** images only (validation images"),
+        "{text}"
+    );
+    assert!(text.contains("top-1 vs labels %"), "{text}");
+    // Without --adaptive there is nothing to calibrate on them.
+    let (ok, _, stderr) = caq(&[
+        "gate",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--val-images",
+        "300",
+        "--out",
+        val_bundle.to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("--val-images"), "{stderr}");
 
     // `caq inspect` shows the policies.
     let (ok, stdout, stderr) = caq(&["inspect", bundle.to_str().unwrap()]);

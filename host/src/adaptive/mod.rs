@@ -35,6 +35,27 @@ pub fn mean_within(sum: f64, sumsq: f64, n: usize, limit: f64) -> bool {
     mean + BUDGET_Z * (var / nf).sqrt() <= limit * (1.0 + 1e-12) + 1e-30
 }
 
+/// The standard error, in percentage points, of the accuracy difference between two policies
+/// scored on the same images (`a[i]`, `b[i]`: whether each got image i right): the standard
+/// deviation of the per-image differences over √n. Only the images where the two disagree
+/// contribute, so it says how many images a difference in points rests on: +0.5 points on 2000
+/// images is 10 images, and a difference within about two of these is what another sample of
+/// images could undo.
+pub fn paired_points_se(a: &[bool], b: &[bool]) -> f64 {
+    let n = a.len().min(b.len());
+    if n < 2 {
+        return 0.0;
+    }
+    let d: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(u8::from(x)) - f64::from(u8::from(y)))
+        .collect();
+    let mean = d.iter().sum::<f64>() / n as f64;
+    let var = d.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1) as f64;
+    100.0 * (var / n as f64).sqrt()
+}
+
 /// The device counters of passes over a compiled model, from the timing model the functional
 /// device charges (so they are what it reports, START for START).
 pub struct PassPricer {
@@ -347,5 +368,45 @@ impl<'a> CpuAdaptive<'a> {
             self.first_shape,
             &mut passes,
         )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paired_se_counts_only_disagreements() {
+        // Identical outcomes: no spread, whatever the accuracy.
+        let a = [true, false, true, true];
+        assert_eq!(paired_points_se(&a, &a), 0.0);
+        // 100 images, the policy right on 2 the static gate missed and wrong on none it got:
+        // d has two 1s and 98 0s; mean 0.02, sample variance (2·0.98² + 98·0.02²)/99.
+        let mut p = vec![true; 100];
+        let mut s = vec![true; 100];
+        s[3] = false;
+        s[70] = false;
+        p[50] = false;
+        s[50] = false;
+        let var: f64 = (2.0 * 0.98f64.powi(2) + 98.0 * 0.02f64.powi(2)) / 99.0;
+        let want = 100.0 * (var / 100.0).sqrt();
+        assert!((paired_points_se(&p, &s) - want).abs() < 1e-12);
+        // A swap (one gained, one lost) is zero points but not zero error.
+        let mut q = vec![true; 100];
+        q[3] = false;
+        let mut r = vec![true; 100];
+        r[4] = false;
+        assert!(paired_points_se(&q, &r) > 0.1);
+    }
+
+    #[test]
+    fn mean_within_adds_the_standard_error() {
+        // Per-image energies 1 and 3 (half each): mean 2, sd 1; with 100 images the s.e. is
+        // 0.1, so the mean holds within 2.2 but not within 2.1.
+        let (sum, sumsq) = (50.0 * 1.0 + 50.0 * 3.0, 50.0 * 1.0 + 50.0 * 9.0);
+        assert!(mean_within(sum, sumsq, 100, 2.0 + BUDGET_Z * 0.1 + 1e-9));
+        assert!(!mean_within(sum, sumsq, 100, 2.1));
+        // No spread: the plain limit.
+        assert!(mean_within(200.0, 400.0, 100, 2.0));
     }
 }

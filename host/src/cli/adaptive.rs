@@ -50,6 +50,50 @@ pub struct AdaptiveBuild {
     pub candidates: Vec<Vec<u8>>,
     pub classes: Vec<ClassBuild>,
     pub seed: u64,
+    /// What the calibration images' outputs were scored against.
+    pub reference: Reference,
+    /// Whether the calibration images were validation images the backbone was not trained on
+    /// (`caq gate --val-images`), rather than any of the training split.
+    pub validation: bool,
+}
+
+/// What a calibration image's output is scored against.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reference {
+    /// The float model's top-1 (label-free).
+    Float,
+    /// The dataset's labels.
+    Labels,
+}
+
+impl Reference {
+    /// The build table's column head for agreement with it.
+    fn column(self) -> &'static str {
+        match self {
+            Reference::Float => "agree w/ f32 %",
+            Reference::Labels => "top-1 vs labels %",
+        }
+    }
+
+    /// How the report names it.
+    fn describe(self) -> &'static str {
+        match self {
+            Reference::Float => "top-1 agreement with the float model (label-free)",
+            Reference::Labels => "top-1 accuracy against the labels",
+        }
+    }
+
+    /// Each image's reference class.
+    fn classes(self, float: &FloatModel, images: &Dataset) -> Result<Vec<usize>> {
+        Ok(match self {
+            Reference::Float => report::float_logits(float, images)?
+                .iter()
+                .map(|l| qmodel::argmax(l))
+                .collect(),
+            Reference::Labels => images.labels.iter().map(|&l| l as usize).collect(),
+        })
+    }
 }
 
 /// Where the pricer compiles the model: any 4 KiB-aligned base gives the same DMA bursts.
@@ -63,6 +107,10 @@ pub struct BuildOptions {
     pub images: usize,
     /// Seed of the gate networks' training.
     pub seed: u64,
+    /// What calibration outputs are scored against.
+    pub reference: Reference,
+    /// Whether `train` holds validation images the backbone was not trained on.
+    pub validation: bool,
 }
 
 pub fn build_adaptive(
@@ -77,13 +125,16 @@ pub fn build_adaptive(
     let (images, seed) = (opts.images, opts.seed);
     let sel = selection_images(train, images);
     eprintln!(
-        "  adaptive: float reference on {} training images",
-        sel.len()
+        "  adaptive: {:?} reference on {} {} images",
+        opts.reference,
+        sel.len(),
+        if opts.validation {
+            "validation"
+        } else {
+            "training"
+        }
     );
-    let reference: Vec<usize> = report::float_logits(float, &sel)?
-        .iter()
-        .map(|l| qmodel::argmax(l))
-        .collect();
+    let reference = opts.reference.classes(float, &sel)?;
     let mut pricer = PassPricer::new(q, cfg, PRICE_BASE)?;
     let energy = |p: &PerfCounters| em.estimate(cfg, p).dynamic_j;
     let layout = caq_model::adaptive::Layout::of(q)?;
@@ -216,6 +267,8 @@ pub fn build_adaptive(
         candidates: scored.settings.clone(),
         classes,
         seed,
+        reference: opts.reference,
+        validation: opts.validation,
     })
 }
 
@@ -236,6 +289,9 @@ pub struct PolicyRow {
     pub passes: f64,
     /// How many images ended at each setting.
     pub histogram: Vec<(String, usize)>,
+    /// Whether each image's top-1 was right (for the paired comparison with the static gate).
+    #[serde(skip)]
+    pub hits: Vec<bool>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -248,7 +304,7 @@ pub struct AdaptiveTable {
 /// What a policy did over a set of images: the sums a [`PolicyRow`] is the mean of.
 struct Tally {
     images: usize,
-    correct: usize,
+    hits: Vec<bool>,
     perf: PerfCounters,
     passes: usize,
     histogram: Vec<(String, usize)>,
@@ -258,16 +314,18 @@ impl Tally {
     fn row(self, class: &str, kind: &str, cfg: &AccelConfig, em: &EnergyModel) -> PolicyRow {
         let e = em.estimate(cfg, &self.perf);
         let nf = self.images.max(1) as f64;
+        let correct = self.hits.iter().filter(|&&h| h).count();
         PolicyRow {
             class: class.into(),
             kind: kind.into(),
-            accuracy_pct: 100.0 * self.correct as f64 / nf,
+            accuracy_pct: 100.0 * correct as f64 / nf,
             energy_dynamic_uj: e.dynamic_j / nf * 1e6,
             energy_total_uj: e.total_j / nf * 1e6,
             cycles: self.perf.cycles as f64 / nf,
             latency_us: self.perf.cycles as f64 / nf / cfg.clock_mhz,
             passes: self.passes as f64 / nf,
             histogram: self.histogram,
+            hits: self.hits,
         }
     }
 }
@@ -281,7 +339,7 @@ impl AdaptiveTable {
         let mut rows = Vec::new();
         let fixed =
             |pricer: &mut PassPricer, class: &str, kind: &str, bits: &[u8]| -> Result<PolicyRow> {
-                let acc = qmodel::int_accuracy(q, bits, test)?;
+                let hits = setting_hits(q, bits, test)?;
                 let mut perf = PerfCounters::default();
                 let one = pricer.pass(bits, caq_driver::compile::PassStart::Input, None)?;
                 for _ in 0..n {
@@ -289,7 +347,7 @@ impl AdaptiveTable {
                 }
                 let tally = Tally {
                     images: n,
-                    correct: (acc / 100.0 * n as f64).round() as usize,
+                    hits,
                     perf,
                     passes: n,
                     histogram: vec![(bits_label(bits), n)],
@@ -376,6 +434,25 @@ fn histogram_text(h: &[(String, usize)]) -> String {
         .join(", ")
 }
 
+/// Whether `bits` gets each image of `test` right (CPU backend, bit-exact with the golden
+/// model).
+fn setting_hits(q: &QModel, bits: &[u8], test: &Dataset) -> Result<Vec<bool>> {
+    let plan = caq_cpu::CpuModel::new(q, bits, caq_cpu::Engine::Auto)
+        .with_context(|| format!("setting {bits:?}"))?;
+    let len = plan.input_len();
+    let mut hits = Vec::with_capacity(test.len());
+    for first in (0..test.len()).step_by(64) {
+        let count = 64.min(test.len() - first);
+        let outs = plan
+            .infer_batch(&test.pixels[first * len..(first + count) * len], count)
+            .with_context(|| format!("setting {bits:?}"))?;
+        for (j, o) in outs.iter().enumerate() {
+            hits.push(qmodel::argmax(o) == test.labels[first + j] as usize);
+        }
+    }
+    Ok(hits)
+}
+
 /// `policy` on every image of `test` (CPU backend), each input's passes priced.
 fn adaptive_tally(
     q: &QModel,
@@ -387,11 +464,12 @@ fn adaptive_tally(
     let outcomes = qmodel::par_map(test.len(), |i| cpu.infer(test.image(i)));
     let settings = policy.settings();
     let mut hist = vec![0usize; settings.len()];
-    let (mut correct, mut passes) = (0usize, 0usize);
+    let mut passes = 0usize;
+    let mut hits = Vec::with_capacity(test.len());
     let mut perf = PerfCounters::default();
     for (i, o) in outcomes.into_iter().enumerate() {
         let o = o?;
-        correct += usize::from(qmodel::argmax(&o.output) == test.labels[i] as usize);
+        hits.push(qmodel::argmax(&o.output) == test.labels[i] as usize);
         hist[o.choice] += 1;
         passes += o.passes.len();
         perf.add(&pricer.outcome(policy, &o.passes)?);
@@ -403,7 +481,7 @@ fn adaptive_tally(
         .collect();
     Ok(Tally {
         images: test.len(),
-        correct,
+        hits,
         perf,
         passes,
         histogram,
@@ -481,27 +559,41 @@ fn build_rows(b: &AdaptiveBuild, markdown: bool) -> Vec<Vec<String>> {
     rows
 }
 
-/// The columns of the build table.
-const BUILD_COLUMNS: [&str; 6] = [
-    "class",
-    "policy",
-    "settings",
-    "agree w/ f32 %",
-    "dynamic µJ",
-    "limit µJ",
-];
+/// The columns of the build table; the fourth is agreement with `b.reference`.
+fn build_columns(b: &AdaptiveBuild) -> [&'static str; 6] {
+    [
+        "class",
+        "policy",
+        "settings",
+        b.reference.column(),
+        "dynamic µJ",
+        "limit µJ",
+    ]
+}
+
+impl AdaptiveBuild {
+    /// Which images the policies were calibrated on, as the tables name them.
+    fn images_text(&self) -> &'static str {
+        if self.validation {
+            "validation"
+        } else {
+            "training"
+        }
+    }
+}
 
 /// Prints what the build found on the training images.
 pub fn print_build(b: &AdaptiveBuild) {
     println!(
-        "\nInput-adaptive policies, calibrated on {} training images ({} candidate settings, \
+        "\nInput-adaptive policies, calibrated on {} {} images ({} candidate settings, \
          gate seed {}):",
         b.images,
+        b.images_text(),
         b.candidates.len(),
         b.seed
     );
     let rows = build_rows(b, false);
-    table::print(&BUILD_COLUMNS, &rows);
+    table::print(&build_columns(b), &rows);
 }
 
 /// Which of a class's input-adaptive policies `caq run --adaptive` runs.
@@ -783,6 +875,9 @@ pub struct TargetRow {
     pub class: String,
     pub kind: String,
     pub points_above_static: f64,
+    /// Standard error of `points_above_static`, paired image by image
+    /// ([`caq_host::adaptive::paired_points_se`]).
+    pub points_se: f64,
     /// Mean dynamic energy against the static gate's, % (negative: less).
     pub energy_vs_static_pct: f64,
     pub latency_vs_static_pct: f64,
@@ -805,6 +900,7 @@ impl AdaptiveTable {
                     class: r.class.clone(),
                     kind: r.kind.clone(),
                     points_above_static: points,
+                    points_se: caq_host::adaptive::paired_points_se(&r.hits, &s.hits),
                     energy_vs_static_pct: de,
                     latency_vs_static_pct: 100.0 * (r.latency_us / s.latency_us - 1.0),
                     // A hair of float noise on "no more energy" is not a miss.
@@ -856,13 +952,23 @@ pub fn markdown(s: &ReportSetup<'_>, b: &AdaptiveBuild, t: &AdaptiveTable) -> St
     let _ = writeln!(
         o,
         "Data: {} training / {} held-out images (stratified split, seed {}). The cascade \
-         thresholds and the gate networks were chosen on {} **training** images only; every \
+         thresholds and the gate networks were chosen on {} **training** images only{}; every \
          figure below is on the held-out images, which chose nothing. Accelerator config `{}`. \
          Energy is the **energy model** (docs/energy.md) over the counters of the passes each \
          input took — a cascade's re-runs and the gate network's two passes included — not a \
          measurement; latency is device cycles at the config's clock. The functional device \
          reports exactly these counters pass for pass (`host/tests/adaptive.rs`).\n",
-        s.train_images, s.test_images, s.split_seed, b.images, t.config
+        s.train_images,
+        s.test_images,
+        s.split_seed,
+        b.images,
+        if b.validation {
+            " (validation images carved from the training split, which the backbone was not \
+             trained on: `caq gate --val-images`)"
+        } else {
+            ""
+        },
+        t.config
     );
     if let Some(p) = s.plot {
         let name = p.file_name().map_or(p.display().to_string(), |n| {
@@ -882,7 +988,10 @@ pub fn markdown(s: &ReportSetup<'_>, b: &AdaptiveBuild, t: &AdaptiveTable) -> St
         o,
         "## Against the issue's target\n\nAt each class's budget: ≥ 0.5 points above the static \
          gate at no more average energy, or the same accuracy at ≥ 20 % less average energy \
-         (dynamic energy, the part the precision changes; held-out images).\n"
+         (dynamic energy, the part the precision changes; held-out images). The ± is the \
+         standard error of the difference in points, paired image by image: only the images on \
+         which the policy and the static gate disagree count, and a difference within about \
+         two of them is what another sample of images could undo.\n"
     );
     let rows: Vec<Vec<String>> = t
         .targets()
@@ -891,7 +1000,7 @@ pub fn markdown(s: &ReportSetup<'_>, b: &AdaptiveBuild, t: &AdaptiveTable) -> St
             vec![
                 r.class.clone(),
                 r.kind.clone(),
-                format!("{:+.2}", r.points_above_static),
+                format!("{:+.2} ± {:.2}", r.points_above_static, r.points_se),
                 format!("{:+.1} %", r.energy_vs_static_pct),
                 format!("{:+.1} %", r.latency_vs_static_pct),
                 if r.met { "yes".into() } else { "**no**".into() },
@@ -903,7 +1012,7 @@ pub fn markdown(s: &ReportSetup<'_>, b: &AdaptiveBuild, t: &AdaptiveTable) -> St
         &[
             "class",
             "policy",
-            "points vs static",
+            "points vs static (± s.e.)",
             "energy vs static",
             "latency vs static",
             "met",
@@ -912,14 +1021,15 @@ pub fn markdown(s: &ReportSetup<'_>, b: &AdaptiveBuild, t: &AdaptiveTable) -> St
     );
     let _ = writeln!(
         o,
-        "## The policies as built (training images)\n\n{} candidate settings; gate-network \
-         seed {}. Agreement is top-1 agreement with the float model (label-free), energy the \
-         mean dynamic energy per inference; the limit is the class's budget, never above its \
-         static gate.\n",
+        "## The policies as built ({} images)\n\n{} candidate settings; gate-network \
+         seed {}. Agreement is {}, energy the mean dynamic energy per inference; the limit is \
+         the class's budget, never above its static gate.\n",
+        b.images_text(),
         b.candidates.len(),
-        b.seed
+        b.seed,
+        b.reference.describe()
     );
     let rows = build_rows(b, true);
-    md_table(&mut o, &BUILD_COLUMNS, &rows);
+    md_table(&mut o, &build_columns(b), &rows);
     o
 }

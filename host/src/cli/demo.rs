@@ -257,6 +257,8 @@ fn build(
             &super::adaptive::BuildOptions {
                 images: split.train.len(),
                 seed: 0,
+                reference: super::adaptive::Reference::Float,
+                validation: false,
             },
         )?;
         bundle::write(&bundle_path, &q)?;

@@ -47,6 +47,17 @@ pub struct GateArgs {
     /// Training images the adaptive policies are calibrated and trained on.
     #[arg(long, default_value_t = 4000)]
     adaptive_images: usize,
+    /// With --adaptive: calibrate and train the policies on this many validation images carved
+    /// from the training split (stratified, seeded with --split-seed): the images `caq train
+    /// --val-images` with the same number leaves out, so the backbone never saw them. A model is
+    /// more confident on the images it was trained on than on new ones, so thresholds set there
+    /// escalate more new inputs, and spend more, than they did in calibration.
+    #[arg(long, value_parser = super::count)]
+    val_images: Option<usize>,
+    /// With --adaptive: what each calibration image's output is scored against: the float
+    /// model's top-1 (`float`, label-free) or the dataset's labels (`labels`).
+    #[arg(long, value_enum, default_value_t = adaptive::Reference::Float)]
+    adaptive_reference: adaptive::Reference,
     /// Seed of the gate networks' training.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -100,17 +111,24 @@ pub fn run(a: GateArgs) -> Result<()> {
     let build = adapt::build_gates(&mut q, &float, &split.train, &cfg, &em, &policy, a.images)?;
     // Policies of an older build no longer match the new gates.
     q.set_adaptive(Vec::new())?;
+    let calibration = match a.val_images {
+        Some(n) if a.adaptive => Some(super::carve_val(&split.train, n, a.data.split_seed)?.1),
+        Some(_) => anyhow::bail!("--val-images: only with --adaptive"),
+        None => None,
+    };
     let adaptive_build = if a.adaptive {
         Some(adaptive::build_adaptive(
             &mut q,
             &float,
-            &split.train,
+            calibration.as_ref().unwrap_or(&split.train),
             &cfg,
             &em,
             &build,
             &adaptive::BuildOptions {
                 images: a.adaptive_images,
                 seed: a.seed,
+                reference: a.adaptive_reference,
+                validation: calibration.is_some(),
             },
         )?)
     } else {

@@ -227,22 +227,29 @@ fn adaptive_policies_are_built_on_training_images_stored_shown_and_run_as_priced
     // digits: 1,438 of 1,797 images; the 359 held-out ones are only reported on).
     let bundle = out.join("digits-mlp.caqb");
     let model = out.join("digits-mlp.caqf");
-    let json = dir.path().join("gate.json");
-    let md = dir.path().join("adaptive.md");
-    let (ok, stdout, stderr) = caq(&[
-        "gate",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--adaptive",
-        "--json",
-        json.to_str().unwrap(),
-        "--markdown",
-        md.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stdout}\n{stderr}");
-    let g: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // `caq gate --adaptive` on the bundle with `extra` arguments: its JSON and Markdown reports.
+    let gate = |name: &str, extra: &[&str]| -> (Value, String) {
+        let json = dir.path().join(format!("{name}.json"));
+        let md = dir.path().join(format!("{name}.md"));
+        let mut args = vec![
+            "gate",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--adaptive",
+            "--json",
+            json.to_str().unwrap(),
+            "--markdown",
+            md.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (ok, stdout, stderr) = caq(&args);
+        assert!(ok, "{stdout}\n{stderr}");
+        let v = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        (v, std::fs::read_to_string(&md).unwrap())
+    };
+    let (g, text) = gate("gate", &[]);
     assert_eq!(g["adaptive"]["build"]["images"], 1438);
     assert_eq!(g["adaptive"]["held_out"]["test_images"], 359);
     for c in g["adaptive"]["build"]["classes"].as_array().unwrap() {
@@ -257,7 +264,6 @@ fn adaptive_policies_are_built_on_training_images_stored_shown_and_run_as_priced
             }
         }
     }
-    let text = std::fs::read_to_string(&md).unwrap();
     assert!(text.contains("Against the issue's target"), "{text}");
     // Each figure against the static gate carries its paired standard error.
     assert!(text.contains("points vs static (± s.e.)"), "{text}");
@@ -266,34 +272,22 @@ fn adaptive_policies_are_built_on_training_images_stored_shown_and_run_as_priced
 
     // Calibrated on validation images carved from the training split, scored against the
     // labels: the build says so, and uses only those images.
-    let val_json = dir.path().join("gate-val.json");
-    let val_md = dir.path().join("adaptive-val.md");
     let val_bundle = dir.path().join("val.caqb");
-    let (ok, stdout, stderr) = caq(&[
-        "gate",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--adaptive",
-        "--val-images",
-        "300",
-        "--adaptive-reference",
-        "labels",
-        "--out",
-        val_bundle.to_str().unwrap(),
-        "--json",
-        val_json.to_str().unwrap(),
-        "--markdown",
-        val_md.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stdout}\n{stderr}");
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&val_json).unwrap()).unwrap();
+    let (v, text) = gate(
+        "gate-val",
+        &[
+            "--val-images",
+            "300",
+            "--adaptive-reference",
+            "labels",
+            "--out",
+            val_bundle.to_str().unwrap(),
+        ],
+    );
     assert_eq!(v["adaptive"]["build"]["images"], 300);
     assert_eq!(v["adaptive"]["build"]["reference"], "labels");
     assert_eq!(v["adaptive"]["build"]["validation"], true);
     assert_eq!(v["adaptive"]["held_out"]["test_images"], 359);
-    let text = std::fs::read_to_string(&val_md).unwrap();
     assert!(
         text.contains("300 **training** images only (validation images"),
         "{text}"

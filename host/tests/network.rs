@@ -72,6 +72,17 @@ fn check_equal_on<D: caq_spec::Device>(
     counters
 }
 
+/// A program's steps: `devN` for a descriptor list of N layers, a host step by its node's name.
+fn step_kinds(p: &Program) -> Vec<String> {
+    p.steps
+        .iter()
+        .map(|s| match s {
+            compile::Step::Device(seg) => format!("dev{}", seg.layers.len()),
+            compile::Step::Host(h) => h.name.clone(),
+        })
+        .collect()
+}
+
 fn read_node<D: caq_spec::Device>(dev: &mut D, p: &Program, node: usize) -> Vec<u8> {
     let b = p.nodes[node].buf;
     let mut v = vec![0u8; b.len as usize];
@@ -134,14 +145,7 @@ fn pools_fuse_into_their_convs_and_flatten_is_free() {
     let set = digits28(&digits(), 16);
     let q = quantize(lenet(), &set, &[8, 4], 1);
     let p = compile::compile(&q, &config("sim-small"), &[8; 4], DeviceAddr(BASE)).unwrap();
-    let kinds: Vec<String> = p
-        .steps
-        .iter()
-        .map(|s| match s {
-            compile::Step::Device(seg) => format!("dev{}", seg.layers.len()),
-            compile::Step::Host(h) => h.name.clone(),
-        })
-        .collect();
+    let kinds = step_kinds(&p);
     // Both 2x2 max pools run on the device's result path: one list, no host step.
     assert_eq!(kinds, ["dev4"]);
     let pools: Vec<u8> = p.layers.iter().map(|l| l.desc().max_pool).collect();
@@ -157,14 +161,7 @@ fn pools_fuse_into_their_convs_and_flatten_is_free() {
         compile::Fusion::KeepFirstOutput,
     )
     .unwrap();
-    let kinds: Vec<String> = keep
-        .steps
-        .iter()
-        .map(|s| match s {
-            compile::Step::Device(seg) => format!("dev{}", seg.layers.len()),
-            compile::Step::Host(h) => h.name.clone(),
-        })
-        .collect();
+    let kinds = step_kinds(&keep);
     assert_eq!(kinds, ["dev1", "pool1", "dev3"]);
     // The MNIST-shaped LeNet fits the PYNQ-Z2 too, at every level.
     compile::compile(&q, &config("pynq-z2"), &[8; 4], DeviceAddr(BASE)).unwrap();
@@ -202,14 +199,7 @@ fn pools_the_device_cannot_run_stay_host_steps_and_still_equal_golden() {
     let q = quantize(graph, &set, &[8, 4], 5);
     let cfg = config("sim-small");
     let p = compile::compile(&q, &cfg, &[8; 4], DeviceAddr(BASE)).unwrap();
-    let kinds: Vec<String> = p
-        .steps
-        .iter()
-        .map(|s| match s {
-            compile::Step::Device(seg) => format!("dev{}", seg.layers.len()),
-            compile::Step::Host(h) => h.name.clone(),
-        })
-        .collect();
+    let kinds = step_kinds(&p);
     assert_eq!(kinds, ["dev1", "overlap", "dev1", "three", "dev2"]);
     let pools: Vec<u8> = p.layers.iter().map(|l| l.desc().max_pool).collect();
     assert_eq!(pools, [0, 0, 2, 0]);

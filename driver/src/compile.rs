@@ -279,13 +279,13 @@ impl Fusion {
     }
 }
 
-/// The max-pool window fused into each node (0: none), by the rule in the module docs: a MaxPool
-/// of window = stride in `POOL_WINDOWS`, the only reader of a Conv2d that is not grouped, whose
-/// pooled width fits the device's pooling line.
-fn fused_pools(model: &QModel, shapes: &[Shape3], fusion: Fusion) -> Vec<usize> {
+/// The MaxPool node fused into each node, by the rule in the module docs: a MaxPool of window =
+/// stride in `POOL_WINDOWS`, the only reader of a Conv2d that is not grouped, whose pooled width
+/// fits the device's pooling line.
+fn fused_pools(model: &QModel, shapes: &[Shape3], fusion: Fusion) -> Vec<Option<usize>> {
     let graph = &model.graph;
     let first = model.weight_layers().first().copied();
-    let mut pools = vec![0; graph.nodes.len()];
+    let mut pools = vec![None; graph.nodes.len()];
     for (p, node) in graph.nodes.iter().enumerate() {
         let Op::MaxPool { kernel, stride } = node.op else {
             continue;
@@ -303,7 +303,7 @@ fn fused_pools(model: &QModel, shapes: &[Shape3], fusion: Fusion) -> Vec<usize> 
         let fits = shapes[p][2] <= POOL_LINE as usize;
         let kept = fusion == Fusion::KeepFirstOutput && first == Some(c);
         if plain_conv && readers == 1 && kernel == stride && window && fits && !kept {
-            pools[c] = kernel;
+            pools[c] = Some(p);
         }
     }
     pools
@@ -348,22 +348,12 @@ pub fn compile_with(
     }
     let graph = &model.graph;
     let shapes = graph.shapes()?;
-    let pools = fused_pools(model, &shapes, fusion);
-    // The pool node fused into each conv, and the conv each fused pool reads.
-    let pooled_by: Vec<Option<usize>> = (0..graph.nodes.len())
-        .map(|c| {
-            (pools[c] != 0).then(|| {
-                graph
-                    .nodes
-                    .iter()
-                    .position(|n| matches!(n.op, Op::MaxPool { .. }) && n.inputs[0] == Src::Node(c))
-                    .expect("a fused pool reads its conv")
-            })
-        })
-        .collect();
-    let fused: Vec<bool> = (0..graph.nodes.len())
-        .map(|p| pooled_by.contains(&Some(p)))
-        .collect();
+    // The pool node fused into each conv, and whether each node is a fused pool.
+    let pooled_by = fused_pools(model, &shapes, fusion);
+    let mut fused = vec![false; graph.nodes.len()];
+    for &p in pooled_by.iter().flatten() {
+        fused[p] = true;
+    }
     let mut mem = Alloc { next: base.0 };
     // Descriptors per node: one per weight layer, one per part of a lowered grouped conv.
     let rows = shape.rows as usize;
@@ -441,28 +431,21 @@ pub fn compile_with(
     let mut nodes: Vec<ActBuffer> = Vec::with_capacity(graph.nodes.len());
     for (i, node) in graph.nodes.iter().enumerate() {
         let signed = model.acts[i].signed;
-        let act = match (&node.op, pooled_by[i]) {
-            (Op::Flatten, _) => ActBuffer {
+        // A Flatten, or a pool the device runs, shares its input's buffer; a conv with a fused
+        // pool has the pooled map's.
+        let act = if matches!(node.op, Op::Flatten) || fused[i] {
+            ActBuffer {
                 shape: shapes[i],
                 signed,
                 ..src_act(&input, &nodes, node.inputs[0])
-            },
-            // The device writes the pooled map: the conv's buffer is its pool's.
-            (_, Some(p)) => ActBuffer {
-                buf: mem.buffer(shapes[p].iter().product::<usize>() as u64),
-                shape: shapes[p],
+            }
+        } else {
+            let written = shapes[pooled_by[i].unwrap_or(i)];
+            ActBuffer {
+                buf: mem.buffer(written.iter().product::<usize>() as u64),
+                shape: written,
                 signed,
-            },
-            (Op::MaxPool { .. }, _) if fused[i] => ActBuffer {
-                shape: shapes[i],
-                signed,
-                ..src_act(&input, &nodes, node.inputs[0])
-            },
-            _ => ActBuffer {
-                buf: mem.buffer(shapes[i].iter().product::<usize>() as u64),
-                shape: shapes[i],
-                signed,
-            },
+            }
         };
         nodes.push(act);
     }
@@ -493,7 +476,10 @@ pub fn compile_with(
             let out = Placement {
                 act: nodes[i],
                 conv: shapes[i],
-                max_pool: pools[i],
+                max_pool: match pooled_by[i].map(|p| &graph.nodes[p].op) {
+                    Some(Op::MaxPool { kernel, .. }) => *kernel,
+                    _ => 0,
+                },
             };
             let (layer, bytes) = place_layer(
                 cfg, &caps, model, i, q, in_act, out, bits[li], &mut mem, &mut image,
@@ -654,9 +640,6 @@ fn block_diagonal(
     m
 }
 
-/// Writes one layer's tables and plane groups into the image and builds its descriptors (one, or
-/// one per part of a lowered grouped convolution).
-#[allow(clippy::too_many_arguments)]
 /// Where a layer writes: its buffer (the pooled map with a fused pool), the layer's own output
 /// shape, and the fused pool's window (0: none).
 #[derive(Clone, Copy)]
@@ -666,6 +649,8 @@ struct Placement {
     max_pool: usize,
 }
 
+/// Writes one layer's tables and plane groups into the image and builds its descriptors (one, or
+/// one per part of a lowered grouped convolution).
 #[allow(clippy::too_many_arguments)]
 fn place_layer(
     cfg: &AccelConfig,

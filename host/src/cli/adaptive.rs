@@ -435,22 +435,11 @@ fn histogram_text(h: &[(String, usize)]) -> String {
 }
 
 /// Whether `bits` gets each image of `test` right (CPU backend, bit-exact with the golden
-/// model).
+/// model): the scoring of the candidate settings, against the labels.
 fn setting_hits(q: &QModel, bits: &[u8], test: &Dataset) -> Result<Vec<bool>> {
-    let plan = caq_cpu::CpuModel::new(q, bits, caq_cpu::Engine::Auto)
-        .with_context(|| format!("setting {bits:?}"))?;
-    let len = plan.input_len();
-    let mut hits = Vec::with_capacity(test.len());
-    for first in (0..test.len()).step_by(64) {
-        let count = 64.min(test.len() - first);
-        let outs = plan
-            .infer_batch(&test.pixels[first * len..(first + count) * len], count)
-            .with_context(|| format!("setting {bits:?}"))?;
-        for (j, o) in outs.iter().enumerate() {
-            hits.push(qmodel::argmax(o) == test.labels[first + j] as usize);
-        }
-    }
-    Ok(hits)
+    let labels: Vec<usize> = test.labels.iter().map(|&l| l as usize).collect();
+    let mut scored = Scored::new(q, vec![bits.to_vec()], test, &labels)?;
+    Ok(scored.agree.swap_remove(0))
 }
 
 /// `policy` on every image of `test` (CPU backend), each input's passes priced.

@@ -777,7 +777,10 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
     let input_slow = s.abanks < nw;
     let ri = w.ri;
     let rqb = w.wib.max(w.gib);
-    let ib = w.wib.max(w.aib).max(w.fib);
+    // Wide enough for every buffer the router writes: weights, activations, feature map and
+    // region multipliers (a region table can be the deepest, e.g. 1-KiB activation banks with
+    // regions of 8).
+    let ib = w.wib.max(w.aib).max(w.fib).max(w.gib);
     let lb = clog2(nw).max(1);
     let pb = clog2(ROUTE_DEPTH);
     let cb = clog2(ROUTE_DEPTH + 1);

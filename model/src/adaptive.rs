@@ -199,24 +199,51 @@ pub fn features(codes: &[i32], shape: Shape3, grid: usize) -> Result<Vec<i64>> {
             ),
         ));
     }
-    // Column x falls in cell column `x · grid / W`: cell column j is the contiguous run of x
-    // from ceil(j·W / grid) to ceil((j + 1)·W / grid), so each row is summed as `grid` slices
-    // (no division per code: the sum vectorizes, and the gate's host time is mostly this).
-    let bounds: Vec<usize> = (0..=grid).map(|j| (j * w).div_ceil(grid)).collect();
+    // Row y falls in cell row `y · grid / H`: cell row i is the contiguous run of y from
+    // ceil(i·H / grid) to ceil((i + 1)·H / grid), and likewise for columns. Each cell row's
+    // column sums are accumulated a whole row at a time (no division, no per-cell slice per
+    // row: the adds vectorize, and the gate's host time is mostly this), then cut into cells.
+    let cut = |n: usize| -> Vec<usize> { (0..=grid).map(|j| (j * n).div_ceil(grid)).collect() };
+    let (rows, cols) = (cut(h), cut(w));
     let mut f = vec![0i64; c * grid * grid];
-    for ch in 0..c {
-        for y in 0..h {
-            let row = ch * grid * grid + (y * grid / h) * grid;
-            let codes = &codes[(ch * h + y) * w..(ch * h + y + 1) * w];
-            for j in 0..grid {
-                f[row + j] += codes[bounds[j]..bounds[j + 1]]
-                    .iter()
-                    .map(|&v| i64::from(v))
-                    .sum::<i64>();
+    let mut col = vec![0i64; w];
+    for (ch, plane) in codes.chunks_exact(h * w).enumerate() {
+        for i in 0..grid {
+            col.fill(0);
+            for row in plane[rows[i] * w..rows[i + 1] * w].chunks_exact(w) {
+                for (a, &v) in col.iter_mut().zip(row) {
+                    *a += i64::from(v);
+                }
+            }
+            let cell = &mut f[(ch * grid + i) * grid..(ch * grid + i + 1) * grid];
+            for (j, out) in cell.iter_mut().enumerate() {
+                *out = col[cols[j]..cols[j + 1]].iter().sum();
             }
         }
     }
     Ok(f)
+}
+
+/// Whether `x` is small enough for [`affine`]'s i64 arithmetic over `x.len()` terms: every
+/// |x| ≤ 2^31 / 2^⌈log2 len⌉, so that a sum of len products with 32-bit weights stays within
+/// 2^62.
+fn fits_narrow(x: &[i64]) -> bool {
+    let limit = (1u64 << 31) >> x.len().next_power_of_two().trailing_zeros();
+    x.iter().all(|v| v.unsigned_abs() <= limit)
+}
+
+/// `b + Σ w·x`, exact: in i64 when `narrow` ([`fits_narrow`] of `x`) and |b| < 2^62 rule out
+/// overflow (the common case, and several times faster: no checks, the loop vectorizes), in
+/// i128 otherwise.
+fn affine(b: i64, w: &[i32], x: &[i64], narrow: bool) -> i128 {
+    if narrow && b.unsigned_abs() < 1 << 62 {
+        let dot: i64 = w.iter().zip(x).map(|(&w, &x)| i64::from(w) * x).sum();
+        i128::from(b + dot)
+    } else {
+        w.iter().zip(x).fold(i128::from(b), |a, (&w, &x)| {
+            a + i128::from(w) * i128::from(x)
+        })
+    }
 }
 
 /// The most features and hidden units a gate network may have: bounds its integer arithmetic
@@ -315,33 +342,23 @@ impl GateNet {
     pub fn choose(&self, f: &[i64]) -> usize {
         let d = f.len();
         debug_assert_eq!(self.w1.len(), self.hidden * d);
-        let h: Vec<i128> = (0..self.hidden)
+        let narrow = fits_narrow(f);
+        let h: Vec<i64> = (0..self.hidden)
             .map(|j| {
-                let row = &self.w1[j * d..(j + 1) * d];
-                // Exact either way: i64 while it cannot overflow (the common case, and several
-                // times faster), i128 otherwise.
-                let narrow = row.iter().zip(f).try_fold(self.b1[j], |a, (&w, &x)| {
-                    i64::from(w).checked_mul(x).and_then(|p| a.checked_add(p))
-                });
-                let pre = match narrow {
-                    Some(v) => i128::from(v),
-                    None => row
-                        .iter()
-                        .zip(f)
-                        .fold(i128::from(self.b1[j]), |a, (&w, &x)| {
-                            a + i128::from(w) * i128::from(x)
-                        }),
-                };
-                (pre.max(0) >> self.shift).min(i128::from(i64::MAX))
+                let pre = affine(self.b1[j], &self.w1[j * d..(j + 1) * d], f, narrow);
+                // Saturated to i64 (`GateNet`'s rule); non-negative after the ReLU.
+                (pre.max(0) >> self.shift).min(i128::from(i64::MAX)) as i64
             })
             .collect();
+        let narrow = fits_narrow(&h);
         let mut best = (0, i128::MIN);
         for k in 0..self.codebook.len() {
-            let row = &self.w2[k * self.hidden..(k + 1) * self.hidden];
-            let s = row
-                .iter()
-                .zip(&h)
-                .fold(i128::from(self.b2[k]), |a, (&w, &x)| a + i128::from(w) * x);
+            let s = affine(
+                self.b2[k],
+                &self.w2[k * self.hidden..(k + 1) * self.hidden],
+                &h,
+                narrow,
+            );
             if s > best.1 {
                 best = (k, s);
             }
@@ -677,6 +694,65 @@ mod tests {
                 "{c}×{h}×{w} grid {grid}"
             );
         }
+    }
+
+    #[test]
+    fn the_gate_is_exact_on_both_sides_of_the_narrow_arithmetic() {
+        // Magnitudes from tiny to the limits of the types, so that both of `affine`'s paths
+        // run (and the bound between them is crossed), against i128 arithmetic throughout.
+        let seed: u64 = rand::rng().random();
+        eprintln!("CAQ_SEED={seed}");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let (mut narrow, mut wide) = (0, 0);
+        for _ in 0..400 {
+            let (d, hidden, k) = (
+                rng.random_range(1..70),
+                rng.random_range(1..20),
+                rng.random_range(1..6),
+            );
+            let big = |rng: &mut rand_chacha::ChaCha8Rng, bits: u32| {
+                let m = 1i64 << rng.random_range(0..bits);
+                rng.random_range(-m..m)
+            };
+            let fb = rng.random_range(1..40);
+            let f: Vec<i64> = (0..d).map(|_| big(&mut rng, fb)).collect();
+            let net = GateNet {
+                grid: 1,
+                hidden,
+                w1: (0..hidden * d).map(|_| big(&mut rng, 32) as i32).collect(),
+                b1: (0..hidden).map(|_| big(&mut rng, 63)).collect(),
+                shift: rng.random_range(0..40),
+                w2: (0..k * hidden).map(|_| big(&mut rng, 32) as i32).collect(),
+                b2: (0..k).map(|_| big(&mut rng, 63)).collect(),
+                codebook: vec![vec![8]; k],
+            };
+            if fits_narrow(&f) {
+                narrow += 1;
+            } else {
+                wide += 1;
+            }
+            let h: Vec<i128> = (0..hidden)
+                .map(|j| {
+                    let pre = (0..d).fold(i128::from(net.b1[j]), |a, i| {
+                        a + i128::from(net.w1[j * d + i]) * i128::from(f[i])
+                    });
+                    (pre.max(0) >> net.shift).min(i128::from(i64::MAX))
+                })
+                .collect();
+            let scores: Vec<i128> = (0..k)
+                .map(|c| {
+                    (0..hidden).fold(i128::from(net.b2[c]), |a, j| {
+                        a + i128::from(net.w2[c * hidden + j]) * h[j]
+                    })
+                })
+                .collect();
+            let want = (0..k).fold(0, |b, c| if scores[c] > scores[b] { c } else { b });
+            assert_eq!(net.choose(&f), want, "d {d} hidden {hidden} k {k}");
+        }
+        assert!(
+            narrow > 20 && wide > 20,
+            "paths: narrow {narrow}, wide {wide}"
+        );
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! Found and fixed with it: RTL that failed lint at act_bits < 8, 8 lanes on a 128-bit bus
 //! (the wide weight-bank select, every second Dense input word dropped), group_size 0 and
 //! addr_width 64 (zero-width selects), one-entry activation banks, region counts for a K wider
-//! than the counter.
+//! than the counter, a fetch router index narrower than the region-multiplier table. Seeds of
+//! configs that failed are kept in [`REGRESSION_SEEDS`] and generated and linted on every run.
 //!
 //! Run: `cargo test -p caq-sim --features verilator --test random_configs -- --nocapture`.
 
@@ -37,6 +38,15 @@ use suite::{CYCLES, MEM_BASE, MEM_BYTES, SuiteOptions};
 /// Configs per run unless `CAQ_RANDOM_CONFIGS` says otherwise (each builds a Verilator model: 10 s
 /// to a minute on two cores).
 const DEFAULT_CONFIGS: usize = 2;
+
+/// Seeds of random configs that once failed, each replayed through generate and lint on every
+/// run (the co-simulation of each is what `CAQ_SEED` replays): the bug it found stays fixed
+/// even where the random draw never reaches that corner again.
+const REGRESSION_SEEDS: &[(u64, &str)] = &[(
+    1_805_272_766_052_592_922,
+    "the fetch router's buffer index narrower than the region-multiplier table's \
+     (16×8 array, 1-KiB activation banks, regions of 8: verilator SELRANGE in caq_fetch)",
+)];
 
 /// How one config fared.
 #[derive(Debug)]
@@ -242,4 +252,20 @@ fn random_valid_configs_generate_lint_build_and_cosimulate() {
         .map(|(s, _, _)| *s)
         .collect();
     assert!(failed.is_empty(), "configs failed: {failed:?} (see above)");
+}
+
+#[test]
+fn configs_that_once_failed_generate_and_lint_clean() {
+    for &(seed, what) in REGRESSION_SEEDS {
+        let cfg = random_config(seed);
+        let design = caq_hdl::generate(&cfg)
+            .unwrap_or_else(|e| panic!("config seed {seed} ({what}): generate: {e}"));
+        let report = caq_hdl::lint(&design)
+            .unwrap_or_else(|e| panic!("config seed {seed} ({what}): lint: {e}"));
+        assert!(
+            report.is_clean(),
+            "config seed {seed} ({what}):\n{}",
+            report.warnings.join("\n")
+        );
+    }
 }

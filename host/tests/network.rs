@@ -134,6 +134,38 @@ fn grouped_depthwise_tall_and_unevenly_padded_convs_equal_golden() {
 }
 
 #[test]
+fn grouped_convs_with_local_regions_equal_golden() {
+    // A lowered (block-diagonal) part repeats each row's one region multiplier over its
+    // expanded K; the dense convs keep theirs per region (tall: K = 15 in one region of 16).
+    let set = digits();
+    let cfg = config("sim-small");
+    let g = cfg.array.group_size as usize;
+    let q = quantize_regions(regional(), &set, &[8, 4, 2], 9, g);
+    let program = compile::compile(&q, &cfg, &[8; 5], DeviceAddr(BASE)).unwrap();
+    let parts: Vec<usize> = program.layers.iter().map(|l| l.descs.len()).collect();
+    assert_eq!(
+        parts,
+        [1, 3, 1, 2, 1],
+        "sim-small has 4 rows: parts of 4 and 2 groups"
+    );
+    assert!(
+        program
+            .layers
+            .iter()
+            .flat_map(|l| &l.descs)
+            .all(|d| d.group_size == g as u16),
+        "every descriptor carries the regions"
+    );
+    check_equal(&q, &cfg, &set, 3, &settings(&[8, 4, 2], 5));
+    // A grouped conv whose rows span several regions is refused, naming the layer.
+    let q = quantize_regions(separable(), &set, &[8, 4], 9, g);
+    let e = compile::compile(&q, &cfg, &[8; 5], DeviceAddr(BASE))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("grouped") && e.contains("regions"), "{e}");
+}
+
+#[test]
 fn host_steps_add_avgpool_relu_equal_golden() {
     let set = digits();
     let q = quantize(residual(), &set, &[8, 6, 4], 3);
@@ -358,6 +390,20 @@ mod rtl {
     fn grouped_tall_and_unevenly_padded_convs_on_the_rtl_equal_golden() {
         let set = digits();
         let q = quantize(separable(), &set, &[8, 4, 2], 5);
+        both(&q, &set, 1, &settings(&[8, 4, 2], 5));
+    }
+
+    #[test]
+    fn grouped_convs_with_local_regions_on_the_rtl_equal_golden() {
+        let set = digits();
+        let cfg = caq_sim::rtl::default_config().unwrap_or_else(|e| panic!("{e}"));
+        let q = quantize_regions(
+            regional(),
+            &set,
+            &[8, 4, 2],
+            9,
+            cfg.array.group_size as usize,
+        );
         both(&q, &set, 1, &settings(&[8, 4, 2], 5));
     }
 

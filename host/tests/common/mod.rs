@@ -191,6 +191,51 @@ pub fn separable() -> Graph {
     )
 }
 
+/// Grouped convolutions whose rows each fit one local region of 16 (sim-small's group size):
+/// a tall 5x3 conv (K = 15), a depthwise 3x3 (K = 9), a pointwise 1x1 (K = 12), a grouped 1x3
+/// of 4 groups (K = 6), a global average pool and a dense layer, on 1x8x8.
+#[allow(dead_code)]
+pub fn regional() -> Graph {
+    use caq_model::graph::Padding;
+    let conv = |i: usize, o: usize, kernel: [usize; 2], groups| Op::Conv2d {
+        in_channels: i,
+        out_channels: o,
+        kernel,
+        stride: 1,
+        padding: Padding::same([8, 8], kernel, 1),
+        groups,
+        relu: true,
+    };
+    chain(
+        [1, 8, 8],
+        vec![
+            ("tall", conv(1, 12, [5, 3], 1)),
+            ("dw", conv(12, 12, [3, 3], 12)),
+            ("pw", conv(12, 8, [1, 1], 1)),
+            ("grouped", conv(8, 8, [1, 3], 4)),
+            ("gap", Op::GlobalAvgPool),
+            ("flatten", Op::Flatten),
+            ("fc", dense(8, 10, false)),
+        ],
+    )
+}
+
+/// [`quantize`] with local quantization regions of `group_size`.
+#[allow(dead_code)]
+pub fn quantize_regions(
+    graph: Graph,
+    set: &Dataset,
+    levels: &[u8],
+    seed: u64,
+    group_size: usize,
+) -> QModel {
+    let m = random_model(graph, seed);
+    let mut cfg = QuantizeConfig::nested(levels);
+    cfg.calib_images = 64;
+    cfg.group_size = Some(group_size);
+    qmodel::quantize(&m, set, &cfg).expect("quantizes")
+}
+
 pub fn digits() -> Dataset {
     data::digits().expect("embedded digits")
 }

@@ -251,12 +251,15 @@ pub fn graph_for(arch: Arch, input_shape: [usize; 3], classes: usize) -> Graph {
                 let s = i + 1;
                 let stride = if i == 0 { 1 } else { 2 };
                 let a = b.conv(format!("s{s}_conv1"), x, f, [3, 3], stride, 1, true);
-                let y = b.conv(format!("s{s}_conv2"), a, f, [3, 3], 1, 1, false);
+                // The shortcut right after conv1: both read the block's input, which the layer
+                // engine then keeps on chip for the second (docs/hardware.md, "A resident input
+                // map").
                 let shortcut = if stride == 1 {
                     x
                 } else {
                     b.conv(format!("s{s}_short"), x, f, [1, 1], stride, 1, false)
                 };
+                let y = b.conv(format!("s{s}_conv2"), a, f, [3, 3], 1, 1, false);
                 x = b.push(
                     format!("s{s}_add"),
                     Op::Add { relu: true },

@@ -8,7 +8,9 @@
 //! are routed word by word into the buffers of the other stages (`l*_` ports). It hands a
 //! descriptor to the other stages (`x_*` run parameters) when the previous one has completed, and
 //! ends the job: `done` when the last descriptor completes, `error` with the first error in program
-//! order once every earlier piece of work has finished.
+//! order once every earlier piece of work has finished. A Conv2d input map stays resident in the
+//! feature map until a write request it watches overlaps it; a Conv2d with the same input read is
+//! then not read again (docs/hardware.md, "A resident input map").
 //!
 //! Program order and errors: a descriptor's work is (check, tile 0 loads, input, tile 0 compute and
 //! writes, tile 1 loads, ...). An error is kept with its position (descriptor, tile, phase); the
@@ -189,6 +191,13 @@ fn ports(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidth
     m.port(Dir::Output, "lt_row", w.ri)?;
     m.port(Dir::Output, "lt_slot", 1)?;
     m.port(Dir::Output, "lt_data", 64)?;
+    m.port_group(
+        "write requests taken by the DMA engine (watched: a resident map they overlap is stale)",
+    );
+    m.port(Dir::Input, "wr_req_valid", 1)?;
+    m.port(Dir::Input, "wr_req_ready", 1)?;
+    m.port(Dir::Input, "wr_req_addr", aw)?;
+    m.port(Dir::Input, "wr_req_words", WORDS_BITS)?;
     m.port_group("tokens");
     m.port_doc(
         Dir::Output,
@@ -317,6 +326,22 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
         ("rq_tend_q", 1, "the tile's last request"),
         ("rq_lo_q", aw + 2, "first byte of the first beat"),
         ("rq_hi_q", aw + 2, "first byte past the last beat"),
+        (
+            "res_v_q",
+            1,
+            "the feature map holds a Conv2d input map that memory still holds",
+        ),
+        ("res_addr_q", aw, "its address"),
+        ("res_words_q", wb, "its words"),
+        ("res_end_q", aw + 2, "first byte past it"),
+        (
+            "res_skip_q",
+            1,
+            "pulse: the running descriptor's input map is resident, not read",
+        ),
+        ("wh_v_q", 1, "a write request was taken last cycle"),
+        ("wh_lo_q", aw + 2, "its first byte"),
+        ("wh_hi_q", aw + 2, "first byte past it"),
     ] {
         m.reg(name, width, if doc.is_empty() { None } else { Some(doc) })?;
     }
@@ -425,11 +450,48 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
         m.wire_assign(name, Expr::raw(value, aw), Some("per tile: R rows further"))?;
     }
 
+    // A resident map (docs/hardware.md, "A resident input map"): the Conv2d input map last
+    // loaded into the feature map, until a write request taken by the DMA engine overlaps it
+    // (registered, then compared: every write of a descriptor is answered before the next is
+    // handed over, so the comparison is done long before the map could be reused).
+    m.wire_assign(
+        "wh_hit",
+        Expr::raw(
+            "wh_v_q && wh_lo_q < res_end_q && {2'd0, res_addr_q} < wh_hi_q",
+            1,
+        ),
+        Some("the write request taken last cycle overlaps the resident map"),
+    )?;
+    m.wire_assign(
+        "in_resident",
+        Expr::raw(
+            format!(
+                "d_op == 8'd2 && res_v_q && d_input_addr[{}:0] == res_addr_q && f_s_in_words == res_words_q",
+                aw - 1
+            ),
+            1,
+        ),
+        Some("the descriptor's Conv2d input map is the resident one"),
+    )?;
     let mut f = Code::new();
     f.nb("dec_go_q", "1'b0");
+    f.nb("res_skip_q", "1'b0");
+    f.nb("wh_v_q", "wr_req_valid && wr_req_ready");
+    f.nb("wh_lo_q", "{2'd0, wr_req_addr}");
+    f.nb(
+        "wh_hi_q",
+        format!(
+            "{{2'd0, wr_req_addr}} + {{{z}'d0, wr_req_words, 3'd0}}",
+            z = aw + 2 - wb - 3
+        ),
+    );
+    f.if_("wh_hit", |c| {
+        c.nb("res_v_q", "1'b0");
+    });
     f.if_else(
         "!rst_n || job_clear",
         |c| {
+            c.nb("res_v_q", "1'b0");
             c.nb("fst_q", "F_IDLE");
             c.nb("sbusy_q", "2'b00");
             c.nb("scnt_q", "2'd0");
@@ -480,6 +542,8 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
             c.case_block("case (fst_q)", |c| {
                 c.block("F_IDLE:", |c| {
                     c.if_("start && start_code == 8'd0", |c| {
+                        c.comment("the host may have written memory since the last job");
+                        c.nb("res_v_q", "1'b0");
                         c.nb("count_q", "desc_count");
                         c.nb("idx_q", "16'd0");
                         c.nb("base_q", "desc_addr");
@@ -593,15 +657,43 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                 c.block("F_INWAIT:", |c| {
                     c.comment("the input waits until the run side holds this descriptor");
                     c.if_("fxfer_q", |c| {
-                        c.nb(
-                            "rq_kind_q",
-                            format!("d_op == 8'd2 ? {} : {}", kind("FMAP"), kind("INPUT")),
-                        );
-                        c.nb("rq_addr_q", format!("d_input_addr[{}:0]", aw - 1));
-                        c.nb("rq_words_q", "f_s_in_words");
-                        c.nb("rq_tend_q", "1'b0");
                         c.nb("inp_q", "1'b1");
-                        c.nb("fst_q", "F_CHK");
+                        c.if_else(
+                            "in_resident",
+                            |c| {
+                                c.comment("the map is on chip and unchanged in memory: no read");
+                                c.nb("res_skip_q", "1'b1");
+                                c.nb("fst_q", "(tile_q == f_s_tiles) ? F_NEXT : F_TILE");
+                            },
+                            |c| {
+                                c.nb(
+                                    "rq_kind_q",
+                                    format!(
+                                        "d_op == 8'd2 ? {} : {}",
+                                        kind("FMAP"),
+                                        kind("INPUT")
+                                    ),
+                                );
+                                c.nb("rq_addr_q", format!("d_input_addr[{}:0]", aw - 1));
+                                c.nb("rq_words_q", "f_s_in_words");
+                                c.nb("rq_tend_q", "1'b0");
+                                c.nb("fst_q", "F_CHK");
+                                c.if_("d_op == 8'd2", |c| {
+                                    c.comment("this map becomes the resident one");
+                                    c.nb("res_v_q", "1'b1");
+                                    c.nb("res_addr_q", format!("d_input_addr[{}:0]", aw - 1));
+                                    c.nb("res_words_q", "f_s_in_words");
+                                    c.nb(
+                                        "res_end_q",
+                                        format!(
+                                            "{{2'd0, d_input_addr[{a1}:0]}} + {{{z}'d0, f_s_in_words, 3'd0}}",
+                                            a1 = aw - 1,
+                                            z = aw + 2 - wb - 3
+                                        ),
+                                    );
+                                });
+                            },
+                        );
                     });
                 });
                 c.block("F_FINISH:", |c| {
@@ -1225,7 +1317,7 @@ fn router(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
     m.assign_raw(
         "input_loaded",
         format!(
-            "rt_end && !rt_drain_q && !rd_resp[1] && ({} || {})",
+            "res_skip_q || (rt_end && !rt_drain_q && !rd_resp[1] && ({} || {}))",
             is("INPUT"),
             is("FMAP")
         ),

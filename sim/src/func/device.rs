@@ -55,6 +55,9 @@ pub struct FuncDevice {
     /// A run in progress: its results are computed at START but become visible (STATUS, the
     /// interrupt, the counters) only after its cycles have passed in `wait_irq` time.
     pending: Option<Pending>,
+    /// The resident input map of the running job and its bytes as read (the engine's copy).
+    resident: plan::Resident,
+    resident_map: Vec<u8>,
 }
 
 /// The outcome of a started run, held back until its cycles have passed.
@@ -104,6 +107,8 @@ impl FuncDevice {
             counters: [0; 6],
             snapshots: [0; 6],
             pending: None,
+            resident: plan::Resident::default(),
+            resident_map: Vec::new(),
         })
     }
 
@@ -235,6 +240,7 @@ impl FuncDevice {
         if !DeviceAddr(self.desc_addr).is_aligned(self.caps.bus_bytes()) {
             return Ok(Err(Stop(ErrorCode::Misaligned)));
         }
+        self.resident = plan::Resident::default();
         for i in 0..count {
             *index = i;
             let at = self.desc_addr.wrapping_add(128 * u64::from(i));
@@ -336,10 +342,18 @@ impl FuncDevice {
         for step in plan::steps(d, sched, &self.shape) {
             match &step {
                 Step::Read { load, .. } => {
-                    let data = match self.read(&step, perf) {
-                        Ok(data) => data,
-                        Err(stop) => return Ok(Err(stop)),
+                    let data = if self.resident.skips(d.op, &step) {
+                        self.resident_map.clone()
+                    } else {
+                        match self.read(&step, perf) {
+                            Ok(data) => data,
+                            Err(stop) => return Ok(Err(stop)),
+                        }
                     };
+                    if *load == Load::Input && d.op == Opcode::Conv2d {
+                        self.resident_map.clone_from(&data);
+                    }
+                    self.resident.observe(d.op, &step);
                     match *load {
                         Load::Descriptor => {}
                         Load::Input => input = self.decode_input(d, sched, &data),
@@ -432,6 +446,7 @@ impl FuncDevice {
                         Err(stop) => return Ok(Err(stop)),
                     };
                     perf.bytes_wr += bytes;
+                    self.resident.observe(d.op, &step);
                     if let Err(stop) = Self::stop_on(self.bus_answer(&extent, true)) {
                         return Ok(Err(stop));
                     }

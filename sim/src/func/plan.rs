@@ -6,8 +6,8 @@
 //! registers.
 //!
 //! Per descriptor: tile 0's loads (bias, requant, region multipliers, every active plane), the
-//! input (Dense: `batch` K-vectors; Conv2d: the whole feature map), then per tile: its compute,
-//! its output writes, and the next tile's loads.
+//! input (Dense: `batch` K-vectors; Conv2d: the whole feature map, unless it is [`Resident`]),
+//! then per tile: its compute, its output writes, and the next tile's loads.
 
 use caq_spec::{CoreShape, LayerDescriptor, Opcode, Schedule};
 
@@ -185,4 +185,102 @@ pub fn steps(d: &LayerDescriptor, s: &Schedule, shape: &CoreShape) -> Vec<Step> 
         }
     }
     out
+}
+
+/// The Conv2d input map the layer engine holds in its feature map between the descriptors of one
+/// job (docs/hardware.md, "A resident input map"): the map of the last Conv2d input read (its
+/// address and words), until a write request overlaps those words. A Conv2d whose input read is
+/// the resident map's (the same address and words) is not issued: the engine computes from the
+/// map it holds. A job starts with none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resident(Option<(u64, u64)>);
+
+impl Resident {
+    /// Whether `step` of a descriptor of opcode `op` is a read the engine skips: a Conv2d's
+    /// input map, resident.
+    pub fn skips(&self, op: Opcode, step: &Step) -> bool {
+        matches!(*step, Step::Read { load: Load::Input, addr, words, .. }
+            if op == Opcode::Conv2d && self.0 == Some((addr, words)))
+    }
+
+    /// Follows `step` of a descriptor of opcode `op`, issued or skipped: a Conv2d input map
+    /// becomes the resident one; a write whose words overlap the resident map's drops it.
+    pub fn observe(&mut self, op: Opcode, step: &Step) {
+        match *step {
+            Step::Read {
+                load: Load::Input,
+                addr,
+                words,
+                ..
+            } if op == Opcode::Conv2d => self.0 = Some((addr, words)),
+            Step::Write { addr, words, .. } => {
+                if let Some((a, w)) = self.0
+                    && u128::from(addr) < u128::from(a) + 8 * u128::from(w)
+                    && u128::from(a) < u128::from(addr) + 8 * u128::from(words)
+                {
+                    self.0 = None;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(addr: u64, words: u64) -> Step {
+        Step::Read {
+            load: Load::Input,
+            tile: 0,
+            addr,
+            words,
+        }
+    }
+
+    fn written(addr: u64, words: u64) -> Step {
+        Step::Write {
+            tile: 0,
+            addr,
+            words,
+            first: addr,
+            bytes: 8 * words,
+            out: Out::Item { item: 0 },
+        }
+    }
+
+    /// A map stays resident for the same address and words, until a write touches one of its
+    /// words; a Dense input never becomes resident, and a write beside the map keeps it.
+    #[test]
+    fn a_map_is_resident_until_a_write_overlaps_it() {
+        let (conv, dense) = (Opcode::Conv2d, Opcode::Dense);
+        let mut r = Resident::default();
+        assert!(!r.skips(conv, &input(0x1000, 16)));
+        r.observe(dense, &input(0x1000, 16));
+        assert!(
+            !r.skips(conv, &input(0x1000, 16)),
+            "a Dense input is not a map"
+        );
+        r.observe(conv, &input(0x1000, 16));
+        assert!(r.skips(conv, &input(0x1000, 16)));
+        assert!(!r.skips(dense, &input(0x1000, 16)));
+        assert!(!r.skips(conv, &input(0x1000, 15)), "other words");
+        assert!(!r.skips(conv, &input(0x1008, 16)), "other address");
+        for (addr, words, stale) in [
+            (0x1080, 4, false), // just past the map's last word
+            (0x0fe0, 4, false), // ends where the map starts
+            (0x1078, 1, true),  // its last word
+            (0x0fe0, 5, true),  // into its first word
+            (0x0800, 0x200, true),
+        ] {
+            let mut r2 = r;
+            r2.observe(conv, &written(addr, words));
+            assert_eq!(
+                !r2.skips(conv, &input(0x1000, 16)),
+                stale,
+                "{addr:#x} {words}"
+            );
+        }
+    }
 }

@@ -10,8 +10,9 @@
 //!   previous request's data is routed; planes, feature maps and inputs are routed a beat per cycle,
 //!   tables and descriptor words a word per cycle, region multipliers an entry per cycle. A tile's
 //!   loads wait for a free weight slot (two slots when two tiles fit the buffer, else one); the
-//!   input waits until the descriptor is handed to the run side (the previous one has completed);
-//!   the next descriptor is fetched once every read of the current one is issued and it runs;
+//!   input waits until the descriptor is handed to the run side (the previous one has completed),
+//!   and a resident Conv2d map (`plan::Resident`) is not read at all; the next descriptor is
+//!   fetched once every read of the current one is issued and it runs;
 //! - the **window generator** (Conv2d): one block of W pixels after another, each taking
 //!   in_c·kh cycles plus its pipeline, into one of two patch buffers, freed when the block's last
 //!   step has issued;
@@ -45,6 +46,9 @@ const ISSUE_GAP: u64 = 2;
 const DECODE: u64 = 11;
 /// Cycles from a tile's last routed word to its first plane-step.
 const TILE_READY: u64 = 3;
+/// Cycles from the hand-over of a descriptor whose input map is resident to the window's
+/// "loaded" (the fetch stage's skip, registered).
+const RESIDENT_READY: u64 = 2;
 /// Cycles from the input's (Conv2d: a block's) last routed word to the block's first plane-step
 /// beyond the gather itself: the window's pipeline and the hand-over.
 const GATHER_FILL: u64 = 8;
@@ -308,6 +312,7 @@ impl TimingModel {
         };
         let mut done = 0u64;
         let mut fetch_ready = START;
+        let mut resident = plan::Resident::default();
         for (i, d) in descs.iter().enumerate() {
             // The descriptor (the list taken as 128-byte aligned): fetched, routed a word per
             // cycle, checked.
@@ -320,13 +325,18 @@ impl TimingModel {
                 continue;
             };
             let handover = checked.max(done + 1);
-            let (end, all_issued) = e.descriptor(d, &s, checked, handover);
-            for step in plan::steps(d, &s, shape) {
-                match step {
-                    Step::Read { words, .. } => perf.bytes_rd += 8 * words,
+            let steps = plan::steps(d, &s, shape);
+            let input_resident = steps.iter().any(|st| resident.skips(d.op, st));
+            let (end, all_issued) = e.descriptor(d, &s, checked, handover, input_resident);
+            for step in &steps {
+                match *step {
+                    Step::Read { words, .. } if !resident.skips(d.op, step) => {
+                        perf.bytes_rd += 8 * words
+                    }
                     Step::Write { bytes, .. } => perf.bytes_wr += bytes,
-                    Step::Compute { .. } => {}
+                    Step::Read { .. } | Step::Compute { .. } => {}
                 }
+                resident.observe(d.op, step);
             }
             let busy = s.tiles * s.items * s.chunks * s.planes;
             perf.plane_ops += busy;
@@ -363,14 +373,15 @@ struct Engine<'a> {
 
 impl Engine<'_> {
     /// The events of one descriptor checked at `checked` and handed to the run side at
-    /// `handover`: when its last output is written (or its last step issued) and when its last
-    /// read was issued.
+    /// `handover` (its input map already on chip if `input_resident`): when its last output is
+    /// written (or its last step issued) and when its last read was issued.
     fn descriptor(
         &mut self,
         d: &LayerDescriptor,
         s: &Schedule,
         checked: u64,
         handover: u64,
+        input_resident: bool,
     ) -> (u64, u64) {
         let shape = self.shape;
         let tiles = s.tiles as usize;
@@ -426,8 +437,12 @@ impl Engine<'_> {
                 loaded[t] = self.rd.read(ready, addr, words, cycles);
             }
             if t == 0 {
-                let cycles = route_cycles(Load::Input, input.0, input.1, shape);
-                input_in = self.rd.read(ready.max(handover), input.0, input.1, cycles);
+                input_in = if input_resident {
+                    ready.max(handover) + RESIDENT_READY
+                } else {
+                    let cycles = route_cycles(Load::Input, input.0, input.1, shape);
+                    self.rd.read(ready.max(handover), input.0, input.1, cycles)
+                };
             }
         }
         let all_issued = self.rd.issue_free;

@@ -317,16 +317,18 @@ pub fn fits(cfg: &AccelConfig, job: &LayerJob) -> bool {
 pub fn expected_counts(descs: &[LayerDescriptor], cfg: &AccelConfig) -> (u64, u64, u64) {
     let shape = CoreShape::of(cfg);
     let (mut ops, mut rd, mut wr) = (0, 0, 0);
+    let mut resident = plan::Resident::default();
     for d in descs {
         rd += 8 * 16;
         let sched = shape.schedule(d).expect("the list fits the device");
         ops += sched.plane_steps();
         for step in plan::steps(d, &sched, &shape) {
             match step {
-                Step::Read { words, .. } => rd += 8 * words,
+                Step::Read { words, .. } if !resident.skips(d.op, &step) => rd += 8 * words,
                 Step::Write { bytes, .. } => wr += bytes,
-                Step::Compute { .. } => {}
+                Step::Read { .. } | Step::Compute { .. } => {}
             }
+            resident.observe(d.op, &step);
         }
     }
     (ops, rd, wr)
@@ -865,9 +867,160 @@ pub fn suite<D: Device + InjectFaults>(
     opts: SuiteOptions,
 ) {
     random_lists(dev, cfg, seed, opts);
+    resident_maps(dev, cfg, seed);
     extreme_accumulators(dev, cfg);
     fault_cases(dev, cfg, seed);
     window_edges(dev, cfg, seed);
+}
+
+/// Conv2d descriptors on one input map (docs/hardware.md, "A resident input map"), in one list:
+/// A; B on A's map, which stays on chip (its read is skipped: the byte counters are the plan's
+/// with residency, and the RTL's must equal them); C, a Dense layer whose output is written over
+/// the start of A's map; D on A's map again, which must be read anew and holds C's output there.
+/// Every output equals its golden one (D's computed from C's golden output).
+pub fn resident_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
+    if cfg.limits.max_descriptors < 4 {
+        return;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7e51_d3e7);
+    let a = loop {
+        let j = random_layer(&mut rng, cfg, true);
+        if matches!(j.op, LayerOp::Conv2d { .. }) {
+            break j;
+        }
+    };
+    // The same layer shape and input with other weights and biases.
+    let reweigh = |rng: &mut ChaCha8Rng, input: Vec<i32>| loop {
+        let (groups, active) = random_weights(rng, cfg, a.out_c(), a.k());
+        let bias = a
+            .bias
+            .iter()
+            .map(|&b| b / 2 + rng.random_range(-8..=8))
+            .collect();
+        let j = LayerJob {
+            groups,
+            active,
+            bias,
+            input: input.clone(),
+            ..a.clone()
+        };
+        if fits(cfg, &j) {
+            break j;
+        }
+    };
+    let b = reweigh(&mut rng, a.input.clone());
+    let LayerOp::Conv2d {
+        in_c, in_h, in_w, ..
+    } = a.op
+    else {
+        unreachable!("drawn as a Conv2d")
+    };
+    // C: a Dense layer (it leaves the feature map alone) whose outputs overwrite the map's first
+    // n codes.
+    let n = (in_c * in_h * in_w).min(2 * cfg.array.rows as usize + 3);
+    let lim = Limits::of(cfg);
+    let c = loop {
+        let k = rng.random_range(1..=lim.k.min(lim.dim).min(64));
+        let (groups, active) = random_weights(&mut rng, cfg, n, k);
+        let j = LayerJob {
+            op: LayerOp::Dense { in_c: k, batch: 1 },
+            groups,
+            active,
+            regions: None,
+            bias: (0..n).map(|_| rng.random_range(-64..=64)).collect(),
+            requant: (0..n)
+                .map(|_| Requant::from_real(rng.random_range(1e-3..0.2)).expect("in range"))
+                .collect(),
+            relu: false,
+            in_signed: a.in_signed,
+            in_bits: a.in_bits,
+            out_signed: a.in_signed,
+            out_bits: a.in_bits,
+            input: a.input[..k.min(a.input.len())]
+                .iter()
+                .copied()
+                .chain(std::iter::repeat(0))
+                .take(k)
+                .collect(),
+        };
+        if fits(cfg, &j) {
+            break j;
+        }
+    };
+    let c_out = c.golden().unwrap_or_else(|e| panic!("{e}"));
+    let mut c_codes: Vec<i32> = c_out
+        .iter()
+        .map(|&v| {
+            if a.in_signed {
+                i32::from(v as i8)
+            } else {
+                i32::from(v)
+            }
+        })
+        .collect();
+    c_codes.extend_from_slice(&a.input[n..]);
+    let d = reweigh(&mut rng, c_codes);
+    let jobs = [a, b, c, d];
+    let (desc_addr, mut placed) = place_all(dev, &jobs);
+    let map = placed[0].desc.input_addr;
+    placed[1].desc.input_addr = map;
+    placed[2].desc.output_addr = map;
+    placed[3].desc.input_addr = map;
+    let descs: Vec<LayerDescriptor> = placed.iter().map(|p| p.desc).collect();
+    let what = format!("{} resident maps", cfg.name);
+    let run = layer::run_list(dev, desc_addr, &descs, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        run.done(),
+        "{what}: STATUS {:#x} ({:?})",
+        run.status,
+        run.error()
+    );
+    for i in [0, 1, 3] {
+        let got = layer::read_output(dev, &placed[i]).unwrap_or_else(|e| panic!("{e}"));
+        let golden = jobs[i].golden().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            &got[..placed[i].output_len],
+            &golden[..],
+            "{what}: layer {i}: {}",
+            describe(&jobs[i])
+        );
+    }
+    let mut got = vec![0; c_out.len()];
+    dev.sync_for_cpu(map, got.len() as u64)
+        .and_then(|()| dev.mem_read(map, &mut got))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(got, c_out, "{what}: C's output over A's map");
+    let (ops, rd, wr) = expected_counts(&descs, cfg);
+    let shape = CoreShape::of(cfg);
+    let map_words = |p: &Placed| {
+        let s = shape.schedule(&p.desc).expect("fits");
+        plan::steps(&p.desc, &s, &shape)
+            .iter()
+            .find_map(|st| match *st {
+                Step::Read {
+                    load: plan::Load::Input,
+                    words,
+                    ..
+                } => Some(words),
+                _ => None,
+            })
+            .expect("an input read")
+    };
+    assert_eq!(run.perf.plane_ops, ops, "{what}: PERF_PLANE_OPS");
+    assert_eq!(
+        run.perf.bytes_rd, rd,
+        "{what}: PERF_BYTES_RD (B's map not read, D's read)"
+    );
+    assert_eq!(run.perf.bytes_wr, wr, "{what}: PERF_BYTES_WR");
+    let estimate = TimingModel::default().estimate(&shape, &descs);
+    CYCLES.with(|c| c.borrow_mut().push((estimate.cycles, run.perf.cycles)));
+    println!(
+        "{what}: PERF_CYCLES {}, estimate {} ({:+.1}%); B's {}-byte map read from chip",
+        run.perf.cycles,
+        estimate.cycles,
+        100.0 * (estimate.cycles as f64 / run.perf.cycles.max(1) as f64 - 1.0),
+        8 * map_words(&placed[1])
+    );
 }
 
 /// Each table (bias, requant, group multipliers) and the output buffer moved to the top of the

@@ -55,6 +55,11 @@ module caq_fetch (
     output wire [1:0]  lt_row,
     output wire        lt_slot,
     output wire [63:0] lt_data,
+    // write requests taken by the DMA engine (watched: a resident map they overlap is stale)
+    input  wire        wr_req_valid,
+    input  wire        wr_req_ready,
+    input  wire [31:0] wr_req_addr,
+    input  wire [19:0] wr_req_words,
     // tokens
     output wire        tile_loaded,  // pulse: a tile's tables and planes are loaded
     output wire        tile_slot,  // its weight slot
@@ -293,6 +298,14 @@ module caq_fetch (
     reg           rq_tend_q;  // the tile's last request
     reg  [33:0]   rq_lo_q;  // first byte of the first beat
     reg  [33:0]   rq_hi_q;  // first byte past the last beat
+    reg           res_v_q;  // the feature map holds a Conv2d input map that memory still holds
+    reg  [31:0]   res_addr_q;  // its address
+    reg  [19:0]   res_words_q;  // its words
+    reg  [33:0]   res_end_q;  // first byte past it
+    reg           res_skip_q;  // pulse: the running descriptor's input map is resident, not read
+    reg           wh_v_q;  // a write request was taken last cycle
+    reg  [33:0]   wh_lo_q;  // its first byte
+    reg  [33:0]   wh_hi_q;  // first byte past it
     reg  [32:0]   win_base_q;
     reg  [32:0]   win_limit_q;
     always @(posedge clk) begin
@@ -328,9 +341,21 @@ module caq_fetch (
     assign tw_step = {11'd0, f_s_wpr, 5'd0};
     wire [31:0]   tg_step;  // per tile: R rows further
     assign tg_step = {13'd0, f_s_regions, 3'd0};
+    wire          wh_hit;  // the write request taken last cycle overlaps the resident map
+    assign wh_hit = wh_v_q && wh_lo_q < res_end_q && {2'd0, res_addr_q} < wh_hi_q;
+    wire          in_resident;  // the descriptor's Conv2d input map is the resident one
+    assign in_resident = d_op == 8'd2 && res_v_q && d_input_addr[31:0] == res_addr_q && f_s_in_words == res_words_q;
     always @(posedge clk) begin
         dec_go_q <= 1'b0;
+        res_skip_q <= 1'b0;
+        wh_v_q <= wr_req_valid && wr_req_ready;
+        wh_lo_q <= {2'd0, wr_req_addr};
+        wh_hi_q <= {2'd0, wr_req_addr} + {11'd0, wr_req_words, 3'd0};
+        if (wh_hit) begin
+            res_v_q <= 1'b0;
+        end
         if (!rst_n || job_clear) begin
+            res_v_q <= 1'b0;
             fst_q <= F_IDLE;
             sbusy_q <= 2'b00;
             scnt_q <= 2'd0;
@@ -369,6 +394,8 @@ module caq_fetch (
             case (fst_q)
                 F_IDLE: begin
                     if (start && start_code == 8'd0) begin
+                        // the host may have written memory since the last job
+                        res_v_q <= 1'b0;
                         count_q <= desc_count;
                         idx_q <= 16'd0;
                         base_q <= desc_addr;
@@ -509,12 +536,25 @@ module caq_fetch (
                 F_INWAIT: begin
                     // the input waits until the run side holds this descriptor
                     if (fxfer_q) begin
-                        rq_kind_q <= d_op == 8'd2 ? K_FMAP : K_INPUT;
-                        rq_addr_q <= d_input_addr[31:0];
-                        rq_words_q <= f_s_in_words;
-                        rq_tend_q <= 1'b0;
                         inp_q <= 1'b1;
-                        fst_q <= F_CHK;
+                        if (in_resident) begin
+                            // the map is on chip and unchanged in memory: no read
+                            res_skip_q <= 1'b1;
+                            fst_q <= (tile_q == f_s_tiles) ? F_NEXT : F_TILE;
+                        end else begin
+                            rq_kind_q <= d_op == 8'd2 ? K_FMAP : K_INPUT;
+                            rq_addr_q <= d_input_addr[31:0];
+                            rq_words_q <= f_s_in_words;
+                            rq_tend_q <= 1'b0;
+                            fst_q <= F_CHK;
+                            if (d_op == 8'd2) begin
+                                // this map becomes the resident one
+                                res_v_q <= 1'b1;
+                                res_addr_q <= d_input_addr[31:0];
+                                res_words_q <= f_s_in_words;
+                                res_end_q <= {2'd0, d_input_addr[31:0]} + {11'd0, f_s_in_words, 3'd0};
+                            end
+                        end
                     end
                 end
                 F_FINISH: begin
@@ -781,7 +821,7 @@ module caq_fetch (
     end
     assign tile_loaded = rt_end && !rt_drain_q && !rd_resp[1] && rt_tend_q;
     assign tile_slot = rt_slot_q;
-    assign input_loaded = rt_end && !rt_drain_q && !rd_resp[1] && (rt_kind_q == K_INPUT || rt_kind_q == K_FMAP);
+    assign input_loaded = res_skip_q || (rt_end && !rt_drain_q && !rd_resp[1] && (rt_kind_q == K_INPUT || rt_kind_q == K_FMAP));
 
     // ---- run side: the running descriptor's parameters (X) ----
     reg           x_busy_q;  // a descriptor runs

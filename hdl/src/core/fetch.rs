@@ -478,13 +478,7 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
     f.nb("res_skip_q", "1'b0");
     f.nb("wh_v_q", "wr_req_valid && wr_req_ready");
     f.nb("wh_lo_q", "{2'd0, wr_req_addr}");
-    f.nb(
-        "wh_hi_q",
-        format!(
-            "{{2'd0, wr_req_addr}} + {{{z}'d0, wr_req_words, 3'd0}}",
-            z = aw + 2 - wb - 3
-        ),
-    );
+    f.nb("wh_hi_q", bytes_end("wr_req_addr", "wr_req_words", aw));
     f.if_("wh_hit", |c| {
         c.nb("res_v_q", "1'b0");
     });
@@ -685,10 +679,10 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                                     c.nb("res_words_q", "f_s_in_words");
                                     c.nb(
                                         "res_end_q",
-                                        format!(
-                                            "{{2'd0, d_input_addr[{a1}:0]}} + {{{z}'d0, f_s_in_words, 3'd0}}",
-                                            a1 = aw - 1,
-                                            z = aw + 2 - wb - 3
+                                        bytes_end(
+                                            &format!("d_input_addr[{}:0]", aw - 1),
+                                            "f_s_in_words",
+                                            aw,
                                         ),
                                     );
                                 });
@@ -726,6 +720,15 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
     let clk = m.sig("clk")?;
     m.always_ff(&clk, f)?;
     Ok(())
+}
+
+/// The first byte past `words` 64-bit words from the `aw`-bit byte address `addr`, in aw + 2
+/// bits (no overflow for any address and word count).
+fn bytes_end(addr: &str, words: &str, aw: u32) -> String {
+    format!(
+        "{{2'd0, {addr}}} + {{{z}'d0, {words}, 3'd0}}",
+        z = aw + 2 - WORDS_BITS - 3
+    )
 }
 
 /// Widths `issue_next` writes with.

@@ -333,7 +333,11 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
         ),
         ("res_addr_q", aw, "its address"),
         ("res_words_q", wb, "its words"),
-        ("res_end_q", aw + 2, "first byte past it"),
+        (
+            "res_end_q",
+            aw + 2,
+            "first byte past it (registered: no adder before the overlap compare)",
+        ),
         (
             "res_skip_q",
             1,
@@ -649,6 +653,7 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                     });
                 });
                 c.block("F_INWAIT:", |c| {
+                    let in_addr = format!("d_input_addr[{}:0]", aw - 1);
                     c.comment("the input waits until the run side holds this descriptor");
                     c.if_("fxfer_q", |c| {
                         c.nb("inp_q", "1'b1");
@@ -657,7 +662,7 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                             |c| {
                                 c.comment("the map is on chip and unchanged in memory: no read");
                                 c.nb("res_skip_q", "1'b1");
-                                c.nb("fst_q", "(tile_q == f_s_tiles) ? F_NEXT : F_TILE");
+                                c.nb("fst_q", AFTER_INPUT);
                             },
                             |c| {
                                 c.nb(
@@ -668,23 +673,16 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                                         kind("INPUT")
                                     ),
                                 );
-                                c.nb("rq_addr_q", format!("d_input_addr[{}:0]", aw - 1));
+                                c.nb("rq_addr_q", &in_addr);
                                 c.nb("rq_words_q", "f_s_in_words");
                                 c.nb("rq_tend_q", "1'b0");
                                 c.nb("fst_q", "F_CHK");
                                 c.if_("d_op == 8'd2", |c| {
                                     c.comment("this map becomes the resident one");
                                     c.nb("res_v_q", "1'b1");
-                                    c.nb("res_addr_q", format!("d_input_addr[{}:0]", aw - 1));
+                                    c.nb("res_addr_q", &in_addr);
                                     c.nb("res_words_q", "f_s_in_words");
-                                    c.nb(
-                                        "res_end_q",
-                                        bytes_end(
-                                            &format!("d_input_addr[{}:0]", aw - 1),
-                                            "f_s_in_words",
-                                            aw,
-                                        ),
-                                    );
+                                    c.nb("res_end_q", bytes_end(&in_addr, "f_s_in_words", aw));
                                 });
                             },
                         );
@@ -730,6 +728,10 @@ fn bytes_end(addr: &str, words: &str, aw: u32) -> String {
         z = aw + 2 - WORDS_BITS - 3
     )
 }
+
+/// The issuer's state once a descriptor's input is issued (or resident): its next tile, or the
+/// next descriptor.
+const AFTER_INPUT: &str = "(tile_q == f_s_tiles) ? F_NEXT : F_TILE";
 
 /// Widths `issue_next` writes with.
 struct Next {
@@ -847,7 +849,7 @@ fn issue_next(c: &mut Code, n: &Next) {
             );
         });
         c.block(format!("{}, {}:", kind("INPUT"), kind("FMAP")), |c| {
-            c.nb("fst_q", "(tile_q == f_s_tiles) ? F_NEXT : F_TILE");
+            c.nb("fst_q", AFTER_INPUT);
         });
         c.line("default: ;");
     });

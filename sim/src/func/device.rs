@@ -342,17 +342,16 @@ impl FuncDevice {
         for step in plan::steps(d, sched, &self.shape) {
             match &step {
                 Step::Read { load, .. } => {
+                    // A resident map is the engine's copy, not memory's: taken out here, and
+                    // kept below while the rule says the map stays resident.
                     let data = if self.resident.skips(d.op, &step) {
-                        self.resident_map.clone()
+                        std::mem::take(&mut self.resident_map)
                     } else {
                         match self.read(&step, perf) {
                             Ok(data) => data,
                             Err(stop) => return Ok(Err(stop)),
                         }
                     };
-                    if *load == Load::Input && d.op == Opcode::Conv2d {
-                        self.resident_map.clone_from(&data);
-                    }
                     self.resident.observe(d.op, &step);
                     match *load {
                         Load::Descriptor => {}
@@ -404,6 +403,9 @@ impl FuncDevice {
                                 }
                             }
                         }
+                    }
+                    if self.resident.skips(d.op, &step) {
+                        self.resident_map = data;
                     }
                 }
                 Step::Compute { rows: n, .. } => {

@@ -301,7 +301,7 @@ module caq_fetch (
     reg           res_v_q;  // the feature map holds a Conv2d input map that memory still holds
     reg  [31:0]   res_addr_q;  // its address
     reg  [19:0]   res_words_q;  // its words
-    reg  [33:0]   res_end_q;  // first byte past it
+    reg  [33:0]   res_end_q;  // first byte past it (registered: no adder before the overlap compare)
     reg           res_skip_q;  // pulse: the running descriptor's input map is resident, not read
     reg           wh_v_q;  // a write request was taken last cycle
     reg  [33:0]   wh_lo_q;  // its first byte

@@ -250,15 +250,16 @@ pub fn graph_for(arch: Arch, input_shape: [usize; 3], classes: usize) -> Graph {
             for (i, &f) in RESNET8_FILTERS.iter().enumerate() {
                 let s = i + 1;
                 let stride = if i == 0 { 1 } else { 2 };
-                let a = b.conv(format!("s{s}_conv1"), x, f, [3, 3], stride, 1, true);
-                // The shortcut right after conv1: both read the block's input, which the layer
-                // engine then keeps on chip for the second (docs/hardware.md, "A resident input
-                // map").
+                // The shortcut, then conv1, then conv2: the shortcut and conv1 read the block's
+                // input, which the layer engine keeps on chip for the second (docs/hardware.md,
+                // "A resident input map"), and conv2 reads conv1's output, which it mirrors on
+                // chip as it writes it ("The output mirror").
                 let shortcut = if stride == 1 {
                     x
                 } else {
                     b.conv(format!("s{s}_short"), x, f, [1, 1], stride, 1, false)
                 };
+                let a = b.conv(format!("s{s}_conv1"), x, f, [3, 3], stride, 1, true);
                 let y = b.conv(format!("s{s}_conv2"), a, f, [3, 3], 1, 1, false);
                 x = b.push(
                     format!("s{s}_add"),

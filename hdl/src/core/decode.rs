@@ -70,6 +70,12 @@ fn schedule_ports(s: &CoreShape, aw: u32) -> Vec<(&'static str, u32, &'static st
         ("s_slots2", 1, "a tile's planes fit half the weight buffer"),
         ("s_in_words", WORDS_BITS, "words of the whole input read"),
         (
+            "s_mirror",
+            1,
+            "Conv2d whose written map fits a feature-map bank (mirrored)",
+        ),
+        ("s_out_words", WORDS_BITS, "words of the mirrored map"),
+        (
             "s_plane_stride",
             aw,
             "bytes from one plane to the next: out_c*wpr*8",
@@ -426,6 +432,7 @@ fn stage2(m: &mut ModuleBuilder, st: &mut Code) -> Result<()> {
     reg(m, st, "c_window2_q", 1, flags)?;
     reg(m, st, "k2_q", K2_BITS, "{6'd0, d_in_c} * {15'd0, kk_q}")?;
     reg(m, st, "fm2_q", 48, "{32'd0, d_in_c} * {16'd0, hw_q}")?;
+    reg(m, st, "ob2_q", 32, "{16'd0, d_out_c} * {16'd0, pohw_q}")?;
     for (ax, out) in [("h", "d_out_h"), ("w", "d_out_w")] {
         reg(
             m,
@@ -569,6 +576,25 @@ fn stage4(m: &mut ModuleBuilder, st: &mut Code, s: &CoreShape) -> Result<()> {
             WORDS_BITS - 1
         ),
     )?;
+    // CoreShape::mirror_words: the written map's words, mirrored when its bytes fit a bank.
+    reg(
+        m,
+        st,
+        "ob_words4_q",
+        WORDS_BITS,
+        format!(
+            "ob2_q[{}:3] + {{{}'d0, ob2_q[2:0] != 3'd0}}",
+            WORDS_BITS + 2,
+            WORDS_BITS - 1
+        ),
+    )?;
+    reg(
+        m,
+        st,
+        "mirror4_q",
+        1,
+        format!("d_conv && ob2_q <= 32'd{}", s.fm_bytes),
+    )?;
     Ok(())
 }
 
@@ -692,6 +718,8 @@ fn stage6(m: &mut ModuleBuilder, st: &mut Code, s: &CoreShape) -> Result<()> {
             WORDS_BITS,
             "d_conv ? fm_words4_q : batch_words4_q".into(),
         ),
+        ("s_mirror", 1, "mirror4_q".into()),
+        ("s_out_words", WORDS_BITS, "ob_words4_q".into()),
         ("s_plane_stride", aw, "{plane_stride4_q, 3'd0}".into()),
         (
             "s_out_stride",

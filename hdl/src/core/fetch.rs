@@ -10,7 +10,9 @@
 //! ends the job: `done` when the last descriptor completes, `error` with the first error in program
 //! order once every earlier piece of work has finished. A Conv2d input map stays resident in the
 //! feature map until a write request it watches overlaps it; a Conv2d with the same input read is
-//! then not read again (docs/hardware.md, "A resident input map").
+//! then not read again (docs/hardware.md, "A resident input map"). A Conv2d's written map is
+//! mirrored into the feature map's other bank; a Conv2d reading it from its start takes it from
+//! there, the banks swapping ("The output mirror").
 //!
 //! Program order and errors: a descriptor's work is (check, tile 0 loads, input, tile 0 compute and
 //! writes, tile 1 loads, ...). An error is kept with its position (descriptor, tile, phase); the
@@ -212,6 +214,25 @@ fn ports(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidth
         1,
         "pulse: the running descriptor's input is loaded",
     )?;
+    m.port_group("the feature map's banks (to the window generator)");
+    m.port_doc(
+        Dir::Output,
+        "fm_cur",
+        1,
+        "the bank that holds the running descriptor's input map (and takes loads)",
+    )?;
+    m.port_doc(
+        Dir::Output,
+        "mir_on",
+        1,
+        "the running Conv2d's writes are mirrored into the other bank",
+    )?;
+    m.port_doc(
+        Dir::Output,
+        "mir_base",
+        aw,
+        "the mirrored map's first byte (the running Conv2d's output_addr)",
+    )?;
     m.port_doc(
         Dir::Input,
         "tile_done",
@@ -342,6 +363,33 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
             "res_skip_q",
             1,
             "pulse: the running descriptor's input map is resident, not read",
+        ),
+        (
+            "fm_cur_q",
+            1,
+            "the feature-map bank of the resident map (the other: the mirror)",
+        ),
+        (
+            "mir_v_q",
+            1,
+            "the other bank mirrors a Conv2d's written map that memory still holds",
+        ),
+        (
+            "mir_own_q",
+            1,
+            "the mirror's writer is the running descriptor (its writes keep it)",
+        ),
+        (
+            "mir_on_q",
+            1,
+            "the running descriptor's writes are mirrored",
+        ),
+        ("mir_addr_q", aw, "the mirrored map's address"),
+        ("mir_words_q", wb, "its words"),
+        (
+            "mir_end_q",
+            aw + 2,
+            "first byte past it (registered: no adder before the overlap compare)",
         ),
         ("wh_v_q", 1, "a write request was taken last cycle"),
         ("wh_lo_q", aw + 2, "its first byte"),
@@ -477,6 +525,30 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
         ),
         Some("the descriptor's Conv2d input map is the resident one"),
     )?;
+    // The output mirror (docs/hardware.md, "The output mirror"): the other bank holds the map
+    // the last Conv2d wrote, until a later descriptor's write request overlaps it.
+    m.wire_assign(
+        "wh_mir_hit",
+        Expr::raw(
+            "wh_v_q && !mir_own_q && wh_lo_q < mir_end_q && {2'd0, mir_addr_q} < wh_hi_q",
+            1,
+        ),
+        Some("the write request taken last cycle, a later descriptor's, overlaps the mirror"),
+    )?;
+    m.wire_assign(
+        "in_mirror",
+        Expr::raw(
+            format!(
+                "d_op == 8'd2 && mir_v_q && d_input_addr[{}:0] == mir_addr_q && f_s_in_words <= mir_words_q",
+                aw - 1
+            ),
+            1,
+        ),
+        Some("the descriptor's Conv2d input map starts the mirror and is no longer than it"),
+    )?;
+    m.assign_raw("fm_cur", "fm_cur_q")?;
+    m.assign_raw("mir_on", "mir_on_q")?;
+    m.assign_raw("mir_base", "mir_addr_q")?;
     let mut f = Code::new();
     f.nb("dec_go_q", "1'b0");
     f.nb("res_skip_q", "1'b0");
@@ -486,10 +558,17 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
     f.if_("wh_hit", |c| {
         c.nb("res_v_q", "1'b0");
     });
+    f.if_("wh_mir_hit", |c| {
+        c.nb("mir_v_q", "1'b0");
+    });
     f.if_else(
         "!rst_n || job_clear",
         |c| {
             c.nb("res_v_q", "1'b0");
+            c.nb("fm_cur_q", "1'b0");
+            c.nb("mir_v_q", "1'b0");
+            c.nb("mir_own_q", "1'b0");
+            c.nb("mir_on_q", "1'b0");
             c.nb("fst_q", "F_IDLE");
             c.nb("sbusy_q", "2'b00");
             c.nb("scnt_q", "2'd0");
@@ -542,6 +621,7 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                     c.if_("start && start_code == 8'd0", |c| {
                         c.comment("the host may have written memory since the last job");
                         c.nb("res_v_q", "1'b0");
+                        c.nb("mir_v_q", "1'b0");
                         c.nb("count_q", "desc_count");
                         c.nb("idx_q", "16'd0");
                         c.nb("base_q", "desc_addr");
@@ -657,6 +737,19 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                     c.comment("the input waits until the run side holds this descriptor");
                     c.if_("fxfer_q", |c| {
                         c.nb("inp_q", "1'b1");
+                        c.comment("the previous descriptor has completed: its writes are done");
+                        c.nb("mir_own_q", "1'b0");
+                        c.nb("mir_on_q", "1'b0");
+                        c.if_("d_op == 8'd2", |c| {
+                            c.comment("this Conv2d's written map becomes the mirror");
+                            let out = format!("d_output_addr[{}:0]", aw - 1);
+                            c.nb("mir_v_q", "f_s_mirror");
+                            c.nb("mir_own_q", "1'b1");
+                            c.nb("mir_on_q", "f_s_mirror");
+                            c.nb("mir_addr_q", &out);
+                            c.nb("mir_words_q", "f_s_out_words");
+                            c.nb("mir_end_q", bytes_end(&out, "f_s_out_words", aw));
+                        });
                         c.if_else(
                             "in_resident",
                             |c| {
@@ -665,25 +758,19 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                                 c.nb("fst_q", AFTER_INPUT);
                             },
                             |c| {
-                                c.nb(
-                                    "rq_kind_q",
-                                    format!(
-                                        "d_op == 8'd2 ? {} : {}",
-                                        kind("FMAP"),
-                                        kind("INPUT")
-                                    ),
+                                c.if_else(
+                                    "in_mirror",
+                                    |c| {
+                                        c.comment(
+                                            "the map is the mirror: the banks swap, no read",
+                                        );
+                                        c.nb("fm_cur_q", "!fm_cur_q");
+                                        c.nb("res_skip_q", "1'b1");
+                                        c.nb("fst_q", AFTER_INPUT);
+                                        make_resident(c, &in_addr, aw);
+                                    },
+                                    |c| issue_input(c, &in_addr, aw),
                                 );
-                                c.nb("rq_addr_q", &in_addr);
-                                c.nb("rq_words_q", "f_s_in_words");
-                                c.nb("rq_tend_q", "1'b0");
-                                c.nb("fst_q", "F_CHK");
-                                c.if_("d_op == 8'd2", |c| {
-                                    c.comment("this map becomes the resident one");
-                                    c.nb("res_v_q", "1'b1");
-                                    c.nb("res_addr_q", &in_addr);
-                                    c.nb("res_words_q", "f_s_in_words");
-                                    c.nb("res_end_q", bytes_end(&in_addr, "f_s_in_words", aw));
-                                });
                             },
                         );
                     });
@@ -727,6 +814,28 @@ fn bytes_end(addr: &str, words: &str, aw: u32) -> String {
         "{{2'd0, {addr}}} + {{{z}'d0, {words}, 3'd0}}",
         z = aw + 2 - WORDS_BITS - 3
     )
+}
+
+/// The descriptor's input map (at `in_addr`, `f_s_in_words` words) is the resident one.
+fn make_resident(c: &mut Code, in_addr: &str, aw: u32) {
+    c.nb("res_v_q", "1'b1");
+    c.nb("res_addr_q", in_addr);
+    c.nb("res_words_q", "f_s_in_words");
+    c.nb("res_end_q", bytes_end(in_addr, "f_s_in_words", aw));
+}
+
+/// The descriptor's input read at `in_addr`: a Conv2d's map into the feature map's current bank
+/// (it becomes the resident map), a Dense layer's K-vectors into the activation banks.
+fn issue_input(c: &mut Code, in_addr: &str, aw: u32) {
+    c.nb(
+        "rq_kind_q",
+        format!("d_op == 8'd2 ? {} : {}", kind("FMAP"), kind("INPUT")),
+    );
+    c.nb("rq_addr_q", in_addr);
+    c.nb("rq_words_q", "f_s_in_words");
+    c.nb("rq_tend_q", "1'b0");
+    c.nb("fst_q", "F_CHK");
+    c.if_("d_op == 8'd2", |c| make_resident(c, in_addr, aw));
 }
 
 /// The issuer's state once a descriptor's input is issued (or resident): its next tile, or the

@@ -9,7 +9,8 @@
 //!
 //! The writer has two stages: the request stage computes each burst's address, checks it against
 //! the window and issues it; the data stage reads the staging (or the queue) and funnels it into
-//! beats at the burst's byte offset, with strobes on the burst's bytes only. Credits go back to
+//! beats at the burst's byte offset, with strobes on the burst's bytes only, each beat's address
+//! beside it (`wr_beat_addr`, for the window generator's output mirror). Credits go back to
 //! the execute stage as staging positions, runs and queue entries are freed. When every output of
 //! the running descriptor is written and acknowledged, `x_done` (or, on a bus error, `res_err`).
 //!
@@ -69,6 +70,12 @@ pub fn result(cfg: &AccelConfig, requant_if: &Interface) -> Result<Module> {
     m.port(Dir::Input, "win_base", aw + 1)?;
     m.port(Dir::Input, "win_limit", aw + 1)?;
     some_memory_ports(&mut m, aw, bb, Side::Core, Which::Write)?;
+    m.port_doc(
+        Dir::Output,
+        "wr_beat_addr",
+        aw,
+        "the byte address of the beat on wr_data (for the window's output mirror)",
+    )?;
     m.port_group("tokens and status");
     m.port_doc(
         Dir::Output,
@@ -777,6 +784,7 @@ fn requests(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<(
         ("len", 7),
         ("beats", 5),
         ("last", 1),
+        ("base", aw - lbb),
     ] {
         m.memory(&format!("jq_{f}"), w, 2, "data job field")?;
     }
@@ -855,6 +863,7 @@ fn requests(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<(
         c.nb("jq_null[jq_wp_q]", "a_err_q || a_bad");
         c.nb("jq_row[jq_wp_q]", format!("a_row_q[{}:0]", ri.max(1) - 1));
         c.nb("jq_pos[jq_wp_q]", "a_pos_q");
+        c.nb("jq_base[jq_wp_q]", format!("a_dest_q[{}:{lbb}]", aw - 1));
         c.nb("jq_off[jq_wp_q]", format!("a_dest_q[{}:0]", lbb - 1));
         c.nb("jq_len[jq_wp_q]", "a_len_q");
         c.nb(
@@ -1048,6 +1057,11 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
         )?;
         m.reg(&format!("{st}_strb_q"), bb, None)?;
     }
+    let bab = s.addr_bits - lbb;
+    m.reg("b_base_q", bab, Some("the job's first beat's address / B"))?;
+    for st in ["r1", "r2"] {
+        m.reg(&format!("{st}_ba_q"), bab, Some("the beat's address / B"))?;
+    }
     m.reg("cur_q", bw, Some("the job's row's entry just read"))?;
     m.reg("prev_q", bw, Some("the entry before it"))?;
     let row_entry = |r: u32| {
@@ -1071,6 +1085,7 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
     // The beat queue.
     m.memory("bf_data", bw, BEAT_FIFO, "beats formed")?;
     m.memory("bf_strb", bb, BEAT_FIFO, "their strobes")?;
+    m.memory("bf_addr", bab, BEAT_FIFO, "their addresses / B")?;
     m.reg("bf_wp_q", fb, None)?;
     m.reg("bf_rp_q", fb, None)?;
     m.reg("bf_n_q", fb + 1, Some("beats queued"))?;
@@ -1220,6 +1235,7 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
         c.nb("b_row_q", "jq_row[jq_rp_q]");
         c.nb("b_off_q", "jq_off[jq_rp_q]");
         c.nb("b_len_q", "jq_len[jq_rp_q]");
+        c.nb("b_base_q", "jq_base[jq_rp_q]");
         c.nb("b_beats_q", "jq_beats[jq_rp_q]");
         c.nb("b_last_q", "jq_last[jq_rp_q]");
         c.nb(
@@ -1251,6 +1267,8 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
         format!("b_rot0 ? {}'d{bb} : {{1'b0, b_rot_q}}", lbb + 1),
     );
     c.nb("r1_strb_q", "b_strb");
+    c.nb("r1_ba_q", format!("b_base_q + {}", zext("b_kc", 5, bab)));
+    c.nb("r2_ba_q", "r1_ba_q");
     c.nb("r2_beat_q", "r1_beat_q");
     c.nb("r2_sel_q", "r1_sel_q");
     c.nb("r2_strb_q", "r1_strb_q");
@@ -1262,6 +1280,10 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
     c.if_("r2_beat || b_dense_beat", |c| {
         c.nb("bf_data[bf_wp_q]", "r2_beat ? funnel : dense_beat");
         c.nb("bf_strb[bf_wp_q]", "r2_beat ? r2_strb_q : b_strb");
+        c.nb(
+            "bf_addr[bf_wp_q]",
+            format!("r2_beat ? r2_ba_q : b_base_q + {}", zext("b_k_q", 5, bab)),
+        );
     });
     let rn = clog2(RUN_QUEUE + 1);
     let dn = clog2(DENSE_QUEUE + 1);
@@ -1369,6 +1391,7 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
     m.assign_raw("wr_valid", format!("bf_n_q != {}'d0", fb + 1))?;
     m.assign_raw("wr_data", "bf_data[bf_rp_q]")?;
     m.assign_raw("wr_strb", "bf_strb[bf_rp_q]")?;
+    m.assign_raw("wr_beat_addr", format!("{{bf_addr[bf_rp_q], {lbb}'d0}}"))?;
     let pop = (0..bb)
         .map(|b| format!("{{15'd0, wr_strb[{b}]}}"))
         .collect::<Vec<_>>()

@@ -1,5 +1,7 @@
 //! `caq_window`: the Conv2d window generator. It holds the input feature map (CHW bytes, in
-//! [`FM_LANES`] byte lanes so that any 16 consecutive bytes are one read) and gathers patches —
+//! [`FM_LANES`] byte lanes so that any 16 consecutive bytes are one read) in one of two banks —
+//! the other mirrors the running Conv2d's write beats (docs/hardware.md, "The output mirror";
+//! the fetch stage says which bank is which) — and gathers patches —
 //! the K-vectors in (c, ky, kx) order of implicit im2col — a block of W output pixels of one
 //! output row at a time: each cycle it reads one kernel row's segment of the map, which holds
 //! that kernel row for every pixel of the block, and appends each pixel's kw bytes to the pixel's
@@ -61,6 +63,20 @@ pub fn window(cfg: &AccelConfig) -> Result<Module> {
     m.port(Dir::Input, "lf_index", nw * fw.fib)?;
     m.port(Dir::Input, "lf_data", nw * 64)?;
     m.port(Dir::Input, "input_loaded", 1)?;
+    m.port_group("the feature map's banks and the output mirror (fetch stage, write port)");
+    m.port_doc(Dir::Input, "fm_cur", 1, "the bank of the input map")?;
+    m.port_doc(Dir::Input, "mir_on", 1, "mirror the write beats")?;
+    m.port_doc(Dir::Input, "mir_base", aw, "the mirrored map's first byte")?;
+    m.port(Dir::Input, "wr_valid", 1)?;
+    m.port(Dir::Input, "wr_ready", 1)?;
+    m.port(Dir::Input, "wr_data", nw * 64)?;
+    m.port(Dir::Input, "wr_strb", nw * 8)?;
+    m.port_doc(
+        Dir::Input,
+        "wr_beat_addr",
+        aw,
+        "the byte address of wr_data",
+    )?;
     m.port_group("patch words into the activation banks");
     m.port(Dir::Output, "pw_valid", nb)?;
     m.port(Dir::Output, "pw_entry", nb * aeb)?;
@@ -70,31 +86,49 @@ pub fn window(cfg: &AccelConfig) -> Result<Module> {
     m.port(Dir::Input, "block_done", 1)?;
     m.port(Dir::Output, "window_idle", 1)?;
 
-    m.section("feature map: byte a in lane a mod 16, entry a / 16");
+    mirror(&mut m, &s, fw.fib)?;
+    m.section(
+        "feature map: two banks; byte a of a bank in lane a mod 16, entry {bank, a / 16}; loads \
+         into bank fm_cur, mirrored words into the other",
+    );
     let mut wr = Code::new();
     for b in 0..fl {
         let mem = format!("fm{b}_mem");
-        m.memory(&mem, 8, fdepth, "feature-map bytes")?;
+        m.memory(&mem, 8, 2 * fdepth, "feature-map bytes, two banks")?;
         m.reg(&format!("fm{b}_rd_q"), 8, None)?;
         let (half, j) = (b / 8, b % 8);
         let mut chain = Code::new();
-        for l in 0..nw {
-            let hit = format!(
-                "{} && lf_index[{}] == 1'b{half}",
-                bit("lf_valid", l, nw),
-                l * fw.fib
-            );
+        let mut first = true;
+        let mut arm = |hit: String, dest: String, data: String| {
             let body = |c: &mut Code| {
-                c.nb(
-                    format!("{mem}[lf_index[{} +: {feb}]]", l * fw.fib + 1),
-                    format!("lf_data[{} +: 8]", 64 * l + 8 * j),
-                );
+                c.nb(dest, data);
             };
-            if l == 0 {
+            if first {
                 chain.if_(hit, body);
             } else {
                 chain.else_if(hit, body);
             }
+            first = false;
+        };
+        for l in 0..nw {
+            arm(
+                format!(
+                    "{} && lf_index[{}] == 1'b{half}",
+                    bit("lf_valid", l, nw),
+                    l * fw.fib
+                ),
+                format!("{mem}[{{fm_cur, lf_index[{} +: {feb}]}}]", l * fw.fib + 1),
+                format!("lf_data[{} +: 8]", 64 * l + 8 * j),
+            );
+        }
+        // A load and a mirrored write never meet: a descriptor's input is loaded after the
+        // previous descriptor's last write is answered, and before its own first.
+        for l in 0..nw {
+            arm(
+                format!("mw{l}_v_q && mw{l}_idx_q[0] == 1'b{half} && mw{l}_strb_q[{j}]"),
+                format!("{mem}[{{!fm_cur, mw{l}_idx_q[{} +: {feb}]}}]", 1),
+                format!("mw{l}_data_q[{} +: 8]", 8 * j),
+            );
         }
         wr.append(&chain);
     }
@@ -105,6 +139,52 @@ pub fn window(cfg: &AccelConfig) -> Result<Module> {
     assemble(&mut m, &s, aeb)?;
     let _ = wmax;
     Ok(m.finish())
+}
+
+/// The output mirror's snoop: each word of a write beat that lies in the mirrored bank's bytes
+/// from `mir_base`, registered with its word index (`fib` bits) and strobes, then written.
+fn mirror(m: &mut ModuleBuilder, s: &CoreShape, fib: u32) -> Result<()> {
+    let aw = s.addr_bits;
+    m.section("output mirror: the running Conv2d's write beats, word by word");
+    let mut c = Code::new();
+    for l in 0..s.bus_words {
+        m.wire_assign(
+            &format!("mw{l}_off"),
+            Expr::raw(
+                format!(
+                    "{{1'b0, wr_beat_addr}} + {w}'d{} - {{1'b0, mir_base}}",
+                    8 * l,
+                    w = aw + 1
+                ),
+                aw + 1,
+            ),
+            Some("the word's byte offset in the mirrored map (negative: before it)"),
+        )?;
+        for (name, width) in [("v", 1), ("idx", fib), ("data", 64), ("strb", 8)] {
+            m.reg(&format!("mw{l}_{name}_q"), width, None)?;
+        }
+        c.nb(
+            format!("mw{l}_v_q"),
+            format!(
+                "mir_on && wr_valid && wr_ready && !mw{l}_off[{aw}] && mw{l}_off < {w}'d{} && \
+                 wr_strb[{} +: 8] != 8'd0",
+                s.fm_bytes,
+                8 * l,
+                w = aw + 1
+            ),
+        );
+        c.nb(
+            format!("mw{l}_idx_q"),
+            format!("mw{l}_off[{} : 3]", fib + 2),
+        );
+        c.nb(
+            format!("mw{l}_data_q"),
+            format!("wr_data[{} +: 64]", 64 * l),
+        );
+        c.nb(format!("mw{l}_strb_q"), format!("wr_strb[{} +: 8]", 8 * l));
+    }
+    m.always_ff(&m.sig("clk")?, c)?;
+    Ok(())
 }
 
 /// The walk over blocks and kernel rows: which block is gathered, into which buffer, and the
@@ -344,7 +424,10 @@ fn gather(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
         } else {
             format!("g_entry + {{{}'d0, 4'd{b} < ga_q[3:0]}}", feb - 1)
         };
-        c.nb(format!("fm{b}_rd_q"), format!("fm{b}_mem[{entry}]"));
+        c.nb(
+            format!("fm{b}_rd_q"),
+            format!("fm{b}_mem[{{fm_cur, {entry}}}]"),
+        );
     }
     let cols = (0..nseg)
         .rev()

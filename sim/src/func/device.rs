@@ -22,7 +22,7 @@ use caq_spec::{
 use caq_spec::{CoreShape, Schedule};
 use ndarray::{Array2, ArrayView2, ArrayView3};
 
-use super::plan::{self, Load, Step};
+use super::plan::{self, Load, Source, Step};
 use super::timing::TimingModel;
 use crate::axi::{AxiOp, RegAddr, Resp};
 use crate::error::SimError;
@@ -55,9 +55,11 @@ pub struct FuncDevice {
     /// A run in progress: its results are computed at START but become visible (STATUS, the
     /// interrupt, the counters) only after its cycles have passed in `wait_irq` time.
     pending: Option<Pending>,
-    /// The resident input map of the running job and its bytes as read (the engine's copy).
+    /// The feature buffer of the running job: which maps its banks hold, and their bytes (the
+    /// engine's copies): the resident input map as read, the mirror as written.
     resident: plan::Resident,
     resident_map: Vec<u8>,
+    mirror_map: Vec<u8>,
 }
 
 /// The outcome of a started run, held back until its cycles have passed.
@@ -109,6 +111,7 @@ impl FuncDevice {
             pending: None,
             resident: plan::Resident::default(),
             resident_map: Vec::new(),
+            mirror_map: Vec::new(),
         })
     }
 
@@ -341,18 +344,27 @@ impl FuncDevice {
         let mut tile_rows = 0;
         for step in plan::steps(d, sched, &self.shape) {
             match &step {
-                Step::Read { load, .. } => {
-                    // A resident map is the engine's copy, not memory's: taken out here, and
+                Step::Read { load, words, .. } => {
+                    // A map on chip is the engine's copy, not memory's: taken out here, and
                     // kept below while the rule says the map stays resident.
-                    let data = if self.resident.skips(d.op, &step) {
-                        std::mem::take(&mut self.resident_map)
-                    } else {
-                        match self.read(&step, perf) {
+                    let data = match self.resident.source(d.op, &step) {
+                        Source::Resident => std::mem::take(&mut self.resident_map),
+                        Source::Mirror => {
+                            let mut map = std::mem::take(&mut self.mirror_map);
+                            map.truncate(8 * *words as usize);
+                            map
+                        }
+                        Source::Memory => match self.read(&step, perf) {
                             Ok(data) => data,
                             Err(stop) => return Ok(Err(stop)),
-                        }
+                        },
                     };
-                    self.resident.observe(d.op, &step);
+                    self.resident.observe(d, &self.shape, &step);
+                    if let Some((_, w)) = self.resident.mirroring()
+                        && *load == Load::Input
+                    {
+                        self.mirror_map = vec![0; 8 * w as usize];
+                    }
                     match *load {
                         Load::Descriptor => {}
                         Load::Input => input = self.decode_input(d, sched, &data),
@@ -448,7 +460,7 @@ impl FuncDevice {
                         Err(stop) => return Ok(Err(stop)),
                     };
                     perf.bytes_wr += bytes;
-                    self.resident.observe(d.op, &step);
+                    self.resident.observe(d, &self.shape, &step);
                     if let Err(stop) = Self::stop_on(self.bus_answer(&extent, true)) {
                         return Ok(Err(stop));
                     }
@@ -464,6 +476,17 @@ impl FuncDevice {
                     };
                     let at = self.offset(*first);
                     self.mem[at..at + data.len()].copy_from_slice(&data);
+                    // The running Conv2d's writes are mirrored into the feature buffer's other
+                    // bank as they go out.
+                    if let Some((m, _)) = self.resident.mirroring()
+                        && let Some(dst) = first.checked_sub(m).and_then(|at| {
+                            self.mirror_map
+                                .get_mut(at as usize..)?
+                                .get_mut(..data.len())
+                        })
+                    {
+                        dst.copy_from_slice(&data);
+                    }
                 }
             }
         }

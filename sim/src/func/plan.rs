@@ -6,7 +6,7 @@
 //! registers.
 //!
 //! Per descriptor: tile 0's loads (bias, requant, region multipliers, every active plane), the
-//! input (Dense: `batch` K-vectors; Conv2d: the whole feature map, unless it is [`Resident`]),
+//! input (Dense: `batch` K-vectors; Conv2d: the whole feature map, unless it is on chip: [`Resident`]),
 //! then per tile: its compute, its output writes, and the next tile's loads.
 
 use caq_spec::{CoreShape, LayerDescriptor, Opcode, Schedule};
@@ -187,42 +187,122 @@ pub fn steps(d: &LayerDescriptor, s: &Schedule, shape: &CoreShape) -> Vec<Step> 
     out
 }
 
-/// The Conv2d input map the layer engine holds in its feature map between the descriptors of one
-/// job (docs/hardware.md, "A resident input map"): the map of the last Conv2d input read (its
-/// address and words), until a write request overlaps those words. A Conv2d whose input read is
-/// the resident map's (the same address and words) is not issued: the engine computes from the
-/// map it holds. A job starts with none.
+/// What the layer engine's feature buffer holds between the descriptors of one job
+/// (docs/hardware.md, "A resident input map" and "The output mirror"). It has two banks:
+/// - the **resident map**: the input map of the last Conv2d (its read's address and words),
+///   until a write request overlaps those words;
+/// - the **mirror**: the map the last Conv2d wrote, captured from its write beats when the whole
+///   written map fits a bank ([`CoreShape::mirror_words`]), until a write request of a later
+///   descriptor overlaps it or another Conv2d starts.
+///
+/// A Conv2d whose input read is the resident map's (the same address and words) is not issued;
+/// nor is one whose input starts at the mirror's address and is no longer than it: the banks
+/// swap, and the mirror becomes the resident map. A job starts with neither.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Resident(Option<(u64, u64)>);
+pub struct Resident {
+    map: Option<(u64, u64)>,
+    mirror: Option<Mirror>,
+}
+
+/// The mirror bank's map: its address and words, and whether the descriptor writing it is the
+/// running one (whose own writes do not invalidate it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mirror {
+    addr: u64,
+    words: u64,
+    own: bool,
+}
+
+/// Where the engine takes a read's data from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Issued to memory.
+    Memory,
+    /// The resident map.
+    Resident,
+    /// The mirror, whose bank becomes the resident one.
+    Mirror,
+}
+
+/// Whether the byte ranges of `a` words at `aa` and `b` words at `ba` overlap.
+fn overlaps(aa: u64, a: u64, ba: u64, b: u64) -> bool {
+    u128::from(ba) < u128::from(aa) + 8 * u128::from(a)
+        && u128::from(aa) < u128::from(ba) + 8 * u128::from(b)
+}
 
 impl Resident {
-    /// Whether `step` of a descriptor of opcode `op` is a read the engine skips: a Conv2d's
-    /// input map, resident.
-    pub fn skips(&self, op: Opcode, step: &Step) -> bool {
-        matches!(*step, Step::Read { load: Load::Input, addr, words, .. }
-            if op == Opcode::Conv2d && self.0 == Some((addr, words)))
+    /// Where `step` of a descriptor of opcode `op` takes its data from: a Conv2d input map that
+    /// is the resident map or lies at the start of the mirror comes from the feature buffer.
+    pub fn source(&self, op: Opcode, step: &Step) -> Source {
+        let Step::Read {
+            load: Load::Input,
+            addr,
+            words,
+            ..
+        } = *step
+        else {
+            return Source::Memory;
+        };
+        if op != Opcode::Conv2d {
+            Source::Memory
+        } else if self.map == Some((addr, words)) {
+            Source::Resident
+        } else if self
+            .mirror
+            .is_some_and(|m| m.addr == addr && words <= m.words)
+        {
+            Source::Mirror
+        } else {
+            Source::Memory
+        }
     }
 
-    /// Follows `step` of a descriptor of opcode `op`, issued or skipped: a Conv2d input map
-    /// becomes the resident one; a write whose words overlap the resident map's drops it.
-    pub fn observe(&mut self, op: Opcode, step: &Step) {
+    /// Whether `step` of a descriptor of opcode `op` is a read the engine skips.
+    pub fn skips(&self, op: Opcode, step: &Step) -> bool {
+        self.source(op, step) != Source::Memory
+    }
+
+    /// Follows `step` of descriptor `d`, issued or skipped: a Conv2d's input map becomes the
+    /// resident one and its output the mirror's (none when it does not fit a bank); a Dense
+    /// input ends the previous descriptor's hold on the mirror; a write whose words overlap the
+    /// resident map drops it, and one of a later descriptor overlapping the mirror drops that.
+    pub fn observe(&mut self, d: &LayerDescriptor, shape: &CoreShape, step: &Step) {
         match *step {
             Step::Read {
                 load: Load::Input,
                 addr,
                 words,
                 ..
-            } if op == Opcode::Conv2d => self.0 = Some((addr, words)),
+            } => {
+                if d.op == Opcode::Conv2d {
+                    self.map = Some((addr, words));
+                    self.mirror = shape.mirror_words(d).map(|words| Mirror {
+                        addr: d.output_addr.0,
+                        words,
+                        own: true,
+                    });
+                } else if let Some(m) = &mut self.mirror {
+                    m.own = false;
+                }
+            }
             Step::Write { addr, words, .. } => {
-                if let Some((a, w)) = self.0
-                    && u128::from(addr) < u128::from(a) + 8 * u128::from(w)
-                    && u128::from(a) < u128::from(addr) + 8 * u128::from(words)
+                if self.map.is_some_and(|(a, w)| overlaps(a, w, addr, words)) {
+                    self.map = None;
+                }
+                if self
+                    .mirror
+                    .is_some_and(|m| !m.own && overlaps(m.addr, m.words, addr, words))
                 {
-                    self.0 = None;
+                    self.mirror = None;
                 }
             }
             _ => {}
         }
+    }
+
+    /// The mirror the running descriptor is writing (its address and words), if any.
+    pub fn mirroring(&self) -> Option<(u64, u64)> {
+        self.mirror.filter(|m| m.own).map(|m| (m.addr, m.words))
     }
 }
 
@@ -250,23 +330,67 @@ mod tests {
         }
     }
 
+    fn shape() -> CoreShape {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim-small.toml");
+        CoreShape::of(&caq_spec::AccelConfig::load(path).expect("sim-small"))
+    }
+
+    /// A descriptor of opcode `op` writing a c×8×8 map at `out` (only the fields the rule reads).
+    fn desc(op: Opcode, c: u16, out: u64) -> LayerDescriptor {
+        use caq_spec::descriptor::{Flags, Pad, PlaneGroup, PlaneGroups, Shape};
+        use caq_spec::{BitWidth, DeviceAddr};
+        let b8 = BitWidth::try_from(8).expect("8");
+        let g = PlaneGroup {
+            bits: b8,
+            shift: 0,
+            weight_addr: DeviceAddr(0x9000),
+        };
+        LayerDescriptor {
+            op,
+            flags: Flags::default(),
+            in_bits: b8,
+            out_bits: b8,
+            group_size: 0,
+            input: Shape { c, h: 8, w: 8 },
+            output: Shape { c, h: 8, w: 8 },
+            kernel_h: 1,
+            kernel_w: 1,
+            stride: 1,
+            pad: Pad::uniform(0),
+            plane_groups: PlaneGroups::new(&[g]).expect("1 group"),
+            active_groups: 1,
+            input_addr: DeviceAddr(0),
+            output_addr: DeviceAddr(out),
+            bias_addr: DeviceAddr(0),
+            requant_addr: DeviceAddr(0),
+            group_mult_addr: DeviceAddr(0),
+            batch: 1,
+            max_pool: 0,
+        }
+    }
+
     /// A map stays resident for the same address and words, until a write touches one of its
     /// words; a Dense input never becomes resident, and a write beside the map keeps it.
     #[test]
     fn a_map_is_resident_until_a_write_overlaps_it() {
-        let (conv, dense) = (Opcode::Conv2d, Opcode::Dense);
+        let sh = shape();
+        let (conv, dense) = (
+            desc(Opcode::Conv2d, 1, 0x8000),
+            desc(Opcode::Dense, 1, 0x8000),
+        );
+        let op = Opcode::Conv2d;
         let mut r = Resident::default();
-        assert!(!r.skips(conv, &input(0x1000, 16)));
-        r.observe(dense, &input(0x1000, 16));
+        assert!(!r.skips(op, &input(0x1000, 16)));
+        r.observe(&dense, &sh, &input(0x1000, 16));
         assert!(
-            !r.skips(conv, &input(0x1000, 16)),
+            !r.skips(op, &input(0x1000, 16)),
             "a Dense input is not a map"
         );
-        r.observe(conv, &input(0x1000, 16));
-        assert!(r.skips(conv, &input(0x1000, 16)));
-        assert!(!r.skips(dense, &input(0x1000, 16)));
-        assert!(!r.skips(conv, &input(0x1000, 15)), "other words");
-        assert!(!r.skips(conv, &input(0x1008, 16)), "other address");
+        r.observe(&conv, &sh, &input(0x1000, 16));
+        assert_eq!(r.source(op, &input(0x1000, 16)), Source::Resident);
+        assert!(!r.skips(Opcode::Dense, &input(0x1000, 16)));
+        assert!(!r.skips(op, &input(0x1000, 15)), "other words");
+        assert!(!r.skips(op, &input(0x1008, 16)), "other address");
         for (addr, words, stale) in [
             (0x1080, 4, false), // just past the map's last word
             (0x0fe0, 4, false), // ends where the map starts
@@ -275,12 +399,72 @@ mod tests {
             (0x0800, 0x200, true),
         ] {
             let mut r2 = r;
-            r2.observe(conv, &written(addr, words));
+            r2.observe(&conv, &sh, &written(addr, words));
             assert_eq!(
-                !r2.skips(conv, &input(0x1000, 16)),
+                !r2.skips(op, &input(0x1000, 16)),
                 stale,
                 "{addr:#x} {words}"
             );
         }
+    }
+
+    /// A Conv2d's output is mirrored when it fits a bank: a later Conv2d reading it from its
+    /// start (all of it or less) takes it from the mirror, which then is the resident map. Its
+    /// own writes keep it; a later descriptor's overlapping write, or another Conv2d, ends it.
+    #[test]
+    fn a_conv_output_is_mirrored_until_a_later_write_overlaps_it() {
+        let sh = shape();
+        let op = Opcode::Conv2d;
+        // 16 channels of 8×8: 1024 bytes, 128 words at 0x4000.
+        let a = desc(op, 16, 0x4000);
+        assert_eq!(sh.mirror_words(&a), Some(128));
+        let mut r = Resident::default();
+        r.observe(&a, &sh, &input(0x1000, 128));
+        assert_eq!(r.mirroring(), Some((0x4000, 128)));
+        r.observe(&a, &sh, &written(0x4000, 128));
+        assert_eq!(r.mirroring(), Some((0x4000, 128)), "its own writes keep it");
+        assert_eq!(r.source(op, &input(0x4000, 128)), Source::Mirror);
+        assert_eq!(
+            r.source(op, &input(0x4000, 64)),
+            Source::Mirror,
+            "a shorter map"
+        );
+        assert_eq!(
+            r.source(op, &input(0x4000, 129)),
+            Source::Memory,
+            "a longer one"
+        );
+        assert_eq!(
+            r.source(op, &input(0x4008, 8)),
+            Source::Memory,
+            "another start"
+        );
+        assert_eq!(r.source(Opcode::Dense, &input(0x4000, 8)), Source::Memory);
+        // B takes the mirror: it is the resident map now, and B's output the mirror.
+        let b = desc(op, 16, 0x6000);
+        let mut taken = r;
+        taken.observe(&b, &sh, &input(0x4000, 128));
+        assert_eq!(taken.source(op, &input(0x4000, 128)), Source::Resident);
+        assert_eq!(taken.mirroring(), Some((0x6000, 128)));
+        // A Dense layer after A: its input ends A's hold; its write into A's output ends the
+        // mirror, one beside it does not.
+        let dense = desc(Opcode::Dense, 16, 0x9000);
+        for (addr, words, stale) in [(0x4400, 8, false), (0x43f8, 1, true), (0x3ff8, 2, true)] {
+            let mut r2 = r;
+            r2.observe(&dense, &sh, &input(0x1000, 4));
+            assert_eq!(r2.mirroring(), None, "A no longer runs");
+            r2.observe(&dense, &sh, &written(addr, words));
+            assert_eq!(
+                r2.source(op, &input(0x4000, 128)) == Source::Memory,
+                stale,
+                "{addr:#x} {words}"
+            );
+        }
+        // A map larger than a bank is not mirrored; a Conv2d's start replaces the mirror.
+        let big = desc(op, 16 * (sh.fm_bytes / 1024 + 1) as u16, 0x4000);
+        assert_eq!(sh.mirror_words(&big), None);
+        let mut r3 = r;
+        r3.observe(&big, &sh, &input(0x1000, 8));
+        assert_eq!(r3.source(op, &input(0x4000, 128)), Source::Memory);
     }
 }

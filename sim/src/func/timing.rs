@@ -11,7 +11,7 @@
 //!   tables and descriptor words a word per cycle, region multipliers an entry per cycle. A tile's
 //!   loads wait for a free weight slot (two slots when two tiles fit the buffer, else one); the
 //!   input waits until the descriptor is handed to the run side (the previous one has completed),
-//!   and a resident Conv2d map (`plan::Resident`) is not read at all; the next descriptor is
+//!   and a Conv2d map on chip (resident or mirrored, `plan::Resident`) is not read at all; the next descriptor is
 //!   fetched once every read of the current one is issued and it runs;
 //! - the **window generator** (Conv2d): one block of W pixels after another, each taking
 //!   in_c·kh cycles plus its pipeline, into one of two patch buffers, freed when the block's last
@@ -336,7 +336,7 @@ impl TimingModel {
                     Step::Write { bytes, .. } => perf.bytes_wr += bytes,
                     Step::Read { .. } | Step::Compute { .. } => {}
                 }
-                resident.observe(d.op, step);
+                resident.observe(d, shape, step);
             }
             let busy = s.tiles * s.items * s.chunks * s.planes;
             perf.plane_ops += busy;

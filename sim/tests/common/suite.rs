@@ -328,7 +328,7 @@ pub fn expected_counts(descs: &[LayerDescriptor], cfg: &AccelConfig) -> (u64, u6
                 Step::Write { bytes, .. } => wr += bytes,
                 Step::Read { .. } | Step::Compute { .. } => {}
             }
-            resident.observe(d.op, &step);
+            resident.observe(d, &shape, &step);
         }
     }
     (ops, rd, wr)
@@ -881,6 +881,7 @@ pub fn suite<D: Device + InjectFaults>(
 ) {
     random_lists(dev, cfg, seed, opts);
     resident_maps(dev, cfg, seed);
+    mirrored_maps(dev, cfg, seed);
     extreme_accumulators(dev, cfg);
     fault_cases(dev, cfg, seed);
     window_edges(dev, cfg, seed);
@@ -1016,6 +1017,176 @@ pub fn resident_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
         "{what}: PERF_BYTES_RD: B's map not read, D's read"
     );
     println!("{what}: B's {b_map}-byte map read from chip");
+}
+
+/// A layer's output bytes as the next layer's input codes.
+fn codes_of(bytes: &[u8], signed: bool) -> Vec<i32> {
+    bytes
+        .iter()
+        .map(|&v| {
+            if signed {
+                i32::from(v as i8)
+            } else {
+                i32::from(v)
+            }
+        })
+        .collect()
+}
+
+/// A 1×1 stride-1 Conv2d over `prev`'s written map whose input codes are `input` (in `prev`'s
+/// output range), with random weights and a requantization that keeps most outputs inside the
+/// code range; none when the device cannot hold it.
+fn follower(
+    rng: &mut ChaCha8Rng,
+    cfg: &AccelConfig,
+    prev: &LayerJob,
+    input: Vec<i32>,
+) -> Option<LayerJob> {
+    let (in_h, in_w) = prev.out_hw().ok()?;
+    let in_c = prev.out_c();
+    let lim = Limits::of(cfg);
+    let o = rng.random_range(1..=(2 * cfg.array.rows as usize + 3).min(lim.dim));
+    let (groups, active) = random_weights(rng, cfg, o, in_c);
+    let w_max: f64 = groups
+        .iter()
+        .take(active)
+        .map(|g| f64::from((1u32 << (g.bits - 1)) << g.shift))
+        .sum();
+    let typical = ((in_c as f64).sqrt() * w_max / 2.0 * 100.0).max(1.0);
+    let out_bits = rng.random_range(2..=cfg.array.act_bits as u8);
+    let target = f64::from(1u32 << (out_bits - 1));
+    let job = LayerJob {
+        op: LayerOp::Conv2d {
+            in_c,
+            in_h,
+            in_w,
+            kernel: [1, 1],
+            stride: 1,
+            pad: Padding::uniform(0),
+            max_pool: 0,
+        },
+        groups,
+        active,
+        regions: None,
+        bias: (0..o).map(|_| rng.random_range(-64..=64)).collect(),
+        requant: (0..o)
+            .map(|_| {
+                let real = target / typical * 2f64.powf(rng.random_range(-2.0..2.0));
+                Requant::from_real(real).expect("positive factor below 2^30")
+            })
+            .collect(),
+        relu: rng.random_bool(0.5),
+        in_signed: prev.out_signed,
+        in_bits: prev.out_bits,
+        out_signed: rng.random_bool(0.5),
+        out_bits,
+        input,
+    };
+    fits(cfg, &job).then_some(job)
+}
+
+/// Conv2d descriptors reading the map the previous one wrote (docs/hardware.md, "The output
+/// mirror"), in one list: A, a Conv2d whose written map fits a feature-map bank; B, a 1×1 conv
+/// on A's output, which the engine mirrored as A wrote it (B's read is skipped: the byte
+/// counters are the plan's, and the RTL's must equal them); C, a Dense layer whose output is
+/// written over the start of B's output; D, a 1×1 conv on B's output, which must be read anew
+/// and holds C's output there. Every output equals its golden one (B's start is C's output).
+pub fn mirrored_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
+    if cfg.limits.max_descriptors < 4 {
+        return;
+    }
+    let fm_bytes = CoreShape::of(cfg).fm_bytes as usize;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x3a1f_0c2d);
+    let golden = |j: &LayerJob| j.golden().unwrap_or_else(|e| panic!("{e}"));
+    let (a, b) = loop {
+        let a = random_layer(&mut rng, cfg, true);
+        if !matches!(a.op, LayerOp::Conv2d { .. }) || a.output_len().map_or(true, |n| n > fm_bytes)
+        {
+            continue;
+        }
+        let input = codes_of(&golden(&a), a.out_signed);
+        if let Some(b) = follower(&mut rng, cfg, &a, input) {
+            break (a, b);
+        }
+    };
+    let b_out = golden(&b);
+    let n = b_out.len().min(2 * cfg.array.rows as usize + 3);
+    let lim = Limits::of(cfg);
+    let c = loop {
+        let k = rng.random_range(1..=lim.k.min(lim.dim).min(64));
+        let (groups, active) = random_weights(&mut rng, cfg, n, k);
+        let j = LayerJob {
+            op: LayerOp::Dense { in_c: k, batch: 1 },
+            groups,
+            active,
+            regions: None,
+            bias: (0..n).map(|_| rng.random_range(-64..=64)).collect(),
+            requant: (0..n)
+                .map(|_| Requant::from_real(rng.random_range(1e-3..0.2)).expect("in range"))
+                .collect(),
+            relu: false,
+            in_signed: b.in_signed,
+            in_bits: b.in_bits,
+            out_signed: b.out_signed,
+            out_bits: b.out_bits,
+            input: b.input.iter().copied().cycle().take(k).collect(),
+        };
+        if fits(cfg, &j) {
+            break j;
+        }
+    };
+    let c_out = golden(&c);
+    let mut d_in = codes_of(&c_out, b.out_signed);
+    d_in.extend(codes_of(&b_out[n..], b.out_signed));
+    let d = loop {
+        if let Some(d) = follower(&mut rng, cfg, &b, d_in.clone()) {
+            break d;
+        }
+    };
+    let jobs = [a, b, c, d];
+    let (desc_addr, mut placed) = place_all(dev, &jobs);
+    let (a_out, b_at) = (placed[0].desc.output_addr, placed[1].desc.output_addr);
+    placed[1].desc.input_addr = a_out;
+    placed[2].desc.output_addr = b_at;
+    placed[3].desc.input_addr = b_at;
+    let what = format!("{} mirrored maps", cfg.name);
+    let run = run_placed(dev, desc_addr, &placed, cfg, &what);
+    check_outputs(
+        dev,
+        &[jobs[0].clone(), jobs[3].clone()],
+        &[placed[0], placed[3]],
+        &what,
+    );
+    let got = layer::read_output(dev, &placed[1]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&got[..n], &c_out[..], "{what}: C's output over B's");
+    assert_eq!(
+        &got[n..b_out.len()],
+        &b_out[n..],
+        "{what}: B's output ({}): read from A's mirrored map",
+        describe(&jobs[1])
+    );
+    // Independently of the rule: every read of the list but B's map, once.
+    let shape = CoreShape::of(cfg);
+    let mut all_reads = 0;
+    let mut b_map = 0;
+    for (i, p) in placed.iter().enumerate() {
+        let s = shape.schedule(&p.desc).expect("fits");
+        all_reads += 8 * 16;
+        for st in plan::steps(&p.desc, &s, &shape) {
+            if let Step::Read { load, words, .. } = st {
+                all_reads += 8 * words;
+                if i == 1 && load == plan::Load::Input {
+                    b_map = 8 * words;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        run.perf.bytes_rd,
+        all_reads - b_map,
+        "{what}: PERF_BYTES_RD: B's map not read, D's read"
+    );
+    println!("{what}: B's {b_map}-byte map taken from the mirror");
 }
 
 /// Each table (bias, requant, group multipliers) and the output buffer moved to the top of the

@@ -72,6 +72,9 @@ module caq_core (
     wire         tile_loaded;
     wire         tile_slot;
     wire         input_loaded;
+    wire         fm_cur;
+    wire         mir_on;
+    wire [31:0]  mir_base;
     wire         job_clear;
     wire         x_start;
     wire         x_conv;
@@ -126,6 +129,7 @@ module caq_core (
     wire [35:0]  step_mult;
     wire         acc_valid;
     wire [191:0] acc_t;
+    wire [31:0]  wr_beat_addr;
     wire [15:0]  credit_ret;
     wire         run_credit_ret;
     wire         tile_done;
@@ -183,6 +187,9 @@ module caq_core (
         .tile_loaded   (tile_loaded),
         .tile_slot     (tile_slot),
         .input_loaded  (input_loaded),
+        .fm_cur        (fm_cur),
+        .mir_on        (mir_on),
+        .mir_base      (mir_base),
         .tile_done     (tile_done),
         .x_done        (x_done),
         .res_err_valid (res_err_valid),
@@ -269,6 +276,14 @@ module caq_core (
         .lf_index     (lf_index),
         .lf_data      (lf_data),
         .input_loaded (input_loaded),
+        .fm_cur       (fm_cur),
+        .mir_on       (mir_on),
+        .mir_base     (mir_base),
+        .wr_valid     (wr_valid),
+        .wr_ready     (wr_ready),
+        .wr_data      (wr_data),
+        .wr_strb      (wr_strb),
+        .wr_beat_addr (wr_beat_addr),
         .pw_valid     (pw_valid),
         .pw_entry     (pw_entry),
         .pw_data      (pw_data),
@@ -426,6 +441,7 @@ module caq_core (
         .wr_busy        (wr_busy),
         .wr_err         (wr_err),
         .wr_err_clear   (wr_err_clear),
+        .wr_beat_addr   (wr_beat_addr),
         .credit_ret     (credit_ret),
         .run_credit_ret (run_credit_ret),
         .tile_done      (tile_done),

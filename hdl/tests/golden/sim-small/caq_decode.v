@@ -27,6 +27,8 @@ module caq_decode (
     output wire [3:0]    s_block,  // window block width W (1 for Dense)
     output wire          s_slots2,  // a tile's planes fit half the weight buffer
     output wire [19:0]   s_in_words,  // words of the whole input read
+    output wire          s_mirror,  // Conv2d whose written map fits a feature-map bank (mirrored)
+    output wire [19:0]   s_out_words,  // words of the mirrored map
     output wire [31:0]   s_plane_stride,  // bytes from one plane to the next: out_c*wpr*8
     output wire [16:0]   s_out_stride,  // Dense: bytes from one output to the next: out_c in whole C-byte chunks
     output wire [23:0]   s_hw  // in_h * in_w: the bytes of one input channel
@@ -187,6 +189,7 @@ module caq_decode (
     reg         c_window2_q;
     reg  [21:0] k2_q;
     reg  [47:0] fm2_q;
+    reg  [31:0] ob2_q;
     reg         c_out_h_q;
     reg         c_out_w_q;
     reg  [64:0] bias_end_q;
@@ -207,6 +210,8 @@ module caq_decode (
     reg         patch_fit4_q;
     reg  [19:0] batch_words4_q;
     reg  [19:0] fm_words4_q;
+    reg  [19:0] ob_words4_q;
+    reg         mirror4_q;
 
     // ---- stage 5: the region table's end, capacity, block width ----
     reg  [64:0] gm_end5_q;
@@ -242,6 +247,10 @@ module caq_decode (
     assign s_slots2 = s_slots2_q;
     reg  [19:0] s_in_words_q;
     assign s_in_words = s_in_words_q;
+    reg         s_mirror_q;
+    assign s_mirror = s_mirror_q;
+    reg  [19:0] s_out_words_q;
+    assign s_out_words = s_out_words_q;
     reg  [31:0] s_plane_stride_q;
     assign s_plane_stride = s_plane_stride_q;
     reg  [16:0] s_out_stride_q;
@@ -286,6 +295,7 @@ module caq_decode (
         c_window2_q <= c_win0_q && c_win1_q && c_win2_q && c_win3_q && c_win4_q && c_win5_q && c_win6_q && c_win7_q && c_win8_q;
         k2_q <= {6'd0, d_in_c} * {15'd0, kk_q};
         fm2_q <= {32'd0, d_in_c} * {16'd0, hw_q};
+        ob2_q <= {16'd0, d_out_c} * {16'd0, pohw_q};
         c_out_h_q <= !span_h_q[18] && (((span_h_q >> (d_stride == 8'd2 ? 1 : 0)) + 19'd1) == {3'd0, d_out_h});
         c_out_w_q <= !span_w_q[18] && (((span_w_q >> (d_stride == 8'd2 ? 1 : 0)) + 19'd1) == {3'd0, d_out_w});
         bias_end_q <= {1'b0, d_bias_addr} + ({49'd0, d_out_c} << 2);
@@ -302,6 +312,8 @@ module caq_decode (
         patch_fit4_q <= {({16'd0, nch3_q} * 32'd2) <= 32'd512};
         batch_words4_q <= ({4'd0, d_batch} * {4'd0, nch3_q}) << 0;
         fm_words4_q <= fm2_q[22:3] + {19'd0, fm2_q[2:0] != 3'd0};
+        ob_words4_q <= ob2_q[22:3] + {19'd0, ob2_q[2:0] != 3'd0};
+        mirror4_q <= d_conv && ob2_q <= 32'd4096;
         gm_end5_q <= {1'b0, d_group_mult_addr} + {32'd0, gm_len4_q, 1'b0};
         c_capacity5_q <= k2_q <= 22'd65535 && words4_q <= 22'd128 && (d_conv || batch_ch4_q <= 32'd512) && (!d_conv || (fm2_q <= 48'd4096 && patch_fit4_q && ohw_q <= 32'd65535)) && (pool_e_q == 2'd0 || pool_w_q <= 16'd128);
         slots2_5_q <= words4_q <= 22'd64;
@@ -318,6 +330,8 @@ module caq_decode (
         s_block_q <= block5_q;
         s_slots2_q <= slots2_5_q;
         s_in_words_q <= d_conv ? fm_words4_q : batch_words4_q;
+        s_mirror_q <= mirror4_q;
+        s_out_words_q <= ob_words4_q;
         s_plane_stride_q <= {plane_stride4_q, 3'd0};
         s_out_stride_q <= ({1'b0, d_out_c} + 17'd7) & ~17'd7;
         s_hw_q <= hw_q[23:0];

@@ -64,6 +64,10 @@ module caq_fetch (
     output wire        tile_loaded,  // pulse: a tile's tables and planes are loaded
     output wire        tile_slot,  // its weight slot
     output wire        input_loaded,  // pulse: the running descriptor's input is loaded
+    // the feature map's banks (to the window generator)
+    output wire        fm_cur,  // the bank that holds the running descriptor's input map (and takes loads)
+    output wire        mir_on,  // the running Conv2d's writes are mirrored into the other bank
+    output wire [31:0] mir_base,  // the mirrored map's first byte (the running Conv2d's output_addr)
     input  wire        tile_done,  // pulse: the oldest loaded tile is computed; its slot is free
     input  wire        x_done,  // pulse: the running descriptor completed (outputs written)
     input  wire        res_err_valid,  // pulse: the result stage failed
@@ -214,6 +218,8 @@ module caq_fetch (
     wire [3:0]    f_s_block;
     wire          f_s_slots2;
     wire [19:0]   f_s_in_words;
+    wire          f_s_mirror;
+    wire [19:0]   f_s_out_words;
     wire [31:0]   f_s_plane_stride;
     wire [16:0]   f_s_out_stride;
     wire [23:0]   f_s_hw;
@@ -239,6 +245,8 @@ module caq_fetch (
         .s_block        (f_s_block),
         .s_slots2       (f_s_slots2),
         .s_in_words     (f_s_in_words),
+        .s_mirror       (f_s_mirror),
+        .s_out_words    (f_s_out_words),
         .s_plane_stride (f_s_plane_stride),
         .s_out_stride   (f_s_out_stride),
         .s_hw           (f_s_hw)
@@ -303,6 +311,13 @@ module caq_fetch (
     reg  [19:0]   res_words_q;  // its words
     reg  [33:0]   res_end_q;  // first byte past it (registered: no adder before the overlap compare)
     reg           res_skip_q;  // pulse: the running descriptor's input map is resident, not read
+    reg           fm_cur_q;  // the feature-map bank of the resident map (the other: the mirror)
+    reg           mir_v_q;  // the other bank mirrors a Conv2d's written map that memory still holds
+    reg           mir_own_q;  // the mirror's writer is the running descriptor (its writes keep it)
+    reg           mir_on_q;  // the running descriptor's writes are mirrored
+    reg  [31:0]   mir_addr_q;  // the mirrored map's address
+    reg  [19:0]   mir_words_q;  // its words
+    reg  [33:0]   mir_end_q;  // first byte past it (registered: no adder before the overlap compare)
     reg           wh_v_q;  // a write request was taken last cycle
     reg  [33:0]   wh_lo_q;  // its first byte
     reg  [33:0]   wh_hi_q;  // first byte past it
@@ -345,6 +360,13 @@ module caq_fetch (
     assign wh_hit = wh_v_q && wh_lo_q < res_end_q && {2'd0, res_addr_q} < wh_hi_q;
     wire          in_resident;  // the descriptor's Conv2d input map is the resident one
     assign in_resident = d_op == 8'd2 && res_v_q && d_input_addr[31:0] == res_addr_q && f_s_in_words == res_words_q;
+    wire          wh_mir_hit;  // the write request taken last cycle, a later descriptor's, overlaps the mirror
+    assign wh_mir_hit = wh_v_q && !mir_own_q && wh_lo_q < mir_end_q && {2'd0, mir_addr_q} < wh_hi_q;
+    wire          in_mirror;  // the descriptor's Conv2d input map starts the mirror and is no longer than it
+    assign in_mirror = d_op == 8'd2 && mir_v_q && d_input_addr[31:0] == mir_addr_q && f_s_in_words <= mir_words_q;
+    assign fm_cur = fm_cur_q;
+    assign mir_on = mir_on_q;
+    assign mir_base = mir_addr_q;
     always @(posedge clk) begin
         dec_go_q <= 1'b0;
         res_skip_q <= 1'b0;
@@ -354,8 +376,15 @@ module caq_fetch (
         if (wh_hit) begin
             res_v_q <= 1'b0;
         end
+        if (wh_mir_hit) begin
+            mir_v_q <= 1'b0;
+        end
         if (!rst_n || job_clear) begin
             res_v_q <= 1'b0;
+            fm_cur_q <= 1'b0;
+            mir_v_q <= 1'b0;
+            mir_own_q <= 1'b0;
+            mir_on_q <= 1'b0;
             fst_q <= F_IDLE;
             sbusy_q <= 2'b00;
             scnt_q <= 2'd0;
@@ -396,6 +425,7 @@ module caq_fetch (
                     if (start && start_code == 8'd0) begin
                         // the host may have written memory since the last job
                         res_v_q <= 1'b0;
+                        mir_v_q <= 1'b0;
                         count_q <= desc_count;
                         idx_q <= 16'd0;
                         base_q <= desc_addr;
@@ -537,22 +567,44 @@ module caq_fetch (
                     // the input waits until the run side holds this descriptor
                     if (fxfer_q) begin
                         inp_q <= 1'b1;
+                        // the previous descriptor has completed: its writes are done
+                        mir_own_q <= 1'b0;
+                        mir_on_q <= 1'b0;
+                        if (d_op == 8'd2) begin
+                            // this Conv2d's written map becomes the mirror
+                            mir_v_q <= f_s_mirror;
+                            mir_own_q <= 1'b1;
+                            mir_on_q <= f_s_mirror;
+                            mir_addr_q <= d_output_addr[31:0];
+                            mir_words_q <= f_s_out_words;
+                            mir_end_q <= {2'd0, d_output_addr[31:0]} + {11'd0, f_s_out_words, 3'd0};
+                        end
                         if (in_resident) begin
                             // the map is on chip and unchanged in memory: no read
                             res_skip_q <= 1'b1;
                             fst_q <= (tile_q == f_s_tiles) ? F_NEXT : F_TILE;
                         end else begin
-                            rq_kind_q <= d_op == 8'd2 ? K_FMAP : K_INPUT;
-                            rq_addr_q <= d_input_addr[31:0];
-                            rq_words_q <= f_s_in_words;
-                            rq_tend_q <= 1'b0;
-                            fst_q <= F_CHK;
-                            if (d_op == 8'd2) begin
-                                // this map becomes the resident one
+                            if (in_mirror) begin
+                                // the map is the mirror: the banks swap, no read
+                                fm_cur_q <= !fm_cur_q;
+                                res_skip_q <= 1'b1;
+                                fst_q <= (tile_q == f_s_tiles) ? F_NEXT : F_TILE;
                                 res_v_q <= 1'b1;
                                 res_addr_q <= d_input_addr[31:0];
                                 res_words_q <= f_s_in_words;
                                 res_end_q <= {2'd0, d_input_addr[31:0]} + {11'd0, f_s_in_words, 3'd0};
+                            end else begin
+                                rq_kind_q <= d_op == 8'd2 ? K_FMAP : K_INPUT;
+                                rq_addr_q <= d_input_addr[31:0];
+                                rq_words_q <= f_s_in_words;
+                                rq_tend_q <= 1'b0;
+                                fst_q <= F_CHK;
+                                if (d_op == 8'd2) begin
+                                    res_v_q <= 1'b1;
+                                    res_addr_q <= d_input_addr[31:0];
+                                    res_words_q <= f_s_in_words;
+                                    res_end_q <= {2'd0, d_input_addr[31:0]} + {11'd0, f_s_in_words, 3'd0};
+                                end
                             end
                         end
                     end

@@ -72,6 +72,7 @@ module caq_result (
     input  wire         wr_busy,  // a request has beats or responses outstanding
     input  wire [1:0]   wr_err,  // the worst BRESP since wr_err_clear
     output wire         wr_err_clear,  // pulse: forget wr_err (at START)
+    output wire [31:0]  wr_beat_addr,  // the byte address of the beat on wr_data (for the window's output mirror)
     // tokens and status
     output wire [15:0]  credit_ret,  // staging positions (Conv2d) or queue entries (Dense) freed this cycle
     output wire         run_credit_ret,  // a Conv2d run is written
@@ -608,6 +609,7 @@ module caq_result (
     reg  [6:0] jq_len [0:1];  // data job field
     reg  [4:0] jq_beats [0:1];  // data job field
     reg   jq_last [0:1];  // data job field
+    reg  [28:0] jq_base [0:1];  // data job field
     reg          jq_wp_q;
     reg          jq_rp_q;
     reg  [1:0]   jq_n_q;  // jobs queued
@@ -639,6 +641,7 @@ module caq_result (
             jq_null[jq_wp_q] <= a_err_q || a_bad;
             jq_row[jq_wp_q] <= a_row_q[1:0];
             jq_pos[jq_wp_q] <= a_pos_q;
+            jq_base[jq_wp_q] <= a_dest_q[31:3];
             jq_off[jq_wp_q] <= a_dest_q[2:0];
             jq_len[jq_wp_q] <= a_len_q;
             jq_beats[jq_wp_q] <= a_end_beat[7:3];
@@ -798,12 +801,16 @@ module caq_result (
     reg  [7:0]   r1_strb_q;
     reg  [3:0]   r2_sel_q;  // the beat's first byte in {cur, prev}: B when aligned, else the rotation
     reg  [7:0]   r2_strb_q;
+    reg  [28:0]  b_base_q;  // the job's first beat's address / B
+    reg  [28:0]  r1_ba_q;  // the beat's address / B
+    reg  [28:0]  r2_ba_q;  // the beat's address / B
     reg  [63:0]  cur_q;  // the job's row's entry just read
     reg  [63:0]  prev_q;  // the entry before it
     wire [63:0]  row_entry;
     assign row_entry = (r1_row_q == 2'd0) ? {st0_7_rd_q, st0_6_rd_q, st0_5_rd_q, st0_4_rd_q, st0_3_rd_q, st0_2_rd_q, st0_1_rd_q, st0_0_rd_q} : (r1_row_q == 2'd1) ? {st1_7_rd_q, st1_6_rd_q, st1_5_rd_q, st1_4_rd_q, st1_3_rd_q, st1_2_rd_q, st1_1_rd_q, st1_0_rd_q} : (r1_row_q == 2'd2) ? {st2_7_rd_q, st2_6_rd_q, st2_5_rd_q, st2_4_rd_q, st2_3_rd_q, st2_2_rd_q, st2_1_rd_q, st2_0_rd_q} : (r1_row_q == 2'd3) ? {st3_7_rd_q, st3_6_rd_q, st3_5_rd_q, st3_4_rd_q, st3_3_rd_q, st3_2_rd_q, st3_1_rd_q, st3_0_rd_q} : 64'd0;
     reg  [63:0] bf_data [0:3];  // beats formed
     reg  [7:0] bf_strb [0:3];  // their strobes
+    reg  [28:0] bf_addr [0:3];  // their addresses / B
     reg  [1:0]   bf_wp_q;
     reg  [1:0]   bf_rp_q;
     reg  [2:0]   bf_n_q;  // beats queued
@@ -857,6 +864,7 @@ module caq_result (
             b_row_q <= jq_row[jq_rp_q];
             b_off_q <= jq_off[jq_rp_q];
             b_len_q <= jq_len[jq_rp_q];
+            b_base_q <= jq_base[jq_rp_q];
             b_beats_q <= jq_beats[jq_rp_q];
             b_last_q <= jq_last[jq_rp_q];
             b_rot_q <= jq_pos[jq_rp_q][2:0] - jq_off[jq_rp_q];
@@ -869,6 +877,8 @@ module caq_result (
         r1_row_q <= b_row_q;
         r1_sel_q <= b_rot0 ? 4'd8 : {1'b0, b_rot_q};
         r1_strb_q <= b_strb;
+        r1_ba_q <= b_base_q + {24'd0, b_kc};
+        r2_ba_q <= r1_ba_q;
         r2_beat_q <= r1_beat_q;
         r2_sel_q <= r1_sel_q;
         r2_strb_q <= r1_strb_q;
@@ -879,6 +889,7 @@ module caq_result (
         if (r2_beat || b_dense_beat) begin
             bf_data[bf_wp_q] <= r2_beat ? funnel : dense_beat;
             bf_strb[bf_wp_q] <= r2_beat ? r2_strb_q : b_strb;
+            bf_addr[bf_wp_q] <= r2_beat ? r2_ba_q : b_base_q + {24'd0, b_k_q};
         end
         if (!rst_n || clear) begin
             b_busy_q <= 1'b0;
@@ -938,6 +949,7 @@ module caq_result (
     assign wr_valid = bf_n_q != 3'd0;
     assign wr_data = bf_data[bf_rp_q];
     assign wr_strb = bf_strb[bf_rp_q];
+    assign wr_beat_addr = {bf_addr[bf_rp_q], 3'd0};
     reg  [15:0]  pbw_q;  // bytes of the beat that went out last cycle
     always @(posedge clk) begin
         pbw_q <= (wr_valid && wr_ready) ? ({15'd0, wr_strb[0]} + {15'd0, wr_strb[1]} + {15'd0, wr_strb[2]} + {15'd0, wr_strb[3]} + {15'd0, wr_strb[4]} + {15'd0, wr_strb[5]} + {15'd0, wr_strb[6]} + {15'd0, wr_strb[7]}) : 16'd0;

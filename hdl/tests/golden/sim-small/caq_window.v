@@ -52,6 +52,15 @@ module caq_window (
     input  wire [8:0]  lf_index,
     input  wire [63:0] lf_data,
     input  wire        input_loaded,
+    // the feature map's banks and the output mirror (fetch stage, write port)
+    input  wire        fm_cur,  // the bank of the input map
+    input  wire        mir_on,  // mirror the write beats
+    input  wire [31:0] mir_base,  // the mirrored map's first byte
+    input  wire        wr_valid,
+    input  wire        wr_ready,
+    input  wire [63:0] wr_data,
+    input  wire [7:0]  wr_strb,
+    input  wire [31:0] wr_beat_addr,  // the byte address of wr_data
     // patch words into the activation banks
     output wire        pw_valid,
     output wire [8:0]  pw_entry,
@@ -62,87 +71,133 @@ module caq_window (
     output wire        window_idle
 );
 
-    // ---- feature map: byte a in lane a mod 16, entry a / 16 ----
-    reg  [7:0] fm0_mem [0:255];  // feature-map bytes
+    // ---- output mirror: the running Conv2d's write beats, word by word ----
+    wire [32:0]  mw0_off;  // the word's byte offset in the mirrored map (negative: before it)
+    assign mw0_off = {1'b0, wr_beat_addr} + 33'd0 - {1'b0, mir_base};
+    reg          mw0_v_q;
+    reg  [8:0]   mw0_idx_q;
+    reg  [63:0]  mw0_data_q;
+    reg  [7:0]   mw0_strb_q;
+    always @(posedge clk) begin
+        mw0_v_q <= mir_on && wr_valid && wr_ready && !mw0_off[32] && mw0_off < 33'd4096 && wr_strb[0 +: 8] != 8'd0;
+        mw0_idx_q <= mw0_off[11 : 3];
+        mw0_data_q <= wr_data[0 +: 64];
+        mw0_strb_q <= wr_strb[0 +: 8];
+    end
+
+    // ---- feature map: two banks; byte a of a bank in lane a mod 16, entry {bank, a / 16}; loads into bank fm_cur, mirrored words into the other ----
+    reg  [7:0] fm0_mem [0:511];  // feature-map bytes, two banks
     reg  [7:0]   fm0_rd_q;
-    reg  [7:0] fm1_mem [0:255];  // feature-map bytes
+    reg  [7:0] fm1_mem [0:511];  // feature-map bytes, two banks
     reg  [7:0]   fm1_rd_q;
-    reg  [7:0] fm2_mem [0:255];  // feature-map bytes
+    reg  [7:0] fm2_mem [0:511];  // feature-map bytes, two banks
     reg  [7:0]   fm2_rd_q;
-    reg  [7:0] fm3_mem [0:255];  // feature-map bytes
+    reg  [7:0] fm3_mem [0:511];  // feature-map bytes, two banks
     reg  [7:0]   fm3_rd_q;
-    reg  [7:0] fm4_mem [0:255];  // feature-map bytes
+    reg  [7:0] fm4_mem [0:511];  // feature-map bytes, two banks
     reg  [7:0]   fm4_rd_q;
-    reg  [7:0] fm5_mem [0:255];  // feature-map bytes
+    reg  [7:0] fm5_mem [0:511];  // feature-map bytes, two banks
     reg  [7:0]   fm5_rd_q;
-    reg  [7:0] fm6_mem [0:255];  // feature-map bytes
+    reg  [7:0] fm6_mem [0:511];  // feature-map bytes, two banks
     reg  [7:0]   fm6_rd_q;
-    reg  [7:0] fm7_mem [0:255];  // feature-map bytes
+    reg  [7:0] fm7_mem [0:511];  // feature-map bytes, two banks
     reg  [7:0]   fm7_rd_q;
-    reg  [7:0] fm8_mem [0:255];  // feature-map bytes
+    reg  [7:0] fm8_mem [0:511];  // feature-map bytes, two banks
     reg  [7:0]   fm8_rd_q;
-    reg  [7:0] fm9_mem [0:255];  // feature-map bytes
+    reg  [7:0] fm9_mem [0:511];  // feature-map bytes, two banks
     reg  [7:0]   fm9_rd_q;
-    reg  [7:0] fm10_mem [0:255];  // feature-map bytes
+    reg  [7:0] fm10_mem [0:511];  // feature-map bytes, two banks
     reg  [7:0]   fm10_rd_q;
-    reg  [7:0] fm11_mem [0:255];  // feature-map bytes
+    reg  [7:0] fm11_mem [0:511];  // feature-map bytes, two banks
     reg  [7:0]   fm11_rd_q;
-    reg  [7:0] fm12_mem [0:255];  // feature-map bytes
+    reg  [7:0] fm12_mem [0:511];  // feature-map bytes, two banks
     reg  [7:0]   fm12_rd_q;
-    reg  [7:0] fm13_mem [0:255];  // feature-map bytes
+    reg  [7:0] fm13_mem [0:511];  // feature-map bytes, two banks
     reg  [7:0]   fm13_rd_q;
-    reg  [7:0] fm14_mem [0:255];  // feature-map bytes
+    reg  [7:0] fm14_mem [0:511];  // feature-map bytes, two banks
     reg  [7:0]   fm14_rd_q;
-    reg  [7:0] fm15_mem [0:255];  // feature-map bytes
+    reg  [7:0] fm15_mem [0:511];  // feature-map bytes, two banks
     reg  [7:0]   fm15_rd_q;
     always @(posedge clk) begin
         if (lf_valid && lf_index[0] == 1'b0) begin
-            fm0_mem[lf_index[1 +: 8]] <= lf_data[0 +: 8];
+            fm0_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[0 +: 8];
+        end else if (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[0]) begin
+            fm0_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[0 +: 8];
         end
         if (lf_valid && lf_index[0] == 1'b0) begin
-            fm1_mem[lf_index[1 +: 8]] <= lf_data[8 +: 8];
+            fm1_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[8 +: 8];
+        end else if (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[1]) begin
+            fm1_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[8 +: 8];
         end
         if (lf_valid && lf_index[0] == 1'b0) begin
-            fm2_mem[lf_index[1 +: 8]] <= lf_data[16 +: 8];
+            fm2_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[16 +: 8];
+        end else if (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[2]) begin
+            fm2_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[16 +: 8];
         end
         if (lf_valid && lf_index[0] == 1'b0) begin
-            fm3_mem[lf_index[1 +: 8]] <= lf_data[24 +: 8];
+            fm3_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[24 +: 8];
+        end else if (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[3]) begin
+            fm3_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[24 +: 8];
         end
         if (lf_valid && lf_index[0] == 1'b0) begin
-            fm4_mem[lf_index[1 +: 8]] <= lf_data[32 +: 8];
+            fm4_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[32 +: 8];
+        end else if (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[4]) begin
+            fm4_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[32 +: 8];
         end
         if (lf_valid && lf_index[0] == 1'b0) begin
-            fm5_mem[lf_index[1 +: 8]] <= lf_data[40 +: 8];
+            fm5_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[40 +: 8];
+        end else if (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[5]) begin
+            fm5_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[40 +: 8];
         end
         if (lf_valid && lf_index[0] == 1'b0) begin
-            fm6_mem[lf_index[1 +: 8]] <= lf_data[48 +: 8];
+            fm6_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[48 +: 8];
+        end else if (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[6]) begin
+            fm6_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[48 +: 8];
         end
         if (lf_valid && lf_index[0] == 1'b0) begin
-            fm7_mem[lf_index[1 +: 8]] <= lf_data[56 +: 8];
+            fm7_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[56 +: 8];
+        end else if (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[7]) begin
+            fm7_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[56 +: 8];
         end
         if (lf_valid && lf_index[0] == 1'b1) begin
-            fm8_mem[lf_index[1 +: 8]] <= lf_data[0 +: 8];
+            fm8_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[0 +: 8];
+        end else if (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[0]) begin
+            fm8_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[0 +: 8];
         end
         if (lf_valid && lf_index[0] == 1'b1) begin
-            fm9_mem[lf_index[1 +: 8]] <= lf_data[8 +: 8];
+            fm9_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[8 +: 8];
+        end else if (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[1]) begin
+            fm9_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[8 +: 8];
         end
         if (lf_valid && lf_index[0] == 1'b1) begin
-            fm10_mem[lf_index[1 +: 8]] <= lf_data[16 +: 8];
+            fm10_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[16 +: 8];
+        end else if (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[2]) begin
+            fm10_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[16 +: 8];
         end
         if (lf_valid && lf_index[0] == 1'b1) begin
-            fm11_mem[lf_index[1 +: 8]] <= lf_data[24 +: 8];
+            fm11_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[24 +: 8];
+        end else if (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[3]) begin
+            fm11_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[24 +: 8];
         end
         if (lf_valid && lf_index[0] == 1'b1) begin
-            fm12_mem[lf_index[1 +: 8]] <= lf_data[32 +: 8];
+            fm12_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[32 +: 8];
+        end else if (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[4]) begin
+            fm12_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[32 +: 8];
         end
         if (lf_valid && lf_index[0] == 1'b1) begin
-            fm13_mem[lf_index[1 +: 8]] <= lf_data[40 +: 8];
+            fm13_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[40 +: 8];
+        end else if (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[5]) begin
+            fm13_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[40 +: 8];
         end
         if (lf_valid && lf_index[0] == 1'b1) begin
-            fm14_mem[lf_index[1 +: 8]] <= lf_data[48 +: 8];
+            fm14_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[48 +: 8];
+        end else if (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[6]) begin
+            fm14_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[48 +: 8];
         end
         if (lf_valid && lf_index[0] == 1'b1) begin
-            fm15_mem[lf_index[1 +: 8]] <= lf_data[56 +: 8];
+            fm15_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[56 +: 8];
+        end else if (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[7]) begin
+            fm15_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[56 +: 8];
         end
     end
 
@@ -306,22 +361,22 @@ module caq_window (
     reg  [3:0]   p2_bn_q;
     reg  [55:0]  prow0_q;  // pixel w's kernel row, byte j at [8j +: 8]
     always @(posedge clk) begin
-        fm0_rd_q <= fm0_mem[g_entry + {7'd0, 4'd0 < ga_q[3:0]}];
-        fm1_rd_q <= fm1_mem[g_entry + {7'd0, 4'd1 < ga_q[3:0]}];
-        fm2_rd_q <= fm2_mem[g_entry + {7'd0, 4'd2 < ga_q[3:0]}];
-        fm3_rd_q <= fm3_mem[g_entry + {7'd0, 4'd3 < ga_q[3:0]}];
-        fm4_rd_q <= fm4_mem[g_entry + {7'd0, 4'd4 < ga_q[3:0]}];
-        fm5_rd_q <= fm5_mem[g_entry + {7'd0, 4'd5 < ga_q[3:0]}];
-        fm6_rd_q <= fm6_mem[g_entry + {7'd0, 4'd6 < ga_q[3:0]}];
-        fm7_rd_q <= fm7_mem[g_entry + {7'd0, 4'd7 < ga_q[3:0]}];
-        fm8_rd_q <= fm8_mem[g_entry + {7'd0, 4'd8 < ga_q[3:0]}];
-        fm9_rd_q <= fm9_mem[g_entry + {7'd0, 4'd9 < ga_q[3:0]}];
-        fm10_rd_q <= fm10_mem[g_entry + {7'd0, 4'd10 < ga_q[3:0]}];
-        fm11_rd_q <= fm11_mem[g_entry + {7'd0, 4'd11 < ga_q[3:0]}];
-        fm12_rd_q <= fm12_mem[g_entry + {7'd0, 4'd12 < ga_q[3:0]}];
-        fm13_rd_q <= fm13_mem[g_entry + {7'd0, 4'd13 < ga_q[3:0]}];
-        fm14_rd_q <= fm14_mem[g_entry + {7'd0, 4'd14 < ga_q[3:0]}];
-        fm15_rd_q <= fm15_mem[g_entry];
+        fm0_rd_q <= fm0_mem[{fm_cur, g_entry + {7'd0, 4'd0 < ga_q[3:0]}}];
+        fm1_rd_q <= fm1_mem[{fm_cur, g_entry + {7'd0, 4'd1 < ga_q[3:0]}}];
+        fm2_rd_q <= fm2_mem[{fm_cur, g_entry + {7'd0, 4'd2 < ga_q[3:0]}}];
+        fm3_rd_q <= fm3_mem[{fm_cur, g_entry + {7'd0, 4'd3 < ga_q[3:0]}}];
+        fm4_rd_q <= fm4_mem[{fm_cur, g_entry + {7'd0, 4'd4 < ga_q[3:0]}}];
+        fm5_rd_q <= fm5_mem[{fm_cur, g_entry + {7'd0, 4'd5 < ga_q[3:0]}}];
+        fm6_rd_q <= fm6_mem[{fm_cur, g_entry + {7'd0, 4'd6 < ga_q[3:0]}}];
+        fm7_rd_q <= fm7_mem[{fm_cur, g_entry + {7'd0, 4'd7 < ga_q[3:0]}}];
+        fm8_rd_q <= fm8_mem[{fm_cur, g_entry + {7'd0, 4'd8 < ga_q[3:0]}}];
+        fm9_rd_q <= fm9_mem[{fm_cur, g_entry + {7'd0, 4'd9 < ga_q[3:0]}}];
+        fm10_rd_q <= fm10_mem[{fm_cur, g_entry + {7'd0, 4'd10 < ga_q[3:0]}}];
+        fm11_rd_q <= fm11_mem[{fm_cur, g_entry + {7'd0, 4'd11 < ga_q[3:0]}}];
+        fm12_rd_q <= fm12_mem[{fm_cur, g_entry + {7'd0, 4'd12 < ga_q[3:0]}}];
+        fm13_rd_q <= fm13_mem[{fm_cur, g_entry + {7'd0, 4'd13 < ga_q[3:0]}}];
+        fm14_rd_q <= fm14_mem[{fm_cur, g_entry + {7'd0, 4'd14 < ga_q[3:0]}}];
+        fm15_rd_q <= fm15_mem[{fm_cur, g_entry}];
         if (blk_go) begin
             colok_q <= {(!ix0_t6[17] && ix0_t6 < {2'd0, x_in_w}), (!ix0_t5[17] && ix0_t5 < {2'd0, x_in_w}), (!ix0_t4[17] && ix0_t4 < {2'd0, x_in_w}), (!ix0_t3[17] && ix0_t3 < {2'd0, x_in_w}), (!ix0_t2[17] && ix0_t2 < {2'd0, x_in_w}), (!ix0_t1[17] && ix0_t1 < {2'd0, x_in_w}), (!ix0_t0[17] && ix0_t0 < {2'd0, x_in_w})};
         end

@@ -887,6 +887,60 @@ pub fn suite<D: Device + InjectFaults>(
     window_edges(dev, cfg, seed);
 }
 
+/// A Dense layer of `n` outputs in the code range of (`signed`, `bits`), its input drawn from
+/// `codes` (that range too): written over the start of a map, it changes the map's first n codes.
+fn overwriter(
+    rng: &mut ChaCha8Rng,
+    cfg: &AccelConfig,
+    n: usize,
+    (signed, bits): (bool, u8),
+    codes: &[i32],
+) -> LayerJob {
+    let lim = Limits::of(cfg);
+    loop {
+        let k = rng.random_range(1..=lim.k.min(lim.dim).min(64));
+        let (groups, active) = random_weights(rng, cfg, n, k);
+        let j = LayerJob {
+            op: LayerOp::Dense { in_c: k, batch: 1 },
+            groups,
+            active,
+            regions: None,
+            bias: (0..n).map(|_| rng.random_range(-64..=64)).collect(),
+            requant: (0..n)
+                .map(|_| Requant::from_real(rng.random_range(1e-3..0.2)).expect("in range"))
+                .collect(),
+            relu: false,
+            in_signed: signed,
+            in_bits: bits,
+            out_signed: signed,
+            out_bits: bits,
+            input: codes.iter().copied().cycle().take(k).collect(),
+        };
+        if fits(cfg, &j) {
+            return j;
+        }
+    }
+}
+
+/// Bytes a list reads when every read is issued, and the bytes of descriptor `i`'s input read.
+fn all_reads(placed: &[Placed], cfg: &AccelConfig, i: usize) -> (u64, u64) {
+    let shape = CoreShape::of(cfg);
+    let (mut all, mut input) = (0, 0);
+    for (j, p) in placed.iter().enumerate() {
+        let s = shape.schedule(&p.desc).expect("fits");
+        all += 8 * 16;
+        for st in plan::steps(&p.desc, &s, &shape) {
+            if let Step::Read { load, words, .. } = st {
+                all += 8 * words;
+                if j == i && load == plan::Load::Input {
+                    input = 8 * words;
+                }
+            }
+        }
+    }
+    (all, input)
+}
+
 /// Conv2d descriptors on one input map (docs/hardware.md, "A resident input map"), in one list:
 /// A; B on A's map, which stays on chip (its read is skipped: the byte counters are the plan's
 /// with residency, and the RTL's must equal them); C, a Dense layer whose output is written over
@@ -932,46 +986,9 @@ pub fn resident_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
     // C: a Dense layer (it leaves the feature map alone) whose outputs overwrite the map's first
     // n codes.
     let n = (in_c * in_h * in_w).min(2 * cfg.array.rows as usize + 3);
-    let lim = Limits::of(cfg);
-    let c = loop {
-        let k = rng.random_range(1..=lim.k.min(lim.dim).min(64));
-        let (groups, active) = random_weights(&mut rng, cfg, n, k);
-        let j = LayerJob {
-            op: LayerOp::Dense { in_c: k, batch: 1 },
-            groups,
-            active,
-            regions: None,
-            bias: (0..n).map(|_| rng.random_range(-64..=64)).collect(),
-            requant: (0..n)
-                .map(|_| Requant::from_real(rng.random_range(1e-3..0.2)).expect("in range"))
-                .collect(),
-            relu: false,
-            in_signed: a.in_signed,
-            in_bits: a.in_bits,
-            out_signed: a.in_signed,
-            out_bits: a.in_bits,
-            input: a.input[..k.min(a.input.len())]
-                .iter()
-                .copied()
-                .chain(std::iter::repeat(0))
-                .take(k)
-                .collect(),
-        };
-        if fits(cfg, &j) {
-            break j;
-        }
-    };
+    let c = overwriter(&mut rng, cfg, n, (a.in_signed, a.in_bits), &a.input);
     let c_out = c.golden().unwrap_or_else(|e| panic!("{e}"));
-    let mut c_codes: Vec<i32> = c_out
-        .iter()
-        .map(|&v| {
-            if a.in_signed {
-                i32::from(v as i8)
-            } else {
-                i32::from(v)
-            }
-        })
-        .collect();
+    let mut c_codes = codes_of(&c_out, a.in_signed);
     c_codes.extend_from_slice(&a.input[n..]);
     let d = reweigh(&mut rng, c_codes);
     let jobs = [a, b, c, d];
@@ -995,21 +1012,7 @@ pub fn resident_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
         .unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(got, c_out, "{what}: C's output over A's map");
     // Independently of the residency rule: every read of the list but B's map, once.
-    let shape = CoreShape::of(cfg);
-    let mut all_reads = 0;
-    let mut b_map = 0;
-    for (i, p) in placed.iter().enumerate() {
-        let s = shape.schedule(&p.desc).expect("fits");
-        all_reads += 8 * 16;
-        for st in plan::steps(&p.desc, &s, &shape) {
-            if let Step::Read { load, words, .. } = st {
-                all_reads += 8 * words;
-                if i == 1 && load == plan::Load::Input {
-                    b_map = 8 * words;
-                }
-            }
-        }
-    }
+    let (all_reads, b_map) = all_reads(&placed, cfg, 1);
     assert!(b_map > 0, "{what}: B reads a map");
     assert_eq!(
         run.perf.bytes_rd,
@@ -1111,33 +1114,11 @@ pub fn mirrored_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
     };
     let b_out = golden(&b);
     let n = b_out.len().min(2 * cfg.array.rows as usize + 3);
-    let lim = Limits::of(cfg);
-    let c = loop {
-        let k = rng.random_range(1..=lim.k.min(lim.dim).min(64));
-        let (groups, active) = random_weights(&mut rng, cfg, n, k);
-        let j = LayerJob {
-            op: LayerOp::Dense { in_c: k, batch: 1 },
-            groups,
-            active,
-            regions: None,
-            bias: (0..n).map(|_| rng.random_range(-64..=64)).collect(),
-            requant: (0..n)
-                .map(|_| Requant::from_real(rng.random_range(1e-3..0.2)).expect("in range"))
-                .collect(),
-            relu: false,
-            in_signed: b.in_signed,
-            in_bits: b.in_bits,
-            out_signed: b.out_signed,
-            out_bits: b.out_bits,
-            input: b.input.iter().copied().cycle().take(k).collect(),
-        };
-        if fits(cfg, &j) {
-            break j;
-        }
-    };
+    let b_codes = codes_of(&b_out, b.out_signed);
+    let c = overwriter(&mut rng, cfg, n, (b.out_signed, b.out_bits), &b_codes);
     let c_out = golden(&c);
     let mut d_in = codes_of(&c_out, b.out_signed);
-    d_in.extend(codes_of(&b_out[n..], b.out_signed));
+    d_in.extend_from_slice(&b_codes[n..]);
     let d = loop {
         if let Some(d) = follower(&mut rng, cfg, &b, d_in.clone()) {
             break d;
@@ -1166,21 +1147,7 @@ pub fn mirrored_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
         describe(&jobs[1])
     );
     // Independently of the rule: every read of the list but B's map, once.
-    let shape = CoreShape::of(cfg);
-    let mut all_reads = 0;
-    let mut b_map = 0;
-    for (i, p) in placed.iter().enumerate() {
-        let s = shape.schedule(&p.desc).expect("fits");
-        all_reads += 8 * 16;
-        for st in plan::steps(&p.desc, &s, &shape) {
-            if let Step::Read { load, words, .. } = st {
-                all_reads += 8 * words;
-                if i == 1 && load == plan::Load::Input {
-                    b_map = 8 * words;
-                }
-            }
-        }
-    }
+    let (all_reads, b_map) = all_reads(&placed, cfg, 1);
     assert_eq!(
         run.perf.bytes_rd,
         all_reads - b_map,

@@ -158,14 +158,14 @@ impl CoreShape {
         64 / self.cols
     }
 
-    /// The words of a Conv2d's output that the feature buffer's second bank mirrors as the
+    /// The bytes of a Conv2d's output that the feature buffer's second bank mirrors as the
     /// descriptor writes it (docs/hardware.md, "The output mirror"): the whole written map,
-    /// out_c · (out_h / k) · (out_w / k) bytes rounded up to words, when those bytes fit the bank
-    /// (`fm_bytes`); none for a larger map or a Dense layer.
-    pub fn mirror_words(&self, d: &LayerDescriptor) -> Option<u64> {
+    /// out_c · (out_h / k) · (out_w / k) bytes, when they fit the bank (`fm_bytes`); none for a
+    /// larger map or a Dense layer.
+    pub fn mirror_bytes(&self, d: &LayerDescriptor) -> Option<u64> {
         let w = d.written();
         let bytes = u64::from(w.c) * u64::from(w.h) * u64::from(w.w);
-        (d.op == Opcode::Conv2d && bytes <= u64::from(self.fm_bytes)).then(|| bytes.div_ceil(8))
+        (d.op == Opcode::Conv2d && bytes <= u64::from(self.fm_bytes)).then_some(bytes)
     }
 
     /// The schedule of a descriptor that passed every check of

@@ -46,9 +46,14 @@ pub fn desc_fields(m: &mut ModuleBuilder, desc: &Sig) -> Result<()> {
     Ok(())
 }
 
+/// Bits of a byte count up to one feature-map bank (`fm_bytes`).
+pub fn fm_byte_bits(s: &CoreShape) -> u32 {
+    clog2(s.fm_bytes + 1)
+}
+
 /// Outputs: (name, width, description), registered and valid from `done`.
 fn schedule_ports(s: &CoreShape, aw: u32) -> Vec<(&'static str, u32, &'static str)> {
-    let _ = s;
+    let fbb = fm_byte_bits(s);
     vec![
         ("s_wpr", 16, "64-bit words per plane row, ceil(K/64)"),
         ("s_nch", 16, "C-wide chunks per K-vector, ceil(K/C)"),
@@ -75,6 +80,8 @@ fn schedule_ports(s: &CoreShape, aw: u32) -> Vec<(&'static str, u32, &'static st
             "Conv2d whose written map fits a feature-map bank (mirrored)",
         ),
         ("s_out_words", WORDS_BITS, "words of the mirrored map"),
+        ("s_out_bytes", fbb, "bytes of the mirrored map"),
+        ("s_in_bytes", fbb, "Conv2d: bytes of the input map"),
         (
             "s_plane_stride",
             aw,
@@ -702,6 +709,7 @@ fn stage6(m: &mut ModuleBuilder, st: &mut Code, s: &CoreShape) -> Result<()> {
         ),
         Some("ceil(out_c / R)"),
     )?;
+    let fbb = fm_byte_bits(s);
     let outs: Vec<(&str, u32, String)> = vec![
         ("s_wpr", 16, "wpr3_q".into()),
         ("s_nch", 16, "nch3_q".into()),
@@ -720,6 +728,10 @@ fn stage6(m: &mut ModuleBuilder, st: &mut Code, s: &CoreShape) -> Result<()> {
         ),
         ("s_mirror", 1, "mirror4_q".into()),
         ("s_out_words", WORDS_BITS, "ob_words4_q".into()),
+        // Both at most the bank's bytes where they are used (a mirrored map; a Conv2d input
+        // that passed the capacity rule), so the low bits are the whole value.
+        ("s_out_bytes", fbb, format!("ob2_q[{}:0]", fbb - 1)),
+        ("s_in_bytes", fbb, format!("fm2_q[{}:0]", fbb - 1)),
         ("s_plane_stride", aw, "{plane_stride4_q, 3'd0}".into()),
         (
             "s_out_stride",

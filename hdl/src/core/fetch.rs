@@ -24,7 +24,7 @@
 use caq_spec::regmap::ErrorCode;
 use caq_spec::{AccelConfig, CoreShape};
 
-use super::decode::{DESC_BITS, desc_fields};
+use super::decode::{DESC_BITS, desc_fields, fm_byte_bits};
 use super::params::x_params;
 use super::ports::{
     Side, WORDS_BITS, Which, clog2, control_inputs, some_memory_ports, status_outputs,
@@ -385,7 +385,11 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
             "the running descriptor's writes are mirrored",
         ),
         ("mir_addr_q", aw, "the mirrored map's address"),
-        ("mir_words_q", wb, "its words"),
+        (
+            "mir_bytes_q",
+            fm_byte_bits(s),
+            "its bytes (its last word's bytes past them are not defined)",
+        ),
         (
             "mir_end_q",
             aw + 2,
@@ -539,12 +543,12 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
         "in_mirror",
         Expr::raw(
             format!(
-                "d_op == 8'd2 && mir_v_q && d_input_addr[{}:0] == mir_addr_q && f_s_in_words <= mir_words_q",
+                "d_op == 8'd2 && mir_v_q && d_input_addr[{}:0] == mir_addr_q && f_s_in_bytes <= mir_bytes_q",
                 aw - 1
             ),
             1,
         ),
-        Some("the descriptor's Conv2d input map starts the mirror and is no longer than it"),
+        Some("the descriptor's Conv2d input map starts the mirror and has no more bytes"),
     )?;
     m.assign_raw("fm_cur", "fm_cur_q")?;
     m.assign_raw("mir_on", "mir_on_q")?;
@@ -747,7 +751,7 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                             c.nb("mir_own_q", "1'b1");
                             c.nb("mir_on_q", "f_s_mirror");
                             c.nb("mir_addr_q", &out);
-                            c.nb("mir_words_q", "f_s_out_words");
+                            c.nb("mir_bytes_q", "f_s_out_bytes");
                             c.nb("mir_end_q", bytes_end(&out, "f_s_out_words", aw));
                         });
                         c.if_else(

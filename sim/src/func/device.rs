@@ -347,11 +347,12 @@ impl FuncDevice {
                 Step::Read { load, words, .. } => {
                     // A map on chip is the engine's copy, not memory's: taken out here, and
                     // kept below while the rule says the map stays resident.
-                    let data = match self.resident.source(d.op, &step) {
+                    let data = match self.resident.source(d, &step) {
                         Source::Resident => std::mem::take(&mut self.resident_map),
                         Source::Mirror => {
+                            // The mirror's bytes; the read's last word past them is not defined.
                             let mut map = std::mem::take(&mut self.mirror_map);
-                            map.truncate(8 * *words as usize);
+                            map.resize(8 * *words as usize, 0);
                             map
                         }
                         Source::Memory => match self.read(&step, perf) {
@@ -360,10 +361,10 @@ impl FuncDevice {
                         },
                     };
                     self.resident.observe(d, &self.shape, &step);
-                    if let Some((_, w)) = self.resident.mirroring()
+                    if let Some((_, bytes)) = self.resident.mirroring()
                         && *load == Load::Input
                     {
-                        self.mirror_map = vec![0; 8 * w as usize];
+                        self.mirror_map = vec![0; bytes as usize];
                     }
                     match *load {
                         Load::Descriptor => {}
@@ -416,7 +417,7 @@ impl FuncDevice {
                             }
                         }
                     }
-                    if self.resident.skips(d.op, &step) {
+                    if self.resident.skips(d, &step) {
                         self.resident_map = data;
                     }
                 }

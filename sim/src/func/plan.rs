@@ -9,6 +9,7 @@
 //! input (Dense: `batch` K-vectors; Conv2d: the whole feature map, unless it is on chip: [`Resident`]),
 //! then per tile: its compute, its output writes, and the next tile's loads.
 
+use caq_spec::descriptor::Shape;
 use caq_spec::{CoreShape, LayerDescriptor, Opcode, Schedule};
 
 /// What a read request loads.
@@ -163,7 +164,7 @@ pub fn steps(d: &LayerDescriptor, s: &Schedule, shape: &CoreShape) -> Vec<Step> 
     let out_c = usize::from(d.output.c);
     let in_bytes = match d.op {
         Opcode::Dense => s.items * s.in_stride,
-        Opcode::Conv2d => u64::from(d.input.c) * u64::from(d.input.h) * u64::from(d.input.w),
+        Opcode::Conv2d => map_bytes(d.input),
     };
     let mut out = tile_loads(d, s, rows, 0);
     out.push(Step::Read {
@@ -192,25 +193,31 @@ pub fn steps(d: &LayerDescriptor, s: &Schedule, shape: &CoreShape) -> Vec<Step> 
 /// - the **resident map**: the input map of the last Conv2d (its read's address and words),
 ///   until a write request overlaps those words;
 /// - the **mirror**: the map the last Conv2d wrote, captured from its write beats when the whole
-///   written map fits a bank ([`CoreShape::mirror_words`]), until a write request of a later
-///   descriptor overlaps it or another Conv2d starts.
+///   written map fits a bank ([`CoreShape::mirror_bytes`]), until a write request of a later
+///   descriptor overlaps its words or another Conv2d starts.
 ///
 /// A Conv2d whose input read is the resident map's (the same address and words) is not issued;
-/// nor is one whose input starts at the mirror's address and is no longer than it: the banks
-/// swap, and the mirror becomes the resident map. A job starts with neither.
+/// nor is one whose input map starts at the mirror's address and has no more bytes than it (the
+/// mirror's last word past its bytes holds nothing defined): the banks swap, and the mirror
+/// becomes the resident map. A job starts with neither.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Resident {
     map: Option<(u64, u64)>,
     mirror: Option<Mirror>,
 }
 
-/// The mirror bank's map: its address and words, and whether the descriptor writing it is the
+/// The mirror bank's map: its address and bytes, and whether the descriptor writing it is the
 /// running one (whose own writes do not invalidate it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Mirror {
     addr: u64,
-    words: u64,
+    bytes: u64,
     own: bool,
+}
+
+/// The bytes of a CHW map of `shape`.
+pub fn map_bytes(shape: Shape) -> u64 {
+    u64::from(shape.c) * u64::from(shape.h) * u64::from(shape.w)
 }
 
 /// Where the engine takes a read's data from.
@@ -231,9 +238,9 @@ fn overlaps(aa: u64, a: u64, ba: u64, b: u64) -> bool {
 }
 
 impl Resident {
-    /// Where `step` of a descriptor of opcode `op` takes its data from: a Conv2d input map that
-    /// is the resident map or lies at the start of the mirror comes from the feature buffer.
-    pub fn source(&self, op: Opcode, step: &Step) -> Source {
+    /// Where `step` of descriptor `d` takes its data from: a Conv2d input map that is the
+    /// resident map or lies at the start of the mirror comes from the feature buffer.
+    pub fn source(&self, d: &LayerDescriptor, step: &Step) -> Source {
         let Step::Read {
             load: Load::Input,
             addr,
@@ -243,13 +250,13 @@ impl Resident {
         else {
             return Source::Memory;
         };
-        if op != Opcode::Conv2d {
+        if d.op != Opcode::Conv2d {
             Source::Memory
         } else if self.map == Some((addr, words)) {
             Source::Resident
         } else if self
             .mirror
-            .is_some_and(|m| m.addr == addr && words <= m.words)
+            .is_some_and(|m| m.addr == addr && map_bytes(d.input) <= m.bytes)
         {
             Source::Mirror
         } else {
@@ -257,9 +264,9 @@ impl Resident {
         }
     }
 
-    /// Whether `step` of a descriptor of opcode `op` is a read the engine skips.
-    pub fn skips(&self, op: Opcode, step: &Step) -> bool {
-        self.source(op, step) != Source::Memory
+    /// Whether `step` of descriptor `d` is a read the engine skips.
+    pub fn skips(&self, d: &LayerDescriptor, step: &Step) -> bool {
+        self.source(d, step) != Source::Memory
     }
 
     /// Follows `step` of descriptor `d`, issued or skipped: a Conv2d's input map becomes the
@@ -276,9 +283,9 @@ impl Resident {
             } => {
                 if d.op == Opcode::Conv2d {
                     self.map = Some((addr, words));
-                    self.mirror = shape.mirror_words(d).map(|words| Mirror {
+                    self.mirror = shape.mirror_bytes(d).map(|bytes| Mirror {
                         addr: d.output_addr.0,
-                        words,
+                        bytes,
                         own: true,
                     });
                 } else if let Some(m) = &mut self.mirror {
@@ -291,7 +298,7 @@ impl Resident {
                 }
                 if self
                     .mirror
-                    .is_some_and(|m| !m.own && overlaps(m.addr, m.words, addr, words))
+                    .is_some_and(|m| !m.own && overlaps(m.addr, m.bytes.div_ceil(8), addr, words))
                 {
                     self.mirror = None;
                 }
@@ -300,9 +307,9 @@ impl Resident {
         }
     }
 
-    /// The mirror the running descriptor is writing (its address and words), if any.
+    /// The mirror the running descriptor is writing (its address and bytes), if any.
     pub fn mirroring(&self) -> Option<(u64, u64)> {
-        self.mirror.filter(|m| m.own).map(|m| (m.addr, m.words))
+        self.mirror.filter(|m| m.own).map(|m| (m.addr, m.bytes))
     }
 }
 
@@ -335,9 +342,10 @@ mod tests {
         CoreShape::of(&caq_spec::AccelConfig::load(path).expect("sim-small"))
     }
 
-    /// A descriptor of opcode `op` writing a c×8×8 map at `out` (only the fields the rule reads).
+    /// A descriptor of opcode `op` reading a c×8×8 map and writing one at `out` (only the
+    /// fields the rule reads).
     fn desc(op: Opcode, c: u16, out: u64) -> LayerDescriptor {
-        use caq_spec::descriptor::{Flags, Pad, PlaneGroup, PlaneGroups, Shape};
+        use caq_spec::descriptor::{Flags, Pad, PlaneGroup, PlaneGroups};
         use caq_spec::{BitWidth, DeviceAddr};
         let b8 = BitWidth::try_from(8).expect("8");
         let g = PlaneGroup {
@@ -369,6 +377,19 @@ mod tests {
         }
     }
 
+    /// A Conv2d reading a map of `input`'s shape.
+    fn reader(input: Shape) -> LayerDescriptor {
+        LayerDescriptor {
+            input,
+            ..desc(Opcode::Conv2d, 1, 0x8000)
+        }
+    }
+
+    /// The read of a Conv2d map of `shape` at `addr`.
+    fn map_read(addr: u64, shape: Shape) -> Step {
+        input(addr, map_bytes(shape).div_ceil(8))
+    }
+
     /// A map stays resident for the same address and words, until a write touches one of its
     /// words; a Dense input never becomes resident, and a write beside the map keeps it.
     #[test]
@@ -378,19 +399,18 @@ mod tests {
             desc(Opcode::Conv2d, 1, 0x8000),
             desc(Opcode::Dense, 1, 0x8000),
         );
-        let op = Opcode::Conv2d;
         let mut r = Resident::default();
-        assert!(!r.skips(op, &input(0x1000, 16)));
+        assert!(!r.skips(&conv, &input(0x1000, 16)));
         r.observe(&dense, &sh, &input(0x1000, 16));
         assert!(
-            !r.skips(op, &input(0x1000, 16)),
+            !r.skips(&conv, &input(0x1000, 16)),
             "a Dense input is not a map"
         );
         r.observe(&conv, &sh, &input(0x1000, 16));
-        assert_eq!(r.source(op, &input(0x1000, 16)), Source::Resident);
-        assert!(!r.skips(Opcode::Dense, &input(0x1000, 16)));
-        assert!(!r.skips(op, &input(0x1000, 15)), "other words");
-        assert!(!r.skips(op, &input(0x1008, 16)), "other address");
+        assert_eq!(r.source(&conv, &input(0x1000, 16)), Source::Resident);
+        assert!(!r.skips(&dense, &input(0x1000, 16)));
+        assert!(!r.skips(&conv, &input(0x1000, 15)), "other words");
+        assert!(!r.skips(&conv, &input(0x1008, 16)), "other address");
         for (addr, words, stale) in [
             (0x1080, 4, false), // just past the map's last word
             (0x0fe0, 4, false), // ends where the map starts
@@ -401,70 +421,89 @@ mod tests {
             let mut r2 = r;
             r2.observe(&conv, &sh, &written(addr, words));
             assert_eq!(
-                !r2.skips(op, &input(0x1000, 16)),
+                !r2.skips(&conv, &input(0x1000, 16)),
                 stale,
                 "{addr:#x} {words}"
             );
         }
     }
 
-    /// A Conv2d's output is mirrored when it fits a bank: a later Conv2d reading it from its
-    /// start (all of it or less) takes it from the mirror, which then is the resident map. Its
-    /// own writes keep it; a later descriptor's overlapping write, or another Conv2d, ends it.
+    /// A Conv2d's output is mirrored when it fits a bank: a later Conv2d reading a map of at most
+    /// its bytes from its start takes it from the mirror, which then is the resident map. Its own
+    /// writes keep it; a later descriptor's overlapping write, or another Conv2d, ends it.
     #[test]
     fn a_conv_output_is_mirrored_until_a_later_write_overlaps_it() {
         let sh = shape();
         let op = Opcode::Conv2d;
         // 16 channels of 8×8: 1024 bytes, 128 words at 0x4000.
         let a = desc(op, 16, 0x4000);
-        assert_eq!(sh.mirror_words(&a), Some(128));
+        let whole = Shape { c: 16, h: 8, w: 8 };
+        assert_eq!(sh.mirror_bytes(&a), Some(1024));
         let mut r = Resident::default();
         r.observe(&a, &sh, &input(0x1000, 128));
-        assert_eq!(r.mirroring(), Some((0x4000, 128)));
+        assert_eq!(r.mirroring(), Some((0x4000, 1024)));
         r.observe(&a, &sh, &written(0x4000, 128));
-        assert_eq!(r.mirroring(), Some((0x4000, 128)), "its own writes keep it");
-        assert_eq!(r.source(op, &input(0x4000, 128)), Source::Mirror);
         assert_eq!(
-            r.source(op, &input(0x4000, 64)),
-            Source::Mirror,
-            "a shorter map"
+            r.mirroring(),
+            Some((0x4000, 1024)),
+            "its own writes keep it"
         );
-        assert_eq!(
-            r.source(op, &input(0x4000, 129)),
-            Source::Memory,
-            "a longer one"
-        );
-        assert_eq!(
-            r.source(op, &input(0x4008, 8)),
-            Source::Memory,
-            "another start"
-        );
-        assert_eq!(r.source(Opcode::Dense, &input(0x4000, 8)), Source::Memory);
+        let src = |r: &Resident, addr, shape| r.source(&reader(shape), &map_read(addr, shape));
+        assert_eq!(src(&r, 0x4000, whole), Source::Mirror);
+        let half = Shape { c: 8, ..whole };
+        assert_eq!(src(&r, 0x4000, half), Source::Mirror, "a smaller map");
+        let more = Shape { c: 17, ..whole };
+        assert_eq!(src(&r, 0x4000, more), Source::Memory, "a larger one");
+        assert_eq!(src(&r, 0x4008, half), Source::Memory, "another start");
+        let dense = desc(Opcode::Dense, 16, 0x9000);
+        assert_eq!(r.source(&dense, &input(0x4000, 8)), Source::Memory);
         // B takes the mirror: it is the resident map now, and B's output the mirror.
         let b = desc(op, 16, 0x6000);
         let mut taken = r;
         taken.observe(&b, &sh, &input(0x4000, 128));
-        assert_eq!(taken.source(op, &input(0x4000, 128)), Source::Resident);
-        assert_eq!(taken.mirroring(), Some((0x6000, 128)));
+        assert_eq!(taken.source(&b, &input(0x4000, 128)), Source::Resident);
+        assert_eq!(taken.mirroring(), Some((0x6000, 1024)));
         // A Dense layer after A: its input ends A's hold; its write into A's output ends the
         // mirror, one beside it does not.
-        let dense = desc(Opcode::Dense, 16, 0x9000);
         for (addr, words, stale) in [(0x4400, 8, false), (0x43f8, 1, true), (0x3ff8, 2, true)] {
             let mut r2 = r;
             r2.observe(&dense, &sh, &input(0x1000, 4));
             assert_eq!(r2.mirroring(), None, "A no longer runs");
             r2.observe(&dense, &sh, &written(addr, words));
             assert_eq!(
-                r2.source(op, &input(0x4000, 128)) == Source::Memory,
+                src(&r2, 0x4000, whole) == Source::Memory,
                 stale,
                 "{addr:#x} {words}"
             );
         }
         // A map larger than a bank is not mirrored; a Conv2d's start replaces the mirror.
         let big = desc(op, 16 * (sh.fm_bytes / 1024 + 1) as u16, 0x4000);
-        assert_eq!(sh.mirror_words(&big), None);
+        assert_eq!(sh.mirror_bytes(&big), None);
         let mut r3 = r;
         r3.observe(&big, &sh, &input(0x1000, 8));
-        assert_eq!(r3.source(op, &input(0x4000, 128)), Source::Memory);
+        assert_eq!(src(&r3, 0x4000, whole), Source::Memory);
+    }
+
+    /// The mirror holds its map's bytes, not its last word's: a map of as many words but more
+    /// bytes is read from memory.
+    #[test]
+    fn a_map_past_the_mirrored_bytes_is_read() {
+        let sh = shape();
+        // 1×5×5: 25 bytes in 4 words.
+        let a = LayerDescriptor {
+            output: Shape { c: 1, h: 5, w: 5 },
+            ..desc(Opcode::Conv2d, 1, 0x4000)
+        };
+        assert_eq!(sh.mirror_bytes(&a), Some(25));
+        let mut r = Resident::default();
+        r.observe(&a, &sh, &input(0x1000, 8));
+        let at = |shape| r.source(&reader(shape), &map_read(0x4000, shape));
+        assert_eq!(at(Shape { c: 1, h: 5, w: 5 }), Source::Mirror);
+        assert_eq!(at(Shape { c: 1, h: 4, w: 6 }), Source::Mirror, "24 bytes");
+        assert_eq!(
+            at(Shape { c: 1, h: 3, w: 9 }),
+            Source::Memory,
+            "27 bytes, 4 words"
+        );
     }
 }

@@ -326,11 +326,11 @@ impl TimingModel {
             };
             let handover = checked.max(done + 1);
             let steps = plan::steps(d, &s, shape);
-            let input_resident = steps.iter().any(|st| resident.skips(d.op, st));
+            let input_resident = steps.iter().any(|st| resident.skips(d, st));
             let (end, all_issued) = e.descriptor(d, &s, checked, handover, input_resident);
             for step in &steps {
                 match *step {
-                    Step::Read { words, .. } if !resident.skips(d.op, step) => {
+                    Step::Read { words, .. } if !resident.skips(d, step) => {
                         perf.bytes_rd += 8 * words
                     }
                     Step::Write { bytes, .. } => perf.bytes_wr += bytes,

@@ -324,7 +324,7 @@ pub fn expected_counts(descs: &[LayerDescriptor], cfg: &AccelConfig) -> (u64, u6
         ops += sched.plane_steps();
         for step in plan::steps(d, &sched, &shape) {
             match step {
-                Step::Read { words, .. } if !resident.skips(d.op, &step) => rd += 8 * words,
+                Step::Read { words, .. } if !resident.skips(d, &step) => rd += 8 * words,
                 Step::Write { bytes, .. } => wr += bytes,
                 Step::Read { .. } | Step::Compute { .. } => {}
             }
@@ -1045,8 +1045,19 @@ fn follower(
     prev: &LayerJob,
     input: Vec<i32>,
 ) -> Option<LayerJob> {
-    let (in_h, in_w) = prev.out_hw().ok()?;
-    let in_c = prev.out_c();
+    let (h, w) = prev.out_hw().ok()?;
+    pointwise(rng, cfg, [prev.out_c(), h, w], prev, input)
+}
+
+/// A 1×1 stride-1 Conv2d over a `[c, h, w]` map of codes `input` in `prev`'s output range (as
+/// [`follower`]).
+fn pointwise(
+    rng: &mut ChaCha8Rng,
+    cfg: &AccelConfig,
+    [in_c, in_h, in_w]: [usize; 3],
+    prev: &LayerJob,
+    input: Vec<i32>,
+) -> Option<LayerJob> {
     let lim = Limits::of(cfg);
     let o = rng.random_range(1..=(2 * cfg.array.rows as usize + 3).min(lim.dim));
     let (groups, active) = random_weights(rng, cfg, o, in_c);
@@ -1093,7 +1104,9 @@ fn follower(
 /// on A's output, which the engine mirrored as A wrote it (B's read is skipped: the byte
 /// counters are the plan's, and the RTL's must equal them); C, a Dense layer whose output is
 /// written over the start of B's output; D, a 1×1 conv on B's output, which must be read anew
-/// and holds C's output there. Every output equals its golden one (B's start is C's output).
+/// and holds C's output there; E (when the device holds it), D's map read as 1×1×m, one byte
+/// longer when D's map ends inside a word, which must then be read from memory (the mirror holds
+/// D's bytes, not its last word's). Every output equals its golden one (B's start is C's output).
 pub fn mirrored_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
     if cfg.limits.max_descriptors < 4 {
         return;
@@ -1124,19 +1137,51 @@ pub fn mirrored_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
             break d;
         }
     };
-    let jobs = [a, b, c, d];
+    // E: D's written map read as a 1×1×m map, one byte longer when D's map ends inside a word.
+    // That byte is not D's (the mirror holds D's bytes, not its last word's): E must read its
+    // input from memory, where the byte is set to a code beforehand.
+    let d_out = golden(&d);
+    let nd = d_out.len();
+    let extra = (nd % 8 != 0).then_some(if d.out_signed { -1 } else { 1 });
+    let mut e_in = codes_of(&d_out, d.out_signed);
+    e_in.extend(extra);
+    let e = pointwise(&mut rng, cfg, [1, 1, e_in.len()], &d, e_in);
+    let mut jobs = vec![a, b, c, d];
+    jobs.extend(e);
     let (desc_addr, mut placed) = place_all(dev, &jobs);
     let (a_out, b_at) = (placed[0].desc.output_addr, placed[1].desc.output_addr);
     placed[1].desc.input_addr = a_out;
     placed[2].desc.output_addr = b_at;
     placed[3].desc.input_addr = b_at;
+    let d_at = placed[3].desc.output_addr;
+    if let Some(code) = extra
+        && jobs.len() == 5
+    {
+        dev.mem_write(DeviceAddr(d_at.0 + nd as u64), &[code as u8])
+            .and_then(|()| dev.sync_for_device(DeviceAddr(d_at.0 + nd as u64), 1))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    if let Some(p) = placed.get_mut(4) {
+        p.desc.input_addr = d_at;
+    }
     let what = format!("{} mirrored maps", cfg.name);
     let run = run_placed(dev, desc_addr, &placed, cfg, &what);
+    let checked: Vec<usize> = [0, 4].into_iter().filter(|&i| i < jobs.len()).collect();
     check_outputs(
         dev,
-        &[jobs[0].clone(), jobs[3].clone()],
-        &[placed[0], placed[3]],
+        &checked.iter().map(|&i| jobs[i].clone()).collect::<Vec<_>>(),
+        &checked.iter().map(|&i| placed[i]).collect::<Vec<_>>(),
         &what,
+    );
+    let got = layer::read_output(dev, &placed[3]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&got[..nd], &d_out[..], "{what}: D's output");
+    println!(
+        "{what}: E {}",
+        match (jobs.len(), extra) {
+            (5, Some(_)) => "reads one byte past D's map: from memory",
+            (5, None) => "reads D's map, a whole number of words: from the mirror",
+            _ => "does not fit the device: not run",
+        }
     );
     let got = layer::read_output(dev, &placed[1]).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(&got[..n], &c_out[..], "{what}: C's output over B's");
@@ -1147,11 +1192,13 @@ pub fn mirrored_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
         describe(&jobs[1])
     );
     // Independently of the rule: every read of the list but B's map, once.
-    let (all_reads, b_map) = all_reads(&placed, cfg, 1);
+    let (_, e_map) = all_reads(&placed, cfg, 4);
+    let (every, b_map) = all_reads(&placed, cfg, 1);
+    let e_skipped = if extra.is_none() { e_map } else { 0 };
     assert_eq!(
         run.perf.bytes_rd,
-        all_reads - b_map,
-        "{what}: PERF_BYTES_RD: B's map not read, D's read"
+        every - b_map - e_skipped,
+        "{what}: PERF_BYTES_RD: B's map not read, D's read, E's read unless D's map is whole words"
     );
     println!("{what}: B's {b_map}-byte map taken from the mirror");
 }

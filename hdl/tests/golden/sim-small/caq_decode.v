@@ -29,6 +29,8 @@ module caq_decode (
     output wire [19:0]   s_in_words,  // words of the whole input read
     output wire          s_mirror,  // Conv2d whose written map fits a feature-map bank (mirrored)
     output wire [19:0]   s_out_words,  // words of the mirrored map
+    output wire [12:0]   s_out_bytes,  // bytes of the mirrored map
+    output wire [12:0]   s_in_bytes,  // Conv2d: bytes of the input map
     output wire [31:0]   s_plane_stride,  // bytes from one plane to the next: out_c*wpr*8
     output wire [16:0]   s_out_stride,  // Dense: bytes from one output to the next: out_c in whole C-byte chunks
     output wire [23:0]   s_hw  // in_h * in_w: the bytes of one input channel
@@ -251,6 +253,10 @@ module caq_decode (
     assign s_mirror = s_mirror_q;
     reg  [19:0] s_out_words_q;
     assign s_out_words = s_out_words_q;
+    reg  [12:0] s_out_bytes_q;
+    assign s_out_bytes = s_out_bytes_q;
+    reg  [12:0] s_in_bytes_q;
+    assign s_in_bytes = s_in_bytes_q;
     reg  [31:0] s_plane_stride_q;
     assign s_plane_stride = s_plane_stride_q;
     reg  [16:0] s_out_stride_q;
@@ -332,6 +338,8 @@ module caq_decode (
         s_in_words_q <= d_conv ? fm_words4_q : batch_words4_q;
         s_mirror_q <= mirror4_q;
         s_out_words_q <= ob_words4_q;
+        s_out_bytes_q <= ob2_q[12:0];
+        s_in_bytes_q <= fm2_q[12:0];
         s_plane_stride_q <= {plane_stride4_q, 3'd0};
         s_out_stride_q <= ({1'b0, d_out_c} + 17'd7) & ~17'd7;
         s_hw_q <= hw_q[23:0];

@@ -220,6 +220,8 @@ module caq_fetch (
     wire [19:0]   f_s_in_words;
     wire          f_s_mirror;
     wire [19:0]   f_s_out_words;
+    wire [12:0]   f_s_out_bytes;
+    wire [12:0]   f_s_in_bytes;
     wire [31:0]   f_s_plane_stride;
     wire [16:0]   f_s_out_stride;
     wire [23:0]   f_s_hw;
@@ -247,6 +249,8 @@ module caq_fetch (
         .s_in_words     (f_s_in_words),
         .s_mirror       (f_s_mirror),
         .s_out_words    (f_s_out_words),
+        .s_out_bytes    (f_s_out_bytes),
+        .s_in_bytes     (f_s_in_bytes),
         .s_plane_stride (f_s_plane_stride),
         .s_out_stride   (f_s_out_stride),
         .s_hw           (f_s_hw)
@@ -316,7 +320,7 @@ module caq_fetch (
     reg           mir_own_q;  // the mirror's writer is the running descriptor (its writes keep it)
     reg           mir_on_q;  // the running descriptor's writes are mirrored
     reg  [31:0]   mir_addr_q;  // the mirrored map's address
-    reg  [19:0]   mir_words_q;  // its words
+    reg  [12:0]   mir_bytes_q;  // its bytes (its last word's bytes past them are not defined)
     reg  [33:0]   mir_end_q;  // first byte past it (registered: no adder before the overlap compare)
     reg           wh_v_q;  // a write request was taken last cycle
     reg  [33:0]   wh_lo_q;  // its first byte
@@ -362,8 +366,8 @@ module caq_fetch (
     assign in_resident = d_op == 8'd2 && res_v_q && d_input_addr[31:0] == res_addr_q && f_s_in_words == res_words_q;
     wire          wh_mir_hit;  // the write request taken last cycle, a later descriptor's, overlaps the mirror
     assign wh_mir_hit = wh_v_q && !mir_own_q && wh_lo_q < mir_end_q && {2'd0, mir_addr_q} < wh_hi_q;
-    wire          in_mirror;  // the descriptor's Conv2d input map starts the mirror and is no longer than it
-    assign in_mirror = d_op == 8'd2 && mir_v_q && d_input_addr[31:0] == mir_addr_q && f_s_in_words <= mir_words_q;
+    wire          in_mirror;  // the descriptor's Conv2d input map starts the mirror and has no more bytes
+    assign in_mirror = d_op == 8'd2 && mir_v_q && d_input_addr[31:0] == mir_addr_q && f_s_in_bytes <= mir_bytes_q;
     assign fm_cur = fm_cur_q;
     assign mir_on = mir_on_q;
     assign mir_base = mir_addr_q;
@@ -576,7 +580,7 @@ module caq_fetch (
                             mir_own_q <= 1'b1;
                             mir_on_q <= f_s_mirror;
                             mir_addr_q <= d_output_addr[31:0];
-                            mir_words_q <= f_s_out_words;
+                            mir_bytes_q <= f_s_out_bytes;
                             mir_end_q <= {2'd0, d_output_addr[31:0]} + {11'd0, f_s_out_words, 3'd0};
                         end
                         if (in_resident) begin

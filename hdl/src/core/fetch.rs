@@ -30,7 +30,7 @@ use super::ports::{
     Side, WORDS_BITS, Which, clog2, control_inputs, some_memory_ports, status_outputs,
 };
 use crate::array::MULT_BITS;
-use crate::emit::{Code, Dir, Expr, Interface, Module, ModuleBuilder};
+use crate::emit::{Code, Dir, Expr, Interface, Module, ModuleBuilder, zext};
 use crate::error::Result;
 
 /// Read requests issued but not yet fully routed.
@@ -291,6 +291,7 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
     let aw = w.aw;
     let (ri, rows) = (w.ri, w.rows);
     let wb = WORDS_BITS;
+    let fbb = fm_byte_bits(s);
     let states = [
         "IDLE", "DESC", "DWAIT", "TILE", "TSETUP", "CHK", "ISSUE", "INWAIT", "NEXT", "FINISH",
         "HALT",
@@ -387,7 +388,7 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
         ("mir_addr_q", aw, "the mirrored map's address"),
         (
             "mir_bytes_q",
-            fm_byte_bits(s),
+            fbb,
             "its bytes (its last word's bytes past them are not defined)",
         ),
         (
@@ -550,12 +551,22 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
         ),
         Some("the descriptor's Conv2d input map starts the mirror and has no more bytes"),
     )?;
+    // Registered, off the state machine's path: its inputs hold still long before F_INWAIT
+    // decides (the descriptor's fields and schedule; the mirror, which changes at F_INWAIT, at
+    // START and when a write request overlaps it, and the previous descriptor's last write
+    // request is answered before this one is handed over); the decision also reads mir_v_q.
+    m.reg(
+        "in_mirror_q",
+        1,
+        Some("in_mirror, a cycle ago (F_INWAIT decides with it and mir_v_q)"),
+    )?;
     m.assign_raw("fm_cur", "fm_cur_q")?;
     m.assign_raw("mir_on", "mir_on_q")?;
     m.assign_raw("mir_base", "mir_addr_q")?;
     let mut f = Code::new();
     f.nb("dec_go_q", "1'b0");
     f.nb("res_skip_q", "1'b0");
+    f.nb("in_mirror_q", "in_mirror");
     f.nb("wh_v_q", "wr_req_valid && wr_req_ready");
     f.nb("wh_lo_q", "{2'd0, wr_req_addr}");
     f.nb("wh_hi_q", bytes_end("wr_req_addr", "wr_req_words", aw));
@@ -763,7 +774,7 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                             },
                             |c| {
                                 c.if_else(
-                                    "in_mirror",
+                                    "in_mirror_q && mir_v_q",
                                     |c| {
                                         c.comment(
                                             "the map is the mirror: the banks swap, no read",
@@ -772,6 +783,17 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                                         c.nb("res_skip_q", "1'b1");
                                         c.nb("fst_q", AFTER_INPUT);
                                         make_resident(c, &in_addr, aw);
+                                        c.comment(
+                                            "resident for later maps only if its last word lies \
+                                             within the mirrored bytes",
+                                        );
+                                        c.nb(
+                                            "res_v_q",
+                                            format!(
+                                                "{{f_s_in_words, 3'd0}} <= {}",
+                                                zext("mir_bytes_q", fbb, WORDS_BITS + 3)
+                                            ),
+                                        );
                                     },
                                     |c| issue_input(c, &in_addr, aw),
                                 );

@@ -270,7 +270,8 @@ impl Resident {
     }
 
     /// Follows `step` of descriptor `d`, issued or skipped: a Conv2d's input map becomes the
-    /// resident one and its output the mirror's (none when it does not fit a bank); a Dense
+    /// resident one (unless it came from the mirror and its last word reaches past the mirrored
+    /// bytes) and its output the mirror's (none when it does not fit a bank); a Dense
     /// input ends the previous descriptor's hold on the mirror; a write whose words overlap the
     /// resident map drops it, and one of a later descriptor overlapping the mirror drops that.
     pub fn observe(&mut self, d: &LayerDescriptor, shape: &CoreShape, step: &Step) {
@@ -282,7 +283,11 @@ impl Resident {
                 ..
             } => {
                 if d.op == Opcode::Conv2d {
-                    self.map = Some((addr, words));
+                    // Taken from the mirror, the map's words are all defined only when they lie
+                    // within the mirrored bytes; otherwise it serves this descriptor alone.
+                    let partial = self.source(d, step) == Source::Mirror
+                        && self.mirror.is_some_and(|m| 8 * words > m.bytes);
+                    self.map = (!partial).then_some((addr, words));
                     self.mirror = shape.mirror_bytes(d).map(|bytes| Mirror {
                         addr: d.output_addr.0,
                         bytes,
@@ -505,5 +510,24 @@ mod tests {
             Source::Memory,
             "27 bytes, 4 words"
         );
+        // Taken from the mirror, a map whose last word reaches past the mirrored bytes does not
+        // stay resident: a later map of the same words could read those bytes.
+        for (shape, stays) in [
+            (Shape { c: 1, h: 5, w: 5 }, false),
+            (Shape { c: 1, h: 4, w: 6 }, true),
+        ] {
+            let mut r2 = r;
+            r2.observe(&reader(shape), &sh, &map_read(0x4000, shape));
+            let later = Shape {
+                c: 1,
+                h: 1,
+                w: 8 * map_bytes(shape).div_ceil(8) as u16,
+            };
+            assert_eq!(
+                r2.source(&reader(later), &map_read(0x4000, later)) == Source::Resident,
+                stays,
+                "{shape:?}"
+            );
+        }
     }
 }

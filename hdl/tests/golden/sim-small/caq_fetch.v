@@ -368,12 +368,14 @@ module caq_fetch (
     assign wh_mir_hit = wh_v_q && !mir_own_q && wh_lo_q < mir_end_q && {2'd0, mir_addr_q} < wh_hi_q;
     wire          in_mirror;  // the descriptor's Conv2d input map starts the mirror and has no more bytes
     assign in_mirror = d_op == 8'd2 && mir_v_q && d_input_addr[31:0] == mir_addr_q && f_s_in_bytes <= mir_bytes_q;
+    reg           in_mirror_q;  // in_mirror, a cycle ago (F_INWAIT decides with it and mir_v_q)
     assign fm_cur = fm_cur_q;
     assign mir_on = mir_on_q;
     assign mir_base = mir_addr_q;
     always @(posedge clk) begin
         dec_go_q <= 1'b0;
         res_skip_q <= 1'b0;
+        in_mirror_q <= in_mirror;
         wh_v_q <= wr_req_valid && wr_req_ready;
         wh_lo_q <= {2'd0, wr_req_addr};
         wh_hi_q <= {2'd0, wr_req_addr} + {11'd0, wr_req_words, 3'd0};
@@ -588,7 +590,7 @@ module caq_fetch (
                             res_skip_q <= 1'b1;
                             fst_q <= (tile_q == f_s_tiles) ? F_NEXT : F_TILE;
                         end else begin
-                            if (in_mirror) begin
+                            if (in_mirror_q && mir_v_q) begin
                                 // the map is the mirror: the banks swap, no read
                                 fm_cur_q <= !fm_cur_q;
                                 res_skip_q <= 1'b1;
@@ -597,6 +599,8 @@ module caq_fetch (
                                 res_addr_q <= d_input_addr[31:0];
                                 res_words_q <= f_s_in_words;
                                 res_end_q <= {2'd0, d_input_addr[31:0]} + {11'd0, f_s_in_words, 3'd0};
+                                // resident for later maps only if its last word lies within the mirrored bytes
+                                res_v_q <= {f_s_in_words, 3'd0} <= {10'd0, mir_bytes_q};
                             end else begin
                                 rq_kind_q <= d_op == 8'd2 ? K_FMAP : K_INPUT;
                                 rq_addr_q <= d_input_addr[31:0];

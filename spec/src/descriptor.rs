@@ -481,6 +481,13 @@ pub struct Shape {
     pub w: u16,
 }
 
+impl Shape {
+    /// The bytes of a CHW map of this shape (one byte per code).
+    pub fn bytes(self) -> u64 {
+        u64::from(self.c) * u64::from(self.h) * u64::from(self.w)
+    }
+}
+
 /// One plane group: signed two's-complement `bits`-bit codes weighted by 2^`shift`, so its plane `p`
 /// has weight 2^(shift + p) and its top plane is negative.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

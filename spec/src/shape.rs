@@ -163,8 +163,7 @@ impl CoreShape {
     /// out_c · (out_h / k) · (out_w / k) bytes, when they fit the bank (`fm_bytes`); none for a
     /// larger map or a Dense layer.
     pub fn mirror_bytes(&self, d: &LayerDescriptor) -> Option<u64> {
-        let w = d.written();
-        let bytes = u64::from(w.c) * u64::from(w.h) * u64::from(w.w);
+        let bytes = d.written().bytes();
         (d.op == Opcode::Conv2d && bytes <= u64::from(self.fm_bytes)).then_some(bytes)
     }
 
@@ -208,7 +207,7 @@ impl CoreShape {
                 (batch, 1)
             }
             Opcode::Conv2d => {
-                let fm = u64::from(d.input.c) * u64::from(d.input.h) * u64::from(d.input.w);
+                let fm = d.input.bytes();
                 if fm > u64::from(self.fm_bytes) {
                     return Err(format!(
                         "input feature map {}x{}x{} = {fm} bytes: the feature buffer holds {}",

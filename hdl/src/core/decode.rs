@@ -79,7 +79,6 @@ fn schedule_ports(s: &CoreShape, aw: u32) -> Vec<(&'static str, u32, &'static st
             1,
             "Conv2d whose written map fits a feature-map bank (mirrored)",
         ),
-        ("s_out_words", WORDS_BITS, "words of the mirrored map"),
         ("s_out_bytes", fbb, "bytes of the mirrored map"),
         ("s_in_bytes", fbb, "Conv2d: bytes of the input map"),
         (
@@ -583,18 +582,7 @@ fn stage4(m: &mut ModuleBuilder, st: &mut Code, s: &CoreShape) -> Result<()> {
             WORDS_BITS - 1
         ),
     )?;
-    // CoreShape::mirror_words: the written map's words, mirrored when its bytes fit a bank.
-    reg(
-        m,
-        st,
-        "ob_words4_q",
-        WORDS_BITS,
-        format!(
-            "ob2_q[{}:3] + {{{}'d0, ob2_q[2:0] != 3'd0}}",
-            WORDS_BITS + 2,
-            WORDS_BITS - 1
-        ),
-    )?;
+    // CoreShape::mirror_bytes: the written map is mirrored when its bytes fit a bank.
     reg(
         m,
         st,
@@ -727,7 +715,6 @@ fn stage6(m: &mut ModuleBuilder, st: &mut Code, s: &CoreShape) -> Result<()> {
             "d_conv ? fm_words4_q : batch_words4_q".into(),
         ),
         ("s_mirror", 1, "mirror4_q".into()),
-        ("s_out_words", WORDS_BITS, "ob_words4_q".into()),
         // Both at most the bank's bytes where they are used (a mirrored map; a Conv2d input
         // that passed the capacity rule), so the low bits are the whole value.
         ("s_out_bytes", fbb, format!("ob2_q[{}:0]", fbb - 1)),

@@ -763,7 +763,14 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                             c.nb("mir_on_q", "f_s_mirror");
                             c.nb("mir_addr_q", &out);
                             c.nb("mir_bytes_q", "f_s_out_bytes");
-                            c.nb("mir_end_q", bytes_end(&out, "f_s_out_words", aw));
+                            c.comment(
+                                "its bytes' end: a write request (whole words) overlaps them \
+                                 exactly when it overlaps their words",
+                            );
+                            c.nb(
+                                "mir_end_q",
+                                format!("{{2'd0, {out}}} + {}", zext("f_s_out_bytes", fbb, aw + 2)),
+                            );
                         });
                         c.if_else(
                             "in_resident",
@@ -782,14 +789,15 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                                         c.nb("fm_cur_q", "!fm_cur_q");
                                         c.nb("res_skip_q", "1'b1");
                                         c.nb("fst_q", AFTER_INPUT);
-                                        make_resident(c, &in_addr, aw);
                                         c.comment(
                                             "resident for later maps only if its last word lies \
                                              within the mirrored bytes",
                                         );
-                                        c.nb(
-                                            "res_v_q",
-                                            format!(
+                                        make_resident(
+                                            c,
+                                            &in_addr,
+                                            aw,
+                                            &format!(
                                                 "{{f_s_in_words, 3'd0}} <= {}",
                                                 zext("mir_bytes_q", fbb, WORDS_BITS + 3)
                                             ),
@@ -842,9 +850,10 @@ fn bytes_end(addr: &str, words: &str, aw: u32) -> String {
     )
 }
 
-/// The descriptor's input map (at `in_addr`, `f_s_in_words` words) is the resident one.
-fn make_resident(c: &mut Code, in_addr: &str, aw: u32) {
-    c.nb("res_v_q", "1'b1");
+/// The descriptor's input map (at `in_addr`, `f_s_in_words` words) is the resident one, for later
+/// descriptors when `valid` holds.
+fn make_resident(c: &mut Code, in_addr: &str, aw: u32, valid: &str) {
+    c.nb("res_v_q", valid);
     c.nb("res_addr_q", in_addr);
     c.nb("res_words_q", "f_s_in_words");
     c.nb("res_end_q", bytes_end(in_addr, "f_s_in_words", aw));
@@ -861,7 +870,7 @@ fn issue_input(c: &mut Code, in_addr: &str, aw: u32) {
     c.nb("rq_words_q", "f_s_in_words");
     c.nb("rq_tend_q", "1'b0");
     c.nb("fst_q", "F_CHK");
-    c.if_("d_op == 8'd2", |c| make_resident(c, in_addr, aw));
+    c.if_("d_op == 8'd2", |c| make_resident(c, in_addr, aw, "1'b1"));
 }
 
 /// The issuer's state once a descriptor's input is issued (or resident): its next tile, or the

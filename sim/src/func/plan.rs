@@ -9,7 +9,6 @@
 //! input (Dense: `batch` K-vectors; Conv2d: the whole feature map, unless it is on chip: [`Resident`]),
 //! then per tile: its compute, its output writes, and the next tile's loads.
 
-use caq_spec::descriptor::Shape;
 use caq_spec::{CoreShape, LayerDescriptor, Opcode, Schedule};
 
 /// What a read request loads.
@@ -164,7 +163,7 @@ pub fn steps(d: &LayerDescriptor, s: &Schedule, shape: &CoreShape) -> Vec<Step> 
     let out_c = usize::from(d.output.c);
     let in_bytes = match d.op {
         Opcode::Dense => s.items * s.in_stride,
-        Opcode::Conv2d => map_bytes(d.input),
+        Opcode::Conv2d => d.input.bytes(),
     };
     let mut out = tile_loads(d, s, rows, 0);
     out.push(Step::Read {
@@ -215,11 +214,6 @@ struct Mirror {
     own: bool,
 }
 
-/// The bytes of a CHW map of `shape`.
-pub fn map_bytes(shape: Shape) -> u64 {
-    u64::from(shape.c) * u64::from(shape.h) * u64::from(shape.w)
-}
-
 /// Where the engine takes a read's data from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -256,7 +250,7 @@ impl Resident {
             Source::Resident
         } else if self
             .mirror
-            .is_some_and(|m| m.addr == addr && map_bytes(d.input) <= m.bytes)
+            .is_some_and(|m| m.addr == addr && d.input.bytes() <= m.bytes)
         {
             Source::Mirror
         } else {
@@ -321,6 +315,7 @@ impl Resident {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use caq_spec::descriptor::Shape;
 
     fn input(addr: u64, words: u64) -> Step {
         Step::Read {
@@ -392,7 +387,7 @@ mod tests {
 
     /// The read of a Conv2d map of `shape` at `addr`.
     fn map_read(addr: u64, shape: Shape) -> Step {
-        input(addr, map_bytes(shape).div_ceil(8))
+        input(addr, shape.bytes().div_ceil(8))
     }
 
     /// A map stays resident for the same address and words, until a write touches one of its
@@ -521,7 +516,7 @@ mod tests {
             let later = Shape {
                 c: 1,
                 h: 1,
-                w: 8 * map_bytes(shape).div_ceil(8) as u16,
+                w: 8 * shape.bytes().div_ceil(8) as u16,
             };
             assert_eq!(
                 r2.source(&reader(later), &map_read(0x4000, later)) == Source::Resident,

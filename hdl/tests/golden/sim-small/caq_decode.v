@@ -28,7 +28,6 @@ module caq_decode (
     output wire          s_slots2,  // a tile's planes fit half the weight buffer
     output wire [19:0]   s_in_words,  // words of the whole input read
     output wire          s_mirror,  // Conv2d whose written map fits a feature-map bank (mirrored)
-    output wire [19:0]   s_out_words,  // words of the mirrored map
     output wire [12:0]   s_out_bytes,  // bytes of the mirrored map
     output wire [12:0]   s_in_bytes,  // Conv2d: bytes of the input map
     output wire [31:0]   s_plane_stride,  // bytes from one plane to the next: out_c*wpr*8
@@ -212,7 +211,6 @@ module caq_decode (
     reg         patch_fit4_q;
     reg  [19:0] batch_words4_q;
     reg  [19:0] fm_words4_q;
-    reg  [19:0] ob_words4_q;
     reg         mirror4_q;
 
     // ---- stage 5: the region table's end, capacity, block width ----
@@ -251,8 +249,6 @@ module caq_decode (
     assign s_in_words = s_in_words_q;
     reg         s_mirror_q;
     assign s_mirror = s_mirror_q;
-    reg  [19:0] s_out_words_q;
-    assign s_out_words = s_out_words_q;
     reg  [12:0] s_out_bytes_q;
     assign s_out_bytes = s_out_bytes_q;
     reg  [12:0] s_in_bytes_q;
@@ -318,7 +314,6 @@ module caq_decode (
         patch_fit4_q <= {({16'd0, nch3_q} * 32'd2) <= 32'd512};
         batch_words4_q <= ({4'd0, d_batch} * {4'd0, nch3_q}) << 0;
         fm_words4_q <= fm2_q[22:3] + {19'd0, fm2_q[2:0] != 3'd0};
-        ob_words4_q <= ob2_q[22:3] + {19'd0, ob2_q[2:0] != 3'd0};
         mirror4_q <= d_conv && ob2_q <= 32'd4096;
         gm_end5_q <= {1'b0, d_group_mult_addr} + {32'd0, gm_len4_q, 1'b0};
         c_capacity5_q <= k2_q <= 22'd65535 && words4_q <= 22'd128 && (d_conv || batch_ch4_q <= 32'd512) && (!d_conv || (fm2_q <= 48'd4096 && patch_fit4_q && ohw_q <= 32'd65535)) && (pool_e_q == 2'd0 || pool_w_q <= 16'd128);
@@ -337,7 +332,6 @@ module caq_decode (
         s_slots2_q <= slots2_5_q;
         s_in_words_q <= d_conv ? fm_words4_q : batch_words4_q;
         s_mirror_q <= mirror4_q;
-        s_out_words_q <= ob_words4_q;
         s_out_bytes_q <= ob2_q[12:0];
         s_in_bytes_q <= fm2_q[12:0];
         s_plane_stride_q <= {plane_stride4_q, 3'd0};

@@ -219,7 +219,6 @@ module caq_fetch (
     wire          f_s_slots2;
     wire [19:0]   f_s_in_words;
     wire          f_s_mirror;
-    wire [19:0]   f_s_out_words;
     wire [12:0]   f_s_out_bytes;
     wire [12:0]   f_s_in_bytes;
     wire [31:0]   f_s_plane_stride;
@@ -248,7 +247,6 @@ module caq_fetch (
         .s_slots2       (f_s_slots2),
         .s_in_words     (f_s_in_words),
         .s_mirror       (f_s_mirror),
-        .s_out_words    (f_s_out_words),
         .s_out_bytes    (f_s_out_bytes),
         .s_in_bytes     (f_s_in_bytes),
         .s_plane_stride (f_s_plane_stride),
@@ -583,7 +581,8 @@ module caq_fetch (
                             mir_on_q <= f_s_mirror;
                             mir_addr_q <= d_output_addr[31:0];
                             mir_bytes_q <= f_s_out_bytes;
-                            mir_end_q <= {2'd0, d_output_addr[31:0]} + {11'd0, f_s_out_words, 3'd0};
+                            // its bytes' end: a write request (whole words) overlaps them exactly when it overlaps their words
+                            mir_end_q <= {2'd0, d_output_addr[31:0]} + {21'd0, f_s_out_bytes};
                         end
                         if (in_resident) begin
                             // the map is on chip and unchanged in memory: no read
@@ -595,12 +594,11 @@ module caq_fetch (
                                 fm_cur_q <= !fm_cur_q;
                                 res_skip_q <= 1'b1;
                                 fst_q <= (tile_q == f_s_tiles) ? F_NEXT : F_TILE;
-                                res_v_q <= 1'b1;
+                                // resident for later maps only if its last word lies within the mirrored bytes
+                                res_v_q <= {f_s_in_words, 3'd0} <= {10'd0, mir_bytes_q};
                                 res_addr_q <= d_input_addr[31:0];
                                 res_words_q <= f_s_in_words;
                                 res_end_q <= {2'd0, d_input_addr[31:0]} + {11'd0, f_s_in_words, 3'd0};
-                                // resident for later maps only if its last word lies within the mirrored bytes
-                                res_v_q <= {f_s_in_words, 3'd0} <= {10'd0, mir_bytes_q};
                             end else begin
                                 rq_kind_q <= d_op == 8'd2 ? K_FMAP : K_INPUT;
                                 rq_addr_q <= d_input_addr[31:0];

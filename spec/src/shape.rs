@@ -19,6 +19,23 @@ pub const FM_LANES: u32 = 16;
 /// Most output pixels the window generator gathers together (one feature-map read serves a
 /// kernel row of each): the block width W is at most this and at most the activation banks.
 pub const MAX_BLOCK: u32 = 8;
+/// Widest kernel row of which the window generator gathers two per cycle (docs/hardware.md, "The
+/// window generator"): two rows of at most this many bytes append at most 8 bytes to a pixel's
+/// patch, so each pixel still sends at most one patch word per cycle.
+pub const PAIRED_KW: u8 = 4;
+
+/// Kernel rows the window generator reads per cycle for a Conv2d of kernel width `kernel_w`: two
+/// (both ports of the feature map's bank) when `kernel_w <= PAIRED_KW`, else one.
+pub fn gather_rows(kernel_w: u8) -> u64 {
+    if kernel_w <= PAIRED_KW { 2 } else { 1 }
+}
+
+/// Cycles the window generator's walk takes over one block of a Conv2d (beyond its pipeline's
+/// fill), whatever the block's width: its in_c·kh kernel rows, [`gather_rows`] per cycle.
+pub fn gather_cycles(d: &LayerDescriptor) -> u64 {
+    (u64::from(d.input.c) * u64::from(d.kernel_h)).div_ceil(gather_rows(d.kernel_w))
+}
+
 /// Longest output run the writer sends for one channel of a Conv2d tile, in bytes.
 pub const MAX_RUN_BYTES: u32 = 64;
 /// Least output staging per row (`memory.acc_buf_kib · 1024 / array.rows`), in bytes: room for

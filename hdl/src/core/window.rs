@@ -5,13 +5,17 @@
 //! the K-vectors in (c, ky, kx) order of implicit im2col — a block of W output pixels of one
 //! output row at a time: each cycle it reads one kernel row's segment of the map, which holds
 //! that kernel row for every pixel of the block, and appends each pixel's kw bytes to the pixel's
-//! patch (zero where the window lies in the padding). Full 64-bit patch words go straight into
-//! the execute stage's activation banks, pixel w's word j into bank (j + w) mod C/8 of patch
-//! buffer (b mod 2, w), so the W pixels' words land in different banks in the same cycle.
+//! patch (zero where the window lies in the padding). When the kernel is at most
+//! [`PAIRED_KW`] bytes wide it reads two kernel rows per cycle, A and the one after it, B (port A
+//! and port B of the bank's lane memories), and appends A's kw bytes then B's: still at most one
+//! patch word per pixel per cycle. Full 64-bit patch words go straight into the execute stage's
+//! activation banks, pixel w's word j into bank (j + w) mod C/8 of patch buffer (b mod 2, w), so
+//! the W pixels' words land in different banks in the same cycle.
 //!
 //! Blocks follow the execute stage's order (tiles, output rows, blocks along the row); a block is
 //! gathered while the previous one computes (two patch buffers, `block_ready` / `block_done`).
-//! A block costs in_c·kh cycles plus the pipeline's fill, whatever its width.
+//! A block costs `caq_spec::shape::gather_cycles` (⌈in_c·kh / rows⌉) cycles plus the pipeline's
+//! fill, whatever its width.
 //!
 //! Pipeline of a kernel row: address (t), lane reads (t+1), the segment rotated into place (t+2),
 //! the block's bytes selected and masked per pixel (t+3), appended, full words out (t+4), written
@@ -19,7 +23,7 @@
 //!
 //! Knows the feature-map layout and the patch layout; knows nothing of weights or results.
 
-use caq_spec::shape::FM_LANES;
+use caq_spec::shape::{FM_LANES, PAIRED_KW};
 use caq_spec::{AccelConfig, CoreShape};
 
 use super::exec::act_entry_bits;
@@ -53,7 +57,7 @@ pub fn window(cfg: &AccelConfig) -> Result<Module> {
          {nb} activation banks.",
         s.fm_bytes
     ));
-    let clk = m.port(Dir::Input, "clk", 1)?;
+    m.port(Dir::Input, "clk", 1)?;
     m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
     m.port_doc(Dir::Input, "clear", 1, "pulse: back to idle")?;
     m.port(Dir::Input, "x_start", 1)?;
@@ -87,57 +91,10 @@ pub fn window(cfg: &AccelConfig) -> Result<Module> {
     m.port(Dir::Output, "window_idle", 1)?;
 
     mirror(&mut m, &s, fw.fib)?;
-    m.section(
-        "feature map: two banks; byte a of a bank in lane a mod 16, entry {bank, a / 16}; loads \
-         into bank fm_cur, mirrored words into the other",
-    );
-    let mut wr = Code::new();
-    for b in 0..fl {
-        let mem = format!("fm{b}_mem");
-        m.memory(&mem, 8, 2 * fdepth, "feature-map bytes, two banks")?;
-        m.reg(&format!("fm{b}_rd_q"), 8, None)?;
-        let (half, j) = (b / 8, b % 8);
-        let mut chain = Code::new();
-        let mut first = true;
-        let mut arm = |hit: String, dest: String, data: String| {
-            let body = |c: &mut Code| {
-                c.nb(dest, data);
-            };
-            if first {
-                chain.if_(hit, body);
-            } else {
-                chain.else_if(hit, body);
-            }
-            first = false;
-        };
-        for l in 0..nw {
-            arm(
-                format!(
-                    "{} && lf_index[{}] == 1'b{half}",
-                    bit("lf_valid", l, nw),
-                    l * fw.fib
-                ),
-                format!("{mem}[{{fm_cur, lf_index[{} +: {feb}]}}]", l * fw.fib + 1),
-                format!("lf_data[{} +: 8]", 64 * l + 8 * j),
-            );
-        }
-        // A load and a mirrored write never meet: a descriptor's input is loaded after the
-        // previous descriptor's last write is answered, and before its own first.
-        for l in 0..nw {
-            arm(
-                format!("mw{l}_v_q && mw{l}_idx_q[0] == 1'b{half} && mw{l}_strb_q[{j}]"),
-                format!("{mem}[{{!fm_cur, mw{l}_idx_q[{} +: {feb}]}}]", 1),
-                format!("mw{l}_data_q[{} +: 8]", 8 * j),
-            );
-        }
-        wr.append(&chain);
-    }
-    m.always_ff(&clk, wr)?;
-
     walk(&mut m, &s)?;
-    gather(&mut m, &s, feb)?;
+    banks(&mut m, &s, fw.fib, feb)?;
+    gather(&mut m, &s)?;
     assemble(&mut m, &s, aeb)?;
-    let _ = wmax;
     Ok(m.finish())
 }
 
@@ -187,6 +144,100 @@ fn mirror(m: &mut ModuleBuilder, s: &CoreShape, fib: u32) -> Result<()> {
     Ok(())
 }
 
+/// The feature map's two banks, each a memory per byte lane: byte a of a bank in lane a mod 16,
+/// entry a / 16. Loads go into bank `fm_cur`, mirrored words into the other. Port A of a lane's
+/// memory takes its writes and, in the cycles it writes nothing, reads kernel row A's entry; port
+/// B reads kernel row B's (the paired row). The bank the gather reads takes no write while it
+/// reads: its map was loaded before the descriptor ran, and the mirror writes the other bank.
+fn banks(m: &mut ModuleBuilder, s: &CoreShape, fib: u32, feb: u32) -> Result<()> {
+    let fl = FM_LANES;
+    let fdepth = s.fm_bytes / fl;
+    let nw = s.bus_words;
+    m.section(
+        "feature map: two banks of 16 byte lanes; loads into bank fm_cur, mirrored words into the \
+         other; port A writes or reads kernel row A, port B reads kernel row B",
+    );
+    m.comment(&[
+        "Lane b holds the bytes whose address is b mod 16; the 16 bytes from address A are lane",
+        "b's entry A/16, or A/16 + 1 when b < A mod 16.",
+    ]);
+    let mut c = Code::new();
+    for b in 0..fl {
+        let (half, j) = (b / 8, b % 8);
+        // The load and the mirrored word of this lane, if any (one of the bus words).
+        let mut lw = Vec::new();
+        let mut la = Vec::new();
+        let mut ld = Vec::new();
+        let mut mw = Vec::new();
+        let mut ma = Vec::new();
+        let mut md = Vec::new();
+        for l in 0..nw {
+            let lhit = format!(
+                "({} && lf_index[{}] == 1'b{half})",
+                bit("lf_valid", l, nw),
+                l * fib
+            );
+            la.push(format!("{lhit} ? lf_index[{} +: {feb}]", l * fib + 1));
+            ld.push(format!("{lhit} ? lf_data[{} +: 8]", 64 * l + 8 * j));
+            lw.push(lhit);
+            let mhit = format!("(mw{l}_v_q && mw{l}_idx_q[0] == 1'b{half} && mw{l}_strb_q[{j}])");
+            ma.push(format!("{mhit} ? mw{l}_idx_q[1 +: {feb}]"));
+            md.push(format!("{mhit} ? mw{l}_data_q[{} +: 8]", 8 * j));
+            mw.push(mhit);
+        }
+        let sel = |arms: &[String], width: u32| format!("{} : {width}'d0", arms.join(" : "));
+        m.wire_assign(&format!("fm{b}_lw"), Expr::raw(lw.join(" || "), 1), None)?;
+        m.wire_assign(&format!("fm{b}_la"), Expr::raw(sel(&la, feb), feb), None)?;
+        m.wire_assign(&format!("fm{b}_ld"), Expr::raw(sel(&ld, 8), 8), None)?;
+        m.wire_assign(&format!("fm{b}_mw"), Expr::raw(mw.join(" || "), 1), None)?;
+        m.wire_assign(&format!("fm{b}_ma"), Expr::raw(sel(&ma, feb), feb), None)?;
+        m.wire_assign(&format!("fm{b}_md"), Expr::raw(sel(&md, 8), 8), None)?;
+        // Kernel row X's entry in this lane.
+        for x in ["g", "h"] {
+            let entry = if b == fl - 1 {
+                format!("{x}a_q[{}:4]", feb + 3)
+            } else {
+                format!(
+                    "{x}a_q[{}:4] + {{{}'d0, 4'd{b} < {x}a_q[3:0]}}",
+                    feb + 3,
+                    feb - 1
+                )
+            };
+            m.wire_assign(&format!("fm{b}_{x}e"), Expr::raw(entry, feb), None)?;
+        }
+        for k in 0..2 {
+            let own = if k == 1 { "fm_cur" } else { "!fm_cur" };
+            let mem = format!("fm{b}_{k}_mem");
+            m.memory(&mem, 8, fdepth, &format!("feature-map bank {k}, lane {b}"))?;
+            m.wire_assign(
+                &format!("fm{b}_{k}_we"),
+                Expr::raw(format!("{own} ? fm{b}_lw : fm{b}_mw"), 1),
+                None,
+            )?;
+            m.wire_assign(
+                &format!("fm{b}_{k}_aa"),
+                Expr::raw(
+                    format!("fm{b}_{k}_we ? ({own} ? fm{b}_la : fm{b}_ma) : fm{b}_ge"),
+                    feb,
+                ),
+                Some("port A: the write's entry, else kernel row A's"),
+            )?;
+            m.reg(&format!("fm{b}_{k}_ra_q"), 8, None)?;
+            m.reg(&format!("fm{b}_{k}_rb_q"), 8, None)?;
+            c.if_(format!("fm{b}_{k}_we"), |c| {
+                c.nb(
+                    format!("{mem}[fm{b}_{k}_aa]"),
+                    format!("{own} ? fm{b}_ld : fm{b}_md"),
+                );
+            });
+            c.nb(format!("fm{b}_{k}_ra_q"), format!("{mem}[fm{b}_{k}_aa]"));
+            c.nb(format!("fm{b}_{k}_rb_q"), format!("{mem}[fm{b}_he]"));
+        }
+    }
+    m.always_ff(&m.sig("clk")?, c)?;
+    Ok(())
+}
+
 /// The walk over blocks and kernel rows: which block is gathered, into which buffer, and the
 /// address of each kernel row's segment.
 fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
@@ -216,6 +267,28 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
         ),
         ("gac_q", 32, "the channel's first kernel row's byte"),
         (
+            "hc_q",
+            16,
+            "kernel row B (the one after A): input channel (in_c: none)",
+        ),
+        ("hky_q", 4, "kernel row B: ky"),
+        ("hiy_q", 18, "kernel row B's input row"),
+        ("ha_q", 32, "kernel row B's segment's first byte"),
+        (
+            "hac_q",
+            32,
+            "kernel row B's channel's first kernel row's byte",
+        ),
+        (
+            "pair_q",
+            1,
+            "two kernel rows per cycle (kw <= PAIRED_KW): A, and B after it",
+        ),
+        ("k2w_q", 32, "2 * in_w"),
+        ("khw_q", 32, "in_h * in_w"),
+        ("khw1_q", 32, "in_h * in_w + in_w"),
+        ("k2hw_q", 32, "2 * in_h * in_w"),
+        (
             "rb_q",
             32,
             "iy0 * in_w: the block's first input row's byte in channel 0",
@@ -237,13 +310,35 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
         ),
         Some("start gathering the next block"),
     )?;
+    for x in ["g", "h"] {
+        m.wire_assign(
+            &format!("{x}_end"),
+            Expr::raw(
+                format!("{x}c_q == x_in_c - 16'd1 && {{1'b0, {x}ky_q}} == {{1'b0, x_kh}} - 5'd1"),
+                1,
+            ),
+            Some(if x == "g" {
+                "kernel row A is the block's last"
+            } else {
+                "kernel row B is the block's last"
+            }),
+        )?;
+    }
+    m.wire_assign(
+        "h_v",
+        Expr::raw("pair_q && hc_q != x_in_c", 1),
+        Some("kernel row B is gathered this cycle (A is not the block's last)"),
+    )?;
     m.wire_assign(
         "g_last",
-        Expr::raw(
-            "gc_q == x_in_c - 16'd1 && {12'd0, gky_q} == {12'd0, x_kh} - 16'd1",
-            1,
-        ),
-        Some("this kernel row is the block's last"),
+        Expr::raw("g_end || (pair_q && h_end)", 1),
+        Some("this cycle gathers the block's last kernel row"),
+    )?;
+    m.wire_assign("kh1", Expr::raw("x_kh == 4'd1", 1), None)?;
+    m.wire_assign(
+        "ga0",
+        Expr::raw("rb_q + ix0_w", 32),
+        Some("the block's first kernel row's byte"),
     )?;
     m.wire_assign(
         "row_end",
@@ -300,6 +395,11 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
                 c.nb("iy0_q", "18'd0 - top18");
                 c.nb("ix0_q", "18'd0 - left18");
                 c.nb("rb_q", "32'd0 - pad_rows");
+                c.nb("pair_q", format!("x_kw <= 3'd{PAIRED_KW}"));
+                c.nb("k2w_q", "{15'd0, x_in_w, 1'b0}");
+                c.nb("khw_q", "{8'd0, x_hw}");
+                c.nb("khw1_q", "{8'd0, x_hw} + {16'd0, x_in_w}");
+                c.nb("k2hw_q", "{7'd0, x_hw, 1'b0}");
             });
             c.if_("input_loaded && x_conv", |c| {
                 c.nb("fm_ready_q", "1'b1");
@@ -311,11 +411,17 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
                 c.nb("gky_q", "4'd0");
                 c.nb("giy_q", "iy0_q");
                 c.comment("the block's first kernel row: channel 0, input row iy0");
-                c.nb("ga_q", "rb_q + ix0_w");
-                c.nb("gac_q", "rb_q + ix0_w");
+                c.nb("ga_q", "ga0");
+                c.nb("gac_q", "ga0");
+                c.comment("kernel row B: the next one (1x1 kernels: the next channel)");
+                c.nb("hc_q", "kh1 ? 16'd1 : 16'd0");
+                c.nb("hky_q", "kh1 ? 4'd0 : 4'd1");
+                c.nb("hiy_q", "kh1 ? iy0_q : iy0_q + 18'd1");
+                c.nb("ha_q", "ga0 + (kh1 ? khw_q : row_step)");
+                c.nb("hac_q", "kh1 ? ga0 + khw_q : ga0");
             });
             c.if_("gon_q", |c| {
-                c.comment("one kernel row per cycle, in (c, ky) order");
+                c.comment("one kernel row per cycle (two when paired), in (c, ky) order");
                 c.if_else(
                     "g_last",
                     |c| {
@@ -355,18 +461,27 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
                     },
                     |c| {
                         c.if_else(
-                            "{12'd0, gky_q} == {12'd0, x_kh} - 16'd1",
+                            "pair_q",
                             |c| {
-                                c.nb("gky_q", "4'd0");
-                                c.nb("gc_q", "gc_q + 16'd1");
-                                c.nb("giy_q", "iy0_q");
-                                c.nb("ga_q", "gac_q + {8'd0, x_hw}");
-                                c.nb("gac_q", "gac_q + {8'd0, x_hw}");
+                                advance_two(c, "g");
+                                advance_two(c, "h");
                             },
                             |c| {
-                                c.nb("gky_q", "gky_q + 4'd1");
-                                c.nb("giy_q", "giy_q + 18'd1");
-                                c.nb("ga_q", "ga_q + row_step");
+                                c.if_else(
+                                    "{12'd0, gky_q} == {12'd0, x_kh} - 16'd1",
+                                    |c| {
+                                        c.nb("gky_q", "4'd0");
+                                        c.nb("gc_q", "gc_q + 16'd1");
+                                        c.nb("giy_q", "iy0_q");
+                                        c.nb("ga_q", "gac_q + khw_q");
+                                        c.nb("gac_q", "gac_q + khw_q");
+                                    },
+                                    |c| {
+                                        c.nb("gky_q", "gky_q + 4'd1");
+                                        c.nb("giy_q", "giy_q + 18'd1");
+                                        c.nb("ga_q", "ga_q + row_step");
+                                    },
+                                );
                             },
                         );
                     },
@@ -379,28 +494,65 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     Ok(())
 }
 
-/// The gather: the segment's 16 lanes read (t+1), rotated to the segment's first byte (t+2), each
-/// pixel's kernel row selected and masked (t+3).
-fn gather(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
+/// Kernel row `x` (A: "g", B: "h") two rows on in (c, ky) order.
+fn advance_two(c: &mut Code, x: &str) {
+    let (ch, ky, iy, a, ac) = (
+        format!("{x}c_q"),
+        format!("{x}ky_q"),
+        format!("{x}iy_q"),
+        format!("{x}a_q"),
+        format!("{x}ac_q"),
+    );
+    c.if_else(
+        "kh1",
+        |c| {
+            c.comment("1-row kernels: two channels on");
+            c.nb(&ch, format!("{ch} + 16'd2"));
+            c.nb(&a, format!("{ac} + k2hw_q"));
+            c.nb(&ac, format!("{ac} + k2hw_q"));
+        },
+        |c| {
+            c.if_else(
+                format!("{{1'b0, {ky}}} + 5'd2 < {{1'b0, x_kh}}"),
+                |c| {
+                    c.nb(&ky, format!("{ky} + 4'd2"));
+                    c.nb(&iy, format!("{iy} + 18'd2"));
+                    c.nb(&a, format!("{a} + k2w_q"));
+                },
+                |c| {
+                    c.comment("the next channel's first row, or its second");
+                    let second = format!("{{1'b0, {ky}}} + 5'd1 == {{1'b0, x_kh}}");
+                    c.nb(&ch, format!("{ch} + 16'd1"));
+                    c.nb(&ky, format!("{second} ? 4'd1 : 4'd0"));
+                    c.nb(&iy, format!("{second} ? iy0_q + 18'd1 : iy0_q"));
+                    c.nb(&a, format!("{ac} + ({second} ? khw1_q : khw_q)"));
+                    c.nb(&ac, format!("{ac} + khw_q"));
+                },
+            );
+        },
+    );
+}
+
+/// The gather: each kernel row's 16 lanes read (t+1, in `banks`), rotated to the segment's first
+/// byte (t+2), each pixel's kernel row selected and masked (t+3). Paired rows: row B's kw bytes
+/// follow row A's in the pixel's append (their (c, ky) order).
+fn gather(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     let fl = FM_LANES;
     let wmax = s.max_block;
-    m.section("gather: lane reads (t+1), the segment (t+2), each pixel's kernel row (t+3)");
-    m.comment(&[
-        "Lane b holds the bytes whose address is b mod 16; the 16 bytes from address A are lane",
-        "b's entry A/16, or A/16 + 1 when b < A mod 16. Bytes outside the input are masked.",
-    ]);
-    m.wire_assign(
-        "g_entry",
-        Expr::raw(format!("ga_q[{}:4]", feb + 3), feb),
-        None,
-    )?;
-    m.wire_assign(
-        "g_rowok",
-        Expr::raw("!giy_q[17] && giy_q < {2'd0, x_in_h}", 1),
-        Some("the kernel row's input row lies inside the map"),
-    )?;
-    // Segment bytes a pixel's kernel row can take: w + j (stride 1) or 2w + j (stride 2), j < 7.
+    let pk = u32::from(PAIRED_KW);
+    m.section("gather: lane reads (t+1), the segments (t+2), each pixel's kernel rows (t+3)");
+    m.comment(&["Bytes outside the input are masked."]);
+    for x in ["g", "h"] {
+        m.wire_assign(
+            &format!("{x}_rowok"),
+            Expr::raw(format!("!{x}iy_q[17] && {x}iy_q < {{2'd0, x_in_h}}"), 1),
+            Some("the kernel row's input row lies inside the map"),
+        )?;
+    }
+    // Segment bytes a pixel's kernel row can take: w + j (stride 1) or 2w + j (stride 2), j < kw;
+    // row B's kw is at most PAIRED_KW.
     let nseg = (2 * (wmax - 1) + 7).min(fl);
+    let nsegb = (2 * (wmax - 1) + pk).min(fl);
     m.reg(
         "colok_q",
         nseg,
@@ -409,8 +561,13 @@ fn gather(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
     for (name, width) in [
         ("p1_v_q", 1),
         ("p1_last_q", 1),
+        ("p1_cur_q", 1),
         ("p1_rot_q", 4),
         ("p1_rowok_q", 1),
+        ("p1_hv_q", 1),
+        ("p1_hrot_q", 4),
+        ("p1_hrowok_q", 1),
+        ("p1_n_q", 4),
         ("p1_colok_q", nseg),
         ("p1_blk_q", 1),
         ("p1_bn_q", 4),
@@ -418,17 +575,6 @@ fn gather(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
         m.reg(name, width, None)?;
     }
     let mut c = Code::new();
-    for b in 0..fl {
-        let entry = if b == fl - 1 {
-            "g_entry".to_owned()
-        } else {
-            format!("g_entry + {{{}'d0, 4'd{b} < ga_q[3:0]}}", feb - 1)
-        };
-        c.nb(
-            format!("fm{b}_rd_q"),
-            format!("fm{b}_mem[{{fm_cur, {entry}}}]"),
-        );
-    }
     let cols = (0..nseg)
         .rev()
         .map(|t| format!("(!ix0_t{t}[17] && ix0_t{t} < {{2'd0, x_in_w}})"))
@@ -455,38 +601,54 @@ fn gather(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
             c.nb("p1_last_q", "gon_q && g_last");
         },
     );
+    c.nb("p1_cur_q", "fm_cur");
     c.nb("p1_rot_q", "ga_q[3:0]");
     c.nb("p1_rowok_q", "g_rowok");
+    c.nb("p1_hv_q", "h_v");
+    c.nb("p1_hrot_q", "ha_q[3:0]");
+    c.nb("p1_hrowok_q", "h_rowok");
+    c.nb("p1_n_q", "{1'b0, x_kw} + (h_v ? {1'b0, x_kw} : 4'd0)");
     c.nb("p1_colok_q", "colok_q");
     c.nb("p1_blk_q", "gblk_q");
     c.nb("p1_bn_q", "bn_q");
-    // t+2: the segment, from lane (rot + j) mod 16, registered (the rotation is the only logic
-    // after the block RAM's output).
+    // t+2: the segments, from lane (rot + j) mod 16 of the bank read, registered (the rotation is
+    // the only logic after the block RAM's output).
     for (name, width) in [
         ("pq_v_q", 1),
         ("pq_last_q", 1),
         ("pq_rowok_q", 1),
+        ("pq_hv_q", 1),
+        ("pq_hrowok_q", 1),
+        ("pq_n_q", 4),
         ("pq_colok_q", nseg),
         ("pq_blk_q", 1),
         ("pq_bn_q", 4),
     ] {
         m.reg(name, width, None)?;
     }
-    for j in 0..nseg {
-        let sel = (0..fl)
-            .map(|r| format!("(p1_rot_q == 4'd{r}) ? fm{}_rd_q", (r + j) % fl))
-            .collect::<Vec<_>>()
-            .join(" : ");
-        m.reg(
-            &format!("seg{j}_q"),
-            8,
-            if j == 0 {
-                Some("segment byte j: the input byte at the kernel row's start + j")
-            } else {
-                None
-            },
-        )?;
-        c.nb(format!("seg{j}_q"), format!("{sel} : 8'd0"));
+    for (x, port, rot, n) in [
+        ("", "ra", "p1_rot_q", nseg),
+        ("h", "rb", "p1_hrot_q", nsegb),
+    ] {
+        for j in 0..n {
+            let sel = (0..fl)
+                .map(|r| {
+                    let l = (r + j) % fl;
+                    format!("({rot} == 4'd{r}) ? (p1_cur_q ? fm{l}_1_{port}_q : fm{l}_0_{port}_q)")
+                })
+                .collect::<Vec<_>>()
+                .join(" : ");
+            m.reg(
+                &format!("{x}seg{j}_q"),
+                8,
+                (j == 0).then_some(if x.is_empty() {
+                    "segment byte j: the input byte at kernel row A's start + j"
+                } else {
+                    "segment byte j of kernel row B"
+                }),
+            )?;
+            c.nb(format!("{x}seg{j}_q"), format!("{sel} : 8'd0"));
+        }
     }
     c.if_else(
         "!rst_n || clear",
@@ -499,14 +661,15 @@ fn gather(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
             c.nb("pq_last_q", "p1_last_q");
         },
     );
-    c.nb("pq_rowok_q", "p1_rowok_q");
-    c.nb("pq_colok_q", "p1_colok_q");
-    c.nb("pq_blk_q", "p1_blk_q");
-    c.nb("pq_bn_q", "p1_bn_q");
-    // t+3: each pixel's kernel row, selected and masked.
+    for r in ["rowok", "hv", "hrowok", "n", "colok", "blk", "bn"] {
+        c.nb(format!("pq_{r}_q"), format!("p1_{r}_q"));
+    }
+    // t+3: each pixel's kernel rows, selected and masked: row A's kw bytes, then (paired) row
+    // B's.
     for (name, width) in [
         ("p2_v_q", 1),
         ("p2_last_q", 1),
+        ("p2_n_q", 4),
         ("p2_blk_q", 1),
         ("p2_bn_q", 4),
     ] {
@@ -515,24 +678,45 @@ fn gather(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
     for w in 0..wmax {
         m.reg(
             &format!("prow{w}_q"),
-            56,
-            Some("pixel w's kernel row, byte j at [8j +: 8]"),
+            64,
+            Some("pixel w's bytes of this cycle, byte j at [8j +: 8]"),
         )?;
-        let bytes = (0..7u32)
+        // Row X's byte j of pixel w: segment byte w + j (stride 1) or 2w + j (stride 2).
+        let row = |x: &str, ok: &str, n: u32, j: u32| {
+            let pick = |off: u32| {
+                if off < n {
+                    format!("(pq_colok_q[{off}] ? {x}seg{off}_q : 8'd0)")
+                } else {
+                    "8'd0".to_owned()
+                }
+            };
+            format!(
+                "(({ok} && 3'd{j} < x_kw) ? (x_stride2 ? {} : {}) : 8'd0)",
+                pick(2 * w + j),
+                pick(w + j)
+            )
+        };
+        let bytes = (0..8u32)
             .rev()
             .map(|j| {
-                let pick = |off: u32| {
-                    if off < nseg {
-                        format!("(pq_colok_q[{off}] ? seg{off}_q : 8'd0)")
-                    } else {
-                        "8'd0".to_owned()
-                    }
-                };
-                format!(
-                    "((pq_rowok_q && 3'd{j} < x_kw) ? (x_stride2 ? {} : {}) : 8'd0)",
-                    pick(2 * w + j),
-                    pick(w + j)
-                )
+                let a = row("", "pq_rowok_q", nseg, j);
+                // Paired: byte j is row B's byte j - kw.
+                let b = (1..=pk)
+                    .filter(|&k| k <= j && j - k < pk)
+                    .map(|k| {
+                        format!(
+                            "(x_kw == 3'd{k}) ? {}",
+                            row("h", "pq_hv_q && pq_hrowok_q", nsegb, j - k)
+                        )
+                    })
+                    .chain(std::iter::once("8'd0".to_owned()))
+                    .collect::<Vec<_>>()
+                    .join(" : ");
+                if j < 7 {
+                    format!("((3'd{j} < x_kw) ? {a} : (pair_q ? ({b}) : 8'd0))")
+                } else {
+                    format!("(pair_q ? ({b}) : 8'd0)")
+                }
             })
             .collect::<Vec<_>>()
             .join(", ");
@@ -549,6 +733,7 @@ fn gather(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
             c.nb("p2_last_q", "pq_last_q");
         },
     );
+    c.nb("p2_n_q", "pq_n_q");
     c.nb("p2_blk_q", "pq_blk_q");
     c.nb("p2_bn_q", "pq_bn_q");
     m.always_ff(&m.sig("clk")?, c)?;
@@ -585,7 +770,7 @@ fn assemble(m: &mut ModuleBuilder, s: &CoreShape, aeb: u32) -> Result<()> {
     }
     m.wire_assign(
         "tot",
-        Expr::raw("{1'b0, fill_q} + {1'b0, x_kw}", 4),
+        Expr::raw("{1'b0, fill_q} + p2_n_q", 4),
         Some("bytes after the append"),
     )?;
     for w in 0..wmax {
@@ -598,8 +783,8 @@ fn assemble(m: &mut ModuleBuilder, s: &CoreShape, aeb: u32) -> Result<()> {
         m.wire_assign(
             &format!("comb{w}"),
             Expr::raw(
-                format!("{{56'd0, acc{w}_q}} | ({{56'd0, prow{w}_q}} << {{fill_q, 3'd0}})"),
-                112,
+                format!("{{64'd0, acc{w}_q}} | ({{56'd0, prow{w}_q}} << {{fill_q, 3'd0}})"),
+                120,
             ),
             None,
         )?;
@@ -662,7 +847,7 @@ fn assemble(m: &mut ModuleBuilder, s: &CoreShape, aeb: u32) -> Result<()> {
                                 c.nb("gw_q", format!("gw_q + {gwb}'d1"));
                                 c.nb("fill_q", "tot[2:0]");
                                 for w in 0..wmax {
-                                    c.nb(format!("acc{w}_q"), format!("{{8'd0, comb{w}[111:64]}}"));
+                                    c.nb(format!("acc{w}_q"), format!("comb{w}[119:64]"));
                                 }
                                 c.if_("p2_last_q", |c| {
                                     c.if_else(

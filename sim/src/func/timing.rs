@@ -14,7 +14,8 @@
 //!   and a Conv2d map on chip (resident or mirrored, `plan::Resident`) is not read at all; the next descriptor is
 //!   fetched once every read of the current one is issued and it runs;
 //! - the **window generator** (Conv2d): one block of W pixels after another, each taking
-//!   in_c·kh cycles plus its pipeline, into one of two patch buffers, freed when the block's last
+//!   `caq_spec::shape::gather_cycles` (in_c·kh kernel rows, two per cycle when kw ≤ 4) plus its
+//!   pipeline, into one of two patch buffers, freed when the block's last
 //!   step has issued;
 //! - the **execute stage**: one plane-step per cycle, tile after tile, item (pixel) after item,
 //!   a tile once its planes (and, Dense, the input) are in, a block once it is gathered, an item
@@ -481,7 +482,7 @@ impl Engine<'_> {
             }
             Opcode::Conv2d => {
                 let (oh, ow) = (u64::from(d.output.h), u64::from(d.output.w));
-                let gather = u64::from(d.input.c) * u64::from(d.kernel_h);
+                let gather = caq_spec::shape::gather_cycles(d);
                 let run = u64::from(shape.run_bytes);
                 let stage = u64::from(shape.stage_bytes);
                 let pool = Pooling::of(d);

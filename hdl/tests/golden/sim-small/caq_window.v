@@ -85,122 +85,6 @@ module caq_window (
         mw0_strb_q <= wr_strb[0 +: 8];
     end
 
-    // ---- feature map: two banks; byte a of a bank in lane a mod 16, entry {bank, a / 16}; loads into bank fm_cur, mirrored words into the other ----
-    reg  [7:0] fm0_mem [0:511];  // feature-map bytes, two banks
-    reg  [7:0]   fm0_rd_q;
-    reg  [7:0] fm1_mem [0:511];  // feature-map bytes, two banks
-    reg  [7:0]   fm1_rd_q;
-    reg  [7:0] fm2_mem [0:511];  // feature-map bytes, two banks
-    reg  [7:0]   fm2_rd_q;
-    reg  [7:0] fm3_mem [0:511];  // feature-map bytes, two banks
-    reg  [7:0]   fm3_rd_q;
-    reg  [7:0] fm4_mem [0:511];  // feature-map bytes, two banks
-    reg  [7:0]   fm4_rd_q;
-    reg  [7:0] fm5_mem [0:511];  // feature-map bytes, two banks
-    reg  [7:0]   fm5_rd_q;
-    reg  [7:0] fm6_mem [0:511];  // feature-map bytes, two banks
-    reg  [7:0]   fm6_rd_q;
-    reg  [7:0] fm7_mem [0:511];  // feature-map bytes, two banks
-    reg  [7:0]   fm7_rd_q;
-    reg  [7:0] fm8_mem [0:511];  // feature-map bytes, two banks
-    reg  [7:0]   fm8_rd_q;
-    reg  [7:0] fm9_mem [0:511];  // feature-map bytes, two banks
-    reg  [7:0]   fm9_rd_q;
-    reg  [7:0] fm10_mem [0:511];  // feature-map bytes, two banks
-    reg  [7:0]   fm10_rd_q;
-    reg  [7:0] fm11_mem [0:511];  // feature-map bytes, two banks
-    reg  [7:0]   fm11_rd_q;
-    reg  [7:0] fm12_mem [0:511];  // feature-map bytes, two banks
-    reg  [7:0]   fm12_rd_q;
-    reg  [7:0] fm13_mem [0:511];  // feature-map bytes, two banks
-    reg  [7:0]   fm13_rd_q;
-    reg  [7:0] fm14_mem [0:511];  // feature-map bytes, two banks
-    reg  [7:0]   fm14_rd_q;
-    reg  [7:0] fm15_mem [0:511];  // feature-map bytes, two banks
-    reg  [7:0]   fm15_rd_q;
-    always @(posedge clk) begin
-        if (lf_valid && lf_index[0] == 1'b0) begin
-            fm0_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[0 +: 8];
-        end else if (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[0]) begin
-            fm0_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[0 +: 8];
-        end
-        if (lf_valid && lf_index[0] == 1'b0) begin
-            fm1_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[8 +: 8];
-        end else if (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[1]) begin
-            fm1_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[8 +: 8];
-        end
-        if (lf_valid && lf_index[0] == 1'b0) begin
-            fm2_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[16 +: 8];
-        end else if (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[2]) begin
-            fm2_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[16 +: 8];
-        end
-        if (lf_valid && lf_index[0] == 1'b0) begin
-            fm3_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[24 +: 8];
-        end else if (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[3]) begin
-            fm3_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[24 +: 8];
-        end
-        if (lf_valid && lf_index[0] == 1'b0) begin
-            fm4_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[32 +: 8];
-        end else if (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[4]) begin
-            fm4_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[32 +: 8];
-        end
-        if (lf_valid && lf_index[0] == 1'b0) begin
-            fm5_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[40 +: 8];
-        end else if (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[5]) begin
-            fm5_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[40 +: 8];
-        end
-        if (lf_valid && lf_index[0] == 1'b0) begin
-            fm6_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[48 +: 8];
-        end else if (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[6]) begin
-            fm6_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[48 +: 8];
-        end
-        if (lf_valid && lf_index[0] == 1'b0) begin
-            fm7_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[56 +: 8];
-        end else if (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[7]) begin
-            fm7_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[56 +: 8];
-        end
-        if (lf_valid && lf_index[0] == 1'b1) begin
-            fm8_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[0 +: 8];
-        end else if (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[0]) begin
-            fm8_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[0 +: 8];
-        end
-        if (lf_valid && lf_index[0] == 1'b1) begin
-            fm9_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[8 +: 8];
-        end else if (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[1]) begin
-            fm9_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[8 +: 8];
-        end
-        if (lf_valid && lf_index[0] == 1'b1) begin
-            fm10_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[16 +: 8];
-        end else if (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[2]) begin
-            fm10_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[16 +: 8];
-        end
-        if (lf_valid && lf_index[0] == 1'b1) begin
-            fm11_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[24 +: 8];
-        end else if (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[3]) begin
-            fm11_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[24 +: 8];
-        end
-        if (lf_valid && lf_index[0] == 1'b1) begin
-            fm12_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[32 +: 8];
-        end else if (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[4]) begin
-            fm12_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[32 +: 8];
-        end
-        if (lf_valid && lf_index[0] == 1'b1) begin
-            fm13_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[40 +: 8];
-        end else if (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[5]) begin
-            fm13_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[40 +: 8];
-        end
-        if (lf_valid && lf_index[0] == 1'b1) begin
-            fm14_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[48 +: 8];
-        end else if (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[6]) begin
-            fm14_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[48 +: 8];
-        end
-        if (lf_valid && lf_index[0] == 1'b1) begin
-            fm15_mem[{fm_cur, lf_index[1 +: 8]}] <= lf_data[56 +: 8];
-        end else if (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[7]) begin
-            fm15_mem[{!fm_cur, mw0_idx_q[1 +: 8]}] <= mw0_data_q[56 +: 8];
-        end
-    end
-
     // ---- walk: tiles, blocks, kernel rows ----
     reg          fm_ready_q;  // the feature map is loaded
     reg          gon_q;  // a block is being gathered
@@ -217,6 +101,16 @@ module caq_window (
     reg  [17:0]  giy_q;  // the kernel row's input row: iy0 + ky
     reg  [31:0]  ga_q;  // the segment's first byte: c * hw + giy * in_w + ix0
     reg  [31:0]  gac_q;  // the channel's first kernel row's byte
+    reg  [15:0]  hc_q;  // kernel row B (the one after A): input channel (in_c: none)
+    reg  [3:0]   hky_q;  // kernel row B: ky
+    reg  [17:0]  hiy_q;  // kernel row B's input row
+    reg  [31:0]  ha_q;  // kernel row B's segment's first byte
+    reg  [31:0]  hac_q;  // kernel row B's channel's first kernel row's byte
+    reg          pair_q;  // two kernel rows per cycle (kw <= PAIRED_KW): A, and B after it
+    reg  [31:0]  k2w_q;  // 2 * in_w
+    reg  [31:0]  khw_q;  // in_h * in_w
+    reg  [31:0]  khw1_q;  // in_h * in_w + in_w
+    reg  [31:0]  k2hw_q;  // 2 * in_h * in_w
     reg  [31:0]  rb_q;  // iy0 * in_w: the block's first input row's byte in channel 0
     wire [31:0]  row_step;
     assign row_step = {16'd0, x_in_w};
@@ -224,8 +118,18 @@ module caq_window (
     assign sw = x_stride2 ? {x_in_w[14:0], 1'b0} : x_in_w;
     wire         blk_go;  // start gathering the next block
     assign blk_go = fm_ready_q && !x_start && !gon_q && out_q != 2'd2 && wt_q != x_tiles && x_conv;
-    wire         g_last;  // this kernel row is the block's last
-    assign g_last = gc_q == x_in_c - 16'd1 && {12'd0, gky_q} == {12'd0, x_kh} - 16'd1;
+    wire         g_end;  // kernel row A is the block's last
+    assign g_end = gc_q == x_in_c - 16'd1 && {1'b0, gky_q} == {1'b0, x_kh} - 5'd1;
+    wire         h_end;  // kernel row B is the block's last
+    assign h_end = hc_q == x_in_c - 16'd1 && {1'b0, hky_q} == {1'b0, x_kh} - 5'd1;
+    wire         h_v;  // kernel row B is gathered this cycle (A is not the block's last)
+    assign h_v = pair_q && hc_q != x_in_c;
+    wire         g_last;  // this cycle gathers the block's last kernel row
+    assign g_last = g_end || (pair_q && h_end);
+    wire         kh1;
+    assign kh1 = x_kh == 4'd1;
+    wire [31:0]  ga0;  // the block's first kernel row's byte
+    assign ga0 = rb_q + ix0_w;
     wire         row_end;  // the block ends its output row
     assign row_end = {12'd0, bn_q} + bx_q == x_out_w;
     wire [3:0]   first_bn;
@@ -257,6 +161,11 @@ module caq_window (
                 iy0_q <= 18'd0 - top18;
                 ix0_q <= 18'd0 - left18;
                 rb_q <= 32'd0 - pad_rows;
+                pair_q <= x_kw <= 3'd4;
+                k2w_q <= {15'd0, x_in_w, 1'b0};
+                khw_q <= {8'd0, x_hw};
+                khw1_q <= {8'd0, x_hw} + {16'd0, x_in_w};
+                k2hw_q <= {7'd0, x_hw, 1'b0};
             end
             if (input_loaded && x_conv) begin
                 fm_ready_q <= 1'b1;
@@ -268,11 +177,17 @@ module caq_window (
                 gky_q <= 4'd0;
                 giy_q <= iy0_q;
                 // the block's first kernel row: channel 0, input row iy0
-                ga_q <= rb_q + ix0_w;
-                gac_q <= rb_q + ix0_w;
+                ga_q <= ga0;
+                gac_q <= ga0;
+                // kernel row B: the next one (1x1 kernels: the next channel)
+                hc_q <= kh1 ? 16'd1 : 16'd0;
+                hky_q <= kh1 ? 4'd0 : 4'd1;
+                hiy_q <= kh1 ? iy0_q : iy0_q + 18'd1;
+                ha_q <= ga0 + (kh1 ? khw_q : row_step);
+                hac_q <= kh1 ? ga0 + khw_q : ga0;
             end
             if (gon_q) begin
-                // one kernel row per cycle, in (c, ky) order
+                // one kernel row per cycle (two when paired), in (c, ky) order
                 if (g_last) begin
                     gon_q <= 1'b0;
                     // the next block: along the row, the next row, the next tile
@@ -297,34 +212,725 @@ module caq_window (
                         ix0_q <= ix0_q + (x_stride2 ? {13'd0, bn_q, 1'b0} : {14'd0, bn_q});
                     end
                 end else begin
-                    if ({12'd0, gky_q} == {12'd0, x_kh} - 16'd1) begin
-                        gky_q <= 4'd0;
-                        gc_q <= gc_q + 16'd1;
-                        giy_q <= iy0_q;
-                        ga_q <= gac_q + {8'd0, x_hw};
-                        gac_q <= gac_q + {8'd0, x_hw};
+                    if (pair_q) begin
+                        if (kh1) begin
+                            // 1-row kernels: two channels on
+                            gc_q <= gc_q + 16'd2;
+                            ga_q <= gac_q + k2hw_q;
+                            gac_q <= gac_q + k2hw_q;
+                        end else begin
+                            if ({1'b0, gky_q} + 5'd2 < {1'b0, x_kh}) begin
+                                gky_q <= gky_q + 4'd2;
+                                giy_q <= giy_q + 18'd2;
+                                ga_q <= ga_q + k2w_q;
+                            end else begin
+                                // the next channel's first row, or its second
+                                gc_q <= gc_q + 16'd1;
+                                gky_q <= {1'b0, gky_q} + 5'd1 == {1'b0, x_kh} ? 4'd1 : 4'd0;
+                                giy_q <= {1'b0, gky_q} + 5'd1 == {1'b0, x_kh} ? iy0_q + 18'd1 : iy0_q;
+                                ga_q <= gac_q + ({1'b0, gky_q} + 5'd1 == {1'b0, x_kh} ? khw1_q : khw_q);
+                                gac_q <= gac_q + khw_q;
+                            end
+                        end
+                        if (kh1) begin
+                            // 1-row kernels: two channels on
+                            hc_q <= hc_q + 16'd2;
+                            ha_q <= hac_q + k2hw_q;
+                            hac_q <= hac_q + k2hw_q;
+                        end else begin
+                            if ({1'b0, hky_q} + 5'd2 < {1'b0, x_kh}) begin
+                                hky_q <= hky_q + 4'd2;
+                                hiy_q <= hiy_q + 18'd2;
+                                ha_q <= ha_q + k2w_q;
+                            end else begin
+                                // the next channel's first row, or its second
+                                hc_q <= hc_q + 16'd1;
+                                hky_q <= {1'b0, hky_q} + 5'd1 == {1'b0, x_kh} ? 4'd1 : 4'd0;
+                                hiy_q <= {1'b0, hky_q} + 5'd1 == {1'b0, x_kh} ? iy0_q + 18'd1 : iy0_q;
+                                ha_q <= hac_q + ({1'b0, hky_q} + 5'd1 == {1'b0, x_kh} ? khw1_q : khw_q);
+                                hac_q <= hac_q + khw_q;
+                            end
+                        end
                     end else begin
-                        gky_q <= gky_q + 4'd1;
-                        giy_q <= giy_q + 18'd1;
-                        ga_q <= ga_q + row_step;
+                        if ({12'd0, gky_q} == {12'd0, x_kh} - 16'd1) begin
+                            gky_q <= 4'd0;
+                            gc_q <= gc_q + 16'd1;
+                            giy_q <= iy0_q;
+                            ga_q <= gac_q + khw_q;
+                            gac_q <= gac_q + khw_q;
+                        end else begin
+                            gky_q <= gky_q + 4'd1;
+                            giy_q <= giy_q + 18'd1;
+                            ga_q <= ga_q + row_step;
+                        end
                     end
                 end
             end
         end
     end
 
-    // ---- gather: lane reads (t+1), the segment (t+2), each pixel's kernel row (t+3) ----
+    // ---- feature map: two banks of 16 byte lanes; loads into bank fm_cur, mirrored words into the other; port A writes or reads kernel row A, port B reads kernel row B ----
     // Lane b holds the bytes whose address is b mod 16; the 16 bytes from address A are lane
-    // b's entry A/16, or A/16 + 1 when b < A mod 16. Bytes outside the input are masked.
-    wire [7:0]   g_entry;
-    assign g_entry = ga_q[11:4];
+    // b's entry A/16, or A/16 + 1 when b < A mod 16.
+    wire         fm0_lw;
+    assign fm0_lw = (lf_valid && lf_index[0] == 1'b0);
+    wire [7:0]   fm0_la;
+    assign fm0_la = (lf_valid && lf_index[0] == 1'b0) ? lf_index[1 +: 8] : 8'd0;
+    wire [7:0]   fm0_ld;
+    assign fm0_ld = (lf_valid && lf_index[0] == 1'b0) ? lf_data[0 +: 8] : 8'd0;
+    wire         fm0_mw;
+    assign fm0_mw = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[0]);
+    wire [7:0]   fm0_ma;
+    assign fm0_ma = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[0]) ? mw0_idx_q[1 +: 8] : 8'd0;
+    wire [7:0]   fm0_md;
+    assign fm0_md = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[0]) ? mw0_data_q[0 +: 8] : 8'd0;
+    wire [7:0]   fm0_ge;
+    assign fm0_ge = ga_q[11:4] + {7'd0, 4'd0 < ga_q[3:0]};
+    wire [7:0]   fm0_he;
+    assign fm0_he = ha_q[11:4] + {7'd0, 4'd0 < ha_q[3:0]};
+    reg  [7:0] fm0_0_mem [0:255];  // feature-map bank 0, lane 0
+    wire         fm0_0_we;
+    assign fm0_0_we = !fm_cur ? fm0_lw : fm0_mw;
+    wire [7:0]   fm0_0_aa;  // port A: the write's entry, else kernel row A's
+    assign fm0_0_aa = fm0_0_we ? (!fm_cur ? fm0_la : fm0_ma) : fm0_ge;
+    reg  [7:0]   fm0_0_ra_q;
+    reg  [7:0]   fm0_0_rb_q;
+    reg  [7:0] fm0_1_mem [0:255];  // feature-map bank 1, lane 0
+    wire         fm0_1_we;
+    assign fm0_1_we = fm_cur ? fm0_lw : fm0_mw;
+    wire [7:0]   fm0_1_aa;  // port A: the write's entry, else kernel row A's
+    assign fm0_1_aa = fm0_1_we ? (fm_cur ? fm0_la : fm0_ma) : fm0_ge;
+    reg  [7:0]   fm0_1_ra_q;
+    reg  [7:0]   fm0_1_rb_q;
+    wire         fm1_lw;
+    assign fm1_lw = (lf_valid && lf_index[0] == 1'b0);
+    wire [7:0]   fm1_la;
+    assign fm1_la = (lf_valid && lf_index[0] == 1'b0) ? lf_index[1 +: 8] : 8'd0;
+    wire [7:0]   fm1_ld;
+    assign fm1_ld = (lf_valid && lf_index[0] == 1'b0) ? lf_data[8 +: 8] : 8'd0;
+    wire         fm1_mw;
+    assign fm1_mw = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[1]);
+    wire [7:0]   fm1_ma;
+    assign fm1_ma = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[1]) ? mw0_idx_q[1 +: 8] : 8'd0;
+    wire [7:0]   fm1_md;
+    assign fm1_md = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[1]) ? mw0_data_q[8 +: 8] : 8'd0;
+    wire [7:0]   fm1_ge;
+    assign fm1_ge = ga_q[11:4] + {7'd0, 4'd1 < ga_q[3:0]};
+    wire [7:0]   fm1_he;
+    assign fm1_he = ha_q[11:4] + {7'd0, 4'd1 < ha_q[3:0]};
+    reg  [7:0] fm1_0_mem [0:255];  // feature-map bank 0, lane 1
+    wire         fm1_0_we;
+    assign fm1_0_we = !fm_cur ? fm1_lw : fm1_mw;
+    wire [7:0]   fm1_0_aa;  // port A: the write's entry, else kernel row A's
+    assign fm1_0_aa = fm1_0_we ? (!fm_cur ? fm1_la : fm1_ma) : fm1_ge;
+    reg  [7:0]   fm1_0_ra_q;
+    reg  [7:0]   fm1_0_rb_q;
+    reg  [7:0] fm1_1_mem [0:255];  // feature-map bank 1, lane 1
+    wire         fm1_1_we;
+    assign fm1_1_we = fm_cur ? fm1_lw : fm1_mw;
+    wire [7:0]   fm1_1_aa;  // port A: the write's entry, else kernel row A's
+    assign fm1_1_aa = fm1_1_we ? (fm_cur ? fm1_la : fm1_ma) : fm1_ge;
+    reg  [7:0]   fm1_1_ra_q;
+    reg  [7:0]   fm1_1_rb_q;
+    wire         fm2_lw;
+    assign fm2_lw = (lf_valid && lf_index[0] == 1'b0);
+    wire [7:0]   fm2_la;
+    assign fm2_la = (lf_valid && lf_index[0] == 1'b0) ? lf_index[1 +: 8] : 8'd0;
+    wire [7:0]   fm2_ld;
+    assign fm2_ld = (lf_valid && lf_index[0] == 1'b0) ? lf_data[16 +: 8] : 8'd0;
+    wire         fm2_mw;
+    assign fm2_mw = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[2]);
+    wire [7:0]   fm2_ma;
+    assign fm2_ma = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[2]) ? mw0_idx_q[1 +: 8] : 8'd0;
+    wire [7:0]   fm2_md;
+    assign fm2_md = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[2]) ? mw0_data_q[16 +: 8] : 8'd0;
+    wire [7:0]   fm2_ge;
+    assign fm2_ge = ga_q[11:4] + {7'd0, 4'd2 < ga_q[3:0]};
+    wire [7:0]   fm2_he;
+    assign fm2_he = ha_q[11:4] + {7'd0, 4'd2 < ha_q[3:0]};
+    reg  [7:0] fm2_0_mem [0:255];  // feature-map bank 0, lane 2
+    wire         fm2_0_we;
+    assign fm2_0_we = !fm_cur ? fm2_lw : fm2_mw;
+    wire [7:0]   fm2_0_aa;  // port A: the write's entry, else kernel row A's
+    assign fm2_0_aa = fm2_0_we ? (!fm_cur ? fm2_la : fm2_ma) : fm2_ge;
+    reg  [7:0]   fm2_0_ra_q;
+    reg  [7:0]   fm2_0_rb_q;
+    reg  [7:0] fm2_1_mem [0:255];  // feature-map bank 1, lane 2
+    wire         fm2_1_we;
+    assign fm2_1_we = fm_cur ? fm2_lw : fm2_mw;
+    wire [7:0]   fm2_1_aa;  // port A: the write's entry, else kernel row A's
+    assign fm2_1_aa = fm2_1_we ? (fm_cur ? fm2_la : fm2_ma) : fm2_ge;
+    reg  [7:0]   fm2_1_ra_q;
+    reg  [7:0]   fm2_1_rb_q;
+    wire         fm3_lw;
+    assign fm3_lw = (lf_valid && lf_index[0] == 1'b0);
+    wire [7:0]   fm3_la;
+    assign fm3_la = (lf_valid && lf_index[0] == 1'b0) ? lf_index[1 +: 8] : 8'd0;
+    wire [7:0]   fm3_ld;
+    assign fm3_ld = (lf_valid && lf_index[0] == 1'b0) ? lf_data[24 +: 8] : 8'd0;
+    wire         fm3_mw;
+    assign fm3_mw = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[3]);
+    wire [7:0]   fm3_ma;
+    assign fm3_ma = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[3]) ? mw0_idx_q[1 +: 8] : 8'd0;
+    wire [7:0]   fm3_md;
+    assign fm3_md = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[3]) ? mw0_data_q[24 +: 8] : 8'd0;
+    wire [7:0]   fm3_ge;
+    assign fm3_ge = ga_q[11:4] + {7'd0, 4'd3 < ga_q[3:0]};
+    wire [7:0]   fm3_he;
+    assign fm3_he = ha_q[11:4] + {7'd0, 4'd3 < ha_q[3:0]};
+    reg  [7:0] fm3_0_mem [0:255];  // feature-map bank 0, lane 3
+    wire         fm3_0_we;
+    assign fm3_0_we = !fm_cur ? fm3_lw : fm3_mw;
+    wire [7:0]   fm3_0_aa;  // port A: the write's entry, else kernel row A's
+    assign fm3_0_aa = fm3_0_we ? (!fm_cur ? fm3_la : fm3_ma) : fm3_ge;
+    reg  [7:0]   fm3_0_ra_q;
+    reg  [7:0]   fm3_0_rb_q;
+    reg  [7:0] fm3_1_mem [0:255];  // feature-map bank 1, lane 3
+    wire         fm3_1_we;
+    assign fm3_1_we = fm_cur ? fm3_lw : fm3_mw;
+    wire [7:0]   fm3_1_aa;  // port A: the write's entry, else kernel row A's
+    assign fm3_1_aa = fm3_1_we ? (fm_cur ? fm3_la : fm3_ma) : fm3_ge;
+    reg  [7:0]   fm3_1_ra_q;
+    reg  [7:0]   fm3_1_rb_q;
+    wire         fm4_lw;
+    assign fm4_lw = (lf_valid && lf_index[0] == 1'b0);
+    wire [7:0]   fm4_la;
+    assign fm4_la = (lf_valid && lf_index[0] == 1'b0) ? lf_index[1 +: 8] : 8'd0;
+    wire [7:0]   fm4_ld;
+    assign fm4_ld = (lf_valid && lf_index[0] == 1'b0) ? lf_data[32 +: 8] : 8'd0;
+    wire         fm4_mw;
+    assign fm4_mw = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[4]);
+    wire [7:0]   fm4_ma;
+    assign fm4_ma = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[4]) ? mw0_idx_q[1 +: 8] : 8'd0;
+    wire [7:0]   fm4_md;
+    assign fm4_md = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[4]) ? mw0_data_q[32 +: 8] : 8'd0;
+    wire [7:0]   fm4_ge;
+    assign fm4_ge = ga_q[11:4] + {7'd0, 4'd4 < ga_q[3:0]};
+    wire [7:0]   fm4_he;
+    assign fm4_he = ha_q[11:4] + {7'd0, 4'd4 < ha_q[3:0]};
+    reg  [7:0] fm4_0_mem [0:255];  // feature-map bank 0, lane 4
+    wire         fm4_0_we;
+    assign fm4_0_we = !fm_cur ? fm4_lw : fm4_mw;
+    wire [7:0]   fm4_0_aa;  // port A: the write's entry, else kernel row A's
+    assign fm4_0_aa = fm4_0_we ? (!fm_cur ? fm4_la : fm4_ma) : fm4_ge;
+    reg  [7:0]   fm4_0_ra_q;
+    reg  [7:0]   fm4_0_rb_q;
+    reg  [7:0] fm4_1_mem [0:255];  // feature-map bank 1, lane 4
+    wire         fm4_1_we;
+    assign fm4_1_we = fm_cur ? fm4_lw : fm4_mw;
+    wire [7:0]   fm4_1_aa;  // port A: the write's entry, else kernel row A's
+    assign fm4_1_aa = fm4_1_we ? (fm_cur ? fm4_la : fm4_ma) : fm4_ge;
+    reg  [7:0]   fm4_1_ra_q;
+    reg  [7:0]   fm4_1_rb_q;
+    wire         fm5_lw;
+    assign fm5_lw = (lf_valid && lf_index[0] == 1'b0);
+    wire [7:0]   fm5_la;
+    assign fm5_la = (lf_valid && lf_index[0] == 1'b0) ? lf_index[1 +: 8] : 8'd0;
+    wire [7:0]   fm5_ld;
+    assign fm5_ld = (lf_valid && lf_index[0] == 1'b0) ? lf_data[40 +: 8] : 8'd0;
+    wire         fm5_mw;
+    assign fm5_mw = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[5]);
+    wire [7:0]   fm5_ma;
+    assign fm5_ma = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[5]) ? mw0_idx_q[1 +: 8] : 8'd0;
+    wire [7:0]   fm5_md;
+    assign fm5_md = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[5]) ? mw0_data_q[40 +: 8] : 8'd0;
+    wire [7:0]   fm5_ge;
+    assign fm5_ge = ga_q[11:4] + {7'd0, 4'd5 < ga_q[3:0]};
+    wire [7:0]   fm5_he;
+    assign fm5_he = ha_q[11:4] + {7'd0, 4'd5 < ha_q[3:0]};
+    reg  [7:0] fm5_0_mem [0:255];  // feature-map bank 0, lane 5
+    wire         fm5_0_we;
+    assign fm5_0_we = !fm_cur ? fm5_lw : fm5_mw;
+    wire [7:0]   fm5_0_aa;  // port A: the write's entry, else kernel row A's
+    assign fm5_0_aa = fm5_0_we ? (!fm_cur ? fm5_la : fm5_ma) : fm5_ge;
+    reg  [7:0]   fm5_0_ra_q;
+    reg  [7:0]   fm5_0_rb_q;
+    reg  [7:0] fm5_1_mem [0:255];  // feature-map bank 1, lane 5
+    wire         fm5_1_we;
+    assign fm5_1_we = fm_cur ? fm5_lw : fm5_mw;
+    wire [7:0]   fm5_1_aa;  // port A: the write's entry, else kernel row A's
+    assign fm5_1_aa = fm5_1_we ? (fm_cur ? fm5_la : fm5_ma) : fm5_ge;
+    reg  [7:0]   fm5_1_ra_q;
+    reg  [7:0]   fm5_1_rb_q;
+    wire         fm6_lw;
+    assign fm6_lw = (lf_valid && lf_index[0] == 1'b0);
+    wire [7:0]   fm6_la;
+    assign fm6_la = (lf_valid && lf_index[0] == 1'b0) ? lf_index[1 +: 8] : 8'd0;
+    wire [7:0]   fm6_ld;
+    assign fm6_ld = (lf_valid && lf_index[0] == 1'b0) ? lf_data[48 +: 8] : 8'd0;
+    wire         fm6_mw;
+    assign fm6_mw = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[6]);
+    wire [7:0]   fm6_ma;
+    assign fm6_ma = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[6]) ? mw0_idx_q[1 +: 8] : 8'd0;
+    wire [7:0]   fm6_md;
+    assign fm6_md = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[6]) ? mw0_data_q[48 +: 8] : 8'd0;
+    wire [7:0]   fm6_ge;
+    assign fm6_ge = ga_q[11:4] + {7'd0, 4'd6 < ga_q[3:0]};
+    wire [7:0]   fm6_he;
+    assign fm6_he = ha_q[11:4] + {7'd0, 4'd6 < ha_q[3:0]};
+    reg  [7:0] fm6_0_mem [0:255];  // feature-map bank 0, lane 6
+    wire         fm6_0_we;
+    assign fm6_0_we = !fm_cur ? fm6_lw : fm6_mw;
+    wire [7:0]   fm6_0_aa;  // port A: the write's entry, else kernel row A's
+    assign fm6_0_aa = fm6_0_we ? (!fm_cur ? fm6_la : fm6_ma) : fm6_ge;
+    reg  [7:0]   fm6_0_ra_q;
+    reg  [7:0]   fm6_0_rb_q;
+    reg  [7:0] fm6_1_mem [0:255];  // feature-map bank 1, lane 6
+    wire         fm6_1_we;
+    assign fm6_1_we = fm_cur ? fm6_lw : fm6_mw;
+    wire [7:0]   fm6_1_aa;  // port A: the write's entry, else kernel row A's
+    assign fm6_1_aa = fm6_1_we ? (fm_cur ? fm6_la : fm6_ma) : fm6_ge;
+    reg  [7:0]   fm6_1_ra_q;
+    reg  [7:0]   fm6_1_rb_q;
+    wire         fm7_lw;
+    assign fm7_lw = (lf_valid && lf_index[0] == 1'b0);
+    wire [7:0]   fm7_la;
+    assign fm7_la = (lf_valid && lf_index[0] == 1'b0) ? lf_index[1 +: 8] : 8'd0;
+    wire [7:0]   fm7_ld;
+    assign fm7_ld = (lf_valid && lf_index[0] == 1'b0) ? lf_data[56 +: 8] : 8'd0;
+    wire         fm7_mw;
+    assign fm7_mw = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[7]);
+    wire [7:0]   fm7_ma;
+    assign fm7_ma = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[7]) ? mw0_idx_q[1 +: 8] : 8'd0;
+    wire [7:0]   fm7_md;
+    assign fm7_md = (mw0_v_q && mw0_idx_q[0] == 1'b0 && mw0_strb_q[7]) ? mw0_data_q[56 +: 8] : 8'd0;
+    wire [7:0]   fm7_ge;
+    assign fm7_ge = ga_q[11:4] + {7'd0, 4'd7 < ga_q[3:0]};
+    wire [7:0]   fm7_he;
+    assign fm7_he = ha_q[11:4] + {7'd0, 4'd7 < ha_q[3:0]};
+    reg  [7:0] fm7_0_mem [0:255];  // feature-map bank 0, lane 7
+    wire         fm7_0_we;
+    assign fm7_0_we = !fm_cur ? fm7_lw : fm7_mw;
+    wire [7:0]   fm7_0_aa;  // port A: the write's entry, else kernel row A's
+    assign fm7_0_aa = fm7_0_we ? (!fm_cur ? fm7_la : fm7_ma) : fm7_ge;
+    reg  [7:0]   fm7_0_ra_q;
+    reg  [7:0]   fm7_0_rb_q;
+    reg  [7:0] fm7_1_mem [0:255];  // feature-map bank 1, lane 7
+    wire         fm7_1_we;
+    assign fm7_1_we = fm_cur ? fm7_lw : fm7_mw;
+    wire [7:0]   fm7_1_aa;  // port A: the write's entry, else kernel row A's
+    assign fm7_1_aa = fm7_1_we ? (fm_cur ? fm7_la : fm7_ma) : fm7_ge;
+    reg  [7:0]   fm7_1_ra_q;
+    reg  [7:0]   fm7_1_rb_q;
+    wire         fm8_lw;
+    assign fm8_lw = (lf_valid && lf_index[0] == 1'b1);
+    wire [7:0]   fm8_la;
+    assign fm8_la = (lf_valid && lf_index[0] == 1'b1) ? lf_index[1 +: 8] : 8'd0;
+    wire [7:0]   fm8_ld;
+    assign fm8_ld = (lf_valid && lf_index[0] == 1'b1) ? lf_data[0 +: 8] : 8'd0;
+    wire         fm8_mw;
+    assign fm8_mw = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[0]);
+    wire [7:0]   fm8_ma;
+    assign fm8_ma = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[0]) ? mw0_idx_q[1 +: 8] : 8'd0;
+    wire [7:0]   fm8_md;
+    assign fm8_md = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[0]) ? mw0_data_q[0 +: 8] : 8'd0;
+    wire [7:0]   fm8_ge;
+    assign fm8_ge = ga_q[11:4] + {7'd0, 4'd8 < ga_q[3:0]};
+    wire [7:0]   fm8_he;
+    assign fm8_he = ha_q[11:4] + {7'd0, 4'd8 < ha_q[3:0]};
+    reg  [7:0] fm8_0_mem [0:255];  // feature-map bank 0, lane 8
+    wire         fm8_0_we;
+    assign fm8_0_we = !fm_cur ? fm8_lw : fm8_mw;
+    wire [7:0]   fm8_0_aa;  // port A: the write's entry, else kernel row A's
+    assign fm8_0_aa = fm8_0_we ? (!fm_cur ? fm8_la : fm8_ma) : fm8_ge;
+    reg  [7:0]   fm8_0_ra_q;
+    reg  [7:0]   fm8_0_rb_q;
+    reg  [7:0] fm8_1_mem [0:255];  // feature-map bank 1, lane 8
+    wire         fm8_1_we;
+    assign fm8_1_we = fm_cur ? fm8_lw : fm8_mw;
+    wire [7:0]   fm8_1_aa;  // port A: the write's entry, else kernel row A's
+    assign fm8_1_aa = fm8_1_we ? (fm_cur ? fm8_la : fm8_ma) : fm8_ge;
+    reg  [7:0]   fm8_1_ra_q;
+    reg  [7:0]   fm8_1_rb_q;
+    wire         fm9_lw;
+    assign fm9_lw = (lf_valid && lf_index[0] == 1'b1);
+    wire [7:0]   fm9_la;
+    assign fm9_la = (lf_valid && lf_index[0] == 1'b1) ? lf_index[1 +: 8] : 8'd0;
+    wire [7:0]   fm9_ld;
+    assign fm9_ld = (lf_valid && lf_index[0] == 1'b1) ? lf_data[8 +: 8] : 8'd0;
+    wire         fm9_mw;
+    assign fm9_mw = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[1]);
+    wire [7:0]   fm9_ma;
+    assign fm9_ma = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[1]) ? mw0_idx_q[1 +: 8] : 8'd0;
+    wire [7:0]   fm9_md;
+    assign fm9_md = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[1]) ? mw0_data_q[8 +: 8] : 8'd0;
+    wire [7:0]   fm9_ge;
+    assign fm9_ge = ga_q[11:4] + {7'd0, 4'd9 < ga_q[3:0]};
+    wire [7:0]   fm9_he;
+    assign fm9_he = ha_q[11:4] + {7'd0, 4'd9 < ha_q[3:0]};
+    reg  [7:0] fm9_0_mem [0:255];  // feature-map bank 0, lane 9
+    wire         fm9_0_we;
+    assign fm9_0_we = !fm_cur ? fm9_lw : fm9_mw;
+    wire [7:0]   fm9_0_aa;  // port A: the write's entry, else kernel row A's
+    assign fm9_0_aa = fm9_0_we ? (!fm_cur ? fm9_la : fm9_ma) : fm9_ge;
+    reg  [7:0]   fm9_0_ra_q;
+    reg  [7:0]   fm9_0_rb_q;
+    reg  [7:0] fm9_1_mem [0:255];  // feature-map bank 1, lane 9
+    wire         fm9_1_we;
+    assign fm9_1_we = fm_cur ? fm9_lw : fm9_mw;
+    wire [7:0]   fm9_1_aa;  // port A: the write's entry, else kernel row A's
+    assign fm9_1_aa = fm9_1_we ? (fm_cur ? fm9_la : fm9_ma) : fm9_ge;
+    reg  [7:0]   fm9_1_ra_q;
+    reg  [7:0]   fm9_1_rb_q;
+    wire         fm10_lw;
+    assign fm10_lw = (lf_valid && lf_index[0] == 1'b1);
+    wire [7:0]   fm10_la;
+    assign fm10_la = (lf_valid && lf_index[0] == 1'b1) ? lf_index[1 +: 8] : 8'd0;
+    wire [7:0]   fm10_ld;
+    assign fm10_ld = (lf_valid && lf_index[0] == 1'b1) ? lf_data[16 +: 8] : 8'd0;
+    wire         fm10_mw;
+    assign fm10_mw = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[2]);
+    wire [7:0]   fm10_ma;
+    assign fm10_ma = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[2]) ? mw0_idx_q[1 +: 8] : 8'd0;
+    wire [7:0]   fm10_md;
+    assign fm10_md = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[2]) ? mw0_data_q[16 +: 8] : 8'd0;
+    wire [7:0]   fm10_ge;
+    assign fm10_ge = ga_q[11:4] + {7'd0, 4'd10 < ga_q[3:0]};
+    wire [7:0]   fm10_he;
+    assign fm10_he = ha_q[11:4] + {7'd0, 4'd10 < ha_q[3:0]};
+    reg  [7:0] fm10_0_mem [0:255];  // feature-map bank 0, lane 10
+    wire         fm10_0_we;
+    assign fm10_0_we = !fm_cur ? fm10_lw : fm10_mw;
+    wire [7:0]   fm10_0_aa;  // port A: the write's entry, else kernel row A's
+    assign fm10_0_aa = fm10_0_we ? (!fm_cur ? fm10_la : fm10_ma) : fm10_ge;
+    reg  [7:0]   fm10_0_ra_q;
+    reg  [7:0]   fm10_0_rb_q;
+    reg  [7:0] fm10_1_mem [0:255];  // feature-map bank 1, lane 10
+    wire         fm10_1_we;
+    assign fm10_1_we = fm_cur ? fm10_lw : fm10_mw;
+    wire [7:0]   fm10_1_aa;  // port A: the write's entry, else kernel row A's
+    assign fm10_1_aa = fm10_1_we ? (fm_cur ? fm10_la : fm10_ma) : fm10_ge;
+    reg  [7:0]   fm10_1_ra_q;
+    reg  [7:0]   fm10_1_rb_q;
+    wire         fm11_lw;
+    assign fm11_lw = (lf_valid && lf_index[0] == 1'b1);
+    wire [7:0]   fm11_la;
+    assign fm11_la = (lf_valid && lf_index[0] == 1'b1) ? lf_index[1 +: 8] : 8'd0;
+    wire [7:0]   fm11_ld;
+    assign fm11_ld = (lf_valid && lf_index[0] == 1'b1) ? lf_data[24 +: 8] : 8'd0;
+    wire         fm11_mw;
+    assign fm11_mw = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[3]);
+    wire [7:0]   fm11_ma;
+    assign fm11_ma = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[3]) ? mw0_idx_q[1 +: 8] : 8'd0;
+    wire [7:0]   fm11_md;
+    assign fm11_md = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[3]) ? mw0_data_q[24 +: 8] : 8'd0;
+    wire [7:0]   fm11_ge;
+    assign fm11_ge = ga_q[11:4] + {7'd0, 4'd11 < ga_q[3:0]};
+    wire [7:0]   fm11_he;
+    assign fm11_he = ha_q[11:4] + {7'd0, 4'd11 < ha_q[3:0]};
+    reg  [7:0] fm11_0_mem [0:255];  // feature-map bank 0, lane 11
+    wire         fm11_0_we;
+    assign fm11_0_we = !fm_cur ? fm11_lw : fm11_mw;
+    wire [7:0]   fm11_0_aa;  // port A: the write's entry, else kernel row A's
+    assign fm11_0_aa = fm11_0_we ? (!fm_cur ? fm11_la : fm11_ma) : fm11_ge;
+    reg  [7:0]   fm11_0_ra_q;
+    reg  [7:0]   fm11_0_rb_q;
+    reg  [7:0] fm11_1_mem [0:255];  // feature-map bank 1, lane 11
+    wire         fm11_1_we;
+    assign fm11_1_we = fm_cur ? fm11_lw : fm11_mw;
+    wire [7:0]   fm11_1_aa;  // port A: the write's entry, else kernel row A's
+    assign fm11_1_aa = fm11_1_we ? (fm_cur ? fm11_la : fm11_ma) : fm11_ge;
+    reg  [7:0]   fm11_1_ra_q;
+    reg  [7:0]   fm11_1_rb_q;
+    wire         fm12_lw;
+    assign fm12_lw = (lf_valid && lf_index[0] == 1'b1);
+    wire [7:0]   fm12_la;
+    assign fm12_la = (lf_valid && lf_index[0] == 1'b1) ? lf_index[1 +: 8] : 8'd0;
+    wire [7:0]   fm12_ld;
+    assign fm12_ld = (lf_valid && lf_index[0] == 1'b1) ? lf_data[32 +: 8] : 8'd0;
+    wire         fm12_mw;
+    assign fm12_mw = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[4]);
+    wire [7:0]   fm12_ma;
+    assign fm12_ma = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[4]) ? mw0_idx_q[1 +: 8] : 8'd0;
+    wire [7:0]   fm12_md;
+    assign fm12_md = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[4]) ? mw0_data_q[32 +: 8] : 8'd0;
+    wire [7:0]   fm12_ge;
+    assign fm12_ge = ga_q[11:4] + {7'd0, 4'd12 < ga_q[3:0]};
+    wire [7:0]   fm12_he;
+    assign fm12_he = ha_q[11:4] + {7'd0, 4'd12 < ha_q[3:0]};
+    reg  [7:0] fm12_0_mem [0:255];  // feature-map bank 0, lane 12
+    wire         fm12_0_we;
+    assign fm12_0_we = !fm_cur ? fm12_lw : fm12_mw;
+    wire [7:0]   fm12_0_aa;  // port A: the write's entry, else kernel row A's
+    assign fm12_0_aa = fm12_0_we ? (!fm_cur ? fm12_la : fm12_ma) : fm12_ge;
+    reg  [7:0]   fm12_0_ra_q;
+    reg  [7:0]   fm12_0_rb_q;
+    reg  [7:0] fm12_1_mem [0:255];  // feature-map bank 1, lane 12
+    wire         fm12_1_we;
+    assign fm12_1_we = fm_cur ? fm12_lw : fm12_mw;
+    wire [7:0]   fm12_1_aa;  // port A: the write's entry, else kernel row A's
+    assign fm12_1_aa = fm12_1_we ? (fm_cur ? fm12_la : fm12_ma) : fm12_ge;
+    reg  [7:0]   fm12_1_ra_q;
+    reg  [7:0]   fm12_1_rb_q;
+    wire         fm13_lw;
+    assign fm13_lw = (lf_valid && lf_index[0] == 1'b1);
+    wire [7:0]   fm13_la;
+    assign fm13_la = (lf_valid && lf_index[0] == 1'b1) ? lf_index[1 +: 8] : 8'd0;
+    wire [7:0]   fm13_ld;
+    assign fm13_ld = (lf_valid && lf_index[0] == 1'b1) ? lf_data[40 +: 8] : 8'd0;
+    wire         fm13_mw;
+    assign fm13_mw = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[5]);
+    wire [7:0]   fm13_ma;
+    assign fm13_ma = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[5]) ? mw0_idx_q[1 +: 8] : 8'd0;
+    wire [7:0]   fm13_md;
+    assign fm13_md = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[5]) ? mw0_data_q[40 +: 8] : 8'd0;
+    wire [7:0]   fm13_ge;
+    assign fm13_ge = ga_q[11:4] + {7'd0, 4'd13 < ga_q[3:0]};
+    wire [7:0]   fm13_he;
+    assign fm13_he = ha_q[11:4] + {7'd0, 4'd13 < ha_q[3:0]};
+    reg  [7:0] fm13_0_mem [0:255];  // feature-map bank 0, lane 13
+    wire         fm13_0_we;
+    assign fm13_0_we = !fm_cur ? fm13_lw : fm13_mw;
+    wire [7:0]   fm13_0_aa;  // port A: the write's entry, else kernel row A's
+    assign fm13_0_aa = fm13_0_we ? (!fm_cur ? fm13_la : fm13_ma) : fm13_ge;
+    reg  [7:0]   fm13_0_ra_q;
+    reg  [7:0]   fm13_0_rb_q;
+    reg  [7:0] fm13_1_mem [0:255];  // feature-map bank 1, lane 13
+    wire         fm13_1_we;
+    assign fm13_1_we = fm_cur ? fm13_lw : fm13_mw;
+    wire [7:0]   fm13_1_aa;  // port A: the write's entry, else kernel row A's
+    assign fm13_1_aa = fm13_1_we ? (fm_cur ? fm13_la : fm13_ma) : fm13_ge;
+    reg  [7:0]   fm13_1_ra_q;
+    reg  [7:0]   fm13_1_rb_q;
+    wire         fm14_lw;
+    assign fm14_lw = (lf_valid && lf_index[0] == 1'b1);
+    wire [7:0]   fm14_la;
+    assign fm14_la = (lf_valid && lf_index[0] == 1'b1) ? lf_index[1 +: 8] : 8'd0;
+    wire [7:0]   fm14_ld;
+    assign fm14_ld = (lf_valid && lf_index[0] == 1'b1) ? lf_data[48 +: 8] : 8'd0;
+    wire         fm14_mw;
+    assign fm14_mw = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[6]);
+    wire [7:0]   fm14_ma;
+    assign fm14_ma = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[6]) ? mw0_idx_q[1 +: 8] : 8'd0;
+    wire [7:0]   fm14_md;
+    assign fm14_md = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[6]) ? mw0_data_q[48 +: 8] : 8'd0;
+    wire [7:0]   fm14_ge;
+    assign fm14_ge = ga_q[11:4] + {7'd0, 4'd14 < ga_q[3:0]};
+    wire [7:0]   fm14_he;
+    assign fm14_he = ha_q[11:4] + {7'd0, 4'd14 < ha_q[3:0]};
+    reg  [7:0] fm14_0_mem [0:255];  // feature-map bank 0, lane 14
+    wire         fm14_0_we;
+    assign fm14_0_we = !fm_cur ? fm14_lw : fm14_mw;
+    wire [7:0]   fm14_0_aa;  // port A: the write's entry, else kernel row A's
+    assign fm14_0_aa = fm14_0_we ? (!fm_cur ? fm14_la : fm14_ma) : fm14_ge;
+    reg  [7:0]   fm14_0_ra_q;
+    reg  [7:0]   fm14_0_rb_q;
+    reg  [7:0] fm14_1_mem [0:255];  // feature-map bank 1, lane 14
+    wire         fm14_1_we;
+    assign fm14_1_we = fm_cur ? fm14_lw : fm14_mw;
+    wire [7:0]   fm14_1_aa;  // port A: the write's entry, else kernel row A's
+    assign fm14_1_aa = fm14_1_we ? (fm_cur ? fm14_la : fm14_ma) : fm14_ge;
+    reg  [7:0]   fm14_1_ra_q;
+    reg  [7:0]   fm14_1_rb_q;
+    wire         fm15_lw;
+    assign fm15_lw = (lf_valid && lf_index[0] == 1'b1);
+    wire [7:0]   fm15_la;
+    assign fm15_la = (lf_valid && lf_index[0] == 1'b1) ? lf_index[1 +: 8] : 8'd0;
+    wire [7:0]   fm15_ld;
+    assign fm15_ld = (lf_valid && lf_index[0] == 1'b1) ? lf_data[56 +: 8] : 8'd0;
+    wire         fm15_mw;
+    assign fm15_mw = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[7]);
+    wire [7:0]   fm15_ma;
+    assign fm15_ma = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[7]) ? mw0_idx_q[1 +: 8] : 8'd0;
+    wire [7:0]   fm15_md;
+    assign fm15_md = (mw0_v_q && mw0_idx_q[0] == 1'b1 && mw0_strb_q[7]) ? mw0_data_q[56 +: 8] : 8'd0;
+    wire [7:0]   fm15_ge;
+    assign fm15_ge = ga_q[11:4];
+    wire [7:0]   fm15_he;
+    assign fm15_he = ha_q[11:4];
+    reg  [7:0] fm15_0_mem [0:255];  // feature-map bank 0, lane 15
+    wire         fm15_0_we;
+    assign fm15_0_we = !fm_cur ? fm15_lw : fm15_mw;
+    wire [7:0]   fm15_0_aa;  // port A: the write's entry, else kernel row A's
+    assign fm15_0_aa = fm15_0_we ? (!fm_cur ? fm15_la : fm15_ma) : fm15_ge;
+    reg  [7:0]   fm15_0_ra_q;
+    reg  [7:0]   fm15_0_rb_q;
+    reg  [7:0] fm15_1_mem [0:255];  // feature-map bank 1, lane 15
+    wire         fm15_1_we;
+    assign fm15_1_we = fm_cur ? fm15_lw : fm15_mw;
+    wire [7:0]   fm15_1_aa;  // port A: the write's entry, else kernel row A's
+    assign fm15_1_aa = fm15_1_we ? (fm_cur ? fm15_la : fm15_ma) : fm15_ge;
+    reg  [7:0]   fm15_1_ra_q;
+    reg  [7:0]   fm15_1_rb_q;
+    always @(posedge clk) begin
+        if (fm0_0_we) begin
+            fm0_0_mem[fm0_0_aa] <= !fm_cur ? fm0_ld : fm0_md;
+        end
+        fm0_0_ra_q <= fm0_0_mem[fm0_0_aa];
+        fm0_0_rb_q <= fm0_0_mem[fm0_he];
+        if (fm0_1_we) begin
+            fm0_1_mem[fm0_1_aa] <= fm_cur ? fm0_ld : fm0_md;
+        end
+        fm0_1_ra_q <= fm0_1_mem[fm0_1_aa];
+        fm0_1_rb_q <= fm0_1_mem[fm0_he];
+        if (fm1_0_we) begin
+            fm1_0_mem[fm1_0_aa] <= !fm_cur ? fm1_ld : fm1_md;
+        end
+        fm1_0_ra_q <= fm1_0_mem[fm1_0_aa];
+        fm1_0_rb_q <= fm1_0_mem[fm1_he];
+        if (fm1_1_we) begin
+            fm1_1_mem[fm1_1_aa] <= fm_cur ? fm1_ld : fm1_md;
+        end
+        fm1_1_ra_q <= fm1_1_mem[fm1_1_aa];
+        fm1_1_rb_q <= fm1_1_mem[fm1_he];
+        if (fm2_0_we) begin
+            fm2_0_mem[fm2_0_aa] <= !fm_cur ? fm2_ld : fm2_md;
+        end
+        fm2_0_ra_q <= fm2_0_mem[fm2_0_aa];
+        fm2_0_rb_q <= fm2_0_mem[fm2_he];
+        if (fm2_1_we) begin
+            fm2_1_mem[fm2_1_aa] <= fm_cur ? fm2_ld : fm2_md;
+        end
+        fm2_1_ra_q <= fm2_1_mem[fm2_1_aa];
+        fm2_1_rb_q <= fm2_1_mem[fm2_he];
+        if (fm3_0_we) begin
+            fm3_0_mem[fm3_0_aa] <= !fm_cur ? fm3_ld : fm3_md;
+        end
+        fm3_0_ra_q <= fm3_0_mem[fm3_0_aa];
+        fm3_0_rb_q <= fm3_0_mem[fm3_he];
+        if (fm3_1_we) begin
+            fm3_1_mem[fm3_1_aa] <= fm_cur ? fm3_ld : fm3_md;
+        end
+        fm3_1_ra_q <= fm3_1_mem[fm3_1_aa];
+        fm3_1_rb_q <= fm3_1_mem[fm3_he];
+        if (fm4_0_we) begin
+            fm4_0_mem[fm4_0_aa] <= !fm_cur ? fm4_ld : fm4_md;
+        end
+        fm4_0_ra_q <= fm4_0_mem[fm4_0_aa];
+        fm4_0_rb_q <= fm4_0_mem[fm4_he];
+        if (fm4_1_we) begin
+            fm4_1_mem[fm4_1_aa] <= fm_cur ? fm4_ld : fm4_md;
+        end
+        fm4_1_ra_q <= fm4_1_mem[fm4_1_aa];
+        fm4_1_rb_q <= fm4_1_mem[fm4_he];
+        if (fm5_0_we) begin
+            fm5_0_mem[fm5_0_aa] <= !fm_cur ? fm5_ld : fm5_md;
+        end
+        fm5_0_ra_q <= fm5_0_mem[fm5_0_aa];
+        fm5_0_rb_q <= fm5_0_mem[fm5_he];
+        if (fm5_1_we) begin
+            fm5_1_mem[fm5_1_aa] <= fm_cur ? fm5_ld : fm5_md;
+        end
+        fm5_1_ra_q <= fm5_1_mem[fm5_1_aa];
+        fm5_1_rb_q <= fm5_1_mem[fm5_he];
+        if (fm6_0_we) begin
+            fm6_0_mem[fm6_0_aa] <= !fm_cur ? fm6_ld : fm6_md;
+        end
+        fm6_0_ra_q <= fm6_0_mem[fm6_0_aa];
+        fm6_0_rb_q <= fm6_0_mem[fm6_he];
+        if (fm6_1_we) begin
+            fm6_1_mem[fm6_1_aa] <= fm_cur ? fm6_ld : fm6_md;
+        end
+        fm6_1_ra_q <= fm6_1_mem[fm6_1_aa];
+        fm6_1_rb_q <= fm6_1_mem[fm6_he];
+        if (fm7_0_we) begin
+            fm7_0_mem[fm7_0_aa] <= !fm_cur ? fm7_ld : fm7_md;
+        end
+        fm7_0_ra_q <= fm7_0_mem[fm7_0_aa];
+        fm7_0_rb_q <= fm7_0_mem[fm7_he];
+        if (fm7_1_we) begin
+            fm7_1_mem[fm7_1_aa] <= fm_cur ? fm7_ld : fm7_md;
+        end
+        fm7_1_ra_q <= fm7_1_mem[fm7_1_aa];
+        fm7_1_rb_q <= fm7_1_mem[fm7_he];
+        if (fm8_0_we) begin
+            fm8_0_mem[fm8_0_aa] <= !fm_cur ? fm8_ld : fm8_md;
+        end
+        fm8_0_ra_q <= fm8_0_mem[fm8_0_aa];
+        fm8_0_rb_q <= fm8_0_mem[fm8_he];
+        if (fm8_1_we) begin
+            fm8_1_mem[fm8_1_aa] <= fm_cur ? fm8_ld : fm8_md;
+        end
+        fm8_1_ra_q <= fm8_1_mem[fm8_1_aa];
+        fm8_1_rb_q <= fm8_1_mem[fm8_he];
+        if (fm9_0_we) begin
+            fm9_0_mem[fm9_0_aa] <= !fm_cur ? fm9_ld : fm9_md;
+        end
+        fm9_0_ra_q <= fm9_0_mem[fm9_0_aa];
+        fm9_0_rb_q <= fm9_0_mem[fm9_he];
+        if (fm9_1_we) begin
+            fm9_1_mem[fm9_1_aa] <= fm_cur ? fm9_ld : fm9_md;
+        end
+        fm9_1_ra_q <= fm9_1_mem[fm9_1_aa];
+        fm9_1_rb_q <= fm9_1_mem[fm9_he];
+        if (fm10_0_we) begin
+            fm10_0_mem[fm10_0_aa] <= !fm_cur ? fm10_ld : fm10_md;
+        end
+        fm10_0_ra_q <= fm10_0_mem[fm10_0_aa];
+        fm10_0_rb_q <= fm10_0_mem[fm10_he];
+        if (fm10_1_we) begin
+            fm10_1_mem[fm10_1_aa] <= fm_cur ? fm10_ld : fm10_md;
+        end
+        fm10_1_ra_q <= fm10_1_mem[fm10_1_aa];
+        fm10_1_rb_q <= fm10_1_mem[fm10_he];
+        if (fm11_0_we) begin
+            fm11_0_mem[fm11_0_aa] <= !fm_cur ? fm11_ld : fm11_md;
+        end
+        fm11_0_ra_q <= fm11_0_mem[fm11_0_aa];
+        fm11_0_rb_q <= fm11_0_mem[fm11_he];
+        if (fm11_1_we) begin
+            fm11_1_mem[fm11_1_aa] <= fm_cur ? fm11_ld : fm11_md;
+        end
+        fm11_1_ra_q <= fm11_1_mem[fm11_1_aa];
+        fm11_1_rb_q <= fm11_1_mem[fm11_he];
+        if (fm12_0_we) begin
+            fm12_0_mem[fm12_0_aa] <= !fm_cur ? fm12_ld : fm12_md;
+        end
+        fm12_0_ra_q <= fm12_0_mem[fm12_0_aa];
+        fm12_0_rb_q <= fm12_0_mem[fm12_he];
+        if (fm12_1_we) begin
+            fm12_1_mem[fm12_1_aa] <= fm_cur ? fm12_ld : fm12_md;
+        end
+        fm12_1_ra_q <= fm12_1_mem[fm12_1_aa];
+        fm12_1_rb_q <= fm12_1_mem[fm12_he];
+        if (fm13_0_we) begin
+            fm13_0_mem[fm13_0_aa] <= !fm_cur ? fm13_ld : fm13_md;
+        end
+        fm13_0_ra_q <= fm13_0_mem[fm13_0_aa];
+        fm13_0_rb_q <= fm13_0_mem[fm13_he];
+        if (fm13_1_we) begin
+            fm13_1_mem[fm13_1_aa] <= fm_cur ? fm13_ld : fm13_md;
+        end
+        fm13_1_ra_q <= fm13_1_mem[fm13_1_aa];
+        fm13_1_rb_q <= fm13_1_mem[fm13_he];
+        if (fm14_0_we) begin
+            fm14_0_mem[fm14_0_aa] <= !fm_cur ? fm14_ld : fm14_md;
+        end
+        fm14_0_ra_q <= fm14_0_mem[fm14_0_aa];
+        fm14_0_rb_q <= fm14_0_mem[fm14_he];
+        if (fm14_1_we) begin
+            fm14_1_mem[fm14_1_aa] <= fm_cur ? fm14_ld : fm14_md;
+        end
+        fm14_1_ra_q <= fm14_1_mem[fm14_1_aa];
+        fm14_1_rb_q <= fm14_1_mem[fm14_he];
+        if (fm15_0_we) begin
+            fm15_0_mem[fm15_0_aa] <= !fm_cur ? fm15_ld : fm15_md;
+        end
+        fm15_0_ra_q <= fm15_0_mem[fm15_0_aa];
+        fm15_0_rb_q <= fm15_0_mem[fm15_he];
+        if (fm15_1_we) begin
+            fm15_1_mem[fm15_1_aa] <= fm_cur ? fm15_ld : fm15_md;
+        end
+        fm15_1_ra_q <= fm15_1_mem[fm15_1_aa];
+        fm15_1_rb_q <= fm15_1_mem[fm15_he];
+    end
+
+    // ---- gather: lane reads (t+1), the segments (t+2), each pixel's kernel rows (t+3) ----
+    // Bytes outside the input are masked.
     wire         g_rowok;  // the kernel row's input row lies inside the map
     assign g_rowok = !giy_q[17] && giy_q < {2'd0, x_in_h};
+    wire         h_rowok;  // the kernel row's input row lies inside the map
+    assign h_rowok = !hiy_q[17] && hiy_q < {2'd0, x_in_h};
     reg  [6:0]   colok_q;  // the block's column t lies inside the map: 0 <= ix0 + t < in_w
     reg          p1_v_q;
     reg          p1_last_q;
+    reg          p1_cur_q;
     reg  [3:0]   p1_rot_q;
     reg          p1_rowok_q;
+    reg          p1_hv_q;
+    reg  [3:0]   p1_hrot_q;
+    reg          p1_hrowok_q;
+    reg  [3:0]   p1_n_q;
     reg  [6:0]   p1_colok_q;
     reg          p1_blk_q;
     reg  [3:0]   p1_bn_q;
@@ -345,38 +951,30 @@ module caq_window (
     reg          pq_v_q;
     reg          pq_last_q;
     reg          pq_rowok_q;
+    reg          pq_hv_q;
+    reg          pq_hrowok_q;
+    reg  [3:0]   pq_n_q;
     reg  [6:0]   pq_colok_q;
     reg          pq_blk_q;
     reg  [3:0]   pq_bn_q;
-    reg  [7:0]   seg0_q;  // segment byte j: the input byte at the kernel row's start + j
+    reg  [7:0]   seg0_q;  // segment byte j: the input byte at kernel row A's start + j
     reg  [7:0]   seg1_q;
     reg  [7:0]   seg2_q;
     reg  [7:0]   seg3_q;
     reg  [7:0]   seg4_q;
     reg  [7:0]   seg5_q;
     reg  [7:0]   seg6_q;
+    reg  [7:0]   hseg0_q;  // segment byte j of kernel row B
+    reg  [7:0]   hseg1_q;
+    reg  [7:0]   hseg2_q;
+    reg  [7:0]   hseg3_q;
     reg          p2_v_q;
     reg          p2_last_q;
+    reg  [3:0]   p2_n_q;
     reg          p2_blk_q;
     reg  [3:0]   p2_bn_q;
-    reg  [55:0]  prow0_q;  // pixel w's kernel row, byte j at [8j +: 8]
+    reg  [63:0]  prow0_q;  // pixel w's bytes of this cycle, byte j at [8j +: 8]
     always @(posedge clk) begin
-        fm0_rd_q <= fm0_mem[{fm_cur, g_entry + {7'd0, 4'd0 < ga_q[3:0]}}];
-        fm1_rd_q <= fm1_mem[{fm_cur, g_entry + {7'd0, 4'd1 < ga_q[3:0]}}];
-        fm2_rd_q <= fm2_mem[{fm_cur, g_entry + {7'd0, 4'd2 < ga_q[3:0]}}];
-        fm3_rd_q <= fm3_mem[{fm_cur, g_entry + {7'd0, 4'd3 < ga_q[3:0]}}];
-        fm4_rd_q <= fm4_mem[{fm_cur, g_entry + {7'd0, 4'd4 < ga_q[3:0]}}];
-        fm5_rd_q <= fm5_mem[{fm_cur, g_entry + {7'd0, 4'd5 < ga_q[3:0]}}];
-        fm6_rd_q <= fm6_mem[{fm_cur, g_entry + {7'd0, 4'd6 < ga_q[3:0]}}];
-        fm7_rd_q <= fm7_mem[{fm_cur, g_entry + {7'd0, 4'd7 < ga_q[3:0]}}];
-        fm8_rd_q <= fm8_mem[{fm_cur, g_entry + {7'd0, 4'd8 < ga_q[3:0]}}];
-        fm9_rd_q <= fm9_mem[{fm_cur, g_entry + {7'd0, 4'd9 < ga_q[3:0]}}];
-        fm10_rd_q <= fm10_mem[{fm_cur, g_entry + {7'd0, 4'd10 < ga_q[3:0]}}];
-        fm11_rd_q <= fm11_mem[{fm_cur, g_entry + {7'd0, 4'd11 < ga_q[3:0]}}];
-        fm12_rd_q <= fm12_mem[{fm_cur, g_entry + {7'd0, 4'd12 < ga_q[3:0]}}];
-        fm13_rd_q <= fm13_mem[{fm_cur, g_entry + {7'd0, 4'd13 < ga_q[3:0]}}];
-        fm14_rd_q <= fm14_mem[{fm_cur, g_entry + {7'd0, 4'd14 < ga_q[3:0]}}];
-        fm15_rd_q <= fm15_mem[{fm_cur, g_entry}];
         if (blk_go) begin
             colok_q <= {(!ix0_t6[17] && ix0_t6 < {2'd0, x_in_w}), (!ix0_t5[17] && ix0_t5 < {2'd0, x_in_w}), (!ix0_t4[17] && ix0_t4 < {2'd0, x_in_w}), (!ix0_t3[17] && ix0_t3 < {2'd0, x_in_w}), (!ix0_t2[17] && ix0_t2 < {2'd0, x_in_w}), (!ix0_t1[17] && ix0_t1 < {2'd0, x_in_w}), (!ix0_t0[17] && ix0_t0 < {2'd0, x_in_w})};
         end
@@ -387,18 +985,27 @@ module caq_window (
             p1_v_q <= gon_q;
             p1_last_q <= gon_q && g_last;
         end
+        p1_cur_q <= fm_cur;
         p1_rot_q <= ga_q[3:0];
         p1_rowok_q <= g_rowok;
+        p1_hv_q <= h_v;
+        p1_hrot_q <= ha_q[3:0];
+        p1_hrowok_q <= h_rowok;
+        p1_n_q <= {1'b0, x_kw} + (h_v ? {1'b0, x_kw} : 4'd0);
         p1_colok_q <= colok_q;
         p1_blk_q <= gblk_q;
         p1_bn_q <= bn_q;
-        seg0_q <= (p1_rot_q == 4'd0) ? fm0_rd_q : (p1_rot_q == 4'd1) ? fm1_rd_q : (p1_rot_q == 4'd2) ? fm2_rd_q : (p1_rot_q == 4'd3) ? fm3_rd_q : (p1_rot_q == 4'd4) ? fm4_rd_q : (p1_rot_q == 4'd5) ? fm5_rd_q : (p1_rot_q == 4'd6) ? fm6_rd_q : (p1_rot_q == 4'd7) ? fm7_rd_q : (p1_rot_q == 4'd8) ? fm8_rd_q : (p1_rot_q == 4'd9) ? fm9_rd_q : (p1_rot_q == 4'd10) ? fm10_rd_q : (p1_rot_q == 4'd11) ? fm11_rd_q : (p1_rot_q == 4'd12) ? fm12_rd_q : (p1_rot_q == 4'd13) ? fm13_rd_q : (p1_rot_q == 4'd14) ? fm14_rd_q : (p1_rot_q == 4'd15) ? fm15_rd_q : 8'd0;
-        seg1_q <= (p1_rot_q == 4'd0) ? fm1_rd_q : (p1_rot_q == 4'd1) ? fm2_rd_q : (p1_rot_q == 4'd2) ? fm3_rd_q : (p1_rot_q == 4'd3) ? fm4_rd_q : (p1_rot_q == 4'd4) ? fm5_rd_q : (p1_rot_q == 4'd5) ? fm6_rd_q : (p1_rot_q == 4'd6) ? fm7_rd_q : (p1_rot_q == 4'd7) ? fm8_rd_q : (p1_rot_q == 4'd8) ? fm9_rd_q : (p1_rot_q == 4'd9) ? fm10_rd_q : (p1_rot_q == 4'd10) ? fm11_rd_q : (p1_rot_q == 4'd11) ? fm12_rd_q : (p1_rot_q == 4'd12) ? fm13_rd_q : (p1_rot_q == 4'd13) ? fm14_rd_q : (p1_rot_q == 4'd14) ? fm15_rd_q : (p1_rot_q == 4'd15) ? fm0_rd_q : 8'd0;
-        seg2_q <= (p1_rot_q == 4'd0) ? fm2_rd_q : (p1_rot_q == 4'd1) ? fm3_rd_q : (p1_rot_q == 4'd2) ? fm4_rd_q : (p1_rot_q == 4'd3) ? fm5_rd_q : (p1_rot_q == 4'd4) ? fm6_rd_q : (p1_rot_q == 4'd5) ? fm7_rd_q : (p1_rot_q == 4'd6) ? fm8_rd_q : (p1_rot_q == 4'd7) ? fm9_rd_q : (p1_rot_q == 4'd8) ? fm10_rd_q : (p1_rot_q == 4'd9) ? fm11_rd_q : (p1_rot_q == 4'd10) ? fm12_rd_q : (p1_rot_q == 4'd11) ? fm13_rd_q : (p1_rot_q == 4'd12) ? fm14_rd_q : (p1_rot_q == 4'd13) ? fm15_rd_q : (p1_rot_q == 4'd14) ? fm0_rd_q : (p1_rot_q == 4'd15) ? fm1_rd_q : 8'd0;
-        seg3_q <= (p1_rot_q == 4'd0) ? fm3_rd_q : (p1_rot_q == 4'd1) ? fm4_rd_q : (p1_rot_q == 4'd2) ? fm5_rd_q : (p1_rot_q == 4'd3) ? fm6_rd_q : (p1_rot_q == 4'd4) ? fm7_rd_q : (p1_rot_q == 4'd5) ? fm8_rd_q : (p1_rot_q == 4'd6) ? fm9_rd_q : (p1_rot_q == 4'd7) ? fm10_rd_q : (p1_rot_q == 4'd8) ? fm11_rd_q : (p1_rot_q == 4'd9) ? fm12_rd_q : (p1_rot_q == 4'd10) ? fm13_rd_q : (p1_rot_q == 4'd11) ? fm14_rd_q : (p1_rot_q == 4'd12) ? fm15_rd_q : (p1_rot_q == 4'd13) ? fm0_rd_q : (p1_rot_q == 4'd14) ? fm1_rd_q : (p1_rot_q == 4'd15) ? fm2_rd_q : 8'd0;
-        seg4_q <= (p1_rot_q == 4'd0) ? fm4_rd_q : (p1_rot_q == 4'd1) ? fm5_rd_q : (p1_rot_q == 4'd2) ? fm6_rd_q : (p1_rot_q == 4'd3) ? fm7_rd_q : (p1_rot_q == 4'd4) ? fm8_rd_q : (p1_rot_q == 4'd5) ? fm9_rd_q : (p1_rot_q == 4'd6) ? fm10_rd_q : (p1_rot_q == 4'd7) ? fm11_rd_q : (p1_rot_q == 4'd8) ? fm12_rd_q : (p1_rot_q == 4'd9) ? fm13_rd_q : (p1_rot_q == 4'd10) ? fm14_rd_q : (p1_rot_q == 4'd11) ? fm15_rd_q : (p1_rot_q == 4'd12) ? fm0_rd_q : (p1_rot_q == 4'd13) ? fm1_rd_q : (p1_rot_q == 4'd14) ? fm2_rd_q : (p1_rot_q == 4'd15) ? fm3_rd_q : 8'd0;
-        seg5_q <= (p1_rot_q == 4'd0) ? fm5_rd_q : (p1_rot_q == 4'd1) ? fm6_rd_q : (p1_rot_q == 4'd2) ? fm7_rd_q : (p1_rot_q == 4'd3) ? fm8_rd_q : (p1_rot_q == 4'd4) ? fm9_rd_q : (p1_rot_q == 4'd5) ? fm10_rd_q : (p1_rot_q == 4'd6) ? fm11_rd_q : (p1_rot_q == 4'd7) ? fm12_rd_q : (p1_rot_q == 4'd8) ? fm13_rd_q : (p1_rot_q == 4'd9) ? fm14_rd_q : (p1_rot_q == 4'd10) ? fm15_rd_q : (p1_rot_q == 4'd11) ? fm0_rd_q : (p1_rot_q == 4'd12) ? fm1_rd_q : (p1_rot_q == 4'd13) ? fm2_rd_q : (p1_rot_q == 4'd14) ? fm3_rd_q : (p1_rot_q == 4'd15) ? fm4_rd_q : 8'd0;
-        seg6_q <= (p1_rot_q == 4'd0) ? fm6_rd_q : (p1_rot_q == 4'd1) ? fm7_rd_q : (p1_rot_q == 4'd2) ? fm8_rd_q : (p1_rot_q == 4'd3) ? fm9_rd_q : (p1_rot_q == 4'd4) ? fm10_rd_q : (p1_rot_q == 4'd5) ? fm11_rd_q : (p1_rot_q == 4'd6) ? fm12_rd_q : (p1_rot_q == 4'd7) ? fm13_rd_q : (p1_rot_q == 4'd8) ? fm14_rd_q : (p1_rot_q == 4'd9) ? fm15_rd_q : (p1_rot_q == 4'd10) ? fm0_rd_q : (p1_rot_q == 4'd11) ? fm1_rd_q : (p1_rot_q == 4'd12) ? fm2_rd_q : (p1_rot_q == 4'd13) ? fm3_rd_q : (p1_rot_q == 4'd14) ? fm4_rd_q : (p1_rot_q == 4'd15) ? fm5_rd_q : 8'd0;
+        seg0_q <= (p1_rot_q == 4'd0) ? (p1_cur_q ? fm0_1_ra_q : fm0_0_ra_q) : (p1_rot_q == 4'd1) ? (p1_cur_q ? fm1_1_ra_q : fm1_0_ra_q) : (p1_rot_q == 4'd2) ? (p1_cur_q ? fm2_1_ra_q : fm2_0_ra_q) : (p1_rot_q == 4'd3) ? (p1_cur_q ? fm3_1_ra_q : fm3_0_ra_q) : (p1_rot_q == 4'd4) ? (p1_cur_q ? fm4_1_ra_q : fm4_0_ra_q) : (p1_rot_q == 4'd5) ? (p1_cur_q ? fm5_1_ra_q : fm5_0_ra_q) : (p1_rot_q == 4'd6) ? (p1_cur_q ? fm6_1_ra_q : fm6_0_ra_q) : (p1_rot_q == 4'd7) ? (p1_cur_q ? fm7_1_ra_q : fm7_0_ra_q) : (p1_rot_q == 4'd8) ? (p1_cur_q ? fm8_1_ra_q : fm8_0_ra_q) : (p1_rot_q == 4'd9) ? (p1_cur_q ? fm9_1_ra_q : fm9_0_ra_q) : (p1_rot_q == 4'd10) ? (p1_cur_q ? fm10_1_ra_q : fm10_0_ra_q) : (p1_rot_q == 4'd11) ? (p1_cur_q ? fm11_1_ra_q : fm11_0_ra_q) : (p1_rot_q == 4'd12) ? (p1_cur_q ? fm12_1_ra_q : fm12_0_ra_q) : (p1_rot_q == 4'd13) ? (p1_cur_q ? fm13_1_ra_q : fm13_0_ra_q) : (p1_rot_q == 4'd14) ? (p1_cur_q ? fm14_1_ra_q : fm14_0_ra_q) : (p1_rot_q == 4'd15) ? (p1_cur_q ? fm15_1_ra_q : fm15_0_ra_q) : 8'd0;
+        seg1_q <= (p1_rot_q == 4'd0) ? (p1_cur_q ? fm1_1_ra_q : fm1_0_ra_q) : (p1_rot_q == 4'd1) ? (p1_cur_q ? fm2_1_ra_q : fm2_0_ra_q) : (p1_rot_q == 4'd2) ? (p1_cur_q ? fm3_1_ra_q : fm3_0_ra_q) : (p1_rot_q == 4'd3) ? (p1_cur_q ? fm4_1_ra_q : fm4_0_ra_q) : (p1_rot_q == 4'd4) ? (p1_cur_q ? fm5_1_ra_q : fm5_0_ra_q) : (p1_rot_q == 4'd5) ? (p1_cur_q ? fm6_1_ra_q : fm6_0_ra_q) : (p1_rot_q == 4'd6) ? (p1_cur_q ? fm7_1_ra_q : fm7_0_ra_q) : (p1_rot_q == 4'd7) ? (p1_cur_q ? fm8_1_ra_q : fm8_0_ra_q) : (p1_rot_q == 4'd8) ? (p1_cur_q ? fm9_1_ra_q : fm9_0_ra_q) : (p1_rot_q == 4'd9) ? (p1_cur_q ? fm10_1_ra_q : fm10_0_ra_q) : (p1_rot_q == 4'd10) ? (p1_cur_q ? fm11_1_ra_q : fm11_0_ra_q) : (p1_rot_q == 4'd11) ? (p1_cur_q ? fm12_1_ra_q : fm12_0_ra_q) : (p1_rot_q == 4'd12) ? (p1_cur_q ? fm13_1_ra_q : fm13_0_ra_q) : (p1_rot_q == 4'd13) ? (p1_cur_q ? fm14_1_ra_q : fm14_0_ra_q) : (p1_rot_q == 4'd14) ? (p1_cur_q ? fm15_1_ra_q : fm15_0_ra_q) : (p1_rot_q == 4'd15) ? (p1_cur_q ? fm0_1_ra_q : fm0_0_ra_q) : 8'd0;
+        seg2_q <= (p1_rot_q == 4'd0) ? (p1_cur_q ? fm2_1_ra_q : fm2_0_ra_q) : (p1_rot_q == 4'd1) ? (p1_cur_q ? fm3_1_ra_q : fm3_0_ra_q) : (p1_rot_q == 4'd2) ? (p1_cur_q ? fm4_1_ra_q : fm4_0_ra_q) : (p1_rot_q == 4'd3) ? (p1_cur_q ? fm5_1_ra_q : fm5_0_ra_q) : (p1_rot_q == 4'd4) ? (p1_cur_q ? fm6_1_ra_q : fm6_0_ra_q) : (p1_rot_q == 4'd5) ? (p1_cur_q ? fm7_1_ra_q : fm7_0_ra_q) : (p1_rot_q == 4'd6) ? (p1_cur_q ? fm8_1_ra_q : fm8_0_ra_q) : (p1_rot_q == 4'd7) ? (p1_cur_q ? fm9_1_ra_q : fm9_0_ra_q) : (p1_rot_q == 4'd8) ? (p1_cur_q ? fm10_1_ra_q : fm10_0_ra_q) : (p1_rot_q == 4'd9) ? (p1_cur_q ? fm11_1_ra_q : fm11_0_ra_q) : (p1_rot_q == 4'd10) ? (p1_cur_q ? fm12_1_ra_q : fm12_0_ra_q) : (p1_rot_q == 4'd11) ? (p1_cur_q ? fm13_1_ra_q : fm13_0_ra_q) : (p1_rot_q == 4'd12) ? (p1_cur_q ? fm14_1_ra_q : fm14_0_ra_q) : (p1_rot_q == 4'd13) ? (p1_cur_q ? fm15_1_ra_q : fm15_0_ra_q) : (p1_rot_q == 4'd14) ? (p1_cur_q ? fm0_1_ra_q : fm0_0_ra_q) : (p1_rot_q == 4'd15) ? (p1_cur_q ? fm1_1_ra_q : fm1_0_ra_q) : 8'd0;
+        seg3_q <= (p1_rot_q == 4'd0) ? (p1_cur_q ? fm3_1_ra_q : fm3_0_ra_q) : (p1_rot_q == 4'd1) ? (p1_cur_q ? fm4_1_ra_q : fm4_0_ra_q) : (p1_rot_q == 4'd2) ? (p1_cur_q ? fm5_1_ra_q : fm5_0_ra_q) : (p1_rot_q == 4'd3) ? (p1_cur_q ? fm6_1_ra_q : fm6_0_ra_q) : (p1_rot_q == 4'd4) ? (p1_cur_q ? fm7_1_ra_q : fm7_0_ra_q) : (p1_rot_q == 4'd5) ? (p1_cur_q ? fm8_1_ra_q : fm8_0_ra_q) : (p1_rot_q == 4'd6) ? (p1_cur_q ? fm9_1_ra_q : fm9_0_ra_q) : (p1_rot_q == 4'd7) ? (p1_cur_q ? fm10_1_ra_q : fm10_0_ra_q) : (p1_rot_q == 4'd8) ? (p1_cur_q ? fm11_1_ra_q : fm11_0_ra_q) : (p1_rot_q == 4'd9) ? (p1_cur_q ? fm12_1_ra_q : fm12_0_ra_q) : (p1_rot_q == 4'd10) ? (p1_cur_q ? fm13_1_ra_q : fm13_0_ra_q) : (p1_rot_q == 4'd11) ? (p1_cur_q ? fm14_1_ra_q : fm14_0_ra_q) : (p1_rot_q == 4'd12) ? (p1_cur_q ? fm15_1_ra_q : fm15_0_ra_q) : (p1_rot_q == 4'd13) ? (p1_cur_q ? fm0_1_ra_q : fm0_0_ra_q) : (p1_rot_q == 4'd14) ? (p1_cur_q ? fm1_1_ra_q : fm1_0_ra_q) : (p1_rot_q == 4'd15) ? (p1_cur_q ? fm2_1_ra_q : fm2_0_ra_q) : 8'd0;
+        seg4_q <= (p1_rot_q == 4'd0) ? (p1_cur_q ? fm4_1_ra_q : fm4_0_ra_q) : (p1_rot_q == 4'd1) ? (p1_cur_q ? fm5_1_ra_q : fm5_0_ra_q) : (p1_rot_q == 4'd2) ? (p1_cur_q ? fm6_1_ra_q : fm6_0_ra_q) : (p1_rot_q == 4'd3) ? (p1_cur_q ? fm7_1_ra_q : fm7_0_ra_q) : (p1_rot_q == 4'd4) ? (p1_cur_q ? fm8_1_ra_q : fm8_0_ra_q) : (p1_rot_q == 4'd5) ? (p1_cur_q ? fm9_1_ra_q : fm9_0_ra_q) : (p1_rot_q == 4'd6) ? (p1_cur_q ? fm10_1_ra_q : fm10_0_ra_q) : (p1_rot_q == 4'd7) ? (p1_cur_q ? fm11_1_ra_q : fm11_0_ra_q) : (p1_rot_q == 4'd8) ? (p1_cur_q ? fm12_1_ra_q : fm12_0_ra_q) : (p1_rot_q == 4'd9) ? (p1_cur_q ? fm13_1_ra_q : fm13_0_ra_q) : (p1_rot_q == 4'd10) ? (p1_cur_q ? fm14_1_ra_q : fm14_0_ra_q) : (p1_rot_q == 4'd11) ? (p1_cur_q ? fm15_1_ra_q : fm15_0_ra_q) : (p1_rot_q == 4'd12) ? (p1_cur_q ? fm0_1_ra_q : fm0_0_ra_q) : (p1_rot_q == 4'd13) ? (p1_cur_q ? fm1_1_ra_q : fm1_0_ra_q) : (p1_rot_q == 4'd14) ? (p1_cur_q ? fm2_1_ra_q : fm2_0_ra_q) : (p1_rot_q == 4'd15) ? (p1_cur_q ? fm3_1_ra_q : fm3_0_ra_q) : 8'd0;
+        seg5_q <= (p1_rot_q == 4'd0) ? (p1_cur_q ? fm5_1_ra_q : fm5_0_ra_q) : (p1_rot_q == 4'd1) ? (p1_cur_q ? fm6_1_ra_q : fm6_0_ra_q) : (p1_rot_q == 4'd2) ? (p1_cur_q ? fm7_1_ra_q : fm7_0_ra_q) : (p1_rot_q == 4'd3) ? (p1_cur_q ? fm8_1_ra_q : fm8_0_ra_q) : (p1_rot_q == 4'd4) ? (p1_cur_q ? fm9_1_ra_q : fm9_0_ra_q) : (p1_rot_q == 4'd5) ? (p1_cur_q ? fm10_1_ra_q : fm10_0_ra_q) : (p1_rot_q == 4'd6) ? (p1_cur_q ? fm11_1_ra_q : fm11_0_ra_q) : (p1_rot_q == 4'd7) ? (p1_cur_q ? fm12_1_ra_q : fm12_0_ra_q) : (p1_rot_q == 4'd8) ? (p1_cur_q ? fm13_1_ra_q : fm13_0_ra_q) : (p1_rot_q == 4'd9) ? (p1_cur_q ? fm14_1_ra_q : fm14_0_ra_q) : (p1_rot_q == 4'd10) ? (p1_cur_q ? fm15_1_ra_q : fm15_0_ra_q) : (p1_rot_q == 4'd11) ? (p1_cur_q ? fm0_1_ra_q : fm0_0_ra_q) : (p1_rot_q == 4'd12) ? (p1_cur_q ? fm1_1_ra_q : fm1_0_ra_q) : (p1_rot_q == 4'd13) ? (p1_cur_q ? fm2_1_ra_q : fm2_0_ra_q) : (p1_rot_q == 4'd14) ? (p1_cur_q ? fm3_1_ra_q : fm3_0_ra_q) : (p1_rot_q == 4'd15) ? (p1_cur_q ? fm4_1_ra_q : fm4_0_ra_q) : 8'd0;
+        seg6_q <= (p1_rot_q == 4'd0) ? (p1_cur_q ? fm6_1_ra_q : fm6_0_ra_q) : (p1_rot_q == 4'd1) ? (p1_cur_q ? fm7_1_ra_q : fm7_0_ra_q) : (p1_rot_q == 4'd2) ? (p1_cur_q ? fm8_1_ra_q : fm8_0_ra_q) : (p1_rot_q == 4'd3) ? (p1_cur_q ? fm9_1_ra_q : fm9_0_ra_q) : (p1_rot_q == 4'd4) ? (p1_cur_q ? fm10_1_ra_q : fm10_0_ra_q) : (p1_rot_q == 4'd5) ? (p1_cur_q ? fm11_1_ra_q : fm11_0_ra_q) : (p1_rot_q == 4'd6) ? (p1_cur_q ? fm12_1_ra_q : fm12_0_ra_q) : (p1_rot_q == 4'd7) ? (p1_cur_q ? fm13_1_ra_q : fm13_0_ra_q) : (p1_rot_q == 4'd8) ? (p1_cur_q ? fm14_1_ra_q : fm14_0_ra_q) : (p1_rot_q == 4'd9) ? (p1_cur_q ? fm15_1_ra_q : fm15_0_ra_q) : (p1_rot_q == 4'd10) ? (p1_cur_q ? fm0_1_ra_q : fm0_0_ra_q) : (p1_rot_q == 4'd11) ? (p1_cur_q ? fm1_1_ra_q : fm1_0_ra_q) : (p1_rot_q == 4'd12) ? (p1_cur_q ? fm2_1_ra_q : fm2_0_ra_q) : (p1_rot_q == 4'd13) ? (p1_cur_q ? fm3_1_ra_q : fm3_0_ra_q) : (p1_rot_q == 4'd14) ? (p1_cur_q ? fm4_1_ra_q : fm4_0_ra_q) : (p1_rot_q == 4'd15) ? (p1_cur_q ? fm5_1_ra_q : fm5_0_ra_q) : 8'd0;
+        hseg0_q <= (p1_hrot_q == 4'd0) ? (p1_cur_q ? fm0_1_rb_q : fm0_0_rb_q) : (p1_hrot_q == 4'd1) ? (p1_cur_q ? fm1_1_rb_q : fm1_0_rb_q) : (p1_hrot_q == 4'd2) ? (p1_cur_q ? fm2_1_rb_q : fm2_0_rb_q) : (p1_hrot_q == 4'd3) ? (p1_cur_q ? fm3_1_rb_q : fm3_0_rb_q) : (p1_hrot_q == 4'd4) ? (p1_cur_q ? fm4_1_rb_q : fm4_0_rb_q) : (p1_hrot_q == 4'd5) ? (p1_cur_q ? fm5_1_rb_q : fm5_0_rb_q) : (p1_hrot_q == 4'd6) ? (p1_cur_q ? fm6_1_rb_q : fm6_0_rb_q) : (p1_hrot_q == 4'd7) ? (p1_cur_q ? fm7_1_rb_q : fm7_0_rb_q) : (p1_hrot_q == 4'd8) ? (p1_cur_q ? fm8_1_rb_q : fm8_0_rb_q) : (p1_hrot_q == 4'd9) ? (p1_cur_q ? fm9_1_rb_q : fm9_0_rb_q) : (p1_hrot_q == 4'd10) ? (p1_cur_q ? fm10_1_rb_q : fm10_0_rb_q) : (p1_hrot_q == 4'd11) ? (p1_cur_q ? fm11_1_rb_q : fm11_0_rb_q) : (p1_hrot_q == 4'd12) ? (p1_cur_q ? fm12_1_rb_q : fm12_0_rb_q) : (p1_hrot_q == 4'd13) ? (p1_cur_q ? fm13_1_rb_q : fm13_0_rb_q) : (p1_hrot_q == 4'd14) ? (p1_cur_q ? fm14_1_rb_q : fm14_0_rb_q) : (p1_hrot_q == 4'd15) ? (p1_cur_q ? fm15_1_rb_q : fm15_0_rb_q) : 8'd0;
+        hseg1_q <= (p1_hrot_q == 4'd0) ? (p1_cur_q ? fm1_1_rb_q : fm1_0_rb_q) : (p1_hrot_q == 4'd1) ? (p1_cur_q ? fm2_1_rb_q : fm2_0_rb_q) : (p1_hrot_q == 4'd2) ? (p1_cur_q ? fm3_1_rb_q : fm3_0_rb_q) : (p1_hrot_q == 4'd3) ? (p1_cur_q ? fm4_1_rb_q : fm4_0_rb_q) : (p1_hrot_q == 4'd4) ? (p1_cur_q ? fm5_1_rb_q : fm5_0_rb_q) : (p1_hrot_q == 4'd5) ? (p1_cur_q ? fm6_1_rb_q : fm6_0_rb_q) : (p1_hrot_q == 4'd6) ? (p1_cur_q ? fm7_1_rb_q : fm7_0_rb_q) : (p1_hrot_q == 4'd7) ? (p1_cur_q ? fm8_1_rb_q : fm8_0_rb_q) : (p1_hrot_q == 4'd8) ? (p1_cur_q ? fm9_1_rb_q : fm9_0_rb_q) : (p1_hrot_q == 4'd9) ? (p1_cur_q ? fm10_1_rb_q : fm10_0_rb_q) : (p1_hrot_q == 4'd10) ? (p1_cur_q ? fm11_1_rb_q : fm11_0_rb_q) : (p1_hrot_q == 4'd11) ? (p1_cur_q ? fm12_1_rb_q : fm12_0_rb_q) : (p1_hrot_q == 4'd12) ? (p1_cur_q ? fm13_1_rb_q : fm13_0_rb_q) : (p1_hrot_q == 4'd13) ? (p1_cur_q ? fm14_1_rb_q : fm14_0_rb_q) : (p1_hrot_q == 4'd14) ? (p1_cur_q ? fm15_1_rb_q : fm15_0_rb_q) : (p1_hrot_q == 4'd15) ? (p1_cur_q ? fm0_1_rb_q : fm0_0_rb_q) : 8'd0;
+        hseg2_q <= (p1_hrot_q == 4'd0) ? (p1_cur_q ? fm2_1_rb_q : fm2_0_rb_q) : (p1_hrot_q == 4'd1) ? (p1_cur_q ? fm3_1_rb_q : fm3_0_rb_q) : (p1_hrot_q == 4'd2) ? (p1_cur_q ? fm4_1_rb_q : fm4_0_rb_q) : (p1_hrot_q == 4'd3) ? (p1_cur_q ? fm5_1_rb_q : fm5_0_rb_q) : (p1_hrot_q == 4'd4) ? (p1_cur_q ? fm6_1_rb_q : fm6_0_rb_q) : (p1_hrot_q == 4'd5) ? (p1_cur_q ? fm7_1_rb_q : fm7_0_rb_q) : (p1_hrot_q == 4'd6) ? (p1_cur_q ? fm8_1_rb_q : fm8_0_rb_q) : (p1_hrot_q == 4'd7) ? (p1_cur_q ? fm9_1_rb_q : fm9_0_rb_q) : (p1_hrot_q == 4'd8) ? (p1_cur_q ? fm10_1_rb_q : fm10_0_rb_q) : (p1_hrot_q == 4'd9) ? (p1_cur_q ? fm11_1_rb_q : fm11_0_rb_q) : (p1_hrot_q == 4'd10) ? (p1_cur_q ? fm12_1_rb_q : fm12_0_rb_q) : (p1_hrot_q == 4'd11) ? (p1_cur_q ? fm13_1_rb_q : fm13_0_rb_q) : (p1_hrot_q == 4'd12) ? (p1_cur_q ? fm14_1_rb_q : fm14_0_rb_q) : (p1_hrot_q == 4'd13) ? (p1_cur_q ? fm15_1_rb_q : fm15_0_rb_q) : (p1_hrot_q == 4'd14) ? (p1_cur_q ? fm0_1_rb_q : fm0_0_rb_q) : (p1_hrot_q == 4'd15) ? (p1_cur_q ? fm1_1_rb_q : fm1_0_rb_q) : 8'd0;
+        hseg3_q <= (p1_hrot_q == 4'd0) ? (p1_cur_q ? fm3_1_rb_q : fm3_0_rb_q) : (p1_hrot_q == 4'd1) ? (p1_cur_q ? fm4_1_rb_q : fm4_0_rb_q) : (p1_hrot_q == 4'd2) ? (p1_cur_q ? fm5_1_rb_q : fm5_0_rb_q) : (p1_hrot_q == 4'd3) ? (p1_cur_q ? fm6_1_rb_q : fm6_0_rb_q) : (p1_hrot_q == 4'd4) ? (p1_cur_q ? fm7_1_rb_q : fm7_0_rb_q) : (p1_hrot_q == 4'd5) ? (p1_cur_q ? fm8_1_rb_q : fm8_0_rb_q) : (p1_hrot_q == 4'd6) ? (p1_cur_q ? fm9_1_rb_q : fm9_0_rb_q) : (p1_hrot_q == 4'd7) ? (p1_cur_q ? fm10_1_rb_q : fm10_0_rb_q) : (p1_hrot_q == 4'd8) ? (p1_cur_q ? fm11_1_rb_q : fm11_0_rb_q) : (p1_hrot_q == 4'd9) ? (p1_cur_q ? fm12_1_rb_q : fm12_0_rb_q) : (p1_hrot_q == 4'd10) ? (p1_cur_q ? fm13_1_rb_q : fm13_0_rb_q) : (p1_hrot_q == 4'd11) ? (p1_cur_q ? fm14_1_rb_q : fm14_0_rb_q) : (p1_hrot_q == 4'd12) ? (p1_cur_q ? fm15_1_rb_q : fm15_0_rb_q) : (p1_hrot_q == 4'd13) ? (p1_cur_q ? fm0_1_rb_q : fm0_0_rb_q) : (p1_hrot_q == 4'd14) ? (p1_cur_q ? fm1_1_rb_q : fm1_0_rb_q) : (p1_hrot_q == 4'd15) ? (p1_cur_q ? fm2_1_rb_q : fm2_0_rb_q) : 8'd0;
         if (!rst_n || clear) begin
             pq_v_q <= 1'b0;
             pq_last_q <= 1'b0;
@@ -407,10 +1014,13 @@ module caq_window (
             pq_last_q <= p1_last_q;
         end
         pq_rowok_q <= p1_rowok_q;
+        pq_hv_q <= p1_hv_q;
+        pq_hrowok_q <= p1_hrowok_q;
+        pq_n_q <= p1_n_q;
         pq_colok_q <= p1_colok_q;
         pq_blk_q <= p1_blk_q;
         pq_bn_q <= p1_bn_q;
-        prow0_q <= {((pq_rowok_q && 3'd6 < x_kw) ? (x_stride2 ? (pq_colok_q[6] ? seg6_q : 8'd0) : (pq_colok_q[6] ? seg6_q : 8'd0)) : 8'd0), ((pq_rowok_q && 3'd5 < x_kw) ? (x_stride2 ? (pq_colok_q[5] ? seg5_q : 8'd0) : (pq_colok_q[5] ? seg5_q : 8'd0)) : 8'd0), ((pq_rowok_q && 3'd4 < x_kw) ? (x_stride2 ? (pq_colok_q[4] ? seg4_q : 8'd0) : (pq_colok_q[4] ? seg4_q : 8'd0)) : 8'd0), ((pq_rowok_q && 3'd3 < x_kw) ? (x_stride2 ? (pq_colok_q[3] ? seg3_q : 8'd0) : (pq_colok_q[3] ? seg3_q : 8'd0)) : 8'd0), ((pq_rowok_q && 3'd2 < x_kw) ? (x_stride2 ? (pq_colok_q[2] ? seg2_q : 8'd0) : (pq_colok_q[2] ? seg2_q : 8'd0)) : 8'd0), ((pq_rowok_q && 3'd1 < x_kw) ? (x_stride2 ? (pq_colok_q[1] ? seg1_q : 8'd0) : (pq_colok_q[1] ? seg1_q : 8'd0)) : 8'd0), ((pq_rowok_q && 3'd0 < x_kw) ? (x_stride2 ? (pq_colok_q[0] ? seg0_q : 8'd0) : (pq_colok_q[0] ? seg0_q : 8'd0)) : 8'd0)};
+        prow0_q <= {(pair_q ? ((x_kw == 3'd4) ? ((pq_hv_q && pq_hrowok_q && 3'd3 < x_kw) ? (x_stride2 ? (pq_colok_q[3] ? hseg3_q : 8'd0) : (pq_colok_q[3] ? hseg3_q : 8'd0)) : 8'd0) : 8'd0) : 8'd0), ((3'd6 < x_kw) ? ((pq_rowok_q && 3'd6 < x_kw) ? (x_stride2 ? (pq_colok_q[6] ? seg6_q : 8'd0) : (pq_colok_q[6] ? seg6_q : 8'd0)) : 8'd0) : (pair_q ? ((x_kw == 3'd3) ? ((pq_hv_q && pq_hrowok_q && 3'd3 < x_kw) ? (x_stride2 ? (pq_colok_q[3] ? hseg3_q : 8'd0) : (pq_colok_q[3] ? hseg3_q : 8'd0)) : 8'd0) : (x_kw == 3'd4) ? ((pq_hv_q && pq_hrowok_q && 3'd2 < x_kw) ? (x_stride2 ? (pq_colok_q[2] ? hseg2_q : 8'd0) : (pq_colok_q[2] ? hseg2_q : 8'd0)) : 8'd0) : 8'd0) : 8'd0)), ((3'd5 < x_kw) ? ((pq_rowok_q && 3'd5 < x_kw) ? (x_stride2 ? (pq_colok_q[5] ? seg5_q : 8'd0) : (pq_colok_q[5] ? seg5_q : 8'd0)) : 8'd0) : (pair_q ? ((x_kw == 3'd2) ? ((pq_hv_q && pq_hrowok_q && 3'd3 < x_kw) ? (x_stride2 ? (pq_colok_q[3] ? hseg3_q : 8'd0) : (pq_colok_q[3] ? hseg3_q : 8'd0)) : 8'd0) : (x_kw == 3'd3) ? ((pq_hv_q && pq_hrowok_q && 3'd2 < x_kw) ? (x_stride2 ? (pq_colok_q[2] ? hseg2_q : 8'd0) : (pq_colok_q[2] ? hseg2_q : 8'd0)) : 8'd0) : (x_kw == 3'd4) ? ((pq_hv_q && pq_hrowok_q && 3'd1 < x_kw) ? (x_stride2 ? (pq_colok_q[1] ? hseg1_q : 8'd0) : (pq_colok_q[1] ? hseg1_q : 8'd0)) : 8'd0) : 8'd0) : 8'd0)), ((3'd4 < x_kw) ? ((pq_rowok_q && 3'd4 < x_kw) ? (x_stride2 ? (pq_colok_q[4] ? seg4_q : 8'd0) : (pq_colok_q[4] ? seg4_q : 8'd0)) : 8'd0) : (pair_q ? ((x_kw == 3'd1) ? ((pq_hv_q && pq_hrowok_q && 3'd3 < x_kw) ? (x_stride2 ? (pq_colok_q[3] ? hseg3_q : 8'd0) : (pq_colok_q[3] ? hseg3_q : 8'd0)) : 8'd0) : (x_kw == 3'd2) ? ((pq_hv_q && pq_hrowok_q && 3'd2 < x_kw) ? (x_stride2 ? (pq_colok_q[2] ? hseg2_q : 8'd0) : (pq_colok_q[2] ? hseg2_q : 8'd0)) : 8'd0) : (x_kw == 3'd3) ? ((pq_hv_q && pq_hrowok_q && 3'd1 < x_kw) ? (x_stride2 ? (pq_colok_q[1] ? hseg1_q : 8'd0) : (pq_colok_q[1] ? hseg1_q : 8'd0)) : 8'd0) : (x_kw == 3'd4) ? ((pq_hv_q && pq_hrowok_q && 3'd0 < x_kw) ? (x_stride2 ? (pq_colok_q[0] ? hseg0_q : 8'd0) : (pq_colok_q[0] ? hseg0_q : 8'd0)) : 8'd0) : 8'd0) : 8'd0)), ((3'd3 < x_kw) ? ((pq_rowok_q && 3'd3 < x_kw) ? (x_stride2 ? (pq_colok_q[3] ? seg3_q : 8'd0) : (pq_colok_q[3] ? seg3_q : 8'd0)) : 8'd0) : (pair_q ? ((x_kw == 3'd1) ? ((pq_hv_q && pq_hrowok_q && 3'd2 < x_kw) ? (x_stride2 ? (pq_colok_q[2] ? hseg2_q : 8'd0) : (pq_colok_q[2] ? hseg2_q : 8'd0)) : 8'd0) : (x_kw == 3'd2) ? ((pq_hv_q && pq_hrowok_q && 3'd1 < x_kw) ? (x_stride2 ? (pq_colok_q[1] ? hseg1_q : 8'd0) : (pq_colok_q[1] ? hseg1_q : 8'd0)) : 8'd0) : (x_kw == 3'd3) ? ((pq_hv_q && pq_hrowok_q && 3'd0 < x_kw) ? (x_stride2 ? (pq_colok_q[0] ? hseg0_q : 8'd0) : (pq_colok_q[0] ? hseg0_q : 8'd0)) : 8'd0) : 8'd0) : 8'd0)), ((3'd2 < x_kw) ? ((pq_rowok_q && 3'd2 < x_kw) ? (x_stride2 ? (pq_colok_q[2] ? seg2_q : 8'd0) : (pq_colok_q[2] ? seg2_q : 8'd0)) : 8'd0) : (pair_q ? ((x_kw == 3'd1) ? ((pq_hv_q && pq_hrowok_q && 3'd1 < x_kw) ? (x_stride2 ? (pq_colok_q[1] ? hseg1_q : 8'd0) : (pq_colok_q[1] ? hseg1_q : 8'd0)) : 8'd0) : (x_kw == 3'd2) ? ((pq_hv_q && pq_hrowok_q && 3'd0 < x_kw) ? (x_stride2 ? (pq_colok_q[0] ? hseg0_q : 8'd0) : (pq_colok_q[0] ? hseg0_q : 8'd0)) : 8'd0) : 8'd0) : 8'd0)), ((3'd1 < x_kw) ? ((pq_rowok_q && 3'd1 < x_kw) ? (x_stride2 ? (pq_colok_q[1] ? seg1_q : 8'd0) : (pq_colok_q[1] ? seg1_q : 8'd0)) : 8'd0) : (pair_q ? ((x_kw == 3'd1) ? ((pq_hv_q && pq_hrowok_q && 3'd0 < x_kw) ? (x_stride2 ? (pq_colok_q[0] ? hseg0_q : 8'd0) : (pq_colok_q[0] ? hseg0_q : 8'd0)) : 8'd0) : 8'd0) : 8'd0)), ((3'd0 < x_kw) ? ((pq_rowok_q && 3'd0 < x_kw) ? (x_stride2 ? (pq_colok_q[0] ? seg0_q : 8'd0) : (pq_colok_q[0] ? seg0_q : 8'd0)) : 8'd0) : (pair_q ? (8'd0) : 8'd0))};
         if (!rst_n || clear) begin
             p2_v_q <= 1'b0;
             p2_last_q <= 1'b0;
@@ -418,6 +1028,7 @@ module caq_window (
             p2_v_q <= pq_v_q;
             p2_last_q <= pq_last_q;
         end
+        p2_n_q <= pq_n_q;
         p2_blk_q <= pq_blk_q;
         p2_bn_q <= pq_bn_q;
     end
@@ -432,11 +1043,11 @@ module caq_window (
     reg          e_blk_q;
     reg  [3:0]   e_bn_q;
     wire [3:0]   tot;  // bytes after the append
-    assign tot = {1'b0, fill_q} + {1'b0, x_kw};
+    assign tot = {1'b0, fill_q} + p2_n_q;
     reg  [55:0]  acc0_q;  // pixel w's pending bytes
     reg  [63:0]  e_word0_q;  // pixel w's word going out
-    wire [111:0] comb0;
-    assign comb0 = {56'd0, acc0_q} | ({56'd0, prow0_q} << {fill_q, 3'd0});
+    wire [119:0] comb0;
+    assign comb0 = {64'd0, acc0_q} | ({56'd0, prow0_q} << {fill_q, 3'd0});
     reg  [8:0]   pw_off_q;  // w * chunks: pixel w's patch, from its buffer's start
     always @(posedge clk) begin
         if (x_start) begin
@@ -471,7 +1082,7 @@ module caq_window (
                         e_v_q <= 1'b1;
                         gw_q <= gw_q + 9'd1;
                         fill_q <= tot[2:0];
-                        acc0_q <= {8'd0, comb0[111:64]};
+                        acc0_q <= comb0[119:64];
                         if (p2_last_q) begin
                             if (tot[2:0] != 3'd0) begin
                                 flush_q <= 1'b1;

@@ -9,10 +9,11 @@
 //! descriptor to the other stages (`x_*` run parameters) when the previous one has completed, and
 //! ends the job: `done` when the last descriptor completes, `error` with the first error in program
 //! order once every earlier piece of work has finished. A Conv2d input map stays resident in the
-//! feature map until a write request it watches overlaps it; a Conv2d with the same input read is
-//! then not read again (docs/hardware.md, "A resident input map"). A Conv2d's written map is
-//! mirrored into the feature map's other bank; a Conv2d reading it from its start takes it from
-//! there, the banks swapping ("The output mirror").
+//! feature map until a write request it watches overlaps it; a Conv2d whose input lies within it
+//! (the map or a slice) does not read it, and the window generator starts at the slice's offset
+//! (`fm_off`; docs/hardware.md, "A resident input map"). A Conv2d's written map is mirrored into
+//! the feature map's other bank; a Conv2d reading it or a slice of it takes it from there, the
+//! banks swapping ("The output mirror").
 //!
 //! Program order and errors: a descriptor's work is (check, tile 0 loads, input, tile 0 compute and
 //! writes, tile 1 loads, ...). An error is kept with its position (descriptor, tile, phase); the
@@ -223,6 +224,12 @@ fn ports(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidth
     )?;
     m.port_doc(
         Dir::Output,
+        "fm_off",
+        fm_byte_bits(s),
+        "the running Conv2d's input map: its first byte's offset in bank fm_cur",
+    )?;
+    m.port_doc(
+        Dir::Output,
         "mir_on",
         1,
         "the running Conv2d's writes are mirrored into the other bank",
@@ -353,12 +360,11 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
             1,
             "the feature map holds a Conv2d input map that memory still holds",
         ),
-        ("res_addr_q", aw, "its address"),
-        ("res_words_q", wb, "its words"),
+        ("res_addr_q", aw, "its address (the bank's byte 0)"),
         (
             "res_end_q",
             aw + 2,
-            "first byte past it (registered: no adder before the overlap compare)",
+            "first byte past its defined bytes (registered: no adder before the compares)",
         ),
         (
             "res_skip_q",
@@ -387,14 +393,14 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
         ),
         ("mir_addr_q", aw, "the mirrored map's address"),
         (
-            "mir_bytes_q",
-            fbb,
-            "its bytes (its last word's bytes past them are not defined)",
-        ),
-        (
             "mir_end_q",
             aw + 2,
-            "first byte past it (registered: no adder before the overlap compare)",
+            "first byte past its bytes (its last word's bytes past them are not defined)",
+        ),
+        (
+            "fm_off_q",
+            fbb,
+            "the running Conv2d's input map: its first byte's offset in its bank",
         ),
         ("wh_v_q", 1, "a write request was taken last cycle"),
         ("wh_lo_q", aw + 2, "its first byte"),
@@ -519,16 +525,25 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
         ),
         Some("the write request taken last cycle overlaps the resident map"),
     )?;
+    let in_addr = format!("d_input_addr[{}:0]", aw - 1);
+    m.wire_assign(
+        "in_end",
+        Expr::raw(
+            format!(
+                "{{2'd0, {in_addr}}} + {}",
+                zext("f_s_in_bytes", fbb, aw + 2)
+            ),
+            aw + 2,
+        ),
+        Some("first byte past the descriptor's input map"),
+    )?;
     m.wire_assign(
         "in_resident",
         Expr::raw(
-            format!(
-                "d_op == 8'd2 && res_v_q && d_input_addr[{}:0] == res_addr_q && f_s_in_words == res_words_q",
-                aw - 1
-            ),
+            format!("d_op == 8'd2 && {in_addr} >= res_addr_q && in_end <= res_end_q"),
             1,
         ),
-        Some("the descriptor's Conv2d input map is the resident one"),
+        Some("the descriptor's Conv2d input map lies within the resident map's bytes"),
     )?;
     // The output mirror (docs/hardware.md, "The output mirror"): the other bank holds the map
     // the last Conv2d wrote, until a later descriptor's write request overlaps it.
@@ -543,30 +558,44 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
     m.wire_assign(
         "in_mirror",
         Expr::raw(
-            format!(
-                "d_op == 8'd2 && mir_v_q && d_input_addr[{}:0] == mir_addr_q && f_s_in_bytes <= mir_bytes_q",
-                aw - 1
-            ),
+            format!("d_op == 8'd2 && {in_addr} >= mir_addr_q && in_end <= mir_end_q"),
             1,
         ),
-        Some("the descriptor's Conv2d input map starts the mirror and has no more bytes"),
+        Some("the descriptor's Conv2d input map lies within the mirrored bytes"),
     )?;
-    // Registered, off the state machine's path: its inputs hold still long before F_INWAIT
-    // decides (the descriptor's fields and schedule; the mirror, which changes at F_INWAIT, at
-    // START and when a write request overlaps it, and the previous descriptor's last write
-    // request is answered before this one is handed over); the decision also reads mir_v_q.
-    m.reg(
-        "in_mirror_q",
-        1,
-        Some("in_mirror, a cycle ago (F_INWAIT decides with it and mir_v_q)"),
-    )?;
+    // Registered, off the state machine's path: their inputs hold still long before F_INWAIT
+    // decides (the descriptor's fields and schedule; the banks' maps, which change at F_INWAIT,
+    // at START and when a write request overlaps them, and the previous descriptor's last write
+    // request is answered before this one is handed over); the decision also reads res_v_q and
+    // mir_v_q.
+    for (name, doc) in [
+        ("in_resident_q", "in_resident, a cycle ago"),
+        ("in_mirror_q", "in_mirror, a cycle ago"),
+    ] {
+        m.reg(name, 1, Some(doc))?;
+    }
+    for name in ["res_off_q", "mir_off_q"] {
+        m.reg(
+            name,
+            fbb,
+            Some("the input map's offset from the bank's first byte, a cycle ago"),
+        )?;
+    }
     m.assign_raw("fm_cur", "fm_cur_q")?;
+    m.assign_raw("fm_off", "fm_off_q")?;
     m.assign_raw("mir_on", "mir_on_q")?;
     m.assign_raw("mir_base", "mir_addr_q")?;
     let mut f = Code::new();
     f.nb("dec_go_q", "1'b0");
     f.nb("res_skip_q", "1'b0");
     f.nb("in_mirror_q", "in_mirror");
+    f.nb("in_resident_q", "in_resident");
+    for (reg, base) in [("res_off_q", "res_addr_q"), ("mir_off_q", "mir_addr_q")] {
+        f.nb(
+            reg,
+            format!("d_input_addr[{b}:0] - {base}[{b}:0]", b = fbb - 1),
+        );
+    }
     f.nb("wh_v_q", "wr_req_valid && wr_req_ready");
     f.nb("wh_lo_q", "{2'd0, wr_req_addr}");
     f.nb("wh_hi_q", bytes_end("wr_req_addr", "wr_req_words", aw));
@@ -762,7 +791,6 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                             c.nb("mir_own_q", "1'b1");
                             c.nb("mir_on_q", "f_s_mirror");
                             c.nb("mir_addr_q", &out);
-                            c.nb("mir_bytes_q", "f_s_out_bytes");
                             c.comment(
                                 "its bytes' end: a write request (whole words) overlaps them \
                                  exactly when it overlaps their words",
@@ -773,10 +801,14 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                             );
                         });
                         c.if_else(
-                            "in_resident",
+                            "in_resident_q && res_v_q",
                             |c| {
-                                c.comment("the map is on chip and unchanged in memory: no read");
+                                c.comment(
+                                    "the map lies in the resident one, unchanged in memory: no \
+                                     read, its slice from the offset",
+                                );
                                 c.nb("res_skip_q", "1'b1");
+                                c.nb("fm_off_q", "res_off_q");
                                 c.nb("fst_q", AFTER_INPUT);
                             },
                             |c| {
@@ -784,26 +816,19 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                                     "in_mirror_q && mir_v_q",
                                     |c| {
                                         c.comment(
-                                            "the map is the mirror: the banks swap, no read",
+                                            "the map lies in the mirror: the banks swap, no read; \
+                                             the whole mirror is the resident map",
                                         );
                                         c.nb("fm_cur_q", "!fm_cur_q");
                                         c.nb("res_skip_q", "1'b1");
+                                        c.nb("fm_off_q", "mir_off_q");
                                         c.nb("fst_q", AFTER_INPUT);
-                                        c.comment(
-                                            "resident for later maps only if its last word lies \
-                                             within the mirrored bytes",
-                                        );
-                                        make_resident(
-                                            c,
-                                            &in_addr,
-                                            aw,
-                                            &format!(
-                                                "{{f_s_in_words, 3'd0}} <= {}",
-                                                zext("mir_bytes_q", fbb, WORDS_BITS + 3)
-                                            ),
-                                        );
+                                        make_resident(c, "mir_addr_q", "mir_end_q");
                                     },
-                                    |c| issue_input(c, &in_addr, aw),
+                                    |c| {
+                                        c.nb("fm_off_q", format!("{fbb}'d0"));
+                                        issue_input(c, &in_addr, aw);
+                                    },
                                 );
                             },
                         );
@@ -850,13 +875,11 @@ fn bytes_end(addr: &str, words: &str, aw: u32) -> String {
     )
 }
 
-/// The descriptor's input map (at `in_addr`, `f_s_in_words` words) is the resident one, for later
-/// descriptors when `valid` holds.
-fn make_resident(c: &mut Code, in_addr: &str, aw: u32, valid: &str) {
-    c.nb("res_v_q", valid);
-    c.nb("res_addr_q", in_addr);
-    c.nb("res_words_q", "f_s_in_words");
-    c.nb("res_end_q", bytes_end(in_addr, "f_s_in_words", aw));
+/// The bank's map from `addr` to `end` (its defined bytes) is the resident one.
+fn make_resident(c: &mut Code, addr: &str, end: &str) {
+    c.nb("res_v_q", "1'b1");
+    c.nb("res_addr_q", addr);
+    c.nb("res_end_q", end);
 }
 
 /// The descriptor's input read at `in_addr`: a Conv2d's map into the feature map's current bank
@@ -870,7 +893,9 @@ fn issue_input(c: &mut Code, in_addr: &str, aw: u32) {
     c.nb("rq_words_q", "f_s_in_words");
     c.nb("rq_tend_q", "1'b0");
     c.nb("fst_q", "F_CHK");
-    c.if_("d_op == 8'd2", |c| make_resident(c, in_addr, aw, "1'b1"));
+    c.if_("d_op == 8'd2", |c| {
+        make_resident(c, in_addr, &bytes_end(in_addr, "f_s_in_words", aw));
+    });
 }
 
 /// The issuer's state once a descriptor's input is issued (or resident): its next tile, or the

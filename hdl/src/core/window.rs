@@ -26,6 +26,7 @@
 use caq_spec::shape::{FM_LANES, PAIRED_KW};
 use caq_spec::{AccelConfig, CoreShape};
 
+use super::decode::fm_byte_bits;
 use super::exec::act_entry_bits;
 use super::fetch::FetchWidths;
 use super::params::x_inputs;
@@ -69,6 +70,12 @@ pub fn window(cfg: &AccelConfig) -> Result<Module> {
     m.port(Dir::Input, "input_loaded", 1)?;
     m.port_group("the feature map's banks and the output mirror (fetch stage, write port)");
     m.port_doc(Dir::Input, "fm_cur", 1, "the bank of the input map")?;
+    m.port_doc(
+        Dir::Input,
+        "fm_off",
+        fm_byte_bits(&s),
+        "the input map's first byte in its bank",
+    )?;
     m.port_doc(Dir::Input, "mir_on", 1, "mirror the write beats")?;
     m.port_doc(Dir::Input, "mir_base", aw, "the mirrored map's first byte")?;
     m.port(Dir::Input, "wr_valid", 1)?;
@@ -291,8 +298,9 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
         (
             "rb_q",
             32,
-            "iy0 * in_w: the block's first input row's byte in channel 0",
+            "fm_off + iy0 * in_w: the block's first input row's byte in channel 0",
         ),
+        ("rb0_q", 32, "rb_q of output row 0: fm_off - pad_top * in_w"),
     ] {
         m.reg(name, width, Some(doc))?;
     }
@@ -359,6 +367,12 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
         None,
     )?;
     m.wire_assign("top18", Expr::raw("{15'd0, x_pad_top}", 18), None)?;
+    let fbb = fm_byte_bits(s);
+    m.wire_assign(
+        "fm_off32",
+        Expr::raw(format!("{{{}'d0, fm_off}}", 32 - fbb), 32),
+        None,
+    )?;
     m.wire_assign("left18", Expr::raw("{15'd0, x_pad_left}", 18), None)?;
     m.wire_assign(
         "ix0_w",
@@ -403,6 +417,9 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
             });
             c.if_("input_loaded && x_conv", |c| {
                 c.nb("fm_ready_q", "1'b1");
+                c.comment("the map's place in its bank is known once it is loaded (or on chip)");
+                c.nb("rb_q", "fm_off32 - pad_rows");
+                c.nb("rb0_q", "fm_off32 - pad_rows");
             });
             c.nb("out_q", "out_q + {1'b0, blk_go} - {1'b0, block_done}");
             c.if_("blk_go", |c| {
@@ -439,7 +456,7 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
                                     |c| {
                                         c.nb("by_q", "16'd0");
                                         c.nb("iy0_q", "18'd0 - top18");
-                                        c.nb("rb_q", "32'd0 - pad_rows");
+                                        c.nb("rb_q", "rb0_q");
                                         c.nb("wt_q", "wt_q + 16'd1");
                                     },
                                     |c| {
@@ -490,7 +507,6 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
         },
     );
     m.always_ff(&m.sig("clk")?, c)?;
-    let _ = s;
     Ok(())
 }
 

@@ -345,15 +345,17 @@ impl FuncDevice {
         for step in plan::steps(d, sched, &self.shape) {
             match &step {
                 Step::Read { load, words, .. } => {
-                    // A map on chip is the engine's copy, not memory's: taken out here, and
-                    // kept below while the rule says the map stays resident.
-                    let data = match self.resident.source(d, &step) {
-                        Source::Resident => std::mem::take(&mut self.resident_map),
-                        Source::Mirror => {
-                            // The mirror's bytes; the read's last word past them is not defined.
-                            let mut map = std::mem::take(&mut self.mirror_map);
-                            map.resize(8 * *words as usize, 0);
-                            map
+                    // A map on chip is the engine's copy of a bank, not memory's: the read's
+                    // slice of it (the slice's last word past the bank's defined bytes is not
+                    // defined). Taking the mirror swaps the banks.
+                    let source = self.resident.source(d, &step);
+                    let data = match source {
+                        Source::Resident { offset } => {
+                            bank_slice(&self.resident_map, offset, *words)
+                        }
+                        Source::Mirror { offset } => {
+                            self.resident_map = std::mem::take(&mut self.mirror_map);
+                            bank_slice(&self.resident_map, offset, *words)
                         }
                         Source::Memory => match self.read(&step, perf) {
                             Ok(data) => data,
@@ -361,6 +363,10 @@ impl FuncDevice {
                         },
                     };
                     self.resident.observe(d, &self.shape, &step);
+                    if source == Source::Memory && self.resident.skips(d, &step) {
+                        // A loaded Conv2d map: the current bank holds its words now.
+                        self.resident_map = data.clone();
+                    }
                     if let Some((_, bytes)) = self.resident.mirroring()
                         && *load == Load::Input
                     {
@@ -416,9 +422,6 @@ impl FuncDevice {
                                 }
                             }
                         }
-                    }
-                    if self.resident.skips(d, &step) {
-                        self.resident_map = data;
                     }
                 }
                 Step::Compute { rows: n, .. } => {
@@ -725,6 +728,14 @@ impl Device for FuncDevice {
             IrqWait::TimedOut
         })
     }
+}
+
+/// `words` 64-bit words of a bank's copy from byte `offset`, zero past its end.
+fn bank_slice(bank: &[u8], offset: u64, words: u64) -> Vec<u8> {
+    let from = usize::try_from(offset).map_or(&[][..], |o| bank.get(o..).unwrap_or(&[]));
+    let mut out: Vec<u8> = from.iter().take(8 * words as usize).copied().collect();
+    out.resize(8 * words as usize, 0);
+    out
 }
 
 #[cfg(test)]

@@ -189,18 +189,20 @@ pub fn steps(d: &LayerDescriptor, s: &Schedule, shape: &CoreShape) -> Vec<Step> 
 
 /// What the layer engine's feature buffer holds between the descriptors of one job
 /// (docs/hardware.md, "A resident input map" and "The output mirror"). It has two banks:
-/// - the **resident map**: the input map of the last Conv2d (its read's address and words),
-///   until a write request overlaps those words;
+/// - the **resident map**: the bytes of the bank the last Conv2d read its input from — the input
+///   it loaded (its read's address and whole words), or the whole mirror it took — until a write
+///   request overlaps their words;
 /// - the **mirror**: the map the last Conv2d wrote, captured from its write beats when the whole
 ///   written map fits a bank ([`CoreShape::mirror_bytes`]), until a write request of a later
 ///   descriptor overlaps its words or another Conv2d starts.
 ///
-/// A Conv2d whose input read is the resident map's (the same address and words) is not issued;
-/// nor is one whose input map starts at the mirror's address and has no more bytes than it (the
-/// mirror's last word past its bytes holds nothing defined): the banks swap, and the mirror
-/// becomes the resident map. A job starts with neither.
+/// A Conv2d whose input map's bytes lie within the resident map's is not issued: it reads its
+/// slice of the bank from the slice's offset. Nor is one whose input map's bytes lie within the
+/// mirrored bytes (the mirror's last word past them holds nothing defined): the banks swap, and the
+/// whole mirror becomes the resident map. A job starts with neither.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Resident {
+    /// The resident map's address and defined bytes.
     map: Option<(u64, u64)>,
     mirror: Option<Mirror>,
 }
@@ -219,10 +221,10 @@ struct Mirror {
 pub enum Source {
     /// Issued to memory.
     Memory,
-    /// The resident map.
-    Resident,
-    /// The mirror, whose bank becomes the resident one.
-    Mirror,
+    /// The resident map, from this byte of its bank.
+    Resident { offset: u64 },
+    /// The mirror, from this byte of its bank, which becomes the resident one.
+    Mirror { offset: u64 },
 }
 
 /// Whether the byte ranges of `a` words at `aa` and `b` words at `ba` overlap.
@@ -231,28 +233,38 @@ fn overlaps(aa: u64, a: u64, ba: u64, b: u64) -> bool {
         && u128::from(aa) < u128::from(ba) + 8 * u128::from(b)
 }
 
+/// The offset of `bytes` bytes at `addr` within the `within` bytes at `base`, when they lie there.
+fn slice_of(addr: u64, bytes: u64, base: u64, within: u64) -> Option<u64> {
+    let offset = addr.checked_sub(base)?;
+    (u128::from(offset) + u128::from(bytes) <= u128::from(within)).then_some(offset)
+}
+
 impl Resident {
-    /// Where `step` of descriptor `d` takes its data from: a Conv2d input map that is the
-    /// resident map or lies at the start of the mirror comes from the feature buffer.
+    /// Where `step` of descriptor `d` takes its data from: a Conv2d input map whose bytes lie
+    /// within the resident map's, or else within the mirror's, comes from the feature buffer.
     pub fn source(&self, d: &LayerDescriptor, step: &Step) -> Source {
         let Step::Read {
             load: Load::Input,
             addr,
-            words,
             ..
         } = *step
         else {
             return Source::Memory;
         };
         if d.op != Opcode::Conv2d {
-            Source::Memory
-        } else if self.map == Some((addr, words)) {
-            Source::Resident
-        } else if self
-            .mirror
-            .is_some_and(|m| m.addr == addr && d.input.bytes() <= m.bytes)
+            return Source::Memory;
+        }
+        let bytes = d.input.bytes();
+        if let Some(offset) = self
+            .map
+            .and_then(|(base, within)| slice_of(addr, bytes, base, within))
         {
-            Source::Mirror
+            Source::Resident { offset }
+        } else if let Some(offset) = self
+            .mirror
+            .and_then(|m| slice_of(addr, bytes, m.addr, m.bytes))
+        {
+            Source::Mirror { offset }
         } else {
             Source::Memory
         }
@@ -263,11 +275,12 @@ impl Resident {
         self.source(d, step) != Source::Memory
     }
 
-    /// Follows `step` of descriptor `d`, issued or skipped: a Conv2d's input map becomes the
-    /// resident one (unless it came from the mirror and its last word reaches past the mirrored
-    /// bytes) and its output the mirror's (none when it does not fit a bank); a Dense
-    /// input ends the previous descriptor's hold on the mirror; a write whose words overlap the
-    /// resident map drops it, and one of a later descriptor overlapping the mirror drops that.
+    /// Follows `step` of descriptor `d`, issued or skipped: the bank a Conv2d's input came from
+    /// becomes the resident map (the words it loaded, or the whole mirror it took; a slice of the
+    /// resident map leaves it as it is) and its output the mirror's (none when it does not fit a
+    /// bank); a Dense input ends the previous descriptor's hold on the mirror; a write whose
+    /// words overlap the resident map drops it, and one of a later descriptor overlapping the
+    /// mirror drops that.
     pub fn observe(&mut self, d: &LayerDescriptor, shape: &CoreShape, step: &Step) {
         match *step {
             Step::Read {
@@ -277,11 +290,11 @@ impl Resident {
                 ..
             } => {
                 if d.op == Opcode::Conv2d {
-                    // Taken from the mirror, the map's words are all defined only when they lie
-                    // within the mirrored bytes; otherwise it serves this descriptor alone.
-                    let partial = self.source(d, step) == Source::Mirror
-                        && self.mirror.is_some_and(|m| 8 * words > m.bytes);
-                    self.map = (!partial).then_some((addr, words));
+                    match self.source(d, step) {
+                        Source::Memory => self.map = Some((addr, 8 * words)),
+                        Source::Resident { .. } => {}
+                        Source::Mirror { .. } => self.map = self.mirror.map(|m| (m.addr, m.bytes)),
+                    }
                     self.mirror = shape.mirror_bytes(d).map(|bytes| Mirror {
                         addr: d.output_addr.0,
                         bytes,
@@ -292,7 +305,10 @@ impl Resident {
                 }
             }
             Step::Write { addr, words, .. } => {
-                if self.map.is_some_and(|(a, w)| overlaps(a, w, addr, words)) {
+                if self
+                    .map
+                    .is_some_and(|(a, b)| overlaps(a, b.div_ceil(8), addr, words))
+                {
                     self.map = None;
                 }
                 if self
@@ -390,11 +406,13 @@ mod tests {
         input(addr, shape.bytes().div_ceil(8))
     }
 
-    /// A map stays resident for the same address and words, until a write touches one of its
-    /// words; a Dense input never becomes resident, and a write beside the map keeps it.
+    /// A map stays resident until a write touches one of its words; a Conv2d reading any slice of
+    /// its bytes (from an offset) reads the bank, one reaching past either end reads memory; a
+    /// Dense input never becomes resident, and a write beside the map keeps it.
     #[test]
     fn a_map_is_resident_until_a_write_overlaps_it() {
         let sh = shape();
+        // Reads a 1×8×8 map: 64 bytes.
         let (conv, dense) = (
             desc(Opcode::Conv2d, 1, 0x8000),
             desc(Opcode::Dense, 1, 0x8000),
@@ -406,11 +424,27 @@ mod tests {
             !r.skips(&conv, &input(0x1000, 16)),
             "a Dense input is not a map"
         );
+        // 16 words loaded: 128 bytes at 0x1000.
         r.observe(&conv, &sh, &input(0x1000, 16));
-        assert_eq!(r.source(&conv, &input(0x1000, 16)), Source::Resident);
-        assert!(!r.skips(&dense, &input(0x1000, 16)));
-        assert!(!r.skips(&conv, &input(0x1000, 15)), "other words");
-        assert!(!r.skips(&conv, &input(0x1008, 16)), "other address");
+        assert_eq!(
+            r.source(&conv, &input(0x1000, 8)),
+            Source::Resident { offset: 0 }
+        );
+        assert_eq!(
+            r.source(&conv, &input(0x1040, 8)),
+            Source::Resident { offset: 64 },
+            "the slice that ends the map"
+        );
+        assert!(!r.skips(&dense, &input(0x1000, 8)));
+        assert!(!r.skips(&conv, &input(0x1048, 8)), "past its end");
+        assert!(!r.skips(&conv, &input(0x0ff8, 8)), "before its start");
+        // A slice read keeps the whole map resident.
+        let mut sliced = r;
+        sliced.observe(&conv, &sh, &input(0x1040, 8));
+        assert_eq!(
+            sliced.source(&conv, &input(0x1000, 8)),
+            Source::Resident { offset: 0 }
+        );
         for (addr, words, stale) in [
             (0x1080, 4, false), // just past the map's last word
             (0x0fe0, 4, false), // ends where the map starts
@@ -421,16 +455,17 @@ mod tests {
             let mut r2 = r;
             r2.observe(&conv, &sh, &written(addr, words));
             assert_eq!(
-                !r2.skips(&conv, &input(0x1000, 16)),
+                !r2.skips(&conv, &input(0x1000, 8)) && !r2.skips(&conv, &input(0x1040, 8)),
                 stale,
                 "{addr:#x} {words}"
             );
         }
     }
 
-    /// A Conv2d's output is mirrored when it fits a bank: a later Conv2d reading a map of at most
-    /// its bytes from its start takes it from the mirror, which then is the resident map. Its own
-    /// writes keep it; a later descriptor's overlapping write, or another Conv2d, ends it.
+    /// A Conv2d's output is mirrored when it fits a bank: a later Conv2d reading a map whose bytes
+    /// lie within it (from any offset) takes it from the mirror, which then is the resident map,
+    /// whole. Its own writes keep it; a later descriptor's overlapping write, or another Conv2d,
+    /// ends it.
     #[test]
     fn a_conv_output_is_mirrored_until_a_later_write_overlaps_it() {
         let sh = shape();
@@ -449,20 +484,44 @@ mod tests {
             "its own writes keep it"
         );
         let src = |r: &Resident, addr, shape| r.source(&reader(shape), &map_read(addr, shape));
-        assert_eq!(src(&r, 0x4000, whole), Source::Mirror);
+        let mirror = |offset| Source::Mirror { offset };
+        assert_eq!(src(&r, 0x4000, whole), mirror(0));
         let half = Shape { c: 8, ..whole };
-        assert_eq!(src(&r, 0x4000, half), Source::Mirror, "a smaller map");
+        assert_eq!(src(&r, 0x4000, half), mirror(0), "a smaller map");
         let more = Shape { c: 17, ..whole };
         assert_eq!(src(&r, 0x4000, more), Source::Memory, "a larger one");
-        assert_eq!(src(&r, 0x4008, half), Source::Memory, "another start");
+        assert_eq!(src(&r, 0x4008, half), mirror(8), "a slice");
+        assert_eq!(
+            src(&r, 0x4200, half),
+            mirror(0x200),
+            "the slice that ends it"
+        );
+        assert_eq!(src(&r, 0x4208, half), Source::Memory, "past its end");
+        assert_eq!(src(&r, 0x3ff8, half), Source::Memory, "before its start");
         let dense = desc(Opcode::Dense, 16, 0x9000);
         assert_eq!(r.source(&dense, &input(0x4000, 8)), Source::Memory);
         // B takes the mirror: it is the resident map now, and B's output the mirror.
         let b = desc(op, 16, 0x6000);
         let mut taken = r;
         taken.observe(&b, &sh, &input(0x4000, 128));
-        assert_eq!(taken.source(&b, &input(0x4000, 128)), Source::Resident);
+        assert_eq!(
+            taken.source(&b, &input(0x4000, 128)),
+            Source::Resident { offset: 0 }
+        );
         assert_eq!(taken.mirroring(), Some((0x6000, 1024)));
+        // B takes a slice (the upper 8 channels): the whole mirror is the resident map, and C
+        // reads the lower 8 channels from it.
+        let mut sliced = r;
+        let upper = reader(half);
+        sliced.observe(&upper, &sh, &map_read(0x4200, half));
+        assert_eq!(
+            sliced.source(&upper, &map_read(0x4000, half)),
+            Source::Resident { offset: 0 }
+        );
+        assert_eq!(
+            sliced.source(&reader(whole), &map_read(0x4000, whole)),
+            Source::Resident { offset: 0 }
+        );
         // A Dense layer after A: its input ends A's hold; its write into A's output ends the
         // mirror, one beside it does not.
         for (addr, words, stale) in [(0x4400, 8, false), (0x43f8, 1, true), (0x3ff8, 2, true)] {
@@ -498,15 +557,16 @@ mod tests {
         let mut r = Resident::default();
         r.observe(&a, &sh, &input(0x1000, 8));
         let at = |shape| r.source(&reader(shape), &map_read(0x4000, shape));
-        assert_eq!(at(Shape { c: 1, h: 5, w: 5 }), Source::Mirror);
-        assert_eq!(at(Shape { c: 1, h: 4, w: 6 }), Source::Mirror, "24 bytes");
+        let mirror = Source::Mirror { offset: 0 };
+        assert_eq!(at(Shape { c: 1, h: 5, w: 5 }), mirror);
+        assert_eq!(at(Shape { c: 1, h: 4, w: 6 }), mirror, "24 bytes");
         assert_eq!(
             at(Shape { c: 1, h: 3, w: 9 }),
             Source::Memory,
             "27 bytes, 4 words"
         );
-        // Taken from the mirror, a map whose last word reaches past the mirrored bytes does not
-        // stay resident: a later map of the same words could read those bytes.
+        // Taken from the mirror, the resident map is the mirrored bytes: a later map of the same
+        // words as one that ends inside a word would read bytes past them, from memory.
         for (shape, stays) in [
             (Shape { c: 1, h: 5, w: 5 }, false),
             (Shape { c: 1, h: 4, w: 6 }, true),
@@ -519,7 +579,8 @@ mod tests {
                 w: 8 * shape.bytes().div_ceil(8) as u16,
             };
             assert_eq!(
-                r2.source(&reader(later), &map_read(0x4000, later)) == Source::Resident,
+                r2.source(&reader(later), &map_read(0x4000, later))
+                    == Source::Resident { offset: 0 },
                 stays,
                 "{shape:?}"
             );

@@ -882,6 +882,7 @@ pub fn suite<D: Device + InjectFaults>(
     random_lists(dev, cfg, seed, opts);
     resident_maps(dev, cfg, seed);
     mirrored_maps(dev, cfg, seed);
+    sliced_maps(dev, cfg, seed);
     extreme_accumulators(dev, cfg);
     fault_cases(dev, cfg, seed);
     window_edges(dev, cfg, seed);
@@ -1054,19 +1055,33 @@ fn follower(
 fn pointwise(
     rng: &mut ChaCha8Rng,
     cfg: &AccelConfig,
+    map: [usize; 3],
+    prev: &LayerJob,
+    input: Vec<i32>,
+) -> Option<LayerJob> {
+    conv_over(rng, cfg, map, 1, prev, input)
+}
+
+/// A `kernel`×`kernel` stride-1 Conv2d ("same" zero padding) over a `[c, h, w]` map of codes
+/// `input` (as [`pointwise`]).
+fn conv_over(
+    rng: &mut ChaCha8Rng,
+    cfg: &AccelConfig,
     [in_c, in_h, in_w]: [usize; 3],
+    kernel: usize,
     prev: &LayerJob,
     input: Vec<i32>,
 ) -> Option<LayerJob> {
     let lim = Limits::of(cfg);
     let o = rng.random_range(1..=(2 * cfg.array.rows as usize + 3).min(lim.dim));
-    let (groups, active) = random_weights(rng, cfg, o, in_c);
+    let k = in_c * kernel * kernel;
+    let (groups, active) = random_weights(rng, cfg, o, k);
     let w_max: f64 = groups
         .iter()
         .take(active)
         .map(|g| f64::from((1u32 << (g.bits - 1)) << g.shift))
         .sum();
-    let typical = ((in_c as f64).sqrt() * w_max / 2.0 * 100.0).max(1.0);
+    let typical = ((k as f64).sqrt() * w_max / 2.0 * 100.0).max(1.0);
     let out_bits = rng.random_range(2..=cfg.array.act_bits as u8);
     let target = f64::from(1u32 << (out_bits - 1));
     let job = LayerJob {
@@ -1074,9 +1089,9 @@ fn pointwise(
             in_c,
             in_h,
             in_w,
-            kernel: [1, 1],
+            kernel: [kernel, kernel],
             stride: 1,
-            pad: Padding::uniform(0),
+            pad: Padding::uniform(kernel / 2),
             max_pool: 0,
         },
         groups,
@@ -1201,6 +1216,86 @@ pub fn mirrored_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
         "{what}: PERF_BYTES_RD: B's map not read, D's read, E's read unless D's map is whole words"
     );
     println!("{what}: B's {b_map}-byte map taken from the mirror");
+}
+
+/// Conv2d descriptors on slices of one map on chip (docs/hardware.md, "The output mirror"), in
+/// one list: A, a Conv2d whose written map fits a feature-map bank; B, a 3×3 (or 1×1) conv on A's
+/// channels from s_b ≥ 1, whose bytes start at an offset into A's mirrored map (the banks swap,
+/// and A's whole map is the resident one); C, a 3×3 (or 1×1) conv on A's channels from s_c, a
+/// slice of the resident map. Neither B nor C reads its map (the byte counters are the plan's,
+/// and the RTL's must equal them), and every output equals its golden one.
+pub fn sliced_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
+    if cfg.limits.max_descriptors < 3 {
+        return;
+    }
+    let fm_bytes = CoreShape::of(cfg).fm_bytes as usize;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x51ce_0ff5);
+    let golden = |j: &LayerJob| j.golden().unwrap_or_else(|e| panic!("{e}"));
+    let (jobs, starts, hw) = loop {
+        let a = random_layer(&mut rng, cfg, true);
+        let Ok((h, w)) = a.out_hw() else { continue };
+        let (c, hw) = (a.out_c(), h * w);
+        if !matches!(a.op, LayerOp::Conv2d { .. }) || a.output_len().map_or(true, |n| n > fm_bytes)
+        {
+            continue;
+        }
+        // Slices start on whole bus beats (descriptor addresses are beat-aligned): at multiples
+        // of `step` channels.
+        let beat = cfg.bus_bytes() as usize;
+        let step = beat / gcd(hw, beat);
+        if step >= c {
+            continue;
+        }
+        let codes = codes_of(&golden(&a), a.out_signed);
+        let s_b = step * rng.random_range(1..=(c - 1) / step);
+        let s_c = step * rng.random_range(0..=(c - 1) / step);
+        let mut over = |from: usize| {
+            let n = rng.random_range(1..=c - from);
+            let kernel = if rng.random_bool(0.7) { 3 } else { 1 };
+            let input = codes[from * hw..(from + n) * hw].to_vec();
+            let job = conv_over(&mut rng, cfg, [n, h, w], kernel, &a, input)?;
+            // A slice whose outputs read the same from the map's start would not show an
+            // offset that was not applied.
+            let at_start = LayerJob {
+                input: codes[..n * hw].to_vec(),
+                ..job.clone()
+            };
+            (from == 0 || golden(&job) != golden(&at_start)).then_some(job)
+        };
+        let (Some(b), Some(cj)) = (over(s_b), over(s_c)) else {
+            continue;
+        };
+        break (vec![a, b, cj], [s_b, s_c], hw);
+    };
+    let (desc_addr, mut placed) = place_all(dev, &jobs);
+    let a_out = placed[0].desc.output_addr;
+    for (p, s) in placed[1..].iter_mut().zip(starts) {
+        p.desc.input_addr = DeviceAddr(a_out.0 + (s * hw) as u64);
+    }
+    let what = format!("{} sliced maps", cfg.name);
+    let run = run_placed(dev, desc_addr, &placed, cfg, &what);
+    check_outputs(dev, &jobs, &placed, &what);
+    // Independently of the rule: every read of the list but B's and C's maps, once.
+    let (every, b_map) = all_reads(&placed, cfg, 1);
+    let (_, c_map) = all_reads(&placed, cfg, 2);
+    assert_eq!(
+        run.perf.bytes_rd,
+        every - b_map - c_map,
+        "{what}: PERF_BYTES_RD: B's map ({}) and C's ({}) not read",
+        describe(&jobs[1]),
+        describe(&jobs[2])
+    );
+    println!(
+        "{what}: B's {b_map}-byte slice from channel {} of the mirror, C's {c_map}-byte slice from channel {} of the resident map ({}; {})",
+        starts[0],
+        starts[1],
+        describe(&jobs[1]),
+        describe(&jobs[2])
+    );
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// Each table (bias, requant, group multipliers) and the output buffer moved to the top of the

@@ -73,6 +73,7 @@ module caq_core (
     wire         tile_slot;
     wire         input_loaded;
     wire         fm_cur;
+    wire [12:0]  fm_off;
     wire         mir_on;
     wire [31:0]  mir_base;
     wire         job_clear;
@@ -188,6 +189,7 @@ module caq_core (
         .tile_slot     (tile_slot),
         .input_loaded  (input_loaded),
         .fm_cur        (fm_cur),
+        .fm_off        (fm_off),
         .mir_on        (mir_on),
         .mir_base      (mir_base),
         .tile_done     (tile_done),
@@ -277,6 +279,7 @@ module caq_core (
         .lf_data      (lf_data),
         .input_loaded (input_loaded),
         .fm_cur       (fm_cur),
+        .fm_off       (fm_off),
         .mir_on       (mir_on),
         .mir_base     (mir_base),
         .wr_valid     (wr_valid),

@@ -66,6 +66,7 @@ module caq_fetch (
     output wire        input_loaded,  // pulse: the running descriptor's input is loaded
     // the feature map's banks (to the window generator)
     output wire        fm_cur,  // the bank that holds the running descriptor's input map (and takes loads)
+    output wire [12:0] fm_off,  // the running Conv2d's input map: its first byte's offset in bank fm_cur
     output wire        mir_on,  // the running Conv2d's writes are mirrored into the other bank
     output wire [31:0] mir_base,  // the mirrored map's first byte (the running Conv2d's output_addr)
     input  wire        tile_done,  // pulse: the oldest loaded tile is computed; its slot is free
@@ -309,17 +310,16 @@ module caq_fetch (
     reg  [33:0]   rq_lo_q;  // first byte of the first beat
     reg  [33:0]   rq_hi_q;  // first byte past the last beat
     reg           res_v_q;  // the feature map holds a Conv2d input map that memory still holds
-    reg  [31:0]   res_addr_q;  // its address
-    reg  [19:0]   res_words_q;  // its words
-    reg  [33:0]   res_end_q;  // first byte past it (registered: no adder before the overlap compare)
+    reg  [31:0]   res_addr_q;  // its address (the bank's byte 0)
+    reg  [33:0]   res_end_q;  // first byte past its defined bytes (registered: no adder before the compares)
     reg           res_skip_q;  // pulse: the running descriptor's input map is resident, not read
     reg           fm_cur_q;  // the feature-map bank of the resident map (the other: the mirror)
     reg           mir_v_q;  // the other bank mirrors a Conv2d's written map that memory still holds
     reg           mir_own_q;  // the mirror's writer is the running descriptor (its writes keep it)
     reg           mir_on_q;  // the running descriptor's writes are mirrored
     reg  [31:0]   mir_addr_q;  // the mirrored map's address
-    reg  [12:0]   mir_bytes_q;  // its bytes (its last word's bytes past them are not defined)
-    reg  [33:0]   mir_end_q;  // first byte past it (registered: no adder before the overlap compare)
+    reg  [33:0]   mir_end_q;  // first byte past its bytes (its last word's bytes past them are not defined)
+    reg  [12:0]   fm_off_q;  // the running Conv2d's input map: its first byte's offset in its bank
     reg           wh_v_q;  // a write request was taken last cycle
     reg  [33:0]   wh_lo_q;  // its first byte
     reg  [33:0]   wh_hi_q;  // first byte past it
@@ -360,20 +360,29 @@ module caq_fetch (
     assign tg_step = {13'd0, f_s_regions, 3'd0};
     wire          wh_hit;  // the write request taken last cycle overlaps the resident map
     assign wh_hit = wh_v_q && wh_lo_q < res_end_q && {2'd0, res_addr_q} < wh_hi_q;
-    wire          in_resident;  // the descriptor's Conv2d input map is the resident one
-    assign in_resident = d_op == 8'd2 && res_v_q && d_input_addr[31:0] == res_addr_q && f_s_in_words == res_words_q;
+    wire [33:0]   in_end;  // first byte past the descriptor's input map
+    assign in_end = {2'd0, d_input_addr[31:0]} + {21'd0, f_s_in_bytes};
+    wire          in_resident;  // the descriptor's Conv2d input map lies within the resident map's bytes
+    assign in_resident = d_op == 8'd2 && d_input_addr[31:0] >= res_addr_q && in_end <= res_end_q;
     wire          wh_mir_hit;  // the write request taken last cycle, a later descriptor's, overlaps the mirror
     assign wh_mir_hit = wh_v_q && !mir_own_q && wh_lo_q < mir_end_q && {2'd0, mir_addr_q} < wh_hi_q;
-    wire          in_mirror;  // the descriptor's Conv2d input map starts the mirror and has no more bytes
-    assign in_mirror = d_op == 8'd2 && mir_v_q && d_input_addr[31:0] == mir_addr_q && f_s_in_bytes <= mir_bytes_q;
-    reg           in_mirror_q;  // in_mirror, a cycle ago (F_INWAIT decides with it and mir_v_q)
+    wire          in_mirror;  // the descriptor's Conv2d input map lies within the mirrored bytes
+    assign in_mirror = d_op == 8'd2 && d_input_addr[31:0] >= mir_addr_q && in_end <= mir_end_q;
+    reg           in_resident_q;  // in_resident, a cycle ago
+    reg           in_mirror_q;  // in_mirror, a cycle ago
+    reg  [12:0]   res_off_q;  // the input map's offset from the bank's first byte, a cycle ago
+    reg  [12:0]   mir_off_q;  // the input map's offset from the bank's first byte, a cycle ago
     assign fm_cur = fm_cur_q;
+    assign fm_off = fm_off_q;
     assign mir_on = mir_on_q;
     assign mir_base = mir_addr_q;
     always @(posedge clk) begin
         dec_go_q <= 1'b0;
         res_skip_q <= 1'b0;
         in_mirror_q <= in_mirror;
+        in_resident_q <= in_resident;
+        res_off_q <= d_input_addr[12:0] - res_addr_q[12:0];
+        mir_off_q <= d_input_addr[12:0] - mir_addr_q[12:0];
         wh_v_q <= wr_req_valid && wr_req_ready;
         wh_lo_q <= {2'd0, wr_req_addr};
         wh_hi_q <= {2'd0, wr_req_addr} + {11'd0, wr_req_words, 3'd0};
@@ -580,26 +589,26 @@ module caq_fetch (
                             mir_own_q <= 1'b1;
                             mir_on_q <= f_s_mirror;
                             mir_addr_q <= d_output_addr[31:0];
-                            mir_bytes_q <= f_s_out_bytes;
                             // its bytes' end: a write request (whole words) overlaps them exactly when it overlaps their words
                             mir_end_q <= {2'd0, d_output_addr[31:0]} + {21'd0, f_s_out_bytes};
                         end
-                        if (in_resident) begin
-                            // the map is on chip and unchanged in memory: no read
+                        if (in_resident_q && res_v_q) begin
+                            // the map lies in the resident one, unchanged in memory: no read, its slice from the offset
                             res_skip_q <= 1'b1;
+                            fm_off_q <= res_off_q;
                             fst_q <= (tile_q == f_s_tiles) ? F_NEXT : F_TILE;
                         end else begin
                             if (in_mirror_q && mir_v_q) begin
-                                // the map is the mirror: the banks swap, no read
+                                // the map lies in the mirror: the banks swap, no read; the whole mirror is the resident map
                                 fm_cur_q <= !fm_cur_q;
                                 res_skip_q <= 1'b1;
+                                fm_off_q <= mir_off_q;
                                 fst_q <= (tile_q == f_s_tiles) ? F_NEXT : F_TILE;
-                                // resident for later maps only if its last word lies within the mirrored bytes
-                                res_v_q <= {f_s_in_words, 3'd0} <= {10'd0, mir_bytes_q};
-                                res_addr_q <= d_input_addr[31:0];
-                                res_words_q <= f_s_in_words;
-                                res_end_q <= {2'd0, d_input_addr[31:0]} + {11'd0, f_s_in_words, 3'd0};
+                                res_v_q <= 1'b1;
+                                res_addr_q <= mir_addr_q;
+                                res_end_q <= mir_end_q;
                             end else begin
+                                fm_off_q <= 13'd0;
                                 rq_kind_q <= d_op == 8'd2 ? K_FMAP : K_INPUT;
                                 rq_addr_q <= d_input_addr[31:0];
                                 rq_words_q <= f_s_in_words;
@@ -608,7 +617,6 @@ module caq_fetch (
                                 if (d_op == 8'd2) begin
                                     res_v_q <= 1'b1;
                                     res_addr_q <= d_input_addr[31:0];
-                                    res_words_q <= f_s_in_words;
                                     res_end_q <= {2'd0, d_input_addr[31:0]} + {11'd0, f_s_in_words, 3'd0};
                                 end
                             end

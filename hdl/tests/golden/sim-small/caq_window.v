@@ -54,6 +54,7 @@ module caq_window (
     input  wire        input_loaded,
     // the feature map's banks and the output mirror (fetch stage, write port)
     input  wire        fm_cur,  // the bank of the input map
+    input  wire [12:0] fm_off,  // the input map's first byte in its bank
     input  wire        mir_on,  // mirror the write beats
     input  wire [31:0] mir_base,  // the mirrored map's first byte
     input  wire        wr_valid,
@@ -111,7 +112,8 @@ module caq_window (
     reg  [31:0]  khw_q;  // in_h * in_w
     reg  [31:0]  khw1_q;  // in_h * in_w + in_w
     reg  [31:0]  k2hw_q;  // 2 * in_h * in_w
-    reg  [31:0]  rb_q;  // iy0 * in_w: the block's first input row's byte in channel 0
+    reg  [31:0]  rb_q;  // fm_off + iy0 * in_w: the block's first input row's byte in channel 0
+    reg  [31:0]  rb0_q;  // rb_q of output row 0: fm_off - pad_top * in_w
     wire [31:0]  row_step;
     assign row_step = {16'd0, x_in_w};
     wire [15:0]  sw;  // stride * in_w: from one output row's first kernel row to the next
@@ -138,6 +140,8 @@ module caq_window (
     assign next_bn = (x_out_w - bx_q - {12'd0, bn_q} < {12'd0, x_block}) ? (x_out_w[3:0] - bx_q[3:0] - bn_q) : x_block;
     wire [17:0]  top18;
     assign top18 = {15'd0, x_pad_top};
+    wire [31:0]  fm_off32;
+    assign fm_off32 = {19'd0, fm_off};
     wire [17:0]  left18;
     assign left18 = {15'd0, x_pad_left};
     wire [31:0]  ix0_w;  // ix0, sign-extended
@@ -169,6 +173,9 @@ module caq_window (
             end
             if (input_loaded && x_conv) begin
                 fm_ready_q <= 1'b1;
+                // the map's place in its bank is known once it is loaded (or on chip)
+                rb_q <= fm_off32 - pad_rows;
+                rb0_q <= fm_off32 - pad_rows;
             end
             out_q <= out_q + {1'b0, blk_go} - {1'b0, block_done};
             if (blk_go) begin
@@ -199,7 +206,7 @@ module caq_window (
                         if (by_q == x_out_h - 16'd1) begin
                             by_q <= 16'd0;
                             iy0_q <= 18'd0 - top18;
-                            rb_q <= 32'd0 - pad_rows;
+                            rb_q <= rb0_q;
                             wt_q <= wt_q + 16'd1;
                         end else begin
                             by_q <= by_q + 16'd1;

@@ -397,6 +397,7 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
             aw + 2,
             "first byte past its bytes (its last word's bytes past them are not defined)",
         ),
+        ("mir_bytes_q", fbb, "its bytes (at most a bank's)"),
         (
             "fm_off_q",
             fbb,
@@ -574,6 +575,29 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
     ] {
         m.reg(name, 1, Some(doc))?;
     }
+    m.wire_assign(
+        "grow",
+        Expr::raw(
+            format!(
+                "d_op == 8'd2 && {{2'd0, d_output_addr[{}:0]}} == mir_end_q && \
+                 {{1'b0, mir_bytes_q}} + {{1'b0, f_s_out_bytes}} <= {w}'d{}",
+                aw - 1,
+                s.fm_bytes,
+                w = fbb + 1
+            ),
+            1,
+        ),
+        Some("the descriptor's Conv2d output follows the mirrored map and both fit a bank"),
+    )?;
+    m.reg("grow_q", 1, Some("grow, a cycle ago"))?;
+    m.wire_assign(
+        "mir_grows",
+        Expr::raw(
+            "grow_q && mir_v_q && !(in_mirror_q && !(in_resident_q && res_v_q))",
+            1,
+        ),
+        Some("at F_INWAIT: the descriptor's output grows the mirror (it does not take it)"),
+    )?;
     for name in ["res_off_q", "mir_off_q"] {
         m.reg(
             name,
@@ -590,6 +614,7 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
     f.nb("res_skip_q", "1'b0");
     f.nb("in_mirror_q", "in_mirror");
     f.nb("in_resident_q", "in_resident");
+    f.nb("grow_q", "grow");
     for (reg, base) in [("res_off_q", "res_addr_q"), ("mir_off_q", "mir_addr_q")] {
         f.nb(
             reg,
@@ -790,7 +815,20 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                             c.nb("mir_v_q", "f_s_mirror");
                             c.nb("mir_own_q", "1'b1");
                             c.nb("mir_on_q", "f_s_mirror");
-                            c.nb("mir_addr_q", &out);
+                            c.comment(
+                                "written right after the mirrored map (and not taking it): the \
+                                 mirror grows, from the same address",
+                            );
+                            c.if_else(
+                                "mir_grows",
+                                |c| {
+                                    c.nb("mir_bytes_q", "mir_bytes_q + f_s_out_bytes");
+                                },
+                                |c| {
+                                    c.nb("mir_addr_q", &out);
+                                    c.nb("mir_bytes_q", "f_s_out_bytes");
+                                },
+                            );
                             c.comment(
                                 "its bytes' end: a write request (whole words) overlaps them \
                                  exactly when it overlaps their words",

@@ -249,6 +249,10 @@ fn banks(m: &mut ModuleBuilder, s: &CoreShape, fib: u32, feb: u32) -> Result<()>
 /// address of each kernel row's segment.
 fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     m.section("walk: tiles, blocks, kernel rows");
+    // Byte addresses within a bank, modulo 2^gw: the entry and the lane take their low bits only
+    // (rows and columns outside the map are masked by their indices, not by the address).
+    let gw = clog2(s.fm_bytes / FM_LANES) + 4;
+    let low = |expr32: &str| format!("{expr32}[{}:0]", gw - 1);
     for (name, width, doc) in [
         ("fm_ready_q", 1, "the feature map is loaded"),
         ("gon_q", 1, "a block is being gathered"),
@@ -269,10 +273,10 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
         ("giy_q", 18, "the kernel row's input row: iy0 + ky"),
         (
             "ga_q",
-            32,
+            gw,
             "the segment's first byte: c * hw + giy * in_w + ix0",
         ),
-        ("gac_q", 32, "the channel's first kernel row's byte"),
+        ("gac_q", gw, "the channel's first kernel row's byte"),
         (
             "hc_q",
             16,
@@ -280,10 +284,10 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
         ),
         ("hky_q", 4, "kernel row B: ky"),
         ("hiy_q", 18, "kernel row B's input row"),
-        ("ha_q", 32, "kernel row B's segment's first byte"),
+        ("ha_q", gw, "kernel row B's segment's first byte"),
         (
             "hac_q",
-            32,
+            gw,
             "kernel row B's channel's first kernel row's byte",
         ),
         (
@@ -291,25 +295,64 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
             1,
             "two kernel rows per cycle (kw <= PAIRED_KW): A, and B after it",
         ),
-        ("k2w_q", 32, "2 * in_w"),
-        ("khw_q", 32, "in_h * in_w"),
-        ("khw1_q", 32, "in_h * in_w + in_w"),
-        ("k2hw_q", 32, "2 * in_h * in_w"),
+        ("k2w_q", gw, "2 * in_w"),
+        ("khw_q", gw, "in_h * in_w"),
+        ("khw1_q", gw, "in_h * in_w + in_w"),
+        ("k2hw_q", gw, "2 * in_h * in_w"),
         (
             "rb_q",
-            32,
+            gw,
             "fm_off + iy0 * in_w: the block's first input row's byte in channel 0",
         ),
-        ("rb0_q", 32, "rb_q of output row 0: fm_off - pad_top * in_w"),
+        ("rb0_q", gw, "rb_q of output row 0: fm_off - pad_top * in_w"),
     ] {
         m.reg(name, width, Some(doc))?;
     }
-    m.wire_assign("row_step", Expr::raw("{16'd0, x_in_w}", 32), None)?;
     m.wire_assign(
         "sw",
         Expr::raw("x_stride2 ? {x_in_w[14:0], 1'b0} : x_in_w", 16),
         Some("stride * in_w: from one output row's first kernel row to the next"),
     )?;
+    let fbb = fm_byte_bits(s);
+    let fm_off32 = format!("{{{}'d0, fm_off}}", 32 - fbb);
+    let pad_rows = "(x_pad_top[2] ? {14'd0, x_in_w, 2'b0} : 32'd0) + \
+                    (x_pad_top[1] ? {15'd0, x_in_w, 1'b0} : 32'd0) + \
+                    (x_pad_top[0] ? {16'd0, x_in_w} : 32'd0)";
+    m.lint_off(
+        "UNUSEDSIGNAL",
+        "32-bit values of which the walk keeps the low gw bits (bank addresses modulo 2^gw)",
+    );
+    let wide = [
+        ("row_step", "{16'd0, x_in_w}", "in_w"),
+        (
+            "fm_off",
+            fm_off32.as_str(),
+            "the map's first byte in its bank",
+        ),
+        ("ix0", "{{14{ix0_q[17]}}, ix0_q}", "ix0, sign-extended"),
+        ("pad", pad_rows, "pad_top * in_w"),
+        ("sw", "{16'd0, sw}", "stride * in_w"),
+        ("k2w", "{15'd0, x_in_w, 1'b0}", "2 * in_w"),
+        ("khw", "{8'd0, x_hw}", "in_h * in_w"),
+        (
+            "khw1",
+            "{8'd0, x_hw} + {16'd0, x_in_w}",
+            "in_h * in_w + in_w",
+        ),
+        ("k2hw", "{7'd0, x_hw, 1'b0}", "2 * in_h * in_w"),
+    ];
+    for (name, value, doc) in wide {
+        m.wire_assign(&format!("{name}32"), Expr::raw(value, 32), Some(doc))?;
+    }
+    m.lint_on("UNUSEDSIGNAL");
+    for name in ["row_step", "fm_off", "ix0", "pad", "sw"] {
+        let short = if name == "row_step" {
+            "row_step".to_owned()
+        } else {
+            format!("{name}_g")
+        };
+        m.wire_assign(&short, Expr::raw(low(&format!("{name}32")), gw), None)?;
+    }
     m.wire_assign(
         "blk_go",
         Expr::raw(
@@ -345,7 +388,7 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     m.wire_assign("kh1", Expr::raw("x_kh == 4'd1", 1), None)?;
     m.wire_assign(
         "ga0",
-        Expr::raw("rb_q + ix0_w", 32),
+        Expr::raw("rb_q + ix0_g", gw),
         Some("the block's first kernel row's byte"),
     )?;
     m.wire_assign(
@@ -367,28 +410,7 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
         None,
     )?;
     m.wire_assign("top18", Expr::raw("{15'd0, x_pad_top}", 18), None)?;
-    let fbb = fm_byte_bits(s);
-    m.wire_assign(
-        "fm_off32",
-        Expr::raw(format!("{{{}'d0, fm_off}}", 32 - fbb), 32),
-        None,
-    )?;
     m.wire_assign("left18", Expr::raw("{15'd0, x_pad_left}", 18), None)?;
-    m.wire_assign(
-        "ix0_w",
-        Expr::raw("{{14{ix0_q[17]}}, ix0_q}", 32),
-        Some("ix0, sign-extended"),
-    )?;
-    m.wire_assign(
-        "pad_rows",
-        Expr::raw(
-            "(x_pad_top[2] ? {14'd0, x_in_w, 2'b0} : 32'd0) + \
-             (x_pad_top[1] ? {15'd0, x_in_w, 1'b0} : 32'd0) + \
-             (x_pad_top[0] ? {16'd0, x_in_w} : 32'd0)",
-            32,
-        ),
-        Some("pad_top * in_w"),
-    )?;
     let mut c = Code::new();
     c.if_else(
         "!rst_n || clear",
@@ -408,18 +430,17 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
                 c.nb("gblk_q", "1'b0");
                 c.nb("iy0_q", "18'd0 - top18");
                 c.nb("ix0_q", "18'd0 - left18");
-                c.nb("rb_q", "32'd0 - pad_rows");
+                c.nb("rb_q", format!("{gw}'d0 - pad_g"));
                 c.nb("pair_q", format!("x_kw <= 3'd{PAIRED_KW}"));
-                c.nb("k2w_q", "{15'd0, x_in_w, 1'b0}");
-                c.nb("khw_q", "{8'd0, x_hw}");
-                c.nb("khw1_q", "{8'd0, x_hw} + {16'd0, x_in_w}");
-                c.nb("k2hw_q", "{7'd0, x_hw, 1'b0}");
+                for name in ["k2w", "khw", "khw1", "k2hw"] {
+                    c.nb(format!("{name}_q"), low(&format!("{name}32")));
+                }
             });
             c.if_("input_loaded && x_conv", |c| {
                 c.nb("fm_ready_q", "1'b1");
                 c.comment("the map's place in its bank is known once it is loaded (or on chip)");
-                c.nb("rb_q", "fm_off32 - pad_rows");
-                c.nb("rb0_q", "fm_off32 - pad_rows");
+                c.nb("rb_q", "fm_off_g - pad_g");
+                c.nb("rb0_q", "fm_off_g - pad_g");
             });
             c.nb("out_q", "out_q + {1'b0, blk_go} - {1'b0, block_done}");
             c.if_("blk_go", |c| {
@@ -462,7 +483,7 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
                                     |c| {
                                         c.nb("by_q", "by_q + 16'd1");
                                         c.nb("iy0_q", "iy0_q + (x_stride2 ? 18'd2 : 18'd1)");
-                                        c.nb("rb_q", "rb_q + {16'd0, sw}");
+                                        c.nb("rb_q", "rb_q + sw_g");
                                     },
                                 );
                             },
@@ -541,7 +562,7 @@ fn advance_two(c: &mut Code, x: &str) {
                     c.nb(&ch, format!("{ch} + 16'd1"));
                     c.nb(&ky, format!("{second} ? 4'd1 : 4'd0"));
                     c.nb(&iy, format!("{second} ? iy0_q + 18'd1 : iy0_q"));
-                    c.nb(&a, format!("{ac} + ({second} ? khw1_q : khw_q)"));
+                    c.nb(&a, format!("{second} ? {ac} + khw1_q : {ac} + khw_q"));
                     c.nb(&ac, format!("{ac} + khw_q"));
                 },
             );

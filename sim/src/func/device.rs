@@ -370,7 +370,9 @@ impl FuncDevice {
                     if let Some((_, bytes)) = self.resident.mirroring()
                         && *load == Load::Input
                     {
-                        self.mirror_map = vec![0; bytes as usize];
+                        // A new mirror or a grown one: the bytes it keeps stay where they are
+                        // (from its address); every byte a reader may take is written by then.
+                        self.mirror_map.resize(bytes as usize, 0);
                     }
                     match *load {
                         Load::Descriptor => {}

@@ -290,15 +290,33 @@ impl Resident {
                 ..
             } => {
                 if d.op == Opcode::Conv2d {
-                    match self.source(d, step) {
+                    let source = self.source(d, step);
+                    // A map written right after the mirrored one extends it, while both fit a
+                    // bank (the mirror bank is not the one this descriptor reads).
+                    let grown = self
+                        .mirror
+                        .filter(|_| !matches!(source, Source::Mirror { .. }))
+                        .and_then(|m| {
+                            let bytes = shape.mirror_bytes(d)?;
+                            (d.output_addr.0 == m.addr + m.bytes
+                                && m.bytes + bytes <= u64::from(shape.fm_bytes))
+                            .then_some(Mirror {
+                                addr: m.addr,
+                                bytes: m.bytes + bytes,
+                                own: true,
+                            })
+                        });
+                    match source {
                         Source::Memory => self.map = Some((addr, 8 * words)),
                         Source::Resident { .. } => {}
                         Source::Mirror { .. } => self.map = self.mirror.map(|m| (m.addr, m.bytes)),
                     }
-                    self.mirror = shape.mirror_bytes(d).map(|bytes| Mirror {
-                        addr: d.output_addr.0,
-                        bytes,
-                        own: true,
+                    self.mirror = grown.or_else(|| {
+                        shape.mirror_bytes(d).map(|bytes| Mirror {
+                            addr: d.output_addr.0,
+                            bytes,
+                            own: true,
+                        })
                     });
                 } else if let Some(m) = &mut self.mirror {
                     m.own = false;
@@ -541,6 +559,51 @@ mod tests {
         let mut r3 = r;
         r3.observe(&big, &sh, &input(0x1000, 8));
         assert_eq!(src(&r3, 0x4000, whole), Source::Memory);
+    }
+
+    /// A Conv2d whose output starts where the mirrored map ends grows the mirror (from the same
+    /// address) while both fit a bank, unless it takes its input from the mirror; one written
+    /// elsewhere, or past the bank, starts a new mirror.
+    #[test]
+    fn a_map_written_right_after_the_mirror_grows_it() {
+        let sh = shape();
+        let op = Opcode::Conv2d;
+        // A: 16×8×8 (1024 bytes) at 0x4000, reading a map at 0x1000.
+        let a = desc(op, 16, 0x4000);
+        let mut r = Resident::default();
+        r.observe(&a, &sh, &input(0x1000, 128));
+        let next = |r: &Resident, out: u64, from: u64| {
+            let mut r = *r;
+            r.observe(&desc(op, 16, out), &sh, &input(from, 128));
+            r.mirroring()
+        };
+        assert_eq!(next(&r, 0x4400, 0x1000), Some((0x4000, 2048)), "grows");
+        assert_eq!(next(&r, 0x4408, 0x1000), Some((0x4408, 1024)), "a gap");
+        assert_eq!(
+            next(&r, 0x4400, 0x4000),
+            Some((0x4400, 1024)),
+            "the mirror taken as input: the other bank starts anew"
+        );
+        // Grown, the two maps read as one from the mirror.
+        let mut g = r;
+        g.observe(&desc(op, 16, 0x4400), &sh, &input(0x1000, 128));
+        let both = Shape { c: 32, h: 8, w: 8 };
+        assert_eq!(
+            g.source(&reader(both), &map_read(0x4000, both)),
+            Source::Mirror { offset: 0 }
+        );
+        // Up to the bank and no further.
+        let fill = (u64::from(sh.fm_bytes) - 1024) / 64;
+        let mut full = r;
+        full.observe(&desc(op, fill as u16, 0x4400), &sh, &input(0x1000, 128));
+        assert_eq!(full.mirroring(), Some((0x4000, u64::from(sh.fm_bytes))));
+        let past = desc(op, 1, 0x4000 + u64::from(sh.fm_bytes));
+        full.observe(&past, &sh, &input(0x1000, 8));
+        assert_eq!(
+            full.mirroring(),
+            Some((0x4000 + u64::from(sh.fm_bytes), 64)),
+            "past the bank: a new mirror"
+        );
     }
 
     /// The mirror holds its map's bytes, not its last word's: a map of as many words but more

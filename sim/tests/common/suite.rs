@@ -883,6 +883,7 @@ pub fn suite<D: Device + InjectFaults>(
     resident_maps(dev, cfg, seed);
     mirrored_maps(dev, cfg, seed);
     sliced_maps(dev, cfg, seed);
+    grown_mirror(dev, cfg, seed);
     extreme_accumulators(dev, cfg);
     fault_cases(dev, cfg, seed);
     window_edges(dev, cfg, seed);
@@ -1291,6 +1292,116 @@ pub fn sliced_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
         starts[1],
         describe(&jobs[1]),
         describe(&jobs[2])
+    );
+}
+
+/// Conv2d outputs written one after the other (docs/hardware.md, "The output mirror"), in one
+/// list: A, a Conv2d whose written map fits a feature-map bank; B, a conv on a map of its own
+/// whose output (A's codes and width, A's H×W) is written right after A's, so the mirror grows to
+/// hold both; C, a 3×3 (or 1×1) conv on the two as one map of their channels together, taken
+/// from the mirror (its read is skipped: the byte counters are the plan's, and the RTL's must
+/// equal them). Every output equals its golden one.
+pub fn grown_mirror<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
+    if cfg.limits.max_descriptors < 3 {
+        return;
+    }
+    let fm_bytes = CoreShape::of(cfg).fm_bytes as usize;
+    let beat = cfg.bus_bytes() as usize;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6a0f_e11d);
+    let golden = |j: &LayerJob| j.golden().unwrap_or_else(|e| panic!("{e}"));
+    let lim = Limits::of(cfg);
+    let (jobs, outs) = loop {
+        let a = random_layer(&mut rng, cfg, true);
+        let Ok((h, w)) = a.out_hw() else { continue };
+        let Ok(len_a) = a.output_len() else { continue };
+        if !matches!(a.op, LayerOp::Conv2d { .. }) || len_a % beat != 0 {
+            continue;
+        }
+        // B: any map of its own, A's output codes.
+        let c_in = rng.random_range(1..=lim.dim.min(6));
+        let (lo, hi) = if a.in_signed {
+            (-(1i32 << (a.in_bits - 1)), (1i32 << (a.in_bits - 1)) - 1)
+        } else {
+            (0, (1i32 << a.in_bits) - 1)
+        };
+        let input = (0..c_in * h * w)
+            .map(|_| rng.random_range(lo..=hi))
+            .collect();
+        let source = LayerJob {
+            out_signed: a.in_signed,
+            out_bits: a.in_bits,
+            ..a.clone()
+        };
+        let kernel = if rng.random_bool(0.5) { 3 } else { 1 };
+        let Some(mut b) = conv_over(&mut rng, cfg, [c_in, h, w], kernel, &source, input) else {
+            continue;
+        };
+        b.out_signed = a.out_signed;
+        b.out_bits = a.out_bits;
+        let len_b = b.out_c() * h * w;
+        if len_a + len_b > fm_bytes || !fits(cfg, &b) {
+            continue;
+        }
+        let (out_a, out_b) = (golden(&a), golden(&b));
+        let mut both = codes_of(&out_a, a.out_signed);
+        both.extend(codes_of(&out_b, a.out_signed));
+        let kernel = if rng.random_bool(0.7) { 3 } else { 1 };
+        let c_ch = a.out_c() + b.out_c();
+        let Some(c) = conv_over(&mut rng, cfg, [c_ch, h, w], kernel, &a, both) else {
+            continue;
+        };
+        break (vec![a, b, c], [out_a, out_b]);
+    };
+    // A's and B's outputs in one region, A's first.
+    let mem = dev.memory();
+    let mut alloc = Alloc::new(DeviceAddr(mem.base.0 + 128 * 64), mem.end());
+    let mut placed: Vec<Placed> = jobs
+        .iter()
+        .map(|j| j.place(dev, &mut alloc).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let (len_a, len_b) = (outs[0].len(), outs[1].len());
+    let span = len_a + len_b + layer::SPARE_BYTES as usize;
+    let region = alloc.take(span as u64).unwrap_or_else(|e| panic!("{e}"));
+    dev.mem_write(DeviceAddr(region), &vec![layer::OUTPUT_FILL; span])
+        .and_then(|()| dev.sync_for_device(DeviceAddr(region), span as u64))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    placed[0].desc.output_addr = DeviceAddr(region);
+    placed[1].desc.output_addr = DeviceAddr(region + len_a as u64);
+    placed[2].desc.input_addr = DeviceAddr(region);
+    let what = format!("{} grown mirror", cfg.name);
+    let run = run_placed(dev, mem.base, &placed, cfg, &what);
+    check_outputs(dev, &jobs[2..], &placed[2..], &what);
+    let got = layer::read_output(
+        dev,
+        &Placed {
+            output_len: span,
+            ..placed[0]
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&got[..len_a], &outs[0][..], "{what}: A's output");
+    assert_eq!(
+        &got[len_a..len_a + len_b],
+        &outs[1][..],
+        "{what}: B's output ({})",
+        describe(&jobs[1])
+    );
+    assert!(
+        got[len_a + len_b..span]
+            .iter()
+            .all(|&b| b == layer::OUTPUT_FILL),
+        "{what}: wrote past B's output"
+    );
+    // Independently of the rule: every read of the list but C's map, once.
+    let (every, c_map) = all_reads(&placed, cfg, 2);
+    assert_eq!(
+        run.perf.bytes_rd,
+        every - c_map,
+        "{what}: PERF_BYTES_RD: C's map ({}) not read",
+        describe(&jobs[2])
+    );
+    println!(
+        "{what}: C's {c_map}-byte map ({len_a} bytes of A's, {len_b} of B's) taken from the mirror"
     );
 }
 

@@ -319,6 +319,7 @@ module caq_fetch (
     reg           mir_on_q;  // the running descriptor's writes are mirrored
     reg  [31:0]   mir_addr_q;  // the mirrored map's address
     reg  [33:0]   mir_end_q;  // first byte past its bytes (its last word's bytes past them are not defined)
+    reg  [12:0]   mir_bytes_q;  // its bytes (at most a bank's)
     reg  [12:0]   fm_off_q;  // the running Conv2d's input map: its first byte's offset in its bank
     reg           wh_v_q;  // a write request was taken last cycle
     reg  [33:0]   wh_lo_q;  // its first byte
@@ -370,6 +371,11 @@ module caq_fetch (
     assign in_mirror = d_op == 8'd2 && d_input_addr[31:0] >= mir_addr_q && in_end <= mir_end_q;
     reg           in_resident_q;  // in_resident, a cycle ago
     reg           in_mirror_q;  // in_mirror, a cycle ago
+    wire          grow;  // the descriptor's Conv2d output follows the mirrored map and both fit a bank
+    assign grow = d_op == 8'd2 && {2'd0, d_output_addr[31:0]} == mir_end_q && {1'b0, mir_bytes_q} + {1'b0, f_s_out_bytes} <= 14'd4096;
+    reg           grow_q;  // grow, a cycle ago
+    wire          mir_grows;  // at F_INWAIT: the descriptor's output grows the mirror (it does not take it)
+    assign mir_grows = grow_q && mir_v_q && !(in_mirror_q && !(in_resident_q && res_v_q));
     reg  [12:0]   res_off_q;  // the input map's offset from the bank's first byte, a cycle ago
     reg  [12:0]   mir_off_q;  // the input map's offset from the bank's first byte, a cycle ago
     assign fm_cur = fm_cur_q;
@@ -381,6 +387,7 @@ module caq_fetch (
         res_skip_q <= 1'b0;
         in_mirror_q <= in_mirror;
         in_resident_q <= in_resident;
+        grow_q <= grow;
         res_off_q <= d_input_addr[12:0] - res_addr_q[12:0];
         mir_off_q <= d_input_addr[12:0] - mir_addr_q[12:0];
         wh_v_q <= wr_req_valid && wr_req_ready;
@@ -588,7 +595,13 @@ module caq_fetch (
                             mir_v_q <= f_s_mirror;
                             mir_own_q <= 1'b1;
                             mir_on_q <= f_s_mirror;
-                            mir_addr_q <= d_output_addr[31:0];
+                            // written right after the mirrored map (and not taking it): the mirror grows, from the same address
+                            if (mir_grows) begin
+                                mir_bytes_q <= mir_bytes_q + f_s_out_bytes;
+                            end else begin
+                                mir_addr_q <= d_output_addr[31:0];
+                                mir_bytes_q <= f_s_out_bytes;
+                            end
                             // its bytes' end: a write request (whole words) overlaps them exactly when it overlaps their words
                             mir_end_q <= {2'd0, d_output_addr[31:0]} + {21'd0, f_s_out_bytes};
                         end

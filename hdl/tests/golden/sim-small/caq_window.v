@@ -100,24 +100,53 @@ module caq_window (
     reg  [17:0]  iy0_q;  // by * stride - pad_top
     reg  [17:0]  ix0_q;  // bx * stride - pad_left
     reg  [17:0]  giy_q;  // the kernel row's input row: iy0 + ky
-    reg  [31:0]  ga_q;  // the segment's first byte: c * hw + giy * in_w + ix0
-    reg  [31:0]  gac_q;  // the channel's first kernel row's byte
+    reg  [11:0]  ga_q;  // the segment's first byte: c * hw + giy * in_w + ix0
+    reg  [11:0]  gac_q;  // the channel's first kernel row's byte
     reg  [15:0]  hc_q;  // kernel row B (the one after A): input channel (in_c: none)
     reg  [3:0]   hky_q;  // kernel row B: ky
     reg  [17:0]  hiy_q;  // kernel row B's input row
-    reg  [31:0]  ha_q;  // kernel row B's segment's first byte
-    reg  [31:0]  hac_q;  // kernel row B's channel's first kernel row's byte
+    reg  [11:0]  ha_q;  // kernel row B's segment's first byte
+    reg  [11:0]  hac_q;  // kernel row B's channel's first kernel row's byte
     reg          pair_q;  // two kernel rows per cycle (kw <= PAIRED_KW): A, and B after it
-    reg  [31:0]  k2w_q;  // 2 * in_w
-    reg  [31:0]  khw_q;  // in_h * in_w
-    reg  [31:0]  khw1_q;  // in_h * in_w + in_w
-    reg  [31:0]  k2hw_q;  // 2 * in_h * in_w
-    reg  [31:0]  rb_q;  // fm_off + iy0 * in_w: the block's first input row's byte in channel 0
-    reg  [31:0]  rb0_q;  // rb_q of output row 0: fm_off - pad_top * in_w
-    wire [31:0]  row_step;
-    assign row_step = {16'd0, x_in_w};
+    reg  [11:0]  k2w_q;  // 2 * in_w
+    reg  [11:0]  khw_q;  // in_h * in_w
+    reg  [11:0]  khw1_q;  // in_h * in_w + in_w
+    reg  [11:0]  k2hw_q;  // 2 * in_h * in_w
+    reg  [11:0]  rb_q;  // fm_off + iy0 * in_w: the block's first input row's byte in channel 0
+    reg  [11:0]  rb0_q;  // rb_q of output row 0: fm_off - pad_top * in_w
     wire [15:0]  sw;  // stride * in_w: from one output row's first kernel row to the next
     assign sw = x_stride2 ? {x_in_w[14:0], 1'b0} : x_in_w;
+    // Waiver (UNUSEDSIGNAL): 32-bit values of which the walk keeps the low gw bits (bank addresses modulo 2^gw)
+    /* verilator lint_off UNUSEDSIGNAL */
+    wire [31:0]  row_step32;  // in_w
+    assign row_step32 = {16'd0, x_in_w};
+    wire [31:0]  fm_off32;  // the map's first byte in its bank
+    assign fm_off32 = {19'd0, fm_off};
+    wire [31:0]  ix032;  // ix0, sign-extended
+    assign ix032 = {{14{ix0_q[17]}}, ix0_q};
+    wire [31:0]  pad32;  // pad_top * in_w
+    assign pad32 = (x_pad_top[2] ? {14'd0, x_in_w, 2'b0} : 32'd0) + (x_pad_top[1] ? {15'd0, x_in_w, 1'b0} : 32'd0) + (x_pad_top[0] ? {16'd0, x_in_w} : 32'd0);
+    wire [31:0]  sw32;  // stride * in_w
+    assign sw32 = {16'd0, sw};
+    wire [31:0]  k2w32;  // 2 * in_w
+    assign k2w32 = {15'd0, x_in_w, 1'b0};
+    wire [31:0]  khw32;  // in_h * in_w
+    assign khw32 = {8'd0, x_hw};
+    wire [31:0]  khw132;  // in_h * in_w + in_w
+    assign khw132 = {8'd0, x_hw} + {16'd0, x_in_w};
+    wire [31:0]  k2hw32;  // 2 * in_h * in_w
+    assign k2hw32 = {7'd0, x_hw, 1'b0};
+    /* verilator lint_on UNUSEDSIGNAL */
+    wire [11:0]  row_step;
+    assign row_step = row_step32[11:0];
+    wire [11:0]  fm_off_g;
+    assign fm_off_g = fm_off32[11:0];
+    wire [11:0]  ix0_g;
+    assign ix0_g = ix032[11:0];
+    wire [11:0]  pad_g;
+    assign pad_g = pad32[11:0];
+    wire [11:0]  sw_g;
+    assign sw_g = sw32[11:0];
     wire         blk_go;  // start gathering the next block
     assign blk_go = fm_ready_q && !x_start && !gon_q && out_q != 2'd2 && wt_q != x_tiles && x_conv;
     wire         g_end;  // kernel row A is the block's last
@@ -130,8 +159,8 @@ module caq_window (
     assign g_last = g_end || (pair_q && h_end);
     wire         kh1;
     assign kh1 = x_kh == 4'd1;
-    wire [31:0]  ga0;  // the block's first kernel row's byte
-    assign ga0 = rb_q + ix0_w;
+    wire [11:0]  ga0;  // the block's first kernel row's byte
+    assign ga0 = rb_q + ix0_g;
     wire         row_end;  // the block ends its output row
     assign row_end = {12'd0, bn_q} + bx_q == x_out_w;
     wire [3:0]   first_bn;
@@ -140,14 +169,8 @@ module caq_window (
     assign next_bn = (x_out_w - bx_q - {12'd0, bn_q} < {12'd0, x_block}) ? (x_out_w[3:0] - bx_q[3:0] - bn_q) : x_block;
     wire [17:0]  top18;
     assign top18 = {15'd0, x_pad_top};
-    wire [31:0]  fm_off32;
-    assign fm_off32 = {19'd0, fm_off};
     wire [17:0]  left18;
     assign left18 = {15'd0, x_pad_left};
-    wire [31:0]  ix0_w;  // ix0, sign-extended
-    assign ix0_w = {{14{ix0_q[17]}}, ix0_q};
-    wire [31:0]  pad_rows;  // pad_top * in_w
-    assign pad_rows = (x_pad_top[2] ? {14'd0, x_in_w, 2'b0} : 32'd0) + (x_pad_top[1] ? {15'd0, x_in_w, 1'b0} : 32'd0) + (x_pad_top[0] ? {16'd0, x_in_w} : 32'd0);
     always @(posedge clk) begin
         if (!rst_n || clear) begin
             fm_ready_q <= 1'b0;
@@ -164,18 +187,18 @@ module caq_window (
                 gblk_q <= 1'b0;
                 iy0_q <= 18'd0 - top18;
                 ix0_q <= 18'd0 - left18;
-                rb_q <= 32'd0 - pad_rows;
+                rb_q <= 12'd0 - pad_g;
                 pair_q <= x_kw <= 3'd4;
-                k2w_q <= {15'd0, x_in_w, 1'b0};
-                khw_q <= {8'd0, x_hw};
-                khw1_q <= {8'd0, x_hw} + {16'd0, x_in_w};
-                k2hw_q <= {7'd0, x_hw, 1'b0};
+                k2w_q <= k2w32[11:0];
+                khw_q <= khw32[11:0];
+                khw1_q <= khw132[11:0];
+                k2hw_q <= k2hw32[11:0];
             end
             if (input_loaded && x_conv) begin
                 fm_ready_q <= 1'b1;
                 // the map's place in its bank is known once it is loaded (or on chip)
-                rb_q <= fm_off32 - pad_rows;
-                rb0_q <= fm_off32 - pad_rows;
+                rb_q <= fm_off_g - pad_g;
+                rb0_q <= fm_off_g - pad_g;
             end
             out_q <= out_q + {1'b0, blk_go} - {1'b0, block_done};
             if (blk_go) begin
@@ -211,7 +234,7 @@ module caq_window (
                         end else begin
                             by_q <= by_q + 16'd1;
                             iy0_q <= iy0_q + (x_stride2 ? 18'd2 : 18'd1);
-                            rb_q <= rb_q + {16'd0, sw};
+                            rb_q <= rb_q + sw_g;
                         end
                     end else begin
                         bx_q <= bx_q + {12'd0, bn_q};
@@ -235,7 +258,7 @@ module caq_window (
                                 gc_q <= gc_q + 16'd1;
                                 gky_q <= {1'b0, gky_q} + 5'd1 == {1'b0, x_kh} ? 4'd1 : 4'd0;
                                 giy_q <= {1'b0, gky_q} + 5'd1 == {1'b0, x_kh} ? iy0_q + 18'd1 : iy0_q;
-                                ga_q <= gac_q + ({1'b0, gky_q} + 5'd1 == {1'b0, x_kh} ? khw1_q : khw_q);
+                                ga_q <= {1'b0, gky_q} + 5'd1 == {1'b0, x_kh} ? gac_q + khw1_q : gac_q + khw_q;
                                 gac_q <= gac_q + khw_q;
                             end
                         end
@@ -254,7 +277,7 @@ module caq_window (
                                 hc_q <= hc_q + 16'd1;
                                 hky_q <= {1'b0, hky_q} + 5'd1 == {1'b0, x_kh} ? 4'd1 : 4'd0;
                                 hiy_q <= {1'b0, hky_q} + 5'd1 == {1'b0, x_kh} ? iy0_q + 18'd1 : iy0_q;
-                                ha_q <= hac_q + ({1'b0, hky_q} + 5'd1 == {1'b0, x_kh} ? khw1_q : khw_q);
+                                ha_q <= {1'b0, hky_q} + 5'd1 == {1'b0, x_kh} ? hac_q + khw1_q : hac_q + khw_q;
                                 hac_q <= hac_q + khw_q;
                             end
                         end

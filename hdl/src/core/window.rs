@@ -8,9 +8,10 @@
 //! patch (zero where the window lies in the padding). When the kernel is at most
 //! [`PAIRED_KW`] bytes wide it reads two kernel rows per cycle, A and the one after it, B (port A
 //! and port B of the bank's lane memories), and appends A's kw bytes then B's: still at most one
-//! patch word per pixel per cycle. Full 64-bit patch words go straight into the execute stage's
-//! activation banks, pixel w's word j into bank (j + w) mod C/8 of patch buffer (b mod 2, w), so
-//! the W pixels' words land in different banks in the same cycle.
+//! patch word per pixel per cycle. The map's bytes start at `fm_off` in the bank (a slice of the
+//! resident map or of the mirror starts at its offset). Full 64-bit patch words go straight into
+//! the execute stage's activation banks, pixel w's word j into bank (j + w) mod C/8 of patch
+//! buffer (b mod 2, w), so the W pixels' words land in different banks in the same cycle.
 //!
 //! Blocks follow the execute stage's order (tiles, output rows, blocks along the row); a block is
 //! gathered while the previous one computes (two patch buffers, `block_ready` / `block_done`).
@@ -98,7 +99,7 @@ pub fn window(cfg: &AccelConfig) -> Result<Module> {
     m.port(Dir::Output, "window_idle", 1)?;
 
     mirror(&mut m, &s, fw.fib)?;
-    walk(&mut m, &s)?;
+    walk(&mut m, &s, feb)?;
     banks(&mut m, &s, fw.fib, feb)?;
     gather(&mut m, &s)?;
     assemble(&mut m, &s, aeb)?;
@@ -246,12 +247,12 @@ fn banks(m: &mut ModuleBuilder, s: &CoreShape, fib: u32, feb: u32) -> Result<()>
 }
 
 /// The walk over blocks and kernel rows: which block is gathered, into which buffer, and the
-/// address of each kernel row's segment.
-fn walk(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
+/// address of each kernel row's segment in the bank (`feb` + 4 bits: entry and lane).
+fn walk(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
     m.section("walk: tiles, blocks, kernel rows");
     // Byte addresses within a bank, modulo 2^gw: the entry and the lane take their low bits only
     // (rows and columns outside the map are masked by their indices, not by the address).
-    let gw = clog2(s.fm_bytes / FM_LANES) + 4;
+    let gw = feb + 4;
     let low = |expr32: &str| format!("{expr32}[{}:0]", gw - 1);
     for (name, width, doc) in [
         ("fm_ready_q", 1, "the feature map is loaded"),

@@ -1232,7 +1232,14 @@ pub fn sliced_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
     let fm_bytes = CoreShape::of(cfg).fm_bytes as usize;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x51ce_0ff5);
     let golden = |j: &LayerJob| j.golden().unwrap_or_else(|e| panic!("{e}"));
+    let mut tries = 0u32;
     let (jobs, starts, hw) = loop {
+        tries += 1;
+        assert!(
+            tries <= 100_000,
+            "sliced maps: no list of this kind fits {} in 100,000 random tries",
+            cfg.name
+        );
         let a = random_layer(&mut rng, cfg, true);
         let Ok((h, w)) = a.out_hw() else { continue };
         let (c, hw) = (a.out_c(), h * w);
@@ -1310,7 +1317,14 @@ pub fn grown_mirror<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6a0f_e11d);
     let golden = |j: &LayerJob| j.golden().unwrap_or_else(|e| panic!("{e}"));
     let lim = Limits::of(cfg);
+    let mut tries = 0u32;
     let (jobs, outs) = loop {
+        tries += 1;
+        assert!(
+            tries <= 100_000,
+            "grown mirror: no list of this kind fits {} in 100,000 random tries",
+            cfg.name
+        );
         let a = random_layer(&mut rng, cfg, true);
         let Ok((h, w)) = a.out_hw() else { continue };
         let Ok(len_a) = a.output_len() else { continue };

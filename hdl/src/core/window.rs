@@ -431,7 +431,6 @@ fn walk(m: &mut ModuleBuilder, s: &CoreShape, feb: u32) -> Result<()> {
                 c.nb("gblk_q", "1'b0");
                 c.nb("iy0_q", "18'd0 - top18");
                 c.nb("ix0_q", "18'd0 - left18");
-                c.nb("rb_q", format!("{gw}'d0 - pad_g"));
                 c.nb("pair_q", format!("x_kw <= 3'd{PAIRED_KW}"));
                 for name in ["k2w", "khw", "khw1", "k2hw"] {
                     c.nb(format!("{name}_q"), low(&format!("{name}32")));

@@ -363,10 +363,8 @@ impl FuncDevice {
                         },
                     };
                     self.resident.observe(d, &self.shape, &step);
-                    if source == Source::Memory && self.resident.skips(d, &step) {
-                        // A loaded Conv2d map: the current bank holds its words now.
-                        self.resident_map = data.clone();
-                    }
+                    // A Conv2d map loaded from memory: the current bank holds its words now.
+                    let loaded_map = source == Source::Memory && self.resident.skips(d, &step);
                     if let Some((_, bytes)) = self.resident.mirroring()
                         && *load == Load::Input
                     {
@@ -424,6 +422,9 @@ impl FuncDevice {
                                 }
                             }
                         }
+                    }
+                    if loaded_map {
+                        self.resident_map = data;
                     }
                 }
                 Step::Compute { rows: n, .. } => {

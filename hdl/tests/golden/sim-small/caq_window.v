@@ -187,7 +187,6 @@ module caq_window (
                 gblk_q <= 1'b0;
                 iy0_q <= 18'd0 - top18;
                 ix0_q <= 18'd0 - left18;
-                rb_q <= 12'd0 - pad_g;
                 pair_q <= x_kw <= 3'd4;
                 k2w_q <= k2w32[11:0];
                 khw_q <= khw32[11:0];

@@ -31,7 +31,9 @@ pub use design::{Design, GeneratedFile, Manifest, PortInfo};
 pub use emit::Dir;
 pub use error::{HdlError, Result};
 pub use lint::{LintReport, LintSource, lint};
-pub use synth::{Family, Part, SynthReport, synth, synth_with_timing};
+pub use synth::{
+    Family, ModuleUse, Part, Resources, SynthReport, synth, synth_modules, synth_with_timing,
+};
 pub use timing::{NameSource, PathEnd, PathStep, TimingReport};
 pub use tools::available as tool_available;
 pub use vivado::{VivadoFlow, vivado};

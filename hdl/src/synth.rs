@@ -113,6 +113,10 @@ pub struct SynthReport {
     /// The worst logic path; set by [`synth_with_timing`], absent after [`synth`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timing: Option<TimingReport>,
+    /// Where the resources go, module by module ([`synth_modules`]: a second, hierarchical
+    /// run); empty unless asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<ModuleUse>,
     /// Wall time of the Yosys run, seconds.
     pub seconds: f64,
 }
@@ -251,15 +255,13 @@ fn report(
     ltp_length: u64,
     seconds: f64,
 ) -> SynthReport {
-    let sum = |pred: &dyn Fn(&str) -> bool| -> u64 {
-        cells.iter().filter(|(k, _)| pred(k)).map(|(_, v)| v).sum()
-    };
-    let lut = sum(&|c| matches!(c, "LUT1" | "LUT2" | "LUT3" | "LUT4" | "LUT5" | "LUT6"));
-    let ff = sum(&|c| c.starts_with("FD"));
-    let ramb36 = sum(&|c| c.starts_with("RAMB36"));
-    let ramb18 = sum(&|c| c.starts_with("RAMB18"));
-    let dsp = sum(&|c| c.starts_with("DSP48"));
-    let bram36 = ramb36 as f64 + ramb18 as f64 / 2.0;
+    let Resources {
+        lut,
+        ff,
+        bram36,
+        dsp,
+        ..
+    } = Resources::of(&cells);
     let pct = |used: f64, cap: u64| 100.0 * used / cap as f64;
     SynthReport {
         top: design.top.clone(),
@@ -278,8 +280,190 @@ fn report(
         },
         cells,
         timing: None,
+        modules: Vec::new(),
         seconds,
     }
+}
+
+/// The resources a set of cells uses, counted as [`SynthReport`] counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    /// LUT1..LUT6 cells.
+    pub lut: u64,
+    /// FD* cells.
+    pub ff: u64,
+    /// CARRY4/CARRY8 cells (adders and comparators).
+    pub carry: u64,
+    /// MUXF7/MUXF8/MUXF9 cells (wide multiplexers).
+    pub muxf: u64,
+    /// RAMB36 + RAMB18 / 2.
+    pub bram36: f64,
+    /// DSP48E1/DSP48E2 cells.
+    pub dsp: u64,
+}
+
+impl Resources {
+    fn of(cells: &BTreeMap<String, u64>) -> Self {
+        let sum = |pred: &dyn Fn(&str) -> bool| -> u64 {
+            cells.iter().filter(|(k, _)| pred(k)).map(|(_, v)| v).sum()
+        };
+        Self {
+            lut: sum(&|c| matches!(c, "LUT1" | "LUT2" | "LUT3" | "LUT4" | "LUT5" | "LUT6")),
+            ff: sum(&|c| c.starts_with("FD")),
+            carry: sum(&|c| c.starts_with("CARRY")),
+            muxf: sum(&|c| c.starts_with("MUXF")),
+            bram36: sum(&|c| c.starts_with("RAMB36")) as f64
+                + sum(&|c| c.starts_with("RAMB18")) as f64 / 2.0,
+            dsp: sum(&|c| c.starts_with("DSP48")),
+        }
+    }
+}
+
+/// One module of a hierarchical synthesis ([`synth_modules`]): the cells of one instance of it,
+/// its submodules' cells not included, and how many instances the design holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleUse {
+    pub module: String,
+    pub instances: u64,
+    /// One instance's own cells.
+    pub each: Resources,
+}
+
+/// Where a design's resources go: `synth_xilinx` without `-flatten`, so that every module keeps
+/// its own cells, and `stat -json` read per module. Modules come in the design's hierarchy order
+/// (top first). Cross-module optimization is lost, so the sum runs a few percent above
+/// [`synth`]'s flattened count, which is the one budgets are checked against.
+pub fn synth_modules(design: &Design, part: &Part) -> Result<Vec<ModuleUse>> {
+    let mut scratch = ScratchDir::new("synth-modules")?;
+    let dir = scratch.path().to_owned();
+    design.write(&dir)?;
+    let files: Vec<&str> = design.files.iter().map(|f| f.name.as_str()).collect();
+    let script = format!(
+        "read_verilog {}; synth_xilinx -family {} -top {}; tee -q -o {STAT_JSON} stat -json",
+        files.join(" "),
+        part.family.as_str(),
+        design.top
+    );
+    let args = vec![
+        "-q".to_owned(),
+        "-l".to_owned(),
+        LOG.to_owned(),
+        "-p".to_owned(),
+        script,
+    ];
+    let command = tools::command_line(YOSYS, &args);
+    let out = tools::run(YOSYS, &args, &dir)?;
+    if !out.status.success() {
+        let log = fs::read_to_string(dir.join(LOG)).unwrap_or_default();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(HdlError::ToolFailed {
+            command,
+            status: out.status.to_string(),
+            log: scratch.keep().join(LOG),
+            tail: tools::tail(&format!("{log}\n{stderr}"), 20),
+        });
+    }
+    let stat = fs::read_to_string(dir.join(STAT_JSON)).unwrap_or_default();
+    parse_module_uses(&stat, &design.top).map_err(|message| HdlError::Report {
+        tool: "yosys",
+        log: scratch.keep().join(LOG),
+        message,
+    })
+}
+
+/// Per module of `stat -json`, its own cells and its instance count below `top`: a module
+/// instantiated n times in a module of m instances has n·m more.
+fn parse_module_uses(text: &str, top: &str) -> Result<Vec<ModuleUse>, String> {
+    // Yosys 0.23's `stat -json` of a hierarchical design prints the hierarchy's text lines
+    // ("  caq_requant   8") inside the JSON; every line of JSON holds a quote or a bracket.
+    let text: String = text
+        .lines()
+        .filter(|l| l.contains(['"', '{', '}', '[', ']']))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let start = text
+        .find('{')
+        .ok_or_else(|| format!("{STAT_JSON} holds no JSON object"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text[start..]).map_err(|e| format!("{STAT_JSON}: {e}"))?;
+    let modules = v
+        .get("modules")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| format!("{STAT_JSON} has no \"modules\" object"))?;
+    let mut cells: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for (name, m) in modules {
+        let by_type = m
+            .get("num_cells_by_type")
+            .and_then(|c| c.as_object())
+            .ok_or_else(|| format!("{STAT_JSON}: module `{name}` has no num_cells_by_type"))?;
+        cells.insert(
+            name.trim_start_matches('\\').to_owned(),
+            by_type
+                .iter()
+                .filter_map(|(k, n)| Some((k.trim_start_matches('\\').to_owned(), n.as_u64()?)))
+                .collect(),
+        );
+    }
+    if !cells.contains_key(top) {
+        return Err(format!("{STAT_JSON} has no module `{top}`"));
+    }
+    // Instances of a module: the sum over the modules that instantiate it of their instances
+    // times its cells there (the top has one). Recursion deeper than the module count means a
+    // cycle.
+    fn instances(
+        m: &str,
+        top: &str,
+        cells: &BTreeMap<String, BTreeMap<String, u64>>,
+        depth: usize,
+    ) -> Result<u64, String> {
+        if m == top {
+            return Ok(1);
+        }
+        if depth > cells.len() {
+            return Err(format!("{STAT_JSON}: the module hierarchy has a cycle"));
+        }
+        let mut n = 0;
+        for (parent, by_type) in cells {
+            if let Some(k) = by_type.get(m) {
+                n += k * instances(parent, top, cells, depth + 1)?;
+            }
+        }
+        Ok(n)
+    }
+    // Modules in depth-first order from the top, each once.
+    let mut order: Vec<String> = Vec::new();
+    let mut stack = vec![top.to_owned()];
+    while let Some(m) = stack.pop() {
+        if order.contains(&m) {
+            continue;
+        }
+        let children: Vec<String> = cells[&m]
+            .keys()
+            .filter(|k| cells.contains_key(*k))
+            .cloned()
+            .collect();
+        stack.extend(children.into_iter().rev());
+        order.push(m);
+    }
+    let count = order
+        .iter()
+        .map(|m| Ok((m.clone(), instances(m, top, &cells, 0)?)))
+        .collect::<Result<BTreeMap<String, u64>, String>>()?;
+    Ok(order
+        .iter()
+        .map(|m| {
+            let own: BTreeMap<String, u64> = cells[m]
+                .iter()
+                .filter(|(c, _)| !cells.contains_key(*c))
+                .map(|(c, n)| (c.clone(), *n))
+                .collect();
+            ModuleUse {
+                module: m.clone(),
+                instances: count.get(m).copied().unwrap_or(0),
+                each: Resources::of(&own),
+            }
+        })
+        .collect())
 }
 
 /// Cell counts of `top` from `stat -json` (Yosys 0.23: `modules.<name>.num_cells_by_type`).
@@ -322,6 +506,50 @@ fn parse_ltp(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn module_uses_count_instances_through_the_hierarchy() {
+        // top has two `a`s and one `c`; each `a` has three `b`s; `c` has one `b`.
+        let text = r#"header line
+{ "modules": {
+  "\\top": { "num_cells_by_type": { "\\a": 2, "\\c": 1, "LUT2": 5 } },
+  "\\a":   { "num_cells_by_type": { "\\b": 3, "FDRE": 4, "CARRY4": 1 } },
+  "\\b":   { "num_cells_by_type": { "LUT6": 7, "RAMB18E1": 1, "DSP48E1": 2, "MUXF7": 1 } },
+  "\\c":   { "num_cells_by_type": { "\\b": 1, "LUT1": 1, "RAMB36E1": 1 } }
+},
+     a                 2
+       b               3
+  "design": { "num_cells": 1 }
+}"#;
+        let uses = parse_module_uses(text, "top").unwrap();
+        let names: Vec<&str> = uses.iter().map(|u| u.module.as_str()).collect();
+        assert_eq!(names, ["top", "a", "b", "c"]);
+        let by = |m: &str| uses.iter().find(|u| u.module == m).unwrap().clone();
+        assert_eq!(by("top").instances, 1);
+        assert_eq!(by("top").each.lut, 5);
+        assert_eq!(by("a").instances, 2);
+        assert_eq!((by("a").each.ff, by("a").each.carry), (4, 1));
+        assert_eq!(by("b").instances, 7);
+        let b = by("b").each;
+        assert_eq!((b.lut, b.dsp, b.muxf, b.bram36), (7, 2, 1, 0.5));
+        assert_eq!((by("c").instances, by("c").each.bram36), (1, 1.0));
+        // Submodule instances are not cells of their parent.
+        assert_eq!(by("c").each.lut, 1);
+        assert!(
+            parse_module_uses(text, "nope")
+                .unwrap_err()
+                .contains("nope")
+        );
+        let cyclic = r#"{ "modules": {
+  "top": { "num_cells_by_type": { "a": 1 } },
+  "a": { "num_cells_by_type": { "b": 1 } },
+  "b": { "num_cells_by_type": { "a": 1 } } } }"#;
+        assert!(
+            parse_module_uses(cyclic, "top")
+                .unwrap_err()
+                .contains("cycle")
+        );
+    }
 
     #[test]
     fn ltp_line_is_parsed() {

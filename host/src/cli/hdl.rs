@@ -76,6 +76,10 @@ struct SynthArgs {
     /// worst logic path is longer than NS nanoseconds.
     #[arg(long, value_name = "NS", value_parser = budget_ns, allow_hyphen_values = true)]
     require_ns: Option<f64>,
+    /// Also synthesize without flattening and print each module's resources (one more Yosys run;
+    /// the budgets are checked against the flattened netlist).
+    #[arg(long)]
+    per_module: bool,
 }
 
 #[derive(Args, Debug)]
@@ -286,12 +290,16 @@ fn synth(a: SynthArgs) -> Result<()> {
     let (cfg, design) = load(&a.config)?;
     let part = Part::for_board(cfg.board);
     let timed = a.require_ns.is_some();
-    let report = if timed {
+    let mut report = if timed {
         caq_hdl::synth_with_timing(&design, &part)
     } else {
         caq_hdl::synth(&design, &part)
     }
     .with_context(|| format!("synthesizing {}", a.config.display()))?;
+    if a.per_module {
+        report.modules = caq_hdl::synth_modules(&design, &part)
+            .with_context(|| format!("synthesizing {} module by module", a.config.display()))?;
+    }
     println!(
         "{}: config '{}' (hash {}), yosys synth_xilinx -family {}{} in {:.1} s",
         a.config.display(),
@@ -302,6 +310,9 @@ fn synth(a: SynthArgs) -> Result<()> {
         report.seconds
     );
     print_table(&report);
+    if !report.modules.is_empty() {
+        print_modules(&report);
+    }
     if let Some(t) = &report.timing {
         print_timing(t);
     }
@@ -362,6 +373,59 @@ fn timing(a: TimingArgs) -> Result<()> {
 }
 
 /// One Yosys run: synthesis and `sta`; prints the run and the resources in one line each.
+/// The hierarchical run's table: per module, its instances and the cells of all of them.
+fn print_modules(report: &SynthReport) {
+    println!(
+        "\nper module (synth_xilinx without -flatten; every instance counted, submodules apart):"
+    );
+    println!(
+        "{:<16} {:>5} {:>7} {:>6} {:>7} {:>6} {:>6} {:>7} {:>4}",
+        "module", "inst", "LUT", "LUT %", "FF", "CARRY", "MUXF", "BRAM36", "DSP"
+    );
+    let mut total = caq_hdl::Resources::default();
+    for m in &report.modules {
+        let (n, e) = (m.instances, m.each);
+        let r = caq_hdl::Resources {
+            lut: n * e.lut,
+            ff: n * e.ff,
+            carry: n * e.carry,
+            muxf: n * e.muxf,
+            bram36: n as f64 * e.bram36,
+            dsp: n * e.dsp,
+        };
+        println!(
+            "{:<16} {:>5} {:>7} {:>5.1}% {:>7} {:>6} {:>6} {:>7.1} {:>4}",
+            m.module,
+            n,
+            r.lut,
+            100.0 * r.lut as f64 / report.part.lut as f64,
+            r.ff,
+            r.carry,
+            r.muxf,
+            r.bram36,
+            r.dsp
+        );
+        total.lut += r.lut;
+        total.ff += r.ff;
+        total.carry += r.carry;
+        total.muxf += r.muxf;
+        total.bram36 += r.bram36;
+        total.dsp += r.dsp;
+    }
+    println!(
+        "{:<16} {:>5} {:>7} {:>5.1}% {:>7} {:>6} {:>6} {:>7.1} {:>4}",
+        "sum",
+        "",
+        total.lut,
+        100.0 * total.lut as f64 / report.part.lut as f64,
+        total.ff,
+        total.carry,
+        total.muxf,
+        total.bram36,
+        total.dsp
+    );
+}
+
 fn synth_and_time(config: &Path) -> Result<SynthReport> {
     let (cfg, design) = load(config)?;
     let part = Part::for_board(cfg.board);

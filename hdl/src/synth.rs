@@ -1,7 +1,9 @@
 //! [`synth`]: Yosys `synth_xilinx` over a generated design, read back as a [`SynthReport`]: LUTs,
 //! flip-flops, block RAM (in RAMB36 equivalents), DSPs, the longest combinational path in cells, and
 //! utilisation of the target part. [`synth_with_timing`] also times the netlist with `sta` in the
-//! same Yosys run ([`crate::timing`] parses it). The Yosys script is built here and only here.
+//! same Yosys run ([`crate::timing`] parses it). [`synth_modules`] synthesizes without flattening
+//! and reads each module's own cells ([`ModuleUse`]): where the resources go. The Yosys scripts
+//! are built here and only here.
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -179,11 +179,10 @@ fn script(design: &Design, part: &Part, with_sta: bool) -> String {
     script
 }
 
-fn run(design: &Design, part: &Part, with_sta: bool) -> Result<SynthReport> {
-    let mut scratch = ScratchDir::new("synth")?;
+/// Runs Yosys on `script` in `scratch`'s directory, logging to [`LOG`]; when it fails, keeps the
+/// directory and returns the log's tail. The wall time in seconds.
+fn yosys(scratch: &mut ScratchDir, script: String) -> Result<f64> {
     let dir = scratch.path().to_owned();
-    design.write(&dir)?;
-    let script = script(design, part, with_sta);
     let args = vec![
         "-q".to_owned(),
         "-l".to_owned(),
@@ -191,11 +190,27 @@ fn run(design: &Design, part: &Part, with_sta: bool) -> Result<SynthReport> {
         "-p".to_owned(),
         script,
     ];
-    let command = tools::command_line(YOSYS, &args);
     let started = Instant::now();
     let out = tools::run(YOSYS, &args, &dir)?;
     let seconds = started.elapsed().as_secs_f64();
-    let log_path = dir.join(LOG);
+    if !out.status.success() {
+        let log = fs::read_to_string(dir.join(LOG)).unwrap_or_default();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(HdlError::ToolFailed {
+            command: tools::command_line(YOSYS, &args),
+            status: out.status.to_string(),
+            log: scratch.keep().join(LOG),
+            tail: tools::tail(&format!("{log}\n{stderr}"), 20),
+        });
+    }
+    Ok(seconds)
+}
+
+fn run(design: &Design, part: &Part, with_sta: bool) -> Result<SynthReport> {
+    let mut scratch = ScratchDir::new("synth")?;
+    let dir = scratch.path().to_owned();
+    design.write(&dir)?;
+    let seconds = yosys(&mut scratch, script(design, part, with_sta))?;
     let failed = |scratch: &mut ScratchDir, message: String| {
         let kept = scratch.keep().join(LOG);
         HdlError::Report {
@@ -204,17 +219,6 @@ fn run(design: &Design, part: &Part, with_sta: bool) -> Result<SynthReport> {
             message,
         }
     };
-    if !out.status.success() {
-        let log = fs::read_to_string(&log_path).unwrap_or_default();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail = tools::tail(&format!("{log}\n{stderr}"), 20);
-        return Err(HdlError::ToolFailed {
-            command,
-            status: out.status.to_string(),
-            log: scratch.keep().join(LOG),
-            tail,
-        });
-    }
     let stat = fs::read_to_string(dir.join(STAT_JSON)).unwrap_or_default();
     let cells = match parse_stat_json(&stat, &design.top) {
         Ok(c) => c,
@@ -305,6 +309,28 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// These resources `n` times over (a module's instances).
+    pub fn times(self, n: u64) -> Self {
+        Self {
+            lut: n * self.lut,
+            ff: n * self.ff,
+            carry: n * self.carry,
+            muxf: n * self.muxf,
+            bram36: n as f64 * self.bram36,
+            dsp: n * self.dsp,
+        }
+    }
+
+    /// Adds `o` to these.
+    pub fn add(&mut self, o: Self) {
+        self.lut += o.lut;
+        self.ff += o.ff;
+        self.carry += o.carry;
+        self.muxf += o.muxf;
+        self.bram36 += o.bram36;
+        self.dsp += o.dsp;
+    }
+
     fn of(cells: &BTreeMap<String, u64>) -> Self {
         let sum = |pred: &dyn Fn(&str) -> bool| -> u64 {
             cells.iter().filter(|(k, _)| pred(k)).map(|(_, v)| v).sum()
@@ -346,25 +372,7 @@ pub fn synth_modules(design: &Design, part: &Part) -> Result<Vec<ModuleUse>> {
         part.family.as_str(),
         design.top
     );
-    let args = vec![
-        "-q".to_owned(),
-        "-l".to_owned(),
-        LOG.to_owned(),
-        "-p".to_owned(),
-        script,
-    ];
-    let command = tools::command_line(YOSYS, &args);
-    let out = tools::run(YOSYS, &args, &dir)?;
-    if !out.status.success() {
-        let log = fs::read_to_string(dir.join(LOG)).unwrap_or_default();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        return Err(HdlError::ToolFailed {
-            command,
-            status: out.status.to_string(),
-            log: scratch.keep().join(LOG),
-            tail: tools::tail(&format!("{log}\n{stderr}"), 20),
-        });
-    }
+    yosys(&mut scratch, script)?;
     let stat = fs::read_to_string(dir.join(STAT_JSON)).unwrap_or_default();
     parse_module_uses(&stat, &design.top).map_err(|message| HdlError::Report {
         tool: "yosys",
@@ -373,11 +381,12 @@ pub fn synth_modules(design: &Design, part: &Part) -> Result<Vec<ModuleUse>> {
     })
 }
 
-/// Per module of `stat -json`, its own cells and its instance count below `top`: a module
-/// instantiated n times in a module of m instances has n·m more.
-fn parse_module_uses(text: &str, top: &str) -> Result<Vec<ModuleUse>, String> {
-    // Yosys 0.23's `stat -json` of a hierarchical design prints the hierarchy's text lines
-    // ("  caq_requant   8") inside the JSON; every line of JSON holds a quote or a bracket.
+/// Every module's cell counts from `stat -json` (Yosys 0.23: `modules.<name>.num_cells_by_type`),
+/// names without Yosys' leading backslash.
+fn parse_stat_modules(text: &str) -> Result<BTreeMap<String, BTreeMap<String, u64>>, String> {
+    // `tee -o` may put Yosys's own header lines before the JSON object, and Yosys 0.23's
+    // `stat -json` of a hierarchical design prints the hierarchy's text lines ("  caq_requant
+    // 8") inside it; every line of JSON holds a quote or a bracket.
     let text: String = text
         .lines()
         .filter(|l| l.contains(['"', '{', '}', '[', ']']))
@@ -392,7 +401,7 @@ fn parse_module_uses(text: &str, top: &str) -> Result<Vec<ModuleUse>, String> {
         .get("modules")
         .and_then(|m| m.as_object())
         .ok_or_else(|| format!("{STAT_JSON} has no \"modules\" object"))?;
-    let mut cells: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut cells = BTreeMap::new();
     for (name, m) in modules {
         let by_type = m
             .get("num_cells_by_type")
@@ -406,6 +415,13 @@ fn parse_module_uses(text: &str, top: &str) -> Result<Vec<ModuleUse>, String> {
                 .collect(),
         );
     }
+    Ok(cells)
+}
+
+/// Per module of `stat -json`, its own cells and its instance count below `top`: a module
+/// instantiated n times in a module of m instances has n·m more.
+fn parse_module_uses(text: &str, top: &str) -> Result<Vec<ModuleUse>, String> {
+    let cells = parse_stat_modules(text)?;
     if !cells.contains_key(top) {
         return Err(format!("{STAT_JSON} has no module `{top}`"));
     }
@@ -468,30 +484,11 @@ fn parse_module_uses(text: &str, top: &str) -> Result<Vec<ModuleUse>, String> {
         .collect())
 }
 
-/// Cell counts of `top` from `stat -json` (Yosys 0.23: `modules.<name>.num_cells_by_type`).
+/// Cell counts of `top` from `stat -json`.
 fn parse_stat_json(text: &str, top: &str) -> Result<BTreeMap<String, u64>, String> {
-    // `tee -o` may put Yosys's own header lines before the JSON object.
-    let start = text
-        .find('{')
-        .ok_or_else(|| format!("{STAT_JSON} holds no JSON object"))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text[start..]).map_err(|e| format!("{STAT_JSON}: {e}"))?;
-    let modules = v
-        .get("modules")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| format!("{STAT_JSON} has no \"modules\" object"))?;
-    let module = modules
-        .get(&format!("\\{top}"))
-        .or_else(|| modules.get(top))
-        .ok_or_else(|| format!("{STAT_JSON} has no module `{top}`"))?;
-    let by_type = module
-        .get("num_cells_by_type")
-        .and_then(|c| c.as_object())
-        .ok_or_else(|| format!("{STAT_JSON}: module `{top}` has no num_cells_by_type"))?;
-    Ok(by_type
-        .iter()
-        .filter_map(|(k, n)| Some((k.trim_start_matches('\\').to_owned(), n.as_u64()?)))
-        .collect())
+    parse_stat_modules(text)?
+        .remove(top)
+        .ok_or_else(|| format!("{STAT_JSON} has no module `{top}`"))
 }
 
 /// The N of "Longest topological path in <module> (length=N):".

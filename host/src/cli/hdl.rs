@@ -384,15 +384,7 @@ fn print_modules(report: &SynthReport) {
     );
     let mut total = caq_hdl::Resources::default();
     for m in &report.modules {
-        let (n, e) = (m.instances, m.each);
-        let r = caq_hdl::Resources {
-            lut: n * e.lut,
-            ff: n * e.ff,
-            carry: n * e.carry,
-            muxf: n * e.muxf,
-            bram36: n as f64 * e.bram36,
-            dsp: n * e.dsp,
-        };
+        let (n, r) = (m.instances, m.each.times(m.instances));
         println!(
             "{:<16} {:>5} {:>7} {:>5.1}% {:>7} {:>6} {:>6} {:>7.1} {:>4}",
             m.module,
@@ -405,12 +397,7 @@ fn print_modules(report: &SynthReport) {
             r.bram36,
             r.dsp
         );
-        total.lut += r.lut;
-        total.ff += r.ff;
-        total.carry += r.carry;
-        total.muxf += r.muxf;
-        total.bram36 += r.bram36;
-        total.dsp += r.dsp;
+        total.add(r);
     }
     println!(
         "{:<16} {:>5} {:>7} {:>5.1}% {:>7} {:>6} {:>6} {:>7.1} {:>4}",

@@ -156,9 +156,21 @@ pub fn synth_with_timing(design: &Design, part: &Part) -> Result<SynthReport> {
     run(design, part, true)
 }
 
+/// The script's start, for both runs: read the design, `synth_xilinx` (flattened or not), and
+/// the cell counts into [`STAT_JSON`].
+fn synth_and_stat(design: &Design, part: &Part, flatten: bool) -> String {
+    let files: Vec<&str> = design.files.iter().map(|f| f.name.as_str()).collect();
+    format!(
+        "read_verilog {}; synth_xilinx{} -family {} -top {}; tee -q -o {STAT_JSON} stat -json",
+        files.join(" "),
+        if flatten { " -flatten" } else { "" },
+        part.family.as_str(),
+        design.top
+    )
+}
+
 /// The Yosys script: synthesis, the resource and depth reports, and `sta` when asked.
 fn script(design: &Design, part: &Part, with_sta: bool) -> String {
-    let files: Vec<&str> = design.files.iter().map(|f| f.name.as_str()).collect();
     // -flatten: one netlist, so the counts are the whole design's and paths cross module
     // boundaries (sta only times within one module). ltp's -noff only knows Yosys' internal
     // flip-flop types, not the Xilinx primitives synth_xilinx maps to, so the selection leaves out
@@ -166,11 +178,8 @@ fn script(design: &Design, part: &Part, with_sta: bool) -> String {
     // registers close loops; without that, ltp walks through registers (1,063 "cells" on pynq-z2)
     // and writes hundreds of MB of loop warnings.
     let mut script = format!(
-        "read_verilog {}; synth_xilinx -flatten -family {} -top {}; tee -q -o {STAT_JSON} stat -json; \
-         tee -q -o {LTP_TXT} ltp -noff * t:FD* %d t:RAM* %d t:SRL* %d t:DSP48* %d t:URAM* %d",
-        files.join(" "),
-        part.family.as_str(),
-        design.top
+        "{}; tee -q -o {LTP_TXT} ltp -noff * t:FD* %d t:RAM* %d t:SRL* %d t:DSP48* %d t:URAM* %d",
+        synth_and_stat(design, part, true)
     );
     if with_sta {
         script.push_str("; ");
@@ -365,14 +374,7 @@ pub fn synth_modules(design: &Design, part: &Part) -> Result<Vec<ModuleUse>> {
     let mut scratch = ScratchDir::new("synth-modules")?;
     let dir = scratch.path().to_owned();
     design.write(&dir)?;
-    let files: Vec<&str> = design.files.iter().map(|f| f.name.as_str()).collect();
-    let script = format!(
-        "read_verilog {}; synth_xilinx -family {} -top {}; tee -q -o {STAT_JSON} stat -json",
-        files.join(" "),
-        part.family.as_str(),
-        design.top
-    );
-    yosys(&mut scratch, script)?;
+    yosys(&mut scratch, synth_and_stat(design, part, false))?;
     let stat = fs::read_to_string(dir.join(STAT_JSON)).unwrap_or_default();
     parse_module_uses(&stat, &design.top).map_err(|message| HdlError::Report {
         tool: "yosys",
@@ -477,7 +479,7 @@ fn parse_module_uses(text: &str, top: &str) -> Result<Vec<ModuleUse>, String> {
                 .collect();
             ModuleUse {
                 module: m.clone(),
-                instances: count.get(m).copied().unwrap_or(0),
+                instances: count[m],
                 each: Resources::of(&own),
             }
         })

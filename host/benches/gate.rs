@@ -7,7 +7,7 @@
 //! inference's.
 
 use caq_host::adaptive::network::{CODEBOOK, HIDDEN};
-use caq_model::adaptive::{GateNet, margin};
+use caq_model::adaptive::{GateNet, features, margin};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
@@ -43,6 +43,10 @@ fn benches(c: &mut Criterion) {
         let codes: Vec<i32> = (0..shape.iter().product::<usize>())
             .map(|_| rng.random_range(0..256))
             .collect();
+        // The features alone: the part of the decision that reads the first layer's output.
+        g.bench_function(format!("{name}_features"), |b| {
+            b.iter(|| black_box(features(black_box(&codes), shape, grid).expect("shape")))
+        });
         g.bench_function(name, |b| {
             b.iter(|| black_box(n.choose_for(black_box(&codes), shape).expect("shape")))
         });

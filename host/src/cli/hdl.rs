@@ -372,7 +372,6 @@ fn timing(a: TimingArgs) -> Result<()> {
     Ok(())
 }
 
-/// One Yosys run: synthesis and `sta`; prints the run and the resources in one line each.
 /// The hierarchical run's table: per module, its instances and the cells of all of them.
 fn print_modules(report: &SynthReport) {
     println!(
@@ -382,13 +381,11 @@ fn print_modules(report: &SynthReport) {
         "{:<16} {:>5} {:>7} {:>6} {:>7} {:>6} {:>6} {:>7} {:>4}",
         "module", "inst", "LUT", "LUT %", "FF", "CARRY", "MUXF", "BRAM36", "DSP"
     );
-    let mut total = caq_hdl::Resources::default();
-    for m in &report.modules {
-        let (n, r) = (m.instances, m.each.times(m.instances));
+    let row = |name: &str, inst: String, r: &caq_hdl::Resources| {
         println!(
             "{:<16} {:>5} {:>7} {:>5.1}% {:>7} {:>6} {:>6} {:>7.1} {:>4}",
-            m.module,
-            n,
+            name,
+            inst,
             r.lut,
             100.0 * r.lut as f64 / report.part.lut as f64,
             r.ff,
@@ -397,22 +394,17 @@ fn print_modules(report: &SynthReport) {
             r.bram36,
             r.dsp
         );
+    };
+    let mut total = caq_hdl::Resources::default();
+    for m in &report.modules {
+        let r = m.each.times(m.instances);
+        row(&m.module, m.instances.to_string(), &r);
         total.add(r);
     }
-    println!(
-        "{:<16} {:>5} {:>7} {:>5.1}% {:>7} {:>6} {:>6} {:>7.1} {:>4}",
-        "sum",
-        "",
-        total.lut,
-        100.0 * total.lut as f64 / report.part.lut as f64,
-        total.ff,
-        total.carry,
-        total.muxf,
-        total.bram36,
-        total.dsp
-    );
+    row("sum", String::new(), &total);
 }
 
+/// One Yosys run: synthesis and `sta`; prints the run and the resources in one line each.
 fn synth_and_time(config: &Path) -> Result<SynthReport> {
     let (cfg, design) = load(config)?;
     let part = Part::for_board(cfg.board);

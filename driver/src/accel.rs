@@ -988,24 +988,7 @@ impl<D: Device> adaptive::Passes for DevicePasses<'_, '_, D> {
                 .switch(&bits)
                 .and_then(|()| self.pass(false, compile::PassStart::Layer(i), None))
                 .and_then(|()| self.output()),
-            adaptive::Pass::FirstLayer => {
-                // Only the first layer's level matters to this pass: the others stay as they
-                // are, so no descriptor of theirs is rewritten twice.
-                self.acc
-                    .bits()
-                    .and_then(|mut now| {
-                        now[0] = bits[0];
-                        self.switch(&now)
-                    })
-                    .and_then(|()| self.pass(true, compile::PassStart::Input, Some(0)))
-                    .and_then(|()| {
-                        let acc = &mut *self.acc;
-                        let p = &loaded_ref(&acc.loaded)?.program;
-                        let codes = run::read_node(&mut acc.dev, p, p.layers[0].node)?;
-                        self.first_done = Some(Instant::now());
-                        Ok(codes)
-                    })
-            }
+            adaptive::Pass::FirstLayer => return self.first_layer(k).map(|c| c.to_codes()),
             adaptive::Pass::AfterFirst => {
                 if let Some(t) = self.first_done.take() {
                     self.gate_time += t.elapsed();
@@ -1018,11 +1001,38 @@ impl<D: Device> adaptive::Passes for DevicePasses<'_, '_, D> {
                 })
             }
         };
-        r.map_err(|e| {
-            let m = caq_model::ModelError::arg("device pass", e.to_string());
-            self.failed = Some(e);
-            m
-        })
+        r.map_err(|e| self.fail(e))
+    }
+
+    fn first_layer(&mut self, k: usize) -> caq_model::Result<adaptive::LayerCodes> {
+        // Only the first layer's level matters to this pass: the others stay as they are, so
+        // no descriptor of theirs is rewritten twice.
+        let first = self.settings[k][0];
+        let r = self
+            .acc
+            .bits()
+            .and_then(|mut now| {
+                now[0] = first;
+                self.switch(&now)
+            })
+            .and_then(|()| self.pass(true, compile::PassStart::Input, Some(0)))
+            .and_then(|()| {
+                let acc = &mut *self.acc;
+                let p = &loaded_ref(&acc.loaded)?.program;
+                let (bytes, signed) = run::read_node_bytes(&mut acc.dev, p, p.layers[0].node)?;
+                self.first_done = Some(Instant::now());
+                Ok(adaptive::LayerCodes::Bytes { bytes, signed })
+            });
+        r.map_err(|e| self.fail(e))
+    }
+}
+
+impl<D: Device> DevicePasses<'_, '_, D> {
+    /// The driver's error kept whole (the model's pass interface carries only a message).
+    fn fail(&mut self, e: HostError) -> caq_model::ModelError {
+        let m = caq_model::ModelError::arg("device pass", e.to_string());
+        self.failed = Some(e);
+        m
     }
 }
 

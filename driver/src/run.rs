@@ -205,11 +205,30 @@ pub fn read_output<D: Device>(dev: &mut D, program: &Program) -> Result<Vec<u8>>
 
 /// The output codes of graph node `node` (CHW), after a pass that computed it.
 pub fn read_node<D: Device>(dev: &mut D, program: &Program, node: usize) -> Result<Vec<i32>> {
-    let a = *program.nodes.get(node).ok_or_else(|| HostError::Arg {
-        what: "node",
-        why: format!("{node} of {} nodes", program.nodes.len()),
-    })?;
+    let a = node_act(program, node)?;
     Ok(a.decode(&read_act(dev, &a)?))
+}
+
+/// A node's activation buffer as it is in device memory (one byte per code, CHW) and whether
+/// its codes are signed: [`read_node`] without widening each code.
+pub fn read_node_bytes<D: Device>(
+    dev: &mut D,
+    program: &Program,
+    node: usize,
+) -> Result<(Vec<u8>, bool)> {
+    let a = node_act(program, node)?;
+    Ok((read_act(dev, &a)?, a.signed))
+}
+
+fn node_act(program: &Program, node: usize) -> Result<ActBuffer> {
+    program
+        .nodes
+        .get(node)
+        .copied()
+        .ok_or_else(|| HostError::Arg {
+            what: "node",
+            why: format!("{node} of {} nodes", program.nodes.len()),
+        })
 }
 
 fn run_segment<D: Device>(

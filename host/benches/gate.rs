@@ -2,12 +2,13 @@
 //! choice (`caq_model::adaptive::GateNet::choose_for`) and the cascade's confidence
 //! (`caq_model::adaptive::margin`), at the shapes `caq gate --adaptive` builds for the MNIST
 //! LeNet (conv1's output 16×24×24, a 2×2 grid: 64 features) and the digits MLP (the first dense
-//! layer's 128 codes). The cost does not depend on the weights' values, so they are seeded
-//! random. Run: `cargo bench -p caq-host --bench gate`; docs/gates.md sets the times beside an
+//! layer's 128 codes), on the bytes the driver reads from the device (`gate_network_*`) and on
+//! the i32 codes of the golden model and the CPU backend (`*_codes`). The cost does not depend
+//! on the weights' values, so they are seeded random. Run: `cargo bench -p caq-host --bench gate`; docs/gates.md sets the times beside an
 //! inference's.
 
 use caq_host::adaptive::network::{CODEBOOK, HIDDEN};
-use caq_model::adaptive::{GateNet, features, margin};
+use caq_model::adaptive::{GateNet, LayerCodes, margin};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
@@ -43,13 +44,27 @@ fn benches(c: &mut Criterion) {
         let codes: Vec<i32> = (0..shape.iter().product::<usize>())
             .map(|_| rng.random_range(0..256))
             .collect();
-        // The features alone: the part of the decision that reads the first layer's output.
-        g.bench_function(format!("{name}_features"), |b| {
-            b.iter(|| black_box(features(black_box(&codes), shape, grid).expect("shape")))
-        });
-        g.bench_function(name, |b| {
-            b.iter(|| black_box(n.choose_for(black_box(&codes), shape).expect("shape")))
-        });
+        // The first layer's output as the driver reads it from the device (its bytes), and as
+        // the golden model and the CPU backend hold it (i32 codes).
+        let held = [
+            (
+                "",
+                LayerCodes::Bytes {
+                    bytes: codes.iter().map(|&v| v as u8).collect(),
+                    signed: false,
+                },
+            ),
+            ("_codes", LayerCodes::Codes(codes)),
+        ];
+        for (form, codes) in &held {
+            // The features alone: the part of the decision that reads the first layer's output.
+            g.bench_function(format!("{name}{form}_features"), |b| {
+                b.iter(|| black_box(black_box(codes).features(shape, grid).expect("shape")))
+            });
+            g.bench_function(format!("{name}{form}"), |b| {
+                b.iter(|| black_box(n.choose_for(black_box(codes), shape).expect("shape")))
+            });
+        }
     }
     let logits: Vec<i32> = (0..10).map(|_| rng.random_range(-128..128)).collect();
     g.bench_function("cascade_margin", |b| {

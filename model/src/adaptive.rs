@@ -177,11 +177,70 @@ impl Cascade {
     }
 }
 
+/// A weight layer's output codes as a backend holds them: the golden model's and the CPU
+/// backend's `i32` codes, or the device's activation buffer as it is in memory (one byte per
+/// code, two's complement when `signed`). The gate reads the bytes where they are, without
+/// widening each code to `i32` first (a quarter of the memory traffic).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayerCodes {
+    Codes(Vec<i32>),
+    Bytes { bytes: Vec<u8>, signed: bool },
+}
+
+impl LayerCodes {
+    /// The codes as `i32`.
+    pub fn to_codes(&self) -> Vec<i32> {
+        match self {
+            LayerCodes::Codes(c) => c.clone(),
+            LayerCodes::Bytes { bytes, signed } => bytes
+                .iter()
+                .map(|&b| {
+                    if *signed {
+                        i32::from(b as i8)
+                    } else {
+                        i32::from(b)
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// [`features`] of these codes: the same values whichever form they are held in.
+    pub fn features(&self, shape: Shape3, grid: usize) -> Result<Vec<i64>> {
+        match self {
+            LayerCodes::Codes(c) => features(c, shape, grid),
+            LayerCodes::Bytes {
+                bytes,
+                signed: false,
+            } => cell_sums(bytes, shape, grid, i32::from),
+            LayerCodes::Bytes {
+                bytes,
+                signed: true,
+            } => cell_sums(bytes, shape, grid, |b| i32::from(b as i8)),
+        }
+    }
+}
+
 /// Per channel of a `[C, H, W]` tensor of codes, the sum of the codes in each cell of a
 /// `grid × grid` partition of the plane (row y falls in cell row `y · grid / H`, likewise for
 /// columns); channel-major, then cell row, then cell column. A dense layer's output (`H = W = 1`)
 /// with `grid = 1` is its codes themselves.
 pub fn features(codes: &[i32], shape: Shape3, grid: usize) -> Result<Vec<i64>> {
+    cell_sums(codes, shape, grid, i64::from)
+}
+
+/// [`features`] of codes of type `T`, each widened to `A` by `widen` for the column sums (`A`
+/// narrower than `i64` only for 8-bit codes: a column sum in `i32` is exact over up to 2^23
+/// rows, and taller planes are summed in `i64`, the same values, only slower).
+fn cell_sums<T: Copy, A>(
+    codes: &[T],
+    shape: Shape3,
+    grid: usize,
+    widen: impl Fn(T) -> A + Copy,
+) -> Result<Vec<i64>>
+where
+    A: Copy + Default + std::ops::AddAssign + Into<i64>,
+{
     let [c, h, w] = shape;
     if codes.len() != c * h * w {
         return Err(ModelError::Shape {
@@ -199,35 +258,54 @@ pub fn features(codes: &[i32], shape: Shape3, grid: usize) -> Result<Vec<i64>> {
             ),
         ));
     }
-    // Row y falls in cell row `y · grid / H`: cell row i is the contiguous run of y from
-    // ceil(i·H / grid) to ceil((i + 1)·H / grid), and likewise for columns. Each cell row's
-    // column sums are accumulated a whole row at a time (no division, no per-cell slice per
-    // row: the adds vectorize, and the gate's host time is mostly this), then cut into cells.
     if h * w == 1 {
         // A dense layer's output (grid 1 is the only grid): each code is its own cell, without
         // the per-channel column pass below (on the digits MLP that pass was 60 % of the
         // gate's decision).
-        return Ok(codes.iter().map(|&v| i64::from(v)).collect());
+        return Ok(codes.iter().map(|&v| widen(v).into()).collect());
     }
+    if std::mem::size_of::<A>() < 8 && h >= 1 << 23 {
+        return Ok(column_pass(codes, shape, grid, move |v| -> i64 {
+            widen(v).into()
+        }));
+    }
+    Ok(column_pass(codes, shape, grid, widen))
+}
+
+/// [`cell_sums`]' sums, its arguments checked.
+fn column_pass<T: Copy, A>(
+    codes: &[T],
+    shape: Shape3,
+    grid: usize,
+    widen: impl Fn(T) -> A,
+) -> Vec<i64>
+where
+    A: Copy + Default + std::ops::AddAssign + Into<i64>,
+{
+    let [c, h, w] = shape;
+    // Row y falls in cell row `y · grid / H`: cell row i is the contiguous run of y from
+    // ceil(i·H / grid) to ceil((i + 1)·H / grid), and likewise for columns. Each cell row's
+    // column sums are accumulated a whole row at a time (no division, no per-cell slice per
+    // row: the adds vectorize, and the gate's host time is mostly this), then cut into cells.
     let cut = |n: usize| -> Vec<usize> { (0..=grid).map(|j| (j * n).div_ceil(grid)).collect() };
     let (rows, cols) = (cut(h), cut(w));
     let mut f = vec![0i64; c * grid * grid];
-    let mut col = vec![0i64; w];
+    let mut col = vec![A::default(); w];
     for (ch, plane) in codes.chunks_exact(h * w).enumerate() {
         for i in 0..grid {
-            col.fill(0);
+            col.fill(A::default());
             for row in plane[rows[i] * w..rows[i + 1] * w].chunks_exact(w) {
                 for (a, &v) in col.iter_mut().zip(row) {
-                    *a += i64::from(v);
+                    *a += widen(v);
                 }
             }
             let cell = &mut f[(ch * grid + i) * grid..(ch * grid + i + 1) * grid];
             for (j, out) in cell.iter_mut().enumerate() {
-                *out = col[cols[j]..cols[j + 1]].iter().sum();
+                *out = col[cols[j]..cols[j + 1]].iter().map(|&a| a.into()).sum();
             }
         }
     }
-    Ok(f)
+    f
 }
 
 /// Whether `x` is small enough for [`affine`]'s i64 arithmetic over `x.len()` terms: every
@@ -373,8 +451,8 @@ impl GateNet {
     }
 
     /// The codebook index for the first layer's output `codes` of `shape`.
-    pub fn choose_for(&self, codes: &[i32], shape: Shape3) -> Result<usize> {
-        let f = features(codes, shape, self.grid)?;
+    pub fn choose_for(&self, codes: &LayerCodes, shape: Shape3) -> Result<usize> {
+        let f = codes.features(shape, self.grid)?;
         if f.len() * self.hidden != self.w1.len() {
             return Err(ModelError::arg(
                 "gate network",
@@ -532,6 +610,12 @@ pub enum Pass {
 /// pass whole: the outputs are the same, only its cost differs.
 pub trait Passes {
     fn run(&mut self, k: usize, pass: Pass) -> Result<Vec<i32>>;
+
+    /// The [`Pass::FirstLayer`] pass, its codes in the form the backend holds them (the
+    /// device's bytes, unwidened).
+    fn first_layer(&mut self, k: usize) -> Result<LayerCodes> {
+        self.run(k, Pass::FirstLayer).map(LayerCodes::Codes)
+    }
 }
 
 /// One adaptive inference: the policy's rules over the passes a backend runs. The only place
@@ -562,7 +646,7 @@ pub fn infer(
         }
         Adaptive::Network(n) => {
             // The codebook shares the first layer's level: entry 0 runs it for all.
-            let first = backend.run(0, Pass::FirstLayer)?;
+            let first = backend.first_layer(0)?;
             let k = n.choose_for(&first, first_shape)?;
             let output = backend.run(k, Pass::AfterFirst)?;
             Ok(Outcome {
@@ -703,6 +787,21 @@ mod tests {
                 features(&codes, [c, h, w], grid).unwrap(),
                 want,
                 "{c}×{h}×{w} grid {grid}"
+            );
+            // The device's bytes of the same codes, unsigned when every code is 0..=255 and
+            // signed when every code is -128..=127, give the same features.
+            let signed = i % 2 == 1;
+            let (lo, hi) = if signed { (-128, 127) } else { (0, 255) };
+            let clamped: Vec<i32> = codes.iter().map(|&v| v.clamp(lo, hi)).collect();
+            let bytes = LayerCodes::Bytes {
+                bytes: clamped.iter().map(|&v| v as u8).collect(),
+                signed,
+            };
+            assert_eq!(bytes.to_codes(), clamped);
+            assert_eq!(
+                bytes.features([c, h, w], grid).unwrap(),
+                features(&clamped, [c, h, w], grid).unwrap(),
+                "bytes (signed {signed}) {c}×{h}×{w} grid {grid}"
             );
         }
     }

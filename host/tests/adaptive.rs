@@ -2,7 +2,8 @@
 //! functional device and on the CPU backend give the golden reference's setting, passes and
 //! output for every input, their counters are the ones the pass pricer predicts (re-runs
 //! included), a switch rewrites descriptors only, and a cascade calibrated on some images keeps
-//! its average-energy limit on them as the device counts it.
+//! its average-energy limit on them as the device counts it. With `--features rtl`, the same
+//! checks on the RTL of sim-small.
 
 mod common;
 
@@ -31,7 +32,17 @@ fn bundle_of(q: &QModel, dir: &std::path::Path) -> PathBuf {
 /// The functional device of `cfg` with `q` loaded from a bundle in `dir`, every setting paged in
 /// on demand and kept (`Residency::KeepPaged`).
 fn loaded(q: &QModel, cfg: &AccelConfig, dir: &std::path::Path) -> Accelerator<FuncDevice> {
-    let mut acc = Accelerator::open(device(cfg), cfg).unwrap();
+    loaded_on(device(cfg), q, cfg, dir)
+}
+
+/// [`loaded`] on any device.
+fn loaded_on<D: caq_spec::Device>(
+    dev: D,
+    q: &QModel,
+    cfg: &AccelConfig,
+    dir: &std::path::Path,
+) -> Accelerator<D> {
+    let mut acc = Accelerator::open(dev, cfg).unwrap();
     let opts = LoadOptions {
         bits: None,
         residency: Residency::KeepPaged,
@@ -46,10 +57,25 @@ fn loaded(q: &QModel, cfg: &AccelConfig, dir: &std::path::Path) -> Accelerator<F
 /// final.
 fn check(q: &QModel, set: &Dataset, n: usize, policy: Adaptive<'_>) -> Vec<usize> {
     let cfg = config("sim-small");
+    check_on(device(&cfg), true, &cfg, q, set, n, policy)
+}
+
+/// [`check`] on any device of `cfg`. The pricer predicts the functional device's counters
+/// (`timed_by_model`); on another device (the RTL) every counter but the cycle counts must equal
+/// its prediction.
+fn check_on<D: caq_spec::Device>(
+    dev: D,
+    timed_by_model: bool,
+    cfg: &AccelConfig,
+    q: &QModel,
+    set: &Dataset,
+    n: usize,
+    policy: Adaptive<'_>,
+) -> Vec<usize> {
     let dir = tempfile::tempdir().unwrap();
-    let mut acc = loaded(q, &cfg, dir.path());
+    let mut acc = loaded_on(dev, q, cfg, dir.path());
     let base = acc.program().unwrap().region.base;
-    let mut pricer = PassPricer::new(q, &cfg, base).unwrap();
+    let mut pricer = PassPricer::new(q, cfg, base).unwrap();
     let golden = GoldenAdaptive::new(q, policy).unwrap();
     let cpu = CpuAdaptive::new(q, policy).unwrap();
     let out = q.acts.last().unwrap();
@@ -65,7 +91,22 @@ fn check(q: &QModel, set: &Dataset, n: usize, policy: Adaptive<'_>) -> Vec<usize
         let want_bytes: Vec<u8> = want.output.iter().map(|&c| c as u8).collect();
         assert_eq!(got.output, want_bytes, "image {i}: output bytes");
         assert!(out.signed || got.output.len() == want.output.len());
-        let predicted = pricer.outcome(policy, &got.passes).unwrap();
+        let mut predicted = pricer.outcome(policy, &got.passes).unwrap();
+        if !timed_by_model {
+            eprintln!(
+                "image {i}: passes {:?}, {} cycles ({} predicted)",
+                got.passes, got.device.cycles, predicted.cycles
+            );
+            (
+                predicted.cycles,
+                predicted.busy_cycles,
+                predicted.stall_cycles,
+            ) = (
+                got.device.cycles,
+                got.device.busy_cycles,
+                got.device.stall_cycles,
+            );
+        }
         assert_eq!(
             got.device, predicted,
             "image {i}: counters of passes {:?}",
@@ -343,4 +384,55 @@ fn a_calibrated_cascade_keeps_its_average_energy_limit_as_the_device_counts_it()
         "cascade {:?}: {reruns} re-runs on 60 images",
         choice.cascade
     );
+}
+
+/// The RTL of sim-small (Verilator) through the driver: the MLP's cascade and a gate network,
+/// each input's setting, passes and output equal to the golden reference's, every counter but
+/// the cycle counts equal to the pricer's (which `check` prints beside the prediction).
+#[cfg(feature = "rtl")]
+#[test]
+fn adaptive_inference_on_the_rtl_is_the_golden_one() {
+    let cfg = caq_sim::rtl::default_config().unwrap_or_else(|e| panic!("{e}"));
+    let rtl = || {
+        caq_sim::RtlDevice::new(
+            &cfg,
+            5,
+            caq_sim::AxiMemOptions {
+                base: BASE,
+                size: 4 << 20,
+                stall_percent: 10,
+                seed: 5,
+                ..caq_sim::AxiMemOptions::default()
+            },
+        )
+        .expect("RtlDevice")
+    };
+    let (q, set) = mlp_model();
+    let stages = vec![vec![2, 2, 2], vec![8, 8, 8]];
+    let c = Cascade {
+        thresholds: vec![median_margin(&q, &stages[0], &set, 12)],
+        stages,
+    };
+    let hist = check_on(rtl(), false, &cfg, &q, &set, 12, Adaptive::Cascade(&c));
+    assert!(hist.iter().all(|&h| h > 0), "cascade: {hist:?}");
+    let codebook = vec![vec![4, 2, 2], vec![4, 8, 8]];
+    let mut w1 = vec![0; 128];
+    w1[0] = 1;
+    let first = q.executor(&codebook[0]).unwrap();
+    let mut v: Vec<i32> = (0..12)
+        .map(|i| first.run(set.image(i)).unwrap()[1][[0, 0, 0]])
+        .collect();
+    v.sort();
+    let net = GateNet {
+        grid: 1,
+        hidden: 1,
+        w1,
+        b1: vec![0],
+        shift: 0,
+        w2: vec![0, 1],
+        b2: vec![i64::from(v[6]), 0],
+        codebook,
+    };
+    let hist = check_on(rtl(), false, &cfg, &q, &set, 12, Adaptive::Network(&net));
+    assert!(hist.iter().all(|&h| h > 0), "gate network: {hist:?}");
 }

@@ -614,6 +614,8 @@ pub enum AdaptiveBackend {
     Cpu,
     /// The functional device through the driver (Accelerator::infer_adaptive).
     Func,
+    /// The Verilator model of the RTL through the driver (cargo feature `rtl`).
+    Rtl,
 }
 
 /// One policy run by `caq run --adaptive`.
@@ -695,6 +697,10 @@ pub fn run_policies(
                 let (got, fig) = on_device(dev, cfg, bundle, q, policy, set)?;
                 (got, Some(fig))
             }
+            AdaptiveBackend::Rtl => {
+                let (got, fig) = on_device(rtl_device(cfg)?, cfg, bundle, q, policy, set)?;
+                (got, Some(fig))
+            }
         };
         let settings = policy.settings();
         let mut hist = vec![0usize; settings.len()];
@@ -734,6 +740,26 @@ pub fn run_policies(
         });
     }
     Ok(runs)
+}
+
+/// The RTL's Verilator model with [`caq_driver::handle::SIM_REGION`] as its AXI memory.
+#[cfg(feature = "rtl")]
+fn rtl_device(cfg: &AccelConfig) -> Result<caq_sim::RtlDevice> {
+    let region = caq_driver::handle::SIM_REGION;
+    Ok(caq_sim::RtlDevice::new(
+        cfg,
+        0,
+        caq_sim::AxiMemOptions {
+            base: region.base.0,
+            size: region.len,
+            ..caq_sim::AxiMemOptions::default()
+        },
+    )?)
+}
+
+#[cfg(not(feature = "rtl"))]
+fn rtl_device(_cfg: &AccelConfig) -> Result<caq_sim::FuncDevice> {
+    anyhow::bail!("--backend rtl: this caq was built without the RTL model (cargo feature `rtl`)")
 }
 
 /// Adaptive inference of every image through the driver on `dev` (`Residency::KeepPaged`); the

@@ -513,9 +513,10 @@ fn run_adaptive(
         Backend::Golden => AdaptiveBackend::Golden,
         Backend::Cpu => AdaptiveBackend::Cpu,
         Backend::Func => AdaptiveBackend::Func,
-        Backend::Rtl | Backend::Uio => bail!(
-            "--adaptive runs on --backend golden, cpu or func here (the RTL's bit-exactness with \
-             them is checked per layer and precision by the co-simulation suite)"
+        Backend::Rtl => AdaptiveBackend::Rtl,
+        Backend::Uio => bail!(
+            "--adaptive runs on --backend golden, cpu, func or rtl (not yet on a board's uio: \
+             embedded apps call caq_driver's Accelerator::infer_adaptive)"
         ),
     };
     let n = a.limit.unwrap_or(set.len()).min(set.len());

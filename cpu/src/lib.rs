@@ -6,6 +6,7 @@
 //!
 //! Knows nothing of devices, bundles on disk or the CLI.
 
+pub mod adaptive;
 mod error;
 mod gemm;
 mod layer;
@@ -14,6 +15,7 @@ mod ops;
 mod panel;
 mod plan;
 
+pub use adaptive::CpuAdaptive;
 pub use error::{CpuError, Result};
 pub use layer::{Engine, Kernel, LayerInfo};
 pub use plan::CpuModel;

@@ -7,11 +7,12 @@
 
 mod common;
 
+use caq_cpu::CpuAdaptive;
 use caq_driver::accel::{Accelerator, LoadOptions, Residency};
 use caq_driver::compile::Fusion;
 use caq_driver::energy::EnergyModel;
 use caq_host::adaptive::cascade::{self, Prices};
-use caq_host::adaptive::{CpuAdaptive, PassPricer, Scored};
+use caq_host::adaptive::{PassPricer, Scored};
 use caq_host::gates::Limits;
 use caq_model::adaptive::{self, Adaptive, Cascade, GateNet, GoldenAdaptive};
 use caq_model::bundle;
@@ -435,4 +436,63 @@ fn adaptive_inference_on_the_rtl_is_the_golden_one() {
     };
     let hist = check_on(rtl(), false, &cfg, &q, &set, 12, Adaptive::Network(&net));
     assert!(hist.iter().all(|&h| h > 0), "gate network: {hist:?}");
+}
+
+/// `caq run --adaptive` on each backend of this build: the bundle's cascade on the golden model,
+/// the CPU backend and the functional device, every image checked against the golden reference;
+/// `--backend uio` through the board's UIO and u-dma-buf paths, on a fake tree with no
+/// accelerator behind its registers (they read 0), which the identity check refuses.
+#[test]
+fn caq_run_adaptive_reaches_every_backend() {
+    let (mut q, set) = mlp_model();
+    let stages = vec![vec![2, 2, 2], vec![8, 8, 8]];
+    let cascade = Cascade {
+        thresholds: vec![median_margin(&q, &stages[0], &set, 40)],
+        stages,
+    };
+    q.set_adaptive(vec![adaptive::AdaptivePolicy {
+        class: "battery-low".into(),
+        cascade: Some(cascade),
+        network: None,
+    }])
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = bundle_of(&q, dir.path());
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim-small.toml");
+    let run = |backend: &str, extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_caq"))
+            .args(["run", "--bundle"])
+            .arg(&bundle)
+            .args(["--data", "digits", "--config", config, "--backend", backend])
+            .args(["--adaptive", "battery-low", "--limit", "10"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    for (backend, name) in [("golden", "Golden"), ("cpu", "Cpu"), ("func", "Func")] {
+        let out = run(backend, &[]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{backend}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("Input-adaptive inference on {name}"))
+                && stdout.contains("battery-low  cascade      10"),
+            "{backend}: {stdout}"
+        );
+    }
+    let tree = dir.path().join("tree");
+    let fake = caq_driver::fake::FakeSys::new(&tree);
+    fake.uio(0, "caq", &[(0x43c0_0000, 0x1_0000)]).unwrap();
+    fake.udmabuf("udmabuf-caq", 0x1000_0000, 1 << 20, false)
+        .unwrap();
+    let out = run("uio", &["--sysroot", tree.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("ID = 0x00000000, expected 0x43415121: no caq accelerator answers here"),
+        "{err}"
+    );
 }

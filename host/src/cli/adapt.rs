@@ -1,6 +1,7 @@
 //! What `caq gate`, `caq demo` and `caq bench` share: building the gates of a nested model for an
 //! accelerator config, and the table that sets each gate beside uniform precision.
 
+use super::adaptive_run::bits_label;
 use super::table;
 use anyhow::{Context as _, Result};
 use caq_driver::accel::{Accelerator, LoadOptions, Residency};
@@ -264,14 +265,6 @@ impl GateTable {
             &rows,
         );
     }
-}
-
-/// `8/4/3/2`.
-pub fn bits_label(bits: &[u8]) -> String {
-    bits.iter()
-        .map(|b| b.to_string())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// An accelerator on `dev` with the bundle at `path` loaded at `bits`, residual plane groups

@@ -4,7 +4,8 @@
 //! Markdown of `docs/results.md` (generated, never edited by hand). `--suite mlperf-tiny` runs the
 //! MLPerf Tiny suite instead (`tiny.rs`).
 
-use super::adapt::{self, GateTable, bits_label};
+use super::adapt::{self, GateTable};
+use super::adaptive_run::bits_label;
 use super::models::{load_float, train_model};
 use super::{DataArgs, write_json};
 use anyhow::{Context as _, Result, bail};

@@ -4,7 +4,8 @@
 //! device through the driver's `Accelerator` — and on the Verilator model of the RTL when this
 //! caq is built with the `rtl` feature — switching gates as the context moves.
 
-use super::adapt::{self, GateTable, bits_label};
+use super::adapt::{self, GateTable};
+use super::adaptive_run::bits_label;
 use super::models::{eval_bundle, load_float, train_model};
 use super::{DataArgs, plots, table, write_json};
 use anyhow::{Context as _, Result, bail};

@@ -4,6 +4,7 @@
 mod adapt;
 #[cfg(feature = "sim")]
 mod adaptive;
+mod adaptive_run;
 #[cfg(feature = "sim")]
 mod bench;
 #[cfg(all(feature = "sim", feature = "hdl"))]

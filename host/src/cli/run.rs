@@ -103,13 +103,12 @@ pub struct RunArgs {
     gate: Option<String>,
     /// Run this context class's input-adaptive policies from the bundle (`caq gate --adaptive`)
     /// instead of fixed settings: each input's setting follows from its own outputs, every image
-    /// checked against the golden reference (--backend golden, cpu or func).
+    /// checked against the golden reference (any --backend).
     #[arg(long, conflicts_with = "gate", requires = "bundle")]
     adaptive: Option<String>,
     /// Which of the class's policies --adaptive runs.
-    #[cfg(feature = "sim")]
     #[arg(long, value_enum, default_value = "both")]
-    adaptive_kind: super::adaptive::KindArg,
+    adaptive_kind: super::adaptive_run::KindArg,
     #[command(flatten)]
     board: BoardArgs,
     /// How --model is quantized (refused with --bundle).
@@ -500,7 +499,6 @@ pub fn run(a: RunArgs) -> Result<()> {
 }
 
 /// `--adaptive`: the class's input-adaptive policies on the held-out images.
-#[cfg(feature = "sim")]
 fn run_adaptive(
     a: &RunArgs,
     q: &QModel,
@@ -508,38 +506,33 @@ fn run_adaptive(
     class: &str,
     set: caq_model::data::Dataset,
 ) -> Result<()> {
-    use super::adaptive::{self, AdaptiveBackend};
+    use super::adaptive_run::{self, AdaptiveBackend};
     let backend = match a.backend {
         Backend::Golden => AdaptiveBackend::Golden,
         Backend::Cpu => AdaptiveBackend::Cpu,
         Backend::Func => AdaptiveBackend::Func,
         Backend::Rtl => AdaptiveBackend::Rtl,
-        Backend::Uio => bail!(
-            "--adaptive runs on --backend golden, cpu, func or rtl (not yet on a board's uio: \
-             embedded apps call caq_driver's Accelerator::infer_adaptive)"
-        ),
+        Backend::Uio => AdaptiveBackend::Uio,
     };
     let n = a.limit.unwrap_or(set.len()).min(set.len());
     let set = set.subset(&(0..n).collect::<Vec<_>>());
     let cfg = AccelConfig::load(&a.config)
         .with_context(|| format!("reading --config {}", a.config.display()))?;
-    let runs = adaptive::run_policies(q, bundle, class, a.adaptive_kind, backend, &cfg, &set)?;
-    adaptive::print_runs(&runs, backend);
+    let runs = adaptive_run::run_policies(
+        q,
+        bundle,
+        class,
+        a.adaptive_kind,
+        backend,
+        &cfg,
+        &a.board.options(),
+        &set,
+    )?;
+    adaptive_run::print_runs(&runs, backend);
     if let Some(j) = &a.json {
         write_json(j, &runs)?;
     }
     Ok(())
-}
-
-#[cfg(not(feature = "sim"))]
-fn run_adaptive(
-    _a: &RunArgs,
-    _q: &QModel,
-    _bundle: &std::path::Path,
-    _class: &str,
-    _set: caq_model::data::Dataset,
-) -> Result<()> {
-    bail!("--adaptive: this caq was built without the adaptive builders (cargo feature `sim`)")
 }
 
 /// One output record of `--outputs`.

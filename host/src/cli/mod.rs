@@ -44,6 +44,9 @@ pub struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest arguments (`caq run`'s, when the board
+// build leaves out the other large ones) costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Train a float model (MLP for digits, LeNet-style CNN for MNIST).

@@ -3,7 +3,7 @@
 //! (`caq_model::adaptive::GoldenAdaptive`) and the driver's `Accelerator::infer_adaptive`.
 
 use crate::{CpuError, CpuModel, Engine, Result};
-use caq_model::adaptive::{self, Adaptive, Layout, Outcome, Pass};
+use caq_model::adaptive::{self, Adaptive, Outcome, Pass};
 use caq_model::graph::Shape3;
 use caq_model::qmodel::QModel;
 
@@ -40,11 +40,7 @@ impl adaptive::Passes for CpuPasses<'_> {
 
 impl<'a> CpuAdaptive<'a> {
     pub fn new(q: &QModel, policy: Adaptive<'a>) -> Result<CpuAdaptive<'a>> {
-        let layout = Layout::of(q)?;
-        match policy {
-            Adaptive::Cascade(c) => c.check(&layout)?,
-            Adaptive::Network(n) => n.check(&layout)?,
-        }
+        let layout = policy.checked_layout(q)?;
         let plans = policy
             .settings()
             .iter()

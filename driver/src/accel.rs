@@ -221,13 +221,7 @@ impl Inference {
     /// The index of the largest output code (the predicted class of a classifier), the first on
     /// ties.
     pub fn argmax(&self, signed: bool) -> usize {
-        let v = |b: u8| {
-            if signed {
-                i32::from(b as i8)
-            } else {
-                i32::from(b)
-            }
-        };
+        let v = |b: u8| caq_spec::descriptor::byte_code(b, signed);
         let mut best = 0;
         for (i, &b) in self.output.iter().enumerate() {
             if v(b) > v(self.output[best]) {

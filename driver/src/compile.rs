@@ -73,13 +73,7 @@ impl ActBuffer {
     pub fn decode(&self, bytes: &[u8]) -> Vec<i32> {
         bytes
             .iter()
-            .map(|&b| {
-                if self.signed {
-                    i32::from(b as i8)
-                } else {
-                    i32::from(b)
-                }
-            })
+            .map(|&b| caq_spec::descriptor::byte_code(b, self.signed))
             .collect()
     }
 

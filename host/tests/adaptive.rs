@@ -138,6 +138,29 @@ fn mlp_model() -> (QModel, Dataset) {
     (q, set)
 }
 
+/// A one-unit gate network on the MLP: the first hidden unit's code against its median over the
+/// first `n` images picks `[4, 2, 2]` or `[4, 8, 8]`, so half take each.
+fn mlp_gate(q: &QModel, set: &Dataset, n: usize) -> GateNet {
+    let codebook = vec![vec![4, 2, 2], vec![4, 8, 8]];
+    let mut w1 = vec![0; 128];
+    w1[0] = 1;
+    let first = q.executor(&codebook[0]).unwrap();
+    let mut v: Vec<i32> = (0..n)
+        .map(|i| first.run(set.image(i)).unwrap()[1][[0, 0, 0]])
+        .collect();
+    v.sort();
+    GateNet {
+        grid: 1,
+        hidden: 1,
+        w1,
+        b1: vec![0],
+        shift: 0,
+        w2: vec![0, 1],
+        b2: vec![i64::from(v[n / 2]), 0],
+        codebook,
+    }
+}
+
 /// The median stage-0 margin over the first `n` images: half escalate.
 fn median_margin(q: &QModel, bits: &[u8], set: &Dataset, n: usize) -> i32 {
     let ex = q.executor(bits).unwrap();
@@ -224,26 +247,7 @@ fn a_gate_network_on_the_functional_device_is_the_golden_gate() {
 #[test]
 fn a_gate_network_on_the_mlp_splits_its_only_segment_after_the_first_layer() {
     let (q, set) = mlp_model();
-    let codebook = vec![vec![4, 2, 2], vec![4, 8, 8]];
-    // A one-unit gate: the first hidden unit's code against a middle value.
-    let d = 128;
-    let mut w1 = vec![0; d];
-    w1[0] = 1;
-    let c = q.executor(&codebook[0]).unwrap();
-    let mut v: Vec<i32> = (0..40)
-        .map(|i| c.run(set.image(i)).unwrap()[1][[0, 0, 0]])
-        .collect();
-    v.sort();
-    let net = GateNet {
-        grid: 1,
-        hidden: 1,
-        w1,
-        b1: vec![0],
-        shift: 0,
-        w2: vec![0, 1],
-        b2: vec![i64::from(v[20]), 0],
-        codebook,
-    };
+    let net = mlp_gate(&q, &set, 40);
     let hist = check(&q, &set, 40, Adaptive::Network(&net));
     assert!(hist.iter().all(|&h| h > 0), "{hist:?}");
     // Two STARTs where the static setting needs one: the pricer charges both.
@@ -416,24 +420,7 @@ fn adaptive_inference_on_the_rtl_is_the_golden_one() {
     };
     let hist = check_on(rtl(), false, &cfg, &q, &set, 12, Adaptive::Cascade(&c));
     assert!(hist.iter().all(|&h| h > 0), "cascade: {hist:?}");
-    let codebook = vec![vec![4, 2, 2], vec![4, 8, 8]];
-    let mut w1 = vec![0; 128];
-    w1[0] = 1;
-    let first = q.executor(&codebook[0]).unwrap();
-    let mut v: Vec<i32> = (0..12)
-        .map(|i| first.run(set.image(i)).unwrap()[1][[0, 0, 0]])
-        .collect();
-    v.sort();
-    let net = GateNet {
-        grid: 1,
-        hidden: 1,
-        w1,
-        b1: vec![0],
-        shift: 0,
-        w2: vec![0, 1],
-        b2: vec![i64::from(v[6]), 0],
-        codebook,
-    };
+    let net = mlp_gate(&q, &set, 12);
     let hist = check_on(rtl(), false, &cfg, &q, &set, 12, Adaptive::Network(&net));
     assert!(hist.iter().all(|&h| h > 0), "gate network: {hist:?}");
 }

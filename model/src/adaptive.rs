@@ -19,6 +19,7 @@
 use crate::error::{ModelError, Result};
 use crate::graph::Shape3;
 use crate::qmodel::{Executor, Gate, QModel};
+use caq_spec::descriptor::byte_code;
 use serde::{Deserialize, Serialize};
 
 /// The confidence of an output: the largest output code minus the second largest (0 on a tie, or
@@ -192,16 +193,9 @@ impl LayerCodes {
     pub fn to_codes(&self) -> Vec<i32> {
         match self {
             LayerCodes::Codes(c) => c.clone(),
-            LayerCodes::Bytes { bytes, signed } => bytes
-                .iter()
-                .map(|&b| {
-                    if *signed {
-                        i32::from(b as i8)
-                    } else {
-                        i32::from(b)
-                    }
-                })
-                .collect(),
+            LayerCodes::Bytes { bytes, signed } => {
+                bytes.iter().map(|&b| byte_code(b, *signed)).collect()
+            }
         }
     }
 
@@ -212,11 +206,11 @@ impl LayerCodes {
             LayerCodes::Bytes {
                 bytes,
                 signed: false,
-            } => cell_sums(bytes, shape, grid, i32::from),
+            } => cell_sums(bytes, shape, grid, |b| byte_code(b, false)),
             LayerCodes::Bytes {
                 bytes,
                 signed: true,
-            } => cell_sums(bytes, shape, grid, |b| i32::from(b as i8)),
+            } => cell_sums(bytes, shape, grid, |b| byte_code(b, true)),
         }
     }
 }
@@ -560,6 +554,17 @@ pub enum Adaptive<'a> {
 }
 
 impl Adaptive<'_> {
+    /// Checks the policy against `q`'s layout and returns the layout (where the gate's features
+    /// come from): what every backend does before it prepares the policy's settings.
+    pub fn checked_layout(&self, q: &QModel) -> Result<Layout> {
+        let layout = Layout::of(q)?;
+        match self {
+            Adaptive::Cascade(c) => c.check(&layout)?,
+            Adaptive::Network(n) => n.check(&layout)?,
+        }
+        Ok(layout)
+    }
+
     /// Every setting the policy may run (the driver keeps them all resident).
     pub fn settings(&self) -> &[Vec<u8>] {
         match self {
@@ -689,11 +694,7 @@ impl Passes for GoldenPasses<'_, '_> {
 
 impl<'a> GoldenAdaptive<'a> {
     pub fn new(q: &'a QModel, policy: Adaptive<'a>) -> Result<GoldenAdaptive<'a>> {
-        let layout = Layout::of(q)?;
-        match policy {
-            Adaptive::Cascade(c) => c.check(&layout)?,
-            Adaptive::Network(n) => n.check(&layout)?,
-        }
+        let layout = policy.checked_layout(q)?;
         let executors = policy
             .settings()
             .iter()

@@ -41,6 +41,17 @@ pub fn activation_code(byte: u8, act_bits: BitWidth, signed: bool) -> i32 {
     }
 }
 
+/// The code of an activation byte as the device and the golden model write it (a code of at most
+/// 8 bits, two's complement in the byte when `signed`): [`activation_code`] at 8 bits, the rule
+/// every reader of an activation buffer uses.
+pub fn byte_code(byte: u8, signed: bool) -> i32 {
+    if signed {
+        i32::from(byte as i8)
+    } else {
+        i32::from(byte)
+    }
+}
+
 /// One field of the descriptor layout: bits `lsb .. lsb + width` counted from bit 0 of `word`.
 /// 64-bit fields start at bit 0 of a word and take that word (LO) and the next (HI).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1136,6 +1147,9 @@ mod tests {
         for byte in 0..=255u8 {
             assert_eq!(activation_code(byte, w(8), true), i32::from(byte as i8));
             assert_eq!(activation_code(byte, w(8), false), i32::from(byte));
+            for signed in [false, true] {
+                assert_eq!(byte_code(byte, signed), activation_code(byte, w(8), signed));
+            }
         }
         assert_eq!(activation_code(0b1110_0101, w(5), false), 0b00101);
         assert_eq!(activation_code(0b0001_0101, w(5), true), -11);

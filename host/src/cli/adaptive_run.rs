@@ -4,7 +4,7 @@
 //! build, the board's included; building the policies is `caq gate --adaptive` (adaptive.rs).
 
 use super::table;
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use caq_cpu::CpuAdaptive;
 use caq_driver::accel::{Accelerator, BoardOptions, LoadOptions, Residency};
 use caq_driver::energy::model::EnergyModel;
@@ -139,12 +139,8 @@ pub fn run_policies(
                 let got = qmodel::par_map(set.len(), |i| cpu.infer(set.image(i)));
                 (got.into_iter().collect::<caq_cpu::Result<Vec<_>>>()?, None)
             }
-            AdaptiveBackend::Func => {
-                let (got, fig) = on_func(cfg, bundle, q, policy, set)?;
-                (got, Some(fig))
-            }
-            AdaptiveBackend::Rtl => {
-                let (got, fig) = on_rtl(cfg, bundle, q, policy, set)?;
+            AdaptiveBackend::Func | AdaptiveBackend::Rtl => {
+                let (got, fig) = on_simulated(backend, cfg, bundle, q, policy, set)?;
                 (got, Some(fig))
             }
             AdaptiveBackend::Uio => {
@@ -194,63 +190,44 @@ pub fn run_policies(
     Ok(runs)
 }
 
-/// The passes and figures of one policy on the functional device, with
+/// The passes and figures of one policy on a simulated device (`Func` or `Rtl`), with
 /// [`caq_driver::handle::SIM_REGION`] as its memory.
-#[cfg(feature = "sim")]
-fn on_func(
+fn on_simulated(
+    backend: AdaptiveBackend,
     cfg: &AccelConfig,
     bundle: &Path,
     q: &QModel,
     policy: Adaptive<'_>,
     set: &Dataset,
 ) -> Result<(Vec<Outcome>, DeviceFigures)> {
-    let dev = caq_sim::FuncDevice::new(cfg, caq_driver::handle::SIM_REGION)?;
-    on_device(dev, cfg, bundle, q, policy, set)
-}
-
-#[cfg(not(feature = "sim"))]
-fn on_func(
-    _: &AccelConfig,
-    _: &Path,
-    _: &QModel,
-    _: Adaptive<'_>,
-    _: &Dataset,
-) -> Result<(Vec<Outcome>, DeviceFigures)> {
-    bail!("--backend func: this caq was built without the device models (cargo feature `sim`)")
-}
-
-/// The passes and figures of one policy on the RTL's Verilator model, with
-/// [`caq_driver::handle::SIM_REGION`] as its AXI memory.
-#[cfg(feature = "rtl")]
-fn on_rtl(
-    cfg: &AccelConfig,
-    bundle: &Path,
-    q: &QModel,
-    policy: Adaptive<'_>,
-    set: &Dataset,
-) -> Result<(Vec<Outcome>, DeviceFigures)> {
-    let region = caq_driver::handle::SIM_REGION;
-    let dev = caq_sim::RtlDevice::new(
-        cfg,
-        0,
-        caq_sim::AxiMemOptions {
-            base: region.base.0,
-            size: region.len,
-            ..caq_sim::AxiMemOptions::default()
-        },
-    )?;
-    on_device(dev, cfg, bundle, q, policy, set)
-}
-
-#[cfg(not(feature = "rtl"))]
-fn on_rtl(
-    _: &AccelConfig,
-    _: &Path,
-    _: &QModel,
-    _: Adaptive<'_>,
-    _: &Dataset,
-) -> Result<(Vec<Outcome>, DeviceFigures)> {
-    bail!("--backend rtl: this caq was built without the RTL model (cargo feature `rtl`)")
+    match backend {
+        #[cfg(feature = "sim")]
+        AdaptiveBackend::Func => {
+            let dev = caq_sim::FuncDevice::new(cfg, caq_driver::handle::SIM_REGION)?;
+            on_device(dev, cfg, bundle, q, policy, set)
+        }
+        #[cfg(feature = "rtl")]
+        AdaptiveBackend::Rtl => {
+            let dev = super::run::rtl_device(cfg, caq_driver::handle::SIM_REGION)?;
+            on_device(dev, cfg, bundle, q, policy, set)
+        }
+        _ => {
+            let _ = (cfg, bundle, q, policy, set);
+            anyhow::bail!(
+                "--backend {}: this caq was built without it (cargo feature `{}`)",
+                if backend == AdaptiveBackend::Rtl {
+                    "rtl"
+                } else {
+                    "func"
+                },
+                if backend == AdaptiveBackend::Rtl {
+                    "rtl"
+                } else {
+                    "sim"
+                }
+            )
+        }
+    }
 }
 
 /// Adaptive inference of every image through the driver on `dev` (`Residency::KeepPaged`); the
@@ -292,13 +269,7 @@ fn on_device<D: caq_spec::Device>(
         let output = r
             .output
             .iter()
-            .map(|&b| {
-                if out.signed {
-                    i32::from(b as i8)
-                } else {
-                    i32::from(b)
-                }
-            })
+            .map(|&b| caq_spec::descriptor::byte_code(b, out.signed))
             .collect();
         outcomes.push(Outcome {
             output,

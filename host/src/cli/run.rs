@@ -690,8 +690,19 @@ fn rtl_runs(
     settings: &[Vec<u8>],
     set: &caq_model::data::Dataset,
 ) -> Result<Vec<LevelReport>> {
-    let mem = sim_memory(program);
-    let mut dev = caq_sim::RtlDevice::new(
+    let mut dev = rtl_device(cfg, sim_memory(program))?;
+    program.load(&mut dev)?;
+    settings
+        .iter()
+        .map(|bits| device_level(&mut dev, program, q, bits, set))
+        .collect()
+}
+
+/// The RTL's Verilator model of `cfg` (power-up seed 0) with `mem` as its AXI memory (no
+/// stalls).
+#[cfg(feature = "rtl")]
+pub(super) fn rtl_device(cfg: &AccelConfig, mem: MemRegion) -> Result<caq_sim::RtlDevice> {
+    Ok(caq_sim::RtlDevice::new(
         cfg,
         0,
         caq_sim::AxiMemOptions {
@@ -699,12 +710,7 @@ fn rtl_runs(
             size: mem.len,
             ..caq_sim::AxiMemOptions::default()
         },
-    )?;
-    program.load(&mut dev)?;
-    settings
-        .iter()
-        .map(|bits| device_level(&mut dev, program, q, bits, set))
-        .collect()
+    )?)
 }
 
 #[cfg(all(feature = "sim", not(feature = "rtl")))]

@@ -162,13 +162,14 @@ case "$mode" in
       step cargo run -q -p caq-capi --locked --profile cross-ci --target "$t" --example fixture -- "$fix" 12
       step "$gnu-gcc" -std=c99 -Wall -Wextra -Werror -O1 -Icapi/include capi/examples/digits.c \
         -L"$lib" -Wl,-rpath,"$lib" -lcaq -o "$fix/digits"
-      for setting in top:- battery-low:battery-low; do
+      for setting in top:- battery-low:battery-low cascade-battery-low:cascade=battery-low \
+        network-battery-low:network=battery-low; do
         step "$(qemu_binary "$t")" -L "/usr/$gnu" "$fix/digits" sim configs/sim-small.toml \
           "$fix/mlp.caqb" "$fix/images.u8" "$fix/expected-${setting%%:*}.i32" 12 "${setting#*:}"
       done
     done
     for t in "${TRIPLES[@]}"; do
-      echo "== $t: built, tests passed under $(qemu_binary "$t") (skipped: ${QEMU_SKIP[*]}); libcaq's C example equal to golden"
+      echo "== $t: built, tests passed under $(qemu_binary "$t") (skipped: ${QEMU_SKIP[*]}); libcaq's C example equal to golden (top level, a gate, both adaptive policies)"
     done
     ;;
   *) usage ;;

@@ -1,12 +1,15 @@
 /* Runs a caq bundle through libcaq, on the board or on the functional model, and checks every
  * output code against the expected codes (the golden model's, written by the caller).
  *
- *   digits sim|uio CONFIG.toml BUNDLE.caqb IMAGES.u8 EXPECTED.i32 COUNT [GATE|-]
+ *   digits sim|uio CONFIG.toml BUNDLE.caqb IMAGES.u8 EXPECTED.i32 COUNT [GATE|-|cascade=CLASS|network=CLASS]
  *   digits errors CONFIG.toml CORRUPT.caqb GOOD.caqb
  *
  * IMAGES.u8 holds COUNT inputs of input_len bytes each; EXPECTED.i32 COUNT outputs of output_len
- * little-endian int32 codes. Exit status 0 when every code matches, 1 otherwise; `errors` shows
- * libcaq's error reporting: a missing device, a corrupt bundle, a bad gate name.
+ * little-endian int32 codes. GATE runs at a gate of the bundle, `-` at the top level, and
+ * cascade=CLASS / network=CLASS each image under that input-adaptive policy of the bundle (the
+ * setting it used printed per image). Exit status 0 when every code matches, 1 otherwise; `errors`
+ * shows libcaq's error reporting: a missing device, a corrupt bundle, a bad gate name, a short
+ * input, an unknown context class, a bad policy kind.
  * Build: cc -std=c99 -Wall -Wextra -Icapi/include digits.c -Ltarget/debug -lcaq */
 #include "caq.h"
 
@@ -48,6 +51,12 @@ static int show_errors(const char *config, const char *corrupt, const char *good
   int32_t output[256];
   s = caq_infer(acc, input, 1, output, 256, NULL);
   printf("short input: %s: %s\n", caq_status_name(s), caq_last_error());
+  uint8_t image[64] = {0};
+  s = caq_infer_adaptive(acc, "no-such-class", CAQ_ADAPTIVE_CASCADE, image, sizeof image, output,
+                         256, NULL, NULL, 0);
+  printf("bad class: %s: %s\n", caq_status_name(s), caq_last_error());
+  s = caq_infer_adaptive(acc, "battery-low", 7, image, sizeof image, output, 256, NULL, NULL, 0);
+  printf("bad kind: %s: %s\n", caq_status_name(s), caq_last_error());
   caq_close(acc);
   return 0;
 }
@@ -55,11 +64,21 @@ static int show_errors(const char *config, const char *corrupt, const char *good
 int main(int argc, char **argv) {
   if (argc == 5 && strcmp(argv[1], "errors") == 0) return show_errors(argv[2], argv[3], argv[4]);
   if (argc < 7 || argc > 8) {
-    fprintf(stderr, "usage: %s sim|uio CONFIG BUNDLE IMAGES EXPECTED COUNT [GATE|-]\n"
+    fprintf(stderr, "usage: %s sim|uio CONFIG BUNDLE IMAGES EXPECTED COUNT [GATE|-|cascade=CLASS|network=CLASS]\n"
                     "       %s errors CONFIG CORRUPT_BUNDLE GOOD_BUNDLE\n", argv[0], argv[0]);
     return 2;
   }
   const char *gate = argc == 8 && strcmp(argv[7], "-") != 0 ? argv[7] : NULL;
+  /* "cascade=CLASS" or "network=CLASS": that input-adaptive policy of the bundle, per image. */
+  const char *adaptive_class = NULL;
+  int kind = CAQ_ADAPTIVE_CASCADE;
+  if (gate && strncmp(gate, "cascade=", 8) == 0) {
+    adaptive_class = gate + 8;
+  } else if (gate && strncmp(gate, "network=", 8) == 0) {
+    adaptive_class = gate + 8;
+    kind = CAQ_ADAPTIVE_NETWORK;
+  }
+  if (adaptive_class) gate = NULL;
   size_t count = (size_t)strtoul(argv[6], NULL, 10);
 
   caq_accel *acc = NULL;
@@ -108,8 +127,15 @@ int main(int argc, char **argv) {
   int source = 0;
   for (size_t i = 0; i < count; i++) {
     caq_report r;
-    s = caq_infer(acc, images + i * info.input_len, info.input_len, out, info.output_len, &r);
-    if (s != CAQ_OK) return fail("caq_infer", s);
+    uint8_t used[64];
+    if (adaptive_class) {
+      s = caq_infer_adaptive(acc, adaptive_class, kind, images + i * info.input_len,
+                             info.input_len, out, info.output_len, &r, used, sizeof used);
+      if (s != CAQ_OK) return fail("caq_infer_adaptive", s);
+    } else {
+      s = caq_infer(acc, images + i * info.input_len, info.input_len, out, info.output_len, &r);
+      if (s != CAQ_OK) return fail("caq_infer", s);
+    }
     int same = memcmp(out, expected + i * info.output_len, info.output_len * sizeof(int32_t)) == 0;
     equal += (size_t)same;
     size_t best = 0;
@@ -117,6 +143,10 @@ int main(int argc, char **argv) {
       if (out[k] > out[best]) best = k;
     printf("image %zu: class %zu, codes", i, best);
     for (size_t k = 0; k < info.output_len; k++) printf(" %d", out[k]);
+    if (adaptive_class) {
+      printf(", bits");
+      for (size_t k = 0; k < info.weight_layers; k++) printf("%s%u", k ? "/" : " ", used[k]);
+    }
     printf("%s\n", same ? "" : "  MISMATCH");
     energy += r.energy_j;
     cycles += r.cycles;

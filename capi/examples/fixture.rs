@@ -1,21 +1,70 @@
 //! Writes the files the C and C++ examples (`digits.c`, `digits.cpp`) and the Python tests run
 //! on: a nested 8 ⊃ 4 ⊃ 2 digits MLP bundle (deterministic random weights, quantized on the
-//! digits) with two gates, `count` digits images, and the golden model's output codes for them
-//! at the top level and at each gate.
+//! digits) with two gates and input-adaptive policies, `count` digits images, and the golden
+//! model's output codes for them at the top level, at each gate and under each policy.
 //!
 //!   cargo run -p caq-capi --example fixture -- DIR [COUNT]
 //!
 //! Files: `mlp.caqb`, `images.u8` (count × 64 bytes), `expected-top.i32` and `expected-<gate>.i32`
-//! (count × 10 little-endian int32), `corrupt.caqb` (the bundle with one byte flipped).
+//! (count × 10 little-endian int32), `corrupt.caqb` (the bundle with one byte flipped). The bundle
+//! also carries input-adaptive policies for the class `battery-low` (a cascade and a gate
+//! network): `expected-<kind>-battery-low.i32` are their outputs and `bits-<kind>-battery-low.u8`
+//! their final settings (count × 3 bytes), from the golden reference.
 
 #[path = "../../host/tests/common/mod.rs"]
 mod common;
 
-use caq_model::qmodel::Gate;
+use caq_model::adaptive::{self, AdaptiveKind, AdaptivePolicy, Cascade, GateNet, GoldenAdaptive};
+use caq_model::data::Dataset;
+use caq_model::qmodel::{Gate, QModel};
 use std::path::{Path, PathBuf};
 
 /// The gates of the fixture bundle: (name, bits of its three weight layers).
 pub const GATES: [(&str, [u8; 3]); 2] = [("battery-low", [2, 2, 2]), ("balanced", [8, 4, 4])];
+
+/// The context class whose input-adaptive policies the fixture bundle carries.
+pub const ADAPTIVE_CLASS: &str = "battery-low";
+
+/// The input-adaptive policies of [`ADAPTIVE_CLASS`], each splitting the first `count` images
+/// about evenly between its two settings: a cascade from 2/2/2 to 8/8/8 with the median stage-0
+/// margin as its threshold, and a one-unit gate network comparing the first hidden unit's code
+/// with its median (4/2/2 or 4/8/8).
+fn adaptive_policy(q: &QModel, set: &Dataset, count: usize) -> Result<AdaptivePolicy, String> {
+    let e = |e: caq_model::ModelError| e.to_string();
+    let n = count.max(1);
+    let stages = vec![vec![2u8; 3], vec![8u8; 3]];
+    let low = q.executor(&stages[0]).map_err(e)?;
+    let mut margins = (0..n)
+        .map(|i| Ok(adaptive::margin(&low.logits(set.image(i)).map_err(e)?)))
+        .collect::<Result<Vec<i32>, String>>()?;
+    margins.sort();
+    let codebook = vec![vec![4, 2, 2], vec![4, 8, 8]];
+    let first = q.executor(&codebook[0]).map_err(e)?;
+    let mut unit = (0..n)
+        .map(|i| Ok(first.run(set.image(i)).map_err(e)?[1][[0, 0, 0]]))
+        .collect::<Result<Vec<i32>, String>>()?;
+    unit.sort();
+    let hidden_units = q.graph.shapes().map_err(e)?[1][0];
+    let mut w1 = vec![0; hidden_units];
+    w1[0] = 1;
+    Ok(AdaptivePolicy {
+        class: ADAPTIVE_CLASS.into(),
+        cascade: Some(Cascade {
+            stages,
+            thresholds: vec![margins[n / 2]],
+        }),
+        network: Some(GateNet {
+            grid: 1,
+            hidden: 1,
+            w1,
+            b1: vec![0],
+            shift: 0,
+            w2: vec![0, 1],
+            b2: vec![i64::from(unit[n / 2]), 0],
+            codebook,
+        }),
+    })
+}
 
 /// Writes the fixture into `dir` (created if missing).
 pub fn write_fixture(dir: &Path, count: usize) -> Result<(), String> {
@@ -31,6 +80,8 @@ pub fn write_fixture(dir: &Path, count: usize) -> Result<(), String> {
         })
         .collect();
     q.set_gates(gates).map_err(|e| e.to_string())?;
+    q.set_adaptive(vec![adaptive_policy(&q, &set, count)?])
+        .map_err(|e| e.to_string())?;
     let bundle = dir.join("mlp.caqb");
     caq_model::bundle::write(&bundle, &q).map_err(|e| e.to_string())?;
 
@@ -47,6 +98,25 @@ pub fn write_fixture(dir: &Path, count: usize) -> Result<(), String> {
             }
         }
         write(&dir.join(format!("expected-{name}.i32")), &bytes)?;
+    }
+    // Each adaptive policy's outputs and final settings, from the golden reference.
+    let policy = q
+        .adaptive_policy(ADAPTIVE_CLASS)
+        .map_err(|e| e.to_string())?;
+    for kind in AdaptiveKind::ALL {
+        let p = policy.get(kind).map_err(|e| e.to_string())?;
+        let golden = GoldenAdaptive::new(&q, p).map_err(|e| e.to_string())?;
+        let (mut codes, mut bits) = (Vec::new(), Vec::new());
+        for i in 0..count {
+            let o = golden.infer(set.image(i)).map_err(|e| e.to_string())?;
+            for v in o.output {
+                codes.extend_from_slice(&v.to_le_bytes());
+            }
+            bits.extend_from_slice(&o.bits);
+        }
+        let name = format!("{}-{ADAPTIVE_CLASS}", kind.name());
+        write(&dir.join(format!("expected-{name}.i32")), &codes)?;
+        write(&dir.join(format!("bits-{name}.u8")), &bits)?;
     }
     let mut corrupt = std::fs::read(&bundle).map_err(|e| e.to_string())?;
     let mid = corrupt.len() / 2;

@@ -48,6 +48,15 @@ typedef enum caq_meter {
   CAQ_METER_AUTO = 3,
 } caq_meter;
 
+// Which of a context class's input-adaptive policies `caq_infer_adaptive` runs.
+typedef enum caq_adaptive_kind {
+  // The confidence cascade: the cheapest stage first, re-run from the first changed layer
+  // while the output is not confident enough.
+  CAQ_ADAPTIVE_CASCADE = 0,
+  // The gate network: the first layer's output picks the setting of the rest.
+  CAQ_ADAPTIVE_NETWORK = 1,
+} caq_adaptive_kind;
+
 // An accelerator with at most one model loaded. Opaque; from `caq_open_uio` or `caq_open_sim`,
 // released with `caq_close`. Not thread-safe: one thread at a time per handle.
 typedef struct caq_accel caq_accel;
@@ -215,6 +224,29 @@ enum caq_status caq_infer_f32(struct caq_accel *acc,
                               int32_t *output,
                               size_t output_len,
                               struct caq_report *report);
+
+// One input-adaptive inference on input codes under the loaded bundle's policy `kind`
+// (`CAQ_ADAPTIVE_CASCADE` or `CAQ_ADAPTIVE_NETWORK`) for context class `class_name` (built by
+// `caq gate --adaptive`): the setting follows from this input's own outputs, with every setting
+// of the policy kept resident, so a switch rewrites descriptors only. Writes the output codes
+// as `caq_infer` does, the report summed over every pass (re-runs included) when `report` is
+// not NULL, and, when `bits` is not NULL, the per-layer bits of the setting that made the
+// output (`bits_len` at least `caq_get_model_info`'s `weight_layers`). The accelerator stays at
+// that setting afterwards.
+//
+// # Safety
+// As `caq_infer`; `class_name` is NUL-terminated; `bits` points to `bits_len` writable bytes or is
+// NULL.
+enum caq_status caq_infer_adaptive(struct caq_accel *acc,
+                                   const char *class_name,
+                                   int kind,
+                                   const uint8_t *input,
+                                   size_t input_len,
+                                   int32_t *output,
+                                   size_t output_len,
+                                   struct caq_report *report,
+                                   uint8_t *bits,
+                                   size_t bits_len);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -7,8 +7,8 @@
 #![allow(non_camel_case_types)]
 
 use caq_driver::HostError;
-use caq_driver::accel::InferenceReport;
-use caq_driver::handle::{self, ErrorClass, Handle, MeterKind, ModelInfo};
+use caq_driver::accel::{AdaptiveInference, EnergyReading, InferenceReport};
+use caq_driver::handle::{self, AdaptiveKind, ErrorClass, Handle, MeterKind, ModelInfo};
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, OsStr, c_char, c_int};
 use std::os::unix::ffi::OsStrExt;
@@ -73,6 +73,17 @@ pub enum CaqMeter {
     CAQ_METER_HWMON = 2,
     /// The sensors where there are some, else the model.
     CAQ_METER_AUTO = 3,
+}
+
+/// Which of a context class's input-adaptive policies `caq_infer_adaptive` runs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaqAdaptiveKind {
+    /// The confidence cascade: the cheapest stage first, re-run from the first changed layer
+    /// while the output is not confident enough.
+    CAQ_ADAPTIVE_CASCADE = 0,
+    /// The gate network: the first layer's output picks the setting of the rest.
+    CAQ_ADAPTIVE_NETWORK = 1,
 }
 
 /// What one inference cost.
@@ -533,9 +544,9 @@ pub unsafe extern "C" fn caq_attach_meter(
     })
 }
 
-fn report_of(r: &InferenceReport) -> CaqReport {
-    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    let (energy_j, dynamic_energy_j, energy_source) = match &r.energy {
+/// A report's energy fields: total, dynamic (NaN where unknown) and `energy_source`.
+fn energy_of(e: Option<&EnergyReading>) -> (f64, f64, c_int) {
+    match e {
         None => (f64::NAN, f64::NAN, 0),
         Some(e) => (
             e.total_j,
@@ -546,7 +557,12 @@ fn report_of(r: &InferenceReport) -> CaqReport {
                 2
             },
         ),
-    };
+    }
+}
+
+fn report_of(r: &InferenceReport) -> CaqReport {
+    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let (energy_j, dynamic_energy_j, energy_source) = energy_of(r.energy.as_ref());
     CaqReport {
         latency_ns: ns(r.latency),
         device_time_ns: ns(r.device_time),
@@ -562,6 +578,37 @@ fn report_of(r: &InferenceReport) -> CaqReport {
     }
 }
 
+/// The report of an adaptive inference: its passes' counters, latency and energy together.
+fn adaptive_report_of(r: &AdaptiveInference) -> CaqReport {
+    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let (energy_j, dynamic_energy_j, energy_source) = energy_of(r.energy.as_ref());
+    CaqReport {
+        latency_ns: ns(r.latency),
+        device_time_ns: ns(r.device_time),
+        cycles: r.device.cycles,
+        busy_cycles: r.device.busy_cycles,
+        stall_cycles: r.device.stall_cycles,
+        plane_ops: r.device.plane_ops,
+        bytes_rd: r.device.bytes_rd,
+        bytes_wr: r.device.bytes_wr,
+        energy_j,
+        dynamic_energy_j,
+        energy_source,
+    }
+}
+
+/// The model's output length, checked against the caller's buffer.
+fn output_room(a: &caq_accel, output: *mut i32, output_len: usize) -> Result<usize, Fail> {
+    let need = a.handle.output_len()?;
+    if output.is_null() || output_len < need {
+        return Err(Fail::arg(format!(
+            "output holds {output_len} codes{}; the model gives {need}",
+            if output.is_null() { " and is NULL" } else { "" }
+        )));
+    }
+    Ok(need)
+}
+
 /// Checks the output buffer, runs `infer`, writes the codes and the report.
 fn infer_into(
     a: &mut caq_accel,
@@ -570,13 +617,7 @@ fn infer_into(
     report: *mut CaqReport,
     infer: impl FnOnce(&mut Handle) -> Result<caq_driver::handle::Output, HostError>,
 ) -> Result<(), Fail> {
-    let need = a.handle.output_len()?;
-    if output.is_null() || output_len < need {
-        return Err(Fail::arg(format!(
-            "output holds {output_len} codes{}; the model gives {need}",
-            if output.is_null() { " and is NULL" } else { "" }
-        )));
-    }
+    let need = output_room(a, output, output_len)?;
     let out = infer(&mut a.handle)?;
     // SAFETY: `output_len` ≥ `need` writable i32 at `output` (caller's contract), non-null.
     unsafe { std::slice::from_raw_parts_mut(output, need) }.copy_from_slice(&out.codes);
@@ -628,5 +669,73 @@ pub unsafe extern "C" fn caq_infer_f32(
         // SAFETY: forwarded from the caller's contract.
         let (a, input) = unsafe { (accel(acc)?, slice_arg(input, input_len, "input")?) };
         infer_into(a, output, output_len, report, |h| h.infer_f32(input))
+    })
+}
+
+/// One input-adaptive inference on input codes under the loaded bundle's policy `kind`
+/// (`CAQ_ADAPTIVE_CASCADE` or `CAQ_ADAPTIVE_NETWORK`) for context class `class_name` (built by
+/// `caq gate --adaptive`): the setting follows from this input's own outputs, with every setting
+/// of the policy kept resident, so a switch rewrites descriptors only. Writes the output codes
+/// as `caq_infer` does, the report summed over every pass (re-runs included) when `report` is
+/// not NULL, and, when `bits` is not NULL, the per-layer bits of the setting that made the
+/// output (`bits_len` at least `caq_get_model_info`'s `weight_layers`). The accelerator stays at
+/// that setting afterwards.
+///
+/// # Safety
+/// As `caq_infer`; `class_name` is NUL-terminated; `bits` points to `bits_len` writable bytes or is
+/// NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn caq_infer_adaptive(
+    acc: *mut caq_accel,
+    class_name: *const c_char,
+    kind: c_int,
+    input: *const u8,
+    input_len: usize,
+    output: *mut i32,
+    output_len: usize,
+    report: *mut CaqReport,
+    bits: *mut u8,
+    bits_len: usize,
+) -> CaqStatus {
+    guard("caq_infer_adaptive", || {
+        // SAFETY: forwarded from the caller's contract.
+        let (a, class, input) = unsafe {
+            (
+                accel(acc)?,
+                opt_str_arg(class_name, "class_name")?,
+                slice_arg(input, input_len, "input")?,
+            )
+        };
+        let class =
+            class.ok_or_else(|| Fail::arg("class_name is NULL; expected a context class"))?;
+        let kind = match kind {
+            0 => AdaptiveKind::Cascade,
+            1 => AdaptiveKind::Network,
+            k => {
+                return Err(Fail::arg(format!(
+                    "kind {k}: expected CAQ_ADAPTIVE_CASCADE (0) or CAQ_ADAPTIVE_NETWORK (1)"
+                )));
+            }
+        };
+        let layers = a.handle.info()?.weight_layers;
+        if !bits.is_null() && bits_len < layers {
+            return Err(Fail::arg(format!(
+                "bits holds {bits_len} entries; the model has {layers} weight layers"
+            )));
+        }
+        let need = output_room(a, output, output_len)?;
+        let out = a.handle.infer_adaptive(input, class, kind)?;
+        // SAFETY: `output_len` ≥ `need` writable i32 at `output` (caller's contract), non-null.
+        unsafe { std::slice::from_raw_parts_mut(output, need) }.copy_from_slice(&out.codes);
+        // SAFETY: the caller passes a writable report or NULL.
+        if let Some(r) = unsafe { report.as_mut() } {
+            *r = adaptive_report_of(&out.inference);
+        }
+        if !bits.is_null() {
+            // SAFETY: `bits_len` ≥ `layers` writable bytes at `bits` (caller's contract).
+            unsafe { std::slice::from_raw_parts_mut(bits, layers) }
+                .copy_from_slice(&out.inference.bits);
+        }
+        Ok(())
     })
 }

@@ -102,6 +102,50 @@ fn the_c_example_equals_golden_at_the_top_level_and_every_gate() {
     assert!(!ok && stdout.contains("MISMATCH"), "{stdout}");
 }
 
+/// Each input-adaptive policy of the fixture bundle through `caq_infer_adaptive`: every image's
+/// output equal to the golden reference's, its setting the golden one, and both of the policy's
+/// settings used.
+#[test]
+fn the_c_example_runs_each_adaptive_policy_as_golden_does() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture::write_fixture(dir.path(), COUNT).unwrap();
+    let exe = dir.path().join("digits");
+    compile("cc", "-std=c99", "digits.c", &exe);
+    for kind in ["cascade", "network"] {
+        let name = format!("{kind}-{}", fixture::ADAPTIVE_CLASS);
+        let (ok, stdout, stderr) = run(Command::new(&exe).args([
+            "sim".into(),
+            config(),
+            dir.path().join("mlp.caqb").display().to_string(),
+            dir.path().join("images.u8").display().to_string(),
+            dir.path()
+                .join(format!("expected-{name}.i32"))
+                .display()
+                .to_string(),
+            COUNT.to_string(),
+            format!("{kind}={}", fixture::ADAPTIVE_CLASS),
+        ]));
+        println!("--- {name}\n{stdout}{stderr}");
+        assert!(ok, "{name}: {stdout}{stderr}");
+        assert!(stdout.contains(&format!("{COUNT}/{COUNT} outputs equal to golden")));
+        let want = std::fs::read(dir.path().join(format!("bits-{name}.u8"))).unwrap();
+        let got: Vec<u8> = stdout
+            .lines()
+            .filter_map(|l| l.split(", bits ").nth(1))
+            .flat_map(|b| b.split('/').map(|v| v.trim().parse::<u8>().unwrap()))
+            .collect();
+        assert_eq!(got, want, "{name}: the settings golden chose");
+        let mut settings: Vec<&[u8]> = want.chunks(3).collect();
+        settings.sort();
+        settings.dedup();
+        assert_eq!(
+            settings.len(),
+            2,
+            "{name}: both settings used: {settings:?}"
+        );
+    }
+}
+
 #[test]
 fn the_cpp_example_equals_golden() {
     let dir = tempfile::tempdir().unwrap();
@@ -166,6 +210,18 @@ fn errors_cross_the_boundary_as_a_status_and_a_message() {
             && gate.contains("no-such-gate")
             && gate.contains("battery-low"),
         "{gate}"
+    );
+    let class = line("bad class: ");
+    assert!(
+        class.starts_with("bad class: CAQ_ERR_ARGUMENT: caq_infer_adaptive: ")
+            && class.contains("no-such-class")
+            && class.contains("battery-low"),
+        "{class}"
+    );
+    let kind = line("bad kind: ");
+    assert!(
+        kind.starts_with("bad kind: CAQ_ERR_ARGUMENT: caq_infer_adaptive: kind 7: expected"),
+        "{kind}"
     );
     let short = line("short input: ");
     assert!(

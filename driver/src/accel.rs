@@ -271,6 +271,7 @@ struct Loaded {
     program: Program,
     source: PlaneSource,
     gates: Vec<Gate>,
+    adaptive: Vec<adaptive::AdaptivePolicy>,
     /// Per layer: plane groups 0..resident[i] are in device memory.
     resident: Vec<usize>,
     residency: Residency,
@@ -584,6 +585,7 @@ impl<D: Device> Accelerator<D> {
         let mut loaded = Loaded {
             resident: vec![0; program.layers.len()],
             gates: q.gates,
+            adaptive: q.adaptive,
             residency: opts.residency,
             block,
             source,
@@ -628,6 +630,11 @@ impl<D: Device> Accelerator<D> {
     /// The loaded model's gates.
     pub fn gates(&self) -> Result<&[Gate]> {
         Ok(&self.loaded()?.gates)
+    }
+
+    /// The loaded model's input-adaptive policies (`caq gate --adaptive`), per context class.
+    pub fn adaptive_policies(&self) -> Result<&[adaptive::AdaptivePolicy]> {
+        Ok(&self.loaded()?.adaptive)
     }
 
     /// Plane-group bytes in device memory now.
@@ -800,6 +807,18 @@ impl<D: Device> Accelerator<D> {
                 Err(e)
             }
         }
+    }
+
+    /// One input-adaptive inference under the loaded model's policy of kind `kind` for context
+    /// class `class` ([`Accelerator::infer_adaptive`]).
+    pub fn infer_class(
+        &mut self,
+        input: &[u8],
+        class: &str,
+        kind: adaptive::AdaptiveKind,
+    ) -> Result<AdaptiveInference> {
+        let policy = adaptive::policy_for(&self.loaded()?.adaptive, class)?.clone();
+        self.infer_adaptive(input, policy.get(kind)?)
     }
 
     /// One input-adaptive inference under `policy` (`caq_model::adaptive`): a cascade runs its

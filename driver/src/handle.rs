@@ -4,13 +4,16 @@
 //! over [`Handle`], so what they do and how their errors are classed ([`ErrorClass`]) is decided
 //! here once (docs/bindings.md).
 
-use crate::accel::{Accelerator, BoardOptions, EnergyMeter, InferenceReport, LoadOptions};
+use crate::accel::{
+    Accelerator, AdaptiveInference, BoardOptions, EnergyMeter, InferenceReport, LoadOptions,
+};
 use crate::compile::ActBuffer;
 use crate::energy::{EnergyModel, HwmonMeter, ModelMeter};
 use crate::error::{HostError, Result};
 use crate::sys::SysRoot;
 use crate::uio_device::UioDevice;
 use caq_model::ModelError;
+use caq_model::adaptive::AdaptivePolicy;
 use caq_model::qmodel::Gate;
 use caq_model::quant::ActQuant;
 use caq_spec::{AccelConfig, SpecError};
@@ -83,6 +86,18 @@ pub struct ModelInfo {
 pub struct Output {
     pub codes: Vec<i32>,
     pub report: InferenceReport,
+}
+
+/// Which of a context class's input-adaptive policies [`Handle::infer_adaptive`] runs.
+pub use caq_model::adaptive::AdaptiveKind;
+
+/// One input-adaptive inference ([`Handle::infer_adaptive`]): the output codes (as in
+/// [`Output`]) and the driver's account of it: the setting that made the output, every pass,
+/// the device's counters over all of them, the switches' and the gate's costs.
+#[derive(Clone, Debug)]
+pub struct AdaptiveOutput {
+    pub codes: Vec<i32>,
+    pub inference: AdaptiveInference,
 }
 
 /// The class of an error as the bindings report it: a C status code, a Python exception class.
@@ -373,6 +388,28 @@ impl Handle {
             let inf = a.infer(input)?;
             let codes = a.program()?.output().decode(&inf.output);
             Ok(Output { codes, report: inf.report })
+        })
+    }
+
+    /// The loaded bundle's input-adaptive policies, per context class (`caq gate --adaptive`).
+    pub fn adaptive_policies(&self) -> Result<&[AdaptivePolicy]> {
+        on!(&self.backend, a => a.adaptive_policies())
+    }
+
+    /// One input-adaptive inference on input codes under the loaded bundle's policy of kind
+    /// `kind` for context class `class`: each input's setting follows from its own outputs (a
+    /// cascade's confidence, a gate network's features), with every setting of the policy kept
+    /// resident, so a switch rewrites descriptors only.
+    pub fn infer_adaptive(
+        &mut self,
+        input: &[u8],
+        class: &str,
+        kind: AdaptiveKind,
+    ) -> Result<AdaptiveOutput> {
+        on!(&mut self.backend, a => {
+            let inference = a.infer_class(input, class, kind)?;
+            let codes = a.program()?.output().decode(&inference.output);
+            Ok(AdaptiveOutput { codes, inference })
         })
     }
 

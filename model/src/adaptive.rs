@@ -469,6 +469,21 @@ impl GateNet {
     }
 }
 
+/// The policies of context class `class` among `policies` (a model's), or an error naming the
+/// classes there are.
+pub fn policy_for<'p>(policies: &'p [AdaptivePolicy], class: &str) -> Result<&'p AdaptivePolicy> {
+    policies.iter().find(|p| p.class == class).ok_or_else(|| {
+        let known: Vec<&str> = policies.iter().map(|p| p.class.as_str()).collect();
+        ModelError::arg(
+            "adaptive",
+            format!(
+                "no input-adaptive policy for class '{class}' (the model has them for {known:?}; \
+                 `caq gate --adaptive` builds them)"
+            ),
+        )
+    })
+}
+
 /// The input-adaptive policies of one context class (the gate of the same name).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -538,11 +553,26 @@ pub enum AdaptiveKind {
 }
 
 impl AdaptiveKind {
+    pub const ALL: [AdaptiveKind; 2] = [AdaptiveKind::Cascade, AdaptiveKind::Network];
+
     pub fn name(self) -> &'static str {
         match self {
             AdaptiveKind::Cascade => "cascade",
             AdaptiveKind::Network => "network",
         }
+    }
+
+    /// The kind called `name` (`"cascade"` or `"network"`).
+    pub fn from_name(name: &str) -> Result<AdaptiveKind> {
+        AdaptiveKind::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| {
+                ModelError::arg(
+                    "adaptive kind",
+                    format!("'{name}' (expected \"cascade\" or \"network\")"),
+                )
+            })
     }
 }
 

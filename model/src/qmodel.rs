@@ -451,19 +451,7 @@ impl QModel {
 
     /// The input-adaptive policies of context class `class`.
     pub fn adaptive_policy(&self, class: &str) -> Result<&AdaptivePolicy> {
-        self.adaptive
-            .iter()
-            .find(|p| p.class == class)
-            .ok_or_else(|| {
-                let known: Vec<&str> = self.adaptive.iter().map(|p| p.class.as_str()).collect();
-                ModelError::arg(
-                    "adaptive",
-                    format!(
-                        "no input-adaptive policy for class '{class}' (the model has them for \
-                     {known:?}; `caq gate --adaptive` builds them)"
-                    ),
-                )
-            })
+        crate::adaptive::policy_for(&self.adaptive, class)
     }
 
     /// Every weight layer at the same bit-width.

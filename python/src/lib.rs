@@ -6,15 +6,17 @@
 //! abort. docs/bindings.md.
 
 use caq_driver::HostError;
-use caq_driver::accel::InferenceReport;
+use caq_driver::accel::{EnergyReading, InferenceReport};
 use caq_driver::context::{Context, ContextPolicy, ContextProbe, GateSelector};
-use caq_driver::handle::{self, ErrorClass, Handle, MeterKind};
+use caq_driver::handle::{self, AdaptiveKind, ErrorClass, Handle, MeterKind};
 use caq_driver::sys::SysRoot;
+use caq_spec::PerfCounters;
 use numpy::{PyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use std::path::PathBuf;
+use std::time::Duration;
 
 create_exception!(_native, CaqError, PyException, "Any error of caq.");
 create_exception!(
@@ -102,18 +104,27 @@ impl Report {
 }
 
 fn report_of(r: &InferenceReport) -> Report {
+    report_from(r.latency, r.device_time, &r.device, r.energy.as_ref())
+}
+
+fn report_from(
+    latency: Duration,
+    device_time: Duration,
+    device: &PerfCounters,
+    energy: Option<&EnergyReading>,
+) -> Report {
     Report {
-        latency_s: r.latency.as_secs_f64(),
-        device_time_s: r.device_time.as_secs_f64(),
-        cycles: r.device.cycles,
-        busy_cycles: r.device.busy_cycles,
-        stall_cycles: r.device.stall_cycles,
-        plane_ops: r.device.plane_ops,
-        bytes_rd: r.device.bytes_rd,
-        bytes_wr: r.device.bytes_wr,
-        energy_j: r.energy.as_ref().map(|e| e.total_j),
-        dynamic_energy_j: r.energy.as_ref().and_then(|e| e.dynamic_j),
-        energy_source: r.energy.as_ref().map(|e| e.source.clone()),
+        latency_s: latency.as_secs_f64(),
+        device_time_s: device_time.as_secs_f64(),
+        cycles: device.cycles,
+        busy_cycles: device.busy_cycles,
+        stall_cycles: device.stall_cycles,
+        plane_ops: device.plane_ops,
+        bytes_rd: device.bytes_rd,
+        bytes_wr: device.bytes_wr,
+        energy_j: energy.map(|e| e.total_j),
+        dynamic_energy_j: energy.and_then(|e| e.dynamic_j),
+        energy_source: energy.map(|e| e.source.clone()),
     }
 }
 
@@ -293,6 +304,35 @@ impl Accelerator {
             }
         };
         self.finish(py, out)
+    }
+
+    /// One input-adaptive inference on input codes (uint8, any shape of input_len elements, CHW
+    /// order) under the loaded bundle's policy `kind` ("cascade" or "network") for context class
+    /// `class_name` (built by `caq gate --adaptive`): the setting follows from this input's own
+    /// outputs. Returns the output codes (int32 array) and the per-layer bits of the setting that
+    /// made them; `last_report` holds what every pass cost together (re-runs included).
+    #[pyo3(signature = (x, class_name, kind = "cascade"))]
+    fn infer_adaptive<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: PyReadonlyArrayDyn<'py, u8>,
+        class_name: &str,
+        kind: &str,
+    ) -> PyResult<(Bound<'py, PyArray1<i32>>, Vec<u32>)> {
+        let kind = AdaptiveKind::from_name(kind).map_err(|e| to_py(HostError::Model(e)))?;
+        let input: Vec<u8> = x.as_array().iter().copied().collect();
+        let out = self
+            .handle
+            .infer_adaptive(&input, class_name, kind)
+            .map_err(to_py)?;
+        let r = &out.inference;
+        self.last = Some(report_from(
+            r.latency,
+            r.device_time,
+            &r.device,
+            r.energy.as_ref(),
+        ));
+        Ok((PyArray1::from_vec(py, out.codes), ints(&r.bits)))
     }
 
     /// What the last inference cost (None before the first).

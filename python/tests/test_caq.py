@@ -50,6 +50,23 @@ def test_every_output_equals_golden_at_the_top_level_and_each_gate(acc):
             assert np.array_equal(acc.infer(image), expected(gate)[i]), (gate, i)
 
 
+def test_each_adaptive_policy_gives_the_golden_outputs_and_settings(acc):
+    # The fixture bundle's input-adaptive policies for "battery-low": each image's output codes
+    # and final setting are the golden reference's, and both settings of each policy occur.
+    for kind in ["cascade", "network"]:
+        want_bits = np.fromfile(FIX / f"bits-{kind}-battery-low.u8", dtype=np.uint8).reshape(-1, 3)
+        for i, image in enumerate(images()):
+            codes, bits = acc.infer_adaptive(image, "battery-low", kind)
+            assert np.array_equal(codes, expected(f"{kind}-battery-low")[i]), (kind, i)
+            assert bits == list(want_bits[i]), (kind, i)
+            assert acc.last_report.cycles > 0
+        assert len({tuple(b) for b in want_bits}) == 2, kind
+    with pytest.raises(caq.ArgumentError, match="no-such-class"):
+        acc.infer_adaptive(images()[0], "no-such-class")
+    with pytest.raises(caq.ArgumentError, match="expected"):
+        acc.infer_adaptive(images()[0], "battery-low", "lottery")
+
+
 def test_layouts_and_dtypes_of_the_input_give_the_same_output(acc):
     acc.bits = [8, 8, 8]
     image = images()[3]

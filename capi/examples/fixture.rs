@@ -14,7 +14,7 @@
 #[path = "../../host/tests/common/mod.rs"]
 mod common;
 
-use caq_model::adaptive::{self, AdaptiveKind, AdaptivePolicy, Cascade, GateNet, GoldenAdaptive};
+use caq_model::adaptive::{AdaptiveKind, AdaptivePolicy, Cascade, GoldenAdaptive};
 use caq_model::data::Dataset;
 use caq_model::qmodel::{Gate, QModel};
 use std::path::{Path, PathBuf};
@@ -29,41 +29,17 @@ pub const ADAPTIVE_CLASS: &str = "battery-low";
 /// about evenly between its two settings: a cascade from 2/2/2 to 8/8/8 with the median stage-0
 /// margin as its threshold, and a one-unit gate network comparing the first hidden unit's code
 /// with its median (4/2/2 or 4/8/8).
-fn adaptive_policy(q: &QModel, set: &Dataset, count: usize) -> Result<AdaptivePolicy, String> {
-    let e = |e: caq_model::ModelError| e.to_string();
+fn adaptive_policy(q: &QModel, set: &Dataset, count: usize) -> AdaptivePolicy {
     let n = count.max(1);
     let stages = vec![vec![2u8; 3], vec![8u8; 3]];
-    let low = q.executor(&stages[0]).map_err(e)?;
-    let mut margins = (0..n)
-        .map(|i| Ok(adaptive::margin(&low.logits(set.image(i)).map_err(e)?)))
-        .collect::<Result<Vec<i32>, String>>()?;
-    margins.sort();
-    let codebook = vec![vec![4, 2, 2], vec![4, 8, 8]];
-    let first = q.executor(&codebook[0]).map_err(e)?;
-    let mut unit = (0..n)
-        .map(|i| Ok(first.run(set.image(i)).map_err(e)?[1][[0, 0, 0]]))
-        .collect::<Result<Vec<i32>, String>>()?;
-    unit.sort();
-    let hidden_units = q.graph.shapes().map_err(e)?[1][0];
-    let mut w1 = vec![0; hidden_units];
-    w1[0] = 1;
-    Ok(AdaptivePolicy {
+    AdaptivePolicy {
         class: ADAPTIVE_CLASS.into(),
         cascade: Some(Cascade {
+            thresholds: vec![common::median_margin(q, &stages[0], set, n)],
             stages,
-            thresholds: vec![margins[n / 2]],
         }),
-        network: Some(GateNet {
-            grid: 1,
-            hidden: 1,
-            w1,
-            b1: vec![0],
-            shift: 0,
-            w2: vec![0, 1],
-            b2: vec![i64::from(unit[n / 2]), 0],
-            codebook,
-        }),
-    })
+        network: Some(common::mlp_gate(q, set, n)),
+    }
 }
 
 /// Writes the fixture into `dir` (created if missing).
@@ -80,7 +56,7 @@ pub fn write_fixture(dir: &Path, count: usize) -> Result<(), String> {
         })
         .collect();
     q.set_gates(gates).map_err(|e| e.to_string())?;
-    q.set_adaptive(vec![adaptive_policy(&q, &set, count)?])
+    q.set_adaptive(vec![adaptive_policy(&q, &set, count)])
         .map_err(|e| e.to_string())?;
     let bundle = dir.join("mlp.caqb");
     caq_model::bundle::write(&bundle, &q).map_err(|e| e.to_string())?;

@@ -561,17 +561,40 @@ fn energy_of(e: Option<&EnergyReading>) -> (f64, f64, c_int) {
 }
 
 fn report_of(r: &InferenceReport) -> CaqReport {
+    report_from(
+        r.latency,
+        r.device_time,
+        r.device.to_array(),
+        r.energy.as_ref(),
+    )
+}
+
+/// A report from its parts: the counters in the register map's order (`PerfCounters::to_array`).
+fn report_from(
+    latency: Duration,
+    device_time: Duration,
+    counters: [u64; 6],
+    energy: Option<&EnergyReading>,
+) -> CaqReport {
     let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    let (energy_j, dynamic_energy_j, energy_source) = energy_of(r.energy.as_ref());
+    let [
+        cycles,
+        busy_cycles,
+        stall_cycles,
+        plane_ops,
+        bytes_rd,
+        bytes_wr,
+    ] = counters;
+    let (energy_j, dynamic_energy_j, energy_source) = energy_of(energy);
     CaqReport {
-        latency_ns: ns(r.latency),
-        device_time_ns: ns(r.device_time),
-        cycles: r.device.cycles,
-        busy_cycles: r.device.busy_cycles,
-        stall_cycles: r.device.stall_cycles,
-        plane_ops: r.device.plane_ops,
-        bytes_rd: r.device.bytes_rd,
-        bytes_wr: r.device.bytes_wr,
+        latency_ns: ns(latency),
+        device_time_ns: ns(device_time),
+        cycles,
+        busy_cycles,
+        stall_cycles,
+        plane_ops,
+        bytes_rd,
+        bytes_wr,
         energy_j,
         dynamic_energy_j,
         energy_source,
@@ -580,21 +603,12 @@ fn report_of(r: &InferenceReport) -> CaqReport {
 
 /// The report of an adaptive inference: its passes' counters, latency and energy together.
 fn adaptive_report_of(r: &AdaptiveInference) -> CaqReport {
-    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    let (energy_j, dynamic_energy_j, energy_source) = energy_of(r.energy.as_ref());
-    CaqReport {
-        latency_ns: ns(r.latency),
-        device_time_ns: ns(r.device_time),
-        cycles: r.device.cycles,
-        busy_cycles: r.device.busy_cycles,
-        stall_cycles: r.device.stall_cycles,
-        plane_ops: r.device.plane_ops,
-        bytes_rd: r.device.bytes_rd,
-        bytes_wr: r.device.bytes_wr,
-        energy_j,
-        dynamic_energy_j,
-        energy_source,
-    }
+    report_from(
+        r.latency,
+        r.device_time,
+        r.device.to_array(),
+        r.energy.as_ref(),
+    )
 }
 
 /// The model's output length, checked against the caller's buffer.

@@ -56,6 +56,22 @@ fn run(cmd: &mut Command) -> (bool, String, String) {
     )
 }
 
+/// Runs the compiled `digits` on the fixture in `dir` against `expected-<expected>.i32`, at
+/// `setting` (a gate, `-` or `<kind>=<class>`).
+fn run_digits(exe: &Path, dir: &Path, expected: &str, setting: &str) -> (bool, String, String) {
+    run(Command::new(exe).args([
+        "sim".into(),
+        config(),
+        dir.join("mlp.caqb").display().to_string(),
+        dir.join("images.u8").display().to_string(),
+        dir.join(format!("expected-{expected}.i32"))
+            .display()
+            .to_string(),
+        COUNT.to_string(),
+        setting.into(),
+    ]))
+}
+
 #[test]
 fn the_c_example_equals_golden_at_the_top_level_and_every_gate() {
     let dir = tempfile::tempdir().unwrap();
@@ -69,36 +85,14 @@ fn the_c_example_equals_golden_at_the_top_level_and_every_gate() {
             .map(|(n, _)| (n.to_string(), n.to_string())),
     );
     for (name, gate) in settings {
-        let (ok, stdout, stderr) = run(Command::new(&exe).args([
-            "sim".into(),
-            config(),
-            dir.path().join("mlp.caqb").display().to_string(),
-            dir.path().join("images.u8").display().to_string(),
-            dir.path()
-                .join(format!("expected-{name}.i32"))
-                .display()
-                .to_string(),
-            COUNT.to_string(),
-            gate,
-        ]));
+        let (ok, stdout, stderr) = run_digits(&exe, dir.path(), &name, &gate);
         println!("--- {name}\n{stdout}{stderr}");
         assert!(ok, "{name}: {stdout}{stderr}");
         assert!(stdout.contains(&format!("{COUNT}/{COUNT} outputs equal to golden")));
         assert!(stdout.contains("gate 0: battery-low") && stdout.contains("gate 1: balanced"));
     }
     // The check can fail: against another setting's expected codes it does.
-    let (ok, stdout, _) = run(Command::new(&exe).args([
-        "sim".into(),
-        config(),
-        dir.path().join("mlp.caqb").display().to_string(),
-        dir.path().join("images.u8").display().to_string(),
-        dir.path()
-            .join("expected-battery-low.i32")
-            .display()
-            .to_string(),
-        COUNT.to_string(),
-        "-".into(),
-    ]));
+    let (ok, stdout, _) = run_digits(&exe, dir.path(), "battery-low", "-");
     assert!(!ok && stdout.contains("MISMATCH"), "{stdout}");
 }
 
@@ -113,18 +107,8 @@ fn the_c_example_runs_each_adaptive_policy_as_golden_does() {
     compile("cc", "-std=c99", "digits.c", &exe);
     for kind in ["cascade", "network"] {
         let name = format!("{kind}-{}", fixture::ADAPTIVE_CLASS);
-        let (ok, stdout, stderr) = run(Command::new(&exe).args([
-            "sim".into(),
-            config(),
-            dir.path().join("mlp.caqb").display().to_string(),
-            dir.path().join("images.u8").display().to_string(),
-            dir.path()
-                .join(format!("expected-{name}.i32"))
-                .display()
-                .to_string(),
-            COUNT.to_string(),
-            format!("{kind}={}", fixture::ADAPTIVE_CLASS),
-        ]));
+        let setting = format!("{kind}={}", fixture::ADAPTIVE_CLASS);
+        let (ok, stdout, stderr) = run_digits(&exe, dir.path(), &name, &setting);
         println!("--- {name}\n{stdout}{stderr}");
         assert!(ok, "{name}: {stdout}{stderr}");
         assert!(stdout.contains(&format!("{COUNT}/{COUNT} outputs equal to golden")));

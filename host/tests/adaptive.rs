@@ -138,39 +138,6 @@ fn mlp_model() -> (QModel, Dataset) {
     (q, set)
 }
 
-/// A one-unit gate network on the MLP: the first hidden unit's code against its median over the
-/// first `n` images picks `[4, 2, 2]` or `[4, 8, 8]`, so half take each.
-fn mlp_gate(q: &QModel, set: &Dataset, n: usize) -> GateNet {
-    let codebook = vec![vec![4, 2, 2], vec![4, 8, 8]];
-    let mut w1 = vec![0; 128];
-    w1[0] = 1;
-    let first = q.executor(&codebook[0]).unwrap();
-    let mut v: Vec<i32> = (0..n)
-        .map(|i| first.run(set.image(i)).unwrap()[1][[0, 0, 0]])
-        .collect();
-    v.sort();
-    GateNet {
-        grid: 1,
-        hidden: 1,
-        w1,
-        b1: vec![0],
-        shift: 0,
-        w2: vec![0, 1],
-        b2: vec![i64::from(v[n / 2]), 0],
-        codebook,
-    }
-}
-
-/// The median stage-0 margin over the first `n` images: half escalate.
-fn median_margin(q: &QModel, bits: &[u8], set: &Dataset, n: usize) -> i32 {
-    let ex = q.executor(bits).unwrap();
-    let mut m: Vec<i32> = (0..n)
-        .map(|i| adaptive::margin(&ex.logits(set.image(i)).unwrap()))
-        .collect();
-    m.sort();
-    m[n / 2]
-}
-
 #[test]
 fn a_cascade_on_the_functional_device_is_the_golden_cascade_and_costs_what_was_predicted() {
     let (q, set) = mlp_model();

@@ -278,3 +278,38 @@ pub fn device(cfg: &AccelConfig) -> FuncDevice {
     )
     .expect("device")
 }
+
+/// The median stage-0 margin of `bits` over the first `n` images: a cascade with it as its
+/// threshold escalates about half of them.
+pub fn median_margin(q: &QModel, bits: &[u8], set: &Dataset, n: usize) -> i32 {
+    let ex = q.executor(bits).unwrap();
+    let mut m: Vec<i32> = (0..n)
+        .map(|i| caq_model::adaptive::margin(&ex.logits(set.image(i)).unwrap()))
+        .collect();
+    m.sort();
+    m[n / 2]
+}
+
+/// A one-unit gate network on the digits MLP ([`mlp`]): the first hidden unit's code against its
+/// median over the first `n` images picks `[4, 2, 2]` or `[4, 8, 8]`, so about half take each.
+pub fn mlp_gate(q: &QModel, set: &Dataset, n: usize) -> caq_model::adaptive::GateNet {
+    let codebook = vec![vec![4, 2, 2], vec![4, 8, 8]];
+    let hidden_units = q.graph.shapes().unwrap()[1][0];
+    let mut w1 = vec![0; hidden_units];
+    w1[0] = 1;
+    let first = q.executor(&codebook[0]).unwrap();
+    let mut v: Vec<i32> = (0..n)
+        .map(|i| first.run(set.image(i)).unwrap()[1][[0, 0, 0]])
+        .collect();
+    v.sort();
+    caq_model::adaptive::GateNet {
+        grid: 1,
+        hidden: 1,
+        w1,
+        b1: vec![0],
+        shift: 0,
+        w2: vec![0, 1],
+        b2: vec![i64::from(v[n / 2]), 0],
+        codebook,
+    }
+}

@@ -271,7 +271,8 @@ struct Loaded {
     program: Program,
     source: PlaneSource,
     gates: Vec<Gate>,
-    adaptive: Vec<adaptive::AdaptivePolicy>,
+    /// Shared, so that an inference under one of them borrows nothing from `self`.
+    adaptive: std::sync::Arc<[adaptive::AdaptivePolicy]>,
     /// Per layer: plane groups 0..resident[i] are in device memory.
     resident: Vec<usize>,
     residency: Residency,
@@ -585,7 +586,7 @@ impl<D: Device> Accelerator<D> {
         let mut loaded = Loaded {
             resident: vec![0; program.layers.len()],
             gates: q.gates,
-            adaptive: q.adaptive,
+            adaptive: q.adaptive.into(),
             residency: opts.residency,
             block,
             source,
@@ -817,8 +818,8 @@ impl<D: Device> Accelerator<D> {
         class: &str,
         kind: adaptive::AdaptiveKind,
     ) -> Result<AdaptiveInference> {
-        let policy = adaptive::policy_for(&self.loaded()?.adaptive, class)?.clone();
-        self.infer_adaptive(input, policy.get(kind)?)
+        let all = std::sync::Arc::clone(&self.loaded()?.adaptive);
+        self.infer_adaptive(input, adaptive::policy_for(&all, class)?.get(kind)?)
     }
 
     /// One input-adaptive inference under `policy` (`caq_model::adaptive`): a cascade runs its

@@ -13,13 +13,13 @@ use caq_model::qmodel::QModel;
 pub struct CpuAdaptive<'a> {
     policy: Adaptive<'a>,
     plans: Vec<CpuModel>,
-    first_node: usize,
-    first_shape: Shape3,
+    gate_node: usize,
+    gate_shape: Shape3,
 }
 
 struct CpuPasses<'p> {
     plans: &'p [CpuModel],
-    first_node: usize,
+    gate_node: usize,
     pixels: &'p [u8],
 }
 
@@ -29,7 +29,7 @@ impl adaptive::Passes for CpuPasses<'_> {
         match pass {
             Pass::FirstLayer => {
                 let mut all = self.plans[k].run_all(self.pixels).map_err(cpu)?;
-                Ok(std::mem::take(&mut all[self.first_node]))
+                Ok(std::mem::take(&mut all[self.gate_node]))
             }
             Pass::Full | Pass::From(_) | Pass::AfterFirst => {
                 self.plans[k].infer(self.pixels).map_err(cpu)
@@ -56,8 +56,8 @@ impl<'a> CpuAdaptive<'a> {
         Ok(CpuAdaptive {
             policy,
             plans,
-            first_node: q.weight_layers()[0],
-            first_shape: layout.first_shape,
+            gate_node: layout.gate_node,
+            gate_shape: layout.gate_shape,
         })
     }
 
@@ -65,9 +65,9 @@ impl<'a> CpuAdaptive<'a> {
     pub fn infer(&self, pixels: &[u8]) -> Result<Outcome> {
         let mut passes = CpuPasses {
             plans: &self.plans,
-            first_node: self.first_node,
+            gate_node: self.gate_node,
             pixels,
         };
-        Ok(adaptive::infer(self.policy, self.first_shape, &mut passes)?)
+        Ok(adaptive::infer(self.policy, self.gate_shape, &mut passes)?)
     }
 }

@@ -66,10 +66,6 @@ pub struct LoadOptions {
     /// footprint; the app switches up as its context allows).
     pub bits: Option<Vec<u8>>,
     pub residency: Residency,
-    /// Which max pools run on the device's result path; `None`: as the bundle says
-    /// ([`compile::Fusion::of`]: the first layer keeps its whole output when the bundle carries
-    /// input-adaptive policies). [`Accelerator::infer_adaptive`] needs the first layer's output.
-    pub fusion: Option<compile::Fusion>,
 }
 
 impl Default for LoadOptions {
@@ -77,7 +73,6 @@ impl Default for LoadOptions {
         LoadOptions {
             bits: None,
             residency: Residency::KeepPaged,
-            fusion: None,
         }
     }
 }
@@ -203,7 +198,8 @@ pub struct AdaptiveInference {
     pub switch_time: Duration,
     /// Integer operations of the gate network's choice (0 for a cascade).
     pub gate_ops: u64,
-    /// Host time of the gate network's features and choice.
+    /// Host time of the gate network: reading the first layer's codes from device memory, its
+    /// features and choice.
     pub gate_time: Duration,
     /// Energy over every pass, when a meter is attached.
     pub energy: Option<EnergyReading>,
@@ -572,13 +568,12 @@ impl<D: Device> Accelerator<D> {
                 .collect(),
         };
         // Compile once to learn the size, allocate, and compile at the allocated address.
-        let fusion = opts.fusion.unwrap_or(compile::Fusion::of(&q));
-        let probe = compile::compile_with(&q, &self.cfg, &bits, self.pool.region().base, fusion)?;
+        let probe = compile::compile(&q, &self.cfg, &bits, self.pool.region().base)?;
         let block = self.pool.alloc(probe.region.len, BUFFER_ALIGN, "model")?;
         let mut program = if block.addr == probe.region.base {
             probe
         } else {
-            compile::compile_with(&q, &self.cfg, &bits, block.addr, fusion)?
+            compile::compile(&q, &self.cfg, &bits, block.addr)?
         };
         if matches!(source, PlaneSource::Bundle(_)) {
             program.drop_planes();
@@ -850,18 +845,7 @@ impl<D: Device> Accelerator<D> {
         for s in policy.settings() {
             check_program_bits(&loaded.program, s)?;
         }
-        let first = loaded.program.layers[0].node;
-        if loaded.program.fused_pool[first].is_some() {
-            return Err(HostError::Arg {
-                what: "program",
-                why: "its first layer's max pool runs on the device, so the layer's whole \
-                      output never reaches memory and no gate can read it: load the bundle with \
-                      LoadOptions::fusion = Some(Fusion::KeepFirstOutput), or a bundle that \
-                      carries its input-adaptive policies (caq gate --adaptive)"
-                    .into(),
-            });
-        }
-        let first_shape = loaded.program.nodes[first].shape;
+        let gate_shape = loaded.program.nodes[loaded.program.gate_node].shape;
         // Every setting's plane groups resident before the first pass: from then on a switch
         // only rewrites descriptors.
         let loaded = self.loaded.as_mut().expect("checked above");
@@ -888,11 +872,11 @@ impl<D: Device> Accelerator<D> {
             switch_bytes: 0,
             paged: paged_first,
             switch_time: Duration::ZERO,
-            first_done: None,
+            gate_start: None,
             gate_time: Duration::ZERO,
             failed: None,
         };
-        let outcome = adaptive::infer(policy, first_shape, &mut passes);
+        let outcome = adaptive::infer(policy, gate_shape, &mut passes);
         let DevicePasses {
             device,
             host,
@@ -909,7 +893,7 @@ impl<D: Device> Accelerator<D> {
             (Err(e), None) => return Err(e.into()),
         };
         let gate_ops = match policy {
-            Adaptive::Network(n) => n.ops(first_shape),
+            Adaptive::Network(n) => n.ops(gate_shape),
             Adaptive::Cascade(_) => 0,
         };
         let output = run::read_output(&mut self.dev, &loaded_ref(&self.loaded)?.program)?;
@@ -956,10 +940,10 @@ struct DevicePasses<'a, 's, D: Device> {
     switch_bytes: u64,
     paged: u64,
     switch_time: Duration,
-    /// When the first layer's codes were handed to the gate network: the time until the next
-    /// pass is its choice.
-    first_done: Option<Instant>,
-    /// Host time of the gate network's features and choice.
+    /// When the gate network began reading the first layer's codes: the time until the next
+    /// pass is its reading them and its choice.
+    gate_start: Option<Instant>,
+    /// Host time of the gate network: reading the first layer's codes, features and choice.
     gate_time: Duration,
     /// The driver's own error, kept whole through the model's pass interface.
     failed: Option<HostError>,
@@ -1004,7 +988,7 @@ impl<D: Device> adaptive::Passes for DevicePasses<'_, '_, D> {
                 .and_then(|()| self.output()),
             adaptive::Pass::FirstLayer => return self.first_layer(k).map(|c| c.to_codes()),
             adaptive::Pass::AfterFirst => {
-                if let Some(t) = self.first_done.take() {
+                if let Some(t) = self.gate_start.take() {
                     self.gate_time += t.elapsed();
                 }
                 self.switch(&bits).and_then(|()| {
@@ -1031,10 +1015,11 @@ impl<D: Device> adaptive::Passes for DevicePasses<'_, '_, D> {
             })
             .and_then(|()| self.pass(true, compile::PassStart::Input, Some(0)))
             .and_then(|()| {
+                // The gate's time starts here: reading the codes is its cost, not the pass's.
+                self.gate_start = Some(Instant::now());
                 let acc = &mut *self.acc;
                 let p = &loaded_ref(&acc.loaded)?.program;
-                let (bytes, signed) = run::read_node_bytes(&mut acc.dev, p, p.layers[0].node)?;
-                self.first_done = Some(Instant::now());
+                let (bytes, signed) = run::read_node_bytes(&mut acc.dev, p, p.gate_node)?;
                 Ok(adaptive::LayerCodes::Bytes { bytes, signed })
             });
         r.map_err(|e| self.fail(e))

@@ -29,7 +29,7 @@
 //! the device's MAX_DESCRIPTORS is split into several segments. A MaxPool whose window is its
 //! stride (2, 4 or 8) and that alone reads a plain Conv2d is fused into it (the descriptor's
 //! `max_pool`: the device pools on its result path and writes the pooled map, which is then the
-//! conv node's buffer too) — see [`Fusion`] for the one exception. Other pools, GlobalAvgPool, Add
+//! conv node's buffer too). Other pools, GlobalAvgPool, Add
 //! and a standalone ReLU are host steps: read the codes back, run the golden kernel, write the
 //! result where the next layer reads it. A grouped convolution is lowered to dense parts
 //! ([`GroupedParts`]).
@@ -208,6 +208,9 @@ pub struct Program {
     pub nodes: Vec<ActBuffer>,
     /// Per node, the MaxPool node fused into it (whose values its buffer holds), if any.
     pub fused_pool: Vec<Option<usize>>,
+    /// The node whose output a gate network reads (`caq_model::adaptive::gate_node`): a pass
+    /// that stops at weight layer 0 leaves it in memory, fused pool or not ([`Program::pass`]).
+    pub gate_node: usize,
     pub layers: Vec<DeviceLayer>,
     pub steps: Vec<Step>,
     /// Bias, requantization and region tables: written once by [`Program::load`].
@@ -250,35 +253,11 @@ pub fn check_bits_len(bits: &[u8], layers: usize) -> Result<()> {
     })
 }
 
-/// Which max pools the compiler fuses into the conv before them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fusion {
-    /// Every pool that can be.
-    All,
-    /// All but one into the first weight layer, whose whole output must then reach memory: the
-    /// gate network of an input-adaptive policy reads it (caq_model::adaptive's `FirstLayer`
-    /// pass), and passes are priced and run on the same program.
-    KeepFirstOutput,
-}
-
-impl Fusion {
-    /// The fusion a model's program uses: [`Fusion::KeepFirstOutput`] when it carries
-    /// input-adaptive policies, else [`Fusion::All`].
-    pub fn of(model: &QModel) -> Fusion {
-        if model.adaptive.is_empty() {
-            Fusion::All
-        } else {
-            Fusion::KeepFirstOutput
-        }
-    }
-}
-
 /// The MaxPool node fused into each node, by the rule in the module docs: a MaxPool of window =
 /// stride in `POOL_WINDOWS`, the only reader of a Conv2d that is not grouped, whose pooled width
 /// fits the device's pooling line.
-fn fused_pools(model: &QModel, shapes: &[Shape3], fusion: Fusion) -> Vec<Option<usize>> {
+fn fused_pools(model: &QModel, shapes: &[Shape3]) -> Vec<Option<usize>> {
     let graph = &model.graph;
-    let first = model.weight_layers().first().copied();
     let mut pools = vec![None; graph.nodes.len()];
     for (p, node) in graph.nodes.iter().enumerate() {
         let Op::MaxPool { kernel, stride } = node.op else {
@@ -295,8 +274,7 @@ fn fused_pools(model: &QModel, shapes: &[Shape3], fusion: Fusion) -> Vec<Option<
             .count();
         let window = u8::try_from(kernel).is_ok_and(|k| POOL_WINDOWS.contains(&k));
         let fits = shapes[p][2] <= POOL_LINE as usize;
-        let kept = fusion == Fusion::KeepFirstOutput && first == Some(c);
-        if plain_conv && readers == 1 && kernel == stride && window && fits && !kept {
+        if plain_conv && readers == 1 && kernel == stride && window && fits {
             pools[c] = Some(p);
         }
     }
@@ -304,8 +282,8 @@ fn fused_pools(model: &QModel, shapes: &[Shape3], fusion: Fusion) -> Vec<Option<
 }
 
 /// Compiles `model` for the accelerator `cfg` into device memory from `base`, with weight layer
-/// `i` at level `bits[i]` (one of its nesting levels), fusing pools as [`Fusion::of`] the model
-/// says. Every layer is checked against the descriptor rules (`LayerDescriptor::validate`) and
+/// `i` at level `bits[i]` (one of its nesting levels), fusing every pool the module docs' rule
+/// allows. Every layer is checked against the descriptor rules (`LayerDescriptor::validate`) and
 /// the device's buffers (`CoreShape::check_capacity`); the error names the first layer that does
 /// not fit.
 pub fn compile(
@@ -313,17 +291,6 @@ pub fn compile(
     cfg: &AccelConfig,
     bits: &[u8],
     base: DeviceAddr,
-) -> Result<Program> {
-    compile_with(model, cfg, bits, base, Fusion::of(model))
-}
-
-/// [`compile`] with the pool fusion given.
-pub fn compile_with(
-    model: &QModel,
-    cfg: &AccelConfig,
-    bits: &[u8],
-    base: DeviceAddr,
-    fusion: Fusion,
 ) -> Result<Program> {
     let caps = Caps::from_config(cfg)?;
     let shape = CoreShape::of(cfg);
@@ -343,7 +310,7 @@ pub fn compile_with(
     let graph = &model.graph;
     let shapes = graph.shapes()?;
     // The pool node fused into each conv, and whether each node is a fused pool.
-    let pooled_by = fused_pools(model, &shapes, fusion);
+    let pooled_by = fused_pools(model, &shapes);
     let mut fused = vec![false; graph.nodes.len()];
     for &p in pooled_by.iter().flatten() {
         fused[p] = true;
@@ -517,6 +484,7 @@ pub fn compile_with(
         output_quant,
         nodes,
         fused_pool: pooled_by,
+        gate_node: caq_model::adaptive::gate_node(graph)?,
         layers,
         steps,
         image,
@@ -947,7 +915,11 @@ impl Program {
     /// The steps of a pass from `start` through weight layer `stop` (to the end when `None`).
     /// A segment is entered at any layer (its list from there on keeps the final `last` flag); a
     /// pass may stop inside a segment only after one layer of it (that layer's own list), since
-    /// a list's `last` flag is on its final descriptor only.
+    /// a list's `last` flag is on its final descriptor only. A pass that stops at the last layer
+    /// of a segment also runs the host steps that follow it up to the next segment (an unfused
+    /// max pool after the first layer: the gate network reads its output,
+    /// `caq_model::adaptive::gate_node`), and a pass that starts `After` that layer begins at
+    /// the next segment.
     pub fn pass(&self, start: PassStart, stop: Option<usize>) -> Result<Vec<PassStep<'_>>> {
         let n = self.layers.len();
         let bad = |why: String| HostError::Arg { what: "pass", why };
@@ -967,14 +939,14 @@ impl Program {
             )));
         }
         let mut begun = start == PassStart::Input;
+        // After the segment whose last layer is `stop`: its host steps, then the end.
+        let mut stopping = false;
         let mut steps = Vec::new();
         for step in &self.steps {
             match step {
                 Step::Device(seg) => {
-                    if let PassStart::After(f) = start
-                        && seg.layers.contains(&f)
-                    {
-                        begun = true;
+                    if stopping {
+                        break;
                     }
                     if seg.layers.end <= first {
                         continue;
@@ -997,8 +969,10 @@ impl Program {
                         layers: lo..hi,
                         list,
                     });
-                    if stop.is_some_and(|s| s < seg.layers.end) {
-                        break;
+                    match stop {
+                        Some(s) if s + 1 < seg.layers.end => break,
+                        Some(s) if s + 1 == seg.layers.end => stopping = true,
+                        _ => {}
                     }
                 }
                 Step::Host(h) => {

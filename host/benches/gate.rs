@@ -1,22 +1,25 @@
 //! The host cost of an input-adaptive decision per inference: the gate network's features and
 //! choice (`caq_model::adaptive::GateNet::choose_for`) and the cascade's confidence
 //! (`caq_model::adaptive::margin`), at the shapes `caq gate --adaptive` builds for the MNIST
-//! LeNet (conv1's output 16×24×24, a 2×2 grid: 64 features) and the digits MLP (the first dense
-//! layer's 128 codes), on the bytes the driver reads from the device (`gate_network_*`) and on
-//! the i32 codes of the golden model and the CPU backend (`*_codes`). The cost does not depend
+//! LeNet (pool1's output 16×12×12, a 2×2 grid: 64 features; `gate_network_conv1*` read conv1's
+//! 16×24×24 output instead, as schema 2 bundles did, every row or every third) and the digits
+//! MLP (the first dense layer's 128 codes),
+//! on the bytes the driver reads from the device (`gate_network_*`) and on the i32 codes of the
+//! golden model and the CPU backend (`*_codes`). The cost does not depend
 //! on the weights' values, so they are seeded random. Run: `cargo bench -p caq-host --bench gate`; docs/gates.md sets the times beside an
 //! inference's.
 
-use caq_host::adaptive::network::{CODEBOOK, HIDDEN};
-use caq_model::adaptive::{GateNet, LayerCodes, margin};
+use caq_host::adaptive::network::{CODEBOOK, HIDDEN, sampling};
+use caq_model::adaptive::{GateNet, LayerCodes, Sampling, margin};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
 use std::time::Duration;
 
-fn net(rng: &mut impl Rng, d: usize, grid: usize) -> GateNet {
+fn net(rng: &mut impl Rng, d: usize, s: Sampling) -> GateNet {
     GateNet {
-        grid,
+        grid: s.grid,
+        row_step: s.row_step,
         hidden: HIDDEN,
         w1: (0..HIDDEN * d)
             .map(|_| rng.random_range(-1 << 20..1 << 20))
@@ -36,11 +39,32 @@ fn net(rng: &mut impl Rng, d: usize, grid: usize) -> GateNet {
 fn benches(c: &mut Criterion) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let mut g = c.benchmark_group("adaptive_decision");
-    for (name, shape, grid) in [
-        ("gate_network_lenet", [16, 24, 24], 2),
-        ("gate_network_mlp", [128, 1, 1], 1),
+    // The LeNet's gate reads pool1 (16×12×12); its conv1 output (16×24×24) for comparison,
+    // every row and every third.
+    let lenet = [16, 12, 12];
+    let conv1 = [16, 24, 24];
+    for (name, shape, s) in [
+        (
+            "gate_network_lenet",
+            lenet,
+            sampling(lenet, None).expect("LeNet shape"),
+        ),
+        ("gate_network_conv1", conv1, Sampling::dense(2)),
+        (
+            "gate_network_conv1_third_rows",
+            conv1,
+            Sampling {
+                grid: 2,
+                row_step: 3,
+            },
+        ),
+        (
+            "gate_network_mlp",
+            [128, 1, 1],
+            sampling([128, 1, 1], None).expect("MLP shape"),
+        ),
     ] {
-        let n = net(&mut rng, shape[0] * grid * grid, grid);
+        let n = net(&mut rng, shape[0] * s.grid * s.grid, s);
         let codes: Vec<i32> = (0..shape.iter().product::<usize>())
             .map(|_| rng.random_range(0..256))
             .collect();
@@ -59,7 +83,7 @@ fn benches(c: &mut Criterion) {
         for (form, codes) in &held {
             // The features alone: the part of the decision that reads the first layer's output.
             g.bench_function(format!("{name}{form}_features"), |b| {
-                b.iter(|| black_box(black_box(codes).features(shape, grid).expect("shape")))
+                b.iter(|| black_box(black_box(codes).features(shape, s).expect("shape")))
             });
             g.bench_function(format!("{name}{form}"), |b| {
                 b.iter(|| black_box(n.choose_for(black_box(codes), shape).expect("shape")))

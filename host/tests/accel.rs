@@ -62,7 +62,6 @@ fn suite<D: Device>(dev: D, cfg: &AccelConfig, q: &QModel, path: &Path, set: &Da
             &LoadOptions {
                 bits: None,
                 residency: Residency::Minimal,
-                fusion: None,
             },
         )
         .expect("load");
@@ -176,7 +175,6 @@ fn a_lowered_depthwise_conv_pages_its_own_planes_in_and_out() {
         &LoadOptions {
             bits: Some(vec![2; 5]),
             residency: Residency::Minimal,
-            fusion: None,
         },
     )
     .unwrap();
@@ -281,7 +279,6 @@ fn bad_settings_and_gates_are_bad_config_and_change_nothing() {
             &LoadOptions {
                 bits: Some(vec![7, 8, 8]),
                 residency: Residency::Minimal,
-                fusion: None,
             },
         )
         .unwrap_err();

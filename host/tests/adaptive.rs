@@ -6,10 +6,11 @@
 //! checks on the RTL of sim-small.
 
 mod common;
+#[path = "common/rewrite.rs"]
+mod rewrite;
 
 use caq_cpu::CpuAdaptive;
 use caq_driver::accel::{Accelerator, LoadOptions, Residency};
-use caq_driver::compile::Fusion;
 use caq_driver::energy::EnergyModel;
 use caq_host::adaptive::cascade::{self, Prices};
 use caq_host::adaptive::{PassPricer, Scored};
@@ -47,7 +48,6 @@ fn loaded_on<D: caq_spec::Device>(
     let opts = LoadOptions {
         bits: None,
         residency: Residency::KeepPaged,
-        fusion: Some(Fusion::KeepFirstOutput),
     };
     acc.load_bundle(&bundle_of(q, dir), &opts).unwrap();
     acc
@@ -156,6 +156,65 @@ fn a_cascade_on_the_functional_device_is_the_golden_cascade_and_costs_what_was_p
     );
 }
 
+/// A gate network with random weights over `q`'s gate node, its scores centred on the
+/// features' mean over `set`'s first `n` images so that every entry wins for some inputs.
+fn random_gate(
+    q: &QModel,
+    set: &Dataset,
+    n: usize,
+    sampling: adaptive::Sampling,
+    codebook: Vec<Vec<u8>>,
+    rng: &mut impl Rng,
+) -> GateNet {
+    let layout = adaptive::Layout::of(q).unwrap();
+    let (d, hidden, k) = (
+        layout.gate_shape[0] * sampling.grid * sampling.grid,
+        6,
+        codebook.len(),
+    );
+    let feats: Vec<Vec<i64>> = (0..n)
+        .map(|i| {
+            let out = q.executor(&codebook[0]).unwrap().run(set.image(i)).unwrap();
+            let codes: Vec<i32> = out[layout.gate_node].iter().copied().collect();
+            adaptive::features(&codes, layout.gate_shape, sampling).unwrap()
+        })
+        .collect();
+    let mean: Vec<i64> = (0..d)
+        .map(|j| feats.iter().map(|f| f[j]).sum::<i64>() / feats.len() as i64)
+        .collect();
+    // Drawn again until at least two entries win on these images (a draw can favour one).
+    for _ in 0..100 {
+        let w1: Vec<i32> = (0..hidden * d)
+            .map(|_| rng.random_range(-100..100))
+            .collect();
+        let b1: Vec<i64> = (0..hidden)
+            .map(|j| {
+                -(0..d)
+                    .map(|i| i64::from(w1[j * d + i]) * mean[i])
+                    .sum::<i64>()
+            })
+            .collect();
+        let net = GateNet {
+            grid: sampling.grid,
+            row_step: sampling.row_step,
+            hidden,
+            w1,
+            b1,
+            shift: 8,
+            w2: (0..k * hidden)
+                .map(|_| rng.random_range(-100..100))
+                .collect(),
+            b2: vec![0; k],
+            codebook: codebook.clone(),
+        };
+        let first = net.choose(&feats[0]);
+        if feats.iter().any(|f| net.choose(f) != first) {
+            return net;
+        }
+    }
+    panic!("no draw of 100 splits the images");
+}
+
 #[test]
 fn a_gate_network_on_the_functional_device_is_the_golden_gate() {
     let seed: u64 = rand::rng().random();
@@ -168,44 +227,57 @@ fn a_gate_network_on_the_functional_device_is_the_golden_gate() {
         bits: vec![4, 4, 4, 4],
     }])
     .unwrap();
-    // conv1's output is 16×24×24; a 2×2 grid gives 64 features.
-    let (d, hidden) = (64, 6);
-    let codebook = vec![vec![4, 2, 2, 2], vec![4, 4, 8, 2], vec![4, 8, 8, 8]];
-    // Scores centred on the features' mean so that every entry wins for some inputs.
-    let feats: Vec<Vec<i64>> = (0..40)
-        .map(|i| {
-            let first = q.executor(&codebook[0]).unwrap().run(set.image(i)).unwrap()[0]
-                .iter()
-                .copied()
-                .collect::<Vec<i32>>();
-            adaptive::features(&first, [16, 24, 24], 2).unwrap()
-        })
-        .collect();
-    let mean: Vec<i64> = (0..d)
-        .map(|k| feats.iter().map(|f| f[k]).sum::<i64>() / feats.len() as i64)
-        .collect();
-    let w1: Vec<i32> = (0..hidden * d)
-        .map(|_| rng.random_range(-100..100))
-        .collect();
-    let b1: Vec<i64> = (0..hidden)
-        .map(|j| {
-            -(0..d)
-                .map(|k| i64::from(w1[j * d + k]) * mean[k])
-                .sum::<i64>()
-        })
-        .collect();
-    let net = GateNet {
+    // The gate reads pool1 (conv1's only reader, fused on the device): 16×12×12.
+    let layout = adaptive::Layout::of(&q).unwrap();
+    assert_eq!((layout.gate_node, layout.gate_shape), (1, [16, 12, 12]));
+    // Every second row of each cell, so that the sampling is exercised too.
+    let sampling = adaptive::Sampling {
         grid: 2,
-        hidden,
-        w1,
-        b1,
-        shift: 8,
-        w2: (0..3 * hidden)
-            .map(|_| rng.random_range(-100..100))
-            .collect(),
-        b2: vec![0; 3],
-        codebook,
+        row_step: 2,
     };
+    let codebook = vec![vec![4, 2, 2, 2], vec![4, 4, 8, 2], vec![4, 8, 8, 8]];
+    let net = random_gate(&q, &set, 40, sampling, codebook, &mut rng);
+    let hist = check(&q, &set, 40, Adaptive::Network(&net));
+    eprintln!("gate settings used: {hist:?}");
+    assert!(hist.iter().filter(|&&h| h > 0).count() >= 2, "{hist:?}");
+}
+
+#[test]
+fn a_gate_network_reads_a_first_pool_the_device_cannot_run() {
+    // A 2×2 stride-1 max pool after conv1 stays a host step: the first pass runs it, the gate
+    // reads its output, and the second pass starts after it.
+    let seed: u64 = rand::rng().random();
+    eprintln!("CAQ_SEED={seed}");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let set = digits();
+    let graph = chain(
+        [1, 8, 8],
+        vec![
+            ("conv1", conv(1, 8, 3, 1)),
+            (
+                "overlap",
+                caq_model::graph::Op::MaxPool {
+                    kernel: 2,
+                    stride: 1,
+                },
+            ),
+            ("conv2", conv(8, 8, 3, 1)),
+            ("flatten", caq_model::graph::Op::Flatten),
+            ("fc", dense(8 * 7 * 7, 10, false)),
+        ],
+    );
+    let q = quantize(graph, &set, &[8, 4, 2], 5);
+    let layout = adaptive::Layout::of(&q).unwrap();
+    assert_eq!((layout.gate_node, layout.gate_shape), (1, [8, 7, 7]));
+    let codebook = vec![vec![4, 2, 2], vec![4, 8, 2], vec![4, 8, 8]];
+    let net = random_gate(
+        &q,
+        &set,
+        40,
+        adaptive::Sampling::dense(2),
+        codebook,
+        &mut rng,
+    );
     let hist = check(&q, &set, 40, Adaptive::Network(&net));
     eprintln!("gate settings used: {hist:?}");
     assert!(hist.iter().filter(|&&h| h > 0).count() >= 2, "{hist:?}");
@@ -231,6 +303,52 @@ fn a_gate_network_on_the_mlp_splits_its_only_segment_after_the_first_layer() {
 }
 
 #[test]
+fn a_schema_2_gate_network_over_a_first_pool_is_refused_and_caq_gate_can_rebuild_it() {
+    // Schema 2 gate networks read conv1's output before its pool; schema 3's read the pool.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let set = digits28(&digits(), 20);
+    let mut q = quantize(lenet(), &set, &[8, 4, 2], 11);
+    q.set_gates(vec![Gate {
+        name: "battery-low".into(),
+        bits: vec![4, 4, 4, 4],
+    }])
+    .unwrap();
+    let net = random_gate(
+        &q,
+        &set,
+        10,
+        adaptive::Sampling::dense(2),
+        vec![vec![4, 2, 2, 2], vec![4, 8, 8, 8]],
+        &mut rng,
+    );
+    q.set_adaptive(vec![adaptive::AdaptivePolicy {
+        class: "battery-low".into(),
+        cascade: None,
+        network: Some(net),
+    }])
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (now, old) = (dir.path().join("now.caqb"), dir.path().join("old.caqb"));
+    bundle::write(&now, &q).unwrap();
+    assert_eq!(bundle::Bundle::open(&now).unwrap().load().unwrap(), q);
+    rewrite::rewrite_doc(&now, &old, |doc| doc["schema_version"] = 2.into());
+    let e = bundle::Bundle::open(&old).err().unwrap().to_string();
+    assert!(
+        e.contains("old.caqb") && e.contains("'conv1'") && e.contains("'pool1'"),
+        "{e}"
+    );
+    assert!(e.contains("caq gate --adaptive"), "{e}");
+    // What `caq gate` reads: the model without its stale policies.
+    let back = bundle::Bundle::open_without_adaptive(&old)
+        .unwrap()
+        .load()
+        .unwrap();
+    assert!(back.adaptive.is_empty());
+    q.set_adaptive(Vec::new()).unwrap();
+    assert_eq!(back, q);
+}
+
+#[test]
 fn adaptive_inference_needs_every_setting_resident() {
     let (q, set) = mlp_model();
     let cfg = config("sim-small");
@@ -242,7 +360,6 @@ fn adaptive_inference_needs_every_setting_resident() {
         &LoadOptions {
             bits: None,
             residency: Residency::Minimal,
-            fusion: None,
         },
     )
     .unwrap();

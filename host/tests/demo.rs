@@ -227,16 +227,23 @@ fn adaptive_policies_are_built_on_training_images_stored_shown_and_run_as_priced
     // digits: 1,438 of 1,797 images; the 359 held-out ones are only reported on).
     let bundle = out.join("digits-mlp.caqb");
     let model = out.join("digits-mlp.caqf");
-    // `caq gate --adaptive` on the bundle with `extra` arguments: its JSON and Markdown reports.
-    let gate = |name: &str, extra: &[&str]| -> (Value, String) {
-        let json = dir.path().join(format!("{name}.json"));
-        let md = dir.path().join(format!("{name}.md"));
+    // `caq gate` on the bundle with `extra` arguments: (success, stdout, stderr).
+    let gate_run = |extra: &[&str]| {
         let mut args = vec![
             "gate",
             "--bundle",
             bundle.to_str().unwrap(),
             "--model",
             model.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        caq(&args)
+    };
+    // `caq gate --adaptive` with `extra` arguments: its JSON and Markdown reports.
+    let gate = |name: &str, extra: &[&str]| -> (Value, String) {
+        let json = dir.path().join(format!("{name}.json"));
+        let md = dir.path().join(format!("{name}.md"));
+        let mut args = vec![
             "--adaptive",
             "--json",
             json.to_str().unwrap(),
@@ -244,7 +251,7 @@ fn adaptive_policies_are_built_on_training_images_stored_shown_and_run_as_priced
             md.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        let (ok, stdout, stderr) = caq(&args);
+        let (ok, stdout, stderr) = gate_run(&args);
         assert!(ok, "{stdout}\n{stderr}");
         let v = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         (v, std::fs::read_to_string(&md).unwrap())
@@ -293,19 +300,43 @@ fn adaptive_policies_are_built_on_training_images_stored_shown_and_run_as_priced
         "{text}"
     );
     assert!(text.contains("top-1 vs labels %"), "{text}");
-    // Without --adaptive there is nothing to calibrate on them.
-    let (ok, _, stderr) = caq(&[
-        "gate",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--val-images",
-        "300",
-        "--out",
-        val_bundle.to_str().unwrap(),
-    ]);
-    assert!(!ok && stderr.contains("--val-images"), "{stderr}");
+    // At 80 % of each static gate's energy (the "same accuracy at 20 % less" route):
+    // every limit below it; a fraction outside (0, 1] is refused.
+    let lean_bundle = dir.path().join("lean.caqb");
+    let (l, _) = gate(
+        "gate-lean",
+        &[
+            "--adaptive-energy-fraction",
+            "0.8",
+            "--out",
+            lean_bundle.to_str().unwrap(),
+        ],
+    );
+    let classes = l["adaptive"]["build"]["classes"].as_array().unwrap();
+    assert!(!classes.is_empty());
+    for c in classes {
+        let static_e = f(&c["static_gate"]["energy_j"]);
+        assert!(
+            f(&c["energy_limit_j"]) <= 0.8 * static_e * (1.0 + 1e-12),
+            "{c}"
+        );
+    }
+    // `caq gate` with `extra` arguments must fail; its message.
+    let refused = |extra: &[&str]| -> String {
+        let mut args = vec!["--out", lean_bundle.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let (ok, _, stderr) = gate_run(&args);
+        assert!(!ok, "{args:?}");
+        stderr
+    };
+    let e = refused(&["--adaptive", "--adaptive-energy-fraction", "1.5"]);
+    assert!(
+        e.contains("--adaptive-energy-fraction") && e.contains("(0, 1]"),
+        "{e}"
+    );
+    // Without --adaptive there is nothing to calibrate on validation images.
+    let e = refused(&["--val-images", "300"]);
+    assert!(e.contains("--val-images"), "{e}");
 
     // `caq inspect` shows the policies.
     let (ok, stdout, stderr) = caq(&["inspect", bundle.to_str().unwrap()]);

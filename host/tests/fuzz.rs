@@ -16,7 +16,7 @@ use caq_model::bundle::{self, Bundle};
 use caq_model::data;
 use caq_model::graph::{FloatModel, FloatParams};
 use caq_model::qmodel::{self, QuantizeConfig};
-use caq_model::store::{self, OutTensor, TensorFile};
+use caq_model::store::{OutTensor, TensorFile};
 use caq_spec::{AccelConfig, DeviceAddr};
 use ndarray::{Array1, Array2};
 use rand::rngs::StdRng;
@@ -25,6 +25,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
+
+#[path = "common/rewrite.rs"]
+mod rewrite;
 
 /// Cases per decoder in a default run.
 const CASES: usize = 150;
@@ -242,17 +245,7 @@ fn rewrite_with(
     doc: &serde_json::Value,
     edit: impl FnOnce(&mut Vec<OutTensor>),
 ) {
-    let f = TensorFile::open(src).unwrap();
-    let mut tensors: Vec<OutTensor> = f
-        .tensor_names()
-        .iter()
-        .map(|n| {
-            let (dtype, shape, bytes) = f.tensor(n).unwrap();
-            OutTensor::raw(n.clone(), dtype, shape, bytes.to_vec())
-        })
-        .collect();
-    edit(&mut tensors);
-    store::write_atomic(dst, doc, &tensors).unwrap();
+    rewrite::rewrite_parts(src, dst, |d| *d = doc.clone(), edit);
 }
 
 /// Damage to the values of one tensor, under fresh checksums so that it reaches the checks of

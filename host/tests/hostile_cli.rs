@@ -7,13 +7,16 @@ use caq_model::arch::{Arch, graph_for};
 use caq_model::bundle;
 use caq_model::graph::{FloatModel, FloatParams};
 use caq_model::qmodel::{self, QuantizeConfig};
-use caq_model::store::{self, OutTensor, TensorFile};
 use ndarray::{Array1, Array2};
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+#[path = "common/rewrite.rs"]
+mod rewrite;
+use rewrite::rewrite_doc as rewrite;
 
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/sim-small.toml");
 
@@ -63,21 +66,6 @@ fn float_mlp() -> FloatModel {
         })
         .collect();
     FloatModel { graph, params }
-}
-
-fn rewrite(src: &Path, dst: &Path, edit: impl FnOnce(&mut Value)) {
-    let f = TensorFile::open(src).unwrap();
-    let mut doc = f.doc().clone();
-    let tensors: Vec<OutTensor> = f
-        .tensor_names()
-        .iter()
-        .map(|n| {
-            let (dtype, shape, bytes) = f.tensor(n).unwrap();
-            OutTensor::raw(n.clone(), dtype, shape, bytes.to_vec())
-        })
-        .collect();
-    edit(&mut doc);
-    store::write_atomic(dst, &doc, &tensors).unwrap();
 }
 
 #[test]

@@ -5,7 +5,7 @@
 mod common;
 
 use caq_driver::HostError;
-use caq_driver::compile::{self, Program};
+use caq_driver::compile::{self, PassStart, Program};
 use caq_driver::run::{self, RunOptions};
 use caq_model::data::Dataset;
 use caq_model::graph::Op;
@@ -79,6 +79,26 @@ fn step_kinds(p: &Program) -> Vec<String> {
         .map(|s| match s {
             compile::Step::Device(seg) => format!("dev{}", seg.layers.len()),
             compile::Step::Host(h) => h.name.clone(),
+        })
+        .collect()
+}
+
+/// The steps of a pass: device steps by their layers and list (`list` for the segment's list
+/// from there, `single` for the layer's own), host steps by name.
+fn pass_kinds(p: &Program, start: PassStart, stop: Option<usize>) -> Vec<String> {
+    p.pass(start, stop)
+        .unwrap()
+        .iter()
+        .map(|s| match s {
+            compile::PassStep::Device { layers, list } => format!(
+                "layers {layers:?} {}",
+                if *list == p.layers[layers.start].single_addr {
+                    "single"
+                } else {
+                    "list"
+                }
+            ),
+            compile::PassStep::Host(h) => h.name.clone(),
         })
         .collect()
 }
@@ -183,18 +203,17 @@ fn pools_fuse_into_their_convs_and_flatten_is_free() {
     let pools: Vec<u8> = p.layers.iter().map(|l| l.desc().max_pool).collect();
     assert_eq!(pools, [2, 2, 0, 0]);
     assert_eq!(p.fused_pool[..4], [Some(1), None, Some(3), None]);
-    // Unless the model carries input-adaptive policies: then the first layer's whole output
-    // reaches memory (the gate network reads it) and pool1 is a host step.
-    let keep = compile::compile_with(
-        &q,
-        &config("sim-small"),
-        &[8; 4],
-        DeviceAddr(BASE),
-        compile::Fusion::KeepFirstOutput,
-    )
-    .unwrap();
-    let kinds = step_kinds(&keep);
-    assert_eq!(kinds, ["dev1", "pool1", "dev3"]);
+    // A gate network reads pool1, the only reader of conv1: fused, in conv1's buffer, which a
+    // pass that stops at conv1 writes with its own single-layer list.
+    assert_eq!(p.gate_node, 1);
+    assert_eq!(
+        pass_kinds(&p, PassStart::Input, Some(0)),
+        ["layers 0..1 single"]
+    );
+    assert_eq!(
+        pass_kinds(&p, PassStart::After(0), None),
+        ["layers 1..4 list"]
+    );
     // The MNIST-shaped LeNet fits the PYNQ-Z2 too, at every level.
     compile::compile(&q, &config("pynq-z2"), &[8; 4], DeviceAddr(BASE)).unwrap();
     // conv1 and pool1 share a buffer, conv2, pool2 and flatten another; the region is
@@ -235,6 +254,32 @@ fn pools_the_device_cannot_run_stay_host_steps_and_still_equal_golden() {
     assert_eq!(kinds, ["dev1", "overlap", "dev1", "three", "dev2"]);
     let pools: Vec<u8> = p.layers.iter().map(|l| l.desc().max_pool).collect();
     assert_eq!(pools, [0, 0, 2, 0]);
+    // A gate network reads `overlap`, a host step: the pass that stops at conv1 runs it, and
+    // the rest of the network starts after it; a pass from a later layer re-runs no host step
+    // before that layer.
+    assert_eq!(p.gate_node, 1);
+    assert_eq!(
+        pass_kinds(&p, PassStart::Input, Some(0)),
+        ["layers 0..1 list", "overlap"]
+    );
+    assert_eq!(
+        pass_kinds(&p, PassStart::After(0), None),
+        ["layers 1..2 list", "three", "layers 2..4 list"]
+    );
+    assert_eq!(
+        pass_kinds(&p, PassStart::Layer(2), None),
+        ["layers 2..4 list"]
+    );
+    assert_eq!(
+        pass_kinds(&p, PassStart::Input, Some(2)),
+        [
+            "layers 0..1 list",
+            "overlap",
+            "layers 1..2 list",
+            "three",
+            "layers 2..3 single"
+        ]
+    );
     check_equal(&q, &cfg, &set, 4, &settings(&[8, 4], 4));
 }
 

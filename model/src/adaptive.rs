@@ -6,9 +6,10 @@
 //!   confidence ([`margin`]) is below the stage's threshold, run the next setting again from the
 //!   first weight layer where it differs ([`first_change`]; the layers before it give the same
 //!   outputs, so their results stay);
-//! - a **learned gate network** ([`GateNet`]): after the first weight layer, a small integer
-//!   network over statistics of its output codes ([`features`]) picks one of a few settings
-//!   (its codebook), which share the first layer's level; the rest of the network runs at it.
+//! - a **learned gate network** ([`GateNet`]): after the first weight layer (and the max pool
+//!   that alone reads it, if there is one: [`gate_node`]), a small integer network over
+//!   statistics of its output codes ([`features`]) picks one of a few settings (its codebook),
+//!   which share the first layer's level; the rest of the network runs at it.
 //!
 //! Every decision is made on integers (output codes, integer features, integer weights), so the
 //! same input gives the same setting wherever the outputs are bit-exact: the golden executor, the
@@ -17,7 +18,7 @@
 //! nothing of devices, costs or training.
 
 use crate::error::{ModelError, Result};
-use crate::graph::Shape3;
+use crate::graph::{Graph, Op, Shape3, Src};
 use crate::qmodel::{Executor, Gate, QModel};
 use caq_spec::descriptor::byte_code;
 use serde::{Deserialize, Serialize};
@@ -52,17 +53,48 @@ pub fn first_change(a: &[u8], b: &[u8]) -> usize {
         .unwrap_or(a.len().min(b.len()))
 }
 
-/// What the policies are checked against: each weight layer's nesting levels (descending) and
-/// the first weight layer's output shape. Built from a model, or from a bundle's manifest
-/// without reading its tensors.
+/// The graph node whose output a gate network reads: the first weight layer's, or, when a max
+/// pool is the only node that reads it, that pool's (the map the rest of the network sees, and
+/// the one the device writes when it fuses the pool: a quarter of the codes for a 2×2 pool).
+pub fn gate_node(graph: &Graph) -> Result<usize> {
+    let first = *graph
+        .weight_layers()
+        .first()
+        .ok_or_else(|| ModelError::arg("model", "has no weight layers"))?;
+    let mut readers = graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.inputs.contains(&Src::Node(first)));
+    Ok(match (readers.next(), readers.next()) {
+        (Some((p, n)), None) if matches!(n.op, Op::MaxPool { .. }) => p,
+        _ => first,
+    })
+}
+
+/// What the policies are checked against: each weight layer's nesting levels (descending), and
+/// the node a gate network reads ([`gate_node`]) and its shape. Built from a model, or from a
+/// bundle's manifest without reading its tensors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
     pub names: Vec<String>,
     pub levels: Vec<Vec<u8>>,
-    pub first_shape: Shape3,
+    pub gate_node: usize,
+    pub gate_shape: Shape3,
 }
 
 impl Layout {
+    /// `names` and `levels` of the graph's weight layers, with the graph's gate node.
+    pub fn new(graph: &Graph, names: Vec<String>, levels: Vec<Vec<u8>>) -> Result<Layout> {
+        let gate_node = gate_node(graph)?;
+        Ok(Layout {
+            names,
+            levels,
+            gate_node,
+            gate_shape: graph.shapes()?[gate_node],
+        })
+    }
+
     pub fn of(q: &QModel) -> Result<Layout> {
         let wl = q.weight_layers();
         let mut names = Vec::new();
@@ -74,11 +106,7 @@ impl Layout {
             names.push(l.name.clone());
             levels.push(l.levels().to_vec());
         }
-        Ok(Layout {
-            names,
-            levels,
-            first_shape: first_layer_shape(q)?,
-        })
+        Layout::new(&q.graph, names, levels)
     }
 
     /// Checks `bits` as a per-layer setting: one entry per weight layer, each one of its levels.
@@ -200,27 +228,88 @@ impl LayerCodes {
     }
 
     /// [`features`] of these codes: the same values whichever form they are held in.
-    pub fn features(&self, shape: Shape3, grid: usize) -> Result<Vec<i64>> {
+    pub fn features(&self, shape: Shape3, s: Sampling) -> Result<Vec<i64>> {
         match self {
-            LayerCodes::Codes(c) => features(c, shape, grid),
+            LayerCodes::Codes(c) => features(c, shape, s),
             LayerCodes::Bytes {
                 bytes,
                 signed: false,
-            } => cell_sums(bytes, shape, grid, |b| byte_code(b, false)),
+            } => cell_sums(bytes, shape, s, |b| byte_code(b, false)),
             LayerCodes::Bytes {
                 bytes,
                 signed: true,
-            } => cell_sums(bytes, shape, grid, |b| byte_code(b, true)),
+            } => cell_sums(bytes, shape, s, |b| byte_code(b, true)),
         }
     }
 }
 
-/// Per channel of a `[C, H, W]` tensor of codes, the sum of the codes in each cell of a
+/// Which codes of a `[C, H, W]` first-layer output the gate's [`features`] sum: a `grid × grid`
+/// partition of each plane into cells, and within each cell every `row_step`-th row from the
+/// cell's first (`row_step = 1`: every code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Sampling {
+    pub grid: usize,
+    pub row_step: usize,
+}
+
+impl Sampling {
+    /// Every code of each cell.
+    pub fn dense(grid: usize) -> Sampling {
+        Sampling { grid, row_step: 1 }
+    }
+
+    /// Where each cell row of a plane of `n` rows (or cell column of `n` columns) starts, and
+    /// where the last ends: row y is in cell row `y · grid / n`, so cell row i is the rows
+    /// from ⌈i·n / grid⌉ to ⌈(i + 1)·n / grid⌉.
+    fn cuts(self, n: usize) -> Vec<usize> {
+        (0..=self.grid)
+            .map(|j| (j * n).div_ceil(self.grid))
+            .collect()
+    }
+
+    /// The rows of a plane of `h` rows the features read, ascending: in each cell row, its first
+    /// row and every `row_step`-th after it.
+    pub fn rows(self, h: usize) -> Vec<usize> {
+        let cuts = self.cuts(h);
+        cuts.windows(2)
+            .flat_map(|c| (c[0]..c[1]).step_by(self.row_step.max(1)))
+            .collect()
+    }
+
+    /// How many codes of a `shape` tensor the features sum (each read once).
+    pub fn codes_read(self, shape: Shape3) -> usize {
+        let [c, h, w] = shape;
+        c * self.rows(h).len() * w
+    }
+
+    /// Whether this sampling applies to planes of `shape` (grid 1..=min(H, W), row step
+    /// 1..=H), or why not.
+    pub fn check(self, shape: Shape3) -> std::result::Result<(), String> {
+        let [_, h, w] = shape;
+        if self.grid == 0 || self.grid > h || self.grid > w {
+            return Err(format!(
+                "grid {} for a {h}×{w} plane (expected 1..={})",
+                self.grid,
+                h.min(w)
+            ));
+        }
+        if self.row_step == 0 || self.row_step > h {
+            return Err(format!(
+                "row step {} for a plane of {h} rows (expected 1..={h})",
+                self.row_step
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Per channel of a `[C, H, W]` tensor of codes, the sum of the sampled codes in each cell of a
 /// `grid × grid` partition of the plane (row y falls in cell row `y · grid / H`, likewise for
-/// columns); channel-major, then cell row, then cell column. A dense layer's output (`H = W = 1`)
-/// with `grid = 1` is its codes themselves.
-pub fn features(codes: &[i32], shape: Shape3, grid: usize) -> Result<Vec<i64>> {
-    cell_sums(codes, shape, grid, i64::from)
+/// columns; within a cell, the rows `y0, y0 + row_step, …` from its first row `y0`, every column);
+/// channel-major, then cell row, then cell column. A dense layer's output (`H = W = 1`) with
+/// `grid = 1` is its codes themselves.
+pub fn features(codes: &[i32], shape: Shape3, s: Sampling) -> Result<Vec<i64>> {
+    cell_sums(codes, shape, s, i64::from)
 }
 
 /// [`features`] of codes of type `T`, each widened to `A` by `widen` for the column sums (`A`
@@ -229,7 +318,7 @@ pub fn features(codes: &[i32], shape: Shape3, grid: usize) -> Result<Vec<i64>> {
 fn cell_sums<T: Copy, A>(
     codes: &[T],
     shape: Shape3,
-    grid: usize,
+    s: Sampling,
     widen: impl Fn(T) -> A + Copy,
 ) -> Result<Vec<i64>>
 where
@@ -243,15 +332,8 @@ where
             found: codes.len().to_string(),
         });
     }
-    if grid == 0 || grid > h || grid > w {
-        return Err(ModelError::arg(
-            "grid",
-            format!(
-                "{grid} cells per side for a {h}×{w} plane (expected 1..={})",
-                h.min(w)
-            ),
-        ));
-    }
+    s.check(shape)
+        .map_err(|e| ModelError::arg("gate feature sampling", e))?;
     if h * w == 1 {
         // A dense layer's output (grid 1 is the only grid): each code is its own cell, without
         // the per-channel column pass below (on the digits MLP that pass was 60 % of the
@@ -259,36 +341,38 @@ where
         return Ok(codes.iter().map(|&v| widen(v).into()).collect());
     }
     if std::mem::size_of::<A>() < 8 && h >= 1 << 23 {
-        return Ok(column_pass(codes, shape, grid, move |v| -> i64 {
+        return Ok(column_pass(codes, shape, s, move |v| -> i64 {
             widen(v).into()
         }));
     }
-    Ok(column_pass(codes, shape, grid, widen))
+    Ok(column_pass(codes, shape, s, widen))
 }
 
 /// [`cell_sums`]' sums, its arguments checked.
 fn column_pass<T: Copy, A>(
     codes: &[T],
     shape: Shape3,
-    grid: usize,
+    s: Sampling,
     widen: impl Fn(T) -> A,
 ) -> Vec<i64>
 where
     A: Copy + Default + std::ops::AddAssign + Into<i64>,
 {
     let [c, h, w] = shape;
-    // Row y falls in cell row `y · grid / H`: cell row i is the contiguous run of y from
-    // ceil(i·H / grid) to ceil((i + 1)·H / grid), and likewise for columns. Each cell row's
-    // column sums are accumulated a whole row at a time (no division, no per-cell slice per
-    // row: the adds vectorize, and the gate's host time is mostly this), then cut into cells.
-    let cut = |n: usize| -> Vec<usize> { (0..=grid).map(|j| (j * n).div_ceil(grid)).collect() };
-    let (rows, cols) = (cut(h), cut(w));
+    let grid = s.grid;
+    // Each cell row's column sums are accumulated a whole row at a time (no division, no
+    // per-cell slice per row: the adds vectorize, and the gate's host time is mostly this),
+    // then cut into cells.
+    let (rows, cols) = (s.cuts(h), s.cuts(w));
     let mut f = vec![0i64; c * grid * grid];
     let mut col = vec![A::default(); w];
     for (ch, plane) in codes.chunks_exact(h * w).enumerate() {
         for i in 0..grid {
             col.fill(A::default());
-            for row in plane[rows[i] * w..rows[i + 1] * w].chunks_exact(w) {
+            for row in plane[rows[i] * w..rows[i + 1] * w]
+                .chunks_exact(w)
+                .step_by(s.row_step)
+            {
                 for (a, &v) in col.iter_mut().zip(row) {
                     *a += widen(v);
                 }
@@ -303,19 +387,30 @@ where
 }
 
 /// Whether `x` is small enough for [`affine`]'s i64 arithmetic over `x.len()` terms: every
-/// |x| ≤ 2^31 / 2^⌈log2 len⌉, so that a sum of len products with 32-bit weights stays within
-/// 2^62.
+/// |x| ≤ (2^31 − 1) / 2^⌈log2 len⌉ (so each fits an i32), and a sum of len products with 32-bit
+/// weights stays within 2^62.
 fn fits_narrow(x: &[i64]) -> bool {
-    let limit = (1u64 << 31) >> x.len().next_power_of_two().trailing_zeros();
+    let limit = (i32::MAX as u64) >> x.len().next_power_of_two().trailing_zeros();
     x.iter().all(|v| v.unsigned_abs() <= limit)
 }
 
-/// `b + Σ w·x`, exact: in i64 when `narrow` ([`fits_narrow`] of `x`) and |b| < 2^62 rule out
-/// overflow (the common case, and several times faster: no checks, the loop vectorizes), in
-/// i128 otherwise.
-fn affine(b: i64, w: &[i32], x: &[i64], narrow: bool) -> i128 {
-    if narrow && b.unsigned_abs() < 1 << 62 {
-        let dot: i64 = w.iter().zip(x).map(|(&w, &x)| i64::from(w) * x).sum();
+/// `x` as `i32` when [`fits_narrow`] (every value then fits), for [`affine`]'s fast path.
+fn narrowed(x: &[i64]) -> Option<Vec<i32>> {
+    fits_narrow(x).then(|| x.iter().map(|&v| v as i32).collect())
+}
+
+/// `b + Σ w·x`, exact: in i64 over 32×32-bit products when `narrow` (`x` [`narrowed`]) and
+/// |b| < 2^62 rule out overflow (the common case, and several times faster: no checks, and the
+/// loop vectorizes to widening multiply-adds), in i128 otherwise.
+fn affine(b: i64, w: &[i32], x: &[i64], narrow: Option<&[i32]>) -> i128 {
+    if let Some(x) = narrow
+        && b.unsigned_abs() < 1 << 62
+    {
+        let dot: i64 = w
+            .iter()
+            .zip(x)
+            .map(|(&w, &x)| i64::from(w) * i64::from(x))
+            .sum();
         i128::from(b + dot)
     } else {
         w.iter().zip(x).fold(i128::from(b), |a, (&w, &x)| {
@@ -340,6 +435,10 @@ pub const GATE_MAX_HIDDEN: usize = 1 << 10;
 pub struct GateNet {
     /// Cells per side of the feature grid.
     pub grid: usize,
+    /// Every `row_step`-th row of each cell is summed ([`Sampling`]); 1 (every row) in bundles
+    /// written before the field existed.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub row_step: usize,
     pub hidden: usize,
     /// `[hidden][features]`, row-major.
     pub w1: Vec<i32>,
@@ -354,7 +453,23 @@ pub struct GateNet {
     pub codebook: Vec<Vec<u8>>,
 }
 
+fn one() -> usize {
+    1
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
+}
+
 impl GateNet {
+    /// The codes its features sum.
+    pub fn sampling(&self) -> Sampling {
+        Sampling {
+            grid: self.grid,
+            row_step: self.row_step,
+        }
+    }
+
     /// Features the network reads for a first-layer output of `shape`.
     pub fn feature_count(&self, shape: Shape3) -> usize {
         shape[0] * self.grid * self.grid
@@ -368,14 +483,10 @@ impl GateNet {
     /// Checks the network against `q`: sizes, the codebook's settings and their shared first
     /// level, the limits on its arithmetic.
     pub fn check(&self, q: &Layout) -> Result<()> {
-        let shape = q.first_shape;
+        let shape = q.gate_shape;
         let bad = |what: String| Err(ModelError::arg("gate network", what));
-        if self.grid == 0 || self.grid > shape[1].min(shape[2]) {
-            return bad(format!(
-                "grid {} for a first-layer output of {shape:?} (expected 1..={})",
-                self.grid,
-                shape[1].min(shape[2])
-            ));
+        if let Err(e) = self.sampling().check(shape) {
+            return bad(format!("for a first-layer output of {shape:?}: {e}"));
         }
         let d = self.feature_count(shape);
         if d > GATE_MAX_FEATURES || self.hidden == 0 || self.hidden > GATE_MAX_HIDDEN {
@@ -420,22 +531,27 @@ impl GateNet {
     pub fn choose(&self, f: &[i64]) -> usize {
         let d = f.len();
         debug_assert_eq!(self.w1.len(), self.hidden * d);
-        let narrow = fits_narrow(f);
+        let narrow = narrowed(f);
         let h: Vec<i64> = (0..self.hidden)
             .map(|j| {
-                let pre = affine(self.b1[j], &self.w1[j * d..(j + 1) * d], f, narrow);
+                let pre = affine(
+                    self.b1[j],
+                    &self.w1[j * d..(j + 1) * d],
+                    f,
+                    narrow.as_deref(),
+                );
                 // Saturated to i64 (`GateNet`'s rule); non-negative after the ReLU.
                 (pre.max(0) >> self.shift).min(i128::from(i64::MAX)) as i64
             })
             .collect();
-        let narrow = fits_narrow(&h);
+        let narrow = narrowed(&h);
         let mut best = (0, i128::MIN);
         for k in 0..self.codebook.len() {
             let s = affine(
                 self.b2[k],
                 &self.w2[k * self.hidden..(k + 1) * self.hidden],
                 &h,
-                narrow,
+                narrow.as_deref(),
             );
             if s > best.1 {
                 best = (k, s);
@@ -446,7 +562,7 @@ impl GateNet {
 
     /// The codebook index for the first layer's output `codes` of `shape`.
     pub fn choose_for(&self, codes: &LayerCodes, shape: Shape3) -> Result<usize> {
-        let f = codes.features(shape, self.grid)?;
+        let f = codes.features(shape, self.sampling())?;
         if f.len() * self.hidden != self.w1.len() {
             return Err(ModelError::arg(
                 "gate network",
@@ -460,10 +576,11 @@ impl GateNet {
         Ok(self.choose(&f))
     }
 
-    /// Integer operations of one choice: feature additions, then multiply-adds of both layers.
+    /// Integer operations of one choice: feature additions (one per code read), then
+    /// multiply-adds of both layers.
     pub fn ops(&self, shape: Shape3) -> u64 {
         let d = self.feature_count(shape) as u64;
-        (shape.iter().product::<usize>() as u64)
+        self.sampling().codes_read(shape) as u64
             + self.hidden as u64 * d
             + (self.codebook.len() * self.hidden) as u64
     }
@@ -617,15 +734,6 @@ pub struct Outcome {
     pub passes: Vec<(usize, usize)>,
 }
 
-/// The output shape of the first weight layer, where the gate's features come from.
-pub fn first_layer_shape(q: &QModel) -> Result<Shape3> {
-    let wl = q.weight_layers();
-    let first = *wl
-        .first()
-        .ok_or_else(|| ModelError::arg("model", "has no weight layers"))?;
-    Ok(q.graph.shapes()?[first])
-}
-
 /// One pass of an adaptive inference, as [`infer`] asks a backend for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pass {
@@ -634,9 +742,10 @@ pub enum Pass {
     /// Again from weight layer `i`, the layers before it unchanged since the last pass; returns
     /// the output codes.
     From(usize),
-    /// From the input through the first weight layer; returns that layer's output codes (CHW).
+    /// From the input through the first weight layer, and the max pool after it when that is
+    /// the [`gate_node`]; returns the gate node's output codes (CHW).
     FirstLayer,
-    /// The rest of the network after the first weight layer; returns the output codes.
+    /// The rest of the network after [`Pass::FirstLayer`]; returns the output codes.
     AfterFirst,
 }
 
@@ -657,7 +766,7 @@ pub trait Passes {
 /// the rules are applied; every backend (golden, CPU, the driver on any device) calls it.
 pub fn infer(
     policy: Adaptive<'_>,
-    first_shape: Shape3,
+    gate_shape: Shape3,
     backend: &mut impl Passes,
 ) -> Result<Outcome> {
     let settings = policy.settings();
@@ -682,7 +791,7 @@ pub fn infer(
         Adaptive::Network(n) => {
             // The codebook shares the first layer's level: entry 0 runs it for all.
             let first = backend.first_layer(0)?;
-            let k = n.choose_for(&first, first_shape)?;
+            let k = n.choose_for(&first, gate_shape)?;
             let output = backend.run(k, Pass::AfterFirst)?;
             Ok(Outcome {
                 output,
@@ -699,13 +808,13 @@ pub fn infer(
 pub struct GoldenAdaptive<'a> {
     policy: Adaptive<'a>,
     executors: Vec<Executor<'a>>,
-    first_node: usize,
-    first_shape: Shape3,
+    gate_node: usize,
+    gate_shape: Shape3,
 }
 
 struct GoldenPasses<'e, 'a> {
     executors: &'e [Executor<'a>],
-    first_node: usize,
+    gate_node: usize,
     pixels: &'e [u8],
 }
 
@@ -713,7 +822,7 @@ impl Passes for GoldenPasses<'_, '_> {
     fn run(&mut self, k: usize, pass: Pass) -> Result<Vec<i32>> {
         let ex = &self.executors[k];
         match pass {
-            Pass::FirstLayer => Ok(ex.run(self.pixels)?[self.first_node]
+            Pass::FirstLayer => Ok(ex.run(self.pixels)?[self.gate_node]
                 .iter()
                 .copied()
                 .collect()),
@@ -733,8 +842,8 @@ impl<'a> GoldenAdaptive<'a> {
         Ok(GoldenAdaptive {
             policy,
             executors,
-            first_node: q.weight_layers()[0],
-            first_shape: layout.first_shape,
+            gate_node: layout.gate_node,
+            gate_shape: layout.gate_shape,
         })
     }
 
@@ -742,10 +851,10 @@ impl<'a> GoldenAdaptive<'a> {
     pub fn infer(&self, pixels: &[u8]) -> Result<Outcome> {
         let mut passes = GoldenPasses {
             executors: &self.executors,
-            first_node: self.first_node,
+            gate_node: self.gate_node,
             pixels,
         };
-        infer(self.policy, self.first_shape, &mut passes)
+        infer(self.policy, self.gate_shape, &mut passes)
     }
 }
 
@@ -774,15 +883,48 @@ mod tests {
     fn features_sum_each_cell_of_each_channel() {
         // 2 channels of 3×4, grid 2: rows {0, 1} and {2} (y·2/3), columns {0, 1} and {2, 3}.
         let codes: Vec<i32> = (0..24).collect();
-        let f = features(&codes, [2, 3, 4], 2).unwrap();
+        let f = features(&codes, [2, 3, 4], Sampling::dense(2)).unwrap();
         assert_eq!(f, vec![10, 18, 17, 21, 58, 66, 41, 45]);
+        // Row step 2: cell row 0 reads row 0 only (its rows are 0 and 1), cell row 1 row 2.
+        let s = Sampling {
+            grid: 2,
+            row_step: 2,
+        };
         assert_eq!(
-            features(&codes, [24, 1, 1], 1).unwrap(),
+            features(&codes, [2, 3, 4], s).unwrap(),
+            vec![1, 5, 17, 21, 25, 29, 41, 45]
+        );
+        assert_eq!(
+            features(&codes, [24, 1, 1], Sampling::dense(1)).unwrap(),
             (0..24).collect::<Vec<i64>>()
         );
-        let e = features(&codes, [2, 3, 4], 4).unwrap_err().to_string();
+        let e = features(&codes, [2, 3, 4], Sampling::dense(4))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("grid") && e.contains("1..=3"), "{e}");
-        assert!(features(&codes[..5], [2, 3, 4], 1).is_err());
+        let e = features(
+            &codes,
+            [2, 3, 4],
+            Sampling {
+                grid: 1,
+                row_step: 4,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("row step 4") && e.contains("1..=3"), "{e}");
+        assert!(
+            features(
+                &codes,
+                [2, 3, 4],
+                Sampling {
+                    grid: 1,
+                    row_step: 0
+                }
+            )
+            .is_err()
+        );
+        assert!(features(&codes[..5], [2, 3, 4], Sampling::dense(1)).is_err());
     }
 
     #[test]
@@ -802,22 +944,49 @@ mod tests {
                 )
             };
             let grid = rng.random_range(1..=h.min(w));
+            let row_step = if i % 3 == 0 {
+                1
+            } else {
+                rng.random_range(1..=h)
+            };
+            let s = Sampling { grid, row_step };
             let codes: Vec<i32> = (0..c * h * w)
                 .map(|_| rng.random_range(-128..256))
                 .collect();
+            // The rule as docs/gates.md states it: row y is in cell row y·grid/H, and it is
+            // read when its distance from that cell row's first row is a multiple of the step.
             let mut want = vec![0i64; c * grid * grid];
+            let mut read = 0;
             for ch in 0..c {
                 for y in 0..h {
+                    let cell_row = y * grid / h;
+                    let first = (0..h).find(|&r| r * grid / h == cell_row).unwrap();
+                    if (y - first) % row_step != 0 {
+                        continue;
+                    }
+                    read += w;
                     for x in 0..w {
-                        want[ch * grid * grid + (y * grid / h) * grid + x * grid / w] +=
+                        want[ch * grid * grid + cell_row * grid + x * grid / w] +=
                             i64::from(codes[(ch * h + y) * w + x]);
                     }
                 }
             }
             assert_eq!(
-                features(&codes, [c, h, w], grid).unwrap(),
+                features(&codes, [c, h, w], s).unwrap(),
                 want,
-                "{c}×{h}×{w} grid {grid}"
+                "{c}×{h}×{w} {s:?}"
+            );
+            assert_eq!(s.codes_read([c, h, w]), read, "{c}×{h}×{w} {s:?}");
+            // The rows it reads are the rows the rule above sums.
+            let rows = s.rows(h);
+            assert_eq!(
+                rows,
+                (0..h)
+                    .filter(|&y| {
+                        let first = (0..h).find(|&r| r * grid / h == y * grid / h).unwrap();
+                        (y - first) % row_step == 0
+                    })
+                    .collect::<Vec<_>>()
             );
             // The device's bytes of the same codes, unsigned when every code is 0..=255 and
             // signed when every code is -128..=127, give the same features.
@@ -830,9 +999,9 @@ mod tests {
             };
             assert_eq!(bytes.to_codes(), clamped);
             assert_eq!(
-                bytes.features([c, h, w], grid).unwrap(),
-                features(&clamped, [c, h, w], grid).unwrap(),
-                "bytes (signed {signed}) {c}×{h}×{w} grid {grid}"
+                bytes.features([c, h, w], s).unwrap(),
+                features(&clamped, [c, h, w], s).unwrap(),
+                "bytes (signed {signed}) {c}×{h}×{w} {s:?}"
             );
         }
     }
@@ -859,6 +1028,7 @@ mod tests {
             let f: Vec<i64> = (0..d).map(|_| big(&mut rng, fb)).collect();
             let net = GateNet {
                 grid: 1,
+                row_step: 1,
                 hidden,
                 w1: (0..hidden * d).map(|_| big(&mut rng, 32) as i32).collect(),
                 b1: (0..hidden).map(|_| big(&mut rng, 63)).collect(),
@@ -909,6 +1079,7 @@ mod tests {
             );
             let net = GateNet {
                 grid: 1,
+                row_step: 1,
                 hidden,
                 w1: (0..hidden * d)
                     .map(|_| rng.random_range(-1000..1000))

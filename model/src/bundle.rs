@@ -20,9 +20,11 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// The bundle schema: version 2 added the header checksum (`store`) and the optional `adaptive`
-/// input-adaptive policies. Older bundles (no header checksum) are refused with how to regenerate
-/// them.
-pub const BUNDLE_SCHEMA_VERSION: u32 = 2;
+/// input-adaptive policies; version 3 has gate networks read the max pool after the first weight
+/// layer (`adaptive::gate_node`) where version 2's read the layer itself. Older bundles (no
+/// header checksum) are refused with how to regenerate them, and so are version 2 gate networks
+/// of models with such a pool (their features would come from another map).
+pub const BUNDLE_SCHEMA_VERSION: u32 = 3;
 /// The oldest schema this build reads.
 pub const BUNDLE_OLDEST_SCHEMA: u32 = 2;
 const BUNDLE_KIND: &str = "caq.bundle";
@@ -171,27 +173,55 @@ pub struct Bundle {
 
 impl Bundle {
     pub fn open(path: &Path) -> Result<Bundle> {
+        Bundle::open_inner(path, true)
+    }
+
+    /// [`Bundle::open`] without the input-adaptive policies, for a command that rebuilds them
+    /// (`caq gate`): a policy this build would refuse (a schema 2 gate network of a model whose
+    /// first layer has a max pool) does not stop it.
+    pub fn open_without_adaptive(path: &Path) -> Result<Bundle> {
+        Bundle::open_inner(path, false)
+    }
+
+    fn open_inner(path: &Path, keep_adaptive: bool) -> Result<Bundle> {
         let file = TensorFile::open(path)?;
-        store::check_version(
+        let version = store::check_version(
             path,
             file.doc(),
             BUNDLE_KIND,
             BUNDLE_OLDEST_SCHEMA,
             BUNDLE_SCHEMA_VERSION,
         )?;
-        let manifest: Manifest = serde_json::from_value(file.doc().clone())
+        let mut manifest: Manifest = serde_json::from_value(file.doc().clone())
             .map_err(|e| ModelError::format(path, format!("manifest: {e}")))?;
+        if !keep_adaptive {
+            manifest.adaptive.clear();
+        }
         let b = Bundle { file, manifest };
         b.check()
             .map_err(|e| ModelError::format(path, e.to_string()))?;
         if !b.manifest.adaptive.is_empty() {
             // The policies' settings are checked against the model the manifest describes.
             let m = &b.manifest;
-            let layout = Layout {
-                names: m.layers.iter().map(|l| l.name.clone()).collect(),
-                levels: m.layers.iter().map(|l| l.levels.clone()).collect(),
-                first_shape: m.graph.shapes()?[m.layers[0].node],
-            };
+            let layout = Layout::new(
+                &m.graph,
+                m.layers.iter().map(|l| l.name.clone()).collect(),
+                m.layers.iter().map(|l| l.levels.clone()).collect(),
+            )?;
+            if version < 3
+                && layout.gate_node != m.layers[0].node
+                && m.adaptive.iter().any(|p| p.network.is_some())
+            {
+                return Err(ModelError::format(
+                    path,
+                    format!(
+                        "adaptive: a schema {version} gate network reads layer '{}' before its \
+                         max pool, and this build's reads the pool ('{}'); rebuild the policies \
+                         with `caq gate --adaptive`",
+                        m.layers[0].name, m.graph.nodes[layout.gate_node].name
+                    ),
+                ));
+            }
             adaptive::check_policies(&layout, &m.gates, &m.adaptive)
                 .map_err(|e| ModelError::format(path, e.to_string()))?;
         }

@@ -44,6 +44,7 @@ pub fn activation_code(byte: u8, act_bits: BitWidth, signed: bool) -> i32 {
 /// The code of an activation byte as the device and the golden model write it (a code of at most
 /// 8 bits, two's complement in the byte when `signed`): [`activation_code`] at 8 bits, the rule
 /// every reader of an activation buffer uses.
+#[inline]
 pub fn byte_code(byte: u8, signed: bool) -> i32 {
     if signed {
         i32::from(byte as i8)

@@ -71,9 +71,7 @@ impl PassPricer {
     pub fn new(q: &QModel, cfg: &AccelConfig, base: DeviceAddr) -> Result<PassPricer> {
         let bits = q.uniform_bits(q.levels()[0]);
         Ok(PassPricer {
-            // Passes read the first layer's whole output (the gate network's features), as
-            // they do on a model that carries its policies (compile::Fusion::of).
-            program: compile::compile_with(q, cfg, &bits, base, compile::Fusion::KeepFirstOutput)?,
+            program: compile::compile(q, cfg, &bits, base)?,
             timing: caq_sim::TimingModel::default(),
             shape: CoreShape::of(cfg),
             memo: HashMap::new(),

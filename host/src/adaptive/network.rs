@@ -13,7 +13,7 @@
 use super::Scored;
 use crate::gates::Limits;
 use caq_driver::{HostError, Result};
-use caq_model::adaptive::{self, GateNet, Pass, features};
+use caq_model::adaptive::{self, GateNet, Pass, Sampling, features};
 use caq_model::data::Dataset;
 use caq_model::graph::Shape3;
 use caq_model::qmodel::QModel;
@@ -48,23 +48,46 @@ pub struct NetworkChoice {
     pub ops: u64,
 }
 
-/// The features of every image of `images` at the first layer's level `prefix` (the rest of the
-/// setting does not change them), with the grid the network reads: 2×2 cells per channel of a
-/// feature map, the codes themselves for a dense layer.
-pub fn image_features(q: &QModel, prefix: u8, images: &Dataset) -> Result<(Vec<Vec<i64>>, usize)> {
-    let layout = adaptive::Layout::of(q)?;
-    let shape: Shape3 = layout.first_shape;
+/// The codes a gate network's features sum for a first-layer output of `shape`: 2×2 cells per
+/// channel of a feature map (the codes themselves for a dense layer), and in each cell every
+/// `row_step`-th row; without `row_step`, the step that reads about [`ROWS_PER_CELL`] rows of
+/// each cell.
+pub fn sampling(shape: Shape3, row_step: Option<usize>) -> Result<Sampling> {
     let grid = if shape[1] >= 2 && shape[2] >= 2 { 2 } else { 1 };
+    let s = Sampling {
+        grid,
+        row_step: row_step.unwrap_or((shape[1] / grid / ROWS_PER_CELL).max(1)),
+    };
+    s.check(shape).map_err(|why| HostError::Arg {
+        what: "--gate-row-step",
+        why,
+    })?;
+    Ok(s)
+}
+
+/// Rows of each cell the default [`sampling`] reads.
+pub const ROWS_PER_CELL: usize = 4;
+
+/// The features of every image of `images` at the first layer's level `prefix` (the rest of the
+/// setting does not change them), sampled by `s` (see [`sampling`]).
+pub fn image_features(
+    q: &QModel,
+    prefix: u8,
+    images: &Dataset,
+    s: Sampling,
+) -> Result<Vec<Vec<i64>>> {
+    let layout = adaptive::Layout::of(q)?;
+    let shape: Shape3 = layout.gate_shape;
     let mut bits: Vec<u8> = layout.levels.iter().map(|l| l[0]).collect();
     bits[0] = prefix;
     let ex = q.executor(&bits)?;
-    let first = q.weight_layers()[0];
+    let node = layout.gate_node;
     let rows = caq_model::qmodel::par_map(images.len(), |i| -> Result<Vec<i64>> {
-        let out = ex.run_through(images.image(i), first)?;
-        let codes: Vec<i32> = out[first].iter().copied().collect();
-        Ok(features(&codes, shape, grid)?)
+        let out = ex.run_through(images.image(i), node)?;
+        let codes: Vec<i32> = out[node].iter().copied().collect();
+        Ok(features(&codes, shape, s)?)
     });
-    Ok((rows.into_iter().collect::<Result<Vec<_>>>()?, grid))
+    rows.into_iter().collect()
 }
 
 /// The float network being trained.
@@ -223,7 +246,7 @@ fn quantize(
     net: &FloatNet,
     mean: &[f64],
     std: &[f64],
-    grid: usize,
+    sampling: Sampling,
     codebook: &[Vec<u8>],
 ) -> Result<GateNet> {
     let d = net.d;
@@ -257,7 +280,8 @@ fn quantize(
         }
     };
     Ok(GateNet {
-        grid,
+        grid: sampling.grid,
+        row_step: sampling.row_step,
         hidden: net.h,
         w1: w1f.iter().map(|&w| to_i32(w, s1)).collect(),
         b1: b1f.iter().map(|&b| to_i64(b, s1)).collect::<Result<_>>()?,
@@ -276,9 +300,10 @@ fn quantize(
 pub struct Problem<'a> {
     pub q: &'a QModel,
     pub scored: &'a Scored,
-    /// Features of each calibration image at the codebook's first-layer level, and their grid.
+    /// Features of each calibration image at the codebook's first-layer level, and the codes
+    /// they sum.
     pub features: &'a [Vec<i64>],
-    pub grid: usize,
+    pub sampling: Sampling,
     /// Candidate indices (into `scored.settings`) the codebook is chosen from; all share the
     /// first layer's level.
     pub candidates: Vec<usize>,
@@ -388,11 +413,11 @@ pub fn train_gate(
         .iter()
         .map(|f| (0..d).map(|j| (f[j] as f64 - mean[j]) / std[j]).collect())
         .collect();
-    let shape = adaptive::Layout::of(p.q)?.first_shape;
+    let shape = adaptive::Layout::of(p.q)?.gate_shape;
     // The average energy must hold beyond the training images (super::mean_within).
     let evaluate = |lambda: f64| -> Result<(NetworkChoice, bool)> {
         let net = train(&x, &miss, &energy, lambda, p.seed);
-        let gate = quantize(&net, &mean, &std, p.grid, &codebook)?;
+        let gate = quantize(&net, &mean, &std, p.sampling, &codebook)?;
         let (mut agree, mut e, mut e2, mut cycles, mut same) = (0usize, 0f64, 0f64, 0f64, 0usize);
         let mut histogram = vec![0; codebook.len()];
         for (i, (f, xi)) in p.features.iter().zip(&x).enumerate() {

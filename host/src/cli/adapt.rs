@@ -281,7 +281,6 @@ pub fn open_loaded<D: Device>(
         &LoadOptions {
             bits: Some(bits.to_vec()),
             residency: Residency::Minimal,
-            fusion: None,
         },
     )?;
     Ok(acc)

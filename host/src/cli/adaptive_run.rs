@@ -246,8 +246,6 @@ fn on_device<D: caq_spec::Device>(
         &LoadOptions {
             bits: Some(policy.settings()[0].clone()),
             residency: Residency::KeepPaged,
-            // The passes read the first layer's whole output, as the pricer's program does.
-            fusion: Some(caq_driver::compile::Fusion::KeepFirstOutput),
         },
     )
     .with_context(|| format!("loading {}", bundle.display()))?;

@@ -260,6 +260,8 @@ fn build(
                 seed: 0,
                 reference: super::adaptive::Reference::Float,
                 validation: false,
+                row_step: None,
+                energy_fraction: 1.0,
             },
         )?;
         bundle::write(&bundle_path, &q)?;

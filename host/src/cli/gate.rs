@@ -58,6 +58,15 @@ pub struct GateArgs {
     /// model's top-1 (`float`, label-free) or the dataset's labels (`labels`).
     #[arg(long, value_enum, default_value_t = adaptive::Reference::Float)]
     adaptive_reference: adaptive::Reference,
+    /// With --adaptive: the policies average at most this fraction of the static gate's
+    /// energy (0 < F ≤ 1; 1: the most accuracy at no more energy than the gate; 0.8: aim for the
+    /// gate's accuracy at 20 % less energy).
+    #[arg(long, default_value_t = 1.0, value_parser = super::fraction)]
+    adaptive_energy_fraction: f64,
+    /// With --adaptive: the gate networks' features sum every N-th row of each cell of the
+    /// first layer's output (default: about 4 rows per cell; 1 reads every code).
+    #[arg(long, value_parser = super::count)]
+    gate_row_step: Option<usize>,
     /// Seed of the gate networks' training.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -105,12 +114,11 @@ pub fn run(a: GateArgs) -> Result<()> {
     let policy = adapt::load_policy(a.policy.as_deref())?;
     let float = load_float(&a.model)?;
     let split = a.data.load()?;
-    let mut q = Bundle::open(&a.bundle)
+    // Policies of an older build no longer match the new gates: read without them.
+    let mut q = Bundle::open_without_adaptive(&a.bundle)
         .and_then(|b| b.load())
         .with_context(|| format!("reading --bundle {}", a.bundle.display()))?;
     let build = adapt::build_gates(&mut q, &float, &split.train, &cfg, &em, &policy, a.images)?;
-    // Policies of an older build no longer match the new gates.
-    q.set_adaptive(Vec::new())?;
     let calibration = match a.val_images {
         Some(n) if a.adaptive => Some(super::carve_val(&split.train, n, a.data.split_seed)?.1),
         Some(_) => anyhow::bail!("--val-images: only with --adaptive"),
@@ -129,6 +137,8 @@ pub fn run(a: GateArgs) -> Result<()> {
                 seed: a.seed,
                 reference: a.adaptive_reference,
                 validation: calibration.is_some(),
+                row_step: a.gate_row_step,
+                energy_fraction: a.adaptive_energy_fraction,
             },
         )?)
     } else {

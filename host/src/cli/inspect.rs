@@ -258,9 +258,13 @@ fn print_adaptive(policies: &[AdaptivePolicy]) {
         }
         if let Some(n) = &p.network {
             let shape = format!(
-                "{}×{} grid per channel, {} hidden, {} weights, shift {}",
+                "{}×{} grid per channel{}, {} hidden, {} weights, shift {}",
                 n.grid,
                 n.grid,
+                match n.row_step {
+                    1 => String::new(),
+                    s => format!(" (1 row in {s} of each cell)"),
+                },
                 n.hidden,
                 n.w1.len() + n.w2.len(),
                 n.shift

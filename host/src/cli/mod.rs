@@ -336,6 +336,15 @@ pub fn positive(text: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// clap value parser of a fraction in (0, 1].
+#[cfg(feature = "sim")]
+pub fn fraction(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        _ => Err(format!("expected a fraction in (0, 1], not '{text}'")),
+    }
+}
+
 /// clap value parser of a percentage in 0..=100.
 #[cfg(feature = "hdl")]
 pub fn percent(text: &str) -> std::result::Result<f64, String> {

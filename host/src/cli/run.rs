@@ -454,7 +454,6 @@ pub fn run(a: RunArgs) -> Result<()> {
                 &LoadOptions {
                     bits: Some(settings[0].clone()),
                     residency: Residency::KeepPaged,
-                    fusion: None,
                 },
             )?;
             println!(

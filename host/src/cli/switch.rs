@@ -100,7 +100,6 @@ fn nested_switch(
         &LoadOptions {
             bits: Some(vec![from; n_layers]),
             residency,
-            fusion: None,
         },
     )?;
     let (a, b) = (vec![from; n_layers], vec![to; n_layers]);

@@ -304,6 +304,7 @@ pub fn mlp_gate(q: &QModel, set: &Dataset, n: usize) -> caq_model::adaptive::Gat
     v.sort();
     caq_model::adaptive::GateNet {
         grid: 1,
+        row_step: 1,
         hidden: 1,
         w1,
         b1: vec![0],

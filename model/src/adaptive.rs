@@ -246,7 +246,7 @@ impl LayerCodes {
 /// Which codes of a `[C, H, W]` first-layer output the gate's [`features`] sum: a `grid × grid`
 /// partition of each plane into cells, and within each cell every `row_step`-th row from the
 /// cell's first (`row_step = 1`: every code).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sampling {
     pub grid: usize,
     pub row_step: usize,
@@ -387,30 +387,19 @@ where
 }
 
 /// Whether `x` is small enough for [`affine`]'s i64 arithmetic over `x.len()` terms: every
-/// |x| ≤ (2^31 − 1) / 2^⌈log2 len⌉ (so each fits an i32), and a sum of len products with 32-bit
-/// weights stays within 2^62.
+/// |x| ≤ 2^31 / 2^⌈log2 len⌉, so that a sum of len products with 32-bit weights stays within
+/// 2^62.
 fn fits_narrow(x: &[i64]) -> bool {
-    let limit = (i32::MAX as u64) >> x.len().next_power_of_two().trailing_zeros();
+    let limit = (1u64 << 31) >> x.len().next_power_of_two().trailing_zeros();
     x.iter().all(|v| v.unsigned_abs() <= limit)
 }
 
-/// `x` as `i32` when [`fits_narrow`] (every value then fits), for [`affine`]'s fast path.
-fn narrowed(x: &[i64]) -> Option<Vec<i32>> {
-    fits_narrow(x).then(|| x.iter().map(|&v| v as i32).collect())
-}
-
-/// `b + Σ w·x`, exact: in i64 over 32×32-bit products when `narrow` (`x` [`narrowed`]) and
-/// |b| < 2^62 rule out overflow (the common case, and several times faster: no checks, and the
-/// loop vectorizes to widening multiply-adds), in i128 otherwise.
-fn affine(b: i64, w: &[i32], x: &[i64], narrow: Option<&[i32]>) -> i128 {
-    if let Some(x) = narrow
-        && b.unsigned_abs() < 1 << 62
-    {
-        let dot: i64 = w
-            .iter()
-            .zip(x)
-            .map(|(&w, &x)| i64::from(w) * i64::from(x))
-            .sum();
+/// `b + Σ w·x`, exact: in i64 when `narrow` ([`fits_narrow`] of `x`) and |b| < 2^62 rule out
+/// overflow (the common case, and several times faster: no checks, the loop vectorizes), in
+/// i128 otherwise.
+fn affine(b: i64, w: &[i32], x: &[i64], narrow: bool) -> i128 {
+    if narrow && b.unsigned_abs() < 1 << 62 {
+        let dot: i64 = w.iter().zip(x).map(|(&w, &x)| i64::from(w) * x).sum();
         i128::from(b + dot)
     } else {
         w.iter().zip(x).fold(i128::from(b), |a, (&w, &x)| {
@@ -486,7 +475,7 @@ impl GateNet {
         let shape = q.gate_shape;
         let bad = |what: String| Err(ModelError::arg("gate network", what));
         if let Err(e) = self.sampling().check(shape) {
-            return bad(format!("for a first-layer output of {shape:?}: {e}"));
+            return bad(format!("for the gate's map of {shape:?}: {e}"));
         }
         let d = self.feature_count(shape);
         if d > GATE_MAX_FEATURES || self.hidden == 0 || self.hidden > GATE_MAX_HIDDEN {
@@ -531,27 +520,22 @@ impl GateNet {
     pub fn choose(&self, f: &[i64]) -> usize {
         let d = f.len();
         debug_assert_eq!(self.w1.len(), self.hidden * d);
-        let narrow = narrowed(f);
+        let narrow = fits_narrow(f);
         let h: Vec<i64> = (0..self.hidden)
             .map(|j| {
-                let pre = affine(
-                    self.b1[j],
-                    &self.w1[j * d..(j + 1) * d],
-                    f,
-                    narrow.as_deref(),
-                );
+                let pre = affine(self.b1[j], &self.w1[j * d..(j + 1) * d], f, narrow);
                 // Saturated to i64 (`GateNet`'s rule); non-negative after the ReLU.
                 (pre.max(0) >> self.shift).min(i128::from(i64::MAX)) as i64
             })
             .collect();
-        let narrow = narrowed(&h);
+        let narrow = fits_narrow(&h);
         let mut best = (0, i128::MIN);
         for k in 0..self.codebook.len() {
             let s = affine(
                 self.b2[k],
                 &self.w2[k * self.hidden..(k + 1) * self.hidden],
                 &h,
-                narrow.as_deref(),
+                narrow,
             );
             if s > best.1 {
                 best = (k, s);

@@ -38,7 +38,7 @@ fn adaptive_policy(q: &QModel, set: &Dataset, count: usize) -> AdaptivePolicy {
             thresholds: vec![common::median_margin(q, &stages[0], set, n)],
             stages,
         }),
-        network: Some(common::mlp_gate(q, set, n)),
+        network: Some(common::mlp_gate(q, set, n).into()),
     }
 }
 

@@ -893,7 +893,7 @@ impl<D: Device> Accelerator<D> {
             (Err(e), None) => return Err(e.into()),
         };
         let gate_ops = match policy {
-            Adaptive::Network(n) => n.ops(gate_shape),
+            Adaptive::Network(n) => n.net().ops(gate_shape),
             Adaptive::Cascade(_) => 0,
         };
         let output = run::read_output(&mut self.dev, &loaded_ref(&self.loaded)?.program)?;

@@ -1,16 +1,17 @@
 //! The host cost of an input-adaptive decision per inference: the gate network's features and
-//! choice (`caq_model::adaptive::GateNet::choose_for`) and the cascade's confidence
+//! choice (`caq_model::adaptive::PreparedGate::choose_for`, as every backend runs it) and the cascade's confidence
 //! (`caq_model::adaptive::margin`), at the shapes `caq gate --adaptive` builds for the MNIST
 //! LeNet (pool1's output 16×12×12, a 2×2 grid: 64 features; `gate_network_conv1*` read conv1's
 //! 16×24×24 output instead, as schema 2 bundles did, every row or every third) and the digits
 //! MLP (the first dense layer's 128 codes),
 //! on the bytes the driver reads from the device (`gate_network_*`) and on the i32 codes of the
-//! golden model and the CPU backend (`*_codes`). The cost does not depend
+//! golden model and the CPU backend (`*_codes`); `*_choice` is the choice alone from the features
+//! (`*_choice_reference`: the reference integer arithmetic, `GateNet::choose`). The cost does not depend
 //! on the weights' values, so they are seeded random. Run: `cargo bench -p caq-host --bench gate`; docs/gates.md sets the times beside an
 //! inference's.
 
 use caq_host::adaptive::network::{CODEBOOK, HIDDEN, sampling};
-use caq_model::adaptive::{GateNet, LayerCodes, Sampling, margin};
+use caq_model::adaptive::{GateNet, LayerCodes, PreparedGate, Sampling, margin};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
@@ -64,7 +65,7 @@ fn benches(c: &mut Criterion) {
             sampling([128, 1, 1], None).expect("MLP shape"),
         ),
     ] {
-        let n = net(&mut rng, shape[0] * s.grid * s.grid, s);
+        let n = PreparedGate::new(net(&mut rng, shape[0] * s.grid * s.grid, s));
         let codes: Vec<i32> = (0..shape.iter().product::<usize>())
             .map(|_| rng.random_range(0..256))
             .collect();
@@ -85,6 +86,17 @@ fn benches(c: &mut Criterion) {
             g.bench_function(format!("{name}{form}_features"), |b| {
                 b.iter(|| black_box(black_box(codes).features(shape, s).expect("shape")))
             });
+            // The choice alone, from the features: the prepared gate's f64 hidden layer and the
+            // reference integer arithmetic it must equal.
+            let f = codes.features(shape, s).expect("shape");
+            if form.is_empty() {
+                g.bench_function(format!("{name}_choice"), |b| {
+                    b.iter(|| black_box(n.choose(black_box(&f))))
+                });
+                g.bench_function(format!("{name}_choice_reference"), |b| {
+                    b.iter(|| black_box(n.net().choose(black_box(&f))))
+                });
+            }
             g.bench_function(format!("{name}{form}"), |b| {
                 b.iter(|| black_box(n.choose_for(black_box(codes), shape).expect("shape")))
             });

@@ -15,7 +15,7 @@ use caq_driver::energy::EnergyModel;
 use caq_host::adaptive::cascade::{self, Prices};
 use caq_host::adaptive::{PassPricer, Scored};
 use caq_host::gates::Limits;
-use caq_model::adaptive::{self, Adaptive, Cascade, GateNet, GoldenAdaptive};
+use caq_model::adaptive::{self, Adaptive, Cascade, GateNet, GoldenAdaptive, PreparedGate};
 use caq_model::bundle;
 use caq_model::data::Dataset;
 use caq_model::qmodel::{Gate, QModel};
@@ -165,7 +165,7 @@ fn random_gate(
     sampling: adaptive::Sampling,
     codebook: Vec<Vec<u8>>,
     rng: &mut impl Rng,
-) -> GateNet {
+) -> PreparedGate {
     let layout = adaptive::Layout::of(q).unwrap();
     let (d, hidden, k) = (
         layout.gate_shape[0] * sampling.grid * sampling.grid,
@@ -209,7 +209,7 @@ fn random_gate(
         };
         let first = net.choose(&feats[0]);
         if feats.iter().any(|f| net.choose(f) != first) {
-            return net;
+            return net.into();
         }
     }
     panic!("no draw of 100 splits the images");
@@ -286,7 +286,7 @@ fn a_gate_network_reads_a_first_pool_the_device_cannot_run() {
 #[test]
 fn a_gate_network_on_the_mlp_splits_its_only_segment_after_the_first_layer() {
     let (q, set) = mlp_model();
-    let net = mlp_gate(&q, &set, 40);
+    let net = PreparedGate::new(mlp_gate(&q, &set, 40));
     let hist = check(&q, &set, 40, Adaptive::Network(&net));
     assert!(hist.iter().all(|&h| h > 0), "{hist:?}");
     // Two STARTs where the static setting needs one: the pricer charges both.
@@ -504,7 +504,7 @@ fn adaptive_inference_on_the_rtl_is_the_golden_one() {
     };
     let hist = check_on(rtl(), false, &cfg, &q, &set, 12, Adaptive::Cascade(&c));
     assert!(hist.iter().all(|&h| h > 0), "cascade: {hist:?}");
-    let net = mlp_gate(&q, &set, 12);
+    let net = PreparedGate::new(mlp_gate(&q, &set, 12));
     let hist = check_on(rtl(), false, &cfg, &q, &set, 12, Adaptive::Network(&net));
     assert!(hist.iter().all(|&h| h > 0), "gate network: {hist:?}");
 }

@@ -9,7 +9,8 @@
 //! - a **learned gate network** ([`GateNet`]): after the first weight layer (and the max pool
 //!   that alone reads it, if there is one: [`gate_node`]), a small integer network over
 //!   statistics of its output codes ([`features`]) picks one of a few settings (its codebook),
-//!   which share the first layer's level; the rest of the network runs at it.
+//!   which share the first layer's level; the rest of the network runs at it. Backends decide
+//!   with its [`PreparedGate`], the same choice computed faster.
 //!
 //! Every decision is made on integers (output codes, integer features, integer weights), so the
 //! same input gives the same setting wherever the outputs are bit-exact: the golden executor, the
@@ -229,16 +230,23 @@ impl LayerCodes {
 
     /// [`features`] of these codes: the same values whichever form they are held in.
     pub fn features(&self, shape: Shape3, s: Sampling) -> Result<Vec<i64>> {
+        // Bytes are summed in 16-bit lanes (twice as many per vector as 32-bit ones) while no
+        // column sum can leave them: at most 255 rows of codes of at most 255 (or −128) each.
+        let narrow = s.check(shape).is_ok() && s.rows_per_cell(shape[1]) <= 255;
         match self {
             LayerCodes::Codes(c) => features(c, shape, s),
             LayerCodes::Bytes {
                 bytes,
                 signed: false,
-            } => cell_sums(bytes, shape, s, |b| byte_code(b, false)),
+            } if narrow => cell_sums(bytes, shape, s, |b| byte_code(b, false) as u16),
             LayerCodes::Bytes {
                 bytes,
                 signed: true,
-            } => cell_sums(bytes, shape, s, |b| byte_code(b, true)),
+            } if narrow => cell_sums(bytes, shape, s, |b| byte_code(b, true) as i16),
+            LayerCodes::Bytes { bytes, signed } => {
+                let signed = *signed;
+                cell_sums(bytes, shape, s, move |b| byte_code(b, signed))
+            }
         }
     }
 }
@@ -274,6 +282,16 @@ impl Sampling {
         cuts.windows(2)
             .flat_map(|c| (c[0]..c[1]).step_by(self.row_step.max(1)))
             .collect()
+    }
+
+    /// The most rows any cell of a plane of `h` rows sums.
+    pub fn rows_per_cell(self, h: usize) -> usize {
+        let step = self.row_step.max(1);
+        self.cuts(h)
+            .windows(2)
+            .map(|c| (c[1] - c[0]).div_ceil(step))
+            .max()
+            .unwrap_or(0)
     }
 
     /// How many codes of a `shape` tensor the features sum (each read once).
@@ -313,9 +331,10 @@ pub fn features(codes: &[i32], shape: Shape3, s: Sampling) -> Result<Vec<i64>> {
 }
 
 /// [`features`] of codes of type `T`, each widened to `A` by `widen` for the column sums (`A`
-/// narrower than `i64` only for 8-bit codes: a column sum in `i32` is exact over up to 2^23
-/// rows, and taller planes are summed in `i64`, the same values, only slower).
-fn cell_sums<T: Copy, A>(
+/// narrower than `i64` only for 8-bit codes: 16 bits when a cell sums at most 255 rows, see
+/// [`LayerCodes::features`]; a column sum in `i32` is exact over up to 2^23 rows, and taller
+/// planes are summed in `i64`, the same values, only slower).
+fn cell_sums<T: Copy + Default, A>(
     codes: &[T],
     shape: Shape3,
     s: Sampling,
@@ -349,7 +368,28 @@ where
 }
 
 /// [`cell_sums`]' sums, its arguments checked.
-fn column_pass<T: Copy, A>(
+fn column_pass<T: Copy + Default, A>(
+    codes: &[T],
+    shape: Shape3,
+    s: Sampling,
+    widen: impl Fn(T) -> A + Copy,
+) -> Vec<i64>
+where
+    A: Copy + Default + std::ops::AddAssign + Into<i64>,
+{
+    // Rows of up to 16 or 32 codes are summed as whole vectors of that many lanes (the gate's
+    // host time is mostly these sums, and a loop over a 12-code row does not vectorize).
+    match shape[2] {
+        0..=16 => lane_pass::<T, A, 16>(codes, shape, s, widen),
+        17..=32 => lane_pass::<T, A, 32>(codes, shape, s, widen),
+        _ => lane_pass::<T, A, 0>(codes, shape, s, widen),
+    }
+}
+
+/// [`column_pass`] with the column sums of each row accumulated `L` lanes at a time: each row's
+/// first `L` codes are added whole (the lanes past the row's `W` codes hold the next row's and
+/// are never read), so `L ≥ W`; `L = 0` adds exactly `W` lanes per row.
+fn lane_pass<T: Copy + Default, A, const L: usize>(
     codes: &[T],
     shape: Shape3,
     s: Sampling,
@@ -360,26 +400,48 @@ where
 {
     let [c, h, w] = shape;
     let grid = s.grid;
-    // Each cell row's column sums are accumulated a whole row at a time (no division, no
-    // per-cell slice per row: the adds vectorize, and the gate's host time is mostly this),
-    // then cut into cells.
+    let lanes = if L == 0 { w } else { L };
+    // Per plane, each cell row's column sums are accumulated a row at a time, then all cut
+    // into cells at once.
     let (rows, cols) = (s.cuts(h), s.cuts(w));
     let mut f = vec![0i64; c * grid * grid];
-    let mut col = vec![A::default(); w];
-    for (ch, plane) in codes.chunks_exact(h * w).enumerate() {
-        for i in 0..grid {
-            col.fill(A::default());
-            for row in plane[rows[i] * w..rows[i + 1] * w]
-                .chunks_exact(w)
-                .step_by(s.row_step)
-            {
-                for (a, &v) in col.iter_mut().zip(row) {
-                    *a += widen(v);
+    let mut col = vec![A::default(); grid * lanes];
+    // The last rows of the tensor, padded to L codes.
+    let mut tail = [T::default(); L];
+    for (ch, out) in f.chunks_exact_mut(grid * grid).enumerate() {
+        col.fill(A::default());
+        for (i, acc) in col.chunks_exact_mut(lanes).enumerate() {
+            let ys = (rows[i]..rows[i + 1]).step_by(s.row_step);
+            if L == 0 {
+                for y in ys {
+                    let at = (ch * h + y) * w;
+                    for (a, &v) in acc.iter_mut().zip(&codes[at..at + w]) {
+                        *a += widen(v);
+                    }
+                }
+                continue;
+            }
+            // In registers while the rows are added (not through `acc`, which the compiler
+            // then adds a lane at a time).
+            let mut sum = [A::default(); L];
+            for y in ys {
+                let at = (ch * h + y) * w;
+                let row: &[T; L] = match codes[at..].first_chunk::<L>() {
+                    Some(r) => r,
+                    None => {
+                        tail[..w].copy_from_slice(&codes[at..at + w]);
+                        &tail
+                    }
+                };
+                for l in 0..L {
+                    sum[l] += widen(row[l]);
                 }
             }
-            let cell = &mut f[(ch * grid + i) * grid..(ch * grid + i + 1) * grid];
-            for (j, out) in cell.iter_mut().enumerate() {
-                *out = col[cols[j]..cols[j + 1]].iter().map(|&a| a.into()).sum();
+            acc.copy_from_slice(&sum);
+        }
+        for (acc, cells) in col.chunks_exact(lanes).zip(out.chunks_exact_mut(grid)) {
+            for (j, cell) in cells.iter_mut().enumerate() {
+                *cell = acc[cols[j]..cols[j + 1]].iter().map(|&a| a.into()).sum();
             }
         }
     }
@@ -516,25 +578,33 @@ impl GateNet {
     }
 
     /// The codebook index for features `f` (from [`features`]); `f` must have
-    /// [`GateNet::feature_count`] entries.
+    /// [`GateNet::feature_count`] entries. The reference arithmetic, exact for any values;
+    /// [`PreparedGate::choose`] gives the same index faster.
     pub fn choose(&self, f: &[i64]) -> usize {
         let d = f.len();
         debug_assert_eq!(self.w1.len(), self.hidden * d);
         let narrow = fits_narrow(f);
         let h: Vec<i64> = (0..self.hidden)
-            .map(|j| {
-                let pre = affine(self.b1[j], &self.w1[j * d..(j + 1) * d], f, narrow);
-                // Saturated to i64 (`GateNet`'s rule); non-negative after the ReLU.
-                (pre.max(0) >> self.shift).min(i128::from(i64::MAX)) as i64
-            })
+            .map(|j| self.unit(affine(self.b1[j], &self.w1[j * d..(j + 1) * d], f, narrow)))
             .collect();
-        let narrow = fits_narrow(&h);
+        self.pick(&h)
+    }
+
+    /// Hidden unit value of pre-activation `pre`: ReLU, shift, saturated to i64 (`GateNet`'s
+    /// rule).
+    fn unit(&self, pre: i128) -> i64 {
+        (pre.max(0) >> self.shift).min(i128::from(i64::MAX)) as i64
+    }
+
+    /// The codebook index of the highest score (the first on a tie) over hidden units `h`.
+    fn pick(&self, h: &[i64]) -> usize {
+        let narrow = fits_narrow(h);
         let mut best = (0, i128::MIN);
         for k in 0..self.codebook.len() {
             let s = affine(
                 self.b2[k],
                 &self.w2[k * self.hidden..(k + 1) * self.hidden],
-                &h,
+                h,
                 narrow,
             );
             if s > best.1 {
@@ -542,22 +612,6 @@ impl GateNet {
             }
         }
         best.0
-    }
-
-    /// The codebook index for the first layer's output `codes` of `shape`.
-    pub fn choose_for(&self, codes: &LayerCodes, shape: Shape3) -> Result<usize> {
-        let f = codes.features(shape, self.sampling())?;
-        if f.len() * self.hidden != self.w1.len() {
-            return Err(ModelError::arg(
-                "gate network",
-                format!(
-                    "{} features from {shape:?}, the network reads {}",
-                    f.len(),
-                    self.w1.len() / self.hidden.max(1)
-                ),
-            ));
-        }
-        Ok(self.choose(&f))
     }
 
     /// Integer operations of one choice: feature additions (one per code read), then
@@ -569,6 +623,138 @@ impl GateNet {
             + (self.codebook.len() * self.hidden) as u64
     }
 }
+
+/// A [`GateNet`] ready to decide fast, its first layer's weights also held transposed
+/// (`[feature][hidden]`) as `f64`: the hidden layer is then one vectorized multiply-add of all
+/// hidden units per feature. Exact: a weight (|w| ≤ 2^31) times a feature is an integer, and
+/// when the bitwise OR of all |feature| (at least the largest) times the largest Σ|w| over one
+/// hidden unit's weights is below 2^53, every product and partial sum is an integer below 2^53, which `f64` holds exactly
+/// whatever the order of the additions; otherwise the decision falls back to
+/// [`GateNet::choose`]. Either way the index is [`GateNet::choose`]'s.
+///
+/// Serialized as its [`GateNet`] (the transposed weights are derived on reading).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(from = "GateNet", into = "GateNet")]
+pub struct PreparedGate {
+    net: GateNet,
+    /// `w1` transposed, `[feature][hidden]`; empty when `w1` is not `hidden ×` a whole number of
+    /// features (a network [`GateNet::check`] refuses).
+    w1t: Vec<f64>,
+    /// The largest Σ_i |w1[j][i]| over hidden units j.
+    abs_sum: u64,
+}
+
+impl PreparedGate {
+    pub fn new(net: GateNet) -> PreparedGate {
+        let h = net.hidden;
+        let (mut w1t, mut abs_sum) = (Vec::new(), 0);
+        if h > 0 && !net.w1.is_empty() && net.w1.len().is_multiple_of(h) {
+            let d = net.w1.len() / h;
+            w1t = (0..d * h)
+                .map(|k| f64::from(net.w1[(k % h) * d + k / h]))
+                .collect();
+            abs_sum = net
+                .w1
+                .chunks_exact(d)
+                .map(|r| r.iter().map(|w| u64::from(w.unsigned_abs())).sum())
+                .max()
+                .unwrap_or(0);
+        }
+        PreparedGate { net, w1t, abs_sum }
+    }
+
+    pub fn net(&self) -> &GateNet {
+        &self.net
+    }
+
+    /// Hidden units `j..j + B` of features `x` (exact integers in `f64`, bounded as
+    /// [`PreparedGate::choose`] checks) into `units`.
+    fn units<const B: usize>(&self, j: usize, x: &[f64], units: &mut [i64]) {
+        let h = self.net.hidden;
+        let mut acc = [0f64; B];
+        for (w, &x) in self.w1t[j..].chunks(h).zip(x) {
+            // Every chunk but the last holds h ≥ j + B weights, and the last from j holds h − j.
+            if let Some(w) = w.first_chunk::<B>() {
+                for l in 0..B {
+                    acc[l] += w[l] * x;
+                }
+            }
+        }
+        for (l, &a) in acc.iter().enumerate() {
+            units[j + l] = self
+                .net
+                .unit(i128::from(self.net.b1[j + l]) + i128::from(a as i64));
+        }
+    }
+
+    /// [`GateNet::choose`] of `f`: the same index.
+    pub fn choose(&self, f: &[i64]) -> usize {
+        let net = &self.net;
+        let h = net.hidden;
+        // At least the largest |f| and below twice it (an OR vectorizes, a max does not).
+        let m = f.iter().fold(0, |a, v| a | v.unsigned_abs());
+        if self.w1t.is_empty()
+            || self.w1t.len() != h * f.len()
+            || u128::from(m) * u128::from(self.abs_sum) >= 1 << 53
+        {
+            return net.choose(f);
+        }
+        let x: Vec<f64> = f.iter().map(|&v| v as f64).collect();
+        let mut units = vec![0i64; h];
+        // Hidden units in blocks whose sums stay in registers across all features.
+        let mut j = 0;
+        while j + 16 <= h {
+            self.units::<16>(j, &x, &mut units);
+            j += 16;
+        }
+        while j + 4 <= h {
+            self.units::<4>(j, &x, &mut units);
+            j += 4;
+        }
+        while j < h {
+            self.units::<1>(j, &x, &mut units);
+            j += 1;
+        }
+        net.pick(&units)
+    }
+
+    /// The codebook index for the first layer's output `codes` of `shape`.
+    pub fn choose_for(&self, codes: &LayerCodes, shape: Shape3) -> Result<usize> {
+        let net = &self.net;
+        let f = codes.features(shape, net.sampling())?;
+        if f.len() * net.hidden != net.w1.len() {
+            return Err(ModelError::arg(
+                "gate network",
+                format!(
+                    "{} features from {shape:?}, the network reads {}",
+                    f.len(),
+                    net.w1.len() / net.hidden.max(1)
+                ),
+            ));
+        }
+        Ok(self.choose(&f))
+    }
+}
+
+impl From<GateNet> for PreparedGate {
+    fn from(net: GateNet) -> PreparedGate {
+        PreparedGate::new(net)
+    }
+}
+
+impl From<PreparedGate> for GateNet {
+    fn from(p: PreparedGate) -> GateNet {
+        p.net
+    }
+}
+
+impl PartialEq for PreparedGate {
+    fn eq(&self, other: &PreparedGate) -> bool {
+        self.net == other.net
+    }
+}
+
+impl Eq for PreparedGate {}
 
 /// The policies of context class `class` among `policies` (a model's), or an error naming the
 /// classes there are.
@@ -594,7 +780,7 @@ pub struct AdaptivePolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cascade: Option<Cascade>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<GateNet>,
+    pub network: Option<PreparedGate>,
 }
 
 impl AdaptivePolicy {
@@ -605,7 +791,7 @@ impl AdaptivePolicy {
             c.check(q).map_err(ctx)?;
         }
         if let Some(n) = &self.network {
-            n.check(q).map_err(ctx)?;
+            n.net().check(q).map_err(ctx)?;
         }
         Ok(())
     }
@@ -681,7 +867,7 @@ impl AdaptiveKind {
 #[derive(Clone, Copy, Debug)]
 pub enum Adaptive<'a> {
     Cascade(&'a Cascade),
-    Network(&'a GateNet),
+    Network(&'a PreparedGate),
 }
 
 impl Adaptive<'_> {
@@ -691,7 +877,7 @@ impl Adaptive<'_> {
         let layout = Layout::of(q)?;
         match self {
             Adaptive::Cascade(c) => c.check(&layout)?,
-            Adaptive::Network(n) => n.check(&layout)?,
+            Adaptive::Network(n) => n.net().check(&layout)?,
         }
         Ok(layout)
     }
@@ -700,7 +886,7 @@ impl Adaptive<'_> {
     pub fn settings(&self) -> &[Vec<u8>] {
         match self {
             Adaptive::Cascade(c) => &c.stages,
-            Adaptive::Network(n) => &n.codebook,
+            Adaptive::Network(n) => &n.net().codebook,
         }
     }
 }
@@ -917,14 +1103,19 @@ mod tests {
         eprintln!("CAQ_SEED={seed}");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         for i in 0..200 {
-            // Every tenth a dense layer's output (1×1 planes: `features`' shortcut).
+            // Every tenth a dense layer's output (1×1 planes: `features`' shortcut); every
+            // seventh a plane tall enough that a cell may sum more than 255 rows (the bytes'
+            // 32-bit sums); rows of 1..=16, 17..=32 and longer (the three row widths of
+            // `column_pass`).
             let (c, h, w) = if i % 10 == 0 {
                 (rng.random_range(1..200), 1, 1)
+            } else if i % 7 == 0 {
+                (1, rng.random_range(256..700), rng.random_range(1..40))
             } else {
                 (
                     rng.random_range(1..5),
                     rng.random_range(1..30),
-                    rng.random_range(1..30),
+                    rng.random_range(1..45),
                 )
             };
             let grid = rng.random_range(1..=h.min(w));
@@ -934,8 +1125,13 @@ mod tests {
                 rng.random_range(1..=h)
             };
             let s = Sampling { grid, row_step };
+            // Half the tensors at the extremes of the byte codes, where a narrow sum would
+            // overflow first.
             let codes: Vec<i32> = (0..c * h * w)
-                .map(|_| rng.random_range(-128..256))
+                .map(|_| match i % 4 {
+                    0 => [-128, 255][rng.random_range(0..2)],
+                    _ => rng.random_range(-128..256),
+                })
                 .collect();
             // The rule as docs/gates.md states it: row y is in cell row y·grid/H, and it is
             // read when its distance from that cell row's first row is a multiple of the step.
@@ -993,11 +1189,12 @@ mod tests {
     #[test]
     fn the_gate_is_exact_on_both_sides_of_the_narrow_arithmetic() {
         // Magnitudes from tiny to the limits of the types, so that both of `affine`'s paths
-        // run (and the bound between them is crossed), against i128 arithmetic throughout.
+        // run (and the bound between them is crossed), and both of the prepared gate's (f64
+        // and the fallback), against i128 arithmetic throughout.
         let seed: u64 = rand::rng().random();
         eprintln!("CAQ_SEED={seed}");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let (mut narrow, mut wide) = (0, 0);
+        let (mut narrow, mut wide, mut in_f64) = (0, 0, 0);
         for _ in 0..400 {
             let (d, hidden, k) = (
                 rng.random_range(1..70),
@@ -1043,11 +1240,85 @@ mod tests {
                 .collect();
             let want = (0..k).fold(0, |b, c| if scores[c] > scores[b] { c } else { b });
             assert_eq!(net.choose(&f), want, "d {d} hidden {hidden} k {k}");
+            // The prepared gate: its f64 hidden layer where the bound allows, the same index.
+            let abs_sum = (0..hidden)
+                .map(|j| {
+                    (0..d)
+                        .map(|i| net.w1[j * d + i].unsigned_abs() as u128)
+                        .sum()
+                })
+                .max()
+                .unwrap_or(0u128);
+            let m = f.iter().fold(0, |a, v| a | v.unsigned_abs()) as u128;
+            if m * abs_sum < 1 << 53 {
+                in_f64 += 1;
+            }
+            let prepared = PreparedGate::new(net);
+            assert_eq!(
+                prepared.choose(&f),
+                want,
+                "prepared: d {d} hidden {hidden} k {k}"
+            );
         }
         assert!(
             narrow > 20 && wide > 20,
             "paths: narrow {narrow}, wide {wide}"
         );
+        assert!(
+            in_f64 > 20 && in_f64 < 380,
+            "prepared gate's f64 path in {in_f64} of 400"
+        );
+    }
+
+    #[test]
+    fn the_prepared_gate_is_exact_to_the_last_unit() {
+        // Each hidden unit set against a threshold at its exact value and one above, so that a
+        // unit off by one flips the choice; near the bound of the f64 path (sums up to 2^53).
+        let seed: u64 = rand::rng().random();
+        eprintln!("CAQ_SEED={seed}");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        for _ in 0..200 {
+            let (d, hidden) = (rng.random_range(1..140), rng.random_range(1..40));
+            let w1: Vec<i32> = (0..hidden * d).map(|_| rng.random()).collect();
+            let abs_sum: u128 = (0..hidden)
+                .map(|j| (0..d).map(|i| w1[j * d + i].unsigned_abs() as u128).sum())
+                .max()
+                .unwrap();
+            // The largest |f| with OR(|f|) · Σ|w| < 2^53: a power of two minus one.
+            let bits = 127 - ((1u128 << 53) / abs_sum).leading_zeros();
+            let top = (1i64 << bits) - 1;
+            let f: Vec<i64> = (0..d).map(|_| rng.random_range(-top..=top)).collect();
+            let b1: Vec<i64> = (0..hidden)
+                .map(|_| rng.random_range(-1 << 40..1 << 40))
+                .collect();
+            let j = rng.random_range(0..hidden);
+            let exact = (0..d).fold(i128::from(b1[j]), |a, i| {
+                a + i128::from(w1[j * d + i]) * i128::from(f[i])
+            });
+            let unit = i64::try_from(exact.max(0)).unwrap();
+            for (above, want) in [(0, 0), (1, 1)] {
+                let mut w2 = vec![0; 2 * hidden];
+                w2[j] = 1;
+                let net = GateNet {
+                    grid: 1,
+                    row_step: 1,
+                    hidden,
+                    w1: w1.clone(),
+                    b1: b1.clone(),
+                    shift: 0,
+                    w2,
+                    b2: vec![0, unit + above],
+                    codebook: vec![vec![8]; 2],
+                };
+                assert_eq!(net.choose(&f), want, "reference, d {d} hidden {hidden}");
+                let p = PreparedGate::new(net);
+                assert_eq!(
+                    p.choose(&f),
+                    want,
+                    "prepared, d {d} hidden {hidden} unit {j}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -256,7 +256,7 @@ pub fn build_adaptive(
         policies.push(AdaptivePolicy {
             class: g.name.clone(),
             cascade: casc.as_ref().map(|c| c.cascade.clone()),
-            network: net.as_ref().map(|n| n.network.clone()),
+            network: net.as_ref().map(|n| n.network.clone().into()),
         });
         classes.push(ClassBuild {
             class: g.name.clone(),

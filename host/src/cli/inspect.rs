@@ -2,7 +2,7 @@
 
 use super::{table, write_json};
 use anyhow::{Context, Result};
-use caq_model::adaptive::AdaptivePolicy;
+use caq_model::adaptive::{AdaptivePolicy, PreparedGate};
 use caq_model::bundle::Bundle;
 use clap::Args;
 use serde::Serialize;
@@ -256,7 +256,7 @@ fn print_adaptive(policies: &[AdaptivePolicy]) {
                 ]);
             }
         }
-        if let Some(n) = &p.network {
+        if let Some(n) = p.network.as_ref().map(PreparedGate::net) {
             let shape = format!(
                 "{}×{} grid per channel{}, {} hidden, {} weights, shift {}",
                 n.grid,

@@ -10,7 +10,7 @@
 //! on the weights' values, so they are seeded random. Run: `cargo bench -p caq-host --bench gate`; docs/gates.md sets the times beside an
 //! inference's.
 
-use caq_host::adaptive::network::{CODEBOOK, HIDDEN, sampling};
+use caq_host::adaptive::network::{CODEBOOK, hidden_units, sampling};
 use caq_model::adaptive::{GateNet, LayerCodes, PreparedGate, Sampling, margin};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
@@ -18,18 +18,19 @@ use std::hint::black_box;
 use std::time::Duration;
 
 fn net(rng: &mut impl Rng, d: usize, s: Sampling) -> GateNet {
+    let hidden = hidden_units(d);
     GateNet {
         grid: s.grid,
         row_step: s.row_step,
-        hidden: HIDDEN,
-        w1: (0..HIDDEN * d)
+        hidden,
+        w1: (0..hidden * d)
             .map(|_| rng.random_range(-1 << 20..1 << 20))
             .collect(),
-        b1: (0..HIDDEN)
+        b1: (0..hidden)
             .map(|_| rng.random_range(-1 << 30..1 << 30))
             .collect(),
         shift: 10,
-        w2: (0..CODEBOOK * HIDDEN)
+        w2: (0..CODEBOOK * hidden)
             .map(|_| rng.random_range(-1 << 20..1 << 20))
             .collect(),
         b2: vec![0; CODEBOOK],

@@ -284,14 +284,10 @@ impl Sampling {
             .collect()
     }
 
-    /// The most rows any cell of a plane of `h` rows sums.
+    /// The most rows any cell of a plane of `h` rows sums: ⌈⌈H / grid⌉ / row_step⌉ (the tallest
+    /// cell row has ⌈H / grid⌉ rows, and a cell row of r rows sums ⌈r / row_step⌉ of them).
     pub fn rows_per_cell(self, h: usize) -> usize {
-        let step = self.row_step.max(1);
-        self.cuts(h)
-            .windows(2)
-            .map(|c| (c[1] - c[0]).div_ceil(step))
-            .max()
-            .unwrap_or(0)
+        h.div_ceil(self.grid.max(1)).div_ceil(self.row_step.max(1))
     }
 
     /// How many codes of a `shape` tensor the features sum (each read once).
@@ -667,23 +663,34 @@ impl PreparedGate {
         &self.net
     }
 
-    /// Hidden units `j..j + B` of features `x` (exact integers in `f64`, bounded as
+    /// Hidden units `j..j + B` of features `f` (exact integers in `f64`, bounded as
     /// [`PreparedGate::choose`] checks) into `units`.
-    fn units<const B: usize>(&self, j: usize, x: &[f64], units: &mut [i64]) {
+    fn units<const B: usize, const S: usize>(&self, j: usize, f: &[i64], units: &mut [i64]) {
         let h = self.net.hidden;
-        let mut acc = [0f64; B];
-        for (w, &x) in self.w1t[j..].chunks(h).zip(x) {
-            // Every chunk but the last holds h ≥ j + B weights, and the last from j holds h − j.
-            if let Some(w) = w.first_chunk::<B>() {
-                for l in 0..B {
-                    acc[l] += w[l] * x;
+        // S sets of sums, taking the features in turn, so that S · B lanes (16) add
+        // independently rather than each waiting for its last add; summed at the end (exact:
+        // every partial sum is bounded as the whole is).
+        let mut acc = [[0f64; B]; S];
+        let mut rows = self.w1t[j..].chunks(h).zip(f);
+        'features: loop {
+            for a in acc.iter_mut() {
+                let Some((w, &x)) = rows.next() else {
+                    break 'features;
+                };
+                let x = x as f64;
+                // Every chunk but the last holds h ≥ j + B weights, the last from j h − j.
+                if let Some(w) = w.first_chunk::<B>() {
+                    for l in 0..B {
+                        a[l] += w[l] * x;
+                    }
                 }
             }
         }
-        for (l, &a) in acc.iter().enumerate() {
+        for l in 0..B {
+            let sum: f64 = acc.iter().map(|a| a[l]).sum();
             units[j + l] = self
                 .net
-                .unit(i128::from(self.net.b1[j + l]) + i128::from(a as i64));
+                .unit(i128::from(self.net.b1[j + l]) + i128::from(sum as i64));
         }
     }
 
@@ -699,20 +706,23 @@ impl PreparedGate {
         {
             return net.choose(f);
         }
-        let x: Vec<f64> = f.iter().map(|&v| v as f64).collect();
         let mut units = vec![0i64; h];
         // Hidden units in blocks whose sums stay in registers across all features.
         let mut j = 0;
         while j + 16 <= h {
-            self.units::<16>(j, &x, &mut units);
+            self.units::<16, 1>(j, f, &mut units);
             j += 16;
         }
+        while j + 8 <= h {
+            self.units::<8, 2>(j, f, &mut units);
+            j += 8;
+        }
         while j + 4 <= h {
-            self.units::<4>(j, &x, &mut units);
+            self.units::<4, 4>(j, f, &mut units);
             j += 4;
         }
         while j < h {
-            self.units::<1>(j, &x, &mut units);
+            self.units::<1, 8>(j, f, &mut units);
             j += 1;
         }
         net.pick(&units)
@@ -1157,6 +1167,17 @@ mod tests {
                 "{c}×{h}×{w} {s:?}"
             );
             assert_eq!(s.codes_read([c, h, w]), read, "{c}×{h}×{w} {s:?}");
+            // The tallest cell's sampled rows, as the bytes' 16-bit sums rely on.
+            let tallest = (0..grid)
+                .map(|i| {
+                    (0..h)
+                        .filter(|&y| y * grid / h == i)
+                        .count()
+                        .div_ceil(row_step)
+                })
+                .max()
+                .unwrap();
+            assert_eq!(s.rows_per_cell(h), tallest, "{h} rows, {s:?}");
             // The rows it reads are the rows the rule above sums.
             let rows = s.rows(h);
             assert_eq!(

@@ -21,8 +21,16 @@ use caq_spec::PerfCounters;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-/// Hidden units of the gate network.
-pub const HIDDEN: usize = 16;
+/// The gate network's hidden units for `d` features: as many as keep its first layer within
+/// [`GATE_MACS`] multiply-adds, between 4 and 16 (the LeNet's 64 features: 16; the digits MLP's
+/// 128 codes: 8). The first layer is most of a decision's arithmetic, which must stay a small
+/// part of an inference (docs/gates.md, "Switching and decision cost per inference").
+pub fn hidden_units(d: usize) -> usize {
+    (GATE_MACS / d.max(1)).clamp(4, 16)
+}
+
+/// Multiply-adds of a gate network's first layer at most, when 4 hidden units allow it.
+pub const GATE_MACS: usize = 1024;
 /// Codebook entries at most.
 pub const CODEBOOK: usize = 6;
 const EPOCHS: usize = 40;
@@ -178,7 +186,7 @@ impl Adam {
 fn train(x: &[Vec<f64>], miss: &[Vec<f64>], energy: &[f64], lambda: f64, seed: u64) -> FloatNet {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let (n, d, k) = (x.len(), x[0].len(), energy.len());
-    let mut net = FloatNet::new(d, HIDDEN, k, &mut rng);
+    let mut net = FloatNet::new(d, hidden_units(d), k, &mut rng);
     let mut adam = Adam {
         m: net.params().iter().map(|p| vec![0.0; p.len()]).collect(),
         v: net.params().iter().map(|p| vec![0.0; p.len()]).collect(),
@@ -217,15 +225,16 @@ fn train(x: &[Vec<f64>], miss: &[Vec<f64>], energy: &[f64], lambda: f64, seed: u
                 let dz: Vec<f64> = (0..k)
                     .map(|j| s[j] * (c[j] - mean_c) / tau / chunk.len() as f64)
                     .collect();
-                let mut dh = [0.0; HIDDEN];
+                let h = net.h;
+                let mut dh = vec![0.0; h];
                 for j in 0..k {
                     g[3][j] += dz[j];
-                    for u in 0..HIDDEN {
-                        g[2][j * HIDDEN + u] += dz[j] * hid[u];
-                        dh[u] += dz[j] * net.w2[j * HIDDEN + u];
+                    for u in 0..h {
+                        g[2][j * h + u] += dz[j] * hid[u];
+                        dh[u] += dz[j] * net.w2[j * h + u];
                     }
                 }
-                for u in 0..HIDDEN {
+                for u in 0..h {
                     if a[u] <= 0.0 {
                         continue;
                     }

@@ -232,7 +232,7 @@ impl LayerCodes {
     pub fn features(&self, shape: Shape3, s: Sampling) -> Result<Vec<i64>> {
         // Bytes are summed in 16-bit lanes (twice as many per vector as 32-bit ones) while no
         // column sum can leave them: at most 255 rows of codes of at most 255 (or −128) each.
-        let narrow = s.check(shape).is_ok() && s.rows_per_cell(shape[1]) <= 255;
+        let narrow = s.rows_per_cell(shape[1]) <= 255;
         match self {
             LayerCodes::Codes(c) => features(c, shape, s),
             LayerCodes::Bytes {

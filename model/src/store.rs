@@ -251,6 +251,18 @@ impl TensorFile {
         Ok((info.dtype, info.shape.clone(), data))
     }
 
+    /// Every tensor of the file, checked, in [`TensorFile::tensor_names`]' order, as tensors to
+    /// write (a file rewritten with the same tensors under another document).
+    pub fn out_tensors(&self) -> Result<Vec<OutTensor>> {
+        self.tensor_names()
+            .into_iter()
+            .map(|n| {
+                let (dtype, shape, bytes) = self.tensor(&n)?;
+                Ok(OutTensor::raw(n, dtype, shape, bytes.to_vec()))
+            })
+            .collect()
+    }
+
     /// Checks, from the header alone, that the file holds exactly these tensors with these
     /// dtypes and shapes (each with a checksum entry), naming the first that is missing, extra or
     /// different.

@@ -140,32 +140,11 @@ fn rewrite_with_doc(path: &Path, q: &QModel, edit: impl FnOnce(&mut serde_json::
     bundle::write(path, q).unwrap();
     let f = store::TensorFile::open(path).unwrap();
     let mut doc = f.doc().clone();
-    let mut tensors = Vec::new();
-    for name in tensor_names(&doc) {
-        let (dtype, shape, data) = f.tensor(&name).unwrap();
-        tensors.push(store::OutTensor::raw(name, dtype, shape, data.to_vec()));
-    }
+    let tensors = f.out_tensors().unwrap();
     drop(f);
     edit(&mut doc);
     store::write_atomic(path, &doc, &tensors).unwrap();
     open_err(path)
-}
-
-fn tensor_names(doc: &serde_json::Value) -> Vec<String> {
-    let mut names = Vec::new();
-    for l in doc["layers"].as_array().unwrap() {
-        let n = l["name"].as_str().unwrap();
-        for g in l["plane_groups"].as_array().unwrap() {
-            names.push(g["tensor"].as_str().unwrap().to_string());
-        }
-        for t in ["bias", "requant_mult", "requant_shift", "scale"] {
-            names.push(format!("{n}.{t}"));
-        }
-        if !l["group_size"].is_null() {
-            names.push(format!("{n}.group_mult"));
-        }
-    }
-    names
 }
 
 #[test]

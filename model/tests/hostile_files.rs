@@ -6,7 +6,7 @@
 use caq_model::bundle::{self, Bundle};
 use caq_model::graph::FloatModel;
 use caq_model::qmodel::{self, QModel, QuantizeConfig};
-use caq_model::store::{self, OutTensor, TensorFile};
+use caq_model::store::{self, TensorFile};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -30,14 +30,7 @@ fn tiny_bundle(dir: &Path) -> (QModel, PathBuf) {
 fn rewrite(src: &Path, dst: &Path, edit: impl FnOnce(&mut Value)) {
     let f = TensorFile::open(src).unwrap();
     let mut doc = f.doc().clone();
-    let tensors: Vec<OutTensor> = f
-        .tensor_names()
-        .iter()
-        .map(|n| {
-            let (dtype, shape, bytes) = f.tensor(n).unwrap();
-            OutTensor::raw(n.clone(), dtype, shape, bytes.to_vec())
-        })
-        .collect();
+    let tensors = f.out_tensors().unwrap();
     edit(&mut doc);
     store::write_atomic(dst, &doc, &tensors).unwrap();
 }
@@ -255,15 +248,8 @@ fn a_removed_tensor_is_named_as_itself() {
     let (_, good) = tiny_bundle(dir.path());
     let f = TensorFile::open(&good).unwrap();
     let doc = f.doc().clone();
-    let tensors: Vec<OutTensor> = f
-        .tensor_names()
-        .iter()
-        .filter(|n| *n != "conv1.requant_shift")
-        .map(|n| {
-            let (dtype, shape, bytes) = f.tensor(n).unwrap();
-            OutTensor::raw(n.clone(), dtype, shape, bytes.to_vec())
-        })
-        .collect();
+    let mut tensors = f.out_tensors().unwrap();
+    tensors.retain(|t| t.name != "conv1.requant_shift");
     drop(f);
     let case = dir.path().join("case.caqb");
     store::write_atomic(&case, &doc, &tensors).unwrap();

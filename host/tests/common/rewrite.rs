@@ -19,17 +19,10 @@ pub fn rewrite_parts(
     edit_doc: impl FnOnce(&mut serde_json::Value),
     edit_tensors: impl FnOnce(&mut Vec<caq_model::store::OutTensor>),
 ) {
-    use caq_model::store::{self, OutTensor, TensorFile};
+    use caq_model::store::{self, TensorFile};
     let f = TensorFile::open(src).unwrap();
     let mut doc = f.doc().clone();
-    let mut tensors: Vec<OutTensor> = f
-        .tensor_names()
-        .iter()
-        .map(|n| {
-            let (dtype, shape, bytes) = f.tensor(n).unwrap();
-            OutTensor::raw(n.clone(), dtype, shape, bytes.to_vec())
-        })
-        .collect();
+    let mut tensors = f.out_tensors().unwrap();
     edit_doc(&mut doc);
     edit_tensors(&mut tensors);
     store::write_atomic(dst, &doc, &tensors).unwrap();

@@ -9,6 +9,11 @@
 //! round-to-nearest, so at the end of training the integer model is the model the last step saw
 //! (up to the activations, which stay float here: caq's activations are 8-bit, and their
 //! calibration happens after training as for any float model).
+//!
+//! The bundle shipped is then composed level by level from the lowest up (`finetune_nested`):
+//! each level's codes are chosen on validation images among the joint training's, a full-bit
+//! fine-tune's, the starting model's and a fine-tune of that level alone on the bundle's scales
+//! and within the nesting band the level below leaves it (`finetune_level`).
 
 use crate::data::Dataset;
 use crate::error::{ModelError, Result};
@@ -18,7 +23,7 @@ use crate::qmodel::{self, QLayer, QModel, QuantizeConfig};
 use crate::quant::{Rounding, WeightQuantConfig, code_range, scale_at};
 use crate::train::{Net, Schedule, as_f32, candle_accuracy, candle_err, check_inputs, run_epochs};
 use candle_core::{Device, Tensor};
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -153,6 +158,122 @@ pub fn finetune(
     progress: bool,
 ) -> Result<(FloatModel, QatReport)> {
     cfg.check()?;
+    let layers = weight_layers(model);
+    let wcfg = WeightQuantConfig {
+        bits: cfg.levels[0],
+        rounding: Rounding::Nearest,
+        group_size: cfg.group_size,
+        clip_search: false,
+    };
+    train_levels(model, model, train_set, cfg, false, progress, |net| {
+        fake_weights(net, &layers, &wcfg, cfg)
+    })
+}
+
+/// Fine-tunes `start` for one level of the nested bundle `q` alone, on `q`'s grid: level `j`
+/// (`q.levels()[j]`, b bits) with `cfg`'s recipe, every step's forward pass seeing each weight
+/// layer's b-bit codes on `q`'s scales (nearest, in the signed b-bit range), kept within one step
+/// of `below[layer]` (the codes already chosen for the level under it, when there is one: the
+/// nesting rule, `nested::nearest_nested`), the difference passed straight through. Biases are
+/// held, because the bundle keeps its own; the teacher of the distillation is `teacher`.
+#[allow(clippy::too_many_arguments)]
+pub fn finetune_level(
+    start: &FloatModel,
+    teacher: &FloatModel,
+    q: &QModel,
+    j: usize,
+    below: &[Option<Array2<i32>>],
+    train_set: &Dataset,
+    cfg: &QatConfig,
+    progress: bool,
+) -> Result<(FloatModel, QatReport)> {
+    let levels = q.levels();
+    let (Some(&n), Some(&b)) = (levels.first(), levels.get(j)) else {
+        return Err(ModelError::arg(
+            "level",
+            format!("no level {j} in the bundle's {levels:?}"),
+        ));
+    };
+    let l = levels.get(j + 1).map(|&c| b - c);
+    let one = QatConfig {
+        levels: vec![b],
+        level_weights: vec![1.0],
+        ..cfg.clone()
+    };
+    one.check()?;
+    if start.params.len() != q.layers.len() || below.len() != q.layers.len() {
+        return Err(ModelError::arg(
+            "start",
+            format!(
+                "the model has {} nodes, the bundle {}, the codes below {}",
+                start.params.len(),
+                q.layers.len(),
+                below.len()
+            ),
+        ));
+    }
+    let layers = weight_layers(start);
+    train_levels(start, teacher, train_set, &one, true, progress, |net| {
+        let mut out = vec![None; net.graph.nodes.len()];
+        for &(i, _) in &layers {
+            let (Some((w, _)), Some(layer)) = (&net.params[i], &q.layers[i]) else {
+                continue;
+            };
+            let w = w.as_tensor();
+            let wa = tensor_matrix(w)?;
+            let mut codes = grid_codes(wa.view(), layer, n, b)?;
+            if let (Some(l), Some(under)) = (l, &below[i]) {
+                codes = nested::nearest_nested(codes.view(), under.view(), l, b);
+            }
+            let unit = f32::from(1u16 << (n - b));
+            let delta: Vec<f32> = codes
+                .indexed_iter()
+                .map(|((r, k), &c)| {
+                    c as f32 * scale_at(&layer.channel_scale, layer.groups.as_ref(), r, k) * unit
+                        - wa[(r, k)]
+                })
+                .collect();
+            let delta = Tensor::from_vec(delta, wa.dim(), &Device::Cpu).map_err(candle_err)?;
+            out[i] = Some((w + delta).map_err(candle_err)?);
+        }
+        Ok(vec![out])
+    })
+}
+
+/// The weight nodes of `model`'s graph and their kernel lengths.
+fn weight_layers(model: &FloatModel) -> Vec<(usize, usize)> {
+    model
+        .graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| n.op.weight_matrix_dims().map(|(_, _, kl)| (i, kl)))
+        .collect()
+}
+
+/// A weight tensor `[rows, k]` as a matrix.
+fn tensor_matrix(w: &Tensor) -> Result<Array2<f32>> {
+    let (rows, k) = w.dims2().map_err(candle_err)?;
+    let flat = w
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(candle_err)?;
+    Array2::from_shape_vec((rows, k), flat).map_err(|e| ModelError::Train(e.to_string()))
+}
+
+/// The training loop of [`finetune`] and [`finetune_level`]: from `model`, each step runs the
+/// batch once per level of `cfg` with that level's weights from `fake` and minimises the
+/// level-weighted mean of the (distilled, from `teacher`) cross-entropies; biases are held when
+/// `hold_biases`.
+fn train_levels(
+    model: &FloatModel,
+    teacher: &FloatModel,
+    train_set: &Dataset,
+    cfg: &QatConfig,
+    hold_biases: bool,
+    progress: bool,
+    mut fake: impl FnMut(&Net) -> Result<Vec<Vec<Option<Tensor>>>>,
+) -> Result<(FloatModel, QatReport)> {
     check_inputs(train_set, cfg.batch_size, cfg.lr, cfg.weight_decay)?;
     if train_set.shape != model.graph.input_shape {
         return Err(ModelError::arg(
@@ -168,22 +289,9 @@ pub fn finetune(
     // The teacher: a frozen copy of the starting model (its variables are not optimised).
     let alpha = f64::from(cfg.distill);
     let teacher = if alpha > 0.0 {
-        Some(Net::from_model(model)?)
+        Some(Net::from_model(teacher)?)
     } else {
         None
-    };
-    let layers: Vec<(usize, usize)> = net
-        .graph
-        .nodes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, n)| n.op.weight_matrix_dims().map(|(_, _, kl)| (i, kl)))
-        .collect();
-    let wcfg = WeightQuantConfig {
-        bits: cfg.levels[0],
-        rounding: Rounding::Nearest,
-        group_size: cfg.group_size,
-        clip_search: false,
     };
     let weight_sum: f32 = cfg.level_weights.iter().sum();
     let schedule = Schedule {
@@ -195,11 +303,16 @@ pub fn finetune(
     };
     let (xs, ys) = as_f32(train_set);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let vars = if hold_biases {
+        net.weight_vars()
+    } else {
+        net.vars()
+    };
     // A quantizer error (e.g. a region size that does not divide K) surfaces as a candle error
     // inside the loop; keep the original to report it as it was.
     let mut quant_error: Option<ModelError> = None;
     let result = run_epochs(
-        &net,
+        vars,
         train_set,
         &xs,
         &ys,
@@ -207,7 +320,7 @@ pub fn finetune(
         &mut rng,
         progress,
         |x, y| {
-            let per_level = match fake_weights(&net, &layers, &wcfg, cfg) {
+            let per_level = match fake(&net) {
                 Ok(w) => w,
                 Err(e) => {
                     let msg = e.to_string();
@@ -311,13 +424,20 @@ fn score(q: &QModel, bits: u8, set: &Dataset) -> Result<(f64, f64)> {
     Ok((100.0 * hits as f64 / n, loss / n))
 }
 
+/// Makes a level's own candidate in [`compose_levels`]: given the level's index and, per layer,
+/// the codes chosen for the level below it (None for the lowest level and for nodes without
+/// weights), a float model whose weights on the bundle's grid are that level's candidate codes.
+pub type LevelTuner<'a> = dyn Fn(usize, &[Option<Array2<i32>>]) -> Result<FloatModel> + 'a;
+
 /// Chooses each level's codes of the nested bundle `q` on the validation set `val`, from the
-/// lowest level up. The candidates for level b are `q`'s own b-bit codes (named `own`) and, per
-/// anchor float model, its weights rounded to nearest on b-bit grid of `q`'s scales; each is
-/// projected onto the codes already chosen for the level below (`nested::nearest_nested`: at
-/// most one lower-level step away), and the most accurate at b on `val` is kept (on a tie, the
-/// one with the lower cross-entropy; then the earlier). The scales, biases, activations and requantization of `q` are kept,
-/// so the result is a bundle of the same format; only which codes it stores changes.
+/// lowest level up. The candidates for level b are `q`'s own b-bit codes (named `own`), per
+/// anchor float model its weights rounded to nearest on b-bit grid of `q`'s scales, and, with a
+/// `tune`r, the model it makes for that level from the codes chosen below (named [`LEVEL`]);
+/// each is projected onto the codes already chosen for the level below
+/// (`nested::nearest_nested`: at most one lower-level step away), and the most accurate at b on
+/// `val` is kept (on a tie, the one with the lower cross-entropy; then the earlier). The scales,
+/// biases, activations and requantization of `q` are kept, so the result is a bundle of the same
+/// format; only which codes it stores changes.
 ///
 /// Why this works: nesting ties a level to the one below it only within one lower-level step
 /// (the residual's range), so the full-bit codes can follow a model tuned for full bits while
@@ -326,6 +446,7 @@ pub fn compose_levels(
     q: &QModel,
     own: &str,
     anchors: &[(&str, &FloatModel)],
+    tune: Option<&LevelTuner>,
     val: &Dataset,
 ) -> Result<(QModel, Vec<LevelChoice>)> {
     let levels = q.levels().to_vec();
@@ -367,7 +488,21 @@ pub fn compose_levels(
     for j in (0..levels.len()).rev() {
         let b = levels[j];
         let mut names = vec![own.to_string()];
-        names.extend(anchors.iter().map(|(name, _)| name.to_string()));
+        let mut models: Vec<&FloatModel> = Vec::with_capacity(anchors.len() + 1);
+        for (name, m) in anchors {
+            names.push(name.to_string());
+            models.push(m);
+        }
+        let tuned;
+        if let Some(tune) = tune {
+            let below: Vec<Option<Array2<i32>>> = chosen
+                .iter()
+                .map(|c| c.as_ref().and_then(|c| c.get(j + 1).cloned()))
+                .collect();
+            tuned = tune(j, &below)?;
+            names.push(LEVEL.to_string());
+            models.push(&tuned);
+        }
         let mut accs = Vec::with_capacity(names.len());
         let mut losses = Vec::with_capacity(names.len());
         let mut best: Option<(usize, LevelCodes)> = None;
@@ -378,7 +513,7 @@ pub fn compose_levels(
                     continue;
                 };
                 if c > 0 {
-                    codes[j] = anchor_codes(anchors[c - 1].1, i, layer, n, b)?;
+                    codes[j] = anchor_codes(models[c - 1], i, layer, n, b)?;
                 }
                 nest_upward(&levels, codes, j);
             }
@@ -408,8 +543,8 @@ pub fn compose_levels(
     Ok((model, choices))
 }
 
-/// The anchor's weights of layer `i` as `b`-bit codes on the layer's full-bit scales: nearest
-/// to `w / (scale · 2^(n−b))`, in the signed b-bit range.
+/// The anchor's weights of layer `i` as `b`-bit codes on the layer's full-bit scales
+/// ([`grid_codes`]).
 fn anchor_codes(m: &FloatModel, i: usize, layer: &QLayer, n: u8, b: u8) -> Result<Array2<i32>> {
     let Some(p) = &m.params[i] else {
         return Err(ModelError::Layer {
@@ -417,19 +552,25 @@ fn anchor_codes(m: &FloatModel, i: usize, layer: &QLayer, n: u8, b: u8) -> Resul
             what: "the anchor model has no weights here".into(),
         });
     };
+    grid_codes(p.weight.view(), layer, n, b)
+}
+
+/// Weights `w` of `layer` as `b`-bit codes on the layer's full-bit (`n`-bit) scales: nearest to
+/// `w / (scale · 2^(n−b))`, in the signed b-bit range.
+fn grid_codes(w: ArrayView2<f32>, layer: &QLayer, n: u8, b: u8) -> Result<Array2<i32>> {
     let dim = layer.weights.groups[0].codes.dim();
-    if p.weight.dim() != dim {
+    if w.dim() != dim {
         return Err(ModelError::Shape {
-            context: format!("anchor weights of layer {}", layer.name),
+            context: format!("weights of layer {}", layer.name),
             expected: format!("{dim:?}"),
-            found: format!("{:?}", p.weight.dim()),
+            found: format!("{:?}", w.dim()),
         });
     }
     let (lo, hi) = code_range(b);
     let unit = f32::from(1u16 << (n - b));
     Ok(Array2::from_shape_fn(dim, |(r, k)| {
         let s = scale_at(&layer.channel_scale, layer.groups.as_ref(), r, k) * unit;
-        ((p.weight[(r, k)] / s).round() as i32).clamp(lo, hi)
+        ((w[(r, k)] / s).round() as i32).clamp(lo, hi)
     }))
 }
 
@@ -471,6 +612,8 @@ pub struct NestedQat {
 pub const JOINT: &str = "joint QAT";
 pub const TOP: &str = "full-bit QAT";
 pub const START: &str = "starting model";
+/// The level's own fine-tune on the bundle's grid, nested on the level below ([`finetune_level`]).
+pub const LEVEL: &str = "level QAT";
 
 /// The level weights [`finetune_nested`] tries when none are given: all levels alike, and the
 /// levels of 4 bits and fewer alone (the higher levels are then left to the full-bit candidates,
@@ -498,7 +641,8 @@ pub struct WeightTrial {
 /// The nested recipe: fine-tune the top level alone; for each of `weight_candidates` (level
 /// weights; `cfg.level_weights` replaced), fine-tune `cfg.levels` jointly ([`finetune`]),
 /// quantize with `qcfg` and choose every level's codes on `val` from the joint bundle, the
-/// full-bit fine-tune and the starting model ([`compose_levels`]); keep the composed bundle
+/// full-bit fine-tune, the starting model and each level's own fine-tune on the bundle's grid
+/// ([`compose_levels`], [`finetune_level`]); keep the composed bundle
 /// with the highest mean validation accuracy over the levels (the first on a tie).
 /// `val` must not overlap `train_set`; nothing here looks at a held-out test set.
 pub fn finetune_nested(
@@ -531,7 +675,16 @@ pub fn finetune_nested(
         };
         let (tuned, report) = finetune(model, train_set, &c, progress)?;
         let joint = qmodel::quantize(&tuned, train_set, qcfg)?;
-        let (bundle, choices) = compose_levels(&joint, JOINT, &[(TOP, &top), (START, model)], val)?;
+        let tune = |j: usize, below: &[Option<Array2<i32>>]| {
+            finetune_level(&tuned, model, &joint, j, below, train_set, cfg, progress).map(|r| r.0)
+        };
+        let (bundle, choices) = compose_levels(
+            &joint,
+            JOINT,
+            &[(TOP, &top), (START, model)],
+            Some(&tune),
+            val,
+        )?;
         let mean = choices
             .iter()
             .map(|c| c.val_accuracy_pct[c.chosen])
@@ -573,13 +726,7 @@ fn fake_weights(
             continue;
         };
         let w = w.as_tensor();
-        let (rows, k) = w.dims2().map_err(candle_err)?;
-        let flat = w
-            .flatten_all()
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(candle_err)?;
-        let wa = Array2::from_shape_vec((rows, k), flat)
-            .map_err(|e| ModelError::Train(e.to_string()))?;
+        let wa = tensor_matrix(w)?;
         let fq = nested::fake_quantize(wa.view(), kernel_len, wcfg, &cfg.levels, cfg.nest_clip)
             .map_err(|e| ModelError::Layer {
                 layer: net.graph.nodes[i].name.clone(),
@@ -587,7 +734,7 @@ fn fake_weights(
             })?;
         for (level, q) in fq.into_iter().enumerate() {
             let delta: Vec<f32> = q.iter().zip(wa.iter()).map(|(q, w)| q - w).collect();
-            let delta = Tensor::from_vec(delta, (rows, k), &Device::Cpu).map_err(candle_err)?;
+            let delta = Tensor::from_vec(delta, wa.dim(), &Device::Cpu).map_err(candle_err)?;
             out[level][i] = Some((w + delta).map_err(candle_err)?);
         }
     }
@@ -681,6 +828,65 @@ mod tests {
     }
 
     #[test]
+    fn a_level_fine_tune_lifts_its_level_on_the_bundles_grid_and_holds_the_biases() {
+        let (train_set, test) = digits_split();
+        let (model, _) = train(&train_set, &TrainConfig::default_for(Arch::Mlp), false).unwrap();
+        let cfg = QatConfig {
+            epochs: 3,
+            ..QatConfig::new(&[8, 4, 2])
+        };
+        let q = quantize(&model, &train_set, &cfg.quantize_config()).unwrap();
+        let at = |q: &QModel, b: u8| qmodel::int_accuracy(q, &q.uniform_bits(b), &test).unwrap();
+        // The lowest level alone (nothing below it), then the 4-bit level on its codes.
+        let none = vec![None; q.layers.len()];
+        let (low, report) =
+            finetune_level(&model, &model, &q, 2, &none, &train_set, &cfg, false).unwrap();
+        assert_eq!(report.level_losses.len(), 1);
+        for (a, b) in low.params.iter().zip(&model.params) {
+            if let (Some(a), Some(b)) = (a, b) {
+                assert_eq!(a.bias, b.bias, "biases are the bundle's");
+                assert_ne!(a.weight, b.weight);
+            }
+        }
+        let (composed, choices) =
+            compose_levels(&q, "ptq", &[("level", &low)], None, &train_set).unwrap();
+        let (before, after) = (at(&q, 2), at(&composed, 2));
+        eprintln!("digits MLP 2-bit on the PTQ grid: {before:.2} % -> {after:.2} % ({choices:?})");
+        assert!(after > before + 1.0, "2-bit {before} -> {after}");
+        // The 4-bit level tuned on the chosen 2-bit codes: every code it rounds to during
+        // training nests on them, so its rounded weights lie within one 2-bit step but for the
+        // drift of the last steps.
+        let below: Vec<Option<Array2<i32>>> = composed
+            .layers
+            .iter()
+            .map(|l| {
+                l.as_ref()
+                    .map(|l| l.weights.effective_codes(2).unwrap().mapv(|c| c >> 6))
+            })
+            .collect();
+        let (mid, _) = finetune_level(
+            &model, &model, &composed, 1, &below, &train_set, &cfg, false,
+        )
+        .unwrap();
+        let (mut inside, mut all) = (0usize, 0usize);
+        for (i, l) in composed.layers.iter().enumerate() {
+            let (Some(l), Some(under)) = (l, &below[i]) else {
+                continue;
+            };
+            let codes = anchor_codes(&mid, i, l, 8, 4).unwrap();
+            let nested = nested::nearest_nested(codes.view(), under.view(), 2, 4);
+            inside += codes.iter().zip(&nested).filter(|(a, b)| a == b).count();
+            all += codes.len();
+        }
+        assert!(
+            inside as f64 > 0.99 * all as f64,
+            "{inside} of {all} codes nest"
+        );
+        let err = finetune_level(&model, &model, &q, 3, &none, &train_set, &cfg, false);
+        assert!(err.unwrap_err().to_string().contains("no level 3"));
+    }
+
+    #[test]
     fn chosen_levels_nest_and_keep_the_top_level_at_least_at_ptq() {
         let all = data::digits().unwrap();
         let (train_all, test) = all.stratified_split(360, 0).unwrap();
@@ -743,8 +949,16 @@ mod tests {
                 l.weights
             );
         }
-        // The lowest level is the joint training's own (the anchors are not tuned for it).
-        assert_eq!(done.choices[2].candidates[done.choices[2].chosen], JOINT);
+        // Every level had its own fine-tune as a candidate; the lowest level is the joint
+        // training's or its own (the anchors are not tuned for it).
+        for c in &done.choices {
+            assert_eq!(c.candidates, [JOINT, TOP, START, LEVEL], "{c:?}");
+        }
+        let low = &done.choices[2];
+        assert!(
+            [JOINT, LEVEL].contains(&low.candidates[low.chosen].as_str()),
+            "{low:?}"
+        );
         let (top, ptq8) = (acc(&done.bundle, 8, &test), acc(&ptq, 8, &test));
         let (low, ptq2) = (acc(&done.bundle, 2, &test), acc(&ptq, 2, &test));
         eprintln!(

@@ -258,11 +258,20 @@ impl Net {
         })
     }
 
-    fn vars(&self) -> Vec<Var> {
+    pub(crate) fn vars(&self) -> Vec<Var> {
         self.params
             .iter()
             .flatten()
             .flat_map(|(w, b)| [w.clone(), b.clone()])
+            .collect()
+    }
+
+    /// The weight matrices alone (biases held).
+    pub(crate) fn weight_vars(&self) -> Vec<Var> {
+        self.params
+            .iter()
+            .flatten()
+            .map(|(w, _)| w.clone())
             .collect()
     }
 
@@ -481,7 +490,7 @@ fn fit(train_set: &Dataset, cfg: &TrainConfig, progress: bool) -> Result<(Net, T
     };
     let (xs, ys) = as_f32(train_set);
     let final_loss = run_epochs(
-        &net,
+        net.vars(),
         train_set,
         &xs,
         &ys,
@@ -513,13 +522,13 @@ pub(crate) struct Schedule {
     pub(crate) prefix: String,
 }
 
-/// The training loop shared by `train` and `finetune`: AdamW over `net`'s variables on a per-step
-/// cosine schedule, one shuffle of `rng` per epoch. `step_loss` gives a batch's loss and any
-/// parts it wants averaged (e.g. one loss per nesting level). Returns the last epoch's mean
-/// loss and mean parts.
+/// The training loop shared by `train` and `finetune`: AdamW over `vars` (a network's variables,
+/// all or some) on a per-step cosine schedule, one shuffle of `rng` per epoch. `step_loss` gives
+/// a batch's loss and any parts it wants averaged (e.g. one loss per nesting level). Returns the
+/// last epoch's mean loss and mean parts.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_epochs(
-    net: &Net,
+    vars: Vec<Var>,
     set: &Dataset,
     xs: &[f32],
     ys: &[u32],
@@ -529,7 +538,7 @@ pub(crate) fn run_epochs(
     mut step_loss: impl FnMut(&Tensor, &Tensor) -> candle_core::Result<(Tensor, Vec<f32>)>,
 ) -> Result<(f32, Vec<f32>)> {
     let mut opt = AdamW::new(
-        net.vars(),
+        vars,
         ParamsAdamW {
             lr: s.lr,
             weight_decay: s.weight_decay,

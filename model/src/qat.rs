@@ -221,23 +221,34 @@ pub fn finetune_level(
             };
             let w = w.as_tensor();
             let wa = tensor_matrix(w)?;
-            let mut codes = grid_codes(wa.view(), layer, n, b)?;
-            if let (Some(l), Some(under)) = (l, &below[i]) {
-                codes = nested::nearest_nested(codes.view(), under.view(), l, b);
-            }
-            let unit = f32::from(1u16 << (n - b));
-            let delta: Vec<f32> = codes
-                .indexed_iter()
-                .map(|((r, k), &c)| {
-                    c as f32 * scale_at(&layer.channel_scale, layer.groups.as_ref(), r, k) * unit
-                        - wa[(r, k)]
-                })
-                .collect();
+            let nest = l.zip(below[i].as_ref());
+            let fq = level_fake_quantize(wa.view(), layer, n, b, nest)?;
+            let delta: Vec<f32> = fq.iter().zip(wa.iter()).map(|(q, w)| q - w).collect();
             let delta = Tensor::from_vec(delta, wa.dim(), &Device::Cpu).map_err(candle_err)?;
             out[i] = Some((w + delta).map_err(candle_err)?);
         }
         Ok(vec![out])
     })
+}
+
+/// What [`finetune_level`]'s forward pass sees of weights `w`: their `b`-bit codes on `layer`'s
+/// scales ([`grid_codes`]), kept within one step of the level below when `nest` gives its shift
+/// `l` and codes (`nested::nearest_nested`), times the scale of a b-bit step.
+fn level_fake_quantize(
+    w: ArrayView2<f32>,
+    layer: &QLayer,
+    n: u8,
+    b: u8,
+    nest: Option<(u8, &Array2<i32>)>,
+) -> Result<Array2<f32>> {
+    let mut codes = grid_codes(w, layer, n, b)?;
+    if let Some((l, under)) = nest {
+        codes = nested::nearest_nested(codes.view(), under.view(), l, b);
+    }
+    let unit = f32::from(1u16 << (n - b));
+    Ok(Array2::from_shape_fn(codes.dim(), |(r, k)| {
+        codes[(r, k)] as f32 * scale_at(&layer.channel_scale, layer.groups.as_ref(), r, k) * unit
+    }))
 }
 
 /// The weight nodes of `model`'s graph and their kernel lengths.
@@ -882,6 +893,31 @@ mod tests {
             inside as f64 > 0.99 * all as f64,
             "{inside} of {all} codes nest"
         );
+        // What the forward pass sees: on the grid, and nested on the codes below even where
+        // the weights would round outside the band (here every 2-bit code is taken as zero).
+        for (i, l) in composed.layers.iter().enumerate() {
+            let (Some(l), Some(p)) = (l, &model.params[i]) else {
+                continue;
+            };
+            let zeros = Array2::<i32>::zeros(p.weight.dim());
+            let seen = level_fake_quantize(p.weight.view(), l, 8, 4, Some((2, &zeros))).unwrap();
+            let free = level_fake_quantize(p.weight.view(), l, 8, 4, None).unwrap();
+            let mut clamped = 0usize;
+            for ((r, k), &v) in seen.indexed_iter() {
+                let step = scale_at(&l.channel_scale, l.groups.as_ref(), r, k) * 16.0;
+                let code = v / step;
+                assert!(
+                    (code - code.round()).abs() < 1e-4,
+                    "layer {i} ({r},{k}) off the grid: {code}"
+                );
+                assert!(
+                    (-4.0..=3.0).contains(&code.round()),
+                    "layer {i} ({r},{k}): {code}"
+                );
+                clamped += usize::from(v != free[(r, k)]);
+            }
+            assert!(clamped > 0, "layer {i}: the band clamped nothing");
+        }
         let err = finetune_level(&model, &model, &q, 3, &none, &train_set, &cfg, false);
         assert!(err.unwrap_err().to_string().contains("no level 3"));
     }

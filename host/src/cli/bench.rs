@@ -253,11 +253,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
     };
     let storage = storage(&float, &q, &split.train, &qcfg, &a.work)?;
 
+    let carved;
     let choice = match a.val_images {
-        Some(n) => super::carve_val(&split.train, n, a.data.split_seed)?.1,
-        None => split.train.clone(),
+        Some(n) => {
+            carved = super::carve_val(&split.train, n, a.data.split_seed)?.1;
+            &carved
+        }
+        None => &split.train,
     };
-    let build = adapt::build_gates(&mut q, &float, &choice, &cfg, &em, &policy, a.images)?;
+    let build = adapt::build_gates(&mut q, &float, choice, &cfg, &em, &policy, a.images)?;
     let bundle_path = a.work.join("lenet.caqb");
     bundle::write(&bundle_path, &q)?;
     let gates = GateTable::new(&q, &float, &build, &split.test, &cfg, &em)?;

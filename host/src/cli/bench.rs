@@ -122,6 +122,8 @@ struct BenchReport {
     clock_mhz: f64,
     array: String,
     levels: Vec<u8>,
+    /// The weight layers by kind, e.g. "2 Conv2d + 2 Dense".
+    layers: String,
     macs_per_image: u64,
     storage: Storage,
     gates: GateTable,
@@ -142,6 +144,28 @@ fn median_us(mut v: Vec<Duration>) -> f64 {
 }
 
 /// Multiply-accumulates of one image: per weight layer, outputs × K.
+/// The model's weight layers counted by kind, in the order each kind first appears: "2 Conv2d
+/// + 2 Dense".
+fn layer_kinds(q: &QModel) -> String {
+    let mut kinds: Vec<(&str, usize)> = Vec::new();
+    for n in &q.graph.nodes {
+        let kind = match n.op {
+            caq_model::graph::Op::Conv2d { .. } => "Conv2d",
+            caq_model::graph::Op::Dense { .. } => "Dense",
+            _ => continue,
+        };
+        match kinds.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, count)) => *count += 1,
+            None => kinds.push((kind, 1)),
+        }
+    }
+    kinds
+        .iter()
+        .map(|(k, c)| format!("{c} {k}"))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
 fn macs(q: &QModel) -> Result<u64> {
     let shapes = q.graph.shapes()?;
     Ok(q.weight_layers()
@@ -278,6 +302,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         clock_mhz: cfg.clock_mhz,
         array: format!("{}x{}", cfg.array.rows, cfg.array.cols),
         levels,
+        layers: layer_kinds(&q),
         macs_per_image: macs(&q)?,
         storage,
         gates,
@@ -493,13 +518,14 @@ fn markdown(r: &BenchReport, a: &BenchArgs) -> String {
     );
     let _ = writeln!(
         s,
-        "Model: LeNet-style CNN (`{}`), {} MACs per image; data {} ({} held-out images); \
+        "Model: `{}` ({} weight layers), {} MACs per image; data {} ({} held-out images); \
          accelerator `{}` ({} array at {} MHz); nesting levels {}. Accuracy is the golden integer \
          model's top-1 (the device models agree with it bit for bit). Energy is the **energy \
          model** over the counters the device's timing model predicts (`configs/energy/`, \
          docs/energy.md), not a measurement; *dynamic* is the part the precision changes, *total* \
          adds the chip's static power over the inference's device time.\n",
         r.model.display(),
+        r.layers,
         r.macs_per_image,
         r.dataset,
         r.gates.test_images,

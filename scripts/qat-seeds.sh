@@ -57,8 +57,8 @@ def table($rep):
   + "| nested − PTQ | " + ([by($rep; methods[2]).accuracy_pct, by($rep; methods[0]).accuracy_pct] | transpose | map(.[0] - .[1] | sf) | join(" | ")) + " |\n\n"
   + "Joint level weights (mean validation top-1 of the composed bundle): "
   + ($rep.weight_trials | map("\(.level_weights) \(.val_mean_pct | f)") | join(", ")) + "; kept \($rep.level_weights).\n\n"
-  + "Codes kept per level (validation accuracy of each candidate; the starting model is the base, kept unless beaten beyond noise): "
-  + ($rep.choices | map("\(.bits)-bit \(.candidates[.chosen])\(if .base == null or .base == .chosen then "" else ", beats the base" end) (" + ([.candidates, .val_accuracy_pct] | transpose | map("\(.[0]) \(.[1] | f)") | join(", ")) + ")") | join("; ")) + ".\n";
+  + "Codes kept per level (validation accuracy of each candidate): "
+  + ($rep.choices | map("\(.bits)-bit \(.candidates[.chosen]) (" + ([.candidates, .val_accuracy_pct] | transpose | map("\(.[0]) \(.[1] | f)") | join(", ")) + ")") | join("; ")) + ".\n";
 def stats($reps; $i):
   [$reps[] | by(.; methods[$i]).accuracy_pct] | transpose
   | map((add / length) as $m | "\($m | f) ± \(((map(. - $m | . * .) | add) / length | sqrt) | f)") | join(" | ");

@@ -404,25 +404,12 @@ pub struct LevelChoice {
     /// Mean cross-entropy of the integer logits (times the output scale) on the validation set:
     /// breaks ties in accuracy, which a small or easy validation set has often.
     pub val_loss: Vec<f64>,
-    /// Index into `candidates`: the most accurate, the lowest loss among those (of the base and
-    /// the candidates that beat it beyond noise, when there is a base).
+    /// Index into `candidates`: the most accurate, the lowest loss among those.
     pub chosen: usize,
-    /// Index into `candidates` of the base: the candidate kept unless another beats it on the
-    /// validation images beyond noise ([`beats_beyond_noise`]); `None`: the most accurate wins.
-    #[serde(default)]
-    pub base: Option<usize>,
 }
 
-/// What one candidate scored on the validation set at one level.
-struct Score {
-    acc: f64,
-    loss: f64,
-    /// Per image: the top-1 class is the label.
-    hits: Vec<bool>,
-}
-
-/// Top-1 %, mean cross-entropy and per-image hits of `q` run at `bits` on every layer.
-fn score(q: &QModel, bits: u8, set: &Dataset) -> Result<Score> {
+/// Top-1 % and mean cross-entropy of `q` run at `bits` on every layer.
+fn score(q: &QModel, bits: u8, set: &Dataset) -> Result<(f64, f64)> {
     let ex = q.executor(&q.uniform_bits(bits))?;
     let scale = q.acts.last().map_or(1.0, |a| f64::from(a.scale));
     let per = qmodel::par_map(set.len(), |i| {
@@ -438,34 +425,14 @@ fn score(q: &QModel, bits: u8, set: &Dataset) -> Result<Score> {
             (qmodel::argmax(&z) == y, ce)
         })
     });
-    let mut hits = Vec::with_capacity(set.len());
-    let mut loss = 0.0f64;
+    let (mut hits, mut loss) = (0usize, 0.0f64);
     for r in per {
         let (hit, ce) = r?;
-        hits.push(hit);
+        hits += usize::from(hit);
         loss += ce;
     }
     let n = set.len().max(1) as f64;
-    let right = hits.iter().filter(|&&h| h).count();
-    Ok(Score {
-        acc: 100.0 * right as f64 / n,
-        loss: loss / n,
-        hits,
-    })
-}
-
-/// Whether a candidate with per-image hits `c` beats the `base` candidate by more than the
-/// validation set can be trusted to tell apart: of the images on which exactly one of the two
-/// is right, the candidate wins `w` and loses `l`, and it beats the base when
-/// `w − l > sqrt(w + l)`, one standard error of the paired difference (the sign test's,
-/// McNemar's). Two candidates that differ on a handful of images are a tie.
-pub fn beats_beyond_noise(c: &[bool], base: &[bool]) -> bool {
-    let (mut w, mut l) = (0usize, 0usize);
-    for (&a, &b) in c.iter().zip(base) {
-        w += usize::from(a && !b);
-        l += usize::from(!a && b);
-    }
-    w > l && ((w - l) as f64) > ((w + l) as f64).sqrt()
+    Ok((100.0 * hits as f64 / n, loss / n))
 }
 
 /// Makes a level's own candidate in [`compose_levels`]: given the level's index and, per layer,
@@ -479,9 +446,7 @@ pub type LevelTuner<'a> = dyn Fn(usize, &[Option<Array2<i32>>]) -> Result<FloatM
 /// `tune`r, the model it makes for that level from the codes chosen below (named [`LEVEL`]);
 /// each is projected onto the codes already chosen for the level below
 /// (`nested::nearest_nested`: at most one lower-level step away), and the most accurate at b on
-/// `val` is kept (on a tie, the one with the lower cross-entropy; then the earlier). With
-/// `keep`, that candidate is the base: it is kept unless another beats it on `val` beyond noise
-/// ([`beats_beyond_noise`]), and then the most accurate of those that do is. The scales,
+/// `val` is kept (on a tie, the one with the lower cross-entropy; then the earlier). The scales,
 /// biases, activations and requantization of `q` are kept, so the result is a bundle of the same
 /// format; only which codes it stores changes.
 ///
@@ -493,7 +458,6 @@ pub fn compose_levels(
     own: &str,
     anchors: &[(&str, &FloatModel)],
     tune: Option<&LevelTuner>,
-    keep: Option<&str>,
     val: &Dataset,
 ) -> Result<(QModel, Vec<LevelChoice>)> {
     let levels = q.levels().to_vec();
@@ -550,20 +514,9 @@ pub fn compose_levels(
             names.push(LEVEL.to_string());
             models.push(&tuned);
         }
-        let base = match keep {
-            None => None,
-            Some(k) => Some(names.iter().position(|n| n == k).ok_or_else(|| {
-                ModelError::arg(
-                    "keep",
-                    format!(
-                        "'{k}' is not a candidate (candidates: {})",
-                        names.join(", ")
-                    ),
-                )
-            })?),
-        };
-        let mut scores = Vec::with_capacity(names.len());
-        let mut trials = Vec::with_capacity(names.len());
+        let mut accs = Vec::with_capacity(names.len());
+        let mut losses = Vec::with_capacity(names.len());
+        let mut best: Option<(usize, LevelCodes)> = None;
         for c in 0..names.len() {
             let mut trial = chosen.clone();
             for (i, codes) in trial.iter_mut().enumerate() {
@@ -576,35 +529,24 @@ pub fn compose_levels(
                 nest_upward(&levels, codes, j);
             }
             install(&mut model, &levels, &trial)?;
-            scores.push(score(&model, b, val)?);
-            trials.push(trial);
-        }
-        // The candidates that may be kept: all of them, or the base and those that beat it
-        // beyond noise; of these the most accurate, then the lowest loss, then the earliest.
-        // (A candidate that beats the base is more accurate than it, so the base is kept only
-        // when nothing beats it.)
-        let eligible = |c: usize| {
-            base.is_none_or(|k| c == k || beats_beyond_noise(&scores[c].hits, &scores[k].hits))
-        };
-        let mut kept: Option<usize> = None;
-        for c in (0..names.len()).filter(|&c| eligible(c)) {
-            let better = kept.is_none_or(|k| {
-                let (s, t) = (&scores[c], &scores[k]);
-                s.acc > t.acc || (s.acc == t.acc && s.loss < t.loss)
-            });
+            let (acc, loss) = score(&model, b, val)?;
+            let better = best
+                .as_ref()
+                .is_none_or(|(k, _)| acc > accs[*k] || (acc == accs[*k] && loss < losses[*k]));
+            accs.push(acc);
+            losses.push(loss);
             if better {
-                kept = Some(c);
+                best = Some((c, trial));
             }
         }
-        let kept = kept.ok_or_else(|| ModelError::arg("anchors", "no candidates"))?;
-        chosen = trials.swap_remove(kept);
+        let (kept, trial) = best.ok_or_else(|| ModelError::arg("anchors", "no candidates"))?;
+        chosen = trial;
         choices.push(LevelChoice {
             bits: b,
             chosen: kept,
-            base,
             candidates: names,
-            val_accuracy_pct: scores.iter().map(|s| s.acc).collect(),
-            val_loss: scores.iter().map(|s| s.loss).collect(),
+            val_accuracy_pct: accs,
+            val_loss: losses,
         });
     }
     install(&mut model, &levels, &chosen)?;
@@ -711,8 +653,7 @@ pub struct WeightTrial {
 /// weights; `cfg.level_weights` replaced), fine-tune `cfg.levels` jointly ([`finetune`]),
 /// quantize with `qcfg` and choose every level's codes on `val` from the joint bundle, the
 /// full-bit fine-tune, the starting model and each level's own fine-tune on the bundle's grid
-/// ([`compose_levels`], [`finetune_level`]; the starting model is the base, kept at a level
-/// unless a fine-tuned candidate beats it beyond noise); keep the composed bundle
+/// ([`compose_levels`], [`finetune_level`]); keep the composed bundle
 /// with the highest mean validation accuracy over the levels (the first on a tie).
 /// `val` must not overlap `train_set`; nothing here looks at a held-out test set.
 pub fn finetune_nested(
@@ -753,7 +694,6 @@ pub fn finetune_nested(
             JOINT,
             &[(TOP, &top), (START, model)],
             Some(&tune),
-            Some(START),
             val,
         )?;
         let mean = choices
@@ -920,27 +860,7 @@ mod tests {
             }
         }
         let (composed, choices) =
-            compose_levels(&q, "ptq", &[("level", &low)], None, None, &train_set).unwrap();
-        // With the PTQ codes as the base, the level's fine-tune still wins at 2 bits (it is
-        // right on dozens more images); a base that is not a candidate is an error naming it.
-        let (based, kept) =
-            compose_levels(&q, "ptq", &[("level", &low)], None, Some("ptq"), &train_set).unwrap();
-        assert!(kept.iter().all(|c| c.base == Some(0)), "{kept:?}");
-        assert_eq!(kept[2].chosen, 1, "{kept:?}");
-        assert_eq!(at(&based, 2), at(&composed, 2));
-        let err = compose_levels(
-            &q,
-            "ptq",
-            &[("level", &low)],
-            None,
-            Some("nope"),
-            &train_set,
-        );
-        assert!(
-            err.unwrap_err()
-                .to_string()
-                .contains("'nope' is not a candidate (candidates: ptq, level)")
-        );
+            compose_levels(&q, "ptq", &[("level", &low)], None, &train_set).unwrap();
         let (before, after) = (at(&q, 2), at(&composed, 2));
         eprintln!("digits MLP 2-bit on the PTQ grid: {before:.2} % -> {after:.2} % ({choices:?})");
         assert!(after > before + 1.0, "2-bit {before} -> {after}");
@@ -1003,26 +923,6 @@ mod tests {
     }
 
     #[test]
-    fn a_candidate_beats_the_base_only_beyond_one_standard_error_of_the_paired_difference() {
-        let v = |s: &str| s.bytes().map(|b| b == b'1').collect::<Vec<bool>>();
-        // Same hits, or a difference on one image: a tie.
-        assert!(!beats_beyond_noise(&v("1010"), &v("1010")));
-        assert!(!beats_beyond_noise(&v("1110"), &v("1010")));
-        // 2 wins, 0 losses: 2 > sqrt(2).
-        assert!(beats_beyond_noise(&v("1111"), &v("1010")));
-        // 3 wins, 1 loss: 2 is not more than sqrt(4).
-        assert!(!beats_beyond_noise(&v("1110"), &v("0001")));
-        // 5 wins, 1 loss: 4 > sqrt(6); never the other way round.
-        assert!(beats_beyond_noise(&v("1111100"), &v("0000010")));
-        assert!(!beats_beyond_noise(&v("0000010"), &v("1111100")));
-        // Only discordant images count: agreement on many more changes nothing.
-        assert!(beats_beyond_noise(
-            &v("11111111111111"),
-            &v("00011111111111")
-        ));
-    }
-
-    #[test]
     fn chosen_levels_nest_and_keep_the_top_level_at_least_at_ptq() {
         let all = data::digits().unwrap();
         let (train_all, test) = all.stratified_split(360, 0).unwrap();
@@ -1061,24 +961,17 @@ mod tests {
         let acc = |q: &QModel, b: u8, set: &Dataset| {
             qmodel::int_accuracy(q, &q.uniform_bits(b), set).unwrap()
         };
-        // Every level kept the starting model unless a candidate beat it on validation by at
-        // least two images (w − l > sqrt(w + l) needs w − l ≥ 2), and the bundle holds what was
-        // scored; it is well-formed: each level is a prefix of the one above.
+        // Every level kept the most accurate candidate on validation, and the bundle is
+        // well-formed: each level is a prefix of the one above.
         assert_eq!(
             done.choices.iter().map(|c| c.bits).collect::<Vec<_>>(),
             [8, 4, 2]
         );
-        let image = 100.0 / val.len() as f64;
         for c in &done.choices {
-            let base = c.base.expect("the starting model is the base");
-            assert_eq!(c.candidates[base], START, "{c:?}");
-            let (kept, start) = (c.val_accuracy_pct[c.chosen], c.val_accuracy_pct[base]);
+            let best = c.val_accuracy_pct.iter().copied().fold(f64::MIN, f64::max);
+            assert_eq!(c.val_accuracy_pct[c.chosen], best, "{c:?}");
             assert!(
-                c.chosen == base || kept >= start + 2.0 * image - 1e-9,
-                "{c:?}"
-            );
-            assert!(
-                (acc(&done.bundle, c.bits, &val) - kept).abs() < 1e-9,
+                (acc(&done.bundle, c.bits, &val) - best).abs() < 1e-9,
                 "{c:?}"
             );
         }

@@ -412,19 +412,7 @@ fn choice_line(c: &qat::LevelChoice) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let kept = c.candidates.get(c.chosen).map_or("?", String::as_str);
-    match c.base.and_then(|b| c.candidates.get(b)) {
-        Some(_) if c.base == Some(c.chosen) => {
-            format!(
-                "{}-bit: {kept}, the base, not beaten beyond noise (validation: {tried})",
-                c.bits
-            )
-        }
-        Some(base) => format!(
-            "{}-bit: {kept}, beats the base ({base}) beyond noise (validation: {tried})",
-            c.bits
-        ),
-        None => format!("{}-bit: {kept} (validation: {tried})", c.bits),
-    }
+    format!("{}-bit: {kept} (validation: {tried})", c.bits)
 }
 
 /// How the rows were made; part of every report.
@@ -458,11 +446,8 @@ training's float weights, each step seeing the level's codes on the bundle's own
 within one step of the codes already chosen for the level below (the nesting rule), with the \
 biases held (they are the bundle's). Each candidate is moved to the nearest codes that nest on \
 the level already chosen below it (`nested::nearest_nested`: the signed residual reaches one \
-lower-level step either way). The starting model is the base: it is kept unless a candidate \
-beats it on the validation images beyond noise (of the images on which exactly one of the two \
-is right, the candidate wins w and loses l, and w − l > √(w + l), one standard error of the \
-paired difference), and then the most accurate of those that do is kept (ties: the lower \
-cross-entropy). Nesting ties a level to the one below only within one \
+lower-level step either way), and the one most accurate at that level on the validation images \
+is kept (ties: the lower cross-entropy). Nesting ties a level to the one below only within one \
 of its steps, so every level can be tuned for itself once the levels under it are fixed; the \
 format and the integer arithmetic are unchanged.
 - **QAT dedicated**: the same recipe with a single level, one model per column, quantized as a \
@@ -482,14 +467,6 @@ store. What it does not fix: the shared scales are chosen for the error over all
 full-bit level can land a few images below PTQ with its max|w| scales, and a validation set of \
 1000 images resolves 0.1 points, about the size of the differences it is asked to choose \
 between (179 images on the digits MLP: 0.56 points).
-
-Why the starting model is the base: before, the most accurate candidate on validation was kept, \
-and at 8 bits the candidates differ on a few images, so a fine-tuned candidate that won by one \
-image (or on the cross-entropy, at equal accuracy) was kept and came out 1–3 held-out images \
-below PTQ on two of three LeNets (docs/qat-seeds.md before this rule). A fine-tune is now kept \
-only where the validation set can tell it is better than the starting model, so where it cannot \
-(the top levels, which PTQ already serves) the bundle keeps the PTQ codes on its scales; at 3 and \
-2 bits the fine-tunes win by tens of images and are kept.
 
 Every figure is top-1 on the held-out images, with the validation images' figure in brackets. \
 The validation images are carved (stratified, `--val-images`, seeded with `--split-seed`) from \

@@ -318,10 +318,20 @@ pub fn compile(
     let mut mem = Alloc { next: base.0 };
     // Descriptors per node: one per weight layer, one per part of a lowered grouped conv.
     let rows = shape.rows as usize;
+    let bus = caps.bus_bytes() as usize;
+    let hw = |s: Shape3| s[1] * s[2];
     let descs_of: Vec<usize> = graph
         .nodes
         .iter()
-        .map(|n| match GroupedParts::of(&n.op, rows) {
+        .enumerate()
+        .map(|(i, n)| {
+            let in_hw = match n.inputs.first() {
+                Some(Src::Node(j)) => hw(shapes[*j]),
+                _ => hw(graph.input_shape),
+            };
+            (n, GroupedParts::of(&n.op, rows, bus, in_hw, hw(shapes[i])))
+        })
+        .map(|(n, g)| match g {
             Some(p) => p.parts,
             None => usize::from(n.op.has_weights()),
         })
@@ -542,9 +552,13 @@ fn u16_dim(layer: &str, cfg: &AccelConfig, what: &str, v: usize) -> Result<u16> 
 
 /// How a grouped convolution is lowered to dense ones: parts of `groups_per_part` consecutive
 /// channel groups, each a dense conv over its groups' input channels with block-diagonal weights
-/// (an output channel's weights on its own group's channels, zero elsewhere). A part has at most
-/// the array's rows of output channels where a group has fewer (a depthwise conv's part is R
-/// channels), so each part fills the array's rows once.
+/// (an output channel's weights on its own group's channels, zero elsewhere). A part has the
+/// array's rows of output channels where a group has fewer (a depthwise conv's part is R
+/// channels), so each part fills the array's rows once, unless its slices of the input and output
+/// maps would then start off a bus word: a part is a run of whole channels (CHW), and a slice of
+/// one starts where the previous part's ends. Then a part is the smallest multiple of that many
+/// groups whose slices are whole bus words (at most every group: one part, which starts at the
+/// map's aligned start), and runs over its rows in several row tiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupedParts {
     pub groups: usize,
@@ -553,16 +567,33 @@ pub struct GroupedParts {
 }
 
 impl GroupedParts {
-    /// The lowering of `op` on an array of `rows` rows; `None` unless it is a grouped Conv2d.
-    pub fn of(op: &Op, rows: usize) -> Option<GroupedParts> {
+    /// The lowering of `op` on an array of `rows` rows and a bus of `bus` bytes, reading a map of
+    /// `in_hw` pixels per channel and writing one of `out_hw`; `None` unless it is a grouped
+    /// Conv2d.
+    pub fn of(
+        op: &Op,
+        rows: usize,
+        bus: usize,
+        in_hw: usize,
+        out_hw: usize,
+    ) -> Option<GroupedParts> {
         match *op {
             Op::Conv2d {
+                in_channels,
                 out_channels,
                 groups,
                 ..
             } if groups > 1 => {
                 let og = (out_channels / groups).max(1);
-                let groups_per_part = (rows / og).clamp(1, groups);
+                let ig = (in_channels / groups).max(1);
+                let fill = (rows / og).clamp(1, groups);
+                let aligned = |g: usize| {
+                    (g * ig * in_hw).is_multiple_of(bus) && (g * og * out_hw).is_multiple_of(bus)
+                };
+                let groups_per_part = (1..)
+                    .map(|m| (m * fill).min(groups))
+                    .find(|&g| g == groups || aligned(g))
+                    .unwrap_or(groups);
                 Some(GroupedParts {
                     groups,
                     groups_per_part,
@@ -643,7 +674,13 @@ fn place_layer(
     // Bytes of one output channel as written (the pooled map's with a fused pool).
     let written_hw = out_act.shape[1] * out_act.shape[2];
     let op = &model.graph.nodes[node].op;
-    let lowering = GroupedParts::of(op, CoreShape::of(cfg).rows as usize);
+    let lowering = GroupedParts::of(
+        op,
+        CoreShape::of(cfg).rows as usize,
+        caps.bus_bytes() as usize,
+        ih * iw,
+        written_hw,
+    );
     let parts: Vec<Part> = match lowering {
         None => vec![Part {
             out: 0..oc,
@@ -1202,5 +1239,45 @@ impl Program {
         }
         self.write_descriptors(dev)?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grouped(c: usize, groups: usize) -> Op {
+        Op::Conv2d {
+            in_channels: c,
+            out_channels: c,
+            kernel: [3, 3],
+            stride: 1,
+            padding: Padding::uniform(1),
+            groups,
+            relu: true,
+        }
+    }
+
+    #[test]
+    fn grouped_parts_fill_the_rows_unless_a_slice_would_start_off_a_bus_word() {
+        let parts = |op: &Op, rows, bus, in_hw, out_hw| {
+            let g = GroupedParts::of(op, rows, bus, in_hw, out_hw).unwrap();
+            (g.groups_per_part, g.parts)
+        };
+        let dw = grouped(64, 64);
+        // DS-CNN's 25x5 maps on pynq-z2 (16 rows, 8-byte bus) and zcu104's 16-byte bus: 16
+        // channels are 2000 bytes, whole words either way.
+        assert_eq!(parts(&dw, 16, 8, 125, 125), (16, 4));
+        assert_eq!(parts(&dw, 16, 16, 125, 125), (16, 4));
+        // 8 rows and a 16-byte bus: 8 channels would be 1000 bytes; 16 are 2000.
+        assert_eq!(parts(&dw, 8, 16, 125, 125), (16, 4));
+        // The output's slices count too: stride 2 to 13x3 (39 bytes) needs 8 channels.
+        assert_eq!(parts(&dw, 4, 8, 125, 39), (8, 8));
+        // No multiple fits before every group: one part, which starts at the map's start.
+        assert_eq!(parts(&grouped(6, 6), 4, 16, 9, 9), (6, 1));
+        // Groups of 2 outputs fill 4 rows with 2 groups; 4·2·63 bytes is the first whole word.
+        assert_eq!(parts(&grouped(16, 8), 4, 8, 63, 20), (4, 2));
+        // Not grouped: no lowering.
+        assert_eq!(GroupedParts::of(&grouped(8, 1), 4, 8, 63, 63), None);
     }
 }

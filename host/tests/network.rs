@@ -153,6 +153,48 @@ fn grouped_depthwise_tall_and_unevenly_padded_convs_equal_golden() {
     check_equal(&q, &config("sim-small"), &set, 3, &settings(&[8, 4, 2], 5));
 }
 
+/// A 9x7 map is 63 bytes a channel: on sim-small (4 rows, 8-byte bus) a part of 4 channels
+/// would start the next one at byte 252, off the bus word. A depthwise conv of 16 channels and a
+/// grouped one (8 groups of 2 -> 2, stride 2 to 5x4).
+fn off_word() -> (QModel, Dataset) {
+    use caq_model::graph::Padding;
+    let conv = |i: usize, o: usize, stride, groups| Op::Conv2d {
+        in_channels: i,
+        out_channels: o,
+        kernel: [3, 3],
+        stride,
+        padding: Padding::uniform(1),
+        groups,
+        relu: true,
+    };
+    let graph = chain(
+        [1, 9, 7],
+        vec![
+            ("c0", conv(1, 16, 1, 1)),
+            ("dw", conv(16, 16, 1, 16)),
+            ("g2", conv(16, 16, 2, 8)),
+            ("gap", Op::GlobalAvgPool),
+            ("flatten", Op::Flatten),
+            ("fc", dense(16, 10, false)),
+        ],
+    );
+    let set = caq_model::data::synthetic([1, 9, 7], 10, 8, 3).unwrap();
+    (quantize(graph, &set, &[8, 4, 2], 9), set)
+}
+
+#[test]
+fn grouped_parts_widen_until_their_channel_slices_start_on_a_bus_word() {
+    // The compiler refused these parts; they now take the smallest multiple of a row-load of
+    // groups whose slices are whole bus words: the depthwise conv runs as 2 parts of 8 channels
+    // (two row tiles each), the grouped one as 2 parts of 4 groups (in 4·2·63, out 4·2·20).
+    let (q, set) = off_word();
+    let cfg = config("sim-small");
+    let program = compile::compile(&q, &cfg, &[8; 4], DeviceAddr(BASE)).unwrap();
+    let parts: Vec<usize> = program.layers.iter().map(|l| l.descs.len()).collect();
+    assert_eq!(parts, [1, 2, 2, 1]);
+    check_equal(&q, &cfg, &set, 2, &settings(&[8, 4, 2], 4));
+}
+
 #[test]
 fn grouped_convs_with_local_regions_equal_golden() {
     // A lowered (block-diagonal) part repeats each row's one region multiplier over its
@@ -436,6 +478,12 @@ mod rtl {
         let set = digits();
         let q = quantize(separable(), &set, &[8, 4, 2], 5);
         both(&q, &set, 1, &settings(&[8, 4, 2], 5));
+    }
+
+    #[test]
+    fn grouped_parts_of_several_row_tiles_on_the_rtl_equal_golden() {
+        let (q, set) = off_word();
+        both(&q, &set, 1, &settings(&[8, 4, 2], 4));
     }
 
     #[test]

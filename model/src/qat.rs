@@ -406,6 +406,11 @@ pub struct LevelChoice {
     pub val_loss: Vec<f64>,
     /// Index into `candidates`: the most accurate, the lowest loss among those.
     pub chosen: usize,
+    /// Each candidate's top-1 % on a held-out set the caller reports on (the levels below as
+    /// chosen): what a perfect choice would have kept. Never used to choose; empty when no
+    /// such set was given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_out_accuracy_pct: Vec<f64>,
 }
 
 /// Top-1 % and mean cross-entropy of `q` run at `bits` on every layer.
@@ -459,6 +464,7 @@ pub fn compose_levels(
     anchors: &[(&str, &FloatModel)],
     tune: Option<&LevelTuner>,
     val: &Dataset,
+    held_out: Option<&Dataset>,
 ) -> Result<(QModel, Vec<LevelChoice>)> {
     let levels = q.levels().to_vec();
     let Some(&n) = levels.first() else {
@@ -516,6 +522,7 @@ pub fn compose_levels(
         }
         let mut accs = Vec::with_capacity(names.len());
         let mut losses = Vec::with_capacity(names.len());
+        let mut held = Vec::new();
         let mut best: Option<(usize, LevelCodes)> = None;
         for c in 0..names.len() {
             let mut trial = chosen.clone();
@@ -530,6 +537,9 @@ pub fn compose_levels(
             }
             install(&mut model, &levels, &trial)?;
             let (acc, loss) = score(&model, b, val)?;
+            if let Some(h) = held_out {
+                held.push(score(&model, b, h)?.0);
+            }
             let better = best
                 .as_ref()
                 .is_none_or(|(k, _)| acc > accs[*k] || (acc == accs[*k] && loss < losses[*k]));
@@ -547,6 +557,7 @@ pub fn compose_levels(
             candidates: names,
             val_accuracy_pct: accs,
             val_loss: losses,
+            held_out_accuracy_pct: held,
         });
     }
     install(&mut model, &levels, &chosen)?;
@@ -655,11 +666,14 @@ pub struct WeightTrial {
 /// full-bit fine-tune, the starting model and each level's own fine-tune on the bundle's grid
 /// ([`compose_levels`], [`finetune_level`]); keep the composed bundle
 /// with the highest mean validation accuracy over the levels (the first on a tie).
-/// `val` must not overlap `train_set`; nothing here looks at a held-out test set.
+/// `val` must not overlap `train_set`. `held_out`, if given, is only scored for the report
+/// ([`LevelChoice::held_out_accuracy_pct`]): no choice looks at it.
+#[allow(clippy::too_many_arguments)]
 pub fn finetune_nested(
     model: &FloatModel,
     train_set: &Dataset,
     val: &Dataset,
+    held_out: Option<&Dataset>,
     cfg: &QatConfig,
     weight_candidates: &[Vec<f32>],
     qcfg: &QuantizeConfig,
@@ -695,6 +709,7 @@ pub fn finetune_nested(
             &[(TOP, &top), (START, model)],
             Some(&tune),
             val,
+            held_out,
         )?;
         let mean = choices
             .iter()
@@ -860,7 +875,15 @@ mod tests {
             }
         }
         let (composed, choices) =
-            compose_levels(&q, "ptq", &[("level", &low)], None, &train_set).unwrap();
+            compose_levels(&q, "ptq", &[("level", &low)], None, &train_set, None).unwrap();
+        // Scoring a held-out set changes no choice; without one, nothing is scored on it.
+        let (reported, scored) =
+            compose_levels(&q, "ptq", &[("level", &low)], None, &train_set, Some(&test)).unwrap();
+        assert_eq!(reported.layers, composed.layers);
+        for (a, b) in scored.iter().zip(&choices) {
+            assert_eq!((a.chosen, a.held_out_accuracy_pct.len()), (b.chosen, 2));
+            assert!(b.held_out_accuracy_pct.is_empty());
+        }
         let (before, after) = (at(&q, 2), at(&composed, 2));
         eprintln!("digits MLP 2-bit on the PTQ grid: {before:.2} % -> {after:.2} % ({choices:?})");
         assert!(after > before + 1.0, "2-bit {before} -> {after}");
@@ -944,7 +967,7 @@ mod tests {
         let tries = default_weight_candidates(&cfg.levels);
         assert_eq!(tries, [vec![1.0, 1.0, 1.0], vec![0.0, 1.0, 1.0]]);
         let (done, trials) =
-            finetune_nested(&model, &fit, &val, &cfg, &tries, &qcfg, false).unwrap();
+            finetune_nested(&model, &fit, &val, Some(&test), &cfg, &tries, &qcfg, false).unwrap();
         assert_eq!(trials.len(), 2);
         let best = trials
             .iter()
@@ -972,6 +995,13 @@ mod tests {
             assert_eq!(c.val_accuracy_pct[c.chosen], best, "{c:?}");
             assert!(
                 (acc(&done.bundle, c.bits, &val) - best).abs() < 1e-9,
+                "{c:?}"
+            );
+            // Every candidate was scored on the held-out images too, and the kept one's figure
+            // is the bundle's.
+            assert_eq!(c.held_out_accuracy_pct.len(), c.candidates.len(), "{c:?}");
+            assert!(
+                (acc(&done.bundle, c.bits, &test) - c.held_out_accuracy_pct[c.chosen]).abs() < 1e-9,
                 "{c:?}"
             );
         }

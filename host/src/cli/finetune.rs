@@ -253,6 +253,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         &model,
         sets.fit,
         sets.val,
+        Some(sets.test),
         &cfg,
         &weight_candidates,
         &qcfg,
@@ -412,7 +413,16 @@ fn choice_line(c: &qat::LevelChoice) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let kept = c.candidates.get(c.chosen).map_or("?", String::as_str);
-    format!("{}-bit: {kept} (validation: {tried})", c.bits)
+    let held = c
+        .held_out_accuracy_pct
+        .iter()
+        .map(|a| format!("{a:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{}-bit: {kept} (validation: {tried}; held-out, not used to choose: {held})",
+        c.bits
+    )
 }
 
 /// How the rows were made; part of every report.

@@ -316,11 +316,11 @@ pub fn compile(
         fused[p] = true;
     }
     let mut mem = Alloc { next: base.0 };
-    // Descriptors per node: one per weight layer, one per part of a lowered grouped conv.
-    let rows = shape.rows as usize;
-    let bus = caps.bus_bytes() as usize;
+    // The lowering of each grouped conv, from the maps it reads and writes (a grouped conv's
+    // output is never pooled on the device), and the descriptors per node: one per weight
+    // layer, one per part of a lowered grouped conv.
     let hw = |s: Shape3| s[1] * s[2];
-    let descs_of: Vec<usize> = graph
+    let lowerings: Vec<Option<GroupedParts>> = graph
         .nodes
         .iter()
         .enumerate()
@@ -329,12 +329,15 @@ pub fn compile(
                 Some(Src::Node(j)) => hw(shapes[*j]),
                 _ => hw(graph.input_shape),
             };
-            (n, GroupedParts::of(&n.op, rows, bus, in_hw, hw(shapes[i])))
+            let (rows, bus) = (shape.rows as usize, caps.bus_bytes() as usize);
+            GroupedParts::of(&n.op, rows, bus, in_hw, hw(shapes[i]))
         })
-        .map(|(n, g)| match g {
-            Some(p) => p.parts,
-            None => usize::from(n.op.has_weights()),
-        })
+        .collect();
+    let descs_of: Vec<usize> = graph
+        .nodes
+        .iter()
+        .zip(&lowerings)
+        .map(|(n, g)| g.map_or(usize::from(n.op.has_weights()), |p| p.parts))
         .collect();
 
     // Segments: runs of weight nodes with nothing but Flatten between them.
@@ -453,7 +456,17 @@ pub fn compile(
                 },
             };
             let (layer, bytes) = place_layer(
-                cfg, &caps, model, i, q, in_act, out, bits[li], &mut mem, &mut image,
+                cfg,
+                &caps,
+                model,
+                i,
+                q,
+                lowerings[i],
+                in_act,
+                out,
+                bits[li],
+                &mut mem,
+                &mut image,
             )?;
             planes.push(bytes);
             let n = layer.descs.len() as u64;
@@ -643,7 +656,7 @@ struct Placement {
 }
 
 /// Writes one layer's tables and plane groups into the image and builds its descriptors (one, or
-/// one per part of a lowered grouped convolution).
+/// one per part of `lowering`, the lowered grouped convolution).
 #[allow(clippy::too_many_arguments)]
 fn place_layer(
     cfg: &AccelConfig,
@@ -651,6 +664,7 @@ fn place_layer(
     model: &QModel,
     node: usize,
     q: &QLayer,
+    lowering: Option<GroupedParts>,
     in_act: ActBuffer,
     out: Placement,
     bits: u8,
@@ -674,13 +688,6 @@ fn place_layer(
     // Bytes of one output channel as written (the pooled map's with a fused pool).
     let written_hw = out_act.shape[1] * out_act.shape[2];
     let op = &model.graph.nodes[node].op;
-    let lowering = GroupedParts::of(
-        op,
-        CoreShape::of(cfg).rows as usize,
-        caps.bus_bytes() as usize,
-        ih * iw,
-        written_hw,
-    );
     let parts: Vec<Part> = match lowering {
         None => vec![Part {
             out: 0..oc,

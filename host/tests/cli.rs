@@ -726,9 +726,9 @@ fn finetune_writes_a_nested_bundle_better_than_ptq_at_its_deepest_level() {
     ));
 }
 
-#[cfg(feature = "train")]
 /// `caq bench --val-images` chooses the gates on images the model was not trained on, so it
 /// refuses to train its own LeNet (which would see them), before any work and writing nothing.
+#[cfg(feature = "sim")]
 #[test]
 fn bench_val_images_without_a_model_is_an_error_naming_the_flag() {
     let dir = tempfile::tempdir().unwrap();
@@ -752,6 +752,7 @@ fn bench_val_images_without_a_model_is_an_error_naming_the_flag() {
     assert!(!d.join("r.md").exists() && !d.join("w").exists());
 }
 
+#[cfg(feature = "train")]
 #[test]
 fn bad_finetune_flags_exit_non_zero_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();

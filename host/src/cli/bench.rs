@@ -143,7 +143,6 @@ fn median_us(mut v: Vec<Duration>) -> f64 {
     v.get(v.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1e6)
 }
 
-/// Multiply-accumulates of one image: per weight layer, outputs × K.
 /// The model's weight layers counted by kind, in the order each kind first appears: "2 Conv2d
 /// + 2 Dense".
 fn layer_kinds(q: &QModel) -> String {
@@ -166,6 +165,7 @@ fn layer_kinds(q: &QModel) -> String {
         .join(" + ")
 }
 
+/// Multiply-accumulates of one image: per weight layer, outputs × K.
 fn macs(q: &QModel) -> Result<u64> {
     let shapes = q.graph.shapes()?;
     Ok(q.weight_layers()

@@ -42,11 +42,18 @@ const DEFAULT_CONFIGS: usize = 2;
 /// Seeds of random configs that once failed, each replayed through generate and lint on every
 /// run (the co-simulation of each is what `CAQ_SEED` replays): the bug it found stays fixed
 /// even where the random draw never reaches that corner again.
-const REGRESSION_SEEDS: &[(u64, &str)] = &[(
-    1_805_272_766_052_592_922,
-    "the fetch router's buffer index narrower than the region-multiplier table's \
-     (16×8 array, 1-KiB activation banks, regions of 8: verilator SELRANGE in caq_fetch)",
-)];
+const REGRESSION_SEEDS: &[(u64, &str)] = &[
+    (
+        1_805_272_766_052_592_922,
+        "the fetch router's buffer index narrower than the region-multiplier table's \
+         (16×8 array, 1-KiB activation banks, regions of 8: verilator SELRANGE in caq_fetch)",
+    ),
+    (
+        4_575_587_848_925_467_800,
+        "a weight-buffer index wider than the 16-bit words-per-row count it steps by (2582-KiB \
+         weight buffer: verilator SELRANGE in caq_fetch and caq_exec)",
+    ),
+];
 
 /// How one config fared.
 #[derive(Debug)]

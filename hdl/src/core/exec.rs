@@ -22,7 +22,7 @@ use super::fetch::FetchWidths;
 use super::params::{POOL_MASK, pool_in_window, pool_window_last, x_inputs};
 use super::ports::{bit, clog2};
 use crate::array::{ArrayShape, MULT_BITS, SHIFT_BITS};
-use crate::emit::{Code, Dir, Expr, Module, ModuleBuilder};
+use crate::emit::{Code, Dir, Expr, Module, ModuleBuilder, fit};
 use crate::error::Result;
 
 /// Width of the credit counter and of credits returned per cycle: wide enough for a Conv2d's
@@ -819,7 +819,7 @@ fn advance(c: &mut Code, w: &Widths) {
         "!l_plane",
         |c| {
             c.nb("pl_q", "pl_q + 6'd1");
-            c.nb("widx_q", format!("widx_q + x_wpr[{}:0]", w.wib - 1));
+            c.nb("widx_q", format!("widx_q + {}", fit("x_wpr", 16, w.wib)));
             c.if_else(
                 "g_top",
                 |c| {

@@ -31,7 +31,7 @@ use super::ports::{
     Side, WORDS_BITS, Which, clog2, control_inputs, some_memory_ports, status_outputs,
 };
 use crate::array::MULT_BITS;
-use crate::emit::{Code, Dir, Expr, Interface, Module, ModuleBuilder, zext};
+use crate::emit::{Code, Dir, Expr, Interface, Module, ModuleBuilder, fit, zext};
 use crate::error::Result;
 
 /// Read requests issued but not yet fully routed.
@@ -1048,7 +1048,7 @@ fn issue_next(c: &mut Code, n: &Next) {
                     );
                     c.nb("pa_q", "plane_next_addr");
                     c.nb("rq_addr_q", "plane_next_addr");
-                    c.nb("wq_q", format!("wq_q + f_s_wpr[{}:0]", wib - 1));
+                    c.nb("wq_q", format!("wq_q + {}", fit("f_s_wpr", 16, wib)));
                     m_base(c, &widen, wib);
                     c.nb("rq_tend_q", "q_q + 6'd2 == f_s_planes");
                     c.nb("fst_q", "F_CHK");
@@ -1066,7 +1066,7 @@ fn issue_next(c: &mut Code, n: &Next) {
 fn m_base(c: &mut Code, widen: &dyn Fn(&str) -> String, wib: u32) {
     c.nb(
         "rq_base_q",
-        widen(&format!("(wq_q + f_s_wpr[{}:0])", wib - 1)),
+        widen(&format!("(wq_q + {})", fit("f_s_wpr", 16, wib))),
     );
 }
 

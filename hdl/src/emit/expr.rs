@@ -174,9 +174,25 @@ pub fn zext(text: &str, from: u32, to: u32) -> String {
     }
 }
 
+/// `text`, a `from`-bit value, as `to` bits: its low bits, or zero-extended.
+pub fn fit(text: &str, from: u32, to: u32) -> String {
+    if from > to {
+        format!("{text}[{}:0]", to - 1)
+    } else {
+        zext(text, from, to)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fit_selects_the_low_bits_or_zero_extends() {
+        assert_eq!(fit("a", 16, 12), "a[11:0]");
+        assert_eq!(fit("a", 16, 17), "{1'd0, a}");
+        assert_eq!(fit("a", 16, 16), "a");
+    }
 
     #[test]
     fn literals_are_sized_and_grouped() {

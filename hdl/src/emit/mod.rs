@@ -10,7 +10,7 @@ mod expr;
 mod module;
 
 pub use code::{Code, INDENT};
-pub use expr::{Expr, Sig, hex_literal, literal, range, zext};
+pub use expr::{Expr, Sig, fit, hex_literal, literal, range, zext};
 pub use module::{Dir, Interface, Module, ModuleBuilder, Port};
 
 use caq_spec::{AccelConfig, ConfigHash};

@@ -909,7 +909,7 @@ fn assert_transcript(what: &str, got: &str, want: &str) {
 /// Open: the identity registers, then the reset that stops any job a previous process left.
 const OPEN: &str = "
 read  ID = 0x43415121
-read  VERSION = 0x00030100
+read  VERSION = 0x00030200
 read  CONFIG_HASH_LO = 0xfd6acd95
 read  CONFIG_HASH_HI = 0x5257eab3
 read  CAPS0 = 0x48ff0804

@@ -398,11 +398,18 @@ fn decode_expected(
     };
     let conv = d.op == caq_spec::Opcode::Conv2d;
     let hw = u64::from(d.input.h) * u64::from(d.input.w);
-    let in_words = if conv {
-        (u64::from(d.input.c) * hw).div_ceil(8)
-    } else {
-        s.items * s.in_stride / 8
-    };
+    // The words of the input read (a Conv2d's map from the word it starts in).
+    let in_words = caq_sim::func::plan::steps(&d, &s, shape)
+        .into_iter()
+        .find_map(|st| match st {
+            caq_sim::func::plan::Step::Read {
+                load: caq_sim::func::plan::Load::Input,
+                words,
+                ..
+            } => Some(words),
+            _ => None,
+        })
+        .expect("an input read");
     let mut want = vec![
         ("s_wpr", s.wpr),
         ("s_nch", s.chunks),

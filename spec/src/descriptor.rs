@@ -237,6 +237,11 @@ pub const PLANE_GROUP_SHIFT: [DescField; PLANE_GROUP_SLOTS] = [
     DescField::new("pg2_shift", 7, 8, 8, "Plane group 2: shift."),
     DescField::new("pg3_shift", 7, 24, 8, "Plane group 3: shift."),
 ];
+/// The tallest kernel the window generator walks (rows of the feature map).
+pub const MAX_KERNEL_H: u8 = 15;
+/// The widest kernel: a kernel row must lie within one 16-byte read of the feature map.
+pub const MAX_KERNEL_W: u8 = 7;
+
 pub const INPUT_ADDR: DescField = DescField::new("input_addr", 8, 0, 64, "Input activations.");
 pub const OUTPUT_ADDR: DescField = DescField::new("output_addr", 10, 0, 64, "Output activations.");
 pub const BIAS_ADDR: DescField = DescField::new(
@@ -400,8 +405,9 @@ pub static CHECKS: &[(ErrorCode, &str)] = &[
     ),
     (
         ErrorCode::Misaligned,
-        "Input, output, bias, requant, group-multiplier (when grouped) and active groups' weight \
-         addresses are multiples of BUS_BYTES.",
+        "Bias, requant, group-multiplier (when grouped) and active groups' weight addresses, and \
+         a Dense layer's input and output addresses, are multiples of BUS_BYTES (a Conv2d's input \
+         and output maps may start at any byte).",
     ),
     (
         ErrorCode::OutOfWindow,
@@ -868,8 +874,8 @@ impl LayerDescriptor {
             }
         }
         let ranges = [
-            ("kernel_h", self.kernel_h, 1..=15),
-            ("kernel_w", self.kernel_w, 1..=7),
+            ("kernel_h", self.kernel_h, 1..=MAX_KERNEL_H),
+            ("kernel_w", self.kernel_w, 1..=MAX_KERNEL_W),
             ("stride", self.stride, 1..=2),
             ("pad_top", self.pad.top, 0..=7),
             ("pad_left", self.pad.left, 0..=7),
@@ -1052,7 +1058,11 @@ impl LayerDescriptor {
     fn check_alignment(&self, caps: &Caps) -> Check {
         let bus = caps.bus_bytes();
         for (name, addr) in self.addresses() {
-            if !addr.is_aligned(bus) {
+            // A Conv2d's maps may start at any byte: the engine reads a map from the 8-byte word
+            // it starts in and writes its runs with byte strobes.
+            let conv_map =
+                self.op == Opcode::Conv2d && (name == INPUT_ADDR.name || name == OUTPUT_ADDR.name);
+            if !conv_map && !addr.is_aligned(bus) {
                 return fail(
                     ErrorCode::Misaligned,
                     format!("{name} = {addr}: expected a multiple of BUS_BYTES = {bus}"),
@@ -1594,9 +1604,9 @@ mod tests {
                 "group_size = 128",
             ),
             (
-                |d| d.input_addr.0 += 4,
+                |d| d.bias_addr.0 += 4,
                 ErrorCode::Misaligned,
-                "input_addr = 0x20000004",
+                "bias_addr = ",
             ),
             (
                 |d| d.group_mult_addr.0 += 1,
@@ -1617,6 +1627,33 @@ mod tests {
             let (got, msg) = invalid(edit);
             assert_eq!(got, code, "{text}: {msg}");
             assert!(msg.contains(text), "{text}: {msg}");
+        }
+    }
+
+    #[test]
+    fn conv_maps_start_at_any_byte_dense_vectors_on_a_bus_word() {
+        let caps = caps("pynq-z2.toml");
+        let mut d = conv();
+        for lead in 1..8 {
+            d.input_addr.0 = conv().input_addr.0 + lead;
+            d.output_addr.0 = conv().output_addr.0 + 8 - lead;
+            assert_eq!(d.validate(&caps), Ok(()), "lead {lead}");
+        }
+        let mut d = conv();
+        d.op = Opcode::Dense;
+        d.input = Shape { c: 100, h: 1, w: 1 };
+        d.output = Shape { c: 10, h: 1, w: 1 };
+        (d.kernel_h, d.kernel_w, d.stride, d.pad) = (1, 1, 1, Pad::default());
+        assert_eq!(d.validate(&caps), Ok(()), "the Dense layer");
+        for (edit, field) in [
+            ((|d| d.input_addr.0 += 4) as Edit, "input_addr"),
+            (|d| d.output_addr.0 += 1, "output_addr"),
+        ] {
+            let mut e = d;
+            edit(&mut e);
+            let (code, msg) = e.validate(&caps).expect_err(field);
+            assert_eq!(code, ErrorCode::Misaligned, "{msg}");
+            assert!(msg.contains(field), "{msg}");
         }
     }
 

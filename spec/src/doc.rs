@@ -177,7 +177,11 @@ pub fn render_descriptor() -> String {
          is [out_c, ⌊out_h / k⌋, ⌊out_w / k⌋]: the byte of (c, y, x) at `output_addr + (c · \
          ⌊out_h / k⌋ + y) · ⌊out_w / k⌋ + x` holds the largest output code of the conv pixels \
          (k·y + i, k·x + j), 0 ≤ i, j < k (signed or unsigned by `out_signed`); conv pixels past \
-         the last whole window are computed and dropped.\n\
+         the last whole window are computed and dropped. Either map may start at any byte: the \
+         engine reads the input map from the 8-byte word it starts in (the bytes before it in \
+         that word are read and not used; the feature buffer holds the map from there, so \
+         (input_addr mod 8) + in_c · in_h · in_w must fit it), and writes the output with byte \
+         strobes, no byte outside the map.\n\
          - **Dense input** is `batch` vectors of in_c bytes, vector n at `input_addr + n · S_in` with \
          S_in = ⌈in_c / C⌉ · C; the S_in − in_c bytes after a vector are read and meet zero \
          weights, so their values do not matter. **Dense output**: vector n's out_c bytes at \

@@ -16,10 +16,11 @@ use crate::error::SpecError;
 /// Register-map version carried in VERSION: major, minor, patch. 3.0.0: descriptor format v2
 /// (per-side Conv2d padding: `pad_top`, `pad_left`, `pad_bottom`, `pad_right` replace `pad`).
 /// 3.1.0: `max_pool` (word 27), max pooling on the Conv2d result path; a 3.0 device refuses it
-/// as a reserved bit, so the driver requires a minor version at least its own.
-pub const REGMAP_VERSION: (u8, u8, u8) = (3, 1, 0);
+/// as a reserved bit, so the driver requires a minor version at least its own. 3.2.0: a Conv2d's
+/// input and output maps may start at any byte (a 3.1 device refuses them as MISALIGNED).
+pub const REGMAP_VERSION: (u8, u8, u8) = (3, 2, 0);
 /// [`REGMAP_VERSION`] as text.
-pub const REGMAP_VERSION_STRING: &str = "3.1.0";
+pub const REGMAP_VERSION_STRING: &str = "3.2.0";
 /// The ID register's constant: "CAQ!" in ASCII, 'C' in the top byte.
 pub const ID_VALUE: u32 = 0x4341_5121;
 
@@ -808,7 +809,7 @@ mod tests {
         }
         assert_eq!(ID.reset, Reset::Value(0x4341_5121));
         assert_eq!(ID_VALUE.to_be_bytes(), *b"CAQ!");
-        assert_eq!(VERSION.reset, Reset::Value(0x0003_0100));
+        assert_eq!(VERSION.reset, Reset::Value(0x0003_0200));
         assert_eq!(
             REGMAP_VERSION_STRING,
             format!(

@@ -177,11 +177,12 @@ impl CoreShape {
 
     /// The bytes of a Conv2d's output that the feature buffer's second bank mirrors as the
     /// descriptor writes it (docs/hardware.md, "The output mirror"): the whole written map,
-    /// out_c · (out_h / k) · (out_w / k) bytes, when they fit the bank (`fm_bytes`); none for a
-    /// larger map or a Dense layer.
+    /// out_c · (out_h / k) · (out_w / k) bytes, when they fit the bank (`fm_bytes`) from the 8-byte
+    /// word the map starts in; none for a larger map or a Dense layer.
     pub fn mirror_bytes(&self, d: &LayerDescriptor) -> Option<u64> {
         let bytes = d.written().bytes();
-        (d.op == Opcode::Conv2d && bytes <= u64::from(self.fm_bytes)).then_some(bytes)
+        let lead = d.output_addr.0 % 8;
+        (d.op == Opcode::Conv2d && lead + bytes <= u64::from(self.fm_bytes)).then_some(bytes)
     }
 
     /// The schedule of a descriptor that passed every check of
@@ -224,10 +225,17 @@ impl CoreShape {
                 (batch, 1)
             }
             Opcode::Conv2d => {
+                // The bank holds the map from the 8-byte word it starts in.
                 let fm = d.input.bytes();
-                if fm > u64::from(self.fm_bytes) {
+                let lead = d.input_addr.0 % 8;
+                if lead + fm > u64::from(self.fm_bytes) {
+                    let from = if lead == 0 {
+                        String::new()
+                    } else {
+                        format!(" from byte {lead} of its first word")
+                    };
                     return Err(format!(
-                        "input feature map {}x{}x{} = {fm} bytes: the feature buffer holds {}",
+                        "input feature map {}x{}x{} = {fm} bytes{from}: the feature buffer holds {}",
                         d.input.c, d.input.h, d.input.w, self.fm_bytes
                     ));
                 }

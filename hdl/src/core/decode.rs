@@ -343,9 +343,19 @@ fn stage1(
     // 10: alignment of the addresses the run uses.
     let bus_log2 = clog2(cfg.bus_bytes());
     let used = used_addresses();
+    // A Conv2d's input and output maps may start at any byte (read from the word they start in,
+    // written with byte strobes).
     let aligned = used
         .iter()
-        .map(|(n, u)| format!("(!({u}) || {n}[{}:0] == {bus_log2}'d0)", bus_log2 - 1))
+        .map(|(n, u)| {
+            let map = *n == "d_input_addr" || *n == "d_output_addr";
+            let u = if map {
+                format!("!d_conv && ({u})")
+            } else {
+                (*u).to_owned()
+            };
+            format!("(!({u}) || {n}[{}:0] == {bus_log2}'d0)", bus_log2 - 1)
+        })
         .collect::<Vec<_>>()
         .join(" && ");
     reg(m, st, "c_aligned_q", 1, aligned)?;
@@ -489,6 +499,16 @@ fn ceil_shift(sig: &str, width: u32, sh: u32) -> String {
 
 /// Stage 3: K's derived counts, the shape check, the region count, the tables' window.
 fn stage3(m: &mut ModuleBuilder, st: &mut Code, caps: &Caps, s: &CoreShape) -> Result<()> {
+    // The feature map's bytes from the 8-byte word each map starts in (CoreShape::schedule,
+    // CoreShape::mirror_bytes): a Conv2d's input is read from there, its output mirrored so.
+    reg(
+        m,
+        st,
+        "fml3_q",
+        48,
+        "fm2_q + {45'd0, d_conv ? d_input_addr[2:0] : 3'd0}",
+    )?;
+    reg(m, st, "obl3_q", 32, "ob2_q + {29'd0, d_output_addr[2:0]}")?;
     m.section("stage 3: counts derived from K, the shape rule");
     let cl = clog2(s.cols);
     reg(m, st, "wpr3_q", 16, ceil_shift("k2_q", K2_BITS, 6))?;
@@ -577,18 +597,19 @@ fn stage4(m: &mut ModuleBuilder, st: &mut Code, s: &CoreShape) -> Result<()> {
         "fm_words4_q",
         WORDS_BITS,
         format!(
-            "fm2_q[{}:3] + {{{}'d0, fm2_q[2:0] != 3'd0}}",
+            "fml3_q[{}:3] + {{{}'d0, fml3_q[2:0] != 3'd0}}",
             WORDS_BITS + 2,
             WORDS_BITS - 1
         ),
     )?;
-    // CoreShape::mirror_bytes: the written map is mirrored when its bytes fit a bank.
+    // CoreShape::mirror_bytes: the written map is mirrored when its bytes fit a bank (from the
+    // word it starts in).
     reg(
         m,
         st,
         "mirror4_q",
         1,
-        format!("d_conv && ob2_q <= 32'd{}", s.fm_bytes),
+        format!("d_conv && obl3_q <= 32'd{}", s.fm_bytes),
     )?;
     Ok(())
 }
@@ -618,7 +639,7 @@ fn stage5(m: &mut ModuleBuilder, st: &mut Code, s: &CoreShape) -> Result<()> {
         format!(
             "k2_q <= 22'd{MAX_K_DATAPATH} && words4_q <= 22'd{wd} && \
              (d_conv || batch_ch4_q <= 32'd{ad}) && \
-             (!d_conv || (fm2_q <= 48'd{fb} && {fit1} && ohw_q <= 32'd{MAX_ITEMS})) && \
+             (!d_conv || (fml3_q <= 48'd{fb} && {fit1} && ohw_q <= 32'd{MAX_ITEMS})) && \
              (pool_e_q == 2'd0 || pool_w_q <= 16'd{POOL_LINE})",
             wd = s.wdepth,
             ad = s.adepth,

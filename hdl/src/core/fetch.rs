@@ -580,14 +580,19 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
         Expr::raw(
             format!(
                 "d_op == 8'd2 && {{2'd0, d_output_addr[{}:0]}} == mir_end_q && \
-                 {{1'b0, mir_bytes_q}} + {{1'b0, f_s_out_bytes}} <= {w}'d{}",
+                 {{2'b0, mir_bytes_q}} + {{2'b0, f_s_out_bytes}} + {{{z}'d0, mir_addr_q[2:0]}} \
+                 <= {w}'d{}",
                 aw - 1,
                 s.fm_bytes,
-                w = fbb + 1
+                w = fbb + 2,
+                z = fbb - 1
             ),
             1,
         ),
-        Some("the descriptor's Conv2d output follows the mirrored map and both fit a bank"),
+        Some(
+            "the descriptor's Conv2d output follows the mirrored map and both fit a bank (from \
+             the word the mirrored map starts in)",
+        ),
     )?;
     m.reg("grow_q", 1, Some("grow, a cycle ago"))?;
     m.wire_assign(
@@ -608,17 +613,18 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
     m.assign_raw("fm_cur", "fm_cur_q")?;
     m.assign_raw("fm_off", "fm_off_q")?;
     m.assign_raw("mir_on", "mir_on_q")?;
-    m.assign_raw("mir_base", "mir_addr_q")?;
+    m.assign_raw("mir_base", format!("{{mir_addr_q[{}:3], 3'd0}}", aw - 1))?;
     let mut f = Code::new();
     f.nb("dec_go_q", "1'b0");
     f.nb("res_skip_q", "1'b0");
     f.nb("in_mirror_q", "in_mirror");
     f.nb("in_resident_q", "in_resident");
     f.nb("grow_q", "grow");
+    // A bank holds its map from the 8-byte word the map starts in.
     for (reg, base) in [("res_off_q", "res_addr_q"), ("mir_off_q", "mir_addr_q")] {
         f.nb(
             reg,
-            format!("d_input_addr[{b}:0] - {base}[{b}:0]", b = fbb - 1),
+            format!("d_input_addr[{b}:0] - {{{base}[{b}:3], 3'd0}}", b = fbb - 1),
         );
     }
     f.nb("wh_v_q", "wr_req_valid && wr_req_ready");
@@ -802,7 +808,6 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                     });
                 });
                 c.block("F_INWAIT:", |c| {
-                    let in_addr = format!("d_input_addr[{}:0]", aw - 1);
                     c.comment("the input waits until the run side holds this descriptor");
                     c.if_("fxfer_q", |c| {
                         c.nb("inp_q", "1'b1");
@@ -864,8 +869,15 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                                         make_resident(c, "mir_addr_q", "mir_end_q");
                                     },
                                     |c| {
-                                        c.nb("fm_off_q", format!("{fbb}'d0"));
-                                        issue_input(c, &in_addr, aw);
+                                        c.comment(
+                                            "read from the word the map starts in, the map from \
+                                             its byte there",
+                                        );
+                                        c.nb(
+                                            "fm_off_q",
+                                            format!("{{{}'d0, d_input_addr[2:0]}}", fbb - 3),
+                                        );
+                                        issue_input(c, &format!("{{d_input_addr[{}:3], 3'd0}}", aw - 1), aw);
                                     },
                                 );
                             },

@@ -374,7 +374,14 @@ impl FuncDevice {
                     }
                     match *load {
                         Load::Descriptor => {}
-                        Load::Input => input = self.decode_input(d, sched, &data),
+                        Load::Input => {
+                            // A map read from memory starts inside the first word it reads.
+                            let lead = match (source, d.op) {
+                                (Source::Memory, Opcode::Conv2d) => d.input_addr.0 % 8,
+                                _ => 0,
+                            };
+                            input = self.decode_input(d, sched, &data[lead as usize..]);
+                        }
                         Load::Bias => {
                             bias = data
                                 .chunks_exact(4)

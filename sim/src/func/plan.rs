@@ -161,16 +161,17 @@ fn tile_writes(d: &LayerDescriptor, s: &Schedule, shape: &CoreShape, tile: u64) 
 pub fn steps(d: &LayerDescriptor, s: &Schedule, shape: &CoreShape) -> Vec<Step> {
     let rows = shape.rows as usize;
     let out_c = usize::from(d.output.c);
-    let in_bytes = match d.op {
-        Opcode::Dense => s.items * s.in_stride,
-        Opcode::Conv2d => d.input.bytes(),
+    // A Conv2d's map may start inside a word: it is read from the word it starts in.
+    let (lead, in_bytes) = match d.op {
+        Opcode::Dense => (0, s.items * s.in_stride),
+        Opcode::Conv2d => (d.input_addr.0 % 8, d.input.bytes()),
     };
     let mut out = tile_loads(d, s, rows, 0);
     out.push(Step::Read {
         load: Load::Input,
         tile: 0,
-        addr: d.input_addr.0,
-        words: in_bytes.div_ceil(8),
+        addr: d.input_addr.0 - lead,
+        words: (lead + in_bytes).div_ceil(8),
     });
     for tile in 0..s.tiles {
         let o0 = tile as usize * rows;
@@ -254,7 +255,8 @@ impl Resident {
         if d.op != Opcode::Conv2d {
             return Source::Memory;
         }
-        let bytes = d.input.bytes();
+        // The map's own bytes (its read starts at the word they start in).
+        let (addr, bytes) = (addr + d.input_addr.0 % 8, d.input.bytes());
         if let Some(offset) = self
             .map
             .and_then(|(base, within)| slice_of(addr, bytes, base, within))
@@ -299,7 +301,7 @@ impl Resident {
                         .and_then(|m| {
                             let bytes = shape.mirror_bytes(d)?;
                             (d.output_addr.0 == m.addr + m.bytes
-                                && m.bytes + bytes <= u64::from(shape.fm_bytes))
+                                && m.addr % 8 + m.bytes + bytes <= u64::from(shape.fm_bytes))
                             .then_some(Mirror {
                                 addr: m.addr,
                                 bytes: m.bytes + bytes,

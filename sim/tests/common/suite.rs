@@ -1220,8 +1220,10 @@ pub fn mirrored_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
 }
 
 /// Conv2d descriptors on slices of one map on chip (docs/hardware.md, "The output mirror"), in
-/// one list: A, a Conv2d whose written map fits a feature-map bank; B, a 3×3 (or 1×1) conv on A's
-/// channels from s_b ≥ 1, whose bytes start at an offset into A's mirrored map (the banks swap,
+/// one list: A, a Conv2d whose input and output start at random bytes of their words and whose
+/// written map fits a feature-map bank; B, a 3×3 (or 1×1) conv on A's
+/// channels from s_b ≥ 1 (any channel: a slice starts at any byte), whose bytes start at an
+/// offset into A's mirrored map (the banks swap,
 /// and A's whole map is the resident one); C, a 3×3 (or 1×1) conv on A's channels from s_c, a
 /// slice of the resident map. Neither B nor C reads its map (the byte counters are the plan's,
 /// and the RTL's must equal them), and every output equals its golden one.
@@ -1243,20 +1245,21 @@ pub fn sliced_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
         let a = random_layer(&mut rng, cfg, true);
         let Ok((h, w)) = a.out_hw() else { continue };
         let (c, hw) = (a.out_c(), h * w);
-        if !matches!(a.op, LayerOp::Conv2d { .. }) || a.output_len().map_or(true, |n| n > fm_bytes)
+        // Room for A's maps to start anywhere in a bus word.
+        let beat = cfg.bus_bytes() as usize;
+        if !matches!(a.op, LayerOp::Conv2d { .. })
+            || a.output_len().map_or(true, |n| n + beat > fm_bytes)
+            || a.input.len() + beat > fm_bytes
         {
             continue;
         }
-        // Slices start on whole bus beats (descriptor addresses are beat-aligned): at multiples
-        // of `step` channels.
-        let beat = cfg.bus_bytes() as usize;
-        let step = beat / gcd(hw, beat);
-        if step >= c {
+        // A Conv2d's map may start at any byte: slices from any channel.
+        if c < 2 {
             continue;
         }
         let codes = codes_of(&golden(&a), a.out_signed);
-        let s_b = step * rng.random_range(1..=(c - 1) / step);
-        let s_c = step * rng.random_range(0..=(c - 1) / step);
+        let s_b = rng.random_range(1..c);
+        let s_c = rng.random_range(0..c);
         let mut over = |from: usize| {
             let n = rng.random_range(1..=c - from);
             let kernel = if rng.random_bool(0.7) { 3 } else { 1 };
@@ -1275,14 +1278,51 @@ pub fn sliced_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
         };
         break (vec![a, b, cj], [s_b, s_c], hw);
     };
-    let (desc_addr, mut placed) = place_all(dev, &jobs);
+    // A's input and output from random bytes of their words: its map is read from the word it
+    // starts in, and the mirror holds its output from the word that starts in.
+    let mem = dev.memory();
+    let mut alloc = Alloc::new(DeviceAddr(mem.base.0 + 128 * 64), mem.end());
+    let mut placed: Vec<Placed> = jobs
+        .iter()
+        .map(|j| j.place(dev, &mut alloc).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    // Off the bus word (on a 16-byte bus, also from its second 8-byte word).
+    let beat = u64::from(cfg.bus_bytes());
+    let (lead_in, lead_out) = (rng.random_range(1..beat), rng.random_range(1..beat));
+    let a_in: Vec<u8> = jobs[0].input.iter().map(|&v| v as u8).collect();
+    let a_len = placed[0].output_len as u64;
+    let region_in = alloc
+        .take(a_in.len() as u64 + beat)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let region_out = alloc
+        .take(a_len + beat + layer::SPARE_BYTES)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let fill = vec![layer::OUTPUT_FILL; (a_len + beat + layer::SPARE_BYTES) as usize];
+    dev.mem_write(DeviceAddr(region_in + lead_in), &a_in)
+        .and_then(|()| dev.sync_for_device(DeviceAddr(region_in), a_in.len() as u64 + beat))
+        .and_then(|()| dev.mem_write(DeviceAddr(region_out), &fill))
+        .and_then(|()| dev.sync_for_device(DeviceAddr(region_out), fill.len() as u64))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    placed[0].desc.input_addr = DeviceAddr(region_in + lead_in);
+    placed[0].desc.output_addr = DeviceAddr(region_out + lead_out);
     let a_out = placed[0].desc.output_addr;
     for (p, s) in placed[1..].iter_mut().zip(starts) {
         p.desc.input_addr = DeviceAddr(a_out.0 + (s * hw) as u64);
     }
-    let what = format!("{} sliced maps", cfg.name);
-    let run = run_placed(dev, desc_addr, &placed, cfg, &what);
+    let what = format!(
+        "{} sliced maps (A's input from byte {lead_in}, output from byte {lead_out} of a word)",
+        cfg.name
+    );
+    let run = run_placed(dev, mem.base, &placed, cfg, &what);
     check_outputs(dev, &jobs, &placed, &what);
+    let mut before = vec![0u8; lead_out as usize];
+    dev.sync_for_cpu(DeviceAddr(region_out), lead_out)
+        .and_then(|()| dev.mem_read(DeviceAddr(region_out), &mut before))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(
+        before.iter().all(|&b| b == layer::OUTPUT_FILL),
+        "{what}: A wrote before its output"
+    );
     // Independently of the rule: every read of the list but B's and C's maps, once.
     let (every, b_map) = all_reads(&placed, cfg, 1);
     let (_, c_map) = all_reads(&placed, cfg, 2);
@@ -1417,10 +1457,6 @@ pub fn grown_mirror<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
     println!(
         "{what}: C's {c_map}-byte map ({len_a} bytes of A's, {len_b} of B's) taken from the mirror"
     );
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// Each table (bias, requant, group multipliers) and the output buffer moved to the top of the

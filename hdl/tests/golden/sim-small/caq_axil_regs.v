@@ -2,7 +2,7 @@
 
 `default_nettype none
 
-// caq_axil_regs: AXI4-Lite control and status registers of the caq accelerator (register map 3.1.0)
+// caq_axil_regs: AXI4-Lite control and status registers of the caq accelerator (register map 3.2.0)
 // for config 'sim-small' (hash 5257eab3fd6acd95).
 // Generated from caq_spec::regmap::REGISTERS; docs/regmap.md is the same table in prose.
 //
@@ -127,7 +127,7 @@ module caq_axil_regs (
     localparam [11:0] ADDR_PERF_BYTES_WR_LO = 12'h0a8;  // RO
     localparam [11:0] ADDR_PERF_BYTES_WR_HI = 12'h0ac;  // RO
     localparam [31:0] VALUE_ID = 32'h4341_5121;  // Constant 0x43415121 ("CAQ!"): a caq accelerator is mapped here.
-    localparam [31:0] VALUE_VERSION = 32'h0003_0100;  // VERSION: MAJOR=3 MINOR=1 PATCH=0
+    localparam [31:0] VALUE_VERSION = 32'h0003_0200;  // VERSION: MAJOR=3 MINOR=2 PATCH=0
     localparam [31:0] VALUE_CONFIG_HASH_LO = 32'hfd6a_cd95;  // Bits 31:0 of the config hash (see caq_spec::ConfigHash).
     localparam [31:0] VALUE_CONFIG_HASH_HI = 32'h5257_eab3;  // Bits 63:32 of the config hash.
     localparam [31:0] VALUE_CAPS0 = 32'h48ff_0804;  // CAPS0: ROWS=4 COLS=8 WEIGHT_BITS_MASK=255 ACT_BITS=8 MAX_PLANE_GROUPS=4

@@ -195,6 +195,8 @@ module caq_decode (
     reg         c_out_w_q;
     reg  [64:0] bias_end_q;
     reg  [64:0] rq_end_q;
+    reg  [47:0] fml3_q;
+    reg  [31:0] obl3_q;
 
     // ---- stage 3: counts derived from K, the shape rule ----
     reg  [15:0] wpr3_q;
@@ -276,7 +278,7 @@ module caq_decode (
         pool_w_q <= d_out_w >> pool_e;
         c_groups_q <= d_n_groups <= 8'd4 && d_active_groups >= 8'd1 && d_active_groups <= d_n_groups && (!(d_n_groups > 8'd0) || (d_pg0_shift <= 8'd7 && {4'd0, d_pg0_bits} + d_pg0_shift <= 8'd8)) && (!(d_n_groups > 8'd1) || (d_pg1_shift <= 8'd7 && {4'd0, d_pg1_bits} + d_pg1_shift <= 8'd8)) && (!(d_n_groups > 8'd2) || (d_pg2_shift <= 8'd7 && {4'd0, d_pg2_bits} + d_pg2_shift <= 8'd8)) && (!(d_n_groups > 8'd3) || (d_pg3_shift <= 8'd7 && {4'd0, d_pg3_bits} + d_pg3_shift <= 8'd8));
         c_region_q <= d_grouped ? (d_group_size == 16'd16) : (d_group_size == 16'd0);
-        c_aligned_q <= (!(1'b1) || d_input_addr[2:0] == 3'd0) && (!(1'b1) || d_output_addr[2:0] == 3'd0) && (!(1'b1) || d_bias_addr[2:0] == 3'd0) && (!(1'b1) || d_requant_addr[2:0] == 3'd0) && (!(d_grouped) || d_group_mult_addr[2:0] == 3'd0) && (!(1'b1) || d_weight_addr0[2:0] == 3'd0) && (!(d_active_groups > 8'd1) || d_weight_addr1[2:0] == 3'd0) && (!(d_active_groups > 8'd2) || d_weight_addr2[2:0] == 3'd0) && (!(d_active_groups > 8'd3) || d_weight_addr3[2:0] == 3'd0);
+        c_aligned_q <= (!(!d_conv && (1'b1)) || d_input_addr[2:0] == 3'd0) && (!(!d_conv && (1'b1)) || d_output_addr[2:0] == 3'd0) && (!(1'b1) || d_bias_addr[2:0] == 3'd0) && (!(1'b1) || d_requant_addr[2:0] == 3'd0) && (!(d_grouped) || d_group_mult_addr[2:0] == 3'd0) && (!(1'b1) || d_weight_addr0[2:0] == 3'd0) && (!(d_active_groups > 8'd1) || d_weight_addr1[2:0] == 3'd0) && (!(d_active_groups > 8'd2) || d_weight_addr2[2:0] == 3'd0) && (!(d_active_groups > 8'd3) || d_weight_addr3[2:0] == 3'd0);
         c_win0_q <= !(1'b1) || (d_input_addr[63:32] == 32'd0 && {1'b0, d_input_addr[31:0]} >= wb_q && {1'b0, d_input_addr[31:0]} < wl_q);
         c_win1_q <= !(1'b1) || (d_output_addr[63:32] == 32'd0 && {1'b0, d_output_addr[31:0]} >= wb_q && {1'b0, d_output_addr[31:0]} < wl_q);
         c_win2_q <= !(1'b1) || (d_bias_addr[63:32] == 32'd0 && {1'b0, d_bias_addr[31:0]} >= wb_q && {1'b0, d_bias_addr[31:0]} < wl_q);
@@ -302,6 +304,8 @@ module caq_decode (
         c_out_w_q <= !span_w_q[18] && (((span_w_q >> (d_stride == 8'd2 ? 1 : 0)) + 19'd1) == {3'd0, d_out_w});
         bias_end_q <= {1'b0, d_bias_addr} + ({49'd0, d_out_c} << 2);
         rq_end_q <= {1'b0, d_requant_addr} + ({49'd0, d_out_c} << 3);
+        fml3_q <= fm2_q + {45'd0, d_conv ? d_input_addr[2:0] : 3'd0};
+        obl3_q <= ob2_q + {29'd0, d_output_addr[2:0]};
         wpr3_q <= k2_q[21:6] + {15'd0, k2_q[5:0] != 6'd0};
         nch3_q <= k2_q[18:3] + {15'd0, k2_q[2:0] != 3'd0};
         regions3_q <= d_grouped ? (k2_q[19:4] + {15'd0, k2_q[3:0] != 4'd0}) : 16'd1;
@@ -313,10 +317,10 @@ module caq_decode (
         plane_stride4_q <= {13'd0, d_out_c} * {13'd0, wpr3_q};
         patch_fit4_q <= {({16'd0, nch3_q} * 32'd2) <= 32'd512};
         batch_words4_q <= ({4'd0, d_batch} * {4'd0, nch3_q}) << 0;
-        fm_words4_q <= fm2_q[22:3] + {19'd0, fm2_q[2:0] != 3'd0};
-        mirror4_q <= d_conv && ob2_q <= 32'd4096;
+        fm_words4_q <= fml3_q[22:3] + {19'd0, fml3_q[2:0] != 3'd0};
+        mirror4_q <= d_conv && obl3_q <= 32'd4096;
         gm_end5_q <= {1'b0, d_group_mult_addr} + {32'd0, gm_len4_q, 1'b0};
-        c_capacity5_q <= k2_q <= 22'd65535 && words4_q <= 22'd128 && (d_conv || batch_ch4_q <= 32'd512) && (!d_conv || (fm2_q <= 48'd4096 && patch_fit4_q && ohw_q <= 32'd65535)) && (pool_e_q == 2'd0 || pool_w_q <= 16'd128);
+        c_capacity5_q <= k2_q <= 22'd65535 && words4_q <= 22'd128 && (d_conv || batch_ch4_q <= 32'd512) && (!d_conv || (fml3_q <= 48'd4096 && patch_fit4_q && ohw_q <= 32'd65535)) && (pool_e_q == 2'd0 || pool_w_q <= 16'd128);
         slots2_5_q <= words4_q <= 22'd64;
         block5_q <= d_conv ? ((patch_fit4_q && segw_q >= 5'd1 && d_out_w >= 16'd1) ? 4'd1 : 4'd1) : 4'd1;
         code_q <= !c_op_q ? 8'd1 : !c_ngroups_q ? 8'd4 : !c_widths_q ? 8'd2 : !c_slots_q ? 8'd4 : !c_reserved_q ? 8'd6 : !c_caps_bits_q ? 8'd2 : !c_shape3_q ? 8'd3 : !c_groups_q ? 8'd4 : !c_region_q ? 8'd5 : !c_aligned_q ? 8'd7 : !c_window_all ? 8'd8 : !c_position_q ? 8'd9 : !c_capacity5_q ? 8'd3 : 8'd0;

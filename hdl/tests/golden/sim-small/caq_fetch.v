@@ -371,8 +371,8 @@ module caq_fetch (
     assign in_mirror = d_op == 8'd2 && d_input_addr[31:0] >= mir_addr_q && in_end <= mir_end_q;
     reg           in_resident_q;  // in_resident, a cycle ago
     reg           in_mirror_q;  // in_mirror, a cycle ago
-    wire          grow;  // the descriptor's Conv2d output follows the mirrored map and both fit a bank
-    assign grow = d_op == 8'd2 && {2'd0, d_output_addr[31:0]} == mir_end_q && {1'b0, mir_bytes_q} + {1'b0, f_s_out_bytes} <= 14'd4096;
+    wire          grow;  // the descriptor's Conv2d output follows the mirrored map and both fit a bank (from the word the mirrored map starts in)
+    assign grow = d_op == 8'd2 && {2'd0, d_output_addr[31:0]} == mir_end_q && {2'b0, mir_bytes_q} + {2'b0, f_s_out_bytes} + {12'd0, mir_addr_q[2:0]} <= 15'd4096;
     reg           grow_q;  // grow, a cycle ago
     wire          mir_grows;  // at F_INWAIT: the descriptor's output grows the mirror (it does not take it)
     assign mir_grows = grow_q && mir_v_q && !(in_mirror_q && !(in_resident_q && res_v_q));
@@ -381,15 +381,15 @@ module caq_fetch (
     assign fm_cur = fm_cur_q;
     assign fm_off = fm_off_q;
     assign mir_on = mir_on_q;
-    assign mir_base = mir_addr_q;
+    assign mir_base = {mir_addr_q[31:3], 3'd0};
     always @(posedge clk) begin
         dec_go_q <= 1'b0;
         res_skip_q <= 1'b0;
         in_mirror_q <= in_mirror;
         in_resident_q <= in_resident;
         grow_q <= grow;
-        res_off_q <= d_input_addr[12:0] - res_addr_q[12:0];
-        mir_off_q <= d_input_addr[12:0] - mir_addr_q[12:0];
+        res_off_q <= d_input_addr[12:0] - {res_addr_q[12:3], 3'd0};
+        mir_off_q <= d_input_addr[12:0] - {mir_addr_q[12:3], 3'd0};
         wh_v_q <= wr_req_valid && wr_req_ready;
         wh_lo_q <= {2'd0, wr_req_addr};
         wh_hi_q <= {2'd0, wr_req_addr} + {11'd0, wr_req_words, 3'd0};
@@ -621,16 +621,17 @@ module caq_fetch (
                                 res_addr_q <= mir_addr_q;
                                 res_end_q <= mir_end_q;
                             end else begin
-                                fm_off_q <= 13'd0;
+                                // read from the word the map starts in, the map from its byte there
+                                fm_off_q <= {10'd0, d_input_addr[2:0]};
                                 rq_kind_q <= d_op == 8'd2 ? K_FMAP : K_INPUT;
-                                rq_addr_q <= d_input_addr[31:0];
+                                rq_addr_q <= {d_input_addr[31:3], 3'd0};
                                 rq_words_q <= f_s_in_words;
                                 rq_tend_q <= 1'b0;
                                 fst_q <= F_CHK;
                                 if (d_op == 8'd2) begin
                                     res_v_q <= 1'b1;
-                                    res_addr_q <= d_input_addr[31:0];
-                                    res_end_q <= {2'd0, d_input_addr[31:0]} + {11'd0, f_s_in_words, 3'd0};
+                                    res_addr_q <= {d_input_addr[31:3], 3'd0};
+                                    res_end_q <= {2'd0, {d_input_addr[31:3], 3'd0}} + {11'd0, f_s_in_words, 3'd0};
                                 end
                             end
                         end

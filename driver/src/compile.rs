@@ -11,7 +11,9 @@
 //! 1. the descriptor lists of every device segment (128 bytes per layer, `last` on a segment's final
 //!    descriptor), then one single-descriptor list per layer (`last` set) for per-layer runs;
 //! 2. the network input and the output of every node: one byte per code, CHW (a Flatten node
-//!    shares its input's buffer: CHW flattening does not move a byte);
+//!    shares its input's buffer: CHW flattening does not move a byte), or each channel's map
+//!    transposed where a depthwise conv is lowered by columns ([`ColumnParts`],
+//!    [`ActBuffer::transposed`]);
 //! 3. per weight layer: bias (i32 LE per output channel), requantization entries
 //!    ([`caq_spec::RequantEntry`], 8 bytes), group multipliers (u16 LE `[out_c][regions]`, grouped layers
 //!    only) and every stored plane group in caq-model's planes layout (`[plane][row][⌈K/64⌉ u64]`,
@@ -32,7 +34,8 @@
 //! conv node's buffer too). Other pools, GlobalAvgPool, Add
 //! and a standalone ReLU are host steps: read the codes back, run the golden kernel, write the
 //! result where the next layer reads it. A grouped convolution is lowered to dense parts
-//! ([`GroupedParts`]).
+//! ([`GroupedParts`]), a stride-1 depthwise one over a narrow map to parts by output columns where
+//! that is cheaper ([`ColumnParts`]).
 
 use crate::error::{HostError, Result};
 use caq_model::graph::{Op, Padding, Shape3, Src};
@@ -41,7 +44,7 @@ use caq_model::qmodel::{QLayer, QModel};
 use caq_model::quant::ActQuant;
 use caq_model::requant::{self, AddRequant, OutRange};
 use caq_spec::CoreShape;
-use caq_spec::descriptor::{DESCRIPTOR_BYTES, POOL_WINDOWS, Window};
+use caq_spec::descriptor::{DESCRIPTOR_BYTES, MAX_KERNEL_H, MAX_KERNEL_W, POOL_WINDOWS, Window};
 use caq_spec::shape::POOL_LINE;
 use caq_spec::{
     AccelConfig, BitWidth, Caps, DeviceAddr, Flags, LayerDescriptor, MemRegion, Opcode, PlaneGroup,
@@ -66,15 +69,37 @@ pub struct ActBuffer {
     pub shape: Shape3,
     /// Codes are two's complement (else unsigned).
     pub signed: bool,
+    /// Each channel's map is stored transposed, `[x][y]` (written by a depthwise conv lowered by
+    /// columns, [`ColumnParts`], and by the convs that read such a map); the codes the host reads
+    /// are CHW all the same ([`ActBuffer::chw`]).
+    pub transposed: bool,
 }
 
 impl ActBuffer {
-    /// Bytes of device memory to codes.
+    /// Bytes of device memory to codes, CHW.
     pub fn decode(&self, bytes: &[u8]) -> Vec<i32> {
-        bytes
+        self.chw(bytes)
             .iter()
             .map(|&b| caq_spec::descriptor::byte_code(b, self.signed))
             .collect()
+    }
+
+    /// Bytes of device memory in CHW order (a transposed map's channels transposed back).
+    pub fn chw(&self, bytes: &[u8]) -> Vec<u8> {
+        let [c, h, w] = self.shape;
+        if !self.transposed || bytes.len() < c * h * w {
+            return bytes.to_vec();
+        }
+        let mut out = bytes.to_vec();
+        for ch in 0..c {
+            let map = &bytes[ch * h * w..(ch + 1) * h * w];
+            for y in 0..h {
+                for x in 0..w {
+                    out[ch * h * w + y * w + x] = map[x * h + y];
+                }
+            }
+        }
+        out
     }
 
     /// Codes to bytes (the low byte of each code, two's complement when signed).
@@ -317,27 +342,14 @@ pub fn compile(
     }
     let mut mem = Alloc { next: base.0 };
     // The lowering of each grouped conv, from the maps it reads and writes (a grouped conv's
-    // output is never pooled on the device), and the descriptors per node: one per weight
-    // layer, one per part of a lowered grouped conv.
-    let hw = |s: Shape3| s[1] * s[2];
-    let lowerings: Vec<Option<GroupedParts>> = graph
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let in_hw = match n.inputs.first() {
-                Some(Src::Node(j)) => hw(shapes[*j]),
-                _ => hw(graph.input_shape),
-            };
-            let (rows, bus) = (shape.rows as usize, caps.bus_bytes() as usize);
-            GroupedParts::of(&n.op, rows, bus, in_hw, hw(shapes[i]))
-        })
-        .collect();
+    // output is never pooled on the device), which maps are stored transposed, and the
+    // descriptors per node: one per weight layer, one per part of a lowered grouped conv.
+    let (lowerings, transposed) = lower(model, &shapes, &pooled_by, &shape);
     let descs_of: Vec<usize> = graph
         .nodes
         .iter()
         .zip(&lowerings)
-        .map(|(n, g)| g.map_or(usize::from(n.op.has_weights()), |p| p.parts))
+        .map(|(n, g)| g.map_or(usize::from(n.op.has_weights()), |p| p.parts()))
         .collect();
 
     // Segments: runs of weight nodes with nothing but Flatten between them.
@@ -401,6 +413,7 @@ pub fn compile(
         buf: mem.buffer(graph.input_shape.iter().product::<usize>() as u64),
         shape: graph.input_shape,
         signed: model.input.signed,
+        transposed: false,
     };
     let mut nodes: Vec<ActBuffer> = Vec::with_capacity(graph.nodes.len());
     for (i, node) in graph.nodes.iter().enumerate() {
@@ -419,6 +432,7 @@ pub fn compile(
                 buf: mem.buffer(written.iter().product::<usize>() as u64),
                 shape: written,
                 signed,
+                transposed: transposed[i],
             }
         };
         nodes.push(act);
@@ -521,6 +535,119 @@ pub fn compile(
     Ok(program)
 }
 
+/// Cycles [`lower`] charges a lowering for each part beyond its plane-steps: the engine drains a
+/// descriptor's last writes before it starts the next one (about 120 cycles for a DS-CNN part on
+/// pynq-z2, `caq run --backend func`'s per-layer rows).
+const PART_OVERHEAD: usize = 120;
+
+/// Each node's lowering, and whether its output map is stored transposed. A stride-1 depthwise
+/// conv is lowered by columns ([`ColumnParts`]) when that costs fewer cycles than the
+/// block-diagonal parts ([`GroupedParts`]), summed over the layer's nesting levels (plane-steps
+/// plus [`PART_OVERHEAD`] per part), and every reader of its output can take the map
+/// transposed: a pointwise conv or another depthwise conv lowered by columns (whose outputs are
+/// transposed in turn, and so must be readable so; such a reader is lowered by columns whatever
+/// it costs), or a host step (which reads the codes back CHW). Flatten, Dense, a fused pool and
+/// the network's output read CHW bytes.
+fn lower(
+    model: &QModel,
+    shapes: &[Shape3],
+    pooled_by: &[Option<usize>],
+    shape: &CoreShape,
+) -> (Vec<Option<Lowering>>, Vec<bool>) {
+    let graph = &model.graph;
+    let n = graph.nodes.len();
+    let (rows, cols) = (shape.rows as usize, shape.cols as usize);
+    let in_shape = |i: usize| match graph.nodes[i].inputs.first() {
+        Some(Src::Node(j)) => shapes[*j],
+        _ => graph.input_shape,
+    };
+    let hw = |s: Shape3| [s[1], s[2]];
+    let pointwise = |i: usize| {
+        matches!(graph.nodes[i].op, Op::Conv2d { kernel: [1, 1], stride: 1, padding, .. }
+            if padding == Padding::default())
+            && pooled_by[i].is_none()
+    };
+    // Whether node i's output may be stored transposed (its readers come later in the graph).
+    let mut may = vec![false; n];
+    for i in (0..n).rev() {
+        let readers: Vec<usize> = (i + 1..n)
+            .filter(|&j| graph.nodes[j].inputs.contains(&Src::Node(i)))
+            .collect();
+        may[i] = i + 1 < n
+            && pooled_by[i].is_none()
+            && !readers.is_empty()
+            && readers.iter().all(|&j| match &graph.nodes[j].op {
+                Op::Conv2d { .. } if pointwise(j) => may[j],
+                op @ Op::Conv2d { .. } => {
+                    may[j] && ColumnParts::of(op, hw(in_shape(j)), true, rows, cols).is_some()
+                }
+                Op::MaxPool { .. }
+                | Op::AvgPool { .. }
+                | Op::GlobalAvgPool
+                | Op::Add { .. }
+                | Op::Relu => true,
+                Op::Dense { .. } | Op::Flatten => false,
+            });
+    }
+    let mut lowerings = vec![None; n];
+    let mut transposed = vec![false; n];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let t_in = match node.inputs.first() {
+            Some(Src::Node(j)) => transposed[*j],
+            _ => false,
+        };
+        let (ins, outs) = (in_shape(i), shapes[i]);
+        let grouped = GroupedParts::of(&node.op, rows);
+        let columns = ColumnParts::of(&node.op, hw(ins), t_in, rows, cols);
+        if t_in && matches!(node.op, Op::Conv2d { .. }) {
+            // Only a pointwise conv or a depthwise one lowered by columns reads a transposed map
+            // (a host step reads it back CHW and writes CHW); `may` let no other reader be.
+            debug_assert!(
+                columns.is_some() || pointwise(i),
+                "node {i} reads a transposed map"
+            );
+            lowerings[i] = columns
+                .map(Lowering::Columns)
+                .or(grouped.map(Lowering::Grouped));
+            transposed[i] = true;
+            continue;
+        }
+        lowerings[i] = grouped.map(Lowering::Grouped);
+        if let (Some(g), Some(c)) = (grouped, columns)
+            && may[i]
+        {
+            // Per part and weight plane: pixels x chunks x row tiles; planes summed over the
+            // levels, the drain once per level.
+            let (Op::Conv2d { kernel, .. }, Some(q)) = (&node.op, &model.layers[i]) else {
+                continue;
+            };
+            let planes: usize = q
+                .levels()
+                .iter()
+                .filter_map(|&l| q.weights.active_groups(l).ok())
+                .map(|a| {
+                    q.weights.groups[..a]
+                        .iter()
+                        .map(|g| usize::from(g.bits))
+                        .sum::<usize>()
+                })
+                .sum();
+            let drains = q.levels().len() * PART_OVERHEAD;
+            let block = (g.groups_per_part * kernel[0] * kernel[1]).div_ceil(cols)
+                * g.groups_per_part.div_ceil(rows)
+                * outs[1]
+                * outs[2];
+            let by_groups = g.parts * (planes * block + drains);
+            let by_columns = c.parts * (planes * outs[1] + drains);
+            if by_columns < by_groups {
+                lowerings[i] = Some(Lowering::Columns(c));
+                transposed[i] = true;
+            }
+        }
+    }
+    (lowerings, transposed)
+}
+
 struct Alloc {
     next: u64,
 }
@@ -567,11 +694,8 @@ fn u16_dim(layer: &str, cfg: &AccelConfig, what: &str, v: usize) -> Result<u16> 
 /// channel groups, each a dense conv over its groups' input channels with block-diagonal weights
 /// (an output channel's weights on its own group's channels, zero elsewhere). A part has the
 /// array's rows of output channels where a group has fewer (a depthwise conv's part is R
-/// channels), so each part fills the array's rows once, unless its slices of the input and output
-/// maps would then start off a bus word: a part is a run of whole channels (CHW), and a slice of
-/// one starts where the previous part's ends. Then a part is the smallest multiple of that many
-/// groups whose slices are whole bus words (at most every group: one part, which starts at the
-/// map's aligned start), and runs over its rows in several row tiles.
+/// channels), so each part fills the array's rows once. A part reads and writes a run of whole
+/// channels (CHW), which starts where the previous part's ends: at any byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupedParts {
     pub groups: usize,
@@ -580,33 +704,16 @@ pub struct GroupedParts {
 }
 
 impl GroupedParts {
-    /// The lowering of `op` on an array of `rows` rows and a bus of `bus` bytes, reading a map of
-    /// `in_hw` pixels per channel and writing one of `out_hw`; `None` unless it is a grouped
-    /// Conv2d.
-    pub fn of(
-        op: &Op,
-        rows: usize,
-        bus: usize,
-        in_hw: usize,
-        out_hw: usize,
-    ) -> Option<GroupedParts> {
+    /// The lowering of `op` on an array of `rows` rows; `None` unless it is a grouped Conv2d.
+    pub fn of(op: &Op, rows: usize) -> Option<GroupedParts> {
         match *op {
             Op::Conv2d {
-                in_channels,
                 out_channels,
                 groups,
                 ..
             } if groups > 1 => {
                 let og = (out_channels / groups).max(1);
-                let ig = (in_channels / groups).max(1);
-                let fill = (rows / og).clamp(1, groups);
-                let aligned = |g: usize| {
-                    (g * ig * in_hw).is_multiple_of(bus) && (g * og * out_hw).is_multiple_of(bus)
-                };
-                let groups_per_part = (1..)
-                    .map(|m| (m * fill).min(groups))
-                    .find(|&g| g == groups || aligned(g))
-                    .unwrap_or(groups);
+                let groups_per_part = (rows / og).clamp(1, groups);
                 Some(GroupedParts {
                     groups,
                     groups_per_part,
@@ -614,6 +721,178 @@ impl GroupedParts {
                 })
             }
             _ => None,
+        }
+    }
+}
+
+/// A depthwise convolution (stride 1, one output channel per input channel) lowered along its
+/// output columns (docs/hardware.md, "Depthwise convolutions by columns"): a part of `per_part`
+/// channels is one Conv2d whose kernel spans the whole padded width of the map, so that one
+/// patch (kh rows of a channel, all their columns) feeds every output column of its output row
+/// at once. Its rows are (channel, output column), its pixels the output rows, and it writes
+/// each channel transposed (`[x][y]`, [`ActBuffer::transposed`]). On a map that is itself
+/// transposed it runs the same way with the axes swapped (`transposed_in`): then the kernel
+/// spans the padded height of the stored map, and still writes the output transposed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ColumnParts {
+    pub per_part: usize,
+    pub parts: usize,
+    pub transposed_in: bool,
+}
+
+/// A part's descriptor geometry: input `[c, h, w]`, kernel `[h, w]`, padding and output
+/// `[c, h, w]`, as the device sees them.
+struct PartGeometry {
+    input: [usize; 3],
+    kernel: [usize; 2],
+    pad: Padding,
+    output: [usize; 3],
+}
+
+impl PartGeometry {
+    /// The part's K: its channels' patches.
+    fn k(&self) -> usize {
+        self.input[0] * self.kernel[0] * self.kernel[1]
+    }
+}
+
+impl ColumnParts {
+    /// The lowering of `op` reading a map of `in_hw` = [height, width] pixels per channel (stored
+    /// transposed when `transposed_in`), on an array of `rows` rows and `cols` lanes; `None`
+    /// unless `op` is a stride-1 depthwise conv whose padded rows fit one kernel row (one kernel
+    /// column when transposed) and whose output columns fit the rows.
+    pub fn of(
+        op: &Op,
+        in_hw: [usize; 2],
+        transposed_in: bool,
+        rows: usize,
+        cols: usize,
+    ) -> Option<ColumnParts> {
+        let Op::Conv2d {
+            in_channels,
+            out_channels,
+            kernel: [kh, kw],
+            stride: 1,
+            padding: p,
+            groups,
+            ..
+        } = *op
+        else {
+            return None;
+        };
+        if groups < 2 || in_channels != groups || out_channels != groups {
+            return None;
+        }
+        let span = in_hw[1] + p.left + p.right;
+        let out_w = (span + 1).checked_sub(kw)?;
+        let (span_max, kh_max) = if transposed_in {
+            (MAX_KERNEL_H, MAX_KERNEL_W)
+        } else {
+            (MAX_KERNEL_W, MAX_KERNEL_H)
+        };
+        if span > usize::from(span_max) || kh > usize::from(kh_max) || out_w == 0 {
+            return None;
+        }
+        let per_part = (rows / out_w).min(cols / (kh * span)).min(groups);
+        (per_part > 0).then(|| ColumnParts {
+            per_part,
+            parts: groups.div_ceil(per_part),
+            transposed_in,
+        })
+    }
+
+    /// The descriptor geometry of a part of `n` channels of `op` over an `in_hw` map.
+    fn geometry(&self, op: &Op, in_hw: [usize; 2], n: usize) -> PartGeometry {
+        let Op::Conv2d {
+            kernel: [kh, kw],
+            padding: p,
+            ..
+        } = *op
+        else {
+            unreachable!("only depthwise convs are lowered by columns")
+        };
+        let [h, w] = in_hw;
+        let span = w + p.left + p.right;
+        let (out_h, out_w) = (h + p.top + p.bottom + 1 - kh, span + 1 - kw);
+        if self.transposed_in {
+            PartGeometry {
+                input: [n, w, h],
+                kernel: [span, kh],
+                pad: Padding {
+                    top: p.left,
+                    bottom: p.right,
+                    left: p.top,
+                    right: p.bottom,
+                },
+                output: [n * out_w, 1, out_h],
+            }
+        } else {
+            PartGeometry {
+                input: [n, h, w],
+                kernel: [kh, span],
+                pad: p,
+                output: [n * out_w, out_h, 1],
+            }
+        }
+    }
+
+    /// The `[n · out_w, n · kh · span]` codes of a part of `n` channels from `c0`: row
+    /// (c, j) holds channel c's kernel at output column j's place in the patch.
+    fn codes(
+        &self,
+        op: &Op,
+        in_hw: [usize; 2],
+        codes: ndarray::ArrayView2<i32>,
+        c0: usize,
+        n: usize,
+    ) -> ndarray::Array2<i32> {
+        let Op::Conv2d {
+            kernel: [kh, kw],
+            padding: p,
+            ..
+        } = *op
+        else {
+            unreachable!("only depthwise convs are lowered by columns")
+        };
+        let span = in_hw[1] + p.left + p.right;
+        let out_w = span + 1 - kw;
+        let kc = kh * span;
+        let mut m = ndarray::Array2::<i32>::zeros((n * out_w, n * kc));
+        for c in 0..n {
+            for j in 0..out_w {
+                for a in 0..kh {
+                    for b in 0..kw {
+                        // The patch's (row, column) of kernel tap (a, b) for output column j:
+                        // (a, j + b) in the map's orientation, (j + b, a) transposed.
+                        let at = if self.transposed_in {
+                            (j + b) * kh + a
+                        } else {
+                            a * span + j + b
+                        };
+                        m[[c * out_w + j, c * kc + at]] = codes[[c0 + c, a * kw + b]];
+                    }
+                }
+            }
+        }
+        m
+    }
+}
+
+/// How a weight layer becomes descriptors beyond one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lowering {
+    /// A grouped convolution as block-diagonal dense parts.
+    Grouped(GroupedParts),
+    /// A depthwise convolution by output columns.
+    Columns(ColumnParts),
+}
+
+impl Lowering {
+    /// Descriptors of the layer.
+    pub fn parts(&self) -> usize {
+        match self {
+            Lowering::Grouped(g) => g.parts,
+            Lowering::Columns(c) => c.parts,
         }
     }
 }
@@ -664,7 +943,7 @@ fn place_layer(
     model: &QModel,
     node: usize,
     q: &QLayer,
-    lowering: Option<GroupedParts>,
+    lowering: Option<Lowering>,
     in_act: ActBuffer,
     out: Placement,
     bits: u8,
@@ -694,7 +973,19 @@ fn place_layer(
             inp: 0..ic,
             groups: 1,
         }],
-        Some(gp) => {
+        // Rows of a part by columns are (channel, output column); its tables are per channel.
+        Some(Lowering::Columns(cp)) => (0..cp.parts)
+            .map(|p| {
+                let c0 = p * cp.per_part;
+                let c1 = (c0 + cp.per_part).min(oc);
+                Part {
+                    out: c0..c1,
+                    inp: c0..c1,
+                    groups: c1 - c0,
+                }
+            })
+            .collect(),
+        Some(Lowering::Grouped(gp)) => {
             let (og, cg) = (oc / gp.groups, ic / gp.groups);
             (0..gp.parts)
                 .map(|p| {
@@ -709,22 +1000,41 @@ fn place_layer(
                 .collect()
         }
     };
-    let og = lowering.map_or(oc, |gp| oc / gp.groups);
+    // The map's [height, width] as the graph has it (the buffer may store it transposed).
+    let in_hw = [ih, iw];
     let part_codes = |codes: ndarray::ArrayView2<'_, i32>, part: &Part| match lowering {
         None => codes.to_owned(),
-        Some(_) => block_diagonal(codes, &part.out, og, part.groups),
+        Some(Lowering::Grouped(gp)) => {
+            block_diagonal(codes, &part.out, oc / gp.groups, part.groups)
+        }
+        Some(Lowering::Columns(cp)) => cp.codes(op, in_hw, codes, part.out.start, part.groups),
+    };
+    // Output rows of each part, and the channel each row's tables come from.
+    let row_channels = |part: &Part| -> Vec<usize> {
+        match lowering {
+            Some(Lowering::Columns(_)) => {
+                let per = ow;
+                part.out
+                    .clone()
+                    .flat_map(|c| std::iter::repeat_n(c, per))
+                    .collect()
+            }
+            _ => part.out.clone().collect(),
+        }
     };
     // Tables per part: biases, requantization, and the region multipliers (a lowered part's
     // rows have one region each, so every region of its expanded row takes that multiplier).
     let mut tables = Vec::with_capacity(parts.len());
     for part in &parts {
+        let chans = row_channels(part);
         let bias_addr = put(pad8(
-            q.bias[part.out.clone()]
+            chans
                 .iter()
-                .flat_map(|b| b.to_le_bytes())
+                .flat_map(|&c| q.bias[c].to_le_bytes())
                 .collect(),
         ));
-        let requant_addr = put(requant::table_bytes(&q.requant[part.out.clone()]));
+        let rq: Vec<_> = chans.iter().map(|&c| q.requant[c]).collect();
+        let requant_addr = put(requant::table_bytes(&rq));
         let (group_mult_addr, group_size) = match &q.groups {
             None => (DeviceAddr(0), 0u16),
             Some(g) => {
@@ -739,10 +1049,14 @@ fn place_layer(
                 }
                 let mult = match lowering {
                     None => g.mult.clone(),
-                    Some(_) if g.mult.ncols() == 1 => {
-                        let regions = (q.k() * part.groups).div_ceil(g.group_size);
-                        ndarray::Array2::from_shape_fn((part.out.len(), regions), |(r, _)| {
-                            g.mult[[part.out.start + r, 0]]
+                    Some(lw) if g.mult.ncols() == 1 => {
+                        let k = match lw {
+                            Lowering::Grouped(_) => q.k() * part.groups,
+                            Lowering::Columns(cp) => cp.geometry(op, in_hw, part.groups).k(),
+                        };
+                        let regions = k.div_ceil(g.group_size);
+                        ndarray::Array2::from_shape_fn((chans.len(), regions), |(r, _)| {
+                            g.mult[[chans[r], 0]]
                         })
                     }
                     Some(_) => {
@@ -804,7 +1118,6 @@ fn place_layer(
         } => (Opcode::Conv2d, kernel, stride, padding),
         _ => unreachable!("only weight layers are placed"),
     };
-    let bus = u64::from(caps.bus_bytes());
     let mut descs = Vec::with_capacity(parts.len());
     for (pi, part) in parts.iter().enumerate() {
         let groups: Vec<PlaneGroup> = part_groups[pi]
@@ -819,7 +1132,22 @@ fn place_layer(
             })
             .collect::<Result<_>>()?;
         let plane_groups = PlaneGroups::new(&groups).map_err(|e| unfit(e.to_string()))?;
+        let columns = match lowering {
+            Some(Lowering::Columns(cp)) => Some(cp.geometry(op, in_hw, part.groups)),
+            _ => None,
+        };
+        let shape3 = |what: [&str; 3], [c, h, w]: [usize; 3]| -> Result<Shape> {
+            Ok(Shape {
+                c: dim(what[0], c)?,
+                h: dim(what[1], h)?,
+                w: dim(what[2], w)?,
+            })
+        };
         let (input, output) = match opcode {
+            _ if let Some(g) = &columns => (
+                shape3(["in_c", "in_h", "in_w"], g.input)?,
+                shape3(["out_c", "out_h", "out_w"], g.output)?,
+            ),
             Opcode::Dense => (
                 Shape {
                     c: dim("in_c", q.k())?,
@@ -868,19 +1196,14 @@ fn place_layer(
                 },
             ),
         };
-        // A part reads and writes a slice of channels (CHW: contiguous), which must start on a
-        // bus word.
+        // A part reads and writes a slice of channels (CHW, each channel's map one run of bytes,
+        // transposed or not), from any byte.
         let input_addr = DeviceAddr(in_act.buf.addr.0 + (part.inp.start * ih * iw) as u64);
         let output_addr = DeviceAddr(out_act.buf.addr.0 + (part.out.start * written_hw) as u64);
-        for (what, a) in [("input", input_addr), ("output", output_addr)] {
-            if a.0 % bus != 0 {
-                return Err(unfit(format!(
-                    "a part of its grouped convolution starts its {what} at {a}, not a multiple \
-                     of the {bus}-byte bus"
-                )));
-            }
-        }
         let (bias_addr, requant_addr, group_mult_addr, group_size) = tables[pi];
+        let (kernel, pad) = columns
+            .as_ref()
+            .map_or((kernel, pad), |g| (g.kernel, g.pad));
         descs.push(LayerDescriptor {
             op: opcode,
             flags: Flags {
@@ -1266,25 +1589,43 @@ mod tests {
     }
 
     #[test]
-    fn grouped_parts_fill_the_rows_unless_a_slice_would_start_off_a_bus_word() {
-        let parts = |op: &Op, rows, bus, in_hw, out_hw| {
-            let g = GroupedParts::of(op, rows, bus, in_hw, out_hw).unwrap();
+    fn grouped_parts_fill_the_rows() {
+        let parts = |op: &Op, rows| {
+            let g = GroupedParts::of(op, rows).unwrap();
             (g.groups_per_part, g.parts)
         };
         let dw = grouped(64, 64);
-        // DS-CNN's 25x5 maps on pynq-z2 (16 rows, 8-byte bus) and zcu104's 16-byte bus: 16
-        // channels are 2000 bytes, whole words either way.
-        assert_eq!(parts(&dw, 16, 8, 125, 125), (16, 4));
-        assert_eq!(parts(&dw, 16, 16, 125, 125), (16, 4));
-        // 8 rows and a 16-byte bus: 8 channels would be 1000 bytes; 16 are 2000.
-        assert_eq!(parts(&dw, 8, 16, 125, 125), (16, 4));
-        // The output's slices count too: stride 2 to 13x3 (39 bytes) needs 8 channels.
-        assert_eq!(parts(&dw, 4, 8, 125, 39), (8, 8));
-        // No multiple fits before every group: one part, which starts at the map's start.
-        assert_eq!(parts(&grouped(6, 6), 4, 16, 9, 9), (6, 1));
-        // Groups of 2 outputs fill 4 rows with 2 groups; 4·2·63 bytes is the first whole word.
-        assert_eq!(parts(&grouped(16, 8), 4, 8, 63, 20), (4, 2));
+        assert_eq!(parts(&dw, 16), (16, 4));
+        assert_eq!(parts(&dw, 8), (8, 8));
+        // The last part holds what is left.
+        assert_eq!(parts(&grouped(6, 6), 4), (4, 2));
+        // Groups of 2 outputs: 2 groups fill 4 rows.
+        assert_eq!(parts(&grouped(16, 8), 4), (2, 4));
         // Not grouped: no lowering.
-        assert_eq!(GroupedParts::of(&grouped(8, 1), 4, 8, 63, 63), None);
+        assert_eq!(GroupedParts::of(&grouped(8, 1), 4), None);
+    }
+
+    #[test]
+    fn columns_take_the_channels_whose_output_columns_fill_the_rows_and_patches_one_chunk() {
+        let of = |op: &Op, hw, t| ColumnParts::of(op, hw, t, 16, 64).map(|c| (c.per_part, c.parts));
+        let dw = grouped(64, 64);
+        // DS-CNN's 25x5 maps: a patch of 3 rows x 7 padded columns, 5 output columns a channel:
+        // 3 channels a part (15 rows, 63 lanes), either way round.
+        assert_eq!(of(&dw, [25, 5], false), Some((3, 22)));
+        assert_eq!(of(&dw, [25, 5], true), Some((3, 22)));
+        // 9 padded columns: wider than a kernel row, but a transposed map's 9 rows fit.
+        assert_eq!(of(&dw, [9, 7], false), None);
+        assert_eq!(of(&dw, [9, 7], true), Some((2, 32)));
+        // 13 columns, 15 padded: one channel a part; 14 would pad to a 16-row patch.
+        assert_eq!(of(&dw, [4, 13], true), Some((1, 64)));
+        assert_eq!(of(&dw, [4, 14], true), None);
+        // Stride 2, a grouped (not depthwise) conv, a dense one: no.
+        let mut strided = dw.clone();
+        if let Op::Conv2d { stride, .. } = &mut strided {
+            *stride = 2;
+        }
+        assert_eq!(of(&strided, [25, 5], false), None);
+        assert_eq!(of(&grouped(64, 32), [25, 5], false), None);
+        assert_eq!(of(&grouped(8, 1), [25, 5], false), None);
     }
 }

@@ -209,7 +209,7 @@ pub fn read_node<D: Device>(dev: &mut D, program: &Program, node: usize) -> Resu
     Ok(a.decode(&read_act(dev, &a)?))
 }
 
-/// A node's activation buffer as it is in device memory (one byte per code, CHW) and whether
+/// A node's activation buffer's bytes (one byte per code, CHW, [`ActBuffer::chw`]) and whether
 /// its codes are signed: [`read_node`] without widening each code.
 pub fn read_node_bytes<D: Device>(
     dev: &mut D,
@@ -217,7 +217,7 @@ pub fn read_node_bytes<D: Device>(
     node: usize,
 ) -> Result<(Vec<u8>, bool)> {
     let a = node_act(program, node)?;
-    Ok((read_act(dev, &a)?, a.signed))
+    Ok((a.chw(&read_act(dev, &a)?), a.signed))
 }
 
 fn node_act(program: &Program, node: usize) -> Result<ActBuffer> {

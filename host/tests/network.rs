@@ -103,11 +103,12 @@ fn pass_kinds(p: &Program, start: PassStart, stop: Option<usize>) -> Vec<String>
         .collect()
 }
 
+/// A node's codes as bytes, CHW (a map the device stores transposed, transposed back).
 fn read_node<D: caq_spec::Device>(dev: &mut D, p: &Program, node: usize) -> Vec<u8> {
     let b = p.nodes[node].buf;
     let mut v = vec![0u8; b.len as usize];
     dev.mem_read(b.addr, &mut v).unwrap();
-    v
+    p.nodes[node].chw(&v)
 }
 
 /// Every uniform level, then mixed settings that alternate the levels over the layers.
@@ -154,7 +155,7 @@ fn grouped_depthwise_tall_and_unevenly_padded_convs_equal_golden() {
 }
 
 /// A 9x7 map is 63 bytes a channel: on sim-small (4 rows, 8-byte bus) a part of 4 channels
-/// would start the next one at byte 252, off the bus word. A depthwise conv of 16 channels and a
+/// starts the next one at byte 252, inside a bus word. A depthwise conv of 16 channels and a
 /// grouped one (8 groups of 2 -> 2, stride 2 to 5x4).
 fn off_word() -> (QModel, Dataset) {
     use caq_model::graph::Padding;
@@ -183,16 +184,111 @@ fn off_word() -> (QModel, Dataset) {
 }
 
 #[test]
-fn grouped_parts_widen_until_their_channel_slices_start_on_a_bus_word() {
-    // The compiler refused these parts; they now take the smallest multiple of a row-load of
-    // groups whose slices are whole bus words: the depthwise conv runs as 2 parts of 8 channels
-    // (two row tiles each), the grouped one as 2 parts of 4 groups (in 4·2·63, out 4·2·20).
+fn grouped_parts_read_and_write_slices_that_start_inside_a_bus_word() {
+    // Parts fill the rows: the depthwise conv runs as 4 parts of 4 channels, the grouped one as
+    // 4 parts of 2 groups; their slices start at multiples of 4·63 and 4·20 (out) bytes.
     let (q, set) = off_word();
     let cfg = config("sim-small");
     let program = compile::compile(&q, &cfg, &[8; 4], DeviceAddr(BASE)).unwrap();
     let parts: Vec<usize> = program.layers.iter().map(|l| l.descs.len()).collect();
-    assert_eq!(parts, [1, 2, 2, 1]);
+    assert_eq!(parts, [1, 4, 4, 1]);
+    assert!(
+        program.layers[1]
+            .descs
+            .iter()
+            .any(|d| d.input_addr.0 % 8 != 0 && d.output_addr.0 % 8 != 0),
+        "some part starts inside a word"
+    );
     check_equal(&q, &cfg, &set, 2, &settings(&[8, 4, 2], 4));
+}
+
+/// A keyword-spotting-shaped network (DS-CNN's 25x5 maps, 32 channels) whose depthwise convs
+/// the compiler lowers by columns on pynq-z2: dw1 reads its map as stored and writes it
+/// transposed, dw2 (a 5x3 kernel, uneven padding) reads that transposed map; pw1 and pw2 read and
+/// write transposed maps; the host's Add and global pooling read them back CHW.
+fn keyword() -> (QModel, Dataset) {
+    use caq_model::graph::{Graph, Node, Padding, Src};
+    let dw = |c: usize, kernel: [usize; 2], padding| Op::Conv2d {
+        in_channels: c,
+        out_channels: c,
+        kernel,
+        stride: 1,
+        padding,
+        groups: c,
+        relu: true,
+    };
+    let node = |name: &str, op: Op, from: usize| Node {
+        name: name.into(),
+        op,
+        inputs: vec![if from == 0 {
+            Src::Input
+        } else {
+            Src::Node(from - 1)
+        }],
+    };
+    let mut nodes = vec![
+        node("c0", conv(1, 32, 3, 1), 0),
+        node("dw1", dw(32, [3, 3], Padding::uniform(1)), 1),
+        node("pw1", conv(32, 32, 1, 0), 2),
+        node(
+            "dw2",
+            dw(
+                32,
+                [5, 3],
+                Padding {
+                    top: 2,
+                    left: 1,
+                    bottom: 2,
+                    right: 1,
+                },
+            ),
+            3,
+        ),
+        node("pw2", conv(32, 32, 1, 0), 4),
+    ];
+    nodes.push(Node {
+        name: "add".into(),
+        op: Op::Add { relu: true },
+        inputs: vec![Src::Node(4), Src::Node(2)],
+    });
+    nodes.push(node("gap", Op::GlobalAvgPool, 6));
+    nodes.push(node("flatten", Op::Flatten, 7));
+    nodes.push(node("fc", dense(32, 10, false), 8));
+    let graph = Graph {
+        input_shape: [1, 25, 5],
+        nodes,
+    };
+    let set = caq_model::data::synthetic([1, 25, 5], 10, 8, 4).unwrap();
+    (quantize(graph, &set, &[8, 4, 2], 13), set)
+}
+
+#[test]
+fn depthwise_convs_by_columns_equal_golden() {
+    // Every node equal to golden (read back CHW) at every level and mixed settings, on pynq-z2
+    // and zcu104; the maps the columns lowering writes are transposed, the others not.
+    let (q, set) = keyword();
+    for name in ["pynq-z2", "zcu104"] {
+        let cfg = config(name);
+        let program = compile::compile(&q, &cfg, &[8; 6], DeviceAddr(BASE)).unwrap();
+        let lowered: Vec<(&str, bool)> = program
+            .layers
+            .iter()
+            .map(|l| (l.name.as_str(), program.nodes[l.node].transposed))
+            .collect();
+        assert_eq!(
+            lowered,
+            [
+                ("c0", false),
+                ("dw1", true),
+                ("pw1", true),
+                ("dw2", true),
+                ("pw2", true),
+                ("fc", false)
+            ],
+            "{name}"
+        );
+        check_equal(&q, &cfg, &set, 2, &settings(&[8, 4, 2], 6));
+    }
 }
 
 #[test]
@@ -481,9 +577,24 @@ mod rtl {
     }
 
     #[test]
-    fn grouped_parts_of_several_row_tiles_on_the_rtl_equal_golden() {
+    fn grouped_parts_whose_slices_start_inside_a_bus_word_on_the_rtl_equal_golden() {
         let (q, set) = off_word();
         both(&q, &set, 1, &settings(&[8, 4, 2], 4));
+    }
+
+    #[test]
+    fn depthwise_convs_by_columns_on_the_pynq_z2_rtl_equal_golden() {
+        // Parts that read and write slices from any byte, on the array they are lowered for.
+        let (q, set) = keyword();
+        let cfg = config("pynq-z2");
+        let levels = [8, 4, 2];
+        let settings = [vec![4; 6], levels.iter().cycle().take(6).copied().collect()];
+        let want = check_equal_on(&mut device(&cfg), &q, &cfg, &set, 1, &settings);
+        let got = check_equal_on(&mut rtl_device(&cfg, 7), &q, &cfg, &set, 1, &settings);
+        assert_eq!(
+            got, want,
+            "(bytes read, bytes written, plane-steps): RTL vs FuncDevice"
+        );
     }
 
     #[test]

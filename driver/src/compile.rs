@@ -738,6 +738,10 @@ pub struct ColumnParts {
     pub per_part: usize,
     pub parts: usize,
     pub transposed_in: bool,
+    /// The conv's kernel, padding and input [height, width], as the graph has them.
+    kernel: [usize; 2],
+    pad: Padding,
+    in_hw: [usize; 2],
 }
 
 /// A part's descriptor geometry: input `[c, h, w]`, kernel `[h, w]`, padding and output
@@ -798,20 +802,15 @@ impl ColumnParts {
             per_part,
             parts: groups.div_ceil(per_part),
             transposed_in,
+            kernel: [kh, kw],
+            pad: p,
+            in_hw,
         })
     }
 
-    /// The descriptor geometry of a part of `n` channels of `op` over an `in_hw` map.
-    fn geometry(&self, op: &Op, in_hw: [usize; 2], n: usize) -> PartGeometry {
-        let Op::Conv2d {
-            kernel: [kh, kw],
-            padding: p,
-            ..
-        } = *op
-        else {
-            unreachable!("only depthwise convs are lowered by columns")
-        };
-        let [h, w] = in_hw;
+    /// The descriptor geometry of a part of `n` channels.
+    fn geometry(&self, n: usize) -> PartGeometry {
+        let ([kh, kw], p, [h, w]) = (self.kernel, self.pad, self.in_hw);
         let span = w + p.left + p.right;
         let (out_h, out_w) = (h + p.top + p.bottom + 1 - kh, span + 1 - kw);
         if self.transposed_in {
@@ -838,23 +837,9 @@ impl ColumnParts {
 
     /// The `[n · out_w, n · kh · span]` codes of a part of `n` channels from `c0`: row
     /// (c, j) holds channel c's kernel at output column j's place in the patch.
-    fn codes(
-        &self,
-        op: &Op,
-        in_hw: [usize; 2],
-        codes: ndarray::ArrayView2<i32>,
-        c0: usize,
-        n: usize,
-    ) -> ndarray::Array2<i32> {
-        let Op::Conv2d {
-            kernel: [kh, kw],
-            padding: p,
-            ..
-        } = *op
-        else {
-            unreachable!("only depthwise convs are lowered by columns")
-        };
-        let span = in_hw[1] + p.left + p.right;
+    fn codes(&self, codes: ndarray::ArrayView2<i32>, c0: usize, n: usize) -> ndarray::Array2<i32> {
+        let ([kh, kw], p) = (self.kernel, self.pad);
+        let span = self.in_hw[1] + p.left + p.right;
         let out_w = span + 1 - kw;
         let kc = kh * span;
         let mut m = ndarray::Array2::<i32>::zeros((n * out_w, n * kc));
@@ -1000,14 +985,12 @@ fn place_layer(
                 .collect()
         }
     };
-    // The map's [height, width] as the graph has it (the buffer may store it transposed).
-    let in_hw = [ih, iw];
     let part_codes = |codes: ndarray::ArrayView2<'_, i32>, part: &Part| match lowering {
         None => codes.to_owned(),
         Some(Lowering::Grouped(gp)) => {
             block_diagonal(codes, &part.out, oc / gp.groups, part.groups)
         }
-        Some(Lowering::Columns(cp)) => cp.codes(op, in_hw, codes, part.out.start, part.groups),
+        Some(Lowering::Columns(cp)) => cp.codes(codes, part.out.start, part.groups),
     };
     // Output rows of each part, and the channel each row's tables come from.
     let row_channels = |part: &Part| -> Vec<usize> {
@@ -1052,7 +1035,7 @@ fn place_layer(
                     Some(lw) if g.mult.ncols() == 1 => {
                         let k = match lw {
                             Lowering::Grouped(_) => q.k() * part.groups,
-                            Lowering::Columns(cp) => cp.geometry(op, in_hw, part.groups).k(),
+                            Lowering::Columns(cp) => cp.geometry(part.groups).k(),
                         };
                         let regions = k.div_ceil(g.group_size);
                         ndarray::Array2::from_shape_fn((chans.len(), regions), |(r, _)| {
@@ -1133,7 +1116,7 @@ fn place_layer(
             .collect::<Result<_>>()?;
         let plane_groups = PlaneGroups::new(&groups).map_err(|e| unfit(e.to_string()))?;
         let columns = match lowering {
-            Some(Lowering::Columns(cp)) => Some(cp.geometry(op, in_hw, part.groups)),
+            Some(Lowering::Columns(cp)) => Some(cp.geometry(part.groups)),
             _ => None,
         };
         let shape3 = |what: [&str; 3], [c, h, w]: [usize; 3]| -> Result<Shape> {

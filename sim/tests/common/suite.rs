@@ -363,14 +363,19 @@ pub fn describe(j: &LayerJob) -> String {
 
 /// Places `jobs` after a descriptor-list slot at the start of the device's memory.
 pub fn place_all<D: Device>(dev: &mut D, jobs: &[LayerJob]) -> (DeviceAddr, Vec<Placed>) {
+    let (_, placed) = place_from_start(dev, jobs);
+    (dev.memory().base, placed)
+}
+
+/// [`place_all`], and the allocator the jobs were placed with (for more buffers after theirs).
+pub fn place_from_start<D: Device>(dev: &mut D, jobs: &[LayerJob]) -> (Alloc, Vec<Placed>) {
     let mem = dev.memory();
-    let desc_addr = mem.base;
     let mut alloc = Alloc::new(DeviceAddr(mem.base.0 + 128 * 64), mem.end());
     let placed = jobs
         .iter()
         .map(|j| j.place(dev, &mut alloc).unwrap_or_else(|e| panic!("{e}")))
         .collect();
-    (desc_addr, placed)
+    (alloc, placed)
 }
 
 pub fn check_outputs<D: Device>(dev: &mut D, jobs: &[LayerJob], placed: &[Placed], what: &str) {
@@ -1281,11 +1286,7 @@ pub fn sliced_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
     // A's input and output from random bytes of their words: its map is read from the word it
     // starts in, and the mirror holds its output from the word that starts in.
     let mem = dev.memory();
-    let mut alloc = Alloc::new(DeviceAddr(mem.base.0 + 128 * 64), mem.end());
-    let mut placed: Vec<Placed> = jobs
-        .iter()
-        .map(|j| j.place(dev, &mut alloc).unwrap_or_else(|e| panic!("{e}")))
-        .collect();
+    let (mut alloc, mut placed) = place_from_start(dev, &jobs);
     // Off the bus word (on a 16-byte bus, also from its second 8-byte word).
     let beat = u64::from(cfg.bus_bytes());
     let (lead_in, lead_out) = (rng.random_range(1..beat), rng.random_range(1..beat));
@@ -1408,11 +1409,7 @@ pub fn grown_mirror<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
     };
     // A's and B's outputs in one region, A's first.
     let mem = dev.memory();
-    let mut alloc = Alloc::new(DeviceAddr(mem.base.0 + 128 * 64), mem.end());
-    let mut placed: Vec<Placed> = jobs
-        .iter()
-        .map(|j| j.place(dev, &mut alloc).unwrap_or_else(|e| panic!("{e}")))
-        .collect();
+    let (mut alloc, mut placed) = place_from_start(dev, &jobs);
     let (len_a, len_b) = (outs[0].len(), outs[1].len());
     let span = len_a + len_b + layer::SPARE_BYTES as usize;
     let region = alloc.take(span as u64).unwrap_or_else(|e| panic!("{e}"));

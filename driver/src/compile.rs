@@ -78,19 +78,22 @@ pub struct ActBuffer {
 impl ActBuffer {
     /// Bytes of device memory to codes, CHW.
     pub fn decode(&self, bytes: &[u8]) -> Vec<i32> {
-        self.chw(bytes)
-            .iter()
-            .map(|&b| caq_spec::descriptor::byte_code(b, self.signed))
-            .collect()
+        let code = |&b: &u8| caq_spec::descriptor::byte_code(b, self.signed);
+        if self.transposed {
+            self.chw(bytes.to_vec()).iter().map(code).collect()
+        } else {
+            bytes.iter().map(code).collect()
+        }
     }
 
-    /// Bytes of device memory in CHW order (a transposed map's channels transposed back).
-    pub fn chw(&self, bytes: &[u8]) -> Vec<u8> {
+    /// Bytes of device memory in CHW order: a transposed map's channels transposed back, any
+    /// other buffer as it is (no copy).
+    pub fn chw(&self, bytes: Vec<u8>) -> Vec<u8> {
         let [c, h, w] = self.shape;
         if !self.transposed || bytes.len() < c * h * w {
-            return bytes.to_vec();
+            return bytes;
         }
-        let mut out = bytes.to_vec();
+        let mut out = bytes.clone();
         for ch in 0..c {
             let map = &bytes[ch * h * w..(ch + 1) * h * w];
             for y in 0..h {

@@ -217,7 +217,7 @@ pub fn read_node_bytes<D: Device>(
     node: usize,
 ) -> Result<(Vec<u8>, bool)> {
     let a = node_act(program, node)?;
-    Ok((a.chw(&read_act(dev, &a)?), a.signed))
+    Ok((a.chw(read_act(dev, &a)?), a.signed))
 }
 
 fn node_act(program: &Program, node: usize) -> Result<ActBuffer> {

@@ -108,7 +108,7 @@ fn read_node<D: caq_spec::Device>(dev: &mut D, p: &Program, node: usize) -> Vec<
     let b = p.nodes[node].buf;
     let mut v = vec![0u8; b.len as usize];
     dev.mem_read(b.addr, &mut v).unwrap();
-    p.nodes[node].chw(&v)
+    p.nodes[node].chw(v)
 }
 
 /// Every uniform level, then mixed settings that alternate the levels over the layers.

@@ -74,6 +74,7 @@ pub fn exec(cfg: &AccelConfig) -> Result<Module> {
         "pulse: back to idle (soft reset, error)",
     )?;
     m.port_doc(Dir::Input, "x_start", 1, "pulse: a descriptor starts")?;
+    m.port_doc(Dir::Input, "x_early", 1, super::params::X_EARLY_DOC)?;
     x_inputs(&mut m, aw)?;
     m.port_group("loads from the fetch stage");
     m.port(Dir::Input, "lw_valid", nsub)?;
@@ -129,10 +130,24 @@ pub fn exec(cfg: &AccelConfig) -> Result<Module> {
         "Conv2d: the result stage wrote a run",
     )?;
     m.port_doc(
+        Dir::Input,
+        "res_wait",
+        1,
+        "the result stage still expects the previous descriptor's items: a descriptor handed over \
+         now waits (x_go follows the result stage's r_go)",
+    )?;
+    m.port_doc(
         Dir::Output,
         "exec_idle",
         1,
         "nothing in flight; waiting for the fetch stage or done",
+    )?;
+    m.port_doc(
+        Dir::Output,
+        "x_issued",
+        1,
+        "every step of the running descriptor has left the issue stage (x_* may change a \
+         cycle later: the format stage read them for the last step)",
     )?;
     m.port_doc(Dir::Output, "perf_busy", 1, "a plane-step enters the array")?;
     m.port_doc(
@@ -607,6 +622,20 @@ fn sequencer(
         cpwl,
     };
 
+    m.reg(
+        "xs_pend_q",
+        1,
+        Some("a descriptor was handed over and the result stage has not taken it yet"),
+    )?;
+    m.wire_assign(
+        "x_go",
+        Expr::raw("(x_start || xs_pend_q) && !res_wait", 1),
+        Some(
+            "the sequencer starts the descriptor: at once, or after an early hand-over once the \
+             result stage has the previous one's last item (none of this one's totals can reach \
+             it before)",
+        ),
+    )?;
     let mut c = Code::new();
     c.nb("bdone_q", format!("unit_end && {is_conv}"));
     c.nb("gap_q", "go && item_start && l_chunk && l_plane");
@@ -621,6 +650,7 @@ fn sequencer(
             c.nb("est_q", "E_IDLE");
             c.nb("tl_cnt_q", "2'd0");
             c.nb("blk_cnt_q", "2'd0");
+            c.nb("xs_pend_q", "1'b0");
             c.nb("inp_q", "1'b0");
             c.nb("drain_q", "5'd0");
             c.nb("i_ctl_q", "6'd0");
@@ -676,17 +706,34 @@ fn sequencer(
                     ISSUE_TO_ARRAY + a.latency() + 1
                 ),
             );
-            c.if_("x_start", |c| {
+            c.if_else(
+                "x_go",
+                |c| {
+                    c.nb("xs_pend_q", "1'b0");
+                },
+                |c| {
+                    c.if_("x_start", |c| {
+                        c.nb("xs_pend_q", "1'b1");
+                    });
+                },
+            );
+            c.if_("x_go", |c| {
                 c.nb("est_q", "E_TILE");
                 c.nb("tiles_q", "16'd0");
                 c.comment("patch buffers alternate block by block across the descriptor's tiles");
                 c.nb("buf_q", "1'b0");
-                c.nb("runcr_q", format!("3'd{}", super::result::RUN_QUEUE));
-                c.nb("inp_q", "input_loaded");
-                c.nb(
-                    "credits_q",
-                    format!("x_conv ? {cb}'d{} : {cb}'d{DENSE_QUEUE}", s.stage_bytes),
+                c.nb("inp_q", "input_loaded || xs_pend_q");
+                c.comment(
+                    "after an early hand-over the previous Conv2d's runs still hold staging \
+                     positions and run slots: the credits run on",
                 );
+                c.if_("!x_early", |c| {
+                    c.nb("runcr_q", format!("3'd{}", super::result::RUN_QUEUE));
+                    c.nb(
+                        "credits_q",
+                        format!("x_conv ? {cb}'d{} : {cb}'d{DENSE_QUEUE}", s.stage_bytes),
+                    );
+                });
                 let block = if aeb > 4 {
                     format!("{{{}'d0, x_block}}", aeb - 4)
                 } else {
@@ -771,6 +818,10 @@ fn sequencer(
     );
     m.always_ff(&m.sig("clk")?, c)?;
     m.assign_raw("block_done", "bdone_q")?;
+    m.assign_raw(
+        "x_issued",
+        "est_q == E_IDLE && !i_ctl_q[5] && !x_start && !xs_pend_q",
+    )?;
     m.assign_raw(
         "exec_idle",
         "drain_q == 5'd0 && !(est_q == E_RUN) && !(est_q == E_UNIT && !x_conv)",

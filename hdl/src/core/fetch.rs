@@ -6,8 +6,9 @@
 //! loads overlap compute, and the next descriptor's first tile is fetched while the current one
 //! runs. Reads are pipelined (up to [`ROUTE_DEPTH`] in flight); their beats come back in order and
 //! are routed word by word into the buffers of the other stages (`l*_` ports). It hands a
-//! descriptor to the other stages (`x_*` run parameters) when the previous one has completed, and
-//! ends the job: `done` when the last descriptor completes, `error` with the first error in program
+//! descriptor to the other stages (`x_*` run parameters) when the previous one has completed — or,
+//! for a one-tile Conv2d on a resident map after a Conv2d, as soon as the previous one's steps are
+//! issued (docs/hardware.md, "Early hand-over") — and ends the job: `done` when the last descriptor completes, `error` with the first error in program
 //! order once every earlier piece of work has finished. A Conv2d input map stays resident in the
 //! feature map until a write request it watches overlaps it; a Conv2d whose input lies within it
 //! (the map or a slice) does not read it, and the window generator starts at the slice's offset
@@ -26,9 +27,10 @@ use caq_spec::regmap::ErrorCode;
 use caq_spec::{AccelConfig, CoreShape};
 
 use super::decode::{DESC_BITS, desc_fields, fm_byte_bits};
-use super::params::x_params;
+use super::params::{X_EARLY_DOC, x_params};
 use super::ports::{
-    Side, WORDS_BITS, Which, clog2, control_inputs, some_memory_ports, status_outputs,
+    Side, WORDS_BITS, Which, clog2, control_inputs, resp_error_code, some_memory_ports,
+    status_outputs,
 };
 use crate::array::MULT_BITS;
 use crate::emit::{Code, Dir, Expr, Interface, Module, ModuleBuilder, fit, zext};
@@ -259,7 +261,14 @@ fn ports(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidth
         "pulse: the result stage failed",
     )?;
     m.port(Dir::Input, "res_err_code", 8)?;
-    m.port_doc(Dir::Input, "res_err_tile", 16, "at this tile of x_desc")?;
+    m.port_doc(Dir::Input, "res_err_tile", 16, "at this tile")?;
+    m.port_doc(Dir::Input, "res_err_desc", 16, "of this descriptor")?;
+    m.port_doc(
+        Dir::Input,
+        "x_tail",
+        1,
+        "the running Conv2d has only writes left (the next may start early)",
+    )?;
     m.port(Dir::Input, "exec_idle", 1)?;
     m.port(Dir::Input, "window_idle", 1)?;
     m.port(Dir::Input, "result_idle", 1)?;
@@ -283,6 +292,7 @@ fn ports(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidth
             m.port_doc(Dir::Output, name, width, doc)?;
         }
     }
+    m.port_doc(Dir::Output, "x_early", 1, X_EARLY_DOC)?;
     let _ = s;
     Ok(())
 }
@@ -517,7 +527,8 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
     // A resident map (docs/hardware.md, "A resident input map"): the Conv2d input map last
     // loaded into the feature map, until a write request taken by the DMA engine overlaps it
     // (registered, then compared: every write of a descriptor is answered before the next is
-    // handed over, so the comparison is done long before the map could be reused).
+    // handed over, so the comparison is done long before the map could be reused — except at an
+    // early hand-over, which requires the previous descriptor's output not to touch the map).
     m.wire_assign(
         "wh_hit",
         Expr::raw(
@@ -567,8 +578,8 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
     // Registered, off the state machine's path: their inputs hold still long before F_INWAIT
     // decides (the descriptor's fields and schedule; the banks' maps, which change at F_INWAIT,
     // at START and when a write request overlaps them, and the previous descriptor's last write
-    // request is answered before this one is handed over); the decision also reads res_v_q and
-    // mir_v_q.
+    // request is answered before this one is handed over, or cannot touch the resident map at an
+    // early hand-over); the decision also reads res_v_q and mir_v_q.
     for (name, doc) in [
         ("in_resident_q", "in_resident, a cycle ago"),
         ("in_mirror_q", "in_mirror, a cycle ago"),
@@ -691,6 +702,14 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
             c.if_("fxfer_set", |c| {
                 c.nb("fxfer_q", "1'b1");
             });
+            c.comment(
+                "an early hand-over's input map is resident (eh_q): it counts as loaded as the \
+                 descriptor starts",
+            );
+            c.if_("fxfer_set && x_busy_q", |c| {
+                c.nb("res_skip_q", "1'b1");
+                c.nb("fm_off_q", "res_off_q");
+            });
             c.case_block("case (fst_q)", |c| {
                 c.block("F_IDLE:", |c| {
                     c.if_("start && start_code == 8'd0", |c| {
@@ -811,7 +830,11 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                     c.comment("the input waits until the run side holds this descriptor");
                     c.if_("fxfer_q", |c| {
                         c.nb("inp_q", "1'b1");
-                        c.comment("the previous descriptor has completed: its writes are done");
+                        c.comment(
+                            "the previous descriptor has completed, or (early hand-over) its \
+                             writes are still to come: they are its own, inside a grown mirror, \
+                             or outside this one's map",
+                        );
                         c.nb("mir_own_q", "1'b0");
                         c.nb("mir_on_q", "1'b0");
                         c.if_("d_op == 8'd2", |c| {
@@ -850,7 +873,8 @@ fn issuer(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidt
                                     "the map lies in the resident one, unchanged in memory: no \
                                      read, its slice from the offset",
                                 );
-                                c.nb("res_skip_q", "1'b1");
+                                c.comment("an early hand-over announced it already");
+                                c.nb("res_skip_q", "!x_early_q");
                                 c.nb("fm_off_q", "res_off_q");
                                 c.nb("fst_q", AFTER_INPUT);
                             },
@@ -1587,15 +1611,36 @@ fn slow_unit(c: &mut Code, is: &dyn Fn(&str) -> String, wb: u32, ri: u32, ib: u3
 }
 
 /// The hand-over of F to the run side: the `x_*` registers, loaded when the previous descriptor
-/// has completed.
+/// has completed, or early (`eh_q`, `x_early`).
 fn run_side(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()> {
     let aw = w.aw;
     m.section("run side: the running descriptor's parameters (X)");
     m.reg("x_busy_q", 1, Some("a descriptor runs"))?;
     m.reg("x_start_q", 1, None)?;
+    // An early hand-over (docs/hardware.md, "Early hand-over"): F may start while the running
+    // Conv2d's writes drain when nothing F does could see them: F is a one-tile Conv2d whose
+    // input map is resident (no read, no swap), and the running descriptor's output does not
+    // touch the resident map's words (so its writes cannot make that map stale). Everything else
+    // F reads (its descriptor, tables and planes) is read before any hand-over anyway.
+    m.reg(
+        "xo_lo_q",
+        aw + 2,
+        Some("the running Conv2d's output, rounded out to whole words: first byte"),
+    )?;
+    m.reg("xo_hi_q", aw + 2, Some("its end"))?;
+    m.reg(
+        "xo_ok_q",
+        1,
+        Some("the running descriptor is a Conv2d whose output fits a bank (its bytes are known)"),
+    )?;
+    m.reg(
+        "eh_q",
+        1,
+        Some("F may be handed over while the running descriptor's writes drain"),
+    )?;
     m.wire_assign(
         "fxfer_set",
-        Expr::raw("fchk_q && !fxfer_q && !x_busy_q && !err_any", 1),
+        Expr::raw("fchk_q && !fxfer_q && (!x_busy_q || eh_q) && !err_any", 1),
         Some("hand F over"),
     )?;
     let values: Vec<(&str, String)> = vec![
@@ -1642,9 +1687,29 @@ fn run_side(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()>
     let mut c = Code::new();
     c.nb("x_start_q", "fxfer_set");
     c.if_("fxfer_set", |c| {
+        c.nb("x_early_q", "x_busy_q");
+    });
+    c.nb(
+        "eh_q",
+        "x_busy_q && x_tail && xo_ok_q && fchk_q && !fxfer_q && d_op == 8'd2 && \
+         f_s_tiles == 16'd1 && in_resident_q && res_v_q && \
+         !(xo_lo_q < res_end_q && {2'd0, res_addr_q} < xo_hi_q)",
+    );
+    c.if_("fxfer_set", |c| {
         for (name, value) in &values {
             c.nb(format!("{name}_q"), value);
         }
+        let out = format!("d_output_addr[{}:0]", aw - 1);
+        c.nb("xo_ok_q", "d_op == 8'd2 && f_s_mirror");
+        c.nb("xo_lo_q", format!("{{2'd0, {out}}} & ~{}'d7", aw + 2));
+        c.nb(
+            "xo_hi_q",
+            format!(
+                "({{2'd0, {out}}} + {} + {w}'d7) & ~{w}'d7",
+                zext("f_s_out_bytes", fm_byte_bits(s), aw + 2),
+                w = aw + 2
+            ),
+        );
     });
     c.if_else(
         "!rst_n || job_clear",
@@ -1653,11 +1718,15 @@ fn run_side(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()>
             c.nb("x_start_q", "1'b0");
         },
         |c| {
+            c.comment(
+                "x_done in the cycle an early hand-over starts is the previous descriptor's, \
+                 which completed as F was handed over",
+            );
+            c.if_("x_done && !(x_start_q && x_early_q)", |c| {
+                c.nb("x_busy_q", "1'b0");
+            });
             c.if_("fxfer_set", |c| {
                 c.nb("x_busy_q", "1'b1");
-            });
-            c.if_("x_done", |c| {
-                c.nb("x_busy_q", "1'b0");
             });
         },
     );
@@ -1666,6 +1735,8 @@ fn run_side(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()>
         m.assign_raw(name, format!("{name}_q"))?;
     }
     m.assign_raw("x_start", "x_start_q")?;
+    m.reg("x_early_q", 1, None)?;
+    m.assign_raw("x_early", "x_early_q")?;
     let clk = m.sig("clk")?;
     m.always_ff(&clk, c)?;
     let _ = s;
@@ -1825,18 +1896,14 @@ fn job(m: &mut ModuleBuilder, cfg: &AccelConfig, w: &FetchWidths) -> Result<()> 
                 c.nb("e_rt_v_q", "1'b1");
                 c.nb(
                     "e_rt_code_q",
-                    format!(
-                        "rd_resp[0] ? {} : {}",
-                        code(ErrorCode::AxiDecerr),
-                        code(ErrorCode::AxiSlverr)
-                    ),
+                    resp_error_code("rd_resp"),
                 );
                 c.nb("e_rt_pos_q", "{rt_d_q, rt_t_q, 1'b0}");
             });
             c.if_("res_err_valid && !e_res_v_q", |c| {
                 c.nb("e_res_v_q", "1'b1");
                 c.nb("e_res_code_q", "res_err_code");
-                c.nb("e_res_pos_q", "{x_desc_q, res_err_tile, 1'b1}");
+                c.nb("e_res_pos_q", "{res_err_desc, res_err_tile, 1'b1}");
             });
             c.if_("report", |c| {
                 c.nb("error_q", "1'b1");

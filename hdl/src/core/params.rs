@@ -69,6 +69,11 @@ pub fn pool_window_last(row: &str, col: &str, m: &str) -> String {
     format!("({row}[2:0] & {m}) == {m} && ({col}[2:0] & {m}) == {m}")
 }
 
+/// The meaning of `x_early`, a port of the fetch stage (out) and of the execute and result stages
+/// (in) beside the run parameters (the window generator does not need it).
+pub const X_EARLY_DOC: &str = "the descriptor was handed over early, while the previous Conv2d \
+                               still requantizes and writes";
+
 /// Declares every run parameter as an input of `m`.
 pub fn x_inputs(m: &mut ModuleBuilder, aw: u32) -> Result<()> {
     m.port_group("run parameters of the running descriptor (from caq_fetch)");

@@ -160,6 +160,17 @@ pub fn some_memory_ports(
 }
 
 /// ⌈log2 n⌉ (0 for n ≤ 1): the index width of n things.
+/// Verilog: the error code of a failing AXI response `resp` (RRESP or the worst BRESP, 2 bits
+/// whose high bit is set): DECERR or SLVERR.
+pub fn resp_error_code(resp: &str) -> String {
+    use caq_spec::regmap::ErrorCode;
+    format!(
+        "{resp}[0] ? 8'd{} : 8'd{}",
+        ErrorCode::AxiDecerr.as_u8(),
+        ErrorCode::AxiSlverr.as_u8()
+    )
+}
+
 pub fn clog2(n: u32) -> u32 {
     n.max(1).next_power_of_two().trailing_zeros()
 }

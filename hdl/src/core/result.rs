@@ -14,6 +14,15 @@
 //! the execute stage as staging positions, runs and queue entries are freed. When every output of
 //! the running descriptor is written and acknowledged, `x_done` (or, on a bus error, `res_err`).
 //!
+//! Early hand-over (docs/hardware.md, "Early hand-over"): the stage reads its own copy of the run
+//! parameters (`r_*`), taken from `x_*` once the previous descriptor's last item has left
+//! requantization, so the window and execute stages may start the next descriptor (`x_tail`)
+//! while this stage finishes the last one; until it has taken it, `res_wait` holds the new
+//! descriptor's sequencer (the window generator gathers its first blocks meanwhile). The staging positions then run on, each run carries its epoch, and
+//! the writer takes the new descriptor's runs only when every write of the previous one is
+//! answered and its BRESPs checked (`a_switch`): an error there is the previous descriptor's
+//! (`res_err_desc`), and nothing later is written.
+//!
 //! Knows the output layouts and the write port; knows nothing of weights or the array.
 
 use caq_spec::regmap::ErrorCode;
@@ -23,7 +32,7 @@ use caq_spec::{AccelConfig, CoreShape};
 use super::exec::credit_bits;
 use super::fetch::FetchWidths;
 use super::params::{POOL_MASK, pool_in_window, pool_window_last, x_inputs};
-use super::ports::{Side, WORDS_BITS, Which, clog2, some_memory_ports};
+use super::ports::{Side, WORDS_BITS, Which, clog2, resp_error_code, some_memory_ports};
 use crate::array::ACC_T_BITS;
 use crate::emit::{Code, Dir, Expr, Interface, Module, ModuleBuilder, zext};
 use crate::error::Result;
@@ -55,6 +64,7 @@ pub fn result(cfg: &AccelConfig, requant_if: &Interface) -> Result<Module> {
     m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
     m.port_doc(Dir::Input, "clear", 1, "pulse: back to idle")?;
     m.port(Dir::Input, "x_start", 1)?;
+    m.port_doc(Dir::Input, "x_early", 1, super::params::X_EARLY_DOC)?;
     x_inputs(&mut m, aw)?;
     m.port_group("totals from caq_array");
     m.port(Dir::Input, "acc_valid", 1)?;
@@ -96,12 +106,39 @@ pub fn result(cfg: &AccelConfig, requant_if: &Interface) -> Result<Module> {
         1,
         "pulse: every output of the descriptor is written",
     )?;
+    m.port_doc(
+        Dir::Input,
+        "x_issued",
+        1,
+        "the execute stage has issued every step of the running descriptor",
+    )?;
+    m.port_doc(
+        Dir::Output,
+        "x_tail",
+        1,
+        "the running Conv2d's steps are all issued, its run parameters are this stage's and no \
+         earlier descriptor's writes wait: the next may start (an early hand-over, x_early)",
+    )?;
+    m.port_doc(
+        Dir::Output,
+        "res_wait",
+        1,
+        "items of this stage's descriptor are still to come: a descriptor handed over now is \
+         taken (r_go) only after them, and the sequencer does not start it before",
+    )?;
     m.port(Dir::Output, "res_err_valid", 1)?;
     m.port(Dir::Output, "res_err_code", 8)?;
     m.port(Dir::Output, "res_err_tile", 16)?;
+    m.port_doc(
+        Dir::Output,
+        "res_err_desc",
+        16,
+        "the failing write's descriptor (x_desc, or the previous one's while it drains)",
+    )?;
     m.port(Dir::Output, "result_idle", 1)?;
     m.port_doc(Dir::Output, "perf_bytes_wr", 16, "bytes written this cycle")?;
 
+    run_params(&mut m, aw)?;
     tables(&mut m, &s, &fw)?;
     requantize(&mut m, &s, requant_if)?;
     staging(&mut m, cfg, &s)?;
@@ -110,6 +147,106 @@ pub fn result(cfg: &AccelConfig, requant_if: &Interface) -> Result<Module> {
     finish(&mut m, &s)?;
     let _ = clk;
     Ok(m.finish())
+}
+
+/// The run parameters the result stage reads (`r_*`): the fetch stage's `x_*`, taken when a
+/// descriptor is handed over if the previous one's items have all left requantization, else as
+/// soon as they have (`r_start` a cycle later). So after an early hand-over the window and execute
+/// stages run the new descriptor while this stage finishes the old one's items with its own.
+const RESULT_PARAMS: [&str; 15] = [
+    "conv",
+    "relu",
+    "out_signed",
+    "out_bits",
+    "items",
+    "written",
+    "out_c",
+    "tiles",
+    "out_addr",
+    "out_stride",
+    "pool",
+    "out_w",
+    "out_h",
+    "desc",
+    "early",
+];
+
+fn run_params(m: &mut ModuleBuilder, aw: u32) -> Result<()> {
+    m.section("run parameters of this stage's descriptor (r_*), taken from x_* at r_go");
+    let widths: Vec<(String, u32)> = super::params::x_params(aw)
+        .into_iter()
+        .chain([("x_early", 1, "")])
+        .filter_map(|(name, w, _)| {
+            let short = name.trim_start_matches("x_");
+            RESULT_PARAMS
+                .contains(&short)
+                .then(|| (short.to_owned(), w))
+        })
+        .collect();
+    for (name, w) in &widths {
+        m.reg(&format!("r_{name}_q"), *w, None)?;
+        m.wire_assign(
+            &format!("r_{name}"),
+            Expr::raw(format!("r_{name}_q"), *w),
+            None,
+        )?;
+    }
+    m.reg(
+        "r_pend_q",
+        1,
+        Some("a descriptor was handed over and waits for this stage"),
+    )?;
+    m.reg(
+        "r_open_q",
+        1,
+        Some("this stage's descriptor still has items to come"),
+    )?;
+    m.reg("r_start_q", 1, Some("pulse: r_* hold a new descriptor"))?;
+    m.wire_assign(
+        "r_go",
+        Expr::raw("(x_start || r_pend_q) && !r_open_q", 1),
+        Some("take x_* now"),
+    )?;
+    let mut c = Code::new();
+    c.nb("r_start_q", "r_go");
+    c.if_("r_go", |c| {
+        for (name, _) in &widths {
+            c.nb(format!("r_{name}_q"), format!("x_{name}"));
+        }
+    });
+    c.if_else(
+        "!rst_n || clear",
+        |c| {
+            c.nb("r_pend_q", "1'b0");
+            c.nb("r_open_q", "1'b0");
+            c.nb("r_start_q", "1'b0");
+        },
+        |c| {
+            c.if_else(
+                "r_go",
+                |c| {
+                    c.nb("r_pend_q", "1'b0");
+                    c.nb("r_open_q", "1'b1");
+                },
+                |c| {
+                    c.if_("x_start", |c| {
+                        c.nb("r_pend_q", "1'b1");
+                    });
+                    c.comment("the descriptor's last item leaves requantization (o_done_q rises)");
+                    c.if_(
+                        "q1_valid_q && o_tile_end && o_tile_q + 16'd1 == r_tiles",
+                        |c| {
+                            c.nb("r_open_q", "1'b0");
+                        },
+                    );
+                },
+            );
+        },
+    );
+    m.always_ff(&m.sig("clk")?, c)?;
+    m.wire_assign("r_start", Expr::raw("r_start_q", 1), None)?;
+    m.assign_raw("res_wait", "r_open_q")?;
+    Ok(())
 }
 
 /// The bias and requant tables of the two tile slots, and which slot each loaded tile uses.
@@ -173,7 +310,7 @@ fn requantize(m: &mut ModuleBuilder, s: &CoreShape, requant_if: &Interface) -> R
     }
     m.wire_assign(
         "in_tile_end",
-        Expr::raw("acc_valid && in_item_q == x_items - 16'd1", 1),
+        Expr::raw("acc_valid && in_item_q == r_items - 16'd1", 1),
         Some("the tile's last item: its tables are read now"),
     )?;
     let mut c = Code::new();
@@ -203,7 +340,7 @@ fn requantize(m: &mut ModuleBuilder, s: &CoreShape, requant_if: &Interface) -> R
             c.if_("in_tile_end && !(tile_loaded && tl_cnt_q == 2'd1)", |c| {
                 c.nb("tl_slot0_q", "tl_slot1_q");
             });
-            c.if_("x_start", |c| {
+            c.if_("r_start", |c| {
                 c.nb("in_item_q", "16'd0");
                 c.nb("in_tile_q", "16'd0");
             });
@@ -322,9 +459,9 @@ fn requantize(m: &mut ModuleBuilder, s: &CoreShape, requant_if: &Interface) -> R
                 ("in_bias", pick("bias", 32)),
                 ("in_mult", pick("rqm", 32)),
                 ("in_shift", pick("rqs", 6)),
-                ("in_relu", Expr::raw("x_relu", 1)),
-                ("in_out_signed", Expr::raw("x_out_signed", 1)),
-                ("in_out_bits", Expr::raw("x_out_bits", 4)),
+                ("in_relu", Expr::raw("r_relu", 1)),
+                ("in_out_signed", Expr::raw("r_out_signed", 1)),
+                ("in_out_bits", Expr::raw("r_out_bits", 4)),
                 ("out_valid", v.expr()),
                 ("out_code", code.expr()),
             ],
@@ -402,6 +539,11 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
             1,
             "every item of the descriptor has left requantization",
         ),
+        (
+            "o_ep_q",
+            1,
+            "the epoch of the codes staged: flips at an early hand-over",
+        ),
     ] {
         m.reg(name, width, Some(doc))?;
     }
@@ -418,7 +560,7 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
     )?;
     m.wire_assign(
         "o_tile_end",
-        Expr::raw("q1_valid_q && o_citem_q == x_items - 16'd1", 1),
+        Expr::raw("q1_valid_q && o_citem_q == r_items - 16'd1", 1),
         None,
     )?;
     let run_end = if runl == 0 {
@@ -429,7 +571,7 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
     m.wire_assign(
         "o_run_end",
         Expr::raw(
-            format!("s_valid && x_conv && (o_item_q == x_written - 16'd1 || {run_end})"),
+            format!("s_valid && r_conv && (o_item_q == r_written - 16'd1 || {run_end})"),
             1,
         ),
         Some("Conv2d: the written item closes a run (the tile's last, or a run's length)"),
@@ -446,7 +588,7 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
             } else {
                 format!("o_pos_q[{}:0] == {lbb}'d{l}", lbb - 1)
             };
-            st.if_(format!("s_valid && x_conv && {lane}"), |c| {
+            st.if_(format!("s_valid && r_conv && {lane}"), |c| {
                 c.nb(
                     format!("{mem}[o_pos_q[{}:{lbb}]]", pb - 1),
                     format!("s_codes[{} +: 8]", 8 * r),
@@ -464,6 +606,8 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
         ("dest", aw),
         ("nrows", ri + 1),
         ("tile", 16),
+        ("step", 16),
+        ("ep", 1),
     ] {
         m.memory(&format!("rq_{f}"), w, RUN_QUEUE, "run field")?;
     }
@@ -498,6 +642,8 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
         );
         c.nb("rq_nrows[rq_wp_q]", "o_nrows");
         c.nb("rq_tile[rq_wp_q]", "o_tile_q");
+        c.nb("rq_step[rq_wp_q]", "r_written");
+        c.nb("rq_ep[rq_wp_q]", "o_ep_q");
     });
     c.if_("d_push", |c| {
         c.nb("dq_codes[dq_wp_q]", "q1_codes_q");
@@ -505,26 +651,38 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
         c.nb("dq_nrows[dq_wp_q]", "o_nrows");
         c.nb("dq_tile[dq_wp_q]", "o_tile_q");
     });
-    let rowstep = format!("{{{z}'d0, x_written, {ri}'d0}}", z = aw - 16 - ri);
+    let rowstep = format!("{{{z}'d0, r_written, {ri}'d0}}", z = aw - 16 - ri);
     c.if_else(
         "!rst_n || clear",
         |c| {
             c.nb("o_done_q", "1'b0");
+            c.nb("o_ep_q", "1'b0");
+            c.nb("o_pos_q", format!("{pb}'d0"));
+            c.nb("o_rpos_q", format!("{pb}'d0"));
             c.nb("rq_wp_q", format!("{}'d0", rqb.max(1)));
             c.nb("dq_wp_q", format!("{}'d0", dqb.max(1)));
         },
         |c| {
-            c.if_("x_start", |c| {
+            c.comment(
+                "staging positions run on across descriptors: after an early hand-over the \
+                 previous one's runs still wait in the ring",
+            );
+            c.if_("r_start && r_early", |c| {
+                c.nb("o_ep_q", "!o_ep_q");
+            });
+            c.if_("r_start", |c| {
                 c.nb("o_citem_q", "16'd0");
                 c.nb("o_item_q", "16'd0");
                 c.nb("o_tile_q", "16'd0");
-                c.nb("o_rem_q", "x_out_c");
-                c.nb("o_pos_q", format!("{pb}'d0"));
-                c.nb("o_rpos_q", format!("{pb}'d0"));
+                c.nb("o_rem_q", "r_out_c");
                 c.nb("o_rp0_q", "16'd0");
-                c.nb("o_chan_q", "x_out_addr");
-                c.nb("o_dest_q", "x_out_addr");
-                c.nb("o_dtile_q", "x_out_addr");
+                c.if_("!r_early", |c| {
+                    c.nb("o_pos_q", format!("{pb}'d0"));
+                    c.nb("o_rpos_q", format!("{pb}'d0"));
+                });
+                c.nb("o_chan_q", "r_out_addr");
+                c.nb("o_dest_q", "r_out_addr");
+                c.nb("o_dtile_q", "r_out_addr");
                 c.nb("o_done_q", "1'b0");
             });
             c.if_("o_run_end", |c| {
@@ -532,7 +690,7 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
                 c.nb("o_rpos_q", format!("o_pos_q + {pb}'d1"));
                 c.nb(
                     "o_rp0_q",
-                    "(o_item_q == x_written - 16'd1) ? 16'd0 : o_item_q + 16'd1",
+                    "(o_item_q == r_written - 16'd1) ? 16'd0 : o_item_q + 16'd1",
                 );
             });
             c.if_("d_push", |c| {
@@ -545,7 +703,7 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
             c.if_("q1_valid_q", |c| {
                 c.nb(
                     "o_dest_q",
-                    format!("o_dest_q + {{{}'d0, x_out_stride}}", aw - 17),
+                    format!("o_dest_q + {{{}'d0, r_out_stride}}", aw - 17),
                 );
                 c.if_else(
                     "o_tile_end",
@@ -557,7 +715,7 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
                         c.nb("o_chan_q", format!("o_chan_q + {rowstep}"));
                         c.nb("o_dtile_q", format!("o_dtile_q + {aw}'d{rows}"));
                         c.nb("o_dest_q", format!("o_dtile_q + {aw}'d{rows}"));
-                        c.if_("o_tile_q + 16'd1 == x_tiles", |c| {
+                        c.if_("o_tile_q + 16'd1 == r_tiles", |c| {
                             c.nb("o_done_q", "1'b1");
                         });
                     },
@@ -574,7 +732,7 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
 
 /// The pooling stage between requantization and the staging, one register deep for every
 /// descriptor: `q1_*` hold the item that left requantization a cycle ago. With max pooling of
-/// window k = 2^x_pool, a line of partial maxima (one entry per pooled column, every row of the
+/// window k = 2^r_pool, a line of partial maxima (one entry per pooled column, every row of the
 /// tile in one word) is read as the item leaves requantization (its column's entry) and written
 /// back a cycle later: the item's codes when it is its window's first, else the larger of them and
 /// the entry's, per row. The item whose window it completes is written (`s_valid`); items past
@@ -615,7 +773,7 @@ fn pool(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     )?;
     m.wire_assign(
         "pool_m",
-        Expr::raw(POOL_MASK, 3),
+        Expr::raw(POOL_MASK.replace("x_pool", "r_pool"), 3),
         Some("k - 1: the item's place in its window is its row's and column's low bits"),
     )?;
     m.wire_assign(
@@ -628,12 +786,18 @@ fn pool(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     )?;
     m.wire_assign(
         "p_emit",
-        Expr::raw(pool_window_last("pcy_q", "pcx_q", "pool_m"), 1),
+        Expr::raw(
+            pool_window_last("pcy_q", "pcx_q", "pool_m").replace("x_out", "r_out"),
+            1,
+        ),
         None,
     )?;
     m.wire_assign(
         "p_in",
-        Expr::raw(pool_in_window("pcy_q", "pcx_q", "pool_m"), 1),
+        Expr::raw(
+            pool_in_window("pcy_q", "pcx_q", "pool_m").replace("x_out", "r_out"),
+            1,
+        ),
         Some("the item lies in a whole window (rows and columns past the last are dropped)"),
     )?;
     m.lint_off(
@@ -642,7 +806,7 @@ fn pool(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     );
     m.wire_assign(
         "p_j",
-        Expr::raw("pcx_q >> x_pool", 16),
+        Expr::raw("pcx_q >> r_pool", 16),
         Some("the item's pooled column"),
     )?;
     m.lint_on("UNUSEDSIGNAL");
@@ -653,7 +817,7 @@ fn pool(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
             format!("q1_codes_q[{} +: 8]", 8 * r),
         );
         max.push(format!(
-            "((x_out_signed ? ($signed({a}) > $signed({b})) : ({a} > {b})) ? {a} : {b})"
+            "((r_out_signed ? ($signed({a}) > $signed({b})) : ({a} > {b})) ? {a} : {b})"
         ));
     }
     m.wire_assign(
@@ -669,19 +833,19 @@ fn pool(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     m.wire_assign(
         "s_valid",
         Expr::raw(
-            "q1_valid_q && (!x_conv || x_pool == 2'd0 || (q1_in_q && q1_emit_q))",
+            "q1_valid_q && (!r_conv || r_pool == 2'd0 || (q1_in_q && q1_emit_q))",
             1,
         ),
         Some("the item (or the window it completes) is written"),
     )?;
     m.wire_assign(
         "s_codes",
-        Expr::raw("(x_pool == 2'd0) ? q1_codes_q : p_codes", rows * 8),
+        Expr::raw("(r_pool == 2'd0) ? q1_codes_q : p_codes", rows * 8),
         None,
     )?;
     m.wire_assign(
         "d_push",
-        Expr::raw("q1_valid_q && !x_conv", 1),
+        Expr::raw("q1_valid_q && !r_conv", 1),
         Some("Dense: the item's output"),
     )?;
     let mut c = Code::new();
@@ -691,7 +855,7 @@ fn pool(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     c.nb("q1_in_q", "p_in");
     c.nb("q1_j_q", format!("p_j[{}:0]", lb - 1));
     c.nb("pl_rd_q", format!("pl_mem[p_j[{}:0]]", lb - 1));
-    c.if_("q1_valid_q && x_conv && x_pool != 2'd0 && q1_in_q", |c| {
+    c.if_("q1_valid_q && r_conv && r_pool != 2'd0 && q1_in_q", |c| {
         c.nb("pl_mem[q1_j_q]", "p_codes");
     });
     c.if_else(
@@ -701,18 +865,18 @@ fn pool(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
         },
         |c| {
             c.nb("q1_valid_q", "q_valid");
-            c.if_("x_start", |c| {
+            c.if_("r_start", |c| {
                 c.nb("pcx_q", "16'd0");
                 c.nb("pcy_q", "16'd0");
             });
-            c.if_("q_valid && x_conv", |c| {
+            c.if_("q_valid && r_conv", |c| {
                 c.if_else(
-                    "pcx_q == x_out_w - 16'd1",
+                    "pcx_q == r_out_w - 16'd1",
                     |c| {
                         c.nb("pcx_q", "16'd0");
                         c.nb(
                             "pcy_q",
-                            "(pcy_q == x_out_h - 16'd1) ? 16'd0 : pcy_q + 16'd1",
+                            "(pcy_q == r_out_h - 16'd1) ? 16'd0 : pcy_q + 16'd1",
                         );
                     },
                     |c| {
@@ -764,6 +928,17 @@ fn requests(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<(
         ("a_len_q", 7, "its bytes"),
         ("a_pos_q", pb, "Conv2d: the run's first staging position"),
         ("a_tile_q", 16, ""),
+        (
+            "a_step_q",
+            16,
+            "Conv2d: bytes between the run's rows (the written map's H*W)",
+        ),
+        (
+            "a_ep_q",
+            1,
+            "the epoch whose runs the writer takes (o_ep_q's, or the previous one's while its \
+             writes drain)",
+        ),
         ("a_lo_q", aw + 2, "the burst rounded out to beats"),
         ("a_hi_q", aw + 2, ""),
         (
@@ -827,6 +1002,42 @@ fn requests(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<(
         None,
     )?;
     m.wire_assign(
+        "w_quiet",
+        Expr::raw(
+            format!(
+                "jq_n_q == 2'd0 && !b_busy_q && !r1_v_q && !r2_v_q && bf_n_q == {}'d0 && !wr_busy",
+                clog2(BEAT_FIFO) + 1
+            ),
+            1,
+        ),
+        Some("every write issued is answered and nothing is being formed"),
+    )?;
+    let rn = clog2(RUN_QUEUE + 1);
+    m.wire_assign(
+        "a_next_ep",
+        Expr::raw(
+            format!("ast_q == A_IDLE && w_prev && (a_rqn_q == {rn}'d0 || rq_ep[a_rq_q] != a_ep_q)"),
+            1,
+        ),
+        Some(
+            "the writer is on the previous descriptor's runs and has taken them all (this stage \
+             moved on after its last one was queued)",
+        ),
+    )?;
+    m.wire_assign(
+        "a_switch",
+        Expr::raw("a_next_ep && w_quiet", 1),
+        Some(
+            "the previous descriptor's writes are all answered: its BRESPs are checked, then the \
+             writer takes the next one's runs",
+        ),
+    )?;
+    m.wire_assign(
+        "a_switch_err",
+        Expr::raw("a_switch && wr_err[1]", 1),
+        Some("a write of the previous descriptor failed: nothing later is written"),
+    )?;
+    m.wire_assign(
         "a_bad",
         Expr::raw("ast_q == A_REQ && !a_err_q && !a_in_win", 1),
         Some("the burst lies outside the window"),
@@ -885,21 +1096,24 @@ fn requests(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<(
             c.nb("a_rq_q", format!("{rqb}'d0"));
             c.nb("a_dq_q", format!("{dqb}'d0"));
             c.nb("a_err_q", "1'b0");
+            c.nb("a_ep_q", "1'b0");
             c.nb("jq_wp_q", "1'b0");
         },
         |c| {
-            c.if_("x_start", |c| {
+            c.if_("r_start && !r_early", |c| {
                 c.nb("a_err_q", "1'b0");
             });
-            c.if_("a_bad", |c| {
+            c.if_("a_bad || a_switch_err || fin_err", |c| {
                 c.nb("a_err_q", "1'b1");
+            });
+            c.if_("a_switch", |c| {
+                c.nb("a_ep_q", "!a_ep_q");
             });
             c.if_("a_push", |c| {
                 c.nb("jq_wp_q", "!jq_wp_q");
             });
-            let take_run = "ast_q == A_IDLE && a_rqn_q != 0";
+            let take_run = "ast_q == A_IDLE && a_rqn_q != 0 && rq_ep[a_rq_q] == a_ep_q";
             let take_out = "ast_q == A_IDLE && a_rqn_q == 0 && a_dqn_q != 0";
-            let rn = clog2(RUN_QUEUE + 1);
             let dn = clog2(DENSE_QUEUE + 1);
             c.nb(
                 "a_rqn_q",
@@ -924,15 +1138,18 @@ fn requests(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<(
                     c.if_else(
                         format!("a_rqn_q != {rn}'d0"),
                         |c| {
-                            c.nb("a_conv_q", "1'b1");
-                            c.nb("a_row_q", format!("{}'d0", ri + 1));
-                            c.nb("a_nrows_q", "rq_nrows[a_rq_q]");
-                            c.nb("a_dest_q", "rq_dest[a_rq_q]");
-                            c.nb("a_len_q", zext("rq_len[a_rq_q]", runl + 1, 7));
-                            c.nb("a_pos_q", "rq_pos[a_rq_q]");
-                            c.nb("a_tile_q", "rq_tile[a_rq_q]");
-                            c.nb("a_rq_q", format!("a_rq_q + {rqb}'d1"));
-                            c.nb("ast_q", "A_CHK");
+                            c.if_("rq_ep[a_rq_q] == a_ep_q", |c| {
+                                c.nb("a_conv_q", "1'b1");
+                                c.nb("a_row_q", format!("{}'d0", ri + 1));
+                                c.nb("a_nrows_q", "rq_nrows[a_rq_q]");
+                                c.nb("a_dest_q", "rq_dest[a_rq_q]");
+                                c.nb("a_len_q", zext("rq_len[a_rq_q]", runl + 1, 7));
+                                c.nb("a_pos_q", "rq_pos[a_rq_q]");
+                                c.nb("a_tile_q", "rq_tile[a_rq_q]");
+                                c.nb("a_step_q", "rq_step[a_rq_q]");
+                                c.nb("a_rq_q", format!("a_rq_q + {rqb}'d1"));
+                                c.nb("ast_q", "A_CHK");
+                            });
                         },
                         |c| {
                             c.if_(format!("a_dqn_q != {dn}'d0"), |c| {
@@ -972,7 +1189,7 @@ fn requests(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<(
                                 c.nb("a_row_q", format!("a_row_q + {}'d1", ri + 1));
                                 c.nb(
                                     "a_dest_q",
-                                    format!("a_dest_q + {{{}'d0, x_written}}", aw - 16),
+                                    format!("a_dest_q + {{{}'d0, a_step_q}}", aw - 16),
                                 );
                                 c.nb("ast_q", "A_CHK");
                             },
@@ -1377,7 +1594,7 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
                 "cr_q",
                 format!(
                     "(run_free ? {{{z}'d0, rq_len[rq_rp_q]}} : out_free ? {cb}'d1 : {cb}'d0) + \
-                     {{{z1}'d0, q1_valid_q && x_conv && !s_valid}}",
+                     {{{z1}'d0, q1_valid_q && r_conv && !s_valid}}",
                     z = cb - runl - 1,
                     z1 = cb - 1
                 ),
@@ -1429,7 +1646,16 @@ fn finish(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     m.reg("err_v_q", 1, None)?;
     m.reg("err_code_q", 8, None)?;
     m.reg("err_tile_q", 16, None)?;
+    m.reg("err_desc_q", 16, None)?;
     m.reg("wec_q", 1, None)?;
+    for (name, doc) in [
+        ("cd_q", "the running descriptor's index"),
+        ("pd_q", "the previous one's (whose writes may still drain)"),
+        ("ct_q", "the running descriptor's tiles"),
+        ("pt_q", "the previous one's"),
+    ] {
+        m.reg(name, 16, Some(doc))?;
+    }
     let rn = clog2(RUN_QUEUE + 1);
     let dn = clog2(DENSE_QUEUE + 1);
     let fb = clog2(BEAT_FIFO);
@@ -1446,10 +1672,39 @@ fn finish(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
         ),
         Some("nothing of the descriptor is left in the stage or the DMA engine"),
     )?;
+    m.wire_assign(
+        "fin_go",
+        Expr::raw(
+            "!fin_q && o_done_q && drained && !a_err_q && !x_start && !r_pend_q && !r_start",
+            1,
+        ),
+        Some("every output of the descriptor (and of the one before it) is written and answered"),
+    )?;
+    m.wire_assign(
+        "fin_err",
+        Expr::raw("fin_go && wr_err[1]", 1),
+        Some("one of its writes failed"),
+    )?;
+    m.wire_assign(
+        "w_prev",
+        Expr::raw("a_ep_q != o_ep_q", 1),
+        Some("the writer is on the previous descriptor's runs"),
+    )?;
+    m.assign_raw(
+        "x_tail",
+        "x_issued && r_conv && !x_start && !r_pend_q && !r_start && !w_prev && !a_err_q",
+    )?;
     let mut c = Code::new();
     c.nb("x_done_q", "1'b0");
     c.nb("err_v_q", "1'b0");
-    c.nb("wec_q", "x_start");
+    c.comment("the BRESPs are forgotten when a descriptor starts after the last one completed, and when the writer moves on from a previous descriptor's runs");
+    c.nb("wec_q", "(r_start && !r_early) || a_switch");
+    c.if_("r_start", |c| {
+        c.nb("cd_q", "r_desc");
+        c.nb("pd_q", "cd_q");
+        c.nb("ct_q", "r_tiles");
+        c.nb("pt_q", "ct_q");
+    });
     c.if_else(
         "!rst_n || clear",
         |c| {
@@ -1461,38 +1716,36 @@ fn finish(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
                 "rqv_q",
                 format!("{{rqv_q[{}:0], acc_valid}}", RQ_LATENCY - 1),
             );
-            c.if_("x_start", |c| {
+            c.if_("r_start", |c| {
                 c.nb("fin_q", "1'b0");
             });
             c.if_("a_bad", |c| {
                 c.nb("err_v_q", "1'b1");
                 c.nb("err_code_q", code(ErrorCode::OutOfWindow));
                 c.nb("err_tile_q", "a_tile_q");
+                c.nb("err_desc_q", "w_prev ? pd_q : cd_q");
             });
-            c.if_(
-                "!fin_q && o_done_q && drained && !a_err_q && !x_start",
-                |c| {
-                    c.nb("fin_q", "1'b1");
-                    c.if_else(
-                        "wr_err[1]",
-                        |c| {
-                            c.nb("err_v_q", "1'b1");
-                            c.nb(
-                                "err_code_q",
-                                format!(
-                                    "wr_err[0] ? {} : {}",
-                                    code(ErrorCode::AxiDecerr),
-                                    code(ErrorCode::AxiSlverr)
-                                ),
-                            );
-                            c.nb("err_tile_q", "x_tiles");
-                        },
-                        |c| {
-                            c.nb("x_done_q", "1'b1");
-                        },
-                    );
-                },
-            );
+            c.if_("a_switch_err", |c| {
+                c.nb("err_v_q", "1'b1");
+                c.nb("err_code_q", resp_error_code("wr_err"));
+                c.nb("err_tile_q", "pt_q");
+                c.nb("err_desc_q", "pd_q");
+            });
+            c.if_("fin_go", |c| {
+                c.nb("fin_q", "1'b1");
+                c.if_else(
+                    "wr_err[1]",
+                    |c| {
+                        c.nb("err_v_q", "1'b1");
+                        c.nb("err_code_q", resp_error_code("wr_err"));
+                        c.nb("err_tile_q", "r_tiles");
+                        c.nb("err_desc_q", "cd_q");
+                    },
+                    |c| {
+                        c.nb("x_done_q", "1'b1");
+                    },
+                );
+            });
         },
     );
     m.always_ff(&m.sig("clk")?, c)?;
@@ -1500,6 +1753,7 @@ fn finish(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     m.assign_raw("res_err_valid", "err_v_q")?;
     m.assign_raw("res_err_code", "err_code_q")?;
     m.assign_raw("res_err_tile", "err_tile_q")?;
+    m.assign_raw("res_err_desc", "err_desc_q")?;
     m.assign_raw("wr_err_clear", "wec_q")?;
     m.assign_raw("result_idle", "drained")?;
     let _ = s;

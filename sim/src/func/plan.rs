@@ -342,6 +342,36 @@ impl Resident {
         }
     }
 
+    /// Whether `d` (schedule `s`, read program `steps`) is handed to the run side while `prev`,
+    /// the descriptor before it, still writes (docs/hardware.md, "Early hand-over"), with this
+    /// state being the one after `prev`'s steps: both are Conv2d, `prev`'s written map fits a
+    /// bank, `d` has one tile and takes its input map from the resident bank (no read, no swap),
+    /// and `prev`'s output, rounded out to whole words, does not overlap the resident map's
+    /// bytes (so none of `prev`'s writes can drop it).
+    pub fn early_handover(
+        &self,
+        prev: &LayerDescriptor,
+        d: &LayerDescriptor,
+        s: &Schedule,
+        steps: &[Step],
+        shape: &CoreShape,
+    ) -> bool {
+        let Some(bytes) = shape.mirror_bytes(prev) else {
+            return false;
+        };
+        let in_bank = steps
+            .iter()
+            .any(|st| matches!(self.source(d, st), Source::Resident { .. }));
+        let lo = prev.output_addr.0 & !7;
+        let words = (prev.output_addr.0 + bytes).div_ceil(8) - lo / 8;
+        d.op == Opcode::Conv2d
+            && s.tiles == 1
+            && in_bank
+            && !self
+                .map
+                .is_some_and(|(a, b)| overlaps(a, b.div_ceil(8), lo, words))
+    }
+
     /// The mirror the running descriptor is writing (its address and bytes), if any.
     pub fn mirroring(&self) -> Option<(u64, u64)> {
         self.mirror.filter(|m| m.own).map(|m| (m.addr, m.bytes))

@@ -10,9 +10,12 @@
 //!   previous request's data is routed; planes, feature maps and inputs are routed a beat per cycle,
 //!   tables and descriptor words a word per cycle, region multipliers an entry per cycle. A tile's
 //!   loads wait for a free weight slot (two slots when two tiles fit the buffer, else one); the
-//!   input waits until the descriptor is handed to the run side (the previous one has completed),
-//!   and a Conv2d map on chip (resident or mirrored, `plan::Resident`) is not read at all; the next descriptor is
-//!   fetched once every read of the current one is issued and it runs;
+//!   input waits until the descriptor is handed to the run side (the previous one has completed,
+//!   or has issued its last step when `plan::Resident::early_handover` allows: then the new one
+//!   issues no step before the result stage has the old one's last item, and writes nothing before
+//!   the old one's writes are answered), and a Conv2d map on chip (resident or mirrored,
+//!   `plan::Resident`) is not read at all; the next descriptor is fetched once every read of the
+//!   current one is issued and it runs;
 //! - the **window generator** (Conv2d): one block of W pixels after another, each taking
 //!   `caq_spec::shape::gather_cycles` (in_c·kh kernel rows, two per cycle when kw ≤ 4) plus its
 //!   pipeline, into one of two patch buffers, freed when the block's last
@@ -68,6 +71,13 @@ const WRITE_QUEUE: usize = 4;
 const WRITE_FIRST_BEAT: u64 = 7;
 /// Cycles from the last write response to DONE (and the next descriptor's hand-over).
 const FINISH: u64 = 3;
+/// Cycles from a Conv2d's last plane-step to an early hand-over of the next descriptor: the
+/// issue stage empties, then the fetch stage's registered decision.
+const EARLY: u64 = 4;
+/// Cycles from a Conv2d's last plane-step until the result stage takes the next descriptor's
+/// run parameters (its last item through the array and requantization), before which the
+/// early-handed-over descriptor issues no step.
+const RESULT_TAIL: u64 = 17;
 /// Output items the Dense path holds between the array and the bus (the output queue).
 const DENSE_QUEUE: usize = caq_spec::shape::DENSE_QUEUE as usize;
 
@@ -194,6 +204,9 @@ struct Writer {
     answers: VecDeque<u64>,
     /// The last burst's response.
     answered: u64,
+    /// No request before this cycle: after an early hand-over the new descriptor's writes wait
+    /// until every write of the one before is answered.
+    gate: u64,
 }
 
 impl Writer {
@@ -201,7 +214,7 @@ impl Writer {
     /// data stage `extra` cycles more than one per beat (a rotated Conv2d run's first read, the
     /// cycle after a Dense output): when its beats are formed (the staging it used is free).
     fn write(&mut self, ready: u64, first: u64, bytes: u64, extra: u64) -> u64 {
-        let mut job = ready.max(self.job_free);
+        let mut job = ready.max(self.job_free).max(self.gate);
         if self.ends.len() > WRITE_QUEUE {
             job = job.max(self.ends.pop_front().unwrap_or(0).saturating_sub(1));
         }
@@ -301,6 +314,7 @@ impl TimingModel {
                 ends: VecDeque::new(),
                 answers: VecDeque::new(),
                 answered: 0,
+                gate: 0,
             },
             slots: [0; 2],
             next_slot: 0,
@@ -310,10 +324,15 @@ impl TimingModel {
             buf_free: [0; 2],
             blocks: 0,
             queue: VecDeque::new(),
+            stage_base: 0,
         };
         let mut done = 0u64;
         let mut fetch_ready = START;
         let mut resident = plan::Resident::default();
+        // The descriptor before (when it ran): its last step's time, and the span its stall
+        // cycles are counted over (hand-over to completion, or to the next one's early hand-over).
+        let mut prev: Option<(&LayerDescriptor, u64)> = None;
+        let mut span: Option<(u64, u64, u64)> = None;
         for (i, d) in descs.iter().enumerate() {
             // The descriptor (the list taken as 128-byte aligned): fetched, routed a word per
             // cycle, checked.
@@ -323,10 +342,30 @@ impl TimingModel {
             let Ok(s) = shape.schedule(d) else {
                 done = done.max(checked) + FINISH;
                 fetch_ready = done;
+                prev = None;
                 continue;
             };
-            let handover = checked.max(done + 1);
             let steps = plan::steps(d, &s, shape);
+            let early = prev.filter(|&(p, _)| resident.early_handover(p, d, &s, &steps, shape));
+            let handover = match early {
+                Some((p, last_step)) => {
+                    // Not before the writes of the descriptor before the previous one are
+                    // answered; the writer finishes the previous one's runs first; the staging
+                    // positions run on behind them; no step before the result stage is free.
+                    let handover = checked.max(last_step + EARLY).max(e.wr.gate);
+                    e.wr.gate = e.wr.answered + 1;
+                    e.stage_base += shape.schedule(p).map_or(0, |ps| ps.tiles * ps.written);
+                    e.exec_free = e.exec_free.max(last_step + RESULT_TAIL);
+                    handover
+                }
+                None => {
+                    e.stage_base = 0;
+                    checked.max(done + 1)
+                }
+            };
+            if let Some((from, to, busy)) = span.take() {
+                perf.stall_cycles += (to.min(handover).max(from) - from).saturating_sub(busy);
+            }
             let input_resident = steps.iter().any(|st| resident.skips(d, st));
             let (end, all_issued) = e.descriptor(d, &s, checked, handover, input_resident);
             for step in &steps {
@@ -343,8 +382,12 @@ impl TimingModel {
             perf.plane_ops += busy;
             perf.busy_cycles += busy;
             done = end + FINISH;
-            perf.stall_cycles += (done - handover).saturating_sub(busy);
+            span = Some((handover, done, busy));
+            prev = (d.op == Opcode::Conv2d).then_some((d, e.exec_free));
             fetch_ready = all_issued.max(handover);
+        }
+        if let Some((from, to, busy)) = span {
+            perf.stall_cycles += (to - from).saturating_sub(busy);
         }
         perf.cycles = done;
         perf
@@ -370,6 +413,9 @@ struct Engine<'a> {
     blocks: u64,
     /// Dense: when each output in the output queue leaves it.
     queue: VecDeque<u64>,
+    /// The staging position the running descriptor's first item takes: 0 after a hand-over
+    /// to an idle result stage, past the previous descriptor's items after an early one.
+    stage_base: u64,
 }
 
 impl Engine<'_> {
@@ -522,7 +568,7 @@ impl Engine<'_> {
                                 let first = out + (o0 + row) * s.written + run_first;
                                 // The run's staging position against its address: a rotated
                                 // run needs one more read.
-                                let pos = t as u64 * s.written + run_first;
+                                let pos = self.stage_base + t as u64 * s.written + run_first;
                                 let extra = u64::from(
                                     !pos.wrapping_sub(first).is_multiple_of(self.wr.bus.bytes),
                                 );

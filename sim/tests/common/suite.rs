@@ -889,6 +889,7 @@ pub fn suite<D: Device + InjectFaults>(
     mirrored_maps(dev, cfg, seed);
     sliced_maps(dev, cfg, seed);
     grown_mirror(dev, cfg, seed);
+    early_handovers(dev, cfg, seed);
     extreme_accumulators(dev, cfg);
     fault_cases(dev, cfg, seed);
     window_edges(dev, cfg, seed);
@@ -1341,6 +1342,215 @@ pub fn sliced_maps<D: Device>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
         describe(&jobs[1]),
         describe(&jobs[2])
     );
+}
+
+/// Descriptors handed over early (docs/hardware.md, "Early hand-over"), in one list: A, a Conv2d
+/// that loads its input map and whose written map fits a feature-map bank; B1, B2, B3, one-tile
+/// 3×3 (or 1×1) convs on slices of A's input map from random channels — each starts while the one
+/// before still requantizes and writes (the plan's rule says so for every one of them, asserted).
+/// B2's output follows B1's (the mirror grows while B1 writes). Every output equals its golden
+/// one and the byte counters are the plan's. Then, with faults: a SLVERR on A's first output
+/// write must stop the job at descriptor 0, and a DECERR on B1's at descriptor 1, with nothing of
+/// a later descriptor written (B1 already runs, or B2); after SOFT_RESET the list runs clean.
+pub fn early_handovers<D: Device + InjectFaults>(dev: &mut D, cfg: &AccelConfig, seed: u64) {
+    if cfg.limits.max_descriptors < 4 {
+        return;
+    }
+    let shape = CoreShape::of(cfg);
+    let fm_bytes = shape.fm_bytes as usize;
+    let rows = cfg.array.rows as usize;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xea71_4a2d);
+    let golden = |j: &LayerJob| j.golden().unwrap_or_else(|e| panic!("{e}"));
+    let mut tries = 0u32;
+    let (jobs, starts, hw) = loop {
+        tries += 1;
+        assert!(
+            tries <= 100_000,
+            "early hand-overs: no list of this kind fits {} in 100,000 random tries",
+            cfg.name
+        );
+        let a = random_layer(&mut rng, cfg, true);
+        let LayerOp::Conv2d {
+            in_c, in_h, in_w, ..
+        } = a.op
+        else {
+            continue;
+        };
+        if a.output_len().map_or(true, |n| n > fm_bytes) {
+            continue;
+        }
+        // A's input codes, read by the others as the outputs of a layer of A's input range.
+        let source = LayerJob {
+            out_signed: a.in_signed,
+            out_bits: a.in_bits,
+            ..a.clone()
+        };
+        let hw = in_h * in_w;
+        let over = |rng: &mut ChaCha8Rng| {
+            let from = rng.random_range(0..in_c);
+            let n = rng.random_range(1..=in_c - from);
+            let kernel = if rng.random_bool(0.7) { 3 } else { 1 };
+            let input = a.input[from * hw..(from + n) * hw].to_vec();
+            conv_over(rng, cfg, [n, in_h, in_w], kernel, &source, input)
+                .filter(|j| j.out_c() <= rows)
+                .map(|j| (j, from))
+        };
+        let (Some(b1), Some(b2), Some(b3)) = (over(&mut rng), over(&mut rng), over(&mut rng))
+        else {
+            continue;
+        };
+        let both = b1.0.output_len().unwrap_or(usize::MAX) + b2.0.output_len().unwrap_or(0);
+        if both > fm_bytes {
+            continue;
+        }
+        break (vec![a, b1.0, b2.0, b3.0], [b1.1, b2.1, b3.1], hw);
+    };
+    let mem = dev.memory();
+    let (mut alloc, mut placed) = place_from_start(dev, &jobs);
+    let a_map = placed[0].desc.input_addr.0;
+    for (p, from) in placed[1..].iter_mut().zip(starts) {
+        p.desc.input_addr = DeviceAddr(a_map + (from * hw) as u64);
+    }
+    // B1's and B2's outputs in one region, B2's right after B1's.
+    let (len1, len2) = (placed[1].output_len, placed[2].output_len);
+    let span = len1 + len2 + layer::SPARE_BYTES as usize;
+    let region = alloc.take(span as u64).unwrap_or_else(|e| panic!("{e}"));
+    let fill_region = |dev: &mut D| {
+        dev.mem_write(DeviceAddr(region), &vec![layer::OUTPUT_FILL; span])
+            .and_then(|()| dev.sync_for_device(DeviceAddr(region), span as u64))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+    };
+    fill_region(dev);
+    placed[1].desc.output_addr = DeviceAddr(region);
+    placed[2].desc.output_addr = DeviceAddr(region + len1 as u64);
+    // The plan's rule: each of B1, B2, B3 is handed over early.
+    let descs: Vec<LayerDescriptor> = placed.iter().map(|p| p.desc).collect();
+    let mut resident = plan::Resident::default();
+    for (i, d) in descs.iter().enumerate() {
+        let s = shape.schedule(d).expect("fits");
+        let steps = plan::steps(d, &s, &shape);
+        if i > 0 {
+            assert!(
+                resident.early_handover(&descs[i - 1], d, &s, &steps, &shape),
+                "early hand-overs: descriptor {i} ({}) is not handed over early",
+                describe(&jobs[i])
+            );
+        }
+        for st in &steps {
+            resident.observe(d, &shape, st);
+        }
+    }
+    let what = format!("{} early hand-overs", cfg.name);
+    let outputs_of = |dev: &mut D, i: usize| {
+        layer::read_output(dev, &placed[i]).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let untouched =
+        |dev: &mut D, i: usize| outputs_of(dev, i).iter().all(|&b| b == layer::OUTPUT_FILL);
+    // A's and B3's outputs in their own places; B1's and B2's in the region, nothing after them.
+    let check = |dev: &mut D, what: &str| {
+        for i in [0, 3] {
+            check_outputs(dev, &jobs[i..=i], &placed[i..=i], what);
+        }
+        let got = layer::read_output(
+            dev,
+            &Placed {
+                output_len: span - layer::SPARE_BYTES as usize,
+                ..placed[1]
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (b1, b2) = (
+            placed[1].image(&golden(&jobs[1])),
+            placed[2].image(&golden(&jobs[2])),
+        );
+        assert_eq!(
+            &got[..len1],
+            &b1[..],
+            "{what}: B1's output ({})",
+            describe(&jobs[1])
+        );
+        assert_eq!(
+            &got[len1..len1 + len2],
+            &b2[..],
+            "{what}: B2's output ({})",
+            describe(&jobs[2])
+        );
+        assert!(
+            got[len1 + len2..].iter().all(|&b| b == layer::OUTPUT_FILL),
+            "{what}: wrote past B2's output"
+        );
+    };
+    let refill = |dev: &mut D| {
+        for i in [0, 3] {
+            let len = placed[i].output_len as u64 + layer::SPARE_BYTES;
+            dev.mem_write(
+                placed[i].desc.output_addr,
+                &vec![layer::OUTPUT_FILL; len as usize],
+            )
+            .and_then(|()| dev.sync_for_device(placed[i].desc.output_addr, len))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        }
+        fill_region(dev);
+    };
+    let run = run_placed(dev, mem.base, &placed, cfg, &what);
+    check(dev, &what);
+    // Independently of the rule: every read but the three slices, once.
+    let every = all_reads(&placed, cfg, 0).0;
+    let slices: u64 = (1..4).map(|i| all_reads(&placed, cfg, i).1).sum();
+    assert_eq!(
+        run.perf.bytes_rd,
+        every - slices,
+        "{what}: PERF_BYTES_RD: the slices are not read"
+    );
+    println!(
+        "{what}: B1 {}, B2 {}, B3 {} on channels from {:?} of A's map ({})",
+        describe(&jobs[1]),
+        describe(&jobs[2]),
+        describe(&jobs[3]),
+        starts,
+        describe(&jobs[0])
+    );
+    // Bus errors on a write of the descriptor before an early one.
+    let window = whole_memory(dev);
+    let spec = RunSpec {
+        desc_addr: mem.base,
+        count: 4,
+        window,
+        timeout: TIMEOUT,
+    };
+    for (at, resp, code) in [
+        (0, Resp::SlvErr, ErrorCode::AxiSlverr),
+        (1, Resp::DecErr, ErrorCode::AxiDecerr),
+    ] {
+        refill(dev);
+        let out = placed[at].desc.output_addr.0 & !7;
+        dev.inject(out..out + 8, resp, FaultDir::Writes);
+        let case = format!("{what}: {resp} on descriptor {at}'s first write");
+        let run = layer::run(dev, &spec).unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(run.irq, IrqWait::Fired, "{case}: no interrupt (hang)");
+        assert_eq!(
+            run.error(),
+            Some((code.as_u8(), at as u32)),
+            "{case}: STATUS {:#x}",
+            run.status
+        );
+        for later in at + 1..4 {
+            assert!(
+                untouched(dev, later),
+                "{case}: descriptor {later}'s output was written"
+            );
+        }
+        dev.write_reg(
+            regmap::CTRL.offset,
+            regmap::CTRL_SOFT_RESET.mask() | regmap::CTRL_IRQ_EN.mask(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        dev.clear_faults();
+        refill(dev);
+        run_placed(dev, mem.base, &placed, cfg, &format!("{case}, then again"));
+        check(dev, &case);
+        println!("{case}: {code} at descriptor {at}, nothing later written");
+    }
 }
 
 /// Conv2d outputs written one after the other (docs/hardware.md, "The output mirror"), in one

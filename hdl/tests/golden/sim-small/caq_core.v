@@ -111,6 +111,7 @@ module caq_core (
     wire [31:0]  x_out_addr;
     wire [16:0]  x_out_stride;
     wire [15:0]  x_desc;
+    wire         x_early;
     wire         pw_valid;
     wire [8:0]   pw_entry;
     wire [63:0]  pw_data;
@@ -118,6 +119,7 @@ module caq_core (
     wire         window_idle;
     wire         block_done;
     wire         exec_idle;
+    wire         x_issued;
     wire         step_valid;
     wire [71:0]  step_act;
     wire [31:0]  step_bits;
@@ -135,9 +137,12 @@ module caq_core (
     wire         run_credit_ret;
     wire         tile_done;
     wire         x_done;
+    wire         x_tail;
+    wire         res_wait;
     wire         res_err_valid;
     wire [7:0]   res_err_code;
     wire [15:0]  res_err_tile;
+    wire [15:0]  res_err_desc;
     wire         result_idle;
     caq_fetch u_fetch (
         .clk           (clk),
@@ -197,6 +202,8 @@ module caq_core (
         .res_err_valid (res_err_valid),
         .res_err_code  (res_err_code),
         .res_err_tile  (res_err_tile),
+        .res_err_desc  (res_err_desc),
+        .x_tail        (x_tail),
         .exec_idle     (exec_idle),
         .window_idle   (window_idle),
         .result_idle   (result_idle),
@@ -234,7 +241,8 @@ module caq_core (
         .x_slots2      (x_slots2),
         .x_out_addr    (x_out_addr),
         .x_out_stride  (x_out_stride),
-        .x_desc        (x_desc)
+        .x_desc        (x_desc),
+        .x_early       (x_early)
     );
     caq_window u_window (
         .clk          (clk),
@@ -299,6 +307,7 @@ module caq_core (
         .rst_n             (rst_n),
         .clear             (job_clear),
         .x_start           (x_start),
+        .x_early           (x_early),
         .x_conv            (x_conv),
         .x_relu            (x_relu),
         .x_in_signed       (x_in_signed),
@@ -353,7 +362,9 @@ module caq_core (
         .block_done        (block_done),
         .credit_ret        (credit_ret),
         .run_credit_ret    (run_credit_ret),
+        .res_wait          (res_wait),
         .exec_idle         (exec_idle),
+        .x_issued          (x_issued),
         .perf_busy         (perf_busy),
         .perf_stall        (perf_stall),
         .step_valid        (step_valid),
@@ -389,6 +400,7 @@ module caq_core (
         .rst_n          (rst_n),
         .clear          (job_clear),
         .x_start        (x_start),
+        .x_early        (x_early),
         .x_conv         (x_conv),
         .x_relu         (x_relu),
         .x_in_signed    (x_in_signed),
@@ -449,9 +461,13 @@ module caq_core (
         .run_credit_ret (run_credit_ret),
         .tile_done      (tile_done),
         .x_done         (x_done),
+        .x_issued       (x_issued),
+        .x_tail         (x_tail),
+        .res_wait       (res_wait),
         .res_err_valid  (res_err_valid),
         .res_err_code   (res_err_code),
         .res_err_tile   (res_err_tile),
+        .res_err_desc   (res_err_desc),
         .result_idle    (result_idle),
         .perf_bytes_wr  (perf_bytes_wr)
     );

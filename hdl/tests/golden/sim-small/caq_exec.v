@@ -10,6 +10,7 @@ module caq_exec (
     input  wire        rst_n,  // synchronous, active low
     input  wire        clear,  // pulse: back to idle (soft reset, error)
     input  wire        x_start,  // pulse: a descriptor starts
+    input  wire        x_early,  // the descriptor was handed over early, while the previous Conv2d still requantizes and writes
     // run parameters of the running descriptor (from caq_fetch)
     // Waiver (UNUSEDSIGNAL): every stage receives the whole parameter set and uses its part
     /* verilator lint_off UNUSEDSIGNAL */
@@ -71,7 +72,9 @@ module caq_exec (
     output wire        block_done,  // pulse: the oldest patch block is read; its buffer is free
     input  wire [15:0] credit_ret,  // items the result stage freed this cycle
     input  wire        run_credit_ret,  // Conv2d: the result stage wrote a run
+    input  wire        res_wait,  // the result stage still expects the previous descriptor's items: a descriptor handed over now waits (x_go follows the result stage's r_go)
     output wire        exec_idle,  // nothing in flight; waiting for the fetch stage or done
+    output wire        x_issued,  // every step of the running descriptor has left the issue stage (x_* may change a cycle later: the format stage read them for the last step)
     output wire        perf_busy,  // a plane-step enters the array
     output wire        perf_stall,  // a descriptor runs and no step issues
     // plane-steps into caq_array
@@ -261,6 +264,9 @@ module caq_exec (
     assign dense_start = est_q == E_UNIT && !x_conv;
     wire        region_next;  // the next chunk starts a region
     assign region_next = x_grouped && ch_q[0:0] == 1'd1;
+    reg         xs_pend_q;  // a descriptor was handed over and the result stage has not taken it yet
+    wire        x_go;  // the sequencer starts the descriptor: at once, or after an early hand-over once the result stage has the previous one's last item (none of this one's totals can reach it before)
+    assign x_go = (x_start || xs_pend_q) && !res_wait;
     always @(posedge clk) begin
         bdone_q <= unit_end && x_conv;
         gap_q <= go && item_start && l_chunk && l_plane;
@@ -270,6 +276,7 @@ module caq_exec (
             est_q <= E_IDLE;
             tl_cnt_q <= 2'd0;
             blk_cnt_q <= 2'd0;
+            xs_pend_q <= 1'b0;
             inp_q <= 1'b0;
             drain_q <= 5'd0;
             i_ctl_q <= 6'd0;
@@ -299,14 +306,24 @@ module caq_exec (
             end
             pmask_q <= pmask_next;
             drain_q <= go ? 5'd9 : (drain_q != 5'd0) ? drain_q - 5'd1 : 5'd0;
-            if (x_start) begin
+            if (x_go) begin
+                xs_pend_q <= 1'b0;
+            end else begin
+                if (x_start) begin
+                    xs_pend_q <= 1'b1;
+                end
+            end
+            if (x_go) begin
                 est_q <= E_TILE;
                 tiles_q <= 16'd0;
                 // patch buffers alternate block by block across the descriptor's tiles
                 buf_q <= 1'b0;
-                runcr_q <= 3'd4;
-                inp_q <= input_loaded;
-                credits_q <= x_conv ? 16'd1024 : 16'd4;
+                inp_q <= input_loaded || xs_pend_q;
+                // after an early hand-over the previous Conv2d's runs still hold staging positions and run slots: the credits run on
+                if (!x_early) begin
+                    runcr_q <= 3'd4;
+                    credits_q <= x_conv ? 16'd1024 : 16'd4;
+                end
                 wn_q <= {5'd0, x_block} * x_nch[8:0];
                 regions_q <= {1'd0, x_nch[15:1]} + {15'd0, x_nch[0:0] != 1'd0};
             end
@@ -409,6 +426,7 @@ module caq_exec (
         end
     end
     assign block_done = bdone_q;
+    assign x_issued = est_q == E_IDLE && !i_ctl_q[5] && !x_start && !xs_pend_q;
     assign exec_idle = drain_q == 5'd0 && !(est_q == E_RUN) && !(est_q == E_UNIT && !x_conv);
 
     // ---- format stage: the array's inputs ----

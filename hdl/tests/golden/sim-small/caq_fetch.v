@@ -73,7 +73,9 @@ module caq_fetch (
     input  wire        x_done,  // pulse: the running descriptor completed (outputs written)
     input  wire        res_err_valid,  // pulse: the result stage failed
     input  wire [7:0]  res_err_code,
-    input  wire [15:0] res_err_tile,  // at this tile of x_desc
+    input  wire [15:0] res_err_tile,  // at this tile
+    input  wire [15:0] res_err_desc,  // of this descriptor
+    input  wire        x_tail,  // the running Conv2d has only writes left (the next may start early)
     input  wire        exec_idle,
     input  wire        window_idle,
     input  wire        result_idle,
@@ -112,7 +114,8 @@ module caq_fetch (
     output wire        x_slots2,  // tiles alternate between two weight slots
     output wire [31:0] x_out_addr,  // output_addr
     output wire [16:0] x_out_stride,  // Dense: bytes between outputs of the batch
-    output wire [15:0] x_desc  // the descriptor's index in the list
+    output wire [15:0] x_desc,  // the descriptor's index in the list
+    output wire        x_early  // the descriptor was handed over early, while the previous Conv2d still requantizes and writes
 );
 
     // ---- the fetched descriptor and its checks ----
@@ -440,6 +443,11 @@ module caq_fetch (
             if (fxfer_set) begin
                 fxfer_q <= 1'b1;
             end
+            // an early hand-over's input map is resident (eh_q): it counts as loaded as the descriptor starts
+            if (fxfer_set && x_busy_q) begin
+                res_skip_q <= 1'b1;
+                fm_off_q <= res_off_q;
+            end
             case (fst_q)
                 F_IDLE: begin
                     if (start && start_code == 8'd0) begin
@@ -587,7 +595,7 @@ module caq_fetch (
                     // the input waits until the run side holds this descriptor
                     if (fxfer_q) begin
                         inp_q <= 1'b1;
-                        // the previous descriptor has completed: its writes are done
+                        // the previous descriptor has completed, or (early hand-over) its writes are still to come: they are its own, inside a grown mirror, or outside this one's map
                         mir_own_q <= 1'b0;
                         mir_on_q <= 1'b0;
                         if (d_op == 8'd2) begin
@@ -607,7 +615,8 @@ module caq_fetch (
                         end
                         if (in_resident_q && res_v_q) begin
                             // the map lies in the resident one, unchanged in memory: no read, its slice from the offset
-                            res_skip_q <= 1'b1;
+                            // an early hand-over announced it already
+                            res_skip_q <= !x_early_q;
                             fm_off_q <= res_off_q;
                             fst_q <= (tile_q == f_s_tiles) ? F_NEXT : F_TILE;
                         end else begin
@@ -906,8 +915,12 @@ module caq_fetch (
     // ---- run side: the running descriptor's parameters (X) ----
     reg           x_busy_q;  // a descriptor runs
     reg           x_start_q;
+    reg  [33:0]   xo_lo_q;  // the running Conv2d's output, rounded out to whole words: first byte
+    reg  [33:0]   xo_hi_q;  // its end
+    reg           xo_ok_q;  // the running descriptor is a Conv2d whose output fits a bank (its bytes are known)
+    reg           eh_q;  // F may be handed over while the running descriptor's writes drain
     wire          fxfer_set;  // hand F over
-    assign fxfer_set = fchk_q && !fxfer_q && !x_busy_q && !err_any;
+    assign fxfer_set = fchk_q && !fxfer_q && (!x_busy_q || eh_q) && !err_any;
     reg           x_conv_q;
     assign x_conv = x_conv_q;
     reg           x_relu_q;
@@ -975,8 +988,14 @@ module caq_fetch (
     reg  [15:0]   x_desc_q;
     assign x_desc = x_desc_q;
     assign x_start = x_start_q;
+    reg           x_early_q;
+    assign x_early = x_early_q;
     always @(posedge clk) begin
         x_start_q <= fxfer_set;
+        if (fxfer_set) begin
+            x_early_q <= x_busy_q;
+        end
+        eh_q <= x_busy_q && x_tail && xo_ok_q && fchk_q && !fxfer_q && d_op == 8'd2 && f_s_tiles == 16'd1 && in_resident_q && res_v_q && !(xo_lo_q < res_end_q && {2'd0, res_addr_q} < xo_hi_q);
         if (fxfer_set) begin
             x_conv_q <= d_op == 8'd2;
             x_relu_q <= d_relu;
@@ -1011,16 +1030,20 @@ module caq_fetch (
             x_out_addr_q <= d_output_addr[31:0];
             x_out_stride_q <= f_s_out_stride;
             x_desc_q <= idx_q;
+            xo_ok_q <= d_op == 8'd2 && f_s_mirror;
+            xo_lo_q <= {2'd0, d_output_addr[31:0]} & ~34'd7;
+            xo_hi_q <= ({2'd0, d_output_addr[31:0]} + {21'd0, f_s_out_bytes} + 34'd7) & ~34'd7;
         end
         if (!rst_n || job_clear) begin
             x_busy_q <= 1'b0;
             x_start_q <= 1'b0;
         end else begin
+            // x_done in the cycle an early hand-over starts is the previous descriptor's, which completed as F was handed over
+            if (x_done && !(x_start_q && x_early_q)) begin
+                x_busy_q <= 1'b0;
+            end
             if (fxfer_set) begin
                 x_busy_q <= 1'b1;
-            end
-            if (x_done) begin
-                x_busy_q <= 1'b0;
             end
         end
     end
@@ -1106,7 +1129,7 @@ module caq_fetch (
             if (res_err_valid && !e_res_v_q) begin
                 e_res_v_q <= 1'b1;
                 e_res_code_q <= res_err_code;
-                e_res_pos_q <= {x_desc_q, res_err_tile, 1'b1};
+                e_res_pos_q <= {res_err_desc, res_err_tile, 1'b1};
             end
             if (report) begin
                 error_q <= 1'b1;

@@ -10,6 +10,7 @@ module caq_result (
     input  wire         rst_n,  // synchronous, active low
     input  wire         clear,  // pulse: back to idle
     input  wire         x_start,
+    input  wire         x_early,  // the descriptor was handed over early, while the previous Conv2d still requantizes and writes
     // run parameters of the running descriptor (from caq_fetch)
     // Waiver (UNUSEDSIGNAL): every stage receives the whole parameter set and uses its part
     /* verilator lint_off UNUSEDSIGNAL */
@@ -78,12 +79,109 @@ module caq_result (
     output wire         run_credit_ret,  // a Conv2d run is written
     output wire         tile_done,  // pulse: the oldest tile's last item is requantized; its tables are free
     output wire         x_done,  // pulse: every output of the descriptor is written
+    input  wire         x_issued,  // the execute stage has issued every step of the running descriptor
+    output wire         x_tail,  // the running Conv2d's steps are all issued, its run parameters are this stage's and no earlier descriptor's writes wait: the next may start (an early hand-over, x_early)
+    output wire         res_wait,  // items of this stage's descriptor are still to come: a descriptor handed over now is taken (r_go) only after them, and the sequencer does not start it before
     output wire         res_err_valid,
     output wire [7:0]   res_err_code,
     output wire [15:0]  res_err_tile,
+    output wire [15:0]  res_err_desc,  // the failing write's descriptor (x_desc, or the previous one's while it drains)
     output wire         result_idle,
     output wire [15:0]  perf_bytes_wr  // bytes written this cycle
 );
+
+    // ---- run parameters of this stage's descriptor (r_*), taken from x_* at r_go ----
+    reg          r_conv_q;
+    wire         r_conv;
+    assign r_conv = r_conv_q;
+    reg          r_relu_q;
+    wire         r_relu;
+    assign r_relu = r_relu_q;
+    reg          r_out_signed_q;
+    wire         r_out_signed;
+    assign r_out_signed = r_out_signed_q;
+    reg  [3:0]   r_out_bits_q;
+    wire [3:0]   r_out_bits;
+    assign r_out_bits = r_out_bits_q;
+    reg  [15:0]  r_out_c_q;
+    wire [15:0]  r_out_c;
+    assign r_out_c = r_out_c_q;
+    reg  [15:0]  r_out_h_q;
+    wire [15:0]  r_out_h;
+    assign r_out_h = r_out_h_q;
+    reg  [15:0]  r_out_w_q;
+    wire [15:0]  r_out_w;
+    assign r_out_w = r_out_w_q;
+    reg  [15:0]  r_tiles_q;
+    wire [15:0]  r_tiles;
+    assign r_tiles = r_tiles_q;
+    reg  [15:0]  r_items_q;
+    wire [15:0]  r_items;
+    assign r_items = r_items_q;
+    reg  [15:0]  r_written_q;
+    wire [15:0]  r_written;
+    assign r_written = r_written_q;
+    reg  [1:0]   r_pool_q;
+    wire [1:0]   r_pool;
+    assign r_pool = r_pool_q;
+    reg  [31:0]  r_out_addr_q;
+    wire [31:0]  r_out_addr;
+    assign r_out_addr = r_out_addr_q;
+    reg  [16:0]  r_out_stride_q;
+    wire [16:0]  r_out_stride;
+    assign r_out_stride = r_out_stride_q;
+    reg  [15:0]  r_desc_q;
+    wire [15:0]  r_desc;
+    assign r_desc = r_desc_q;
+    reg          r_early_q;
+    wire         r_early;
+    assign r_early = r_early_q;
+    reg          r_pend_q;  // a descriptor was handed over and waits for this stage
+    reg          r_open_q;  // this stage's descriptor still has items to come
+    reg          r_start_q;  // pulse: r_* hold a new descriptor
+    wire         r_go;  // take x_* now
+    assign r_go = (x_start || r_pend_q) && !r_open_q;
+    always @(posedge clk) begin
+        r_start_q <= r_go;
+        if (r_go) begin
+            r_conv_q <= x_conv;
+            r_relu_q <= x_relu;
+            r_out_signed_q <= x_out_signed;
+            r_out_bits_q <= x_out_bits;
+            r_out_c_q <= x_out_c;
+            r_out_h_q <= x_out_h;
+            r_out_w_q <= x_out_w;
+            r_tiles_q <= x_tiles;
+            r_items_q <= x_items;
+            r_written_q <= x_written;
+            r_pool_q <= x_pool;
+            r_out_addr_q <= x_out_addr;
+            r_out_stride_q <= x_out_stride;
+            r_desc_q <= x_desc;
+            r_early_q <= x_early;
+        end
+        if (!rst_n || clear) begin
+            r_pend_q <= 1'b0;
+            r_open_q <= 1'b0;
+            r_start_q <= 1'b0;
+        end else begin
+            if (r_go) begin
+                r_pend_q <= 1'b0;
+                r_open_q <= 1'b1;
+            end else begin
+                if (x_start) begin
+                    r_pend_q <= 1'b1;
+                end
+                // the descriptor's last item leaves requantization (o_done_q rises)
+                if (q1_valid_q && o_tile_end && o_tile_q + 16'd1 == r_tiles) begin
+                    r_open_q <= 1'b0;
+                end
+            end
+        end
+    end
+    wire         r_start;
+    assign r_start = r_start_q;
+    assign res_wait = r_open_q;
 
     // ---- tables: bias, multiplier and shift per slot and row ----
     reg  [31:0]  bias0_0_q;
@@ -181,7 +279,7 @@ module caq_result (
     reg  [15:0]  in_item_q;  // item of the totals arriving
     reg  [15:0]  in_tile_q;  // its tile
     wire         in_tile_end;  // the tile's last item: its tables are read now
-    assign in_tile_end = acc_valid && in_item_q == x_items - 16'd1;
+    assign in_tile_end = acc_valid && in_item_q == r_items - 16'd1;
     always @(posedge clk) begin
         if (!rst_n || clear) begin
             tl_cnt_q <= 2'd0;
@@ -199,7 +297,7 @@ module caq_result (
             if (in_tile_end && !(tile_loaded && tl_cnt_q == 2'd1)) begin
                 tl_slot0_q <= tl_slot1_q;
             end
-            if (x_start) begin
+            if (r_start) begin
                 in_item_q <= 16'd0;
                 in_tile_q <= 16'd0;
             end
@@ -253,9 +351,9 @@ module caq_result (
         .in_bias       (hph_q ? (hslot_q ? bias1_2_q : bias0_2_q) : (tl_slot0_q ? bias1_0_q : bias0_0_q)),
         .in_mult       (hph_q ? (hslot_q ? rqm1_2_q : rqm0_2_q) : (tl_slot0_q ? rqm1_0_q : rqm0_0_q)),
         .in_shift      (hph_q ? (hslot_q ? rqs1_2_q : rqs0_2_q) : (tl_slot0_q ? rqs1_0_q : rqs0_0_q)),
-        .in_relu       (x_relu),
-        .in_out_signed (x_out_signed),
-        .in_out_bits   (x_out_bits),
+        .in_relu       (r_relu),
+        .in_out_signed (r_out_signed),
+        .in_out_bits   (r_out_bits),
         .out_valid     (rq0_valid),
         .out_code      (rq0_code)
     );
@@ -270,9 +368,9 @@ module caq_result (
         .in_bias       (hph_q ? (hslot_q ? bias1_3_q : bias0_3_q) : (tl_slot0_q ? bias1_1_q : bias0_1_q)),
         .in_mult       (hph_q ? (hslot_q ? rqm1_3_q : rqm0_3_q) : (tl_slot0_q ? rqm1_1_q : rqm0_1_q)),
         .in_shift      (hph_q ? (hslot_q ? rqs1_3_q : rqs0_3_q) : (tl_slot0_q ? rqs1_1_q : rqs0_1_q)),
-        .in_relu       (x_relu),
-        .in_out_signed (x_out_signed),
-        .in_out_bits   (x_out_bits),
+        .in_relu       (r_relu),
+        .in_out_signed (r_out_signed),
+        .in_out_bits   (r_out_bits),
         .out_valid     (rq1_valid),
         .out_code      (rq1_code)
     );
@@ -300,28 +398,28 @@ module caq_result (
     reg  [31:0]  pl_rd_q;  // the line entry of its window
     (* ram_style = "distributed" *) reg  [31:0] pl_mem [0:127];  // partial maxima of the pooled row, one entry per pooled column
     wire [2:0]   pool_m;  // k - 1: the item's place in its window is its row's and column's low bits
-    assign pool_m = {x_pool == 2'd3, x_pool[1], x_pool != 2'd0};
+    assign pool_m = {r_pool == 2'd3, r_pool[1], r_pool != 2'd0};
     wire         p_first;
     assign p_first = (pcx_q[2:0] & pool_m) == 3'd0 && (pcy_q[2:0] & pool_m) == 3'd0;
     wire         p_emit;
     assign p_emit = (pcy_q[2:0] & pool_m) == pool_m && (pcx_q[2:0] & pool_m) == pool_m;
     wire         p_in;  // the item lies in a whole window (rows and columns past the last are dropped)
-    assign p_in = pcy_q < (x_out_h & ~{13'd0, pool_m}) && pcx_q < (x_out_w & ~{13'd0, pool_m});
+    assign p_in = pcy_q < (r_out_h & ~{13'd0, pool_m}) && pcx_q < (r_out_w & ~{13'd0, pool_m});
     // Waiver (UNUSEDSIGNAL): a column past the pooling line's last entry is never in a whole window
     /* verilator lint_off UNUSEDSIGNAL */
     wire [15:0]  p_j;  // the item's pooled column
-    assign p_j = pcx_q >> x_pool;
+    assign p_j = pcx_q >> r_pool;
     /* verilator lint_on UNUSEDSIGNAL */
     wire [31:0]  p_max;  // per row, the larger of the line's entry and the item's code
-    assign p_max = {((x_out_signed ? ($signed(pl_rd_q[24 +: 8]) > $signed(q1_codes_q[24 +: 8])) : (pl_rd_q[24 +: 8] > q1_codes_q[24 +: 8])) ? pl_rd_q[24 +: 8] : q1_codes_q[24 +: 8]), ((x_out_signed ? ($signed(pl_rd_q[16 +: 8]) > $signed(q1_codes_q[16 +: 8])) : (pl_rd_q[16 +: 8] > q1_codes_q[16 +: 8])) ? pl_rd_q[16 +: 8] : q1_codes_q[16 +: 8]), ((x_out_signed ? ($signed(pl_rd_q[8 +: 8]) > $signed(q1_codes_q[8 +: 8])) : (pl_rd_q[8 +: 8] > q1_codes_q[8 +: 8])) ? pl_rd_q[8 +: 8] : q1_codes_q[8 +: 8]), ((x_out_signed ? ($signed(pl_rd_q[0 +: 8]) > $signed(q1_codes_q[0 +: 8])) : (pl_rd_q[0 +: 8] > q1_codes_q[0 +: 8])) ? pl_rd_q[0 +: 8] : q1_codes_q[0 +: 8])};
+    assign p_max = {((r_out_signed ? ($signed(pl_rd_q[24 +: 8]) > $signed(q1_codes_q[24 +: 8])) : (pl_rd_q[24 +: 8] > q1_codes_q[24 +: 8])) ? pl_rd_q[24 +: 8] : q1_codes_q[24 +: 8]), ((r_out_signed ? ($signed(pl_rd_q[16 +: 8]) > $signed(q1_codes_q[16 +: 8])) : (pl_rd_q[16 +: 8] > q1_codes_q[16 +: 8])) ? pl_rd_q[16 +: 8] : q1_codes_q[16 +: 8]), ((r_out_signed ? ($signed(pl_rd_q[8 +: 8]) > $signed(q1_codes_q[8 +: 8])) : (pl_rd_q[8 +: 8] > q1_codes_q[8 +: 8])) ? pl_rd_q[8 +: 8] : q1_codes_q[8 +: 8]), ((r_out_signed ? ($signed(pl_rd_q[0 +: 8]) > $signed(q1_codes_q[0 +: 8])) : (pl_rd_q[0 +: 8] > q1_codes_q[0 +: 8])) ? pl_rd_q[0 +: 8] : q1_codes_q[0 +: 8])};
     wire [31:0]  p_codes;  // the window's maximum so far
     assign p_codes = q1_first_q ? q1_codes_q : p_max;
     wire         s_valid;  // the item (or the window it completes) is written
-    assign s_valid = q1_valid_q && (!x_conv || x_pool == 2'd0 || (q1_in_q && q1_emit_q));
+    assign s_valid = q1_valid_q && (!r_conv || r_pool == 2'd0 || (q1_in_q && q1_emit_q));
     wire [31:0]  s_codes;
-    assign s_codes = (x_pool == 2'd0) ? q1_codes_q : p_codes;
+    assign s_codes = (r_pool == 2'd0) ? q1_codes_q : p_codes;
     wire         d_push;  // Dense: the item's output
-    assign d_push = q1_valid_q && !x_conv;
+    assign d_push = q1_valid_q && !r_conv;
     always @(posedge clk) begin
         q1_codes_q <= q_codes;
         q1_first_q <= p_first;
@@ -329,21 +427,21 @@ module caq_result (
         q1_in_q <= p_in;
         q1_j_q <= p_j[6:0];
         pl_rd_q <= pl_mem[p_j[6:0]];
-        if (q1_valid_q && x_conv && x_pool != 2'd0 && q1_in_q) begin
+        if (q1_valid_q && r_conv && r_pool != 2'd0 && q1_in_q) begin
             pl_mem[q1_j_q] <= p_codes;
         end
         if (!rst_n || clear) begin
             q1_valid_q <= 1'b0;
         end else begin
             q1_valid_q <= q_valid;
-            if (x_start) begin
+            if (r_start) begin
                 pcx_q <= 16'd0;
                 pcy_q <= 16'd0;
             end
-            if (q_valid && x_conv) begin
-                if (pcx_q == x_out_w - 16'd1) begin
+            if (q_valid && r_conv) begin
+                if (pcx_q == r_out_w - 16'd1) begin
                     pcx_q <= 16'd0;
-                    pcy_q <= (pcy_q == x_out_h - 16'd1) ? 16'd0 : pcy_q + 16'd1;
+                    pcy_q <= (pcy_q == r_out_h - 16'd1) ? 16'd0 : pcy_q + 16'd1;
                 end else begin
                     pcx_q <= pcx_q + 16'd1;
                 end
@@ -363,12 +461,13 @@ module caq_result (
     reg  [31:0]  o_dest_q;  // out + n * out_stride + o0: the item's output (Dense)
     reg  [31:0]  o_dtile_q;  // out + o0 (Dense)
     reg          o_done_q;  // every item of the descriptor has left requantization
+    reg          o_ep_q;  // the epoch of the codes staged: flips at an early hand-over
     wire [2:0]   o_nrows;  // rows of the tile
     assign o_nrows = (o_rem_q < 16'd4) ? o_rem_q[2:0] : 3'd4;
     wire         o_tile_end;
-    assign o_tile_end = q1_valid_q && o_citem_q == x_items - 16'd1;
+    assign o_tile_end = q1_valid_q && o_citem_q == r_items - 16'd1;
     wire         o_run_end;  // Conv2d: the written item closes a run (the tile's last, or a run's length)
-    assign o_run_end = s_valid && x_conv && (o_item_q == x_written - 16'd1 || o_item_q[5:0] == 6'd63);
+    assign o_run_end = s_valid && r_conv && (o_item_q == r_written - 16'd1 || o_item_q[5:0] == 6'd63);
 
     // ---- staging rings: row r, byte lane l, entry e holds position e * B + l ----
     reg  [7:0] st0_0_mem [0:127];  // staged output codes
@@ -404,100 +503,100 @@ module caq_result (
     reg  [7:0] st3_6_mem [0:127];  // staged output codes
     reg  [7:0] st3_7_mem [0:127];  // staged output codes
     always @(posedge clk) begin
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd0) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd0) begin
             st0_0_mem[o_pos_q[9:3]] <= s_codes[0 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd1) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd1) begin
             st0_1_mem[o_pos_q[9:3]] <= s_codes[0 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd2) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd2) begin
             st0_2_mem[o_pos_q[9:3]] <= s_codes[0 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd3) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd3) begin
             st0_3_mem[o_pos_q[9:3]] <= s_codes[0 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd4) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd4) begin
             st0_4_mem[o_pos_q[9:3]] <= s_codes[0 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd5) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd5) begin
             st0_5_mem[o_pos_q[9:3]] <= s_codes[0 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd6) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd6) begin
             st0_6_mem[o_pos_q[9:3]] <= s_codes[0 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd7) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd7) begin
             st0_7_mem[o_pos_q[9:3]] <= s_codes[0 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd0) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd0) begin
             st1_0_mem[o_pos_q[9:3]] <= s_codes[8 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd1) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd1) begin
             st1_1_mem[o_pos_q[9:3]] <= s_codes[8 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd2) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd2) begin
             st1_2_mem[o_pos_q[9:3]] <= s_codes[8 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd3) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd3) begin
             st1_3_mem[o_pos_q[9:3]] <= s_codes[8 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd4) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd4) begin
             st1_4_mem[o_pos_q[9:3]] <= s_codes[8 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd5) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd5) begin
             st1_5_mem[o_pos_q[9:3]] <= s_codes[8 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd6) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd6) begin
             st1_6_mem[o_pos_q[9:3]] <= s_codes[8 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd7) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd7) begin
             st1_7_mem[o_pos_q[9:3]] <= s_codes[8 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd0) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd0) begin
             st2_0_mem[o_pos_q[9:3]] <= s_codes[16 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd1) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd1) begin
             st2_1_mem[o_pos_q[9:3]] <= s_codes[16 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd2) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd2) begin
             st2_2_mem[o_pos_q[9:3]] <= s_codes[16 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd3) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd3) begin
             st2_3_mem[o_pos_q[9:3]] <= s_codes[16 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd4) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd4) begin
             st2_4_mem[o_pos_q[9:3]] <= s_codes[16 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd5) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd5) begin
             st2_5_mem[o_pos_q[9:3]] <= s_codes[16 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd6) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd6) begin
             st2_6_mem[o_pos_q[9:3]] <= s_codes[16 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd7) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd7) begin
             st2_7_mem[o_pos_q[9:3]] <= s_codes[16 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd0) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd0) begin
             st3_0_mem[o_pos_q[9:3]] <= s_codes[24 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd1) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd1) begin
             st3_1_mem[o_pos_q[9:3]] <= s_codes[24 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd2) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd2) begin
             st3_2_mem[o_pos_q[9:3]] <= s_codes[24 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd3) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd3) begin
             st3_3_mem[o_pos_q[9:3]] <= s_codes[24 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd4) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd4) begin
             st3_4_mem[o_pos_q[9:3]] <= s_codes[24 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd5) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd5) begin
             st3_5_mem[o_pos_q[9:3]] <= s_codes[24 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd6) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd6) begin
             st3_6_mem[o_pos_q[9:3]] <= s_codes[24 +: 8];
         end
-        if (s_valid && x_conv && o_pos_q[2:0] == 3'd7) begin
+        if (s_valid && r_conv && o_pos_q[2:0] == 3'd7) begin
             st3_7_mem[o_pos_q[9:3]] <= s_codes[24 +: 8];
         end
     end
@@ -508,6 +607,8 @@ module caq_result (
     reg  [31:0] rq_dest [0:3];  // run field
     reg  [2:0] rq_nrows [0:3];  // run field
     reg  [15:0] rq_tile [0:3];  // run field
+    reg  [15:0] rq_step [0:3];  // run field
+    reg   rq_ep [0:3];  // run field
     reg  [1:0]   rq_wp_q;
     reg  [1:0]   rq_rp_q;
     reg  [2:0]   rq_n_q;  // runs queued
@@ -525,6 +626,8 @@ module caq_result (
             rq_dest[rq_wp_q] <= o_chan_q + {16'd0, o_rp0_q};
             rq_nrows[rq_wp_q] <= o_nrows;
             rq_tile[rq_wp_q] <= o_tile_q;
+            rq_step[rq_wp_q] <= r_written;
+            rq_ep[rq_wp_q] <= o_ep_q;
         end
         if (d_push) begin
             dq_codes[dq_wp_q] <= q1_codes_q;
@@ -534,26 +637,35 @@ module caq_result (
         end
         if (!rst_n || clear) begin
             o_done_q <= 1'b0;
+            o_ep_q <= 1'b0;
+            o_pos_q <= 10'd0;
+            o_rpos_q <= 10'd0;
             rq_wp_q <= 2'd0;
             dq_wp_q <= 2'd0;
         end else begin
-            if (x_start) begin
+            // staging positions run on across descriptors: after an early hand-over the previous one's runs still wait in the ring
+            if (r_start && r_early) begin
+                o_ep_q <= !o_ep_q;
+            end
+            if (r_start) begin
                 o_citem_q <= 16'd0;
                 o_item_q <= 16'd0;
                 o_tile_q <= 16'd0;
-                o_rem_q <= x_out_c;
-                o_pos_q <= 10'd0;
-                o_rpos_q <= 10'd0;
+                o_rem_q <= r_out_c;
                 o_rp0_q <= 16'd0;
-                o_chan_q <= x_out_addr;
-                o_dest_q <= x_out_addr;
-                o_dtile_q <= x_out_addr;
+                if (!r_early) begin
+                    o_pos_q <= 10'd0;
+                    o_rpos_q <= 10'd0;
+                end
+                o_chan_q <= r_out_addr;
+                o_dest_q <= r_out_addr;
+                o_dtile_q <= r_out_addr;
                 o_done_q <= 1'b0;
             end
             if (o_run_end) begin
                 rq_wp_q <= rq_wp_q + 2'd1;
                 o_rpos_q <= o_pos_q + 10'd1;
-                o_rp0_q <= (o_item_q == x_written - 16'd1) ? 16'd0 : o_item_q + 16'd1;
+                o_rp0_q <= (o_item_q == r_written - 16'd1) ? 16'd0 : o_item_q + 16'd1;
             end
             if (d_push) begin
                 dq_wp_q <= dq_wp_q + 2'd1;
@@ -563,16 +675,16 @@ module caq_result (
                 o_item_q <= o_item_q + 16'd1;
             end
             if (q1_valid_q) begin
-                o_dest_q <= o_dest_q + {15'd0, x_out_stride};
+                o_dest_q <= o_dest_q + {15'd0, r_out_stride};
                 if (o_tile_end) begin
                     o_citem_q <= 16'd0;
                     o_item_q <= 16'd0;
                     o_tile_q <= o_tile_q + 16'd1;
                     o_rem_q <= o_rem_q - 16'd4;
-                    o_chan_q <= o_chan_q + {14'd0, x_written, 2'd0};
+                    o_chan_q <= o_chan_q + {14'd0, r_written, 2'd0};
                     o_dtile_q <= o_dtile_q + 32'd4;
                     o_dest_q <= o_dtile_q + 32'd4;
-                    if (o_tile_q + 16'd1 == x_tiles) begin
+                    if (o_tile_q + 16'd1 == r_tiles) begin
                         o_done_q <= 1'b1;
                     end
                 end else begin
@@ -598,6 +710,8 @@ module caq_result (
     reg  [6:0]   a_len_q;  // its bytes
     reg  [9:0]   a_pos_q;  // Conv2d: the run's first staging position
     reg  [15:0]  a_tile_q;  //
+    reg  [15:0]  a_step_q;  // Conv2d: bytes between the run's rows (the written map's H*W)
+    reg          a_ep_q;  // the epoch whose runs the writer takes (o_ep_q's, or the previous one's while its writes drain)
     reg  [33:0]  a_lo_q;  // the burst rounded out to beats
     reg  [33:0]  a_hi_q;  //
     reg          a_err_q;  // a burst was outside the window: every later one is dropped
@@ -626,6 +740,14 @@ module caq_result (
     assign wr_req_words = ({17'd0, a_dest_q[2:0]} + {13'd0, a_len_q} + 20'd7) >> 3;
     wire         wr_req_fire;
     assign wr_req_fire = wr_req_valid && wr_req_ready;
+    wire         w_quiet;  // every write issued is answered and nothing is being formed
+    assign w_quiet = jq_n_q == 2'd0 && !b_busy_q && !r1_v_q && !r2_v_q && bf_n_q == 3'd0 && !wr_busy;
+    wire         a_next_ep;  // the writer is on the previous descriptor's runs and has taken them all (this stage moved on after its last one was queued)
+    assign a_next_ep = ast_q == A_IDLE && w_prev && (a_rqn_q == 3'd0 || rq_ep[a_rq_q] != a_ep_q);
+    wire         a_switch;  // the previous descriptor's writes are all answered: its BRESPs are checked, then the writer takes the next one's runs
+    assign a_switch = a_next_ep && w_quiet;
+    wire         a_switch_err;  // a write of the previous descriptor failed: nothing later is written
+    assign a_switch_err = a_switch && wr_err[1];
     wire         a_bad;  // the burst lies outside the window
     assign a_bad = ast_q == A_REQ && !a_err_q && !a_in_win;
     wire         a_push;  // the job goes to the data stage (a null job after a window error)
@@ -654,31 +776,38 @@ module caq_result (
             a_rq_q <= 2'd0;
             a_dq_q <= 2'd0;
             a_err_q <= 1'b0;
+            a_ep_q <= 1'b0;
             jq_wp_q <= 1'b0;
         end else begin
-            if (x_start) begin
+            if (r_start && !r_early) begin
                 a_err_q <= 1'b0;
             end
-            if (a_bad) begin
+            if (a_bad || a_switch_err || fin_err) begin
                 a_err_q <= 1'b1;
+            end
+            if (a_switch) begin
+                a_ep_q <= !a_ep_q;
             end
             if (a_push) begin
                 jq_wp_q <= !jq_wp_q;
             end
-            a_rqn_q <= a_rqn_q + {2'd0, o_run_end} - {2'd0, ast_q == A_IDLE && a_rqn_q != 3'd0};
+            a_rqn_q <= a_rqn_q + {2'd0, o_run_end} - {2'd0, ast_q == A_IDLE && a_rqn_q != 3'd0 && rq_ep[a_rq_q] == a_ep_q};
             a_dqn_q <= a_dqn_q + {2'd0, d_push} - {2'd0, ast_q == A_IDLE && a_rqn_q == 3'd0 && a_dqn_q != 3'd0};
             case (ast_q)
                 A_IDLE: begin
                     if (a_rqn_q != 3'd0) begin
-                        a_conv_q <= 1'b1;
-                        a_row_q <= 3'd0;
-                        a_nrows_q <= rq_nrows[a_rq_q];
-                        a_dest_q <= rq_dest[a_rq_q];
-                        a_len_q <= rq_len[a_rq_q];
-                        a_pos_q <= rq_pos[a_rq_q];
-                        a_tile_q <= rq_tile[a_rq_q];
-                        a_rq_q <= a_rq_q + 2'd1;
-                        ast_q <= A_CHK;
+                        if (rq_ep[a_rq_q] == a_ep_q) begin
+                            a_conv_q <= 1'b1;
+                            a_row_q <= 3'd0;
+                            a_nrows_q <= rq_nrows[a_rq_q];
+                            a_dest_q <= rq_dest[a_rq_q];
+                            a_len_q <= rq_len[a_rq_q];
+                            a_pos_q <= rq_pos[a_rq_q];
+                            a_tile_q <= rq_tile[a_rq_q];
+                            a_step_q <= rq_step[a_rq_q];
+                            a_rq_q <= a_rq_q + 2'd1;
+                            ast_q <= A_CHK;
+                        end
                     end else begin
                         if (a_dqn_q != 3'd0) begin
                             a_conv_q <= 1'b0;
@@ -701,7 +830,7 @@ module caq_result (
                     if (a_push) begin
                         if (a_conv_q && a_row_q + 3'd1 != a_nrows_q) begin
                             a_row_q <= a_row_q + 3'd1;
-                            a_dest_q <= a_dest_q + {16'd0, x_written};
+                            a_dest_q <= a_dest_q + {16'd0, a_step_q};
                             ast_q <= A_CHK;
                         end else begin
                             ast_q <= A_IDLE;
@@ -940,7 +1069,7 @@ module caq_result (
             cr_q <= 16'd0;
             rcr_q <= 1'b0;
         end else begin
-            cr_q <= (run_free ? {9'd0, rq_len[rq_rp_q]} : out_free ? 16'd1 : 16'd0) + {15'd0, q1_valid_q && x_conv && !s_valid};
+            cr_q <= (run_free ? {9'd0, rq_len[rq_rp_q]} : out_free ? 16'd1 : 16'd0) + {15'd0, q1_valid_q && r_conv && !s_valid};
             rcr_q <= run_free;
         end
     end
@@ -963,32 +1092,59 @@ module caq_result (
     reg          err_v_q;
     reg  [7:0]   err_code_q;
     reg  [15:0]  err_tile_q;
+    reg  [15:0]  err_desc_q;
     reg          wec_q;
+    reg  [15:0]  cd_q;  // the running descriptor's index
+    reg  [15:0]  pd_q;  // the previous one's (whose writes may still drain)
+    reg  [15:0]  ct_q;  // the running descriptor's tiles
+    reg  [15:0]  pt_q;  // the previous one's
     wire         drained;  // nothing of the descriptor is left in the stage or the DMA engine
     assign drained = rqv_q == 7'd0 && !q1_valid_q && rq_n_q == 3'd0 && dq_n_q == 3'd0 && ast_q == A_IDLE && jq_n_q == 2'd0 && !b_busy_q && !r1_v_q && !r2_v_q && bf_n_q == 3'd0 && !wr_busy;
+    wire         fin_go;  // every output of the descriptor (and of the one before it) is written and answered
+    assign fin_go = !fin_q && o_done_q && drained && !a_err_q && !x_start && !r_pend_q && !r_start;
+    wire         fin_err;  // one of its writes failed
+    assign fin_err = fin_go && wr_err[1];
+    wire         w_prev;  // the writer is on the previous descriptor's runs
+    assign w_prev = a_ep_q != o_ep_q;
+    assign x_tail = x_issued && r_conv && !x_start && !r_pend_q && !r_start && !w_prev && !a_err_q;
     always @(posedge clk) begin
         x_done_q <= 1'b0;
         err_v_q <= 1'b0;
-        wec_q <= x_start;
+        // the BRESPs are forgotten when a descriptor starts after the last one completed, and when the writer moves on from a previous descriptor's runs
+        wec_q <= (r_start && !r_early) || a_switch;
+        if (r_start) begin
+            cd_q <= r_desc;
+            pd_q <= cd_q;
+            ct_q <= r_tiles;
+            pt_q <= ct_q;
+        end
         if (!rst_n || clear) begin
             rqv_q <= 7'd0;
             fin_q <= 1'b1;
         end else begin
             rqv_q <= {rqv_q[5:0], acc_valid};
-            if (x_start) begin
+            if (r_start) begin
                 fin_q <= 1'b0;
             end
             if (a_bad) begin
                 err_v_q <= 1'b1;
                 err_code_q <= 8'd8;
                 err_tile_q <= a_tile_q;
+                err_desc_q <= w_prev ? pd_q : cd_q;
             end
-            if (!fin_q && o_done_q && drained && !a_err_q && !x_start) begin
+            if (a_switch_err) begin
+                err_v_q <= 1'b1;
+                err_code_q <= wr_err[0] ? 8'd11 : 8'd10;
+                err_tile_q <= pt_q;
+                err_desc_q <= pd_q;
+            end
+            if (fin_go) begin
                 fin_q <= 1'b1;
                 if (wr_err[1]) begin
                     err_v_q <= 1'b1;
                     err_code_q <= wr_err[0] ? 8'd11 : 8'd10;
-                    err_tile_q <= x_tiles;
+                    err_tile_q <= r_tiles;
+                    err_desc_q <= cd_q;
                 end else begin
                     x_done_q <= 1'b1;
                 end
@@ -999,6 +1155,7 @@ module caq_result (
     assign res_err_valid = err_v_q;
     assign res_err_code = err_code_q;
     assign res_err_tile = err_tile_q;
+    assign res_err_desc = err_desc_q;
     assign wr_err_clear = wec_q;
     assign result_idle = drained;
 

@@ -131,10 +131,10 @@ pub fn exec(cfg: &AccelConfig) -> Result<Module> {
     )?;
     m.port_doc(
         Dir::Input,
-        "res_wait",
+        "x_go",
         1,
-        "the result stage still expects the previous descriptor's items: a descriptor handed over \
-         now waits (x_go follows the result stage's r_go)",
+        "pulse: the sequencer starts the descriptor handed over (the result stage has taken it: \
+         at once, or after an early hand-over once the previous one's last item is out)",
     )?;
     m.port_doc(
         Dir::Output,
@@ -146,8 +146,9 @@ pub fn exec(cfg: &AccelConfig) -> Result<Module> {
         Dir::Output,
         "x_issued",
         1,
-        "every step of the running descriptor has left the issue stage (x_* may change a \
-         cycle later: the format stage read them for the last step)",
+        "the sequencer is idle and every step has left the issue stage (x_* may change a cycle \
+         later: the format stage read them for the last step); the result stage qualifies it \
+         with the descriptor it holds",
     )?;
     m.port_doc(Dir::Output, "perf_busy", 1, "a plane-step enters the array")?;
     m.port_doc(
@@ -622,20 +623,6 @@ fn sequencer(
         cpwl,
     };
 
-    m.reg(
-        "xs_pend_q",
-        1,
-        Some("a descriptor was handed over and the result stage has not taken it yet"),
-    )?;
-    m.wire_assign(
-        "x_go",
-        Expr::raw("(x_start || xs_pend_q) && !res_wait", 1),
-        Some(
-            "the sequencer starts the descriptor: at once, or after an early hand-over once the \
-             result stage has the previous one's last item (none of this one's totals can reach \
-             it before)",
-        ),
-    )?;
     let mut c = Code::new();
     c.nb("bdone_q", format!("unit_end && {is_conv}"));
     c.nb("gap_q", "go && item_start && l_chunk && l_plane");
@@ -650,7 +637,6 @@ fn sequencer(
             c.nb("est_q", "E_IDLE");
             c.nb("tl_cnt_q", "2'd0");
             c.nb("blk_cnt_q", "2'd0");
-            c.nb("xs_pend_q", "1'b0");
             c.nb("inp_q", "1'b0");
             c.nb("drain_q", "5'd0");
             c.nb("i_ctl_q", "6'd0");
@@ -706,23 +692,13 @@ fn sequencer(
                     ISSUE_TO_ARRAY + a.latency() + 1
                 ),
             );
-            c.if_else(
-                "x_go",
-                |c| {
-                    c.nb("xs_pend_q", "1'b0");
-                },
-                |c| {
-                    c.if_("x_start", |c| {
-                        c.nb("xs_pend_q", "1'b1");
-                    });
-                },
-            );
             c.if_("x_go", |c| {
                 c.nb("est_q", "E_TILE");
                 c.nb("tiles_q", "16'd0");
                 c.comment("patch buffers alternate block by block across the descriptor's tiles");
                 c.nb("buf_q", "1'b0");
-                c.nb("inp_q", "input_loaded || xs_pend_q");
+                c.comment("started after its hand-over: its input (resident) was announced then");
+                c.nb("inp_q", "input_loaded || !x_start");
                 c.comment(
                     "after an early hand-over the previous Conv2d's runs still hold staging \
                      positions and run slots: the credits run on",
@@ -818,10 +794,7 @@ fn sequencer(
     );
     m.always_ff(&m.sig("clk")?, c)?;
     m.assign_raw("block_done", "bdone_q")?;
-    m.assign_raw(
-        "x_issued",
-        "est_q == E_IDLE && !i_ctl_q[5] && !x_start && !xs_pend_q",
-    )?;
+    m.assign_raw("x_issued", "est_q == E_IDLE && !i_ctl_q[5]")?;
     m.assign_raw(
         "exec_idle",
         "drain_q == 5'd0 && !(est_q == E_RUN) && !(est_q == E_UNIT && !x_conv)",

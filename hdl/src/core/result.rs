@@ -17,8 +17,9 @@
 //! Early hand-over (docs/hardware.md, "Early hand-over"): the stage reads its own copy of the run
 //! parameters (`r_*`), taken from `x_*` once the previous descriptor's last item has left
 //! requantization, so the window and execute stages may start the next descriptor (`x_tail`)
-//! while this stage finishes the last one; until it has taken it, `res_wait` holds the new
-//! descriptor's sequencer (the window generator gathers its first blocks meanwhile). The staging positions then run on, each run carries its epoch, and
+//! while this stage finishes the last one; the sequencer starts the new one when this stage takes
+//! it (`x_go`), so none of its totals arrives before; the window generator gathers its first
+//! blocks meanwhile. The staging positions then run on, each run carries its epoch, and
 //! the writer takes the new descriptor's runs only when every write of the previous one is
 //! answered and its BRESPs checked (`a_switch`): an error there is the previous descriptor's
 //! (`res_err_desc`), and nothing later is written.
@@ -121,10 +122,11 @@ pub fn result(cfg: &AccelConfig, requant_if: &Interface) -> Result<Module> {
     )?;
     m.port_doc(
         Dir::Output,
-        "res_wait",
+        "x_go",
         1,
-        "items of this stage's descriptor are still to come: a descriptor handed over now is \
-         taken (r_go) only after them, and the sequencer does not start it before",
+        "pulse: this stage takes the descriptor handed over (r_go): at its hand-over, or after an \
+         early one once the previous descriptor's last item has left requantization; the \
+         sequencer starts it then",
     )?;
     m.port(Dir::Output, "res_err_valid", 1)?;
     m.port(Dir::Output, "res_err_code", 8)?;
@@ -245,7 +247,7 @@ fn run_params(m: &mut ModuleBuilder, aw: u32) -> Result<()> {
     );
     m.always_ff(&m.sig("clk")?, c)?;
     m.wire_assign("r_start", Expr::raw("r_start_q", 1), None)?;
-    m.assign_raw("res_wait", "r_open_q")?;
+    m.assign_raw("x_go", "r_go")?;
     Ok(())
 }
 
@@ -1649,10 +1651,11 @@ fn finish(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     m.reg("err_desc_q", 16, None)?;
     m.reg("wec_q", 1, None)?;
     for (name, doc) in [
-        ("cd_q", "the running descriptor's index"),
-        ("pd_q", "the previous one's (whose writes may still drain)"),
-        ("ct_q", "the running descriptor's tiles"),
-        ("pt_q", "the previous one's"),
+        (
+            "pd_q",
+            "the previous descriptor's index (whose writes may still drain)",
+        ),
+        ("pt_q", "its tiles"),
     ] {
         m.reg(name, 16, Some(doc))?;
     }
@@ -1699,11 +1702,9 @@ fn finish(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     c.nb("err_v_q", "1'b0");
     c.comment("the BRESPs are forgotten when a descriptor starts after the last one completed, and when the writer moves on from a previous descriptor's runs");
     c.nb("wec_q", "(r_start && !r_early) || a_switch");
-    c.if_("r_start", |c| {
-        c.nb("cd_q", "r_desc");
-        c.nb("pd_q", "cd_q");
-        c.nb("ct_q", "r_tiles");
-        c.nb("pt_q", "ct_q");
+    c.if_("r_go", |c| {
+        c.nb("pd_q", "r_desc");
+        c.nb("pt_q", "r_tiles");
     });
     c.if_else(
         "!rst_n || clear",
@@ -1723,7 +1724,7 @@ fn finish(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
                 c.nb("err_v_q", "1'b1");
                 c.nb("err_code_q", code(ErrorCode::OutOfWindow));
                 c.nb("err_tile_q", "a_tile_q");
-                c.nb("err_desc_q", "w_prev ? pd_q : cd_q");
+                c.nb("err_desc_q", "w_prev ? pd_q : r_desc");
             });
             c.if_("a_switch_err", |c| {
                 c.nb("err_v_q", "1'b1");
@@ -1739,7 +1740,7 @@ fn finish(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
                         c.nb("err_v_q", "1'b1");
                         c.nb("err_code_q", resp_error_code("wr_err"));
                         c.nb("err_tile_q", "r_tiles");
-                        c.nb("err_desc_q", "cd_q");
+                        c.nb("err_desc_q", "r_desc");
                     },
                     |c| {
                         c.nb("x_done_q", "1'b1");

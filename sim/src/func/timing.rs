@@ -329,9 +329,10 @@ impl TimingModel {
         let mut done = 0u64;
         let mut fetch_ready = START;
         let mut resident = plan::Resident::default();
-        // The descriptor before (when it ran): its last step's time, and the span its stall
-        // cycles are counted over (hand-over to completion, or to the next one's early hand-over).
-        let mut prev: Option<(&LayerDescriptor, u64)> = None;
+        // The descriptor before (when it ran): it, its last step's time and its items staged;
+        // and the span its stall cycles are counted over (hand-over to completion, or to the next
+        // one's early hand-over).
+        let mut prev: Option<(&LayerDescriptor, u64, u64)> = None;
         let mut span: Option<(u64, u64, u64)> = None;
         for (i, d) in descs.iter().enumerate() {
             // The descriptor (the list taken as 128-byte aligned): fetched, routed a word per
@@ -346,15 +347,15 @@ impl TimingModel {
                 continue;
             };
             let steps = plan::steps(d, &s, shape);
-            let early = prev.filter(|&(p, _)| resident.early_handover(p, d, &s, &steps, shape));
+            let early = prev.filter(|&(p, _, _)| resident.early_handover(p, d, &s, &steps, shape));
             let handover = match early {
-                Some((p, last_step)) => {
+                Some((_, last_step, staged)) => {
                     // Not before the writes of the descriptor before the previous one are
                     // answered; the writer finishes the previous one's runs first; the staging
                     // positions run on behind them; no step before the result stage is free.
                     let handover = checked.max(last_step + EARLY).max(e.wr.gate);
                     e.wr.gate = e.wr.answered + 1;
-                    e.stage_base += shape.schedule(p).map_or(0, |ps| ps.tiles * ps.written);
+                    e.stage_base += staged;
                     e.exec_free = e.exec_free.max(last_step + RESULT_TAIL);
                     handover
                 }
@@ -383,7 +384,7 @@ impl TimingModel {
             perf.busy_cycles += busy;
             done = end + FINISH;
             span = Some((handover, done, busy));
-            prev = (d.op == Opcode::Conv2d).then_some((d, e.exec_free));
+            prev = (d.op == Opcode::Conv2d).then_some((d, e.exec_free, s.tiles * s.written));
             fetch_ready = all_issued.max(handover);
         }
         if let Some((from, to, busy)) = span {

@@ -1441,11 +1441,12 @@ pub fn early_handovers<D: Device + InjectFaults>(dev: &mut D, cfg: &AccelConfig,
         }
     }
     let what = format!("{} early hand-overs", cfg.name);
-    let outputs_of = |dev: &mut D, i: usize| {
-        layer::read_output(dev, &placed[i]).unwrap_or_else(|e| panic!("{e}"))
+    let untouched = |dev: &mut D, i: usize| {
+        layer::read_output(dev, &placed[i])
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .all(|&b| b == layer::OUTPUT_FILL)
     };
-    let untouched =
-        |dev: &mut D, i: usize| outputs_of(dev, i).iter().all(|&b| b == layer::OUTPUT_FILL);
     // A's and B3's outputs in their own places; B1's and B2's in the region, nothing after them.
     let check = |dev: &mut D, what: &str| {
         for i in [0, 3] {

@@ -138,7 +138,7 @@ module caq_core (
     wire         tile_done;
     wire         x_done;
     wire         x_tail;
-    wire         res_wait;
+    wire         x_go;
     wire         res_err_valid;
     wire [7:0]   res_err_code;
     wire [15:0]  res_err_tile;
@@ -362,7 +362,7 @@ module caq_core (
         .block_done        (block_done),
         .credit_ret        (credit_ret),
         .run_credit_ret    (run_credit_ret),
-        .res_wait          (res_wait),
+        .x_go              (x_go),
         .exec_idle         (exec_idle),
         .x_issued          (x_issued),
         .perf_busy         (perf_busy),
@@ -463,7 +463,7 @@ module caq_core (
         .x_done         (x_done),
         .x_issued       (x_issued),
         .x_tail         (x_tail),
-        .res_wait       (res_wait),
+        .x_go           (x_go),
         .res_err_valid  (res_err_valid),
         .res_err_code   (res_err_code),
         .res_err_tile   (res_err_tile),

@@ -72,9 +72,9 @@ module caq_exec (
     output wire        block_done,  // pulse: the oldest patch block is read; its buffer is free
     input  wire [15:0] credit_ret,  // items the result stage freed this cycle
     input  wire        run_credit_ret,  // Conv2d: the result stage wrote a run
-    input  wire        res_wait,  // the result stage still expects the previous descriptor's items: a descriptor handed over now waits (x_go follows the result stage's r_go)
+    input  wire        x_go,  // pulse: the sequencer starts the descriptor handed over (the result stage has taken it: at once, or after an early hand-over once the previous one's last item is out)
     output wire        exec_idle,  // nothing in flight; waiting for the fetch stage or done
-    output wire        x_issued,  // every step of the running descriptor has left the issue stage (x_* may change a cycle later: the format stage read them for the last step)
+    output wire        x_issued,  // the sequencer is idle and every step has left the issue stage (x_* may change a cycle later: the format stage read them for the last step); the result stage qualifies it with the descriptor it holds
     output wire        perf_busy,  // a plane-step enters the array
     output wire        perf_stall,  // a descriptor runs and no step issues
     // plane-steps into caq_array
@@ -264,9 +264,6 @@ module caq_exec (
     assign dense_start = est_q == E_UNIT && !x_conv;
     wire        region_next;  // the next chunk starts a region
     assign region_next = x_grouped && ch_q[0:0] == 1'd1;
-    reg         xs_pend_q;  // a descriptor was handed over and the result stage has not taken it yet
-    wire        x_go;  // the sequencer starts the descriptor: at once, or after an early hand-over once the result stage has the previous one's last item (none of this one's totals can reach it before)
-    assign x_go = (x_start || xs_pend_q) && !res_wait;
     always @(posedge clk) begin
         bdone_q <= unit_end && x_conv;
         gap_q <= go && item_start && l_chunk && l_plane;
@@ -276,7 +273,6 @@ module caq_exec (
             est_q <= E_IDLE;
             tl_cnt_q <= 2'd0;
             blk_cnt_q <= 2'd0;
-            xs_pend_q <= 1'b0;
             inp_q <= 1'b0;
             drain_q <= 5'd0;
             i_ctl_q <= 6'd0;
@@ -307,18 +303,12 @@ module caq_exec (
             pmask_q <= pmask_next;
             drain_q <= go ? 5'd9 : (drain_q != 5'd0) ? drain_q - 5'd1 : 5'd0;
             if (x_go) begin
-                xs_pend_q <= 1'b0;
-            end else begin
-                if (x_start) begin
-                    xs_pend_q <= 1'b1;
-                end
-            end
-            if (x_go) begin
                 est_q <= E_TILE;
                 tiles_q <= 16'd0;
                 // patch buffers alternate block by block across the descriptor's tiles
                 buf_q <= 1'b0;
-                inp_q <= input_loaded || xs_pend_q;
+                // started after its hand-over: its input (resident) was announced then
+                inp_q <= input_loaded || !x_start;
                 // after an early hand-over the previous Conv2d's runs still hold staging positions and run slots: the credits run on
                 if (!x_early) begin
                     runcr_q <= 3'd4;
@@ -426,7 +416,7 @@ module caq_exec (
         end
     end
     assign block_done = bdone_q;
-    assign x_issued = est_q == E_IDLE && !i_ctl_q[5] && !x_start && !xs_pend_q;
+    assign x_issued = est_q == E_IDLE && !i_ctl_q[5];
     assign exec_idle = drain_q == 5'd0 && !(est_q == E_RUN) && !(est_q == E_UNIT && !x_conv);
 
     // ---- format stage: the array's inputs ----

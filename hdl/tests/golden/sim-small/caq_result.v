@@ -81,7 +81,7 @@ module caq_result (
     output wire         x_done,  // pulse: every output of the descriptor is written
     input  wire         x_issued,  // the execute stage has issued every step of the running descriptor
     output wire         x_tail,  // the running Conv2d's steps are all issued, its run parameters are this stage's and no earlier descriptor's writes wait: the next may start (an early hand-over, x_early)
-    output wire         res_wait,  // items of this stage's descriptor are still to come: a descriptor handed over now is taken (r_go) only after them, and the sequencer does not start it before
+    output wire         x_go,  // pulse: this stage takes the descriptor handed over (r_go): at its hand-over, or after an early one once the previous descriptor's last item has left requantization; the sequencer starts it then
     output wire         res_err_valid,
     output wire [7:0]   res_err_code,
     output wire [15:0]  res_err_tile,
@@ -181,7 +181,7 @@ module caq_result (
     end
     wire         r_start;
     assign r_start = r_start_q;
-    assign res_wait = r_open_q;
+    assign x_go = r_go;
 
     // ---- tables: bias, multiplier and shift per slot and row ----
     reg  [31:0]  bias0_0_q;
@@ -1094,10 +1094,8 @@ module caq_result (
     reg  [15:0]  err_tile_q;
     reg  [15:0]  err_desc_q;
     reg          wec_q;
-    reg  [15:0]  cd_q;  // the running descriptor's index
-    reg  [15:0]  pd_q;  // the previous one's (whose writes may still drain)
-    reg  [15:0]  ct_q;  // the running descriptor's tiles
-    reg  [15:0]  pt_q;  // the previous one's
+    reg  [15:0]  pd_q;  // the previous descriptor's index (whose writes may still drain)
+    reg  [15:0]  pt_q;  // its tiles
     wire         drained;  // nothing of the descriptor is left in the stage or the DMA engine
     assign drained = rqv_q == 7'd0 && !q1_valid_q && rq_n_q == 3'd0 && dq_n_q == 3'd0 && ast_q == A_IDLE && jq_n_q == 2'd0 && !b_busy_q && !r1_v_q && !r2_v_q && bf_n_q == 3'd0 && !wr_busy;
     wire         fin_go;  // every output of the descriptor (and of the one before it) is written and answered
@@ -1112,11 +1110,9 @@ module caq_result (
         err_v_q <= 1'b0;
         // the BRESPs are forgotten when a descriptor starts after the last one completed, and when the writer moves on from a previous descriptor's runs
         wec_q <= (r_start && !r_early) || a_switch;
-        if (r_start) begin
-            cd_q <= r_desc;
-            pd_q <= cd_q;
-            ct_q <= r_tiles;
-            pt_q <= ct_q;
+        if (r_go) begin
+            pd_q <= r_desc;
+            pt_q <= r_tiles;
         end
         if (!rst_n || clear) begin
             rqv_q <= 7'd0;
@@ -1130,7 +1126,7 @@ module caq_result (
                 err_v_q <= 1'b1;
                 err_code_q <= 8'd8;
                 err_tile_q <= a_tile_q;
-                err_desc_q <= w_prev ? pd_q : cd_q;
+                err_desc_q <= w_prev ? pd_q : r_desc;
             end
             if (a_switch_err) begin
                 err_v_q <= 1'b1;
@@ -1144,7 +1140,7 @@ module caq_result (
                     err_v_q <= 1'b1;
                     err_code_q <= wr_err[0] ? 8'd11 : 8'd10;
                     err_tile_q <= r_tiles;
-                    err_desc_q <= cd_q;
+                    err_desc_q <= r_desc;
                 end else begin
                     x_done_q <= 1'b1;
                 end

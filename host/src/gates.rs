@@ -78,8 +78,8 @@ pub struct Lists {
     pub shape: caq_spec::CoreShape,
     /// Each device segment's layers, in list order.
     pub segments: Vec<std::ops::Range<usize>>,
-    /// Layer i's descriptor at `levels[j]`.
-    pub descs: Vec<Vec<caq_spec::LayerDescriptor>>,
+    /// Layer i's descriptors (every part of a lowered layer) at `levels[j]`.
+    pub descs: Vec<Vec<Vec<caq_spec::LayerDescriptor>>>,
 }
 
 fn sub(a: &PerfCounters, b: &PerfCounters) -> PerfCounters {
@@ -110,7 +110,8 @@ impl CostTable {
                 segments.push(seg.layers.clone());
             }
         }
-        let mut descs: Vec<Vec<caq_spec::LayerDescriptor>> = vec![Vec::new(); program.layers.len()];
+        let mut descs: Vec<Vec<Vec<caq_spec::LayerDescriptor>>> =
+            vec![Vec::new(); program.layers.len()];
         let mut layers: Vec<LayerCost> = program
             .layers
             .iter()
@@ -138,7 +139,7 @@ impl CostTable {
                 lc.resident.push(l.group_bytes[..groups].iter().sum());
             }
             for (d, l) in descs.iter_mut().zip(&program.layers) {
-                d.extend_from_slice(&l.descs);
+                d.push(l.descs.clone());
             }
         }
         Ok(CostTable {
@@ -187,7 +188,10 @@ impl CostTable {
             let timing = caq_sim::TimingModel::default();
             perf = PerfCounters::default();
             for seg in &lists.segments {
-                let descs: Vec<_> = seg.clone().map(|i| lists.descs[i][level[i]]).collect();
+                let descs: Vec<_> = seg
+                    .clone()
+                    .flat_map(|i| lists.descs[i][level[i]].iter().copied())
+                    .collect();
                 perf.add(&timing.estimate(&lists.shape, &descs));
             }
         }

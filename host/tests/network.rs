@@ -292,6 +292,28 @@ fn depthwise_convs_by_columns_equal_golden() {
 }
 
 #[test]
+fn a_settings_priced_cycles_are_what_the_device_counts_with_lowered_layers() {
+    // The gate search prices a whole setting from the program's lists; a lowered layer (the
+    // depthwise conv's 3 parts, the grouped one's 2 on sim-small) has one descriptor per part
+    // at every level, all of which run.
+    let set = digits();
+    let cfg = config("sim-small");
+    let q = quantize(separable(), &set, &[8, 4, 2], 5);
+    let costs = caq_host::gates::CostTable::new(&q, &cfg).unwrap();
+    let mut program = compile::compile(&q, &cfg, &[8; 5], DeviceAddr(BASE)).unwrap();
+    let mut dev = device(&cfg);
+    program.load(&mut dev).unwrap();
+    for bits in settings(&[8, 4, 2], 5) {
+        program.set_bits(&bits).unwrap();
+        program.write_descriptors(&mut dev).unwrap();
+        let out = run::run(&mut dev, &program, set.image(0), &RunOptions::default()).unwrap();
+        let priced = costs.cost(&bits, &|_| 0.0).unwrap().perf;
+        assert_eq!(priced.cycles, out.report.device.cycles, "bits {bits:?}");
+        assert_eq!(priced.bytes_rd, out.report.device.bytes_rd, "bits {bits:?}");
+    }
+}
+
+#[test]
 fn grouped_convs_with_local_regions_equal_golden() {
     // A lowered (block-diagonal) part repeats each row's one region multiplier over its
     // expanded K; the dense convs keep theirs per region (tall: K = 15 in one region of 16).

@@ -31,9 +31,12 @@
 //! the device's MAX_DESCRIPTORS is split into several segments. A MaxPool whose window is its
 //! stride (2, 4 or 8) and that alone reads a plain Conv2d is fused into it (the descriptor's
 //! `max_pool`: the device pools on its result path and writes the pooled map, which is then the
-//! conv node's buffer too). Other pools, GlobalAvgPool, Add
-//! and a standalone ReLU are host steps: read the codes back, run the golden kernel, write the
-//! result where the next layer reads it. A grouped convolution is lowered to dense parts
+//! conv node's buffer too). With [`CompileOptions::gap_on_device`], a GlobalAvgPool followed by a
+//! weight layer (nothing but Flatten between them) whose output codes are its input's runs at the
+//! head of that layer's list, as constant-weight Conv2d parts ([`GapParts`],
+//! [`DeviceLayer::gap`]). Other pools, the other global pools, Add and a standalone ReLU are host
+//! steps: read the codes back, run the golden kernel, write the result where the next layer reads
+//! it. A grouped convolution is lowered to dense parts
 //! ([`GroupedParts`]), a stride-1 depthwise one over a narrow map to parts by output columns where
 //! that is cheaper ([`ColumnParts`]).
 
@@ -42,7 +45,7 @@ use caq_model::graph::{Op, Padding, Shape3, Src};
 use caq_model::planes;
 use caq_model::qmodel::{QLayer, QModel};
 use caq_model::quant::ActQuant;
-use caq_model::requant::{self, AddRequant, OutRange};
+use caq_model::requant::{self, AddRequant, MeanAsLayer, OutRange};
 use caq_spec::CoreShape;
 use caq_spec::descriptor::{DESCRIPTOR_BYTES, MAX_KERNEL_H, MAX_KERNEL_W, POOL_WINDOWS, Window};
 use caq_spec::shape::POOL_LINE;
@@ -140,6 +143,19 @@ pub struct DeviceLayer {
     /// Whether its planes in device memory differ from the bundle's (a lowered grouped
     /// convolution's block-diagonal planes): page-ins then copy the program's bytes.
     pub expanded: bool,
+    /// A global average pool that runs just before the layer, in its lists ([`GapParts`]).
+    pub gap: Option<DeviceGap>,
+}
+
+/// A global average pool the device runs: its descriptors come first in the list of the weight
+/// layer after it. Their weights and tables are constant (part of the static image), so a
+/// precision switch leaves them alone.
+#[derive(Clone, Debug)]
+pub struct DeviceGap {
+    pub name: String,
+    /// Its node in the graph.
+    pub node: usize,
+    pub descs: Vec<LayerDescriptor>,
 }
 
 impl DeviceLayer {
@@ -147,6 +163,29 @@ impl DeviceLayer {
     /// part has the same precision (`active_groups`).
     pub fn desc(&self) -> &LayerDescriptor {
         &self.descs[0]
+    }
+
+    /// Its descriptors in list order: a global average pool's before it, then its own.
+    pub fn list(&self) -> impl Iterator<Item = &LayerDescriptor> {
+        self.gap.iter().flat_map(|g| &g.descs).chain(&self.descs)
+    }
+
+    /// The name of each descriptor in [`DeviceLayer::list`]: the layer's (or the pool's) name, with
+    /// "[part/parts]" where it has several.
+    pub fn list_names(&self) -> Vec<String> {
+        let named = |name: &str, n: usize| -> Vec<String> {
+            if n == 1 {
+                vec![name.to_string()]
+            } else {
+                (1..=n).map(|p| format!("{name}[{p}/{n}]")).collect()
+            }
+        };
+        let mut names = self
+            .gap
+            .as_ref()
+            .map_or_else(Vec::new, |g| named(&g.name, g.descs.len()));
+        names.extend(named(&self.name, self.descs.len()));
+        names
     }
 }
 
@@ -309,16 +348,73 @@ fn fused_pools(model: &QModel, shapes: &[Shape3]) -> Vec<Option<usize>> {
     pools
 }
 
-/// Compiles `model` for the accelerator `cfg` into device memory from `base`, with weight layer
-/// `i` at level `bits[i]` (one of its nesting levels), fusing every pool the module docs' rule
-/// allows. Every layer is checked against the descriptor rules (`LayerDescriptor::validate`) and
-/// the device's buffers (`CoreShape::check_capacity`); the error names the first layer that does
-/// not fit.
+/// The global average pools the device runs, by the rule in the module docs: per GlobalAvgPool
+/// node, the weight node whose list it joins (the next weight node, with nothing but Flatten
+/// between them) and its lowering; `None` where it stays a host step.
+fn fused_gaps(
+    model: &QModel,
+    shapes: &[Shape3],
+    caps: &Caps,
+    shape: &CoreShape,
+) -> Vec<Option<(usize, GapParts)>> {
+    let graph = &model.graph;
+    let n = graph.nodes.len();
+    (0..n)
+        .map(|g| {
+            let node = &graph.nodes[g];
+            if !matches!(node.op, Op::GlobalAvgPool) {
+                return None;
+            }
+            let (in_shape, in_act) = match node.inputs[0] {
+                Src::Input => (graph.input_shape, model.input),
+                Src::Node(j) => (shapes[j], model.acts[j]),
+            };
+            // The mean of in-range codes is in range: the output codes must be the input's.
+            let out = model.acts[g];
+            if (out.bits, out.signed) != (in_act.bits, in_act.signed) {
+                return None;
+            }
+            let w = (g + 1..n).find(|&j| !matches!(graph.nodes[j].op, Op::Flatten))?;
+            if !graph.nodes[w].op.has_weights() {
+                return None;
+            }
+            let bits = BitWidth::try_from(in_act.bits).ok()?;
+            GapParts::of(in_shape, bits, in_act.signed, caps, shape).map(|p| (w, p))
+        })
+        .collect()
+}
+
+/// Choices the compiler leaves to its caller.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Run a global average pool on the device where the rule in the module docs allows
+    /// ([`GapParts`]): the network needs one list fewer, but the array pays for it with
+    /// block-diagonal weights (thousands of cycles for DS-CNN's pool, docs/hardware.md "Global
+    /// average pooling on the device"); off, it is a host step.
+    pub gap_on_device: bool,
+}
+
+/// [`compile_with`] with the default [`CompileOptions`].
 pub fn compile(
     model: &QModel,
     cfg: &AccelConfig,
     bits: &[u8],
     base: DeviceAddr,
+) -> Result<Program> {
+    compile_with(model, cfg, bits, base, CompileOptions::default())
+}
+
+/// Compiles `model` for the accelerator `cfg` into device memory from `base`, with weight layer
+/// `i` at level `bits[i]` (one of its nesting levels), fusing every pool the module docs' rule
+/// allows. Every layer is checked against the descriptor rules (`LayerDescriptor::validate`) and
+/// the device's buffers (`CoreShape::check_capacity`); the error names the first layer that does
+/// not fit.
+pub fn compile_with(
+    model: &QModel,
+    cfg: &AccelConfig,
+    bits: &[u8],
+    base: DeviceAddr,
+    opts: CompileOptions,
 ) -> Result<Program> {
     let caps = Caps::from_config(cfg)?;
     let shape = CoreShape::of(cfg);
@@ -348,11 +444,27 @@ pub fn compile(
     // output is never pooled on the device), which maps are stored transposed, and the
     // descriptors per node: one per weight layer, one per part of a lowered grouped conv.
     let (lowerings, transposed) = lower(model, &shapes, &pooled_by, &shape);
+    // The global average pools the device runs, and per weight node the one in its list.
+    let gaps = if opts.gap_on_device {
+        fused_gaps(model, &shapes, &caps, &shape)
+    } else {
+        vec![None; graph.nodes.len()]
+    };
+    let mut gap_before: Vec<Option<(usize, GapParts)>> = vec![None; graph.nodes.len()];
+    for (g, f) in gaps.iter().enumerate() {
+        if let Some((w, p)) = *f {
+            gap_before[w] = Some((g, p));
+        }
+    }
     let descs_of: Vec<usize> = graph
         .nodes
         .iter()
         .zip(&lowerings)
-        .map(|(n, g)| g.map_or(usize::from(n.op.has_weights()), |p| p.parts()))
+        .zip(&gap_before)
+        .map(|((n, g), gap)| {
+            g.map_or(usize::from(n.op.has_weights()), |p| p.parts())
+                + gap.map_or(0, |(_, p)| p.parts)
+        })
         .collect();
 
     // Segments: runs of weight nodes with nothing but Flatten between them.
@@ -380,6 +492,7 @@ pub fn compile(
             }
             Op::Flatten => {}
             Op::MaxPool { .. } if fused[i] => {}
+            Op::GlobalAvgPool if gaps[i].is_some() => {}
             op => {
                 open = false;
                 let host_op = match *op {
@@ -486,7 +599,15 @@ pub fn compile(
                 &mut image,
             )?;
             planes.push(bytes);
-            let n = layer.descs.len() as u64;
+            let gap = match gap_before[i] {
+                Some((g, gp)) => {
+                    let src = src_act(&input, &nodes, graph.nodes[g].inputs[0]);
+                    Some(gp.place(model, g, src, nodes[g], &mut mem, &mut image)?)
+                }
+                None => None,
+            };
+            let layer = DeviceLayer { gap, ..layer };
+            let n = layer.list().count() as u64;
             layers.push(DeviceLayer {
                 list_addr: DeviceAddr(lists.0 + di * DESCRIPTOR_BYTES as u64),
                 single_addr: DeviceAddr(singles + di * DESCRIPTOR_BYTES as u64),
@@ -499,7 +620,7 @@ pub fn compile(
         seg.layers = start..li;
         let count = layers[start..li]
             .iter()
-            .map(|l| l.descs.len())
+            .map(|l| l.list().count())
             .sum::<usize>() as u32;
         caps.check_desc_count(count)
             .map_err(|(_, why)| HostError::Layer {
@@ -863,6 +984,193 @@ impl ColumnParts {
             }
         }
         m
+    }
+}
+
+/// A global average pool run on the device (docs/hardware.md, "Global average pooling on the
+/// device"), as Conv2d descriptors: a part of `per_part` channels reads their maps as one vector
+/// of `per_part · area` codes (CHW keeps each channel's map in one run of bytes, transposed or
+/// not) and has a row per channel, which weighs its own channel's codes by
+/// [`MeanAsLayer::WEIGHT`] (code 1 of a `bits`-bit plane group at shift 2) and the others' by 0;
+/// bias [`MeanAsLayer::BIAS`], requantization `1/(4·area)`: the average-pool rule exactly
+/// (docs/numerics.md, "Average pooling as a layer").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GapParts {
+    pub channels: usize,
+    pub per_part: usize,
+    pub parts: usize,
+    /// Pixels of a channel's map.
+    pub area: usize,
+    /// Width of the plane group; its code 1 at shift [`GapParts::SHIFT`] is the weight.
+    pub bits: BitWidth,
+    layer: MeanAsLayer,
+}
+
+impl GapParts {
+    /// The plane group's shift: code 1 weighs 2^2 = [`MeanAsLayer::WEIGHT`].
+    pub const SHIFT: u8 = 2;
+
+    /// The cheapest lowering of a global average pool over `input` (its codes `in_bits` wide,
+    /// signed or not) on the device: parts of 1 to the array's rows of channels, or of a multiple
+    /// of the rows, by plane-steps plus [`PART_OVERHEAD`] per part plus the bus beats of every
+    /// part's weights (the block-diagonal zeros are read too) and inputs. `None` when no part fits: no
+    /// supported weight width of at least 2 bits leaves room for the shift, or a single channel's
+    /// map exceeds K or the buffers.
+    pub fn of(
+        input: Shape3,
+        in_bits: BitWidth,
+        in_signed: bool,
+        caps: &Caps,
+        shape: &CoreShape,
+    ) -> Option<GapParts> {
+        let [channels, h, w] = input;
+        let area = h * w;
+        let layer = MeanAsLayer::of(area)?;
+        let wmax = caps.max_weight_bits().get();
+        let bits = BitWidth::all().find(|&b| {
+            b.get() >= 2 && b.get() + Self::SHIFT <= wmax && caps.supports_weight_bits(b)
+        })?;
+        let rows = shape.rows as usize;
+        let mut best: Option<(u64, GapParts)> = None;
+        let candidates = (1..rows).chain((1..=channels.div_ceil(rows)).map(|t| t * rows));
+        let candidates = candidates.map(|n| n.min(channels));
+        for per_part in candidates {
+            let g = GapParts {
+                channels,
+                per_part,
+                parts: channels.div_ceil(per_part),
+                area,
+                bits,
+                layer,
+            };
+            let d = g.descriptor(per_part, in_bits, in_signed, [DeviceAddr(0); 5]);
+            let Some(d) = d else { continue };
+            if d.validate(caps).is_err() {
+                continue;
+            }
+            let Ok(sched) = shape.schedule(&d) else {
+                continue;
+            };
+            let bytes = u64::from(d.output.c) * sched.wpr * 8 * sched.planes + d.input.bytes();
+            let cost = g.parts as u64
+                * (sched.plane_steps()
+                    + PART_OVERHEAD as u64
+                    + bytes / u64::from(caps.bus_bytes()));
+            if best.is_none_or(|(c, _)| cost < c) {
+                best = Some((cost, g));
+            }
+        }
+        best.map(|(_, g)| g)
+    }
+
+    /// The descriptor of a part of `n` channels reading from `addrs[0]` and writing to
+    /// `addrs[1]`, with its bias, requantization and plane tables at `addrs[2..5]`; `None` when a
+    /// dimension does not fit its field.
+    fn descriptor(
+        &self,
+        n: usize,
+        in_bits: BitWidth,
+        signed: bool,
+        addrs: [DeviceAddr; 5],
+    ) -> Option<LayerDescriptor> {
+        let [
+            input_addr,
+            output_addr,
+            bias_addr,
+            requant_addr,
+            weight_addr,
+        ] = addrs;
+        let group = PlaneGroup {
+            bits: self.bits,
+            shift: Self::SHIFT,
+            weight_addr,
+        };
+        Some(LayerDescriptor {
+            op: Opcode::Conv2d,
+            flags: Flags {
+                relu: false,
+                in_signed: signed,
+                out_signed: signed,
+                grouped: false,
+                last: false,
+            },
+            in_bits,
+            out_bits: in_bits,
+            group_size: 0,
+            input: Shape {
+                c: u16::try_from(n * self.area).ok()?,
+                h: 1,
+                w: 1,
+            },
+            output: Shape {
+                c: u16::try_from(n).ok()?,
+                h: 1,
+                w: 1,
+            },
+            kernel_h: 1,
+            kernel_w: 1,
+            stride: 1,
+            pad: Pad::default(),
+            plane_groups: PlaneGroups::new(&[group]).ok()?,
+            active_groups: 1,
+            input_addr,
+            output_addr,
+            bias_addr,
+            requant_addr,
+            group_mult_addr: DeviceAddr(0),
+            batch: 1,
+            max_pool: 0,
+        })
+    }
+
+    /// Writes the tables and planes of pool node `node` into the static image and builds its
+    /// descriptors, reading `input` and writing `output` (`[channels, 1, 1]`).
+    fn place(
+        &self,
+        model: &QModel,
+        node: usize,
+        input: ActBuffer,
+        output: ActBuffer,
+        mem: &mut Alloc,
+        image: &mut Vec<(DeviceAddr, Vec<u8>)>,
+    ) -> Result<DeviceGap> {
+        let in_bits = input_bits(model, node)?;
+        let mut put = |bytes: Vec<u8>| {
+            let a = mem.take(bytes.len() as u64);
+            image.push((a, bytes));
+            a
+        };
+        let mut descs = Vec::with_capacity(self.parts);
+        for p in 0..self.parts {
+            let c0 = p * self.per_part;
+            let n = self.per_part.min(self.channels - c0);
+            let bias = put(pad8(
+                std::iter::repeat_n(MeanAsLayer::BIAS.to_le_bytes(), n)
+                    .flatten()
+                    .collect(),
+            ));
+            let rq = put(requant::table_bytes(&vec![self.layer.requant; n]));
+            let codes = ndarray::Array2::from_shape_fn((n, n * self.area), |(r, k)| {
+                i32::from(k / self.area == r)
+            });
+            let planes = put(planes::pack(codes.view(), self.bits.get())?.to_le_bytes());
+            let addrs = [
+                DeviceAddr(input.buf.addr.0 + (c0 * self.area) as u64),
+                DeviceAddr(output.buf.addr.0 + c0 as u64),
+                bias,
+                rq,
+                planes,
+            ];
+            let d = self
+                .descriptor(n, in_bits, input.signed, addrs)
+                .expect("checked for the largest part in GapParts::of");
+            descs.push(d);
+        }
+        Ok(DeviceGap {
+            name: model.graph.nodes[node].name.clone(),
+            node,
+            descs,
+        })
     }
 }
 
@@ -1236,6 +1544,7 @@ fn place_layer(
             last_in_list: false,
             group_bytes,
             expanded: lowering.is_some(),
+            gap: None,
         },
         plane_bytes,
     ))
@@ -1363,10 +1672,10 @@ impl Program {
             config: self.config.clone(),
             what,
         };
-        let parts = l.descs.len();
-        for (p, d) in l.descs.iter().enumerate() {
-            let at = if parts > 1 {
-                format!("part {} of {parts}, ", p + 1)
+        let names = l.list_names();
+        for (d, name) in l.list().zip(&names) {
+            let at = if names.len() > 1 {
+                format!("{name}, ")
             } else {
                 String::new()
             };
@@ -1469,10 +1778,10 @@ impl Program {
     /// list when the layer ends it).
     pub fn layer_descriptors(&self, li: usize) -> Vec<(DeviceAddr, [u8; DESCRIPTOR_BYTES])> {
         let l = &self.layers[li];
-        let n = l.descs.len();
+        let n = l.list().count();
         let step = DESCRIPTOR_BYTES as u64;
         let mut out = Vec::with_capacity(2 * n);
-        for (p, &desc) in l.descs.iter().enumerate() {
+        for (p, &desc) in l.list().enumerate() {
             let mut d = desc;
             let final_part = p + 1 == n;
             d.flags.last = l.last_in_list && final_part;

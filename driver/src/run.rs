@@ -244,19 +244,11 @@ fn run_segment<D: Device>(
         perf: PerfCounters::default(),
         per_layer: Vec::new(),
     };
-    // One name per descriptor: a lowered grouped conv's parts are "name[part/parts]".
-    let desc_names = |l: &crate::compile::DeviceLayer| -> Vec<String> {
-        let n = l.descs.len();
-        if n == 1 {
-            vec![l.name.clone()]
-        } else {
-            (1..=n).map(|p| format!("{}[{p}/{n}]", l.name)).collect()
-        }
-    };
-    let names: Vec<String> = layers.iter().flat_map(desc_names).collect();
+    // One name per descriptor: a lowered layer's parts are "name[part/parts]".
+    let names: Vec<String> = layers.iter().flat_map(|l| l.list_names()).collect();
     if opts.per_layer {
         for l in layers {
-            let perf = start_and_wait(dev, l.single_addr.0, &desc_names(l), opts)?;
+            let perf = start_and_wait(dev, l.single_addr.0, &l.list_names(), opts)?;
             report.perf.add(&perf);
             report.per_layer.push(LayerPerf {
                 layer: l.name.clone(),
@@ -267,10 +259,13 @@ fn run_segment<D: Device>(
     } else {
         report.perf = start_and_wait(dev, list.0, &names, opts)?;
     }
+    // The outputs the lists wrote: every layer's, and a global average pool's in its list.
     for l in layers {
-        let out = program.nodes[l.node].buf;
-        dev.sync_for_cpu(out.addr, out.len)
-            .map_err(HostError::backend)?;
+        for node in l.gap.iter().map(|g| g.node).chain([l.node]) {
+            let out = program.nodes[node].buf;
+            dev.sync_for_cpu(out.addr, out.len)
+                .map_err(HostError::backend)?;
+        }
     }
     Ok(report)
 }

@@ -78,7 +78,8 @@ pub struct Lists {
     pub shape: caq_spec::CoreShape,
     /// Each device segment's layers, in list order.
     pub segments: Vec<std::ops::Range<usize>>,
-    /// Layer i's descriptors (every part of a lowered layer) at `levels[j]`.
+    /// Layer i's descriptors (its list's, [`caq_driver::compile::DeviceLayer::list`]) at
+    /// `levels[j]`.
     pub descs: Vec<Vec<Vec<caq_spec::LayerDescriptor>>>,
 }
 
@@ -134,12 +135,12 @@ impl CostTable {
                         why: format!("layer '{}' has no level {b} ({:?})", l.name, l.levels),
                     })?;
                 let groups = l.levels.len() - j;
-                lc.perf
-                    .push(sub(&timing.estimate(&shape, &l.descs), &start));
+                let list: Vec<_> = l.list().copied().collect();
+                lc.perf.push(sub(&timing.estimate(&shape, &list), &start));
                 lc.resident.push(l.group_bytes[..groups].iter().sum());
             }
             for (d, l) in descs.iter_mut().zip(&program.layers) {
-                d.push(l.descs.clone());
+                d.push(l.list().copied().collect());
             }
         }
         Ok(CostTable {

@@ -5,7 +5,7 @@
 mod common;
 
 use caq_driver::HostError;
-use caq_driver::compile::{self, PassStart, Program};
+use caq_driver::compile::{self, CompileOptions, PassStart, Program};
 use caq_driver::run::{self, RunOptions};
 use caq_model::data::Dataset;
 use caq_model::graph::Op;
@@ -20,6 +20,19 @@ fn check_equal(q: &QModel, cfg: &AccelConfig, set: &Dataset, images: usize, sett
     check_equal_on(&mut dev, q, cfg, set, images, settings);
 }
 
+/// [`check_equal`] of the program compiled with `opts`.
+fn check_equal_with(
+    q: &QModel,
+    cfg: &AccelConfig,
+    set: &Dataset,
+    images: usize,
+    settings: &[Vec<u8>],
+    opts: CompileOptions,
+) {
+    let mut dev = device(cfg);
+    check_equal_with_on(&mut dev, q, cfg, set, images, settings, opts);
+}
+
 /// [`check_equal`] on any device; returns the device counters of every run, in order.
 fn check_equal_on<D: caq_spec::Device>(
     dev: &mut D,
@@ -29,9 +42,31 @@ fn check_equal_on<D: caq_spec::Device>(
     images: usize,
     settings: &[Vec<u8>],
 ) -> Vec<(u64, u64, u64)> {
+    check_equal_with_on(
+        dev,
+        q,
+        cfg,
+        set,
+        images,
+        settings,
+        CompileOptions::default(),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_equal_with_on<D: caq_spec::Device>(
+    dev: &mut D,
+    q: &QModel,
+    cfg: &AccelConfig,
+    set: &Dataset,
+    images: usize,
+    settings: &[Vec<u8>],
+    opts: CompileOptions,
+) -> Vec<(u64, u64, u64)> {
     let dev = &mut *dev;
     let mut counters = Vec::new();
-    let mut program = compile::compile(q, cfg, &settings[0], DeviceAddr(BASE)).expect("compiles");
+    let mut program =
+        compile::compile_with(q, cfg, &settings[0], DeviceAddr(BASE), opts).expect("compiles");
     program.load(dev).expect("loads");
     for bits in settings {
         program.set_bits(bits).expect("set_bits");
@@ -288,6 +323,72 @@ fn depthwise_convs_by_columns_equal_golden() {
             "{name}"
         );
         check_equal(&q, &cfg, &set, 2, &settings(&[8, 4, 2], 6));
+    }
+}
+
+#[test]
+fn global_average_pools_run_on_the_device_in_the_next_layers_list() {
+    // A pool over 10 channels of 7x3 (not a multiple of sim-small's 4 rows or pynq-z2's 16) on
+    // the device, in fc's list: one START, no host step; every node equal to golden.
+    let graph = |tail: Vec<(&'static str, Op)>| {
+        let mut ops = vec![("c0", conv(1, 10, 3, 0)), ("gap", Op::GlobalAvgPool)];
+        ops.extend(tail);
+        chain([1, 9, 5], ops)
+    };
+    let set = caq_model::data::synthetic([1, 9, 5], 10, 8, 7).unwrap();
+    let fc = || vec![("flatten", Op::Flatten), ("fc", dense(10, 4, false))];
+    let q = quantize(graph(fc()), &set, &[8, 4, 2], 17);
+    let on = CompileOptions {
+        gap_on_device: true,
+    };
+    for name in ["sim-small", "pynq-z2"] {
+        let cfg = config(name);
+        // By default the pool is a host step.
+        let p = compile::compile(&q, &cfg, &[8; 2], DeviceAddr(BASE)).unwrap();
+        assert_eq!(step_kinds(&p), ["dev1", "gap", "dev1"], "{name}");
+        let p = compile::compile_with(&q, &cfg, &[8; 2], DeviceAddr(BASE), on).unwrap();
+        assert_eq!(step_kinds(&p), ["dev2"], "{name}");
+        let gap = p.layers[1].gap.as_ref().expect("fc runs the pool first");
+        assert_eq!((gap.name.as_str(), gap.node), ("gap", 1));
+        // Its parts read slices of c0's map (21 bytes a channel) and write the pool's buffer.
+        let mut next = (p.nodes[0].buf.addr.0, p.nodes[1].buf.addr.0);
+        for d in &gap.descs {
+            assert_eq!((d.input_addr.0, d.output_addr.0), next, "{name}");
+            next.0 += u64::from(d.input.c);
+            next.1 += u64::from(d.output.c);
+        }
+        assert_eq!(
+            next.1 - p.nodes[1].buf.addr.0,
+            10,
+            "{name}: every channel once"
+        );
+        check_equal_with(&q, &cfg, &set, 3, &settings(&[8, 4, 2], 2), on);
+    }
+    // After a host step (the keyword network's Add, over 25x5 maps of 32 channels).
+    let (kq, kset) = keyword();
+    let cfg = config("pynq-z2");
+    let p = compile::compile_with(&kq, &cfg, &[8; 6], DeviceAddr(BASE), on).unwrap();
+    assert_eq!(step_kinds(&p), ["dev5", "add", "dev1"]);
+    check_equal_with(&kq, &cfg, &kset, 2, &settings(&[8, 4, 2], 6), on);
+    // A pool with no weight layer after it, or a host step before the next one, stays a host
+    // step.
+    for (tail, kinds) in [
+        (vec![], vec!["dev1", "gap"]),
+        (
+            vec![
+                ("relu", Op::Relu),
+                ("flatten", Op::Flatten),
+                ("fc", dense(10, 4, false)),
+            ],
+            vec!["dev1", "gap", "relu", "dev1"],
+        ),
+    ] {
+        let q = quantize(graph(tail), &set, &[8, 4], 17);
+        let cfg = config("sim-small");
+        let w = q.weight_layers().len();
+        let p = compile::compile_with(&q, &cfg, &vec![8; w], DeviceAddr(BASE), on).unwrap();
+        assert_eq!(step_kinds(&p), kinds);
+        check_equal_with(&q, &cfg, &set, 2, &settings(&[8, 4], w), on);
     }
 }
 

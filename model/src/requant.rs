@@ -190,9 +190,98 @@ impl AddRequant {
     }
 }
 
+/// The average-pool rule ([`crate::kernels::window_mean`]: `floor((2Σ + n) / (2n))`) as a layer
+/// the device runs (docs/numerics.md, "Average pooling as a layer"): weight [`MeanAsLayer::WEIGHT`]
+/// on every code of the window, bias [`MeanAsLayer::BIAS`], and a requantization by `1/(4n)`.
+/// `(4Σ + 1) · mult / 2^shift` rounded half up is the mean rounded half up for every sum `Σ` of
+/// `n` codes of at most 8 bits, signed or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MeanAsLayer {
+    pub requant: Requant,
+}
+
+impl MeanAsLayer {
+    /// The weight on every code of the window.
+    pub const WEIGHT: i32 = 4;
+    /// The bias, in accumulator units.
+    pub const BIAS: i32 = 1;
+    /// The largest window: the multiplier's error times the largest `4Σ + 1` stays below the
+    /// `1/(4n)` the rule needs up to 2^21 codes; 2^20 keeps a factor of two.
+    pub const MAX_AREA: usize = 1 << 20;
+
+    /// The layer for windows of `area` codes; `None` for an empty window or one above
+    /// [`MeanAsLayer::MAX_AREA`].
+    pub fn of(area: usize) -> Option<MeanAsLayer> {
+        if area == 0 || area > Self::MAX_AREA {
+            return None;
+        }
+        let requant = Requant::from_real(1.0 / (Self::WEIGHT as f64 * area as f64)).ok()?;
+        (requant.mult > 0).then_some(MeanAsLayer { requant })
+    }
+
+    /// The layer's output for a window whose codes sum to `sum`, before saturation (which the
+    /// mean of in-range codes never reaches).
+    pub fn apply(&self, sum: i64) -> i128 {
+        self.requant
+            .apply(sum * i64::from(Self::WEIGHT) + i64::from(Self::BIAS))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every sum of n codes of at most 8 bits (signed −128·n ..= unsigned 255·n), for every window
+    /// of up to 160 codes (DS-CNN's 25·5 among them); then larger windows up to the bound at their
+    /// extreme sums and at every exact half near them, where the rule's rounding decides.
+    #[test]
+    fn mean_as_a_layer_is_the_average_pool_rule() {
+        use crate::kernels::window_mean;
+        for n in 1..=160i64 {
+            let m = MeanAsLayer::of(n as usize).expect("small windows");
+            for sum in -128 * n..=255 * n {
+                assert_eq!(
+                    m.apply(sum),
+                    i128::from(window_mean(sum, n)),
+                    "n {n} sum {sum}"
+                );
+            }
+        }
+        let mut areas: Vec<i64> = (0..=20).map(|k| 1i64 << k).collect();
+        areas.extend([3 * 64, 7 * 7, 1000, 16_383, 16_385, 99_999, (1 << 20) - 1]);
+        for n in areas {
+            let m = MeanAsLayer::of(n as usize).expect("within the bound");
+            // Sums whose mean is an exact half (2Σ + n ≡ 0 mod 2n when n is even, the halves
+            // k + 1/2 = Σ/n), one below and one above, at both ends of the range.
+            let halves = |k: i64| {
+                [
+                    (2 * k + 1) * n / 2,
+                    (2 * k + 1) * n / 2 - 1,
+                    (2 * k + 1) * n / 2 + 1,
+                ]
+            };
+            for k in (-128..-120).chain(-3..3).chain(248..255) {
+                for sum in halves(k) {
+                    if (-128 * n..=255 * n).contains(&sum) {
+                        assert_eq!(
+                            m.apply(sum),
+                            i128::from(window_mean(sum, n)),
+                            "n {n} sum {sum}"
+                        );
+                    }
+                }
+            }
+            for sum in [-128 * n, 255 * n, 0, -1, 1] {
+                assert_eq!(
+                    m.apply(sum),
+                    i128::from(window_mean(sum, n)),
+                    "n {n} sum {sum}"
+                );
+            }
+        }
+        assert!(MeanAsLayer::of(0).is_none());
+        assert!(MeanAsLayer::of(MeanAsLayer::MAX_AREA + 1).is_none());
+    }
 
     #[test]
     fn factors_just_below_a_power_of_two_normalise() {

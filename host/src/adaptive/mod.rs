@@ -100,7 +100,7 @@ impl PassPricer {
             if let PassStep::Device { layers, .. } = step {
                 let descs: Vec<_> = self.program.layers[layers]
                     .iter()
-                    .flat_map(|l| l.descs.iter().copied())
+                    .flat_map(|l| l.list().copied())
                     .collect();
                 perf.add(&self.timing.estimate(&self.shape, &descs));
             }

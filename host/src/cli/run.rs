@@ -129,6 +129,10 @@ pub struct RunArgs {
     /// Also write the figures as JSON to this file (written atomically; `-` for standard output).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Run global average pools on the device (--backend func and rtl): one list fewer, at the
+    /// array's cost (docs/hardware.md "Global average pooling on the device").
+    #[arg(long)]
+    gap_on_device: bool,
     /// Also write every held-out image's output codes and prediction, one JSON object a line
     /// per setting and image (written atomically; `-` for standard output); see docs/bundle.md.
     #[arg(long, value_name = "FILE")]
@@ -408,6 +412,11 @@ pub fn run(a: RunArgs) -> Result<()> {
             _ => bail!("{} apply to --backend uio only", given.join(", ")),
         }
     }
+    if a.gap_on_device
+        && (!matches!(a.backend, Backend::Func | Backend::Rtl) || a.adaptive.is_some())
+    {
+        bail!("--gap-on-device applies to --backend func and rtl with fixed settings only");
+    }
     let (q, source, split) = quantized(&a)?;
     if let Some(class) = &a.adaptive {
         if a.outputs.is_some() {
@@ -478,7 +487,10 @@ pub fn run(a: RunArgs) -> Result<()> {
             }
         }
         Backend::Func | Backend::Rtl => {
-            sim_runs(a.backend, &cfg, &q, &settings, &set, &mut summary)?;
+            let opts = compile::CompileOptions {
+                gap_on_device: a.gap_on_device,
+            };
+            sim_runs(a.backend, &cfg, &q, &settings, &set, opts, &mut summary)?;
         }
     }
     print(&summary);
@@ -585,9 +597,10 @@ fn sim_runs(
     q: &QModel,
     settings: &[Vec<u8>],
     set: &caq_model::data::Dataset,
+    opts: compile::CompileOptions,
     summary: &mut RunSummary,
 ) -> Result<()> {
-    let mut program = compile::compile(q, cfg, &settings[0], DeviceAddr(SIM_MEM_BASE))
+    let mut program = compile::compile_with(q, cfg, &settings[0], DeviceAddr(SIM_MEM_BASE), opts)
         .context("compiling the model for the device")?;
     summary.weight_bytes_resident = Some(program.weight_bytes());
     if backend == Backend::Func {
@@ -606,6 +619,7 @@ fn sim_runs(
     _q: &QModel,
     _settings: &[Vec<u8>],
     _set: &caq_model::data::Dataset,
+    _opts: compile::CompileOptions,
     _summary: &mut RunSummary,
 ) -> Result<()> {
     bail!(
@@ -672,7 +686,7 @@ fn estimate(timing: &caq_sim::TimingModel, shape: &caq_spec::CoreShape, program:
         .map(|seg| {
             let descs: Vec<_> = program.layers[seg.layers.clone()]
                 .iter()
-                .flat_map(|l| l.descs.iter().copied())
+                .flat_map(|l| l.list().copied())
                 .collect();
             timing.estimate(shape, &descs).cycles
         })

@@ -16,8 +16,7 @@ use common::*;
 /// Runs `images` at every setting in `settings` on one loaded program and compares every node's
 /// output with the golden executor.
 fn check_equal(q: &QModel, cfg: &AccelConfig, set: &Dataset, images: usize, settings: &[Vec<u8>]) {
-    let mut dev = device(cfg);
-    check_equal_on(&mut dev, q, cfg, set, images, settings);
+    check_equal_with(q, cfg, set, images, settings, CompileOptions::default());
 }
 
 /// [`check_equal`] of the program compiled with `opts`.
@@ -29,8 +28,32 @@ fn check_equal_with(
     settings: &[Vec<u8>],
     opts: CompileOptions,
 ) {
-    let mut dev = device(cfg);
-    check_equal_with_on(&mut dev, q, cfg, set, images, settings, opts);
+    let one = Run {
+        images,
+        settings,
+        opts,
+    };
+    check_equal_on(&mut device(cfg), q, cfg, set, one);
+}
+
+/// What [`check_equal_on`] runs: `images` at every setting of `settings`, compiled with `opts`.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    images: usize,
+    settings: &'a [Vec<u8>],
+    opts: CompileOptions,
+}
+
+impl<'a> Run<'a> {
+    /// With the default compile options (the RTL comparisons).
+    #[cfg_attr(not(feature = "rtl"), allow(dead_code))]
+    fn default_options(images: usize, settings: &'a [Vec<u8>]) -> Run<'a> {
+        Run {
+            images,
+            settings,
+            opts: CompileOptions::default(),
+        }
+    }
 }
 
 /// [`check_equal`] on any device; returns the device counters of every run, in order.
@@ -39,30 +62,13 @@ fn check_equal_on<D: caq_spec::Device>(
     q: &QModel,
     cfg: &AccelConfig,
     set: &Dataset,
-    images: usize,
-    settings: &[Vec<u8>],
+    run: Run<'_>,
 ) -> Vec<(u64, u64, u64)> {
-    check_equal_with_on(
-        dev,
-        q,
-        cfg,
-        set,
+    let Run {
         images,
         settings,
-        CompileOptions::default(),
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn check_equal_with_on<D: caq_spec::Device>(
-    dev: &mut D,
-    q: &QModel,
-    cfg: &AccelConfig,
-    set: &Dataset,
-    images: usize,
-    settings: &[Vec<u8>],
-    opts: CompileOptions,
-) -> Vec<(u64, u64, u64)> {
+        opts,
+    } = run;
     let dev = &mut *dev;
     let mut counters = Vec::new();
     let mut program =
@@ -676,9 +682,21 @@ mod rtl {
     fn both(q: &QModel, set: &Dataset, images: usize, settings: &[Vec<u8>]) {
         let cfg = caq_sim::rtl::default_config().unwrap_or_else(|e| panic!("{e}"));
         let mut func = device(&cfg);
-        let want = check_equal_on(&mut func, q, &cfg, set, images, settings);
+        let want = check_equal_on(
+            &mut func,
+            q,
+            &cfg,
+            set,
+            Run::default_options(images, settings),
+        );
         let mut rtl = rtl_device(&cfg, 5);
-        let got = check_equal_on(&mut rtl, q, &cfg, set, images, settings);
+        let got = check_equal_on(
+            &mut rtl,
+            q,
+            &cfg,
+            set,
+            Run::default_options(images, settings),
+        );
         assert_eq!(
             got, want,
             "(bytes read, bytes written, plane-steps) per run: RTL vs FuncDevice"
@@ -712,8 +730,20 @@ mod rtl {
         let cfg = config("pynq-z2");
         let levels = [8, 4, 2];
         let settings = [vec![4; 6], levels.iter().cycle().take(6).copied().collect()];
-        let want = check_equal_on(&mut device(&cfg), &q, &cfg, &set, 1, &settings);
-        let got = check_equal_on(&mut rtl_device(&cfg, 7), &q, &cfg, &set, 1, &settings);
+        let want = check_equal_on(
+            &mut device(&cfg),
+            &q,
+            &cfg,
+            &set,
+            Run::default_options(1, &settings),
+        );
+        let got = check_equal_on(
+            &mut rtl_device(&cfg, 7),
+            &q,
+            &cfg,
+            &set,
+            Run::default_options(1, &settings),
+        );
         assert_eq!(
             got, want,
             "(bytes read, bytes written, plane-steps): RTL vs FuncDevice"

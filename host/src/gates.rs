@@ -125,7 +125,7 @@ impl CostTable {
             .collect();
         for &b in &levels {
             program.set_bits(&q.uniform_bits(b))?;
-            for (lc, l) in layers.iter_mut().zip(&program.layers) {
+            for ((lc, d), l) in layers.iter_mut().zip(&mut descs).zip(&program.layers) {
                 let j = l
                     .levels
                     .iter()
@@ -138,9 +138,7 @@ impl CostTable {
                 let list: Vec<_> = l.list().copied().collect();
                 lc.perf.push(sub(&timing.estimate(&shape, &list), &start));
                 lc.resident.push(l.group_bytes[..groups].iter().sum());
-            }
-            for (d, l) in descs.iter_mut().zip(&program.layers) {
-                d.push(l.list().copied().collect());
+                d.push(list);
             }
         }
         Ok(CostTable {

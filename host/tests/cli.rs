@@ -697,30 +697,50 @@ fn finetune_writes_a_nested_bundle_better_than_ptq_at_its_deepest_level() {
         serde_json::from_slice(&std::fs::read(d.join("qat.json")).unwrap()).unwrap();
     assert_eq!(r["levels"], serde_json::json!([8, 4, 2]));
     let rows = r["rows"].as_array().unwrap();
-    // PTQ defaults, PTQ with the QAT quantizer, QAT joint, QAT nested (chosen), dedicated.
-    assert_eq!(rows.len(), 5, "{r}");
+    // PTQ defaults, PTQ with the QAT quantizer, QAT joint, the joint bundle's levels chosen
+    // bottom-up, the PTQ bundle's chosen top-down, the one shipped, dedicated.
+    assert_eq!(rows.len(), 7, "{r}");
     let acc = |row: usize, level: usize| rows[row]["accuracy_pct"][level].as_f64().unwrap();
     let val = |row: usize, level: usize| rows[row]["val_accuracy_pct"][level].as_f64().unwrap();
-    let (ptq2, qat2, dedicated2) = (acc(0, 2), acc(3, 2), acc(4, 2));
+    let (ptq2, qat2, dedicated2) = (acc(0, 2), acc(5, 2), acc(6, 2));
     eprintln!("digits 8⊃4⊃2 at 2 bits: PTQ {ptq2:.2}, QAT {qat2:.2}, dedicated {dedicated2:.2}");
     assert!(qat2 > ptq2, "QAT {qat2} should beat PTQ {ptq2} at 2 bits");
-    assert!(acc(3, 0) > 95.0, "QAT 8-bit {}", acc(3, 0));
+    assert!(acc(5, 0) > 95.0, "QAT 8-bit {}", acc(5, 0));
     // The validation images are carved from the training split (an eighth of 1438).
     assert_eq!(r["val_images"], 179, "{r}");
     assert_eq!(r["train_images"], 1438 - 179, "{r}");
-    // The lowest level has the joint bundle's codes among its candidates, so on validation it
-    // is at least as good; every level kept its best candidate.
-    assert!(val(3, 2) >= val(2, 2), "{r}");
+    // From PTQ, the full-bit level is the PTQ model's, on both sets.
+    assert_eq!((acc(4, 0), val(4, 0)), (acc(0, 0), val(0, 0)), "{r}");
+    // The bundle shipped is the composition `base` names, and every level of it kept the
+    // candidate with the lowest validation loss.
+    let shipped = match r["base"].as_str() {
+        Some("ptq") => 4,
+        Some("joint") => 3,
+        other => panic!("base {other:?} in {r}"),
+    };
+    for level in 0..3 {
+        assert_eq!(acc(5, level), acc(shipped, level), "{r}");
+    }
     let choices = r["choices"].as_array().unwrap();
     assert_eq!(choices.len(), 3, "{r}");
     for (level, c) in choices.iter().enumerate() {
-        let kept = c["val_accuracy_pct"][c["chosen"].as_u64().unwrap() as usize].as_f64();
-        assert_eq!(kept, Some(val(3, level)), "{r}");
+        let chosen = c["chosen"].as_u64().unwrap() as usize;
+        assert_eq!(
+            c["val_accuracy_pct"][chosen].as_f64(),
+            Some(val(5, level)),
+            "{r}"
+        );
+        let losses: Vec<f64> = serde_json::from_value(c["val_loss"].clone()).unwrap();
+        assert!(losses.iter().all(|&l| l >= losses[chosen]), "{r}");
+    }
+    for key in ["joint_choices", "ptq_choices"] {
+        assert_eq!(r[key].as_array().map(Vec::len), Some(3), "{key} in {r}");
     }
     let md = std::fs::read_to_string(d.join("qat.md")).unwrap();
     assert!(
         md.contains("caq finetune")
             && md.contains("| QAT nested, levels chosen on validation")
+            && md.contains("| QAT nested from PTQ")
             && md.contains("nested − dedicated"),
         "{md}"
     );

@@ -364,6 +364,22 @@ pub fn nearest_nested(want: ArrayView2<i32>, below: ArrayView2<i32>, l: u8, b: u
     out
 }
 
+/// The `b`-bit codes nearest to `want` on which the next higher level nests: with `above` its codes
+/// (`b + l` bits), each code is clamped into `[⌊above / 2^l⌋, ⌊above / 2^l⌋ + 1]` (the codes c
+/// that leave `above − c·2^l` in the residual's signed (l+1)-bit range `[−2^l, 2^l − 1]`) and into
+/// the signed `b`-bit range. `⌊above / 2^l⌋` is always in that range, so the interval is never
+/// empty: levels can be chosen from the top down, the higher ones kept exactly, at the cost of
+/// at most one step of the level being chosen.
+pub fn nearest_under(want: ArrayView2<i32>, above: ArrayView2<i32>, l: u8, b: u8) -> Array2<i32> {
+    let (_, hi) = code_range(b);
+    let mut out = want.to_owned();
+    for (o, &h) in out.iter_mut().zip(above.iter()) {
+        let floor = h >> l;
+        *o = (*o).clamp(floor, (floor + 1).min(hi));
+    }
+    out
+}
+
 /// The plane groups a nested matrix of `levels` stores, as `(bits, shift)` in storage order (the
 /// rule of [`NestedWeights`]): for `[8, 6, 4]`, `[(4, 4), (3, 2), (3, 0)]`. Errors unless `levels`
 /// is non-empty, strictly descending and each in 2..=8.
@@ -450,7 +466,7 @@ mod tests {
     }
 
     #[test]
-    fn level_codes_rebuild_what_nest_stores_and_nearest_nested_always_fits() {
+    fn level_codes_rebuild_what_nest_stores_and_the_projections_always_fit() {
         let mut rng = seeded_rng("level_codes_rebuild");
         let w = gaussian(&mut rng, (6, 18), 0.3);
         let levels = [8u8, 6, 4, 3, 2];
@@ -476,6 +492,28 @@ mod tests {
             assert_eq!(
                 rebuilt.effective_codes(b).unwrap(),
                 codes[j].mapv(|c| c << (8 - b))
+            );
+        }
+        // Projected top-down, the full-bit codes are kept exactly and every level nests.
+        let mut down = own.clone();
+        down[0] = own[0].mapv(|_| rng.random_range(-128..=127));
+        for j in 1..levels.len() {
+            let (lo, hi) = code_range(levels[j]);
+            let want = own[j].mapv(|_| rng.random_range(lo..=hi));
+            let l = levels[j - 1] - levels[j];
+            down[j] = nearest_under(want.view(), down[j - 1].view(), l, levels[j]);
+            let again = nearest_under(down[j].view(), down[j - 1].view(), l, levels[j]);
+            assert_eq!(again, down[j]);
+            // Both codes of the band are reached, not only the rounded one.
+            let above = down[j - 1].mapv(|h| h >> l);
+            assert!(down[j].iter().zip(&above).any(|(c, f)| c == f));
+            assert!(down[j].iter().zip(&above).any(|(c, f)| c == &(f + 1)));
+        }
+        let rebuilt = from_level_codes(&levels, &down).unwrap();
+        for (j, &b) in levels.iter().enumerate() {
+            assert_eq!(
+                rebuilt.effective_codes(b).unwrap(),
+                down[j].mapv(|c| c << (8 - b))
             );
         }
         // Codes that do not nest are refused, naming the levels.

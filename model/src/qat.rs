@@ -10,10 +10,14 @@
 //! (up to the activations, which stay float here: caq's activations are 8-bit, and their
 //! calibration happens after training as for any float model).
 //!
-//! The bundle shipped is then composed level by level from the lowest up (`finetune_nested`):
-//! each level's codes are chosen on validation images among the joint training's, a full-bit
-//! fine-tune's, the starting model's and a fine-tune of that level alone on the bundle's scales
-//! and within the nesting band the level below leaves it (`finetune_level`).
+//! The bundle shipped is then composed level by level (`finetune_nested`, `compose_levels`),
+//! each level's codes chosen on validation images, in one of two ways: from the joint training's
+//! bundle, from the lowest level up, among the joint training's codes, a full-bit fine-tune's,
+//! the starting model's and a fine-tune of that level alone on the bundle's scales and within the
+//! nesting band the level below leaves it (`finetune_level`); or from the post-training bundle,
+//! its full-bit codes kept exactly and each lower level chosen from the top down within the band
+//! the level above leaves it (`Order::TopDown`). The second is shipped unless the first has the
+//! lower validation cross-entropy at every lower level (`Base`).
 
 use crate::data::Dataset;
 use crate::error::{ModelError, Result};
@@ -172,43 +176,45 @@ pub fn finetune(
 
 /// Fine-tunes `start` for one level of the nested bundle `q` alone, on `q`'s grid: level `j`
 /// (`q.levels()[j]`, b bits) with `cfg`'s recipe, every step's forward pass seeing each weight
-/// layer's b-bit codes on `q`'s scales (nearest, in the signed b-bit range), kept within one step
-/// of `below[layer]` (the codes already chosen for the level under it, when there is one: the
-/// nesting rule, `nested::nearest_nested`), the difference passed straight through. Biases are
-/// held, because the bundle keeps its own; the teacher of the distillation is `teacher`.
+/// layer's b-bit codes on `q`'s scales (nearest, in the signed b-bit range), kept in the band
+/// that `fixed[layer]` leaves it (the codes already chosen for the level it nests with in
+/// `order`, when there is one: `Order::project`), the difference passed straight through.
+/// Biases are held, because the bundle keeps its own; the teacher of the distillation is
+/// `teacher`.
 #[allow(clippy::too_many_arguments)]
 pub fn finetune_level(
     start: &FloatModel,
     teacher: &FloatModel,
     q: &QModel,
     j: usize,
-    below: &[Option<Array2<i32>>],
+    order: Order,
+    fixed: &[Option<Array2<i32>>],
     train_set: &Dataset,
     cfg: &QatConfig,
     progress: bool,
 ) -> Result<(FloatModel, QatReport)> {
     let levels = q.levels();
-    let (Some(&n), Some(&b)) = (levels.first(), levels.get(j)) else {
+    let Some(&b) = levels.get(j) else {
         return Err(ModelError::arg(
             "level",
             format!("no level {j} in the bundle's {levels:?}"),
         ));
     };
-    let l = levels.get(j + 1).map(|&c| b - c);
+    let nests = order.neighbour(j, levels.len()).is_some();
     let one = QatConfig {
         levels: vec![b],
         level_weights: vec![1.0],
         ..cfg.clone()
     };
     one.check()?;
-    if start.params.len() != q.layers.len() || below.len() != q.layers.len() {
+    if start.params.len() != q.layers.len() || fixed.len() != q.layers.len() {
         return Err(ModelError::arg(
             "start",
             format!(
-                "the model has {} nodes, the bundle {}, the codes below {}",
+                "the model has {} nodes, the bundle {}, the fixed codes {}",
                 start.params.len(),
                 q.layers.len(),
-                below.len()
+                fixed.len()
             ),
         ));
     }
@@ -221,8 +227,8 @@ pub fn finetune_level(
             };
             let w = w.as_tensor();
             let wa = tensor_matrix(w)?;
-            let nest = l.zip(below[i].as_ref());
-            let fq = level_fake_quantize(wa.view(), layer, n, b, nest)?;
+            let band = fixed[i].as_ref().filter(|_| nests);
+            let fq = level_fake_quantize(wa.view(), layer, levels, j, order, band)?;
             let delta: Vec<f32> = fq.iter().zip(wa.iter()).map(|(q, w)| q - w).collect();
             let delta = Tensor::from_vec(delta, wa.dim(), &Device::Cpu).map_err(candle_err)?;
             out[i] = Some((w + delta).map_err(candle_err)?);
@@ -231,19 +237,21 @@ pub fn finetune_level(
     })
 }
 
-/// What [`finetune_level`]'s forward pass sees of weights `w`: their `b`-bit codes on `layer`'s
-/// scales ([`grid_codes`]), kept within one step of the level below when `nest` gives its shift
-/// `l` and codes (`nested::nearest_nested`), times the scale of a b-bit step.
+/// What [`finetune_level`]'s forward pass sees of weights `w`: their codes at level `j` of
+/// `levels` on `layer`'s scales ([`grid_codes`]), kept in the band the neighbour's codes `band`
+/// leave them in `order` (`Order::project`), times the scale of a step of that level.
 fn level_fake_quantize(
     w: ArrayView2<f32>,
     layer: &QLayer,
-    n: u8,
-    b: u8,
-    nest: Option<(u8, &Array2<i32>)>,
+    levels: &[u8],
+    j: usize,
+    order: Order,
+    band: Option<&Array2<i32>>,
 ) -> Result<Array2<f32>> {
+    let (n, b) = (levels[0], levels[j]);
     let mut codes = grid_codes(w, layer, n, b)?;
-    if let Some((l, under)) = nest {
-        codes = nested::nearest_nested(codes.view(), under.view(), l, b);
+    if let Some(fixed) = band {
+        codes = order.project(levels, j, codes.view(), fixed.view());
     }
     let unit = f32::from(1u16 << (n - b));
     Ok(Array2::from_shape_fn(codes.dim(), |(r, k)| {
@@ -389,6 +397,72 @@ fn train_levels(
     Ok((net.to_model()?, report))
 }
 
+/// The order in which [`compose_levels`] chooses the levels of a nested bundle, and so which
+/// neighbour each level's codes must nest with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Order {
+    /// From the lowest level up: each level within one step of the level below it
+    /// (`nested::nearest_nested`), the levels above re-nested on it. Every level can change.
+    BottomUp,
+    /// From the top down: the full-bit codes are kept as they are, and each lower level is one
+    /// of the two codes the level above can nest on (`nested::nearest_under`, AdaRound's up or
+    /// down), the levels below re-nested under it. The full-bit level cannot change.
+    TopDown,
+}
+
+impl Order {
+    /// The level that level `j` (of `len`) nests with and that is chosen before it, if any.
+    fn neighbour(self, j: usize, len: usize) -> Option<usize> {
+        match self {
+            Order::BottomUp => (j + 1 < len).then_some(j + 1),
+            Order::TopDown => j.checked_sub(1),
+        }
+    }
+
+    /// Level `j`'s codes nearest to `want` that nest with `fixed`, the codes of its
+    /// [`neighbour`](Self::neighbour).
+    fn project(
+        self,
+        levels: &[u8],
+        j: usize,
+        want: ArrayView2<i32>,
+        fixed: ArrayView2<i32>,
+    ) -> Array2<i32> {
+        match self {
+            Order::BottomUp => {
+                nested::nearest_nested(want, fixed, levels[j] - levels[j + 1], levels[j])
+            }
+            Order::TopDown => {
+                nested::nearest_under(want, fixed, levels[j - 1] - levels[j], levels[j])
+            }
+        }
+    }
+
+    /// Nests level `j` on its neighbour, then the levels chosen after it on level `j`: those
+    /// above it bottom-up, those below it top-down.
+    fn renest(self, levels: &[u8], codes: &mut [Array2<i32>], j: usize) {
+        let len = levels.len();
+        if len < 2 {
+            return;
+        }
+        let at = |k: usize, nb: usize, codes: &mut [Array2<i32>]| {
+            codes[k] = self.project(levels, k, codes[k].view(), codes[nb].view());
+        };
+        match self {
+            Order::BottomUp => {
+                for k in (0..=j.min(len - 2)).rev() {
+                    at(k, k + 1, codes);
+                }
+            }
+            Order::TopDown => {
+                for k in j.max(1)..len {
+                    at(k, k - 1, codes);
+                }
+            }
+        }
+    }
+}
+
 /// Per weight layer (None for other nodes), per level in `levels` order, that level's codes in
 /// its own units.
 type LevelCodes = Vec<Option<Vec<Array2<i32>>>>;
@@ -402,9 +476,11 @@ pub struct LevelChoice {
     pub candidates: Vec<String>,
     pub val_accuracy_pct: Vec<f64>,
     /// Mean cross-entropy of the integer logits (times the output scale) on the validation set:
-    /// breaks ties in accuracy, which a small or easy validation set has often.
+    /// what the choice is made on. Unlike top-1, it moves with every image, not only with the
+    /// few a candidate flips, so it separates candidates that a small or easy validation set
+    /// scores alike (on 1000 MNIST images at 99 %, top-1 counts ten errors).
     pub val_loss: Vec<f64>,
-    /// Index into `candidates`: the most accurate, the lowest loss among those.
+    /// Index into `candidates`: the lowest loss, the most accurate among those.
     pub chosen: usize,
     /// Each candidate's top-1 % on a held-out set the caller reports on (the levels below as
     /// chosen): what a perfect choice would have kept. Never used to choose; empty when no
@@ -441,23 +517,26 @@ fn score(q: &QModel, bits: u8, set: &Dataset) -> Result<(f64, f64)> {
 }
 
 /// Makes a level's own candidate in [`compose_levels`]: given the level's index and, per layer,
-/// the codes chosen for the level below it (None for the lowest level and for nodes without
-/// weights), a float model whose weights on the bundle's grid are that level's candidate codes.
+/// the codes chosen for the level it nests with (`Order::neighbour`; None where there is none
+/// and for nodes without weights), a float model whose weights on the bundle's grid are that
+/// level's candidate codes.
 pub type LevelTuner<'a> = dyn Fn(usize, &[Option<Array2<i32>>]) -> Result<FloatModel> + 'a;
 
-/// Chooses each level's codes of the nested bundle `q` on the validation set `val`, from the
-/// lowest level up. The candidates for level b are `q`'s own b-bit codes (named `own`), per
-/// anchor float model its weights rounded to nearest on b-bit grid of `q`'s scales, and, with a
-/// `tune`r, the model it makes for that level from the codes chosen below (named [`LEVEL`]);
-/// each is projected onto the codes already chosen for the level below
-/// (`nested::nearest_nested`: at most one lower-level step away), and the most accurate at b on
-/// `val` is kept (on a tie, the one with the lower cross-entropy; then the earlier). The scales,
-/// biases, activations and requantization of `q` are kept, so the result is a bundle of the same
-/// format; only which codes it stores changes.
+/// Chooses each level's codes of the nested bundle `q` on the validation set `val`, one level
+/// after the other in `order`. The candidates for level b are `q`'s own b-bit codes (named
+/// `own`), per anchor float model its weights rounded to nearest on b-bit grid of `q`'s scales,
+/// and, with a `tune`r, the model it makes for that level from the codes chosen for its
+/// neighbour (named [`LEVEL`]); each is projected onto the band the neighbour leaves it
+/// (`Order::project`: at most one step away), and the one with the lowest mean cross-entropy
+/// at b on `val` is kept (on a tie, the more accurate; then the earlier). Top-down, the full-bit level
+/// has one candidate, `q`'s own codes, and is kept exactly. The scales, biases, activations and
+/// requantization of `q` are kept, so the result is a bundle of the same format; only which
+/// codes it stores changes.
 ///
-/// Why this works: nesting ties a level to the one below it only within one lower-level step
-/// (the residual's range), so the full-bit codes can follow a model tuned for full bits while
-/// the low levels keep what the all-level training found.
+/// Why this works: nesting ties a level to its neighbours only within one step of the lower
+/// one (the residual's range), so bottom-up the full-bit codes can follow a model tuned for full
+/// bits while the low levels keep what the all-level training found, and top-down a PTQ bundle's
+/// full-bit codes stay while each lower level learns which way to round.
 pub fn compose_levels(
     q: &QModel,
     own: &str,
@@ -465,6 +544,7 @@ pub fn compose_levels(
     tune: Option<&LevelTuner>,
     val: &Dataset,
     held_out: Option<&Dataset>,
+    order: Order,
 ) -> Result<(QModel, Vec<LevelChoice>)> {
     let levels = q.levels().to_vec();
     let Some(&n) = levels.first() else {
@@ -502,21 +582,28 @@ pub fn compose_levels(
     }
     let mut model = q.clone();
     let mut choices = Vec::with_capacity(levels.len());
-    for j in (0..levels.len()).rev() {
+    let sequence: Vec<usize> = match order {
+        Order::BottomUp => (0..levels.len()).rev().collect(),
+        Order::TopDown => (0..levels.len()).collect(),
+    };
+    for &j in &sequence {
         let b = levels[j];
         let mut names = vec![own.to_string()];
         let mut models: Vec<&FloatModel> = Vec::with_capacity(anchors.len() + 1);
-        for (name, m) in anchors {
+        // Top-down, the full-bit level is kept: its only candidate is its own codes.
+        let free = !(order == Order::TopDown && j == 0);
+        for (name, m) in anchors.iter().filter(|_| free) {
             names.push(name.to_string());
             models.push(m);
         }
         let tuned;
-        if let Some(tune) = tune {
-            let below: Vec<Option<Array2<i32>>> = chosen
+        if let Some(tune) = tune.filter(|_| free) {
+            let nb = order.neighbour(j, levels.len());
+            let fixed: Vec<Option<Array2<i32>>> = chosen
                 .iter()
-                .map(|c| c.as_ref().and_then(|c| c.get(j + 1).cloned()))
+                .map(|c| c.as_ref().zip(nb).and_then(|(c, k)| c.get(k).cloned()))
                 .collect();
-            tuned = tune(j, &below)?;
+            tuned = tune(j, &fixed)?;
             names.push(LEVEL.to_string());
             models.push(&tuned);
         }
@@ -533,7 +620,7 @@ pub fn compose_levels(
                 if c > 0 {
                     codes[j] = anchor_codes(models[c - 1], i, layer, n, b)?;
                 }
-                nest_upward(&levels, codes, j);
+                order.renest(&levels, codes, j);
             }
             install(&mut model, &levels, &trial)?;
             let (acc, loss) = score(&model, b, val)?;
@@ -542,7 +629,7 @@ pub fn compose_levels(
             }
             let better = best
                 .as_ref()
-                .is_none_or(|(k, _)| acc > accs[*k] || (acc == accs[*k] && loss < losses[*k]));
+                .is_none_or(|(k, _)| loss < losses[*k] || (loss == losses[*k] && acc > accs[*k]));
             accs.push(acc);
             losses.push(loss);
             if better {
@@ -561,7 +648,9 @@ pub fn compose_levels(
         });
     }
     install(&mut model, &levels, &chosen)?;
-    choices.reverse();
+    if order == Order::BottomUp {
+        choices.reverse();
+    }
     Ok((model, choices))
 }
 
@@ -596,14 +685,6 @@ fn grid_codes(w: ArrayView2<f32>, layer: &QLayer, n: u8, b: u8) -> Result<Array2
     }))
 }
 
-/// Re-nests level `j` and every level above it on the (possibly changed) level below it.
-fn nest_upward(levels: &[u8], codes: &mut [Array2<i32>], j: usize) {
-    for k in (0..=j.min(levels.len() - 2)).rev() {
-        let l = levels[k] - levels[k + 1];
-        codes[k] = nested::nearest_nested(codes[k].view(), codes[k + 1].view(), l, levels[k]);
-    }
-}
-
 fn install(model: &mut QModel, levels: &[u8], codes: &[Option<Vec<Array2<i32>>>]) -> Result<()> {
     for (layer, codes) in model.layers.iter_mut().zip(codes) {
         if let (Some(layer), Some(codes)) = (layer, codes) {
@@ -613,10 +694,50 @@ fn install(model: &mut QModel, levels: &[u8], codes: &[Option<Vec<Array2<i32>>>]
     Ok(())
 }
 
+/// A nested bundle whose levels [`compose_levels`] chose, with its choices.
+#[derive(Clone, Debug)]
+pub struct Composed {
+    pub bundle: QModel,
+    pub choices: Vec<LevelChoice>,
+    /// Mean over the levels of the validation top-1 % of the codes kept.
+    pub val_mean_pct: f64,
+}
+
+impl Composed {
+    fn new((bundle, choices): (QModel, Vec<LevelChoice>)) -> Self {
+        let val_mean_pct = choices
+            .iter()
+            .map(|c| c.val_accuracy_pct[c.chosen])
+            .sum::<f64>()
+            / choices.len().max(1) as f64;
+        Composed {
+            bundle,
+            choices,
+            val_mean_pct,
+        }
+    }
+}
+
+/// Which composition [`finetune_nested`] ships.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Base {
+    /// The joint training's bundle, levels chosen bottom-up ([`Order::BottomUp`]).
+    Joint,
+    /// The PTQ bundle, its full-bit level kept and the lower levels chosen top-down
+    /// ([`Order::TopDown`]).
+    Ptq,
+}
+
 /// What [`finetune_nested`] made.
 pub struct NestedQat {
-    /// The bundle to ship: the joint bundle's levels chosen against the anchors on validation.
+    /// The bundle to ship: `joint_levels` or `ptq_levels`, as `base` says.
     pub bundle: QModel,
+    pub base: Base,
+    /// The joint bundle's levels chosen bottom-up against the anchors on validation.
+    pub joint_levels: Composed,
+    /// The PTQ bundle's full-bit level kept, the lower levels chosen top-down on validation.
+    pub ptq_levels: Composed,
     /// The bundle of the all-level training alone (the joint STE recipe).
     pub joint: QModel,
     /// The all-level fine-tuned float model (its biases and activation ranges are the bundle's).
@@ -625,6 +746,7 @@ pub struct NestedQat {
     pub top: FloatModel,
     pub report: QatReport,
     pub top_report: QatReport,
+    /// The level choices of the bundle shipped.
     pub choices: Vec<LevelChoice>,
     /// The joint training's level weights (the candidate kept).
     pub level_weights: Vec<f32>,
@@ -634,8 +756,11 @@ pub struct NestedQat {
 pub const JOINT: &str = "joint QAT";
 pub const TOP: &str = "full-bit QAT";
 pub const START: &str = "starting model";
-/// The level's own fine-tune on the bundle's grid, nested on the level below ([`finetune_level`]).
+/// The level's own fine-tune on the bundle's grid, in the band its neighbour leaves it
+/// ([`finetune_level`]).
 pub const LEVEL: &str = "level QAT";
+/// The PTQ bundle's own codes, the base of the top-down composition.
+pub const PTQ: &str = "PTQ";
 
 /// The level weights [`finetune_nested`] tries when none are given: all levels alike, and the
 /// levels of 4 bits and fewer alone (the higher levels are then left to the full-bit candidates,
@@ -664,13 +789,18 @@ pub struct WeightTrial {
 /// weights; `cfg.level_weights` replaced), fine-tune `cfg.levels` jointly ([`finetune`]),
 /// quantize with `qcfg` and choose every level's codes on `val` from the joint bundle, the
 /// full-bit fine-tune, the starting model and each level's own fine-tune on the bundle's grid
-/// ([`compose_levels`], [`finetune_level`]); keep the composed bundle
-/// with the highest mean validation accuracy over the levels (the first on a tie).
+/// ([`compose_levels`] bottom-up, [`finetune_level`]); keep the composed bundle with the highest
+/// mean validation accuracy over the levels (the first on a tie). Then compose `ptq` (the
+/// starting model's post-training bundle, of `cfg.levels`) top-down from the same anchors and
+/// its own level fine-tunes, which keeps its full-bit level exactly, and ship it unless the
+/// joint composition has the lower validation cross-entropy at every level below the top
+/// ([`Base`]).
 /// `val` must not overlap `train_set`. `held_out`, if given, is only scored for the report
 /// ([`LevelChoice::held_out_accuracy_pct`]): no choice looks at it.
 #[allow(clippy::too_many_arguments)]
 pub fn finetune_nested(
     model: &FloatModel,
+    ptq: &QModel,
     train_set: &Dataset,
     val: &Dataset,
     held_out: Option<&Dataset>,
@@ -682,6 +812,16 @@ pub fn finetune_nested(
     if val.is_empty() {
         return Err(ModelError::arg("val", "the validation set is empty"));
     }
+    if ptq.levels() != cfg.levels.as_slice() {
+        return Err(ModelError::arg(
+            "ptq",
+            format!(
+                "the PTQ bundle's levels {:?} are not the fine-tuning's {:?}",
+                ptq.levels(),
+                cfg.levels
+            ),
+        ));
+    }
     if weight_candidates.is_empty() {
         return Err(ModelError::arg("level_weights", "no level weights to try"));
     }
@@ -691,7 +831,7 @@ pub fn finetune_nested(
         ..cfg.clone()
     };
     let (top, top_report) = finetune(model, train_set, &one, progress)?;
-    let mut best: Option<NestedQat> = None;
+    let mut best: Option<(Composed, QModel, FloatModel, QatReport, Vec<f32>)> = None;
     let mut trials = Vec::with_capacity(weight_candidates.len());
     for w in weight_candidates {
         let c = QatConfig {
@@ -701,41 +841,97 @@ pub fn finetune_nested(
         let (tuned, report) = finetune(model, train_set, &c, progress)?;
         let joint = qmodel::quantize(&tuned, train_set, qcfg)?;
         let tune = |j: usize, below: &[Option<Array2<i32>>]| {
-            finetune_level(&tuned, model, &joint, j, below, train_set, cfg, progress).map(|r| r.0)
+            finetune_level(
+                &tuned,
+                model,
+                &joint,
+                j,
+                Order::BottomUp,
+                below,
+                train_set,
+                cfg,
+                progress,
+            )
+            .map(|r| r.0)
         };
-        let (bundle, choices) = compose_levels(
+        let composed = Composed::new(compose_levels(
             &joint,
             JOINT,
             &[(TOP, &top), (START, model)],
             Some(&tune),
             val,
             held_out,
-        )?;
-        let mean = choices
-            .iter()
-            .map(|c| c.val_accuracy_pct[c.chosen])
-            .sum::<f64>()
-            / choices.len() as f64;
+            Order::BottomUp,
+        )?);
+        let mean = composed.val_mean_pct;
         let better = trials.iter().all(|t: &WeightTrial| mean > t.val_mean_pct);
         trials.push(WeightTrial {
             level_weights: w.clone(),
             val_mean_pct: mean,
         });
         if better {
-            best = Some(NestedQat {
-                bundle,
-                joint,
-                tuned,
-                top: top.clone(),
-                report,
-                top_report: top_report.clone(),
-                choices,
-                level_weights: w.clone(),
-            });
+            best = Some((composed, joint, tuned, report, w.clone()));
         }
     }
-    let best = best.ok_or_else(|| ModelError::arg("level_weights", "no level weights to try"))?;
-    Ok((best, trials))
+    let (joint_levels, joint, tuned, report, level_weights) =
+        best.ok_or_else(|| ModelError::arg("level_weights", "no level weights to try"))?;
+    let tune = |j: usize, above: &[Option<Array2<i32>>]| {
+        finetune_level(
+            model,
+            model,
+            ptq,
+            j,
+            Order::TopDown,
+            above,
+            train_set,
+            cfg,
+            progress,
+        )
+        .map(|r| r.0)
+    };
+    let ptq_levels = Composed::new(compose_levels(
+        ptq,
+        PTQ,
+        &[(TOP, &top), (START, model)],
+        Some(&tune),
+        val,
+        held_out,
+        Order::TopDown,
+    )?);
+    let base = ship(&joint_levels.choices, &ptq_levels.choices);
+    let kept = match base {
+        Base::Joint => &joint_levels,
+        Base::Ptq => &ptq_levels,
+    };
+    let done = NestedQat {
+        bundle: kept.bundle.clone(),
+        choices: kept.choices.clone(),
+        base,
+        joint_levels,
+        ptq_levels,
+        joint,
+        tuned,
+        top,
+        report,
+        top_report,
+        level_weights,
+    };
+    Ok((done, trials))
+}
+
+/// [`finetune_nested`]'s rule between its two compositions: the PTQ-based one, whose full-bit
+/// level is the PTQ model's, unless the joint one has the lower validation cross-entropy at
+/// every level below the top.
+fn ship(joint: &[LevelChoice], ptq: &[LevelChoice]) -> Base {
+    let kept = |c: &[LevelChoice]| -> Vec<f64> {
+        c.iter().skip(1).map(|l| l.val_loss[l.chosen]).collect()
+    };
+    let (j, p) = (kept(joint), kept(ptq));
+    if !j.is_empty() && j.iter().zip(&p).all(|(a, b)| a < b) {
+        Base::Joint
+    } else {
+        Base::Ptq
+    }
 }
 
 /// Per level, the weight tensor of every node: the straight-through `w + (q_level(w) − w)`.
@@ -865,8 +1061,18 @@ mod tests {
         let at = |q: &QModel, b: u8| qmodel::int_accuracy(q, &q.uniform_bits(b), &test).unwrap();
         // The lowest level alone (nothing below it), then the 4-bit level on its codes.
         let none = vec![None; q.layers.len()];
-        let (low, report) =
-            finetune_level(&model, &model, &q, 2, &none, &train_set, &cfg, false).unwrap();
+        let (low, report) = finetune_level(
+            &model,
+            &model,
+            &q,
+            2,
+            Order::BottomUp,
+            &none,
+            &train_set,
+            &cfg,
+            false,
+        )
+        .unwrap();
         assert_eq!(report.level_losses.len(), 1);
         for (a, b) in low.params.iter().zip(&model.params) {
             if let (Some(a), Some(b)) = (a, b) {
@@ -874,11 +1080,27 @@ mod tests {
                 assert_ne!(a.weight, b.weight);
             }
         }
-        let (composed, choices) =
-            compose_levels(&q, "ptq", &[("level", &low)], None, &train_set, None).unwrap();
+        let (composed, choices) = compose_levels(
+            &q,
+            "ptq",
+            &[("level", &low)],
+            None,
+            &train_set,
+            None,
+            Order::BottomUp,
+        )
+        .unwrap();
         // Scoring a held-out set changes no choice; without one, nothing is scored on it.
-        let (reported, scored) =
-            compose_levels(&q, "ptq", &[("level", &low)], None, &train_set, Some(&test)).unwrap();
+        let (reported, scored) = compose_levels(
+            &q,
+            "ptq",
+            &[("level", &low)],
+            None,
+            &train_set,
+            Some(&test),
+            Order::BottomUp,
+        )
+        .unwrap();
         assert_eq!(reported.layers, composed.layers);
         for (a, b) in scored.iter().zip(&choices) {
             assert_eq!((a.chosen, a.held_out_accuracy_pct.len()), (b.chosen, 2));
@@ -899,7 +1121,15 @@ mod tests {
             })
             .collect();
         let (mid, _) = finetune_level(
-            &model, &model, &composed, 1, &below, &train_set, &cfg, false,
+            &model,
+            &model,
+            &composed,
+            1,
+            Order::BottomUp,
+            &below,
+            &train_set,
+            &cfg,
+            false,
         )
         .unwrap();
         let (mut inside, mut all) = (0usize, 0usize);
@@ -923,8 +1153,18 @@ mod tests {
                 continue;
             };
             let zeros = Array2::<i32>::zeros(p.weight.dim());
-            let seen = level_fake_quantize(p.weight.view(), l, 8, 4, Some((2, &zeros))).unwrap();
-            let free = level_fake_quantize(p.weight.view(), l, 8, 4, None).unwrap();
+            let seen = level_fake_quantize(
+                p.weight.view(),
+                l,
+                &[8, 4, 2],
+                1,
+                Order::BottomUp,
+                Some(&zeros),
+            )
+            .unwrap();
+            let free =
+                level_fake_quantize(p.weight.view(), l, &[8, 4, 2], 1, Order::BottomUp, None)
+                    .unwrap();
             let mut clamped = 0usize;
             for ((r, k), &v) in seen.indexed_iter() {
                 let step = scale_at(&l.channel_scale, l.groups.as_ref(), r, k) * 16.0;
@@ -941,12 +1181,22 @@ mod tests {
             }
             assert!(clamped > 0, "layer {i}: the band clamped nothing");
         }
-        let err = finetune_level(&model, &model, &q, 3, &none, &train_set, &cfg, false);
+        let err = finetune_level(
+            &model,
+            &model,
+            &q,
+            3,
+            Order::BottomUp,
+            &none,
+            &train_set,
+            &cfg,
+            false,
+        );
         assert!(err.unwrap_err().to_string().contains("no level 3"));
     }
 
     #[test]
-    fn chosen_levels_nest_and_keep_the_top_level_at_least_at_ptq() {
+    fn chosen_levels_nest_and_the_ptq_composition_keeps_its_full_bit_level() {
         let all = data::digits().unwrap();
         let (train_all, test) = all.stratified_split(360, 0).unwrap();
         let (fit, val) = train_all.stratified_split(180, 0).unwrap();
@@ -966,72 +1216,135 @@ mod tests {
         let qcfg = cfg.quantize_config();
         let tries = default_weight_candidates(&cfg.levels);
         assert_eq!(tries, [vec![1.0, 1.0, 1.0], vec![0.0, 1.0, 1.0]]);
-        let (done, trials) =
-            finetune_nested(&model, &fit, &val, Some(&test), &cfg, &tries, &qcfg, false).unwrap();
+        let ptq = quantize(&model, &fit, &QuantizeConfig::nested(&cfg.levels)).unwrap();
+        let (done, trials) = finetune_nested(
+            &model,
+            &ptq,
+            &fit,
+            &val,
+            Some(&test),
+            &cfg,
+            &tries,
+            &qcfg,
+            false,
+        )
+        .unwrap();
         assert_eq!(trials.len(), 2);
         let best = trials
             .iter()
             .map(|t| t.val_mean_pct)
             .fold(f64::MIN, f64::max);
-        let kept = done
-            .choices
-            .iter()
-            .map(|c| c.val_accuracy_pct[c.chosen])
-            .sum::<f64>()
-            / 3.0;
-        assert!((kept - best).abs() < 1e-9, "{trials:?} kept {kept}");
-        let ptq = quantize(&model, &fit, &QuantizeConfig::nested(&cfg.levels)).unwrap();
+        assert!(
+            (done.joint_levels.val_mean_pct - best).abs() < 1e-9,
+            "{trials:?} kept {}",
+            done.joint_levels.val_mean_pct
+        );
         let acc = |q: &QModel, b: u8, set: &Dataset| {
             qmodel::int_accuracy(q, &q.uniform_bits(b), set).unwrap()
         };
-        // Every level kept the most accurate candidate on validation, and the bundle is
-        // well-formed: each level is a prefix of the one above.
-        assert_eq!(
-            done.choices.iter().map(|c| c.bits).collect::<Vec<_>>(),
-            [8, 4, 2]
-        );
-        for c in &done.choices {
-            let best = c.val_accuracy_pct.iter().copied().fold(f64::MIN, f64::max);
-            assert_eq!(c.val_accuracy_pct[c.chosen], best, "{c:?}");
-            assert!(
-                (acc(&done.bundle, c.bits, &val) - best).abs() < 1e-9,
-                "{c:?}"
-            );
-            // Every candidate was scored on the held-out images too, and the kept one's figure
-            // is the bundle's.
-            assert_eq!(c.held_out_accuracy_pct.len(), c.candidates.len(), "{c:?}");
-            assert!(
-                (acc(&done.bundle, c.bits, &test) - c.held_out_accuracy_pct[c.chosen]).abs() < 1e-9,
-                "{c:?}"
-            );
-        }
-        for l in done.bundle.layers.iter().flatten() {
-            let codes: Vec<_> = [8u8, 4, 2]
-                .iter()
-                .map(|&b| l.weights.effective_codes(b).unwrap().mapv(|c| c >> (8 - b)))
-                .collect();
+        for (name, c) in [("joint", &done.joint_levels), ("ptq", &done.ptq_levels)] {
+            // Every level kept the candidate with the lowest validation loss, and the bundle is
+            // well-formed: each level is a prefix of the one above.
             assert_eq!(
-                nested::from_level_codes(&[8, 4, 2], &codes).unwrap(),
-                l.weights
+                c.choices.iter().map(|c| c.bits).collect::<Vec<_>>(),
+                [8, 4, 2],
+                "{name}"
             );
+            for l in &c.choices {
+                let lowest = l.val_loss.iter().copied().fold(f64::MAX, f64::min);
+                assert_eq!(l.val_loss[l.chosen], lowest, "{name} {l:?}");
+                assert!(
+                    (acc(&c.bundle, l.bits, &val) - l.val_accuracy_pct[l.chosen]).abs() < 1e-9,
+                    "{name} {l:?}"
+                );
+                // Every candidate was scored on the held-out images too, and the kept one's
+                // figure is the bundle's.
+                assert_eq!(l.held_out_accuracy_pct.len(), l.candidates.len(), "{l:?}");
+                assert!(
+                    (acc(&c.bundle, l.bits, &test) - l.held_out_accuracy_pct[l.chosen]).abs()
+                        < 1e-9,
+                    "{name} {l:?}"
+                );
+            }
+            for l in c.bundle.layers.iter().flatten() {
+                let codes: Vec<_> = [8u8, 4, 2]
+                    .iter()
+                    .map(|&b| l.weights.effective_codes(b).unwrap().mapv(|c| c >> (8 - b)))
+                    .collect();
+                assert_eq!(
+                    nested::from_level_codes(&[8, 4, 2], &codes).unwrap(),
+                    l.weights
+                );
+            }
         }
-        // Every level had its own fine-tune as a candidate; the lowest level is the joint
-        // training's or its own (the anchors are not tuned for it).
-        for c in &done.choices {
+        // Bottom-up, every level had its own fine-tune as a candidate; the lowest level is the
+        // joint training's or its own (the anchors are not tuned for it).
+        for c in &done.joint_levels.choices {
             assert_eq!(c.candidates, [JOINT, TOP, START, LEVEL], "{c:?}");
         }
-        let low = &done.choices[2];
+        let low = &done.joint_levels.choices[2];
         assert!(
             [JOINT, LEVEL].contains(&low.candidates[low.chosen].as_str()),
             "{low:?}"
         );
+        // Top-down, the full-bit level is the PTQ bundle's, code for code, and only the lower
+        // levels were chosen.
+        let ptq_levels = &done.ptq_levels.choices;
+        assert_eq!(ptq_levels[0].candidates, [PTQ]);
+        for c in &ptq_levels[1..] {
+            assert_eq!(c.candidates, [PTQ, TOP, START, LEVEL], "{c:?}");
+        }
+        for (a, b) in done.ptq_levels.bundle.layers.iter().zip(&ptq.layers) {
+            if let (Some(a), Some(b)) = (a, b) {
+                assert_eq!(
+                    a.weights.effective_codes(8).unwrap(),
+                    b.weights.effective_codes(8).unwrap()
+                );
+            }
+        }
+        // The bundle shipped is the one the rule names.
+        let shipped = match done.base {
+            Base::Joint => &done.joint_levels,
+            Base::Ptq => &done.ptq_levels,
+        };
+        assert_eq!(done.bundle.layers, shipped.bundle.layers);
+        assert_eq!(
+            done.base,
+            ship(&done.joint_levels.choices, &done.ptq_levels.choices)
+        );
         let (top, ptq8) = (acc(&done.bundle, 8, &test), acc(&ptq, 8, &test));
         let (low, ptq2) = (acc(&done.bundle, 2, &test), acc(&ptq, 2, &test));
+        let ptq_top = acc(&done.ptq_levels.bundle, 8, &test);
         eprintln!(
-            "digits MLP 8⊃4⊃2 held-out: 8-bit {top:.2} (PTQ {ptq8:.2}), 2-bit {low:.2} (PTQ {ptq2:.2})"
+            "digits MLP 8⊃4⊃2 held-out, shipped {:?}: 8-bit {top:.2} (PTQ {ptq8:.2}), 2-bit \
+             {low:.2} (PTQ {ptq2:.2})",
+            done.base
         );
-        assert!(top >= ptq8, "8-bit {top} below PTQ {ptq8}");
+        assert_eq!(ptq_top, ptq8);
         assert!(low > ptq2, "2-bit {low} not above PTQ {ptq2}");
+    }
+
+    #[test]
+    fn the_shipping_rule_keeps_the_ptq_top_level_unless_every_lower_level_has_a_higher_loss() {
+        // Per level, the kept candidate's validation loss (accuracy plays no part).
+        let composed = |losses: &[f64]| -> Vec<LevelChoice> {
+            losses
+                .iter()
+                .map(|&l| LevelChoice {
+                    bits: 8,
+                    candidates: vec![JOINT.into(), TOP.into()],
+                    val_accuracy_pct: vec![99.0, 10.0],
+                    val_loss: vec![9.0, l],
+                    chosen: 1,
+                    held_out_accuracy_pct: vec![],
+                })
+                .collect()
+        };
+        let ptq = composed(&[0.05, 0.06, 0.10]);
+        assert_eq!(ship(&composed(&[0.5, 0.05, 0.09]), &ptq), Base::Joint);
+        assert_eq!(ship(&composed(&[0.01, 0.05, 0.10]), &ptq), Base::Ptq);
+        assert_eq!(ship(&composed(&[0.01, 0.07, 0.01]), &ptq), Base::Ptq);
+        assert_eq!(ship(&composed(&[0.01]), &composed(&[0.5])), Base::Ptq);
     }
 
     #[test]

@@ -840,29 +840,15 @@ pub fn finetune_nested(
         };
         let (tuned, report) = finetune(model, train_set, &c, progress)?;
         let joint = qmodel::quantize(&tuned, train_set, qcfg)?;
-        let tune = |j: usize, below: &[Option<Array2<i32>>]| {
-            finetune_level(
-                &tuned,
-                model,
-                &joint,
-                j,
-                Order::BottomUp,
-                below,
-                train_set,
-                cfg,
-                progress,
-            )
-            .map(|r| r.0)
-        };
-        let composed = Composed::new(compose_levels(
-            &joint,
-            JOINT,
+        let composed = compose_tuned(
+            (&joint, JOINT),
+            (&tuned, model),
             &[(TOP, &top), (START, model)],
-            Some(&tune),
-            val,
-            held_out,
             Order::BottomUp,
-        )?);
+            (train_set, val, held_out),
+            cfg,
+            progress,
+        )?;
         let mean = composed.val_mean_pct;
         let better = trials.iter().all(|t: &WeightTrial| mean > t.val_mean_pct);
         trials.push(WeightTrial {
@@ -875,29 +861,15 @@ pub fn finetune_nested(
     }
     let (joint_levels, joint, tuned, report, level_weights) =
         best.ok_or_else(|| ModelError::arg("level_weights", "no level weights to try"))?;
-    let tune = |j: usize, above: &[Option<Array2<i32>>]| {
-        finetune_level(
-            model,
-            model,
-            ptq,
-            j,
-            Order::TopDown,
-            above,
-            train_set,
-            cfg,
-            progress,
-        )
-        .map(|r| r.0)
-    };
-    let ptq_levels = Composed::new(compose_levels(
-        ptq,
-        PTQ,
+    let ptq_levels = compose_tuned(
+        (ptq, PTQ),
+        (model, model),
         &[(TOP, &top), (START, model)],
-        Some(&tune),
-        val,
-        held_out,
         Order::TopDown,
-    )?);
+        (train_set, val, held_out),
+        cfg,
+        progress,
+    )?;
     let base = ship(&joint_levels.choices, &ptq_levels.choices);
     let kept = match base {
         Base::Joint => &joint_levels,
@@ -917,6 +889,35 @@ pub fn finetune_nested(
         level_weights,
     };
     Ok((done, trials))
+}
+
+/// [`compose_levels`] of `base` (the bundle and the name of its own codes) in `order`, with each
+/// level's own fine-tune ([`finetune_level`] from `start`, distilled from `teacher`) as a
+/// candidate beside the `anchors`; `sets` are the training, validation and held-out images.
+fn compose_tuned(
+    (base, own): (&QModel, &str),
+    (start, teacher): (&FloatModel, &FloatModel),
+    anchors: &[(&str, &FloatModel)],
+    order: Order,
+    (train_set, val, held_out): (&Dataset, &Dataset, Option<&Dataset>),
+    cfg: &QatConfig,
+    progress: bool,
+) -> Result<Composed> {
+    let tune = |j: usize, fixed: &[Option<Array2<i32>>]| {
+        finetune_level(
+            start, teacher, base, j, order, fixed, train_set, cfg, progress,
+        )
+        .map(|r| r.0)
+    };
+    Ok(Composed::new(compose_levels(
+        base,
+        own,
+        anchors,
+        Some(&tune),
+        val,
+        held_out,
+        order,
+    )?))
 }
 
 /// [`finetune_nested`]'s rule between its two compositions: the PTQ-based one, whose full-bit
@@ -1061,18 +1062,20 @@ mod tests {
         let at = |q: &QModel, b: u8| qmodel::int_accuracy(q, &q.uniform_bits(b), &test).unwrap();
         // The lowest level alone (nothing below it), then the 4-bit level on its codes.
         let none = vec![None; q.layers.len()];
-        let (low, report) = finetune_level(
-            &model,
-            &model,
-            &q,
-            2,
-            Order::BottomUp,
-            &none,
-            &train_set,
-            &cfg,
-            false,
-        )
-        .unwrap();
+        let level = |q: &QModel, j: usize, below: &[Option<Array2<i32>>]| {
+            finetune_level(
+                &model,
+                &model,
+                q,
+                j,
+                Order::BottomUp,
+                below,
+                &train_set,
+                &cfg,
+                false,
+            )
+        };
+        let (low, report) = level(&q, 2, &none).unwrap();
         assert_eq!(report.level_losses.len(), 1);
         for (a, b) in low.params.iter().zip(&model.params) {
             if let (Some(a), Some(b)) = (a, b) {
@@ -1120,18 +1123,7 @@ mod tests {
                     .map(|l| l.weights.effective_codes(2).unwrap().mapv(|c| c >> 6))
             })
             .collect();
-        let (mid, _) = finetune_level(
-            &model,
-            &model,
-            &composed,
-            1,
-            Order::BottomUp,
-            &below,
-            &train_set,
-            &cfg,
-            false,
-        )
-        .unwrap();
+        let (mid, _) = level(&composed, 1, &below).unwrap();
         let (mut inside, mut all) = (0usize, 0usize);
         for (i, l) in composed.layers.iter().enumerate() {
             let (Some(l), Some(under)) = (l, &below[i]) else {
@@ -1181,17 +1173,7 @@ mod tests {
             }
             assert!(clamped > 0, "layer {i}: the band clamped nothing");
         }
-        let err = finetune_level(
-            &model,
-            &model,
-            &q,
-            3,
-            Order::BottomUp,
-            &none,
-            &train_set,
-            &cfg,
-            false,
-        );
+        let err = level(&q, 3, &none);
         assert!(err.unwrap_err().to_string().contains("no level 3"));
     }
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Issue 21's measurement of `caq finetune` on models its recipe was not tuned on: five LeNets
-# trained from scratch on MNIST (seeds 1-5; 4 and 5 were added after the recipe was last changed)
-# and the digits MLP. Each gets
-# `caq finetune --dedicated` (PTQ, joint QAT, the nested bundle chosen on validation, dedicated
-# QAT per level), and docs/qat-seeds.md is written from their JSON reports with jq.
+# Issue 21's measurement of `caq finetune` on models its recipe was not tuned on: LeNets trained
+# from scratch on MNIST (seeds 1-5 by default; docs/qat-seeds.md names the seeds it was made from)
+# and the digits MLP. Each gets `caq finetune --dedicated` (PTQ, joint QAT, the two compositions
+# chosen on validation and the one shipped, dedicated QAT per level), and docs/qat-seeds.md is
+# written from their JSON reports with jq.
 # Models and reports are kept in $OUT, so a rerun only redoes what is missing.
 #
-#   scripts/qat-seeds.sh          # everything: ~55 min at one thread on a 2-core machine
+#   scripts/qat-seeds.sh          # everything: ~80 min at one thread on a 2-core machine
 #   SEEDS="1 2" scripts/qat-seeds.sh run; SEEDS="3 4 5" MLP=1 scripts/qat-seeds.sh run   # in parallel
 #   scripts/qat-seeds.sh report   # only the Markdown, from the reports present
 #
@@ -42,7 +42,7 @@ fi
 lenets=()
 for s in $SEEDS; do lenets+=("$OUT/qat-lenet-s$s.json"); done
 # shellcheck disable=SC2016
-jq -rn --arg cmd "RAYON_NUM_THREADS=$RAYON_NUM_THREADS scripts/qat-seeds.sh" \
+jq -rn --arg cmd "RAYON_NUM_THREADS=$RAYON_NUM_THREADS SEEDS=\"$SEEDS\" scripts/qat-seeds.sh" \
     --slurpfile mlp "$OUT/qat-mlp.json" '
 def f: . * 100 | round / 100 | tostring | if test("\\.") then (if test("\\.[0-9]$") then . + "0" else . end) else . + ".00" end;
 def sf: (if . >= 0 then "+" else "" end) + f;
@@ -52,7 +52,7 @@ def by($rep; $m): $rep.rows[] | select(.method | startswith($m));
 def methods: ["PTQ nested (caq quantize", "QAT nested, joint", "QAT nested from the joint", "QAT nested from PTQ", "QAT nested, levels chosen", "QAT dedicated"];
 def names: ["PTQ nested (caq quantize defaults)", "QAT nested, joint training alone", "QAT nested from the joint bundle, levels chosen bottom-up", "QAT nested from PTQ, full bits kept, lower levels chosen top-down", "QAT nested, shipped", "QAT dedicated"];
 def base: if .base == "ptq" then "from PTQ" else "from the joint bundle" end;
-def kept($cs): $cs | map("\(.bits)-bit \(.candidates[.chosen]) (" + ([.candidates, .val_accuracy_pct] | transpose | map("\(.[0]) \(.[1] | f)") | join(", ")) + ")") | join("; ");
+def kept($cs): $cs | map("\(.bits)-bit \(.candidates[.chosen]) (" + ([.candidates, .val_accuracy_pct, .val_loss] | transpose | map("\(.[0]) \(.[1] | f) % loss \(.[2] * 10000 | round / 10000)") | join(", ")) + ")") | join("; ");
 def table($rep):
   "| method | " + ($rep.levels | map("\(.)-bit") | join(" | ")) + " |\n| --- |" + ($rep.levels | map(" ---: |") | join("")) + "\n"
   + ([range(0; 6) as $i | "| \(names[$i]) | " + row(by($rep; methods[$i])) + " |"] | join("\n")) + "\n"
@@ -61,7 +61,7 @@ def table($rep):
   + "Shipped: the composition \($rep | base).\n\n"
   + "Joint level weights (mean validation top-1 of the composed bundle): "
   + ($rep.weight_trials | map("\(.level_weights) \(.val_mean_pct | f)") | join(", ")) + "; kept \($rep.level_weights).\n\n"
-  + "Codes kept per level from the joint bundle (validation accuracy of each candidate): " + kept($rep.joint_choices) + ".\n\n"
+  + "Codes kept per level from the joint bundle (validation top-1 and mean cross-entropy of each candidate; the lowest loss is kept): " + kept($rep.joint_choices) + ".\n\n"
   + "Codes kept per level from PTQ: " + kept($rep.ptq_choices) + ".\n";
 def stats($reps; $i):
   [$reps[] | by(.; methods[$i]).accuracy_pct] | transpose

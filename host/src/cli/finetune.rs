@@ -438,8 +438,8 @@ fn choice_line(c: &qat::LevelChoice) -> String {
     let tried = c
         .candidates
         .iter()
-        .zip(&c.val_accuracy_pct)
-        .map(|(n, a)| format!("{n} {a:.2}"))
+        .zip(c.val_accuracy_pct.iter().zip(&c.val_loss))
+        .map(|(n, (a, l))| format!("{n} {a:.2} % loss {l:.4}"))
         .collect::<Vec<_>>()
         .join(", ");
     let kept = c.candidates.get(c.chosen).map_or("?", String::as_str);

@@ -622,7 +622,7 @@ fn markdown(r: &Report) -> String {
     }
     s.push_str(&format!(
         "\nThe bundle written is the {} composition. The codes kept at each level, with every \
-         candidate's validation accuracy:\n",
+         candidate's validation top-1 and mean cross-entropy (the lowest loss is kept):\n",
         match r.base {
             qat::Base::Joint => "joint (bottom-up)",
             qat::Base::Ptq => "PTQ (top-down)",

@@ -731,8 +731,7 @@ pub enum Base {
 
 /// What [`finetune_nested`] made.
 pub struct NestedQat {
-    /// The bundle to ship: `joint_levels` or `ptq_levels`, as `base` says.
-    pub bundle: QModel,
+    /// Which composition to ship ([`NestedQat::shipped`]).
     pub base: Base,
     /// The joint bundle's levels chosen bottom-up against the anchors on validation.
     pub joint_levels: Composed,
@@ -746,10 +745,18 @@ pub struct NestedQat {
     pub top: FloatModel,
     pub report: QatReport,
     pub top_report: QatReport,
-    /// The level choices of the bundle shipped.
-    pub choices: Vec<LevelChoice>,
     /// The joint training's level weights (the candidate kept).
     pub level_weights: Vec<f32>,
+}
+
+impl NestedQat {
+    /// The composition to ship, as `base` says: its bundle and level choices.
+    pub fn shipped(&self) -> &Composed {
+        match self.base {
+            Base::Joint => &self.joint_levels,
+            Base::Ptq => &self.ptq_levels,
+        }
+    }
 }
 
 /// Candidate names of [`finetune_nested`]'s level choice, in the order tried.
@@ -870,15 +877,8 @@ pub fn finetune_nested(
         cfg,
         progress,
     )?;
-    let base = ship(&joint_levels.choices, &ptq_levels.choices);
-    let kept = match base {
-        Base::Joint => &joint_levels,
-        Base::Ptq => &ptq_levels,
-    };
     let done = NestedQat {
-        bundle: kept.bundle.clone(),
-        choices: kept.choices.clone(),
-        base,
+        base: ship(&joint_levels.choices, &ptq_levels.choices),
         joint_levels,
         ptq_levels,
         joint,
@@ -1289,13 +1289,13 @@ mod tests {
             Base::Joint => &done.joint_levels,
             Base::Ptq => &done.ptq_levels,
         };
-        assert_eq!(done.bundle.layers, shipped.bundle.layers);
+        assert_eq!(done.shipped().bundle.layers, shipped.bundle.layers);
         assert_eq!(
             done.base,
             ship(&done.joint_levels.choices, &done.ptq_levels.choices)
         );
-        let (top, ptq8) = (acc(&done.bundle, 8, &test), acc(&ptq, 8, &test));
-        let (low, ptq2) = (acc(&done.bundle, 2, &test), acc(&ptq, 2, &test));
+        let (top, ptq8) = (acc(&done.shipped().bundle, 8, &test), acc(&ptq, 8, &test));
+        let (low, ptq2) = (acc(&done.shipped().bundle, 2, &test), acc(&ptq, 2, &test));
         let ptq_top = acc(&done.ptq_levels.bundle, 8, &test);
         eprintln!(
             "digits MLP 8⊃4⊃2 held-out, shipped {:?}: 8-bit {top:.2} (PTQ {ptq8:.2}), 2-bit \

@@ -269,7 +269,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     )
     .with_context(|| format!("fine-tuning {}", a.model.display()))?;
     let level_weights = done.level_weights.clone();
-    let q = &done.bundle;
+    let q = &done.shipped().bundle;
     bundle::write(&a.out, q).with_context(|| format!("writing --out {}", a.out.display()))?;
     if let Some(p) = &a.float_out {
         done.tuned
@@ -387,6 +387,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         })
         .collect::<Vec<_>>()
         .join(" ");
+    let choices = done.shipped().choices.clone();
     let out = Report {
         dataset: split.test.name.clone(),
         train_images: fit.len(),
@@ -402,7 +403,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         qat: done.report,
         top_qat: done.top_report,
         base: done.base,
-        choices: done.choices,
+        choices,
         joint_choices: done.joint_levels.choices,
         ptq_choices: done.ptq_levels.choices,
         seconds: start.elapsed().as_secs_f64(),

@@ -52,7 +52,8 @@ def by($rep; $m): $rep.rows[] | select(.method | startswith($m));
 def methods: ["PTQ nested (caq quantize", "QAT nested, joint", "QAT nested from the joint", "QAT nested from PTQ", "QAT nested, levels chosen", "QAT dedicated"];
 def names: ["PTQ nested (caq quantize defaults)", "QAT nested, joint training alone", "QAT nested from the joint bundle, levels chosen bottom-up", "QAT nested from PTQ, full bits kept, lower levels chosen top-down", "QAT nested, shipped", "QAT dedicated"];
 def base: if .base == "ptq" then "from PTQ" else "from the joint bundle" end;
-def kept($cs): $cs | map("\(.bits)-bit \(.candidates[.chosen]) (" + ([.candidates, .val_accuracy_pct, .val_loss] | transpose | map("\(.[0]) \(.[1] | f) % loss \(.[2] * 10000 | round / 10000)") | join(", ")) + ")") | join("; ");
+def r4: . * 10000 | round / 10000;
+def kept($cs): $cs | map("\(.bits)-bit \(.candidates[.chosen]) (" + ([.candidates, .val_accuracy_pct, .val_loss, (.val_loss_se // [])] | transpose | to_entries | map(.key as $k | .value | "\(.[0]) \(.[1] | f) % loss \(.[2] | r4)" + (if $k > 0 and .[3] != null then " ± \(.[3] | r4)" else "" end)) | join(", ")) + ")") | join("; ");
 def table($rep):
   "| method | " + ($rep.levels | map("\(.)-bit") | join(" | ")) + " |\n| --- |" + ($rep.levels | map(" ---: |") | join("")) + "\n"
   + ([range(0; 6) as $i | "| \(names[$i]) | " + row(by($rep; methods[$i])) + " |"] | join("\n")) + "\n"
@@ -62,7 +63,7 @@ def table($rep):
   + "Joint level weights (mean validation top-1 of the composed bundle): "
   + ($rep.weight_trials | map("\(.level_weights) \(.val_mean_pct | f)") | join(", ")) + "; kept \($rep.level_weights).\n\n"
   + "Codes kept per level from the joint bundle (validation top-1 and mean cross-entropy of each candidate; the lowest loss is kept): " + kept($rep.joint_choices) + ".\n\n"
-  + "Codes kept per level from PTQ: " + kept($rep.ptq_choices) + ".\n";
+  + "Codes kept per level from PTQ (± the standard error of the per-image loss difference of each candidate from the PTQ codes; a candidate replaces them only more than two standard errors below): " + kept($rep.ptq_choices) + ".\n";
 def stats($reps; $i):
   [$reps[] | by(.; methods[$i]).accuracy_pct] | transpose
   | map((add / length) as $m | "\($m | f) ± \(((map(. - $m | . * .) | add) / length | sqrt) | f)") | join(" | ");

@@ -730,8 +730,18 @@ fn finetune_writes_a_nested_bundle_better_than_ptq_at_its_deepest_level() {
             Some(val(5, level)),
             "{r}"
         );
+        // The lowest loss among the PTQ codes (first) and the candidates more than the margin
+        // below them, when the PTQ composition is shipped.
         let losses: Vec<f64> = serde_json::from_value(c["val_loss"].clone()).unwrap();
-        assert!(losses.iter().all(|&l| l >= losses[chosen]), "{r}");
+        let ses: Vec<f64> = serde_json::from_value(c["val_loss_se"].clone()).unwrap();
+        assert_eq!(ses.len(), losses.len(), "{r}");
+        let competes = |k: usize| {
+            shipped == 3 || k == 0 || losses[0] - losses[k] > caq_model::qat::KEEP_MARGIN_SE * ses[k]
+        };
+        assert!(
+            (0..losses.len()).all(|k| !competes(k) || losses[k] >= losses[chosen]),
+            "{r}"
+        );
     }
     for key in ["joint_choices", "ptq_choices"] {
         assert_eq!(r[key].as_array().map(Vec::len), Some(3), "{key} in {r}");

@@ -563,7 +563,7 @@ fine-tune's, the fine-tune clears it easily. Once a level has left the PTQ codes
 below are nested under new ones and are no longer the PTQ model's level, so there is nothing \
 left to protect and the lowest loss decides: with the margin at every level, the digits MLP \
 kept its re-nested 3-bit PTQ codes under a fine-tuned 4-bit level and scored 97.49 % against \
-PTQ's 97.77 % (`scripts/qat-seeds.sh`, this session's first run; reports not shipped).
+PTQ's 97.77 % (`scripts/qat-seeds.sh` at commit 095cc12; reports not shipped).
 
 Also tried and not kept (same run): shipping the composition from the joint bundle when its \
 validation loss is lower than the PTQ composition's at every level below the top. On LeNet seed \

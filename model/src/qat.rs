@@ -589,9 +589,9 @@ pub type LevelTuner<'a> = dyn Fn(usize, &[Option<Array2<i32>>]) -> Result<FloatM
 /// at b on `val` is kept (on a tie, the more accurate; then the earlier). Top-down, the full-bit
 /// level has one candidate, `q`'s own codes, and is kept exactly, and while every level above
 /// holds `q`'s own codes a candidate replaces this level's only if its loss is lower by more
-/// than [`KEEP_MARGIN_SE`] standard errors of the per-image difference. The scales, biases, activations and
-/// requantization of `q` are kept, so the result is a bundle of the same format; only which
-/// codes it stores changes.
+/// than [`KEEP_MARGIN_SE`] standard errors of the per-image difference. The scales, biases,
+/// activations and requantization of `q` are kept, so the result is a bundle of the same
+/// format; only which codes it stores changes.
 ///
 /// Why this works: nesting ties a level to its neighbours only within one step of the lower
 /// one (the residual's range), so bottom-up the full-bit codes can follow a model tuned for full

@@ -52,7 +52,7 @@ def by($rep; $m): $rep.rows[] | select(.method | startswith($m));
 def methods: ["PTQ nested (caq quantize", "QAT nested, joint", "QAT nested from the joint", "QAT nested from PTQ", "QAT dedicated"];
 def names: ["PTQ nested (caq quantize defaults)", "QAT nested, joint training alone", "QAT nested from the joint bundle, levels chosen bottom-up (not shipped)", "**QAT nested from PTQ, full bits kept, lower levels chosen top-down (shipped)**", "QAT dedicated"];
 def r4: . * 10000 | round / 10000;
-def kept($cs): $cs | map("\(.bits)-bit\(if .margin and (.candidates | length) > 1 then ", margin," else "" end) \(.candidates[.chosen]) (" + ([.candidates, .val_accuracy_pct, .val_loss, (.val_loss_se // [])] | transpose | to_entries | map(.key as $k | .value | "\(.[0]) \(.[1] | f) % loss \(.[2] | r4)" + (if $k > 0 and .[3] != null then " ± \(.[3] | r4)" else "" end)) | join(", ")) + ")") | join("; ");
+def kept($cs): $cs | map("\(.bits)-bit\(if .margin and (.candidates | length) > 1 then ", margin," else "" end) \(.candidates[.chosen]) (" + ([.candidates, .val_accuracy_pct, .val_loss, .val_loss_se] | transpose | to_entries | map(.key as $k | .value | "\(.[0]) \(.[1] | f) % loss \(.[2] | r4)" + (if $k > 0 then " ± \(.[3] | r4)" else "" end)) | join(", ")) + ")") | join("; ");
 def table($rep):
   "| method | " + ($rep.levels | map("\(.)-bit") | join(" | ")) + " |\n| --- |" + ($rep.levels | map(" ---: |") | join("")) + "\n"
   + ([range(0; 5) as $i | "| \(names[$i]) | " + row(by($rep; methods[$i])) + " |"] | join("\n")) + "\n"
@@ -60,7 +60,7 @@ def table($rep):
   + "| shipped − PTQ | " + ([by($rep; methods[3]).accuracy_pct, by($rep; methods[0]).accuracy_pct] | transpose | map(.[0] - .[1] | sf) | join(" | ")) + " |\n\n"
   + "Joint level weights (mean validation top-1 of the composed bundle): "
   + ($rep.weight_trials | map("\(.level_weights) \(.val_mean_pct | f)") | join(", ")) + "; kept \($rep.level_weights).\n\n"
-  + "Codes kept per level of the bundle shipped, from PTQ (validation top-1 and mean cross-entropy of each candidate, ± the standard error of its per-image loss difference from the PTQ codes where the report has it; the lowest loss is kept, at a level marked margin only if more than two standard errors below the PTQ codes): " + kept($rep.ptq_choices // $rep.choices) + ".\n\n"
+  + "Codes kept per level of the bundle shipped, from PTQ (validation top-1 and mean cross-entropy of each candidate, ± the standard error of its per-image loss difference from the PTQ codes; the lowest loss is kept, at a level marked margin only if more than two standard errors below the PTQ codes): " + kept($rep.choices) + ".\n\n"
   + "Codes kept per level from the joint bundle (not shipped): " + kept($rep.joint_choices) + ".\n";
 def stats($reps; $i):
   [$reps[] | by(.; methods[$i]).accuracy_pct] | transpose
@@ -97,7 +97,7 @@ def gap($reps; $i; $j):
 + "| model | " + ($lenets[0].levels | map("\(.)-bit") | join(" | ")) + " | best meets both |\n| --- |" + ($lenets[0].levels | map(" --- |") | join("")) + " ---: |\n"
 + ([($lenets[] | {name: (.command | capture("--model (?<m>[^ ]+)").m | split("/") | last), r: .}), {name: "digits MLP", r: $mlp[0]}]
    | map(.r as $r | [by($r; methods[4]).accuracy_pct, by($r; methods[0]).accuracy_pct] as [$d, $p]
-     | [($r.ptq_choices // $r.choices) | to_entries[] | .key as $i | .value as $c | .value
+     | [$r.choices | to_entries[] | .key as $i | .value as $c | .value
         | (.held_out_accuracy_pct | max) as $best
         | ([.candidates, .held_out_accuracy_pct] | transpose | map(select(.[1] == $best) | .[0]) | join(", ")) as $who
         | {b: $best}

@@ -483,11 +483,10 @@ pub struct LevelChoice {
     /// Per candidate, the standard error of its mean loss minus the first candidate's (the
     /// bundle's own codes), image by image on the validation set (0 for the first): how far
     /// apart the split can tell two candidates.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub val_loss_se: Vec<f64>,
     /// Whether a candidate had to lie more than [`KEEP_MARGIN_SE`] standard errors below the
-    /// first to be kept (top-down, while every level above held the bundle's own codes).
-    #[serde(default)]
+    /// first to be kept (top-down, while every level above held the bundle's own codes; also
+    /// set on the full-bit level, whose only candidate is the first).
     pub margin: bool,
     /// Index into `candidates`: the lowest loss, the most accurate among those (with `margin`,
     /// among the first and the candidates clearly below it).

@@ -31,9 +31,11 @@
 //! the device's MAX_DESCRIPTORS is split into several segments. A MaxPool whose window is its
 //! stride (2, 4 or 8) and that alone reads a plain Conv2d is fused into it (the descriptor's
 //! `max_pool`: the device pools on its result path and writes the pooled map, which is then the
-//! conv node's buffer too). With [`CompileOptions::gap_on_device`], a GlobalAvgPool followed by a
-//! weight layer (nothing but Flatten between them) whose output codes are its input's runs at the
-//! head of that layer's list, as constant-weight Conv2d parts ([`GapParts`],
+//! conv node's buffer too); so is, on a device with CAPS0.GLOBAL_POOL, a GlobalAvgPool that alone
+//! reads a plain Conv2d and keeps its codes' width and sign (`global_pool`: the device writes
+//! each channel's mean, with the requantization of `MeanAsLayer`). With
+//! [`CompileOptions::gap_on_device`], another GlobalAvgPool followed by a weight layer (nothing but
+//! Flatten between them) whose output codes are its input's runs at the head of that layer's list, as constant-weight Conv2d parts ([`GapParts`],
 //! [`DeviceLayer::gap`]). Other pools, the other global pools, Add and a standalone ReLU are host
 //! steps: read the codes back, run the golden kernel, write the result where the next layer reads
 //! it. A grouped convolution is lowered to dense parts
@@ -273,7 +275,8 @@ pub struct Program {
     /// The output buffer of every graph node. A conv with a fused max pool shares its pool's
     /// buffer and shape: its own output never reaches memory.
     pub nodes: Vec<ActBuffer>,
-    /// Per node, the MaxPool node fused into it (whose values its buffer holds), if any.
+    /// Per node, the MaxPool or GlobalAvgPool node fused into it (whose values its buffer holds),
+    /// if any.
     pub fused_pool: Vec<Option<usize>>,
     /// The node whose output a gate network reads (`caq_model::adaptive::gate_node`): a pass
     /// that stops at weight layer 0 leaves it in memory, fused pool or not ([`Program::pass`]).
@@ -320,17 +323,15 @@ pub fn check_bits_len(bits: &[u8], layers: usize) -> Result<()> {
     })
 }
 
-/// The MaxPool node fused into each node, by the rule in the module docs: a MaxPool of window =
-/// stride in `POOL_WINDOWS`, the only reader of a Conv2d that is not grouped, whose pooled width
-/// fits the device's pooling line.
-fn fused_pools(model: &QModel, shapes: &[Shape3]) -> Vec<Option<usize>> {
+/// The pool node fused into each node, by the rule in the module docs: the only reader of a
+/// Conv2d that is not grouped, either a MaxPool of window = stride in `POOL_WINDOWS` whose pooled
+/// width fits the device's pooling line, or, on a device with CAPS0.GLOBAL_POOL, a GlobalAvgPool
+/// whose codes are the conv's.
+fn fused_pools(model: &QModel, shapes: &[Shape3], caps: &Caps) -> Vec<Option<usize>> {
     let graph = &model.graph;
     let mut pools = vec![None; graph.nodes.len()];
     for (p, node) in graph.nodes.iter().enumerate() {
-        let Op::MaxPool { kernel, stride } = node.op else {
-            continue;
-        };
-        let Src::Node(c) = node.inputs[0] else {
+        let Some(Src::Node(c)) = node.inputs.first().copied() else {
             continue;
         };
         let plain_conv = matches!(graph.nodes[c].op, Op::Conv2d { groups: 1, .. });
@@ -339,9 +340,20 @@ fn fused_pools(model: &QModel, shapes: &[Shape3]) -> Vec<Option<usize>> {
             .iter()
             .filter(|n| n.inputs.contains(&Src::Node(c)))
             .count();
-        let window = u8::try_from(kernel).is_ok_and(|k| POOL_WINDOWS.contains(&k));
-        let fits = shapes[p][2] <= POOL_LINE as usize;
-        if plain_conv && readers == 1 && kernel == stride && window && fits {
+        let device = match node.op {
+            Op::MaxPool { kernel, stride } => {
+                let window = u8::try_from(kernel).is_ok_and(|k| POOL_WINDOWS.contains(&k));
+                kernel == stride && window && shapes[p][2] <= POOL_LINE as usize
+            }
+            // The mean of in-range codes is in range: the pool's codes must be the conv's.
+            Op::GlobalAvgPool if caps.global_pool() => {
+                let (a, b) = (model.acts[p], model.acts[c]);
+                (a.bits, a.signed) == (b.bits, b.signed)
+                    && MeanAsLayer::of(shapes[c][1] * shapes[c][2]).is_some()
+            }
+            _ => false,
+        };
+        if plain_conv && readers == 1 && device {
             pools[c] = Some(p);
         }
     }
@@ -387,10 +399,10 @@ fn fused_gaps(
 /// Choices the compiler leaves to its caller.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CompileOptions {
-    /// Run a global average pool on the device where the rule in the module docs allows
-    /// ([`GapParts`]): the network needs one list fewer, but the array pays for it with
-    /// block-diagonal weights (thousands of cycles for DS-CNN's pool, docs/hardware.md "Global
-    /// average pooling on the device"); off, it is a host step.
+    /// Run a global average pool the result path does not take on the device where the rule in
+    /// the module docs allows ([`GapParts`]): the network needs one list fewer, but the array pays
+    /// for it with block-diagonal weights (thousands of cycles for DS-CNN's pool, docs/hardware.md
+    /// "Global average pooling by constant-weight layers"); off, it is a host step.
     pub gap_on_device: bool,
 }
 
@@ -434,7 +446,7 @@ pub fn compile_with(
     let graph = &model.graph;
     let shapes = graph.shapes()?;
     // The pool node fused into each conv, and whether each node is a fused pool.
-    let pooled_by = fused_pools(model, &shapes);
+    let pooled_by = fused_pools(model, &shapes, &caps);
     let mut fused = vec![false; graph.nodes.len()];
     for &p in pooled_by.iter().flatten() {
         fused[p] = true;
@@ -445,11 +457,17 @@ pub fn compile_with(
     // descriptors per node: one per weight layer, one per part of a lowered grouped conv.
     let (lowerings, transposed) = lower(model, &shapes, &pooled_by, &shape);
     // The global average pools the device runs, and per weight node the one in its list.
-    let gaps = if opts.gap_on_device {
+    let mut gaps = if opts.gap_on_device {
         fused_gaps(model, &shapes, &caps, &shape)
     } else {
         vec![None; graph.nodes.len()]
     };
+    // A global pool fused into its conv needs no parts.
+    for (g, &f) in gaps.iter_mut().zip(&fused) {
+        if f {
+            *g = None;
+        }
+    }
     let mut gap_before: Vec<Option<(usize, GapParts)>> = vec![None; graph.nodes.len()];
     for (g, f) in gaps.iter().enumerate() {
         if let Some((w, p)) = *f {
@@ -491,7 +509,7 @@ pub fn compile_with(
                 seg_nodes.last_mut().expect("opened").push(i);
             }
             Op::Flatten => {}
-            Op::MaxPool { .. } if fused[i] => {}
+            Op::MaxPool { .. } | Op::GlobalAvgPool if fused[i] => {}
             Op::GlobalAvgPool if gaps[i].is_some() => {}
             op => {
                 open = false;
@@ -584,6 +602,8 @@ pub fn compile_with(
                     Some(Op::MaxPool { kernel, .. }) => *kernel,
                     _ => 0,
                 },
+                global_pool: pooled_by[i]
+                    .is_some_and(|p| matches!(graph.nodes[p].op, Op::GlobalAvgPool)),
             };
             let (layer, bytes) = place_layer(
                 cfg,
@@ -686,10 +706,13 @@ fn lower(
         _ => graph.input_shape,
     };
     let hw = |s: Shape3| [s[1], s[2]];
+    // A fused global pool sums every pixel of the map, transposed or not, and writes a 1x1 map.
+    let global =
+        |i: usize| pooled_by[i].is_some_and(|p| matches!(graph.nodes[p].op, Op::GlobalAvgPool));
     let pointwise = |i: usize| {
         matches!(graph.nodes[i].op, Op::Conv2d { kernel: [1, 1], stride: 1, padding, .. }
             if padding == Padding::default())
-            && pooled_by[i].is_none()
+            && (pooled_by[i].is_none() || global(i))
     };
     // Whether node i's output may be stored transposed (its readers come later in the graph).
     let mut may = vec![false; n];
@@ -701,7 +724,7 @@ fn lower(
             && pooled_by[i].is_none()
             && !readers.is_empty()
             && readers.iter().all(|&j| match &graph.nodes[j].op {
-                Op::Conv2d { .. } if pointwise(j) => may[j],
+                Op::Conv2d { .. } if pointwise(j) => may[j] || global(j),
                 op @ Op::Conv2d { .. } => {
                     may[j] && ColumnParts::of(op, hw(in_shape(j)), true, rows, cols).is_some()
                 }
@@ -733,7 +756,7 @@ fn lower(
             lowerings[i] = columns
                 .map(Lowering::Columns)
                 .or(grouped.map(Lowering::Grouped));
-            transposed[i] = true;
+            transposed[i] = !global(i);
             continue;
         }
         lowerings[i] = grouped.map(Lowering::Grouped);
@@ -1120,6 +1143,7 @@ impl GapParts {
             group_mult_addr: DeviceAddr(0),
             batch: 1,
             max_pool: 0,
+            global_pool: None,
         })
     }
 
@@ -1228,6 +1252,8 @@ struct Placement {
     act: ActBuffer,
     conv: Shape3,
     max_pool: usize,
+    /// A fused global average pool: the device writes each channel's mean.
+    global_pool: bool,
 }
 
 /// Writes one layer's tables and plane groups into the image and builds its descriptors (one, or
@@ -1530,6 +1556,15 @@ fn place_layer(
             group_mult_addr,
             batch: 1,
             max_pool: small("max_pool", out.max_pool)?,
+            global_pool: match out.global_pool {
+                true => Some(
+                    MeanAsLayer::of(out.conv[1] * out.conv[2])
+                        .ok_or_else(|| unfit("no mean requantization for its map".into()))?
+                        .requant
+                        .entry(),
+                ),
+                false => None,
+            },
         });
     }
     Ok((

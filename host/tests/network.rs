@@ -10,6 +10,7 @@ use caq_driver::run::{self, RunOptions};
 use caq_model::data::Dataset;
 use caq_model::graph::Op;
 use caq_model::qmodel::QModel;
+use caq_model::requant::MeanAsLayer;
 use caq_spec::{AccelConfig, DeviceAddr};
 use common::*;
 
@@ -333,11 +334,55 @@ fn depthwise_convs_by_columns_equal_golden() {
 }
 
 #[test]
+fn a_global_average_pool_fuses_into_the_conv_before_it() {
+    // A pool over 10 channels of 7x3 (not a multiple of sim-small's 4 rows or zcu104's 64) on
+    // the conv's result path (descriptor field global_pool): one list, no host step, the conv's
+    // buffer the pooled [10, 1, 1] map; every node equal to golden, with the option or without.
+    // pynq-z2 is built without it (CAPS0.GLOBAL_POOL = 0): the pool stays a host step there.
+    let set = caq_model::data::synthetic([1, 9, 5], 10, 8, 7).unwrap();
+    let graph = chain(
+        [1, 9, 5],
+        vec![
+            ("c0", conv(1, 10, 3, 0)),
+            ("gap", Op::GlobalAvgPool),
+            ("flatten", Op::Flatten),
+            ("fc", dense(10, 4, false)),
+        ],
+    );
+    let q = quantize(graph, &set, &[8, 4, 2], 17);
+    let p = compile::compile(&q, &config("pynq-z2"), &[8; 2], DeviceAddr(BASE)).unwrap();
+    assert_eq!(step_kinds(&p), ["dev1", "gap", "dev1"]);
+    for name in ["sim-small", "zcu104"] {
+        let cfg = config(name);
+        let p = compile::compile(&q, &cfg, &[8; 2], DeviceAddr(BASE)).unwrap();
+        assert_eq!(step_kinds(&p), ["dev2"], "{name}");
+        assert_eq!(p.fused_pool[0], Some(1));
+        assert_eq!(p.nodes[0].shape, [10, 1, 1]);
+        let d = p.layers[0].descs[0];
+        let mean = MeanAsLayer::of(7 * 3).unwrap().requant.entry();
+        assert_eq!(d.global_pool, Some(mean), "{name}");
+        assert!(p.layers[1].gap.is_none());
+        check_equal(&q, &cfg, &set, 3, &settings(&[8, 4, 2], 2));
+        let on = CompileOptions {
+            gap_on_device: true,
+        };
+        let p = compile::compile_with(&q, &cfg, &[8; 2], DeviceAddr(BASE), on).unwrap();
+        assert_eq!(step_kinds(&p), ["dev2"], "{name}: fused, not parts");
+        assert!(p.layers[1].gap.is_none());
+    }
+}
+
+#[test]
 fn global_average_pools_run_on_the_device_in_the_next_layers_list() {
-    // A pool over 10 channels of 7x3 (not a multiple of sim-small's 4 rows or pynq-z2's 16) on
-    // the device, in fc's list: one START, no host step; every node equal to golden.
+    // A pool the conv before it cannot run (a standalone ReLU reads the conv's output first)
+    // over 10 channels of 7x3, on the device in fc's list with the option: no host step between
+    // the lists; every node equal to golden.
     let graph = |tail: Vec<(&'static str, Op)>| {
-        let mut ops = vec![("c0", conv(1, 10, 3, 0)), ("gap", Op::GlobalAvgPool)];
+        let mut ops = vec![
+            ("c0", conv(1, 10, 3, 0)),
+            ("relu0", Op::Relu),
+            ("gap", Op::GlobalAvgPool),
+        ];
         ops.extend(tail);
         chain([1, 9, 5], ops)
     };
@@ -351,20 +396,20 @@ fn global_average_pools_run_on_the_device_in_the_next_layers_list() {
         let cfg = config(name);
         // By default the pool is a host step.
         let p = compile::compile(&q, &cfg, &[8; 2], DeviceAddr(BASE)).unwrap();
-        assert_eq!(step_kinds(&p), ["dev1", "gap", "dev1"], "{name}");
+        assert_eq!(step_kinds(&p), ["dev1", "relu0", "gap", "dev1"], "{name}");
         let p = compile::compile_with(&q, &cfg, &[8; 2], DeviceAddr(BASE), on).unwrap();
-        assert_eq!(step_kinds(&p), ["dev2"], "{name}");
+        assert_eq!(step_kinds(&p), ["dev1", "relu0", "dev1"], "{name}");
         let gap = p.layers[1].gap.as_ref().expect("fc runs the pool first");
-        assert_eq!((gap.name.as_str(), gap.node), ("gap", 1));
-        // Its parts read slices of c0's map (21 bytes a channel) and write the pool's buffer.
-        let mut next = (p.nodes[0].buf.addr.0, p.nodes[1].buf.addr.0);
+        assert_eq!((gap.name.as_str(), gap.node), ("gap", 2));
+        // Its parts read slices of relu0's map (21 bytes a channel) and write the pool's buffer.
+        let mut next = (p.nodes[1].buf.addr.0, p.nodes[2].buf.addr.0);
         for d in &gap.descs {
             assert_eq!((d.input_addr.0, d.output_addr.0), next, "{name}");
             next.0 += u64::from(d.input.c);
             next.1 += u64::from(d.output.c);
         }
         assert_eq!(
-            next.1 - p.nodes[1].buf.addr.0,
+            next.1 - p.nodes[2].buf.addr.0,
             10,
             "{name}: every channel once"
         );
@@ -379,14 +424,14 @@ fn global_average_pools_run_on_the_device_in_the_next_layers_list() {
     // A pool with no weight layer after it, or a host step before the next one, stays a host
     // step.
     for (tail, kinds) in [
-        (vec![], vec!["dev1", "gap"]),
+        (vec![], vec!["dev1", "relu0", "gap"]),
         (
             vec![
                 ("relu", Op::Relu),
                 ("flatten", Op::Flatten),
                 ("fc", dense(10, 4, false)),
             ],
-            vec!["dev1", "gap", "relu", "dev1"],
+            vec!["dev1", "relu0", "gap", "relu", "dev1"],
         ),
     ] {
         let q = quantize(graph(tail), &set, &[8, 4], 17);

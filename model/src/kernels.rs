@@ -10,7 +10,7 @@
 
 use crate::error::{ModelError, Result};
 use crate::graph::{Op, Padding, conv_out};
-use crate::requant::{AddRequant, OutRange, Requant};
+use crate::requant::{AddRequant, MeanAsLayer, OutRange, Requant};
 use ndarray::{Array2, Array3, ArrayView1, ArrayView2, ArrayView3, s};
 
 /// Per-(output, group) integer scale multipliers of local quantization regions.
@@ -289,6 +289,19 @@ pub fn global_avg_pool(x: ArrayView3<i32>) -> Result<Array3<i32>> {
             area,
         )
     }))
+}
+
+/// Global average pooling as the device computes it on a conv's result path (descriptor field
+/// `global_pool`): each channel's codes summed, `(4·Σ + 1)` requantized by `mean` and finished
+/// (ReLU, saturation) by `out`. With `mean` = [`crate::requant::MeanAsLayer::of`]`(h·w)` it
+/// equals [`global_avg_pool`] for codes in `out`'s range; the device applies whatever multiplier
+/// and shift the descriptor holds.
+pub fn global_pool_requantized(x: ArrayView3<i32>, mean: Requant, out: OutRange) -> Array3<i32> {
+    let c = x.dim().0;
+    Array3::from_shape_fn((c, 1, 1), |(ci, _, _)| {
+        let sum: i64 = x.slice(s![ci, .., ..]).iter().map(|&v| i64::from(v)).sum();
+        out.finish(mean.apply(sum * i64::from(MeanAsLayer::WEIGHT) + i64::from(MeanAsLayer::BIAS)))
+    })
 }
 
 /// The average-pool rule on one window: `sum / area` rounded half towards +infinity. The mean of

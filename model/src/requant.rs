@@ -201,10 +201,10 @@ pub struct MeanAsLayer {
 }
 
 impl MeanAsLayer {
-    /// The weight on every code of the window.
-    pub const WEIGHT: i32 = 4;
+    /// The weight on every code of the window (the device's global pooling uses the same).
+    pub const WEIGHT: i32 = caq_spec::descriptor::POOL_SUM_WEIGHT;
     /// The bias, in accumulator units.
-    pub const BIAS: i32 = 1;
+    pub const BIAS: i32 = caq_spec::descriptor::POOL_SUM_BIAS;
     /// The largest window: the multiplier's error times the largest `4Σ + 1` stays below the
     /// `1/(4n)` the rule needs up to 2^21 codes; 2^20 keeps a factor of two.
     pub const MAX_AREA: usize = 1 << 20;

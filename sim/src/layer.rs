@@ -11,7 +11,7 @@ use caq_model::graph::Padding;
 use caq_model::kernels::{self, ConvGeom, GroupMult, IntLayer};
 use caq_model::planes;
 use caq_model::quant::ActQuant;
-use caq_model::requant::{self, OutRange, Requant};
+use caq_model::requant::{self, MeanAsLayer, OutRange, Requant};
 use caq_spec::descriptor::{
     Flags, LayerDescriptor, Opcode, Pad, PlaneGroup, PlaneGroups, Shape, Window,
 };
@@ -36,7 +36,8 @@ pub enum LayerOp {
     /// K = in_c; the input is `batch` K-vectors, run with each loaded weight tile.
     Dense { in_c: usize, batch: usize },
     /// K = in_c · kernel[0] · kernel[1] in (c, ky, kx) order; the input is CHW. `max_pool`: the
-    /// window k of the max pooling (k×k, stride k) the device applies before writing, 0 = none.
+    /// window k of the max pooling (k×k, stride k) the device applies before writing, 0 = none;
+    /// `global_pool`: the device writes each channel's average instead (not with `max_pool`).
     Conv2d {
         in_c: usize,
         in_h: usize,
@@ -45,6 +46,7 @@ pub enum LayerOp {
         stride: usize,
         pad: Padding,
         max_pool: usize,
+        global_pool: bool,
     },
 }
 
@@ -221,11 +223,23 @@ impl LayerJob {
         }
     }
 
+    /// Whether the device writes the global average of each output channel.
+    pub fn global_pool(&self) -> bool {
+        matches!(
+            self.op,
+            LayerOp::Conv2d {
+                global_pool: true,
+                ..
+            }
+        )
+    }
+
     /// Height and width of the map written: the convolution's, divided by the pooling window
-    /// (1 x 1 for Dense).
+    /// (1 x 1 for Dense and with global pooling).
     pub fn out_hw(&self) -> Result<(usize, usize), SimError> {
         let (h, w) = self.conv_hw()?;
         Ok(match self.max_pool() {
+            _ if self.global_pool() => (1, 1),
             0 => (h, w),
             k => (h / k, w / k),
         })
@@ -293,6 +307,9 @@ impl LayerJob {
                     ArrayView3::from_shape((in_c, in_h, in_w), &self.input).map_err(job_error)?;
                 let y = kernels::conv2d(&layer, x, g).map_err(job_error)?;
                 let y = match self.max_pool() {
+                    _ if self.global_pool() => {
+                        kernels::global_avg_pool(y.view()).map_err(job_error)?
+                    }
                     0 => y,
                     k => kernels::max_pool(y.view(), k, k).map_err(job_error)?,
                 };
@@ -420,6 +437,15 @@ impl LayerJob {
             group_mult_addr: DeviceAddr(gm_addr),
             batch: u16::try_from(self.batch()).map_err(job_error)?,
             max_pool: small(self.max_pool())?,
+            global_pool: match self.global_pool() {
+                true => Some(
+                    MeanAsLayer::of(out_h * out_w)
+                        .ok_or_else(|| job_error(format!("no mean for {out_h}x{out_w}")))?
+                        .requant
+                        .entry(),
+                ),
+                false => None,
+            },
         };
         Ok(Placed {
             desc,

@@ -19,6 +19,7 @@ pub struct Caps {
     weight_bits_mask: u8,
     act_bits: BitWidth,
     max_plane_groups: u32,
+    global_pool: bool,
     bus_bytes: u32,
     max_burst: u32,
     addr_width: u32,
@@ -44,6 +45,7 @@ impl Caps {
                 .and_then(|a| BitWidth::try_from(a).ok())
                 .unwrap_or(BitWidth::MAX),
             max_plane_groups: cfg.array.max_plane_groups,
+            global_pool: cfg.array.global_pool,
             bus_bytes: cfg.bus_bytes(),
             max_burst: cfg.axi.max_burst,
             addr_width: cfg.axi.addr_width,
@@ -66,6 +68,7 @@ impl Caps {
             (CAPS0_WEIGHT_BITS_MASK, u32::from(self.weight_bits_mask)),
             (CAPS0_ACT_BITS, u32::from(self.act_bits.get())),
             (CAPS0_MAX_PLANE_GROUPS, self.max_plane_groups),
+            (CAPS0_GLOBAL_POOL, u32::from(self.global_pool)),
         ];
         let caps1 = [
             (CAPS1_BUS_BYTES, self.bus_bytes),
@@ -136,6 +139,7 @@ impl Caps {
             caps0,
             config::MAX_PLANE_GROUPS,
         )?;
+        let global_pool = CAPS0_GLOBAL_POOL.get(caps0) != 0;
 
         let bus_bytes = CAPS1_BUS_BYTES.get(caps1);
         if !config::DATA_WIDTH.contains(&(bus_bytes * 8)) {
@@ -180,6 +184,7 @@ impl Caps {
             weight_bits_mask,
             act_bits,
             max_plane_groups,
+            global_pool,
             bus_bytes,
             max_burst: 1 << burst_log2,
             addr_width,
@@ -233,6 +238,12 @@ impl Caps {
     /// The widest activation.
     pub const fn act_bits(&self) -> BitWidth {
         self.act_bits
+    }
+
+    /// Whether a Conv2d may average its outputs on the result path (descriptor field
+    /// `global_pool`).
+    pub const fn global_pool(&self) -> bool {
+        self.global_pool
     }
 
     /// Plane groups a descriptor may name.
@@ -356,6 +367,14 @@ mod tests {
         let caps = pynq();
         let [c0, c1, c2, c3] = caps.encode();
         assert_eq!(c0, 16 | 64 << 8 | 0xff << 16 | 8 << 24 | 4 << 28);
+        assert!(
+            !caps.global_pool(),
+            "pynq-z2 keeps global pooling off (LUT headroom)"
+        );
+        // The bit round-trips.
+        let on = Caps::decode([c0 | 1 << 31, c1, c2, c3]).unwrap();
+        assert!(on.global_pool());
+        assert_eq!(on.encode()[0], c0 | 1 << 31);
         assert_eq!(c1, 8 | 4 << 8 | 32 << 12 | 8 << 19 | 6 << 24 | 6 << 28);
         assert_eq!(c2, 1024 | 4096 << 16);
         assert_eq!(c3, 16384);
@@ -370,7 +389,7 @@ mod tests {
             (0, good[0] & !0xff, "CAPS0.ROWS = 0"),
             (0, good[0] & !0xff00 | 24 << 8, "CAPS0.COLS = 24"),
             (0, good[0] & !0x00ff_0000, "CAPS0.WEIGHT_BITS_MASK = 0"),
-            (0, good[0] | 1 << 31, "CAPS0.reserved"),
+            (0, good[0] & !(0x7 << 28), "CAPS0.MAX_PLANE_GROUPS = 0"),
             (1, good[1] & !0xff | 12, "CAPS1.BUS_BYTES = 12"),
             (
                 1,

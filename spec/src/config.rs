@@ -115,6 +115,10 @@ pub struct ArrayConfig {
     /// Local quantization region size along K; 0 disables regions, otherwise a power of two that is
     /// a multiple of `cols`, at most 4096.
     pub group_size: u32,
+    /// Global average pooling on a Conv2d's result path (descriptor field `global_pool`): R sum
+    /// registers and one more requantization unit. Off when absent.
+    #[serde(default)]
+    pub global_pool: bool,
 }
 
 /// `[memory]`: on-chip scratchpads, KiB.

@@ -21,6 +21,12 @@ pub const PLANE_GROUP_SLOTS: usize = 4;
 /// The max-pooling windows a descriptor may ask for ([`MAX_POOL`]; 0 = none): powers of two, so
 /// a pixel's place in its window is a few bits of its row and column.
 pub const POOL_WINDOWS: [u8; 3] = [2, 4, 8];
+/// Global pooling on the result path ([`GLOBAL_POOL`]) requantizes `POOL_SUM_WEIGHT · Σ +
+/// POOL_SUM_BIAS` for the sum Σ of a channel's output codes: with the multiplier and shift of
+/// 1/(4·n) that is the average-pool rule exactly (docs/numerics.md, "Average pooling as a layer").
+pub const POOL_SUM_WEIGHT: i32 = 4;
+/// See [`POOL_SUM_WEIGHT`].
+pub const POOL_SUM_BIAS: i32 = 1;
 /// Bytes per output channel in the bias table: one little-endian i32.
 pub const BIAS_ENTRY_BYTES: u64 = 4;
 /// Bytes per output channel in the requantization table (see [`RequantEntry`]).
@@ -309,7 +315,35 @@ pub const MAX_POOL: DescField = DescField::new(
      columns past the last whole window are dropped), CHW at output_addr.",
 );
 
-/// Every descriptor field, in word and bit order. Words 28..=31 are reserved.
+pub const GLOBAL_POOL: DescField = DescField::new(
+    "global_pool",
+    27,
+    4,
+    1,
+    "Conv2d: global average pooling of the outputs before they are written (0 for Dense; not with \
+     max_pool). The map written is [out_c, 1, 1] at output_addr: channel c's byte is \
+     ((4·Σ + 1)·pool_mult + 2^(pool_shift−1)) >> pool_shift, Σ the sum of its out_h·out_w output \
+     codes, then ReLU (with relu) and saturation as for any output.",
+);
+
+pub const POOL_MULT: DescField = DescField::new(
+    "pool_mult",
+    28,
+    0,
+    32,
+    "With global_pool: the mean's multiplier, a two's-complement i32 (the compiler writes the \
+     requantization of 1/(4·out_h·out_w)); 0 without.",
+);
+
+pub const POOL_SHIFT: DescField = DescField::new(
+    "pool_shift",
+    29,
+    0,
+    6,
+    "With global_pool: the mean's right shift (0..=63); 0 without.",
+);
+
+/// Every descriptor field, in word and bit order. Words 30 and 31 are reserved.
 pub static DESCRIPTOR_FIELDS: &[DescField] = &[
     OP,
     RELU,
@@ -354,6 +388,9 @@ pub static DESCRIPTOR_FIELDS: &[DescField] = &[
     WEIGHT_ADDR[3],
     BATCH,
     MAX_POOL,
+    GLOBAL_POOL,
+    POOL_MULT,
+    POOL_SHIFT,
 ];
 
 /// Per word, the bits some field names; the rest are reserved.
@@ -378,7 +415,10 @@ pub static CHECKS: &[(ErrorCode, &str)] = &[
         ErrorCode::BadGroups,
         "Group slots from n_groups on are all zero.",
     ),
-    (ErrorCode::Reserved, "Reserved bits are zero."),
+    (
+        ErrorCode::Reserved,
+        "Reserved bits are zero; so are pool_mult and pool_shift while global_pool is clear.",
+    ),
     (
         ErrorCode::BadBits,
         "`in_bits` and `out_bits` are 2..=CAPS0.ACT_BITS; each stored group's bits are in \
@@ -392,7 +432,7 @@ pub static CHECKS: &[(ErrorCode, &str)] = &[
          Dense has 1x1 spatial shapes, kernel 1, stride 1, pad 0 and batch ≥ 1; Conv2d's out_h = \
          (in_h + pad_top + pad_bottom − kernel_h) / stride + 1 (likewise out_w with pad_left + \
          pad_right) and batch 1; max_pool is 0, 2, 4 or 8, 0 for Dense, and at most out_h and \
-         out_w; K (in_c for Dense, in_c·kernel_h·kernel_w for Conv2d) ≤ MAX_K.",
+         out_w; global_pool is 0 for Dense, with max_pool and without CAPS0.GLOBAL_POOL; K (in_c for Dense, in_c·kernel_h·kernel_w for Conv2d) ≤ MAX_K.",
     ),
     (
         ErrorCode::BadGroups,
@@ -616,6 +656,9 @@ pub struct LayerDescriptor {
     pub batch: u16,
     /// Conv2d: the max-pooling window k of the outputs (k×k, stride k), 0 = none. See [`MAX_POOL`].
     pub max_pool: u8,
+    /// Conv2d: global average pooling of the outputs with this mean requantization (applied to
+    /// 4·Σ + 1), `None` = none. See [`GLOBAL_POOL`].
+    pub global_pool: Option<RequantEntry>,
 }
 
 type Check = Result<(), (ErrorCode, String)>;
@@ -629,7 +672,8 @@ impl LayerDescriptor {
     pub fn encode(&self) -> [u8; DESCRIPTOR_BYTES] {
         let mut w = [0u32; DESCRIPTOR_WORDS];
         let f = self.flags;
-        let values: [(DescField, u64); 30] = [
+        let pool = self.global_pool;
+        let values: [(DescField, u64); 33] = [
             (OP, self.op as u64),
             (RELU, u64::from(f.relu)),
             (IN_SIGNED, u64::from(f.in_signed)),
@@ -660,6 +704,12 @@ impl LayerDescriptor {
             (REQUANT_ADDR, self.requant_addr.0),
             (BATCH, u64::from(self.batch)),
             (MAX_POOL, u64::from(self.max_pool)),
+            (GLOBAL_POOL, u64::from(pool.is_some())),
+            (
+                POOL_MULT,
+                u64::from(pool.map_or(0, |p| p.multiplier as u32)),
+            ),
+            (POOL_SHIFT, u64::from(pool.map_or(0, |p| p.shift))),
         ];
         for (field, value) in values {
             field.put(&mut w, value);
@@ -745,6 +795,24 @@ impl LayerDescriptor {
                 code: ErrorCode::Reserved,
             });
         }
+        let global_pool = if get(GLOBAL_POOL) != 0 {
+            Some(RequantEntry {
+                multiplier: get(POOL_MULT) as u32 as i32,
+                shift: byte(POOL_SHIFT),
+            })
+        } else {
+            for f in [POOL_MULT, POOL_SHIFT] {
+                if get(f) != 0 {
+                    return Err(field_error(
+                        f,
+                        get(f),
+                        "0 (reserved while global_pool is clear)",
+                        ErrorCode::Reserved,
+                    ));
+                }
+            }
+            None
+        };
         Ok(LayerDescriptor {
             op,
             flags: Flags {
@@ -785,6 +853,7 @@ impl LayerDescriptor {
             group_mult_addr: DeviceAddr(get(GROUP_MULT_ADDR)),
             batch: small(BATCH),
             max_pool: byte(MAX_POOL),
+            global_pool,
         })
     }
 
@@ -806,8 +875,16 @@ impl LayerDescriptor {
     }
 
     /// The map the device writes, [out_c, out_h / k, out_w / k] with max pooling of window k,
-    /// else the output shape: the one rule for the written extent.
+    /// [out_c, 1, 1] with global pooling, else the output shape: the one rule for the written
+    /// extent.
     pub fn written(&self) -> Shape {
+        if self.global_pool.is_some() {
+            return Shape {
+                c: self.output.c,
+                h: 1,
+                w: 1,
+            };
+        }
         match self.max_pool {
             0 => self.output,
             k => Shape {
@@ -931,6 +1008,9 @@ impl LayerDescriptor {
                         self.max_pool
                     ));
                 }
+                if self.global_pool.is_some() {
+                    return bad("global_pool = 1: expected 0 for Dense".into());
+                }
             }
             Opcode::Conv2d => {
                 if self.batch != 1 {
@@ -975,6 +1055,18 @@ impl LayerDescriptor {
                     return bad(format!(
                         "max_pool = {k}: expected a window within the {}x{} output",
                         self.output.h, self.output.w
+                    ));
+                }
+                if self.global_pool.is_some() && !caps.global_pool() {
+                    return bad(
+                        "global_pool = 1: this device has no global pooling on the result path \
+                         (CAPS0.GLOBAL_POOL = 0)"
+                            .into(),
+                    );
+                }
+                if k != 0 && self.global_pool.is_some() {
+                    return bad(format!(
+                        "global_pool = 1 with max_pool = {k}: expected one pooling, not both"
                     ));
                 }
             }
@@ -1246,6 +1338,7 @@ mod tests {
             group_mult_addr: DeviceAddr(0x2200_0200),
             batch: 1,
             max_pool: 0,
+            global_pool: None,
         }
     }
 
@@ -1294,10 +1387,12 @@ mod tests {
         }
         assert_eq!(used, used_bits());
         assert_eq!(used[26], 0xffff, "word 26 holds batch in [15:0]");
-        assert_eq!(used[27], 0xf, "word 27 holds max_pool in [3:0]");
+        assert_eq!(used[27], 0x1f, "word 27: max_pool [3:0], global_pool [4]");
+        assert_eq!(used[28], u32::MAX, "word 28 holds pool_mult");
+        assert_eq!(used[29], 0x3f, "word 29 holds pool_shift in [5:0]");
         assert!(
-            used[28..].iter().all(|&w| w == 0),
-            "words 28..=31 are reserved"
+            used[30..].iter().all(|&w| w == 0),
+            "words 30 and 31 are reserved"
         );
     }
 
@@ -1339,11 +1434,13 @@ mod tests {
 
     #[test]
     fn decode_rejects_set_reserved_bits_naming_the_word() {
-        // Word 27 holds max_pool in [3:0]: bit 4 (byte 108, 0x10) is reserved.
+        // Word 27 holds max_pool in [3:0] and global_pool in [4]: bit 5 (byte 108, 0x20) is
+        // reserved; word 29 holds pool_shift in [5:0]: bit 6 (byte 116, 0x40) is.
         for (byte, mask, word) in [
             (1usize, 0x20u8, 0),
-            (108, 0x10, 27),
-            (112, 0x01, 28),
+            (108, 0x20, 27),
+            (116, 0x40, 29),
+            (120, 0x01, 30),
             (127, 0x80, 31),
         ] {
             let (err, code) = decode_err(|b| b[byte] |= mask);
@@ -1512,6 +1609,56 @@ mod tests {
         assert!(shape.schedule(&wide).is_err());
         wide.max_pool = 8;
         assert!(shape.schedule(&wide).is_ok());
+    }
+
+    #[test]
+    fn global_pool_is_checked_encoded_and_sets_the_written_map() {
+        let pynq = caps("pynq-z2.toml");
+        let mut d = conv();
+        let mean = RequantEntry {
+            multiplier: -0x4000_0001,
+            shift: 63,
+        };
+        d.global_pool = Some(mean);
+        // Only a device with the capability takes it.
+        let e = d.validate(&pynq).unwrap_err();
+        assert_eq!(e.0, ErrorCode::BadShape);
+        assert!(e.1.contains("CAPS0.GLOBAL_POOL = 0"), "{}", e.1);
+        let pynq = caps("zcu104.toml");
+        assert_eq!(d.validate(&pynq), Ok(()));
+        let bytes = d.encode();
+        assert_eq!(LayerDescriptor::decode(&bytes).unwrap(), d);
+        let w = words(&bytes);
+        assert_eq!((w[27], w[28], w[29]), (0x10, 0xbfff_ffff, 63));
+        let written = d.written();
+        assert_eq!((written.c, written.h, written.w), (d.output.c, 1, 1));
+        // The mean's fields are reserved while the flag is clear.
+        for (byte, field) in [(112usize, "pool_mult"), (116, "pool_shift")] {
+            let (err, code) = decode_err(|b| b[byte] = 1);
+            assert!(
+                err.contains(field) && err.contains("reserved while global_pool is clear"),
+                "{err}"
+            );
+            assert_eq!(code, Some(ErrorCode::Reserved));
+        }
+        // One pooling per layer, and none for Dense.
+        d.max_pool = 2;
+        let e = d.validate(&pynq).unwrap_err();
+        assert_eq!(e.0, ErrorCode::BadShape);
+        assert!(e.1.contains("one pooling, not both"), "{}", e.1);
+        let mut dense = conv();
+        dense.op = Opcode::Dense;
+        (dense.input.h, dense.input.w, dense.output.h, dense.output.w) = (1, 1, 1, 1);
+        (dense.kernel_h, dense.kernel_w, dense.stride) = (1, 1, 1);
+        dense.pad = Pad::uniform(0);
+        assert_eq!(dense.check_shape(&pynq), Ok(()));
+        dense.global_pool = Some(mean);
+        let e = dense.check_shape(&pynq).unwrap_err();
+        assert!(
+            e.1.contains("global_pool = 1: expected 0 for Dense"),
+            "{}",
+            e.1
+        );
     }
 
     #[test]
@@ -1984,6 +2131,7 @@ mod tests {
                     group_mult_addr: a[4],
                     batch: 1,
                     max_pool: 0,
+                    global_pool: None,
                 }
             })
     }

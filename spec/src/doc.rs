@@ -177,7 +177,12 @@ pub fn render_descriptor() -> String {
          is [out_c, ⌊out_h / k⌋, ⌊out_w / k⌋]: the byte of (c, y, x) at `output_addr + (c · \
          ⌊out_h / k⌋ + y) · ⌊out_w / k⌋ + x` holds the largest output code of the conv pixels \
          (k·y + i, k·x + j), 0 ≤ i, j < k (signed or unsigned by `out_signed`); conv pixels past \
-         the last whole window are computed and dropped. Either map may start at any byte: the \
+         the last whole window are computed and dropped. With `global_pool` the map written is \
+         [out_c, 1, 1]: the byte at `output_addr + c` is channel c's mean, ((4·Σ + 1)·pool_mult \
+         + 2^(pool_shift − 1)) >> pool_shift over the sum Σ of its out_h · out_w output codes \
+         (exact product, arithmetic shift; then ReLU and saturation as for any output; \
+         docs/numerics.md, \"Average pooling as a layer\", gives the values that make it the \
+         average-pool rule). Either map may start at any byte: the \
          engine reads the input map from the 8-byte word it starts in (the bytes before it in \
          that word are read and not used; the feature buffer holds the map from there, so \
          (input_addr mod 8) + in_c · in_h · in_w must fit it), and writes the output with byte \
@@ -308,8 +313,9 @@ mod tests {
         }
         assert!(doc.contains("| 0 | `[15:13]` |"), "{doc}");
         assert!(doc.contains("| 26 | `[31:16]` |"), "{doc}");
-        assert!(doc.contains("| 27 | `[31:4]` |"), "{doc}");
-        assert!(doc.contains("| 28 | `[31:0]` |"), "{doc}");
+        assert!(doc.contains("| 27 | `[31:5]` |"), "{doc}");
+        assert!(doc.contains("| 29 | `[31:6]` |"), "{doc}");
+        assert!(doc.contains("| 30 | `[31:0]` |"), "{doc}");
         assert!(doc.contains("| 8–9 | `[63:0]` | input_addr |"), "{doc}");
     }
 

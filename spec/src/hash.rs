@@ -107,7 +107,7 @@ mod tests {
 
     /// Pinned so that any change to the canonical form (or to sim-small.toml) is a visible decision:
     /// every bitstream built before it would stop matching its driver.
-    const SIM_SMALL_GOLDEN: u64 = 0x5257_eab3_fd6a_cd95;
+    const SIM_SMALL_GOLDEN: u64 = 0xcda2_a8f1_e2c5_9d93;
 
     #[test]
     fn a_default_coherence_leaves_the_hash_alone_and_io_changes_it() {
@@ -138,7 +138,9 @@ mod tests {
     fn canonical_form_is_compact_with_sorted_keys() {
         let json = canonical_json(&sim_small());
         assert!(
-            json.starts_with(r#"{"array":{"act_bits":8,"cols":8,"group_size":16,"#),
+            json.starts_with(
+                r#"{"array":{"act_bits":8,"cols":8,"global_pool":true,"group_size":16,"#
+            ),
             "{json}"
         );
         assert!(json.contains(r#""clock_mhz":100.0,"#), "{json}");
@@ -173,6 +175,7 @@ mod tests {
             weight_buf_kib = 4
 
             [array]
+            global_pool = true
             group_size = 16
             max_plane_groups = 4
             act_bits = 8
@@ -229,6 +232,7 @@ mod tests {
         let candidates: Vec<Value> = match &original {
             Value::Number(n) if n.is_f64() => vec![(n.as_f64()? + 0.5).into()],
             Value::Number(n) => vec![(n.as_u64()? + 1).into()],
+            Value::Bool(b) => vec![(!b).into()],
             Value::String(s) => ["pynq-z2", "zcu104", "sim"]
                 .iter()
                 .map(|b| Value::from(*b))

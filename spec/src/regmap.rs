@@ -17,10 +17,12 @@ use crate::error::SpecError;
 /// (per-side Conv2d padding: `pad_top`, `pad_left`, `pad_bottom`, `pad_right` replace `pad`).
 /// 3.1.0: `max_pool` (word 27), max pooling on the Conv2d result path; a 3.0 device refuses it
 /// as a reserved bit, so the driver requires a minor version at least its own. 3.2.0: a Conv2d's
-/// input and output maps may start at any byte (a 3.1 device refuses them as MISALIGNED).
-pub const REGMAP_VERSION: (u8, u8, u8) = (3, 2, 0);
+/// input and output maps may start at any byte (a 3.1 device refuses them as MISALIGNED). 3.3.0:
+/// `global_pool`, `pool_mult`, `pool_shift` (words 27–29), global average pooling on the Conv2d
+/// result path (a 3.2 device refuses them as reserved bits).
+pub const REGMAP_VERSION: (u8, u8, u8) = (3, 3, 0);
 /// [`REGMAP_VERSION`] as text.
-pub const REGMAP_VERSION_STRING: &str = "3.2.0";
+pub const REGMAP_VERSION_STRING: &str = "3.3.0";
 /// The ID register's constant: "CAQ!" in ASCII, 'C' in the top byte.
 pub const ID_VALUE: u32 = 0x4341_5121;
 
@@ -265,6 +267,13 @@ pub const CAPS0_MAX_PLANE_GROUPS: Field = Field::new(
     3,
     "array.max_plane_groups: plane groups a descriptor may name.",
 );
+pub const CAPS0_GLOBAL_POOL: Field = Field::new(
+    "GLOBAL_POOL",
+    31,
+    1,
+    "array.global_pool: a Conv2d may average its outputs on the result path (descriptor field \
+     global_pool).",
+);
 pub const CAPS0: Register = Register {
     name: "CAPS0",
     offset: 0x010,
@@ -277,6 +286,7 @@ pub const CAPS0: Register = Register {
         CAPS0_WEIGHT_BITS_MASK,
         CAPS0_ACT_BITS,
         CAPS0_MAX_PLANE_GROUPS,
+        CAPS0_GLOBAL_POOL,
     ],
 };
 
@@ -809,7 +819,7 @@ mod tests {
         }
         assert_eq!(ID.reset, Reset::Value(0x4341_5121));
         assert_eq!(ID_VALUE.to_be_bytes(), *b"CAQ!");
-        assert_eq!(VERSION.reset, Reset::Value(0x0003_0200));
+        assert_eq!(VERSION.reset, Reset::Value(0x0003_0300));
         assert_eq!(
             REGMAP_VERSION_STRING,
             format!(

@@ -97,6 +97,8 @@ pub struct CoreShape {
     /// Most pixels per window-generator block: at most MAX_BLOCK, C/8 (one bank per pixel) and
     /// half the activation banks' entries (two blocks of one-chunk patches).
     pub max_block: u32,
+    /// Global average pooling on the result path (`array.global_pool`, CAPS0.GLOBAL_POOL).
+    pub global_pool: bool,
 }
 
 /// What the engine derives from a descriptor that passed its checks.
@@ -167,6 +169,7 @@ impl CoreShape {
             run_bytes: (stage_bytes / 4).min(MAX_RUN_BYTES),
             // Two patch blocks of W one-chunk pixels must fit the activation banks' entries.
             max_block: MAX_BLOCK.min(abanks).min(adepth / 2),
+            global_pool: cfg.array.global_pool,
         }
     }
 

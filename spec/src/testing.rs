@@ -151,6 +151,7 @@ fn random_array(r: &mut SplitMix64) -> ArrayConfig {
         act_bits: r.range(*ACT_BITS.start(), *ACT_BITS.end()),
         max_plane_groups: r.range(*MAX_PLANE_GROUPS.start(), *MAX_PLANE_GROUPS.end()),
         group_size,
+        global_pool: r.chance(50),
     }
 }
 

@@ -68,7 +68,7 @@ fn schedule_ports(s: &CoreShape, aw: u32) -> Vec<(&'static str, u32, &'static st
         (
             "s_written",
             16,
-            "outputs per tile written: s_items, or the pooled (out_h/k)*(out_w/k)",
+            "outputs per tile written: s_items, the pooled (out_h/k)*(out_w/k), or 1 (global)",
         ),
         ("s_pool", 2, "max pooling window log2 k (0: none)"),
         ("s_block", 4, "window block width W (1 for Dense)"),
@@ -243,6 +243,9 @@ fn stage1(
         .map(|(i, u)| format!("((desc[{} +: 32] & 32'h{:08x}) == 32'd0)", 32 * i, !u))
         .collect::<Vec<_>>()
         .join(" && ");
+    // pool_mult and pool_shift are reserved while global_pool is clear.
+    let reserved =
+        format!("{reserved} && (d_global_pool || (d_pool_mult == 32'd0 && d_pool_shift == 6'd0))");
     reg(m, st, "c_reserved_q", 1, reserved)?;
     m.wire_assign(
         "bits_mask",
@@ -287,14 +290,23 @@ fn stage1(
         "d_in_h == 16'd1 && d_in_w == 16'd1 && d_out_h == 16'd1 && d_out_w == 16'd1 && \
          d_kernel_h == 8'd1 && d_kernel_w == 8'd1 && d_stride == 8'd1 && \
          d_pad_top == 4'd0 && d_pad_left == 4'd0 && d_pad_bottom == 4'd0 && d_pad_right == 4'd0 && \
-         d_batch != 16'd0 && d_max_pool == 4'd0",
+         d_batch != 16'd0 && d_max_pool == 4'd0 && !d_global_pool",
     )?;
     reg(
         m,
         st,
         "c_conv_batch_q",
         1,
-        "d_batch == 16'd1 && {12'd0, d_max_pool} <= d_out_h && {12'd0, d_max_pool} <= d_out_w",
+        format!(
+            "d_batch == 16'd1 && {{12'd0, d_max_pool}} <= d_out_h && {{12'd0, d_max_pool}} <= d_out_w && \
+             {}",
+            // Without CAPS0.GLOBAL_POOL the field is refused, else not with max_pool.
+            if s.global_pool {
+                "!(d_global_pool && d_max_pool != 4'd0)"
+            } else {
+                "!d_global_pool"
+            }
+        ),
     )?;
     // Max pooling: the window as log2 k (POOL_WINDOWS are 2, 4, 8), the pooled map's size.
     m.wire_assign(
@@ -312,8 +324,13 @@ fn stage1(
         st,
         "pohw_q",
         16,
-        // At most out_h * out_w, which the capacity rule bounds by MAX_ITEMS.
-        "(d_out_h >> pool_e) * (d_out_w >> pool_e)",
+        // At most out_h * out_w, which the capacity rule bounds by MAX_ITEMS; 1 with global
+        // pooling.
+        if s.global_pool {
+            "d_global_pool ? 16'd1 : (d_out_h >> pool_e) * (d_out_w >> pool_e)"
+        } else {
+            "(d_out_h >> pool_e) * (d_out_w >> pool_e)"
+        },
     )?;
     reg(m, st, "pool_w_q", 16, "d_out_w >> pool_e")?;
     let wmax = caps.max_weight_bits().get();

@@ -48,7 +48,6 @@ pub fn exec(cfg: &AccelConfig) -> Result<Module> {
     let (rows, cols) = (s.rows, s.cols);
     let nb = s.abanks;
     let nsub = s.bus_words;
-    let aw = s.addr_bits;
     let aeb = act_entry_bits(&s);
     let cb = credit_bits(&s);
     let lane = a.lane_bits;
@@ -75,7 +74,7 @@ pub fn exec(cfg: &AccelConfig) -> Result<Module> {
     )?;
     m.port_doc(Dir::Input, "x_start", 1, "pulse: a descriptor starts")?;
     m.port_doc(Dir::Input, "x_early", 1, super::params::X_EARLY_DOC)?;
-    x_inputs(&mut m, aw)?;
+    x_inputs(&mut m, &s)?;
     m.port_group("loads from the fetch stage");
     m.port(Dir::Input, "lw_valid", nsub)?;
     m.port(Dir::Input, "lw_row", nsub * fw.ri)?;
@@ -481,11 +480,16 @@ fn sequencer(
             None,
         )?;
         let col = format!("pcol{i}");
-        bits.push(format!(
+        let max = format!(
             "(x_pool == 2'd0 || ({} && {}))",
             pool_window_last("by_q", &col, "epool_m"),
             pool_in_window("by_q", &col, "epool_m")
-        ));
+        );
+        bits.push(if s.global_pool {
+            format!("(x_gpool ? (by_q == x_out_h - 16'd1 && {col} == x_out_w - 16'd1) : {max})")
+        } else {
+            max
+        });
     }
     let bits = bits.join(", ");
     m.wire_assign(
@@ -496,19 +500,32 @@ fn sequencer(
     m.wire_assign(
         "pix_writes",
         Expr::raw("pmask_q[it_q[2:0]]", 1),
-        Some("Conv2d: the item writes a pixel (with max pooling: completes a window)"),
+        Some(
+            "Conv2d: the item writes a pixel (with max pooling: completes a window; with global \
+             pooling: the tile's last)",
+        ),
     )?;
     m.wire_assign(
         "run_start",
         Expr::raw(format!("x_conv && pix_writes && {run_start}"), 1),
         Some("Conv2d: the item opens an output run of the result stage"),
     )?;
+    // Global pooling: a tile's pixel (its last) opens a run only when every run credit is home,
+    // so the result stage's mean of the tile before it has been written and its sums are free.
+    let run_ok = if s.global_pool {
+        format!(
+            "(x_gpool ? runcr_q == 3'd{} : runcr_q != 3'd0)",
+            super::result::RUN_QUEUE
+        )
+    } else {
+        "runcr_q != 3'd0".to_owned()
+    };
     m.wire_assign(
         "go",
         Expr::raw(
             format!(
                 "est_q == E_RUN && !gap_q && (!item_start || (credits_q != {cb}'d0 && \
-                 (!run_start || runcr_q != 3'd0)))"
+                 (!run_start || {run_ok})))"
             ),
             1,
         ),

@@ -285,7 +285,7 @@ fn ports(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape, w: &FetchWidth
         1,
         "pulse: x_* hold a new descriptor",
     )?;
-    for (name, width, doc) in x_params(aw) {
+    for (name, width, doc) in x_params(s) {
         if doc.is_empty() {
             m.port(Dir::Output, name, width)?;
         } else {
@@ -1684,6 +1684,18 @@ fn run_side(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()>
         ("x_out_stride", "f_s_out_stride".into()),
         ("x_desc", "idx_q".into()),
     ];
+    let values: Vec<(&str, String)> = if s.global_pool {
+        values
+            .into_iter()
+            .chain([
+                ("x_gpool", "d_global_pool".into()),
+                ("x_pool_mult", "d_pool_mult".into()),
+                ("x_pool_shift", "d_pool_shift".into()),
+            ])
+            .collect()
+    } else {
+        values
+    };
     let mut c = Code::new();
     c.nb("x_start_q", "fxfer_set");
     c.if_("fxfer_set", |c| {
@@ -1730,7 +1742,7 @@ fn run_side(m: &mut ModuleBuilder, s: &CoreShape, w: &FetchWidths) -> Result<()>
             });
         },
     );
-    for (name, width, _) in x_params(aw) {
+    for (name, width, _) in x_params(s) {
         m.reg(&format!("{name}_q"), width, None)?;
         m.assign_raw(name, format!("{name}_q"))?;
     }

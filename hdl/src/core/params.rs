@@ -2,12 +2,16 @@
 //! result stage when a descriptor starts running (`x_*` ports), one list for the driver of the
 //! ports and every reader. Values are the descriptor's fields and its `caq_spec::Schedule`.
 
+use caq_spec::CoreShape;
+
 use crate::emit::{Dir, ModuleBuilder};
 use crate::error::Result;
 
-/// (port, width, meaning), for a core of address width `aw`.
-pub fn x_params(aw: u32) -> Vec<(&'static str, u32, &'static str)> {
-    vec![
+/// (port, width, meaning), for a core of shape `s` (its address width; the global pooling
+/// parameters only where the core has it).
+pub fn x_params(s: &CoreShape) -> Vec<(&'static str, u32, &'static str)> {
+    let aw = s.addr_bits;
+    let mut params = vec![
         ("x_conv", 1, "Conv2d (else Dense)"),
         ("x_relu", 1, ""),
         ("x_in_signed", 1, ""),
@@ -49,7 +53,19 @@ pub fn x_params(aw: u32) -> Vec<(&'static str, u32, &'static str)> {
             "Dense: bytes between outputs of the batch",
         ),
         ("x_desc", 16, "the descriptor's index in the list"),
-    ]
+    ];
+    if s.global_pool {
+        params.extend([
+            (
+                "x_gpool",
+                1,
+                "global average pooling: one pixel per tile, each row's mean",
+            ),
+            ("x_pool_mult", 32, "global pooling: the mean's multiplier"),
+            ("x_pool_shift", 6, "global pooling: the mean's shift"),
+        ]);
+    }
+    params
 }
 
 /// k − 1 for the max-pooling window k = 2^`x_pool` (0 without pooling), 3 bits without an adder:
@@ -75,13 +91,13 @@ pub const X_EARLY_DOC: &str = "the descriptor was handed over early, while the p
                                still requantizes and writes";
 
 /// Declares every run parameter as an input of `m`.
-pub fn x_inputs(m: &mut ModuleBuilder, aw: u32) -> Result<()> {
+pub fn x_inputs(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     m.port_group("run parameters of the running descriptor (from caq_fetch)");
     m.port_lint_off(
         "UNUSEDSIGNAL",
         "every stage receives the whole parameter set and uses its part",
     );
-    for (name, w, doc) in x_params(aw) {
+    for (name, w, doc) in x_params(s) {
         if doc.is_empty() {
             m.port(Dir::Input, name, w)?;
         } else {

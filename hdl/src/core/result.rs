@@ -5,7 +5,10 @@
 //!   row per pixel); every [`caq_spec::CoreShape::run_bytes`] pixels of a tile (and at the tile's
 //!   end) the run is written as one burst per row — the CHW layout, one channel's pixels in a row;
 //! - Dense: an input's R codes go into a small queue and out as one burst at
-//!   `out + n·out_stride + o0`.
+//!   `out + n·out_stride + o0`;
+//! - with max pooling, only the codes of the pixels that complete a window (the pooling line);
+//!   with global pooling (cores with `array.global_pool`), each row's mean over the tile, as one
+//!   pixel after the tile's last (`mean`).
 //!
 //! The writer has two stages: the request stage computes each burst's address, checks it against
 //! the window and issues it; the data stage reads the staging (or the queue) and funnels it into
@@ -66,7 +69,7 @@ pub fn result(cfg: &AccelConfig, requant_if: &Interface) -> Result<Module> {
     m.port_doc(Dir::Input, "clear", 1, "pulse: back to idle")?;
     m.port(Dir::Input, "x_start", 1)?;
     m.port_doc(Dir::Input, "x_early", 1, super::params::X_EARLY_DOC)?;
-    x_inputs(&mut m, aw)?;
+    x_inputs(&mut m, &s)?;
     m.port_group("totals from caq_array");
     m.port(Dir::Input, "acc_valid", 1)?;
     m.port(Dir::Input, "acc_t", rows * ACC_T_BITS)?;
@@ -140,10 +143,13 @@ pub fn result(cfg: &AccelConfig, requant_if: &Interface) -> Result<Module> {
     m.port(Dir::Output, "result_idle", 1)?;
     m.port_doc(Dir::Output, "perf_bytes_wr", 16, "bytes written this cycle")?;
 
-    run_params(&mut m, aw)?;
+    run_params(&mut m, &s)?;
     tables(&mut m, &s, &fw)?;
     requantize(&mut m, &s, requant_if)?;
     staging(&mut m, cfg, &s)?;
+    if s.global_pool {
+        mean(&mut m, &s, requant_if)?;
+    }
     requests(&mut m, cfg, &s)?;
     beats(&mut m, cfg, &s)?;
     finish(&mut m, &s)?;
@@ -155,7 +161,7 @@ pub fn result(cfg: &AccelConfig, requant_if: &Interface) -> Result<Module> {
 /// descriptor is handed over if the previous one's items have all left requantization, else as
 /// soon as they have (`r_start` a cycle later). So after an early hand-over the window and execute
 /// stages run the new descriptor while this stage finishes the old one's items with its own.
-const RESULT_PARAMS: [&str; 15] = [
+const RESULT_PARAMS: [&str; 18] = [
     "conv",
     "relu",
     "out_signed",
@@ -167,15 +173,18 @@ const RESULT_PARAMS: [&str; 15] = [
     "out_addr",
     "out_stride",
     "pool",
+    "gpool",
+    "pool_mult",
+    "pool_shift",
     "out_w",
     "out_h",
     "desc",
     "early",
 ];
 
-fn run_params(m: &mut ModuleBuilder, aw: u32) -> Result<()> {
+fn run_params(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
     m.section("run parameters of this stage's descriptor (r_*), taken from x_* at r_go");
-    let widths: Vec<(String, u32)> = super::params::x_params(aw)
+    let widths: Vec<(String, u32)> = super::params::x_params(s)
         .into_iter()
         .chain([("x_early", 1, "")])
         .filter_map(|(name, w, _)| {
@@ -234,9 +243,17 @@ fn run_params(m: &mut ModuleBuilder, aw: u32) -> Result<()> {
                     c.if_("x_start", |c| {
                         c.nb("r_pend_q", "1'b1");
                     });
-                    c.comment("the descriptor's last item leaves requantization (o_done_q rises)");
+                    c.comment(
+                        "the descriptor's last item leaves requantization, or with global \
+                         pooling its last mean (o_done_q rises)",
+                    );
+                    let items_out = "q1_valid_q && o_tile_end && o_tile_q + 16'd1 == r_tiles";
                     c.if_(
-                        "q1_valid_q && o_tile_end && o_tile_q + 16'd1 == r_tiles",
+                        if s.global_pool {
+                            format!("r_gpool ? (m_emit_q && m_last_q) : ({items_out})")
+                        } else {
+                            items_out.to_owned()
+                        },
                         |c| {
                             c.nb("r_open_q", "1'b0");
                         },
@@ -638,14 +655,26 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
             "rq_len[rq_wp_q]",
             format!("o_item_q[{runl}:0] - o_rp0_q[{runl}:0] + {}'d1", runl + 1),
         );
+        // With global pooling the run is the tile's means, written after the tile has ended:
+        // its address, rows, tile and epoch were taken with its sums.
+        let g = |mean: &str, item: String| {
+            if s.global_pool {
+                format!("r_gpool ? {mean} : {item}")
+            } else {
+                item
+            }
+        };
         c.nb(
             "rq_dest[rq_wp_q]",
-            format!("o_chan_q + {{{}'d0, o_rp0_q}}", aw - 16),
+            g(
+                "m_chan_q",
+                format!("o_chan_q + {{{}'d0, o_rp0_q}}", aw - 16),
+            ),
         );
-        c.nb("rq_nrows[rq_wp_q]", "o_nrows");
-        c.nb("rq_tile[rq_wp_q]", "o_tile_q");
+        c.nb("rq_nrows[rq_wp_q]", g("m_nrows_q", "o_nrows".into()));
+        c.nb("rq_tile[rq_wp_q]", g("m_tile_q", "o_tile_q".into()));
         c.nb("rq_step[rq_wp_q]", "r_written");
-        c.nb("rq_ep[rq_wp_q]", "o_ep_q");
+        c.nb("rq_ep[rq_wp_q]", g("m_ep_q", "o_ep_q".into()));
     });
     c.if_("d_push", |c| {
         c.nb("dq_codes[dq_wp_q]", "q1_codes_q");
@@ -698,6 +727,11 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
             c.if_("d_push", |c| {
                 c.nb("dq_wp_q", format!("dq_wp_q + {}'d1", dqb.max(1)));
             });
+            if s.global_pool {
+                c.if_("m_emit_q && m_last_q", |c| {
+                    c.nb("o_done_q", "1'b1");
+                });
+            }
             c.if_("s_valid", |c| {
                 c.nb("o_pos_q", format!("o_pos_q + {pb}'d1"));
                 c.nb("o_item_q", "o_item_q + 16'd1");
@@ -717,14 +751,166 @@ fn staging(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()
                         c.nb("o_chan_q", format!("o_chan_q + {rowstep}"));
                         c.nb("o_dtile_q", format!("o_dtile_q + {aw}'d{rows}"));
                         c.nb("o_dest_q", format!("o_dtile_q + {aw}'d{rows}"));
-                        c.if_("o_tile_q + 16'd1 == r_tiles", |c| {
-                            c.nb("o_done_q", "1'b1");
-                        });
+                        let last = "o_tile_q + 16'd1 == r_tiles";
+                        c.if_(
+                            if s.global_pool {
+                                format!("{last} && !r_gpool")
+                            } else {
+                                last.to_owned()
+                            },
+                            |c| {
+                                c.nb("o_done_q", "1'b1");
+                            },
+                        );
                     },
                     |c| {
                         c.nb("o_citem_q", "o_citem_q + 16'd1");
                     },
                 );
+            });
+        },
+    );
+    m.always_ff(&m.sig("clk")?, c)?;
+    Ok(())
+}
+
+/// Bits of a row's sum of output codes over a tile: at most `MAX_ITEMS` codes of 8 bits, signed
+/// or not (|Σ| ≤ 255 · 65,535 < 2^24), plus the sign.
+const SUM_BITS: u32 = 25;
+
+/// Global average pooling (`r_gpool`): every item leaving requantization adds its codes to its
+/// row's sum (`gs<r>_q`, restarted by the tile's first item); the tile's last item's sums are
+/// taken into a shift register and go one row per cycle through one more requant unit, as
+/// `POOL_SUM_WEIGHT · Σ` with bias `POOL_SUM_BIAS`, the descriptor's `pool_mult` and `pool_shift`
+/// and the layer's ReLU and output range. Their R codes, collected, are written as the tile's one
+/// pixel (`m_emit_q`), to the run address and rows taken with the sums. The execute stage opens
+/// that pixel's run only when no run is outstanding, so a tile's sums are never taken while the
+/// tile before it still uses the shift register.
+fn mean(m: &mut ModuleBuilder, s: &CoreShape, requant_if: &Interface) -> Result<()> {
+    use caq_spec::descriptor::{POOL_SUM_BIAS, POOL_SUM_WEIGHT};
+    debug_assert_eq!(POOL_SUM_WEIGHT, 4, "the sum enters the unit shifted by two");
+    let rows = s.rows;
+    let aw = s.addr_bits;
+    let ri = clog2(rows);
+    let cb = clog2(rows + 1);
+    let sw = SUM_BITS;
+    m.section("global average pooling: each row's sum over the tile, then its mean");
+    let mut sums = Vec::new();
+    for r in 0..rows {
+        m.reg(&format!("gs{r}_q"), sw, None)?;
+        let b = format!("q1_codes_q[{} +: 8]", 8 * r);
+        m.wire_assign(
+            &format!("gsum{r}"),
+            Expr::raw(
+                format!(
+                    "((o_citem_q == 16'd0) ? {sw}'d0 : gs{r}_q) + \
+                     (r_out_signed ? {{{{{e}{{q1_codes_q[{t}]}}}}, {b}}} : {{{e}'d0, {b}}})",
+                    e = sw - 8,
+                    t = 8 * r + 7
+                ),
+                sw,
+            ),
+            None,
+        )?;
+        sums.push(format!("gsum{r}"));
+    }
+    sums.reverse();
+    for (name, width, doc) in [
+        (
+            "m_sh_q",
+            rows * sw,
+            "the tile's sums, row 0 next into the unit",
+        ),
+        ("m_cnt_q", cb, "rows still to enter the unit"),
+        ("m_out_q", cb, "rows' codes collected"),
+        (
+            "m_codes_q",
+            rows * 8,
+            "the means, row r's at [8r +: 8] once all are in",
+        ),
+        ("m_emit_q", 1, "pulse: the tile's means are written"),
+        ("m_chan_q", aw, "the tile's first channel's output address"),
+        ("m_nrows_q", ri + 1, "the tile's rows"),
+        ("m_tile_q", 16, "the tile"),
+        ("m_ep_q", 1, "its staging epoch"),
+        ("m_last_q", 1, "the descriptor's last tile"),
+    ] {
+        m.reg(name, width, Some(doc))?;
+    }
+    let rqm_valid = m.wire("rqm_valid", 1, None)?;
+    let rqm_code = m.wire("rqm_code", 8, None)?;
+    let top = format!("m_sh_q[{}]", sw - 1);
+    let pad = ACC_T_BITS - sw - 2;
+    m.instance(
+        requant_if,
+        "u_rqm",
+        vec![
+            ("clk", Expr::raw("clk", 1)),
+            ("rst_n", Expr::raw("rst_n", 1)),
+            ("clear", Expr::raw("clear", 1)),
+            ("in_valid", Expr::raw(format!("m_cnt_q != {cb}'d0"), 1)),
+            (
+                "in_acc",
+                Expr::raw(
+                    format!("{{{{{pad}{{{top}}}}}, m_sh_q[{}:0], 2'b00}}", sw - 1),
+                    ACC_T_BITS,
+                ),
+            ),
+            ("in_bias", Expr::raw(format!("32'd{POOL_SUM_BIAS}"), 32)),
+            ("in_mult", Expr::raw("r_pool_mult", 32)),
+            ("in_shift", Expr::raw("r_pool_shift", 6)),
+            ("in_relu", Expr::raw("r_relu", 1)),
+            ("in_out_signed", Expr::raw("r_out_signed", 1)),
+            ("in_out_bits", Expr::raw("r_out_bits", 4)),
+            ("out_valid", rqm_valid.expr()),
+            ("out_code", rqm_code.expr()),
+        ],
+    )?;
+    let mut c = Code::new();
+    c.if_("q1_valid_q && r_conv && r_gpool", |c| {
+        for r in 0..rows {
+            c.nb(format!("gs{r}_q"), format!("gsum{r}"));
+        }
+    });
+    c.if_("rqm_valid", |c| {
+        if rows == 1 {
+            c.nb("m_codes_q", "rqm_code");
+        } else {
+            c.nb(
+                "m_codes_q",
+                format!("{{rqm_code, m_codes_q[{}:8]}}", rows * 8 - 1),
+            );
+        }
+    });
+    c.if_(format!("m_cnt_q != {cb}'d0"), |c| {
+        c.nb("m_sh_q", format!("m_sh_q >> {sw}"));
+    });
+    c.if_("q1_valid_q && r_gpool && o_tile_end", |c| {
+        c.nb("m_sh_q", format!("{{{}}}", sums.join(", ")));
+        c.nb("m_chan_q", "o_chan_q");
+        c.nb("m_nrows_q", "o_nrows");
+        c.nb("m_tile_q", "o_tile_q");
+        c.nb("m_ep_q", "o_ep_q");
+        c.nb("m_last_q", "o_tile_q + 16'd1 == r_tiles");
+    });
+    c.if_else(
+        "!rst_n || clear",
+        |c| {
+            c.nb("m_cnt_q", format!("{cb}'d0"));
+            c.nb("m_out_q", format!("{cb}'d0"));
+            c.nb("m_emit_q", "1'b0");
+        },
+        |c| {
+            let full = format!("m_out_q == {cb}'d{}", rows - 1);
+            c.nb("m_emit_q", format!("rqm_valid && {full}"));
+            c.if_("rqm_valid", |c| {
+                c.nb("m_out_q", format!("({full}) ? {cb}'d0 : m_out_q + {cb}'d1"));
+            });
+            c.if_(format!("m_cnt_q != {cb}'d0"), |c| {
+                c.nb("m_cnt_q", format!("m_cnt_q - {cb}'d1"));
+            });
+            c.if_("q1_valid_q && r_gpool && o_tile_end", |c| {
+                c.nb("m_cnt_q", format!("{cb}'d{rows}"));
             });
         },
     );
@@ -832,19 +1018,35 @@ fn pool(m: &mut ModuleBuilder, s: &CoreShape) -> Result<()> {
         Expr::raw("q1_first_q ? q1_codes_q : p_max", rows * 8),
         Some("the window's maximum so far"),
     )?;
+    let (items, writes, codes) = (
+        "(r_pool == 2'd0 || (q1_in_q && q1_emit_q))",
+        "q1_valid_q && (!r_conv || ITEMS)",
+        "(r_pool == 2'd0) ? q1_codes_q : p_codes",
+    );
+    let (writes, valid, codes) = if s.global_pool {
+        (
+            writes.replace("ITEMS", &format!("(!r_gpool && {items})")),
+            "q1_writes || m_emit_q".to_owned(),
+            format!("m_emit_q ? m_codes_q : {codes}"),
+        )
+    } else {
+        (
+            writes.replace("ITEMS", items),
+            "q1_writes".to_owned(),
+            codes.to_owned(),
+        )
+    };
+    m.wire_assign(
+        "q1_writes",
+        Expr::raw(writes, 1),
+        Some("the item (or the max-pooling window it completes) is written"),
+    )?;
     m.wire_assign(
         "s_valid",
-        Expr::raw(
-            "q1_valid_q && (!r_conv || r_pool == 2'd0 || (q1_in_q && q1_emit_q))",
-            1,
-        ),
-        Some("the item (or the window it completes) is written"),
+        Expr::raw(valid, 1),
+        Some("a pixel is written: an item's, a max-pooling window's or a tile's means"),
     )?;
-    m.wire_assign(
-        "s_codes",
-        Expr::raw("(r_pool == 2'd0) ? q1_codes_q : p_codes", rows * 8),
-        None,
-    )?;
+    m.wire_assign("s_codes", Expr::raw(codes, rows * 8), None)?;
     m.wire_assign(
         "d_push",
         Expr::raw("q1_valid_q && !r_conv", 1),
@@ -1596,9 +1798,15 @@ fn beats(m: &mut ModuleBuilder, cfg: &AccelConfig, s: &CoreShape) -> Result<()> 
                 "cr_q",
                 format!(
                     "(run_free ? {{{z}'d0, rq_len[rq_rp_q]}} : out_free ? {cb}'d1 : {cb}'d0) + \
-                     {{{z1}'d0, q1_valid_q && r_conv && !s_valid}}",
+                     {{{z1}'d0, q1_valid_q && r_conv && !q1_writes{held}}}",
                     z = cb - runl - 1,
-                    z1 = cb - 1
+                    z1 = cb - 1,
+                    // The tile's last item's credit comes back with its means' run.
+                    held = if s.global_pool {
+                        " && !(r_gpool && o_tile_end)"
+                    } else {
+                        ""
+                    }
                 ),
             );
             c.nb("rcr_q", "run_free");

@@ -63,7 +63,7 @@ pub fn window(cfg: &AccelConfig) -> Result<Module> {
     m.port_doc(Dir::Input, "rst_n", 1, "synchronous, active low")?;
     m.port_doc(Dir::Input, "clear", 1, "pulse: back to idle")?;
     m.port(Dir::Input, "x_start", 1)?;
-    x_inputs(&mut m, aw)?;
+    x_inputs(&mut m, &s)?;
     m.port_group("feature-map loads from the fetch stage");
     m.port(Dir::Input, "lf_valid", nw)?;
     m.port(Dir::Input, "lf_index", nw * fw.fib)?;

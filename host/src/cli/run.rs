@@ -129,8 +129,9 @@ pub struct RunArgs {
     /// Also write the figures as JSON to this file (written atomically; `-` for standard output).
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Run global average pools on the device (--backend func and rtl): one list fewer, at the
-    /// array's cost (docs/hardware.md "Global average pooling on the device").
+    /// Run the global average pools the result path cannot take on the array (--backend func and
+    /// rtl): one list fewer, at the array's cost (docs/hardware.md "Global average pooling by
+    /// constant-weight layers").
     #[arg(long)]
     gap_on_device: bool,
     /// Also write every held-out image's output codes and prediction, one JSON object a line

@@ -252,8 +252,9 @@ fn markdown(r: &Report, configs: &[PathBuf]) -> String {
          Latency is cycles at the config clock from the functional device's timing model; \
          energy is the energy model's (docs/energy.md). Accuracy is not applicable: the \
          benchmark's data sets are not here. `mixed` runs the first and last weight layers at 8 \
-         bits and the others at 4. Host steps are the operators the device does not run yet \
-         (residual add, global average pool).\n",
+         bits and the others at 4. Host steps are the operators the device does not run yet: \
+         the residual add, and a global average pool on a device without CAPS0.GLOBAL_POOL (pynq-z2; \
+         docs/hardware.md, \"Global average pooling on the result path\") or after a host step.\n",
         seed = r.seed,
         levels = r
             .levels

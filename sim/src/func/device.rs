@@ -591,9 +591,17 @@ impl FuncDevice {
                     groups: 1,
                 };
                 let y = kernels::conv2d(&layer, x, g).map_err(model)?;
-                let y = match usize::from(d.max_pool) {
-                    0 => y,
-                    k => kernels::max_pool(y.view(), k, k).map_err(model)?,
+                let y = match (d.global_pool, usize::from(d.max_pool)) {
+                    (Some(mean), _) => kernels::global_pool_requantized(
+                        y.view(),
+                        Requant {
+                            mult: mean.multiplier,
+                            shift: mean.shift,
+                        },
+                        layer.out,
+                    ),
+                    (None, 0) => y,
+                    (None, k) => kernels::max_pool(y.view(), k, k).map_err(model)?,
                 };
                 y.iter().copied().collect()
             }

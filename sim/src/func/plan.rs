@@ -440,6 +440,7 @@ mod tests {
             group_mult_addr: DeviceAddr(0),
             batch: 1,
             max_pool: 0,
+            global_pool: None,
         }
     }
 

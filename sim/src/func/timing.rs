@@ -63,6 +63,9 @@ const TILE_GAP: u64 = 2;
 /// Cycles from an item's (a run's) last plane-step to its write request: the array's and the
 /// requantization's pipelines and the request stage.
 const OUT_LATENCY: u64 = 18;
+/// Cycles global pooling adds after a tile's last pixel: the sum's register, then the mean's
+/// requantization in two phases.
+const MEAN_LATENCY: u64 = 8;
 /// Cycles of the writer's request stage per burst.
 pub const WRITE_JOB_CYCLES: u64 = 2;
 /// Write requests the DMA engine holds behind the one whose beats are going out.
@@ -236,39 +239,52 @@ impl Writer {
 }
 
 /// Where a Conv2d tile's written pixels come from: with max pooling of window k, pooled pixel
-/// (py, px) is complete at conv pixel ((py + 1)·k − 1, (px + 1)·k − 1); without, k = 1.
+/// (py, px) is complete at conv pixel ((py + 1)·k − 1, (px + 1)·k − 1); without, k = 1. Global
+/// pooling is the window of the whole map (kh = out_h, kw = out_w): one pixel, complete at the
+/// last conv pixel and written [`MEAN_LATENCY`] cycles later.
 struct Pooling {
-    k: u64,
+    kh: u64,
+    kw: u64,
     /// Conv output width, pooled rows and pooled columns.
     ow: u64,
     ph: u64,
     pw: u64,
+    /// Cycles the written pixel spends after its last conv pixel leaves requantization.
+    extra: u64,
 }
 
 impl Pooling {
     fn of(d: &LayerDescriptor) -> Pooling {
-        let k = u64::from(d.max_pool.max(1));
         let (oh, ow) = (u64::from(d.output.h), u64::from(d.output.w));
+        let (kh, kw, extra) = match d.global_pool {
+            Some(_) => (oh, ow, MEAN_LATENCY),
+            None => {
+                let k = u64::from(d.max_pool.max(1));
+                (k, k, 0)
+            }
+        };
         Pooling {
-            k,
+            kh,
+            kw,
             ow,
-            ph: oh / k,
-            pw: ow / k,
+            ph: oh / kh,
+            pw: ow / kw,
+            extra,
         }
     }
 
     /// The conv pixel (row-major index) that completes written pixel `q`.
     fn pixel_of(&self, q: u64) -> u64 {
         let (py, px) = (q / self.pw, q % self.pw);
-        ((py + 1) * self.k - 1) * self.ow + (px + 1) * self.k - 1
+        ((py + 1) * self.kh - 1) * self.ow + (px + 1) * self.kw - 1
     }
 
     /// Written pixels completed by the conv pixels before `p`.
     fn written_before(&self, p: u64) -> u64 {
         let (y, x) = (p / self.ow, p % self.ow);
-        let rows = (y / self.k).min(self.ph);
-        let part = if y % self.k == self.k - 1 && y / self.k < self.ph {
-            (x / self.k).min(self.pw)
+        let rows = (y / self.kh).min(self.ph);
+        let part = if y % self.kh == self.kh - 1 && y / self.kh < self.ph {
+            (x / self.kw).min(self.pw)
         } else {
             0
         };
@@ -563,7 +579,8 @@ impl Engine<'_> {
                             if last >= pixel + w {
                                 break;
                             }
-                            let last_out = at + (last + 1 - pixel) * per_item + OUT_LATENCY;
+                            let last_out =
+                                at + (last + 1 - pixel) * per_item + OUT_LATENCY + pool.extra;
                             let mut formed = 0;
                             for row in 0..n {
                                 let first = out + (o0 + row) * s.written + run_first;
@@ -604,34 +621,39 @@ mod tests {
     use super::Pooling;
 
     /// The pixel that completes each written pixel, and the count of written pixels before any
-    /// conv pixel, agree with each other and with a direct enumeration of the windows.
+    /// conv pixel, agree with each other and with a direct enumeration of the windows: max
+    /// pooling's k×k windows and global pooling's whole map.
     #[test]
     fn pooled_pixels_complete_where_their_window_ends() {
         for (oh, ow) in [(1, 1), (5, 7), (8, 8), (24, 24), (9, 17)] {
-            for k in [1u64, 2, 4, 8] {
-                if k > oh.min(ow) {
+            let windows = [(1u64, 1u64), (2, 2), (4, 4), (8, 8), (oh, ow)];
+            for (kh, kw) in windows {
+                if kh > oh || kw > ow {
                     continue;
                 }
                 let p = Pooling {
-                    k,
+                    kh,
+                    kw,
                     ow,
-                    ph: oh / k,
-                    pw: ow / k,
+                    ph: oh / kh,
+                    pw: ow / kw,
+                    extra: 0,
                 };
                 // Direct: the conv pixels (row-major) whose window they complete.
                 let ends: Vec<u64> = (0..oh * ow)
                     .filter(|&i| {
                         let (y, x) = (i / ow, i % ow);
-                        y % k == k - 1 && x % k == k - 1 && y / k < p.ph && x / k < p.pw
+                        y % kh == kh - 1 && x % kw == kw - 1 && y / kh < p.ph && x / kw < p.pw
                     })
                     .collect();
-                assert_eq!(ends.len() as u64, p.ph * p.pw, "{oh}x{ow} k {k}");
+                let what = format!("{oh}x{ow} window {kh}x{kw}");
+                assert_eq!(ends.len() as u64, p.ph * p.pw, "{what}");
                 for (q, &end) in ends.iter().enumerate() {
-                    assert_eq!(p.pixel_of(q as u64), end, "{oh}x{ow} k {k} q {q}");
+                    assert_eq!(p.pixel_of(q as u64), end, "{what} q {q}");
                 }
                 for i in 0..=oh * ow {
                     let before = ends.iter().filter(|&&e| e < i).count() as u64;
-                    assert_eq!(p.written_before(i), before, "{oh}x{ow} k {k} pixel {i}");
+                    assert_eq!(p.written_before(i), before, "{what} pixel {i}");
                 }
             }
         }

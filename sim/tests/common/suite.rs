@@ -123,6 +123,8 @@ pub fn random_weights(
 pub struct Limits {
     pub k: usize,
     pub dim: usize,
+    /// The core averages a Conv2d's outputs on its result path.
+    pub global_pool: bool,
 }
 
 impl Limits {
@@ -139,6 +141,7 @@ impl Limits {
         Limits {
             k: k as usize,
             dim: cfg.limits.max_dim as usize,
+            global_pool: s.global_pool,
         }
     }
 
@@ -210,6 +213,8 @@ pub fn random_op(rng: &mut ChaCha8Rng, conv: bool, lim: Limits) -> LayerOp {
     } else {
         0
     };
+    // Global average pooling on the result path a fifth of the other times, where the core has it.
+    let global_pool = lim.global_pool && max_pool == 0 && rng.random_bool(0.2);
     LayerOp::Conv2d {
         in_c,
         in_h,
@@ -218,6 +223,7 @@ pub fn random_op(rng: &mut ChaCha8Rng, conv: bool, lim: Limits) -> LayerOp {
         stride,
         pad,
         max_pool,
+        global_pool,
     }
 }
 
@@ -430,8 +436,9 @@ pub fn run_placed<D: Device>(
     let estimate = TimingModel::default().estimate(&CoreShape::of(cfg), &descs);
     CYCLES.with(|c| c.borrow_mut().push((estimate.cycles, run.perf.cycles)));
     let pooled = descs.iter().filter(|d| d.max_pool != 0).count();
+    let averaged = descs.iter().filter(|d| d.global_pool.is_some()).count();
     println!(
-        "{what}: PERF_CYCLES {} (stall {}), estimate {} ({:+.1}%); {} descriptors, {pooled} max-pooled",
+        "{what}: PERF_CYCLES {} (stall {}), estimate {} ({:+.1}%); {} descriptors, {pooled} max-pooled, {averaged} global-pooled",
         run.perf.cycles,
         run.perf.stall_cycles,
         estimate.cycles,
@@ -1100,6 +1107,7 @@ fn conv_over(
             stride: 1,
             pad: Padding::uniform(kernel / 2),
             max_pool: 0,
+            global_pool: false,
         },
         groups,
         active,

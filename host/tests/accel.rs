@@ -465,13 +465,13 @@ fn open_refuses_a_wrong_device_version_or_config() {
         msg.contains("expected 'sim-small'")
             && msg.contains("4x8 array")
             && msg.contains("16x64 array")
-            && msg.contains("0x5257eab3fd6acd95"),
+            && msg.contains("0xcda2a8f1e2c59d93"),
         "{msg}"
     );
     // The right config opens and reports what it read.
     let acc = Accelerator::open(device(&cfg), &cfg).unwrap();
     assert_eq!(acc.info().id, regmap::ID_VALUE);
-    assert_eq!(acc.info().config_hash, 0x5257_eab3_fd6a_cd95);
+    assert_eq!(acc.info().config_hash, 0xcda2_a8f1_e2c5_9d93);
 }
 
 /// `caq hdl overlay --bundle` sizes the u-dma-buf with `device_bytes`: it must be what loading
@@ -909,10 +909,10 @@ fn assert_transcript(what: &str, got: &str, want: &str) {
 /// Open: the identity registers, then the reset that stops any job a previous process left.
 const OPEN: &str = "
 read  ID = 0x43415121
-read  VERSION = 0x00030200
-read  CONFIG_HASH_LO = 0xfd6acd95
-read  CONFIG_HASH_HI = 0x5257eab3
-read  CAPS0 = 0x48ff0804
+read  VERSION = 0x00030300
+read  CONFIG_HASH_LO = 0xe2c59d93
+read  CONFIG_HASH_HI = 0xcda2a8f1
+read  CAPS0 = 0xc8ff0804
 read  CAPS1 = 0x44220408
 read  CAPS2 = 0x04000040
 read  CAPS3 = 0x00001000

@@ -320,8 +320,8 @@ pub const GLOBAL_POOL: DescField = DescField::new(
     27,
     4,
     1,
-    "Conv2d: global average pooling of the outputs before they are written (0 for Dense; not with \
-     max_pool). The map written is [out_c, 1, 1] at output_addr: channel c's byte is \
+    "Conv2d, on a device with CAPS0.GLOBAL_POOL: global average pooling of the outputs before they \
+     are written (0 for Dense; not with max_pool). The map written is [out_c, 1, 1] at output_addr: channel c's byte is \
      ((4·Σ + 1)·pool_mult + 2^(pool_shift−1)) >> pool_shift, Σ the sum of its out_h·out_w output \
      codes, then ReLU (with relu) and saturation as for any output.",
 );

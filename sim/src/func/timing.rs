@@ -63,8 +63,8 @@ const TILE_GAP: u64 = 2;
 /// Cycles from an item's (a run's) last plane-step to its write request: the array's and the
 /// requantization's pipelines and the request stage.
 const OUT_LATENCY: u64 = 18;
-/// Cycles global pooling adds after a tile's last pixel: the sum's register, then the mean's
-/// requantization in two phases.
+/// Cycles global pooling adds after a tile's last pixel besides one per row: the sums' register,
+/// the requantization unit's pipeline and the collected means' register.
 const MEAN_LATENCY: u64 = 8;
 /// Cycles of the writer's request stage per burst.
 pub const WRITE_JOB_CYCLES: u64 = 2;
@@ -241,7 +241,7 @@ impl Writer {
 /// Where a Conv2d tile's written pixels come from: with max pooling of window k, pooled pixel
 /// (py, px) is complete at conv pixel ((py + 1)·k − 1, (px + 1)·k − 1); without, k = 1. Global
 /// pooling is the window of the whole map (kh = out_h, kw = out_w): one pixel, complete at the
-/// last conv pixel and written [`MEAN_LATENCY`] cycles later.
+/// last conv pixel, its R rows' means out [`MEAN_LATENCY`] + R cycles later.
 struct Pooling {
     kh: u64,
     kw: u64,
@@ -254,10 +254,10 @@ struct Pooling {
 }
 
 impl Pooling {
-    fn of(d: &LayerDescriptor) -> Pooling {
+    fn of(d: &LayerDescriptor, rows: u32) -> Pooling {
         let (oh, ow) = (u64::from(d.output.h), u64::from(d.output.w));
         let (kh, kw, extra) = match d.global_pool {
-            Some(_) => (oh, ow, MEAN_LATENCY),
+            Some(_) => (oh, ow, MEAN_LATENCY + u64::from(rows)),
             None => {
                 let k = u64::from(d.max_pool.max(1));
                 (k, k, 0)
@@ -548,7 +548,7 @@ impl Engine<'_> {
                 let gather = caq_spec::shape::gather_cycles(d);
                 let run = u64::from(shape.run_bytes);
                 let stage = u64::from(shape.stage_bytes);
-                let pool = Pooling::of(d);
+                let pool = Pooling::of(d, shape.rows);
                 // Runs of the tile waiting for their staging to be freed: (past their last
                 // written pixel, when freed).
                 let mut runs: VecDeque<(u64, u64)> = VecDeque::new();

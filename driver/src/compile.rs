@@ -35,15 +35,15 @@
 //! reads a plain Conv2d and keeps its codes' width and sign (`global_pool`: the device writes
 //! each channel's mean, with the requantization of `MeanAsLayer`). With
 //! [`CompileOptions::gap_on_device`], another GlobalAvgPool followed by a weight layer (nothing but
-//! Flatten between them) whose output codes are its input's runs at the head of that layer's list, as constant-weight Conv2d parts ([`GapParts`],
-//! [`DeviceLayer::gap`]). Other pools, the other global pools, Add and a standalone ReLU are host
+//! Flatten between them) whose output codes are its input's runs at the head of that layer's
+//! list, as constant-weight Conv2d parts ([`GapParts`], [`DeviceLayer::gap`]). Other pools, the other global pools, Add and a standalone ReLU are host
 //! steps: read the codes back, run the golden kernel, write the result where the next layer reads
 //! it. A grouped convolution is lowered to dense parts
 //! ([`GroupedParts`]), a stride-1 depthwise one over a narrow map to parts by output columns where
 //! that is cheaper ([`ColumnParts`]).
 
 use crate::error::{HostError, Result};
-use caq_model::graph::{Op, Padding, Shape3, Src};
+use caq_model::graph::{Graph, Op, Padding, Shape3, Src};
 use caq_model::planes;
 use caq_model::qmodel::{QLayer, QModel};
 use caq_model::quant::ActQuant;
@@ -360,12 +360,19 @@ fn fused_pools(model: &QModel, shapes: &[Shape3], caps: &Caps) -> Vec<Option<usi
     pools
 }
 
+/// Whether the pool fused into node `i` (`pooled_by`, from [`fused_pools`]) is a global average
+/// pool: the device writes each channel's mean.
+fn fused_global(graph: &Graph, pooled_by: &[Option<usize>], i: usize) -> bool {
+    pooled_by[i].is_some_and(|p| matches!(graph.nodes[p].op, Op::GlobalAvgPool))
+}
+
 /// The global average pools the device runs, by the rule in the module docs: per GlobalAvgPool
 /// node, the weight node whose list it joins (the next weight node, with nothing but Flatten
 /// between them) and its lowering; `None` where it stays a host step.
 fn fused_gaps(
     model: &QModel,
     shapes: &[Shape3],
+    fused: &[bool],
     caps: &Caps,
     shape: &CoreShape,
 ) -> Vec<Option<(usize, GapParts)>> {
@@ -374,7 +381,8 @@ fn fused_gaps(
     (0..n)
         .map(|g| {
             let node = &graph.nodes[g];
-            if !matches!(node.op, Op::GlobalAvgPool) {
+            // A pool on its conv's result path needs no parts.
+            if !matches!(node.op, Op::GlobalAvgPool) || fused[g] {
                 return None;
             }
             let (in_shape, in_act) = match node.inputs[0] {
@@ -457,17 +465,11 @@ pub fn compile_with(
     // descriptors per node: one per weight layer, one per part of a lowered grouped conv.
     let (lowerings, transposed) = lower(model, &shapes, &pooled_by, &shape);
     // The global average pools the device runs, and per weight node the one in its list.
-    let mut gaps = if opts.gap_on_device {
-        fused_gaps(model, &shapes, &caps, &shape)
+    let gaps = if opts.gap_on_device {
+        fused_gaps(model, &shapes, &fused, &caps, &shape)
     } else {
         vec![None; graph.nodes.len()]
     };
-    // A global pool fused into its conv needs no parts.
-    for (g, &f) in gaps.iter_mut().zip(&fused) {
-        if f {
-            *g = None;
-        }
-    }
     let mut gap_before: Vec<Option<(usize, GapParts)>> = vec![None; graph.nodes.len()];
     for (g, f) in gaps.iter().enumerate() {
         if let Some((w, p)) = *f {
@@ -602,8 +604,7 @@ pub fn compile_with(
                     Some(Op::MaxPool { kernel, .. }) => *kernel,
                     _ => 0,
                 },
-                global_pool: pooled_by[i]
-                    .is_some_and(|p| matches!(graph.nodes[p].op, Op::GlobalAvgPool)),
+                global_pool: fused_global(graph, &pooled_by, i),
             };
             let (layer, bytes) = place_layer(
                 cfg,
@@ -707,8 +708,7 @@ fn lower(
     };
     let hw = |s: Shape3| [s[1], s[2]];
     // A fused global pool sums every pixel of the map, transposed or not, and writes a 1x1 map.
-    let global =
-        |i: usize| pooled_by[i].is_some_and(|p| matches!(graph.nodes[p].op, Op::GlobalAvgPool));
+    let global = |i: usize| fused_global(graph, pooled_by, i);
     let pointwise = |i: usize| {
         matches!(graph.nodes[i].op, Op::Conv2d { kernel: [1, 1], stride: 1, padding, .. }
             if padding == Padding::default())

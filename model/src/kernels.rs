@@ -278,17 +278,19 @@ pub fn avg_pool(x: ArrayView3<i32>, k: usize, stride: usize) -> Result<Array3<i3
 /// Global average pooling: each channel's whole map averaged with [`window_mean`] (area h·w),
 /// `[c, h, w] -> [c, 1, 1]`; keeps the input's scale and range.
 pub fn global_avg_pool(x: ArrayView3<i32>) -> Result<Array3<i32>> {
-    let (c, h, w) = x.dim();
+    let (_, h, w) = x.dim();
     if h == 0 || w == 0 {
         return Err(ModelError::arg("global pool", format!("empty {h}x{w} map")));
     }
     let area = (h * w) as i64;
-    Ok(Array3::from_shape_fn((c, 1, 1), |(ci, _, _)| {
-        window_mean(
-            x.slice(s![ci, .., ..]).iter().map(|&v| v as i64).sum(),
-            area,
-        )
-    }))
+    Ok(per_channel_sum(x, |sum| window_mean(sum, area)))
+}
+
+/// `[c, 1, 1]`: `f` of the sum of each channel's codes.
+fn per_channel_sum(x: ArrayView3<i32>, f: impl Fn(i64) -> i32) -> Array3<i32> {
+    Array3::from_shape_fn((x.dim().0, 1, 1), |(ci, _, _)| {
+        f(x.slice(s![ci, .., ..]).iter().map(|&v| i64::from(v)).sum())
+    })
 }
 
 /// Global average pooling as the device computes it on a conv's result path (descriptor field
@@ -297,11 +299,8 @@ pub fn global_avg_pool(x: ArrayView3<i32>) -> Result<Array3<i32>> {
 /// equals [`global_avg_pool`] for codes in `out`'s range; the device applies whatever multiplier
 /// and shift the descriptor holds.
 pub fn global_pool_requantized(x: ArrayView3<i32>, mean: Requant, out: OutRange) -> Array3<i32> {
-    let c = x.dim().0;
-    Array3::from_shape_fn((c, 1, 1), |(ci, _, _)| {
-        let sum: i64 = x.slice(s![ci, .., ..]).iter().map(|&v| i64::from(v)).sum();
-        out.finish(mean.apply(sum * i64::from(MeanAsLayer::WEIGHT) + i64::from(MeanAsLayer::BIAS)))
-    })
+    let layer = MeanAsLayer { requant: mean };
+    per_channel_sum(x, |sum| out.finish(layer.apply(sum)))
 }
 
 /// The average-pool rule on one window: `sum / area` rounded half towards +infinity. The mean of

@@ -788,7 +788,12 @@ const SUM_BITS: u32 = 25;
 /// tile before it still uses the shift register.
 fn mean(m: &mut ModuleBuilder, s: &CoreShape, requant_if: &Interface) -> Result<()> {
     use caq_spec::descriptor::{POOL_SUM_BIAS, POOL_SUM_WEIGHT};
-    debug_assert_eq!(POOL_SUM_WEIGHT, 4, "the sum enters the unit shifted by two");
+    // The sum enters the unit times POOL_SUM_WEIGHT, a power of two: shifted left.
+    assert!(
+        POOL_SUM_WEIGHT > 0 && (POOL_SUM_WEIGHT as u32).is_power_of_two(),
+        "POOL_SUM_WEIGHT is a power of two"
+    );
+    let wl = POOL_SUM_WEIGHT.trailing_zeros();
     let rows = s.rows;
     let aw = s.addr_bits;
     let ri = clog2(rows);
@@ -840,7 +845,7 @@ fn mean(m: &mut ModuleBuilder, s: &CoreShape, requant_if: &Interface) -> Result<
     let rqm_valid = m.wire("rqm_valid", 1, None)?;
     let rqm_code = m.wire("rqm_code", 8, None)?;
     let top = format!("m_sh_q[{}]", sw - 1);
-    let pad = ACC_T_BITS - sw - 2;
+    let pad = ACC_T_BITS - sw - wl;
     m.instance(
         requant_if,
         "u_rqm",
@@ -852,7 +857,7 @@ fn mean(m: &mut ModuleBuilder, s: &CoreShape, requant_if: &Interface) -> Result<
             (
                 "in_acc",
                 Expr::raw(
-                    format!("{{{{{pad}{{{top}}}}}, m_sh_q[{}:0], 2'b00}}", sw - 1),
+                    format!("{{{{{pad}{{{top}}}}}, m_sh_q[{}:0], {wl}'d0}}", sw - 1),
                     ACC_T_BITS,
                 ),
             ),

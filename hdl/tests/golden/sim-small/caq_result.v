@@ -744,7 +744,7 @@ module caq_result (
         .rst_n         (rst_n),
         .clear         (clear),
         .in_valid      (m_cnt_q != 3'd0),
-        .in_acc        ({{21{m_sh_q[24]}}, m_sh_q[24:0], 2'b00}),
+        .in_acc        ({{21{m_sh_q[24]}}, m_sh_q[24:0], 2'd0}),
         .in_bias       (32'd1),
         .in_mult       (r_pool_mult),
         .in_shift      (r_pool_shift),

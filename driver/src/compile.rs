@@ -146,14 +146,17 @@ pub struct DeviceLayer {
     /// convolution's block-diagonal planes): page-ins then copy the program's bytes.
     pub expanded: bool,
     /// A global average pool that runs just before the layer, in its lists ([`GapParts`]).
-    pub gap: Option<DeviceGap>,
+    pub gap: Option<DeviceOp>,
+    /// A residual Add that runs just after the layer, in its lists ([`AddLayer`]).
+    pub add: Option<DeviceOp>,
 }
 
-/// A global average pool the device runs: its descriptors come first in the list of the weight
-/// layer after it. Their weights and tables are constant (part of the static image), so a
-/// precision switch leaves them alone.
+/// A node without weights the device runs as constant-weight Conv2d descriptors: a global
+/// average pool (first in the list of the weight layer after it) or a residual Add (last in the
+/// list of the weight layer before it). Their weights and tables are constant (part of the
+/// static image), so a precision switch leaves them alone.
 #[derive(Clone, Debug)]
-pub struct DeviceGap {
+pub struct DeviceOp {
     pub name: String,
     /// Its node in the graph.
     pub node: usize,
@@ -167,9 +170,21 @@ impl DeviceLayer {
         &self.descs[0]
     }
 
-    /// Its descriptors in list order: a global average pool's before it, then its own.
+    /// Its descriptors in list order: a global average pool's before it, its own, then a
+    /// residual Add's.
     pub fn list(&self) -> impl Iterator<Item = &LayerDescriptor> {
-        self.gap.iter().flat_map(|g| &g.descs).chain(&self.descs)
+        let gap = self.gap.iter().flat_map(|g| &g.descs);
+        gap.chain(&self.descs)
+            .chain(self.add.iter().flat_map(|a| &a.descs))
+    }
+
+    /// The nodes whose outputs its list writes: a global average pool's, its own, an Add's.
+    pub fn written_nodes(&self) -> impl Iterator<Item = usize> + '_ {
+        let op = |o: &Option<DeviceOp>| o.as_ref().map(|g| g.node);
+        op(&self.gap)
+            .into_iter()
+            .chain([self.node])
+            .chain(op(&self.add))
     }
 
     /// The name of each descriptor in [`DeviceLayer::list`]: the layer's (or the pool's) name, with
@@ -187,6 +202,9 @@ impl DeviceLayer {
             .as_ref()
             .map_or_else(Vec::new, |g| named(&g.name, g.descs.len()));
         names.extend(named(&self.name, self.descs.len()));
+        if let Some(a) = &self.add {
+            names.extend(named(&a.name, a.descs.len()));
+        }
         names
     }
 }
@@ -412,6 +430,11 @@ pub struct CompileOptions {
     /// for it with block-diagonal weights (thousands of cycles for DS-CNN's pool, docs/hardware.md
     /// "Global average pooling by constant-weight layers"); off, it is a host step.
     pub gap_on_device: bool,
+    /// Run a residual Add whose inputs share a quantizer on the device where the rule of
+    /// [`AddLayer`] allows, at the end of the list of the weight layer before it: one list fewer
+    /// and no host step, for a 1×1 layer over both inputs (docs/hardware.md "Residual adds as
+    /// layers"); off, it is a host step.
+    pub add_on_device: bool,
 }
 
 /// [`compile_with`] with the default [`CompileOptions`].
@@ -476,14 +499,30 @@ pub fn compile_with(
             gap_before[w] = Some((g, p));
         }
     }
+    // The Adds the device runs, and per weight node the one at the end of its list.
+    let adds = if opts.add_on_device {
+        device_adds(model, &shapes, &fused, &transposed, &caps, &shape)
+    } else {
+        vec![None; graph.nodes.len()]
+    };
+    let mut add_after: Vec<Option<(usize, AddLayer)>> = vec![None; graph.nodes.len()];
+    // The address each second buffer of an Add's pair takes, once its first is placed.
+    let mut second_of: Vec<Option<usize>> = vec![None; graph.nodes.len()];
+    for (i, a) in adds.iter().enumerate() {
+        if let Some(a) = *a {
+            add_after[a.after] = Some((i, a));
+            second_of[a.first] = Some(a.second);
+        }
+    }
     let descs_of: Vec<usize> = graph
         .nodes
         .iter()
         .zip(&lowerings)
-        .zip(&gap_before)
-        .map(|((n, g), gap)| {
+        .zip(gap_before.iter().zip(&add_after))
+        .map(|((n, g), (gap, add))| {
             g.map_or(usize::from(n.op.has_weights()), |p| p.parts())
                 + gap.map_or(0, |(_, p)| p.parts)
+                + usize::from(add.is_some())
         })
         .collect();
 
@@ -513,6 +552,7 @@ pub fn compile_with(
             Op::Flatten => {}
             Op::MaxPool { .. } | Op::GlobalAvgPool if fused[i] => {}
             Op::GlobalAvgPool if gaps[i].is_some() => {}
+            Op::Add { .. } if adds[i].is_some() => {}
             op => {
                 open = false;
                 let host_op = match *op {
@@ -552,6 +592,7 @@ pub fn compile_with(
         transposed: false,
     };
     let mut nodes: Vec<ActBuffer> = Vec::with_capacity(graph.nodes.len());
+    let mut reserved: Vec<Option<DeviceAddr>> = vec![None; graph.nodes.len()];
     for (i, node) in graph.nodes.iter().enumerate() {
         let signed = model.acts[i].signed;
         // A Flatten, or a pool the device runs, shares its input's buffer; a conv with a fused
@@ -564,8 +605,25 @@ pub fn compile_with(
             }
         } else {
             let written = shapes[pooled_by[i].unwrap_or(i)];
+            let len = written.iter().product::<usize>() as u64;
+            // The first buffer of an Add's pair is followed at once by the second.
+            let buf = match (reserved[i], second_of[i]) {
+                (Some(addr), _) => Buffer { addr, len },
+                (None, Some(second)) => {
+                    let second_len = shapes[pooled_by[second].unwrap_or(second)]
+                        .iter()
+                        .product::<usize>() as u64;
+                    let pair = mem.buffer(len + second_len);
+                    reserved[second] = Some(DeviceAddr(pair.addr.0 + len));
+                    Buffer {
+                        addr: pair.addr,
+                        len,
+                    }
+                }
+                (None, None) => mem.buffer(len),
+            };
             ActBuffer {
-                buf: mem.buffer(written.iter().product::<usize>() as u64),
+                buf,
                 shape: written,
                 signed,
                 transposed: transposed[i],
@@ -627,7 +685,13 @@ pub fn compile_with(
                 }
                 None => None,
             };
-            let layer = DeviceLayer { gap, ..layer };
+            let add = match add_after[i] {
+                Some((a, al)) => {
+                    Some(al.place(model, a, nodes[al.first], nodes[a], &mut mem, &mut image)?)
+                }
+                None => None,
+            };
+            let layer = DeviceLayer { gap, add, ..layer };
             let n = layer.list().count() as u64;
             layers.push(DeviceLayer {
                 list_addr: DeviceAddr(lists.0 + di * DESCRIPTOR_BYTES as u64),
@@ -1157,7 +1221,7 @@ impl GapParts {
         output: ActBuffer,
         mem: &mut Alloc,
         image: &mut Vec<(DeviceAddr, Vec<u8>)>,
-    ) -> Result<DeviceGap> {
+    ) -> Result<DeviceOp> {
         let in_bits = input_bits(model, node)?;
         let mut put = |bytes: Vec<u8>| {
             let a = mem.take(bytes.len() as u64);
@@ -1190,12 +1254,239 @@ impl GapParts {
                 .expect("checked for the largest part in GapParts::of");
             descs.push(d);
         }
-        Ok(DeviceGap {
+        Ok(DeviceOp {
             name: model.graph.nodes[node].name.clone(),
             node,
             descs,
         })
     }
+}
+
+/// A residual Add the device runs as a layer (docs/hardware.md, "Residual adds as layers").
+/// Its two inputs share one quantizer (`caq_model::qmodel`), so its two multipliers are one, and
+/// the compiler puts their buffers one right after the other, so the pair is one CHW map of 2·C
+/// channels; a 1×1 Conv2d over that map with a row per channel, which
+/// weighs the channel's code in each input by 1 (code 1 of a plane group of [`AddLayer::bits`])
+/// and every other code by 0, bias 0, and the add's multiplier and shift computes `(a·m + b·m +
+/// 2^(shift−1)) >> shift`, the add's rule exactly, then its ReLU and saturation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddLayer {
+    /// The node whose buffer holds the first C channels of the pair, and the node whose buffer
+    /// follows it (each the owner of one input's codes: a Flatten or a fused pool shares its
+    /// input's buffer).
+    pub first: usize,
+    pub second: usize,
+    /// The weight layer whose list it ends.
+    pub after: usize,
+    /// Width of the plane group whose code 1 is the weight.
+    pub bits: BitWidth,
+}
+
+impl AddLayer {
+    /// Its one descriptor, reading the pair at `addrs[0]` and writing `addrs[1]`, with its bias,
+    /// requantization and plane tables at `addrs[2..5]`; `None` when a dimension does not fit its
+    /// field or the add's inputs are not one quantizer.
+    fn descriptor(
+        &self,
+        model: &QModel,
+        node: usize,
+        shape: Shape3,
+        addrs: [DeviceAddr; 5],
+    ) -> Option<LayerDescriptor> {
+        let [
+            input_addr,
+            output_addr,
+            bias_addr,
+            requant_addr,
+            weight_addr,
+        ] = addrs;
+        let Op::Add { relu } = model.graph.nodes[node].op else {
+            return None;
+        };
+        let in_act = model.acts[self.first];
+        let out = model.acts[node];
+        let [c, h, w] = shape;
+        let dim = |v: usize| u16::try_from(v).ok();
+        Some(LayerDescriptor {
+            op: Opcode::Conv2d,
+            flags: Flags {
+                relu,
+                in_signed: in_act.signed,
+                out_signed: out.signed,
+                grouped: false,
+                last: false,
+            },
+            in_bits: BitWidth::try_from(in_act.bits).ok()?,
+            out_bits: BitWidth::try_from(out.bits).ok()?,
+            group_size: 0,
+            input: Shape {
+                c: dim(2 * c)?,
+                h: dim(h)?,
+                w: dim(w)?,
+            },
+            output: Shape {
+                c: dim(c)?,
+                h: dim(h)?,
+                w: dim(w)?,
+            },
+            kernel_h: 1,
+            kernel_w: 1,
+            stride: 1,
+            pad: Pad::default(),
+            plane_groups: PlaneGroups::new(&[PlaneGroup {
+                bits: self.bits,
+                shift: 0,
+                weight_addr,
+            }])
+            .ok()?,
+            active_groups: 1,
+            input_addr,
+            output_addr,
+            bias_addr,
+            requant_addr,
+            group_mult_addr: DeviceAddr(0),
+            batch: 1,
+            max_pool: 0,
+            global_pool: None,
+        })
+    }
+
+    /// Writes the tables and planes of Add node `node` into the static image and builds its
+    /// descriptor, reading the pair at `first` (the buffer of [`AddLayer::first`]) and writing
+    /// `output`.
+    fn place(
+        &self,
+        model: &QModel,
+        node: usize,
+        first: ActBuffer,
+        output: ActBuffer,
+        mem: &mut Alloc,
+        image: &mut Vec<(DeviceAddr, Vec<u8>)>,
+    ) -> Result<DeviceOp> {
+        let rq = model.adds[node].ok_or_else(|| HostError::Arg {
+            what: "model",
+            why: format!(
+                "add node '{}' has no requantization",
+                model.graph.nodes[node].name
+            ),
+        })?;
+        let c = output.shape[0];
+        let mut put = |bytes: Vec<u8>| {
+            let a = mem.take(bytes.len() as u64);
+            image.push((a, bytes));
+            a
+        };
+        let bias = put(pad8(vec![0; 4 * c]));
+        let entry = requant::Requant {
+            mult: rq.mult_a,
+            shift: rq.shift,
+        };
+        let rq_addr = put(requant::table_bytes(&vec![entry; c]));
+        let codes = ndarray::Array2::from_shape_fn((c, 2 * c), |(r, k)| i32::from(k % c == r));
+        let planes = put(planes::pack(codes.view(), self.bits.get())?.to_le_bytes());
+        let addrs = [first.buf.addr, output.buf.addr, bias, rq_addr, planes];
+        let d = self
+            .descriptor(model, node, output.shape, addrs)
+            .expect("checked in device_adds");
+        Ok(DeviceOp {
+            name: model.graph.nodes[node].name.clone(),
+            node,
+            descs: vec![d],
+        })
+    }
+}
+
+/// The node whose buffer holds the codes `s` reads: a Flatten and a fused pool share their
+/// input's buffer. `None` for the network input.
+fn owner(graph: &Graph, fused: &[bool], mut s: Src) -> Option<usize> {
+    loop {
+        let Src::Node(j) = s else { return None };
+        if matches!(graph.nodes[j].op, Op::Flatten) || fused[j] {
+            s = graph.nodes[j].inputs[0];
+        } else {
+            return Some(j);
+        }
+    }
+}
+
+/// Per node, the residual Add the device runs as a layer ([`AddLayer`]), where: its multipliers
+/// are equal (its inputs share a quantizer); its inputs are two different node buffers, neither
+/// the input of another such Add, CHW (not transposed), of one bit width and signedness; a weight layer
+/// comes before it with nothing but Flatten or fused pools between them; the buffer placed second
+/// starts on a bus word or no Dense layer reads it (a Conv2d's maps may start at any byte, a
+/// Dense layer's may not); and its descriptor passes the descriptor rules and fits the device's
+/// buffers. Every other Add is a host step.
+fn device_adds(
+    model: &QModel,
+    shapes: &[Shape3],
+    fused: &[bool],
+    transposed: &[bool],
+    caps: &Caps,
+    shape: &CoreShape,
+) -> Vec<Option<AddLayer>> {
+    let graph = &model.graph;
+    let n = graph.nodes.len();
+    let bits = BitWidth::all().find(|&b| b.get() >= 2 && caps.supports_weight_bits(b));
+    let mut paired = vec![false; n];
+    let mut adds = vec![None; n];
+    for i in 0..n {
+        let node = &graph.nodes[i];
+        let (Op::Add { .. }, Some(rq), Some(bits)) = (&node.op, model.adds[i], bits) else {
+            continue;
+        };
+        if rq.mult_a != rq.mult_b || node.inputs.len() != 2 {
+            continue;
+        }
+        let (Some(a), Some(b)) = (
+            owner(graph, fused, node.inputs[0]),
+            owner(graph, fused, node.inputs[1]),
+        ) else {
+            continue;
+        };
+        let (first, second) = (a.min(b), a.max(b));
+        let (fa, sa) = (model.acts[first], model.acts[second]);
+        if first == second
+            || paired[first]
+            || paired[second]
+            || transposed[first]
+            || transposed[second]
+            || (fa.bits, fa.signed) != (sa.bits, sa.signed)
+        {
+            continue;
+        }
+        let Some(after) = (0..i).rev().find(|&j| {
+            let op = &graph.nodes[j].op;
+            !(matches!(op, Op::Flatten) || fused[j])
+        }) else {
+            continue;
+        };
+        if !graph.nodes[after].op.has_weights() {
+            continue;
+        }
+        let len = shapes[i].iter().product::<usize>();
+        let dense_reads_second = graph.nodes.iter().any(|r| {
+            matches!(r.op, Op::Dense { .. }) && owner(graph, fused, r.inputs[0]) == Some(second)
+        });
+        if len % caps.bus_bytes() as usize != 0 && dense_reads_second {
+            continue;
+        }
+        let add = AddLayer {
+            first,
+            second,
+            after,
+            bits,
+        };
+        let Some(d) = add.descriptor(model, i, shapes[i], [DeviceAddr(0); 5]) else {
+            continue;
+        };
+        if d.validate(caps).is_err() || shape.check_capacity(&d).is_err() {
+            continue;
+        }
+        paired[first] = true;
+        paired[second] = true;
+        adds[i] = Some(add);
+    }
+    adds
 }
 
 /// How a weight layer becomes descriptors beyond one.
@@ -1580,6 +1871,7 @@ fn place_layer(
             group_bytes,
             expanded: lowering.is_some(),
             gap: None,
+            add: None,
         },
         plane_bytes,
     ))

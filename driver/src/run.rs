@@ -259,9 +259,10 @@ fn run_segment<D: Device>(
     } else {
         report.perf = start_and_wait(dev, list.0, &names, opts)?;
     }
-    // The outputs the lists wrote: every layer's, and a global average pool's in its list.
+    // The outputs the lists wrote: every layer's, and a global average pool's or an Add's in
+    // its list.
     for l in layers {
-        for node in l.gap.iter().map(|g| g.node).chain([l.node]) {
+        for node in l.written_nodes() {
             let out = program.nodes[node].buf;
             dev.sync_for_cpu(out.addr, out.len)
                 .map_err(HostError::backend)?;

@@ -365,6 +365,7 @@ fn a_global_average_pool_fuses_into_the_conv_before_it() {
         check_equal(&q, &cfg, &set, 3, &settings(&[8, 4, 2], 2));
         let on = CompileOptions {
             gap_on_device: true,
+            ..Default::default()
         };
         let p = compile::compile_with(&q, &cfg, &[8; 2], DeviceAddr(BASE), on).unwrap();
         assert_eq!(step_kinds(&p), ["dev2"], "{name}: fused, not parts");
@@ -391,6 +392,7 @@ fn global_average_pools_run_on_the_device_in_the_next_layers_list() {
     let q = quantize(graph(fc()), &set, &[8, 4, 2], 17);
     let on = CompileOptions {
         gap_on_device: true,
+        ..Default::default()
     };
     for name in ["sim-small", "pynq-z2"] {
         let cfg = config(name);
@@ -441,6 +443,122 @@ fn global_average_pools_run_on_the_device_in_the_next_layers_list() {
         assert_eq!(step_kinds(&p), kinds);
         check_equal_with(&q, &cfg, &set, 2, &settings(&[8, 4], w), on);
     }
+}
+
+/// Two residual blocks on 1x9x5 with 6 channels (not a multiple of any config's rows): the
+/// first adds a signed conv output to the unsigned output of the ReLU conv before the block, the
+/// second adds a signed conv output to the first add's; a global average pool and a dense layer
+/// after them.
+fn two_blocks() -> caq_model::graph::Graph {
+    use caq_model::graph::{Graph, Node, Src};
+    let node = |name: &str, op: Op, inputs: Vec<usize>| Node {
+        name: name.into(),
+        op,
+        inputs: inputs.into_iter().map(Src::Node).collect(),
+    };
+    let linear = Op::Conv2d {
+        in_channels: 6,
+        out_channels: 6,
+        kernel: [3, 3],
+        stride: 1,
+        padding: caq_model::graph::Padding::uniform(1),
+        groups: 1,
+        relu: false,
+    };
+    let mut nodes = vec![Node {
+        name: "c0".into(),
+        op: conv(1, 6, 3, 1),
+        inputs: vec![Src::Input],
+    }];
+    nodes.extend([
+        node("c1", conv(6, 6, 3, 1), vec![0]),
+        node("c2", linear.clone(), vec![1]),
+        node("add1", Op::Add { relu: true }, vec![2, 0]),
+        node("c3", conv(6, 6, 3, 1), vec![3]),
+        node("c4", linear, vec![4]),
+        node("add2", Op::Add { relu: true }, vec![5, 3]),
+        node("gap", Op::GlobalAvgPool, vec![6]),
+        node("flatten", Op::Flatten, vec![7]),
+        node("fc", dense(6, 4, false), vec![8]),
+    ]);
+    Graph {
+        input_shape: [1, 9, 5],
+        nodes,
+    }
+}
+
+#[test]
+fn residual_adds_run_on_the_device_as_layers() {
+    // Each add's inputs share one quantizer (the unsigned ReLU output becomes signed with the
+    // signed conv output it is added to), so its multipliers are equal; with the option each add
+    // ends the list of the conv before it, reading its two inputs as one map of 12 channels
+    // (the first buffer followed at once by the second) and writing its own buffer. Every node
+    // equal to golden at every level and mixed settings, on every config.
+    let set = caq_model::data::synthetic([1, 9, 5], 10, 8, 11).unwrap();
+    let q = quantize(two_blocks(), &set, &[8, 4, 2], 23);
+    for (add, pair) in [(3, [2, 0]), (6, [5, 3])] {
+        let rq = q.adds[add].expect("an add has its requantization");
+        assert_eq!(rq.mult_a, rq.mult_b, "node {add}");
+        for i in pair {
+            assert_eq!(
+                q.acts[i], q.acts[pair[0]],
+                "node {i} shares add {add}'s quantizer"
+            );
+        }
+    }
+    assert!(q.acts[0].signed, "c0 (ReLU) shares add1's signed quantizer");
+    caq_model::validate::activations(&q.input, &q.acts, &q.graph, q.config.act_bits)
+        .expect("the shared quantizers are valid");
+    let on = CompileOptions {
+        add_on_device: true,
+        ..Default::default()
+    };
+    let both = CompileOptions {
+        gap_on_device: true,
+        ..on
+    };
+    for name in ["sim-small", "pynq-z2", "zcu104"] {
+        let cfg = config(name);
+        let p = compile::compile(&q, &cfg, &[8; 6], DeviceAddr(BASE)).unwrap();
+        assert_eq!(
+            step_kinds(&p),
+            ["dev3", "add1", "dev2", "add2", "gap", "dev1"],
+            "{name}"
+        );
+        let p = compile::compile_with(&q, &cfg, &[8; 6], DeviceAddr(BASE), on).unwrap();
+        assert_eq!(step_kinds(&p), ["dev5", "gap", "dev1"], "{name}");
+        for (li, add, first, second) in [(2, 3, 0, 2), (4, 6, 3, 5)] {
+            let op = p.layers[li]
+                .add
+                .as_ref()
+                .expect("the add ends the conv's list");
+            assert_eq!(op.node, add);
+            let d = op.descs[0];
+            let (a, b) = (p.nodes[first].buf, p.nodes[second].buf);
+            assert_eq!(b.addr.0, a.addr.0 + a.len, "{name}: the pair is one map");
+            assert_eq!(d.input_addr, a.addr);
+            assert_eq!(d.output_addr, p.nodes[add].buf.addr);
+            assert_eq!((d.input.c, d.output.c), (12, 6));
+        }
+        let p = compile::compile_with(&q, &cfg, &[8; 6], DeviceAddr(BASE), both).unwrap();
+        assert_eq!(step_kinds(&p), ["dev6"], "{name}");
+        for opts in [on, both] {
+            check_equal_with(&q, &cfg, &set, 2, &settings(&[8, 4, 2], 6), opts);
+        }
+    }
+    // A model whose adds keep their own multipliers (a bundle quantized before the inputs
+    // shared a quantizer) keeps them as host steps.
+    let mut old = q.clone();
+    for a in [3, 6] {
+        let rq = old.adds[a].as_mut().unwrap();
+        rq.mult_b -= 1;
+    }
+    let p =
+        compile::compile_with(&old, &config("sim-small"), &[8; 6], DeviceAddr(BASE), on).unwrap();
+    assert_eq!(
+        step_kinds(&p),
+        ["dev3", "add1", "dev2", "add2", "gap", "dev1"]
+    );
 }
 
 #[test]
@@ -760,6 +878,31 @@ mod rtl {
         let set = digits();
         let q = quantize(separable(), &set, &[8, 4, 2], 5);
         both(&q, &set, 1, &settings(&[8, 4, 2], 5));
+    }
+
+    #[test]
+    fn residual_adds_as_layers_on_the_rtl_equal_golden() {
+        // Each add reads the pair of buffers its inputs' layers just wrote as one map, at the end
+        // of their list; the counters equal the functional device's.
+        let set = caq_model::data::synthetic([1, 9, 5], 10, 8, 11).unwrap();
+        let q = quantize(two_blocks(), &set, &[8, 4, 2], 23);
+        let cfg = caq_sim::rtl::default_config().unwrap_or_else(|e| panic!("{e}"));
+        let opts = CompileOptions {
+            add_on_device: true,
+            gap_on_device: true,
+        };
+        let settings = [vec![8; 6], vec![2, 4, 8, 2, 4, 8]];
+        let run = Run {
+            images: 1,
+            settings: &settings,
+            opts,
+        };
+        let want = check_equal_on(&mut device(&cfg), &q, &cfg, &set, run);
+        let got = check_equal_on(&mut rtl_device(&cfg, 9), &q, &cfg, &set, run);
+        assert_eq!(
+            got, want,
+            "(bytes read, bytes written, plane-steps) per run: RTL vs FuncDevice"
+        );
     }
 
     #[test]

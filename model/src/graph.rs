@@ -360,6 +360,35 @@ pub fn node_shape(node: &Node, ins: &[Shape3]) -> Result<Shape3> {
 }
 
 impl Graph {
+    /// The weight layer or add that calibrated the codes `s` reads: traced back through the nodes
+    /// that pass their input's quantizer on unchanged (pooling, flatten). `None` for the network
+    /// input and through a standalone ReLU (which makes its own, unsigned).
+    pub fn quantizer_source(&self, mut s: Src) -> Option<usize> {
+        loop {
+            let Src::Node(j) = s else { return None };
+            match self.nodes.get(j)?.op {
+                Op::Dense { .. } | Op::Conv2d { .. } | Op::Add { .. } => return Some(j),
+                Op::Relu => return None,
+                _ => s = *self.nodes[j].inputs.first()?,
+            }
+        }
+    }
+
+    /// Per node, whether an add reads its quantizer ([`Graph::quantizer_source`] of one of an
+    /// add's inputs): such nodes share one quantizer with the add's other input
+    /// (docs/numerics.md, "Residual add: one quantizer for both inputs").
+    pub fn add_sources(&self) -> Vec<bool> {
+        let mut out = vec![false; self.nodes.len()];
+        for node in self.nodes.iter().filter(|n| matches!(n.op, Op::Add { .. })) {
+            for &s in &node.inputs {
+                if let Some(j) = self.quantizer_source(s) {
+                    out[j] = true;
+                }
+            }
+        }
+        out
+    }
+
     /// Output shape of every node, checking every operator's shape rules.
     pub fn shapes(&self) -> Result<Vec<Shape3>> {
         let mut out: Vec<Shape3> = Vec::with_capacity(self.nodes.len());

@@ -248,7 +248,76 @@ pub fn calibrate_activations(
         };
         acts.push(act);
     }
+    share_add_quantizers(&model.graph, &input, &mut acts);
     Ok(Activations { input, nodes: acts })
+}
+
+/// Gives the two inputs of every Add one quantizer (docs/numerics.md, "Residual add"), so that
+/// the add's two multipliers are equal and a device can run it as a layer with unit weights
+/// (docs/hardware.md, "Residual adds as layers"). An input is traced back through the nodes that
+/// pass their input's quantizer on unchanged (pools, flatten) to the weight layer or add that
+/// calibrated it; an input that reaches the network input or a standalone ReLU keeps its own.
+/// The nodes so linked, through any number of adds, form one class: its quantizer is signed if
+/// any member's is, and its scale the largest that covers every member's calibrated range (an
+/// unsigned member's `scale · qmax` within the signed range), so no member clips more than it
+/// did. Every pass-through node then takes its input's quantizer again.
+fn share_add_quantizers(graph: &Graph, input: &ActQuant, acts: &mut [ActQuant]) {
+    let nodes = &graph.nodes;
+    let root = |s: Src| graph.quantizer_source(s);
+    let mut parent: Vec<usize> = (0..nodes.len()).collect();
+    fn find(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for node in nodes.iter().filter(|n| matches!(n.op, Op::Add { .. })) {
+        let (Some(a), Some(b)) = (
+            root(node.inputs[0]),
+            node.inputs.get(1).and_then(|&s| root(s)),
+        ) else {
+            continue;
+        };
+        let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+        if ra != rb && acts[ra].bits == acts[rb].bits {
+            parent[ra.max(rb)] = ra.min(rb);
+        }
+    }
+    let class: Vec<usize> = (0..nodes.len()).map(|i| find(&mut parent, i)).collect();
+    for r in 0..nodes.len() {
+        let members: Vec<usize> = (0..nodes.len()).filter(|&i| class[i] == r).collect();
+        if members.len() < 2 {
+            continue;
+        }
+        let signed = members.iter().any(|&i| acts[i].signed);
+        let bits = acts[r].bits;
+        let shared = ActQuant {
+            bits,
+            signed,
+            scale: 1.0,
+        };
+        let scale = members
+            .iter()
+            .map(|&i| acts[i].scale * acts[i].qmax() as f32 / shared.qmax() as f32)
+            .fold(0.0f32, f32::max);
+        for &i in &members {
+            acts[i] = ActQuant { scale, ..shared };
+        }
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        if node.op.has_weights() || matches!(node.op, Op::Add { .. }) {
+            continue;
+        }
+        let in_act = act_of(input, acts, node.inputs[0]);
+        acts[i] = match node.op {
+            Op::Relu => ActQuant {
+                signed: false,
+                ..in_act
+            },
+            _ => in_act,
+        };
+    }
 }
 
 /// Quantizes `model` with activation ranges calibrated on `calib`.

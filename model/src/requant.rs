@@ -152,7 +152,12 @@ impl AddRequant {
                 format!("{small} is not a positive finite number"),
             ));
         }
-        let m_small = (small * 2f64.powi(big.shift as i32)).round() as i32;
+        // Equal factors (an add whose inputs share a quantizer) get equal multipliers exactly.
+        let m_small = if real_a == real_b {
+            big.mult
+        } else {
+            (small * 2f64.powi(big.shift as i32)).round() as i32
+        };
         let (mult_a, mult_b) = if real_a >= real_b {
             (big.mult, m_small)
         } else {

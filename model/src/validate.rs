@@ -346,7 +346,8 @@ pub fn quantize_config(c: &QuantizeConfig) -> Result<()> {
 /// The input and per-node activation quantizers, against the graph and the hidden layers' bit
 /// width `act_bits`: each in range, and each what quantization makes of its node (so a hand
 /// edit cannot give a node a quantizer its codes do not follow). The input takes unsigned pixel
-/// codes; a weight layer's or an add's output is signed unless the node applies a ReLU, at
+/// codes; a weight layer's or an add's output is signed unless the node applies a ReLU (and is
+/// not read by an add: an add's inputs share one quantizer, signed if either is), at
 /// `act_bits` (8 for the last node, the logits); a ReLU node keeps its input's quantizer as
 /// unsigned; every other node (pooling, flatten) passes its input's quantizer on unchanged.
 pub fn activations(input: &ActQuant, acts: &[ActQuant], g: &Graph, act_bits: u8) -> Result<()> {
@@ -367,6 +368,7 @@ pub fn activations(input: &ActQuant, acts: &[ActQuant], g: &Graph, act_bits: u8)
     for (i, a) in acts.iter().enumerate() {
         check_act(&format!("acts[{i}]"), a)?;
     }
+    let add_sources = g.add_sources();
     for (i, (node, a)) in g.nodes.iter().zip(acts).enumerate() {
         let what = format!("acts[{i}] (node '{}')", node.name);
         let in_act = match node.inputs.first() {
@@ -375,7 +377,10 @@ pub fn activations(input: &ActQuant, acts: &[ActQuant], g: &Graph, act_bits: u8)
         };
         if node.op.has_weights() || matches!(node.op, Op::Add { .. }) {
             let bits = if i + 1 == nodes { 8 } else { act_bits };
-            let signed = !node.op.relu();
+            // A ReLU node's output may be signed when an add reads it: it shares the add's
+            // quantizer with the add's other input, signed if that one is
+            // (`qmodel::share_add_quantizers`).
+            let signed = !node.op.relu() || (a.signed && add_sources[i]);
             if (a.bits, a.signed) != (bits, signed) {
                 return Err(ModelError::arg(
                     what,

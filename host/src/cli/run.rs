@@ -134,6 +134,11 @@ pub struct RunArgs {
     /// constant-weight layers").
     #[arg(long)]
     gap_on_device: bool,
+    /// Run the residual Adds whose inputs share a quantizer on the array, each at the end of the
+    /// list of the layer before it (--backend func and rtl): no host step, at the array's cost
+    /// (docs/hardware.md "Residual adds as layers").
+    #[arg(long)]
+    add_on_device: bool,
     /// Also write every held-out image's output codes and prediction, one JSON object a line
     /// per setting and image (written atomically; `-` for standard output); see docs/bundle.md.
     #[arg(long, value_name = "FILE")]
@@ -413,10 +418,13 @@ pub fn run(a: RunArgs) -> Result<()> {
             _ => bail!("{} apply to --backend uio only", given.join(", ")),
         }
     }
-    if a.gap_on_device
-        && (!matches!(a.backend, Backend::Func | Backend::Rtl) || a.adaptive.is_some())
-    {
-        bail!("--gap-on-device applies to --backend func and rtl with fixed settings only");
+    for (on, flag) in [
+        (a.gap_on_device, "--gap-on-device"),
+        (a.add_on_device, "--add-on-device"),
+    ] {
+        if on && (!matches!(a.backend, Backend::Func | Backend::Rtl) || a.adaptive.is_some()) {
+            bail!("{flag} applies to --backend func and rtl with fixed settings only");
+        }
     }
     let (q, source, split) = quantized(&a)?;
     if let Some(class) = &a.adaptive {
@@ -490,6 +498,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         Backend::Func | Backend::Rtl => {
             let opts = compile::CompileOptions {
                 gap_on_device: a.gap_on_device,
+                add_on_device: a.add_on_device,
             };
             sim_runs(a.backend, &cfg, &q, &settings, &set, opts, &mut summary)?;
         }

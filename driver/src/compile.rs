@@ -11,7 +11,8 @@
 //! 1. the descriptor lists of every device segment (128 bytes per layer, `last` on a segment's final
 //!    descriptor), then one single-descriptor list per layer (`last` set) for per-layer runs;
 //! 2. the network input and the output of every node: one byte per code, CHW (a Flatten node
-//!    shares its input's buffer: CHW flattening does not move a byte), or each channel's map
+//!    shares its input's buffer: CHW flattening does not move a byte; the two inputs of an Add
+//!    the device runs lie one right after the other, [`AddLayer`]), or each channel's map
 //!    transposed where a depthwise conv is lowered by columns ([`ColumnParts`],
 //!    [`ActBuffer::transposed`]);
 //! 3. per weight layer: bias (i32 LE per output channel), requantization entries
@@ -36,8 +37,13 @@
 //! each channel's mean, with the requantization of `MeanAsLayer`). With
 //! [`CompileOptions::gap_on_device`], another GlobalAvgPool followed by a weight layer (nothing but
 //! Flatten between them) whose output codes are its input's runs at the head of that layer's
-//! list, as constant-weight Conv2d parts ([`GapParts`], [`DeviceLayer::gap`]). Other pools, the other global pools, Add and a standalone ReLU are host
-//! steps: read the codes back, run the golden kernel, write the result where the next layer reads
+//! list, as constant-weight Conv2d parts ([`GapParts`], [`DeviceLayer::gap`]). With
+//! [`CompileOptions::add_on_device`], an Add whose multipliers are equal runs at the end of the
+//! list of the weight layer before it, as a 1×1 Conv2d with unit weights over its two input
+//! buffers, which the layout places one right after the other ([`AddLayer`],
+//! [`DeviceLayer::add`]); a GlobalAvgPool that alone reads it then runs on its result path where
+//! the device has CAPS0.GLOBAL_POOL. Other pools, the other global pools, the other Adds and a
+//! standalone ReLU are host steps: read the codes back, run the golden kernel, write the result where the next layer reads
 //! it. A grouped convolution is lowered to dense parts
 //! ([`GroupedParts`]), a stride-1 depthwise one over a narrow map to parts by output columns where
 //! that is cheaper ([`ColumnParts`]).
@@ -353,29 +359,39 @@ fn fused_pools(model: &QModel, shapes: &[Shape3], caps: &Caps) -> Vec<Option<usi
             continue;
         };
         let plain_conv = matches!(graph.nodes[c].op, Op::Conv2d { groups: 1, .. });
-        let readers = graph
-            .nodes
-            .iter()
-            .filter(|n| n.inputs.contains(&Src::Node(c)))
-            .count();
         let device = match node.op {
             Op::MaxPool { kernel, stride } => {
                 let window = u8::try_from(kernel).is_ok_and(|k| POOL_WINDOWS.contains(&k));
                 kernel == stride && window && shapes[p][2] <= POOL_LINE as usize
             }
-            // The mean of in-range codes is in range: the pool's codes must be the conv's.
-            Op::GlobalAvgPool if caps.global_pool() => {
-                let (a, b) = (model.acts[p], model.acts[c]);
-                (a.bits, a.signed) == (b.bits, b.signed)
-                    && MeanAsLayer::of(shapes[c][1] * shapes[c][2]).is_some()
-            }
+            Op::GlobalAvgPool => global_pool_fuses(model, shapes, caps, p, c),
             _ => false,
         };
-        if plain_conv && readers == 1 && device {
+        if plain_conv && sole_reader(graph, c) == Some(p) && device {
             pools[c] = Some(p);
         }
     }
     pools
+}
+
+/// The only node that reads node `c`'s output, if it has exactly one reader.
+fn sole_reader(graph: &Graph, c: usize) -> Option<usize> {
+    let mut readers =
+        (0..graph.nodes.len()).filter(|&j| graph.nodes[j].inputs.contains(&Src::Node(c)));
+    match (readers.next(), readers.next()) {
+        (Some(r), None) => Some(r),
+        _ => None,
+    }
+}
+
+/// Whether GlobalAvgPool node `p` can run on the result path of node `c`'s descriptor: the core
+/// has CAPS0.GLOBAL_POOL, the pool's codes are `c`'s (the mean of in-range codes is in range) and
+/// the map has a mean requantization.
+fn global_pool_fuses(model: &QModel, shapes: &[Shape3], caps: &Caps, p: usize, c: usize) -> bool {
+    let (a, b) = (model.acts[p], model.acts[c]);
+    caps.global_pool()
+        && (a.bits, a.signed) == (b.bits, b.signed)
+        && MeanAsLayer::of(shapes[c][1] * shapes[c][2]).is_some()
 }
 
 /// Whether the pool fused into node `i` (`pooled_by`, from [`fused_pools`]) is a global average
@@ -477,7 +493,7 @@ pub fn compile_with(
     let graph = &model.graph;
     let shapes = graph.shapes()?;
     // The pool node fused into each conv, and whether each node is a fused pool.
-    let pooled_by = fused_pools(model, &shapes, &caps);
+    let mut pooled_by = fused_pools(model, &shapes, &caps);
     let mut fused = vec![false; graph.nodes.len()];
     for &p in pooled_by.iter().flatten() {
         fused[p] = true;
@@ -487,6 +503,24 @@ pub fn compile_with(
     // output is never pooled on the device), which maps are stored transposed, and the
     // descriptors per node: one per weight layer, one per part of a lowered grouped conv.
     let (lowerings, transposed) = lower(model, &shapes, &pooled_by, &shape);
+    // The Adds the device runs, and per weight node the one at the end of its list. A global
+    // average pool that alone reads such an add runs on its result path where the core can.
+    let mut adds = if opts.add_on_device {
+        device_adds(model, &shapes, &fused, &transposed, &caps, &shape)
+    } else {
+        vec![None; graph.nodes.len()]
+    };
+    for (i, add) in adds.iter_mut().enumerate() {
+        let Some(add) = add else { continue };
+        if let Some(p) = sole_reader(graph, i)
+            && matches!(graph.nodes[p].op, Op::GlobalAvgPool)
+            && global_pool_fuses(model, &shapes, &caps, p, i)
+        {
+            add.global_pool = true;
+            pooled_by[i] = Some(p);
+            fused[p] = true;
+        }
+    }
     // The global average pools the device runs, and per weight node the one in its list.
     let gaps = if opts.gap_on_device {
         fused_gaps(model, &shapes, &fused, &caps, &shape)
@@ -499,12 +533,6 @@ pub fn compile_with(
             gap_before[w] = Some((g, p));
         }
     }
-    // The Adds the device runs, and per weight node the one at the end of its list.
-    let adds = if opts.add_on_device {
-        device_adds(model, &shapes, &fused, &transposed, &caps, &shape)
-    } else {
-        vec![None; graph.nodes.len()]
-    };
     let mut add_after: Vec<Option<(usize, AddLayer)>> = vec![None; graph.nodes.len()];
     // The address each second buffer of an Add's pair takes, once its first is placed.
     let mut second_of: Vec<Option<usize>> = vec![None; graph.nodes.len()];
@@ -687,7 +715,8 @@ pub fn compile_with(
             };
             let add = match add_after[i] {
                 Some((a, al)) => {
-                    Some(al.place(model, a, nodes[al.first], nodes[a], &mut mem, &mut image)?)
+                    let (first, out) = (nodes[al.first], nodes[a]);
+                    Some(al.place(model, a, shapes[a], first, out, &mut mem, &mut image)?)
                 }
                 None => None,
             };
@@ -1280,6 +1309,9 @@ pub struct AddLayer {
     pub after: usize,
     /// Width of the plane group whose code 1 is the weight.
     pub bits: BitWidth,
+    /// A global average pool runs on its result path (descriptor field `global_pool`): the add
+    /// writes each channel's mean.
+    pub global_pool: bool,
 }
 
 impl AddLayer {
@@ -1347,17 +1379,22 @@ impl AddLayer {
             group_mult_addr: DeviceAddr(0),
             batch: 1,
             max_pool: 0,
-            global_pool: None,
+            global_pool: match self.global_pool {
+                true => Some(MeanAsLayer::of(h * w)?.requant.entry()),
+                false => None,
+            },
         })
     }
 
-    /// Writes the tables and planes of Add node `node` into the static image and builds its
-    /// descriptor, reading the pair at `first` (the buffer of [`AddLayer::first`]) and writing
-    /// `output`.
+    /// Writes the tables and planes of Add node `node` (output `shape`) into the static image and
+    /// builds its descriptor, reading the pair at `first` (the buffer of [`AddLayer::first`]) and
+    /// writing `output` (its pool's means with [`AddLayer::global_pool`]).
+    #[allow(clippy::too_many_arguments)]
     fn place(
         &self,
         model: &QModel,
         node: usize,
+        shape: Shape3,
         first: ActBuffer,
         output: ActBuffer,
         mem: &mut Alloc,
@@ -1370,7 +1407,7 @@ impl AddLayer {
                 model.graph.nodes[node].name
             ),
         })?;
-        let c = output.shape[0];
+        let c = shape[0];
         let mut put = |bytes: Vec<u8>| {
             let a = mem.take(bytes.len() as u64);
             image.push((a, bytes));
@@ -1386,8 +1423,8 @@ impl AddLayer {
         let planes = put(planes::pack(codes.view(), self.bits.get())?.to_le_bytes());
         let addrs = [first.buf.addr, output.buf.addr, bias, rq_addr, planes];
         let d = self
-            .descriptor(model, node, output.shape, addrs)
-            .expect("checked in device_adds");
+            .descriptor(model, node, shape, addrs)
+            .expect("checked in device_adds and global_pool_fuses");
         Ok(DeviceOp {
             name: model.graph.nodes[node].name.clone(),
             node,
@@ -1475,6 +1512,7 @@ fn device_adds(
             second,
             after,
             bits,
+            global_pool: false,
         };
         let Some(d) = add.descriptor(model, i, shapes[i], [DeviceAddr(0); 5]) else {
             continue;

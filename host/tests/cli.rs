@@ -199,21 +199,13 @@ fn bad_flags_are_rejected_with_the_flag_named() {
         dir.path(),
     ));
     assert!(err.contains("--part-bits") && err.contains("'9'"), "{err}");
-    let err = fails(&caq(
-        &[
-            "run",
-            "--model",
-            "nope.caqf",
-            "--backend",
-            "cpu",
-            "--gap-on-device",
-        ],
-        dir.path(),
-    ));
-    assert!(
-        err.contains("--gap-on-device") && err.contains("func and rtl"),
-        "{err}"
-    );
+    for flag in ["--gap-on-device", "--add-on-device"] {
+        let err = fails(&caq(
+            &["run", "--model", "nope.caqf", "--backend", "cpu", flag],
+            dir.path(),
+        ));
+        assert!(err.contains(flag) && err.contains("func and rtl"), "{err}");
+    }
 }
 
 #[cfg(feature = "train")]

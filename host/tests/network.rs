@@ -526,7 +526,18 @@ fn residual_adds_run_on_the_device_as_layers() {
             "{name}"
         );
         let p = compile::compile_with(&q, &cfg, &[8; 6], DeviceAddr(BASE), on).unwrap();
-        assert_eq!(step_kinds(&p), ["dev5", "gap", "dev1"], "{name}");
+        // Where the core has CAPS0.GLOBAL_POOL, the pool runs on add2's result path.
+        let pooled = cfg.array.global_pool;
+        let kinds: &[&str] = if pooled {
+            &["dev6"]
+        } else {
+            &["dev5", "gap", "dev1"]
+        };
+        assert_eq!(step_kinds(&p), kinds, "{name}");
+        assert_eq!(p.fused_pool[6], pooled.then_some(7), "{name}");
+        let d = p.layers[4].add.as_ref().unwrap().descs[0];
+        let mean = MeanAsLayer::of(9 * 5).unwrap().requant.entry();
+        assert_eq!(d.global_pool, pooled.then_some(mean), "{name}");
         for (li, add, first, second) in [(2, 3, 0, 2), (4, 6, 3, 5)] {
             let op = p.layers[li]
                 .add

@@ -125,56 +125,79 @@ pub fn run(o: &Options) -> Result<()> {
             let cfg = AccelConfig::load(path)
                 .with_context(|| format!("reading config {}", path.display()))?;
             let em = adapt::load_energy(None, &cfg)?;
-            let mut program = compile::compile(&q, &cfg, &settings[0].1, DeviceAddr(SIM_MEM_BASE))
-                .with_context(|| format!("compiling {name} for {}", cfg.name))?;
-            let resident = program.weight_bytes();
-            let mut dev = caq_sim::FuncDevice::new(&cfg, run::sim_memory(&program))?;
-            program.load(&mut dev)?;
-            for (label, bits) in &settings {
-                let r: LevelReport = run::device_level(&mut dev, &mut program, &q, bits, &test)
-                    .with_context(|| format!("{name} on {} at {label}", cfg.name))?;
-                let d = r.device.as_ref().expect("a device run has counters");
-                let perf = PerfCounters {
-                    cycles: d.cycles.round() as u64,
-                    busy_cycles: d.busy_cycles.round() as u64,
-                    stall_cycles: 0,
-                    plane_ops: d.plane_ops.round() as u64,
-                    bytes_rd: d.bytes_rd.round() as u64,
-                    bytes_wr: d.bytes_wr.round() as u64,
-                };
-                let e = em.estimate(&cfg, &perf);
-                let host = r.host.unwrap_or_default();
-                rows.push(Row {
-                    network: name.to_string(),
-                    config: cfg.name.clone(),
-                    clock_mhz: cfg.clock_mhz,
-                    setting: label.clone(),
-                    bits: r.bits.clone(),
-                    images: r.images,
-                    byte_equal_images: r.byte_equal_images,
-                    cycles: d.cycles,
-                    latency_ms: d.cycles / (cfg.clock_mhz * 1e3),
-                    utilization: d.utilization,
-                    dma_rd_bytes: d.bytes_rd,
-                    dma_wr_bytes: d.bytes_wr,
-                    energy_uj: e.total_j * 1e6,
-                    dynamic_energy_uj: e.dynamic_j * 1e6,
-                    resident_weight_bytes: resident,
-                    host_bytes: host.bytes_read + host.bytes_written,
-                    host_ops: host.ops,
-                    layers: r
-                        .layers
-                        .iter()
-                        .map(|l| (l.layer.clone(), l.cycles, l.utilization))
-                        .collect(),
-                });
-                eprintln!(
-                    "{name:>12} {:>9} {label:>6}: {:.3} ms, {}/{} equal to golden",
-                    cfg.name,
-                    d.cycles / (cfg.clock_mhz * 1e3),
-                    r.byte_equal_images,
-                    r.images
-                );
+            let compiled = |opts| {
+                compile::compile_with(&q, &cfg, &settings[0].1, DeviceAddr(SIM_MEM_BASE), opts)
+                    .with_context(|| format!("compiling {name} for {}", cfg.name))
+            };
+            let host_steps = |p: &compile::Program| {
+                p.steps
+                    .iter()
+                    .filter(|s| matches!(s, compile::Step::Host(_)))
+                    .count()
+            };
+            // The default compile, and, where it leaves host steps the device can take, the
+            // network as one list with the constant-weight layers (docs/hardware.md).
+            let one_list = compile::CompileOptions {
+                gap_on_device: true,
+                add_on_device: true,
+            };
+            let default = compiled(compile::CompileOptions::default())?;
+            let mut programs = vec![("", default)];
+            let single = compiled(one_list)?;
+            if host_steps(&single) < host_steps(&programs[0].1) {
+                programs.push((" one list", single));
+            }
+            for (variant, mut program) in programs {
+                let resident = program.weight_bytes();
+                let mut dev = caq_sim::FuncDevice::new(&cfg, run::sim_memory(&program))?;
+                program.load(&mut dev)?;
+                for (label, bits) in &settings {
+                    let label = format!("{label}{variant}");
+                    let r: LevelReport = run::device_level(&mut dev, &mut program, &q, bits, &test)
+                        .with_context(|| format!("{name} on {} at {label}", cfg.name))?;
+                    let d = r.device.as_ref().expect("a device run has counters");
+                    let perf = PerfCounters {
+                        cycles: d.cycles.round() as u64,
+                        busy_cycles: d.busy_cycles.round() as u64,
+                        stall_cycles: 0,
+                        plane_ops: d.plane_ops.round() as u64,
+                        bytes_rd: d.bytes_rd.round() as u64,
+                        bytes_wr: d.bytes_wr.round() as u64,
+                    };
+                    let e = em.estimate(&cfg, &perf);
+                    let host = r.host.unwrap_or_default();
+                    rows.push(Row {
+                        network: name.to_string(),
+                        config: cfg.name.clone(),
+                        clock_mhz: cfg.clock_mhz,
+                        setting: label.clone(),
+                        bits: r.bits.clone(),
+                        images: r.images,
+                        byte_equal_images: r.byte_equal_images,
+                        cycles: d.cycles,
+                        latency_ms: d.cycles / (cfg.clock_mhz * 1e3),
+                        utilization: d.utilization,
+                        dma_rd_bytes: d.bytes_rd,
+                        dma_wr_bytes: d.bytes_wr,
+                        energy_uj: e.total_j * 1e6,
+                        dynamic_energy_uj: e.dynamic_j * 1e6,
+                        resident_weight_bytes: resident,
+                        host_bytes: host.bytes_read + host.bytes_written,
+                        host_ops: host.ops,
+                        layers: r
+                            .layers
+                            .iter()
+                            .map(|l| (l.layer.clone(), l.cycles, l.utilization))
+                            .collect(),
+                    });
+                    eprintln!(
+                        "{name:>12} {:>9} {label:>6}: {:.3} ms, {}/{} equal to golden",
+                        cfg.name,
+                        d.cycles / (cfg.clock_mhz * 1e3),
+                        r.byte_equal_images,
+                        r.images
+                    );
+                }
             }
         }
     }
@@ -252,9 +275,13 @@ fn markdown(r: &Report, configs: &[PathBuf]) -> String {
          Latency is cycles at the config clock from the functional device's timing model; \
          energy is the energy model's (docs/energy.md). Accuracy is not applicable: the \
          benchmark's data sets are not here. `mixed` runs the first and last weight layers at 8 \
-         bits and the others at 4. Host steps are the operators the device does not run yet: \
-         the residual add, and a global average pool on a device without CAPS0.GLOBAL_POOL (pynq-z2; \
-         docs/hardware.md, \"Global average pooling on the result path\") or after a host step.\n",
+         bits and the others at 4. Host steps are the operators the default compile leaves to \
+         the host: the residual add, and a global average pool on a device without \
+         CAPS0.GLOBAL_POOL (pynq-z2; docs/hardware.md, \"Global average pooling on the result \
+         path\") or after a host step. Rows marked `one list` compile the same network with \
+         `--add-on-device --gap-on-device` (docs/hardware.md, \"Residual adds as layers\" and \
+         \"Global average pooling by constant-weight layers\"): no host step, at the array's \
+         cost.\n",
         seed = r.seed,
         levels = r
             .levels

@@ -1189,55 +1189,16 @@ impl GapParts {
         signed: bool,
         addrs: [DeviceAddr; 5],
     ) -> Option<LayerDescriptor> {
-        let [
-            input_addr,
-            output_addr,
-            bias_addr,
-            requant_addr,
-            weight_addr,
-        ] = addrs;
-        let group = PlaneGroup {
-            bits: self.bits,
-            shift: Self::SHIFT,
-            weight_addr,
+        let dims = [[n * self.area, 1, 1], [n, 1, 1]];
+        let flags = Flags {
+            relu: false,
+            in_signed: signed,
+            out_signed: signed,
+            grouped: false,
+            last: false,
         };
-        Some(LayerDescriptor {
-            op: Opcode::Conv2d,
-            flags: Flags {
-                relu: false,
-                in_signed: signed,
-                out_signed: signed,
-                grouped: false,
-                last: false,
-            },
-            in_bits,
-            out_bits: in_bits,
-            group_size: 0,
-            input: Shape {
-                c: u16::try_from(n * self.area).ok()?,
-                h: 1,
-                w: 1,
-            },
-            output: Shape {
-                c: u16::try_from(n).ok()?,
-                h: 1,
-                w: 1,
-            },
-            kernel_h: 1,
-            kernel_w: 1,
-            stride: 1,
-            pad: Pad::default(),
-            plane_groups: PlaneGroups::new(&[group]).ok()?,
-            active_groups: 1,
-            input_addr,
-            output_addr,
-            bias_addr,
-            requant_addr,
-            group_mult_addr: DeviceAddr(0),
-            batch: 1,
-            max_pool: 0,
-            global_pool: None,
-        })
+        let weight = (self.bits, Self::SHIFT);
+        constant_conv(dims, flags, [in_bits, in_bits], weight, None, addrs)
     }
 
     /// Writes the tables and planes of pool node `node` into the static image and builds its
@@ -1291,6 +1252,63 @@ impl GapParts {
     }
 }
 
+/// The descriptor of a constant-weight layer ([`GapParts`], [`AddLayer`]): a 1×1 Conv2d from
+/// `dims[0]` to `dims[1]` (`[c, h, w]`) with `bits` = [in, out] code widths, one plane group
+/// `weight` = (width, shift), no local regions, and optionally a global average pool on its
+/// result path; reading `addrs[0]`, writing `addrs[1]`, its bias, requantization and planes at
+/// `addrs[2..5]`. `None` when a dimension does not fit its field.
+fn constant_conv(
+    dims: [Shape3; 2],
+    flags: Flags,
+    bits: [BitWidth; 2],
+    weight: (BitWidth, u8),
+    global_pool: Option<caq_spec::RequantEntry>,
+    addrs: [DeviceAddr; 5],
+) -> Option<LayerDescriptor> {
+    let [
+        input_addr,
+        output_addr,
+        bias_addr,
+        requant_addr,
+        weight_addr,
+    ] = addrs;
+    let shape = |[c, h, w]: Shape3| {
+        Some(Shape {
+            c: u16::try_from(c).ok()?,
+            h: u16::try_from(h).ok()?,
+            w: u16::try_from(w).ok()?,
+        })
+    };
+    let group = PlaneGroup {
+        bits: weight.0,
+        shift: weight.1,
+        weight_addr,
+    };
+    Some(LayerDescriptor {
+        op: Opcode::Conv2d,
+        flags,
+        in_bits: bits[0],
+        out_bits: bits[1],
+        group_size: 0,
+        input: shape(dims[0])?,
+        output: shape(dims[1])?,
+        kernel_h: 1,
+        kernel_w: 1,
+        stride: 1,
+        pad: Pad::default(),
+        plane_groups: PlaneGroups::new(&[group]).ok()?,
+        active_groups: 1,
+        input_addr,
+        output_addr,
+        bias_addr,
+        requant_addr,
+        group_mult_addr: DeviceAddr(0),
+        batch: 1,
+        max_pool: 0,
+        global_pool,
+    })
+}
+
 /// A residual Add the device runs as a layer (docs/hardware.md, "Residual adds as layers").
 /// Its two inputs share one quantizer (`caq_model::qmodel`), so its two multipliers are one, and
 /// the compiler puts their buffers one right after the other, so the pair is one CHW map of 2·C
@@ -1325,65 +1343,28 @@ impl AddLayer {
         shape: Shape3,
         addrs: [DeviceAddr; 5],
     ) -> Option<LayerDescriptor> {
-        let [
-            input_addr,
-            output_addr,
-            bias_addr,
-            requant_addr,
-            weight_addr,
-        ] = addrs;
         let Op::Add { relu } = model.graph.nodes[node].op else {
             return None;
         };
-        let in_act = model.acts[self.first];
-        let out = model.acts[node];
+        let (in_act, out) = (model.acts[self.first], model.acts[node]);
         let [c, h, w] = shape;
-        let dim = |v: usize| u16::try_from(v).ok();
-        Some(LayerDescriptor {
-            op: Opcode::Conv2d,
-            flags: Flags {
-                relu,
-                in_signed: in_act.signed,
-                out_signed: out.signed,
-                grouped: false,
-                last: false,
-            },
-            in_bits: BitWidth::try_from(in_act.bits).ok()?,
-            out_bits: BitWidth::try_from(out.bits).ok()?,
-            group_size: 0,
-            input: Shape {
-                c: dim(2 * c)?,
-                h: dim(h)?,
-                w: dim(w)?,
-            },
-            output: Shape {
-                c: dim(c)?,
-                h: dim(h)?,
-                w: dim(w)?,
-            },
-            kernel_h: 1,
-            kernel_w: 1,
-            stride: 1,
-            pad: Pad::default(),
-            plane_groups: PlaneGroups::new(&[PlaneGroup {
-                bits: self.bits,
-                shift: 0,
-                weight_addr,
-            }])
-            .ok()?,
-            active_groups: 1,
-            input_addr,
-            output_addr,
-            bias_addr,
-            requant_addr,
-            group_mult_addr: DeviceAddr(0),
-            batch: 1,
-            max_pool: 0,
-            global_pool: match self.global_pool {
-                true => Some(MeanAsLayer::of(h * w)?.requant.entry()),
-                false => None,
-            },
-        })
+        let flags = Flags {
+            relu,
+            in_signed: in_act.signed,
+            out_signed: out.signed,
+            grouped: false,
+            last: false,
+        };
+        let bits = [
+            BitWidth::try_from(in_act.bits).ok()?,
+            BitWidth::try_from(out.bits).ok()?,
+        ];
+        let pool = match self.global_pool {
+            true => Some(MeanAsLayer::of(h * w)?.requant.entry()),
+            false => None,
+        };
+        let dims = [[2 * c, h, w], [c, h, w]];
+        constant_conv(dims, flags, bits, (self.bits, 0), pool, addrs)
     }
 
     /// Writes the tables and planes of Add node `node` (output `shape`) into the static image and

@@ -510,10 +510,17 @@ pub fn compile_with(
     } else {
         vec![None; graph.nodes.len()]
     };
+    // (Not a pool whose output is itself an input of such an add: its buffer is placed as one.)
+    let paired: Vec<usize> = adds
+        .iter()
+        .flatten()
+        .flat_map(|a| [a.first, a.second])
+        .collect();
     for (i, add) in adds.iter_mut().enumerate() {
         let Some(add) = add else { continue };
         if let Some(p) = sole_reader(graph, i)
             && matches!(graph.nodes[p].op, Op::GlobalAvgPool)
+            && !paired.contains(&p)
             && global_pool_fuses(model, &shapes, &caps, p, i)
         {
             add.global_pool = true;

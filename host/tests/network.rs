@@ -573,6 +573,68 @@ fn residual_adds_run_on_the_device_as_layers() {
 }
 
 #[test]
+fn an_add_that_reads_the_pool_of_an_add_equals_golden() {
+    // Squeeze-style: add1's global pool is read by add2 (with a conv whose kernel is the whole
+    // map), so the pool cannot run on add1's result path: its buffer is half of add2's pair.
+    use caq_model::graph::{Graph, Node, Src};
+    let node = |name: &str, op: Op, inputs: Vec<usize>| Node {
+        name: name.into(),
+        op,
+        inputs: inputs.into_iter().map(Src::Node).collect(),
+    };
+    let linear = |kernel: [usize; 2], pad| Op::Conv2d {
+        in_channels: 6,
+        out_channels: 6,
+        kernel,
+        stride: 1,
+        padding: caq_model::graph::Padding::uniform(pad),
+        groups: 1,
+        relu: false,
+    };
+    let mut nodes = vec![Node {
+        name: "c0".into(),
+        op: conv(1, 6, 3, 1),
+        inputs: vec![Src::Input],
+    }];
+    nodes.extend([
+        node("c1", linear([3, 3], 1), vec![0]),
+        node("add1", Op::Add { relu: false }, vec![1, 0]),
+        node("gap", Op::GlobalAvgPool, vec![2]),
+        node("c2", linear([9, 5], 0), vec![0]),
+        node("add2", Op::Add { relu: true }, vec![3, 4]),
+        node("flatten", Op::Flatten, vec![5]),
+        node("fc", dense(6, 4, false), vec![6]),
+    ]);
+    let graph = Graph {
+        input_shape: [1, 9, 5],
+        nodes,
+    };
+    let set = caq_model::data::synthetic([1, 9, 5], 10, 8, 5).unwrap();
+    let q = quantize(graph, &set, &[8, 4, 2], 29);
+    let on = CompileOptions {
+        add_on_device: true,
+        ..Default::default()
+    };
+    for name in ["sim-small", "zcu104", "pynq-z2"] {
+        let cfg = config(name);
+        let p = compile::compile_with(&q, &cfg, &[8; 4], DeviceAddr(BASE), on).unwrap();
+        assert_eq!(step_kinds(&p), ["dev2", "gap", "dev2"], "{name}");
+        assert_eq!(p.fused_pool[2], None, "{name}");
+        let (g, c2) = (p.nodes[3].buf, p.nodes[4].buf);
+        assert_eq!(c2.addr.0, g.addr.0 + g.len, "{name}: add2's pair");
+        for opts in [
+            on,
+            CompileOptions {
+                gap_on_device: true,
+                ..on
+            },
+        ] {
+            check_equal_with(&q, &cfg, &set, 2, &settings(&[8, 4, 2], 4), opts);
+        }
+    }
+}
+
+#[test]
 fn a_settings_priced_cycles_are_what_the_device_counts_with_lowered_layers() {
     // The gate search prices a whole setting from the program's lists; a lowered layer (the
     // depthwise conv's 3 parts, the grouped one's 2 on sim-small) has one descriptor per part

@@ -66,6 +66,9 @@ pub struct LoadOptions {
     /// footprint; the app switches up as its context allows).
     pub bits: Option<Vec<u8>>,
     pub residency: Residency,
+    /// What the compiler may move onto the device (a residual add, a global average pool, as
+    /// constant-weight layers); default: neither.
+    pub compile: compile::CompileOptions,
 }
 
 impl Default for LoadOptions {
@@ -73,6 +76,7 @@ impl Default for LoadOptions {
         LoadOptions {
             bits: None,
             residency: Residency::KeepPaged,
+            compile: compile::CompileOptions::default(),
         }
     }
 }
@@ -568,12 +572,13 @@ impl<D: Device> Accelerator<D> {
                 .collect(),
         };
         // Compile once to learn the size, allocate, and compile at the allocated address.
-        let probe = compile::compile(&q, &self.cfg, &bits, self.pool.region().base)?;
+        let base = self.pool.region().base;
+        let probe = compile::compile_with(&q, &self.cfg, &bits, base, opts.compile)?;
         let block = self.pool.alloc(probe.region.len, BUFFER_ALIGN, "model")?;
         let mut program = if block.addr == probe.region.base {
             probe
         } else {
-            compile::compile(&q, &self.cfg, &bits, block.addr)?
+            compile::compile_with(&q, &self.cfg, &bits, block.addr, opts.compile)?
         };
         if matches!(source, PlaneSource::Bundle(_)) {
             program.drop_planes();

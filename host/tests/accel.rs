@@ -62,6 +62,7 @@ fn suite<D: Device>(dev: D, cfg: &AccelConfig, q: &QModel, path: &Path, set: &Da
             &LoadOptions {
                 bits: None,
                 residency: Residency::Minimal,
+                ..LoadOptions::default()
             },
         )
         .expect("load");
@@ -175,6 +176,7 @@ fn a_lowered_depthwise_conv_pages_its_own_planes_in_and_out() {
         &LoadOptions {
             bits: Some(vec![2; 5]),
             residency: Residency::Minimal,
+            ..LoadOptions::default()
         },
     )
     .unwrap();
@@ -279,6 +281,7 @@ fn bad_settings_and_gates_are_bad_config_and_change_nothing() {
             &LoadOptions {
                 bits: Some(vec![7, 8, 8]),
                 residency: Residency::Minimal,
+                ..LoadOptions::default()
             },
         )
         .unwrap_err();
@@ -717,6 +720,47 @@ fn accelerator_suite_through_uio_on_the_fake_board_equals_the_functional_device(
     assert_eq!(got, want, "UIO + fake board vs FuncDevice");
     assert_eq!(rig.board.jobs(), 21, "one START per inference");
     assert_eq!(rig.board.events(), 21, "one interrupt per job");
+    assert_eq!(rig.board.violations(), Vec::<String>::new());
+}
+
+#[test]
+fn a_residual_add_loaded_onto_the_device_runs_in_its_layers_list_through_uio() {
+    // LoadOptions::compile moves the add onto the device (the end of conv2's list): through UIO
+    // on the fake board, every inference at every setting equals the golden executor.
+    let dir = tempfile::tempdir().unwrap();
+    let set = digits();
+    let q = quantize(residual(), &set, &[8, 6, 4], 3);
+    let path = dir.path().join("residual.caqb");
+    bundle::write(&path, &q).unwrap();
+    let cfg = config("sim-small");
+    let rig = board::rig(
+        &cfg,
+        caq_driver::fake::board::BoardFaults::default(),
+        caq_driver::uio_device::WaitStrategy::Irq,
+    );
+    let mut acc = Accelerator::open(rig.dev, &cfg).unwrap();
+    let opts = LoadOptions {
+        compile: caq_driver::compile::CompileOptions {
+            add_on_device: true,
+            ..Default::default()
+        },
+        ..LoadOptions::default()
+    };
+    acc.load_bundle(&path, &opts).unwrap();
+    let p = acc.program().unwrap();
+    let add = p.layers[1].add.as_ref().expect("the add ends conv2's list");
+    assert_eq!(add.name, "add");
+    for bits in [[4, 4, 4], [8, 6, 4], [6, 8, 8]] {
+        acc.set_bits(&bits).unwrap();
+        for i in [0, 7] {
+            let img = set.image(i);
+            assert_eq!(
+                acc.infer(img).unwrap().output,
+                golden(&q, &bits, img),
+                "{bits:?}"
+            );
+        }
+    }
     assert_eq!(rig.board.violations(), Vec::<String>::new());
 }
 

@@ -48,6 +48,7 @@ fn loaded_on<D: caq_spec::Device>(
     let opts = LoadOptions {
         bits: None,
         residency: Residency::KeepPaged,
+        ..LoadOptions::default()
     };
     acc.load_bundle(&bundle_of(q, dir), &opts).unwrap();
     acc
@@ -360,6 +361,7 @@ fn adaptive_inference_needs_every_setting_resident() {
         &LoadOptions {
             bits: None,
             residency: Residency::Minimal,
+            ..LoadOptions::default()
         },
     )
     .unwrap();

@@ -204,7 +204,10 @@ fn bad_flags_are_rejected_with_the_flag_named() {
             &["run", "--model", "nope.caqf", "--backend", "cpu", flag],
             dir.path(),
         ));
-        assert!(err.contains(flag) && err.contains("func and rtl"), "{err}");
+        assert!(
+            err.contains(flag) && err.contains("func, rtl and uio"),
+            "{err}"
+        );
     }
 }
 

@@ -281,6 +281,7 @@ pub fn open_loaded<D: Device>(
         &LoadOptions {
             bits: Some(bits.to_vec()),
             residency: Residency::Minimal,
+            ..LoadOptions::default()
         },
     )?;
     Ok(acc)

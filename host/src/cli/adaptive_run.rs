@@ -246,6 +246,7 @@ fn on_device<D: caq_spec::Device>(
         &LoadOptions {
             bits: Some(policy.settings()[0].clone()),
             residency: Residency::KeepPaged,
+            ..LoadOptions::default()
         },
     )
     .with_context(|| format!("loading {}", bundle.display()))?;

@@ -129,13 +129,13 @@ pub struct RunArgs {
     /// Also write the figures as JSON to this file (written atomically; `-` for standard output).
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Run the global average pools the result path cannot take on the array (--backend func and
-    /// rtl): one list fewer, at the array's cost (docs/hardware.md "Global average pooling by
+    /// Run the global average pools the result path cannot take on the array (--backend func,
+    /// rtl and uio): one list fewer, at the array's cost (docs/hardware.md "Global average pooling by
     /// constant-weight layers").
     #[arg(long)]
     gap_on_device: bool,
     /// Run the residual Adds whose inputs share a quantizer on the array, each at the end of the
-    /// list of the layer before it (--backend func and rtl): no host step, at the array's cost
+    /// list of the layer before it (--backend func, rtl and uio): no host step, at the array's cost
     /// (docs/hardware.md "Residual adds as layers").
     #[arg(long)]
     add_on_device: bool,
@@ -422,8 +422,9 @@ pub fn run(a: RunArgs) -> Result<()> {
         (a.gap_on_device, "--gap-on-device"),
         (a.add_on_device, "--add-on-device"),
     ] {
-        if on && (!matches!(a.backend, Backend::Func | Backend::Rtl) || a.adaptive.is_some()) {
-            bail!("{flag} applies to --backend func and rtl with fixed settings only");
+        let device = matches!(a.backend, Backend::Func | Backend::Rtl | Backend::Uio);
+        if on && (!device || a.adaptive.is_some()) {
+            bail!("{flag} applies to --backend func, rtl and uio with fixed settings only");
         }
     }
     let (q, source, split) = quantized(&a)?;
@@ -455,6 +456,10 @@ pub fn run(a: RunArgs) -> Result<()> {
         runs: Vec::new(),
         energy: Vec::new(),
     };
+    let compile_opts = compile::CompileOptions {
+        gap_on_device: a.gap_on_device,
+        add_on_device: a.add_on_device,
+    };
     match a.backend {
         Backend::Golden => {
             for bits in &settings {
@@ -472,6 +477,7 @@ pub fn run(a: RunArgs) -> Result<()> {
                 &LoadOptions {
                     bits: Some(settings[0].clone()),
                     residency: Residency::KeepPaged,
+                    compile: compile_opts,
                 },
             )?;
             println!(
@@ -496,11 +502,15 @@ pub fn run(a: RunArgs) -> Result<()> {
             }
         }
         Backend::Func | Backend::Rtl => {
-            let opts = compile::CompileOptions {
-                gap_on_device: a.gap_on_device,
-                add_on_device: a.add_on_device,
-            };
-            sim_runs(a.backend, &cfg, &q, &settings, &set, opts, &mut summary)?;
+            sim_runs(
+                a.backend,
+                &cfg,
+                &q,
+                &settings,
+                &set,
+                compile_opts,
+                &mut summary,
+            )?;
         }
     }
     print(&summary);

@@ -100,6 +100,7 @@ fn nested_switch(
         &LoadOptions {
             bits: Some(vec![from; n_layers]),
             residency,
+            ..LoadOptions::default()
         },
     )?;
     let (a, b) = (vec![from; n_layers], vec![to; n_layers]);

@@ -42,8 +42,10 @@
 //! list of the weight layer before it, as a 1×1 Conv2d with unit weights over its two input
 //! buffers, which the layout places one right after the other ([`AddLayer`],
 //! [`DeviceLayer::add`]); a GlobalAvgPool that alone reads it then runs on its result path where
-//! the device has CAPS0.GLOBAL_POOL. Other pools, the other global pools, the other Adds and a
-//! standalone ReLU are host steps: read the codes back, run the golden kernel, write the result where the next layer reads
+//! the device has CAPS0.GLOBAL_POOL. With [`CompileOptions::avg_pool_on_device`], an AvgPool
+//! whose window is its stride (at most 2) runs there too, as constant-weight k×k stride-k parts
+//! ([`PoolParts`]; Adds and pools that end one list run in graph order, [`DeviceLayer::after`]).
+//! Other pools, the other global pools, the other Adds and a standalone ReLU are host steps: read the codes back, run the golden kernel, write the result where the next layer reads
 //! it. A grouped convolution is lowered to dense parts
 //! ([`GroupedParts`]), a stride-1 depthwise one over a narrow map to parts by output columns where
 //! that is cheaper ([`ColumnParts`]).
@@ -153,13 +155,14 @@ pub struct DeviceLayer {
     pub expanded: bool,
     /// A global average pool that runs just before the layer, in its lists ([`GapParts`]).
     pub gap: Option<DeviceOp>,
-    /// A residual Add that runs just after the layer, in its lists ([`AddLayer`]).
-    pub add: Option<DeviceOp>,
+    /// The residual Adds and average pools that run just after the layer, in its lists, in graph
+    /// order ([`AddLayer`], [`PoolParts`]).
+    pub after: Vec<DeviceOp>,
 }
 
 /// A node without weights the device runs as constant-weight Conv2d descriptors: a global
-/// average pool (first in the list of the weight layer after it) or a residual Add (last in the
-/// list of the weight layer before it). Their weights and tables are constant (part of the
+/// average pool (first in the list of the weight layer after it), a residual Add or an average
+/// pool (last in the list of the weight layer before it). Their weights and tables are constant (part of the
 /// static image), so a precision switch leaves them alone.
 #[derive(Clone, Debug)]
 pub struct DeviceOp {
@@ -176,21 +179,21 @@ impl DeviceLayer {
         &self.descs[0]
     }
 
-    /// Its descriptors in list order: a global average pool's before it, its own, then a
-    /// residual Add's.
+    /// Its descriptors in list order: a global average pool's before it, its own, then those of
+    /// the nodes after it.
     pub fn list(&self) -> impl Iterator<Item = &LayerDescriptor> {
         let gap = self.gap.iter().flat_map(|g| &g.descs);
         gap.chain(&self.descs)
-            .chain(self.add.iter().flat_map(|a| &a.descs))
+            .chain(self.after.iter().flat_map(|a| &a.descs))
     }
 
-    /// The nodes whose outputs its list writes: a global average pool's, its own, an Add's.
+    /// The nodes whose outputs its list writes: a global average pool's, its own, and those of
+    /// the nodes after it.
     pub fn written_nodes(&self) -> impl Iterator<Item = usize> + '_ {
-        let op = |o: &Option<DeviceOp>| o.as_ref().map(|g| g.node);
-        op(&self.gap)
-            .into_iter()
+        let gap = self.gap.as_ref().map(|g| g.node);
+        gap.into_iter()
             .chain([self.node])
-            .chain(op(&self.add))
+            .chain(self.after.iter().map(|a| a.node))
     }
 
     /// The name of each descriptor in [`DeviceLayer::list`]: the layer's (or the pool's) name, with
@@ -208,7 +211,7 @@ impl DeviceLayer {
             .as_ref()
             .map_or_else(Vec::new, |g| named(&g.name, g.descs.len()));
         names.extend(named(&self.name, self.descs.len()));
-        if let Some(a) = &self.add {
+        for a in &self.after {
             names.extend(named(&a.name, a.descs.len()));
         }
         names
@@ -451,6 +454,11 @@ pub struct CompileOptions {
     /// and no host step, for a 1×1 layer over both inputs (docs/hardware.md "Residual adds as
     /// layers"); off, it is a host step.
     pub add_on_device: bool,
+    /// Run an average pool whose window is its stride (2, or 1) on the device where
+    /// [`PoolParts`] allows, at the end of the list of the weight layer before it, as
+    /// constant-weight parts (docs/hardware.md "Average pooling by constant-weight layers"); off,
+    /// it is a host step.
+    pub avg_pool_on_device: bool,
 }
 
 /// [`compile_with`] with the default [`CompileOptions`].
@@ -503,21 +511,32 @@ pub fn compile_with(
     // output is never pooled on the device), which maps are stored transposed, and the
     // descriptors per node: one per weight layer, one per part of a lowered grouped conv.
     let (lowerings, transposed) = lower(model, &shapes, &pooled_by, &shape);
-    // The Adds the device runs, and per weight node the one at the end of its list. A global
-    // average pool that alone reads such an add runs on its result path where the core can.
-    let mut adds = if opts.add_on_device {
-        device_adds(model, &shapes, &fused, &transposed, &caps, &shape)
-    } else {
-        vec![None; graph.nodes.len()]
-    };
+    // The Adds and average pools the device runs at the end of the list of the weight layer
+    // before them. A global average pool that alone reads such an add runs on its result path
+    // where the core can.
+    let mut after = AfterCtx {
+        model,
+        shapes: &shapes,
+        fused: &fused,
+        transposed: &transposed,
+        caps: &caps,
+        shape: &shape,
+    }
+    .after_ops(opts);
     // (Not a pool whose output is itself an input of such an add: its buffer is placed as one.)
-    let paired: Vec<usize> = adds
+    let paired: Vec<usize> = after
         .iter()
         .flatten()
-        .flat_map(|a| [a.first, a.second])
+        .filter_map(|o| match o {
+            AfterOp::Add(a) => Some([a.first, a.second]),
+            AfterOp::Pool(_) => None,
+        })
+        .flatten()
         .collect();
-    for (i, add) in adds.iter_mut().enumerate() {
-        let Some(add) = add else { continue };
+    for (i, op) in after.iter_mut().enumerate() {
+        let Some(AfterOp::Add(add)) = op else {
+            continue;
+        };
         if let Some(p) = sole_reader(graph, i)
             && matches!(graph.nodes[p].op, Op::GlobalAvgPool)
             && !paired.contains(&p)
@@ -540,12 +559,14 @@ pub fn compile_with(
             gap_before[w] = Some((g, p));
         }
     }
-    let mut add_after: Vec<Option<(usize, AddLayer)>> = vec![None; graph.nodes.len()];
+    // Per weight node, the nodes at the end of its list, in graph order.
+    let mut after_of: Vec<Vec<(usize, AfterOp)>> = vec![Vec::new(); graph.nodes.len()];
     // The address each second buffer of an Add's pair takes, once its first is placed.
     let mut second_of: Vec<Option<usize>> = vec![None; graph.nodes.len()];
-    for (i, a) in adds.iter().enumerate() {
-        if let Some(a) = *a {
-            add_after[a.after] = Some((i, a));
+    for (i, op) in after.iter().enumerate() {
+        let Some(op) = *op else { continue };
+        after_of[op.after()].push((i, op));
+        if let AfterOp::Add(a) = op {
             second_of[a.first] = Some(a.second);
         }
     }
@@ -553,11 +574,11 @@ pub fn compile_with(
         .nodes
         .iter()
         .zip(&lowerings)
-        .zip(gap_before.iter().zip(&add_after))
-        .map(|((n, g), (gap, add))| {
+        .zip(gap_before.iter().zip(&after_of))
+        .map(|((n, g), (gap, ops))| {
             g.map_or(usize::from(n.op.has_weights()), |p| p.parts())
                 + gap.map_or(0, |(_, p)| p.parts)
-                + usize::from(add.is_some())
+                + ops.iter().map(|(_, o)| o.parts()).sum::<usize>()
         })
         .collect();
 
@@ -587,7 +608,7 @@ pub fn compile_with(
             Op::Flatten => {}
             Op::MaxPool { .. } | Op::GlobalAvgPool if fused[i] => {}
             Op::GlobalAvgPool if gaps[i].is_some() => {}
-            Op::Add { .. } if adds[i].is_some() => {}
+            Op::Add { .. } | Op::AvgPool { .. } if after[i].is_some() => {}
             op => {
                 open = false;
                 let host_op = match *op {
@@ -720,14 +741,24 @@ pub fn compile_with(
                 }
                 None => None,
             };
-            let add = match add_after[i] {
-                Some((a, al)) => {
-                    let (first, out) = (nodes[al.first], nodes[a]);
-                    Some(al.place(model, a, shapes[a], first, out, &mut mem, &mut image)?)
-                }
-                None => None,
+            let mut ops = Vec::with_capacity(after_of[i].len());
+            for &(a, op) in &after_of[i] {
+                ops.push(match op {
+                    AfterOp::Add(al) => {
+                        let (first, out) = (nodes[al.first], nodes[a]);
+                        al.place(model, a, shapes[a], first, out, &mut mem, &mut image)?
+                    }
+                    AfterOp::Pool(pp) => {
+                        let src = src_act(&input, &nodes, graph.nodes[a].inputs[0]);
+                        pp.place(model, a, src, nodes[a], &mut mem, &mut image)?
+                    }
+                });
+            }
+            let layer = DeviceLayer {
+                gap,
+                after: ops,
+                ..layer
             };
-            let layer = DeviceLayer { gap, add, ..layer };
             let n = layer.list().count() as u64;
             layers.push(DeviceLayer {
                 list_addr: DeviceAddr(lists.0 + di * DESCRIPTOR_BYTES as u64),
@@ -1205,7 +1236,7 @@ impl GapParts {
             last: false,
         };
         let weight = (self.bits, Self::SHIFT);
-        constant_conv(dims, flags, [in_bits, in_bits], weight, None, addrs)
+        constant_conv(dims, flags, [in_bits, in_bits], weight, (1, 1), None, addrs)
     }
 
     /// Writes the tables and planes of pool node `node` into the static image and builds its
@@ -1259,16 +1290,18 @@ impl GapParts {
     }
 }
 
-/// The descriptor of a constant-weight layer ([`GapParts`], [`AddLayer`]): a 1×1 Conv2d from
-/// `dims[0]` to `dims[1]` (`[c, h, w]`) with `bits` = [in, out] code widths, one plane group
-/// `weight` = (width, shift), no local regions, and optionally a global average pool on its
-/// result path; reading `addrs[0]`, writing `addrs[1]`, its bias, requantization and planes at
-/// `addrs[2..5]`. `None` when a dimension does not fit its field.
+/// The descriptor of a constant-weight layer ([`GapParts`], [`AddLayer`], [`PoolParts`]): a Conv2d
+/// from `dims[0]` to `dims[1]` (`[c, h, w]`) with a square `window` = (kernel, stride) and no
+/// padding, `bits` = [in, out] code widths, one plane group `weight` = (width, shift), no local
+/// regions, and optionally a global average pool on its result path; reading `addrs[0]`, writing
+/// `addrs[1]`, its bias, requantization and planes at `addrs[2..5]`. `None` when a value does not
+/// fit its field.
 fn constant_conv(
     dims: [Shape3; 2],
     flags: Flags,
     bits: [BitWidth; 2],
     weight: (BitWidth, u8),
+    window: (usize, usize),
     global_pool: Option<caq_spec::RequantEntry>,
     addrs: [DeviceAddr; 5],
 ) -> Option<LayerDescriptor> {
@@ -1299,9 +1332,9 @@ fn constant_conv(
         group_size: 0,
         input: shape(dims[0])?,
         output: shape(dims[1])?,
-        kernel_h: 1,
-        kernel_w: 1,
-        stride: 1,
+        kernel_h: u8::try_from(window.0).ok()?,
+        kernel_w: u8::try_from(window.0).ok()?,
+        stride: u8::try_from(window.1).ok()?,
         pad: Pad::default(),
         plane_groups: PlaneGroups::new(&[group]).ok()?,
         active_groups: 1,
@@ -1371,7 +1404,7 @@ impl AddLayer {
             false => None,
         };
         let dims = [[2 * c, h, w], [c, h, w]];
-        constant_conv(dims, flags, bits, (self.bits, 0), pool, addrs)
+        constant_conv(dims, flags, bits, (self.bits, 0), (1, 1), pool, addrs)
     }
 
     /// Writes the tables and planes of Add node `node` (output `shape`) into the static image and
@@ -1412,7 +1445,7 @@ impl AddLayer {
         let addrs = [first.buf.addr, output.buf.addr, bias, rq_addr, planes];
         let d = self
             .descriptor(model, node, shape, addrs)
-            .expect("checked in device_adds and global_pool_fuses");
+            .expect("checked in AfterCtx::add and global_pool_fuses");
         Ok(DeviceOp {
             name: model.graph.nodes[node].name.clone(),
             node,
@@ -1434,66 +1467,123 @@ fn owner(graph: &Graph, fused: &[bool], mut s: Src) -> Option<usize> {
     }
 }
 
-/// Per node, the residual Add the device runs as a layer ([`AddLayer`]), where: its multipliers
-/// are equal (its inputs share a quantizer); its inputs are two different node buffers, neither
-/// the input of another such Add, CHW (not transposed), of one bit width and signedness; a weight layer
-/// comes before it with nothing but Flatten or fused pools between them; the buffer placed second
-/// starts on a bus word or no Dense layer reads it (a Conv2d's maps may start at any byte, a
-/// Dense layer's may not); and its descriptor passes the descriptor rules and fits the device's
-/// buffers. Every other Add is a host step.
-fn device_adds(
-    model: &QModel,
-    shapes: &[Shape3],
-    fused: &[bool],
-    transposed: &[bool],
-    caps: &Caps,
-    shape: &CoreShape,
-) -> Vec<Option<AddLayer>> {
-    let graph = &model.graph;
-    let n = graph.nodes.len();
-    let bits = BitWidth::all().find(|&b| b.get() >= 2 && caps.supports_weight_bits(b));
-    let mut paired = vec![false; n];
-    let mut adds = vec![None; n];
-    for i in 0..n {
-        let node = &graph.nodes[i];
-        let (Op::Add { .. }, Some(rq), Some(bits)) = (&node.op, model.adds[i], bits) else {
-            continue;
-        };
-        if rq.mult_a != rq.mult_b || node.inputs.len() != 2 {
-            continue;
+/// A node without weights that runs at the end of the list of the weight layer before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterOp {
+    Add(AddLayer),
+    Pool(PoolParts),
+}
+
+impl AfterOp {
+    /// The weight layer whose list it ends.
+    pub fn after(&self) -> usize {
+        match self {
+            AfterOp::Add(a) => a.after,
+            AfterOp::Pool(p) => p.after,
         }
-        let (Some(a), Some(b)) = (
-            owner(graph, fused, node.inputs[0]),
-            owner(graph, fused, node.inputs[1]),
-        ) else {
-            continue;
-        };
+    }
+
+    /// Its descriptors.
+    pub fn parts(&self) -> usize {
+        match self {
+            AfterOp::Add(_) => 1,
+            AfterOp::Pool(p) => p.parts,
+        }
+    }
+}
+
+/// What [`after_ops`] decides from.
+struct AfterCtx<'a> {
+    model: &'a QModel,
+    shapes: &'a [Shape3],
+    fused: &'a [bool],
+    transposed: &'a [bool],
+    caps: &'a Caps,
+    shape: &'a CoreShape,
+}
+
+impl AfterCtx<'_> {
+    /// Per node, the residual Add ([`AddLayer`], with [`CompileOptions::add_on_device`]) or
+    /// average pool ([`PoolParts`], with [`CompileOptions::avg_pool_on_device`]) the device runs
+    /// at the end of the list of the weight layer before it: the nearest weight layer with nothing
+    /// between them but Flatten, fused pools and other such nodes (a host step between them keeps
+    /// the node a host step). Every other Add or pool is a host step.
+    fn after_ops(&self, opts: CompileOptions) -> Vec<Option<AfterOp>> {
+        let graph = &self.model.graph;
+        let n = graph.nodes.len();
+        let mut paired = vec![false; n];
+        let mut ops = vec![None; n];
+        // The weight layer whose list a node here would end.
+        let mut attach: Option<usize> = None;
+        for (i, node) in graph.nodes.iter().enumerate() {
+            if node.op.has_weights() {
+                attach = Some(i);
+                continue;
+            }
+            if matches!(node.op, Op::Flatten) || self.fused[i] {
+                continue;
+            }
+            let op = match (attach, &node.op) {
+                (Some(after), Op::Add { .. }) if opts.add_on_device => {
+                    self.add(&paired, i, after).map(AfterOp::Add)
+                }
+                (Some(after), Op::AvgPool { .. }) if opts.avg_pool_on_device => {
+                    let src = owner(graph, self.fused, node.inputs[0]);
+                    let transposed = src.is_some_and(|j| self.transposed[j]);
+                    PoolParts::of(self.model, self.shapes, i, after, self.caps, self.shape)
+                        .filter(|_| !transposed)
+                        .map(AfterOp::Pool)
+                }
+                _ => None,
+            };
+            match op {
+                Some(AfterOp::Add(a)) => {
+                    paired[a.first] = true;
+                    paired[a.second] = true;
+                }
+                Some(AfterOp::Pool(_)) => {}
+                // A host step: the next such node has no list to end until a weight layer.
+                None => attach = None,
+            }
+            ops[i] = op;
+        }
+        ops
+    }
+
+    /// Add node `i` as a layer ending `after`'s list, where: its multipliers are equal (its
+    /// inputs share a quantizer); its inputs are two different node buffers, neither the input
+    /// of another such Add (`paired`), CHW (not transposed), of one bit width and signedness; the
+    /// buffer placed second starts on a bus word or no Dense layer reads it (a Conv2d's maps may
+    /// start at any byte, a Dense layer's may not); and its descriptor passes the descriptor rules
+    /// and fits the device's buffers.
+    fn add(&self, paired: &[bool], i: usize, after: usize) -> Option<AddLayer> {
+        let (model, caps, fused) = (self.model, self.caps, self.fused);
+        let graph = &model.graph;
+        let node = &graph.nodes[i];
+        let bits = BitWidth::all().find(|&b| b.get() >= 2 && caps.supports_weight_bits(b))?;
+        let rq = model.adds[i]?;
+        if rq.mult_a != rq.mult_b || node.inputs.len() != 2 {
+            return None;
+        }
+        let a = owner(graph, fused, node.inputs[0])?;
+        let b = owner(graph, fused, node.inputs[1])?;
         let (first, second) = (a.min(b), a.max(b));
         let (fa, sa) = (model.acts[first], model.acts[second]);
         if first == second
             || paired[first]
             || paired[second]
-            || transposed[first]
-            || transposed[second]
+            || self.transposed[first]
+            || self.transposed[second]
             || (fa.bits, fa.signed) != (sa.bits, sa.signed)
         {
-            continue;
+            return None;
         }
-        let Some(after) = (0..i).rev().find(|&j| {
-            let op = &graph.nodes[j].op;
-            !(matches!(op, Op::Flatten) || fused[j])
-        }) else {
-            continue;
-        };
-        if !graph.nodes[after].op.has_weights() {
-            continue;
-        }
-        let len = shapes[i].iter().product::<usize>();
+        let len = self.shapes[i].iter().product::<usize>();
         let dense_reads_second = graph.nodes.iter().any(|r| {
             matches!(r.op, Op::Dense { .. }) && owner(graph, fused, r.inputs[0]) == Some(second)
         });
         if len % caps.bus_bytes() as usize != 0 && dense_reads_second {
-            continue;
+            return None;
         }
         let add = AddLayer {
             first,
@@ -1502,17 +1592,156 @@ fn device_adds(
             bits,
             global_pool: false,
         };
-        let Some(d) = add.descriptor(model, i, shapes[i], [DeviceAddr(0); 5]) else {
-            continue;
-        };
-        if d.validate(caps).is_err() || shape.check_capacity(&d).is_err() {
-            continue;
-        }
-        paired[first] = true;
-        paired[second] = true;
-        adds[i] = Some(add);
+        let d = add.descriptor(model, i, self.shapes[i], [DeviceAddr(0); 5])?;
+        (d.validate(caps).is_ok() && self.shape.check_capacity(&d).is_ok()).then_some(add)
     }
-    adds
+}
+
+/// A standalone average pool (window k×k with stride k, k ≤ the largest stride, 2) the device
+/// runs at the end of the list of the weight layer before it (docs/hardware.md, "Average pooling
+/// by constant-weight layers"): parts of up to R channels, each a k×k stride-k Conv2d over its
+/// slice of channels (CHW keeps each channel's map in one run of bytes) with a row per channel
+/// that weighs its own channel's k·k codes by [`MeanAsLayer::WEIGHT`] (code 1 of a `bits`-bit plane
+/// group at shift [`GapParts::SHIFT`]) and the others' by 0; bias [`MeanAsLayer::BIAS`],
+/// requantization `1/(4·k·k)`: the average-pool rule exactly (docs/numerics.md, "Average pooling
+/// as a layer"). Rows and columns past the last whole window are dropped, as the rule drops them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolParts {
+    pub channels: usize,
+    pub per_part: usize,
+    pub parts: usize,
+    pub kernel: usize,
+    /// The input map's height and width.
+    pub map: [usize; 2],
+    /// Width of the plane group whose code 1 at shift [`GapParts::SHIFT`] is the weight.
+    pub bits: BitWidth,
+    /// The weight layer whose list it ends.
+    pub after: usize,
+    layer: MeanAsLayer,
+}
+
+impl PoolParts {
+    /// The lowering of AvgPool node `node` ending `after`'s list: `None` when its window is not
+    /// its stride or exceeds the largest stride, its output codes are not its input's width and
+    /// sign (the mean of in-range codes is in range), no supported weight width of at least 2
+    /// bits leaves room for the shift, or the largest part does not fit the descriptor rules or
+    /// the device's buffers.
+    pub fn of(
+        model: &QModel,
+        shapes: &[Shape3],
+        node: usize,
+        after: usize,
+        caps: &Caps,
+        shape: &CoreShape,
+    ) -> Option<PoolParts> {
+        let graph = &model.graph;
+        let Op::AvgPool { kernel, stride } = graph.nodes[node].op else {
+            return None;
+        };
+        let (input, in_act) = match graph.nodes[node].inputs[0] {
+            Src::Input => (graph.input_shape, model.input),
+            Src::Node(j) => (shapes[j], model.acts[j]),
+        };
+        let out = model.acts[node];
+        if kernel != stride || (out.bits, out.signed) != (in_act.bits, in_act.signed) {
+            return None;
+        }
+        let wmax = caps.max_weight_bits().get();
+        let bits = BitWidth::all().find(|&b| {
+            b.get() >= 2 && b.get() + GapParts::SHIFT <= wmax && caps.supports_weight_bits(b)
+        })?;
+        let [channels, h, w] = input;
+        let per_part = (shape.rows as usize).min(channels);
+        let p = PoolParts {
+            channels,
+            per_part,
+            parts: channels.div_ceil(per_part),
+            kernel,
+            map: [h, w],
+            bits,
+            after,
+            layer: MeanAsLayer::of(kernel * kernel)?,
+        };
+        let in_bits = BitWidth::try_from(in_act.bits).ok()?;
+        let d = p.descriptor(per_part, in_bits, in_act.signed, [DeviceAddr(0); 5])?;
+        (d.validate(caps).is_ok() && shape.check_capacity(&d).is_ok()).then_some(p)
+    }
+
+    /// The descriptor of a part of `n` channels reading from `addrs[0]` and writing to
+    /// `addrs[1]`, with its bias, requantization and plane tables at `addrs[2..5]`.
+    fn descriptor(
+        &self,
+        n: usize,
+        in_bits: BitWidth,
+        signed: bool,
+        addrs: [DeviceAddr; 5],
+    ) -> Option<LayerDescriptor> {
+        let ([h, w], k) = (self.map, self.kernel);
+        let dims = [[n, h, w], [n, h / k, w / k]];
+        let flags = Flags {
+            relu: false,
+            in_signed: signed,
+            out_signed: signed,
+            grouped: false,
+            last: false,
+        };
+        let weight = (self.bits, GapParts::SHIFT);
+        constant_conv(dims, flags, [in_bits, in_bits], weight, (k, k), None, addrs)
+    }
+
+    /// Writes the tables and planes of pool node `node` into the static image and builds its
+    /// descriptors, reading `input` and writing `output`.
+    fn place(
+        &self,
+        model: &QModel,
+        node: usize,
+        input: ActBuffer,
+        output: ActBuffer,
+        mem: &mut Alloc,
+        image: &mut Vec<(DeviceAddr, Vec<u8>)>,
+    ) -> Result<DeviceOp> {
+        let in_bits = input_bits(model, node)?;
+        let mut put = |bytes: Vec<u8>| {
+            let a = mem.take(bytes.len() as u64);
+            image.push((a, bytes));
+            a
+        };
+        let ([h, w], k) = (self.map, self.kernel);
+        let (area_in, area_out) = (h * w, (h / k) * (w / k));
+        let window = k * k;
+        let mut descs = Vec::with_capacity(self.parts);
+        for p in 0..self.parts {
+            let c0 = p * self.per_part;
+            let n = self.per_part.min(self.channels - c0);
+            let bias = put(pad8(
+                std::iter::repeat_n(MeanAsLayer::BIAS.to_le_bytes(), n)
+                    .flatten()
+                    .collect(),
+            ));
+            let rq = put(requant::table_bytes(&vec![self.layer.requant; n]));
+            // K is ordered (c, ky, kx): row r's window is its own channel's k·k codes.
+            let codes = ndarray::Array2::from_shape_fn((n, n * window), |(r, kk)| {
+                i32::from(kk / window == r)
+            });
+            let planes = put(planes::pack(codes.view(), self.bits.get())?.to_le_bytes());
+            let addrs = [
+                DeviceAddr(input.buf.addr.0 + (c0 * area_in) as u64),
+                DeviceAddr(output.buf.addr.0 + (c0 * area_out) as u64),
+                bias,
+                rq,
+                planes,
+            ];
+            let d = self
+                .descriptor(n, in_bits, input.signed, addrs)
+                .expect("checked for the largest part in PoolParts::of");
+            descs.push(d);
+        }
+        Ok(DeviceOp {
+            name: model.graph.nodes[node].name.clone(),
+            node,
+            descs,
+        })
+    }
 }
 
 /// How a weight layer becomes descriptors beyond one.
@@ -1897,7 +2126,7 @@ fn place_layer(
             group_bytes,
             expanded: lowering.is_some(),
             gap: None,
-            add: None,
+            after: Vec::new(),
         },
         plane_bytes,
     ))

@@ -535,14 +535,13 @@ fn residual_adds_run_on_the_device_as_layers() {
         };
         assert_eq!(step_kinds(&p), kinds, "{name}");
         assert_eq!(p.fused_pool[6], pooled.then_some(7), "{name}");
-        let d = p.layers[4].add.as_ref().unwrap().descs[0];
+        let d = p.layers[4].after[0].descs[0];
         let mean = MeanAsLayer::of(9 * 5).unwrap().requant.entry();
         assert_eq!(d.global_pool, pooled.then_some(mean), "{name}");
         for (li, add, first, second) in [(2, 3, 0, 2), (4, 6, 3, 5)] {
-            let op = p.layers[li]
-                .add
-                .as_ref()
-                .expect("the add ends the conv's list");
+            let [op] = p.layers[li].after.as_slice() else {
+                panic!("{name}: the add ends the conv's list");
+            };
             assert_eq!(op.node, add);
             let d = op.descs[0];
             let (a, b) = (p.nodes[first].buf, p.nodes[second].buf);
@@ -632,6 +631,80 @@ fn an_add_that_reads_the_pool_of_an_add_equals_golden() {
             check_equal_with(&q, &cfg, &set, 2, &settings(&[8, 4, 2], 4), opts);
         }
     }
+}
+
+/// A 2x2 average pool over 6 channels of 9x5 (the last row and column dropped), between two convs.
+fn pooled_chain() -> caq_model::graph::Graph {
+    chain(
+        [1, 9, 5],
+        vec![
+            ("c0", conv(1, 6, 3, 1)),
+            (
+                "pool",
+                Op::AvgPool {
+                    kernel: 2,
+                    stride: 2,
+                },
+            ),
+            ("c1", conv(6, 5, 3, 1)),
+            ("flatten", Op::Flatten),
+            ("fc", dense(5 * 4 * 2, 4, false)),
+        ],
+    )
+}
+
+#[test]
+fn average_pools_run_on_the_device_at_the_end_of_the_layer_before_them() {
+    // With the option the pool is parts of up to R channels at the end of c0's list: one list,
+    // no host step; every node equal to golden at every level and mixed settings.
+    let set = caq_model::data::synthetic([1, 9, 5], 10, 8, 13).unwrap();
+    let q = quantize(pooled_chain(), &set, &[8, 4, 2], 31);
+    let on = CompileOptions {
+        avg_pool_on_device: true,
+        ..Default::default()
+    };
+    for name in ["sim-small", "pynq-z2", "zcu104"] {
+        let cfg = config(name);
+        let p = compile::compile(&q, &cfg, &[8; 3], DeviceAddr(BASE)).unwrap();
+        assert_eq!(step_kinds(&p), ["dev1", "pool", "dev2"], "{name}");
+        let p = compile::compile_with(&q, &cfg, &[8; 3], DeviceAddr(BASE), on).unwrap();
+        assert_eq!(step_kinds(&p), ["dev3"], "{name}");
+        let [pool] = p.layers[0].after.as_slice() else {
+            panic!("{name}: the pool ends c0's list");
+        };
+        let rows = (cfg.array.rows as usize).min(6);
+        assert_eq!(pool.descs.len(), 6usize.div_ceil(rows), "{name}");
+        // Each part reads its channels' 9x5 maps and writes their 4x2 means.
+        let (mut inp, mut out) = (p.nodes[0].buf.addr.0, p.nodes[1].buf.addr.0);
+        for d in &pool.descs {
+            assert_eq!((d.input_addr.0, d.output_addr.0), (inp, out), "{name}");
+            assert_eq!((d.output.h, d.output.w, d.stride), (4, 2, 2));
+            inp += u64::from(d.input.c) * 45;
+            out += u64::from(d.output.c) * 8;
+        }
+        check_equal_with(&q, &cfg, &set, 2, &settings(&[8, 4, 2], 3), on);
+    }
+    // After a device add in the same list (the residual graph: add, pool, then a host ReLU).
+    let set = digits();
+    let q = quantize(residual(), &set, &[8, 6, 4], 3);
+    let both = CompileOptions {
+        add_on_device: true,
+        avg_pool_on_device: true,
+        ..Default::default()
+    };
+    let cfg = config("sim-small");
+    let p = compile::compile_with(&q, &cfg, &[8; 3], DeviceAddr(BASE), both).unwrap();
+    assert_eq!(step_kinds(&p), ["dev2", "relu", "dev1"]);
+    let names: Vec<&str> = p.layers[1].after.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["add", "pool"]);
+    check_equal_with(&q, &cfg, &set, 2, &settings(&[8, 6, 4], 3), both);
+    // Without the add on the device, the add is a host step and the pool after it one too.
+    let pool_only = CompileOptions {
+        avg_pool_on_device: true,
+        ..Default::default()
+    };
+    let p = compile::compile_with(&q, &cfg, &[8; 3], DeviceAddr(BASE), pool_only).unwrap();
+    assert_eq!(step_kinds(&p), ["dev2", "add", "pool", "relu", "dev1"]);
 }
 
 #[test]
@@ -963,6 +1036,7 @@ mod rtl {
         let opts = CompileOptions {
             add_on_device: true,
             gap_on_device: true,
+            ..Default::default()
         };
         let settings = [vec![8; 6], vec![2, 4, 8, 2, 4, 8]];
         let run = Run {
@@ -972,6 +1046,28 @@ mod rtl {
         };
         let want = check_equal_on(&mut device(&cfg), &q, &cfg, &set, run);
         let got = check_equal_on(&mut rtl_device(&cfg, 9), &q, &cfg, &set, run);
+        assert_eq!(
+            got, want,
+            "(bytes read, bytes written, plane-steps) per run: RTL vs FuncDevice"
+        );
+    }
+
+    #[test]
+    fn average_pools_as_layers_on_the_rtl_equal_golden() {
+        let set = caq_model::data::synthetic([1, 9, 5], 10, 8, 13).unwrap();
+        let q = quantize(pooled_chain(), &set, &[8, 4, 2], 31);
+        let cfg = caq_sim::rtl::default_config().unwrap_or_else(|e| panic!("{e}"));
+        let settings = [vec![8; 3], vec![2, 4, 8]];
+        let run = Run {
+            images: 1,
+            settings: &settings,
+            opts: CompileOptions {
+                avg_pool_on_device: true,
+                ..Default::default()
+            },
+        };
+        let want = check_equal_on(&mut device(&cfg), &q, &cfg, &set, run);
+        let got = check_equal_on(&mut rtl_device(&cfg, 11), &q, &cfg, &set, run);
         assert_eq!(
             got, want,
             "(bytes read, bytes written, plane-steps) per run: RTL vs FuncDevice"

@@ -139,6 +139,11 @@ pub struct RunArgs {
     /// (docs/hardware.md "Residual adds as layers").
     #[arg(long)]
     add_on_device: bool,
+    /// Run the average pools whose window is their stride (2) on the array, each at the end of
+    /// the list of the layer before it (--backend func, rtl and uio): no host step, at the array's
+    /// cost (docs/hardware.md "Average pooling by constant-weight layers").
+    #[arg(long)]
+    avg_pool_on_device: bool,
     /// Also write every held-out image's output codes and prediction, one JSON object a line
     /// per setting and image (written atomically; `-` for standard output); see docs/bundle.md.
     #[arg(long, value_name = "FILE")]
@@ -421,6 +426,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     for (on, flag) in [
         (a.gap_on_device, "--gap-on-device"),
         (a.add_on_device, "--add-on-device"),
+        (a.avg_pool_on_device, "--avg-pool-on-device"),
     ] {
         let device = matches!(a.backend, Backend::Func | Backend::Rtl | Backend::Uio);
         if on && (!device || a.adaptive.is_some()) {
@@ -459,6 +465,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let compile_opts = compile::CompileOptions {
         gap_on_device: a.gap_on_device,
         add_on_device: a.add_on_device,
+        avg_pool_on_device: a.avg_pool_on_device,
     };
     match a.backend {
         Backend::Golden => {

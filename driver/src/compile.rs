@@ -737,7 +737,7 @@ pub fn compile_with(
             let gap = match gap_before[i] {
                 Some((g, gp)) => {
                     let src = src_act(&input, &nodes, graph.nodes[g].inputs[0]);
-                    Some(gp.place(model, g, src, nodes[g], &mut mem, &mut image)?)
+                    Some(gp.place(model, g, [src, nodes[g]], &mut mem, &mut image)?)
                 }
                 None => None,
             };
@@ -750,7 +750,7 @@ pub fn compile_with(
                     }
                     AfterOp::Pool(pp) => {
                         let src = src_act(&input, &nodes, graph.nodes[a].inputs[0]);
-                        pp.place(model, a, src, nodes[a], &mut mem, &mut image)?
+                        pp.place(model, a, [src, nodes[a]], &mut mem, &mut image)?
                     }
                 });
             }
@@ -1228,15 +1228,16 @@ impl GapParts {
         addrs: [DeviceAddr; 5],
     ) -> Option<LayerDescriptor> {
         let dims = [[n * self.area, 1, 1], [n, 1, 1]];
-        let flags = Flags {
-            relu: false,
-            in_signed: signed,
-            out_signed: signed,
-            grouped: false,
-            last: false,
-        };
         let weight = (self.bits, Self::SHIFT);
-        constant_conv(dims, flags, [in_bits, in_bits], weight, (1, 1), None, addrs)
+        constant_conv(
+            dims,
+            mean_flags(signed),
+            [in_bits, in_bits],
+            weight,
+            (1, 1),
+            None,
+            addrs,
+        )
     }
 
     /// Writes the tables and planes of pool node `node` into the static image and builds its
@@ -1245,49 +1246,112 @@ impl GapParts {
         &self,
         model: &QModel,
         node: usize,
-        input: ActBuffer,
-        output: ActBuffer,
+        io: [ActBuffer; 2],
         mem: &mut Alloc,
         image: &mut Vec<(DeviceAddr, Vec<u8>)>,
     ) -> Result<DeviceOp> {
-        let in_bits = input_bits(model, node)?;
-        let mut put = |bytes: Vec<u8>| {
-            let a = mem.take(bytes.len() as u64);
-            image.push((a, bytes));
-            a
+        let slices = MeanSlices {
+            channels: self.channels,
+            per_part: self.per_part,
+            parts: self.parts,
+            window: self.area,
+            areas: [self.area, 1],
+            layer: self.layer,
+            bits: self.bits,
         };
-        let mut descs = Vec::with_capacity(self.parts);
-        for p in 0..self.parts {
-            let c0 = p * self.per_part;
-            let n = self.per_part.min(self.channels - c0);
-            let bias = put(pad8(
-                std::iter::repeat_n(MeanAsLayer::BIAS.to_le_bytes(), n)
-                    .flatten()
-                    .collect(),
-            ));
-            let rq = put(requant::table_bytes(&vec![self.layer.requant; n]));
-            let codes = ndarray::Array2::from_shape_fn((n, n * self.area), |(r, k)| {
-                i32::from(k / self.area == r)
-            });
-            let planes = put(planes::pack(codes.view(), self.bits.get())?.to_le_bytes());
-            let addrs = [
-                DeviceAddr(input.buf.addr.0 + (c0 * self.area) as u64),
-                DeviceAddr(output.buf.addr.0 + c0 as u64),
-                bias,
-                rq,
-                planes,
-            ];
-            let d = self
-                .descriptor(n, in_bits, input.signed, addrs)
-                .expect("checked for the largest part in GapParts::of");
-            descs.push(d);
-        }
-        Ok(DeviceOp {
-            name: model.graph.nodes[node].name.clone(),
-            node,
-            descs,
+        place_means(slices, model, node, io, (mem, image), |n, b, s, a| {
+            self.descriptor(n, b, s, a)
         })
     }
+}
+
+/// How a mean lowering ([`GapParts`], [`PoolParts`]) splits its channels: parts of `per_part`
+/// channels (the last may have fewer), each reading its channels' maps of `areas[0]` bytes and
+/// writing their outputs of `areas[1]` bytes, with `window` codes of a channel per output.
+#[derive(Clone, Copy)]
+struct MeanSlices {
+    channels: usize,
+    per_part: usize,
+    parts: usize,
+    window: usize,
+    areas: [usize; 2],
+    layer: MeanAsLayer,
+    bits: BitWidth,
+}
+
+/// Writes every part's tables and planes ([`mean_tables`]) into the static image and builds its
+/// descriptor with `descriptor` (from the part's channels, input bits, sign and addresses: input
+/// slice, output slice, bias, requantization, planes), reading `io[0]` and writing `io[1]`.
+fn place_means(
+    m: MeanSlices,
+    model: &QModel,
+    node: usize,
+    [input, output]: [ActBuffer; 2],
+    (mem, image): (&mut Alloc, &mut Vec<(DeviceAddr, Vec<u8>)>),
+    descriptor: impl Fn(usize, BitWidth, bool, [DeviceAddr; 5]) -> Option<LayerDescriptor>,
+) -> Result<DeviceOp> {
+    let in_bits = input_bits(model, node)?;
+    let mut put = |bytes: Vec<u8>| {
+        let a = mem.take(bytes.len() as u64);
+        image.push((a, bytes));
+        a
+    };
+    let mut descs = Vec::with_capacity(m.parts);
+    for p in 0..m.parts {
+        let c0 = p * m.per_part;
+        let n = m.per_part.min(m.channels - c0);
+        let [bias, rq, planes] = mean_tables(&mut put, m.layer, n, m.window, m.bits)?;
+        let addrs = [
+            DeviceAddr(input.buf.addr.0 + (c0 * m.areas[0]) as u64),
+            DeviceAddr(output.buf.addr.0 + (c0 * m.areas[1]) as u64),
+            bias,
+            rq,
+            planes,
+        ];
+        let d = descriptor(n, in_bits, input.signed, addrs)
+            .expect("checked for the largest part when the lowering was chosen");
+        descs.push(d);
+    }
+    Ok(DeviceOp {
+        name: model.graph.nodes[node].name.clone(),
+        node,
+        descs,
+    })
+}
+
+/// The flags of a mean part ([`GapParts`], [`PoolParts`]): no ReLU, its codes' sign kept.
+fn mean_flags(signed: bool) -> Flags {
+    Flags {
+        relu: false,
+        in_signed: signed,
+        out_signed: signed,
+        grouped: false,
+        last: false,
+    }
+}
+
+/// The bias, requantization and plane tables of a mean part of `n` channels whose K holds
+/// `window` codes per channel, one channel after the other ([`GapParts`], [`PoolParts`]): row r
+/// weighs its own channel's codes by [`MeanAsLayer::WEIGHT`] (code 1 of a `bits`-bit plane group
+/// at shift [`GapParts::SHIFT`]) and the others' by 0, bias [`MeanAsLayer::BIAS`]; each table put
+/// where `put` places it.
+fn mean_tables(
+    put: &mut impl FnMut(Vec<u8>) -> DeviceAddr,
+    layer: MeanAsLayer,
+    n: usize,
+    window: usize,
+    bits: BitWidth,
+) -> Result<[DeviceAddr; 3]> {
+    let bias = put(pad8(
+        std::iter::repeat_n(MeanAsLayer::BIAS.to_le_bytes(), n)
+            .flatten()
+            .collect(),
+    ));
+    let rq = put(requant::table_bytes(&vec![layer.requant; n]));
+    let codes =
+        ndarray::Array2::from_shape_fn((n, n * window), |(r, k)| i32::from(k / window == r));
+    let planes = put(planes::pack(codes.view(), bits.get())?.to_le_bytes());
+    Ok([bias, rq, planes])
 }
 
 /// The descriptor of a constant-weight layer ([`GapParts`], [`AddLayer`], [`PoolParts`]): a Conv2d
@@ -1678,15 +1742,16 @@ impl PoolParts {
     ) -> Option<LayerDescriptor> {
         let ([h, w], k) = (self.map, self.kernel);
         let dims = [[n, h, w], [n, h / k, w / k]];
-        let flags = Flags {
-            relu: false,
-            in_signed: signed,
-            out_signed: signed,
-            grouped: false,
-            last: false,
-        };
         let weight = (self.bits, GapParts::SHIFT);
-        constant_conv(dims, flags, [in_bits, in_bits], weight, (k, k), None, addrs)
+        constant_conv(
+            dims,
+            mean_flags(signed),
+            [in_bits, in_bits],
+            weight,
+            (k, k),
+            None,
+            addrs,
+        )
     }
 
     /// Writes the tables and planes of pool node `node` into the static image and builds its
@@ -1695,51 +1760,23 @@ impl PoolParts {
         &self,
         model: &QModel,
         node: usize,
-        input: ActBuffer,
-        output: ActBuffer,
+        io: [ActBuffer; 2],
         mem: &mut Alloc,
         image: &mut Vec<(DeviceAddr, Vec<u8>)>,
     ) -> Result<DeviceOp> {
-        let in_bits = input_bits(model, node)?;
-        let mut put = |bytes: Vec<u8>| {
-            let a = mem.take(bytes.len() as u64);
-            image.push((a, bytes));
-            a
-        };
         let ([h, w], k) = (self.map, self.kernel);
-        let (area_in, area_out) = (h * w, (h / k) * (w / k));
-        let window = k * k;
-        let mut descs = Vec::with_capacity(self.parts);
-        for p in 0..self.parts {
-            let c0 = p * self.per_part;
-            let n = self.per_part.min(self.channels - c0);
-            let bias = put(pad8(
-                std::iter::repeat_n(MeanAsLayer::BIAS.to_le_bytes(), n)
-                    .flatten()
-                    .collect(),
-            ));
-            let rq = put(requant::table_bytes(&vec![self.layer.requant; n]));
-            // K is ordered (c, ky, kx): row r's window is its own channel's k·k codes.
-            let codes = ndarray::Array2::from_shape_fn((n, n * window), |(r, kk)| {
-                i32::from(kk / window == r)
-            });
-            let planes = put(planes::pack(codes.view(), self.bits.get())?.to_le_bytes());
-            let addrs = [
-                DeviceAddr(input.buf.addr.0 + (c0 * area_in) as u64),
-                DeviceAddr(output.buf.addr.0 + (c0 * area_out) as u64),
-                bias,
-                rq,
-                planes,
-            ];
-            let d = self
-                .descriptor(n, in_bits, input.signed, addrs)
-                .expect("checked for the largest part in PoolParts::of");
-            descs.push(d);
-        }
-        Ok(DeviceOp {
-            name: model.graph.nodes[node].name.clone(),
-            node,
-            descs,
+        let slices = MeanSlices {
+            channels: self.channels,
+            per_part: self.per_part,
+            parts: self.parts,
+            // K is ordered (c, ky, kx): a row's window is its own channel's k·k codes.
+            window: k * k,
+            areas: [h * w, (h / k) * (w / k)],
+            layer: self.layer,
+            bits: self.bits,
+        };
+        place_means(slices, model, node, io, (mem, image), |n, b, s, a| {
+            self.descriptor(n, b, s, a)
         })
     }
 }

@@ -450,37 +450,47 @@ fn global_average_pools_run_on_the_device_in_the_next_layers_list() {
 /// second adds a signed conv output to the first add's; a global average pool and a dense layer
 /// after them.
 fn two_blocks() -> caq_model::graph::Graph {
-    use caq_model::graph::{Graph, Node, Src};
-    let node = |name: &str, op: Op, inputs: Vec<usize>| Node {
-        name: name.into(),
-        op,
-        inputs: inputs.into_iter().map(Src::Node).collect(),
-    };
-    let linear = Op::Conv2d {
+    let linear = linear6([3, 3], 1);
+    on_c0(vec![
+        ("c1", conv(6, 6, 3, 1), vec![0]),
+        ("c2", linear.clone(), vec![1]),
+        ("add1", Op::Add { relu: true }, vec![2, 0]),
+        ("c3", conv(6, 6, 3, 1), vec![3]),
+        ("c4", linear, vec![4]),
+        ("add2", Op::Add { relu: true }, vec![5, 3]),
+        ("gap", Op::GlobalAvgPool, vec![6]),
+        ("flatten", Op::Flatten, vec![7]),
+        ("fc", dense(6, 4, false), vec![8]),
+    ])
+}
+
+/// A 6-to-6 conv without ReLU (its output signed).
+fn linear6(kernel: [usize; 2], pad: usize) -> Op {
+    Op::Conv2d {
         in_channels: 6,
         out_channels: 6,
-        kernel: [3, 3],
+        kernel,
         stride: 1,
-        padding: caq_model::graph::Padding::uniform(1),
+        padding: caq_model::graph::Padding::uniform(pad),
         groups: 1,
         relu: false,
-    };
+    }
+}
+
+/// A graph on 1x9x5 whose node 0 is "c0", a 3x3 ReLU conv to 6 channels, and then `rest`, each
+/// (name, op, the nodes it reads).
+fn on_c0(rest: Vec<(&str, Op, Vec<usize>)>) -> caq_model::graph::Graph {
+    use caq_model::graph::{Graph, Node, Src};
     let mut nodes = vec![Node {
         name: "c0".into(),
         op: conv(1, 6, 3, 1),
         inputs: vec![Src::Input],
     }];
-    nodes.extend([
-        node("c1", conv(6, 6, 3, 1), vec![0]),
-        node("c2", linear.clone(), vec![1]),
-        node("add1", Op::Add { relu: true }, vec![2, 0]),
-        node("c3", conv(6, 6, 3, 1), vec![3]),
-        node("c4", linear, vec![4]),
-        node("add2", Op::Add { relu: true }, vec![5, 3]),
-        node("gap", Op::GlobalAvgPool, vec![6]),
-        node("flatten", Op::Flatten, vec![7]),
-        node("fc", dense(6, 4, false), vec![8]),
-    ]);
+    nodes.extend(rest.into_iter().map(|(name, op, inputs)| Node {
+        name: name.into(),
+        op,
+        inputs: inputs.into_iter().map(Src::Node).collect(),
+    }));
     Graph {
         input_shape: [1, 9, 5],
         nodes,
@@ -575,39 +585,15 @@ fn residual_adds_run_on_the_device_as_layers() {
 fn an_add_that_reads_the_pool_of_an_add_equals_golden() {
     // Squeeze-style: add1's global pool is read by add2 (with a conv whose kernel is the whole
     // map), so the pool cannot run on add1's result path: its buffer is half of add2's pair.
-    use caq_model::graph::{Graph, Node, Src};
-    let node = |name: &str, op: Op, inputs: Vec<usize>| Node {
-        name: name.into(),
-        op,
-        inputs: inputs.into_iter().map(Src::Node).collect(),
-    };
-    let linear = |kernel: [usize; 2], pad| Op::Conv2d {
-        in_channels: 6,
-        out_channels: 6,
-        kernel,
-        stride: 1,
-        padding: caq_model::graph::Padding::uniform(pad),
-        groups: 1,
-        relu: false,
-    };
-    let mut nodes = vec![Node {
-        name: "c0".into(),
-        op: conv(1, 6, 3, 1),
-        inputs: vec![Src::Input],
-    }];
-    nodes.extend([
-        node("c1", linear([3, 3], 1), vec![0]),
-        node("add1", Op::Add { relu: false }, vec![1, 0]),
-        node("gap", Op::GlobalAvgPool, vec![2]),
-        node("c2", linear([9, 5], 0), vec![0]),
-        node("add2", Op::Add { relu: true }, vec![3, 4]),
-        node("flatten", Op::Flatten, vec![5]),
-        node("fc", dense(6, 4, false), vec![6]),
+    let graph = on_c0(vec![
+        ("c1", linear6([3, 3], 1), vec![0]),
+        ("add1", Op::Add { relu: false }, vec![1, 0]),
+        ("gap", Op::GlobalAvgPool, vec![2]),
+        ("c2", linear6([9, 5], 0), vec![0]),
+        ("add2", Op::Add { relu: true }, vec![3, 4]),
+        ("flatten", Op::Flatten, vec![5]),
+        ("fc", dense(6, 4, false), vec![6]),
     ]);
-    let graph = Graph {
-        input_shape: [1, 9, 5],
-        nodes,
-    };
     let set = caq_model::data::synthetic([1, 9, 5], 10, 8, 5).unwrap();
     let q = quantize(graph, &set, &[8, 4, 2], 29);
     let on = CompileOptions {

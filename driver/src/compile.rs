@@ -41,12 +41,13 @@
 //! [`CompileOptions::add_on_device`], an Add whose multipliers are equal runs at the end of the
 //! list of the weight layer before it, as a 1×1 Conv2d with unit weights over its two input
 //! buffers, which the layout places one right after the other ([`AddLayer`],
-//! [`DeviceLayer::add`]); a GlobalAvgPool that alone reads it then runs on its result path where
+//! [`DeviceLayer::after`]); a GlobalAvgPool that alone reads it then runs on its result path where
 //! the device has CAPS0.GLOBAL_POOL. With [`CompileOptions::avg_pool_on_device`], an AvgPool
 //! whose window is its stride (at most 2) runs there too, as constant-weight k×k stride-k parts
 //! ([`PoolParts`]; Adds and pools that end one list run in graph order, [`DeviceLayer::after`]).
-//! Other pools, the other global pools, the other Adds and a standalone ReLU are host steps: read the codes back, run the golden kernel, write the result where the next layer reads
-//! it. A grouped convolution is lowered to dense parts
+//! Other pools, the other global pools, the other Adds and a standalone ReLU are host steps:
+//! read the codes back, run the golden kernel, write the result where the next layer reads it. A
+//! grouped convolution is lowered to dense parts
 //! ([`GroupedParts`]), a stride-1 depthwise one over a narrow map to parts by output columns where
 //! that is cheaper ([`ColumnParts`]).
 
@@ -162,8 +163,8 @@ pub struct DeviceLayer {
 
 /// A node without weights the device runs as constant-weight Conv2d descriptors: a global
 /// average pool (first in the list of the weight layer after it), a residual Add or an average
-/// pool (last in the list of the weight layer before it). Their weights and tables are constant (part of the
-/// static image), so a precision switch leaves them alone.
+/// pool (last in the list of the weight layer before it). Their weights and tables are constant
+/// (part of the static image), so a precision switch leaves them alone.
 #[derive(Clone, Debug)]
 pub struct DeviceOp {
     pub name: String,
@@ -937,6 +938,13 @@ impl Alloc {
         DeviceAddr(a)
     }
 
+    /// Places `bytes` in the static image at the next buffer; returns their address.
+    fn put(&mut self, image: &mut Vec<(DeviceAddr, Vec<u8>)>, bytes: Vec<u8>) -> DeviceAddr {
+        let a = self.take(bytes.len() as u64);
+        image.push((a, bytes));
+        a
+    }
+
     fn buffer(&mut self, len: u64) -> Buffer {
         Buffer {
             addr: self.take(len),
@@ -1291,11 +1299,7 @@ fn place_means(
     descriptor: impl Fn(usize, BitWidth, bool, [DeviceAddr; 5]) -> Option<LayerDescriptor>,
 ) -> Result<DeviceOp> {
     let in_bits = input_bits(model, node)?;
-    let mut put = |bytes: Vec<u8>| {
-        let a = mem.take(bytes.len() as u64);
-        image.push((a, bytes));
-        a
-    };
+    let mut put = |bytes: Vec<u8>| mem.put(image, bytes);
     let mut descs = Vec::with_capacity(m.parts);
     for p in 0..m.parts {
         let c0 = p * m.per_part;
@@ -1493,11 +1497,7 @@ impl AddLayer {
             ),
         })?;
         let c = shape[0];
-        let mut put = |bytes: Vec<u8>| {
-            let a = mem.take(bytes.len() as u64);
-            image.push((a, bytes));
-            a
-        };
+        let mut put = |bytes: Vec<u8>| mem.put(image, bytes);
         let bias = put(pad8(vec![0; 4 * c]));
         let entry = requant::Requant {
             mult: rq.mult_a,
@@ -1861,11 +1861,7 @@ fn place_layer(
         config: cfg.name.clone(),
         what,
     };
-    let mut put = |bytes: Vec<u8>| {
-        let a = mem.take(bytes.len() as u64);
-        image.push((a, bytes));
-        a
-    };
+    let mut put = |bytes: Vec<u8>| mem.put(image, bytes);
     let [ic, ih, iw] = in_act.shape;
     let [oc, oh, ow] = out.conv;
     let out_act = out.act;

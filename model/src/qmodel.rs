@@ -228,27 +228,27 @@ pub fn calibrate_activations(
         signed: false,
         scale: 1.0 / calib.max_value as f32,
     };
-    let mut acts: Vec<ActQuant> = Vec::with_capacity(nodes.len());
-    for (i, node) in nodes.iter().enumerate() {
-        let in_act = act_of(&input, &acts, node.inputs[0]);
-        let act = if calibrated[i] {
-            let samples: Vec<f32> = outs.iter().flat_map(|o| o[i].iter().copied()).collect();
-            let signed = !node.op.relu();
-            // The logits keep 8 bits whatever the hidden activations use.
-            let bits = if i == last { 8 } else { cfg.act_bits };
-            quant::calibrate(&samples, bits, signed, cfg.calibration)
-                .map_err(|e| layer_err(&node.name, e))?
-        } else if matches!(node.op, Op::Relu) {
-            ActQuant {
-                signed: false,
-                ..in_act
-            }
-        } else {
-            in_act
-        };
-        acts.push(act);
+    // The calibrated nodes' quantizers (the others' are set below, from their inputs').
+    let mut acts: Vec<ActQuant> = vec![input; nodes.len()];
+    for (i, node) in nodes.iter().enumerate().filter(|&(i, _)| calibrated[i]) {
+        let samples: Vec<f32> = outs.iter().flat_map(|o| o[i].iter().copied()).collect();
+        let signed = !node.op.relu();
+        // The logits keep 8 bits whatever the hidden activations use.
+        let bits = if i == last { 8 } else { cfg.act_bits };
+        acts[i] = quant::calibrate(&samples, bits, signed, cfg.calibration)
+            .map_err(|e| layer_err(&node.name, e))?;
     }
-    share_add_quantizers(&model.graph, &input, &mut acts);
+    share_add_quantizers(&model.graph, &mut acts);
+    // Every other node passes its input's quantizer on (a ReLU node as unsigned).
+    for (i, node) in nodes.iter().enumerate() {
+        if !calibrated[i] {
+            let in_act = act_of(&input, &acts, node.inputs[0]);
+            acts[i] = ActQuant {
+                signed: in_act.signed && !matches!(node.op, Op::Relu),
+                ..in_act
+            };
+        }
+    }
     Ok(Activations { input, nodes: acts })
 }
 
@@ -260,8 +260,8 @@ pub fn calibrate_activations(
 /// The nodes so linked, through any number of adds, form one class: its quantizer is signed if
 /// any member's is, and its scale the largest that covers every member's calibrated range (an
 /// unsigned member's `scale · qmax` within the signed range), so no member clips more than it
-/// did. Every pass-through node then takes its input's quantizer again.
-fn share_add_quantizers(graph: &Graph, input: &ActQuant, acts: &mut [ActQuant]) {
+/// did.
+fn share_add_quantizers(graph: &Graph, acts: &mut [ActQuant]) {
     let nodes = &graph.nodes;
     let root = |s: Src| graph.quantizer_source(s);
     let mut parent: Vec<usize> = (0..nodes.len()).collect();
@@ -304,19 +304,6 @@ fn share_add_quantizers(graph: &Graph, input: &ActQuant, acts: &mut [ActQuant]) 
         for &i in &members {
             acts[i] = ActQuant { scale, ..shared };
         }
-    }
-    for (i, node) in nodes.iter().enumerate() {
-        if node.op.has_weights() || matches!(node.op, Op::Add { .. }) {
-            continue;
-        }
-        let in_act = act_of(input, acts, node.inputs[0]);
-        acts[i] = match node.op {
-            Op::Relu => ActQuant {
-                signed: false,
-                ..in_act
-            },
-            _ => in_act,
-        };
     }
 }
 

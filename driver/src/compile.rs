@@ -34,7 +34,9 @@
 //! `max_pool`: the device pools on its result path and writes the pooled map, which is then the
 //! conv node's buffer too); so is, on a device with CAPS0.GLOBAL_POOL, a GlobalAvgPool that alone
 //! reads a plain Conv2d and keeps its codes' width and sign (`global_pool`: the device writes
-//! each channel's mean, with the requantization of `MeanAsLayer`). With
+//! each channel's mean, with the requantization of `MeanAsLayer`); an AvgPool whose window is
+//! its whole map computes the same codes and counts as a GlobalAvgPool here
+//! (`Graph::with_global_pools`). With
 //! [`CompileOptions::gap_on_device`], another GlobalAvgPool followed by a weight layer (nothing but
 //! Flatten between them) whose output codes are its input's runs at the head of that layer's
 //! list, as constant-weight Conv2d parts ([`GapParts`], [`DeviceLayer::gap`]). With
@@ -499,6 +501,19 @@ pub fn compile_with(
             why: format!("{base} is not a multiple of {BUFFER_ALIGN}"),
         });
     }
+    // An average pool over its whole map is a global one: the same codes, and the device runs
+    // global pools.
+    let whole;
+    let model = match model.graph.with_global_pools()? {
+        Some(graph) => {
+            whole = QModel {
+                graph,
+                ..model.clone()
+            };
+            &whole
+        }
+        None => model,
+    };
     let graph = &model.graph;
     let shapes = graph.shapes()?;
     // The pool node fused into each conv, and whether each node is a fused pool.

@@ -5,7 +5,7 @@
 mod common;
 
 use caq_driver::HostError;
-use caq_driver::compile::{self, CompileOptions, PassStart, Program};
+use caq_driver::compile::{self, CompileOptions, HostOp, PassStart, Program};
 use caq_driver::run::{self, RunOptions};
 use caq_model::data::Dataset;
 use caq_model::graph::Op;
@@ -371,6 +371,81 @@ fn a_global_average_pool_fuses_into_the_conv_before_it() {
         assert_eq!(step_kinds(&p), ["dev2"], "{name}: fused, not parts");
         assert!(p.layers[1].gap.is_none());
     }
+}
+
+#[test]
+fn an_average_pool_over_its_whole_map_runs_as_a_global_pool() {
+    // AvgPool 7 stride 7 over the conv's 10x7x7 map, as Keras' AveragePooling2D(7) and
+    // PyTorch's AvgPool2d(7) export a network's last pool, computes the global pool's codes: the
+    // compiler runs it as one (on the conv's result path where the core has CAPS0.GLOBAL_POOL,
+    // as parts in fc's list with the option where a standalone ReLU comes first). A 2x2 pool
+    // stays what it was. Every node equal to golden.
+    let set = caq_model::data::synthetic([1, 9, 9], 10, 8, 7).unwrap();
+    let graph = |relu: bool, pool: usize| {
+        let mut ops = vec![("c0", conv(1, 10, 3, 0))];
+        if relu {
+            ops.push(("relu0", Op::Relu));
+        }
+        ops.extend([
+            (
+                "pool",
+                Op::AvgPool {
+                    kernel: pool,
+                    stride: pool,
+                },
+            ),
+            ("flatten", Op::Flatten),
+            ("fc", dense(10 * (7 / pool) * (7 / pool), 4, false)),
+        ]);
+        chain([1, 9, 9], ops)
+    };
+    let host_op = |p: &Program, i: usize| match &p.steps[i] {
+        compile::Step::Host(h) => Some(h.op),
+        compile::Step::Device(_) => None,
+    };
+    let q = quantize(graph(true, 7), &set, &[8, 4, 2], 17);
+    assert_eq!(
+        q.graph.nodes[2].op,
+        Op::AvgPool {
+            kernel: 7,
+            stride: 7
+        }
+    );
+    let on = CompileOptions {
+        gap_on_device: true,
+        ..Default::default()
+    };
+    for name in ["sim-small", "pynq-z2", "zcu104"] {
+        let cfg = config(name);
+        let p = compile::compile(&q, &cfg, &[8; 2], DeviceAddr(BASE)).unwrap();
+        assert_eq!(step_kinds(&p), ["dev1", "relu0", "pool", "dev1"], "{name}");
+        assert_eq!(host_op(&p, 2), Some(HostOp::GlobalAvgPool), "{name}");
+        let p = compile::compile_with(&q, &cfg, &[8; 2], DeviceAddr(BASE), on).unwrap();
+        assert_eq!(step_kinds(&p), ["dev1", "relu0", "dev1"], "{name}");
+        let gap = p.layers[1].gap.as_ref().expect("fc runs the pool first");
+        assert_eq!((gap.name.as_str(), gap.node), ("pool", 2));
+        check_equal_with(&q, &cfg, &set, 3, &settings(&[8, 4, 2], 2), on);
+    }
+    // Without the standalone ReLU the pool fuses into the conv where the core can.
+    let q = quantize(graph(false, 7), &set, &[8, 4, 2], 17);
+    let cfg = config("zcu104");
+    let p = compile::compile(&q, &cfg, &[8; 2], DeviceAddr(BASE)).unwrap();
+    assert_eq!(step_kinds(&p), ["dev2"]);
+    assert_eq!(p.fused_pool[0], Some(1));
+    let mean = MeanAsLayer::of(7 * 7).unwrap().requant.entry();
+    assert_eq!(p.layers[0].descs[0].global_pool, Some(mean));
+    check_equal(&q, &cfg, &set, 3, &settings(&[8, 4, 2], 2));
+    // A pool that does not cover its map is no global one.
+    let q = quantize(graph(true, 2), &set, &[8, 4], 17);
+    let p = compile::compile_with(&q, &cfg, &[8; 2], DeviceAddr(BASE), on).unwrap();
+    assert_eq!(step_kinds(&p), ["dev1", "relu0", "pool", "dev1"]);
+    assert_eq!(
+        host_op(&p, 2),
+        Some(HostOp::AvgPool {
+            kernel: 2,
+            stride: 2
+        })
+    );
 }
 
 #[test]

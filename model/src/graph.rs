@@ -389,6 +389,30 @@ impl Graph {
         out
     }
 
+    /// This graph with every AvgPool whose window covers its whole input (a k×k window over a
+    /// k×k map, any stride: one output pixel) replaced by GlobalAvgPool, which computes the same
+    /// codes (one window of area k², [`crate::kernels::window_mean`]'s rounding); `None` when the
+    /// graph has no such pool. Exporters write a network's final pool either way (Keras'
+    /// `AveragePooling2D(pool_size=8)`, PyTorch's `AvgPool2d(8)`, or a global pool); a backend
+    /// that runs global pools its own way takes both through this.
+    pub fn with_global_pools(&self) -> Result<Option<Graph>> {
+        let shapes = self.shapes()?;
+        let mut out: Option<Graph> = None;
+        for (i, node) in self.nodes.iter().enumerate() {
+            let Op::AvgPool { kernel, .. } = node.op else {
+                continue;
+            };
+            let [_, h, w] = match node.inputs.first() {
+                Some(Src::Node(j)) => shapes[*j],
+                _ => self.input_shape,
+            };
+            if h == kernel && w == kernel {
+                out.get_or_insert_with(|| self.clone()).nodes[i].op = Op::GlobalAvgPool;
+            }
+        }
+        Ok(out)
+    }
+
     /// Output shape of every node, checking every operator's shape rules.
     pub fn shapes(&self) -> Result<Vec<Shape3>> {
         let mut out: Vec<Shape3> = Vec::with_capacity(self.nodes.len());
@@ -806,6 +830,55 @@ mod tests {
         let mut g = lenet_graph();
         g.nodes[0].inputs = vec![Src::Node(2)];
         assert!(g.shapes().is_err());
+    }
+
+    #[test]
+    fn an_avg_pool_over_its_whole_map_becomes_a_global_pool_that_computes_the_same_codes() {
+        // conv1's 4x24x24 pooled by 2 to 12x12, then AvgPool 12 stride 12 (whole map) and
+        // AvgPool 12 stride 1 over a node that is not 12x12: only the whole-map pools change.
+        let mut g = lenet_graph();
+        g.nodes[1].op = Op::AvgPool {
+            kernel: 2,
+            stride: 2,
+        };
+        g.nodes.insert(
+            2,
+            Node {
+                name: "tail".into(),
+                op: Op::AvgPool {
+                    kernel: 12,
+                    stride: 12,
+                },
+                inputs: vec![Src::Node(1)],
+            },
+        );
+        g.nodes[3].inputs = vec![Src::Node(2)];
+        g.nodes[4].op = Op::Dense {
+            in_features: 4,
+            out_features: 10,
+            relu: false,
+        };
+        let canon = g
+            .with_global_pools()
+            .unwrap()
+            .expect("one pool covers its map");
+        let ops: Vec<&Op> = canon.nodes.iter().map(|n| &n.op).collect();
+        assert_eq!(ops[1], &g.nodes[1].op, "a 2x2 pool over 24x24 stays");
+        assert_eq!(ops[2], &Op::GlobalAvgPool);
+        assert_eq!(canon.shapes().unwrap(), g.shapes().unwrap());
+        // The same codes, signed and unsigned, at the rounding's ties too.
+        use rand::{Rng, SeedableRng};
+        let seed = 41;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        for k in 1..=9usize {
+            let x = Array3::from_shape_fn((3, k, k), |_| rng.random_range(-128..=127));
+            assert_eq!(
+                crate::kernels::avg_pool(x.view(), k, k).unwrap(),
+                crate::kernels::global_avg_pool(x.view()).unwrap(),
+                "seed {seed}, k {k}"
+            );
+        }
+        assert_eq!(lenet_graph().with_global_pools().unwrap(), None);
     }
 
     #[test]

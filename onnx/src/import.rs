@@ -1087,20 +1087,44 @@ impl Builder {
         let ks = attrs
             .ints("kernel_shape")?
             .ok_or_else(|| ctx.err("kernel_shape is missing"))?;
-        let kernel = match ks.as_slice() {
-            [a, b] if a == b => square(ctx, "kernel_shape", &ks, 1)?,
-            _ => {
-                return Err(ctx.err(format!(
-                    "kernel_shape {ks:?} is not square; caq pools take a k×k window"
-                )));
+        let x = self.act(ctx, node, 0)?;
+        Self::rank(ctx, &x, 4, "input X")?;
+        let [_, h, w] = x.shape;
+        // A non-square average pool over the whole map (Keras writes a network's last pool with
+        // the map's own size and strides, DS-CNN's 25×5) is a global average pool: one window,
+        // the same mean. A square one stays an AvgPool, which computes the same codes
+        // (`Graph::with_global_pools`) and exports back as it came.
+        let whole_map = !max
+            && matches!(ks.as_slice(), [a, b] if *a != *b
+                && usize::try_from(*a).ok() == Some(h)
+                && usize::try_from(*b).ok() == Some(w));
+        let strides = attrs.ints("strides")?.unwrap_or_default();
+        let op = if whole_map {
+            if !(strides.is_empty() || strides.len() == 2 && strides.iter().all(|&v| v > 0)) {
+                return Err(ctx.err(format!("strides {strides:?} must be two positive values")));
+            }
+            Op::GlobalAvgPool
+        } else {
+            let kernel = match ks.as_slice() {
+                [a, b] if a == b => square(ctx, "kernel_shape", &ks, 1)?,
+                _ => {
+                    let hint = if max {
+                        String::new()
+                    } else {
+                        format!(" (or, averaging, the whole {h}×{w} map)")
+                    };
+                    return Err(ctx.err(format!(
+                        "kernel_shape {ks:?} is not square; caq pools take a k×k window{hint}"
+                    )));
+                }
+            };
+            let stride = square(ctx, "strides", &strides, 1)?;
+            if max {
+                Op::MaxPool { kernel, stride }
+            } else {
+                Op::AvgPool { kernel, stride }
             }
         };
-        let stride = square(
-            ctx,
-            "strides",
-            &attrs.ints("strides")?.unwrap_or_default(),
-            1,
-        )?;
         let pads = attrs.ints("pads")?.unwrap_or_default();
         if pads.iter().any(|&p| p != 0) {
             return Err(ctx.err(format!(
@@ -1124,17 +1148,11 @@ impl Builder {
         // count_include_pad: with no padding every window lies inside the input, so both values
         // divide by k*k, as caq's AvgPool does.
         attrs.int("count_include_pad", 0)?;
-        let x = self.act(ctx, node, 0)?;
-        Self::rank(ctx, &x, 4, "input X")?;
-        let op = if max {
-            Op::MaxPool { kernel, stride }
-        } else {
-            Op::AvgPool { kernel, stride }
+        let what = match op {
+            Op::MaxPool { kernel, stride } => format!("MaxPool {kernel}×{kernel} stride {stride}"),
+            Op::AvgPool { kernel, stride } => format!("AvgPool {kernel}×{kernel} stride {stride}"),
+            _ => format!("GlobalAvgPool {h}×{w} (an AveragePool over the whole map)"),
         };
-        let what = format!(
-            "{} {kernel}×{kernel} stride {stride}",
-            if max { "MaxPool" } else { "AvgPool" }
-        );
         let name = self.caq_name(node, index);
         let (src, shape) = self.push(ctx, &name, op, vec![x.src], None)?;
         self.define_act(ctx, node, src, 4, shape)?;

@@ -191,6 +191,78 @@ fn pools_that_caq_cannot_express_are_rejected() {
 }
 
 #[test]
+fn an_average_pool_over_a_whole_non_square_map_is_a_global_pool() {
+    // Keras' AveragePooling2D over DS-CNN's last map writes kernel_shape = strides = the map's
+    // 25x5: a global average pool. The same over the map's square size stays an AvgPool (which
+    // computes the same codes); MaxPool has no such reading.
+    let pool = |op: &str, dims: &[i64], attrs| {
+        model(
+            vec![with(node(op, "p", &["x"], &["y"]), attrs)],
+            vec![],
+            dims,
+            &[1, dims[1], 1, 1],
+        )
+    };
+    let keras = |k: &[i64]| vec![ints("kernel_shape", k), ints("strides", k)];
+    let fm = caq_onnx::import_bytes(&bytes(&pool(
+        "AveragePool",
+        &[1, 2, 25, 5],
+        keras(&[25, 5]),
+    )))
+    .unwrap();
+    assert_eq!(fm.graph.nodes[0].op, Op::GlobalAvgPool);
+    let x = Array3::from_shape_fn((2, 25, 5), |(c, y, x)| (c * 125 + y * 5 + x) as f32);
+    let y = fm.forward(x.view());
+    assert_eq!((y[0], y[1]), (62.0, 187.0));
+    let (_, report) = caq_onnx::import_bytes_with_report(&bytes(&pool(
+        "AveragePool",
+        &[1, 2, 25, 5],
+        keras(&[25, 5]),
+    )))
+    .unwrap();
+    assert_eq!(
+        report.nodes[0].detail,
+        "GlobalAvgPool 25×5 (an AveragePool over the whole map)"
+    );
+    let fm = caq_onnx::import_bytes(&bytes(&pool("AveragePool", &[1, 2, 4, 4], keras(&[4, 4]))))
+        .unwrap();
+    assert_eq!(
+        fm.graph.nodes[0].op,
+        Op::AvgPool {
+            kernel: 4,
+            stride: 4
+        }
+    );
+    let e = err(&pool("MaxPool", &[1, 2, 25, 5], keras(&[25, 5])));
+    assert!(
+        e.contains(
+            "node 'p' (MaxPool): kernel_shape [25, 5] is not square; caq pools take a k×k window"
+        ),
+        "{e}"
+    );
+    let e = err(&pool("AveragePool", &[1, 2, 25, 5], keras(&[5, 25])));
+    assert!(
+        e.contains(
+            "is not square; caq pools take a k×k window (or, averaging, the whole 25×5 map)"
+        ),
+        "{e}"
+    );
+    let mut attrs = keras(&[25, 5]);
+    attrs.push(ints("pads", &[0, 0, 1, 0]));
+    let e = err(&pool("AveragePool", &[1, 2, 25, 5], attrs));
+    assert!(e.contains("caq pools take no padding"), "{e}");
+    let e = err(&pool(
+        "AveragePool",
+        &[1, 2, 25, 5],
+        vec![ints("kernel_shape", &[25, 5]), ints("strides", &[0, 5])],
+    ));
+    assert!(
+        e.contains("strides [0, 5] must be two positive values"),
+        "{e}"
+    );
+}
+
+#[test]
 fn gemm_weight_not_matching_the_input_is_a_shape_error_naming_the_node() {
     let m = model(
         vec![with(

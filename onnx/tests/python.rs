@@ -92,7 +92,7 @@ fn python_built_models_import_and_match_the_reference_evaluator() {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
     let entries = manifest.as_array().unwrap();
-    assert_eq!(entries.len(), 4);
+    assert_eq!(entries.len(), 5);
     for e in entries {
         let name = e["name"].as_str().unwrap();
         let path = Path::new(e["file"].as_str().unwrap());

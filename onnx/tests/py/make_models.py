@@ -150,6 +150,26 @@ def residual_reshape():
     return model("residual_reshape", nodes, inits, [1, 2, 8, 8], [1, 3])
 
 
+def keras_pool():
+    """The tail of Keras' DS-CNN as tf2onnx writes it: a pointwise Conv, Relu, an AveragePool
+    whose kernel_shape and strides are the whole non-square map, Flatten, Gemm."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="pw", kernel_shape=[1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu"),
+        helper.make_node("AveragePool", ["r1"], ["p"], name="pool", kernel_shape=[5, 3],
+                         strides=[5, 3]),
+        helper.make_node("Flatten", ["p"], ["f"], name="flat", axis=1),
+        helper.make_node("Gemm", ["f", "w2", "b2"], ["y"], name="fc", transB=1),
+    ]
+    inits = [
+        init("w1", weights(4, 3, 1, 1)),
+        init("b1", weights(4)),
+        init("w2", weights(2, 4)),
+        init("b2", weights(2)),
+    ]
+    return model("keras_pool", nodes, inits, [1, 3, 5, 3], [1, 2])
+
+
 def softmax():
     """An operator caq does not have: the import must fail naming the node."""
     nodes = [
@@ -171,7 +191,7 @@ def input_dims(m):
 def make(out_dir):
     os.makedirs(out_dir, exist_ok=True)
     manifest = []
-    for build in (conv_bn_pool, mlp_matmul, residual_reshape, softmax):
+    for build in (conv_bn_pool, mlp_matmul, residual_reshape, keras_pool, softmax):
         m = build()
         name = m.graph.name
         path = os.path.join(out_dir, f"{name}.onnx")

@@ -647,19 +647,20 @@ fn markdown(r: &BenchReport, a: &BenchArgs) -> String {
         s,
         "\n## Against the seeds' targets\n\n| target | result | met |\n| --- | --- | --- |\n\
          | lowest-battery gate: ≥ 60 % less energy than INT8, ≤ 2 points lost (Wang 2023) | \
-         dynamic −{:.1} %, total −{:.1} %, {:.2} points lost | dynamic {}, total {} |\n\
+         dynamic −{:.1} %, total −{:.1} %, {} | dynamic {}, total {} |\n\
          | a mixed gate: ≥ 50 % less resident weight storage than INT8 within 1 point (CAQ) | {} | {} |\n\
          | every gate at least as accurate as uniform precision of the same budget | {} | {} |",
         t.low_battery_dynamic_saved_pct,
         t.low_battery_total_saved_pct,
-        t.low_battery_points_lost,
+        points_lost(t.low_battery_points_lost),
         yes(t.low_battery_dynamic_saved_pct >= 60.0 && t.low_battery_points_lost <= 2.0),
         yes(t.low_battery_total_saved_pct >= 60.0 && t.low_battery_points_lost <= 2.0),
         t.mixed_gate
             .as_ref()
             .map_or("no mixed gate within 1 point".into(), |g| format!(
-                "'{g}': −{:.1} % resident, {:.2} points lost",
-                t.mixed_resident_saved_pct, t.mixed_points_lost
+                "'{g}': −{:.1} % resident, {}",
+                t.mixed_resident_saved_pct,
+                points_lost(t.mixed_points_lost)
             )),
         yes(t.mixed_gate.is_some() && t.mixed_resident_saved_pct >= 50.0),
         if t.gates_below_uniform.is_empty() {
@@ -699,4 +700,25 @@ fn markdown(r: &BenchReport, a: &BenchArgs) -> String {
 
 fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "**no**" }
+}
+
+/// Top-1 points lost against INT8 (`lost` > 0) or gained (< 0), two decimals.
+fn points_lost(lost: f64) -> String {
+    if lost < 0.0 {
+        format!("{:.2} points gained", -lost)
+    } else {
+        format!("{lost:.2} points lost")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::points_lost;
+
+    #[test]
+    fn a_gain_in_top1_is_printed_as_points_gained() {
+        assert_eq!(points_lost(-0.05), "0.05 points gained");
+        assert_eq!(points_lost(0.3), "0.30 points lost");
+        assert_eq!(points_lost(0.0), "0.00 points lost");
+    }
 }

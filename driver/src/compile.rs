@@ -45,8 +45,10 @@
 //! buffers, which the layout places one right after the other ([`AddLayer`],
 //! [`DeviceLayer::after`]); a GlobalAvgPool that alone reads it then runs on its result path where
 //! the device has CAPS0.GLOBAL_POOL. With [`CompileOptions::avg_pool_on_device`], an AvgPool
-//! whose window is its stride (at most 2) runs there too, as constant-weight k×k stride-k parts
-//! ([`PoolParts`]; Adds and pools that end one list run in graph order, [`DeviceLayer::after`]).
+//! whose window is its stride (at most 2) runs there too, as constant-weight k×k stride-k parts,
+//! and with [`CompileOptions::max_pool_on_device`] a MaxPool the result path can pool, as 1×1
+//! copies pooled there ([`PoolParts`]; Adds and pools that end one list run in graph order,
+//! [`DeviceLayer::after`]).
 //! Other pools, the other global pools, the other Adds and a standalone ReLU are host steps:
 //! read the codes back, run the golden kernel, write the result where the next layer reads it. A
 //! grouped convolution is lowered to dense parts
@@ -459,9 +461,14 @@ pub struct CompileOptions {
     pub add_on_device: bool,
     /// Run an average pool whose window is its stride (2, or 1) on the device where
     /// [`PoolParts`] allows, at the end of the list of the weight layer before it, as
-    /// constant-weight parts (docs/hardware.md "Average pooling by constant-weight layers"); off,
+    /// constant-weight parts (docs/hardware.md "Pooling by constant-weight layers"); off,
     /// it is a host step.
     pub avg_pool_on_device: bool,
+    /// Run a standalone max pool whose window is its stride (2, 4 or 8) on the device where the
+    /// layer before it can take it: 1×1 copies of its channels with the window on their result
+    /// path (docs/hardware.md "Pooling by constant-weight layers"); off, it is a host step. (A
+    /// max pool that alone reads a plain conv is always fused into it.)
+    pub max_pool_on_device: bool,
 }
 
 /// [`compile_with`] with the default [`CompileOptions`].
@@ -624,7 +631,7 @@ pub fn compile_with(
             Op::Flatten => {}
             Op::MaxPool { .. } | Op::GlobalAvgPool if fused[i] => {}
             Op::GlobalAvgPool if gaps[i].is_some() => {}
-            Op::Add { .. } | Op::AvgPool { .. } if after[i].is_some() => {}
+            Op::Add { .. } | Op::AvgPool { .. } | Op::MaxPool { .. } if after[i].is_some() => {}
             op => {
                 open = false;
                 let host_op = match *op {
@@ -1606,13 +1613,8 @@ impl AfterCtx<'_> {
                 (Some(after), Op::Add { .. }) if opts.add_on_device => {
                     self.add(&paired, i, after).map(AfterOp::Add)
                 }
-                (Some(after), Op::AvgPool { .. }) if opts.avg_pool_on_device => {
-                    let src = owner(graph, self.fused, node.inputs[0]);
-                    let transposed = src.is_some_and(|j| self.transposed[j]);
-                    PoolParts::of(self.model, self.shapes, i, after, self.caps, self.shape)
-                        .filter(|_| !transposed)
-                        .map(AfterOp::Pool)
-                }
+                (Some(after), Op::AvgPool { .. }) if opts.avg_pool_on_device => self.pool(i, after),
+                (Some(after), Op::MaxPool { .. }) if opts.max_pool_on_device => self.pool(i, after),
                 _ => None,
             };
             match op {
@@ -1627,6 +1629,20 @@ impl AfterCtx<'_> {
             ops[i] = op;
         }
         ops
+    }
+
+    /// Pool node `i` as parts ending `after`'s list ([`PoolParts::of`]), where its input is
+    /// CHW (not transposed).
+    fn pool(&self, i: usize, after: usize) -> Option<AfterOp> {
+        let src = owner(
+            &self.model.graph,
+            self.fused,
+            self.model.graph.nodes[i].inputs[0],
+        );
+        if src.is_some_and(|j| self.transposed[j]) {
+            return None;
+        }
+        PoolParts::of(self.model, self.shapes, i, after, self.caps, self.shape).map(AfterOp::Pool)
     }
 
     /// Add node `i` as a layer ending `after`'s list, where: its multipliers are equal (its
@@ -1676,20 +1692,29 @@ impl AfterCtx<'_> {
     }
 }
 
-/// A standalone average pool (window k×k with stride k, k ≤ the largest stride, 2) the device
-/// runs at the end of the list of the weight layer before it (docs/hardware.md, "Average pooling
-/// by constant-weight layers"): parts of up to R channels, each a k×k stride-k Conv2d over its
-/// slice of channels (CHW keeps each channel's map in one run of bytes) with a row per channel
-/// that weighs its own channel's k·k codes by [`MeanAsLayer::WEIGHT`] (code 1 of a `bits`-bit plane
-/// group at shift [`GapParts::SHIFT`]) and the others' by 0; bias [`MeanAsLayer::BIAS`],
-/// requantization `1/(4·k·k)`: the average-pool rule exactly (docs/numerics.md, "Average pooling
-/// as a layer"). Rows and columns past the last whole window are dropped, as the rule drops them.
+/// A standalone pool the device runs at the end of the list of the weight layer before it
+/// (docs/hardware.md, "Pooling by constant-weight layers"): parts of up to R channels, each a
+/// Conv2d over its slice of channels (CHW keeps each channel's map in one run of bytes) with a
+/// row per channel that weighs its own channel's codes by [`MeanAsLayer::WEIGHT`] (code 1 of a
+/// `bits`-bit plane group at shift [`GapParts::SHIFT`]) and the others' by 0, bias
+/// [`MeanAsLayer::BIAS`]:
+/// - an average pool (window k×k with stride k, k ≤ the largest stride, 2): a k×k stride-k conv
+///   with requantization `1/(4·k·k)`, the average-pool rule exactly (docs/numerics.md, "Average
+///   pooling as a layer");
+/// - a max pool (window k×k with stride k, k in the result path's `POOL_WINDOWS`): a 1×1 conv with
+///   requantization `1/4`, the mean of one code, which is the code itself, and the window on the
+///   result path (descriptor field `max_pool`).
+///
+/// Rows and columns past the last whole window are dropped, as both rules drop them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolParts {
     pub channels: usize,
     pub per_part: usize,
     pub parts: usize,
+    /// The pool's window (its stride).
     pub kernel: usize,
+    /// A max pool: 1×1 copies pooled on the result path; otherwise k×k means.
+    pub max: bool,
     /// The input map's height and width.
     pub map: [usize; 2],
     /// Width of the plane group whose code 1 at shift [`GapParts::SHIFT`] is the weight.
@@ -1700,11 +1725,12 @@ pub struct PoolParts {
 }
 
 impl PoolParts {
-    /// The lowering of AvgPool node `node` ending `after`'s list: `None` when its window is not
-    /// its stride or exceeds the largest stride, its output codes are not its input's width and
-    /// sign (the mean of in-range codes is in range), no supported weight width of at least 2
-    /// bits leaves room for the shift, or the largest part does not fit the descriptor rules or
-    /// the device's buffers.
+    /// The lowering of AvgPool or MaxPool node `node` ending `after`'s list: `None` when its
+    /// window is not its stride, an average pool's window exceeds the largest stride, a max
+    /// pool's is not one the result path pools or its pooled width exceeds the pooling line, its
+    /// output codes are not its input's width and sign (the mean of in-range codes is in range),
+    /// no supported weight width of at least 2 bits leaves room for the shift, or the largest part
+    /// does not fit the descriptor rules or the device's buffers.
     pub fn of(
         model: &QModel,
         shapes: &[Shape3],
@@ -1714,8 +1740,16 @@ impl PoolParts {
         shape: &CoreShape,
     ) -> Option<PoolParts> {
         let graph = &model.graph;
-        let Op::AvgPool { kernel, stride } = graph.nodes[node].op else {
-            return None;
+        let (kernel, stride, max) = match graph.nodes[node].op {
+            Op::AvgPool { kernel, stride } => (kernel, stride, false),
+            Op::MaxPool { kernel, stride } => {
+                let window = u8::try_from(kernel).is_ok_and(|k| POOL_WINDOWS.contains(&k));
+                if !window || shapes[node][2] > POOL_LINE as usize {
+                    return None;
+                }
+                (kernel, stride, true)
+            }
+            _ => return None,
         };
         let (input, in_act) = match graph.nodes[node].inputs[0] {
             Src::Input => (graph.input_shape, model.input),
@@ -1736,10 +1770,11 @@ impl PoolParts {
             per_part,
             parts: channels.div_ceil(per_part),
             kernel,
+            max,
             map: [h, w],
             bits,
             after,
-            layer: MeanAsLayer::of(kernel * kernel)?,
+            layer: MeanAsLayer::of(if max { 1 } else { kernel * kernel })?,
         };
         let in_bits = BitWidth::try_from(in_act.bits).ok()?;
         let d = p.descriptor(per_part, in_bits, in_act.signed, [DeviceAddr(0); 5])?;
@@ -1756,17 +1791,24 @@ impl PoolParts {
         addrs: [DeviceAddr; 5],
     ) -> Option<LayerDescriptor> {
         let ([h, w], k) = (self.map, self.kernel);
-        let dims = [[n, h, w], [n, h / k, w / k]];
+        let (conv, out) = match self.max {
+            true => (1, [n, h, w]),
+            false => (k, [n, h / k, w / k]),
+        };
         let weight = (self.bits, GapParts::SHIFT);
-        constant_conv(
-            dims,
+        let mut d = constant_conv(
+            [[n, h, w], out],
             mean_flags(signed),
             [in_bits, in_bits],
             weight,
-            (k, k),
+            (conv, conv),
             None,
             addrs,
-        )
+        )?;
+        if self.max {
+            d.max_pool = u8::try_from(k).ok()?;
+        }
+        Some(d)
     }
 
     /// Writes the tables and planes of pool node `node` into the static image and builds its
@@ -1784,8 +1826,9 @@ impl PoolParts {
             channels: self.channels,
             per_part: self.per_part,
             parts: self.parts,
-            // K is ordered (c, ky, kx): a row's window is its own channel's k·k codes.
-            window: k * k,
+            // K is ordered (c, ky, kx): a row's window is its own channel's k·k codes (one code
+            // where the pool is a max on the result path).
+            window: if self.max { 1 } else { k * k },
             areas: [h * w, (h / k) * (w / k)],
             layer: self.layer,
             bits: self.bits,

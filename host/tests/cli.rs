@@ -199,7 +199,12 @@ fn bad_flags_are_rejected_with_the_flag_named() {
         dir.path(),
     ));
     assert!(err.contains("--part-bits") && err.contains("'9'"), "{err}");
-    for flag in ["--gap-on-device", "--add-on-device", "--avg-pool-on-device"] {
+    for flag in [
+        "--gap-on-device",
+        "--add-on-device",
+        "--avg-pool-on-device",
+        "--max-pool-on-device",
+    ] {
         let err = fails(&caq(
             &["run", "--model", "nope.caqf", "--backend", "cpu", flag],
             dir.path(),

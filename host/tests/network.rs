@@ -768,6 +768,100 @@ fn average_pools_run_on_the_device_at_the_end_of_the_layer_before_them() {
     assert_eq!(step_kinds(&p), ["dev2", "add", "pool", "relu", "dev1"]);
 }
 
+/// A max pool of window `k` after a residual add (signed codes), then a conv and a dense layer:
+/// no conv can take the pool on its result path.
+fn pooled_add(k: usize) -> caq_model::graph::Graph {
+    let (h, w) = (9 / k, 5 / k);
+    on_c0(vec![
+        ("c1", linear6([3, 3], 1), vec![0]),
+        ("add1", Op::Add { relu: false }, vec![1, 0]),
+        (
+            "mp",
+            Op::MaxPool {
+                kernel: k,
+                stride: k,
+            },
+            vec![2],
+        ),
+        ("c2", conv(6, 5, 3, 1), vec![3]),
+        ("flatten", Op::Flatten, vec![4]),
+        ("fc", dense(5 * h * w, 4, false), vec![5]),
+    ])
+}
+
+#[test]
+fn max_pools_run_on_the_device_at_the_end_of_the_layer_before_them() {
+    // With both options the add and then the pool end c1's list: the pool as parts of up to R
+    // channels, 1x1 copies with the window on their result path, reading the add's signed map
+    // and writing the pooled one. One list, every node equal to golden at every level and mixed
+    // settings, windows 2 and 4 (9x5 maps: the last rows and columns dropped).
+    let set = caq_model::data::synthetic([1, 9, 5], 10, 8, 19).unwrap();
+    let add = CompileOptions {
+        add_on_device: true,
+        ..Default::default()
+    };
+    let max = CompileOptions {
+        max_pool_on_device: true,
+        ..Default::default()
+    };
+    let both = CompileOptions {
+        max_pool_on_device: true,
+        ..add
+    };
+    for k in [2, 4] {
+        let q = quantize(pooled_add(k), &set, &[8, 4, 2], 37);
+        assert!(q.acts[3].signed, "the pool's codes are the add's, signed");
+        for name in ["sim-small", "pynq-z2", "zcu104"] {
+            let cfg = config(name);
+            for (opts, kinds) in [
+                (
+                    CompileOptions::default(),
+                    &["dev2", "add1", "mp", "dev2"][..],
+                ),
+                // A host step before the pool: it has no list to end.
+                (max, &["dev2", "add1", "mp", "dev2"]),
+                (add, &["dev2", "mp", "dev2"]),
+                (both, &["dev4"]),
+            ] {
+                let p = compile::compile_with(&q, &cfg, &[8; 4], DeviceAddr(BASE), opts).unwrap();
+                assert_eq!(step_kinds(&p), kinds, "{name}, k {k}, {opts:?}");
+            }
+            let p = compile::compile_with(&q, &cfg, &[8; 4], DeviceAddr(BASE), both).unwrap();
+            let [add1, mp] = p.layers[1].after.as_slice() else {
+                panic!("{name}: the add and the pool end c1's list");
+            };
+            assert_eq!((add1.node, mp.node), (2, 3));
+            let rows = (cfg.array.rows as usize).min(6);
+            assert_eq!(mp.descs.len(), 6usize.div_ceil(rows), "{name}");
+            let (mut inp, mut out) = (p.nodes[2].buf.addr.0, p.nodes[3].buf.addr.0);
+            for d in &mp.descs {
+                assert_eq!((d.input_addr.0, d.output_addr.0), (inp, out), "{name}");
+                assert_eq!((d.kernel_h, d.stride, d.max_pool), (1, 1, k as u8));
+                assert!(d.flags.in_signed && d.flags.out_signed && !d.flags.relu);
+                let written = d.written();
+                assert_eq!([written.h, written.w], [(9 / k) as u16, (5 / k) as u16]);
+                inp += u64::from(d.input.c) * 45;
+                out += u64::from(d.output.c) * ((9 / k) * (5 / k)) as u64;
+            }
+            check_equal_with(&q, &cfg, &set, 2, &settings(&[8, 4, 2], 4), both);
+        }
+    }
+    // A pool whose window is not its stride, or not one the result path pools, stays a host
+    // step.
+    for (kernel, stride) in [(3, 3), (2, 1)] {
+        let mut g = pooled_add(2);
+        g.nodes[3].op = Op::MaxPool { kernel, stride };
+        let oh = (9 - kernel) / stride + 1;
+        let ow = (5 - kernel) / stride + 1;
+        g.nodes[6].op = dense(5 * oh * ow, 4, false);
+        let q = quantize(g, &set, &[8, 4], 37);
+        let cfg = config("sim-small");
+        let p = compile::compile_with(&q, &cfg, &[8; 4], DeviceAddr(BASE), both).unwrap();
+        assert_eq!(step_kinds(&p), ["dev2", "mp", "dev2"], "{kernel}/{stride}");
+        check_equal_with(&q, &cfg, &set, 1, &settings(&[8, 4], 4), both);
+    }
+}
+
 #[test]
 fn a_settings_priced_cycles_are_what_the_device_counts_with_lowered_layers() {
     // The gate search prices a whole setting from the program's lists; a lowered layer (the
@@ -1129,6 +1223,29 @@ mod rtl {
         };
         let want = check_equal_on(&mut device(&cfg), &q, &cfg, &set, run);
         let got = check_equal_on(&mut rtl_device(&cfg, 11), &q, &cfg, &set, run);
+        assert_eq!(
+            got, want,
+            "(bytes read, bytes written, plane-steps) per run: RTL vs FuncDevice"
+        );
+    }
+
+    #[test]
+    fn max_pools_as_layers_on_the_rtl_equal_golden() {
+        let set = caq_model::data::synthetic([1, 9, 5], 10, 8, 19).unwrap();
+        let q = quantize(pooled_add(2), &set, &[8, 4, 2], 37);
+        let cfg = caq_sim::rtl::default_config().unwrap_or_else(|e| panic!("{e}"));
+        let settings = [vec![8; 4], vec![2, 4, 8, 2]];
+        let run = Run {
+            images: 1,
+            settings: &settings,
+            opts: CompileOptions {
+                add_on_device: true,
+                max_pool_on_device: true,
+                ..Default::default()
+            },
+        };
+        let want = check_equal_on(&mut device(&cfg), &q, &cfg, &set, run);
+        let got = check_equal_on(&mut rtl_device(&cfg, 13), &q, &cfg, &set, run);
         assert_eq!(
             got, want,
             "(bytes read, bytes written, plane-steps) per run: RTL vs FuncDevice"

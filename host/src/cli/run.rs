@@ -141,9 +141,14 @@ pub struct RunArgs {
     add_on_device: bool,
     /// Run the average pools whose window is their stride (2) on the array, each at the end of
     /// the list of the layer before it (--backend func, rtl and uio): no host step, at the array's
-    /// cost (docs/hardware.md "Average pooling by constant-weight layers").
+    /// cost (docs/hardware.md "Pooling by constant-weight layers").
     #[arg(long)]
     avg_pool_on_device: bool,
+    /// Run the standalone max pools whose window is their stride (2, 4 or 8) on the array, each
+    /// at the end of the list of the layer before it (--backend func, rtl and uio): no host step,
+    /// at the array's cost (docs/hardware.md "Pooling by constant-weight layers").
+    #[arg(long)]
+    max_pool_on_device: bool,
     /// Also write every held-out image's output codes and prediction, one JSON object a line
     /// per setting and image (written atomically; `-` for standard output); see docs/bundle.md.
     #[arg(long, value_name = "FILE")]
@@ -427,6 +432,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         (a.gap_on_device, "--gap-on-device"),
         (a.add_on_device, "--add-on-device"),
         (a.avg_pool_on_device, "--avg-pool-on-device"),
+        (a.max_pool_on_device, "--max-pool-on-device"),
     ] {
         let device = matches!(a.backend, Backend::Func | Backend::Rtl | Backend::Uio);
         if on && (!device || a.adaptive.is_some()) {
@@ -466,6 +472,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         gap_on_device: a.gap_on_device,
         add_on_device: a.add_on_device,
         avg_pool_on_device: a.avg_pool_on_device,
+        max_pool_on_device: a.max_pool_on_device,
     };
     match a.backend {
         Backend::Golden => {

@@ -141,6 +141,7 @@ pub fn run(o: &Options) -> Result<()> {
                 gap_on_device: true,
                 add_on_device: true,
                 avg_pool_on_device: true,
+                max_pool_on_device: true,
             };
             let default = compiled(compile::CompileOptions::default())?;
             let mut programs = vec![("", default)];
@@ -280,7 +281,7 @@ fn markdown(r: &Report, configs: &[PathBuf]) -> String {
          the host: the residual add, and a global average pool on a device without \
          CAPS0.GLOBAL_POOL (pynq-z2; docs/hardware.md, \"Global average pooling on the result \
          path\") or after a host step. Rows marked `one list` compile the same network with \
-         `--add-on-device --gap-on-device --avg-pool-on-device` (docs/hardware.md, \"Residual adds as layers\" and \
+         `--add-on-device --gap-on-device --avg-pool-on-device --max-pool-on-device` (docs/hardware.md, \"Residual adds as layers\" and \
          \"Global average pooling by constant-weight layers\"): no host step, at the array's \
          cost.\n",
         seed = r.seed,

@@ -846,6 +846,36 @@ fn max_pools_run_on_the_device_at_the_end_of_the_layer_before_them() {
             check_equal_with(&q, &cfg, &set, 2, &settings(&[8, 4, 2], 4), both);
         }
     }
+    // After a grouped conv, whose output no result path pools: parts at the end of its list.
+    let grouped = Op::Conv2d {
+        in_channels: 6,
+        out_channels: 6,
+        kernel: [3, 3],
+        stride: 1,
+        padding: caq_model::graph::Padding::uniform(1),
+        groups: 2,
+        relu: true,
+    };
+    let g = on_c0(vec![
+        ("g1", grouped, vec![0]),
+        ("mp", maxpool(), vec![1]),
+        ("flatten", Op::Flatten, vec![2]),
+        ("fc", dense(6 * 4 * 2, 4, false), vec![3]),
+    ]);
+    let q = quantize(g, &set, &[8, 4, 2], 41);
+    for name in ["sim-small", "pynq-z2", "zcu104"] {
+        let cfg = config(name);
+        let p = compile::compile(&q, &cfg, &[8; 3], DeviceAddr(BASE)).unwrap();
+        assert_eq!(step_kinds(&p), ["dev2", "mp", "dev1"], "{name}");
+        let p = compile::compile_with(&q, &cfg, &[8; 3], DeviceAddr(BASE), max).unwrap();
+        assert_eq!(step_kinds(&p), ["dev3"], "{name}");
+        assert_eq!(
+            p.layers[1].after.len(),
+            1,
+            "{name}: the pool ends g1's list"
+        );
+        check_equal_with(&q, &cfg, &set, 2, &settings(&[8, 4, 2], 3), max);
+    }
     // A pool whose window is not its stride, or not one the result path pools, stays a host
     // step.
     for (kernel, stride) in [(3, 3), (2, 1)] {

@@ -368,10 +368,7 @@ fn fused_pools(model: &QModel, shapes: &[Shape3], caps: &Caps) -> Vec<Option<usi
         };
         let plain_conv = matches!(graph.nodes[c].op, Op::Conv2d { groups: 1, .. });
         let device = match node.op {
-            Op::MaxPool { kernel, stride } => {
-                let window = u8::try_from(kernel).is_ok_and(|k| POOL_WINDOWS.contains(&k));
-                kernel == stride && window && shapes[p][2] <= POOL_LINE as usize
-            }
+            Op::MaxPool { kernel, stride } => result_path_max_pool(kernel, stride, shapes[p]),
             Op::GlobalAvgPool => global_pool_fuses(model, shapes, caps, p, c),
             _ => false,
         };
@@ -380,6 +377,13 @@ fn fused_pools(model: &QModel, shapes: &[Shape3], caps: &Caps) -> Vec<Option<usi
         }
     }
     pools
+}
+
+/// Whether a result path pools a max pool of `kernel` and `stride` with output `pooled`: window
+/// = stride, one of `POOL_WINDOWS`, the pooled width within the pooling line.
+fn result_path_max_pool(kernel: usize, stride: usize, pooled: Shape3) -> bool {
+    let window = u8::try_from(kernel).is_ok_and(|k| POOL_WINDOWS.contains(&k));
+    kernel == stride && window && pooled[2] <= POOL_LINE as usize
 }
 
 /// The only node that reads node `c`'s output, if it has exactly one reader.
@@ -1742,11 +1746,9 @@ impl PoolParts {
         let graph = &model.graph;
         let (kernel, stride, max) = match graph.nodes[node].op {
             Op::AvgPool { kernel, stride } => (kernel, stride, false),
-            Op::MaxPool { kernel, stride } => {
-                let window = u8::try_from(kernel).is_ok_and(|k| POOL_WINDOWS.contains(&k));
-                if !window || shapes[node][2] > POOL_LINE as usize {
-                    return None;
-                }
+            Op::MaxPool { kernel, stride }
+                if result_path_max_pool(kernel, stride, shapes[node]) =>
+            {
                 (kernel, stride, true)
             }
             _ => return None,

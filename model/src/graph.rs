@@ -834,8 +834,8 @@ mod tests {
 
     #[test]
     fn an_avg_pool_over_its_whole_map_becomes_a_global_pool_that_computes_the_same_codes() {
-        // conv1's 4x24x24 pooled by 2 to 12x12, then AvgPool 12 stride 12 (whole map) and
-        // AvgPool 12 stride 1 over a node that is not 12x12: only the whole-map pools change.
+        // conv1's 4x24x24 average-pooled by 2 to 12x12 (not its whole map: it stays), then
+        // AvgPool 12 stride 12 over that 12x12 map (the whole map: it becomes global).
         let mut g = lenet_graph();
         g.nodes[1].op = Op::AvgPool {
             kernel: 2,
